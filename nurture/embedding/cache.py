@@ -1,0 +1,59 @@
+"""Embedding cache: a text is embedded once per model, ever (keyed by a hash of the text)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Sequence
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.embedding.embedders import Embedder
+from nurture.storage.models import EmbeddingCacheEntry
+
+__all__ = ["embed_texts_cached", "text_hash"]
+
+_LOOKUP_BATCH = 500
+
+
+def text_hash(text: str) -> str:
+    """The cache key of ``text``: SHA-256 of its UTF-8 bytes, hex."""
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
+    """Embed ``texts``, embedding only those not yet cached for this model, each unique text once.
+
+    New vectors are added to the session (the caller commits).
+
+    Returns:
+        An ``(len(texts), embedder.dim)`` float32 array, rows in the order of ``texts``.
+    """
+    hashes = [text_hash(text) for text in texts]
+    unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
+    found: dict[str, np.ndarray] = {}
+    keys = list(unique)
+    for start in range(0, len(keys), _LOOKUP_BATCH):
+        batch = keys[start : start + _LOOKUP_BATCH]
+        rows = session.execute(
+            select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
+                EmbeddingCacheEntry.model == embedder.name,
+                EmbeddingCacheEntry.text_hash.in_(batch),
+            )
+        )
+        found.update({row.text_hash: row.vector for row in rows})
+    missing = [key for key in keys if key not in found]
+    if missing:
+        vectors = embedder.embed([unique[key] for key in missing])
+        for key, vector in zip(missing, vectors, strict=True):
+            found[key] = vector
+            session.add(
+                EmbeddingCacheEntry(
+                    model=embedder.name, text_hash=key, dim=embedder.dim, vector=vector
+                )
+            )
+        session.flush()
+    if not texts:
+        return np.zeros((0, embedder.dim), dtype=np.float32)
+    return np.stack([found[key] for key in hashes]).astype(np.float32, copy=False)

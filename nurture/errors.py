@@ -1,0 +1,128 @@
+"""Every error nurture raises on purpose.
+
+The tree::
+
+    NurtureError
+    ├── ConfigurationError (ValueError)        a setting is missing or wrong
+    ├── WorkspaceFileError (ValueError)        a file a marketer writes is invalid
+    │   ├── ContentValidationError             a content item (Markdown + front matter)
+    │   ├── QuestionnaireValidationError       the questionnaire definition
+    │   └── JourneyValidationError             a journey YAML file
+    ├── TemplateError (ValueError)             an email template fails to load or render
+    ├── ImportRecordError (ValueError)         a row of an import file is refused
+    ├── EmbeddingError (RuntimeError)          the embedding model cannot load or run
+    └── DeliveryError (RuntimeError)           a mail backend refused or failed
+        └── PermanentDeliveryError             ... and retrying will not help
+
+Messages name the thing (file, line, record), what was expected and what was found.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "ConfigurationError",
+    "ContentValidationError",
+    "DeliveryError",
+    "EmbeddingError",
+    "ImportRecordError",
+    "JourneyValidationError",
+    "NurtureError",
+    "PermanentDeliveryError",
+    "Problem",
+    "QuestionnaireValidationError",
+    "TemplateError",
+    "WorkspaceFileError",
+]
+
+
+class NurtureError(Exception):
+    """Root of every error nurture raises on purpose."""
+
+
+class ConfigurationError(NurtureError, ValueError):
+    """A setting is missing or has an invalid value."""
+
+
+@dataclass(frozen=True)
+class Problem:
+    """One problem found in a file: where it is and what is wrong.
+
+    Attributes:
+        path: The file the problem is in.
+        line: 1-based line number, when known.
+        column: 1-based column number, when known.
+        field: Dotted path of the field at fault (``steps.2.template``), when known.
+        message: What was expected and what was found.
+    """
+
+    path: Path | str
+    message: str
+    line: int | None = None
+    column: int | None = None
+    field: str | None = None
+
+    def __str__(self) -> str:
+        where = str(self.path)
+        if self.line is not None:
+            where += f":{self.line}"
+            if self.column is not None:
+                where += f":{self.column}"
+        field = f" [{self.field}]" if self.field else ""
+        return f"{where}{field}: {self.message}"
+
+
+class WorkspaceFileError(NurtureError, ValueError):
+    """One or more files a marketer wrote are invalid; ``problems`` lists each one."""
+
+    def __init__(self, problems: list[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class ContentValidationError(WorkspaceFileError):
+    """A content item (Markdown with front matter) is invalid."""
+
+
+class QuestionnaireValidationError(WorkspaceFileError):
+    """The questionnaire definition is invalid."""
+
+
+class JourneyValidationError(WorkspaceFileError):
+    """A journey definition is invalid."""
+
+
+class TemplateError(NurtureError, ValueError):
+    """An email template cannot be loaded or rendered; the message names template and line."""
+
+
+class ImportRecordError(NurtureError, ValueError):
+    """A record of an import file is refused.
+
+    Attributes:
+        line: 1-based line number of the record in its file.
+        field: The field at fault, when known.
+        reason: Why the record was refused.
+    """
+
+    def __init__(self, reason: str, *, line: int | None = None, field: str | None = None) -> None:
+        self.line = line
+        self.field = field
+        self.reason = reason
+        where = f"line {line}" if line is not None else "record"
+        what = f" field {field!r}" if field else ""
+        super().__init__(f"{where}{what}: {reason}")
+
+
+class EmbeddingError(NurtureError, RuntimeError):
+    """The embedding model cannot be loaded or fails to encode."""
+
+
+class DeliveryError(NurtureError, RuntimeError):
+    """A mail backend failed to deliver a message; a retry may succeed."""
+
+
+class PermanentDeliveryError(DeliveryError):
+    """A mail backend refused a message for good (for example an invalid address)."""

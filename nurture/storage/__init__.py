@@ -1,0 +1,18 @@
+"""Storage: the typed ORM models, engines, sessions and migrations."""
+
+from nurture.storage.database import (
+    create_database_engine,
+    migrate_database,
+    open_session,
+    session_scope,
+)
+from nurture.storage.models import *  # noqa: F403
+from nurture.storage.models import __all__ as _models_all
+
+__all__ = [
+    "create_database_engine",
+    "migrate_database",
+    "open_session",
+    "session_scope",
+    *_models_all,
+]

@@ -1,0 +1,73 @@
+"""Engines, sessions and schema migrations."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from alembic import command
+from alembic.config import Config
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.engine import make_url
+from sqlalchemy.orm import Session, sessionmaker
+
+__all__ = ["create_database_engine", "migrate_database", "open_session", "session_scope"]
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
+
+
+def _configure_sqlite(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+def create_database_engine(url: str, **kwargs: Any) -> Engine:
+    """Create an engine for ``url``; SQLite gets foreign keys, WAL and a busy timeout.
+
+    Args:
+        url: A SQLAlchemy database URL. A ``postgresql://`` URL uses the psycopg 3 driver.
+        **kwargs: Passed on to ``sqlalchemy.create_engine``.
+
+    Returns:
+        The engine. For a SQLite file, its folder is created if missing.
+    """
+    parsed = make_url(url)
+    if parsed.drivername == "postgresql":
+        parsed = parsed.set(drivername="postgresql+psycopg")
+    if parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:"):
+        Path(parsed.database).parent.mkdir(parents=True, exist_ok=True)
+    engine = create_engine(parsed, **kwargs)
+    if engine.dialect.name == "sqlite":
+        event.listen(engine, "connect", _configure_sqlite)
+    return engine
+
+
+def migrate_database(engine: Engine, revision: str = "head") -> None:
+    """Bring the schema of ``engine``'s database up to ``revision`` with the Alembic migrations."""
+    config = Config()
+    config.set_main_option("script_location", str(MIGRATIONS_DIR))
+    with engine.begin() as connection:
+        config.attributes["connection"] = connection
+        command.upgrade(config, revision)
+
+
+def open_session(engine: Engine) -> Session:
+    """A new session on ``engine``; objects stay usable after commit."""
+    return sessionmaker(engine, expire_on_commit=False)()
+
+
+@contextmanager
+def session_scope(engine: Engine) -> Iterator[Session]:
+    """A session that commits on success and rolls back on error."""
+    with open_session(engine) as session:
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise

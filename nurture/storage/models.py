@@ -1,0 +1,429 @@
+"""The database schema, as SQLAlchemy 2 typed ORM models.
+
+Definitions are kept apart from progress: a ``Journey`` row is one version of a journey
+definition, an ``Enrollment`` is one member's progress through it, a ``Message`` is one send
+step of one enrollment (unique: the unit of exactly-once delivery).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import enum
+from typing import Annotated, Any
+
+import numpy as np
+from sqlalchemy import (
+    JSON,
+    DateTime,
+    Enum,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+    func,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+
+__all__ = [
+    "ActivityEvent",
+    "Answer",
+    "Base",
+    "ContentItem",
+    "EmbeddingCacheEntry",
+    "Enrollment",
+    "EnrollmentState",
+    "Journey",
+    "MatchRun",
+    "Member",
+    "MemberProfile",
+    "Message",
+    "MessageStatus",
+    "ProviderEvent",
+    "Recommendation",
+    "Segment",
+    "SegmentMembership",
+    "SegmentationRun",
+    "Suppression",
+    "utcnow",
+]
+
+
+def utcnow() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+class UTCDateTime(TypeDecorator[dt.datetime]):
+    """A timezone-aware datetime stored in UTC; SQLite gives naive values back, made aware here."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: nurture stores timezone-aware times")
+        return value.astimezone(dt.UTC)
+
+    def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            return value.replace(tzinfo=dt.UTC)
+        return value.astimezone(dt.UTC)
+
+
+class Vector(TypeDecorator[np.ndarray]):
+    """A 1-D float32 numpy vector stored as raw bytes (portable across SQLite and PostgreSQL)."""
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def process_bind_param(self, value: np.ndarray | None, dialect: Any) -> bytes | None:
+        if value is None:
+            return None
+        return np.ascontiguousarray(value, dtype=np.float32).tobytes()
+
+    def process_result_value(self, value: bytes | None, dialect: Any) -> np.ndarray | None:
+        if value is None:
+            return None
+        return np.frombuffer(value, dtype=np.float32).copy()
+
+
+def _status_enum(enum_class: type[enum.StrEnum]) -> Enum:
+    """A status column stored as its string value (a VARCHAR, no native database enum)."""
+    return Enum(
+        enum_class,
+        native_enum=False,
+        length=20,
+        values_callable=lambda members: [member.value for member in members],
+    )
+
+
+intpk = Annotated[int, mapped_column(Integer, primary_key=True, autoincrement=True)]
+created_at = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow, nullable=False)]
+member_fk = Annotated[
+    int, mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True, nullable=False)
+]
+
+
+class Base(DeclarativeBase):
+    """Declarative base of every nurture table."""
+
+    type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+class Member(Base):
+    """A community member."""
+
+    __tablename__ = "members"
+
+    id: Mapped[intpk]
+    external_id: Mapped[str | None] = mapped_column(String(200), unique=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    first_name: Mapped[str] = mapped_column(String(200), default="")
+    last_name: Mapped[str] = mapped_column(String(200), default="")
+    language: Mapped[str] = mapped_column(String(8), default="en")
+    time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
+    birthday: Mapped[dt.date | None]
+    joined_at: Mapped[dt.datetime]
+    consent_status: Mapped[str] = mapped_column(String(20), default="granted")
+    consent_source: Mapped[str | None] = mapped_column(String(200))
+    attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[created_at]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    answers: Mapped[list[Answer]] = relationship(
+        back_populates="member", cascade="all, delete-orphan", passive_deletes=True
+    )
+
+
+class Answer(Base):
+    """A member's answer to one questionnaire question (a string, a list of strings or a number)."""
+
+    __tablename__ = "answers"
+    __table_args__ = (UniqueConstraint("member_id", "question_key"),)
+
+    id: Mapped[intpk]
+    member_id: Mapped[member_fk]
+    question_key: Mapped[str] = mapped_column(String(100))
+    value: Mapped[Any] = mapped_column(JSON)
+    answered_at: Mapped[created_at]
+
+    member: Mapped[Member] = relationship(back_populates="answers")
+
+
+class ActivityEvent(Base):
+    """Something a member did: a post, a comment, an event attended, an email opened or clicked.
+
+    ``content_key`` names the content item involved, when there is one. ``idempotency_key`` makes
+    a re-import of the same event a no-op.
+    """
+
+    __tablename__ = "activity_events"
+    __table_args__ = (Index("ix_activity_member_time", "member_id", "occurred_at"),)
+
+    id: Mapped[intpk]
+    member_id: Mapped[member_fk]
+    type: Mapped[str] = mapped_column(String(50), index=True)
+    occurred_at: Mapped[dt.datetime]
+    content_key: Mapped[str | None] = mapped_column(String(200), index=True)
+    properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    idempotency_key: Mapped[str] = mapped_column(String(128), unique=True)
+
+
+class ContentItem(Base):
+    """A content item of the library (article, event, webinar...), loaded from a Markdown file."""
+
+    __tablename__ = "content_items"
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(200), unique=True)
+    title: Mapped[str] = mapped_column(String(500))
+    url: Mapped[str] = mapped_column(String(2000))
+    kind: Mapped[str] = mapped_column(String(50))
+    language: Mapped[str] = mapped_column(String(8))
+    tags: Mapped[list[Any]] = mapped_column(default=list)
+    summary: Mapped[str] = mapped_column(Text, default="")
+    body: Mapped[str] = mapped_column(Text, default="")
+    published_at: Mapped[dt.datetime | None]
+    event_start: Mapped[dt.datetime | None]
+    expires_at: Mapped[dt.datetime | None]
+    text_hash: Mapped[str] = mapped_column(String(64))
+    source_path: Mapped[str] = mapped_column(String(1000))
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+
+class EmbeddingCacheEntry(Base):
+    """One embedded text: the vector a model gave for a text, keyed by model and text hash."""
+
+    __tablename__ = "embedding_cache"
+
+    model: Mapped[str] = mapped_column(String(300), primary_key=True)
+    text_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    dim: Mapped[int]
+    vector: Mapped[np.ndarray] = mapped_column(Vector())
+    created_at: Mapped[created_at]
+
+
+class MemberProfile(Base):
+    """A member's computed profile: features for segmentation, interests for matching."""
+
+    __tablename__ = "member_profiles"
+
+    member_id: Mapped[int] = mapped_column(
+        ForeignKey("members.id", ondelete="CASCADE"), primary_key=True
+    )
+    features: Mapped[np.ndarray] = mapped_column(Vector())
+    interest: Mapped[np.ndarray | None] = mapped_column(Vector())
+    lifecycle_stage: Mapped[str] = mapped_column(String(20))
+    feature_names_hash: Mapped[str] = mapped_column(String(64))
+    computed_at: Mapped[created_at]
+
+
+class SegmentationRun(Base):
+    """One run of the clustering: what was fitted and how well."""
+
+    __tablename__ = "segmentation_runs"
+
+    id: Mapped[intpk]
+    algorithm: Mapped[str] = mapped_column(String(50))
+    n_segments: Mapped[int]
+    quality: Mapped[float | None] = mapped_column(Float)
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[created_at]
+
+
+class Segment(Base):
+    """A segment with a stable identity across runs, a readable label and its centroid."""
+
+    __tablename__ = "segments"
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(100), unique=True)
+    label: Mapped[str] = mapped_column(String(300))
+    description: Mapped[str] = mapped_column(Text, default="")
+    kind: Mapped[str] = mapped_column(String(20), default="cluster")
+    centroid: Mapped[np.ndarray | None] = mapped_column(Vector())
+    interest: Mapped[np.ndarray | None] = mapped_column(Vector())
+    size: Mapped[int] = mapped_column(default=0)
+    card: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    active: Mapped[bool] = mapped_column(default=True)
+    first_run_id: Mapped[int | None] = mapped_column(ForeignKey("segmentation_runs.id"))
+    last_run_id: Mapped[int | None] = mapped_column(ForeignKey("segmentation_runs.id"))
+    created_at: Mapped[created_at]
+
+
+class SegmentMembership(Base):
+    """A member's place in a segment for one segmentation run (history is kept)."""
+
+    __tablename__ = "segment_memberships"
+    __table_args__ = (UniqueConstraint("run_id", "member_id", "segment_id"),)
+
+    id: Mapped[intpk]
+    run_id: Mapped[int] = mapped_column(
+        ForeignKey("segmentation_runs.id", ondelete="CASCADE"), index=True
+    )
+    member_id: Mapped[member_fk]
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    distance: Mapped[float | None] = mapped_column(Float)
+    created_at: Mapped[created_at]
+
+
+class MatchRun(Base):
+    """One run of the content matcher."""
+
+    __tablename__ = "match_runs"
+
+    id: Mapped[intpk]
+    model: Mapped[str] = mapped_column(String(300))
+    params: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    created_at: Mapped[created_at]
+
+
+class Recommendation(Base):
+    """A content item recommended to a member, with its rank, score and a readable reason."""
+
+    __tablename__ = "recommendations"
+    __table_args__ = (
+        UniqueConstraint("member_id", "content_item_id"),
+        Index("ix_recommendations_member_rank", "member_id", "rank"),
+    )
+
+    id: Mapped[intpk]
+    member_id: Mapped[member_fk]
+    content_item_id: Mapped[int] = mapped_column(
+        ForeignKey("content_items.id", ondelete="CASCADE")
+    )
+    run_id: Mapped[int | None] = mapped_column(ForeignKey("match_runs.id", ondelete="SET NULL"))
+    rank: Mapped[int]
+    score: Mapped[float] = mapped_column(Float)
+    reason: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[created_at]
+
+
+class Journey(Base):
+    """One version of a journey definition (a changed definition gets a new version)."""
+
+    __tablename__ = "journeys"
+    __table_args__ = (
+        UniqueConstraint("key", "version"),
+        UniqueConstraint("key", "definition_hash"),
+    )
+
+    id: Mapped[intpk]
+    key: Mapped[str] = mapped_column(String(100), index=True)
+    version: Mapped[int]
+    definition_hash: Mapped[str] = mapped_column(String(64))
+    definition: Mapped[dict[str, Any]]
+    source_path: Mapped[str] = mapped_column(String(1000))
+    created_at: Mapped[created_at]
+
+
+class EnrollmentState(enum.StrEnum):
+    """Where an enrollment stands."""
+
+    ACTIVE = "active"
+    COMPLETED = "completed"
+    EXITED = "exited"
+
+
+class Enrollment(Base):
+    """A member's progress through one version of a journey."""
+
+    __tablename__ = "enrollments"
+    __table_args__ = (
+        UniqueConstraint("journey_key", "member_id", "occurrence"),
+        Index("ix_enrollments_due", "state", "next_action_at"),
+    )
+
+    id: Mapped[intpk]
+    journey_id: Mapped[int] = mapped_column(ForeignKey("journeys.id"), index=True)
+    journey_key: Mapped[str] = mapped_column(String(100))
+    member_id: Mapped[member_fk]
+    occurrence: Mapped[int] = mapped_column(default=1)
+    state: Mapped[EnrollmentState] = mapped_column(
+        _status_enum(EnrollmentState),
+        default=EnrollmentState.ACTIVE,
+    )
+    current_step: Mapped[str | None] = mapped_column(String(100))
+    next_action_at: Mapped[dt.datetime | None]
+    enrolled_at: Mapped[created_at]
+    finished_at: Mapped[dt.datetime | None]
+
+
+class MessageStatus(enum.StrEnum):
+    """The states a message moves through on its way to the member."""
+
+    QUEUED = "queued"
+    SENDING = "sending"
+    SENT = "sent"
+    FAILED = "failed"
+    SUPPRESSED = "suppressed"
+    UNKNOWN = "unknown"
+
+
+class Message(Base):
+    """One send step of one enrollment: rendered and delivered exactly once."""
+
+    __tablename__ = "messages"
+    __table_args__ = (
+        UniqueConstraint("enrollment_id", "step_id"),
+        Index("ix_messages_status_due", "status", "scheduled_at"),
+    )
+
+    id: Mapped[intpk]
+    enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
+    step_id: Mapped[str] = mapped_column(String(100))
+    member_id: Mapped[member_fk]
+    journey_key: Mapped[str] = mapped_column(String(100), index=True)
+    template: Mapped[str] = mapped_column(String(300))
+    subject: Mapped[str] = mapped_column(String(500))
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    status: Mapped[MessageStatus] = mapped_column(
+        _status_enum(MessageStatus),
+        default=MessageStatus.QUEUED,
+    )
+    scheduled_at: Mapped[dt.datetime]
+    created_at: Mapped[created_at]
+    sent_at: Mapped[dt.datetime | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    backend: Mapped[str | None] = mapped_column(String(50))
+    provider_message_id: Mapped[str | None] = mapped_column(String(300))
+    error: Mapped[str | None] = mapped_column(Text)
+
+
+class ProviderEvent(Base):
+    """An event reported by a mail provider (delivered, open, click, bounce...), deduplicated."""
+
+    __tablename__ = "provider_events"
+
+    id: Mapped[intpk]
+    provider: Mapped[str] = mapped_column(String(50))
+    event_id: Mapped[str] = mapped_column(String(300), unique=True)
+    message_id: Mapped[int | None] = mapped_column(
+        ForeignKey("messages.id", ondelete="SET NULL"), index=True
+    )
+    type: Mapped[str] = mapped_column(String(50))
+    occurred_at: Mapped[dt.datetime]
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    received_at: Mapped[created_at]
+
+
+class Suppression(Base):
+    """An address that must never be mailed again, kept as a salted hash of the address."""
+
+    __tablename__ = "suppressions"
+
+    id: Mapped[intpk]
+    email_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    reason: Mapped[str] = mapped_column(String(50))
+    source: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[created_at]
+

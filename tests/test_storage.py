@@ -1,0 +1,71 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.exc import IntegrityError
+
+from nurture.embedding import HashingEmbedder, embed_texts_cached
+from nurture.storage.models import (
+    EmbeddingCacheEntry,
+    Enrollment,
+    Journey,
+    Member,
+    Message,
+    MessageStatus,
+)
+
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _member(email: str = "ada@example.org") -> Member:
+    return Member(email=email, first_name="Ada", joined_at=NOW, time_zone="Europe/Paris")
+
+
+def test_datetimes_come_back_timezone_aware(session):
+    session.add(_member())
+    session.commit()
+    session.expire_all()
+    member = session.scalars(select(Member)).one()
+    assert member.joined_at == NOW
+    assert member.joined_at.tzinfo is not None
+
+
+def test_naive_datetime_is_refused(session):
+    session.add(Member(email="naive@example.org", joined_at=dt.datetime(2026, 1, 1)))
+    with pytest.raises(Exception, match="naive datetime"):
+        session.commit()
+
+
+def test_one_message_per_enrollment_step(session):
+    member = _member()
+    journey = Journey(key="welcome", version=1, definition_hash="h", definition={}, source_path="x")
+    session.add_all([member, journey])
+    session.flush()
+    enrollment = Enrollment(journey_id=journey.id, journey_key="welcome", member_id=member.id)
+    session.add(enrollment)
+    session.flush()
+
+    def message() -> Message:
+        return Message(
+            enrollment_id=enrollment.id, step_id="hello", member_id=member.id,
+            journey_key="welcome", template="t", subject="s", scheduled_at=NOW,
+        )
+
+    session.add(message())
+    session.commit()
+    assert session.scalars(select(Message)).one().status is MessageStatus.QUEUED
+    session.add(message())
+    with pytest.raises(IntegrityError):
+        session.commit()
+
+
+def test_embedding_cache_embeds_each_text_once(session):
+    embedder = HashingEmbedder(16)
+    first = embed_texts_cached(session, embedder, ["grow a community", "grow a community", "x"])
+    session.commit()
+    assert first.shape == (3, 16)
+    assert session.query(EmbeddingCacheEntry).count() == 2
+    again = embed_texts_cached(session, embedder, ["x", "grow a community"])
+    assert session.query(EmbeddingCacheEntry).count() == 2
+    np.testing.assert_allclose(again[1], first[0], rtol=1e-6)
