@@ -26,7 +26,7 @@ class Settings(BaseSettings):
 
     workspace: Path = Field(
         default=Path("."),
-        description="Folder of marketer files: content/, journeys/, templates/, questionnaire.yaml.",
+        description="Marketer files: library/, journeys/, templates/, questionnaire.yaml.",
     )
     data_dir: Path = Field(
         default=Path("nurture-data"),

@@ -48,8 +48,13 @@ def test_one_message_per_enrollment_step(session):
 
     def message() -> Message:
         return Message(
-            enrollment_id=enrollment.id, step_id="hello", member_id=member.id,
-            journey_key="welcome", template="t", subject="s", scheduled_at=NOW,
+            enrollment_id=enrollment.id,
+            step_id="hello",
+            member_id=member.id,
+            journey_key="welcome",
+            template="t",
+            subject="s",
+            scheduled_at=NOW,
         )
 
     session.add(message())

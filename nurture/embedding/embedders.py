@@ -55,8 +55,9 @@ class SentenceTransformerEmbedder:
         device: Torch device; CPU by default.
     """
 
-    def __init__(self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64,
-                 device: str = "cpu") -> None:
+    def __init__(
+        self, model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64, device: str = "cpu"
+    ) -> None:
         self.name = model
         self.batch_size = batch_size
         self.device = device

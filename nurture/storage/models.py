@@ -25,7 +25,6 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
-    func,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -298,9 +297,7 @@ class Recommendation(Base):
 
     id: Mapped[intpk]
     member_id: Mapped[member_fk]
-    content_item_id: Mapped[int] = mapped_column(
-        ForeignKey("content_items.id", ondelete="CASCADE")
-    )
+    content_item_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("match_runs.id", ondelete="SET NULL"))
     rank: Mapped[int]
     score: Mapped[float] = mapped_column(Float)
@@ -426,4 +423,3 @@ class Suppression(Base):
     reason: Mapped[str] = mapped_column(String(50))
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[created_at]
-
