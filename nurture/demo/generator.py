@@ -1,0 +1,455 @@
+"""Generate a seeded synthetic community: members, answers, activity, and the hidden personas.
+
+Everything comes from one ``random.Random(seed)``, and files are written with fixed line endings
+and key order, so the same arguments always give byte-identical files.
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime as dt
+import json
+import random
+import re
+import unicodedata
+import zoneinfo
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TextIO
+
+from nurture.demo.names import COUNTRIES, FIRST_NAMES, LAST_NAMES, TIME_ZONES
+from nurture.demo.personas import OPTIONS, PERSONAS, Persona
+from nurture.ingest.answers import AnswerValidator
+
+__all__ = ["DemoFiles", "generate_demo_community"]
+
+NOISE = 0.12
+"""Share of answers that stray from the member's persona."""
+SKIP_QUESTIONNAIRE = 0.10
+SKIP_FREE_TEXT = 0.15
+FRENCH_SHARE = 0.45
+RECENT_JOINERS = 0.08
+ACTIVITY_DAYS = 180
+
+ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
+_NEEDS_CONTENT = frozenset({"content_view", "email_click"})
+_EVENT_WORDS = (
+    "event",
+    "meetup",
+    "webinar",
+    "conference",
+    "masterclass",
+    "workshop",
+    "live",
+    "hackathon",
+    "sprint",
+    "evenement",
+    "webinaire",
+    "rencontre",
+    "atelier",
+)
+# (share of members, smallest and largest number of events over a full 180 days)
+_ENGAGEMENT = ((0.15, 0, 0), (0.35, 2, 7), (0.35, 8, 22), (0.15, 25, 60))
+
+_OPENERS = {
+    "en": (
+        "I'd like to",
+        "I hope to",
+        "Mostly I want to",
+        "I'm here to",
+        "I expect to",
+        "My goal is to",
+        "Above all, I want to",
+    ),
+    "fr": (
+        "J'aimerais",
+        "J'espère",
+        "Je souhaite surtout",
+        "Je suis là pour",
+        "Je compte",
+        "Mon objectif :",
+        "Avant tout, je veux",
+    ),
+}
+_JOINERS = {
+    "en": (" and ", " and also ", ", and ideally ", ", then "),
+    "fr": (" et ", " et aussi ", ", et idéalement ", ", puis "),
+}
+_CLOSERS = {
+    "en": (
+        "",
+        "",
+        " Thanks!",
+        " Happy to help others too.",
+        " Glad to be here.",
+        " Any tips welcome.",
+    ),
+    "fr": (
+        "",
+        "",
+        " Merci !",
+        " Ravi d'aider les autres aussi.",
+        " Au plaisir d'échanger.",
+        " Tous les conseils sont bienvenus.",
+    ),
+}
+_CHANNELS = {
+    "b2b_founder": ("growth", "founders-lounge", "general"),
+    "employee_comms": ("announcements", "general", "watercooler"),
+    "event_organiser": ("events", "meetups", "general"),
+    "customer_educator": ("help", "tutorials", "general"),
+    "oss_maintainer": ("contributors", "code-review", "general"),
+}
+_MEMBER_COLUMNS = (
+    "external_id",
+    "email",
+    "first_name",
+    "last_name",
+    "language",
+    "time_zone",
+    "birthday",
+    "joined_at",
+    "consent_status",
+    "consent_source",
+    "country",
+)
+
+
+@dataclass(frozen=True)
+class DemoFiles:
+    """The files of a demo community.
+
+    Attributes:
+        members: ``members.csv``, for ``import_members``.
+        answers: ``answers.jsonl``, for ``import_answers``.
+        activity: ``activity.jsonl``, for ``import_activity``.
+        personas: ``personas.csv`` (external_id, email, persona): the hidden truth, for tests.
+    """
+
+    members: Path
+    answers: Path
+    activity: Path
+    personas: Path
+
+
+@dataclass(frozen=True)
+class _Member:
+    external_id: str
+    email: str
+    language: str
+    zone: zoneinfo.ZoneInfo
+    joined_at: dt.datetime
+    persona: Persona
+
+
+def generate_demo_community(
+    out_dir: Path | str,
+    n_members: int = 2000,
+    seed: int = 7,
+    *,
+    now: dt.datetime,
+    content_keys: Sequence[str] = (),
+    content_languages: Mapping[str, str] | None = None,
+    questionnaire: AnswerValidator | None = None,
+) -> DemoFiles:
+    """Write a synthetic community whose members follow five hidden personas.
+
+    Members are split evenly between the personas (``b2b_founder``, ``employee_comms``,
+    ``event_organiser``, ``customer_educator``, ``oss_maintainer``); their answers follow their
+    persona with some noise, about 10 % skip the questionnaire, and their activity over the last
+    180 days (some are dormant) leans to their persona's kinds of events and content.
+
+    Args:
+        out_dir: Folder to write into (created if missing); existing demo files are replaced.
+        n_members: How many members.
+        seed: Seed of every random choice: the same arguments give byte-identical files.
+        now: The current time (timezone-aware): members joined in the two years before it.
+        content_keys: Keys of the content library; content views, clicks and attended events
+            name them. With none, no event names a content item and there are no views or
+            clicks.
+        content_languages: Language of each content key; members then mostly see content in
+            their own language.
+        questionnaire: When given, every generated answer is checked with it.
+
+    Returns:
+        The paths of the written files.
+
+    Raises:
+        ValueError: ``now`` is naive or ``n_members`` is negative.
+        ImportRecordError: ``questionnaire`` refuses a generated answer.
+    """
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise ValueError(f"now must be timezone-aware, found {now!r}")
+    if n_members < 0:
+        raise ValueError(f"n_members must be at least 0, found {n_members}")
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    files = DemoFiles(
+        members=out / "members.csv",
+        answers=out / "answers.jsonl",
+        activity=out / "activity.jsonl",
+        personas=out / "personas.csv",
+    )
+    rng = random.Random(seed)
+    now = now.astimezone(dt.UTC)
+    library = _Library(sorted(set(content_keys)), content_languages or {})
+    personas = [PERSONAS[index % len(PERSONAS)] for index in range(n_members)]
+    rng.shuffle(personas)
+    emails: set[str] = set()
+    with (
+        files.members.open("w", encoding="utf-8", newline="") as members_file,
+        files.answers.open("w", encoding="utf-8", newline="") as answers_file,
+        files.activity.open("w", encoding="utf-8", newline="") as activity_file,
+        files.personas.open("w", encoding="utf-8", newline="") as personas_file,
+    ):
+        members_csv = csv.writer(members_file, lineterminator="\n")
+        personas_csv = csv.writer(personas_file, lineterminator="\n")
+        members_csv.writerow(_MEMBER_COLUMNS)
+        personas_csv.writerow(("external_id", "email", "persona"))
+        for index, persona in enumerate(personas, start=1):
+            member = _write_member(rng, members_csv, index, persona, now, emails)
+            personas_csv.writerow((member.external_id, member.email, persona.key))
+            _write_answers(rng, answers_file, member, now, questionnaire)
+            _write_activity(rng, activity_file, member, now, library)
+    return files
+
+
+def _write_member(
+    rng: random.Random,
+    writer: Any,
+    index: int,
+    persona: Persona,
+    now: dt.datetime,
+    emails: set[str],
+) -> _Member:
+    language = "fr" if rng.random() < FRENCH_SHARE else "en"
+    first_name = rng.choice(FIRST_NAMES[language])
+    last_name = rng.choice(LAST_NAMES[language])
+    zones, weights = zip(*TIME_ZONES[language], strict=True)
+    zone_name = rng.choices(zones, weights)[0]
+    email = _unique_email(rng, first_name, last_name, emails)
+    birthday = None
+    if rng.random() >= 0.05:
+        birthday = now.date() - dt.timedelta(days=rng.randint(22 * 365, 66 * 365))
+    if rng.random() < RECENT_JOINERS:
+        seconds_ago = rng.randint(3600, 30 * 86400)
+    else:
+        seconds_ago = rng.randint(30 * 86400, 730 * 86400)
+    zone = zoneinfo.ZoneInfo(zone_name)
+    joined_at = now - dt.timedelta(seconds=seconds_ago)
+    member = _Member(f"demo-{index:05d}", email, language, zone, joined_at, persona)
+    writer.writerow(
+        (
+            member.external_id,
+            email,
+            first_name,
+            last_name,
+            language,
+            zone_name,
+            birthday.isoformat() if birthday else "",
+            _timestamp(joined_at, zone),
+            "granted",
+            rng.choice(("signup_form", "signup_form", "event_badge", "crm_import")),
+            COUNTRIES[zone_name],
+        )
+    )
+    return member
+
+
+def _unique_email(rng: random.Random, first: str, last: str, taken: set[str]) -> str:
+    first_ascii, last_ascii = _ascii(first), _ascii(last)
+    local = rng.choice(
+        (
+            f"{first_ascii}.{last_ascii}",
+            f"{first_ascii}.{last_ascii}",
+            f"{first_ascii[0]}{last_ascii}",
+            f"{first_ascii}_{last_ascii}",
+            f"{first_ascii}{last_ascii[0]}",
+        )
+    )
+    domain = rng.choice(("example.org", "example.com"))
+    email, number = f"{local}@{domain}", 1
+    while email in taken:
+        number += 1
+        email = f"{local}{number}@{domain}"
+    taken.add(email)
+    return email
+
+
+def _ascii(name: str) -> str:
+    decomposed = unicodedata.normalize("NFKD", name)
+    return re.sub(r"[^a-z]", "", decomposed.encode("ascii", "ignore").decode().lower())
+
+
+def _write_answers(
+    rng: random.Random,
+    out: TextIO,
+    member: _Member,
+    now: dt.datetime,
+    questionnaire: AnswerValidator | None,
+) -> None:
+    if rng.random() < SKIP_QUESTIONNAIRE:
+        return
+    persona = member.persona
+    answered_at = min(now, member.joined_at + dt.timedelta(seconds=rng.randint(60, 14 * 86400)))
+    answers: list[tuple[str, Any]] = [
+        ("role", _single_choice(rng, persona, "role")),
+        ("community_kind", _single_choice(rng, persona, "community_kind")),
+        ("goals", _multiple_choice(rng, persona, "goals")),
+        ("formats", _multiple_choice(rng, persona, "formats")),
+        ("experience", _experience(rng, persona)),
+    ]
+    if rng.random() >= SKIP_FREE_TEXT:
+        answers.append(("expectations", _expectations(rng, persona, member.language)))
+    for question, value in answers:
+        if questionnaire is not None:
+            questionnaire.validate_answer(question, value)
+        record = {
+            "member": member.external_id,
+            "question": question,
+            "value": value,
+            "answered_at": _timestamp(answered_at, member.zone),
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _single_choice(rng: random.Random, persona: Persona, question: str) -> str:
+    weights = persona.choices[question]
+    if rng.random() < NOISE:
+        return rng.choice([option for option in OPTIONS[question] if option not in weights])
+    options = list(weights)
+    return rng.choices(options, [weights[option] for option in options])[0]
+
+
+def _multiple_choice(rng: random.Random, persona: Persona, question: str) -> list[str]:
+    weights = persona.choices[question]
+    chosen = {option for option, weight in weights.items() if rng.random() < weight}
+    if not chosen:
+        options = list(weights)
+        chosen.add(rng.choices(options, [weights[option] for option in options])[0])
+    if rng.random() < NOISE:
+        others = [option for option in OPTIONS[question] if option not in weights]
+        chosen.add(rng.choice(others))
+        if len(chosen) > 2 and rng.random() < 0.5:
+            chosen.discard(rng.choice(sorted(chosen & set(weights))))
+    return [option for option in OPTIONS[question] if option in chosen]
+
+
+def _experience(rng: random.Random, persona: Persona) -> int:
+    if rng.random() < NOISE:
+        return rng.randint(1, 5)
+    return rng.choices(range(1, 6), persona.experience)[0]
+
+
+def _expectations(rng: random.Random, persona: Persona, language: str) -> str:
+    own = list(persona.fragments[language])
+    count = rng.choices((1, 2, 3), (0.35, 0.5, 0.15))[0]
+    fragments = rng.sample(own, count)
+    if rng.random() < NOISE:
+        other = rng.choice([p for p in PERSONAS if p is not persona])
+        fragments[-1] = rng.choice(other.fragments[language])
+    text = fragments[0]
+    for fragment in fragments[1:]:
+        text += rng.choice(_JOINERS[language]) + fragment
+    sentence = f"{rng.choice(_OPENERS[language])} {text}."
+    return sentence + rng.choice(_CLOSERS[language])
+
+
+class _Library:
+    """The content keys, grouped by theme and language for quick picks."""
+
+    def __init__(self, keys: list[str], languages: Mapping[str, str]) -> None:
+        self.keys = keys
+        self.languages = languages
+        self.events = [key for key in keys if _matches(key, _EVENT_WORDS)]
+        self._event_set = frozenset(self.events)
+        self.themes = {
+            persona.key: [key for key in keys if _matches(key, persona.keywords)]
+            for persona in PERSONAS
+        }
+
+    def pick(
+        self, rng: random.Random, persona: Persona, language: str, *, event: bool = False
+    ) -> str | None:
+        pool = self.keys
+        themed = self.themes[persona.key]
+        if event:
+            pool = [key for key in themed if key in self._event_set] or self.events
+        elif themed and rng.random() >= NOISE:
+            pool = themed
+        if not pool:
+            return None
+        if self.languages and rng.random() < 0.85:
+            local = [key for key in pool if self.languages.get(key, language) == language]
+            pool = local or pool
+        return rng.choice(pool)
+
+
+def _matches(key: str, keywords: Sequence[str]) -> bool:
+    lowered = key.lower()
+    tokens = [token for token in re.split(r"[^a-z0-9]+", lowered) if token]
+    for keyword in keywords:
+        if "-" in keyword and keyword in lowered:
+            return True
+        for token in tokens:
+            if token == keyword or (len(keyword) >= 4 and token.startswith(keyword)):
+                return True
+    return False
+
+
+def _write_activity(
+    rng: random.Random, out: TextIO, member: _Member, now: dt.datetime, library: _Library
+) -> None:
+    persona = member.persona
+    shares, lows, highs = zip(*((s, lo, hi) for s, lo, hi in _ENGAGEMENT), strict=True)
+    level = rng.choices(range(len(_ENGAGEMENT)), shares)[0]
+    start = max(member.joined_at, now - dt.timedelta(days=ACTIVITY_DAYS))
+    span = (now - start).total_seconds()
+    if span < 3600:
+        return
+    full = rng.randint(lows[level], highs[level])
+    count = round(full * span / (ACTIVITY_DAYS * 86400))
+    kinds = list(ACTIVITY_TYPES)
+    weights = list(persona.activity)
+    if not library.keys:
+        weights = [
+            0.0 if kind in _NEEDS_CONTENT else weight
+            for kind, weight in zip(kinds, weights, strict=True)
+        ]
+    moments = sorted(start + dt.timedelta(seconds=rng.uniform(0, span)) for _ in range(count))
+    for number, moment in enumerate(moments, start=1):
+        moment = moment.replace(microsecond=0)
+        kind = rng.choices(kinds, weights)[0]
+        content_key = None
+        if kind in _NEEDS_CONTENT:
+            content_key = library.pick(rng, persona, member.language)
+        elif kind == "event_attended":
+            content_key = library.pick(rng, persona, member.language, event=True)
+        record = {
+            "member": member.external_id,
+            "type": kind,
+            "occurred_at": _timestamp(moment, member.zone),
+            "content_key": content_key,
+            "properties": _properties(rng, kind, persona, moment),
+            "idempotency_key": f"demo:{member.external_id}:{number:04d}",
+        }
+        out.write(json.dumps(record, ensure_ascii=False) + "\n")
+
+
+def _properties(
+    rng: random.Random, kind: str, persona: Persona, moment: dt.datetime
+) -> dict[str, Any]:
+    if kind == "post":
+        return {"channel": rng.choice(_CHANNELS[persona.key]), "words": rng.randint(15, 400)}
+    if kind == "comment":
+        return {"channel": rng.choice(_CHANNELS[persona.key])}
+    if kind == "event_attended":
+        return {"format": rng.choice(("in_person", "online"))}
+    if kind == "content_view":
+        return {"source": rng.choice(("web", "email", "app"))}
+    return {"campaign": f"newsletter-{moment:%Y-%m}"}
+
+
+def _timestamp(moment: dt.datetime, zone: zoneinfo.ZoneInfo) -> str:
+    return moment.astimezone(zone).isoformat(timespec="seconds")
