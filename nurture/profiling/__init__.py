@@ -1,0 +1,34 @@
+"""Profiling: each member's raw features, interest vector and lifecycle stage."""
+
+from nurture.profiling.features import activity_features, answer_features
+from nurture.profiling.layout import (
+    ACTIVITY_WINDOWS,
+    BLOCKS,
+    EVENT_TYPES,
+    FeatureLayout,
+    QuestionnaireLike,
+    english_label,
+)
+from nurture.profiling.lifecycle import LIFECYCLE_STAGES, ActivitySummary, lifecycle_stage
+from nurture.profiling.profiles import (
+    ProfileSummary,
+    build_profiles,
+    interest_question_keys,
+)
+
+__all__ = [
+    "ACTIVITY_WINDOWS",
+    "BLOCKS",
+    "EVENT_TYPES",
+    "LIFECYCLE_STAGES",
+    "ActivitySummary",
+    "FeatureLayout",
+    "ProfileSummary",
+    "QuestionnaireLike",
+    "activity_features",
+    "answer_features",
+    "build_profiles",
+    "english_label",
+    "interest_question_keys",
+    "lifecycle_stage",
+]

@@ -1,0 +1,297 @@
+"""Build and store member profiles: raw features, interest vector and lifecycle stage.
+
+Members are profiled in chunks of ids with a few bulk queries per chunk (members, answers,
+activity aggregated by the database). A member's features depend on that member only, so chunks
+can run independently (and in parallel, on separate sessions). Free texts go through the
+embedding cache: a re-run embeds only texts never seen before.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import case, func, select
+from sqlalchemy.orm import Session
+
+from nurture.embedding import Embedder, embed_texts_cached
+from nurture.profiling.features import activity_features, answer_features
+from nurture.profiling.layout import (
+    ACTIVITY_WINDOWS,
+    FeatureLayout,
+    QuestionnaireLike,
+    english_label,
+)
+from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
+from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
+
+__all__ = ["DEFAULT_CHUNK_SIZE", "ProfileSummary", "build_profiles", "interest_question_keys"]
+
+DEFAULT_CHUNK_SIZE = 500
+"""Members per bulk query."""
+
+
+@dataclass(frozen=True)
+class ProfileSummary:
+    """What a profiling run did.
+
+    Attributes:
+        profiled: Members whose profile was written.
+        texts_embedded: Texts sent to the embedding model (cache misses).
+        lifecycle: Count of members per lifecycle stage.
+        feature_names_hash: Hash of the feature layout used.
+        n_features: Width of the feature vectors.
+    """
+
+    profiled: int
+    texts_embedded: int
+    lifecycle: dict[str, int] = field(default_factory=dict)
+    feature_names_hash: str = ""
+    n_features: int = 0
+
+
+class _CountingEmbedder:
+    """Wraps an embedder to count the texts actually embedded (the cache misses)."""
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.count = 0
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.count += len(texts)
+        return self.inner.embed(texts)
+
+
+def interest_question_keys(questionnaire: QuestionnaireLike) -> list[str]:
+    """The questions whose chosen options' labels feed the interest vector.
+
+    These are the multiple-choice profile questions (goals, formats): they say what a member wants,
+    where single choices (role, kind of community) say who they are.
+
+    Args:
+        questionnaire: The questionnaire.
+
+    Returns:
+        Question keys, in questionnaire order.
+    """
+    return [
+        q.key
+        for q in questionnaire.questions
+        if getattr(q, "profile", True) and q.kind == "multiple_choice"
+    ]
+
+
+def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
+    for start in range(0, len(ids), size):
+        yield ids[start : start + size]
+
+
+def _load_activity(
+    session: Session, ids: Sequence[int], now: dt.datetime
+) -> dict[int, ActivitySummary]:
+    windows = {
+        days: func.sum(
+            case((ActivityEvent.occurred_at > now - dt.timedelta(days=days), 1), else_=0)
+        )
+        for days in ACTIVITY_WINDOWS
+    }
+    rows = session.execute(
+        select(
+            ActivityEvent.member_id,
+            ActivityEvent.type,
+            func.count().label("total"),
+            func.max(ActivityEvent.occurred_at).label("last_at"),
+            *(expr.label(f"w{days}") for days, expr in windows.items()),
+        )
+        .where(ActivityEvent.member_id.in_(ids), ActivityEvent.occurred_at <= now)
+        .group_by(ActivityEvent.member_id, ActivityEvent.type)
+    )
+    summaries: dict[int, ActivitySummary] = {}
+    for row in rows:
+        last_at = row.last_at
+        if isinstance(last_at, str):  # a database that loses the column type on max()
+            last_at = dt.datetime.fromisoformat(last_at)
+        if last_at is not None and last_at.tzinfo is None:
+            last_at = last_at.replace(tzinfo=dt.UTC)
+        summaries.setdefault(row.member_id, ActivitySummary()).add(
+            row.type,
+            last_at=last_at,
+            total=int(row.total),
+            windows={days: int(getattr(row, f"w{days}") or 0) for days in ACTIVITY_WINDOWS},
+        )
+    return summaries
+
+
+def _label_vectors(
+    session: Session,
+    embedder: Embedder,
+    questionnaire: QuestionnaireLike,
+    keys: Collection[str],
+) -> dict[tuple[str, str], np.ndarray]:
+    pairs: list[tuple[str, str]] = []
+    texts: list[str] = []
+    for question in questionnaire.questions:
+        if question.key not in keys:
+            continue
+        for option in question.options:
+            pairs.append((question.key, option.key))
+            texts.append(english_label(option.labels, option.key))
+    if not texts:
+        return {}
+    vectors = embed_texts_cached(session, embedder, texts)
+    return dict(zip(pairs, vectors, strict=True))
+
+
+def _unit(vector: np.ndarray) -> np.ndarray | None:
+    norm = float(np.linalg.norm(vector))
+    if norm == 0.0 or not np.isfinite(norm):
+        return None
+    return (vector / norm).astype(np.float32)
+
+
+def build_profiles(
+    session: Session,
+    embedder: Embedder,
+    questionnaire: QuestionnaireLike,
+    now: dt.datetime,
+    member_ids: Sequence[int] | None = None,
+    *,
+    chunk_size: int = DEFAULT_CHUNK_SIZE,
+) -> ProfileSummary:
+    """Compute and store (replace) the profiles of ``member_ids``, or of every member.
+
+    For each member: the raw feature vector (see :mod:`nurture.profiling.layout`), the interest
+    vector (unit mean of the free-text embeddings and of the English labels of the options chosen
+    in :func:`interest_question_keys`; ``None`` when there is neither) and the lifecycle stage
+    (see :mod:`nurture.profiling.lifecycle`). Ids without a member are skipped. The caller
+    commits.
+
+    Args:
+        session: Database session.
+        embedder: The sentence embedder (its cache entries are added to the session).
+        questionnaire: The questionnaire defining the answer features.
+        now: The time of the computation (timezone-aware): activity windows end here.
+        member_ids: Members to profile; all members when ``None``.
+        chunk_size: Members per bulk query.
+
+    Returns:
+        Counts of what was done.
+    """
+    counting = _CountingEmbedder(embedder)
+    layout = FeatureLayout.from_questionnaire(questionnaire, embedder.dim)
+    interest_keys = interest_question_keys(questionnaire)
+    label_vectors = _label_vectors(session, counting, questionnaire, interest_keys)
+    answer_keys = list(layout.choice_columns) + list(layout.scale_columns)
+    answer_keys += list(layout.text_columns)
+    if member_ids is None:
+        ids: Sequence[int] = session.scalars(select(Member.id).order_by(Member.id)).all()
+    else:
+        ids = sorted(set(member_ids))
+    stages: Counter[str] = Counter()
+    profiled = 0
+    for chunk in _chunks(ids, chunk_size):
+        joined: dict[int, dt.datetime] = {
+            member_id: joined_at
+            for member_id, joined_at in session.execute(
+                select(Member.id, Member.joined_at).where(Member.id.in_(chunk))
+            ).tuples()
+        }
+        answers: dict[int, dict[str, Any]] = {}
+        if answer_keys:
+            rows = session.execute(
+                select(Answer.member_id, Answer.question_key, Answer.value).where(
+                    Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys)
+                )
+            )
+            for member_id, key, value in rows.tuples():
+                answers.setdefault(member_id, {})[key] = value
+        activity = _load_activity(session, chunk, now)
+        text_vectors = _embed_free_texts(session, counting, layout, answers)
+        existing = {
+            profile.member_id: profile
+            for profile in session.scalars(
+                select(MemberProfile).where(MemberProfile.member_id.in_(chunk))
+            )
+        }
+        for member_id in chunk:
+            if member_id not in joined:
+                continue
+            mine = answers.get(member_id, {})
+            summary = activity.get(member_id, ActivitySummary())
+            texts = [
+                text_vectors.get((member_id, key), np.zeros(layout.text_dim, dtype=np.float32))
+                for key in layout.text_columns
+            ]
+            features = np.concatenate(
+                [
+                    answer_features(layout, mine),
+                    *texts,
+                    activity_features(summary, joined[member_id], now),
+                ]
+            ).astype(np.float32)
+            interest = _interest(mine, texts, label_vectors, interest_keys)
+            stage = lifecycle_stage(joined[member_id], summary, now)
+            profile = existing.get(member_id)
+            if profile is None:
+                profile = MemberProfile(member_id=member_id)
+                session.add(profile)
+            profile.features = features
+            profile.interest = interest
+            profile.lifecycle_stage = stage
+            profile.feature_names_hash = layout.hash
+            profile.computed_at = now
+            stages[stage] += 1
+            profiled += 1
+        session.flush()
+    return ProfileSummary(
+        profiled=profiled,
+        texts_embedded=counting.count,
+        lifecycle=dict(sorted(stages.items())),
+        feature_names_hash=layout.hash,
+        n_features=layout.n_features,
+    )
+
+
+def _embed_free_texts(
+    session: Session,
+    embedder: Embedder,
+    layout: FeatureLayout,
+    answers: dict[int, dict[str, Any]],
+) -> dict[tuple[int, str], np.ndarray]:
+    """Embeddings of the chunk's non-empty free-text answers, keyed by (member, question)."""
+    keys: list[tuple[int, str]] = []
+    texts: list[str] = []
+    for member_id, mine in answers.items():
+        for key in layout.text_columns:
+            value = mine.get(key)
+            if isinstance(value, str) and value.strip():
+                keys.append((member_id, key))
+                texts.append(value.strip())
+    if not texts:
+        return {}
+    vectors = embed_texts_cached(session, embedder, texts)
+    return dict(zip(keys, vectors, strict=True))
+
+
+def _interest(
+    answers: dict[str, Any],
+    texts: list[np.ndarray],
+    label_vectors: dict[tuple[str, str], np.ndarray],
+    interest_keys: list[str],
+) -> np.ndarray | None:
+    vectors = [vector for vector in texts if np.any(vector)]
+    for key in interest_keys:
+        value = answers.get(key)
+        chosen = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+        vectors.extend(
+            label_vectors[(key, option)] for option in chosen if (key, option) in label_vectors
+        )
+    if not vectors:
+        return None
+    return _unit(np.mean(np.stack(vectors), axis=0))

@@ -1,0 +1,150 @@
+from __future__ import annotations
+
+import datetime as dt
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pytest
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.embedding import HashingEmbedder
+from nurture.profiling import EVENT_TYPES, FeatureLayout, build_profiles
+from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
+
+NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
+
+
+class CountingEmbedder(HashingEmbedder):
+    def __init__(self, dim: int = 16) -> None:
+        super().__init__(dim)
+        self.calls: list[int] = []
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        self.calls.append(len(texts))
+        return super().embed(texts)
+
+
+def add_member(session: Session, email: str, joined_days_ago: float, answers: dict) -> Member:
+    member = Member(email=email, joined_at=NOW - dt.timedelta(days=joined_days_ago))
+    session.add(member)
+    session.flush()
+    for key, value in answers.items():
+        session.add(Answer(member_id=member.id, question_key=key, value=value))
+    return member
+
+
+def add_event(session: Session, member: Member, kind: str, days_ago: float) -> None:
+    session.add(
+        ActivityEvent(
+            member_id=member.id,
+            type=kind,
+            occurred_at=NOW - dt.timedelta(days=days_ago),
+            idempotency_key=f"{member.id}-{kind}-{days_ago}",
+        )
+    )
+
+
+@pytest.fixture
+def community(session: Session) -> dict[str, Member]:
+    alice = add_member(
+        session,
+        "alice@example.org",
+        200,
+        {
+            "role": "founder",
+            "goals": ["grow_members", "measure_roi"],
+            "experience": 5,
+            "expectations": "Grow a B2B community with measurable ROI",
+            "secret": "yes",
+        },
+    )
+    bob = add_member(session, "bob@example.org", 3, {"role": "developer", "expectations": ""})
+    carol = add_member(session, "carol@example.org", 400, {})
+    for days_ago in (1, 6.9, 7, 20, 60, 100):
+        add_event(session, alice, "post", days_ago)
+    add_event(session, alice, "email_open", 10)
+    add_event(session, alice, "email_open", 11)
+    add_event(session, alice, "email_click", 10)
+    add_event(session, alice, "comment", -1)  # in the future: ignored
+    add_event(session, carol, "content_view", 45)
+    session.commit()
+    return {"alice": alice, "bob": bob, "carol": carol}
+
+
+def profile_of(session: Session, member: Member) -> MemberProfile:
+    return session.scalars(select(MemberProfile).where(MemberProfile.member_id == member.id)).one()
+
+
+def test_build_profiles_features_interest_and_stage(session, questionnaire, community) -> None:
+    embedder = CountingEmbedder()
+    summary = build_profiles(session, embedder, questionnaire, NOW)
+    session.commit()
+    layout = FeatureLayout.from_questionnaire(questionnaire, embedder.dim)
+
+    assert summary.profiled == 3
+    assert summary.feature_names_hash == layout.hash
+    assert summary.lifecycle == {"at_risk": 1, "contributor": 1, "new": 1}
+    # 3 goal labels (interest) + alice's text; bob's empty text is not embedded.
+    assert summary.texts_embedded == 4
+
+    alice = profile_of(session, community["alice"])
+    assert alice.lifecycle_stage == "contributor"
+    assert alice.feature_names_hash == layout.hash
+    assert alice.features.shape == (layout.n_features,)
+    names = dict(zip(layout.names, alice.features, strict=True))
+    assert [names[n] for n in ("role=founder", "role=marketer", "role=developer")] == [1, 0, 0]
+    assert [names[n] for n in ("goals=grow_members", "goals=run_events", "goals=measure_roi")] == [
+        1,
+        0,
+        1,
+    ]
+    assert names["experience"] == 1.0
+    text = alice.features[layout.blocks["text"]]
+    expected_text = HashingEmbedder(16).embed(["Grow a B2B community with measurable ROI"])[0]
+    np.testing.assert_allclose(text, expected_text, atol=1e-6)
+    assert names["activity:recency_log_days"] == pytest.approx(math.log1p(1))
+    assert names["activity:post:7d"] == pytest.approx(math.log1p(2))  # 1 and 6.9 days ago
+    assert names["activity:post:30d"] == pytest.approx(math.log1p(4))
+    assert names["activity:post:90d"] == pytest.approx(math.log1p(5))
+    assert names["activity:comment:90d"] == 0.0
+    assert names["activity:email_click_per_open"] == pytest.approx(0.5)
+    assert np.linalg.norm(alice.interest) == pytest.approx(1.0, abs=1e-5)
+
+    bob = profile_of(session, community["bob"])
+    assert bob.lifecycle_stage == "new"
+    assert not np.any(bob.features[layout.blocks["text"]])
+    assert bob.interest is None  # no text, no goals
+
+    carol = profile_of(session, community["carol"])
+    assert carol.lifecycle_stage == "at_risk"
+    assert dict(zip(layout.names, carol.features, strict=True))["experience"] == 0.5
+    assert len(EVENT_TYPES) == 6
+
+
+def test_rerun_embeds_nothing_new_and_replaces_rows(session, questionnaire, community) -> None:
+    embedder = CountingEmbedder()
+    build_profiles(session, embedder, questionnaire, NOW)
+    session.commit()
+    before = profile_of(session, community["alice"]).features.copy()
+
+    embedder.calls.clear()
+    later = NOW + dt.timedelta(days=1)
+    summary = build_profiles(session, embedder, questionnaire, later)
+    session.commit()
+    assert summary.texts_embedded == 0
+    assert embedder.calls == []
+    assert summary.profiled == 3
+    assert session.query(MemberProfile).count() == 3
+    after = profile_of(session, community["alice"])
+    assert after.computed_at == later
+    np.testing.assert_array_equal(after.features[:-20], before[:-20])
+
+
+def test_build_profiles_for_some_members(session, questionnaire, community) -> None:
+    ids = [community["bob"].id, 999_999]
+    summary = build_profiles(session, HashingEmbedder(16), questionnaire, NOW, member_ids=ids)
+    session.commit()
+    assert summary.profiled == 1
+    assert session.scalars(select(MemberProfile.member_id)).all() == [community["bob"].id]
