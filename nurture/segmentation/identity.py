@@ -1,0 +1,37 @@
+"""Stable segment identity: match this run's clusters to the previous run's segments."""
+
+from __future__ import annotations
+
+import numpy as np
+from scipy.optimize import linear_sum_assignment
+
+__all__ = ["match_segments"]
+
+
+def match_segments(
+    previous: np.ndarray, current: np.ndarray, *, max_distance: float | None = None
+) -> dict[int, int]:
+    """Pair current centroids with previous ones, minimising the total distance.
+
+    A one-to-one assignment (Hungarian algorithm) on the Euclidean distance between centroids of
+    the same feature space; pairs further apart than ``max_distance`` are not matched.
+
+    Args:
+        previous: ``(m, d)`` centroids of the previous run's segments.
+        current: ``(k, d)`` centroids of this run's clusters.
+        max_distance: Largest distance of a match; ``None`` accepts any.
+
+    Returns:
+        ``{current index: previous index}`` for matched clusters.
+    """
+    previous = np.asarray(previous, dtype=np.float64)
+    current = np.asarray(current, dtype=np.float64)
+    if not len(previous) or not len(current) or previous.shape[1] != current.shape[1]:
+        return {}
+    cost = np.linalg.norm(current[:, None, :] - previous[None, :, :], axis=2)
+    rows, cols = linear_sum_assignment(cost)
+    return {
+        int(row): int(col)
+        for row, col in zip(rows, cols, strict=True)
+        if max_distance is None or cost[row, col] <= max_distance
+    }

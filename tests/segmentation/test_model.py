@@ -1,0 +1,116 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from sklearn.base import clone
+from sklearn.datasets import make_blobs
+from sklearn.exceptions import NotFittedError
+from sklearn.metrics import adjusted_rand_score
+
+from nurture.segmentation import SegmentModel, label_segments, match_segments, top_terms
+
+
+def blobs(n: int = 240, centers: int = 5, seed: int = 0):
+    X, y = make_blobs(
+        n_samples=n, centers=centers, n_features=6, cluster_std=0.5, random_state=seed
+    )
+    blocks = {"choices": slice(0, 2), "text": slice(2, 4), "activity": slice(4, 6)}
+    return X, y, blocks
+
+
+def test_init_only_stores_params_and_clones() -> None:
+    model = SegmentModel(n_segments=4, random_state=3)
+    assert model.get_params()["n_segments"] == 4
+    assert model.get_params()["block_weights"] is None
+    assert clone(model).get_params() == model.get_params()
+    with pytest.raises(NotFittedError):
+        model.predict(np.zeros((2, 3)))
+    with pytest.raises(NotFittedError):
+        model.transform(np.zeros((2, 3)))
+
+
+def test_fit_chooses_k_and_is_reproducible() -> None:
+    X, y, blocks = blobs()
+    model = SegmentModel(random_state=1).fit(X, blocks)
+    assert model.n_segments_ == 5
+    assert adjusted_rand_score(y, model.labels_) == pytest.approx(1.0)
+    assert model.silhouette_ > 0.5
+    assert set(model.silhouette_by_k_) == set(range(3, 11))
+    again = SegmentModel(random_state=1).fit(X, blocks)
+    np.testing.assert_array_equal(model.labels_, again.labels_)
+    np.testing.assert_allclose(model.cluster_centers_, again.cluster_centers_)
+    np.testing.assert_array_equal(model.predict(X), model.labels_)
+    assert model.transform(X).shape == (len(X), 5)
+
+
+def test_fixed_k_and_mini_batch() -> None:
+    X, _, blocks = blobs(centers=3)
+    model = SegmentModel(n_segments=3, mini_batch_threshold=10, random_state=0).fit(X, blocks)
+    assert model.algorithm_ == "minibatch_kmeans"
+    assert model.n_segments_ == 3
+    assert model.cluster_centers_.shape == (3, 6)
+
+
+def test_block_variance_matches_weights() -> None:
+    rng = np.random.default_rng(0)
+    X = np.hstack(
+        [rng.integers(0, 2, (200, 5)), rng.normal(0, 0.1, (200, 20)), rng.poisson(30, (200, 3))]
+    )
+    blocks = {"choices": range(0, 5), "text": range(5, 25), "activity": range(25, 28)}
+    weights = {"choices": 2.0, "text": 1.0, "activity": 0.5}
+    model = SegmentModel(n_segments=3, block_weights=weights, random_state=0).fit(X, blocks)
+    Z = model.scale(X)
+    for name, columns in blocks.items():
+        assert Z[:, list(columns)].var(axis=0).sum() == pytest.approx(weights[name], rel=1e-6)
+
+
+def test_blocks_must_cover_every_column() -> None:
+    X, _, _ = blobs()
+    with pytest.raises(ValueError, match="exactly once"):
+        SegmentModel(n_segments=2).fit(X, {"choices": slice(0, 3)})
+
+
+def test_match_segments_recovers_permutation_and_gates() -> None:
+    previous = np.array([[0.0, 0.0], [10.0, 0.0], [0.0, 10.0]])
+    current = previous[[2, 0, 1]] + 0.1
+    assert match_segments(previous, current) == {0: 2, 1: 0, 2: 1}
+    far = np.vstack([current[:2], [[50.0, 50.0]]])
+    assert match_segments(previous, far, max_distance=5.0) == {0: 2, 1: 0}
+    assert match_segments(previous, np.zeros((2, 3))) == {}
+
+
+def test_top_terms_skip_english_and_french_stop_words() -> None:
+    terms = top_terms(
+        [
+            "we want the roi and the revenue, nous voulons le roi",
+            "les événements et les meetups with the speakers",
+        ]
+    )
+    assert terms[0][:2] == ["roi", "revenue"]
+    assert "les" not in terms[1] and "the" not in terms[1]
+    assert "meetups" in terms[1]
+    assert top_terms(["", "the and"]) == [[], []]
+
+
+def test_label_segments_cards(questionnaire) -> None:
+    ids = [1, 2, 3, 4, 5, 6]
+    segment_of = np.array([0, 0, 0, 1, 1, 1])
+    answers = {i: {"role": "founder" if i <= 3 else "maintainer"} for i in ids}
+    texts = {i: "b2b roi" if i <= 3 else "github issues" for i in ids}
+    descriptions = label_segments(
+        questionnaire,
+        ids,
+        segment_of,
+        answers,
+        texts,
+        lifecycle=dict.fromkeys(ids, "active"),
+        distances=np.array([0.3, 0.1, 0.2, 0.5, 0.4, 0.6]),
+    )
+    assert descriptions[0].label.startswith("Founder or executive · '")
+    assert "roi" in descriptions[0].label
+    card = descriptions[1].card
+    assert card["size"] == 3
+    assert card["distinctive"][0]["option"] == "maintainer"
+    assert card["distinctive"][0]["lift"] == 2.0
+    assert card["examples"] == [5, 4, 6]
+    assert card["lifecycle"] == {"active": 3}
