@@ -1,0 +1,95 @@
+"""Content embeddings: the text that stands for a content item, embedded once per model."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.embedding import Embedder, embed_texts_cached
+from nurture.storage.models import ContentItem
+
+__all__ = ["BODY_START_CHARS", "content_text", "embed_content_items", "load_content_vectors"]
+
+BODY_START_CHARS = 1000
+"""How much of the body (in characters) stands for an item next to its title, summary and tags."""
+
+_SPACES = re.compile(r"\s+")
+# Markdown markup that carries no meaning for an embedding: headings, emphasis, links' URLs.
+_MARKUP = re.compile(r"[#*_`>|]+|\]\([^)]*\)|!\[|\[")
+
+
+def _clean(text: str) -> str:
+    return _SPACES.sub(" ", _MARKUP.sub(" ", text)).strip()
+
+
+def _body_start(body: str, limit: int = BODY_START_CHARS) -> str:
+    text = _clean(body)
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit)
+    return text[: cut if cut > 0 else limit]
+
+
+def content_text(item: ContentItem) -> str:
+    """The text embedded for a content item: title, summary, tags and the start of the body.
+
+    Only this function decides what an item "is about", so the embedding cache (keyed by the
+    hash of this text) re-embeds an item only when one of these parts changes.
+
+    Args:
+        item: The content item.
+
+    Returns:
+        One string, parts separated by new lines, empty parts left out.
+    """
+    tags = ", ".join(str(tag).replace("_", " ").replace("-", " ") for tag in item.tags or [])
+    parts = [
+        _clean(item.title or ""),
+        _clean(item.summary or ""),
+        tags,
+        _body_start(item.body or ""),
+    ]
+    return "\n".join(part for part in parts if part)
+
+
+def _all_items(session: Session) -> list[ContentItem]:
+    return list(session.scalars(select(ContentItem).order_by(ContentItem.id)))
+
+
+def embed_content_items(session: Session, embedder: Embedder) -> int:
+    """Make sure every content item has its embedding in the cache for ``embedder``'s model.
+
+    An item whose text has not changed is never embedded again for the same model. New vectors
+    are added to the session; the caller commits.
+
+    Args:
+        session: The database session.
+        embedder: The embedding model.
+
+    Returns:
+        The number of content items (all of them now have a cached embedding).
+    """
+    items = _all_items(session)
+    embed_texts_cached(session, embedder, [content_text(item) for item in items])
+    return len(items)
+
+
+def load_content_vectors(
+    session: Session, embedder: Embedder
+) -> tuple[list[ContentItem], np.ndarray]:
+    """Every content item with its embedding (embedding, through the cache, any that lack one).
+
+    Args:
+        session: The database session.
+        embedder: The embedding model.
+
+    Returns:
+        The items ordered by id, and an ``(len(items), embedder.dim)`` float32 matrix of
+        unit-length rows in the same order.
+    """
+    items = _all_items(session)
+    vectors = embed_texts_cached(session, embedder, [content_text(item) for item in items])
+    return items, vectors

@@ -1,0 +1,175 @@
+"""Readable reasons: why an item was recommended, in the member's language.
+
+The reason names the closest piece of evidence the member gave us (their free-text answer, a
+goal they chose, content they consumed) or, when none is close enough, their segment.
+"""
+
+from __future__ import annotations
+
+import enum
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+__all__ = [
+    "Evidence",
+    "EvidenceKind",
+    "closest_evidence",
+    "goal_label",
+    "popular_reason",
+    "reason_text",
+    "shorten_quote",
+]
+
+QUOTE_MAX_CHARS = 80
+"""A quoted answer longer than this is cut at a word boundary."""
+
+
+class EvidenceKind(enum.StrEnum):
+    """Where a piece of evidence about a member comes from."""
+
+    ANSWER = "answer"
+    GOAL = "goal"
+    READ = "read"
+    ATTENDED = "attended"
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """One thing a member told us or did, and the text shown in a reason.
+
+    Attributes:
+        kind: Where the evidence comes from.
+        text: The answer, the goal label or the item title, as shown to the member.
+    """
+
+    kind: EvidenceKind
+    text: str
+
+
+_GOAL_LABELS: dict[str, dict[str, str]] = {
+    "grow_members": {"en": "grow members", "fr": "faire grandir la communauté"},
+    "improve_engagement": {"en": "improve engagement", "fr": "améliorer l'engagement"},
+    "onboard_newcomers": {"en": "onboard newcomers", "fr": "accueillir les nouveaux membres"},
+    "measure_roi": {"en": "measure ROI", "fr": "mesurer le retour sur investissement"},
+    "run_events": {"en": "run events", "fr": "organiser des événements"},
+    "create_content": {"en": "create content", "fr": "créer du contenu"},
+    "reduce_churn": {"en": "reduce churn", "fr": "réduire l'attrition"},
+    "build_ambassadors": {"en": "build ambassadors", "fr": "former des ambassadeurs"},
+}
+
+_TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
+    "en": {
+        EvidenceKind.ANSWER: "You said: “{text}”",
+        EvidenceKind.GOAL: "You want to: {text}",
+        EvidenceKind.READ: "Because you read “{text}”",
+        EvidenceKind.ATTENDED: "Because you attended “{text}”",
+        "popular_segment": "Popular with members like you ({text})",
+        "popular": "Popular with members like you",
+    },
+    "fr": {
+        EvidenceKind.ANSWER: "Vous avez dit : « {text} »",
+        EvidenceKind.GOAL: "Vous souhaitez : {text}",
+        EvidenceKind.READ: "Parce que vous avez lu « {text} »",
+        EvidenceKind.ATTENDED: "Parce que vous avez participé à « {text} »",
+        "popular_segment": "Apprécié des membres qui vous ressemblent ({text})",
+        "popular": "Apprécié des membres qui vous ressemblent",
+    },
+}
+
+_SPACES = re.compile(r"\s+")
+
+
+def _language(language: str) -> str:
+    code = (language or "en")[:2].lower()
+    return code if code in _TEMPLATES else "en"
+
+
+def goal_label(goal_key: str, language: str = "en") -> str:
+    """The readable label of a questionnaire goal option (``grow_members``) in ``language``.
+
+    Args:
+        goal_key: The option key.
+        language: ``en`` or ``fr``; others fall back to English.
+
+    Returns:
+        The label; an unknown key reads as its words (``_`` replaced by spaces).
+    """
+    labels = _GOAL_LABELS.get(goal_key)
+    if labels is None:
+        return goal_key.replace("_", " ").strip()
+    return labels[_language(language)]
+
+
+def shorten_quote(text: str, limit: int = QUOTE_MAX_CHARS) -> str:
+    """``text`` on one line, cut at a word boundary with an ellipsis when longer than ``limit``.
+
+    Args:
+        text: The text to quote.
+        limit: Longest result, in characters, ellipsis included.
+
+    Returns:
+        The shortened text.
+    """
+    text = _SPACES.sub(" ", text).strip().strip('"“”«» ')
+    if len(text) <= limit:
+        return text
+    cut = text.rfind(" ", 0, limit - 1)
+    head = text[: cut if cut > 0 else limit - 1].rstrip(" ,;:.-")
+    return head + "…"
+
+
+def reason_text(evidence: Evidence, language: str) -> str:
+    """The reason sentence for one piece of evidence, in ``language`` (``en`` or ``fr``).
+
+    Args:
+        evidence: The evidence the reason rests on.
+        language: The member's language.
+
+    Returns:
+        The reason, for example ``You said: “I want to grow our B2B customer community”``.
+    """
+    text = shorten_quote(evidence.text) if evidence.kind == EvidenceKind.ANSWER else evidence.text
+    return _TEMPLATES[_language(language)][evidence.kind].format(text=text)
+
+
+def popular_reason(segment_label: str | None, language: str) -> str:
+    """The reason given when no evidence of the member's is close enough to the item.
+
+    Args:
+        segment_label: The label of the member's current segment, if they have one.
+        language: The member's language.
+
+    Returns:
+        ``Popular with members like you (<segment label>)``, or without the label.
+    """
+    templates = _TEMPLATES[_language(language)]
+    if segment_label:
+        return templates["popular_segment"].format(text=segment_label)
+    return templates["popular"]
+
+
+def closest_evidence(
+    evidence_vectors: np.ndarray,
+    evidence_mask: np.ndarray,
+    recommended_vectors: np.ndarray,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each recommended item of each member, the member's closest piece of evidence.
+
+    Args:
+        evidence_vectors: ``(m, e, d)`` unit vectors of each member's evidence, padded.
+        evidence_mask: ``(m, e)`` bool, true where a slot holds real evidence.
+        recommended_vectors: ``(m, k, d)`` unit vectors of each member's recommended items.
+
+    Returns:
+        ``(best, similarity)``, both ``(m, k)``: the index of the closest evidence slot and its
+        cosine (``-inf`` when the member has no evidence).
+    """
+    similarity = np.einsum("med,mkd->mek", evidence_vectors, recommended_vectors)
+    similarity = np.where(evidence_mask[:, :, None], similarity, -np.inf)
+    if similarity.shape[1] == 0:
+        m, k = recommended_vectors.shape[:2]
+        return np.zeros((m, k), dtype=np.int64), np.full((m, k), -np.inf)
+    best = np.argmax(similarity, axis=1)
+    return best, np.take_along_axis(similarity, best[:, None, :], axis=1)[:, 0, :]

@@ -1,0 +1,441 @@
+import datetime as dt
+
+import numpy as np
+import pytest
+from sqlalchemy import func, select
+
+from nurture.embedding import HashingEmbedder, embed_texts_cached
+from nurture.recommend import (
+    RankingWeights,
+    content_text,
+    embed_content_items,
+    load_content_vectors,
+    recommend_for_members,
+    recommendations_for,
+    start_match_run,
+)
+from nurture.storage.models import (
+    ActivityEvent,
+    Answer,
+    ContentItem,
+    EmbeddingCacheEntry,
+    Enrollment,
+    Journey,
+    MatchRun,
+    Member,
+    MemberProfile,
+    Message,
+    MessageStatus,
+    Recommendation,
+    Segment,
+    SegmentationRun,
+    SegmentMembership,
+)
+
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+DAY = dt.timedelta(days=1)
+
+LIBRARY = {
+    "b2b-masterclass": (
+        "masterclass",
+        "en",
+        "Grow your B2B customer community",
+        "A masterclass on B2B customer community growth.",
+        ["b2b", "growth"],
+    ),
+    "events-playbook": (
+        "article",
+        "en",
+        "Run memorable community events",
+        "Plan, host and follow up on meetups and events.",
+        ["events"],
+    ),
+    "oss-maintainers": (
+        "article",
+        "en",
+        "Open source maintainers and contributors",
+        "Keep open source contributors engaged.",
+        ["open_source"],
+    ),
+    "churn-guide": (
+        "article",
+        "en",
+        "Reduce churn with onboarding",
+        "Onboard newcomers well to reduce churn.",
+        ["churn", "onboarding"],
+    ),
+    "roi-webinar": (
+        "webinar",
+        "en",
+        "Measure community ROI",
+        "Metrics and dashboards to measure ROI.",
+        ["roi"],
+    ),
+    "b2b-masterclass-fr": (
+        "masterclass",
+        "fr",
+        "Développer votre communauté clients B2B",
+        "Une masterclass sur la croissance B2B.",
+        ["b2b"],
+    ),
+    "evenements-fr": (
+        "article",
+        "fr",
+        "Organiser des événements communautaires",
+        "Préparer et animer des événements.",
+        ["evenements"],
+    ),
+}
+
+
+def _item(key, kind, language, title, summary, tags, **times):
+    return ContentItem(
+        key=key,
+        title=title,
+        url=f"https://example.org/{key}",
+        kind=kind,
+        language=language,
+        tags=tags,
+        summary=summary,
+        body=f"{summary} More about {title.lower()}.",
+        published_at=times.pop("published_at", NOW - 10 * DAY),
+        text_hash=key,
+        source_path=f"library/{key}.md",
+        **times,
+    )
+
+
+def _member(session, email, language="en"):
+    member = Member(email=email, first_name=email.split("@")[0], language=language, joined_at=NOW)
+    session.add(member)
+    session.flush()
+    return member
+
+
+def _profile(session, member, interest):
+    session.add(
+        MemberProfile(
+            member_id=member.id,
+            features=np.zeros(3, np.float32),
+            interest=interest,
+            lifecycle_stage="active",
+            feature_names_hash="x",
+        )
+    )
+
+
+def _event(session, member, type_, key, days_ago=1):
+    session.add(
+        ActivityEvent(
+            member_id=member.id,
+            type=type_,
+            occurred_at=NOW - days_ago * DAY,
+            content_key=key,
+            idempotency_key=f"{member.id}-{type_}-{key}-{days_ago}",
+        )
+    )
+
+
+@pytest.fixture
+def embedder():
+    return HashingEmbedder(256)
+
+
+@pytest.fixture
+def library(session):
+    items = [_item(key, *spec) for key, spec in LIBRARY.items()]
+    items += [
+        _item(
+            "past-meetup",
+            "event",
+            "en",
+            "B2B customer community meetup",
+            "A meetup.",
+            ["b2b"],
+            event_start=NOW - DAY,
+        ),
+        _item(
+            "future-meetup",
+            "event",
+            "en",
+            "Community events meetup in Paris",
+            "Meet organisers of community events.",
+            ["events"],
+            event_start=NOW + 5 * DAY,
+        ),
+        _item(
+            "expired-offer",
+            "article",
+            "en",
+            "B2B customer community offer",
+            "Expired.",
+            ["b2b"],
+            expires_at=NOW - DAY,
+        ),
+        _item(
+            "not-yet",
+            "article",
+            "en",
+            "B2B customer community preview",
+            "Later.",
+            ["b2b"],
+            published_at=NOW + DAY,
+        ),
+    ]
+    session.add_all(items)
+    session.flush()
+    return {item.key: item for item in items}
+
+
+def _vector(session, embedder, text):
+    return embed_texts_cached(session, embedder, [text])[0]
+
+
+def _keys(session, member):
+    return [item.key for item in recommendations_for(session, member.id)]
+
+
+def test_content_text_holds_title_summary_tags_and_body_start(library):
+    text = content_text(library["oss-maintainers"])
+    assert text.startswith("Open source maintainers and contributors\nKeep open source")
+    assert "open source" in text.splitlines()[2]
+    long = ContentItem(key="k", title="T", tags=[], summary="", body="word " * 1000)
+    assert len(content_text(long)) < 1100
+
+
+class _CountingEmbedder(HashingEmbedder):
+    def __init__(self):
+        super().__init__(64)
+        self.embedded = 0
+
+    def embed(self, texts):
+        self.embedded += len(texts)
+        return super().embed(texts)
+
+
+def test_content_is_embedded_once_per_model(session, library):
+    embedder = _CountingEmbedder()
+    assert embed_content_items(session, embedder) == len(library)
+    assert embedder.embedded == len(library)
+    embed_content_items(session, embedder)
+    items, matrix = load_content_vectors(session, embedder)
+    assert embedder.embedded == len(library)
+    assert matrix.shape == (len(library), 64)
+    assert [item.id for item in items] == sorted(item.id for item in library.values())
+    assert np.allclose(np.linalg.norm(matrix, axis=1), 1.0, atol=1e-5)
+    count = session.scalar(select(func.count()).select_from(EmbeddingCacheEntry))
+    assert count == len(library)
+
+
+def test_member_interest_puts_obvious_match_first_and_filters(session, embedder, library):
+    member = _member(session, "ada@example.org")
+    _profile(session, member, _vector(session, embedder, "grow our B2B customer community"))
+    summary = recommend_for_members(session, embedder, [member.id], NOW, k=10)
+    keys = _keys(session, member)
+    assert keys[0] == "b2b-masterclass"
+    assert summary.members == 1 and summary.recommendations == len(keys)
+    assert summary.members_without_items == 0
+    # language, past event, expiry, publication date
+    assert not {"b2b-masterclass-fr", "evenements-fr"} & set(keys)
+    assert not {"past-meetup", "expired-offer", "not-yet"} & set(keys)
+    assert "future-meetup" in keys
+    ranks = session.scalars(
+        select(Recommendation.rank)
+        .where(Recommendation.member_id == member.id)
+        .order_by(Recommendation.rank)
+    ).all()
+    assert ranks == list(range(1, len(keys) + 1))
+
+
+def test_french_member_gets_french_items_and_reasons(session, embedder, library):
+    member = _member(session, "zoe@example.org", language="fr")
+    session.add(
+        Answer(
+            member_id=member.id,
+            question_key="expectations",
+            value="Développer votre communauté clients B2B",
+        )
+    )
+    recommend_for_members(session, embedder, [member.id], NOW)
+    items = recommendations_for(session, member.id)
+    assert [item.language for item in items] == ["fr", "fr"]
+    assert items[0].key == "b2b-masterclass-fr"
+    assert items[0].reason == "Vous avez dit : « Développer votre communauté clients B2B »"
+
+
+def test_consumed_and_already_sent_items_are_excluded(session, embedder, library):
+    member = _member(session, "bob@example.org")
+    _event(session, member, "content_view", "b2b-masterclass")
+    _event(session, member, "event_attended", "future-meetup")
+    _event(session, member, "email_open", "roi-webinar")  # an open is not a consumption
+    journey = Journey(
+        key="welcome",
+        version=1,
+        definition_hash="h",
+        definition={},
+        source_path="journeys/welcome.yaml",
+    )
+    session.add(journey)
+    session.flush()
+    enrollment = Enrollment(journey_id=journey.id, journey_key="welcome", member_id=member.id)
+    session.add(enrollment)
+    session.flush()
+    session.add_all(
+        [
+            Message(
+                enrollment_id=enrollment.id,
+                step_id="s1",
+                member_id=member.id,
+                journey_key="welcome",
+                template="t",
+                subject="s",
+                scheduled_at=NOW,
+                status=MessageStatus.SENT,
+                context={"items": [{"key": "churn-guide"}]},
+            ),
+            Message(
+                enrollment_id=enrollment.id,
+                step_id="s2",
+                member_id=member.id,
+                journey_key="welcome",
+                template="t",
+                subject="s",
+                scheduled_at=NOW,
+                status=MessageStatus.FAILED,
+                context={"items": ["events-playbook"]},
+            ),
+        ]
+    )
+    recommend_for_members(session, embedder, [member.id], NOW)
+    keys = _keys(session, member)
+    assert not {"b2b-masterclass", "future-meetup", "churn-guide"} & set(keys)
+    assert {"roi-webinar", "events-playbook"} <= set(keys)
+
+
+def test_near_duplicates_are_not_listed_together(session, embedder, library):
+    twin = _item("b2b-masterclass-copy", *LIBRARY["b2b-masterclass"])
+    session.add(twin)
+    member = _member(session, "cy@example.org")
+    _profile(session, member, _vector(session, embedder, "grow our B2B customer community"))
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    keys = _keys(session, member)
+    assert len({"b2b-masterclass", "b2b-masterclass-copy"} & set(keys)) == 1
+
+
+def test_cold_start_member_gets_popular_items_with_segment_reason(session, embedder, library):
+    fans = [_member(session, f"fan{i}@example.org") for i in range(3)]
+    for fan in fans:
+        _event(session, fan, "content_view", "roi-webinar")
+    newcomer = _member(session, "new@example.org")
+    run = SegmentationRun(algorithm="kmeans", n_segments=1)
+    segment = Segment(key="seg-1", label="Data-driven managers")
+    session.add_all([run, segment])
+    session.flush()
+    session.add(SegmentMembership(run_id=run.id, member_id=newcomer.id, segment_id=segment.id))
+    summary = recommend_for_members(session, embedder, [newcomer.id], NOW, k=3)
+    items = recommendations_for(session, newcomer.id)
+    assert summary.recommendations == 3
+    assert items[0].key == "roi-webinar"
+    assert items[0].reason == "Popular with members like you (Data-driven managers)"
+
+
+def test_segment_interest_of_latest_run_is_the_fallback(session, embedder, library):
+    member = _member(session, "dee@example.org")
+    old_run = SegmentationRun(algorithm="kmeans", n_segments=2)
+    new_run = SegmentationRun(algorithm="kmeans", n_segments=2)
+    oss = Segment(
+        key="oss",
+        label="Maintainers",
+        interest=_vector(session, embedder, "open source maintainers contributors"),
+    )
+    churn = Segment(
+        key="churn",
+        label="Retention",
+        interest=_vector(session, embedder, "reduce churn onboarding newcomers"),
+    )
+    session.add_all([old_run, new_run, oss, churn])
+    session.flush()
+    session.add_all(
+        [
+            SegmentMembership(run_id=old_run.id, member_id=member.id, segment_id=churn.id),
+            SegmentMembership(run_id=new_run.id, member_id=member.id, segment_id=oss.id),
+        ]
+    )
+    recommend_for_members(session, embedder, [member.id], NOW)
+    assert _keys(session, member)[0] == "oss-maintainers"
+
+
+def test_reasons_quote_answer_name_goal_and_past_reading(session, embedder, library):
+    member = _member(session, "eve@example.org")
+    answer = (
+        "I want to grow our B2B customer community, and I would love to hear how others "
+        "have done it across many different markets"
+    )
+    session.add_all(
+        [
+            Answer(member_id=member.id, question_key="expectations", value=answer),
+            Answer(member_id=member.id, question_key="goals", value=["measure_roi", "run_events"]),
+        ]
+    )
+    _event(session, member, "content_view", "oss-maintainers")
+    _profile(session, member, _vector(session, embedder, answer))
+    session.add(
+        _item(
+            "oss-governance",
+            "article",
+            "en",
+            "Open source governance",
+            "Governance for open source maintainers and contributors.",
+            ["open_source"],
+        )
+    )
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    reasons = {item.key: item.reason for item in recommendations_for(session, member.id)}
+    assert reasons["b2b-masterclass"].startswith("You said: “I want to grow our B2B customer")
+    assert reasons["b2b-masterclass"].endswith("…”")
+    assert len(reasons["b2b-masterclass"]) < 100
+    assert reasons["roi-webinar"] == "You want to: measure ROI"
+    assert (
+        reasons["oss-governance"] == "Because you read “Open source maintainers and contributors”"
+    )
+
+
+def test_rerun_replaces_recommendations_and_records_runs(session, embedder, library):
+    members = [_member(session, f"m{i}@example.org") for i in range(3)]
+    ids = [member.id for member in members]
+    first = recommend_for_members(session, embedder, ids, NOW, k=2)
+    run_id = start_match_run(session, embedder, RankingWeights(member=0.7), k=4)
+    second = recommend_for_members(session, embedder, [*ids, 999_999], NOW, k=4, run_id=run_id)
+    assert second.run_id == run_id != first.run_id
+    assert second.members == 3 and second.recommendations == 12
+    rows = session.scalars(select(Recommendation)).all()
+    assert len(rows) == 12 and {row.run_id for row in rows} == {run_id}
+    run = session.get(MatchRun, run_id)
+    assert run.model == embedder.name and run.params["weights"]["member"] == 0.7
+    assert len(recommendations_for(session, ids[0], limit=3)) == 3
+
+
+def test_member_without_eligible_items_is_counted(session, embedder, library):
+    member = _member(session, "de@example.org", language="de")
+    summary = recommend_for_members(session, embedder, [member.id], NOW)
+    assert summary.members_without_items == 1 and summary.recommendations == 0
+
+
+def test_recommendations_for_leaves_out_items_past_their_date(session, embedder, library):
+    member = _member(session, "fay@example.org")
+    _profile(session, member, _vector(session, embedder, "community events meetup Paris"))
+    recommend_for_members(session, embedder, [member.id], NOW)
+    assert "future-meetup" in _keys(session, member)
+    later = [item.key for item in recommendations_for(session, member.id, now=NOW + 6 * DAY)]
+    assert "future-meetup" not in later
+    event = next(i for i in recommendations_for(session, member.id) if i.key == "future-meetup")
+    assert event.event_start == NOW + 5 * DAY and event.url.endswith("future-meetup")
+
+
+def test_empty_library_gives_empty_lists(session, embedder):
+    member = _member(session, "gil@example.org")
+    summary = recommend_for_members(session, embedder, [member.id], NOW)
+    assert (summary.members, summary.recommendations, summary.members_without_items) == (1, 0, 1)
+    assert recommendations_for(session, member.id) == []
