@@ -1,0 +1,380 @@
+"""Render a queued message into an email: subject, HTML and text parts, unsubscribe headers.
+
+Templates are jinja2 files in one folder (``workspace/templates``): each email ``<name>`` is the
+pair ``<name>.html.j2`` + ``<name>.txt.j2`` (both required), which extend ``layout.html.j2`` /
+``layout.txt.j2`` and include the partials ``_items.html.j2`` / ``_items.txt.j2``.
+
+They run in jinja2's immutable sandbox (no attribute starting with ``_``, no mutation of the
+context), with ``StrictUndefined`` (a misspelt variable is an error, not a blank) and autoescape
+for ``.html.j2`` files. Any failure becomes a ``TemplateError`` naming the template and line.
+
+Every template sees:
+
+========================  ==================================================================
+``member``                ``first_name``, ``last_name``, ``email``, ``language``
+``lang``                  ``"fr"`` or ``"en"``: the member's language, reduced to a supported one
+``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` (footer, labels, kinds);
+**fields)``               ``fields`` fill its ``{placeholders}``
+``items``                 the recommended items: ``key``, ``title``, ``url``, ``kind``,
+                          ``summary``, ``reason``... (from ``Message.context``)
+``community_name``        ``Settings.community_name``
+``unsubscribe_url``       one-click unsubscribe link (signed token)
+``preferences_url``       preference page link (same signed token)
+``journey``, ``step``     the journey key and step id of the message
+anything else             every other key of ``Message.context`` (``questionnaire_url``...)
+========================  ==================================================================
+
+Language: shared strings (layout, partials) come from ``t``; the body copy of each email
+branches on ``lang`` (``{% if lang == "fr" %}...{% else %}...{% endif %}``) so a marketer
+writes each version as a whole, in its own words.
+
+The filter ``safe_url`` keeps ``http``, ``https`` and ``mailto`` links and turns anything else
+(``javascript:``...) into ``#``. CSS is written inline in the templates by hand for now (no
+CSS inliner is installed).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+import traceback
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+import jinja2
+from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+from nurture.delivery.unsubscribe import make_unsubscribe_token
+from nurture.errors import TemplateError
+from nurture.storage.models import Member, Message
+
+__all__ = [
+    "DEFAULT_LANGUAGE",
+    "STRINGS",
+    "SUPPORTED_LANGUAGES",
+    "RenderedEmail",
+    "TemplateRenderer",
+    "list_email_templates",
+    "resolve_language",
+]
+
+SUPPORTED_LANGUAGES = ("en", "fr")
+DEFAULT_LANGUAGE = "en"
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "recommended_for_you": "Picked for you",
+        "why_for_you": "Why for you:",
+        "open_item": "Open",
+        "footer_reason": "You receive this email because you are a member of {community}.",
+        "preferences": "Manage your email preferences",
+        "unsubscribe": "Unsubscribe",
+        "unsubscribe_text": "Unsubscribe in one click",
+        "preferences_line": "Manage your email preferences: {url}",
+        "unsubscribe_line": "Unsubscribe in one click: {url}",
+        "kind.article": "Article",
+        "kind.event": "Event",
+        "kind.webinar": "Webinar",
+        "kind.masterclass": "Masterclass",
+        "kind.discussion": "Discussion",
+    },
+    "fr": {
+        "recommended_for_you": "Choisis pour vous",
+        "why_for_you": "Pourquoi pour vous\u00a0:",
+        "open_item": "Ouvrir",
+        "footer_reason": "Vous recevez cet e-mail car vous êtes membre de {community}.",
+        "preferences": "Gérer vos préférences d'e-mail",
+        "unsubscribe": "Se désinscrire",
+        "unsubscribe_text": "Se désinscrire en un clic",
+        "preferences_line": "Gérer vos préférences d'e-mail\u00a0: {url}",
+        "unsubscribe_line": "Se désinscrire en un clic\u00a0: {url}",
+        "kind.article": "Article",
+        "kind.event": "Événement",
+        "kind.webinar": "Webinaire",
+        "kind.masterclass": "Masterclass",
+        "kind.discussion": "Discussion",
+    },
+}
+"""UI strings shared by layouts and partials, per language; ``en`` is the fallback."""
+
+_TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
+_SAFE_SCHEMES = {"http", "https", "mailto"}
+_SUBJECT_CACHE_SIZE = 256
+_TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
+
+
+@dataclass(frozen=True)
+class RenderedEmail:
+    """A rendered email, ready for a mailer.
+
+    Attributes:
+        subject: One line, no markup.
+        html: The HTML part.
+        text: The plain-text part.
+        headers: Extra headers (``List-Unsubscribe``, ``List-Unsubscribe-Post``).
+    """
+
+    subject: str
+    html: str
+    text: str
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def resolve_language(language: str | None) -> str:
+    """Reduce a member's language (``fr``, ``fr-CA``, ``FR_fr``, ``de``...) to a supported one.
+
+    Args:
+        language: The member's language tag, or None.
+
+    Returns:
+        ``"fr"`` or ``"en"`` (the default for anything unsupported).
+    """
+    primary = re.split(r"[-_]", (language or "").strip().lower(), maxsplit=1)[0]
+    return primary if primary in SUPPORTED_LANGUAGES else DEFAULT_LANGUAGE
+
+
+def list_email_templates(templates_dir: Path | str) -> list[str]:
+    """Names of the emails a folder defines: those with both an HTML and a text template.
+
+    Layouts and partials (``layout``, names starting with ``_``) are left out.
+
+    Args:
+        templates_dir: The templates folder.
+
+    Returns:
+        Sorted names such as ``["welcome", "welcome_followup"]``.
+    """
+    folder = Path(templates_dir)
+    html = {p.name.removesuffix(".html.j2") for p in folder.glob("*.html.j2")}
+    text = {p.name.removesuffix(".txt.j2") for p in folder.glob("*.txt.j2")}
+    return sorted(n for n in html & text if n != "layout" and not n.startswith("_"))
+
+
+def _safe_url(value: Any) -> str:
+    url = str(value).strip()
+    scheme = urlsplit(url).scheme.lower()
+    return url if scheme in _SAFE_SCHEMES else "#"
+
+
+def _autoescape(name: str | None) -> bool:
+    return name is not None and name.endswith((".html.j2", ".html"))
+
+
+def _template_location(
+    exc: BaseException, fallback: str, folder: Path | None
+) -> tuple[str, int | None]:
+    """The template and line an exception arose in, from jinja2's rewritten traceback."""
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return exc.name or exc.filename or fallback, exc.lineno
+    for frame in reversed(traceback.extract_tb(exc.__traceback__)):
+        filename = frame.filename
+        if filename == "<template>":
+            return fallback, frame.lineno
+        if filename.endswith(_TEMPLATE_SUFFIXES):
+            path = Path(filename)
+            if folder is not None and path.is_relative_to(folder):
+                return path.relative_to(folder).as_posix(), frame.lineno
+            return path.name, frame.lineno
+    return fallback, None
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, jinja2.TemplateNotFound):
+        return f"template not found: {exc.name}"
+    if isinstance(exc, jinja2.TemplateSyntaxError):
+        return f"syntax error: {exc.message}"
+    if isinstance(exc, jinja2.exceptions.SecurityError):
+        return f"refused by the sandbox: {exc}"
+    if isinstance(exc, jinja2.UndefinedError):
+        return f"undefined: {exc.message}"
+    return f"{type(exc).__name__}: {exc}"
+
+
+def _template_error(
+    exc: BaseException, what: str, fallback: str, folder: Path | None = None
+) -> TemplateError:
+    name, line = _template_location(exc, fallback, folder)
+    where = f"{name} line {line}" if line is not None else name
+    context = "" if name == fallback else f" (rendering {fallback})"
+    return TemplateError(f"{what}: {where}{context}: {_describe(exc)}")
+
+
+class TemplateRenderer:
+    """Renders messages with the templates of one folder, in a sandbox.
+
+    Args:
+        templates_dir: The folder of ``*.html.j2`` / ``*.txt.j2`` templates.
+        community_name: Shown in every email.
+        public_base_url: Base URL of the web endpoint, for unsubscribe and preference links.
+        unsubscribe_secret: HMAC key of the unsubscribe tokens.
+        auto_reload: Check templates for changes on every render (convenient while editing,
+            a ``stat`` per render).
+    """
+
+    def __init__(
+        self,
+        templates_dir: Path | str,
+        *,
+        community_name: str,
+        public_base_url: str,
+        unsubscribe_secret: str,
+        auto_reload: bool = True,
+    ) -> None:
+        self.templates_dir = Path(templates_dir)
+        self.community_name = community_name
+        self.public_base_url = public_base_url.rstrip("/")
+        self._unsubscribe_secret = unsubscribe_secret
+        self._environment = ImmutableSandboxedEnvironment(
+            loader=jinja2.FileSystemLoader(self.templates_dir),
+            autoescape=_autoescape,
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            auto_reload=auto_reload,
+        )
+        self._environment.filters["safe_url"] = _safe_url
+        self._subjects: dict[str, jinja2.Template] = {}
+
+    @property
+    def unsubscribe_secret(self) -> str:
+        """The HMAC key of the unsubscribe tokens (also the salt of the suppression list)."""
+        return self._unsubscribe_secret
+
+    def build_context(
+        self, message: Message, member: Member, now: dt.datetime | None = None
+    ) -> dict[str, Any]:
+        """The variables the templates of ``message`` see (see the module docstring).
+
+        Args:
+            message: The queued message; its ``context`` is merged in.
+            member: Its recipient.
+            now: Issue time of the unsubscribe token; default: the clock.
+
+        Returns:
+            The template context.
+        """
+        issued_at = now or dt.datetime.now(dt.UTC)
+        token = make_unsubscribe_token(member.id, self._unsubscribe_secret, issued_at)
+        lang = resolve_language(member.language)
+        strings = STRINGS[lang]
+
+        def translate(key: str, default: str | None = None, **fields: Any) -> str:
+            text = strings.get(key, STRINGS[DEFAULT_LANGUAGE].get(key, default))
+            if text is None:
+                raise KeyError(f"no UI string {key!r} in nurture.delivery.rendering.STRINGS")
+            return text.format(**fields) if fields else text
+
+        context: dict[str, Any] = {"items": []}
+        context.update(message.context or {})
+        context.update(
+            member={
+                "first_name": member.first_name or "",
+                "last_name": member.last_name or "",
+                "email": member.email,
+                "language": member.language or DEFAULT_LANGUAGE,
+            },
+            lang=lang,
+            t=translate,
+            community_name=self.community_name,
+            unsubscribe_url=f"{self.public_base_url}/unsubscribe/{token}",
+            preferences_url=f"{self.public_base_url}/preferences/{token}",
+            journey=message.journey_key,
+            step=message.step_id,
+        )
+        return context
+
+    def render_subject(self, source: str, context: Mapping[str, Any], *, what: str) -> str:
+        """Render a subject line from its jinja2 source, in the sandbox, without autoescape.
+
+        Args:
+            source: The subject template (``"Welcome, {{ member.first_name }}!"``).
+            context: The template context.
+            what: Names the subject in error messages (``"subject of message 12"``).
+
+        Returns:
+            The subject on one line, surrounding spaces removed.
+
+        Raises:
+            TemplateError: The source does not compile or render.
+        """
+        try:
+            template = self._subjects.get(source)
+            if template is None:
+                template = self._environment.from_string(source)
+                if len(self._subjects) >= _SUBJECT_CACHE_SIZE:
+                    self._subjects.clear()
+                self._subjects[source] = template
+            rendered = template.render(context)
+        except Exception as exc:
+            raise _template_error(exc, what, "subject") from exc
+        return " ".join(rendered.split())
+
+    def render_template(self, filename: str, context: Mapping[str, Any]) -> str:
+        """Render one template file of the folder.
+
+        Args:
+            filename: The file name (``welcome.html.j2``).
+            context: The template context.
+
+        Returns:
+            The rendered text.
+
+        Raises:
+            TemplateError: The template is missing, does not compile or fails to render.
+        """
+        try:
+            return self._environment.get_template(filename).render(context)
+        except Exception as exc:
+            raise _template_error(
+                exc, f"template {filename!r}", filename, self.templates_dir
+            ) from exc
+
+    def render_message(
+        self, message: Message, member: Member, *, now: dt.datetime | None = None
+    ) -> RenderedEmail:
+        """Render ``message`` for ``member``.
+
+        Args:
+            message: A message row: ``template`` names the email, ``subject`` is its jinja2
+                source, ``context`` carries the items and any extra variables.
+            member: The recipient.
+            now: Issue time of the unsubscribe token; default: the clock.
+
+        Returns:
+            The subject, both parts and the RFC 8058 unsubscribe headers.
+
+        Raises:
+            TemplateError: A template is missing, invalid, or fails to render; the message names
+                the template and line.
+        """
+        name = message.template
+        if not _TEMPLATE_NAME.fullmatch(name or ""):
+            raise TemplateError(
+                f"template of message {message.id}: expected a name such as 'welcome' "
+                f"(letters, digits, '_', '-', '/'), found {name!r}"
+            )
+        missing = [
+            f"{name}{suffix}"
+            for suffix in _TEMPLATE_SUFFIXES
+            if not (self.templates_dir / f"{name}{suffix}").is_file()
+        ]
+        if missing:
+            raise TemplateError(
+                f"template {name!r} (message {message.id}): expected {name}.html.j2 and "
+                f"{name}.txt.j2 in {self.templates_dir}, missing {', '.join(missing)}"
+            )
+        context = self.build_context(message, member, now)
+        subject = self.render_subject(
+            message.subject, context, what=f"subject of message {message.id} ({name})"
+        )
+        html = self.render_template(f"{name}.html.j2", context)
+        text = self.render_template(f"{name}.txt.j2", context)
+        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        headers = {
+            "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
+            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
+        }
+        return RenderedEmail(subject=subject, html=html, text=text, headers=headers)

@@ -1,0 +1,115 @@
+"""Suppressions: addresses that must never be mailed again, kept only as salted hashes.
+
+The list survives the deletion of a member (right to be forgotten) without keeping the address
+itself: ``suppression_hash`` is SHA-256 of a salt and the normalised address. nurture uses the
+unsubscribe secret as the salt, so changing that secret orphans the existing list.
+"""
+
+from __future__ import annotations
+
+import enum
+import hashlib
+from collections.abc import Iterable
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.storage.models import Suppression
+
+__all__ = [
+    "SuppressionReason",
+    "find_suppressed_hashes",
+    "is_suppressed",
+    "normalise_address",
+    "suppress_address",
+    "suppression_hash",
+]
+
+
+class SuppressionReason(enum.StrEnum):
+    """Why an address is suppressed."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    MANUAL = "manual"
+
+
+def normalise_address(email: str) -> str:
+    """The form of an address that is hashed: surrounding spaces removed, lower case."""
+    return email.strip().lower()
+
+
+def suppression_hash(email: str, salt: str) -> str:
+    """The salted hash stored in ``Suppression.email_hash`` for ``email``.
+
+    Args:
+        email: The address, in any case, with or without surrounding spaces.
+        salt: The salt (``Settings.unsubscribe_secret``).
+
+    Returns:
+        64 lowercase hex digits.
+    """
+    data = salt.encode("utf-8") + b"\x00" + normalise_address(email).encode("utf-8")
+    return hashlib.sha256(data).hexdigest()
+
+
+def find_suppressed_hashes(session: Session, hashes: Iterable[str]) -> set[str]:
+    """Those of ``hashes`` that are in the suppression list.
+
+    Args:
+        session: The database session.
+        hashes: Hashes made by ``suppression_hash``.
+
+    Returns:
+        The suppressed subset.
+    """
+    wanted = list(set(hashes))
+    found: set[str] = set()
+    for start in range(0, len(wanted), 500):
+        batch = wanted[start : start + 500]
+        found.update(
+            session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(batch)))
+        )
+    return found
+
+
+def is_suppressed(session: Session, email: str, salt: str) -> bool:
+    """Whether ``email`` is in the suppression list.
+
+    Args:
+        session: The database session.
+        email: The address.
+        salt: The salt the list is hashed with.
+
+    Returns:
+        True when the address must not be mailed.
+    """
+    return bool(find_suppressed_hashes(session, [suppression_hash(email, salt)]))
+
+
+def suppress_address(
+    session: Session,
+    email: str,
+    salt: str,
+    reason: SuppressionReason | str,
+    source: str | None = None,
+) -> bool:
+    """Add ``email`` to the suppression list unless it is there already (the caller commits).
+
+    Args:
+        session: The database session.
+        email: The address.
+        salt: The salt the list is hashed with.
+        reason: Why (a ``SuppressionReason``).
+        source: Where the request came from (``one-click``, ``sendgrid:bounce``...).
+
+    Returns:
+        True when a row was added, False when the address was already suppressed.
+    """
+    email_hash = suppression_hash(email, salt)
+    if find_suppressed_hashes(session, [email_hash]):
+        return False
+    session.add(Suppression(email_hash=email_hash, reason=str(reason), source=source))
+    session.flush()
+    return True
