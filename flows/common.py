@@ -1,0 +1,39 @@
+"""What the flows share: settings overrides and run names."""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from typing import Any
+
+from nurture.pipeline import utc_now
+
+__all__ = ["chunk_name", "overrides", "resolve_now"]
+
+
+def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
+    """The settings a flow run was given; everything else comes from ``NURTURE_*``.
+
+    The database URL is deliberately not a flow parameter: it can hold a password, and flow
+    parameters show in the Prefect UI. Set ``NURTURE_DATABASE_URL`` where the flow runs.
+    """
+    values: dict[str, Any] = {}
+    if workspace is not None:
+        values["workspace"] = workspace
+    if data_dir is not None:
+        values["data_dir"] = data_dir
+    return values
+
+
+def resolve_now(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as a timezone-aware time; the current time when not given."""
+    if now is None:
+        return utc_now()
+    return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+
+
+def chunk_name(ids: Sequence[int]) -> str:
+    """A readable name for a chunk of ids, for task run names."""
+    if not ids:
+        return "empty"
+    return f"{ids[0]}-{ids[-1]} ({len(ids)})"

@@ -1,0 +1,412 @@
+"""The ``nurture`` command line: workspace, imports, each stage, full cycles and the outbox."""
+
+from __future__ import annotations
+
+import datetime as dt
+import importlib.resources
+import logging
+import os
+import shutil
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.table import Table
+from sqlalchemy import select
+
+from nurture import pipeline
+from nurture.errors import NurtureError
+from nurture.settings import Settings
+
+__all__ = ["app", "main"]
+
+console = Console()
+errors = Console(stderr=True)
+
+app = typer.Typer(
+    name="nurture",
+    help=(
+        "Personalised content nurturing for communities: profile members, segment them, match "
+        "content and send journeys by email.\n\n"
+        "Every option can also be set with an environment variable NURTURE_<NAME> "
+        "(NURTURE_DATABASE_URL, NURTURE_EMBEDDING_MODEL...)."
+    ),
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+journeys_app = typer.Typer(help="Check the journeys of the workspace.", no_args_is_help=True)
+app.add_typer(journeys_app, name="journeys")
+
+REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@app.callback()
+def root(
+    ctx: typer.Context,
+    workspace: Annotated[
+        Path | None,
+        typer.Option(
+            "--workspace",
+            "-w",
+            help="Workspace folder: library/, journeys/, templates/, questionnaire.yaml. "
+            "[env NURTURE_WORKSPACE; default: the current folder]",
+        ),
+    ] = None,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Folder for the SQLite database, the outbox and rejects files. "
+            "[env NURTURE_DATA_DIR; default: ./nurture-data]",
+        ),
+    ] = None,
+    verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+) -> None:
+    """Read settings from the environment and the options common to every command."""
+    logging.basicConfig(
+        level=logging.INFO if verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    overrides: dict[str, Any] = {}
+    if workspace is not None:
+        overrides["workspace"] = workspace
+    if data_dir is not None:
+        overrides["data_dir"] = data_dir
+    ctx.obj = pipeline.settings_from(overrides)
+
+
+# --- workspace ------------------------------------------------------------------------------
+
+
+def _workspace_template() -> Path:
+    packaged = importlib.resources.files("nurture") / "_workspace_template"
+    if packaged.is_dir():
+        return Path(str(packaged))
+    if REPO_CONTENT.is_dir():
+        return REPO_CONTENT
+    raise NurtureError("the workspace template is missing from this installation")
+
+
+@app.command()
+def init(
+    directory: Annotated[Path, typer.Argument(help="Folder of the new workspace.")],
+    force: Annotated[
+        bool, typer.Option("--force", help="Write into a folder that is not empty.")
+    ] = False,
+) -> None:
+    """Create a new workspace in DIRECTORY, copied from the demo workspace (content/)."""
+    if directory.exists() and any(directory.iterdir()) and not force:
+        raise NurtureError(f"{directory} is not empty; use --force to write into it")
+    shutil.copytree(
+        _workspace_template(),
+        directory,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("nurture-data", "__pycache__"),
+    )
+    console.print(f"Workspace created in [bold]{directory}[/]. Next:")
+    console.print(f"  nurture --workspace {directory} journeys validate")
+    console.print(f"  nurture --workspace {directory} import members members.csv")
+
+
+@journeys_app.command("validate")
+def journeys_validate(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Journey files to check; default: every file in journeys/."),
+    ] = None,
+) -> None:
+    """Check journey YAML files (and the templates they name); list every problem with its line."""
+    from nurture.journeys import load_journey
+
+    settings = _settings(ctx)
+    if files:
+        definitions = [load_journey(path, settings.templates_dir) for path in files]
+    else:
+        definitions = pipeline.check_workspace(settings).journeys
+    for definition in definitions:
+        console.print(f"[green]ok[/] {definition.id}: {len(definition.steps)} steps")
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+def _print_import(kind: str, path: Path, summary: Any) -> None:
+    console.print(
+        f"{kind} from {path}: {summary.read} read, {summary.stored} new, "
+        f"{summary.updated} updated, {summary.unchanged} unchanged, {summary.refused} refused"
+    )
+    for problem in summary.problems:
+        errors.print(f"  [yellow]refused[/] {escape(str(problem))}", highlight=False)
+    if summary.refused:
+        errors.print(f"  every refused record is in {summary.rejects_path}")
+
+
+@app.command("import")
+def import_(
+    ctx: typer.Context,
+    kind: Annotated[str, typer.Argument(help="What the file holds: members, answers or activity.")],
+    file: Annotated[
+        Path, typer.Argument(help="A CSV or JSON Lines file.", exists=True, dir_okay=False)
+    ],
+    rejects: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where refused records go; default: <data-dir>/rejects/<file>.rejects.csv."
+        ),
+    ] = None,
+) -> None:
+    """Import members, questionnaire answers or activity events; re-importing adds nothing."""
+    if kind not in ("members", "answers", "activity"):
+        raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
+    summary = pipeline.import_file(_settings(ctx), kind, file, rejects)  # type: ignore[arg-type]
+    _print_import(kind, file, summary)
+
+
+# --- stages ---------------------------------------------------------------------------------
+
+
+@app.command()
+def profile(ctx: typer.Context) -> None:
+    """Build every member's profile from their answers and activity."""
+    settings = _settings(ctx)
+    now = pipeline.utc_now()
+    pipeline.prepare_database(settings)
+    ids = pipeline.member_ids(settings)
+    profiled = embedded = 0
+    for chunk in pipeline.chunked(ids, settings.chunk_size):
+        summary = pipeline.profile_chunk(settings, chunk, now)
+        profiled += summary.profiled
+        embedded += summary.texts_embedded
+    console.print(f"{profiled} members profiled; {embedded} new texts embedded")
+
+
+def _print_segments(summary: Any) -> None:
+    table = Table(title=f"{summary.n_segments} segments of {summary.n_members} members")
+    table.add_column("segment")
+    table.add_column("label")
+    table.add_column("members", justify="right")
+    for key, label in summary.labels.items():
+        table.add_row(key, label, str(summary.sizes.get(key, 0)))
+    console.print(table)
+    if summary.quality is not None:
+        console.print(f"silhouette score: {summary.quality:.3f} (-1..1, higher is better)")
+
+
+@app.command()
+def segment(ctx: typer.Context) -> None:
+    """Cluster the profiled members into labelled segments and show them."""
+    settings = _settings(ctx)
+    pipeline.prepare_database(settings)
+    _print_segments(pipeline.segment(settings, pipeline.utc_now()))
+
+
+@app.command()
+def match(
+    ctx: typer.Context,
+    member: Annotated[
+        str | None,
+        typer.Option(help="Show this member's recommendations (email) instead of matching."),
+    ] = None,
+) -> None:
+    """Match the content library to every member, or show one member's recommendations."""
+    settings = _settings(ctx)
+    now = pipeline.utc_now()
+    if member is not None:
+        _show_recommendations(settings, member, now)
+        return
+    pipeline.sync_workspace(settings, now)
+    run_id = pipeline.start_matching(settings)
+    total = 0
+    ids = pipeline.member_ids(settings)
+    for chunk in pipeline.chunked(ids, settings.chunk_size):
+        total += pipeline.match_chunk(settings, run_id, chunk, now).recommendations
+    console.print(f"{total} recommendations for {len(ids)} members (match run {run_id})")
+
+
+def _show_recommendations(settings: Settings, email: str, now: dt.datetime) -> None:
+    from nurture.recommend import recommendations_for
+    from nurture.storage import Member, session_scope
+
+    with session_scope(pipeline.prepare_database(settings)) as session:
+        found = session.scalar(select(Member).where(Member.email == email.strip().lower()))
+        if found is None:
+            raise NurtureError(f"no member with email {email}")
+        items = recommendations_for(session, found.id, now=now)
+    table = Table(title=f"Recommendations for {email}")
+    table.add_column("#", justify="right")
+    table.add_column("item")
+    table.add_column("kind")
+    table.add_column("lang")
+    table.add_column("why")
+    for rank, item in enumerate(items, start=1):
+        table.add_row(str(rank), item.title, item.kind, item.language, item.reason)
+    console.print(table)
+
+
+# --- full cycles ----------------------------------------------------------------------------
+
+
+def _run_through_prefect(settings: Settings, now: dt.datetime) -> dict[str, Any]:
+    # The first ephemeral Prefect server can take more than 20 s to start on a busy machine.
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    from flows.cycle import cycle
+
+    return cycle(str(settings.workspace), str(settings.data_dir), now)
+
+
+def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
+    pipeline.check_workspace(settings)
+    pipeline.prepare_database(settings)
+    if use_prefect:
+        result = _run_through_prefect(settings, now)
+        nightly, delivered = result["nightly"], result["deliver"]
+        console.print(
+            f"profiled {nightly['profiled']} members ({nightly['texts_embedded']} new texts "
+            f"embedded); {len(nightly['segments'])} segments; "
+            f"{nightly['recommendations']} recommendations"
+        )
+        journeys, sent = delivered["journeys"], delivered["delivery"]
+    else:
+        report = pipeline.run_cycle(settings, now)
+        console.print(
+            f"profiled {report.profiled} members ({report.texts_embedded} new texts embedded); "
+            f"{report.segmentation.n_segments if report.segmentation else 0} segments; "
+            f"{report.recommendations} recommendations"
+        )
+        journeys = vars(report.journeys) if report.journeys else {}
+        sent = vars(report.delivery)
+    console.print(
+        f"journeys: {journeys.get('enrolled', 0)} enrolled, "
+        f"{journeys.get('messages_queued', 0)} messages queued"
+    )
+    console.print(
+        f"delivery: {sent['sent']} sent, {sent['suppressed']} suppressed, {sent['failed']} failed"
+    )
+    if settings.mail_backend == "outbox":
+        index = settings.resolved_outbox_dir / "index.html"
+        console.print(f"outbox: {index.resolve()}")
+
+
+PrefectOption = Annotated[
+    bool,
+    typer.Option(
+        "--prefect/--no-prefect",
+        help="Run as Prefect flows (seen in the Prefect UI) or directly in this process.",
+    ),
+]
+NowOption = Annotated[
+    dt.datetime | None,
+    typer.Option(
+        help="Act as if it were this time (UTC), e.g. to see a wait step end; default: now."
+    ),
+]
+
+
+def _aware(now: dt.datetime | None) -> dt.datetime:
+    if now is None:
+        return pipeline.utc_now()
+    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
+
+
+@app.command()
+def run(ctx: typer.Context, prefect: PrefectOption = True, now: NowOption = None) -> None:
+    """Run one full cycle: profile, segment, match, advance journeys, deliver."""
+    _cycle(_settings(ctx), _aware(now), prefect)
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    members: Annotated[int, typer.Option(help="Members in the synthetic community.")] = 2000,
+    seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
+    prefect: PrefectOption = True,
+) -> None:
+    """Seed a synthetic community (members, answers, activity), then run one full cycle.
+
+    The community is the same for a given seed, so running the demo again sends nothing new.
+    """
+    from nurture.demo import generate_demo_community
+
+    settings = _settings(ctx)
+    check = pipeline.check_workspace(settings)
+    now = pipeline.utc_now()
+    from nurture.workspace import load_content_library
+
+    specs = load_content_library(settings.content_dir)
+    files = generate_demo_community(
+        settings.data_dir / "demo",
+        members,
+        seed,
+        # Midnight today: re-running the demo the same day generates the same files.
+        now=now.replace(hour=0, minute=0, second=0, microsecond=0),
+        content_keys=[spec.key for spec in specs],
+        content_languages={spec.key: spec.language for spec in specs},
+        questionnaire=check.questionnaire,
+    )
+    pipeline.prepare_database(settings)
+    for kind, path in (
+        ("members", files.members),
+        ("answers", files.answers),
+        ("activity", files.activity),
+    ):
+        _print_import(kind, path, pipeline.import_file(settings, kind, path))  # type: ignore[arg-type]
+    _cycle(settings, now, prefect)
+
+
+# --- outbox ---------------------------------------------------------------------------------
+
+
+@app.command()
+def outbox(
+    ctx: typer.Context,
+    limit: Annotated[int, typer.Option(help="Show at most this many messages.")] = 20,
+    member: Annotated[str | None, typer.Option(help="Only messages to this email.")] = None,
+) -> None:
+    """Show what was sent, to whom and when, newest first."""
+    from sqlalchemy import func
+
+    from nurture.storage import Member, Message, MessageStatus, session_scope
+
+    settings = _settings(ctx)
+    with session_scope(pipeline.prepare_database(settings)) as session:
+        query = (
+            select(Message, Member.email)
+            .join(Member, Member.id == Message.member_id)
+            .where(Message.status == MessageStatus.SENT)
+        )
+        if member:
+            query = query.where(Member.email == member.strip().lower())
+        total = session.scalar(select(func.count()).select_from(query.subquery())) or 0
+        rows = session.execute(
+            query.order_by(Message.sent_at.desc(), Message.id.desc()).limit(limit)
+        ).all()
+        table = Table(title=f"{total} messages sent (newest {min(limit, total)})")
+        for column in ("sent at (UTC)", "to", "journey / step", "backend"):
+            table.add_column(column)
+        for message, email in rows:
+            sent_at = message.sent_at.strftime("%Y-%m-%d %H:%M") if message.sent_at else ""
+            table.add_row(
+                sent_at, email, f"{message.journey_key} / {message.step_id}", message.backend or ""
+            )
+    console.print(table)
+    index = settings.resolved_outbox_dir / "index.html"
+    if index.exists():
+        console.print(f"browse them: {index.resolve()}")
+
+
+def main() -> None:
+    """Run the ``nurture`` command; a nurture error prints its message and exits with status 1."""
+    try:
+        app()
+    except NurtureError as error:
+        errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
+        raise SystemExit(1) from error

@@ -1,0 +1,358 @@
+"""The pipeline stages on a :class:`~nurture.settings.Settings`: what the CLI and the flows call.
+
+Each stage opens its own session on the configured database, commits what it did and returns a
+summary, so that a stage can run as one Prefect task given only plain values (settings overrides,
+member or message ids, a time). :func:`run_cycle` runs one full cycle in this process, without
+Prefect: ``nurture run --no-prefect`` and the tests use it; the flows in ``flows/`` call the same
+stages, one task per stage or per chunk of members.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import logging
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal, TypeVar
+
+from sqlalchemy import Engine, func, select
+
+from nurture.delivery import (
+    DeliverySummary,
+    OutboxMailer,
+    TemplateRenderer,
+    deliver_messages,
+    due_message_ids,
+    write_outbox_index,
+)
+from nurture.embedding import Embedder, load_embedder
+from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
+from nurture.journeys import JourneyDefinition, JourneySummary, advance_journeys, load_journeys
+from nurture.profiling import ProfileSummary, build_profiles
+from nurture.recommend import (
+    MatchSummary,
+    embed_content_items,
+    recommend_for_members,
+    start_match_run,
+)
+from nurture.segmentation import SegmentationSummary, segment_members
+from nurture.settings import Settings
+from nurture.storage import Member, create_database_engine, migrate_database, session_scope
+from nurture.workspace import (
+    ContentSyncSummary,
+    Questionnaire,
+    load_content_library,
+    load_questionnaire,
+    sync_content_items,
+)
+
+__all__ = [
+    "CycleReport",
+    "ImportKind",
+    "WorkspaceCheck",
+    "check_workspace",
+    "chunked",
+    "count_members",
+    "deliver_chunk",
+    "due_messages",
+    "engine_for",
+    "finish_delivery",
+    "import_file",
+    "match_chunk",
+    "member_ids",
+    "prepare_database",
+    "profile_chunk",
+    "run_cycle",
+    "run_delivery",
+    "run_journeys",
+    "run_nightly",
+    "segment",
+    "settings_from",
+    "start_matching",
+    "sync_workspace",
+    "utc_now",
+]
+
+logger = logging.getLogger(__name__)
+
+ImportKind = Literal["members", "answers", "activity"]
+T = TypeVar("T")
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the environment (``NURTURE_*``), with ``overrides`` on top."""
+    return Settings(**dict(overrides or {}))
+
+
+def chunked(values: Sequence[T], size: int) -> Iterator[list[T]]:
+    """Consecutive slices of ``values`` of at most ``size`` elements."""
+    if size < 1:
+        raise ValueError(f"chunk size must be at least 1, got {size}")
+    for start in range(0, len(values), size):
+        yield list(values[start : start + size])
+
+
+# --- database -------------------------------------------------------------------------------
+
+
+@functools.lru_cache(maxsize=8)
+def _engine(url: str) -> Engine:
+    return create_database_engine(url, pool_pre_ping=True)
+
+
+def engine_for(settings: Settings) -> Engine:
+    """The engine of the configured database, created once per process and URL."""
+    return _engine(settings.resolved_database_url)
+
+
+@functools.lru_cache(maxsize=8)
+def _migrated(url: str) -> bool:
+    migrate_database(_engine(url))
+    return True
+
+
+def prepare_database(settings: Settings) -> Engine:
+    """Create the data folder and bring the database schema up to date; return the engine."""
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    _migrated(settings.resolved_database_url)
+    return engine_for(settings)
+
+
+def _embedder(settings: Settings) -> Embedder:
+    return load_embedder(settings.embedding_model, settings.embedding_batch_size)
+
+
+# --- workspace ------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class WorkspaceCheck:
+    """The marketer files of a workspace, each loaded and validated.
+
+    Attributes:
+        questionnaire: The questionnaire.
+        content_items: Number of content items in the library.
+        journeys: The journey definitions.
+    """
+
+    questionnaire: Questionnaire
+    content_items: int
+    journeys: list[JourneyDefinition]
+
+
+def check_workspace(settings: Settings) -> WorkspaceCheck:
+    """Load and validate every marketer file of the workspace; raise on the first bad file.
+
+    Raises:
+        WorkspaceFileError: A file is invalid; the error lists every problem with file and line.
+    """
+    questionnaire = load_questionnaire(settings.questionnaire_path)
+    specs = load_content_library(settings.content_dir)
+    journeys = load_journeys(settings.journeys_dir, settings.templates_dir)
+    return WorkspaceCheck(questionnaire, len(specs), journeys)
+
+
+def sync_workspace(settings: Settings, now: dt.datetime | None = None) -> ContentSyncSummary:
+    """Bring the content library into the database and embed the items not embedded yet."""
+    specs = load_content_library(settings.content_dir)
+    with session_scope(prepare_database(settings)) as session:
+        summary = sync_content_items(session, specs, now=now)
+        embedded = embed_content_items(session, _embedder(settings))
+    logger.info("content library synced: %s; %d items embedded", summary, embedded)
+    return summary
+
+
+# --- import ---------------------------------------------------------------------------------
+
+
+def import_file(
+    settings: Settings, kind: ImportKind, path: Path, rejects_path: Path | None = None
+) -> ImportSummary:
+    """Import one file of members, questionnaire answers or activity events.
+
+    Valid records are stored in batches; refused ones go to ``rejects_path`` (default: next to
+    the data, ``data_dir/rejects/<file name>.rejects.csv``).
+    """
+    if rejects_path is None:
+        rejects_path = settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
+    rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    with session_scope(prepare_database(settings)) as session:
+        if kind == "members":
+            return import_members(session, path, rejects_path)
+        if kind == "answers":
+            questionnaire = load_questionnaire(settings.questionnaire_path)
+            return import_answers(session, path, questionnaire, rejects_path)
+        return import_activity(session, path, rejects_path)
+
+
+# --- nightly stages -------------------------------------------------------------------------
+
+
+def member_ids(settings: Settings) -> list[int]:
+    """Ids of every member, in id order."""
+    with session_scope(prepare_database(settings)) as session:
+        return list(session.scalars(select(Member.id).order_by(Member.id)))
+
+
+def profile_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> ProfileSummary:
+    """Build and store the profiles of the members ``ids``."""
+    questionnaire = load_questionnaire(settings.questionnaire_path)
+    with session_scope(engine_for(settings)) as session:
+        return build_profiles(
+            session, _embedder(settings), questionnaire, now, ids, chunk_size=settings.chunk_size
+        )
+
+
+def segment(settings: Settings, now: dt.datetime) -> SegmentationSummary:
+    """Cluster every profiled member into labelled segments."""
+    questionnaire = load_questionnaire(settings.questionnaire_path)
+    with session_scope(engine_for(settings)) as session:
+        return segment_members(
+            session,
+            questionnaire=questionnaire,
+            now=now,
+            n_segments=settings.n_segments,
+            min_segments=settings.min_segments,
+            max_segments=settings.max_segments,
+            seed=settings.random_seed,
+        )
+
+
+def start_matching(settings: Settings) -> int:
+    """Record a new match run and return its id, for :func:`match_chunk`."""
+    with session_scope(engine_for(settings)) as session:
+        return start_match_run(session, _embedder(settings), k=settings.recommendations_per_member)
+
+
+def match_chunk(
+    settings: Settings, run_id: int, ids: Sequence[int], now: dt.datetime
+) -> MatchSummary:
+    """Rank the content library for the members ``ids`` and store their recommendations."""
+    with session_scope(engine_for(settings)) as session:
+        return recommend_for_members(
+            session,
+            _embedder(settings),
+            ids,
+            now,
+            settings.recommendations_per_member,
+            run_id=run_id,
+        )
+
+
+# --- journeys and delivery ------------------------------------------------------------------
+
+
+def run_journeys(settings: Settings, now: dt.datetime) -> JourneySummary:
+    """Enrol members in the workspace's journeys and queue the messages that are due."""
+    definitions = load_journeys(settings.journeys_dir, settings.templates_dir)
+    with session_scope(prepare_database(settings)) as session:
+        return advance_journeys(session, definitions, now, chunk_size=settings.chunk_size)
+
+
+def due_messages(settings: Settings, now: dt.datetime) -> list[int]:
+    """Ids of the queued messages due at ``now``."""
+    with session_scope(engine_for(settings)) as session:
+        return due_message_ids(session, now)
+
+
+@functools.lru_cache(maxsize=8)
+def _renderer(
+    templates_dir: Path, community_name: str, public_base_url: str, secret: str
+) -> TemplateRenderer:
+    return TemplateRenderer(
+        templates_dir,
+        community_name=community_name,
+        public_base_url=public_base_url,
+        unsubscribe_secret=secret,
+    )
+
+
+def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> DeliverySummary:
+    """Render and send the messages ``ids`` through the configured mail backend, exactly once."""
+    renderer = _renderer(
+        settings.templates_dir.resolve(),
+        settings.community_name,
+        settings.public_base_url,
+        settings.unsubscribe_secret.get_secret_value(),
+    )
+    mailer = OutboxMailer(settings.resolved_outbox_dir)
+    with session_scope(engine_for(settings)) as session:
+        return deliver_messages(
+            session,
+            mailer,
+            renderer,
+            ids,
+            now,
+            sender_email=settings.sender_email,
+            sender_name=settings.sender_name,
+        )
+
+
+def finish_delivery(settings: Settings) -> Path:
+    """Refresh the outbox's ``index.html``; return its path."""
+    return write_outbox_index(settings.resolved_outbox_dir)
+
+
+# --- one cycle, in process ------------------------------------------------------------------
+
+
+@dataclass
+class CycleReport:
+    """What one full cycle did, stage by stage."""
+
+    content: ContentSyncSummary | None = None
+    members: int = 0
+    profiled: int = 0
+    texts_embedded: int = 0
+    segmentation: SegmentationSummary | None = None
+    recommendations: int = 0
+    journeys: JourneySummary | None = None
+    delivery: DeliverySummary = field(default_factory=DeliverySummary)
+    outbox_index: Path | None = None
+
+
+def run_nightly(settings: Settings, now: dt.datetime) -> CycleReport:
+    """Sync content, then profile, segment and match every member, in chunks, in process."""
+    report = CycleReport(content=sync_workspace(settings, now))
+    ids = member_ids(settings)
+    report.members = len(ids)
+    for chunk in chunked(ids, settings.chunk_size):
+        profiled = profile_chunk(settings, chunk, now)
+        report.profiled += profiled.profiled
+        report.texts_embedded += profiled.texts_embedded
+    report.segmentation = segment(settings, now)
+    run_id = start_matching(settings)
+    for chunk in chunked(ids, settings.chunk_size):
+        report.recommendations += match_chunk(settings, run_id, chunk, now).recommendations
+    return report
+
+
+def run_delivery(
+    settings: Settings, now: dt.datetime, report: CycleReport | None = None
+) -> CycleReport:
+    """Advance journeys, then send every due message, in chunks, in process."""
+    report = report or CycleReport()
+    report.journeys = run_journeys(settings, now)
+    for chunk in chunked(due_messages(settings, now), settings.chunk_size):
+        report.delivery += deliver_chunk(settings, chunk, now)
+    report.outbox_index = finish_delivery(settings)
+    return report
+
+
+def run_cycle(settings: Settings, now: dt.datetime | None = None) -> CycleReport:
+    """One full cycle without Prefect: profile, segment, match, advance journeys, deliver."""
+    now = now or utc_now()
+    return run_delivery(settings, now, run_nightly(settings, now))
+
+
+def count_members(settings: Settings) -> int:
+    """How many members the database holds."""
+    with session_scope(prepare_database(settings)) as session:
+        return session.scalar(select(func.count()).select_from(Member)) or 0
