@@ -108,6 +108,9 @@ def nightly(
         "members": len(ids),
         "profiled": sum(p["profiled"] for p in profiled),
         "texts_embedded": sum(p["texts_embedded"] for p in profiled),
-        "segments": segmentation["labels"],
+        "segments": {
+            key: {"label": label, "members": segmentation["sizes"].get(key, 0)}
+            for key, label in segmentation["labels"].items()
+        },
         "recommendations": sum(m["recommendations"] for m in matched),
     }

@@ -17,6 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
 from nurture.delivery import (
@@ -28,6 +29,7 @@ from nurture.delivery import (
     write_outbox_index,
 )
 from nurture.embedding import Embedder, load_embedder
+from nurture.errors import ConfigurationError
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import JourneyDefinition, JourneySummary, advance_journeys, load_journeys
 from nurture.profiling import ProfileSummary, build_profiles
@@ -87,8 +89,19 @@ def utc_now() -> dt.datetime:
 
 
 def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
-    """Settings from the environment (``NURTURE_*``), with ``overrides`` on top."""
-    return Settings(**dict(overrides or {}))
+    """Settings from the environment (``NURTURE_*``), with ``overrides`` on top.
+
+    Raises:
+        ConfigurationError: A setting is invalid; the message names each one.
+    """
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"NURTURE_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from error
 
 
 def chunked(values: Sequence[T], size: int) -> Iterator[list[T]]:

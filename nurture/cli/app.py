@@ -18,12 +18,13 @@ from sqlalchemy import select
 
 from nurture import pipeline
 from nurture.errors import NurtureError
+from nurture.segmentation import SegmentationSummary
 from nurture.settings import Settings
 
 __all__ = ["app", "main"]
 
 console = Console()
-errors = Console(stderr=True)
+errors = Console(stderr=True, soft_wrap=True)  # error lines stay whole for grep
 
 app = typer.Typer(
     name="nurture",
@@ -189,16 +190,24 @@ def profile(ctx: typer.Context) -> None:
     console.print(f"{profiled} members profiled; {embedded} new texts embedded")
 
 
-def _print_segments(summary: Any) -> None:
-    table = Table(title=f"{summary.n_segments} segments of {summary.n_members} members")
+def _print_segments(segments: dict[str, dict[str, Any]], quality: float | None = None) -> None:
+    members = sum(segment["members"] for segment in segments.values())
+    table = Table(title=f"{len(segments)} segments of {members} members")
     table.add_column("segment")
     table.add_column("label")
     table.add_column("members", justify="right")
-    for key, label in summary.labels.items():
-        table.add_row(key, label, str(summary.sizes.get(key, 0)))
+    for key, segment in segments.items():
+        table.add_row(key, segment["label"], str(segment["members"]))
     console.print(table)
-    if summary.quality is not None:
-        console.print(f"silhouette score: {summary.quality:.3f} (-1..1, higher is better)")
+    if quality is not None:
+        console.print(f"silhouette score: {quality:.3f} (-1..1, higher is better)")
+
+
+def _segment_rows(summary: SegmentationSummary) -> dict[str, dict[str, Any]]:
+    return {
+        key: {"label": label, "members": summary.sizes.get(key, 0)}
+        for key, label in summary.labels.items()
+    }
 
 
 @app.command()
@@ -206,7 +215,8 @@ def segment(ctx: typer.Context) -> None:
     """Cluster the profiled members into labelled segments and show them."""
     settings = _settings(ctx)
     pipeline.prepare_database(settings)
-    _print_segments(pipeline.segment(settings, pipeline.utc_now()))
+    summary = pipeline.segment(settings, pipeline.utc_now())
+    _print_segments(_segment_rows(summary), summary.quality)
 
 
 @app.command()
@@ -258,6 +268,8 @@ def _show_recommendations(settings: Settings, email: str, now: dt.datetime) -> N
 def _run_through_prefect(settings: Settings, now: dt.datetime) -> dict[str, Any]:
     # The first ephemeral Prefect server can take more than 20 s to start on a busy machine.
     os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
+    # No machine running nurture needs to phone home; offline, the attempt only logs an error.
+    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
     from flows.cycle import cycle
 
     return cycle(str(settings.workspace), str(settings.data_dir), now)
@@ -271,17 +283,18 @@ def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
         nightly, delivered = result["nightly"], result["deliver"]
         console.print(
             f"profiled {nightly['profiled']} members ({nightly['texts_embedded']} new texts "
-            f"embedded); {len(nightly['segments'])} segments; "
-            f"{nightly['recommendations']} recommendations"
+            f"embedded); {nightly['recommendations']} recommendations"
         )
+        _print_segments(nightly["segments"])
         journeys, sent = delivered["journeys"], delivered["delivery"]
     else:
         report = pipeline.run_cycle(settings, now)
         console.print(
             f"profiled {report.profiled} members ({report.texts_embedded} new texts embedded); "
-            f"{report.segmentation.n_segments if report.segmentation else 0} segments; "
             f"{report.recommendations} recommendations"
         )
+        if report.segmentation is not None:
+            _print_segments(_segment_rows(report.segmentation), report.segmentation.quality)
         journeys = vars(report.journeys) if report.journeys else {}
         sent = vars(report.delivery)
     console.print(

@@ -74,7 +74,12 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(
                 f"cannot load embedding model {model!r} from {where} {path!r}: {error}"
             ) from error
-        dim = self._model.get_sentence_embedding_dimension()
+        # sentence-transformers 6 renamed the method; older releases only have the long name.
+        dimension = (
+            getattr(self._model, "get_embedding_dimension", None)
+            or self._model.get_sentence_embedding_dimension
+        )
+        dim = dimension()
         if dim is None:
             raise EmbeddingError(f"embedding model {model!r} does not report its dimension")
         self.dim = int(dim)

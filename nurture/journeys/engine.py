@@ -215,9 +215,9 @@ def enrollment_condition(trigger: Any, now: dt.datetime) -> ColumnElement[bool]:
         A boolean SQL expression on ``Member`` columns.
 
     Raises:
-        NotImplementedError: The trigger type has no condition registered.
+        TypeError: The trigger type has no condition registered.
     """
-    raise NotImplementedError(f"no enrollment condition for trigger {type(trigger).__name__}")
+    raise TypeError(f"no enrollment condition for trigger {type(trigger).__name__}")
 
 
 @enrollment_condition.register

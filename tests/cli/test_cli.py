@@ -1,0 +1,173 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from nurture.cli import app
+from tests.pipeline_helpers import CONTENT
+
+runner = CliRunner()
+
+COMMANDS = ("init", "demo", "import", "profile", "segment", "match", "journeys", "run", "outbox")
+
+
+@pytest.fixture
+def hashing_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A fast deterministic embedder: these tests are about the command line, not the model."""
+    monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
+
+
+def _nurture(*args: str, cwd: Path) -> subprocess.CompletedProcess[str]:
+    env = {**os.environ, "NURTURE_EMBEDDING_MODEL": "hashing-64"}
+    return subprocess.run(
+        [sys.executable, "-c", "from nurture.cli import main; main()", *args],
+        cwd=cwd,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+
+
+def test_help_lists_every_command() -> None:
+    result = runner.invoke(app, ["--help"])
+    assert result.exit_code == 0
+    for command in COMMANDS:
+        assert command in result.output
+
+
+@pytest.mark.parametrize(
+    "command",
+    [[c] for c in COMMANDS if c != "journeys"] + [["journeys", "validate"]],
+)
+def test_every_command_has_help(command: list[str]) -> None:
+    result = runner.invoke(app, [*command, "--help"])
+    assert result.exit_code == 0, result.output
+    assert "Usage" in result.output
+
+
+def test_init_copies_the_demo_workspace(tmp_path: Path) -> None:
+    target = tmp_path / "my-community"
+    result = runner.invoke(app, ["init", str(target)])
+    assert result.exit_code == 0, result.output
+    assert (target / "questionnaire.yaml").is_file()
+    assert (target / "journeys" / "welcome.yaml").is_file()
+    assert len(list((target / "library").glob("*.md"))) == len(
+        list((CONTENT / "library").glob("*.md"))
+    )
+    validated = runner.invoke(app, ["--workspace", str(target), "journeys", "validate"])
+    assert validated.exit_code == 0, validated.output
+    assert "welcome" in validated.output
+
+
+def test_init_refuses_a_folder_that_is_not_empty(tmp_path: Path) -> None:
+    (tmp_path / "notes.txt").write_text("mine", encoding="utf-8")
+    result = _nurture("init", str(tmp_path), cwd=tmp_path)
+    assert result.returncode == 1
+    assert "not empty" in result.stderr
+    assert (tmp_path / "notes.txt").read_text(encoding="utf-8") == "mine"
+
+
+def test_journeys_validate_names_file_and_line_of_a_typo(tmp_path: Path) -> None:
+    broken = tmp_path / "broken.yaml"
+    broken.write_text(
+        (CONTENT / "journeys" / "welcome.yaml")
+        .read_text(encoding="utf-8")
+        .replace("duration: 3d", "duraton: 3d"),
+        encoding="utf-8",
+    )
+    result = _nurture(
+        "--workspace", str(CONTENT), "journeys", "validate", str(broken), cwd=tmp_path
+    )
+    assert result.returncode == 1
+    assert "broken.yaml:" in result.stderr
+    assert "duraton" in result.stderr
+
+
+def test_import_reports_refused_records_and_where_they_went(
+    tmp_path: Path, hashing_model: None
+) -> None:
+    members = tmp_path / "members.csv"
+    members.write_text(
+        "email,first_name,language,joined_at\n"
+        "ada@example.org,Ada,en,2026-01-05T10:00:00+00:00\n"
+        "bob@example,Bob,en,2026-01-05T10:00:00+00:00\n",
+        encoding="utf-8",
+    )
+    data = tmp_path / "data"
+    result = runner.invoke(
+        app,
+        ["--workspace", str(CONTENT), "--data-dir", str(data), "import", "members", str(members)],
+    )
+    assert result.exit_code == 0, result.output
+    assert "1 new" in result.output and "1 refused" in result.output
+    assert (data / "rejects" / "members.csv.rejects.csv").is_file()
+
+
+def test_import_rejects_an_unknown_kind(tmp_path: Path) -> None:
+    file = tmp_path / "x.csv"
+    file.write_text("email\n", encoding="utf-8")
+    result = runner.invoke(app, ["import", "contacts", str(file)])
+    assert result.exit_code != 0
+    assert "members, answers or activity" in result.output
+
+
+def test_demo_then_outbox_then_match(tmp_path: Path, hashing_model: None) -> None:
+    data = tmp_path / "data"
+    base = ["--workspace", str(CONTENT), "--data-dir", str(data)]
+
+    demo = runner.invoke(app, [*base, "demo", "--members", "30", "--no-prefect"])
+    assert demo.exit_code == 0, demo.output
+    assert "30 sent" in demo.output
+    assert len(list((data / "outbox").glob("*.eml"))) == 30
+
+    again = runner.invoke(app, [*base, "demo", "--members", "30", "--no-prefect"])
+    assert again.exit_code == 0, again.output
+    assert "0 sent" in again.output
+    assert len(list((data / "outbox").glob("*.eml"))) == 30
+
+    listing = runner.invoke(app, [*base, "outbox", "--limit", "5"])
+    assert listing.exit_code == 0, listing.output
+    assert "30 messages sent" in listing.output
+    assert "welcome / send_welcome" in listing.output
+
+    email = (data / "demo" / "members.csv").read_text(encoding="utf-8").splitlines()[1]
+    email = email.split(",")[1]
+    shown = runner.invoke(app, [*base, "match", "--member", email])
+    assert shown.exit_code == 0, shown.output
+    assert "Recommendations for" in shown.output
+
+
+def test_stages_run_one_by_one(tmp_path: Path, hashing_model: None) -> None:
+    data = tmp_path / "data"
+    base = ["--workspace", str(CONTENT), "--data-dir", str(data)]
+    assert runner.invoke(app, [*base, "demo", "--members", "20", "--no-prefect"]).exit_code == 0
+
+    profiled = runner.invoke(app, [*base, "profile"])
+    segmented = runner.invoke(app, [*base, "segment"])
+    matched = runner.invoke(app, [*base, "match"])
+    cycle = runner.invoke(app, [*base, "run", "--no-prefect", "--now", "2099-01-01T00:00:00"])
+
+    assert "20 members profiled" in profiled.output
+    assert "segments of 20 members" in segmented.output
+    assert "recommendations for 20 members" in matched.output
+    assert cycle.exit_code == 0, cycle.output
+    assert "20 sent" in cycle.output  # the follow-up, once the wait is over
+
+
+def test_an_invalid_setting_is_named_without_a_traceback(tmp_path: Path) -> None:
+    env = {**os.environ, "NURTURE_CHUNK_SIZE": "0"}
+    result = subprocess.run(
+        [sys.executable, "-c", "from nurture.cli import main; main()", "outbox"],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 1
+    assert "NURTURE_CHUNK_SIZE" in result.stderr
+    assert "Traceback" not in result.stderr

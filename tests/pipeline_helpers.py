@@ -1,0 +1,36 @@
+"""Helpers shared by the pipeline, CLI and flow tests: a small demo community on a database."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+
+from nurture import pipeline
+from nurture.demo import DemoFiles, generate_demo_community
+from nurture.settings import Settings
+from nurture.workspace import load_content_library, load_questionnaire
+
+CONTENT = Path(__file__).resolve().parents[1] / "content"
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
+
+
+def seed_demo(settings: Settings, n_members: int, seed: int = 3) -> DemoFiles:
+    """Generate a demo community into the data folder and import it."""
+    specs = load_content_library(settings.content_dir)
+    files = generate_demo_community(
+        settings.data_dir / "demo",
+        n_members,
+        seed,
+        now=NOW - dt.timedelta(days=1),
+        content_keys=[spec.key for spec in specs],
+        content_languages={spec.key: spec.language for spec in specs},
+        questionnaire=load_questionnaire(settings.questionnaire_path),
+    )
+    for kind, path in (
+        ("members", files.members),
+        ("answers", files.answers),
+        ("activity", files.activity),
+    ):
+        summary = pipeline.import_file(settings, kind, path)
+        assert summary.refused == 0, summary.problems
+    return files
