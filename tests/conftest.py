@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import os
+import secrets
+import shutil
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
-from sqlalchemy import Engine, text
+from sqlalchemy import Engine, make_url, text
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
 from nurture.storage import create_database_engine, migrate_database, open_session
@@ -17,39 +21,89 @@ POSTGRES_URL = os.environ.get("NURTURE_TEST_POSTGRES_URL")
 _DATABASES = ["sqlite"] + (["postgresql"] if POSTGRES_URL else [])
 
 
+def _with_own_schema(url: str, schema: str) -> str:
+    """``url`` with ``schema`` first on the search path (kept in ``options`` for libpq)."""
+    parsed = make_url(url)
+    options = parsed.query.get("options", "")
+    if isinstance(options, tuple):
+        options = " ".join(options)
+    options = f"{options} -csearch_path={schema}".strip()
+    return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
 @pytest.fixture(scope="session")
-def _postgres_engine() -> Iterator[Engine | None]:
+def _postgres_url() -> Iterator[str | None]:
+    """The PostgreSQL URL tests use: a schema of this run's own, dropped at the end.
+
+    Each run (several engineers, CI jobs) works in its own schema, so runs on one database
+    never drop or empty each other's tables.
+    """
     if not POSTGRES_URL:
         yield None
         return
-    engine = create_database_engine(POSTGRES_URL)
-    with engine.begin() as connection:
-        connection.execute(text("DROP SCHEMA IF EXISTS public CASCADE"))
-        connection.execute(text("CREATE SCHEMA public"))
+    schema = f"nurture_test_{os.getpid()}_{secrets.token_hex(3)}"
+    admin = create_database_engine(POSTGRES_URL)
+    with admin.begin() as connection:
+        connection.execute(text(f"CREATE SCHEMA {schema}"))
+    try:
+        yield _with_own_schema(POSTGRES_URL, schema)
+    finally:
+        try:
+            with admin.begin() as connection:
+                # A connection left in a transaction must not hang the end of the run.
+                connection.execute(text("SET LOCAL lock_timeout = '10s'"))
+                connection.execute(text(f"DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        except OperationalError:
+            pass  # the schema stays behind; it is harmless and named after this run
+        admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def _postgres_engine(_postgres_url: str | None) -> Iterator[Engine | None]:
+    if _postgres_url is None:
+        yield None
+        return
+    engine = create_database_engine(_postgres_url)
     migrate_database(engine)
     yield engine
     engine.dispose()
 
 
-def _truncate_postgres(engine: Engine) -> None:
-    tables = ", ".join(table.name for table in Base.metadata.sorted_tables)
+def _empty_postgres(engine: Engine) -> None:
+    """Delete every row and restart the id sequences, in one round trip.
+
+    ``DELETE`` is ~30 times faster than ``TRUNCATE`` on the few rows a test leaves.
+    """
+    tables = list(reversed(Base.metadata.sorted_tables))  # children first
+    restarts = ", ".join(
+        f"setval(pg_get_serial_sequence('{table.name}', 'id'), 1, false)"
+        for table in tables
+        if "id" in table.c and table.c.id.primary_key
+    )
+    deletes = "; ".join(f"DELETE FROM {table.name}" for table in tables)
     with engine.begin() as connection:
-        connection.execute(text(f"TRUNCATE {tables} RESTART IDENTITY CASCADE"))
+        connection.exec_driver_sql(f"{deletes}; SELECT {restarts}")
+
+
+@pytest.fixture(scope="session")
+def _sqlite_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A migrated SQLite database file, copied for each test (migrating takes ~40 ms)."""
+    path = tmp_path_factory.mktemp("template") / "nurture.db"
+    engine = create_database_engine(f"sqlite:///{path}")
+    migrate_database(engine)
+    engine.dispose()  # the last connection closed checkpoints the WAL into the file
+    return path
 
 
 @pytest.fixture(params=_DATABASES)
 def database_url(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> str:
     """A URL of an empty, migrated database: SQLite, and PostgreSQL when configured."""
     if request.param == "postgresql":
-        engine = request.getfixturevalue("_postgres_engine")
-        _truncate_postgres(engine)
-        return str(POSTGRES_URL)
+        _empty_postgres(request.getfixturevalue("_postgres_engine"))
+        return str(request.getfixturevalue("_postgres_url"))
     path = tmp_path_factory.mktemp("db") / "nurture.db"
-    url = f"sqlite:///{path}"
-    sqlite_engine = create_database_engine(url)
-    migrate_database(sqlite_engine)
-    sqlite_engine.dispose()
-    return url
+    shutil.copyfile(request.getfixturevalue("_sqlite_template"), path)
+    return f"sqlite:///{path}"
 
 
 @pytest.fixture

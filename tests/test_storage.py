@@ -6,6 +6,7 @@ from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
+from nurture.storage import open_session
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -74,3 +75,20 @@ def test_embedding_cache_embeds_each_text_once(session):
     again = embed_texts_cached(session, embedder, ["x", "grow a community"])
     assert session.query(EmbeddingCacheEntry).count() == 2
     np.testing.assert_allclose(again[1], first[0], rtol=1e-6)
+
+
+def test_embedding_cache_tolerates_a_concurrent_worker(session, engine):
+    """Another worker caches the same text between this one's lookup and its insert."""
+
+    class RacingEmbedder(HashingEmbedder):
+        def embed(self, texts):
+            vectors = super().embed(texts)
+            with open_session(engine) as other:  # the other worker commits first
+                embed_texts_cached(other, HashingEmbedder(16), texts)
+                other.commit()
+            return vectors
+
+    vectors = embed_texts_cached(session, RacingEmbedder(16), ["grow a community"])
+    session.commit()
+    assert vectors.shape == (1, 16)
+    assert session.query(EmbeddingCacheEntry).count() == 1

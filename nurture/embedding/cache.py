@@ -4,9 +4,12 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.embedding.embedders import Embedder
@@ -46,14 +49,31 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
     missing = [key for key in keys if key not in found]
     if missing:
         vectors = embedder.embed([unique[key] for key in missing])
+        rows = []
         for key, vector in zip(missing, vectors, strict=True):
             found[key] = vector
-            session.add(
-                EmbeddingCacheEntry(
-                    model=embedder.name, text_hash=key, dim=embedder.dim, vector=vector
-                )
+            rows.append(
+                {"model": embedder.name, "text_hash": key, "dim": embedder.dim, "vector": vector}
             )
-        session.flush()
+        _store(session, rows)
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([found[key] for key in hashes]).astype(np.float32, copy=False)
+
+
+def _store(session: Session, rows: list[dict[str, Any]]) -> None:
+    """Insert cache entries; an entry another worker stored meanwhile is kept as it is.
+
+    Two workers that embed the same text at once (concurrent profiling chunks all embed the
+    option labels) both miss it in the cache; with a plain insert the second one's commit fails
+    on the primary key. ``ON CONFLICT DO NOTHING`` lets it pass (PostgreSQL and SQLite).
+    """
+    dialect = session.get_bind().dialect.name
+    if dialect not in ("postgresql", "sqlite"):
+        session.add_all(EmbeddingCacheEntry(**row) for row in rows)
+        session.flush()
+        return
+    insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
+    statement = insert(EmbeddingCacheEntry.__table__).on_conflict_do_nothing()
+    for start in range(0, len(rows), _LOOKUP_BATCH):
+        session.execute(statement, rows[start : start + _LOOKUP_BATCH])

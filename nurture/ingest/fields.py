@@ -7,13 +7,13 @@ adds the line number. A missing value is ``None`` (an empty CSV cell is missing 
 from __future__ import annotations
 
 import datetime as dt
-import json
 import re
 import zoneinfo
 from collections.abc import Mapping
 from typing import Any
 
 from nurture.errors import ImportRecordError
+from nurture.ingest.readers import load_json
 
 __all__ = [
     "parse_choice",
@@ -48,12 +48,15 @@ def parse_text(
         The text, or ``None``.
 
     Raises:
-        ImportRecordError: The field is required and missing, not text, or too long.
+        ImportRecordError: The field is required and missing, not text, too long, or holds a
+            NUL character (which PostgreSQL cannot store in text).
     """
     value = record.get(field)
     if isinstance(value, bool) or not isinstance(value, str | int | float | type(None)):
         raise ImportRecordError(f"expected text, found a JSON {type(value).__name__}", field=field)
     text = "" if value is None else str(value).strip()
+    if "\x00" in text:
+        raise ImportRecordError("contains a NUL character (\\x00)", field=field)
     if not text:
         if required:
             raise ImportRecordError("is required but missing or empty", field=field)
@@ -137,7 +140,8 @@ def parse_datetime(record: Mapping[str, Any], field: str) -> dt.datetime | None:
     """An ISO 8601 date-time with a UTC offset, or a date (midnight UTC); ``None`` if missing.
 
     Raises:
-        ImportRecordError: The value is not such a date-time, or it has no UTC offset.
+        ImportRecordError: The value is not such a date-time, has no UTC offset, or has no
+            UTC equivalent (year 1 or 9999 at the edge).
     """
     text = parse_text(record, field, max_length=40)
     if text is None:
@@ -159,6 +163,12 @@ def parse_datetime(record: Mapping[str, Any], field: str) -> dt.datetime | None:
         raise ImportRecordError(
             f"date-time {text!r} has no UTC offset; add one such as +00:00 or Z", field=field
         )
+    try:
+        value.astimezone(dt.UTC)  # stored in UTC: 0001-01-01T00:30+01:00 has no UTC time
+    except OverflowError:
+        raise ImportRecordError(
+            f"date-time {text!r} is out of range once taken to UTC", field=field
+        ) from None
     return value
 
 
@@ -173,7 +183,7 @@ def parse_json_object(record: Mapping[str, Any], field: str) -> dict[str, Any]:
         return {}
     if isinstance(value, str):
         try:
-            value = json.loads(value, parse_constant=_refuse_constant)
+            value = load_json(value)
         except ValueError as exc:
             raise ImportRecordError(f"invalid JSON: {exc}", field=field) from None
     if not isinstance(value, dict):
@@ -181,7 +191,3 @@ def parse_json_object(record: Mapping[str, Any], field: str) -> dict[str, Any]:
             f"expected a JSON object, found a JSON {type(value).__name__}", field=field
         )
     return value
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not valid JSON")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 import json
+import math
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -17,7 +18,7 @@ from typing import Any, TextIO
 
 from nurture.errors import ImportRecordError
 
-__all__ = ["SUFFIXES", "SourceRecord", "check_utf8", "read_records"]
+__all__ = ["SUFFIXES", "SourceRecord", "check_utf8", "load_json", "read_records"]
 
 SUFFIXES = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}
 """File suffix -> format."""
@@ -198,7 +199,7 @@ def _read_jsonl(path: Path, known_columns: frozenset[str] | None) -> Iterator[So
             if not raw.strip():
                 continue
             try:
-                data = json.loads(raw, parse_constant=_refuse_constant)
+                data = load_json(raw)
             except ValueError as exc:
                 yield SourceRecord(number, raw, None, ImportRecordError(f"invalid JSON: {exc}"))
                 continue
@@ -220,5 +221,25 @@ def _read_jsonl(path: Path, known_columns: frozenset[str] | None) -> Iterator[So
             yield SourceRecord(number, raw, data)
 
 
+def load_json(text: str) -> Any:
+    """Parse JSON text, refusing what JSON does not allow or a database cannot store.
+
+    ``NaN`` and ``Infinity`` are not JSON, and a number too large for a float (``1e999``) would
+    become infinity, which PostgreSQL's ``json`` type refuses: all are refused here, so that
+    every database stores the same records.
+
+    Raises:
+        ValueError: The text is not valid JSON, or holds such a number.
+    """
+    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+
+
 def _refuse_constant(name: str) -> Any:
     raise ValueError(f"{name} is not valid JSON")
+
+
+def _finite_float(text: str) -> float:
+    value = float(text)
+    if not math.isfinite(value):
+        raise ValueError(f"number {text} is too large")
+    return value

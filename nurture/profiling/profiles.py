@@ -204,10 +204,11 @@ def build_profiles(
         }
         answers: dict[int, dict[str, Any]] = {}
         if answer_keys:
+            # Ordered, so that free texts reach the embedder in the same order on every database.
             rows = session.execute(
-                select(Answer.member_id, Answer.question_key, Answer.value).where(
-                    Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys)
-                )
+                select(Answer.member_id, Answer.question_key, Answer.value)
+                .where(Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys))
+                .order_by(Answer.member_id)
             )
             for member_id, key, value in rows.tuples():
                 answers.setdefault(member_id, {})[key] = value

@@ -264,6 +264,7 @@ def _load_chunk(
         memberships = session.execute(
             select(
                 SegmentMembership.member_id,
+                SegmentMembership.segment_id,
                 SegmentMembership.distance,
                 Segment.kind,
                 Segment.label,
@@ -273,12 +274,14 @@ def _load_chunk(
             .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
         ).all()
         # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
-        # segment with an interest vector, then the closest.
+        # segment with an interest vector, then the closest, then the oldest segment (rows come
+        # in no defined order, and PostgreSQL's differs from SQLite's).
         memberships.sort(
             key=lambda row: (
                 row.kind != "cluster",
                 row.interest is None,
                 row.distance if row.distance is not None else np.inf,
+                row.segment_id,
             ),
             reverse=True,
         )

@@ -80,6 +80,7 @@ class ContentItemSpec(BaseModel):
 
     key: str = Field(
         pattern=_KEY_RE.pattern,
+        max_length=200,  # the length of content_items.key (PostgreSQL refuses longer keys)
         description="Stable identifier: the file name without '.md' (lower case, digits, '-').",
     )
     title: str = Field(min_length=1, max_length=500, description="Title shown to members.")

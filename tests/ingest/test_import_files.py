@@ -101,3 +101,38 @@ def test_failed_batch_keeps_earlier_batches(session, tmp_path):
 
     session.rollback()
     assert session.scalar(select(func.count()).select_from(Member)) == 2
+
+
+def test_values_only_one_database_could_store_are_refused_on_every_database(session, tmp_path):
+    """NUL in text and non-finite numbers: PostgreSQL refuses them, SQLite would not."""
+    lines = [
+        '{"email": "nul@example.org", "first_name": "A\\u0000da"}',  # line 1
+        '{"email": "big@example.org", "score": 1e999}',  # line 2: infinity once read
+        '{"email": "early@example.org", "joined_at": "0001-01-01T00:30:00+01:00"}',  # line 3
+        '{"email": "ok@example.org", "note": "fine"}',  # line 4
+    ]
+    rejects_path = tmp_path / "rejects.csv"
+
+    summary = import_members(session, write(tmp_path / "m.jsonl", "\n".join(lines)), rejects_path)
+
+    assert (summary.stored, summary.refused) == (1, 3)
+    reasons = {(p.line, p.field): p.message for p in summary.problems}
+    assert "NUL" in reasons[(1, "first_name")]
+    assert "too large" in reasons[(2, None)]
+    assert "out of range" in reasons[(3, "joined_at")]
+    assert _emails(session) == ["ok@example.org"]
+
+
+def test_non_finite_json_in_a_csv_cell_is_refused(session, tmp_path):
+    import_members(session, write(tmp_path / "m.csv", "email\nada@example.org\n"))
+    path = write(
+        tmp_path / "a.csv",
+        "member,type,occurred_at,properties\n"
+        'ada@example.org,post,2026-01-01T10:00:00Z,"{""n"": -1e999}"\n',
+    )
+
+    summary = import_activity(session, path)
+
+    assert (summary.stored, summary.refused) == (0, 1)
+    assert summary.problems[0].field == "properties"
+    assert "too large" in summary.problems[0].message

@@ -1,4 +1,8 @@
-"""Property: whatever the sequence of runs, one enrollment step never gets two messages."""
+"""Property: whatever the sequence of runs, one enrollment step never gets two messages.
+
+Runs on the shared ``engine`` fixture (SQLite, and PostgreSQL when configured); every example
+starts from an emptied database.
+"""
 
 from __future__ import annotations
 
@@ -9,15 +13,21 @@ from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
-from sqlalchemy import create_engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
-from sqlalchemy.pool import StaticPool
 
 from nurture.journeys import advance_journeys, load_journey
 from nurture.storage.models import Base, Enrollment, EnrollmentState, Member, Message
 
 WELCOME = load_journey(Path(__file__).parents[2] / "content" / "journeys" / "welcome.yaml")
 START = dt.datetime(2026, 1, 1, tzinfo=dt.UTC)
+
+
+def _empty(engine: Engine) -> None:
+    """Delete every row, children first, so that each example starts from an empty database."""
+    with engine.begin() as connection:
+        for table in reversed(Base.metadata.sorted_tables):
+            connection.execute(delete(table))
 
 
 def _pick(
@@ -38,49 +48,41 @@ def _pick(
     repeat=st.lists(st.booleans(), min_size=12, max_size=12),
 )
 def test_no_two_messages_for_one_enrollment_step(
-    joins: list[int], steps: list[int], repeat: list[bool]
+    engine: Engine, joins: list[int], steps: list[int], repeat: list[bool]
 ) -> None:
-    engine = create_engine(
-        "sqlite://", connect_args={"check_same_thread": False}, poolclass=StaticPool
-    )
-    Base.metadata.create_all(engine)
-    try:
-        with Session(engine) as session:
-            for n, hours in enumerate(joins):
-                session.add(
-                    Member(email=f"m{n}@example.org", joined_at=START + dt.timedelta(hours=hours))
-                )
+    _empty(engine)
+    with Session(engine) as session:
+        for n, hours in enumerate(joins):
+            session.add(
+                Member(email=f"m{n}@example.org", joined_at=START + dt.timedelta(hours=hours))
+            )
+        session.commit()
+
+        now = START
+        for index, hours in enumerate(steps):
+            now += dt.timedelta(hours=hours)
+            advance_journeys(session, [WELCOME], now, _pick, chunk_size=2)
+            if repeat[index]:  # the same run again, as after a retry
+                advance_journeys(session, [WELCOME], now, _pick, chunk_size=2)
             session.commit()
 
-            now = START
-            for index, hours in enumerate(steps):
-                now += dt.timedelta(hours=hours)
-                advance_journeys(session, [WELCOME], now, _pick, chunk_size=2)
-                if repeat[index]:  # the same run again, as after a retry
-                    advance_journeys(session, [WELCOME], now, _pick, chunk_size=2)
-                session.commit()
-
-            pairs = Counter(session.execute(select(Message.enrollment_id, Message.step_id)))
-            assert all(count == 1 for count in pairs.values())
-            per_member = Counter(
-                session.scalars(
-                    select(Enrollment.member_id).where(Enrollment.journey_key == "welcome")
+        pairs = Counter(session.execute(select(Message.enrollment_id, Message.step_id)))
+        assert all(count == 1 for count in pairs.values())
+        per_member = Counter(
+            session.scalars(select(Enrollment.member_id).where(Enrollment.journey_key == "welcome"))
+        )
+        assert all(count == 1 for count in per_member.values())
+        for enrollment in session.scalars(select(Enrollment)):
+            sent = {step for (enrollment_id, step) in pairs if enrollment_id == enrollment.id}
+            if enrollment.state is EnrollmentState.COMPLETED:
+                assert sent == {"send_welcome", "send_followup"}
+            else:
+                assert sent == {"send_welcome"}
+            items = [
+                item["key"]
+                for message in session.scalars(
+                    select(Message).where(Message.member_id == enrollment.member_id)
                 )
-            )
-            assert all(count == 1 for count in per_member.values())
-            for enrollment in session.scalars(select(Enrollment)):
-                sent = {step for (enrollment_id, step) in pairs if enrollment_id == enrollment.id}
-                if enrollment.state is EnrollmentState.COMPLETED:
-                    assert sent == {"send_welcome", "send_followup"}
-                else:
-                    assert sent == {"send_welcome"}
-                items = [
-                    item["key"]
-                    for message in session.scalars(
-                        select(Message).where(Message.member_id == enrollment.member_id)
-                    )
-                    for item in message.context["items"]
-                ]
-                assert len(items) == len(set(items))  # no item sent twice to one member
-    finally:
-        engine.dispose()
+                for item in message.context["items"]
+            ]
+            assert len(items) == len(set(items))  # no item sent twice to one member

@@ -340,6 +340,21 @@ def test_cold_start_member_gets_popular_items_with_segment_reason(session, embed
     assert items[0].reason == "Popular with members like you (Data-driven managers)"
 
 
+def test_a_tie_between_segments_goes_to_the_oldest_segment(session, embedder, library):
+    newcomer = _member(session, "tie@example.org")
+    run = SegmentationRun(algorithm="rules", n_segments=2)
+    older = Segment(key="rule-a", label="Older segment", kind="rule")
+    newer = Segment(key="rule-b", label="Newer segment", kind="rule")
+    session.add_all([run, older, newer])
+    session.flush()
+    for segment in (older, newer):  # neither has a distance nor an interest: a tie
+        session.add(SegmentMembership(run_id=run.id, member_id=newcomer.id, segment_id=segment.id))
+        session.flush()
+    recommend_for_members(session, embedder, [newcomer.id], NOW, k=1)
+    [item] = recommendations_for(session, newcomer.id)
+    assert item.reason == "Popular with members like you (Older segment)"
+
+
 def test_segment_interest_of_latest_run_is_the_fallback(session, embedder, library):
     member = _member(session, "dee@example.org")
     old_run = SegmentationRun(algorithm="kmeans", n_segments=2)

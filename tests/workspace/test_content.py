@@ -130,6 +130,14 @@ def test_invalid_file_name_is_a_problem(tmp_path):
     assert caught.value.problems[0].field == "key"
 
 
+def test_key_longer_than_its_column_is_a_problem(tmp_path):
+    name = "a" * 201 + ".md"  # content_items.key holds 200 characters
+    shutil.copy(LIBRARY / "grow-b2b-community-first-100.md", tmp_path / name)
+    with pytest.raises(ContentValidationError) as caught:
+        load_content_library(tmp_path)
+    assert caught.value.problems[0].field == "key"
+
+
 def test_missing_folder_is_a_problem(tmp_path):
     with pytest.raises(ContentValidationError, match="not found"):
         load_content_library(tmp_path / "nowhere")
