@@ -1,7 +1,8 @@
 from __future__ import annotations
 
 import pytest
-from ingest_helpers import FakeQuestionnaire
+
+from tests.ingest.ingest_helpers import FakeQuestionnaire
 
 
 @pytest.fixture

@@ -2,11 +2,11 @@ import datetime as dt
 import json
 
 import pytest
-from ingest_helpers import read_rejects, write
 from sqlalchemy import func, select
 
 from nurture.ingest import import_activity, import_members
 from nurture.storage.models import ActivityEvent
+from tests.ingest.ingest_helpers import read_rejects, write
 
 
 @pytest.fixture(autouse=True)

@@ -1,11 +1,11 @@
 import pytest
-from ingest_helpers import read_rejects, write
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from nurture.errors import ImportRecordError
 from nurture.ingest import import_activity, import_members
 from nurture.storage.models import Member
+from tests.ingest.ingest_helpers import read_rejects, write
 
 
 def _emails(session):

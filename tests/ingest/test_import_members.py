@@ -1,10 +1,10 @@
 import datetime as dt
 
-from ingest_helpers import read_rejects, write
 from sqlalchemy import select
 
 from nurture.ingest import import_members
 from nurture.storage.models import Member
+from tests.ingest.ingest_helpers import read_rejects, write
 
 HEADER = (
     "external_id,email,first_name,last_name,language,time_zone,birthday,joined_at,"
