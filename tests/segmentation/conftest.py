@@ -4,36 +4,14 @@ from __future__ import annotations
 
 import datetime as dt
 import random
-from dataclasses import dataclass, field
 
 import pytest
 from sqlalchemy.orm import Session
 
 from nurture.storage.models import ActivityEvent, Answer, Member
+from tests.stand_ins import Option, Question, Questionnaire
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
-
-
-@dataclass
-class Option:
-    key: str
-    labels: dict[str, str]
-
-
-@dataclass
-class Question:
-    key: str
-    kind: str
-    options: list[Option] = field(default_factory=list)
-    profile: bool = True
-    labels: dict[str, str] = field(default_factory=dict)
-    min: int | None = None
-    max: int | None = None
-
-
-@dataclass
-class Questionnaire:
-    questions: list[Question]
 
 
 ROLES = {
