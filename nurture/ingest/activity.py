@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import ImportRecordError
@@ -33,12 +33,18 @@ from nurture.ingest.fields import parse_choice, parse_datetime, parse_json_objec
 from nurture.ingest.members import resolve_member_refs
 from nurture.storage.models import ActivityEvent
 
-__all__ = ["ACTIVITY_COLUMNS", "ACTIVITY_TYPES", "derive_idempotency_key", "import_activity"]
+__all__ = [
+    "ACTIVITY_COLUMNS",
+    "ACTIVITY_REQUIRED_COLUMNS",
+    "ACTIVITY_TYPES",
+    "derive_idempotency_key",
+    "import_activity",
+]
 
 ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
-ACTIVITY_COLUMNS = frozenset(
-    {"member", "type", "occurred_at", "content_key", "properties", "idempotency_key"}
-)
+ACTIVITY_COLUMNS = ("member", "type", "occurred_at", "content_key", "properties", "idempotency_key")
+"""Every field of an activity record, in the order of the documentation; no other is allowed."""
+ACTIVITY_REQUIRED_COLUMNS = frozenset({"member", "type", "occurred_at"})
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,9 @@ def import_activity(
         What the import did; an event already stored counts as unchanged.
 
     Raises:
-        ImportRecordError: The file cannot be read: not UTF-8, bad CSV header, unknown suffix.
+        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
+            file, bad CSV header); nothing is stored. Refused records do not raise: they go
+            to the rejects file.
     """
     return run_import(
         session,
@@ -81,8 +89,8 @@ def import_activity(
         rejects_path,
         parse=parse_activity,
         apply=_apply_activity,
-        known_columns=ACTIVITY_COLUMNS,
-        required_columns=frozenset({"member", "type", "occurred_at"}),
+        known_columns=frozenset(ACTIVITY_COLUMNS),
+        required_columns=ACTIVITY_REQUIRED_COLUMNS,
         batch_size=batch_size,
     )
 
@@ -159,6 +167,7 @@ def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> li
         )
     )
     outcomes: list[Applied] = []
+    new_events: list[dict[str, Any]] = []
     for record, member_id, key in keyed:
         if member_id is None or key is None:
             outcomes.append(
@@ -171,15 +180,18 @@ def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> li
             outcomes.append(Outcome.UNCHANGED)
             continue
         seen.add(key)
-        session.add(
-            ActivityEvent(
-                member_id=member_id,
-                type=record.type,
-                occurred_at=record.occurred_at,
-                content_key=record.content_key,
-                properties=record.properties,
-                idempotency_key=key,
-            )
+        new_events.append(
+            {
+                "member_id": member_id,
+                "type": record.type,
+                "occurred_at": record.occurred_at,
+                "content_key": record.content_key,
+                "properties": record.properties,
+                "idempotency_key": key,
+            }
         )
         outcomes.append(Outcome.STORED)
+    if new_events:
+        # One INSERT for the batch, without loading ORM objects: events are only ever added.
+        session.execute(insert(ActivityEvent), new_events)
     return outcomes

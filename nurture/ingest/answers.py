@@ -34,15 +34,25 @@ from nurture.ingest.members import resolve_member_refs
 from nurture.ingest.readers import file_format
 from nurture.storage.models import Answer, utcnow
 
-__all__ = ["ANSWER_COLUMNS", "AnswerValidator", "import_answers"]
+__all__ = ["ANSWER_COLUMNS", "ANSWER_REQUIRED_COLUMNS", "AnswerValidator", "import_answers"]
 
-ANSWER_COLUMNS = frozenset({"member", "question", "value", "answered_at"})
+ANSWER_COLUMNS = ("member", "question", "value", "answered_at")
+"""Every field of an answer record, in the order of the documentation; no other is allowed."""
+ANSWER_REQUIRED_COLUMNS = frozenset({"member", "question", "value"})
 _INTEGER = re.compile(r"^[+-]?\d+$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 
 
 class AnswerValidator(Protocol):
     """Anything that checks an answer: ``nurture.workspace.Questionnaire`` is one."""
+
+    def question(self, key: str) -> Any:
+        """The question with ``key``.
+
+        Raises:
+            KeyError: No question has this key; the message lists the keys there are.
+        """
+        ...
 
     def validate_answer(self, key: str, value: Any) -> Any:
         """Check ``value`` for question ``key``.
@@ -88,7 +98,9 @@ def import_answers(
         What the import did. Answers of unknown members are refused.
 
     Raises:
-        ImportRecordError: The file cannot be read: not UTF-8, bad CSV header, unknown suffix.
+        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
+            file, bad CSV header); nothing is stored. Refused records do not raise: they go
+            to the rejects file.
     """
     from_csv = file_format(Path(path)) == "csv"
 
@@ -101,8 +113,8 @@ def import_answers(
         rejects_path,
         parse=parse,
         apply=_apply_answers,
-        known_columns=ANSWER_COLUMNS,
-        required_columns=frozenset({"member", "question", "value"}),
+        known_columns=frozenset(ANSWER_COLUMNS),
+        required_columns=ANSWER_REQUIRED_COLUMNS,
         batch_size=batch_size,
     )
 
@@ -112,16 +124,30 @@ def parse_answer(
 ) -> AnswerRecord:
     """Validate one answer record against the questionnaire.
 
+    Args:
+        record: The record as read from the file.
+        questionnaire: Knows the questions and checks each answer.
+        from_csv: Whether the record comes from a CSV file, where every value is text.
+
+    Returns:
+        The valid record, its value in the questionnaire's canonical form.
+
     Raises:
-        ImportRecordError: A field is invalid or the questionnaire refuses the value.
+        ImportRecordError: A field is invalid, the question unknown (field ``question``) or the
+            value refused by the questionnaire (field ``value``).
     """
     member = parse_text(record, "member", required=True, max_length=320)
     question = parse_text(record, "question", required=True, max_length=100)
-    answered_at = parse_datetime(record, "answered_at")
     assert member is not None and question is not None
+    try:
+        questionnaire.question(question)
+    except KeyError as exc:
+        reason = str(exc.args[0]) if exc.args else f"unknown question {question!r}"
+        raise ImportRecordError(reason, field="question") from None
     value = record.get("value")
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ImportRecordError("is required but missing or empty", field="value")
+    answered_at = parse_datetime(record, "answered_at")
     candidates = _csv_candidates(value) if from_csv else [value]
     first_error: ImportRecordError | None = None
     for candidate in candidates:
@@ -155,9 +181,9 @@ def _csv_candidates(text: str) -> list[Any]:
 
 
 def _answer_error(exc: Exception) -> ImportRecordError:
-    if isinstance(exc, ImportRecordError):
-        return ImportRecordError(exc.reason, field=exc.field or "value")
-    return ImportRecordError(str(exc), field="value")
+    """The questionnaire's refusal, as a fault of the ``value`` field (it names the question)."""
+    reason = exc.reason if isinstance(exc, ImportRecordError) else str(exc)
+    return ImportRecordError(reason, field="value")
 
 
 def _apply_answers(session: Session, rows: Sequence[Row[AnswerRecord]]) -> list[Applied]:

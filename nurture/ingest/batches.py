@@ -9,9 +9,11 @@ refused. Other database errors (a lost connection) are raised.
 
 from __future__ import annotations
 
+import contextlib
 import enum
+import itertools
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -106,7 +108,8 @@ def run_import(
         The counts, and the rejects file.
 
     Raises:
-        ImportRecordError: The file cannot be read (not UTF-8, bad CSV header, unknown suffix).
+        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV file,
+            bad CSV header); nothing is stored and no rejects file is written.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, found {batch_size}")
@@ -115,10 +118,12 @@ def run_import(
     summary = ImportSummary(rejects_path=rejects_file)
     batch: list[Row[T]] = []
     refused: list[tuple[ImportRecordError, str]] = []
+    records = read_records(path, known_columns=known_columns, required_columns=required_columns)
+    # The first record is read before the rejects file is opened: a file that cannot be read at
+    # all (encoding, header) raises before anything is written.
+    first = next(records, None)
     with RejectsWriter(rejects_file) as rejects:
-        for record in read_records(
-            path, known_columns=known_columns, required_columns=required_columns
-        ):
+        for record in itertools.chain([first] if first is not None else [], records):
             summary.read += 1
             try:
                 if record.data is None:
@@ -178,14 +183,19 @@ def _store_batch(
 def _apply_and_commit(
     session: Session, apply: ApplyBatch[T], batch: Sequence[Row[T]]
 ) -> list[Applied]:
+    """Apply ``batch`` and commit it; if the database refuses it, apply it record by record.
+
+    Anything else raised (a lost connection, ``KeyboardInterrupt``) rolls the batch back before
+    it propagates: a batch is committed whole or not at all, and the session stays usable.
+    """
     if not batch:
         return []
     try:
-        outcomes = apply(session, batch)
-        session.commit()
+        with _rolled_back_on_error(session):
+            outcomes = apply(session, batch)
+            session.commit()
         return outcomes
     except (IntegrityError, DataError) as exc:
-        session.rollback()
         logger.warning(
             "database refused a batch of %d records from line %d (%s); retrying one by one",
             len(batch),
@@ -195,13 +205,25 @@ def _apply_and_commit(
     outcomes = []
     for row in batch:
         try:
-            [outcome] = apply(session, [row])
-            session.commit()
+            with _rolled_back_on_error(session):
+                [outcome] = apply(session, [row])
+                session.commit()
         except (IntegrityError, DataError) as exc:
-            session.rollback()
             outcome = ImportRecordError(f"the database refused the record: {_first_line(exc)}")
         outcomes.append(outcome)
     return outcomes
+
+
+@contextlib.contextmanager
+def _rolled_back_on_error(session: Session) -> Iterator[None]:
+    try:
+        yield
+    except BaseException:
+        try:
+            session.rollback()
+        except Exception:  # the connection is gone: the server drops the transaction anyway
+            logger.exception("rolling back an import batch failed")
+        raise
 
 
 def _at_line(error: ImportRecordError, line: int) -> ImportRecordError:

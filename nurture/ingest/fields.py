@@ -52,9 +52,14 @@ def parse_text(
             NUL character (which PostgreSQL cannot store in text).
     """
     value = record.get(field)
-    if isinstance(value, bool) or not isinstance(value, str | int | float | type(None)):
+    if value is None:
+        text = ""
+    elif isinstance(value, str):
+        text = value.strip()
+    elif isinstance(value, (int, float)) and not isinstance(value, bool):
+        text = str(value)  # a JSON number where text is expected: an external id such as 17
+    else:
         raise ImportRecordError(f"expected text, found a JSON {type(value).__name__}", field=field)
-    text = "" if value is None else str(value).strip()
     if "\x00" in text:
         raise ImportRecordError("contains a NUL character (\\x00)", field=field)
     if not text:

@@ -43,6 +43,7 @@ __all__ = [
     "CONSENT_STATUSES",
     "LANGUAGES",
     "MEMBER_COLUMNS",
+    "MEMBER_REQUIRED_COLUMNS",
     "import_members",
     "resolve_member_refs",
 ]
@@ -61,6 +62,8 @@ MEMBER_COLUMNS = (
     "consent_status",
     "consent_source",
 )
+"""The member fields nurture knows, in the order of the documentation; others are attributes."""
+MEMBER_REQUIRED_COLUMNS = frozenset({"email"})
 
 
 @dataclass(frozen=True)
@@ -100,8 +103,9 @@ def import_members(
         What the import did.
 
     Raises:
-        ImportRecordError: The file cannot be read: not UTF-8, no ``email`` column, unknown
-            suffix. Refused records do not raise; they go to the rejects file.
+        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
+            file, bad CSV header); nothing is stored. Refused records do not raise: they go
+            to the rejects file.
     """
     return run_import(
         session,
@@ -110,39 +114,58 @@ def import_members(
         parse=parse_member,
         apply=_apply_members,
         known_columns=None,
-        required_columns=frozenset({"email"}),
+        required_columns=MEMBER_REQUIRED_COLUMNS,
         batch_size=batch_size,
     )
 
 
 def parse_member(record: Mapping[str, Any]) -> MemberRecord:
-    """Validate one member record.
+    """Validate one member record; fields are checked in the order of ``MEMBER_COLUMNS``.
+
+    Args:
+        record: The record as read from the file.
+
+    Returns:
+        The valid record.
 
     Raises:
-        ImportRecordError: A field is invalid; the error names it.
+        ImportRecordError: A field is invalid; the error names the first such field.
     """
+    external_id = parse_text(record, "external_id")
+    email = parse_email(record)
+    first_name = parse_text(record, "first_name")
+    last_name = parse_text(record, "last_name")
+    language = parse_choice(record, "language", LANGUAGES)
+    time_zone = parse_time_zone(record)
     birthday = parse_date(record, "birthday")
     if birthday is not None and not dt.date(1900, 1, 1) <= birthday <= dt.date.today():
         raise ImportRecordError(
             f"expected a birthday between 1900-01-01 and today, found {birthday}",
             field="birthday",
         )
-    attributes = {
-        key: value.strip() if isinstance(value, str) else value
-        for key, value in record.items()
-        if key not in MEMBER_COLUMNS and value is not None and value != ""
-    }
+    joined_at = parse_datetime(record, "joined_at")
+    consent_status = parse_choice(record, "consent_status", CONSENT_STATUSES)
+    consent_source = parse_text(record, "consent_source")
+    attributes: dict[str, Any] = {}
+    for key, value in record.items():
+        if key in MEMBER_COLUMNS or value is None:
+            continue
+        if isinstance(value, str):
+            value = value.strip()
+            if not value:
+                continue
+        attributes[key] = value
     return MemberRecord(
-        email=parse_email(record),
-        external_id=parse_text(record, "external_id"),
-        first_name=parse_text(record, "first_name"),
-        last_name=parse_text(record, "last_name"),
-        language=parse_choice(record, "language", LANGUAGES),
-        time_zone=parse_time_zone(record),
+        email=email,
+        external_id=external_id,
+        first_name=first_name,
+        last_name=last_name,
+        language=language,
+        time_zone=time_zone,
         birthday=birthday,
-        joined_at=parse_datetime(record, "joined_at"),
-        consent_status=parse_choice(record, "consent_status", CONSENT_STATUSES),
-        consent_source=parse_text(record, "consent_source"),
+        joined_at=joined_at,
+        consent_status=consent_status,
+        consent_source=consent_source,
         attributes=attributes,
     )
 

@@ -3,10 +3,15 @@
 from __future__ import annotations
 
 import csv
+import json
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
 from nurture.errors import ImportRecordError
+from nurture.storage.models import ActivityEvent, Answer, Member
 
 QUESTIONS: dict[str, tuple[str, frozenset[str]]] = {
     "role": (
@@ -53,9 +58,14 @@ QUESTIONS: dict[str, tuple[str, frozenset[str]]] = {
 class FakeQuestionnaire:
     """Checks answers like the real questionnaire: strict types, options of docs/architecture.md."""
 
+    def question(self, key: str) -> tuple[str, frozenset[str]]:
+        if key not in QUESTIONS:
+            raise KeyError(f"unknown question {key!r}; expected one of: {', '.join(QUESTIONS)}")
+        return QUESTIONS[key]
+
     def validate_answer(self, key: str, value: Any) -> Any:
         if key not in QUESTIONS:
-            raise ImportRecordError(f"unknown question {key!r}", field="question")
+            raise ImportRecordError(f"unknown question {key!r}", field=key)
         kind, options = QUESTIONS[key]
         if kind == "single_choice":
             if not isinstance(value, str) or value not in options:
@@ -79,3 +89,42 @@ def write(path: Path, text: str, encoding: str = "utf-8") -> Path:
 def read_rejects(path: Path) -> list[dict[str, str]]:
     with path.open(encoding="utf-8", newline="") as handle:
         return list(csv.DictReader(handle))
+
+
+def snapshot(session: Session) -> tuple[list[tuple], list[tuple], list[tuple]]:
+    """Every member, answer and event, by natural keys (no ids, no row timestamps)."""
+    session.expire_all()
+    members = {m.id: m for m in session.scalars(select(Member))}
+    return (
+        sorted(
+            (
+                m.external_id or "",
+                m.email,
+                m.first_name,
+                m.last_name,
+                m.language,
+                m.time_zone,
+                m.birthday,
+                m.joined_at,
+                m.consent_status,
+                m.consent_source or "",
+                json.dumps(m.attributes, sort_keys=True),
+            )
+            for m in members.values()
+        ),
+        sorted(
+            (members[a.member_id].email, a.question_key, json.dumps(a.value), a.answered_at)
+            for a in session.scalars(select(Answer))
+        ),
+        sorted(
+            (
+                members[e.member_id].email,
+                e.type,
+                e.occurred_at,
+                e.content_key or "",
+                json.dumps(e.properties, sort_keys=True),
+                e.idempotency_key,
+            )
+            for e in session.scalars(select(ActivityEvent))
+        ),
+    )

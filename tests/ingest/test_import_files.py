@@ -2,8 +2,7 @@ import pytest
 from sqlalchemy import event, func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
-from nurture.errors import ImportRecordError
-from nurture.ingest import import_activity, import_members
+from nurture.ingest import MAX_RECORD_LINES, ImportFileError, import_activity, import_members
 from nurture.storage.models import Member
 from tests.ingest.ingest_helpers import read_rejects, write
 
@@ -27,31 +26,77 @@ def test_non_utf8_file_is_refused_whole_naming_file_and_line(session, tmp_path):
         "email,first_name\nada@example.org,Ada\nzoe@example.org,Zoé\n",
         encoding="latin-1",
     )
+    rejects_path = tmp_path / "rejects.csv"
 
-    with pytest.raises(ImportRecordError, match=r"latin1\.csv is not UTF-8") as caught:
-        import_members(session, path)
+    with pytest.raises(ImportFileError, match=r"latin1\.csv, line 3: not UTF-8 text") as caught:
+        import_members(session, path, rejects_path)
 
-    assert caught.value.line == 3
+    assert caught.value.line == 3 and caught.value.path == path
+    assert "byte 0xe9 at column 19" in str(caught.value)
     assert _emails(session) == []
+    assert not rejects_path.exists()  # nothing is written for a file that cannot be read
+
+
+def test_utf16_file_is_refused_naming_the_encoding(session, tmp_path):
+    path = write(tmp_path / "m.csv", "email\nada@example.org\n", encoding="utf-16")
+
+    with pytest.raises(ImportFileError, match=r"m\.csv, line 1: the file is UTF-16 text"):
+        import_members(session, path)
 
 
 @pytest.mark.parametrize(
     ("name", "text", "message"),
     [
-        ("m.txt", "email\n", "suffix '.txt'"),
-        ("m.csv", "first_name\nAda\n", "missing columns email"),
+        ("m.txt", "email\n", r"m\.txt: cannot tell the format from the suffix '\.txt'"),
+        (
+            "m.csv",
+            "first_name\nAda\n",
+            r"m\.csv, line 1: bad CSV header: the required column email is missing "
+            r"\(found: first_name\)",
+        ),
+        (
+            "m.csv",
+            "\n\nfirst_name,last_name\n",
+            r"m\.csv, line 3: .*the required column email is missing",
+        ),
         ("m.csv", "email,email\na@example.org,b@example.org\n", "duplicate columns email"),
+        ("m.csv", "email,,note\n", "column 2 has no name"),
+        (
+            "m.csv",
+            "",
+            r"m\.csv: the file is empty; .*header line naming its columns \(at least email",
+        ),
+        ("m.csv", "\n  \n", r"m\.csv: the file is empty"),
     ],
 )
-def test_unusable_files_raise(session, tmp_path, name, text, message):
-    with pytest.raises(ImportRecordError, match=message):
+def test_unusable_files_raise_naming_the_file(session, tmp_path, name, text, message):
+    with pytest.raises(ImportFileError, match=message):
         import_members(session, write(tmp_path / name, text))
 
 
 def test_unknown_activity_column_is_refused(session, tmp_path):
     path = write(tmp_path / "a.csv", "member,type,occurred_at,colour\n")
-    with pytest.raises(ImportRecordError, match="unknown columns colour"):
+    with pytest.raises(ImportFileError, match="unknown columns colour"):
         import_activity(session, path)
+
+
+def test_header_only_csv_and_empty_jsonl_import_nothing(session, tmp_path):
+    for path in (
+        write(tmp_path / "m.csv", "email,first_name\n"),
+        write(tmp_path / "m.jsonl", ""),
+        write(tmp_path / "n.jsonl", "\n\n"),
+    ):
+        summary = import_members(session, path, tmp_path / "rejects.csv")
+        assert (summary.read, summary.stored, summary.refused) == (0, 0, 0)
+    assert _emails(session) == []
+
+
+def test_blank_lines_and_rows_of_empty_fields_are_skipped(session, tmp_path):
+    text = "email,first_name\n\nada@example.org,Ada\n,\n , \n\r\nbob@example.org,Bob\n"
+
+    summary = import_members(session, write(tmp_path / "m.csv", text))
+
+    assert (summary.read, summary.stored, summary.refused) == (2, 2, 0)
 
 
 def test_multiline_csv_records_keep_their_line_numbers(session, tmp_path):
@@ -68,6 +113,58 @@ def test_multiline_csv_records_keep_their_line_numbers(session, tmp_path):
     [reject] = read_rejects(rejects_path)
     assert (reject["line"], reject["raw"]) == ("4", "bad-address,Bob,x")
     assert session.scalars(select(Member)).one().attributes == {"note": "two\nlines"}
+
+
+STRAY = (
+    "external_id,email,first_name\n"
+    'm1,"ada@example.org,Ada\n'  # 2: a stray quote opens a field...
+    "m2,bob@example.org,Bob\n"  # 3
+    'm3,cy@example.org,"Cy"\n'  # 4: ...that this quote closes: 2 columns over 3 lines
+    "m4,dee@example.org,Dee\n"  # 5
+)
+
+
+@pytest.mark.parametrize(
+    ("text", "reason"),
+    [
+        (STRAY, "expected 3 columns as in the header, found 2 in a record running over 3 lines"),
+        (STRAY.replace('"Cy"', "Cy"), "a quoted field opened on this line is never closed"),
+    ],
+)
+def test_a_stray_quote_costs_one_record_not_the_lines_it_joins(session, tmp_path, text, reason):
+    rejects_path = tmp_path / "rejects.csv"
+
+    summary = import_members(session, write(tmp_path / "m.csv", text), rejects_path)
+
+    assert (summary.read, summary.stored, summary.refused) == (4, 3, 1)
+    [reject] = read_rejects(rejects_path)
+    assert (reject["line"], reject["raw"]) == ("2", 'm1,"ada@example.org,Ada')
+    assert reason in reject["reason"] and "lines after this one are read again" in reject["reason"]
+    assert _emails(session) == ["bob@example.org", "cy@example.org", "dee@example.org"]
+
+
+def test_a_quoted_field_open_for_too_many_lines_is_refused(session, tmp_path):
+    later = "".join(f"m{i},user{i}@example.org,U{i}\n" for i in range(3, 3 + MAX_RECORD_LINES))
+    text = 'external_id,email,first_name\nm1,"ada@example.org,Ada\n' + later
+    rejects_path = tmp_path / "rejects.csv"
+
+    summary = import_members(session, write(tmp_path / "m.csv", text), rejects_path)
+
+    assert (summary.stored, summary.refused) == (MAX_RECORD_LINES, 1)
+    [reject] = read_rejects(rejects_path)
+    assert (
+        reject["line"] == "2" and f"still open {MAX_RECORD_LINES} lines later" in reject["reason"]
+    )
+
+
+def test_a_quoted_field_with_line_breaks_at_the_end_of_the_file_is_kept(session, tmp_path):
+    text = 'email,note\nada@example.org,"one\ntwo ""quoted""\nthree"'  # no final line break
+
+    summary = import_members(session, write(tmp_path / "m.csv", text))
+
+    assert (summary.stored, summary.refused) == (1, 0)
+    note = session.scalars(select(Member)).one().attributes["note"]
+    assert note == 'one\ntwo "quoted"\nthree'
 
 
 def _members_csv(tmp_path, n):
