@@ -10,6 +10,7 @@ The tree::
     │   └── JourneyValidationError             a journey YAML file
     ├── TemplateError (ValueError)             an email template fails to load or render
     ├── ImportRecordError (ValueError)         a row of an import file is refused
+    ├── MemberNotFoundError (LookupError)      no member has the address asked for
     ├── EmbeddingError (RuntimeError)          the embedding model cannot load or run
     └── DeliveryError (RuntimeError)           a mail backend refused or failed
         └── PermanentDeliveryError             ... and retrying will not help
@@ -29,6 +30,7 @@ __all__ = [
     "EmbeddingError",
     "ImportRecordError",
     "JourneyValidationError",
+    "MemberNotFoundError",
     "NurtureError",
     "PermanentDeliveryError",
     "Problem",
@@ -114,6 +116,10 @@ class ImportRecordError(NurtureError, ValueError):
         where = f"line {line}" if line is not None else "record"
         what = f" field {field!r}" if field else ""
         super().__init__(f"{where}{what}: {reason}")
+
+
+class MemberNotFoundError(NurtureError, LookupError):
+    """No member has the e-mail address asked for (export, erasure...)."""
 
 
 class EmbeddingError(NurtureError, RuntimeError):

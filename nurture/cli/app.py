@@ -17,9 +17,11 @@ from rich.table import Table
 from sqlalchemy import select
 
 from nurture import pipeline
+from nurture.cli import reports as report_commands
 from nurture.errors import NurtureError
+from nurture.rights import format_export
 from nurture.segmentation import SegmentationSummary
-from nurture.settings import Settings
+from nurture.settings import DEVELOPMENT_SECRET, Settings
 
 __all__ = ["app", "main"]
 
@@ -40,6 +42,16 @@ app = typer.Typer(
 )
 journeys_app = typer.Typer(help="Check the journeys of the workspace.", no_args_is_help=True)
 app.add_typer(journeys_app, name="journeys")
+member_app = typer.Typer(
+    help=(
+        "A member's data rights: export everything nurture holds about them (access), or erase "
+        "it and never mail the address again (right to be forgotten)."
+    ),
+    no_args_is_help=True,
+)
+app.add_typer(member_app, name="member")
+app.command()(report_commands.segments)
+app.command()(report_commands.report)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
@@ -414,6 +426,103 @@ def outbox(
     index = settings.resolved_outbox_dir / "index.html"
     if index.exists():
         console.print(f"browse them: {index.resolve()}")
+
+
+# --- members' data rights ------------------------------------------------------------------
+
+EmailArgument = Annotated[str, typer.Argument(help="The member's e-mail address (any case).")]
+
+
+@member_app.command(
+    "export",
+    help=(
+        "Export everything nurture holds about a member as JSON: the member record (consent and "
+        "attributes included), questionnaire answers, activity, computed profile, segment "
+        "memberships, recommendations, journey enrollments, messages, provider events, and "
+        "whether the address is on the suppression list.\n\n"
+        'The document\'s "about" key says what each section holds.'
+    ),
+)
+def member_export(
+    ctx: typer.Context,
+    email: EmailArgument,
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            dir_okay=False,
+            help="Write the JSON to this file (readable by its owner only); default: stdout.",
+        ),
+    ] = None,
+) -> None:
+    """Export everything nurture holds about a member as JSON (right of access)."""
+    data = pipeline.export_member(_settings(ctx), email)
+    text = format_export(data)
+    if output is None:
+        typer.echo(text, nl=False)
+        return
+    output.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(output, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+    errors.print(f"exported {escape(data['email'])} to {escape(str(output))}", highlight=False)
+
+
+@member_app.command(
+    "erase",
+    help=(
+        "Erase a member for good and never mail their address again.\n\n"
+        "Deletes the member and every row about them (answers, activity, profile, segment "
+        "memberships, recommendations, enrollments, messages, provider events), removes their "
+        "id and name from segment cards and their emails from the outbox folder, and puts a "
+        'salted hash of the address on the suppression list (reason "erased"). If an import '
+        "brings the address back, it is enrolled in no journey and gets no email, transactional "
+        "or not.\n\n"
+        "Cannot be undone: export the member first if they asked for their data too. Asks for "
+        "confirmation unless --yes. Erasing an address twice is harmless."
+    ),
+)
+def member_erase(
+    ctx: typer.Context,
+    email: EmailArgument,
+    yes: Annotated[
+        bool, typer.Option("--yes", "-y", help="Erase without asking for confirmation.")
+    ] = False,
+) -> None:
+    """Erase a member for good and suppress their address (right to be forgotten)."""
+    settings = _settings(ctx)
+    if not yes:
+        typer.confirm(
+            f"Erase everything nurture holds about {email} and never mail it again? "
+            "This cannot be undone",
+            abort=True,
+        )
+    summary = pipeline.erase_member(settings, email)
+    if summary.held_nothing:
+        console.print(
+            f"nothing held about {escape(email)} any more; its address is on the suppression list"
+        )
+        return
+    console.print(f"erased {escape(email)}; rows deleted:")
+    for name, count in summary.deleted.items():
+        if count:
+            console.print(f"  {name}: {count}")
+    if summary.enrollments_stopped:
+        console.print(f"active journeys stopped: {summary.enrollments_stopped}")
+    if summary.segments_scrubbed:
+        console.print(f"segment cards and labels scrubbed: {summary.segments_scrubbed}")
+    console.print(
+        "address added to the suppression list (reason: erased)"
+        if summary.newly_suppressed
+        else "address already on the suppression list"
+    )
+    if settings.suppression_salt.get_secret_value() == DEVELOPMENT_SECRET:
+        errors.print(
+            "[yellow]warning:[/] NURTURE_SUPPRESSION_SALT is the development default; set your "
+            "own (and keep it) in production",
+            highlight=False,
+        )
 
 
 def main() -> None:

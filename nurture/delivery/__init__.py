@@ -19,7 +19,9 @@ from nurture.delivery.rendering import (
 from nurture.delivery.suppression import (
     SuppressionReason,
     find_suppressed_hashes,
+    find_suppression,
     is_suppressed,
+    normalise_address,
     suppress_address,
     suppression_hash,
 )
@@ -45,9 +47,11 @@ __all__ = [
     "deliver_messages",
     "due_message_ids",
     "find_suppressed_hashes",
+    "find_suppression",
     "is_suppressed",
     "list_email_templates",
     "make_unsubscribe_token",
+    "normalise_address",
     "outbox_file_name",
     "resolve_language",
     "suppress_address",

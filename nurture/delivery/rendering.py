@@ -240,7 +240,7 @@ class TemplateRenderer:
 
     @property
     def unsubscribe_secret(self) -> str:
-        """The HMAC key of the unsubscribe tokens (also the salt of the suppression list)."""
+        """The HMAC key of the unsubscribe tokens."""
         return self._unsubscribe_secret
 
     def build_context(

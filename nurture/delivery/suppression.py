@@ -1,12 +1,14 @@
 """Suppressions: addresses that must never be mailed again, kept only as salted hashes.
 
 The list survives the deletion of a member (right to be forgotten) without keeping the address
-itself: ``suppression_hash`` is SHA-256 of a salt and the normalised address. nurture uses the
-unsubscribe secret as the salt, so changing that secret orphans the existing list.
+itself: ``suppression_hash`` is SHA-256 of a salt and the normalised address. The salt is
+``Settings.suppression_salt``, the same wherever a hash is made (erasure, enrolment, delivery):
+changing it orphans the existing list.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import enum
 import hashlib
 from collections.abc import Iterable
@@ -14,11 +16,13 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.errors import ConfigurationError
 from nurture.storage.models import Suppression
 
 __all__ = [
     "SuppressionReason",
     "find_suppressed_hashes",
+    "find_suppression",
     "is_suppressed",
     "normalise_address",
     "suppress_address",
@@ -33,6 +37,8 @@ class SuppressionReason(enum.StrEnum):
     BOUNCED = "bounced"
     COMPLAINED = "complained"
     MANUAL = "manual"
+    ERASED = "erased"
+    """The member asked to be forgotten: their data is gone, only this hash remains."""
 
 
 def normalise_address(email: str) -> str:
@@ -45,11 +51,16 @@ def suppression_hash(email: str, salt: str) -> str:
 
     Args:
         email: The address, in any case, with or without surrounding spaces.
-        salt: The salt (``Settings.unsubscribe_secret``).
+        salt: The salt (``Settings.suppression_salt``).
 
     Returns:
         64 lowercase hex digits.
+
+    Raises:
+        ConfigurationError: The salt is empty.
     """
+    if not salt:
+        raise ConfigurationError("suppression salt: expected a non-empty string, found ''")
     data = salt.encode("utf-8") + b"\x00" + normalise_address(email).encode("utf-8")
     return hashlib.sha256(data).hexdigest()
 
@@ -74,6 +85,22 @@ def find_suppressed_hashes(session: Session, hashes: Iterable[str]) -> set[str]:
     return found
 
 
+def find_suppression(session: Session, email: str, salt: str) -> Suppression | None:
+    """The suppression list entry of ``email``, if it has one.
+
+    Args:
+        session: The database session.
+        email: The address.
+        salt: The salt the list is hashed with.
+
+    Returns:
+        The entry (reason, source, time), or None when the address may be mailed.
+    """
+    return session.scalar(
+        select(Suppression).where(Suppression.email_hash == suppression_hash(email, salt))
+    )
+
+
 def is_suppressed(session: Session, email: str, salt: str) -> bool:
     """Whether ``email`` is in the suppression list.
 
@@ -94,6 +121,8 @@ def suppress_address(
     salt: str,
     reason: SuppressionReason | str,
     source: str | None = None,
+    *,
+    now: dt.datetime | None = None,
 ) -> bool:
     """Add ``email`` to the suppression list unless it is there already (the caller commits).
 
@@ -103,6 +132,7 @@ def suppress_address(
         salt: The salt the list is hashed with.
         reason: Why (a ``SuppressionReason``).
         source: Where the request came from (``one-click``, ``sendgrid:bounce``...).
+        now: When the address was suppressed; default: the clock.
 
     Returns:
         True when a row was added, False when the address was already suppressed.
@@ -110,6 +140,9 @@ def suppress_address(
     email_hash = suppression_hash(email, salt)
     if find_suppressed_hashes(session, [email_hash]):
         return False
-    session.add(Suppression(email_hash=email_hash, reason=str(reason), source=source))
+    row = Suppression(email_hash=email_hash, reason=str(reason), source=source)
+    if now is not None:
+        row.created_at = now
+    session.add(row)
     session.flush()
     return True

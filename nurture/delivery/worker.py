@@ -23,7 +23,7 @@ from nurture.delivery.mailers import Mailer, OutgoingEmail
 from nurture.delivery.rendering import TemplateRenderer
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.errors import DeliveryError, PermanentDeliveryError, TemplateError
-from nurture.storage.models import Member, Message, MessageStatus
+from nurture.storage.models import Enrollment, Journey, Member, Message, MessageStatus
 
 __all__ = ["CONSENT_GRANTED", "DeliverySummary", "deliver_messages", "due_message_ids"]
 
@@ -41,7 +41,9 @@ class DeliverySummary:
         sent: Messages the mailer accepted.
         failed: Messages that will not be sent (template error, permanent refusal, or an
             unexpected error; those left in ``unknown`` status count here too).
-        suppressed: Messages not sent because the member unsubscribed, bounced or lacks consent.
+        suppressed: Messages not sent because the address is in the suppression list
+            (unsubscribed, bounced, erased...) or, outside transactional journeys, the member
+            lacks consent.
         skipped: Ids not claimed: not queued (another worker has them, or they are done) or not
             due yet.
         retried: Messages put back in the queue after a transient backend error.
@@ -110,11 +112,28 @@ def _finish(session: Session, message_id: int, **values: Any) -> None:
     session.commit()
 
 
-def _suppression_reason(member: Member, suppressed_hashes: set[str], salt: str) -> str | None:
-    if (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
-        return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
+def _is_transactional(session: Session, message: Message) -> bool:
+    """Whether the journey version the message's enrollment runs is transactional."""
+    definition = session.scalar(
+        select(Journey.definition)
+        .join(Enrollment, Enrollment.journey_id == Journey.id)
+        .where(Enrollment.id == message.enrollment_id)
+    )
+    return isinstance(definition, dict) and definition.get("transactional") is True
+
+
+def _suppression_reason(
+    member: Member, suppressed_hashes: set[str], salt: str, *, transactional: bool
+) -> str | None:
+    """Why the member must not get the message, or None.
+
+    The suppression list (unsubscribed, bounced, erased...) stops every message; consent other
+    than granted stops all but those of transactional journeys.
+    """
     if suppression_hash(member.email, salt) in suppressed_hashes:
         return "address is in the suppression list"
+    if not transactional and (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
+        return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
     return None
 
 
@@ -131,15 +150,17 @@ def deliver_messages(
     *,
     sender_email: str,
     sender_name: str,
-    suppression_salt: str | None = None,
+    suppression_salt: str,
 ) -> DeliverySummary:
     """Render and send the given messages, each at most once, committing each step.
 
-    Per message: claim it (``queued`` and due -> ``sending``), check consent and suppression,
-    render, send, record. A template error or ``PermanentDeliveryError`` makes it ``failed``
-    with the reason in ``error``; a ``DeliveryError`` puts it back in ``queued`` with
-    ``attempts`` + 1; an unexpected error from the mailer leaves it ``unknown`` (it may have
-    gone out), an unexpected error before the send makes it ``failed``.
+    Per message: claim it (``queued`` and due -> ``sending``), check suppression and consent
+    (an address in the suppression list gets nothing; a member without consent gets only the
+    messages of transactional journeys), render, send, record. A template error or
+    ``PermanentDeliveryError`` makes it ``failed`` with the reason in ``error``; a
+    ``DeliveryError`` puts it back in ``queued`` with ``attempts`` + 1; an unexpected error from
+    the mailer leaves it ``unknown`` (it may have gone out), an unexpected error before the send
+    makes it ``failed``.
 
     Args:
         session: The database session; it is committed after each step.
@@ -149,20 +170,19 @@ def deliver_messages(
         now: The current time: due check, unsubscribe token issue time, ``sent_at``.
         sender_email: The From address.
         sender_name: The From display name.
-        suppression_salt: Salt of the suppression list; default: the renderer's unsubscribe
-            secret.
+        suppression_salt: Salt of the suppression list (``Settings.suppression_salt``), the
+            one its hashes were made with.
 
     Returns:
         Counts of what happened.
     """
-    salt = renderer.unsubscribe_secret if suppression_salt is None else suppression_salt
     counts = {"sent": 0, "failed": 0, "suppressed": 0, "skipped": 0, "retried": 0}
     for message_id in message_ids:
         if not _claim(session, message_id, now):
             counts["skipped"] += 1
             continue
         outcome = _deliver_claimed(
-            session, mailer, renderer, message_id, now, sender_email, sender_name, salt
+            session, mailer, renderer, message_id, now, sender_email, sender_name, suppression_salt
         )
         counts[outcome] += 1
     return DeliverySummary(**counts)
@@ -190,7 +210,9 @@ def _deliver_claimed(
             _finish(session, message_id, status=MessageStatus.FAILED, error="member not found")
             return "failed"
         suppressed = find_suppressed_hashes(session, [suppression_hash(member.email, salt)])
-        reason = _suppression_reason(member, suppressed, salt)
+        reason = _suppression_reason(
+            member, suppressed, salt, transactional=_is_transactional(session, message)
+        )
         if reason is not None:
             _finish(session, message_id, status=MessageStatus.SUPPRESSED, error=reason)
             return "suppressed"

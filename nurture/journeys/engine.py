@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.models import (
     ExitStep,
@@ -247,17 +248,25 @@ def _enrol_members(
     journey: Journey,
     now: dt.datetime,
     chunk_size: int,
+    suppression_salt: str | None,
 ) -> int:
-    """Enrol every member the trigger matches who has no enrollment in this journey yet."""
+    """Enrol every member the trigger matches who has no enrollment in this journey yet.
+
+    Members whose address is in the suppression list are left out, transactional journeys
+    included: an erased address that an import brings back is never enrolled again.
+    """
     already = exists(
         select(Enrollment.id).where(
             Enrollment.journey_key == definition.id, Enrollment.member_id == Member.id
         )
     )
-    query = select(Member.id).where(enrollment_condition(definition.trigger, now), ~already)
+    query = select(Member.id, Member.email).where(
+        enrollment_condition(definition.trigger, now), ~already
+    )
     if not definition.transactional:
         query = query.where(Member.consent_status == CONSENT_GRANTED)
-    member_ids = list(session.scalars(query.order_by(Member.id)))
+    candidates = session.execute(query.order_by(Member.id)).all()
+    member_ids = _without_suppressed(session, candidates, suppression_salt)
     entry = definition.entry_step.id
     enrolled = 0
     for chunk in _chunks(member_ids, chunk_size):
@@ -278,6 +287,20 @@ def _enrol_members(
     if enrolled:
         logger.info("journey %s: enrolled %d members", definition.id, enrolled)
     return enrolled
+
+
+def _without_suppressed(
+    session: Session, candidates: Sequence[Any], suppression_salt: str | None
+) -> list[int]:
+    """Ids of the ``(id, email)`` candidates whose address is not in the suppression list."""
+    if suppression_salt is None or not candidates:
+        return [member_id for member_id, _ in candidates]
+    salt = suppression_salt
+    hashes = {member_id: suppression_hash(email, salt) for member_id, email in candidates}
+    suppressed = find_suppressed_hashes(session, hashes.values())
+    if suppressed:
+        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
+    return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
 
 
 # --- advancing ------------------------------------------------------------------------------
@@ -308,11 +331,13 @@ def advance_journeys(
     pick_content: PickContent | None = None,
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
+    suppression_salt: str | None = None,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
-    Members enter a journey once (no enrollment in that journey key yet), and only with consent
-    granted unless the journey is transactional. A due enrollment (active, ``next_action_at <=
+    Members enter a journey once (no enrollment in that journey key yet), only with consent
+    granted unless the journey is transactional, and never when their address is in the
+    suppression list (given ``suppression_salt``). A due enrollment (active, ``next_action_at <=
     now``) runs the steps of the version it started on, until a wait (due again at ``now`` +
     duration) or an exit (completed). Each send step queues one ``Message`` (never two for one
     enrollment step, whatever re-runs or concurrent workers do). Enrollments of journeys absent
@@ -324,6 +349,8 @@ def advance_journeys(
         now: The current time, timezone-aware; the only clock the engine reads.
         pick_content: Picks each message's content items; default: ``recommended_content``.
         chunk_size: Enrollments loaded and advanced per batch.
+        suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
+            skips the check at enrolment (delivery still checks each message).
 
     Returns:
         Counts of what was done.
@@ -339,7 +366,9 @@ def advance_journeys(
     journeys = register_journeys(session, ordered, now=now)
 
     enrolled = sum(
-        _enrol_members(session, definition, journeys[definition.id], now, chunk_size)
+        _enrol_members(
+            session, definition, journeys[definition.id], now, chunk_size, suppression_salt
+        )
         for definition in ordered
     )
     session.flush()

@@ -11,7 +11,20 @@ from tests.pipeline_helpers import CONTENT
 
 runner = CliRunner()
 
-COMMANDS = ("init", "demo", "import", "profile", "segment", "match", "journeys", "run", "outbox")
+COMMANDS = (
+    "init",
+    "demo",
+    "import",
+    "profile",
+    "segment",
+    "segments",
+    "report",
+    "match",
+    "journeys",
+    "member",
+    "run",
+    "outbox",
+)
 
 
 @pytest.fixture
@@ -41,7 +54,8 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[c] for c in COMMANDS if c != "journeys"] + [["journeys", "validate"]],
+    [[c] for c in COMMANDS if c not in ("journeys", "member")]
+    + [["journeys", "validate"], ["member", "export"], ["member", "erase"]],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])

@@ -15,11 +15,15 @@ from nurture.delivery import (
     write_outbox_index,
 )
 from nurture.errors import DeliveryError, PermanentDeliveryError
-from nurture.storage.models import Message, MessageStatus
+from nurture.storage.models import Journey, Message, MessageStatus
 
 from .conftest import NOW, SECRET
 
-SENDER = {"sender_email": "community@example.org", "sender_name": "The team"}
+SENDER = {
+    "sender_email": "community@example.org",
+    "sender_name": "The team",
+    "suppression_salt": SECRET,
+}
 
 
 class RecordingMailer:
@@ -130,6 +134,41 @@ def test_member_without_consent_is_not_sent(session, add_message, renderer):
     assert summary == DeliverySummary(suppressed=1)
     assert mailer.sent == []
     assert "withdrawn" in _reload(session, message.id).error
+
+
+def _make_journey_transactional(session) -> None:
+    session.execute(update(Journey).values(definition={"transactional": True}))
+    session.commit()
+
+
+def test_transactional_message_goes_to_a_member_without_consent(session, add_message, renderer):
+    unknown = add_message(consent_status="unknown")
+    denied = add_message(consent_status="denied")
+    _make_journey_transactional(session)
+    mailer = RecordingMailer()
+    ids = [unknown.id, denied.id]
+    summary = deliver_messages(session, mailer, renderer, ids, NOW, **SENDER)
+    assert summary == DeliverySummary(sent=2)
+
+
+def test_suppressed_address_gets_no_transactional_message(session, add_message, renderer):
+    message = add_message(email="erased@example.org")
+    _make_journey_transactional(session)
+    suppress_address(session, "erased@example.org", SECRET, "erased", "erasure request")
+    session.commit()
+    mailer = RecordingMailer()
+    summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER)
+    assert summary == DeliverySummary(suppressed=1)
+    assert mailer.sent == []
+    assert "suppression list" in _reload(session, message.id).error
+
+
+def test_the_suppression_list_is_read_with_the_salt_given(session, add_message, renderer):
+    message = add_message(email="gone@example.org")
+    suppress_address(session, "gone@example.org", "another salt", "unsubscribed")
+    session.commit()
+    summary = deliver_messages(session, RecordingMailer(), renderer, [message.id], NOW, **SENDER)
+    assert summary == DeliverySummary(sent=1)  # a hash under another salt matches nothing
 
 
 def test_template_error_fails_the_message(session, add_message, renderer):

@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nurture.delivery import suppress_address
 from nurture.errors import JourneyValidationError
 from nurture.journeys import (
     JourneyDefinition,
@@ -204,6 +205,35 @@ def test_transactional_journeys_ignore_consent(session: Session, welcome) -> Non
     summary = advance_journeys(session, [transactional], NOW, FakePicker())
     assert summary.enrolled == 1
     assert summary.messages_queued == 1
+
+
+def test_suppressed_addresses_are_never_enrolled(session: Session, welcome) -> None:
+    _add_member(session, "ada@example.org")
+    _add_member(session, "una@example.org", consent_status="unknown")
+    _add_member(session, "Gone@Example.org")
+    _add_member(session, "gone.too@example.org", consent_status="unknown")
+    suppress_address(session, "gone@example.org", "salt", "erased")
+    suppress_address(session, "gone.too@example.org", "salt", "unsubscribed")
+    notice = welcome.model_copy(update={"id": "notice", "transactional": True})
+
+    advance_journeys(session, [welcome, notice], NOW, FakePicker(), suppression_salt="salt")
+
+    enrolled = session.execute(
+        select(Enrollment.journey_key, Member.email).join(Member, Member.id == Enrollment.member_id)
+    ).all()
+    assert sorted(enrolled) == [
+        ("notice", "ada@example.org"),
+        ("notice", "una@example.org"),
+        ("welcome", "ada@example.org"),
+    ]
+
+
+def test_without_a_salt_enrolment_does_not_read_the_suppression_list(
+    session: Session, welcome
+) -> None:
+    _add_member(session, "gone@example.org")
+    suppress_address(session, "gone@example.org", "salt", "erased")
+    assert advance_journeys(session, [welcome], NOW, FakePicker()).enrolled == 1
 
 
 def test_withdrawn_consent_exits_the_enrollment(session: Session, welcome) -> None:

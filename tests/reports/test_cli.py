@@ -75,11 +75,6 @@ def test_report_writes_the_html_where_asked(community: Settings, tmp_path: Path)
 def test_nurture_segments_json(
     community: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    commands = {
-        command.name or command.callback.__name__ for command in nurture_app.registered_commands
-    }
-    if "segments" not in commands:
-        pytest.skip("nurture.cli.app does not register `segments` yet")
     monkeypatch.setenv("NURTURE_DATABASE_URL", database_url)
     monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
     base = ["--workspace", str(CONTENT), "--data-dir", str(community.data_dir)]
