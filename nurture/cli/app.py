@@ -180,7 +180,14 @@ def import_(
     """Import members, questionnaire answers or activity events; re-importing adds nothing."""
     if kind not in ("members", "answers", "activity"):
         raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
-    summary = pipeline.import_file(_settings(ctx), kind, file, rejects)  # type: ignore[arg-type]
+    try:
+        summary = pipeline.import_file(_settings(ctx), kind, file, rejects)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        errors.print(
+            "interrupted: the batches already committed are kept; "
+            "run the same command again to finish the import"
+        )
+        raise typer.Exit(130) from None
     _print_import(kind, file, summary)
 
 
