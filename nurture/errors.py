@@ -7,7 +7,8 @@ The tree::
     ├── WorkspaceFileError (ValueError)        a file a marketer writes is invalid
     │   ├── ContentValidationError             a content item (Markdown + front matter)
     │   ├── QuestionnaireValidationError       the questionnaire definition
-    │   └── JourneyValidationError             a journey YAML file
+    │   ├── JourneyValidationError             a journey YAML file
+    │   └── SegmentRuleValidationError         the rule segments (segments.yaml)
     ├── TemplateError (ValueError)             an email template fails to load or render
     ├── ImportRecordError (ValueError)         a row of an import file is refused
     ├── MemberNotFoundError (LookupError)      no member has the address asked for
@@ -35,6 +36,7 @@ __all__ = [
     "PermanentDeliveryError",
     "Problem",
     "QuestionnaireValidationError",
+    "SegmentRuleValidationError",
     "TemplateError",
     "WorkspaceFileError",
 ]
@@ -94,6 +96,10 @@ class QuestionnaireValidationError(WorkspaceFileError):
 
 class JourneyValidationError(WorkspaceFileError):
     """A journey definition is invalid."""
+
+
+class SegmentRuleValidationError(WorkspaceFileError):
+    """The rule segments file (``segments.yaml``) is invalid, or a rule of it does not compile."""
 
 
 class TemplateError(NurtureError, ValueError):

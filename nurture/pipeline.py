@@ -37,11 +37,12 @@ from nurture.journeys import JourneyDefinition, JourneySummary, advance_journeys
 from nurture.profiling import ProfileSummary, build_profiles
 from nurture.recommend import (
     MatchSummary,
+    RankingWeights,
     embed_content_items,
     recommend_for_members,
     start_match_run,
 )
-from nurture.segmentation import SegmentationSummary, segment_members
+from nurture.segmentation import SegmentationSummary, load_segment_rules, segment_members
 from nurture.settings import Settings
 from nurture.storage import Member, create_database_engine, migrate_database, session_scope
 from nurture.workspace import (
@@ -70,6 +71,7 @@ __all__ = [
     "member_ids",
     "prepare_database",
     "profile_chunk",
+    "ranking_weights",
     "run_cycle",
     "run_delivery",
     "run_journeys",
@@ -173,6 +175,9 @@ def check_workspace(settings: Settings) -> WorkspaceCheck:
     questionnaire = load_questionnaire(settings.questionnaire_path)
     specs = load_content_library(settings.content_dir)
     journeys = load_journeys(settings.journeys_dir, settings.templates_dir)
+    load_segment_rules(
+        settings.segments_path, question_keys=[q.key for q in questionnaire.questions]
+    )
     return WorkspaceCheck(questionnaire, len(specs), journeys)
 
 
@@ -228,8 +233,11 @@ def profile_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> P
 
 
 def segment(settings: Settings, now: dt.datetime) -> SegmentationSummary:
-    """Cluster every profiled member into labelled segments."""
+    """Cluster every profiled member into labelled segments, then evaluate the rule segments."""
     questionnaire = load_questionnaire(settings.questionnaire_path)
+    rules = load_segment_rules(
+        settings.segments_path, question_keys=[q.key for q in questionnaire.questions]
+    )
     with session_scope(engine_for(settings)) as session:
         return segment_members(
             session,
@@ -239,13 +247,33 @@ def segment(settings: Settings, now: dt.datetime) -> SegmentationSummary:
             min_segments=settings.min_segments,
             max_segments=settings.max_segments,
             seed=settings.random_seed,
+            block_weights=settings.segment_block_weights,
+            mini_batch_threshold=settings.segment_mini_batch_threshold,
+            sample_size=settings.segment_sample_size,
+            move_after=dt.timedelta(days=settings.segment_move_after_days),
+            rules=rules,
         )
+
+
+def ranking_weights(settings: Settings) -> RankingWeights:
+    """The ranking weights in force: the defaults, with the settings' on top."""
+    return RankingWeights(
+        **settings.ranking_weights,
+        interest_half_life_days=settings.interest_half_life_days,
+        mmr_lambda=settings.mmr_lambda,
+    )
 
 
 def start_matching(settings: Settings) -> int:
     """Record a new match run and return its id, for :func:`match_chunk`."""
     with session_scope(engine_for(settings)) as session:
-        return start_match_run(session, _embedder(settings), k=settings.recommendations_per_member)
+        return start_match_run(
+            session,
+            _embedder(settings),
+            ranking_weights(settings),
+            settings.recommendations_per_member,
+            kinds=settings.recommendation_kinds,
+        )
 
 
 def match_chunk(
@@ -259,7 +287,9 @@ def match_chunk(
             ids,
             now,
             settings.recommendations_per_member,
+            ranking_weights(settings),
             run_id=run_id,
+            kinds=settings.recommendation_kinds,
         )
 
 

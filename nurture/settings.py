@@ -8,7 +8,7 @@ Secrets are ``SecretStr`` so they never show in logs or reprs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -50,7 +50,67 @@ class Settings(BaseSettings):
     )
     min_segments: int = Field(default=3, ge=2)
     max_segments: int = Field(default=10, ge=2)
+    segment_block_weights: dict[
+        Literal["choices", "text", "activity"], Annotated[float, Field(ge=0, allow_inf_nan=False)]
+    ] = Field(
+        default_factory=dict,
+        description=(
+            'Weight of each feature block in the clustering, as JSON (e.g. {"text": 1.0}); '
+            "blocks not named keep their default: choices 1.0, text 0.5, activity 0.25."
+        ),
+    )
+    segment_mini_batch_threshold: int = Field(
+        default=20000, ge=2, description="Above this many members, clustering uses MiniBatchKMeans."
+    )
+    segment_sample_size: int = Field(
+        default=3000,
+        ge=100,
+        description="Members sampled to choose the number of segments by silhouette score.",
+    )
+    segment_move_after_days: float = Field(
+        default=3.0,
+        ge=0,
+        allow_inf_nan=False,
+        description=(
+            "Days a member's move to another segment must hold before it counts; until then "
+            "journeys see the member in their previous segment."
+        ),
+    )
     recommendations_per_member: int = Field(default=10, ge=1)
+    ranking_weights: dict[
+        Literal[
+            "member", "history", "co_engagement", "segment", "popularity", "freshness", "format"
+        ],
+        Annotated[float, Field(ge=0, allow_inf_nan=False)],
+    ] = Field(
+        default_factory=dict,
+        description=(
+            'Weight of each ranking signal, as JSON (e.g. {"co_engagement": 0.4}); signals not '
+            "named keep their default: member (answers) 0.3, history 0.25, co_engagement 0.25, "
+            "segment 0.1, popularity 0.2, freshness 0.1, format 0.05."
+        ),
+    )
+    interest_half_life_days: float = Field(
+        default=90.0,
+        gt=0,
+        allow_inf_nan=False,
+        description=(
+            "Days after which a view, click or attended event counts half, in a member's history "
+            "and in popularity."
+        ),
+    )
+    mmr_lambda: float = Field(
+        default=0.8,
+        ge=0,
+        le=1,
+        description="Diversity of each list: 1 ranks by score alone, lower favours variety.",
+    )
+    recommendation_kinds: list[str] | None = Field(
+        default=None,
+        description=(
+            'Kinds of content recommended, as JSON (e.g. ["article", "webinar"]); default: all.'
+        ),
+    )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
     mail_backend: Literal["outbox"] = Field(default="outbox")
     outbox_dir: Path | None = Field(default=None, description="Default: data_dir/outbox.")
@@ -108,3 +168,8 @@ class Settings(BaseSettings):
     def questionnaire_path(self) -> Path:
         """The questionnaire definition."""
         return self.workspace / "questionnaire.yaml"
+
+    @property
+    def segments_path(self) -> Path:
+        """The rule segments marketers declare (optional file)."""
+        return self.workspace / "segments.yaml"

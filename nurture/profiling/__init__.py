@@ -5,6 +5,7 @@ from nurture.profiling.layout import (
     ACTIVITY_WINDOWS,
     BLOCKS,
     EVENT_TYPES,
+    MIX_WINDOW,
     FeatureLayout,
     QuestionnaireLike,
     english_label,
@@ -14,6 +15,8 @@ from nurture.profiling.profiles import (
     ProfileSummary,
     build_profiles,
     interest_question_keys,
+    lifecycle_stages,
+    load_activity_summaries,
 )
 
 __all__ = [
@@ -21,6 +24,7 @@ __all__ = [
     "BLOCKS",
     "EVENT_TYPES",
     "LIFECYCLE_STAGES",
+    "MIX_WINDOW",
     "ActivitySummary",
     "FeatureLayout",
     "ProfileSummary",
@@ -31,4 +35,6 @@ __all__ = [
     "english_label",
     "interest_question_keys",
     "lifecycle_stage",
+    "lifecycle_stages",
+    "load_activity_summaries",
 ]

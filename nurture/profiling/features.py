@@ -9,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from nurture.profiling.layout import ACTIVITY_WINDOWS, EVENT_TYPES, FeatureLayout
+from nurture.profiling.layout import ACTIVITY_WINDOWS, EVENT_TYPES, MIX_WINDOW, FeatureLayout
 from nurture.profiling.lifecycle import ActivitySummary
 
 __all__ = ["MAX_RECENCY_DAYS", "activity_features", "answer_features"]
@@ -62,9 +62,10 @@ def activity_features(
     """The ``activity`` block of a member's features.
 
     ``log1p`` of the days since the last activity (since joining for a member never active,
-    capped at :data:`MAX_RECENCY_DAYS`), ``log1p`` of the count of each event type over 7 / 30 /
-    90 days, and clicks per open over all time (0 with neither; capped at 1, since clicks without
-    a tracked open happen).
+    capped at :data:`MAX_RECENCY_DAYS`); ``log1p`` of the count of each event type over 7 / 30 /
+    90 days; each event type's share of the member's events over the last 90 days (all zero
+    without any); and clicks per open over all time (0 with neither; capped at 1, since clicks
+    without a tracked open happen).
 
     Args:
         summary: The member's activity up to ``now``.
@@ -79,6 +80,9 @@ def activity_features(
     values = [math.log1p(days)]
     for event_type in EVENT_TYPES:
         values.extend(math.log1p(summary.count(event_type, w)) for w in ACTIVITY_WINDOWS)
+    recent = [summary.count(event_type, MIX_WINDOW) for event_type in EVENT_TYPES]
+    total = sum(recent)
+    values.extend(count / total if total else 0.0 for count in recent)
     opens = summary.totals.get("email_open", 0)
     clicks = summary.totals.get("email_click", 0)
     if opens:

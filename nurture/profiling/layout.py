@@ -14,8 +14,12 @@ Columns, in order, by block:
     ``dim`` columns per free-text profile question: the answer's sentence embedding (zeros when
     empty).
 ``activity``
-    log-scaled days since the last activity, ``log1p`` counts of each event type over 7 / 30 / 90
-    days, and the email click-per-open ratio.
+    recency: log-scaled days since the last activity; frequency: ``log1p`` counts of each event
+    type over 7 / 30 / 90 days; mix: each event type's share of the member's events over the
+    last 90 days; email engagement: clicks per open.
+
+A question a member did not answer leaves its columns at zero (a scale question: the middle of
+the scale).
 """
 
 from __future__ import annotations
@@ -29,7 +33,9 @@ from typing import Any, Protocol
 __all__ = [
     "ACTIVITY_WINDOWS",
     "BLOCKS",
+    "CHOICE_KINDS",
     "EVENT_TYPES",
+    "MIX_WINDOW",
     "FeatureLayout",
     "OptionLike",
     "QuestionLike",
@@ -42,6 +48,9 @@ EVENT_TYPES = ("post", "comment", "event_attended", "content_view", "email_open"
 
 ACTIVITY_WINDOWS = (7, 30, 90)
 """Look-back windows, in days, of the activity counts."""
+
+MIX_WINDOW = 90
+"""Look-back window, in days, of the activity mix (each event type's share)."""
 
 BLOCKS = ("choices", "text", "activity")
 """Names of the feature blocks, in column order."""
@@ -155,6 +164,7 @@ class FeatureLayout:
         names.append("activity:recency_log_days")
         for event_type in EVENT_TYPES:
             names.extend(f"activity:{event_type}:{days}d" for days in ACTIVITY_WINDOWS)
+        names.extend(f"activity:mix:{event_type}" for event_type in EVENT_TYPES)
         names.append("activity:email_click_per_open")
         blocks = {
             "choices": slice(0, choices_end),

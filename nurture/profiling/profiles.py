@@ -29,7 +29,14 @@ from nurture.profiling.layout import (
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
 from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
 
-__all__ = ["DEFAULT_CHUNK_SIZE", "ProfileSummary", "build_profiles", "interest_question_keys"]
+__all__ = [
+    "DEFAULT_CHUNK_SIZE",
+    "ProfileSummary",
+    "build_profiles",
+    "interest_question_keys",
+    "lifecycle_stages",
+    "load_activity_summaries",
+]
 
 DEFAULT_CHUNK_SIZE = 500
 """Members per bulk query."""
@@ -92,9 +99,19 @@ def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
         yield ids[start : start + size]
 
 
-def _load_activity(
+def load_activity_summaries(
     session: Session, ids: Sequence[int], now: dt.datetime
 ) -> dict[int, ActivitySummary]:
+    """Each member's activity up to ``now``, aggregated by the database in one query.
+
+    Args:
+        session: Database session.
+        ids: Members to summarise (keep it to a chunk: they go in an ``IN`` list).
+        now: End of the activity windows (timezone-aware); later events are left out.
+
+    Returns:
+        ``{member id: summary}``; members without any activity are left out.
+    """
     windows = {
         days: func.sum(
             case((ActivityEvent.occurred_at > now - dt.timedelta(days=days), 1), else_=0)
@@ -212,7 +229,7 @@ def build_profiles(
             )
             for member_id, key, value in rows.tuples():
                 answers.setdefault(member_id, {})[key] = value
-        activity = _load_activity(session, chunk, now)
+        activity = load_activity_summaries(session, chunk, now)
         text_vectors = _embed_free_texts(session, counting, layout, answers)
         existing = {
             profile.member_id: profile
@@ -296,3 +313,27 @@ def _interest(
     if not vectors:
         return None
     return _unit(np.mean(np.stack(vectors), axis=0))
+
+
+def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) -> dict[int, str]:
+    """Each profiled member's lifecycle stage, as of their last profiling.
+
+    Journeys branch or trigger on it; the rules are in :mod:`nurture.profiling.lifecycle` and
+    ``docs/segments.md``.
+
+    Args:
+        session: Database session.
+        member_ids: Members wanted; every profiled member when ``None``.
+
+    Returns:
+        ``{member id: stage}``; members never profiled are left out.
+    """
+    query = select(MemberProfile.member_id, MemberProfile.lifecycle_stage)
+    if member_ids is None:
+        return dict(session.execute(query).tuples().all())
+    ids = sorted(set(member_ids))
+    stages: dict[int, str] = {}
+    for chunk in _chunks(ids, DEFAULT_CHUNK_SIZE):
+        rows = session.execute(query.where(MemberProfile.member_id.in_(chunk)))
+        stages.update(rows.tuples().all())
+    return stages

@@ -1,30 +1,65 @@
-"""Segmentation: clustering of member profiles into labelled segments with stable identities."""
+"""Segmentation: labelled clusters with stable identities, rule segments, effective membership."""
 
-from nurture.segmentation.identity import match_segments
+from nurture.segmentation.assignments import (
+    AssignmentChanges,
+    SegmentEntry,
+    effective_memberships,
+    effective_segments,
+    segment_entries,
+)
+from nurture.segmentation.identity import match_by_overlap, match_segments
+from nurture.segmentation.kinds import CLUSTER_KIND, RULE_KIND
 from nurture.segmentation.labels import (
     SegmentDescription,
     distinctive_answers,
+    distinctive_terms,
     label_segments,
     top_terms,
 )
-from nurture.segmentation.model import DEFAULT_BLOCK_WEIGHTS, SegmentModel
+from nurture.segmentation.model import DEFAULT_BLOCK_WEIGHTS, SegmentModel, resolve_block_weights
+from nurture.segmentation.rules import (
+    RuleSegmentationSummary,
+    SegmentRule,
+    SegmentRules,
+    check_rule,
+    evaluate_rule_segments,
+    load_segment_rules,
+)
 from nurture.segmentation.segments import (
-    CLUSTER_KIND,
+    DEFAULT_MOVE_AFTER,
     SegmentationSummary,
     current_segments,
+    rename_segment,
     segment_members,
 )
 
 __all__ = [
     "CLUSTER_KIND",
     "DEFAULT_BLOCK_WEIGHTS",
+    "DEFAULT_MOVE_AFTER",
+    "RULE_KIND",
+    "AssignmentChanges",
+    "RuleSegmentationSummary",
     "SegmentDescription",
+    "SegmentEntry",
     "SegmentModel",
+    "SegmentRule",
+    "SegmentRules",
     "SegmentationSummary",
+    "check_rule",
     "current_segments",
     "distinctive_answers",
+    "distinctive_terms",
+    "effective_memberships",
+    "effective_segments",
+    "evaluate_rule_segments",
     "label_segments",
+    "load_segment_rules",
+    "match_by_overlap",
     "match_segments",
+    "rename_segment",
+    "resolve_block_weights",
+    "segment_entries",
     "segment_members",
     "top_terms",
 ]

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import Collection, Sequence
+
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["match_segments"]
+__all__ = ["match_by_overlap", "match_segments"]
 
 
 def match_segments(
@@ -34,4 +36,41 @@ def match_segments(
         int(row): int(col)
         for row, col in zip(rows, cols, strict=True)
         if max_distance is None or cost[row, col] <= max_distance
+    }
+
+
+def match_by_overlap(
+    previous: Sequence[Collection[int]],
+    current: Sequence[Collection[int]],
+    *,
+    min_jaccard: float = 0.3,
+) -> dict[int, int]:
+    """Pair current clusters with previous segments, maximising their shared members.
+
+    Used when centroids cannot be compared (the feature layout changed: a new question, another
+    embedding model). A one-to-one assignment (Hungarian algorithm) on the Jaccard index of the
+    member sets; pairs sharing less than ``min_jaccard`` are not matched.
+
+    Args:
+        previous: Member ids of each previous segment.
+        current: Member ids of each current cluster.
+        min_jaccard: Smallest Jaccard index of a match.
+
+    Returns:
+        ``{current index: previous index}`` for matched clusters.
+    """
+    if not previous or not current:
+        return {}
+    before = [set(members) for members in previous]
+    now = [set(members) for members in current]
+    similarity = np.zeros((len(now), len(before)))
+    for row, members in enumerate(now):
+        for col, other in enumerate(before):
+            union = len(members | other)
+            similarity[row, col] = len(members & other) / union if union else 0.0
+    rows, cols = linear_sum_assignment(-similarity)
+    return {
+        int(row): int(col)
+        for row, col in zip(rows, cols, strict=True)
+        if similarity[row, col] >= min_jaccard
     }

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 from collections import Counter
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -15,8 +16,10 @@ from nurture.profiling.layout import CHOICE_KINDS, QuestionnaireLike, english_la
 
 __all__ = [
     "FRENCH_STOP_WORDS",
+    "GENERIC_WORDS",
     "SegmentDescription",
     "distinctive_answers",
+    "distinctive_terms",
     "label_segments",
     "top_terms",
 ]
@@ -35,8 +38,34 @@ FRENCH_STOP_WORDS = frozenset(
 )
 """French stop words for the free-text terms (single words, no apostrophes)."""
 
-_STOP_WORDS = sorted(ENGLISH_STOP_WORDS | FRENCH_STOP_WORDS)
+GENERIC_WORDS = frozenset(
+    """
+    make want like learn turn run use know need better good great way ways really lot lots
+    hope expect ideally thanks thank glad happy tips welcome real feel best sure things thing
+    people actually able getting going look looking try trying help helping new
+    community communities member members
+    faire avoir aider trouver vraie vrai vraiment merci ravi plaisir conseils bienvenus grâce
+    envie marchent marche aussi tirer parti nouveau nouveaux nouvelle nouvelles
+    communauté communautés membre membres
+    """.split()  # noqa: SIM905 - a word list reads better as text
+)
+"""Common verbs and fillers (English, French), and words every community text uses, that say
+nothing of a segment's topics."""
+
+_STOP_WORDS = sorted(ENGLISH_STOP_WORDS | FRENCH_STOP_WORDS | GENERIC_WORDS)
+_STOP_SET = frozenset(_STOP_WORDS)
 _TOKEN_PATTERN = r"(?u)\b[^\W\d_]{2,}\b"
+_TOKEN = re.compile(_TOKEN_PATTERN)
+
+MIN_TERM_SHARE = 0.05
+"""A term is distinctive only if at least this share of the segment's texts use it..."""
+
+MIN_TERM_LIFT = 1.5
+"""... and the segment's texts use it at least this many times more often than everyone's..."""
+
+MIN_TERM_MEMBERS = 3
+"""... and at least this many members wrote it: a word one member wrote (their name, their
+company) is not a segment's topic, and must not single them out."""
 
 MIN_SHARE = 0.3
 """An answer is distinctive only if at least this share of the segment gave it..."""
@@ -145,9 +174,108 @@ def top_terms(documents: Sequence[str], *, limit: int = 8) -> list[list[str]]:
     vocabulary = vectorizer.get_feature_names_out()
     result: list[list[str]] = []
     for row in matrix:
-        order = sorted(np.flatnonzero(row > 0), key=lambda j: (-row[j], vocabulary[j]))
+        order = sorted(
+            np.flatnonzero(row > 0),
+            key=lambda j: (-round(float(row[j]), 9), -len(vocabulary[j]), vocabulary[j]),
+        )
         result.append([str(vocabulary[j]) for j in order[:limit]])
     return result
+
+
+def _terms(text: str) -> set[str]:
+    return {
+        token
+        for token in _TOKEN.findall(text.lower())
+        if len(token) >= 3 and token not in _STOP_SET
+    }
+
+
+def distinctive_terms(texts: Sequence[str], in_segment: np.ndarray, *, limit: int = 8) -> list[str]:
+    """The words that set a segment's free texts apart, each from another sentence where it can.
+
+    A term's weight is the share of the segment's texts using it times the log of its lift (that
+    share over the share of all texts using it); terms below :data:`MIN_TERM_SHARE`,
+    :data:`MIN_TERM_LIFT` or :data:`MIN_TERM_MEMBERS` are left out. Terms are picked greedily:
+    each next term is scored on the texts that none of the terms already picked cover, so three
+    terms tell three things rather than three words of one common sentence. Ties go to the
+    longer word.
+
+    Args:
+        texts: One text per member (empty when the member wrote none).
+        in_segment: Boolean mask of the segment's members, in the order of ``texts``.
+        limit: Most terms returned.
+
+    Returns:
+        Terms, best first.
+    """
+    documents = [_terms(text) for text in texts]
+    return _distinctive(documents, np.asarray(in_segment, dtype=bool), _overall(documents), limit)
+
+
+def _overall(documents: Sequence[set[str]]) -> tuple[Counter[str], int]:
+    """How many documents use each term, and how many documents have any term."""
+    overall: Counter[str] = Counter()
+    written = 0
+    for terms in documents:
+        if terms:
+            overall.update(terms)
+            written += 1
+    return overall, written
+
+
+def _distinctive(
+    documents: Sequence[set[str]],
+    mask: np.ndarray,
+    everyone: tuple[Counter[str], int],
+    limit: int,
+) -> list[str]:
+    overall, written = everyone
+    inside = [terms for terms, keep in zip(documents, mask, strict=True) if keep and terms]
+    if not inside:
+        return []
+    here: Counter[str] = Counter()
+    for terms in inside:
+        here.update(terms)
+    lift = {term: (count / len(inside)) / (overall[term] / written) for term, count in here.items()}
+    candidates = {
+        term
+        for term, count in here.items()
+        if count >= MIN_TERM_MEMBERS
+        and count / len(inside) >= MIN_TERM_SHARE
+        and lift[term] >= MIN_TERM_LIFT
+    }
+    chosen: list[str] = []
+    uncovered = inside
+    while candidates and len(chosen) < limit:
+        coverage: Counter[str] = Counter()
+        for terms in uncovered:
+            coverage.update(terms & candidates)
+        if not coverage:  # every text covered: rank the rest on all the segment's texts
+            coverage = Counter({term: here[term] for term in candidates})
+        best = min(
+            candidates,
+            key=lambda t: (-coverage[t] * math.log(lift[t]), -len(t), t),
+        )
+        chosen.append(best)
+        # One form of a word is enough ("contributor", "contributors").
+        stem = best.rstrip("s")
+        candidates = {term for term in candidates if term.rstrip("s") != stem}
+        uncovered = [terms for terms in uncovered if best not in terms]
+    return chosen
+
+
+def _only(
+    documents: Sequence[set[str]], keep: np.ndarray
+) -> tuple[list[set[str]], tuple[Counter[str], int]]:
+    """The documents where ``keep`` (the others emptied), with their term counts."""
+    kept = [terms if flag else set() for terms, flag in zip(documents, keep, strict=True)]
+    return kept, _overall(kept)
+
+
+def _text_language(member_id: int, languages: Mapping[int, str] | None) -> str:
+    if not languages:
+        return ""
+    return str(languages.get(member_id, "")).split("-")[0].lower()
 
 
 def label_segments(
@@ -160,15 +288,19 @@ def label_segments(
     lifecycle: Mapping[int, str] | None = None,
     distances: np.ndarray | None = None,
     n_segments: int | None = None,
+    languages: Mapping[int, str] | None = None,
     label_answers: int = 2,
     label_terms: int = 3,
 ) -> list[SegmentDescription]:
     """A readable label and a card for each segment.
 
     The label joins the segment's most distinctive answers (from different questions, in
-    English) and its top free-text terms, e.g. ``"Founder · Grow members · 'b2b, roi,
-    customers'"``; a segment with neither gets its main lifecycle stage
-    (``"Mostly dormant members"``).
+    English) and its most distinctive free-text terms (:func:`distinctive_terms`, among the texts
+    of the segment's most common language when ``languages`` is given, so that a label does not
+    mix languages), e.g. ``"Founder or executive · Measure the community's ROI · 'board,
+    benchmark, startups'"``. A segment with neither gets its main lifecycle stage (``"Mostly
+    dormant members"``). Two segments that would read the same get one more distinctive answer,
+    then a number.
 
     Args:
         questionnaire: The questionnaire, for option labels.
@@ -180,6 +312,7 @@ def label_segments(
         distances: Distance of each member to its segment's centroid; the closest members are
             the card's examples (the first ids otherwise).
         n_segments: Number of segments (default: ``max(segment_of) + 1``).
+        languages: ``{member id: language}``, to take label terms from one language.
         label_answers: Distinctive answers in the label.
         label_terms: Terms in the label.
 
@@ -194,26 +327,40 @@ def label_segments(
     )
     ids = np.asarray(member_ids)
     member_answers = [answers.get(int(member_id), {}) for member_id in ids]
-    documents = [
-        " ".join(texts.get(int(member_id), "") for member_id in ids[segment_of == index])
-        for index in range(k)
-    ]
-    terms = top_terms(documents)
-    descriptions: list[SegmentDescription] = []
+    documents = [_terms(texts.get(int(member_id), "")) for member_id in ids]
+    everyone = _overall(documents)
+    text_languages = np.asarray([_text_language(int(m), languages) for m in ids], dtype=object)
+    has_text = np.asarray([bool(terms) for terms in documents], dtype=bool)
+    by_language = {
+        language: _only(documents, text_languages == language)
+        for language in set(text_languages[has_text].tolist())
+        if language
+    }
+    parts_of: list[list[str]] = []
+    spare_of: list[list[str]] = []
+    cards: list[dict[str, Any]] = []
     for index in range(k):
         mask = segment_of == index
         size = int(mask.sum())
         distinctive = distinctive_answers(questionnaire, member_answers, mask)
+        terms = _distinctive(documents, mask, everyone, 8)
+        spoken = Counter(text_languages[mask & has_text].tolist())
+        label_language = spoken.most_common(1)[0][0] if spoken else ""
+        if label_language in by_language:
+            same_language, counts = by_language[label_language]
+            label_words = _distinctive(same_language, mask, counts, label_terms)
+        else:
+            label_words = terms[:label_terms]
         parts: list[str] = []
+        spare: list[str] = []
         used_questions: set[str] = set()
         for entry in distinctive:
-            if len(parts) >= label_answers:
-                break
-            if entry["question"] not in used_questions:
-                used_questions.add(entry["question"])
-                parts.append(entry["label"])
-        if terms[index][:label_terms]:
-            parts.append("'" + ", ".join(terms[index][:label_terms]) + "'")
+            if entry["question"] in used_questions:
+                continue
+            used_questions.add(entry["question"])
+            (parts if len(parts) < label_answers else spare).append(entry["label"])
+        if label_words:
+            parts.append("'" + ", ".join(label_words) + "'")
         members_here = ids[mask]
         stages: Counter[str] = (
             Counter(lifecycle.get(int(m), "unknown") for m in members_here)
@@ -225,19 +372,43 @@ def label_segments(
             parts.append(
                 f"Mostly {top[0][0].replace('_', ' ')} members" if top else "Mixed members"
             )
-        label = " · ".join(parts)
         if distances is not None and size:
             order = np.argsort(np.asarray(distances)[mask], kind="stable")
             examples = [int(member_id) for member_id in members_here[order][:3]]
         else:
             examples = [int(member_id) for member_id in members_here[:3]]
-        card = {
-            "size": size,
-            "share": round(size / len(ids), 3) if len(ids) else 0.0,
-            "distinctive": distinctive,
-            "lifecycle": dict(sorted(stages.items())),
-            "top_terms": terms[index],
-            "examples": examples,
-        }
-        descriptions.append(SegmentDescription(label=label[:300], card=card))
-    return descriptions
+        parts_of.append(parts)
+        spare_of.append(spare)
+        cards.append(
+            {
+                "size": size,
+                "share": round(size / len(ids), 3) if len(ids) else 0.0,
+                "distinctive": distinctive,
+                "lifecycle": dict(sorted(stages.items())),
+                "top_terms": terms,
+                "examples": examples,
+            }
+        )
+    labels = _unique_labels(parts_of, spare_of)
+    return [
+        SegmentDescription(label=label[:300], card=card)
+        for label, card in zip(labels, cards, strict=True)
+    ]
+
+
+def _unique_labels(parts_of: list[list[str]], spare_of: list[list[str]]) -> list[str]:
+    """Join each segment's label parts; labels that collide get a spare answer, then a number."""
+    labels = [" · ".join(parts) for parts in parts_of]
+    counts = Counter(labels)
+    for index, label in enumerate(labels):
+        if counts[label] > 1 and spare_of[index]:
+            parts = parts_of[index]
+            at = len(parts) - 1 if parts and parts[-1].startswith("'") else len(parts)
+            labels[index] = " · ".join([*parts[:at], spare_of[index][0], *parts[at:]])
+    seen: Counter[str] = Counter()
+    counts = Counter(labels)
+    for index, label in enumerate(labels):
+        if counts[label] > 1:
+            seen[label] += 1
+            labels[index] = f"{label} ({seen[label]})"
+    return labels

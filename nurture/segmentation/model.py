@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 import numpy as np
@@ -12,10 +14,25 @@ from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
 
-__all__ = ["DEFAULT_BLOCK_WEIGHTS", "STANDARDISED_BLOCKS", "SegmentModel"]
+__all__ = [
+    "DEFAULT_BLOCK_WEIGHTS",
+    "INERTIA_TOLERANCE",
+    "K_TOLERANCE",
+    "STANDARDISED_BLOCKS",
+    "SegmentModel",
+    "resolve_block_weights",
+]
 
-DEFAULT_BLOCK_WEIGHTS: Mapping[str, float] = {"choices": 1.0, "text": 1.0, "activity": 0.5}
-"""Share of the total variance each feature block contributes to distances."""
+DEFAULT_BLOCK_WEIGHTS: Mapping[str, float] = MappingProxyType(
+    {"choices": 1.0, "text": 0.5, "activity": 0.25}
+)
+"""Share of the total variance each feature block contributes to distances.
+
+What members say they are and want (their choices) weighs most; their free text adds nuance but
+each member writes a sentence or two, so most of its variance is wording; activity says how
+engaged a member is more than who they are. Segments then follow what members said about
+themselves, with text and activity to tell apart members who answered alike.
+"""
 
 STANDARDISED_BLOCKS = frozenset({"activity"})
 """Blocks whose columns are scaled to unit variance before weighting.
@@ -25,7 +42,35 @@ answers and embedding dimensions are already on a common scale; standardising th
 up rare options and noise dimensions, so they are only centred.
 """
 
+K_TOLERANCE = 0.02
+"""A re-run keeps the previous number of segments unless another scores this much higher."""
+
+INERTIA_TOLERANCE = 0.01
+"""A re-run keeps the clusters grown from the previous centroids unless a fresh k-means finds
+clusters this much (relatively) tighter."""
+
 _N_INIT = 4
+
+
+def resolve_block_weights(block_weights: Mapping[str, float] | None) -> dict[str, float]:
+    """The weights in force: :data:`DEFAULT_BLOCK_WEIGHTS` with ``block_weights`` on top.
+
+    Args:
+        block_weights: ``{block: weight}`` for the blocks to change; ``None`` keeps the defaults.
+
+    Returns:
+        ``{block: weight}`` for every default block and every block named.
+
+    Raises:
+        ValueError: A weight is negative or not a finite number.
+    """
+    weights = dict(DEFAULT_BLOCK_WEIGHTS)
+    for name, weight in (block_weights or {}).items():
+        value = float(weight)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"block weight of {name!r} must be a number >= 0, found {weight!r}")
+        weights[str(name)] = value
+    return weights
 
 
 class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
@@ -36,15 +81,23 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
     longer depends on how many columns it has. When ``n_segments`` is ``None``, k is the value in
     ``[min_segments, max_segments]`` with the best silhouette score on a sample.
 
+    Given ``previous_centers`` (the raw-feature centroids of the previous run's segments), a
+    re-run favours continuity: it keeps the previous number of segments unless another scores
+    more than :data:`K_TOLERANCE` higher, and starts k-means from the previous centroids, keeping
+    that solution unless a fresh k-means is more than :data:`INERTIA_TOLERANCE` tighter. Small
+    changes in the community then leave members where they were.
+
     Args:
         n_segments: Number of segments; ``None`` chooses it.
         min_segments: Smallest k tried.
         max_segments: Largest k tried.
-        block_weights: ``{block: weight}``; ``None`` means :data:`DEFAULT_BLOCK_WEIGHTS`.
-            Blocks not named weigh 1.
+        block_weights: ``{block: weight}`` over :data:`DEFAULT_BLOCK_WEIGHTS`; ``None`` keeps
+            the defaults. Blocks named in neither weigh 1.
         mini_batch_threshold: Above this many rows, ``MiniBatchKMeans`` is used.
         sample_size: Rows sampled to choose k and to score the fit.
         random_state: Seed of every random choice.
+        previous_centers: ``(m, n_features)`` raw-feature centroids of the previous run's
+            segments, or ``None``.
 
     Attributes:
         n_segments_: The number of segments fitted.
@@ -54,9 +107,11 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         silhouette_by_k_: ``{k: score}`` for each k tried.
         scalers_: ``{block: StandardScaler}`` fitted per block.
         block_factors_: ``{block: factor}`` applied after scaling.
+        block_weights_: ``{block: weight}`` in force.
         blocks_: ``{block: column indices}``.
         n_features_in_: Columns seen in ``fit``.
         algorithm_: ``"kmeans"`` or ``"minibatch_kmeans"``.
+        warm_started_: Whether the clusters grew from ``previous_centers``.
     """
 
     def __init__(
@@ -68,6 +123,7 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         mini_batch_threshold: int = 20000,
         sample_size: int = 3000,
         random_state: int | None = None,
+        previous_centers: Any = None,
     ) -> None:
         self.n_segments = n_segments
         self.min_segments = min_segments
@@ -76,6 +132,7 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         self.mini_batch_threshold = mini_batch_threshold
         self.sample_size = sample_size
         self.random_state = random_state
+        self.previous_centers = previous_centers
 
     # -- fitting --------------------------------------------------------------------------
 
@@ -97,7 +154,8 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             The fitted model.
 
         Raises:
-            ValueError: Fewer than two rows, or blocks that do not cover the columns exactly once.
+            ValueError: Fewer than two rows, blocks that do not cover the columns exactly once,
+                or a negative block weight.
         """
         X = check_array(X, dtype=np.float64)
         n_rows, n_features = X.shape
@@ -105,18 +163,19 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             raise ValueError(f"SegmentModel needs at least 2 rows to cluster, found {n_rows}")
         self.n_features_in_ = n_features
         self.blocks_ = _resolve_blocks(blocks, n_features)
-        weights = dict(DEFAULT_BLOCK_WEIGHTS if self.block_weights is None else self.block_weights)
+        self.block_weights_ = resolve_block_weights(self.block_weights)
         self.scalers_: dict[str, StandardScaler] = {}
         self.block_factors_: dict[str, float] = {}
         for name, columns in self.blocks_.items():
             scaler = StandardScaler(with_std=name in STANDARDISED_BLOCKS)
             part = scaler.fit_transform(X[:, columns])
             total_variance = float(part.var(axis=0).sum())
-            weight = float(weights.get(name, 1.0))
+            weight = self.block_weights_.get(name, 1.0)
             factor = np.sqrt(weight / total_variance) if total_variance > 1e-12 else 0.0
             self.scalers_[name] = scaler
             self.block_factors_[name] = float(factor)
         Z = self.scale(X)
+        previous = self._previous_scaled()
         rng = np.random.default_rng(self.random_state)
         sample = (
             np.sort(rng.choice(n_rows, size=self.sample_size, replace=False))
@@ -124,27 +183,51 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             else np.arange(n_rows)
         )
         self.silhouette_by_k_: dict[int, float] = {}
-        k = self._choose_k(Z[sample])
+        k = self._choose_k(Z[sample], None if previous is None else len(previous))
         self.algorithm_ = "minibatch_kmeans" if n_rows > self.mini_batch_threshold else "kmeans"
         self.kmeans_ = self._kmeans(k, n_rows).fit(Z)
+        self.warm_started_ = False
+        if previous is not None and len(previous) == k:
+            warm = self._kmeans(k, n_rows, init=previous).fit(Z)
+            if self.kmeans_.inertia_ >= warm.inertia_ * (1.0 - INERTIA_TOLERANCE):
+                self.kmeans_ = warm
+                self.warm_started_ = True
         self.n_segments_ = k
         self.cluster_centers_ = self.kmeans_.cluster_centers_
         self.labels_ = self.kmeans_.labels_
         self.silhouette_ = self._score(Z[sample], self.labels_[sample])
         return self
 
-    def _kmeans(self, k: int, n_rows: int) -> KMeans | MiniBatchKMeans:
+    def _previous_scaled(self) -> np.ndarray | None:
+        if self.previous_centers is None:
+            return None
+        centers = np.asarray(self.previous_centers, dtype=np.float64)
+        if centers.ndim != 2 or not len(centers) or centers.shape[1] != self.n_features_in_:
+            return None
+        if not np.all(np.isfinite(centers)):
+            return None
+        return self.scale(centers)
+
+    def _kmeans(
+        self, k: int, n_rows: int, init: np.ndarray | None = None
+    ) -> KMeans | MiniBatchKMeans:
+        start: Any = "k-means++" if init is None else init
+        n_init = _N_INIT if init is None else 1
         if n_rows > self.mini_batch_threshold:
             return MiniBatchKMeans(
-                n_clusters=k, n_init=_N_INIT, batch_size=4096, random_state=self.random_state
+                n_clusters=k,
+                init=start,
+                n_init=n_init,
+                batch_size=4096,
+                random_state=self.random_state,
             )
-        return KMeans(n_clusters=k, n_init=_N_INIT, random_state=self.random_state)
+        return KMeans(n_clusters=k, init=start, n_init=n_init, random_state=self.random_state)
 
-    def _choose_k(self, sample: np.ndarray) -> int:
+    def _choose_k(self, sample: np.ndarray, previous_k: int | None) -> int:
         n = len(sample)
-        if self.n_segments is not None:
-            return max(1, min(int(self.n_segments), len(np.unique(sample, axis=0))))
         distinct = len(np.unique(sample, axis=0))
+        if self.n_segments is not None:
+            return max(1, min(int(self.n_segments), distinct))
         high = min(self.max_segments, distinct - 1, n - 1)
         low = min(self.min_segments, high)
         if high < 2:
@@ -160,6 +243,10 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             self.silhouette_by_k_[k] = score
             if score > best_score + 1e-9:
                 best_k, best_score = k, score
+        if previous_k is not None:
+            kept = self.silhouette_by_k_.get(previous_k)
+            if kept is not None and kept >= best_score - K_TOLERANCE:
+                return previous_k
         return best_k
 
     @staticmethod

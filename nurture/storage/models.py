@@ -25,12 +25,14 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
 __all__ = [
     "ActivityEvent",
     "Answer",
+    "AssignmentState",
     "Base",
     "ContentItem",
     "EmbeddingCacheEntry",
@@ -45,6 +47,7 @@ __all__ = [
     "ProviderEvent",
     "Recommendation",
     "Segment",
+    "SegmentAssignment",
     "SegmentMembership",
     "SegmentationRun",
     "Suppression",
@@ -93,6 +96,12 @@ class Vector(TypeDecorator[np.ndarray]):
         if value is None:
             return None
         return np.frombuffer(value, dtype=np.float32).copy()
+
+    def compare_values(self, x: Any, y: Any) -> bool:
+        """Whether two vectors are equal (``==`` on arrays is elementwise, or fails on shapes)."""
+        if x is None or y is None:
+            return x is y
+        return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
 def _status_enum(enum_class: type[enum.StrEnum]) -> Enum:
@@ -240,13 +249,19 @@ class SegmentationRun(Base):
 
 
 class Segment(Base):
-    """A segment with a stable identity across runs, a readable label and its centroid."""
+    """A segment with a stable identity across runs, a readable label and its centroid.
+
+    ``kind`` is ``cluster`` (found by clustering; ``centroid`` is the mean raw feature vector of
+    its members) or ``rule`` (declared by a marketer in ``segments.yaml``). ``label_edited``
+    marks a label a marketer chose: segmentation never overwrites it.
+    """
 
     __tablename__ = "segments"
 
     id: Mapped[intpk]
     key: Mapped[str] = mapped_column(String(100), unique=True)
     label: Mapped[str] = mapped_column(String(300))
+    label_edited: Mapped[bool] = mapped_column(default=False, server_default=false())
     description: Mapped[str] = mapped_column(Text, default="")
     kind: Mapped[str] = mapped_column(String(20), default="cluster")
     centroid: Mapped[np.ndarray | None] = mapped_column(Vector())
@@ -273,6 +288,40 @@ class SegmentMembership(Base):
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
     distance: Mapped[float | None] = mapped_column(Float)
     created_at: Mapped[created_at]
+
+
+class AssignmentState(enum.StrEnum):
+    """Whether a member's place in a segment counts yet."""
+
+    EFFECTIVE = "effective"
+    PENDING = "pending"
+
+
+class SegmentAssignment(Base):
+    """A member's place in a segment as journeys see it: effective, or pending for a while.
+
+    Clustering may put a member in another cluster segment from one run to the next; the move
+    only counts once it has held for the configured time: until then the new segment is
+    ``pending`` (``since`` is when it was first seen) and the old one stays ``effective``. A
+    member has at most one effective and one pending cluster segment, and one effective row per
+    rule segment they match. ``since`` of an effective row is when the member entered the
+    segment: what journeys triggered by segment entry read.
+    """
+
+    __tablename__ = "segment_assignments"
+    __table_args__ = (
+        UniqueConstraint("member_id", "segment_id"),
+        Index("ix_segment_assignments_segment_state", "segment_id", "state"),
+    )
+
+    id: Mapped[intpk]
+    member_id: Mapped[member_fk]
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    state: Mapped[AssignmentState] = mapped_column(
+        _status_enum(AssignmentState), default=AssignmentState.EFFECTIVE
+    )
+    since: Mapped[dt.datetime]
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
 
 
 class MatchRun(Base):

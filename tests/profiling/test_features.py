@@ -30,7 +30,11 @@ def test_layout_names_blocks_and_hash(questionnaire) -> None:
     )
     assert layout.blocks["choices"] == slice(0, 7)
     assert layout.blocks["text"] == slice(7, 15)
-    assert layout.blocks["activity"] == slice(15, 15 + 2 + 3 * len(EVENT_TYPES))
+    assert layout.blocks["activity"] == slice(15, 15 + 2 + 4 * len(EVENT_TYPES))
+    assert layout.names[15] == "activity:recency_log_days"
+    assert layout.names[16:19] == ("activity:post:7d", "activity:post:30d", "activity:post:90d")
+    assert "activity:mix:event_attended" in layout.names
+    assert layout.names[-1] == "activity:email_click_per_open"
     assert not any(name.startswith(("secret", "birthday")) for name in layout.names)
     assert layout.hash == FeatureLayout.from_questionnaire(questionnaire, 8).hash
     assert layout.hash != FeatureLayout.from_questionnaire(questionnaire, 16).hash
@@ -63,6 +67,18 @@ def test_activity_features() -> None:
     assert values[0] == pytest.approx(math.log1p(2))
     post = 1 + 3 * EVENT_TYPES.index("post")
     assert values[post : post + 3] == pytest.approx([math.log1p(1), math.log1p(3), math.log1p(5)])
+    # The mix: each type's share of the 10 events of the last 90 days.
+    mix = dict(zip(EVENT_TYPES, values[1 + 3 * len(EVENT_TYPES) : -1], strict=True))
+    assert mix == pytest.approx(
+        {
+            "post": 0.5,
+            "comment": 0.0,
+            "event_attended": 0.0,
+            "content_view": 0.0,
+            "email_open": 0.4,
+            "email_click": 0.1,
+        }
+    )
     assert values[-1] == pytest.approx(0.25)
 
     never = activity_features(ActivitySummary(), NOW - dt.timedelta(days=10), NOW)

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import HashingEmbedder
-from nurture.profiling import EVENT_TYPES, FeatureLayout, build_profiles
+from nurture.profiling import EVENT_TYPES, FeatureLayout, build_profiles, lifecycle_stages
 from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
@@ -110,6 +110,10 @@ def test_build_profiles_features_interest_and_stage(session, questionnaire, comm
     assert names["activity:post:90d"] == pytest.approx(math.log1p(5))
     assert names["activity:comment:90d"] == 0.0
     assert names["activity:email_click_per_open"] == pytest.approx(0.5)
+    # 90-day mix: 5 posts (100 days ago is out), 2 opens, 1 click.
+    assert names["activity:mix:post"] == pytest.approx(5 / 8)
+    assert names["activity:mix:email_open"] == pytest.approx(2 / 8)
+    assert names["activity:mix:comment"] == 0.0
     assert np.linalg.norm(alice.interest) == pytest.approx(1.0, abs=1e-5)
 
     bob = profile_of(session, community["bob"])
@@ -139,7 +143,9 @@ def test_rerun_embeds_nothing_new_and_replaces_rows(session, questionnaire, comm
     assert session.query(MemberProfile).count() == 3
     after = profile_of(session, community["alice"])
     assert after.computed_at == later
-    np.testing.assert_array_equal(after.features[:-20], before[:-20])
+    layout = FeatureLayout.from_questionnaire(questionnaire, embedder.dim)
+    answers = slice(0, layout.blocks["text"].stop)  # answers did not change; activity aged a day
+    np.testing.assert_array_equal(after.features[answers], before[answers])
 
 
 def test_build_profiles_for_some_members(session, questionnaire, community) -> None:
@@ -148,3 +154,38 @@ def test_build_profiles_for_some_members(session, questionnaire, community) -> N
     session.commit()
     assert summary.profiled == 1
     assert session.scalars(select(MemberProfile.member_id)).all() == [community["bob"].id]
+
+
+def test_identical_texts_are_embedded_once_across_members(session, questionnaire) -> None:
+    text = "Meet other founders"
+    for index in range(3):
+        add_member(session, f"m{index}@example.org", 10, {"expectations": text})
+    add_member(session, "other@example.org", 10, {"expectations": "Something else"})
+    session.commit()
+    embedder = CountingEmbedder()
+    summary = build_profiles(session, embedder, questionnaire, NOW)
+    session.commit()
+    # 3 goal labels + 2 distinct texts, in calls that never repeat a text.
+    assert summary.texts_embedded == 5
+    assert sum(embedder.calls) == 5
+
+
+def test_lifecycle_stages_for_journeys(session, questionnaire, community) -> None:
+    build_profiles(session, HashingEmbedder(16), questionnaire, NOW)
+    session.commit()
+    stages = lifecycle_stages(session)
+    assert stages == {
+        community["alice"].id: "contributor",
+        community["bob"].id: "new",
+        community["carol"].id: "at_risk",
+    }
+    assert lifecycle_stages(session, [community["bob"].id, 999_999]) == {community["bob"].id: "new"}
+
+
+def test_a_new_embedding_model_replaces_the_vectors(session, questionnaire, community) -> None:
+    build_profiles(session, HashingEmbedder(16), questionnaire, NOW)
+    session.commit()
+    summary = build_profiles(session, HashingEmbedder(32), questionnaire, NOW)
+    session.commit()
+    assert summary.profiled == 3
+    assert profile_of(session, community["alice"]).features.shape == (summary.n_features,)

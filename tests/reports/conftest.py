@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 from pathlib import Path
 
 import pytest
@@ -17,8 +18,11 @@ N_MEMBERS = 60
 
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
+    # The demo workspace without its rule segments: these tests add the rule segments they need.
+    workspace = tmp_path / "workspace"
+    shutil.copytree(CONTENT, workspace, ignore=shutil.ignore_patterns("segments.yaml"))
     return Settings(
-        workspace=CONTENT,
+        workspace=workspace,
         data_dir=tmp_path / "data",
         database_url=database_url,
         embedding_model="hashing-64",

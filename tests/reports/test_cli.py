@@ -8,7 +8,6 @@ from typer.testing import CliRunner
 from nurture.cli import app as nurture_app
 from nurture.cli.reports import report, segments
 from nurture.settings import Settings
-from tests.pipeline_helpers import CONTENT
 
 from .conftest import N_MEMBERS, member_emails
 
@@ -77,7 +76,7 @@ def test_nurture_segments_json(
 ) -> None:
     monkeypatch.setenv("NURTURE_DATABASE_URL", database_url)
     monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
-    base = ["--workspace", str(CONTENT), "--data-dir", str(community.data_dir)]
+    base = ["--workspace", str(community.workspace), "--data-dir", str(community.data_dir)]
 
     result = runner.invoke(nurture_app, [*base, "segments", "--json"])
 

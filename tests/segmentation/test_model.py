@@ -7,7 +7,15 @@ from sklearn.datasets import make_blobs
 from sklearn.exceptions import NotFittedError
 from sklearn.metrics import adjusted_rand_score
 
-from nurture.segmentation import SegmentModel, label_segments, match_segments, top_terms
+from nurture.segmentation import (
+    SegmentModel,
+    distinctive_terms,
+    label_segments,
+    match_by_overlap,
+    match_segments,
+    resolve_block_weights,
+    top_terms,
+)
 
 
 def blobs(n: int = 240, centers: int = 5, seed: int = 0):
@@ -114,3 +122,70 @@ def test_label_segments_cards(questionnaire) -> None:
     assert card["distinctive"][0]["lift"] == 2.0
     assert card["examples"] == [5, 4, 6]
     assert card["lifecycle"] == {"active": 3}
+
+
+def test_block_weights_default_and_override() -> None:
+    assert resolve_block_weights(None) == {"choices": 1.0, "text": 0.5, "activity": 0.25}
+    assert resolve_block_weights({"text": 2}) == {"choices": 1.0, "text": 2.0, "activity": 0.25}
+    with pytest.raises(ValueError, match="'text' must be a number >= 0"):
+        resolve_block_weights({"text": -1})
+    with pytest.raises(ValueError, match="must be a number"):
+        resolve_block_weights({"text": float("nan")})
+    X, _, blocks = blobs()
+    model = SegmentModel(n_segments=3, block_weights={"text": 0.0}, random_state=0).fit(X, blocks)
+    assert model.block_weights_["text"] == 0.0
+    assert not np.any(model.scale(X)[:, 2:4])  # a block of weight 0 plays no part
+
+
+def test_a_rerun_starts_from_the_previous_centroids() -> None:
+    X, y, blocks = blobs()
+    first = SegmentModel(random_state=1).fit(X, blocks)
+    raw_centroids = np.stack([X[first.labels_ == i].mean(axis=0) for i in range(5)])
+    again = SegmentModel(random_state=2, previous_centers=raw_centroids[::-1]).fit(X, blocks)
+    assert again.warm_started_
+    assert again.n_segments_ == 5
+    # Grown from the previous centroids, in their order: cluster i is the previous cluster 4 - i.
+    np.testing.assert_array_equal(again.labels_, 4 - first.labels_)
+
+    # Previous centroids of another k do not hold when another k is clearly better.
+    fewer = SegmentModel(random_state=1, previous_centers=raw_centroids[:3]).fit(X, blocks)
+    assert fewer.n_segments_ == 5 and not fewer.warm_started_
+    assert adjusted_rand_score(y, fewer.labels_) == pytest.approx(1.0)
+    # Centroids of another feature space are ignored.
+    other = SegmentModel(random_state=1, previous_centers=np.zeros((5, 2))).fit(X, blocks)
+    assert not other.warm_started_
+
+
+def test_match_by_overlap_pairs_segments_sharing_members() -> None:
+    previous = [{1, 2, 3, 4}, {5, 6, 7}, {8, 9}]
+    current = [{5, 6, 7, 10}, {1, 2, 3}, {20, 21}]
+    assert match_by_overlap(previous, current) == {0: 1, 1: 0}
+    assert match_by_overlap(previous, [{1, 20, 21, 22}], min_jaccard=0.3) == {}
+    assert match_by_overlap([], current) == {}
+
+
+def test_distinctive_terms_say_different_things() -> None:
+    texts = (
+        ["Make our intranet feel like a real community"] * 6
+        + ["Keep remote employees engaged"] * 4
+        + ["Grow revenue with our customers", "Find speakers for meetups"] * 5
+        + [""] * 3
+    )
+    in_segment = np.array([True] * 10 + [False] * 13)
+    terms = distinctive_terms(texts, in_segment, limit=3)
+    assert terms[0] == "intranet"  # the longest word of the most common sentence
+    assert terms[1] in {"remote", "employees", "engaged"}  # then the other sentence
+    assert "feel" not in terms and "make" not in terms
+    assert distinctive_terms(texts, np.zeros(len(texts), dtype=bool)) == []
+
+
+def test_labels_never_collide(questionnaire) -> None:
+    ids = list(range(1, 9))
+    segment_of = np.array([0, 0, 1, 1, 2, 2, 2, 2])
+    answers = {i: {"role": "founder"} for i in (1, 2, 3, 4)}
+    answers.update({i: {"role": "maintainer"} for i in (5, 6, 7, 8)})
+    texts = dict.fromkeys(ids, "")
+    labels = [d.label for d in label_segments(questionnaire, ids, segment_of, answers, texts)]
+    assert len(set(labels)) == 3
+    assert labels[0].startswith("Founder or executive") and labels[0].endswith("(1)")
+    assert labels[1].endswith("(2)")

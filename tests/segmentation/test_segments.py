@@ -3,12 +3,22 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from sklearn.metrics import adjusted_rand_score
-from sqlalchemy import select
+from sqlalchemy import delete, select
 
 from nurture.embedding import HashingEmbedder
 from nurture.profiling import build_profiles
-from nurture.segmentation import current_segments, segment_members
-from nurture.storage.models import Segment, SegmentationRun, SegmentMembership
+from nurture.segmentation import (
+    current_segments,
+    effective_segments,
+    rename_segment,
+    segment_members,
+)
+from nurture.storage.models import (
+    Segment,
+    SegmentAssignment,
+    SegmentationRun,
+    SegmentMembership,
+)
 
 from .conftest import NOW, ROLES
 
@@ -52,36 +62,108 @@ def test_segmentation_recovers_groups_with_labels(session, questionnaire, popula
     assert session.query(SegmentMembership).count() == 120
 
 
-def test_rerun_keeps_segment_ids_and_edited_labels(session, questionnaire, population) -> None:
+def test_rerun_keeps_segment_ids_and_labels(session, questionnaire, population) -> None:
     first = profile_and_segment(session, questionnaire)
     before = current_segments(session)
-    edited = session.scalars(select(Segment).where(Segment.key == "seg-1")).one()
-    edited.label = "Our founders"
-    edited.card = {**edited.card, "label_edited": True}
+    renamed = rename_segment(session, "seg-1", "  Our   founders ")
     session.commit()
+    assert renamed.label == "Our founders" and renamed.label_edited
 
     second = profile_and_segment(session, questionnaire)
     after = current_segments(session)
     assert second.run_id != first.run_id
     assert after == before
-    assert second.new == [] and second.vanished == []
+    assert second.warm_started
+    assert second.new == [] and second.vanished == [] and second.merged == {}
     assert second.labels["seg-1"] == "Our founders"
     assert second.labels["seg-2"] == first.labels["seg-2"]
     segment = session.scalars(select(Segment).where(Segment.key == "seg-1")).one()
-    assert segment.card["label_edited"] is True
-    assert segment.card["drift"] is not None and segment.card["drift"] < 1e-6
+    assert segment.label_edited is True
+    assert segment.card["label_edited"] is True  # mirrored for readers of the card
+    assert segment.card["suggested_label"] == first.labels["seg-1"]
+    assert segment.card["drift"] is not None and segment.card["drift"] < 1e-3
     assert session.query(Segment).count() == 4
 
 
-def test_fewer_segments_deactivates_the_unmatched(session, questionnaire, population) -> None:
+def test_refreshing_labels_never_touches_an_edited_one(session, questionnaire, population) -> None:
+    profile_and_segment(session, questionnaire)
+    rename_segment(session, "seg-1", "Our founders")
+    plain = session.scalars(select(Segment).where(Segment.key == "seg-2")).one()
+    plain.label = "An old automatic label"
+    session.commit()
+
+    summary = profile_and_segment(session, questionnaire, refresh_labels=True)
+    assert summary.labels["seg-1"] == "Our founders"
+    assert summary.labels["seg-2"] == plain.card["suggested_label"] != "An old automatic label"
+
+
+def test_rename_segment_resets_and_refuses(session, questionnaire, population) -> None:
+    first = profile_and_segment(session, questionnaire)
+    rename_segment(session, "seg-3", "Event people")
+    reset = rename_segment(session, "seg-3", None)
+    assert reset.label == first.labels["seg-3"] and not reset.label_edited
+    assert reset.card["label_edited"] is False
+    with pytest.raises(LookupError, match="no segment has the key 'seg-99'"):
+        rename_segment(session, "seg-99", "x")
+    with pytest.raises(ValueError, match="cannot be empty"):
+        rename_segment(session, "seg-3", "   ")
+    with pytest.raises(ValueError, match="at most 300"):
+        rename_segment(session, "seg-3", "x" * 301)
+
+
+def test_fewer_segments_reports_the_merged_one(session, questionnaire, population) -> None:
     profile_and_segment(session, questionnaire)
     summary = profile_and_segment(session, questionnaire, n_segments=3)
     assert summary.n_segments == 3
-    assert len(summary.vanished) == 1
     assert summary.new == []
+    assert summary.vanished == []
+    ((gone, into),) = summary.merged.items()
+    assert into in summary.sizes and gone not in summary.sizes
     active = session.scalars(select(Segment).where(Segment.active.is_(True))).all()
     assert len(active) == 3
     assert set(current_segments(session).values()) == {segment.id for segment in active}
+    # Members of the merged segment moved at once: their segment no longer exists.
+    assert set(effective_segments(session).values()) == {segment.id for segment in active}
+
+
+def test_more_segments_reports_a_new_one(session, questionnaire, population) -> None:
+    profile_and_segment(session, questionnaire, n_segments=3)
+    summary = profile_and_segment(session, questionnaire, n_segments=4)
+    assert summary.n_segments == 4
+    assert summary.new == ["seg-4"]
+    assert summary.vanished == [] and summary.merged == {}
+
+
+def member_keys(session) -> dict[int, str]:
+    keys = dict(session.execute(select(Segment.id, Segment.key)).tuples().all())
+    return {member: keys[segment] for member, segment in current_segments(session).items()}
+
+
+def test_same_input_gives_the_same_segments(session, questionnaire, population) -> None:
+    first = profile_and_segment(session, questionnaire)
+    before = member_keys(session)
+    # Forget every run, as if on a fresh database holding the same profiles.
+    for model in (SegmentAssignment, SegmentMembership, Segment, SegmentationRun):
+        session.execute(delete(model))
+    session.commit()
+    second = segment_members(session, questionnaire=questionnaire, now=NOW)
+    session.commit()
+    assert second.labels == first.labels and second.sizes == first.sizes
+    assert member_keys(session) == before
+
+
+def test_a_new_feature_layout_keeps_ids_by_shared_members(
+    session, questionnaire, population
+) -> None:
+    profile_and_segment(session, questionnaire)
+    before = current_segments(session)
+    # Another embedding dimension: a feature layout the old centroids do not live in.
+    build_profiles(session, HashingEmbedder(48), questionnaire, NOW)
+    summary = segment_members(session, questionnaire=questionnaire, now=NOW)
+    session.commit()
+    assert not summary.warm_started
+    assert summary.new == [] and summary.vanished == [] and summary.merged == {}
+    assert current_segments(session) == before
 
 
 def test_nothing_to_segment(session, questionnaire) -> None:

@@ -1,0 +1,338 @@
+"""Effective segment membership: the segments journeys see, and since when.
+
+A clustering run says where each member belongs today; a member near the border of two
+segments could flip between them from one night to the next. So a move to another cluster
+segment only counts once it has held for ``move_after`` (``NURTURE_SEGMENT_MOVE_AFTER_DAYS``):
+until then the member stays in their segment (``effective``) and the new one is ``pending``. A
+first segment, or a move out of a segment that no longer exists, counts at once. Rule segments
+are statements marketers wrote: a member enters or leaves one as soon as the rule says so.
+
+Journeys triggered by entering a segment read :func:`segment_entries` (or
+:func:`effective_segments`), never a single run's ``SegmentMembership`` rows.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import delete, insert, select, update
+from sqlalchemy.orm import Session
+
+from nurture.segmentation.kinds import CLUSTER_KIND
+from nurture.storage.models import AssignmentState, Segment, SegmentAssignment
+
+__all__ = [
+    "AssignmentChanges",
+    "SegmentEntry",
+    "effective_memberships",
+    "effective_segments",
+    "segment_entries",
+    "update_cluster_assignments",
+    "update_rule_assignments",
+]
+
+_BATCH = 1000
+
+
+@dataclass(frozen=True)
+class AssignmentChanges:
+    """What an update of the effective memberships did.
+
+    Attributes:
+        entered: Members who entered a segment (first segment, move that took effect, rule that
+            now holds).
+        moved: Of those, members who moved from another cluster segment.
+        pending: Members whose move to another cluster segment waits to hold long enough.
+        left: Members who left a rule segment.
+    """
+
+    entered: int = 0
+    moved: int = 0
+    pending: int = 0
+    left: int = 0
+
+
+@dataclass(frozen=True)
+class SegmentEntry:
+    """A member's entry into a segment, as journeys see it."""
+
+    member_id: int
+    segment_id: int
+    segment_key: str
+    kind: str
+    entered_at: dt.datetime
+
+
+def _batches(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
+    for start in range(0, len(values), _BATCH):
+        yield values[start : start + _BATCH]
+
+
+def _apply(
+    session: Session,
+    deletes: Sequence[int],
+    updates: Sequence[dict[str, Any]],
+    inserts: Sequence[dict[str, Any]],
+) -> None:
+    """Deletes, then updates, then inserts: a member's rows never collide on the way."""
+    for batch in _batches(deletes):
+        session.execute(delete(SegmentAssignment).where(SegmentAssignment.id.in_(batch)))
+    for batch in _batches(updates):
+        session.execute(update(SegmentAssignment), list(batch))
+    for batch in _batches(inserts):
+        session.execute(insert(SegmentAssignment), list(batch))
+
+
+def update_cluster_assignments(
+    session: Session,
+    segment_of: Mapping[int, int],
+    now: dt.datetime,
+    *,
+    move_after: dt.timedelta,
+    active_segments: Collection[int],
+) -> AssignmentChanges:
+    """Bring each member's effective cluster segment up to date with this run's clusters.
+
+    Args:
+        session: Database session (the caller commits).
+        segment_of: ``{member id: cluster segment id}`` of this run.
+        now: Time of the run.
+        move_after: How long a move must hold before it counts; zero counts it at once.
+        active_segments: Ids of the cluster segments still active after this run; members
+            whose effective segment is not among them move at once, and the rows of members
+            this run did not place in such segments are dropped.
+
+    Returns:
+        Counts of what changed.
+    """
+    session.flush()
+    active = set(active_segments)
+    rows = session.execute(
+        select(
+            SegmentAssignment.id,
+            SegmentAssignment.member_id,
+            SegmentAssignment.segment_id,
+            SegmentAssignment.state,
+            SegmentAssignment.since,
+        )
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(Segment.kind == CLUSTER_KIND)
+    ).all()
+    effective: dict[int, tuple[int, int, dt.datetime]] = {}
+    pending: dict[int, tuple[int, int, dt.datetime]] = {}
+    deletes: list[int] = []
+    for row in rows:
+        target = effective if row.state == AssignmentState.EFFECTIVE else pending
+        if row.member_id in target:  # a duplicate left by an older version: keep one
+            deletes.append(row.id)
+            continue
+        target[row.member_id] = (row.id, row.segment_id, row.since)
+    updates: list[dict[str, Any]] = []
+    inserts: list[dict[str, Any]] = []
+    entered = moved = waiting = 0
+
+    def enter(member_id: int, segment_id: int) -> None:
+        inserts.append(
+            {
+                "member_id": member_id,
+                "segment_id": segment_id,
+                "state": AssignmentState.EFFECTIVE,
+                "since": now,
+                "updated_at": now,
+            }
+        )
+
+    for member_id, segment_id in segment_of.items():
+        current = effective.get(member_id)
+        waiting_for = pending.get(member_id)
+        if current is None:
+            if waiting_for is not None:
+                deletes.append(waiting_for[0])
+            enter(member_id, segment_id)
+            entered += 1
+            continue
+        row_id, current_segment, _ = current
+        if current_segment == segment_id:
+            if waiting_for is not None:
+                deletes.append(waiting_for[0])
+            continue
+        held = (
+            waiting_for is not None
+            and waiting_for[1] == segment_id
+            and now - waiting_for[2] >= move_after
+        )
+        if current_segment not in active or move_after <= dt.timedelta(0) or held:
+            if waiting_for is not None:
+                deletes.append(waiting_for[0])
+            updates.append(
+                {"id": row_id, "segment_id": segment_id, "since": now, "updated_at": now}
+            )
+            entered += 1
+            moved += 1
+        elif waiting_for is not None and waiting_for[1] == segment_id:
+            waiting += 1
+        elif waiting_for is not None:
+            updates.append(
+                {"id": waiting_for[0], "segment_id": segment_id, "since": now, "updated_at": now}
+            )
+            waiting += 1
+        else:
+            inserts.append(
+                {
+                    "member_id": member_id,
+                    "segment_id": segment_id,
+                    "state": AssignmentState.PENDING,
+                    "since": now,
+                    "updated_at": now,
+                }
+            )
+            waiting += 1
+    # Members this run did not place: drop their rows of segments that no longer exist.
+    for member_id, (row_id, segment_id, _) in [*effective.items(), *pending.items()]:
+        if member_id not in segment_of and segment_id not in active:
+            deletes.append(row_id)
+    _apply(session, deletes, updates, inserts)
+    return AssignmentChanges(entered=entered, moved=moved, pending=waiting)
+
+
+def update_rule_assignments(
+    session: Session, segment_id: int, member_ids: Collection[int], now: dt.datetime
+) -> AssignmentChanges:
+    """Make ``member_ids`` the effective members of a rule segment, entering and leaving at once.
+
+    Args:
+        session: Database session (the caller commits).
+        segment_id: The rule segment.
+        member_ids: The members the rule holds for now.
+        now: Time of the evaluation: when new members enter.
+
+    Returns:
+        Counts of members who entered and left.
+    """
+    session.flush()
+    existing = dict(
+        session.execute(
+            select(SegmentAssignment.member_id, SegmentAssignment.id).where(
+                SegmentAssignment.segment_id == segment_id
+            )
+        )
+        .tuples()
+        .all()
+    )
+    wanted = set(member_ids)
+    deletes = [row_id for member_id, row_id in existing.items() if member_id not in wanted]
+    inserts = [
+        {
+            "member_id": member_id,
+            "segment_id": segment_id,
+            "state": AssignmentState.EFFECTIVE,
+            "since": now,
+            "updated_at": now,
+        }
+        for member_id in sorted(wanted - set(existing))
+    ]
+    _apply(session, deletes, [], inserts)
+    return AssignmentChanges(entered=len(inserts), left=len(deletes))
+
+
+def effective_segments(
+    session: Session, member_ids: Collection[int] | None = None
+) -> dict[int, int]:
+    """Each member's effective cluster segment: the one journeys see.
+
+    Args:
+        session: Database session.
+        member_ids: Members wanted; everyone when ``None``.
+
+    Returns:
+        ``{member id: segment id}``; members never segmented are left out.
+    """
+    query = (
+        select(SegmentAssignment.member_id, SegmentAssignment.segment_id)
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(
+            Segment.kind == CLUSTER_KIND,
+            SegmentAssignment.state == AssignmentState.EFFECTIVE,
+        )
+    )
+    if member_ids is None:
+        return dict(session.execute(query).tuples().all())
+    found: dict[int, int] = {}
+    for batch in _batches(sorted(set(member_ids))):
+        found.update(
+            session.execute(query.where(SegmentAssignment.member_id.in_(batch))).tuples().all()
+        )
+    return found
+
+
+def effective_memberships(
+    session: Session, member_ids: Collection[int] | None = None
+) -> dict[int, set[int]]:
+    """Every effective segment of each member: their cluster segment and their rule segments.
+
+    Args:
+        session: Database session.
+        member_ids: Members wanted; everyone when ``None``.
+
+    Returns:
+        ``{member id: {segment id}}``.
+    """
+    query = select(SegmentAssignment.member_id, SegmentAssignment.segment_id).where(
+        SegmentAssignment.state == AssignmentState.EFFECTIVE
+    )
+    batches: Iterable[Sequence[int] | None] = (
+        [None] if member_ids is None else _batches(sorted(set(member_ids)))
+    )
+    found: dict[int, set[int]] = {}
+    for batch in batches:
+        statement = query if batch is None else query.where(SegmentAssignment.member_id.in_(batch))
+        for member_id, segment_id in session.execute(statement).tuples():
+            found.setdefault(member_id, set()).add(segment_id)
+    return found
+
+
+def segment_entries(
+    session: Session,
+    *,
+    since: dt.datetime,
+    until: dt.datetime | None = None,
+    segment_keys: Collection[str] | None = None,
+) -> list[SegmentEntry]:
+    """Members who entered a segment (effectively) in ``[since, until)``: journey triggers.
+
+    Args:
+        session: Database session.
+        since: Start of the window (inclusive).
+        until: End of the window (exclusive); open when ``None``.
+        segment_keys: Only these segments; all when ``None``.
+
+    Returns:
+        The entries, by time, then member, then segment key.
+    """
+    query = (
+        select(
+            SegmentAssignment.member_id,
+            SegmentAssignment.segment_id,
+            Segment.key,
+            Segment.kind,
+            SegmentAssignment.since,
+        )
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(
+            SegmentAssignment.state == AssignmentState.EFFECTIVE,
+            SegmentAssignment.since >= since,
+        )
+    )
+    if until is not None:
+        query = query.where(SegmentAssignment.since < until)
+    if segment_keys is not None:
+        query = query.where(Segment.key.in_(sorted(segment_keys)))
+    entries = [
+        SegmentEntry(member_id, segment_id, key, kind, entered_at)
+        for member_id, segment_id, key, kind, entered_at in session.execute(query).tuples()
+    ]
+    entries.sort(key=lambda entry: (entry.entered_at, entry.member_id, entry.segment_key))
+    return entries
