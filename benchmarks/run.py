@@ -1,15 +1,23 @@
-"""Time the profile stage against a bare ``SentenceTransformer.encode`` and write a report.
+"""Time the profile stage and the ranking against their bare floors, and write a report.
 
-Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``). On a fresh
-temporary SQLite database holding the seeded demo community, it times
-:func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder twice
-per round: once with an empty embedding cache (cold) and once again right after (warm: every text
-cached, profiles replaced). The baseline is the floor the stage cannot go below: one bare
+Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``); ``--only
+profile`` or ``--only ranking`` measures and reports one figure alone.
+
+The profile figure: on a fresh temporary SQLite database holding the seeded demo community, it
+times :func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder
+twice per round: once with an empty embedding cache (cold) and once again right after (warm: every
+text cached, profiles replaced). The baseline is the floor the stage cannot go below: one bare
 ``SentenceTransformer.encode`` call, with the same batch size, on exactly the unique texts the
 cold run sent to the embedder (recorded by wrapping the embedder). Both models are loaded and
 warmed, and one untimed round runs, before any timing, so load and first-call costs count on
-neither side. Each figure is the median of ``--repeats`` rounds, and each is reported as a ratio
-to the baseline of the same run; a run whose rounds disagree much is flagged as noisy.
+neither side.
+
+The ranking figure (:mod:`benchmarks.ranking`): :func:`nurture.recommend.rank_content` on a
+synthetic community of 100 000 members and 5 000 items, in chunks, against the bare matrix
+product and ``argpartition`` top-k of the same shapes.
+
+Each figure is the median of its rounds, and each is reported as a ratio to the baseline of the
+same run; a run whose rounds disagree much is flagged as noisy.
 """
 
 from __future__ import annotations
@@ -19,7 +27,6 @@ import datetime as dt
 import logging
 import os
 import platform
-import statistics
 import sys
 import tempfile
 import time
@@ -32,6 +39,8 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import Engine, delete
 
+from benchmarks.measurement import NOISE_FLOOR_SECONDS, NOISY_SPREAD, Measurement
+from benchmarks.ranking import RankingBenchmarkResult, render_ranking_section, run_ranking_benchmark
 from nurture.demo import generate_demo_community
 from nurture.embedding import Embedder, SentenceTransformerEmbedder, load_embedder
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
@@ -77,6 +86,9 @@ logger = logging.getLogger("benchmarks")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "content"
 
+FIGURES = ("profile", "ranking")
+"""The figures of the report, each measurable alone with ``--only``."""
+
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
 """The fixed "current time" of the demo community and of profiling, so every run sees the same
 data."""
@@ -88,13 +100,6 @@ WARM_UP_TEXTS = (
     "Reduce churn.",
 )
 """Texts encoded once by each model before timing, so first-call costs count on neither side."""
-
-NOISY_SPREAD = 1.25
-"""A measurement whose slowest round is this much slower than its fastest is flagged as noisy..."""
-
-NOISE_FLOOR_SECONDS = 0.25
-"""...unless its slowest and fastest rounds are closer than this (scheduler jitter on a short
-measurement, which moves no ratio much)."""
 
 MAX_VECTOR_DIFFERENCE = 1e-3
 """Largest difference allowed between the stage's vectors and the baseline's (a sanity check
@@ -123,47 +128,6 @@ class RecordingEmbedder:
         self.texts.extend(texts)
         self.vectors.update(zip(texts, vectors, strict=True))
         return vectors
-
-
-@dataclass(frozen=True)
-class Measurement:
-    """The timings of one measured action over the rounds of a run.
-
-    Attributes:
-        label: What was measured, as shown in the report.
-        samples: Wall-clock seconds, one per round.
-    """
-
-    label: str
-    samples: tuple[float, ...]
-
-    @property
-    def median(self) -> float:
-        """The median of the samples, in seconds."""
-        return statistics.median(self.samples)
-
-    @property
-    def spread(self) -> float:
-        """The slowest sample divided by the fastest: 1.0 for a perfectly steady measurement."""
-        return max(self.samples) / min(self.samples)
-
-    @property
-    def is_noisy(self) -> bool:
-        """Whether the rounds disagree too much to trust the median (see :data:`NOISY_SPREAD`)."""
-        return (
-            self.spread > NOISY_SPREAD
-            and max(self.samples) - min(self.samples) > NOISE_FLOOR_SECONDS
-        )
-
-    def ratio_to(self, baseline: Measurement) -> float:
-        """This measurement's median divided by ``baseline``'s."""
-        return self.median / baseline.median
-
-    def round_ratios(self, baseline: Measurement) -> tuple[float, ...]:
-        """Each round's sample divided by ``baseline``'s sample of the same round."""
-        return tuple(
-            mine / theirs for mine, theirs in zip(self.samples, baseline.samples, strict=True)
-        )
 
 
 @dataclass(frozen=True)
@@ -349,6 +313,19 @@ def _load_average() -> str:
         return "unknown"
 
 
+def _blas() -> str:
+    """NumPy's BLAS library and its threads, as threadpoolctl (a scikit-learn dependency) sees."""
+    try:
+        from threadpoolctl import threadpool_info
+    except ImportError:
+        return "unknown"
+    pools = [pool for pool in threadpool_info() if pool.get("user_api") == "blas"]
+    if not pools:
+        return "unknown"
+    found = {f"{pool['internal_api']} {pool['num_threads']} threads": None for pool in pools}
+    return ", ".join(found)  # NumPy and SciPy may each bundle one
+
+
 def describe_machine(load_at_start: str = "unknown") -> dict[str, str]:
     """What the figures depend on: CPU, thread counts, load and library versions.
 
@@ -372,6 +349,8 @@ def describe_machine(load_at_start: str = "unknown") -> dict[str, str]:
         "torch": torch.__version__,
         "sentence-transformers": _version("sentence-transformers"),
         "transformers": _version("transformers"),
+        "NumPy (BLAS)": f"{np.__version__} ({_blas()})",
+        "SciPy": _version("scipy"),
         "SQLAlchemy": _version("sqlalchemy"),
         "nurture": _version("nurture"),
     }
@@ -556,47 +535,42 @@ def run_profile_benchmark(
     )
 
 
-def render_report(result: BenchmarkResult, when: dt.datetime) -> str:
-    """The Markdown report of ``result``, measured at ``when``.
-
-    Args:
-        result: What the benchmark measured.
-        when: When it ran (timezone-aware).
-
-    Returns:
-        The text of ``BENCHMARKS.md``.
-    """
-    measurements = (result.baseline, result.cold, result.warm)
+def _table(measurements: Sequence[Measurement], baseline: Measurement) -> list[str]:
     table = [
         "| Measurement | Median (s) | Ratio to baseline | Each round (s) | Ratio in each round |",
         "|---|---:|---:|---:|---:|",
     ]
     for measurement in measurements:
-        ratio = f"{measurement.ratio_to(result.baseline):.2f}"
+        ratio = f"{measurement.ratio_to(baseline):.2f}"
         rounds = ", ".join(f"{sample:.2f}" for sample in measurement.samples)
-        round_ratios = ", ".join(f"{r:.2f}" for r in measurement.round_ratios(result.baseline))
+        round_ratios = ", ".join(f"{r:.2f}" for r in measurement.round_ratios(baseline))
         table.append(
             f"| {measurement.label} | {measurement.median:.3f} | {ratio} | {rounds} "
             f"| {round_ratios} |"
         )
+    return table
+
+
+def _noisy_warning(measurements: Sequence[Measurement]) -> list[str]:
     noisy = [m.label for m in measurements if m.is_noisy]
-    warning = []
-    if noisy:
-        warning = [
-            f"> **Noisy run.** The slowest round of {'; '.join(noisy)} was more than "
-            f"{NOISY_SPREAD:.2f} times (and {NOISE_FLOOR_SECONDS} s) slower than its fastest: "
-            f"something else was using the CPUs (see the load average below). Re-run "
-            f"`make bench` on a quiet machine before trusting these ratios.",
-            "",
-        ]
-    machine = [f"| {key} | {value} |" for key, value in result.machine.items()]
+    if not noisy:
+        return []
+    return [
+        f"> **Noisy run.** The slowest round of {'; '.join(noisy)} was more than "
+        f"{NOISY_SPREAD:.2f} times (and {NOISE_FLOOR_SECONDS} s) slower than its fastest: "
+        f"something else was using the CPUs (see the load average below). Re-run "
+        f"`make bench` on a quiet machine before trusting these ratios.",
+        "",
+    ]
+
+
+def _profile_section(result: BenchmarkResult) -> list[str]:
+    measurements = (result.baseline, result.cold, result.warm)
     lifecycle = ", ".join(f"{stage} {n}" for stage, n in result.cold_summary.lifecycle.items())
-    lines = [
-        "# Benchmarks",
+    return [
+        "## The profile stage against a bare encode",
         "",
-        "Written by `make bench` (`benchmarks/run.py`); do not edit by hand.",
-        "",
-        "## What is measured",
+        "### What is measured",
         "",
         f"The profile stage (`nurture.profiling.build_profiles`, then the commit) on the demo "
         f"community (`generate_demo_community`, {result.members} members, seed {result.seed}) "
@@ -619,10 +593,10 @@ def render_report(result: BenchmarkResult, when: dt.datetime) -> str:
         f"(`time.perf_counter`); a round runs cold, warm, then the baseline, back to back, so "
         f"all three share the machine's conditions.",
         "",
-        "## Results",
+        "### Results",
         "",
-        *warning,
-        *table,
+        *_noisy_warning(measurements),
+        *_table(measurements, result.baseline),
         "",
         f"- Embedding model: `{result.model}`; members per bulk query: {result.chunk_size}.",
         f"- Members profiled: {result.cold_summary.profiled} "
@@ -635,25 +609,88 @@ def render_report(result: BenchmarkResult, when: dt.datetime) -> str:
         f"- Not timed: database set-up and demo import ({result.setup_seconds:.1f} s), model "
         f"loading and warm-up round ({result.load_seconds:.1f} s).",
         "",
+    ]
+
+
+def _ranking_section(result: RankingBenchmarkResult) -> list[str]:
+    measurements = (result.baseline, result.learning, result.ranking, result.total)
+    description, notes = render_ranking_section(result)
+    return [
+        "## Ranking against a bare matrix product",
+        "",
+        "### What is measured",
+        "",
+        *description,
+        "",
+        "### Results",
+        "",
+        *_noisy_warning(measurements),
+        *_table(measurements, result.baseline),
+        "",
+        *notes,
+        "",
+    ]
+
+
+def render_report(
+    result: BenchmarkResult | None,
+    when: dt.datetime,
+    ranking: RankingBenchmarkResult | None = None,
+    machine: dict[str, str] | None = None,
+) -> str:
+    """The Markdown report of the figures measured at ``when``.
+
+    Args:
+        result: What the profile benchmark measured, if it ran.
+        when: When it ran (timezone-aware).
+        ranking: What the ranking benchmark measured, if it ran.
+        machine: What the figures depend on; the profile result's when none.
+
+    Returns:
+        The text of ``BENCHMARKS.md``.
+
+    Raises:
+        ValueError: Neither figure is given.
+    """
+    if result is None and ranking is None:
+        raise ValueError("no figure to report")
+    machine = machine or (result.machine if result is not None else {})
+    reproduce = [".venv/bin/python -m benchmarks.run --output BENCHMARKS.md"]
+    if result is not None:
+        reproduce.append(
+            f"    --members {result.members} --seed {result.seed} --repeats {result.repeats}"
+        )
+    if ranking is not None:
+        reproduce.append(
+            f"    --ranking-members {ranking.members} --ranking-items {ranking.items} "
+            f"--ranking-repeats {ranking.repeats}"
+        )
+    lines = [
+        "# Benchmarks",
+        "",
+        "Written by `make bench` (`benchmarks/run.py`); do not edit by hand.",
+        "",
+        *(_profile_section(result) if result is not None else []),
+        *(_ranking_section(ranking) if ranking is not None else []),
         "## Machine",
         "",
         f"Measured on {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC.",
         "",
         "| | |",
         "|---|---|",
-        *machine,
+        *(f"| {key} | {value} |" for key, value in machine.items()),
         "",
         "## Reproduce",
         "",
         "```sh",
         "make bench",
-        "# or, with other settings:",
-        f".venv/bin/python -m benchmarks.run --output BENCHMARKS.md "
-        f"--members {result.members} --seed {result.seed} --repeats {result.repeats}",
+        "# or, with other settings (--only profile or --only ranking: that figure alone):",
+        " \\\n".join(reproduce),
         "```",
         "",
-        "`NURTURE_EMBEDDING_MODEL`, `NURTURE_EMBEDDING_BATCH_SIZE` and `NURTURE_CHUNK_SIZE` "
-        "change the model, the batch size and the chunk size, as for the pipeline.",
+        "`NURTURE_EMBEDDING_MODEL`, `NURTURE_EMBEDDING_BATCH_SIZE`, `NURTURE_CHUNK_SIZE` and "
+        "`NURTURE_RECOMMENDATIONS_PER_MEMBER` change the model, the batch size, the chunk size "
+        "(of both figures) and the items ranked per member, as for the pipeline.",
         "",
     ]
     return "\n".join(lines)
@@ -662,10 +699,18 @@ def render_report(result: BenchmarkResult, when: dt.datetime) -> str:
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
-        description="Time nurture's profile stage against a bare SentenceTransformer.encode.",
+        description=(
+            "Time nurture's profile stage against a bare SentenceTransformer.encode, and its "
+            "ranking against a bare matrix product and top-k."
+        ),
     )
     parser.add_argument(
         "--output", type=Path, help="Markdown file to write; the report is printed when omitted."
+    )
+    parser.add_argument(
+        "--only",
+        choices=FIGURES,
+        help="Measure and report this figure alone (default: both).",
     )
     parser.add_argument("--members", type=int, default=2000, help="Demo members (default 2000).")
     parser.add_argument("--seed", type=int, default=7, help="Demo seed (default 7).")
@@ -678,16 +723,31 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=DEFAULT_WORKSPACE,
         help="Workspace with questionnaire.yaml and library/ (default: the repository's content).",
     )
+    parser.add_argument(
+        "--ranking-members",
+        type=int,
+        default=100_000,
+        help="Synthetic members ranked (default 100000).",
+    )
+    parser.add_argument(
+        "--ranking-items", type=int, default=5_000, help="Synthetic items (default 5000)."
+    )
+    parser.add_argument(
+        "--ranking-repeats",
+        type=int,
+        default=3,
+        help="Rounds of the ranking figure (default 3).",
+    )
     args = parser.parse_args(argv)
-    if args.members < 1:
-        parser.error(f"--members must be at least 1, found {args.members}")
-    if args.repeats < 1:
-        parser.error(f"--repeats must be at least 1, found {args.repeats}")
+    for name in ("members", "repeats", "ranking_members", "ranking_items", "ranking_repeats"):
+        if getattr(args, name) < 1:
+            option = "--" + name.replace("_", "-")
+            parser.error(f"{option} must be at least 1, found {getattr(args, name)}")
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the benchmark and write (or print) the report.
+    """Run the benchmarks and write (or print) the report.
 
     Args:
         argv: Command-line arguments; ``sys.argv[1:]`` when ``None``.
@@ -698,20 +758,41 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parse_args(argv)
     logging.basicConfig(level=logging.WARNING, format="%(asctime)s %(name)s: %(message)s")
     logger.setLevel(logging.INFO)
+    load_at_start = _load_average()
     settings = Settings(workspace=args.workspace)
-    result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
-    report = render_report(result, dt.datetime.now(dt.UTC))
+    result = ranking = None
+    if args.only in (None, "profile"):
+        result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
+    if args.only in (None, "ranking"):
+        ranking = run_ranking_benchmark(
+            n_members=args.ranking_members,
+            n_items=args.ranking_items,
+            dim=load_embedder(settings.embedding_model, settings.embedding_batch_size).dim,
+            k=settings.recommendations_per_member,
+            chunk_size=settings.chunk_size,
+            repeats=args.ranking_repeats,
+        )
+    machine = describe_machine(load_at_start)
+    report = render_report(result, dt.datetime.now(dt.UTC), ranking, machine)
     if args.output is None:
         sys.stdout.write(report)
     else:
         args.output.write_text(report, encoding="utf-8")
         logger.info("wrote %s", args.output)
-    for measurement in (result.baseline, result.cold, result.warm):
+    measured: list[tuple[Measurement, Measurement]] = []
+    if result is not None:
+        measured += [(m, result.baseline) for m in (result.baseline, result.cold, result.warm)]
+    if ranking is not None:
+        measured += [
+            (m, ranking.baseline)
+            for m in (ranking.baseline, ranking.learning, ranking.ranking, ranking.total)
+        ]
+    for measurement, baseline in measured:
         logger.info(
             "%s: %.3f s, %.2f x baseline",
             measurement.label,
             measurement.median,
-            measurement.ratio_to(result.baseline),
+            measurement.ratio_to(baseline),
         )
     return 0
 

@@ -1,6 +1,14 @@
 """Content matching: content embeddings, a vectorised per-member ranking, readable reasons."""
 
 from nurture.recommend.content import content_text, embed_content_items, load_content_vectors
+from nurture.recommend.export import (
+    EXPORT_COLUMNS,
+    EXPORT_FORMATS,
+    ExportedRecommendation,
+    ExportFormat,
+    iter_recommendations,
+    write_recommendations,
+)
 from nurture.recommend.matching import (
     CONSUMING_EVENT_TYPES,
     MatchSummary,
@@ -11,21 +19,34 @@ from nurture.recommend.matching import (
     recommendations_for,
     start_match_run,
 )
-from nurture.recommend.ranking import RankingWeights, rank_content, select_diverse
+from nurture.recommend.ranking import (
+    RankingWeights,
+    co_engagement_scores,
+    learn_co_engagement,
+    rank_content,
+    select_diverse,
+)
 from nurture.recommend.reasons import Evidence, EvidenceKind, goal_label, reason_text
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
+    "EXPORT_COLUMNS",
+    "EXPORT_FORMATS",
     "Evidence",
     "EvidenceKind",
+    "ExportFormat",
+    "ExportedRecommendation",
     "MatchSummary",
     "RankingWeights",
     "RecommendedItem",
+    "co_engagement_scores",
     "content_text",
     "embed_content_items",
     "goal_label",
     "item_available",
     "item_freshness",
+    "iter_recommendations",
+    "learn_co_engagement",
     "load_content_vectors",
     "rank_content",
     "reason_text",
@@ -33,4 +54,5 @@ __all__ = [
     "recommendations_for",
     "select_diverse",
     "start_match_run",
+    "write_recommendations",
 ]

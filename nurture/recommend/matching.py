@@ -1,31 +1,43 @@
 """Recommendations for a chunk of members: bulk loads, one ranking, reasons, one write.
 
-For a chunk of member ids, a handful of queries load what the ranker needs (languages,
-interests, current segments, consumed content, items already sent, answers); the ranker runs once
-over the whole chunk; the chunk's ``Recommendation`` rows are then replaced.
+What the whole run shares (the library, co-engagement, popularity per segment) is learned once
+per match run (:mod:`nurture.recommend.run_state`). For a chunk of member ids, a handful of
+queries load what is the members' own (languages, answers, interests, current segments, what they
+consumed and when, items already sent); the ranker runs once over the whole chunk; the chunk's
+``Recommendation`` rows are then replaced.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, func, insert, or_, select
+import scipy.sparse as sp
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder, embed_texts_cached
-from nurture.recommend.content import load_content_vectors
-from nurture.recommend.ranking import RankingWeights, rank_content
+from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
     closest_evidence,
+    co_engagement_reason,
     goal_label,
     popular_reason,
     reason_text,
+)
+from nurture.recommend.run_state import (
+    CONSUMING_EVENT_TYPES,
+    RunState,
+    item_available,
+    item_freshness,
+    language_code,
+    latest_segmentation_run,
+    load_run_state,
 )
 from nurture.storage.models import (
     ActivityEvent,
@@ -38,7 +50,6 @@ from nurture.storage.models import (
     MessageStatus,
     Recommendation,
     Segment,
-    SegmentationRun,
     SegmentMembership,
 )
 
@@ -53,14 +64,16 @@ __all__ = [
     "start_match_run",
 ]
 
-CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
-"""Activity types whose ``content_key`` means the member consumed that item."""
-
 HISTORY_LIMIT = 20
-"""Most recent consumed items that count as a member's history (interest and reasons)."""
+"""Most recent consumed items a reason may name."""
+
+CO_ENGAGEMENT_REASON = 0.5
+"""An item is explained by co-engagement with something the member consumed when it is at least
+this close (relative to that item's closest co-engaged item)."""
 
 _EXPECTATIONS_QUESTION = "expectations"
 _GOALS_QUESTION = "goals"
+_FORMATS_QUESTION = "formats"
 # A message in any of these states has reached, or is about to reach, the member: the items it
 # carries are not recommended again. Failed and suppressed messages never reached them.
 _DELIVERED_STATUSES = (
@@ -80,12 +93,15 @@ class MatchSummary:
         members: Members processed (ids that name no member are skipped).
         recommendations: Recommendation rows written.
         members_without_items: Members left with no eligible item at all.
+        cold_start: Members with neither answers nor history, ranked by their segment or the
+            community.
     """
 
     run_id: int
     members: int
     recommendations: int
     members_without_items: int
+    cold_start: int = 0
 
 
 @dataclass(frozen=True)
@@ -120,6 +136,8 @@ def start_match_run(
     embedder: Embedder,
     weights: RankingWeights | None = None,
     k: int = 10,
+    *,
+    kinds: Collection[str] | None = None,
 ) -> int:
     """Record a new match run (model and parameters) and return its id.
 
@@ -128,74 +146,19 @@ def start_match_run(
         embedder: The embedding model the run ranks with.
         weights: The ranking weights the run uses.
         k: Recommendations per member.
+        kinds: The kinds of content the run recommends; all when none.
 
     Returns:
         The id of the new ``MatchRun`` row.
     """
     weights = weights or RankingWeights()
-    run = MatchRun(model=embedder.name, params={"k": k, "weights": weights.model_dump()})
+    params: dict[str, Any] = {"k": k, "weights": weights.model_dump()}
+    if kinds is not None:
+        params["kinds"] = sorted(kinds)
+    run = MatchRun(model=embedder.name, params=params)
     session.add(run)
     session.flush()
     return run.id
-
-
-def _language(code: str | None) -> str:
-    return (code or "en")[:2].lower()
-
-
-def item_available(items: Sequence[ContentItem], now: dt.datetime) -> np.ndarray:
-    """Which items can be recommended at ``now``, whoever the member.
-
-    An item is available when it is published, not expired, and (for events) not started yet.
-
-    Args:
-        items: The content items.
-        now: The current time (timezone-aware).
-
-    Returns:
-        An ``(len(items),)`` bool array.
-    """
-    return np.array(
-        [
-            (item.published_at is None or item.published_at <= now)
-            and (item.expires_at is None or item.expires_at > now)
-            and (item.event_start is None or item.event_start >= now)
-            for item in items
-        ],
-        dtype=bool,
-    )
-
-
-def item_freshness(
-    items: Sequence[ContentItem], now: dt.datetime, half_life_days: float
-) -> np.ndarray:
-    """Freshness of each item in ``[0, 1]``: recently published, or an event coming up soon.
-
-    Freshness halves every ``half_life_days`` since publication; for an event still to come it
-    is at least what the time left until the event gives. An undated item counts as half fresh.
-
-    Args:
-        items: The content items.
-        now: The current time (timezone-aware).
-        half_life_days: Days after which freshness halves.
-
-    Returns:
-        An ``(len(items),)`` float array.
-    """
-
-    def days(delta: dt.timedelta) -> float:
-        return max(delta.total_seconds(), 0.0) / 86_400.0
-
-    fresh = np.full(len(items), 0.5, dtype=np.float64)
-    for index, item in enumerate(items):
-        values = []
-        if item.published_at is not None:
-            values.append(0.5 ** (days(now - item.published_at) / half_life_days))
-        if item.event_start is not None and item.event_start >= now:
-            values.append(0.5 ** (days(item.event_start - now) / half_life_days))
-        if values:
-            fresh[index] = max(values)
-    return fresh
 
 
 def _message_item_keys(context: Any) -> Iterable[str]:
@@ -214,39 +177,77 @@ def _message_item_keys(context: Any) -> Iterable[str]:
     return keys
 
 
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
-
-
 @dataclass
 class _Chunk:
-    """Everything loaded for a chunk of members, rows in the order of ``member_ids``."""
+    """Everything loaded for a chunk of members, rows in the order of ``member_ids``.
+
+    ``history`` holds recency weights of what each member consumed; ``recent`` each member's
+    latest consumed items, newest first, as (column, event type).
+    """
 
     member_ids: list[int]
     languages: list[str]
     interest: np.ndarray
     segment_interest: np.ndarray
-    segment_labels: list[str | None]
-    history: list[list[tuple[int, str]]]
+    segment_ids: list[int | None]
+    history: sp.csr_matrix
+    recent: list[list[tuple[int, str]]]
     excluded: np.ndarray
     answers: list[str | None]
     goals: list[list[str]]
+    formats: list[list[str]]
+
+
+def _best_segments(
+    session: Session, ids: Sequence[int], dim: int
+) -> dict[int, tuple[int, np.ndarray | None]]:
+    """Each member's current segment in the latest segmentation run, with its interest."""
+    latest_run = latest_segmentation_run(session)
+    if latest_run is None:
+        return {}
+    memberships = session.execute(
+        select(
+            SegmentMembership.member_id,
+            SegmentMembership.segment_id,
+            SegmentMembership.distance,
+            Segment.kind,
+            Segment.interest,
+        )
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+    ).all()
+    # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
+    # segment with an interest vector, then the closest, then the oldest segment (rows come
+    # in no defined order, and PostgreSQL's differs from SQLite's).
+    memberships.sort(
+        key=lambda row: (
+            row.kind != "cluster",
+            row.interest is None,
+            row.distance if row.distance is not None else np.inf,
+            row.segment_id,
+        ),
+        reverse=True,
+    )
+    best: dict[int, tuple[int, np.ndarray | None]] = {}
+    for row in memberships:  # the best membership of each member is written last
+        interest = (
+            row.interest if row.interest is not None and row.interest.shape == (dim,) else None
+        )
+        best[row.member_id] = (row.segment_id, interest)
+    return best
 
 
 def _load_chunk(
-    session: Session,
-    member_ids: Sequence[int],
-    items: Sequence[ContentItem],
-    dim: int,
+    session: Session, member_ids: Sequence[int], state: RunState, dim: int, weights: RankingWeights
 ) -> _Chunk:
+    now = state.now
     members = session.execute(
         select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
     ).all()
     ids = [row.id for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
-    m, n = len(ids), len(items)
-    column_of = {item.key: column for column, item in enumerate(items)}
+    m, n = len(ids), len(state.items)
+    column_of = state.column_of
 
     interest = np.zeros((m, dim), dtype=np.float32)
     for member_id, vector in session.execute(
@@ -258,60 +259,51 @@ def _load_chunk(
             interest[row_of[member_id]] = vector
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
-    segment_labels: list[str | None] = [None] * m
-    latest_run = session.scalar(select(func.max(SegmentationRun.id)))
-    if latest_run is not None:
-        memberships = session.execute(
-            select(
-                SegmentMembership.member_id,
-                SegmentMembership.segment_id,
-                SegmentMembership.distance,
-                Segment.kind,
-                Segment.label,
-                Segment.interest,
-            )
-            .join(Segment, Segment.id == SegmentMembership.segment_id)
-            .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
-        ).all()
-        # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
-        # segment with an interest vector, then the closest, then the oldest segment (rows come
-        # in no defined order, and PostgreSQL's differs from SQLite's).
-        memberships.sort(
-            key=lambda row: (
-                row.kind != "cluster",
-                row.interest is None,
-                row.distance if row.distance is not None else np.inf,
-                row.segment_id,
-            ),
-            reverse=True,
-        )
-        for row in memberships:  # the best membership of each member is written last
-            index = row_of[row.member_id]
-            segment_labels[index] = row.label
-            if row.interest is not None and row.interest.shape == (dim,):
-                segment_interest[index] = row.interest
-            else:
-                segment_interest[index] = 0.0
+    segment_ids: list[int | None] = [None] * m
+    for member_id, (segment_id, vector) in _best_segments(session, ids, dim).items():
+        segment_ids[row_of[member_id]] = segment_id
+        if vector is not None:
+            segment_interest[row_of[member_id]] = vector
 
     excluded = np.zeros((m, n), dtype=bool)
-    history: list[list[tuple[int, str]]] = [[] for _ in range(m)]
+    recent: list[list[tuple[int, str]]] = [[] for _ in range(m)]
+    rows: list[int] = []
+    columns: list[int] = []
+    ages: list[float] = []
     consumed = session.execute(
-        select(ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.type)
+        select(
+            ActivityEvent.member_id,
+            ActivityEvent.content_key,
+            ActivityEvent.type,
+            ActivityEvent.occurred_at,
+        )
         .where(
             ActivityEvent.member_id.in_(ids),
             ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
             ActivityEvent.content_key.is_not(None),
+            ActivityEvent.occurred_at <= now,
         )
         .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
     )
-    for member_id, content_key, event_type in consumed:
+    for member_id, content_key, event_type, occurred_at in consumed:
         column = column_of.get(content_key)
         if column is None:
             continue
         row = row_of[member_id]
-        if not excluded[row, column] and len(history[row]) < HISTORY_LIMIT:
-            history[row].append((column, event_type))
+        if not excluded[row, column] and len(recent[row]) < HISTORY_LIMIT:
+            recent[row].append((column, event_type))
         excluded[row, column] = True
+        rows.append(row)
+        columns.append(column)
+        ages.append((now - occurred_at).total_seconds() / 86_400.0)
+    # Every engagement counts, the recent ones more: repeated visits mean a stronger interest.
+    history = sp.csr_matrix(
+        (
+            decay(np.array(ages), weights.interest_half_life_days).astype(np.float32),
+            (rows, columns),
+        ),
+        shape=(m, n),
+    )
 
     for member_id, context in session.execute(
         select(Message.member_id, Message.context).where(
@@ -325,86 +317,79 @@ def _load_chunk(
 
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
+    formats: list[list[str]] = [[] for _ in range(m)]
     for member_id, question_key, value in session.execute(
         select(Answer.member_id, Answer.question_key, Answer.value).where(
             Answer.member_id.in_(ids),
-            Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION)),
+            Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
         )
     ):
         row = row_of[member_id]
-        if question_key == _EXPECTATIONS_QUESTION and isinstance(value, str) and value.strip():
-            answers[row] = value.strip()
-        elif question_key == _GOALS_QUESTION:
-            chosen = value if isinstance(value, list) else [value]
-            goals[row] = [goal for goal in chosen if isinstance(goal, str) and goal]
+        if question_key == _EXPECTATIONS_QUESTION:
+            if isinstance(value, str) and value.strip():
+                answers[row] = value.strip()
+            continue
+        chosen = value if isinstance(value, list) else [value]
+        chosen = [option for option in chosen if isinstance(option, str) and option]
+        if question_key == _GOALS_QUESTION:
+            goals[row] = chosen
+        else:
+            formats[row] = chosen
 
     return _Chunk(
         member_ids=ids,
-        languages=[_language(row.language) for row in members],
+        languages=[language_code(row.language) for row in members],
         interest=interest,
         segment_interest=segment_interest,
-        segment_labels=segment_labels,
+        segment_ids=segment_ids,
         history=history,
+        recent=recent,
         excluded=excluded,
         answers=answers,
         goals=goals,
+        formats=formats,
     )
 
 
-def _popularity(session: Session, items: Sequence[ContentItem]) -> np.ndarray:
-    counts = dict(
-        session.execute(
-            select(ActivityEvent.content_key, func.count())
-            .where(
-                ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
-                ActivityEvent.content_key.is_not(None),
-            )
-            .group_by(ActivityEvent.content_key)
-        ).all()
-    )
-    return np.array([counts.get(item.key, 0) for item in items], dtype=np.float64)
-
-
-def _member_vectors(chunk: _Chunk, item_vectors: np.ndarray, history_weight: float) -> np.ndarray:
-    """Stated interest plus the mean of recently consumed items, as unit vectors."""
-    m, n = chunk.excluded.shape
-    recent = np.zeros((m, n), dtype=np.float32)
-    for row, consumed in enumerate(chunk.history):
-        recent[row, [column for column, _ in consumed]] = 1.0
-    history = _unit_rows(recent @ item_vectors) if n else np.zeros_like(chunk.interest)
-    return _unit_rows(_unit_rows(chunk.interest) + history_weight * history)
+def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
+    """``(m, n)`` bool: the item's kind is among the formats the member said they prefer."""
+    kinds = sorted({item.kind for item in state.items})
+    kind_index = {kind: index for index, kind in enumerate(kinds)}
+    prefers = np.zeros((len(chunk.member_ids), len(kinds) + 1), dtype=bool)
+    for row, chosen in enumerate(chunk.formats):
+        prefers[row, [kind_index[kind] for kind in chosen if kind in kind_index]] = True
+    item_kinds = np.array([kind_index[item.kind] for item in state.items], dtype=np.int64)
+    return prefers[:, item_kinds]
 
 
 def _evidence(
-    session: Session,
-    embedder: Embedder,
-    chunk: _Chunk,
-    items: Sequence[ContentItem],
-    item_vectors: np.ndarray,
+    session: Session, embedder: Embedder, chunk: _Chunk, state: RunState
 ) -> tuple[list[list[Evidence]], np.ndarray, np.ndarray]:
     """Each member's evidence, padded: ``(evidence lists, (m, e, d) vectors, (m, e) mask)``."""
+    labels = [
+        [goal_label(goal, language) for goal in goals]
+        for goals, language in zip(chunk.goals, chunk.languages, strict=True)
+    ]
     texts = sorted(
-        {answer for answer in chunk.answers if answer}
-        | {goal.replace("_", " ") for goals in chunk.goals for goal in goals}
+        {answer for answer in chunk.answers if answer} | {label for row in labels for label in row}
     )
-    text_vectors = embed_texts_cached(session, embedder, texts)
-    vector_of = dict(zip(texts, text_vectors, strict=True))
+    vector_of = dict(zip(texts, embed_texts_cached(session, embedder, texts), strict=True))
 
     evidence: list[list[Evidence]] = []
     vectors: list[list[np.ndarray]] = []
-    for row, language in enumerate(chunk.languages):
+    for row in range(len(chunk.member_ids)):
         found: list[Evidence] = []
         found_vectors: list[np.ndarray] = []
-        if chunk.answers[row]:
-            found.append(Evidence(EvidenceKind.ANSWER, chunk.answers[row] or ""))
-            found_vectors.append(vector_of[chunk.answers[row] or ""])
-        for goal in chunk.goals[row]:
-            found.append(Evidence(EvidenceKind.GOAL, goal_label(goal, language)))
-            found_vectors.append(vector_of[goal.replace("_", " ")])
-        for column, event_type in chunk.history[row]:
-            kind = EvidenceKind.ATTENDED if event_type == "event_attended" else EvidenceKind.READ
-            found.append(Evidence(kind, items[column].title))
-            found_vectors.append(item_vectors[column])
+        answer = chunk.answers[row]
+        if answer:
+            found.append(Evidence(EvidenceKind.ANSWER, answer))
+            found_vectors.append(vector_of[answer])
+        for label in labels[row]:
+            found.append(Evidence(EvidenceKind.GOAL, label))
+            found_vectors.append(vector_of[label])
+        for column, event_type in chunk.recent[row]:
+            found.append(_consumed(state, column, event_type))
+            found_vectors.append(state.vectors[column])
         evidence.append(found)
         vectors.append(found_vectors)
 
@@ -419,6 +404,93 @@ def _evidence(
     return evidence, padded, mask
 
 
+def _consumed(state: RunState, column: int, event_type: str) -> Evidence:
+    kind = EvidenceKind.ATTENDED if event_type == "event_attended" else EvidenceKind.READ
+    return Evidence(kind, state.items[column].title)
+
+
+def _co_engagement_sources(
+    chunk: _Chunk, state: RunState, indices: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each recommended item, the member's recent item most co-engaged with it.
+
+    Returns:
+        ``(source, strength)``, both ``(m, k)``: the index into ``chunk.recent[row]`` and the
+        co-engagement between the two items relative to the recent item's strongest one (1 for
+        its most co-engaged item, 0 when none).
+    """
+    m, k = indices.shape
+    width = max((len(recent) for recent in chunk.recent), default=0)
+    if width == 0 or k == 0:
+        return np.zeros((m, k), dtype=np.int64), np.zeros((m, k), dtype=np.float32)
+    recent = np.full((m, width), -1, dtype=np.int64)
+    for row, consumed in enumerate(chunk.recent):
+        recent[row, : len(consumed)] = [column for column, _ in consumed]
+    sources = np.broadcast_to(recent[:, :, None], (m, width, k))
+    targets = np.broadcast_to(indices[:, None, :], (m, width, k))
+    valid = (sources >= 0) & (targets >= 0)
+    strength = np.zeros((m, width, k), dtype=np.float32)
+    if valid.any():
+        top = state.co_engagement.max(axis=1).toarray().ravel()
+        pairs = np.asarray(
+            state.co_engagement[sources[valid], targets[valid]], dtype=np.float32
+        ).ravel()
+        strongest = top[sources[valid]]
+        strength[valid] = np.divide(pairs, strongest, out=np.zeros_like(pairs), where=strongest > 0)
+    best = np.argmax(strength, axis=1)
+    return best, np.take_along_axis(strength, best[:, None, :], axis=1)[:, 0, :]
+
+
+def _unit(vectors: np.ndarray) -> np.ndarray:
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
+
+
+def _reasons(
+    session: Session,
+    embedder: Embedder,
+    chunk: _Chunk,
+    state: RunState,
+    indices: np.ndarray,
+    weights: RankingWeights,
+) -> list[list[str]]:
+    """The reason of each recommended item, in the member's language."""
+    m, k = indices.shape
+    evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
+    recommended = (
+        state.vectors[np.clip(indices, 0, None)]
+        if len(state.items)
+        else np.zeros((m, k, embedder.dim), dtype=np.float32)
+    )
+    # What every item of the member's language shares ("community") says nothing about why
+    # this item: compare evidence and items once it is taken out.
+    zero = np.zeros(embedder.dim, dtype=np.float32)
+    centres = np.stack([state.centres.get(language, zero) for language in chunk.languages])
+    best, similarity = closest_evidence(
+        _unit(evidence_vectors - centres[:, None, :]),
+        evidence_mask,
+        _unit(recommended - centres[:, None, :]),
+    )
+    source, strength = _co_engagement_sources(chunk, state, indices)
+    reasons: list[list[str]] = []
+    for row in range(m):
+        language = chunk.languages[row]
+        listed: list[str] = []
+        for position in range(k):
+            if indices[row, position] < 0:
+                break
+            if similarity[row, position] >= weights.reason_min_similarity:
+                reason = reason_text(evidence[row][int(best[row, position])], language)
+            elif strength[row, position] >= CO_ENGAGEMENT_REASON:
+                column, event_type = chunk.recent[row][int(source[row, position])]
+                reason = co_engagement_reason(_consumed(state, column, event_type), language)
+            else:
+                reason = popular_reason(chunk.segment_ids[row] is not None, language)
+            listed.append(reason)
+        reasons.append(listed)
+    return reasons
+
+
 def recommend_for_members(
     session: Session,
     embedder: Embedder,
@@ -428,12 +500,17 @@ def recommend_for_members(
     weights: RankingWeights | None = None,
     *,
     run_id: int | None = None,
+    kinds: Collection[str] | None = None,
 ) -> MatchSummary:
     """Rank content for a chunk of members and replace their recommendations, with reasons.
 
-    Eligible items are in the member's language, published, not expired, not past events, and
-    neither consumed (viewed, attended, clicked) nor carried by a message sent to the member.
-    The chunk's previous recommendations are deleted; the caller commits.
+    Each member's items blend similarity to their answers and to what they consumed (recent
+    consumption counting more), co-engagement (members who consumed the same items also consumed
+    these), their segment's interest and popularity, and freshness (see :class:`RankingWeights`).
+    Eligible items are in the member's language, of one of ``kinds``, published, not expired,
+    not past events, and neither consumed (viewed, attended, clicked) nor carried by a message
+    sent to the member. Only activity up to ``now`` counts. The chunk's previous recommendations
+    are deleted; the caller commits.
 
     Args:
         session: The database session.
@@ -442,75 +519,71 @@ def recommend_for_members(
         now: The current time (timezone-aware).
         k: Recommendations per member.
         weights: Ranking weights; the defaults when none.
-        run_id: The match run to file the rows under; a new one is started when none.
+        run_id: The match run to file the rows under; a new one is started when none. What the
+            run shares (co-engagement, popularity) is learned on its first chunk only.
+        kinds: Recommend only items of these kinds (``article``, ``event``...); all when none.
 
     Returns:
-        A summary: members processed, rows written, members left without any eligible item.
+        A summary: members processed, rows written, members left without any eligible item,
+        members ranked without answers or history.
     """
     weights = weights or RankingWeights()
     if run_id is None:
-        run_id = start_match_run(session, embedder, weights, k)
-    items, item_vectors = load_content_vectors(session, embedder)
-    chunk = _load_chunk(session, list(member_ids), items, embedder.dim)
+        run_id = start_match_run(session, embedder, weights, k, kinds=kinds)
+    state = load_run_state(session, embedder, now, weights, run_id)
+    chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
     session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
-    item_languages = np.array([_language(item.language) for item in items], dtype=object)
+    item_languages = np.array([item.language for item in state.items], dtype=object)
     member_languages = np.array(chunk.languages, dtype=object)
-    same_language = member_languages[:, None] == item_languages[None, :]
-    item_ok = same_language & item_available(items, now)[None, :]
+    item_ok = (member_languages[:, None] == item_languages[None, :]) & state.available[None, :]
+    if kinds is not None:
+        wanted = set(kinds)
+        allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
+        item_ok &= allowed[None, :]
+    popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
     indices, scores = rank_content(
-        member_interest=_member_vectors(chunk, item_vectors, weights.history),
-        segment_interest=_unit_rows(chunk.segment_interest),
+        member_interest=chunk.interest,
+        segment_interest=chunk.segment_interest,
         excluded=chunk.excluded,
-        item_vectors=item_vectors,
+        item_vectors=state.vectors,
         item_ok=item_ok,
-        freshness=item_freshness(items, now, weights.freshness_half_life_days),
+        freshness=state.freshness,
         weights=weights,
         k=k,
-        popularity=_popularity(session, items),
+        popularity=state.popularity,
+        popularity_rows=np.array(popularity_rows, dtype=np.int64),
+        history=chunk.history,
+        co_engagement=state.co_engagement,
+        format_match=_format_match(chunk, state),
     )
+    reasons = _reasons(session, embedder, chunk, state, indices, weights)
 
-    evidence, evidence_vectors, evidence_mask = _evidence(
-        session, embedder, chunk, items, item_vectors
-    )
-    recommended_vectors = (
-        item_vectors[np.clip(indices, 0, None)]
-        if len(items)
-        else np.zeros((m, k, embedder.dim), dtype=np.float32)
-    )
-    best, similarity = closest_evidence(evidence_vectors, evidence_mask, recommended_vectors)
-
-    rows: list[dict[str, Any]] = []
-    for row, member_id in enumerate(chunk.member_ids):
-        language = chunk.languages[row]
-        for position in range(k):
-            column = int(indices[row, position])
-            if column < 0:
-                break
-            if similarity[row, position] >= weights.reason_min_similarity:
-                reason = reason_text(evidence[row][int(best[row, position])], language)
-            else:
-                reason = popular_reason(chunk.segment_labels[row], language)
-            rows.append(
-                {
-                    "member_id": member_id,
-                    "content_item_id": items[column].id,
-                    "run_id": run_id,
-                    "rank": position + 1,
-                    "score": float(scores[row, position]),
-                    "reason": reason,
-                }
-            )
+    rows: list[dict[str, Any]] = [
+        {
+            "member_id": member_id,
+            "content_item_id": state.items[int(indices[row, position])].id,
+            "run_id": run_id,
+            "rank": position + 1,
+            "score": float(scores[row, position]),
+            "reason": reason,
+        }
+        for row, member_id in enumerate(chunk.member_ids)
+        for position, reason in enumerate(reasons[row])
+    ]
     if rows:
         session.execute(insert(Recommendation), rows)
+    has_history = np.diff(chunk.history.indptr) > 0
+    has_answers = np.abs(chunk.interest).sum(axis=1) > 0
     return MatchSummary(
         run_id=run_id,
         members=m,
         recommendations=len(rows),
         members_without_items=int((indices[:, 0] < 0).sum()) if k else m,
+        cold_start=int((~has_history & ~has_answers).sum()),
     )
 
 

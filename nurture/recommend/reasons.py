@@ -1,7 +1,9 @@
 """Readable reasons: why an item was recommended, in the member's language.
 
 The reason names the closest piece of evidence the member gave us (their free-text answer, a
-goal they chose, content they consumed) or, when none is close enough, their segment.
+goal they chose, content they consumed); when none is close enough, the content they consumed
+that other members consumed together with the item; else the item's popularity with members like
+them (their segment) or in the whole community.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ __all__ = [
     "Evidence",
     "EvidenceKind",
     "closest_evidence",
+    "co_engagement_reason",
     "goal_label",
     "popular_reason",
     "reason_text",
@@ -65,16 +68,20 @@ _TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
         EvidenceKind.GOAL: "You want to: {text}",
         EvidenceKind.READ: "Because you read “{text}”",
         EvidenceKind.ATTENDED: "Because you attended “{text}”",
-        "popular_segment": "Popular with members like you ({text})",
-        "popular": "Popular with members like you",
+        "co_read": "Members who read “{text}” also liked this",
+        "co_attended": "Members who attended “{text}” also liked this",
+        "popular_segment": "Popular with members like you",
+        "popular": "Popular in the community",
     },
     "fr": {
         EvidenceKind.ANSWER: "Vous avez dit : « {text} »",
         EvidenceKind.GOAL: "Vous souhaitez : {text}",
         EvidenceKind.READ: "Parce que vous avez lu « {text} »",
         EvidenceKind.ATTENDED: "Parce que vous avez participé à « {text} »",
-        "popular_segment": "Apprécié des membres qui vous ressemblent ({text})",
-        "popular": "Apprécié des membres qui vous ressemblent",
+        "co_read": "Les membres qui ont lu « {text} » ont aussi apprécié ce contenu",
+        "co_attended": "Les membres qui ont participé à « {text} » ont aussi apprécié ce contenu",
+        "popular_segment": "Apprécié des membres qui vous ressemblent",
+        "popular": "Populaire dans la communauté",
     },
 }
 
@@ -134,20 +141,32 @@ def reason_text(evidence: Evidence, language: str) -> str:
     return _TEMPLATES[_language(language)][evidence.kind].format(text=text)
 
 
-def popular_reason(segment_label: str | None, language: str) -> str:
-    """The reason given when no evidence of the member's is close enough to the item.
+def co_engagement_reason(evidence: Evidence, language: str) -> str:
+    """The reason given for an item that members who consumed ``evidence`` also consumed.
 
     Args:
-        segment_label: The label of the member's current segment, if they have one.
+        evidence: What the member read (``READ``) or attended (``ATTENDED``).
         language: The member's language.
 
     Returns:
-        ``Popular with members like you (<segment label>)``, or without the label.
+        For example ``Members who read “Measure community ROI” also liked this``.
     """
-    templates = _TEMPLATES[_language(language)]
-    if segment_label:
-        return templates["popular_segment"].format(text=segment_label)
-    return templates["popular"]
+    key = "co_attended" if evidence.kind == EvidenceKind.ATTENDED else "co_read"
+    return _TEMPLATES[_language(language)][key].format(text=evidence.text)
+
+
+def popular_reason(in_segment: bool, language: str) -> str:
+    """The reason given when nothing the member told us or did explains the item.
+
+    Args:
+        in_segment: Whether the member belongs to a segment (their segment's popularity ranked
+            the item), rather than to none (the community's did).
+        language: The member's language.
+
+    Returns:
+        ``Popular with members like you``, or ``Popular in the community``.
+    """
+    return _TEMPLATES[_language(language)]["popular_segment" if in_segment else "popular"]
 
 
 def closest_evidence(

@@ -323,21 +323,82 @@ def test_near_duplicates_are_not_listed_together(session, embedder, library):
     assert len({"b2b-masterclass", "b2b-masterclass-copy"} & set(keys)) == 1
 
 
-def test_cold_start_member_gets_popular_items_with_segment_reason(session, embedder, library):
-    fans = [_member(session, f"fan{i}@example.org") for i in range(3)]
-    for fan in fans:
-        _event(session, fan, "content_view", "roi-webinar")
-    newcomer = _member(session, "new@example.org")
-    run = SegmentationRun(algorithm="kmeans", n_segments=1)
-    segment = Segment(key="seg-1", label="Data-driven managers")
+def _segment(session, key, members, *, run=None, interest=None, kind="cluster"):
+    run = run or SegmentationRun(algorithm="kmeans", n_segments=1)
+    segment = Segment(key=key, label=f"Label of {key}", interest=interest, kind=kind)
     session.add_all([run, segment])
     session.flush()
-    session.add(SegmentMembership(run_id=run.id, member_id=newcomer.id, segment_id=segment.id))
+    for member in members:
+        session.add(SegmentMembership(run_id=run.id, member_id=member.id, segment_id=segment.id))
+    session.flush()
+    return run, segment
+
+
+def test_member_with_nothing_gets_their_segments_favourites(session, embedder, library):
+    """Cold start: no answers, no history; the segment's most engaged items come first."""
+    data_people = [_member(session, f"data{i}@example.org") for i in range(3)]
+    event_people = [_member(session, f"events{i}@example.org") for i in range(3)]
+    for person in data_people:
+        _event(session, person, "content_view", "roi-webinar")
+    for person in event_people:
+        _event(session, person, "content_view", "events-playbook")
+        _event(session, person, "content_view", "events-playbook", days_ago=2)
+    newcomer = _member(session, "new@example.org")
+    run, _ = _segment(session, "seg-data", [*data_people, newcomer])
+    _segment(session, "seg-events", event_people, run=run)
+
     summary = recommend_for_members(session, embedder, [newcomer.id], NOW, k=3)
+
     items = recommendations_for(session, newcomer.id)
-    assert summary.recommendations == 3
-    assert items[0].key == "roi-webinar"
-    assert items[0].reason == "Popular with members like you (Data-driven managers)"
+    assert summary.recommendations == 3 and summary.cold_start == 1
+    assert items[0].key == "roi-webinar"  # the segment's favourite, not the community's
+    assert items[0].reason == "Popular with members like you"
+
+
+def test_member_with_nothing_and_no_segment_gets_the_communitys_best(session, embedder, library):
+    for i in range(3):
+        _event(session, _member(session, f"fan{i}@example.org"), "content_view", "churn-guide")
+    _event(session, _member(session, "one@example.org"), "content_view", "roi-webinar")
+    newcomer = _member(session, "new@example.org")
+    session.flush()
+
+    recommend_for_members(session, embedder, [newcomer.id], NOW, k=3)
+
+    items = recommendations_for(session, newcomer.id)
+    assert [item.key for item in items[:2]] == ["churn-guide", "roi-webinar"]
+    assert {item.reason for item in items} == {"Popular in the community"}
+
+
+def test_french_cold_start_reason_is_in_french(session, embedder, library):
+    newcomer = _member(session, "lea@example.org", language="fr")
+    recommend_for_members(session, embedder, [newcomer.id], NOW, k=1)
+    [item] = recommendations_for(session, newcomer.id)
+    assert item.language == "fr" and item.reason == "Populaire dans la communauté"
+
+
+def test_member_with_only_answers_gets_items_from_their_answers(session, embedder, library):
+    """Cold start: answers, no activity; the answers rank and explain the list."""
+    for i in range(5):  # the community's favourite is elsewhere
+        _event(session, _member(session, f"fan{i}@example.org"), "content_view", "oss-maintainers")
+    member = _member(session, "ana@example.org")
+    answer = "We run community events and meetups"
+    session.add_all(
+        [
+            Answer(member_id=member.id, question_key="expectations", value=answer),
+            Answer(member_id=member.id, question_key="goals", value=["measure_roi"]),
+        ]
+    )
+    _profile(session, member, _vector(session, embedder, f"{answer} measure roi"))
+    session.flush()
+
+    summary = recommend_for_members(session, embedder, [member.id], NOW, k=4)
+
+    items = recommendations_for(session, member.id)
+    assert summary.cold_start == 0
+    assert [item.key for item in items[:2]] == ["events-playbook", "roi-webinar"]
+    reasons = {item.key: item.reason for item in items}
+    assert reasons["events-playbook"] == f"You said: “{answer}”"
+    assert reasons["roi-webinar"] == "You want to: measure ROI"
 
 
 def test_a_tie_between_segments_goes_to_the_oldest_segment(session, embedder, library):
@@ -350,9 +411,17 @@ def test_a_tie_between_segments_goes_to_the_oldest_segment(session, embedder, li
     for segment in (older, newer):  # neither has a distance nor an interest: a tie
         session.add(SegmentMembership(run_id=run.id, member_id=newcomer.id, segment_id=segment.id))
         session.flush()
+    old_fan, new_fan = _member(session, "old@example.org"), _member(session, "new@example.org")
+    _event(session, old_fan, "content_view", "churn-guide")
+    for days_ago in (1, 2):
+        _event(session, new_fan, "content_view", "roi-webinar", days_ago=days_ago)
+    session.add(SegmentMembership(run_id=run.id, member_id=old_fan.id, segment_id=older.id))
+    session.add(SegmentMembership(run_id=run.id, member_id=new_fan.id, segment_id=newer.id))
+    session.flush()
     recommend_for_members(session, embedder, [newcomer.id], NOW, k=1)
     [item] = recommendations_for(session, newcomer.id)
-    assert item.reason == "Popular with members like you (Older segment)"
+    assert item.key == "churn-guide"  # the older segment's favourite
+    assert item.reason == "Popular with members like you"
 
 
 def test_segment_interest_of_latest_run_is_the_fallback(session, embedder, library):
@@ -454,3 +523,119 @@ def test_empty_library_gives_empty_lists(session, embedder):
     summary = recommend_for_members(session, embedder, [member.id], NOW)
     assert (summary.members, summary.recommendations, summary.members_without_items) == (1, 0, 1)
     assert recommendations_for(session, member.id) == []
+
+
+def _oss_governance():
+    return _item(
+        "oss-governance",
+        "article",
+        "en",
+        "Open source governance",
+        "Governance for open source maintainers and contributors.",
+        ["open_source"],
+    )
+
+
+@pytest.mark.parametrize(
+    ("oss_days_ago", "events_days_ago", "first"),
+    [(400, 1, "future-meetup"), (1, 400, "oss-governance")],
+)
+def test_recent_history_counts_more_than_old(
+    session, embedder, library, oss_days_ago, events_days_ago, first
+):
+    session.add(_oss_governance())
+    member = _member(session, "hal@example.org")
+    _event(session, member, "content_view", "oss-maintainers", days_ago=oss_days_ago)
+    _event(session, member, "content_view", "events-playbook", days_ago=events_days_ago)
+    session.flush()
+    weights = RankingWeights(interest_half_life_days=30, freshness=0.0, popularity=0.0)
+    recommend_for_members(session, embedder, [member.id], NOW, weights=weights)
+    keys = _keys(session, member)
+    assert keys[0] == first
+    assert not {"oss-maintainers", "events-playbook"} & set(keys)  # consumed, however long ago
+
+
+def test_co_engagement_recommends_what_similar_readers_read(session, embedder, library):
+    for i in range(4):
+        reader = _member(session, f"reader{i}@example.org")
+        _event(session, reader, "content_view", "churn-guide")
+        _event(session, reader, "content_view", "roi-webinar")
+    for i in range(4):
+        organiser = _member(session, f"organiser{i}@example.org")
+        _event(session, organiser, "content_view", "oss-maintainers")
+        _event(session, organiser, "content_view", "events-playbook")
+        _event(session, organiser, "content_view", "events-playbook", days_ago=3)
+    member = _member(session, "ivy@example.org")
+    _event(session, member, "content_view", "churn-guide")
+    session.flush()
+    weights = RankingWeights(popularity=0.0, freshness=0.0)
+
+    recommend_for_members(session, embedder, [member.id], NOW, weights=weights)
+
+    [first, *_] = recommendations_for(session, member.id)
+    assert first.key == "roi-webinar"
+    assert first.reason == "Members who read “Reduce churn with onboarding” also liked this"
+
+
+def test_activity_after_now_is_ignored(session, embedder, library):
+    member = _member(session, "jo@example.org")
+    _event(session, member, "content_view", "b2b-masterclass", days_ago=-1)  # tomorrow
+    session.flush()
+    summary = recommend_for_members(session, embedder, [member.id], NOW)
+    assert "b2b-masterclass" in _keys(session, member)
+    assert summary.cold_start == 1
+
+
+def test_kinds_filter_the_items(session, embedder, library):
+    member = _member(session, "kim@example.org")
+    session.flush()
+    run_id = start_match_run(session, embedder, kinds={"webinar", "event"})
+    recommend_for_members(session, embedder, [member.id], NOW, run_id=run_id, kinds={"webinar"})
+    assert _keys(session, member) == ["roi-webinar"]
+    assert session.get(MatchRun, run_id).params["kinds"] == ["event", "webinar"]
+
+
+def test_what_the_run_shares_is_learned_once_per_run(session, embedder, library, monkeypatch):
+    from nurture.recommend import run_state
+
+    builds = []
+    build = run_state.build_run_state
+    monkeypatch.setattr(
+        run_state, "build_run_state", lambda *args: builds.append(1) or build(*args)
+    )
+    members = [_member(session, f"n{i}@example.org") for i in range(4)]
+    run_id = start_match_run(session, embedder)
+    for chunk in (members[:2], members[2:]):
+        recommend_for_members(session, embedder, [m.id for m in chunk], NOW, run_id=run_id)
+    assert len(builds) == 1
+    next_run = start_match_run(session, embedder)
+    recommend_for_members(session, embedder, [members[0].id], NOW, run_id=next_run)
+    assert len(builds) == 2
+    recommend_for_members(session, embedder, [members[0].id], NOW)  # a run of its own
+    assert len(builds) == 3
+
+
+def test_every_reason_names_the_members_own_evidence(session, embedder, library):
+    session.add(_oss_governance())
+    member = _member(session, "lou@example.org")
+    answer = "Open source contributors and maintainers"
+    session.add_all(
+        [
+            Answer(member_id=member.id, question_key="expectations", value=answer),
+            Answer(member_id=member.id, question_key="goals", value=["reduce_churn"]),
+        ]
+    )
+    _event(session, member, "event_attended", "events-playbook")
+    _profile(session, member, _vector(session, embedder, answer))
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    allowed = {
+        f"You said: “{answer}”",
+        "You want to: reduce churn",
+        "Because you attended “Run memorable community events”",
+        "Members who attended “Run memorable community events” also liked this",
+        "Popular in the community",
+    }
+    reasons = [item.reason for item in recommendations_for(session, member.id)]
+    assert reasons and set(reasons) <= allowed
+    assert {f"You said: “{answer}”", "You want to: reduce churn"} <= set(reasons)

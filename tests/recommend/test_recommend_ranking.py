@@ -2,8 +2,16 @@ import time
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 
-from nurture.recommend import RankingWeights, rank_content
+from nurture.recommend import (
+    RankingWeights,
+    co_engagement_scores,
+    learn_co_engagement,
+    rank_content,
+    select_diverse,
+)
+from nurture.recommend.ranking import decay, normalise_popularity
 
 
 def _unit(matrix: np.ndarray) -> np.ndarray:
@@ -140,3 +148,135 @@ def test_chunk_of_1000_members_by_300_items_is_fast():
     assert not excluded[rows, indices].any()
     assert all(len(set(row)) == 10 for row in indices.tolist())
     assert elapsed < 2.0, f"ranking took {elapsed:.2f}s"
+
+
+def test_history_alone_ranks_items_near_what_the_member_consumed():
+    zeros = np.zeros((1, 4), np.float32)
+    history = sp.csr_matrix(np.array([[0.0, 0.0, 1.0, 0.0]], np.float32))
+    items = _unit(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0.1, 1, 0]], float))
+    excluded = np.array([[False, False, True, False]])
+    indices, _ = _rank(zeros, zeros, items, excluded=excluded, history=history, k=1)
+    assert indices[0, 0] == 3
+
+
+def test_old_history_weighs_less_than_recent():
+    member = np.zeros((1, 4), np.float32)
+    recent, old = decay(np.array([1.0, 400.0]), half_life_days=30)
+    history = sp.csr_matrix(np.array([[recent, old, 0, 0]], np.float32))
+    items = _unit(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [1, 0, 0.2, 0], [0, 1, 0.2, 0]], float))
+    excluded = np.array([[True, True, False, False]])
+    indices, _ = _rank(member, member, items, excluded=excluded, history=history, k=2)
+    assert indices[0].tolist() == [2, 3]
+
+
+def test_decay_halves_every_half_life():
+    assert decay(np.array([0.0, 30.0, 60.0, -5.0]), 30.0).tolist() == [1.0, 0.5, 0.25, 1.0]
+
+
+def test_co_engagement_is_learned_from_who_engaged_with_what():
+    # members 0-9 engaged with items 0 and 1; member 10 with items 0 and 2; 11-13 with 3 only
+    members = np.array([*range(10), *range(10), 10, 10, 11, 12, 13])
+    items = np.array([0] * 10 + [1] * 10 + [0, 2, 3, 3, 3])
+    learned = learn_co_engagement(members, items, 5, shrinkage=1.0).toarray()
+    assert np.allclose(learned, learned.T)
+    assert np.diag(learned).tolist() == [0.0] * 5
+    assert learned.min() >= 0 and learned.max() <= 1
+    assert learned[0, 1] > learned[0, 2] > 0  # ten members share 0 and 1, one shares 0 and 2
+    assert learned[3].sum() == 0 and learned[4].sum() == 0  # no shared members, no neighbour
+    pruned = learn_co_engagement(members, items, 5, neighbours=1).toarray()
+    assert (pruned > 0).sum(axis=1).tolist() == [1, 1, 1, 0, 0]
+
+
+def test_co_engagement_ranks_what_members_like_you_also_engaged_with():
+    zeros = np.zeros((1, 4), np.float32)
+    items = _unit(np.array([[1, 0, 0, 0], [0, 1, 0, 0], [0, 0, 1, 0], [0, 0, 0, 1]], float))
+    co = learn_co_engagement(np.array([0, 0, 1, 1]), np.array([0, 3, 0, 3]), 4)
+    history = sp.csr_matrix(np.array([[1.0, 0, 0, 0]], np.float32))
+    excluded = np.array([[True, False, False, False]])
+    indices, _ = _rank(
+        zeros, zeros, items, excluded=excluded, history=history, co_engagement=co, k=1
+    )
+    assert indices[0, 0] == 3
+    scores = co_engagement_scores(history, co)
+    assert scores.tolist() == [[0.0, 0.0, 0.0, 1.0]]
+
+
+def test_segment_popularity_rows_rank_each_members_segment_favourites():
+    zeros = np.zeros((3, 4), np.float32)
+    popularity = np.array([[0, 9, 0, 0], [0, 0, 9, 0], [5, 0, 0, 0]], float)  # 2 segments, all
+    indices, _ = _rank(
+        zeros, zeros, ITEMS, popularity=popularity, popularity_rows=np.array([1, 0, 2]), k=1
+    )
+    assert indices[:, 0].tolist() == [2, 1, 0]
+    assert normalise_popularity(np.zeros(3)).tolist() == [1.0, 1.0, 1.0]
+
+
+def test_missing_signals_hand_their_weight_to_the_others():
+    """A member with answers only scores as if answers held the whole personal share."""
+    member = ITEMS[[0]]
+    zeros = np.zeros_like(member)
+    weights = RankingWeights(popularity=0, freshness=0, format=0)
+    _, scores = _rank(member, zeros, ITEMS, k=1, weights=weights)
+    share = weights.member + weights.history + weights.co_engagement + weights.segment
+    assert scores[0, 0] == pytest.approx(share)
+
+
+def test_preferred_formats_get_a_bonus():
+    member = _unit(np.array([[1, 1, 0, 0]], float))
+    prefers = np.array([[False, True, False, False]])
+    indices, _ = _rank(member, np.zeros_like(member), ITEMS, format_match=prefers, k=1)
+    assert indices[0, 0] == 1
+
+
+def test_candidates_do_not_change_the_top_when_no_item_is_a_duplicate():
+    rng = np.random.default_rng(3)
+    items = _unit(rng.normal(size=(200, 32)))
+    scores = rng.normal(size=(50, 200))
+    everything, _ = select_diverse(scores, items, 5, 1.0, 1.0)
+    pooled, _ = select_diverse(scores, items, 5, 1.0, 1.0, candidates=5)
+    assert (everything == pooled).all()
+    assert (everything == np.argsort(-scores, axis=1)[:, :5]).all()
+
+
+def test_new_inputs_of_the_wrong_shape_are_refused():
+    with pytest.raises(ValueError, match="history"):
+        _rank(ITEMS[[0]], ITEMS[[0]], ITEMS, history=np.zeros((2, 4)))
+    with pytest.raises(ValueError, match="popularity_rows"):
+        _rank(ITEMS[[0]], ITEMS[[0]], ITEMS, popularity=np.ones((2, 4)), popularity_rows=[0, 1])
+    with pytest.raises(ValueError, match=r"popularity_rows must lie in \[0, 2\)"):
+        _rank(ITEMS[[0]], ITEMS[[0]], ITEMS, popularity=np.ones((2, 4)), popularity_rows=[2])
+    with pytest.raises(ValueError, match=r"popularity of shape \(r, 4\)"):
+        _rank(ITEMS[[0]], ITEMS[[0]], ITEMS, popularity=np.ones(4), popularity_rows=[0])
+
+
+def test_chunk_with_every_signal_on_5000_items_is_fast():
+    rng = np.random.default_rng(2)
+    m, n, d = 500, 5000, 384
+    items = _unit(rng.normal(size=(n, d)))
+    engaged = rng.integers(0, n, (m, 10))
+    history = sp.csr_matrix(
+        (np.ones(engaged.size, np.float32), (np.repeat(np.arange(m), 10), engaged.ravel())),
+        shape=(m, n),
+    )
+    co = learn_co_engagement(np.repeat(np.arange(m), 10), engaged.ravel(), n)
+    excluded = history.toarray() > 0
+    _rank(ITEMS[[0]], ITEMS[[0]], ITEMS)  # imports and first calls out of the timing
+    started = time.perf_counter()
+    indices, scores = _rank(
+        _unit(rng.normal(size=(m, d))),
+        _unit(rng.normal(size=(m, d))),
+        items,
+        excluded=excluded,
+        ok=rng.random((m, n)) < 0.5,
+        freshness=rng.random(n),
+        popularity=rng.integers(0, 100, (11, n)),
+        popularity_rows=rng.integers(0, 11, m),
+        history=history,
+        co_engagement=co,
+        format_match=rng.random((m, n)) < 0.3,
+        k=10,
+    )
+    elapsed = time.perf_counter() - started
+    assert (indices >= 0).all() and np.isfinite(scores).all()
+    assert not excluded[np.arange(m)[:, None], indices].any()
+    assert elapsed < 3.0, f"ranking took {elapsed:.2f}s"

@@ -1,0 +1,365 @@
+"""What a match run learns once and every chunk of members shares.
+
+The content library (items, embeddings, availability and freshness at the run's time), the
+item-item co-engagement learned from every member's activity, and each segment's popularity:
+computed once per match run, kept in memory for the run's next chunks (keyed by database, run and
+time), never per member.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import threading
+from collections import OrderedDict
+from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.sparse as sp
+from sqlalchemy import func, select
+from sqlalchemy.orm import Session
+
+from nurture.embedding import Embedder
+from nurture.recommend.content import load_content_vectors
+from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
+from nurture.storage.models import (
+    ActivityEvent,
+    ContentItem,
+    MatchRun,
+    SegmentationRun,
+    SegmentMembership,
+)
+
+__all__ = [
+    "CONSUMING_EVENT_TYPES",
+    "ItemInfo",
+    "RunState",
+    "item_available",
+    "item_freshness",
+    "load_run_state",
+]
+
+CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
+"""Activity types whose ``content_key`` means the member consumed that item."""
+
+_STREAM_ROWS = 50_000
+_CACHED_RUNS = 2
+_SECONDS_PER_DAY = 86_400.0
+
+
+@dataclass(frozen=True)
+class ItemInfo:
+    """What ranking and reasons need of a content item, detached from any session.
+
+    Attributes:
+        id: The content item's id.
+        key: Its key.
+        title: Its title.
+        kind: article, event, webinar, masterclass or discussion.
+        language: Two-letter language code, lower case.
+        published_at: When it was published, if known.
+        event_start: When the event starts, for events.
+        expires_at: When it stops being recommended, if ever.
+    """
+
+    id: int
+    key: str
+    title: str
+    kind: str
+    language: str
+    published_at: dt.datetime | None
+    event_start: dt.datetime | None
+    expires_at: dt.datetime | None
+
+
+def language_code(code: str | None) -> str:
+    """The two-letter, lower-case language of a member or an item (``en`` when unknown)."""
+    return (code or "en")[:2].lower()
+
+
+def item_available(items: Sequence[ContentItem | ItemInfo], now: dt.datetime) -> np.ndarray:
+    """Which items can be recommended at ``now``, whoever the member.
+
+    An item is available when it is published, not expired, and (for events) not started yet.
+
+    Args:
+        items: The content items.
+        now: The current time (timezone-aware).
+
+    Returns:
+        An ``(len(items),)`` bool array.
+    """
+    return np.array(
+        [
+            (item.published_at is None or item.published_at <= now)
+            and (item.expires_at is None or item.expires_at > now)
+            and (item.event_start is None or item.event_start >= now)
+            for item in items
+        ],
+        dtype=bool,
+    )
+
+
+def item_freshness(
+    items: Sequence[ContentItem | ItemInfo], now: dt.datetime, half_life_days: float
+) -> np.ndarray:
+    """Freshness of each item in ``[0, 1]``: recently published, or an event coming up soon.
+
+    Freshness halves every ``half_life_days`` since publication; for an event still to come it
+    is at least what the time left until the event gives. An undated item counts as half fresh.
+
+    Args:
+        items: The content items.
+        now: The current time (timezone-aware).
+        half_life_days: Days after which freshness halves.
+
+    Returns:
+        An ``(len(items),)`` float array.
+    """
+
+    def days(delta: dt.timedelta) -> float:
+        return max(delta.total_seconds(), 0.0) / _SECONDS_PER_DAY
+
+    fresh = np.full(len(items), 0.5, dtype=np.float64)
+    for index, item in enumerate(items):
+        values = []
+        if item.published_at is not None:
+            values.append(0.5 ** (days(now - item.published_at) / half_life_days))
+        if item.event_start is not None and item.event_start >= now:
+            values.append(0.5 ** (days(item.event_start - now) / half_life_days))
+        if values:
+            fresh[index] = max(values)
+    return fresh
+
+
+@dataclass(frozen=True)
+class RunState:
+    """The content library and what the whole community's activity says about it, at ``now``.
+
+    Attributes:
+        now: The time the run ranks for.
+        items: Every content item, by id.
+        vectors: ``(n, d)`` unit item embeddings, rows in the order of ``items``.
+        available: ``(n,)`` bool: published, not expired, not a past event.
+        freshness: ``(n,)`` in ``[0, 1]``.
+        co_engagement: ``(n, n)`` item-item co-engagement (sparse).
+        popularity: ``(s + 1, n)`` recency-weighted count of members who engaged with each
+            item, per segment (row ``segment_rows[segment id]``); the last row is the whole
+            community's, and stands in for a segment with no engagement at all.
+        segment_rows: Row of ``popularity`` of each segment id.
+        centres: The mean vector of the available items of each language (of all its items
+            when none is available): what they have in common, taken out before reasons
+            compare evidence with items.
+    """
+
+    now: dt.datetime
+    items: list[ItemInfo]
+    vectors: np.ndarray
+    available: np.ndarray
+    freshness: np.ndarray
+    co_engagement: sp.csr_matrix
+    popularity: np.ndarray
+    segment_rows: dict[int, int]
+    centres: dict[str, np.ndarray]
+
+    @property
+    def column_of(self) -> dict[str, int]:
+        """Column of each item key."""
+        return {item.key: column for column, item in enumerate(self.items)}
+
+    def popularity_row(self, segment_id: int | None) -> int:
+        """The row of ``popularity`` for a member of ``segment_id`` (the community's if none)."""
+        if segment_id is None:
+            return self.popularity.shape[0] - 1
+        return self.segment_rows.get(segment_id, self.popularity.shape[0] - 1)
+
+
+def latest_segmentation_run(session: Session) -> int | None:
+    """Id of the latest segmentation run, if any."""
+    return session.scalar(select(func.max(SegmentationRun.id)))
+
+
+def _engagements(
+    session: Session, column_of: dict[str, int], now: dt.datetime, half_life_days: float
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every member-item engagement up to ``now``: member ids, item columns, recency weight.
+
+    One row per member and item (the latest engagement's weight, so a member's repeated views
+    count once), streamed from the database in batches.
+    """
+    members: list[np.ndarray] = []
+    columns: list[np.ndarray] = []
+    ages: list[np.ndarray] = []
+    query = (
+        select(ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at)
+        .where(
+            ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
+            ActivityEvent.content_key.is_not(None),
+            ActivityEvent.occurred_at <= now,
+        )
+        .execution_options(yield_per=_STREAM_ROWS)
+    )
+    for batch in session.execute(query).partitions():
+        kept = [(m, column_of[k], t) for m, k, t in batch if k in column_of]
+        if not kept:
+            continue
+        member_ids, item_columns, times = zip(*kept, strict=True)
+        members.append(np.fromiter(member_ids, dtype=np.int64, count=len(kept)))
+        columns.append(np.fromiter(item_columns, dtype=np.int64, count=len(kept)))
+        ages.append(
+            np.fromiter(
+                ((now - moment).total_seconds() / _SECONDS_PER_DAY for moment in times),
+                dtype=np.float64,
+                count=len(kept),
+            )
+        )
+    if not members:
+        empty = np.zeros(0, dtype=np.int64)
+        return empty, empty, np.zeros(0)
+    member_ids_all = np.concatenate(members)
+    item_columns_all = np.concatenate(columns)
+    weights = decay(np.concatenate(ages), half_life_days)
+    # One row per (member, item): the largest weight, that of the latest engagement.
+    order = np.lexsort((weights, item_columns_all, member_ids_all))
+    member_ids_all, item_columns_all = member_ids_all[order], item_columns_all[order]
+    weights = weights[order]
+    last = np.ones(order.size, dtype=bool)
+    last[:-1] = (member_ids_all[1:] != member_ids_all[:-1]) | (
+        item_columns_all[1:] != item_columns_all[:-1]
+    )
+    return member_ids_all[last], item_columns_all[last], weights[last]
+
+
+def _segment_popularity(
+    session: Session,
+    members: np.ndarray,
+    columns: np.ndarray,
+    weights: np.ndarray,
+    n_items: int,
+) -> tuple[np.ndarray, dict[int, int]]:
+    """Recency-weighted engagement per segment of the latest segmentation run, and community."""
+    memberships = np.zeros((0, 2), dtype=np.int64)
+    latest = latest_segmentation_run(session)
+    if latest is not None:
+        rows = session.execute(
+            select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
+                SegmentMembership.run_id == latest
+            )
+        ).all()
+        if rows:
+            memberships = np.array(rows, dtype=np.int64)
+    segment_ids = np.unique(memberships[:, 1]) if memberships.size else np.zeros(0, np.int64)
+    segment_rows = {int(segment_id): row for row, segment_id in enumerate(segment_ids)}
+    counts = np.zeros((len(segment_ids) + 1, n_items), dtype=np.float64)
+    np.add.at(counts[-1], columns, weights)
+    if memberships.size and members.size:
+        # Each engagement counts in every segment its member belongs to.
+        memberships = memberships[np.argsort(memberships[:, 0], kind="stable")]
+        start = np.searchsorted(memberships[:, 0], members, side="left")
+        stop = np.searchsorted(memberships[:, 0], members, side="right")
+        repeats = stop - start
+        engagement = np.repeat(np.arange(members.size), repeats)
+        offsets = np.arange(engagement.size) - np.repeat(np.cumsum(repeats) - repeats, repeats)
+        segment_of = memberships[np.repeat(start, repeats) + offsets, 1]
+        rows_of = np.searchsorted(segment_ids, segment_of)
+        np.add.at(counts, (rows_of, columns[engagement]), weights[engagement])
+    empty = counts[:-1].sum(axis=1) == 0
+    counts[:-1][empty] = counts[-1]
+    return counts.astype(np.float32), segment_rows
+
+
+def build_run_state(
+    session: Session, embedder: Embedder, now: dt.datetime, weights: RankingWeights
+) -> RunState:
+    """Load the library and learn co-engagement and popularity from activity up to ``now``.
+
+    Args:
+        session: The database session.
+        embedder: The embedding model (items lacking an embedding are embedded, through the
+            cache; the caller commits).
+        now: The time the run ranks for: later activity is ignored.
+        weights: The ranking weights (half-lives).
+
+    Returns:
+        The run's shared state.
+    """
+    rows, vectors = load_content_vectors(session, embedder)
+    items = [
+        ItemInfo(
+            id=item.id,
+            key=item.key,
+            title=item.title,
+            kind=item.kind,
+            language=language_code(item.language),
+            published_at=item.published_at,
+            event_start=item.event_start,
+            expires_at=item.expires_at,
+        )
+        for item in rows
+    ]
+    column_of = {item.key: column for column, item in enumerate(items)}
+    members, columns, recency = _engagements(
+        session, column_of, now, weights.interest_half_life_days
+    )
+    popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
+    available = item_available(items, now)
+    languages = np.array([item.language for item in items], dtype=object)
+    centres: dict[str, np.ndarray] = {}
+    for language in sorted(set(languages)):
+        same = languages == language
+        pool = same & available if (same & available).any() else same
+        centres[str(language)] = vectors[pool].mean(axis=0)
+    return RunState(
+        now=now,
+        items=items,
+        vectors=vectors,
+        available=available,
+        freshness=item_freshness(items, now, weights.freshness_half_life_days),
+        co_engagement=learn_co_engagement(members, columns, len(items)),
+        popularity=popularity,
+        segment_rows=segment_rows,
+        centres=centres,
+    )
+
+
+_states: OrderedDict[Hashable, RunState] = OrderedDict()
+_states_lock = threading.Lock()
+
+
+def load_run_state(
+    session: Session,
+    embedder: Embedder,
+    now: dt.datetime,
+    weights: RankingWeights,
+    run_id: int | None,
+) -> RunState:
+    """The run's shared state: built on the run's first chunk, then reused by its next ones.
+
+    The state is kept in memory for the last few runs, keyed by database, run (id and creation
+    time, so a new database reusing an id is a new run), model, weights and ``now``. Without a
+    ``run_id`` it is built afresh.
+
+    Args:
+        session: The database session.
+        embedder: The embedding model.
+        now: The time the run ranks for.
+        weights: The ranking weights.
+        run_id: The match run.
+
+    Returns:
+        The run's shared state.
+    """
+    if run_id is None:
+        return build_run_state(session, embedder, now, weights)
+    created = session.scalar(select(MatchRun.created_at).where(MatchRun.id == run_id))
+    key = (str(session.get_bind().url), run_id, created, embedder.name, weights, now)
+    with _states_lock:
+        state = _states.get(key)
+        if state is None:
+            state = build_run_state(session, embedder, now, weights)
+            _states[key] = state
+            while len(_states) > _CACHED_RUNS:
+                _states.popitem(last=False)
+        else:
+            _states.move_to_end(key)
+        return state

@@ -1,0 +1,62 @@
+"""The ranking settings (NURTURE_RANKING_WEIGHTS, ...) reach the ranker and the match run."""
+
+import pytest
+from sqlalchemy import select
+
+from nurture import pipeline
+from nurture.errors import ConfigurationError
+from nurture.recommend import RankingWeights
+from nurture.settings import Settings
+from nurture.storage import MatchRun, session_scope
+
+
+def test_settings_defaults_are_the_rankers():
+    settings = Settings()
+    assert pipeline.ranking_weights(settings) == RankingWeights()
+    assert settings.ranking_weights == {}
+
+
+def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
+    monkeypatch.setenv("NURTURE_RANKING_WEIGHTS", '{"co_engagement": 0.4, "freshness": 0}')
+    monkeypatch.setenv("NURTURE_INTEREST_HALF_LIFE_DAYS", "30")
+    monkeypatch.setenv("NURTURE_MMR_LAMBDA", "0.6")
+    monkeypatch.setenv("NURTURE_RECOMMENDATION_KINDS", '["webinar", "event"]')
+    settings = pipeline.settings_from()
+    weights = pipeline.ranking_weights(settings)
+    assert (weights.co_engagement, weights.freshness) == (0.4, 0.0)
+    assert weights.member == RankingWeights().member  # not named: the default
+    assert (weights.interest_half_life_days, weights.mmr_lambda) == (30.0, 0.6)
+    assert settings.recommendation_kinds == ["webinar", "event"]
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("NURTURE_RANKING_WEIGHTS", '{"membr": 0.4}'),
+        ("NURTURE_RANKING_WEIGHTS", '{"member": -1}'),
+        ("NURTURE_RANKING_WEIGHTS", '{"mmr_lambda": 0.5}'),
+        ("NURTURE_MMR_LAMBDA", "1.5"),
+        ("NURTURE_INTEREST_HALF_LIFE_DAYS", "0"),
+    ],
+)
+def test_bad_ranking_settings_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str):
+    monkeypatch.setenv(name, value)
+    with pytest.raises(ConfigurationError, match=name):
+        pipeline.settings_from()
+
+
+def test_the_match_run_records_the_settings(database_url: str, tmp_path):
+    settings = Settings(
+        database_url=database_url,
+        data_dir=tmp_path,
+        embedding_model="hashing-64",
+        ranking_weights={"popularity": 0.5},
+        mmr_lambda=0.7,
+        recommendation_kinds=["article"],
+        recommendations_per_member=4,
+    )
+    run_id = pipeline.start_matching(settings)
+    with session_scope(pipeline.engine_for(settings)) as session:
+        params = session.scalar(select(MatchRun.params).where(MatchRun.id == run_id))
+    assert params["k"] == 4 and params["kinds"] == ["article"]
+    assert (params["weights"]["popularity"], params["weights"]["mmr_lambda"]) == (0.5, 0.7)
