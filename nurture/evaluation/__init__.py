@@ -1,0 +1,83 @@
+"""Offline evaluation: nurture's ranking against popularity and random on held-out interactions.
+
+The data comes from the workspace's own database, split in time, or from a folder of files in
+a documented format (``docs/evaluation.md``). The engine is nurture's own nightly stages run on
+the training data only (:mod:`nurture.evaluation.engine`); the baselines rank the same
+candidates; the metrics are pure functions (:mod:`nurture.evaluation.metrics`).
+"""
+
+from nurture.evaluation.baselines import (
+    item_popularity,
+    recommend_popular,
+    recommend_random,
+    top_k,
+)
+from nurture.evaluation.data import (
+    EvaluationData,
+    EvaluationDataError,
+    Interactions,
+    Mode,
+    temporal_cutoff,
+)
+from nurture.evaluation.engine import EngineRanking, nurture_sandbox, rank_with_nurture
+from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
+from nurture.evaluation.metrics import (
+    catalogue_coverage,
+    hit_rate_at_k,
+    ndcg_at_k,
+    precision_at_k,
+    recall_at_k,
+    recommended_gains,
+)
+from nurture.evaluation.report import (
+    ENGINE,
+    METRICS,
+    RECOMMENDERS,
+    EvaluationReport,
+    lists_from_keys,
+    score_recommenders,
+)
+from nurture.evaluation.runs import DEFAULT_TEST_SHARE, evaluate_folder, evaluate_workspace
+from nurture.evaluation.workspace import (
+    WorkspaceInteraction,
+    load_interactions,
+    split_in_time,
+    stage_workspace,
+)
+
+__all__ = [
+    "DEFAULT_TEST_SHARE",
+    "ENGINE",
+    "METRICS",
+    "RECOMMENDERS",
+    "EngineRanking",
+    "EvaluationData",
+    "EvaluationDataError",
+    "EvaluationReport",
+    "FolderDataset",
+    "Interactions",
+    "Mode",
+    "WorkspaceInteraction",
+    "catalogue_coverage",
+    "evaluate_folder",
+    "evaluate_workspace",
+    "hit_rate_at_k",
+    "item_popularity",
+    "lists_from_keys",
+    "load_dataset_folder",
+    "load_interactions",
+    "ndcg_at_k",
+    "nurture_sandbox",
+    "precision_at_k",
+    "rank_with_nurture",
+    "recall_at_k",
+    "recommend_popular",
+    "recommend_random",
+    "recommended_gains",
+    "score_recommenders",
+    "split_in_time",
+    "stage_folder",
+    "stage_workspace",
+    "temporal_cutoff",
+    "top_k",
+]

@@ -1,0 +1,178 @@
+"""One evaluation end to end: load and split the data, rank with the engine, score everything."""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+from nurture import pipeline
+from nurture.errors import Problem
+from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
+from nurture.evaluation.engine import nurture_sandbox, rank_with_nurture
+from nurture.evaluation.folder import load_dataset_folder, stage_folder
+from nurture.evaluation.report import EvaluationReport, lists_from_keys, score_recommenders
+from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
+from nurture.settings import Settings
+from nurture.storage import session_scope
+
+__all__ = ["DEFAULT_TEST_SHARE", "evaluate_folder", "evaluate_workspace"]
+
+DEFAULT_TEST_SHARE = 0.2
+"""Share of the workspace's interactions held out when no cut-off is given."""
+
+
+def _check_k(k: int) -> None:
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+
+
+def _report(
+    settings: Settings,
+    data: EvaluationData,
+    lists: dict[str, list[str]],
+    *,
+    mode: Mode,
+    k: int,
+    dataset: dict[str, Any],
+    engine: dict[str, Any],
+) -> EvaluationReport:
+    rows = data.members_to_evaluate(mode)
+    engine_lists = lists_from_keys(data, rows, lists, k)
+    tested = data.test.members_with_any(data.n_members)
+    trained = data.train.members_with_any(data.n_members)
+    counts = {
+        "members": data.n_members,
+        "items": data.n_items,
+        "recommendable_items": int(data.item_ok.sum()),
+        "train_interactions": len(data.train),
+        "test_interactions": len(data.test),
+        "members_with_training_interactions": int(trained.sum()),
+        "warm_members": int((tested & trained).sum()),
+        "cold_start_members": int((tested & ~trained).sum()),
+        "evaluated_members": len(rows),
+        "evaluated_members_without_engine_items": int((engine_lists[:, 0] < 0).sum()),
+        **data.counts,
+    }
+    return EvaluationReport(
+        dataset=dataset,
+        split=data.split,
+        mode=mode,
+        k=k,
+        seed=settings.random_seed,
+        counts=counts,
+        metrics=score_recommenders(data, rows, engine_lists, k, settings.random_seed),
+        created_at=pipeline.utc_now(),
+        engine=engine,
+    )
+
+
+def _engine_description(settings: Settings, cycle: pipeline.CycleReport) -> dict[str, Any]:
+    segmentation = cycle.segmentation
+    return {
+        "stages": "nurture.pipeline.run_nightly on the training data",
+        "embedding_model": settings.embedding_model,
+        "segments": segmentation.n_segments if segmentation is not None else 0,
+        "recommendations": cycle.recommendations,
+    }
+
+
+def evaluate_workspace(
+    settings: Settings,
+    *,
+    mode: Mode = "warm",
+    k: int = 10,
+    cutoff: dt.datetime | None = None,
+    test_share: float = DEFAULT_TEST_SHARE,
+) -> EvaluationReport:
+    """Evaluate on the workspace's own data, split in time at ``cutoff``.
+
+    The engine runs on a sandbox holding every member and their answers, and the activity
+    before the cut-off (see :mod:`nurture.evaluation.workspace`); it and the baselines are
+    scored on the interactions at or after it.
+
+    Args:
+        settings: The settings in force (database, workspace, model, seed...).
+        mode: ``warm`` scores members with interactions before the cut-off; ``cold-start``
+            those without any.
+        k: Cut-off of the ranked lists.
+        cutoff: Time of the split (timezone-aware; a naive time is taken as UTC); none leaves
+            the last ``test_share`` of interactions as test.
+        test_share: Share held out when ``cutoff`` is none.
+
+    Returns:
+        The report.
+
+    Raises:
+        EvaluationDataError: There is nothing to evaluate on.
+        ValueError: ``k`` is below 1.
+    """
+    _check_k(k)
+    if cutoff is not None and cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    share = None
+    with nurture_sandbox(settings, k, workspace=settings.workspace) as sandbox:
+        with (
+            session_scope(pipeline.prepare_database(settings)) as source,
+            session_scope(pipeline.engine_for(sandbox)) as target,
+        ):
+            interactions = load_interactions(source)
+            if not interactions:
+                raise EvaluationDataError(
+                    [Problem("activity", "the database holds no interaction with content")]
+                )
+            if cutoff is None:
+                share = test_share
+                cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
+            stage_workspace(source, target, cutoff, settings.embedding_model)
+        ranking = rank_with_nurture(sandbox, cutoff)
+        with session_scope(pipeline.engine_for(sandbox)) as target:
+            data = split_in_time(target, interactions, cutoff, test_share=share)
+    lists = {str(member_id): keys for member_id, keys in ranking.lists.items()}
+    return _report(
+        settings,
+        data,
+        lists,
+        mode=mode,
+        k=k,
+        dataset={"source": "workspace", "workspace": str(settings.workspace.resolve())},
+        engine=_engine_description(settings, ranking.cycle),
+    )
+
+
+def evaluate_folder(
+    settings: Settings, folder: Path, *, mode: Mode = "warm", k: int = 10
+) -> EvaluationReport:
+    """Evaluate on a dataset given as files (see ``docs/evaluation.md``).
+
+    Args:
+        settings: The settings in force (model, segmentation, seed...); the workspace and its
+            database are not used.
+        folder: The dataset folder: ``members.csv``, ``items.csv``, ``train.csv``, ``test.csv``.
+        mode: ``warm`` scores members with training interactions; ``cold-start`` those without.
+        k: Cut-off of the ranked lists.
+
+    Returns:
+        The report.
+
+    Raises:
+        EvaluationDataError: A file is missing or invalid; every problem is listed.
+        ValueError: ``k`` is below 1.
+    """
+    _check_k(k)
+    dataset = load_dataset_folder(folder)
+    with nurture_sandbox(settings, k) as sandbox:
+        member_ids = stage_folder(dataset, sandbox)
+        ranking = rank_with_nurture(sandbox, dataset.now)
+    key_of = {member_id: key for key, member_id in member_ids.items()}
+    lists = {key_of[member_id]: keys for member_id, keys in ranking.lists.items()}
+    data = dataset.evaluation_data()
+    return _report(
+        settings,
+        data,
+        lists,
+        mode=mode,
+        k=k,
+        dataset={"source": "folder", "path": str(folder)},
+        engine=_engine_description(settings, ranking.cycle),
+    )
