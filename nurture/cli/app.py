@@ -17,7 +17,9 @@ from rich.table import Table
 from sqlalchemy import select
 
 from nurture import pipeline
+from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import reports as report_commands
+from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
 from nurture.rights import format_export
 from nurture.segmentation import SegmentationSummary
@@ -50,8 +52,10 @@ member_app = typer.Typer(
     no_args_is_help=True,
 )
 app.add_typer(member_app, name="member")
+app.add_typer(recommend_app, name="recommend")
 app.command()(report_commands.segments)
 app.command()(report_commands.report)
+app.command()(evaluation_commands.evaluate)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
@@ -238,6 +242,29 @@ def segment(ctx: typer.Context) -> None:
     _print_segments(_segment_rows(summary), summary.quality)
 
 
+@app.command("rename-segment")
+def rename_segment(
+    ctx: typer.Context,
+    key: Annotated[str, typer.Argument(help="The segment's key, e.g. seg-3 (see `segments`).")],
+    label: Annotated[str | None, typer.Argument(help="The new name; omit it with --reset.")] = None,
+    reset: Annotated[
+        bool, typer.Option("--reset", help="Go back to the name segmentation suggests.")
+    ] = False,
+) -> None:
+    """Give a segment the name you chose; later segmentation runs keep it."""
+    from nurture.segmentation import rename_segment as rename
+    from nurture.storage import session_scope
+
+    if (label is None) == (not reset):
+        raise typer.BadParameter("give a LABEL, or --reset without one")
+    with session_scope(pipeline.prepare_database(_settings(ctx))) as session:
+        try:
+            renamed = rename(session, key, None if reset else label)
+        except (LookupError, ValueError) as error:
+            raise NurtureError(str(error)) from error
+        console.print(f"{renamed.key}: {renamed.label}")
+
+
 @app.command()
 def match(
     ctx: typer.Context,
@@ -270,14 +297,28 @@ def _show_recommendations(settings: Settings, email: str, now: dt.datetime) -> N
         if found is None:
             raise NurtureError(f"no member with email {email}")
         items = recommendations_for(session, found.id, now=now)
-    table = Table(title=f"Recommendations for {email}")
+    if not items:
+        console.print(
+            f"no recommendations for {escape(email)}: `nurture match` ranks the library for "
+            "every member (none when no item is in their language)"
+        )
+        return
+    table = Table(title=f"Recommendations for {escape(email)}")
     table.add_column("#", justify="right")
+    table.add_column("score", justify="right")
     table.add_column("item")
     table.add_column("kind")
     table.add_column("lang")
     table.add_column("why")
     for rank, item in enumerate(items, start=1):
-        table.add_row(str(rank), item.title, item.kind, item.language, item.reason)
+        table.add_row(
+            str(rank),
+            f"{item.score:.3f}",
+            f"{escape(item.title)}\n[dim]{escape(item.key)}[/]",
+            item.kind,
+            item.language,
+            escape(item.reason),
+        )
     console.print(table)
 
 

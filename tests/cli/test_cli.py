@@ -7,6 +7,7 @@ import pytest
 from typer.testing import CliRunner
 
 from nurture.cli import app
+from nurture.errors import NurtureError
 from tests.pipeline_helpers import CONTENT
 
 runner = CliRunner()
@@ -18,10 +19,13 @@ COMMANDS = (
     "profile",
     "segment",
     "segments",
+    "rename-segment",
     "report",
+    "evaluate",
     "match",
     "journeys",
     "member",
+    "recommend",
     "run",
     "outbox",
 )
@@ -54,8 +58,13 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[c] for c in COMMANDS if c not in ("journeys", "member")]
-    + [["journeys", "validate"], ["member", "export"], ["member", "erase"]],
+    [[c] for c in COMMANDS if c not in ("journeys", "member", "recommend")]
+    + [
+        ["journeys", "validate"],
+        ["member", "export"],
+        ["member", "erase"],
+        ["recommend", "export"],
+    ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
     result = runner.invoke(app, [*command, "--help"])
@@ -185,3 +194,19 @@ def test_an_invalid_setting_is_named_without_a_traceback(tmp_path: Path) -> None
     assert result.returncode == 1
     assert "NURTURE_CHUNK_SIZE" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+def test_a_segment_keeps_the_name_the_marketer_gave_it(tmp_path: Path, hashing_model: None) -> None:
+    data = tmp_path / "data"
+    base = ["--workspace", str(CONTENT), "--data-dir", str(data)]
+    assert runner.invoke(app, [*base, "demo", "--members", "40", "--no-prefect"]).exit_code == 0
+
+    renamed = runner.invoke(app, [*base, "rename-segment", "seg-1", "Our founders"])
+    segmented = runner.invoke(app, [*base, "segment"])
+    unknown = runner.invoke(app, [*base, "rename-segment", "seg-99", "Nobody"])
+
+    assert renamed.exit_code == 0, renamed.output
+    assert "seg-1: Our founders" in renamed.output
+    assert "Our founders" in segmented.output
+    assert isinstance(unknown.exception, NurtureError)
+    assert "seg-99" in str(unknown.exception)
