@@ -11,6 +11,9 @@ The tree::
     │   └── SegmentRuleValidationError         the rule segments (segments.yaml)
     ├── TemplateError (ValueError)             an email template fails to load or render
     ├── ImportRecordError (ValueError)         a row of an import file is refused
+    │   └── ImportFileError                    ... or the whole file cannot be read
+    ├── EvaluationDataError (ValueError)       the data to evaluate on is missing or invalid
+    ├── InvalidUnsubscribeTokenError (ValueError)  a tampered, malformed or stale unsubscribe link
     ├── MemberNotFoundError (LookupError)      no member has the address asked for
     ├── EmbeddingError (RuntimeError)          the embedding model cannot load or run
     └── DeliveryError (RuntimeError)           a mail backend refused or failed
@@ -21,6 +24,7 @@ Messages name the thing (file, line, record), what was expected and what was fou
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -29,7 +33,10 @@ __all__ = [
     "ContentValidationError",
     "DeliveryError",
     "EmbeddingError",
+    "EvaluationDataError",
+    "ImportFileError",
     "ImportRecordError",
+    "InvalidUnsubscribeTokenError",
     "JourneyValidationError",
     "MemberNotFoundError",
     "NurtureError",
@@ -122,6 +129,42 @@ class ImportRecordError(NurtureError, ValueError):
         where = f"line {line}" if line is not None else "record"
         what = f" field {field!r}" if field else ""
         super().__init__(f"{where}{what}: {reason}")
+
+
+class ImportFileError(ImportRecordError):
+    """An import file cannot be read at all, so none of its records is stored.
+
+    Raised for an unknown suffix, a file that is not UTF-8, an empty CSV file and a CSV header
+    that is unusable (a required column missing, an unknown, duplicate or unnamed column). The
+    message starts with the file and, when known, the line.
+
+    Attributes:
+        path: The file.
+        line: 1-based line of the problem, when known.
+        reason: What is wrong, without the file and line.
+    """
+
+    def __init__(self, path: Path | str, reason: str, *, line: int | None = None) -> None:
+        super().__init__(reason, line=line)
+        self.path = Path(path)
+        where = f"{path}, line {line}" if line is not None else str(path)
+        self.args = (f"{where}: {reason}",)
+
+
+class EvaluationDataError(NurtureError, ValueError):
+    """The data to evaluate on is missing or invalid; ``problems`` lists each one with its place.
+
+    Attributes:
+        problems: Every problem found (file, line and field when known).
+    """
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = list(problems)
+        super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class InvalidUnsubscribeTokenError(NurtureError, ValueError):
+    """An unsubscribe token is malformed, was tampered with, or is too old."""
 
 
 class MemberNotFoundError(NurtureError, LookupError):

@@ -14,7 +14,7 @@ import datetime as dt
 import hashlib
 import hmac
 
-from nurture.errors import ConfigurationError, NurtureError
+from nurture.errors import ConfigurationError, InvalidUnsubscribeTokenError
 
 __all__ = [
     "InvalidUnsubscribeTokenError",
@@ -23,10 +23,6 @@ __all__ = [
 ]
 
 _PURPOSE = b"nurture-unsubscribe-v1:"
-
-
-class InvalidUnsubscribeTokenError(NurtureError, ValueError):
-    """An unsubscribe token is malformed, was tampered with, or is too old."""
 
 
 def _b64encode(data: bytes) -> str:

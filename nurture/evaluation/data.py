@@ -16,7 +16,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nurture.errors import NurtureError, Problem
+from nurture.errors import EvaluationDataError
 
 __all__ = [
     "EvaluationData",
@@ -28,18 +28,6 @@ __all__ = [
 
 Mode = Literal["warm", "cold-start"]
 """Which members an evaluation scores: those with training interactions, or those without."""
-
-
-class EvaluationDataError(NurtureError, ValueError):
-    """The data to evaluate on is missing or invalid; ``problems`` lists each one with its place.
-
-    Attributes:
-        problems: Every problem found (file, line and field when known).
-    """
-
-    def __init__(self, problems: Sequence[Problem]) -> None:
-        self.problems = list(problems)
-        super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
 @dataclass(frozen=True)

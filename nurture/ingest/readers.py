@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TextIO
 
-from nurture.errors import ImportRecordError
+from nurture.errors import ImportFileError, ImportRecordError
 
 __all__ = [
     "MAX_RECORD_LINES",
@@ -48,26 +48,6 @@ _BOM = "\ufeff"
 _UTF16_BOMS = (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
 
 csv.field_size_limit(min(sys.maxsize, 2**31 - 1))
-
-
-class ImportFileError(ImportRecordError):
-    """An import file cannot be read at all, so none of its records is stored.
-
-    Raised for an unknown suffix, a file that is not UTF-8, an empty CSV file and a CSV header
-    that is unusable (a required column missing, an unknown, duplicate or unnamed column). The
-    message starts with the file and, when known, the line.
-
-    Attributes:
-        path: The file.
-        line: 1-based line of the problem, when known.
-        reason: What is wrong, without the file and line.
-    """
-
-    def __init__(self, path: Path | str, reason: str, *, line: int | None = None) -> None:
-        super().__init__(reason, line=line)
-        self.path = Path(path)
-        where = f"{path}, line {line}" if line is not None else str(path)
-        self.args = (f"{where}: {reason}",)
 
 
 @dataclass(frozen=True)
