@@ -108,9 +108,6 @@ def nightly(
         "members": len(ids),
         "profiled": sum(p["profiled"] for p in profiled),
         "texts_embedded": sum(p["texts_embedded"] for p in profiled),
-        "segments": {
-            key: {"label": label, "members": segmentation["sizes"].get(key, 0)}
-            for key, label in segmentation["labels"].items()
-        },
+        "segmentation": segmentation,
         "recommendations": sum(m["recommendations"] for m in matched),
     }

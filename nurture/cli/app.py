@@ -213,24 +213,21 @@ def profile(ctx: typer.Context) -> None:
     console.print(f"{profiled} members profiled; {embedded} new texts embedded")
 
 
-def _print_segments(segments: dict[str, dict[str, Any]], quality: float | None = None) -> None:
-    members = sum(segment["members"] for segment in segments.values())
-    table = Table(title=f"{len(segments)} segments of {members} members")
+def _print_segments(summary: SegmentationSummary) -> None:
+    table = Table(title=f"{summary.n_segments} segments of {summary.n_members} members")
     table.add_column("segment")
+    table.add_column("kind")
     table.add_column("label")
     table.add_column("members", justify="right")
-    for key, segment in segments.items():
-        table.add_row(key, segment["label"], str(segment["members"]))
+    for key, label in summary.labels.items():
+        table.add_row(key, "cluster", label, str(summary.sizes.get(key, 0)))
+    for key, label in summary.rule_labels.items():
+        table.add_row(key, "rule", label, str(summary.rule_sizes.get(key, 0)))
     console.print(table)
-    if quality is not None:
-        console.print(f"silhouette score: {quality:.3f} (-1..1, higher is better)")
-
-
-def _segment_rows(summary: SegmentationSummary) -> dict[str, dict[str, Any]]:
-    return {
-        key: {"label": label, "members": summary.sizes.get(key, 0)}
-        for key, label in summary.labels.items()
-    }
+    if summary.quality is not None:
+        console.print(f"silhouette score: {summary.quality:.3f} (-1..1, higher is better)")
+    for key, error in summary.rule_errors.items():
+        errors.print(f"[yellow]rule segment {escape(key)}:[/] {escape(error)}", highlight=False)
 
 
 @app.command()
@@ -239,7 +236,7 @@ def segment(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     pipeline.prepare_database(settings)
     summary = pipeline.segment(settings, pipeline.utc_now())
-    _print_segments(_segment_rows(summary), summary.quality)
+    _print_segments(summary)
 
 
 @app.command("rename-segment")
@@ -345,7 +342,7 @@ def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
             f"profiled {nightly['profiled']} members ({nightly['texts_embedded']} new texts "
             f"embedded); {nightly['recommendations']} recommendations"
         )
-        _print_segments(nightly["segments"])
+        _print_segments(SegmentationSummary(**nightly["segmentation"]))
         journeys, sent = delivered["journeys"], delivered["delivery"]
     else:
         report = pipeline.run_cycle(settings, now)
@@ -354,7 +351,7 @@ def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
             f"{report.recommendations} recommendations"
         )
         if report.segmentation is not None:
-            _print_segments(_segment_rows(report.segmentation), report.segmentation.quality)
+            _print_segments(report.segmentation)
         journeys = vars(report.journeys) if report.journeys else {}
         sent = vars(report.delivery)
     console.print(
