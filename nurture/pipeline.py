@@ -13,15 +13,16 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, Literal
 
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
 from nurture import rights
+from nurture.chunks import chunked
 from nurture.delivery import (
     DeliverySummary,
     OutboxMailer,
@@ -86,7 +87,6 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 ImportKind = Literal["members", "answers", "activity"]
-T = TypeVar("T")
 
 
 def utc_now() -> dt.datetime:
@@ -108,14 +108,6 @@ def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
             for problem in error.errors()
         )
         raise ConfigurationError(f"invalid settings: {problems}") from error
-
-
-def chunked(values: Sequence[T], size: int) -> Iterator[list[T]]:
-    """Consecutive slices of ``values`` of at most ``size`` elements."""
-    if size < 1:
-        raise ValueError(f"chunk size must be at least 1, got {size}")
-    for start in range(0, len(values), size):
-        yield list(values[start : start + size])
 
 
 # --- database -------------------------------------------------------------------------------

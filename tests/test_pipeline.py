@@ -40,13 +40,6 @@ def _messages_per_member(settings: Settings) -> dict[int, list[str]]:
     return steps
 
 
-def test_chunked_covers_every_value_once() -> None:
-    assert list(pipeline.chunked([1, 2, 3, 4, 5], 2)) == [[1, 2], [3, 4], [5]]
-    assert list(pipeline.chunked([], 3)) == []
-    with pytest.raises(ValueError, match="chunk size"):
-        list(pipeline.chunked([1], 0))
-
-
 def test_a_cycle_welcomes_every_member_once_and_a_rerun_sends_nothing(
     settings: Settings,
 ) -> None:

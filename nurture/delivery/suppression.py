@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.errors import ConfigurationError
 from nurture.storage.models import Suppression
 
@@ -77,8 +78,7 @@ def find_suppressed_hashes(session: Session, hashes: Iterable[str]) -> set[str]:
     """
     wanted = list(set(hashes))
     found: set[str] = set()
-    for start in range(0, len(wanted), 500):
-        batch = wanted[start : start + 500]
+    for batch in chunked(wanted, 500):
         found.update(
             session.scalars(select(Suppression.email_hash).where(Suppression.email_hash.in_(batch)))
         )

@@ -23,6 +23,7 @@ import yaml
 from sqlalchemy import insert
 
 from nurture import pipeline
+from nurture.chunks import chunked
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
 from nurture.settings import Settings
@@ -564,6 +565,6 @@ def stage_folder(dataset: FolderDataset, sandbox: Settings) -> dict[str, int]:
             (Answer.__table__, answers),
             (ActivityEvent.__table__, events),
         ):
-            for start in range(0, len(rows), 1000):
-                session.execute(insert(table), rows[start : start + 1000])
+            for batch in chunked(rows, 1000):
+                session.execute(insert(table), batch)
     return {identifier: row + 1 for row, identifier in enumerate(dataset.member_ids)}

@@ -18,7 +18,7 @@ import functools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, select
@@ -27,6 +27,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.models import (
@@ -269,7 +270,7 @@ def _enrol_members(
     member_ids = _without_suppressed(session, candidates, suppression_salt)
     entry = definition.entry_step.id
     enrolled = 0
-    for chunk in _chunks(member_ids, chunk_size):
+    for chunk in chunked(member_ids, chunk_size):
         rows = [
             {
                 "journey_id": journey.id,
@@ -386,7 +387,7 @@ def advance_journeys(
     )
     counts = _Counts()
     versions: dict[int, JourneyDefinition] = {}
-    for chunk in _chunks(due_ids, chunk_size):
+    for chunk in chunked(due_ids, chunk_size):
         _advance_chunk(session, chunk, now, pick, versions, counts)
 
     summary = JourneySummary(enrolled=enrolled, **dataclasses.asdict(counts))
@@ -623,7 +624,7 @@ def _insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[s
         dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
         statement = dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
         written = 0
-        for chunk in _chunks(rows, DEFAULT_CHUNK_SIZE):
+        for chunk in chunked(rows, DEFAULT_CHUNK_SIZE):
             written += len(session.execute(statement, chunk).all())
         return written
     try:
@@ -640,8 +641,3 @@ def _insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[s
             except IntegrityError:
                 logger.info("%s: row already written by another run, skipped", table.name)
         return written
-
-
-def _chunks(values: Sequence[Any], size: int) -> Iterator[Sequence[Any]]:
-    for start in range(0, len(values), size):
-        yield values[start : start + size]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -18,6 +18,7 @@ import numpy as np
 from sqlalchemy import case, func, select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.embedding import Embedder, embed_texts_cached
 from nurture.profiling.features import activity_features, answer_features
 from nurture.profiling.layout import (
@@ -92,11 +93,6 @@ def interest_question_keys(questionnaire: QuestionnaireLike) -> list[str]:
         for q in questionnaire.questions
         if getattr(q, "profile", True) and q.kind == "multiple_choice"
     ]
-
-
-def _chunks(ids: Sequence[int], size: int) -> Iterable[Sequence[int]]:
-    for start in range(0, len(ids), size):
-        yield ids[start : start + size]
 
 
 def load_activity_summaries(
@@ -212,7 +208,7 @@ def build_profiles(
         ids = sorted(set(member_ids))
     stages: Counter[str] = Counter()
     profiled = 0
-    for chunk in _chunks(ids, chunk_size):
+    for chunk in chunked(ids, chunk_size):
         joined: dict[int, dt.datetime] = {
             member_id: joined_at
             for member_id, joined_at in session.execute(
@@ -333,7 +329,7 @@ def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) 
         return dict(session.execute(query).tuples().all())
     ids = sorted(set(member_ids))
     stages: dict[int, str] = {}
-    for chunk in _chunks(ids, DEFAULT_CHUNK_SIZE):
+    for chunk in chunked(ids, DEFAULT_CHUNK_SIZE):
         rows = session.execute(query.where(MemberProfile.member_id.in_(chunk)))
         stages.update(rows.tuples().all())
     return stages

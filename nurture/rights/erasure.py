@@ -24,6 +24,7 @@ from typing import Any
 from sqlalchemy import Text, cast, delete, func, or_, select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.delivery.suppression import (
     SuppressionReason,
     find_suppression,
@@ -178,11 +179,9 @@ def _delete(session: Session, model: Any, column: Any, values: Sequence[Any]) ->
     """Delete the rows of ``model`` (a model or a table) whose ``column`` is in ``values``."""
     total = 0
     values = list(values)
-    for start in range(0, len(values), _BATCH):
+    for batch in chunked(values, _BATCH):
         result = session.execute(
-            delete(model)
-            .where(column.in_(values[start : start + _BATCH]))
-            .execution_options(synchronize_session=False)
+            delete(model).where(column.in_(batch)).execution_options(synchronize_session=False)
         )
         total += result.rowcount or 0  # type: ignore[attr-defined]
     return total

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.segmentation.kinds import CLUSTER_KIND
 from nurture.storage.models import AssignmentState, Segment, SegmentAssignment
 
@@ -66,11 +67,6 @@ class SegmentEntry:
     entered_at: dt.datetime
 
 
-def _batches(values: Sequence[Any]) -> Iterable[Sequence[Any]]:
-    for start in range(0, len(values), _BATCH):
-        yield values[start : start + _BATCH]
-
-
 def _apply(
     session: Session,
     deletes: Sequence[int],
@@ -78,11 +74,11 @@ def _apply(
     inserts: Sequence[dict[str, Any]],
 ) -> None:
     """Deletes, then updates, then inserts: a member's rows never collide on the way."""
-    for batch in _batches(deletes):
+    for batch in chunked(deletes, _BATCH):
         session.execute(delete(SegmentAssignment).where(SegmentAssignment.id.in_(batch)))
-    for batch in _batches(updates):
+    for batch in chunked(updates, _BATCH):
         session.execute(update(SegmentAssignment), list(batch))
-    for batch in _batches(inserts):
+    for batch in chunked(inserts, _BATCH):
         session.execute(insert(SegmentAssignment), list(batch))
 
 
@@ -261,7 +257,7 @@ def effective_segments(
     if member_ids is None:
         return dict(session.execute(query).tuples().all())
     found: dict[int, int] = {}
-    for batch in _batches(sorted(set(member_ids))):
+    for batch in chunked(sorted(set(member_ids)), _BATCH):
         found.update(
             session.execute(query.where(SegmentAssignment.member_id.in_(batch))).tuples().all()
         )
@@ -284,7 +280,7 @@ def effective_memberships(
         SegmentAssignment.state == AssignmentState.EFFECTIVE
     )
     batches: Iterable[Sequence[int] | None] = (
-        [None] if member_ids is None else _batches(sorted(set(member_ids)))
+        [None] if member_ids is None else chunked(sorted(set(member_ids)), _BATCH)
     )
     found: dict[int, set[int]] = {}
     for batch in batches:

@@ -52,6 +52,7 @@ from pydantic import (
 from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.errors import Problem, SegmentRuleValidationError
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
@@ -614,8 +615,8 @@ def evaluate_rule_segments(
     outcomes = {rule.key: RuleOutcome() for rule in definitions}
     if definitions:
         ids = list(session.scalars(select(Member.id).order_by(Member.id)))
-        for start in range(0, len(ids), _CHUNK):
-            contexts = member_rule_contexts(session, ids[start : start + _CHUNK], now)
+        for chunk in chunked(ids, _CHUNK):
+            contexts = member_rule_contexts(session, chunk, now)
             for rule in definitions:
                 outcome = evaluate_rule(rule, contexts)
                 total = outcomes[rule.key]
@@ -641,8 +642,8 @@ def evaluate_rule_segments(
             {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
             for member_id in members
         ]
-        for start in range(0, len(rows), _CHUNK):
-            session.execute(insert(SegmentMembership), rows[start : start + _CHUNK])
+        for batch in chunked(rows, _CHUNK):
+            session.execute(insert(SegmentMembership), batch)
         changes = update_rule_assignments(session, segment.id, members, now)
         entered += changes.entered
         left += changes.left

@@ -36,6 +36,7 @@ from scipy.spatial.distance import pdist
 from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
 from nurture.segmentation.assignments import update_cluster_assignments
 from nurture.segmentation.identity import match_by_overlap, match_segments
@@ -472,8 +473,8 @@ def segment_members(
         }
         for member_id, index, distance in zip(member_ids, segment_of, distances, strict=True)
     ]
-    for start in range(0, len(rows), _INSERT_BATCH):
-        session.execute(insert(SegmentMembership), rows[start : start + _INSERT_BATCH])
+    for batch in chunked(rows, _INSERT_BATCH):
+        session.execute(insert(SegmentMembership), batch)
     changes = update_cluster_assignments(
         session, now_in, now, move_after=move_after, active_segments=set(segment_ids.values())
     )
