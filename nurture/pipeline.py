@@ -249,10 +249,13 @@ def segment(settings: Settings, now: dt.datetime) -> SegmentationSummary:
 
 def ranking_weights(settings: Settings) -> RankingWeights:
     """The ranking weights in force: the defaults, with the settings' on top."""
+    tuning = {
+        "interest_half_life_days": settings.interest_half_life_days,
+        "mmr_lambda": settings.mmr_lambda,
+    }
     return RankingWeights(
         **settings.ranking_weights,
-        interest_half_life_days=settings.interest_half_life_days,
-        mmr_lambda=settings.mmr_lambda,
+        **{name: value for name, value in tuning.items() if value is not None},
     )
 
 

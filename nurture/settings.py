@@ -90,20 +90,23 @@ class Settings(BaseSettings):
             "segment 0.1, popularity 0.2, freshness 0.1, format 0.05."
         ),
     )
-    interest_half_life_days: float = Field(
-        default=90.0,
+    # None keeps the ranker's own default (nurture.recommend.RankingWeights): one source of truth.
+    interest_half_life_days: float | None = Field(
+        default=None,
         gt=0,
         allow_inf_nan=False,
         description=(
             "Days after which a view, click or attended event counts half, in a member's history "
-            "and in popularity."
+            "and in popularity; default 90."
         ),
     )
-    mmr_lambda: float = Field(
-        default=0.8,
+    mmr_lambda: float | None = Field(
+        default=None,
         ge=0,
         le=1,
-        description="Diversity of each list: 1 ranks by score alone, lower favours variety.",
+        description=(
+            "Diversity of each list: 1 ranks by score alone, lower favours variety; default 0.8."
+        ),
     )
     recommendation_kinds: list[str] | None = Field(
         default=None,
