@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-import datetime as dt
 from collections.abc import Sequence
 from typing import Any
 
-from nurture.pipeline import utc_now
-
-__all__ = ["chunk_name", "overrides", "resolve_now"]
+__all__ = ["chunk_name", "overrides"]
 
 
 def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
@@ -23,13 +20,6 @@ def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
     if data_dir is not None:
         values["data_dir"] = data_dir
     return values
-
-
-def resolve_now(now: dt.datetime | None) -> dt.datetime:
-    """``now`` as a timezone-aware time; the current time when not given."""
-    if now is None:
-        return utc_now()
-    return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
 
 
 def chunk_name(ids: Sequence[int]) -> str:

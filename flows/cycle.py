@@ -7,9 +7,9 @@ from typing import Any
 
 from prefect import flow
 
-from flows.common import resolve_now
 from flows.deliver import deliver
 from flows.nightly import nightly
+from nurture import pipeline
 
 __all__ = ["cycle"]
 
@@ -28,7 +28,7 @@ def cycle(
     Returns:
         ``{"nightly": ..., "deliver": ...}``, each flow's counts.
     """
-    when = resolve_now(now)
+    when = pipeline.resolve_now(now)
     return {
         "nightly": nightly(workspace, data_dir, when),
         "deliver": deliver(workspace, data_dir, when),

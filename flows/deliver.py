@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import chunk_name, overrides, resolve_now
+from flows.common import chunk_name, overrides
 from nurture import pipeline
 from nurture.delivery import DeliverySummary
 
@@ -63,7 +63,7 @@ def deliver(
         Counts of what the journeys queued and what was sent.
     """
     settings = overrides(workspace, data_dir)
-    when = resolve_now(now)
+    when = pipeline.resolve_now(now)
     resolved = pipeline.settings_from(settings)
     journeys = advance_journeys(settings, when)
     ids = list_due_messages(settings, when)

@@ -9,7 +9,7 @@ from typing import Any
 from prefect import flow, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 
-from flows.common import chunk_name, overrides, resolve_now
+from flows.common import chunk_name, overrides
 from nurture import pipeline
 
 __all__ = ["nightly"]
@@ -86,7 +86,7 @@ def nightly(
         Counts per stage.
     """
     settings = overrides(workspace, data_dir)
-    when = resolve_now(now)
+    when = pipeline.resolve_now(now)
     chunk_size = pipeline.settings_from(settings).chunk_size
     content = sync_content(settings, when)
     ids = list_members(settings)

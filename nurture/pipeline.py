@@ -69,10 +69,13 @@ __all__ = [
     "finish_delivery",
     "import_file",
     "match_chunk",
+    "match_members",
     "member_ids",
     "prepare_database",
     "profile_chunk",
+    "profile_members",
     "ranking_weights",
+    "resolve_now",
     "run_cycle",
     "run_delivery",
     "run_journeys",
@@ -92,6 +95,13 @@ ImportKind = Literal["members", "answers", "activity"]
 def utc_now() -> dt.datetime:
     """The current time, timezone-aware, in UTC."""
     return dt.datetime.now(dt.UTC)
+
+
+def resolve_now(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as a timezone-aware time (a naive one is taken as UTC); the current time if None."""
+    if now is None:
+        return utc_now()
+    return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
 
 
 def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
@@ -409,15 +419,30 @@ def run_nightly(settings: Settings, now: dt.datetime) -> CycleReport:
     report = CycleReport(content=sync_workspace(settings, now))
     ids = member_ids(settings)
     report.members = len(ids)
-    for chunk in chunked(ids, settings.chunk_size):
-        profiled = profile_chunk(settings, chunk, now)
-        report.profiled += profiled.profiled
-        report.texts_embedded += profiled.texts_embedded
+    report.profiled, report.texts_embedded = profile_members(settings, ids, now)
     report.segmentation = segment(settings, now)
-    run_id = start_matching(settings)
-    for chunk in chunked(ids, settings.chunk_size):
-        report.recommendations += match_chunk(settings, run_id, chunk, now).recommendations
+    report.recommendations = match_members(settings, ids, now)[1]
     return report
+
+
+def profile_members(settings: Settings, ids: Sequence[int], now: dt.datetime) -> tuple[int, int]:
+    """Profile the members ``ids`` chunk by chunk; return (members profiled, texts embedded)."""
+    profiled = embedded = 0
+    for chunk in chunked(ids, settings.chunk_size):
+        summary = profile_chunk(settings, chunk, now)
+        profiled += summary.profiled
+        embedded += summary.texts_embedded
+    return profiled, embedded
+
+
+def match_members(settings: Settings, ids: Sequence[int], now: dt.datetime) -> tuple[int, int]:
+    """Match the members ``ids`` in one new match run; return (run id, recommendations)."""
+    run_id = start_matching(settings)
+    total = sum(
+        match_chunk(settings, run_id, chunk, now).recommendations
+        for chunk in chunked(ids, settings.chunk_size)
+    )
+    return run_id, total
 
 
 def run_delivery(

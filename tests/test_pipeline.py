@@ -126,3 +126,10 @@ def test_check_workspace_names_the_broken_journey_file_and_line(tmp_path: Path) 
     assert Path(problem.path).name == "welcome.yaml"
     assert problem.line is not None
     assert "duraton" in str(raised.value)
+
+
+def test_resolve_now_reads_a_naive_time_as_utc() -> None:
+    naive = dt.datetime(2030, 1, 1, 9, 0)
+    assert pipeline.resolve_now(naive) == naive.replace(tzinfo=dt.UTC)
+    assert pipeline.resolve_now(NOW) is NOW
+    assert pipeline.resolve_now(None).tzinfo is not None

@@ -204,12 +204,7 @@ def profile(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     now = pipeline.utc_now()
     pipeline.prepare_database(settings)
-    ids = pipeline.member_ids(settings)
-    profiled = embedded = 0
-    for chunk in pipeline.chunked(ids, settings.chunk_size):
-        summary = pipeline.profile_chunk(settings, chunk, now)
-        profiled += summary.profiled
-        embedded += summary.texts_embedded
+    profiled, embedded = pipeline.profile_members(settings, pipeline.member_ids(settings), now)
     console.print(f"{profiled} members profiled; {embedded} new texts embedded")
 
 
@@ -277,11 +272,8 @@ def match(
         _show_recommendations(settings, member, now)
         return
     pipeline.sync_workspace(settings, now)
-    run_id = pipeline.start_matching(settings)
-    total = 0
     ids = pipeline.member_ids(settings)
-    for chunk in pipeline.chunked(ids, settings.chunk_size):
-        total += pipeline.match_chunk(settings, run_id, chunk, now).recommendations
+    run_id, total = pipeline.match_members(settings, ids, now)
     console.print(f"{total} recommendations for {len(ids)} members (match run {run_id})")
 
 
@@ -381,16 +373,10 @@ NowOption = Annotated[
 ]
 
 
-def _aware(now: dt.datetime | None) -> dt.datetime:
-    if now is None:
-        return pipeline.utc_now()
-    return now if now.tzinfo else now.replace(tzinfo=dt.UTC)
-
-
 @app.command()
 def run(ctx: typer.Context, prefect: PrefectOption = True, now: NowOption = None) -> None:
     """Run one full cycle: profile, segment, match, advance journeys, deliver."""
-    _cycle(_settings(ctx), _aware(now), prefect)
+    _cycle(_settings(ctx), pipeline.resolve_now(now), prefect)
 
 
 @app.command()
