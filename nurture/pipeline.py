@@ -47,6 +47,7 @@ from nurture.segmentation import SegmentationSummary, load_segment_rules, segmen
 from nurture.settings import Settings
 from nurture.storage import Member, create_database_engine, migrate_database, session_scope
 from nurture.workspace import (
+    ContentItemSpec,
     ContentSyncSummary,
     Questionnaire,
     load_content_library,
@@ -159,12 +160,12 @@ class WorkspaceCheck:
 
     Attributes:
         questionnaire: The questionnaire.
-        content_items: Number of content items in the library.
+        content_items: The content items of the library.
         journeys: The journey definitions.
     """
 
     questionnaire: Questionnaire
-    content_items: int
+    content_items: list[ContentItemSpec]
     journeys: list[JourneyDefinition]
 
 
@@ -180,7 +181,7 @@ def check_workspace(settings: Settings) -> WorkspaceCheck:
     load_segment_rules(
         settings.segments_path, question_keys=[q.key for q in questionnaire.questions]
     )
-    return WorkspaceCheck(questionnaire, len(specs), journeys)
+    return WorkspaceCheck(questionnaire, specs, journeys)
 
 
 def sync_workspace(settings: Settings, now: dt.datetime | None = None) -> ContentSyncSummary:

@@ -395,9 +395,7 @@ def demo(
     settings = _settings(ctx)
     check = pipeline.check_workspace(settings)
     now = pipeline.utc_now()
-    from nurture.workspace import load_content_library
-
-    specs = load_content_library(settings.content_dir)
+    specs = check.content_items
     files = generate_demo_community(
         settings.data_dir / "demo",
         members,
