@@ -351,17 +351,18 @@ def _check_graph(report: _Report, steps: Any) -> None:
     links: dict[str, list[str]] = {step_id: [] for step_id in index_of}
     broken = False
     for step_id, index in index_of.items():
-        for field, target in _step_links(steps[index]):
+        for field_path, target in _step_links(steps[index]):
             if target in index_of:
                 links[step_id].append(target)
                 continue
             broken = True
             close = difflib.get_close_matches(target, list(index_of), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
+            field = ".".join(str(part) for part in field_path)
             report.add(
                 f"{field} points to unknown step {target!r}; expected one of: "
                 f"{', '.join(index_of)}{hint}",
-                ["steps", index, field],
+                ["steps", index, *field_path],
             )
 
     entry = steps[0].get("id") if isinstance(steps[0], dict) else None
@@ -401,14 +402,18 @@ def _check_graph(report: _Report, steps: Any) -> None:
         )
 
 
-def _step_links(step: dict[str, Any]) -> Iterator[tuple[str, str]]:
-    """The (field, target id) links of one raw step, per its kind's ``link_fields``."""
-    model = STEP_KINDS.get(step.get("type"))  # type: ignore[arg-type]
-    fields = model.link_fields if model is not None else ("next",)
-    for field in fields:
+def _step_links(step: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+    """The (field path, target id) links of one raw step: next, cases[i].next, otherwise."""
+    for field in ("next", "otherwise"):
         target = step.get(field)
         if isinstance(target, str):
-            yield field, target
+            yield (field,), target
+    cases = step.get("cases")
+    if isinstance(cases, list):
+        for index, case in enumerate(cases):
+            target = case.get("next") if isinstance(case, dict) else None
+            if isinstance(target, str):
+                yield ("cases", index, "next"), target
 
 
 def _reachable(start: str, links: dict[str, list[str]]) -> set[str]:

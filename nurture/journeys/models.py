@@ -12,8 +12,10 @@ import datetime as dt
 import hashlib
 import json
 import re
-from typing import Annotated, Any, ClassVar, Literal
+import zoneinfo
+from typing import Annotated, Any, Literal
 
+from cronsim import CronSim, CronSimError
 from pydantic import (
     AfterValidator,
     BaseModel,
@@ -22,19 +24,38 @@ from pydantic import (
     Field,
     PrivateAttr,
     Tag,
+    model_validator,
 )
 from pydantic_core import PydanticCustomError
 
 __all__ = [
+    "ACTIVITY_TYPES",
+    "STEP_KINDS",
+    "TRIGGER_KINDS",
+    "WEEKDAYS",
+    "ActivityTrigger",
+    "AnniversaryTrigger",
+    "BranchCase",
+    "BranchStep",
+    "ContentGapTrigger",
     "ContentSlot",
     "ExitStep",
+    "Goal",
+    "InactivityTrigger",
     "JourneyDefinition",
     "MemberJoinedTrigger",
+    "MilestoneTrigger",
     "QuestionnaireAnsweredTrigger",
+    "ScheduleTrigger",
+    "SegmentEnteredTrigger",
+    "SegmentLeftTrigger",
     "SendStep",
     "Step",
+    "StepModel",
     "Trigger",
+    "TriggerModel",
     "WaitStep",
+    "WaitUntil",
     "parse_duration",
 ]
 
@@ -105,6 +126,55 @@ class _Model(BaseModel):
 
 # --- triggers -------------------------------------------------------------------------------
 
+ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
+"""Activity event types a trigger or a goal can name (the activity import's types)."""
+
+ActivityType = Literal[
+    "post", "comment", "event_attended", "content_view", "email_open", "email_click"
+]
+SEGMENT_KEY_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
+SegmentKey = Annotated[
+    str,
+    Field(
+        max_length=100,
+        pattern=SEGMENT_KEY_PATTERN,
+        title="Segment key",
+        description="A cluster segment (seg-3) or a rule segment of segments.yaml.",
+    ),
+]
+DATE_FIELD_PATTERN = r"^(birthday|joined_at|attributes\.[A-Za-z0-9_]+)$"
+
+
+def _check_time_zone(name: str) -> str:
+    try:
+        zoneinfo.ZoneInfo(name)
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        raise PydanticCustomError(
+            "time_zone",
+            "unknown time zone {name!r}; expected an IANA name such as Europe/Paris",
+            {"name": name},
+        ) from None
+    return name
+
+
+def _check_cron(expression: str) -> str:
+    try:
+        CronSim(expression, dt.datetime(2026, 1, 1, tzinfo=dt.UTC))
+    except CronSimError as error:
+        raise PydanticCustomError(
+            "cron",
+            "not a cron expression ({reason}); expected five fields such as '0 9 1 * *'",
+            {"reason": str(error)},
+        ) from None
+    return expression
+
+
+TimeZoneName = Annotated[
+    str,
+    AfterValidator(_check_time_zone),
+    Field(title="Time zone", description="An IANA time zone name.", examples=["Europe/Paris"]),
+]
+
 
 class MemberJoinedTrigger(_Model):
     """Enrol members who joined the community."""
@@ -133,14 +203,188 @@ class QuestionnaireAnsweredTrigger(_Model):
     )
 
 
+class SegmentEnteredTrigger(_Model):
+    """Enrol members when they enter a segment (once the segment's hold time has passed)."""
+
+    type: Literal["segment_entered"] = Field(title="Trigger type")
+    segment: SegmentKey
+    hold: Duration | None = Field(
+        default=None,
+        title="Hold",
+        description=(
+            "Only once the member has been in the segment this long (on top of the move dwell "
+            "time segmentation already applies)."
+        ),
+    )
+    within_days: int = Field(
+        default=7,
+        ge=1,
+        title="Entered within days",
+        description="Entries older than N days are not acted on (so a new journey is not sent "
+        "to everyone who entered long ago).",
+    )
+
+
+class SegmentLeftTrigger(_Model):
+    """Enrol members when they leave a segment."""
+
+    type: Literal["segment_left"] = Field(title="Trigger type")
+    segment: SegmentKey
+    within_days: int = Field(
+        default=7,
+        ge=1,
+        title="Left within days",
+        description="Departures older than N days are ignored.",
+    )
+
+
+class AnniversaryTrigger(_Model):
+    """Enrol members on the anniversary of a date, in their own time zone (once a year)."""
+
+    type: Literal["anniversary"] = Field(title="Trigger type")
+    date: str = Field(
+        pattern=DATE_FIELD_PATTERN,
+        title="Date",
+        description=(
+            "birthday, joined_at (membership anniversary, from the first year on) or "
+            "attributes.<name> (an ISO date imported with the members)."
+        ),
+    )
+    hour: int = Field(
+        default=9,
+        ge=0,
+        le=23,
+        title="Local hour",
+        description="Enrol from this hour of the member's day (their time zone); 29 February "
+        "falls on 28 February in other years.",
+    )
+
+
+class ActivityTrigger(_Model):
+    """Enrol members when they do something for the Nth time (first post, tenth contribution)."""
+
+    type: Literal["activity"] = Field(title="Trigger type")
+    events: list[ActivityType] = Field(
+        min_length=1,
+        title="Events",
+        description="Activity types counted together, e.g. [post, comment] for contributions.",
+    )
+    count: int = Field(
+        default=1,
+        ge=1,
+        title="Count",
+        description="Fire on the Nth event of those types: 1 for the first post, 10 for the tenth.",
+    )
+    where: dict[str, str | int | float | bool] | None = Field(
+        default=None,
+        title="Where",
+        description="Only events whose properties have these values, e.g. {kind: initiative}.",
+    )
+    within_days: int = Field(
+        default=7,
+        ge=1,
+        title="Within days",
+        description="The Nth event must be at most N days old (old history is not thanked).",
+    )
+
+
+class InactivityTrigger(_Model):
+    """Enrol members who have been silent for N days (once per silence)."""
+
+    type: Literal["inactivity"] = Field(title="Trigger type")
+    days: int = Field(ge=1, title="Days", description="Days without any of the events.")
+    events: list[ActivityType] | None = Field(
+        default=None,
+        min_length=1,
+        title="Events",
+        description="Activity types that break the silence; absent: all but email opens.",
+    )
+
+
+class MilestoneTrigger(_Model):
+    """Enrol every member when the community reaches a size: one celebration per threshold, ever."""
+
+    type: Literal["community_milestone"] = Field(title="Trigger type")
+    thresholds: list[Annotated[int, Field(ge=1)]] = Field(
+        min_length=1,
+        title="Thresholds",
+        description="Member counts to celebrate, e.g. [100, 1000, 5000]. When several are "
+        "crossed at once only the highest is celebrated.",
+    )
+
+
+class ScheduleTrigger(_Model):
+    """Enrol members at times given by a cron expression (monthly digest, monthly invitation)."""
+
+    type: Literal["schedule"] = Field(title="Trigger type")
+    cron: Annotated[str, AfterValidator(_check_cron)] = Field(
+        title="Cron",
+        description="Minute hour day-of-month month day-of-week, e.g. '0 9 1 * *' (9:00 on the "
+        "first of each month).",
+        examples=["0 9 1 * *", "0 8 * * MON"],
+    )
+    time_zone: TimeZoneName = "UTC"
+    audience: Literal["all", "joined_since_previous"] = Field(
+        default="all",
+        title="Audience",
+        description="all members, or only those who joined since the previous run of the "
+        "schedule (the members who joined that month).",
+    )
+    catch_up: Duration = Field(
+        default="1d",
+        title="Catch up",
+        description="A run missed for longer than this (nurture was stopped) is skipped.",
+    )
+
+
+class ContentGapTrigger(_Model):
+    """Enrol members close to a topic the library barely covers, to invite them to write on it."""
+
+    type: Literal["content_gap"] = Field(title="Trigger type")
+    max_items: int = Field(
+        default=1,
+        ge=0,
+        title="Max items",
+        description="A topic (a library tag) with at most this many published items is a gap.",
+    )
+    min_engagements: int = Field(
+        default=2,
+        ge=1,
+        title="Min engagements",
+        description="The member engaged (viewed, attended, clicked, posted) at least this many "
+        "times with items of the topic...",
+    )
+    within_days: int = Field(
+        default=90, ge=1, title="Within days", description="...in the last N days."
+    )
+    ignore_tags: list[str] = Field(
+        default_factory=list,
+        title="Ignore tags",
+        description="Tags that are not topics (places, formats).",
+    )
+
+
+TriggerModel = (
+    MemberJoinedTrigger
+    | QuestionnaireAnsweredTrigger
+    | SegmentEnteredTrigger
+    | SegmentLeftTrigger
+    | AnniversaryTrigger
+    | ActivityTrigger
+    | InactivityTrigger
+    | MilestoneTrigger
+    | ScheduleTrigger
+    | ContentGapTrigger
+)
+
 Trigger = Annotated[
-    MemberJoinedTrigger | QuestionnaireAnsweredTrigger,
+    TriggerModel,
     Field(discriminator="type", title="Trigger", description="Which members enter the journey."),
 ]
 
-TRIGGER_KINDS: dict[str, type[MemberJoinedTrigger | QuestionnaireAnsweredTrigger]] = {
-    "member_joined": MemberJoinedTrigger,
-    "questionnaire_answered": QuestionnaireAnsweredTrigger,
+TRIGGER_KINDS: dict[str, type[TriggerModel]] = {
+    model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
+    for model in TriggerModel.__args__  # type: ignore[attr-defined]
 }
 """Trigger model by ``type``."""
 
@@ -148,8 +392,34 @@ TRIGGER_KINDS: dict[str, type[MemberJoinedTrigger | QuestionnaireAnsweredTrigger
 # --- steps ----------------------------------------------------------------------------------
 
 
+def _check_condition(expression: str) -> str:
+    from nurture.journeys.conditions import check_condition  # the sandbox loads lazily
+
+    problems = check_condition(expression)
+    if problems:
+        raise PydanticCustomError("condition", "; ".join(problems))
+    return expression.strip()
+
+
+Condition = Annotated[
+    str,
+    Field(
+        min_length=1,
+        max_length=2000,
+        title="Condition",
+        description=(
+            "A sandboxed jinja2 expression over member, answers, lifecycle, activity, segment, "
+            "segments, language, trigger, opened('step') and clicked('step'), e.g. "
+            "\"'run_events' in answers.goals and language == 'fr'\"."
+        ),
+        examples=["not answers", "lifecycle == 'dormant'", "opened('send_welcome')"],
+    ),
+    AfterValidator(_check_condition),
+]
+
+
 class ContentSlot(_Model):
-    """Content items picked for the member by the matcher and given to the template as ``items``."""
+    """Content items picked for the member by the matcher and given to the template."""
 
     count: int = Field(
         default=3, ge=0, le=20, title="Count", description="How many items (0: none)."
@@ -159,6 +429,20 @@ class ContentSlot(_Model):
         min_length=1,
         title="Kinds",
         description="Only items of these kinds (article, event, webinar...); absent: any kind.",
+    )
+    tags: list[Annotated[str, Field(min_length=1)]] | None = Field(
+        default=None,
+        min_length=1,
+        title="Tags",
+        description="Only items with at least one of these tags; absent: any tags.",
+    )
+    order: Literal["recommended", "upcoming"] = Field(
+        default="recommended",
+        title="Order",
+        description=(
+            "recommended: the member's recommendations, best first; upcoming: events that "
+            "have not started yet, soonest first, in the member's language when there is one."
+        ),
     )
 
 
@@ -180,13 +464,16 @@ Subject = Annotated[
     ),
 ]
 
+StepId = Annotated[
+    str,
+    Field(min_length=1, max_length=100, pattern=IDENTIFIER_PATTERN, title="Step id"),
+]
+
 
 class SendStep(_Model):
     """Queue one email to the member, with content picked for them."""
 
-    link_fields: ClassVar[tuple[str, ...]] = ("next",)
-
-    id: Identifier = Field(title="Step id", description="Unique within the journey.")
+    id: StepId = Field(description="Unique within the journey.")
     type: Literal["send"] = Field(title="Step type")
     template: str = Field(
         max_length=300,
@@ -207,9 +494,26 @@ class SendStep(_Model):
     content: ContentSlot = Field(
         default_factory=ContentSlot,
         title="Content",
-        description="Content items picked for the member (never one they were already sent).",
+        description="Content items picked for the member, given to the template as items "
+        "(never one they were already sent).",
     )
-    next: Identifier = Field(title="Next step", description="Id of the step that follows.")
+    slots: dict[Identifier, ContentSlot] = Field(
+        default_factory=dict,
+        title="Named slots",
+        description="More content, given to the template as slots.<name>, e.g. "
+        "welcome_event: {kinds: [event], tags: [welcome event], order: upcoming, count: 1}.",
+    )
+    over_budget: Literal["wait", "skip"] | None = Field(
+        default=None,
+        title="Over budget",
+        description="When the member's message budget is spent: wait for room or skip this "
+        "email; absent: the journey's over_budget.",
+    )
+    next: StepId = Field(description="Id of the step that follows.")
+
+    def links(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The (field path, step id) links to the steps that may follow."""
+        return [(("next",), self.next)]
 
     def subject_for(self, language: str | None) -> str:
         """The subject source (a jinja2 template) for a member's language.
@@ -232,42 +536,124 @@ class SendStep(_Model):
         return next(iter(self.subject.values()))
 
 
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+class WaitUntil(_Model):
+    """A moment in the member's own week: the next such weekday and hour in their time zone."""
+
+    weekday: (
+        Literal["monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday"] | None
+    ) = Field(
+        default=None, title="Weekday", description="Absent: the next day (or today) at that hour."
+    )
+    hour: int = Field(ge=0, le=23, title="Hour", description="Local hour, 0-23.")
+    minute: int = Field(default=0, ge=0, le=59, title="Minute")
+
+
 class WaitStep(_Model):
-    """Pause the member for a while before the next step."""
+    """Pause the member: for a duration, or until a weekday and hour in their time zone."""
 
-    link_fields: ClassVar[tuple[str, ...]] = ("next",)
-
-    id: Identifier = Field(title="Step id", description="Unique within the journey.")
+    id: StepId = Field(description="Unique within the journey.")
     type: Literal["wait"] = Field(title="Step type")
-    duration: Duration
-    next: Identifier = Field(title="Next step", description="Id of the step that follows.")
+    duration: Duration | None = None
+    until: WaitUntil | None = Field(
+        default=None,
+        title="Until",
+        description="Wait until the next such moment in the member's time zone (DST-aware); "
+        "with a duration too, until the first such moment after the duration.",
+    )
+    next: StepId = Field(description="Id of the step that follows.")
+
+    @model_validator(mode="after")
+    def _something_to_wait_for(self) -> WaitStep:
+        if self.duration is None and self.until is None:
+            raise PydanticCustomError("wait", "a wait step needs a duration, an until, or both")
+        return self
+
+    def links(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The (field path, step id) links to the steps that may follow."""
+        return [(("next",), self.next)]
 
     @property
     def delta(self) -> dt.timedelta:
-        """The wait as a ``timedelta``."""
-        return parse_duration(self.duration)
+        """The wait's duration as a ``timedelta`` (zero when it only waits ``until``)."""
+        return parse_duration(self.duration) if self.duration else dt.timedelta(0)
+
+
+class BranchCase(_Model):
+    """One way out of a branch: taken when its condition holds."""
+
+    when: Condition
+    next: StepId = Field(description="Step taken when the condition holds.")
+
+
+class BranchStep(_Model):
+    """Go one way or another: the first case whose condition holds, else ``otherwise``."""
+
+    id: StepId = Field(description="Unique within the journey.")
+    type: Literal["branch"] = Field(title="Step type")
+    cases: list[BranchCase] = Field(
+        min_length=1, title="Cases", description="Checked in order; the first that holds wins."
+    )
+    otherwise: StepId = Field(description="Step taken when no case holds.")
+
+    def links(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The (field path, step id) links to the steps that may follow."""
+        return [
+            *((("cases", index, "next"), case.next) for index, case in enumerate(self.cases)),
+            (("otherwise",), self.otherwise),
+        ]
 
 
 class ExitStep(_Model):
     """End the journey: the enrollment is completed."""
 
-    link_fields: ClassVar[tuple[str, ...]] = ()
-
-    id: Identifier = Field(title="Step id", description="Unique within the journey.")
+    id: StepId = Field(description="Unique within the journey.")
     type: Literal["exit"] = Field(title="Step type")
 
+    def links(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """No step follows an exit."""
+        return []
+
+
+StepModel = SendStep | WaitStep | BranchStep | ExitStep
 
 Step = Annotated[
-    SendStep | WaitStep | ExitStep,
+    StepModel,
     Field(discriminator="type", title="Step", description="One step, chosen by its type."),
 ]
 
-STEP_KINDS: dict[str, type[SendStep | WaitStep | ExitStep]] = {
+STEP_KINDS: dict[str, type[StepModel]] = {
     "send": SendStep,
     "wait": WaitStep,
+    "branch": BranchStep,
     "exit": ExitStep,
 }
 """Step model by ``type``, used by the graph checks on raw YAML."""
+
+
+# --- journey rules --------------------------------------------------------------------------
+
+
+class Goal(_Model):
+    """What the journey is for: once it happens the member leaves the journey (exited by goal)."""
+
+    events: list[ActivityType] | None = Field(
+        default=None,
+        min_length=1,
+        title="Events",
+        description="The member did one of these after entering, e.g. [post].",
+    )
+    condition: Condition | None = Field(
+        default=None, description="Or this condition holds, e.g. 'answers' (they answered)."
+    )
+
+    @model_validator(mode="after")
+    def _something_to_reach(self) -> Goal:
+        if self.events is None and self.condition is None:
+            raise PydanticCustomError("goal", "a goal needs events, a condition, or both")
+        return self
 
 
 class JourneyDefinition(_Model):
@@ -305,6 +691,36 @@ class JourneyDefinition(_Model):
         description="Lower goes first among journeys of the same category.",
     )
     trigger: Trigger
+    audience: Condition | None = Field(
+        default=None,
+        title="Audience",
+        description="Only members for whom this condition holds when the trigger fires.",
+    )
+    goal: Goal | None = Field(
+        default=None,
+        title="Goal",
+        description="Members who reach it leave the journey at once (exited by goal).",
+    )
+    reentry: Literal["once", "each_occurrence"] = Field(
+        default="each_occurrence",
+        title="Re-entry",
+        description=(
+            "once: a member goes through the journey once, ever; each_occurrence: again each "
+            "time the trigger fires anew (each birthday, each schedule run, each new silence), "
+            "never while still in it."
+        ),
+    )
+    cooldown: Duration | None = Field(
+        default=None,
+        title="Cooldown",
+        description="With each_occurrence: at least this long between the end of one pass and "
+        "the next.",
+    )
+    over_budget: Literal["wait", "skip"] = Field(
+        default="wait",
+        title="Over budget",
+        description="When the member's message budget is spent: wait for room, or skip the email.",
+    )
     steps: list[Step] = Field(
         min_length=1,
         title="Steps",
@@ -327,11 +743,11 @@ class JourneyDefinition(_Model):
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @property
-    def entry_step(self) -> SendStep | WaitStep | ExitStep:
+    def entry_step(self) -> StepModel:
         """The first step, where every enrollment starts."""
         return self.steps[0]
 
-    def step(self, step_id: str) -> SendStep | WaitStep | ExitStep:
+    def step(self, step_id: str) -> StepModel:
         """The step with id ``step_id``.
 
         Args:

@@ -197,13 +197,19 @@ def _unknown(name: str, what: str, known: Sequence[str]) -> str:
     return message + f" (expected one of: {', '.join(known)})"
 
 
-def check_rule(rule: str, question_keys: Sequence[str] | None = None) -> list[str]:
+def check_rule(
+    rule: str,
+    question_keys: Sequence[str] | None = None,
+    *,
+    names: Sequence[str] = RULE_NAMES,
+) -> list[str]:
     """What is wrong with a rule: it does not compile, or it reads a name that does not exist.
 
     Args:
         rule: A rule expression.
         question_keys: The questionnaire's question keys, to check ``answers.<key>``; ``None``
             skips that check.
+        names: The names the expression may read (journey conditions read a few more).
 
     Returns:
         One message per problem; empty when the rule is fine.
@@ -216,8 +222,8 @@ def check_rule(rule: str, question_keys: Sequence[str] | None = None) -> list[st
         reason = str(exc.message).replace("end of template", "end of the rule")
         return [f"the rule does not compile{where}: {reason}"]
     problems: list[str] = []
-    names = sorted({node.name for node in expression.find_all(nodes.Name) if node.ctx == "load"})
-    problems.extend(_unknown(name, "name", RULE_NAMES) for name in names if name not in RULE_NAMES)
+    read = sorted({node.name for node in expression.find_all(nodes.Name) if node.ctx == "load"})
+    problems.extend(_unknown(name, "name", names) for name in read if name not in names)
     problems.extend(
         _unknown(attr, "member field", MEMBER_FIELDS)
         for attr in _attribute_reads(expression, "member")

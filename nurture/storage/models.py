@@ -34,6 +34,7 @@ __all__ = [
     "Answer",
     "AssignmentState",
     "Base",
+    "CommunityMilestone",
     "ContentItem",
     "EmbeddingCacheEntry",
     "Enrollment",
@@ -48,6 +49,7 @@ __all__ = [
     "Recommendation",
     "Segment",
     "SegmentAssignment",
+    "SegmentDeparture",
     "SegmentMembership",
     "SegmentationRun",
     "Suppression",
@@ -402,6 +404,12 @@ class Enrollment(Base):
     next_action_at: Mapped[dt.datetime | None]
     enrolled_at: Mapped[created_at]
     finished_at: Mapped[dt.datetime | None]
+    context: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    """What the trigger recorded (the event to thank for, the topic, the threshold...)."""
+    exit_reason: Mapped[str | None] = mapped_column(String(30))
+    """Why an exited enrollment stopped: goal, consent, suppressed, missing_step."""
+    waiting_on: Mapped[str | None] = mapped_column(String(30))
+    """Why an active enrollment is held at a send step: budget or quiet_hours."""
 
 
 class MessageStatus(enum.StrEnum):
@@ -422,6 +430,7 @@ class Message(Base):
     __table_args__ = (
         UniqueConstraint("enrollment_id", "step_id"),
         Index("ix_messages_status_due", "status", "scheduled_at"),
+        Index("ix_messages_member_created", "member_id", "created_at"),
     )
 
     id: Mapped[intpk]
@@ -460,6 +469,29 @@ class ProviderEvent(Base):
     occurred_at: Mapped[dt.datetime]
     payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
     received_at: Mapped[created_at]
+
+
+class CommunityMilestone(Base):
+    """A community size reached (100, 1 000, 5 000 members): recorded once, ever."""
+
+    __tablename__ = "community_milestones"
+
+    threshold: Mapped[int] = mapped_column(primary_key=True, autoincrement=False)
+    reached_at: Mapped[dt.datetime]
+    member_count: Mapped[int]
+    celebrated: Mapped[bool] = mapped_column(default=True)
+
+
+class SegmentDeparture(Base):
+    """A member leaving a segment they were effectively in: what ``segment_left`` triggers read."""
+
+    __tablename__ = "segment_departures"
+    __table_args__ = (Index("ix_segment_departures_segment_time", "segment_id", "left_at"),)
+
+    id: Mapped[intpk]
+    member_id: Mapped[member_fk]
+    segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
+    left_at: Mapped[dt.datetime]
 
 
 class Suppression(Base):

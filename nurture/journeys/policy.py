@@ -1,0 +1,138 @@
+"""Rules across journeys: the message budget and the quiet hours, from ``sending.yaml``.
+
+Every journey shares one budget per member (at most ``budget.messages`` emails over a rolling
+``budget.window``); an email that does not fit waits for room or is skipped, as its journey
+says. No email is queued during the member's quiet hours (in their own time zone): it waits for
+the end of them. Transactional journeys are outside both rules and do not use the budget.
+Consent and suppression are checked by the engine at enrolment and before every email.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import re
+from pathlib import Path
+from typing import Annotated
+
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic_core import PydanticCustomError
+
+from nurture.errors import JourneyValidationError, Problem
+from nurture.journeys.models import Duration, parse_duration
+from nurture.workspace.yaml_lines import load_located_yaml, problems_from_validation_error
+
+__all__ = ["Budget", "QuietHours", "SendingRules", "load_sending_rules"]
+
+_CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
+
+
+def _check_clock(text: str) -> str:
+    if not _CLOCK_RE.match(text):
+        raise PydanticCustomError(
+            "clock", "expected a time of day like '21:00', found {text!r}", {"text": text}
+        )
+    return text
+
+
+Clock = Annotated[str, AfterValidator(_check_clock), Field(examples=["21:00", "08:00"])]
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Budget(_Model):
+    """At most ``messages`` emails per member over any rolling ``window``, all journeys together."""
+
+    messages: int = Field(default=3, ge=1, description="Emails allowed in one window.")
+    window: Duration = Field(default="7d", description="The rolling window, e.g. 7d.")
+
+    @property
+    def window_delta(self) -> dt.timedelta:
+        """The window as a ``timedelta``."""
+        return parse_duration(self.window)
+
+
+class QuietHours(_Model):
+    """Hours of the member's night when no email is queued (their time zone)."""
+
+    start: Clock = Field(default="21:00", description="Local time the quiet hours begin.")
+    end: Clock = Field(default="08:00", description="Local time they end (next day if earlier).")
+
+    def _minutes(self, text: str) -> int:
+        hours, minutes = text.split(":")
+        return int(hours) * 60 + int(minutes)
+
+    def is_quiet(self, local: dt.datetime) -> bool:
+        """Whether a local wall-clock time falls in the quiet hours."""
+        start, end, now = (
+            self._minutes(self.start),
+            self._minutes(self.end),
+            local.hour * 60 + local.minute,
+        )
+        if start == end:
+            return False
+        if start < end:
+            return start <= now < end
+        return now >= start or now < end
+
+    def end_after(self, local: dt.datetime) -> dt.datetime:
+        """The end (in UTC) of the quiet hours that ``local`` (aware, member's zone) falls in."""
+        hours, minutes = divmod(self._minutes(self.end), 60)
+        candidate = local.replace(hour=hours, minute=minutes, second=0, microsecond=0)
+        if candidate <= local:
+            candidate = (candidate.replace(tzinfo=None) + dt.timedelta(days=1)).replace(
+                tzinfo=local.tzinfo
+            )
+        # A wall time in a daylight-saving gap is normalised by the round trip through UTC.
+        return candidate.astimezone(dt.UTC)
+
+
+class SendingRules(_Model):
+    """The rules every journey shares (``sending.yaml`` in the workspace; all optional)."""
+
+    budget: Budget | None = Field(
+        default_factory=Budget,
+        description="The per-member message budget; null for none.",
+    )
+    quiet_hours: QuietHours | None = Field(
+        default_factory=QuietHours,
+        description="The quiet hours in the member's time zone; null for none.",
+    )
+
+
+def load_sending_rules(path: Path | str) -> SendingRules:
+    """Read the workspace's sending rules; an absent file gives the defaults.
+
+    Args:
+        path: The YAML file (``sending.yaml`` in a workspace).
+
+    Returns:
+        The rules.
+
+    Raises:
+        JourneyValidationError: The file is not valid YAML or not valid rules; every problem is
+            listed with its line and field.
+    """
+    path = Path(path)
+    if not path.exists():
+        return SendingRules()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise JourneyValidationError(
+            [Problem(path, f"cannot read the sending rules: {exc}")]
+        ) from exc
+    document, problems = load_located_yaml(text, path)
+    if document is None:
+        raise JourneyValidationError(problems)
+    if document.data is None and not problems:
+        return SendingRules()
+    try:
+        rules = SendingRules.model_validate(document.data if document.data is not None else {})
+    except ValidationError as exc:
+        problems.extend(problems_from_validation_error(exc, SendingRules, document, path))
+        raise JourneyValidationError(problems) from None
+    if problems:
+        raise JourneyValidationError(problems)
+    return rules
