@@ -34,7 +34,13 @@ from nurture.delivery import (
 from nurture.embedding import Embedder, load_embedder
 from nurture.errors import ConfigurationError
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
-from nurture.journeys import JourneyDefinition, JourneySummary, advance_journeys, load_journeys
+from nurture.journeys import (
+    JourneyDefinition,
+    JourneySummary,
+    advance_journeys,
+    load_journeys,
+    load_sending_rules,
+)
 from nurture.profiling import ProfileSummary, build_profiles
 from nurture.recommend import (
     MatchSummary,
@@ -305,6 +311,7 @@ def match_chunk(
 def run_journeys(settings: Settings, now: dt.datetime) -> JourneySummary:
     """Enrol members in the workspace's journeys and queue the messages that are due."""
     definitions = load_journeys(settings.journeys_dir, settings.templates_dir)
+    rules = load_sending_rules(settings.sending_rules_path)
     with session_scope(prepare_database(settings)) as session:
         return advance_journeys(
             session,
@@ -312,6 +319,7 @@ def run_journeys(settings: Settings, now: dt.datetime) -> JourneySummary:
             now,
             chunk_size=settings.chunk_size,
             suppression_salt=settings.suppression_salt.get_secret_value(),
+            rules=rules,
         )
 
 

@@ -173,6 +173,11 @@ class Settings(BaseSettings):
         return self.workspace / "questionnaire.yaml"
 
     @property
+    def sending_rules_path(self) -> Path:
+        """The rules all journeys share: message budget, quiet hours (``sending.yaml``)."""
+        return self.workspace / "sending.yaml"
+
+    @property
     def segments_path(self) -> Path:
         """The rule segments marketers declare (optional file)."""
         return self.workspace / "segments.yaml"

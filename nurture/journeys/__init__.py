@@ -1,8 +1,9 @@
 """Journeys: the YAML definitions marketers write, their loader, and the engine that runs them.
 
-``load_journeys`` reads and checks a folder of journey files; ``register_journeys`` keeps one
-``Journey`` row per definition version; ``advance_journeys`` enrols members and queues the
-messages that are due.
+``load_journeys`` reads and checks a folder of journey files; ``load_sending_rules`` the rules
+all journeys share (budget, quiet hours); ``register_journeys`` keeps one ``Journey`` row per
+definition version; ``advance_journeys`` enrols the members each trigger yields
+(``trigger_candidates``) and queues the messages that are due.
 """
 
 from nurture.journeys.engine import (
@@ -10,12 +11,14 @@ from nurture.journeys.engine import (
     JourneySummary,
     PickContent,
     advance_journeys,
-    enrollment_condition,
     recommended_content,
     register_journeys,
+    upcoming_content,
+    wait_until,
 )
 from nurture.journeys.loader import load_journey, load_journeys
 from nurture.journeys.models import (
+    BranchStep,
     ContentSlot,
     ExitStep,
     JourneyDefinition,
@@ -27,10 +30,14 @@ from nurture.journeys.models import (
     WaitStep,
     parse_duration,
 )
+from nurture.journeys.policy import SendingRules, load_sending_rules
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
+from nurture.journeys.triggers import Candidate, trigger_candidates
 
 __all__ = [
     "CONSENT_GRANTED",
+    "BranchStep",
+    "Candidate",
     "ContentSlot",
     "ExitStep",
     "JourneyDefinition",
@@ -39,16 +46,20 @@ __all__ = [
     "PickContent",
     "QuestionnaireAnsweredTrigger",
     "SendStep",
+    "SendingRules",
     "Step",
     "Trigger",
     "WaitStep",
     "advance_journeys",
-    "enrollment_condition",
     "journey_json_schema",
     "load_journey",
     "load_journeys",
+    "load_sending_rules",
     "parse_duration",
     "recommended_content",
     "register_journeys",
+    "trigger_candidates",
+    "upcoming_content",
+    "wait_until",
     "write_journey_json_schema",
 ]

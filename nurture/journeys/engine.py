@@ -14,14 +14,13 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import functools
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import ColumnElement, Table, and_, exists, func, insert, select
+from sqlalchemy import Table, exists, func, insert, or_, select
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.exc import IntegrityError
@@ -30,22 +29,33 @@ from sqlalchemy.orm import Session
 from nurture.chunks import chunked
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.errors import JourneyValidationError, Problem
+from nurture.journeys.conditions import condition_holds
 from nurture.journeys.models import (
+    WEEKDAYS,
+    BranchStep,
+    ContentSlot,
     ExitStep,
     JourneyDefinition,
-    MemberJoinedTrigger,
-    QuestionnaireAnsweredTrigger,
     SendStep,
     WaitStep,
+    parse_duration,
 )
+from nurture.journeys.policy import SendingRules
+from nurture.journeys.triggers import Candidate, local_zone, trigger_candidates
+from nurture.segmentation.assignments import effective_memberships
+from nurture.segmentation.rules import member_rule_contexts
 from nurture.storage.models import (
+    ActivityEvent,
     Answer,
+    ContentItem,
     Enrollment,
     EnrollmentState,
     Journey,
     Member,
     Message,
     MessageStatus,
+    ProviderEvent,
+    Segment,
 )
 
 __all__ = [
@@ -54,9 +64,10 @@ __all__ = [
     "JourneySummary",
     "PickContent",
     "advance_journeys",
-    "enrollment_condition",
     "recommended_content",
     "register_journeys",
+    "upcoming_content",
+    "wait_until",
 ]
 
 logger = logging.getLogger(__name__)
@@ -98,6 +109,11 @@ class JourneySummary:
         advanced: Due enrollments that moved on (each counted once per call).
         completed: Enrollments that reached an exit step.
         exited: Enrollments stopped early (consent withdrawn, step missing from the definition).
+        goal_reached: Enrollments that exited because the member reached the journey's goal.
+        budget_deferred: Emails held back because the member's budget was spent (they wait).
+        budget_skipped: Emails skipped for the same reason (their journey says skip).
+        quiet_deferred: Emails held back until the end of the member's quiet hours.
+        condition_errors: Conditions that failed to evaluate (taken as false; logged).
     """
 
     enrolled: int = 0
@@ -105,6 +121,11 @@ class JourneySummary:
     advanced: int = 0
     completed: int = 0
     exited: int = 0
+    goal_reached: int = 0
+    budget_deferred: int = 0
+    budget_skipped: int = 0
+    quiet_deferred: int = 0
+    condition_errors: int = 0
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -205,42 +226,18 @@ def _insert_journey_version(
 # --- enrolment ------------------------------------------------------------------------------
 
 
-@functools.singledispatch
-def enrollment_condition(trigger: Any, now: dt.datetime) -> ColumnElement[bool]:
-    """The SQL condition on ``Member`` that a trigger enrols (one dispatch per trigger type).
-
-    Args:
-        trigger: A trigger model of a journey definition.
-        now: The current time; nothing after it counts.
-
-    Returns:
-        A boolean SQL expression on ``Member`` columns.
-
-    Raises:
-        TypeError: The trigger type has no condition registered.
-    """
-    raise TypeError(f"no enrollment condition for trigger {type(trigger).__name__}")
-
-
-@enrollment_condition.register
-def _member_joined(trigger: MemberJoinedTrigger, now: dt.datetime) -> ColumnElement[bool]:
-    condition = Member.joined_at <= now
-    if trigger.within_days is not None:
-        since = now - dt.timedelta(days=trigger.within_days)
-        condition = and_(condition, Member.joined_at >= since)
-    return condition
-
-
-@enrollment_condition.register
-def _questionnaire_answered(
-    trigger: QuestionnaireAnsweredTrigger, now: dt.datetime
-) -> ColumnElement[bool]:
-    answered = select(Answer.id).where(Answer.member_id == Member.id, Answer.answered_at <= now)
-    if trigger.within_days is not None:
-        answered = answered.where(
-            Answer.answered_at >= now - dt.timedelta(days=trigger.within_days)
-        )
-    return exists(answered)
+@dataclasses.dataclass
+class _Counts:
+    enrolled: int = 0
+    messages_queued: int = 0
+    advanced: int = 0
+    completed: int = 0
+    exited: int = 0
+    goal_reached: int = 0
+    budget_deferred: int = 0
+    budget_skipped: int = 0
+    quiet_deferred: int = 0
+    condition_errors: int = 0
 
 
 def _enrol_members(
@@ -248,46 +245,119 @@ def _enrol_members(
     definition: JourneyDefinition,
     journey: Journey,
     now: dt.datetime,
-    chunk_size: int,
-    suppression_salt: str | None,
-) -> int:
-    """Enrol every member the trigger matches who has no enrollment in this journey yet.
+    context: _RunContext,
+    counts: _Counts,
+) -> None:
+    """Enrol the trigger's candidates that consent, suppression, re-entry and audience allow.
 
     Members whose address is in the suppression list are left out, transactional journeys
     included: an erased address that an import brings back is never enrolled again.
     """
-    already = exists(
-        select(Enrollment.id).where(
-            Enrollment.journey_key == definition.id, Enrollment.member_id == Member.id
-        )
-    )
-    query = select(Member.id, Member.email).where(
-        enrollment_condition(definition.trigger, now), ~already
-    )
-    if not definition.transactional:
-        query = query.where(Member.consent_status == CONSENT_GRANTED)
-    candidates = session.execute(query.order_by(Member.id)).all()
-    member_ids = _without_suppressed(session, candidates, suppression_salt)
+    candidates = [
+        candidate
+        for candidate in trigger_candidates(definition.trigger, session, now, definition.id)
+        if context.member_ids is None or candidate.member_id in context.member_ids
+    ]
+    if not candidates:
+        return
+    history = _enrollment_history(session, definition.id)
+    cooldown = parse_duration(definition.cooldown) if definition.cooldown else None
+    allowed: list[Candidate] = []
+    for candidate in candidates:
+        past = history.get(candidate.member_id)
+        if past is not None:
+            if past.active or definition.reentry == "once":
+                continue
+            if candidate.occurrence in past.occurrences:
+                continue
+            if cooldown and past.last_finished and past.last_finished + cooldown > now:
+                continue
+        allowed.append(candidate)
     entry = definition.entry_step.id
     enrolled = 0
-    for chunk in chunked(member_ids, chunk_size):
+    for chunk in chunked(allowed, context.chunk_size):
+        members = _member_rows(session, [candidate.member_id for candidate in chunk])
+        chunk = [
+            candidate
+            for candidate in chunk
+            if candidate.member_id in members
+            and (
+                definition.transactional
+                or members[candidate.member_id].consent_status == CONSENT_GRANTED
+            )
+        ]
+        keep = set(
+            _without_suppressed(
+                session,
+                [(c.member_id, members[c.member_id].email) for c in chunk],
+                context.suppression_salt,
+            )
+        )
+        chunk = [candidate for candidate in chunk if candidate.member_id in keep]
+        if definition.audience and chunk:
+            facts = context.facts(session, [candidate.member_id for candidate in chunk], now)
+            chunk = [
+                candidate
+                for candidate in chunk
+                if _holds(
+                    definition.audience,
+                    facts.names(candidate.member_id, candidate.context),
+                    counts,
+                    definition.id,
+                    "audience",
+                )
+            ]
         rows = [
             {
                 "journey_id": journey.id,
                 "journey_key": definition.id,
-                "member_id": member_id,
-                "occurrence": 1,
+                "member_id": candidate.member_id,
+                "occurrence": candidate.occurrence,
                 "state": EnrollmentState.ACTIVE,
                 "current_step": entry,
                 "next_action_at": now,
                 "enrolled_at": now,
+                "context": candidate.context,
             }
-            for member_id in chunk
+            for candidate in chunk
         ]
         enrolled += _insert_ignoring_conflicts(session, _table(Enrollment), rows)
     if enrolled:
         logger.info("journey %s: enrolled %d members", definition.id, enrolled)
-    return enrolled
+    counts.enrolled += enrolled
+
+
+@dataclasses.dataclass
+class _History:
+    active: bool = False
+    occurrences: set[int] = dataclasses.field(default_factory=set)
+    last_finished: dt.datetime | None = None
+
+
+def _enrollment_history(session: Session, journey_key: str) -> dict[int, _History]:
+    """Each member's past and current enrollments in a journey (one query)."""
+    history: dict[int, _History] = defaultdict(_History)
+    rows = session.execute(
+        select(
+            Enrollment.member_id, Enrollment.occurrence, Enrollment.state, Enrollment.finished_at
+        ).where(Enrollment.journey_key == journey_key)
+    ).tuples()
+    for member_id, occurrence, state, finished_at in rows:
+        past = history[member_id]
+        past.occurrences.add(occurrence)
+        past.active = past.active or state == EnrollmentState.ACTIVE
+        if finished_at is not None and (
+            past.last_finished is None or finished_at > past.last_finished
+        ):
+            past.last_finished = finished_at
+    return history
+
+
+def _member_rows(session: Session, member_ids: Sequence[int]) -> dict[int, Member]:
+    return {
+        member.id: member
+        for member in session.scalars(select(Member).where(Member.id.in_(sorted(set(member_ids)))))
+    }
 
 
 def _without_suppressed(
@@ -304,15 +374,129 @@ def _without_suppressed(
     return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
 
 
-# --- advancing ------------------------------------------------------------------------------
+# --- what conditions read -------------------------------------------------------------------
+
+
+class _Facts:
+    """What conditions read of a chunk of members, loaded in a few bulk queries."""
+
+    def __init__(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> None:
+        self.contexts = member_rule_contexts(session, member_ids, now)
+        memberships = effective_memberships(session, member_ids)
+        segment_ids = sorted({sid for ids in memberships.values() for sid in ids})
+        keys = (
+            dict(
+                session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
+                .tuples()
+                .all()
+            )
+            if segment_ids
+            else {}
+        )
+        self.segments = {
+            member_id: sorted(keys[sid] for sid in ids if sid in keys)
+            for member_id, ids in memberships.items()
+        }
+
+    def names(self, member_id: int, trigger: dict[str, Any] | None) -> dict[str, Any]:
+        """The names a condition reads for one member."""
+        context = dict(self.contexts.get(member_id, {}))
+        member = context.get("member") or {}
+        context["segments"] = self.segments.get(member_id, [])
+        context["language"] = member.get("language")
+        context["trigger"] = trigger or {}
+        return context
 
 
 @dataclasses.dataclass
-class _Counts:
-    messages_queued: int = 0
-    advanced: int = 0
-    completed: int = 0
-    exited: int = 0
+class _RunContext:
+    """What one ``advance_journeys`` call shares across journeys and chunks."""
+
+    pick: PickContent
+    rules: SendingRules | None
+    chunk_size: int
+    suppression_salt: str | None
+    member_ids: frozenset[int] | None
+    transactional_keys: frozenset[str]
+    budget_log: dict[int, list[dt.datetime]] = dataclasses.field(default_factory=dict)
+    item_tags: dict[str, set[str]] | None = None
+
+    def facts(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> _Facts:
+        """Condition facts of a chunk of members."""
+        return _Facts(session, member_ids, now)
+
+
+def _holds(
+    expression: str,
+    names: dict[str, Any],
+    counts: _Counts,
+    journey_key: str,
+    where: str,
+    *,
+    opened: Any = None,
+    clicked: Any = None,
+) -> bool:
+    try:
+        return condition_holds(expression, names, opened=opened, clicked=clicked)
+    except Exception as error:  # a marketer's condition may fail in any way
+        counts.condition_errors += 1
+        member = (names.get("member") or {}).get("id")
+        logger.warning(
+            "journey %s, %s: condition %r failed for member %s (%s: %s); taken as false",
+            journey_key,
+            where,
+            expression,
+            member,
+            type(error).__name__,
+            error,
+        )
+        return False
+
+
+# --- goals ----------------------------------------------------------------------------------
+
+
+def _apply_goal(
+    session: Session,
+    definition: JourneyDefinition,
+    now: dt.datetime,
+    context: _RunContext,
+    counts: _Counts,
+) -> None:
+    """Exit (reason ``goal``) the active enrollments whose member reached the journey's goal."""
+    goal = definition.goal
+    if goal is None:
+        return
+    query = select(Enrollment).where(
+        Enrollment.journey_key == definition.id, Enrollment.state == EnrollmentState.ACTIVE
+    )
+    if context.member_ids is not None:
+        query = query.where(Enrollment.member_id.in_(sorted(context.member_ids)))
+    if goal.events:
+        reached = exists(
+            select(ActivityEvent.id).where(
+                ActivityEvent.member_id == Enrollment.member_id,
+                ActivityEvent.type.in_(goal.events),
+                ActivityEvent.occurred_at >= Enrollment.enrolled_at,
+                ActivityEvent.occurred_at <= now,
+            )
+        )
+        for enrollment in session.scalars(query.where(reached)):
+            _finish(enrollment, EnrollmentState.EXITED, now, reason="goal")
+            counts.goal_reached += 1
+    if goal.condition:
+        active = list(session.scalars(query.order_by(Enrollment.id)))
+        for chunk in chunked(active, context.chunk_size):
+            facts = context.facts(session, [e.member_id for e in chunk], now)
+            for enrollment in chunk:
+                names = facts.names(enrollment.member_id, enrollment.context)
+                if _holds(goal.condition, names, counts, definition.id, "goal"):
+                    _finish(enrollment, EnrollmentState.EXITED, now, reason="goal")
+                    counts.goal_reached += 1
+    session.flush()
+
+
+# --- advancing ------------------------------------------------------------------------------
 
 
 @dataclasses.dataclass
@@ -322,6 +506,9 @@ class _Batch:
     members: dict[int, Member]
     written: set[tuple[int, str]]
     sent_keys: dict[int, set[str]]
+    answered: set[int]
+    engagement: dict[tuple[int, str], set[str]]
+    facts: _Facts | None = None
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
 
 
@@ -333,16 +520,20 @@ def advance_journeys(
     *,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     suppression_salt: str | None = None,
+    rules: SendingRules | None = None,
+    member_ids: Collection[int] | None = None,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
-    Members enter a journey once (no enrollment in that journey key yet), only with consent
-    granted unless the journey is transactional, and never when their address is in the
-    suppression list (given ``suppression_salt``). A due enrollment (active, ``next_action_at <=
-    now``) runs the steps of the version it started on, until a wait (due again at ``now`` +
-    duration) or an exit (completed). Each send step queues one ``Message`` (never two for one
-    enrollment step, whatever re-runs or concurrent workers do). Enrollments of journeys absent
-    from ``definitions`` are left as they are.
+    Journeys run care first, then by priority. Members enter per the trigger and the re-entry
+    policy, only with consent granted unless the journey is transactional, never when their
+    address is in the suppression list (given ``suppression_salt``), and only when the
+    journey's audience holds. Enrollments whose member reached the journey's goal exit. A due
+    enrollment (active, ``next_action_at <= now``) runs the steps of the version it started on
+    until a wait, an exit, or an email the sending rules hold back (budget, quiet hours). Each
+    send step queues one ``Message`` (never two for one enrollment step, whatever re-runs or
+    concurrent workers do). Enrollments of journeys absent from ``definitions`` are left as
+    they are.
 
     Args:
         session: The database session; the caller commits.
@@ -352,6 +543,8 @@ def advance_journeys(
         chunk_size: Enrollments loaded and advanced per batch.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
             skips the check at enrolment (delivery still checks each message).
+        rules: The message budget and quiet hours shared by all journeys; None: neither.
+        member_ids: Only these members (a simulation of a few members); None: everyone.
 
     Returns:
         Counts of what was done.
@@ -362,35 +555,39 @@ def advance_journeys(
     """
     if now.tzinfo is None:
         raise ValueError(f"expected a timezone-aware now, found naive {now!r}")
-    pick = pick_content or recommended_content
     ordered = sorted(definitions, key=lambda d: (d.category != "care", d.priority, d.id))
     journeys = register_journeys(session, ordered, now=now)
-
-    enrolled = sum(
-        _enrol_members(
-            session, definition, journeys[definition.id], now, chunk_size, suppression_salt
-        )
-        for definition in ordered
+    context = _RunContext(
+        pick=pick_content or recommended_content,
+        rules=rules,
+        chunk_size=chunk_size,
+        suppression_salt=suppression_salt,
+        member_ids=frozenset(member_ids) if member_ids is not None else None,
+        transactional_keys=frozenset(d.id for d in definitions if d.transactional),
     )
+    counts = _Counts()
+    for definition in ordered:
+        _enrol_members(session, definition, journeys[definition.id], now, context, counts)
     session.flush()
 
-    due_ids = list(
-        session.scalars(
+    versions: dict[int, JourneyDefinition] = {}
+    for definition in ordered:
+        _apply_goal(session, definition, now, context, counts)
+        due = (
             select(Enrollment.id)
             .where(
                 Enrollment.state == EnrollmentState.ACTIVE,
                 Enrollment.next_action_at <= now,
-                Enrollment.journey_key.in_([definition.id for definition in ordered]),
+                Enrollment.journey_key == definition.id,
             )
-            .order_by(Enrollment.id)
+            .order_by(Enrollment.next_action_at, Enrollment.id)
         )
-    )
-    counts = _Counts()
-    versions: dict[int, JourneyDefinition] = {}
-    for chunk in chunked(due_ids, chunk_size):
-        _advance_chunk(session, chunk, now, pick, versions, counts)
+        if context.member_ids is not None:
+            due = due.where(Enrollment.member_id.in_(sorted(context.member_ids)))
+        for chunk in chunked(list(session.scalars(due)), chunk_size):
+            _advance_chunk(session, chunk, now, context, versions, counts)
 
-    summary = JourneySummary(enrolled=enrolled, **dataclasses.asdict(counts))
+    summary = JourneySummary(**dataclasses.asdict(counts))
     logger.info("journeys advanced at %s: %s", now.isoformat(), summary)
     return summary
 
@@ -399,7 +596,7 @@ def _advance_chunk(
     session: Session,
     enrollment_ids: Sequence[int],
     now: dt.datetime,
-    pick: PickContent,
+    context: _RunContext,
     versions: dict[int, JourneyDefinition],
     counts: _Counts,
 ) -> None:
@@ -410,8 +607,9 @@ def _advance_chunk(
     )
     member_ids = sorted({enrollment.member_id for enrollment in enrollments})
     _load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
+    _load_budget_log(session, member_ids, now, context)
     batch = _Batch(
-        members={m.id: m for m in session.scalars(select(Member).where(Member.id.in_(member_ids)))},
+        members=_member_rows(session, member_ids),
         written={
             (enrollment_id, step_id)
             for enrollment_id, step_id in session.execute(
@@ -421,10 +619,16 @@ def _advance_chunk(
             )
         },
         sent_keys=_sent_item_keys(session, member_ids),
+        answered=set(
+            session.scalars(
+                select(Answer.member_id).where(Answer.member_id.in_(member_ids)).distinct()
+            )
+        ),
+        engagement=_email_engagement(session, enrollment_ids),
     )
-    for enrollment in enrollments:
+    for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or now, e.id)):
         _advance_enrollment(
-            session, enrollment, versions[enrollment.journey_id], batch, now, pick, counts
+            session, enrollment, versions[enrollment.journey_id], batch, now, context, counts
         )
     session.flush()
     counts.messages_queued += _insert_ignoring_conflicts(session, _table(Message), batch.messages)
@@ -436,14 +640,14 @@ def _advance_enrollment(
     definition: JourneyDefinition,
     batch: _Batch,
     now: dt.datetime,
-    pick: PickContent,
+    context: _RunContext,
     counts: _Counts,
 ) -> None:
-    """Run one due enrollment's steps until a wait or an exit."""
+    """Run one due enrollment's steps until a wait, an exit or a held email."""
     counts.advanced += 1
     member = batch.members[enrollment.member_id]
     if not definition.transactional and member.consent_status != CONSENT_GRANTED:
-        _finish(enrollment, EnrollmentState.EXITED, now)
+        _finish(enrollment, EnrollmentState.EXITED, now, reason="consent")
         counts.exited += 1
         return
     step_id = enrollment.current_step or definition.entry_step.id
@@ -458,23 +662,180 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, now)
+            _finish(enrollment, EnrollmentState.EXITED, now, reason="missing_step")
             counts.exited += 1
             return
         match step:
             case SendStep():
-                _queue_message(session, enrollment, definition, step, member, batch, now, pick)
+                held = _held_back(enrollment, definition, step, member, now, context, counts)
+                if held == "wait":
+                    return
+                enrollment.waiting_on = None
+                if held is None:
+                    _queue_message(
+                        session, enrollment, definition, step, member, batch, now, context
+                    )
                 step_id = step.next
             case WaitStep():
                 enrollment.current_step = step.next
-                enrollment.next_action_at = now + step.delta
+                enrollment.next_action_at = wait_until(step, now, member.time_zone)
+                enrollment.waiting_on = None
                 return
+            case BranchStep():
+                step_id = _choose_case(
+                    session, enrollment, definition, step, batch, now, context, counts
+                )
             case ExitStep():
                 enrollment.current_step = step.id
                 _finish(enrollment, EnrollmentState.COMPLETED, now)
                 counts.completed += 1
                 return
     raise RuntimeError(f"journey {definition.id!r}: loop without a wait step at {step_id!r}")
+
+
+def _held_back(
+    enrollment: Enrollment,
+    definition: JourneyDefinition,
+    step: SendStep,
+    member: Member,
+    now: dt.datetime,
+    context: _RunContext,
+    counts: _Counts,
+) -> str | None:
+    """Whether the sending rules hold the email back: ``wait``, ``skip`` or None (send it)."""
+    rules = context.rules
+    if rules is None or definition.transactional:
+        return None
+    if rules.quiet_hours is not None:
+        local = now.astimezone(local_zone(member.time_zone))
+        if rules.quiet_hours.is_quiet(local):
+            enrollment.current_step = step.id
+            enrollment.next_action_at = rules.quiet_hours.end_after(local)
+            enrollment.waiting_on = "quiet_hours"
+            counts.quiet_deferred += 1
+            return "wait"
+    if rules.budget is not None:
+        window = rules.budget.window_delta
+        recent = [
+            moment for moment in context.budget_log.get(member.id, []) if moment > now - window
+        ]
+        if len(recent) >= rules.budget.messages:
+            if (step.over_budget or definition.over_budget) == "skip":
+                counts.budget_skipped += 1
+                logger.info(
+                    "enrollment %s: %s/%s skipped, member %s is over budget",
+                    enrollment.id,
+                    definition.id,
+                    step.id,
+                    member.id,
+                )
+                return "skip"
+            enrollment.current_step = step.id
+            # Room comes back when the oldest email of the window leaves it.
+            enrollment.next_action_at = sorted(recent)[len(recent) - rules.budget.messages] + window
+            enrollment.waiting_on = "budget"
+            counts.budget_deferred += 1
+            return "wait"
+    return None
+
+
+def wait_until(step: WaitStep, now: dt.datetime, time_zone: str | None) -> dt.datetime:
+    """When a wait step ends for a member: after its duration, then at its ``until`` moment.
+
+    ``until`` is the next matching weekday and local hour in the member's time zone, at or
+    after the end of the duration; a local time skipped by a daylight-saving change moves
+    forward by the change, and a repeated one is taken the first time.
+
+    Args:
+        step: The wait step.
+        now: The current time (aware).
+        time_zone: The member's IANA time zone; UTC when unknown.
+
+    Returns:
+        The end of the wait, in UTC.
+    """
+    start = now + step.delta
+    if step.until is None:
+        return start
+    zone = local_zone(time_zone)
+    local = start.astimezone(zone)
+    for days in range(8):
+        day = local.date() + dt.timedelta(days=days)
+        if step.until.weekday is not None and WEEKDAYS[day.weekday()] != step.until.weekday:
+            continue
+        wall = dt.datetime.combine(day, dt.time(step.until.hour, step.until.minute))
+        moment = wall.replace(tzinfo=zone).astimezone(dt.UTC)
+        if moment >= start:
+            return moment
+    raise AssertionError("a weekday comes back within eight days")
+
+
+def _choose_case(
+    session: Session,
+    enrollment: Enrollment,
+    definition: JourneyDefinition,
+    step: BranchStep,
+    batch: _Batch,
+    now: dt.datetime,
+    context: _RunContext,
+    counts: _Counts,
+) -> str:
+    """The step a branch leads to: the first case that holds, else ``otherwise``."""
+    if batch.facts is None:
+        batch.facts = context.facts(session, sorted(batch.members), now)
+    names = batch.facts.names(enrollment.member_id, enrollment.context)
+    names["member"] = {**(names.get("member") or {})}
+
+    def opened(step_id: str) -> bool:
+        return bool(batch.engagement.get((enrollment.id, step_id), set()) & {"open", "click"})
+
+    def clicked(step_id: str) -> bool:
+        return "click" in batch.engagement.get((enrollment.id, step_id), set())
+
+    for index, case in enumerate(step.cases):
+        where = f"step {step.id} case {index + 1}"
+        if _holds(case.when, names, counts, definition.id, where, opened=opened, clicked=clicked):
+            return case.next
+    return step.otherwise
+
+
+def _email_engagement(
+    session: Session, enrollment_ids: Sequence[int]
+) -> dict[tuple[int, str], set[str]]:
+    """``{(enrollment id, step id): {"open", "click"}}`` from the provider's events."""
+    found: dict[tuple[int, str], set[str]] = defaultdict(set)
+    rows = session.execute(
+        select(Message.enrollment_id, Message.step_id, ProviderEvent.type)
+        .join(ProviderEvent, ProviderEvent.message_id == Message.id)
+        .where(
+            Message.enrollment_id.in_(enrollment_ids),
+            ProviderEvent.type.in_(["open", "click"]),
+        )
+    ).tuples()
+    for enrollment_id, step_id, kind in rows:
+        found[(enrollment_id, step_id)].add(kind)
+    return found
+
+
+def _load_budget_log(
+    session: Session, member_ids: Sequence[int], now: dt.datetime, context: _RunContext
+) -> None:
+    """Read when each member's recent budgeted emails were queued (once per member per call)."""
+    if context.rules is None or context.rules.budget is None:
+        return
+    missing = [member_id for member_id in member_ids if member_id not in context.budget_log]
+    if not missing:
+        return
+    since = now - context.rules.budget.window_delta
+    for member_id in missing:
+        context.budget_log[member_id] = []
+    query = select(Message.member_id, Message.created_at).where(
+        Message.member_id.in_(missing), Message.created_at > since
+    )
+    if context.transactional_keys:
+        query = query.where(Message.journey_key.not_in(sorted(context.transactional_keys)))
+    for member_id, created_at in session.execute(query).tuples():
+        context.budget_log[member_id].append(created_at)
 
 
 def _queue_message(
@@ -485,20 +846,20 @@ def _queue_message(
     member: Member,
     batch: _Batch,
     now: dt.datetime,
-    pick: PickContent,
+    context: _RunContext,
 ) -> None:
     """Add the step's message to the batch, unless that enrollment step has one already."""
     if (enrollment.id, step.id) in batch.written:
         return
     batch.written.add((enrollment.id, step.id))
     sent = batch.sent_keys[member.id]
-    items: list[dict[str, Any]] = []
-    if step.content.count:
-        exclude = frozenset(sent)
-        picked = pick(session, member.id, step.content.count, step.content.kinds, exclude)
-        items = [item for item in _jsonable(picked) if item.get("key") not in exclude]
-        items = items[: step.content.count]
-        sent.update(str(item["key"]) for item in items if item.get("key") is not None)
+    items = _fill_slot(session, member, step.content, sent, now, context)
+    slots = {
+        name: _fill_slot(session, member, slot, sent, now, context)
+        for name, slot in step.slots.items()
+    }
+    if not definition.transactional:
+        context.budget_log.setdefault(member.id, []).append(now)
     batch.messages.append(
         {
             "enrollment_id": enrollment.id,
@@ -507,7 +868,12 @@ def _queue_message(
             "journey_key": definition.id,
             "template": step.template,
             "subject": step.subject_for(member.language),
-            "context": {"items": items},
+            "context": {
+                "items": items,
+                "slots": slots,
+                "trigger": dict(enrollment.context or {}),
+                "questionnaire_answered": member.id in batch.answered,
+            },
             "status": MessageStatus.QUEUED,
             "scheduled_at": now,
             "created_at": now,
@@ -516,10 +882,102 @@ def _queue_message(
     )
 
 
-def _finish(enrollment: Enrollment, state: EnrollmentState, now: dt.datetime) -> None:
+def _fill_slot(
+    session: Session,
+    member: Member,
+    slot: ContentSlot,
+    sent: set[str],
+    now: dt.datetime,
+    context: _RunContext,
+) -> list[dict[str, Any]]:
+    """The items of one content slot, none already sent to the member; marks them sent."""
+    if not slot.count:
+        return []
+    exclude = frozenset(sent)
+    if slot.order == "upcoming":
+        items = upcoming_content(session, member.language, slot, exclude, now)
+    else:
+        wanted = slot.count * 10 if slot.tags else slot.count
+        picked = context.pick(session, member.id, wanted, slot.kinds, exclude)
+        items = [item for item in _jsonable(picked) if item.get("key") not in exclude]
+        if slot.tags:
+            tags = _item_tags(session, context)
+            wanted_tags = {tag.lower() for tag in slot.tags}
+            items = [i for i in items if tags.get(str(i.get("key")), set()) & wanted_tags]
+    items = items[: slot.count]
+    sent.update(str(item["key"]) for item in items if item.get("key") is not None)
+    return items
+
+
+def _item_tags(session: Session, context: _RunContext) -> dict[str, set[str]]:
+    if context.item_tags is None:
+        context.item_tags = {
+            key: {str(tag).lower() for tag in tags or []}
+            for key, tags in session.execute(select(ContentItem.key, ContentItem.tags)).tuples()
+        }
+    return context.item_tags
+
+
+def upcoming_content(
+    session: Session,
+    language: str | None,
+    slot: ContentSlot,
+    exclude_keys: frozenset[str],
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """Events not started yet for a slot (kinds, tags), soonest first, the member's language first.
+
+    Args:
+        session: The database session.
+        language: The member's language; items in it come first, then the others.
+        slot: The slot (its ``count``, ``kinds`` and ``tags`` apply).
+        exclude_keys: Keys never to pick.
+        now: The current time.
+
+    Returns:
+        Up to ``slot.count`` items as dicts (key, title, url, kind, summary, language,
+        event_start, reason).
+    """
+    query = select(ContentItem).where(
+        ContentItem.event_start.is_not(None),
+        ContentItem.event_start > now,
+        or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
+        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+    )
+    if slot.kinds:
+        query = query.where(ContentItem.kind.in_(slot.kinds))
+    wanted_tags = {tag.lower() for tag in slot.tags or []}
+    base = (language or "en").split("-")[0]
+    found = [
+        item
+        for item in session.scalars(query.order_by(ContentItem.event_start, ContentItem.key))
+        if item.key not in exclude_keys
+        and (not wanted_tags or {str(tag).lower() for tag in item.tags or []} & wanted_tags)
+    ]
+    found.sort(key=lambda item: (item.language != base, item.event_start, item.key))
+    return [
+        {
+            "key": item.key,
+            "title": item.title,
+            "url": item.url,
+            "kind": item.kind,
+            "summary": item.summary,
+            "language": item.language,
+            "event_start": _json_default(item.event_start),
+            "reason": "",
+        }
+        for item in found[: slot.count]
+    ]
+
+
+def _finish(
+    enrollment: Enrollment, state: EnrollmentState, now: dt.datetime, reason: str | None = None
+) -> None:
     enrollment.state = state
     enrollment.next_action_at = None
     enrollment.finished_at = now
+    enrollment.exit_reason = reason
+    enrollment.waiting_on = None
 
 
 def _load_versions(
@@ -543,10 +1001,13 @@ def _sent_item_keys(session: Session, member_ids: Sequence[int]) -> dict[int, se
         select(Message.member_id, Message.context).where(Message.member_id.in_(member_ids))
     )
     for member_id, context in rows:
-        items = context.get("items") if isinstance(context, dict) else None
-        for item in items or []:
-            if isinstance(item, dict) and item.get("key") is not None:
-                sent[member_id].add(str(item["key"]))
+        if not isinstance(context, dict):
+            continue
+        slots = context.get("slots") if isinstance(context.get("slots"), dict) else {}
+        for items in [context.get("items"), *slots.values()]:
+            for item in items or []:
+                if isinstance(item, dict) and item.get("key") is not None:
+                    sent[member_id].add(str(item["key"]))
     return sent
 
 

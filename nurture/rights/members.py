@@ -49,7 +49,13 @@ DERIVED_TABLES: tuple[str, ...] = ("segments", "embedding_cache")
 """Tables computed from many members: erasure removes the member's id and name from segment cards
 and labels, and the cached embeddings of their free-text answers."""
 
-OTHER_TABLES: tuple[str, ...] = ("content_items", "journeys", "match_runs", "segmentation_runs")
+OTHER_TABLES: tuple[str, ...] = (
+    "community_milestones",
+    "content_items",
+    "journeys",
+    "match_runs",
+    "segmentation_runs",
+)
 """Tables that hold no member data."""
 
 _BATCH = 500

@@ -23,7 +23,12 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.segmentation.kinds import CLUSTER_KIND
-from nurture.storage.models import AssignmentState, Segment, SegmentAssignment
+from nurture.storage.models import (
+    AssignmentState,
+    Segment,
+    SegmentAssignment,
+    SegmentDeparture,
+)
 
 __all__ = [
     "AssignmentChanges",
@@ -72,8 +77,15 @@ def _apply(
     deletes: Sequence[int],
     updates: Sequence[dict[str, Any]],
     inserts: Sequence[dict[str, Any]],
+    departures: Sequence[dict[str, Any]] = (),
 ) -> None:
-    """Deletes, then updates, then inserts: a member's rows never collide on the way."""
+    """Deletes, then updates, then inserts: a member's rows never collide on the way.
+
+    ``departures`` (``member_id``, ``segment_id``, ``left_at``) record members leaving a
+    segment they were effectively in, for journeys triggered by leaving a segment.
+    """
+    for batch in chunked(departures, _BATCH):
+        session.execute(insert(SegmentDeparture), list(batch))
     for batch in chunked(deletes, _BATCH):
         session.execute(delete(SegmentAssignment).where(SegmentAssignment.id.in_(batch)))
     for batch in chunked(updates, _BATCH):
@@ -128,6 +140,7 @@ def update_cluster_assignments(
         target[row.member_id] = (row.id, row.segment_id, row.since)
     updates: list[dict[str, Any]] = []
     inserts: list[dict[str, Any]] = []
+    departures: list[dict[str, Any]] = []
     entered = moved = waiting = 0
 
     def enter(member_id: int, segment_id: int) -> None:
@@ -163,6 +176,9 @@ def update_cluster_assignments(
         if current_segment not in active or move_after <= dt.timedelta(0) or held:
             if waiting_for is not None:
                 deletes.append(waiting_for[0])
+            departures.append(
+                {"member_id": member_id, "segment_id": current_segment, "left_at": now}
+            )
             updates.append(
                 {"id": row_id, "segment_id": segment_id, "since": now, "updated_at": now}
             )
@@ -190,7 +206,11 @@ def update_cluster_assignments(
     for member_id, (row_id, segment_id, _) in [*effective.items(), *pending.items()]:
         if member_id not in segment_of and segment_id not in active:
             deletes.append(row_id)
-    _apply(session, deletes, updates, inserts)
+            if effective.get(member_id, (None,))[0] == row_id:
+                departures.append(
+                    {"member_id": member_id, "segment_id": segment_id, "left_at": now}
+                )
+    _apply(session, deletes, updates, inserts, departures)
     return AssignmentChanges(entered=entered, moved=moved, pending=waiting)
 
 
@@ -220,6 +240,11 @@ def update_rule_assignments(
     )
     wanted = set(member_ids)
     deletes = [row_id for member_id, row_id in existing.items() if member_id not in wanted]
+    departures = [
+        {"member_id": member_id, "segment_id": segment_id, "left_at": now}
+        for member_id in existing
+        if member_id not in wanted
+    ]
     inserts = [
         {
             "member_id": member_id,
@@ -230,7 +255,7 @@ def update_rule_assignments(
         }
         for member_id in sorted(wanted - set(existing))
     ]
-    _apply(session, deletes, [], inserts)
+    _apply(session, deletes, [], inserts, departures)
     return AssignmentChanges(entered=len(inserts), left=len(deletes))
 
 

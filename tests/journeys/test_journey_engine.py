@@ -282,7 +282,12 @@ def test_questionnaire_answered_trigger(session: Session) -> None:
     (message,) = _messages(session)
     assert message.member_id == answered.id
     assert message.subject == "Merci bien, {{ member.first_name }}"
-    assert message.context == {"items": []}
+    assert message.context == {
+        "items": [],
+        "slots": {},
+        "trigger": {},
+        "questionnaire_answered": True,
+    }
     assert picker.calls == []  # count 0: no content asked for
 
     later = NOW + dt.timedelta(weeks=1, days=2, hours=12)

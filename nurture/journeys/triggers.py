@@ -1,0 +1,470 @@
+"""Who each trigger enrols, and with what context: one function per trigger type.
+
+A trigger yields candidates: a member, an occurrence number and the context the trigger
+recorded. The occurrence tells passes of one journey apart: a birthday is one occurrence per
+local year, a schedule one per run, a silence one per last activity, a milestone one per
+threshold; simple triggers (joined, answered) have a single occurrence, 1. The engine keeps one
+enrollment per (journey, member, occurrence), applies the re-entry policy, consent, suppression
+and the audience, and never enrols a member already in the journey.
+
+Every function reads ``now`` and nothing else of the clock; nothing after ``now`` counts.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import zlib
+import zoneinfo
+from collections import Counter, defaultdict
+from typing import Any
+
+from cronsim import CronSim
+from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy.orm import Session
+
+from nurture.chunks import chunked
+from nurture.journeys.models import (
+    ACTIVITY_TYPES,
+    ActivityTrigger,
+    AnniversaryTrigger,
+    ContentGapTrigger,
+    InactivityTrigger,
+    MemberJoinedTrigger,
+    MilestoneTrigger,
+    QuestionnaireAnsweredTrigger,
+    ScheduleTrigger,
+    SegmentEnteredTrigger,
+    SegmentLeftTrigger,
+    parse_duration,
+)
+from nurture.segmentation.assignments import segment_entries
+from nurture.storage.models import (
+    ActivityEvent,
+    Answer,
+    CommunityMilestone,
+    ContentItem,
+    Enrollment,
+    Member,
+    Segment,
+    SegmentDeparture,
+)
+
+__all__ = [
+    "ENGAGEMENT_TYPES",
+    "Candidate",
+    "local_zone",
+    "topic_coverage",
+    "trigger_candidates",
+]
+
+ENGAGEMENT_TYPES = ("post", "comment", "event_attended", "content_view", "email_click")
+"""Activity that shows interest in a content item (and breaks a silence by default)."""
+
+_BATCH = 1000
+_MILESTONE_GRACE = dt.timedelta(days=1)
+"""How long after a milestone is reached members who could not be enrolled yet still are."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A member a trigger enrols.
+
+    Attributes:
+        member_id: The member.
+        occurrence: Which pass of the journey this is (1 for single-pass triggers).
+        context: What the trigger recorded, given to conditions and templates as ``trigger``.
+    """
+
+    member_id: int
+    occurrence: int = 1
+    context: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+
+@functools.lru_cache(maxsize=512)
+def local_zone(name: str | None) -> dt.tzinfo:
+    """The time zone of a member (UTC when unknown or invalid)."""
+    try:
+        return zoneinfo.ZoneInfo(name) if name else dt.UTC
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        return dt.UTC
+
+
+def _minutes(moment: dt.datetime) -> int:
+    """A time as whole minutes since the epoch: an occurrence number that fits 32 bits."""
+    return int(moment.timestamp() // 60)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _not_enrolled(journey_key: str, occurrence: int = 1) -> ColumnElement[bool]:
+    return ~exists(
+        select(Enrollment.id).where(
+            Enrollment.journey_key == journey_key,
+            Enrollment.member_id == Member.id,
+            Enrollment.occurrence == occurrence,
+        )
+    )
+
+
+@functools.singledispatch
+def trigger_candidates(
+    trigger: Any, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    """The members a trigger enrols at ``now`` (one dispatch per trigger type).
+
+    Args:
+        trigger: A trigger model of a journey definition.
+        session: The database session (a milestone trigger records the milestones it sees).
+        now: The current time; nothing after it counts.
+        journey_key: The journey's id: triggers may leave out members already enrolled.
+
+    Returns:
+        The candidates, by member id.
+
+    Raises:
+        TypeError: The trigger type has no function registered.
+    """
+    raise TypeError(f"no candidates for trigger {type(trigger).__name__}")
+
+
+@trigger_candidates.register
+def _member_joined(
+    trigger: MemberJoinedTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    query = select(Member.id).where(Member.joined_at <= now, _not_enrolled(journey_key))
+    if trigger.within_days is not None:
+        query = query.where(Member.joined_at >= now - dt.timedelta(days=trigger.within_days))
+    return [Candidate(member_id) for member_id in session.scalars(query.order_by(Member.id))]
+
+
+@trigger_candidates.register
+def _questionnaire_answered(
+    trigger: QuestionnaireAnsweredTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    answered = select(Answer.id).where(Answer.member_id == Member.id, Answer.answered_at <= now)
+    if trigger.within_days is not None:
+        answered = answered.where(
+            Answer.answered_at >= now - dt.timedelta(days=trigger.within_days)
+        )
+    query = select(Member.id).where(exists(answered), _not_enrolled(journey_key))
+    return [Candidate(member_id) for member_id in session.scalars(query.order_by(Member.id))]
+
+
+def _segment_labels(session: Session, key: str) -> str:
+    return session.scalar(select(Segment.label).where(Segment.key == key)) or key
+
+
+@trigger_candidates.register
+def _segment_entered(
+    trigger: SegmentEnteredTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    hold = parse_duration(trigger.hold) if trigger.hold else dt.timedelta(0)
+    since = now - hold - dt.timedelta(days=trigger.within_days)
+    entries = segment_entries(
+        session, since=since, until=now - hold, segment_keys=[trigger.segment]
+    )
+    if not entries:
+        return []
+    label = _segment_labels(session, trigger.segment)
+    return [
+        Candidate(
+            entry.member_id,
+            _minutes(entry.entered_at),
+            {"segment": trigger.segment, "segment_label": label, "at": _iso(entry.entered_at)},
+        )
+        for entry in sorted(entries, key=lambda entry: entry.member_id)
+        if entry.entered_at + hold <= now
+    ]
+
+
+@trigger_candidates.register
+def _segment_left(
+    trigger: SegmentLeftTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    rows = session.execute(
+        select(SegmentDeparture.member_id, SegmentDeparture.left_at)
+        .join(Segment, Segment.id == SegmentDeparture.segment_id)
+        .where(
+            Segment.key == trigger.segment,
+            SegmentDeparture.left_at <= now,
+            SegmentDeparture.left_at >= now - dt.timedelta(days=trigger.within_days),
+        )
+        .order_by(SegmentDeparture.member_id, SegmentDeparture.left_at)
+    ).all()
+    if not rows:
+        return []
+    label = _segment_labels(session, trigger.segment)
+    return [
+        Candidate(
+            member_id,
+            _minutes(left_at),
+            {"segment": trigger.segment, "segment_label": label, "at": _iso(left_at)},
+        )
+        for member_id, left_at in rows
+    ]
+
+
+def _anniversary_in(year: int, date: dt.date) -> dt.date:
+    """The anniversary of ``date`` in ``year``; 29 February is the 28th in other years."""
+    try:
+        return date.replace(year=year)
+    except ValueError:
+        return date.replace(year=year, day=28)
+
+
+def _as_date(value: Any) -> dt.date | None:
+    if isinstance(value, dt.datetime):
+        return value.date()
+    if isinstance(value, dt.date):
+        return value
+    if isinstance(value, str):
+        try:
+            return dt.date.fromisoformat(value[:10])
+        except ValueError:
+            return None
+    return None
+
+
+@trigger_candidates.register
+def _anniversary(
+    trigger: AnniversaryTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    if trigger.date == "birthday":
+        column: Any = Member.birthday
+        query = select(Member.id, Member.time_zone, column).where(Member.birthday.is_not(None))
+    elif trigger.date == "joined_at":
+        column = Member.joined_at
+        query = select(Member.id, Member.time_zone, column)
+    else:
+        column = Member.attributes
+        query = select(Member.id, Member.time_zone, column)
+    attribute = trigger.date.removeprefix("attributes.")
+    candidates = []
+    for member_id, time_zone, value in session.execute(query.order_by(Member.id)).tuples():
+        if column is Member.attributes:
+            value = value.get(attribute) if isinstance(value, dict) else None
+        if column is Member.joined_at and isinstance(value, dt.datetime):
+            # The membership anniversary is on the member's own calendar.
+            value = value.astimezone(local_zone(time_zone))
+        date = _as_date(value)
+        if date is None:
+            continue
+        local = now.astimezone(local_zone(time_zone))
+        years = local.year - date.year
+        if years < 1 and trigger.date != "birthday":
+            continue
+        if _anniversary_in(local.year, date) == local.date() and local.hour >= trigger.hour:
+            context = {"date": trigger.date, "years": years, "on": local.date().isoformat()}
+            candidates.append(Candidate(member_id, local.year, context))
+    return candidates
+
+
+@trigger_candidates.register
+def _activity(
+    trigger: ActivityTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    since = now - dt.timedelta(days=trigger.within_days)
+    recent = sorted(
+        session.scalars(
+            select(ActivityEvent.member_id)
+            .where(
+                ActivityEvent.type.in_(trigger.events),
+                ActivityEvent.occurred_at <= now,
+                ActivityEvent.occurred_at >= since,
+            )
+            .distinct()
+        )
+    )
+    candidates = []
+    for batch in chunked(recent, _BATCH):
+        counted: dict[int, int] = defaultdict(int)
+        nth: dict[int, ActivityEvent] = {}
+        events = session.scalars(
+            select(ActivityEvent)
+            .where(
+                ActivityEvent.member_id.in_(batch),
+                ActivityEvent.type.in_(trigger.events),
+                ActivityEvent.occurred_at <= now,
+            )
+            .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id)
+        )
+        for event in events:
+            if trigger.where and not _properties_match(event.properties, trigger.where):
+                continue
+            counted[event.member_id] += 1
+            if counted[event.member_id] == trigger.count:
+                nth[event.member_id] = event
+        for member_id, event in sorted(nth.items()):
+            if event.occurred_at < since:
+                continue
+            context = {
+                "event": {
+                    "type": event.type,
+                    "occurred_at": _iso(event.occurred_at),
+                    "content_key": event.content_key,
+                    "properties": dict(event.properties or {}),
+                    "count": trigger.count,
+                }
+            }
+            candidates.append(Candidate(member_id, trigger.count, context))
+    return candidates
+
+
+def _properties_match(properties: Any, wanted: dict[str, Any]) -> bool:
+    if not isinstance(properties, dict):
+        return False
+    return all(properties.get(key) == value for key, value in wanted.items())
+
+
+@trigger_candidates.register
+def _inactivity(
+    trigger: InactivityTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    types = trigger.events or [t for t in ACTIVITY_TYPES if t != "email_open"]
+    last_active = dict(
+        session.execute(
+            select(ActivityEvent.member_id, func.max(ActivityEvent.occurred_at))
+            .where(ActivityEvent.type.in_(types), ActivityEvent.occurred_at <= now)
+            .group_by(ActivityEvent.member_id)
+        )
+        .tuples()
+        .all()
+    )
+    cutoff = now - dt.timedelta(days=trigger.days)
+    candidates = []
+    members = session.execute(
+        select(Member.id, Member.joined_at).where(Member.joined_at <= cutoff).order_by(Member.id)
+    ).tuples()
+    for member_id, joined_at in members:
+        last = last_active.get(member_id)
+        if isinstance(last, str):  # SQLite's max() of a datetime column
+            last = dt.datetime.fromisoformat(last)
+            last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
+        reference = last if last is not None else joined_at
+        if reference > cutoff:
+            continue
+        context = {"days": trigger.days, "last_active_at": _iso(last)}
+        candidates.append(Candidate(member_id, int(reference.timestamp() // 86400), context))
+    return candidates
+
+
+@trigger_candidates.register
+def _milestone(
+    trigger: MilestoneTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    count = session.scalar(select(func.count(Member.id)).where(Member.joined_at <= now)) or 0
+    recorded = {row.threshold: row for row in session.scalars(select(CommunityMilestone))}
+    reached = sorted(threshold for threshold in set(trigger.thresholds) if threshold <= count)
+    new = [threshold for threshold in reached if threshold not in recorded]
+    for threshold in new:
+        row = CommunityMilestone(
+            threshold=threshold,
+            reached_at=now,
+            member_count=count,
+            celebrated=threshold == new[-1],
+        )
+        session.add(row)
+        recorded[threshold] = row
+    if new:
+        session.flush()
+    candidates = []
+    for threshold in reached:
+        row = recorded[threshold]
+        if not row.celebrated or not (row.reached_at <= now < row.reached_at + _MILESTONE_GRACE):
+            continue
+        context = {"threshold": threshold, "member_count": row.member_count}
+        members = session.scalars(
+            select(Member.id)
+            .where(Member.joined_at <= row.reached_at, _not_enrolled(journey_key, threshold))
+            .order_by(Member.id)
+        )
+        candidates += [Candidate(member_id, threshold, context) for member_id in members]
+    return candidates
+
+
+@trigger_candidates.register
+def _schedule(
+    trigger: ScheduleTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    zone = local_zone(trigger.time_zone)
+    runs = CronSim(trigger.cron, (now + dt.timedelta(seconds=1)).astimezone(zone), reverse=True)
+    run_at = next(runs).astimezone(dt.UTC)
+    if now - run_at > parse_duration(trigger.catch_up):
+        return []
+    previous = next(runs).astimezone(dt.UTC)
+    occurrence = _minutes(run_at)
+    query = select(Member.id).where(
+        Member.joined_at <= run_at, _not_enrolled(journey_key, occurrence)
+    )
+    if trigger.audience == "joined_since_previous":
+        query = query.where(Member.joined_at > previous)
+    context = {"run_at": _iso(run_at), "period_start": _iso(previous)}
+    return [
+        Candidate(member_id, occurrence, context)
+        for member_id in session.scalars(query.order_by(Member.id))
+    ]
+
+
+def topic_coverage(session: Session, now: dt.datetime) -> dict[str, set[str]]:
+    """Each topic (a library tag, lower case) and the keys of the live items carrying it."""
+    items = session.execute(
+        select(ContentItem.key, ContentItem.tags).where(
+            or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
+            or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+        )
+    ).tuples()
+    coverage: dict[str, set[str]] = defaultdict(set)
+    for key, tags in items:
+        for tag in tags or []:
+            coverage[str(tag).strip().lower()].add(key)
+    return coverage
+
+
+@trigger_candidates.register
+def _content_gap(
+    trigger: ContentGapTrigger, session: Session, now: dt.datetime, journey_key: str
+) -> list[Candidate]:
+    ignored = {tag.strip().lower() for tag in trigger.ignore_tags}
+    coverage = topic_coverage(session, now)
+    gaps = {
+        tag: keys
+        for tag, keys in coverage.items()
+        if tag not in ignored and len(keys) <= trigger.max_items
+    }
+    topics_of: dict[str, list[str]] = defaultdict(list)
+    for tag, keys in gaps.items():
+        for key in keys:
+            topics_of[key].append(tag)
+    if not topics_of:
+        return []
+    engaged: dict[int, Counter[str]] = defaultdict(Counter)
+    rows = session.execute(
+        select(ActivityEvent.member_id, ActivityEvent.content_key).where(
+            and_(
+                ActivityEvent.content_key.in_(sorted(topics_of)),
+                ActivityEvent.type.in_(ENGAGEMENT_TYPES),
+                ActivityEvent.occurred_at <= now,
+                ActivityEvent.occurred_at >= now - dt.timedelta(days=trigger.within_days),
+            )
+        )
+    ).tuples()
+    for member_id, content_key in rows:
+        for tag in topics_of[content_key]:
+            engaged[member_id][tag] += 1
+    candidates = []
+    for member_id in sorted(engaged):
+        close = [
+            (count, tag)
+            for tag, count in engaged[member_id].items()
+            if count >= trigger.min_engagements
+        ]
+        if not close:
+            continue
+        count, topic = min(close, key=lambda pair: (-pair[0], pair[1]))
+        context = {"topic": topic, "items": len(gaps[topic]), "engagements": count}
+        candidates.append(Candidate(member_id, zlib.crc32(topic.encode()) & 0x7FFFFFFF, context))
+    return candidates
