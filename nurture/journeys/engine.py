@@ -260,7 +260,9 @@ def _enrol_members(
     ]
     if not candidates:
         return
-    history = _enrollment_history(session, definition.id)
+    history = _enrollment_history(
+        session, definition.id, [candidate.member_id for candidate in candidates]
+    )
     cooldown = parse_duration(definition.cooldown) if definition.cooldown else None
     allowed: list[Candidate] = []
     for candidate in candidates:
@@ -334,22 +336,28 @@ class _History:
     last_finished: dt.datetime | None = None
 
 
-def _enrollment_history(session: Session, journey_key: str) -> dict[int, _History]:
-    """Each member's past and current enrollments in a journey (one query)."""
+def _enrollment_history(
+    session: Session, journey_key: str, member_ids: Sequence[int]
+) -> dict[int, _History]:
+    """The past and current enrollments of some members in a journey (a query per chunk)."""
     history: dict[int, _History] = defaultdict(_History)
-    rows = session.execute(
-        select(
-            Enrollment.member_id, Enrollment.occurrence, Enrollment.state, Enrollment.finished_at
-        ).where(Enrollment.journey_key == journey_key)
-    ).tuples()
-    for member_id, occurrence, state, finished_at in rows:
-        past = history[member_id]
-        past.occurrences.add(occurrence)
-        past.active = past.active or state == EnrollmentState.ACTIVE
-        if finished_at is not None and (
-            past.last_finished is None or finished_at > past.last_finished
-        ):
-            past.last_finished = finished_at
+    for batch in chunked(sorted(set(member_ids)), DEFAULT_CHUNK_SIZE):
+        rows = session.execute(
+            select(
+                Enrollment.member_id,
+                Enrollment.occurrence,
+                Enrollment.state,
+                Enrollment.finished_at,
+            ).where(Enrollment.journey_key == journey_key, Enrollment.member_id.in_(batch))
+        ).tuples()
+        for member_id, occurrence, state, finished_at in rows:
+            past = history[member_id]
+            past.occurrences.add(occurrence)
+            past.active = past.active or state == EnrollmentState.ACTIVE
+            if finished_at is not None and (
+                past.last_finished is None or finished_at > past.last_finished
+            ):
+                past.last_finished = finished_at
     return history
 
 
