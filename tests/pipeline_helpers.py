@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import shutil
 from pathlib import Path
 
 from nurture import pipeline
@@ -34,3 +35,16 @@ def seed_demo(settings: Settings, n_members: int, seed: int = 3) -> DemoFiles:
         summary = pipeline.import_file(settings, kind, path)
         assert summary.refused == 0, summary.problems
     return files
+
+
+def welcome_only_workspace(target: Path) -> Path:
+    """A copy of the demo workspace with the welcome journey only and no sending rules.
+
+    For tests of the pipeline's mechanics (exactly once, erasure) whose counts must not depend
+    on the other care journeys, the members' time zones (quiet hours) or the budget.
+    """
+    shutil.copytree(CONTENT, target, ignore=shutil.ignore_patterns("*.yaml"), dirs_exist_ok=True)
+    for name in ("questionnaire.yaml", "segments.yaml", "journeys/welcome.yaml"):
+        shutil.copy(CONTENT / name, target / name)
+    (target / "sending.yaml").write_text("budget: null\nquiet_hours: null\n", encoding="utf-8")
+    return target

@@ -7,9 +7,10 @@ from sqlalchemy import func, select
 
 from nurture import pipeline
 from nurture.errors import JourneyValidationError
+from nurture.journeys import load_sending_rules
 from nurture.settings import Settings
 from nurture.storage import Member, Message, MessageStatus, session_scope
-from tests.pipeline_helpers import CONTENT, NOW, seed_demo
+from tests.pipeline_helpers import CONTENT, NOW, seed_demo, welcome_only_workspace
 
 N_MEMBERS = 45
 
@@ -17,7 +18,7 @@ N_MEMBERS = 45
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        workspace=CONTENT,
+        workspace=welcome_only_workspace(tmp_path / "workspace"),
         data_dir=tmp_path / "data",
         database_url=database_url,
         embedding_model="hashing-64",
@@ -133,3 +134,36 @@ def test_resolve_now_reads_a_naive_time_as_utc() -> None:
     assert pipeline.resolve_now(naive) == naive.replace(tzinfo=dt.UTC)
     assert pipeline.resolve_now(NOW) is NOW
     assert pipeline.resolve_now(None).tzinfo is not None
+
+
+def test_the_demo_workspace_journeys_run_for_days_within_the_budget(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        workspace=CONTENT,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        embedding_model="hashing-64",
+    )
+    seed_demo(settings, 60)
+    rules = load_sending_rules(settings.sending_rules_path)
+    assert rules.budget is not None
+
+    reports = [pipeline.run_cycle(settings, NOW + dt.timedelta(hours=6 * n)) for n in range(9)]
+
+    assert sum(report.delivery.failed for report in reports) == 0
+    assert sum(report.delivery.sent for report in reports) > 60
+    with session_scope(pipeline.engine_for(settings)) as session:
+        rows = session.execute(
+            select(Message.member_id, Message.journey_key, Message.created_at)
+        ).all()
+    journeys = {journey for _, journey, _ in rows}
+    assert "welcome" in journeys and len(journeys) >= 3, journeys
+    sent_at: dict[int, list[dt.datetime]] = {}
+    for member_id, _, created_at in rows:
+        sent_at.setdefault(member_id, []).append(created_at)
+    window = rules.budget.window_delta
+    for moments in sent_at.values():
+        for start in moments:
+            in_window = [m for m in moments if start <= m < start + window]
+            assert len(in_window) <= rules.budget.messages

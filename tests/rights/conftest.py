@@ -35,7 +35,7 @@ from nurture.storage.models import (
     SegmentationRun,
     SegmentMembership,
 )
-from tests.pipeline_helpers import CONTENT
+from tests.pipeline_helpers import welcome_only_workspace
 
 SALT = "rights-test-salt"
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -59,7 +59,7 @@ class Seeded:
 @pytest.fixture
 def settings(database_url: str, tmp_path: Path) -> Settings:
     return Settings(
-        workspace=CONTENT,
+        workspace=welcome_only_workspace(tmp_path / "workspace"),
         data_dir=tmp_path / "data",
         database_url=database_url,
         embedding_model="hashing-64",
