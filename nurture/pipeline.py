@@ -178,14 +178,23 @@ class WorkspaceCheck:
 def check_workspace(settings: Settings) -> WorkspaceCheck:
     """Load and validate every marketer file of the workspace; raise on the first bad file.
 
+    Journeys are checked against the rest of the workspace: the templates they name, the rule
+    segments of ``segments.yaml`` and the question keys of the questionnaire. The sending rules
+    (``sending.yaml``, optional) are checked too.
+
     Raises:
         WorkspaceFileError: A file is invalid; the error lists every problem with file and line.
     """
     questionnaire = load_questionnaire(settings.questionnaire_path)
+    question_keys = [question.key for question in questionnaire.questions]
     specs = load_content_library(settings.content_dir)
-    journeys = load_journeys(settings.journeys_dir, settings.templates_dir)
-    load_segment_rules(
-        settings.segments_path, question_keys=[q.key for q in questionnaire.questions]
+    rules = load_segment_rules(settings.segments_path, question_keys=question_keys)
+    load_sending_rules(settings.sending_rules_path)
+    journeys = load_journeys(
+        settings.journeys_dir,
+        settings.templates_dir,
+        segment_keys=[rule.key for rule in rules],
+        question_keys=question_keys,
     )
     return WorkspaceCheck(questionnaire, specs, journeys)
 
@@ -331,13 +340,18 @@ def due_messages(settings: Settings, now: dt.datetime) -> list[int]:
 
 @functools.lru_cache(maxsize=8)
 def _renderer(
-    templates_dir: Path, community_name: str, public_base_url: str, secret: str
+    templates_dir: Path,
+    community_name: str,
+    public_base_url: str,
+    secret: str,
+    questionnaire_url: str | None,
 ) -> TemplateRenderer:
     return TemplateRenderer(
         templates_dir,
         community_name=community_name,
         public_base_url=public_base_url,
         unsubscribe_secret=secret,
+        shared_context={"questionnaire_url": questionnaire_url} if questionnaire_url else None,
     )
 
 
@@ -348,6 +362,7 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
         settings.community_name,
         settings.public_base_url,
         settings.unsubscribe_secret.get_secret_value(),
+        settings.questionnaire_url,
     )
     mailer = OutboxMailer(settings.resolved_outbox_dir)
     with session_scope(engine_for(settings)) as session:

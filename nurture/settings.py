@@ -120,6 +120,11 @@ class Settings(BaseSettings):
     sender_email: str = "community@example.org"
     sender_name: str = "The community team"
     community_name: str = "Example Community"
+    questionnaire_url: str | None = Field(
+        default="https://community.example.org/questionnaire",
+        description="Where members answer the onboarding questionnaire (welcome and reminder "
+        "emails link to it); empty: the emails ask members to reply instead.",
+    )
     public_base_url: str = Field(
         default="http://localhost:8000",
         description="Base URL of `nurture serve`, used in unsubscribe and preference links.",

@@ -138,19 +138,71 @@ def journeys_validate(
     ctx: typer.Context,
     files: Annotated[
         list[Path] | None,
-        typer.Argument(help="Journey files to check; default: every file in journeys/."),
+        typer.Argument(help="Journey files to check; default: the whole workspace."),
     ] = None,
 ) -> None:
-    """Check journey YAML files (and the templates they name); list every problem with its line."""
-    from nurture.journeys import load_journey
+    """Check journeys against the workspace and list every problem with file, line and column.
+
+    A journey is checked against the templates, the rule segments (segments.yaml) and the
+    questionnaire's question keys of the workspace. Without FILES, every file of the workspace
+    is checked. The exit status is 1 when any problem is found.
+    """
+    from nurture.errors import WorkspaceFileError
+    from nurture.journeys import JourneyDefinition, load_journey
+    from nurture.segmentation import load_segment_rules
+    from nurture.workspace import load_questionnaire
 
     settings = _settings(ctx)
+    definitions: list[JourneyDefinition] = []
+    problems = []
     if files:
-        definitions = [load_journey(path, settings.templates_dir) for path in files]
+        question_keys: list[str] | None = None
+        segment_keys: list[str] | None = None
+        try:
+            if settings.questionnaire_path.exists():
+                questionnaire = load_questionnaire(settings.questionnaire_path)
+                question_keys = [question.key for question in questionnaire.questions]
+        except WorkspaceFileError as error:
+            problems += error.problems
+        try:
+            rules = load_segment_rules(settings.segments_path, question_keys=question_keys)
+            segment_keys = [rule.key for rule in rules]
+        except WorkspaceFileError as error:
+            problems += error.problems
+        for path in files:
+            try:
+                definitions.append(
+                    load_journey(
+                        path,
+                        settings.templates_dir,
+                        segment_keys=segment_keys,
+                        question_keys=question_keys,
+                    )
+                )
+            except WorkspaceFileError as error:
+                problems += error.problems
     else:
-        definitions = pipeline.check_workspace(settings).journeys
+        try:
+            definitions = pipeline.check_workspace(settings).journeys
+        except WorkspaceFileError as error:
+            problems += error.problems
+    if problems:
+        for problem in problems:
+            errors.print(escape(str(problem)), highlight=False)
+        in_files = len({str(problem.path) for problem in problems})
+        errors.print(
+            f"[red]{len(problems)} problem{'s' * (len(problems) > 1)}[/] in {in_files} "
+            f"file{'s' * (in_files > 1)}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
     for definition in definitions:
-        console.print(f"[green]ok[/] {definition.id}: {len(definition.steps)} steps")
+        console.print(
+            f"[green]ok[/] {escape(definition.id)}: {definition.trigger.type} trigger, "
+            f"{len(definition.steps)} steps",
+            highlight=False,
+        )
+    console.print(f"{len(definitions)} journeys valid", highlight=False)
 
 
 # --- import ---------------------------------------------------------------------------------
@@ -348,7 +400,10 @@ def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
         sent = vars(report.delivery)
     console.print(
         f"journeys: {journeys.get('enrolled', 0)} enrolled, "
-        f"{journeys.get('messages_queued', 0)} messages queued"
+        f"{journeys.get('messages_queued', 0)} messages queued, "
+        f"{journeys.get('quiet_deferred', 0)} held for quiet hours, "
+        f"{journeys.get('budget_deferred', 0) + journeys.get('budget_skipped', 0)} over budget, "
+        f"{journeys.get('goal_reached', 0)} reached their goal"
     )
     console.print(
         f"delivery: {sent['sent']} sent, {sent['suppressed']} suppressed, {sent['failed']} failed"

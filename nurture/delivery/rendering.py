@@ -21,7 +21,8 @@ Every template sees:
 ``unsubscribe_url``       one-click unsubscribe link (signed token)
 ``preferences_url``       preference page link (same signed token)
 ``journey``, ``step``     the journey key and step id of the message
-anything else             every other key of ``Message.context`` (``questionnaire_url``...)
+anything else             every key of ``shared_context`` (``questionnaire_url``) and of
+                          ``Message.context`` (``slots``, ``trigger``...)
 ========================  ==================================================================
 
 Language: shared strings (layout, partials) come from ``t``; the body copy of each email
@@ -212,6 +213,8 @@ class TemplateRenderer:
         unsubscribe_secret: HMAC key of the unsubscribe tokens.
         auto_reload: Check templates for changes on every render (convenient while editing,
             a ``stat`` per render).
+        shared_context: Values every template sees unless the message gives its own
+            (``questionnaire_url``...).
     """
 
     def __init__(
@@ -222,8 +225,10 @@ class TemplateRenderer:
         public_base_url: str,
         unsubscribe_secret: str,
         auto_reload: bool = True,
+        shared_context: Mapping[str, Any] | None = None,
     ) -> None:
         self.templates_dir = Path(templates_dir)
+        self.shared_context = dict(shared_context or {})
         self.community_name = community_name
         self.public_base_url = public_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
@@ -267,7 +272,7 @@ class TemplateRenderer:
                 raise KeyError(f"no UI string {key!r} in nurture.delivery.rendering.STRINGS")
             return text.format(**fields) if fields else text
 
-        context: dict[str, Any] = {"items": []}
+        context: dict[str, Any] = {"items": [], **self.shared_context}
         context.update(message.context or {})
         context.update(
             member={

@@ -101,6 +101,186 @@ _CHANNELS = {
     "customer_educator": ("help", "tutorials", "general"),
     "oss_maintainer": ("contributors", "code-review", "general"),
 }
+# Posts each persona writes, by language: (title, excerpt), as journeys quote them.
+_POSTS: dict[str, dict[str, tuple[tuple[str, str], ...]]] = {
+    "b2b_founder": {
+        "en": (
+            (
+                "When did you hire your first community manager?",
+                "We are 12 people and I still run the community myself. Curious how others "
+                "knew it was time.",
+            ),
+            (
+                "Community-led growth: what actually moved our pipeline",
+                "Six months in, three things brought us qualified leads and two did nothing.",
+            ),
+            (
+                "How do you report community ROI to your board?",
+                "Our board asks for numbers every quarter. Here is the one-page report we "
+                "settled on.",
+            ),
+            (
+                "Customer community vs. partner community: which first?",
+                "We sell through resellers and directly. Which community would you start with?",
+            ),
+        ),
+        "fr": (
+            (
+                "Quand avez-vous recruté votre premier community manager ?",
+                "Nous sommes 12 et j'anime encore la communauté moi-même. Comment avez-vous su "
+                "que c'était le moment ?",
+            ),
+            (
+                "Croissance portée par la communauté : ce qui a vraiment marché",
+                "Après six mois, trois actions nous ont apporté des prospects qualifiés, deux "
+                "n'ont rien donné.",
+            ),
+            (
+                "Comment présentez-vous le ROI de la communauté à votre conseil ?",
+                "Notre conseil veut des chiffres chaque trimestre. Voici le rapport d'une page "
+                "que nous avons retenu.",
+            ),
+            (
+                "Communauté clients ou partenaires : par laquelle commencer ?",
+                "Nous vendons en direct et via des revendeurs. Vous commenceriez par laquelle ?",
+            ),
+        ),
+    },
+    "employee_comms": {
+        "en": (
+            (
+                "Our buddy programme, one year on",
+                "Pairing newcomers with a colleague from another team changed their first "
+                "month. What we learnt.",
+            ),
+            (
+                "Getting remote colleagues to join the conversation",
+                "Half our people never come to the office. These rituals got them talking on "
+                "the intranet.",
+            ),
+            (
+                "Ideas for a lively internal newsletter?",
+                "Open rates are falling. How do you keep an internal newsletter worth reading?",
+            ),
+        ),
+        "fr": (
+            (
+                "Notre programme de parrainage, un an après",
+                "Associer chaque arrivant à un collègue d'une autre équipe a changé son premier "
+                "mois. Ce que nous en retenons.",
+            ),
+            (
+                "Faire participer les collègues en télétravail",
+                "La moitié de nos équipes ne vient jamais au bureau. Ces rituels les ont fait "
+                "parler sur l'intranet.",
+            ),
+            (
+                "Des idées pour une newsletter interne vivante ?",
+                "Le taux d'ouverture baisse. Comment garder une newsletter interne qui donne "
+                "envie d'être lue ?",
+            ),
+        ),
+    },
+    "event_organiser": {
+        "en": (
+            (
+                "Our first meetup: 40 people and a lot of pizza",
+                "What went well, what we would change, and the checklist we will reuse next time.",
+            ),
+            (
+                "Looking for co-organisers for a spring meetup",
+                "Anyone up for co-hosting a meetup in the spring? Venue sorted, speakers wanted.",
+            ),
+            (
+                "Hybrid events: is it worth the trouble?",
+                "We streamed our last meetup. Half the remote audience stayed to the end. Your "
+                "experience?",
+            ),
+        ),
+        "fr": (
+            (
+                "Notre premier meetup : 40 personnes et beaucoup de pizzas",
+                "Ce qui a marché, ce que nous changerions, et la check-list que nous "
+                "réutiliserons.",
+            ),
+            (
+                "Je cherche des co-organisateurs pour un meetup au printemps",
+                "Qui veut co-animer un meetup ce printemps ? La salle est trouvée, il manque des "
+                "intervenants.",
+            ),
+            (
+                "Événements hybrides : est-ce que ça vaut le coup ?",
+                "Nous avons diffusé notre dernier meetup en direct. La moitié du public à "
+                "distance est restée jusqu'au bout.",
+            ),
+        ),
+    },
+    "customer_educator": {
+        "en": (
+            (
+                "How we cut support tickets with a peer forum",
+                "Customers now answer a third of the questions themselves. Here is how we "
+                "seeded the forum.",
+            ),
+            (
+                "Certification for customers: worth it?",
+                "We are thinking of certifying power users. Did it help your academy?",
+            ),
+            (
+                "The onboarding webinar our customers actually finish",
+                "Thirty minutes, three exercises, no slides after minute five.",
+            ),
+        ),
+        "fr": (
+            (
+                "Comment un forum d'entraide a réduit nos tickets de support",
+                "Nos clients répondent désormais eux-mêmes à un tiers des questions. Voici "
+                "comment nous avons lancé le forum.",
+            ),
+            (
+                "Certifier ses clients : bonne idée ?",
+                "Nous pensons certifier nos utilisateurs avancés. Est-ce que ça a aidé votre "
+                "académie ?",
+            ),
+            (
+                "Le webinaire d'onboarding que nos clients suivent jusqu'au bout",
+                "Trente minutes, trois exercices, plus aucune diapo après la cinquième minute.",
+            ),
+        ),
+    },
+    "oss_maintainer": {
+        "en": (
+            (
+                "Good first issues that newcomers actually pick up",
+                "We rewrote our good-first-issue labels. Newcomer pull requests doubled.",
+            ),
+            (
+                "Maintainer burnout: how do you say no?",
+                "Three maintainers, four hundred open issues. How do you protect your time?",
+            ),
+            (
+                "Our first contributor sprint",
+                "Twelve people, two days, thirty merged pull requests, and a few lessons.",
+            ),
+        ),
+        "fr": (
+            (
+                "Des « good first issues » que les nouveaux prennent vraiment",
+                "Nous avons réécrit nos étiquettes pour débutants : les pull requests de "
+                "nouveaux venus ont doublé.",
+            ),
+            (
+                "Épuisement des mainteneurs : comment dire non ?",
+                "Trois mainteneurs, quatre cents tickets ouverts. Comment protégez-vous votre "
+                "temps ?",
+            ),
+            (
+                "Notre premier sprint de contributeurs",
+                "Douze personnes, deux jours, trente pull requests fusionnées, et quelques leçons.",
+            ),
+        ),
+    },
+}
 _MEMBER_COLUMNS = (
     "external_id",
     "email",
@@ -431,17 +611,23 @@ def _write_activity(
             "type": kind,
             "occurred_at": _timestamp(moment, member.zone),
             "content_key": content_key,
-            "properties": _properties(rng, kind, persona, moment),
+            "properties": _properties(rng, kind, persona, moment, member.language),
             "idempotency_key": f"demo:{member.external_id}:{number:04d}",
         }
         out.write(json.dumps(record, ensure_ascii=False) + "\n")
 
 
 def _properties(
-    rng: random.Random, kind: str, persona: Persona, moment: dt.datetime
+    rng: random.Random, kind: str, persona: Persona, moment: dt.datetime, language: str
 ) -> dict[str, Any]:
     if kind == "post":
-        return {"channel": rng.choice(_CHANNELS[persona.key]), "words": rng.randint(15, 400)}
+        title, excerpt = rng.choice(_POSTS[persona.key][language])
+        return {
+            "channel": rng.choice(_CHANNELS[persona.key]),
+            "words": rng.randint(15, 400),
+            "title": title,
+            "excerpt": excerpt,
+        }
     if kind == "comment":
         return {"channel": rng.choice(_CHANNELS[persona.key])}
     if kind == "event_attended":

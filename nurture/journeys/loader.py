@@ -2,27 +2,50 @@
 
 Each problem names the file, the line and column, the field (``steps.2.next``) and, for a step,
 its id. The YAML is composed into nodes first so every value keeps its position.
+
+Besides the model's own checks, a journey is checked against its workspace when the caller
+knows it: the email templates its send steps name, the rule segments its triggers and conditions
+name, and the question keys its conditions read under ``answers``.
 """
 
 from __future__ import annotations
 
 import difflib
-from collections.abc import Iterable, Iterator, Sequence
+import re
+import types
+import typing
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
 import yaml
-from pydantic import BaseModel, ValidationError
+from jinja2 import Environment, TemplateSyntaxError, nodes
+from jinja2.parser import Parser
+from pydantic import AfterValidator, BaseModel, Tag, ValidationError
+from pydantic.fields import FieldInfo
 
 from nurture.errors import JourneyValidationError, Problem
-from nurture.journeys.models import STEP_KINDS, TRIGGER_KINDS, JourneyDefinition
+from nurture.journeys.conditions import check_condition
+from nurture.journeys.models import Condition, JourneyDefinition, SegmentKey
 
-__all__ = ["JOURNEY_SUFFIXES", "load_journey", "load_journeys"]
+__all__ = ["CLUSTER_KEY_PATTERN", "JOURNEY_SUFFIXES", "load_journey", "load_journeys"]
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 """File suffixes read as journeys by ``load_journeys``."""
 
+CLUSTER_KEY_PATTERN = r"^seg-\d+$"
+"""Cluster segment keys: always accepted, since clustering finds its segments at run time."""
+
+TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
+"""Every send step's template needs both variants in the templates folder."""
+
 PathKey = tuple[str | int, ...]
+
+_CLUSTER_KEY = re.compile(CLUSTER_KEY_PATTERN)
+# A condition field carries the Condition type's validator; a segment key field its title.
+_CONDITION_CHECKS = [m for m in typing.get_args(Condition)[1:] if isinstance(m, AfterValidator)]
+_SEGMENT_KEY_TITLES = {m.title for m in typing.get_args(SegmentKey)[1:] if isinstance(m, FieldInfo)}
+_PARSING = Environment()  # only parses conditions, never renders them
 
 
 class _Positions:
@@ -83,6 +106,11 @@ class _Report:
         field = ".".join(str(part) for part in (*found, *([missing] if missing else []))) or None
         self.problems.append(Problem(str(self.path), message, line, column, field))
 
+    def has_problem_at(self, path: Sequence[Any]) -> bool:
+        """Whether a problem was already recorded for the field at ``path``."""
+        field = ".".join(str(part) for part in path)
+        return any(problem.field == field for problem in self.problems)
+
     def _step_id(self, found: PathKey) -> str | None:
         if len(found) < 2 or found[0] != "steps" or not isinstance(found[1], int):
             return None
@@ -92,13 +120,24 @@ class _Report:
         return step_id if isinstance(step_id, str) else None
 
 
-def load_journey(path: Path | str, templates_dir: Path | str | None = None) -> JourneyDefinition:
+def load_journey(
+    path: Path | str,
+    templates_dir: Path | str | None = None,
+    *,
+    segment_keys: Collection[str] | None = None,
+    question_keys: Sequence[str] | None = None,
+) -> JourneyDefinition:
     """Load one journey YAML file and check its shape and its graph.
 
     Args:
         path: The journey file.
         templates_dir: The email templates folder; when given, every send step's
-            ``<template>.html.j2`` must exist there.
+            ``<template>.html.j2`` and ``<template>.txt.j2`` must exist there.
+        segment_keys: The rule segment keys of the workspace; when given, a trigger or a
+            condition naming another segment (other than a cluster key such as ``seg-3``) is a
+            problem.
+        question_keys: The questionnaire's question keys; when given, a condition reading
+            another ``answers.<key>`` is a problem.
 
     Returns:
         The definition, with ``source_path`` set and its ``definition_hash``.
@@ -106,20 +145,27 @@ def load_journey(path: Path | str, templates_dir: Path | str | None = None) -> J
     Raises:
         JourneyValidationError: Every problem found, each with file, line, column and field.
     """
-    definition, problems = _load(Path(path), Path(templates_dir) if templates_dir else None)
+    workspace = _Workspace(templates_dir, segment_keys, question_keys)
+    definition, problems = _load(Path(path), workspace)
     if problems or definition is None:
         raise JourneyValidationError(problems)
     return definition
 
 
 def load_journeys(
-    directory: Path | str, templates_dir: Path | str | None = None
+    directory: Path | str,
+    templates_dir: Path | str | None = None,
+    *,
+    segment_keys: Collection[str] | None = None,
+    question_keys: Sequence[str] | None = None,
 ) -> list[JourneyDefinition]:
     """Load every journey file (``*.yaml``, ``*.yml``) of a folder, in file name order.
 
     Args:
         directory: The journeys folder.
         templates_dir: The email templates folder, to check that every template exists.
+        segment_keys: The rule segment keys of the workspace, to check the segments named.
+        question_keys: The questionnaire's question keys, to check ``answers.<key>`` reads.
 
     Returns:
         The definitions, in file name order.
@@ -132,12 +178,12 @@ def load_journeys(
         raise JourneyValidationError(
             [Problem(str(directory), "expected a folder of journey YAML files, found none")]
         )
-    templates = Path(templates_dir) if templates_dir else None
+    workspace = _Workspace(templates_dir, segment_keys, question_keys)
     definitions: list[JourneyDefinition] = []
     problems: list[Problem] = []
     first_file_of: dict[str, str] = {}
     for path in _journey_files(directory):
-        definition, file_problems = _load(path, templates)
+        definition, file_problems = _load(path, workspace)
         problems += file_problems
         if definition is None:
             continue
@@ -161,6 +207,23 @@ def load_journeys(
     return definitions
 
 
+class _Workspace:
+    """What a journey is checked against beyond its own file; ``None`` skips that check."""
+
+    def __init__(
+        self,
+        templates_dir: Path | str | None,
+        segment_keys: Collection[str] | None,
+        question_keys: Sequence[str] | None,
+    ) -> None:
+        self.templates_dir = Path(templates_dir) if templates_dir else None
+        self.segment_keys: list[str] | None = None
+        if segment_keys is not None:  # named in messages: in file order, else sorted
+            ordered = isinstance(segment_keys, Sequence)
+            self.segment_keys = list(segment_keys) if ordered else sorted(segment_keys)
+        self.question_keys = list(question_keys) if question_keys is not None else None
+
+
 def _journey_files(directory: Path) -> Iterator[Path]:
     for path in sorted(directory.iterdir()):
         if path.is_file() and path.suffix in JOURNEY_SUFFIXES:
@@ -178,7 +241,7 @@ def _id_position(path: Path) -> tuple[int | None, int | None]:
     return line, column
 
 
-def _load(path: Path, templates_dir: Path | None) -> tuple[JourneyDefinition | None, list[Problem]]:
+def _load(path: Path, workspace: _Workspace) -> tuple[JourneyDefinition | None, list[Problem]]:
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -212,11 +275,12 @@ def _load(path: Path, templates_dir: Path | None) -> tuple[JourneyDefinition | N
     except ValidationError as error:
         for detail in error.errors(include_url=False):
             _report_validation_error(report, detail)
+    _check_references(report, data, workspace)
     _check_graph(report, data.get("steps"))
-    if templates_dir is not None:
-        _check_templates(report, data.get("steps"), templates_dir)
+    if workspace.templates_dir is not None:
+        _check_templates(report, data.get("steps"), workspace.templates_dir)
     if report.problems:
-        return None, report.problems
+        return None, sorted(report.problems, key=lambda p: (p.line or 0, p.column or 0))
     assert definition is not None
     return definition.with_source(str(path)), []
 
@@ -257,14 +321,142 @@ def _check_duplicate_keys(node: yaml.Node, report: _Report, path: PathKey) -> No
             _check_duplicate_keys(item, report, (*path, index))
 
 
+# --- the models, walked along the raw data --------------------------------------------------
+
+
+def _variants(annotation: Any) -> list[tuple[str | None, Any]]:
+    """The types a value of ``annotation`` may have, each with its union tag when it has one.
+
+    ``Annotated`` is looked through and ``None`` dropped; a model's tag is its ``type`` literal.
+    """
+    tag: str | None = None
+    while typing.get_origin(annotation) is typing.Annotated:
+        args = typing.get_args(annotation)
+        tag = next((m.tag for m in args[1:] if isinstance(m, Tag)), tag)
+        annotation = args[0]
+    if typing.get_origin(annotation) in (typing.Union, types.UnionType):
+        return [
+            variant
+            for arg in typing.get_args(annotation)
+            if arg is not type(None)
+            for variant in _variants(arg)
+        ]
+    if tag is None and isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        literal = annotation.model_fields.get("type")
+        values = typing.get_args(literal.annotation) if literal is not None else ()
+        tag = values[0] if len(values) == 1 and isinstance(values[0], str) else None
+    return [(tag, annotation)]
+
+
+def _choose(variants: list[tuple[str | None, Any]], value: Any) -> Any:
+    """The one type a raw value has among ``variants`` (by its ``type`` field), or ``None``."""
+    if len(variants) == 1:
+        return variants[0][1]
+    kind = value.get("type") if isinstance(value, dict) else None
+    return next((annotation for tag, annotation in variants if tag == kind), None)
+
+
+def _inner(annotation: Any, value: Any, element: Any) -> tuple[Any, Any]:
+    """The type and raw value of ``element`` (a field, an index or a key) inside ``value``."""
+    origin = typing.get_origin(annotation)
+    if isinstance(element, str) and isinstance(annotation, type):
+        if issubclass(annotation, BaseModel) and element in annotation.model_fields:
+            inner = value.get(element) if isinstance(value, dict) else None
+            return annotation.model_fields[element].annotation, inner
+    elif isinstance(element, int) and origin is list:
+        in_range = isinstance(value, list) and 0 <= element < len(value)
+        return typing.get_args(annotation)[0], value[element] if in_range else None
+    elif isinstance(element, str) and origin is dict:
+        inner = value.get(element) if isinstance(value, dict) else None
+        return typing.get_args(annotation)[1], inner
+    return None, None
+
+
+def _resolve(location: Sequence[Any], data: Any) -> tuple[PathKey, Any]:
+    """A field location without its union tags, and the type found at its end.
+
+    ``location`` is a pydantic error location (``("steps", 2, "branch", "cases", 0)``) or a
+    path into the raw data; the type is ``None`` when the models do not tell it.
+    """
+    annotation: Any = JourneyDefinition
+    value = data
+    path: list[str | int] = []
+    for element in location:
+        variants = _variants(annotation) if annotation is not None else []
+        tagged = [a for tag, a in variants if len(variants) > 1 and tag == element]
+        if tagged:
+            annotation = tagged[0]
+            continue
+        path.append(element)
+        current = _choose(variants, value) if variants else None
+        annotation, value = _inner(current, value, element)
+    variants = _variants(annotation) if annotation is not None else []
+    return tuple(path), _choose(variants, value) if variants else None
+
+
+def _walk(
+    annotation: Any, value: Any, path: PathKey = ()
+) -> Iterator[tuple[PathKey, tuple[Any, ...], Any]]:
+    """Every value in the raw data under ``path``, with the annotation metadata of its field."""
+    current = _choose(_variants(annotation), value)
+    origin = typing.get_origin(current)
+    children: list[tuple[Any, Any, tuple[Any, ...]]] = []
+    if isinstance(current, type) and issubclass(current, BaseModel) and isinstance(value, dict):
+        children = [
+            (name, info.annotation, _metadata(info.annotation, info))
+            for name, info in current.model_fields.items()
+            if name in value
+        ]
+    elif origin is list and isinstance(value, list):
+        item = typing.get_args(current)[0]
+        children = [(index, item, _metadata(item)) for index in range(len(value))]
+    elif origin is dict and isinstance(value, dict):
+        item = typing.get_args(current)[1]
+        children = [(key, item, _metadata(item)) for key in value if isinstance(key, str)]
+    for element, inner, metadata in children:
+        child = value[element]
+        yield (*path, element), metadata, child
+        yield from _walk(inner, child, (*path, element))
+
+
+def _metadata(annotation: Any, info: FieldInfo | None = None) -> tuple[Any, ...]:
+    """The ``Annotated`` metadata of a field (through ``X | None``), and its field info."""
+    found: list[Any] = [info, *info.metadata] if info is not None else []
+    pending = [annotation]
+    while pending:
+        current = pending.pop()
+        if typing.get_origin(current) is typing.Annotated:
+            args = typing.get_args(current)
+            pending.append(args[0])
+            found += args[1:]
+        elif typing.get_origin(current) in (typing.Union, types.UnionType):
+            pending += typing.get_args(current)
+    return tuple(found)
+
+
+def _is_condition(metadata: tuple[Any, ...]) -> bool:
+    return any(mark is check for mark in metadata for check in _CONDITION_CHECKS)
+
+
+def _is_segment_key(metadata: tuple[Any, ...]) -> bool:
+    return any(
+        isinstance(mark, FieldInfo) and mark.title in _SEGMENT_KEY_TITLES for mark in metadata
+    )
+
+
 # --- shape ----------------------------------------------------------------------------------
 
 
 def _report_validation_error(report: _Report, detail: Any) -> None:
-    location = list(detail["loc"])
+    path, found_type = _resolve(detail["loc"], report.data)
+    location = list(path)
     kind = detail["type"]
-    name = next((part for part in reversed(location) if isinstance(part, str)), "value")
     found = detail.get("input")
+    if location[-2:-1] and location[-1] == "[key]":  # a mapping key, not its value, is wrong
+        location.pop()
+        report.add(f"key {location[-1]!r}: {detail['msg']}", location)
+        return
+    name = next((part for part in reversed(location) if isinstance(part, str)), "value")
     if kind == "missing":
         report.add(f"missing required field {name!r}", location, missing=name)
         return
@@ -285,12 +477,12 @@ def _report_validation_error(report: _Report, detail: Any) -> None:
             if given is not None
             else f"missing required field 'type'; expected one of: {tags}"
         )
+    elif isinstance(found_type, type) and issubclass(found_type, BaseModel):
+        message = detail["msg"]  # a check of the whole step, trigger or goal
     else:
-        message = detail["msg"]
-        if _is_scalar(found) and not str(message).endswith(repr(found)):
-            message = f"{name}: {message}, found {found!r}"
-        else:
-            message = f"{name}: {message}"
+        message = f"{name}: {detail['msg']}"
+        if _is_scalar(found) and repr(found) not in message:
+            message = f"{message}, found {found!r}"
     report.add(message, location)
 
 
@@ -300,29 +492,98 @@ def _is_scalar(value: Any) -> bool:
 
 def _allowed_fields(location: Sequence[Any], data: Any) -> list[str]:
     """The field names allowed in the mapping at ``location`` (for "did you mean")."""
-    model: type[BaseModel] | None = JourneyDefinition
-    if location and location[0] == "trigger":
-        trigger = data.get("trigger") if isinstance(data, dict) else None
-        model = _trigger_model(trigger)
-    elif location and location[0] == "steps":
-        step_kind = location[2] if len(location) > 2 else None
-        model = STEP_KINDS.get(step_kind) if isinstance(step_kind, str) else None
-        if model is not None and len(location) > 3 and location[3] == "content":
-            model = _field_model(model, "content")
-    if model is None:
+    _, model = _resolve(location, data)
+    if isinstance(model, type) and issubclass(model, BaseModel):
+        return list(model.model_fields)
+    return []
+
+
+# --- workspace references -------------------------------------------------------------------
+
+
+def _check_references(report: _Report, data: dict[str, Any], workspace: _Workspace) -> None:
+    """Segments named by triggers and conditions; question keys read by conditions."""
+    segment_keys, question_keys = workspace.segment_keys, workspace.question_keys
+    if segment_keys is None and question_keys is None:
+        return
+    for path, metadata, value in _walk(JourneyDefinition, data):
+        if not isinstance(value, str) or report.has_problem_at(path):
+            continue  # a value pydantic already refused is not checked further
+        name = next((part for part in reversed(path) if isinstance(part, str)), "value")
+        messages: list[str] = []
+        if segment_keys is not None and _is_segment_key(metadata):
+            messages += _unknown_segments([value], segment_keys)
+        if _is_condition(metadata):
+            if question_keys is not None:
+                messages += check_condition(value, question_keys)
+            if segment_keys is not None:
+                messages += _unknown_segments(_segments_compared(value), segment_keys)
+        for message in messages:
+            report.add(f"{name}: {message}", path)
+
+
+def _unknown_segments(keys: Iterable[str], known: list[str]) -> list[str]:
+    messages = []
+    for key in keys:
+        if key in known or _CLUSTER_KEY.match(key):
+            continue
+        message = f"unknown segment {key!r}"
+        close = difflib.get_close_matches(key, known, n=1)
+        if close:
+            message += f"; did you mean {close[0]!r}?"
+        expected = (
+            f"a cluster key such as 'seg-3' or a rule segment of segments.yaml: {', '.join(known)}"
+            if known
+            else "a cluster key such as 'seg-3'; segments.yaml declares no rule segment"
+        )
+        messages.append(f"{message} (expected {expected})")
+    return messages
+
+
+def _segments_compared(expression: str) -> list[str]:
+    """Segment keys a condition tests (best effort: keys built at run time are not seen).
+
+    It reads ``segment == 'x'``, ``segment != 'x'``, ``'x' in segments`` and
+    ``segment in ['x', 'y']``.
+    """
+    try:
+        tree = Parser(_PARSING, expression.strip(), state="variable").parse_expression()
+    except TemplateSyntaxError:
         return []
-    return list(model.model_fields)
+    keys: list[str] = []
+    compares = [tree] if isinstance(tree, nodes.Compare) else []
+    for compare in [*compares, *tree.find_all(nodes.Compare)]:
+        left = compare.expr
+        for operand in compare.ops:
+            keys += _keys_compared(left, operand.op, operand.expr)
+            left = operand.expr
+    return keys
 
 
-def _trigger_model(trigger: Any) -> type[BaseModel] | None:
-    kind = trigger.get("type") if isinstance(trigger, dict) else None
-    return TRIGGER_KINDS.get(kind) if isinstance(kind, str) else None
+def _keys_compared(left: nodes.Expr, operator: str, right: nodes.Expr) -> list[str]:
+    """The segment keys one comparison of a condition tests."""
+    if operator in ("eq", "ne"):
+        for one, other in ((left, right), (right, left)):
+            key = _text(other)
+            if _is_name(one, "segment") and key is not None:
+                return [key]
+    elif operator in ("in", "notin"):
+        key = _text(left)
+        if _is_name(right, "segments") and key is not None:
+            return [key]
+        if _is_name(left, "segment") and isinstance(right, nodes.List | nodes.Tuple):
+            return [key for key in map(_text, right.items) if key is not None]
+    return []
 
 
-def _field_model(model: type[BaseModel], field: str) -> type[BaseModel] | None:
-    annotation = model.model_fields[field].annotation
-    is_model = isinstance(annotation, type) and issubclass(annotation, BaseModel)
-    return annotation if is_model else None
+def _is_name(node: nodes.Expr, name: str) -> bool:
+    return isinstance(node, nodes.Name) and node.name == name
+
+
+def _text(node: nodes.Expr) -> str | None:
+    if isinstance(node, nodes.Const) and isinstance(node.value, str):
+        return node.value
+    return None
 
 
 # --- graph ----------------------------------------------------------------------------------
@@ -349,11 +610,13 @@ def _check_graph(report: _Report, steps: Any) -> None:
         kind_of[step_id] = step.get("type") if isinstance(step.get("type"), str) else ""
 
     links: dict[str, list[str]] = {step_id: [] for step_id in index_of}
+    link_fields: dict[tuple[str, str], PathKey] = {}
     broken = False
     for step_id, index in index_of.items():
         for field_path, target in _step_links(steps[index]):
             if target in index_of:
                 links[step_id].append(target)
+                link_fields.setdefault((step_id, target), field_path)
                 continue
             broken = True
             close = difflib.get_close_matches(target, list(index_of), n=1)
@@ -396,13 +659,15 @@ def _check_graph(report: _Report, steps: Any) -> None:
     for cycle in _cycles_without_wait(reachable, links, kind_of):
         first = min(cycle, key=index_of.__getitem__)
         path = " -> ".join([*sorted(cycle, key=index_of.__getitem__), first])
+        # point at the link that loops back to the earliest step of the cycle
+        last = max((source for source in cycle if first in links[source]), key=index_of.__getitem__)
         report.add(
             f"cycle without a wait step ({path}); expected a wait step in every loop",
-            ["steps", index_of[first], "next"],
+            ["steps", index_of[last], *link_fields[(last, first)]],
         )
 
 
-def _step_links(step: dict[str, Any]) -> Iterator[tuple[tuple[str | int, ...], str]]:
+def _step_links(step: dict[str, Any]) -> Iterator[tuple[PathKey, str]]:
     """The (field path, target id) links of one raw step: next, cases[i].next, otherwise."""
     for field in ("next", "otherwise"):
         target = step.get(field)
@@ -477,6 +742,7 @@ def _cycles_without_wait(
 
 
 def _check_templates(report: _Report, steps: Any, templates_dir: Path) -> None:
+    """Every send step's template exists in both variants, HTML and plain text."""
     if not isinstance(steps, list):
         return
     for index, step in enumerate(steps):
@@ -485,9 +751,13 @@ def _check_templates(report: _Report, steps: Any, templates_dir: Path) -> None:
         template = step.get("template")
         if not isinstance(template, str) or not template or ".." in template:
             continue
-        expected = templates_dir / f"{template}.html.j2"
-        if not expected.is_file():
+        missing = [
+            str(expected)
+            for expected in (templates_dir / f"{template}{suffix}" for suffix in TEMPLATE_SUFFIXES)
+            if not expected.is_file()
+        ]
+        if missing:
             report.add(
-                f"template {template!r} not found: expected {expected}",
+                f"template {template!r} not found: expected {' and '.join(missing)}",
                 ["steps", index, "template"],
             )

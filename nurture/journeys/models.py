@@ -151,7 +151,7 @@ def _check_time_zone(name: str) -> str:
     except (zoneinfo.ZoneInfoNotFoundError, ValueError):
         raise PydanticCustomError(
             "time_zone",
-            "unknown time zone {name!r}; expected an IANA name such as Europe/Paris",
+            "unknown time zone '{name}'; expected an IANA name such as Europe/Paris",
             {"name": name},
         ) from None
     return name

@@ -465,6 +465,6 @@ def _content_gap(
         if not close:
             continue
         count, topic = min(close, key=lambda pair: (-pair[0], pair[1]))
-        context = {"topic": topic, "items": len(gaps[topic]), "engagements": count}
+        context = {"topic": topic, "item_count": len(gaps[topic]), "engagements": count}
         candidates.append(Candidate(member_id, zlib.crc32(topic.encode()) & 0x7FFFFFFF, context))
     return candidates

@@ -161,10 +161,16 @@ def compile_rule(rule: str) -> Callable[..., Any]:
     return _ENVIRONMENT.compile_expression(rule, undefined_to_none=False)
 
 
+def _nodes(expression: nodes.Expr, kinds: tuple[type[nodes.Node], ...]) -> list[Any]:
+    """The nodes of those kinds in the expression, the expression itself included."""
+    found = list(expression.find_all(kinds))
+    return [expression, *found] if isinstance(expression, kinds) else found
+
+
 def _attribute_reads(expression: nodes.Expr, name: str) -> list[str]:
     """Constant attributes read directly on ``name`` (``answers.role``, ``answers['role']``)."""
     reads: list[str] = []
-    for node in expression.find_all((nodes.Getattr, nodes.Getitem)):
+    for node in _nodes(expression, (nodes.Getattr, nodes.Getitem)):
         target = node.node
         if not (isinstance(target, nodes.Name) and target.name == name):
             continue
@@ -178,7 +184,7 @@ def _attribute_reads(expression: nodes.Expr, name: str) -> list[str]:
 def _activity_reads(expression: nodes.Expr) -> list[tuple[str, str | None]]:
     """``(event type, field)`` pairs read under ``activity`` (field ``None`` when not read)."""
     reads: list[tuple[str, str | None]] = []
-    for node in expression.find_all(nodes.Getattr):
+    for node in _nodes(expression, (nodes.Getattr,)):
         inner = node.node
         if (
             isinstance(inner, nodes.Getattr)
@@ -222,7 +228,7 @@ def check_rule(
         reason = str(exc.message).replace("end of template", "end of the rule")
         return [f"the rule does not compile{where}: {reason}"]
     problems: list[str] = []
-    read = sorted({node.name for node in expression.find_all(nodes.Name) if node.ctx == "load"})
+    read = sorted({node.name for node in _nodes(expression, (nodes.Name,)) if node.ctx == "load"})
     problems.extend(_unknown(name, "name", names) for name in read if name not in names)
     problems.extend(
         _unknown(attr, "member field", MEMBER_FIELDS)

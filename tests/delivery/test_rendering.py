@@ -233,7 +233,10 @@ def test_resolve_language(tag, expected):
 
 
 def test_shipped_templates_are_listed():
-    assert list_email_templates(TEMPLATES_DIR) == ["welcome", "welcome_followup"]
+    templates = list_email_templates(TEMPLATES_DIR)
+    assert templates == sorted(templates)
+    assert {"welcome", "welcome_followup", "birthday", "digest"} <= set(templates)
+    assert not any(name.startswith("_") or name == "layout" for name in templates)
 
 
 def test_renderer_accepts_a_relative_folder(monkeypatch):

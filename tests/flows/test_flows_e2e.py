@@ -16,7 +16,7 @@ from nurture import pipeline
 from nurture.settings import Settings
 from nurture.storage import ContentItem, Member, Message, MessageStatus, session_scope
 from nurture.storage.models import Segment, SegmentMembership
-from tests.pipeline_helpers import CONTENT, NOW, seed_demo
+from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
 
 pytestmark = pytest.mark.e2e
 
@@ -30,7 +30,11 @@ def settings(
     # Flow tasks build their settings from the environment and their parameters, like in
     # production: the database URL is never a flow parameter.
     monkeypatch.setenv("NURTURE_DATABASE_URL", database_url)
-    return Settings(workspace=CONTENT, data_dir=tmp_path / "data", database_url=database_url)
+    return Settings(
+        workspace=welcome_only_workspace(tmp_path / "workspace"),
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+    )
 
 
 def _run(settings: Settings, now: dt.datetime) -> dict:

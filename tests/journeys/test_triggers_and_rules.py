@@ -200,7 +200,7 @@ def test_content_gap_invites_members_close_to_a_thin_topic(session: Session) -> 
     advance_journeys(session, [gap], NOW, no_content)
     (enrollment,) = enrollments(session)
     assert enrollment.member_id == close.id
-    assert enrollment.context == {"topic": "burnout", "items": 1, "engagements": 2}
+    assert enrollment.context == {"topic": "burnout", "item_count": 1, "engagements": 2}
     assert advance_journeys(session, [gap], NOW + dt.timedelta(days=1), no_content).enrolled == 0
 
 

@@ -12,6 +12,7 @@ from nurture.storage import create_database_engine, migrate_database
 from nurture.storage.database import MIGRATIONS_DIR
 from nurture.storage.models import Base
 
+
 def test_0002_copies_edited_labels_and_matches_the_models(tmp_path) -> None:
     engine = create_database_engine(f"sqlite:///{tmp_path / 'nurture.db'}")
     migrate_database(engine, "0001")
