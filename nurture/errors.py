@@ -176,7 +176,17 @@ class EmbeddingError(NurtureError, RuntimeError):
 
 
 class DeliveryError(NurtureError, RuntimeError):
-    """A mail backend failed to deliver a message; a retry may succeed."""
+    """A mail backend failed to deliver a message; a retry may succeed.
+
+    Args:
+        message: What went wrong, with the provider's reason (never the member's address).
+        retry_after: Seconds the provider asked to wait before the next try (a 429's rate-limit
+            reset), when it said.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        super().__init__(message)
+        self.retry_after = retry_after
 
 
 class PermanentDeliveryError(DeliveryError):

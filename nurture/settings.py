@@ -115,8 +115,57 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
-    mail_backend: Literal["outbox"] = Field(default="outbox")
+    mail_backend: Literal["outbox", "smtp", "sendgrid"] = Field(
+        default="outbox",
+        description="outbox (files in outbox_dir, for trying things), smtp or sendgrid.",
+    )
     outbox_dir: Path | None = Field(default=None, description="Default: data_dir/outbox.")
+    smtp_host: str = Field(default="localhost", description="SMTP server host.")
+    smtp_port: int = Field(default=587, ge=1, le=65535, description="SMTP server port.")
+    smtp_username: str | None = Field(default=None, description="SMTP login, if any.")
+    smtp_password: SecretStr | None = Field(default=None, description="SMTP password, if any.")
+    smtp_security: Literal["starttls", "tls", "none"] = Field(
+        default="starttls",
+        description="starttls (upgrade a plain connection), tls (implicit, port 465) or none.",
+    )
+    sendgrid_api_key: SecretStr | None = Field(
+        default=None, description="SendGrid API key (Mail Send permission)."
+    )
+    sendgrid_base_url: str = Field(
+        default="https://api.sendgrid.com",
+        description="SendGrid API host; tests point it at a local contract-checking mock.",
+    )
+    sendgrid_webhook_public_key: SecretStr | None = Field(
+        default=None,
+        description="Public key of SendGrid's signed Event Webhook (base64 DER or PEM), to "
+        "verify provider events received by `nurture serve`.",
+    )
+    webhook_max_age_seconds: int = Field(
+        default=300, ge=1, description="Provider events signed longer ago than this are refused."
+    )
+    send_timeout_seconds: float = Field(
+        default=10.0, gt=0, description="Timeout of every call to the mail backend."
+    )
+    send_concurrency: int = Field(
+        default=4, ge=1, le=64, description="Emails sent at the same time by one worker."
+    )
+    max_send_attempts: int = Field(
+        default=6, ge=1, description="Tries of one email before it fails for good."
+    )
+    retry_base_seconds: float = Field(
+        default=30.0, gt=0, description="First retry delay; doubles each try (with jitter)."
+    )
+    retry_max_seconds: float = Field(
+        default=3600.0, gt=0, description="Longest delay between two tries."
+    )
+    sending_stale_after_minutes: int = Field(
+        default=30,
+        ge=1,
+        description="A message still 'sending' this long after its claim is resolved from "
+        "provider events, or marked 'unknown' for an operator; it is never re-sent blindly.",
+    )
+    web_host: str = Field(default="127.0.0.1", description="Address `nurture serve` listens on.")
+    web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `nurture serve`.")
     sender_email: str = "community@example.org"
     sender_name: str = "The community team"
     community_name: str = "Example Community"

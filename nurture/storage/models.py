@@ -145,6 +145,8 @@ class Member(Base):
     joined_at: Mapped[dt.datetime]
     consent_status: Mapped[str] = mapped_column(String(20), default="granted")
     consent_source: Mapped[str | None] = mapped_column(String(200))
+    unsubscribed_categories: Mapped[list[Any]] = mapped_column(default=list)
+    """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -452,6 +454,10 @@ class Message(Base):
     backend: Mapped[str | None] = mapped_column(String(50))
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
+    claimed_at: Mapped[dt.datetime | None]
+    """When a worker moved the message to ``sending`` (recovery looks at old claims)."""
+    delivery_status: Mapped[str | None] = mapped_column(String(30))
+    """The provider's latest word on it: processed, delivered, deferred, bounce, dropped."""
 
 
 class ProviderEvent(Base):
