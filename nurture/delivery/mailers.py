@@ -1,8 +1,11 @@
 """Mail backends behind one narrow interface: ``Mailer.send(OutgoingEmail) -> DeliveryResult``.
 
 A backend raises ``DeliveryError`` when a retry may succeed and ``PermanentDeliveryError`` when
-it will not; the worker turns those into message statuses. ``OutboxMailer``, the default, writes
-each email as an ``.eml`` file a person can open, plus an ``index.html`` listing them.
+it will not; the worker turns those into message statuses. Their messages carry the provider's
+reason but never the recipient's address (``redact_address``). ``OutboxMailer``, the default,
+writes each email as an ``.eml`` file a person can open, plus an ``index.html`` listing them;
+``SmtpMailer`` (``nurture.delivery.smtp``) and ``SendGridMailer``
+(``nurture.delivery.sendgrid_mailer``) send for real. ``mailer_for`` picks one from the settings.
 """
 
 from __future__ import annotations
@@ -19,10 +22,13 @@ from email.message import EmailMessage
 from email.parser import BytesHeaderParser
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, runtime_checkable
 from urllib.parse import quote
 
-from nurture.errors import DeliveryError, PermanentDeliveryError
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
+
+if TYPE_CHECKING:
+    from nurture.settings import Settings
 
 __all__ = [
     "DeliveryResult",
@@ -30,11 +36,14 @@ __all__ = [
     "OutboxMailer",
     "OutgoingEmail",
     "build_email_message",
+    "mailer_for",
     "outbox_file_name",
+    "redact_address",
     "write_outbox_index",
 ]
 
 OUTBOX_INDEX = "index.html"
+RECIPIENT_PLACEHOLDER = "<recipient>"
 
 
 @dataclass(frozen=True)
@@ -149,10 +158,29 @@ def build_email_message(email: OutgoingEmail, *, date: dt.datetime | None = None
         message.set_content(email.text)
         message.add_alternative(email.html, subtype="html")
     except (ValueError, TypeError, IndexError) as exc:
+        reason = redact_address(str(exc), email.to_email)
         raise PermanentDeliveryError(
-            f"message {email.message_id} to {email.to_email!r}: cannot build the email: {exc}"
+            f"message {email.message_id}: cannot build the email: {reason}"
         ) from exc
     return message
+
+
+def redact_address(text: str, address: str) -> str:
+    """``text`` with every occurrence of ``address`` (any case) replaced by ``<recipient>``.
+
+    Provider replies often quote the recipient (``550 5.1.1 <zoe@example.org>: unknown user``);
+    error messages are stored and logged, so they must not carry it.
+
+    Args:
+        text: A provider's reason.
+        address: The recipient's address.
+
+    Returns:
+        The text without the address.
+    """
+    if not address:
+        return text
+    return re.sub(re.escape(address), RECIPIENT_PLACEHOLDER, text, flags=re.IGNORECASE)
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
@@ -298,3 +326,55 @@ def write_outbox_index(outbox_dir: Path | str) -> Path:
     index = folder / OUTBOX_INDEX
     _write_atomically(index, "".join(parts).encode("utf-8"))
     return index
+
+
+def mailer_for(settings: Settings) -> Mailer:
+    """The mail backend the settings choose (``mail_backend``), ready to send.
+
+    Args:
+        settings: The settings: ``mail_backend`` and the options of that backend.
+
+    Returns:
+        An ``OutboxMailer``, ``SmtpMailer`` or ``SendGridMailer``.
+
+    Raises:
+        ConfigurationError: The chosen backend misses a setting (the SendGrid API key, the SMTP
+            password of a login) or the backend is unknown.
+    """
+    backend = settings.mail_backend
+    if backend == "outbox":
+        return OutboxMailer(settings.resolved_outbox_dir)
+    if backend == "smtp":
+        from nurture.delivery.smtp import SmtpMailer
+
+        password = settings.smtp_password.get_secret_value() if settings.smtp_password else ""
+        if settings.smtp_username and not password:
+            raise ConfigurationError(
+                "NURTURE_SMTP_PASSWORD is not set: NURTURE_SMTP_USERNAME is, so the SMTP "
+                "backend must log in"
+            )
+        return SmtpMailer(
+            settings.smtp_host,
+            settings.smtp_port,
+            security=settings.smtp_security,
+            username=settings.smtp_username or None,
+            password=password or None,
+            timeout=settings.send_timeout_seconds,
+        )
+    if backend == "sendgrid":
+        api_key = settings.sendgrid_api_key.get_secret_value() if settings.sendgrid_api_key else ""
+        if not api_key.strip():
+            raise ConfigurationError(
+                "NURTURE_SENDGRID_API_KEY is not set: the sendgrid mail backend "
+                "(NURTURE_MAIL_BACKEND=sendgrid) needs an API key with the Mail Send permission"
+            )
+        from nurture.delivery.sendgrid_mailer import SendGridMailer
+
+        return SendGridMailer(
+            api_key.strip(),
+            base_url=settings.sendgrid_base_url,
+            timeout=settings.send_timeout_seconds,
+        )
+    raise ConfigurationError(
+        f"NURTURE_MAIL_BACKEND is {backend!r}: expected outbox, smtp or sendgrid"
+    )

@@ -1,0 +1,260 @@
+"""The SendGrid backend: v3 Mail Send through the official ``sendgrid`` library.
+
+Only this module imports ``sendgrid``. Each request carries ids, never personal data, in its
+``custom_args`` (``nurture_message_id``, ``journey``, ``step``) so that SendGrid's events can be
+matched back to the message, and the journey as its category.
+
+Failures are classified for the worker: 429 (with the wait SendGrid asks for), 408, 5xx,
+timeouts and connection errors raise ``DeliveryError``; any other 4xx raises
+``PermanentDeliveryError`` with SendGrid's reason (the ``errors[].message`` of its answer), the
+recipient's address taken out.
+"""
+
+from __future__ import annotations
+
+import email.utils
+import http.client
+import json
+import logging
+import time
+from collections.abc import Callable, Mapping
+from typing import Any, TypeVar
+
+from python_http_client.exceptions import HTTPError
+from sendgrid import SendGridAPIClient
+from sendgrid.helpers.mail import (
+    Category,
+    CustomArg,
+    From,
+    Header,
+    HtmlContent,
+    Mail,
+    PlainTextContent,
+    Subject,
+    To,
+)
+from sendgrid.helpers.mail.exceptions import SendGridException
+
+from nurture.delivery.mailers import DeliveryResult, OutgoingEmail, redact_address
+from nurture.errors import DeliveryError, PermanentDeliveryError
+
+__all__ = ["SendGridMailer", "retry_after_seconds"]
+
+MESSAGE_ID_ARG = "nurture_message_id"
+JOURNEY_ARG = "journey"
+STEP_ARG = "step"
+_MAX_CATEGORY = 255
+_MAX_REASON = 500
+# Unix timestamps are larger than this; a smaller X-RateLimit-Reset is read as seconds to wait.
+_TIMESTAMP_FLOOR = 1_000_000_000
+
+
+class _DropRequestDumps(logging.Filter):
+    """Drops python_http_client's debug records.
+
+    They dump the Authorization header (the API key) and the request body (the recipient).
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return record.levelno > logging.DEBUG
+
+
+_HTTP_CLIENT_LOGGER = logging.getLogger("python_http_client.client")
+if not any(isinstance(f, _DropRequestDumps) for f in _HTTP_CLIENT_LOGGER.filters):
+    _HTTP_CLIENT_LOGGER.addFilter(_DropRequestDumps())
+
+
+class SendGridMailer:
+    """Sends each email with one call to SendGrid's v3 Mail Send, under a timeout.
+
+    Args:
+        api_key: SendGrid API key with the Mail Send permission.
+        base_url: API host (``https://api.sendgrid.com``; ``https://api.eu.sendgrid.com`` for EU
+            subusers; a contract-checking mock in the tests).
+        timeout: Seconds one call may take (connect and each read).
+        clock: Current unix time, to turn a rate-limit reset time into a wait.
+
+    Attributes:
+        client: The ``sendgrid.SendGridAPIClient``.
+    """
+
+    backend = "sendgrid"
+
+    def __init__(
+        self,
+        api_key: str,
+        *,
+        base_url: str = "https://api.sendgrid.com",
+        timeout: float = 10.0,
+        clock: Callable[[], float] = time.time,
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.timeout = timeout
+        self.clock = clock
+        self.client = SendGridAPIClient(api_key=api_key, host=self.base_url)
+
+    def __repr__(self) -> str:
+        return f"SendGridMailer(base_url={self.base_url!r}, timeout={self.timeout})"
+
+    def build_request(self, email: OutgoingEmail) -> dict[str, Any]:
+        """The JSON body of the Mail Send request for ``email``.
+
+        One personalization (the recipient and the ``custom_args``), text then HTML content,
+        the journey as category, the extra headers (``List-Unsubscribe``...).
+
+        Args:
+            email: The email.
+
+        Returns:
+            The request body.
+
+        Raises:
+            PermanentDeliveryError: The library refuses the email (content that looks like a
+                SendGrid API key...).
+        """
+        try:
+            mail = Mail(
+                from_email=_address(From(), email.from_email, email.from_name),
+                to_emails=_address(To(), email.to_email, email.to_name),
+                subject=Subject(email.subject),
+                plain_text_content=PlainTextContent(email.text) if email.text else None,
+                html_content=HtmlContent(email.html) if email.html else None,
+            )
+            # At personalization level: the Mail Send contract types the message-level
+            # custom_args as a string, the personalization's as an object.
+            for key, value in (
+                (MESSAGE_ID_ARG, str(email.message_id)),
+                (JOURNEY_ARG, email.journey_key),
+                (STEP_ARG, email.step_id),
+            ):
+                mail.add_custom_arg(CustomArg(key, value, p=0))
+            if email.journey_key:
+                mail.add_category(Category(email.journey_key[:_MAX_CATEGORY]))
+            for name, value in email.headers.items():
+                mail.add_header(Header(name, value))
+            return mail.get()
+        except SendGridException as exc:
+            raise PermanentDeliveryError(
+                f"sendgrid: message {email.message_id}: cannot build the request: "
+                f"{type(exc).__name__}: {redact_address(str(exc), email.to_email)}"
+            ) from exc
+
+    def send(self, email: OutgoingEmail) -> DeliveryResult:
+        """Send ``email`` through SendGrid.
+
+        Args:
+            email: The email.
+
+        Returns:
+            SendGrid's id of the email (its ``X-Message-Id`` answer header; empty when absent).
+
+        Raises:
+            DeliveryError: 408, 429 (``retry_after`` set from the rate-limit reset), 5xx, a
+                timeout or a connection failure: a retry may succeed.
+            PermanentDeliveryError: Another 4xx (an invalid address, a bad key...), with
+                SendGrid's reason; or a request the library refuses to build.
+        """
+        body = self.build_request(email)
+        where = f"sendgrid: message {email.message_id}"
+        try:
+            response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
+        except HTTPError as exc:
+            raise self._classify(exc, where, email.to_email) from exc
+        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+            raise DeliveryError(f"{where}: {_network_reason(exc)}") from exc
+        provider_id = response.headers.get("X-Message-Id") if response.headers else None
+        return DeliveryResult(provider_message_id=provider_id or "", backend=self.backend)
+
+    def _classify(self, exc: HTTPError, where: str, address: str) -> DeliveryError:
+        """The delivery error an HTTP error answer stands for (see the module docstring)."""
+        status = int(exc.status_code)
+        reason = redact_address(_provider_reason(exc), address)
+        text = f"{where}: HTTP {status}" + (f": {reason}" if reason else "")
+        if status == 429 or status == 408 or status >= 500:
+            headers = exc.headers if exc.headers is not None else {}
+            return DeliveryError(text, retry_after=retry_after_seconds(headers, self.clock()))
+        return PermanentDeliveryError(text)
+
+
+_AddressT = TypeVar("_AddressT", From, To)
+
+
+def _address(target: _AddressT, address: str, name: str) -> _AddressT:
+    """Fill a ``From``/``To`` as given: the library would otherwise re-parse a lone address."""
+    target.email = address
+    if name:
+        target.name = name
+    return target
+
+
+def retry_after_seconds(headers: Mapping[str, str], now: float) -> float | None:
+    """How long a provider asked to wait, from its answer's headers, when it said.
+
+    ``X-RateLimit-Reset`` (SendGrid: the unix time the limit resets; a small number is read as
+    seconds) wins over ``Retry-After`` (seconds or an HTTP date).
+
+    Args:
+        headers: The answer's headers (case-insensitive lookup when the mapping offers it).
+        now: The current unix time.
+
+    Returns:
+        Seconds to wait (0 or more), or ``None`` when no header says.
+    """
+    reset = _header(headers, "X-RateLimit-Reset")
+    if reset is not None:
+        try:
+            value = float(reset)
+        except ValueError:
+            value = None
+        if value is not None:
+            return max(0.0, value - now if value >= _TIMESTAMP_FLOOR else value)
+    retry_after = _header(headers, "Retry-After")
+    if retry_after is None:
+        return None
+    try:
+        return max(0.0, float(retry_after))
+    except ValueError:
+        pass
+    try:
+        when = email.utils.parsedate_to_datetime(retry_after)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - now)
+
+
+def _header(headers: Mapping[str, str], name: str) -> str | None:
+    value = headers.get(name)
+    if value is None:  # a plain dict: look up case-insensitively
+        lowered = name.lower()
+        value = next((v for k, v in headers.items() if k.lower() == lowered), None)
+    return value.strip() if isinstance(value, str) and value.strip() else None
+
+
+def _provider_reason(exc: HTTPError) -> str:
+    """SendGrid's ``errors[].message`` (with the field at fault), else the answer's text."""
+    raw = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
+    try:
+        errors = json.loads(raw.decode("utf-8")).get("errors")
+    except (UnicodeDecodeError, ValueError, AttributeError):
+        errors = None
+    if isinstance(errors, list):
+        parts = []
+        for error in errors:
+            if not isinstance(error, dict) or not error.get("message"):
+                continue
+            field = error.get("field")
+            suffix = f" ({field})" if field and field != "null" else ""
+            parts.append(f"{error['message']}{suffix}")
+        if parts:
+            return "; ".join(parts)[:_MAX_REASON]
+    text = " ".join(raw.decode("utf-8", "replace").split())
+    return (text or str(getattr(exc, "reason", "") or ""))[:_MAX_REASON]
+
+
+def _network_reason(exc: BaseException) -> str:
+    reason = getattr(exc, "reason", None)  # URLError wraps the socket error
+    cause = reason if isinstance(reason, BaseException) else exc
+    if isinstance(cause, TimeoutError):
+        return "timed out"
+    text = str(cause) or type(cause).__name__
+    return f"connection failed: {text}"
