@@ -283,10 +283,7 @@ def _enrol_members(
             candidate
             for candidate in chunk
             if candidate.member_id in members
-            and (
-                definition.transactional
-                or members[candidate.member_id].consent_status == CONSENT_GRANTED
-            )
+            and (definition.transactional or _may_get(members[candidate.member_id], definition))
         ]
         keep = set(
             _without_suppressed(
@@ -334,6 +331,12 @@ class _History:
     active: bool = False
     occurrences: set[int] = dataclasses.field(default_factory=set)
     last_finished: dt.datetime | None = None
+
+
+def _may_get(member: Member, definition: JourneyDefinition) -> bool:
+    """Whether a member's consent and preferences allow a marketing journey's emails."""
+    opted_out = member.unsubscribed_categories or []
+    return member.consent_status == CONSENT_GRANTED and definition.category not in opted_out
 
 
 def _enrollment_history(
@@ -654,7 +657,7 @@ def _advance_enrollment(
     """Run one due enrollment's steps until a wait, an exit or a held email."""
     counts.advanced += 1
     member = batch.members[enrollment.member_id]
-    if not definition.transactional and member.consent_status != CONSENT_GRANTED:
+    if not definition.transactional and not _may_get(member, definition):
         _finish(enrollment, EnrollmentState.EXITED, now, reason="consent")
         counts.exited += 1
         return

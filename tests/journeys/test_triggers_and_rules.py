@@ -357,3 +357,27 @@ def test_transactional_journeys_ignore_consent_and_quiet_hours(session: Session)
         session, [notice], dt.datetime(2026, 11, 10, 3, tzinfo=UTC), no_content, rules=rules
     )
     assert [m.journey_key for m in messages(session)] == ["notice"]
+
+
+def test_a_category_unsubscribe_stops_enrolment_and_running_journeys(session: Session) -> None:
+    member = add_member(session, "picky@x.test", NOW - dt.timedelta(hours=1))
+    digest = journey(
+        {"type": "member_joined"},
+        send("first", "wait"),
+        {"id": "wait", "type": "wait", "duration": "1d", "next": "second"},
+        send("second", "done"),
+        EXIT,
+        id="digest",
+        category="promotion",
+    )
+    care = journey({"type": "member_joined"}, id="care", category="care")
+    advance_journeys(session, [digest], NOW, no_content)
+    member.unsubscribed_categories = ["promotion"]
+    session.flush()
+    advance_journeys(session, [digest, care], NOW + dt.timedelta(days=1), no_content)
+
+    assert [(m.journey_key, m.step_id) for m in messages(session)] == [
+        ("digest", "first"),
+        ("care", "hello"),
+    ]
+    assert enrollments(session, "digest")[0].exit_reason == "consent"

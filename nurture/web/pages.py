@@ -1,0 +1,295 @@
+"""The HTML pages members see: unsubscribe, preferences, a link that does not work.
+
+Plain HTML in the member's language (English or French), every value escaped, no JavaScript,
+one small inline style sheet; forms post back to the page's own address.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from html import escape
+
+__all__ = [
+    "CATEGORIES",
+    "STRINGS",
+    "invalid_link_page",
+    "mask_address",
+    "message_page",
+    "preferences_page",
+    "unsubscribe_page",
+    "unsubscribed_page",
+]
+
+CATEGORIES = ("care", "promotion")
+"""The journey categories a member can opt out of, in the order the page lists them."""
+
+_NBSP = "\u00a0"
+
+STRINGS: dict[str, dict[str, str]] = {
+    "en": {
+        "unsubscribe_title": "Unsubscribe",
+        "unsubscribe_question": "Stop all emails from {community} to {email}?",
+        "unsubscribe_button": "Unsubscribe",
+        "preferences_instead": "Rather choose which emails you receive?",
+        "preferences_link": "Email preferences",
+        "already_unsubscribed": "{email} is unsubscribed: {community} sends it no emails.",
+        "unsubscribed_title": "You are unsubscribed",
+        "unsubscribed_text": "{community} will send no more emails to {email}.",
+        "add_back": "Unsubscribed by mistake? Reply to one of our emails or contact the "
+        "{community} team, and we will add you back.",
+        "preferences_title": "Email preferences",
+        "preferences_intro": "Choose which emails {community} sends to {email}.",
+        "receive_legend": "I want to receive",
+        "care_label": "Community life",
+        "care_hint": "welcome, thanks, birthdays, milestones",
+        "promotion_label": "News and invitations",
+        "promotion_hint": "digest, invitations",
+        "everything_label": "Unsubscribe from all emails",
+        "everything_hint": "No more emails from {community} at all.",
+        "save_button": "Save my preferences",
+        "saved": "Your preferences are saved.",
+        "suppressed_notice": "{email} is unsubscribed from all emails. To receive emails "
+        "again, reply to one of our emails or contact the {community} team.",
+        "form_unreadable": "This form could not be read. Please open the link in your email again.",
+        "unavailable": "This page is not available right now. Please try again in a few minutes.",
+    },
+    "fr": {
+        "unsubscribe_title": "Se désinscrire",
+        "unsubscribe_question": f"Ne plus recevoir aucun e-mail de {{community}} à l'adresse "
+        f"{{email}}{_NBSP}?",
+        "unsubscribe_button": "Me désinscrire",
+        "preferences_instead": f"Vous préférez choisir les e-mails que vous recevez{_NBSP}?",
+        "preferences_link": "Préférences d'e-mail",
+        "already_unsubscribed": f"L'adresse {{email}} est désinscrite{_NBSP}: {{community}} "
+        "ne lui envoie plus d'e-mails.",
+        "unsubscribed_title": "Désinscription confirmée",
+        "unsubscribed_text": "{community} n'enverra plus d'e-mails à l'adresse {email}.",
+        "add_back": f"Désinscription par erreur{_NBSP}? Répondez à l'un de nos e-mails ou "
+        "contactez l'équipe {community}, et nous vous réinscrirons.",
+        "preferences_title": "Préférences d'e-mail",
+        "preferences_intro": "Choisissez les e-mails que {community} envoie à l'adresse {email}.",
+        "receive_legend": "Je souhaite recevoir",
+        "care_label": "La vie de la communauté",
+        "care_hint": "bienvenue, remerciements, anniversaires, étapes franchies",
+        "promotion_label": "Actualités et invitations",
+        "promotion_hint": "sélection de contenus, invitations",
+        "everything_label": "Me désinscrire de tous les e-mails",
+        "everything_hint": "Plus aucun e-mail de {community}.",
+        "save_button": "Enregistrer mes préférences",
+        "saved": "Vos préférences sont enregistrées.",
+        "suppressed_notice": "L'adresse {email} est désinscrite de tous les e-mails. Pour en "
+        "recevoir de nouveau, répondez à l'un de nos e-mails ou contactez l'équipe {community}.",
+        "form_unreadable": "Ce formulaire n'a pas pu être lu. Ouvrez de nouveau le lien de "
+        "votre e-mail.",
+        "unavailable": "Cette page n'est pas disponible pour le moment. Réessayez dans quelques "
+        "minutes.",
+    },
+}
+
+_INVALID_LINK = {
+    "en": (
+        "This link does not work",
+        "This link is not valid, or no longer works. To unsubscribe, use the link of a more "
+        "recent email, or reply to one of our emails.",
+    ),
+    "fr": (
+        "Ce lien ne fonctionne pas",
+        "Ce lien n'est pas valide, ou ne fonctionne plus. Pour vous désinscrire, utilisez le "
+        "lien d'un e-mail plus récent, ou répondez à l'un de nos e-mails.",
+    ),
+}
+
+_STYLE = """
+body{margin:0;background:#f4f4f5;color:#18181b;font:1rem/1.5 system-ui,-apple-system,
+"Segoe UI",Roboto,sans-serif}
+main{max-width:34rem;margin:2rem auto;padding:1.5rem 2rem;background:#fff;border-radius:8px}
+h1{font-size:1.5rem;margin-top:0}
+fieldset{border:1px solid #d4d4d8;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}
+legend{font-weight:600;padding:0 .25rem}
+label{display:block;padding:.4rem 0;cursor:pointer}
+input[type=checkbox]{width:1.15rem;height:1.15rem;margin-right:.5rem;vertical-align:-.2rem}
+.hint{display:block;margin-left:1.7rem;color:#52525b;font-size:.9rem}
+button{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d4ed8;
+color:#fff;cursor:pointer}
+button:hover{background:#1e40af}
+:focus-visible{outline:3px solid #f59e0b;outline-offset:2px}
+a{color:#1d4ed8}
+.notice{padding:.75rem 1rem;border-radius:6px;background:#ecfdf5;color:#065f46}
+.warning{padding:.75rem 1rem;border-radius:6px;background:#fef3c7;color:#78350f}
+"""
+
+
+def _text(lang: str, key: str, **fields: str) -> str:
+    """The UI string ``key`` in ``lang``, escaped, with the escaped ``fields`` filled in."""
+    template = STRINGS.get(lang, STRINGS["en"])[key]
+    return escape(template).format(**{name: escape(value) for name, value in fields.items()})
+
+
+def mask_address(email: str) -> str:
+    """An address as a page shows it: enough to recognise, not to read (``a***@example.org``)."""
+    local, _, domain = email.strip().rpartition("@")
+    if not local:
+        return "***"
+    return f"{local[0]}***@{domain}"
+
+
+def _page(lang: str, title: str, body: str) -> str:
+    """A whole HTML document; ``title`` is plain text, ``body`` is HTML."""
+    return (
+        f'<!doctype html>\n<html lang="{escape(lang)}">\n<head>\n<meta charset="utf-8">\n'
+        '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
+        '<meta name="robots" content="noindex, nofollow">\n'
+        f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
+        f"<main>\n<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
+    )
+
+
+def invalid_link_page() -> str:
+    """The page of a link whose token is invalid: in English and French, the member unknown."""
+    sections = []
+    for lang, (title, text) in _INVALID_LINK.items():
+        sections.append(
+            f'<section lang="{lang}">\n<h2>{escape(title)}</h2>\n<p>{escape(text)}</p>\n</section>'
+        )
+    return _page("en", f"{_INVALID_LINK['en'][0]} / {_INVALID_LINK['fr'][0]}", "\n".join(sections))
+
+
+def message_page(lang: str, title_key: str, text_key: str) -> str:
+    """A page with one message (a form that cannot be read, a service unavailable)."""
+    return _page(
+        lang,
+        STRINGS.get(lang, STRINGS["en"])[title_key],
+        f'<p class="warning" role="alert">{_text(lang, text_key)}</p>',
+    )
+
+
+def _preferences_link(lang: str, preferences_url: str) -> str:
+    return (
+        f"<p>{_text(lang, 'preferences_instead')} "
+        f'<a href="{escape(preferences_url)}">{_text(lang, "preferences_link")}</a></p>'
+    )
+
+
+def unsubscribe_page(
+    lang: str,
+    *,
+    community: str,
+    email: str,
+    suppressed: bool,
+    preferences_url: str,
+) -> str:
+    """The page an unsubscribe link opens: a button to confirm; it changes nothing itself.
+
+    Args:
+        lang: The member's language (``en`` or ``fr``).
+        community: The community's name.
+        email: The member's address (shown masked).
+        suppressed: The address is unsubscribed already.
+        preferences_url: The member's preference page.
+
+    Returns:
+        The HTML document.
+    """
+    fields = {"community": community, "email": mask_address(email)}
+    if suppressed:
+        body = (
+            f'<p class="notice" role="status">{_text(lang, "already_unsubscribed", **fields)}</p>'
+        )
+    else:
+        body = (
+            f"<p>{_text(lang, 'unsubscribe_question', **fields)}</p>\n"
+            '<form method="post">\n'
+            '<input type="hidden" name="List-Unsubscribe" value="One-Click">\n'
+            f'<button type="submit">{_text(lang, "unsubscribe_button")}</button>\n</form>\n'
+            + _preferences_link(lang, preferences_url)
+        )
+    return _page(lang, STRINGS[lang]["unsubscribe_title"], body)
+
+
+def unsubscribed_page(lang: str, *, community: str, email: str) -> str:
+    """The answer to an unsubscribe: done, and how to come back.
+
+    Args:
+        lang: The member's language.
+        community: The community's name.
+        email: The member's address (shown masked).
+
+    Returns:
+        The HTML document.
+    """
+    fields = {"community": community, "email": mask_address(email)}
+    body = (
+        f'<p class="notice" role="status">{_text(lang, "unsubscribed_text", **fields)}</p>\n'
+        f"<p>{_text(lang, 'add_back', community=community)}</p>"
+    )
+    return _page(lang, STRINGS[lang]["unsubscribed_title"], body)
+
+
+def _checkbox(name: str, value: str, label: str, hint: str, checked: bool) -> str:
+    element_id = f"{name}-{value}"
+    return (
+        f'<label for="{element_id}"><input type="checkbox" id="{element_id}" name="{name}" '
+        f'value="{value}"{" checked" if checked else ""} aria-describedby="{element_id}-hint">'
+        f'{label}<span class="hint" id="{element_id}-hint">{hint}</span></label>'
+    )
+
+
+def preferences_page(
+    lang: str,
+    *,
+    community: str,
+    email: str,
+    token: str,
+    unsubscribed_categories: Collection[str],
+    suppressed: bool,
+    saved: bool = False,
+) -> str:
+    """The preference page: a box per journey category, and one to unsubscribe from all.
+
+    Args:
+        lang: The member's language.
+        community: The community's name.
+        email: The member's address (shown masked).
+        token: The signed token of the link, repeated in the form.
+        unsubscribed_categories: The categories the member opted out of.
+        suppressed: The address is unsubscribed from everything: the page says how to come
+            back instead of showing the form.
+        saved: Say that the preferences were just saved.
+
+    Returns:
+        The HTML document.
+    """
+    fields = {"community": community, "email": mask_address(email)}
+    parts = []
+    if saved:
+        parts.append(f'<p class="notice" role="status">{_text(lang, "saved")}</p>')
+    if suppressed:
+        parts.append(f'<p class="warning">{_text(lang, "suppressed_notice", **fields)}</p>')
+        return _page(lang, STRINGS[lang]["preferences_title"], "\n".join(parts))
+    boxes = "\n".join(
+        _checkbox(
+            "category",
+            category,
+            _text(lang, f"{category}_label"),
+            _text(lang, f"{category}_hint"),
+            category not in unsubscribed_categories,
+        )
+        for category in CATEGORIES
+    )
+    everything = _checkbox(
+        "everything",
+        "yes",
+        _text(lang, "everything_label"),
+        _text(lang, "everything_hint", community=community),
+        False,
+    )
+    parts.append(
+        f"<p>{_text(lang, 'preferences_intro', **fields)}</p>\n"
+        '<form method="post">\n'
+        f'<input type="hidden" name="token" value="{escape(token)}">\n'
+        f"<fieldset>\n<legend>{_text(lang, 'receive_legend')}</legend>\n{boxes}\n</fieldset>\n"
+        f"<fieldset>\n<legend>{_text(lang, 'unsubscribe_title')}</legend>\n{everything}\n"
+        "</fieldset>\n"
+        f'<button type="submit">{_text(lang, "save_button")}</button>\n</form>'
+    )
+    return _page(lang, STRINGS[lang]["preferences_title"], "\n".join(parts))
