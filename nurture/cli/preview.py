@@ -1,0 +1,414 @@
+"""``nurture preview``: one email rendered for one real member, as a page to open in a browser.
+
+The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
+by :func:`register`; it reads the settings from ``ctx.obj`` like every command.
+
+The email is filled as the journey engine would fill it: the send step of the journey that uses
+the template (or the one named) gives the subject, how many items and which slots; the
+member's current recommendations fill ``items``; upcoming events fill ``upcoming`` slots; what
+the member's last enrollment in that journey recorded, or else a realistic sample for the
+journey's trigger kind, fills ``trigger``. Nothing is written to the database and nothing is
+sent.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import html
+import os
+from pathlib import Path
+from types import SimpleNamespace
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture import pipeline
+from nurture.delivery.rendering import (
+    SAMPLE_TRIGGER_CONTEXTS,
+    SUPPORTED_LANGUAGES,
+    RenderedEmail,
+    TemplateRenderer,
+    list_email_templates,
+    resolve_language,
+)
+from nurture.errors import MemberNotFoundError, NurtureError, WorkspaceFileError
+from nurture.journeys import ContentSlot, JourneyDefinition, SendStep, load_journeys
+from nurture.journeys import upcoming_content as find_upcoming_content
+from nurture.recommend import recommendations_for
+from nurture.rights import find_members
+from nurture.settings import Settings
+from nurture.storage import Answer, Enrollment, Member, open_session
+
+__all__ = ["preview", "register", "render_preview_page"]
+
+console = Console()
+errors = Console(stderr=True, soft_wrap=True)
+
+PREVIEW_SECRET = "nurture-preview-links-are-not-valid"
+"""Signs the unsubscribe links of previews: a click on one in a preview unsubscribes nobody."""
+DEFAULT_ITEM_COUNT = 5
+"""Items given to a template no journey sends (the most any shipped email shows)."""
+
+PREVIEW_HELP = (
+    "Render TEMPLATE for one member and write it as an HTML page to open in a browser.\n\n"
+    "The page shows the subject, the HTML part as the member would see it (CSS inlined) and "
+    "the plain-text part. The member's name, language and current recommendations fill it "
+    "(run `nurture match` first); the send step of the journey that uses TEMPLATE (or the one "
+    "named with --journey/--step) gives the subject, the number of items and the slots "
+    "(upcoming events); the member's last enrollment in that journey, or a sample for its "
+    "trigger kind, fills `trigger`.\n\n"
+    "Nothing is sent and no database row changes. The unsubscribe and preference links of "
+    "a preview do not work, so clicking one unsubscribes nobody. The page holds the member's "
+    "name and address: it is written readable by its owner only."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``preview`` to the ``nurture`` app."""
+    app.command("preview", help=PREVIEW_HELP)(preview)
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    settings: Settings = ctx.obj
+    return settings
+
+
+@dataclasses.dataclass(frozen=True)
+class _Source:
+    """The journey send step an email is previewed as, when one sends the template."""
+
+    journey: JourneyDefinition | None = None
+    step: SendStep | None = None
+
+
+def _send_steps(journeys: list[JourneyDefinition], template: str) -> list[tuple[Any, SendStep]]:
+    return [
+        (journey, step)
+        for journey in journeys
+        for step in journey.steps
+        if isinstance(step, SendStep) and step.template == template
+    ]
+
+
+def _find_source(
+    settings: Settings, template: str, journey_key: str | None, step_id: str | None
+) -> _Source:
+    """The send step to preview ``template`` as: the one named, else the first that sends it."""
+    if journey_key is None and not settings.journeys_dir.is_dir():
+        return _Source()
+    try:
+        journeys = load_journeys(settings.journeys_dir, settings.templates_dir)
+    except WorkspaceFileError as error:
+        if journey_key is not None:
+            raise
+        errors.print(
+            "[yellow]warning:[/] the journeys do not load, so the preview uses no journey's "
+            f"subject or slots: {escape(str(error))}",
+            highlight=False,
+        )
+        return _Source()
+    candidates = _send_steps(journeys, template)
+    if journey_key is not None:
+        keys = [journey.id for journey in journeys]
+        if journey_key not in keys:
+            raise NurtureError(
+                f"no journey {journey_key!r} in {settings.journeys_dir}; "
+                f"expected one of: {', '.join(keys) or 'none'}"
+            )
+        candidates = [(j, s) for j, s in candidates if j.id == journey_key]
+        if not candidates:
+            senders = sorted({j.id for j, _ in _send_steps(journeys, template)})
+            raise NurtureError(
+                f"journey {journey_key!r} has no send step with template {template!r}; "
+                f"journeys that send it: {', '.join(senders) or 'none'}"
+            )
+    if step_id is not None:
+        matching = [(j, s) for j, s in candidates if s.id == step_id]
+        if not matching:
+            steps = ", ".join(s.id for _, s in candidates) or "none"
+            raise NurtureError(
+                f"no send step {step_id!r} with template {template!r} in journey "
+                f"{journey_key!r}; its steps that send it: {steps}"
+            )
+        candidates = matching
+    if not candidates:
+        return _Source()
+    journey, step = candidates[0]
+    return _Source(journey, step)
+
+
+def _as_dicts(items: list[Any]) -> list[dict[str, Any]]:
+    """Recommended items as the journey engine stores them: plain dicts, dates in ISO form."""
+    plain = []
+    for item in items:
+        row = dataclasses.asdict(item)
+        start = row.get("event_start")
+        if isinstance(start, dt.date):
+            row["event_start"] = start.isoformat()
+        plain.append(row)
+    return plain
+
+
+def _pick(
+    recommended: list[dict[str, Any]], slot: ContentSlot, used: set[str]
+) -> list[dict[str, Any]]:
+    """Up to ``slot.count`` recommended items of the slot's kinds not picked yet."""
+    picked = [
+        item
+        for item in recommended
+        if item["key"] not in used and (not slot.kinds or item["kind"] in slot.kinds)
+    ][: slot.count]
+    used.update(item["key"] for item in picked)
+    return picked
+
+
+def _fill(
+    session: Session,
+    slot: ContentSlot,
+    recommended: list[dict[str, Any]],
+    used: set[str],
+    language: str,
+    now: dt.datetime,
+) -> list[dict[str, Any]]:
+    """The items of one slot, as the engine picks them; none picked for an earlier slot."""
+    if not slot.count:
+        return []
+    if slot.order == "upcoming":
+        found = find_upcoming_content(session, language, slot, frozenset(used), now)
+        used.update(str(item["key"]) for item in found)
+        return found
+    return _pick(recommended, slot, used)
+
+
+def _message_context(
+    session: Session, member: Member, language: str, source: _Source, now: dt.datetime
+) -> dict[str, Any]:
+    """``items``, ``slots``, ``trigger`` and ``questionnaire_answered`` for the preview."""
+    recommended = _as_dicts(recommendations_for(session, member.id, now=now))
+    used: set[str] = set()
+    step = source.step
+    content = step.content if step is not None else ContentSlot(count=DEFAULT_ITEM_COUNT)
+    items = _fill(session, content, recommended, used, language, now)
+    slots = {
+        name: _fill(session, slot, recommended, used, language, now)
+        for name, slot in (step.slots if step is not None else {}).items()
+    }
+    trigger: dict[str, Any] = {}
+    if source.journey is not None:
+        recorded = session.scalar(
+            select(Enrollment.context)
+            .where(
+                Enrollment.member_id == member.id,
+                Enrollment.journey_key == source.journey.id,
+            )
+            .order_by(Enrollment.occurrence.desc())
+            .limit(1)
+        )
+        kind = source.journey.trigger.type
+        trigger = dict(recorded or SAMPLE_TRIGGER_CONTEXTS.get(kind, {}))
+    answered = session.scalar(select(Answer.id).where(Answer.member_id == member.id).limit(1))
+    return {
+        "items": items,
+        "slots": slots,
+        "trigger": trigger,
+        "questionnaire_answered": answered is not None,
+    }
+
+
+def render_preview_page(
+    email: RenderedEmail,
+    *,
+    template: str,
+    recipient: str,
+    language: str,
+    journey: str | None = None,
+    step: str | None = None,
+) -> str:
+    """An HTML page showing a rendered email: its subject, its HTML part and its text part.
+
+    The HTML part is shown as it is, in a sandboxed frame (no scripts run in it).
+
+    Args:
+        email: The rendered email.
+        template: The template's name.
+        recipient: Who it is for (``Ada Lovelace <ada@example.org>``).
+        language: The language it was rendered in.
+        journey: The journey whose send step it was previewed as, if any.
+        step: That send step's id.
+
+    Returns:
+        A complete HTML document.
+    """
+    source = f"{journey} / {step}" if journey else "no journey sends this template"
+    rows = [
+        ("Subject", email.subject),
+        ("To", recipient),
+        ("Language", language),
+        ("Template", f"{template}.html.j2 + {template}.txt.j2"),
+        ("Journey / step", source),
+        *email.headers.items(),
+    ]
+    table = "\n".join(
+        f"<tr><th>{html.escape(name)}</th><td>{html.escape(value)}</td></tr>"
+        for name, value in rows
+    )
+    return f"""<!DOCTYPE html>
+<html lang="en">
+<head>
+<meta charset="utf-8">
+<meta name="viewport" content="width=device-width, initial-scale=1">
+<title>Preview: {html.escape(email.subject)}</title>
+<style>
+body {{ margin:0; padding:24px; background:#e9e7e1; color:#1f2933;
+  font-family:system-ui, -apple-system, "Segoe UI", Helvetica, Arial, sans-serif; }}
+main {{ max-width:760px; margin:0 auto; }}
+h1 {{ font-size:20px; margin:0 0 12px 0; }}
+h2 {{ font-size:15px; margin:28px 0 8px 0; text-transform:uppercase; letter-spacing:1px;
+  color:#616e7c; }}
+table {{ border-collapse:collapse; width:100%; background:#fff; font-size:14px; }}
+th, td {{ text-align:left; vertical-align:top; padding:6px 10px; border-bottom:1px solid #e6e1d6;
+  overflow-wrap:anywhere; }}
+th {{ width:150px; color:#616e7c; font-weight:normal; }}
+iframe {{ width:100%; height:1100px; border:1px solid #d5d0c4; background:#fff; resize:vertical; }}
+pre {{ white-space:pre-wrap; background:#fff; border:1px solid #d5d0c4; padding:16px;
+  font-size:14px; line-height:1.5; }}
+.note {{ font-size:13px; color:#616e7c; }}
+</style>
+</head>
+<body>
+<main>
+<h1>Preview: {html.escape(email.subject)}</h1>
+<table>
+{table}
+</table>
+<p class="note">A preview: nothing was sent. Its unsubscribe and preference links do not work.</p>
+<h2>HTML part</h2>
+<iframe title="HTML part" sandbox="allow-popups allow-popups-to-escape-sandbox"
+ srcdoc="{html.escape(email.html, quote=True)}"></iframe>
+<h2>Text part</h2>
+<pre>{html.escape(email.text)}</pre>
+</main>
+</body>
+</html>
+"""
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write ``text`` to ``path``, readable by its owner only (it names a member)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    descriptor = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(descriptor, "w", encoding="utf-8") as handle:
+        handle.write(text)
+
+
+def preview(
+    ctx: typer.Context,
+    template: Annotated[
+        str,
+        typer.Argument(help="The email: welcome, digest... (templates/<name>.html.j2 + .txt.j2)."),
+    ],
+    member: Annotated[
+        str,
+        typer.Option("--member", "-m", help="The e-mail address of the member to render it for."),
+    ],
+    output: Annotated[
+        Path | None,
+        typer.Option(
+            "--output",
+            "-o",
+            dir_okay=False,
+            help="The page to write; default: <data-dir>/previews/<template>-<lang>-<id>.html.",
+        ),
+    ] = None,
+    journey: Annotated[
+        str | None,
+        typer.Option(help="Preview it as a send step of this journey; default: the first one."),
+    ] = None,
+    step: Annotated[
+        str | None, typer.Option(help="The send step's id, when --journey has several.")
+    ] = None,
+    language: Annotated[
+        str | None,
+        typer.Option(help="fr or en; default: the member's language."),
+    ] = None,
+) -> None:
+    """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
+    settings = _settings(ctx)
+    if step is not None and journey is None:
+        raise typer.BadParameter("give the journey of the step too", param_hint="--step")
+    if language is not None and language not in SUPPORTED_LANGUAGES:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(SUPPORTED_LANGUAGES)}", param_hint="--language"
+        )
+    available = list_email_templates(settings.templates_dir)
+    if template not in available:
+        raise NurtureError(
+            f"no email template {template!r} in {settings.templates_dir} (a {template}.html.j2 "
+            f"and {template}.txt.j2 pair); available: {', '.join(available) or 'none'}"
+        )
+    source = _find_source(settings, template, journey, step)
+    now = pipeline.utc_now()
+    with open_session(pipeline.prepare_database(settings)) as session:
+        found = find_members(session, member)
+        if not found:
+            raise MemberNotFoundError(f"no member with email {member.strip()}")
+        recipient = found[0]
+        lang = language or resolve_language(recipient.language)
+        context = _message_context(session, recipient, lang, source, now)
+        shown = SimpleNamespace(
+            id=recipient.id,
+            email=recipient.email,
+            first_name=recipient.first_name,
+            last_name=recipient.last_name,
+            language=lang,
+        )
+    renderer = TemplateRenderer(
+        settings.templates_dir,
+        community_name=settings.community_name,
+        public_base_url=settings.public_base_url,
+        unsubscribe_secret=PREVIEW_SECRET,
+        auto_reload=False,
+        shared_context=(
+            {"questionnaire_url": settings.questionnaire_url}
+            if settings.questionnaire_url
+            else None
+        ),
+    )
+    subject = (
+        source.step.subject_for(lang)
+        if source.step is not None
+        else f"{{{{ community_name }}}}: {template}"
+    )
+    message = SimpleNamespace(
+        id=0,
+        template=template,
+        subject=subject,
+        context=context,
+        journey_key=source.journey.id if source.journey is not None else "preview",
+        step_id=source.step.id if source.step is not None else "preview",
+    )
+    email = renderer.render_message(message, shown, now=now)  # type: ignore[arg-type]
+    name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
+    page = render_preview_page(
+        email,
+        template=template,
+        recipient=f"{name} <{shown.email}>" if name else shown.email,
+        language=lang,
+        journey=source.journey.id if source.journey is not None else None,
+        step=source.step.id if source.step is not None else None,
+    )
+    if output is None:
+        slug = template.replace("/", "-")
+        output = settings.data_dir / "previews" / f"{slug}-{lang}-{recipient.id}.html"
+    _write_private(output, page)
+    console.print(
+        f"{escape(template)} for {escape(shown.email)} ({lang}): {escape(email.subject)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    console.print(str(output.resolve()), highlight=False, soft_wrap=True)
