@@ -1,12 +1,23 @@
-"""Delivery: render messages in a jinja2 sandbox, send them through a mailer, exactly once."""
+"""Delivery: render messages in a jinja2 sandbox, send them through a mailer, exactly once.
 
+``SendGridMailer`` is imported on first use: the ``sendgrid`` library is slow to import and
+only that backend needs it.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from nurture.delivery.events import EventSummary, record_provider_events
 from nurture.delivery.mailers import (
     DeliveryResult,
     Mailer,
     OutboxMailer,
     OutgoingEmail,
     build_email_message,
+    mailer_for,
     outbox_file_name,
+    redact_address,
     write_outbox_index,
 )
 from nurture.delivery.rendering import (
@@ -16,6 +27,7 @@ from nurture.delivery.rendering import (
     list_email_templates,
     resolve_language,
 )
+from nurture.delivery.smtp import SmtpMailer
 from nurture.delivery.suppression import (
     SuppressionReason,
     find_suppressed_hashes,
@@ -30,32 +42,63 @@ from nurture.delivery.unsubscribe import (
     make_unsubscribe_token,
     verify_unsubscribe_token,
 )
-from nurture.delivery.worker import DeliverySummary, deliver_messages, due_message_ids
+from nurture.delivery.worker import (
+    DeliverySummary,
+    RecoverySummary,
+    RetryPolicy,
+    claim_messages,
+    deliver_messages,
+    due_message_ids,
+    recover_stale_messages,
+    requeue_unknown,
+)
+
+if TYPE_CHECKING:
+    from nurture.delivery.sendgrid_mailer import SendGridMailer
 
 __all__ = [
     "STRINGS",
     "DeliveryResult",
     "DeliverySummary",
+    "EventSummary",
     "InvalidUnsubscribeTokenError",
     "Mailer",
     "OutboxMailer",
     "OutgoingEmail",
+    "RecoverySummary",
     "RenderedEmail",
+    "RetryPolicy",
+    "SendGridMailer",
+    "SmtpMailer",
     "SuppressionReason",
     "TemplateRenderer",
     "build_email_message",
+    "claim_messages",
     "deliver_messages",
     "due_message_ids",
     "find_suppressed_hashes",
     "find_suppression",
     "is_suppressed",
     "list_email_templates",
+    "mailer_for",
     "make_unsubscribe_token",
     "normalise_address",
     "outbox_file_name",
+    "record_provider_events",
+    "recover_stale_messages",
+    "redact_address",
+    "requeue_unknown",
     "resolve_language",
     "suppress_address",
     "suppression_hash",
     "verify_unsubscribe_token",
     "write_outbox_index",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "SendGridMailer":
+        from nurture.delivery.sendgrid_mailer import SendGridMailer
+
+        return SendGridMailer
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,36 +1,78 @@
 """The delivery worker: send due messages through a mailer, each exactly once.
 
-A message moves ``queued -> sending -> sent | failed | suppressed`` (or back to ``queued``
-after a transient backend error). The move to ``sending`` is a conditional UPDATE committed
-before anything is rendered or sent: of several workers given the same id, exactly one claims
-it; the others skip it. A message left in ``sending`` (the worker crashed between the send and
-the final commit) is never picked up again here: whether it went out is unknown, and sending it
-twice is worse than not at all. Unlike other stages, this function commits, once per step.
+A message moves through named states (``MessageStatus``)::
+
+    queued -> sending -> sent | failed | suppressed | unknown
+    sending -> queued, due later  (a transient error: backoff with jitter)
+
+``claim_messages`` moves due messages from ``queued`` to ``sending`` in one committed
+transaction before anything is rendered or sent (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
+concurrent workers take disjoint sets; a conditional UPDATE elsewhere): of several workers, one
+claims a message and the others never see it queued. ``deliver_messages`` claims no more than its
+pool of senders can take at once, checks the suppression list, consent and the member's
+unsubscribed categories right before each send, sends concurrently and records each result in
+its own commit as soon as it comes back. A crash therefore leaves in ``sending`` at most the
+messages that were in flight; ``recover_stale_messages`` settles those from the provider's
+events or marks them ``unknown`` for an operator. Nothing here ever moves a message from
+``sending`` back to ``queued``: sending twice is worse than not at all.
+
+Unlike other stages, the worker commits, once per step.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
-from collections.abc import Iterable
+import random
+from collections import Counter
+from collections.abc import Collection, Iterable, Sequence
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
-from sqlalchemy import select, update
+from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
-from nurture.delivery.mailers import Mailer, OutgoingEmail
+from nurture.chunks import chunked
+from nurture.delivery.mailers import DeliveryResult, Mailer, OutgoingEmail, redact_address
 from nurture.delivery.rendering import TemplateRenderer
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.errors import DeliveryError, PermanentDeliveryError, TemplateError
-from nurture.storage.models import Enrollment, Journey, Member, Message, MessageStatus
+from nurture.storage.models import (
+    Enrollment,
+    Journey,
+    Member,
+    Message,
+    MessageStatus,
+    ProviderEvent,
+)
 
-__all__ = ["CONSENT_GRANTED", "DeliverySummary", "deliver_messages", "due_message_ids"]
+__all__ = [
+    "ACCEPTED_EVENT_TYPES",
+    "CONSENT_GRANTED",
+    "DeliverySummary",
+    "RecoverySummary",
+    "RetryPolicy",
+    "claim_messages",
+    "deliver_messages",
+    "due_message_ids",
+    "recover_stale_messages",
+    "requeue_unknown",
+]
 
 logger = logging.getLogger(__name__)
 
 CONSENT_GRANTED = "granted"
 """The only ``Member.consent_status`` that allows sending."""
+
+DELIVERY_STATUS_EVENT_TYPES = ("processed", "delivered", "deferred", "bounce", "dropped")
+"""Provider events that say where an email stands (``Message.delivery_status``)."""
+
+ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUS_EVENT_TYPES, "open", "click"))
+"""Provider events that prove the provider accepted an email (SendGrid's names)."""
+
+Outcome = Literal["sent", "failed", "suppressed", "retried", "unknown"]
+"""What became of one claimed message: the ``DeliverySummary`` field it counts in."""
 
 
 @dataclass(frozen=True)
@@ -39,14 +81,16 @@ class DeliverySummary:
 
     Attributes:
         sent: Messages the mailer accepted.
-        failed: Messages that will not be sent (template error, permanent refusal, or an
-            unexpected error; those left in ``unknown`` status count here too).
+        failed: Messages that will not be sent: template error, permanent refusal, too many
+            transient errors.
         suppressed: Messages not sent because the address is in the suppression list
             (unsubscribed, bounced, erased...) or, outside transactional journeys, the member
-            lacks consent.
-        skipped: Ids not claimed: not queued (another worker has them, or they are done) or not
-            due yet.
-        retried: Messages put back in the queue after a transient backend error.
+            lacks consent or unsubscribed from the journey's category.
+        skipped: Ids given but not claimed: not queued (another worker has them, or they are
+            done) or not due yet.
+        retried: Messages put back in the queue, for later, after a transient backend error.
+        unknown: Messages the mailer failed on unexpectedly: they may have gone out, so they
+            wait in ``unknown`` status for an operator.
     """
 
     sent: int = 0
@@ -54,6 +98,7 @@ class DeliverySummary:
     suppressed: int = 0
     skipped: int = 0
     retried: int = 0
+    unknown: int = 0
 
     def __add__(self, other: DeliverySummary) -> DeliverySummary:
         return DeliverySummary(
@@ -62,7 +107,78 @@ class DeliverySummary:
             suppressed=self.suppressed + other.suppressed,
             skipped=self.skipped + other.skipped,
             retried=self.retried + other.retried,
+            unknown=self.unknown + other.unknown,
         )
+
+
+@dataclass(frozen=True)
+class RetryPolicy:
+    """How transient backend errors (429, 5xx, timeouts) are retried.
+
+    Attributes:
+        max_attempts: Tries of one message before it fails for good.
+        base_seconds: Delay after the first failed try; it doubles with each try.
+        max_seconds: Longest delay (before jitter), unless the provider asks for more.
+    """
+
+    max_attempts: int = 6
+    base_seconds: float = 30.0
+    max_seconds: float = 3600.0
+
+    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+        """Seconds to wait before the next try of a message that failed ``attempts`` times.
+
+        Exponential backoff, capped, with jitter (a random half to all of it) so that messages
+        failing together do not come back together; never less than what the provider asked
+        for (a 429's rate-limit reset).
+
+        Args:
+            attempts: Tries so far, the failed one included (1 or more).
+            retry_after: Seconds the provider asked to wait, if it said.
+            rng: The source of the jitter.
+
+        Returns:
+            The delay in seconds.
+        """
+        backoff = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
+        delay = rng.uniform(0.5, 1.0) * backoff
+        return max(delay, retry_after or 0.0)
+
+
+@dataclass(frozen=True)
+class RecoverySummary:
+    """What one call of ``recover_stale_messages`` did.
+
+    Attributes:
+        sent: Messages settled as sent because the provider reported on them.
+        unknown: Messages left in ``sending`` with no word from the provider, now ``unknown``
+            for an operator to check.
+    """
+
+    sent: int = 0
+    unknown: int = 0
+
+
+@dataclass(frozen=True)
+class _Run:
+    """What every message of one ``deliver_messages`` call shares."""
+
+    renderer: TemplateRenderer
+    now: dt.datetime
+    salt: str
+    sender_email: str
+    sender_name: str
+    retry: RetryPolicy
+    rng: random.Random
+
+
+@dataclass(frozen=True)
+class _InFlight:
+    """A claimed message handed to the mailer: what recording its result needs."""
+
+    email: OutgoingEmail
+    attempts: int
+    """Tries of the message, this one included."""
 
 
 def due_message_ids(session: Session, now: dt.datetime, limit: int | None = None) -> list[int]:
@@ -86,54 +202,85 @@ def due_message_ids(session: Session, now: dt.datetime, limit: int | None = None
     return list(session.scalars(query))
 
 
-def _claim(session: Session, message_id: int, now: dt.datetime) -> bool:
-    result = session.execute(
-        update(Message)
-        .where(
-            Message.id == message_id,
-            Message.status == MessageStatus.QUEUED,
-            Message.scheduled_at <= now,
-        )
-        .values(status=MessageStatus.SENDING)
-        .execution_options(synchronize_session=False)
-    )
+def claim_messages(
+    session: Session,
+    now: dt.datetime,
+    limit: int,
+    *,
+    message_ids: Collection[int] | None = None,
+) -> list[int]:
+    """Move up to ``limit`` due queued messages to ``sending``, in one committed transaction.
+
+    On PostgreSQL the candidates are locked with ``FOR UPDATE SKIP LOCKED``, so concurrent
+    workers claim disjoint sets without waiting on each other; everywhere the UPDATE only
+    takes rows still ``queued``, so a message is claimed once whatever the interleaving.
+
+    Args:
+        session: The database session; it is committed.
+        now: The current time: due check and ``claimed_at``.
+        limit: At most this many messages.
+        message_ids: Claim only among these; None: among all queued messages.
+
+    Returns:
+        The ids claimed, in ascending order.
+    """
+    claimed = _claim(session, now, limit, message_ids)
     session.commit()
-    return result.rowcount == 1  # type: ignore[attr-defined]
+    return claimed
+
+
+def _claim(
+    session: Session, now: dt.datetime, limit: int, message_ids: Collection[int] | None
+) -> list[int]:
+    """``claim_messages`` without the commit."""
+    if limit < 1 or (message_ids is not None and not message_ids):
+        return []
+    due = [Message.status == MessageStatus.QUEUED, Message.scheduled_at <= now]
+    candidates = select(Message.id).where(*due).order_by(Message.id).limit(limit)
+    if message_ids is not None:
+        candidates = candidates.where(Message.id.in_(list(message_ids)))
+    ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
+    if not ids:
+        return []
+    claimed = session.scalars(
+        update(Message)
+        .where(Message.id.in_(ids), *due)
+        .values(status=MessageStatus.SENDING, claimed_at=now)
+        .returning(Message.id)
+        .execution_options(synchronize_session=False)
+    ).all()
+    return sorted(claimed)
 
 
 def _finish(session: Session, message_id: int, **values: Any) -> None:
-    """Move a claimed message out of ``sending`` and commit."""
+    """Move a claimed message out of ``sending`` (the caller commits)."""
     session.execute(
         update(Message)
         .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    session.commit()
-
-
-def _is_transactional(session: Session, message: Message) -> bool:
-    """Whether the journey version the message's enrollment runs is transactional."""
-    definition = session.scalar(
-        select(Journey.definition)
-        .join(Enrollment, Enrollment.journey_id == Journey.id)
-        .where(Enrollment.id == message.enrollment_id)
-    )
-    return isinstance(definition, dict) and definition.get("transactional") is True
 
 
 def _suppression_reason(
-    member: Member, suppressed_hashes: set[str], salt: str, *, transactional: bool
+    member: Member, definition: dict[str, Any] | None, suppressed_hashes: set[str], salt: str
 ) -> str | None:
-    """Why the member must not get the message, or None.
+    """Why the member must not get a message of the journey ``definition``, or None.
 
-    The suppression list (unsubscribed, bounced, erased...) stops every message; consent other
-    than granted stops all but those of transactional journeys.
+    The suppression list (unsubscribed, bounced, erased...) stops every message. Consent other
+    than granted, and an unsubscribe from the journey's category on the preference page, stop
+    all but the messages of transactional journeys.
     """
     if suppression_hash(member.email, salt) in suppressed_hashes:
         return "address is in the suppression list"
-    if not transactional and (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
+    definition = definition if isinstance(definition, dict) else {}
+    if definition.get("transactional") is True:
+        return None
+    if (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
         return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
+    category = definition.get("category")
+    if category and category in (member.unsubscribed_categories or []):
+        return f"member unsubscribed from {category!r} emails"
     return None
 
 
@@ -145,84 +292,153 @@ def deliver_messages(
     session: Session,
     mailer: Mailer,
     renderer: TemplateRenderer,
-    message_ids: Iterable[int],
+    message_ids: Iterable[int] | None,
     now: dt.datetime,
     *,
     sender_email: str,
     sender_name: str,
     suppression_salt: str,
+    concurrency: int = 1,
+    retry: RetryPolicy | None = None,
+    rng: random.Random | None = None,
 ) -> DeliverySummary:
-    """Render and send the given messages, each at most once, committing each step.
+    """Render and send messages, each at most once, ``concurrency`` at a time.
 
-    Per message: claim it (``queued`` and due -> ``sending``), check suppression and consent
-    (an address in the suppression list gets nothing; a member without consent gets only the
-    messages of transactional journeys), render, send, record. A template error or
-    ``PermanentDeliveryError`` makes it ``failed`` with the reason in ``error``; a
-    ``DeliveryError`` puts it back in ``queued`` with ``attempts`` + 1; an unexpected error from
-    the mailer leaves it ``unknown`` (it may have gone out), an unexpected error before the send
-    makes it ``failed``.
+    Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) a few at
+    a time, never more than the senders can take at once. Right before its send, each claimed
+    message is checked again: an address in the suppression list gets nothing; a member without
+    consent, or who unsubscribed from the journey's category, gets only the messages of
+    transactional journeys. Then it is rendered, handed to the mailer in a pool of
+    ``concurrency`` threads, and its result recorded in its own commit:
+
+    - accepted: ``sent`` (``sent_at``, ``backend``, ``provider_message_id``);
+    - ``PermanentDeliveryError`` or a template error: ``failed`` with the reason;
+    - ``DeliveryError`` (429, 5xx, timeout): back to ``queued`` with ``attempts`` + 1, due
+      after ``retry``'s backoff (at least the provider's ``retry_after``), or ``failed`` with
+      "gave up after N attempts" once ``retry.max_attempts`` tries failed;
+    - any other error from the mailer: ``unknown`` (the email may have gone out).
+
+    Error texts carry the reason, never the recipient's address.
 
     Args:
-        session: The database session; it is committed after each step.
-        mailer: The backend.
+        session: The database session, used by this thread only; it is committed after each
+            step.
+        mailer: The backend; its ``send`` is called from several threads at once when
+            ``concurrency`` > 1.
         renderer: Renders the templates.
-        message_ids: The messages to deliver (from ``due_message_ids``).
-        now: The current time: due check, unsubscribe token issue time, ``sent_at``.
+        message_ids: The messages to deliver (a chunk of ``due_message_ids``); None: every
+            message due at ``now``, as a queue worker.
+        now: The current time: due check, unsubscribe token issue time, ``sent_at``, and the
+            start of retry delays.
         sender_email: The From address.
         sender_name: The From display name.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``), the
             one its hashes were made with.
+        concurrency: Emails sent at the same time (``Settings.send_concurrency``).
+        retry: Backoff and attempt limit of transient errors; default ``RetryPolicy()``.
+        rng: Source of the backoff jitter; tests pass a seeded one.
 
     Returns:
         Counts of what happened.
+
+    Raises:
+        ConfigurationError: The suppression salt is empty (nothing is claimed).
+        ValueError: ``concurrency`` is less than 1.
     """
-    counts = {"sent": 0, "failed": 0, "suppressed": 0, "skipped": 0, "retried": 0}
-    for message_id in message_ids:
-        if not _claim(session, message_id, now):
-            counts["skipped"] += 1
-            continue
-        outcome = _deliver_claimed(
-            session, mailer, renderer, message_id, now, sender_email, sender_name, suppression_salt
-        )
-        counts[outcome] += 1
+    if concurrency < 1:
+        raise ValueError(f"concurrency must be at least 1, got {concurrency}")
+    suppression_hash("", suppression_salt)  # an unusable salt fails before any claim
+    run = _Run(
+        renderer=renderer,
+        now=now,
+        salt=suppression_salt,
+        sender_email=sender_email,
+        sender_name=sender_name,
+        retry=retry or RetryPolicy(),
+        rng=rng or random.Random(),
+    )
+    pending = None if message_ids is None else set(message_ids)
+    requested = 0 if pending is None else len(pending)
+    claimed = 0
+    counts: Counter[str] = Counter()
+    in_flight: dict[Future[DeliveryResult], _InFlight] = {}
+    exhausted = False
+    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
+        while True:
+            free = concurrency - len(in_flight)
+            ids = [] if exhausted or free < 1 else _claim(session, now, free, pending)
+            exhausted = exhausted or (free > 0 and not ids)
+            # One commit for the results recorded since the last one and the new claim: every
+            # result is committed before the worker waits on the mailer again.
+            session.commit()
+            if ids:
+                claimed += len(ids)
+                if pending is not None:
+                    pending.difference_update(ids)
+                for item in _prepare(session, run, ids):
+                    if isinstance(item, _InFlight):
+                        in_flight[pool.submit(mailer.send, item.email)] = item
+                    else:
+                        counts[item] += 1
+                continue
+            if not in_flight:
+                break
+            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            for future in done:
+                counts[_record(session, run, in_flight.pop(future), future)] += 1
+    if pending is not None:
+        counts["skipped"] = requested - claimed
     return DeliverySummary(**counts)
 
 
-def _deliver_claimed(
-    session: Session,
-    mailer: Mailer,
-    renderer: TemplateRenderer,
-    message_id: int,
-    now: dt.datetime,
-    sender_email: str,
-    sender_name: str,
-    salt: str,
-) -> str:
-    """Deliver one claimed message; return the ``DeliverySummary`` field it counts in."""
-    try:
-        message = session.get(Message, message_id, populate_existing=True)
-        member = (
-            session.get(Member, message.member_id, populate_existing=True)
-            if message is not None
-            else None
-        )
-        if message is None or member is None:
+def _prepare(session: Session, run: _Run, ids: Sequence[int]) -> list[_InFlight | Outcome]:
+    """Check and render claimed messages: an email to send, or the outcome already recorded."""
+    rows = session.execute(
+        select(Message, Member, Journey.definition)
+        .join(Member, Member.id == Message.member_id)
+        .outerjoin(Enrollment, Enrollment.id == Message.enrollment_id)
+        .outerjoin(Journey, Journey.id == Enrollment.journey_id)
+        .where(Message.id.in_(ids))
+        .execution_options(populate_existing=True)
+    ).all()
+    found = {message.id: (message, member, definition) for message, member, definition in rows}
+    suppressed = find_suppressed_hashes(
+        session, [suppression_hash(member.email, run.salt) for _, member, _ in found.values()]
+    )
+    prepared: list[_InFlight | Outcome] = []
+    for message_id in ids:
+        if message_id not in found:
             _finish(session, message_id, status=MessageStatus.FAILED, error="member not found")
-            return "failed"
-        suppressed = find_suppressed_hashes(session, [suppression_hash(member.email, salt)])
-        reason = _suppression_reason(
-            member, suppressed, salt, transactional=_is_transactional(session, message)
-        )
+            prepared.append("failed")
+            continue
+        message, member, definition = found[message_id]
+        prepared.append(_prepare_one(session, run, message, member, definition, suppressed))
+    session.commit()  # the outcomes recorded; no transaction stays open while the mailer works
+    return prepared
+
+
+def _prepare_one(
+    session: Session,
+    run: _Run,
+    message: Message,
+    member: Member,
+    definition: dict[str, Any] | None,
+    suppressed: set[str],
+) -> _InFlight | Outcome:
+    """Check and render one claimed message (see ``_prepare``)."""
+    message_id, address = message.id, member.email
+    try:
+        reason = _suppression_reason(member, definition, suppressed, run.salt)
         if reason is not None:
-            _finish(session, message_id, status=MessageStatus.SUPPRESSED, error=reason)
+            _finish(session, message.id, status=MessageStatus.SUPPRESSED, error=reason)
             return "suppressed"
-        rendered = renderer.render_message(message, member, now=now)
-        outgoing = OutgoingEmail(
-            message_id=message_id,
+        rendered = run.renderer.render_message(message, member, now=run.now)
+        email = OutgoingEmail(
+            message_id=message.id,
             to_email=member.email,
             to_name=_display_name(member),
-            from_email=sender_email,
-            from_name=sender_name,
+            from_email=run.sender_email,
+            from_name=run.sender_name,
             subject=rendered.subject,
             html=rendered.html,
             text=rendered.text,
@@ -231,47 +447,196 @@ def _deliver_claimed(
             step_id=message.step_id,
         )
     except TemplateError as exc:
-        session.rollback()
-        _finish(session, message_id, status=MessageStatus.FAILED, error=str(exc))
+        error = redact_address(str(exc), address)
+        _finish(session, message_id, status=MessageStatus.FAILED, error=error)
         return "failed"
     except Exception as exc:
         logger.exception("message %s: unexpected error before sending", message_id)
-        session.rollback()
+        error = redact_address(f"{type(exc).__name__}: {exc}", address)
         _finish(
             session,
             message_id,
             status=MessageStatus.FAILED,
-            error=f"unexpected error before sending: {type(exc).__name__}: {exc}",
+            error=f"unexpected error before sending: {error}",
         )
         return "failed"
+    return _InFlight(email=email, attempts=message.attempts + 1)
 
-    attempts = Message.attempts + 1
+
+def _record(
+    session: Session, run: _Run, sent: _InFlight, future: Future[DeliveryResult]
+) -> Outcome:
+    """Record the result of one send (the caller commits)."""
+    message_id, attempts = sent.email.message_id, sent.attempts
     try:
-        result = mailer.send(outgoing)
+        result = future.result()
     except PermanentDeliveryError as exc:
-        _finish(session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=str(exc))
+        reason = redact_address(str(exc), sent.email.to_email)
+        _finish(session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=reason)
         return "failed"
     except DeliveryError as exc:
-        _finish(session, message_id, status=MessageStatus.QUEUED, attempts=attempts, error=str(exc))
+        reason = redact_address(str(exc), sent.email.to_email)
+        if attempts >= run.retry.max_attempts:
+            error = f"gave up after {attempts} attempts: {reason}"
+            _finish(
+                session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=error
+            )
+            return "failed"
+        delay = run.retry.delay(attempts, exc.retry_after, run.rng)
+        logger.info(
+            "message %s: try %d failed, next in %.0f s: %s", message_id, attempts, delay, reason
+        )
+        _finish(
+            session,
+            message_id,
+            status=MessageStatus.QUEUED,
+            attempts=attempts,
+            scheduled_at=run.now + dt.timedelta(seconds=delay),
+            error=reason,
+        )
         return "retried"
     except Exception as exc:
         logger.exception("message %s: unexpected error from the mailer", message_id)
+        reason = redact_address(f"{type(exc).__name__}: {exc}", sent.email.to_email)
         _finish(
             session,
             message_id,
             status=MessageStatus.UNKNOWN,
             attempts=attempts,
-            error=f"unexpected error while sending: {type(exc).__name__}: {exc}",
+            error=f"unexpected error while sending, it may have gone out: {reason}",
         )
-        return "failed"
+        return "unknown"
     _finish(
         session,
         message_id,
         status=MessageStatus.SENT,
-        sent_at=now,
+        sent_at=run.now,
         attempts=attempts,
         backend=result.backend,
         provider_message_id=result.provider_message_id,
         error=None,
     )
     return "sent"
+
+
+# --- recovery -------------------------------------------------------------------------------
+
+
+def recover_stale_messages(
+    session: Session, now: dt.datetime, stale_after: dt.timedelta
+) -> RecoverySummary:
+    """Settle the messages a crashed worker left in ``sending``; never send them again.
+
+    A message still ``sending`` longer than ``stale_after`` after its claim was in the hands of
+    a worker that stopped between the send and the record. If the provider reported on it
+    (processed, delivered, deferred, bounce, dropped, open, click: anything proving it accepted
+    the email), it becomes ``sent``: ``sent_at`` from the earliest such event,
+    ``delivery_status`` from the latest. Otherwise it becomes ``unknown``, with an error asking
+    an operator to check the provider before re-queuing it (``requeue_unknown``). Messages
+    already ``unknown`` whose provider events have arrived since are settled as ``sent`` too.
+
+    Args:
+        session: The database session; the caller commits.
+        now: The current time.
+        stale_after: How long after its claim a ``sending`` message counts as abandoned
+            (``Settings.sending_stale_after_minutes``); longer than any send can take.
+
+    Returns:
+        Counts of what was settled.
+    """
+    stale = session.execute(
+        select(Message.id, Message.status, Message.claimed_at)
+        .where(
+            or_(
+                Message.status == MessageStatus.UNKNOWN,
+                (Message.status == MessageStatus.SENDING)
+                & or_(Message.claimed_at.is_(None), Message.claimed_at <= now - stale_after),
+            )
+        )
+        .order_by(Message.id)
+    ).all()
+    sent = unknown = 0
+    for batch in chunked(stale, 500):
+        events = _acceptance_events(session, [row.id for row in batch])
+        for row in batch:
+            if row.id in events:
+                first_at, latest = events[row.id]
+                sent += _settle(
+                    session,
+                    row.id,
+                    row.status,
+                    status=MessageStatus.SENT,
+                    sent_at=first_at,
+                    delivery_status=latest,
+                    error=None,
+                )
+            elif row.status == MessageStatus.SENDING:
+                claimed = row.claimed_at.isoformat() if row.claimed_at else "an unknown time"
+                unknown += _settle(
+                    session,
+                    row.id,
+                    row.status,
+                    status=MessageStatus.UNKNOWN,
+                    error=f"claimed at {claimed}, no provider event: "
+                    "check the provider before re-queuing",
+                )
+    if sent or unknown:
+        logger.info("recovered deliveries: %d sent, %d unknown", sent, unknown)
+    return RecoverySummary(sent=sent, unknown=unknown)
+
+
+def _acceptance_events(
+    session: Session, message_ids: Sequence[int]
+) -> dict[int, tuple[dt.datetime, str]]:
+    """Per message with events proving acceptance: (earliest time, latest delivery status)."""
+    rows = session.execute(
+        select(ProviderEvent.message_id, ProviderEvent.type, ProviderEvent.occurred_at)
+        .where(
+            ProviderEvent.message_id.in_(message_ids),
+            ProviderEvent.type.in_(sorted(ACCEPTED_EVENT_TYPES)),
+        )
+        .order_by(ProviderEvent.occurred_at, ProviderEvent.id)
+    ).all()
+    found: dict[int, tuple[dt.datetime, str]] = {}
+    for message_id, event_type, occurred_at in rows:
+        first_at, latest = found.get(message_id, (occurred_at, "delivered"))
+        # An open or a click proves delivery without being a delivery status of its own.
+        if event_type in DELIVERY_STATUS_EVENT_TYPES:
+            latest = event_type
+        found[message_id] = (first_at, latest)
+    return found
+
+
+def _settle(session: Session, message_id: int, current: MessageStatus, **values: Any) -> int:
+    """Update a message still in status ``current``; return 1 if it was, else 0."""
+    result = session.execute(
+        update(Message)
+        .where(Message.id == message_id, Message.status == current)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return int(result.rowcount == 1)  # type: ignore[attr-defined]
+
+
+def requeue_unknown(session: Session, message_ids: Iterable[int]) -> int:
+    """Put ``unknown`` messages back in the queue, once an operator checked they did not go out.
+
+    Only for messages the provider has no trace of: a re-queued message is sent again.
+
+    Args:
+        session: The database session; the caller commits.
+        message_ids: The messages; those not ``unknown`` are left alone.
+
+    Returns:
+        How many were re-queued.
+    """
+    requeued = 0
+    for batch in chunked(sorted(set(message_ids)), 500):
+        result = session.execute(
+            update(Message)
+            .where(Message.id.in_(batch), Message.status == MessageStatus.UNKNOWN)
+            .values(status=MessageStatus.QUEUED, error=None)
+            .execution_options(synchronize_session=False)
+        )
+        requeued += result.rowcount  # type: ignore[attr-defined]
+    return requeued

@@ -1,7 +1,10 @@
 import datetime as dt
 import email
 import email.policy
+import random
+import threading
 
+import pytest
 from sqlalchemy import select, update
 
 from nurture.delivery import (
@@ -14,8 +17,10 @@ from nurture.delivery import (
     suppress_address,
     write_outbox_index,
 )
-from nurture.errors import DeliveryError, PermanentDeliveryError
-from nurture.storage.models import Journey, Message, MessageStatus
+from nurture.delivery.worker import RetryPolicy, claim_messages
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
+from nurture.storage import open_session
+from nurture.storage.models import Journey, Member, Message, MessageStatus
 
 from .conftest import NOW, SECRET
 
@@ -196,15 +201,22 @@ def test_permanent_error_fails_the_message(session, add_message, renderer):
     assert (row.status, row.attempts, row.error) == (MessageStatus.FAILED, 1, "invalid address")
 
 
-def test_transient_error_requeues_the_message(session, add_message, renderer):
+def test_transient_error_requeues_the_message_for_later(session, add_message, renderer):
     message = add_message()
     mailer = RecordingMailer(DeliveryError("connection reset"))
-    summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER)
+    retry = RetryPolicy(max_attempts=3, base_seconds=60, max_seconds=3600)
+    options = {**SENDER, "retry": retry, "rng": random.Random(1)}
+    summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **options)
     assert summary == DeliverySummary(retried=1)
     row = _reload(session, message.id)
     assert (row.status, row.attempts, row.error) == (MessageStatus.QUEUED, 1, "connection reset")
+    assert NOW + dt.timedelta(seconds=30) <= row.scheduled_at <= NOW + dt.timedelta(seconds=60)
+
     mailer.error = None
-    assert deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER).sent == 1
+    again = deliver_messages(session, mailer, renderer, [message.id], NOW, **options)
+    assert again == DeliverySummary(skipped=1)  # not due before its backoff
+    later = row.scheduled_at
+    assert deliver_messages(session, mailer, renderer, [message.id], later, **options).sent == 1
     row = _reload(session, message.id)
     assert (row.status, row.attempts, row.error) == (MessageStatus.SENT, 2, None)
 
@@ -213,16 +225,28 @@ def test_unexpected_mailer_error_leaves_status_unknown(session, add_message, ren
     message = add_message()
     mailer = RecordingMailer(RuntimeError("boom"))
     summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER)
-    assert summary == DeliverySummary(failed=1)
+    assert summary == DeliverySummary(unknown=1)
     row = _reload(session, message.id)
     assert row.status is MessageStatus.UNKNOWN
     assert "boom" in row.error
+    assert "may have gone out" in row.error
     assert "unexpected error from the mailer" in caplog.text
 
 
+def test_error_texts_never_carry_the_address(session, add_message, renderer):
+    permanent = add_message(email="zoe@example.org")
+    mailer = RecordingMailer(PermanentDeliveryError("550 5.1.1 <ZOE@example.org>: unknown user"))
+    deliver_messages(session, mailer, renderer, [permanent.id], NOW, **SENDER)
+    error = _reload(session, permanent.id).error
+    assert "example.org" not in error
+    assert error == "550 5.1.1 <<recipient>>: unknown user"
+
+
 def test_summaries_add_up():
-    total = DeliverySummary(sent=1, skipped=2) + DeliverySummary(sent=2, failed=1, retried=3)
-    assert total == DeliverySummary(sent=3, failed=1, skipped=2, retried=3)
+    total = DeliverySummary(sent=1, skipped=2) + DeliverySummary(
+        sent=2, failed=1, retried=3, unknown=1
+    )
+    assert total == DeliverySummary(sent=3, failed=1, skipped=2, retried=3, unknown=1)
 
 
 def test_outbox_batch_then_index(session, add_message, renderer, tmp_path):
@@ -234,3 +258,192 @@ def test_outbox_batch_then_index(session, add_message, renderer, tmp_path):
     assert page.count(".eml</a>") == count
     statuses = session.scalars(select(Message.status).where(Message.id.in_(ids))).all()
     assert set(statuses) == {MessageStatus.SENT}
+
+
+# --- claiming -----------------------------------------------------------------------------
+
+
+def test_claim_takes_due_queued_messages_oldest_first(session, add_message):
+    ids = [add_message().id for _ in range(4)]
+    later = add_message(scheduled_at=NOW + dt.timedelta(hours=1))
+    assert claim_messages(session, NOW, 3) == ids[:3]
+    rows = session.scalars(select(Message).execution_options(populate_existing=True)).all()
+    claimed = {row.id: row for row in rows if row.status is MessageStatus.SENDING}
+    assert sorted(claimed) == ids[:3]
+    assert {row.claimed_at for row in claimed.values()} == {NOW}
+    assert claim_messages(session, NOW, 10) == [ids[3]]
+    assert claim_messages(session, NOW, 10) == []
+    assert _reload(session, later.id).status is MessageStatus.QUEUED
+
+
+def test_claim_among_given_ids(session, add_message):
+    ids = [add_message().id for _ in range(4)]
+    assert claim_messages(session, NOW, 10, message_ids=[ids[3], ids[1]]) == [ids[1], ids[3]]
+    assert claim_messages(session, NOW, 10, message_ids=[ids[1]]) == []
+    assert claim_messages(session, NOW, 10, message_ids=[]) == []
+    assert due_message_ids(session, NOW) == [ids[0], ids[2]]
+
+
+def test_deliver_without_ids_works_the_whole_queue(session, add_message, renderer):
+    ids = [add_message().id for _ in range(5)]
+    add_message(scheduled_at=NOW + dt.timedelta(days=1))
+    mailer = RecordingMailer()
+    summary = deliver_messages(session, mailer, renderer, None, NOW, concurrency=2, **SENDER)
+    assert summary == DeliverySummary(sent=5)
+    assert sorted(sent.message_id for sent in mailer.sent) == ids
+
+
+def test_an_empty_salt_fails_before_anything_is_claimed(session, add_message, renderer):
+    message = add_message()
+    options = {**SENDER, "suppression_salt": ""}
+    with pytest.raises(ConfigurationError):
+        deliver_messages(session, RecordingMailer(), renderer, [message.id], NOW, **options)
+    assert _reload(session, message.id).status is MessageStatus.QUEUED
+
+
+# --- backoff ------------------------------------------------------------------------------
+
+
+def test_backoff_doubles_is_capped_and_jittered():
+    policy = RetryPolicy(max_attempts=10, base_seconds=10, max_seconds=100)
+    rng = random.Random(7)
+    for attempts, ceiling in [(1, 10), (2, 20), (3, 40), (4, 80), (5, 100), (9, 100)]:
+        delays = [policy.delay(attempts, None, rng) for _ in range(50)]
+        assert all(ceiling / 2 <= delay <= ceiling for delay in delays)
+        assert len(set(delays)) > 1  # jittered
+
+
+def test_backoff_is_never_shorter_than_the_providers_retry_after():
+    policy = RetryPolicy(base_seconds=1, max_seconds=10)
+    assert policy.delay(1, 600, random.Random(0)) == 600
+    assert policy.delay(1, 8, random.Random(0)) == 8
+    assert 0.5 <= policy.delay(1, 0.1, random.Random(0)) <= 1
+
+
+def test_backoff_is_reproducible_with_a_seeded_rng():
+    policy = RetryPolicy()
+    first = [policy.delay(n, None, random.Random(3)) for n in range(1, 6)]
+    assert first == [policy.delay(n, None, random.Random(3)) for n in range(1, 6)]
+
+
+def test_transient_errors_give_up_after_max_attempts(session, add_message, renderer):
+    message = add_message()
+    mailer = RecordingMailer(DeliveryError("503 service unavailable"))
+    retry = RetryPolicy(max_attempts=3, base_seconds=1, max_seconds=1)
+    when = NOW
+    outcomes = []
+    for _ in range(3):
+        summary = deliver_messages(session, mailer, renderer, None, when, retry=retry, **SENDER)
+        outcomes.append(summary)
+        when += dt.timedelta(seconds=2)
+    assert outcomes == [DeliverySummary(retried=1)] * 2 + [DeliverySummary(failed=1)]
+    row = _reload(session, message.id)
+    assert (row.status, row.attempts) == (MessageStatus.FAILED, 3)
+    assert row.error == "gave up after 3 attempts: 503 service unavailable"
+
+
+# --- concurrency --------------------------------------------------------------------------
+
+
+class BarrierMailer(RecordingMailer):
+    """Each send waits until ``parties`` sends are under way: it fails unless they overlap."""
+
+    def __init__(self, parties: int):
+        super().__init__()
+        self.barrier = threading.Barrier(parties, timeout=10)
+        self.lock = threading.Lock()
+        self.running = 0
+        self.most_at_once = 0
+
+    def send(self, email: OutgoingEmail) -> DeliveryResult:
+        with self.lock:
+            self.running += 1
+            self.most_at_once = max(self.most_at_once, self.running)
+        try:
+            self.barrier.wait()
+            with self.lock:
+                return super().send(email)
+        finally:
+            with self.lock:
+                self.running -= 1
+
+
+def test_sends_run_in_a_pool_of_the_configured_size(session, add_message, renderer):
+    ids = [add_message().id for _ in range(8)]
+    mailer = BarrierMailer(parties=4)
+    summary = deliver_messages(session, mailer, renderer, ids, NOW, concurrency=4, **SENDER)
+    assert summary == DeliverySummary(sent=8)
+    assert mailer.most_at_once == 4
+    assert sorted(sent.message_id for sent in mailer.sent) == ids
+
+
+def test_concurrency_must_be_positive(session, renderer):
+    with pytest.raises(ValueError, match="concurrency"):
+        deliver_messages(session, RecordingMailer(), renderer, [], NOW, concurrency=0, **SENDER)
+
+
+# --- checks right before the send ---------------------------------------------------------
+
+
+def _set_definition(session, **definition) -> None:
+    session.execute(update(Journey).values(definition=definition))
+    session.commit()
+
+
+def _unsubscribe(session, message: Message, *categories: str) -> None:
+    session.execute(
+        update(Member)
+        .where(Member.id == message.member_id)
+        .values(unsubscribed_categories=list(categories))
+    )
+    session.commit()
+
+
+def test_a_category_unsubscribe_suppresses_that_category_only(session, add_message, renderer):
+    message = add_message()
+    _set_definition(session, category="promotion")
+    _unsubscribe(session, message, "promotion")
+    mailer = RecordingMailer()
+    summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER)
+    assert summary == DeliverySummary(suppressed=1)
+    assert mailer.sent == []
+    assert _reload(session, message.id).error == "member unsubscribed from 'promotion' emails"
+
+    care = add_message()
+    _set_definition(session, category="care")
+    _unsubscribe(session, care, "promotion")
+    assert deliver_messages(session, mailer, renderer, [care.id], NOW, **SENDER).sent == 1
+
+
+def test_a_transactional_journey_ignores_category_unsubscribes(session, add_message, renderer):
+    message = add_message()
+    _set_definition(session, category="care", transactional=True)
+    _unsubscribe(session, message, "care", "promotion")
+    summary = deliver_messages(session, RecordingMailer(), renderer, [message.id], NOW, **SENDER)
+    assert summary == DeliverySummary(sent=1)
+
+
+def test_an_unsubscribe_during_a_batch_is_honoured_before_the_next_send(
+    session, engine, add_message, renderer
+):
+    """The first email's unsubscribe link is used while the batch runs: the second is held."""
+    first = add_message(email="ada@example.org")
+    second = add_message(member=session.get(Member, first.member_id), step_id="b")
+
+    class UnsubscribingMailer(RecordingMailer):
+        def send(self, email: OutgoingEmail) -> DeliveryResult:
+            result = super().send(email)
+            with open_session(engine) as other:  # the web app, on its own connection
+                suppress_address(other, "ada@example.org", SECRET, "unsubscribed", "one-click")
+                other.commit()
+            return result
+
+    mailer = UnsubscribingMailer()
+    summary = deliver_messages(session, mailer, renderer, [first.id, second.id], NOW, **SENDER)
+    assert summary == DeliverySummary(sent=1, suppressed=1)
+    assert [sent.message_id for sent in mailer.sent] == [first.id]
+    row = _reload(session, second.id)
+    assert (row.status, row.error) == (
+        MessageStatus.SUPPRESSED,
+        "address is in the suppression list",
+    )
