@@ -1,4 +1,5 @@
-"""Property: whatever the sequence of runs, one enrollment step never gets two messages.
+"""Properties: whatever the sequence of runs, one enrollment step never gets two messages, and
+with a budget no member ever gets more emails in one window than it allows.
 
 Runs on the shared ``engine`` fixture (SQLite, and PostgreSQL when configured); every example
 starts from an emptied database.
@@ -16,7 +17,8 @@ from hypothesis import strategies as st
 from sqlalchemy import Engine, delete, select
 from sqlalchemy.orm import Session
 
-from nurture.journeys import advance_journeys, load_journey
+from nurture.journeys import JourneyDefinition, advance_journeys, load_journey
+from nurture.journeys.policy import Budget, QuietHours, SendingRules
 from nurture.storage.models import Base, Enrollment, EnrollmentState, Member, Message
 
 WELCOME = load_journey(Path(__file__).parents[2] / "content" / "journeys" / "welcome.yaml")
@@ -86,3 +88,123 @@ def test_no_two_messages_for_one_enrollment_step(
                 for item in message.context["items"]
             ]
             assert len(items) == len(set(items))  # no item sent twice to one member
+
+
+NUDGE = JourneyDefinition.model_validate(
+    {
+        "id": "nudge",
+        "name": "Two nudges a day apart",
+        "category": "promotion",
+        "over_budget": "skip",
+        "trigger": {"type": "member_joined"},
+        "steps": [
+            {"id": "first", "type": "send", "template": "t", "subject": "s", "next": "pause"},
+            {"id": "pause", "type": "wait", "duration": "1d", "next": "second"},
+            {"id": "second", "type": "send", "template": "t", "subject": "s", "next": "done"},
+            {"id": "done", "type": "exit"},
+        ],
+    }
+)
+BIRTHDAY = load_journey(Path(__file__).parents[2] / "content" / "journeys" / "birthday.yaml")
+ZONES = ("UTC", "Europe/Paris", "America/Los_Angeles", "Pacific/Auckland", "Asia/Kolkata")
+
+members_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=-5 * 24, max_value=8 * 24),  # joined, hours after START
+        st.sampled_from(ZONES),
+        st.integers(min_value=0, max_value=9),  # birthday, days after START
+    ),
+    min_size=1,
+    max_size=6,
+)
+runs_strategy = st.lists(
+    st.tuples(
+        st.integers(min_value=0, max_value=60),  # hours since the previous run
+        st.integers(min_value=0, max_value=3),  # this worker's clock is behind by (hours)
+        st.booleans(),  # run by the second worker
+        st.booleans(),  # only for some members (a simulation)
+        st.booleans(),  # run again at once, as after a retry
+        st.integers(min_value=1, max_value=4),  # chunk size
+    ),
+    min_size=1,
+    max_size=10,
+)
+rules_strategy = st.one_of(
+    st.none(),
+    st.builds(
+        SendingRules,
+        budget=st.builds(
+            Budget,
+            messages=st.integers(min_value=1, max_value=3),
+            window=st.sampled_from(["12h", "1d", "3d", "7d"]),
+        ),
+        quiet_hours=st.sampled_from([None, QuietHours()]),
+    ),
+)
+
+
+@settings(
+    max_examples=40,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    members=members_strategy,
+    runs=runs_strategy,
+    journeys=st.sets(st.sampled_from(["welcome", "nudge", "birthday"]), min_size=1),
+    rules=rules_strategy,
+)
+def test_runs_at_random_times_never_send_a_step_twice_nor_over_budget(
+    engine: Engine,
+    members: list[tuple[int, str, int]],
+    runs: list[tuple[int, int, bool, bool, bool, int]],
+    journeys: set[str],
+    rules: SendingRules | None,
+) -> None:
+    _empty(engine)
+    definitions = [d for d in (WELCOME, NUDGE, BIRTHDAY) if d.id in journeys]
+    with Session(engine) as first, Session(engine) as second:
+        for n, (hours, zone, birthday) in enumerate(members):
+            first.add(
+                Member(
+                    email=f"m{n}@example.org",
+                    time_zone=zone,
+                    joined_at=START + dt.timedelta(hours=hours),
+                    birthday=(START + dt.timedelta(days=birthday)).date().replace(year=1990),
+                )
+            )
+        first.commit()
+        ids = sorted(first.scalars(select(Member.id)))
+
+        clock = START
+        for hours, behind, other, some, repeat, chunk_size in runs:
+            clock += dt.timedelta(hours=hours)
+            now = clock - dt.timedelta(hours=behind)
+            worker = second if other else first
+            chosen = ids[::2] if some else None
+            for _ in range(2 if repeat else 1):
+                advance_journeys(
+                    worker,
+                    definitions,
+                    now,
+                    _pick,
+                    chunk_size=chunk_size,
+                    rules=rules,
+                    member_ids=chosen,
+                )
+            worker.commit()
+
+        rows = first.execute(
+            select(Message.enrollment_id, Message.step_id, Message.member_id, Message.created_at)
+        ).all()
+        pairs = Counter((enrollment_id, step_id) for enrollment_id, step_id, _, _ in rows)
+        assert all(count == 1 for count in pairs.values())
+        if rules is not None and rules.budget is not None:
+            window, limit = rules.budget.window_delta, rules.budget.messages
+            times: dict[int, list[dt.datetime]] = {}
+            for _, _, member_id, created_at in rows:
+                times.setdefault(member_id, []).append(created_at)
+            for moments in times.values():
+                for end in moments:
+                    in_window = [m for m in moments if end - window < m <= end]
+                    assert len(in_window) <= limit, (sorted(moments), window, limit)
