@@ -21,16 +21,17 @@ from typing import Any, Literal
 from pydantic import ValidationError
 from sqlalchemy import Engine, func, select
 
-from nurture import rights
+from nurture import operations, rights
 from nurture.chunks import chunked
 from nurture.delivery import (
     DeliverySummary,
-    OutboxMailer,
     TemplateRenderer,
     deliver_messages,
     due_message_ids,
+    mailer_for,
     write_outbox_index,
 )
+from nurture.delivery.worker import RecoverySummary, RetryPolicy, recover_stale_messages
 from nurture.embedding import Embedder, load_embedder
 from nurture.errors import ConfigurationError
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
@@ -69,27 +70,33 @@ __all__ = [
     "chunked",
     "count_members",
     "deliver_chunk",
+    "delivery_report",
     "due_messages",
     "engine_for",
     "erase_member",
     "export_member",
     "finish_delivery",
     "import_file",
+    "journey_funnel",
     "match_chunk",
+    "match_coverage",
     "match_members",
     "member_ids",
     "prepare_database",
     "profile_chunk",
     "profile_members",
     "ranking_weights",
+    "recover_deliveries",
     "resolve_now",
     "run_cycle",
     "run_delivery",
     "run_journeys",
     "run_nightly",
     "segment",
+    "segment_table",
     "settings_from",
     "start_matching",
+    "status_report",
     "sync_workspace",
     "utc_now",
 ]
@@ -180,7 +187,8 @@ def check_workspace(settings: Settings) -> WorkspaceCheck:
 
     Journeys are checked against the rest of the workspace: the templates they name, the rule
     segments of ``segments.yaml`` and the question keys of the questionnaire. The sending rules
-    (``sending.yaml``, optional) are checked too.
+    (``sending.yaml``, optional) are checked too. Every email template is rendered in every
+    language against sample data, with the journeys' subject lines (``validate_templates``).
 
     Raises:
         WorkspaceFileError: A file is invalid; the error lists every problem with file and line.
@@ -196,6 +204,23 @@ def check_workspace(settings: Settings) -> WorkspaceCheck:
         segment_keys=[rule.key for rule in rules],
         question_keys=question_keys,
     )
+    from nurture.delivery.rendering import (
+        TemplateValidationError,
+        journey_subjects,
+        validate_templates,
+    )
+
+    template_problems = validate_templates(
+        settings.templates_dir,
+        community_name=settings.community_name,
+        public_base_url=settings.public_base_url,
+        shared_context={"questionnaire_url": settings.questionnaire_url}
+        if settings.questionnaire_url
+        else None,
+        subjects=journey_subjects(journeys),
+    )
+    if template_problems:
+        raise TemplateValidationError(template_problems)
     return WorkspaceCheck(questionnaire, specs, journeys)
 
 
@@ -332,8 +357,19 @@ def run_journeys(settings: Settings, now: dt.datetime) -> JourneySummary:
         )
 
 
+def recover_deliveries(settings: Settings, now: dt.datetime) -> RecoverySummary:
+    """Settle the messages an interrupted run left in ``sending``, never sending them again.
+
+    Those the provider reported on become ``sent``; the others ``unknown``, for an operator.
+    """
+    with session_scope(prepare_database(settings)) as session:
+        return recover_stale_messages(
+            session, now, dt.timedelta(minutes=settings.sending_stale_after_minutes)
+        )
+
+
 def due_messages(settings: Settings, now: dt.datetime) -> list[int]:
-    """Ids of the queued messages due at ``now``."""
+    """Ids of the queued messages due at ``now``, oldest first."""
     with session_scope(engine_for(settings)) as session:
         return due_message_ids(session, now)
 
@@ -356,7 +392,11 @@ def _renderer(
 
 
 def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> DeliverySummary:
-    """Render and send the messages ``ids`` through the configured mail backend, exactly once."""
+    """Render and send the messages ``ids`` through the configured mail backend, exactly once.
+
+    ``send_concurrency`` emails go out at a time; transient errors are retried in later runs
+    with backoff (``max_send_attempts``, ``retry_base_seconds``, ``retry_max_seconds``).
+    """
     renderer = _renderer(
         settings.templates_dir.resolve(),
         settings.community_name,
@@ -364,7 +404,7 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
         settings.unsubscribe_secret.get_secret_value(),
         settings.questionnaire_url,
     )
-    mailer = OutboxMailer(settings.resolved_outbox_dir)
+    mailer = mailer_for(settings)
     with session_scope(engine_for(settings)) as session:
         return deliver_messages(
             session,
@@ -375,6 +415,12 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
             sender_email=settings.sender_email,
             sender_name=settings.sender_name,
             suppression_salt=settings.suppression_salt.get_secret_value(),
+            concurrency=settings.send_concurrency,
+            retry=RetryPolicy(
+                max_attempts=settings.max_send_attempts,
+                base_seconds=settings.retry_base_seconds,
+                max_seconds=settings.retry_max_seconds,
+            ),
         )
 
 
@@ -472,8 +518,9 @@ def match_members(settings: Settings, ids: Sequence[int], now: dt.datetime) -> t
 def run_delivery(
     settings: Settings, now: dt.datetime, report: CycleReport | None = None
 ) -> CycleReport:
-    """Advance journeys, then send every due message, in chunks, in process."""
+    """Settle interrupted sends, advance journeys, then send every due message, in chunks."""
     report = report or CycleReport()
+    recover_deliveries(settings, now)  # logs what it settled
     report.journeys = run_journeys(settings, now)
     for chunk in chunked(due_messages(settings, now), settings.chunk_size):
         report.delivery += deliver_chunk(settings, chunk, now)
@@ -491,3 +538,64 @@ def count_members(settings: Settings) -> int:
     """How many members the database holds."""
     with session_scope(prepare_database(settings)) as session:
         return session.scalar(select(func.count()).select_from(Member)) or 0
+
+
+# --- operations -----------------------------------------------------------------------------
+# What the flows' artifacts and ``nurture status`` show; every stage only reads the database.
+
+
+def journey_funnel(settings: Settings) -> list[operations.FunnelRow]:
+    """Per journey and send step: entered, sent, delivered, opened, clicked, goal reached."""
+    with session_scope(prepare_database(settings)) as session:
+        return operations.journey_funnel(session)
+
+
+def match_coverage(
+    settings: Settings, now: dt.datetime | None = None
+) -> operations.CoverageSummary:
+    """How many members have recommendations and how much of the live library they cover."""
+    with session_scope(prepare_database(settings)) as session:
+        return operations.match_coverage(session, resolve_now(now))
+
+
+def delivery_report(
+    settings: Settings, since: dt.datetime | None = None, now: dt.datetime | None = None
+) -> operations.DeliveryReport:
+    """Messages by status and failures by reason (of those queued since ``since``), the queue."""
+    with session_scope(prepare_database(settings)) as session:
+        return operations.delivery_report(
+            session, resolve_now(since) if since is not None else None, now=resolve_now(now)
+        )
+
+
+def segment_table(
+    settings: Settings, now: dt.datetime | None = None
+) -> list[operations.SegmentRow]:
+    """One row per active segment: label, kind, size, share, top traits and words."""
+    path = settings.questionnaire_path
+    questionnaire = load_questionnaire(path) if path.is_file() else None
+    with session_scope(prepare_database(settings)) as session:
+        return operations.segment_table(session, resolve_now(now), questionnaire=questionnaire)
+
+
+def status_report(
+    settings: Settings,
+    flow_runs: Sequence[operations.FlowRunSummary | Mapping[str, Any]] | None = None,
+    now: dt.datetime | None = None,
+    condition_errors: int = 0,
+) -> operations.StatusReport:
+    """Recent flow runs, messages by status, suppressions and what an operator should look at.
+
+    Args:
+        settings: The settings.
+        flow_runs: The recent runs of the flows (summaries, or mappings of the same fields:
+            ``flow``, ``name``, ``state_type``, ``state_name``, ``start_time``, ``end_time``,
+            ``message``); None when unknown.
+        now: The time of the report (default: now).
+        condition_errors: Journey conditions that failed to evaluate in the last deliver run
+            (``JourneySummary.condition_errors``), when the caller knows.
+    """
+    with session_scope(prepare_database(settings)) as session:
+        return operations.status_report(
+            session, resolve_now(now), flow_runs=flow_runs, condition_errors=condition_errors
+        )

@@ -18,7 +18,11 @@ from sqlalchemy import select
 
 from nurture import pipeline
 from nurture.cli import evaluate as evaluation_commands
+from nurture.cli import journeys as journey_commands
+from nurture.cli import preview as preview_commands
 from nurture.cli import reports as report_commands
+from nurture.cli import serve as serve_commands
+from nurture.cli import status as status_commands
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
 from nurture.rights import format_export
@@ -42,8 +46,13 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
-journeys_app = typer.Typer(help="Check the journeys of the workspace.", no_args_is_help=True)
+journeys_app = typer.Typer(
+    help="The journeys of the workspace: check them, dry-run them, see where members stand, "
+    "move members to a journey's current version.",
+    no_args_is_help=True,
+)
 app.add_typer(journeys_app, name="journeys")
+journey_commands.register(journeys_app)
 member_app = typer.Typer(
     help=(
         "A member's data rights: export everything nurture holds about them (access), or erase "
@@ -56,6 +65,9 @@ app.add_typer(recommend_app, name="recommend")
 app.command()(report_commands.segments)
 app.command()(report_commands.report)
 app.command()(evaluation_commands.evaluate)
+app.command()(serve_commands.serve)
+preview_commands.register(app)
+status_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 

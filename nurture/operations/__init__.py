@@ -1,0 +1,42 @@
+"""Operations: what an operator reads about a running nurture, as small JSON-ready summaries.
+
+Every function here reads the database through a ``Session`` and changes nothing; each returns
+frozen dataclasses whose ``dataclasses.asdict`` is JSON-ready (times as ISO 8601 strings). The
+flows publish them as Prefect artifacts; ``nurture status`` prints them.
+"""
+
+from nurture.operations.attention import AttentionThresholds, operator_attention
+from nurture.operations.coverage import CoverageSummary, match_coverage
+from nurture.operations.delivery import (
+    DeliveryReport,
+    ReasonCount,
+    SuppressionSummary,
+    delivery_report,
+    normalise_error,
+    suppression_summary,
+)
+from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
+from nurture.operations.funnel import FunnelRow, journey_funnel
+from nurture.operations.segments import SegmentRow, segment_table
+from nurture.operations.status import StatusReport, status_report
+
+__all__ = [
+    "AttentionThresholds",
+    "CoverageSummary",
+    "DeliveryReport",
+    "FlowRunSummary",
+    "FunnelRow",
+    "ReasonCount",
+    "SegmentRow",
+    "StatusReport",
+    "SuppressionSummary",
+    "delivery_report",
+    "flow_run_summary",
+    "journey_funnel",
+    "match_coverage",
+    "normalise_error",
+    "operator_attention",
+    "segment_table",
+    "status_report",
+    "suppression_summary",
+]

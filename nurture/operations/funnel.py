@@ -1,0 +1,179 @@
+"""The journey funnel: per journey and send step, how many emails went out and what came of them.
+
+Counts span every version of a journey; its steps come in the order of its newest version's
+definition, then any step only older versions had.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import case, func, or_, select
+from sqlalchemy.orm import Session
+
+from nurture.journeys.status import journey_status
+from nurture.storage.models import Journey, Message, MessageStatus, ProviderEvent
+
+__all__ = ["FunnelRow", "journey_funnel"]
+
+DELIVERED = "delivered"
+"""The ``Message.delivery_status`` and ``ProviderEvent.type`` of an email the provider delivered."""
+OPEN = "open"
+CLICK = "click"
+
+
+@dataclass(frozen=True)
+class FunnelRow:
+    """One send step of one journey, from entry to goal.
+
+    Attributes:
+        journey: The journey's id.
+        step: The send step's id.
+        template: The template the step sends (None for a step only older versions had).
+        entered: Enrollments of the journey, every version (the same on each of its rows).
+        reached: Emails the step queued (any status): enrollments that got this far.
+        sent: Emails the mail backend accepted.
+        delivered: Sent emails the provider reports delivered (an open or click implies it).
+        opened: Emails opened at least once (a click implies an open).
+        clicked: Emails with at least one click.
+        goal_reached: Enrollments of the journey that left because the member reached its goal
+            (the same on each of its rows).
+        suppressed: Emails not sent: suppressed address or no consent.
+        failed: Emails that will not be sent (template error, permanent refusal...).
+        open_rate: ``opened / sent`` (None before anything was sent).
+        click_rate: ``clicked / sent`` (None before anything was sent).
+    """
+
+    journey: str
+    step: str
+    template: str | None
+    entered: int
+    reached: int
+    sent: int
+    delivered: int
+    opened: int
+    clicked: int
+    goal_reached: int
+    suppressed: int
+    failed: int
+    open_rate: float | None
+    click_rate: float | None
+
+
+def _send_steps(definition: Mapping[str, Any] | None) -> dict[str, str | None]:
+    """``{step id: template}`` of a definition's send steps, in definition order."""
+    steps = (definition or {}).get("steps") or []
+    return {
+        str(step["id"]): step.get("template")
+        for step in steps
+        if isinstance(step, Mapping) and step.get("type") == "send" and "id" in step
+    }
+
+
+def _newest_definitions(session: Session) -> dict[str, dict[str, Any]]:
+    """``{journey key: definition of its newest version}``."""
+    newest = (
+        select(Journey.key, func.max(Journey.version).label("version"))
+        .group_by(Journey.key)
+        .subquery()
+    )
+    rows = session.execute(
+        select(Journey.key, Journey.definition).join(
+            newest, (newest.c.key == Journey.key) & (newest.c.version == Journey.version)
+        )
+    ).tuples()
+    return {key: definition for key, definition in rows}
+
+
+def _rate(part: int, whole: int) -> float | None:
+    return round(part / whole, 3) if whole else None
+
+
+def journey_funnel(session: Session) -> list[FunnelRow]:
+    """Count, for each journey and send step, the emails at each stage of the funnel.
+
+    Args:
+        session: The database session; nothing is written.
+
+    Returns:
+        One row per journey and send step: journeys by id, steps in definition order.
+    """
+    engagement = (
+        select(
+            ProviderEvent.message_id.label("message_id"),
+            func.max(case((ProviderEvent.type == DELIVERED, 1), else_=0)).label("delivered"),
+            func.max(case((ProviderEvent.type.in_([OPEN, CLICK]), 1), else_=0)).label("opened"),
+            func.max(case((ProviderEvent.type == CLICK, 1), else_=0)).label("clicked"),
+        )
+        .where(
+            ProviderEvent.message_id.is_not(None),
+            ProviderEvent.type.in_([DELIVERED, OPEN, CLICK]),
+        )
+        .group_by(ProviderEvent.message_id)
+        .subquery()
+    )
+    delivered = or_(
+        Message.delivery_status == DELIVERED,
+        engagement.c.delivered == 1,
+        engagement.c.opened == 1,
+    )
+    rows = session.execute(
+        select(
+            Message.journey_key,
+            Message.step_id,
+            Message.status,
+            func.count(),
+            func.sum(case((delivered, 1), else_=0)),
+            func.sum(func.coalesce(engagement.c.opened, 0)),
+            func.sum(func.coalesce(engagement.c.clicked, 0)),
+        )
+        .outerjoin(engagement, engagement.c.message_id == Message.id)
+        .group_by(Message.journey_key, Message.step_id, Message.status)
+    ).tuples()
+    counts: dict[tuple[str, str], dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for key, step, status, count, delivered_count, opened, clicked in rows:
+        found = counts[key, step]
+        found["reached"] += count
+        found[str(status)] += count
+        found["delivered"] += int(delivered_count or 0)
+        found["opened"] += int(opened or 0)
+        found["clicked"] += int(clicked or 0)
+
+    journeys = {status.journey_key: status for status in journey_status(session)}
+    definitions = _newest_definitions(session)
+    steps_of: dict[str, dict[str, str | None]] = {
+        key: _send_steps(definition) for key, definition in definitions.items()
+    }
+    for key, step in sorted(counts):
+        steps_of.setdefault(key, {}).setdefault(step, None)
+
+    funnel: list[FunnelRow] = []
+    for key in sorted(steps_of):
+        status = journeys.get(key)
+        entered = sum(version.enrolled for version in status.versions) if status else 0
+        goal = sum(version.exited_goal for version in status.versions) if status else 0
+        for step, template in steps_of[key].items():
+            found = counts.get((key, step), {})
+            sent = found.get(MessageStatus.SENT.value, 0)
+            funnel.append(
+                FunnelRow(
+                    journey=key,
+                    step=step,
+                    template=template,
+                    entered=entered,
+                    reached=found.get("reached", 0),
+                    sent=sent,
+                    delivered=found.get("delivered", 0),
+                    opened=found.get("opened", 0),
+                    clicked=found.get("clicked", 0),
+                    goal_reached=goal,
+                    suppressed=found.get(MessageStatus.SUPPRESSED.value, 0),
+                    failed=found.get(MessageStatus.FAILED.value, 0),
+                    open_rate=_rate(found.get("opened", 0), sent),
+                    click_rate=_rate(found.get("clicked", 0), sent),
+                )
+            )
+    return funnel
