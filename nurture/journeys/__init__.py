@@ -17,6 +17,7 @@ from nurture.journeys.engine import (
     wait_until,
 )
 from nurture.journeys.loader import load_journey, load_journeys
+from nurture.journeys.migrate import MigrationReport, migrate_enrollments
 from nurture.journeys.models import (
     BranchStep,
     ContentSlot,
@@ -32,6 +33,8 @@ from nurture.journeys.models import (
 )
 from nurture.journeys.policy import SendingRules, load_sending_rules
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
+from nurture.journeys.simulate import SimulationReport, simulate_journeys
+from nurture.journeys.status import JourneyStatus, journey_status
 from nurture.journeys.triggers import Candidate, trigger_candidates
 
 __all__ = [
@@ -41,23 +44,29 @@ __all__ = [
     "ContentSlot",
     "ExitStep",
     "JourneyDefinition",
+    "JourneyStatus",
     "JourneySummary",
     "MemberJoinedTrigger",
+    "MigrationReport",
     "PickContent",
     "QuestionnaireAnsweredTrigger",
     "SendStep",
     "SendingRules",
+    "SimulationReport",
     "Step",
     "Trigger",
     "WaitStep",
     "advance_journeys",
     "journey_json_schema",
+    "journey_status",
     "load_journey",
     "load_journeys",
     "load_sending_rules",
+    "migrate_enrollments",
     "parse_duration",
     "recommended_content",
     "register_journeys",
+    "simulate_journeys",
     "trigger_candidates",
     "upcoming_content",
     "wait_until",
