@@ -5,8 +5,12 @@ PYTHON ?= python3.11
 VENV ?= .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# Stoplight Prism, which checks the SendGrid tests' requests against SendGrid's OpenAPI contract.
+# Pinned in .ci/node/package.json and package-lock.json; installed in .ci/node/node_modules.
+NODE_DIR := .ci/node
+PRISM := $(NODE_DIR)/node_modules/.bin/prism
 
-.PHONY: install demo test test-fast bench lint ui clean
+.PHONY: install prism demo test test-fast bench lint ui clean
 
 install: $(STAMP)
 
@@ -17,16 +21,24 @@ $(STAMP): pyproject.toml
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $(STAMP)
 
+## Install Prism (Node.js >= 18.20 and npm needed); quick when it is already there.
+prism: $(PRISM)
+
+$(PRISM): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
+	@command -v npm >/dev/null || { echo "npm not found: install Node.js >= 18.20 (with npm) to run the SendGrid contract tests" >&2; exit 1; }
+	npm ci --prefix $(NODE_DIR) --ignore-scripts --no-audit --no-fund --loglevel=error
+	touch $@
+
 ## Seed a synthetic community in the demo workspace and run one full cycle through Prefect.
 demo: $(STAMP)
 	$(BIN)/nurture --workspace content demo
 
 ## Run the whole test suite (PostgreSQL too when NURTURE_TEST_POSTGRES_URL is set).
-test: $(STAMP)
+test: $(STAMP) $(PRISM)
 	$(BIN)/python -m pytest
 
 ## Unit tests only: skips the end-to-end tests that load the real model and run Prefect.
-test-fast: $(STAMP)
+test-fast: $(STAMP) $(PRISM)
 	$(BIN)/python -m pytest -m "not e2e"
 
 ## Write BENCHMARKS.md.
@@ -37,9 +49,17 @@ lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
 
-## Start a local Prefect server and its UI on http://127.0.0.1:4200.
+PREFECT_PORT ?= 4200
+
+## Try nurture as a service: a Prefect server with its UI on http://127.0.0.1:$(PREFECT_PORT), and the
+## nightly and deliver deployments of the demo workspace on their schedules; Ctrl-C stops both.
 ui: $(STAMP)
-	$(BIN)/prefect server start --host 127.0.0.1 --port 4200
+	PREFECT_API_URL=http://127.0.0.1:$(PREFECT_PORT)/api $(BIN)/python -m flows.serve --workspace content --start-server
+
+.PHONY: serve
+## Serve the deployments against the Prefect server PREFECT_API_URL points at (one already running).
+serve: $(STAMP)
+	$(BIN)/python -m flows.serve --workspace content
 
 clean:
-	rm -rf $(VENV) nurture-data content/nurture-data .pytest_cache
+	rm -rf $(VENV) nurture-data content/nurture-data .pytest_cache $(NODE_DIR)/node_modules

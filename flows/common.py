@@ -1,11 +1,46 @@
-"""What the flows share: settings overrides and run names."""
+"""What the flows share: settings overrides, the task runner, run names, summaries, imports."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import dataclasses
+import datetime as dt
+import json
+import re
+from collections.abc import Iterable, Mapping, Sequence
+from pathlib import Path
+from typing import Any, Literal, TypeVar
 
-__all__ = ["chunk_name", "overrides"]
+from prefect import Flow
+from prefect.settings import get_current_settings
+from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+
+from nurture import pipeline
+
+__all__ = [
+    "DEFAULT_THREADS",
+    "IMPORT_ORDER",
+    "PendingImport",
+    "chunk_name",
+    "flat_row",
+    "imports_dir",
+    "move_imported",
+    "overrides",
+    "pending_imports",
+    "sum_counts",
+    "task_runner_for",
+    "task_settings",
+    "with_task_runner",
+]
+
+F = TypeVar("F", bound=Flow[Any, Any])
+
+DEFAULT_THREADS = 2
+"""Threads of the thread task runner, unless ``PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS``."""
+
+IMPORT_ORDER: tuple[pipeline.ImportKind, ...] = ("members", "answers", "activity")
+"""Kinds of import file, in the order they are imported: answers and events need members."""
+
+_IMPORT_FILE = re.compile(r"^(members|answers|activity)\b.*\.(csv|jsonl)$", re.IGNORECASE)
 
 
 def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
@@ -22,8 +57,152 @@ def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
     return values
 
 
+def task_settings(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
+    """The settings overrides a flow's tasks get: its folders, as absolute paths.
+
+    Absolute, so that a task on a Dask worker started elsewhere finds the same folders.
+
+    Raises:
+        ConfigurationError: A setting is invalid; the message names each one.
+    """
+    settings = pipeline.settings_from(overrides(workspace, data_dir))
+    return {
+        "workspace": str(settings.workspace.resolve()),
+        "data_dir": str(settings.data_dir.resolve()),
+    }
+
+
 def chunk_name(ids: Sequence[int]) -> str:
     """A readable name for a chunk of ids, for task run names."""
     if not ids:
         return "empty"
     return f"{ids[0]}-{ids[-1]} ({len(ids)})"
+
+
+# --- task runner ----------------------------------------------------------------------------
+
+
+def task_runner_for(settings: pipeline.Settings) -> TaskRunner[Any]:
+    """The task runner ``settings`` choose for the chunk tasks.
+
+    ``thread`` (the default) runs chunks in a few threads of the flow's process
+    (``PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS``, default 2). ``dask`` spreads them over a
+    Dask cluster: the scheduler at ``dask_address``, or else a local cluster of
+    ``dask_workers`` processes started for the flow run and stopped after it.
+    """
+    if settings.task_runner == "thread":
+        # Prefect's own default is unbounded: thousands of chunks would each hold a database
+        # connection and a chunk of members at once. The stages are CPU-bound (the model uses
+        # every core already), so more threads would add memory and lock waits, not speed.
+        threads = get_current_settings().tasks.runner.thread_pool_max_workers
+        return ThreadPoolTaskRunner(max_workers=threads or DEFAULT_THREADS)
+    from prefect_dask import DaskTaskRunner  # imports dask: only when asked for
+
+    if settings.dask_address:
+        return DaskTaskRunner(address=settings.dask_address)
+    return DaskTaskRunner(
+        cluster_kwargs={
+            "n_workers": settings.dask_workers,
+            "processes": True,
+            "threads_per_worker": 1,
+            # The Dask dashboard would need bokeh and a free port 8787; nurture needs neither.
+            "dashboard_address": None,
+        }
+    )
+
+
+def with_task_runner(flow: F, settings: pipeline.Settings | None = None) -> F:
+    """``flow`` with the task runner of ``settings`` (default: the ``NURTURE_*`` environment).
+
+    Raises:
+        ConfigurationError: A setting of the environment is invalid.
+    """
+    chosen = settings if settings is not None else pipeline.settings_from()
+    return flow.with_options(task_runner=task_runner_for(chosen))
+
+
+# --- summaries ------------------------------------------------------------------------------
+
+
+def sum_counts(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
+    """Field-wise sums of the integer counts of several chunk summaries."""
+    total: dict[str, int] = {}
+    for summary in summaries:
+        for key, value in summary.items():
+            if isinstance(value, int) and not isinstance(value, bool):
+                total[key] = total.get(key, 0) + value
+    return total
+
+
+def flat_row(row: Any) -> dict[str, Any]:
+    """A dataclass (or mapping) as a table row of JSON scalars, for a table artifact.
+
+    Lists and mappings become readable text; dates become ISO strings.
+    """
+    values = dataclasses.asdict(row) if dataclasses.is_dataclass(row) else dict(row)
+    return {key: _scalar(value) for key, value in values.items()}
+
+
+def _scalar(value: Any) -> Any:
+    if value is None or isinstance(value, bool | int | float | str):
+        return value
+    if isinstance(value, dt.datetime | dt.date):
+        return value.isoformat()
+    if isinstance(value, Path):
+        return str(value)
+    if isinstance(value, Mapping):
+        return ", ".join(f"{key}: {_scalar(item)}" for key, item in value.items())
+    if isinstance(value, list | tuple | set):
+        return ", ".join(str(_scalar(item)) for item in value)
+    return json.dumps(value, default=str)
+
+
+# --- pending import files -------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingImport:
+    """An import file waiting in the imports folder.
+
+    Attributes:
+        kind: What the file holds (from its name: ``members*.csv``, ``answers*.jsonl``...).
+        path: The file.
+    """
+
+    kind: pipeline.ImportKind
+    path: Path
+
+
+def imports_dir(settings: pipeline.Settings) -> Path:
+    """The folder the nightly flow imports files from: ``<data_dir>/imports``."""
+    return settings.data_dir / "imports"
+
+
+def pending_imports(folder: Path) -> list[PendingImport]:
+    """The import files waiting in ``folder``: members first, then answers, then activity.
+
+    A file's kind is the start of its name (``members``, ``answers`` or ``activity``, then
+    anything, ending in ``.csv`` or ``.jsonl``); within a kind, files go in name order. Other
+    files are left alone.
+    """
+    if not folder.is_dir():
+        return []
+    found: list[PendingImport] = []
+    for path in sorted(folder.iterdir()):
+        match = _IMPORT_FILE.match(path.name)
+        if path.is_file() and match:
+            kind: Literal["members", "answers", "activity"] = match.group(1).lower()  # type: ignore[assignment]
+            found.append(PendingImport(kind, path))
+    return sorted(found, key=lambda pending: IMPORT_ORDER.index(pending.kind))
+
+
+def move_imported(path: Path, outcome: Literal["done", "failed"], now: dt.datetime) -> Path:
+    """Move an import file to ``done/`` or ``failed/`` beside it, stamped with ``now``.
+
+    Returns:
+        Where the file went.
+    """
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.parent / outcome / f"{stamp}-{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return path.replace(target)

@@ -115,6 +115,28 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    task_runner: Literal["thread", "dask"] = Field(
+        default="thread",
+        description="Where the flows run their chunk tasks: thread (threads of the flow's "
+        "process) or dask (a Dask cluster: a local one, or dask_address).",
+    )
+    dask_address: str | None = Field(
+        default=None,
+        description="Address of an existing Dask scheduler (e.g. tcp://10.0.0.5:8786); "
+        "None starts a local cluster of dask_workers processes for each flow run.",
+    )
+    dask_workers: int = Field(
+        default=2, ge=1, description="Worker processes of the local Dask cluster."
+    )
+    nightly_cron: str = Field(
+        default="0 2 * * *", description="Cron schedule of the nightly deployment."
+    )
+    nightly_time_zone: str = Field(
+        default="UTC", description="IANA time zone of nightly_cron (e.g. Europe/Paris)."
+    )
+    deliver_every_minutes: int = Field(
+        default=10, ge=1, description="Minutes between two runs of the deliver deployment."
+    )
     mail_backend: Literal["outbox", "smtp", "sendgrid"] = Field(
         default="outbox",
         description="outbox (files in outbox_dir, for trying things), smtp or sendgrid.",

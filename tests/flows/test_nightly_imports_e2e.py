@@ -1,0 +1,57 @@
+"""The nightly flow imports the files waiting in the imports folder, and sets aside bad ones."""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+
+import pytest
+
+from flows.nightly import nightly
+from nurture import pipeline
+from nurture.settings import Settings
+from tests.pipeline_helpers import NOW, welcome_only_workspace
+
+pytestmark = pytest.mark.e2e
+
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
+
+
+def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, prefect_harness: None
+) -> None:
+    monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
+    settings = Settings(workspace=welcome_only_workspace(tmp_path / "workspace"), data_dir=tmp_path)
+    inbox = tmp_path / "imports"
+    inbox.mkdir()
+    shutil.copy(EXAMPLES / "members.csv", inbox / "members.csv")
+    shutil.copy(EXAMPLES / "answers.jsonl", inbox / "answers.jsonl")
+    shutil.copy(EXAMPLES / "bad" / "members-no-email-column.csv", inbox / "members-broken.csv")
+    (inbox / "notes.txt").write_text("not an import file", encoding="utf-8")
+
+    result = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+
+    outcomes = {row["file"]: row["outcome"] for row in result["imports"]}
+    assert outcomes == {
+        "members-broken.csv": "failed",
+        "members.csv": "done",
+        "answers.jsonl": "done",
+    }
+    [broken] = [row for row in result["imports"] if row["outcome"] == "failed"]
+    assert "email" in broken["error"]
+    members = pipeline.count_members(settings)
+    assert members > 0
+    assert result["profiled"] == members
+    assert sorted(path.name.split("-", 1)[1] for path in (inbox / "done").iterdir()) == [
+        "answers.jsonl",
+        "members.csv",
+    ]
+    assert [path.name.split("-", 1)[1] for path in (inbox / "failed").iterdir()] == [
+        "members-broken.csv"
+    ]
+    assert sorted(path.name for path in inbox.iterdir()) == ["done", "failed", "notes.txt"]
+
+    again = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+
+    assert again["imports"] == []
+    assert pipeline.count_members(settings) == members
