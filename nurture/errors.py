@@ -190,11 +190,16 @@ class DeliveryError(NurtureError, RuntimeError):
         message: What went wrong, with the provider's reason (never the member's address).
         retry_after: Seconds the provider asked to wait before the next try (a 429's rate-limit
             reset), when it said.
+        ambiguous: The request was sent but no answer came back (a read timeout, a dropped
+            connection): the provider may have accepted the message.
     """
 
-    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+    def __init__(
+        self, message: str, *, retry_after: float | None = None, ambiguous: bool = False
+    ) -> None:
         super().__init__(message)
         self.retry_after = retry_after
+        self.ambiguous = ambiguous
 
 
 class PermanentDeliveryError(DeliveryError):

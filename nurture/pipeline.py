@@ -420,7 +420,9 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
                 max_attempts=settings.max_send_attempts,
                 base_seconds=settings.retry_base_seconds,
                 max_seconds=settings.retry_max_seconds,
+                ambiguous_seconds=settings.sending_stale_after_minutes * 60.0,
             ),
+            clock=utc_now,
         )
 
 

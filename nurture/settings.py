@@ -202,6 +202,7 @@ class Settings(BaseSettings):
     )
     unsubscribe_secret: SecretStr = Field(
         default=SecretStr(DEVELOPMENT_SECRET),
+        min_length=1,
         description="HMAC key signing unsubscribe links; set it in production.",
     )
     # The same development value as the unsubscribe secret, which salted the list before this

@@ -35,12 +35,11 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
 
-from sqlalchemy import Table, insert, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import SuppressionReason, normalise_address, suppress_address
+from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     ContentItem,
@@ -225,39 +224,37 @@ def _find_message(session: Session, event: _Event) -> tuple[Message, Member] | N
     return message, member
 
 
-def _insert_once(session: Session, table: Table, row: dict[str, Any]) -> bool:
-    """Insert ``row`` unless it breaks a unique constraint; whether it was inserted.
-
-    On SQLite and PostgreSQL the check and the insert are one statement, so two requests
-    delivering the same event at once store it once.
-    """
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        statement = dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
-        return session.execute(statement, row).first() is not None
-    unique = [column for column in table.c if column.unique]
-    for column in unique:
-        if session.scalar(select(table.c.id).where(column == row[column.name])) is not None:
-            return False
-    session.execute(insert(table), row)
-    return True
-
-
-def _update_message(message: Message, event: _Event) -> bool:
+def _update_message(session: Session, message: Message, event: _Event) -> bool:
     """Apply what the event says about the delivery of ``message``; whether anything changed."""
     changed = False
     retried = message.status == MessageStatus.QUEUED and message.attempts > 0
     if retried or message.status in (MessageStatus.SENDING, MessageStatus.UNKNOWN):
         # The provider had it: the send went through, whatever the worker could record (a
         # timeout puts a message back in the queue); sending it again would be a duplicate.
-        message.status = MessageStatus.SENT
-        message.sent_at = message.sent_at or event.occurred_at
-        message.backend = message.backend or PROVIDER
-        if not message.provider_message_id and event.provider_message_id:
-            message.provider_message_id = event.provider_message_id.split(".", 1)[0]
-        message.error = None
-        changed = True
+        # A conditional UPDATE: a worker may claim the retried message meanwhile, and then the
+        # worker's result stands.
+        settled = session.execute(
+            update(Message)
+            .where(
+                Message.id == message.id,
+                or_(
+                    Message.status.in_([MessageStatus.SENDING, MessageStatus.UNKNOWN]),
+                    and_(Message.status == MessageStatus.QUEUED, Message.attempts > 0),
+                ),
+            )
+            .values(
+                status=MessageStatus.SENT,
+                sent_at=message.sent_at or event.occurred_at,
+                backend=message.backend or PROVIDER,
+                provider_message_id=message.provider_message_id
+                or (event.provider_message_id or "").split(".", 1)[0]
+                or None,
+                error=None,
+            )
+            .execution_options(synchronize_session=False)
+        )
+        session.refresh(message)
+        changed = settled.rowcount == 1  # type: ignore[attr-defined]
     stage = DELIVERY_STATUSES.get(event.type)
     if stage is not None and stage >= DELIVERY_STATUSES.get(message.delivery_status or "", 0):
         changed = changed or message.delivery_status != event.type
@@ -313,7 +310,7 @@ def _add_activity(
         "properties": properties,
         "idempotency_key": key,
     }
-    return _insert_once(session, ActivityEvent.__table__, row)  # type: ignore[arg-type]
+    return insert_ignoring_conflicts(session, ActivityEvent.__table__, [row]) == 1  # type: ignore[arg-type]
 
 
 def _suppress(
@@ -366,14 +363,14 @@ def record_provider_events(
             "payload": event.payload,
             "received_at": now,
         }
-        if not _insert_once(session, ProviderEvent.__table__, row):  # type: ignore[arg-type]
+        if not insert_ignoring_conflicts(session, ProviderEvent.__table__, [row]):  # type: ignore[arg-type]
             summary.duplicates += 1
             continue
         summary.recorded += 1
         if message is None:
             summary.unmatched += 1
         else:
-            summary.delivery_updates += _update_message(message, event)
+            summary.delivery_updates += _update_message(session, message, event)
             summary.activities += _add_activity(session, event, message, content_keys)
         summary.suppressed += _suppress(session, event, member, salt, now)
         session.flush()  # the next event of the same message reads this one's changes

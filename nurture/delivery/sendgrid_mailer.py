@@ -19,6 +19,7 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.error import URLError
 
 from python_http_client.exceptions import HTTPError
 from sendgrid import SendGridAPIClient
@@ -160,8 +161,10 @@ class SendGridMailer:
             response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
         except HTTPError as exc:
             raise self._classify(exc, where, email.to_email) from exc
-        except (OSError, http.client.HTTPException) as exc:  # URLError, timeouts, resets
+        except URLError as exc:  # before the request was sent: safe to send again
             raise DeliveryError(f"{where}: {_network_reason(exc)}") from exc
+        except (OSError, http.client.HTTPException) as exc:  # no answer to a sent request
+            raise DeliveryError(f"{where}: {_network_reason(exc)}", ambiguous=True) from exc
         provider_id = response.headers.get("X-Message-Id") if response.headers else None
         return DeliveryResult(provider_message_id=provider_id or "", backend=self.backend)
 

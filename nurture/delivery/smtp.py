@@ -145,9 +145,10 @@ class SmtpMailer:
         if isinstance(exc, smtplib.SMTPNotSupportedError):
             reason = redact_address(str(exc), address)
             return PermanentDeliveryError(f"{where}: the server does not support it: {reason}")
-        # SMTPServerDisconnected (a timeout while reading a reply ends up here too) and the rest.
+        # SMTPServerDisconnected (a timeout while reading a reply ends up here too) and the rest:
+        # the server may have taken the message before it went silent.
         reason = redact_address(str(exc), address) or type(exc).__name__
-        return DeliveryError(f"{where}: {reason}")
+        return DeliveryError(f"{where}: {reason}", ambiguous=True)
 
 
 def _by_code(code: int, where: str, reply: bytes | str, address: str) -> DeliveryError:

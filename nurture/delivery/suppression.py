@@ -18,10 +18,12 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import ConfigurationError
-from nurture.storage.models import Suppression
+from nurture.storage.models import Member, Suppression
 
 __all__ = [
+    "CONSENT_GRANTED",
     "SuppressionReason",
+    "consent_refusal",
     "find_suppressed_hashes",
     "find_suppression",
     "is_suppressed",
@@ -29,6 +31,27 @@ __all__ = [
     "suppress_address",
     "suppression_hash",
 ]
+
+
+CONSENT_GRANTED = "granted"
+"""The only ``Member.consent_status`` that allows marketing (non-transactional) emails."""
+
+
+def consent_refusal(member: Member, category: str | None) -> str | None:
+    """Why a member's consent or preferences refuse the emails of a non-transactional journey.
+
+    Args:
+        member: The member.
+        category: The journey's category (``care``, ``promotion``).
+
+    Returns:
+        The reason (consent not granted, or unsubscribed from the category), or None.
+    """
+    if (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
+        return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
+    if category and category in (member.unsubscribed_categories or []):
+        return f"member unsubscribed from {category!r} emails"
+    return None
 
 
 class SuppressionReason(enum.StrEnum):

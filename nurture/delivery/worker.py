@@ -25,7 +25,7 @@ import datetime as dt
 import logging
 import random
 from collections import Counter
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
@@ -36,7 +36,12 @@ from sqlalchemy.orm import Session
 from nurture.chunks import chunked
 from nurture.delivery.mailers import DeliveryResult, Mailer, OutgoingEmail, redact_address
 from nurture.delivery.rendering import TemplateRenderer
-from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
+from nurture.delivery.suppression import (
+    CONSENT_GRANTED,
+    consent_refusal,
+    find_suppressed_hashes,
+    suppression_hash,
+)
 from nurture.errors import DeliveryError, PermanentDeliveryError, TemplateError
 from nurture.storage.models import (
     Enrollment,
@@ -62,8 +67,6 @@ __all__ = [
 
 logger = logging.getLogger(__name__)
 
-CONSENT_GRANTED = "granted"
-"""The only ``Member.consent_status`` that allows sending."""
 
 DELIVERY_STATUS_EVENT_TYPES = ("processed", "delivered", "deferred", "bounce", "dropped")
 """Provider events that say where an email stands (``Message.delivery_status``)."""
@@ -124,8 +127,18 @@ class RetryPolicy:
     max_attempts: int = 6
     base_seconds: float = 30.0
     max_seconds: float = 3600.0
+    ambiguous_seconds: float = 1800.0
+    """Least delay after an ambiguous failure (sent, no answer), so that the provider's events
+    can show it went through (the message is then settled as sent) before it is tried again."""
 
-    def delay(self, attempts: int, retry_after: float | None, rng: random.Random) -> float:
+    def delay(
+        self,
+        attempts: int,
+        retry_after: float | None,
+        rng: random.Random,
+        *,
+        ambiguous: bool = False,
+    ) -> float:
         """Seconds to wait before the next try of a message that failed ``attempts`` times.
 
         Exponential backoff, capped, with jitter (a random half to all of it) so that messages
@@ -136,13 +149,14 @@ class RetryPolicy:
             attempts: Tries so far, the failed one included (1 or more).
             retry_after: Seconds the provider asked to wait, if it said.
             rng: The source of the jitter.
+            ambiguous: The failed try may have reached the provider (``ambiguous_seconds``).
 
         Returns:
             The delay in seconds.
         """
         backoff = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
         delay = rng.uniform(0.5, 1.0) * backoff
-        return max(delay, retry_after or 0.0)
+        return max(delay, retry_after or 0.0, self.ambiguous_seconds if ambiguous else 0.0)
 
 
 @dataclass(frozen=True)
@@ -230,7 +244,11 @@ def claim_messages(
 
 
 def _claim(
-    session: Session, now: dt.datetime, limit: int, message_ids: Collection[int] | None
+    session: Session,
+    now: dt.datetime,
+    limit: int,
+    message_ids: Collection[int] | None,
+    claimed_at: dt.datetime | None = None,
 ) -> list[int]:
     """``claim_messages`` without the commit."""
     if limit < 1 or (message_ids is not None and not message_ids):
@@ -245,7 +263,7 @@ def _claim(
     claimed = session.scalars(
         update(Message)
         .where(Message.id.in_(ids), *due)
-        .values(status=MessageStatus.SENDING, claimed_at=now)
+        .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -254,12 +272,19 @@ def _claim(
 
 def _finish(session: Session, message_id: int, **values: Any) -> None:
     """Move a claimed message out of ``sending`` (the caller commits)."""
-    session.execute(
+    result = session.execute(
         update(Message)
         .where(Message.id == message_id, Message.status == MessageStatus.SENDING)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
+    if result.rowcount == 0:  # type: ignore[attr-defined]
+        logger.warning(
+            "message %s was no longer 'sending' (recovery or a provider event settled it); "
+            "its outcome %r is not recorded",
+            message_id,
+            values.get("status"),
+        )
 
 
 def _suppression_reason(
@@ -276,12 +301,7 @@ def _suppression_reason(
     definition = definition if isinstance(definition, dict) else {}
     if definition.get("transactional") is True:
         return None
-    if (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
-        return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
-    category = definition.get("category")
-    if category and category in (member.unsubscribed_categories or []):
-        return f"member unsubscribed from {category!r} emails"
-    return None
+    return consent_refusal(member, definition.get("category"))
 
 
 def _display_name(member: Member) -> str:
@@ -301,6 +321,7 @@ def deliver_messages(
     concurrency: int = 1,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
+    clock: Callable[[], dt.datetime] | None = None,
 ) -> DeliverySummary:
     """Render and send messages, each at most once, ``concurrency`` at a time.
 
@@ -337,6 +358,9 @@ def deliver_messages(
         concurrency: Emails sent at the same time (``Settings.send_concurrency``).
         retry: Backoff and attempt limit of transient errors; default ``RetryPolicy()``.
         rng: Source of the backoff jitter; tests pass a seeded one.
+        clock: The wall clock, read for each claim's ``claimed_at`` (never earlier than
+            ``now``): a chunk sent late in a long run must not look stale to the recovery of a
+            run that overlaps it. None: ``claimed_at`` is ``now``.
 
     Returns:
         Counts of what happened.
@@ -366,7 +390,8 @@ def deliver_messages(
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
         while True:
             free = concurrency - len(in_flight)
-            ids = [] if exhausted or free < 1 else _claim(session, now, free, pending)
+            claimed_at = max(now, clock()) if clock is not None else now
+            ids = [] if exhausted or free < 1 else _claim(session, now, free, pending, claimed_at)
             exhausted = exhausted or (free > 0 and not ids)
             # One commit for the results recorded since the last one and the new claim: every
             # result is committed before the worker waits on the mailer again.
@@ -482,7 +507,7 @@ def _record(
                 session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=error
             )
             return "failed"
-        delay = run.retry.delay(attempts, exc.retry_after, run.rng)
+        delay = run.retry.delay(attempts, exc.retry_after, run.rng, ambiguous=exc.ambiguous)
         logger.info(
             "message %s: try %d failed, next in %.0f s: %s", message_id, attempts, delay, reason
         )

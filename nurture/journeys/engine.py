@@ -20,14 +20,16 @@ from collections import defaultdict
 from collections.abc import Collection, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Table, exists, func, insert, or_, select
-from sqlalchemy.dialects.postgresql import insert as postgresql_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import Table, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
+from nurture.delivery.suppression import (
+    CONSENT_GRANTED,
+    consent_refusal,
+    find_suppressed_hashes,
+    suppression_hash,
+)
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.conditions import condition_holds
 from nurture.journeys.models import (
@@ -44,6 +46,7 @@ from nurture.journeys.policy import SendingRules
 from nurture.journeys.triggers import Candidate, local_zone, trigger_candidates
 from nurture.segmentation.assignments import effective_memberships
 from nurture.segmentation.rules import member_rule_contexts
+from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -71,9 +74,6 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
-
-CONSENT_GRANTED = "granted"
-"""The ``Member.consent_status`` that allows non-transactional journeys."""
 
 DEFAULT_CHUNK_SIZE = 500
 """Enrollments (and new members) handled per batch of queries."""
@@ -213,7 +213,7 @@ def _insert_journey_version(
         }
         if now is not None:
             values["created_at"] = now
-        _insert_ignoring_conflicts(session, _table(Journey), [values])
+        insert_ignoring_conflicts(session, _table(Journey), [values])
         row = session.scalars(by_hash).one_or_none()
         if row is not None:
             logger.info("journey %s: registered version %s", definition.id, row.version)
@@ -320,7 +320,7 @@ def _enrol_members(
             }
             for candidate in chunk
         ]
-        enrolled += _insert_ignoring_conflicts(session, _table(Enrollment), rows)
+        enrolled += insert_ignoring_conflicts(session, _table(Enrollment), rows)
     if enrolled:
         logger.info("journey %s: enrolled %d members", definition.id, enrolled)
     counts.enrolled += enrolled
@@ -335,8 +335,7 @@ class _History:
 
 def _may_get(member: Member, definition: JourneyDefinition) -> bool:
     """Whether a member's consent and preferences allow a marketing journey's emails."""
-    opted_out = member.unsubscribed_categories or []
-    return member.consent_status == CONSENT_GRANTED and definition.category not in opted_out
+    return consent_refusal(member, definition.category) is None
 
 
 def _enrollment_history(
@@ -642,7 +641,7 @@ def _advance_chunk(
             session, enrollment, versions[enrollment.journey_id], batch, now, context, counts
         )
     session.flush()
-    counts.messages_queued += _insert_ignoring_conflicts(session, _table(Message), batch.messages)
+    counts.messages_queued += insert_ignoring_conflicts(session, _table(Message), batch.messages)
 
 
 def _advance_enrollment(
@@ -1081,35 +1080,3 @@ def recommended_content(
 
 def _table(model: type[Any]) -> Table:
     return model.__table__
-
-
-def _insert_ignoring_conflicts(session: Session, table: Table, rows: list[dict[str, Any]]) -> int:
-    """Insert rows, skipping any that break a unique constraint; returns how many were written.
-
-    SQLite and PostgreSQL use ``ON CONFLICT DO NOTHING``; other databases insert in a savepoint
-    and, on a conflict, row by row.
-    """
-    if not rows:
-        return 0
-    dialect = session.get_bind().dialect.name
-    if dialect in ("sqlite", "postgresql"):
-        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        statement = dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
-        written = 0
-        for chunk in chunked(rows, DEFAULT_CHUNK_SIZE):
-            written += len(session.execute(statement, chunk).all())
-        return written
-    try:
-        with session.begin_nested():
-            session.execute(insert(table), rows)
-        return len(rows)
-    except IntegrityError:
-        written = 0
-        for row in rows:
-            try:
-                with session.begin_nested():
-                    session.execute(insert(table), [row])
-                written += 1
-            except IntegrityError:
-                logger.info("%s: row already written by another run, skipped", table.name)
-        return written

@@ -2,18 +2,32 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import logging
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, create_engine, event
+from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy.dialects.postgresql import insert as postgresql_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 
-__all__ = ["create_database_engine", "migrate_database", "open_session", "session_scope"]
+from nurture.chunks import chunked
+
+__all__ = [
+    "create_database_engine",
+    "insert_ignoring_conflicts",
+    "migrate_database",
+    "open_session",
+    "session_scope",
+]
+
+logger = logging.getLogger(__name__)
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 
@@ -71,3 +85,47 @@ def session_scope(engine: Engine) -> Iterator[Session]:
         except BaseException:
             session.rollback()
             raise
+
+
+def insert_ignoring_conflicts(
+    session: Session, table: Table, rows: Sequence[dict[str, Any]], *, chunk_size: int = 500
+) -> int:
+    """Insert rows, skipping any that break a unique constraint; returns how many were written.
+
+    SQLite and PostgreSQL use ``ON CONFLICT DO NOTHING`` (the check and the insert are one
+    statement, so concurrent writers store a row once); other databases insert in a savepoint
+    and, on a conflict, row by row.
+
+    Args:
+        session: The session; the caller commits.
+        table: The table.
+        rows: The rows, as column values.
+        chunk_size: Rows per statement.
+
+    Returns:
+        How many rows were written.
+    """
+    if not rows:
+        return 0
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = dialect_insert(table).on_conflict_do_nothing().returning(table.c.id)
+        written = 0
+        for chunk in chunked(list(rows), chunk_size):
+            written += len(session.execute(statement, chunk).all())
+        return written
+    try:
+        with session.begin_nested():
+            session.execute(insert(table), list(rows))
+        return len(rows)
+    except IntegrityError:
+        written = 0
+        for row in rows:
+            try:
+                with session.begin_nested():
+                    session.execute(insert(table), [row])
+                written += 1
+            except IntegrityError:
+                logger.info("%s: row already written by another run, skipped", table.name)
+        return written

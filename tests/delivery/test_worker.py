@@ -447,3 +447,23 @@ def test_an_unsubscribe_during_a_batch_is_honoured_before_the_next_send(
         MessageStatus.SUPPRESSED,
         "address is in the suppression list",
     )
+
+
+def test_a_send_without_an_answer_waits_for_the_providers_events(session, add_message, renderer):
+    message = add_message()
+    mailer = RecordingMailer(DeliveryError("read timed out", ambiguous=True))
+    retry = RetryPolicy(max_attempts=3, base_seconds=60, ambiguous_seconds=1800)
+    options = {**SENDER, "retry": retry, "rng": random.Random(1)}
+    assert deliver_messages(session, mailer, renderer, [message.id], NOW, **options).retried == 1
+    row = _reload(session, message.id)
+    assert row.status == MessageStatus.QUEUED
+    assert row.scheduled_at >= NOW + dt.timedelta(seconds=1800)
+
+
+def test_claims_record_the_wall_clock_when_given(session, add_message, renderer):
+    message = add_message()
+    late = NOW + dt.timedelta(minutes=45)  # a chunk sent long after the run's start
+    options = {**SENDER, "clock": lambda: late}
+    mailer = RecordingMailer(RuntimeError("crash after the provider took it"))
+    deliver_messages(session, mailer, renderer, [message.id], NOW, **options)
+    assert _reload(session, message.id).claimed_at == late
