@@ -1,14 +1,13 @@
-"""What the flows share: settings overrides, the task runner, run names, summaries, imports."""
+"""What the flows share: settings overrides, the task runner, run names, summaries."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
-import re
 from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from prefect import Flow
 from prefect.settings import get_current_settings
@@ -18,14 +17,9 @@ from nurture import pipeline
 
 __all__ = [
     "DEFAULT_THREADS",
-    "IMPORT_ORDER",
-    "PendingImport",
     "chunk_name",
     "flat_row",
-    "imports_dir",
-    "move_imported",
     "overrides",
-    "pending_imports",
     "sum_counts",
     "task_runner_for",
     "task_settings",
@@ -36,11 +30,6 @@ F = TypeVar("F", bound=Flow[Any, Any])
 
 DEFAULT_THREADS = 2
 """Threads of the thread task runner, unless ``PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS``."""
-
-IMPORT_ORDER: tuple[pipeline.ImportKind, ...] = ("members", "answers", "activity")
-"""Kinds of import file, in the order they are imported: answers and events need members."""
-
-_IMPORT_FILE = re.compile(r"^(members|answers|activity)\b.*\.(csv|jsonl)$", re.IGNORECASE)
 
 
 def overrides(workspace: str | None, data_dir: str | None) -> dict[str, Any]:
@@ -155,54 +144,3 @@ def _scalar(value: Any) -> Any:
     if isinstance(value, list | tuple | set):
         return ", ".join(str(_scalar(item)) for item in value)
     return json.dumps(value, default=str)
-
-
-# --- pending import files -------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class PendingImport:
-    """An import file waiting in the imports folder.
-
-    Attributes:
-        kind: What the file holds (from its name: ``members*.csv``, ``answers*.jsonl``...).
-        path: The file.
-    """
-
-    kind: pipeline.ImportKind
-    path: Path
-
-
-def imports_dir(settings: pipeline.Settings) -> Path:
-    """The folder the nightly flow imports files from: ``<data_dir>/imports``."""
-    return settings.data_dir / "imports"
-
-
-def pending_imports(folder: Path) -> list[PendingImport]:
-    """The import files waiting in ``folder``: members first, then answers, then activity.
-
-    A file's kind is the start of its name (``members``, ``answers`` or ``activity``, then
-    anything, ending in ``.csv`` or ``.jsonl``); within a kind, files go in name order. Other
-    files are left alone.
-    """
-    if not folder.is_dir():
-        return []
-    found: list[PendingImport] = []
-    for path in sorted(folder.iterdir()):
-        match = _IMPORT_FILE.match(path.name)
-        if path.is_file() and match:
-            kind: Literal["members", "answers", "activity"] = match.group(1).lower()  # type: ignore[assignment]
-            found.append(PendingImport(kind, path))
-    return sorted(found, key=lambda pending: IMPORT_ORDER.index(pending.kind))
-
-
-def move_imported(path: Path, outcome: Literal["done", "failed"], now: dt.datetime) -> Path:
-    """Move an import file to ``done/`` or ``failed/`` beside it, stamped with ``now``.
-
-    Returns:
-        Where the file went.
-    """
-    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
-    target = path.parent / outcome / f"{stamp}-{path.name}"
-    target.parent.mkdir(parents=True, exist_ok=True)
-    return path.replace(target)

@@ -13,9 +13,6 @@ from prefect.cache_policies import NO_CACHE
 from flows import reports
 from flows.common import (
     chunk_name,
-    imports_dir,
-    move_imported,
-    pending_imports,
     sum_counts,
     task_settings,
     with_task_runner,
@@ -43,9 +40,9 @@ def import_file(
         summary = pipeline.import_file(resolved, kind, source)
     except ValueError as error:  # ImportFileError: the whole file cannot be read
         logger.error("refused %s: %s", source.name, error)
-        moved = move_imported(source, "failed", now)
+        moved = pipeline.move_imported(source, "failed", now)
         return {**row, "error": str(error), "moved_to": str(moved)}
-    moved = move_imported(source, "done", now)
+    moved = pipeline.move_imported(source, "done", now)
     logger.info(
         "imported %s (%s): %d read, %d stored, %d updated, %d refused",
         source.name,
@@ -160,12 +157,12 @@ def nightly(
     settings = task_settings(workspace, data_dir)
     resolved = pipeline.settings_from(settings)
     when = pipeline.resolve_now(now)
-    folder = imports_dir(resolved)
+    folder = pipeline.imports_dir(resolved)
     imported = [
         import_file.with_options(task_run_name=f"import_file {pending.path.name}")(
             settings, pending.kind, str(pending.path), when
         )
-        for pending in pending_imports(folder)
+        for pending in pipeline.pending_imports(folder)
     ]
     reports.publish_imports(imported, str(folder))
     content = sync_workspace(settings, when)

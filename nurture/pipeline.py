@@ -13,6 +13,7 @@ import dataclasses
 import datetime as dt
 import functools
 import logging
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -63,8 +64,10 @@ from nurture.workspace import (
 )
 
 __all__ = [
+    "IMPORT_ORDER",
     "CycleReport",
     "ImportKind",
+    "PendingImport",
     "WorkspaceCheck",
     "check_workspace",
     "chunked",
@@ -77,11 +80,14 @@ __all__ = [
     "export_member",
     "finish_delivery",
     "import_file",
+    "imports_dir",
     "journey_funnel",
     "match_chunk",
     "match_coverage",
     "match_members",
     "member_ids",
+    "move_imported",
+    "pending_imports",
     "prepare_database",
     "profile_chunk",
     "profile_members",
@@ -601,3 +607,60 @@ def status_report(
         return operations.status_report(
             session, resolve_now(now), flow_runs=flow_runs, condition_errors=condition_errors
         )
+
+
+IMPORT_ORDER: tuple[ImportKind, ...] = ("members", "answers", "activity")
+"""Kinds of import file, in the order they are imported: answers and events need members."""
+
+_IMPORT_FILE = re.compile(r"^(members|answers|activity)\b.*\.(csv|jsonl)$", re.IGNORECASE)
+
+
+# --- pending import files: the nightly flow's imports folder ------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class PendingImport:
+    """An import file waiting in the imports folder.
+
+    Attributes:
+        kind: What the file holds (from its name: ``members*.csv``, ``answers*.jsonl``...).
+        path: The file.
+    """
+
+    kind: ImportKind
+    path: Path
+
+
+def imports_dir(settings: Settings) -> Path:
+    """The folder the nightly flow imports files from: ``<data_dir>/imports``."""
+    return settings.data_dir / "imports"
+
+
+def pending_imports(folder: Path) -> list[PendingImport]:
+    """The import files waiting in ``folder``: members first, then answers, then activity.
+
+    A file's kind is the start of its name (``members``, ``answers`` or ``activity``, then
+    anything, ending in ``.csv`` or ``.jsonl``); within a kind, files go in name order. Other
+    files are left alone.
+    """
+    if not folder.is_dir():
+        return []
+    found: list[PendingImport] = []
+    for path in sorted(folder.iterdir()):
+        match = _IMPORT_FILE.match(path.name)
+        if path.is_file() and match:
+            kind: Literal["members", "answers", "activity"] = match.group(1).lower()  # type: ignore[assignment]
+            found.append(PendingImport(kind, path))
+    return sorted(found, key=lambda pending: IMPORT_ORDER.index(pending.kind))
+
+
+def move_imported(path: Path, outcome: Literal["done", "failed"], now: dt.datetime) -> Path:
+    """Move an import file to ``done/`` or ``failed/`` beside it, stamped with ``now``.
+
+    Returns:
+        Where the file went.
+    """
+    stamp = now.astimezone(dt.UTC).strftime("%Y%m%dT%H%M%SZ")
+    target = path.parent / outcome / f"{stamp}-{path.name}"
+    target.parent.mkdir(parents=True, exist_ok=True)
+    return path.replace(target)

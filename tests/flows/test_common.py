@@ -14,8 +14,6 @@ from flows.common import (
     DEFAULT_THREADS,
     chunk_name,
     flat_row,
-    move_imported,
-    pending_imports,
     sum_counts,
     task_runner_for,
     task_settings,
@@ -23,6 +21,7 @@ from flows.common import (
 )
 from flows.nightly import nightly
 from flows.reports import markdown_report
+from nurture.pipeline import move_imported, pending_imports
 from nurture.settings import Settings
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
