@@ -19,8 +19,9 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from jinja2 import Environment, TemplateSyntaxError, nodes
+from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
+from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import AfterValidator, BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
@@ -45,7 +46,7 @@ _CLUSTER_KEY = re.compile(CLUSTER_KEY_PATTERN)
 # A condition field carries the Condition type's validator; a segment key field its title.
 _CONDITION_CHECKS = [m for m in typing.get_args(Condition)[1:] if isinstance(m, AfterValidator)]
 _SEGMENT_KEY_TITLES = {m.title for m in typing.get_args(SegmentKey)[1:] if isinstance(m, FieldInfo)}
-_PARSING = Environment()  # only parses conditions, never renders them
+_PARSING = ImmutableSandboxedEnvironment()  # only parses conditions; the sandbox all the same
 
 
 class _Positions:
