@@ -8,6 +8,7 @@ definition version; ``advance_journeys`` enrols the members each trigger yields
 
 from nurture.journeys.engine import (
     CONSENT_GRANTED,
+    HeldEmail,
     JourneySummary,
     PickContent,
     advance_journeys,
@@ -43,6 +44,7 @@ __all__ = [
     "Candidate",
     "ContentSlot",
     "ExitStep",
+    "HeldEmail",
     "JourneyDefinition",
     "JourneyStatus",
     "JourneySummary",

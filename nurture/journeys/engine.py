@@ -17,7 +17,7 @@ import datetime as dt
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
 from sqlalchemy import Table, exists, func, or_, select
@@ -64,6 +64,7 @@ from nurture.storage.models import (
 __all__ = [
     "CONSENT_GRANTED",
     "DEFAULT_CHUNK_SIZE",
+    "HeldEmail",
     "JourneySummary",
     "PickContent",
     "advance_journeys",
@@ -126,6 +127,23 @@ class JourneySummary:
     budget_skipped: int = 0
     quiet_deferred: int = 0
     condition_errors: int = 0
+
+
+@dataclasses.dataclass(frozen=True)
+class HeldEmail:
+    """An email the sending rules held back, reported to ``advance_journeys``' ``on_hold``.
+
+    Attributes:
+        journey: The journey key.
+        step: The send step id.
+        member_id: The member.
+        reason: ``quiet_hours`` or ``budget`` (both wait), or ``budget_skip`` (skipped).
+    """
+
+    journey: str
+    step: str
+    member_id: int
+    reason: str
 
 
 # --- registration ---------------------------------------------------------------------------
@@ -428,6 +446,7 @@ class _RunContext:
     suppression_salt: str | None
     member_ids: frozenset[int] | None
     transactional_keys: frozenset[str]
+    on_hold: Callable[[HeldEmail], None] | None = None
     budget_log: dict[int, list[dt.datetime]] = dataclasses.field(default_factory=dict)
     item_tags: dict[str, set[str]] | None = None
 
@@ -532,6 +551,7 @@ def advance_journeys(
     suppression_salt: str | None = None,
     rules: SendingRules | None = None,
     member_ids: Collection[int] | None = None,
+    on_hold: Callable[[HeldEmail], None] | None = None,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
@@ -555,6 +575,7 @@ def advance_journeys(
             skips the check at enrolment (delivery still checks each message).
         rules: The message budget and quiet hours shared by all journeys; None: neither.
         member_ids: Only these members (a simulation of a few members); None: everyone.
+        on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
 
     Returns:
         Counts of what was done.
@@ -574,6 +595,7 @@ def advance_journeys(
         suppression_salt=suppression_salt,
         member_ids=frozenset(member_ids) if member_ids is not None else None,
         transactional_keys=frozenset(d.id for d in definitions if d.transactional),
+        on_hold=on_hold,
     )
     counts = _Counts()
     for definition in ordered:
@@ -661,8 +683,9 @@ def _advance_enrollment(
         counts.exited += 1
         return
     step_id = enrollment.current_step or definition.entry_step.id
-    # A valid definition has a wait in every loop, so a pass visits each step at most once.
-    for _ in range(len(definition.steps) + 1):
+    waits_passed: set[str] = set()
+    # A valid definition has a wait in every loop, so a pass visits each step at most twice.
+    for _ in range(2 * len(definition.steps) + 1):
         try:
             step = definition.step(step_id)
         except KeyError:
@@ -690,7 +713,12 @@ def _advance_enrollment(
                 enrollment.current_step = step.next
                 enrollment.next_action_at = wait_until(step, now, member.time_zone)
                 enrollment.waiting_on = None
-                return
+                if enrollment.next_action_at > now or step.id in waits_passed:
+                    return
+                # A wait that ends right now (an "until" moment that is now) does not cost a
+                # pass; each wait is passed at most once per pass, so a loop still stops.
+                waits_passed.add(step.id)
+                step_id = step.next
             case BranchStep():
                 step_id = _choose_case(
                     session, enrollment, definition, step, batch, now, context, counts
@@ -723,6 +751,7 @@ def _held_back(
             enrollment.next_action_at = rules.quiet_hours.end_after(local)
             enrollment.waiting_on = "quiet_hours"
             counts.quiet_deferred += 1
+            _report_hold(context, definition, step, member, "quiet_hours")
             return "wait"
     if rules.budget is not None:
         window = rules.budget.window_delta
@@ -732,6 +761,7 @@ def _held_back(
         if len(recent) >= rules.budget.messages:
             if (step.over_budget or definition.over_budget) == "skip":
                 counts.budget_skipped += 1
+                _report_hold(context, definition, step, member, "budget_skip")
                 logger.info(
                     "enrollment %s: %s/%s skipped, member %s is over budget",
                     enrollment.id,
@@ -745,8 +775,16 @@ def _held_back(
             enrollment.next_action_at = sorted(recent)[len(recent) - rules.budget.messages] + window
             enrollment.waiting_on = "budget"
             counts.budget_deferred += 1
+            _report_hold(context, definition, step, member, "budget")
             return "wait"
     return None
+
+
+def _report_hold(
+    context: _RunContext, definition: JourneyDefinition, step: SendStep, member: Member, reason: str
+) -> None:
+    if context.on_hold is not None:
+        context.on_hold(HeldEmail(definition.id, step.id, member.id, reason))
 
 
 def wait_until(step: WaitStep, now: dt.datetime, time_zone: str | None) -> dt.datetime:

@@ -17,14 +17,12 @@ every tick would. Ticks at which none of that happens are skipped; they would ch
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import datetime as dt
-import logging
 import random
 from bisect import bisect_left
 from collections import Counter, defaultdict
-from collections.abc import Collection, Iterator, Sequence
+from collections.abc import Collection, Sequence
 from typing import Any
 
 from cronsim import CronSim
@@ -34,6 +32,7 @@ from sqlalchemy.orm import Session
 from nurture.chunks import chunked
 from nurture.journeys.engine import (
     DEFAULT_CHUNK_SIZE,
+    HeldEmail,
     JourneySummary,
     PickContent,
     advance_journeys,
@@ -74,8 +73,6 @@ DEFAULT_TICK = dt.timedelta(hours=1)
 DEFAULT_TRIGGER_EVERY = dt.timedelta(hours=6)
 """How often at least each trigger is checked in a simulation (see the module docstring)."""
 
-_ENGINE_LOGGER = "nurture.journeys.engine"
-_SKIP_RECORD = "enrollment %s: %s/%s skipped, member %s is over budget"
 """The engine's log record of an email the budget skipped: the only trace a skip leaves."""
 
 
@@ -341,9 +338,8 @@ def simulate_journeys(
     )
     savepoint = session.begin_nested()
     try:
-        with _recording_skips() as skips:
-            run.execute()
-        return run.report(skips)
+        run.execute()
+        return run.report(run.skips)
     finally:
         savepoint.rollback()
 
@@ -368,6 +364,7 @@ class _Run:
         engine_options: dict[str, Any],
     ) -> None:
         self.session = session
+        self.skips: list[tuple[str, int]] = []
         self.definitions = sorted(
             definitions, key=lambda d: (d.category != "care", d.priority, d.id)
         )
@@ -424,6 +421,7 @@ class _Run:
             now,
             rules=self.rules,
             member_ids=self.member_ids,
+            on_hold=self._held,
             **self.engine_options,
         )
         self.passes += 1
@@ -517,6 +515,11 @@ class _Run:
             self.waits[enrollment_id] = (waiting_on, until)
             self.deferred[(journey_key, waiting_on)] += 1
             self.held_members[journey_key].add(member_id)
+
+    def _held(self, held: HeldEmail) -> None:
+        """Keep the (journey, member) of each email the budget skips: it leaves no row."""
+        if held.reason == "budget_skip":
+            self.skips.append((held.journey, held.member_id))
 
     def report(self, skips: list[tuple[str, int]]) -> SimulationReport:
         """The report, read from the database before the rollback."""
@@ -715,33 +718,3 @@ def _schedule_runs(trigger: ScheduleTrigger, start: dt.datetime, end: dt.datetim
             break
         runs.append(moment)
     return runs
-
-
-# --- what the engine logs -------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _recording_skips() -> Iterator[list[tuple[str, int]]]:
-    """Collect the (journey, member) of each email the budget skips, from the engine's log.
-
-    A skipped email leaves no row behind; the engine only logs it (at INFO). The records are
-    read here and are shown or dropped exactly as they would have been without the simulation.
-    """
-    engine_logger = logging.getLogger(_ENGINE_LOGGER)
-    shown = engine_logger.getEffectiveLevel()
-    skips: list[tuple[str, int]] = []
-
-    def record(entry: logging.LogRecord) -> bool:
-        args = entry.args
-        if entry.msg == _SKIP_RECORD and isinstance(args, tuple) and len(args) == 4:
-            skips.append((str(args[1]), int(args[3])))  # type: ignore[call-overload]
-        return entry.levelno >= shown
-
-    level = engine_logger.level
-    engine_logger.addFilter(record)
-    engine_logger.setLevel(min(shown, logging.INFO))
-    try:
-        yield skips
-    finally:
-        engine_logger.removeFilter(record)
-        engine_logger.setLevel(level)

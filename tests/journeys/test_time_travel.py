@@ -190,3 +190,24 @@ def test_schedule_runs_in_its_time_zone_and_catches_up_only_briefly(session: Ses
         ).enrolled
         == 2
     )
+
+
+def test_a_wait_that_ends_now_does_not_cost_a_pass(session: Session) -> None:
+    monday_nine = dt.datetime(2026, 11, 2, 9, tzinfo=UTC)  # a Monday, 9:00 UTC
+    add_member(session, "now@x.test", monday_nine - dt.timedelta(hours=1))
+    weekly = journey(
+        {"type": "member_joined"},
+        {"id": "monday", "type": "wait", "until": {"weekday": "monday", "hour": 9}, "next": "hi"},
+        {
+            "id": "hi",
+            "type": "send",
+            "template": "welcome",
+            "subject": "Hi",
+            "content": {"count": 0},
+            "next": "done",
+        },
+        {"id": "done", "type": "exit"},
+        id="weekly",
+    )
+    advance_journeys(session, [weekly], monday_nine, no_content)
+    assert [m.step_id for m in messages(session)] == ["hi"]
