@@ -162,7 +162,7 @@ def _parse_event(item: Any) -> _Event | None:
         return None
     if not math.isfinite(timestamp) or not _EARLIEST <= timestamp < _LATEST:
         return None
-    payload = dict(item)
+    payload = _storable(dict(item))
     event_id = _text(item.get("sg_event_id"), _MAX_EVENT_ID)
     if event_id is None:
         # The same event sent again hashes the same: it is still recorded once.
@@ -376,3 +376,15 @@ def record_provider_events(
         session.flush()  # the next event of the same message reads this one's changes
     logger.info("provider events: %s", summary)
     return summary
+
+
+def _storable(value: Any) -> Any:
+    """``value`` with texts PostgreSQL's JSON refuses made safe (NUL, lone surrogates)."""
+    if isinstance(value, str):
+        text = value.replace("\x00", "\ufffd")
+        return text.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_storable(item) for item in value]
+    return value

@@ -279,3 +279,13 @@ def test_odd_values_are_stored_without_harm(session, add_message):
     # Both linked by SendGrid's message id; the click's odd URL is left out.
     assert summary.activities == 2
     assert _count(session, ProviderEvent) == 2
+
+
+def test_texts_postgresql_refuses_are_made_storable() -> None:
+    from nurture.delivery.events import _storable
+
+    assert _storable({"reason": "bad\x00byte\udc80", "list": ["\x00"], "n": 3}) == {
+        "reason": "bad\ufffdbyte?",
+        "list": ["\ufffd"],
+        "n": 3,
+    }
