@@ -14,7 +14,7 @@ from typer.testing import CliRunner
 
 from nurture.cli import app
 from nurture.rights import EXPORT_SECTIONS
-from tests.pipeline_helpers import CONTENT
+from tests.pipeline_helpers import welcome_only_workspace
 
 runner = CliRunner()
 
@@ -31,7 +31,8 @@ def hashing_model(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def community(tmp_path: Path, hashing_model: None) -> tuple[list[str], str]:
     """A small demo community, one cycle run; returns the base options and one member's email."""
-    base = ["--workspace", str(CONTENT), "--data-dir", str(tmp_path / "data")]
+    workspace = welcome_only_workspace(tmp_path / "workspace")  # no quiet hours: any hour works
+    base = ["--workspace", str(workspace), "--data-dir", str(tmp_path / "data")]
     result = runner.invoke(app, [*base, "demo", "--members", str(N_MEMBERS), "--no-prefect"])
     assert result.exit_code == 0, result.output
     first = (tmp_path / "data" / "demo" / "members.csv").read_text(encoding="utf-8").splitlines()
