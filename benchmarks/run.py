@@ -1,7 +1,7 @@
-"""Time the profile stage and the ranking against their bare floors, and write a report.
+"""Time the profile stage, the ranking, the journeys and delivery against their bare floors.
 
 Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``); ``--only
-profile`` or ``--only ranking`` measures and reports one figure alone.
+profile`` (or ``ranking``, ``journeys``, ``delivery``) measures and reports one figure alone.
 
 The profile figure: on a fresh temporary SQLite database holding the seeded demo community, it
 times :func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder
@@ -15,6 +15,14 @@ neither side.
 The ranking figure (:mod:`benchmarks.ranking`): :func:`nurture.recommend.rank_content` on a
 synthetic community of 100 000 members and 5 000 items, in chunks, against the bare matrix
 product and ``argpartition`` top-k of the same shapes.
+
+The journeys figure (:mod:`benchmarks.journeys`): one pass of
+:func:`nurture.journeys.advance_journeys` on a fresh copy of the demo community's database,
+against bare inserts of the rows it wrote. The delivery figure (:mod:`benchmarks.delivery`):
+:func:`nurture.delivery.deliver_messages` sending the messages that pass queued through a null
+mailer, with one and with four senders, against a bare render loop of the same messages. Both
+run on their own copy of the demo community (``--members``, ``--seed``, ``--repeats``); delivery
+alone still runs one untimed pass of the engine to queue its messages.
 
 Each figure is the median of its rounds, and each is reported as a ratio to the baseline of the
 same run; a run whose rounds disagree much is flagged as noisy.
@@ -30,7 +38,7 @@ import platform
 import sys
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from importlib import metadata
 from pathlib import Path
@@ -39,6 +47,19 @@ from typing import TYPE_CHECKING
 import numpy as np
 from sqlalchemy import Engine, delete
 
+from benchmarks.delivery import (
+    DeliveryBenchmarkResult,
+    render_delivery_section,
+    run_delivery_benchmark,
+)
+from benchmarks.journeys import (
+    JourneysBenchmarkResult,
+    copy_database,
+    load_journey_inputs,
+    render_journeys_section,
+    run_journeys_benchmark,
+    time_journeys_pass,
+)
 from benchmarks.measurement import NOISE_FLOOR_SECONDS, NOISY_SPREAD, Measurement
 from benchmarks.ranking import RankingBenchmarkResult, render_ranking_section, run_ranking_benchmark
 from nurture.demo import generate_demo_community
@@ -77,6 +98,7 @@ __all__ = [
     "measure_round",
     "prepare_demo_database",
     "render_report",
+    "run_message_benchmarks",
     "run_profile_benchmark",
     "time_profile_stage",
 ]
@@ -86,12 +108,12 @@ logger = logging.getLogger("benchmarks")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "content"
 
-FIGURES = ("profile", "ranking")
+FIGURES = ("profile", "ranking", "journeys", "delivery")
 """The figures of the report, each measurable alone with ``--only``."""
 
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
-"""The fixed "current time" of the demo community and of profiling, so every run sees the same
-data."""
+"""The fixed "current time" of the demo community, of profiling, of the journeys pass and of
+delivery, so every run sees the same data."""
 
 WARM_UP_TEXTS = (
     "I want to grow our community and measure its return on investment.",
@@ -535,6 +557,53 @@ def run_profile_benchmark(
     )
 
 
+def run_message_benchmarks(
+    settings: Settings,
+    n_members: int,
+    seed: int,
+    repeats: int,
+    figures: Collection[str] = ("journeys", "delivery"),
+    now: dt.datetime = NOW,
+) -> tuple[JourneysBenchmarkResult | None, DeliveryBenchmarkResult | None]:
+    """Measure the journeys pass and delivery on a fresh copy of the demo community.
+
+    The delivery figure sends the messages the journeys pass queued: alone, it still runs one
+    untimed pass of the engine to queue them.
+
+    Args:
+        settings: Workspace, chunk size, secrets and renderer settings.
+        n_members: Members in the demo community.
+        seed: Seed of the demo community.
+        repeats: Rounds of each figure; the report gives medians.
+        figures: ``journeys``, ``delivery`` or both.
+        now: The current time of the demo community, of the pass and of delivery.
+
+    Returns:
+        What each figure measured, None for a figure not asked for.
+    """
+    journeys = delivery = None
+    with tempfile.TemporaryDirectory(prefix="nurture-bench-messages-") as tmp:
+        work = Path(tmp)
+        start = time.perf_counter()
+        engine, _ = prepare_demo_database(work, settings, n_members, seed, now)
+        engine.dispose()
+        database = work / "bench.db"
+        logger.info("demo database for journeys ready in %.1f s", time.perf_counter() - start)
+        if "journeys" in figures:
+            journeys = run_journeys_benchmark(
+                database, work, settings, now, members=n_members, seed=seed, repeats=repeats
+            )
+            queued = journeys.queued_database
+        else:
+            queued = copy_database(database, work / "queued.db")
+            time_journeys_pass(queued, load_journey_inputs(settings, database), now)
+        if "delivery" in figures:
+            delivery = run_delivery_benchmark(
+                queued, work, settings, now, members=n_members, seed=seed, repeats=repeats
+            )
+    return journeys, delivery
+
+
 def _table(measurements: Sequence[Measurement], baseline: Measurement) -> list[str]:
     table = [
         "| Measurement | Median (s) | Ratio to baseline | Each round (s) | Ratio in each round |",
@@ -632,11 +701,53 @@ def _ranking_section(result: RankingBenchmarkResult) -> list[str]:
     ]
 
 
+def _journeys_section(result: JourneysBenchmarkResult) -> list[str]:
+    measurements = (result.baseline, result.engine)
+    description, notes = render_journeys_section(result)
+    return [
+        "## The journey engine against bare inserts",
+        "",
+        "### What is measured",
+        "",
+        *description,
+        "",
+        "### Results",
+        "",
+        *_noisy_warning(measurements),
+        *_table(measurements, result.baseline),
+        "",
+        *notes,
+        "",
+    ]
+
+
+def _delivery_section(result: DeliveryBenchmarkResult) -> list[str]:
+    measurements = (result.baseline, *result.runs)
+    description, notes = render_delivery_section(result)
+    return [
+        "## Delivery against a bare render loop",
+        "",
+        "### What is measured",
+        "",
+        *description,
+        "",
+        "### Results",
+        "",
+        *_noisy_warning(measurements),
+        *_table(measurements, result.baseline),
+        "",
+        *notes,
+        "",
+    ]
+
+
 def render_report(
     result: BenchmarkResult | None,
     when: dt.datetime,
     ranking: RankingBenchmarkResult | None = None,
     machine: dict[str, str] | None = None,
+    journeys: JourneysBenchmarkResult | None = None,
+    delivery: DeliveryBenchmarkResult | None = None,
 ) -> str:
     """The Markdown report of the figures measured at ``when``.
 
@@ -645,20 +756,23 @@ def render_report(
         when: When it ran (timezone-aware).
         ranking: What the ranking benchmark measured, if it ran.
         machine: What the figures depend on; the profile result's when none.
+        journeys: What the journeys benchmark measured, if it ran.
+        delivery: What the delivery benchmark measured, if it ran.
 
     Returns:
         The text of ``BENCHMARKS.md``.
 
     Raises:
-        ValueError: Neither figure is given.
+        ValueError: No figure is given.
     """
-    if result is None and ranking is None:
+    if result is None and ranking is None and journeys is None and delivery is None:
         raise ValueError("no figure to report")
     machine = machine or (result.machine if result is not None else {})
     reproduce = [".venv/bin/python -m benchmarks.run --output BENCHMARKS.md"]
-    if result is not None:
+    demo = result or journeys or delivery
+    if demo is not None:
         reproduce.append(
-            f"    --members {result.members} --seed {result.seed} --repeats {result.repeats}"
+            f"    --members {demo.members} --seed {demo.seed} --repeats {demo.repeats}"
         )
     if ranking is not None:
         reproduce.append(
@@ -672,6 +786,8 @@ def render_report(
         "",
         *(_profile_section(result) if result is not None else []),
         *(_ranking_section(ranking) if ranking is not None else []),
+        *(_journeys_section(journeys) if journeys is not None else []),
+        *(_delivery_section(delivery) if delivery is not None else []),
         "## Machine",
         "",
         f"Measured on {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC.",
@@ -684,13 +800,16 @@ def render_report(
         "",
         "```sh",
         "make bench",
-        "# or, with other settings (--only profile or --only ranking: that figure alone):",
+        "# or, with other settings (--only profile, ranking, journeys or delivery: that "
+        "figure alone):",
         " \\\n".join(reproduce),
         "```",
         "",
         "`NURTURE_EMBEDDING_MODEL`, `NURTURE_EMBEDDING_BATCH_SIZE`, `NURTURE_CHUNK_SIZE` and "
         "`NURTURE_RECOMMENDATIONS_PER_MEMBER` change the model, the batch size, the chunk size "
-        "(of both figures) and the items ranked per member, as for the pipeline.",
+        "(of every figure) and the items ranked per member, as for the pipeline. `--members`, "
+        "`--seed` and `--repeats` apply to the profile, journeys and delivery figures, which "
+        "each run on their own copy of the same demo community.",
         "",
     ]
     return "\n".join(lines)
@@ -700,8 +819,9 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks.run",
         description=(
-            "Time nurture's profile stage against a bare SentenceTransformer.encode, and its "
-            "ranking against a bare matrix product and top-k."
+            "Time nurture's profile stage against a bare SentenceTransformer.encode, its "
+            "ranking against a bare matrix product and top-k, its journey engine against bare "
+            "inserts of the rows it writes, and its delivery worker against a bare render loop."
         ),
     )
     parser.add_argument(
@@ -710,12 +830,16 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument(
         "--only",
         choices=FIGURES,
-        help="Measure and report this figure alone (default: both).",
+        help="Measure and report this figure alone (default: all of them).",
     )
     parser.add_argument("--members", type=int, default=2000, help="Demo members (default 2000).")
     parser.add_argument("--seed", type=int, default=7, help="Demo seed (default 7).")
     parser.add_argument(
-        "--repeats", type=int, default=3, help="Rounds; medians are reported (default 3)."
+        "--repeats",
+        type=int,
+        default=3,
+        help="Rounds of the profile, journeys and delivery figures; medians are reported "
+        "(default 3).",
     )
     parser.add_argument(
         "--workspace",
@@ -760,7 +884,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logger.setLevel(logging.INFO)
     load_at_start = _load_average()
     settings = Settings(workspace=args.workspace)
-    result = ranking = None
+    result = ranking = journeys = delivery = None
     if args.only in (None, "profile"):
         result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
     if args.only in (None, "ranking"):
@@ -772,8 +896,15 @@ def main(argv: Sequence[str] | None = None) -> int:
             chunk_size=settings.chunk_size,
             repeats=args.ranking_repeats,
         )
+    message_figures = [name for name in ("journeys", "delivery") if args.only in (None, name)]
+    if message_figures:
+        journeys, delivery = run_message_benchmarks(
+            settings, args.members, args.seed, args.repeats, message_figures
+        )
     machine = describe_machine(load_at_start)
-    report = render_report(result, dt.datetime.now(dt.UTC), ranking, machine)
+    report = render_report(
+        result, dt.datetime.now(dt.UTC), ranking, machine, journeys=journeys, delivery=delivery
+    )
     if args.output is None:
         sys.stdout.write(report)
     else:
@@ -787,6 +918,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             (m, ranking.baseline)
             for m in (ranking.baseline, ranking.learning, ranking.ranking, ranking.total)
         ]
+    if journeys is not None:
+        measured += [(m, journeys.baseline) for m in (journeys.baseline, journeys.engine)]
+    if delivery is not None:
+        measured += [(m, delivery.baseline) for m in (delivery.baseline, *delivery.runs)]
     for measurement, baseline in measured:
         logger.info(
             "%s: %.3f s, %.2f x baseline",
