@@ -71,6 +71,7 @@ __all__ = [
     "recommended_content",
     "register_journeys",
     "upcoming_content",
+    "upcoming_events",
     "wait_until",
 ]
 
@@ -449,6 +450,7 @@ class _RunContext:
     on_hold: Callable[[HeldEmail], None] | None = None
     budget_log: dict[int, list[dt.datetime]] = dataclasses.field(default_factory=dict)
     item_tags: dict[str, set[str]] | None = None
+    events: list[ContentItem] | None = None
 
     def facts(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> _Facts:
         """Condition facts of a chunk of members."""
@@ -943,7 +945,11 @@ def _fill_slot(
         return []
     exclude = frozenset(sent)
     if slot.order == "upcoming":
-        items = upcoming_content(session, member.language, slot, exclude, now)
+        if context.events is None:
+            context.events = upcoming_events(session, now)
+        items = upcoming_content(
+            session, member.language, slot, exclude, now, events=context.events
+        )
     else:
         wanted = slot.count * 10 if slot.tags else slot.count
         picked = context.pick(session, member.id, wanted, slot.kinds, exclude)
@@ -966,12 +972,26 @@ def _item_tags(session: Session, context: _RunContext) -> dict[str, set[str]]:
     return context.item_tags
 
 
+def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
+    """The live content items with an event start after ``now``, soonest first."""
+    query = select(ContentItem).where(
+        ContentItem.event_start.is_not(None),
+        ContentItem.event_start > now,
+        or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
+        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+    )
+    with session.no_autoflush:
+        return list(session.scalars(query.order_by(ContentItem.event_start, ContentItem.key)))
+
+
 def upcoming_content(
     session: Session,
     language: str | None,
     slot: ContentSlot,
     exclude_keys: frozenset[str],
     now: dt.datetime,
+    *,
+    events: Sequence[ContentItem] | None = None,
 ) -> list[dict[str, Any]]:
     """Events not started yet for a slot (kinds, tags), soonest first, the member's language first.
 
@@ -981,25 +1001,19 @@ def upcoming_content(
         slot: The slot (its ``count``, ``kinds`` and ``tags`` apply).
         exclude_keys: Keys never to pick.
         now: The current time.
+        events: The upcoming events (``upcoming_events``), when the caller already read them.
 
     Returns:
         Up to ``slot.count`` items as dicts (key, title, url, kind, summary, language,
         event_start, reason).
     """
-    query = select(ContentItem).where(
-        ContentItem.event_start.is_not(None),
-        ContentItem.event_start > now,
-        or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
-        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
-    )
-    if slot.kinds:
-        query = query.where(ContentItem.kind.in_(slot.kinds))
     wanted_tags = {tag.lower() for tag in slot.tags or []}
     base = (language or "en").split("-")[0]
     found = [
         item
-        for item in session.scalars(query.order_by(ContentItem.event_start, ContentItem.key))
+        for item in (events if events is not None else upcoming_events(session, now))
         if item.key not in exclude_keys
+        and (not slot.kinds or item.kind in slot.kinds)
         and (not wanted_tags or {str(tag).lower() for tag in item.tags or []} & wanted_tags)
     ]
     found.sort(key=lambda item: (item.language != base, item.event_start, item.key))
