@@ -33,12 +33,12 @@ from nurture.delivery import Mailer, OutgoingEmail, deliver_messages
 from nurture.delivery.sendgrid_mailer import SendGridMailer, retry_after_seconds
 from nurture.errors import DeliveryError, PermanentDeliveryError
 from nurture.storage.models import Message, MessageStatus
+from tests.delivery.mail_helpers import HOST, free_port, outgoing_email
 
 from .conftest import NOW as NOW_DT
 
 REPO = Path(__file__).resolve().parents[2]
 SPEC_NAME = Path("sendgrid-oai") / "tsg_mail_v3.yaml"
-HOST = "127.0.0.1"
 API_KEY = "SG.test-key-id.test-key-secret"
 RECIPIENT = "zoe.lefevre@example.org"
 RECIPIENT_NAME = "Zoé Lefèvre"
@@ -47,30 +47,7 @@ NOW = 1_800_000_000.0  # Fri, 15 Jan 2027 08:00:00 GMT
 
 
 def _email(**overrides: Any) -> OutgoingEmail:
-    values: dict[str, Any] = {
-        "message_id": 42,
-        "to_email": RECIPIENT,
-        "to_name": RECIPIENT_NAME,
-        "from_email": "community@example.org",
-        "from_name": "The community team",
-        "subject": "Welcome, Zoé!",
-        "html": "<p>Hello <b>Zoé</b></p>",
-        "text": "Hello Zoé\n",
-        "headers": {
-            "List-Unsubscribe": UNSUBSCRIBE,
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        "journey_key": "welcome",
-        "step_id": "hello",
-    }
-    values.update(overrides)
-    return OutgoingEmail(**values)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    return outgoing_email(RECIPIENT, UNSUBSCRIBE, **{"to_name": RECIPIENT_NAME, **overrides})
 
 
 @pytest.fixture(autouse=True)
@@ -122,7 +99,7 @@ def prism_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         )
     if not os.access(prism, os.X_OK):
         _unavailable(f"Prism is not installed at {prism}")
-    port = _free_port()
+    port = free_port()
     log_path = tmp_path_factory.mktemp("prism") / "prism.log"
     with log_path.open("wb") as log:
         process = subprocess.Popen(
@@ -442,7 +419,7 @@ def test_a_timeout_is_retried():
 
 
 def test_a_refused_connection_is_retried():
-    url = f"http://{HOST}:{_free_port()}"
+    url = f"http://{HOST}:{free_port()}"
     with pytest.raises(DeliveryError, match="connection failed") as caught:
         SendGridMailer(API_KEY, base_url=url, timeout=2).send(_email())
     assert not isinstance(caught.value, PermanentDeliveryError)

@@ -25,39 +25,16 @@ from cryptography.x509.oid import NameOID
 from nurture.delivery import Mailer, OutboxMailer, OutgoingEmail, SmtpMailer, deliver_messages
 from nurture.errors import DeliveryError, PermanentDeliveryError
 from nurture.storage.models import Message, MessageStatus
+from tests.delivery.mail_helpers import HOST, free_port, outgoing_email
 
 from .conftest import NOW
 
-HOST = "127.0.0.1"
 RECIPIENT = "zoe@example.org"
 UNSUBSCRIBE = "<https://nurture.example.org/unsubscribe/abc.def>, <mailto:unsub@example.org>"
 
 
 def _email(**overrides: Any) -> OutgoingEmail:
-    values: dict[str, Any] = {
-        "message_id": 42,
-        "to_email": RECIPIENT,
-        "to_name": "Zoé Lefèvre",
-        "from_email": "community@example.org",
-        "from_name": "The community team",
-        "subject": "Welcome, Zoé!",
-        "html": "<p>Hello <b>Zoé</b></p>",
-        "text": "Hello Zoé\n",
-        "headers": {
-            "List-Unsubscribe": UNSUBSCRIBE,
-            "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
-        },
-        "journey_key": "welcome",
-        "step_id": "hello",
-    }
-    values.update(overrides)
-    return OutgoingEmail(**values)
-
-
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind((HOST, 0))
-        return probe.getsockname()[1]
+    return outgoing_email(RECIPIENT, UNSUBSCRIBE, **overrides)
 
 
 class Recorder:
@@ -99,7 +76,7 @@ def smtp_server() -> Iterator[Callable[..., Controller]]:
     started: list[Controller] = []
 
     def start(handler: Any, **options: Any) -> Controller:
-        controller = Controller(handler, hostname=HOST, port=_free_port(), **options)
+        controller = Controller(handler, hostname=HOST, port=free_port(), **options)
         controller.start()
         started.append(controller)
         return controller
@@ -308,7 +285,7 @@ def test_replies_are_classified_by_code(smtp_server, handler, error, code):
 
 
 def test_a_refused_connection_is_a_delivery_error():
-    mailer = SmtpMailer(HOST, _free_port(), security="none", timeout=2)
+    mailer = SmtpMailer(HOST, free_port(), security="none", timeout=2)
     with pytest.raises(DeliveryError, match="cannot connect") as caught:
         mailer.send(_email())
     assert not isinstance(caught.value, PermanentDeliveryError)
@@ -342,7 +319,7 @@ def test_a_server_that_hangs_up_is_a_delivery_error(smtp_server):
 
 
 def test_an_invalid_header_is_refused_before_connecting():
-    mailer = SmtpMailer(HOST, _free_port(), security="none", timeout=2)
+    mailer = SmtpMailer(HOST, free_port(), security="none", timeout=2)
     with pytest.raises(PermanentDeliveryError, match="message 42"):
         mailer.send(_email(subject="hi\r\nBcc: victim@example.org"))
 
