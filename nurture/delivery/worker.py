@@ -34,6 +34,7 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.delivery.events import DELIVERY_STATUSES
 from nurture.delivery.mailers import DeliveryResult, Mailer, OutgoingEmail, redact_address
 from nurture.delivery.rendering import TemplateRenderer
 from nurture.delivery.suppression import (
@@ -68,10 +69,7 @@ __all__ = [
 logger = logging.getLogger(__name__)
 
 
-DELIVERY_STATUS_EVENT_TYPES = ("processed", "delivered", "deferred", "bounce", "dropped")
-"""Provider events that say where an email stands (``Message.delivery_status``)."""
-
-ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUS_EVENT_TYPES, "open", "click"))
+ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
 """Provider events that prove the provider accepted an email (SendGrid's names)."""
 
 Outcome = Literal["sent", "failed", "suppressed", "retried", "unknown"]
@@ -625,8 +623,9 @@ def _acceptance_events(
     found: dict[int, tuple[dt.datetime, str]] = {}
     for message_id, event_type, occurred_at in rows:
         first_at, latest = found.get(message_id, (occurred_at, "delivered"))
-        # An open or a click proves delivery without being a delivery status of its own.
-        if event_type in DELIVERY_STATUS_EVENT_TYPES:
+        # An open or a click proves delivery without being a delivery status of its own; a
+        # later stage wins, as when the webhook records the events (they arrive out of order).
+        if DELIVERY_STATUSES.get(event_type, 0) >= DELIVERY_STATUSES.get(latest, 0):
             latest = event_type
         found[message_id] = (first_at, latest)
     return found
