@@ -20,7 +20,7 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterable, Sequence
 from typing import Any, Protocol
 
-from sqlalchemy import Table, exists, func, or_, select
+from sqlalchemy import Table, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -977,8 +977,7 @@ def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
     query = select(ContentItem).where(
         ContentItem.event_start.is_not(None),
         ContentItem.event_start > now,
-        or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
-        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+        ContentItem.live_at(now),
     )
     with session.no_autoflush:
         return list(session.scalars(query.order_by(ContentItem.event_start, ContentItem.key)))

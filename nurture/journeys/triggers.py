@@ -21,7 +21,7 @@ from collections import Counter, defaultdict
 from typing import Any
 
 from cronsim import CronSim
-from sqlalchemy import ColumnElement, and_, exists, func, or_, select
+from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -412,10 +412,7 @@ def _schedule(
 def topic_coverage(session: Session, now: dt.datetime) -> dict[str, set[str]]:
     """Each topic (a library tag, lower case) and the keys of the live items carrying it."""
     items = session.execute(
-        select(ContentItem.key, ContentItem.tags).where(
-            or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
-            or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
-        )
+        select(ContentItem.key, ContentItem.tags).where(ContentItem.live_at(now))
     ).tuples()
     coverage: dict[str, set[str]] = defaultdict(set)
     for key, tags in items:

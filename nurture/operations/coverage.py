@@ -48,8 +48,7 @@ class CoverageSummary:
 def live_item_condition(now: dt.datetime) -> ColumnElement[bool]:
     """The SQL condition of a content item that can be recommended at ``now``."""
     return and_(
-        or_(ContentItem.published_at.is_(None), ContentItem.published_at <= now),
-        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+        ContentItem.live_at(now),
         or_(ContentItem.event_start.is_(None), ContentItem.event_start >= now),
     )
 

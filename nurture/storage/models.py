@@ -14,6 +14,7 @@ from typing import Annotated, Any
 import numpy as np
 from sqlalchemy import (
     JSON,
+    ColumnElement,
     DateTime,
     Enum,
     Float,
@@ -25,7 +26,9 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    and_,
     false,
+    or_,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 
@@ -210,6 +213,14 @@ class ContentItem(Base):
     text_hash: Mapped[str] = mapped_column(String(64))
     source_path: Mapped[str] = mapped_column(String(1000))
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+
+    @classmethod
+    def live_at(cls, now: dt.datetime) -> ColumnElement[bool]:
+        """The SQL condition of an item published and not expired at ``now``."""
+        return and_(
+            or_(cls.published_at.is_(None), cls.published_at <= now),
+            or_(cls.expires_at.is_(None), cls.expires_at > now),
+        )
 
 
 class EmbeddingCacheEntry(Base):
