@@ -3,18 +3,20 @@
 The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
 by :func:`register`; it reads the settings from ``ctx.obj`` like every command.
 
-The email is filled as the journey engine would fill it: the send step of the journey that uses
-the template (or the one named) gives the subject, how many items and which slots; the
-member's current recommendations fill ``items``; upcoming events fill ``upcoming`` slots; what
-the member's last enrollment in that journey recorded, or else a realistic sample for the
-journey's trigger kind, fills ``trigger``. Nothing is written to the database and nothing is
-sent.
+The email is filled as the journey engine would fill it, by the engine's own
+``ContentPicker``: the send step of the journey that uses the template (or the one named) gives
+the subject, how many items and which slots; the slots are filled first, in the email's
+language, then ``items`` from the member's current recommendations, never with an item the
+member was already sent; what the member's last enrollment in that journey recorded, or else
+the sample of the journey's trigger kind (``trigger_sample``), fills ``trigger``. Nothing is
+written to the database and nothing is sent.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import functools
 import html
 import os
 from pathlib import Path
@@ -29,7 +31,6 @@ from sqlalchemy.orm import Session
 
 from nurture import pipeline
 from nurture.delivery.rendering import (
-    SAMPLE_TRIGGER_CONTEXTS,
     SUPPORTED_LANGUAGES,
     RenderedEmail,
     TemplateRenderer,
@@ -37,12 +38,21 @@ from nurture.delivery.rendering import (
     resolve_language,
 )
 from nurture.errors import MemberNotFoundError, NurtureError, WorkspaceFileError
-from nurture.journeys import ContentSlot, JourneyDefinition, SendStep, load_journeys
-from nurture.journeys import upcoming_content as find_upcoming_content
-from nurture.recommend import recommendations_for
+from nurture.journeys import (
+    ContentPicker,
+    ContentSlot,
+    JourneyDefinition,
+    MessageContext,
+    SendStep,
+    load_journeys,
+    recommended_content,
+    sent_item_keys,
+    trigger_sample,
+)
+from nurture.journeys.content import members_who_answered
 from nurture.rights import find_members
 from nurture.settings import Settings
-from nurture.storage import Answer, Enrollment, Member, open_session
+from nurture.storage import Enrollment, Member, open_session
 
 __all__ = ["preview", "register", "render_preview_page"]
 
@@ -60,8 +70,9 @@ PREVIEW_HELP = (
     "the plain-text part. The member's name, language and current recommendations fill it "
     "(run `nurture match` first); the send step of the journey that uses TEMPLATE (or the one "
     "named with --journey/--step) gives the subject, the number of items and the slots "
-    "(upcoming events); the member's last enrollment in that journey, or a sample for its "
-    "trigger kind, fills `trigger`.\n\n"
+    "(upcoming events), filled as the journey engine fills them: slots first, in the email's "
+    "language, never an item the member was already sent. The member's last enrollment in "
+    "that journey, or a sample for its trigger kind, fills `trigger`.\n\n"
     "Nothing is sent and no database row changes. The unsubscribe and preference links of "
     "a preview do not work, so clicking one unsubscribes nobody. The page holds the member's "
     "name and address: it is written readable by its owner only."
@@ -142,62 +153,17 @@ def _find_source(
     return _Source(journey, step)
 
 
-def _as_dicts(items: list[Any]) -> list[dict[str, Any]]:
-    """Recommended items as the journey engine stores them: plain dicts, dates in ISO form."""
-    plain = []
-    for item in items:
-        row = dataclasses.asdict(item)
-        start = row.get("event_start")
-        if isinstance(start, dt.date):
-            row["event_start"] = start.isoformat()
-        plain.append(row)
-    return plain
-
-
-def _pick(
-    recommended: list[dict[str, Any]], slot: ContentSlot, used: set[str]
-) -> list[dict[str, Any]]:
-    """Up to ``slot.count`` recommended items of the slot's kinds not picked yet."""
-    picked = [
-        item
-        for item in recommended
-        if item["key"] not in used and (not slot.kinds or item["kind"] in slot.kinds)
-    ][: slot.count]
-    used.update(item["key"] for item in picked)
-    return picked
-
-
-def _fill(
-    session: Session,
-    slot: ContentSlot,
-    recommended: list[dict[str, Any]],
-    used: set[str],
-    language: str,
-    now: dt.datetime,
-) -> list[dict[str, Any]]:
-    """The items of one slot, as the engine picks them; none picked for an earlier slot."""
-    if not slot.count:
-        return []
-    if slot.order == "upcoming":
-        found = find_upcoming_content(session, language, slot, frozenset(used), now)
-        used.update(str(item["key"]) for item in found)
-        return found
-    return _pick(recommended, slot, used)
-
-
 def _message_context(
     session: Session, member: Member, language: str, source: _Source, now: dt.datetime
-) -> dict[str, Any]:
-    """``items``, ``slots``, ``trigger`` and ``questionnaire_answered`` for the preview."""
-    recommended = _as_dicts(recommendations_for(session, member.id, now=now))
-    used: set[str] = set()
+) -> MessageContext:
+    """The message context the engine would queue for the member now, as the preview shows it.
+
+    The content is filled by the engine's own ``ContentPicker`` (slots first, in ``language``,
+    nothing already sent to the member); ``trigger`` is what the member's last enrollment in the
+    journey recorded, else the sample of the journey's trigger kind.
+    """
     step = source.step
-    content = step.content if step is not None else ContentSlot(count=DEFAULT_ITEM_COUNT)
-    items = _fill(session, content, recommended, used, language, now)
-    slots = {
-        name: _fill(session, slot, recommended, used, language, now)
-        for name, slot in (step.slots if step is not None else {}).items()
-    }
+    picker = ContentPicker(functools.partial(recommended_content, now=now), now)
     trigger: dict[str, Any] = {}
     if source.journey is not None:
         recorded = session.scalar(
@@ -209,15 +175,17 @@ def _message_context(
             .order_by(Enrollment.occurrence.desc())
             .limit(1)
         )
-        kind = source.journey.trigger.type
-        trigger = dict(recorded or SAMPLE_TRIGGER_CONTEXTS.get(kind, {}))
-    answered = session.scalar(select(Answer.id).where(Answer.member_id == member.id).limit(1))
-    return {
-        "items": items,
-        "slots": slots,
-        "trigger": trigger,
-        "questionnaire_answered": answered is not None,
-    }
+        trigger = dict(recorded or trigger_sample(source.journey.trigger.type).to_stored())
+    return picker.message_context(
+        session,
+        member_id=member.id,
+        language=language,
+        content=step.content if step is not None else ContentSlot(count=DEFAULT_ITEM_COUNT),
+        slots=step.slots if step is not None else {},
+        sent=sent_item_keys(session, [member.id]).get(member.id, set()),
+        trigger=trigger,
+        questionnaire_answered=member.id in members_who_answered(session, [member.id]),
+    )
 
 
 def render_preview_page(
@@ -306,6 +274,61 @@ def _write_private(path: Path, text: str) -> None:
         handle.write(text)
 
 
+def _check_request(
+    settings: Settings, template: str, journey: str | None, step: str | None, language: str | None
+) -> None:
+    """Refuse a step without its journey, an unknown language or an unknown template."""
+    if step is not None and journey is None:
+        raise typer.BadParameter("give the journey of the step too", param_hint="--step")
+    if language is not None and language not in SUPPORTED_LANGUAGES:
+        raise typer.BadParameter(
+            f"expected one of {', '.join(SUPPORTED_LANGUAGES)}", param_hint="--language"
+        )
+    available = list_email_templates(settings.templates_dir)
+    if template not in available:
+        raise NurtureError(
+            f"no email template {template!r} in {settings.templates_dir} (a {template}.html.j2 "
+            f"and {template}.txt.j2 pair); available: {', '.join(available) or 'none'}"
+        )
+
+
+def _render(
+    settings: Settings,
+    template: str,
+    source: _Source,
+    context: MessageContext,
+    shown: SimpleNamespace,
+    now: dt.datetime,
+) -> RenderedEmail:
+    """The email as the delivery worker would render the message, with links that do nothing."""
+    renderer = TemplateRenderer(
+        settings.templates_dir,
+        community_name=settings.community_name,
+        public_base_url=settings.public_base_url,
+        unsubscribe_secret=PREVIEW_SECRET,
+        auto_reload=False,
+        shared_context=(
+            {"questionnaire_url": settings.questionnaire_url}
+            if settings.questionnaire_url
+            else None
+        ),
+    )
+    subject = (
+        source.step.subject_for(shown.language)
+        if source.step is not None
+        else f"{{{{ community_name }}}}: {template}"
+    )
+    message = SimpleNamespace(
+        id=0,
+        template=template,
+        subject=subject,
+        context=context.to_stored(),
+        journey_key=source.journey.id if source.journey is not None else "preview",
+        step_id=source.step.id if source.step is not None else "preview",
+    )
+    return renderer.render_message(message, shown, now=now)  # type: ignore[arg-type]
+
+
 def preview(
     ctx: typer.Context,
     template: Annotated[
@@ -339,18 +362,7 @@ def preview(
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
     settings = _settings(ctx)
-    if step is not None and journey is None:
-        raise typer.BadParameter("give the journey of the step too", param_hint="--step")
-    if language is not None and language not in SUPPORTED_LANGUAGES:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(SUPPORTED_LANGUAGES)}", param_hint="--language"
-        )
-    available = list_email_templates(settings.templates_dir)
-    if template not in available:
-        raise NurtureError(
-            f"no email template {template!r} in {settings.templates_dir} (a {template}.html.j2 "
-            f"and {template}.txt.j2 pair); available: {', '.join(available) or 'none'}"
-        )
+    _check_request(settings, template, journey, step, language)
     source = _find_source(settings, template, journey, step)
     now = pipeline.utc_now()
     with open_session(pipeline.prepare_database(settings)) as session:
@@ -367,32 +379,7 @@ def preview(
             last_name=recipient.last_name,
             language=lang,
         )
-    renderer = TemplateRenderer(
-        settings.templates_dir,
-        community_name=settings.community_name,
-        public_base_url=settings.public_base_url,
-        unsubscribe_secret=PREVIEW_SECRET,
-        auto_reload=False,
-        shared_context=(
-            {"questionnaire_url": settings.questionnaire_url}
-            if settings.questionnaire_url
-            else None
-        ),
-    )
-    subject = (
-        source.step.subject_for(lang)
-        if source.step is not None
-        else f"{{{{ community_name }}}}: {template}"
-    )
-    message = SimpleNamespace(
-        id=0,
-        template=template,
-        subject=subject,
-        context=context,
-        journey_key=source.journey.id if source.journey is not None else "preview",
-        step_id=source.step.id if source.step is not None else "preview",
-    )
-    email = renderer.render_message(message, shown, now=now)  # type: ignore[arg-type]
+    email = _render(settings, template, source, context, shown, now)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
     page = render_preview_page(
         email,

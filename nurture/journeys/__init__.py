@@ -3,20 +3,23 @@
 ``load_journeys`` reads and checks a folder of journey files; ``load_sending_rules`` the rules
 all journeys share (budget, quiet hours); ``register_journeys`` keeps one ``Journey`` row per
 definition version; ``advance_journeys`` enrols the members each trigger yields
-(``trigger_candidates``) and queues the messages that are due.
+(``trigger_candidates``, each recording a typed ``TriggerContext``) and queues the messages
+that are due, their ``MessageContext`` filled by a ``ContentPicker`` (as ``nurture preview``
+fills its emails).
 """
 
-from nurture.journeys.engine import (
-    CONSENT_GRANTED,
-    HeldEmail,
-    JourneySummary,
+from nurture.delivery.suppression import CONSENT_GRANTED
+from nurture.journeys.content import (
+    ContentPick,
+    ContentPicker,
+    MessageContext,
     PickContent,
-    advance_journeys,
     recommended_content,
-    register_journeys,
+    sent_item_keys,
     upcoming_content,
-    wait_until,
 )
+from nurture.journeys.engine import JourneySummary, advance_journeys, wait_until
+from nurture.journeys.holds import HeldEmail
 from nurture.journeys.loader import load_journey, load_journeys
 from nurture.journeys.migrate import MigrationReport, migrate_enrollments
 from nurture.journeys.models import (
@@ -36,12 +39,22 @@ from nurture.journeys.policy import SendingRules, load_sending_rules
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
 from nurture.journeys.status import JourneyStatus, journey_status
-from nurture.journeys.triggers import Candidate, trigger_candidates
+from nurture.journeys.triggers import (
+    TRIGGER_CONTEXTS,
+    Candidate,
+    TriggerContext,
+    trigger_candidates,
+    trigger_sample,
+)
+from nurture.journeys.versions import register_journeys
 
 __all__ = [
     "CONSENT_GRANTED",
+    "TRIGGER_CONTEXTS",
     "BranchStep",
     "Candidate",
+    "ContentPick",
+    "ContentPicker",
     "ContentSlot",
     "ExitStep",
     "HeldEmail",
@@ -49,6 +62,7 @@ __all__ = [
     "JourneyStatus",
     "JourneySummary",
     "MemberJoinedTrigger",
+    "MessageContext",
     "MigrationReport",
     "PickContent",
     "QuestionnaireAnsweredTrigger",
@@ -57,6 +71,7 @@ __all__ = [
     "SimulationReport",
     "Step",
     "Trigger",
+    "TriggerContext",
     "WaitStep",
     "advance_journeys",
     "journey_json_schema",
@@ -68,8 +83,10 @@ __all__ = [
     "parse_duration",
     "recommended_content",
     "register_journeys",
+    "sent_item_keys",
     "simulate_journeys",
     "trigger_candidates",
+    "trigger_sample",
     "upcoming_content",
     "wait_until",
     "write_journey_json_schema",

@@ -1,4 +1,4 @@
-"""The journey engine: register definitions, enrol members, advance them, queue messages.
+"""The journey engine: enrol members, advance them, queue their messages.
 
 Everything here is deterministic given ``now``: no wall clock is read. The caller owns the
 session and commits. Exactly-once is held by the database: one ``Enrollment`` per
@@ -8,97 +8,65 @@ so a re-run or a concurrent worker never writes a second one.
 
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
+
+The engine leans on its neighbours: journey versions (:mod:`~nurture.journeys.versions`),
+who a trigger enrols and who may enter (:mod:`~nurture.journeys.triggers`,
+:mod:`~nurture.journeys.enrolment`), what conditions read (:mod:`~nurture.journeys.facts`), the
+sending rules (:mod:`~nurture.journeys.holds`) and what an email holds
+(:mod:`~nurture.journeys.content`).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-import json
+import functools
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Iterable, Sequence
-from typing import Any, Protocol
+from collections.abc import Callable, Collection, Sequence
+from typing import Any, Literal, cast
 
-from sqlalchemy import Table, exists, func, select
+from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.delivery.suppression import (
-    CONSENT_GRANTED,
-    consent_refusal,
-    find_suppressed_hashes,
-    suppression_hash,
+from nurture.journeys.content import (
+    ContentPicker,
+    PickContent,
+    members_who_answered,
+    recommended_content,
+    sent_item_keys,
 )
-from nurture.errors import JourneyValidationError, Problem
-from nurture.journeys.conditions import condition_holds
+from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
+from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
+from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
 from nurture.journeys.models import (
     WEEKDAYS,
     BranchStep,
-    ContentSlot,
     ExitStep,
     JourneyDefinition,
     SendStep,
     WaitStep,
-    parse_duration,
 )
 from nurture.journeys.policy import SendingRules
-from nurture.journeys.triggers import Candidate, local_zone, trigger_candidates
-from nurture.segmentation.assignments import effective_memberships
-from nurture.segmentation.rules import member_rule_contexts
+from nurture.journeys.triggers import local_zone
+from nurture.journeys.versions import load_versions, register_journeys
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
-    Answer,
-    ContentItem,
     Enrollment,
     EnrollmentState,
-    Journey,
     Member,
     Message,
     MessageStatus,
-    ProviderEvent,
-    Segment,
 )
 
-__all__ = [
-    "CONSENT_GRANTED",
-    "DEFAULT_CHUNK_SIZE",
-    "HeldEmail",
-    "JourneySummary",
-    "PickContent",
-    "advance_journeys",
-    "recommended_content",
-    "register_journeys",
-    "upcoming_content",
-    "upcoming_events",
-    "wait_until",
-]
+__all__ = ["DEFAULT_CHUNK_SIZE", "JourneySummary", "advance_journeys", "wait_until"]
 
 logger = logging.getLogger(__name__)
 
 DEFAULT_CHUNK_SIZE = 500
 """Enrollments (and new members) handled per batch of queries."""
-
-
-class PickContent(Protocol):
-    """Picks content items for one member's message.
-
-    Called as ``pick_content(session, member_id, count, kinds, exclude_keys)``; returns at most
-    ``count`` JSON-ready dicts (``key``, ``title``, ``url``, ``kind``, ``summary``, ``reason``...),
-    of the given kinds when ``kinds`` is not None, never one whose ``key`` is in ``exclude_keys``.
-    """
-
-    def __call__(
-        self,
-        session: Session,
-        member_id: int,
-        count: int,
-        kinds: list[str] | None,
-        exclude_keys: frozenset[str],
-    ) -> list[dict[str, Any]]:
-        """Content items for the member, best first."""
-        ...
 
 
 @dataclasses.dataclass(frozen=True)
@@ -130,123 +98,10 @@ class JourneySummary:
     condition_errors: int = 0
 
 
-@dataclasses.dataclass(frozen=True)
-class HeldEmail:
-    """An email the sending rules held back, reported to ``advance_journeys``' ``on_hold``.
-
-    Attributes:
-        journey: The journey key.
-        step: The send step id.
-        member_id: The member.
-        reason: ``quiet_hours`` or ``budget`` (both wait), or ``budget_skip`` (skipped).
-    """
-
-    journey: str
-    step: str
-    member_id: int
-    reason: str
-
-
-# --- registration ---------------------------------------------------------------------------
-
-
-def register_journeys(
-    session: Session,
-    definitions: Sequence[JourneyDefinition],
-    *,
-    now: dt.datetime | None = None,
-) -> dict[str, Journey]:
-    """Make sure each definition has its ``Journey`` version row.
-
-    A definition seen before (same key and ``definition_hash``) keeps its row; a changed one gets
-    a new row with version + 1. Reverting to an earlier definition makes that earlier row current
-    again.
-
-    Args:
-        session: The database session; the caller commits.
-        definitions: The journey definitions in force.
-        now: Creation time of new rows; default: the database default (the current time).
-
-    Returns:
-        The current version row of each journey, by journey id.
-
-    Raises:
-        JourneyValidationError: Two definitions share one id.
-    """
-    _check_unique_ids(definitions)
-    keys = [definition.id for definition in definitions]
-    rows_by_key: dict[str, list[Journey]] = defaultdict(list)
-    if keys:
-        for row in session.scalars(select(Journey).where(Journey.key.in_(keys))):
-            rows_by_key[row.key].append(row)
-
-    current: dict[str, Journey] = {}
-    for definition in definitions:
-        rows = rows_by_key[definition.id]
-        match = next((r for r in rows if r.definition_hash == definition.definition_hash), None)
-        current[definition.id] = match or _insert_journey_version(session, definition, rows, now)
-    return current
-
-
-def _check_unique_ids(definitions: Sequence[JourneyDefinition]) -> None:
-    seen: dict[str, JourneyDefinition] = {}
-    problems = []
-    for definition in definitions:
-        if definition.id in seen:
-            problems.append(
-                Problem(
-                    definition.source_path or "<definitions>",
-                    f"journey id {definition.id!r} is also used by "
-                    f"{seen[definition.id].source_path or 'another definition'}; "
-                    "expected a unique id",
-                    field="id",
-                )
-            )
-        seen.setdefault(definition.id, definition)
-    if problems:
-        raise JourneyValidationError(problems)
-
-
-def _insert_journey_version(
-    session: Session,
-    definition: JourneyDefinition,
-    known_rows: list[Journey],
-    now: dt.datetime | None,
-    attempts: int = 3,
-) -> Journey:
-    """Insert the next version of a journey; a concurrent registration is read back instead."""
-    by_hash = select(Journey).where(
-        Journey.key == definition.id, Journey.definition_hash == definition.definition_hash
-    )
-    for _ in range(attempts):
-        latest = session.scalar(
-            select(func.max(Journey.version)).where(Journey.key == definition.id)
-        )
-        version = max([latest or 0, *(row.version for row in known_rows)]) + 1
-        values: dict[str, Any] = {
-            "key": definition.id,
-            "version": version,
-            "definition_hash": definition.definition_hash,
-            "definition": definition.model_dump(mode="json"),
-            "source_path": definition.source_path,
-        }
-        if now is not None:
-            values["created_at"] = now
-        insert_ignoring_conflicts(session, _table(Journey), [values])
-        row = session.scalars(by_hash).one_or_none()
-        if row is not None:
-            logger.info("journey %s: registered version %s", definition.id, row.version)
-            return row
-    raise RuntimeError(
-        f"journey {definition.id!r}: could not register a new version after {attempts} attempts"
-    )
-
-
-# --- enrolment ------------------------------------------------------------------------------
-
-
 @dataclasses.dataclass
 class _Counts:
+    """``JourneySummary``'s counts while a pass runs."""
+
     enrolled: int = 0
     messages_queued: int = 0
     advanced: int = 0
@@ -259,288 +114,44 @@ class _Counts:
     condition_errors: int = 0
 
 
-def _enrol_members(
-    session: Session,
-    definition: JourneyDefinition,
-    journey: Journey,
-    now: dt.datetime,
-    context: _RunContext,
-    counts: _Counts,
-) -> None:
-    """Enrol the trigger's candidates that consent, suppression, re-entry and audience allow.
-
-    Members whose address is in the suppression list are left out, transactional journeys
-    included: an erased address that an import brings back is never enrolled again.
-    """
-    candidates = [
-        candidate
-        for candidate in trigger_candidates(definition.trigger, session, now, definition.id)
-        if context.member_ids is None or candidate.member_id in context.member_ids
-    ]
-    if not candidates:
-        return
-    history = _enrollment_history(
-        session, definition.id, [candidate.member_id for candidate in candidates]
-    )
-    cooldown = parse_duration(definition.cooldown) if definition.cooldown else None
-    allowed: list[Candidate] = []
-    for candidate in candidates:
-        past = history.get(candidate.member_id)
-        if past is not None:
-            if past.active or definition.reentry == "once":
-                continue
-            if candidate.occurrence in past.occurrences:
-                continue
-            if cooldown and past.last_finished and past.last_finished + cooldown > now:
-                continue
-        allowed.append(candidate)
-    entry = definition.entry_step.id
-    enrolled = 0
-    for chunk in chunked(allowed, context.chunk_size):
-        members = _member_rows(session, [candidate.member_id for candidate in chunk])
-        chunk = [
-            candidate
-            for candidate in chunk
-            if candidate.member_id in members
-            and (definition.transactional or _may_get(members[candidate.member_id], definition))
-        ]
-        keep = set(
-            _without_suppressed(
-                session,
-                [(c.member_id, members[c.member_id].email) for c in chunk],
-                context.suppression_salt,
-            )
-        )
-        chunk = [candidate for candidate in chunk if candidate.member_id in keep]
-        if definition.audience and chunk:
-            facts = context.facts(session, [candidate.member_id for candidate in chunk], now)
-            chunk = [
-                candidate
-                for candidate in chunk
-                if _holds(
-                    definition.audience,
-                    facts.names(candidate.member_id, candidate.context),
-                    counts,
-                    definition.id,
-                    "audience",
-                )
-            ]
-        rows = [
-            {
-                "journey_id": journey.id,
-                "journey_key": definition.id,
-                "member_id": candidate.member_id,
-                "occurrence": candidate.occurrence,
-                "state": EnrollmentState.ACTIVE,
-                "current_step": entry,
-                "next_action_at": now,
-                "enrolled_at": now,
-                "context": candidate.context,
-            }
-            for candidate in chunk
-        ]
-        enrolled += insert_ignoring_conflicts(session, _table(Enrollment), rows)
-    if enrolled:
-        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
-    counts.enrolled += enrolled
-
-
 @dataclasses.dataclass
-class _History:
-    active: bool = False
-    occurrences: set[int] = dataclasses.field(default_factory=set)
-    last_finished: dt.datetime | None = None
-
-
-def _may_get(member: Member, definition: JourneyDefinition) -> bool:
-    """Whether a member's consent and preferences allow a marketing journey's emails."""
-    return consent_refusal(member, definition.category) is None
-
-
-def _enrollment_history(
-    session: Session, journey_key: str, member_ids: Sequence[int]
-) -> dict[int, _History]:
-    """The past and current enrollments of some members in a journey (a query per chunk)."""
-    history: dict[int, _History] = defaultdict(_History)
-    for batch in chunked(sorted(set(member_ids)), DEFAULT_CHUNK_SIZE):
-        rows = session.execute(
-            select(
-                Enrollment.member_id,
-                Enrollment.occurrence,
-                Enrollment.state,
-                Enrollment.finished_at,
-            ).where(Enrollment.journey_key == journey_key, Enrollment.member_id.in_(batch))
-        ).tuples()
-        for member_id, occurrence, state, finished_at in rows:
-            past = history[member_id]
-            past.occurrences.add(occurrence)
-            past.active = past.active or state == EnrollmentState.ACTIVE
-            if finished_at is not None and (
-                past.last_finished is None or finished_at > past.last_finished
-            ):
-                past.last_finished = finished_at
-    return history
-
-
-def _member_rows(session: Session, member_ids: Sequence[int]) -> dict[int, Member]:
-    return {
-        member.id: member
-        for member in session.scalars(select(Member).where(Member.id.in_(sorted(set(member_ids)))))
-    }
-
-
-def _without_suppressed(
-    session: Session, candidates: Sequence[Any], suppression_salt: str | None
-) -> list[int]:
-    """Ids of the ``(id, email)`` candidates whose address is not in the suppression list."""
-    if suppression_salt is None or not candidates:
-        return [member_id for member_id, _ in candidates]
-    salt = suppression_salt
-    hashes = {member_id: suppression_hash(email, salt) for member_id, email in candidates}
-    suppressed = find_suppressed_hashes(session, hashes.values())
-    if suppressed:
-        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
-    return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
-
-
-# --- what conditions read -------------------------------------------------------------------
-
-
-class _Facts:
-    """What conditions read of a chunk of members, loaded in a few bulk queries."""
-
-    def __init__(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> None:
-        self.contexts = member_rule_contexts(session, member_ids, now)
-        memberships = effective_memberships(session, member_ids)
-        segment_ids = sorted({sid for ids in memberships.values() for sid in ids})
-        keys = (
-            dict(
-                session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
-                .tuples()
-                .all()
-            )
-            if segment_ids
-            else {}
-        )
-        self.segments = {
-            member_id: sorted(keys[sid] for sid in ids if sid in keys)
-            for member_id, ids in memberships.items()
-        }
-
-    def names(self, member_id: int, trigger: dict[str, Any] | None) -> dict[str, Any]:
-        """The names a condition reads for one member."""
-        context = dict(self.contexts.get(member_id, {}))
-        member = context.get("member") or {}
-        context["segments"] = self.segments.get(member_id, [])
-        context["language"] = member.get("language")
-        context["trigger"] = trigger or {}
-        return context
-
-
-@dataclasses.dataclass
-class _RunContext:
+class _Pass:
     """What one ``advance_journeys`` call shares across journeys and chunks."""
 
-    pick: PickContent
+    now: dt.datetime
+    content: ContentPicker
     rules: SendingRules | None
+    budget: BudgetLog
     chunk_size: int
-    suppression_salt: str | None
     member_ids: frozenset[int] | None
-    transactional_keys: frozenset[str]
     on_hold: Callable[[HeldEmail], None] | None = None
-    budget_log: dict[int, list[dt.datetime]] = dataclasses.field(default_factory=dict)
-    item_tags: dict[str, set[str]] | None = None
-    events: list[ContentItem] | None = None
+    counts: _Counts = dataclasses.field(default_factory=_Counts)
 
-    def facts(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> _Facts:
+    def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
         """Condition facts of a chunk of members."""
-        return _Facts(session, member_ids, now)
+        return ConditionFacts(session, member_ids, self.now)
 
-
-def _holds(
-    expression: str,
-    names: dict[str, Any],
-    counts: _Counts,
-    journey_key: str,
-    where: str,
-    *,
-    opened: Any = None,
-    clicked: Any = None,
-) -> bool:
-    try:
-        return condition_holds(expression, names, opened=opened, clicked=clicked)
-    except Exception as error:  # a marketer's condition may fail in any way
-        counts.condition_errors += 1
-        member = (names.get("member") or {}).get("id")
-        logger.warning(
-            "journey %s, %s: condition %r failed for member %s (%s: %s); taken as false",
-            journey_key,
-            where,
+    def holds(
+        self,
+        expression: str,
+        names: dict[str, Any],
+        journey_key: str,
+        where: str,
+        **engagement: Callable[[str], bool],
+    ) -> bool:
+        """Whether a condition holds; a failure counts as a condition error and as false."""
+        return condition_true(
             expression,
-            member,
-            type(error).__name__,
-            error,
+            names,
+            journey_key=journey_key,
+            where=where,
+            on_error=self.count_condition_error,
+            **engagement,
         )
-        return False
 
-
-# --- goals ----------------------------------------------------------------------------------
-
-
-def _apply_goal(
-    session: Session,
-    definition: JourneyDefinition,
-    now: dt.datetime,
-    context: _RunContext,
-    counts: _Counts,
-) -> None:
-    """Exit (reason ``goal``) the active enrollments whose member reached the journey's goal."""
-    goal = definition.goal
-    if goal is None:
-        return
-    query = select(Enrollment).where(
-        Enrollment.journey_key == definition.id, Enrollment.state == EnrollmentState.ACTIVE
-    )
-    if context.member_ids is not None:
-        query = query.where(Enrollment.member_id.in_(sorted(context.member_ids)))
-    if goal.events:
-        reached = exists(
-            select(ActivityEvent.id).where(
-                ActivityEvent.member_id == Enrollment.member_id,
-                ActivityEvent.type.in_(goal.events),
-                ActivityEvent.occurred_at >= Enrollment.enrolled_at,
-                ActivityEvent.occurred_at <= now,
-            )
-        )
-        for enrollment in session.scalars(query.where(reached)):
-            _finish(enrollment, EnrollmentState.EXITED, now, reason="goal")
-            counts.goal_reached += 1
-    if goal.condition:
-        active = list(session.scalars(query.order_by(Enrollment.id)))
-        for chunk in chunked(active, context.chunk_size):
-            facts = context.facts(session, [e.member_id for e in chunk], now)
-            for enrollment in chunk:
-                names = facts.names(enrollment.member_id, enrollment.context)
-                if _holds(goal.condition, names, counts, definition.id, "goal"):
-                    _finish(enrollment, EnrollmentState.EXITED, now, reason="goal")
-                    counts.goal_reached += 1
-    session.flush()
-
-
-# --- advancing ------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Batch:
-    """What one chunk of due enrollments needs, loaded in a few bulk queries."""
-
-    members: dict[int, Member]
-    written: set[tuple[int, str]]
-    sent_keys: dict[int, set[str]]
-    answered: set[int]
-    engagement: dict[tuple[int, str], set[str]]
-    facts: _Facts | None = None
-    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    def count_condition_error(self) -> None:
+        """Count a condition that failed to evaluate."""
+        self.counts.condition_errors += 1
 
 
 def advance_journeys(
@@ -564,14 +175,15 @@ def advance_journeys(
     enrollment (active, ``next_action_at <= now``) runs the steps of the version it started on
     until a wait, an exit, or an email the sending rules hold back (budget, quiet hours). Each
     send step queues one ``Message`` (never two for one enrollment step, whatever re-runs or
-    concurrent workers do). Enrollments of journeys absent from ``definitions`` are left as
-    they are.
+    concurrent workers do), its content filled by ``ContentPicker``. Enrollments of journeys
+    absent from ``definitions`` are left as they are.
 
     Args:
         session: The database session; the caller commits.
         definitions: The journey definitions in force (``load_journeys``).
         now: The current time, timezone-aware; the only clock the engine reads.
-        pick_content: Picks each message's content items; default: ``recommended_content``.
+        pick_content: Picks each message's recommended items; default: ``recommended_content``
+            at ``now``.
         chunk_size: Enrollments loaded and advanced per batch.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
             skips the check at enrolment (delivery still checks each message).
@@ -590,49 +202,114 @@ def advance_journeys(
         raise ValueError(f"expected a timezone-aware now, found naive {now!r}")
     ordered = sorted(definitions, key=lambda d: (d.category != "care", d.priority, d.id))
     journeys = register_journeys(session, ordered, now=now)
-    context = _RunContext(
-        pick=pick_content or recommended_content,
+    run = _Pass(
+        now=now,
+        content=ContentPicker(pick_content or functools.partial(recommended_content, now=now), now),
         rules=rules,
+        budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
         chunk_size=chunk_size,
-        suppression_salt=suppression_salt,
         member_ids=frozenset(member_ids) if member_ids is not None else None,
-        transactional_keys=frozenset(d.id for d in definitions if d.transactional),
         on_hold=on_hold,
     )
-    counts = _Counts()
     for definition in ordered:
-        _enrol_members(session, definition, journeys[definition.id], now, context, counts)
+        run.counts.enrolled += enrol_members(
+            session,
+            definition,
+            journeys[definition.id],
+            now,
+            chunk_size=chunk_size,
+            suppression_salt=suppression_salt,
+            member_ids=run.member_ids,
+            on_condition_error=run.count_condition_error,
+        )
     session.flush()
 
     versions: dict[int, JourneyDefinition] = {}
     for definition in ordered:
-        _apply_goal(session, definition, now, context, counts)
-        due = (
-            select(Enrollment.id)
-            .where(
-                Enrollment.state == EnrollmentState.ACTIVE,
-                Enrollment.next_action_at <= now,
-                Enrollment.journey_key == definition.id,
-            )
-            .order_by(Enrollment.next_action_at, Enrollment.id)
-        )
-        if context.member_ids is not None:
-            due = due.where(Enrollment.member_id.in_(sorted(context.member_ids)))
-        for chunk in chunked(list(session.scalars(due)), chunk_size):
-            _advance_chunk(session, chunk, now, context, versions, counts)
+        _apply_goal(session, definition, run)
+        due = list(session.scalars(_due_enrollments(definition, run)))
+        for chunk in chunked(due, chunk_size):
+            _advance_chunk(session, chunk, run, versions)
 
-    summary = JourneySummary(**dataclasses.asdict(counts))
+    summary = JourneySummary(**dataclasses.asdict(run.counts))
     logger.info("journeys advanced at %s: %s", now.isoformat(), summary)
     return summary
+
+
+# --- goals ----------------------------------------------------------------------------------
+
+
+def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> None:
+    """Exit (reason ``goal``) the active enrollments whose member reached the journey's goal."""
+    goal = definition.goal
+    if goal is None:
+        return
+    query = select(Enrollment).where(
+        Enrollment.journey_key == definition.id, Enrollment.state == EnrollmentState.ACTIVE
+    )
+    if run.member_ids is not None:
+        query = query.where(Enrollment.member_id.in_(sorted(run.member_ids)))
+    if goal.events:
+        reached = exists(
+            select(ActivityEvent.id).where(
+                ActivityEvent.member_id == Enrollment.member_id,
+                ActivityEvent.type.in_(goal.events),
+                ActivityEvent.occurred_at >= Enrollment.enrolled_at,
+                ActivityEvent.occurred_at <= run.now,
+            )
+        )
+        for enrollment in session.scalars(query.where(reached)):
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+            run.counts.goal_reached += 1
+    if goal.condition:
+        active = list(session.scalars(query.order_by(Enrollment.id)))
+        for chunk in chunked(active, run.chunk_size):
+            facts = run.facts(session, [e.member_id for e in chunk])
+            for enrollment in chunk:
+                names = facts.names(enrollment.member_id, enrollment.context)
+                if run.holds(goal.condition, names, definition.id, "goal"):
+                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+                    run.counts.goal_reached += 1
+    session.flush()
+
+
+# --- advancing ------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Batch:
+    """What one chunk of due enrollments needs, loaded in a few bulk queries."""
+
+    members: dict[int, Member]
+    written: set[tuple[int, str]]
+    sent_keys: defaultdict[int, set[str]]
+    answered: set[int]
+    engagement: dict[tuple[int, str], set[str]]
+    facts: ConditionFacts | None = None
+    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+
+
+def _due_enrollments(definition: JourneyDefinition, run: _Pass) -> Select[tuple[int]]:
+    """The ids of a journey's enrollments due at ``run.now``, the longest waiting first."""
+    due = (
+        select(Enrollment.id)
+        .where(
+            Enrollment.state == EnrollmentState.ACTIVE,
+            Enrollment.next_action_at <= run.now,
+            Enrollment.journey_key == definition.id,
+        )
+        .order_by(Enrollment.next_action_at, Enrollment.id)
+    )
+    if run.member_ids is not None:
+        due = due.where(Enrollment.member_id.in_(sorted(run.member_ids)))
+    return due
 
 
 def _advance_chunk(
     session: Session,
     enrollment_ids: Sequence[int],
-    now: dt.datetime,
-    context: _RunContext,
+    run: _Pass,
     versions: dict[int, JourneyDefinition],
-    counts: _Counts,
 ) -> None:
     enrollments = list(
         session.scalars(
@@ -640,32 +317,26 @@ def _advance_chunk(
         )
     )
     member_ids = sorted({enrollment.member_id for enrollment in enrollments})
-    _load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
-    _load_budget_log(session, member_ids, now, context)
-    batch = _Batch(
-        members=_member_rows(session, member_ids),
-        written={
-            (enrollment_id, step_id)
-            for enrollment_id, step_id in session.execute(
-                select(Message.enrollment_id, Message.step_id).where(
-                    Message.enrollment_id.in_(enrollment_ids)
-                )
-            )
-        },
-        sent_keys=_sent_item_keys(session, member_ids),
-        answered=set(
-            session.scalars(
-                select(Answer.member_id).where(Answer.member_id.in_(member_ids)).distinct()
-            )
-        ),
-        engagement=_email_engagement(session, enrollment_ids),
-    )
-    for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or now, e.id)):
-        _advance_enrollment(
-            session, enrollment, versions[enrollment.journey_id], batch, now, context, counts
+    load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
+    run.budget.load(session, member_ids, run.now)
+    written = session.execute(
+        select(Message.enrollment_id, Message.step_id).where(
+            Message.enrollment_id.in_(enrollment_ids)
         )
+    ).tuples()
+    batch = _Batch(
+        members=member_rows(session, member_ids),
+        written=set(written),
+        sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
+        answered=members_who_answered(session, member_ids),
+        engagement=email_engagement(session, enrollment_ids),
+    )
+    for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
+        _advance_enrollment(session, enrollment, versions[enrollment.journey_id], batch, run)
     session.flush()
-    counts.messages_queued += insert_ignoring_conflicts(session, _table(Message), batch.messages)
+    run.counts.messages_queued += insert_ignoring_conflicts(
+        session, _message_table(), batch.messages
+    )
 
 
 def _advance_enrollment(
@@ -673,21 +344,21 @@ def _advance_enrollment(
     enrollment: Enrollment,
     definition: JourneyDefinition,
     batch: _Batch,
-    now: dt.datetime,
-    context: _RunContext,
-    counts: _Counts,
+    run: _Pass,
 ) -> None:
     """Run one due enrollment's steps until a wait, an exit or a held email."""
-    counts.advanced += 1
+    run.counts.advanced += 1
     member = batch.members[enrollment.member_id]
-    if not definition.transactional and not _may_get(member, definition):
-        _finish(enrollment, EnrollmentState.EXITED, now, reason="consent")
-        counts.exited += 1
+    if not definition.transactional and not consent_allows(member, definition):
+        _finish(enrollment, EnrollmentState.EXITED, run.now, reason="consent")
+        run.counts.exited += 1
         return
-    step_id = enrollment.current_step or definition.entry_step.id
+    step_id: str | None = enrollment.current_step or definition.entry_step.id
     waits_passed: set[str] = set()
     # A valid definition has a wait in every loop, so a pass visits each step at most twice.
     for _ in range(2 * len(definition.steps) + 1):
+        if step_id is None:
+            return
         try:
             step = definition.step(step_id)
         except KeyError:
@@ -697,40 +368,52 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, now, reason="missing_step")
-            counts.exited += 1
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="missing_step")
+            run.counts.exited += 1
             return
-        match step:
-            case SendStep():
-                held = _held_back(enrollment, definition, step, member, now, context, counts)
-                if held == "wait":
-                    return
-                enrollment.waiting_on = None
-                if held is None:
-                    _queue_message(
-                        session, enrollment, definition, step, member, batch, now, context
-                    )
-                step_id = step.next
-            case WaitStep():
-                enrollment.current_step = step.next
-                enrollment.next_action_at = wait_until(step, now, member.time_zone)
-                enrollment.waiting_on = None
-                if enrollment.next_action_at > now or step.id in waits_passed:
-                    return
-                # A wait that ends right now (an "until" moment that is now) does not cost a
-                # pass; each wait is passed at most once per pass, so a loop still stops.
-                waits_passed.add(step.id)
-                step_id = step.next
-            case BranchStep():
-                step_id = _choose_case(
-                    session, enrollment, definition, step, batch, now, context, counts
-                )
-            case ExitStep():
-                enrollment.current_step = step.id
-                _finish(enrollment, EnrollmentState.COMPLETED, now)
-                counts.completed += 1
-                return
-    raise RuntimeError(f"journey {definition.id!r}: loop without a wait step at {step_id!r}")
+        step_id = _run_step(session, enrollment, definition, step, member, batch, run, waits_passed)
+    if step_id is not None:
+        raise RuntimeError(f"journey {definition.id!r}: loop without a wait step at {step_id!r}")
+
+
+def _run_step(
+    session: Session,
+    enrollment: Enrollment,
+    definition: JourneyDefinition,
+    step: Any,
+    member: Member,
+    batch: _Batch,
+    run: _Pass,
+    waits_passed: set[str],
+) -> str | None:
+    """Run one step of an enrollment; returns the step to run next, None to stop this pass."""
+    match step:
+        case SendStep():
+            held = _held_back(enrollment, definition, step, member, run)
+            if held == "wait":
+                return None
+            enrollment.waiting_on = None
+            if held is None:
+                _queue_message(session, enrollment, definition, step, member, batch, run)
+            return step.next
+        case WaitStep():
+            enrollment.current_step = step.next
+            enrollment.next_action_at = wait_until(step, run.now, member.time_zone)
+            enrollment.waiting_on = None
+            if enrollment.next_action_at > run.now or step.id in waits_passed:
+                return None
+            # A wait that ends right now (an "until" moment that is now) does not cost a
+            # pass; each wait is passed at most once per pass, so a loop still stops.
+            waits_passed.add(step.id)
+            return step.next
+        case BranchStep():
+            return _choose_case(session, enrollment, definition, step, batch, run)
+        case ExitStep():
+            enrollment.current_step = step.id
+            _finish(enrollment, EnrollmentState.COMPLETED, run.now)
+            run.counts.completed += 1
+            return None
+    raise TypeError(f"journey {definition.id!r}: unknown step type {type(step).__name__}")
 
 
 def _held_back(
@@ -738,55 +421,40 @@ def _held_back(
     definition: JourneyDefinition,
     step: SendStep,
     member: Member,
-    now: dt.datetime,
-    context: _RunContext,
-    counts: _Counts,
-) -> str | None:
+    run: _Pass,
+) -> Literal["wait", "skip"] | None:
     """Whether the sending rules hold the email back: ``wait``, ``skip`` or None (send it)."""
-    rules = context.rules
-    if rules is None or definition.transactional:
+    if run.rules is None or definition.transactional:
         return None
-    if rules.quiet_hours is not None:
-        local = now.astimezone(local_zone(member.time_zone))
-        if rules.quiet_hours.is_quiet(local):
-            enrollment.current_step = step.id
-            enrollment.next_action_at = rules.quiet_hours.end_after(local)
-            enrollment.waiting_on = "quiet_hours"
-            counts.quiet_deferred += 1
-            _report_hold(context, definition, step, member, "quiet_hours")
-            return "wait"
-    if rules.budget is not None:
-        window = rules.budget.window_delta
-        recent = [
-            moment for moment in context.budget_log.get(member.id, []) if moment > now - window
-        ]
-        if len(recent) >= rules.budget.messages:
-            if (step.over_budget or definition.over_budget) == "skip":
-                counts.budget_skipped += 1
-                _report_hold(context, definition, step, member, "budget_skip")
-                logger.info(
-                    "enrollment %s: %s/%s skipped, member %s is over budget",
-                    enrollment.id,
-                    definition.id,
-                    step.id,
-                    member.id,
-                )
-                return "skip"
-            enrollment.current_step = step.id
-            # Room comes back when the oldest email of the window leaves it.
-            enrollment.next_action_at = sorted(recent)[len(recent) - rules.budget.messages] + window
-            enrollment.waiting_on = "budget"
-            counts.budget_deferred += 1
-            _report_hold(context, definition, step, member, "budget")
-            return "wait"
-    return None
-
-
-def _report_hold(
-    context: _RunContext, definition: JourneyDefinition, step: SendStep, member: Member, reason: str
-) -> None:
-    if context.on_hold is not None:
-        context.on_hold(HeldEmail(definition.id, step.id, member.id, reason))
+    hold = hold_for(
+        run.rules,
+        over_budget=step.over_budget or definition.over_budget,
+        time_zone=member.time_zone,
+        recent=run.budget.queued(member.id),
+        now=run.now,
+    )
+    if hold is None:
+        return None
+    if run.on_hold is not None:
+        run.on_hold(HeldEmail(definition.id, step.id, member.id, hold.reason))
+    if hold.until is None:
+        run.counts.budget_skipped += 1
+        logger.info(
+            "enrollment %s: %s/%s skipped, member %s is over budget",
+            enrollment.id,
+            definition.id,
+            step.id,
+            member.id,
+        )
+        return "skip"
+    enrollment.current_step = step.id
+    enrollment.next_action_at = hold.until
+    enrollment.waiting_on = hold.reason
+    if hold.reason == "quiet_hours":
+        run.counts.quiet_deferred += 1
+    else:
+        run.counts.budget_deferred += 1
+    return "wait"
 
 
 def wait_until(step: WaitStep, now: dt.datetime, time_zone: str | None) -> dt.datetime:
@@ -826,13 +494,11 @@ def _choose_case(
     definition: JourneyDefinition,
     step: BranchStep,
     batch: _Batch,
-    now: dt.datetime,
-    context: _RunContext,
-    counts: _Counts,
+    run: _Pass,
 ) -> str:
     """The step a branch leads to: the first case that holds, else ``otherwise``."""
     if batch.facts is None:
-        batch.facts = context.facts(session, sorted(batch.members), now)
+        batch.facts = run.facts(session, sorted(batch.members))
     names = batch.facts.names(enrollment.member_id, enrollment.context)
     names["member"] = {**(names.get("member") or {})}
 
@@ -844,48 +510,9 @@ def _choose_case(
 
     for index, case in enumerate(step.cases):
         where = f"step {step.id} case {index + 1}"
-        if _holds(case.when, names, counts, definition.id, where, opened=opened, clicked=clicked):
+        if run.holds(case.when, names, definition.id, where, opened=opened, clicked=clicked):
             return case.next
     return step.otherwise
-
-
-def _email_engagement(
-    session: Session, enrollment_ids: Sequence[int]
-) -> dict[tuple[int, str], set[str]]:
-    """``{(enrollment id, step id): {"open", "click"}}`` from the provider's events."""
-    found: dict[tuple[int, str], set[str]] = defaultdict(set)
-    rows = session.execute(
-        select(Message.enrollment_id, Message.step_id, ProviderEvent.type)
-        .join(ProviderEvent, ProviderEvent.message_id == Message.id)
-        .where(
-            Message.enrollment_id.in_(enrollment_ids),
-            ProviderEvent.type.in_(["open", "click"]),
-        )
-    ).tuples()
-    for enrollment_id, step_id, kind in rows:
-        found[(enrollment_id, step_id)].add(kind)
-    return found
-
-
-def _load_budget_log(
-    session: Session, member_ids: Sequence[int], now: dt.datetime, context: _RunContext
-) -> None:
-    """Read when each member's recent budgeted emails were queued (once per member per call)."""
-    if context.rules is None or context.rules.budget is None:
-        return
-    missing = [member_id for member_id in member_ids if member_id not in context.budget_log]
-    if not missing:
-        return
-    since = now - context.rules.budget.window_delta
-    for member_id in missing:
-        context.budget_log[member_id] = []
-    query = select(Message.member_id, Message.created_at).where(
-        Message.member_id.in_(missing), Message.created_at > since
-    )
-    if context.transactional_keys:
-        query = query.where(Message.journey_key.not_in(sorted(context.transactional_keys)))
-    for member_id, created_at in session.execute(query).tuples():
-        context.budget_log[member_id].append(created_at)
 
 
 def _queue_message(
@@ -895,21 +522,24 @@ def _queue_message(
     step: SendStep,
     member: Member,
     batch: _Batch,
-    now: dt.datetime,
-    context: _RunContext,
+    run: _Pass,
 ) -> None:
     """Add the step's message to the batch, unless that enrollment step has one already."""
     if (enrollment.id, step.id) in batch.written:
         return
     batch.written.add((enrollment.id, step.id))
-    sent = batch.sent_keys[member.id]
-    items = _fill_slot(session, member, step.content, sent, now, context)
-    slots = {
-        name: _fill_slot(session, member, slot, sent, now, context)
-        for name, slot in step.slots.items()
-    }
+    context = run.content.message_context(
+        session,
+        member_id=member.id,
+        language=member.language,
+        content=step.content,
+        slots=step.slots,
+        sent=batch.sent_keys[member.id],
+        trigger=enrollment.context,
+        questionnaire_answered=member.id in batch.answered,
+    )
     if not definition.transactional:
-        context.budget_log.setdefault(member.id, []).append(now)
+        run.budget.record(member.id, run.now)
     batch.messages.append(
         {
             "enrollment_id": enrollment.id,
@@ -918,117 +548,13 @@ def _queue_message(
             "journey_key": definition.id,
             "template": step.template,
             "subject": step.subject_for(member.language),
-            "context": {
-                "items": items,
-                "slots": slots,
-                "trigger": dict(enrollment.context or {}),
-                "questionnaire_answered": member.id in batch.answered,
-            },
+            "context": context.to_stored(),
             "status": MessageStatus.QUEUED,
-            "scheduled_at": now,
-            "created_at": now,
+            "scheduled_at": run.now,
+            "created_at": run.now,
             "attempts": 0,
         }
     )
-
-
-def _fill_slot(
-    session: Session,
-    member: Member,
-    slot: ContentSlot,
-    sent: set[str],
-    now: dt.datetime,
-    context: _RunContext,
-) -> list[dict[str, Any]]:
-    """The items of one content slot, none already sent to the member; marks them sent."""
-    if not slot.count:
-        return []
-    exclude = frozenset(sent)
-    if slot.order == "upcoming":
-        if context.events is None:
-            context.events = upcoming_events(session, now)
-        items = upcoming_content(
-            session, member.language, slot, exclude, now, events=context.events
-        )
-    else:
-        wanted = slot.count * 10 if slot.tags else slot.count
-        picked = context.pick(session, member.id, wanted, slot.kinds, exclude)
-        items = [item for item in _jsonable(picked) if item.get("key") not in exclude]
-        if slot.tags:
-            tags = _item_tags(session, context)
-            wanted_tags = {tag.lower() for tag in slot.tags}
-            items = [i for i in items if tags.get(str(i.get("key")), set()) & wanted_tags]
-    items = items[: slot.count]
-    sent.update(str(item["key"]) for item in items if item.get("key") is not None)
-    return items
-
-
-def _item_tags(session: Session, context: _RunContext) -> dict[str, set[str]]:
-    if context.item_tags is None:
-        context.item_tags = {
-            key: {str(tag).lower() for tag in tags or []}
-            for key, tags in session.execute(select(ContentItem.key, ContentItem.tags)).tuples()
-        }
-    return context.item_tags
-
-
-def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
-    """The live content items with an event start after ``now``, soonest first."""
-    query = select(ContentItem).where(
-        ContentItem.event_start.is_not(None),
-        ContentItem.event_start > now,
-        ContentItem.live_at(now),
-    )
-    with session.no_autoflush:
-        return list(session.scalars(query.order_by(ContentItem.event_start, ContentItem.key)))
-
-
-def upcoming_content(
-    session: Session,
-    language: str | None,
-    slot: ContentSlot,
-    exclude_keys: frozenset[str],
-    now: dt.datetime,
-    *,
-    events: Sequence[ContentItem] | None = None,
-) -> list[dict[str, Any]]:
-    """Events not started yet for a slot (kinds, tags), soonest first, the member's language first.
-
-    Args:
-        session: The database session.
-        language: The member's language; items in it come first, then the others.
-        slot: The slot (its ``count``, ``kinds`` and ``tags`` apply).
-        exclude_keys: Keys never to pick.
-        now: The current time.
-        events: The upcoming events (``upcoming_events``), when the caller already read them.
-
-    Returns:
-        Up to ``slot.count`` items as dicts (key, title, url, kind, summary, language,
-        event_start, reason).
-    """
-    wanted_tags = {tag.lower() for tag in slot.tags or []}
-    base = (language or "en").split("-")[0]
-    found = [
-        item
-        for item in (events if events is not None else upcoming_events(session, now))
-        if item.key not in exclude_keys
-        and (not slot.kinds or item.kind in slot.kinds)
-        and (not wanted_tags or {str(tag).lower() for tag in item.tags or []} & wanted_tags)
-    ]
-    found.sort(key=lambda item: (item.language != base, item.event_start, item.key))
-    return [
-        {
-            "key": item.key,
-            "title": item.title,
-            "url": item.url,
-            "kind": item.kind,
-            "summary": item.summary,
-            "language": item.language,
-            "event_start": _json_default(item.event_start),
-            "reason": "",
-        }
-        for item in found[: slot.count]
-    ]
 
 
 def _finish(
@@ -1041,93 +567,5 @@ def _finish(
     enrollment.waiting_on = None
 
 
-def _load_versions(
-    session: Session, journey_ids: Iterable[int], versions: dict[int, JourneyDefinition]
-) -> None:
-    """Read the definition of each journey version not read yet (one query)."""
-    missing = sorted(set(journey_ids) - versions.keys())
-    if not missing:
-        return
-    for row in session.scalars(select(Journey).where(Journey.id.in_(missing))):
-        definition = JourneyDefinition.model_validate(row.definition)
-        versions[row.id] = definition.with_source(row.source_path)
-
-
-def _sent_item_keys(session: Session, member_ids: Sequence[int]) -> dict[int, set[str]]:
-    """Content item keys already in each member's messages (of any journey)."""
-    sent: dict[int, set[str]] = defaultdict(set)
-    if not member_ids:
-        return sent
-    rows = session.execute(
-        select(Message.member_id, Message.context).where(Message.member_id.in_(member_ids))
-    )
-    for member_id, context in rows:
-        if not isinstance(context, dict):
-            continue
-        slots = context.get("slots") if isinstance(context.get("slots"), dict) else {}
-        for items in [context.get("items"), *slots.values()]:
-            for item in items or []:
-                if isinstance(item, dict) and item.get("key") is not None:
-                    sent[member_id].add(str(item["key"]))
-    return sent
-
-
-def _jsonable(items: Iterable[Any]) -> list[dict[str, Any]]:
-    """Items as plain JSON dicts (dataclasses converted, dates as ISO strings)."""
-    plain = [
-        dataclasses.asdict(item)
-        if dataclasses.is_dataclass(item) and not isinstance(item, type)
-        else dict(item)
-        for item in items
-    ]
-    return json.loads(json.dumps(plain, default=_json_default))
-
-
-def _json_default(value: Any) -> Any:
-    if isinstance(value, dt.datetime | dt.date):
-        return value.isoformat()
-    if hasattr(value, "tolist"):
-        return value.tolist()
-    return str(value)
-
-
-# --- the real content picker ----------------------------------------------------------------
-
-
-def recommended_content(
-    session: Session,
-    member_id: int,
-    count: int,
-    kinds: list[str] | None,
-    exclude_keys: frozenset[str],
-) -> list[dict[str, Any]]:
-    """Pick content from the member's recommendations (``nurture.recommend``), best first.
-
-    Args:
-        session: The database session.
-        member_id: The member.
-        count: How many items at most.
-        kinds: Only items of these kinds, when given.
-        exclude_keys: Keys of items never to pick (already sent).
-
-    Returns:
-        Up to ``count`` items as dicts (key, title, url, kind, summary, language, reason, score).
-    """
-    from nurture.recommend import recommendations_for  # optional at import time
-
-    limit = count + len(exclude_keys) + (count * 5 if kinds else 0)
-    picked = []
-    for item in _jsonable(recommendations_for(session, member_id, limit)):
-        if item.get("key") in exclude_keys or (kinds and item.get("kind") not in kinds):
-            continue
-        picked.append(item)
-        if len(picked) == count:
-            break
-    return picked
-
-
-# --- database helpers -----------------------------------------------------------------------
-
-
-def _table(model: type[Any]) -> Table:
-    return model.__table__
+def _message_table() -> Table:
+    return cast(Table, Message.__table__)

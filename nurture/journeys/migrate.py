@@ -18,8 +18,8 @@ from sqlalchemy import or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.journeys.engine import register_journeys
 from nurture.journeys.models import JourneyDefinition
+from nurture.journeys.versions import find_version, register_journeys
 from nurture.storage.models import Enrollment, EnrollmentState, Journey
 
 __all__ = ["EnrollmentMove", "MigrationReport", "migrate_enrollments"]
@@ -107,7 +107,7 @@ def migrate_enrollments(
         The enrollments moved and those left alone.
     """
     rows = list(session.scalars(select(Journey).where(Journey.key == definition.id)))
-    target = next((r for r in rows if r.definition_hash == definition.definition_hash), None)
+    target = find_version(rows, definition)
     if target is None and not dry_run:
         target = register_journeys(session, [definition], now=now)[definition.id]
     if target is not None:

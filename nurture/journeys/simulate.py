@@ -30,13 +30,9 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.journeys.engine import (
-    DEFAULT_CHUNK_SIZE,
-    HeldEmail,
-    JourneySummary,
-    PickContent,
-    advance_journeys,
-)
+from nurture.journeys.content import PickContent
+from nurture.journeys.engine import DEFAULT_CHUNK_SIZE, JourneySummary, advance_journeys
+from nurture.journeys.holds import HeldEmail
 from nurture.journeys.models import (
     ActivityTrigger,
     AnniversaryTrigger,
@@ -72,8 +68,6 @@ DEFAULT_TICK = dt.timedelta(hours=1)
 
 DEFAULT_TRIGGER_EVERY = dt.timedelta(hours=6)
 """How often at least each trigger is checked in a simulation (see the module docstring)."""
-
-"""The engine's log record of an email the budget skipped: the only trace a skip leaves."""
 
 
 @dataclasses.dataclass(frozen=True)

@@ -1,11 +1,15 @@
 """Who each trigger enrols, and with what context: one function per trigger type.
 
 A trigger yields candidates: a member, an occurrence number and the context the trigger
-recorded. The occurrence tells passes of one journey apart: a birthday is one occurrence per
-local year, a schedule one per run, a silence one per last activity, a milestone one per
-threshold; simple triggers (joined, answered) have a single occurrence, 1. The engine keeps one
-enrollment per (journey, member, occurrence), applies the re-entry policy, consent, suppression
-and the audience, and never enrols a member already in the journey.
+recorded, a typed ``TriggerContext`` (one class per trigger kind, defined beside the function
+that produces it, with the sample that template validation and ``nurture preview`` use; see
+``TRIGGER_CONTEXTS`` and ``trigger_sample``).
+
+The occurrence tells passes of one journey apart: a birthday is one occurrence per local year,
+a schedule one per run, a silence one per last activity, a milestone one per threshold; simple
+triggers (joined, answered) have a single occurrence, 1. The engine keeps one enrollment per
+(journey, member, occurrence), applies the re-entry policy, consent, suppression and the
+audience, and never enrols a member already in the journey.
 
 Every function reads ``now`` and nothing else of the clock; nothing after ``now`` counts.
 """
@@ -18,9 +22,10 @@ import functools
 import zlib
 import zoneinfo
 from collections import Counter, defaultdict
-from typing import Any
+from typing import Annotated, Any, ClassVar, Self
 
 from cronsim import CronSim
+from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
 from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
@@ -53,10 +58,24 @@ from nurture.storage.models import (
 
 __all__ = [
     "ENGAGEMENT_TYPES",
+    "TRIGGER_CONTEXTS",
+    "ActivityContext",
+    "AnniversaryContext",
     "Candidate",
+    "ContentGapContext",
+    "InactivityContext",
+    "MemberJoinedContext",
+    "MilestoneContext",
+    "QuestionnaireAnsweredContext",
+    "RecordedActivity",
+    "ScheduleContext",
+    "SegmentEnteredContext",
+    "SegmentLeftContext",
+    "TriggerContext",
     "local_zone",
     "topic_coverage",
     "trigger_candidates",
+    "trigger_sample",
 ]
 
 ENGAGEMENT_TYPES = ("post", "comment", "event_attended", "content_view", "email_click")
@@ -65,6 +84,32 @@ ENGAGEMENT_TYPES = ("post", "comment", "event_attended", "content_view", "email_
 _BATCH = 1000
 _MILESTONE_GRACE = dt.timedelta(days=1)
 """How long after a milestone is reached members who could not be enrolled yet still are."""
+
+
+IsoDateTime = Annotated[dt.datetime, PlainSerializer(dt.datetime.isoformat, when_used="json")]
+"""A moment, stored as ISO 8601 text exactly as ``datetime.isoformat`` writes it."""
+
+
+class TriggerContext(BaseModel):
+    """What a trigger records when it enrols a member: ``trigger`` in conditions and templates.
+
+    One subclass per trigger kind (``kind``); its stored form (``to_stored``) is the
+    enrollment's ``context`` and every message's ``trigger``. ``sample`` gives realistic values,
+    for template validation and for previews of a member the journey never enrolled.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    kind: ClassVar[str]
+
+    @classmethod
+    def sample(cls) -> Self:
+        """A realistic context of this kind (the class's values for template checks)."""
+        return cls()
+
+    def to_stored(self) -> dict[str, Any]:
+        """The context as stored and shown to templates: JSON values, moments in ISO 8601."""
+        return self.model_dump(mode="json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -79,7 +124,7 @@ class Candidate:
 
     member_id: int
     occurrence: int = 1
-    context: dict[str, Any] = dataclasses.field(default_factory=dict)
+    context: TriggerContext = dataclasses.field(kw_only=True)
 
 
 @functools.lru_cache(maxsize=512)
@@ -94,10 +139,6 @@ def local_zone(name: str | None) -> dt.tzinfo:
 def _minutes(moment: dt.datetime) -> int:
     """A time as whole minutes since the epoch: an occurrence number that fits 32 bits."""
     return int(moment.timestamp() // 60)
-
-
-def _iso(moment: dt.datetime | None) -> str | None:
-    return moment.isoformat() if moment is not None else None
 
 
 def _not_enrolled(journey_key: str, occurrence: int = 1) -> ColumnElement[bool]:
@@ -131,6 +172,12 @@ def trigger_candidates(
     raise TypeError(f"no candidates for trigger {type(trigger).__name__}")
 
 
+class MemberJoinedContext(TriggerContext):
+    """``member_joined`` records nothing: the member is the news."""
+
+    kind: ClassVar[str] = "member_joined"
+
+
 @trigger_candidates.register
 def _member_joined(
     trigger: MemberJoinedTrigger, session: Session, now: dt.datetime, journey_key: str
@@ -138,7 +185,17 @@ def _member_joined(
     query = select(Member.id).where(Member.joined_at <= now, _not_enrolled(journey_key))
     if trigger.within_days is not None:
         query = query.where(Member.joined_at >= now - dt.timedelta(days=trigger.within_days))
-    return [Candidate(member_id) for member_id in session.scalars(query.order_by(Member.id))]
+    context = MemberJoinedContext()
+    return [
+        Candidate(member_id, context=context)
+        for member_id in session.scalars(query.order_by(Member.id))
+    ]
+
+
+class QuestionnaireAnsweredContext(TriggerContext):
+    """``questionnaire_answered`` records nothing: templates read the answers themselves."""
+
+    kind: ClassVar[str] = "questionnaire_answered"
 
 
 @trigger_candidates.register
@@ -151,7 +208,36 @@ def _questionnaire_answered(
             Answer.answered_at >= now - dt.timedelta(days=trigger.within_days)
         )
     query = select(Member.id).where(exists(answered), _not_enrolled(journey_key))
-    return [Candidate(member_id) for member_id in session.scalars(query.order_by(Member.id))]
+    context = QuestionnaireAnsweredContext()
+    return [
+        Candidate(member_id, context=context)
+        for member_id in session.scalars(query.order_by(Member.id))
+    ]
+
+
+class SegmentEnteredContext(TriggerContext):
+    """What ``segment_entered`` records: the segment and when the member entered it."""
+
+    kind: ClassVar[str] = "segment_entered"
+
+    segment: str = Field(description="The segment's key.")
+    segment_label: str = Field(description="Its label (the key when it has none).")
+    at: IsoDateTime = Field(description="When the member entered it.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """Event organisers, entered on 28 October 2026."""
+        return cls(
+            segment="organisers",
+            segment_label="Event organisers",
+            at=dt.datetime(2026, 10, 28, 9, 0, tzinfo=dt.UTC),
+        )
+
+
+class SegmentLeftContext(SegmentEnteredContext):
+    """What ``segment_left`` records: the segment and when the member left it (``at``)."""
+
+    kind: ClassVar[str] = "segment_left"
 
 
 def _segment_labels(session: Session, key: str) -> str:
@@ -174,7 +260,9 @@ def _segment_entered(
         Candidate(
             entry.member_id,
             _minutes(entry.entered_at),
-            {"segment": trigger.segment, "segment_label": label, "at": _iso(entry.entered_at)},
+            context=SegmentEnteredContext(
+                segment=trigger.segment, segment_label=label, at=entry.entered_at
+            ),
         )
         for entry in sorted(entries, key=lambda entry: entry.member_id)
         if entry.entered_at + hold <= now
@@ -202,10 +290,25 @@ def _segment_left(
         Candidate(
             member_id,
             _minutes(left_at),
-            {"segment": trigger.segment, "segment_label": label, "at": _iso(left_at)},
+            context=SegmentLeftContext(segment=trigger.segment, segment_label=label, at=left_at),
         )
         for member_id, left_at in rows
     ]
+
+
+class AnniversaryContext(TriggerContext):
+    """What ``anniversary`` records: which date, how many years, and the day it falls on."""
+
+    kind: ClassVar[str] = "anniversary"
+
+    date: str = Field(description="The trigger's date: birthday, joined_at or attributes.<name>.")
+    years: int = Field(description="Years since that date (never shown: no ages in emails).")
+    on: dt.date = Field(description="The anniversary's day in the member's time zone.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """A birthday on 1 November 2026."""
+        return cls(date="birthday", years=3, on=dt.date(2026, 11, 1))
 
 
 def _anniversary_in(year: int, date: dt.date) -> dt.date:
@@ -258,9 +361,45 @@ def _anniversary(
         if years < 1 and trigger.date != "birthday":
             continue
         if _anniversary_in(local.year, date) == local.date() and local.hour >= trigger.hour:
-            context = {"date": trigger.date, "years": years, "on": local.date().isoformat()}
-            candidates.append(Candidate(member_id, local.year, context))
+            context = AnniversaryContext(date=trigger.date, years=years, on=local.date())
+            candidates.append(Candidate(member_id, local.year, context=context))
     return candidates
+
+
+class RecordedActivity(BaseModel):
+    """The activity event that fired an ``activity`` trigger (the Nth of its types)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: str = Field(description="The event type (post, comment, event_attended...).")
+    occurred_at: IsoDateTime | None = Field(description="When it happened.")
+    content_key: str | None = Field(description="The content item it was about, if any.")
+    properties: dict[str, Any] = Field(description="What the import gave (title, excerpt...).")
+    count: int = Field(description="Its rank among the member's events of those types.")
+
+
+class ActivityContext(TriggerContext):
+    """What ``activity`` records: the event, as ``trigger.event``."""
+
+    kind: ClassVar[str] = "activity"
+
+    event: RecordedActivity
+
+    @classmethod
+    def sample(cls) -> Self:
+        """A first post with a title (markup included, to check escaping) and an excerpt."""
+        return cls(
+            event=RecordedActivity(
+                type="post",
+                occurred_at=dt.datetime(2026, 10, 31, 16, 20, tzinfo=dt.UTC),
+                content_key=None,
+                properties={
+                    "title": "Our first meetup: 40 people & <b>a lot</b> of pizza",
+                    "excerpt": "We did not expect so many of you. Here is what we learnt.",
+                },
+                count=1,
+            )
+        )
 
 
 @trigger_candidates.register
@@ -301,16 +440,15 @@ def _activity(
         for member_id, event in sorted(nth.items()):
             if event.occurred_at < since:
                 continue
-            context = {
-                "event": {
-                    "type": event.type,
-                    "occurred_at": _iso(event.occurred_at),
-                    "content_key": event.content_key,
-                    "properties": dict(event.properties or {}),
-                    "count": trigger.count,
-                }
-            }
-            candidates.append(Candidate(member_id, trigger.count, context))
+            recorded = RecordedActivity(
+                type=event.type,
+                occurred_at=event.occurred_at,
+                content_key=event.content_key,
+                properties=dict(event.properties or {}),
+                count=trigger.count,
+            )
+            context = ActivityContext(event=recorded)
+            candidates.append(Candidate(member_id, trigger.count, context=context))
     return candidates
 
 
@@ -318,6 +456,20 @@ def _properties_match(properties: Any, wanted: dict[str, Any]) -> bool:
     if not isinstance(properties, dict):
         return False
     return all(properties.get(key) == value for key, value in wanted.items())
+
+
+class InactivityContext(TriggerContext):
+    """What ``inactivity`` records: the silence's length and the last activity."""
+
+    kind: ClassVar[str] = "inactivity"
+
+    days: int = Field(description="The trigger's number of silent days.")
+    last_active_at: IsoDateTime | None = Field(description="The last activity; None: never.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """Sixty silent days by a member who never did anything."""
+        return cls(days=60, last_active_at=None)
 
 
 @trigger_candidates.register
@@ -347,9 +499,24 @@ def _inactivity(
         reference = last if last is not None else joined_at
         if reference > cutoff:
             continue
-        context = {"days": trigger.days, "last_active_at": _iso(last)}
-        candidates.append(Candidate(member_id, int(reference.timestamp() // 86400), context))
+        context = InactivityContext(days=trigger.days, last_active_at=last)
+        occurrence = int(reference.timestamp() // 86400)
+        candidates.append(Candidate(member_id, occurrence, context=context))
     return candidates
+
+
+class MilestoneContext(TriggerContext):
+    """What ``community_milestone`` records: the threshold and the count when it was reached."""
+
+    kind: ClassVar[str] = "community_milestone"
+
+    threshold: int = Field(description="The community size celebrated (1000).")
+    member_count: int = Field(description="The member count when it was reached.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """A thousand members, reached at 1,004."""
+        return cls(threshold=1000, member_count=1004)
 
 
 @trigger_candidates.register
@@ -376,14 +543,31 @@ def _milestone(
         row = recorded[threshold]
         if not row.celebrated or not (row.reached_at <= now < row.reached_at + _MILESTONE_GRACE):
             continue
-        context = {"threshold": threshold, "member_count": row.member_count}
+        context = MilestoneContext(threshold=threshold, member_count=row.member_count)
         members = session.scalars(
             select(Member.id)
             .where(Member.joined_at <= row.reached_at, _not_enrolled(journey_key, threshold))
             .order_by(Member.id)
         )
-        candidates += [Candidate(member_id, threshold, context) for member_id in members]
+        candidates += [Candidate(member_id, threshold, context=context) for member_id in members]
     return candidates
+
+
+class ScheduleContext(TriggerContext):
+    """What ``schedule`` records: this run and the one before (the period it covers)."""
+
+    kind: ClassVar[str] = "schedule"
+
+    run_at: IsoDateTime = Field(description="The scheduled run (names the month of a digest).")
+    period_start: IsoDateTime = Field(description="The previous scheduled run.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """The run of 1 November 2026, after the one of 1 October."""
+        return cls(
+            run_at=dt.datetime(2026, 11, 1, 8, 0, tzinfo=dt.UTC),
+            period_start=dt.datetime(2026, 10, 1, 8, 0, tzinfo=dt.UTC),
+        )
 
 
 @trigger_candidates.register
@@ -402,9 +586,9 @@ def _schedule(
     )
     if trigger.audience == "joined_since_previous":
         query = query.where(Member.joined_at > previous)
-    context = {"run_at": _iso(run_at), "period_start": _iso(previous)}
+    context = ScheduleContext(run_at=run_at, period_start=previous)
     return [
-        Candidate(member_id, occurrence, context)
+        Candidate(member_id, occurrence, context=context)
         for member_id in session.scalars(query.order_by(Member.id))
     ]
 
@@ -419,6 +603,21 @@ def topic_coverage(session: Session, now: dt.datetime) -> dict[str, set[str]]:
         for tag in tags or []:
             coverage[str(tag).strip().lower()].add(key)
     return coverage
+
+
+class ContentGapContext(TriggerContext):
+    """What ``content_gap`` records: the topic, how little covers it, how often the member came."""
+
+    kind: ClassVar[str] = "content_gap"
+
+    topic: str = Field(description="The topic: a library tag, lower case.")
+    item_count: int = Field(description="How many live items carry it (0, 1, a few).")
+    engagements: int = Field(description="The member's engagements with it in the window.")
+
+    @classmethod
+    def sample(cls) -> Self:
+        """Moderation, covered by one item, that drew the member seven times."""
+        return cls(topic="moderation", item_count=1, engagements=7)
 
 
 @trigger_candidates.register
@@ -462,6 +661,46 @@ def _content_gap(
         if not close:
             continue
         count, topic = min(close, key=lambda pair: (-pair[0], pair[1]))
-        context = {"topic": topic, "item_count": len(gaps[topic]), "engagements": count}
-        candidates.append(Candidate(member_id, zlib.crc32(topic.encode()) & 0x7FFFFFFF, context))
+        context = ContentGapContext(topic=topic, item_count=len(gaps[topic]), engagements=count)
+        occurrence = zlib.crc32(topic.encode()) & 0x7FFFFFFF
+        candidates.append(Candidate(member_id, occurrence, context=context))
     return candidates
+
+
+TRIGGER_CONTEXTS: dict[str, type[TriggerContext]] = {
+    context.kind: context
+    for context in (
+        MemberJoinedContext,
+        QuestionnaireAnsweredContext,
+        SegmentEnteredContext,
+        SegmentLeftContext,
+        AnniversaryContext,
+        ActivityContext,
+        InactivityContext,
+        MilestoneContext,
+        ScheduleContext,
+        ContentGapContext,
+    )
+}
+"""The context class of each trigger kind (the keys of ``models.TRIGGER_KINDS``)."""
+
+
+def trigger_sample(kind: str) -> TriggerContext:
+    """A realistic context of a trigger kind, as template validation and previews use it.
+
+    Args:
+        kind: A trigger kind (``activity``, ``community_milestone``...).
+
+    Returns:
+        The kind's sample context (``to_stored()`` gives what templates see as ``trigger``).
+
+    Raises:
+        KeyError: No trigger has that kind.
+    """
+    try:
+        context = TRIGGER_CONTEXTS[kind]
+    except KeyError:
+        raise KeyError(
+            f"no trigger kind {kind!r}; expected one of: {', '.join(TRIGGER_CONTEXTS)}"
+        ) from None
+    return context.sample()

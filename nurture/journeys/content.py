@@ -1,0 +1,453 @@
+"""What a journey email holds: its named slots, its content picks, the trigger, what was sent.
+
+A send step asks for content in two ways: named ``slots`` (the next welcome event...) and
+``content`` (the template's ``items``). ``ContentPicker`` fills them in one order, for the
+journey engine and ``nurture preview`` alike, so a preview shows what the engine would queue
+for the same member at the same moment:
+
+1. the slots first, in the order the step names them, then ``content``;
+2. only items in the email's language (the member's language reduced to a supported one,
+   ``resolve_language``): a slot with nothing suitable stays empty, and the template says so;
+3. never an item already sent to the member (``sent_item_keys``), nor one an earlier slot or
+   pick of the same email took.
+
+``MessageContext`` is what a ``Message`` row stores (``Message.context``, JSON) and what its
+templates see: ``items``, ``slots``, ``trigger`` and ``questionnaire_answered``. The items a
+member was already sent are read from stored contexts in one way only,
+``MessageContext.item_keys_of``, by the engine, by previews and by matching.
+
+Nothing here reads the clock: the picker is given ``now``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from typing import Annotated, Any, Protocol
+
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.delivery.rendering import resolve_language
+from nurture.journeys.models import ContentSlot
+from nurture.storage.models import Answer, ContentItem, Message, MessageStatus
+
+__all__ = [
+    "ContentPick",
+    "ContentPicker",
+    "MessageContext",
+    "PickContent",
+    "members_who_answered",
+    "recommended_content",
+    "sent_item_keys",
+    "upcoming_content",
+    "upcoming_events",
+]
+
+
+def _text(value: Any) -> Any:
+    """None (a column left empty) as an empty text."""
+    return "" if value is None else value
+
+
+def _moment(value: Any) -> Any:
+    """A date or datetime as ISO 8601 text, as stored in JSON."""
+    return value.isoformat() if isinstance(value, dt.date) else value
+
+
+Text = Annotated[str, BeforeValidator(_text)]
+
+
+class ContentPick(BaseModel):
+    """One content item of an email, as stored in its message and shown by its template.
+
+    Attributes:
+        key: The content item's key.
+        title: Its title.
+        url: Where it lives.
+        kind: article, event, webinar, masterclass, discussion...
+        summary: Its short summary.
+        language: The language it is written in (None: not said).
+        reason: Why it was picked, in the member's language (empty for upcoming events).
+        event_start: When the event starts (ISO 8601), for events.
+        score: The ranking score of a recommendation (None for upcoming events).
+    """
+
+    model_config = ConfigDict(extra="ignore", frozen=True)
+
+    key: str = Field(min_length=1)
+    title: Text = ""
+    url: Text = ""
+    kind: Text = ""
+    summary: Text = ""
+    language: str | None = None
+    reason: Text = ""
+    event_start: Annotated[str | None, BeforeValidator(_moment)] = None
+    score: float | None = None
+
+    @classmethod
+    def from_item(cls, item: Any) -> ContentPick:
+        """A pick from what a picker returns: a mapping, a dataclass or a ``ContentPick``.
+
+        Args:
+            item: The item; keys other than the fields are dropped.
+
+        Returns:
+            The pick.
+        """
+        if isinstance(item, ContentPick):
+            return item
+        if dataclasses.is_dataclass(item) and not isinstance(item, type):
+            item = dataclasses.asdict(item)
+        return cls.model_validate(item)
+
+    @classmethod
+    def from_content_item(cls, item: ContentItem, reason: str = "") -> ContentPick:
+        """A pick of a library item (an upcoming event), with the reason it was picked."""
+        return cls(
+            key=item.key,
+            title=item.title,
+            url=item.url,
+            kind=item.kind,
+            summary=item.summary,
+            language=item.language,
+            reason=reason,
+            event_start=item.event_start,
+        )
+
+
+class MessageContext(BaseModel):
+    """What a queued message stores (``Message.context``) and hands to its templates.
+
+    Attributes:
+        items: The send step's ``content`` picks, best first.
+        slots: The send step's named slots, ``{name: [picks]}``; an empty list when nothing
+            suitable was found.
+        trigger: What the journey's trigger recorded when the member entered (the stored form
+            of its ``TriggerContext``, see ``nurture.journeys.triggers.TRIGGER_CONTEXTS``).
+        questionnaire_answered: Whether the member answered the questionnaire.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    items: list[ContentPick] = Field(default_factory=list)
+    slots: dict[str, list[ContentPick]] = Field(default_factory=dict)
+    trigger: dict[str, Any] = Field(default_factory=dict)
+    questionnaire_answered: bool = False
+
+    def to_stored(self) -> dict[str, Any]:
+        """The context as ``Message.context`` holds it (JSON values), and templates see it."""
+        return self.model_dump(mode="json")
+
+    @staticmethod
+    def item_keys_of(stored: Any) -> set[str]:
+        """The keys of the content items a stored message context lists (items and slots).
+
+        The one reader of "items already sent". It takes rows written by any version: a
+        context that is not a mapping lists nothing, an entry may be a key or an item with a
+        ``key``, and anything else is skipped.
+
+        Args:
+            stored: A ``Message.context`` value.
+
+        Returns:
+            The content keys it lists.
+        """
+        if not isinstance(stored, Mapping):
+            return set()
+        slots = stored.get("slots")
+        lists = [stored.get("items"), *(slots.values() if isinstance(slots, Mapping) else ())]
+        keys: set[str] = set()
+        for listed in lists:
+            if isinstance(listed, Mapping):
+                listed = list(listed.values())
+            for entry in listed if isinstance(listed, list | tuple) else ():
+                key = entry.get("key") if isinstance(entry, Mapping) else entry
+                if isinstance(key, str) and key:
+                    keys.add(key)
+        return keys
+
+
+class PickContent(Protocol):
+    """Picks content items for one member's message.
+
+    Called as ``pick_content(session, member_id, count, kinds, exclude_keys)``; returns at most
+    ``count`` items (mappings with ``key``, ``title``, ``url``, ``kind``, ``summary``,
+    ``language``, ``reason``..., dataclasses or ``ContentPick``), of the given kinds when
+    ``kinds`` is not None, never one whose ``key`` is in ``exclude_keys``.
+    """
+
+    def __call__(
+        self,
+        session: Session,
+        member_id: int,
+        count: int,
+        kinds: list[str] | None,
+        exclude_keys: frozenset[str],
+    ) -> Sequence[Any]:
+        """Content items for the member, best first."""
+        ...
+
+
+def sent_item_keys(
+    session: Session,
+    member_ids: Collection[int],
+    *,
+    statuses: Collection[MessageStatus] | None = None,
+) -> dict[int, set[str]]:
+    """The content keys already in each member's messages, of any journey.
+
+    Args:
+        session: The database session.
+        member_ids: The members.
+        statuses: Only messages in these statuses; None: every message (queued ones too).
+
+    Returns:
+        ``{member id: keys}``; a member with none is absent.
+    """
+    sent: dict[int, set[str]] = defaultdict(set)
+    if not member_ids:
+        return sent
+    query = select(Message.member_id, Message.context).where(
+        Message.member_id.in_(sorted(set(member_ids)))
+    )
+    if statuses is not None:
+        query = query.where(Message.status.in_(list(statuses)))
+    for member_id, stored in session.execute(query).tuples():
+        keys = MessageContext.item_keys_of(stored)
+        if keys:
+            sent[member_id].update(keys)
+    return sent
+
+
+def members_who_answered(session: Session, member_ids: Collection[int]) -> set[int]:
+    """Which of ``member_ids`` answered the questionnaire (at least one answer)."""
+    if not member_ids:
+        return set()
+    return set(
+        session.scalars(
+            select(Answer.member_id).where(Answer.member_id.in_(sorted(set(member_ids)))).distinct()
+        )
+    )
+
+
+def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
+    """The live content items with an event start after ``now``, soonest first.
+
+    Args:
+        session: The database session.
+        now: The current time.
+
+    Returns:
+        The events, in every language, soonest first (then by key).
+    """
+    query = select(ContentItem).where(
+        ContentItem.event_start.is_not(None),
+        ContentItem.event_start > now,
+        ContentItem.live_at(now),
+    )
+    with session.no_autoflush:
+        return list(session.scalars(query.order_by(ContentItem.event_start, ContentItem.key)))
+
+
+def upcoming_content(
+    session: Session,
+    language: str | None,
+    slot: ContentSlot,
+    exclude_keys: frozenset[str],
+    now: dt.datetime,
+    *,
+    events: Sequence[ContentItem] | None = None,
+) -> list[ContentPick]:
+    """Events not started yet for a slot (kinds, tags), soonest first, in one language only.
+
+    Args:
+        session: The database session.
+        language: The email's language (reduced with ``resolve_language``); only items in it.
+        slot: The slot (its ``count``, ``kinds`` and ``tags`` apply).
+        exclude_keys: Keys never to pick.
+        now: The current time.
+        events: The upcoming events (``upcoming_events``), when the caller already read them.
+
+    Returns:
+        Up to ``slot.count`` picks; none when no event in that language fits.
+    """
+    wanted = resolve_language(language)
+    found = [
+        item
+        for item in (events if events is not None else upcoming_events(session, now))
+        if item.key not in exclude_keys
+        and (not slot.kinds or item.kind in slot.kinds)
+        and _has_a_tag(item.tags, slot.tags)
+    ]
+    found.sort(key=lambda item: (item.language != wanted, item.event_start, item.key))
+    return [ContentPick.from_content_item(item) for item in found[: slot.count]]
+
+
+def recommended_content(
+    session: Session,
+    member_id: int,
+    count: int,
+    kinds: list[str] | None,
+    exclude_keys: frozenset[str],
+    *,
+    now: dt.datetime | None = None,
+) -> list[dict[str, Any]]:
+    """Pick content from the member's recommendations (``nurture.recommend``), best first.
+
+    Args:
+        session: The database session.
+        member_id: The member.
+        count: How many items at most.
+        kinds: Only items of these kinds, when given.
+        exclude_keys: Keys of items never to pick (already sent).
+        now: When given, items that expired or events that started since the ranking are left
+            out.
+
+    Returns:
+        Up to ``count`` items as JSON dicts (key, title, url, kind, summary, language, reason,
+        score, event_start).
+    """
+    from nurture.recommend import recommendations_for  # recommend imports this module
+
+    limit = count + len(exclude_keys) + (count * 5 if kinds else 0)
+    picked = []
+    for item in recommendations_for(session, member_id, limit, now=now):
+        if item.key in exclude_keys or (kinds and item.kind not in kinds):
+            continue
+        picked.append(ContentPick.from_item(item).model_dump(mode="json"))
+        if len(picked) == count:
+            break
+    return picked
+
+
+@dataclasses.dataclass
+class ContentPicker:
+    """Fills the content of emails at one moment (see the module docstring for the order).
+
+    One picker serves every email of an engine pass or a preview: it reads the upcoming events
+    and the library's tags once.
+
+    Attributes:
+        pick: Picks the member's recommended items (``recommended_content``, or a stand-in).
+        now: The moment the emails are filled at.
+    """
+
+    pick: PickContent
+    now: dt.datetime
+    _events: list[ContentItem] | None = dataclasses.field(default=None, repr=False)
+    _tags: dict[str, set[str]] | None = dataclasses.field(default=None, repr=False)
+
+    def message_context(
+        self,
+        session: Session,
+        *,
+        member_id: int,
+        language: str | None,
+        content: ContentSlot,
+        slots: Mapping[str, ContentSlot],
+        sent: set[str],
+        trigger: Mapping[str, Any] | None = None,
+        questionnaire_answered: bool = False,
+    ) -> MessageContext:
+        """The context of one email: its slots first, then its content picks.
+
+        Args:
+            session: The database session.
+            member_id: The member.
+            language: The member's language (or the one the email is shown in).
+            content: The send step's ``content``.
+            slots: The send step's named slots, in their order.
+            sent: Keys the member was already sent; the keys picked are added to it.
+            trigger: What the trigger recorded (the enrollment's context).
+            questionnaire_answered: Whether the member answered the questionnaire.
+
+        Returns:
+            The message context.
+        """
+        items = self.fill(session, member_id, language, content, sent)
+        filled: dict[str, list[ContentPick]] = {}
+        for name, slot in slots.items():
+            filled[name] = self.fill(session, member_id, language, slot, sent)
+        return MessageContext(
+            items=items,
+            slots=filled,
+            trigger=dict(trigger or {}),
+            questionnaire_answered=questionnaire_answered,
+        )
+
+    def fill(
+        self,
+        session: Session,
+        member_id: int,
+        language: str | None,
+        slot: ContentSlot,
+        sent: set[str],
+    ) -> list[ContentPick]:
+        """The picks of one slot in the email's language, none in ``sent``; adds them to it.
+
+        Args:
+            session: The database session.
+            member_id: The member.
+            language: The member's language (reduced with ``resolve_language``).
+            slot: The slot or the step's ``content``.
+            sent: Keys not to pick (already sent, or taken by this email); updated.
+
+        Returns:
+            Up to ``slot.count`` picks.
+        """
+        if not slot.count:
+            return []
+        exclude = frozenset(sent)
+        if slot.order == "upcoming":
+            events = self._upcoming_events(session)
+            picks = upcoming_content(session, language, slot, exclude, self.now, events=events)
+        else:
+            picks = self._recommended(session, member_id, resolve_language(language), slot, exclude)
+        picks = picks[: slot.count]
+        sent.update(pick.key for pick in picks)
+        return picks
+
+    def _recommended(
+        self,
+        session: Session,
+        member_id: int,
+        language: str,
+        slot: ContentSlot,
+        exclude: frozenset[str],
+    ) -> list[ContentPick]:
+        wanted = slot.count * 10 if slot.tags else slot.count
+        picked = self.pick(session, member_id, wanted, slot.kinds, exclude)
+        picks = [
+            pick
+            for pick in map(ContentPick.from_item, picked)
+            if pick.key not in exclude
+        ]
+        if slot.tags:
+            tags = self._library_tags(session)
+            picks = [pick for pick in picks if _has_a_tag(tags.get(pick.key), slot.tags)]
+        return picks
+
+    def _upcoming_events(self, session: Session) -> list[ContentItem]:
+        if self._events is None:
+            self._events = upcoming_events(session, self.now)
+        return self._events
+
+    def _library_tags(self, session: Session) -> dict[str, set[str]]:
+        if self._tags is None:
+            self._tags = {
+                key: {str(tag) for tag in tags or []}
+                for key, tags in session.execute(select(ContentItem.key, ContentItem.tags)).tuples()
+            }
+        return self._tags
+
+
+def _has_a_tag(tags: Iterable[Any] | None, wanted: Iterable[str] | None) -> bool:
+    """Whether ``tags`` share one with ``wanted`` (case ignored); any tags do without ``wanted``."""
+    if not wanted:
+        return True
+    lowered = {tag.lower() for tag in wanted}
+    return any(str(tag).lower() in lowered for tag in tags or ())

@@ -1,0 +1,238 @@
+"""Who enters a journey: the trigger's candidates that re-entry, consent and audience allow.
+
+``enrol_members`` takes a trigger's candidates (``trigger_candidates``) and keeps those the
+journey's re-entry policy and cooldown let in, whose consent and preferences allow the
+journey's category (unless it is transactional), whose address is not in the suppression list
+and for whom the journey's audience holds; it writes their enrollments, at the entry step, due
+at once. Exactly-once is held by the database: one enrollment per (journey, member,
+occurrence), written with ``INSERT ... ON CONFLICT DO NOTHING``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Collection, Sequence
+from typing import cast
+
+from sqlalchemy import Table, select
+from sqlalchemy.orm import Session
+
+from nurture.chunks import chunked
+from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
+from nurture.journeys.facts import ConditionFacts, condition_true
+from nurture.journeys.models import JourneyDefinition, parse_duration
+from nurture.journeys.triggers import Candidate, trigger_candidates
+from nurture.storage import insert_ignoring_conflicts
+from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member
+
+__all__ = ["consent_allows", "enrol_members", "member_rows"]
+
+logger = logging.getLogger(__name__)
+
+_HISTORY_CHUNK = 500
+"""Members whose past enrollments are read per query."""
+
+
+def enrol_members(
+    session: Session,
+    definition: JourneyDefinition,
+    journey: Journey,
+    now: dt.datetime,
+    *,
+    chunk_size: int,
+    suppression_salt: str | None = None,
+    member_ids: Collection[int] | None = None,
+    on_condition_error: Callable[[], None] | None = None,
+) -> int:
+    """Enrol the trigger's candidates that re-entry, consent, suppression and audience allow.
+
+    Members whose address is in the suppression list are left out, transactional journeys
+    included: an erased address that an import brings back is never enrolled again.
+
+    Args:
+        session: The database session; the caller commits.
+        definition: The journey.
+        journey: Its current version row (new enrollments start on it).
+        now: The current time: the trigger's moment and the enrollments' start.
+        chunk_size: Candidates checked and written per batch.
+        suppression_salt: Salt of the suppression list; None skips that check.
+        member_ids: Only these members; None: everyone.
+        on_condition_error: Called when the audience fails to evaluate for a member (taken as
+            false).
+
+    Returns:
+        How many enrollments were written.
+    """
+    candidates = [
+        candidate
+        for candidate in trigger_candidates(definition.trigger, session, now, definition.id)
+        if member_ids is None or candidate.member_id in member_ids
+    ]
+    if not candidates:
+        return 0
+    entry = definition.entry_step.id
+    enrolled = 0
+    for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
+        kept = _consenting(session, definition, chunk, suppression_salt)
+        if definition.audience and kept:
+            kept = _in_audience(
+                session, definition.id, definition.audience, kept, now, on_condition_error
+            )
+        rows = [
+            {
+                "journey_id": journey.id,
+                "journey_key": definition.id,
+                "member_id": candidate.member_id,
+                "occurrence": candidate.occurrence,
+                "state": EnrollmentState.ACTIVE,
+                "current_step": entry,
+                "next_action_at": now,
+                "enrolled_at": now,
+                "context": candidate.context.to_stored(),
+            }
+            for candidate in kept
+        ]
+        enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
+    if enrolled:
+        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
+    return enrolled
+
+
+def consent_allows(member: Member, definition: JourneyDefinition) -> bool:
+    """Whether a member's consent and preferences allow a marketing journey's emails.
+
+    Args:
+        member: The member.
+        definition: The journey (its category is what the preferences name).
+
+    Returns:
+        True when the member may get its emails (transactional journeys are not asked).
+    """
+    return consent_refusal(member, definition.category) is None
+
+
+def member_rows(session: Session, member_ids: Collection[int]) -> dict[int, Member]:
+    """The members of ``member_ids``, by id (one query)."""
+    return {
+        member.id: member
+        for member in session.scalars(select(Member).where(Member.id.in_(sorted(set(member_ids)))))
+    }
+
+
+@dataclasses.dataclass
+class _History:
+    active: bool = False
+    occurrences: set[int] = dataclasses.field(default_factory=set)
+    last_finished: dt.datetime | None = None
+
+
+def _reentry_allows(
+    session: Session,
+    definition: JourneyDefinition,
+    candidates: Sequence[Candidate],
+    now: dt.datetime,
+) -> list[Candidate]:
+    """The candidates the journey's re-entry policy and cooldown let in again (or first)."""
+    history = _enrollment_history(session, definition.id, [c.member_id for c in candidates])
+    cooldown = parse_duration(definition.cooldown) if definition.cooldown else None
+    allowed: list[Candidate] = []
+    for candidate in candidates:
+        past = history.get(candidate.member_id)
+        if past is not None:
+            if past.active or definition.reentry == "once":
+                continue
+            if candidate.occurrence in past.occurrences:
+                continue
+            if cooldown and past.last_finished and past.last_finished + cooldown > now:
+                continue
+        allowed.append(candidate)
+    return allowed
+
+
+def _consenting(
+    session: Session,
+    definition: JourneyDefinition,
+    chunk: Sequence[Candidate],
+    suppression_salt: str | None,
+) -> list[Candidate]:
+    """The candidates whose consent (unless transactional) and address allow the journey."""
+    members = member_rows(session, [candidate.member_id for candidate in chunk])
+    kept = [
+        candidate
+        for candidate in chunk
+        if candidate.member_id in members
+        and (definition.transactional or consent_allows(members[candidate.member_id], definition))
+    ]
+    addresses = [(c.member_id, members[c.member_id].email) for c in kept]
+    unsuppressed = set(_without_suppressed(session, addresses, suppression_salt))
+    return [candidate for candidate in kept if candidate.member_id in unsuppressed]
+
+
+def _in_audience(
+    session: Session,
+    journey_key: str,
+    audience: str,
+    candidates: Sequence[Candidate],
+    now: dt.datetime,
+    on_condition_error: Callable[[], None] | None,
+) -> list[Candidate]:
+    """The candidates for whom the journey's audience condition holds."""
+    facts = ConditionFacts(session, [candidate.member_id for candidate in candidates], now)
+    return [
+        candidate
+        for candidate in candidates
+        if condition_true(
+            audience,
+            facts.names(candidate.member_id, candidate.context.to_stored()),
+            journey_key=journey_key,
+            where="audience",
+            on_error=on_condition_error,
+        )
+    ]
+
+
+def _enrollment_history(
+    session: Session, journey_key: str, member_ids: Sequence[int]
+) -> dict[int, _History]:
+    """The past and current enrollments of some members in a journey (a query per chunk)."""
+    history: dict[int, _History] = defaultdict(_History)
+    for batch in chunked(sorted(set(member_ids)), _HISTORY_CHUNK):
+        rows = session.execute(
+            select(
+                Enrollment.member_id,
+                Enrollment.occurrence,
+                Enrollment.state,
+                Enrollment.finished_at,
+            ).where(Enrollment.journey_key == journey_key, Enrollment.member_id.in_(batch))
+        ).tuples()
+        for member_id, occurrence, state, finished_at in rows:
+            past = history[member_id]
+            past.occurrences.add(occurrence)
+            past.active = past.active or state == EnrollmentState.ACTIVE
+            if finished_at is not None and (
+                past.last_finished is None or finished_at > past.last_finished
+            ):
+                past.last_finished = finished_at
+    return history
+
+
+def _without_suppressed(
+    session: Session, candidates: Sequence[tuple[int, str]], suppression_salt: str | None
+) -> list[int]:
+    """Ids of the ``(id, email)`` candidates whose address is not in the suppression list."""
+    if suppression_salt is None or not candidates:
+        return [member_id for member_id, _ in candidates]
+    hashes = {
+        member_id: suppression_hash(email, suppression_salt) for member_id, email in candidates
+    }
+    suppressed = find_suppressed_hashes(session, hashes.values())
+    if suppressed:
+        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
+    return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
+
+
+def _enrollment_table() -> Table:
+    return cast(Table, Enrollment.__table__)
