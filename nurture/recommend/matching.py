@@ -10,7 +10,7 @@ consumed and when, items already sent); the ranker runs once over the whole chun
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Collection, Iterable, Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +20,7 @@ from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder, embed_texts_cached
+from nurture.journeys.content import sent_item_keys
 from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
@@ -46,7 +47,6 @@ from nurture.storage.models import (
     MatchRun,
     Member,
     MemberProfile,
-    Message,
     MessageStatus,
     Recommendation,
     Segment,
@@ -159,22 +159,6 @@ def start_match_run(
     session.add(run)
     session.flush()
     return run.id
-
-
-def _message_item_keys(context: Any) -> Iterable[str]:
-    """The content keys a message context lists under ``items`` (keys or dicts with a key)."""
-    if not isinstance(context, dict):
-        return ()
-    listed = context.get("items") or ()
-    if isinstance(listed, dict):
-        listed = list(listed.values())
-    keys = []
-    for entry in listed if isinstance(listed, list | tuple) else ():
-        if isinstance(entry, str):
-            keys.append(entry)
-        elif isinstance(entry, dict) and isinstance(entry.get("key"), str):
-            keys.append(entry["key"])
-    return keys
 
 
 @dataclass
@@ -305,12 +289,8 @@ def _load_chunk(
         shape=(m, n),
     )
 
-    for member_id, context in session.execute(
-        select(Message.member_id, Message.context).where(
-            Message.member_id.in_(ids), Message.status.in_(_DELIVERED_STATUSES)
-        )
-    ):
-        for key in _message_item_keys(context):
+    for member_id, keys in sent_item_keys(session, ids, statuses=_DELIVERED_STATUSES).items():
+        for key in keys:
             column = column_of.get(key)
             if column is not None:
                 excluded[row_of[member_id], column] = True
