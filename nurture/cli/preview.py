@@ -54,7 +54,7 @@ from nurture.rights import find_members
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member, open_session
 
-__all__ = ["preview", "register", "render_preview_page"]
+__all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -153,29 +153,41 @@ def _find_source(
     return _Source(journey, step)
 
 
-def _message_context(
-    session: Session, member: Member, language: str, source: _Source, now: dt.datetime
+def preview_message_context(
+    session: Session,
+    member: Member,
+    language: str,
+    journey: JourneyDefinition | None,
+    step: SendStep | None,
+    now: dt.datetime,
 ) -> MessageContext:
-    """The message context the engine would queue for the member now, as the preview shows it.
+    """The message context the journey engine would queue for a member at ``now``.
 
     The content is filled by the engine's own ``ContentPicker`` (slots first, in ``language``,
     nothing already sent to the member); ``trigger`` is what the member's last enrollment in the
-    journey recorded, else the sample of the journey's trigger kind.
+    journey recorded, else the sample of the journey's trigger kind. Nothing is written.
+
+    Args:
+        session: The database session.
+        member: The member.
+        language: The language the email is shown in (the member's, or the one asked for).
+        journey: The journey whose send step is previewed; None: no journey sends the template.
+        step: That send step; None: ``DEFAULT_ITEM_COUNT`` recommended items and no slots.
+        now: The moment of the preview.
+
+    Returns:
+        The context, as the engine would store it in the message.
     """
-    step = source.step
     picker = ContentPicker(functools.partial(recommended_content, now=now), now)
     trigger: dict[str, Any] = {}
-    if source.journey is not None:
+    if journey is not None:
         recorded = session.scalar(
             select(Enrollment.context)
-            .where(
-                Enrollment.member_id == member.id,
-                Enrollment.journey_key == source.journey.id,
-            )
+            .where(Enrollment.member_id == member.id, Enrollment.journey_key == journey.id)
             .order_by(Enrollment.occurrence.desc())
             .limit(1)
         )
-        trigger = dict(recorded or trigger_sample(source.journey.trigger.type).to_stored())
+        trigger = dict(recorded or trigger_sample(journey.trigger.type).to_stored())
     return picker.message_context(
         session,
         member_id=member.id,
@@ -371,7 +383,9 @@ def preview(
             raise MemberNotFoundError(f"no member with email {member.strip()}")
         recipient = found[0]
         lang = language or resolve_language(recipient.language)
-        context = _message_context(session, recipient, lang, source, now)
+        context = preview_message_context(
+            session, recipient, lang, source.journey, source.step, now
+        )
         shown = SimpleNamespace(
             id=recipient.id,
             email=recipient.email,

@@ -18,7 +18,8 @@ Every template sees:
 ``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` (footer, labels, kinds);
 **fields)``               ``fields`` fill its ``{placeholders}``
 ``items``                 the recommended items: ``key``, ``title``, ``url``, ``kind``,
-                          ``summary``, ``reason``... (from ``Message.context``)
+                          ``summary``, ``reason``... (from ``Message.context``; ``[]``
+                          when it has none)
 ``community_name``        ``Settings.community_name``
 ``unsubscribe_url``       one-click unsubscribe link (signed token)
 ``preferences_url``       preference page link (same signed token)
@@ -26,6 +27,11 @@ Every template sees:
 anything else             every key of ``shared_context`` (``questionnaire_url``) and of
                           ``Message.context`` (``slots``, ``trigger``...)
 ========================  ==================================================================
+
+``Message.context`` is what the journey engine stored: the JSON form of a
+``nurture.journeys.content.MessageContext`` (``items``, ``slots``, ``trigger``,
+``questionnaire_answered``), which ``nurture preview`` builds the same way; a message written
+by hand may hold other keys, and templates see them too.
 
 Language: shared strings (layout, partials) come from ``t``; the body copy of each email
 branches on ``lang`` (``{% if lang == "fr" %}...{% else %}...{% endif %}``) so a marketer

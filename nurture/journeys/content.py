@@ -280,10 +280,10 @@ def upcoming_content(
         item
         for item in (events if events is not None else upcoming_events(session, now))
         if item.key not in exclude_keys
+        and item.language == wanted
         and (not slot.kinds or item.kind in slot.kinds)
         and _has_a_tag(item.tags, slot.tags)
     ]
-    found.sort(key=lambda item: (item.language != wanted, item.event_start, item.key))
     return [ContentPick.from_content_item(item) for item in found[: slot.count]]
 
 
@@ -368,10 +368,10 @@ class ContentPicker:
         Returns:
             The message context.
         """
-        items = self.fill(session, member_id, language, content, sent)
         filled: dict[str, list[ContentPick]] = {}
         for name, slot in slots.items():
             filled[name] = self.fill(session, member_id, language, slot, sent)
+        items = self.fill(session, member_id, language, content, sent)
         return MessageContext(
             items=items,
             slots=filled,
@@ -424,7 +424,7 @@ class ContentPicker:
         picks = [
             pick
             for pick in map(ContentPick.from_item, picked)
-            if pick.key not in exclude
+            if pick.key not in exclude and pick.language in (None, language)
         ]
         if slot.tags:
             tags = self._library_tags(session)

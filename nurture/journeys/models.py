@@ -441,7 +441,8 @@ class ContentSlot(_Model):
         title="Order",
         description=(
             "recommended: the member's recommendations, best first; upcoming: events that "
-            "have not started yet, soonest first, in the member's language when there is one."
+            "have not started yet, soonest first. Either way, only items in the email's "
+            "language."
         ),
     )
 
@@ -494,13 +495,14 @@ class SendStep(_Model):
     content: ContentSlot = Field(
         default_factory=ContentSlot,
         title="Content",
-        description="Content items picked for the member, given to the template as items "
-        "(never one they were already sent).",
+        description="Content items picked for the member, given to the template as items, "
+        "after the named slots (never one they were already sent or a slot took).",
     )
     slots: dict[Identifier, ContentSlot] = Field(
         default_factory=dict,
         title="Named slots",
-        description="More content, given to the template as slots.<name>, e.g. "
+        description="More content, given to the template as slots.<name> and filled first, "
+        "in this order; a slot with nothing suitable is an empty list. E.g. "
         "welcome_event: {kinds: [event], tags: [welcome event], order: upcoming, count: 1}.",
     )
     over_budget: Literal["wait", "skip"] | None = Field(

@@ -163,10 +163,40 @@ def test_preview_writes_a_page_with_subject_html_and_text(workspace: list[str]) 
 def test_preview_in_the_members_language_or_the_one_asked_for(workspace: list[str]) -> None:
     _, page = _preview(workspace, "welcome", "--member", "camille@example.org")
     assert "Bonjour Camille," in _text_part(page)
+    # The only welcome event is in English: a French email leaves its slot empty and says so.
+    assert WELCOME_EVENT not in page
+    assert "La date du prochain n'est pas encore fixée" in _text_part(page)
     assert "Bienvenue dans Example Community, Camille !" in page
     output, page = _preview(workspace, "welcome", "--member", "ada@example.org", "--language", "fr")
     assert "Bonjour Ada," in _text_part(page)
     assert "welcome-fr-1.html" in output
+
+
+def test_preview_leaves_out_what_the_member_was_already_sent(
+    workspace: list[str], tmp_path: Path
+) -> None:
+    settings = pipeline.settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
+    with session_scope(pipeline.prepare_database(settings)) as session:
+        ada = session.scalars(select(Member).where(Member.email == "ada@example.org")).one()
+        enrollment = session.scalars(select(Enrollment)).one()
+        session.add(
+            Message(
+                enrollment_id=enrollment.id,
+                step_id="send_thanks",
+                member_id=ada.id,
+                journey_key="first_contribution",
+                template="first_contribution",
+                subject="Thanks",
+                scheduled_at=NOW,
+                context={"items": [{"key": "b2b"}], "slots": {}},
+            )
+        )
+    _, page = _preview(workspace, "welcome", "--member", "ada@example.org")
+    text = _text_part(page)
+    assert "Grow a B2B community" not in text
+    assert "Moderation without burnout" in text and "Onboarding checklists" in text
+    assert "Animer une communauté" not in text  # a French item is never in an English email
+    assert WELCOME_EVENT in text
 
 
 def test_preview_reads_what_the_trigger_recorded_or_a_sample(workspace: list[str]) -> None:

@@ -293,7 +293,7 @@ def test_welcome_invites_to_the_next_welcome_event_from_its_slot(journeys) -> No
     empty = _renderer().render_message(
         _message(journey, step, _empty_context(step)), _member("en"), now=NOW
     )
-    assert "Your invitation is on its way." in empty.text
+    assert "The date of the next one is not set yet" in empty.text
 
 
 def test_milestone_content_invitation_and_digest_read_the_trigger(journeys) -> None:

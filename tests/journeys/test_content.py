@@ -1,0 +1,249 @@
+"""What a journey email holds: named slots first, in the member's language, never repeated.
+
+The engine and ``nurture preview`` fill emails through one ``ContentPicker``; these tests run
+both against a real database with real recommendations (``recommended_content``).
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from pathlib import Path
+from typing import Any
+
+import pytest
+from sqlalchemy.orm import Session
+
+from nurture.cli.preview import preview_message_context
+from nurture.delivery import TemplateRenderer
+from nurture.journeys import MessageContext, advance_journeys, load_journey, sent_item_keys
+from nurture.journeys.models import JourneyDefinition, SendStep
+from nurture.storage.models import (
+    ContentItem,
+    Enrollment,
+    Journey,
+    Member,
+    Message,
+    MessageStatus,
+    Recommendation,
+)
+from tests.journeys.engine_helpers import add_member, journey, messages, no_content, send
+
+ROOT = Path(__file__).resolve().parents[2]
+WELCOME = ROOT / "content" / "journeys" / "welcome.yaml"
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+JOINED = NOW - dt.timedelta(days=1)
+
+
+def _item(session: Session, key: str, kind: str = "article", language: str = "en", **values: Any):
+    item = ContentItem(
+        key=key,
+        title=f"Title of {key}",
+        url=f"https://example.org/{key}",
+        kind=kind,
+        language=language,
+        summary=f"About {key}.",
+        text_hash=key,
+        source_path=f"library/{key}.md",
+        **values,
+    )
+    session.add(item)
+    session.flush()
+    return item
+
+
+def _event(session: Session, key: str, language: str, days: int, tags: list[str]) -> ContentItem:
+    return _item(
+        session,
+        key,
+        kind="event",
+        language=language,
+        tags=tags,
+        event_start=NOW + dt.timedelta(days=days),
+    )
+
+
+def _recommend(session: Session, member: Member, items: list[ContentItem]) -> None:
+    for rank, item in enumerate(items, start=1):
+        session.add(
+            Recommendation(
+                member_id=member.id,
+                content_item_id=item.id,
+                rank=rank,
+                score=1 / rank,
+                reason=f"reason {rank}",
+            )
+        )
+    session.flush()
+
+
+def _sent_before(session: Session, member: Member, context: dict[str, Any]) -> None:
+    """A message the member already got from another journey."""
+    earlier = Journey(
+        key="earlier", version=1, definition_hash="h", definition={}, source_path="earlier.yaml"
+    )
+    session.add(earlier)
+    session.flush()
+    enrollment = Enrollment(journey_id=earlier.id, journey_key="earlier", member_id=member.id)
+    session.add(enrollment)
+    session.flush()
+    session.add(
+        Message(
+            enrollment_id=enrollment.id,
+            step_id="send",
+            member_id=member.id,
+            journey_key="earlier",
+            template="digest",
+            subject="Earlier",
+            scheduled_at=NOW - dt.timedelta(days=10),
+            status=MessageStatus.SENT,
+            context=context,
+        )
+    )
+    session.flush()
+
+
+def _keys(picks: list[dict[str, Any]]) -> list[str]:
+    return [pick["key"] for pick in picks]
+
+
+@pytest.fixture
+def welcome() -> JourneyDefinition:
+    return load_journey(WELCOME)
+
+
+def test_the_event_slot_comes_first_and_the_picks_never_repeat_it(
+    session: Session, welcome: JourneyDefinition
+) -> None:
+    english = _event(session, "welcome-evening", "en", 20, ["welcome event"])
+    # The French evening is sooner: it must not take the English member's slot.
+    _event(session, "soiree-accueil", "fr", 5, ["événement de bienvenue"])
+    articles = [_item(session, f"article-{n}") for n in range(5)]
+    ada = add_member(session, "ada@example.org", JOINED, language="en-GB")
+    _recommend(session, ada, [english, *articles])
+
+    advance_journeys(session, [welcome], NOW)
+
+    (message,) = messages(session)
+    assert _keys(message.context["slots"]["welcome_event"]) == ["welcome-evening"]
+    assert _keys(message.context["items"]) == ["article-0", "article-1", "article-2"]
+    assert message.context["items"][0]["reason"] == "reason 2"
+
+
+def test_no_event_in_the_members_language_leaves_the_slot_empty_and_the_email_says_so(
+    session: Session, welcome: JourneyDefinition
+) -> None:
+    _event(session, "welcome-evening", "en", 20, ["welcome event"])
+    camille = add_member(session, "camille@example.org", JOINED, language="fr")
+
+    advance_journeys(session, [welcome], NOW, no_content)
+
+    (message,) = messages(session)
+    assert message.context["slots"] == {"welcome_event": []}
+    renderer = TemplateRenderer(
+        ROOT / "content" / "templates",
+        community_name="Example Community",
+        public_base_url="https://community.example.org",
+        unsubscribe_secret="test-secret",
+    )
+    email = renderer.render_message(message, camille, now=NOW)
+    assert "La date du prochain n'est pas encore fixée" in email.text
+    assert "La date du prochain n'est pas encore fixée" in email.html
+    for part in (email.text, email.html):
+        assert "welcome-evening" not in part and "Title of" not in part
+
+
+def test_preview_and_engine_fill_the_same_email_for_the_same_member_and_moment(
+    session: Session,
+) -> None:
+    definition = journey(
+        {"type": "member_joined"},
+        send(
+            "hello",
+            "done",
+            content={"count": 3},
+            slots={
+                "next_event": {"kinds": ["event"], "order": "upcoming", "count": 1},
+                "guide": {"tags": ["Guide"], "count": 1},
+            },
+        ),
+        {"id": "done", "type": "exit"},
+        id="welcome_like",
+    )
+    step = definition.step("hello")
+    assert isinstance(step, SendStep)
+    first = _event(session, "meetup-november", "en", 3, [])
+    second = _event(session, "meetup-december", "en", 30, [])
+    french = _event(session, "rencontre", "fr", 2, [])
+    articles = [_item(session, f"article-{n}", tags=["guide"] if n == 3 else []) for n in range(6)]
+    french_articles = [_item(session, f"article-fr-{n}", language="fr") for n in range(4)]
+    ada = add_member(session, "ada@example.org", JOINED, language="en")
+    camille = add_member(session, "camille@example.org", JOINED, language="fr")
+    _recommend(session, ada, [second, *articles])
+    _recommend(session, camille, [french, *french_articles])
+    _sent_before(
+        session, ada, {"items": [{"key": "article-0"}], "slots": {"x": [{"key": first.key}]}}
+    )
+
+    previews = {
+        member.id: preview_message_context(session, member, lang, definition, step, NOW)
+        for member, lang in ((ada, "en"), (camille, "fr"))
+    }
+    advance_journeys(session, [definition], NOW)
+
+    queued = {message.member_id: message.context for message in messages(session, "welcome_like")}
+    assert queued == {member_id: context.to_stored() for member_id, context in previews.items()}
+    ada_context = queued[ada.id]
+    assert _keys(ada_context["slots"]["next_event"]) == ["meetup-december"]
+    assert _keys(ada_context["slots"]["guide"]) == ["article-3"]
+    assert _keys(ada_context["items"]) == ["article-1", "article-2", "article-4"]
+    camille_context = queued[camille.id]
+    assert _keys(camille_context["slots"]["next_event"]) == ["rencontre"]
+    assert camille_context["slots"]["guide"] == []
+    assert _keys(camille_context["items"]) == ["article-fr-0", "article-fr-1", "article-fr-2"]
+
+
+def test_items_already_sent_are_read_from_items_and_slots_of_any_stored_shape(
+    session: Session,
+) -> None:
+    ada = add_member(session, "ada@example.org", JOINED)
+    _sent_before(
+        session,
+        ada,
+        {
+            "items": [{"key": "a"}, "b", {"title": "no key"}, 7],
+            "slots": {"next": [{"key": "c"}], "broken": "d"},
+            "trigger": {"key": "not an item"},
+        },
+    )
+    assert sent_item_keys(session, [ada.id]) == {ada.id: {"a", "b", "c"}}
+    assert sent_item_keys(session, [ada.id], statuses=[MessageStatus.FAILED]) == {}
+    assert MessageContext.item_keys_of(None) == set()
+    assert MessageContext.item_keys_of({"items": {"first": {"key": "e"}}}) == {"e"}
+
+
+def test_a_message_context_stores_every_field_of_its_picks() -> None:
+    context = MessageContext.model_validate(
+        {
+            "items": [{"key": "a", "title": "A", "url": "https://x.test/a", "summary": None}],
+            "slots": {"next": [{"key": "e", "event_start": dt.datetime(2027, 1, 5, 17, 30)}]},
+            "trigger": {"threshold": 1000},
+        }
+    )
+    stored = context.to_stored()
+    assert stored["items"] == [
+        {
+            "key": "a",
+            "title": "A",
+            "url": "https://x.test/a",
+            "kind": "",
+            "summary": "",
+            "language": None,
+            "reason": "",
+            "event_start": None,
+            "score": None,
+        }
+    ]
+    assert stored["slots"]["next"][0]["event_start"] == "2027-01-05T17:30:00"
+    assert stored["trigger"] == {"threshold": 1000}
+    assert stored["questionnaire_answered"] is False
+    assert MessageContext.model_validate(stored) == context
