@@ -56,6 +56,7 @@ from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
     EnrollmentState,
+    Journey,
     Member,
     Message,
     MessageStatus,
@@ -212,16 +213,7 @@ def advance_journeys(
         on_hold=on_hold,
     )
     for definition in ordered:
-        run.counts.enrolled += enrol_members(
-            session,
-            definition,
-            journeys[definition.id],
-            now,
-            chunk_size=chunk_size,
-            suppression_salt=suppression_salt,
-            member_ids=run.member_ids,
-            on_condition_error=run.count_condition_error,
-        )
+        _enrol(session, definition, journeys[definition.id], run, suppression_salt)
     session.flush()
 
     versions: dict[int, JourneyDefinition] = {}
@@ -234,6 +226,26 @@ def advance_journeys(
     summary = JourneySummary(**dataclasses.asdict(run.counts))
     logger.info("journeys advanced at %s: %s", now.isoformat(), summary)
     return summary
+
+
+def _enrol(
+    session: Session,
+    definition: JourneyDefinition,
+    journey: Journey,
+    run: _Pass,
+    suppression_salt: str | None,
+) -> None:
+    """Enrol the members the journey's trigger yields (``enrol_members``) and count them."""
+    run.counts.enrolled += enrol_members(
+        session,
+        definition,
+        journey,
+        run.now,
+        chunk_size=run.chunk_size,
+        suppression_salt=suppression_salt,
+        member_ids=run.member_ids,
+        on_condition_error=run.count_condition_error,
+    )
 
 
 # --- goals ----------------------------------------------------------------------------------
