@@ -27,7 +27,7 @@ from rich.markup import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture import pipeline
+from nurture.cli.context import runtime_of, settings_of
 from nurture.delivery.rendering import (
     SAMPLE_TRIGGER_CONTEXTS,
     SUPPORTED_LANGUAGES,
@@ -41,8 +41,9 @@ from nurture.journeys import ContentSlot, JourneyDefinition, SendStep, load_jour
 from nurture.journeys import upcoming_content as find_upcoming_content
 from nurture.recommend import recommendations_for
 from nurture.rights import find_members
+from nurture.runtime import utc_now
 from nurture.settings import Settings
-from nurture.storage import Answer, Enrollment, Member, open_session
+from nurture.storage import Answer, Enrollment, Member
 
 __all__ = ["preview", "register", "render_preview_page"]
 
@@ -74,8 +75,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
+    return settings_of(ctx)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -352,8 +352,8 @@ def preview(
             f"and {template}.txt.j2 pair); available: {', '.join(available) or 'none'}"
         )
     source = _find_source(settings, template, journey, step)
-    now = pipeline.utc_now()
-    with open_session(pipeline.prepare_database(settings)) as session:
+    now = utc_now()
+    with runtime_of(ctx).open_session() as session:
         found = find_members(session, member)
         if not found:
             raise MemberNotFoundError(f"no member with email {member.strip()}")
