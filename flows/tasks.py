@@ -73,7 +73,7 @@ def _run_stage(
         return summary
     if stage.over.name not in listed:
         listed[stage.over.name] = single_task(stage.over.list_items)(settings, now)
-        logger.info(stage.over.says.format(count=len(listed[stage.over.name])))
+        logger.info("%s", stage.over.says.format(count=len(listed[stage.over.name])))
     items = listed[stage.over.name]
     started = single_task(stage.start)(settings, now) if stage.start is not None else {}
     each = chunk_task(stage.run)

@@ -163,7 +163,7 @@ def run_stage(
     listed = {} if listed is None else listed
     if stage.over.name not in listed:
         listed[stage.over.name] = stage.over.list_items(runtime, now)
-        logger.info(stage.over.says.format(count=len(listed[stage.over.name])))
+        logger.info("%s", stage.over.says.format(count=len(listed[stage.over.name])))
     items = listed[stage.over.name]
     started = plain(stage.start(runtime, now)) if stage.start is not None else {}
     summaries = []

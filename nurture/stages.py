@@ -51,6 +51,7 @@ from nurture.recommend import (
 )
 from nurture.runtime import Runtime, utc_now
 from nurture.segmentation import SegmentationSummary, segment_members
+from nurture.settings import Settings
 from nurture.storage import Member
 from nurture.workspace import ContentSyncSummary, sync_content_items
 
@@ -218,9 +219,9 @@ class PendingImport:
     path: Path
 
 
-def imports_dir(settings: Any) -> Path:
+def imports_dir(settings: Settings) -> Path:
     """The folder the nightly run imports files from: ``<data_dir>/imports``."""
-    return Path(settings.data_dir) / "imports"
+    return settings.data_dir / "imports"
 
 
 def _import_kind(name: str) -> ImportKind | None:
