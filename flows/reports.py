@@ -23,6 +23,7 @@ __all__ = [
     "MATCH_COVERAGE_KEY",
     "PUBLISHERS",
     "SEGMENTS_KEY",
+    "Publisher",
     "markdown_report",
     "publish_delivery",
     "publish_funnel",
