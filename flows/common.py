@@ -1,27 +1,32 @@
-"""What the flows share: settings overrides, the task runner, run names, summaries."""
+"""What the flows share: settings overrides, a runtime per task, the task runner, run names."""
 
 from __future__ import annotations
 
 import dataclasses
 import datetime as dt
 import json
-from collections.abc import Iterable, Mapping, Sequence
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
 from prefect import Flow
 from prefect.settings import get_current_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
+from sqlalchemy import Engine
 
-from nurture import pipeline
+from nurture.runtime import Runtime, open_database, settings_from
+from nurture.settings import Settings
 
 __all__ = [
     "DEFAULT_THREADS",
     "chunk_name",
     "flat_row",
     "overrides",
-    "sum_counts",
+    "shared_engine",
     "task_runner_for",
+    "task_runtime",
     "task_settings",
     "with_task_runner",
 ]
@@ -54,24 +59,63 @@ def task_settings(workspace: str | None, data_dir: str | None) -> dict[str, Any]
     Raises:
         ConfigurationError: A setting is invalid; the message names each one.
     """
-    settings = pipeline.settings_from(overrides(workspace, data_dir))
+    settings = settings_from(overrides(workspace, data_dir))
     return {
         "workspace": str(settings.workspace.resolve()),
         "data_dir": str(settings.data_dir.resolve()),
     }
 
 
-def chunk_name(ids: Sequence[int]) -> str:
-    """A readable name for a chunk of ids, for task run names."""
-    if not ids:
+def chunk_name(items: Sequence[Any]) -> str:
+    """A readable name for a chunk of ids (first, last, count) or of files, for task run names."""
+    if not items:
         return "empty"
-    return f"{ids[0]}-{ids[-1]} ({len(ids)})"
+    if all(isinstance(item, int) for item in items):
+        return f"{items[0]}-{items[-1]} ({len(items)})"
+    return ", ".join(Path(str(item)).name for item in items)
+
+
+# --- a runtime per task ---------------------------------------------------------------------
+
+_MAX_ENGINES = 8
+_engines: dict[str, Engine] = {}
+_engines_lock = threading.Lock()
+
+
+def shared_engine(settings: Settings) -> Engine:
+    """This process's engine on the database of ``settings``, opened and migrated once.
+
+    Every task of the process (threads, or a Dask worker's tasks) shares it and its connection
+    pool. Beyond a few databases (tests), the oldest engine is closed.
+    """
+    url = settings.resolved_database_url
+    with _engines_lock:
+        engine = _engines.get(url)
+        if engine is None:
+            engine = _engines[url] = open_database(settings)
+            while len(_engines) > _MAX_ENGINES:
+                _engines.pop(next(iter(_engines))).dispose()
+        return engine
+
+
+@contextmanager
+def task_runtime(settings: Mapping[str, Any]) -> Iterator[Runtime]:
+    """A runtime for one task call, on the settings it was given and the process's engine.
+
+    Each call reads the workspace afresh: a long-running worker sees the marketers' edits.
+
+    Raises:
+        ConfigurationError: A setting is invalid; the message names each one.
+    """
+    resolved = settings_from(settings)
+    with Runtime(resolved, engine=shared_engine(resolved)) as runtime:
+        yield runtime
 
 
 # --- task runner ----------------------------------------------------------------------------
 
 
-def task_runner_for(settings: pipeline.Settings) -> TaskRunner[Any]:
+def task_runner_for(settings: Settings) -> TaskRunner[Any]:
     """The task runner ``settings`` choose for the chunk tasks.
 
     ``thread`` (the default) runs chunks in a few threads of the flow's process
@@ -100,27 +144,17 @@ def task_runner_for(settings: pipeline.Settings) -> TaskRunner[Any]:
     )
 
 
-def with_task_runner(flow: F, settings: pipeline.Settings | None = None) -> F:
+def with_task_runner(flow: F, settings: Settings | None = None) -> F:
     """``flow`` with the task runner of ``settings`` (default: the ``NURTURE_*`` environment).
 
     Raises:
         ConfigurationError: A setting of the environment is invalid.
     """
-    chosen = settings if settings is not None else pipeline.settings_from()
+    chosen = settings if settings is not None else settings_from()
     return flow.with_options(task_runner=task_runner_for(chosen))
 
 
 # --- summaries ------------------------------------------------------------------------------
-
-
-def sum_counts(summaries: Iterable[Mapping[str, Any]]) -> dict[str, int]:
-    """Field-wise sums of the integer counts of several chunk summaries."""
-    total: dict[str, int] = {}
-    for summary in summaries:
-        for key, value in summary.items():
-            if isinstance(value, int) and not isinstance(value, bool):
-                total[key] = total.get(key, 0) + value
-    return total
 
 
 def flat_row(row: Any) -> dict[str, Any]:

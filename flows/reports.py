@@ -2,23 +2,28 @@
 
 A key names one artifact whose versions the UI keeps: each run adds the latest version, and the
 Artifacts page shows their history. Keys hold lowercase letters, digits and dashes only.
+:data:`PUBLISHERS` says which stage's summary each artifact shows.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from prefect.artifacts import create_markdown_artifact, create_table_artifact
 
 from flows.common import flat_row
+from nurture.settings import Settings
+from nurture.stages import imports_dir
 
 __all__ = [
     "DELIVERY_KEY",
     "FUNNEL_KEY",
     "IMPORTS_KEY",
     "MATCH_COVERAGE_KEY",
+    "PUBLISHERS",
     "SEGMENTS_KEY",
+    "Publisher",
     "markdown_report",
     "publish_delivery",
     "publish_funnel",
@@ -87,6 +92,18 @@ def publish_delivery(this_run: Mapping[str, int], report: Mapping[str, Any]) -> 
         key=DELIVERY_KEY,
         description="Send counts of the deliver run, messages by status, failures by reason.",
     )
+
+
+Publisher = Callable[[Mapping[str, Any], Settings], None]
+
+PUBLISHERS: Mapping[str, Publisher] = {
+    "imports": lambda run, settings: publish_imports(run["imports"], str(imports_dir(settings))),
+    "segment_table": lambda run, _: publish_segments(run["segment_table"]),
+    "match_coverage": lambda run, _: publish_match_coverage(run["match_coverage"]),
+    "journey_funnel": lambda run, _: publish_funnel(run["journey_funnel"]),
+    "delivery_report": lambda run, _: publish_delivery(run.get("send", {}), run["delivery_report"]),
+}
+"""What to publish once a stage has run, by stage name: ``publish(summaries so far, settings)``."""
 
 
 def markdown_report(title: str, data: Mapping[str, Any], level: int = 1) -> str:

@@ -34,7 +34,8 @@ from prefect.settings import PREFECT_API_URL, temporary_settings
 
 from flows.deliver import deliver
 from flows.nightly import nightly
-from nurture import pipeline
+from nurture.runtime import Runtime, settings_from
+from nurture.settings import Settings
 
 __all__ = [
     "DEFAULT_API_URL",
@@ -57,7 +58,7 @@ _ONE_AT_A_TIME = ConcurrencyLimitConfig(
 
 
 def build_deployments(
-    settings: pipeline.Settings,
+    settings: Settings,
     *,
     nightly_cron: str | None = None,
     time_zone: str | None = None,
@@ -186,14 +187,14 @@ def main(argv: list[str] | None = None) -> None:
     # The library's own warnings and errors (loggers "nurture.*") go to the run logs in the UI
     # too: the runs start in processes of their own, with this environment.
     os.environ.setdefault("PREFECT_LOGGING_EXTRA_LOGGERS", "nurture")
-    settings = pipeline.settings_from(
+    settings = settings_from(
         {
             key: value
             for key, value in (("workspace", args.workspace), ("data_dir", args.data_dir))
             if value is not None
         }
     )
-    pipeline.check_workspace(settings)  # a broken workspace fails now, not at 02:00
+    Runtime(settings).check_workspace()  # a broken workspace fails now, not at 02:00
     deployments = build_deployments(
         settings,
         nightly_cron=args.nightly_cron,

@@ -1,4 +1,4 @@
-"""Helpers shared by the pipeline, CLI and flow tests: a small demo community on a database."""
+"""Helpers shared by the stage, CLI and flow tests: a small demo community on a database."""
 
 from __future__ import annotations
 
@@ -6,33 +6,32 @@ import datetime as dt
 import shutil
 from pathlib import Path
 
-from nurture import pipeline
 from nurture.demo import DemoFiles, generate_demo_community
-from nurture.settings import Settings
-from nurture.workspace import load_content_library, load_questionnaire
+from nurture.runtime import Runtime
+from nurture.stages import import_file
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
-def seed_demo(settings: Settings, n_members: int, seed: int = 3) -> DemoFiles:
+def seed_demo(runtime: Runtime, n_members: int, seed: int = 3) -> DemoFiles:
     """Generate a demo community into the data folder and import it."""
-    specs = load_content_library(settings.content_dir)
+    specs = runtime.workspace.content_items
     files = generate_demo_community(
-        settings.data_dir / "demo",
+        runtime.settings.data_dir / "demo",
         n_members,
         seed,
         now=NOW - dt.timedelta(days=1),
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
-        questionnaire=load_questionnaire(settings.questionnaire_path),
+        questionnaire=runtime.workspace.questionnaire,
     )
     for kind, path in (
         ("members", files.members),
         ("answers", files.answers),
         ("activity", files.activity),
     ):
-        summary = pipeline.import_file(settings, kind, path)
+        summary = import_file(runtime, kind, path)  # type: ignore[arg-type]
         assert summary.refused == 0, summary.problems
     return files
 
@@ -40,7 +39,7 @@ def seed_demo(settings: Settings, n_members: int, seed: int = 3) -> DemoFiles:
 def welcome_only_workspace(target: Path) -> Path:
     """A copy of the demo workspace with the welcome journey only and no sending rules.
 
-    For tests of the pipeline's mechanics (exactly once, erasure) whose counts must not depend
+    For tests of the stages' mechanics (exactly once, erasure) whose counts must not depend
     on the other care journeys, the members' time zones (quiet hours) or the budget.
     """
     shutil.copytree(CONTENT, target, ignore=shutil.ignore_patterns("*.yaml"), dirs_exist_ok=True)

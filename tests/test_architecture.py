@@ -1,9 +1,27 @@
-"""The layering the design asks for: nurture/ is pure domain code, Prefect stays in flows/."""
+"""The layering the design asks for: one direction of imports, Prefect only in flows/.
+
+nurture/ (its command line included) never imports flows/ or Prefect: the command line reaches
+an orchestrator by name (``nurture.orchestrators`` entry points). flows/ reaches the library
+only through its narrow surface: the runtime, the declared stages and how they run.
+"""
 
 import ast
+import tomllib
 from pathlib import Path
 
+from nurture.orchestration import ORCHESTRATOR_ENTRY_POINTS
+
 ROOT = Path(__file__).resolve().parents[1]
+
+FLOWS_MAY_IMPORT = {
+    "nurture.runtime",
+    "nurture.stages",
+    "nurture.orchestration",
+    "nurture.settings",
+}
+"""The library's surface for flows/: build a runtime, walk the stage lists, combine summaries."""
+
+ORCHESTRATOR_PACKAGES = {"flows", "prefect", "prefect_dask", "dask", "distributed"}
 
 
 def _imported_modules(path: Path) -> set[str]:
@@ -13,20 +31,40 @@ def _imported_modules(path: Path) -> set[str]:
             modules.update(alias.name for alias in node.names)
         elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
             modules.add(node.module)
+            # ``from nurture import stages`` imports the module nurture.stages
+            modules.update(f"{node.module}.{alias.name}" for alias in node.names)
     return modules
 
 
-def test_the_library_never_imports_prefect_outside_the_cli() -> None:
-    offenders = [
-        str(path.relative_to(ROOT))
+def test_the_library_and_its_command_line_never_import_flows_or_prefect() -> None:
+    offenders = {
+        str(path.relative_to(ROOT)): sorted(
+            module
+            for module in _imported_modules(path)
+            if module.split(".")[0] in ORCHESTRATOR_PACKAGES
+        )
         for path in (ROOT / "nurture").rglob("*.py")
-        if "cli" not in path.relative_to(ROOT / "nurture").parts
-        and any(module.split(".")[0] == "prefect" for module in _imported_modules(path))
-    ]
-    assert offenders == []
+    }
+    assert {path: found for path, found in offenders.items() if found} == {}
 
 
-def test_flows_reach_the_library_only_through_its_pipeline_stages() -> None:
+def test_flows_reach_the_library_only_through_the_runtime_and_the_stages() -> None:
     for path in (ROOT / "flows").rglob("*.py"):
-        library = {m for m in _imported_modules(path) if m.split(".")[0] == "nurture"}
-        assert library <= {"nurture", "nurture.pipeline", "nurture.delivery"}, path
+        library = {
+            module
+            for module in _imported_modules(path)
+            if module.split(".")[0] == "nurture" and module in _NURTURE_MODULES
+        }
+        assert library <= FLOWS_MAY_IMPORT, path
+
+
+def test_the_command_line_finds_prefect_by_its_entry_point() -> None:
+    pyproject = tomllib.loads((ROOT / "pyproject.toml").read_text(encoding="utf-8"))
+    declared = pyproject["project"]["entry-points"][ORCHESTRATOR_ENTRY_POINTS]
+    assert declared == {"prefect": "flows.orchestrator:PrefectOrchestrator"}
+
+
+_NURTURE_MODULES = {
+    ".".join(path.relative_to(ROOT).with_suffix("").parts).removesuffix(".__init__")
+    for path in (ROOT / "nurture").rglob("*.py")
+}

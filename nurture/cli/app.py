@@ -16,18 +16,21 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture import stages
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
 from nurture.cli import preview as preview_commands
 from nurture.cli import reports as report_commands
 from nurture.cli import serve as serve_commands
 from nurture.cli import status as status_commands
+from nurture.cli.context import runtime_of, settings_of
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
+from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
 from nurture.rights import format_export
+from nurture.runtime import Runtime, resolve_now, settings_from, utc_now
 from nurture.segmentation import SegmentationSummary
-from nurture.settings import DEVELOPMENT_SECRET, Settings
+from nurture.settings import DEVELOPMENT_SECRET
 
 __all__ = ["app", "main"]
 
@@ -72,11 +75,6 @@ status_commands.register(app)
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
-
-
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -99,7 +97,11 @@ def root(
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
 ) -> None:
-    """Read settings from the environment and the options common to every command."""
+    """Read settings from the environment and the options common to every command.
+
+    Builds the command's runtime (nothing is opened until a command needs it) and closes it
+    when the command ends.
+    """
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
@@ -109,7 +111,9 @@ def root(
         overrides["workspace"] = workspace
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    ctx.obj = pipeline.settings_from(overrides)
+    runtime = Runtime(settings_from(overrides))
+    ctx.obj = runtime
+    ctx.call_on_close(runtime.close)
 
 
 # --- workspace ------------------------------------------------------------------------------
@@ -164,7 +168,7 @@ def journeys_validate(
     from nurture.segmentation import load_segment_rules
     from nurture.workspace import load_questionnaire
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     definitions: list[JourneyDefinition] = []
     problems = []
     if files:
@@ -195,7 +199,7 @@ def journeys_validate(
                 problems += error.problems
     else:
         try:
-            definitions = pipeline.check_workspace(settings).journeys
+            definitions = runtime_of(ctx).check_workspace().journeys
         except WorkspaceFileError as error:
             problems += error.problems
     if problems:
@@ -249,7 +253,7 @@ def import_(
     if kind not in ("members", "answers", "activity"):
         raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
     try:
-        summary = pipeline.import_file(_settings(ctx), kind, file, rejects)  # type: ignore[arg-type]
+        summary = stages.import_file(runtime_of(ctx), kind, file, rejects)  # type: ignore[arg-type]
     except KeyboardInterrupt:
         errors.print(
             "interrupted: the batches already committed are kept; "
@@ -265,11 +269,10 @@ def import_(
 @app.command()
 def profile(ctx: typer.Context) -> None:
     """Build every member's profile from their answers and activity."""
-    settings = _settings(ctx)
-    now = pipeline.utc_now()
-    pipeline.prepare_database(settings)
-    profiled, embedded = pipeline.profile_members(settings, pipeline.member_ids(settings), now)
-    console.print(f"{profiled} members profiled; {embedded} new texts embedded")
+    summary = run_stage(runtime_of(ctx), stages.NIGHTLY.stage("profile"), utc_now())
+    console.print(
+        f"{summary['profiled']} members profiled; {summary['texts_embedded']} new texts embedded"
+    )
 
 
 def _print_segments(summary: SegmentationSummary) -> None:
@@ -292,10 +295,7 @@ def _print_segments(summary: SegmentationSummary) -> None:
 @app.command()
 def segment(ctx: typer.Context) -> None:
     """Cluster the profiled members into labelled segments and show them."""
-    settings = _settings(ctx)
-    pipeline.prepare_database(settings)
-    summary = pipeline.segment(settings, pipeline.utc_now())
-    _print_segments(summary)
+    _print_segments(stages.segment(runtime_of(ctx), utc_now()))
 
 
 @app.command("rename-segment")
@@ -309,11 +309,10 @@ def rename_segment(
 ) -> None:
     """Give a segment the name you chose; later segmentation runs keep it."""
     from nurture.segmentation import rename_segment as rename
-    from nurture.storage import session_scope
 
     if (label is None) == (not reset):
         raise typer.BadParameter("give a LABEL, or --reset without one")
-    with session_scope(pipeline.prepare_database(_settings(ctx))) as session:
+    with runtime_of(ctx).session() as session:
         try:
             renamed = rename(session, key, None if reset else label)
         except (LookupError, ValueError) as error:
@@ -330,22 +329,24 @@ def match(
     ] = None,
 ) -> None:
     """Match the content library to every member, or show one member's recommendations."""
-    settings = _settings(ctx)
-    now = pipeline.utc_now()
+    runtime = runtime_of(ctx)
+    now = utc_now()
     if member is not None:
-        _show_recommendations(settings, member, now)
+        _show_recommendations(runtime, member, now)
         return
-    pipeline.sync_workspace(settings, now)
-    ids = pipeline.member_ids(settings)
-    run_id, total = pipeline.match_members(settings, ids, now)
-    console.print(f"{total} recommendations for {len(ids)} members (match run {run_id})")
+    run_stage(runtime, stages.NIGHTLY.stage("content"), now)
+    matched = run_stage(runtime, stages.NIGHTLY.stage("match"), now)
+    console.print(
+        f"{matched['recommendations']} recommendations for {matched['listed']} members "
+        f"(match run {matched['run_id']})"
+    )
 
 
-def _show_recommendations(settings: Settings, email: str, now: dt.datetime) -> None:
+def _show_recommendations(runtime: Runtime, email: str, now: dt.datetime) -> None:
     from nurture.recommend import recommendations_for
-    from nurture.storage import Member, session_scope
+    from nurture.storage import Member
 
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    with runtime.session() as session:
         found = session.scalar(select(Member).where(Member.email == email.strip().lower()))
         if found is None:
             raise NurtureError(f"no member with email {email}")
@@ -378,38 +379,18 @@ def _show_recommendations(settings: Settings, email: str, now: dt.datetime) -> N
 # --- full cycles ----------------------------------------------------------------------------
 
 
-def _run_through_prefect(settings: Settings, now: dt.datetime) -> dict[str, Any]:
-    # The first ephemeral Prefect server can take more than 20 s to start on a busy machine.
-    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "180")
-    # No machine running nurture needs to phone home; offline, the attempt only logs an error.
-    os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
-    from flows.cycle import cycle
-
-    return cycle(str(settings.workspace), str(settings.data_dir), now)
-
-
-def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
-    pipeline.check_workspace(settings)
-    pipeline.prepare_database(settings)
-    if use_prefect:
-        result = _run_through_prefect(settings, now)
-        nightly, delivered = result["nightly"], result["deliver"]
-        console.print(
-            f"profiled {nightly['profiled']} members ({nightly['texts_embedded']} new texts "
-            f"embedded); {nightly['recommendations']} recommendations"
-        )
-        _print_segments(SegmentationSummary(**nightly["segmentation"]))
-        journeys, sent = delivered["journeys"], delivered["delivery"]
-    else:
-        report = pipeline.run_cycle(settings, now)
-        console.print(
-            f"profiled {report.profiled} members ({report.texts_embedded} new texts embedded); "
-            f"{report.recommendations} recommendations"
-        )
-        if report.segmentation is not None:
-            _print_segments(report.segmentation)
-        journeys = vars(report.journeys) if report.journeys else {}
-        sent = vars(report.delivery)
+def _cycle(runtime: Runtime, now: dt.datetime, use_prefect: bool) -> None:
+    runtime.check_workspace()
+    orchestrator = load_orchestrator("prefect" if use_prefect else IN_PROCESS)
+    report = CycleReport(orchestrator.run(runtime, CYCLE, now))
+    console.print(
+        f"profiled {report.profiled} members ({report.texts_embedded} new texts embedded); "
+        f"{report.recommendations} recommendations"
+    )
+    if report.segmentation is not None:
+        _print_segments(report.segmentation)
+    journeys = vars(report.journeys) if report.journeys else {}
+    sent = report.delivery
     console.print(
         f"journeys: {journeys.get('enrolled', 0)} enrolled, "
         f"{journeys.get('messages_queued', 0)} messages queued, "
@@ -417,9 +398,8 @@ def _cycle(settings: Settings, now: dt.datetime, use_prefect: bool) -> None:
         f"{journeys.get('budget_deferred', 0) + journeys.get('budget_skipped', 0)} over budget, "
         f"{journeys.get('goal_reached', 0)} reached their goal"
     )
-    console.print(
-        f"delivery: {sent['sent']} sent, {sent['suppressed']} suppressed, {sent['failed']} failed"
-    )
+    console.print(f"delivery: {sent.sent} sent, {sent.suppressed} suppressed, {sent.failed} failed")
+    settings = runtime.settings
     if settings.mail_backend == "outbox":
         index = settings.resolved_outbox_dir / "index.html"
         console.print(f"outbox: {index.resolve()}")
@@ -442,8 +422,12 @@ NowOption = Annotated[
 
 @app.command()
 def run(ctx: typer.Context, prefect: PrefectOption = True, now: NowOption = None) -> None:
-    """Run one full cycle: profile, segment, match, advance journeys, deliver."""
-    _cycle(_settings(ctx), pipeline.resolve_now(now), prefect)
+    """Run one full cycle: import waiting files, profile, segment, match, advance journeys, deliver.
+
+    Files waiting in <data-dir>/imports (members*.csv, answers*.jsonl, activity*.jsonl) are
+    imported first, then moved to imports/done or imports/failed.
+    """
+    _cycle(runtime_of(ctx), resolve_now(now), prefect)
 
 
 @app.command()
@@ -459,9 +443,10 @@ def demo(
     """
     from nurture.demo import generate_demo_community
 
-    settings = _settings(ctx)
-    check = pipeline.check_workspace(settings)
-    now = pipeline.utc_now()
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
+    check = runtime.check_workspace()
+    now = utc_now()
     specs = check.content_items
     files = generate_demo_community(
         settings.data_dir / "demo",
@@ -473,14 +458,13 @@ def demo(
         content_languages={spec.key: spec.language for spec in specs},
         questionnaire=check.questionnaire,
     )
-    pipeline.prepare_database(settings)
     for kind, path in (
         ("members", files.members),
         ("answers", files.answers),
         ("activity", files.activity),
     ):
-        _print_import(kind, path, pipeline.import_file(settings, kind, path))  # type: ignore[arg-type]
-    _cycle(settings, now, prefect)
+        _print_import(kind, path, stages.import_file(runtime, kind, path))  # type: ignore[arg-type]
+    _cycle(runtime, now, prefect)
 
 
 # --- outbox ---------------------------------------------------------------------------------
@@ -495,10 +479,11 @@ def outbox(
     """Show what was sent, to whom and when, newest first."""
     from sqlalchemy import func
 
-    from nurture.storage import Member, Message, MessageStatus, session_scope
+    from nurture.storage import Member, Message, MessageStatus
 
-    settings = _settings(ctx)
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
+    with runtime.session() as session:
         query = (
             select(Message, Member.email)
             .join(Member, Member.id == Message.member_id)
@@ -553,7 +538,7 @@ def member_export(
     ] = None,
 ) -> None:
     """Export everything nurture holds about a member as JSON (right of access)."""
-    data = pipeline.export_member(_settings(ctx), email)
+    data = stages.export_member(runtime_of(ctx), email)
     text = format_export(data)
     if output is None:
         typer.echo(text, nl=False)
@@ -587,14 +572,15 @@ def member_erase(
     ] = False,
 ) -> None:
     """Erase a member for good and suppress their address (right to be forgotten)."""
-    settings = _settings(ctx)
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
     if not yes:
         typer.confirm(
             f"Erase everything nurture holds about {email} and never mail it again? "
             "This cannot be undone",
             abort=True,
         )
-    summary = pipeline.erase_member(settings, email)
+    summary = stages.erase_member(runtime, email)
     if summary.held_nothing:
         console.print(
             f"nothing held about {escape(email)} any more; its address is on the suppression list"

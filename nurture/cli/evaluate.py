@@ -1,7 +1,7 @@
 """``nurture evaluate``: offline evaluation of the ranking against popularity and random.
 
 The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(evaluate)``); it reads the settings from ``ctx.obj`` like every command.
+(``app.command()(evaluate)``); it reads the runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
+from nurture.cli.context import runtime_of
 from nurture.evaluation import (
     METRICS,
     RECOMMENDERS,
@@ -24,7 +25,6 @@ from nurture.evaluation import (
     evaluate_folder,
     evaluate_workspace,
 )
-from nurture.settings import Settings
 
 __all__ = ["evaluate", "report_table"]
 
@@ -124,7 +124,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Measure ranking quality on held-out interactions: nurture vs popularity and random."""
-    settings: Settings = ctx.obj
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
     mode: Mode = "cold-start" if cold_start else "warm"
     if dataset is not None:
         if cutoff is not None:
@@ -135,7 +136,7 @@ def evaluate(
             )
         report = evaluate_folder(settings, dataset, mode=mode, k=k)
     else:
-        report = evaluate_workspace(settings, mode=mode, k=k, cutoff=cutoff)
+        report = evaluate_workspace(runtime, mode=mode, k=k, cutoff=cutoff)
     console.print(report_table(report))
     console.print(escape(_describe_split(report)), highlight=False, soft_wrap=True)
     if not report.counts.get("evaluated_members"):

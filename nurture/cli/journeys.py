@@ -18,8 +18,8 @@ from rich.table import Table
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture import pipeline
 from nurture.chunks import chunked
+from nurture.cli.context import runtime_of, settings_of
 from nurture.errors import JourneyValidationError, MemberNotFoundError, NurtureError
 from nurture.journeys import JourneyDefinition, load_journeys, load_sending_rules, parse_duration
 from nurture.journeys.migrate import EnrollmentMove, migrate_enrollments
@@ -31,8 +31,9 @@ from nurture.journeys.simulate import (
 )
 from nurture.journeys.status import JourneyStatus, journey_status
 from nurture.rights import find_members
+from nurture.runtime import resolve_now
 from nurture.settings import Settings
-from nurture.storage import Member, open_session, session_scope
+from nurture.storage import Member
 
 __all__ = ["migrate", "register", "simulate", "status"]
 
@@ -78,8 +79,7 @@ def register(journeys_app: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
+    return settings_of(ctx)
 
 
 def _definitions(settings: Settings) -> list[JourneyDefinition]:
@@ -178,8 +178,8 @@ def simulate(
     if focus is not None:
         _check_journey(definitions, focus, settings)
     rules = load_sending_rules(settings.sending_rules_path)
-    begin = pipeline.resolve_now(start)
-    with open_session(pipeline.prepare_database(settings)) as session:
+    begin = resolve_now(start)
+    with runtime_of(ctx).open_session() as session:
         ids: list[int] | None = None
         if member is not None:
             found = find_members(session, member)
@@ -341,7 +341,7 @@ def status(
             f"current ({escape(str(error).splitlines()[0])})",
             highlight=False,
         )
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    with runtime_of(ctx).session() as session:
         statuses = journey_status(session, definitions)
     if json_output:
         typer.echo(
@@ -431,7 +431,7 @@ def migrate(
     definitions = _definitions(settings)
     _check_journey(definitions, journey, settings)
     definition = next(d for d in definitions if d.id == journey)
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    with runtime_of(ctx).session() as session:
         report = migrate_enrollments(session, definition, dry_run=dry_run)
         emails = _emails(session, [move.member_id for move in report.left])
     key = escape(journey)

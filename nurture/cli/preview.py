@@ -29,7 +29,7 @@ from rich.markup import escape
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture import pipeline
+from nurture.cli.context import runtime_of, settings_of
 from nurture.delivery.rendering import (
     SUPPORTED_LANGUAGES,
     RenderedEmail,
@@ -51,8 +51,9 @@ from nurture.journeys import (
 )
 from nurture.journeys.content import members_who_answered
 from nurture.rights import find_members
+from nurture.runtime import utc_now
 from nurture.settings import Settings
-from nurture.storage import Enrollment, Member, open_session
+from nurture.storage import Enrollment, Member
 
 __all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
@@ -85,8 +86,7 @@ def register(app: typer.Typer) -> None:
 
 
 def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
+    return settings_of(ctx)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -376,8 +376,8 @@ def preview(
     settings = _settings(ctx)
     _check_request(settings, template, journey, step, language)
     source = _find_source(settings, template, journey, step)
-    now = pipeline.utc_now()
-    with open_session(pipeline.prepare_database(settings)) as session:
+    now = utc_now()
+    with runtime_of(ctx).open_session() as session:
         found = find_members(session, member)
         if not found:
             raise MemberNotFoundError(f"no member with email {member.strip()}")

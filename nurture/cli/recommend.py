@@ -2,7 +2,7 @@
 
 The commands hang on ``recommend_app``, registered on the ``nurture`` app in
 :mod:`nurture.cli.app` (``app.add_typer(recommend_app, name="recommend")``); they read the
-settings from ``ctx.obj`` like every command.
+runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -16,10 +16,9 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nurture import pipeline
+from nurture.cli.context import runtime_of
 from nurture.recommend import EXPORT_FORMATS, ExportFormat, write_recommendations
-from nurture.settings import Settings
-from nurture.storage import session_scope
+from nurture.runtime import utc_now
 
 __all__ = ["recommend_app"]
 
@@ -29,11 +28,6 @@ recommend_app = typer.Typer(
     help="The members' recommendations: export the ranked lists for other tools.",
     no_args_is_help=True,
 )
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
 
 
 def _format(chosen: str | None, output: Path | None) -> ExportFormat:
@@ -74,10 +68,9 @@ def export(
     ] = None,
 ) -> None:
     """Export every member's ranked recommendations as CSV or JSON Lines."""
-    settings = _settings(ctx)
     chosen = _format(export_format, output)
-    now = pipeline.utc_now()
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    now = utc_now()
+    with runtime_of(ctx).session() as session:
         if output is None:
             write_recommendations(session, sys.stdout, chosen, now=now)
             return

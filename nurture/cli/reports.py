@@ -1,7 +1,7 @@
 """``nurture segments`` and ``nurture report``: the segment cards, in the terminal or as HTML.
 
 The commands are plain functions, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(segments)``); they read the settings from ``ctx.obj`` like every command.
+(``app.command()(segments)``); they read the runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -15,16 +15,16 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nurture import pipeline
+from nurture.cli.context import runtime_of, settings_of
 from nurture.reports import (
     SegmentCard,
     render_segment_report,
     segment_cards,
     segment_map,
 )
+from nurture.runtime import utc_now
 from nurture.segmentation import CLUSTER_KIND
 from nurture.settings import Settings
-from nurture.storage import session_scope
 from nurture.workspace import Questionnaire, load_questionnaire
 
 __all__ = ["report", "segments"]
@@ -32,11 +32,6 @@ __all__ = ["report", "segments"]
 console = Console()
 
 REPORT_TITLE = "Segments"
-
-
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
 
 
 def _questionnaire(settings: Settings) -> Questionnaire | None:
@@ -95,10 +90,9 @@ def segments(
     ] = False,
 ) -> None:
     """Show the card of each active segment: who is in it, what sets it apart, how it changed."""
-    settings = _settings(ctx)
-    questionnaire = _questionnaire(settings)
-    with session_scope(pipeline.prepare_database(settings)) as session:
-        cards = segment_cards(session, pipeline.utc_now(), questionnaire=questionnaire)
+    questionnaire = _questionnaire(settings_of(ctx))
+    with runtime_of(ctx).session() as session:
+        cards = segment_cards(session, utc_now(), questionnaire=questionnaire)
     if json_output:
         typer.echo(json.dumps([card.to_dict() for card in cards], ensure_ascii=False, indent=2))
         return
@@ -123,10 +117,11 @@ def report(
     ] = None,
 ) -> None:
     """Write the segment report: one HTML page with a map of the members and every card."""
-    settings = _settings(ctx)
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
     questionnaire = _questionnaire(settings)
-    now = pipeline.utc_now()
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    now = utc_now()
+    with runtime.session() as session:
         cards = segment_cards(session, now, questionnaire=questionnaire)
         points = segment_map(session, cards, questionnaire=questionnaire, seed=settings.random_seed)
     html = render_segment_report(

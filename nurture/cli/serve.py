@@ -1,7 +1,7 @@
 """``nurture serve``: the web app members and SendGrid reach (unsubscribe, preferences, events).
 
 The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(serve)``); it reads the settings from ``ctx.obj`` like every command.
+(``app.command()(serve)``); it reads the runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 from rich.console import Console
 
-from nurture import pipeline
+from nurture.cli.context import runtime_of
 from nurture.settings import DEVELOPMENT_SECRET, Settings
 
 __all__ = ["serve"]
@@ -63,11 +63,11 @@ def serve(
 
     from nurture.web import create_app
 
-    settings: Settings = ctx.obj
+    runtime = runtime_of(ctx)
+    settings = runtime.settings
     for warning in _warnings(settings):
         errors.print(f"[yellow]warning:[/] {warning}", highlight=False)
-    engine = pipeline.prepare_database(settings)
-    app = create_app(settings, engine=engine)
+    app = create_app(settings, engine=runtime.engine)
     uvicorn.run(
         app,
         host=host or settings.web_host,

@@ -20,9 +20,9 @@ from rich.console import Console
 from rich.markup import escape
 from rich.table import Table
 
-from nurture import pipeline
-from nurture.operations import FlowRunSummary, ReasonCount, StatusReport
-from nurture.settings import Settings
+from nurture.cli.context import runtime_of
+from nurture.operations import FlowRunSummary, ReasonCount, StatusReport, status_report
+from nurture.runtime import utc_now
 
 __all__ = ["FLOWS", "PrefectRuns", "read_flow_runs", "recent_flow_runs", "register", "status"]
 
@@ -273,11 +273,6 @@ def _print(report: StatusReport, prefect: PrefectRuns) -> None:
         console.print("[green]Nothing needs attention.[/]")
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    settings: Settings = ctx.obj
-    return settings
-
-
 def status(
     ctx: typer.Context,
     json_output: Annotated[
@@ -288,9 +283,9 @@ def status(
     ] = DEFAULT_RUNS,
 ) -> None:
     """Show how nurture is doing and what an operator should look at."""
-    settings = _settings(ctx)
     prefect = recent_flow_runs(runs)
-    report = pipeline.status_report(settings, flow_runs=prefect.runs)
+    with runtime_of(ctx).session() as session:
+        report = status_report(session, utc_now(), flow_runs=prefect.runs)
     if json_output:
         data = {
             "prefect": {"api_url": prefect.api_url, "problem": prefect.problem},

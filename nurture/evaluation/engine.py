@@ -1,7 +1,7 @@
 """The engine under evaluation: nurture's own nightly stages, run on the training data only.
 
 This is the one place that knows how nurture ranks. It does not rebuild the ranking: it runs
-:func:`nurture.pipeline.run_nightly` (sync the content library, profile, segment, match) on a
+:data:`nurture.stages.NIGHTLY` (sync the content library, profile, segment, match...) on a
 sandbox, a temporary database holding only what was known at ranking time, then reads the
 recommendations the matcher stored. Whatever the matcher learns to use (answers, consumed
 content, segments, co-engagement, popularity, freshness...) is evaluated as it is, with the
@@ -19,18 +19,17 @@ from pathlib import Path
 
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture.orchestration import CycleReport, run_cycle
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import ContentItem, Recommendation, session_scope
+from nurture.storage import ContentItem, Recommendation
 
 __all__ = ["EngineRanking", "nurture_sandbox", "rank_with_nurture"]
 
 
 @contextmanager
-def nurture_sandbox(
-    settings: Settings, k: int, workspace: Path | None = None
-) -> Iterator[Settings]:
-    """Settings on an empty, migrated, temporary database, deleted on exit.
+def nurture_sandbox(settings: Settings, k: int, workspace: Path | None = None) -> Iterator[Runtime]:
+    """A runtime on an empty, migrated, temporary database, deleted on exit.
 
     Everything else (embedding model, segmentation, ranking settings, seed) is kept from
     ``settings``; the matcher keeps ``k`` items per member.
@@ -42,7 +41,7 @@ def nurture_sandbox(
             empty ``workspace`` folder in the sandbox, for the caller to fill.
 
     Yields:
-        The sandbox's settings.
+        The sandbox's runtime (its settings: ``runtime.settings``).
     """
     with tempfile.TemporaryDirectory(prefix="nurture-evaluation-") as folder:
         root = Path(folder)
@@ -58,11 +57,8 @@ def nurture_sandbox(
                 "recommendations_per_member": k,
             }
         )
-        pipeline.prepare_database(sandbox)
-        try:
-            yield sandbox
-        finally:
-            pipeline.engine_for(sandbox).dispose()
+        with Runtime(sandbox) as runtime:  # the database is created on first use
+            yield runtime
 
 
 @dataclass(frozen=True)
@@ -75,22 +71,23 @@ class EngineRanking:
     """
 
     lists: dict[int, list[str]]
-    cycle: pipeline.CycleReport
+    cycle: CycleReport
 
 
-def rank_with_nurture(sandbox: Settings, now: dt.datetime) -> EngineRanking:
+def rank_with_nurture(sandbox: Runtime, now: dt.datetime) -> EngineRanking:
     """Run the nightly stages on the sandbox at ``now`` and read every member's ranked items.
 
     Args:
-        sandbox: Settings of a sandbox (see :func:`nurture_sandbox`) holding the training data.
+        sandbox: The runtime of a sandbox (see :func:`nurture_sandbox`) holding the training
+            data.
         now: The time to rank at.
 
     Returns:
         The ranked content keys of each member, and what the stages did.
     """
-    cycle = pipeline.run_nightly(sandbox, now)
+    cycle = run_cycle(sandbox, now, lists=("nightly",))
     lists: dict[int, list[str]] = {}
-    with session_scope(pipeline.engine_for(sandbox)) as session:
+    with sandbox.session() as session:
         rows = session.execute(
             select(Recommendation.member_id, ContentItem.key)
             .join(ContentItem, ContentItem.id == Recommendation.content_item_id)

@@ -22,12 +22,11 @@ from typing import Any
 import yaml
 from sqlalchemy import insert
 
-from nurture import pipeline
 from nurture.chunks import chunked
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
-from nurture.settings import Settings
-from nurture.storage import ActivityEvent, Answer, Member, session_scope
+from nurture.runtime import Runtime
+from nurture.storage import ActivityEvent, Answer, Member
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -498,7 +497,7 @@ def _write_workspace(dataset: FolderDataset, workspace: Path) -> None:
         (library / f"{key}.md").write_text(f"---\n{document}---\n{text}\n", encoding="utf-8")
 
 
-def stage_folder(dataset: FolderDataset, sandbox: Settings) -> dict[str, int]:
+def stage_folder(dataset: FolderDataset, sandbox: Runtime) -> dict[str, int]:
     """Turn the dataset into the sandbox's workspace and database, ready for the engine.
 
     Members get the ids ``1..m`` in file order, answers dated at the ranking time, and one
@@ -507,12 +506,13 @@ def stage_folder(dataset: FolderDataset, sandbox: Settings) -> dict[str, int]:
 
     Args:
         dataset: The dataset.
-        sandbox: Settings of an empty sandbox (see :func:`nurture.evaluation.nurture_sandbox`).
+        sandbox: The runtime of an empty sandbox (see
+            :func:`nurture.evaluation.nurture_sandbox`).
 
     Returns:
         ``{member id in the dataset: member id in the sandbox}``.
     """
-    _write_workspace(dataset, sandbox.workspace)
+    _write_workspace(dataset, sandbox.settings.workspace)
     now = dataset.now
     first_seen = [now] * len(dataset.member_ids)
     for member, moment in zip(dataset.train.member, dataset.train_times, strict=True):
@@ -559,7 +559,7 @@ def stage_folder(dataset: FolderDataset, sandbox: Settings) -> dict[str, int]:
             )
         )
     ]
-    with session_scope(pipeline.engine_for(sandbox)) as session:
+    with sandbox.session() as session:
         for table, rows in (
             (Member.__table__, members),
             (Answer.__table__, answers),

@@ -6,15 +6,15 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
-from nurture import pipeline
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
 from nurture.evaluation.engine import nurture_sandbox, rank_with_nurture
 from nurture.evaluation.folder import load_dataset_folder, stage_folder
 from nurture.evaluation.report import EvaluationReport, lists_from_keys, score_recommenders
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
+from nurture.orchestration import CycleReport
+from nurture.runtime import Runtime, utc_now
 from nurture.settings import Settings
-from nurture.storage import session_scope
 
 __all__ = ["DEFAULT_TEST_SHARE", "evaluate_folder", "evaluate_workspace"]
 
@@ -62,15 +62,15 @@ def _report(
         seed=settings.random_seed,
         counts=counts,
         metrics=score_recommenders(data, rows, engine_lists, k, settings.random_seed),
-        created_at=pipeline.utc_now(),
+        created_at=utc_now(),
         engine=engine,
     )
 
 
-def _engine_description(settings: Settings, cycle: pipeline.CycleReport) -> dict[str, Any]:
+def _engine_description(settings: Settings, cycle: CycleReport) -> dict[str, Any]:
     segmentation = cycle.segmentation
     return {
-        "stages": "nurture.pipeline.run_nightly on the training data",
+        "stages": "nurture.stages.NIGHTLY on the training data",
         "embedding_model": settings.embedding_model,
         "segments": segmentation.n_segments if segmentation is not None else 0,
         "recommendations": cycle.recommendations,
@@ -78,7 +78,7 @@ def _engine_description(settings: Settings, cycle: pipeline.CycleReport) -> dict
 
 
 def evaluate_workspace(
-    settings: Settings,
+    runtime: Runtime,
     *,
     mode: Mode = "warm",
     k: int = 10,
@@ -92,7 +92,8 @@ def evaluate_workspace(
     scored on the interactions at or after it.
 
     Args:
-        settings: The settings in force (database, workspace, model, seed...).
+        runtime: The runtime of the workspace and its database; its settings are in force
+            (model, seed...).
         mode: ``warm`` scores members with interactions before the cut-off; ``cold-start``
             those without any.
         k: Cut-off of the ranked lists.
@@ -111,11 +112,9 @@ def evaluate_workspace(
     if cutoff is not None and cutoff.tzinfo is None:
         cutoff = cutoff.replace(tzinfo=dt.UTC)
     share = None
+    settings = runtime.settings
     with nurture_sandbox(settings, k, workspace=settings.workspace) as sandbox:
-        with (
-            session_scope(pipeline.prepare_database(settings)) as source,
-            session_scope(pipeline.engine_for(sandbox)) as target,
-        ):
+        with runtime.session() as source, sandbox.session() as target:
             interactions = load_interactions(source)
             if not interactions:
                 raise EvaluationDataError(
@@ -126,7 +125,7 @@ def evaluate_workspace(
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
             stage_workspace(source, target, cutoff, settings.embedding_model)
         ranking = rank_with_nurture(sandbox, cutoff)
-        with session_scope(pipeline.engine_for(sandbox)) as target:
+        with sandbox.session() as target:
             data = split_in_time(target, interactions, cutoff, test_share=share)
     lists = {str(member_id): keys for member_id, keys in ranking.lists.items()}
     return _report(

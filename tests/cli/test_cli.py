@@ -1,5 +1,6 @@
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -12,6 +13,7 @@ from nurture.errors import NurtureError
 from tests.pipeline_helpers import CONTENT
 
 runner = CliRunner()
+EXAMPLES = Path(__file__).resolve().parents[2] / "examples"
 
 COMMANDS = (
     "init",
@@ -183,12 +185,18 @@ def test_stages_run_one_by_one(tmp_path: Path, hashing_model: None) -> None:
     profiled = runner.invoke(app, [*base, "profile"])
     segmented = runner.invoke(app, [*base, "segment"])
     matched = runner.invoke(app, [*base, "match"])
+    inbox = data / "imports"  # a run imports the files waiting here first, as the flow does
+    inbox.mkdir()
+    shutil.copy(EXAMPLES / "members.csv", inbox / "members-crm.csv")
     cycle = runner.invoke(app, [*base, "run", "--no-prefect", "--now", "2099-01-01T00:00:00"])
 
     assert "20 members profiled" in profiled.output
     assert "segments of 20 members" in segmented.output
     assert "recommendations for 20 members" in matched.output
     assert cycle.exit_code == 0, cycle.output
+    [done] = (inbox / "done").iterdir()
+    assert done.name.endswith("Z-members-crm.csv")
+    assert "profiled 26 members" in cycle.output
     queued, sent = _queued_and_sent(cycle.output)
     assert queued == sent > 0  # the follow-ups and re-engagements, long after
     assert "0 failed" in cycle.output

@@ -12,11 +12,11 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from nurture import pipeline
 from nurture.cli import app
 from nurture.errors import MemberNotFoundError, NurtureError
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import Enrollment, Journey, Message, session_scope
+from nurture.storage import Enrollment, Journey, Message
 from tests.pipeline_helpers import CONTENT, seed_demo
 
 runner = CliRunner()
@@ -32,7 +32,8 @@ def community(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     workspace = root / "workspace"
     shutil.copytree(CONTENT, workspace)
     settings = Settings(workspace=workspace, data_dir=root / "data", embedding_model="hashing-64")
-    seed_demo(settings, N_MEMBERS)
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, N_MEMBERS)
     result = _invoke(workspace, root / "data", "run", "--no-prefect", "--now", START)
     assert result.exit_code == 0, result.output
     return workspace, root / "data"
@@ -60,7 +61,7 @@ def _invoke(workspace: Path, data: Path, *args: str) -> object:
 
 def _counts(data: Path, workspace: Path) -> tuple[int, int, int]:
     settings = Settings(workspace=workspace, data_dir=data)
-    with session_scope(pipeline.engine_for(settings)) as session:
+    with Runtime(settings) as runtime, runtime.session() as session:
         return tuple(  # type: ignore[return-value]
             session.scalar(select(func.count()).select_from(model)) or 0
             for model in (Journey, Enrollment, Message)

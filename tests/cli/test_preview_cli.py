@@ -12,10 +12,10 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from nurture import pipeline
 from nurture.cli import app
 from nurture.delivery import verify_unsubscribe_token
 from nurture.errors import InvalidUnsubscribeTokenError, MemberNotFoundError, NurtureError
+from nurture.runtime import Runtime, settings_from
 from nurture.storage import (
     Answer,
     ContentItem,
@@ -24,7 +24,6 @@ from nurture.storage import (
     Member,
     Message,
     Recommendation,
-    session_scope,
 )
 from tests.pipeline_helpers import CONTENT
 
@@ -54,8 +53,8 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """A database with two members, a few items, recommendations and one enrollment."""
     monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
     base = ["--workspace", str(CONTENT), "--data-dir", str(tmp_path / "data")]
-    settings = pipeline.settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    settings = settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
+    with Runtime(settings) as runtime, runtime.session() as session:
         ada = Member(email="ada@example.org", first_name="Ada", last_name="Lovelace", joined_at=NOW)
         camille = Member(
             email="camille@example.org",
@@ -175,8 +174,8 @@ def test_preview_in_the_members_language_or_the_one_asked_for(workspace: list[st
 def test_preview_leaves_out_what_the_member_was_already_sent(
     workspace: list[str], tmp_path: Path
 ) -> None:
-    settings = pipeline.settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
-    with session_scope(pipeline.prepare_database(settings)) as session:
+    settings = settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
+    with Runtime(settings) as runtime, runtime.session() as session:
         ada = session.scalars(select(Member).where(Member.email == "ada@example.org")).one()
         enrollment = session.scalars(select(Enrollment)).one()
         session.add(
@@ -226,10 +225,10 @@ def test_preview_of_a_named_step_and_to_a_chosen_file(workspace: list[str], tmp_
 def test_preview_changes_nothing_and_its_links_unsubscribe_nobody(
     workspace: list[str], tmp_path: Path
 ) -> None:
-    settings = pipeline.settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
+    settings = settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
 
     def counts() -> tuple[int, int, int]:
-        with session_scope(pipeline.prepare_database(settings)) as session:
+        with Runtime(settings) as runtime, runtime.session() as session:
             return (
                 session.scalar(select(func.count()).select_from(Message)) or 0,
                 session.scalar(select(func.count()).select_from(Enrollment)) or 0,

@@ -6,10 +6,11 @@ import itertools
 import pytest
 from sqlalchemy import update
 
-from nurture import pipeline
 from nurture.delivery import deliver_messages
 from nurture.delivery.worker import RecoverySummary, recover_stale_messages, requeue_unknown
+from nurture.runtime import Runtime
 from nurture.settings import Settings
+from nurture.stages import recover_deliveries
 from nurture.storage.models import Message, MessageStatus, ProviderEvent
 
 from .conftest import NOW
@@ -143,12 +144,13 @@ def test_an_operator_requeues_unknown_messages(session, add_message, renderer):
     assert [sent.message_id for sent in mailer.sent] == [unknown.id]
 
 
-def test_the_pipeline_stage_uses_the_stale_setting(session, add_message, database_url, tmp_path):
+def test_the_recover_stage_uses_the_stale_setting(session, add_message, database_url, tmp_path):
     old = _stuck(session, add_message())
     recent = _stuck(session, add_message(), claimed_at=NOW + dt.timedelta(minutes=50))
     settings = Settings(
         database_url=database_url, data_dir=tmp_path, sending_stale_after_minutes=20
     )
-    assert pipeline.recover_deliveries(settings, LATER) == RecoverySummary(unknown=1)
+    with Runtime(settings) as runtime:
+        assert recover_deliveries(runtime, LATER) == RecoverySummary(unknown=1)
     assert _reload(session, old).status is MessageStatus.UNKNOWN
     assert _reload(session, recent).status is MessageStatus.SENDING

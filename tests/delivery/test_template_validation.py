@@ -8,7 +8,6 @@ from pathlib import Path
 import pytest
 from typer.testing import CliRunner
 
-from nurture import pipeline
 from nurture.cli import app
 from nurture.delivery.rendering import (
     SAMPLE_TRIGGER_CONTEXTS,
@@ -20,6 +19,7 @@ from nurture.delivery.rendering import (
 from nurture.errors import TemplateError, WorkspaceFileError
 from nurture.journeys import load_journeys
 from nurture.journeys.models import TRIGGER_KINDS
+from nurture.runtime import Runtime
 
 from .conftest import TEMPLATES_DIR
 
@@ -184,9 +184,9 @@ def test_check_workspace_raises_every_template_problem(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     workspace = _workspace(tmp_path)
-    settings = pipeline.settings_from({"workspace": workspace, "data_dir": tmp_path / "data"})
+    runtime = Runtime.from_overrides({"workspace": workspace, "data_dir": tmp_path / "data"})
     with pytest.raises(TemplateValidationError) as raised:
-        pipeline.check_workspace(settings)
+        runtime.check_workspace()
     error = raised.value
     assert isinstance(error, WorkspaceFileError) and isinstance(error, TemplateError)
     assert [Path(p.path).name for p in error.problems] == ["reengagement.txt.j2"]

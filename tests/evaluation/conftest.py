@@ -8,6 +8,7 @@ import pytest
 import typer
 
 from nurture.cli.evaluate import evaluate
+from nurture.runtime import Runtime
 from nurture.settings import Settings
 from tests.pipeline_helpers import CONTENT
 
@@ -20,7 +21,8 @@ def evaluate_app(settings: Settings) -> typer.Typer:
 
     @app.callback()
     def root(ctx: typer.Context) -> None:
-        ctx.obj = settings
+        ctx.obj = Runtime(settings)
+        ctx.call_on_close(ctx.obj.close)
 
     app.command()(evaluate)
     return app

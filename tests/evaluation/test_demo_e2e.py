@@ -5,12 +5,14 @@ ranking that uses what members said and did must find their next items better th
 popular ones, for members with a history (warm) and for those with answers only (cold start).
 """
 
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from nurture import pipeline
 from nurture.evaluation import evaluate_workspace
+from nurture.orchestration import run_cycle
+from nurture.runtime import Runtime
 from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
@@ -20,19 +22,20 @@ N_MEMBERS = 1000
 
 
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> Settings:
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Runtime]:
     settings = Settings(
         workspace=CONTENT,
         data_dir=tmp_path_factory.mktemp("demo") / "data",
         embedding_model=DEFAULT_EMBEDDING_MODEL,
     )
-    seed_demo(settings, N_MEMBERS)
-    pipeline.run_nightly(settings, NOW)
-    return settings
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, N_MEMBERS)
+        run_cycle(runtime, NOW, lists=("nightly",))
+        yield runtime
 
 
 @pytest.mark.parametrize("mode", ["warm", "cold-start"])
-def test_the_engine_beats_popularity_on_ndcg(demo: Settings, mode: str, tmp_path: Path) -> None:
+def test_the_engine_beats_popularity_on_ndcg(demo: Runtime, mode: str, tmp_path: Path) -> None:
     report = evaluate_workspace(demo, mode=mode, k=10)  # type: ignore[arg-type]
 
     ndcg = {name: values["ndcg@10"] for name, values in report.metrics.items()}

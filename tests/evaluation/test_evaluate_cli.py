@@ -8,15 +8,16 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
-from nurture import pipeline
 from nurture.evaluation import (
     EvaluationDataError,
     load_interactions,
     nurture_sandbox,
     stage_workspace,
 )
+from nurture.orchestration import run_cycle
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import ActivityEvent, Answer, Member, session_scope
+from nurture.storage import ActivityEvent, Answer, Member
 from tests.pipeline_helpers import NOW, seed_demo
 
 from .conftest import EXAMPLE, evaluate_app
@@ -83,8 +84,9 @@ def test_an_invalid_dataset_is_refused_before_anything_runs(
 
 @pytest.fixture
 def community(settings: Settings) -> Settings:
-    seed_demo(settings, 120)
-    pipeline.run_nightly(settings, NOW)
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, 120)
+        run_cycle(runtime, NOW, lists=("nightly",))
     return settings
 
 
@@ -113,15 +115,15 @@ def test_a_given_cutoff_and_cold_start(community: Settings) -> None:
 
 def test_the_sandbox_holds_nothing_from_after_the_cutoff(community: Settings) -> None:
     cutoff = NOW - dt.timedelta(days=40)
-    with session_scope(pipeline.engine_for(community)) as source:
+    with Runtime(community) as runtime, runtime.session() as source:
         interactions = load_interactions(source)
         members = source.scalar(select(func.count()).select_from(Member))
         answers = source.scalar(select(func.count()).select_from(Answer))
         before = source.scalar(select(func.count()).where(ActivityEvent.occurred_at < cutoff))
         with nurture_sandbox(community, 10, workspace=community.workspace) as sandbox:
-            with session_scope(pipeline.engine_for(sandbox)) as target:
+            with sandbox.session() as target:
                 copied = stage_workspace(source, target, cutoff, community.embedding_model)
-            with session_scope(pipeline.engine_for(sandbox)) as target:
+            with sandbox.session() as target:
                 latest = target.scalar(select(func.max(ActivityEvent.occurred_at)))
                 staged = target.scalar(select(func.count()).select_from(ActivityEvent))
     assert copied["members"] == members and copied["answers"] == answers

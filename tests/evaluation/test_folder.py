@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nurture import pipeline
 from nurture.evaluation import (
     EvaluationDataError,
     load_dataset_folder,
@@ -16,7 +15,7 @@ from nurture.evaluation import (
 )
 from nurture.evaluation.folder import REFERENCE_TIME
 from nurture.settings import Settings
-from nurture.storage import Answer, session_scope
+from nurture.storage import Answer
 from nurture.workspace import load_content_library, load_questionnaire
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evaluation"
@@ -204,9 +203,9 @@ def test_awkward_values_still_make_a_valid_sandbox_workspace(tmp_path: Path) -> 
     settings = Settings(data_dir=tmp_path / "data", embedding_model="hashing-64")
     with nurture_sandbox(settings, 5) as sandbox:
         ids = stage_folder(dataset, sandbox)
-        questionnaire = load_questionnaire(sandbox.questionnaire_path)
-        library = load_content_library(sandbox.content_dir)
-        with session_scope(pipeline.engine_for(sandbox)) as session:
+        questionnaire = load_questionnaire(sandbox.settings.questionnaire_path)
+        library = load_content_library(sandbox.settings.content_dir)
+        with sandbox.session() as session:
             answers = set(session.execute(select(Answer.member_id, Answer.question_key)).tuples())
 
     assert ids == {"m1": 1, "m2": 2}

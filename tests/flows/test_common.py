@@ -1,4 +1,4 @@
-"""The flows' helpers: pending imports, summaries, table rows, the task runner, Markdown reports."""
+"""The flows' helpers: run names, table rows, the task runner, tasks, Markdown reports."""
 
 from __future__ import annotations
 
@@ -14,68 +14,38 @@ from flows.common import (
     DEFAULT_THREADS,
     chunk_name,
     flat_row,
-    sum_counts,
     task_runner_for,
     task_settings,
     with_task_runner,
 )
 from flows.nightly import nightly
-from flows.reports import markdown_report
-from nurture.pipeline import move_imported, pending_imports
+from flows.reports import PUBLISHERS, markdown_report
+from flows.tasks import chunk_task, single_task
 from nurture.settings import Settings
+from nurture.stages import DELIVER, NIGHTLY
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 
 
-def test_pending_imports_go_members_first_then_answers_then_activity(tmp_path: Path) -> None:
-    for name in (
-        "activity.jsonl",
-        "answers-2.csv",
-        "answers-1.jsonl",
-        "members.csv",
-        "personas.csv",
-        "notes.txt",
-        "Members-extra.JSONL",
-    ):
-        (tmp_path / name).write_text("", encoding="utf-8")
-    (tmp_path / "members-folder.csv").mkdir()
-
-    pending = pending_imports(tmp_path)
-
-    assert [(p.kind, p.path.name) for p in pending] == [
-        ("members", "Members-extra.JSONL"),
-        ("members", "members.csv"),
-        ("answers", "answers-1.jsonl"),
-        ("answers", "answers-2.csv"),
-        ("activity", "activity.jsonl"),
-    ]
-
-
-def test_no_imports_folder_means_nothing_pending(tmp_path: Path) -> None:
-    assert pending_imports(tmp_path / "missing") == []
-
-
-def test_an_imported_file_moves_aside_stamped_with_the_time(tmp_path: Path) -> None:
-    source = tmp_path / "members.csv"
-    source.write_text("email\n", encoding="utf-8")
-    paris = dt.timezone(dt.timedelta(hours=1))
-
-    moved = move_imported(source, "done", NOW.astimezone(paris))
-
-    assert moved == tmp_path / "done" / "20261102T090000Z-members.csv"
-    assert moved.read_text(encoding="utf-8") == "email\n"
-    assert not source.exists()
-
-
-def test_chunk_summaries_add_up_field_by_field() -> None:
-    total = sum_counts([{"sent": 2, "failed": 1, "label": "x"}, {"sent": 3, "flag": True}, {}])
-
-    assert total == {"sent": 5, "failed": 1}
-
-
-def test_chunk_names_show_the_first_and_last_id() -> None:
+def test_chunk_names_show_the_first_and_last_id_or_the_files() -> None:
     assert chunk_name([3, 4, 9]) == "3-9 (3)"
     assert chunk_name([]) == "empty"
+    assert chunk_name(["/data/imports/members.csv"]) == "members.csv"
+
+
+def test_every_task_keeps_the_name_of_the_library_function_it_wraps() -> None:
+    for stage in [*NIGHTLY, *DELIVER]:
+        if stage.over is None:
+            assert single_task(stage.run).name == stage.run.__name__
+            continue
+        assert chunk_task(stage.run).name == stage.run.__name__
+        assert single_task(stage.over.list_items).name == stage.over.list_items.__name__
+        assert chunk_task(stage.run).retries == 2  # retries live on the decorator
+    assert single_task(NIGHTLY.stage("content").run) is single_task(NIGHTLY.stage("content").run)
+
+
+def test_every_artifact_shows_a_declared_stage() -> None:
+    assert set(PUBLISHERS) <= set(NIGHTLY.names) | set(DELIVER.names)
 
 
 @dataclasses.dataclass

@@ -14,9 +14,9 @@ from sqlalchemy import select
 from flows.common import with_task_runner
 from flows.deliver import deliver
 from flows.nightly import nightly
-from nurture import pipeline
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import ContentItem, Member, Message, session_scope
+from nurture.storage import ContentItem, Member, Message
 from nurture.storage.models import Recommendation
 from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
 
@@ -40,7 +40,8 @@ def _community(root: Path) -> Settings:
         data_dir=root / "data",
         embedding_model="hashing-64",
     )
-    seed_demo(settings, N_MEMBERS)
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, N_MEMBERS)
     return settings
 
 
@@ -54,7 +55,7 @@ def _run_both(settings: Settings) -> dict[str, Any]:
 
 def _outcome(settings: Settings) -> dict[str, Any]:
     """Each member's recommendations (item and rank) and messages (step, status, items)."""
-    with session_scope(pipeline.engine_for(settings)) as session:
+    with Runtime(settings) as runtime, runtime.session() as session:
         email = dict(session.execute(select(Member.id, Member.email)).tuples().all())
         key = dict(session.execute(select(ContentItem.id, ContentItem.key)).tuples().all())
         recommendations: dict[str, list[tuple[int, str]]] = {}
@@ -80,10 +81,10 @@ def _outcome(settings: Settings) -> dict[str, Any]:
 def _counts(result: dict[str, Any]) -> dict[str, Any]:
     nightly_result, deliver_result = result["nightly"], result["deliver"]
     return {
-        "profiled": nightly_result["profiled"],
-        "recommendations": nightly_result["recommendations"],
-        "segments": nightly_result["segmentation"]["sizes"],
-        "delivery": deliver_result["delivery"],
+        "profiled": nightly_result["profile"]["profiled"],
+        "recommendations": nightly_result["match"]["recommendations"],
+        "segments": nightly_result["segment"]["sizes"],
+        "delivery": deliver_result["send"],
     }
 
 
@@ -125,8 +126,8 @@ def test_the_chunks_spread_over_the_workers_of_an_existing_cluster(
         str(settings.workspace), str(settings.data_dir), NOW + dt.timedelta(minutes=1)
     )
 
-    assert result["profiled"] == N_MEMBERS
-    assert result["recommendations"] == N_MEMBERS * settings.recommendations_per_member
+    assert result["profile"]["profiled"] == N_MEMBERS
+    assert result["match"]["recommendations"] == N_MEMBERS * settings.recommendations_per_member
     with Client(cluster) as client:
         executed = client.run(lambda dask_worker: dask_worker.state.executed_count)
     # 3 chunks to profile and 3 to match, on two worker processes: each ran some.

@@ -12,9 +12,9 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import ContentItem, Member, Message, MessageStatus, session_scope
+from nurture.storage import ContentItem, Member, Message, MessageStatus
 from nurture.storage.models import Segment, SegmentMembership
 from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
 
@@ -38,19 +38,20 @@ def settings(
 
 
 def _run(settings: Settings, now: dt.datetime) -> dict:
-    from flows import cycle
+    from flows.cycle import cycle
 
     return cycle(str(settings.workspace), str(settings.data_dir), now)
 
 
 def test_the_flows_welcome_every_member_once_with_items_that_fit(settings: Settings) -> None:
-    files = seed_demo(settings, N_MEMBERS)
+    with Runtime(settings) as runtime:
+        files = seed_demo(runtime, N_MEMBERS)
 
     result = _run(settings, NOW)
 
-    assert result["nightly"]["profiled"] == N_MEMBERS
-    assert result["deliver"]["delivery"]["sent"] == N_MEMBERS
-    with session_scope(pipeline.engine_for(settings)) as session:
+    assert result["nightly"]["profile"]["profiled"] == N_MEMBERS
+    assert result["deliver"]["send"]["sent"] == N_MEMBERS
+    with Runtime(settings) as runtime, runtime.session() as session:
         library = {item.key: item.language for item in session.scalars(select(ContentItem))}
         members = {member.id: member for member in session.scalars(select(Member))}
         messages = list(session.scalars(select(Message)))
@@ -94,6 +95,6 @@ def test_the_flows_welcome_every_member_once_with_items_that_fit(settings: Setti
 
     again = _run(settings, NOW + dt.timedelta(hours=1))
 
-    assert again["nightly"]["texts_embedded"] == 0
-    assert again["deliver"]["delivery"]["sent"] == 0
+    assert again["nightly"]["profile"]["texts_embedded"] == 0
+    assert again["deliver"]["send"]["sent"] == 0
     assert len(list(settings.resolved_outbox_dir.glob("*.eml"))) == N_MEMBERS

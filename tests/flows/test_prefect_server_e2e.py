@@ -223,7 +223,8 @@ def test_the_served_deployments_run_and_report_through_the_api(
 
     chunks = N_MEMBERS // CHUNK
     assert _task_names(api, nightly_run["id"]) == sorted(
-        ["import_file"] * 3
+        ["pending_import_files"]
+        + ["import_pending_files"] * 3
         + ["sync_workspace", "member_ids", "segment", "start_matching"]
         + ["profile_chunk", "match_chunk"] * chunks
         + ["segment_table", "match_coverage"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections import Counter, defaultdict
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,6 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from nurture import pipeline
 from nurture.journeys import (
     JourneyDefinition,
     advance_journeys,
@@ -36,6 +36,8 @@ from nurture.journeys.simulate import (
     simulate_journeys,
 )
 from nurture.journeys.triggers import ENGAGEMENT_TYPES, local_zone, topic_coverage
+from nurture.orchestration import run_cycle
+from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import open_session
 from nurture.storage.models import (
@@ -363,16 +365,17 @@ DEMO_DAYS = 30
 
 
 @pytest.fixture
-def demo(database_url: str, tmp_path: Path) -> Settings:
+def demo(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(
         workspace=CONTENT,
         data_dir=tmp_path / "data",
         database_url=database_url,
         embedding_model="hashing-64",
     )
-    seed_demo(settings, 300)
-    pipeline.run_nightly(settings, DEMO_START)
-    return settings
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, 300)
+        run_cycle(runtime, DEMO_START, lists=("nightly",))
+        yield runtime
 
 
 def _same_day(date: dt.date, on: dt.date) -> bool:
@@ -382,11 +385,12 @@ def _same_day(date: dt.date, on: dt.date) -> bool:
         return on.month == 2 and on.day == 28
 
 
-def test_thirty_days_of_the_demo_community(demo: Settings) -> None:
-    definitions = {d.id: d for d in load_journeys(demo.journeys_dir, demo.templates_dir)}
-    rules = load_sending_rules(demo.sending_rules_path)
+def test_thirty_days_of_the_demo_community(demo: Runtime) -> None:
+    settings = demo.settings
+    definitions = {d.id: d for d in load_journeys(settings.journeys_dir, settings.templates_dir)}
+    rules = load_sending_rules(settings.sending_rules_path)
     assert rules.budget is not None
-    with open_session(pipeline.engine_for(demo)) as session:
+    with demo.open_session() as session:
         before = session.scalar(select(func.count()).select_from(Enrollment))
         report = simulate_journeys(
             session,
@@ -394,7 +398,7 @@ def test_thirty_days_of_the_demo_community(demo: Settings) -> None:
             start=DEMO_START,
             days=DEMO_DAYS,
             rules=rules,
-            suppression_salt=demo.suppression_salt.get_secret_value(),
+            suppression_salt=settings.suppression_salt.get_secret_value(),
         )
         assert session.scalar(select(func.count()).select_from(Enrollment)) == before
         checks = _DemoChecks(session, report)

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import collections
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture.orchestration import run_cycle
 from nurture.recommend import CONSUMING_EVENT_TYPES, Evidence, EvidenceKind, reason_text
 from nurture.recommend.reasons import co_engagement_reason, goal_label, popular_reason
+from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import (
     ActivityEvent,
@@ -18,7 +20,6 @@ from nurture.storage import (
     ContentItem,
     Member,
     Recommendation,
-    session_scope,
 )
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
@@ -28,12 +29,13 @@ N_MEMBERS = 300
 
 
 @pytest.fixture
-def matched(database_url: str, tmp_path: Path) -> Settings:
+def matched(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     settings = Settings(workspace=CONTENT, data_dir=tmp_path / "data", database_url=database_url)
-    seed_demo(settings, N_MEMBERS)
-    report = pipeline.run_nightly(settings, NOW)
-    assert report.recommendations > 0
-    return settings
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, N_MEMBERS)
+        report = run_cycle(runtime, NOW, lists=("nightly",))
+        assert report.recommendations > 0
+        yield runtime
 
 
 def _allowed_reasons(session, member: Member) -> set[str]:
@@ -64,10 +66,10 @@ def _allowed_reasons(session, member: Member) -> set[str]:
     return allowed
 
 
-def test_every_reason_names_the_members_own_answers_or_items(matched: Settings) -> None:
+def test_every_reason_names_the_members_own_answers_or_items(matched: Runtime) -> None:
     kinds: collections.Counter[str] = collections.Counter()
     first_is_personal = []
-    with session_scope(pipeline.engine_for(matched)) as session:
+    with matched.session() as session:
         members = {member.id: member for member in session.scalars(select(Member))}
         lists = collections.defaultdict(list)
         for member_id, reason in session.execute(

@@ -3,16 +3,18 @@
 import pytest
 from sqlalchemy import select
 
-from nurture import pipeline
 from nurture.errors import ConfigurationError
 from nurture.recommend import RankingWeights
+from nurture.runtime import Runtime, settings_from
 from nurture.settings import Settings
-from nurture.storage import MatchRun, session_scope
+from nurture.stages import start_matching
+from nurture.storage import MatchRun
+from tests.pipeline_helpers import NOW
 
 
 def test_settings_defaults_are_the_rankers():
     settings = Settings()
-    assert pipeline.ranking_weights(settings) == RankingWeights()
+    assert Runtime(settings).ranking_weights == RankingWeights()
     assert settings.ranking_weights == {}
 
 
@@ -21,8 +23,8 @@ def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     monkeypatch.setenv("NURTURE_INTEREST_HALF_LIFE_DAYS", "30")
     monkeypatch.setenv("NURTURE_MMR_LAMBDA", "0.6")
     monkeypatch.setenv("NURTURE_RECOMMENDATION_KINDS", '["webinar", "event"]')
-    settings = pipeline.settings_from()
-    weights = pipeline.ranking_weights(settings)
+    settings = settings_from()
+    weights = Runtime(settings).ranking_weights
     assert (weights.co_engagement, weights.freshness) == (0.4, 0.0)
     assert weights.member == RankingWeights().member  # not named: the default
     assert (weights.interest_half_life_days, weights.mmr_lambda) == (30.0, 0.6)
@@ -42,7 +44,7 @@ def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
 def test_bad_ranking_settings_are_named(monkeypatch: pytest.MonkeyPatch, name: str, value: str):
     monkeypatch.setenv(name, value)
     with pytest.raises(ConfigurationError, match=name):
-        pipeline.settings_from()
+        settings_from()
 
 
 def test_the_match_run_records_the_settings(database_url: str, tmp_path):
@@ -55,8 +57,9 @@ def test_the_match_run_records_the_settings(database_url: str, tmp_path):
         recommendation_kinds=["article"],
         recommendations_per_member=4,
     )
-    run_id = pipeline.start_matching(settings)
-    with session_scope(pipeline.engine_for(settings)) as session:
-        params = session.scalar(select(MatchRun.params).where(MatchRun.id == run_id))
+    with Runtime(settings) as runtime:
+        run_id = start_matching(runtime, NOW)["run_id"]
+        with runtime.session() as session:
+            params = session.scalar(select(MatchRun.params).where(MatchRun.id == run_id))
     assert params["k"] == 4 and params["kinds"] == ["article"]
     assert (params["weights"]["popularity"], params["weights"]["mmr_lambda"]) == (0.5, 0.7)

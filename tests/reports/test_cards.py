@@ -4,10 +4,10 @@ import re
 import pytest
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture.orchestration import run_cycle
 from nurture.reports import mask_email, member_display_name, segment_cards
-from nurture.settings import Settings
-from nurture.storage import Segment, SegmentMembership, session_scope
+from nurture.runtime import Runtime
+from nurture.storage import Segment, SegmentMembership
 from nurture.workspace import load_questionnaire
 from tests.pipeline_helpers import NOW
 
@@ -16,9 +16,9 @@ from .conftest import N_MEMBERS, add_founders_rule_segment
 MASKED = re.compile(r"^[^()@]+ \(\w\*\*\*@[\w.-]+\)$")
 
 
-def _cards(settings: Settings, now: dt.datetime = NOW):
-    questionnaire = load_questionnaire(settings.questionnaire_path)
-    with session_scope(pipeline.engine_for(settings)) as session:
+def _cards(runtime: Runtime, now: dt.datetime = NOW):
+    questionnaire = load_questionnaire(runtime.settings.questionnaire_path)
+    with runtime.session() as session:
         return segment_cards(session, now, questionnaire=questionnaire)
 
 
@@ -41,15 +41,14 @@ def test_member_display_name_shows_first_name_and_last_initial() -> None:
     assert member_display_name("", "Lovelace", "ada@example.org") == "a***@example.org"
 
 
-def test_no_segments_no_cards(settings: Settings) -> None:
-    pipeline.prepare_database(settings)
-    assert _cards(settings) == []
+def test_no_segments_no_cards(runtime: Runtime) -> None:
+    assert _cards(runtime) == []
 
 
-def test_cards_describe_every_cluster_segment(community: Settings) -> None:
+def test_cards_describe_every_cluster_segment(community: Runtime) -> None:
     cards = _cards(community, NOW + dt.timedelta(days=1))
 
-    with session_scope(pipeline.engine_for(community)) as session:
+    with community.session() as session:
         stored = {s.key: s for s in session.scalars(select(Segment))}
     assert [card.kind for card in cards] == ["cluster"] * len(cards)
     assert {card.key for card in cards} == set(stored)
@@ -74,8 +73,8 @@ def test_cards_describe_every_cluster_segment(community: Settings) -> None:
         assert card.run_age_days == 1.0
 
 
-def test_drift_since_the_previous_run(community: Settings) -> None:
-    pipeline.run_nightly(community, NOW + dt.timedelta(days=20))  # lifecycles move on
+def test_drift_since_the_previous_run(community: Runtime) -> None:
+    run_cycle(community, NOW + dt.timedelta(days=20), lists=("nightly",))  # lifecycles move on
 
     cards = _cards(community)
 
@@ -98,7 +97,7 @@ def test_drift_since_the_previous_run(community: Settings) -> None:
         assert "first run" not in drift.describe().values()
     # Every member who changed segment came from another one; those who left a segment that
     # vanished are not on any card's "left to".
-    with session_scope(pipeline.engine_for(community)) as session:
+    with community.session() as session:
         first, second = sorted(set(session.scalars(select(SegmentMembership.run_id))))
         rows = session.execute(
             select(SegmentMembership.run_id, SegmentMembership.member_id, Segment.key).join(
@@ -112,7 +111,7 @@ def test_drift_since_the_previous_run(community: Settings) -> None:
     assert moved_out <= moved
 
 
-def test_a_rule_segment_gets_a_computed_card(community: Settings) -> None:
+def test_a_rule_segment_gets_a_computed_card(community: Runtime) -> None:
     founders = add_founders_rule_segment(community)
 
     cards = _cards(community)
@@ -131,15 +130,15 @@ def test_a_rule_segment_gets_a_computed_card(community: Settings) -> None:
     assert card.drift.first_run
 
 
-def test_without_the_questionnaire_a_rule_card_leaves_answers_out(community: Settings) -> None:
-    with session_scope(pipeline.engine_for(community)) as session:
+def test_without_the_questionnaire_a_rule_card_leaves_answers_out(community: Runtime) -> None:
+    with community.session() as session:
         rule = Segment(key="everyone", label="Everyone", kind="rule")
         session.add(rule)
         session.flush()
         run_id = session.scalars(select(Segment.last_run_id)).first()
         assert run_id is not None
         session.add(SegmentMembership(run_id=run_id, member_id=1, segment_id=rule.id))
-    with session_scope(pipeline.engine_for(community)) as session:
+    with community.session() as session:
         cards = segment_cards(session, NOW)
 
     card = next(card for card in cards if card.key == "everyone")

@@ -7,27 +7,27 @@ from typer.testing import CliRunner
 
 from nurture.cli import app as nurture_app
 from nurture.cli.reports import report, segments
-from nurture.settings import Settings
+from nurture.runtime import Runtime
 
 from .conftest import N_MEMBERS, member_emails
 
 runner = CliRunner()
 
 
-def _app(settings: Settings) -> typer.Typer:
-    """The two commands on a small app whose settings are the test's."""
+def _app(runtime: Runtime) -> typer.Typer:
+    """The two commands on a small app whose runtime is the test's."""
     app = typer.Typer()
 
     @app.callback()
     def root(ctx: typer.Context) -> None:
-        ctx.obj = settings
+        ctx.obj = runtime
 
     app.command()(segments)
     app.command()(report)
     return app
 
 
-def test_segments_json_is_the_cards(community: Settings) -> None:
+def test_segments_json_is_the_cards(community: Runtime) -> None:
     result = runner.invoke(_app(community), ["segments", "--json"])
 
     assert result.exit_code == 0, result.output
@@ -40,7 +40,7 @@ def test_segments_json_is_the_cards(community: Settings) -> None:
     assert not [email for email in member_emails(community) if email in result.stdout]
 
 
-def test_segments_prints_a_table_per_card(community: Settings) -> None:
+def test_segments_prints_a_table_per_card(community: Runtime) -> None:
     result = runner.invoke(_app(community), ["segments"])
 
     assert result.exit_code == 0, result.output
@@ -49,20 +49,20 @@ def test_segments_prints_a_table_per_card(community: Settings) -> None:
     assert "***@" in result.output
 
 
-def test_segments_before_any_run(settings: Settings) -> None:
-    result = runner.invoke(_app(settings), ["segments"])
+def test_segments_before_any_run(runtime: Runtime) -> None:
+    result = runner.invoke(_app(runtime), ["segments"])
     assert result.exit_code == 0, result.output
     assert "No segments yet" in result.output
-    assert json.loads(runner.invoke(_app(settings), ["segments", "--json"]).stdout) == []
+    assert json.loads(runner.invoke(_app(runtime), ["segments", "--json"]).stdout) == []
 
 
-def test_report_writes_the_html_where_asked(community: Settings, tmp_path: Path) -> None:
+def test_report_writes_the_html_where_asked(community: Runtime, tmp_path: Path) -> None:
     default = runner.invoke(_app(community), ["report"])
     chosen = tmp_path / "out" / "mine.html"
     asked = runner.invoke(_app(community), ["report", "--output", str(chosen)])
 
     assert default.exit_code == 0, default.output
-    written = community.data_dir / "reports" / "segments.html"
+    written = community.settings.data_dir / "reports" / "segments.html"
     assert str(written.resolve()) in default.output
     assert f"{N_MEMBERS} members on the map" in default.output
     assert asked.exit_code == 0, asked.output
@@ -72,11 +72,16 @@ def test_report_writes_the_html_where_asked(community: Settings, tmp_path: Path)
 
 
 def test_nurture_segments_json(
-    community: Settings, database_url: str, monkeypatch: pytest.MonkeyPatch
+    community: Runtime, database_url: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NURTURE_DATABASE_URL", database_url)
     monkeypatch.setenv("NURTURE_EMBEDDING_MODEL", "hashing-64")
-    base = ["--workspace", str(community.workspace), "--data-dir", str(community.data_dir)]
+    base = [
+        "--workspace",
+        str(community.settings.workspace),
+        "--data-dir",
+        str(community.settings.data_dir),
+    ]
 
     result = runner.invoke(nurture_app, [*base, "segments", "--json"])
 

@@ -5,7 +5,6 @@ from html.parser import HTMLParser
 from markupsafe import escape
 from sqlalchemy import select, update
 
-from nurture import pipeline
 from nurture.reports import (
     MapPoint,
     render_segment_report,
@@ -13,8 +12,8 @@ from nurture.reports import (
     segment_colours,
     segment_map,
 )
-from nurture.settings import Settings
-from nurture.storage import Segment, session_scope
+from nurture.runtime import Runtime
+from nurture.storage import Segment
 from nurture.workspace import load_questionnaire
 from tests.pipeline_helpers import NOW
 
@@ -23,9 +22,9 @@ from .conftest import N_MEMBERS, add_founders_rule_segment, member_emails
 POINT = re.compile(r'<circle class="pt" cx="([-\d.]+)" cy="([-\d.]+)" r="3" fill="(#[0-9a-f]{6})"')
 
 
-def _report(settings: Settings, sample_size: int = 3000) -> tuple[str, list[MapPoint], list]:
-    questionnaire = load_questionnaire(settings.questionnaire_path)
-    with session_scope(pipeline.engine_for(settings)) as session:
+def _report(runtime: Runtime, sample_size: int = 3000) -> tuple[str, list[MapPoint], list]:
+    questionnaire = load_questionnaire(runtime.settings.questionnaire_path)
+    with runtime.session() as session:
         cards = segment_cards(session, NOW, questionnaire=questionnaire)
         points = segment_map(session, cards, questionnaire=questionnaire, sample_size=sample_size)
     html = render_segment_report(cards, points, title="Segments", generated_at=NOW)
@@ -47,7 +46,7 @@ class _Checker(HTMLParser):
                 raise AssertionError(f"{tag} loads {value}")
 
 
-def test_the_report_maps_every_member_with_the_cards(community: Settings) -> None:
+def test_the_report_maps_every_member_with_the_cards(community: Runtime) -> None:
     html, points, cards = _report(community)
 
     assert len(points) == N_MEMBERS
@@ -70,7 +69,7 @@ def test_the_report_maps_every_member_with_the_cards(community: Settings) -> Non
     assert html.count("<article") == len(cards)
 
 
-def test_a_member_in_a_cluster_and_a_rule_segment_is_one_dot(community: Settings) -> None:
+def test_a_member_in_a_cluster_and_a_rule_segment_is_one_dot(community: Runtime) -> None:
     add_founders_rule_segment(community)
 
     html, points, cards = _report(community)
@@ -81,7 +80,7 @@ def test_a_member_in_a_cluster_and_a_rule_segment_is_one_dot(community: Settings
     assert "role == &#34;founder&#34;" in html  # a rule segment shows its description
 
 
-def test_the_map_samples_members_reproducibly(community: Settings) -> None:
+def test_the_map_samples_members_reproducibly(community: Runtime) -> None:
     html, points, cards = _report(community, sample_size=25)
     again, _, _ = _report(community, sample_size=25)
 
@@ -91,7 +90,7 @@ def test_the_map_samples_members_reproducibly(community: Settings) -> None:
     assert {point.segment for point in points} <= {card.key for card in cards}
 
 
-def test_no_full_email_appears_in_the_report(community: Settings) -> None:
+def test_no_full_email_appears_in_the_report(community: Runtime) -> None:
     html, _, _ = _report(community)
 
     emails = member_emails(community)
@@ -100,9 +99,9 @@ def test_no_full_email_appears_in_the_report(community: Settings) -> None:
     assert "***@" in html
 
 
-def test_labels_from_free_text_are_escaped(community: Settings) -> None:
+def test_labels_from_free_text_are_escaped(community: Runtime) -> None:
     attack = '<script>alert("x")</script><img src=x onerror=alert(1)>'
-    with session_scope(pipeline.engine_for(community)) as session:
+    with community.session() as session:
         key = session.scalars(select(Segment.key).order_by(Segment.key)).first()
         session.execute(update(Segment).where(Segment.key == key).values(label=attack))
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from sqlalchemy import Engine, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery import suppress_address
+from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage.models import (
     ActivityEvent,
@@ -66,6 +68,12 @@ def settings(database_url: str, tmp_path: Path) -> Settings:
         chunk_size=16,
         suppression_salt=SALT,
     )
+
+
+@pytest.fixture
+def runtime(settings: Settings) -> Iterator[Runtime]:
+    with Runtime(settings) as runtime:
+        yield runtime
 
 
 def _member(email: str, first_name: str, last_name: str, **fields: Any) -> Member:

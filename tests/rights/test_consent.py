@@ -7,14 +7,17 @@ granted it; an erased address gets nothing at all, transactional or not.
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from sqlalchemy import select
 
-from nurture import pipeline
+from nurture.orchestration import run_cycle
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage import Member, Message, MessageStatus, session_scope
+from nurture.stages import erase_member, import_file
+from nurture.storage import Member, Message, MessageStatus
 from tests.pipeline_helpers import CONTENT, NOW
 
 from .conftest import SALT
@@ -40,21 +43,23 @@ erased@example.org,Eve,2026-10-30T10:00:00+00:00,granted
 
 
 @pytest.fixture
-def workspace_settings(database_url: str, tmp_path: Path) -> Settings:
+def workspace_runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
     workspace = tmp_path / "workspace"
     shutil.copytree(CONTENT, workspace, ignore=shutil.ignore_patterns("nurture-data"))
     (workspace / "journeys" / "account_notice.yaml").write_text(NOTICE, encoding="utf-8")
-    return Settings(
+    settings = Settings(
         workspace=workspace,
         data_dir=tmp_path / "data",
         database_url=database_url,
         embedding_model="hashing-64",
         suppression_salt=SALT,
     )
+    with Runtime(settings) as runtime:
+        yield runtime
 
 
-def _sent(settings: Settings) -> dict[str, set[str]]:
-    with session_scope(pipeline.engine_for(settings)) as session:
+def _sent(runtime: Runtime) -> dict[str, set[str]]:
+    with runtime.session() as session:
         rows = session.execute(
             select(Member.email, Message.journey_key)
             .join(Member, Member.id == Message.member_id)
@@ -67,23 +72,24 @@ def _sent(settings: Settings) -> dict[str, set[str]]:
 
 
 def test_transactional_reaches_every_consent_and_erasure_beats_it(
-    workspace_settings: Settings, tmp_path: Path
+    workspace_runtime: Runtime, tmp_path: Path
 ) -> None:
+    runtime = workspace_runtime
     members = tmp_path / "members.csv"
     members.write_text(MEMBERS, encoding="utf-8")
-    assert pipeline.import_file(workspace_settings, "members", members).stored == 4
-    pipeline.erase_member(workspace_settings, "erased@example.org")
-    assert pipeline.import_file(workspace_settings, "members", members).stored == 1  # back
+    assert import_file(runtime, "members", members).stored == 4
+    erase_member(runtime, "erased@example.org")
+    assert import_file(runtime, "members", members).stored == 1  # back
 
-    report = pipeline.run_cycle(workspace_settings, NOW)
+    report = run_cycle(runtime, NOW)
 
-    assert _sent(workspace_settings) == {
+    assert _sent(runtime) == {
         "account_notice": {"granted@example.org", "unknown@example.org", "denied@example.org"},
         "welcome": {"granted@example.org"},
     }
     assert report.delivery.suppressed == 0  # nobody was even enrolled who must not be mailed
     outbox = "".join(
         path.read_text(encoding="utf-8")
-        for path in workspace_settings.resolved_outbox_dir.glob("*.eml")
+        for path in runtime.settings.resolved_outbox_dir.glob("*.eml")
     )
     assert "erased@example.org" not in outbox

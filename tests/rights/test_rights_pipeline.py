@@ -1,4 +1,4 @@
-"""End to end on the pipeline: export, erase, re-import; the erased address is never mailed."""
+"""End to end on the stages: export, erase, re-import; the erased address is never mailed."""
 
 from __future__ import annotations
 
@@ -9,9 +9,10 @@ from pathlib import Path
 from pydantic import SecretStr
 from sqlalchemy import func, select
 
-from nurture import pipeline
-from nurture.settings import Settings
-from nurture.storage import Member, Message, ProviderEvent, session_scope
+from nurture.orchestration import run_cycle
+from nurture.runtime import Runtime
+from nurture.stages import erase_member, export_member, import_file, run_journeys
+from nurture.storage import Member, Message, ProviderEvent
 from tests.pipeline_helpers import NOW, seed_demo
 
 from .conftest import EMAIL, FIRST_NAME, FREE_TEXT, LAST_NAME, find_mentions
@@ -59,14 +60,14 @@ def _write_member_files(folder: Path) -> dict[str, Path]:
     return {"members": members, "answers": answers, "activity": activity}
 
 
-def _import(settings: Settings, files: dict[str, Path]) -> None:
+def _import(runtime: Runtime, files: dict[str, Path]) -> None:
     for kind, path in files.items():
-        summary = pipeline.import_file(settings, kind, path)  # type: ignore[arg-type]
+        summary = import_file(runtime, kind, path)  # type: ignore[arg-type]
         assert summary.refused == 0, summary.problems
 
 
-def _outbox_mentions(settings: Settings, *needles: str) -> list[str]:
-    folder = settings.resolved_outbox_dir
+def _outbox_mentions(runtime: Runtime, *needles: str) -> list[str]:
+    folder = runtime.settings.resolved_outbox_dir
     return [
         path.name
         for path in [*folder.glob("*.eml"), folder / "index.html"]
@@ -75,8 +76,8 @@ def _outbox_mentions(settings: Settings, *needles: str) -> list[str]:
     ]
 
 
-def _messages_to(settings: Settings, email: str) -> int:
-    with session_scope(pipeline.engine_for(settings)) as session:
+def _messages_to(runtime: Runtime, email: str) -> int:
+    with runtime.session() as session:
         return (
             session.scalar(
                 select(func.count())
@@ -89,15 +90,15 @@ def _messages_to(settings: Settings, email: str) -> int:
 
 
 def test_erased_address_is_never_mailed_again_even_after_a_reimport(
-    settings: Settings, tmp_path: Path
+    runtime: Runtime, tmp_path: Path
 ) -> None:
-    seed_demo(settings, N_OTHERS)
+    seed_demo(runtime, N_OTHERS)
     files = _write_member_files(tmp_path / "crm")
-    _import(settings, files)
-    first = pipeline.run_cycle(settings, NOW)
+    _import(runtime, files)
+    first = run_cycle(runtime, NOW)
     assert first.delivery.sent == N_OTHERS + 1
-    assert _outbox_mentions(settings, EMAIL)
-    with session_scope(pipeline.engine_for(settings)) as session:
+    assert _outbox_mentions(runtime, EMAIL)
+    with runtime.session() as session:
         message_id = session.scalar(
             select(Message.id)
             .join(Member, Member.id == Message.member_id)
@@ -114,7 +115,7 @@ def test_erased_address_is_never_mailed_again_even_after_a_reimport(
             )
         )
 
-    exported = pipeline.export_member(settings, EMAIL)
+    exported = export_member(runtime, EMAIL)
     for section in (
         "members",
         "answers",
@@ -129,40 +130,41 @@ def test_erased_address_is_never_mailed_again_even_after_a_reimport(
         assert exported[section], section
     assert exported["members"][0]["attributes"] == {"city": "Lyon"}
 
-    summary = pipeline.erase_member(settings, EMAIL)
+    summary = erase_member(runtime, EMAIL)
 
     assert summary.members == 1 and summary.newly_suppressed
     assert summary.deleted["outbox_files"] == 1
-    engine = pipeline.engine_for(settings)
-    assert find_mentions(engine, [EMAIL, FIRST_NAME, LAST_NAME]) == []
+    assert find_mentions(runtime.engine, [EMAIL, FIRST_NAME, LAST_NAME]) == []
     # Their own emails are gone from the outbox. (Emails already sent to others may quote a
     # segment label made of words the member wrote, their name included: those went out.)
-    assert _outbox_mentions(settings, EMAIL) == []
-    assert len(list(settings.resolved_outbox_dir.glob("*.eml"))) == N_OTHERS
+    assert _outbox_mentions(runtime, EMAIL) == []
+    assert len(list(runtime.settings.resolved_outbox_dir.glob("*.eml"))) == N_OTHERS
 
     # The CRM still has the address: the next import brings the member back.
-    _import(settings, files)
-    assert pipeline.count_members(settings) == N_OTHERS + 1
+    _import(runtime, files)
+    with runtime.session() as session:
+        assert session.scalar(select(func.count()).select_from(Member)) == N_OTHERS + 1
     later = NOW + dt.timedelta(days=3, minutes=1)
-    report = pipeline.run_cycle(settings, later)
+    report = run_cycle(runtime, later)
 
     assert report.delivery.sent == N_OTHERS  # everyone else gets the follow-up
     assert report.journeys is not None and report.journeys.enrolled == 0
-    assert _messages_to(settings, EMAIL) == 0
-    assert _outbox_mentions(settings, EMAIL) == []
+    assert _messages_to(runtime, EMAIL) == 0
+    assert _outbox_mentions(runtime, EMAIL) == []
 
-    again = pipeline.erase_member(settings, EMAIL)
+    again = erase_member(runtime, EMAIL)
     assert again.members == 1 and not again.newly_suppressed
-    assert pipeline.erase_member(settings, EMAIL).held_nothing
+    assert erase_member(runtime, EMAIL).held_nothing
 
 
-def test_enrolment_and_erasure_use_the_same_salt(settings: Settings, tmp_path: Path) -> None:
+def test_enrolment_and_erasure_use_the_same_salt(runtime: Runtime, tmp_path: Path) -> None:
     files = _write_member_files(tmp_path / "crm")
-    _import(settings, files)
-    pipeline.erase_member(settings, EMAIL)
-    _import(settings, {"members": files["members"]})
+    _import(runtime, files)
+    erase_member(runtime, EMAIL)
+    _import(runtime, {"members": files["members"]})
 
-    assert pipeline.run_journeys(settings, NOW).enrolled == 0
+    assert run_journeys(runtime, NOW).enrolled == 0
     # Under another salt the hash no longer matches: why the salt must never change.
-    other_salt = settings.model_copy(update={"suppression_salt": SecretStr("another")})
-    assert pipeline.run_journeys(other_salt, NOW).enrolled == 1
+    other_salt = runtime.settings.model_copy(update={"suppression_salt": SecretStr("another")})
+    with Runtime(other_salt) as other:
+        assert run_journeys(other, NOW).enrolled == 1

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from nurture import pipeline
 from nurture.delivery import suppression_hash
 from nurture.errors import ConfigurationError
+from nurture.runtime import settings_from
 from nurture.settings import DEVELOPMENT_SECRET, Settings
 
 
@@ -26,6 +26,6 @@ def test_the_default_salt_is_the_development_one(monkeypatch: pytest.MonkeyPatch
 def test_an_empty_salt_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("NURTURE_SUPPRESSION_SALT", "")
     with pytest.raises(ConfigurationError, match="NURTURE_SUPPRESSION_SALT"):
-        pipeline.settings_from()
+        settings_from()
     with pytest.raises(ConfigurationError, match="salt"):
         suppression_hash("a@example.org", "")

@@ -1,0 +1,300 @@
+"""The services of one nurture run, built once from its :class:`~nurture.settings.Settings`.
+
+A :class:`Runtime` is what the stages (:mod:`nurture.stages`) and the commands take: the
+settings, and the services they build, each on first use and then kept: the database engine
+(its schema brought up to date once), the embedding model, the mail backend, the template
+renderer and the workspace's marketer files. Nothing heavy is built before it is needed: a
+command that embeds nothing never loads the model, and ``nurture --help`` opens no database.
+
+The CLI builds one runtime per command; a Prefect task builds one per call from the plain
+settings it is given (``flows/``), sharing its process's engine.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Mapping
+from contextlib import AbstractContextManager
+from functools import cached_property
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from pydantic import ValidationError
+from sqlalchemy import Engine
+from sqlalchemy.orm import Session
+
+from nurture.errors import ConfigurationError
+from nurture.settings import Settings
+from nurture.storage import create_database_engine, migrate_database, open_session, session_scope
+
+if TYPE_CHECKING:
+    from nurture.delivery import Mailer, TemplateRenderer
+    from nurture.embedding import Embedder
+    from nurture.journeys import JourneyDefinition, SendingRules
+    from nurture.recommend import RankingWeights
+    from nurture.segmentation import SegmentRule
+    from nurture.workspace import ContentItemSpec, Questionnaire
+
+__all__ = [
+    "LoadedWorkspace",
+    "Runtime",
+    "open_database",
+    "resolve_now",
+    "settings_from",
+    "utc_now",
+]
+
+
+def utc_now() -> dt.datetime:
+    """The current time, timezone-aware, in UTC."""
+    return dt.datetime.now(dt.UTC)
+
+
+def resolve_now(now: dt.datetime | None) -> dt.datetime:
+    """``now`` as a timezone-aware time (a naive one is taken as UTC); the current time if None."""
+    if now is None:
+        return utc_now()
+    return now if now.tzinfo is not None else now.replace(tzinfo=dt.UTC)
+
+
+def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
+    """Settings from the environment (``NURTURE_*``), with ``overrides`` on top.
+
+    Raises:
+        ConfigurationError: A setting is invalid; the message names each one.
+    """
+    try:
+        return Settings(**dict(overrides or {}))
+    except ValidationError as error:
+        problems = "; ".join(
+            f"NURTURE_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
+            for problem in error.errors()
+        )
+        raise ConfigurationError(f"invalid settings: {problems}") from error
+
+
+def open_database(settings: Settings) -> Engine:
+    """Create the data folder and an engine on the configured database, its schema up to date.
+
+    The caller owns the engine (``engine.dispose()`` when done).
+    """
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    engine = create_database_engine(settings.resolved_database_url, pool_pre_ping=True)
+    migrate_database(engine)
+    return engine
+
+
+class LoadedWorkspace:
+    """The marketer files of a workspace, each read and checked on first use, then kept.
+
+    Files are cross-checked as they load: the rule segments against the questionnaire's keys,
+    the journeys against the templates, the rule segments and the question keys. Reading one
+    part reads only what it depends on, so a stage that needs the questionnaire does not fail
+    on a journey file.
+
+    Args:
+        settings: The settings naming the workspace folder.
+    """
+
+    def __init__(self, settings: Settings) -> None:
+        self.settings = settings
+
+    @cached_property
+    def questionnaire(self) -> Questionnaire:
+        """The questionnaire (``questionnaire.yaml``)."""
+        from nurture.workspace import load_questionnaire
+
+        return load_questionnaire(self.settings.questionnaire_path)
+
+    @cached_property
+    def question_keys(self) -> list[str]:
+        """The keys of the questionnaire's questions."""
+        return [question.key for question in self.questionnaire.questions]
+
+    @cached_property
+    def content_items(self) -> list[ContentItemSpec]:
+        """The items of the content library (``library/``), sorted by key."""
+        from nurture.workspace import load_content_library
+
+        return load_content_library(self.settings.content_dir)
+
+    @cached_property
+    def segment_rules(self) -> list[SegmentRule]:
+        """The rule segments (``segments.yaml``; none when the file is absent)."""
+        from nurture.segmentation import load_segment_rules
+
+        return load_segment_rules(self.settings.segments_path, question_keys=self.question_keys)
+
+    @cached_property
+    def sending_rules(self) -> SendingRules:
+        """The rules every journey shares (``sending.yaml``; the defaults when absent)."""
+        from nurture.journeys import load_sending_rules
+
+        return load_sending_rules(self.settings.sending_rules_path)
+
+    @cached_property
+    def journeys(self) -> list[JourneyDefinition]:
+        """The journey definitions (``journeys/``), checked against the rest of the workspace."""
+        from nurture.journeys import load_journeys
+
+        return load_journeys(
+            self.settings.journeys_dir,
+            self.settings.templates_dir,
+            segment_keys=[rule.key for rule in self.segment_rules],
+            question_keys=self.question_keys,
+        )
+
+
+class Runtime:
+    """The settings of a run and the services built from them, each on first use.
+
+    Use it as a context manager, or call :meth:`close`, to release the database connections.
+
+    Args:
+        settings: The settings.
+        engine: An engine to use instead of opening one (its schema up to date); the caller
+            keeps owning it: :meth:`close` leaves it open. ``flows/`` shares one per process.
+    """
+
+    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+        self.settings = settings
+        self._engine = engine
+        self._owns_engine = engine is None
+
+    @classmethod
+    def from_overrides(cls, overrides: Mapping[str, Any] | None = None) -> Runtime:
+        """A runtime on the environment's settings (``NURTURE_*``) with ``overrides`` on top.
+
+        Raises:
+            ConfigurationError: A setting is invalid; the message names each one.
+        """
+        return cls(settings_from(overrides))
+
+    # --- database ---------------------------------------------------------------------------
+
+    @property
+    def engine(self) -> Engine:
+        """The engine of the configured database, opened and migrated on first use."""
+        if self._engine is None:
+            self._engine = open_database(self.settings)
+        return self._engine
+
+    def session(self) -> AbstractContextManager[Session]:
+        """A session that commits when the block ends, or rolls back on an error."""
+        return session_scope(self.engine)
+
+    def open_session(self) -> Session:
+        """A new session the caller commits or rolls back (a dry run rolls back)."""
+        return open_session(self.engine)
+
+    # --- services ---------------------------------------------------------------------------
+
+    @cached_property
+    def embedder(self) -> Embedder:
+        """The embedding model of the settings (loaded once per process)."""
+        from nurture.embedding import load_embedder
+
+        return load_embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+
+    @cached_property
+    def mailer(self) -> Mailer:
+        """The mail backend the settings choose (``mail_backend``).
+
+        Raises:
+            ConfigurationError: The backend misses a setting (an API key, a password).
+        """
+        from nurture.delivery import mailer_for
+
+        return mailer_for(self.settings)
+
+    @cached_property
+    def renderer(self) -> TemplateRenderer:
+        """The renderer of the workspace's email templates, signing unsubscribe links."""
+        from nurture.delivery import TemplateRenderer
+
+        settings = self.settings
+        return TemplateRenderer(
+            settings.templates_dir.resolve(),
+            community_name=settings.community_name,
+            public_base_url=settings.public_base_url,
+            unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
+            shared_context={"questionnaire_url": settings.questionnaire_url}
+            if settings.questionnaire_url
+            else None,
+        )
+
+    @cached_property
+    def ranking_weights(self) -> RankingWeights:
+        """The ranking weights in force: the defaults, with the settings' on top."""
+        from nurture.recommend import RankingWeights
+
+        settings = self.settings
+        tuning = {
+            "interest_half_life_days": settings.interest_half_life_days,
+            "mmr_lambda": settings.mmr_lambda,
+        }
+        return RankingWeights(
+            **settings.ranking_weights,
+            **{name: value for name, value in tuning.items() if value is not None},
+        )
+
+    # --- workspace --------------------------------------------------------------------------
+
+    @cached_property
+    def workspace(self) -> LoadedWorkspace:
+        """The workspace's marketer files, each read and checked on first use."""
+        return LoadedWorkspace(self.settings)
+
+    def check_workspace(self) -> LoadedWorkspace:
+        """Read and check every marketer file of the workspace; raise on the first bad file.
+
+        Journeys are checked against the templates they name, the rule segments and the
+        question keys; the sending rules too. Every email template is rendered in every
+        language against sample data, with the journeys' subject lines.
+
+        Raises:
+            WorkspaceFileError: A file is invalid; the error lists every problem with file and
+                line (``TemplateValidationError`` for the templates).
+        """
+        from nurture.delivery.rendering import (
+            TemplateValidationError,
+            journey_subjects,
+            validate_templates,
+        )
+
+        workspace = self.workspace
+        # In the order a marketer fixes them: each file is checked before those that use it.
+        for part in ("questionnaire", "content_items", "segment_rules", "sending_rules"):
+            getattr(workspace, part)
+        settings = self.settings
+        problems = validate_templates(
+            settings.templates_dir,
+            community_name=settings.community_name,
+            public_base_url=settings.public_base_url,
+            shared_context={"questionnaire_url": settings.questionnaire_url}
+            if settings.questionnaire_url
+            else None,
+            subjects=journey_subjects(workspace.journeys),
+        )
+        if problems:
+            raise TemplateValidationError(problems)
+        return workspace
+
+    # --- lifetime ---------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Close the database connections this runtime opened (a shared engine stays open)."""
+        if self._owns_engine and self._engine is not None:
+            self._engine.dispose()
+            self._engine = None
+
+    def __enter__(self) -> Runtime:
+        return self
+
+    def __exit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        self.close()
