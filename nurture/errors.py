@@ -5,6 +5,7 @@ The tree::
     NurtureError
     ├── ConfigurationError (ValueError)        a setting is missing or wrong
     ├── WorkspaceFileError (ValueError)        a file a marketer writes is invalid
+    │   ├── WorkspaceValidationError           ... any files of a workspace, checked together
     │   ├── ContentValidationError             a content item (Markdown + front matter)
     │   ├── QuestionnaireValidationError       the questionnaire definition
     │   ├── JourneyValidationError             a journey YAML file
@@ -46,6 +47,7 @@ __all__ = [
     "SegmentRuleValidationError",
     "TemplateError",
     "WorkspaceFileError",
+    "WorkspaceValidationError",
 ]
 
 
@@ -91,6 +93,14 @@ class WorkspaceFileError(NurtureError, ValueError):
     def __init__(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
         super().__init__("\n".join(str(problem) for problem in self.problems))
+
+
+class WorkspaceValidationError(WorkspaceFileError):
+    """Files of a workspace are invalid: every problem of every file, checked together.
+
+    Raised by ``nurture.workspace.load_workspace``, which loads every marketer file before
+    raising, so that one run lists everything to fix.
+    """
 
 
 class ContentValidationError(WorkspaceFileError):

@@ -37,7 +37,6 @@ from nurture.embedding import Embedder, load_embedder
 from nurture.errors import ConfigurationError
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import (
-    JourneyDefinition,
     JourneySummary,
     advance_journeys,
     load_journeys,
@@ -55,11 +54,12 @@ from nurture.segmentation import SegmentationSummary, load_segment_rules, segmen
 from nurture.settings import Settings
 from nurture.storage import Member, create_database_engine, migrate_database, session_scope
 from nurture.workspace import (
-    ContentItemSpec,
     ContentSyncSummary,
-    Questionnaire,
+    Workspace,
     load_content_library,
     load_questionnaire,
+    load_workspace,
+    load_workspace_config,
     sync_content_items,
 )
 
@@ -68,7 +68,6 @@ __all__ = [
     "CycleReport",
     "ImportKind",
     "PendingImport",
-    "WorkspaceCheck",
     "check_workspace",
     "chunked",
     "count_members",
@@ -173,66 +172,32 @@ def _embedder(settings: Settings) -> Embedder:
 # --- workspace ------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class WorkspaceCheck:
-    """The marketer files of a workspace, each loaded and validated.
+def check_workspace(settings: Settings) -> Workspace:
+    """Load and validate every marketer file of the workspace, checked against each other.
 
-    Attributes:
-        questionnaire: The questionnaire.
-        content_items: The content items of the library.
-        journeys: The journey definitions.
-    """
-
-    questionnaire: Questionnaire
-    content_items: list[ContentItemSpec]
-    journeys: list[JourneyDefinition]
-
-
-def check_workspace(settings: Settings) -> WorkspaceCheck:
-    """Load and validate every marketer file of the workspace; raise on the first bad file.
-
-    Journeys are checked against the rest of the workspace: the templates they name, the rule
-    segments of ``segments.yaml`` and the question keys of the questionnaire. The sending rules
-    (``sending.yaml``, optional) are checked too. Every email template is rendered in every
-    language against sample data, with the journeys' subject lines (``validate_templates``).
+    See :func:`nurture.workspace.load_workspace`: journeys against the templates, the rule
+    segments and the question keys; every email template rendered in every language with the
+    journeys' subject lines.
 
     Raises:
-        WorkspaceFileError: A file is invalid; the error lists every problem with file and line.
+        WorkspaceValidationError: Every problem of every file, with file, line and column.
     """
-    questionnaire = load_questionnaire(settings.questionnaire_path)
-    question_keys = [question.key for question in questionnaire.questions]
-    specs = load_content_library(settings.content_dir)
-    rules = load_segment_rules(settings.segments_path, question_keys=question_keys)
-    load_sending_rules(settings.sending_rules_path)
-    journeys = load_journeys(
-        settings.journeys_dir,
-        settings.templates_dir,
-        segment_keys=[rule.key for rule in rules],
-        question_keys=question_keys,
-    )
-    from nurture.delivery.rendering import (
-        TemplateValidationError,
-        journey_subjects,
-        validate_templates,
-    )
-
-    template_problems = validate_templates(
-        settings.templates_dir,
+    return load_workspace(
+        settings.workspace,
         community_name=settings.community_name,
         public_base_url=settings.public_base_url,
-        shared_context={"questionnaire_url": settings.questionnaire_url}
-        if settings.questionnaire_url
-        else None,
-        subjects=journey_subjects(journeys),
+        questionnaire_url=settings.questionnaire_url,
     )
-    if template_problems:
-        raise TemplateValidationError(template_problems)
-    return WorkspaceCheck(questionnaire, specs, journeys)
+
+
+def _languages(settings: Settings) -> tuple[str, ...]:
+    """The languages the workspace declares (``workspace.yaml``), the default first."""
+    return load_workspace_config(settings.workspace).languages
 
 
 def sync_workspace(settings: Settings, now: dt.datetime | None = None) -> ContentSyncSummary:
     """Bring the content library into the database and embed the items not embedded yet."""
-    specs = load_content_library(settings.content_dir)
+    specs = load_content_library(settings.content_dir, languages=_languages(settings))
     with session_scope(prepare_database(settings)) as session:
         summary = sync_content_items(session, specs, now=now)
         embedded = embed_content_items(session, _embedder(settings))
@@ -256,9 +221,11 @@ def import_file(
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with session_scope(prepare_database(settings)) as session:
         if kind == "members":
-            return import_members(session, path, rejects_path)
+            return import_members(session, path, rejects_path, languages=_languages(settings))
         if kind == "answers":
-            questionnaire = load_questionnaire(settings.questionnaire_path)
+            questionnaire = load_questionnaire(
+                settings.questionnaire_path, languages=_languages(settings)
+            )
             return import_answers(session, path, questionnaire, rejects_path)
         return import_activity(session, path, rejects_path)
 
@@ -274,7 +241,7 @@ def member_ids(settings: Settings) -> list[int]:
 
 def profile_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> ProfileSummary:
     """Build and store the profiles of the members ``ids``."""
-    questionnaire = load_questionnaire(settings.questionnaire_path)
+    questionnaire = load_questionnaire(settings.questionnaire_path, languages=_languages(settings))
     with session_scope(engine_for(settings)) as session:
         return build_profiles(
             session, _embedder(settings), questionnaire, now, ids, chunk_size=settings.chunk_size
@@ -283,9 +250,12 @@ def profile_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> P
 
 def segment(settings: Settings, now: dt.datetime) -> SegmentationSummary:
     """Cluster every profiled member into labelled segments, then evaluate the rule segments."""
-    questionnaire = load_questionnaire(settings.questionnaire_path)
+    languages = _languages(settings)
+    questionnaire = load_questionnaire(settings.questionnaire_path, languages=languages)
     rules = load_segment_rules(
-        settings.segments_path, question_keys=[q.key for q in questionnaire.questions]
+        settings.segments_path,
+        question_keys=[q.key for q in questionnaire.questions],
+        languages=languages,
     )
     with session_scope(engine_for(settings)) as session:
         return segment_members(
@@ -387,13 +357,17 @@ def _renderer(
     public_base_url: str,
     secret: str,
     questionnaire_url: str | None,
+    workspace: Path,
 ) -> TemplateRenderer:
+    config = load_workspace_config(workspace)
     return TemplateRenderer(
         templates_dir,
         community_name=community_name,
         public_base_url=public_base_url,
         unsubscribe_secret=secret,
         shared_context={"questionnaire_url": questionnaire_url} if questionnaire_url else None,
+        languages=config.languages,
+        strings=config.strings,
     )
 
 
@@ -409,6 +383,7 @@ def deliver_chunk(settings: Settings, ids: Sequence[int], now: dt.datetime) -> D
         settings.public_base_url,
         settings.unsubscribe_secret.get_secret_value(),
         settings.questionnaire_url,
+        settings.workspace.resolve(),
     )
     mailer = mailer_for(settings)
     with session_scope(engine_for(settings)) as session:
@@ -581,7 +556,9 @@ def segment_table(
 ) -> list[operations.SegmentRow]:
     """One row per active segment: label, kind, size, share, top traits and words."""
     path = settings.questionnaire_path
-    questionnaire = load_questionnaire(path) if path.is_file() else None
+    questionnaire = (
+        load_questionnaire(path, languages=_languages(settings)) if path.is_file() else None
+    )
     with session_scope(prepare_database(settings)) as session:
         return operations.segment_table(session, resolve_now(now), questionnaire=questionnaire)
 

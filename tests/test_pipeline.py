@@ -6,7 +6,7 @@ import pytest
 from sqlalchemy import func, select
 
 from nurture import pipeline
-from nurture.errors import JourneyValidationError
+from nurture.errors import WorkspaceValidationError
 from nurture.journeys import load_sending_rules
 from nurture.settings import Settings
 from nurture.storage import Member, Message, MessageStatus, session_scope
@@ -120,7 +120,7 @@ def test_check_workspace_names_the_broken_journey_file_and_line(tmp_path: Path) 
     )
     settings = Settings(workspace=workspace, data_dir=tmp_path / "data")
 
-    with pytest.raises(JourneyValidationError) as raised:
+    with pytest.raises(WorkspaceValidationError) as raised:
         pipeline.check_workspace(settings)
 
     problem = raised.value.problems[0]

@@ -29,8 +29,6 @@ from sqlalchemy.orm import Session
 
 from nurture import pipeline
 from nurture.delivery.rendering import (
-    SAMPLE_TRIGGER_CONTEXTS,
-    SUPPORTED_LANGUAGES,
     RenderedEmail,
     TemplateRenderer,
     list_email_templates,
@@ -43,6 +41,8 @@ from nurture.recommend import recommendations_for
 from nurture.rights import find_members
 from nurture.settings import Settings
 from nurture.storage import Answer, Enrollment, Member, open_session
+from nurture.workspace import load_workspace_config
+from nurture.workspace.template_samples import SAMPLE_TRIGGER_CONTEXTS
 
 __all__ = ["preview", "register", "render_preview_page"]
 
@@ -334,16 +334,19 @@ def preview(
     ] = None,
     language: Annotated[
         str | None,
-        typer.Option(help="fr or en; default: the member's language."),
+        typer.Option(
+            help="One of the workspace's languages (en, fr...); default: the member's language."
+        ),
     ] = None,
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
     settings = _settings(ctx)
     if step is not None and journey is None:
         raise typer.BadParameter("give the journey of the step too", param_hint="--step")
-    if language is not None and language not in SUPPORTED_LANGUAGES:
+    config = load_workspace_config(settings.workspace)
+    if language is not None and language not in config.languages:
         raise typer.BadParameter(
-            f"expected one of {', '.join(SUPPORTED_LANGUAGES)}", param_hint="--language"
+            f"expected one of {', '.join(config.languages)}", param_hint="--language"
         )
     available = list_email_templates(settings.templates_dir)
     if template not in available:
@@ -358,7 +361,7 @@ def preview(
         if not found:
             raise MemberNotFoundError(f"no member with email {member.strip()}")
         recipient = found[0]
-        lang = language or resolve_language(recipient.language)
+        lang = language or resolve_language(recipient.language, config.languages)
         context = _message_context(session, recipient, lang, source, now)
         shown = SimpleNamespace(
             id=recipient.id,
@@ -378,6 +381,8 @@ def preview(
             if settings.questionnaire_url
             else None
         ),
+        languages=config.languages,
+        strings=config.strings,
     )
     subject = (
         source.step.subject_for(lang)

@@ -17,7 +17,7 @@ from nurture.journeys.engine import (
     upcoming_content,
     wait_until,
 )
-from nurture.journeys.loader import load_journey, load_journeys
+from nurture.journeys.loader import load_journey, load_journeys, read_journeys
 from nurture.journeys.migrate import MigrationReport, migrate_enrollments
 from nurture.journeys.models import (
     BranchStep,
@@ -32,7 +32,7 @@ from nurture.journeys.models import (
     WaitStep,
     parse_duration,
 )
-from nurture.journeys.policy import SendingRules, load_sending_rules
+from nurture.journeys.policy import SendingRules, load_sending_rules, read_sending_rules
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
 from nurture.journeys.status import JourneyStatus, journey_status
@@ -66,6 +66,8 @@ __all__ = [
     "load_sending_rules",
     "migrate_enrollments",
     "parse_duration",
+    "read_journeys",
+    "read_sending_rules",
     "recommended_content",
     "register_journeys",
     "simulate_journeys",

@@ -9,7 +9,7 @@ import pytest
 from sqlalchemy import select
 
 from nurture import pipeline
-from nurture.errors import ConfigurationError, SegmentRuleValidationError
+from nurture.errors import ConfigurationError, WorkspaceValidationError
 from nurture.settings import Settings
 from nurture.storage import SegmentationRun, session_scope
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
@@ -68,7 +68,7 @@ def test_a_broken_rule_stops_the_workspace_check(workspace: Path, tmp_path: Path
         encoding="utf-8",
     )
     settings = Settings(workspace=workspace, data_dir=tmp_path / "data")
-    with pytest.raises(SegmentRuleValidationError) as caught:
+    with pytest.raises(WorkspaceValidationError) as caught:
         pipeline.check_workspace(settings)
     (problem,) = caught.value.problems
     assert problem.field == "segments.0.rule"

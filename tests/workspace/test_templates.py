@@ -10,20 +10,14 @@ from typer.testing import CliRunner
 
 from nurture import pipeline
 from nurture.cli import app
-from nurture.delivery.rendering import (
-    SAMPLE_TRIGGER_CONTEXTS,
-    SubjectSample,
-    TemplateValidationError,
-    journey_subjects,
-    validate_templates,
-)
-from nurture.errors import TemplateError, WorkspaceFileError
+from nurture.errors import WorkspaceFileError, WorkspaceValidationError
 from nurture.journeys import load_journeys
 from nurture.journeys.models import TRIGGER_KINDS
+from nurture.workspace import SubjectSample, journey_subjects, validate_templates
+from nurture.workspace.template_samples import SAMPLE_TRIGGER_CONTEXTS
 
-from .conftest import TEMPLATES_DIR
-
-CONTENT = TEMPLATES_DIR.parent
+CONTENT = Path(__file__).resolve().parents[2] / "content"
+TEMPLATES_DIR = CONTENT / "templates"
 COMMUNITY = "Builders & Co"
 
 
@@ -185,10 +179,10 @@ def test_check_workspace_raises_every_template_problem(
 ) -> None:
     workspace = _workspace(tmp_path)
     settings = pipeline.settings_from({"workspace": workspace, "data_dir": tmp_path / "data"})
-    with pytest.raises(TemplateValidationError) as raised:
+    with pytest.raises(WorkspaceValidationError) as raised:
         pipeline.check_workspace(settings)
     error = raised.value
-    assert isinstance(error, WorkspaceFileError) and isinstance(error, TemplateError)
+    assert isinstance(error, WorkspaceFileError) and isinstance(error, ValueError)
     assert [Path(p.path).name for p in error.problems] == ["reengagement.txt.j2"]
     assert "'comunity' is undefined" in str(error)
 
