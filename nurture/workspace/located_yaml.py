@@ -378,10 +378,17 @@ class _BoundedLoader(yaml.SafeLoader):
             ) from None
 
 
-def _reader_position(text: str, index: int, line_offset: int) -> Position:
-    line_start = text.rfind("\n", 0, index) + 1
-    return Position(
-        line=text.count("\n", 0, index) + 1 + line_offset, column=index - line_start + 1
+def _reader_problem(
+    exc: yaml.reader.ReaderError, text: str, source: Path | str, line_offset: int
+) -> Problem:
+    """A character YAML forbids (NUL, most control characters), at its line and column."""
+    character = exc.character if isinstance(exc.character, int) else ord(exc.character)
+    line_start = text.rfind("\n", 0, exc.position) + 1
+    return Problem(
+        source,
+        f"invalid YAML: character U+{character:04X} is not allowed in a YAML file",
+        line=text.count("\n", 0, exc.position) + 1 + line_offset,
+        column=exc.position - line_start + 1,
     )
 
 
@@ -409,15 +416,7 @@ def parse_located_yaml(
     try:
         loader = _BoundedLoader(text, limits, line_offset)
     except yaml.reader.ReaderError as exc:  # a character YAML does not allow, e.g. NUL
-        where = _reader_position(text, exc.position, line_offset)
-        problems.append(
-            Problem(
-                source,
-                f"invalid YAML: character {exc.character!r} is not allowed in a YAML file",
-                line=where.line,
-                column=where.column,
-            )
-        )
+        problems.append(_reader_problem(exc, text, source, line_offset))
         return None, problems
     try:
         node = loader.get_single_node()
@@ -450,15 +449,7 @@ def parse_located_yaml(
         )
         return None, problems
     except yaml.reader.ReaderError as exc:
-        where = _reader_position(text, exc.position, line_offset)
-        problems.append(
-            Problem(
-                source,
-                f"invalid YAML: character {exc.character!r} is not allowed in a YAML file",
-                line=where.line,
-                column=where.column,
-            )
-        )
+        problems.append(_reader_problem(exc, text, source, line_offset))
         return None, problems
     finally:
         loader.dispose()
