@@ -123,14 +123,6 @@ class TemplateError(NurtureError, ValueError):
     """An email template cannot be loaded or rendered; the message names template and line."""
 
 
-class TemplateValidationError(WorkspaceFileError, TemplateError):
-    """One or more email templates fail to compile or render; ``problems`` lists each one.
-
-    A ``WorkspaceFileError`` (``nurture journeys validate`` lists its problems with file and
-    line) and a ``TemplateError``.
-    """
-
-
 class ImportRecordError(NurtureError, ValueError):
     """A record of an import file is refused.
 

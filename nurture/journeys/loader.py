@@ -59,7 +59,7 @@ _PARSING = ImmutableSandboxedEnvironment()  # only parses conditions; the sandbo
 
 
 class _Report:
-    """Problems found in one file, with positions looked up from the YAML nodes."""
+    """Problems found in one file, placed with the positions of its located document."""
 
     def __init__(self, path: Path, document: LocatedDocument) -> None:
         self.path = path
