@@ -5,6 +5,7 @@ The tree::
     NurtureError
     ├── ConfigurationError (ValueError)        a setting is missing or wrong
     ├── WorkspaceFileError (ValueError)        a file a marketer writes is invalid
+    │   ├── WorkspaceValidationError           ... any files of a workspace, checked together
     │   ├── ContentValidationError             a content item (Markdown + front matter)
     │   ├── QuestionnaireValidationError       the questionnaire definition
     │   ├── JourneyValidationError             a journey YAML file
@@ -46,6 +47,7 @@ __all__ = [
     "SegmentRuleValidationError",
     "TemplateError",
     "WorkspaceFileError",
+    "WorkspaceValidationError",
 ]
 
 
@@ -93,6 +95,14 @@ class WorkspaceFileError(NurtureError, ValueError):
         super().__init__("\n".join(str(problem) for problem in self.problems))
 
 
+class WorkspaceValidationError(WorkspaceFileError):
+    """Files of a workspace are invalid: every problem of every file, checked together.
+
+    Raised by ``nurture.workspace.load_workspace``, which loads every marketer file before
+    raising, so that one run lists everything to fix.
+    """
+
+
 class ContentValidationError(WorkspaceFileError):
     """A content item (Markdown with front matter) is invalid."""
 
@@ -111,14 +121,6 @@ class SegmentRuleValidationError(WorkspaceFileError):
 
 class TemplateError(NurtureError, ValueError):
     """An email template cannot be loaded or rendered; the message names template and line."""
-
-
-class TemplateValidationError(WorkspaceFileError, TemplateError):
-    """One or more email templates fail to compile or render; ``problems`` lists each one.
-
-    A ``WorkspaceFileError`` (``nurture journeys validate`` lists its problems with file and
-    line) and a ``TemplateError``.
-    """
 
 
 class ImportRecordError(NurtureError, ValueError):

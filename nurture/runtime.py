@@ -33,7 +33,7 @@ if TYPE_CHECKING:
     from nurture.journeys import JourneyDefinition, SendingRules
     from nurture.recommend import RankingWeights
     from nurture.segmentation import SegmentRule
-    from nurture.workspace import ContentItemSpec, Questionnaire
+    from nurture.workspace import ContentItemSpec, Questionnaire, Workspace, WorkspaceConfig
 
 __all__ = [
     "LoadedWorkspace",
@@ -87,10 +87,12 @@ def open_database(settings: Settings) -> Engine:
 class LoadedWorkspace:
     """The marketer files of a workspace, each read and checked on first use, then kept.
 
-    Files are cross-checked as they load: the rule segments against the questionnaire's keys,
-    the journeys against the templates, the rule segments and the question keys. Reading one
-    part reads only what it depends on, so a stage that needs the questionnaire does not fail
-    on a journey file.
+    Files are read with the workspace's declared languages (``workspace.yaml``) and
+    cross-checked as they load: the rule segments against the questionnaire's keys, the
+    journeys against the templates, the rule segments and the question keys. Reading one part
+    reads only what it depends on, so a stage that needs the questionnaire neither fails on a
+    journey file nor renders every template; :meth:`Runtime.check_workspace` checks everything
+    at once (:func:`~nurture.workspace.load_workspace`) and fills every part.
 
     Args:
         settings: The settings naming the workspace folder.
@@ -99,12 +101,38 @@ class LoadedWorkspace:
     def __init__(self, settings: Settings) -> None:
         self.settings = settings
 
+    @classmethod
+    def of(cls, settings: Settings, workspace: Workspace) -> LoadedWorkspace:
+        """The parts of a workspace already loaded and checked by ``load_workspace``."""
+        loaded = cls(settings)
+        loaded.__dict__.update(
+            config=workspace.config,
+            questionnaire=workspace.questionnaire,
+            content_items=workspace.content_items,
+            segment_rules=workspace.segment_rules,
+            sending_rules=workspace.sending_rules,
+            journeys=workspace.journeys,
+        )
+        return loaded
+
+    @cached_property
+    def config(self) -> WorkspaceConfig:
+        """What ``workspace.yaml`` declares: the languages and their UI strings."""
+        from nurture.workspace import load_workspace_config
+
+        return load_workspace_config(self.settings.workspace)
+
+    @property
+    def languages(self) -> tuple[str, ...]:
+        """The languages members are written to, the default first."""
+        return self.config.languages
+
     @cached_property
     def questionnaire(self) -> Questionnaire:
         """The questionnaire (``questionnaire.yaml``)."""
         from nurture.workspace import load_questionnaire
 
-        return load_questionnaire(self.settings.questionnaire_path)
+        return load_questionnaire(self.settings.questionnaire_path, languages=self.languages)
 
     @cached_property
     def question_keys(self) -> list[str]:
@@ -116,14 +144,16 @@ class LoadedWorkspace:
         """The items of the content library (``library/``), sorted by key."""
         from nurture.workspace import load_content_library
 
-        return load_content_library(self.settings.content_dir)
+        return load_content_library(self.settings.content_dir, languages=self.languages)
 
     @cached_property
     def segment_rules(self) -> list[SegmentRule]:
         """The rule segments (``segments.yaml``; none when the file is absent)."""
         from nurture.segmentation import load_segment_rules
 
-        return load_segment_rules(self.settings.segments_path, question_keys=self.question_keys)
+        return load_segment_rules(
+            self.settings.segments_path, question_keys=self.question_keys, languages=self.languages
+        )
 
     @cached_property
     def sending_rules(self) -> SendingRules:
@@ -221,6 +251,8 @@ class Runtime:
             shared_context={"questionnaire_url": settings.questionnaire_url}
             if settings.questionnaire_url
             else None,
+            languages=self.workspace.languages,
+            strings=self.workspace.config.strings,
         )
 
     @cached_property
@@ -245,39 +277,26 @@ class Runtime:
         """The workspace's marketer files, each read and checked on first use."""
         return LoadedWorkspace(self.settings)
 
-    def check_workspace(self) -> LoadedWorkspace:
-        """Read and check every marketer file of the workspace; raise on the first bad file.
+    def check_workspace(self) -> Workspace:
+        """Read and check every marketer file of the workspace against the others, at once.
 
-        Journeys are checked against the templates they name, the rule segments and the
-        question keys; the sending rules too. Every email template is rendered in every
-        language against sample data, with the journeys' subject lines.
+        See :func:`nurture.workspace.load_workspace`: journeys against the templates, the rule
+        segments and the question keys; every email template rendered in every language with
+        the journeys' subject lines. The checked files then serve :attr:`workspace`.
 
         Raises:
-            WorkspaceFileError: A file is invalid; the error lists every problem with file and
-                line (``TemplateValidationError`` for the templates).
+            WorkspaceValidationError: Every problem of every file, with file, line and column.
         """
-        from nurture.delivery.rendering import (
-            TemplateValidationError,
-            journey_subjects,
-            validate_templates,
-        )
+        from nurture.workspace import load_workspace
 
-        workspace = self.workspace
-        # In the order a marketer fixes them: each file is checked before those that use it.
-        for part in ("questionnaire", "content_items", "segment_rules", "sending_rules"):
-            getattr(workspace, part)
         settings = self.settings
-        problems = validate_templates(
-            settings.templates_dir,
+        workspace = load_workspace(
+            settings.workspace,
             community_name=settings.community_name,
             public_base_url=settings.public_base_url,
-            shared_context={"questionnaire_url": settings.questionnaire_url}
-            if settings.questionnaire_url
-            else None,
-            subjects=journey_subjects(workspace.journeys),
+            questionnaire_url=settings.questionnaire_url,
         )
-        if problems:
-            raise TemplateValidationError(problems)
+        self.__dict__["workspace"] = LoadedWorkspace.of(settings, workspace)
         return workspace
 
     # --- lifetime ---------------------------------------------------------------------------

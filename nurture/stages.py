@@ -609,7 +609,9 @@ def import_file(
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     with runtime.session() as session:
         if kind == "members":
-            return import_members(session, path, rejects_path)
+            return import_members(
+                session, path, rejects_path, languages=runtime.workspace.languages
+            )
         if kind == "answers":
             return import_answers(session, path, runtime.workspace.questionnaire, rejects_path)
         return import_activity(session, path, rejects_path)

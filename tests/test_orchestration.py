@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
-from nurture.errors import ConfigurationError, JourneyValidationError
+from nurture.errors import ConfigurationError, WorkspaceValidationError
 from nurture.orchestration import CYCLE, IN_PROCESS, load_orchestrator, run_cycle
 from nurture.runtime import Runtime
 from nurture.settings import Settings
@@ -133,7 +133,7 @@ def test_check_workspace_names_the_broken_journey_file_and_line(tmp_path: Path) 
     )
     settings = Settings(workspace=workspace, data_dir=tmp_path / "data")
 
-    with pytest.raises(JourneyValidationError) as raised:
+    with pytest.raises(WorkspaceValidationError) as raised:
         Runtime(settings).check_workspace()
 
     problem = raised.value.problems[0]

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
-from nurture.errors import ConfigurationError, JourneyValidationError
+from nurture.errors import ConfigurationError, JourneyValidationError, WorkspaceValidationError
 from nurture.orchestration import run_stage
 from nurture.runtime import Runtime, open_database, resolve_now, settings_from
 from nurture.settings import Settings
@@ -82,5 +82,5 @@ def test_each_part_of_the_workspace_loads_on_its_own(tmp_path: Path) -> None:
     # ...but the journeys, and the whole check, fail on it, naming the file.
     with pytest.raises(JourneyValidationError, match=r"welcome\.yaml"):
         runtime.workspace.journeys  # noqa: B018
-    with pytest.raises(JourneyValidationError, match=r"welcome\.yaml"):
+    with pytest.raises(WorkspaceValidationError, match=r"welcome\.yaml"):
         runtime.check_workspace()

@@ -23,7 +23,7 @@ from nurture.cli import preview as preview_commands
 from nurture.cli import reports as report_commands
 from nurture.cli import serve as serve_commands
 from nurture.cli import status as status_commands
-from nurture.cli.context import runtime_of, settings_of
+from nurture.cli.context import runtime_of
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
 from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
@@ -147,78 +147,6 @@ def init(
     console.print(f"Workspace created in [bold]{directory}[/]. Next:")
     console.print(f"  nurture --workspace {directory} journeys validate")
     console.print(f"  nurture --workspace {directory} import members members.csv")
-
-
-@journeys_app.command("validate")
-def journeys_validate(
-    ctx: typer.Context,
-    files: Annotated[
-        list[Path] | None,
-        typer.Argument(help="Journey files to check; default: the whole workspace."),
-    ] = None,
-) -> None:
-    """Check journeys against the workspace and list every problem with file, line and column.
-
-    A journey is checked against the templates, the rule segments (segments.yaml) and the
-    questionnaire's question keys of the workspace. Without FILES, every file of the workspace
-    is checked. The exit status is 1 when any problem is found.
-    """
-    from nurture.errors import WorkspaceFileError
-    from nurture.journeys import JourneyDefinition, load_journey
-    from nurture.segmentation import load_segment_rules
-    from nurture.workspace import load_questionnaire
-
-    settings = settings_of(ctx)
-    definitions: list[JourneyDefinition] = []
-    problems = []
-    if files:
-        question_keys: list[str] | None = None
-        segment_keys: list[str] | None = None
-        try:
-            if settings.questionnaire_path.exists():
-                questionnaire = load_questionnaire(settings.questionnaire_path)
-                question_keys = [question.key for question in questionnaire.questions]
-        except WorkspaceFileError as error:
-            problems += error.problems
-        try:
-            rules = load_segment_rules(settings.segments_path, question_keys=question_keys)
-            segment_keys = [rule.key for rule in rules]
-        except WorkspaceFileError as error:
-            problems += error.problems
-        for path in files:
-            try:
-                definitions.append(
-                    load_journey(
-                        path,
-                        settings.templates_dir,
-                        segment_keys=segment_keys,
-                        question_keys=question_keys,
-                    )
-                )
-            except WorkspaceFileError as error:
-                problems += error.problems
-    else:
-        try:
-            definitions = runtime_of(ctx).check_workspace().journeys
-        except WorkspaceFileError as error:
-            problems += error.problems
-    if problems:
-        for problem in problems:
-            errors.print(escape(str(problem)), highlight=False)
-        in_files = len({str(problem.path) for problem in problems})
-        errors.print(
-            f"[red]{len(problems)} problem{'s' * (len(problems) > 1)}[/] in {in_files} "
-            f"file{'s' * (in_files > 1)}",
-            highlight=False,
-        )
-        raise typer.Exit(1)
-    for definition in definitions:
-        console.print(
-            f"[green]ok[/] {escape(definition.id)}: {definition.trigger.type} trigger, "
-            f"{len(definition.steps)} steps",
-            highlight=False,
-        )
-    console.print(f"{len(definitions)} journeys valid", highlight=False)
 
 
 # --- import ---------------------------------------------------------------------------------

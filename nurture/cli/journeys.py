@@ -1,4 +1,7 @@
-"""``nurture journeys simulate``, ``status`` and ``migrate``: journeys over time, and versions.
+"""``nurture journeys validate``, ``simulate``, ``status`` and ``migrate``.
+
+Check the workspace, dry-run journeys over time, see where members stand, move them between
+versions.
 
 The commands are plain functions, registered on the ``journeys`` sub-app of
 :mod:`nurture.cli.app` by :func:`register`; they read the settings from ``ctx.obj`` like every
@@ -9,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -20,8 +24,13 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.cli.context import runtime_of, settings_of
-from nurture.errors import JourneyValidationError, MemberNotFoundError, NurtureError
-from nurture.journeys import JourneyDefinition, load_journeys, load_sending_rules, parse_duration
+from nurture.errors import (
+    MemberNotFoundError,
+    NurtureError,
+    Problem,
+    WorkspaceFileError,
+)
+from nurture.journeys import JourneyDefinition, parse_duration
 from nurture.journeys.migrate import EnrollmentMove, migrate_enrollments
 from nurture.journeys.simulate import (
     HeldEmails,
@@ -34,8 +43,9 @@ from nurture.rights import find_members
 from nurture.runtime import resolve_now
 from nurture.settings import Settings
 from nurture.storage import Member
+from nurture.workspace import check_journey_files
 
-__all__ = ["migrate", "register", "simulate", "status"]
+__all__ = ["migrate", "register", "simulate", "status", "validate"]
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -43,6 +53,14 @@ errors = Console(stderr=True, soft_wrap=True)
 ALL = "all"
 
 
+VALIDATE_HELP = (
+    "Check the workspace and list every problem with its file, line and column.\n\n"
+    "Without FILES, every file of the workspace is checked together: workspace.yaml (the "
+    "languages), the questionnaire, the library, segments.yaml, sending.yaml, the journeys and "
+    "every email template in every language, with the journeys' subject lines. With FILES, "
+    "those journey files are checked against the workspace's templates, rule segments and "
+    "question keys. The exit status is 1 when any problem is found."
+)
 SIMULATE_HELP = (
     "Dry-run the journeys over the next days: who would get which email when.\n\n"
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
@@ -72,7 +90,8 @@ MIGRATE_HELP = (
 
 
 def register(journeys_app: typer.Typer) -> None:
-    """Add ``simulate``, ``status`` and ``migrate`` to the ``nurture journeys`` sub-app."""
+    """Add ``validate``, ``simulate``, ``status`` and ``migrate`` to the ``journeys`` sub-app."""
+    journeys_app.command("validate", help=VALIDATE_HELP)(validate)
     journeys_app.command("simulate", help=SIMULATE_HELP)(simulate)
     journeys_app.command("status", help=STATUS_HELP)(status)
     journeys_app.command("migrate", help=MIGRATE_HELP)(migrate)
@@ -80,10 +99,6 @@ def register(journeys_app: typer.Typer) -> None:
 
 def _settings(ctx: typer.Context) -> Settings:
     return settings_of(ctx)
-
-
-def _definitions(settings: Settings) -> list[JourneyDefinition]:
-    return load_journeys(settings.journeys_dir, settings.templates_dir)
 
 
 def _check_journey(definitions: list[JourneyDefinition], key: str, settings: Settings) -> None:
@@ -105,6 +120,55 @@ def _duration(text: str, option: str) -> dt.timedelta:
 
 def _when(moment: dt.datetime) -> str:
     return moment.strftime("%a %Y-%m-%d %H:%M")
+
+
+# --- validate -------------------------------------------------------------------------------
+
+
+def validate(
+    ctx: typer.Context,
+    files: Annotated[
+        list[Path] | None,
+        typer.Argument(help="Journey files to check; default: the whole workspace."),
+    ] = None,
+) -> None:
+    """Check the workspace (or journey FILES against it) and list every problem."""
+    settings = _settings(ctx)
+    definitions: list[JourneyDefinition] = []
+    problems: list[Problem] = []
+    if files:
+        definitions, problems = check_journey_files(settings.workspace, files)
+    else:
+        try:
+            workspace = runtime_of(ctx).check_workspace()
+        except WorkspaceFileError as error:
+            problems += error.problems
+        else:
+            definitions = workspace.journeys
+            for code, keys in workspace.config.missing_ui_strings().items():
+                errors.print(
+                    f"[yellow]note:[/] language {code!r} has no UI strings {', '.join(keys)} "
+                    f"in {escape(str(workspace.paths.config))}: emails show the "
+                    f"{workspace.config.default_language!r} ones (else English)",
+                    highlight=False,
+                )
+    if problems:
+        for problem in problems:
+            errors.print(escape(str(problem)), highlight=False)
+        in_files = len({str(problem.path) for problem in problems})
+        errors.print(
+            f"[red]{len(problems)} problem{'s' * (len(problems) > 1)}[/] in {in_files} "
+            f"file{'s' * (in_files > 1)}",
+            highlight=False,
+        )
+        raise typer.Exit(1)
+    for definition in definitions:
+        console.print(
+            f"[green]ok[/] {escape(definition.id)}: {definition.trigger.type} trigger, "
+            f"{len(definition.steps)} steps",
+            highlight=False,
+        )
+    console.print(f"{len(definitions)} journeys valid", highlight=False)
 
 
 # --- simulate -------------------------------------------------------------------------------
@@ -173,11 +237,11 @@ def simulate(
     if member is not None and sample is not None:
         raise typer.BadParameter("give --member or --sample, not both", param_hint="--member")
     step, every = _duration(tick, "--tick"), _duration(trigger_every, "--trigger-every")
-    definitions = _definitions(settings)
+    definitions = runtime_of(ctx).workspace.journeys
     focus = None if journey == ALL else journey
     if focus is not None:
         _check_journey(definitions, focus, settings)
-    rules = load_sending_rules(settings.sending_rules_path)
+    rules = runtime_of(ctx).workspace.sending_rules
     begin = resolve_now(start)
     with runtime_of(ctx).open_session() as session:
         ids: list[int] | None = None
@@ -330,11 +394,10 @@ def status(
     ] = False,
 ) -> None:
     """Show where members stand in each journey, version by version."""
-    settings = _settings(ctx)
     definitions: list[JourneyDefinition] | None
     try:
-        definitions = _definitions(settings)
-    except JourneyValidationError as error:
+        definitions = runtime_of(ctx).workspace.journeys
+    except WorkspaceFileError as error:
         definitions = None
         errors.print(
             f"[yellow]warning:[/] the workspace journeys do not load, so no version is marked "
@@ -428,7 +491,7 @@ def migrate(
 ) -> None:
     """Move the members in progress in other versions of a journey to its current one."""
     settings = _settings(ctx)
-    definitions = _definitions(settings)
+    definitions = runtime_of(ctx).workspace.journeys
     _check_journey(definitions, journey, settings)
     definition = next(d for d in definitions if d.id == journey)
     with runtime_of(ctx).session() as session:

@@ -19,6 +19,7 @@ import datetime as dt
 import functools
 import html
 import os
+from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
 from typing import Annotated, Any
@@ -31,7 +32,6 @@ from sqlalchemy.orm import Session
 
 from nurture.cli.context import runtime_of, settings_of
 from nurture.delivery.rendering import (
-    SUPPORTED_LANGUAGES,
     RenderedEmail,
     TemplateRenderer,
     list_email_templates,
@@ -54,6 +54,7 @@ from nurture.rights import find_members
 from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
+from nurture.workspace import WorkspaceConfig, load_workspace_config
 
 __all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
@@ -287,15 +288,18 @@ def _write_private(path: Path, text: str) -> None:
 
 
 def _check_request(
-    settings: Settings, template: str, journey: str | None, step: str | None, language: str | None
+    settings: Settings,
+    template: str,
+    journey: str | None,
+    step: str | None,
+    language: str | None,
+    languages: Sequence[str],
 ) -> None:
-    """Refuse a step without its journey, an unknown language or an unknown template."""
+    """Refuse a step without its journey, an undeclared language or an unknown template."""
     if step is not None and journey is None:
         raise typer.BadParameter("give the journey of the step too", param_hint="--step")
-    if language is not None and language not in SUPPORTED_LANGUAGES:
-        raise typer.BadParameter(
-            f"expected one of {', '.join(SUPPORTED_LANGUAGES)}", param_hint="--language"
-        )
+    if language is not None and language not in languages:
+        raise typer.BadParameter(f"expected one of {', '.join(languages)}", param_hint="--language")
     available = list_email_templates(settings.templates_dir)
     if template not in available:
         raise NurtureError(
@@ -306,6 +310,7 @@ def _check_request(
 
 def _render(
     settings: Settings,
+    config: WorkspaceConfig,
     template: str,
     source: _Source,
     context: MessageContext,
@@ -324,6 +329,8 @@ def _render(
             if settings.questionnaire_url
             else None
         ),
+        languages=config.languages,
+        strings=config.strings,
     )
     subject = (
         source.step.subject_for(shown.language)
@@ -369,12 +376,15 @@ def preview(
     ] = None,
     language: Annotated[
         str | None,
-        typer.Option(help="fr or en; default: the member's language."),
+        typer.Option(
+            help="One of the workspace's languages (en, fr...); default: the member's language."
+        ),
     ] = None,
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
     settings = _settings(ctx)
-    _check_request(settings, template, journey, step, language)
+    config = load_workspace_config(settings.workspace)
+    _check_request(settings, template, journey, step, language, config.languages)
     source = _find_source(settings, template, journey, step)
     now = utc_now()
     with runtime_of(ctx).open_session() as session:
@@ -382,7 +392,7 @@ def preview(
         if not found:
             raise MemberNotFoundError(f"no member with email {member.strip()}")
         recipient = found[0]
-        lang = language or resolve_language(recipient.language)
+        lang = language or resolve_language(recipient.language, config.languages)
         context = preview_message_context(
             session, recipient, lang, source.journey, source.step, now
         )
@@ -393,7 +403,7 @@ def preview(
             last_name=recipient.last_name,
             language=lang,
         )
-    email = _render(settings, template, source, context, shown, now)
+    email = _render(settings, config, template, source, context, shown, now)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
     page = render_preview_page(
         email,

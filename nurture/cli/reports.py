@@ -25,7 +25,7 @@ from nurture.reports import (
 from nurture.runtime import utc_now
 from nurture.segmentation import CLUSTER_KIND
 from nurture.settings import Settings
-from nurture.workspace import Questionnaire, load_questionnaire
+from nurture.workspace import Questionnaire, load_questionnaire, load_workspace_config
 
 __all__ = ["report", "segments"]
 
@@ -37,7 +37,9 @@ REPORT_TITLE = "Segments"
 def _questionnaire(settings: Settings) -> Questionnaire | None:
     """The workspace questionnaire, when there is one: it describes rule-based segments."""
     path = settings.questionnaire_path
-    return load_questionnaire(path) if path.is_file() else None
+    if not path.is_file():
+        return None
+    return load_questionnaire(path, languages=load_workspace_config(settings.workspace).languages)
 
 
 def _overview(cards: list[SegmentCard]) -> Table:

@@ -14,9 +14,10 @@ Every template sees:
 
 ========================  ==================================================================
 ``member``                ``first_name``, ``last_name``, ``email``, ``language``
-``lang``                  ``"fr"`` or ``"en"``: the member's language, reduced to a supported one
-``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` (footer, labels, kinds);
-**fields)``               ``fields`` fill its ``{placeholders}``
+``lang``                  the member's language reduced to one of the workspace's languages
+                          (``en``, ``fr``... ``workspace.yaml``), else its default language
+``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` and the workspace's strings
+**fields)``               (footer, labels, kinds); ``fields`` fill its ``{placeholders}``
 ``items``                 the recommended items: ``key``, ``title``, ``url``, ``kind``,
                           ``summary``, ``reason``... (from ``Message.context``; ``[]``
                           when it has none)
@@ -35,7 +36,8 @@ by hand may hold other keys, and templates see them too.
 
 Language: shared strings (layout, partials) come from ``t``; the body copy of each email
 branches on ``lang`` (``{% if lang == "fr" %}...{% else %}...{% endif %}``) so a marketer
-writes each version as a whole, in its own words.
+writes each version as a whole, in its own words. A UI string missing in ``lang`` is taken from
+the workspace's default language, then from the built-in English strings.
 
 The filter ``safe_url`` keeps ``http``, ``https`` and ``mailto`` links and turns anything else
 (``javascript:``...) into ``#``.
@@ -45,9 +47,8 @@ rendering, css-inline copies every rule into ``style`` attributes (many email cl
 ``<style>`` blocks); only ``@media`` rules stay in a ``<style>`` block. Remote stylesheets
 (``<link>``) are dropped, never fetched.
 
-``validate_templates`` renders every email of a folder in every language against a sample
-member and sample contexts (one per trigger kind, and an empty one), so a broken template is
-found when the workspace is checked rather than when a member's email fails.
+Checking every template before anything is sent is the workspace's job
+(:func:`nurture.workspace.validate_templates`); this module only renders.
 """
 
 from __future__ import annotations
@@ -56,11 +57,10 @@ import datetime as dt
 import operator
 import re
 import traceback
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from types import SimpleNamespace
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import css_inline
@@ -69,31 +69,20 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from nurture.delivery.unsubscribe import make_unsubscribe_token
-from nurture.errors import Problem, TemplateError, TemplateValidationError
+from nurture.errors import TemplateError
+from nurture.languages import DEFAULT_LANGUAGES, resolve_language
 from nurture.storage.models import Member, Message
 
-if TYPE_CHECKING:  # the journeys package imports this one
-    from nurture.journeys import JourneyDefinition
-
 __all__ = [
-    "DEFAULT_LANGUAGE",
-    "SAMPLE_ITEMS",
-    "SAMPLE_TRIGGER_CONTEXTS",
     "STRINGS",
-    "SUPPORTED_LANGUAGES",
+    "TEMPLATE_SUFFIXES",
     "RenderedEmail",
-    "SubjectSample",
     "TemplateRenderer",
-    "TemplateValidationError",
-    "journey_subjects",
+    "describe_template_error",
     "list_email_templates",
     "resolve_language",
-    "sample_events",
-    "validate_templates",
+    "template_location",
 ]
-
-SUPPORTED_LANGUAGES = ("en", "fr")
-DEFAULT_LANGUAGE = "en"
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -129,9 +118,11 @@ STRINGS: dict[str, dict[str, str]] = {
         "kind.discussion": "Discussion",
     },
 }
-"""UI strings shared by layouts and partials, per language; ``en`` is the fallback."""
+"""The built-in UI strings of layouts and partials, per language; a workspace adds its own
+languages' strings (and may replace these) in ``workspace.yaml``."""
 
-_TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
+TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
+"""The two parts of every email: ``<name>.html.j2`` and ``<name>.txt.j2``."""
 _SAFE_SCHEMES = {"http", "https", "mailto"}
 _SUBJECT_CACHE_SIZE = 256
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
@@ -156,19 +147,6 @@ class RenderedEmail:
     html: str
     text: str
     headers: dict[str, str] = field(default_factory=dict)
-
-
-def resolve_language(language: str | None) -> str:
-    """Reduce a member's language (``fr``, ``fr-CA``, ``FR_fr``, ``de``...) to a supported one.
-
-    Args:
-        language: The member's language tag, or None.
-
-    Returns:
-        ``"fr"`` or ``"en"`` (the default for anything unsupported).
-    """
-    primary = re.split(r"[-_]", (language or "").strip().lower(), maxsplit=1)[0]
-    return primary if primary in SUPPORTED_LANGUAGES else DEFAULT_LANGUAGE
 
 
 def list_email_templates(templates_dir: Path | str) -> list[str]:
@@ -241,10 +219,19 @@ class _EmailSandbox(ImmutableSandboxedEnvironment):
         return super().call_binop(context, operator, left, right)
 
 
-def _template_location(
+def template_location(
     exc: BaseException, fallback: str, folder: Path | None
 ) -> tuple[str, int | None]:
-    """The template and line an exception arose in, from jinja2's rewritten traceback."""
+    """The template and line an exception arose in, from jinja2's rewritten traceback.
+
+    Args:
+        exc: The exception a template raised while compiling or rendering.
+        fallback: The template to name when the traceback names none (``subject``).
+        folder: The templates folder, to name a template by its path under it.
+
+    Returns:
+        The template's name and the line, when known.
+    """
     if isinstance(exc, jinja2.TemplateSyntaxError):
         return exc.name or exc.filename or fallback, exc.lineno
     for frame in reversed(traceback.extract_tb(exc.__traceback__)):
@@ -259,7 +246,15 @@ def _template_location(
     return fallback, None
 
 
-def _describe(exc: BaseException) -> str:
+def describe_template_error(exc: BaseException) -> str:
+    """What went wrong in a template, in words (``undefined: 'membre' is undefined``).
+
+    Args:
+        exc: The exception a template raised while compiling or rendering.
+
+    Returns:
+        The reason, without the template and line.
+    """
     if isinstance(exc, jinja2.TemplateNotFound):
         return f"template not found: {exc.name}"
     if isinstance(exc, jinja2.TemplateSyntaxError):
@@ -274,10 +269,10 @@ def _describe(exc: BaseException) -> str:
 def _template_error(
     exc: BaseException, what: str, fallback: str, folder: Path | None = None
 ) -> TemplateError:
-    name, line = _template_location(exc, fallback, folder)
+    name, line = template_location(exc, fallback, folder)
     where = f"{name} line {line}" if line is not None else name
     context = "" if name == fallback else f" (rendering {fallback})"
-    return TemplateError(f"{what}: {where}{context}: {_describe(exc)}")
+    return TemplateError(f"{what}: {where}{context}: {describe_template_error(exc)}")
 
 
 class TemplateRenderer:
@@ -292,6 +287,10 @@ class TemplateRenderer:
             a ``stat`` per render).
         shared_context: Values every template sees unless the message gives its own
             (``questionnaire_url``...).
+        languages: The workspace's languages, the default first: ``lang`` is the member's
+            language when it is one of them, else the default.
+        strings: UI strings per language, on top of the built-in ``STRINGS`` (the
+            workspace's ``strings``).
     """
 
     def __init__(
@@ -303,8 +302,15 @@ class TemplateRenderer:
         unsubscribe_secret: str,
         auto_reload: bool = True,
         shared_context: Mapping[str, Any] | None = None,
+        languages: Sequence[str] = DEFAULT_LANGUAGES,
+        strings: Mapping[str, Mapping[str, str]] | None = None,
     ) -> None:
         self.templates_dir = Path(templates_dir)
+        self.languages = tuple(languages)
+        extra = strings or {}
+        self._strings = {
+            code: {**STRINGS.get(code, {}), **extra.get(code, {})} for code in self.languages
+        }
         self.shared_context = dict(shared_context or {})
         self.community_name = community_name
         self.public_base_url = public_base_url.rstrip("/")
@@ -346,14 +352,19 @@ class TemplateRenderer:
         token = make_unsubscribe_token(
             member.id, self._unsubscribe_secret, issued_at, email=member.email
         )
-        lang = resolve_language(member.language)
-        strings = STRINGS[lang]
+        lang = resolve_language(member.language, self.languages)
+        # A string missing in the member's language falls back to the default language's, then
+        # to the built-in English one, then to the template's own default.
+        fallbacks = (self._strings[lang], self._strings[self.languages[0]], STRINGS["en"])
         formatter = self._formatter
 
         def translate(key: str, default: str | None = None, **fields: Any) -> str:
-            text = strings.get(key, STRINGS[DEFAULT_LANGUAGE].get(key, default))
+            text = next((found[key] for found in fallbacks if key in found), default)
             if text is None:
-                raise KeyError(f"no UI string {key!r} in nurture.delivery.rendering.STRINGS")
+                raise KeyError(
+                    f"no UI string {key!r} in nurture.delivery.rendering.STRINGS or the "
+                    "workspace's strings"
+                )
             # ``default`` comes from the template: format it as the sandbox formats strings.
             return formatter.vformat(str(text), (), fields) if fields else str(text)
 
@@ -364,7 +375,7 @@ class TemplateRenderer:
                 "first_name": member.first_name or "",
                 "last_name": member.last_name or "",
                 "email": member.email,
-                "language": member.language or DEFAULT_LANGUAGE,
+                "language": member.language or self.languages[0],
             },
             lang=lang,
             t=translate,
@@ -486,7 +497,7 @@ class TemplateRenderer:
             )
         missing = [
             f"{name}{suffix}"
-            for suffix in _TEMPLATE_SUFFIXES
+            for suffix in TEMPLATE_SUFFIXES
             if not (self.templates_dir / f"{name}{suffix}").is_file()
         ]
         if missing:
@@ -507,363 +518,3 @@ class TemplateRenderer:
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
         }
         return RenderedEmail(subject=subject, html=html, text=text, headers=headers)
-
-
-# --- validation -----------------------------------------------------------------------------
-
-SAMPLE_ITEMS: tuple[dict[str, Any], ...] = (
-    {
-        "key": "sample-masterclass",
-        "title": "Grow a B2B community that lasts",
-        "url": "https://example.org/library/b2b-masterclass",
-        "kind": "masterclass",
-        "summary": "Three levers that work, with the numbers behind them.",
-        "language": "en",
-        "reason": "you said you want to grow a B2B community",
-        "event_start": None,
-    },
-    {
-        "key": "sample-webinar",
-        "title": "Onboarding newcomers & keeping them",
-        "url": "https://example.org/library/onboarding-webinar",
-        "kind": "webinar",
-        "summary": "",
-        "language": "en",
-        "reason": "you run an employee community",
-        "event_start": "2026-12-16T18:00:00+01:00",
-    },
-    {
-        "key": "sample-article",
-        "title": "Moderation without burnout",
-        "url": "https://example.org/library/moderation",
-        "kind": "article",
-        "summary": "A rota, a charter and two tools.",
-        "language": "en",
-        "reason": "",
-        "event_start": None,
-    },
-    {
-        "key": "sample-event",
-        "title": "Paris meetup",
-        "url": "https://example.org/events/paris",
-        "kind": "event",
-        "summary": "Drinks and talks.",
-        "language": "fr",
-        "reason": "you like meeting people",
-        "event_start": "2027-01-05T17:30:00+01:00",
-    },
-    {
-        "key": "sample-discussion",
-        "title": "What is your onboarding checklist?",
-        "url": "https://example.org/forum/onboarding-checklist",
-        "kind": "discussion",
-        "summary": "",
-        "language": "en",
-        "reason": "members like you joined it",
-        "event_start": None,
-    },
-    {
-        "key": "sample-podcast",
-        "title": "A kind the UI strings do not know",
-        "url": "https://example.org/library/podcast",
-        "kind": "podcast",
-        "summary": "",
-        "language": "en",
-        "reason": "",
-        "event_start": None,
-    },
-)
-"""Items as the journey engine puts them in ``items``: every kind, optional fields empty too."""
-
-SAMPLE_TRIGGER_CONTEXTS: dict[str, dict[str, Any]] = {
-    "member_joined": {},
-    "questionnaire_answered": {},
-    "segment_entered": {
-        "segment": "organisers",
-        "segment_label": "Event organisers",
-        "at": "2026-10-28T09:00:00+00:00",
-    },
-    "segment_left": {
-        "segment": "organisers",
-        "segment_label": "Event organisers",
-        "at": "2026-10-28T09:00:00+00:00",
-    },
-    "anniversary": {"date": "birthday", "years": 3, "on": "2026-11-01"},
-    "activity": {
-        "event": {
-            "type": "post",
-            "occurred_at": "2026-10-31T16:20:00+00:00",
-            "content_key": None,
-            "properties": {
-                "title": "Our first meetup: 40 people & <b>a lot</b> of pizza",
-                "excerpt": "We did not expect so many of you. Here is what we learnt.",
-            },
-            "count": 1,
-        }
-    },
-    "inactivity": {"days": 60, "last_active_at": None},
-    "community_milestone": {"threshold": 1000, "member_count": 1004},
-    "schedule": {
-        "run_at": "2026-11-01T08:00:00+00:00",
-        "period_start": "2026-10-01T08:00:00+00:00",
-    },
-    "content_gap": {"topic": "moderation", "item_count": 1, "engagements": 7},
-}
-"""What each trigger kind records (``trigger`` in templates), with realistic values."""
-
-
-def sample_events(count: int = 3) -> list[dict[str, Any]]:
-    """Upcoming events as the journey engine puts them in a slot (``order: upcoming``).
-
-    Args:
-        count: How many (at most 3).
-
-    Returns:
-        Items with ``event_start``, soonest first.
-    """
-    events = [
-        {
-            "key": f"sample-event-{month}",
-            "title": title,
-            "url": f"https://example.org/events/{month}",
-            "kind": kind,
-            "summary": "",
-            "language": "en",
-            "event_start": start,
-            "reason": "",
-        }
-        for month, title, kind, start in (
-            ("december", "Welcome event for new members", "event", "2026-12-16T18:00:00+01:00"),
-            ("january", "Moderation clinic", "webinar", "2027-01-05T17:30:00+01:00"),
-            ("february", "Community managers' breakfast", "event", "2027-02-02"),
-        )
-    ]
-    return events[:count]
-
-
-class _AnySlots(dict[str, list[dict[str, Any]]]):
-    """Slots as a journey step fills them, whatever their names: upcoming events each."""
-
-    def __missing__(self, key: str) -> list[dict[str, Any]]:
-        return sample_events()
-
-
-@dataclass(frozen=True)
-class SubjectSample:
-    """A subject line to check with the templates, and where it is written.
-
-    Attributes:
-        source: The jinja2 source of the subject.
-        path: The file it is written in (a journey).
-        field: Where in that file (``steps.2.subject.fr``).
-        trigger_type: The journey's trigger kind, to fill ``trigger`` realistically.
-        language: The language it is written for; None: any.
-    """
-
-    source: str
-    path: Path | str
-    field: str
-    trigger_type: str | None = None
-    language: str | None = None
-
-
-def journey_subjects(journeys: Iterable[JourneyDefinition]) -> list[SubjectSample]:
-    """The subject lines of the send steps of journeys, to check with ``validate_templates``.
-
-    Args:
-        journeys: Loaded journey definitions.
-
-    Returns:
-        One sample per subject text (one per language when a step gives several), with the
-        journey file, the field (``steps.1.subject.fr``) and the trigger kind.
-    """
-    samples: list[SubjectSample] = []
-    for journey in journeys:
-        for index, step in enumerate(journey.steps):
-            subject = getattr(step, "subject", None)
-            if step.type != "send" or subject is None:
-                continue
-            variants = subject.items() if isinstance(subject, Mapping) else [(None, subject)]
-            for language, source in variants:
-                samples.append(
-                    SubjectSample(
-                        source=source,
-                        path=journey.source_path,
-                        field=f"steps.{index}.subject" + (f".{language}" if language else ""),
-                        trigger_type=journey.trigger.type,
-                        language=language,
-                    )
-                )
-    return samples
-
-
-def _sample_context(kind: str | None, *, answered: bool = False) -> dict[str, Any]:
-    """A message context as the journey engine fills it, for a journey of trigger ``kind``."""
-    return {
-        "items": [dict(item) for item in SAMPLE_ITEMS],
-        "slots": _AnySlots(),
-        "trigger": dict(SAMPLE_TRIGGER_CONTEXTS.get(kind or "", {})),
-        "questionnaire_answered": answered,
-        "questionnaire_url": "https://example.org/questionnaire",
-    }
-
-
-def _sample_contexts() -> list[tuple[str, dict[str, Any]]]:
-    """(label, message context) pairs: nothing at all, then one per trigger kind."""
-    empty = {"items": [], "slots": {}, "trigger": {}, "questionnaire_answered": False}
-    return [
-        ("an empty context (no items, no slots, no trigger)", empty),
-        *(
-            (f"a sample {kind} context", _sample_context(kind, answered=index % 2 == 1))
-            for index, kind in enumerate(SAMPLE_TRIGGER_CONTEXTS)
-        ),
-    ]
-
-
-def _sample_member(language: str, *, named: bool = True) -> Member:
-    return Member(
-        id=1,
-        email="camille.martin@example.org",
-        first_name="Camille" if named else "",
-        last_name="Martin" if named else "",
-        language=language,
-    )
-
-
-def _sample_message(template: str, subject: str, context: dict[str, Any]) -> Any:
-    return SimpleNamespace(
-        id=0,
-        template=template,
-        subject=subject,
-        context=context,
-        journey_key="validation",
-        step_id="sample",
-    )
-
-
-class _Problems:
-    """Problems found while validating, the first of each (file, line, field, reason) only."""
-
-    def __init__(self, folder: Path) -> None:
-        self.folder = folder
-        self.found: list[Problem] = []
-        self._seen: set[tuple[str, int | None, str | None, str]] = set()
-
-    def add(
-        self,
-        path: Path | str,
-        reason: str,
-        *,
-        line: int | None = None,
-        field: str | None = None,
-        during: str | None = None,
-    ) -> None:
-        key = (str(path), line, field, reason)
-        if key in self._seen:
-            return
-        self._seen.add(key)
-        message = f"{reason} ({during})" if during else reason
-        self.found.append(Problem(path, message, line=line, field=field))
-
-    def add_template_error(self, error: BaseException, fallback: str, during: str) -> None:
-        cause = error.__cause__ if isinstance(error, TemplateError) and error.__cause__ else error
-        name, line = _template_location(cause, fallback, self.folder)
-        self.add(self.folder / name, _describe(cause), line=line, during=during)
-
-
-def _check_sources(folder: Path, renderer: TemplateRenderer, problems: _Problems) -> None:
-    """Compile every ``*.j2`` file (layouts and partials too); flag emails missing a part."""
-    for path in sorted(folder.rglob("*.j2")):
-        name = path.relative_to(folder).as_posix()
-        try:
-            renderer.compile_template(name)
-        except TemplateError as error:
-            problems.add_template_error(error, name, "compiling it")
-    emails = set(list_email_templates(folder))
-    for path in sorted(folder.glob("*.j2")):
-        stem = path.name.removesuffix(".html.j2").removesuffix(".txt.j2")
-        if stem == path.name or stem == "layout" or stem.startswith("_") or stem in emails:
-            continue
-        other = f"{stem}.txt.j2" if path.name.endswith(".html.j2") else f"{stem}.html.j2"
-        problems.add(
-            path, f"expected {other} next to it: every email has an HTML and a text template"
-        )
-
-
-def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems: _Problems) -> None:
-    """Render a journey's subject line in its language(s) with its trigger's sample context."""
-    languages = [subject.language] if subject.language else SUPPORTED_LANGUAGES
-    for language in languages:
-        message = _sample_message("", subject.source, _sample_context(subject.trigger_type))
-        context = renderer.build_context(message, _sample_member(language))
-        try:
-            renderer.render_subject(subject.source, context, what=f"subject {subject.field}")
-        except TemplateError as error:
-            cause = error.__cause__ or error
-            _, line = _template_location(cause, "subject", None)
-            where = f" on line {line} of the subject" if line is not None and line > 1 else ""
-            problems.add(
-                subject.path,
-                f"subject: {_describe(cause)}{where}",
-                field=subject.field,
-                during=f"rendering it in {language}",
-            )
-
-
-def validate_templates(
-    templates_dir: Path | str,
-    *,
-    community_name: str,
-    public_base_url: str = "https://community.example.org",
-    shared_context: Mapping[str, Any] | None = None,
-    subjects: Iterable[SubjectSample] = (),
-) -> list[Problem]:
-    """Compile and render every email of a folder, in every language, against sample data.
-
-    Each email (``list_email_templates``) is rendered, both parts and its CSS inlined, for a
-    sample member in each of ``SUPPORTED_LANGUAGES``, against an empty context (and a member
-    without a name) and one sample context per trigger kind (``SAMPLE_TRIGGER_CONTEXTS``,
-    ``SAMPLE_ITEMS``, upcoming events in every slot), with strict undefined variables: a
-    misspelt variable, a bad filter or a sandbox refusal is a problem. Layouts and partials are
-    compiled even when no email uses them. ``subjects`` are rendered too, with the sample
-    context of their journey's trigger kind.
-
-    Args:
-        templates_dir: The templates folder.
-        community_name: As in the settings.
-        public_base_url: As in the settings (for the unsubscribe links).
-        shared_context: As the renderer gets it (``questionnaire_url``...).
-        subjects: Subject lines of journeys to check with the templates.
-
-    Returns:
-        Every problem, each with the file (the template, partial or layout at fault, or the
-        journey of a subject), the line when known and the language and sample it failed with.
-    """
-    folder = Path(templates_dir)
-    problems = _Problems(folder)
-    if not folder.is_dir():
-        problems.add(folder, "expected a folder of email templates (*.html.j2, *.txt.j2)")
-        return problems.found
-    renderer = TemplateRenderer(
-        folder,
-        community_name=community_name,
-        public_base_url=public_base_url,
-        unsubscribe_secret="template-validation",
-        auto_reload=False,
-        shared_context=shared_context,
-    )
-    _check_sources(folder, renderer, problems)
-    contexts = _sample_contexts()
-    for name in list_email_templates(folder):
-        for language in SUPPORTED_LANGUAGES:
-            for index, (label, context) in enumerate(contexts):
-                message = _sample_message(name, "", context)
-                member = _sample_member(language, named=index > 0)
-                try:
-                    renderer.render_message(message, member)
-                except TemplateError as error:
-                    during = f"rendering {name} in {language} with {label}"
-                    problems.add_template_error(error, f"{name}.html.j2", during)
-    for subject in subjects:
-        _check_subject(subject, renderer, problems)
-    return problems.found

@@ -14,7 +14,7 @@ import csv
 import datetime as dt
 import math
 import re
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,6 +25,7 @@ from sqlalchemy import insert
 from nurture.chunks import chunked
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
+from nurture.languages import DEFAULT_LANGUAGES
 from nurture.runtime import Runtime
 from nurture.storage import ActivityEvent, Answer, Member
 
@@ -45,8 +46,6 @@ ITEM_COLUMNS = ("id", "title", "text", "tags", "language")
 """Columns ``items.csv`` may have (``id`` and ``title`` are required)."""
 INTERACTION_COLUMNS = ("member_id", "item_id", "weight", "timestamp")
 """Columns ``train.csv`` and ``test.csv`` may have (``member_id`` and ``item_id`` required)."""
-LANGUAGES = ("en", "fr")
-"""Languages nurture writes in, the only values of a ``language`` column."""
 MAX_OPTIONS = 100
 """An attribute with more distinct values than this is left out (an identifier, not a trait)."""
 REFERENCE_TIME = dt.datetime(2000, 1, 1, tzinfo=dt.UTC)
@@ -84,15 +83,15 @@ class _Question:
             return list(dict.fromkeys(self.options[value] for value in values))
         return self.options[cell]
 
-    def definition(self) -> dict[str, Any]:
-        """The question as ``questionnaire.yaml`` holds it."""
-        labels = {"en": self.column, "fr": self.column}
+    def definition(self, languages: Sequence[str]) -> dict[str, Any]:
+        """The question as ``questionnaire.yaml`` holds it, labelled in each of ``languages``."""
+        labels = dict.fromkeys(languages, self.column)
         out: dict[str, Any] = {"key": self.key, "kind": self.kind, "labels": labels}
         if self.kind == "scale":
             out.update(min=self.low, max=self.high)
         elif self.options:
             out["options"] = [
-                {"key": key, "labels": {"en": value, "fr": value}}
+                {"key": key, "labels": dict.fromkeys(languages, value)}
                 for value, key in self.options.items()
             ]
         return out
@@ -115,6 +114,8 @@ class FolderDataset:
         item_languages: Whether ``items.csv`` has a ``language`` column.
         questions: The questions made from attribute columns.
         ignored_attributes: Attribute columns left out (too many distinct values).
+        languages: The languages a ``language`` cell may hold (the workspace's), the default
+            first.
     """
 
     path: Path
@@ -129,6 +130,7 @@ class FolderDataset:
     item_languages: bool
     questions: list[_Question]
     ignored_attributes: list[str]
+    languages: tuple[str, ...] = DEFAULT_LANGUAGES
 
     @property
     def now(self) -> dt.datetime:
@@ -145,8 +147,9 @@ class FolderDataset:
         return f"item-{column + 1}"
 
     def language(self, cells: dict[str, str]) -> str:
-        """The language of a member or item row (``en`` when languages do not count)."""
-        return (cells.get("language") or "en") if self.uses_languages else "en"
+        """The language of a member or item row (the default one when languages do not count)."""
+        default = self.languages[0]
+        return (cells.get("language") or default) if self.uses_languages else default
 
     def evaluation_data(self) -> EvaluationData:
         """The dataset as evaluation data, items keyed as in the sandbox."""
@@ -339,6 +342,7 @@ def _identified(
     path: Path,
     rows: Iterator[tuple[int, dict[str, str]]],
     problems: _Problems,
+    languages: Sequence[str],
 ) -> tuple[list[str], list[dict[str, str]]]:
     ids: list[str] = []
     cells: list[dict[str, str]] = []
@@ -358,8 +362,8 @@ def _identified(
         first[identifier] = line
         ids.append(identifier)
         cells.append(row)
-        if language and language not in LANGUAGES:
-            expected = " or ".join(LANGUAGES)
+        if language and language not in languages:
+            expected = " or ".join(languages)
             problems.add(path, f"language {language!r}: expected {expected}", line, "language")
         if title is not None and not title:
             problems.add(path, "empty title", line, "title")
@@ -406,11 +410,15 @@ def _interactions(
     return Interactions.of(members, items, weights), times
 
 
-def load_dataset_folder(folder: Path | str) -> FolderDataset:
+def load_dataset_folder(
+    folder: Path | str, *, languages: Sequence[str] = DEFAULT_LANGUAGES
+) -> FolderDataset:
     """Read and check a dataset folder (see ``docs/evaluation.md`` for the format).
 
     Args:
         folder: A folder with ``members.csv``, ``items.csv``, ``train.csv`` and ``test.csv``.
+        languages: The languages a ``language`` cell may hold (the workspace's), the default
+            first.
 
     Returns:
         The dataset.
@@ -426,10 +434,10 @@ def load_dataset_folder(folder: Path | str) -> FolderDataset:
         problems.raise_if_any(folder)
     members_path, items_path = folder / "members.csv", folder / "items.csv"
     member_ids, member_cells = _identified(
-        members_path, _rows(members_path, ("id",), None, problems), problems
+        members_path, _rows(members_path, ("id",), None, problems), problems, languages
     )
     item_ids, item_cells = _identified(
-        items_path, _rows(items_path, ("id", "title"), ITEM_COLUMNS, problems), problems
+        items_path, _rows(items_path, ("id", "title"), ITEM_COLUMNS, problems), problems, languages
     )
     if problems.unreadable & {members_path, items_path}:
         # Interactions name members and items: checking them now would only repeat the problem.
@@ -456,6 +464,7 @@ def load_dataset_folder(folder: Path | str) -> FolderDataset:
         item_languages=bool(item_cells) and "language" in item_cells[0],
         questions=questions,
         ignored_attributes=ignored,
+        languages=tuple(languages),
     )
 
 
@@ -468,13 +477,16 @@ def _first_sentence(text: str, limit: int = 300) -> str:
 
 def _write_workspace(dataset: FolderDataset, workspace: Path) -> None:
     """The sandbox workspace: a questionnaire from the attributes, a library from the items."""
-    questions = [question.definition() for question in dataset.questions]
+    questions = [question.definition(dataset.languages) for question in dataset.questions]
     questions.append(
         {
             "key": TEXT_QUESTION,
             "kind": "free_text",
-            "labels": {"en": "text", "fr": "text"},
+            "labels": dict.fromkeys(dataset.languages, "text"),
         }
+    )
+    (workspace / "workspace.yaml").write_text(
+        yaml.safe_dump({"languages": list(dataset.languages)}), encoding="utf-8"
     )
     (workspace / "questionnaire.yaml").write_text(
         yaml.safe_dump({"version": 1, "questions": questions}, allow_unicode=True, sort_keys=False),

@@ -15,6 +15,7 @@ from nurture.evaluation.workspace import load_interactions, split_in_time, stage
 from nurture.orchestration import CycleReport
 from nurture.runtime import Runtime, utc_now
 from nurture.settings import Settings
+from nurture.workspace import load_workspace_config
 
 __all__ = ["DEFAULT_TEST_SHARE", "evaluate_folder", "evaluate_workspace"]
 
@@ -145,8 +146,9 @@ def evaluate_folder(
     """Evaluate on a dataset given as files (see ``docs/evaluation.md``).
 
     Args:
-        settings: The settings in force (model, segmentation, seed...); the workspace and its
-            database are not used.
+        settings: The settings in force (model, segmentation, seed...); of the workspace only
+            its languages are used (the values a ``language`` column may hold), and its
+            database not at all.
         folder: The dataset folder: ``members.csv``, ``items.csv``, ``train.csv``, ``test.csv``.
         mode: ``warm`` scores members with training interactions; ``cold-start`` those without.
         k: Cut-off of the ranked lists.
@@ -159,7 +161,9 @@ def evaluate_folder(
         ValueError: ``k`` is below 1.
     """
     _check_k(k)
-    dataset = load_dataset_folder(folder)
+    dataset = load_dataset_folder(
+        folder, languages=load_workspace_config(settings.workspace).languages
+    )
     with nurture_sandbox(settings, k) as sandbox:
         member_ids = stage_folder(dataset, sandbox)
         ranking = rank_with_nurture(sandbox, dataset.now)

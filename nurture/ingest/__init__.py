@@ -22,7 +22,6 @@ from nurture.ingest.answers import (
 from nurture.ingest.batches import DEFAULT_BATCH_SIZE, ImportSummary
 from nurture.ingest.members import (
     CONSENT_STATUSES,
-    LANGUAGES,
     MEMBER_COLUMNS,
     MEMBER_REQUIRED_COLUMNS,
     import_members,
@@ -38,7 +37,6 @@ __all__ = [
     "ANSWER_REQUIRED_COLUMNS",
     "CONSENT_STATUSES",
     "DEFAULT_BATCH_SIZE",
-    "LANGUAGES",
     "MAX_RECORD_LINES",
     "MEMBER_COLUMNS",
     "MEMBER_REQUIRED_COLUMNS",

@@ -1,17 +1,20 @@
 """Import members: upsert by external id, else by e-mail address (lower-cased).
 
 Columns: ``external_id``, ``email`` (required), ``first_name``, ``last_name``, ``language``
-(``en`` | ``fr``), ``time_zone`` (IANA), ``birthday`` (``YYYY-MM-DD``), ``joined_at`` (ISO 8601
+(one of the workspace's languages: ``en`` | ``fr`` unless ``workspace.yaml`` declares others),
+``time_zone`` (IANA), ``birthday`` (``YYYY-MM-DD``), ``joined_at`` (ISO 8601
 date-time with offset, or a date), ``consent_status`` (``granted`` | ``denied`` | ``unknown``),
 ``consent_source``; any other column goes to the member's ``attributes``.
 
 A missing or empty field leaves an existing member's value as it is; a new member gets the
-defaults (language ``en``, time zone ``UTC``, consent ``unknown``, joined now).
+defaults (the workspace's default language, ``en`` unless declared; time zone ``UTC``, consent
+``unknown``, joined now).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import functools
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -37,18 +40,17 @@ from nurture.ingest.fields import (
     parse_text,
     parse_time_zone,
 )
+from nurture.languages import DEFAULT_LANGUAGES
 from nurture.storage.models import Member, utcnow
 
 __all__ = [
     "CONSENT_STATUSES",
-    "LANGUAGES",
     "MEMBER_COLUMNS",
     "MEMBER_REQUIRED_COLUMNS",
     "import_members",
     "resolve_member_refs",
 ]
 
-LANGUAGES = ("en", "fr")
 CONSENT_STATUSES = ("granted", "denied", "unknown")
 MEMBER_COLUMNS = (
     "external_id",
@@ -89,6 +91,7 @@ def import_members(
     rejects_path: Path | str | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
 ) -> ImportSummary:
     """Import members from a CSV or JSON Lines file, upserting by external id, else e-mail.
 
@@ -98,6 +101,8 @@ def import_members(
         rejects_path: Where to write refused records (CSV: line, field, reason, raw), or
             ``None`` to only count them.
         batch_size: Records per commit.
+        languages: The workspace's languages, the default first: a member's ``language`` must
+            be one of them; a new member without one gets the default.
 
     Returns:
         What the import did.
@@ -111,19 +116,22 @@ def import_members(
         session,
         path,
         rejects_path,
-        parse=parse_member,
-        apply=_apply_members,
+        parse=functools.partial(parse_member, languages=tuple(languages)),
+        apply=functools.partial(_apply_members, default_language=languages[0]),
         known_columns=None,
         required_columns=MEMBER_REQUIRED_COLUMNS,
         batch_size=batch_size,
     )
 
 
-def parse_member(record: Mapping[str, Any]) -> MemberRecord:
+def parse_member(
+    record: Mapping[str, Any], *, languages: Sequence[str] = DEFAULT_LANGUAGES
+) -> MemberRecord:
     """Validate one member record; fields are checked in the order of ``MEMBER_COLUMNS``.
 
     Args:
         record: The record as read from the file.
+        languages: The workspace's languages, the only values ``language`` may take.
 
     Returns:
         The valid record.
@@ -135,7 +143,7 @@ def parse_member(record: Mapping[str, Any]) -> MemberRecord:
     email = parse_email(record)
     first_name = parse_text(record, "first_name")
     last_name = parse_text(record, "last_name")
-    language = parse_choice(record, "language", LANGUAGES)
+    language = parse_choice(record, "language", tuple(languages))
     time_zone = parse_time_zone(record)
     birthday = parse_date(record, "birthday")
     if birthday is not None and not dt.date(1900, 1, 1) <= birthday <= dt.date.today():
@@ -170,7 +178,9 @@ def parse_member(record: Mapping[str, Any]) -> MemberRecord:
     )
 
 
-def _apply_members(session: Session, rows: Sequence[Row[MemberRecord]]) -> list[Applied]:
+def _apply_members(
+    session: Session, rows: Sequence[Row[MemberRecord]], *, default_language: str
+) -> list[Applied]:
     external_ids = {row.value.external_id for row in rows if row.value.external_id}
     emails = {row.value.email for row in rows}
     found = session.scalars(
@@ -192,7 +202,7 @@ def _apply_members(session: Session, rows: Sequence[Row[MemberRecord]]) -> list[
             outcomes.append(_email_taken(record.email, holder))
             continue
         if member is None:
-            member = _new_member(record)
+            member = _new_member(record, default_language)
             session.add(member)
             outcomes.append(Outcome.STORED)
         else:
@@ -214,13 +224,13 @@ def _email_taken(email: str, holder: Member) -> ImportRecordError:
     )
 
 
-def _new_member(record: MemberRecord) -> Member:
+def _new_member(record: MemberRecord, default_language: str) -> Member:
     return Member(
         external_id=record.external_id,
         email=record.email,
         first_name=record.first_name or "",
         last_name=record.last_name or "",
-        language=record.language or "en",
+        language=record.language or default_language,
         time_zone=record.time_zone or "UTC",
         birthday=record.birthday,
         joined_at=record.joined_at or utcnow(),

@@ -20,7 +20,7 @@ from nurture.journeys.content import (
 )
 from nurture.journeys.engine import JourneySummary, advance_journeys, wait_until
 from nurture.journeys.holds import HeldEmail
-from nurture.journeys.loader import load_journey, load_journeys
+from nurture.journeys.loader import load_journey, load_journeys, read_journeys
 from nurture.journeys.migrate import MigrationReport, migrate_enrollments
 from nurture.journeys.models import (
     BranchStep,
@@ -35,7 +35,7 @@ from nurture.journeys.models import (
     WaitStep,
     parse_duration,
 )
-from nurture.journeys.policy import SendingRules, load_sending_rules
+from nurture.journeys.policy import SendingRules, load_sending_rules, read_sending_rules
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
 from nurture.journeys.status import JourneyStatus, journey_status
@@ -81,6 +81,8 @@ __all__ = [
     "load_sending_rules",
     "migrate_enrollments",
     "parse_duration",
+    "read_journeys",
+    "read_sending_rules",
     "recommended_content",
     "register_journeys",
     "sent_item_keys",

@@ -1,7 +1,8 @@
 """Load journey YAML files: check the shape, then the graph, and report every problem at once.
 
 Each problem names the file, the line and column, the field (``steps.2.next``) and, for a step,
-its id. The YAML is composed into nodes first so every value keeps its position.
+its id. The YAML is read by the workspace's one bounded, line-aware reader
+(:mod:`nurture.workspace.located_yaml`), so every value keeps its position.
 
 Besides the model's own checks, a journey is checked against its workspace when the caller
 knows it: the email templates its send steps name, the rule segments its triggers and conditions
@@ -18,7 +19,6 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
-import yaml
 from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
@@ -28,8 +28,17 @@ from pydantic.fields import FieldInfo
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.conditions import check_condition
 from nurture.journeys.models import Condition, JourneyDefinition, SegmentKey
+from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, LocatedDocument, YamlLimits
+from nurture.workspace.model_files import read_yaml_document
 
-__all__ = ["CLUSTER_KEY_PATTERN", "JOURNEY_SUFFIXES", "load_journey", "load_journeys"]
+__all__ = [
+    "CLUSTER_KEY_PATTERN",
+    "JOURNEY_SUFFIXES",
+    "load_journey",
+    "load_journeys",
+    "read_journey",
+    "read_journeys",
+]
 
 JOURNEY_SUFFIXES = (".yaml", ".yml")
 """File suffixes read as journeys by ``load_journeys``."""
@@ -49,58 +58,20 @@ _SEGMENT_KEY_TITLES = {m.title for m in typing.get_args(SegmentKey)[1:] if isins
 _PARSING = ImmutableSandboxedEnvironment()  # only parses conditions; the sandbox all the same
 
 
-class _Positions:
-    """Maps a field path (``("steps", 2, "next")``) to the line and column of its YAML node."""
-
-    def __init__(self, root: yaml.Node) -> None:
-        self.root = root
-
-    def locate(self, path: Sequence[Any]) -> tuple[int, int, PathKey]:
-        """The 1-based position of the deepest node along ``path``, and the part of path found.
-
-        Path elements that name no node (union tags such as ``send``) are skipped; a missing last
-        key points at the mapping that should hold it.
-        """
-        node = self.root
-        found: list[str | int] = []
-        mark = node.start_mark
-        for element in path:
-            child = self._child(node, element)
-            if child is None:
-                continue
-            key_node, value_node = child
-            found.append(element)
-            node = value_node
-            mark = (key_node or value_node).start_mark
-        return mark.line + 1, mark.column + 1, tuple(found)
-
-    @staticmethod
-    def _child(node: yaml.Node, element: Any) -> tuple[yaml.Node | None, yaml.Node] | None:
-        if isinstance(node, yaml.MappingNode) and isinstance(element, str):
-            for key_node, value_node in node.value:
-                if isinstance(key_node, yaml.ScalarNode) and key_node.value == element:
-                    return key_node, value_node
-        is_item = isinstance(node, yaml.SequenceNode) and isinstance(element, int)
-        if is_item and 0 <= element < len(node.value):
-            return None, node.value[element]
-        return None
-
-
 class _Report:
-    """Problems found in one file, with positions looked up from the YAML nodes."""
+    """Problems found in one file, placed with the positions of its located document."""
 
-    def __init__(self, path: Path, positions: _Positions | None, data: Any) -> None:
+    def __init__(self, path: Path, document: LocatedDocument) -> None:
         self.path = path
-        self.positions = positions
-        self.data = data
+        self.document = document
+        self.data = document.data
         self.problems: list[Problem] = []
 
     def add(self, message: str, location: Sequence[Any] = (), missing: str | None = None) -> None:
         """Record a problem at ``location``; ``missing`` names a required field not given."""
-        line = column = None
-        found: PathKey = ()
-        if self.positions is not None:
-            line, column, found = self.positions.locate(location)
+        found, position = self.document.find(location)
+        line = position.line if position else None
+        column = position.column if position else None
         step_id = self._step_id(found)
         if step_id is not None:
             message = f"step {step_id!r}: {message}"
@@ -146,11 +117,89 @@ def load_journey(
     Raises:
         JourneyValidationError: Every problem found, each with file, line, column and field.
     """
-    workspace = _Workspace(templates_dir, segment_keys, question_keys)
-    definition, problems = _load(Path(path), workspace)
+    definition, problems = read_journey(
+        path, templates_dir, segment_keys=segment_keys, question_keys=question_keys
+    )
     if problems or definition is None:
         raise JourneyValidationError(problems)
     return definition
+
+
+def read_journey(
+    path: Path | str,
+    templates_dir: Path | str | None = None,
+    *,
+    segment_keys: Collection[str] | None = None,
+    question_keys: Sequence[str] | None = None,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> tuple[JourneyDefinition | None, list[Problem]]:
+    """Load one journey file, collecting its problems rather than raising.
+
+    Args:
+        path: The journey file.
+        templates_dir: The email templates folder, to check that every template exists.
+        segment_keys: The rule segment keys of the workspace, to check the segments named.
+        question_keys: The questionnaire's question keys, to check ``answers.<key>`` reads.
+        limits: The bounds on size, nesting and aliases.
+
+    Returns:
+        The definition (``None`` on any problem) and every problem, each with file, line,
+        column and field.
+    """
+    workspace = _Workspace(templates_dir, segment_keys, question_keys, limits)
+    definition, problems, _ = _load(Path(path), workspace)
+    return definition, problems
+
+
+def read_journeys(
+    directory: Path | str,
+    templates_dir: Path | str | None = None,
+    *,
+    segment_keys: Collection[str] | None = None,
+    question_keys: Sequence[str] | None = None,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> tuple[list[JourneyDefinition], list[Problem]]:
+    """Load every journey file of a folder, collecting problems rather than raising.
+
+    Args:
+        directory: The journeys folder.
+        templates_dir: The email templates folder, to check that every template exists.
+        segment_keys: The rule segment keys of the workspace, to check the segments named.
+        question_keys: The questionnaire's question keys, to check ``answers.<key>`` reads.
+        limits: The bounds on size, nesting and aliases of each file.
+
+    Returns:
+        The valid definitions, in file name order, and every problem of every file, including
+        two files with one id.
+    """
+    directory = Path(directory)
+    if not directory.is_dir():
+        return [], [Problem(str(directory), "expected a folder of journey YAML files, found none")]
+    workspace = _Workspace(templates_dir, segment_keys, question_keys, limits)
+    definitions: list[JourneyDefinition] = []
+    problems: list[Problem] = []
+    first_file_of: dict[str, str] = {}
+    for path in _journey_files(directory):
+        definition, file_problems, document = _load(path, workspace)
+        problems += file_problems
+        if definition is None or document is None:
+            continue
+        if definition.id in first_file_of:
+            position = document.locate(["id"])
+            problems.append(
+                Problem(
+                    str(path),
+                    f"journey id {definition.id!r} is already used by "
+                    f"{first_file_of[definition.id]}; expected a unique id",
+                    position.line if position else None,
+                    position.column if position else None,
+                    "id",
+                )
+            )
+            continue
+        first_file_of[definition.id] = str(path)
+        definitions.append(definition)
+    return definitions, problems
 
 
 def load_journeys(
@@ -174,35 +223,9 @@ def load_journeys(
     Raises:
         JourneyValidationError: Every problem of every file, including two files with one id.
     """
-    directory = Path(directory)
-    if not directory.is_dir():
-        raise JourneyValidationError(
-            [Problem(str(directory), "expected a folder of journey YAML files, found none")]
-        )
-    workspace = _Workspace(templates_dir, segment_keys, question_keys)
-    definitions: list[JourneyDefinition] = []
-    problems: list[Problem] = []
-    first_file_of: dict[str, str] = {}
-    for path in _journey_files(directory):
-        definition, file_problems = _load(path, workspace)
-        problems += file_problems
-        if definition is None:
-            continue
-        if definition.id in first_file_of:
-            line, column = _id_position(path)
-            problems.append(
-                Problem(
-                    str(path),
-                    f"journey id {definition.id!r} is already used by "
-                    f"{first_file_of[definition.id]}; expected a unique id",
-                    line,
-                    column,
-                    "id",
-                )
-            )
-            continue
-        first_file_of[definition.id] = str(path)
-        definitions.append(definition)
+    definitions, problems = read_journeys(
+        directory, templates_dir, segment_keys=segment_keys, question_keys=question_keys
+    )
     if problems:
         raise JourneyValidationError(problems)
     return definitions
@@ -216,7 +239,9 @@ class _Workspace:
         templates_dir: Path | str | None,
         segment_keys: Collection[str] | None,
         question_keys: Sequence[str] | None,
+        limits: YamlLimits,
     ) -> None:
+        self.limits = limits
         self.templates_dir = Path(templates_dir) if templates_dir else None
         self.segment_keys: list[str] | None = None
         if segment_keys is not None:  # named in messages: in file order, else sorted
@@ -231,44 +256,26 @@ def _journey_files(directory: Path) -> Iterator[Path]:
             yield path
 
 
-def _id_position(path: Path) -> tuple[int | None, int | None]:
-    try:
-        root = yaml.compose(path.read_text(encoding="utf-8"), Loader=yaml.SafeLoader)
-    except (OSError, UnicodeDecodeError, yaml.YAMLError):
-        return None, None
-    if root is None:
-        return None, None
-    line, column, _ = _Positions(root).locate(["id"])
-    return line, column
-
-
-def _load(path: Path, workspace: _Workspace) -> tuple[JourneyDefinition | None, list[Problem]]:
-    try:
-        text = path.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        return None, [Problem(str(path), "expected a journey file, found none")]
-    except (OSError, UnicodeDecodeError) as error:
-        return None, [Problem(str(path), f"cannot read the file as UTF-8 text: {error}")]
-    try:
-        root, data = _parse_yaml(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        reason = getattr(error, "problem", None) or str(error)
-        return None, [
-            Problem(
-                str(path),
-                f"invalid YAML: {reason}",
-                mark.line + 1 if mark else None,
-                mark.column + 1 if mark else None,
-            )
-        ]
-    if root is None:
-        return None, [Problem(str(path), "expected a journey definition, found an empty file")]
-    report = _Report(path, _Positions(root), data)
-    _check_duplicate_keys(root, report, ())
+def _load(
+    path: Path, workspace: _Workspace
+) -> tuple[JourneyDefinition | None, list[Problem], LocatedDocument | None]:
+    """One journey file: the definition (``None`` on any problem), the problems, the document."""
+    if not path.is_file():
+        return None, [Problem(str(path), "expected a journey file, found none")], None
+    document, problems = read_yaml_document(path, what="the journey", limits=workspace.limits)
+    if document is None:
+        return None, problems, None
+    if document.data is None:
+        problems.append(
+            Problem(str(path), "expected a journey definition, found an empty file", 1, 1)
+        )
+        return None, problems, document
+    report = _Report(path, document)
+    report.problems += problems
+    data = document.data
     if not isinstance(data, dict):
         report.add(f"expected a mapping of journey fields, found {type(data).__name__}")
-        return None, report.problems
+        return None, report.problems, document
 
     definition: JourneyDefinition | None = None
     try:
@@ -281,45 +288,10 @@ def _load(path: Path, workspace: _Workspace) -> tuple[JourneyDefinition | None, 
     if workspace.templates_dir is not None:
         _check_templates(report, data.get("steps"), workspace.templates_dir)
     if report.problems:
-        return None, sorted(report.problems, key=lambda p: (p.line or 0, p.column or 0))
+        problems = sorted(report.problems, key=lambda p: (p.line or 0, p.column or 0))
+        return None, problems, document
     assert definition is not None
-    return definition.with_source(str(path)), []
-
-
-def _parse_yaml(text: str) -> tuple[yaml.Node | None, Any]:
-    """The composed node tree (with positions) and the Python data built from it."""
-    loader = yaml.SafeLoader(text)
-    try:
-        root = loader.get_single_node()
-        data = loader.construct_document(root) if root is not None else None
-    finally:
-        loader.dispose()
-    return root, data
-
-
-def _check_duplicate_keys(node: yaml.Node, report: _Report, path: PathKey) -> None:
-    if isinstance(node, yaml.MappingNode):
-        seen: set[str] = set()
-        for key_node, value_node in node.value:
-            key = key_node.value if isinstance(key_node, yaml.ScalarNode) else None
-            if key is not None and key in seen:
-                mark = key_node.start_mark
-                field = ".".join(str(part) for part in (*path, key))
-                report.problems.append(
-                    Problem(
-                        str(report.path),
-                        f"field {key!r} is given twice; expected each field once",
-                        mark.line + 1,
-                        mark.column + 1,
-                        field,
-                    )
-                )
-            if key is not None:
-                seen.add(key)
-                _check_duplicate_keys(value_node, report, (*path, key))
-    elif isinstance(node, yaml.SequenceNode):
-        for index, item in enumerate(node.value):
-            _check_duplicate_keys(item, report, (*path, index))
+    return definition.with_source(str(path)), [], document
 
 
 # --- the models, walked along the raw data --------------------------------------------------

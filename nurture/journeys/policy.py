@@ -14,14 +14,15 @@ import re
 from pathlib import Path
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, ValidationError
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field
 from pydantic_core import PydanticCustomError
 
-from nurture.errors import JourneyValidationError, Problem
+from nurture.errors import JourneyValidationError
 from nurture.journeys.models import Duration, parse_duration
-from nurture.workspace.yaml_lines import load_located_yaml, problems_from_validation_error
+from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.workspace.model_files import ModelFile, load_model_file
 
-__all__ = ["Budget", "QuietHours", "SendingRules", "load_sending_rules"]
+__all__ = ["Budget", "QuietHours", "SendingRules", "load_sending_rules", "read_sending_rules"]
 
 _CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -101,6 +102,28 @@ class SendingRules(_Model):
     )
 
 
+def read_sending_rules(
+    path: Path | str, *, limits: YamlLimits = DEFAULT_YAML_LIMITS
+) -> ModelFile[SendingRules]:
+    """Read the workspace's sending rules, collecting problems; an absent file gives the defaults.
+
+    Args:
+        path: The YAML file (``sending.yaml`` in a workspace).
+        limits: The bounds on size, nesting and aliases.
+
+    Returns:
+        The rules (``None`` on any problem) and every problem, each with its line and field.
+    """
+    return load_model_file(
+        path,
+        SendingRules,
+        expected="a mapping with 'budget' and 'quiet_hours'",
+        what="the sending rules",
+        optional=True,
+        limits=limits,
+    )
+
+
 def load_sending_rules(path: Path | str) -> SendingRules:
     """Read the workspace's sending rules; an absent file gives the defaults.
 
@@ -114,25 +137,7 @@ def load_sending_rules(path: Path | str) -> SendingRules:
         JourneyValidationError: The file is not valid YAML or not valid rules; every problem is
             listed with its line and field.
     """
-    path = Path(path)
-    if not path.exists():
-        return SendingRules()
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise JourneyValidationError(
-            [Problem(path, f"cannot read the sending rules: {exc}")]
-        ) from exc
-    document, problems = load_located_yaml(text, path)
-    if document is None:
-        raise JourneyValidationError(problems)
-    if document.data is None and not problems:
-        return SendingRules()
-    try:
-        rules = SendingRules.model_validate(document.data if document.data is not None else {})
-    except ValidationError as exc:
-        problems.extend(problems_from_validation_error(exc, SendingRules, document, path))
-        raise JourneyValidationError(problems) from None
-    if problems:
-        raise JourneyValidationError(problems)
-    return rules
+    loaded = read_sending_rules(path)
+    if loaded.value is None:
+        raise JourneyValidationError(loaded.problems)
+    return loaded.value

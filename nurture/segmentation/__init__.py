@@ -24,6 +24,7 @@ from nurture.segmentation.rules import (
     check_rule,
     evaluate_rule_segments,
     load_segment_rules,
+    read_segment_rules,
 )
 from nurture.segmentation.segments import (
     DEFAULT_MOVE_AFTER,
@@ -57,6 +58,7 @@ __all__ = [
     "load_segment_rules",
     "match_by_overlap",
     "match_segments",
+    "read_segment_rules",
     "rename_segment",
     "resolve_block_weights",
     "segment_entries",

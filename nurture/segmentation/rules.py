@@ -44,7 +44,6 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
     ValidationInfo,
     field_validator,
     model_validator,
@@ -53,7 +52,8 @@ from sqlalchemy import delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.errors import Problem, SegmentRuleValidationError
+from nurture.errors import SegmentRuleValidationError
+from nurture.languages import DEFAULT_LANGUAGES
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
@@ -67,12 +67,10 @@ from nurture.storage.models import (
     SegmentationRun,
     SegmentMembership,
 )
-from nurture.workspace import LocalizedText
-from nurture.workspace.yaml_lines import (
-    FieldIssues,
-    load_located_yaml,
-    problems_from_validation_error,
-)
+from nurture.workspace.config import LANGUAGES_CONTEXT
+from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
+from nurture.workspace.model_files import ModelFile, load_model_file
+from nurture.workspace.questionnaire import LocalizedText
 
 __all__ = [
     "ACTIVITY_FIELDS",
@@ -88,6 +86,7 @@ __all__ = [
     "evaluate_rule_segments",
     "load_segment_rules",
     "member_rule_contexts",
+    "read_segment_rules",
 ]
 
 RULE_NAMES = ("member", "answers", "lifecycle", "activity", "segment")
@@ -321,8 +320,46 @@ class SegmentRules(BaseModel):
         return self
 
 
+def read_segment_rules(
+    path: Path | str,
+    *,
+    question_keys: Sequence[str] | None = None,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> ModelFile[SegmentRules]:
+    """Read and check the rule segments file, collecting its problems rather than raising.
+
+    Args:
+        path: The YAML file (``segments.yaml`` in a workspace); absent, it declares nothing.
+        question_keys: The questionnaire's question keys, so that a rule reading an unknown
+            ``answers.<key>`` is refused; ``None`` skips that check.
+        languages: The workspace's languages: every label is given in each of them.
+        limits: The bounds on size, nesting and aliases.
+
+    Returns:
+        The rule segments (``None`` on any problem) and every problem, each with its line and
+        field.
+    """
+    context = {
+        "question_keys": list(question_keys) if question_keys is not None else None,
+        LANGUAGES_CONTEXT: tuple(languages),
+    }
+    return load_model_file(
+        path,
+        SegmentRules,
+        expected="a mapping with 'segments'",
+        what="the rule segments",
+        optional=True,
+        context=context,
+        limits=limits,
+    )
+
+
 def load_segment_rules(
-    path: Path | str, *, question_keys: Sequence[str] | None = None
+    path: Path | str,
+    *,
+    question_keys: Sequence[str] | None = None,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
 ) -> list[SegmentRule]:
     """Read and check the rule segments file; an absent file declares no rule segment.
 
@@ -330,6 +367,7 @@ def load_segment_rules(
         path: The YAML file (``segments.yaml`` in a workspace).
         question_keys: The questionnaire's question keys, so that a rule reading an unknown
             ``answers.<key>`` is refused; ``None`` skips that check.
+        languages: The workspace's languages: every label is given in each of them.
 
     Returns:
         The rule segments, in file order.
@@ -339,40 +377,10 @@ def load_segment_rules(
             or a rule does not compile or reads unknown names; ``problems`` lists every problem
             with its line and field.
     """
-    path = Path(path)
-    if not path.exists():
-        return []
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise SegmentRuleValidationError(
-            [Problem(path, f"cannot read the rule segments: {exc}")]
-        ) from exc
-    document, problems = load_located_yaml(text, path)
-    if document is None:
-        raise SegmentRuleValidationError(problems)
-    if document.data is None:
-        if problems:
-            raise SegmentRuleValidationError(problems)
-        return []
-    if not isinstance(document.data, dict):
-        problems.append(
-            Problem(
-                path,
-                f"expected a mapping with 'segments', found {type(document.data).__name__}",
-                1,
-            )
-        )
-        raise SegmentRuleValidationError(problems)
-    context = {"question_keys": list(question_keys) if question_keys is not None else None}
-    try:
-        rules = SegmentRules.model_validate(document.data, context=context)
-    except ValidationError as exc:
-        problems.extend(problems_from_validation_error(exc, SegmentRules, document, path))
-        raise SegmentRuleValidationError(problems) from None
-    if problems:
-        raise SegmentRuleValidationError(problems)
-    return rules.segments
+    loaded = read_segment_rules(path, question_keys=question_keys, languages=languages)
+    if loaded.value is None:
+        raise SegmentRuleValidationError(loaded.problems)
+    return loaded.value.segments
 
 
 # --- evaluation ----------------------------------------------------------------------------
@@ -603,10 +611,12 @@ def evaluate_rule_segments(
             )
             session.add(segment)
             new.append(rule.key)
-        segment.label = rule.label.en[:300]
+        segment.label = rule.label.get("en")[:300]
         segment.label_edited = False
         segment.description = (
-            rule.description.en if rule.description else f"Members for whom {rule.rule} holds."
+            rule.description.get("en")
+            if rule.description
+            else f"Members for whom {rule.rule} holds."
         )
         segment.active = True
         segment.last_run_id = run_id

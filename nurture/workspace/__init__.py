@@ -1,10 +1,20 @@
-"""Files marketers write, as typed models: the questionnaire and the content library.
+"""Files marketers write, as typed models, and the whole workspace loaded at once.
 
-Each kind of file has one loader that checks it completely and raises one error listing every
-problem with its file, line and field (:class:`~nurture.errors.QuestionnaireValidationError`,
-:class:`~nurture.errors.ContentValidationError`).
+:func:`load_workspace` loads every file of a workspace in one order and cross-checks them
+(see :mod:`nurture.workspace.loading`); it raises one
+:class:`~nurture.errors.WorkspaceValidationError` listing every problem with its file, line,
+column and field. Each kind of file also has its own loader (``load_questionnaire``,
+``load_content_library``...). Every YAML file goes through one safe, bounded, line-aware reader
+(:mod:`nurture.workspace.located_yaml`) and one skeleton that validates it into its pydantic
+model (:mod:`nurture.workspace.model_files`).
 """
 
+from nurture.workspace.config import (
+    WORKSPACE_FILE,
+    WorkspaceConfig,
+    load_workspace_config,
+    read_workspace_config,
+)
 from nurture.workspace.content import (
     SCHEDULED_KINDS,
     ContentItemSpec,
@@ -12,8 +22,24 @@ from nurture.workspace.content import (
     ContentSyncSummary,
     load_content_item,
     load_content_library,
+    read_content_library,
     sync_content_items,
 )
+from nurture.workspace.loading import (
+    Workspace,
+    WorkspacePaths,
+    check_journey_files,
+    load_workspace,
+)
+from nurture.workspace.located_yaml import (
+    DEFAULT_YAML_LIMITS,
+    MAX_ALIAS_NODES,
+    MAX_FILE_BYTES,
+    MAX_NESTING_DEPTH,
+    YamlLimits,
+    parse_located_yaml,
+)
+from nurture.workspace.model_files import ModelFile, load_model_file
 from nurture.workspace.questionnaire import (
     AnswerValue,
     LocalizedText,
@@ -22,21 +48,44 @@ from nurture.workspace.questionnaire import (
     Questionnaire,
     QuestionOption,
     load_questionnaire,
+    read_questionnaire,
 )
+from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
 
 __all__ = [
+    "DEFAULT_YAML_LIMITS",
+    "MAX_ALIAS_NODES",
+    "MAX_FILE_BYTES",
+    "MAX_NESTING_DEPTH",
     "SCHEDULED_KINDS",
+    "WORKSPACE_FILE",
     "AnswerValue",
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
     "LocalizedText",
+    "ModelFile",
     "Question",
     "QuestionKind",
     "QuestionOption",
     "Questionnaire",
+    "SubjectSample",
+    "Workspace",
+    "WorkspaceConfig",
+    "WorkspacePaths",
+    "YamlLimits",
+    "check_journey_files",
+    "journey_subjects",
     "load_content_item",
     "load_content_library",
+    "load_model_file",
     "load_questionnaire",
+    "load_workspace",
+    "load_workspace_config",
+    "parse_located_yaml",
+    "read_content_library",
+    "read_questionnaire",
+    "read_workspace_config",
     "sync_content_items",
+    "validate_templates",
 ]

@@ -6,7 +6,7 @@ One file is one content item; its name without ``.md`` is the item's key. A file
     title: Your first 100 members
     url: https://community.example.org/articles/first-100
     kind: article            # article | event | webinar | masterclass | discussion
-    language: en             # en | fr
+    language: en             # one of the workspace's languages (workspace.yaml)
     tags: [growth, b2b]
     summary: One sentence shown in emails.
     published: 2026-09-01
@@ -30,7 +30,7 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
-    ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -39,14 +39,17 @@ from sqlalchemy.orm import Session
 
 from nurture.embedding import text_hash
 from nurture.errors import ContentValidationError, Problem
+from nurture.languages import DEFAULT_LANGUAGES
 from nurture.storage.models import ContentItem, utcnow
-from nurture.workspace.yaml_lines import (
+from nurture.workspace.config import LANGUAGES_CONTEXT, LanguageCode, context_languages
+from nurture.workspace.located_yaml import (
+    DEFAULT_YAML_LIMITS,
     FieldIssues,
     LocatedDocument,
     Position,
-    load_located_yaml,
-    problems_from_validation_error,
+    YamlLimits,
 )
+from nurture.workspace.model_files import describe_found, read_front_matter, validate_document
 
 __all__ = [
     "EMBEDDING_BODY_CHARS",
@@ -56,6 +59,7 @@ __all__ = [
     "ContentSyncSummary",
     "load_content_item",
     "load_content_library",
+    "read_content_library",
     "sync_content_items",
 ]
 
@@ -69,7 +73,6 @@ EMBEDDING_BODY_CHARS = 1000
 """How much of the body goes into the text that is embedded (the model reads ~256 tokens)."""
 
 _KEY_RE = re.compile(r"^[a-z0-9][a-z0-9_-]*$")
-_FENCE = "---"
 _DERIVED_FIELDS = ("key", "body", "source_path")
 
 
@@ -88,7 +91,9 @@ class ContentItemSpec(BaseModel):
         pattern=r"^https?://\S+$", max_length=2000, description="Where members read or register."
     )
     kind: ContentKind = Field(description="article, event, webinar, masterclass or discussion.")
-    language: Literal["en", "fr"] = Field(description="Language the item is written in.")
+    language: LanguageCode = Field(
+        description="Language the item is written in: one of the workspace's languages."
+    )
     tags: list[str] = Field(
         default_factory=list,
         description="Topics, lower-cased and without repeats (used in matching and reasons).",
@@ -114,6 +119,17 @@ class ContentItemSpec(BaseModel):
             if cleaned and cleaned not in normalised:
                 normalised.append(cleaned)
         return normalised
+
+    @field_validator("language")
+    @classmethod
+    def _declared_language(cls, language: str, info: ValidationInfo) -> str:
+        languages = context_languages(info.context)
+        if language not in languages:
+            raise ValueError(
+                f"language {language!r} is not one of the workspace's languages "
+                f"({', '.join(languages)}); declare it in workspace.yaml"
+            )
+        return language
 
     @field_validator("title", "summary", "body")
     @classmethod
@@ -165,52 +181,33 @@ def _midnight_utc(day: dt.date) -> dt.datetime:
     return dt.datetime(day.year, day.month, day.day, tzinfo=dt.UTC)
 
 
-def _split_front_matter(text: str, path: Path) -> tuple[str, str, int] | Problem:
-    """``(front_matter, body, body_first_line)`` or the problem that prevents splitting."""
-    lines = text.splitlines(keepends=True)
-    if not lines or lines[0].strip() != _FENCE:
-        return Problem(
-            path,
-            "missing front matter: the file must start with a '---' line, then YAML fields "
-            "(title, url, kind, language, summary...), then a closing '---' line",
-            line=1,
-            column=1,
-        )
-    for index in range(1, len(lines)):
-        if lines[index].rstrip() in (_FENCE, "..."):
-            front = "".join(lines[1:index])
-            body = "".join(lines[index + 1 :])
-            return front, body, index + 2
-    return Problem(
-        path, "front matter is never closed: add a '---' line after the YAML fields", line=1
-    )
-
-
-def load_content_item(path: Path | str) -> tuple[ContentItemSpec | None, list[Problem]]:
+def load_content_item(
+    path: Path | str,
+    *,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> tuple[ContentItemSpec | None, list[Problem]]:
     """Read one content file, collecting its problems rather than raising.
 
     Args:
         path: A Markdown file with YAML front matter; its name without ``.md`` is the key.
+        languages: The workspace's languages, the only ones an item may be written in.
+        limits: The bounds on size (of the whole file), nesting and aliases.
 
     Returns:
         The item (``None`` when it has problems) and every problem found.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        return None, [Problem(path, f"cannot read the file: {exc}")]
-    split = _split_front_matter(text, path)
-    if isinstance(split, Problem):
-        return None, [split]
-    front, body, body_line = split
-    document, problems = load_located_yaml(front, path, line_offset=1)
-    if document is None:
+    front, problems = read_front_matter(path, limits=limits)
+    if front is None:
         return None, problems
+    document = front.document
     if not isinstance(document.data, dict):
-        found = "nothing" if document.data is None else type(document.data).__name__
+        found = "nothing" if document.data is None else describe_found(document.data)
         problems.append(
-            Problem(path, f"front matter must be a mapping of fields, found {found}", line=2)
+            Problem(
+                path, f"front matter must be a mapping of fields, found {found}", line=2, column=1
+            )
         )
         return None, problems
     for name in _DERIVED_FIELDS:
@@ -237,33 +234,36 @@ def load_content_item(path: Path | str) -> tuple[ContentItemSpec | None, list[Pr
         )
     if problems:
         return None, problems
-    data = {**document.data, "key": path.stem, "body": body, "source_path": str(path)}
+    data = {**document.data, "key": path.stem, "body": front.body, "source_path": str(path)}
     located = LocatedDocument(data=data, positions=dict(document.positions))
-    located.positions[("body",)] = Position(line=body_line, column=1)
-    try:
-        return ContentItemSpec.model_validate(data), problems
-    except ValidationError as exc:
-        return None, problems_from_validation_error(exc, ContentItemSpec, located, path)
+    located.positions[("body",)] = Position(line=front.body_line, column=1)
+    return validate_document(
+        located, ContentItemSpec, path, context={LANGUAGES_CONTEXT: tuple(languages)}
+    )
 
 
-def load_content_library(directory: Path | str) -> list[ContentItemSpec]:
-    """Read every ``*.md`` file under ``directory`` (subfolders included).
+def read_content_library(
+    directory: Path | str,
+    *,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> tuple[list[ContentItemSpec], list[Problem]]:
+    """Read every ``*.md`` file under ``directory`` (subfolders included), collecting problems.
 
     Args:
         directory: The library folder (``library/`` in a workspace).
+        languages: The workspace's languages, the only ones an item may be written in.
+        limits: The bounds on size, nesting and aliases of each file.
 
     Returns:
-        The items, sorted by key.
-
-    Raises:
-        ContentValidationError: The folder is missing, or some files are invalid, or two files
-            give the same key; ``problems`` lists every problem of every file.
+        The valid items, sorted by key, and every problem of every file: the folder is
+        missing, a file is invalid, or two files give the same key.
     """
     directory = Path(directory)
     if not directory.is_dir():
-        raise ContentValidationError(
-            [Problem(directory, "content library folder not found (expected a folder of .md)")]
-        )
+        return [], [
+            Problem(directory, "content library folder not found (expected a folder of .md)")
+        ]
     specs: list[ContentItemSpec] = []
     problems: list[Problem] = []
     first_path: dict[str, Path] = {}
@@ -278,13 +278,33 @@ def load_content_library(directory: Path | str) -> list[ContentItemSpec]:
             )
             continue
         first_path[path.stem] = path
-        spec, item_problems = load_content_item(path)
+        spec, item_problems = load_content_item(path, languages=languages, limits=limits)
         problems.extend(item_problems)
         if spec is not None:
             specs.append(spec)
+    return sorted(specs, key=lambda spec: spec.key), problems
+
+
+def load_content_library(
+    directory: Path | str, *, languages: Sequence[str] = DEFAULT_LANGUAGES
+) -> list[ContentItemSpec]:
+    """Read every ``*.md`` file under ``directory`` (subfolders included).
+
+    Args:
+        directory: The library folder (``library/`` in a workspace).
+        languages: The workspace's languages, the only ones an item may be written in.
+
+    Returns:
+        The items, sorted by key.
+
+    Raises:
+        ContentValidationError: The folder is missing, or some files are invalid, or two files
+            give the same key; ``problems`` lists every problem of every file.
+    """
+    specs, problems = read_content_library(directory, languages=languages)
     if problems:
         raise ContentValidationError(problems)
-    return sorted(specs, key=lambda spec: spec.key)
+    return specs
 
 
 @dataclass(frozen=True)

@@ -10,18 +10,22 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
 
 from nurture.errors import ImportRecordError, Problem, QuestionnaireValidationError
-from nurture.workspace.yaml_lines import (
+from nurture.languages import DEFAULT_LANGUAGES, primary_language
+from nurture.workspace.config import LANGUAGES_CONTEXT, context_languages
+from nurture.workspace.located_yaml import (
+    DEFAULT_YAML_LIMITS,
     FieldIssues,
     LocatedDocument,
-    load_located_yaml,
-    problems_from_validation_error,
+    YamlLimits,
 )
+from nurture.workspace.model_files import ModelFile, load_model_file
 
 __all__ = [
     "AnswerValue",
@@ -31,6 +35,7 @@ __all__ = [
     "QuestionOption",
     "Questionnaire",
     "load_questionnaire",
+    "read_questionnaire",
 ]
 
 QuestionKind = Literal["single_choice", "multiple_choice", "free_text", "scale", "date"]
@@ -44,24 +49,57 @@ _CHOICE_KINDS = ("single_choice", "multiple_choice")
 
 
 class LocalizedText(BaseModel):
-    """A text in every language nurture writes to members."""
+    """A text in every language of the workspace (``{en: ..., fr: ...}`` by default).
 
-    model_config = ConfigDict(extra="forbid")
+    The languages are those of the validation context (``{"languages": [...]}``, see
+    :func:`~nurture.workspace.config.context_languages`), English and French without one: each
+    must be given, and no other.
+    """
 
-    en: str = Field(min_length=1, description="English text.")
-    fr: str = Field(min_length=1, description="French text.")
+    model_config = ConfigDict(extra="allow")
 
-    def get(self, language: str) -> str:
-        """The text in ``language``, or the English text for a language not provided.
+    __pydantic_extra__: dict[str, Annotated[str, Field(min_length=1)]] = Field(init=False)
+
+    @model_validator(mode="after")
+    def _check_languages(self, info: ValidationInfo) -> LocalizedText:
+        languages = context_languages(info.context)
+        texts = self.texts
+        issues: list[tuple[tuple[str | int, ...], str]] = [
+            (
+                (code,),
+                f"unknown language {code!r} (expected the workspace's languages: "
+                f"{', '.join(languages)})",
+            )
+            for code in texts
+            if code not in languages
+        ]
+        issues += [
+            ((code,), f"missing required field {code!r}") for code in languages if code not in texts
+        ]
+        if issues:
+            raise FieldIssues(issues)
+        return self
+
+    @property
+    def texts(self) -> dict[str, str]:
+        """The text by language code."""
+        return dict(self.__pydantic_extra__ or {})
+
+    def get(self, language: str, default: str = "en") -> str:
+        """The text in ``language``, else in ``default``, else the first one given.
 
         Args:
             language: A language code such as ``"fr"`` or ``"fr-CA"``.
+            default: The language to fall back to (the workspace's default language).
 
         Returns:
             The localised text.
         """
-        code = language.split("-")[0].lower()
-        return getattr(self, code) if code in type(self).model_fields else self.en
+        texts = self.texts
+        code = primary_language(language)
+        if code in texts:
+            return texts[code]
+        return texts.get(default) or next(iter(texts.values()), "")
 
 
 class QuestionOption(BaseModel):
@@ -324,11 +362,46 @@ def _date(question: Question, value: Any) -> str:
     raise ImportRecordError(f"expected a date as YYYY-MM-DD, found {value!r}", field=question.key)
 
 
-def load_questionnaire(path: Path | str) -> Questionnaire:
+def read_questionnaire(
+    path: Path | str,
+    *,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
+    limits: YamlLimits = DEFAULT_YAML_LIMITS,
+) -> ModelFile[Questionnaire]:
+    """Read and check a questionnaire definition, collecting its problems rather than raising.
+
+    Args:
+        path: The YAML file (``questionnaire.yaml`` in a workspace).
+        languages: The workspace's languages: every label is given in each of them.
+        limits: The bounds on size, nesting and aliases.
+
+    Returns:
+        The questionnaire (``None`` on any problem) and every problem, each with its line and
+        field.
+    """
+    path = Path(path)
+    loaded = load_model_file(
+        path,
+        Questionnaire,
+        expected="a mapping with 'version' and 'questions'",
+        what="the questionnaire",
+        context={LANGUAGES_CONTEXT: tuple(languages)},
+        limits=limits,
+    )
+    document = loaded.document
+    if loaded.value is None and document is not None and isinstance(document.data, dict):
+        loaded.problems += _raw_duplicate_problems(document.data, document, path, loaded.problems)
+    return loaded
+
+
+def load_questionnaire(
+    path: Path | str, *, languages: Sequence[str] = DEFAULT_LANGUAGES
+) -> Questionnaire:
     """Read and check a questionnaire definition.
 
     Args:
         path: The YAML file (``questionnaire.yaml`` in a workspace).
+        languages: The workspace's languages: every label is given in each of them.
 
     Returns:
         The questionnaire.
@@ -337,31 +410,10 @@ def load_questionnaire(path: Path | str) -> Questionnaire:
         QuestionnaireValidationError: The file is missing, is not valid YAML or does not describe
             a valid questionnaire; ``problems`` lists every problem with its line and field.
     """
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise QuestionnaireValidationError(
-            [Problem(path, f"cannot read the questionnaire: {exc}")]
-        ) from exc
-    document, problems = load_located_yaml(text, path)
-    if document is None:
-        raise QuestionnaireValidationError(problems)
-    if not isinstance(document.data, dict):
-        found = "an empty file" if document.data is None else type(document.data).__name__
-        problems.append(
-            Problem(path, f"expected a mapping with 'version' and 'questions', found {found}", 1)
-        )
-        raise QuestionnaireValidationError(problems)
-    try:
-        questionnaire = Questionnaire.model_validate(document.data)
-    except ValidationError as exc:
-        problems.extend(problems_from_validation_error(exc, Questionnaire, document, path))
-        problems.extend(_raw_duplicate_problems(document.data, document, path, problems))
-        raise QuestionnaireValidationError(problems) from None
-    if problems:
-        raise QuestionnaireValidationError(problems)
-    return questionnaire
+    loaded = read_questionnaire(path, languages=languages)
+    if loaded.value is None:
+        raise QuestionnaireValidationError(loaded.problems)
+    return loaded.value
 
 
 def _raw_duplicate_problems(

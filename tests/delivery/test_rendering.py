@@ -15,8 +15,8 @@ from nurture.delivery import (
     resolve_language,
     verify_unsubscribe_token,
 )
-from nurture.delivery.rendering import SUPPORTED_LANGUAGES
 from nurture.errors import TemplateError
+from nurture.languages import DEFAULT_LANGUAGES
 from nurture.workspace.content import ContentKind
 
 from .conftest import ITEMS, NOW, SECRET, TEMPLATES_DIR, make_renderer
@@ -349,7 +349,7 @@ def test_text_part_has_no_markup(renderer):
 
 
 def test_every_ui_string_exists_in_both_languages():
-    assert set(STRINGS) == set(SUPPORTED_LANGUAGES)
+    assert set(STRINGS) == set(DEFAULT_LANGUAGES)
     keys = {language: set(strings) for language, strings in STRINGS.items()}
     assert keys["fr"] == keys["en"]
     for language, strings in STRINGS.items():
@@ -366,7 +366,7 @@ def test_every_string_the_layouts_and_partials_use_is_translated():
             source = path.read_text(encoding="utf-8")
             used |= set(re.findall(r"""\bt\(\s*['"]([\w]+(?:\.[\w]+)*)['"]\s*[,)]""", source))
     assert {"footer_reason", "preferences", "unsubscribe_text", "why_for_you"} <= used
-    for language in SUPPORTED_LANGUAGES:
+    for language in DEFAULT_LANGUAGES:
         assert used <= set(STRINGS[language]), (language, sorted(used - set(STRINGS[language])))
 
 

@@ -13,8 +13,8 @@ from types import SimpleNamespace
 import pytest
 from jinja2.sandbox import MAX_RANGE
 
-from nurture.delivery.rendering import validate_templates
 from nurture.errors import TemplateError
+from nurture.workspace import validate_templates
 
 from .conftest import ITEMS, NOW, TEMPLATES_DIR, make_renderer
 

@@ -98,9 +98,9 @@ def test_an_interrupted_import_keeps_whole_batches_and_a_rerun_finishes_the_job(
     apply_batch = getattr(module, name)
     batches = []
 
-    def apply_then_interrupt(batch_session, rows):
+    def apply_then_interrupt(batch_session, rows, **options):
         batches.append([row.line for row in rows])
-        outcomes = apply_batch(batch_session, rows)
+        outcomes = apply_batch(batch_session, rows, **options)
         if len(batches) == 3:
             batch_session.flush()  # the third batch is in the database's transaction...
             raise KeyboardInterrupt  # ...when Ctrl-C arrives

@@ -5,10 +5,10 @@ from __future__ import annotations
 import pytest
 from pydantic import ValidationError
 
-from nurture.delivery.rendering import SAMPLE_TRIGGER_CONTEXTS
 from nurture.journeys import TRIGGER_CONTEXTS, trigger_sample
 from nurture.journeys.models import TRIGGER_KINDS
 from nurture.journeys.triggers import MilestoneContext, ScheduleContext
+from nurture.workspace.template_samples import sample_trigger_contexts
 
 
 def test_every_trigger_kind_has_a_context() -> None:
@@ -22,8 +22,8 @@ def test_each_sample_is_stored_as_json_and_reads_back(kind: str) -> None:
     sample = trigger_sample(kind)
     stored = sample.to_stored()
     assert type(sample).model_validate(stored) == sample
-    # Until template validation reads trigger_sample, its copy must say the same.
-    assert stored == SAMPLE_TRIGGER_CONTEXTS[kind]
+    # Template validation renders every template with exactly this sample.
+    assert stored == sample_trigger_contexts()[kind]
 
 
 def test_moments_are_stored_as_isoformat_writes_them() -> None:

@@ -130,3 +130,29 @@ def test_a_broken_questionnaire_does_not_hide_the_journey_problems(
     assert code == 1
     assert f"{questionnaire}:" in stderr
     assert f"{broken}:7:3 [trigger.withn_days]" in stderr
+
+
+def test_a_latin_1_journey_is_refused_at_its_first_bad_byte(
+    workspace: Path, tmp_path: Path
+) -> None:
+    latin = tmp_path / "latin.yaml"
+    latin.write_bytes(BROKEN.replace("name: Broken", "name: Créée").encode("latin-1"))
+    code, _, stderr = _validate(workspace, latin)
+    assert code == 1
+    assert f"{latin}:2:9: not UTF-8 text: byte 0xe9" in stderr
+    assert "Traceback" not in stderr
+
+
+def test_a_duplicate_key_reads_the_same_in_every_file(workspace: Path) -> None:
+    journey = workspace / "journeys" / "welcome.yaml"
+    journey.write_text("id: welcome\n" + journey.read_text(encoding="utf-8"), encoding="utf-8")
+    sending = workspace / "sending.yaml"
+    sending.write_text("budget: {messages: 3}\nbudget: {messages: 4}\n", encoding="utf-8")
+    code, _, stderr = _validate(workspace)
+    assert code == 1
+    message = "duplicate key 'id': already given on line 1; expected each key once"
+    assert any(line.startswith(f"{journey}:") and message in line for line in stderr.splitlines())
+    assert (
+        f"{sending}:2:1 [budget]: duplicate key 'budget': already given on line 1; "
+        "expected each key once" in stderr
+    )

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from nurture.errors import ConfigurationError, SegmentRuleValidationError
+from nurture.errors import ConfigurationError, WorkspaceValidationError
 from nurture.runtime import Runtime, settings_from
 from nurture.settings import Settings
 from nurture.stages import member_ids, profile_chunk, segment
@@ -70,7 +70,7 @@ def test_a_broken_rule_stops_the_workspace_check(workspace: Path, tmp_path: Path
         encoding="utf-8",
     )
     settings = Settings(workspace=workspace, data_dir=tmp_path / "data")
-    with pytest.raises(SegmentRuleValidationError) as caught:
+    with pytest.raises(WorkspaceValidationError) as caught:
         Runtime(settings).check_workspace()
     (problem,) = caught.value.problems
     assert problem.field == "segments.0.rule"

@@ -9,21 +9,15 @@ import pytest
 from typer.testing import CliRunner
 
 from nurture.cli import app
-from nurture.delivery.rendering import (
-    SAMPLE_TRIGGER_CONTEXTS,
-    SubjectSample,
-    TemplateValidationError,
-    journey_subjects,
-    validate_templates,
-)
-from nurture.errors import TemplateError, WorkspaceFileError
+from nurture.errors import WorkspaceFileError, WorkspaceValidationError
 from nurture.journeys import load_journeys
 from nurture.journeys.models import TRIGGER_KINDS
 from nurture.runtime import Runtime
+from nurture.workspace import SubjectSample, journey_subjects, validate_templates
+from nurture.workspace.template_samples import sample_trigger_contexts
 
-from .conftest import TEMPLATES_DIR
-
-CONTENT = TEMPLATES_DIR.parent
+CONTENT = Path(__file__).resolve().parents[2] / "content"
+TEMPLATES_DIR = CONTENT / "templates"
 COMMUNITY = "Builders & Co"
 
 
@@ -62,7 +56,7 @@ def test_the_shipped_subjects_are_valid() -> None:
 
 
 def test_samples_cover_every_trigger_kind() -> None:
-    assert set(SAMPLE_TRIGGER_CONTEXTS) == set(TRIGGER_KINDS)
+    assert set(sample_trigger_contexts()) == set(TRIGGER_KINDS)
 
 
 def test_an_undefined_variable_names_the_file_and_line(folder: Path) -> None:
@@ -185,10 +179,10 @@ def test_check_workspace_raises_every_template_problem(
 ) -> None:
     workspace = _workspace(tmp_path)
     runtime = Runtime.from_overrides({"workspace": workspace, "data_dir": tmp_path / "data"})
-    with pytest.raises(TemplateValidationError) as raised:
+    with pytest.raises(WorkspaceValidationError) as raised:
         runtime.check_workspace()
     error = raised.value
-    assert isinstance(error, WorkspaceFileError) and isinstance(error, TemplateError)
+    assert isinstance(error, WorkspaceFileError) and isinstance(error, ValueError)
     assert [Path(p.path).name for p in error.problems] == ["reengagement.txt.j2"]
     assert "'comunity' is undefined" in str(error)
 
