@@ -23,13 +23,13 @@ from nurture.chunks import chunked
 from nurture.errors import JourneyValidationError, MemberNotFoundError, NurtureError
 from nurture.journeys import JourneyDefinition, load_journeys, load_sending_rules, parse_duration
 from nurture.journeys.migrate import EnrollmentMove, migrate_enrollments
+from nurture.journeys.progress import JourneyStatus, journey_status
 from nurture.journeys.simulate import (
     HeldEmails,
     SimulationReport,
     sample_members,
     simulate_journeys,
 )
-from nurture.journeys.status import JourneyStatus, journey_status
 from nurture.rights import find_members
 from nurture.settings import Settings
 from nurture.storage import Member, open_session, session_scope

@@ -14,7 +14,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from nurture.journeys.status import journey_status
+from nurture.journeys.progress import journey_status
 from nurture.storage.models import Journey, Message, MessageStatus, ProviderEvent
 
 __all__ = ["FunnelRow", "journey_funnel"]
