@@ -17,7 +17,7 @@ from nurture.operations.delivery import (
 )
 from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
 from nurture.operations.funnel import FunnelRow, journey_funnel
-from nurture.operations.segments import SegmentRow, segment_table
+from nurture.operations.segment_table import SegmentRow, segment_table
 from nurture.operations.status_report import StatusReport, status_report
 
 __all__ = [
