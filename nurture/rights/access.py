@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import find_suppression, normalise_address
 from nurture.errors import MemberNotFoundError
-from nurture.rights.members import (
+from nurture.rights.member_data import (
     find_members,
     member_key,
     member_keyed_tables,
