@@ -21,7 +21,6 @@ from nurture.segmentation.rules import (
     RuleSegmentationSummary,
     SegmentRule,
     SegmentRules,
-    check_rule,
     evaluate_rule_segments,
     load_segment_rules,
 )
@@ -46,7 +45,6 @@ __all__ = [
     "SegmentRule",
     "SegmentRules",
     "SegmentationSummary",
-    "check_rule",
     "current_segments",
     "distinctive_answers",
     "distinctive_terms",

@@ -1,45 +1,21 @@
 """Rule segments: segments marketers declare in ``segments.yaml``, evaluated in a sandbox.
 
-A rule is a jinja2 expression, compiled by an immutable sandboxed environment: it reads a member
-and can change nothing, call nothing unsafe, and is never Python ``eval``. It sees, read-only:
-
-``member``
-    ``id``, ``email``, ``first_name``, ``last_name``, ``language``, ``time_zone``,
-    ``birthday`` (ISO date or none), ``consent_status``, ``days_since_joined`` and
-    ``attributes`` (the extra columns of the members import, such as ``country``).
-``answers``
-    the member's answers by question key: an option key (single choice), a list of option keys
-    (multiple choice), a number (scale), a text (free text, date).
-``lifecycle``
-    the member's lifecycle stage (``new``, ``onboarding``, ``active``, ``contributor``,
-    ``ambassador``, ``at_risk``, ``dormant``), or none before profiling.
-``activity``
-    for each event type (``post``, ``comment``, ``event_attended``, ``content_view``,
-    ``email_open``, ``email_click``): ``d7``, ``d30``, ``d90`` (counts over the last 7, 30 and 90
-    days) and ``total``; and ``days_since_last`` (none when never active).
-``segment``
-    the key of the member's effective cluster segment (``seg-3``), or none.
-
-For example ``answers.role == 'founder' and member.language == 'fr'`` or
-``'run_events' in answers.goals and activity.event_attended.d90 >= 2``. A rule that reads
-something a member lacks (an unanswered question) does not hold for that member.
+A rule is an expression of the condition language (:mod:`nurture.expressions`): it reads one
+member (``member``, ``answers``, ``lifecycle``, ``activity``, ``segment``), can change nothing,
+and is never Python ``eval``. For example ``answers.role == 'founder' and member.language ==
+'fr'``. A rule that reads something a member lacks (an unanswered question) does not hold for
+that member.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, UndefinedError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -54,6 +30,7 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import Problem, SegmentRuleValidationError
+from nurture.expressions import check_expression, expression_holds
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
@@ -75,180 +52,18 @@ from nurture.workspace.yaml_lines import (
 )
 
 __all__ = [
-    "ACTIVITY_FIELDS",
-    "MEMBER_FIELDS",
-    "RULE_NAMES",
     "RuleOutcome",
     "RuleSegmentationSummary",
     "SegmentRule",
     "SegmentRules",
-    "check_rule",
-    "compile_rule",
     "evaluate_rule",
     "evaluate_rule_segments",
     "load_segment_rules",
     "member_rule_contexts",
 ]
 
-RULE_NAMES = ("member", "answers", "lifecycle", "activity", "segment")
-"""The names a rule can read."""
-
-MEMBER_FIELDS = (
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "language",
-    "time_zone",
-    "birthday",
-    "consent_status",
-    "days_since_joined",
-    "attributes",
-)
-"""What a rule can read of ``member``."""
-
-ACTIVITY_FIELDS = ("d7", "d30", "d90", "total")
-"""What a rule can read of each event type under ``activity``."""
-
 _KEY_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 _CLUSTER_KEY = re.compile(r"^seg-\d+$")
-
-
-class _RuleEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox rules run in.
-
-    It also refuses ``**`` and repeating a text or a list with ``*``, so that no rule can make a
-    huge number or string.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            raise SecurityError("'**' is not allowed in a segment rule")
-        if isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple):
-            raise SecurityError("repeating a text or a list with '*' is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENVIRONMENT = _RuleEnvironment()
-
-
-def _parse(rule: str) -> nodes.Expr:
-    """The rule's expression tree; raises ``TemplateSyntaxError`` as ``compile_expression``."""
-    parser = Parser(_ENVIRONMENT, rule, state="variable")
-    expression = parser.parse_expression()
-    if not parser.stream.eos:
-        raise TemplateSyntaxError(
-            "unexpected text after the expression", parser.stream.current.lineno, None, None
-        )
-    return expression
-
-
-@functools.lru_cache(maxsize=256)
-def compile_rule(rule: str) -> Callable[..., Any]:
-    """The compiled rule: call it with the context names as keyword arguments.
-
-    Args:
-        rule: A rule expression.
-
-    Returns:
-        A function of ``member``, ``answers``, ``lifecycle``, ``activity``, ``segment``.
-
-    Raises:
-        jinja2.TemplateSyntaxError: The rule does not compile.
-    """
-    return _ENVIRONMENT.compile_expression(rule, undefined_to_none=False)
-
-
-def _nodes(expression: nodes.Expr, kinds: tuple[type[nodes.Node], ...]) -> list[Any]:
-    """The nodes of those kinds in the expression, the expression itself included."""
-    found = list(expression.find_all(kinds))
-    return [expression, *found] if isinstance(expression, kinds) else found
-
-
-def _attribute_reads(expression: nodes.Expr, name: str) -> list[str]:
-    """Constant attributes read directly on ``name`` (``answers.role``, ``answers['role']``)."""
-    reads: list[str] = []
-    for node in _nodes(expression, (nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name == name):
-            continue
-        if isinstance(node, nodes.Getattr):
-            reads.append(node.attr)
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            reads.append(node.arg.value)
-    return reads
-
-
-def _activity_reads(expression: nodes.Expr) -> list[tuple[str, str | None]]:
-    """``(event type, field)`` pairs read under ``activity`` (field ``None`` when not read)."""
-    reads: list[tuple[str, str | None]] = []
-    for node in _nodes(expression, (nodes.Getattr,)):
-        inner = node.node
-        if (
-            isinstance(inner, nodes.Getattr)
-            and isinstance(inner.node, nodes.Name)
-            and inner.node.name == "activity"
-        ):
-            reads.append((inner.attr, node.attr))
-    return reads
-
-
-def _unknown(name: str, what: str, known: Sequence[str]) -> str:
-    message = f"unknown {what} {name!r}"
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    return message + f" (expected one of: {', '.join(known)})"
-
-
-def check_rule(
-    rule: str,
-    question_keys: Sequence[str] | None = None,
-    *,
-    names: Sequence[str] = RULE_NAMES,
-) -> list[str]:
-    """What is wrong with a rule: it does not compile, or it reads a name that does not exist.
-
-    Args:
-        rule: A rule expression.
-        question_keys: The questionnaire's question keys, to check ``answers.<key>``; ``None``
-            skips that check.
-        names: The names the expression may read (journey conditions read a few more).
-
-    Returns:
-        One message per problem; empty when the rule is fine.
-    """
-    try:
-        expression = _parse(rule)
-        compile_rule(rule)
-    except TemplateSyntaxError as exc:
-        where = f" (line {exc.lineno} of the rule)" if rule.count("\n") else ""
-        reason = str(exc.message).replace("end of template", "end of the rule")
-        return [f"the rule does not compile{where}: {reason}"]
-    problems: list[str] = []
-    read = sorted({node.name for node in _nodes(expression, (nodes.Name,)) if node.ctx == "load"})
-    problems.extend(_unknown(name, "name", names) for name in read if name not in names)
-    problems.extend(
-        _unknown(attr, "member field", MEMBER_FIELDS)
-        for attr in _attribute_reads(expression, "member")
-        if attr not in MEMBER_FIELDS
-    )
-    activity_names = (*EVENT_TYPES, "days_since_last")
-    for attr in _attribute_reads(expression, "activity"):
-        if attr not in activity_names:
-            problems.append(_unknown(attr, "activity", activity_names))
-    for event_type, attr in _activity_reads(expression):
-        if event_type in EVENT_TYPES and attr not in ACTIVITY_FIELDS:
-            problems.append(_unknown(str(attr), f"activity.{event_type} field", ACTIVITY_FIELDS))
-    if question_keys is not None:
-        problems.extend(
-            _unknown(attr, "question", question_keys)
-            for attr in _attribute_reads(expression, "answers")
-            if attr not in question_keys
-        )
-    return problems
 
 
 class SegmentRule(BaseModel):
@@ -287,7 +102,7 @@ class SegmentRule(BaseModel):
     @classmethod
     def _rule_compiles(cls, rule: str, info: ValidationInfo) -> str:
         context = info.context if isinstance(info.context, Mapping) else {}
-        problems = check_rule(rule.strip(), context.get("question_keys"))
+        problems = check_expression(rule.strip(), context.get("question_keys"), kind="rule")
         if problems:
             raise ValueError("; ".join(problems))
         return rule.strip()
@@ -399,18 +214,16 @@ def evaluate_rule(rule: SegmentRule, contexts: Mapping[int, Mapping[str, Any]]) 
 
     Args:
         rule: The rule segment.
-        contexts: ``{member id: {name: value}}`` with the names of :data:`RULE_NAMES`.
+        contexts: ``{member id: {name: value}}`` with the names of
+            :data:`nurture.expressions.EXPRESSION_NAMES`.
 
     Returns:
         The members the rule holds for, in the order of ``contexts``, and the errors.
     """
-    expression = compile_rule(rule.rule)
     outcome = RuleOutcome()
     for member_id, context in contexts.items():
         try:
-            holds = bool(expression(**context))
-        except UndefinedError:
-            holds = False
+            holds = expression_holds(rule.rule, context)
         except Exception as exc:  # a marketer's rule may fail in any way
             holds = False
             outcome.errors += 1
