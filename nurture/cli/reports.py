@@ -22,9 +22,8 @@ from nurture.reports import (
     segment_cards,
     segment_map,
 )
-from nurture.segmentation import CLUSTER_KIND
 from nurture.settings import Settings
-from nurture.storage import session_scope
+from nurture.storage import SegmentKind, session_scope
 from nurture.workspace import Questionnaire, load_questionnaire
 
 __all__ = ["report", "segments"]
@@ -46,7 +45,7 @@ def _questionnaire(settings: Settings) -> Questionnaire | None:
 
 
 def _overview(cards: list[SegmentCard]) -> Table:
-    members = sum(card.size for card in cards if card.kind == CLUSTER_KIND)
+    members = sum(card.size for card in cards if card.kind == SegmentKind.CLUSTER)
     title = f"{len(cards)} segments" + (f" of {members} members" if members else "")
     table = Table(title=title)
     for column in ("segment", "kind", "label", "members", "share", "size change"):
@@ -69,7 +68,7 @@ def _card_table(card: SegmentCard) -> Table:
     )
     table.add_column("field", style="bold")
     table.add_column("value")
-    if card.description and card.kind != CLUSTER_KIND:
+    if card.description and card.kind != SegmentKind.CLUSTER:
         table.add_row("description", escape(card.description))
     table.add_row("members", f"{card.size} ({card.share:.0%}), {card.kind}")
     table.add_row(

@@ -27,7 +27,7 @@ from nurture.chunks import chunked
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
 from nurture.settings import Settings
-from nurture.storage import ActivityEvent, Answer, Member, session_scope
+from nurture.storage import ActivityEvent, Answer, ConsentStatus, Member, session_scope
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -523,7 +523,7 @@ def stage_folder(dataset: FolderDataset, sandbox: Settings) -> dict[str, int]:
             "email": f"member-{row + 1}@evaluation.invalid",
             "language": dataset.language(cells),
             "joined_at": first_seen[row],
-            "consent_status": "granted",
+            "consent_status": ConsentStatus.GRANTED,
             "attributes": {},
         }
         for row, cells in enumerate(dataset.member_cells)

@@ -37,7 +37,7 @@ from nurture.ingest.fields import (
     parse_text,
     parse_time_zone,
 )
-from nurture.storage.models import Member, utcnow
+from nurture.storage.models import ConsentStatus, Member, utcnow
 
 __all__ = [
     "CONSENT_STATUSES",
@@ -49,7 +49,7 @@ __all__ = [
 ]
 
 LANGUAGES = ("en", "fr")
-CONSENT_STATUSES = ("granted", "denied", "unknown")
+CONSENT_STATUSES = tuple(ConsentStatus)
 MEMBER_COLUMNS = (
     "external_id",
     "email",
@@ -224,7 +224,7 @@ def _new_member(record: MemberRecord) -> Member:
         time_zone=record.time_zone or "UTC",
         birthday=record.birthday,
         joined_at=record.joined_at or utcnow(),
-        consent_status=record.consent_status or "unknown",
+        consent_status=record.consent_status or ConsentStatus.UNKNOWN,
         consent_source=record.consent_source,
         attributes=dict(record.attributes),
     )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from nurture.storage.models import Message, MessageStatus, Suppression, utcnow
+from nurture.storage.models import DeliveryStatus, Message, MessageStatus, Suppression, utcnow
 
 __all__ = [
     "BOUNCED_DELIVERY_STATUSES",
@@ -32,7 +32,7 @@ __all__ = [
 FAILURE_REASONS_SHOWN = 10
 """Failure reasons a report lists, most frequent first; the others are counted together."""
 
-BOUNCED_DELIVERY_STATUSES = ("bounce", "dropped")
+BOUNCED_DELIVERY_STATUSES = (DeliveryStatus.BOUNCE, DeliveryStatus.DROPPED)
 """``Message.delivery_status`` values of a sent email the provider could not deliver."""
 
 ERROR_TEXT_LIMIT = 160

@@ -15,11 +15,11 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.progress import journey_status
-from nurture.storage.models import Journey, Message, MessageStatus, ProviderEvent
+from nurture.storage.models import DeliveryStatus, Journey, Message, MessageStatus, ProviderEvent
 
 __all__ = ["FunnelRow", "journey_funnel"]
 
-DELIVERED = "delivered"
+DELIVERED = DeliveryStatus.DELIVERED
 """The ``Message.delivery_status`` and ``ProviderEvent.type`` of an email the provider delivered."""
 OPEN = "open"
 CLICK = "click"

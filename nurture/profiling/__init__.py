@@ -10,7 +10,7 @@ from nurture.profiling.layout import (
     QuestionnaireLike,
     english_label,
 )
-from nurture.profiling.lifecycle import LIFECYCLE_STAGES, ActivitySummary, lifecycle_stage
+from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
 from nurture.profiling.profiles import (
     ProfileSummary,
     build_profiles,
@@ -23,7 +23,6 @@ __all__ = [
     "ACTIVITY_WINDOWS",
     "BLOCKS",
     "EVENT_TYPES",
-    "LIFECYCLE_STAGES",
     "MIX_WINDOW",
     "ActivitySummary",
     "FeatureLayout",

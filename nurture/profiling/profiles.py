@@ -28,7 +28,7 @@ from nurture.profiling.layout import (
     english_label,
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
-from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
+from nurture.storage.models import ActivityEvent, Answer, LifecycleStage, Member, MemberProfile
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -311,7 +311,9 @@ def _interest(
     return _unit(np.mean(np.stack(vectors), axis=0))
 
 
-def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) -> dict[int, str]:
+def lifecycle_stages(
+    session: Session, member_ids: Sequence[int] | None = None
+) -> dict[int, LifecycleStage]:
     """Each profiled member's lifecycle stage, as of their last profiling.
 
     Journeys branch or trigger on it; the rules are in :mod:`nurture.profiling.lifecycle` and
@@ -328,7 +330,7 @@ def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) 
     if member_ids is None:
         return dict(session.execute(query).tuples().all())
     ids = sorted(set(member_ids))
-    stages: dict[int, str] = {}
+    stages: dict[int, LifecycleStage] = {}
     for chunk in chunked(ids, DEFAULT_CHUNK_SIZE):
         rows = session.execute(query.where(MemberProfile.member_id.in_(chunk)))
         stages.update(rows.tuples().all())

@@ -22,14 +22,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.profiling.layout import QuestionnaireLike
-from nurture.profiling.lifecycle import LIFECYCLE_STAGES
-from nurture.segmentation import CLUSTER_KIND, distinctive_answers, top_terms
+from nurture.segmentation import distinctive_answers, top_terms
 from nurture.segmentation.segments import _load_answers
 from nurture.storage.models import (
+    LifecycleStage,
     Member,
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 
@@ -406,7 +407,7 @@ class _Everyone:
 
 
 def _lifecycle_in_order(counts: Mapping[str, int]) -> dict[str, int]:
-    order = {stage: index for index, stage in enumerate(LIFECYCLE_STAGES)}
+    order = {stage: index for index, stage in enumerate(LifecycleStage)}
     return {
         stage: int(counts[stage])
         for stage in sorted(counts, key=lambda s: (order.get(s, len(order)), s))
@@ -542,5 +543,5 @@ def segment_cards(
                 label_edited=bool((segment.card or {}).get("label_edited")),
             )
         )
-    cards.sort(key=lambda card: (card.kind != CLUSTER_KIND, card.kind, -card.size, card.key))
+    cards.sort(key=lambda card: (card.kind != SegmentKind.CLUSTER, card.kind, -card.size, card.key))
     return cards

@@ -8,7 +8,6 @@ from nurture.segmentation.assignments import (
     segment_entries,
 )
 from nurture.segmentation.identity import match_by_overlap, match_segments
-from nurture.segmentation.kinds import CLUSTER_KIND, RULE_KIND
 from nurture.segmentation.labels import (
     SegmentDescription,
     distinctive_answers,
@@ -33,10 +32,8 @@ from nurture.segmentation.segments import (
 )
 
 __all__ = [
-    "CLUSTER_KIND",
     "DEFAULT_BLOCK_WEIGHTS",
     "DEFAULT_MOVE_AFTER",
-    "RULE_KIND",
     "AssignmentChanges",
     "RuleSegmentationSummary",
     "SegmentDescription",

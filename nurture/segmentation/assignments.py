@@ -22,12 +22,12 @@ from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.segmentation.kinds import CLUSTER_KIND
 from nurture.storage.models import (
     AssignmentState,
     Segment,
     SegmentAssignment,
     SegmentDeparture,
+    SegmentKind,
 )
 
 __all__ = [
@@ -127,7 +127,7 @@ def update_cluster_assignments(
             SegmentAssignment.since,
         )
         .join(Segment, Segment.id == SegmentAssignment.segment_id)
-        .where(Segment.kind == CLUSTER_KIND)
+        .where(Segment.kind == SegmentKind.CLUSTER)
     ).all()
     effective: dict[int, tuple[int, int, dt.datetime]] = {}
     pending: dict[int, tuple[int, int, dt.datetime]] = {}
@@ -275,7 +275,7 @@ def effective_segments(
         select(SegmentAssignment.member_id, SegmentAssignment.segment_id)
         .join(Segment, Segment.id == SegmentAssignment.segment_id)
         .where(
-            Segment.kind == CLUSTER_KIND,
+            Segment.kind == SegmentKind.CLUSTER,
             SegmentAssignment.state == AssignmentState.EFFECTIVE,
         )
     )

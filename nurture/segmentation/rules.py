@@ -35,13 +35,13 @@ from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
 from nurture.segmentation.assignments import effective_segments, update_rule_assignments
-from nurture.segmentation.kinds import RULE_KIND
 from nurture.storage.models import (
     Answer,
     Member,
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 from nurture.workspace import LocalizedText
@@ -403,7 +403,7 @@ def evaluate_rule_segments(
             select(Segment).where(Segment.key.in_([rule.key for rule in definitions]))
         )
     }
-    clash = sorted(key for key, segment in existing.items() if segment.kind != RULE_KIND)
+    clash = sorted(key for key, segment in existing.items() if segment.kind != SegmentKind.RULE)
     if clash:
         raise ValueError(f"rule segment keys already used by cluster segments: {clash}")
     segments: dict[str, Segment] = {}
@@ -412,7 +412,7 @@ def evaluate_rule_segments(
         segment = existing.get(rule.key)
         if segment is None:
             segment = Segment(
-                key=rule.key, kind=RULE_KIND, label="", first_run_id=run_id, created_at=now
+                key=rule.key, kind=SegmentKind.RULE, label="", first_run_id=run_id, created_at=now
             )
             session.add(segment)
             new.append(rule.key)
@@ -429,7 +429,7 @@ def evaluate_rule_segments(
     removed: list[str] = []
     left = 0
     for segment in session.scalars(
-        select(Segment).where(Segment.kind == RULE_KIND, Segment.active.is_(True))
+        select(Segment).where(Segment.kind == SegmentKind.RULE, Segment.active.is_(True))
     ):
         if segment.key not in segments:
             segment.active = False

@@ -40,7 +40,6 @@ from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
 from nurture.segmentation.assignments import update_cluster_assignments
 from nurture.segmentation.identity import match_by_overlap, match_segments
-from nurture.segmentation.kinds import CLUSTER_KIND, RULE_KIND
 from nurture.segmentation.labels import SegmentDescription, label_segments
 from nurture.segmentation.model import SegmentModel
 from nurture.segmentation.rules import (
@@ -54,11 +53,11 @@ from nurture.storage.models import (
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 
 __all__ = [
-    "CLUSTER_KIND",
     "DEFAULT_MOVE_AFTER",
     "MERGE_SHARE",
     "SegmentationSummary",
@@ -223,7 +222,7 @@ def _previous_segments(session: Session, layout_hash: str, n_features: int) -> _
     segments = list(
         session.scalars(
             select(Segment)
-            .where(Segment.kind == CLUSTER_KIND, Segment.active.is_(True))
+            .where(Segment.kind == SegmentKind.CLUSTER, Segment.active.is_(True))
             .order_by(Segment.id)
         )
     )
@@ -420,7 +419,10 @@ def segment_members(
             label = segment.label if keep and segment.label else description.label
         else:
             segment = Segment(
-                key=f"seg-{next_number}", kind=CLUSTER_KIND, first_run_id=run.id, created_at=now
+                key=f"seg-{next_number}",
+                kind=SegmentKind.CLUSTER,
+                first_run_id=run.id,
+                created_at=now,
             )
             next_number += 1
             session.add(segment)
@@ -555,14 +557,14 @@ def current_segments(session: Session) -> dict[int, int]:
     latest = session.scalar(
         select(func.max(SegmentMembership.run_id))
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(Segment.kind == CLUSTER_KIND)
+        .where(Segment.kind == SegmentKind.CLUSTER)
     )
     if latest is None:
         return {}
     rows = session.execute(
         select(SegmentMembership.member_id, SegmentMembership.segment_id)
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest, Segment.kind == CLUSTER_KIND)
+        .where(SegmentMembership.run_id == latest, Segment.kind == SegmentKind.CLUSTER)
         .order_by(SegmentMembership.member_id, SegmentMembership.id)
     )
     return {member_id: segment_id for member_id, segment_id in rows.tuples()}
@@ -589,7 +591,7 @@ def rename_segment(session: Session, key: str, label: str | None) -> Segment:
     if segment is None:
         known = ", ".join(session.scalars(select(Segment.key).order_by(Segment.id)))
         raise LookupError(f"no segment has the key {key!r}; known keys: {known or 'none'}")
-    if segment.kind == RULE_KIND:
+    if segment.kind == SegmentKind.RULE:
         raise ValueError(f"segment {key!r} is declared by rule: change its label in segments.yaml")
     card = dict(segment.card or {})
     if label is None:
