@@ -415,15 +415,20 @@ def _description(description: SegmentDescription) -> str:
     return " ".join(parts)
 
 
-def _comparable(previous: Sequence[PreviousSegment], layout_hash: str, n_features: int) -> bool:
-    """Whether every previous centroid lives in this run's feature space."""
-    return bool(previous) and all(
+def _previous_centroids(inputs: SegmentationInputs) -> np.ndarray | None:
+    """The previous segments' centroids, when every one lives in this run's feature space."""
+    n_features = inputs.features.shape[1]
+    comparable = bool(inputs.previous) and all(
         segment.centroid is not None
         and segment.centroid.shape == (n_features,)
-        and segment.layout_hash == layout_hash
+        and segment.layout_hash == inputs.layout_hash
         and segment.centroid_space == CENTROID_SPACE
-        for segment in previous
+        for segment in inputs.previous
     )
+    if not comparable:
+        return None
+    centroids = [segment.centroid for segment in inputs.previous if segment.centroid is not None]
+    return np.stack(centroids).astype(np.float64)
 
 
 @dataclass(frozen=True)
@@ -543,6 +548,62 @@ def _gone(
     return deactivated, sorted(vanished), dict(sorted(merged.items()))
 
 
+def _layout(layout_hash: str, questionnaire: QuestionnaireLike, n_features: int) -> FeatureLayout:
+    """The questionnaire's feature layout, which must be the one the profiles were built with."""
+    layout = FeatureLayout.for_feature_count(questionnaire, n_features)
+    if layout.hash != layout_hash:
+        raise ValueError(
+            "the stored profiles were built with another questionnaire than the one given "
+            f"(layout hash {layout_hash[:12]}…, expected {layout.hash[:12]}…): "
+            "re-run build_profiles first"
+        )
+    return layout
+
+
+def _describe(
+    inputs: SegmentationInputs,
+    questionnaire: QuestionnaireLike,
+    model: SegmentModel,
+    distances: np.ndarray,
+) -> list[SegmentDescription]:
+    """Each cluster's label and card."""
+    return label_segments(
+        questionnaire,
+        inputs.member_ids,
+        model.labels_,
+        inputs.answers,
+        inputs.texts,
+        lifecycle=dict(zip(inputs.member_ids, inputs.stages, strict=True)),
+        distances=distances,
+        n_segments=model.n_segments_,
+        languages=inputs.languages,
+    )
+
+
+def _run_params(
+    inputs: SegmentationInputs,
+    model: SegmentModel,
+    options: Mapping[str, Any],
+    move_after: dt.timedelta,
+) -> dict[str, Any]:
+    """What ``SegmentationRun.params`` records of a run."""
+    return {
+        "feature_names_hash": inputs.layout_hash,
+        "n_features": int(inputs.features.shape[1]),
+        "centroids": CENTROID_SPACE,
+        "n_segments": options["n_segments"],
+        "min_segments": options["min_segments"],
+        "max_segments": options["max_segments"],
+        "seed": options["random_state"],
+        "block_weights": dict(model.block_weights_),
+        "silhouette_by_k": {str(key): value for key, value in model.silhouette_by_k_.items()},
+        "warm_started": bool(model.warm_started_),
+        "move_after_days": move_after.total_seconds() / 86400.0,
+        "n_members": len(inputs.member_ids),
+        "skipped": inputs.skipped,
+    }
+
+
 def plan_segmentation(
     inputs: SegmentationInputs,
     questionnaire: QuestionnaireLike,
@@ -581,41 +642,23 @@ def plan_segmentation(
     """
     if inputs.layout_hash is None or len(inputs.member_ids) < 2:
         return None
+    layout = _layout(inputs.layout_hash, questionnaire, inputs.features.shape[1])
     X = inputs.features
-    layout = FeatureLayout.for_feature_count(questionnaire, X.shape[1])
-    if layout.hash != inputs.layout_hash:
-        raise ValueError(
-            "the stored profiles were built with another questionnaire than the one given "
-            f"(layout hash {inputs.layout_hash[:12]}…, expected {layout.hash[:12]}…): "
-            "re-run build_profiles first"
-        )
-    previous_centroids = (
-        np.stack([s.centroid for s in inputs.previous if s.centroid is not None]).astype(np.float64)
-        if _comparable(inputs.previous, inputs.layout_hash, X.shape[1])
-        else None
+    previous_centroids = _previous_centroids(inputs)
+    options = {
+        "n_segments": n_segments,
+        "min_segments": min_segments,
+        "max_segments": max_segments,
+        "block_weights": block_weights,
+        "mini_batch_threshold": mini_batch_threshold,
+        "sample_size": sample_size,
+        "random_state": seed,
+    }
+    model = SegmentModel(**options, previous_centers=previous_centroids).fit(
+        X, blocks=layout.blocks
     )
-    model = SegmentModel(
-        n_segments=n_segments,
-        min_segments=min_segments,
-        max_segments=max_segments,
-        block_weights=block_weights,
-        mini_batch_threshold=mini_batch_threshold,
-        sample_size=sample_size,
-        random_state=seed,
-        previous_centers=previous_centroids,
-    ).fit(X, blocks=layout.blocks)
     distances = model.transform(X)[np.arange(len(X)), model.labels_]
-    descriptions = label_segments(
-        questionnaire,
-        inputs.member_ids,
-        model.labels_,
-        inputs.answers,
-        inputs.texts,
-        lifecycle=dict(zip(inputs.member_ids, inputs.stages, strict=True)),
-        distances=distances,
-        n_segments=model.n_segments_,
-        languages=inputs.languages,
-    )
+    descriptions = _describe(inputs, questionnaire, model, distances)
     matching = _match_previous(inputs, model, previous_centroids)
     planned = _plan_segments(inputs, model, descriptions, matching, refresh_labels=refresh_labels)
     key_of_member = {
@@ -630,21 +673,7 @@ def plan_segmentation(
         algorithm=model.algorithm_,
         quality=model.silhouette_,
         warm_started=bool(model.warm_started_),
-        params={
-            "feature_names_hash": inputs.layout_hash,
-            "n_features": int(X.shape[1]),
-            "centroids": CENTROID_SPACE,
-            "n_segments": n_segments,
-            "min_segments": min_segments,
-            "max_segments": max_segments,
-            "seed": seed,
-            "block_weights": dict(model.block_weights_),
-            "silhouette_by_k": {str(key): value for key, value in model.silhouette_by_k_.items()},
-            "warm_started": bool(model.warm_started_),
-            "move_after_days": move_after.total_seconds() / 86400.0,
-            "n_members": len(inputs.member_ids),
-            "skipped": inputs.skipped,
-        },
+        params=_run_params(inputs, model, options, move_after),
         segments=list(planned.values()),
         memberships=[
             (member_id, key_of_member[member_id], float(distance))
@@ -777,21 +806,32 @@ def segment_members(
         move_after=move_after,
         refresh_labels=refresh_labels,
     )
+    run_id, changes = (
+        _write_segmentation(session, plan, now, move_after)
+        if plan is not None
+        else (None, AssignmentChanges())
+    )
+    rule_summary = (
+        evaluate_rule_segments(session, rules, now, run_id=run_id) if rules is not None else None
+    )
+    return _with_rules(_summary(inputs, plan, run_id, changes), rule_summary)
+
+
+def _summary(
+    inputs: SegmentationInputs,
+    plan: SegmentationPlan | None,
+    run_id: int | None,
+    changes: AssignmentChanges,
+) -> SegmentationSummary:
     if plan is None:
-        rule_summary = evaluate_rule_segments(session, rules, now) if rules is not None else None
-        summary = SegmentationSummary(
+        return SegmentationSummary(
             run_id=None,
             n_segments=0,
             quality=None,
             n_members=len(inputs.member_ids),
             skipped=inputs.skipped,
         )
-        return _with_rules(summary, rule_summary)
-    run_id, changes = _write_segmentation(session, plan, now, move_after)
-    rule_summary = (
-        evaluate_rule_segments(session, rules, now, run_id=run_id) if rules is not None else None
-    )
-    summary = SegmentationSummary(
+    return SegmentationSummary(
         run_id=run_id,
         n_segments=len(plan.segments),
         quality=plan.quality,
@@ -807,7 +847,6 @@ def segment_members(
         moved=changes.moved,
         pending=changes.pending,
     )
-    return _with_rules(summary, rule_summary)
 
 
 def _with_rules(
