@@ -18,10 +18,12 @@ from nurture.segmentation.labels import (
 from nurture.segmentation.model import DEFAULT_BLOCK_WEIGHTS, SegmentModel, resolve_block_weights
 from nurture.segmentation.rules import (
     RuleSegmentationSummary,
+    RuleSegmentsPlan,
     SegmentRule,
     SegmentRules,
     evaluate_rule_segments,
     load_segment_rules,
+    plan_rule_segments,
 )
 from nurture.segmentation.segments import (
     DEFAULT_MOVE_AFTER,
@@ -44,6 +46,7 @@ __all__ = [
     "PlannedSegment",
     "PreviousSegment",
     "RuleSegmentationSummary",
+    "RuleSegmentsPlan",
     "SegmentDescription",
     "SegmentEntry",
     "SegmentModel",
@@ -63,6 +66,7 @@ __all__ = [
     "load_segmentation_inputs",
     "match_by_overlap",
     "match_segments",
+    "plan_rule_segments",
     "plan_segmentation",
     "rename_segment",
     "resolve_block_weights",

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +25,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -34,7 +34,11 @@ from nurture.expressions import check_expression, expression_holds
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
-from nurture.segmentation.assignments import effective_segments, update_rule_assignments
+from nurture.segmentation.assignments import (
+    AssignmentChanges,
+    effective_segments,
+    update_rule_assignments,
+)
 from nurture.storage.models import (
     Answer,
     Member,
@@ -52,14 +56,18 @@ from nurture.workspace.yaml_lines import (
 )
 
 __all__ = [
+    "PlannedRuleSegment",
     "RuleOutcome",
     "RuleSegmentationSummary",
+    "RuleSegmentsPlan",
     "SegmentRule",
     "SegmentRules",
+    "StoredSegment",
     "evaluate_rule",
     "evaluate_rule_segments",
     "load_segment_rules",
     "member_rule_contexts",
+    "plan_rule_segments",
 ]
 
 _KEY_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
@@ -357,6 +365,218 @@ class RuleSegmentationSummary:
 _CHUNK = 1000
 
 
+@dataclass(frozen=True)
+class StoredSegment:
+    """A segment already stored, as plain data: what rule evaluation needs of it."""
+
+    id: int
+    key: str
+    kind: SegmentKind
+
+
+@dataclass(frozen=True)
+class PlannedRuleSegment:
+    """A rule segment as an evaluation leaves it.
+
+    Attributes:
+        key: The rule's key.
+        stored_id: The id of the stored segment with this key; ``None`` for a new one.
+        label: Its label (the rule's English label).
+        description: Its description.
+        members: The members the rule holds for.
+        card: Its card; the run id is added when written.
+    """
+
+    key: str
+    stored_id: int | None
+    label: str
+    description: str
+    members: list[int]
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleSegmentsPlan:
+    """What an evaluation of the rule segments decided, before anything is written.
+
+    Attributes:
+        segments: One per rule, in the rules' order.
+        removed: The active rule segments no rule defines any more, to deactivate.
+        errors: ``{segment key: what failed}`` for rules that failed for some members.
+    """
+
+    segments: list[PlannedRuleSegment]
+    removed: list[StoredSegment] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def plan_rule_segments(
+    definitions: Sequence[SegmentRule],
+    outcomes: Mapping[str, RuleOutcome],
+    *,
+    stored: Sequence[StoredSegment],
+    n_members: int,
+) -> RuleSegmentsPlan:
+    """Decide the rule segments on plain data: their labels, members, cards, and which go.
+
+    Args:
+        definitions: The rule segments (:func:`load_segment_rules`).
+        outcomes: ``{rule key: who it holds for}`` over every member (:func:`evaluate_rule`).
+        stored: The stored segments with a rule's key, and the active rule segments.
+        n_members: Members in the community (for each segment's share).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ValueError: A rule's key is already the key of a cluster segment.
+    """
+    keys = {rule.key for rule in definitions}
+    by_key = {segment.key: segment for segment in stored if segment.key in keys}
+    clash = sorted(key for key, segment in by_key.items() if segment.kind != SegmentKind.RULE)
+    if clash:
+        raise ValueError(f"rule segment keys already used by cluster segments: {clash}")
+    segments = []
+    for rule in definitions:
+        members = outcomes[rule.key].members
+        stored_segment = by_key.get(rule.key)
+        segments.append(
+            PlannedRuleSegment(
+                key=rule.key,
+                stored_id=stored_segment.id if stored_segment is not None else None,
+                label=rule.label.en[:300],
+                description=(
+                    rule.description.en
+                    if rule.description
+                    else f"Members for whom {rule.rule} holds."
+                ),
+                members=members,
+                card={
+                    "size": len(members),
+                    "share": round(len(members) / n_members, 3) if n_members else 0.0,
+                    "rule": rule.rule,
+                    "labels": rule.label.model_dump(),
+                    "descriptions": rule.description.model_dump() if rule.description else None,
+                    "errors": outcomes[rule.key].errors,
+                },
+            )
+        )
+    return RuleSegmentsPlan(
+        segments=segments,
+        removed=[
+            segment
+            for segment in stored
+            if segment.kind == SegmentKind.RULE and segment.key not in keys
+        ],
+        errors={
+            key: f"{outcome.errors} member(s), first: {outcome.first_error}"
+            for key, outcome in outcomes.items()
+            if outcome.errors
+        },
+    )
+
+
+def _load_stored_segments(session: Session, keys: Collection[str]) -> list[StoredSegment]:
+    """The segments with these keys, then the other active rule segments, in id order."""
+    rows = session.execute(
+        select(Segment.id, Segment.key, Segment.kind)
+        .where(
+            or_(
+                Segment.key.in_(list(keys)),
+                (Segment.kind == SegmentKind.RULE) & Segment.active.is_(True),
+            )
+        )
+        .order_by(Segment.id)
+    )
+    return [StoredSegment(row.id, row.key, row.kind) for row in rows]
+
+
+def _evaluate_for_every_member(
+    session: Session, definitions: Sequence[SegmentRule], now: dt.datetime
+) -> dict[str, RuleOutcome]:
+    """Who each rule holds for, reading the members a chunk at a time."""
+    outcomes = {rule.key: RuleOutcome() for rule in definitions}
+    if not definitions:
+        return outcomes
+    ids = list(session.scalars(select(Member.id).order_by(Member.id)))
+    for chunk in chunked(ids, _CHUNK):
+        contexts = member_rule_contexts(session, chunk, now)
+        for rule in definitions:
+            outcome = evaluate_rule(rule, contexts)
+            total = outcomes[rule.key]
+            total.members.extend(outcome.members)
+            total.errors += outcome.errors
+            total.first_error = total.first_error or outcome.first_error
+    return outcomes
+
+
+def _write_rule_segments(
+    session: Session, plan: RuleSegmentsPlan, now: dt.datetime, run_id: int | None
+) -> tuple[int | None, AssignmentChanges]:
+    """Store a plan: segments, this run's memberships, effective assignments.
+
+    Without a run to attach to, the rules get a run of their own.
+    """
+    if run_id is None and plan.segments:
+        run = SegmentationRun(
+            algorithm="rules",
+            n_segments=0,
+            params={"rules": len(plan.segments)},
+            created_at=now,
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    segments: list[Segment] = []
+    for planned in plan.segments:
+        if planned.stored_id is None:
+            segment = Segment(
+                key=planned.key,
+                kind=SegmentKind.RULE,
+                label="",
+                first_run_id=run_id,
+                created_at=now,
+            )
+            session.add(segment)
+        else:
+            segment = session.get_one(Segment, planned.stored_id)
+        segment.label = planned.label
+        segment.label_edited = False
+        segment.description = planned.description
+        segment.active = True
+        segment.last_run_id = run_id
+        segments.append(segment)
+    session.flush()
+    left = 0
+    for removed in plan.removed:
+        segment = session.get_one(Segment, removed.id)
+        segment.active = False
+        segment.size = 0
+        left += update_rule_assignments(session, segment.id, (), now).left
+    if run_id is not None and segments:
+        session.execute(
+            delete(SegmentMembership).where(
+                SegmentMembership.run_id == run_id,
+                SegmentMembership.segment_id.in_([segment.id for segment in segments]),
+            )
+        )
+    entered = 0
+    for segment, planned in zip(segments, plan.segments, strict=True):
+        rows = [
+            {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
+            for member_id in planned.members
+        ]
+        for batch in chunked(rows, _CHUNK):
+            session.execute(insert(SegmentMembership), batch)
+        changes = update_rule_assignments(session, segment.id, planned.members, now)
+        entered += changes.entered
+        left += changes.left
+        segment.size = len(planned.members)
+        segment.card = {**planned.card, "run_id": run_id}
+    session.flush()
+    return run_id, AssignmentChanges(entered=entered, left=left)
+
+
 def evaluate_rule_segments(
     session: Session,
     definitions: Sequence[SegmentRule],
@@ -370,7 +590,8 @@ def evaluate_rule_segments(
     are stored as ``SegmentMembership`` rows of the run, beside the clusters, and as effective
     assignments (a member enters or leaves at once). Rule segments no longer defined become
     inactive and lose their members. Evaluating again for the same run replaces its rule
-    memberships. The caller commits.
+    memberships. Reads and evaluates, decides (:func:`plan_rule_segments`), then writes. The
+    caller commits.
 
     Args:
         session: Database session.
@@ -387,114 +608,18 @@ def evaluate_rule_segments(
     """
     if run_id is None:
         run_id = session.scalar(select(SegmentationRun.id).order_by(SegmentationRun.id.desc()))
-    if run_id is None and definitions:
-        run = SegmentationRun(
-            algorithm="rules",
-            n_segments=0,
-            params={"rules": len(definitions)},
-            created_at=now,
-        )
-        session.add(run)
-        session.flush()
-        run_id = run.id
-    existing = {
-        segment.key: segment
-        for segment in session.scalars(
-            select(Segment).where(Segment.key.in_([rule.key for rule in definitions]))
-        )
-    }
-    clash = sorted(key for key, segment in existing.items() if segment.kind != SegmentKind.RULE)
-    if clash:
-        raise ValueError(f"rule segment keys already used by cluster segments: {clash}")
-    segments: dict[str, Segment] = {}
-    new: list[str] = []
-    for rule in definitions:
-        segment = existing.get(rule.key)
-        if segment is None:
-            segment = Segment(
-                key=rule.key, kind=SegmentKind.RULE, label="", first_run_id=run_id, created_at=now
-            )
-            session.add(segment)
-            new.append(rule.key)
-        segment.label = rule.label.en[:300]
-        segment.label_edited = False
-        segment.description = (
-            rule.description.en if rule.description else f"Members for whom {rule.rule} holds."
-        )
-        segment.active = True
-        segment.last_run_id = run_id
-        segments[rule.key] = segment
-    session.flush()
-
-    removed: list[str] = []
-    left = 0
-    for segment in session.scalars(
-        select(Segment).where(Segment.kind == SegmentKind.RULE, Segment.active.is_(True))
-    ):
-        if segment.key not in segments:
-            segment.active = False
-            segment.size = 0
-            removed.append(segment.key)
-            left += update_rule_assignments(session, segment.id, (), now).left
-
-    outcomes = {rule.key: RuleOutcome() for rule in definitions}
-    if definitions:
-        ids = list(session.scalars(select(Member.id).order_by(Member.id)))
-        for chunk in chunked(ids, _CHUNK):
-            contexts = member_rule_contexts(session, chunk, now)
-            for rule in definitions:
-                outcome = evaluate_rule(rule, contexts)
-                total = outcomes[rule.key]
-                total.members.extend(outcome.members)
-                total.errors += outcome.errors
-                total.first_error = total.first_error or outcome.first_error
+    stored = _load_stored_segments(session, [rule.key for rule in definitions])
+    outcomes = _evaluate_for_every_member(session, definitions, now)
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
-
-    if run_id is not None:
-        rule_ids = [segment.id for segment in segments.values()]
-        if rule_ids:
-            session.execute(
-                delete(SegmentMembership).where(
-                    SegmentMembership.run_id == run_id,
-                    SegmentMembership.segment_id.in_(rule_ids),
-                )
-            )
-    entered = 0
-    for rule in definitions:
-        segment = segments[rule.key]
-        members = outcomes[rule.key].members
-        rows = [
-            {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
-            for member_id in members
-        ]
-        for batch in chunked(rows, _CHUNK):
-            session.execute(insert(SegmentMembership), batch)
-        changes = update_rule_assignments(session, segment.id, members, now)
-        entered += changes.entered
-        left += changes.left
-        segment.size = len(members)
-        segment.card = {
-            "size": len(members),
-            "share": round(len(members) / n_members, 3) if n_members else 0.0,
-            "rule": rule.rule,
-            "labels": rule.label.model_dump(),
-            "descriptions": rule.description.model_dump() if rule.description else None,
-            "errors": outcomes[rule.key].errors,
-            "run_id": run_id,
-        }
-    session.flush()
-    errors = {
-        key: f"{outcome.errors} member(s), first: {outcome.first_error}"
-        for key, outcome in outcomes.items()
-        if outcome.errors
-    }
+    plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
+    run_id, changes = _write_rule_segments(session, plan, now, run_id)
     return RuleSegmentationSummary(
         run_id=run_id,
-        sizes={key: segments[key].size for key in segments},
-        labels={key: segments[key].label for key in segments},
-        new=new,
-        removed=sorted(removed),
-        entered=entered,
-        left=left,
-        errors=errors,
+        sizes={segment.key: len(segment.members) for segment in plan.segments},
+        labels={segment.key: segment.label for segment in plan.segments},
+        new=[segment.key for segment in plan.segments if segment.stored_id is None],
+        removed=sorted(segment.key for segment in plan.removed),
+        entered=changes.entered,
+        left=changes.left,
+        errors=plan.errors,
     )
