@@ -12,11 +12,14 @@ from nurture.profiling.layout import (
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
 from nurture.profiling.profiles import (
+    MemberFacts,
+    PlannedProfile,
     ProfileSummary,
     build_profiles,
     interest_question_keys,
     lifecycle_stages,
     load_activity_summaries,
+    plan_profiles,
 )
 
 __all__ = [
@@ -26,6 +29,8 @@ __all__ = [
     "MIX_WINDOW",
     "ActivitySummary",
     "FeatureLayout",
+    "MemberFacts",
+    "PlannedProfile",
     "ProfileSummary",
     "QuestionnaireLike",
     "activity_features",
@@ -36,4 +41,5 @@ __all__ = [
     "lifecycle_stage",
     "lifecycle_stages",
     "load_activity_summaries",
+    "plan_profiles",
 ]
