@@ -32,13 +32,13 @@ from nurture.errors import (
 )
 from nurture.journeys import JourneyDefinition, parse_duration
 from nurture.journeys.migrate import EnrollmentMove, migrate_enrollments
+from nurture.journeys.progress import JourneyStatus, journey_status
 from nurture.journeys.simulate import (
     HeldEmails,
     SimulationReport,
     sample_members,
     simulate_journeys,
 )
-from nurture.journeys.status import JourneyStatus, journey_status
 from nurture.rights import find_members
 from nurture.runtime import resolve_now
 from nurture.settings import Settings

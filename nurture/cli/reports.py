@@ -23,8 +23,8 @@ from nurture.reports import (
     segment_map,
 )
 from nurture.runtime import utc_now
-from nurture.segmentation import CLUSTER_KIND
 from nurture.settings import Settings
+from nurture.storage import SegmentKind
 from nurture.workspace import Questionnaire, load_questionnaire, load_workspace_config
 
 __all__ = ["report", "segments"]
@@ -43,7 +43,7 @@ def _questionnaire(settings: Settings) -> Questionnaire | None:
 
 
 def _overview(cards: list[SegmentCard]) -> Table:
-    members = sum(card.size for card in cards if card.kind == CLUSTER_KIND)
+    members = sum(card.size for card in cards if card.kind == SegmentKind.CLUSTER)
     title = f"{len(cards)} segments" + (f" of {members} members" if members else "")
     table = Table(title=title)
     for column in ("segment", "kind", "label", "members", "share", "size change"):
@@ -66,7 +66,7 @@ def _card_table(card: SegmentCard) -> Table:
     )
     table.add_column("field", style="bold")
     table.add_column("value")
-    if card.description and card.kind != CLUSTER_KIND:
+    if card.description and card.kind != SegmentKind.CLUSTER:
         table.add_row("description", escape(card.description))
     table.add_row("members", f"{card.size} ({card.share:.0%}), {card.kind}")
     table.add_row(

@@ -8,18 +8,16 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from nurture.delivery.backends import MAIL_BACKENDS, mailer_for
 from nurture.delivery.events import EventSummary, record_provider_events
 from nurture.delivery.mailers import (
     DeliveryResult,
     Mailer,
-    OutboxMailer,
     OutgoingEmail,
     build_email_message,
-    mailer_for,
-    outbox_file_name,
     redact_address,
-    write_outbox_index,
 )
+from nurture.delivery.outbox_mailer import OutboxMailer, outbox_file_name, write_outbox_index
 from nurture.delivery.rendering import (
     STRINGS,
     RenderedEmail,
@@ -57,6 +55,7 @@ if TYPE_CHECKING:
     from nurture.delivery.sendgrid_mailer import SendGridMailer
 
 __all__ = [
+    "MAIL_BACKENDS",
     "STRINGS",
     "DeliveryResult",
     "DeliverySummary",

@@ -38,15 +38,17 @@ from urllib.parse import urlsplit, urlunsplit
 from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
-from nurture.delivery.suppression import SuppressionReason, normalise_address, suppress_address
+from nurture.delivery.suppression import normalise_address, suppress_address
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     ContentItem,
+    DeliveryStatus,
     Member,
     Message,
     MessageStatus,
     ProviderEvent,
+    SuppressionReason,
 )
 
 __all__ = [
@@ -65,11 +67,11 @@ MESSAGE_ID_ARG = "nurture_message_id"
 """The custom arg naming the ``Message`` (set by the SendGrid mailer)."""
 
 DELIVERY_STATUSES: dict[str, int] = {
-    "processed": 1,
-    "deferred": 2,
-    "delivered": 3,
-    "bounce": 4,
-    "dropped": 4,
+    DeliveryStatus.PROCESSED: 1,
+    DeliveryStatus.DEFERRED: 2,
+    DeliveryStatus.DELIVERED: 3,
+    DeliveryStatus.BOUNCE: 4,
+    DeliveryStatus.DROPPED: 4,
 }
 """Events that set ``Message.delivery_status``, with their stage: a lower stage never replaces a
 higher one (events can arrive out of order)."""
@@ -258,7 +260,7 @@ def _update_message(session: Session, message: Message, event: _Event) -> bool:
     stage = DELIVERY_STATUSES.get(event.type)
     if stage is not None and stage >= DELIVERY_STATUSES.get(message.delivery_status or "", 0):
         changed = changed or message.delivery_status != event.type
-        message.delivery_status = event.type
+        message.delivery_status = DeliveryStatus(event.type)
     return changed
 
 

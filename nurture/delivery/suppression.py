@@ -9,16 +9,16 @@ changing it orphans the existing list.
 from __future__ import annotations
 
 import datetime as dt
-import enum
 import hashlib
 from collections.abc import Iterable
+from typing import Final
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import ConfigurationError
-from nurture.storage.models import Member, Suppression
+from nurture.storage.models import ConsentStatus, Member, Suppression, SuppressionReason
 
 __all__ = [
     "CONSENT_GRANTED",
@@ -33,7 +33,7 @@ __all__ = [
 ]
 
 
-CONSENT_GRANTED = "granted"
+CONSENT_GRANTED: Final = ConsentStatus.GRANTED
 """The only ``Member.consent_status`` that allows marketing (non-transactional) emails."""
 
 
@@ -47,22 +47,11 @@ def consent_refusal(member: Member, category: str | None) -> str | None:
     Returns:
         The reason (consent not granted, or unsubscribed from the category), or None.
     """
-    if (member.consent_status or "").strip().lower() != CONSENT_GRANTED:
-        return f"consent is {member.consent_status!r}, not {CONSENT_GRANTED!r}"
+    if member.consent_status != ConsentStatus.GRANTED:
+        return f"consent is {str(member.consent_status)!r}, not {str(ConsentStatus.GRANTED)!r}"
     if category and category in (member.unsubscribed_categories or []):
         return f"member unsubscribed from {category!r} emails"
     return None
-
-
-class SuppressionReason(enum.StrEnum):
-    """Why an address is suppressed."""
-
-    UNSUBSCRIBED = "unsubscribed"
-    BOUNCED = "bounced"
-    COMPLAINED = "complained"
-    MANUAL = "manual"
-    ERASED = "erased"
-    """The member asked to be forgotten: their data is gone, only this hash remains."""
 
 
 def normalise_address(email: str) -> str:
@@ -142,7 +131,7 @@ def suppress_address(
     session: Session,
     email: str,
     salt: str,
-    reason: SuppressionReason | str,
+    reason: SuppressionReason,
     source: str | None = None,
     *,
     now: dt.datetime | None = None,
@@ -153,17 +142,21 @@ def suppress_address(
         session: The database session.
         email: The address.
         salt: The salt the list is hashed with.
-        reason: Why (a ``SuppressionReason``).
+        reason: Why (a ``SuppressionReason`` or its value).
         source: Where the request came from (``one-click``, ``sendgrid:bounce``...).
         now: When the address was suppressed; default: the clock.
 
     Returns:
         True when a row was added, False when the address was already suppressed.
+
+    Raises:
+        ValueError: ``reason`` is not a ``SuppressionReason``.
     """
+    reason = SuppressionReason(reason)
     email_hash = suppression_hash(email, salt)
     if find_suppressed_hashes(session, [email_hash]):
         return False
-    row = Suppression(email_hash=email_hash, reason=str(reason), source=source)
+    row = Suppression(email_hash=email_hash, reason=reason, source=source)
     if now is not None:
         row.created_at = now
     session.add(row)

@@ -38,13 +38,13 @@ from nurture.delivery.events import DELIVERY_STATUSES
 from nurture.delivery.mailers import DeliveryResult, Mailer, OutgoingEmail, redact_address
 from nurture.delivery.rendering import TemplateRenderer
 from nurture.delivery.suppression import (
-    CONSENT_GRANTED,
     consent_refusal,
     find_suppressed_hashes,
     suppression_hash,
 )
 from nurture.errors import DeliveryError, PermanentDeliveryError, TemplateError
 from nurture.storage.models import (
+    DeliveryStatus,
     Enrollment,
     Journey,
     Member,
@@ -55,7 +55,6 @@ from nurture.storage.models import (
 
 __all__ = [
     "ACCEPTED_EVENT_TYPES",
-    "CONSENT_GRANTED",
     "DeliverySummary",
     "RecoverySummary",
     "RetryPolicy",
@@ -610,7 +609,7 @@ def recover_stale_messages(
 
 def _acceptance_events(
     session: Session, message_ids: Sequence[int]
-) -> dict[int, tuple[dt.datetime, str]]:
+) -> dict[int, tuple[dt.datetime, DeliveryStatus]]:
     """Per message with events proving acceptance: (earliest time, latest delivery status)."""
     rows = session.execute(
         select(ProviderEvent.message_id, ProviderEvent.type, ProviderEvent.occurred_at)
@@ -620,13 +619,13 @@ def _acceptance_events(
         )
         .order_by(ProviderEvent.occurred_at, ProviderEvent.id)
     ).all()
-    found: dict[int, tuple[dt.datetime, str]] = {}
+    found: dict[int, tuple[dt.datetime, DeliveryStatus]] = {}
     for message_id, event_type, occurred_at in rows:
-        first_at, latest = found.get(message_id, (occurred_at, "delivered"))
+        first_at, latest = found.get(message_id, (occurred_at, DeliveryStatus.DELIVERED))
         # An open or a click proves delivery without being a delivery status of its own; a
         # later stage wins, as when the webhook records the events (they arrive out of order).
-        if DELIVERY_STATUSES.get(event_type, 0) >= DELIVERY_STATUSES.get(latest, 0):
-            latest = event_type
+        if DELIVERY_STATUSES.get(event_type, 0) >= DELIVERY_STATUSES[latest]:
+            latest = DeliveryStatus(event_type)
         found[message_id] = (first_at, latest)
     return found
 

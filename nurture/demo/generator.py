@@ -21,6 +21,7 @@ from typing import Any, TextIO
 from nurture.demo.names import COUNTRIES, FIRST_NAMES, LAST_NAMES, TIME_ZONES
 from nurture.demo.personas import OPTIONS, PERSONAS, Persona
 from nurture.ingest.answers import AnswerValidator
+from nurture.storage.models import ConsentStatus
 
 __all__ = ["DemoFiles", "generate_demo_community"]
 
@@ -429,7 +430,7 @@ def _write_member(
             zone_name,
             birthday.isoformat() if birthday else "",
             _timestamp(joined_at, zone),
-            "granted",
+            ConsentStatus.GRANTED,
             rng.choice(("signup_form", "signup_form", "event_badge", "crm_import")),
             COUNTRIES[zone_name],
         )

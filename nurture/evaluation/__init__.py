@@ -2,7 +2,7 @@
 
 The data comes from the workspace's own database, split in time, or from a folder of files in
 a documented format (``docs/evaluation.md``). The engine is nurture's own nightly stages run on
-the training data only (:mod:`nurture.evaluation.engine`); the baselines rank the same
+the training data only (:mod:`nurture.evaluation.ranker`); the baselines rank the same
 candidates; the metrics are pure functions (:mod:`nurture.evaluation.metrics`).
 """
 
@@ -19,7 +19,6 @@ from nurture.evaluation.data import (
     Mode,
     temporal_cutoff,
 )
-from nurture.evaluation.engine import EngineRanking, nurture_sandbox, rank_with_nurture
 from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
 from nurture.evaluation.metrics import (
     catalogue_coverage,
@@ -29,6 +28,7 @@ from nurture.evaluation.metrics import (
     recall_at_k,
     recommended_gains,
 )
+from nurture.evaluation.ranker import EngineRanking, nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import (
     ENGINE,
     METRICS,

@@ -27,7 +27,7 @@ from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.runtime import Runtime
-from nurture.storage import ActivityEvent, Answer, Member
+from nurture.storage import ActivityEvent, Answer, ConsentStatus, Member
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -535,7 +535,7 @@ def stage_folder(dataset: FolderDataset, sandbox: Runtime) -> dict[str, int]:
             "email": f"member-{row + 1}@evaluation.invalid",
             "language": dataset.language(cells),
             "joined_at": first_seen[row],
-            "consent_status": "granted",
+            "consent_status": ConsentStatus.GRANTED,
             "attributes": {},
         }
         for row, cells in enumerate(dataset.member_cells)

@@ -8,8 +8,8 @@ from typing import Any
 
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
-from nurture.evaluation.engine import nurture_sandbox, rank_with_nurture
 from nurture.evaluation.folder import load_dataset_folder, stage_folder
+from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import EvaluationReport, lists_from_keys, score_recommenders
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.orchestration import CycleReport

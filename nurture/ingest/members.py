@@ -41,7 +41,7 @@ from nurture.ingest.fields import (
     parse_time_zone,
 )
 from nurture.languages import DEFAULT_LANGUAGES
-from nurture.storage.models import Member, utcnow
+from nurture.storage.models import ConsentStatus, Member, utcnow
 
 __all__ = [
     "CONSENT_STATUSES",
@@ -51,7 +51,7 @@ __all__ = [
     "resolve_member_refs",
 ]
 
-CONSENT_STATUSES = ("granted", "denied", "unknown")
+CONSENT_STATUSES = tuple(ConsentStatus)
 MEMBER_COLUMNS = (
     "external_id",
     "email",
@@ -234,7 +234,7 @@ def _new_member(record: MemberRecord, default_language: str) -> Member:
         time_zone=record.time_zone or "UTC",
         birthday=record.birthday,
         joined_at=record.joined_at or utcnow(),
-        consent_status=record.consent_status or "unknown",
+        consent_status=record.consent_status or ConsentStatus.UNKNOWN,
         consent_source=record.consent_source,
         attributes=dict(record.attributes),
     )

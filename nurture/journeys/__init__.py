@@ -36,9 +36,9 @@ from nurture.journeys.models import (
     parse_duration,
 )
 from nurture.journeys.policy import SendingRules, load_sending_rules, read_sending_rules
+from nurture.journeys.progress import JourneyStatus, journey_status
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
-from nurture.journeys.status import JourneyStatus, journey_status
 from nurture.journeys.triggers import (
     TRIGGER_CONTEXTS,
     Candidate,

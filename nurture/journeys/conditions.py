@@ -1,6 +1,6 @@
 """Journey conditions: the sandboxed expressions of branches, goals and audiences.
 
-A condition is the same kind of expression as a rule segment (``nurture.segmentation.rules``):
+A condition is an expression of the condition language (``nurture.expressions``), as rules are:
 compiled by jinja2's immutable sandbox, never Python ``eval``. Besides what rules read
 (``member``, ``answers``, ``lifecycle``, ``activity``, ``segment``) it reads:
 
@@ -22,13 +22,11 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from jinja2 import UndefinedError
-
-from nurture.segmentation.rules import RULE_NAMES, check_rule, compile_rule
+from nurture.expressions import EXPRESSION_NAMES, check_expression, expression_holds
 
 __all__ = ["CONDITION_NAMES", "check_condition", "condition_holds"]
 
-CONDITION_NAMES = (*RULE_NAMES, "segments", "language", "trigger", "opened", "clicked")
+CONDITION_NAMES = (*EXPRESSION_NAMES, "segments", "language", "trigger", "opened", "clicked")
 """The names a journey condition can read."""
 
 
@@ -42,8 +40,9 @@ def check_condition(expression: str, question_keys: Sequence[str] | None = None)
     Returns:
         One message per problem; empty when the condition is fine.
     """
-    problems = check_rule(expression.strip(), question_keys, names=CONDITION_NAMES)
-    return [problem.replace("the rule", "the condition") for problem in problems]
+    return check_expression(
+        expression.strip(), question_keys, names=CONDITION_NAMES, kind="condition"
+    )
 
 
 def condition_holds(
@@ -71,10 +70,7 @@ def condition_holds(
     names = {name: context.get(name) for name in CONDITION_NAMES}
     names["opened"] = opened or _never
     names["clicked"] = clicked or _never
-    try:
-        return bool(compile_rule(expression.strip())(**names))
-    except UndefinedError:
-        return False
+    return expression_holds(expression.strip(), names)
 
 
 def _never(step_id: str) -> bool:

@@ -1,11 +1,18 @@
 """Operations: what an operator reads about a running nurture, as small JSON-ready summaries.
 
-Every function here reads the database through a ``Session`` and changes nothing; each returns
-frozen dataclasses whose ``dataclasses.asdict`` is JSON-ready (times as ISO 8601 strings). The
+Every function here reads the database through a ``Session`` and changes nothing (or decides on
+what was read, as ``attention_items`` does); each returns frozen dataclasses whose
+``dataclasses.asdict`` is JSON-ready (times as ISO 8601 strings). The
 flows publish them as Prefect artifacts; ``nurture status`` prints them.
 """
 
-from nurture.operations.attention import AttentionThresholds, operator_attention
+from nurture.operations.attention import (
+    AttentionFacts,
+    AttentionThresholds,
+    attention_items,
+    load_attention_facts,
+    operator_attention,
+)
 from nurture.operations.coverage import CoverageSummary, match_coverage
 from nurture.operations.delivery import (
     DeliveryReport,
@@ -17,10 +24,11 @@ from nurture.operations.delivery import (
 )
 from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
 from nurture.operations.funnel import FunnelRow, journey_funnel
-from nurture.operations.segments import SegmentRow, segment_table
-from nurture.operations.status import StatusReport, status_report
+from nurture.operations.segment_table import SegmentRow, segment_table
+from nurture.operations.status_report import StatusReport, status_report
 
 __all__ = [
+    "AttentionFacts",
     "AttentionThresholds",
     "CoverageSummary",
     "DeliveryReport",
@@ -30,9 +38,11 @@ __all__ = [
     "SegmentRow",
     "StatusReport",
     "SuppressionSummary",
+    "attention_items",
     "delivery_report",
     "flow_run_summary",
     "journey_funnel",
+    "load_attention_facts",
     "match_coverage",
     "normalise_error",
     "operator_attention",

@@ -12,6 +12,8 @@ from sqlalchemy.orm import Session
 
 from nurture.operations.delivery import (
     BOUNCED_DELIVERY_STATUSES,
+    DeliveryReport,
+    SuppressionSummary,
     delivery_report,
     normalise_error,
     suppression_summary,
@@ -29,8 +31,11 @@ from nurture.storage.models import (
 __all__ = [
     "DELIVER_FLOW",
     "NIGHTLY_FLOW",
+    "AttentionFacts",
     "AttentionThresholds",
+    "attention_items",
     "last_nightly_work",
+    "load_attention_facts",
     "operator_attention",
 ]
 
@@ -93,15 +98,6 @@ def _are(count: int, word: str, plural: str | None = None) -> str:
     return f"{_noun(count, word, plural)} {'is' if count == 1 else 'are'}"
 
 
-def _ids(session: Session, status: MessageStatus) -> str:
-    ids = list(
-        session.scalars(
-            select(Message.id).where(Message.status == status).order_by(Message.id).limit(IDS_SHOWN)
-        )
-    )
-    return ", ".join(str(message_id) for message_id in ids)
-
-
 def last_nightly_work(session: Session) -> dt.datetime | None:
     """When the database last saw nightly work: the latest segmentation or match run."""
     times = [
@@ -150,41 +146,81 @@ def _flow_run_items(
     return items
 
 
-def operator_attention(
-    session: Session,
-    now: dt.datetime | None = None,
-    *,
-    flow_runs: Sequence[FlowRunSummary | Mapping[str, Any]] | None = None,
-    condition_errors: int = 0,
-    thresholds: AttentionThresholds = DEFAULT_THRESHOLDS,
-) -> list[str]:
-    """List, in plain language, what an operator should look at now.
+@dataclass(frozen=True)
+class AttentionFacts:
+    """What the attention list reads from the database, as plain data.
+
+    Attributes:
+        report: The delivery report of the recent period.
+        unknown_ids: The first ids of the messages in status unknown.
+        overdue_queued: Queued messages due for longer than the thresholds allow.
+        members: Members in the community.
+        last_nightly_work: When the latest segmentation or match run was made.
+        suppressions: The suppression list's summary.
+        last_retry_error: The error of the latest message queued again after a transient error.
+    """
+
+    report: DeliveryReport
+    unknown_ids: list[int]
+    overdue_queued: int
+    members: int
+    last_nightly_work: dt.datetime | None
+    suppressions: SuppressionSummary
+    last_retry_error: str | None
+
+
+def load_attention_facts(
+    session: Session, now: dt.datetime, thresholds: AttentionThresholds = DEFAULT_THRESHOLDS
+) -> AttentionFacts:
+    """Read what the attention list needs.
 
     Args:
         session: The database session; nothing is written.
-        now: The time of the check (default: now).
-        flow_runs: The recent runs of the flows, from the orchestrator; None when unknown: the
-            nightly run is then judged by the segmentation and match runs it leaves.
-        condition_errors: Journey conditions that failed to evaluate in the last deliver run
-            (``JourneySummary.condition_errors``); they are not stored.
-        thresholds: When to warn.
+        now: The time of the check.
+        thresholds: When to warn (the recent period, how long a due email may wait).
 
     Returns:
-        One sentence per item, most urgent first; empty when all is well.
+        The facts.
     """
-    now = now or utcnow()
-    items: list[str] = []
-    if flow_runs is not None:
-        items += _flow_run_items([flow_run_summary(run) for run in flow_runs], now, thresholds)
-
-    report = delivery_report(
-        session, since=now - thresholds.recent, now=now, stuck_after=thresholds.sending_for
+    queued = Message.status == MessageStatus.QUEUED
+    return AttentionFacts(
+        report=delivery_report(
+            session, since=now - thresholds.recent, now=now, stuck_after=thresholds.sending_for
+        ),
+        unknown_ids=list(
+            session.scalars(
+                select(Message.id)
+                .where(Message.status == MessageStatus.UNKNOWN)
+                .order_by(Message.id)
+                .limit(IDS_SHOWN)
+            )
+        ),
+        overdue_queued=session.scalar(
+            select(func.count()).where(queued, Message.scheduled_at < now - thresholds.queued_for)
+        )
+        or 0,
+        members=session.scalar(select(func.count()).select_from(Member)) or 0,
+        last_nightly_work=last_nightly_work(session),
+        suppressions=suppression_summary(session, now),
+        last_retry_error=session.scalar(
+            select(Message.error)
+            .where(queued, Message.attempts > 0)
+            .order_by(Message.id.desc())
+            .limit(1)
+        ),
     )
+
+
+def _delivery_items(facts: AttentionFacts, thresholds: AttentionThresholds) -> list[str]:
+    """Emails in doubt, stuck, failing, bouncing or waiting too long."""
+    report = facts.report
     recent = _hours(thresholds.recent)
+    items: list[str] = []
     if report.unknown:
+        ids = ", ".join(str(message_id) for message_id in facts.unknown_ids)
         items.append(
             f"{_are(report.unknown, 'email')} in status unknown (ids "
-            f"{_ids(session, MessageStatus.UNKNOWN)}{', ...' if report.unknown > IDS_SHOWN else ''}"
+            f"{ids}{', ...' if report.unknown > IDS_SHOWN else ''}"
             "): an error came while sending, so they may or may not have gone out. Check them "
             "with the mail provider; nurture never sends them again by itself."
         )
@@ -210,66 +246,125 @@ def operator_attention(
             f"dropped ({report.bounced} of {sent}): check the quality of the addresses imported "
             f"and the sender's reputation ({', '.join(BOUNCED_DELIVERY_STATUSES)})."
         )
-    waiting = (
-        session.scalar(
-            select(func.count()).where(
-                Message.status == MessageStatus.QUEUED,
-                Message.scheduled_at < now - thresholds.queued_for,
-            )
-        )
-        or 0
-    )
-    if waiting and report.oldest_queued_age_hours is not None:
+    if facts.overdue_queued and report.oldest_queued_age_hours is not None:
         items.append(
-            f"{_are(waiting, 'due email')} waiting in the queue for more than "
+            f"{_are(facts.overdue_queued, 'due email')} waiting in the queue for more than "
             f"{_hours(thresholds.queued_for)} (the oldest for "
             f"{_hours(dt.timedelta(hours=report.oldest_queued_age_hours))}): is the deliver flow "
             "running?"
         )
+    return items
 
-    if flow_runs is None:
-        members = session.scalar(select(func.count()).select_from(Member)) or 0
-        last = last_nightly_work(session)
-        if last is None and members:
-            items.append(
-                "No segmentation or match run yet: run the nightly flow (or `nurture run`) to "
-                "profile, segment and match the members."
-            )
-        elif last is not None and now - last > thresholds.nightly_within:
-            items.append(
-                f"No segmentation or match run in the last {_hours(thresholds.nightly_within)} "
-                f"(the last {_hours(now - last)} ago): is the nightly flow running?"
-            )
 
-    suppressions = suppression_summary(session, now)
+def _nightly_work_items(
+    facts: AttentionFacts, now: dt.datetime, thresholds: AttentionThresholds
+) -> list[str]:
+    """The nightly run judged by the segmentation and match runs it leaves."""
+    last = facts.last_nightly_work
+    if last is None and facts.members:
+        return [
+            "No segmentation or match run yet: run the nightly flow (or `nurture run`) to "
+            "profile, segment and match the members."
+        ]
+    if last is not None and now - last > thresholds.nightly_within:
+        return [
+            f"No segmentation or match run in the last {_hours(thresholds.nightly_within)} "
+            f"(the last {_hours(now - last)} ago): is the nightly flow running?"
+        ]
+    return []
+
+
+def _suppression_items(facts: AttentionFacts, thresholds: AttentionThresholds) -> list[str]:
+    """A jump in suppressed addresses over the usual pace."""
+    suppressions = facts.suppressions
     usual = suppressions.daily_mean_before
-    if suppressions.last_day >= thresholds.suppression_jump_min and suppressions.last_day > (
+    if suppressions.last_day < thresholds.suppression_jump_min or suppressions.last_day <= (
         thresholds.suppression_jump_factor * usual
     ):
-        reasons = ", ".join(
-            f"{reason}: {count}" for reason, count in suppressions.last_day_by_reason.items()
-        )
-        items.append(
-            f"{_noun(suppressions.last_day, 'address', 'addresses')} suppressed in the last "
-            "24 hours, "
-            f"against {usual:.1f} a day the week before ({reasons}): look for a bad import, "
-            "a complaint wave or a bounce wave."
-        )
+        return []
+    reasons = ", ".join(
+        f"{reason}: {count}" for reason, count in suppressions.last_day_by_reason.items()
+    )
+    return [
+        f"{_noun(suppressions.last_day, 'address', 'addresses')} suppressed in the last "
+        "24 hours, "
+        f"against {usual:.1f} a day the week before ({reasons}): look for a bad import, "
+        "a complaint wave or a bounce wave."
+    ]
+
+
+def attention_items(
+    facts: AttentionFacts,
+    now: dt.datetime,
+    *,
+    flow_runs: Sequence[FlowRunSummary] | None = None,
+    condition_errors: int = 0,
+    thresholds: AttentionThresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
+    """Decide, on plain data, what an operator should look at.
+
+    Args:
+        facts: What the database says (:func:`load_attention_facts`).
+        now: The time of the check.
+        flow_runs: The recent runs of the flows; None when unknown: the nightly run is then
+            judged by the segmentation and match runs it leaves.
+        condition_errors: Journey conditions that failed to evaluate in the last deliver run.
+        thresholds: When to warn.
+
+    Returns:
+        One sentence per item, most urgent first; empty when all is well.
+    """
+    items: list[str] = []
+    if flow_runs is not None:
+        items += _flow_run_items(flow_runs, now, thresholds)
+    items += _delivery_items(facts, thresholds)
+    if flow_runs is None:
+        items += _nightly_work_items(facts, now, thresholds)
+    items += _suppression_items(facts, thresholds)
     if condition_errors:
         items.append(
             f"{_noun(condition_errors, 'journey condition')} could not be evaluated in the last "
             "deliver run and counted as false: see the deliver run's logs and check the "
             "journeys (`nurture journeys validate`)."
         )
-    if report.retries_pending:
-        last_error = session.scalar(
-            select(Message.error)
-            .where(Message.status == MessageStatus.QUEUED, Message.attempts > 0)
-            .order_by(Message.id.desc())
-            .limit(1)
-        )
+    if facts.report.retries_pending:
         items.append(
-            f"{_are(report.retries_pending, 'email')} waiting for another attempt after a "
-            f"transient error of the mail backend (latest: {normalise_error(last_error)})."
+            f"{_are(facts.report.retries_pending, 'email')} waiting for another attempt after a "
+            f"transient error of the mail backend (latest: "
+            f"{normalise_error(facts.last_retry_error)})."
         )
     return items
+
+
+def operator_attention(
+    session: Session,
+    now: dt.datetime | None = None,
+    *,
+    flow_runs: Sequence[FlowRunSummary | Mapping[str, Any]] | None = None,
+    condition_errors: int = 0,
+    thresholds: AttentionThresholds = DEFAULT_THRESHOLDS,
+) -> list[str]:
+    """List, in plain language, what an operator should look at now.
+
+    Reads (:func:`load_attention_facts`), then decides (:func:`attention_items`).
+
+    Args:
+        session: The database session; nothing is written.
+        now: The time of the check (default: now).
+        flow_runs: The recent runs of the flows, from the orchestrator; None when unknown: the
+            nightly run is then judged by the segmentation and match runs it leaves.
+        condition_errors: Journey conditions that failed to evaluate in the last deliver run
+            (``JourneySummary.condition_errors``); they are not stored.
+        thresholds: When to warn.
+
+    Returns:
+        One sentence per item, most urgent first; empty when all is well.
+    """
+    now = now or utcnow()
+    return attention_items(
+        load_attention_facts(session, now, thresholds),
+        now,
+        flow_runs=None if flow_runs is None else [flow_run_summary(run) for run in flow_runs],
+        condition_errors=condition_errors,
+        thresholds=thresholds,
+    )

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, func, select
 from sqlalchemy.orm import Session
 
-from nurture.storage.models import Message, MessageStatus, Suppression, utcnow
+from nurture.storage.models import DeliveryStatus, Message, MessageStatus, Suppression, utcnow
 
 __all__ = [
     "BOUNCED_DELIVERY_STATUSES",
@@ -32,7 +32,7 @@ __all__ = [
 FAILURE_REASONS_SHOWN = 10
 """Failure reasons a report lists, most frequent first; the others are counted together."""
 
-BOUNCED_DELIVERY_STATUSES = ("bounce", "dropped")
+BOUNCED_DELIVERY_STATUSES = (DeliveryStatus.BOUNCE, DeliveryStatus.DROPPED)
 """``Message.delivery_status`` values of a sent email the provider could not deliver."""
 
 ERROR_TEXT_LIMIT = 160
@@ -142,25 +142,18 @@ class DeliveryReport:
     sending_stuck: int
 
 
-def delivery_report(
-    session: Session,
-    since: dt.datetime | None = None,
-    *,
-    now: dt.datetime | None = None,
-    stuck_after: dt.timedelta = STUCK_AFTER,
-) -> DeliveryReport:
-    """Count the messages by status and group the failures by reason.
+@dataclass(frozen=True)
+class _PeriodCounts:
+    """The messages queued in a period: by status, why they failed or were not sent."""
 
-    Args:
-        session: The database session; nothing is written.
-        since: Count only the messages queued since then (``Message.created_at``); None: all.
-        now: The time of the report, for the queue's ages (default: now).
-        stuck_after: How long in ``sending`` makes a message stuck.
+    by_status: dict[str, int]
+    failures: list[ReasonCount]
+    failures_other: int
+    suppressed: list[ReasonCount]
+    bounced: int
 
-    Returns:
-        The report.
-    """
-    now = now or utcnow()
+
+def _period_counts(session: Session, since: dt.datetime | None) -> _PeriodCounts:
     period = [Message.created_at >= since] if since is not None else []
     by_status = {status.value: 0 for status in MessageStatus}
     for status, count in session.execute(
@@ -180,17 +173,30 @@ def delivery_report(
     suppressed, suppressed_other = reasons(MessageStatus.SUPPRESSED)
     if suppressed_other:
         suppressed.append(ReasonCount("other reasons", suppressed_other))
-    bounced = (
-        session.scalar(
-            select(func.count()).where(
-                Message.status == MessageStatus.SENT,
-                Message.delivery_status.in_(BOUNCED_DELIVERY_STATUSES),
-                *period,
-            )
+    bounced = session.scalar(
+        select(func.count()).where(
+            Message.status == MessageStatus.SENT,
+            Message.delivery_status.in_(BOUNCED_DELIVERY_STATUSES),
+            *period,
         )
-        or 0
     )
+    return _PeriodCounts(by_status, failures, failures_other, suppressed, bounced or 0)
 
+
+@dataclass(frozen=True)
+class _QueueState:
+    """Where the queue stands now, whatever the period."""
+
+    due: int
+    oldest_due: dt.datetime | None
+    later: int
+    retries: int
+    unknown: int
+    sending: int
+    stuck: int
+
+
+def _queue_state(session: Session, now: dt.datetime, stuck_after: dt.timedelta) -> _QueueState:
     queued = Message.status == MessageStatus.QUEUED
     due_count, oldest_due = session.execute(
         select(func.count(), func.min(Message.scheduled_at)).where(
@@ -208,36 +214,67 @@ def delivery_report(
         .tuples()
         .all()
     )
-    stuck = (
-        session.scalar(
-            select(func.count()).where(
-                Message.status == MessageStatus.SENDING,
-                func.coalesce(Message.claimed_at, Message.scheduled_at) < now - stuck_after,
-            )
+    stuck = session.scalar(
+        select(func.count()).where(
+            Message.status == MessageStatus.SENDING,
+            func.coalesce(Message.claimed_at, Message.scheduled_at) < now - stuck_after,
         )
-        or 0
     )
+    return _QueueState(
+        due=due_count or 0,
+        oldest_due=oldest_due,
+        later=later,
+        retries=retries,
+        unknown=current.get(MessageStatus.UNKNOWN, 0),
+        sending=current.get(MessageStatus.SENDING, 0),
+        stuck=stuck or 0,
+    )
+
+
+def delivery_report(
+    session: Session,
+    since: dt.datetime | None = None,
+    *,
+    now: dt.datetime | None = None,
+    stuck_after: dt.timedelta = STUCK_AFTER,
+) -> DeliveryReport:
+    """Count the messages by status and group the failures by reason.
+
+    Args:
+        session: The database session; nothing is written.
+        since: Count only the messages queued since then (``Message.created_at``); None: all.
+        now: The time of the report, for the queue's ages (default: now).
+        stuck_after: How long in ``sending`` makes a message stuck.
+
+    Returns:
+        The report.
+    """
+    now = now or utcnow()
+    period = _period_counts(session, since)
+    queue = _queue_state(session, now, stuck_after)
+    by_status = period.by_status
     finished = by_status[MessageStatus.SENT] + by_status[MessageStatus.FAILED]
+    oldest = queue.oldest_due
     return DeliveryReport(
         since=since.isoformat() if since is not None else None,
         generated_at=now.isoformat(),
         by_status=by_status,
         total=sum(by_status.values()),
         failure_rate=round(by_status[MessageStatus.FAILED] / finished, 3) if finished else None,
-        failures=tuple(failures),
-        failures_other=failures_other,
-        suppressed_reasons=tuple(suppressed),
-        bounced=bounced,
-        queued_due=due_count or 0,
-        queued_later=later,
-        retries_pending=retries,
-        oldest_queued_at=oldest_due.isoformat() if oldest_due is not None else None,
+        failures=tuple(period.failures),
+        failures_other=period.failures_other,
+        suppressed_reasons=tuple(period.suppressed),
+        bounced=period.bounced,
+        queued_due=queue.due,
+        queued_later=queue.later,
+        retries_pending=queue.retries,
+        oldest_queued_at=oldest.isoformat() if oldest is not None else None,
         oldest_queued_age_hours=(
-            round((now - oldest_due).total_seconds() / 3600, 2) if oldest_due is not None else None
+            round((now - oldest).total_seconds() / 3600, 2) if oldest is not None else None
         ),
-        unknown=current.get(MessageStatus.UNKNOWN, 0),
-        sending=current.get(MessageStatus.SENDING, 0),
-        sending_stuck=stuck,
+        unknown=queue.unknown,
+        sending=queue.sending,
+        sending_stuck=queue.stuck,
     )
 
 

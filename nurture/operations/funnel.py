@@ -14,12 +14,12 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from nurture.journeys.status import journey_status
-from nurture.storage.models import Journey, Message, MessageStatus, ProviderEvent
+from nurture.journeys.progress import JourneyStatus, journey_status
+from nurture.storage.models import DeliveryStatus, Journey, Message, MessageStatus, ProviderEvent
 
 __all__ = ["FunnelRow", "journey_funnel"]
 
-DELIVERED = "delivered"
+DELIVERED = DeliveryStatus.DELIVERED
 """The ``Message.delivery_status`` and ``ProviderEvent.type`` of an email the provider delivered."""
 OPEN = "open"
 CLICK = "click"
@@ -92,15 +92,8 @@ def _rate(part: int, whole: int) -> float | None:
     return round(part / whole, 3) if whole else None
 
 
-def journey_funnel(session: Session) -> list[FunnelRow]:
-    """Count, for each journey and send step, the emails at each stage of the funnel.
-
-    Args:
-        session: The database session; nothing is written.
-
-    Returns:
-        One row per journey and send step: journeys by id, steps in definition order.
-    """
+def _step_counts(session: Session) -> dict[tuple[str, str], dict[str, int]]:
+    """``{(journey, step): {status or stage: emails}}``, with ``reached`` for every email."""
     engagement = (
         select(
             ProviderEvent.message_id.label("message_id"),
@@ -141,15 +134,20 @@ def journey_funnel(session: Session) -> list[FunnelRow]:
         found["delivered"] += int(delivered_count or 0)
         found["opened"] += int(opened or 0)
         found["clicked"] += int(clicked or 0)
+    return counts
 
-    journeys = {status.journey_key: status for status in journey_status(session)}
-    definitions = _newest_definitions(session)
+
+def _funnel_rows(
+    counts: Mapping[tuple[str, str], Mapping[str, int]],
+    journeys: Mapping[str, JourneyStatus],
+    definitions: Mapping[str, Mapping[str, Any]],
+) -> list[FunnelRow]:
+    """One row per journey and send step, from the counts, progress and definitions read."""
     steps_of: dict[str, dict[str, str | None]] = {
         key: _send_steps(definition) for key, definition in definitions.items()
     }
     for key, step in sorted(counts):
         steps_of.setdefault(key, {}).setdefault(step, None)
-
     funnel: list[FunnelRow] = []
     for key in sorted(steps_of):
         status = journeys.get(key)
@@ -177,3 +175,19 @@ def journey_funnel(session: Session) -> list[FunnelRow]:
                 )
             )
     return funnel
+
+
+def journey_funnel(session: Session) -> list[FunnelRow]:
+    """Count, for each journey and send step, the emails at each stage of the funnel.
+
+    Args:
+        session: The database session; nothing is written.
+
+    Returns:
+        One row per journey and send step: journeys by id, steps in definition order.
+    """
+    return _funnel_rows(
+        _step_counts(session),
+        {status.journey_key: status for status in journey_status(session)},
+        _newest_definitions(session),
+    )

@@ -10,23 +10,27 @@ from nurture.profiling.layout import (
     QuestionnaireLike,
     english_label,
 )
-from nurture.profiling.lifecycle import LIFECYCLE_STAGES, ActivitySummary, lifecycle_stage
+from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
 from nurture.profiling.profiles import (
+    MemberFacts,
+    PlannedProfile,
     ProfileSummary,
     build_profiles,
     interest_question_keys,
     lifecycle_stages,
     load_activity_summaries,
+    plan_profiles,
 )
 
 __all__ = [
     "ACTIVITY_WINDOWS",
     "BLOCKS",
     "EVENT_TYPES",
-    "LIFECYCLE_STAGES",
     "MIX_WINDOW",
     "ActivitySummary",
     "FeatureLayout",
+    "MemberFacts",
+    "PlannedProfile",
     "ProfileSummary",
     "QuestionnaireLike",
     "activity_features",
@@ -37,4 +41,5 @@ __all__ = [
     "lifecycle_stage",
     "lifecycle_stages",
     "load_activity_summaries",
+    "plan_profiles",
 ]

@@ -26,25 +26,15 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Final
 
+from nurture.storage.models import LifecycleStage
+
 __all__ = [
     "AMBASSADOR_CONTRIBUTIONS",
     "CONTRIBUTION_TYPES",
     "CONTRIBUTOR_CONTRIBUTIONS",
-    "LIFECYCLE_STAGES",
     "ActivitySummary",
     "lifecycle_stage",
 ]
-
-LIFECYCLE_STAGES: Final = (
-    "new",
-    "onboarding",
-    "active",
-    "contributor",
-    "ambassador",
-    "at_risk",
-    "dormant",
-)
-"""Every lifecycle stage."""
 
 CONTRIBUTION_TYPES: Final = ("post", "comment")
 """Event types that count as contributions."""
@@ -98,7 +88,9 @@ def _days(earlier: dt.datetime, now: dt.datetime) -> float:
     return (now - earlier).total_seconds() / 86400.0
 
 
-def lifecycle_stage(joined_at: dt.datetime, summary: ActivitySummary, now: dt.datetime) -> str:
+def lifecycle_stage(
+    joined_at: dt.datetime, summary: ActivitySummary, now: dt.datetime
+) -> LifecycleStage:
     """The lifecycle stage of a member (rules in the module docstring).
 
     Args:
@@ -107,24 +99,24 @@ def lifecycle_stage(joined_at: dt.datetime, summary: ActivitySummary, now: dt.da
         now: The time of the computation (timezone-aware).
 
     Returns:
-        One of :data:`LIFECYCLE_STAGES`.
+        The stage.
     """
     tenure = _days(joined_at, now)
     idle = None if summary.last_activity_at is None else _days(summary.last_activity_at, now)
     recently_active = idle is not None and idle < ACTIVE_DAYS
     contributions = sum(summary.count(kind, 90) for kind in CONTRIBUTION_TYPES)
     if recently_active and contributions >= AMBASSADOR_CONTRIBUTIONS:
-        return "ambassador"
+        return LifecycleStage.AMBASSADOR
     if recently_active and contributions >= CONTRIBUTOR_CONTRIBUTIONS:
-        return "contributor"
+        return LifecycleStage.CONTRIBUTOR
     if tenure < NEW_DAYS:
-        return "new"
+        return LifecycleStage.NEW
     if tenure < ONBOARDING_DAYS:
-        return "onboarding"
+        return LifecycleStage.ONBOARDING
     if recently_active:
-        return "active"
+        return LifecycleStage.ACTIVE
     if idle is not None and idle < AT_RISK_DAYS:
-        return "at_risk"
+        return LifecycleStage.AT_RISK
     if idle is None and tenure < AT_RISK_DAYS:
-        return "at_risk"
-    return "dormant"
+        return LifecycleStage.AT_RISK
+    return LifecycleStage.DORMANT

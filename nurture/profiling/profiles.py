@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -28,15 +28,18 @@ from nurture.profiling.layout import (
     english_label,
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
-from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
+from nurture.storage.models import ActivityEvent, Answer, LifecycleStage, Member, MemberProfile
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
+    "MemberFacts",
+    "PlannedProfile",
     "ProfileSummary",
     "build_profiles",
     "interest_question_keys",
     "lifecycle_stages",
     "load_activity_summaries",
+    "plan_profiles",
 ]
 
 DEFAULT_CHUNK_SIZE = 500
@@ -168,6 +171,149 @@ def _unit(vector: np.ndarray) -> np.ndarray | None:
     return (vector / norm).astype(np.float32)
 
 
+@dataclass(frozen=True)
+class MemberFacts:
+    """What profiling reads of one member, as plain data.
+
+    Attributes:
+        joined_at: When the member joined.
+        answers: ``{question key: answer}`` of the profile questions.
+        activity: The member's activity up to the time of the profiling.
+        text_vectors: ``{free-text question key: embedding}`` of the non-empty free texts.
+    """
+
+    joined_at: dt.datetime
+    answers: dict[str, Any] = field(default_factory=dict)
+    activity: ActivitySummary = field(default_factory=ActivitySummary)
+    text_vectors: dict[str, np.ndarray] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class PlannedProfile:
+    """A member's profile as profiling computes it.
+
+    Attributes:
+        features: The raw feature vector (see :mod:`nurture.profiling.layout`).
+        interest: The unit interest vector, or ``None`` when there is nothing to say it.
+        lifecycle_stage: The lifecycle stage.
+    """
+
+    features: np.ndarray
+    interest: np.ndarray | None
+    lifecycle_stage: LifecycleStage
+
+
+def plan_profiles(
+    facts: Mapping[int, MemberFacts],
+    *,
+    layout: FeatureLayout,
+    label_vectors: Mapping[tuple[str, str], np.ndarray],
+    interest_keys: Sequence[str],
+    now: dt.datetime,
+) -> dict[int, PlannedProfile]:
+    """Each member's profile, computed from plain data.
+
+    Args:
+        facts: ``{member id: what profiling reads of them}``.
+        layout: The feature layout.
+        label_vectors: ``{(question key, option key): embedding of its English label}`` of the
+            interest questions.
+        interest_keys: The questions whose chosen options feed the interest vector
+            (:func:`interest_question_keys`).
+        now: The time of the computation (timezone-aware): activity windows end here.
+
+    Returns:
+        ``{member id: profile}``, in the order of ``facts``.
+    """
+    profiles: dict[int, PlannedProfile] = {}
+    for member_id, member in facts.items():
+        texts = [
+            member.text_vectors.get(key, np.zeros(layout.text_dim, dtype=np.float32))
+            for key in layout.text_columns
+        ]
+        features = np.concatenate(
+            [
+                answer_features(layout, member.answers),
+                *texts,
+                activity_features(member.activity, member.joined_at, now),
+            ]
+        ).astype(np.float32)
+        profiles[member_id] = PlannedProfile(
+            features=features,
+            interest=_interest(member.answers, texts, label_vectors, interest_keys),
+            lifecycle_stage=lifecycle_stage(member.joined_at, member.activity, now),
+        )
+    return profiles
+
+
+def _load_member_facts(
+    session: Session,
+    embedder: Embedder,
+    layout: FeatureLayout,
+    chunk: Sequence[int],
+    now: dt.datetime,
+) -> dict[int, MemberFacts]:
+    """What profiling reads of a chunk of members (ids without a member are left out)."""
+    joined: dict[int, dt.datetime] = dict(
+        session.execute(select(Member.id, Member.joined_at).where(Member.id.in_(chunk)))
+        .tuples()
+        .all()
+    )
+    answer_keys = [*layout.choice_columns, *layout.scale_columns, *layout.text_columns]
+    answers: dict[int, dict[str, Any]] = {}
+    if answer_keys:
+        # Ordered, so that free texts reach the embedder in the same order on every database.
+        rows = session.execute(
+            select(Answer.member_id, Answer.question_key, Answer.value)
+            .where(Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys))
+            .order_by(Answer.member_id)
+        )
+        for member_id, key, value in rows.tuples():
+            answers.setdefault(member_id, {})[key] = value
+    activity = load_activity_summaries(session, chunk, now)
+    text_vectors = _embed_free_texts(session, embedder, layout, answers)
+    return {
+        member_id: MemberFacts(
+            joined_at=joined[member_id],
+            answers=answers.get(member_id, {}),
+            activity=activity.get(member_id, ActivitySummary()),
+            text_vectors={
+                key: text_vectors[(member_id, key)]
+                for key in layout.text_columns
+                if (member_id, key) in text_vectors
+            },
+        )
+        for member_id in chunk
+        if member_id in joined
+    }
+
+
+def _write_profiles(
+    session: Session,
+    profiles: Mapping[int, PlannedProfile],
+    layout_hash: str,
+    now: dt.datetime,
+) -> None:
+    """Store (replace) the profiles."""
+    existing = {
+        profile.member_id: profile
+        for profile in session.scalars(
+            select(MemberProfile).where(MemberProfile.member_id.in_(list(profiles)))
+        )
+    }
+    for member_id, planned in profiles.items():
+        profile = existing.get(member_id)
+        if profile is None:
+            profile = MemberProfile(member_id=member_id)
+            session.add(profile)
+        profile.features = planned.features
+        profile.interest = planned.interest
+        profile.lifecycle_stage = planned.lifecycle_stage
+        profile.feature_names_hash = layout_hash
+        profile.computed_at = now
+    session.flush()
+
+
 def build_profiles(
     session: Session,
     embedder: Embedder,
@@ -182,8 +328,9 @@ def build_profiles(
     For each member: the raw feature vector (see :mod:`nurture.profiling.layout`), the interest
     vector (unit mean of the free-text embeddings and of the English labels of the options chosen
     in :func:`interest_question_keys`; ``None`` when there is neither) and the lifecycle stage
-    (see :mod:`nurture.profiling.lifecycle`). Ids without a member are skipped. The caller
-    commits.
+    (see :mod:`nurture.profiling.lifecycle`). Ids without a member are skipped. Each chunk is
+    read (embedding its new free texts), computed (:func:`plan_profiles`) and written. The
+    caller commits.
 
     Args:
         session: Database session.
@@ -200,71 +347,20 @@ def build_profiles(
     layout = FeatureLayout.from_questionnaire(questionnaire, embedder.dim)
     interest_keys = interest_question_keys(questionnaire)
     label_vectors = _label_vectors(session, counting, questionnaire, interest_keys)
-    answer_keys = list(layout.choice_columns) + list(layout.scale_columns)
-    answer_keys += list(layout.text_columns)
     if member_ids is None:
         ids: Sequence[int] = session.scalars(select(Member.id).order_by(Member.id)).all()
     else:
         ids = sorted(set(member_ids))
     stages: Counter[str] = Counter()
-    profiled = 0
     for chunk in chunked(ids, chunk_size):
-        joined: dict[int, dt.datetime] = {
-            member_id: joined_at
-            for member_id, joined_at in session.execute(
-                select(Member.id, Member.joined_at).where(Member.id.in_(chunk))
-            ).tuples()
-        }
-        answers: dict[int, dict[str, Any]] = {}
-        if answer_keys:
-            # Ordered, so that free texts reach the embedder in the same order on every database.
-            rows = session.execute(
-                select(Answer.member_id, Answer.question_key, Answer.value)
-                .where(Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys))
-                .order_by(Answer.member_id)
-            )
-            for member_id, key, value in rows.tuples():
-                answers.setdefault(member_id, {})[key] = value
-        activity = load_activity_summaries(session, chunk, now)
-        text_vectors = _embed_free_texts(session, counting, layout, answers)
-        existing = {
-            profile.member_id: profile
-            for profile in session.scalars(
-                select(MemberProfile).where(MemberProfile.member_id.in_(chunk))
-            )
-        }
-        for member_id in chunk:
-            if member_id not in joined:
-                continue
-            mine = answers.get(member_id, {})
-            summary = activity.get(member_id, ActivitySummary())
-            texts = [
-                text_vectors.get((member_id, key), np.zeros(layout.text_dim, dtype=np.float32))
-                for key in layout.text_columns
-            ]
-            features = np.concatenate(
-                [
-                    answer_features(layout, mine),
-                    *texts,
-                    activity_features(summary, joined[member_id], now),
-                ]
-            ).astype(np.float32)
-            interest = _interest(mine, texts, label_vectors, interest_keys)
-            stage = lifecycle_stage(joined[member_id], summary, now)
-            profile = existing.get(member_id)
-            if profile is None:
-                profile = MemberProfile(member_id=member_id)
-                session.add(profile)
-            profile.features = features
-            profile.interest = interest
-            profile.lifecycle_stage = stage
-            profile.feature_names_hash = layout.hash
-            profile.computed_at = now
-            stages[stage] += 1
-            profiled += 1
-        session.flush()
+        facts = _load_member_facts(session, counting, layout, chunk, now)
+        profiles = plan_profiles(
+            facts, layout=layout, label_vectors=label_vectors, interest_keys=interest_keys, now=now
+        )
+        _write_profiles(session, profiles, layout.hash, now)
+        stages.update(profile.lifecycle_stage for profile in profiles.values())
     return ProfileSummary(
-        profiled=profiled,
+        profiled=stages.total(),
         texts_embedded=counting.count,
         lifecycle=dict(sorted(stages.items())),
         feature_names_hash=layout.hash,
@@ -294,10 +390,10 @@ def _embed_free_texts(
 
 
 def _interest(
-    answers: dict[str, Any],
-    texts: list[np.ndarray],
-    label_vectors: dict[tuple[str, str], np.ndarray],
-    interest_keys: list[str],
+    answers: Mapping[str, Any],
+    texts: Sequence[np.ndarray],
+    label_vectors: Mapping[tuple[str, str], np.ndarray],
+    interest_keys: Sequence[str],
 ) -> np.ndarray | None:
     vectors = [vector for vector in texts if np.any(vector)]
     for key in interest_keys:
@@ -311,7 +407,9 @@ def _interest(
     return _unit(np.mean(np.stack(vectors), axis=0))
 
 
-def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) -> dict[int, str]:
+def lifecycle_stages(
+    session: Session, member_ids: Sequence[int] | None = None
+) -> dict[int, LifecycleStage]:
     """Each profiled member's lifecycle stage, as of their last profiling.
 
     Journeys branch or trigger on it; the rules are in :mod:`nurture.profiling.lifecycle` and
@@ -328,7 +426,7 @@ def lifecycle_stages(session: Session, member_ids: Sequence[int] | None = None) 
     if member_ids is None:
         return dict(session.execute(query).tuples().all())
     ids = sorted(set(member_ids))
-    stages: dict[int, str] = {}
+    stages: dict[int, LifecycleStage] = {}
     for chunk in chunked(ids, DEFAULT_CHUNK_SIZE):
         rows = session.execute(query.where(MemberProfile.member_id.in_(chunk)))
         stages.update(rows.tuples().all())

@@ -1,6 +1,10 @@
 """Content matching: content embeddings, a vectorised per-member ranking, readable reasons."""
 
-from nurture.recommend.content import content_text, embed_content_items, load_content_vectors
+from nurture.recommend.content_vectors import (
+    content_text,
+    embed_content_items,
+    load_content_vectors,
+)
 from nurture.recommend.export import (
     EXPORT_COLUMNS,
     EXPORT_FORMATS,

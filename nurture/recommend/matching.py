@@ -50,6 +50,7 @@ from nurture.storage.models import (
     MessageStatus,
     Recommendation,
     Segment,
+    SegmentKind,
     SegmentMembership,
 )
 
@@ -205,7 +206,7 @@ def _best_segments(
     # in no defined order, and PostgreSQL's differs from SQLite's).
     memberships.sort(
         key=lambda row: (
-            row.kind != "cluster",
+            row.kind != SegmentKind.CLUSTER,
             row.interest is None,
             row.distance if row.distance is not None else np.inf,
             row.segment_id,

@@ -20,7 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder
-from nurture.recommend.content import load_content_vectors
+from nurture.recommend.content_vectors import load_content_vectors
 from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
 from nurture.storage.models import (
     ActivityEvent,

@@ -22,14 +22,15 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.profiling.layout import QuestionnaireLike
-from nurture.profiling.lifecycle import LIFECYCLE_STAGES
-from nurture.segmentation import CLUSTER_KIND, distinctive_answers, top_terms
+from nurture.segmentation import distinctive_answers, top_terms
 from nurture.segmentation.segments import _load_answers
 from nurture.storage.models import (
+    LifecycleStage,
     Member,
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 
@@ -406,7 +407,7 @@ class _Everyone:
 
 
 def _lifecycle_in_order(counts: Mapping[str, int]) -> dict[str, int]:
-    order = {stage: index for index, stage in enumerate(LIFECYCLE_STAGES)}
+    order = {stage: index for index, stage in enumerate(LifecycleStage)}
     return {
         stage: int(counts[stage])
         for stage in sorted(counts, key=lambda s: (order.get(s, len(order)), s))
@@ -433,6 +434,77 @@ def _display_names(session: Session, ids: Iterable[int]) -> dict[int, str]:
         for member_id, first, last, email in rows.tuples():
             names[member_id] = member_display_name(first or "", last or "", email)
     return names
+
+
+def _card_fields(
+    segment: Segment,
+    members: set[int],
+    distances: Mapping[int, float | None],
+    everyone: _Everyone,
+) -> dict[str, Any]:
+    """A card's fields: those segmentation stored, the others computed from the members."""
+    stored = dict(segment.card or {})
+    size = len(members) if members else int(segment.size or 0)
+    fields: dict[str, Any] = {
+        "size": size,
+        "share": stored.get("share"),
+        "distinctive": stored.get("distinctive"),
+        "top_terms": stored.get("top_terms"),
+        "lifecycle": stored.get("lifecycle"),
+        "examples": stored.get("examples"),
+    }
+    if fields["share"] is None:
+        total = everyone.count()
+        fields["share"] = round(size / total, 3) if total else 0.0
+    if fields["distinctive"] is None:
+        fields["distinctive"] = everyone.distinctive(members)
+    if fields["top_terms"] is None:
+        fields["top_terms"] = everyone.top_terms(members)
+    if fields["lifecycle"] is None:
+        stages = everyone.stages()
+        fields["lifecycle"] = dict(Counter(stages.get(m, "unknown") for m in members))
+    if fields["examples"] is None:
+        fields["examples"] = _example_ids(members, distances)
+    return fields
+
+
+def _card(
+    segment: Segment,
+    fields: Mapping[str, Any],
+    drift: SegmentDrift,
+    names: Mapping[int, str],
+    run_id: int | None,
+    run_at: dt.datetime | None,
+    now: dt.datetime,
+) -> SegmentCard:
+    """The card of a segment, from its fields."""
+    return SegmentCard(
+        key=segment.key,
+        label=segment.label,
+        kind=segment.kind,
+        description=segment.description or "",
+        size=fields["size"],
+        share=float(fields["share"]),
+        distinctive=[
+            DistinctiveFeature(
+                question=str(entry["question"]),
+                option=str(entry["option"]),
+                label=str(entry["label"]),
+                share=float(entry["share"]),
+                overall_share=float(entry["overall_share"]),
+                lift=float(entry["lift"]),
+            )
+            for entry in fields["distinctive"]
+        ],
+        top_terms=[str(term) for term in fields["top_terms"]],
+        lifecycle=_lifecycle_in_order(fields["lifecycle"]),
+        examples=[names[m] for m in fields["examples"] if m in names],
+        drift=drift,
+        run_id=run_id,
+        run_at=run_at,
+        run_age_days=(round((now - run_at).total_seconds() / 86400, 1) if run_at else None),
+        label_edited=bool((segment.card or {}).get("label_edited")),
+    )
 
 
 def segment_cards(
@@ -476,32 +548,10 @@ def segment_cards(
 
     drafts: list[tuple[Segment, dict[str, Any], SegmentDrift]] = []
     for segment in segments:
-        stored = dict(segment.card or {})
         run_id = run_of.get(segment.id)
         members = memberships.members.get((run_id, segment.id), set()) if run_id else set()
-        size = len(members) if members else int(segment.size or 0)
-        fields: dict[str, Any] = {
-            "size": size,
-            "share": stored.get("share"),
-            "distinctive": stored.get("distinctive"),
-            "top_terms": stored.get("top_terms"),
-            "lifecycle": stored.get("lifecycle"),
-            "examples": stored.get("examples"),
-        }
-        if fields["share"] is None:
-            total = everyone.count()
-            fields["share"] = round(size / total, 3) if total else 0.0
-        if fields["distinctive"] is None:
-            fields["distinctive"] = everyone.distinctive(members)
-        if fields["top_terms"] is None:
-            fields["top_terms"] = everyone.top_terms(members)
-        if fields["lifecycle"] is None:
-            stages = everyone.stages()
-            fields["lifecycle"] = dict(Counter(stages.get(m, "unknown") for m in members))
-        if fields["examples"] is None:
-            fields["examples"] = _example_ids(
-                members, memberships.distance.get((run_id, segment.id), {})
-            )
+        distances = memberships.distance.get((run_id, segment.id), {}) if run_id else {}
+        fields = _card_fields(segment, members, distances, everyone)
         previous_run = previous.get((segment.kind, run_id)) if run_id else None
         drift = _drift(segment, run_id, previous_run, memberships, key_of) if run_id else None
         drafts.append((segment, fields, drift or SegmentDrift()))
@@ -509,38 +559,10 @@ def segment_cards(
     names = _display_names(
         session, (member_id for _, fields, _ in drafts for member_id in fields["examples"])
     )
-    cards: list[SegmentCard] = []
+    cards = []
     for segment, fields, drift in drafts:
         run_id = run_of.get(segment.id)
         run_at = run_times.get(run_id) if run_id else None
-        cards.append(
-            SegmentCard(
-                key=segment.key,
-                label=segment.label,
-                kind=segment.kind,
-                description=segment.description or "",
-                size=fields["size"],
-                share=float(fields["share"]),
-                distinctive=[
-                    DistinctiveFeature(
-                        question=str(entry["question"]),
-                        option=str(entry["option"]),
-                        label=str(entry["label"]),
-                        share=float(entry["share"]),
-                        overall_share=float(entry["overall_share"]),
-                        lift=float(entry["lift"]),
-                    )
-                    for entry in fields["distinctive"]
-                ],
-                top_terms=[str(term) for term in fields["top_terms"]],
-                lifecycle=_lifecycle_in_order(fields["lifecycle"]),
-                examples=[names[m] for m in fields["examples"] if m in names],
-                drift=drift,
-                run_id=run_id,
-                run_at=run_at,
-                run_age_days=(round((now - run_at).total_seconds() / 86400, 1) if run_at else None),
-                label_edited=bool((segment.card or {}).get("label_edited")),
-            )
-        )
-    cards.sort(key=lambda card: (card.kind != CLUSTER_KIND, card.kind, -card.size, card.key))
+        cards.append(_card(segment, fields, drift, names, run_id, run_at, now))
+    cards.sort(key=lambda card: (card.kind != SegmentKind.CLUSTER, card.kind, -card.size, card.key))
     return cards

@@ -16,10 +16,9 @@ from typing import Any
 from jinja2 import PackageLoader, StrictUndefined
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from nurture.profiling.lifecycle import LIFECYCLE_STAGES
 from nurture.reports.cards import SegmentCard
 from nurture.reports.segment_map import MapPoint
-from nurture.segmentation import CLUSTER_KIND
+from nurture.storage.models import LifecycleStage, SegmentKind
 
 __all__ = ["MAP_HEIGHT", "MAP_WIDTH", "render_segment_report", "segment_colours"]
 
@@ -43,7 +42,7 @@ _PALETTE = (
 
 _STAGE_COLOURS = dict(
     zip(
-        LIFECYCLE_STAGES,
+        LifecycleStage,
         ("#9ecae1", "#6baed6", "#31a354", "#238b45", "#006d2c", "#fd8d3c", "#bdbdbd"),
         strict=True,
     )
@@ -138,6 +137,6 @@ def render_segment_report(
         "map_height": MAP_HEIGHT,
         "stage_colours": _STAGE_COLOURS,
         "n_points": len(map_points),
-        "n_members": sum(card.size for card in cards if card.kind == CLUSTER_KIND),
+        "n_members": sum(card.size for card in cards if card.kind == SegmentKind.CLUSTER),
     }
     return _environment.get_template("segments.html.j2").render(context)

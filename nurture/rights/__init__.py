@@ -1,8 +1,8 @@
 """Members' data rights: export everything held about a member, or erase it for good."""
 
+from nurture.rights.access import EXPORT_FORMAT, EXPORT_SECTIONS, export_member, format_export
 from nurture.rights.erasure import ERASURE_SOURCE, ErasureSummary, erase_member
-from nurture.rights.export import EXPORT_FORMAT, EXPORT_SECTIONS, export_member, format_export
-from nurture.rights.members import (
+from nurture.rights.member_data import (
     DERIVED_TABLES,
     MEMBER_TABLES,
     OTHER_TABLES,

@@ -33,7 +33,7 @@ from nurture.delivery.suppression import (
 )
 from nurture.embedding.cache import text_hash
 from nurture.errors import MemberNotFoundError
-from nurture.rights.members import (
+from nurture.rights.member_data import (
     find_members,
     member_key,
     member_keyed_tables,

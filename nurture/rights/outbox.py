@@ -11,7 +11,7 @@ from email.parser import BytesHeaderParser
 from email.utils import getaddresses
 from pathlib import Path
 
-from nurture.delivery.mailers import write_outbox_index
+from nurture.delivery.outbox_mailer import write_outbox_index
 from nurture.delivery.suppression import normalise_address
 
 __all__ = ["erase_from_outbox"]

@@ -8,7 +8,6 @@ from nurture.segmentation.assignments import (
     segment_entries,
 )
 from nurture.segmentation.identity import match_by_overlap, match_segments
-from nurture.segmentation.kinds import CLUSTER_KIND, RULE_KIND
 from nurture.segmentation.labels import (
     SegmentDescription,
     distinctive_answers,
@@ -19,35 +18,44 @@ from nurture.segmentation.labels import (
 from nurture.segmentation.model import DEFAULT_BLOCK_WEIGHTS, SegmentModel, resolve_block_weights
 from nurture.segmentation.rules import (
     RuleSegmentationSummary,
+    RuleSegmentsPlan,
     SegmentRule,
     SegmentRules,
-    check_rule,
     evaluate_rule_segments,
     load_segment_rules,
+    plan_rule_segments,
     read_segment_rules,
 )
 from nurture.segmentation.segments import (
     DEFAULT_MOVE_AFTER,
+    PlannedSegment,
+    PreviousSegment,
+    SegmentationInputs,
+    SegmentationPlan,
     SegmentationSummary,
     current_segments,
+    load_segmentation_inputs,
+    plan_segmentation,
     rename_segment,
     segment_members,
 )
 
 __all__ = [
-    "CLUSTER_KIND",
     "DEFAULT_BLOCK_WEIGHTS",
     "DEFAULT_MOVE_AFTER",
-    "RULE_KIND",
     "AssignmentChanges",
+    "PlannedSegment",
+    "PreviousSegment",
     "RuleSegmentationSummary",
+    "RuleSegmentsPlan",
     "SegmentDescription",
     "SegmentEntry",
     "SegmentModel",
     "SegmentRule",
     "SegmentRules",
+    "SegmentationInputs",
+    "SegmentationPlan",
     "SegmentationSummary",
-    "check_rule",
     "current_segments",
     "distinctive_answers",
     "distinctive_terms",
@@ -56,8 +64,11 @@ __all__ = [
     "evaluate_rule_segments",
     "label_segments",
     "load_segment_rules",
+    "load_segmentation_inputs",
     "match_by_overlap",
     "match_segments",
+    "plan_rule_segments",
+    "plan_segmentation",
     "read_segment_rules",
     "rename_segment",
     "resolve_block_weights",

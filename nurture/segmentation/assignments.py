@@ -13,28 +13,32 @@ Journeys triggered by entering a segment read :func:`segment_entries` (or
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.segmentation.kinds import CLUSTER_KIND
 from nurture.storage.models import (
     AssignmentState,
     Segment,
     SegmentAssignment,
     SegmentDeparture,
+    SegmentKind,
 )
 
 __all__ = [
     "AssignmentChanges",
+    "AssignmentPlan",
     "SegmentEntry",
+    "StoredAssignment",
     "effective_memberships",
     "effective_segments",
+    "plan_cluster_assignments",
     "segment_entries",
     "update_cluster_assignments",
     "update_rule_assignments",
@@ -94,6 +98,139 @@ def _apply(
         session.execute(insert(SegmentAssignment), list(batch))
 
 
+@dataclass(frozen=True)
+class StoredAssignment:
+    """A member's stored place in a cluster segment, as plain data."""
+
+    id: int
+    member_id: int
+    segment_id: int
+    state: AssignmentState
+    since: dt.datetime
+
+
+@dataclass(frozen=True)
+class AssignmentPlan:
+    """The rows an update of the effective memberships deletes, updates, inserts and records.
+
+    Attributes:
+        deletes: Ids of ``SegmentAssignment`` rows to delete.
+        updates: ``SegmentAssignment`` rows to update (``id`` and the new values).
+        inserts: ``SegmentAssignment`` rows to insert.
+        departures: ``SegmentDeparture`` rows to insert.
+        changes: What it amounts to.
+    """
+
+    deletes: list[int] = field(default_factory=list)
+    updates: list[dict[str, Any]] = field(default_factory=list)
+    inserts: list[dict[str, Any]] = field(default_factory=list)
+    departures: list[dict[str, Any]] = field(default_factory=list)
+    changes: AssignmentChanges = AssignmentChanges()
+
+
+def _load_cluster_assignments(session: Session) -> list[StoredAssignment]:
+    session.flush()
+    rows = session.execute(
+        select(
+            SegmentAssignment.id,
+            SegmentAssignment.member_id,
+            SegmentAssignment.segment_id,
+            SegmentAssignment.state,
+            SegmentAssignment.since,
+        )
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(Segment.kind == SegmentKind.CLUSTER)
+    ).all()
+    return [StoredAssignment(*row) for row in rows]
+
+
+def _row(
+    member_id: int, segment_id: int, state: AssignmentState, now: dt.datetime
+) -> dict[str, Any]:
+    return {
+        "member_id": member_id,
+        "segment_id": segment_id,
+        "state": state,
+        "since": now,
+        "updated_at": now,
+    }
+
+
+def plan_cluster_assignments(
+    stored: Sequence[StoredAssignment],
+    segment_of: Mapping[int, int],
+    now: dt.datetime,
+    *,
+    move_after: dt.timedelta,
+    active_segments: Collection[int],
+) -> AssignmentPlan:
+    """Decide, on plain data, how each member's effective cluster segment follows this run.
+
+    Args:
+        stored: The stored cluster assignments.
+        segment_of: ``{member id: cluster segment id}`` of this run.
+        now: Time of the run.
+        move_after: How long a move must hold before it counts; zero counts it at once.
+        active_segments: Ids of the cluster segments still active after this run.
+
+    Returns:
+        The rows to change and the counts.
+    """
+    active = set(active_segments)
+    effective: dict[int, StoredAssignment] = {}
+    pending: dict[int, StoredAssignment] = {}
+    plan = AssignmentPlan()
+    for row in stored:
+        target = effective if row.state == AssignmentState.EFFECTIVE else pending
+        if row.member_id in target:  # a duplicate left by an older version: keep one
+            plan.deletes.append(row.id)
+            continue
+        target[row.member_id] = row
+    entered = moved = waiting = 0
+    for member_id, segment_id in segment_of.items():
+        current = effective.get(member_id)
+        waiting_for = pending.get(member_id)
+        stays_pending = waiting_for is not None and waiting_for.segment_id == segment_id
+        if current is None or current.segment_id == segment_id:
+            if waiting_for is not None:
+                plan.deletes.append(waiting_for.id)
+            if current is None:
+                plan.inserts.append(_row(member_id, segment_id, AssignmentState.EFFECTIVE, now))
+                entered += 1
+            continue
+        held = stays_pending and waiting_for is not None and now - waiting_for.since >= move_after
+        if current.segment_id not in active or move_after <= dt.timedelta(0) or held:
+            if waiting_for is not None:
+                plan.deletes.append(waiting_for.id)
+            plan.departures.append(
+                {"member_id": member_id, "segment_id": current.segment_id, "left_at": now}
+            )
+            plan.updates.append(
+                {"id": current.id, "segment_id": segment_id, "since": now, "updated_at": now}
+            )
+            entered += 1
+            moved += 1
+            continue
+        waiting += 1
+        if waiting_for is None:
+            plan.inserts.append(_row(member_id, segment_id, AssignmentState.PENDING, now))
+        elif not stays_pending:
+            plan.updates.append(
+                {"id": waiting_for.id, "segment_id": segment_id, "since": now, "updated_at": now}
+            )
+    # Members this run did not place: drop their rows of segments that no longer exist.
+    for member_id, row in [*effective.items(), *pending.items()]:
+        if member_id not in segment_of and row.segment_id not in active:
+            plan.deletes.append(row.id)
+            if effective.get(member_id) is row:
+                plan.departures.append(
+                    {"member_id": member_id, "segment_id": row.segment_id, "left_at": now}
+                )
+    return dataclasses.replace(
+        plan, changes=AssignmentChanges(entered=entered, moved=moved, pending=waiting)
+    )
+
+
 def update_cluster_assignments(
     session: Session,
     segment_of: Mapping[int, int],
@@ -103,6 +240,8 @@ def update_cluster_assignments(
     active_segments: Collection[int],
 ) -> AssignmentChanges:
     """Bring each member's effective cluster segment up to date with this run's clusters.
+
+    Reads the stored assignments, decides (:func:`plan_cluster_assignments`), then writes.
 
     Args:
         session: Database session (the caller commits).
@@ -116,102 +255,15 @@ def update_cluster_assignments(
     Returns:
         Counts of what changed.
     """
-    session.flush()
-    active = set(active_segments)
-    rows = session.execute(
-        select(
-            SegmentAssignment.id,
-            SegmentAssignment.member_id,
-            SegmentAssignment.segment_id,
-            SegmentAssignment.state,
-            SegmentAssignment.since,
-        )
-        .join(Segment, Segment.id == SegmentAssignment.segment_id)
-        .where(Segment.kind == CLUSTER_KIND)
-    ).all()
-    effective: dict[int, tuple[int, int, dt.datetime]] = {}
-    pending: dict[int, tuple[int, int, dt.datetime]] = {}
-    deletes: list[int] = []
-    for row in rows:
-        target = effective if row.state == AssignmentState.EFFECTIVE else pending
-        if row.member_id in target:  # a duplicate left by an older version: keep one
-            deletes.append(row.id)
-            continue
-        target[row.member_id] = (row.id, row.segment_id, row.since)
-    updates: list[dict[str, Any]] = []
-    inserts: list[dict[str, Any]] = []
-    departures: list[dict[str, Any]] = []
-    entered = moved = waiting = 0
-
-    def enter(member_id: int, segment_id: int) -> None:
-        inserts.append(
-            {
-                "member_id": member_id,
-                "segment_id": segment_id,
-                "state": AssignmentState.EFFECTIVE,
-                "since": now,
-                "updated_at": now,
-            }
-        )
-
-    for member_id, segment_id in segment_of.items():
-        current = effective.get(member_id)
-        waiting_for = pending.get(member_id)
-        if current is None:
-            if waiting_for is not None:
-                deletes.append(waiting_for[0])
-            enter(member_id, segment_id)
-            entered += 1
-            continue
-        row_id, current_segment, _ = current
-        if current_segment == segment_id:
-            if waiting_for is not None:
-                deletes.append(waiting_for[0])
-            continue
-        held = (
-            waiting_for is not None
-            and waiting_for[1] == segment_id
-            and now - waiting_for[2] >= move_after
-        )
-        if current_segment not in active or move_after <= dt.timedelta(0) or held:
-            if waiting_for is not None:
-                deletes.append(waiting_for[0])
-            departures.append(
-                {"member_id": member_id, "segment_id": current_segment, "left_at": now}
-            )
-            updates.append(
-                {"id": row_id, "segment_id": segment_id, "since": now, "updated_at": now}
-            )
-            entered += 1
-            moved += 1
-        elif waiting_for is not None and waiting_for[1] == segment_id:
-            waiting += 1
-        elif waiting_for is not None:
-            updates.append(
-                {"id": waiting_for[0], "segment_id": segment_id, "since": now, "updated_at": now}
-            )
-            waiting += 1
-        else:
-            inserts.append(
-                {
-                    "member_id": member_id,
-                    "segment_id": segment_id,
-                    "state": AssignmentState.PENDING,
-                    "since": now,
-                    "updated_at": now,
-                }
-            )
-            waiting += 1
-    # Members this run did not place: drop their rows of segments that no longer exist.
-    for member_id, (row_id, segment_id, _) in [*effective.items(), *pending.items()]:
-        if member_id not in segment_of and segment_id not in active:
-            deletes.append(row_id)
-            if effective.get(member_id, (None,))[0] == row_id:
-                departures.append(
-                    {"member_id": member_id, "segment_id": segment_id, "left_at": now}
-                )
-    _apply(session, deletes, updates, inserts, departures)
-    return AssignmentChanges(entered=entered, moved=moved, pending=waiting)
+    plan = plan_cluster_assignments(
+        _load_cluster_assignments(session),
+        segment_of,
+        now,
+        move_after=move_after,
+        active_segments=active_segments,
+    )
+    _apply(session, plan.deletes, plan.updates, plan.inserts, plan.departures)
+    return plan.changes
 
 
 def update_rule_assignments(
@@ -275,7 +327,7 @@ def effective_segments(
         select(SegmentAssignment.member_id, SegmentAssignment.segment_id)
         .join(Segment, Segment.id == SegmentAssignment.segment_id)
         .where(
-            Segment.kind == CLUSTER_KIND,
+            Segment.kind == SegmentKind.CLUSTER,
             SegmentAssignment.state == AssignmentState.EFFECTIVE,
         )
     )

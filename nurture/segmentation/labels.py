@@ -325,68 +325,29 @@ def label_segments(
         if n_segments is not None
         else (int(segment_of.max()) + 1 if len(segment_of) else 0)
     )
-    ids = np.asarray(member_ids)
-    member_answers = [answers.get(int(member_id), {}) for member_id in ids]
-    documents = [_terms(texts.get(int(member_id), "")) for member_id in ids]
-    everyone = _overall(documents)
-    text_languages = np.asarray([_text_language(int(m), languages) for m in ids], dtype=object)
-    has_text = np.asarray([bool(terms) for terms in documents], dtype=bool)
-    by_language = {
-        language: _only(documents, text_languages == language)
-        for language in set(text_languages[has_text].tolist())
-        if language
-    }
+    corpus = _Corpus.of(member_ids, answers, texts, languages)
     parts_of: list[list[str]] = []
     spare_of: list[list[str]] = []
     cards: list[dict[str, Any]] = []
     for index in range(k):
         mask = segment_of == index
-        size = int(mask.sum())
-        distinctive = distinctive_answers(questionnaire, member_answers, mask)
-        terms = _distinctive(documents, mask, everyone, 8)
-        spoken = Counter(text_languages[mask & has_text].tolist())
-        label_language = spoken.most_common(1)[0][0] if spoken else ""
-        if label_language in by_language:
-            same_language, counts = by_language[label_language]
-            label_words = _distinctive(same_language, mask, counts, label_terms)
-        else:
-            label_words = terms[:label_terms]
-        parts: list[str] = []
-        spare: list[str] = []
-        used_questions: set[str] = set()
-        for entry in distinctive:
-            if entry["question"] in used_questions:
-                continue
-            used_questions.add(entry["question"])
-            (parts if len(parts) < label_answers else spare).append(entry["label"])
-        if label_words:
-            parts.append("'" + ", ".join(label_words) + "'")
-        members_here = ids[mask]
-        stages: Counter[str] = (
-            Counter(lifecycle.get(int(m), "unknown") for m in members_here)
-            if lifecycle
-            else Counter()
+        distinctive = distinctive_answers(questionnaire, corpus.answers, mask)
+        members_here = corpus.ids[mask]
+        stages: Counter[str] = Counter(
+            lifecycle.get(int(m), "unknown") for m in (members_here if lifecycle else ())
         )
-        if not parts:  # nothing distinctive: say who they are by lifecycle, at least
-            top = stages.most_common(1)
-            parts.append(
-                f"Mostly {top[0][0].replace('_', ' ')} members" if top else "Mixed members"
-            )
-        if distances is not None and size:
-            order = np.argsort(np.asarray(distances)[mask], kind="stable")
-            examples = [int(member_id) for member_id in members_here[order][:3]]
-        else:
-            examples = [int(member_id) for member_id in members_here[:3]]
+        parts, spare = _answer_parts(distinctive, label_answers)
+        parts += _label_end(corpus.label_terms(mask, label_terms), stages, bool(parts))
         parts_of.append(parts)
         spare_of.append(spare)
         cards.append(
             {
-                "size": size,
-                "share": round(size / len(ids), 3) if len(ids) else 0.0,
+                "size": len(members_here),
+                "share": round(len(members_here) / len(corpus.ids), 3) if len(corpus.ids) else 0.0,
                 "distinctive": distinctive,
                 "lifecycle": dict(sorted(stages.items())),
-                "top_terms": terms,
-                "examples": examples,
+                "top_terms": _distinctive(corpus.documents, mask, corpus.everyone, 8),
+                "examples": _examples(members_here, mask, distances),
             }
         )
     labels = _unique_labels(parts_of, spare_of)
@@ -394,6 +355,89 @@ def label_segments(
         SegmentDescription(label=label[:300], card=card)
         for label, card in zip(labels, cards, strict=True)
     ]
+
+
+@dataclass(frozen=True)
+class _Corpus:
+    """The members' answers and free-text terms, in the order of the segment indices."""
+
+    ids: np.ndarray
+    answers: list[Mapping[str, Any]]
+    documents: list[set[str]]
+    everyone: tuple[Counter[str], int]
+    text_languages: np.ndarray
+    has_text: np.ndarray
+    by_language: dict[str, tuple[list[set[str]], tuple[Counter[str], int]]]
+
+    @classmethod
+    def of(
+        cls,
+        member_ids: Sequence[int],
+        answers: Mapping[int, Mapping[str, Any]],
+        texts: Mapping[int, str],
+        languages: Mapping[int, str] | None,
+    ) -> _Corpus:
+        ids = np.asarray(member_ids)
+        documents = [_terms(texts.get(int(member_id), "")) for member_id in ids]
+        text_languages = np.asarray([_text_language(int(m), languages) for m in ids], dtype=object)
+        has_text = np.asarray([bool(terms) for terms in documents], dtype=bool)
+        return cls(
+            ids=ids,
+            answers=[answers.get(int(member_id), {}) for member_id in ids],
+            documents=documents,
+            everyone=_overall(documents),
+            text_languages=text_languages,
+            has_text=has_text,
+            by_language={
+                language: _only(documents, text_languages == language)
+                for language in set(text_languages[has_text].tolist())
+                if language
+            },
+        )
+
+    def label_terms(self, mask: np.ndarray, count: int) -> list[str]:
+        """The segment's most distinctive terms among the texts of its most common language."""
+        spoken = Counter(self.text_languages[mask & self.has_text].tolist())
+        label_language = spoken.most_common(1)[0][0] if spoken else ""
+        if label_language in self.by_language:
+            same_language, counts = self.by_language[label_language]
+            return _distinctive(same_language, mask, counts, count)
+        return _distinctive(self.documents, mask, self.everyone, 8)[:count]
+
+
+def _answer_parts(
+    distinctive: Sequence[Mapping[str, Any]], label_answers: int
+) -> tuple[list[str], list[str]]:
+    """The distinctive answers a label shows (one per question), and the spare ones."""
+    parts: list[str] = []
+    spare: list[str] = []
+    used_questions: set[str] = set()
+    for entry in distinctive:
+        if entry["question"] in used_questions:
+            continue
+        used_questions.add(entry["question"])
+        (parts if len(parts) < label_answers else spare).append(entry["label"])
+    return parts, spare
+
+
+def _label_end(words: Sequence[str], stages: Counter[str], has_answers: bool) -> list[str]:
+    """The label's distinctive terms; without them nor answers, the main lifecycle stage."""
+    if words:
+        return ["'" + ", ".join(words) + "'"]
+    if has_answers:
+        return []
+    top = stages.most_common(1)  # nothing distinctive: say who they are by lifecycle, at least
+    return [f"Mostly {top[0][0].replace('_', ' ')} members" if top else "Mixed members"]
+
+
+def _examples(
+    members_here: np.ndarray, mask: np.ndarray, distances: np.ndarray | None
+) -> list[int]:
+    """The segment's three members closest to its centre (its first three without distances)."""
+    if distances is not None and len(members_here):
+        order = np.argsort(np.asarray(distances)[mask], kind="stable")
+        return [int(member_id) for member_id in members_here[order][:3]]
+    return [int(member_id) for member_id in members_here[:3]]
 
 
 def _unique_labels(parts_of: list[list[str]], spare_of: list[list[str]]) -> list[str]:

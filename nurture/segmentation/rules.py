@@ -1,45 +1,21 @@
 """Rule segments: segments marketers declare in ``segments.yaml``, evaluated in a sandbox.
 
-A rule is a jinja2 expression, compiled by an immutable sandboxed environment: it reads a member
-and can change nothing, call nothing unsafe, and is never Python ``eval``. It sees, read-only:
-
-``member``
-    ``id``, ``email``, ``first_name``, ``last_name``, ``language``, ``time_zone``,
-    ``birthday`` (ISO date or none), ``consent_status``, ``days_since_joined`` and
-    ``attributes`` (the extra columns of the members import, such as ``country``).
-``answers``
-    the member's answers by question key: an option key (single choice), a list of option keys
-    (multiple choice), a number (scale), a text (free text, date).
-``lifecycle``
-    the member's lifecycle stage (``new``, ``onboarding``, ``active``, ``contributor``,
-    ``ambassador``, ``at_risk``, ``dormant``), or none before profiling.
-``activity``
-    for each event type (``post``, ``comment``, ``event_attended``, ``content_view``,
-    ``email_open``, ``email_click``): ``d7``, ``d30``, ``d90`` (counts over the last 7, 30 and 90
-    days) and ``total``; and ``days_since_last`` (none when never active).
-``segment``
-    the key of the member's effective cluster segment (``seg-3``), or none.
-
-For example ``answers.role == 'founder' and member.language == 'fr'`` or
-``'run_events' in answers.goals and activity.event_attended.d90 >= 2``. A rule that reads
-something a member lacks (an unanswered question) does not hold for that member.
+A rule is an expression of the condition language (:mod:`nurture.expressions`): it reads one
+member (``member``, ``answers``, ``lifecycle``, ``activity``, ``segment``), can change nothing,
+and is never Python ``eval``. For example ``answers.role == 'founder' and member.language ==
+'fr'``. A rule that reads something a member lacks (an unanswered question) does not hold for
+that member.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-import difflib
-import functools
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from jinja2 import TemplateSyntaxError, UndefinedError, nodes
-from jinja2.exceptions import SecurityError
-from jinja2.parser import Parser
-from jinja2.sandbox import ImmutableSandboxedEnvironment
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -48,23 +24,28 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import SegmentRuleValidationError
+from nurture.expressions import check_expression, expression_holds
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
-from nurture.segmentation.assignments import effective_segments, update_rule_assignments
-from nurture.segmentation.kinds import RULE_KIND
+from nurture.segmentation.assignments import (
+    AssignmentChanges,
+    effective_segments,
+    update_rule_assignments,
+)
 from nurture.storage.models import (
     Answer,
     Member,
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 from nurture.workspace.config import LANGUAGES_CONTEXT
@@ -73,181 +54,23 @@ from nurture.workspace.model_files import ModelFile, load_model_file
 from nurture.workspace.questionnaire import LocalizedText
 
 __all__ = [
-    "ACTIVITY_FIELDS",
-    "MEMBER_FIELDS",
-    "RULE_NAMES",
+    "PlannedRuleSegment",
     "RuleOutcome",
     "RuleSegmentationSummary",
+    "RuleSegmentsPlan",
     "SegmentRule",
     "SegmentRules",
-    "check_rule",
-    "compile_rule",
+    "StoredSegment",
     "evaluate_rule",
     "evaluate_rule_segments",
     "load_segment_rules",
     "member_rule_contexts",
+    "plan_rule_segments",
     "read_segment_rules",
 ]
 
-RULE_NAMES = ("member", "answers", "lifecycle", "activity", "segment")
-"""The names a rule can read."""
-
-MEMBER_FIELDS = (
-    "id",
-    "email",
-    "first_name",
-    "last_name",
-    "language",
-    "time_zone",
-    "birthday",
-    "consent_status",
-    "days_since_joined",
-    "attributes",
-)
-"""What a rule can read of ``member``."""
-
-ACTIVITY_FIELDS = ("d7", "d30", "d90", "total")
-"""What a rule can read of each event type under ``activity``."""
-
 _KEY_PATTERN = r"^[a-z][a-z0-9]*(-[a-z0-9]+)*$"
 _CLUSTER_KEY = re.compile(r"^seg-\d+$")
-
-
-class _RuleEnvironment(ImmutableSandboxedEnvironment):
-    """The sandbox rules run in.
-
-    It also refuses ``**`` and repeating a text or a list with ``*``, so that no rule can make a
-    huge number or string.
-    """
-
-    intercepted_binops = frozenset({"*", "**"})
-
-    def call_binop(self, context: Any, operator: str, left: Any, right: Any) -> Any:
-        if operator == "**":
-            raise SecurityError("'**' is not allowed in a segment rule")
-        if isinstance(left, str | list | tuple) or isinstance(right, str | list | tuple):
-            raise SecurityError("repeating a text or a list with '*' is not allowed")
-        return super().call_binop(context, operator, left, right)
-
-
-_ENVIRONMENT = _RuleEnvironment()
-
-
-def _parse(rule: str) -> nodes.Expr:
-    """The rule's expression tree; raises ``TemplateSyntaxError`` as ``compile_expression``."""
-    parser = Parser(_ENVIRONMENT, rule, state="variable")
-    expression = parser.parse_expression()
-    if not parser.stream.eos:
-        raise TemplateSyntaxError(
-            "unexpected text after the expression", parser.stream.current.lineno, None, None
-        )
-    return expression
-
-
-@functools.lru_cache(maxsize=256)
-def compile_rule(rule: str) -> Callable[..., Any]:
-    """The compiled rule: call it with the context names as keyword arguments.
-
-    Args:
-        rule: A rule expression.
-
-    Returns:
-        A function of ``member``, ``answers``, ``lifecycle``, ``activity``, ``segment``.
-
-    Raises:
-        jinja2.TemplateSyntaxError: The rule does not compile.
-    """
-    return _ENVIRONMENT.compile_expression(rule, undefined_to_none=False)
-
-
-def _nodes(expression: nodes.Expr, kinds: tuple[type[nodes.Node], ...]) -> list[Any]:
-    """The nodes of those kinds in the expression, the expression itself included."""
-    found = list(expression.find_all(kinds))
-    return [expression, *found] if isinstance(expression, kinds) else found
-
-
-def _attribute_reads(expression: nodes.Expr, name: str) -> list[str]:
-    """Constant attributes read directly on ``name`` (``answers.role``, ``answers['role']``)."""
-    reads: list[str] = []
-    for node in _nodes(expression, (nodes.Getattr, nodes.Getitem)):
-        target = node.node
-        if not (isinstance(target, nodes.Name) and target.name == name):
-            continue
-        if isinstance(node, nodes.Getattr):
-            reads.append(node.attr)
-        elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
-            reads.append(node.arg.value)
-    return reads
-
-
-def _activity_reads(expression: nodes.Expr) -> list[tuple[str, str | None]]:
-    """``(event type, field)`` pairs read under ``activity`` (field ``None`` when not read)."""
-    reads: list[tuple[str, str | None]] = []
-    for node in _nodes(expression, (nodes.Getattr,)):
-        inner = node.node
-        if (
-            isinstance(inner, nodes.Getattr)
-            and isinstance(inner.node, nodes.Name)
-            and inner.node.name == "activity"
-        ):
-            reads.append((inner.attr, node.attr))
-    return reads
-
-
-def _unknown(name: str, what: str, known: Sequence[str]) -> str:
-    message = f"unknown {what} {name!r}"
-    close = difflib.get_close_matches(name, list(known), n=1)
-    if close:
-        message += f"; did you mean {close[0]!r}?"
-    return message + f" (expected one of: {', '.join(known)})"
-
-
-def check_rule(
-    rule: str,
-    question_keys: Sequence[str] | None = None,
-    *,
-    names: Sequence[str] = RULE_NAMES,
-) -> list[str]:
-    """What is wrong with a rule: it does not compile, or it reads a name that does not exist.
-
-    Args:
-        rule: A rule expression.
-        question_keys: The questionnaire's question keys, to check ``answers.<key>``; ``None``
-            skips that check.
-        names: The names the expression may read (journey conditions read a few more).
-
-    Returns:
-        One message per problem; empty when the rule is fine.
-    """
-    try:
-        expression = _parse(rule)
-        compile_rule(rule)
-    except TemplateSyntaxError as exc:
-        where = f" (line {exc.lineno} of the rule)" if rule.count("\n") else ""
-        reason = str(exc.message).replace("end of template", "end of the rule")
-        return [f"the rule does not compile{where}: {reason}"]
-    problems: list[str] = []
-    read = sorted({node.name for node in _nodes(expression, (nodes.Name,)) if node.ctx == "load"})
-    problems.extend(_unknown(name, "name", names) for name in read if name not in names)
-    problems.extend(
-        _unknown(attr, "member field", MEMBER_FIELDS)
-        for attr in _attribute_reads(expression, "member")
-        if attr not in MEMBER_FIELDS
-    )
-    activity_names = (*EVENT_TYPES, "days_since_last")
-    for attr in _attribute_reads(expression, "activity"):
-        if attr not in activity_names:
-            problems.append(_unknown(attr, "activity", activity_names))
-    for event_type, attr in _activity_reads(expression):
-        if event_type in EVENT_TYPES and attr not in ACTIVITY_FIELDS:
-            problems.append(_unknown(str(attr), f"activity.{event_type} field", ACTIVITY_FIELDS))
-    if question_keys is not None:
-        problems.extend(
-            _unknown(attr, "question", question_keys)
-            for attr in _attribute_reads(expression, "answers")
-            if attr not in question_keys
-        )
-    return problems
 
 
 class SegmentRule(BaseModel):
@@ -286,7 +109,7 @@ class SegmentRule(BaseModel):
     @classmethod
     def _rule_compiles(cls, rule: str, info: ValidationInfo) -> str:
         context = info.context if isinstance(info.context, Mapping) else {}
-        problems = check_rule(rule.strip(), context.get("question_keys"))
+        problems = check_expression(rule.strip(), context.get("question_keys"), kind="rule")
         if problems:
             raise ValueError("; ".join(problems))
         return rule.strip()
@@ -407,18 +230,16 @@ def evaluate_rule(rule: SegmentRule, contexts: Mapping[int, Mapping[str, Any]]) 
 
     Args:
         rule: The rule segment.
-        contexts: ``{member id: {name: value}}`` with the names of :data:`RULE_NAMES`.
+        contexts: ``{member id: {name: value}}`` with the names of
+            :data:`nurture.expressions.EXPRESSION_NAMES`.
 
     Returns:
         The members the rule holds for, in the order of ``contexts``, and the errors.
     """
-    expression = compile_rule(rule.rule)
     outcome = RuleOutcome()
     for member_id, context in contexts.items():
         try:
-            holds = bool(expression(**context))
-        except UndefinedError:
-            holds = False
+            holds = expression_holds(rule.rule, context)
         except Exception as exc:  # a marketer's rule may fail in any way
             holds = False
             outcome.errors += 1
@@ -552,6 +373,218 @@ class RuleSegmentationSummary:
 _CHUNK = 1000
 
 
+@dataclass(frozen=True)
+class StoredSegment:
+    """A segment already stored, as plain data: what rule evaluation needs of it."""
+
+    id: int
+    key: str
+    kind: SegmentKind
+
+
+@dataclass(frozen=True)
+class PlannedRuleSegment:
+    """A rule segment as an evaluation leaves it.
+
+    Attributes:
+        key: The rule's key.
+        stored_id: The id of the stored segment with this key; ``None`` for a new one.
+        label: Its label (the rule's English label).
+        description: Its description.
+        members: The members the rule holds for.
+        card: Its card; the run id is added when written.
+    """
+
+    key: str
+    stored_id: int | None
+    label: str
+    description: str
+    members: list[int]
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class RuleSegmentsPlan:
+    """What an evaluation of the rule segments decided, before anything is written.
+
+    Attributes:
+        segments: One per rule, in the rules' order.
+        removed: The active rule segments no rule defines any more, to deactivate.
+        errors: ``{segment key: what failed}`` for rules that failed for some members.
+    """
+
+    segments: list[PlannedRuleSegment]
+    removed: list[StoredSegment] = field(default_factory=list)
+    errors: dict[str, str] = field(default_factory=dict)
+
+
+def plan_rule_segments(
+    definitions: Sequence[SegmentRule],
+    outcomes: Mapping[str, RuleOutcome],
+    *,
+    stored: Sequence[StoredSegment],
+    n_members: int,
+) -> RuleSegmentsPlan:
+    """Decide the rule segments on plain data: their labels, members, cards, and which go.
+
+    Args:
+        definitions: The rule segments (:func:`load_segment_rules`).
+        outcomes: ``{rule key: who it holds for}`` over every member (:func:`evaluate_rule`).
+        stored: The stored segments with a rule's key, and the active rule segments.
+        n_members: Members in the community (for each segment's share).
+
+    Returns:
+        The plan.
+
+    Raises:
+        ValueError: A rule's key is already the key of a cluster segment.
+    """
+    keys = {rule.key for rule in definitions}
+    by_key = {segment.key: segment for segment in stored if segment.key in keys}
+    clash = sorted(key for key, segment in by_key.items() if segment.kind != SegmentKind.RULE)
+    if clash:
+        raise ValueError(f"rule segment keys already used by cluster segments: {clash}")
+    segments = []
+    for rule in definitions:
+        members = outcomes[rule.key].members
+        stored_segment = by_key.get(rule.key)
+        segments.append(
+            PlannedRuleSegment(
+                key=rule.key,
+                stored_id=stored_segment.id if stored_segment is not None else None,
+                label=rule.label.get("en")[:300],
+                description=(
+                    rule.description.get("en")
+                    if rule.description
+                    else f"Members for whom {rule.rule} holds."
+                ),
+                members=members,
+                card={
+                    "size": len(members),
+                    "share": round(len(members) / n_members, 3) if n_members else 0.0,
+                    "rule": rule.rule,
+                    "labels": rule.label.model_dump(),
+                    "descriptions": rule.description.model_dump() if rule.description else None,
+                    "errors": outcomes[rule.key].errors,
+                },
+            )
+        )
+    return RuleSegmentsPlan(
+        segments=segments,
+        removed=[
+            segment
+            for segment in stored
+            if segment.kind == SegmentKind.RULE and segment.key not in keys
+        ],
+        errors={
+            key: f"{outcome.errors} member(s), first: {outcome.first_error}"
+            for key, outcome in outcomes.items()
+            if outcome.errors
+        },
+    )
+
+
+def _load_stored_segments(session: Session, keys: Collection[str]) -> list[StoredSegment]:
+    """The segments with these keys, then the other active rule segments, in id order."""
+    rows = session.execute(
+        select(Segment.id, Segment.key, Segment.kind)
+        .where(
+            or_(
+                Segment.key.in_(list(keys)),
+                (Segment.kind == SegmentKind.RULE) & Segment.active.is_(True),
+            )
+        )
+        .order_by(Segment.id)
+    )
+    return [StoredSegment(row.id, row.key, row.kind) for row in rows]
+
+
+def _evaluate_for_every_member(
+    session: Session, definitions: Sequence[SegmentRule], now: dt.datetime
+) -> dict[str, RuleOutcome]:
+    """Who each rule holds for, reading the members a chunk at a time."""
+    outcomes = {rule.key: RuleOutcome() for rule in definitions}
+    if not definitions:
+        return outcomes
+    ids = list(session.scalars(select(Member.id).order_by(Member.id)))
+    for chunk in chunked(ids, _CHUNK):
+        contexts = member_rule_contexts(session, chunk, now)
+        for rule in definitions:
+            outcome = evaluate_rule(rule, contexts)
+            total = outcomes[rule.key]
+            total.members.extend(outcome.members)
+            total.errors += outcome.errors
+            total.first_error = total.first_error or outcome.first_error
+    return outcomes
+
+
+def _write_rule_segments(
+    session: Session, plan: RuleSegmentsPlan, now: dt.datetime, run_id: int | None
+) -> tuple[int | None, AssignmentChanges]:
+    """Store a plan: segments, this run's memberships, effective assignments.
+
+    Without a run to attach to, the rules get a run of their own.
+    """
+    if run_id is None and plan.segments:
+        run = SegmentationRun(
+            algorithm="rules",
+            n_segments=0,
+            params={"rules": len(plan.segments)},
+            created_at=now,
+        )
+        session.add(run)
+        session.flush()
+        run_id = run.id
+    segments: list[Segment] = []
+    for planned in plan.segments:
+        if planned.stored_id is None:
+            segment = Segment(
+                key=planned.key,
+                kind=SegmentKind.RULE,
+                label="",
+                first_run_id=run_id,
+                created_at=now,
+            )
+            session.add(segment)
+        else:
+            segment = session.get_one(Segment, planned.stored_id)
+        segment.label = planned.label
+        segment.label_edited = False
+        segment.description = planned.description
+        segment.active = True
+        segment.last_run_id = run_id
+        segments.append(segment)
+    session.flush()
+    left = 0
+    for removed in plan.removed:
+        segment = session.get_one(Segment, removed.id)
+        segment.active = False
+        segment.size = 0
+        left += update_rule_assignments(session, segment.id, (), now).left
+    if run_id is not None and segments:
+        session.execute(
+            delete(SegmentMembership).where(
+                SegmentMembership.run_id == run_id,
+                SegmentMembership.segment_id.in_([segment.id for segment in segments]),
+            )
+        )
+    entered = 0
+    for segment, planned in zip(segments, plan.segments, strict=True):
+        rows = [
+            {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
+            for member_id in planned.members
+        ]
+        for batch in chunked(rows, _CHUNK):
+            session.execute(insert(SegmentMembership), batch)
+        changes = update_rule_assignments(session, segment.id, planned.members, now)
+        entered += changes.entered
+        left += changes.left
+        segment.size = len(planned.members)
+        segment.card = {**planned.card, "run_id": run_id}
+    session.flush()
+    return run_id, AssignmentChanges(entered=entered, left=left)
+
+
 def evaluate_rule_segments(
     session: Session,
     definitions: Sequence[SegmentRule],
@@ -565,7 +598,8 @@ def evaluate_rule_segments(
     are stored as ``SegmentMembership`` rows of the run, beside the clusters, and as effective
     assignments (a member enters or leaves at once). Rule segments no longer defined become
     inactive and lose their members. Evaluating again for the same run replaces its rule
-    memberships. The caller commits.
+    memberships. Reads and evaluates, decides (:func:`plan_rule_segments`), then writes. The
+    caller commits.
 
     Args:
         session: Database session.
@@ -582,116 +616,18 @@ def evaluate_rule_segments(
     """
     if run_id is None:
         run_id = session.scalar(select(SegmentationRun.id).order_by(SegmentationRun.id.desc()))
-    if run_id is None and definitions:
-        run = SegmentationRun(
-            algorithm="rules",
-            n_segments=0,
-            params={"rules": len(definitions)},
-            created_at=now,
-        )
-        session.add(run)
-        session.flush()
-        run_id = run.id
-    existing = {
-        segment.key: segment
-        for segment in session.scalars(
-            select(Segment).where(Segment.key.in_([rule.key for rule in definitions]))
-        )
-    }
-    clash = sorted(key for key, segment in existing.items() if segment.kind != RULE_KIND)
-    if clash:
-        raise ValueError(f"rule segment keys already used by cluster segments: {clash}")
-    segments: dict[str, Segment] = {}
-    new: list[str] = []
-    for rule in definitions:
-        segment = existing.get(rule.key)
-        if segment is None:
-            segment = Segment(
-                key=rule.key, kind=RULE_KIND, label="", first_run_id=run_id, created_at=now
-            )
-            session.add(segment)
-            new.append(rule.key)
-        segment.label = rule.label.get("en")[:300]
-        segment.label_edited = False
-        segment.description = (
-            rule.description.get("en")
-            if rule.description
-            else f"Members for whom {rule.rule} holds."
-        )
-        segment.active = True
-        segment.last_run_id = run_id
-        segments[rule.key] = segment
-    session.flush()
-
-    removed: list[str] = []
-    left = 0
-    for segment in session.scalars(
-        select(Segment).where(Segment.kind == RULE_KIND, Segment.active.is_(True))
-    ):
-        if segment.key not in segments:
-            segment.active = False
-            segment.size = 0
-            removed.append(segment.key)
-            left += update_rule_assignments(session, segment.id, (), now).left
-
-    outcomes = {rule.key: RuleOutcome() for rule in definitions}
-    if definitions:
-        ids = list(session.scalars(select(Member.id).order_by(Member.id)))
-        for chunk in chunked(ids, _CHUNK):
-            contexts = member_rule_contexts(session, chunk, now)
-            for rule in definitions:
-                outcome = evaluate_rule(rule, contexts)
-                total = outcomes[rule.key]
-                total.members.extend(outcome.members)
-                total.errors += outcome.errors
-                total.first_error = total.first_error or outcome.first_error
+    stored = _load_stored_segments(session, [rule.key for rule in definitions])
+    outcomes = _evaluate_for_every_member(session, definitions, now)
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
-
-    if run_id is not None:
-        rule_ids = [segment.id for segment in segments.values()]
-        if rule_ids:
-            session.execute(
-                delete(SegmentMembership).where(
-                    SegmentMembership.run_id == run_id,
-                    SegmentMembership.segment_id.in_(rule_ids),
-                )
-            )
-    entered = 0
-    for rule in definitions:
-        segment = segments[rule.key]
-        members = outcomes[rule.key].members
-        rows = [
-            {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
-            for member_id in members
-        ]
-        for batch in chunked(rows, _CHUNK):
-            session.execute(insert(SegmentMembership), batch)
-        changes = update_rule_assignments(session, segment.id, members, now)
-        entered += changes.entered
-        left += changes.left
-        segment.size = len(members)
-        segment.card = {
-            "size": len(members),
-            "share": round(len(members) / n_members, 3) if n_members else 0.0,
-            "rule": rule.rule,
-            "labels": rule.label.model_dump(),
-            "descriptions": rule.description.model_dump() if rule.description else None,
-            "errors": outcomes[rule.key].errors,
-            "run_id": run_id,
-        }
-    session.flush()
-    errors = {
-        key: f"{outcome.errors} member(s), first: {outcome.first_error}"
-        for key, outcome in outcomes.items()
-        if outcome.errors
-    }
+    plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
+    run_id, changes = _write_rule_segments(session, plan, now, run_id)
     return RuleSegmentationSummary(
         run_id=run_id,
-        sizes={key: segments[key].size for key in segments},
-        labels={key: segments[key].label for key in segments},
-        new=new,
-        removed=sorted(removed),
-        entered=entered,
-        left=left,
-        errors=errors,
+        sizes={segment.key: len(segment.members) for segment in plan.segments},
+        labels={segment.key: segment.label for segment in plan.segments},
+        new=[segment.key for segment in plan.segments if segment.stored_id is None],
+        removed=sorted(segment.key for segment in plan.removed),
+        entered=changes.entered,
+        left=changes.left,
+        errors=plan.errors,
     )

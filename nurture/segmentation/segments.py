@@ -27,7 +27,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +38,8 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
-from nurture.segmentation.assignments import update_cluster_assignments
+from nurture.segmentation.assignments import AssignmentChanges, update_cluster_assignments
 from nurture.segmentation.identity import match_by_overlap, match_segments
-from nurture.segmentation.kinds import CLUSTER_KIND, RULE_KIND
 from nurture.segmentation.labels import SegmentDescription, label_segments
 from nurture.segmentation.model import SegmentModel
 from nurture.segmentation.rules import (
@@ -54,15 +53,21 @@ from nurture.storage.models import (
     MemberProfile,
     Segment,
     SegmentationRun,
+    SegmentKind,
     SegmentMembership,
 )
 
 __all__ = [
-    "CLUSTER_KIND",
     "DEFAULT_MOVE_AFTER",
     "MERGE_SHARE",
+    "PlannedSegment",
+    "PreviousSegment",
+    "SegmentationInputs",
+    "SegmentationPlan",
     "SegmentationSummary",
     "current_segments",
+    "load_segmentation_inputs",
+    "plan_segmentation",
     "rename_segment",
     "segment_members",
 ]
@@ -132,6 +137,120 @@ class SegmentationSummary:
     rule_errors: dict[str, str] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class PreviousSegment:
+    """An active cluster segment before a run, as plain data.
+
+    Attributes:
+        id: The segment's id.
+        key: Its key (``seg-3``).
+        label: Its label.
+        label_edited: Whether a marketer chose the label.
+        centroid: Its stored centroid, if any.
+        layout_hash: The feature layout of its last run.
+        centroid_space: How its last run stored centroids (``CENTROID_SPACE`` today).
+        members: Its members in its last run.
+    """
+
+    id: int
+    key: str
+    label: str
+    label_edited: bool
+    centroid: np.ndarray | None
+    layout_hash: str | None
+    centroid_space: str | None
+    members: frozenset[int]
+
+
+@dataclass(frozen=True)
+class SegmentationInputs:
+    """What a segmentation run reads from the database, as plain data.
+
+    Attributes:
+        layout_hash: The feature layout most profiles have (``None`` without profiles).
+        member_ids: The members whose profile has that layout, in id order.
+        features: Their raw feature vectors, one row per member.
+        interests: Their interest vectors (``None`` when they have none).
+        stages: Their lifecycle stages.
+        skipped: Profiles left out because their layout differs.
+        previous: The active cluster segments before the run.
+        answers: ``{member id: {question key: answer}}`` of the choice questions.
+        texts: ``{member id: free text}``.
+        languages: ``{member id: language}``.
+        next_key_number: The number of the next new segment's key (``seg-<number>``).
+        other_labels: Labels of the other active segments (rule segments).
+    """
+
+    layout_hash: str | None
+    member_ids: list[int]
+    features: np.ndarray
+    interests: list[np.ndarray | None]
+    stages: list[str]
+    skipped: int = 0
+    previous: list[PreviousSegment] = field(default_factory=list)
+    answers: dict[int, dict[str, Any]] = field(default_factory=dict)
+    texts: dict[int, str] = field(default_factory=dict)
+    languages: dict[int, str] = field(default_factory=dict)
+    next_key_number: int = 1
+    other_labels: list[str] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class PlannedSegment:
+    """A cluster segment as a run leaves it.
+
+    Attributes:
+        key: Its key.
+        previous_id: The id of the segment it continues; ``None`` for a new segment.
+        label: Its label.
+        description: A sentence or two describing it.
+        centroid: The mean raw feature vector of its members.
+        interest: The normalised mean interest of its members, if any.
+        size: Its members.
+        card: Its card (``label_segments``'s, plus the suggested label, drift and whether the
+            label was edited); the run id is added when written.
+    """
+
+    key: str
+    previous_id: int | None
+    label: str
+    description: str
+    centroid: np.ndarray
+    interest: np.ndarray | None
+    size: int
+    card: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class SegmentationPlan:
+    """What a segmentation run decided, before anything is written.
+
+    Attributes:
+        algorithm: ``kmeans`` or ``minibatch_kmeans``.
+        quality: Silhouette score, when defined.
+        warm_started: Whether the clusters grew from the previous run's centroids.
+        params: The run's parameters (``SegmentationRun.params``).
+        segments: The cluster segments, largest first (new keys are numbered in this order).
+        memberships: ``(member id, segment key, distance to its centre)`` of every member.
+        deactivated: Ids of the previous segments no cluster matched.
+        vanished: Keys of those whose members scattered.
+        merged: ``{key of such a segment: key of the segment that took most of its members}``.
+    """
+
+    algorithm: str
+    quality: float | None
+    warm_started: bool
+    params: dict[str, Any]
+    segments: list[PlannedSegment]
+    memberships: list[tuple[int, str, float]]
+    deactivated: list[int] = field(default_factory=list)
+    vanished: list[str] = field(default_factory=list)
+    merged: dict[str, str] = field(default_factory=dict)
+
+
+# --- load -----------------------------------------------------------------------------------
+
+
 def _load_profiles(
     session: Session,
 ) -> tuple[str | None, list[int], list[np.ndarray], list[np.ndarray | None], list[str], int]:
@@ -186,6 +305,92 @@ def _load_languages(session: Session) -> dict[int, str]:
     return dict(session.execute(select(Member.id, Member.language)).tuples().all())
 
 
+def _load_previous_segments(session: Session) -> list[PreviousSegment]:
+    """The active cluster segments, with their last run's layout and members."""
+    segments = list(
+        session.scalars(
+            select(Segment)
+            .where(Segment.kind == SegmentKind.CLUSTER, Segment.active.is_(True))
+            .order_by(Segment.id)
+        )
+    )
+    run_ids = {s.last_run_id for s in segments if s.last_run_id is not None}
+    params = {
+        run.id: run.params or {}
+        for run in session.scalars(select(SegmentationRun).where(SegmentationRun.id.in_(run_ids)))
+    }
+    members: dict[int, set[int]] = {segment.id: set() for segment in segments}
+    for run_id in sorted(run_ids):
+        ids = [s.id for s in segments if s.last_run_id == run_id]
+        rows = session.execute(
+            select(SegmentMembership.segment_id, SegmentMembership.member_id).where(
+                SegmentMembership.run_id == run_id, SegmentMembership.segment_id.in_(ids)
+            )
+        )
+        for segment_id, member_id in rows.tuples():
+            members[segment_id].add(member_id)
+    return [
+        PreviousSegment(
+            id=segment.id,
+            key=segment.key,
+            label=segment.label,
+            label_edited=bool(segment.label_edited),
+            centroid=segment.centroid,
+            layout_hash=params.get(segment.last_run_id, {}).get("feature_names_hash"),
+            centroid_space=params.get(segment.last_run_id, {}).get("centroids"),
+            members=frozenset(members[segment.id]),
+        )
+        for segment in segments
+    ]
+
+
+def _next_key_number(session: Session) -> int:
+    numbers = [
+        int(match.group(1))
+        for key in session.scalars(select(Segment.key).where(Segment.key.like("seg-%")))
+        if (match := _KEY_NUMBER.match(key))
+    ]
+    return max(numbers, default=0) + 1
+
+
+def load_segmentation_inputs(
+    session: Session, questionnaire: QuestionnaireLike
+) -> SegmentationInputs:
+    """Read what a segmentation run needs: profiles, answers, the segments before the run.
+
+    Args:
+        session: Database session.
+        questionnaire: The questionnaire (which answers count).
+
+    Returns:
+        The inputs; with fewer than two usable profiles, only the profiles are read.
+    """
+    layout_hash, member_ids, features, interests, stages, skipped = _load_profiles(session)
+    matrix = np.stack(features).astype(np.float64) if features else np.zeros((0, 0))
+    inputs = SegmentationInputs(layout_hash, member_ids, matrix, interests, stages, skipped)
+    if layout_hash is None or len(member_ids) < 2:
+        return inputs
+    answers, texts = _load_answers(session, questionnaire)
+    return dataclasses.replace(
+        inputs,
+        previous=_load_previous_segments(session),
+        answers=answers,
+        texts=texts,
+        languages=_load_languages(session),
+        next_key_number=_next_key_number(session),
+        other_labels=list(
+            session.scalars(
+                select(Segment.label).where(
+                    Segment.active.is_(True), Segment.kind != SegmentKind.CLUSTER
+                )
+            )
+        ),
+    )
+
+
+# --- plan -----------------------------------------------------------------------------------
+
+
 def _mean_interest(vectors: list[np.ndarray | None]) -> np.ndarray | None:
     usable = [v for v in vectors if v is not None and v.size and np.any(v)]
     if not usable:
@@ -210,56 +415,335 @@ def _description(description: SegmentDescription) -> str:
     return " ".join(parts)
 
 
-@dataclass
-class _Previous:
-    """The active cluster segments before this run, and whether their centroids compare."""
+def _previous_centroids(inputs: SegmentationInputs) -> np.ndarray | None:
+    """The previous segments' centroids, when every one lives in this run's feature space."""
+    n_features = inputs.features.shape[1]
+    comparable = bool(inputs.previous) and all(
+        segment.centroid is not None
+        and segment.centroid.shape == (n_features,)
+        and segment.layout_hash == inputs.layout_hash
+        and segment.centroid_space == CENTROID_SPACE
+        for segment in inputs.previous
+    )
+    if not comparable:
+        return None
+    centroids = [segment.centroid for segment in inputs.previous if segment.centroid is not None]
+    return np.stack(centroids).astype(np.float64)
 
-    segments: list[Segment]
-    comparable: bool
+
+@dataclass(frozen=True)
+class _Matching:
+    """Which previous segment each cluster continues, and how far its centre moved."""
+
+    matches: dict[int, int]
+    """``{cluster index: index in the previous segments}``."""
+    previous_scaled: np.ndarray | None
+    """The previous centroids in this run's scaled space, when they compare."""
 
 
-def _previous_segments(session: Session, layout_hash: str, n_features: int) -> _Previous:
-    """Active cluster segments; comparable when all their centroids live in this run's space."""
-    segments = list(
-        session.scalars(
-            select(Segment)
-            .where(Segment.kind == CLUSTER_KIND, Segment.active.is_(True))
-            .order_by(Segment.id)
+def _match_previous(
+    inputs: SegmentationInputs,
+    model: SegmentModel,
+    previous_centroids: np.ndarray | None,
+) -> _Matching:
+    """Match this run's clusters to the previous segments (see the module docstring)."""
+    centers = np.asarray(model.cluster_centers_, dtype=np.float64)
+    k = model.n_segments_
+    if previous_centroids is not None:
+        previous_scaled = model.scale(previous_centroids)
+        gate = float(np.median(pdist(centers))) if k >= 2 else None
+        return _Matching(
+            match_segments(previous_scaled, centers, max_distance=gate), previous_scaled
         )
-    )
-    run_ids = {s.last_run_id for s in segments if s.last_run_id is not None}
-    params = {
-        run.id: run.params or {}
-        for run in session.scalars(select(SegmentationRun).where(SegmentationRun.id.in_(run_ids)))
-    }
-    comparable = bool(segments) and all(
-        s.centroid is not None
-        and s.centroid.shape == (n_features,)
-        and params.get(s.last_run_id, {}).get("feature_names_hash") == layout_hash
-        and params.get(s.last_run_id, {}).get("centroids") == CENTROID_SPACE
-        for s in segments
-    )
-    return _Previous(segments, comparable)
+    member_ids = np.asarray(inputs.member_ids)
+    clusters = [set(member_ids[model.labels_ == index].tolist()) for index in range(k)]
+    before = [set(segment.members) for segment in inputs.previous]
+    return _Matching(match_by_overlap(before, clusters, min_jaccard=MIN_OVERLAP), None)
 
 
-def _members_of(session: Session, segments: Sequence[Segment]) -> list[set[int]]:
-    """Each segment's members in its last run."""
-    found: list[set[int]] = []
-    for segment in segments:
-        if segment.last_run_id is None:
-            found.append(set())
+def _plan_segments(
+    inputs: SegmentationInputs,
+    model: SegmentModel,
+    descriptions: Sequence[SegmentDescription],
+    matching: _Matching,
+    *,
+    refresh_labels: bool,
+) -> dict[int, PlannedSegment]:
+    """Each cluster's segment (continued or new), by cluster index, largest first."""
+    X = inputs.features
+    segment_of = model.labels_
+    centers = np.asarray(model.cluster_centers_, dtype=np.float64)
+    next_number = inputs.next_key_number
+    planned: dict[int, PlannedSegment] = {}
+    for index in sorted(range(model.n_segments_), key=lambda i: (-descriptions[i].card["size"], i)):
+        description = descriptions[index]
+        card = dict(description.card)
+        card["suggested_label"] = description.label
+        previous = inputs.previous[matching.matches[index]] if index in matching.matches else None
+        if previous is not None:
+            if matching.previous_scaled is not None:
+                shift = centers[index] - matching.previous_scaled[matching.matches[index]]
+                card["drift"] = round(float(np.linalg.norm(shift)), 4)
+            else:
+                card["drift"] = None
+            keep = previous.label_edited or not refresh_labels
+            label = previous.label if keep and previous.label else description.label
+            key = previous.key
+        else:
+            key = f"seg-{next_number}"
+            next_number += 1
+            card["drift"] = None
+            label = description.label
+        card["label_edited"] = previous is not None and previous.label_edited
+        in_cluster = segment_of == index
+        planned[index] = PlannedSegment(
+            key=key,
+            previous_id=previous.id if previous is not None else None,
+            label=label,
+            description=_description(description),
+            centroid=(X[in_cluster].mean(axis=0) if np.any(in_cluster) else X.mean(axis=0)).astype(
+                np.float32
+            ),
+            interest=_mean_interest([inputs.interests[row] for row in np.flatnonzero(in_cluster)]),
+            size=int(card["size"]),
+            card=card,
+        )
+    return planned
+
+
+def _distinct_labels(
+    planned: Mapping[int, PlannedSegment], other_labels: Sequence[str]
+) -> dict[int, PlannedSegment]:
+    """Give a segment whose label another active segment already has its key as a suffix."""
+    seen: Counter[str] = Counter(other_labels)
+    distinct = dict(planned)
+    for index in sorted(planned):
+        segment = planned[index]
+        if seen[segment.label] and not segment.card["label_edited"]:
+            segment = dataclasses.replace(segment, label=f"{segment.label} ({segment.key})"[:300])
+            distinct[index] = segment
+        seen[segment.label] += 1
+    return distinct
+
+
+def _gone(
+    previous: Sequence[PreviousSegment],
+    matched: Collection[int],
+    key_of_member: Mapping[int, str],
+) -> tuple[list[int], list[str], dict[str, str]]:
+    """The previous segments no cluster matched: their ids, the vanished, the merged."""
+    deactivated: list[int] = []
+    vanished: list[str] = []
+    merged: dict[str, str] = {}
+    for position, segment in enumerate(previous):
+        if position in matched:
             continue
-        found.append(
-            set(
-                session.scalars(
-                    select(SegmentMembership.member_id).where(
-                        SegmentMembership.run_id == segment.last_run_id,
-                        SegmentMembership.segment_id == segment.id,
-                    )
-                )
-            )
+        deactivated.append(segment.id)
+        went = Counter(key_of_member[m] for m in segment.members if m in key_of_member)
+        top = went.most_common(1)
+        if segment.members and top and top[0][1] >= MERGE_SHARE * len(segment.members):
+            merged[segment.key] = top[0][0]
+        else:
+            vanished.append(segment.key)
+    return deactivated, sorted(vanished), dict(sorted(merged.items()))
+
+
+def _layout(layout_hash: str, questionnaire: QuestionnaireLike, n_features: int) -> FeatureLayout:
+    """The questionnaire's feature layout, which must be the one the profiles were built with."""
+    layout = FeatureLayout.for_feature_count(questionnaire, n_features)
+    if layout.hash != layout_hash:
+        raise ValueError(
+            "the stored profiles were built with another questionnaire than the one given "
+            f"(layout hash {layout_hash[:12]}…, expected {layout.hash[:12]}…): "
+            "re-run build_profiles first"
         )
-    return found
+    return layout
+
+
+def _describe(
+    inputs: SegmentationInputs,
+    questionnaire: QuestionnaireLike,
+    model: SegmentModel,
+    distances: np.ndarray,
+) -> list[SegmentDescription]:
+    """Each cluster's label and card."""
+    return label_segments(
+        questionnaire,
+        inputs.member_ids,
+        model.labels_,
+        inputs.answers,
+        inputs.texts,
+        lifecycle=dict(zip(inputs.member_ids, inputs.stages, strict=True)),
+        distances=distances,
+        n_segments=model.n_segments_,
+        languages=inputs.languages,
+    )
+
+
+def _run_params(
+    inputs: SegmentationInputs,
+    model: SegmentModel,
+    options: Mapping[str, Any],
+    move_after: dt.timedelta,
+) -> dict[str, Any]:
+    """What ``SegmentationRun.params`` records of a run."""
+    return {
+        "feature_names_hash": inputs.layout_hash,
+        "n_features": int(inputs.features.shape[1]),
+        "centroids": CENTROID_SPACE,
+        "n_segments": options["n_segments"],
+        "min_segments": options["min_segments"],
+        "max_segments": options["max_segments"],
+        "seed": options["random_state"],
+        "block_weights": dict(model.block_weights_),
+        "silhouette_by_k": {str(key): value for key, value in model.silhouette_by_k_.items()},
+        "warm_started": bool(model.warm_started_),
+        "move_after_days": move_after.total_seconds() / 86400.0,
+        "n_members": len(inputs.member_ids),
+        "skipped": inputs.skipped,
+    }
+
+
+def plan_segmentation(
+    inputs: SegmentationInputs,
+    questionnaire: QuestionnaireLike,
+    *,
+    n_segments: int | None = None,
+    min_segments: int = 3,
+    max_segments: int = 10,
+    seed: int = 42,
+    block_weights: Mapping[str, float] | None = None,
+    mini_batch_threshold: int = 20000,
+    sample_size: int = 3000,
+    move_after: dt.timedelta = DEFAULT_MOVE_AFTER,
+    refresh_labels: bool = False,
+) -> SegmentationPlan | None:
+    """Decide a segmentation run on plain data: fit, label, match to the previous segments.
+
+    Args:
+        inputs: What the run reads (:func:`load_segmentation_inputs`).
+        questionnaire: The questionnaire the profiles were built with (layout, labels).
+        n_segments: Number of segments; ``None`` chooses it by silhouette score.
+        min_segments: Smallest number of segments tried.
+        max_segments: Largest number of segments tried.
+        seed: Random seed (sampling, k-means).
+        block_weights: ``{block: weight}`` over the model's defaults.
+        mini_batch_threshold: Above this many members, ``MiniBatchKMeans`` is used.
+        sample_size: Members sampled to choose the number of segments and score the fit.
+        move_after: How long a member's move to another segment must hold (recorded).
+        refresh_labels: Give persisting segments their freshly computed label (edited labels
+            are still kept).
+
+    Returns:
+        The plan; ``None`` with fewer than two usable profiles.
+
+    Raises:
+        ValueError: The profiles do not fit ``questionnaire``'s feature layout.
+    """
+    if inputs.layout_hash is None or len(inputs.member_ids) < 2:
+        return None
+    layout = _layout(inputs.layout_hash, questionnaire, inputs.features.shape[1])
+    X = inputs.features
+    previous_centroids = _previous_centroids(inputs)
+    options = {
+        "n_segments": n_segments,
+        "min_segments": min_segments,
+        "max_segments": max_segments,
+        "block_weights": block_weights,
+        "mini_batch_threshold": mini_batch_threshold,
+        "sample_size": sample_size,
+        "random_state": seed,
+    }
+    model = SegmentModel(**options, previous_centers=previous_centroids).fit(
+        X, blocks=layout.blocks
+    )
+    distances = model.transform(X)[np.arange(len(X)), model.labels_]
+    descriptions = _describe(inputs, questionnaire, model, distances)
+    matching = _match_previous(inputs, model, previous_centroids)
+    planned = _plan_segments(inputs, model, descriptions, matching, refresh_labels=refresh_labels)
+    key_of_member = {
+        member_id: planned[int(index)].key
+        for member_id, index in zip(inputs.member_ids, model.labels_, strict=True)
+    }
+    deactivated, vanished, merged = _gone(
+        inputs.previous, set(matching.matches.values()), key_of_member
+    )
+    planned = _distinct_labels(planned, inputs.other_labels)
+    return SegmentationPlan(
+        algorithm=model.algorithm_,
+        quality=model.silhouette_,
+        warm_started=bool(model.warm_started_),
+        params=_run_params(inputs, model, options, move_after),
+        segments=list(planned.values()),
+        memberships=[
+            (member_id, key_of_member[member_id], float(distance))
+            for member_id, distance in zip(inputs.member_ids, distances, strict=True)
+        ],
+        deactivated=deactivated,
+        vanished=vanished,
+        merged=merged,
+    )
+
+
+# --- write ----------------------------------------------------------------------------------
+
+
+def _write_segmentation(
+    session: Session, plan: SegmentationPlan, now: dt.datetime, move_after: dt.timedelta
+) -> tuple[int, AssignmentChanges]:
+    """Store a plan: the run, its segments, its memberships, the effective assignments."""
+    run = SegmentationRun(
+        algorithm=plan.algorithm,
+        n_segments=len(plan.segments),
+        quality=plan.quality,
+        params=plan.params,
+        created_at=now,
+    )
+    session.add(run)
+    session.flush()
+    segments: list[Segment] = []
+    for planned in plan.segments:
+        if planned.previous_id is None:
+            segment = Segment(
+                key=planned.key, kind=SegmentKind.CLUSTER, first_run_id=run.id, created_at=now
+            )
+            session.add(segment)
+        else:
+            segment = session.get_one(Segment, planned.previous_id)
+        segment.label = planned.label
+        segment.description = planned.description
+        segment.centroid = planned.centroid
+        segment.interest = planned.interest
+        segment.size = planned.size
+        segment.card = {**planned.card, "run_id": run.id}
+        segment.active = True
+        segment.last_run_id = run.id
+        segments.append(segment)
+    for segment_id in plan.deactivated:
+        session.get_one(Segment, segment_id).active = False
+    session.flush()
+    segment_ids = {segment.key: segment.id for segment in segments}
+    rows = [
+        {
+            "run_id": run.id,
+            "member_id": member_id,
+            "segment_id": segment_ids[key],
+            "distance": distance,
+            "created_at": now,
+        }
+        for member_id, key, distance in plan.memberships
+    ]
+    for batch in chunked(rows, _INSERT_BATCH):
+        session.execute(insert(SegmentMembership), batch)
+    changes = update_cluster_assignments(
+        session,
+        {member_id: segment_ids[key] for member_id, key, _ in plan.memberships},
+        now,
+        move_after=move_after,
+        active_segments=set(segment_ids.values()),
+    )
+    session.flush()
+    return run.id, changes
 
 
 def segment_members(
@@ -280,8 +764,9 @@ def segment_members(
 ) -> SegmentationSummary:
     """Cluster all profiled members into labelled segments with stable identities.
 
-    Profiles whose feature layout differs from the majority's (stale profiles) are left out. The
-    caller commits.
+    Profiles whose feature layout differs from the majority's (stale profiles) are left out.
+    Reads (:func:`load_segmentation_inputs`), decides (:func:`plan_segmentation`), then writes
+    the run. The caller commits.
 
     Args:
         session: Database session.
@@ -307,199 +792,60 @@ def segment_members(
     Raises:
         ValueError: The stored profiles do not fit ``questionnaire``'s feature layout.
     """
-    layout_hash, member_ids, features, interests, stages, skipped = _load_profiles(session)
-    if layout_hash is None or len(member_ids) < 2:
-        rule_summary = evaluate_rule_segments(session, rules, now) if rules is not None else None
-        return _with_rules(
-            SegmentationSummary(
-                run_id=None,
-                n_segments=0,
-                quality=None,
-                n_members=len(member_ids),
-                skipped=skipped,
-            ),
-            rule_summary,
-        )
-    X = np.stack(features).astype(np.float64)
-    layout = FeatureLayout.for_feature_count(questionnaire, X.shape[1])
-    if layout.hash != layout_hash:
-        raise ValueError(
-            "the stored profiles were built with another questionnaire than the one given "
-            f"(layout hash {layout_hash[:12]}…, expected {layout.hash[:12]}…): "
-            "re-run build_profiles first"
-        )
-    previous = _previous_segments(session, layout_hash, X.shape[1])
-    previous_centroids = (
-        np.stack([s.centroid for s in previous.segments]).astype(np.float64)
-        if previous.comparable
-        else None
-    )
-    model = SegmentModel(
+    inputs = load_segmentation_inputs(session, questionnaire)
+    plan = plan_segmentation(
+        inputs,
+        questionnaire,
         n_segments=n_segments,
         min_segments=min_segments,
         max_segments=max_segments,
+        seed=seed,
         block_weights=block_weights,
         mini_batch_threshold=mini_batch_threshold,
         sample_size=sample_size,
-        random_state=seed,
-        previous_centers=previous_centroids,
-    ).fit(X, blocks=layout.blocks)
-    segment_of = model.labels_
-    distances = model.transform(X)[np.arange(len(X)), segment_of]
-    k = model.n_segments_
-    answers, texts = _load_answers(session, questionnaire)
-    descriptions = label_segments(
-        questionnaire,
-        member_ids,
-        segment_of,
-        answers,
-        texts,
-        lifecycle=dict(zip(member_ids, stages, strict=True)),
-        distances=distances,
-        n_segments=k,
-        languages=_load_languages(session),
+        move_after=move_after,
+        refresh_labels=refresh_labels,
     )
-    raw_centroids = np.stack(
-        [
-            X[segment_of == index].mean(axis=0) if np.any(segment_of == index) else X.mean(axis=0)
-            for index in range(k)
-        ]
+    run_id, changes = (
+        _write_segmentation(session, plan, now, move_after)
+        if plan is not None
+        else (None, AssignmentChanges())
     )
-    centers = np.asarray(model.cluster_centers_, dtype=np.float64)
-    if previous_centroids is not None:
-        previous_scaled = model.scale(previous_centroids)
-        gate = float(np.median(pdist(centers))) if k >= 2 else None
-        matches = match_segments(previous_scaled, centers, max_distance=gate)
-    else:
-        previous_scaled = None
-        clusters = [set(np.asarray(member_ids)[segment_of == index].tolist()) for index in range(k)]
-        matches = match_by_overlap(
-            _members_of(session, previous.segments), clusters, min_jaccard=MIN_OVERLAP
-        )
-
-    run = SegmentationRun(
-        algorithm=model.algorithm_,
-        n_segments=k,
-        quality=model.silhouette_,
-        params={
-            "feature_names_hash": layout_hash,
-            "n_features": int(X.shape[1]),
-            "centroids": CENTROID_SPACE,
-            "n_segments": n_segments,
-            "min_segments": min_segments,
-            "max_segments": max_segments,
-            "seed": seed,
-            "block_weights": dict(model.block_weights_),
-            "silhouette_by_k": {str(key): value for key, value in model.silhouette_by_k_.items()},
-            "warm_started": bool(model.warm_started_),
-            "move_after_days": move_after.total_seconds() / 86400.0,
-            "n_members": len(member_ids),
-            "skipped": skipped,
-        },
-        created_at=now,
-    )
-    session.add(run)
-    session.flush()
-
-    next_number = _next_key_number(session)
-    segment_by_index: dict[int, Segment] = {}
-    new_keys: list[str] = []
-    # Larger clusters first, so new keys are numbered by size.
-    for index in sorted(range(k), key=lambda i: (-descriptions[i].card["size"], i)):
-        description = descriptions[index]
-        card = dict(description.card)
-        card["suggested_label"] = description.label
-        if index in matches:
-            segment = previous.segments[matches[index]]
-            if previous_scaled is not None:
-                shift = float(np.linalg.norm(centers[index] - previous_scaled[matches[index]]))
-                card["drift"] = round(shift, 4)
-            else:
-                card["drift"] = None
-            keep = segment.label_edited or not refresh_labels
-            label = segment.label if keep and segment.label else description.label
-        else:
-            segment = Segment(
-                key=f"seg-{next_number}", kind=CLUSTER_KIND, first_run_id=run.id, created_at=now
-            )
-            next_number += 1
-            session.add(segment)
-            new_keys.append(segment.key)
-            card["drift"] = None
-            label = description.label
-        card["label_edited"] = bool(segment.label_edited)
-        card["run_id"] = run.id
-        segment.label = label
-        segment.description = _description(description)
-        segment.centroid = raw_centroids[index].astype(np.float32)
-        segment.interest = _mean_interest(
-            [interests[row] for row in np.flatnonzero(segment_of == index)]
-        )
-        segment.size = int(card["size"])
-        segment.card = card
-        segment.active = True
-        segment.last_run_id = run.id
-        segment_by_index[index] = segment
-    session.flush()
-
-    segment_ids = {index: segment.id for index, segment in segment_by_index.items()}
-    now_in = {
-        member_id: segment_ids[int(index)]
-        for member_id, index in zip(member_ids, segment_of, strict=True)
-    }
-    key_of = {segment.id: segment.key for segment in segment_by_index.values()}
-    gone = [s for i, s in enumerate(previous.segments) if i not in set(matches.values())]
-    members_before = _members_of(session, gone)
-    vanished: list[str] = []
-    merged: dict[str, str] = {}
-    for segment, before in zip(gone, members_before, strict=True):
-        segment.active = False
-        went = Counter(key_of[now_in[m]] for m in before if m in now_in)
-        top = went.most_common(1)
-        if before and top and top[0][1] >= MERGE_SHARE * len(before):
-            merged[segment.key] = top[0][0]
-        else:
-            vanished.append(segment.key)
-    _distinct_labels(session, [segment_by_index[i] for i in range(k)])
-    session.flush()
-
-    rows = [
-        {
-            "run_id": run.id,
-            "member_id": member_id,
-            "segment_id": segment_ids[int(index)],
-            "distance": float(distance),
-            "created_at": now,
-        }
-        for member_id, index, distance in zip(member_ids, segment_of, distances, strict=True)
-    ]
-    for batch in chunked(rows, _INSERT_BATCH):
-        session.execute(insert(SegmentMembership), batch)
-    changes = update_cluster_assignments(
-        session, now_in, now, move_after=move_after, active_segments=set(segment_ids.values())
-    )
-    session.flush()
     rule_summary = (
-        evaluate_rule_segments(session, rules, now, run_id=run.id) if rules is not None else None
+        evaluate_rule_segments(session, rules, now, run_id=run_id) if rules is not None else None
     )
-    return _with_rules(
-        SegmentationSummary(
-            run_id=run.id,
-            n_segments=k,
-            quality=model.silhouette_,
-            sizes={s.key: s.size for s in segment_by_index.values()},
-            labels={s.key: s.label for s in segment_by_index.values()},
-            new=new_keys,
-            vanished=sorted(vanished),
-            merged=dict(sorted(merged.items())),
-            n_members=len(member_ids),
-            skipped=skipped,
-            algorithm=model.algorithm_,
-            warm_started=bool(model.warm_started_),
-            moved=changes.moved,
-            pending=changes.pending,
-        ),
-        rule_summary,
+    return _with_rules(_summary(inputs, plan, run_id, changes), rule_summary)
+
+
+def _summary(
+    inputs: SegmentationInputs,
+    plan: SegmentationPlan | None,
+    run_id: int | None,
+    changes: AssignmentChanges,
+) -> SegmentationSummary:
+    if plan is None:
+        return SegmentationSummary(
+            run_id=None,
+            n_segments=0,
+            quality=None,
+            n_members=len(inputs.member_ids),
+            skipped=inputs.skipped,
+        )
+    return SegmentationSummary(
+        run_id=run_id,
+        n_segments=len(plan.segments),
+        quality=plan.quality,
+        sizes={s.key: s.size for s in plan.segments},
+        labels={s.key: s.label for s in plan.segments},
+        new=[s.key for s in plan.segments if s.previous_id is None],
+        vanished=plan.vanished,
+        merged=plan.merged,
+        n_members=len(inputs.member_ids),
+        skipped=inputs.skipped,
+        algorithm=plan.algorithm,
+        warm_started=plan.warm_started,
+        moved=changes.moved,
+        pending=changes.pending,
     )
 
 
@@ -511,33 +857,6 @@ def _with_rules(
     return dataclasses.replace(
         summary, rule_sizes=rules.sizes, rule_labels=rules.labels, rule_errors=rules.errors
     )
-
-
-def _distinct_labels(session: Session, segments: Sequence[Segment]) -> None:
-    """Give a segment whose label another active segment already has its key as a suffix."""
-    session.flush()
-    others = Counter(
-        session.scalars(
-            select(Segment.label).where(
-                Segment.active.is_(True),
-                Segment.id.not_in([s.id for s in segments if s.id is not None]),
-            )
-        )
-    )
-    seen: Counter[str] = Counter(others)
-    for segment in segments:
-        if seen[segment.label] and not segment.label_edited:
-            segment.label = f"{segment.label} ({segment.key})"[:300]
-        seen[segment.label] += 1
-
-
-def _next_key_number(session: Session) -> int:
-    numbers = [
-        int(match.group(1))
-        for key in session.scalars(select(Segment.key).where(Segment.key.like("seg-%")))
-        if (match := _KEY_NUMBER.match(key))
-    ]
-    return max(numbers, default=0) + 1
 
 
 def current_segments(session: Session) -> dict[int, int]:
@@ -555,14 +874,14 @@ def current_segments(session: Session) -> dict[int, int]:
     latest = session.scalar(
         select(func.max(SegmentMembership.run_id))
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(Segment.kind == CLUSTER_KIND)
+        .where(Segment.kind == SegmentKind.CLUSTER)
     )
     if latest is None:
         return {}
     rows = session.execute(
         select(SegmentMembership.member_id, SegmentMembership.segment_id)
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest, Segment.kind == CLUSTER_KIND)
+        .where(SegmentMembership.run_id == latest, Segment.kind == SegmentKind.CLUSTER)
         .order_by(SegmentMembership.member_id, SegmentMembership.id)
     )
     return {member_id: segment_id for member_id, segment_id in rows.tuples()}
@@ -589,7 +908,7 @@ def rename_segment(session: Session, key: str, label: str | None) -> Segment:
     if segment is None:
         known = ", ".join(session.scalars(select(Segment.key).order_by(Segment.id)))
         raise LookupError(f"no segment has the key {key!r}; known keys: {known or 'none'}")
-    if segment.kind == RULE_KIND:
+    if segment.kind == SegmentKind.RULE:
         raise ValueError(f"segment {key!r} is declared by rule: change its label in segments.yaml")
     card = dict(segment.card or {})
     if label is None:

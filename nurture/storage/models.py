@@ -38,11 +38,15 @@ __all__ = [
     "AssignmentState",
     "Base",
     "CommunityMilestone",
+    "ConsentStatus",
     "ContentItem",
+    "DeliveryStatus",
     "EmbeddingCacheEntry",
     "Enrollment",
     "EnrollmentState",
+    "ExitReason",
     "Journey",
+    "LifecycleStage",
     "MatchRun",
     "Member",
     "MemberProfile",
@@ -53,9 +57,12 @@ __all__ = [
     "Segment",
     "SegmentAssignment",
     "SegmentDeparture",
+    "SegmentKind",
     "SegmentMembership",
     "SegmentationRun",
     "Suppression",
+    "SuppressionReason",
+    "WaitReason",
     "utcnow",
 ]
 
@@ -109,12 +116,15 @@ class Vector(TypeDecorator[np.ndarray]):
         return bool(np.array_equal(np.asarray(x), np.asarray(y)))
 
 
-def _status_enum(enum_class: type[enum.StrEnum]) -> Enum:
-    """A status column stored as its string value (a VARCHAR, no native database enum)."""
+def _status_enum(enum_class: type[enum.StrEnum], length: int = 20) -> Enum:
+    """A status column stored as its string value (a VARCHAR, no native database enum).
+
+    Reading a value the enum lacks raises ``LookupError``: a new value needs a new member.
+    """
     return Enum(
         enum_class,
         native_enum=False,
-        length=20,
+        length=length,
         values_callable=lambda members: [member.value for member in members],
     )
 
@@ -132,6 +142,14 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
+class ConsentStatus(enum.StrEnum):
+    """A member's marketing consent: only ``granted`` members get non-transactional emails."""
+
+    GRANTED = "granted"
+    DENIED = "denied"
+    UNKNOWN = "unknown"
+
+
 class Member(Base):
     """A community member."""
 
@@ -146,7 +164,9 @@ class Member(Base):
     time_zone: Mapped[str] = mapped_column(String(64), default="UTC")
     birthday: Mapped[dt.date | None]
     joined_at: Mapped[dt.datetime]
-    consent_status: Mapped[str] = mapped_column(String(20), default="granted")
+    consent_status: Mapped[ConsentStatus] = mapped_column(
+        _status_enum(ConsentStatus), default=ConsentStatus.GRANTED
+    )
     consent_source: Mapped[str | None] = mapped_column(String(200))
     unsubscribed_categories: Mapped[list[Any]] = mapped_column(default=list)
     """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
@@ -235,6 +255,18 @@ class EmbeddingCacheEntry(Base):
     created_at: Mapped[created_at]
 
 
+class LifecycleStage(enum.StrEnum):
+    """Where a member stands, from tenure and recent activity (``nurture.profiling.lifecycle``)."""
+
+    NEW = "new"
+    ONBOARDING = "onboarding"
+    ACTIVE = "active"
+    CONTRIBUTOR = "contributor"
+    AMBASSADOR = "ambassador"
+    AT_RISK = "at_risk"
+    DORMANT = "dormant"
+
+
 class MemberProfile(Base):
     """A member's computed profile: features for segmentation, interests for matching."""
 
@@ -245,7 +277,7 @@ class MemberProfile(Base):
     )
     features: Mapped[np.ndarray] = mapped_column(Vector())
     interest: Mapped[np.ndarray | None] = mapped_column(Vector())
-    lifecycle_stage: Mapped[str] = mapped_column(String(20))
+    lifecycle_stage: Mapped[LifecycleStage] = mapped_column(_status_enum(LifecycleStage))
     feature_names_hash: Mapped[str] = mapped_column(String(64))
     computed_at: Mapped[created_at]
 
@@ -263,12 +295,22 @@ class SegmentationRun(Base):
     created_at: Mapped[created_at]
 
 
+class SegmentKind(enum.StrEnum):
+    """How a segment is made."""
+
+    CLUSTER = "cluster"
+    """Found by clustering; its key is ``seg-<number>``, its ``centroid`` the mean raw feature
+    vector of its members."""
+    RULE = "rule"
+    """Declared by a marketer by rule in ``segments.yaml``."""
+
+
 class Segment(Base):
     """A segment with a stable identity across runs, a readable label and its centroid.
 
-    ``kind`` is ``cluster`` (found by clustering; ``centroid`` is the mean raw feature vector of
-    its members) or ``rule`` (declared by a marketer in ``segments.yaml``). ``label_edited``
-    marks a label a marketer chose: segmentation never overwrites it.
+    ``kind`` says whether clustering found it or a marketer declared it by rule
+    (:class:`SegmentKind`). ``label_edited`` marks a label a marketer chose: segmentation never
+    overwrites it.
     """
 
     __tablename__ = "segments"
@@ -278,7 +320,9 @@ class Segment(Base):
     label: Mapped[str] = mapped_column(String(300))
     label_edited: Mapped[bool] = mapped_column(default=False, server_default=false())
     description: Mapped[str] = mapped_column(Text, default="")
-    kind: Mapped[str] = mapped_column(String(20), default="cluster")
+    kind: Mapped[SegmentKind] = mapped_column(
+        _status_enum(SegmentKind), default=SegmentKind.CLUSTER
+    )
     centroid: Mapped[np.ndarray | None] = mapped_column(Vector())
     interest: Mapped[np.ndarray | None] = mapped_column(Vector())
     size: Mapped[int] = mapped_column(default=0)
@@ -395,6 +439,24 @@ class EnrollmentState(enum.StrEnum):
     EXITED = "exited"
 
 
+class ExitReason(enum.StrEnum):
+    """Why an exited enrollment stopped."""
+
+    GOAL = "goal"
+    """The member reached the journey's goal."""
+    CONSENT = "consent"
+    """The member's consent or preferences no longer allow the journey's emails."""
+    MISSING_STEP = "missing_step"
+    """The enrollment stood at a step the journey's definition no longer has."""
+
+
+class WaitReason(enum.StrEnum):
+    """Why an active enrollment is held at a send step."""
+
+    BUDGET = "budget"
+    QUIET_HOURS = "quiet_hours"
+
+
 class Enrollment(Base):
     """A member's progress through one version of a journey."""
 
@@ -419,10 +481,10 @@ class Enrollment(Base):
     finished_at: Mapped[dt.datetime | None]
     context: Mapped[dict[str, Any]] = mapped_column(default=dict)
     """What the trigger recorded (the event to thank for, the topic, the threshold...)."""
-    exit_reason: Mapped[str | None] = mapped_column(String(30))
-    """Why an exited enrollment stopped: goal, consent, suppressed, missing_step."""
-    waiting_on: Mapped[str | None] = mapped_column(String(30))
-    """Why an active enrollment is held at a send step: budget or quiet_hours."""
+    exit_reason: Mapped[ExitReason | None] = mapped_column(_status_enum(ExitReason, 30))
+    """Why an exited enrollment stopped."""
+    waiting_on: Mapped[WaitReason | None] = mapped_column(_status_enum(WaitReason, 30))
+    """Why an active enrollment is held at a send step."""
 
 
 class MessageStatus(enum.StrEnum):
@@ -434,6 +496,16 @@ class MessageStatus(enum.StrEnum):
     FAILED = "failed"
     SUPPRESSED = "suppressed"
     UNKNOWN = "unknown"
+
+
+class DeliveryStatus(enum.StrEnum):
+    """The provider's latest word on a sent email (its event type, ``ProviderEvent.type``)."""
+
+    PROCESSED = "processed"
+    DEFERRED = "deferred"
+    DELIVERED = "delivered"
+    BOUNCE = "bounce"
+    DROPPED = "dropped"
 
 
 class Message(Base):
@@ -467,8 +539,8 @@ class Message(Base):
     error: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[dt.datetime | None]
     """When a worker moved the message to ``sending`` (recovery looks at old claims)."""
-    delivery_status: Mapped[str | None] = mapped_column(String(30))
-    """The provider's latest word on it: processed, delivered, deferred, bounce, dropped."""
+    delivery_status: Mapped[DeliveryStatus | None] = mapped_column(_status_enum(DeliveryStatus, 30))
+    """The provider's latest word on it."""
 
 
 class ProviderEvent(Base):
@@ -511,6 +583,17 @@ class SegmentDeparture(Base):
     left_at: Mapped[dt.datetime]
 
 
+class SuppressionReason(enum.StrEnum):
+    """Why an address is suppressed."""
+
+    UNSUBSCRIBED = "unsubscribed"
+    BOUNCED = "bounced"
+    COMPLAINED = "complained"
+    MANUAL = "manual"
+    ERASED = "erased"
+    """The member asked to be forgotten: their data is gone, only this hash remains."""
+
+
 class Suppression(Base):
     """An address that must never be mailed again, kept as a salted hash of the address."""
 
@@ -518,6 +601,6 @@ class Suppression(Base):
 
     id: Mapped[intpk]
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
-    reason: Mapped[str] = mapped_column(String(50))
+    reason: Mapped[SuppressionReason] = mapped_column(_status_enum(SuppressionReason, 50))
     source: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[created_at]

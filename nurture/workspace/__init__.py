@@ -15,7 +15,7 @@ from nurture.workspace.config import (
     load_workspace_config,
     read_workspace_config,
 )
-from nurture.workspace.content import (
+from nurture.workspace.library import (
     SCHEDULED_KINDS,
     ContentItemSpec,
     ContentKind,

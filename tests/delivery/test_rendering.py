@@ -17,7 +17,7 @@ from nurture.delivery import (
 )
 from nurture.errors import TemplateError
 from nurture.languages import DEFAULT_LANGUAGES
-from nurture.workspace.content import ContentKind
+from nurture.workspace.library import ContentKind
 
 from .conftest import ITEMS, NOW, SECRET, TEMPLATES_DIR, make_renderer
 

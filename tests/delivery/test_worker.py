@@ -133,12 +133,12 @@ def test_suppressed_address_is_not_sent(session, add_message, renderer):
 
 
 def test_member_without_consent_is_not_sent(session, add_message, renderer):
-    message = add_message(consent_status="withdrawn")
+    message = add_message(consent_status="denied")
     mailer = RecordingMailer()
     summary = deliver_messages(session, mailer, renderer, [message.id], NOW, **SENDER)
     assert summary == DeliverySummary(suppressed=1)
     assert mailer.sent == []
-    assert "withdrawn" in _reload(session, message.id).error
+    assert "consent is 'denied', not 'granted'" in _reload(session, message.id).error
 
 
 def _make_journey_transactional(session) -> None:

@@ -188,8 +188,8 @@ def test_changed_definition_is_version_two_and_enrolled_members_finish_version_o
 
 def test_members_without_consent_are_skipped(session: Session, welcome) -> None:
     _add_member(session, "ada@example.org")
-    _add_member(session, "bob@example.org", consent_status="withdrawn")
-    _add_member(session, "cy@example.org", consent_status="pending")
+    _add_member(session, "bob@example.org", consent_status="denied")
+    _add_member(session, "cy@example.org", consent_status="unknown")
 
     summary = advance_journeys(session, [welcome], NOW, FakePicker())
 
@@ -200,7 +200,7 @@ def test_members_without_consent_are_skipped(session: Session, welcome) -> None:
 
 
 def test_transactional_journeys_ignore_consent(session: Session, welcome) -> None:
-    _add_member(session, "bob@example.org", consent_status="withdrawn")
+    _add_member(session, "bob@example.org", consent_status="denied")
     transactional = welcome.model_copy(update={"transactional": True})
     summary = advance_journeys(session, [transactional], NOW, FakePicker())
     assert summary.enrolled == 1
@@ -239,7 +239,7 @@ def test_without_a_salt_enrolment_does_not_read_the_suppression_list(
 def test_withdrawn_consent_exits_the_enrollment(session: Session, welcome) -> None:
     ada = _add_member(session, "ada@example.org")
     advance_journeys(session, [welcome], NOW, FakePicker())
-    ada.consent_status = "withdrawn"
+    ada.consent_status = "denied"
     summary = advance_journeys(session, [welcome], NOW + dt.timedelta(days=3), FakePicker())
     assert summary == JourneySummary(advanced=1, exited=1)
     (enrollment,) = session.scalars(select(Enrollment)).all()

@@ -350,7 +350,7 @@ def test_budget_care_first_promotion_waits_or_skips(session: Session) -> None:
 
 
 def test_transactional_journeys_ignore_consent_and_quiet_hours(session: Session) -> None:
-    add_member(session, "notice@x.test", NOW - dt.timedelta(days=1), consent_status="withdrawn")
+    add_member(session, "notice@x.test", NOW - dt.timedelta(days=1), consent_status="denied")
     notice = journey({"type": "member_joined"}, id="notice", transactional=True)
     rules = SendingRules(budget=Budget(messages=1, window="7d"))
     advance_journeys(

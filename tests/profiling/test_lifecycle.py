@@ -4,7 +4,8 @@ import datetime as dt
 
 import pytest
 
-from nurture.profiling import LIFECYCLE_STAGES, ActivitySummary, lifecycle_stage
+from nurture.profiling import ActivitySummary, lifecycle_stage
+from nurture.storage.models import LifecycleStage
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
 EPS = dt.timedelta(seconds=1)
@@ -51,4 +52,4 @@ def activity(last_days_ago: float | None, contributions: int = 0) -> ActivitySum
 )
 def test_lifecycle_rules_at_boundaries(joined, summary, expected) -> None:
     assert lifecycle_stage(joined, summary, NOW) == expected
-    assert expected in LIFECYCLE_STAGES
+    assert expected in list(LifecycleStage)

@@ -19,7 +19,7 @@ from nurture.rights import (
     find_members,
     member_keyed_tables,
 )
-from nurture.rights.members import member_key
+from nurture.rights.member_data import member_key
 from nurture.storage.models import (
     Base,
     EmbeddingCacheEntry,

@@ -1,15 +1,18 @@
-"""``mailer_for``: the settings choose the backend; a missing secret is a configuration error."""
+"""Mail backends: the settings choose one; a missing secret is a configuration error."""
 
 from __future__ import annotations
 
+import ast
 import logging
 import os
 import subprocess
 import sys
+import typing
+from pathlib import Path
 
 import pytest
 
-from nurture.delivery import Mailer, OutboxMailer, SmtpMailer, mailer_for
+from nurture.delivery import MAIL_BACKENDS, Mailer, OutboxMailer, SmtpMailer, mailer_for, mailers
 from nurture.delivery.sendgrid_mailer import SendGridMailer
 from nurture.errors import ConfigurationError
 from nurture.settings import Settings
@@ -100,3 +103,22 @@ def test_the_sendgrid_library_is_imported_only_when_chosen():
         "assert 'sendgrid' in sys.modules\n"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+def test_every_backend_the_settings_offer_can_be_built():
+    offered = typing.get_args(Settings.model_fields["mail_backend"].annotation)
+    assert sorted(offered) == sorted(MAIL_BACKENDS)
+
+
+def test_an_unknown_backend_is_a_configuration_error(tmp_path):
+    settings = _settings(tmp_path).model_copy(update={"mail_backend": "pigeon"})
+    with pytest.raises(ConfigurationError, match="expected outbox, smtp or sendgrid"):
+        mailer_for(settings)
+
+
+def test_the_interface_imports_no_backend():
+    tree = ast.parse(Path(mailers.__file__).read_text(encoding="utf-8"))
+    imported = {
+        node.module for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and node.module
+    }
+    assert not {module for module in imported if module.startswith("nurture.delivery")}

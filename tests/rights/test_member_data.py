@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from nurture.rights import find_members, provider_events_of
-from nurture.rights.members import mentions_address
+from nurture.rights.member_data import mentions_address
 from nurture.storage.models import Member, ProviderEvent
 
 from .conftest import EMAIL, NOW, Seeded

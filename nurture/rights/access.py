@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import find_suppression, normalise_address
 from nurture.errors import MemberNotFoundError
-from nurture.rights.members import (
+from nurture.rights.member_data import (
     find_members,
     member_key,
     member_keyed_tables,
@@ -190,7 +190,7 @@ def _member(member: Member) -> dict[str, Any]:
         "time_zone": member.time_zone,
         "birthday": _iso(member.birthday),
         "joined_at": _iso(member.joined_at),
-        "consent_status": member.consent_status,
+        "consent_status": _plain(member.consent_status),
         "consent_source": member.consent_source,
         "attributes": _plain(member.attributes),
         "created_at": _iso(member.created_at),
@@ -243,7 +243,7 @@ def _profiles(session: Session, ids: Sequence[int]) -> list[dict[str, Any]]:
     return [
         {
             "member_id": row.member_id,
-            "lifecycle_stage": row.lifecycle_stage,
+            "lifecycle_stage": _plain(row.lifecycle_stage),
             "feature_layout_hash": row.feature_names_hash,
             "computed_at": _iso(row.computed_at),
             "n_features": int(row.features.size),
@@ -267,7 +267,7 @@ def _segment_memberships(session: Session, ids: Sequence[int]) -> list[dict[str,
             "segmentation_run": membership.run_id,
             "segment_key": segment.key,
             "segment_label": segment.label,
-            "segment_kind": segment.kind,
+            "segment_kind": _plain(segment.kind),
             "distance": _round(membership.distance),
             "assigned_at": _iso(membership.created_at),
         }
@@ -377,7 +377,7 @@ def _suppression(row: Suppression | None) -> dict[str, Any]:
         return {"suppressed": False, "reason": None, "source": None, "since": None}
     return {
         "suppressed": True,
-        "reason": row.reason,
+        "reason": _plain(row.reason),
         "source": row.source,
         "since": _iso(row.created_at),
     }

@@ -22,7 +22,7 @@ from nurture.rights import (
     format_export,
     member_keyed_tables,
 )
-from nurture.rights.export import SECTION_OF_TABLE
+from nurture.rights.access import SECTION_OF_TABLE
 from nurture.storage.models import Base
 
 from .conftest import EMAIL, FIRST_NAME, LAST_NAME, NOW, SALT, Seeded
