@@ -244,23 +244,31 @@ def sync_workspace(settings: Settings, now: dt.datetime | None = None) -> Conten
 
 
 def import_file(
-    settings: Settings, kind: ImportKind, path: Path, rejects_path: Path | None = None
+    settings: Settings,
+    kind: ImportKind,
+    path: Path,
+    rejects_path: Path | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Import one file of members, questionnaire answers or activity events.
 
     Valid records are stored in batches; refused ones go to ``rejects_path`` (default: next to
-    the data, ``data_dir/rejects/<file name>.rejects.csv``).
+    the data, ``data_dir/rejects/<file name>.rejects.csv``). The CSV delimiter and the file's
+    encoding are found from the file unless given.
     """
     if rejects_path is None:
         rejects_path = settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    layout = {"delimiter": delimiter, "encoding": encoding}
     with session_scope(prepare_database(settings)) as session:
         if kind == "members":
-            return import_members(session, path, rejects_path)
+            return import_members(session, path, rejects_path, **layout)
         if kind == "answers":
             questionnaire = load_questionnaire(settings.questionnaire_path)
-            return import_answers(session, path, questionnaire, rejects_path)
-        return import_activity(session, path, rejects_path)
+            return import_answers(session, path, questionnaire, rejects_path, **layout)
+        return import_activity(session, path, rejects_path, **layout)
 
 
 # --- nightly stages -------------------------------------------------------------------------
