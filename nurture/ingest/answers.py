@@ -220,7 +220,7 @@ def parse_answers(
                     )
                     continue
                 except ImportRecordError as exc:
-                    error = exc
+                    error = exc.with_traceback(None)  # no cycle through this frame
             parsed.append(error)
     return parsed
 

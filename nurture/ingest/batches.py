@@ -129,7 +129,7 @@ def each_record(parse: Callable[[Mapping[str, Any]], T]) -> ParseRecords[T]:
             try:
                 parsed.append(parse(record))
             except ImportRecordError as exc:
-                parsed.append(exc)
+                parsed.append(exc.with_traceback(None))  # no cycle through this frame
         return parsed
 
     return parse_records

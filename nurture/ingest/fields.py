@@ -546,7 +546,7 @@ def _each(values: list[Any], parse: Callable[[Any], Any]) -> Column:
         try:
             parsed.append(parse(value))
         except ImportRecordError as exc:
-            parsed.append(exc)
+            parsed.append(exc.with_traceback(None))  # no cycle through this frame
             refused = True
     return Column(parsed, refused)
 
