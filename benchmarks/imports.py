@@ -520,7 +520,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    logging.getLogger("nurture").setLevel(logging.WARNING)
     result = run_imports_benchmark(
         activity_rows=args.activity_rows,
         answer_rows=args.answer_rows,
