@@ -261,14 +261,17 @@ def import_file(
     if rejects_path is None:
         rejects_path = settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
-    layout = {"delimiter": delimiter, "encoding": encoding}
     with session_scope(prepare_database(settings)) as session:
         if kind == "members":
-            return import_members(session, path, rejects_path, **layout)
+            return import_members(
+                session, path, rejects_path, delimiter=delimiter, encoding=encoding
+            )
         if kind == "answers":
             questionnaire = load_questionnaire(settings.questionnaire_path)
-            return import_answers(session, path, questionnaire, rejects_path, **layout)
-        return import_activity(session, path, rejects_path, **layout)
+            return import_answers(
+                session, path, questionnaire, rejects_path, delimiter=delimiter, encoding=encoding
+            )
+        return import_activity(session, path, rejects_path, delimiter=delimiter, encoding=encoding)
 
 
 # --- nightly stages -------------------------------------------------------------------------
