@@ -25,7 +25,6 @@ def seed_demo(settings: Settings, n_members: int, seed: int = 3) -> DemoFiles:
         now=NOW - dt.timedelta(days=1),
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
         questionnaire=load_questionnaire(settings.questionnaire_path),
     )
     for kind, path in (
