@@ -43,7 +43,6 @@ def test_demo_segments_recover_the_personas_and_keep_their_ids(session, tmp_path
         now=NOW - dt.timedelta(days=1),
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
         questionnaire=questionnaire,
     )
     import_members(session, files.members)
