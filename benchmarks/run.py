@@ -236,6 +236,7 @@ def prepare_demo_database(
         now=now,
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
+        content_dates={spec.key: spec for spec in specs},
         questionnaire=questionnaire,
     )
     rejects = directory / "rejects"

@@ -597,24 +597,32 @@ STAGE_LISTS: Mapping[str, StageList] = {NIGHTLY.name: NIGHTLY, DELIVER.name: DEL
 
 
 def import_file(
-    runtime: Runtime, kind: ImportKind, path: Path, rejects_path: Path | None = None
+    runtime: Runtime,
+    kind: ImportKind,
+    path: Path,
+    rejects_path: Path | None = None,
+    *,
+    delimiter: str | None = None,
+    encoding: str | None = None,
 ) -> ImportSummary:
     """Import one file of members, questionnaire answers or activity events.
 
     Valid records are stored in batches; refused ones go to ``rejects_path`` (default: next to
-    the data, ``data_dir/rejects/<file name>.rejects.csv``).
+    the data, ``data_dir/rejects/<file name>.rejects.csv``). The CSV delimiter and the file's
+    encoding are found from the file unless given.
     """
     if rejects_path is None:
         rejects_path = runtime.settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
+    layout: dict[str, Any] = {"delimiter": delimiter, "encoding": encoding}
     with runtime.session() as session:
         if kind == "members":
-            return import_members(
-                session, path, rejects_path, languages=runtime.workspace.languages
-            )
+            languages = runtime.workspace.languages
+            return import_members(session, path, rejects_path, languages=languages, **layout)
         if kind == "answers":
-            return import_answers(session, path, runtime.workspace.questionnaire, rejects_path)
-        return import_activity(session, path, rejects_path)
+            questionnaire = runtime.workspace.questionnaire
+            return import_answers(session, path, questionnaire, rejects_path, **layout)
+        return import_activity(session, path, rejects_path, **layout)
 
 
 def export_member(runtime: Runtime, email: str, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -176,12 +176,32 @@ def import_(
             help="Where refused records go; default: <data-dir>/rejects/<file>.rejects.csv."
         ),
     ] = None,
+    delimiter: Annotated[
+        str | None,
+        typer.Option(
+            help="The CSV delimiter: ',', ';', '|' or 'tab'; default: found from the header."
+        ),
+    ] = None,
+    encoding: Annotated[
+        str | None,
+        typer.Option(
+            help="The file's encoding (utf-8, cp1252, latin-1...); default: UTF-8, or "
+            "Windows-1252 for a CSV file that is not UTF-8."
+        ),
+    ] = None,
 ) -> None:
     """Import members, questionnaire answers or activity events; re-importing adds nothing."""
     if kind not in ("members", "answers", "activity"):
         raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
     try:
-        summary = stages.import_file(runtime_of(ctx), kind, file, rejects)  # type: ignore[arg-type]
+        summary = stages.import_file(
+            runtime_of(ctx),
+            kind,  # type: ignore[arg-type]
+            file,
+            rejects,
+            delimiter=delimiter,
+            encoding=encoding,
+        )
     except KeyboardInterrupt:
         errors.print(
             "interrupted: the batches already committed are kept; "
@@ -384,6 +404,7 @@ def demo(
         now=now.replace(hour=0, minute=0, second=0, microsecond=0),
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
+        content_dates={spec.key: spec for spec in specs},
         questionnaire=check.questionnaire,
     )
     for kind, path in (

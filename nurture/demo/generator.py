@@ -2,10 +2,15 @@
 
 Everything comes from one ``random.Random(seed)``, and files are written with fixed line endings
 and key order, so the same arguments always give byte-identical files.
+
+Given the library's dates, activity is possible activity: members read or click an item only
+once it is published, and attend an event only once it has started (while they were members),
+at the time it takes place, as the import requires.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import datetime as dt
 import json
@@ -16,14 +21,14 @@ import zoneinfo
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TextIO
+from typing import Any, Protocol, TextIO
 
 from nurture.demo.names import COUNTRIES, FIRST_NAMES, LAST_NAMES, TIME_ZONES
 from nurture.demo.personas import OPTIONS, PERSONAS, Persona
 from nurture.ingest.answers import AnswerValidator
 from nurture.storage.models import ConsentStatus
 
-__all__ = ["DemoFiles", "generate_demo_community"]
+__all__ = ["DatedContent", "DemoFiles", "generate_demo_community"]
 
 NOISE = 0.12
 """Share of answers that stray from the member's persona."""
@@ -35,6 +40,7 @@ ACTIVITY_DAYS = 180
 
 ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
 _NEEDS_CONTENT = frozenset({"content_view", "email_click"})
+_NEEDS_LIBRARY = _NEEDS_CONTENT | {"event_attended"}
 _EVENT_WORDS = (
     "event",
     "meetup",
@@ -314,6 +320,20 @@ class DemoFiles:
     personas: Path
 
 
+class DatedContent(Protocol):
+    """The dates of a content item (``nurture.workspace.ContentItemSpec`` has them)."""
+
+    @property
+    def published_at(self) -> dt.datetime | None:
+        """When the item was published (timezone-aware), if known."""
+        ...
+
+    @property
+    def event_start(self) -> dt.datetime | None:
+        """When the event begins (timezone-aware), for an event."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Member:
     external_id: str
@@ -332,6 +352,7 @@ def generate_demo_community(
     now: dt.datetime,
     content_keys: Sequence[str] = (),
     content_languages: Mapping[str, str] | None = None,
+    content_dates: Mapping[str, DatedContent] | None = None,
     questionnaire: AnswerValidator | None = None,
 ) -> DemoFiles:
     """Write a synthetic community whose members follow five hidden personas.
@@ -351,6 +372,10 @@ def generate_demo_community(
             clicks.
         content_languages: Language of each content key; members then mostly see content in
             their own language.
+        content_dates: The dates of each content key (``{spec.key: spec for spec in specs}``
+            from the library); members then read or click an item only once it is published,
+            and attend only events that began while they were members, at the event's time.
+            Without them, any item may be read and any event attended at any time.
         questionnaire: When given, every generated answer is checked with it.
 
     Returns:
@@ -374,7 +399,7 @@ def generate_demo_community(
     )
     rng = random.Random(seed)
     now = now.astimezone(dt.UTC)
-    library = _Library(sorted(set(content_keys)), content_languages or {})
+    library = _Library(sorted(set(content_keys)), content_languages or {}, content_dates)
     personas = [PERSONAS[index % len(PERSONAS)] for index in range(n_members)]
     rng.shuffle(personas)
     emails: set[str] = set()
@@ -537,34 +562,117 @@ def _expectations(rng: random.Random, persona: Persona, language: str) -> str:
     return sentence + rng.choice(_CLOSERS[language])
 
 
-class _Library:
-    """The content keys, grouped by theme and language for quick picks."""
+class _Pool:
+    """Content keys in the order they become available, to pick one available at a moment."""
 
-    def __init__(self, keys: list[str], languages: Mapping[str, str]) -> None:
+    def __init__(self, keys: Sequence[str], available: Mapping[str, dt.datetime]) -> None:
+        ordered = sorted(keys, key=lambda key: available[key])  # stable: key order on ties
+        self.keys = ordered
+        self.times = [available[key] for key in ordered]
+
+    def span(self, moment: dt.datetime, since: dt.datetime | None = None) -> tuple[int, int]:
+        """The indexes ``[lo, hi)`` of the keys available at ``moment`` (and since ``since``)."""
+        lo = bisect.bisect_left(self.times, since) if since is not None else 0
+        return lo, bisect.bisect_right(self.times, moment)
+
+
+class _Library:
+    """The content keys, grouped by theme and language for quick picks.
+
+    With the library's dates, each key is available from its publication (to read) or its
+    event's start (to attend; a key without one cannot be attended); without, from always.
+    """
+
+    def __init__(
+        self,
+        keys: list[str],
+        languages: Mapping[str, str],
+        dates: Mapping[str, DatedContent] | None = None,
+    ) -> None:
         self.keys = keys
         self.languages = languages
+        self.dated = dates is not None
         self.events = [key for key in keys if _matches(key, _EVENT_WORDS)]
         self._event_set = frozenset(self.events)
         self.themes = {
             persona.key: [key for key in keys if _matches(key, persona.keywords)]
             for persona in PERSONAS
         }
+        always = dt.datetime.min.replace(tzinfo=dt.UTC)
+        self.published: dict[str, dt.datetime] = {key: always for key in keys}
+        self.starts: dict[str, dt.datetime] = {key: always for key in keys}
+        if dates is not None:
+            for key in keys:
+                item = dates.get(key)
+                published = item.published_at if item is not None else None
+                start = item.event_start if item is not None else None
+                self.published[key] = published or always
+                if start is None:
+                    del self.starts[key]  # not an event: nobody attends it
+                else:
+                    self.starts[key] = start
+        self._pools: dict[tuple[str, ...], _Pool] = {}
+
+    def event_start(self, key: str) -> dt.datetime:
+        """When the event ``key`` begins (only for a dated library)."""
+        return self.starts[key]
 
     def pick(
-        self, rng: random.Random, persona: Persona, language: str, *, event: bool = False
+        self,
+        rng: random.Random,
+        persona: Persona,
+        language: str,
+        *,
+        moment: dt.datetime,
+        event: bool = False,
+        since: dt.datetime | None = None,
     ) -> str | None:
-        pool = self.keys
+        """A key to read at ``moment``, or an event begun by then (and since ``since``)."""
         themed = self.themes[persona.key]
         if event:
-            pool = [key for key in themed if key in self._event_set] or self.events
-        elif themed and rng.random() >= NOISE:
-            pool = themed
-        if not pool:
+            since = since if self.dated else None
+            pool = self._pool("events", persona.key)
+            lo, hi = pool.span(moment, since)
+            if lo >= hi:
+                pool = self._pool("events")
+                lo, hi = pool.span(moment, since)
+            name = "events"
+            theme = persona.key if pool is self._pool("events", persona.key) else ""
+        else:
+            since = None
+            name, theme = "read", ""
+            if themed and rng.random() >= NOISE:
+                theme = persona.key
+            pool = self._pool(name, theme)
+            lo, hi = pool.span(moment)
+        if lo >= hi:
             return None
         if self.languages and rng.random() < 0.85:
-            local = [key for key in pool if self.languages.get(key, language) == language]
-            pool = local or pool
-        return rng.choice(pool)
+            local = self._pool(name, theme, language)
+            local_lo, local_hi = local.span(moment, since)
+            if local_lo < local_hi:
+                pool, lo, hi = local, local_lo, local_hi
+        return pool.keys[lo + rng.randrange(hi - lo)]
+
+    def _pool(self, name: str, theme: str = "", language: str = "") -> _Pool:
+        """The keys to read (``read``) or attend (``events``) of a theme, in a language.
+
+        An empty ``theme`` (a persona's key) or ``language`` means any.
+        """
+        cache_key = (name, theme, language)
+        pool = self._pools.get(cache_key)
+        if pool is None:
+            if name == "events":
+                pool_keys = self.themes[theme] if theme else self.events
+                keys = [key for key in pool_keys if key in self._event_set and key in self.starts]
+                available = self.starts
+            else:
+                keys = self.themes[theme] if theme else self.keys
+                available = self.published
+            if language:
+                keys = [key for key in keys if self.languages.get(key, language) == language]
+            pool = self._pools[cache_key] = _Pool(keys, available)
+        return pool
 
 
 def _matches(key: str, keywords: Sequence[str]) -> bool:
@@ -604,9 +712,17 @@ def _write_activity(
         kind = rng.choices(kinds, weights)[0]
         content_key = None
         if kind in _NEEDS_CONTENT:
-            content_key = library.pick(rng, persona, member.language)
+            content_key = library.pick(rng, persona, member.language, moment=moment)
         elif kind == "event_attended":
-            content_key = library.pick(rng, persona, member.language, event=True)
+            content_key = library.pick(
+                rng, persona, member.language, moment=moment, event=True, since=start
+            )
+            if content_key is not None and library.dated:
+                # Attendance is recorded while the event takes place, not at a random moment.
+                begins = library.event_start(content_key).astimezone(dt.UTC)
+                moment = min(now, begins + dt.timedelta(minutes=rng.randint(0, 45)))
+        if content_key is None and library.dated and kind in _NEEDS_LIBRARY:
+            kind = "comment"  # nothing published or begun yet to read, click or attend
         record = {
             "member": member.external_id,
             "type": kind,

@@ -5,6 +5,14 @@ Fields: ``member`` (external id or e-mail), ``type`` (see ``ACTIVITY_TYPES``), `
 CSV, JSON text), ``idempotency_key`` (optional). Without an idempotency key, one is derived from
 the member, type, time (in UTC), properties and content key, so the same event imported twice,
 even from files that name the member differently, is stored once.
+
+An event must have happened: it is refused when dated in the future, and, when its content key
+names an item of the content library (as synced to the database), when it attends an event
+before the event began or views or clicks an item before it was published.
+
+Events are written a batch at a time with one ``INSERT ... ON CONFLICT DO NOTHING`` on the
+idempotency key (``COPY`` on PostgreSQL, :mod:`nurture.ingest.bulk`): an event already stored is
+skipped by the database itself, so a re-import or two imports at once store each event once.
 """
 
 from __future__ import annotations
@@ -13,42 +21,65 @@ import datetime as dt
 import hashlib
 import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.errors import ImportRecordError
 from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
-    Applied,
+    BatchResult,
     ImportSummary,
-    Outcome,
     Row,
     run_import,
 )
-from nurture.ingest.fields import parse_choice, parse_datetime, parse_json_object, parse_text
-from nurture.ingest.members import resolve_member_refs
-from nurture.storage.models import ActivityEvent
+from nurture.ingest.bulk import write_rows
+from nurture.ingest.fields import (
+    choice_column,
+    combine_columns,
+    json_object_column,
+    past_datetime_column,
+    text_column,
+)
+from nurture.ingest.members import remembered_member_refs, resolve_member_refs
+from nurture.storage.models import ActivityEvent, ContentItem, utcnow
 
 __all__ = [
     "ACTIVITY_COLUMNS",
     "ACTIVITY_REQUIRED_COLUMNS",
     "ACTIVITY_TYPES",
+    "EARLY_ARRIVAL",
+    "PUBLICATION_DAY_START",
     "derive_idempotency_key",
     "import_activity",
+    "parse_activities",
+    "parse_activity",
 ]
 
 ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
 ACTIVITY_COLUMNS = ("member", "type", "occurred_at", "content_key", "properties", "idempotency_key")
 """Every field of an activity record, in the order of the documentation; no other is allowed."""
 ACTIVITY_REQUIRED_COLUMNS = frozenset({"member", "type", "occurred_at"})
+EARLY_ARRIVAL = dt.timedelta(hours=1)
+"""How long before an event starts an attendance may be recorded (doors open, badges scanned)."""
+PUBLICATION_DAY_START = dt.timedelta(hours=14)
+"""How long before midnight UTC a publication day may begin: a date names no time zone, and the
+first day to begin is UTC+14's."""
+
+_READ_TYPES = frozenset({"content_view", "email_click"})
+_STORED_COLUMNS = (
+    "member_id",
+    "type",
+    "occurred_at",
+    "content_key",
+    "properties",
+    "idempotency_key",
+)
 
 
-@dataclass(frozen=True)
-class ActivityRecord:
+class ActivityRecord(NamedTuple):
     """A valid activity record."""
 
     member: str
@@ -65,6 +96,8 @@ def import_activity(
     rejects_path: Path | str | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> ImportSummary:
     """Import activity events from a CSV or JSON Lines file.
 
@@ -74,48 +107,90 @@ def import_activity(
         rejects_path: Where to write refused records (CSV: line, field, reason, raw), or
             ``None`` to only count them.
         batch_size: Records per commit.
+        encoding: The file's encoding (a Python codec name); detected when ``None``.
+        delimiter: The CSV delimiter; detected when ``None``.
 
     Returns:
         What the import did; an event already stored counts as unchanged.
 
     Raises:
-        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
-            file, bad CSV header); nothing is stored. Refused records do not raise: they go
-            to the rejects file.
+        ImportFileError: The file cannot be read (unknown suffix, an encoding it does not
+            decode in, empty CSV file, bad CSV header); nothing is stored. Refused records do
+            not raise: they go to the rejects file.
     """
-    return run_import(
-        session,
-        path,
-        rejects_path,
-        parse=parse_activity,
-        apply=_apply_activity,
-        known_columns=frozenset(ACTIVITY_COLUMNS),
-        required_columns=ACTIVITY_REQUIRED_COLUMNS,
-        batch_size=batch_size,
-    )
+    now = utcnow()
+
+    def parse(records: list[Mapping[str, Any]]) -> list[ActivityRecord | ImportRecordError]:
+        return parse_activities(records, now)
+
+    with remembered_member_refs():
+        return run_import(
+            session,
+            path,
+            rejects_path,
+            parse=parse,
+            apply=_apply_activity,
+            known_columns=frozenset(ACTIVITY_COLUMNS),
+            required_columns=ACTIVITY_REQUIRED_COLUMNS,
+            batch_size=batch_size,
+            encoding=encoding,
+            delimiter=delimiter,
+        )
 
 
-def parse_activity(record: Mapping[str, Any]) -> ActivityRecord:
+def parse_activity(record: Mapping[str, Any], now: dt.datetime | None = None) -> ActivityRecord:
     """Validate one activity record.
+
+    Args:
+        record: The record as read from the file.
+        now: The import's clock: a later ``occurred_at`` (beyond a day) is refused.
 
     Raises:
         ImportRecordError: A field is invalid; the error names it.
     """
-    member = parse_text(record, "member", required=True, max_length=320)
-    kind = parse_choice(record, "type", ACTIVITY_TYPES)
-    if kind is None:
-        raise ImportRecordError("is required but missing or empty", field="type")
-    occurred_at = parse_datetime(record, "occurred_at")
-    if occurred_at is None:
-        raise ImportRecordError("is required but missing or empty", field="occurred_at")
-    assert member is not None
-    return ActivityRecord(
-        member=member,
-        type=kind,
-        occurred_at=occurred_at,
-        content_key=parse_text(record, "content_key"),
-        properties=parse_json_object(record, "properties"),
-        idempotency_key=parse_text(record, "idempotency_key", max_length=128),
+    [parsed] = parse_activities([record], now)
+    if isinstance(parsed, ImportRecordError):
+        raise parsed
+    return parsed
+
+
+def parse_activities(
+    records: Sequence[Mapping[str, Any]], now: dt.datetime | None = None
+) -> list[ActivityRecord | ImportRecordError]:
+    """Validate activity records, field by field over all of them (see ``fields.Column``).
+
+    Args:
+        records: The records as read from the file.
+        now: The import's clock: a later ``occurred_at`` (beyond a day) is refused.
+
+    Returns:
+        Each record's value, or the error refusing it: its first invalid field, in the order
+        of ``ACTIVITY_COLUMNS``.
+    """
+    now = now or utcnow()
+    return combine_columns(
+        (
+            text_column(
+                [record.get("member") for record in records],
+                "member",
+                required=True,
+                max_length=320,
+            ),
+            choice_column(
+                [record.get("type") for record in records], "type", ACTIVITY_TYPES, required=True
+            ),
+            past_datetime_column(
+                [record.get("occurred_at") for record in records], "occurred_at", now, required=True
+            ),
+            text_column([record.get("content_key") for record in records], "content_key"),
+            json_object_column([record.get("properties") for record in records], "properties"),
+            text_column(
+                [record.get("idempotency_key") for record in records],
+                "idempotency_key",
+                max_length=128,
+            ),
+        ),
+        ActivityRecord,
     )
 
 
@@ -148,50 +223,85 @@ def derive_idempotency_key(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> list[Applied]:
+def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> BatchResult:
+    result = BatchResult()
     member_ids = resolve_member_refs(session, {row.value.member for row in rows})
-    keyed: list[tuple[ActivityRecord, int | None, str | None]] = []
-    for row in rows:
-        record = row.value
-        member_id = member_ids.get(record.member)
-        key = record.idempotency_key
-        if member_id is not None and key is None:
-            key = derive_idempotency_key(
-                member_id, record.type, record.occurred_at, record.properties, record.content_key
-            )
-        keyed.append((record, member_id, key))
-    keys = {key for _, _, key in keyed if key is not None}
-    seen = set(
-        session.scalars(
-            select(ActivityEvent.idempotency_key).where(ActivityEvent.idempotency_key.in_(keys))
-        )
-    )
-    outcomes: list[Applied] = []
-    new_events: list[dict[str, Any]] = []
-    for record, member_id, key in keyed:
-        if member_id is None or key is None:
-            outcomes.append(
+    content = _content_times(session, {row.value.content_key for row in rows})
+    new_events: list[tuple[Any, ...]] = []
+    seen: set[str] = set()
+    for index, (_, _, record) in enumerate(rows):
+        member, kind, occurred_at, content_key, properties, key = record
+        if content_key in content:
+            published_at, event_start = content[content_key]
+            if (
+                kind == "event_attended"
+                and event_start is not None
+                and occurred_at < event_start - EARLY_ARRIVAL
+            ) or (
+                kind in _READ_TYPES
+                and published_at is not None
+                and occurred_at < published_at - PUBLICATION_DAY_START
+            ):
+                result.refuse(index, _before_content(record, published_at, event_start))
+                continue
+        member_id = member_ids.get(member)
+        if member_id is None:
+            result.refuse(
+                index,
                 ImportRecordError(
-                    f"no member has external id or e-mail {record.member!r}", field="member"
-                )
+                    f"no member has external id or e-mail {member!r}", field="member"
+                ),
             )
             continue
+        if key is None:
+            key = derive_idempotency_key(member_id, kind, occurred_at, properties, content_key)
         if key in seen:
-            outcomes.append(Outcome.UNCHANGED)
+            result.unchanged += 1
             continue
         seen.add(key)
-        new_events.append(
-            {
-                "member_id": member_id,
-                "type": record.type,
-                "occurred_at": record.occurred_at,
-                "content_key": record.content_key,
-                "properties": record.properties,
-                "idempotency_key": key,
-            }
+        new_events.append((member_id, kind, occurred_at, content_key, properties, key))
+    # Events are only ever added: the database skips those already stored, by their key.
+    written = write_rows(
+        session,
+        ActivityEvent.__table__,
+        _STORED_COLUMNS,
+        new_events,
+        conflict=("idempotency_key",),
+    )
+    result.stored += written
+    result.unchanged += len(new_events) - written
+    return result
+
+
+def _content_times(
+    session: Session, keys: set[str | None]
+) -> dict[str, tuple[dt.datetime | None, dt.datetime | None]]:
+    """Publication and start of the library's items named by ``keys``, by key."""
+    keys.discard(None)
+    if not keys:
+        return {}
+    found = session.execute(
+        select(ContentItem.key, ContentItem.published_at, ContentItem.event_start).where(
+            ContentItem.key.in_(keys)
         )
-        outcomes.append(Outcome.STORED)
-    if new_events:
-        # One INSERT for the batch, without loading ORM objects: events are only ever added.
-        session.execute(insert(ActivityEvent), new_events)
-    return outcomes
+    )
+    return {key: (published_at, event_start) for key, published_at, event_start in found}
+
+
+def _before_content(
+    record: ActivityRecord, published_at: dt.datetime | None, event_start: dt.datetime | None
+) -> ImportRecordError:
+    """Why ``record`` cannot have happened, given its item's dates."""
+    when = record.occurred_at.isoformat()
+    if record.type == "event_attended" and event_start is not None:
+        return ImportRecordError(
+            f"attends {record.content_key!r} at {when}, before the event began "
+            f"({event_start.astimezone(dt.UTC).isoformat()})",
+            field="occurred_at",
+        )
+    verb = "views" if record.type == "content_view" else "clicks"
+    published = published_at.date().isoformat() if published_at is not None else "?"
+    return ImportRecordError(
+        f"{verb} {record.content_key!r} at {when}, before it was published ({published})",
+        field="occurred_at",
+    )

@@ -6,16 +6,19 @@ list for a multiple choice, a number for a scale); in CSV it is text, multiple c
 by ``|``. Each value is checked by the questionnaire.
 
 An answer older than the one stored is ignored (counted unchanged): the newest answer wins.
+A free-text answer may span lines; like every text it must be valid text
+(:func:`nurture.ingest.fields.clean_text`). The answers of a batch are written with one upsert
+(``COPY`` on PostgreSQL, :mod:`nurture.ingest.bulk`).
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import math
 import re
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, NamedTuple, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -23,24 +26,38 @@ from sqlalchemy.orm import Session
 from nurture.errors import ImportRecordError
 from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
-    Applied,
+    BatchResult,
     ImportSummary,
     Outcome,
     Row,
     run_import,
 )
-from nurture.ingest.fields import parse_datetime, parse_text
-from nurture.ingest.members import resolve_member_refs
+from nurture.ingest.bulk import write_rows
+from nurture.ingest.fields import (
+    check_json_value,
+    clean_text,
+    past_datetime_column,
+    text_column,
+)
+from nurture.ingest.members import remembered_member_refs, resolve_member_refs
 from nurture.ingest.readers import file_format
 from nurture.storage.models import Answer, utcnow
 
-__all__ = ["ANSWER_COLUMNS", "ANSWER_REQUIRED_COLUMNS", "AnswerValidator", "import_answers"]
+__all__ = [
+    "ANSWER_COLUMNS",
+    "ANSWER_REQUIRED_COLUMNS",
+    "AnswerValidator",
+    "import_answers",
+    "parse_answer",
+    "parse_answers",
+]
 
 ANSWER_COLUMNS = ("member", "question", "value", "answered_at")
 """Every field of an answer record, in the order of the documentation; no other is allowed."""
 ANSWER_REQUIRED_COLUMNS = frozenset({"member", "question", "value"})
-_INTEGER = re.compile(r"^[+-]?\d+$")
+_INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
+_STORED_COLUMNS = ("member_id", "question_key", "value", "answered_at")
 
 
 class AnswerValidator(Protocol):
@@ -66,8 +83,7 @@ class AnswerValidator(Protocol):
         ...
 
 
-@dataclass(frozen=True)
-class AnswerRecord:
+class AnswerRecord(NamedTuple):
     """A valid answer record."""
 
     member: str
@@ -83,6 +99,8 @@ def import_answers(
     rejects_path: Path | str | None = None,
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> ImportSummary:
     """Import questionnaire answers from a CSV or JSON Lines file.
 
@@ -93,34 +111,44 @@ def import_answers(
         rejects_path: Where to write refused records (CSV: line, field, reason, raw), or
             ``None`` to only count them.
         batch_size: Records per commit.
+        encoding: The file's encoding (a Python codec name); detected when ``None``.
+        delimiter: The CSV delimiter; detected when ``None``.
 
     Returns:
         What the import did. Answers of unknown members are refused.
 
     Raises:
-        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
-            file, bad CSV header); nothing is stored. Refused records do not raise: they go
-            to the rejects file.
+        ImportFileError: The file cannot be read (unknown suffix, an encoding it does not
+            decode in, empty CSV file, bad CSV header); nothing is stored. Refused records do
+            not raise: they go to the rejects file.
     """
     from_csv = file_format(Path(path)) == "csv"
+    now = utcnow()
 
-    def parse(record: Mapping[str, Any]) -> AnswerRecord:
-        return parse_answer(record, questionnaire, from_csv=from_csv)
+    def parse(records: list[Mapping[str, Any]]) -> list[AnswerRecord | ImportRecordError]:
+        return parse_answers(records, questionnaire, from_csv=from_csv, now=now)
 
-    return run_import(
-        session,
-        path,
-        rejects_path,
-        parse=parse,
-        apply=_apply_answers,
-        known_columns=frozenset(ANSWER_COLUMNS),
-        required_columns=ANSWER_REQUIRED_COLUMNS,
-        batch_size=batch_size,
-    )
+    with remembered_member_refs():
+        return run_import(
+            session,
+            path,
+            rejects_path,
+            parse=parse,
+            apply=_apply_answers,
+            known_columns=frozenset(ANSWER_COLUMNS),
+            required_columns=ANSWER_REQUIRED_COLUMNS,
+            batch_size=batch_size,
+            encoding=encoding,
+            delimiter=delimiter,
+        )
 
 
 def parse_answer(
-    record: Mapping[str, Any], questionnaire: AnswerValidator, *, from_csv: bool
+    record: Mapping[str, Any],
+    questionnaire: AnswerValidator,
+    *,
+    from_csv: bool,
+    now: dt.datetime | None = None,
 ) -> AnswerRecord:
     """Validate one answer record against the questionnaire.
 
@@ -128,6 +156,7 @@ def parse_answer(
         record: The record as read from the file.
         questionnaire: Knows the questions and checks each answer.
         from_csv: Whether the record comes from a CSV file, where every value is text.
+        now: The import's clock: a later ``answered_at`` (beyond a day) is refused.
 
     Returns:
         The valid record, its value in the questionnaire's canonical form.
@@ -136,18 +165,94 @@ def parse_answer(
         ImportRecordError: A field is invalid, the question unknown (field ``question``) or the
             value refused by the questionnaire (field ``value``).
     """
-    member = parse_text(record, "member", required=True, max_length=320)
-    question = parse_text(record, "question", required=True, max_length=100)
-    assert member is not None and question is not None
+    [parsed] = parse_answers([record], questionnaire, from_csv=from_csv, now=now)
+    if isinstance(parsed, ImportRecordError):
+        raise parsed
+    return parsed
+
+
+def parse_answers(
+    records: Sequence[Mapping[str, Any]],
+    questionnaire: AnswerValidator,
+    *,
+    from_csv: bool,
+    now: dt.datetime | None = None,
+) -> list[AnswerRecord | ImportRecordError]:
+    """Validate answer records against the questionnaire (as :func:`parse_answer` each).
+
+    Returns:
+        Each record's value, or the error refusing it: its first invalid field (member,
+        question, value, answered_at), the questionnaire's refusal of the value last.
+    """
+    members = text_column(
+        [r.get("member") for r in records], "member", required=True, max_length=320
+    )
+    questions = text_column(
+        [r.get("question") for r in records], "question", required=True, max_length=100
+    )
+    times = past_datetime_column(
+        [r.get("answered_at") for r in records], "answered_at", now or utcnow()
+    )
+    known: dict[str, ImportRecordError | None] = {}
+    parsed: list[AnswerRecord | ImportRecordError] = []
+    for record, member, question, answered_at in zip(
+        records, members.values, questions.values, times.values, strict=True
+    ):
+        if type(member) is ImportRecordError:
+            parsed.append(member)
+        elif type(question) is ImportRecordError:
+            parsed.append(question)
+        else:
+            if question not in known:
+                known[question] = _unknown_question(questionnaire, question)
+            error = known[question]
+            if error is None:
+                try:
+                    parsed.append(
+                        _answer(
+                            record.get("value"),
+                            member,
+                            question,
+                            answered_at,
+                            questionnaire,
+                            from_csv,
+                        )
+                    )
+                    continue
+                except ImportRecordError as exc:
+                    error = exc.with_traceback(None)  # no cycle through this frame
+            parsed.append(error)
+    return parsed
+
+
+def _unknown_question(questionnaire: AnswerValidator, question: str) -> ImportRecordError | None:
     try:
         questionnaire.question(question)
     except KeyError as exc:
         reason = str(exc.args[0]) if exc.args else f"unknown question {question!r}"
-        raise ImportRecordError(reason, field="question") from None
-    value = record.get("value")
+        return ImportRecordError(reason, field="question")
+    return None
+
+
+def _answer(
+    value: Any,
+    member: str,
+    question: str,
+    answered_at: dt.datetime | ImportRecordError | None,
+    questionnaire: AnswerValidator,
+    from_csv: bool,
+) -> AnswerRecord:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ImportRecordError("is required but missing or empty", field="value")
-    answered_at = parse_datetime(record, "answered_at")
+    try:
+        if isinstance(value, str):
+            value = clean_text(value, multiline=True)
+        else:
+            check_json_value(value)
+    except ValueError as exc:
+        raise ImportRecordError(str(exc), field="value") from None
+    if isinstance(answered_at, ImportRecordError):
+        raise answered_at
     candidates = _csv_candidates(value) if from_csv else [value]
     first_error: ImportRecordError | None = None
     for candidate in candidates:
@@ -172,8 +277,8 @@ def _csv_candidates(text: str) -> list[Any]:
         candidates.append([part.strip() for part in text.split("|") if part.strip()])
     if _INTEGER.match(text):
         candidates.append(int(text))
-    elif _NUMBER.match(text):
-        candidates.append(float(text))
+    elif _NUMBER.match(text) and math.isfinite(number := float(text)):
+        candidates.append(number)
     candidates.append(text)
     if "|" not in text:
         candidates.append([text])
@@ -186,51 +291,64 @@ def _answer_error(exc: Exception) -> ImportRecordError:
     return ImportRecordError(reason, field="value")
 
 
-def _apply_answers(session: Session, rows: Sequence[Row[AnswerRecord]]) -> list[Applied]:
+def _apply_answers(session: Session, rows: Sequence[Row[AnswerRecord]]) -> BatchResult:
+    result = BatchResult()
     member_ids = resolve_member_refs(session, {row.value.member for row in rows})
-    questions = {row.value.question for row in rows}
-    stored = {
-        (answer.member_id, answer.question_key): answer
-        for answer in session.scalars(
-            select(Answer).where(
-                Answer.member_id.in_(set(member_ids.values())),
-                Answer.question_key.in_(questions),
-            )
-        )
-    }
-    outcomes: list[Applied] = []
-    for row in rows:
+    stored = _stored_answers(
+        session, set(member_ids.values()), {row.value.question for row in rows}
+    )
+    now = utcnow()
+    writes: dict[tuple[int, str], tuple[int, str, Any, dt.datetime]] = {}
+    for index, row in enumerate(rows):
         record = row.value
         member_id = member_ids.get(record.member)
         if member_id is None:
-            outcomes.append(
+            result.refuse(
+                index,
                 ImportRecordError(
                     f"no member has external id or e-mail {record.member!r}", field="member"
-                )
+                ),
             )
             continue
-        answer = stored.get((member_id, record.question))
-        if answer is None:
-            answer = Answer(
-                member_id=member_id,
-                question_key=record.question,
-                value=record.value,
-                answered_at=record.answered_at or utcnow(),
-            )
-            session.add(answer)
-            stored[(member_id, record.question)] = answer
-            outcomes.append(Outcome.STORED)
-        elif _is_stale_or_same(answer, record):
-            outcomes.append(Outcome.UNCHANGED)
-        else:
-            answer.value = record.value
-            answer.answered_at = record.answered_at or utcnow()
-            outcomes.append(Outcome.UPDATED)
-    return outcomes
+        key = (member_id, record.question)
+        current = stored.get(key)
+        if current is not None and _is_stale_or_same(*current, record):
+            result.count(Outcome.UNCHANGED)
+            continue
+        result.count(Outcome.STORED if current is None else Outcome.UPDATED)
+        answer = (member_id, record.question, record.value, record.answered_at or now)
+        stored[key] = (answer[2], answer[3])
+        writes[key] = answer
+    write_rows(
+        session,
+        Answer.__table__,
+        _STORED_COLUMNS,
+        list(writes.values()),
+        conflict=("member_id", "question_key"),
+        update=("value", "answered_at"),
+    )
+    return result
 
 
-def _is_stale_or_same(answer: Answer, record: AnswerRecord) -> bool:
+def _stored_answers(
+    session: Session, member_ids: set[int], questions: set[str]
+) -> dict[tuple[int, str], tuple[Any, dt.datetime]]:
+    """The stored value and time of the answers of ``member_ids`` to ``questions``."""
+    if not member_ids:
+        return {}
+    found = session.execute(
+        select(Answer.member_id, Answer.question_key, Answer.value, Answer.answered_at).where(
+            Answer.member_id.in_(member_ids), Answer.question_key.in_(questions)
+        )
+    )
+    return {
+        (member_id, question): (value, answered_at)
+        for member_id, question, value, answered_at in found
+    }
+
+
+def _is_stale_or_same(value: Any, answered_at: dt.datetime, record: AnswerRecord) -> bool:
     """Whether the stored answer is newer than ``record``, or already is ``record``."""
-    if record.answered_at is not None and record.answered_at < answer.answered_at:
+    if record.answered_at is not None and record.answered_at < answered_at:
         return True
-    return answer.value == record.value and record.answered_at in (None, answer.answered_at)
+    return value == record.value and record.answered_at in (None, answered_at)

@@ -16,20 +16,28 @@ import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
 from nurture.errors import ImportRecordError, Problem
-from nurture.ingest.readers import read_records
+from nurture.ingest.readers import FileLayout, SourceRecord, detect_layout, read_records
 from nurture.ingest.rejects import RejectsWriter
 
-__all__ = ["DEFAULT_BATCH_SIZE", "ImportSummary", "Outcome", "Row", "run_import"]
+__all__ = [
+    "DEFAULT_BATCH_SIZE",
+    "BatchResult",
+    "ImportSummary",
+    "Outcome",
+    "Row",
+    "each_record",
+    "run_import",
+]
 
 logger = logging.getLogger(__name__)
 
-DEFAULT_BATCH_SIZE = 1000
+DEFAULT_BATCH_SIZE = 5000
 MAX_PROBLEMS = 20
 """How many refused records an ``ImportSummary`` keeps as examples."""
 
@@ -56,6 +64,7 @@ class ImportSummary:
         refused: Records refused; each is in the rejects file.
         rejects_path: The rejects file, when one was asked for.
         problems: The first refused records (at most 20), for display.
+        layout: How the file was read (encoding, CSV delimiter).
     """
 
     read: int = 0
@@ -65,10 +74,10 @@ class ImportSummary:
     refused: int = 0
     rejects_path: Path | None = None
     problems: list[Problem] = field(default_factory=list)
+    layout: FileLayout | None = None
 
 
-@dataclass(frozen=True)
-class Row(Generic[T]):
+class Row(NamedTuple, Generic[T]):
     """A valid record: its line, raw text and parsed value."""
 
     line: int
@@ -76,9 +85,54 @@ class Row(Generic[T]):
     value: T
 
 
-Applied = Outcome | ImportRecordError
-ParseRecord = Callable[[Mapping[str, Any]], T]
-ApplyBatch = Callable[[Session, Sequence[Row[T]]], list[Applied]]
+@dataclass
+class BatchResult:
+    """What storing a batch of valid rows did.
+
+    Attributes:
+        stored: Rows stored as new rows.
+        updated: Rows that changed a stored row.
+        unchanged: Rows already stored as they are.
+        refused: The rows refused, as (index in the batch, why).
+    """
+
+    stored: int = 0
+    updated: int = 0
+    unchanged: int = 0
+    refused: list[tuple[int, ImportRecordError]] = field(default_factory=list)
+
+    def count(self, outcome: Outcome) -> None:
+        """Count one row's outcome."""
+        if outcome is Outcome.STORED:
+            self.stored += 1
+        elif outcome is Outcome.UPDATED:
+            self.updated += 1
+        else:
+            self.unchanged += 1
+
+    def refuse(self, index: int, error: ImportRecordError) -> None:
+        """Refuse the row at ``index`` of the batch."""
+        self.refused.append((index, error))
+
+
+ParseRecords = Callable[[list[Mapping[str, Any]]], list["T | ImportRecordError"]]
+"""Validates records (no database access): for each, its value or why it is refused."""
+ApplyBatch = Callable[[Session, Sequence[Row[T]]], BatchResult]
+
+
+def each_record(parse: Callable[[Mapping[str, Any]], T]) -> ParseRecords[T]:
+    """A parser of many records from ``parse``, which validates one (raising if refused)."""
+
+    def parse_records(records: list[Mapping[str, Any]]) -> list[T | ImportRecordError]:
+        parsed: list[T | ImportRecordError] = []
+        for record in records:
+            try:
+                parsed.append(parse(record))
+            except ImportRecordError as exc:
+                parsed.append(exc.with_traceback(None))  # no cycle through this frame
+        return parsed
+
+    return parse_records
 
 
 def run_import(
@@ -86,11 +140,14 @@ def run_import(
     path: Path | str,
     rejects_path: Path | str | None,
     *,
-    parse: ParseRecord[T],
+    parse: ParseRecords[T],
     apply: ApplyBatch[T],
     known_columns: frozenset[str] | None,
     required_columns: frozenset[str],
+    header_names: frozenset[str] = frozenset(),
     batch_size: int = DEFAULT_BATCH_SIZE,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> ImportSummary:
     """Import every record of ``path``, committing a batch at a time.
 
@@ -98,49 +155,64 @@ def run_import(
         session: Where records are stored; committed after each batch.
         path: The CSV or JSON Lines file.
         rejects_path: Where to write refused records (CSV), or ``None``.
-        parse: Validates one record's fields (no database access) and returns its value.
-        apply: Stores a batch of valid rows and says, for each, what it did or why it is refused.
+        parse: Validates a batch of records (no database access): each one's value, or why it
+            is refused (:func:`each_record` makes one from a parser of one record).
+        apply: Stores a batch of valid rows and says what it did and which rows it refused.
         known_columns: The only columns allowed, or ``None`` to allow any.
         required_columns: Columns a CSV header must have.
+        header_names: Every column name of this kind of file (finds the CSV delimiter).
         batch_size: Records per commit.
+        encoding: The file's encoding; detected when ``None``.
+        delimiter: The CSV delimiter; detected when ``None``.
 
     Returns:
         The counts, and the rejects file.
 
     Raises:
-        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV file,
-            bad CSV header); nothing is stored and no rejects file is written.
+        ImportFileError: The file cannot be read (unknown suffix, an encoding it does not
+            decode in, empty CSV file, bad CSV header); nothing is stored and no rejects file
+            is written.
     """
     if batch_size < 1:
         raise ValueError(f"batch_size must be at least 1, found {batch_size}")
     path = Path(path)
     rejects_file = Path(rejects_path) if rejects_path is not None else None
-    summary = ImportSummary(rejects_path=rejects_file)
-    batch: list[Row[T]] = []
+    layout = detect_layout(
+        path,
+        header_names=header_names | (known_columns or frozenset()) | required_columns,
+        encoding=encoding,
+        delimiter=delimiter,
+    )
+    summary = ImportSummary(rejects_path=rejects_file, layout=layout)
+    pending: list[SourceRecord] = []
     refused: list[tuple[ImportRecordError, str]] = []
-    records = read_records(path, known_columns=known_columns, required_columns=required_columns)
+    records = read_records(
+        path, known_columns=known_columns, required_columns=required_columns, layout=layout
+    )
     # The first record is read before the rejects file is opened: a file that cannot be read at
     # all (encoding, header) raises before anything is written.
     first = next(records, None)
+    read = 0
     with RejectsWriter(rejects_file) as rejects:
         for record in itertools.chain([first] if first is not None else [], records):
-            summary.read += 1
-            try:
-                if record.data is None:
-                    assert record.error is not None
-                    raise record.error
-                value = parse(record.data)
-            except ImportRecordError as exc:
-                refused.append((_at_line(exc, record.line), record.raw))
+            read += 1
+            if record.data is None:
+                assert record.error is not None
+                refused.append((_at_line(record.error, record.line), record.raw))
             else:
-                batch.append(Row(record.line, record.raw, value))
-            if len(batch) + len(refused) >= batch_size:
+                pending.append(record)
+            if len(pending) + len(refused) >= batch_size:
+                summary.read = read
+                batch = _parse(parse, pending, refused)
                 _store_batch(session, path, apply, batch, refused, rejects, summary)
-                batch, refused = [], []
+                pending, refused = [], []
+        summary.read = read
+        batch = _parse(parse, pending, refused)
         _store_batch(session, path, apply, batch, refused, rejects, summary)
     logger.info(
-        "imported %s: %d read, %d stored, %d updated, %d unchanged, %d refused",
+        "imported %s (%s): %d read, %d stored, %d updated, %d unchanged, %d refused",
         path,
+        layout.describe(),
         summary.read,
         summary.stored,
         summary.updated,
@@ -148,6 +220,25 @@ def run_import(
         summary.refused,
     )
     return summary
+
+
+_new_row = tuple.__new__  # builds a Row from a tuple without a Python-level call
+
+
+def _parse(
+    parse: ParseRecords[T],
+    records: list[SourceRecord],
+    refused: list[tuple[ImportRecordError, str]],
+) -> list[Row[T]]:
+    """The valid rows of ``records``; the refused ones are added to ``refused``."""
+    batch: list[Row[T]] = []
+    parsed = parse([record.data for record in records])  # type: ignore[misc]
+    for record, value in zip(records, parsed, strict=True):
+        if type(value) is ImportRecordError:
+            refused.append((_at_line(value, record.line), record.raw))
+        else:
+            batch.append(_new_row(Row, (record.line, record.raw, value)))
+    return batch
 
 
 def _store_batch(
@@ -159,16 +250,13 @@ def _store_batch(
     rejects: RejectsWriter,
     summary: ImportSummary,
 ) -> None:
-    outcomes = _apply_and_commit(session, apply, batch)
-    for row, outcome in zip(batch, outcomes, strict=True):
-        if isinstance(outcome, ImportRecordError):
-            refused.append((_at_line(outcome, row.line), row.raw))
-        elif outcome is Outcome.STORED:
-            summary.stored += 1
-        elif outcome is Outcome.UPDATED:
-            summary.updated += 1
-        else:
-            summary.unchanged += 1
+    result = _apply_and_commit(session, apply, batch)
+    summary.stored += result.stored
+    summary.updated += result.updated
+    summary.unchanged += result.unchanged
+    for index, error in result.refused:
+        row = batch[index]
+        refused.append((_at_line(error, row.line), row.raw))
     refused.sort(key=lambda item: item[0].line or 0)
     for error, raw in refused:
         rejects.write(error, raw)
@@ -182,36 +270,47 @@ def _store_batch(
 
 def _apply_and_commit(
     session: Session, apply: ApplyBatch[T], batch: Sequence[Row[T]]
-) -> list[Applied]:
+) -> BatchResult:
     """Apply ``batch`` and commit it; if the database refuses it, apply it record by record.
 
     Anything else raised (a lost connection, ``KeyboardInterrupt``) rolls the batch back before
     it propagates: a batch is committed whole or not at all, and the session stays usable.
     """
     if not batch:
-        return []
+        return BatchResult()
     try:
         with _rolled_back_on_error(session):
-            outcomes = apply(session, batch)
+            result = apply(session, batch)
             session.commit()
-        return outcomes
-    except (IntegrityError, DataError) as exc:
+        return result
+    except _REFUSALS as exc:
         logger.warning(
             "database refused a batch of %d records from line %d (%s); retrying one by one",
             len(batch),
             batch[0].line,
             _first_line(exc),
         )
-    outcomes = []
-    for row in batch:
+    total = BatchResult()
+    for index, row in enumerate(batch):
         try:
             with _rolled_back_on_error(session):
-                [outcome] = apply(session, [row])
+                one = apply(session, [row])
                 session.commit()
-        except (IntegrityError, DataError) as exc:
-            outcome = ImportRecordError(f"the database refused the record: {_first_line(exc)}")
-        outcomes.append(outcome)
-    return outcomes
+        except _REFUSALS as exc:
+            total.refuse(
+                index, ImportRecordError(f"the database refused the record: {_first_line(exc)}")
+            )
+            continue
+        total.stored += one.stored
+        total.updated += one.updated
+        total.unchanged += one.unchanged
+        total.refused.extend((index, error) for _, error in one.refused)
+    return total
+
+
+# What the database (or its driver) raises for one bad record: a constraint, a value it cannot
+# store (a driver cannot encode a lone surrogate). A lost connection is none of these.
+_REFUSALS = (IntegrityError, DataError, UnicodeEncodeError)
 
 
 @contextlib.contextmanager
@@ -232,6 +331,6 @@ def _at_line(error: ImportRecordError, line: int) -> ImportRecordError:
     return ImportRecordError(error.reason, line=line, field=error.field)
 
 
-def _first_line(exc: Exception) -> str:
+def _first_line(exc: BaseException) -> str:
     original = getattr(exc, "orig", None) or exc
     return str(original).strip().splitlines()[0] if str(original).strip() else type(exc).__name__

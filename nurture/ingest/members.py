@@ -13,9 +13,11 @@ defaults (the workspace's default language, ``en`` unless declared; time zone ``
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import datetime as dt
 import functools
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,20 +25,24 @@ from typing import Any
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.errors import ImportRecordError
 from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
-    Applied,
+    BatchResult,
     ImportSummary,
     Outcome,
     Row,
+    each_record,
     run_import,
 )
 from nurture.ingest.fields import (
+    check_json_value,
+    clean_text,
     parse_choice,
     parse_date,
-    parse_datetime,
     parse_email,
+    parse_past_datetime,
     parse_text,
     parse_time_zone,
 )
@@ -48,6 +54,7 @@ __all__ = [
     "MEMBER_COLUMNS",
     "MEMBER_REQUIRED_COLUMNS",
     "import_members",
+    "remembered_member_refs",
     "resolve_member_refs",
 ]
 
@@ -66,6 +73,11 @@ MEMBER_COLUMNS = (
 )
 """The member fields nurture knows, in the order of the documentation; others are attributes."""
 MEMBER_REQUIRED_COLUMNS = frozenset({"email"})
+_REFS_PER_QUERY = 5000  # bound parameters of one query: well within SQLite's limit of 32 766
+_MAX_REMEMBERED = 200_000
+_REMEMBERED: contextvars.ContextVar[dict[str, int] | None] = contextvars.ContextVar(
+    "nurture_member_refs", default=None
+)
 
 
 @dataclass(frozen=True)
@@ -92,6 +104,8 @@ def import_members(
     *,
     batch_size: int = DEFAULT_BATCH_SIZE,
     languages: Sequence[str] = DEFAULT_LANGUAGES,
+    encoding: str | None = None,
+    delimiter: str | None = None,
 ) -> ImportSummary:
     """Import members from a CSV or JSON Lines file, upserting by external id, else e-mail.
 
@@ -103,34 +117,49 @@ def import_members(
         batch_size: Records per commit.
         languages: The workspace's languages, the default first: a member's ``language`` must
             be one of them; a new member without one gets the default.
+        encoding: The file's encoding (a Python codec name); detected when ``None``.
+        delimiter: The CSV delimiter; detected when ``None``.
 
     Returns:
         What the import did.
 
     Raises:
-        ImportFileError: The file cannot be read (unknown suffix, not UTF-8, empty CSV
-            file, bad CSV header); nothing is stored. Refused records do not raise: they go
-            to the rejects file.
+        ImportFileError: The file cannot be read (unknown suffix, an encoding it does not
+            decode in, empty CSV file, bad CSV header); nothing is stored. Refused records do
+            not raise: they go to the rejects file.
     """
+    now = utcnow()
+
+    @each_record
+    def parse(record: Mapping[str, Any]) -> MemberRecord:
+        return parse_member(record, now, languages=languages)
+
     return run_import(
         session,
         path,
         rejects_path,
-        parse=functools.partial(parse_member, languages=tuple(languages)),
+        parse=parse,
         apply=functools.partial(_apply_members, default_language=languages[0]),
         known_columns=None,
         required_columns=MEMBER_REQUIRED_COLUMNS,
+        header_names=frozenset(MEMBER_COLUMNS),
         batch_size=batch_size,
+        encoding=encoding,
+        delimiter=delimiter,
     )
 
 
 def parse_member(
-    record: Mapping[str, Any], *, languages: Sequence[str] = DEFAULT_LANGUAGES
+    record: Mapping[str, Any],
+    now: dt.datetime | None = None,
+    *,
+    languages: Sequence[str] = DEFAULT_LANGUAGES,
 ) -> MemberRecord:
     """Validate one member record; fields are checked in the order of ``MEMBER_COLUMNS``.
 
     Args:
         record: The record as read from the file.
+        now: The import's clock: a later ``joined_at`` (beyond a day) is refused.
         languages: The workspace's languages, the only values ``language`` may take.
 
     Returns:
@@ -151,17 +180,26 @@ def parse_member(
             f"expected a birthday between 1900-01-01 and today, found {birthday}",
             field="birthday",
         )
-    joined_at = parse_datetime(record, "joined_at")
+    joined_at = parse_past_datetime(record, "joined_at", now or utcnow())
     consent_status = parse_choice(record, "consent_status", CONSENT_STATUSES)
     consent_source = parse_text(record, "consent_source")
     attributes: dict[str, Any] = {}
     for key, value in record.items():
         if key in MEMBER_COLUMNS or value is None:
             continue
-        if isinstance(value, str):
-            value = value.strip()
-            if not value:
-                continue
+        try:
+            clean_text(key)
+        except ValueError as exc:
+            raise ImportRecordError(f"the attribute's name {exc}", field=repr(key)) from None
+        try:
+            if isinstance(value, str):
+                value = clean_text(value.strip(), multiline=True)
+                if not value:
+                    continue
+            else:
+                check_json_value(value)
+        except ValueError as exc:
+            raise ImportRecordError(str(exc), field=key) from None
         attributes[key] = value
     return MemberRecord(
         email=email,
@@ -180,7 +218,7 @@ def parse_member(
 
 def _apply_members(
     session: Session, rows: Sequence[Row[MemberRecord]], *, default_language: str
-) -> list[Applied]:
+) -> BatchResult:
     external_ids = {row.value.external_id for row in rows if row.value.external_id}
     emails = {row.value.email for row in rows}
     found = session.scalars(
@@ -188,33 +226,33 @@ def _apply_members(
     ).all()
     by_external_id = {member.external_id: member for member in found if member.external_id}
     by_email = {member.email.lower(): member for member in found}
-    outcomes: list[Applied] = []
-    for row in rows:
+    result = BatchResult()
+    for index, row in enumerate(rows):
         record = row.value
         member = by_external_id.get(record.external_id) if record.external_id else None
         holder = by_email.get(record.email)
         if member is None and holder is not None:
             if record.external_id and holder.external_id not in (None, record.external_id):
-                outcomes.append(_email_taken(record.email, holder))
+                result.refuse(index, _email_taken(record.email, holder))
                 continue
             member = holder
         elif member is not None and holder is not None and holder is not member:
-            outcomes.append(_email_taken(record.email, holder))
+            result.refuse(index, _email_taken(record.email, holder))
             continue
         if member is None:
             member = _new_member(record, default_language)
             session.add(member)
-            outcomes.append(Outcome.STORED)
+            result.count(Outcome.STORED)
         else:
             old_email = member.email.lower()
             changed = _update_member(member, record)
-            outcomes.append(Outcome.UPDATED if changed else Outcome.UNCHANGED)
+            result.count(Outcome.UPDATED if changed else Outcome.UNCHANGED)
             if old_email != member.email:
                 by_email.pop(old_email, None)
         by_email[member.email] = member
         if member.external_id:
             by_external_id[member.external_id] = member
-    return outcomes
+    return result
 
 
 def _email_taken(email: str, holder: Member) -> ImportRecordError:
@@ -256,7 +294,9 @@ def _update_member(member: Member, record: MemberRecord) -> bool:
 
 
 def resolve_member_refs(session: Session, refs: Iterable[str]) -> dict[str, int]:
-    """Find members by external id or e-mail address, with one query.
+    """Find members by external id or e-mail address, with a query or two.
+
+    Within :func:`remembered_member_refs`, references found once are not looked up again.
 
     Args:
         session: The database session.
@@ -265,18 +305,46 @@ def resolve_member_refs(session: Session, refs: Iterable[str]) -> dict[str, int]
     Returns:
         Member id by reference, for the references that name a member.
     """
-    refs = set(refs)
-    emails = {ref.lower() for ref in refs}
-    found = session.execute(
-        select(Member.id, Member.external_id, Member.email).where(
-            or_(Member.external_id.in_(refs), Member.email.in_(emails))
-        )
-    ).all()
-    by_external_id = {external_id: id_ for id_, external_id, _ in found if external_id}
-    by_email = {email.lower(): id_ for id_, _, email in found}
-    resolved = {}
-    for ref in refs:
-        member_id = by_external_id.get(ref, by_email.get(ref.lower()))
-        if member_id is not None:
+    remembered = _REMEMBERED.get()
+    resolved: dict[str, int] = {}
+    missing: list[str] = []
+    for ref in set(refs):
+        member_id = remembered.get(ref) if remembered is not None else None
+        if member_id is None:
+            missing.append(ref)
+        else:
             resolved[ref] = member_id
+    found: dict[str, int] = {}
+    for chunk in chunked(sorted(missing), _REFS_PER_QUERY):
+        found.update(
+            session.execute(
+                select(Member.external_id, Member.id).where(Member.external_id.in_(chunk))
+            ).all()
+        )
+    by_email = {ref.lower(): ref for ref in missing if ref not in found and "@" in ref}
+    for chunk in chunked(sorted(by_email), _REFS_PER_QUERY):
+        for email, member_id in session.execute(
+            select(Member.email, Member.id).where(Member.email.in_(chunk))
+        ):
+            found[by_email[email.lower()]] = member_id
+    if remembered is not None:
+        if len(remembered) + len(found) > _MAX_REMEMBERED:
+            remembered.clear()
+        remembered.update(found)
+    resolved.update(found)
     return resolved
+
+
+@contextlib.contextmanager
+def remembered_member_refs() -> Iterator[None]:
+    """Within the block, :func:`resolve_member_refs` remembers the references it resolved.
+
+    An import of answers or activity names the same members batch after batch; remembering
+    them saves a lookup per record. Only references found are remembered (a member imported
+    meanwhile is found at its next mention), and at most ``_MAX_REMEMBERED`` of them.
+    """
+    token = _REMEMBERED.set({})
+    try:
+        yield
+    finally:
+        _REMEMBERED.reset(token)

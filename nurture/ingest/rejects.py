@@ -1,4 +1,11 @@
-"""The rejects file: one CSV row per refused record, with its line, field, reason and raw text."""
+"""The rejects file: one CSV row per refused record, with its line, field, reason and raw text.
+
+The file is one a marketer opens in a spreadsheet, and its cells come from the refused file: a
+cell that a spreadsheet would run as a formula (``=HYPERLINK(...)`` as a name) is written with a
+leading ``'`` (:func:`nurture.csv_safety.escape_formula`, shared with the recommendations
+export), and text that is not valid Unicode (a lone surrogate read from a JSON escape) is written
+as a backslash escape rather than stopping the import.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +14,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TextIO
 
+from nurture.csv_safety import escape_formula
 from nurture.errors import ImportRecordError
 
 __all__ = ["REJECTS_COLUMNS", "RejectsWriter"]
@@ -30,7 +38,9 @@ class RejectsWriter:
     def __enter__(self) -> RejectsWriter:
         if self.path is not None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._handle = self.path.open("w", encoding="utf-8", newline="")
+            self._handle = self.path.open(
+                "w", encoding="utf-8", errors="backslashreplace", newline=""
+            )
             self._writer = csv.DictWriter(self._handle, fieldnames=REJECTS_COLUMNS)
             self._writer.writeheader()
         return self
@@ -55,7 +65,12 @@ class RejectsWriter:
         self.count += 1
         if self._writer is not None:
             self._writer.writerow(
-                {"line": error.line, "field": error.field or "", "reason": error.reason, "raw": raw}
+                {
+                    "line": error.line,
+                    "field": escape_formula(error.field or ""),
+                    "reason": escape_formula(error.reason),
+                    "raw": escape_formula(raw),
+                }
             )
 
     def flush(self) -> None:

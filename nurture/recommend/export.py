@@ -18,6 +18,7 @@ from typing import Literal, TextIO
 from sqlalchemy import or_, select
 from sqlalchemy.orm import Session
 
+from nurture.csv_safety import escape_formula
 from nurture.storage.models import ContentItem, Member, Recommendation
 
 __all__ = [
@@ -33,8 +34,6 @@ ExportFormat = Literal["csv", "jsonl"]
 EXPORT_FORMATS: tuple[ExportFormat, ...] = ("csv", "jsonl")
 
 _BATCH = 1000
-# A spreadsheet runs a cell that starts with one of these as a formula (CSV injection).
-_FORMULA_START = ("=", "+", "-", "@", "\t", "\r")
 
 
 @dataclass(frozen=True)
@@ -121,13 +120,6 @@ def _values(row: ExportedRecommendation) -> list[object]:
     return [getattr(row, column) for column in EXPORT_COLUMNS]
 
 
-def _csv_cell(value: object) -> object:
-    """A text cell a spreadsheet would run as a formula is prefixed with ``'``."""
-    if isinstance(value, str) and value.startswith(_FORMULA_START):
-        return "'" + value
-    return value
-
-
 def write_recommendations(
     session: Session,
     out: TextIO,
@@ -138,8 +130,9 @@ def write_recommendations(
     """Write every member's ranked recommendations to ``out``, as they are read.
 
     CSV has a header row (:data:`EXPORT_COLUMNS`); text cells that a spreadsheet would run as a
-    formula (starting with ``=``, ``+``, ``-`` or ``@``) are prefixed with ``'``. JSON Lines has
-    one object per line with the same keys, values as stored.
+    formula (starting with ``=``, ``+``, ``-``, ``@``, a tab or a carriage return) are prefixed
+    with ``'`` (:func:`nurture.csv_safety.escape_formula`, as in the rejects files of imports).
+    JSON Lines has one object per line with the same keys, values as stored.
 
     Args:
         session: The database session.
@@ -160,7 +153,7 @@ def write_recommendations(
         writer = csv.writer(out, lineterminator="\n")
         writer.writerow(EXPORT_COLUMNS)
         for row in iter_recommendations(session, now=now):
-            writer.writerow([_csv_cell(value) for value in _values(row)])
+            writer.writerow([escape_formula(value) for value in _values(row)])
             written += 1
         return written
     for row in iter_recommendations(session, now=now):

@@ -2,6 +2,7 @@ import collections
 import csv
 import datetime as dt
 import json
+from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
@@ -9,6 +10,9 @@ from sqlalchemy import func, select
 from nurture.demo import PERSONAS, generate_demo_community
 from nurture.ingest import import_activity, import_answers, import_members
 from nurture.storage.models import ActivityEvent, Answer, Member
+from nurture.workspace import load_content_library, sync_content_items
+
+REPO = Path(__file__).resolve().parents[2]
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 KEYS = (
@@ -151,3 +155,79 @@ def test_generated_files_import_cleanly(session, tmp_path, questionnaire):
 def test_naive_now_is_refused(tmp_path):
     with pytest.raises(ValueError, match="timezone-aware"):
         generate_demo_community(tmp_path, 10, now=dt.datetime(2026, 1, 1))
+
+
+@pytest.fixture(scope="module")
+def library():
+    return load_content_library(REPO / "content" / "library")
+
+
+@pytest.fixture(scope="module")
+def dated_community(tmp_path_factory, library):
+    return generate_demo_community(
+        tmp_path_factory.mktemp("dated"),
+        600,
+        seed=4,
+        now=NOW,
+        content_keys=[spec.key for spec in library],
+        content_languages={spec.key: spec.language for spec in library},
+        content_dates={spec.key: spec for spec in library},
+    )
+
+
+def test_nobody_attends_an_event_before_it_starts_or_reads_before_publication(
+    dated_community, library
+):
+    specs = {spec.key: spec for spec in library}
+    joined = {
+        row["external_id"]: dt.datetime.fromisoformat(row["joined_at"])
+        for row in _rows(dated_community.members)
+    }
+    events = _lines(dated_community.activity)
+    kinds = collections.Counter(event["type"] for event in events)
+    attended = [event for event in events if event["type"] == "event_attended"]
+    read = [event for event in events if event["type"] in ("content_view", "email_click")]
+    assert kinds["event_attended"] > 50 and kinds["content_view"] > 500  # the check has work
+
+    for event in attended:
+        spec = specs[event["content_key"]]
+        moment = dt.datetime.fromisoformat(event["occurred_at"])
+        assert spec.event_start is not None, event  # an article is not attended
+        assert spec.event_start <= moment <= spec.event_start + dt.timedelta(hours=1), event
+        assert moment >= joined[event["member"]] and moment <= NOW, event
+    for event in read:
+        published = specs[event["content_key"]].published_at
+        assert published is None or dt.datetime.fromisoformat(event["occurred_at"]) >= published
+    started = {event["content_key"] for event in attended}
+    assert started <= {
+        key for key, spec in specs.items() if spec.event_start and spec.event_start <= NOW
+    }
+
+
+def test_a_dated_community_imports_cleanly_against_its_library(
+    session, tmp_path, dated_community, library
+):
+    sync_content_items(session, library, now=NOW)
+    session.commit()
+
+    import_members(session, dated_community.members)
+    activity = import_activity(session, dated_community.activity, tmp_path / "e.rejects.csv")
+
+    assert activity.refused == 0 and activity.stored == activity.read > 0
+
+
+def test_without_dates_attendance_ignores_event_times(tmp_path, library):
+    """Dates are opt-in: without them, the generator writes what it always wrote."""
+    keys = [spec.key for spec in library]
+    plain = generate_demo_community(tmp_path / "plain", 80, seed=9, now=NOW, content_keys=keys)
+    events = _lines(plain.activity)
+    specs = {spec.key: spec for spec in library}
+    early = [
+        event
+        for event in events
+        if event["type"] == "event_attended"
+        and event["content_key"]
+        and (specs[event["content_key"]].event_start or NOW)
+        > dt.datetime.fromisoformat(event["occurred_at"])
+    ]
+    assert early  # what the dates fix: attending events before they begin

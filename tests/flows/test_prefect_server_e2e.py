@@ -163,6 +163,7 @@ def test_the_served_deployments_run_and_report_through_the_api(
         now=NOW - dt.timedelta(days=1),
         content_keys=[spec.key for spec in specs],
         content_languages={spec.key: spec.language for spec in specs},
+        content_dates={spec.key: spec for spec in specs},
         questionnaire=load_questionnaire(workspace / "questionnaire.yaml"),
     )
     serve_env = {

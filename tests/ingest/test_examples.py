@@ -291,9 +291,10 @@ def test_bad_members_example_stores_exactly_its_good_records(session):
     ("name", "kind", "message"),
     [
         (
-            "members-latin1.csv",
+            "members-mixed-encodings.csv",
             "members",
-            r"members-latin1\.csv, line 3: not UTF-8 text: byte 0xe9 at column 27",
+            r"members-mixed-encodings\.csv, line 4: not UTF-8 text: byte 0xe9 at column 27, "
+            r"while line 3 is UTF-8: the file mixes encodings",
         ),
         (
             "members-no-email-column.csv",
@@ -324,3 +325,33 @@ def test_bad_example_files_refused_whole(
     assert caught.value.path == EXAMPLES / "bad" / name
     assert snapshot(session) == before
     assert not rejects_path.exists()
+
+
+def test_french_spreadsheet_exports_import_without_loss(session, real_questionnaire):
+    """Semicolon-separated Windows-1252 files, as a French spreadsheet saves CSV."""
+    members = import_members(session, EXAMPLES / "members-fr.csv")
+    answers = import_answers(session, EXAMPLES / "answers-fr.csv", real_questionnaire)
+
+    assert _counts(members) == (3, 3, 0, 0, 0) and _counts(answers) == (4, 4, 0, 0, 0)
+    assert (members.layout.encoding, members.layout.delimiter) == ("cp1252", ";")
+    people = {m.external_id: m for m in session.scalars(select(Member))}
+    assert [(m.first_name, m.last_name) for m in people.values()] == [
+        ("Hélène", "Lefèvre"),
+        ("François", "Noël"),
+        ("Anaïs", "Bégué"),
+    ]
+    assert [m.attributes["company"] for m in people.values()] == [
+        "Société d’Études Économiques",
+        "Cœur & Co; Lyon",
+        "Œuvres à 5 €",
+    ]
+    said = {(a.member_id, a.question_key): a.value for a in session.scalars(select(Answer))}
+    assert said[(people["m-1101"].id, "expectations")] == (
+        "Rencontrer d’autres responsables ; échanger sur l’animation « en présentiel »"
+    )
+    assert said[(people["m-1102"].id, "expectations")] == (
+        "Être mieux outillé pour mesurer l’impact (coût en €)"
+    )
+    assert said[(people["m-1103"].id, "goals")] == ["run_events", "create_content"]
+    again = import_members(session, EXAMPLES / "members-fr.csv")
+    assert _counts(again) == (3, 0, 0, 3, 0)

@@ -20,28 +20,42 @@ def test_byte_order_mark_is_accepted(session, tmp_path):
     assert _emails(session) == ["ada@example.org", "bob@example.org"]
 
 
-def test_non_utf8_file_is_refused_whole_naming_file_and_line(session, tmp_path):
-    path = write(
-        tmp_path / "latin1.csv",
-        "email,first_name\nada@example.org,Ada\nzoe@example.org,Zoé\n",
-        encoding="latin-1",
+def test_a_file_mixing_encodings_is_refused_whole_naming_file_and_line(session, tmp_path):
+    path = tmp_path / "mixed.csv"
+    path.write_bytes(
+        "email,first_name\nada@example.org,Zoë\n".encode()
+        + "zoe@example.org,Zoé\n".encode("latin-1")
     )
     rejects_path = tmp_path / "rejects.csv"
 
-    with pytest.raises(ImportFileError, match=r"latin1\.csv, line 3: not UTF-8 text") as caught:
+    with pytest.raises(ImportFileError, match=r"mixed\.csv, line 3: not UTF-8 text") as caught:
         import_members(session, path, rejects_path)
 
     assert caught.value.line == 3 and caught.value.path == path
-    assert "byte 0xe9 at column 19" in str(caught.value)
+    assert "byte 0xe9 at column 19, while line 2 is UTF-8" in str(caught.value)
     assert _emails(session) == []
     assert not rejects_path.exists()  # nothing is written for a file that cannot be read
 
 
-def test_utf16_file_is_refused_naming_the_encoding(session, tmp_path):
-    path = write(tmp_path / "m.csv", "email\nada@example.org\n", encoding="utf-16")
+def test_a_json_lines_file_that_is_not_utf8_is_refused_whole(session, tmp_path):
+    path = write(
+        tmp_path / "m.jsonl",
+        '{"email": "ada@example.org"}\n{"email": "zoe@example.org", "first_name": "Zoé"}\n',
+        encoding="latin-1",
+    )
 
-    with pytest.raises(ImportFileError, match=r"m\.csv, line 1: the file is UTF-16 text"):
+    with pytest.raises(ImportFileError, match=r"m\.jsonl, line 2: not UTF-8 text: byte 0xe9"):
         import_members(session, path)
+    assert _emails(session) == []
+
+
+def test_utf16_file_with_its_byte_order_mark_is_read(session, tmp_path):
+    path = write(tmp_path / "m.csv", "email,first_name\nada@example.org,Zoé\n", encoding="utf-16")
+
+    summary = import_members(session, path)
+
+    assert (summary.stored, summary.layout.encoding) == (1, "utf-16")
+    assert session.scalars(select(Member.first_name)).one() == "Zoé"
 
 
 @pytest.mark.parametrize(

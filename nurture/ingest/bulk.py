@@ -1,0 +1,186 @@
+"""Write a batch of rows at the database's own speed (``executemany``, or ``COPY``).
+
+On SQLite a batch is one ``executemany``, on PostgreSQL one ``COPY``; either way ``ON CONFLICT``
+decides what a duplicate does. The ORM builds an object per row and the Core ``insert()``
+processes every value in Python: for the millions of rows of an activity import, both cost many
+times the insert itself. Here a batch goes to the driver as plain tuples, each value converted
+once to what its column stores (date-times as SQLAlchemy writes them, JSON as compact text read
+back as the same value; checked by a test), inside the session's transaction: the caller commits
+or rolls back as for any other statement. On PostgreSQL the rows are copied (``COPY``, psycopg
+3) into a temporary table dropped at commit, then moved with one ``INSERT ... SELECT ... ON
+CONFLICT``: COPY alone cannot skip or update duplicates.
+
+Database errors are raised as SQLAlchemy's (``IntegrityError``, ``DataError``...), as any
+statement of the session would raise them.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import orjson
+from sqlalchemy import JSON, Table
+from sqlalchemy.exc import DBAPIError
+from sqlalchemy.orm import Session
+
+from nurture.storage.models import UTCDateTime
+
+__all__ = ["write_rows"]
+
+_Convert = Callable[[Any], Any] | None
+
+
+def write_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[tuple[Any, ...]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """Insert ``rows`` into ``table``; a row conflicting with a stored one is skipped or merged.
+
+    Args:
+        session: The session whose transaction the rows join; the caller commits.
+        table: The table.
+        columns: The columns each row gives, in order.
+        rows: The rows: Python values as the ORM would take them (aware datetimes, dicts and
+            lists for JSON columns).
+        conflict: The columns of the unique constraint that makes two rows the same.
+        update: Columns a conflicting row replaces in the stored one; with none, a conflicting
+            row is skipped. Two rows of one batch must not conflict with each other when
+            ``update`` is given.
+
+    Returns:
+        How many rows were inserted or updated (skipped rows are not counted).
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: The database refused the batch (``IntegrityError`` for a
+            constraint, ``DataError`` for a value, ``OperationalError`` for a lost connection).
+    """
+    if not rows:
+        return 0
+    connection = session.connection()
+    dialect = connection.dialect
+    if dialect.name == "postgresql":
+        return _copy_rows(connection, table, tuple(columns), rows, tuple(conflict), tuple(update))
+    statement, converters = _insert_statement(
+        dialect.name, table, tuple(columns), tuple(conflict), tuple(update)
+    )
+    converted = _convert(rows, converters)
+    result = connection.exec_driver_sql(statement, converted)
+    return int(result.rowcount)
+
+
+@functools.cache
+def _insert_statement(
+    dialect: str,
+    table: Table,
+    columns: tuple[str, ...],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+) -> tuple[str, tuple[_Convert, ...]]:
+    placeholders = ", ".join("?" for _ in columns)
+    statement = (
+        f"INSERT INTO {table.name} ({', '.join(columns)}) VALUES ({placeholders}) "
+        f"{_on_conflict(conflict, update)}"
+    )
+    return statement, tuple(_sqlite_converter(table.c[name].type) for name in columns)
+
+
+def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) -> list[Any]:
+    """``rows`` with each value converted by its column's converter, column by column."""
+    if not any(converters):
+        return list(rows)
+    columns = [
+        list(map(convert, column)) if convert is not None else column
+        for convert, column in zip(converters, zip(*rows, strict=True), strict=True)
+    ]
+    return list(zip(*columns, strict=True))
+
+
+def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
+    target = f"ON CONFLICT ({', '.join(conflict)})"
+    if not update:
+        return f"{target} DO NOTHING"
+    return f"{target} DO UPDATE SET " + ", ".join(f"{name} = excluded.{name}" for name in update)
+
+
+def _sqlite_converter(column_type: Any) -> _Convert:
+    """What a value becomes in SQLite: as SQLAlchemy's own bind processors write it."""
+    if isinstance(column_type, UTCDateTime):
+        return _sqlite_datetime
+    if isinstance(column_type, JSON):
+        return _json_text
+    return None
+
+
+def _sqlite_datetime(value: dt.datetime) -> str:
+    # SQLAlchemy's SQLite DATETIME: "YYYY-MM-DD HH:MM:SS.ffffff", here in UTC (UTCDateTime).
+    if value.tzinfo is not dt.UTC:
+        if value.tzinfo is None:
+            raise ValueError(f"naive datetime {value!r}: nurture stores timezone-aware times")
+        value = value.astimezone(dt.UTC)
+    return value.replace(tzinfo=None).isoformat(" ", "microseconds")
+
+
+def _json_text(value: Any) -> str:
+    return orjson.dumps(value).decode()
+
+
+def _copy_rows(
+    connection: Any,
+    table: Table,
+    columns: tuple[str, ...],
+    rows: Sequence[tuple[Any, ...]],
+    conflict: tuple[str, ...],
+    update: tuple[str, ...],
+) -> int:
+    dialect = connection.dialect
+    stage = f"nurture_import_{table.name}"
+    names = ", ".join(columns)
+    definition = ", ".join(
+        f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns
+    )
+    json_columns = {
+        index for index, name in enumerate(columns) if isinstance(table.c[name].type, JSON)
+    }
+    statements = (
+        f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} ({definition}) ON COMMIT DROP",
+        f"COPY {stage} ({names}) FROM STDIN",
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} "
+        f"{_on_conflict(conflict, update)}",
+        f"TRUNCATE {stage}",
+    )
+    driver = connection.connection.driver_connection
+    statement = statements[0]
+    try:
+        with driver.cursor() as cursor:
+            cursor.execute(statement)
+            statement = statements[1]
+            with cursor.copy(statement) as copy:
+                if json_columns:
+                    for row in rows:
+                        copy.write_row(
+                            [
+                                _json_text(value) if index in json_columns else value
+                                for index, value in enumerate(row)
+                            ]
+                        )
+                else:
+                    for row in rows:
+                        copy.write_row(row)
+            statement = statements[2]
+            cursor.execute(statement)
+            written = cursor.rowcount
+            statement = statements[3]
+            cursor.execute(statement)
+    except dialect.dbapi.Error as exc:
+        raise DBAPIError.instance(
+            statement, None, exc, dialect.dbapi.Error, dialect=dialect
+        ) from exc
+    return int(written)
