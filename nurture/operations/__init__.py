@@ -8,31 +8,44 @@ flows publish them as Prefect artifacts; ``nurture status`` prints them.
 from nurture.operations.attention import AttentionThresholds, operator_attention
 from nurture.operations.coverage import CoverageSummary, match_coverage
 from nurture.operations.delivery import (
+    DeliveryDay,
     DeliveryReport,
     ReasonCount,
     SuppressionSummary,
+    delivery_by_day,
     delivery_report,
     normalise_error,
     suppression_summary,
 )
 from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
-from nurture.operations.funnel import FunnelRow, journey_funnel
+from nurture.operations.funnel import (
+    FunnelRow,
+    FunnelStage,
+    JourneyFunnel,
+    journey_funnel,
+    journey_funnels,
+)
 from nurture.operations.segments import SegmentRow, segment_table
 from nurture.operations.status import StatusReport, status_report
 
 __all__ = [
     "AttentionThresholds",
     "CoverageSummary",
+    "DeliveryDay",
     "DeliveryReport",
     "FlowRunSummary",
     "FunnelRow",
+    "FunnelStage",
+    "JourneyFunnel",
     "ReasonCount",
     "SegmentRow",
     "StatusReport",
     "SuppressionSummary",
+    "delivery_by_day",
     "delivery_report",
     "flow_run_summary",
     "journey_funnel",
+    "journey_funnels",
     "match_coverage",
     "normalise_error",
     "operator_attention",
