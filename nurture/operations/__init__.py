@@ -26,6 +26,7 @@ from nurture.operations.funnel import (
     journey_funnels,
 )
 from nurture.operations.segments import SegmentRow, segment_table
+from nurture.operations.shares import count_with_share, share_of
 from nurture.operations.status import StatusReport, status_report
 
 __all__ = [
@@ -41,6 +42,7 @@ __all__ = [
     "SegmentRow",
     "StatusReport",
     "SuppressionSummary",
+    "count_with_share",
     "delivery_by_day",
     "delivery_report",
     "flow_run_summary",
@@ -50,6 +52,7 @@ __all__ = [
     "normalise_error",
     "operator_attention",
     "segment_table",
+    "share_of",
     "status_report",
     "suppression_summary",
 ]

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from nurture.operations.shares import share_of
 from nurture.storage.models import Message, MessageStatus, Suppression, utcnow
 
 __all__ = [
@@ -235,7 +236,7 @@ def delivery_report(
         generated_at=now.isoformat(),
         by_status=by_status,
         total=sum(by_status.values()),
-        failure_rate=round(by_status[MessageStatus.FAILED] / finished, 3) if finished else None,
+        failure_rate=share_of(by_status[MessageStatus.FAILED], finished),
         failures=tuple(failures),
         failures_other=failures_other,
         suppressed_reasons=tuple(suppressed),
@@ -395,10 +396,7 @@ def delivery_by_day(
             DeliveryDay(
                 day=date.isoformat(),
                 by_outcome=by_outcome,
-                shares={
-                    outcome: round(count / total, 4) if total else None
-                    for outcome, count in by_outcome.items()
-                },
+                shares={outcome: share_of(count, total) for outcome, count in by_outcome.items()},
                 total=total,
                 bounced=bounces[date],
             )

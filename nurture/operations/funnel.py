@@ -17,6 +17,7 @@ from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.status import JourneyStatus, journey_status
+from nurture.operations.shares import share_of
 from nurture.storage.models import Journey, Message, MessageStatus, ProviderEvent
 
 __all__ = [
@@ -145,8 +146,7 @@ class JourneyFunnel:
         """
 
         def stage(name: str, count: int, step: str | None = None) -> FunnelStage:
-            share = round(count / self.entered, 4) if self.entered else None
-            return FunnelStage(name, step, count, share)
+            return FunnelStage(name, step, count, share_of(count, self.entered))
 
         stages = [stage("entered", self.entered)]
         for row in self.steps:
@@ -184,10 +184,6 @@ def _newest_definitions(session: Session) -> dict[str, dict[str, Any]]:
         )
     ).tuples()
     return {key: definition for key, definition in rows}
-
-
-def _rate(part: int, whole: int) -> float | None:
-    return round(part / whole, 3) if whole else None
 
 
 def journey_funnel(session: Session) -> list[FunnelRow]:
@@ -311,8 +307,8 @@ def _funnel_rows(session: Session, journeys: Mapping[str, JourneyStatus]) -> lis
                     goal_reached=goal,
                     suppressed=found.get(MessageStatus.SUPPRESSED.value, 0),
                     failed=found.get(MessageStatus.FAILED.value, 0),
-                    open_rate=_rate(found.get("opened", 0), sent),
-                    click_rate=_rate(found.get("clicked", 0), sent),
+                    open_rate=share_of(found.get("opened", 0), sent),
+                    click_rate=share_of(found.get("clicked", 0), sent),
                 )
             )
     return funnel
