@@ -351,8 +351,7 @@ def funnel_chart(funnel: JourneyFunnel) -> Chart:
         color=alt.Color("kind:N", scale=_colour_scale(kinds), legend=None),
         tooltip=[
             alt.Tooltip("stage:N"),
-            alt.Tooltip("count:Q"),
-            alt.Tooltip("share:Q", title="of those who entered", format=".1%"),
+            alt.Tooltip("text:N", title="count (share of those who entered)"),
         ],
     )
     labels = base.mark_text(align="left", dx=4, color="#3e4c59").encode(text="text:N")
