@@ -16,6 +16,7 @@ from nurture.reports.cards import (
 )
 from nurture.reports.charts import (
     Chart,
+    chart_spec,
     delivery_outcomes_chart,
     funnel_chart,
     lifecycle_mix_chart,
@@ -59,6 +60,7 @@ __all__ = [
     "SegmentDrift",
     "SegmentSize",
     "WrittenReport",
+    "chart_spec",
     "delivery_outcomes_chart",
     "funnel_chart",
     "lifecycle_mix_chart",

@@ -8,6 +8,7 @@ chart's data, and hovering a mark shows its tooltip.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 from collections.abc import Iterator
@@ -20,6 +21,7 @@ from nurture import pipeline
 from nurture.journeys import load_journeys, load_sending_rules
 from nurture.journeys.simulate import simulate_journeys
 from nurture.reports import (
+    render_segment_report,
     write_delivery_report,
     write_journey_report,
     write_segment_report,
@@ -31,6 +33,7 @@ from nurture.workspace import load_questionnaire
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
 from .pages import chart_rows, chart_specs
+from .samples import CARDS, POINTS
 
 pytestmark = pytest.mark.e2e
 
@@ -230,3 +233,20 @@ def test_a_page_that_loads_anything_is_caught(
     leaky = _open(opened, browser, page)
 
     assert leaky.refused == ["https://example.org/logo.png"]
+
+
+def test_markup_in_a_label_shows_as_text_in_the_tooltip(
+    browser: BrowserContext, opened: list[Opened], tmp_path: Path
+) -> None:
+    label = "<b>Organisers</b> & <i>friends</i>"
+    cards = [dataclasses.replace(CARDS[0], label=label), CARDS[1]]
+    path = tmp_path / "segments.html"
+    path.write_text(
+        render_segment_report(cards, POINTS, title="Segments", generated_at=NOW), encoding="utf-8"
+    )
+
+    page = _open(opened, browser, path)
+    page.check_drawn(["segment-map", "segment-sizes", "lifecycle-mix"])
+
+    assert label in page.tooltip_of("segment-map", "symbol")  # the first dot: seg-1's
+    assert page.page.locator("#vg-tooltip-element b, #vg-tooltip-element i").count() == 0
