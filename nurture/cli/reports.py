@@ -1,7 +1,7 @@
 """``nurture segments`` and ``nurture report``: the segment cards, and the HTML reports.
 
-The commands are plain functions, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(segments)``); they read the settings from ``ctx.obj`` like every command.
+The commands are plain functions, added to the ``nurture`` app by :func:`register`; they read
+the settings from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ from nurture.settings import Settings
 from nurture.storage import session_scope
 from nurture.workspace import Questionnaire, load_questionnaire
 
-__all__ = ["ReportKind", "report", "segments"]
+__all__ = ["ReportKind", "register", "report", "segments"]
 
 console = Console()
 
@@ -44,6 +44,26 @@ class ReportKind(enum.StrEnum):
     JOURNEYS = "journeys"
     DELIVERY = "delivery"
     ALL = "all"
+
+
+REPORT_HELP = (
+    "Write an HTML report with charts: segments (the default), journeys, delivery, or all "
+    "three.\n\n"
+    "segments: a map of the members coloured by segment, segment sizes over the last "
+    "segmentation runs, each segment's lifecycle mix, and every segment's card. journeys: per "
+    "journey, its funnel from entry through each send step (sent, delivered, opened, clicked) "
+    "to the goal and the exits. delivery: the messages sent, failed and suppressed per day, the "
+    "failure reasons and the queue.\n\n"
+    "Each page is one self-contained file: its charts are drawn by the JavaScript inlined in it, "
+    "so it opens in any browser without network access. Default place: "
+    "<data-dir>/reports/<report>.html."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``segments`` and ``report`` to the ``nurture`` app."""
+    app.command("segments")(segments)
+    app.command("report", help=REPORT_HELP)(report)
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -150,17 +170,7 @@ def report(
         ),
     ] = None,
 ) -> None:
-    """Write an HTML report with charts: segments (the default), journeys, delivery, or all.
-
-    segments: a map of the members coloured by segment, segment sizes over the last
-    segmentation runs, each segment's lifecycle mix, and every segment's card. journeys: per
-    journey, its funnel from entry through each send step (sent, delivered, opened, clicked) to
-    the goal and the exits. delivery: messages sent, failed and suppressed per day, the failure
-    reasons and the queue.
-
-    Each page is one self-contained file: its charts are drawn by the JavaScript inlined in it,
-    so it opens in any browser without network access.
-    """
+    """Write an HTML report with charts: segments (the default), journeys, delivery, or all."""
     settings = _settings(ctx)
     if which == ReportKind.ALL and output is not None:
         raise typer.BadParameter(
