@@ -12,6 +12,7 @@ and the commands that only read cards or status need not pay for it.
 
 from __future__ import annotations
 
+import datetime as dt
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -81,7 +82,7 @@ _HOLD_KINDS = {
     "budget_skipped": ("budget: skipped", "#e15759"),
     "quiet_deferred": ("quiet hours: waited", "#76b7b2"),
 }
-_NOT_A_NAME = re.compile(r"[^a-z0-9]+")
+_NOT_A_NAME = re.compile(r"[^a-z0-9_-]+")
 
 
 @dataclass(frozen=True)
@@ -89,7 +90,7 @@ class Chart:
     """A chart of a report: a Vega-Lite specification and the words around it.
 
     Attributes:
-        name: Its id on the page (``segment-map``): lowercase letters, digits and dashes.
+        name: Its id on the page (``segment-map``): lowercase letters, digits, ``_`` and ``-``.
         title: Its heading.
         caption: What it shows, in a sentence or two (also its accessible description).
         spec: The Vega-Lite specification, JSON-ready, its data included.
@@ -227,6 +228,7 @@ def segment_sizes_chart(history: Sequence[SegmentSize], colours: Mapping[str, st
     rows = [
         {
             "run_at": entry.run_at.isoformat(),
+            "when": entry.run_at.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M UTC"),
             "run": entry.run_id,
             "segment": entry.key,
             "label": entry.label,
@@ -241,7 +243,8 @@ def segment_sizes_chart(history: Sequence[SegmentSize], colours: Mapping[str, st
         .encode(
             x=alt.X(
                 "run_at:T",
-                title="segmentation run",
+                title="segmentation run (UTC)",
+                scale=alt.Scale(type="utc"),
                 axis=alt.Axis(format="%Y-%m-%d", labelOverlap=True, tickCount=8),
             ),
             y=alt.Y("members:Q", title="members"),
@@ -249,7 +252,7 @@ def segment_sizes_chart(history: Sequence[SegmentSize], colours: Mapping[str, st
             tooltip=[
                 alt.Tooltip("label:N", title="segment"),
                 alt.Tooltip("segment:N", title="key"),
-                alt.Tooltip("run_at:T", title="run", format="%Y-%m-%d %H:%M"),
+                alt.Tooltip("when:N", title="run"),
                 alt.Tooltip("members:Q"),
                 alt.Tooltip("share:Q", title="share of the members clustered", format=".1%"),
             ],

@@ -8,7 +8,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 _FIGURE = re.compile(
-    r'<figure class="chart" id="([a-z0-9-]+)" data-chart="\1">.*?'
+    r'<figure class="chart" id="([a-z0-9_-]+)" data-chart="\1">.*?'
     r'<script type="application/json" class="vega-spec">(.*?)</script>',
     re.DOTALL,
 )
