@@ -39,8 +39,9 @@ from nurture.journeys.simulate import (
     sample_members,
     simulate_journeys,
 )
+from nurture.reports import write_simulation_report
 from nurture.rights import find_members
-from nurture.runtime import resolve_now
+from nurture.runtime import resolve_now, utc_now
 from nurture.settings import Settings
 from nurture.storage import Member
 from nurture.workspace import check_journey_files
@@ -66,7 +67,7 @@ SIMULATE_HELP = (
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
     "sample (--sample), then shows the emails of JOURNEY in each member's own time, the emails "
     "per day and journey (UTC days), the most emails any member gets in one budget window, and "
-    "what the budget and the quiet hours hold back.\n\n"
+    "what the budget and the quiet hours hold back (--html: also as a page of charts).\n\n"
     "Nothing is sent and the database is left as it was (the run holds a database transaction "
     "meanwhile, as a real run does). The simulation knows nothing of what members will do: "
     "they post, read and answer nothing new, so silences grow and no email is opened."
@@ -231,6 +232,16 @@ def simulate(
             "peak of every journey, and the emails of JOURNEY (of every journey with 'all').",
         ),
     ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the simulation to this HTML file: emails per day per journey and "
+            "the emails the budget and the quiet hours hold back, as charts that open offline. "
+            "It names no member.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Dry-run the journeys over a period and show who would get which email when."""
     settings = _settings(ctx)
@@ -266,6 +277,18 @@ def simulate(
             chunk_size=settings.chunk_size,
         )
         session.rollback()
+    if html is not None:
+        written = write_simulation_report(
+            report,
+            html,
+            generated_at=utc_now(),
+            title=f"Journey simulation · {settings.community_name}",
+        )
+        # on stderr with --json: stdout stays the JSON document
+        (errors if json_output else console).print(
+            f"Simulation report: {escape(written.summary)}: {escape(str(written.path))}",
+            highlight=False,
+        )
     if json_output:
         typer.echo(
             json.dumps({"journey": journey, **report.to_dict(focus)}, ensure_ascii=False, indent=2)

@@ -1,11 +1,13 @@
-"""``nurture segments`` and ``nurture report``: the segment cards, in the terminal or as HTML.
+"""``nurture segments`` and ``nurture report``: the segment cards, and the HTML reports.
 
-The commands are plain functions, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(segments)``); they read the runtime from ``ctx.obj`` like every command.
+The commands are plain functions, added to the ``nurture`` app by :func:`register`; they read
+the runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
 
+import datetime as dt
+import enum
 import json
 from pathlib import Path
 from typing import Annotated
@@ -17,21 +19,51 @@ from rich.table import Table
 
 from nurture.cli.context import runtime_of, settings_of
 from nurture.reports import (
+    DEFAULT_DELIVERY_DAYS,
     SegmentCard,
-    render_segment_report,
+    WrittenReport,
     segment_cards,
-    segment_map,
+    write_delivery_report,
+    write_journey_report,
+    write_segment_report,
 )
-from nurture.runtime import utc_now
+from nurture.runtime import resolve_now, utc_now
 from nurture.settings import Settings
 from nurture.storage import SegmentKind
 from nurture.workspace import Questionnaire, load_questionnaire, load_workspace_config
 
-__all__ = ["report", "segments"]
+__all__ = ["ReportKind", "register", "report", "segments"]
 
 console = Console()
 
-REPORT_TITLE = "Segments"
+
+class ReportKind(enum.StrEnum):
+    """The reports ``nurture report`` writes."""
+
+    SEGMENTS = "segments"
+    JOURNEYS = "journeys"
+    DELIVERY = "delivery"
+    ALL = "all"
+
+
+REPORT_HELP = (
+    "Write an HTML report with charts: segments (the default), journeys, delivery, or all "
+    "three.\n\n"
+    "segments: a map of the members coloured by segment, segment sizes over the last "
+    "segmentation runs, each segment's lifecycle mix, and every segment's card. journeys: per "
+    "journey, its funnel from entry through each send step (sent, delivered, opened, clicked) "
+    "to the goal and the exits. delivery: the messages sent, failed and suppressed per day, the "
+    "failure reasons and the queue.\n\n"
+    "Each page is one self-contained file: its charts are drawn by the JavaScript inlined in it, "
+    "so it opens in any browser without network access. Default place: "
+    "<data-dir>/reports/<report>.html."
+)
+
+
+def register(app: typer.Typer) -> None:
+    """Add ``segments`` and ``report`` to the ``nurture`` app."""
+    app.command("segments")(segments)
+    app.command("report", help=REPORT_HELP)(report)
 
 
 def _questionnaire(settings: Settings) -> Questionnaire | None:
@@ -108,35 +140,72 @@ def segments(
 
 def report(
     ctx: typer.Context,
+    which: Annotated[
+        ReportKind,
+        typer.Argument(help="The report to write.", case_sensitive=False),
+    ] = ReportKind.SEGMENTS,
     output: Annotated[
         Path | None,
         typer.Option(
             "--output",
             "-o",
-            help="Where to write the HTML report; default: <data-dir>/reports/segments.html.",
+            help="Where to write the HTML report (one report, not all); default: "
+            "<data-dir>/reports/<report>.html.",
             dir_okay=False,
         ),
     ] = None,
+    days: Annotated[
+        int,
+        typer.Option(min=1, max=366, help="Days the delivery report covers, today included."),
+    ] = DEFAULT_DELIVERY_DAYS,
+    now: Annotated[
+        dt.datetime | None,
+        typer.Option(
+            help="Report as of this time (UTC): the delivery report's last day, the ages on "
+            "the cards; default: now."
+        ),
+    ] = None,
 ) -> None:
-    """Write the segment report: one HTML page with a map of the members and every card."""
+    """Write an HTML report with charts: segments (the default), journeys, delivery, or all."""
     runtime = runtime_of(ctx)
     settings = runtime.settings
-    questionnaire = _questionnaire(settings)
-    now = utc_now()
+    if which == ReportKind.ALL and output is not None:
+        raise typer.BadParameter(
+            "give --output with one report; 'all' writes each to <data-dir>/reports/",
+            param_hint="--output",
+        )
+    kinds = (
+        [ReportKind.SEGMENTS, ReportKind.JOURNEYS, ReportKind.DELIVERY]
+        if which == ReportKind.ALL
+        else [which]
+    )
+    now = resolve_now(now)
+    community = settings.community_name
     with runtime.session() as session:
-        cards = segment_cards(session, now, questionnaire=questionnaire)
-        points = segment_map(session, cards, questionnaire=questionnaire, seed=settings.random_seed)
-    html = render_segment_report(
-        cards,
-        points,
-        title=f"{REPORT_TITLE} · {settings.community_name}",
-        generated_at=now,
-    )
-    path = output or settings.data_dir / "reports" / "segments.html"
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(html, encoding="utf-8")
-    console.print(
-        f"{len(cards)} segments, {len(points)} members on the map: {escape(str(path.resolve()))}",
-        highlight=False,
-        soft_wrap=True,
-    )
+        for kind in kinds:
+            path = output or settings.data_dir / "reports" / f"{kind.value}.html"
+            written: WrittenReport
+            if kind == ReportKind.SEGMENTS:
+                questionnaire = _questionnaire(settings)
+                written = write_segment_report(
+                    session,
+                    path,
+                    now=now,
+                    title=f"Segments · {community}",
+                    questionnaire=questionnaire,
+                    seed=settings.random_seed,
+                )
+            elif kind == ReportKind.JOURNEYS:
+                written = write_journey_report(
+                    session, path, now=now, title=f"Journeys · {community}"
+                )
+            else:
+                written = write_delivery_report(
+                    session, path, now=now, days=days, title=f"Delivery · {community}"
+                )
+            console.print(
+                f"{kind.value}: {escape(written.summary)}: {escape(str(written.path))} "
+                f"({written.size_bytes / 1000:.0f} kB)",
+                highlight=False,
+                soft_wrap=True,
+            )

@@ -56,6 +56,7 @@ from nurture.storage.models import (
 __all__ = [
     "DEFAULT_TICK",
     "DEFAULT_TRIGGER_EVERY",
+    "HeldDay",
     "HeldEmails",
     "SimulatedSend",
     "SimulationReport",
@@ -138,6 +139,35 @@ class HeldEmails:
 
 
 @dataclasses.dataclass(frozen=True)
+class HeldDay:
+    """The emails of one journey the sending rules held back on one UTC day of a simulation.
+
+    Attributes:
+        day: The day.
+        journey_key: The journey's id.
+        budget_deferred: Waits for room in the member's budget that began that day.
+        budget_skipped: Emails skipped that day because the member's budget was spent.
+        quiet_deferred: Waits for the end of the member's quiet hours that began that day.
+    """
+
+    day: dt.date
+    journey_key: str
+    budget_deferred: int = 0
+    budget_skipped: int = 0
+    quiet_deferred: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        """The counts as JSON-ready values (the day in ISO 8601)."""
+        return {
+            "day": self.day.isoformat(),
+            "journey": self.journey_key,
+            "budget_deferred": self.budget_deferred,
+            "budget_skipped": self.budget_skipped,
+            "quiet_deferred": self.quiet_deferred,
+        }
+
+
+@dataclasses.dataclass(frozen=True)
 class SimulationReport:
     """What the journeys would do over a period; nothing of it was sent or kept.
 
@@ -152,6 +182,8 @@ class SimulationReport:
         entered: Per journey, how many enrollments began in the period (a member who enters
             and is then held, skipped or led past every email by a branch counts too).
         held: Per journey, the emails the sending rules held back (journeys with none left out).
+        held_daily: The same by UTC day: days and journeys with none left out, by day, then
+            in the engine's journey order.
         totals: What the engine did over the whole period (the sum of every pass).
         budget: The message budget in force; None when there is none.
         window_peaks: Per member who got an email, the most budgeted emails they get in one
@@ -173,6 +205,7 @@ class SimulationReport:
     budget: Budget | None
     window_peaks: dict[int, int]
     passes: int
+    held_daily: tuple[HeldDay, ...] = ()
 
     @property
     def max_in_window(self) -> int:
@@ -222,7 +255,8 @@ class SimulationReport:
             A dict: ``start``, ``end``, ``tick_seconds``, ``trigger_every_seconds``,
             ``members`` (ids, or null for everyone), ``journeys``, ``passes``, ``totals``,
             ``budget`` (messages, window, max_in_window, over_budget), ``entered`` (per
-            journey), ``daily`` (per ISO day, per journey), ``held`` and ``sends``.
+            journey), ``daily`` (per ISO day, per journey), ``held``, ``held_daily`` and
+            ``sends``.
         """
         return {
             "start": self.start.isoformat(),
@@ -242,6 +276,7 @@ class SimulationReport:
             "entered": dict(self.entered),
             "daily": {day.isoformat(): counts for day, counts in self.daily_volumes().items()},
             "held": [held.to_dict() for held in self.held],
+            "held_daily": [held.to_dict() for held in self.held_daily],
             "sends": [send.to_dict() for send in self.sends_of(journey_key)],
         }
 
@@ -373,6 +408,8 @@ class _Run:
         self.passes = 0
         self.sent: list[tuple[dt.datetime, int, str, str]] = []
         self.deferred: Counter[tuple[str, str]] = Counter()
+        self.held_by_day: Counter[tuple[dt.date, str, str]] = Counter()
+        self.now = start
         self.held_members: dict[str, set[int]] = defaultdict(set)
         self.waits: dict[int, tuple[str, dt.datetime | None]] = {}
         self.last_message_id = 0
@@ -409,6 +446,7 @@ class _Run:
             now = self._next_tick(now, checked, moments)
 
     def _pass(self, chosen: list[JourneyDefinition], now: dt.datetime) -> None:
+        self.now = now
         summary = advance_journeys(
             self.session,
             chosen,
@@ -508,12 +546,14 @@ class _Run:
                 continue
             self.waits[enrollment_id] = (waiting_on, until)
             self.deferred[(journey_key, waiting_on)] += 1
+            self.held_by_day[(now.date(), journey_key, waiting_on)] += 1
             self.held_members[journey_key].add(member_id)
 
     def _held(self, held: HeldEmail) -> None:
         """Keep the (journey, member) of each email the budget skips: it leaves no row."""
         if held.reason == "budget_skip":
             self.skips.append((held.journey, held.member_id))
+            self.held_by_day[(self.now.date(), held.journey, held.reason)] += 1
 
     def report(self, skips: list[tuple[str, int]]) -> SimulationReport:
         """The report, read from the database before the rollback."""
@@ -557,6 +597,22 @@ class _Run:
             budget=budget,
             window_peaks=self._window_peaks(budget) if budget is not None else {},
             passes=self.passes,
+            held_daily=self._held_daily(),
+        )
+
+    def _held_daily(self) -> tuple[HeldDay, ...]:
+        days = sorted({day for day, _, _ in self.held_by_day})
+        return tuple(
+            HeldDay(
+                day=day,
+                journey_key=key,
+                budget_deferred=self.held_by_day[(day, key, "budget")],
+                budget_skipped=self.held_by_day[(day, key, "budget_skip")],
+                quiet_deferred=self.held_by_day[(day, key, "quiet_hours")],
+            )
+            for day in days
+            for key in self.keys
+            if any(self.held_by_day[(day, key, reason)] for reason in _HOLD_REASONS)
         )
 
     def _entered(self) -> dict[str, int]:
@@ -615,6 +671,7 @@ class _Run:
 
 
 _SUMMARY_FIELDS = dataclasses.fields(JourneySummary)
+_HOLD_REASONS = ("budget", "budget_skip", "quiet_hours")
 
 
 def _aware(moment: dt.datetime) -> dt.datetime:

@@ -15,38 +15,54 @@ from nurture.operations.attention import (
 )
 from nurture.operations.coverage import CoverageSummary, match_coverage
 from nurture.operations.delivery import (
+    DeliveryDay,
     DeliveryReport,
     ReasonCount,
     SuppressionSummary,
+    delivery_by_day,
     delivery_report,
     normalise_error,
     suppression_summary,
 )
 from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
-from nurture.operations.funnel import FunnelRow, journey_funnel
+from nurture.operations.funnel import (
+    FunnelRow,
+    FunnelStage,
+    JourneyFunnel,
+    journey_funnel,
+    journey_funnels,
+)
 from nurture.operations.segment_table import SegmentRow, segment_table
+from nurture.operations.shares import count_with_share, share_of
 from nurture.operations.status_report import StatusReport, status_report
 
 __all__ = [
     "AttentionFacts",
     "AttentionThresholds",
     "CoverageSummary",
+    "DeliveryDay",
     "DeliveryReport",
     "FlowRunSummary",
     "FunnelRow",
+    "FunnelStage",
+    "JourneyFunnel",
     "ReasonCount",
     "SegmentRow",
     "StatusReport",
     "SuppressionSummary",
     "attention_items",
+    "count_with_share",
+    "delivery_by_day",
     "delivery_report",
     "flow_run_summary",
     "journey_funnel",
+    "journey_funnels",
     "load_attention_facts",
     "match_coverage",
     "normalise_error",
     "operator_attention",
     "segment_table",
+    "share_of",
     "status_report",
     "suppression_summary",
 ]

@@ -1,4 +1,4 @@
-"""Delivery health: messages by status, failures by reason, the queue, the suppression list.
+"""Delivery health: messages by status and by day, failures by reason, the queue, suppressions.
 
 Error texts are grouped once normalised: addresses, long numbers and ids are masked (so one
 reason is one group, and no address reaches a report), whitespace collapsed, long texts cut.
@@ -12,18 +12,22 @@ from collections import Counter
 from collections.abc import Iterable
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, select
+from sqlalchemy import ColumnElement, case, func, select
 from sqlalchemy.orm import Session
 
+from nurture.operations.shares import share_of
 from nurture.storage.models import DeliveryStatus, Message, MessageStatus, Suppression, utcnow
 
 __all__ = [
     "BOUNCED_DELIVERY_STATUSES",
     "FAILURE_REASONS_SHOWN",
+    "OUTCOMES",
     "STUCK_AFTER",
+    "DeliveryDay",
     "DeliveryReport",
     "ReasonCount",
     "SuppressionSummary",
+    "delivery_by_day",
     "delivery_report",
     "normalise_error",
     "suppression_summary",
@@ -42,6 +46,15 @@ STUCK_AFTER = dt.timedelta(hours=1)
 """How long a message may stay in ``sending`` before a report calls it stuck."""
 
 NO_ERROR = "(no error recorded)"
+
+OUTCOMES = (
+    MessageStatus.SENT.value,
+    MessageStatus.FAILED.value,
+    MessageStatus.SUPPRESSED.value,
+    MessageStatus.UNKNOWN.value,
+)
+"""The statuses a message ends in once a worker took it: the outcomes :func:`delivery_by_day`
+counts."""
 
 _ADDRESS = re.compile(r"<?[\w.!#$%&'*+/=?^`{|}~-]+@[\w-]+(?:\.[\w-]+)+>?")
 _UUID = re.compile(r"\b[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}\b", re.I)
@@ -260,7 +273,7 @@ def delivery_report(
         generated_at=now.isoformat(),
         by_status=by_status,
         total=sum(by_status.values()),
-        failure_rate=round(by_status[MessageStatus.FAILED] / finished, 3) if finished else None,
+        failure_rate=share_of(by_status[MessageStatus.FAILED], finished),
         failures=tuple(period.failures),
         failures_other=period.failures_other,
         suppressed_reasons=tuple(period.suppressed),
@@ -336,3 +349,93 @@ def suppression_summary(session: Session, now: dt.datetime | None = None) -> Sup
         last_day_by_reason=last_day,
         daily_mean_before=round(before / 7, 2),
     )
+
+
+@dataclass(frozen=True)
+class DeliveryDay:
+    """What came of the messages settled on one UTC day.
+
+    A message is settled when it was sent (on its ``sent_at`` day) or when a worker last took
+    it and it failed, was suppressed or ended in ``unknown`` (its ``claimed_at`` day).
+
+    Attributes:
+        day: The day (ISO 8601 date).
+        by_outcome: Messages by outcome, every one of :data:`OUTCOMES` listed.
+        shares: Each outcome's share of ``total`` (None when nothing was settled that day).
+        total: Messages settled that day.
+        bounced: Of those sent, the ones the provider reports bounced or dropped.
+    """
+
+    day: str
+    by_outcome: dict[str, int]
+    shares: dict[str, float | None]
+    total: int
+    bounced: int
+
+
+def _utc_day(session: Session, moment: ColumnElement[dt.datetime]) -> ColumnElement[str]:
+    """The UTC day of a timestamp, as the database can group by it."""
+    if session.get_bind().dialect.name == "postgresql":
+        return func.date(func.timezone("UTC", moment))
+    return func.date(moment)  # SQLite keeps UTC times as text
+
+
+def delivery_by_day(
+    session: Session, *, days: int = 30, now: dt.datetime | None = None
+) -> list[DeliveryDay]:
+    """Count the messages settled on each of the last ``days`` UTC days, by outcome.
+
+    Args:
+        session: The database session; nothing is written.
+        days: How many days, today included.
+        now: The time of the report: its UTC day is the last one (default: now).
+
+    Returns:
+        One entry per day, oldest first, days without any message included.
+
+    Raises:
+        ValueError: ``days`` is below 1.
+    """
+    if days < 1:
+        raise ValueError(f"expected at least 1 day, found {days}")
+    now = now or utcnow()
+    last = now.astimezone(dt.UTC).date()
+    first = last - dt.timedelta(days=days - 1)
+    start = dt.datetime.combine(first, dt.time(), tzinfo=dt.UTC)
+    end = dt.datetime.combine(last + dt.timedelta(days=1), dt.time(), tzinfo=dt.UTC)
+    settled = func.coalesce(Message.sent_at, Message.claimed_at)
+    day = _utc_day(session, settled)
+    bounced = case(
+        (
+            (Message.status == MessageStatus.SENT)
+            & Message.delivery_status.in_(BOUNCED_DELIVERY_STATUSES),
+            1,
+        ),
+        else_=0,
+    )
+    rows = session.execute(
+        select(day, Message.status, func.count(), func.sum(bounced))
+        .where(Message.status.in_(OUTCOMES), settled >= start, settled < end)
+        .group_by(day, Message.status)
+    ).tuples()
+    counts: dict[dt.date, dict[str, int]] = {}
+    bounces: Counter[dt.date] = Counter()
+    for found_day, status, count, bounced_count in rows:
+        date = dt.date.fromisoformat(str(found_day)[:10])
+        counts.setdefault(date, dict.fromkeys(OUTCOMES, 0))[str(status)] += count
+        bounces[date] += int(bounced_count or 0)
+    result = []
+    for offset in range(days):
+        date = first + dt.timedelta(days=offset)
+        by_outcome = counts.get(date, dict.fromkeys(OUTCOMES, 0))
+        total = sum(by_outcome.values())
+        result.append(
+            DeliveryDay(
+                day=date.isoformat(),
+                by_outcome=by_outcome,
+                shares={outcome: share_of(count, total) for outcome, count in by_outcome.items()},
+                total=total,
+                bounced=bounces[date],
+            )
+        )
+    return result

@@ -1,4 +1,10 @@
-"""Reports for marketers: segment cards and the segment report (HTML, self-contained)."""
+"""Reports for marketers and operators: segment cards and self-contained HTML pages with charts.
+
+The pages (segments, journeys, delivery, a journey simulation) are single HTML files: their
+charts are Vega-Lite specifications (built with Altair) drawn by the Vega libraries inlined in
+the page, so they open in any browser, offline. ``write_*_report`` read the database and write
+a page; ``render_*_report`` turn data already read into HTML.
+"""
 
 from nurture.reports.cards import (
     DistinctiveFeature,
@@ -8,19 +14,76 @@ from nurture.reports.cards import (
     member_display_name,
     segment_cards,
 )
-from nurture.reports.html import render_segment_report, segment_colours
+from nurture.reports.charts import (
+    Chart,
+    chart_spec,
+    delivery_outcomes_chart,
+    funnel_chart,
+    lifecycle_mix_chart,
+    segment_map_chart,
+    segment_sizes_chart,
+    simulated_holds_chart,
+    simulated_volumes_chart,
+)
+from nurture.reports.delivery_report import (
+    DEFAULT_DELIVERY_DAYS,
+    render_delivery_report,
+    write_delivery_report,
+)
+from nurture.reports.journey_report import render_journey_report, write_journey_report
+from nurture.reports.page import WrittenReport, render_page, write_report_file
+from nurture.reports.segment_history import (
+    DEFAULT_HISTORY_RUNS,
+    SegmentSize,
+    segment_size_history,
+)
 from nurture.reports.segment_map import DEFAULT_MAP_SAMPLE, MapPoint, segment_map
+from nurture.reports.segment_report import (
+    render_segment_report,
+    segment_colours,
+    write_segment_report,
+)
+from nurture.reports.simulation_report import (
+    render_simulation_report,
+    write_simulation_report,
+)
+from nurture.reports.vega import vega_javascript, vega_lite_version
 
 __all__ = [
+    "DEFAULT_DELIVERY_DAYS",
+    "DEFAULT_HISTORY_RUNS",
     "DEFAULT_MAP_SAMPLE",
+    "Chart",
     "DistinctiveFeature",
     "MapPoint",
     "SegmentCard",
     "SegmentDrift",
+    "SegmentSize",
+    "WrittenReport",
+    "chart_spec",
+    "delivery_outcomes_chart",
+    "funnel_chart",
+    "lifecycle_mix_chart",
     "mask_email",
     "member_display_name",
+    "render_delivery_report",
+    "render_journey_report",
+    "render_page",
     "render_segment_report",
+    "render_simulation_report",
     "segment_cards",
     "segment_colours",
     "segment_map",
+    "segment_map_chart",
+    "segment_size_history",
+    "segment_sizes_chart",
+    "simulated_holds_chart",
+    "simulated_volumes_chart",
+    "vega_javascript",
+    "vega_lite_version",
+    "write_delivery_report",
+    "write_journey_report",
+    "write_report_file",
+    "write_segment_report",
+    "write_simulation_report",
 ]

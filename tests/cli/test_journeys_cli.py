@@ -18,6 +18,7 @@ from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Journey, Message
 from tests.pipeline_helpers import CONTENT, seed_demo
+from tests.reports.pages import chart_rows, chart_specs
 
 runner = CliRunner()
 ENV = {"NURTURE_EMBEDDING_MODEL": "hashing-64"}
@@ -97,6 +98,35 @@ def test_simulate_json_lists_every_email_and_changes_nothing(
     journeys = {send["journey"] for send in report["sends"]}
     assert {"welcome", "digest"} <= journeys  # the follow-ups, the monthly digest
     assert _counts(data, workspace) == before
+
+
+def test_simulate_html_draws_the_emails_per_day_and_names_no_member(
+    community: tuple[Path, Path], tmp_path: Path
+) -> None:
+    workspace, data = community
+    page = tmp_path / "out" / "simulation.html"
+
+    args = ["simulate", "all", "--start", START, "--days", "10", "--json", "--html", str(page)]
+    result = _invoke(workspace, data, "journeys", *args)
+
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)  # the JSON stays alone on stdout
+    assert str(page.resolve()) in " ".join(result.stderr.split())
+    html = page.read_text(encoding="utf-8")
+    specs = chart_specs(html)
+    volumes = chart_rows(specs["simulated-volumes"])
+    assert {(row["day"], row["journey"], row["emails"]) for row in volumes} == {
+        (day, journey, count)
+        for day, counts in report["daily"].items()
+        for journey, count in counts.items()
+    }
+    assert specs["simulated-volumes"]["encoding"]["x"]["scale"]["domain"] == list(report["daily"])
+    held = chart_rows(specs["simulated-holds"]) if "simulated-holds" in specs else []
+    assert sum(row["emails"] for row in held) == sum(
+        entry["budget_deferred"] + entry["budget_skipped"] + entry["quiet_deferred"]
+        for entry in report["held"]
+    )
+    assert not [send["email"] for send in report["sends"] if send["email"] in html]
 
 
 def test_simulate_one_journey_shows_its_emails(community: tuple[Path, Path]) -> None:

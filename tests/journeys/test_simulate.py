@@ -31,6 +31,7 @@ from nurture.journeys.models import (
 from nurture.journeys.policy import Budget, QuietHours, SendingRules
 from nurture.journeys.simulate import (
     DEFAULT_TRIGGER_EVERY,
+    HeldDay,
     SimulationReport,
     sample_members,
     simulate_journeys,
@@ -256,6 +257,18 @@ def test_budget_waits_and_skips_are_counted_per_journey(session: Session) -> Non
     assert (news.journey_key, news.budget_deferred, news.budget_skipped) == ("news", 0, 2)
     assert welcome.members == news.members == (ada.id, bob.id)
     assert report.totals.budget_deferred == 2 and report.totals.budget_skipped == 2
+    day = START.date()
+    assert report.held_daily == (
+        HeldDay(day, "news", budget_skipped=2),
+        HeldDay(day + dt.timedelta(days=3), "welcome", budget_deferred=2),
+    )
+    assert report.to_dict()["held_daily"][1] == {
+        "day": "2026-03-05",
+        "journey": "welcome",
+        "budget_deferred": 2,
+        "budget_skipped": 0,
+        "quiet_deferred": 0,
+    }
     assert report.max_in_window == 1 and report.over_budget == ()
     assert report.window_peaks == {ada.id: 1, bob.id: 1}
 
@@ -410,6 +423,7 @@ def test_thirty_days_of_the_demo_community(demo: Runtime) -> None:
     assert len(report.sends) == report.totals.messages_queued
     for held in ("budget_deferred", "budget_skipped", "quiet_deferred"):  # all attributed
         assert sum(getattr(entry, held) for entry in report.held) == getattr(report.totals, held)
+        assert sum(getattr(day, held) for day in report.held_daily) == getattr(report.totals, held)
     pairs = Counter((s.member_id, s.journey_key, s.step_id) for s in report.sends)
     assert max(pairs.values()) == 1  # every journey here is once per member in 30 days
 

@@ -9,7 +9,13 @@ import json
 import pytest
 from sqlalchemy.orm import Session
 
-from nurture.operations import ReasonCount, delivery_report, normalise_error, suppression_summary
+from nurture.operations import (
+    ReasonCount,
+    delivery_by_day,
+    delivery_report,
+    normalise_error,
+    suppression_summary,
+)
 from nurture.operations.delivery import FAILURE_REASONS_SHOWN
 from nurture.storage.models import MessageStatus
 from tests.operations.conftest import NOW, Rows
@@ -165,3 +171,36 @@ def test_suppression_summary_by_reason_and_pace(session: Session, rows: Rows) ->
     assert summary.last_day == 4
     assert summary.last_day_by_reason == {"bounced": 3, "complained": 1}
     assert summary.daily_mean_before == 1.0
+
+
+def test_delivery_by_day_counts_each_outcome_on_the_day_it_was_settled(
+    session: Session, rows: Rows
+) -> None:
+    journey = rows.journey("welcome", ["a", "b", "c"])
+    today, yesterday = NOW - HOUR, NOW - dt.timedelta(days=1)
+    rows.message(rows.enrollment(journey), "a", sent_at=today)
+    rows.message(rows.enrollment(journey), "a", sent_at=today, delivery_status="bounce")
+    rows.message(rows.enrollment(journey), "a", sent_at=yesterday)
+    rows.message(rows.enrollment(journey), "b", MessageStatus.FAILED, claimed_at=today)
+    rows.message(rows.enrollment(journey), "b", MessageStatus.SUPPRESSED, claimed_at=yesterday)
+    rows.message(rows.enrollment(journey), "c", MessageStatus.UNKNOWN, claimed_at=today)
+    rows.message(rows.enrollment(journey), "c", MessageStatus.QUEUED)  # not settled
+    rows.message(rows.enrollment(journey), "c", sent_at=NOW - dt.timedelta(days=9))  # too old
+    session.commit()
+
+    days = delivery_by_day(session, days=3, now=NOW)
+
+    assert [day.day for day in days] == ["2026-10-30", "2026-10-31", "2026-11-01"]
+    empty, before, last = days
+    assert empty.total == 0 and set(empty.shares.values()) == {None}
+    assert empty.by_outcome == {"sent": 0, "failed": 0, "suppressed": 0, "unknown": 0}
+    assert before.by_outcome == {"sent": 1, "failed": 0, "suppressed": 1, "unknown": 0}
+    assert before.shares["suppressed"] == 0.5
+    assert last.by_outcome == {"sent": 2, "failed": 1, "suppressed": 0, "unknown": 1}
+    assert (last.total, last.bounced, last.shares["sent"]) == (4, 1, 0.5)
+    assert json.loads(json.dumps([dataclasses.asdict(day) for day in days]))
+
+
+def test_delivery_by_day_wants_a_day_at_least(session: Session) -> None:
+    with pytest.raises(ValueError, match="at least 1 day"):
+        delivery_by_day(session, days=0)

@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy.orm import Session
 
-from nurture.operations import FunnelRow, journey_funnel
+from nurture.operations import FunnelRow, FunnelStage, journey_funnel, journey_funnels
 from nurture.storage.models import EnrollmentState, MessageStatus
 from tests.operations.conftest import Rows
 
@@ -108,3 +108,63 @@ def test_rows_are_json_ready(session: Session, rows: Rows) -> None:
     session.commit()
 
     assert json.loads(json.dumps([dataclasses.asdict(r) for r in journey_funnel(session)]))
+
+
+def test_a_journey_funnel_runs_from_entry_through_each_step_to_the_exits(
+    session: Session, rows: Rows
+) -> None:
+    v1 = rows.journey("welcome", ["send_welcome"], version=1)
+    v2 = rows.journey("welcome", ["send_welcome", "send_tips"], version=2)
+    goal = rows.enrollment(v1, state=EnrollmentState.EXITED, exit_reason="goal")
+    done = rows.enrollment(v1, state=EnrollmentState.COMPLETED)
+    rows.enrollment(v2, state=EnrollmentState.EXITED, exit_reason="consent")
+    rows.enrollment(v2, state=EnrollmentState.EXITED, exit_reason="consent")
+    rows.enrollment(v2, state=EnrollmentState.EXITED, exit_reason="missing_step")
+    active = rows.enrollment(v2, current_step="send_tips")
+    opened = rows.message(goal, "send_welcome")
+    rows.event(opened, "open")
+    rows.message(done, "send_welcome", delivery_status="delivered")
+    rows.message(active, "send_welcome", MessageStatus.FAILED, error="550 no such user")
+    rows.message(done, "send_tips")
+    session.commit()
+
+    (funnel,) = journey_funnels(session)
+
+    assert (funnel.journey, funnel.name, funnel.entered) == ("welcome", "Welcome", 6)
+    assert (funnel.in_progress, funnel.completed, funnel.goal_reached, funnel.exited) == (
+        1,
+        1,
+        1,
+        3,
+    )
+    assert funnel.exit_reasons == {"consent": 2, "missing_step": 1}
+    assert [row.step for row in funnel.steps] == ["send_welcome", "send_tips"]
+    stages = funnel.stages()
+    assert [stage.stage for stage in stages] == [
+        "entered",
+        *["sent", "delivered", "opened", "clicked"] * 2,
+        "goal_reached",
+        "completed",
+        "exited",
+        "in_progress",
+    ]
+    by_label = {stage.label: stage for stage in stages}
+    assert by_label["entered"] == FunnelStage("entered", None, 6, 1.0)
+    assert by_label["send_welcome: sent"] == FunnelStage("sent", "send_welcome", 2, 0.333)
+    assert by_label["send_welcome: delivered"].count == 2  # an open implies delivery
+    assert by_label["send_welcome: opened"].count == 1
+    assert by_label["send_tips: sent"].count == 1
+    assert by_label["exited"] == FunnelStage("exited", None, 3, 0.5)
+    assert by_label["goal reached"].share == 0.167
+    assert json.loads(json.dumps([dataclasses.asdict(stage) for stage in stages]))
+
+
+def test_a_funnel_nobody_entered_has_no_shares(session: Session, rows: Rows) -> None:
+    rows.journey("digest", ["send_digest"])
+    session.commit()
+
+    (funnel,) = journey_funnels(session)
+
+    assert funnel.entered == 0
+    assert {stage.share for stage in funnel.stages()} == {None}
+    assert {stage.count for stage in funnel.stages()} == {0}

@@ -3,13 +3,20 @@ from pathlib import Path
 
 import pytest
 import typer
+from sqlalchemy import func, select
 from typer.testing import CliRunner
 
 from nurture.cli import app as nurture_app
 from nurture.cli.reports import report, segments
+from nurture.orchestration import run_cycle
 from nurture.runtime import Runtime
+from nurture.storage import Journey, Message, MessageStatus
+from tests.pipeline_helpers import NOW
 
 from .conftest import N_MEMBERS, member_emails
+from .pages import chart_rows, chart_specs
+
+KINDS = ("segments", "journeys", "delivery")
 
 runner = CliRunner()
 
@@ -67,8 +74,58 @@ def test_report_writes_the_html_where_asked(community: Runtime, tmp_path: Path) 
     assert f"{N_MEMBERS} members on the map" in default.output
     assert asked.exit_code == 0, asked.output
     assert str(chosen.resolve()) in asked.output
-    assert chosen.read_text(encoding="utf-8").count("<circle") == N_MEMBERS
-    assert "<svg" in written.read_text(encoding="utf-8")
+    specs = chart_specs(chosen.read_text(encoding="utf-8"))
+    assert len(chart_rows(specs["segment-map"])) == N_MEMBERS
+    assert list(chart_specs(written.read_text(encoding="utf-8"))) == list(specs)
+
+
+def test_report_all_writes_the_segment_journey_and_delivery_pages(community: Runtime) -> None:
+    run_cycle(community, NOW, lists=("deliver",))
+    with community.session() as session:
+        sent = session.scalar(select(func.count()).where(Message.status == MessageStatus.SENT))
+        journeys = set(session.scalars(select(Journey.key)))
+    assert sent and journeys
+
+    result = runner.invoke(
+        _app(community),
+        ["report", "all", "--days", "7", "--now", NOW.strftime("%Y-%m-%dT%H:%M:%S")],
+    )
+
+    assert result.exit_code == 0, result.output
+    folder = community.settings.data_dir / "reports"
+    pages = {kind: (folder / f"{kind}.html").read_text(encoding="utf-8") for kind in KINDS}
+    for kind in KINDS:
+        assert f"{kind}: " in result.output
+        assert str((folder / f"{kind}.html").resolve()) in result.output
+    assert set(chart_specs(pages["journeys"])) == {f"funnel-{key}" for key in journeys}
+    outcomes = chart_rows(chart_specs(pages["delivery"])["delivery-outcomes"])
+    assert sum(row["messages"] for row in outcomes if row["outcome"] == "sent") == sent
+    assert f"{sent} sent" in " ".join(result.output.split())
+    assert (
+        chart_specs(pages["delivery"])["delivery-outcomes"]["encoding"]["x"]["scale"]["domain"][-1]
+        == NOW.date().isoformat()
+    )
+    emails = member_emails(community)
+    for page in pages.values():
+        assert [email for email in emails if email in page] == []
+
+
+def test_report_all_refuses_one_output_file(community: Runtime, tmp_path: Path) -> None:
+    result = runner.invoke(_app(community), ["report", "all", "-o", str(tmp_path / "a.html")])
+
+    assert result.exit_code == 2
+    assert "give --output with one report" in result.output
+    assert not (community.settings.data_dir / "reports").exists()
+
+
+def test_report_help_names_every_report() -> None:
+    result = runner.invoke(nurture_app, ["report", "--help"])
+
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    for kind in (*KINDS, "all"):
+        assert kind in text
+    assert "without network access" in text
 
 
 def test_nurture_segments_json(
