@@ -45,9 +45,11 @@ test-fast: $(STAMP) $(PRISM)
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --output BENCHMARKS.md
 
+## Ruff (lint and format) and mypy (strict, on nurture/).
 lint: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 PREFECT_PORT ?= 4200
 
