@@ -35,6 +35,7 @@ from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
     RetryPolicy,
+    acceptance_check_for,
     deliver_messages,
     due_message_ids,
     recover_stale_messages,
@@ -413,13 +414,17 @@ def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSum
 
 
 def recover_deliveries(runtime: Runtime, now: dt.datetime) -> RecoverySummary:
-    """Settle the messages an interrupted run left in ``sending``, never sending them again.
+    """Settle the messages an interrupted run left in ``sending``, never sending one twice.
 
-    Those the provider reported on become ``sent``; the others ``unknown``, for an operator.
+    Those never handed to the backend go back in the queue; those the provider reported on, or
+    the outbox holds, become ``sent``; the others ``unknown``, for an operator.
     """
-    stale_after = dt.timedelta(minutes=runtime.settings.sending_stale_after_minutes)
+    settings = runtime.settings
+    stale_after = dt.timedelta(minutes=settings.sending_stale_after_minutes)
     with runtime.session() as session:
-        return recover_stale_messages(session, now, stale_after)
+        return recover_stale_messages(
+            session, now, stale_after, check=acceptance_check_for(settings)
+        )
 
 
 def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
@@ -563,7 +568,8 @@ DELIVER = StageList(
         Stage(
             "recover",
             recover_deliveries,
-            says="recovered deliveries: {sent} settled as sent, {unknown} unknown",
+            says="recovered deliveries: {sent} settled as sent, {requeued} re-queued, "
+            "{unknown} unknown",
         ),
         Stage(
             "journeys",
