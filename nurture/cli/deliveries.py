@@ -15,7 +15,6 @@ from typing import Annotated
 import typer
 from rich.console import Console
 from rich.markup import escape
-from rich.table import Table
 
 from nurture import stages
 from nurture.cli.context import runtime_of
@@ -75,30 +74,20 @@ def list_unknown(
         console.print("no unknown messages: every message is settled or on its way")
         return
     shown = found[:limit]
-    table = Table(title=f"{len(shown)}{'+' if len(found) > limit else ''} unknown messages")
-    for column in (
-        "id",
-        "to",
-        "journey / step",
-        "backend",
-        "claimed (UTC)",
-        "handed over (UTC)",
-        "tries",
-        "what is known",
-    ):
-        table.add_column(column, justify="right" if column in ("id", "tries") else "left")
+    more = " (more not shown: raise --limit)" if len(found) > limit else ""
+    console.print(f"{len(shown)} unknown messages, oldest claim first{more}:")
     for message in shown:
-        table.add_row(
-            str(message.id),
-            escape(message.to_email),
-            escape(f"{message.journey_key} / {message.step_id}"),
-            escape(message.backend or ""),
-            _time(message.claimed_at),
-            _time(message.handed_over_at),
-            str(message.attempts + 1),
-            escape(message.error or ""),
+        backend = message.backend or "an unknown backend"
+        console.print(
+            f"[bold]{message.id}[/]  {escape(message.to_email)}  "
+            f"{escape(message.journey_key)} / {escape(message.step_id)}  "
+            f"try {message.attempts + 1}\n"
+            f"    claimed at {_time(message.claimed_at) or 'an unknown time'}, handed to "
+            f"{escape(backend)} at {_time(message.handed_over_at) or 'an unknown time'} (UTC)\n"
+            f"    {escape(message.error or '')}",
+            soft_wrap=True,
+            highlight=False,
         )
-    console.print(table)
     console.print(
         "check each at the provider, then: nurture deliveries resolve --sent ID... "
         "or nurture deliveries resolve --requeue ID..."
