@@ -518,8 +518,8 @@ IMPORT_FILES = Fanout(
 # and a match run whose attempt failed is rolled back; advancing never queues a step twice;
 # sending claims each message (queued -> sending, committed) before the mail backend sees it,
 # so a retried chunk skips what an earlier attempt claimed, and a message left "sending" by a
-# crash is settled by recover_deliveries from provider events, never re-sent blindly. Reports
-# only read.
+# crash is settled by recover_deliveries: re-queued if it was never handed to the backend, else
+# from provider events or the outbox's file, never re-sent blindly. Reports only read.
 NIGHTLY = StageList(
     "nightly",
     (
