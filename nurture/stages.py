@@ -423,7 +423,11 @@ def recover_deliveries(runtime: Runtime, now: dt.datetime) -> RecoverySummary:
     stale_after = dt.timedelta(minutes=settings.sending_stale_after_minutes)
     with runtime.session() as session:
         return recover_stale_messages(
-            session, now, stale_after, check=acceptance_check_for(settings)
+            session,
+            now,
+            stale_after,
+            check=acceptance_check_for(settings),
+            max_attempts=settings.max_send_attempts,
         )
 
 
@@ -569,7 +573,7 @@ DELIVER = StageList(
             "recover",
             recover_deliveries,
             says="recovered deliveries: {sent} settled as sent, {requeued} re-queued, "
-            "{unknown} unknown",
+            "{unknown} unknown, {failed} failed",
         ),
         Stage(
             "journeys",

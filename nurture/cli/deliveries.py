@@ -54,7 +54,8 @@ RESOLVE_HELP = (
 RECOVER_HELP = (
     "Run the recovery of interrupted deliveries now (every deliver run does it first): "
     "messages 'sending' for longer than NURTURE_SENDING_STALE_AFTER_MINUTES are put back in "
-    "the queue when never handed to the backend, settled as sent when the provider reported "
+    "the queue when never handed to the backend (failed once their workers stopped "
+    "NURTURE_MAX_SEND_ATTEMPTS times with them), settled as sent when the provider reported "
     "on them or the outbox holds their file, and marked 'unknown' otherwise."
 )
 
@@ -126,7 +127,7 @@ def recover(ctx: typer.Context) -> None:
     summary = stages.recover_deliveries(runtime_of(ctx), utc_now())
     console.print(
         f"recovered deliveries: {summary.sent} settled as sent, {summary.requeued} re-queued, "
-        f"{summary.unknown} unknown"
+        f"{summary.unknown} unknown, {summary.failed} failed"
     )
 
 

@@ -184,11 +184,15 @@ class RecoverySummary:
             now ``unknown`` for an operator to check.
         requeued: Messages back in the queue: claimed but never handed to the backend, or
             handed to a backend that certainly does not have them (no outbox file).
+        failed: Messages that would have gone back in the queue, but their workers stopped
+            ``max_attempts`` times with them: failed, so that one message that crashes its
+            worker cannot stop the others for good.
     """
 
     sent: int = 0
     unknown: int = 0
     requeued: int = 0
+    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -651,6 +655,7 @@ def recover_stale_messages(
     stale_after: dt.timedelta,
     *,
     check: AcceptanceCheck | None = None,
+    max_attempts: int = RetryPolicy.max_attempts,
 ) -> RecoverySummary:
     """Settle the messages a crashed worker left in ``sending``; never send one twice.
 
@@ -660,9 +665,11 @@ def recover_stale_messages(
     - provider events prove acceptance (processed, delivered, deferred, bounce, dropped, open,
       click): ``sent``, ``sent_at`` from the earliest such event, ``delivery_status`` from the
       latest;
-    - never handed over (no ``handed_over_at``): back to ``queued``, due at once;
-    - handed to the backend ``check`` speaks for: ``sent`` when it holds the email, ``queued``
-      when it certainly does not;
+    - never handed over (no ``handed_over_at``): back to ``queued``, due at once, one attempt
+      more (``failed`` once it made ``max_attempts``: a message that crashes or hangs its
+      worker must not come back forever);
+    - handed to the backend ``check`` speaks for: ``sent`` when it holds the email, back to
+      ``queued`` as above when it certainly does not;
     - otherwise ``unknown``, with an error saying what is known, for an operator
       (``unknown_messages``, ``resolve_unknown``).
 
@@ -676,6 +683,8 @@ def recover_stale_messages(
             (``Settings.sending_stale_after_minutes``); longer than any send can take.
         check: The backend's word on handed-over messages (``acceptance_check_for``); None:
             none.
+        max_attempts: Attempts after which a message is failed rather than re-queued
+            (``Settings.max_send_attempts``).
 
     Returns:
         Counts of what was settled.
@@ -686,6 +695,7 @@ def recover_stale_messages(
             Message.status,
             Message.claimed_at,
             Message.handed_over_at,
+            Message.attempts,
             Message.backend,
             Message.journey_key,
             Message.step_id,
@@ -719,16 +729,17 @@ def recover_stale_messages(
             verdict = recovery_verdict(
                 handed_over=handed_over, provider_reported=row.id in events, backend_holds=holds
             )
-            counts[verdict] += _apply_verdict(session, row, verdict, events.get(row.id), now)
-    summary = RecoverySummary(
-        sent=counts["sent"], unknown=counts["unknown"], requeued=counts["requeue"]
-    )
+            outcome = _apply_verdict(session, row, verdict, events.get(row.id), now, max_attempts)
+            if outcome is not None:
+                counts[outcome] += 1
+    summary = RecoverySummary(**counts)
     if summary != RecoverySummary():
         logger.info(
-            "recovered deliveries: %d sent, %d re-queued, %d unknown",
+            "recovered deliveries: %d sent, %d re-queued, %d unknown, %d failed",
             summary.sent,
             summary.requeued,
             summary.unknown,
+            summary.failed,
         )
     return summary
 
@@ -739,14 +750,15 @@ def _apply_verdict(
     verdict: RecoveryVerdict,
     reported: tuple[dt.datetime, DeliveryStatus] | None,
     now: dt.datetime,
-) -> int:
-    """Carry out ``verdict`` on the stale message ``row``; 1 if the message changed, else 0."""
+    max_attempts: int,
+) -> Literal["sent", "requeued", "unknown", "failed"] | None:
+    """Carry out ``verdict`` on a stale message; its ``RecoverySummary`` field, or None."""
     claimed = row.claimed_at.isoformat() if row.claimed_at else "an unknown time"
     handed = row.handed_over_at.isoformat() if row.handed_over_at else "an unknown time"
     backend = row.backend or "the mail backend"
     if verdict == "sent" and reported is not None:
         first_at, latest = reported
-        return _settle(
+        changed = _settle(
             session,
             row.id,
             row.status,
@@ -755,8 +767,9 @@ def _apply_verdict(
             delivery_status=latest,
             error=None,
         )
+        return "sent" if changed else None
     if verdict == "sent":
-        return _settle(
+        changed = _settle(
             session,
             row.id,
             row.status,
@@ -764,6 +777,7 @@ def _apply_verdict(
             sent_at=row.handed_over_at or now,
             error=None,
         )
+        return "sent" if changed else None
     if verdict == "requeue":
         if row.handed_over_at is None and row.status == MessageStatus.SENDING:
             reason = f"claimed at {claimed} by a worker that stopped before handing it over"
@@ -772,18 +786,32 @@ def _apply_verdict(
         else:
             reason = f"handed to {backend} at {handed}, which does not have it"
             still_ours = ()
-        return _settle(
+        attempts = row.attempts + 1
+        if attempts >= max_attempts:
+            changed = _settle(
+                session,
+                row.id,
+                row.status,
+                *still_ours,
+                status=MessageStatus.FAILED,
+                attempts=attempts,
+                error=f"gave up after {attempts} attempts, its worker stopped each time: {reason}",
+            )
+            return "failed" if changed else None
+        changed = _settle(
             session,
             row.id,
             row.status,
             *still_ours,
             status=MessageStatus.QUEUED,
+            attempts=attempts,
             handed_over_at=None,
             error=f"re-queued by recovery: {reason}",
         )
+        return "requeued" if changed else None
     if row.status != MessageStatus.SENDING:
-        return 0  # already unknown, and still nothing known
-    return _settle(
+        return None  # already unknown, and still nothing known
+    changed = _settle(
         session,
         row.id,
         row.status,
@@ -791,6 +819,7 @@ def _apply_verdict(
         error=f"claimed at {claimed}, handed to {backend} at {handed}, no provider event: "
         "check the provider, then `nurture deliveries resolve`",
     )
+    return "unknown" if changed else None
 
 
 def _acceptance_events(

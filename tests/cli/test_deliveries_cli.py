@@ -122,5 +122,7 @@ def test_resolve_needs_exactly_one_decision(engine, database_url, messages, tmp_
 def test_recover_requeues_a_claim_never_handed_over(engine, database_url, messages, tmp_path):
     result = _nurture(database_url, tmp_path, "deliveries", "recover")
     assert result.exit_code == 0, result.output
-    assert "recovered deliveries: 0 settled as sent, 1 re-queued, 0 unknown" in result.output
+    assert (
+        "recovered deliveries: 0 settled as sent, 1 re-queued, 0 unknown, 0 failed" in result.output
+    )
     assert _statuses(engine)[messages["stuck"]] is MessageStatus.QUEUED

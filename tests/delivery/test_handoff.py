@@ -153,7 +153,7 @@ def test_a_message_never_handed_over_goes_back_in_the_queue_and_out_once(
     handed = _stuck(session, add_message(), handed_over=True, backend="smtp")
     assert _recover(session) == RecoverySummary(requeued=1, unknown=1)
     row = _reload(session, never)
-    assert (row.status, row.attempts, row.scheduled_at) == (MessageStatus.QUEUED, 0, NOW)
+    assert (row.status, row.attempts, row.scheduled_at) == (MessageStatus.QUEUED, 1, NOW)
     assert row.error == (
         f"re-queued by recovery: claimed at {NOW.isoformat()} by a worker that stopped before "
         "handing it over"
@@ -323,3 +323,19 @@ def test_recovery_reads_the_hand_off_of_the_outbox_it_handed_to(session, add_mes
             handed_over_at=NOW + dt.timedelta(seconds=1),
         )
     ]
+
+
+def test_a_message_whose_worker_always_stops_fails_after_the_last_attempt(session, add_message):
+    """A message that crashes or hangs its worker before the hand-off must not come back forever."""
+    message = add_message()
+    for attempt in range(1, 4):
+        _stuck(session, message, handed_over=False)
+        summary = recover_stale_messages(session, LATER, STALE, max_attempts=3)
+        session.commit()
+        if attempt < 3:
+            assert summary == RecoverySummary(requeued=1)
+            assert _reload(session, message).attempts == attempt
+    assert summary == RecoverySummary(failed=1)
+    row = _reload(session, message)
+    assert (row.status, row.attempts) == (MessageStatus.FAILED, 3)
+    assert row.error.startswith("gave up after 3 attempts, its worker stopped each time: claimed ")
