@@ -7,7 +7,7 @@ import json
 
 from sqlalchemy.orm import Session
 
-from nurture.operations import segment_table
+from nurture.reports import segment_table
 from nurture.storage.models import Segment, SegmentationRun, SegmentMembership
 from tests.operations.conftest import NOW, Rows
 
