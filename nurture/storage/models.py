@@ -548,6 +548,8 @@ class Message(Base):
     sent_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     backend: Mapped[str | None] = mapped_column(String(50))
+    """The mail backend it was last handed to (recorded with the hand-off), then the one that
+    accepted it."""
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[dt.datetime | None]
