@@ -339,3 +339,11 @@ def test_a_message_whose_worker_always_stops_fails_after_the_last_attempt(sessio
     row = _reload(session, message)
     assert (row.status, row.attempts) == (MessageStatus.FAILED, 3)
     assert row.error.startswith("gave up after 3 attempts, its worker stopped each time: claimed ")
+
+
+def test_an_operators_resolution_is_logged(session, add_message, caplog):
+    message = _stuck(session, add_message(), handed_over=True, backend="smtp")
+    _recover(session)
+    with caplog.at_level("WARNING", logger="nurture.delivery.worker"):
+        resolve_unknown(session, [message.id], "requeue", LATER)
+    assert f"an operator resolved 1 unknown messages as re-queued: {message.id}" in caplog.text
