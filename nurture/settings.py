@@ -183,8 +183,10 @@ class Settings(BaseSettings):
     sending_stale_after_minutes: int = Field(
         default=30,
         ge=1,
-        description="A message still 'sending' this long after its claim is resolved from "
-        "provider events, or marked 'unknown' for an operator; it is never re-sent blindly.",
+        description="A message still 'sending' this long after its claim is recovered: back "
+        "in the queue if it was never handed to the backend, 'sent' if provider events or the "
+        "outbox's file prove it went out, else 'unknown' for an operator (`nurture deliveries`); "
+        "it is never re-sent blindly.",
     )
     web_host: str = Field(default="127.0.0.1", description="Address `nurture serve` listens on.")
     web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `nurture serve`.")

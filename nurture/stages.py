@@ -35,6 +35,7 @@ from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
     RetryPolicy,
+    acceptance_check_for,
     deliver_messages,
     due_message_ids,
     recover_stale_messages,
@@ -413,13 +414,21 @@ def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSum
 
 
 def recover_deliveries(runtime: Runtime, now: dt.datetime) -> RecoverySummary:
-    """Settle the messages an interrupted run left in ``sending``, never sending them again.
+    """Settle the messages an interrupted run left in ``sending``, never sending one twice.
 
-    Those the provider reported on become ``sent``; the others ``unknown``, for an operator.
+    Those never handed to the backend go back in the queue; those the provider reported on, or
+    the outbox holds, become ``sent``; the others ``unknown``, for an operator.
     """
-    stale_after = dt.timedelta(minutes=runtime.settings.sending_stale_after_minutes)
+    settings = runtime.settings
+    stale_after = dt.timedelta(minutes=settings.sending_stale_after_minutes)
     with runtime.session() as session:
-        return recover_stale_messages(session, now, stale_after)
+        return recover_stale_messages(
+            session,
+            now,
+            stale_after,
+            check=acceptance_check_for(settings),
+            max_attempts=settings.max_send_attempts,
+        )
 
 
 def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
@@ -513,8 +522,8 @@ IMPORT_FILES = Fanout(
 # and a match run whose attempt failed is rolled back; advancing never queues a step twice;
 # sending claims each message (queued -> sending, committed) before the mail backend sees it,
 # so a retried chunk skips what an earlier attempt claimed, and a message left "sending" by a
-# crash is settled by recover_deliveries from provider events, never re-sent blindly. Reports
-# only read.
+# crash is settled by recover_deliveries: re-queued if it was never handed to the backend, else
+# from provider events or the outbox's file, never re-sent blindly. Reports only read.
 NIGHTLY = StageList(
     "nightly",
     (
@@ -563,7 +572,8 @@ DELIVER = StageList(
         Stage(
             "recover",
             recover_deliveries,
-            says="recovered deliveries: {sent} settled as sent, {unknown} unknown",
+            says="recovered deliveries: {sent} settled as sent, {requeued} re-queued, "
+            "{unknown} unknown, {failed} failed",
         ),
         Stage(
             "journeys",

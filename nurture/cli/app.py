@@ -17,6 +17,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from nurture import stages
+from nurture.cli import deliveries as delivery_commands
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
 from nurture.cli import preview as preview_commands
@@ -70,6 +71,7 @@ app.command()(evaluation_commands.evaluate)
 app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)
+delivery_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 

@@ -24,7 +24,9 @@ from typing import Protocol, runtime_checkable
 from nurture.errors import PermanentDeliveryError
 
 __all__ = [
+    "AcceptanceCheck",
     "DeliveryResult",
+    "HandedOver",
     "Mailer",
     "OutgoingEmail",
     "build_email_message",
@@ -89,6 +91,41 @@ class Mailer(Protocol):
             DeliveryError: The backend failed; a retry may succeed.
             PermanentDeliveryError: The backend refused the email for good.
         """
+        ...
+
+
+@dataclass(frozen=True)
+class HandedOver:
+    """A message the worker handed to a backend and never heard back about (it crashed).
+
+    Attributes:
+        message_id: The ``Message`` row id.
+        journey_key: The journey the message belongs to.
+        step_id: The journey step that queued it.
+        backend: The backend it was handed to (``Message.backend``), if known.
+        handed_over_at: When it was handed over.
+    """
+
+    message_id: int
+    journey_key: str
+    step_id: str
+    backend: str | None
+    handed_over_at: dt.datetime | None
+
+
+@runtime_checkable
+class AcceptanceCheck(Protocol):
+    """A backend that can tell, after a crash, whether it holds an email handed to it.
+
+    The outbox can (the ``.eml`` file is there or not); SMTP and SendGrid cannot, and their
+    handed-over messages are settled by provider events or by an operator.
+    """
+
+    backend: str
+    """The backend's name: only messages handed to a backend of this name are checked."""
+
+    def holds(self, message: HandedOver) -> bool | None:
+        """Whether the backend has ``message``: True, False (certainly not), None (cannot tell)."""
         ...
 
 

@@ -548,10 +548,16 @@ class Message(Base):
     sent_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     backend: Mapped[str | None] = mapped_column(String(50))
+    """The mail backend it was last handed to (recorded with the hand-off), then the one that
+    accepted it."""
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[dt.datetime | None]
     """When a worker moved the message to ``sending`` (recovery looks at old claims)."""
+    handed_over_at: Mapped[dt.datetime | None]
+    """When the worker of the current claim handed the message to the mail backend, committed
+    before the backend's call; None: claimed but never handed over, so recovery may re-queue it
+    (each claim clears it)."""
     delivery_status: Mapped[DeliveryStatus | None] = mapped_column(_status_enum(DeliveryStatus, 30))
     """The provider's latest word on it."""
 

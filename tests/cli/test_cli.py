@@ -31,6 +31,7 @@ COMMANDS = (
     "recommend",
     "run",
     "outbox",
+    "deliveries",
 )
 
 
@@ -61,12 +62,15 @@ def test_help_lists_every_command() -> None:
 
 @pytest.mark.parametrize(
     "command",
-    [[c] for c in COMMANDS if c not in ("journeys", "member", "recommend")]
+    [[c] for c in COMMANDS if c not in ("journeys", "member", "recommend", "deliveries")]
     + [
         ["journeys", "validate"],
         ["member", "export"],
         ["member", "erase"],
         ["recommend", "export"],
+        ["deliveries", "unknown"],
+        ["deliveries", "resolve"],
+        ["deliveries", "recover"],
     ],
 )
 def test_every_command_has_help(command: list[str]) -> None:
