@@ -55,6 +55,7 @@ from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
 from nurture.workspace import WorkspaceConfig, load_workspace_config
+from nurture.workspace.brand import email_branding, load_brand
 
 __all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
@@ -318,19 +319,23 @@ def _render(
     now: dt.datetime,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
+    branding = email_branding(
+        load_brand(settings.workspace, languages=config.languages),
+        community_name=settings.community_name,
+        strings=config.strings,
+    )
+    shared = dict(branding.context)
+    if settings.questionnaire_url:
+        shared["questionnaire_url"] = settings.questionnaire_url
     renderer = TemplateRenderer(
         settings.templates_dir,
-        community_name=settings.community_name,
+        community_name=branding.community_name,
         public_base_url=settings.public_base_url,
         unsubscribe_secret=PREVIEW_SECRET,
         auto_reload=False,
-        shared_context=(
-            {"questionnaire_url": settings.questionnaire_url}
-            if settings.questionnaire_url
-            else None
-        ),
+        shared_context=shared,
         languages=config.languages,
-        strings=config.strings,
+        strings=branding.strings,
     )
     subject = (
         source.step.subject_for(shown.language)

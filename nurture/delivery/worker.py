@@ -179,6 +179,7 @@ class _Run:
     salt: str
     sender_email: str
     sender_name: str
+    reply_to: str
     retry: RetryPolicy
     rng: random.Random
 
@@ -315,6 +316,7 @@ def deliver_messages(
     sender_email: str,
     sender_name: str,
     suppression_salt: str,
+    reply_to: str | None = None,
     concurrency: int = 1,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
@@ -350,6 +352,7 @@ def deliver_messages(
             start of retry delays.
         sender_email: The From address.
         sender_name: The From display name.
+        reply_to: The Reply-To address (``brand.yaml``); None: replies go to the sender.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``), the
             one its hashes were made with.
         concurrency: Emails sent at the same time (``Settings.send_concurrency``).
@@ -375,6 +378,7 @@ def deliver_messages(
         salt=suppression_salt,
         sender_email=sender_email,
         sender_name=sender_name,
+        reply_to=reply_to or "",
         retry=retry or RetryPolicy(),
         rng=rng or random.Random(),
     )
@@ -467,6 +471,7 @@ def _prepare_one(
             headers=dict(rendered.headers),
             journey_key=message.journey_key,
             step_id=message.step_id,
+            reply_to=run.reply_to,
         )
     except TemplateError as exc:
         error = redact_address(str(exc), address)

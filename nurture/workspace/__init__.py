@@ -9,6 +9,7 @@ column and field. Each kind of file also has its own loader (``load_questionnair
 model (:mod:`nurture.workspace.model_files`).
 """
 
+from nurture.workspace.brand import BRAND_FILE, Brand, BrandColours, load_brand, read_brand
 from nurture.workspace.config import (
     WORKSPACE_FILE,
     WorkspaceConfig,
@@ -53,6 +54,7 @@ from nurture.workspace.questionnaire import (
 from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
 
 __all__ = [
+    "BRAND_FILE",
     "DEFAULT_YAML_LIMITS",
     "MAX_ALIAS_NODES",
     "MAX_FILE_BYTES",
@@ -60,6 +62,8 @@ __all__ = [
     "SCHEDULED_KINDS",
     "WORKSPACE_FILE",
     "AnswerValue",
+    "Brand",
+    "BrandColours",
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
@@ -76,6 +80,7 @@ __all__ = [
     "YamlLimits",
     "check_journey_files",
     "journey_subjects",
+    "load_brand",
     "load_content_item",
     "load_content_library",
     "load_model_file",
@@ -83,6 +88,7 @@ __all__ = [
     "load_workspace",
     "load_workspace_config",
     "parse_located_yaml",
+    "read_brand",
     "read_content_library",
     "read_questionnaire",
     "read_workspace_config",
