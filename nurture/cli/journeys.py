@@ -146,6 +146,13 @@ def validate(
             problems += error.problems
         else:
             definitions = workspace.journeys
+            if workspace.brand is None:
+                errors.print(
+                    f"[yellow]note:[/] no {escape(str(workspace.paths.brand))}: the emails carry "
+                    "no postal address (marketing email must, CAN-SPAM) and the built-in reason "
+                    "for receiving them; see docs/workspace.md, 'Brand'",
+                    highlight=False,
+                )
             for code, keys in workspace.config.missing_ui_strings().items():
                 errors.print(
                     f"[yellow]note:[/] language {code!r} has no UI strings {', '.join(keys)} "

@@ -467,3 +467,11 @@ def test_claims_record_the_wall_clock_when_given(session, add_message, renderer)
     mailer = RecordingMailer(RuntimeError("crash after the provider took it"))
     deliver_messages(session, mailer, renderer, [message.id], NOW, **options)
     assert _reload(session, message.id).claimed_at == late
+
+
+def test_the_brand_reply_to_goes_on_every_email(session, add_message, renderer):
+    message = add_message()
+    mailer = RecordingMailer()
+    options = {**SENDER, "reply_to": "hello@example.org"}
+    assert deliver_messages(session, mailer, renderer, [message.id], NOW, **options).sent == 1
+    assert mailer.sent[0].reply_to == "hello@example.org"
