@@ -93,7 +93,7 @@ def test_colours_and_logo_reach_the_inlined_html(workspace: Path, tmp_path: Path
     data["logo_url"] = "https://cdn.example.org/logo.png"
     data["community_name"] = "Builders & Co"
     _write_brand(workspace, data)
-    name, html, _ = next(e for e in _render_all(workspace, tmp_path, "en") if e[0] == "welcome")
+    _, html, _ = next(e for e in _render_all(workspace, tmp_path, "en") if e[0] == "welcome")
     assert "#2f6f5e" not in html and "#AA3300" in html
     logo = html.split("<img ", 1)[1].split(">", 1)[0]
     assert 'src="https://cdn.example.org/logo.png"' in logo and 'alt="Builders &amp; Co"' in logo
