@@ -9,7 +9,7 @@ A message moves through named states (``MessageStatus``)::
 transaction before anything is rendered or sent (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent workers take disjoint sets; a conditional UPDATE elsewhere): of several workers, one
 claims a message and the others never see it queued. ``deliver_messages`` claims no more than its
-pool of senders can take at once, checks the suppression list, consent and the member's
+pool of senders can take at once, checks the suppression list, consent, the member's pause and
 unsubscribed categories right before each send, sends concurrently and records each result in
 its own commit as soon as it comes back. A crash therefore leaves in ``sending`` at most the
 messages that were in flight; ``recover_stale_messages`` settles those from the provider's
@@ -286,19 +286,25 @@ def _finish(session: Session, message_id: int, **values: Any) -> None:
 
 
 def _suppression_reason(
-    member: Member, definition: dict[str, Any] | None, suppressed_hashes: set[str], salt: str
+    member: Member,
+    definition: dict[str, Any] | None,
+    suppressed_hashes: set[str],
+    salt: str,
+    now: dt.datetime,
 ) -> str | None:
-    """Why the member must not get a message of the journey ``definition``, or None.
+    """Why the member must not get a message of the journey ``definition`` at ``now``, or None.
 
     The suppression list (unsubscribed, bounced, erased...) stops every message. Consent other
-    than granted, and an unsubscribe from the journey's category on the preference page, stop
-    all but the messages of transactional journeys.
+    than granted, a pause still running and an unsubscribe from the journey's category (both
+    set on the preference page) stop all but the messages of transactional journeys.
     """
     if suppression_hash(member.email, salt) in suppressed_hashes:
         return "address is in the suppression list"
     definition = definition if isinstance(definition, dict) else {}
     if definition.get("transactional") is True:
         return None
+    if member.paused_until is not None and member.paused_until > now:
+        return f"member paused emails until {member.paused_until:%Y-%m-%d %H:%M} UTC"
     return consent_refusal(member, definition.get("category"))
 
 
@@ -327,8 +333,9 @@ def deliver_messages(
     Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) a few at
     a time, never more than the senders can take at once. Right before its send, each claimed
     message is checked again: an address in the suppression list gets nothing; a member without
-    consent, or who unsubscribed from the journey's category, gets only the messages of
-    transactional journeys. Then it is rendered, handed to the mailer in a pool of
+    consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
+    gets only the messages of transactional journeys (the others are ``suppressed``, with the
+    reason). Then it is rendered, handed to the mailer in a pool of
     ``concurrency`` threads, and its result recorded in its own commit:
 
     - accepted: ``sent`` (``sent_at``, ``backend``, ``provider_message_id``);
@@ -454,7 +461,7 @@ def _prepare_one(
     """Check and render one claimed message (see ``_prepare``)."""
     message_id, address = message.id, member.email
     try:
-        reason = _suppression_reason(member, definition, suppressed, run.salt)
+        reason = _suppression_reason(member, definition, suppressed, run.salt, run.now)
         if reason is not None:
             _finish(session, message.id, status=MessageStatus.SUPPRESSED, error=reason)
             return "suppressed"
