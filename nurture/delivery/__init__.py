@@ -32,6 +32,7 @@ from nurture.delivery.suppression import (
     find_suppression,
     is_suppressed,
     normalise_address,
+    resubscribe_address,
     suppress_address,
     suppression_hash,
 )
@@ -88,6 +89,7 @@ __all__ = [
     "redact_address",
     "requeue_unknown",
     "resolve_language",
+    "resubscribe_address",
     "suppress_address",
     "suppression_hash",
     "verify_unsubscribe_token",

@@ -81,8 +81,10 @@ def test_unsubscribe_from_everything(client, session, add_member):
     assert response.status_code == 200
     entry = find_suppression(session, member.email, SALT)
     assert (entry.reason, entry.source) == ("unsubscribed", "preferences")
-    assert "is unsubscribed from all emails" in response.text
-    assert "<form" not in response.text
+    assert "is unsubscribed: Builders &amp; &lt;Co&gt; sends it no emails" in response.text
+    # Only the button to come back: the member unsubscribed themselves.
+    assert 'name="action" value="resubscribe"' in response.text
+    assert 'name="category"' not in response.text
     assert _reload(session, member).unsubscribed_categories == ["promotion"]
 
 
