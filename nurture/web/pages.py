@@ -412,7 +412,7 @@ def preferences_page(
     if categories:
         form.append(_fieldset(_text(lang, "receive_legend"), boxes))
     if len(languages) > 1:
-        current = language if language in languages else languages[0]
+        current = language if language is not None and language in languages else languages[0]
         form.append(
             _fieldset(_text(lang, "language_legend"), _language_choices(languages, current))
         )

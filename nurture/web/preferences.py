@@ -191,7 +191,8 @@ def load_preference_options(settings: Settings) -> PreferenceOptions:
     from nurture.journeys import load_journeys
     from nurture.workspace import load_brand, load_workspace_config
 
-    languages, community, categories = DEFAULT_LANGUAGES, settings.community_name, CATEGORIES
+    languages, community = DEFAULT_LANGUAGES, settings.community_name
+    categories: tuple[str, ...] = CATEGORIES
     try:
         languages = load_workspace_config(settings.workspace).languages
         brand = load_brand(settings.workspace, languages=languages)
