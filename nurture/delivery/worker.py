@@ -55,6 +55,7 @@ from nurture.storage.models import (
 
 __all__ = [
     "ACCEPTED_EVENT_TYPES",
+    "PAUSED_REASON",
     "DeliverySummary",
     "RecoverySummary",
     "RetryPolicy",
@@ -66,6 +67,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PAUSED_REASON = "member paused emails on the preference page"
+"""The error of a message suppressed because its member paused every email."""
 
 
 ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
@@ -304,7 +308,8 @@ def _suppression_reason(
     if definition.get("transactional") is True:
         return None
     if member.paused_until is not None and member.paused_until > now:
-        return f"member paused emails until {member.paused_until:%Y-%m-%d %H:%M} UTC"
+        # One text for every pause, so that the status report counts them as one reason.
+        return PAUSED_REASON
     return consent_refusal(member, definition.get("category"))
 
 

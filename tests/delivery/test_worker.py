@@ -491,7 +491,7 @@ def test_a_pause_suppresses_until_it_ends_but_not_transactional_mail(
     summary = deliver_messages(session, mailer, renderer, [paused.id], NOW, **SENDER)
     assert summary == DeliverySummary(suppressed=1)
     assert mailer.sent == []
-    assert _reload(session, paused.id).error == "member paused emails until 2026-11-08 09:00 UTC"
+    assert _reload(session, paused.id).error == "member paused emails on the preference page"
 
     ended = add_message()
     _pause(session, ended, NOW - dt.timedelta(seconds=1))
