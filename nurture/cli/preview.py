@@ -231,6 +231,7 @@ def render_preview_page(
     language: str,
     journey: str | None = None,
     step: str | None = None,
+    test_sent_to: str | None = None,
 ) -> str:
     """An HTML page showing a rendered email: its subject, its HTML part and its text part.
 
@@ -243,10 +244,18 @@ def render_preview_page(
         language: The language it was rendered in.
         journey: The journey whose send step it was previewed as, if any.
         step: That send step's id.
+        test_sent_to: The address a test copy was sent to (``--send-to``), if any.
 
     Returns:
         A complete HTML document.
     """
+    if test_sent_to:
+        note = (
+            f"A preview: a test copy ([TEST] subject) was sent to {html.escape(test_sent_to)}, "
+            "nothing to the member. Its unsubscribe and preference links do not work."
+        )
+    else:
+        note = "A preview: nothing was sent. Its unsubscribe and preference links do not work."
     source = f"{journey} / {step}" if journey else "no journey sends this template"
     rows = [
         ("Subject", email.subject),
@@ -289,7 +298,7 @@ pre {{ white-space:pre-wrap; background:#fff; border:1px solid #d5d0c4; padding:
 <table>
 {table}
 </table>
-<p class="note">A preview: nothing was sent. Its unsubscribe and preference links do not work.</p>
+<p class="note">{note}</p>
 <h2>HTML part</h2>
 <iframe title="HTML part" sandbox="allow-popups allow-popups-to-escape-sandbox"
  srcdoc="{html.escape(email.html, quote=True)}"></iframe>
@@ -498,24 +507,7 @@ def preview(
         )
     email = _render(settings, config, brand, template, source, context, shown, now)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
-    page = render_preview_page(
-        email,
-        template=template,
-        recipient=f"{name} <{shown.email}>" if name else shown.email,
-        language=lang,
-        journey=source.journey.id if source.journey is not None else None,
-        step=source.step.id if source.step is not None else None,
-    )
-    if output is None:
-        slug = template.replace("/", "-")
-        output = settings.data_dir / "previews" / f"{slug}-{lang}-{recipient.id}.html"
-    _write_private(output, page)
-    console.print(
-        f"{escape(template)} for {escape(shown.email)} ({lang}): {escape(email.subject)}",
-        highlight=False,
-        soft_wrap=True,
-    )
-    console.print(str(output.resolve()), highlight=False, soft_wrap=True)
+    sent: str | None = None
     if send_to is not None:
         outgoing = build_test_email(
             email,
@@ -527,9 +519,25 @@ def preview(
             journey=source.journey.id if source.journey is not None else None,
         )
         result = runtime_of(ctx).mailer.send(outgoing)
-        console.print(
-            f"test sent to {escape(send_to)} through {escape(result.backend)}: "
-            f"{escape(outgoing.subject)}",
-            highlight=False,
-            soft_wrap=True,
-        )
+        sent = f"test sent to {send_to} through {result.backend}: {outgoing.subject}"
+    page = render_preview_page(
+        email,
+        template=template,
+        recipient=f"{name} <{shown.email}>" if name else shown.email,
+        language=lang,
+        journey=source.journey.id if source.journey is not None else None,
+        step=source.step.id if source.step is not None else None,
+        test_sent_to=send_to,
+    )
+    if output is None:
+        slug = template.replace("/", "-")
+        output = settings.data_dir / "previews" / f"{slug}-{lang}-{recipient.id}.html"
+    _write_private(output, page)
+    console.print(
+        f"{escape(template)} for {escape(shown.email)} ({lang}): {escape(email.subject)}",
+        highlight=False,
+        soft_wrap=True,
+    )
+    if sent is not None:
+        console.print(escape(sent), highlight=False, soft_wrap=True)
+    console.print(str(output.resolve()), highlight=False, soft_wrap=True)

@@ -138,7 +138,7 @@ def test_preview_is_a_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert "preview" in result.output
     help_text = runner.invoke(app, ["preview", "--help"]).output
-    for option in ("--member", "--output", "--journey", "--step", "--language"):
+    for option in ("--member", "--output", "--journey", "--step", "--language", "--send-to"):
         assert option in help_text
 
 
@@ -295,13 +295,11 @@ def test_send_to_sends_one_marked_test_and_records_nothing(
             return session.scalar(select(func.count()).select_from(Message)) or 0
 
     before = messages()
-    result = runner.invoke(
-        app,
-        [*workspace, "preview", "welcome", "--member", "camille@example.org",
-         "--send-to", " Tester@Example.org "],
-    )  # fmt: skip
-    assert result.exit_code == 0, result.output
-    assert "test sent to Tester@Example.org through outbox: [TEST] Bienvenue" in result.output
+    output, page = _preview(
+        workspace, "welcome", "--member", "camille@example.org", "--send-to", " Tester@Example.org "
+    )
+    assert "test sent to Tester@Example.org through outbox: [TEST] Bienvenue" in output
+    assert "a test copy ([TEST] subject) was sent to Tester@Example.org" in page
     assert messages() == before
     sent = list((tmp_path / "data" / "outbox").glob("*.eml"))
     assert len(sent) == 1
