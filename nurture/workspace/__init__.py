@@ -5,8 +5,8 @@
 :class:`~nurture.errors.WorkspaceValidationError` listing every problem with its file, line,
 column and field. Each kind of file also has its own loader (``load_questionnaire``,
 ``load_content_library``...). Every YAML file goes through one safe, bounded, line-aware reader
-(:mod:`nurture.workspace.located_yaml`) and one skeleton that validates it into its pydantic
-model (:mod:`nurture.workspace.model_files`).
+(:mod:`nurture.marketer_files.located_yaml`) and one skeleton that validates it into its pydantic
+model (:mod:`nurture.marketer_files.model_files`).
 """
 
 from nurture.workspace.brand import BRAND_FILE, Brand, BrandColours, load_brand, read_brand
@@ -32,18 +32,8 @@ from nurture.workspace.loading import (
     check_journey_files,
     load_workspace,
 )
-from nurture.workspace.located_yaml import (
-    DEFAULT_YAML_LIMITS,
-    MAX_ALIAS_NODES,
-    MAX_FILE_BYTES,
-    MAX_NESTING_DEPTH,
-    YamlLimits,
-    parse_located_yaml,
-)
-from nurture.workspace.model_files import ModelFile, load_model_file
 from nurture.workspace.questionnaire import (
     AnswerValue,
-    LocalizedText,
     Question,
     QuestionKind,
     Questionnaire,
@@ -55,10 +45,6 @@ from nurture.workspace.templates import SubjectSample, journey_subjects, validat
 
 __all__ = [
     "BRAND_FILE",
-    "DEFAULT_YAML_LIMITS",
-    "MAX_ALIAS_NODES",
-    "MAX_FILE_BYTES",
-    "MAX_NESTING_DEPTH",
     "SCHEDULED_KINDS",
     "WORKSPACE_FILE",
     "AnswerValue",
@@ -67,8 +53,6 @@ __all__ = [
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
-    "LocalizedText",
-    "ModelFile",
     "Question",
     "QuestionKind",
     "QuestionOption",
@@ -77,17 +61,14 @@ __all__ = [
     "Workspace",
     "WorkspaceConfig",
     "WorkspacePaths",
-    "YamlLimits",
     "check_journey_files",
     "journey_subjects",
     "load_brand",
     "load_content_item",
     "load_content_library",
-    "load_model_file",
     "load_questionnaire",
     "load_workspace",
     "load_workspace_config",
-    "parse_located_yaml",
     "read_brand",
     "read_content_library",
     "read_questionnaire",

@@ -35,9 +35,9 @@ from typing import Annotated, Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from nurture.errors import Problem, WorkspaceValidationError
-from nurture.workspace.config import LANGUAGES_CONTEXT, LanguageCode, context_languages
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
-from nurture.workspace.model_files import load_model_file
+from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LanguageCode, context_languages
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.marketer_files.model_files import load_model_file
 
 __all__ = [
     "BRAND_FILE",
