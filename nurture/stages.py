@@ -460,6 +460,7 @@ def deliver_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Del
     """
     settings = runtime.settings
     mailer, renderer = runtime.mailer, runtime.renderer
+    brand = runtime.workspace.brand
     with runtime.session() as session:
         return deliver_messages(
             session,
@@ -470,6 +471,7 @@ def deliver_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Del
             sender_email=settings.sender_email,
             sender_name=settings.sender_name,
             suppression_salt=settings.suppression_salt.get_secret_value(),
+            reply_to=brand.reply_to if brand is not None else None,
             concurrency=settings.send_concurrency,
             retry=RetryPolicy(
                 max_attempts=settings.max_send_attempts,

@@ -57,7 +57,8 @@ ALL = "all"
 VALIDATE_HELP = (
     "Check the workspace and list every problem with its file, line and column.\n\n"
     "Without FILES, every file of the workspace is checked together: workspace.yaml (the "
-    "languages), the questionnaire, the library, segments.yaml, sending.yaml, the journeys and "
+    "languages), brand.yaml, the questionnaire, the library, segments.yaml, sending.yaml, the "
+    "journeys and "
     "every email template in every language, with the journeys' subject lines. With FILES, "
     "those journey files are checked against the workspace's templates, rule segments and "
     "question keys. The exit status is 1 when any problem is found."
@@ -146,6 +147,13 @@ def validate(
             problems += error.problems
         else:
             definitions = workspace.journeys
+            if workspace.brand is None:
+                errors.print(
+                    f"[yellow]note:[/] no {escape(str(workspace.paths.brand))}: the emails carry "
+                    "no postal address (marketing email must, CAN-SPAM) and the built-in reason "
+                    "for receiving them; see docs/workspace.md, 'Brand'",
+                    highlight=False,
+                )
             for code, keys in workspace.config.missing_ui_strings().items():
                 errors.print(
                     f"[yellow]note:[/] language {code!r} has no UI strings {', '.join(keys)} "

@@ -34,6 +34,7 @@ from nurture.delivery.suppression import (
     find_suppression,
     is_suppressed,
     normalise_address,
+    resubscribe_address,
     suppress_address,
     suppression_hash,
 )
@@ -100,6 +101,7 @@ __all__ = [
     "requeue_unknown",
     "resolve_language",
     "resolve_unknown",
+    "resubscribe_address",
     "suppress_address",
     "suppression_hash",
     "unknown_messages",

@@ -52,6 +52,7 @@ class OutgoingEmail:
         headers: Extra headers (``List-Unsubscribe``...).
         journey_key: The journey the message belongs to.
         step_id: The journey step that queued it.
+        reply_to: Where replies go (``brand.yaml``'s ``reply_to``); empty: to the sender.
     """
 
     message_id: int
@@ -65,6 +66,7 @@ class OutgoingEmail:
     headers: dict[str, str] = field(default_factory=dict)
     journey_key: str = ""
     step_id: str = ""
+    reply_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -154,6 +156,8 @@ def build_email_message(email: OutgoingEmail, *, date: dt.datetime | None = None
     try:
         message["From"] = Address(display_name=email.from_name, addr_spec=email.from_email)
         message["To"] = Address(display_name=email.to_name, addr_spec=email.to_email)
+        if email.reply_to:
+            message["Reply-To"] = Address(addr_spec=email.reply_to)
         message["Subject"] = email.subject
         message["Date"] = format_datetime(date or dt.datetime.now(dt.UTC))
         message["Message-ID"] = f"<nurture.{email.message_id}@{_domain(email.from_email)}>"

@@ -10,7 +10,7 @@ A message moves through named states (``MessageStatus``)::
 transaction before anything is rendered or sent (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent workers take disjoint sets; a conditional UPDATE elsewhere): of several workers, one
 claims a message and the others never see it queued. ``deliver_messages`` claims no more than its
-pool of senders can take at once, checks the suppression list, consent and the member's
+pool of senders can take at once, checks the suppression list, consent, the member's pause and
 unsubscribed categories right before each send, records the hand-off (``handed_over_at``) in a
 commit before calling the backend, sends concurrently and records each result in its own commit
 as soon as it comes back. A crash therefore leaves in ``sending`` at most the messages claimed
@@ -66,6 +66,7 @@ from nurture.storage.models import (
 
 __all__ = [
     "ACCEPTED_EVENT_TYPES",
+    "PAUSED_REASON",
     "DeliverySummary",
     "RecoverySummary",
     "RecoveryVerdict",
@@ -83,6 +84,9 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+PAUSED_REASON = "member paused emails on the preference page"
+"""The error of a message suppressed because its member paused every email."""
 
 
 ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
@@ -204,6 +208,7 @@ class _Run:
     salt: str
     sender_email: str
     sender_name: str
+    reply_to: str
     retry: RetryPolicy
     rng: random.Random
     backend: str | None
@@ -312,19 +317,26 @@ def _finish(session: Session, message_id: int, **values: Any) -> None:
 
 
 def _suppression_reason(
-    member: Member, definition: dict[str, Any] | None, suppressed_hashes: set[str], salt: str
+    member: Member,
+    definition: dict[str, Any] | None,
+    suppressed_hashes: set[str],
+    salt: str,
+    now: dt.datetime,
 ) -> str | None:
-    """Why the member must not get a message of the journey ``definition``, or None.
+    """Why the member must not get a message of the journey ``definition`` at ``now``, or None.
 
     The suppression list (unsubscribed, bounced, erased...) stops every message. Consent other
-    than granted, and an unsubscribe from the journey's category on the preference page, stop
-    all but the messages of transactional journeys.
+    than granted, a pause still running and an unsubscribe from the journey's category (both
+    set on the preference page) stop all but the messages of transactional journeys.
     """
     if suppression_hash(member.email, salt) in suppressed_hashes:
         return "address is in the suppression list"
     definition = definition if isinstance(definition, dict) else {}
     if definition.get("transactional") is True:
         return None
+    if member.paused_until is not None and member.paused_until > now:
+        # One text for every pause, so that the status report counts them as one reason.
+        return PAUSED_REASON
     return consent_refusal(member, definition.get("category"))
 
 
@@ -342,6 +354,7 @@ def deliver_messages(
     sender_email: str,
     sender_name: str,
     suppression_salt: str,
+    reply_to: str | None = None,
     concurrency: int = 1,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
@@ -352,8 +365,9 @@ def deliver_messages(
     Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) a few at
     a time, never more than the senders can take at once. Right before its send, each claimed
     message is checked again: an address in the suppression list gets nothing; a member without
-    consent, or who unsubscribed from the journey's category, gets only the messages of
-    transactional journeys. Then it is rendered, handed to the mailer in a pool of
+    consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
+    gets only the messages of transactional journeys (the others are ``suppressed``, with the
+    reason). Then it is rendered, handed to the mailer in a pool of
     ``concurrency`` threads, and its result recorded in its own commit:
 
     - accepted: ``sent`` (``sent_at``, ``backend``, ``provider_message_id``);
@@ -377,6 +391,7 @@ def deliver_messages(
             start of retry delays.
         sender_email: The From address.
         sender_name: The From display name.
+        reply_to: The Reply-To address (``brand.yaml``); None: replies go to the sender.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``), the
             one its hashes were made with.
         concurrency: Emails sent at the same time (``Settings.send_concurrency``).
@@ -402,6 +417,7 @@ def deliver_messages(
         salt=suppression_salt,
         sender_email=sender_email,
         sender_name=sender_name,
+        reply_to=reply_to or "",
         retry=retry or RetryPolicy(),
         rng=rng or random.Random(),
         backend=getattr(mailer, "backend", None),
@@ -522,7 +538,7 @@ def _prepare_one(
     """Check and render one claimed message (see ``_prepare``)."""
     message_id, address = message.id, member.email
     try:
-        reason = _suppression_reason(member, definition, suppressed, run.salt)
+        reason = _suppression_reason(member, definition, suppressed, run.salt, run.now)
         if reason is not None:
             _finish(session, message.id, status=MessageStatus.SUPPRESSED, error=reason)
             return "suppressed"
@@ -539,6 +555,7 @@ def _prepare_one(
             headers=dict(rendered.headers),
             journey_key=message.journey_key,
             step_id=message.step_id,
+            reply_to=run.reply_to,
         )
     except TemplateError as exc:
         error = redact_address(str(exc), address)

@@ -183,6 +183,8 @@ class Member(Base):
     consent_source: Mapped[str | None] = mapped_column(String(200))
     unsubscribed_categories: Mapped[list[Any]] = mapped_column(default=list)
     """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
+    paused_until: Mapped[dt.datetime | None]
+    """Until when the member paused every email but transactional ones (preference page)."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

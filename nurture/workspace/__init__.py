@@ -9,6 +9,7 @@ column and field. Each kind of file also has its own loader (``load_questionnair
 model (:mod:`nurture.marketer_files.model_files`).
 """
 
+from nurture.workspace.brand import BRAND_FILE, Brand, BrandColours, load_brand, read_brand
 from nurture.workspace.config import (
     WORKSPACE_FILE,
     WorkspaceConfig,
@@ -43,9 +44,12 @@ from nurture.workspace.questionnaire import (
 from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
 
 __all__ = [
+    "BRAND_FILE",
     "SCHEDULED_KINDS",
     "WORKSPACE_FILE",
     "AnswerValue",
+    "Brand",
+    "BrandColours",
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
@@ -59,11 +63,13 @@ __all__ = [
     "WorkspacePaths",
     "check_journey_files",
     "journey_subjects",
+    "load_brand",
     "load_content_item",
     "load_content_library",
     "load_questionnaire",
     "load_workspace",
     "load_workspace_config",
+    "read_brand",
     "read_content_library",
     "read_questionnaire",
     "read_workspace_config",

@@ -3,6 +3,7 @@
 A workspace is a folder of files marketers write::
 
     workspace.yaml        languages (optional; default en, fr) and their UI strings
+    brand.yaml            community name, logo, colours, reply-to, postal address, reason
     questionnaire.yaml    the questions members answer
     library/*.md          the content items (front matter + Markdown)
     segments.yaml         rule segments (optional)
@@ -28,6 +29,7 @@ from typing import TYPE_CHECKING
 
 from nurture.errors import Problem, WorkspaceValidationError
 from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.workspace.brand import BRAND_FILE, Brand, email_branding, read_brand
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
 from nurture.workspace.library import ContentItemSpec, read_content_library
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
@@ -62,6 +64,11 @@ class WorkspacePaths:
     def config(self) -> Path:
         """``workspace.yaml``: the languages and their UI strings (optional)."""
         return self.root / WORKSPACE_FILE
+
+    @property
+    def brand(self) -> Path:
+        """``brand.yaml``: the community's name, look and footer (optional)."""
+        return self.root / BRAND_FILE
 
     @property
     def questionnaire(self) -> Path:
@@ -101,6 +108,7 @@ class Workspace:
     Attributes:
         paths: Where each file is.
         config: What ``workspace.yaml`` declares (languages, UI strings).
+        brand: What ``brand.yaml`` declares; None when the workspace has none.
         questionnaire: The questionnaire.
         content_items: The library's items, sorted by key.
         segment_rules: The rule segments, in file order.
@@ -110,6 +118,7 @@ class Workspace:
 
     paths: WorkspacePaths
     config: WorkspaceConfig
+    brand: Brand | None
     questionnaire: Questionnaire
     content_items: list[ContentItemSpec]
     segment_rules: list[SegmentRule]
@@ -146,6 +155,13 @@ class _Collected:
         self.problems: list[Problem] = []
         self.config, problems = read_workspace_config(self.paths.root, limits=limits)
         self.problems += problems
+
+    def brand(self) -> Brand | None:
+        brand, problems = read_brand(
+            self.paths.root, languages=self.config.languages, limits=self.limits
+        )
+        self.problems += problems
+        return brand
 
     def questionnaire(self) -> Questionnaire | None:
         loaded = read_questionnaire(
@@ -184,7 +200,8 @@ def load_workspace(
 
     Args:
         root: The workspace folder.
-        community_name: As in the settings, for rendering the templates.
+        community_name: As in the settings, for rendering the templates (``brand.yaml``'s
+            wins).
         public_base_url: As in the settings (unsubscribe links in the templates).
         questionnaire_url: As in the settings, seen by the templates when given.
         limits: The bounds on size, nesting and aliases of every YAML file.
@@ -201,6 +218,8 @@ def load_workspace(
 
     collected = _Collected(Path(root), limits)
     paths, config = collected.paths, collected.config
+    brand = collected.brand()
+    branding = email_branding(brand, community_name=community_name, strings=config.strings)
     questionnaire = collected.questionnaire()
     question_keys = _keys(questionnaire)
     content_items, problems = read_content_library(
@@ -220,12 +239,14 @@ def load_workspace(
     collected.problems += problems
     collected.problems += validate_templates(
         paths.templates,
-        community_name=community_name,
+        community_name=branding.community_name,
         public_base_url=public_base_url,
-        shared_context={"questionnaire_url": questionnaire_url} if questionnaire_url else None,
+        shared_context={**branding.context, "questionnaire_url": questionnaire_url}
+        if questionnaire_url
+        else branding.context,
         subjects=journey_subjects(journeys),
         languages=config.languages,
-        strings=config.strings,
+        strings=branding.strings,
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)
@@ -233,6 +254,7 @@ def load_workspace(
     return Workspace(
         paths=paths,
         config=config,
+        brand=brand,
         questionnaire=questionnaire,
         content_items=content_items,
         segment_rules=segment_rules,
