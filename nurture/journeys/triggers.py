@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.journeys.conditions import FieldNames
 from nurture.journeys.models import (
     ACTIVITY_TYPES,
     ActivityTrigger,
@@ -112,6 +113,20 @@ class TriggerContext(BaseModel):
     def to_stored(self) -> dict[str, Any]:
         """The context as stored and shown to templates: JSON values, moments in ISO 8601."""
         return self.model_dump(mode="json")
+
+    @classmethod
+    def field_names(cls) -> FieldNames:
+        """The fields a condition can read on ``trigger`` (a record's fields nested)."""
+        return _field_names(cls)
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, FieldNames | None]:
+    names: dict[str, FieldNames | None] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        names[name] = _field_names(annotation) if nested else None  # type: ignore[arg-type]
+    return names
 
 
 @dataclasses.dataclass(frozen=True)
