@@ -38,7 +38,7 @@ def seed_demo(runtime: Runtime, n_members: int, seed: int = 3) -> DemoFiles:
 
 def welcome_only_workspace(target: Path) -> Path:
     """A copy of the demo workspace with the welcome journey only (to every member, however
-    long ago they joined) and no sending rules.
+    long ago they joined) and no sending rules (no budget, quiet hours or backfill guard).
 
     For tests of the stages' mechanics (exactly once, erasure) whose counts must not depend
     on the other care journeys, the members' time zones (quiet hours) or the budget.
@@ -51,5 +51,7 @@ def welcome_only_workspace(target: Path) -> Path:
     (target / "journeys" / "welcome.yaml").write_text(
         welcome.replace("within_days: 14", "within_days: null"), encoding="utf-8"
     )
-    (target / "sending.yaml").write_text("budget: null\nquiet_hours: null\n", encoding="utf-8")
+    (target / "sending.yaml").write_text(
+        "budget: null\nquiet_hours: null\nbackfill: null\n", encoding="utf-8"
+    )
     return target
