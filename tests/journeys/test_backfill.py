@@ -34,7 +34,8 @@ def test_a_first_run_welcoming_everyone_is_refused_then_allowed(session: Session
         advance_journeys(session, [everyone], NOW, no_content, backfill=BackfillLimit())
     message = str(refused.value)
     assert "105 of 105 members (100%) at once" in message
-    assert "over the backfill limit of 20% (sending.yaml backfill.max_share): welcome 105" in message
+    assert "over the backfill limit of 20% (sending.yaml backfill.max_share)" in message
+    assert message.count("welcome 105") == 1
     assert "--allow-backfill" in message and "nurture journeys simulate" in message
     assert enrollments(session) == [] and messages(session) == []  # nothing kept
 
@@ -57,12 +58,14 @@ def test_a_small_run_is_never_a_backfill_and_the_limit_is_configurable(
     _community(session, old=10, new=5)
     newcomers = journey({"type": "member_joined"}, id="welcome")
     strict = BackfillLimit(max_share=0.2, min_members=5)
-    with pytest.raises(BackfillRefusedError, match=r"5 of 15 members \(33%\)"), (
-        session.begin_nested()
+    with (
+        pytest.raises(BackfillRefusedError, match=r"5 of 15 members \(33%\)"),
+        session.begin_nested(),
     ):
         advance_journeys(session, [newcomers], NOW, no_content, backfill=strict)
     # 5 members is fewer than the default min_members (50): a small community, not a backfill.
-    assert advance_journeys(session, [newcomers], NOW, no_content, backfill=BackfillLimit()).enrolled
+    allowed = advance_journeys(session, [newcomers], NOW, no_content, backfill=BackfillLimit())
+    assert allowed.enrolled == 5
 
 
 def test_journeys_meant_for_everyone_at_once_do_not_count(session: Session) -> None:
