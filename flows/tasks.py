@@ -23,8 +23,7 @@ from prefect.states import State
 
 from flows import reports
 from flows.common import chunk_name, task_runtime, task_settings
-from nurture.errors import BackfillRefusedError
-from nurture.orchestration import chunk_batches, combine_chunks, plain
+from nurture.orchestration import chunk_batches, combine_chunks, plain, worth_retrying
 from nurture.runtime import resolve_now, settings_from
 from nurture.stages import Stage, StageList
 
@@ -33,7 +32,8 @@ __all__ = ["RETRIED", "chunk_task", "run_stage_list", "single_task"]
 
 def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
     """Whether a failed task is retried: a refused backfill would only be refused again."""
-    return not isinstance(state.data, BackfillRefusedError)
+    error = state.data if isinstance(state.data, BaseException) else None
+    return worth_retrying(error)
 
 
 RETRIED: dict[str, Any] = {
