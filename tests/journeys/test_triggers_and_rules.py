@@ -165,6 +165,31 @@ def test_a_threshold_crossed_within_the_window_is_celebrated_late(session: Sessi
     assert advance_journeys(session, [stale], NOW, no_content).enrolled == 0
 
 
+def test_new_joins_and_answers_are_only_the_last_14_days_by_default(session: Session) -> None:
+    veteran = add_member(session, "veteran@x.test", LONG_AGO)
+    newcomer = add_member(session, "newcomer@x.test", NOW - dt.timedelta(days=13))
+    for member, days in ((veteran, 200), (newcomer, 1)):
+        session.add(
+            Answer(
+                member_id=member.id,
+                question_key="role",
+                value="founder",
+                answered_at=NOW - dt.timedelta(days=days),
+            )
+        )
+    session.flush()
+    welcome = journey({"type": "member_joined"}, id="welcome")
+    thanks = journey({"type": "questionnaire_answered"}, id="thanks")
+    everyone = journey({"type": "member_joined", "within_days": None}, id="everyone")
+    assert welcome.trigger.within_days == thanks.trigger.within_days == 14
+
+    advance_journeys(session, [welcome, thanks, everyone], NOW, no_content)
+
+    assert {e.member_id for e in enrollments(session, "welcome")} == {newcomer.id}
+    assert {e.member_id for e in enrollments(session, "thanks")} == {newcomer.id}
+    assert {e.member_id for e in enrollments(session, "everyone")} == {veteran.id, newcomer.id}
+
+
 def _segment(session: Session, key: str) -> Segment:
     segment = Segment(key=key, label=key.title(), kind="rule", created_at=LONG_AGO)
     session.add(segment)
