@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    allow_backfill: bool = Field(
+        default=False,
+        description="Let a run start emailing more of the community at once than "
+        "sending.yaml's backfill limit allows (nurture run --allow-backfill); default: refuse.",
+    )
     task_runner: Literal["thread", "dask"] = Field(
         default="thread",
         description="Where the flows run their chunk tasks: thread (threads of the flow's "

@@ -432,7 +432,12 @@ def recover_deliveries(runtime: Runtime, now: dt.datetime) -> RecoverySummary:
 
 
 def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
-    """Enrol members in the workspace's journeys and queue the messages that are due."""
+    """Enrol members in the workspace's journeys and queue the messages that are due.
+
+    A run that would start emailing more of the community at once than ``sending.yaml``'s
+    backfill limit allows is refused (``BackfillRefusedError``, nothing kept) unless the
+    settings allow it (``allow_backfill``).
+    """
     settings, workspace = runtime.settings, runtime.workspace
     definitions, rules = workspace.journeys, workspace.sending_rules
     with runtime.session() as session:
@@ -443,6 +448,7 @@ def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
             chunk_size=settings.chunk_size,
             suppression_salt=settings.suppression_salt.get_secret_value(),
             rules=rules,
+            backfill=None if settings.allow_backfill else rules.backfill,
         )
 
 

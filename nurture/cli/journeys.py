@@ -68,7 +68,9 @@ SIMULATE_HELP = (
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
     "sample (--sample), then shows the emails of JOURNEY in each member's own time, the emails "
     "per day and journey (UTC days), the most emails any member gets in one budget window, and "
-    "what the budget and the quiet hours hold back (--html: also as a page of charts).\n\n"
+    "what the budget and the quiet hours hold back (--html: also as a page of charts), and "
+    "any run that would start emailing more of the community at once than the backfill limit "
+    "of sending.yaml allows (which `nurture run` refuses unless --allow-backfill).\n\n"
     "Nothing is sent and the database is left as it was (the run holds a database transaction "
     "meanwhile, as a real run does). The simulation knows nothing of what members will do: "
     "they post, read and answer nothing new, so silences grow and no email is opened."
@@ -318,6 +320,7 @@ def simulate(
     _print_sends(report, focus, limit)
     _print_journeys(report, focus)
     _print_budget(report)
+    _print_backfill(report)
 
 
 def _count_members(session: Session) -> int:
@@ -390,6 +393,18 @@ def _print_budget(report: SimulationReport) -> None:
     more = f" and {len(over) - 10} more" if len(over) > 10 else ""
     console.print(
         f"{text}: [red]{len(over)} members over the budget[/]: {escape(listed)}{more}",
+        highlight=False,
+    )
+
+
+def _print_backfill(report: SimulationReport) -> None:
+    """The largest run over the backfill limit, which ``nurture run`` would refuse."""
+    found = report.backfill
+    if found is None:
+        return
+    console.print(
+        f"[red]Backfill:[/] at {found.at:%Y-%m-%d %H:%M} UTC the journeys would start emailing "
+        f"{escape(found.describe())}. `nurture run` refuses such a run unless --allow-backfill.",
         highlight=False,
     )
 

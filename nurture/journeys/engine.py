@@ -31,6 +31,8 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.delivery.history import sent_item_keys
+from nurture.errors import BackfillRefusedError
+from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.content import (
     ContentPicker,
     PickContent,
@@ -48,7 +50,7 @@ from nurture.journeys.models import (
     SendStep,
     WaitStep,
 )
-from nurture.journeys.policy import SendingRules
+from nurture.journeys.policy import BackfillLimit, SendingRules
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.storage import insert_ignoring_conflicts
@@ -169,6 +171,7 @@ def advance_journeys(
     rules: SendingRules | None = None,
     member_ids: Collection[int] | None = None,
     on_hold: Callable[[HeldEmail], None] | None = None,
+    backfill: BackfillLimit | None = None,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
@@ -194,6 +197,8 @@ def advance_journeys(
         rules: The message budget and quiet hours shared by all journeys; None: neither.
         member_ids: Only these members (a simulation of a few members); None: everyone.
         on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
+        backfill: Refuse the pass when its enrolments go over this limit (the backfill guard);
+            None: no guard.
 
     Returns:
         Counts of what was done.
@@ -201,6 +206,9 @@ def advance_journeys(
     Raises:
         ValueError: ``now`` is naive.
         JourneyValidationError: Two definitions share one id.
+        BackfillRefusedError: The pass would start emailing more of the community at once
+            than ``backfill`` allows; raised before any email is queued, the caller rolls
+            back its enrolments.
     """
     if now.tzinfo is None:
         raise ValueError(f"expected a timezone-aware now, found naive {now!r}")
@@ -218,6 +226,10 @@ def advance_journeys(
     for definition in ordered:
         _enrol(session, definition, journeys[definition.id], run, suppression_salt)
     session.flush()
+    if backfill is not None and run.counts.enrolled:
+        found = measure_backfill(session, ordered, now, backfill, member_ids=member_ids)
+        if found.exceeded:
+            raise BackfillRefusedError(found.refusal())
 
     versions: dict[int, JourneyDefinition] = {}
     for definition in ordered:

@@ -4,8 +4,9 @@
 journey's re-entry policy and cooldown let in, whose consent and preferences allow the
 journey's category (unless it is transactional), whose address is not in the suppression list
 and for whom the journey's audience holds; it writes their enrollments, at the entry step, due
-at once. Exactly-once is held by the database: one enrollment per (journey, member,
-occurrence), written with ``INSERT ... ON CONFLICT DO NOTHING``.
+at once (or, for a member enrolled ahead of their day, at its hour). Exactly-once is held by
+the database: one enrollment per (journey, member, occurrence), written with
+``INSERT ... ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -88,7 +89,7 @@ def enrol_members(
                 "occurrence": candidate.occurrence,
                 "state": EnrollmentState.ACTIVE,
                 "current_step": entry,
-                "next_action_at": now,
+                "next_action_at": candidate.start_at or now,
                 "enrolled_at": now,
                 "context": candidate.context.to_stored(),
             }
