@@ -108,13 +108,20 @@ class _Budget:
         self.output = 0
         self.iterations = 0
 
-    def tick(self) -> None:
-        """Refuse to go on once the wall time is spent."""
+    def time_error(self) -> RenderLimitError | None:
+        """The error to raise when the wall time is spent, else None."""
         if time.monotonic() > self.deadline:
-            raise RenderLimitError(
+            return RenderLimitError(
                 f"rendering took longer than {self.limits.max_seconds:g} s "
                 "(setting render_max_seconds)"
             )
+        return None
+
+    def tick(self) -> None:
+        """Refuse to go on once the wall time is spent."""
+        error = self.time_error()
+        if error is not None:
+            raise error
 
     def output_error(self, size: int) -> RenderLimitError | None:
         """Count ``size`` more characters of output; the error when that is too many."""
@@ -428,13 +435,12 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return "".join(chunks)
         parts: list[str] = []
         for chunk in chunks:
-            error = budget.output_error(len(chunk))
+            error = budget.output_error(len(chunk)) or budget.time_error()
             if error is not None:
                 throw = getattr(chunks, "throw", None)
                 if throw is not None:
                     throw(error)  # raised where the template wrote it: the line is known
                 raise error
-            budget.tick()
             parts.append(chunk)
         return "".join(parts)
 
@@ -465,7 +471,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             if check is not None:
                 if getattr(__obj, "__name__", None) == "join":
                     args = _listed(args, 0)
-                check(budget, *args, **kwargs)
+                named = {k: v for k, v in kwargs.items() if k not in _CONTEXT_ARGS}
+                check(budget, *args, **named)
         return __self.check_value(super().call(__context, __obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
@@ -508,6 +515,10 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
             return str_type(formatter.vformat(text, args, kwargs))
 
         return wrapper
+
+
+_CONTEXT_ARGS = frozenset({"_block_vars", "_loop_vars"})
+"""Keyword arguments jinja2 adds to calls in blocks and loops (``Context.call`` drops them)."""
 
 
 def _call_check(environment: BoundedSandbox, obj: Any) -> Callable[..., None] | None:

@@ -16,6 +16,7 @@ from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, RenderLimitError, RenderLimits
 from nurture.delivery.rendering import (
     TemplateRenderer,
     describe_template_error,
@@ -175,6 +176,31 @@ def _check_sources(folder: Path, renderer: TemplateRenderer, problems: _Problems
         )
 
 
+def _over_limit(error: TemplateError) -> bool:
+    """Whether a render failed on a render limit (rendering it again would only take time)."""
+    return isinstance(error.__cause__, RenderLimitError)
+
+
+def _check_email(
+    name: str,
+    renderer: TemplateRenderer,
+    contexts: Sequence[tuple[str, dict[str, Any]]],
+    problems: _Problems,
+) -> None:
+    """Render one email in every language with every sample context; stop at a render limit."""
+    for language in renderer.languages:
+        for index, (label, context) in enumerate(contexts):
+            message = _sample_message(name, "", context)
+            member = _sample_member(language, named=index > 0)
+            try:
+                renderer.render_message(message, member)
+            except TemplateError as error:
+                during = f"rendering {name} in {language} with {label}"
+                problems.add_template_error(error, f"{name}.html.j2", during)
+                if _over_limit(error):
+                    return
+
+
 def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems: _Problems) -> None:
     """Render a journey's subject line in its language(s) with its trigger's sample context."""
     languages = [subject.language] if subject.language else renderer.languages
@@ -193,6 +219,8 @@ def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems:
                 field=subject.field,
                 during=f"rendering it in {language}",
             )
+            if _over_limit(error):
+                return
 
 
 def validate_templates(
@@ -204,6 +232,7 @@ def validate_templates(
     subjects: Iterable[SubjectSample] = (),
     languages: Sequence[str] = DEFAULT_LANGUAGES,
     strings: Mapping[str, Mapping[str, str]] | None = None,
+    limits: RenderLimits = DEFAULT_RENDER_LIMITS,
 ) -> list[Problem]:
     """Compile and render every email of a folder, in every language, against sample data.
 
@@ -211,7 +240,8 @@ def validate_templates(
     sample member in each of ``languages``, against an empty context (and a member
     without a name) and one sample context per trigger kind (``sample_trigger_contexts()``,
     ``SAMPLE_ITEMS``, upcoming events in every slot), with strict undefined variables: a
-    misspelt variable, a bad filter or a sandbox refusal is a problem. Layouts and partials are
+    misspelt variable, a bad filter, a sandbox refusal or a render past one of ``limits`` (the
+    ones delivery renders with: a bomb is refused in seconds) is a problem. Layouts and partials are
     compiled even when no email uses them. ``subjects`` are rendered too, with the sample
     context of their journey's trigger kind.
 
@@ -223,6 +253,7 @@ def validate_templates(
         subjects: Subject lines of journeys to check with the templates.
         languages: The workspace's languages, the default first.
         strings: The workspace's UI strings per language (on top of the built-in ones).
+        limits: The bounds of every render, as in the settings (``RenderLimits.of``).
 
     Returns:
         Every problem, each with the file (the template, partial or layout at fault, or the
@@ -242,19 +273,12 @@ def validate_templates(
         shared_context=shared_context,
         languages=languages,
         strings=strings,
+        limits=limits,
     )
     _check_sources(folder, renderer, problems)
     contexts = _sample_contexts()
     for name in list_email_templates(folder):
-        for language in renderer.languages:
-            for index, (label, context) in enumerate(contexts):
-                message = _sample_message(name, "", context)
-                member = _sample_member(language, named=index > 0)
-                try:
-                    renderer.render_message(message, member)
-                except TemplateError as error:
-                    during = f"rendering {name} in {language} with {label}"
-                    problems.add_template_error(error, f"{name}.html.j2", during)
+        _check_email(name, renderer, contexts, problems)
     for subject in subjects:
         _check_subject(subject, renderer, problems)
     return problems.found
