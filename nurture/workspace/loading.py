@@ -34,7 +34,11 @@ from nurture.workspace.brand import BRAND_FILE, Brand, email_branding, read_bran
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
 from nurture.workspace.library import ContentItemSpec, read_content_library
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
-from nurture.workspace.templates import journey_subjects, validate_templates
+from nurture.workspace.templates import (
+    journey_subjects,
+    transactional_templates,
+    validate_templates,
+)
 
 if TYPE_CHECKING:
     from nurture.journeys.models import JourneyDefinition
@@ -251,6 +255,7 @@ def load_workspace(
         languages=config.languages,
         strings=branding.strings,
         limits=render_limits,
+        transactional=transactional_templates(journeys),
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)
