@@ -282,3 +282,38 @@ def test_a_bomb_for_one_member_fails_that_message_alone(
     assert row.status is MessageStatus.FAILED
     assert "bomb.html.j2 line 4" in row.error
     assert BOMBS[bomb][1] in row.error
+
+
+def test_journeys_validate_refuses_bombs_in_a_template_and_a_subject(tmp_path: Path) -> None:
+    """The workspace check (``journeys validate``, and every ``nurture run``) ends, naming both."""
+    import shutil
+
+    from typer.testing import CliRunner
+
+    from nurture.cli import app
+
+    content = TEMPLATES_DIR.parent
+    workspace = Path(shutil.copytree(content, tmp_path / "workspace"))
+    _bomb(workspace / "templates", BOMBS["nested ranges"][0], name="birthday")
+    journey = workspace / "journeys" / "welcome.yaml"
+    text = journey.read_text(encoding="utf-8")
+    subject = next(line for line in text.splitlines() if line.strip().startswith("en:"))
+    bombed = subject.split("en:")[0] + "en: \"{{ '%999999999s'|format('x') }}\""
+    journey.write_text(text.replace(subject, bombed, 1), encoding="utf-8")
+    result = CliRunner().invoke(
+        app,
+        [
+            "--workspace",
+            str(workspace),
+            "--data-dir",
+            str(tmp_path / "data"),
+            "journeys",
+            "validate",
+        ],
+    )
+    assert result.exit_code == 1, result.output
+    output = " ".join(result.output.split())
+    assert f"{workspace / 'templates' / 'birthday.html.j2'}:4:" in output
+    assert "render_max_loop_iterations" in output
+    assert f"{journey}" in output
+    assert "render_max_format_width" in output
