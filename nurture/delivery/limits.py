@@ -13,8 +13,8 @@ template (body or subject) under a :class:`RenderLimits` budget:
   ``ljust``, ``rjust``, ``zfill``, ``indent``, ``batch``, ``slice``... are at most
   ``max_format_width``; ``replace``, ``join``, ``wordwrap`` and ``expandtabs`` are refused when
   what they would build is longer than ``max_output_chars``, before they build it;
-- **loop iterations**: the iterations of every ``{% for %}`` of the render, nested or not, count
-  against one total, ``max_loop_iterations``;
+- **loop iterations**: the iterations of every ``{% for %}`` of the render, nested or not, and of
+  the calls of ``loop(...)`` in recursive loops, count against one total, ``max_loop_iterations``;
 - **wall time**: a render running longer than ``max_seconds`` stops at its next loop iteration,
   call, filter, attribute or output.
 
@@ -41,6 +41,7 @@ import jinja2
 from jinja2 import nodes
 from jinja2.compiler import CodeGenerator, Frame
 from jinja2.exceptions import SecurityError
+from jinja2.runtime import LoopContext
 from jinja2.sandbox import ImmutableSandboxedEnvironment, SandboxedFormatter
 from jinja2.utils import _PassArg
 from markupsafe import EscapeFormatter, Markup
@@ -306,6 +307,7 @@ _FILTER_CHECKS: dict[str, Callable[..., None]] = {
     "batch": _check_first_width("batch size"),
     "slice": _check_first_width("slice count"),
     "wordwrap": _check_wordwrap,
+    "tojson": _check_first_width("tojson indent"),
     "format": _check_format_filter,
     "join": _check_join_filter,
     "replace": _check_replace,
@@ -467,6 +469,8 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         budget = _BUDGET.get()
         if budget is not None:
             budget.tick()
+            if isinstance(__obj, LoopContext) and args:  # loop(children) in a recursive loop
+                args = (_count(budget, args[0]), *args[1:])
             check = _call_check(__self, __obj)
             if check is not None:
                 if getattr(__obj, "__name__", None) == "join":

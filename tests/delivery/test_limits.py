@@ -55,6 +55,12 @@ BOMBS = {
     "batch": ("{{ items|batch(999999999, 'x')|list }}", "render_max_format_width"),
     "slice": ("{{ items|slice(999999999)|list }}", "render_max_format_width"),
     "lipsum": ("{{ lipsum(999999) }}", "render_max_format_width"),
+    "tojson indent": ("{{ {'a': [1]}|tojson(999999999) }}", "render_max_format_width"),
+    "through map": ("{{ items|map('center', 999999999)|list }}", "render_max_format_width"),
+    "filter block": (
+        "{% filter indent(999999999) %}x{% endfilter %}",
+        "render_max_format_width",
+    ),
     # output size
     "join filter": ("{{ range(100000)|join('x' * 100000) }}", "render_max_output_chars"),
     "join iterator": (
@@ -118,6 +124,11 @@ BOMBS = {
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
         "{{ f(60) }}",
         "render_max_seconds",
+    ),
+    "recursive loop": (
+        "{% for i in range(1000) recursive %}{% if loop.depth < 4 %}{{ loop(range(1000)) }}"
+        "{% endif %}{% endfor %}",
+        "render_max_loop_iterations",
     ),
     "sorting forever": (
         "{% macro f(n) %}{% if n %}{{ f(n - 1) }}{{ f(n - 1) }}{% endif %}{% endmacro %}"
@@ -317,3 +328,18 @@ def test_journeys_validate_refuses_bombs_in_a_template_and_a_subject(tmp_path: P
     assert "render_max_loop_iterations" in output
     assert f"{journey}" in output
     assert "render_max_format_width" in output
+
+
+def test_loops_work_as_before_within_the_limits() -> None:
+    from jinja2.sandbox import ImmutableSandboxedEnvironment
+
+    tree = [{"name": "a", "children": [{"name": "b", "children": []}]}, {"name": "c"}]
+    source = (
+        "{% for n in tree recursive %}{{ loop.index }}{{ n.name }}{% if loop.last %}.{% endif %}"
+        "{{ loop(n.children or []) }}{% else %}none{% endfor %}"
+        "{% for i in [] %}x{% else %}-{% endfor %}"
+        "{% for i in range(5) if i is odd %}{{ i }}{{ loop.length }}{% endfor %}"
+    )
+    bounded = BoundedSandbox().from_string(source).render(tree=tree)
+    assert bounded == ImmutableSandboxedEnvironment().from_string(source).render(tree=tree)
+    assert bounded == "1a1b.none2c.none-1232"
