@@ -5,7 +5,8 @@ template can ask for a billion-character string (``'%999999999s'|format('x')``),
 nested ``range(100000)``, or double a string forty times. :class:`BoundedSandbox` renders every
 template (body or subject) under a :class:`RenderLimits` budget:
 
-- **output size**: the text a render writes, and every string, list or mapping a filter, a
+- **output size**: the text a render writes (and, apart, the text written into macros and
+  ``set``, ``filter`` and ``call`` blocks), and every string, list or mapping a filter, a
   call, an operator or ``~`` builds, hold at most ``max_output_chars`` items; numbers at most
   ``MAX_INT_BITS`` bits;
 - **format widths**: widths and precisions in ``%`` formats (the ``format`` filter, ``%``),
@@ -107,6 +108,7 @@ class _Budget:
         self.limits = limits
         self.deadline = time.monotonic() + limits.max_seconds
         self.output = 0
+        self.buffered = 0
         self.iterations = 0
 
     def time_error(self) -> RenderLimitError | None:
@@ -133,6 +135,20 @@ class _Budget:
                 "(setting render_max_output_chars)"
             )
         return None
+
+    def count_buffered(self, size: int) -> None:
+        """Count text written into macros and blocks (joined when they end) against the limit.
+
+        It is counted apart from the output: what a macro returns is output again where it is
+        called.
+        """
+        self.buffered += size
+        if self.buffered > self.limits.max_output_chars:
+            raise RenderLimitError(
+                f"more than {self.limits.max_output_chars} characters written in macros and "
+                "blocks (setting render_max_output_chars)"
+            )
+        self.tick()
 
     def count_iteration(self) -> None:
         """Count one loop iteration against the total."""
@@ -378,7 +394,13 @@ def _count(budget: _Budget, iterable: Iterable[Any]) -> Iterator[Any]:
 
 
 class _BoundedCodeGenerator(CodeGenerator):
-    """jinja2's code generator, counting loop iterations and checking ``~``'s results."""
+    """jinja2's code generator, with the hooks the limits need.
+
+    Loop iterables are counted, ``~``'s results checked, and the text written into macros and
+    ``set``, ``filter`` and ``call`` blocks counted as it is written.
+    """
+
+    _in_buffer = False
 
     def visit_Template(self, node: nodes.Template, frame: Frame | None = None) -> None:
         # Before any code is written: the filters a template uses are looked up first.
@@ -388,6 +410,28 @@ class _BoundedCodeGenerator(CodeGenerator):
                     loop.iter, _LOOP_FILTER, [], [], None, None, lineno=loop.iter.lineno
                 )
         super().visit_Template(node, frame)
+
+    def visit_Output(self, node: nodes.Output, frame: Frame) -> None:
+        # Output into a buffer is joined only when the block ends: count it as it is written.
+        self._in_buffer = frame.buffer is not None
+        try:
+            super().visit_Output(node, frame)
+        finally:
+            self._in_buffer = False
+
+    def _output_const_repr(self, group: Iterable[Any]) -> str:
+        value = super()._output_const_repr(group)
+        return f"environment.count_buffered({value})" if self._in_buffer else value
+
+    def _output_child_pre(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        if self._in_buffer:
+            self.write("environment.count_buffered(")
+        super()._output_child_pre(node, frame, finalize)
+
+    def _output_child_post(self, node: nodes.Expr, frame: Frame, finalize: Any) -> None:
+        super()._output_child_post(node, frame, finalize)
+        if self._in_buffer:
+            self.write(")")
 
     def visit_Concat(self, node: nodes.Concat, frame: Frame) -> None:
         self.write("environment.check_value(")
@@ -445,6 +489,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 raise error
             parts.append(chunk)
         return "".join(parts)
+
+    def count_buffered(self, text: str) -> str:
+        """``text``, written into a macro or block, counted against the output limit."""
+        budget = _BUDGET.get()
+        if budget is not None:
+            budget.count_buffered(len(text))
+        return text
 
     def check_value(self, value: Any) -> Any:
         """``value``, when its size is within the limits of the render in progress."""

@@ -95,6 +95,23 @@ BOMBS = {
         "{% set ns.n = ns.n * ns.n %}{% endfor %}",
         "bits",
     ),
+    "set block": (
+        "{% set x %}{% for i in range(99999) %}{{ 'x' * 99999 }}{% endfor %}{% endset %}",
+        "render_max_output_chars",
+    ),
+    "set block of text": (
+        "{% set x %}{% for i in range(99999) %}" + "text " * 200 + "{% endfor %}{% endset %}",
+        "render_max_output_chars",
+    ),
+    "macro buffer": (
+        "{% macro m() %}{% for i in range(99999) %}{{ 'x' * 99999 }}{% endfor %}{% endmacro %}"
+        "{% set y = m() %}",
+        "render_max_output_chars",
+    ),
+    "filter block buffer": (
+        "{% filter upper %}{% for i in range(99999) %}{{ 'x' * 99999 }}{% endfor %}{% endfilter %}",
+        "render_max_output_chars",
+    ),
     "macro output": (
         "{% macro m() %}{{ 'x' * 100000 }}{% endmacro %}"
         "{% for i in range(100) %}{{ m() }}{% endfor %}",
