@@ -290,14 +290,20 @@ def _check_indent(budget: _Budget, text: Any, width: Any = 4, *args: Any, **kwar
 
 
 def _check_wordwrap(budget: _Budget, text: Any, *args: Any, **kwargs: Any) -> None:
+    text = str(text)
+    width = kwargs.get("width", args[0] if args else 79)
     wrapstring = kwargs.get("wrapstring", args[2] if len(args) > 2 else None)
     separator = len(str(wrapstring)) if wrapstring is not None else 2
-    budget.check_size(len(str(text)) * (1 + separator), "a wrapped string")
+    per_line = width if isinstance(width, int) and width > 0 else 1
+    breaks = min(len(text), text.count(" ") + text.count("\n") + len(text) // per_line + 1)
+    budget.check_size(len(text) + breaks * separator, "a wrapped string")
 
 
-def _check_first_width(what: str) -> Callable[..., None]:
-    def check(budget: _Budget, value: Any, width: Any = 0, *args: Any, **kwargs: Any) -> None:
-        budget.check_width(width, what)
+def _check_first_width(what: str, name: str) -> Callable[..., None]:
+    """A check of the filter's first argument after its value, named ``name``."""
+
+    def check(budget: _Budget, value: Any, *args: Any, **kwargs: Any) -> None:
+        budget.check_width(kwargs.get(name, args[0] if args else 0), what)
 
     return check
 
@@ -318,12 +324,12 @@ def _check_lipsum(
 
 
 _FILTER_CHECKS: dict[str, Callable[..., None]] = {
-    "center": _check_first_width("center width"),
+    "center": _check_first_width("center width", "width"),
     "indent": _check_indent,
-    "batch": _check_first_width("batch size"),
-    "slice": _check_first_width("slice count"),
+    "batch": _check_first_width("batch size", "linecount"),
+    "slice": _check_first_width("slice count", "slices"),
     "wordwrap": _check_wordwrap,
-    "tojson": _check_first_width("tojson indent"),
+    "tojson": _check_first_width("tojson indent", "indent"),
     "format": _check_format_filter,
     "join": _check_join_filter,
     "replace": _check_replace,
@@ -331,12 +337,13 @@ _FILTER_CHECKS: dict[str, Callable[..., None]] = {
 """Checks run before the filters that can build a value much larger than their input."""
 
 _STR_METHOD_CHECKS: dict[str, Callable[..., None]] = {
-    "center": _check_first_width("center width"),
-    "ljust": _check_first_width("ljust width"),
-    "rjust": _check_first_width("rjust width"),
-    "zfill": _check_first_width("zfill width"),
-    "expandtabs": lambda budget, text, size=8: budget.check_size(
-        len(text) + text.count("\t") * (size if isinstance(size, int) else 8), "expanded tabs"
+    "center": _check_first_width("center width", "width"),
+    "ljust": _check_first_width("ljust width", "width"),
+    "rjust": _check_first_width("rjust width", "width"),
+    "zfill": _check_first_width("zfill width", "width"),
+    "expandtabs": lambda budget, text, tabsize=8: budget.check_size(
+        len(text) + text.count("\t") * (tabsize if isinstance(tabsize, int) else 8),
+        "expanded tabs",
     ),
     "replace": _check_replace,
     "join": lambda budget, separator, items: _check_join(budget, separator, items),

@@ -53,6 +53,9 @@ BOMBS = {
     "center method": ("{{ 'x'.center(999999999) }}", "render_max_format_width"),
     "zfill": ("{{ '1'.zfill(999999999) }}", "render_max_format_width"),
     "batch": ("{{ items|batch(999999999, 'x')|list }}", "render_max_format_width"),
+    "batch by name": ("{{ items|batch(linecount=999999999)|list }}", "render_max_format_width"),
+    "center by name": ("{{ 'x'|center(width=999999999) }}", "render_max_format_width"),
+    "tabs by name": ("{{ ('\t' * 100000).expandtabs(tabsize=500) }}", "render_max_output_chars"),
     "slice": ("{{ items|slice(999999999)|list }}", "render_max_format_width"),
     "lipsum": ("{{ lipsum(999999) }}", "render_max_format_width"),
     "tojson indent": ("{{ {'a': [1]}|tojson(999999999) }}", "render_max_format_width"),
@@ -230,7 +233,8 @@ def test_real_templates_are_well_within_the_limits(folder: Path) -> None:
         "{% for item in items %}{{ loop.index }}. {{ '%-20s|%5.2f'|format(item.title, 1.5) }}"
         "{{ '{:>10}'.format(item.kind) }} {{ item.title|center(30) }}{% endfor %}"
         "{{ range(1000)|join(', ') }} {{ items|map(attribute='title')|join(' / ') }}"
-        "{{ 'a-b'.replace('-', ' ') }} {{ ('x' * 40)|wordwrap(10) }} {{ 'x'|indent(4) }}",
+        "{{ 'a-b'.replace('-', ' ') }} {{ ('x' * 40)|wordwrap(10) }} {{ 'x'|indent(4) }}"
+        "{{ ('word ' * 20000)|wordwrap(60)|length }} {{ 'a\tb'.expandtabs(tabsize=4) }}",
     )
     email = _renderer(folder).render_message(_message(), _member(), now=NOW)
     assert "1. Grow a B2B community" in email.text or "1. Grow a B2B community" in email.html
