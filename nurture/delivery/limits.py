@@ -53,6 +53,7 @@ if TYPE_CHECKING:
 __all__ = [
     "DEFAULT_RENDER_LIMITS",
     "MAX_INT_BITS",
+    "BoundedFormatter",
     "BoundedSandbox",
     "RenderLimitError",
     "RenderLimits",
