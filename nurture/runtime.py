@@ -250,6 +250,7 @@ class Runtime:
     def renderer(self) -> TemplateRenderer:
         """The renderer of the workspace's email templates, signing unsubscribe links."""
         from nurture.delivery import TemplateRenderer
+        from nurture.delivery.limits import RenderLimits
         from nurture.workspace.brand import email_branding
 
         settings = self.settings
@@ -269,6 +270,7 @@ class Runtime:
             shared_context=shared,
             languages=self.workspace.languages,
             strings=branding.strings,
+            limits=RenderLimits.of(settings),
         )
 
     @cached_property
@@ -303,6 +305,7 @@ class Runtime:
         Raises:
             WorkspaceValidationError: Every problem of every file, with file, line and column.
         """
+        from nurture.delivery.limits import RenderLimits
         from nurture.workspace import load_workspace
 
         settings = self.settings
@@ -311,6 +314,7 @@ class Runtime:
             community_name=settings.community_name,
             public_base_url=settings.public_base_url,
             questionnaire_url=settings.questionnaire_url,
+            render_limits=RenderLimits.of(settings),
         )
         self.__dict__["workspace"] = LoadedWorkspace.of(settings, workspace)
         return workspace

@@ -36,6 +36,7 @@ from sqlalchemy.orm import Session
 
 from nurture.cli.context import runtime_of, settings_of
 from nurture.delivery.history import sent_item_keys
+from nurture.delivery.limits import RenderLimits
 from nurture.delivery.mailers import OutgoingEmail
 from nurture.delivery.rendering import (
     RenderedEmail,
@@ -421,6 +422,7 @@ def _render(
         shared_context=shared,
         languages=config.languages,
         strings=branding.strings,
+        limits=RenderLimits.of(settings),
     )
     subject = (
         source.step.subject_for(shown.language)

@@ -8,7 +8,9 @@ They run in jinja2's immutable sandbox (no attribute starting with ``_``, no mut
 or dicts, ``str.format`` checked attribute by attribute, ``range`` capped at
 ``jinja2.sandbox.MAX_RANGE`` items; repeating a string or list and ``**`` are capped too), with
 ``StrictUndefined`` (a misspelt variable is an error, not a blank) and autoescape for
-``.html.j2`` files. Any failure becomes a ``TemplateError`` naming the template and line.
+``.html.j2`` files. Every render (subject or body) is bounded in output size, format widths,
+loop iterations and wall time (:mod:`nurture.delivery.limits`, ``render_max_*`` settings).
+Any failure becomes a ``TemplateError`` naming the template and line.
 
 Every template sees:
 
@@ -66,8 +68,9 @@ from urllib.parse import urlsplit
 import css_inline
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.sandbox import MAX_RANGE
 
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, BoundedSandbox, RenderLimits
 from nurture.delivery.unsubscribe import make_unsubscribe_token
 from nurture.errors import TemplateError
 from nurture.languages import DEFAULT_LANGUAGES, resolve_language
@@ -203,10 +206,10 @@ def _power(left: Any, right: Any) -> Any:
     return operator.pow(left, right)
 
 
-class _EmailSandbox(ImmutableSandboxedEnvironment):
-    """jinja2's immutable sandbox, with ``*`` and ``**`` bounded like ``range``."""
+class _EmailSandbox(BoundedSandbox):
+    """The bounded sandbox, with ``*`` and ``**`` bounded like ``range``."""
 
-    intercepted_binops = frozenset({"*", "**"})
+    intercepted_binops = BoundedSandbox.intercepted_binops | {"*", "**"}
     _BOUNDED: dict[str, Callable[[Any, Any], Any]] = {"*": _repeat, "**": _power}
 
     def call_binop(
@@ -215,7 +218,7 @@ class _EmailSandbox(ImmutableSandboxedEnvironment):
         """Apply an intercepted operator within its bounds."""
         bounded = self._BOUNDED.get(operator)
         if bounded is not None:
-            return bounded(left, right)
+            return self.check_value(bounded(left, right))
         return super().call_binop(context, operator, left, right)
 
 
@@ -291,6 +294,7 @@ class TemplateRenderer:
             language when it is one of them, else the default.
         strings: UI strings per language, on top of the built-in ``STRINGS`` (the
             workspace's ``strings``).
+        limits: The bounds of every render (``RenderLimits.of(settings)``).
     """
 
     def __init__(
@@ -304,6 +308,7 @@ class TemplateRenderer:
         shared_context: Mapping[str, Any] | None = None,
         languages: Sequence[str] = DEFAULT_LANGUAGES,
         strings: Mapping[str, Mapping[str, str]] | None = None,
+        limits: RenderLimits = DEFAULT_RENDER_LIMITS,
     ) -> None:
         self.templates_dir = Path(templates_dir)
         self.languages = tuple(languages)
@@ -316,6 +321,7 @@ class TemplateRenderer:
         self.public_base_url = public_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
         self._environment = _EmailSandbox(
+            limits,
             loader=jinja2.FileSystemLoader(self.templates_dir),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
@@ -324,7 +330,7 @@ class TemplateRenderer:
             auto_reload=auto_reload,
         )
         self._environment.filters["safe_url"] = _safe_url
-        self._formatter = SandboxedFormatter(self._environment)
+        self._formatter = self._environment.formatter()
         self._inliner = css_inline.CSSInliner(
             keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=False
         )

@@ -23,12 +23,11 @@ unavailable: never a 500 for something a client sent.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
 import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
@@ -40,7 +39,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from nurture.delivery.events import record_provider_events
+from nurture.delivery.events import decode_event_batch, record_provider_events
 from nurture.delivery.rendering import resolve_language
 from nurture.delivery.suppression import (
     SuppressionReason,
@@ -121,10 +120,6 @@ async def _read_body(request: Request, limit: int) -> bytes:
             raise _BodyTooLarge
         chunks.append(chunk)
     return b"".join(chunks)
-
-
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
 
 
 class _App:
@@ -351,11 +346,8 @@ class _App:
         if refused is not None:
             logger.warning("sendgrid webhook refused: %s", refused)
             return JSONResponse({"error": refused}, status_code=403)
-        try:
-            events = json.loads(body, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError):
-            return JSONResponse({"error": "body: expected a JSON array of events"}, 400)
-        if not isinstance(events, list):
+        events = decode_event_batch(body)
+        if events is None:
             return JSONResponse({"error": "body: expected a JSON array of events"}, 400)
         now = self.clock()
         try:

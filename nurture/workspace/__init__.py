@@ -41,7 +41,12 @@ from nurture.workspace.questionnaire import (
     load_questionnaire,
     read_questionnaire,
 )
-from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
+from nurture.workspace.templates import (
+    SubjectSample,
+    journey_subjects,
+    transactional_templates,
+    validate_templates,
+)
 
 __all__ = [
     "BRAND_FILE",
@@ -74,5 +79,6 @@ __all__ = [
     "read_questionnaire",
     "read_workspace_config",
     "sync_content_items",
+    "transactional_templates",
     "validate_templates",
 ]

@@ -27,13 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, RenderLimits
 from nurture.errors import Problem, WorkspaceValidationError
 from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
 from nurture.workspace.brand import BRAND_FILE, Brand, email_branding, read_brand
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
 from nurture.workspace.library import ContentItemSpec, read_content_library
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
-from nurture.workspace.templates import journey_subjects, validate_templates
+from nurture.workspace.templates import (
+    journey_subjects,
+    transactional_templates,
+    validate_templates,
+)
 
 if TYPE_CHECKING:
     from nurture.journeys.models import JourneyDefinition
@@ -195,6 +200,7 @@ def load_workspace(
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL,
     questionnaire_url: str | None = None,
     limits: YamlLimits = DEFAULT_YAML_LIMITS,
+    render_limits: RenderLimits = DEFAULT_RENDER_LIMITS,
 ) -> Workspace:
     """Load every marketer file of a workspace and check them against each other.
 
@@ -205,6 +211,7 @@ def load_workspace(
         public_base_url: As in the settings (unsubscribe links in the templates).
         questionnaire_url: As in the settings, seen by the templates when given.
         limits: The bounds on size, nesting and aliases of every YAML file.
+        render_limits: The bounds of every template render, as delivery renders them.
 
     Returns:
         The workspace.
@@ -247,6 +254,8 @@ def load_workspace(
         subjects=journey_subjects(journeys),
         languages=config.languages,
         strings=branding.strings,
+        limits=render_limits,
+        transactional=transactional_templates(journeys),
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)
