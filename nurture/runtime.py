@@ -253,6 +253,9 @@ class Runtime:
             else None,
             languages=self.workspace.languages,
             strings=self.workspace.config.strings,
+            questionnaire=self.workspace.questionnaire
+            if settings.questionnaire_path.is_file()
+            else None,
         )
 
     @cached_property

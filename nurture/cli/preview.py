@@ -49,12 +49,12 @@ from nurture.journeys import (
     sent_item_keys,
     trigger_sample,
 )
-from nurture.journeys.content import members_who_answered
+from nurture.journeys.content import member_profiles, members_who_answered
 from nurture.rights import find_members
 from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
-from nurture.workspace import WorkspaceConfig, load_workspace_config
+from nurture.workspace import Questionnaire, WorkspaceConfig, load_workspace_config
 
 __all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
@@ -198,6 +198,7 @@ def preview_message_context(
         sent=sent_item_keys(session, [member.id]).get(member.id, set()),
         trigger=trigger,
         questionnaire_answered=member.id in members_who_answered(session, [member.id]),
+        profile=member_profiles(session, [member.id]).get(member.id),
     )
 
 
@@ -316,6 +317,7 @@ def _render(
     context: MessageContext,
     shown: SimpleNamespace,
     now: dt.datetime,
+    questionnaire: Questionnaire | None = None,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
     renderer = TemplateRenderer(
@@ -331,6 +333,7 @@ def _render(
         ),
         languages=config.languages,
         strings=config.strings,
+        questionnaire=questionnaire,
     )
     subject = (
         source.step.subject_for(shown.language)
@@ -402,8 +405,13 @@ def preview(
             first_name=recipient.first_name,
             last_name=recipient.last_name,
             language=lang,
+            time_zone=recipient.time_zone,
         )
-    email = _render(settings, config, template, source, context, shown, now)
+    runtime = runtime_of(ctx)
+    questionnaire = (
+        runtime.workspace.questionnaire if settings.questionnaire_path.is_file() else None
+    )
+    email = _render(settings, config, template, source, context, shown, now, questionnaire)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
     page = render_preview_page(
         email,

@@ -119,6 +119,8 @@ class RecommendedItem:
         reason: Why it is recommended, in the member's language.
         score: The ranking score (higher is better).
         event_start: When the event starts, for events.
+        time_zone: The IANA zone the event is held in, when known.
+        venue: Where an in-person event takes place; None for an online one.
     """
 
     key: str
@@ -130,6 +132,8 @@ class RecommendedItem:
     reason: str
     score: float
     event_start: dt.datetime | None = None
+    time_zone: str | None = None
+    venue: str | None = None
 
 
 def start_match_run(
@@ -611,6 +615,8 @@ def recommendations_for(
             reason=recommendation.reason,
             score=recommendation.score,
             event_start=item.event_start,
+            time_zone=item.event_time_zone,
+            venue=item.venue,
         )
         for recommendation, item in session.execute(query).tuples()
     ]

@@ -226,6 +226,7 @@ def load_workspace(
         subjects=journey_subjects(journeys),
         languages=config.languages,
         strings=config.strings,
+        questionnaire=questionnaire,
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)
