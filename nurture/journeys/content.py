@@ -297,12 +297,18 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
             select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
                 MemberProfile.member_id.in_(ids)
             )
-        ).tuples()
+        )
+        .tuples()
+        .all()
     )
     memberships = effective_memberships(session, ids)
     segment_ids = sorted({sid for found in memberships.values() for sid in found})
     keys = (
-        dict(session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids))))
+        dict(
+            session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
+            .tuples()
+            .all()
+        )
         if segment_ids
         else {}
     )

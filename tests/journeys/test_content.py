@@ -240,10 +240,13 @@ def test_a_message_context_stores_every_field_of_its_picks() -> None:
             "language": None,
             "reason": "",
             "event_start": None,
+            "time_zone": None,
+            "venue": None,
             "score": None,
         }
     ]
     assert stored["slots"]["next"][0]["event_start"] == "2027-01-05T17:30:00"
     assert stored["trigger"] == {"threshold": 1000}
     assert stored["questionnaire_answered"] is False
+    assert stored["profile"] == {"answers": {}, "attributes": {}, "lifecycle": None, "segments": []}
     assert MessageContext.model_validate(stored) == context
