@@ -60,7 +60,10 @@ def parse_moment(value: Any) -> dt.datetime | dt.date | None:
         if not text:
             return None
         try:
-            value = dt.datetime.fromisoformat(text) if len(text) > 10 else dt.date.fromisoformat(text)
+            if len(text) > 10:
+                value = dt.datetime.fromisoformat(text)
+            else:
+                value = dt.date.fromisoformat(text)
         except ValueError:
             return None
     if isinstance(value, dt.datetime):

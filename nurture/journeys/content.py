@@ -49,9 +49,9 @@ from nurture.storage.models import (
 __all__ = [
     "ContentPick",
     "ContentPicker",
+    "MemberFacts",
     "MessageContext",
     "PickContent",
-    "MemberFacts",
     "member_profiles",
     "members_who_answered",
     "recommended_content",
