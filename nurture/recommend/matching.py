@@ -25,8 +25,8 @@ from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
-    closest_evidence,
     co_engagement_reason,
+    distinct_evidence,
     goal_label,
     popular_reason,
     reason_text,
@@ -451,10 +451,11 @@ def _reasons(
     # this item: compare evidence and items once it is taken out.
     zero = np.zeros(embedder.dim, dtype=np.float32)
     centres = np.stack([state.centres.get(language, zero) for language in chunk.languages])
-    best, similarity = closest_evidence(
+    best, _ = distinct_evidence(
         _unit(evidence_vectors - centres[:, None, :]),
         evidence_mask,
         _unit(recommended - centres[:, None, :]),
+        weights.reason_min_similarity,
     )
     source, strength = _co_engagement_sources(chunk, state, indices)
     reasons: list[list[str]] = []
@@ -464,7 +465,7 @@ def _reasons(
         for position in range(k):
             if indices[row, position] < 0:
                 break
-            if similarity[row, position] >= weights.reason_min_similarity:
+            if best[row, position] >= 0:
                 reason = reason_text(evidence[row][int(best[row, position])], language)
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = chunk.recent[row][int(source[row, position])]
