@@ -12,7 +12,9 @@ templates are validated, and an unanswered one is simply empty::
     member.answers.goals.text       "Grow the number of members and Run events"
 
 ``labels`` are the options' labels in the email's language (a free text, a number or a date is
-its own label); ``text`` joins them as the language lists things (Babel).
+its own label); ``text`` joins them as the language lists things (Babel). Without a
+questionnaire (a renderer built without one), the stored answers are shown as stored and any
+other question reads as unanswered.
 """
 
 from __future__ import annotations
@@ -32,6 +34,13 @@ __all__ = ["answer_views", "empty_answer"]
 def empty_answer(question: str = "") -> dict[str, Any]:
     """What templates read for a question the member did not answer."""
     return {"answered": False, "question": question, "value": None, "labels": [], "text": ""}
+
+
+class _AnyQuestion(dict[str, dict[str, Any]]):
+    """Answers without a questionnaire: a question not stored reads as unanswered."""
+
+    def __missing__(self, key: str) -> dict[str, Any]:
+        return empty_answer()
 
 
 def _join(labels: list[str], language: str) -> str:
@@ -65,7 +74,8 @@ def answer_views(
     Args:
         answers: The stored answers, ``{question key: value}``.
         questionnaire: The workspace's questionnaire: every question gets an entry, labels
-            come from it; None: only the stored answers, shown as stored.
+            come from it, and no other question exists; None: the stored answers shown as
+            stored, any other question unanswered.
         language: The email's language.
         default_language: The workspace's default language, for a label missing in
             ``language``.
@@ -74,7 +84,7 @@ def answer_views(
         ``{question key: {answered, question, value, labels, text}}``.
     """
     stored = dict(answers or {})
-    views: dict[str, dict[str, Any]] = {}
+    views: dict[str, dict[str, Any]] = {} if questionnaire is not None else _AnyQuestion()
     questions = list(questionnaire.questions) if questionnaire is not None else []
     known = {question.key: question for question in questions}
     for key in [*known, *(key for key in stored if key not in known)]:
