@@ -66,7 +66,8 @@ __all__ = [
 ]
 
 HISTORY_LIMIT = 20
-"""Most recent consumed items a reason may name."""
+"""Most recent consumed items a reason may name (only items in the member's language: a reason
+is written in it, and never names an item, or an event, in another)."""
 
 CO_ENGAGEMENT_REASON = 0.5
 """An item is explained by co-engagement with something the member consumed when it is at least
@@ -234,6 +235,7 @@ def _load_chunk(
         select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
     ).all()
     ids = [row.id for row in members]
+    languages = [language_code(row.language) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
     m, n = len(ids), len(state.items)
     column_of = state.column_of
@@ -279,7 +281,11 @@ def _load_chunk(
         if column is None:
             continue
         row = row_of[member_id]
-        if not excluded[row, column] and len(recent[row]) < HISTORY_LIMIT:
+        if (
+            not excluded[row, column]
+            and len(recent[row]) < HISTORY_LIMIT
+            and state.items[column].language == languages[row]
+        ):
             recent[row].append((column, event_type))
         excluded[row, column] = True
         rows.append(row)
@@ -323,7 +329,7 @@ def _load_chunk(
 
     return _Chunk(
         member_ids=ids,
-        languages=[language_code(row.language) for row in members],
+        languages=languages,
         interest=interest,
         segment_interest=segment_interest,
         segment_ids=segment_ids,

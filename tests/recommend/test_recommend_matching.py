@@ -669,3 +669,14 @@ def test_distinct_evidence_serves_items_in_rank_order() -> None:
     assert similarity[0, 0] == pytest.approx(1.0) and similarity[0, 1] == -np.inf
     empty, _ = distinct_evidence(np.zeros((1, 0, 2)), np.zeros((1, 0), bool), items, 0.5)
     assert empty.tolist() == [[-1, -1, -1, -1]]
+
+
+def test_a_reason_never_names_an_item_in_another_language(session, embedder, library):
+    """What an English member read in French is not named in their English reasons."""
+    member = _member(session, "sam@example.org")
+    _event(session, member, "content_view", "b2b-masterclass-fr")
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    reasons = [item.reason for item in recommendations_for(session, member.id)]
+    assert reasons
+    assert not any("Développer votre communauté clients B2B" in reason for reason in reasons)
