@@ -10,9 +10,12 @@ templates are validated, and an unanswered one is simply empty::
     member.answers.goals.value      ["grow_members", "run_events"]      (as stored)
     member.answers.goals.labels     ["Grow the number of members", "Run events"]
     member.answers.goals.text       "Grow the number of members and Run events"
+    member.answers.goals.phrase     "grow the number of members and run events"
 
 ``labels`` are the options' labels in the email's language (a free text, a number or a date is
-its own label); ``text`` joins them as the language lists things (Babel). Without a
+its own label); ``text`` joins them as the language lists things (Babel); ``phrase`` is the
+same with each choice's first letter in lower case, to read inside a sentence (an acronym such
+as "ROI" is kept; in a language that capitalises nouns, use ``text``). Without a
 questionnaire (a renderer built without one), the stored answers are shown as stored and any
 other question reads as unanswered.
 """
@@ -33,7 +36,14 @@ __all__ = ["answer_views", "empty_answer"]
 
 def empty_answer(question: str = "") -> dict[str, Any]:
     """What templates read for a question the member did not answer."""
-    return {"answered": False, "question": question, "value": None, "labels": [], "text": ""}
+    return {
+        "answered": False,
+        "question": question,
+        "value": None,
+        "labels": [],
+        "text": "",
+        "phrase": "",
+    }
 
 
 class _AnyQuestion(dict[str, dict[str, Any]]):
@@ -49,6 +59,13 @@ def _join(labels: list[str], language: str) -> str:
     except (UnknownLocaleError, ValueError, TypeError):
         locale = Locale.parse("en")
     return str(format_list(labels, locale=locale)) if labels else ""
+
+
+def _lower_first(label: str) -> str:
+    """``label`` with its first letter in lower case, unless it starts an acronym (``ROI``)."""
+    if len(label) > 1 and label[1].isupper():
+        return label
+    return label[:1].lower() + label[1:]
 
 
 def _labels(question: Question | None, value: Any, language: str, default: str) -> list[str]:
@@ -95,11 +112,15 @@ def answer_views(
         if not labels:
             views[key] = empty_answer(label)
             continue
+        is_choice = question is not None and bool(question.options)
         views[key] = {
             "answered": True,
             "question": label,
             "value": value,
             "labels": labels,
             "text": _join(labels, language),
+            "phrase": _join([_lower_first(text) for text in labels], language)
+            if is_choice
+            else _join(labels, language),
         }
     return views

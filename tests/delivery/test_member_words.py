@@ -32,6 +32,7 @@ def test_answers_read_with_labels_in_the_emails_language(questionnaire) -> None:
     assert goals["answered"] and goals["value"] == ["grow_members", "run_events"]
     assert goals["labels"] == ["Faire grandir le nombre de membres", "Organiser des événements"]
     assert goals["text"] == "Faire grandir le nombre de membres et Organiser des événements"
+    assert goals["phrase"] == "faire grandir le nombre de membres et organiser des événements"
     assert goals["question"].startswith("Que voulez-vous accomplir")
     assert answer_views(ANSWERS, questionnaire, "en")["goals"]["text"] == (
         "Grow the number of members and Run events"
@@ -39,12 +40,16 @@ def test_answers_read_with_labels_in_the_emails_language(questionnaire) -> None:
     assert views["role"]["text"] == "Fondateur ou dirigeant"
     assert views["experience"]["text"] == "4"
     assert views["expectations"]["text"] == ANSWERS["expectations"]
+    assert views["expectations"]["phrase"] == ANSWERS["expectations"]  # the member's own case
+    roi = answer_views({"goals": ["measure_roi"]}, questionnaire, "en")["goals"]
+    assert roi["phrase"] == "measure the community's ROI"
     assert views["formats"] == {
         "answered": False,
         "question": "Quels formats préférez-vous ?",
         "value": None,
         "labels": [],
         "text": "",
+        "phrase": "",
     }
 
 
@@ -84,13 +89,13 @@ def _welcome(questionnaire, language: str, profile: dict) -> str:
 def test_the_welcome_quotes_what_the_member_said(questionnaire) -> None:
     profile = {"answers": ANSWERS, "attributes": {}, "lifecycle": "new", "segments": []}
     english = _welcome(questionnaire, "en", profile)
-    assert f"“{ANSWERS['expectations']}”" in english
-    assert "Grow the number of members and Run events" in english
+    assert f"“{ANSWERS['expectations']}.”" in english
+    assert "achieve in the next six months: grow the number of members and run events." in english
     french = _welcome(questionnaire, "fr", profile)
     assert f"« {ANSWERS['expectations']} »" in french
-    assert "Faire grandir le nombre de membres et Organiser des événements" in french
+    assert "mois : faire grandir le nombre de membres et organiser des événements." in french
     only_goals = {**profile, "answers": {"goals": ["reduce_churn"]}}
-    assert "You told us what you want to achieve in the next six months: Reduce churn." in (
+    assert "You told us what you want to achieve in the next six months: reduce churn." in (
         _welcome(questionnaire, "en", only_goals)
     )
     silent = _welcome(questionnaire, "en", {})
