@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from nurture import operations, rights
+from nurture import operations, reports, rights
 from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
@@ -356,7 +356,7 @@ def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
             min_segments=settings.min_segments,
             max_segments=settings.max_segments,
             seed=settings.random_seed,
-            block_weights=settings.segment_block_weights,
+            block_weights=dict(settings.segment_block_weights.items()),
             mini_batch_threshold=settings.segment_mini_batch_threshold,
             sample_size=settings.segment_sample_size,
             move_after=dt.timedelta(days=settings.segment_move_after_days),
@@ -396,11 +396,11 @@ def match_chunk(
         )
 
 
-def segment_table(runtime: Runtime, now: dt.datetime) -> list[operations.SegmentRow]:
+def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:
     """One row per active segment: label, kind, size, share, top traits and words."""
     questionnaire = runtime.workspace.questionnaire
     with runtime.session() as session:
-        return operations.segment_table(session, now, questionnaire=questionnaire)
+        return reports.segment_table(session, now, questionnaire=questionnaire)
 
 
 def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSummary:

@@ -31,6 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.cli.context import runtime_of, settings_of
+from nurture.delivery.history import sent_item_keys
 from nurture.delivery.rendering import (
     RenderedEmail,
     TemplateRenderer,
@@ -46,7 +47,6 @@ from nurture.journeys import (
     SendStep,
     load_journeys,
     recommended_content,
-    sent_item_keys,
     trigger_sample,
 )
 from nurture.journeys.content import member_profiles, members_who_answered

@@ -49,6 +49,7 @@ from nurture.storage.models import (
     MessageStatus,
     ProviderEvent,
     SuppressionReason,
+    table_of,
 )
 
 __all__ = [
@@ -312,7 +313,7 @@ def _add_activity(
         "properties": properties,
         "idempotency_key": key,
     }
-    return insert_ignoring_conflicts(session, ActivityEvent.__table__, [row]) == 1  # type: ignore[arg-type]
+    return insert_ignoring_conflicts(session, table_of(ActivityEvent), [row]) == 1
 
 
 def _suppress(
@@ -365,7 +366,7 @@ def record_provider_events(
             "payload": event.payload,
             "received_at": now,
         }
-        if not insert_ignoring_conflicts(session, ProviderEvent.__table__, [row]):  # type: ignore[arg-type]
+        if not insert_ignoring_conflicts(session, table_of(ProviderEvent), [row]):
             summary.duplicates += 1
             continue
         summary.recorded += 1

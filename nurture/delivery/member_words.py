@@ -22,16 +22,52 @@ other question reads as unanswered.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
 
 from babel import Locale, UnknownLocaleError
 from babel.lists import format_list
 
-if TYPE_CHECKING:  # the workspace package imports the delivery package
-    from nurture.workspace.questionnaire import Question, Questionnaire
+__all__ = ["QuestionnaireLike", "answer_views", "empty_answer"]
 
-__all__ = ["answer_views", "empty_answer"]
+
+class _Labels(Protocol):
+    """Texts by language (the questionnaire's ``LocalizedText``)."""
+
+    def get(self, language: str, default: str = ...) -> str:
+        """The text in ``language``, else in ``default``."""
+        ...
+
+
+class _Option(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def labels(self) -> _Labels: ...
+
+
+class _Question(Protocol):
+    @property
+    def key(self) -> str: ...
+
+    @property
+    def labels(self) -> _Labels: ...
+
+    @property
+    def options(self) -> Sequence[_Option]: ...
+
+
+class QuestionnaireLike(Protocol):
+    """What templates need of the questionnaire: its questions and their options' labels.
+
+    ``nurture.workspace.Questionnaire`` is one; the delivery package does not import it.
+    """
+
+    @property
+    def questions(self) -> Sequence[_Question]:
+        """The questions, in order."""
+        ...
 
 
 def empty_answer(question: str = "") -> dict[str, Any]:
@@ -68,7 +104,7 @@ def _lower_first(label: str) -> str:
     return label[:1].lower() + label[1:]
 
 
-def _labels(question: Question | None, value: Any, language: str, default: str) -> list[str]:
+def _labels(question: _Question | None, value: Any, language: str, default: str) -> list[str]:
     values = value if isinstance(value, list) else [value]
     labels: list[str] = []
     options = {option.key: option for option in question.options} if question else {}
@@ -82,7 +118,7 @@ def _labels(question: Question | None, value: Any, language: str, default: str) 
 
 def answer_views(
     answers: Mapping[str, Any] | None,
-    questionnaire: Questionnaire | None,
+    questionnaire: QuestionnaireLike | None,
     language: str,
     default_language: str = "en",
 ) -> dict[str, dict[str, Any]]:

@@ -69,7 +69,7 @@ import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import urlsplit
 
 import css_inline
@@ -78,14 +78,11 @@ from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SandboxedFormatter
 
 from nurture.delivery import dates
-from nurture.delivery.member_words import answer_views
+from nurture.delivery.member_words import QuestionnaireLike, answer_views
 from nurture.delivery.unsubscribe import make_unsubscribe_token
 from nurture.errors import TemplateError
 from nurture.languages import DEFAULT_LANGUAGES, resolve_language
 from nurture.storage.models import Member, Message
-
-if TYPE_CHECKING:  # the workspace package imports this module
-    from nurture.workspace.questionnaire import Questionnaire
 
 __all__ = [
     "STRINGS",
@@ -365,7 +362,7 @@ class TemplateRenderer:
         shared_context: Mapping[str, Any] | None = None,
         languages: Sequence[str] = DEFAULT_LANGUAGES,
         strings: Mapping[str, Mapping[str, str]] | None = None,
-        questionnaire: Questionnaire | None = None,
+        questionnaire: QuestionnaireLike | None = None,
     ) -> None:
         self.questionnaire = questionnaire
         self.templates_dir = Path(templates_dir)

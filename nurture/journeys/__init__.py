@@ -15,7 +15,6 @@ from nurture.journeys.content import (
     MessageContext,
     PickContent,
     recommended_content,
-    sent_item_keys,
     upcoming_content,
 )
 from nurture.journeys.engine import JourneySummary, advance_journeys, wait_until
@@ -85,7 +84,6 @@ __all__ = [
     "read_sending_rules",
     "recommended_content",
     "register_journeys",
-    "sent_item_keys",
     "simulate_journeys",
     "trigger_candidates",
     "trigger_sample",

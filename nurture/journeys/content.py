@@ -8,15 +8,15 @@ for the same member at the same moment:
 1. the slots first, in the order the step names them, then ``content``;
 2. only items in the email's language (the member's language reduced to a supported one,
    ``resolve_language``): a slot with nothing suitable stays empty, and the template says so;
-3. never an item already sent to the member (``sent_item_keys``), nor one an earlier slot or
-   pick of the same email took.
+3. never an item already sent to the member (``nurture.delivery.history.sent_item_keys``), nor
+   one an earlier slot or pick of the same email took.
 
 ``MessageContext`` is what a ``Message`` row stores (``Message.context``, JSON) and what its
 templates see: ``items``, ``slots``, ``trigger``, ``questionnaire_answered`` and ``profile``
 (the member's answers, attributes, lifecycle stage and segments when the email was queued,
 ``member_profiles``; templates read them under ``member``). The items a
 member was already sent are read from stored contexts in one way only,
-``MessageContext.item_keys_of``, by the engine, by previews and by matching.
+``nurture.delivery.history``, by the engine, by previews and by matching.
 
 Nothing here reads the clock: the picker is given ``now``.
 """
@@ -35,16 +35,9 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
+from nurture.recommend import recommendations_for
 from nurture.segmentation.assignments import effective_memberships
-from nurture.storage.models import (
-    Answer,
-    ContentItem,
-    Member,
-    MemberProfile,
-    Message,
-    MessageStatus,
-    Segment,
-)
+from nurture.storage.models import Answer, ContentItem, Member, MemberProfile, Segment
 
 __all__ = [
     "ContentPick",
@@ -55,7 +48,6 @@ __all__ = [
     "member_profiles",
     "members_who_answered",
     "recommended_content",
-    "sent_item_keys",
     "upcoming_content",
     "upcoming_events",
 ]
@@ -182,34 +174,6 @@ class MessageContext(BaseModel):
         """The context as ``Message.context`` holds it (JSON values), and templates see it."""
         return self.model_dump(mode="json")
 
-    @staticmethod
-    def item_keys_of(stored: Any) -> set[str]:
-        """The keys of the content items a stored message context lists (items and slots).
-
-        The one reader of "items already sent". It takes rows written by any version: a
-        context that is not a mapping lists nothing, an entry may be a key or an item with a
-        ``key``, and anything else is skipped.
-
-        Args:
-            stored: A ``Message.context`` value.
-
-        Returns:
-            The content keys it lists.
-        """
-        if not isinstance(stored, Mapping):
-            return set()
-        slots = stored.get("slots")
-        lists = [stored.get("items"), *(slots.values() if isinstance(slots, Mapping) else ())]
-        keys: set[str] = set()
-        for listed in lists:
-            if isinstance(listed, Mapping):
-                listed = list(listed.values())
-            for entry in listed if isinstance(listed, list | tuple) else ():
-                key = entry.get("key") if isinstance(entry, Mapping) else entry
-                if isinstance(key, str) and key:
-                    keys.add(key)
-        return keys
-
 
 class PickContent(Protocol):
     """Picks content items for one member's message.
@@ -230,37 +194,6 @@ class PickContent(Protocol):
     ) -> Sequence[Any]:
         """Content items for the member, best first."""
         ...
-
-
-def sent_item_keys(
-    session: Session,
-    member_ids: Collection[int],
-    *,
-    statuses: Collection[MessageStatus] | None = None,
-) -> dict[int, set[str]]:
-    """The content keys already in each member's messages, of any journey.
-
-    Args:
-        session: The database session.
-        member_ids: The members.
-        statuses: Only messages in these statuses; None: every message (queued ones too).
-
-    Returns:
-        ``{member id: keys}``; a member with none is absent.
-    """
-    sent: dict[int, set[str]] = defaultdict(set)
-    if not member_ids:
-        return sent
-    query = select(Message.member_id, Message.context).where(
-        Message.member_id.in_(sorted(set(member_ids)))
-    )
-    if statuses is not None:
-        query = query.where(Message.status.in_(list(statuses)))
-    for member_id, stored in session.execute(query).tuples():
-        keys = MessageContext.item_keys_of(stored)
-        if keys:
-            sent[member_id].update(keys)
-    return sent
 
 
 def members_who_answered(session: Session, member_ids: Collection[int]) -> set[int]:
@@ -403,8 +336,6 @@ def recommended_content(
         Up to ``count`` items as JSON dicts (key, title, url, kind, summary, language, reason,
         score, event_start).
     """
-    from nurture.recommend import recommendations_for  # recommend imports this module
-
     limit = count + len(exclude_keys) + (count * 5 if kinds else 0)
     picked = []
     for item in recommendations_for(session, member_id, limit, now=now):

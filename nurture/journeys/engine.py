@@ -24,12 +24,13 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.delivery.history import sent_item_keys
 from nurture.journeys.content import (
     ContentPicker,
     MemberFacts,
@@ -37,7 +38,6 @@ from nurture.journeys.content import (
     member_profiles,
     members_who_answered,
     recommended_content,
-    sent_item_keys,
 )
 from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
 from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
@@ -58,10 +58,13 @@ from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
     EnrollmentState,
+    ExitReason,
     Journey,
     Member,
     Message,
     MessageStatus,
+    WaitReason,
+    table_of,
 )
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "JourneySummary", "advance_journeys", "wait_until"]
@@ -273,7 +276,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
             )
         )
         for enrollment in session.scalars(query.where(reached)):
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
             run.counts.goal_reached += 1
     if goal.condition:
         active = list(session.scalars(query.order_by(Enrollment.id)))
@@ -282,7 +285,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
             for enrollment in chunk:
                 names = facts.names(enrollment.member_id, enrollment.context)
                 if run.holds(goal.condition, names, definition.id, "goal"):
-                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
     session.flush()
 
@@ -366,7 +369,7 @@ def _advance_enrollment(
     run.counts.advanced += 1
     member = batch.members[enrollment.member_id]
     if not definition.transactional and not consent_allows(member, definition):
-        _finish(enrollment, EnrollmentState.EXITED, run.now, reason="consent")
+        _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
         run.counts.exited += 1
         return
     step_id: str | None = enrollment.current_step or definition.entry_step.id
@@ -384,7 +387,7 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="missing_step")
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
             run.counts.exited += 1
             return
         step_id = _run_step(session, enrollment, definition, step, member, batch, run, waits_passed)
@@ -465,7 +468,7 @@ def _held_back(
         return "skip"
     enrollment.current_step = step.id
     enrollment.next_action_at = hold.until
-    enrollment.waiting_on = hold.reason
+    enrollment.waiting_on = WaitReason(hold.reason)
     if hold.reason == "quiet_hours":
         run.counts.quiet_deferred += 1
     else:
@@ -575,7 +578,10 @@ def _queue_message(
 
 
 def _finish(
-    enrollment: Enrollment, state: EnrollmentState, now: dt.datetime, reason: str | None = None
+    enrollment: Enrollment,
+    state: EnrollmentState,
+    now: dt.datetime,
+    reason: ExitReason | None = None,
 ) -> None:
     enrollment.state = state
     enrollment.next_action_at = None
@@ -585,4 +591,4 @@ def _finish(
 
 
 def _message_table() -> Table:
-    return cast(Table, Message.__table__)
+    return table_of(Message)

@@ -15,7 +15,6 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from typing import cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -26,7 +25,7 @@ from nurture.journeys.facts import ConditionFacts, condition_true
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.triggers import Candidate, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member
+from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member, table_of
 
 __all__ = ["consent_allows", "enrol_members", "member_rows"]
 
@@ -235,4 +234,4 @@ def _without_suppressed(
 
 
 def _enrollment_table() -> Table:
-    return cast(Table, Enrollment.__table__)
+    return table_of(Enrollment)

@@ -2,7 +2,7 @@
 
 Each problem names the file, the line and column, the field (``steps.2.next``) and, for a step,
 its id. The YAML is read by the workspace's one bounded, line-aware reader
-(:mod:`nurture.workspace.located_yaml`), so every value keeps its position.
+(:mod:`nurture.marketer_files.located_yaml`), so every value keeps its position.
 
 Besides the model's own checks, a journey is checked against its workspace when the caller
 knows it: the email templates its send steps name, the rule segments its triggers and conditions
@@ -28,8 +28,8 @@ from pydantic.fields import FieldInfo
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.conditions import check_condition
 from nurture.journeys.models import Condition, JourneyDefinition, SegmentKey
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, LocatedDocument, YamlLimits
-from nurture.workspace.model_files import read_yaml_document
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, LocatedDocument, YamlLimits
+from nurture.marketer_files.model_files import read_yaml_document
 
 __all__ = [
     "CLUSTER_KEY_PATTERN",

@@ -383,8 +383,7 @@ Trigger = Annotated[
 ]
 
 TRIGGER_KINDS: dict[str, type[TriggerModel]] = {
-    model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
-    for model in TriggerModel.__args__  # type: ignore[attr-defined]
+    model.model_fields["type"].annotation.__args__[0]: model for model in TriggerModel.__args__
 }
 """Trigger model by ``type``."""
 

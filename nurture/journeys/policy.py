@@ -19,8 +19,8 @@ from pydantic_core import PydanticCustomError
 
 from nurture.errors import JourneyValidationError
 from nurture.journeys.models import Duration, parse_duration
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
-from nurture.workspace.model_files import ModelFile, load_model_file
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.marketer_files.model_files import ModelFile, load_model_file
 
 __all__ = ["Budget", "QuietHours", "SendingRules", "load_sending_rules", "read_sending_rules"]
 

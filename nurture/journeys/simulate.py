@@ -534,7 +534,10 @@ class _Run:
         )
         if self.member_ids is not None:
             query = query.where(Enrollment.member_id.in_(sorted(self.member_ids)))
-        return list(self.session.execute(query).tuples())
+        return [
+            (enrollment_id, journey_key, member_id, str(reason), at)
+            for enrollment_id, journey_key, member_id, reason, at in self.session.execute(query)
+        ]
 
     def _remember_waits(self) -> None:
         self.waits = {row[0]: (row[3], row[4]) for row in self._waiting()}

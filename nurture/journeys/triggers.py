@@ -476,7 +476,9 @@ class InactivityContext(TriggerContext):
 def _inactivity(
     trigger: InactivityTrigger, session: Session, now: dt.datetime, journey_key: str
 ) -> list[Candidate]:
-    types = trigger.events or [t for t in ACTIVITY_TYPES if t != "email_open"]
+    types: list[str] = (
+        list(trigger.events) if trigger.events else [t for t in ACTIVITY_TYPES if t != "email_open"]
+    )
     last_active = dict(
         session.execute(
             select(ActivityEvent.member_id, func.max(ActivityEvent.occurred_at))
@@ -492,7 +494,7 @@ def _inactivity(
         select(Member.id, Member.joined_at).where(Member.joined_at <= cutoff).order_by(Member.id)
     ).tuples()
     for member_id, joined_at in members:
-        last = last_active.get(member_id)
+        last: dt.datetime | str | None = last_active.get(member_id)
         if isinstance(last, str):  # SQLite's max() of a datetime column
             last = dt.datetime.fromisoformat(last)
             last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
@@ -649,7 +651,7 @@ def _content_gap(
         )
     ).tuples()
     for member_id, content_key in rows:
-        for tag in topics_of[content_key]:
+        for tag in topics_of[content_key] if content_key is not None else ():
             engaged[member_id][tag] += 1
     candidates = []
     for member_id in sorted(engaged):

@@ -19,8 +19,8 @@ import scipy.sparse as sp
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
+from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
-from nurture.journeys.content import sent_item_keys
 from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
@@ -209,7 +209,8 @@ def _best_segments(
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
-    memberships.sort(
+    memberships = sorted(
+        memberships,
         key=lambda row: (
             row.kind != SegmentKind.CLUSTER,
             row.interest is None,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -62,7 +63,10 @@ __all__ = [
     "SegmentationRun",
     "Suppression",
     "SuppressionReason",
+    "UTCDateTime",
+    "Vector",
     "WaitReason",
+    "table_of",
     "utcnow",
 ]
 
@@ -79,6 +83,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """The value stored: an aware datetime in UTC (a naive one is refused)."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -86,6 +91,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """The value read: an aware datetime in UTC."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -100,11 +106,13 @@ class Vector(TypeDecorator[np.ndarray]):
     cache_ok = True
 
     def process_bind_param(self, value: np.ndarray | None, dialect: Any) -> bytes | None:
+        """The value stored: the vector's float32 bytes."""
         if value is None:
             return None
         return np.ascontiguousarray(value, dtype=np.float32).tobytes()
 
     def process_result_value(self, value: bytes | None, dialect: Any) -> np.ndarray | None:
+        """The value read: a float32 vector."""
         if value is None:
             return None
         return np.frombuffer(value, dtype=np.float32).copy()
@@ -140,6 +148,11 @@ class Base(DeclarativeBase):
     """Declarative base of every nurture table."""
 
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
+
+
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` behind an ORM model, for bulk statements."""
+    return cast(Table, model.__table__)
 
 
 class ConsentStatus(enum.StrEnum):

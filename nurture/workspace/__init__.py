@@ -5,8 +5,8 @@
 :class:`~nurture.errors.WorkspaceValidationError` listing every problem with its file, line,
 column and field. Each kind of file also has its own loader (``load_questionnaire``,
 ``load_content_library``...). Every YAML file goes through one safe, bounded, line-aware reader
-(:mod:`nurture.workspace.located_yaml`) and one skeleton that validates it into its pydantic
-model (:mod:`nurture.workspace.model_files`).
+(:mod:`nurture.marketer_files.located_yaml`) and one skeleton that validates it into its pydantic
+model (:mod:`nurture.marketer_files.model_files`).
 """
 
 from nurture.workspace.config import (
@@ -31,18 +31,8 @@ from nurture.workspace.loading import (
     check_journey_files,
     load_workspace,
 )
-from nurture.workspace.located_yaml import (
-    DEFAULT_YAML_LIMITS,
-    MAX_ALIAS_NODES,
-    MAX_FILE_BYTES,
-    MAX_NESTING_DEPTH,
-    YamlLimits,
-    parse_located_yaml,
-)
-from nurture.workspace.model_files import ModelFile, load_model_file
 from nurture.workspace.questionnaire import (
     AnswerValue,
-    LocalizedText,
     Question,
     QuestionKind,
     Questionnaire,
@@ -53,18 +43,12 @@ from nurture.workspace.questionnaire import (
 from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
 
 __all__ = [
-    "DEFAULT_YAML_LIMITS",
-    "MAX_ALIAS_NODES",
-    "MAX_FILE_BYTES",
-    "MAX_NESTING_DEPTH",
     "SCHEDULED_KINDS",
     "WORKSPACE_FILE",
     "AnswerValue",
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
-    "LocalizedText",
-    "ModelFile",
     "Question",
     "QuestionKind",
     "QuestionOption",
@@ -73,16 +57,13 @@ __all__ = [
     "Workspace",
     "WorkspaceConfig",
     "WorkspacePaths",
-    "YamlLimits",
     "check_journey_files",
     "journey_subjects",
     "load_content_item",
     "load_content_library",
-    "load_model_file",
     "load_questionnaire",
     "load_workspace",
     "load_workspace_config",
-    "parse_located_yaml",
     "read_content_library",
     "read_questionnaire",
     "read_workspace_config",

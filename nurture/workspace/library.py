@@ -48,16 +48,16 @@ from sqlalchemy.orm import Session
 from nurture.embedding import text_hash
 from nurture.errors import ContentValidationError, Problem
 from nurture.languages import DEFAULT_LANGUAGES
-from nurture.storage.models import ContentItem, utcnow
-from nurture.workspace.config import LANGUAGES_CONTEXT, LanguageCode, context_languages
-from nurture.workspace.located_yaml import (
+from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LanguageCode, context_languages
+from nurture.marketer_files.located_yaml import (
     DEFAULT_YAML_LIMITS,
     FieldIssues,
     LocatedDocument,
     Position,
     YamlLimits,
 )
-from nurture.workspace.model_files import describe_found, read_front_matter, validate_document
+from nurture.marketer_files.model_files import describe_found, read_front_matter, validate_document
+from nurture.storage.models import ContentItem, utcnow
 
 __all__ = [
     "EMBEDDING_BODY_CHARS",

@@ -27,9 +27,9 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from nurture.errors import Problem, WorkspaceValidationError
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
 from nurture.workspace.library import ContentItemSpec, read_content_library
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
 from nurture.workspace.templates import journey_subjects, validate_templates
 

@@ -201,11 +201,16 @@ def _check_sources(folder: Path, renderer: TemplateRenderer, problems: _Problems
         )
 
 
-def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems: _Problems) -> None:
+def _check_subject(
+    subject: SubjectSample,
+    renderer: TemplateRenderer,
+    problems: _Problems,
+    questionnaire: Questionnaire | None,
+) -> None:
     """Render a journey's subject line in its language(s) with its trigger's sample context."""
     languages = [subject.language] if subject.language else renderer.languages
     for language in languages:
-        sample = _sample_context(subject.trigger_type, questionnaire=renderer.questionnaire)
+        sample = _sample_context(subject.trigger_type, questionnaire=questionnaire)
         message = _sample_message("", subject.source, sample)
         context = renderer.build_context(message, _sample_member(language))
         try:
@@ -287,5 +292,5 @@ def validate_templates(
                     during = f"rendering {name} in {language} with {label}"
                     problems.add_template_error(error, f"{name}.html.j2", during)
     for subject in subjects:
-        _check_subject(subject, renderer, problems)
+        _check_subject(subject, renderer, problems, questionnaire)
     return problems.found

@@ -16,7 +16,8 @@ from sqlalchemy.orm import Session
 
 from nurture.cli.preview import preview_message_context
 from nurture.delivery import TemplateRenderer
-from nurture.journeys import MessageContext, advance_journeys, load_journey, sent_item_keys
+from nurture.delivery.history import content_keys_in, sent_item_keys
+from nurture.journeys import MessageContext, advance_journeys, load_journey
 from nurture.journeys.models import JourneyDefinition, SendStep
 from nurture.storage.models import (
     ContentItem,
@@ -218,8 +219,8 @@ def test_items_already_sent_are_read_from_items_and_slots_of_any_stored_shape(
     )
     assert sent_item_keys(session, [ada.id]) == {ada.id: {"a", "b", "c"}}
     assert sent_item_keys(session, [ada.id], statuses=[MessageStatus.FAILED]) == {}
-    assert MessageContext.item_keys_of(None) == set()
-    assert MessageContext.item_keys_of({"items": {"first": {"key": "e"}}}) == {"e"}
+    assert content_keys_in(None) == set()
+    assert content_keys_in({"items": {"first": {"key": "e"}}}) == {"e"}
 
 
 def test_a_message_context_stores_every_field_of_its_picks() -> None:
