@@ -271,6 +271,9 @@ class Runtime:
             languages=self.workspace.languages,
             strings=branding.strings,
             limits=RenderLimits.of(settings),
+            questionnaire=self.workspace.questionnaire
+            if settings.questionnaire_path.is_file()
+            else None,
         )
 
     @cached_property

@@ -55,12 +55,12 @@ from nurture.journeys import (
     recommended_content,
     trigger_sample,
 )
-from nurture.journeys.content import members_who_answered
+from nurture.journeys.content import member_profiles, members_who_answered
 from nurture.rights import find_members
 from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
-from nurture.workspace import WorkspaceConfig, load_workspace_config
+from nurture.workspace import Questionnaire, WorkspaceConfig, load_workspace_config
 from nurture.workspace.brand import Brand, email_branding, load_brand
 
 __all__ = [
@@ -221,6 +221,7 @@ def preview_message_context(
         sent=sent_item_keys(session, [member.id]).get(member.id, set()),
         trigger=trigger,
         questionnaire_answered=member.id in members_who_answered(session, [member.id]),
+        profile=member_profiles(session, [member.id]).get(member.id),
     )
 
 
@@ -403,6 +404,7 @@ def _render(
     context: MessageContext,
     shown: SimpleNamespace,
     now: dt.datetime,
+    questionnaire: Questionnaire | None = None,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
     branding = email_branding(
@@ -423,6 +425,7 @@ def _render(
         languages=config.languages,
         strings=branding.strings,
         limits=RenderLimits.of(settings),
+        questionnaire=questionnaire,
     )
     subject = (
         source.step.subject_for(shown.language)
@@ -506,8 +509,13 @@ def preview(
             first_name=recipient.first_name,
             last_name=recipient.last_name,
             language=lang,
+            time_zone=recipient.time_zone,
         )
-    email = _render(settings, config, brand, template, source, context, shown, now)
+    runtime = runtime_of(ctx)
+    questionnaire = (
+        runtime.workspace.questionnaire if settings.questionnaire_path.is_file() else None
+    )
+    email = _render(settings, config, brand, template, source, context, shown, now, questionnaire)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
     sent: str | None = None
     if send_to is not None:

@@ -15,7 +15,11 @@ Any failure becomes a ``TemplateError`` naming the template and line.
 Every template sees:
 
 ========================  ==================================================================
-``member``                ``first_name``, ``last_name``, ``email``, ``language``
+``member``                ``first_name``, ``last_name``, ``email``, ``language``,
+                          ``time_zone``, and what the message stored of them
+                          (``MessageContext.profile``): ``answers`` (every question of the
+                          questionnaire, see :mod:`nurture.delivery.member_words`),
+                          ``attributes``, ``lifecycle``, ``segments``
 ``lang``                  the member's language reduced to one of the workspace's languages
                           (``en``, ``fr``... ``workspace.yaml``), else its default language
 ``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` and the workspace's strings
@@ -42,7 +46,12 @@ writes each version as a whole, in its own words. A UI string missing in ``lang`
 the workspace's default language, then from the built-in English strings.
 
 The filter ``safe_url`` keeps ``http``, ``https`` and ``mailto`` links and turns anything else
-(``javascript:``...) into ``#``.
+(``javascript:``...) into ``#``. Dates and times go through Babel
+(:mod:`nurture.delivery.dates`), in ``lang`` and the member's time zone:
+``{{ value | long_date }}`` ("16 December 2026"), ``{{ value | month_name }}`` ("décembre") and
+``{{ event | event_time }}`` (an event pick: its date and time with the zone named, the
+member's zone for an online event, the venue's for an in-person one:
+"mercredi 13 janvier 2027, 18 h 30, heure de Paris").
 
 CSS: the HTML layout carries one ``<style>`` block and templates use its classes. After
 rendering, css-inline copies every rule into ``style`` attributes (many email clients drop
@@ -70,7 +79,9 @@ import jinja2
 from jinja2.exceptions import SecurityError
 from jinja2.sandbox import MAX_RANGE
 
+from nurture.delivery import dates
 from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, BoundedSandbox, RenderLimits
+from nurture.delivery.member_words import QuestionnaireLike, answer_views
 from nurture.delivery.unsubscribe import make_unsubscribe_token
 from nurture.errors import TemplateError
 from nurture.languages import DEFAULT_LANGUAGES, resolve_language
@@ -103,6 +114,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "kind.webinar": "Webinar",
         "kind.masterclass": "Masterclass",
         "kind.discussion": "Discussion",
+        "time_in_zone": "{time} {city} time",
+        "time_in_utc": "{time} UTC",
     },
     "fr": {
         "recommended_for_you": "Choisis pour vous",
@@ -119,6 +132,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "kind.webinar": "Webinaire",
         "kind.masterclass": "Masterclass",
         "kind.discussion": "Discussion",
+        "time_in_zone": "{time}, heure de {city}",
+        "time_in_utc": "{time} UTC",
     },
 }
 """The built-in UI strings of layouts and partials, per language; a workspace adds its own
@@ -204,6 +219,47 @@ def _power(left: Any, right: Any) -> Any:
     ):
         raise SecurityError(f"{left} ** {right} is refused: at most {_MAX_POWER_BITS}-bit numbers")
     return operator.pow(left, right)
+
+
+def _reader(context: jinja2.runtime.Context) -> tuple[str, str | None]:
+    """The email's language and the member's time zone, from a template's context."""
+    member = context.get("member")
+    zone = member.get("time_zone") if isinstance(member, Mapping) else None
+    return str(context.get("lang") or "en"), zone
+
+
+@jinja2.pass_context
+def _long_date_filter(context: jinja2.runtime.Context, value: Any) -> str:
+    """``{{ value | long_date }}``: a date in words, in the email's language and member's zone."""
+    return dates.long_date(value, *_reader(context))
+
+
+@jinja2.pass_context
+def _month_name_filter(context: jinja2.runtime.Context, value: Any) -> str:
+    """``{{ value | month_name }}``: the month of a date, in the email's language."""
+    return dates.month_name(value, *_reader(context))
+
+
+@jinja2.pass_context
+def _event_time_filter(context: jinja2.runtime.Context, event: Any) -> str:
+    """``{{ event | event_time }}``: when an event takes place, the zone named."""
+    language, zone = _reader(context)
+    translate = context.get("t")
+
+    def label(time: str, city: str | None) -> str:
+        key = "time_in_utc" if city is None else "time_in_zone"
+        if callable(translate):
+            return str(translate(key, time=time, city=city or "UTC"))
+        return f"{time} UTC" if city is None else f"{time} ({city})"
+
+    return dates.event_time(event, language, zone, label)
+
+
+_DATE_FILTERS: dict[str, Callable[..., str]] = {
+    "long_date": _long_date_filter,
+    "month_name": _month_name_filter,
+    "event_time": _event_time_filter,
+}
 
 
 class _EmailSandbox(BoundedSandbox):
@@ -295,6 +351,8 @@ class TemplateRenderer:
         strings: UI strings per language, on top of the built-in ``STRINGS`` (the
             workspace's ``strings``).
         limits: The bounds of every render (``RenderLimits.of(settings)``).
+        questionnaire: The workspace's questionnaire: ``member.answers`` lists its questions,
+            option labels in the email's language; None: answers as stored.
     """
 
     def __init__(
@@ -309,7 +367,9 @@ class TemplateRenderer:
         languages: Sequence[str] = DEFAULT_LANGUAGES,
         strings: Mapping[str, Mapping[str, str]] | None = None,
         limits: RenderLimits = DEFAULT_RENDER_LIMITS,
+        questionnaire: QuestionnaireLike | None = None,
     ) -> None:
+        self.questionnaire = questionnaire
         self.templates_dir = Path(templates_dir)
         self.languages = tuple(languages)
         extra = strings or {}
@@ -331,6 +391,7 @@ class TemplateRenderer:
         )
         self._environment.filters["safe_url"] = _safe_url
         self._formatter = self._environment.formatter()
+        self._environment.filters.update(_DATE_FILTERS)
         self._inliner = css_inline.CSSInliner(
             keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=False
         )
@@ -376,12 +437,21 @@ class TemplateRenderer:
 
         context: dict[str, Any] = {"items": [], **self.shared_context}
         context.update(message.context or {})
+        stored = context.get("profile")
+        profile: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
         context.update(
             member={
                 "first_name": member.first_name or "",
                 "last_name": member.last_name or "",
                 "email": member.email,
                 "language": member.language or self.languages[0],
+                "time_zone": getattr(member, "time_zone", None) or "UTC",
+                "answers": answer_views(
+                    profile.get("answers"), self.questionnaire, lang, self.languages[0]
+                ),
+                "attributes": dict(profile.get("attributes") or {}),
+                "lifecycle": profile.get("lifecycle"),
+                "segments": list(profile.get("segments") or []),
             },
             lang=lang,
             t=translate,

@@ -12,7 +12,9 @@ for the same member at the same moment:
    one an earlier slot or pick of the same email took.
 
 ``MessageContext`` is what a ``Message`` row stores (``Message.context``, JSON) and what its
-templates see: ``items``, ``slots``, ``trigger`` and ``questionnaire_answered``. The items a
+templates see: ``items``, ``slots``, ``trigger``, ``questionnaire_answered`` and ``profile``
+(the member's answers, attributes, lifecycle stage and segments when the email was queued,
+``member_profiles``; templates read them under ``member``). The items a
 member was already sent are read from stored contexts in one way only,
 ``nurture.delivery.history``, by the engine, by previews and by matching.
 
@@ -23,6 +25,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import defaultdict
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
@@ -33,13 +36,16 @@ from sqlalchemy.orm import Session
 from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
 from nurture.recommend import recommendations_for
-from nurture.storage.models import Answer, ContentItem
+from nurture.segmentation.assignments import effective_memberships
+from nurture.storage.models import Answer, ContentItem, Member, MemberProfile, Segment
 
 __all__ = [
     "ContentPick",
     "ContentPicker",
+    "MemberFacts",
     "MessageContext",
     "PickContent",
+    "member_profiles",
     "members_who_answered",
     "recommended_content",
     "upcoming_content",
@@ -72,6 +78,8 @@ class ContentPick(BaseModel):
         language: The language it is written in (None: not said).
         reason: Why it was picked, in the member's language (empty for upcoming events).
         event_start: When the event starts (ISO 8601), for events.
+        time_zone: The IANA zone the event is held in, when known.
+        venue: Where an in-person event takes place; None for an online one.
         score: The ranking score of a recommendation (None for upcoming events).
     """
 
@@ -85,6 +93,8 @@ class ContentPick(BaseModel):
     language: str | None = None
     reason: Text = ""
     event_start: Annotated[str | None, BeforeValidator(_moment)] = None
+    time_zone: str | None = None
+    venue: str | None = None
     score: float | None = None
 
     @classmethod
@@ -115,7 +125,28 @@ class ContentPick(BaseModel):
             language=item.language,
             reason=reason,
             event_start=item.event_start,
+            time_zone=item.event_time_zone,
+            venue=item.venue,
         )
+
+
+class MemberFacts(BaseModel):
+    """What a message stores of its member, for its templates (``member.answers``...).
+
+    Attributes:
+        answers: The questionnaire answers as stored, ``{question key: value}`` (option keys);
+            templates read them with labels in the email's language.
+        attributes: The member's extra profile attributes (import columns: ``country``...).
+        lifecycle: The lifecycle stage (``new``, ``active``...), None before profiling.
+        segments: The keys of the member's segments, sorted.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    answers: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    lifecycle: str | None = None
+    segments: list[str] = Field(default_factory=list)
 
 
 class MessageContext(BaseModel):
@@ -128,6 +159,7 @@ class MessageContext(BaseModel):
         trigger: What the journey's trigger recorded when the member entered (the stored form
             of its ``TriggerContext``, see ``nurture.journeys.triggers.TRIGGER_CONTEXTS``).
         questionnaire_answered: Whether the member answered the questionnaire.
+        profile: What the member told us and what we know of them (``MemberFacts``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -136,6 +168,7 @@ class MessageContext(BaseModel):
     slots: dict[str, list[ContentPick]] = Field(default_factory=dict)
     trigger: dict[str, Any] = Field(default_factory=dict)
     questionnaire_answered: bool = False
+    profile: MemberFacts = Field(default_factory=MemberFacts)
 
     def to_stored(self) -> dict[str, Any]:
         """The context as ``Message.context`` holds it (JSON values), and templates see it."""
@@ -172,6 +205,58 @@ def members_who_answered(session: Session, member_ids: Collection[int]) -> set[i
             select(Answer.member_id).where(Answer.member_id.in_(sorted(set(member_ids)))).distinct()
         )
     )
+
+
+def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, MemberFacts]:
+    """What the templates of each member's emails read of them, in a few bulk queries.
+
+    Args:
+        session: The database session.
+        member_ids: The members.
+
+    Returns:
+        ``{member id: facts}`` for each existing member.
+    """
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    answers: dict[int, dict[str, Any]] = defaultdict(dict)
+    for member_id, key, value in session.execute(
+        select(Answer.member_id, Answer.question_key, Answer.value).where(Answer.member_id.in_(ids))
+    ).tuples():
+        answers[member_id][key] = value
+    stages = dict(
+        session.execute(
+            select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
+                MemberProfile.member_id.in_(ids)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    memberships = effective_memberships(session, ids)
+    segment_ids = sorted({sid for found in memberships.values() for sid in found})
+    keys = (
+        dict(
+            session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
+            .tuples()
+            .all()
+        )
+        if segment_ids
+        else {}
+    )
+    facts: dict[int, MemberFacts] = {}
+    for member_id, attributes in session.execute(
+        select(Member.id, Member.attributes).where(Member.id.in_(ids))
+    ).tuples():
+        stage = stages.get(member_id)
+        facts[member_id] = MemberFacts(
+            answers=answers.get(member_id, {}),
+            attributes=dict(attributes or {}),
+            lifecycle=str(stage) if stage is not None else None,
+            segments=sorted(keys[sid] for sid in memberships.get(member_id, ()) if sid in keys),
+        )
+    return facts
 
 
 def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
@@ -290,6 +375,7 @@ class ContentPicker:
         sent: set[str],
         trigger: Mapping[str, Any] | None = None,
         questionnaire_answered: bool = False,
+        profile: MemberFacts | None = None,
     ) -> MessageContext:
         """The context of one email: its slots first, then its content picks.
 
@@ -302,6 +388,7 @@ class ContentPicker:
             sent: Keys the member was already sent; the keys picked are added to it.
             trigger: What the trigger recorded (the enrollment's context).
             questionnaire_answered: Whether the member answered the questionnaire.
+            profile: What the templates read of the member (``member_profiles``).
 
         Returns:
             The message context.
@@ -315,6 +402,7 @@ class ContentPicker:
             slots=filled,
             trigger=dict(trigger or {}),
             questionnaire_answered=questionnaire_answered,
+            profile=profile or MemberFacts(),
         )
 
     def fill(

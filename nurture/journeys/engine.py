@@ -35,7 +35,9 @@ from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.content import (
     ContentPicker,
+    MemberFacts,
     PickContent,
+    member_profiles,
     members_who_answered,
     recommended_content,
 )
@@ -311,6 +313,7 @@ class _Batch:
     written: set[tuple[int, str]]
     sent_keys: defaultdict[int, set[str]]
     answered: set[int]
+    profiles: dict[int, MemberFacts]
     engagement: dict[tuple[int, str], set[str]]
     facts: ConditionFacts | None = None
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -356,6 +359,7 @@ def _advance_chunk(
         written=set(written),
         sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
         answered=members_who_answered(session, member_ids),
+        profiles=member_profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
@@ -564,6 +568,7 @@ def _queue_message(
         sent=batch.sent_keys[member.id],
         trigger=enrollment.context,
         questionnaire_answered=member.id in batch.answered,
+        profile=batch.profiles.get(member.id),
     )
     if not definition.transactional:
         run.budget.record(member.id, run.now)

@@ -244,6 +244,10 @@ class ContentItem(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     published_at: Mapped[dt.datetime | None]
     event_start: Mapped[dt.datetime | None]
+    event_time_zone: Mapped[str | None] = mapped_column(String(64))
+    """The IANA zone an event is held in (the library's ``time_zone``)."""
+    venue: Mapped[str | None] = mapped_column(String(500))
+    """Where an in-person event takes place; None for an online one."""
     expires_at: Mapped[dt.datetime | None]
     text_hash: Mapped[str] = mapped_column(String(64))
     source_path: Mapped[str] = mapped_column(String(1000))

@@ -256,6 +256,7 @@ def load_workspace(
         strings=branding.strings,
         limits=render_limits,
         transactional=transactional_templates(journeys),
+        questionnaire=questionnaire,
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)

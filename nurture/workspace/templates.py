@@ -30,10 +30,16 @@ from nurture.delivery.rendering import (
 from nurture.errors import Problem, TemplateError
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.storage.models import Member
-from nurture.workspace.template_samples import SAMPLE_ITEMS, AnySlots, sample_trigger_contexts
+from nurture.workspace.template_samples import (
+    SAMPLE_ITEMS,
+    AnySlots,
+    sample_profile,
+    sample_trigger_contexts,
+)
 
 if TYPE_CHECKING:  # the journeys package imports this one
     from nurture.journeys.models import JourneyDefinition
+    from nurture.workspace.questionnaire import Questionnaire
 
 __all__ = ["SubjectSample", "journey_subjects", "transactional_templates", "validate_templates"]
 
@@ -106,25 +112,44 @@ def transactional_templates(journeys: Iterable[JourneyDefinition]) -> set[str]:
     return {name for name, seen in kinds.items() if seen == {True}}
 
 
-def _sample_context(kind: str | None, *, answered: bool = False) -> dict[str, Any]:
+def _sample_context(
+    kind: str | None, *, answered: bool = False, questionnaire: Questionnaire | None = None
+) -> dict[str, Any]:
     """A message context as the journey engine fills it, for a journey of trigger ``kind``."""
     return {
         "items": [dict(item) for item in SAMPLE_ITEMS],
         "slots": AnySlots(),
         "trigger": dict(sample_trigger_contexts().get(kind or "", {})),
         "questionnaire_answered": answered,
+        "profile": sample_profile(questionnaire, answered=answered),
         "questionnaire_url": "https://example.org/questionnaire",
     }
 
 
-def _sample_contexts() -> list[tuple[str, dict[str, Any]]]:
-    """(label, message context) pairs: nothing at all, then one per trigger kind."""
+def _sample_contexts(questionnaire: Questionnaire | None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, message context) pairs: nothing at all, then one per trigger kind.
+
+    The trigger kinds alternate between a member who answered every question and one who
+    answered none.
+    """
     empty = {"items": [], "slots": {}, "trigger": {}, "questionnaire_answered": False}
     return [
         ("an empty context (no items, no slots, no trigger)", empty),
         *(
-            (f"a sample {kind} context", _sample_context(kind, answered=index % 2 == 1))
+            (
+                f"a sample {kind} context",
+                _sample_context(kind, answered=index % 2 == 1, questionnaire=questionnaire),
+            )
             for index, kind in enumerate(sample_trigger_contexts())
+        ),
+        *(
+            (
+                f"a sample {kind} context of a member who {'answered' if answered else 'did not'}",
+                _sample_context(kind, answered=answered, questionnaire=questionnaire),
+            )
+            for kind in ("member_joined",)
+            for answered in (True, False)
+            if kind in sample_trigger_contexts()
         ),
     ]
 
@@ -136,6 +161,7 @@ def _sample_member(language: str, *, named: bool = True) -> Member:
         first_name="Camille" if named else "",
         last_name="Martin" if named else "",
         language=language,
+        time_zone="America/New_York" if named else "UTC",
     )
 
 
@@ -269,11 +295,17 @@ def _check_email(
                 _check_links(name, email, renderer, problems, during)
 
 
-def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems: _Problems) -> None:
+def _check_subject(
+    subject: SubjectSample,
+    renderer: TemplateRenderer,
+    problems: _Problems,
+    questionnaire: Questionnaire | None,
+) -> None:
     """Render a journey's subject line in its language(s) with its trigger's sample context."""
     languages = [subject.language] if subject.language else renderer.languages
     for language in languages:
-        message = _sample_message("", subject.source, _sample_context(subject.trigger_type))
+        sample = _sample_context(subject.trigger_type, questionnaire=questionnaire)
+        message = _sample_message("", subject.source, sample)
         context = renderer.build_context(message, _sample_member(language))
         try:
             renderer.render_subject(subject.source, context, what=f"subject {subject.field}")
@@ -302,6 +334,7 @@ def validate_templates(
     strings: Mapping[str, Mapping[str, str]] | None = None,
     limits: RenderLimits = DEFAULT_RENDER_LIMITS,
     transactional: Collection[str] = (),
+    questionnaire: Questionnaire | None = None,
 ) -> list[Problem]:
     """Compile and render every email of a folder, in every language, against sample data.
 
@@ -325,6 +358,8 @@ def validate_templates(
         limits: The bounds of every render, as in the settings (``RenderLimits.of``).
         transactional: Emails only transactional journeys send (``transactional_templates``):
             every other email must show the unsubscribe and preference links in both parts.
+        questionnaire: The workspace's questionnaire: ``member.answers`` holds its questions
+            (answered in some samples, not in others), so a misspelt question is a problem.
 
     Returns:
         Every problem, each with the file (the template, partial or layout at fault, or the
@@ -345,11 +380,12 @@ def validate_templates(
         languages=languages,
         strings=strings,
         limits=limits,
+        questionnaire=questionnaire,
     )
     _check_sources(folder, renderer, problems)
-    contexts = _sample_contexts()
+    contexts = _sample_contexts(questionnaire)
     for name in list_email_templates(folder):
         _check_email(name, renderer, contexts, problems, marketing=name not in transactional)
     for subject in subjects:
-        _check_subject(subject, renderer, problems)
+        _check_subject(subject, renderer, problems, questionnaire)
     return problems.found

@@ -92,6 +92,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
                     )
                 )
         session.add(Answer(member_id=camille.id, question_key="role", value="manager"))
+        session.add(
+            Answer(member_id=camille.id, question_key="goals", value=["run_events", "measure_roi"])
+        )
         journey = Journey(
             key="first_contribution",
             version=1,
@@ -321,3 +324,18 @@ def test_send_to_needs_an_address(workspace: list[str], tmp_path: Path, address:
     assert result.exit_code != 0
     assert "expected an e-mail address" in result.output
     assert not (tmp_path / "data" / "outbox").exists()
+
+
+def test_preview_quotes_the_members_answers_in_the_language_shown(workspace: list[str]) -> None:
+    _, page = _preview(workspace, "welcome", "--member", "camille@example.org")
+    assert (
+        "Vous nous avez dit ce que vous voulez accomplir dans les six prochains mois : "
+        "organiser des événements et mesurer le ROI de la communauté."
+    ) in _text_part(page)
+    _, page = _preview(workspace, "welcome", "--member", "camille@example.org", "--language", "en")
+    assert (
+        "you want to achieve in the next six months: run events and measure the community's ROI"
+        in (_text_part(page))
+    )
+    _, page = _preview(workspace, "welcome", "--member", "ada@example.org")
+    assert "You told us" not in _text_part(page)  # Ada answered nothing

@@ -44,6 +44,8 @@ GERMAN = {
     "kind.webinar": "Webinar",
     "kind.masterclass": "Masterclass",
     "kind.discussion": "Diskussion",
+    "time_in_zone": "{time} Uhr ({city})",
+    "time_in_utc": "{time} Uhr UTC",
 }
 
 
