@@ -1,7 +1,7 @@
 """event venue: where and in which time zone an event is held
 
 Revision ID: 0005_event_venue
-Revises: 0004_delivery
+Revises: 0006_preferences
 Create Date: 2026-12-06 08:00:00
 
 - ``content_items.event_time_zone``: the IANA zone of an event (the library's ``time_zone``);
@@ -14,8 +14,8 @@ from collections.abc import Sequence
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0005_event_venue"
-down_revision: str | None = "0004_delivery"
+revision: str = "0007_event_venue"
+down_revision: str | None = "0006_preferences"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
