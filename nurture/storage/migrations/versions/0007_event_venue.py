@@ -1,6 +1,6 @@
 """event venue: where and in which time zone an event is held
 
-Revision ID: 0005_event_venue
+Revision ID: 0007_event_venue
 Revises: 0006_preferences
 Create Date: 2026-12-06 08:00:00
 
