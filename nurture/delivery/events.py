@@ -40,6 +40,7 @@ from sqlalchemy import and_, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import normalise_address, suppress_address
+from nurture.ingest.fields import load_json
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
@@ -474,15 +475,12 @@ def _split_json_array(text: str) -> list[tuple[str, int]] | None:
             return items if char == "]" and pos == len(text) else None
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 def decode_event_batch(body: bytes) -> list[Any] | None:
     """The items of a webhook body (a JSON array), each decoded on its own.
 
-    An item nested deeper than ``MAX_EVENT_DEPTH`` is not decoded: it becomes a
-    ``RefusedEvent`` saying so, and the other items of the batch are kept.
+    An item nested deeper than ``MAX_EVENT_DEPTH`` is not decoded, and one holding what JSON
+    or a database cannot take (an integer beyond 64 bits, ``NaN``, a key named twice) is not
+    kept: each becomes a ``RefusedEvent`` saying why, and the other items of the batch are kept.
 
     Args:
         body: The request body, UTF-8 JSON.
@@ -503,7 +501,9 @@ def decode_event_batch(body: bytes) -> list[Any] | None:
             items.append(RefusedEvent(f"nested deeper than {MAX_EVENT_DEPTH} levels"))
             continue
         try:
-            items.append(json.loads(source, parse_constant=_refuse_constant))
-        except ValueError:
+            items.append(load_json(source))
+        except json.JSONDecodeError:
             return None
+        except ValueError as error:
+            items.append(RefusedEvent(str(error)))
     return items
