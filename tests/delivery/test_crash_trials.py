@@ -1,5 +1,11 @@
-"""Crash trials: a worker on the outbox backend killed (SIGKILL) at random points, recovered,
-restarted, until the queue drains: every message ends ``sent`` with exactly one ``.eml``.
+"""Crash trials: a worker killed (SIGKILL) at random points, recovered, restarted, until the
+queue drains: every message is delivered exactly once.
+
+On the outbox backend every message ends ``sent`` with exactly one ``.eml``, settled by the
+recovery alone. On SMTP (a local aiosmtpd sink), what recovery cannot know, a message handed to
+the server when the worker died, ends ``unknown``, and an operator settles it with
+``nurture deliveries resolve`` after looking at the server's log: the trial plays that operator
+by reading the sink's.
 
 Each round runs a real worker process with the real ``OutboxMailer`` (slowed a little so kills
 land between claim, hand-off, file and record), kills it at a random moment, then runs the
@@ -20,14 +26,17 @@ import time
 from pathlib import Path
 
 import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import Envelope
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.delivery import OutboxMailer, deliver_messages
-from nurture.delivery.worker import RecoverySummary, recover_stale_messages
+from nurture.delivery import OutboxMailer, SmtpMailer, deliver_messages
+from nurture.delivery.worker import RecoverySummary, recover_stale_messages, resolve_unknown
 from nurture.storage.models import Message, MessageStatus
 
 from .conftest import NOW, make_renderer
+from .mail_helpers import HOST, free_port
 from .test_exactly_once import REPO, SENDER, queue_messages, statuses
 
 pytestmark = pytest.mark.slow
@@ -174,3 +183,134 @@ def test_killed_workers_on_the_outbox_lose_nothing_and_send_nothing_twice(
     assert len(expected) == len(ids)
     if os.environ.get("NURTURE_CRASH_REPORT"):  # how often each recovery path was taken
         print(f"seed {seed}, {kills} kills, recoveries: {recovered}")
+
+
+SMTP_WORKER = """
+import datetime as dt, random, sys, time
+from pathlib import Path
+from nurture.delivery import SmtpMailer, deliver_messages
+from nurture.storage import create_database_engine, open_session
+from tests.delivery.conftest import SECRET, make_renderer
+
+url, port, templates, now, seed = sys.argv[1:6]
+rng = random.Random(int(seed))
+
+class SlowSmtp(SmtpMailer):
+    def send(self, email):
+        time.sleep(rng.uniform(0, 0.01))
+        return super().send(email)
+
+with open_session(create_database_engine(url)) as session:
+    deliver_messages(
+        session, SlowSmtp("127.0.0.1", int(port), security="none"),
+        make_renderer(Path(templates)), None, dt.datetime.fromisoformat(now),
+        sender_email="team@example.org", sender_name="Team", suppression_salt=SECRET,
+        concurrency=4,
+    )
+"""
+
+
+class Sink:
+    """An SMTP server's log: the nurture message id of every email it accepted, in order."""
+
+    def __init__(self) -> None:
+        self.accepted: list[int] = []
+
+    async def handle_DATA(self, server: object, session: object, envelope: Envelope) -> str:
+        content = envelope.original_content or b""
+        for line in content.split(b"\r\n"):
+            if line.lower().startswith(b"x-nurture-message-id:"):
+                self.accepted.append(int(line.split(b":", 1)[1]))
+        return "250 2.0.0 Ok: queued"
+
+
+def _run_smtp_and_kill(
+    database_url: str, sink: Sink, port: int, templates: Path, now: dt.datetime, rng
+) -> bool:
+    """Run a worker on SMTP at ``now``, SIGKILL it at a random moment; False if it finished."""
+    target = len(sink.accepted) + rng.randint(1, 6)
+    worker = subprocess.Popen(
+        [
+            sys.executable,
+            "-c",
+            SMTP_WORKER,
+            database_url,
+            str(port),
+            str(templates),
+            now.isoformat(),
+            str(rng.randrange(2**32)),
+        ],
+        cwd=REPO,
+        env={**os.environ, "PYTHONPATH": str(REPO)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        while len(sink.accepted) < target and worker.poll() is None:
+            if time.monotonic() > deadline:
+                pytest.fail("the SMTP sink received nothing for two minutes")
+            time.sleep(0.002)
+        time.sleep(rng.uniform(0, 0.03))
+        if worker.poll() is not None:
+            assert worker.returncode == 0, worker.stderr.read()
+            return False
+        worker.send_signal(signal.SIGKILL)
+    finally:
+        worker.wait(timeout=30)
+        worker.stderr.close()
+    time.sleep(0.2)  # an email whose last line was sent before the kill reaches the log
+    return True
+
+
+def _settle_like_an_operator(session: Session, sink: Sink, now: dt.datetime) -> int:
+    """What ``nurture deliveries unknown`` then ``resolve`` do, the server's log at hand."""
+    unknown = [m for m, status in statuses(session).items() if status is MessageStatus.UNKNOWN]
+    seen = set(sink.accepted)
+    resolve_unknown(session, [m for m in unknown if m in seen], "sent", now)
+    resolve_unknown(session, [m for m in unknown if m not in seen], "requeue", now)
+    session.commit()
+    return len(unknown)
+
+
+def test_killed_workers_on_smtp_deliver_each_email_once_with_an_operator(
+    session, database_url, tmp_path, templates
+):
+    seed = int(os.environ.get("NURTURE_CRASH_SEED", random.randrange(2**32)))
+    rng = random.Random(seed)
+    ids = queue_messages(session, MESSAGES)
+    sink, port = Sink(), free_port()
+    server = Controller(sink, hostname=HOST, port=port)
+    server.start()
+    try:
+        now, kills, settled = NOW, 0, 0
+        while kills < KILLS:
+            now += dt.timedelta(hours=1)
+            recover_stale_messages(session, now, STALE, check=None)
+            session.commit()
+            settled += _settle_like_an_operator(session, sink, now)
+            if not _run_smtp_and_kill(database_url, sink, port, templates, now, rng):
+                if all(status is MessageStatus.SENT for status in statuses(session).values()):
+                    break
+                continue
+            kills += 1
+        now += dt.timedelta(hours=1)
+        recover_stale_messages(session, now, STALE, check=None)
+        session.commit()
+        settled += _settle_like_an_operator(session, sink, now)
+        final_run = deliver_messages(
+            session,
+            SmtpMailer(HOST, port, security="none"),
+            make_renderer(templates),
+            None,
+            now,
+            concurrency=4,
+            **SENDER,
+        )
+        assert final_run.failed == final_run.unknown == 0, f"seed {seed}"
+    finally:
+        server.stop()
+    assert set(statuses(session).values()) == {MessageStatus.SENT}, f"seed {seed}"
+    assert sorted(sink.accepted) == sorted(ids), f"seed {seed}: missing or sent twice"
+    if os.environ.get("NURTURE_CRASH_REPORT"):
+        print(f"seed {seed}, {kills} kills, {settled} unknown emails settled by the operator")
