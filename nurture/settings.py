@@ -219,6 +219,12 @@ class Settings(BaseSettings):
     )
     web_host: str = Field(default="127.0.0.1", description="Address `nurture serve` listens on.")
     web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `nurture serve`.")
+    api_rate_limit_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests each API key may make per minute to `nurture serve`'s HTTP API "
+        "(beyond it: 429 with Retry-After).",
+    )
     sender_email: str = "community@example.org"
     sender_name: str = "The community team"
     community_name: str = "Example Community"

@@ -19,6 +19,7 @@ from rich.table import Table
 from sqlalchemy import select
 
 from nurture import stages
+from nurture.cli import api_key as api_key_commands
 from nurture.cli import deliveries as delivery_commands
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
@@ -74,6 +75,7 @@ app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)
 delivery_commands.register(app)
+api_key_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
