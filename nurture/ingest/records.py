@@ -90,7 +90,8 @@ def store_member_records(
         session: The session; the caller commits, or rolls back when there are problems.
         records: The records, as parsed JSON (objects of the member fields and attributes).
         languages: The workspace's languages, the default first.
-        now: The clock: a ``joined_at`` later than it (beyond a day) is refused.
+        now: The clock: a ``joined_at`` later than it (beyond a day) is refused; a new member
+            without one joined at ``now``.
 
     Returns:
         The counts, or every problem (then nothing was written).
@@ -105,7 +106,7 @@ def store_member_records(
                 parsed.append(exc.with_traceback(None))
         return parsed
 
-    apply = functools.partial(_apply_members, default_language=languages[0])
+    apply = functools.partial(_apply_members, default_language=languages[0], now=now)
     return _store(session, records, None, parse, apply)
 
 
