@@ -14,6 +14,8 @@ Routes:
 - ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
 - ``GET /health``: ``ok``.
 - ``/api/v1/...``: the HTTP API (:mod:`nurture.web.api`): members, events, answers.
+- ``POST /webhooks/integrations/{name}``: a community platform's signed webhook, mapped by the
+  workspace's ``integrations/<name>.yaml`` (:mod:`nurture.web.inbound`).
 
 The signed token in the link is the member's only credential; a token acts only on the member
 whose current address it was made for (``find_token_member``). A request that cannot be served
@@ -55,6 +57,7 @@ from nurture.storage import create_database_engine, session_scope
 from nurture.storage.models import Member, utcnow
 from nurture.web import pages
 from nurture.web.api import api_routes
+from nurture.web.inbound import inbound_routes
 from nurture.web.preferences import (
     InvalidPreferenceForm,
     PreferenceChoice,
@@ -413,6 +416,7 @@ def create_app(
             Route("/preferences/{token}", routes.save_preferences, methods=["POST"]),
             Route("/webhooks/sendgrid", routes.sendgrid_webhook, methods=["POST"]),
             *api_routes(settings, database, clock),
+            *inbound_routes(settings, database, clock),
         ],
         lifespan=lifespan,
     )
