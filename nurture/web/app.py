@@ -14,6 +14,8 @@ Routes:
 - ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
 - ``GET /health``: ``ok``.
 - ``/api/v1/...``: the HTTP API (:mod:`nurture.web.api`): members, events, answers.
+- ``GET /questionnaire/{token}``, ``POST /questionnaire/{token}``: the onboarding questionnaire
+  as a form, in the member's language (:mod:`nurture.web.questionnaire_form`).
 - ``POST /webhooks/integrations/{name}``: a community platform's signed webhook, mapped by the
   workspace's ``integrations/<name>.yaml`` (:mod:`nurture.web.inbound`).
 
@@ -66,6 +68,7 @@ from nurture.web.preferences import (
     pause_end,
     read_preference_form,
 )
+from nurture.web.questionnaire_form import questionnaire_routes
 from nurture.web.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -417,6 +420,7 @@ def create_app(
             Route("/webhooks/sendgrid", routes.sendgrid_webhook, methods=["POST"]),
             *api_routes(settings, database, clock),
             *inbound_routes(settings, database, clock),
+            *questionnaire_routes(settings, database, clock),
         ],
         lifespan=lifespan,
     )
