@@ -231,7 +231,8 @@ class Settings(BaseSettings):
     questionnaire_url: str | None = Field(
         default="https://community.example.org/questionnaire",
         description="Where members answer the onboarding questionnaire (welcome and reminder "
-        "emails link to it); empty: the emails ask members to reply instead.",
+        "emails link to it); `hosted`: each member's signed link to the form `nurture serve` "
+        "hosts (/questionnaire/...); empty: the emails ask members to reply instead.",
     )
     public_base_url: str = Field(
         default="http://localhost:8000",
