@@ -24,6 +24,7 @@ from nurture.cli import reports as report_commands
 from nurture.cli import serve as serve_commands
 from nurture.cli import status as status_commands
 from nurture.cli.context import runtime_of
+from nurture.cli.failures import run_command
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
 from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
@@ -74,6 +75,15 @@ status_commands.register(app)
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 
+def show_version(value: bool) -> None:
+    """Print ``nurture <version>`` and end the command (``--version``)."""
+    if value:
+        from nurture import __version__
+
+        typer.echo(f"nurture {__version__}")
+        raise typer.Exit()
+
+
 @app.callback()
 def root(
     ctx: typer.Context,
@@ -95,6 +105,16 @@ def root(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error, and debug logs."),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=show_version, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Read settings from the environment and the options common to every command.
 
@@ -102,7 +122,7 @@ def root(
     when the command ends.
     """
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     overrides: dict[str, Any] = {}
@@ -556,9 +576,8 @@ def member_erase(
 
 
 def main() -> None:
-    """Run the ``nurture`` command; a nurture error prints its message and exits with status 1."""
-    try:
-        app()
-    except NurtureError as error:
-        errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
-        raise SystemExit(1) from error
+    """Run the ``nurture`` command; a failure prints what to do and exits non-zero.
+
+    See :mod:`nurture.cli.failures`: the traceback shows only with ``--debug``.
+    """
+    run_command(app)
