@@ -30,7 +30,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from nurture import operations, rights
+from nurture import operations, rights, sentences
 from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
@@ -319,7 +319,7 @@ def sync_workspace(runtime: Runtime, now: dt.datetime) -> ContentSyncSummary:
     with runtime.session() as session:
         summary = sync_content_items(session, specs, now=now)
         embedded = embed_content_items(session, runtime.embedder)
-    logger.info("content library synced: %s; %d items embedded", summary, embedded)
+    logger.info("%s", sentences.describe_content_sync(summary, embedded))
     return summary
 
 
@@ -522,7 +522,7 @@ NIGHTLY = StageList(
         Stage(
             "content",
             sync_workspace,
-            says="content library: {added} added, {updated} updated, {removed} removed",
+            says=sentences.describe_content_sync,
         ),
         Stage(
             "profile",
@@ -530,12 +530,12 @@ NIGHTLY = StageList(
             over=MEMBERS,
             keep=("feature_names_hash", "n_features"),
             empty=ProfileSummary(profiled=0, texts_embedded=0),
-            says="profiled {profiled} members, {texts_embedded} texts embedded",
+            says="profiled {profiled} members, {texts_embedded} new texts embedded",
         ),
         Stage(
             "segment",
             segment,
-            says="{n_segments} segments of {n_members} members (silhouette {quality})",
+            says=sentences.describe_segmentation,
         ),
         Stage(
             "match",
@@ -568,22 +568,21 @@ DELIVER = StageList(
         Stage(
             "journeys",
             run_journeys,
-            says="journeys: {enrolled} enrolled, {messages_queued} messages queued",
+            says=sentences.describe_journeys,
         ),
         Stage(
             "send",
             deliver_chunk,
             over=MESSAGES,
             empty=DeliverySummary(),
-            says="delivery: {sent} sent, {suppressed} suppressed, {failed} failed, "
-            "{retried} to retry",
+            says=sentences.describe_delivery,
         ),
         Stage("outbox_index", finish_delivery, says=lambda path: f"outbox index: {path}"),
         Stage("journey_funnel", journey_funnel, says="{count} journey steps in the funnel"),
         Stage(
             "delivery_report",
             delivery_report,
-            says="messages: {total} in all, {queued_due} due",
+            says="emails: {total} in all, {queued_due} due now",
         ),
     ),
 )

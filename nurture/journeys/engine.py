@@ -51,6 +51,7 @@ from nurture.journeys.models import (
 from nurture.journeys.policy import SendingRules
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
+from nurture.sentences import describe_journeys
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
@@ -224,7 +225,7 @@ def advance_journeys(
             _advance_chunk(session, chunk, run, versions)
 
     summary = JourneySummary(**dataclasses.asdict(run.counts))
-    logger.info("journeys advanced at %s: %s", now.isoformat(), summary)
+    logger.info("%s (at %s)", describe_journeys(summary), now.isoformat())
     return summary
 
 
