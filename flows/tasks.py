@@ -18,14 +18,16 @@ from typing import Any
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.futures import PrefectFuture
+from prefect.states import Completed, State
 
 from flows import reports
 from flows.common import chunk_name, task_runtime, task_settings
 from nurture.orchestration import chunk_batches, combine_chunks, plain
+from nurture.outcomes import NEEDS_ATTENTION, run_outcome
 from nurture.runtime import resolve_now, settings_from
 from nurture.stages import Stage, StageList
 
-__all__ = ["RETRIED", "chunk_task", "run_stage_list", "single_task"]
+__all__ = ["RETRIED", "chunk_task", "final_state", "run_stage_list", "single_task"]
 
 RETRIED: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 10, "cache_policy": NO_CACHE}
 """Every task may be retried (see nurture.stages: each stage is safe to run again); nothing
@@ -117,3 +119,19 @@ def run_stage_list(
         if publish is not None:
             publish(results, settings_from(settings))
     return results
+
+
+def final_state(stages: StageList, results: dict[str, Any]) -> State[dict[str, Any]]:
+    """The state a flow ends in: ``Completed``, or ``Needs attention`` when input was refused.
+
+    Both are completed states (the run did its work; its result is ``results``); the second
+    tells the Prefect UI, ``nurture status`` and an automation that something in the run needs
+    a look (:func:`nurture.outcomes.run_outcome`). The message says what the run did.
+    """
+    outcome = run_outcome(stages.name, results)
+    logger = get_run_logger()
+    if outcome.needs_attention:
+        logger.warning("%s", outcome.message)
+        return Completed(name=NEEDS_ATTENTION, message=outcome.message, data=results)
+    logger.info("%s", outcome.message)
+    return Completed(message=outcome.message, data=results)

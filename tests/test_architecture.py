@@ -18,8 +18,11 @@ FLOWS_MAY_IMPORT = {
     "nurture.stages",
     "nurture.orchestration",
     "nurture.settings",
+    "nurture.outcomes",
+    "nurture.progress",
 }
-"""The library's surface for flows/: build a runtime, walk the stage lists, combine summaries."""
+"""The library's surface for flows/: build a runtime, walk the stage lists, combine summaries,
+say how a run went and report its progress."""
 
 ORCHESTRATOR_PACKAGES = {"flows", "prefect", "prefect_dask", "dask", "distributed"}
 

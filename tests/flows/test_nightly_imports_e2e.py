@@ -31,8 +31,13 @@ def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
     shutil.copy(EXAMPLES / "bad" / "members-no-email-column.csv", inbox / "members-broken.csv")
     (inbox / "notes.txt").write_text("not an import file", encoding="utf-8")
 
-    result = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+    state = nightly(str(settings.workspace), str(settings.data_dir), NOW, return_state=True)
+    result = state.result()
 
+    # A refused file does not fail the run, but the run says it needs attention, and why.
+    assert (state.type.value, state.name) == ("COMPLETED", "Needs attention")
+    assert state.message.startswith("nightly: import file members-broken.csv refused (")
+    assert "imported 2 files of 3" in state.message
     outcomes = {row["file"]: row["outcome"] for row in result["imports"]}
     assert outcomes == {
         "members-broken.csv": "failed",
@@ -53,9 +58,11 @@ def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
     ]
     assert sorted(path.name for path in inbox.iterdir()) == ["done", "failed", "notes.txt"]
 
-    again = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+    rerun = nightly(str(settings.workspace), str(settings.data_dir), NOW, return_state=True)
+    again = rerun.result()
 
-    assert again["imports"] == []
+    assert (rerun.name, again["imports"]) == ("Completed", [])
+    assert rerun.message.startswith("nightly: profiled ")
     assert _count_members(settings) == members
 
 
