@@ -126,12 +126,12 @@ def allowed_age(
     return (thresholds.nightly_within if flow == NIGHTLY_FLOW else None), None
 
 
-def _every(period: dt.timedelta) -> str:
-    """``every 24 hours``, ``every 10 minutes``."""
-    minutes = period.total_seconds() / 60
-    if minutes < 60:
-        return f"every {minutes:.0f} minutes"
-    return f"every {_hours(period)}"
+def _span(delta: dt.timedelta) -> str:
+    """``25 minutes`` under an hour and a half, else as :func:`_hours` (``26 hours``)."""
+    minutes = delta.total_seconds() / 60
+    if minutes < 90:
+        return _noun(round(minutes), "minute")
+    return _hours(delta)
 
 
 def _flow_run_items(
@@ -183,15 +183,15 @@ def _stale_items(
     allowed, period = allowed_age(flow, runs, thresholds)
     if allowed is None or now - last_done <= allowed:
         return []
-    schedule = f" (its schedule runs it {_every(period)})" if period is not None else ""
+    schedule = f" (its schedule runs it every {_span(period)})" if period is not None else ""
     what = (
         "profiles, segments and recommendations are getting stale"
         if flow == NIGHTLY_FLOW
         else "its work is waiting"
     )
     return [
-        f"No {flow} run completed in the last {_hours(allowed)}{schedule}; the last one ended "
-        f"{_hours(now - last_done)} ago: {what}."
+        f"No {flow} run completed in the last {_span(allowed)}{schedule}; the last one ended "
+        f"{_span(now - last_done)} ago: {what}."
     ]
 
 
