@@ -24,6 +24,7 @@ from flows import reports
 from flows.common import chunk_name, task_runtime, task_settings
 from nurture.orchestration import chunk_batches, combine_chunks, plain
 from nurture.outcomes import NEEDS_ATTENTION, run_outcome
+from nurture.progress import LineProgress
 from nurture.runtime import resolve_now, settings_from
 from nurture.stages import Stage, StageList
 
@@ -46,7 +47,7 @@ def single_task(function: Callable[..., Any]) -> Task[..., Any]:
     """The task calling ``function(runtime, now)``: a stage, a listing or a start."""
 
     def call(settings: dict[str, Any], now: dt.datetime) -> Any:
-        with task_runtime(settings) as runtime:
+        with task_runtime(settings) as runtime, runtime.progress.task(function.__name__):
             return plain(function(runtime, now))
 
     return task(_named(call, function), name=function.__name__, **RETRIED)
@@ -69,6 +70,7 @@ def _run_stage(
     stage: Stage, settings: dict[str, Any], now: dt.datetime, listed: dict[str, list[Any]]
 ) -> Any:
     logger = get_run_logger()
+    progress = LineProgress(logger.info)
     if stage.over is None:
         summary = single_task(stage.run)(settings, now)
         logger.info("%s", stage.describe(summary))
@@ -80,12 +82,15 @@ def _run_stage(
     started = single_task(stage.start)(settings, now) if stage.start is not None else {}
     each = chunk_task(stage.run)
     batches = chunk_batches(stage, items, settings_from(settings))
+    watched = progress.task(stage.name, len(items), stage.over.name)
     if stage.over.in_order:
         summaries = []
-        for batch in batches:
-            named = each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}")
-            summaries.append(named(settings, batch, now, started))
-            logger.info("%s", stage.describe(summaries[-1]))
+        with watched:
+            for batch in batches:
+                named = each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}")
+                summaries.append(named(settings, batch, now, started))
+                logger.info("%s", stage.describe(summaries[-1]))
+                watched.advance(len(batch))
     else:
         futures: list[PrefectFuture[Any]] = [
             each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}").submit(
@@ -93,9 +98,12 @@ def _run_stage(
             )
             for batch in batches
         ]
-        summaries = [future.result() for future in futures]
-        for summary in summaries:
-            logger.info("%s", stage.describe(summary))
+        summaries = []
+        with watched:
+            for batch, future in zip(batches, futures, strict=True):
+                summaries.append(future.result())
+                logger.info("%s", stage.describe(summaries[-1]))
+                watched.advance(len(batch))
     return combine_chunks(stage, started, items, summaries)
 
 

@@ -27,6 +27,7 @@ from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
 from nurture.errors import ConfigurationError, WorkspaceNotFoundError
+from nurture.progress import NoProgress, Progress
 from nurture.settings import Settings
 from nurture.storage import create_database_engine, migrate_database, open_session, session_scope
 from nurture.storage.failures import database_error
@@ -250,10 +251,19 @@ class Runtime:
         settings: The settings.
         engine: An engine to use instead of opening one (its schema up to date); the caller
             keeps owning it: :meth:`close` leaves it open. ``flows/`` shares one per process.
+        progress: What watches long work (:mod:`nurture.progress`): a bar on a terminal,
+            lines in a log; by default nothing.
     """
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.settings = settings
+        self.progress: Progress = progress or NoProgress()
         self._engine = engine
         self._owns_engine = engine is None
 

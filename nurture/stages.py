@@ -142,6 +142,8 @@ class Stage:
             kept, where the other counts are added up.
         empty: The summary of a fanout over no item.
         says: What a call's summary tells the log (see :meth:`describe`).
+        unit: What the progress of a stage of one call counts (``enrollments``); a stage over
+            a fanout counts its items.
     """
 
     name: str
@@ -151,6 +153,7 @@ class Stage:
     keep: tuple[str, ...] = ()
     empty: Any = None
     says: str | Callable[[Any], str] = "{name}: done"
+    unit: str = "items"
 
     def describe(self, summary: Any) -> str:
         """One log line for the plain summary of one call of the stage."""
@@ -569,6 +572,7 @@ DELIVER = StageList(
             "journeys",
             run_journeys,
             says=sentences.describe_journeys,
+            unit="enrollments",
         ),
         Stage(
             "send",
@@ -614,7 +618,8 @@ def import_file(
         rejects_path = runtime.settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     layout: dict[str, Any] = {"delimiter": delimiter, "encoding": encoding}
-    with runtime.session() as session:
+    watched = runtime.progress.task(f"import {path.name}", _records_in(path), "records")
+    with watched, runtime.session() as session:
         if kind == "members":
             languages = runtime.workspace.languages
             return import_members(session, path, rejects_path, languages=languages, **layout)
@@ -622,6 +627,22 @@ def import_file(
             questionnaire = runtime.workspace.questionnaire
             return import_answers(session, path, questionnaire, rejects_path, **layout)
         return import_activity(session, path, rejects_path, **layout)
+
+
+def _records_in(path: Path) -> int | None:
+    """About how many records ``path`` holds: its lines (less a CSV header), counted fast.
+
+    A CSV field may span lines, so this is an estimate, for a progress bar; None when the
+    file cannot be read.
+    """
+    try:
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            handle.seek(max(handle.tell() - 1, 0))
+            lines += handle.read(1) not in (b"\n", b"")  # a last line without a newline
+    except OSError:
+        return None
+    return max(lines - (path.suffix.lower() == ".csv"), 0)
 
 
 def export_member(runtime: Runtime, email: str, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -25,6 +25,7 @@ from nurture.cli import serve as serve_commands
 from nurture.cli import status as status_commands
 from nurture.cli.context import runtime_of
 from nurture.cli.failures import run_command
+from nurture.cli.progress_bar import command_progress
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
 from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
@@ -130,7 +131,7 @@ def root(
         overrides["workspace"] = workspace
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    runtime = Runtime(settings_from(overrides))
+    runtime = Runtime(settings_from(overrides), progress=command_progress())
     ctx.obj = runtime
     ctx.call_on_close(runtime.close)
 

@@ -29,6 +29,7 @@ from typing import Any, Literal, cast
 from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.orm import Session
 
+from nurture import progress
 from nurture.chunks import chunked
 from nurture.journeys.content import (
     ContentPicker,
@@ -223,6 +224,7 @@ def advance_journeys(
         due = list(session.scalars(_due_enrollments(definition, run)))
         for chunk in chunked(due, chunk_size):
             _advance_chunk(session, chunk, run, versions)
+            progress.advance(len(chunk))
 
     summary = JourneySummary(**dataclasses.asdict(run.counts))
     logger.info("%s (at %s)", describe_journeys(summary), now.isoformat())
