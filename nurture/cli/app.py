@@ -8,7 +8,7 @@ import logging
 import os
 import shutil
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -16,7 +16,6 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
-from nurture import stages
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
 from nurture.cli import preview as preview_commands
@@ -28,11 +27,14 @@ from nurture.cli.failures import run_command
 from nurture.cli.progress_bar import command_progress
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
-from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
-from nurture.rights import format_export
 from nurture.runtime import Runtime, resolve_now, settings_from, utc_now
-from nurture.segmentation import SegmentationSummary
 from nurture.settings import DEVELOPMENT_SECRET
+
+if TYPE_CHECKING:
+    from nurture.segmentation import SegmentationSummary
+
+# The stages, the orchestration and the domain packages are imported by the commands that run
+# them, not here: `nurture --help` and `nurture --version` stay quick (see docs/operations.md).
 
 __all__ = ["app", "main"]
 
@@ -211,6 +213,8 @@ def import_(
     ] = None,
 ) -> None:
     """Import members, questionnaire answers or activity events; re-importing adds nothing."""
+    from nurture import stages
+
     if kind not in ("members", "answers", "activity"):
         raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
     try:
@@ -237,6 +241,9 @@ def import_(
 @app.command()
 def profile(ctx: typer.Context) -> None:
     """Build every member's profile from their answers and activity."""
+    from nurture import stages
+    from nurture.orchestration import run_stage
+
     summary = run_stage(runtime_of(ctx), stages.NIGHTLY.stage("profile"), utc_now())
     console.print(
         f"{summary['profiled']} members profiled; {summary['texts_embedded']} new texts embedded"
@@ -263,6 +270,8 @@ def _print_segments(summary: SegmentationSummary) -> None:
 @app.command()
 def segment(ctx: typer.Context) -> None:
     """Cluster the profiled members into labelled segments and show them."""
+    from nurture import stages
+
     _print_segments(stages.segment(runtime_of(ctx), utc_now()))
 
 
@@ -297,6 +306,9 @@ def match(
     ] = None,
 ) -> None:
     """Match the content library to every member, or show one member's recommendations."""
+    from nurture import stages
+    from nurture.orchestration import run_stage
+
     runtime = runtime_of(ctx)
     now = utc_now()
     if member is not None:
@@ -348,6 +360,8 @@ def _show_recommendations(runtime: Runtime, email: str, now: dt.datetime) -> Non
 
 
 def _cycle(runtime: Runtime, now: dt.datetime, use_prefect: bool) -> None:
+    from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator
+
     runtime.check_workspace()
     orchestrator = load_orchestrator("prefect" if use_prefect else IN_PROCESS)
     report = CycleReport(orchestrator.run(runtime, CYCLE, now))
@@ -409,6 +423,7 @@ def demo(
 
     The community is the same for a given seed, so running the demo again sends nothing new.
     """
+    from nurture import stages
     from nurture.demo import generate_demo_community
 
     runtime = runtime_of(ctx)
@@ -507,6 +522,9 @@ def member_export(
     ] = None,
 ) -> None:
     """Export everything nurture holds about a member as JSON (right of access)."""
+    from nurture import stages
+    from nurture.rights import format_export
+
     data = stages.export_member(runtime_of(ctx), email)
     text = format_export(data)
     if output is None:
@@ -541,6 +559,8 @@ def member_erase(
     ] = False,
 ) -> None:
     """Erase a member for good and suppress their address (right to be forgotten)."""
+    from nurture import stages
+
     runtime = runtime_of(ctx)
     settings = runtime.settings
     if not yes:

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -21,9 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from nurture.cli.context import runtime_of
-from nurture.operations import FlowRunSummary, ReasonCount, StatusReport, status_report
-from nurture.operations.flow_runs import FINISHED_STATE_TYPES, UPCOMING_STATE_TYPES, time_ago
 from nurture.runtime import utc_now
+
+if TYPE_CHECKING:  # nurture.operations is imported by the command, not by `nurture --help`
+    from nurture.operations import FlowRunSummary, ReasonCount, StatusReport
 
 __all__ = ["FLOWS", "PrefectRuns", "read_flow_runs", "recent_flow_runs", "register", "status"]
 
@@ -62,6 +63,8 @@ class PrefectRuns:
 
 def _flow_run(flow: str, data: Mapping[str, Any]) -> FlowRunSummary:
     """A flow run of the Prefect API's JSON as a summary."""
+    from nurture.operations import FlowRunSummary
+
     state = data.get("state") or {}
     return FlowRunSummary(
         flow=flow,
@@ -77,9 +80,9 @@ def _flow_run(flow: str, data: Mapping[str, Any]) -> FlowRunSummary:
 
 
 QUERIES: tuple[tuple[tuple[str, ...], str, int | None], ...] = (
-    (FINISHED_STATE_TYPES, "END_TIME_DESC", None),
+    (("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), "END_TIME_DESC", None),
     (("COMPLETED",), "END_TIME_DESC", 1),
-    (UPCOMING_STATE_TYPES, "EXPECTED_START_TIME_ASC", None),
+    (("SCHEDULED", "PENDING", "RUNNING", "PAUSED"), "EXPECTED_START_TIME_ASC", None),
 )
 """What is asked of each flow: ``(state types, sort, limit)`` (None: the runs asked for).
 
@@ -201,6 +204,8 @@ def _state(run: FlowRunSummary) -> str:
 
 def _moment(run: FlowRunSummary, now: dt.datetime) -> str:
     """When the run ended, started or is due, from now: ``ended 2.0 h ago``, ``due in 20 h``."""
+    from nurture.operations.flow_runs import time_ago
+
     if run.ended is not None:
         return f"ended {time_ago(run.ended, now)}"
     if run.started is not None:
@@ -332,6 +337,8 @@ def status(
     ] = DEFAULT_RUNS,
 ) -> None:
     """Show how nurture is doing and what an operator should look at."""
+    from nurture.operations import status_report
+
     prefect = recent_flow_runs(runs)
     now = utc_now()
     with runtime_of(ctx).session() as session:
