@@ -22,7 +22,7 @@ import os
 from collections.abc import Sequence
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -31,30 +31,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.cli.context import runtime_of, settings_of
-from nurture.delivery.rendering import (
-    RenderedEmail,
-    TemplateRenderer,
-    list_email_templates,
-    resolve_language,
-)
 from nurture.errors import MemberNotFoundError, NurtureError, WorkspaceFileError
-from nurture.journeys import (
-    ContentPicker,
-    ContentSlot,
-    JourneyDefinition,
-    MessageContext,
-    SendStep,
-    load_journeys,
-    recommended_content,
-    sent_item_keys,
-    trigger_sample,
-)
-from nurture.journeys.content import members_who_answered
-from nurture.rights import find_members
 from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
-from nurture.workspace import WorkspaceConfig, load_workspace_config
+
+if TYPE_CHECKING:  # rendering, journeys and the workspace are imported by the command
+    from nurture.delivery.rendering import RenderedEmail
+    from nurture.journeys import JourneyDefinition, MessageContext, SendStep
+    from nurture.workspace import WorkspaceConfig
 
 __all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
 
@@ -99,6 +84,8 @@ class _Source:
 
 
 def _send_steps(journeys: list[JourneyDefinition], template: str) -> list[tuple[Any, SendStep]]:
+    from nurture.journeys import SendStep
+
     return [
         (journey, step)
         for journey in journeys
@@ -111,6 +98,8 @@ def _find_source(
     settings: Settings, template: str, journey_key: str | None, step_id: str | None
 ) -> _Source:
     """The send step to preview ``template`` as: the one named, else the first that sends it."""
+    from nurture.journeys import load_journeys
+
     if journey_key is None and not settings.journeys_dir.is_dir():
         return _Source()
     try:
@@ -179,6 +168,15 @@ def preview_message_context(
     Returns:
         The context, as the engine would store it in the message.
     """
+    from nurture.journeys import (
+        ContentPicker,
+        ContentSlot,
+        recommended_content,
+        sent_item_keys,
+        trigger_sample,
+    )
+    from nurture.journeys.content import members_who_answered
+
     picker = ContentPicker(functools.partial(recommended_content, now=now), now)
     trigger: dict[str, Any] = {}
     if journey is not None:
@@ -296,6 +294,8 @@ def _check_request(
     languages: Sequence[str],
 ) -> None:
     """Refuse a step without its journey, an undeclared language or an unknown template."""
+    from nurture.delivery.rendering import list_email_templates
+
     if step is not None and journey is None:
         raise typer.BadParameter("give the journey of the step too", param_hint="--step")
     if language is not None and language not in languages:
@@ -318,6 +318,8 @@ def _render(
     now: dt.datetime,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
+    from nurture.delivery.rendering import TemplateRenderer
+
     renderer = TemplateRenderer(
         settings.templates_dir,
         community_name=settings.community_name,
@@ -382,6 +384,10 @@ def preview(
     ] = None,
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
+    from nurture.delivery.rendering import resolve_language
+    from nurture.rights import find_members
+    from nurture.workspace import load_workspace_config
+
     settings = _settings(ctx)
     config = load_workspace_config(settings.workspace)
     _check_request(settings, template, journey, step, language, config.languages)
