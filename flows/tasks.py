@@ -17,12 +17,13 @@ from typing import Any
 
 from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
+from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
 from prefect.states import Completed, State
 
 from flows import reports
 from flows.common import chunk_name, task_runtime, task_settings
-from nurture.orchestration import chunk_batches, combine_chunks, plain
+from nurture.orchestration import chunk_batches, combine_chunks, plain, worth_retrying
 from nurture.outcomes import NEEDS_ATTENTION, run_outcome
 from nurture.progress import LineProgress
 from nurture.runtime import resolve_now, settings_from
@@ -30,9 +31,21 @@ from nurture.stages import Stage, StageList
 
 __all__ = ["RETRIED", "chunk_task", "final_state", "run_stage_list", "single_task"]
 
-RETRIED: dict[str, Any] = {"retries": 2, "retry_delay_seconds": 10, "cache_policy": NO_CACHE}
-"""Every task may be retried (see nurture.stages: each stage is safe to run again); nothing
-is cached: each run reads fresh data."""
+
+def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
+    """Whether a failed task is retried: a refused backfill would only be refused again."""
+    error = state.data if isinstance(state.data, BaseException) else None
+    return worth_retrying(error)
+
+
+RETRIED: dict[str, Any] = {
+    "retries": 2,
+    "retry_delay_seconds": 10,
+    "retry_condition_fn": _worth_retrying,
+    "cache_policy": NO_CACHE,
+}
+"""Every task may be retried (see nurture.stages: each stage is safe to run again), but a
+refused backfill; nothing is cached: each run reads fresh data."""
 
 
 def _named(wrapper: Callable[..., Any], function: Callable[..., Any]) -> Callable[..., Any]:

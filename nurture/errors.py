@@ -19,6 +19,7 @@ The tree::
     ├── EvaluationDataError (ValueError)       the data to evaluate on is missing or invalid
     ├── InvalidUnsubscribeTokenError (ValueError)  a tampered, malformed or stale unsubscribe link
     ├── MemberNotFoundError (LookupError)      no member has the address asked for
+    ├── BackfillRefusedError (RuntimeError)    a run would email too much of the community at once
     ├── EmbeddingError (RuntimeError)          the embedding model cannot load or run
     └── DeliveryError (RuntimeError)           a mail backend refused or failed
         └── PermanentDeliveryError             ... and retrying will not help
@@ -33,6 +34,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 __all__ = [
+    "BackfillRefusedError",
     "ConfigurationError",
     "ContentValidationError",
     "DatabaseError",
@@ -195,6 +197,13 @@ class InvalidUnsubscribeTokenError(NurtureError, ValueError):
 
 class MemberNotFoundError(NurtureError, LookupError):
     """No member has the e-mail address asked for (export, erasure...)."""
+
+
+class BackfillRefusedError(NurtureError, RuntimeError):
+    """A run would start emailing more of the community at once than the backfill limit allows.
+
+    Nothing of the run's journeys is kept: no member enrolled, no email queued.
+    """
 
 
 class EmbeddingError(NurtureError, RuntimeError):

@@ -220,9 +220,9 @@ def check_expression(
     for attr in _attribute_reads(tree, "activity"):
         if attr not in activity_names:
             problems.append(_unknown(attr, "activity", activity_names))
-    for event_type, attr in _activity_reads(tree):
-        if event_type in EVENT_TYPES and attr not in ACTIVITY_FIELDS:
-            problems.append(_unknown(str(attr), f"activity.{event_type} field", ACTIVITY_FIELDS))
+    for event_type, field in _activity_reads(tree):
+        if event_type in EVENT_TYPES and field not in ACTIVITY_FIELDS:
+            problems.append(_unknown(str(field), f"activity.{event_type} field", ACTIVITY_FIELDS))
     if question_keys is not None:
         problems.extend(
             _unknown(attr, "question", question_keys)

@@ -27,7 +27,7 @@ from typing import Any, Protocol, TypeVar, runtime_checkable
 
 from nurture.chunks import chunked
 from nurture.delivery import DeliverySummary
-from nurture.errors import ConfigurationError
+from nurture.errors import BackfillRefusedError, ConfigurationError
 from nurture.journeys import JourneySummary
 from nurture.runtime import Runtime, resolve_now
 from nurture.segmentation import SegmentationSummary
@@ -50,12 +50,23 @@ __all__ = [
     "run_cycle",
     "run_stage",
     "run_stage_list",
+    "worth_retrying",
 ]
 
 logger = logging.getLogger(__name__)
 
 CYCLE: tuple[str, ...] = ("nightly", "deliver")
 """The stage lists of one full cycle, in order."""
+
+
+def worth_retrying(error: BaseException | None) -> bool:
+    """Whether a stage that failed with ``error`` may succeed if run again.
+
+    Every stage is safe to run again (see :mod:`nurture.stages`), but a refused backfill would
+    only be refused again until someone allows it.
+    """
+    return not isinstance(error, BackfillRefusedError)
+
 
 IN_PROCESS = "in-process"
 """The name of the orchestrator that runs the lists in this process."""

@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from nurture.recommend import RankingWeights
     from nurture.segmentation import SegmentRule
     from nurture.workspace import ContentItemSpec, Questionnaire, Workspace, WorkspaceConfig
+    from nurture.workspace.brand import Brand
 
 __all__ = [
     "LoadedWorkspace",
@@ -168,6 +169,7 @@ class LoadedWorkspace:
         loaded = cls(settings)
         loaded.__dict__.update(
             config=workspace.config,
+            brand=workspace.brand,
             questionnaire=workspace.questionnaire,
             content_items=workspace.content_items,
             segment_rules=workspace.segment_rules,
@@ -187,6 +189,13 @@ class LoadedWorkspace:
     def languages(self) -> tuple[str, ...]:
         """The languages members are written to, the default first."""
         return self.config.languages
+
+    @cached_property
+    def brand(self) -> Brand | None:
+        """What ``brand.yaml`` declares (name, look, reply-to, footer); None without the file."""
+        from nurture.workspace.brand import load_brand
+
+        return load_brand(self.settings.workspace, languages=self.languages)
 
     @cached_property
     def questionnaire(self) -> Questionnaire:
@@ -317,18 +326,30 @@ class Runtime:
     def renderer(self) -> TemplateRenderer:
         """The renderer of the workspace's email templates, signing unsubscribe links."""
         from nurture.delivery import TemplateRenderer
+        from nurture.delivery.limits import RenderLimits
+        from nurture.workspace.brand import email_branding
 
         settings = self.settings
+        branding = email_branding(
+            self.workspace.brand,
+            community_name=settings.community_name,
+            strings=self.workspace.config.strings,
+        )
+        shared = dict(branding.context)
+        if settings.questionnaire_url:
+            shared["questionnaire_url"] = settings.questionnaire_url
         return TemplateRenderer(
             settings.templates_dir.resolve(),
-            community_name=settings.community_name,
+            community_name=branding.community_name,
             public_base_url=settings.public_base_url,
             unsubscribe_secret=settings.unsubscribe_secret.get_secret_value(),
-            shared_context={"questionnaire_url": settings.questionnaire_url}
-            if settings.questionnaire_url
-            else None,
+            shared_context=shared,
             languages=self.workspace.languages,
-            strings=self.workspace.config.strings,
+            strings=branding.strings,
+            limits=RenderLimits.of(settings),
+            questionnaire=self.workspace.questionnaire
+            if settings.questionnaire_path.is_file()
+            else None,
         )
 
     @cached_property
@@ -364,6 +385,7 @@ class Runtime:
             WorkspaceNotFoundError: The workspace folder is missing or holds no workspace file.
             WorkspaceValidationError: Every problem of every file, with file, line and column.
         """
+        from nurture.delivery.limits import RenderLimits
         from nurture.workspace import load_workspace
 
         settings = self.settings
@@ -373,6 +395,7 @@ class Runtime:
             community_name=settings.community_name,
             public_base_url=settings.public_base_url,
             questionnaire_url=settings.questionnaire_url,
+            render_limits=RenderLimits.of(settings),
         )
         self.__dict__["workspace"] = LoadedWorkspace.of(settings, workspace)
         return workspace

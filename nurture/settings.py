@@ -115,6 +115,11 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    allow_backfill: bool = Field(
+        default=False,
+        description="Let a run start emailing more of the community at once than "
+        "sending.yaml's backfill limit allows (nurture run --allow-backfill); default: refuse.",
+    )
     task_runner: Literal["thread", "dask"] = Field(
         default="thread",
         description="Where the flows run their chunk tasks: thread (threads of the flow's "
@@ -183,8 +188,34 @@ class Settings(BaseSettings):
     sending_stale_after_minutes: int = Field(
         default=30,
         ge=1,
-        description="A message still 'sending' this long after its claim is resolved from "
-        "provider events, or marked 'unknown' for an operator; it is never re-sent blindly.",
+        description="A message still 'sending' this long after its claim is recovered: back "
+        "in the queue if it was never handed to the backend, 'sent' if provider events or the "
+        "outbox's file prove it went out, else 'unknown' for an operator (`nurture deliveries`); "
+        "it is never re-sent blindly.",
+    )
+    render_max_output_chars: int = Field(
+        default=1_000_000,
+        ge=1000,
+        description="Longest output of one template render (subject or body), and longest "
+        "string, list or mapping a template may build; longer fails that message.",
+    )
+    render_max_format_width: int = Field(
+        default=1000,
+        ge=10,
+        description="Largest width or precision in a template's formats ('%10s', '{:>10}') "
+        "and width given to filters such as center or indent.",
+    )
+    render_max_loop_iterations: int = Field(
+        default=100_000,
+        ge=100,
+        description="Iterations of all the loops of one template render together.",
+    )
+    render_max_seconds: float = Field(
+        default=5.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="Longest wall time of one template render; a slower one fails its message "
+        "(and, when the workspace is checked, its template).",
     )
     web_host: str = Field(default="127.0.0.1", description="Address `nurture serve` listens on.")
     web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `nurture serve`.")

@@ -30,11 +30,12 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from nurture import operations, rights, sentences
+from nurture import operations, reports, rights, sentences
 from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
     RetryPolicy,
+    acceptance_check_for,
     deliver_messages,
     due_message_ids,
     recover_stale_messages,
@@ -359,7 +360,7 @@ def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
             min_segments=settings.min_segments,
             max_segments=settings.max_segments,
             seed=settings.random_seed,
-            block_weights=settings.segment_block_weights,
+            block_weights=dict(settings.segment_block_weights.items()),
             mini_batch_threshold=settings.segment_mini_batch_threshold,
             sample_size=settings.segment_sample_size,
             move_after=dt.timedelta(days=settings.segment_move_after_days),
@@ -399,11 +400,11 @@ def match_chunk(
         )
 
 
-def segment_table(runtime: Runtime, now: dt.datetime) -> list[operations.SegmentRow]:
+def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:
     """One row per active segment: label, kind, size, share, top traits and words."""
     questionnaire = runtime.workspace.questionnaire
     with runtime.session() as session:
-        return operations.segment_table(session, now, questionnaire=questionnaire)
+        return reports.segment_table(session, now, questionnaire=questionnaire)
 
 
 def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSummary:
@@ -416,17 +417,30 @@ def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSum
 
 
 def recover_deliveries(runtime: Runtime, now: dt.datetime) -> RecoverySummary:
-    """Settle the messages an interrupted run left in ``sending``, never sending them again.
+    """Settle the messages an interrupted run left in ``sending``, never sending one twice.
 
-    Those the provider reported on become ``sent``; the others ``unknown``, for an operator.
+    Those never handed to the backend go back in the queue; those the provider reported on, or
+    the outbox holds, become ``sent``; the others ``unknown``, for an operator.
     """
-    stale_after = dt.timedelta(minutes=runtime.settings.sending_stale_after_minutes)
+    settings = runtime.settings
+    stale_after = dt.timedelta(minutes=settings.sending_stale_after_minutes)
     with runtime.session() as session:
-        return recover_stale_messages(session, now, stale_after)
+        return recover_stale_messages(
+            session,
+            now,
+            stale_after,
+            check=acceptance_check_for(settings),
+            max_attempts=settings.max_send_attempts,
+        )
 
 
 def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
-    """Enrol members in the workspace's journeys and queue the messages that are due."""
+    """Enrol members in the workspace's journeys and queue the messages that are due.
+
+    A run that would start emailing more of the community at once than ``sending.yaml``'s
+    backfill limit allows is refused (``BackfillRefusedError``, nothing kept) unless the
+    settings allow it (``allow_backfill``).
+    """
     settings, workspace = runtime.settings, runtime.workspace
     definitions, rules = workspace.journeys, workspace.sending_rules
     with runtime.session() as session:
@@ -437,6 +451,7 @@ def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
             chunk_size=settings.chunk_size,
             suppression_salt=settings.suppression_salt.get_secret_value(),
             rules=rules,
+            backfill=None if settings.allow_backfill else rules.backfill,
         )
 
 
@@ -454,6 +469,7 @@ def deliver_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Del
     """
     settings = runtime.settings
     mailer, renderer = runtime.mailer, runtime.renderer
+    brand = runtime.workspace.brand
     with runtime.session() as session:
         return deliver_messages(
             session,
@@ -464,6 +480,7 @@ def deliver_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Del
             sender_email=settings.sender_email,
             sender_name=settings.sender_name,
             suppression_salt=settings.suppression_salt.get_secret_value(),
+            reply_to=brand.reply_to if brand is not None else None,
             concurrency=settings.send_concurrency,
             retry=RetryPolicy(
                 max_attempts=settings.max_send_attempts,
@@ -516,8 +533,8 @@ IMPORT_FILES = Fanout(
 # and a match run whose attempt failed is rolled back; advancing never queues a step twice;
 # sending claims each message (queued -> sending, committed) before the mail backend sees it,
 # so a retried chunk skips what an earlier attempt claimed, and a message left "sending" by a
-# crash is settled by recover_deliveries from provider events, never re-sent blindly. Reports
-# only read.
+# crash is settled by recover_deliveries: re-queued if it was never handed to the backend, else
+# from provider events or the outbox's file, never re-sent blindly. Reports only read.
 NIGHTLY = StageList(
     "nightly",
     (
@@ -566,7 +583,8 @@ DELIVER = StageList(
         Stage(
             "recover",
             recover_deliveries,
-            says="recovered deliveries: {sent} settled as sent, {unknown} unknown",
+            says="recovered deliveries: {sent} settled as sent, {requeued} re-queued, "
+            "{unknown} unknown, {failed} failed",
         ),
         Stage(
             "journeys",

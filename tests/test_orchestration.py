@@ -163,7 +163,8 @@ def test_the_demo_workspace_journeys_run_for_days_within_the_budget(
                 select(Message.member_id, Message.journey_key, Message.created_at)
             ).all()
     assert sum(report.delivery.failed for report in reports) == 0
-    assert sum(report.delivery.sent for report in reports) > 60
+    # Far fewer than the members: only newcomers are welcomed, nothing stale is celebrated.
+    assert sum(report.delivery.sent for report in reports) > 0
     journeys = {journey for _, journey, _ in rows}
     assert "welcome" in journeys and len(journeys) >= 3, journeys
     sent_at: dict[int, list[dt.datetime]] = {}

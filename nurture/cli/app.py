@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import importlib.resources
 import logging
 import os
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any
 
@@ -16,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
+from nurture.cli import deliveries as delivery_commands
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
 from nurture.cli import preview as preview_commands
@@ -74,6 +77,7 @@ app.command()(evaluation_commands.evaluate)
 app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)
+delivery_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
@@ -402,14 +406,61 @@ NowOption = Annotated[
 ]
 
 
+AllowBackfillOption = Annotated[
+    bool,
+    typer.Option(
+        "--allow-backfill",
+        help="Send even if the journeys would start emailing more of the community at once "
+        "than sending.yaml's backfill limit allows (a first run on an existing community); "
+        "without it such a run is refused and nothing is enrolled. Same as "
+        "NURTURE_ALLOW_BACKFILL=true.",
+    ),
+]
+
+
+@contextlib.contextmanager
+def _backfill_allowed(runtime: Runtime, allowed: bool) -> Iterator[None]:
+    """While the block runs, let the runtime and the flows' tasks send a backfill.
+
+    The tasks of the flows build their settings from the ``NURTURE_*`` environment of this
+    process, hence the variable as well as the runtime's settings; both are restored after.
+    """
+    if not allowed:
+        yield
+        return
+    settings, variable = runtime.settings, os.environ.get(_ALLOW_BACKFILL)
+    os.environ[_ALLOW_BACKFILL] = "true"
+    runtime.settings = settings.model_copy(update={"allow_backfill": True})
+    try:
+        yield
+    finally:
+        runtime.settings = settings
+        if variable is None:
+            os.environ.pop(_ALLOW_BACKFILL, None)
+        else:
+            os.environ[_ALLOW_BACKFILL] = variable
+
+
+_ALLOW_BACKFILL = "NURTURE_ALLOW_BACKFILL"
+
+
 @app.command()
-def run(ctx: typer.Context, prefect: PrefectOption = True, now: NowOption = None) -> None:
+def run(
+    ctx: typer.Context,
+    prefect: PrefectOption = True,
+    now: NowOption = None,
+    allow_backfill: AllowBackfillOption = False,
+) -> None:
     """Run one full cycle: import waiting files, profile, segment, match, advance journeys, deliver.
 
     Files waiting in <data-dir>/imports (members*.csv, answers*.jsonl, activity*.jsonl) are
-    imported first, then moved to imports/done or imports/failed.
+    imported first, then moved to imports/done or imports/failed. A run that would start
+    emailing more of the community at once than the backfill limit of sending.yaml allows is
+    refused (see `nurture journeys simulate`) unless --allow-backfill.
     """
-    _cycle(runtime_of(ctx), resolve_now(now), prefect)
+    runtime = runtime_of(ctx)
+    with _backfill_allowed(runtime, allow_backfill):
+        _cycle(runtime, resolve_now(now), prefect)
 
 
 @app.command()
@@ -422,6 +473,7 @@ def demo(
     """Seed a synthetic community (members, answers, activity), then run one full cycle.
 
     The community is the same for a given seed, so running the demo again sends nothing new.
+    Its first run is a backfill (a whole community seen at once), allowed here.
     """
     from nurture import stages
     from nurture.demo import generate_demo_community
@@ -448,7 +500,8 @@ def demo(
         ("activity", files.activity),
     ):
         _print_import(kind, path, stages.import_file(runtime, kind, path))  # type: ignore[arg-type]
-    _cycle(runtime, now, prefect)
+    with _backfill_allowed(runtime, True):
+        _cycle(runtime, now, prefect)
 
 
 # --- outbox ---------------------------------------------------------------------------------

@@ -52,7 +52,8 @@ ALL = "all"
 VALIDATE_HELP = (
     "Check the workspace and list every problem with its file, line and column.\n\n"
     "Without FILES, every file of the workspace is checked together: workspace.yaml (the "
-    "languages), the questionnaire, the library, segments.yaml, sending.yaml, the journeys and "
+    "languages), brand.yaml, the questionnaire, the library, segments.yaml, sending.yaml, the "
+    "journeys and "
     "every email template in every language, with the journeys' subject lines. With FILES, "
     "those journey files are checked against the workspace's templates, rule segments and "
     "question keys. The exit status is 1 when any problem is found."
@@ -62,7 +63,9 @@ SIMULATE_HELP = (
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
     "sample (--sample), then shows the emails of JOURNEY in each member's own time, the emails "
     "per day and journey (UTC days), the most emails any member gets in one budget window, and "
-    "what the budget and the quiet hours hold back (--html: also as a page of charts).\n\n"
+    "what the budget and the quiet hours hold back (--html: also as a page of charts), and "
+    "any run that would start emailing more of the community at once than the backfill limit "
+    "of sending.yaml allows (which `nurture run` refuses unless --allow-backfill).\n\n"
     "Nothing is sent and the database is left as it was (the run holds a database transaction "
     "meanwhile, as a real run does). The simulation knows nothing of what members will do: "
     "they post, read and answer nothing new, so silences grow and no email is opened."
@@ -145,6 +148,13 @@ def validate(
             problems += error.problems
         else:
             definitions = workspace.journeys
+            if workspace.brand is None:
+                errors.print(
+                    f"[yellow]note:[/] no {escape(str(workspace.paths.brand))}: the emails carry "
+                    "no postal address (marketing email must, CAN-SPAM) and the built-in reason "
+                    "for receiving them; see docs/workspace.md, 'Brand'",
+                    highlight=False,
+                )
             for code, keys in workspace.config.missing_ui_strings().items():
                 errors.print(
                     f"[yellow]note:[/] language {code!r} has no UI strings {', '.join(keys)} "
@@ -313,6 +323,7 @@ def simulate(
     _print_sends(report, focus, limit)
     _print_journeys(report, focus)
     _print_budget(report)
+    _print_backfill(report)
 
 
 def _count_members(session: Session) -> int:
@@ -385,6 +396,18 @@ def _print_budget(report: SimulationReport) -> None:
     more = f" and {len(over) - 10} more" if len(over) > 10 else ""
     console.print(
         f"{text}: [red]{len(over)} members over the budget[/]: {escape(listed)}{more}",
+        highlight=False,
+    )
+
+
+def _print_backfill(report: SimulationReport) -> None:
+    """The largest run over the backfill limit, which ``nurture run`` would refuse."""
+    found = report.backfill
+    if found is None:
+        return
+    console.print(
+        f"[red]Backfill:[/] at {found.at:%Y-%m-%d %H:%M} UTC the journeys would start emailing "
+        f"{escape(found.describe())}. `nurture run` refuses such a run unless --allow-backfill.",
         highlight=False,
     )
 

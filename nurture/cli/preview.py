@@ -9,7 +9,9 @@ the subject, how many items and which slots; the slots are filled first, in the 
 language, then ``items`` from the member's current recommendations, never with an item the
 member was already sent; what the member's last enrollment in that journey recorded, or else
 the sample of the journey's trigger kind (``trigger_sample``), fills ``trigger``. Nothing is
-written to the database and nothing is sent.
+written to the database and nothing is sent, unless ``--send-to`` asks for one test email:
+it goes through the configured mail backend to that address only, marked as a test (subject
+prefix and ``X-Nurture-Test`` header, no unsubscribe headers) and is recorded nowhere.
 """
 
 from __future__ import annotations
@@ -20,6 +22,8 @@ import functools
 import html
 import os
 from collections.abc import Sequence
+from email.errors import HeaderParseError
+from email.headerregistry import Address
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Annotated, Any
@@ -37,17 +41,31 @@ from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
 
 if TYPE_CHECKING:  # rendering, journeys and the workspace are imported by the command
+    from nurture.delivery.mailers import OutgoingEmail
     from nurture.delivery.rendering import RenderedEmail
     from nurture.journeys import JourneyDefinition, MessageContext, SendStep
-    from nurture.workspace import WorkspaceConfig
+    from nurture.workspace import Questionnaire, WorkspaceConfig
+    from nurture.workspace.brand import Brand
 
-__all__ = ["preview", "preview_message_context", "register", "render_preview_page"]
+__all__ = [
+    "TEST_HEADER",
+    "TEST_SUBJECT_PREFIX",
+    "build_test_email",
+    "preview",
+    "preview_message_context",
+    "register",
+    "render_preview_page",
+]
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
 
 PREVIEW_SECRET = "nurture-preview-links-are-not-valid"
 """Signs the unsubscribe links of previews: a click on one in a preview unsubscribes nobody."""
+TEST_SUBJECT_PREFIX = "[TEST] "
+"""Starts the subject of a test sent with ``--send-to``."""
+TEST_HEADER = "X-Nurture-Test"
+"""Header of a test sent with ``--send-to``: which template, for which member."""
 DEFAULT_ITEM_COUNT = 5
 """Items given to a template no journey sends (the most any shipped email shows)."""
 
@@ -62,7 +80,11 @@ PREVIEW_HELP = (
     "that journey, or a sample for its trigger kind, fills `trigger`.\n\n"
     "Nothing is sent and no database row changes. The unsubscribe and preference links of "
     "a preview do not work, so clicking one unsubscribes nobody. The page holds the member's "
-    "name and address: it is written readable by its owner only."
+    "name and address: it is written readable by its owner only.\n\n"
+    "With --send-to ADDRESS, the same email also goes to ADDRESS (only) through the "
+    "configured mail backend, as a test: its subject starts with [TEST], it carries an "
+    "X-Nurture-Test header and no unsubscribe headers, and it is not recorded as a message "
+    "of the member."
 )
 
 
@@ -168,14 +190,14 @@ def preview_message_context(
     Returns:
         The context, as the engine would store it in the message.
     """
+    from nurture.delivery.history import sent_item_keys
     from nurture.journeys import (
         ContentPicker,
         ContentSlot,
         recommended_content,
-        sent_item_keys,
         trigger_sample,
     )
-    from nurture.journeys.content import members_who_answered
+    from nurture.journeys.content import member_profiles, members_who_answered
 
     picker = ContentPicker(functools.partial(recommended_content, now=now), now)
     trigger: dict[str, Any] = {}
@@ -196,6 +218,7 @@ def preview_message_context(
         sent=sent_item_keys(session, [member.id]).get(member.id, set()),
         trigger=trigger,
         questionnaire_answered=member.id in members_who_answered(session, [member.id]),
+        profile=member_profiles(session, [member.id]).get(member.id),
     )
 
 
@@ -207,6 +230,7 @@ def render_preview_page(
     language: str,
     journey: str | None = None,
     step: str | None = None,
+    test_sent_to: str | None = None,
 ) -> str:
     """An HTML page showing a rendered email: its subject, its HTML part and its text part.
 
@@ -219,10 +243,18 @@ def render_preview_page(
         language: The language it was rendered in.
         journey: The journey whose send step it was previewed as, if any.
         step: That send step's id.
+        test_sent_to: The address a test copy was sent to (``--send-to``), if any.
 
     Returns:
         A complete HTML document.
     """
+    if test_sent_to:
+        note = (
+            f"A preview: a test copy ([TEST] subject) was sent to {html.escape(test_sent_to)}, "
+            "nothing to the member. Its unsubscribe and preference links do not work."
+        )
+    else:
+        note = "A preview: nothing was sent. Its unsubscribe and preference links do not work."
     source = f"{journey} / {step}" if journey else "no journey sends this template"
     rows = [
         ("Subject", email.subject),
@@ -265,7 +297,7 @@ pre {{ white-space:pre-wrap; background:#fff; border:1px solid #d5d0c4; padding:
 <table>
 {table}
 </table>
-<p class="note">A preview: nothing was sent. Its unsubscribe and preference links do not work.</p>
+<p class="note">{note}</p>
 <h2>HTML part</h2>
 <iframe title="HTML part" sandbox="allow-popups allow-popups-to-escape-sandbox"
  srcdoc="{html.escape(email.html, quote=True)}"></iframe>
@@ -275,6 +307,62 @@ pre {{ white-space:pre-wrap; background:#fff; border:1px solid #d5d0c4; padding:
 </body>
 </html>
 """
+
+
+def build_test_email(
+    email: RenderedEmail,
+    *,
+    send_to: str,
+    settings: Settings,
+    reply_to: str | None,
+    template: str,
+    member_id: int,
+    journey: str | None,
+) -> OutgoingEmail:
+    """The test email ``--send-to`` sends: the rendered email, marked as a test.
+
+    Args:
+        email: The email as rendered for the member.
+        send_to: The only recipient.
+        settings: The sender's address and name.
+        reply_to: The brand's Reply-To, if any.
+        template: The template's name (in the test header).
+        member_id: The member it was rendered for (in the test header, not the address).
+        journey: The journey it was previewed as, if any.
+
+    Returns:
+        The email, message id 0 (no message row), without ``List-Unsubscribe`` headers.
+    """
+    from nurture.delivery.mailers import OutgoingEmail
+
+    return OutgoingEmail(
+        message_id=0,
+        to_email=send_to,
+        to_name="",
+        from_email=settings.sender_email,
+        from_name=settings.sender_name,
+        subject=TEST_SUBJECT_PREFIX + email.subject,
+        html=email.html,
+        text=email.text,
+        headers={TEST_HEADER: f"preview of {template} for member {member_id}"},
+        journey_key=journey or "preview",
+        step_id="test",
+        reply_to=reply_to or "",
+    )
+
+
+def _check_address(address: str) -> str:
+    address = address.strip()
+    try:
+        parsed = Address(addr_spec=address)
+    except (ValueError, IndexError, HeaderParseError):
+        parsed = None
+    if parsed is None or not parsed.username or "." not in parsed.domain:
+        raise typer.BadParameter(
+            f"expected an e-mail address such as you@example.org, found {address!r}",
+            param_hint="--send-to",
+        )
+    return address
 
 
 def _write_private(path: Path, text: str) -> None:
@@ -311,28 +399,38 @@ def _check_request(
 def _render(
     settings: Settings,
     config: WorkspaceConfig,
+    brand: Brand | None,
     template: str,
     source: _Source,
     context: MessageContext,
     shown: SimpleNamespace,
     now: dt.datetime,
+    questionnaire: Questionnaire | None = None,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
+    from nurture.delivery.limits import RenderLimits
     from nurture.delivery.rendering import TemplateRenderer
+    from nurture.workspace.brand import email_branding
 
+    branding = email_branding(
+        brand,
+        community_name=settings.community_name,
+        strings=config.strings,
+    )
+    shared = dict(branding.context)
+    if settings.questionnaire_url:
+        shared["questionnaire_url"] = settings.questionnaire_url
     renderer = TemplateRenderer(
         settings.templates_dir,
-        community_name=settings.community_name,
+        community_name=branding.community_name,
         public_base_url=settings.public_base_url,
         unsubscribe_secret=PREVIEW_SECRET,
         auto_reload=False,
-        shared_context=(
-            {"questionnaire_url": settings.questionnaire_url}
-            if settings.questionnaire_url
-            else None
-        ),
+        shared_context=shared,
         languages=config.languages,
-        strings=config.strings,
+        strings=branding.strings,
+        limits=RenderLimits.of(settings),
+        questionnaire=questionnaire,
     )
     subject = (
         source.step.subject_for(shown.language)
@@ -382,15 +480,28 @@ def preview(
             help="One of the workspace's languages (en, fr...); default: the member's language."
         ),
     ] = None,
+    send_to: Annotated[
+        str | None,
+        typer.Option(
+            "--send-to",
+            metavar="ADDRESS",
+            help="Also send it to ADDRESS through the configured mail backend, marked as a "
+            "test ([TEST] subject, X-Nurture-Test header), recorded nowhere.",
+        ),
+    ] = None,
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
     from nurture.delivery.rendering import resolve_language
     from nurture.rights import find_members
     from nurture.workspace import load_workspace_config
+    from nurture.workspace.brand import load_brand
 
     settings = _settings(ctx)
     config = load_workspace_config(settings.workspace)
     _check_request(settings, template, journey, step, language, config.languages)
+    if send_to is not None:
+        send_to = _check_address(send_to)
+    brand = load_brand(settings.workspace, languages=config.languages)
     source = _find_source(settings, template, journey, step)
     now = utc_now()
     with runtime_of(ctx).open_session() as session:
@@ -408,9 +519,27 @@ def preview(
             first_name=recipient.first_name,
             last_name=recipient.last_name,
             language=lang,
+            time_zone=recipient.time_zone,
         )
-    email = _render(settings, config, template, source, context, shown, now)
+    runtime = runtime_of(ctx)
+    questionnaire = (
+        runtime.workspace.questionnaire if settings.questionnaire_path.is_file() else None
+    )
+    email = _render(settings, config, brand, template, source, context, shown, now, questionnaire)
     name = " ".join(part for part in (shown.first_name, shown.last_name) if part)
+    sent: str | None = None
+    if send_to is not None:
+        outgoing = build_test_email(
+            email,
+            send_to=send_to,
+            settings=settings,
+            reply_to=brand.reply_to if brand is not None else None,
+            template=template,
+            member_id=recipient.id,
+            journey=source.journey.id if source.journey is not None else None,
+        )
+        result = runtime_of(ctx).mailer.send(outgoing)
+        sent = f"test sent to {send_to} through {result.backend}: {outgoing.subject}"
     page = render_preview_page(
         email,
         template=template,
@@ -418,6 +547,7 @@ def preview(
         language=lang,
         journey=source.journey.id if source.journey is not None else None,
         step=source.step.id if source.step is not None else None,
+        test_sent_to=send_to,
     )
     if output is None:
         slug = template.replace("/", "-")
@@ -428,4 +558,6 @@ def preview(
         highlight=False,
         soft_wrap=True,
     )
+    if sent is not None:
+        console.print(escape(sent), highlight=False, soft_wrap=True)
     console.print(str(output.resolve()), highlight=False, soft_wrap=True)

@@ -41,7 +41,7 @@ def _format(chosen: str | None, output: Path | None) -> ExportFormat:
         return "jsonl" if suffix in (".jsonl", ".ndjson", ".json") else "csv"
     if chosen not in EXPORT_FORMATS:
         raise typer.BadParameter("expected csv or jsonl", param_hint="--format")
-    return chosen  # type: ignore[return-value]
+    return chosen
 
 
 @recommend_app.command(

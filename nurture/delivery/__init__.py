@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from nurture.delivery.backends import MAIL_BACKENDS, mailer_for
+from nurture.delivery.backends import MAIL_BACKENDS, acceptance_check_for, mailer_for
 from nurture.delivery.events import EventSummary, record_provider_events
 from nurture.delivery.mailers import (
+    AcceptanceCheck,
     DeliveryResult,
+    HandedOver,
     Mailer,
     OutgoingEmail,
     build_email_message,
@@ -32,6 +34,7 @@ from nurture.delivery.suppression import (
     find_suppression,
     is_suppressed,
     normalise_address,
+    resubscribe_address,
     suppress_address,
     suppression_hash,
 )
@@ -44,11 +47,15 @@ from nurture.delivery.worker import (
     DeliverySummary,
     RecoverySummary,
     RetryPolicy,
+    UnknownMessage,
     claim_messages,
     deliver_messages,
     due_message_ids,
     recover_stale_messages,
+    recovery_verdict,
     requeue_unknown,
+    resolve_unknown,
+    unknown_messages,
 )
 
 if TYPE_CHECKING:
@@ -57,9 +64,11 @@ if TYPE_CHECKING:
 __all__ = [
     "MAIL_BACKENDS",
     "STRINGS",
+    "AcceptanceCheck",
     "DeliveryResult",
     "DeliverySummary",
     "EventSummary",
+    "HandedOver",
     "InvalidUnsubscribeTokenError",
     "Mailer",
     "OutboxMailer",
@@ -71,6 +80,8 @@ __all__ = [
     "SmtpMailer",
     "SuppressionReason",
     "TemplateRenderer",
+    "UnknownMessage",
+    "acceptance_check_for",
     "build_email_message",
     "claim_messages",
     "deliver_messages",
@@ -85,11 +96,15 @@ __all__ = [
     "outbox_file_name",
     "record_provider_events",
     "recover_stale_messages",
+    "recovery_verdict",
     "redact_address",
     "requeue_unknown",
     "resolve_language",
+    "resolve_unknown",
+    "resubscribe_address",
     "suppress_address",
     "suppression_hash",
+    "unknown_messages",
     "verify_unsubscribe_token",
     "write_outbox_index",
 ]

@@ -4,6 +4,9 @@
 default), ``smtp`` or ``sendgrid``. A new backend is a ``Mailer`` (``nurture.delivery.mailers``)
 in a module of its own and one entry here. The SendGrid backend is imported only when chosen:
 the ``sendgrid`` library is slow to import.
+
+``acceptance_check_for(settings)`` gives the backend's word on emails a crashed worker handed
+over, when it can give one: only the outbox can (its files), without building a connection.
 """
 
 from __future__ import annotations
@@ -11,7 +14,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from nurture.delivery.mailers import Mailer
+from nurture.delivery.mailers import AcceptanceCheck, Mailer
 from nurture.delivery.outbox_mailer import OutboxMailer
 from nurture.delivery.smtp import SmtpMailer
 from nurture.errors import ConfigurationError
@@ -19,7 +22,7 @@ from nurture.errors import ConfigurationError
 if TYPE_CHECKING:
     from nurture.settings import Settings
 
-__all__ = ["MAIL_BACKENDS", "mailer_for"]
+__all__ = ["MAIL_BACKENDS", "acceptance_check_for", "mailer_for"]
 
 
 def _outbox_mailer(settings: Settings) -> Mailer:
@@ -86,3 +89,20 @@ def mailer_for(settings: Settings) -> Mailer:
             f"NURTURE_MAIL_BACKEND is {settings.mail_backend!r}: expected outbox, smtp or sendgrid"
         )
     return build(settings)
+
+
+def acceptance_check_for(settings: Settings) -> AcceptanceCheck | None:
+    """What can tell whether the chosen backend holds an email handed to it, if anything can.
+
+    The outbox can (``OutboxMailer.holds``: its ``.eml`` file); SMTP and SendGrid cannot after
+    the fact: their handed-over messages are settled from provider events or by an operator.
+
+    Args:
+        settings: The settings: ``mail_backend`` and the outbox folder.
+
+    Returns:
+        An ``OutboxMailer`` for the outbox backend, else None.
+    """
+    if settings.mail_backend == "outbox":
+        return OutboxMailer(settings.resolved_outbox_dir)
+    return None

@@ -30,6 +30,7 @@ import hashlib
 import json
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -50,12 +51,16 @@ from nurture.storage.models import (
     MessageStatus,
     ProviderEvent,
     SuppressionReason,
+    table_of,
 )
 
 __all__ = [
     "DELIVERY_STATUSES",
+    "MAX_EVENT_DEPTH",
     "PROVIDER",
     "EventSummary",
+    "RefusedEvent",
+    "decode_event_batch",
     "record_provider_events",
 ]
 
@@ -76,6 +81,10 @@ DELIVERY_STATUSES: dict[str, int] = {
 }
 """Events that set ``Message.delivery_status``, with their stage: a lower stage never replaces a
 higher one (events can arrive out of order)."""
+
+MAX_EVENT_DEPTH = 32
+"""Deepest nesting of lists and objects inside one event (SendGrid's events are flat, with a
+list of categories at most); a deeper event is refused on its own."""
 
 _ACTIVITY_TYPES = {"open": "email_open", "click": "email_click"}
 _SUPPRESSING: dict[str, SuppressionReason] = {
@@ -105,6 +114,8 @@ class EventSummary:
         delivery_updates: Messages whose delivery status or status changed.
         activities: Opens and clicks added to members' activity.
         suppressed: Addresses added to the suppression list.
+        refused: Why some invalid items were refused (``event 3: nested deeper than 32
+            levels``), by their index in the batch.
     """
 
     received: int = 0
@@ -115,10 +126,26 @@ class EventSummary:
     delivery_updates: int = 0
     activities: int = 0
     suppressed: int = 0
+    refused: list[str] = dataclasses.field(default_factory=list)
 
-    def as_dict(self) -> dict[str, int]:
-        """The counts by name."""
+    def as_dict(self) -> dict[str, Any]:
+        """The counts by name, and the reasons of the refusals."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class RefusedEvent:
+    """An item of a batch refused before it was decoded (see :func:`decode_event_batch`).
+
+    Attributes:
+        reason: Why, in words.
+    """
+
+    reason: str
+
+
+class _TooDeep(ValueError):
+    """An event nested deeper than ``MAX_EVENT_DEPTH``."""
 
 
 @dataclass(frozen=True)
@@ -313,7 +340,7 @@ def _add_activity(
         "properties": properties,
         "idempotency_key": key,
     }
-    return insert_ignoring_conflicts(session, ActivityEvent.__table__, [row]) == 1  # type: ignore[arg-type]
+    return insert_ignoring_conflicts(session, table_of(ActivityEvent), [row]) == 1
 
 
 def _suppress(
@@ -350,8 +377,14 @@ def record_provider_events(
     """
     summary = EventSummary(received=len(events))
     content_keys = _ContentKeys(session)
-    for item in events:
-        event = _parse_event(item)
+    for index, item in enumerate(events):
+        try:
+            event = None if isinstance(item, RefusedEvent) else _parse_event(item)
+        except _TooDeep as exc:
+            event, item = None, RefusedEvent(str(exc))
+        if isinstance(item, RefusedEvent):
+            logger.warning("provider event %d of the batch refused: %s", index, item.reason)
+            summary.refused.append(f"event {index}: {item.reason}")
         if event is None:
             summary.invalid += 1
             continue
@@ -366,7 +399,7 @@ def record_provider_events(
             "payload": event.payload,
             "received_at": now,
         }
-        if not insert_ignoring_conflicts(session, ProviderEvent.__table__, [row]):  # type: ignore[arg-type]
+        if not insert_ignoring_conflicts(session, table_of(ProviderEvent), [row]):
             summary.duplicates += 1
             continue
         summary.recorded += 1
@@ -381,13 +414,97 @@ def record_provider_events(
     return summary
 
 
-def _storable(value: Any) -> Any:
-    """``value`` with texts PostgreSQL's JSON refuses made safe (NUL, lone surrogates)."""
+def _storable(value: Any, depth: int = 0) -> Any:
+    """``value`` with texts PostgreSQL's JSON refuses made safe (NUL, lone surrogates).
+
+    Raises:
+        _TooDeep: Lists and objects are nested deeper than ``MAX_EVENT_DEPTH``.
+    """
     if isinstance(value, str):
         text = value.replace("\x00", "\ufffd")
         return text.encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict | list) and depth >= MAX_EVENT_DEPTH:
+        raise _TooDeep(f"nested deeper than {MAX_EVENT_DEPTH} levels")
     if isinstance(value, dict):
-        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+        return {
+            _storable(str(key), depth + 1): _storable(item, depth + 1)
+            for key, item in value.items()
+        }
     if isinstance(value, list):
-        return [_storable(item) for item in value]
+        return [_storable(item, depth + 1) for item in value]
     return value
+
+
+_STRUCTURE = re.compile(r'["\[\]{},]')
+_STRING_REST = re.compile(r'[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
+_JSON_SPACE = " \t\r\n"
+
+
+def _split_json_array(text: str) -> list[tuple[str, int]] | None:
+    """The items of a JSON array, each as its source and its nesting depth, undecoded.
+
+    A linear scan of the brackets outside strings: how deep an item is nested is known before
+    the item is decoded (the decoder recurses). None when ``text`` is not one array.
+    """
+    text = text.strip(_JSON_SPACE)
+    if not text.startswith("["):
+        return None
+    items: list[tuple[str, int]] = []
+    depth, deepest, start, pos = 1, 1, 1, 1
+    while True:
+        found = _STRUCTURE.search(text, pos)
+        if found is None:
+            return None
+        char, pos = found.group(), found.end()
+        if char == '"':
+            rest = _STRING_REST.match(text, pos)
+            if rest is None:
+                return None
+            pos = rest.end()
+        elif char in "[{":
+            depth += 1
+            deepest = max(deepest, depth)
+        elif char in "]}":
+            depth -= 1
+        if (depth == 1 and char == ",") or depth == 0:
+            source = text[start : pos - 1].strip(_JSON_SPACE)
+            if source or char == "," or items:
+                items.append((source, deepest - 1))
+            start, deepest = pos, 1
+        if depth == 0:
+            return items if char == "]" and pos == len(text) else None
+
+
+def _refuse_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
+def decode_event_batch(body: bytes) -> list[Any] | None:
+    """The items of a webhook body (a JSON array), each decoded on its own.
+
+    An item nested deeper than ``MAX_EVENT_DEPTH`` is not decoded: it becomes a
+    ``RefusedEvent`` saying so, and the other items of the batch are kept.
+
+    Args:
+        body: The request body, UTF-8 JSON.
+
+    Returns:
+        The items, or None when the body is not a JSON array (or an item is not JSON).
+    """
+    try:
+        text = body.decode("utf-8")
+    except UnicodeDecodeError:
+        return None
+    parts = _split_json_array(text)
+    if parts is None:
+        return None
+    items: list[Any] = []
+    for source, depth in parts:
+        if depth > MAX_EVENT_DEPTH:
+            items.append(RefusedEvent(f"nested deeper than {MAX_EVENT_DEPTH} levels"))
+            continue
+        try:
+            items.append(json.loads(source, parse_constant=_refuse_constant))
+        except ValueError:
+            return None
+    return items

@@ -24,7 +24,9 @@ from typing import Protocol, runtime_checkable
 from nurture.errors import PermanentDeliveryError
 
 __all__ = [
+    "AcceptanceCheck",
     "DeliveryResult",
+    "HandedOver",
     "Mailer",
     "OutgoingEmail",
     "build_email_message",
@@ -50,6 +52,7 @@ class OutgoingEmail:
         headers: Extra headers (``List-Unsubscribe``...).
         journey_key: The journey the message belongs to.
         step_id: The journey step that queued it.
+        reply_to: Where replies go (``brand.yaml``'s ``reply_to``); empty: to the sender.
     """
 
     message_id: int
@@ -63,6 +66,7 @@ class OutgoingEmail:
     headers: dict[str, str] = field(default_factory=dict)
     journey_key: str = ""
     step_id: str = ""
+    reply_to: str = ""
 
 
 @dataclass(frozen=True)
@@ -92,6 +96,41 @@ class Mailer(Protocol):
         ...
 
 
+@dataclass(frozen=True)
+class HandedOver:
+    """A message the worker handed to a backend and never heard back about (it crashed).
+
+    Attributes:
+        message_id: The ``Message`` row id.
+        journey_key: The journey the message belongs to.
+        step_id: The journey step that queued it.
+        backend: The backend it was handed to (``Message.backend``), if known.
+        handed_over_at: When it was handed over.
+    """
+
+    message_id: int
+    journey_key: str
+    step_id: str
+    backend: str | None
+    handed_over_at: dt.datetime | None
+
+
+@runtime_checkable
+class AcceptanceCheck(Protocol):
+    """A backend that can tell, after a crash, whether it holds an email handed to it.
+
+    The outbox can (the ``.eml`` file is there or not); SMTP and SendGrid cannot, and their
+    handed-over messages are settled by provider events or by an operator.
+    """
+
+    backend: str
+    """The backend's name: only messages handed to a backend of this name are checked."""
+
+    def holds(self, message: HandedOver) -> bool | None:
+        """Whether the backend has ``message``: True, False (certainly not), None (cannot tell)."""
+        ...
+
+
 def _domain(address: str) -> str:
     _, _, domain = address.rpartition("@")
     return re.sub(r"[^A-Za-z0-9.-]", "", domain) or "nurture.invalid"
@@ -117,6 +156,8 @@ def build_email_message(email: OutgoingEmail, *, date: dt.datetime | None = None
     try:
         message["From"] = Address(display_name=email.from_name, addr_spec=email.from_email)
         message["To"] = Address(display_name=email.to_name, addr_spec=email.to_email)
+        if email.reply_to:
+            message["Reply-To"] = Address(addr_spec=email.reply_to)
         message["Subject"] = email.subject
         message["Date"] = format_datetime(date or dt.datetime.now(dt.UTC))
         message["Message-ID"] = f"<nurture.{email.message_id}@{_domain(email.from_email)}>"

@@ -1,7 +1,10 @@
 """The outbox backend: each email written as an ``.eml`` file a person can open.
 
 The default backend, for trying things: the folder also gets an ``index.html`` listing the
-emails, newest first (``write_outbox_index``).
+emails, newest first (``write_outbox_index``). Each file appears whole or not at all (written
+to a temporary file, flushed to disk, then renamed), and its name comes from the message id:
+after a crash, the file settles whether the email went out (``OutboxMailer.holds``), and a
+second send of one message replaces its file, never adds one.
 """
 
 from __future__ import annotations
@@ -16,7 +19,12 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 from urllib.parse import quote
 
-from nurture.delivery.mailers import DeliveryResult, OutgoingEmail, build_email_message
+from nurture.delivery.mailers import (
+    DeliveryResult,
+    HandedOver,
+    OutgoingEmail,
+    build_email_message,
+)
 from nurture.errors import DeliveryError, PermanentDeliveryError
 
 __all__ = ["OUTBOX_INDEX", "OutboxMailer", "outbox_file_name", "write_outbox_index"]
@@ -38,10 +46,15 @@ def outbox_file_name(email: OutgoingEmail) -> str:
     Returns:
         ``<message id, 6 digits>-<journey>-<step>.eml`` (``000123-welcome-hello.eml``).
     """
-    return f"{email.message_id:06d}-{_slug(email.journey_key)}-{_slug(email.step_id)}.eml"
+    return _file_name(email.message_id, email.journey_key, email.step_id)
+
+
+def _file_name(message_id: int, journey_key: str, step_id: str) -> str:
+    return f"{message_id:06d}-{_slug(journey_key)}-{_slug(step_id)}.eml"
 
 
 def _write_atomically(path: Path, data: bytes) -> None:
+    """Write ``path`` whole or not at all, and durably: a crash leaves the old file or the new."""
     handle, temp_name = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as temp_file:
@@ -52,6 +65,18 @@ def _write_atomically(path: Path, data: bytes) -> None:
     except BaseException:
         Path(temp_name).unlink(missing_ok=True)
         raise
+    _sync_folder(path.parent)
+
+
+def _sync_folder(folder: Path) -> None:
+    """Flush a folder's entries to disk, so a rename in it survives a power cut (POSIX only)."""
+    if os.name != "posix":  # pragma: no cover - Windows cannot open a folder
+        return
+    descriptor = os.open(folder, os.O_RDONLY)
+    try:
+        os.fsync(descriptor)
+    finally:
+        os.close(descriptor)
 
 
 class OutboxMailer:
@@ -96,6 +121,25 @@ class OutboxMailer:
                 f"outbox {self.outbox_dir}: cannot write {path.name}: {exc}"
             ) from exc
         return DeliveryResult(provider_message_id=str(message["Message-ID"]), backend=self.backend)
+
+    def holds(self, message: HandedOver) -> bool | None:
+        """Whether the outbox has ``message``'s file: it went out, or it never did.
+
+        The file is written whole or not at all, so its presence settles a message a crashed
+        worker handed over. None (cannot tell) when the folder itself is missing: it may have
+        moved (``NURTURE_OUTBOX_DIR`` changed) rather than never been written.
+
+        Args:
+            message: The handed-over message.
+
+        Returns:
+            True when the file is there, False when the folder is there without it, else None.
+        """
+        if not self.outbox_dir.is_dir():
+            return None
+        return (
+            self.outbox_dir / _file_name(message.message_id, message.journey_key, message.step_id)
+        ).is_file()
 
     def write_index(self) -> Path:
         """Regenerate ``index.html`` (see ``write_outbox_index``)."""

@@ -8,12 +8,18 @@ They run in jinja2's immutable sandbox (no attribute starting with ``_``, no mut
 or dicts, ``str.format`` checked attribute by attribute, ``range`` capped at
 ``jinja2.sandbox.MAX_RANGE`` items; repeating a string or list and ``**`` are capped too), with
 ``StrictUndefined`` (a misspelt variable is an error, not a blank) and autoescape for
-``.html.j2`` files. Any failure becomes a ``TemplateError`` naming the template and line.
+``.html.j2`` files. Every render (subject or body) is bounded in output size, format widths,
+loop iterations and wall time (:mod:`nurture.delivery.limits`, ``render_max_*`` settings).
+Any failure becomes a ``TemplateError`` naming the template and line.
 
 Every template sees:
 
 ========================  ==================================================================
-``member``                ``first_name``, ``last_name``, ``email``, ``language``
+``member``                ``first_name``, ``last_name``, ``email``, ``language``,
+                          ``time_zone``, and what the message stored of them
+                          (``MessageContext.profile``): ``answers`` (every question of the
+                          questionnaire, see :mod:`nurture.delivery.member_words`),
+                          ``attributes``, ``lifecycle``, ``segments``
 ``lang``                  the member's language reduced to one of the workspace's languages
                           (``en``, ``fr``... ``workspace.yaml``), else its default language
 ``t(key, default=None,    a UI string in ``lang`` from ``STRINGS`` and the workspace's strings
@@ -40,7 +46,12 @@ writes each version as a whole, in its own words. A UI string missing in ``lang`
 the workspace's default language, then from the built-in English strings.
 
 The filter ``safe_url`` keeps ``http``, ``https`` and ``mailto`` links and turns anything else
-(``javascript:``...) into ``#``.
+(``javascript:``...) into ``#``. Dates and times go through Babel
+(:mod:`nurture.delivery.dates`), in ``lang`` and the member's time zone:
+``{{ value | long_date }}`` ("16 December 2026"), ``{{ value | month_name }}`` ("décembre") and
+``{{ event | event_time }}`` (an event pick: its date and time with the zone named, the
+member's zone for an online event, the venue's for an in-person one:
+"mercredi 13 janvier 2027, 18 h 30, heure de Paris").
 
 CSS: the HTML layout carries one ``<style>`` block and templates use its classes. After
 rendering, css-inline copies every rule into ``style`` attributes (many email clients drop
@@ -66,8 +77,11 @@ from urllib.parse import urlsplit
 import css_inline
 import jinja2
 from jinja2.exceptions import SecurityError
-from jinja2.sandbox import MAX_RANGE, ImmutableSandboxedEnvironment, SandboxedFormatter
+from jinja2.sandbox import MAX_RANGE
 
+from nurture.delivery import dates
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, BoundedSandbox, RenderLimits
+from nurture.delivery.member_words import QuestionnaireLike, answer_views
 from nurture.delivery.unsubscribe import make_unsubscribe_token
 from nurture.errors import TemplateError
 from nurture.languages import DEFAULT_LANGUAGES, resolve_language
@@ -100,6 +114,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "kind.webinar": "Webinar",
         "kind.masterclass": "Masterclass",
         "kind.discussion": "Discussion",
+        "time_in_zone": "{time} {city} time",
+        "time_in_utc": "{time} UTC",
     },
     "fr": {
         "recommended_for_you": "Choisis pour vous",
@@ -116,6 +132,8 @@ STRINGS: dict[str, dict[str, str]] = {
         "kind.webinar": "Webinaire",
         "kind.masterclass": "Masterclass",
         "kind.discussion": "Discussion",
+        "time_in_zone": "{time}, heure de {city}",
+        "time_in_utc": "{time} UTC",
     },
 }
 """The built-in UI strings of layouts and partials, per language; a workspace adds its own
@@ -203,10 +221,51 @@ def _power(left: Any, right: Any) -> Any:
     return operator.pow(left, right)
 
 
-class _EmailSandbox(ImmutableSandboxedEnvironment):
-    """jinja2's immutable sandbox, with ``*`` and ``**`` bounded like ``range``."""
+def _reader(context: jinja2.runtime.Context) -> tuple[str, str | None]:
+    """The email's language and the member's time zone, from a template's context."""
+    member = context.get("member")
+    zone = member.get("time_zone") if isinstance(member, Mapping) else None
+    return str(context.get("lang") or "en"), zone
 
-    intercepted_binops = frozenset({"*", "**"})
+
+@jinja2.pass_context
+def _long_date_filter(context: jinja2.runtime.Context, value: Any) -> str:
+    """``{{ value | long_date }}``: a date in words, in the email's language and member's zone."""
+    return dates.long_date(value, *_reader(context))
+
+
+@jinja2.pass_context
+def _month_name_filter(context: jinja2.runtime.Context, value: Any) -> str:
+    """``{{ value | month_name }}``: the month of a date, in the email's language."""
+    return dates.month_name(value, *_reader(context))
+
+
+@jinja2.pass_context
+def _event_time_filter(context: jinja2.runtime.Context, event: Any) -> str:
+    """``{{ event | event_time }}``: when an event takes place, the zone named."""
+    language, zone = _reader(context)
+    translate = context.get("t")
+
+    def label(time: str, city: str | None) -> str:
+        key = "time_in_utc" if city is None else "time_in_zone"
+        if callable(translate):
+            return str(translate(key, time=time, city=city or "UTC"))
+        return f"{time} UTC" if city is None else f"{time} ({city})"
+
+    return dates.event_time(event, language, zone, label)
+
+
+_DATE_FILTERS: dict[str, Callable[..., str]] = {
+    "long_date": _long_date_filter,
+    "month_name": _month_name_filter,
+    "event_time": _event_time_filter,
+}
+
+
+class _EmailSandbox(BoundedSandbox):
+    """The bounded sandbox, with ``*`` and ``**`` bounded like ``range``."""
+
+    intercepted_binops = BoundedSandbox.intercepted_binops | {"*", "**"}
     _BOUNDED: dict[str, Callable[[Any, Any], Any]] = {"*": _repeat, "**": _power}
 
     def call_binop(
@@ -215,7 +274,7 @@ class _EmailSandbox(ImmutableSandboxedEnvironment):
         """Apply an intercepted operator within its bounds."""
         bounded = self._BOUNDED.get(operator)
         if bounded is not None:
-            return bounded(left, right)
+            return self.check_value(bounded(left, right))
         return super().call_binop(context, operator, left, right)
 
 
@@ -291,6 +350,9 @@ class TemplateRenderer:
             language when it is one of them, else the default.
         strings: UI strings per language, on top of the built-in ``STRINGS`` (the
             workspace's ``strings``).
+        limits: The bounds of every render (``RenderLimits.of(settings)``).
+        questionnaire: The workspace's questionnaire: ``member.answers`` lists its questions,
+            option labels in the email's language; None: answers as stored.
     """
 
     def __init__(
@@ -304,7 +366,10 @@ class TemplateRenderer:
         shared_context: Mapping[str, Any] | None = None,
         languages: Sequence[str] = DEFAULT_LANGUAGES,
         strings: Mapping[str, Mapping[str, str]] | None = None,
+        limits: RenderLimits = DEFAULT_RENDER_LIMITS,
+        questionnaire: QuestionnaireLike | None = None,
     ) -> None:
+        self.questionnaire = questionnaire
         self.templates_dir = Path(templates_dir)
         self.languages = tuple(languages)
         extra = strings or {}
@@ -316,6 +381,7 @@ class TemplateRenderer:
         self.public_base_url = public_base_url.rstrip("/")
         self._unsubscribe_secret = unsubscribe_secret
         self._environment = _EmailSandbox(
+            limits,
             loader=jinja2.FileSystemLoader(self.templates_dir),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
@@ -324,7 +390,8 @@ class TemplateRenderer:
             auto_reload=auto_reload,
         )
         self._environment.filters["safe_url"] = _safe_url
-        self._formatter = SandboxedFormatter(self._environment)
+        self._formatter = self._environment.formatter()
+        self._environment.filters.update(_DATE_FILTERS)
         self._inliner = css_inline.CSSInliner(
             keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=False
         )
@@ -370,12 +437,21 @@ class TemplateRenderer:
 
         context: dict[str, Any] = {"items": [], **self.shared_context}
         context.update(message.context or {})
+        stored = context.get("profile")
+        profile: Mapping[str, Any] = stored if isinstance(stored, Mapping) else {}
         context.update(
             member={
                 "first_name": member.first_name or "",
                 "last_name": member.last_name or "",
                 "email": member.email,
                 "language": member.language or self.languages[0],
+                "time_zone": getattr(member, "time_zone", None) or "UTC",
+                "answers": answer_views(
+                    profile.get("answers"), self.questionnaire, lang, self.languages[0]
+                ),
+                "attributes": dict(profile.get("attributes") or {}),
+                "lifecycle": profile.get("lifecycle"),
+                "segments": list(profile.get("segments") or []),
             },
             lang=lang,
             t=translate,

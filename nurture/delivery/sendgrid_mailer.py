@@ -31,6 +31,7 @@ from sendgrid.helpers.mail import (
     HtmlContent,
     Mail,
     PlainTextContent,
+    ReplyTo,
     Subject,
     To,
 )
@@ -101,7 +102,7 @@ class SendGridMailer:
         """The JSON body of the Mail Send request for ``email``.
 
         One personalization (the recipient and the ``custom_args``), text then HTML content,
-        the journey as category, the extra headers (``List-Unsubscribe``...).
+        the Reply-To, the journey as category, the extra headers (``List-Unsubscribe``...).
 
         Args:
             email: The email.
@@ -129,6 +130,8 @@ class SendGridMailer:
                 (STEP_ARG, email.step_id),
             ):
                 mail.add_custom_arg(CustomArg(key, value, p=0))
+            if email.reply_to:
+                mail.reply_to = ReplyTo(email.reply_to)
             if email.journey_key:
                 mail.add_category(Category(email.journey_key[:_MAX_CATEGORY]))
             for name, value in email.headers.items():

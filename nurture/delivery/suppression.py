@@ -28,6 +28,7 @@ __all__ = [
     "find_suppression",
     "is_suppressed",
     "normalise_address",
+    "resubscribe_address",
     "suppress_address",
     "suppression_hash",
 ]
@@ -160,5 +161,27 @@ def suppress_address(
     if now is not None:
         row.created_at = now
     session.add(row)
+    session.flush()
+    return True
+
+
+def resubscribe_address(session: Session, email: str, salt: str) -> bool:
+    """Take ``email`` off the suppression list, if the member themselves unsubscribed it.
+
+    Only an entry with reason ``unsubscribed`` is removed: a bounce, a spam complaint, an
+    erasure or an operator's entry stays, whoever asks.
+
+    Args:
+        session: The database session (the caller commits).
+        email: The address.
+        salt: The salt the list is hashed with.
+
+    Returns:
+        True when an entry was removed.
+    """
+    entry = find_suppression(session, email, salt)
+    if entry is None or entry.reason != SuppressionReason.UNSUBSCRIBED:
+        return False
+    session.delete(entry)
     session.flush()
     return True

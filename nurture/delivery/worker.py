@@ -4,17 +4,21 @@ A message moves through named states (``MessageStatus``)::
 
     queued -> sending -> sent | failed | suppressed | unknown
     sending -> queued, due later  (a transient error: backoff with jitter)
+    sending -> queued             (recovery: claimed, never handed to the backend)
 
 ``claim_messages`` moves due messages from ``queued`` to ``sending`` in one committed
 transaction before anything is rendered or sent (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent workers take disjoint sets; a conditional UPDATE elsewhere): of several workers, one
 claims a message and the others never see it queued. ``deliver_messages`` claims no more than its
-pool of senders can take at once, checks the suppression list, consent and the member's
-unsubscribed categories right before each send, sends concurrently and records each result in
-its own commit as soon as it comes back. A crash therefore leaves in ``sending`` at most the
-messages that were in flight; ``recover_stale_messages`` settles those from the provider's
-events or marks them ``unknown`` for an operator. Nothing here ever moves a message from
-``sending`` back to ``queued``: sending twice is worse than not at all.
+pool of senders can take at once, checks the suppression list, consent, the member's pause and
+unsubscribed categories right before each send, records the hand-off (``handed_over_at``) in a
+commit before calling the backend, sends concurrently and records each result in its own commit
+as soon as it comes back. A crash therefore leaves in ``sending`` at most the messages claimed
+at the time; ``recover_stale_messages`` puts back in the queue those never handed over (no
+backend saw them), settles the others from the provider's events or the backend's own word
+(the outbox's files), and marks the rest ``unknown`` for an operator (``unknown_messages``,
+``resolve_unknown``). A message that may have reached the backend is never re-queued by the
+code: sending twice is worse than not at all.
 
 Unlike other stages, the worker commits, once per step.
 """
@@ -35,7 +39,14 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.delivery.events import DELIVERY_STATUSES
-from nurture.delivery.mailers import DeliveryResult, Mailer, OutgoingEmail, redact_address
+from nurture.delivery.mailers import (
+    AcceptanceCheck,
+    DeliveryResult,
+    HandedOver,
+    Mailer,
+    OutgoingEmail,
+    redact_address,
+)
 from nurture.delivery.rendering import TemplateRenderer
 from nurture.delivery.suppression import (
     consent_refusal,
@@ -55,17 +66,27 @@ from nurture.storage.models import (
 
 __all__ = [
     "ACCEPTED_EVENT_TYPES",
+    "PAUSED_REASON",
     "DeliverySummary",
     "RecoverySummary",
+    "RecoveryVerdict",
+    "Resolution",
     "RetryPolicy",
+    "UnknownMessage",
     "claim_messages",
     "deliver_messages",
     "due_message_ids",
     "recover_stale_messages",
+    "recovery_verdict",
     "requeue_unknown",
+    "resolve_unknown",
+    "unknown_messages",
 ]
 
 logger = logging.getLogger(__name__)
+
+PAUSED_REASON = "member paused emails on the preference page"
+"""The error of a message suppressed because its member paused every email."""
 
 
 ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
@@ -153,7 +174,7 @@ class RetryPolicy:
         """
         backoff = min(self.max_seconds, self.base_seconds * 2 ** max(attempts - 1, 0))
         delay = rng.uniform(0.5, 1.0) * backoff
-        return max(delay, retry_after or 0.0, self.ambiguous_seconds if ambiguous else 0.0)
+        return float(max(delay, retry_after or 0.0, self.ambiguous_seconds if ambiguous else 0.0))
 
 
 @dataclass(frozen=True)
@@ -161,13 +182,21 @@ class RecoverySummary:
     """What one call of ``recover_stale_messages`` did.
 
     Attributes:
-        sent: Messages settled as sent because the provider reported on them.
-        unknown: Messages left in ``sending`` with no word from the provider, now ``unknown``
-            for an operator to check.
+        sent: Messages settled as sent: the provider reported on them, or the backend holds
+            them (the outbox's file).
+        unknown: Messages handed to the backend and left in ``sending`` with no word from it,
+            now ``unknown`` for an operator to check.
+        requeued: Messages back in the queue: claimed but never handed to the backend, or
+            handed to a backend that certainly does not have them (no outbox file).
+        failed: Messages that would have gone back in the queue, but their workers stopped
+            ``max_attempts`` times with them: failed, so that one message that crashes its
+            worker cannot stop the others for good.
     """
 
     sent: int = 0
     unknown: int = 0
+    requeued: int = 0
+    failed: int = 0
 
 
 @dataclass(frozen=True)
@@ -179,8 +208,11 @@ class _Run:
     salt: str
     sender_email: str
     sender_name: str
+    reply_to: str
     retry: RetryPolicy
     rng: random.Random
+    backend: str | None
+    """The mailer's name (``Mailer.backend``), recorded with each hand-off."""
 
 
 @dataclass(frozen=True)
@@ -260,7 +292,7 @@ def _claim(
     claimed = session.scalars(
         update(Message)
         .where(Message.id.in_(ids), *due)
-        .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now)
+        .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now, handed_over_at=None)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).all()
@@ -285,19 +317,26 @@ def _finish(session: Session, message_id: int, **values: Any) -> None:
 
 
 def _suppression_reason(
-    member: Member, definition: dict[str, Any] | None, suppressed_hashes: set[str], salt: str
+    member: Member,
+    definition: dict[str, Any] | None,
+    suppressed_hashes: set[str],
+    salt: str,
+    now: dt.datetime,
 ) -> str | None:
-    """Why the member must not get a message of the journey ``definition``, or None.
+    """Why the member must not get a message of the journey ``definition`` at ``now``, or None.
 
     The suppression list (unsubscribed, bounced, erased...) stops every message. Consent other
-    than granted, and an unsubscribe from the journey's category on the preference page, stop
-    all but the messages of transactional journeys.
+    than granted, a pause still running and an unsubscribe from the journey's category (both
+    set on the preference page) stop all but the messages of transactional journeys.
     """
     if suppression_hash(member.email, salt) in suppressed_hashes:
         return "address is in the suppression list"
     definition = definition if isinstance(definition, dict) else {}
     if definition.get("transactional") is True:
         return None
+    if member.paused_until is not None and member.paused_until > now:
+        # One text for every pause, so that the status report counts them as one reason.
+        return PAUSED_REASON
     return consent_refusal(member, definition.get("category"))
 
 
@@ -315,6 +354,7 @@ def deliver_messages(
     sender_email: str,
     sender_name: str,
     suppression_salt: str,
+    reply_to: str | None = None,
     concurrency: int = 1,
     retry: RetryPolicy | None = None,
     rng: random.Random | None = None,
@@ -325,8 +365,9 @@ def deliver_messages(
     Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) a few at
     a time, never more than the senders can take at once. Right before its send, each claimed
     message is checked again: an address in the suppression list gets nothing; a member without
-    consent, or who unsubscribed from the journey's category, gets only the messages of
-    transactional journeys. Then it is rendered, handed to the mailer in a pool of
+    consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
+    gets only the messages of transactional journeys (the others are ``suppressed``, with the
+    reason). Then it is rendered, handed to the mailer in a pool of
     ``concurrency`` threads, and its result recorded in its own commit:
 
     - accepted: ``sent`` (``sent_at``, ``backend``, ``provider_message_id``);
@@ -350,6 +391,7 @@ def deliver_messages(
             start of retry delays.
         sender_email: The From address.
         sender_name: The From display name.
+        reply_to: The Reply-To address (``brand.yaml``); None: replies go to the sender.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``), the
             one its hashes were made with.
         concurrency: Emails sent at the same time (``Settings.send_concurrency``).
@@ -375,8 +417,10 @@ def deliver_messages(
         salt=suppression_salt,
         sender_email=sender_email,
         sender_name=sender_name,
+        reply_to=reply_to or "",
         retry=retry or RetryPolicy(),
         rng=rng or random.Random(),
+        backend=getattr(mailer, "backend", None),
     )
     pending = None if message_ids is None else set(message_ids)
     requested = 0 if pending is None else len(pending)
@@ -397,7 +441,7 @@ def deliver_messages(
                 claimed += len(ids)
                 if pending is not None:
                     pending.difference_update(ids)
-                for item in _prepare(session, run, ids):
+                for item in _prepare(session, run, ids, claimed_at):
                     if isinstance(item, _InFlight):
                         in_flight[pool.submit(mailer.send, item.email)] = item
                     else:
@@ -413,8 +457,14 @@ def deliver_messages(
     return DeliverySummary(**counts)
 
 
-def _prepare(session: Session, run: _Run, ids: Sequence[int]) -> list[_InFlight | Outcome]:
-    """Check and render claimed messages: an email to send, or the outcome already recorded."""
+def _prepare(
+    session: Session, run: _Run, ids: Sequence[int], handed_at: dt.datetime
+) -> list[_InFlight | Outcome]:
+    """Check and render claimed messages: an email to send, or the outcome already recorded.
+
+    The emails to send are recorded as handed over to the backend, in the commit that ends
+    this, before any reaches the backend.
+    """
     rows = session.execute(
         select(Message, Member, Journey.definition)
         .join(Member, Member.id == Message.member_id)
@@ -435,8 +485,46 @@ def _prepare(session: Session, run: _Run, ids: Sequence[int]) -> list[_InFlight 
             continue
         message, member, definition = found[message_id]
         prepared.append(_prepare_one(session, run, message, member, definition, suppressed))
-    session.commit()  # the outcomes recorded; no transaction stays open while the mailer works
-    return prepared
+    emails = [item.email.message_id for item in prepared if isinstance(item, _InFlight)]
+    handed = _hand_over(session, emails, handed_at, run.backend)
+    # The outcomes and the hand-offs recorded: no transaction stays open while the mailer works.
+    session.commit()
+    return [
+        item
+        for item in prepared
+        if not isinstance(item, _InFlight) or item.email.message_id in handed
+    ]
+
+
+def _hand_over(
+    session: Session, message_ids: Sequence[int], at: dt.datetime, backend: str | None
+) -> set[int]:
+    """Record claimed messages as handed to the backend; the ids still ours (the caller commits).
+
+    Conditional, like every move out of ``sending``: a message recovery took back meanwhile (a
+    claim older than the stale delay) is not handed over, so it is sent by one worker only.
+    """
+    if not message_ids:
+        return set()
+    values: dict[str, Any] = {"handed_over_at": at}
+    if backend is not None:
+        values["backend"] = backend
+    handed = set(
+        session.scalars(
+            update(Message)
+            .where(
+                Message.id.in_(list(message_ids)),
+                Message.status == MessageStatus.SENDING,
+                Message.handed_over_at.is_(None),
+            )
+            .values(**values)
+            .returning(Message.id)
+            .execution_options(synchronize_session=False)
+        ).all()
+    )
+    for message_id in sorted(set(message_ids) - handed):
+        logger.warning("message %s: taken back by recovery before its send; not sent", message_id)
+    return handed
 
 
 def _prepare_one(
@@ -450,7 +538,7 @@ def _prepare_one(
     """Check and render one claimed message (see ``_prepare``)."""
     message_id, address = message.id, member.email
     try:
-        reason = _suppression_reason(member, definition, suppressed, run.salt)
+        reason = _suppression_reason(member, definition, suppressed, run.salt, run.now)
         if reason is not None:
             _finish(session, message.id, status=MessageStatus.SUPPRESSED, error=reason)
             return "suppressed"
@@ -467,6 +555,7 @@ def _prepare_one(
             headers=dict(rendered.headers),
             journey_key=message.journey_key,
             step_id=message.step_id,
+            reply_to=run.reply_to,
         )
     except TemplateError as exc:
         error = redact_address(str(exc), address)
@@ -543,31 +632,91 @@ def _record(
 
 # --- recovery -------------------------------------------------------------------------------
 
+RecoveryVerdict = Literal["sent", "requeue", "unknown"]
+"""What recovery does with a message a crashed worker left: settle it as sent, put it back in
+the queue, or leave it to an operator."""
+
+
+def recovery_verdict(
+    *, handed_over: bool, provider_reported: bool, backend_holds: bool | None
+) -> RecoveryVerdict:
+    """What becomes of a message a stopped worker claimed and never recorded the result of.
+
+    - The provider reported on it (an event proving it accepted the email): ``sent``.
+    - It was never handed to the backend: no backend saw it, ``requeue``.
+    - The backend says it holds it (the outbox's file): ``sent``; says it certainly does not:
+      ``requeue``.
+    - Otherwise it may have gone out: ``unknown``, for an operator; never sent again blindly.
+
+    Args:
+        handed_over: The worker recorded its hand-off to the backend (``handed_over_at``).
+        provider_reported: Provider events prove the provider accepted it.
+        backend_holds: The backend's own word (``AcceptanceCheck.holds``): None when it has
+            none, or was not asked.
+
+    Returns:
+        The verdict.
+    """
+    if provider_reported:
+        return "sent"
+    if not handed_over:
+        return "requeue"
+    if backend_holds is None:
+        return "unknown"
+    return "sent" if backend_holds else "requeue"
+
 
 def recover_stale_messages(
-    session: Session, now: dt.datetime, stale_after: dt.timedelta
+    session: Session,
+    now: dt.datetime,
+    stale_after: dt.timedelta,
+    *,
+    check: AcceptanceCheck | None = None,
+    max_attempts: int = RetryPolicy.max_attempts,
 ) -> RecoverySummary:
-    """Settle the messages a crashed worker left in ``sending``; never send them again.
+    """Settle the messages a crashed worker left in ``sending``; never send one twice.
 
-    A message still ``sending`` longer than ``stale_after`` after its claim was in the hands of
-    a worker that stopped between the send and the record. If the provider reported on it
-    (processed, delivered, deferred, bounce, dropped, open, click: anything proving it accepted
-    the email), it becomes ``sent``: ``sent_at`` from the earliest such event,
-    ``delivery_status`` from the latest. Otherwise it becomes ``unknown``, with an error asking
-    an operator to check the provider before re-queuing it (``requeue_unknown``). Messages
-    already ``unknown`` whose provider events have arrived since are settled as ``sent`` too.
+    A message still ``sending`` longer than ``stale_after`` after its claim belonged to a
+    worker that stopped before recording its result. Each gets ``recovery_verdict``:
+
+    - provider events prove acceptance (processed, delivered, deferred, bounce, dropped, open,
+      click): ``sent``, ``sent_at`` from the earliest such event, ``delivery_status`` from the
+      latest;
+    - never handed over (no ``handed_over_at``): back to ``queued``, due at once, one attempt
+      more (``failed`` once it made ``max_attempts``: a message that crashes or hangs its
+      worker must not come back forever);
+    - handed to the backend ``check`` speaks for: ``sent`` when it holds the email, back to
+      ``queued`` as above when it certainly does not;
+    - otherwise ``unknown``, with an error saying what is known, for an operator
+      (``unknown_messages``, ``resolve_unknown``).
+
+    Messages already ``unknown`` are looked at again: provider events or ``check`` may settle
+    them now.
 
     Args:
         session: The database session; the caller commits.
         now: The current time.
         stale_after: How long after its claim a ``sending`` message counts as abandoned
             (``Settings.sending_stale_after_minutes``); longer than any send can take.
+        check: The backend's word on handed-over messages (``acceptance_check_for``); None:
+            none.
+        max_attempts: Attempts after which a message is failed rather than re-queued
+            (``Settings.max_send_attempts``).
 
     Returns:
         Counts of what was settled.
     """
     stale = session.execute(
-        select(Message.id, Message.status, Message.claimed_at)
+        select(
+            Message.id,
+            Message.status,
+            Message.claimed_at,
+            Message.handed_over_at,
+            Message.attempts,
+            Message.backend,
+            Message.journey_key,
+            Message.step_id,
+        )
         .where(
             or_(
                 Message.status == MessageStatus.UNKNOWN,
@@ -577,34 +726,117 @@ def recover_stale_messages(
         )
         .order_by(Message.id)
     ).all()
-    sent = unknown = 0
+    counts: Counter[str] = Counter()
     for batch in chunked(stale, 500):
         events = _acceptance_events(session, [row.id for row in batch])
         for row in batch:
-            if row.id in events:
-                first_at, latest = events[row.id]
-                sent += _settle(
-                    session,
-                    row.id,
-                    row.status,
-                    status=MessageStatus.SENT,
-                    sent_at=first_at,
-                    delivery_status=latest,
-                    error=None,
+            # An ``unknown`` message may have reached the backend whatever its columns say.
+            handed_over = row.handed_over_at is not None or row.status == MessageStatus.UNKNOWN
+            holds = None
+            if handed_over and check is not None and row.backend == check.backend:
+                holds = check.holds(
+                    HandedOver(
+                        message_id=row.id,
+                        journey_key=row.journey_key,
+                        step_id=row.step_id,
+                        backend=row.backend,
+                        handed_over_at=row.handed_over_at,
+                    )
                 )
-            elif row.status == MessageStatus.SENDING:
-                claimed = row.claimed_at.isoformat() if row.claimed_at else "an unknown time"
-                unknown += _settle(
-                    session,
-                    row.id,
-                    row.status,
-                    status=MessageStatus.UNKNOWN,
-                    error=f"claimed at {claimed}, no provider event: "
-                    "check the provider before re-queuing",
-                )
-    if sent or unknown:
-        logger.info("recovered deliveries: %d sent, %d unknown", sent, unknown)
-    return RecoverySummary(sent=sent, unknown=unknown)
+            verdict = recovery_verdict(
+                handed_over=handed_over, provider_reported=row.id in events, backend_holds=holds
+            )
+            outcome = _apply_verdict(session, row, verdict, events.get(row.id), now, max_attempts)
+            if outcome is not None:
+                counts[outcome] += 1
+    summary = RecoverySummary(**counts)
+    if summary != RecoverySummary():
+        logger.info(
+            "recovered deliveries: %d sent, %d re-queued, %d unknown, %d failed",
+            summary.sent,
+            summary.requeued,
+            summary.unknown,
+            summary.failed,
+        )
+    return summary
+
+
+def _apply_verdict(
+    session: Session,
+    row: Any,
+    verdict: RecoveryVerdict,
+    reported: tuple[dt.datetime, DeliveryStatus] | None,
+    now: dt.datetime,
+    max_attempts: int,
+) -> Literal["sent", "requeued", "unknown", "failed"] | None:
+    """Carry out ``verdict`` on a stale message; its ``RecoverySummary`` field, or None."""
+    claimed = row.claimed_at.isoformat() if row.claimed_at else "an unknown time"
+    handed = row.handed_over_at.isoformat() if row.handed_over_at else "an unknown time"
+    backend = row.backend or "the mail backend"
+    if verdict == "sent" and reported is not None:
+        first_at, latest = reported
+        changed = _settle(
+            session,
+            row.id,
+            row.status,
+            status=MessageStatus.SENT,
+            sent_at=first_at,
+            delivery_status=latest,
+            error=None,
+        )
+        return "sent" if changed else None
+    if verdict == "sent":
+        changed = _settle(
+            session,
+            row.id,
+            row.status,
+            status=MessageStatus.SENT,
+            sent_at=row.handed_over_at or now,
+            error=None,
+        )
+        return "sent" if changed else None
+    if verdict == "requeue":
+        if row.handed_over_at is None and row.status == MessageStatus.SENDING:
+            reason = f"claimed at {claimed} by a worker that stopped before handing it over"
+            # Not if the worker, slow but alive, hands it over meanwhile.
+            still_ours: tuple[Any, ...] = (Message.handed_over_at.is_(None),)
+        else:
+            reason = f"handed to {backend} at {handed}, which does not have it"
+            still_ours = ()
+        attempts = row.attempts + 1
+        if attempts >= max_attempts:
+            changed = _settle(
+                session,
+                row.id,
+                row.status,
+                *still_ours,
+                status=MessageStatus.FAILED,
+                attempts=attempts,
+                error=f"gave up after {attempts} attempts, its worker stopped each time: {reason}",
+            )
+            return "failed" if changed else None
+        changed = _settle(
+            session,
+            row.id,
+            row.status,
+            *still_ours,
+            status=MessageStatus.QUEUED,
+            attempts=attempts,
+            handed_over_at=None,
+            error=f"re-queued by recovery: {reason}",
+        )
+        return "requeued" if changed else None
+    if row.status != MessageStatus.SENDING:
+        return None  # already unknown, and still nothing known
+    changed = _settle(
+        session,
+        row.id,
+        row.status,
+        status=MessageStatus.UNKNOWN,
+        error=f"claimed at {claimed}, handed to {backend} at {handed}, no provider event: "
+        "check the provider, then `nurture deliveries resolve`",
+    )
+    return "unknown" if changed else None
 
 
 def _acceptance_events(
@@ -630,21 +862,138 @@ def _acceptance_events(
     return found
 
 
-def _settle(session: Session, message_id: int, current: MessageStatus, **values: Any) -> int:
-    """Update a message still in status ``current``; return 1 if it was, else 0."""
+def _settle(
+    session: Session, message_id: int, current: MessageStatus, *where: Any, **values: Any
+) -> int:
+    """Update a message still in status ``current`` (and ``where``); 1 if it was, else 0."""
     result = session.execute(
         update(Message)
-        .where(Message.id == message_id, Message.status == current)
+        .where(Message.id == message_id, Message.status == current, *where)
         .values(**values)
         .execution_options(synchronize_session=False)
     )
     return int(result.rowcount == 1)  # type: ignore[attr-defined]
 
 
+# --- an operator's word on unknown messages --------------------------------------------------
+
+Resolution = Literal["sent", "requeue"]
+"""What an operator decided about an ``unknown`` message after checking the provider."""
+
+
+@dataclass(frozen=True)
+class UnknownMessage:
+    """An ``unknown`` message and what is known about it, for an operator.
+
+    Attributes:
+        id: The message id (``nurture deliveries resolve`` takes it).
+        to_email: The recipient's address, to look up at the provider.
+        journey_key: The journey.
+        step_id: The journey step.
+        backend: The backend it was handed to, if known.
+        claimed_at: When a worker claimed it.
+        handed_over_at: When the worker handed it to the backend.
+        attempts: Tries recorded before this one.
+        provider_message_id: The provider's id (``<nurture.ID@domain>`` Message-ID for MIME
+            backends), if one was recorded.
+        error: What recovery or the worker said about it.
+    """
+
+    id: int
+    to_email: str
+    journey_key: str
+    step_id: str
+    backend: str | None
+    claimed_at: dt.datetime | None
+    handed_over_at: dt.datetime | None
+    attempts: int
+    provider_message_id: str | None
+    error: str | None
+
+
+def unknown_messages(session: Session, limit: int | None = None) -> list[UnknownMessage]:
+    """The ``unknown`` messages, oldest claim first, with what is known about each.
+
+    Args:
+        session: The database session; nothing is written.
+        limit: At most this many; None for all.
+
+    Returns:
+        The messages.
+    """
+    query = (
+        select(Message, Member.email)
+        .join(Member, Member.id == Message.member_id)
+        .where(Message.status == MessageStatus.UNKNOWN)
+        .order_by(Message.claimed_at, Message.id)
+    )
+    if limit is not None:
+        query = query.limit(limit)
+    return [
+        UnknownMessage(
+            id=message.id,
+            to_email=email,
+            journey_key=message.journey_key,
+            step_id=message.step_id,
+            backend=message.backend,
+            claimed_at=message.claimed_at,
+            handed_over_at=message.handed_over_at,
+            attempts=message.attempts,
+            provider_message_id=message.provider_message_id,
+            error=message.error,
+        )
+        for message, email in session.execute(query)
+    ]
+
+
+def resolve_unknown(
+    session: Session, message_ids: Iterable[int], resolution: Resolution, now: dt.datetime
+) -> list[int]:
+    """Settle ``unknown`` messages as an operator decided, after checking the provider; logged.
+
+    ``sent``: the provider has the email; the message becomes ``sent`` (``sent_at`` its
+    hand-off time, else ``now``). ``requeue``: the provider has no trace of it; it goes back
+    in the queue, due at once, and is sent again.
+
+    Args:
+        session: The database session; the caller commits.
+        message_ids: The messages; those not ``unknown`` are left alone.
+        resolution: ``sent`` or ``requeue``.
+        now: The current time.
+
+    Returns:
+        The ids settled, ascending.
+    """
+    settled: list[int] = []
+    for batch in chunked(sorted(set(message_ids)), 500):
+        rows = session.execute(
+            select(Message.id, Message.handed_over_at).where(
+                Message.id.in_(batch), Message.status == MessageStatus.UNKNOWN
+            )
+        ).all()
+        for message_id, handed_over_at in rows:
+            values: dict[str, Any] = (
+                {"status": MessageStatus.SENT, "sent_at": handed_over_at or now, "error": None}
+                if resolution == "sent"
+                else {"status": MessageStatus.QUEUED, "scheduled_at": now, "error": None}
+            )
+            if _settle(session, message_id, MessageStatus.UNKNOWN, **values):
+                settled.append(message_id)
+    if settled:
+        logger.warning(
+            "an operator resolved %d unknown messages as %s: %s",
+            len(settled),
+            "sent" if resolution == "sent" else "re-queued",
+            ", ".join(map(str, settled)),
+        )
+    return sorted(settled)
+
+
 def requeue_unknown(session: Session, message_ids: Iterable[int]) -> int:
     """Put ``unknown`` messages back in the queue, once an operator checked they did not go out.
 
-    Only for messages the provider has no trace of: a re-queued message is sent again.
+    Only for messages the provider has no trace of: a re-queued message is sent again. The
+    message keeps its due time (``resolve_unknown`` makes it due now).
 
     Args:
         session: The database session; the caller commits.

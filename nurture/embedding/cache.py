@@ -13,7 +13,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.embedding.embedders import Embedder
-from nurture.storage.models import EmbeddingCacheEntry
+from nurture.storage.models import EmbeddingCacheEntry, table_of
 
 __all__ = ["embed_texts_cached", "text_hash"]
 
@@ -49,13 +49,13 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
     missing = [key for key in keys if key not in found]
     if missing:
         vectors = embedder.embed([unique[key] for key in missing])
-        rows = []
+        new_entries: list[dict[str, Any]] = []
         for key, vector in zip(missing, vectors, strict=True):
             found[key] = vector
-            rows.append(
+            new_entries.append(
                 {"model": embedder.name, "text_hash": key, "dim": embedder.dim, "vector": vector}
             )
-        _store(session, rows)
+        _store(session, new_entries)
     if not texts:
         return np.zeros((0, embedder.dim), dtype=np.float32)
     return np.stack([found[key] for key in hashes]).astype(np.float32, copy=False)
@@ -74,6 +74,6 @@ def _store(session: Session, rows: list[dict[str, Any]]) -> None:
         session.flush()
         return
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
-    statement = insert(EmbeddingCacheEntry.__table__).on_conflict_do_nothing()
+    statement = insert(table_of(EmbeddingCacheEntry)).on_conflict_do_nothing()
     for start in range(0, len(rows), _LOOKUP_BATCH):
         session.execute(statement, rows[start : start + _LOOKUP_BATCH])

@@ -28,6 +28,7 @@ from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interac
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.runtime import Runtime
 from nurture.storage import ActivityEvent, Answer, ConsentStatus, Member
+from nurture.storage.models import table_of
 
 __all__ = [
     "ITEM_COLUMNS",
@@ -573,9 +574,9 @@ def stage_folder(dataset: FolderDataset, sandbox: Runtime) -> dict[str, int]:
     ]
     with sandbox.session() as session:
         for table, rows in (
-            (Member.__table__, members),
-            (Answer.__table__, answers),
-            (ActivityEvent.__table__, events),
+            (table_of(Member), members),
+            (table_of(Answer), answers),
+            (table_of(ActivityEvent), events),
         ):
             for batch in chunked(rows, 1000):
                 session.execute(insert(table), batch)

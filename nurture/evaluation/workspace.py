@@ -22,6 +22,7 @@ from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Interactions
 from nurture.recommend import CONSUMING_EVENT_TYPES, item_available
 from nurture.storage import ActivityEvent, Answer, ContentItem, EmbeddingCacheEntry, Member
+from nurture.storage.models import table_of
 
 __all__ = ["WorkspaceInteraction", "load_interactions", "split_in_time", "stage_workspace"]
 
@@ -60,7 +61,10 @@ def load_interactions(session: Session) -> list[WorkspaceInteraction]:
         )
         .order_by(ActivityEvent.occurred_at, ActivityEvent.id)
     )
-    return [WorkspaceInteraction(*row) for row in rows.tuples()]
+    return [
+        WorkspaceInteraction(member_id, str(content_key), occurred_at)
+        for member_id, content_key, occurred_at in rows.tuples()
+    ]
 
 
 def _copy_rows(source: Session, target: Session, table: Table, *where: Any) -> int:
@@ -89,13 +93,13 @@ def stage_workspace(
         Rows copied per table.
     """
     return {
-        "members": _copy_rows(source, sandbox, Member.__table__),
-        "answers": _copy_rows(source, sandbox, Answer.__table__),
+        "members": _copy_rows(source, sandbox, table_of(Member)),
+        "answers": _copy_rows(source, sandbox, table_of(Answer)),
         "activity_events": _copy_rows(
-            source, sandbox, ActivityEvent.__table__, ActivityEvent.occurred_at < cutoff
+            source, sandbox, table_of(ActivityEvent), ActivityEvent.occurred_at < cutoff
         ),
         "embedding_cache": _copy_rows(
-            source, sandbox, EmbeddingCacheEntry.__table__, EmbeddingCacheEntry.model == model
+            source, sandbox, table_of(EmbeddingCacheEntry), EmbeddingCacheEntry.model == model
         ),
     }
 

@@ -44,7 +44,7 @@ from nurture.ingest.fields import (
     text_column,
 )
 from nurture.ingest.members import remembered_member_refs, resolve_member_refs
-from nurture.storage.models import ActivityEvent, ContentItem, utcnow
+from nurture.storage.models import ActivityEvent, ContentItem, table_of, utcnow
 
 __all__ = [
     "ACTIVITY_COLUMNS",
@@ -79,7 +79,7 @@ _STORED_COLUMNS = (
 )
 
 
-class ActivityRecord(NamedTuple):
+class _ActivityRecord(NamedTuple):
     """A valid activity record."""
 
     member: str
@@ -120,7 +120,7 @@ def import_activity(
     """
     now = utcnow()
 
-    def parse(records: list[Mapping[str, Any]]) -> list[ActivityRecord | ImportRecordError]:
+    def parse(records: list[Mapping[str, Any]]) -> list[_ActivityRecord | ImportRecordError]:
         return parse_activities(records, now)
 
     with remembered_member_refs():
@@ -138,7 +138,7 @@ def import_activity(
         )
 
 
-def parse_activity(record: Mapping[str, Any], now: dt.datetime | None = None) -> ActivityRecord:
+def parse_activity(record: Mapping[str, Any], now: dt.datetime | None = None) -> _ActivityRecord:
     """Validate one activity record.
 
     Args:
@@ -156,7 +156,7 @@ def parse_activity(record: Mapping[str, Any], now: dt.datetime | None = None) ->
 
 def parse_activities(
     records: Sequence[Mapping[str, Any]], now: dt.datetime | None = None
-) -> list[ActivityRecord | ImportRecordError]:
+) -> list[_ActivityRecord | ImportRecordError]:
     """Validate activity records, field by field over all of them (see ``fields.Column``).
 
     Args:
@@ -190,7 +190,7 @@ def parse_activities(
                 max_length=128,
             ),
         ),
-        ActivityRecord,
+        _ActivityRecord,
     )
 
 
@@ -223,7 +223,7 @@ def derive_idempotency_key(
     return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
 
-def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> BatchResult:
+def _apply_activity(session: Session, rows: Sequence[Row[_ActivityRecord]]) -> BatchResult:
     result = BatchResult()
     member_ids = resolve_member_refs(session, {row.value.member for row in rows})
     content = _content_times(session, {row.value.content_key for row in rows})
@@ -263,7 +263,7 @@ def _apply_activity(session: Session, rows: Sequence[Row[ActivityRecord]]) -> Ba
     # Events are only ever added: the database skips those already stored, by their key.
     written = write_rows(
         session,
-        ActivityEvent.__table__,
+        table_of(ActivityEvent),
         _STORED_COLUMNS,
         new_events,
         conflict=("idempotency_key",),
@@ -289,7 +289,7 @@ def _content_times(
 
 
 def _before_content(
-    record: ActivityRecord, published_at: dt.datetime | None, event_start: dt.datetime | None
+    record: _ActivityRecord, published_at: dt.datetime | None, event_start: dt.datetime | None
 ) -> ImportRecordError:
     """Why ``record`` cannot have happened, given its item's dates."""
     when = record.occurred_at.isoformat()

@@ -41,7 +41,7 @@ from nurture.ingest.fields import (
 )
 from nurture.ingest.members import remembered_member_refs, resolve_member_refs
 from nurture.ingest.readers import file_format
-from nurture.storage.models import Answer, utcnow
+from nurture.storage.models import Answer, table_of, utcnow
 
 __all__ = [
     "ANSWER_COLUMNS",
@@ -83,7 +83,7 @@ class AnswerValidator(Protocol):
         ...
 
 
-class AnswerRecord(NamedTuple):
+class _AnswerRecord(NamedTuple):
     """A valid answer record."""
 
     member: str
@@ -125,7 +125,7 @@ def import_answers(
     from_csv = file_format(Path(path)) == "csv"
     now = utcnow()
 
-    def parse(records: list[Mapping[str, Any]]) -> list[AnswerRecord | ImportRecordError]:
+    def parse(records: list[Mapping[str, Any]]) -> list[_AnswerRecord | ImportRecordError]:
         return parse_answers(records, questionnaire, from_csv=from_csv, now=now)
 
     with remembered_member_refs():
@@ -149,7 +149,7 @@ def parse_answer(
     *,
     from_csv: bool,
     now: dt.datetime | None = None,
-) -> AnswerRecord:
+) -> _AnswerRecord:
     """Validate one answer record against the questionnaire.
 
     Args:
@@ -177,7 +177,7 @@ def parse_answers(
     *,
     from_csv: bool,
     now: dt.datetime | None = None,
-) -> list[AnswerRecord | ImportRecordError]:
+) -> list[_AnswerRecord | ImportRecordError]:
     """Validate answer records against the questionnaire (as :func:`parse_answer` each).
 
     Returns:
@@ -194,7 +194,7 @@ def parse_answers(
         [r.get("answered_at") for r in records], "answered_at", now or utcnow()
     )
     known: dict[str, ImportRecordError | None] = {}
-    parsed: list[AnswerRecord | ImportRecordError] = []
+    parsed: list[_AnswerRecord | ImportRecordError] = []
     for record, member, question, answered_at in zip(
         records, members.values, questions.values, times.values, strict=True
     ):
@@ -241,7 +241,7 @@ def _answer(
     answered_at: dt.datetime | ImportRecordError | None,
     questionnaire: AnswerValidator,
     from_csv: bool,
-) -> AnswerRecord:
+) -> _AnswerRecord:
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ImportRecordError("is required but missing or empty", field="value")
     try:
@@ -262,7 +262,7 @@ def _answer(
             if first_error is None:
                 first_error = _answer_error(exc)
             continue
-        return AnswerRecord(
+        return _AnswerRecord(
             member, question, candidate if checked is None else checked, answered_at
         )
     assert first_error is not None
@@ -291,7 +291,7 @@ def _answer_error(exc: Exception) -> ImportRecordError:
     return ImportRecordError(reason, field="value")
 
 
-def _apply_answers(session: Session, rows: Sequence[Row[AnswerRecord]]) -> BatchResult:
+def _apply_answers(session: Session, rows: Sequence[Row[_AnswerRecord]]) -> BatchResult:
     result = BatchResult()
     member_ids = resolve_member_refs(session, {row.value.member for row in rows})
     stored = _stored_answers(
@@ -321,7 +321,7 @@ def _apply_answers(session: Session, rows: Sequence[Row[AnswerRecord]]) -> Batch
         writes[key] = answer
     write_rows(
         session,
-        Answer.__table__,
+        table_of(Answer),
         _STORED_COLUMNS,
         list(writes.values()),
         conflict=("member_id", "question_key"),
@@ -347,7 +347,7 @@ def _stored_answers(
     }
 
 
-def _is_stale_or_same(value: Any, answered_at: dt.datetime, record: AnswerRecord) -> bool:
+def _is_stale_or_same(value: Any, answered_at: dt.datetime, record: _AnswerRecord) -> bool:
     """Whether the stored answer is newer than ``record``, or already is ``record``."""
     if record.answered_at is not None and record.answered_at < answered_at:
         return True

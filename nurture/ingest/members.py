@@ -81,7 +81,7 @@ _REMEMBERED: contextvars.ContextVar[dict[str, int] | None] = contextvars.Context
 
 
 @dataclass(frozen=True)
-class MemberRecord:
+class _MemberRecord:
     """A valid member record; ``None`` means "not given"."""
 
     email: str
@@ -131,8 +131,8 @@ def import_members(
     now = utcnow()
 
     @each_record
-    def parse(record: Mapping[str, Any]) -> MemberRecord:
-        return parse_member(record, now, languages=languages)
+    def parse(record: Mapping[str, Any]) -> _MemberRecord:
+        return _parse_member(record, now, languages=languages)
 
     return run_import(
         session,
@@ -149,12 +149,12 @@ def import_members(
     )
 
 
-def parse_member(
+def _parse_member(
     record: Mapping[str, Any],
     now: dt.datetime | None = None,
     *,
     languages: Sequence[str] = DEFAULT_LANGUAGES,
-) -> MemberRecord:
+) -> _MemberRecord:
     """Validate one member record; fields are checked in the order of ``MEMBER_COLUMNS``.
 
     Args:
@@ -201,7 +201,7 @@ def parse_member(
         except ValueError as exc:
             raise ImportRecordError(str(exc), field=key) from None
         attributes[key] = value
-    return MemberRecord(
+    return _MemberRecord(
         email=email,
         external_id=external_id,
         first_name=first_name,
@@ -217,7 +217,7 @@ def parse_member(
 
 
 def _apply_members(
-    session: Session, rows: Sequence[Row[MemberRecord]], *, default_language: str
+    session: Session, rows: Sequence[Row[_MemberRecord]], *, default_language: str
 ) -> BatchResult:
     external_ids = {row.value.external_id for row in rows if row.value.external_id}
     emails = {row.value.email for row in rows}
@@ -262,7 +262,7 @@ def _email_taken(email: str, holder: Member) -> ImportRecordError:
     )
 
 
-def _new_member(record: MemberRecord, default_language: str) -> Member:
+def _new_member(record: _MemberRecord, default_language: str) -> Member:
     return Member(
         external_id=record.external_id,
         email=record.email,
@@ -278,7 +278,7 @@ def _new_member(record: MemberRecord, default_language: str) -> Member:
     )
 
 
-def _update_member(member: Member, record: MemberRecord) -> bool:
+def _update_member(member: Member, record: _MemberRecord) -> bool:
     changed = False
     for name in MEMBER_COLUMNS:
         value = getattr(record, name)
@@ -316,11 +316,10 @@ def resolve_member_refs(session: Session, refs: Iterable[str]) -> dict[str, int]
             resolved[ref] = member_id
     found: dict[str, int] = {}
     for chunk in chunked(sorted(missing), _REFS_PER_QUERY):
-        found.update(
-            session.execute(
-                select(Member.external_id, Member.id).where(Member.external_id.in_(chunk))
-            ).all()
-        )
+        rows = session.execute(
+            select(Member.external_id, Member.id).where(Member.external_id.in_(chunk))
+        ).tuples()
+        found.update((str(external_id), member_id) for external_id, member_id in rows)
     by_email = {ref.lower(): ref for ref in missing if ref not in found and "@" in ref}
     for chunk in chunked(sorted(by_email), _REFS_PER_QUERY):
         for email, member_id in session.execute(

@@ -1,21 +1,22 @@
 """Journeys: the YAML definitions marketers write, their loader, and the engine that runs them.
 
 ``load_journeys`` reads and checks a folder of journey files; ``load_sending_rules`` the rules
-all journeys share (budget, quiet hours); ``register_journeys`` keeps one ``Journey`` row per
-definition version; ``advance_journeys`` enrols the members each trigger yields
+all journeys share (budget, quiet hours, backfill limit); ``register_journeys`` keeps one
+``Journey`` row per definition version; ``advance_journeys`` enrols the members each trigger yields
 (``trigger_candidates``, each recording a typed ``TriggerContext``) and queues the messages
 that are due, their ``MessageContext`` filled by a ``ContentPicker`` (as ``nurture preview``
-fills its emails).
+fills its emails); ``measure_backfill`` tells a run that would start emailing much of the
+community at once (a ``Backfill``), which ``advance_journeys`` refuses when given a limit.
 """
 
 from nurture.delivery.suppression import CONSENT_GRANTED
+from nurture.journeys.backfill import Backfill, measure_backfill
 from nurture.journeys.content import (
     ContentPick,
     ContentPicker,
     MessageContext,
     PickContent,
     recommended_content,
-    sent_item_keys,
     upcoming_content,
 )
 from nurture.journeys.engine import JourneySummary, advance_journeys, wait_until
@@ -35,7 +36,12 @@ from nurture.journeys.models import (
     WaitStep,
     parse_duration,
 )
-from nurture.journeys.policy import SendingRules, load_sending_rules, read_sending_rules
+from nurture.journeys.policy import (
+    BackfillLimit,
+    SendingRules,
+    load_sending_rules,
+    read_sending_rules,
+)
 from nurture.journeys.progress import JourneyStatus, journey_status
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
@@ -51,6 +57,8 @@ from nurture.journeys.versions import register_journeys
 __all__ = [
     "CONSENT_GRANTED",
     "TRIGGER_CONTEXTS",
+    "Backfill",
+    "BackfillLimit",
     "BranchStep",
     "Candidate",
     "ContentPick",
@@ -79,13 +87,13 @@ __all__ = [
     "load_journey",
     "load_journeys",
     "load_sending_rules",
+    "measure_backfill",
     "migrate_enrollments",
     "parse_duration",
     "read_journeys",
     "read_sending_rules",
     "recommended_content",
     "register_journeys",
-    "sent_item_keys",
     "simulate_journeys",
     "trigger_candidates",
     "trigger_sample",

@@ -8,13 +8,15 @@ for the same member at the same moment:
 1. the slots first, in the order the step names them, then ``content``;
 2. only items in the email's language (the member's language reduced to a supported one,
    ``resolve_language``): a slot with nothing suitable stays empty, and the template says so;
-3. never an item already sent to the member (``sent_item_keys``), nor one an earlier slot or
-   pick of the same email took.
+3. never an item already sent to the member (``nurture.delivery.history.sent_item_keys``), nor
+   one an earlier slot or pick of the same email took.
 
 ``MessageContext`` is what a ``Message`` row stores (``Message.context``, JSON) and what its
-templates see: ``items``, ``slots``, ``trigger`` and ``questionnaire_answered``. The items a
+templates see: ``items``, ``slots``, ``trigger``, ``questionnaire_answered`` and ``profile``
+(the member's answers, attributes, lifecycle stage and segments when the email was queued,
+``member_profiles``; templates read them under ``member``). The items a
 member was already sent are read from stored contexts in one way only,
-``MessageContext.item_keys_of``, by the engine, by previews and by matching.
+``nurture.delivery.history``, by the engine, by previews and by matching.
 
 Nothing here reads the clock: the picker is given ``now``.
 """
@@ -33,16 +35,19 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
-from nurture.storage.models import Answer, ContentItem, Message, MessageStatus
+from nurture.recommend import recommendations_for
+from nurture.segmentation.assignments import effective_memberships
+from nurture.storage.models import Answer, ContentItem, Member, MemberProfile, Segment
 
 __all__ = [
     "ContentPick",
     "ContentPicker",
+    "MemberFacts",
     "MessageContext",
     "PickContent",
+    "member_profiles",
     "members_who_answered",
     "recommended_content",
-    "sent_item_keys",
     "upcoming_content",
     "upcoming_events",
 ]
@@ -73,6 +78,8 @@ class ContentPick(BaseModel):
         language: The language it is written in (None: not said).
         reason: Why it was picked, in the member's language (empty for upcoming events).
         event_start: When the event starts (ISO 8601), for events.
+        time_zone: The IANA zone the event is held in, when known.
+        venue: Where an in-person event takes place; None for an online one.
         score: The ranking score of a recommendation (None for upcoming events).
     """
 
@@ -86,6 +93,8 @@ class ContentPick(BaseModel):
     language: str | None = None
     reason: Text = ""
     event_start: Annotated[str | None, BeforeValidator(_moment)] = None
+    time_zone: str | None = None
+    venue: str | None = None
     score: float | None = None
 
     @classmethod
@@ -116,7 +125,28 @@ class ContentPick(BaseModel):
             language=item.language,
             reason=reason,
             event_start=item.event_start,
+            time_zone=item.event_time_zone,
+            venue=item.venue,
         )
+
+
+class MemberFacts(BaseModel):
+    """What a message stores of its member, for its templates (``member.answers``...).
+
+    Attributes:
+        answers: The questionnaire answers as stored, ``{question key: value}`` (option keys);
+            templates read them with labels in the email's language.
+        attributes: The member's extra profile attributes (import columns: ``country``...).
+        lifecycle: The lifecycle stage (``new``, ``active``...), None before profiling.
+        segments: The keys of the member's segments, sorted.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    answers: dict[str, Any] = Field(default_factory=dict)
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    lifecycle: str | None = None
+    segments: list[str] = Field(default_factory=list)
 
 
 class MessageContext(BaseModel):
@@ -129,6 +159,7 @@ class MessageContext(BaseModel):
         trigger: What the journey's trigger recorded when the member entered (the stored form
             of its ``TriggerContext``, see ``nurture.journeys.triggers.TRIGGER_CONTEXTS``).
         questionnaire_answered: Whether the member answered the questionnaire.
+        profile: What the member told us and what we know of them (``MemberFacts``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -137,38 +168,11 @@ class MessageContext(BaseModel):
     slots: dict[str, list[ContentPick]] = Field(default_factory=dict)
     trigger: dict[str, Any] = Field(default_factory=dict)
     questionnaire_answered: bool = False
+    profile: MemberFacts = Field(default_factory=MemberFacts)
 
     def to_stored(self) -> dict[str, Any]:
         """The context as ``Message.context`` holds it (JSON values), and templates see it."""
         return self.model_dump(mode="json")
-
-    @staticmethod
-    def item_keys_of(stored: Any) -> set[str]:
-        """The keys of the content items a stored message context lists (items and slots).
-
-        The one reader of "items already sent". It takes rows written by any version: a
-        context that is not a mapping lists nothing, an entry may be a key or an item with a
-        ``key``, and anything else is skipped.
-
-        Args:
-            stored: A ``Message.context`` value.
-
-        Returns:
-            The content keys it lists.
-        """
-        if not isinstance(stored, Mapping):
-            return set()
-        slots = stored.get("slots")
-        lists = [stored.get("items"), *(slots.values() if isinstance(slots, Mapping) else ())]
-        keys: set[str] = set()
-        for listed in lists:
-            if isinstance(listed, Mapping):
-                listed = list(listed.values())
-            for entry in listed if isinstance(listed, list | tuple) else ():
-                key = entry.get("key") if isinstance(entry, Mapping) else entry
-                if isinstance(key, str) and key:
-                    keys.add(key)
-        return keys
 
 
 class PickContent(Protocol):
@@ -192,37 +196,6 @@ class PickContent(Protocol):
         ...
 
 
-def sent_item_keys(
-    session: Session,
-    member_ids: Collection[int],
-    *,
-    statuses: Collection[MessageStatus] | None = None,
-) -> dict[int, set[str]]:
-    """The content keys already in each member's messages, of any journey.
-
-    Args:
-        session: The database session.
-        member_ids: The members.
-        statuses: Only messages in these statuses; None: every message (queued ones too).
-
-    Returns:
-        ``{member id: keys}``; a member with none is absent.
-    """
-    sent: dict[int, set[str]] = defaultdict(set)
-    if not member_ids:
-        return sent
-    query = select(Message.member_id, Message.context).where(
-        Message.member_id.in_(sorted(set(member_ids)))
-    )
-    if statuses is not None:
-        query = query.where(Message.status.in_(list(statuses)))
-    for member_id, stored in session.execute(query).tuples():
-        keys = MessageContext.item_keys_of(stored)
-        if keys:
-            sent[member_id].update(keys)
-    return sent
-
-
 def members_who_answered(session: Session, member_ids: Collection[int]) -> set[int]:
     """Which of ``member_ids`` answered the questionnaire (at least one answer)."""
     if not member_ids:
@@ -232,6 +205,58 @@ def members_who_answered(session: Session, member_ids: Collection[int]) -> set[i
             select(Answer.member_id).where(Answer.member_id.in_(sorted(set(member_ids)))).distinct()
         )
     )
+
+
+def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, MemberFacts]:
+    """What the templates of each member's emails read of them, in a few bulk queries.
+
+    Args:
+        session: The database session.
+        member_ids: The members.
+
+    Returns:
+        ``{member id: facts}`` for each existing member.
+    """
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    answers: dict[int, dict[str, Any]] = defaultdict(dict)
+    for member_id, key, value in session.execute(
+        select(Answer.member_id, Answer.question_key, Answer.value).where(Answer.member_id.in_(ids))
+    ).tuples():
+        answers[member_id][key] = value
+    stages = dict(
+        session.execute(
+            select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
+                MemberProfile.member_id.in_(ids)
+            )
+        )
+        .tuples()
+        .all()
+    )
+    memberships = effective_memberships(session, ids)
+    segment_ids = sorted({sid for found in memberships.values() for sid in found})
+    keys = (
+        dict(
+            session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
+            .tuples()
+            .all()
+        )
+        if segment_ids
+        else {}
+    )
+    facts: dict[int, MemberFacts] = {}
+    for member_id, attributes in session.execute(
+        select(Member.id, Member.attributes).where(Member.id.in_(ids))
+    ).tuples():
+        stage = stages.get(member_id)
+        facts[member_id] = MemberFacts(
+            answers=answers.get(member_id, {}),
+            attributes=dict(attributes or {}),
+            lifecycle=str(stage) if stage is not None else None,
+            segments=sorted(keys[sid] for sid in memberships.get(member_id, ()) if sid in keys),
+        )
+    return facts
 
 
 def upcoming_events(session: Session, now: dt.datetime) -> list[ContentItem]:
@@ -311,8 +336,6 @@ def recommended_content(
         Up to ``count`` items as JSON dicts (key, title, url, kind, summary, language, reason,
         score, event_start).
     """
-    from nurture.recommend import recommendations_for  # recommend imports this module
-
     limit = count + len(exclude_keys) + (count * 5 if kinds else 0)
     picked = []
     for item in recommendations_for(session, member_id, limit, now=now):
@@ -352,6 +375,7 @@ class ContentPicker:
         sent: set[str],
         trigger: Mapping[str, Any] | None = None,
         questionnaire_answered: bool = False,
+        profile: MemberFacts | None = None,
     ) -> MessageContext:
         """The context of one email: its slots first, then its content picks.
 
@@ -364,6 +388,7 @@ class ContentPicker:
             sent: Keys the member was already sent; the keys picked are added to it.
             trigger: What the trigger recorded (the enrollment's context).
             questionnaire_answered: Whether the member answered the questionnaire.
+            profile: What the templates read of the member (``member_profiles``).
 
         Returns:
             The message context.
@@ -377,6 +402,7 @@ class ContentPicker:
             slots=filled,
             trigger=dict(trigger or {}),
             questionnaire_answered=questionnaire_answered,
+            profile=profile or MemberFacts(),
         )
 
     def fill(

@@ -24,19 +24,23 @@ import functools
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from typing import Any, Literal, cast
+from typing import Any, Literal
 
 from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.orm import Session
 
 from nurture import progress
 from nurture.chunks import chunked
+from nurture.delivery.history import sent_item_keys
+from nurture.errors import BackfillRefusedError
+from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.content import (
     ContentPicker,
+    MemberFacts,
     PickContent,
+    member_profiles,
     members_who_answered,
     recommended_content,
-    sent_item_keys,
 )
 from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
 from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
@@ -49,7 +53,7 @@ from nurture.journeys.models import (
     SendStep,
     WaitStep,
 )
-from nurture.journeys.policy import SendingRules
+from nurture.journeys.policy import BackfillLimit, SendingRules
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
@@ -58,10 +62,13 @@ from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
     EnrollmentState,
+    ExitReason,
     Journey,
     Member,
     Message,
     MessageStatus,
+    WaitReason,
+    table_of,
 )
 
 __all__ = ["DEFAULT_CHUNK_SIZE", "JourneySummary", "advance_journeys", "wait_until"]
@@ -168,6 +175,7 @@ def advance_journeys(
     rules: SendingRules | None = None,
     member_ids: Collection[int] | None = None,
     on_hold: Callable[[HeldEmail], None] | None = None,
+    backfill: BackfillLimit | None = None,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
@@ -193,6 +201,8 @@ def advance_journeys(
         rules: The message budget and quiet hours shared by all journeys; None: neither.
         member_ids: Only these members (a simulation of a few members); None: everyone.
         on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
+        backfill: Refuse the pass when its enrolments go over this limit (the backfill guard);
+            None: no guard.
 
     Returns:
         Counts of what was done.
@@ -200,6 +210,9 @@ def advance_journeys(
     Raises:
         ValueError: ``now`` is naive.
         JourneyValidationError: Two definitions share one id.
+        BackfillRefusedError: The pass would start emailing more of the community at once
+            than ``backfill`` allows; raised before any email is queued, the caller rolls
+            back its enrolments.
     """
     if now.tzinfo is None:
         raise ValueError(f"expected a timezone-aware now, found naive {now!r}")
@@ -217,6 +230,10 @@ def advance_journeys(
     for definition in ordered:
         _enrol(session, definition, journeys[definition.id], run, suppression_salt)
     session.flush()
+    if backfill is not None and run.counts.enrolled:
+        found = measure_backfill(session, ordered, now, backfill, member_ids=member_ids)
+        if found.exceeded:
+            raise BackfillRefusedError(found.refusal())
 
     versions: dict[int, JourneyDefinition] = {}
     for definition in ordered:
@@ -274,7 +291,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
             )
         )
         for enrollment in session.scalars(query.where(reached)):
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
             run.counts.goal_reached += 1
     if goal.condition:
         active = list(session.scalars(query.order_by(Enrollment.id)))
@@ -283,7 +300,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
             for enrollment in chunk:
                 names = facts.names(enrollment.member_id, enrollment.context)
                 if run.holds(goal.condition, names, definition.id, "goal"):
-                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason="goal")
+                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
     session.flush()
 
@@ -299,6 +316,7 @@ class _Batch:
     written: set[tuple[int, str]]
     sent_keys: defaultdict[int, set[str]]
     answered: set[int]
+    profiles: dict[int, MemberFacts]
     engagement: dict[tuple[int, str], set[str]]
     facts: ConditionFacts | None = None
     messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
@@ -344,6 +362,7 @@ def _advance_chunk(
         written=set(written),
         sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
         answered=members_who_answered(session, member_ids),
+        profiles=member_profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
@@ -365,7 +384,7 @@ def _advance_enrollment(
     run.counts.advanced += 1
     member = batch.members[enrollment.member_id]
     if not definition.transactional and not consent_allows(member, definition):
-        _finish(enrollment, EnrollmentState.EXITED, run.now, reason="consent")
+        _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
         run.counts.exited += 1
         return
     step_id: str | None = enrollment.current_step or definition.entry_step.id
@@ -383,7 +402,7 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason="missing_step")
+            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
             run.counts.exited += 1
             return
         step_id = _run_step(session, enrollment, definition, step, member, batch, run, waits_passed)
@@ -464,7 +483,7 @@ def _held_back(
         return "skip"
     enrollment.current_step = step.id
     enrollment.next_action_at = hold.until
-    enrollment.waiting_on = hold.reason
+    enrollment.waiting_on = WaitReason(hold.reason)
     if hold.reason == "quiet_hours":
         run.counts.quiet_deferred += 1
     else:
@@ -552,6 +571,7 @@ def _queue_message(
         sent=batch.sent_keys[member.id],
         trigger=enrollment.context,
         questionnaire_answered=member.id in batch.answered,
+        profile=batch.profiles.get(member.id),
     )
     if not definition.transactional:
         run.budget.record(member.id, run.now)
@@ -573,7 +593,10 @@ def _queue_message(
 
 
 def _finish(
-    enrollment: Enrollment, state: EnrollmentState, now: dt.datetime, reason: str | None = None
+    enrollment: Enrollment,
+    state: EnrollmentState,
+    now: dt.datetime,
+    reason: ExitReason | None = None,
 ) -> None:
     enrollment.state = state
     enrollment.next_action_at = None
@@ -583,4 +606,4 @@ def _finish(
 
 
 def _message_table() -> Table:
-    return cast(Table, Message.__table__)
+    return table_of(Message)

@@ -4,8 +4,9 @@
 journey's re-entry policy and cooldown let in, whose consent and preferences allow the
 journey's category (unless it is transactional), whose address is not in the suppression list
 and for whom the journey's audience holds; it writes their enrollments, at the entry step, due
-at once. Exactly-once is held by the database: one enrollment per (journey, member,
-occurrence), written with ``INSERT ... ON CONFLICT DO NOTHING``.
+at once (or, for a member enrolled ahead of their day, at its hour). Exactly-once is held by
+the database: one enrollment per (journey, member, occurrence), written with
+``INSERT ... ON CONFLICT DO NOTHING``.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
-from typing import cast
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
@@ -26,7 +26,7 @@ from nurture.journeys.facts import ConditionFacts, condition_true
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.triggers import Candidate, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member
+from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member, table_of
 
 __all__ = ["consent_allows", "enrol_members", "member_rows"]
 
@@ -89,7 +89,7 @@ def enrol_members(
                 "occurrence": candidate.occurrence,
                 "state": EnrollmentState.ACTIVE,
                 "current_step": entry,
-                "next_action_at": now,
+                "next_action_at": candidate.start_at or now,
                 "enrolled_at": now,
                 "context": candidate.context.to_stored(),
             }
@@ -235,4 +235,4 @@ def _without_suppressed(
 
 
 def _enrollment_table() -> Table:
-    return cast(Table, Enrollment.__table__)
+    return table_of(Enrollment)

@@ -2,11 +2,14 @@
 
 Each problem names the file, the line and column, the field (``steps.2.next``) and, for a step,
 its id. The YAML is read by the workspace's one bounded, line-aware reader
-(:mod:`nurture.workspace.located_yaml`), so every value keeps its position.
+(:mod:`nurture.marketer_files.located_yaml`), so every value keeps its position.
 
 Besides the model's own checks, a journey is checked against its workspace when the caller
 knows it: the email templates its send steps name, the rule segments its triggers and conditions
-name, and the question keys its conditions read under ``answers``.
+name, and the question keys its conditions read under ``answers``. Whatever the workspace, its
+conditions are checked against the journey itself: the send steps ``opened()`` and
+``clicked()`` name, the fields its trigger records (``trigger.topic``) and the lifecycle stages
+compared.
 """
 
 from __future__ import annotations
@@ -26,10 +29,11 @@ from pydantic import AfterValidator, BaseModel, Tag, ValidationError
 from pydantic.fields import FieldInfo
 
 from nurture.errors import JourneyValidationError, Problem
-from nurture.journeys.conditions import check_condition
+from nurture.journeys.conditions import check_condition, check_condition_names
 from nurture.journeys.models import Condition, JourneyDefinition, SegmentKey
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, LocatedDocument, YamlLimits
-from nurture.workspace.model_files import read_yaml_document
+from nurture.journeys.triggers import TRIGGER_CONTEXTS
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, LocatedDocument, YamlLimits
+from nurture.marketer_files.model_files import read_yaml_document
 
 __all__ = [
     "CLUSTER_KEY_PATTERN",
@@ -284,6 +288,7 @@ def _load(
         for detail in error.errors(include_url=False):
             _report_validation_error(report, detail)
     _check_references(report, data, workspace)
+    _check_condition_names(report, data)
     _check_graph(report, data.get("steps"))
     if workspace.templates_dir is not None:
         _check_templates(report, data.get("steps"), workspace.templates_dir)
@@ -491,6 +496,32 @@ def _check_references(report: _Report, data: dict[str, Any], workspace: _Workspa
                 messages += check_condition(value, question_keys)
             if segment_keys is not None:
                 messages += _unknown_segments(_segments_compared(value), segment_keys)
+        for message in messages:
+            report.add(f"{name}: {message}", path)
+
+
+def _check_condition_names(report: _Report, data: dict[str, Any]) -> None:
+    """Steps named by ``opened()`` / ``clicked()``, trigger fields and stages conditions read."""
+    raw_steps = data.get("steps")
+    steps: list[Any] = raw_steps if isinstance(raw_steps, list) else []
+    send_steps = [
+        step["id"]
+        for step in steps
+        if isinstance(step, dict) and step.get("type") == "send" and isinstance(step.get("id"), str)
+    ]
+    trigger = data.get("trigger")
+    kind = trigger.get("type") if isinstance(trigger, dict) else None
+    context = TRIGGER_CONTEXTS.get(kind) if isinstance(kind, str) else None
+    for path, metadata, value in _walk(JourneyDefinition, data):
+        if not isinstance(value, str) or not _is_condition(metadata):
+            continue
+        name = next((part for part in reversed(path) if isinstance(part, str)), "value")
+        messages = check_condition_names(
+            value,
+            send_steps=send_steps if path[0] == "steps" else None,
+            trigger_kind=kind if isinstance(kind, str) else None,
+            trigger_fields=context.field_names() if context is not None else None,
+        )
         for message in messages:
             report.add(f"{name}: {message}", path)
 

@@ -30,6 +30,7 @@ from pydantic_core import PydanticCustomError
 
 __all__ = [
     "ACTIVITY_TYPES",
+    "NEW_WITHIN_DAYS",
     "STEP_KINDS",
     "TRIGGER_KINDS",
     "WEEKDAYS",
@@ -126,6 +127,9 @@ class _Model(BaseModel):
 
 # --- triggers -------------------------------------------------------------------------------
 
+NEW_WITHIN_DAYS = 14
+"""How recent a join or an answer must be, by default, for a trigger to act on it."""
+
 ACTIVITY_TYPES = ("post", "comment", "event_attended", "content_view", "email_open", "email_click")
 """Activity event types a trigger or a goal can name (the activity import's types)."""
 
@@ -181,12 +185,14 @@ class MemberJoinedTrigger(_Model):
 
     type: Literal["member_joined"] = Field(title="Trigger type")
     within_days: int | None = Field(
-        default=None,
+        default=NEW_WITHIN_DAYS,
         ge=1,
         title="Joined within days",
         description=(
-            "Only members who joined in the last N days; absent: every member who joined and "
-            "has no enrollment in this journey yet."
+            "Only members who joined in the last N days (default 14), so that a first run never "
+            "welcomes long-standing members; null: every member who joined and has no "
+            "enrollment in this journey yet (a backfill, which `nurture run` refuses unless "
+            "told)."
         ),
     )
 
@@ -196,10 +202,10 @@ class QuestionnaireAnsweredTrigger(_Model):
 
     type: Literal["questionnaire_answered"] = Field(title="Trigger type")
     within_days: int | None = Field(
-        default=None,
+        default=NEW_WITHIN_DAYS,
         ge=1,
         title="Answered within days",
-        description="Only members whose latest answer is at most N days old; absent: all.",
+        description="Only members who answered in the last N days (default 14); null: all.",
     )
 
 
@@ -255,8 +261,9 @@ class AnniversaryTrigger(_Model):
         ge=0,
         le=23,
         title="Local hour",
-        description="Enrol from this hour of the member's day (their time zone); 29 February "
-        "falls on 28 February in other years.",
+        description="The journey starts at this hour of the member's day (their time zone): "
+        "members are enrolled up to a day ahead and wait for it, so a late run never makes the "
+        "email late; 29 February falls on 28 February in other years.",
     )
 
 
@@ -310,6 +317,13 @@ class MilestoneTrigger(_Model):
         title="Thresholds",
         description="Member counts to celebrate, e.g. [100, 1000, 5000]. When several are "
         "crossed at once only the highest is celebrated.",
+    )
+    within_days: int = Field(
+        default=7,
+        ge=1,
+        title="Crossed within days",
+        description="Only a threshold crossed in the last N days is celebrated (when the Nth "
+        "member joined): a first run never celebrates one crossed long ago.",
     )
 
 
@@ -383,8 +397,7 @@ Trigger = Annotated[
 ]
 
 TRIGGER_KINDS: dict[str, type[TriggerModel]] = {
-    model.model_fields["type"].annotation.__args__[0]: model  # type: ignore[union-attr]
-    for model in TriggerModel.__args__  # type: ignore[attr-defined]
+    model.model_fields["type"].annotation.__args__[0]: model for model in TriggerModel.__args__
 }
 """Trigger model by ``type``."""
 

@@ -1,4 +1,4 @@
-"""Rules across journeys: the message budget and the quiet hours, from ``sending.yaml``.
+"""Rules across journeys: budget, quiet hours and backfill guard, from ``sending.yaml``.
 
 Every journey shares one budget per member (at most ``budget.messages`` emails over a rolling
 ``budget.window``); an email that does not fit waits for room or is skipped, as its journey
@@ -19,10 +19,17 @@ from pydantic_core import PydanticCustomError
 
 from nurture.errors import JourneyValidationError
 from nurture.journeys.models import Duration, parse_duration
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
-from nurture.workspace.model_files import ModelFile, load_model_file
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.marketer_files.model_files import ModelFile, load_model_file
 
-__all__ = ["Budget", "QuietHours", "SendingRules", "load_sending_rules", "read_sending_rules"]
+__all__ = [
+    "BackfillLimit",
+    "Budget",
+    "QuietHours",
+    "SendingRules",
+    "load_sending_rules",
+    "read_sending_rules",
+]
 
 _CLOCK_RE = re.compile(r"^([01]\d|2[0-3]):([0-5]\d)$")
 
@@ -89,6 +96,28 @@ class QuietHours(_Model):
         return candidate.astimezone(dt.UTC)
 
 
+class BackfillLimit(_Model):
+    """How much of the community one run may start emailing at once before it is a backfill.
+
+    A first run on an existing community, or a new journey whose trigger matches old history,
+    can enrol a large share of the members at once: ``nurture run`` refuses such a run unless
+    told (``--allow-backfill``), and ``nurture journeys simulate`` shows it. Journeys meant for
+    everyone at once (``schedule`` and ``community_milestone`` triggers) do not count.
+    """
+
+    max_share: float = Field(
+        default=0.2,
+        gt=0,
+        le=1,
+        description="The largest share of the members one run may enrol at once (0.2: 20%).",
+    )
+    min_members: int = Field(
+        default=50,
+        ge=1,
+        description="Fewer members than this at once is never a backfill (a small community).",
+    )
+
+
 class SendingRules(_Model):
     """The rules every journey shares (``sending.yaml`` in the workspace; all optional)."""
 
@@ -99,6 +128,11 @@ class SendingRules(_Model):
     quiet_hours: QuietHours | None = Field(
         default_factory=QuietHours,
         description="The quiet hours in the member's time zone; null for none.",
+    )
+    backfill: BackfillLimit | None = Field(
+        default_factory=BackfillLimit,
+        description="The backfill guard: how much of the community one run may start emailing "
+        "at once; null for no guard.",
     )
 
 
@@ -117,7 +151,7 @@ def read_sending_rules(
     return load_model_file(
         path,
         SendingRules,
-        expected="a mapping with 'budget' and 'quiet_hours'",
+        expected="a mapping with 'budget', 'quiet_hours' and 'backfill'",
         what="the sending rules",
         optional=True,
         limits=limits,

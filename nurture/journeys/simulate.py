@@ -30,6 +30,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.journeys.backfill import Backfill, measure_backfill
 from nurture.journeys.content import PickContent
 from nurture.journeys.engine import DEFAULT_CHUNK_SIZE, JourneySummary, advance_journeys
 from nurture.journeys.holds import HeldEmail
@@ -190,6 +191,9 @@ class SimulationReport:
             rolling budget window ending at a simulated email (emails queued before the period
             count); empty without a budget.
         passes: How many times the engine ran.
+        backfill: The largest run over the backfill limit (``sending.yaml``): members the
+            journeys would start emailing at once, which ``nurture run`` refuses unless
+            ``--allow-backfill``; None when no run goes over it.
     """
 
     start: dt.datetime
@@ -206,6 +210,7 @@ class SimulationReport:
     window_peaks: dict[int, int]
     passes: int
     held_daily: tuple[HeldDay, ...] = ()
+    backfill: Backfill | None = None
 
     @property
     def max_in_window(self) -> int:
@@ -255,8 +260,8 @@ class SimulationReport:
             A dict: ``start``, ``end``, ``tick_seconds``, ``trigger_every_seconds``,
             ``members`` (ids, or null for everyone), ``journeys``, ``passes``, ``totals``,
             ``budget`` (messages, window, max_in_window, over_budget), ``entered`` (per
-            journey), ``daily`` (per ISO day, per journey), ``held``, ``held_daily`` and
-            ``sends``.
+            journey), ``daily`` (per ISO day, per journey), ``held``, ``held_daily``,
+            ``backfill`` (the largest run over the backfill limit, or null) and ``sends``.
         """
         return {
             "start": self.start.isoformat(),
@@ -277,6 +282,7 @@ class SimulationReport:
             "daily": {day.isoformat(): counts for day, counts in self.daily_volumes().items()},
             "held": [held.to_dict() for held in self.held],
             "held_daily": [held.to_dict() for held in self.held_daily],
+            "backfill": self.backfill.to_dict() if self.backfill is not None else None,
             "sends": [send.to_dict() for send in self.sends_of(journey_key)],
         }
 
@@ -414,6 +420,7 @@ class _Run:
         self.waits: dict[int, tuple[str, dt.datetime | None]] = {}
         self.last_message_id = 0
         self.last_enrollment_id = 0
+        self.backfill: Backfill | None = None
 
     def execute(self) -> None:
         """Run the engine at every tick where it can do something, and collect what it does."""
@@ -458,6 +465,13 @@ class _Run:
         )
         self.passes += 1
         self.totals.update(dataclasses.asdict(summary))
+        limit = self.rules.backfill if self.rules is not None else None
+        if limit is not None and summary.enrolled:
+            found = measure_backfill(
+                self.session, self.definitions, now, limit, member_ids=self.member_ids
+            )
+            if found.exceeded and (self.backfill is None or found.members > self.backfill.members):
+                self.backfill = found
         if summary.messages_queued:
             self._collect_messages(now)
         if summary.budget_deferred or summary.quiet_deferred:
@@ -534,7 +548,10 @@ class _Run:
         )
         if self.member_ids is not None:
             query = query.where(Enrollment.member_id.in_(sorted(self.member_ids)))
-        return list(self.session.execute(query).tuples())
+        return [
+            (enrollment_id, journey_key, member_id, str(reason), at)
+            for enrollment_id, journey_key, member_id, reason, at in self.session.execute(query)
+        ]
 
     def _remember_waits(self) -> None:
         self.waits = {row[0]: (row[3], row[4]) for row in self._waiting()}
@@ -598,6 +615,7 @@ class _Run:
             window_peaks=self._window_peaks(budget) if budget is not None else {},
             passes=self.passes,
             held_daily=self._held_daily(),
+            backfill=self.backfill,
         )
 
     def _held_daily(self) -> tuple[HeldDay, ...]:

@@ -30,6 +30,7 @@ from sqlalchemy import ColumnElement, and_, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.journeys.conditions import FieldNames
 from nurture.journeys.models import (
     ACTIVITY_TYPES,
     ActivityTrigger,
@@ -57,6 +58,7 @@ from nurture.storage.models import (
 )
 
 __all__ = [
+    "ANNIVERSARY_LEAD",
     "ENGAGEMENT_TYPES",
     "TRIGGER_CONTEXTS",
     "ActivityContext",
@@ -72,6 +74,7 @@ __all__ = [
     "SegmentEnteredContext",
     "SegmentLeftContext",
     "TriggerContext",
+    "anniversary_moment",
     "local_zone",
     "topic_coverage",
     "trigger_candidates",
@@ -111,6 +114,20 @@ class TriggerContext(BaseModel):
         """The context as stored and shown to templates: JSON values, moments in ISO 8601."""
         return self.model_dump(mode="json")
 
+    @classmethod
+    def field_names(cls) -> FieldNames:
+        """The fields a condition can read on ``trigger`` (a record's fields nested)."""
+        return _field_names(cls)
+
+
+def _field_names(model: type[BaseModel]) -> dict[str, FieldNames | None]:
+    names: dict[str, FieldNames | None] = {}
+    for name, info in model.model_fields.items():
+        annotation = info.annotation
+        nested = isinstance(annotation, type) and issubclass(annotation, BaseModel)
+        names[name] = _field_names(annotation) if nested else None  # type: ignore[arg-type]
+    return names
+
 
 @dataclasses.dataclass(frozen=True)
 class Candidate:
@@ -120,11 +137,14 @@ class Candidate:
         member_id: The member.
         occurrence: Which pass of the journey this is (1 for single-pass triggers).
         context: What the trigger recorded, given to conditions and templates as ``trigger``.
+        start_at: When the enrollment's first step runs, for a member enrolled ahead of their
+            day (a birthday at 9:00 their time tomorrow); None: at once.
     """
 
     member_id: int
     occurrence: int = 1
     context: TriggerContext = dataclasses.field(kw_only=True)
+    start_at: dt.datetime | None = dataclasses.field(default=None, kw_only=True)
 
 
 @functools.lru_cache(maxsize=512)
@@ -332,10 +352,21 @@ def _as_date(value: Any) -> dt.date | None:
     return None
 
 
+ANNIVERSARY_LEAD = dt.timedelta(days=1)
+"""How long before its local hour an anniversary enrols its member (who then waits for it)."""
+
+
+def anniversary_moment(on: dt.date, hour: int, zone: dt.tzinfo) -> dt.datetime:
+    """The local ``hour`` of the day ``on`` in a time zone, in UTC (a DST gap moves it on)."""
+    return dt.datetime.combine(on, dt.time(hour)).replace(tzinfo=zone).astimezone(dt.UTC)
+
+
 @trigger_candidates.register
 def _anniversary(
     trigger: AnniversaryTrigger, session: Session, now: dt.datetime, journey_key: str
 ) -> list[Candidate]:
+    # Members are enrolled ahead (ANNIVERSARY_LEAD) and wait for the hour of their day, so a
+    # run late in the day, or in the member's quiet hours, never makes the email a day late.
     if trigger.date == "birthday":
         column: Any = Member.birthday
         query = select(Member.id, Member.time_zone, column).where(Member.birthday.is_not(None))
@@ -350,20 +381,45 @@ def _anniversary(
     for member_id, time_zone, value in session.execute(query.order_by(Member.id)).tuples():
         if column is Member.attributes:
             value = value.get(attribute) if isinstance(value, dict) else None
+        zone = local_zone(time_zone)
         if column is Member.joined_at and isinstance(value, dt.datetime):
+            if value > now:
+                continue
             # The membership anniversary is on the member's own calendar.
-            value = value.astimezone(local_zone(time_zone))
+            value = value.astimezone(zone)
         date = _as_date(value)
         if date is None:
             continue
-        local = now.astimezone(local_zone(time_zone))
-        years = local.year - date.year
+        found = _next_anniversary(date, trigger.hour, zone, now)
+        if found is None:
+            continue
+        on, moment = found
+        years = on.year - date.year
         if years < 1 and trigger.date != "birthday":
             continue
-        if _anniversary_in(local.year, date) == local.date() and local.hour >= trigger.hour:
-            context = AnniversaryContext(date=trigger.date, years=years, on=local.date())
-            candidates.append(Candidate(member_id, local.year, context=context))
+        context = AnniversaryContext(date=trigger.date, years=years, on=on)
+        start_at = moment if moment > now else None
+        candidates.append(Candidate(member_id, on.year, context=context, start_at=start_at))
     return candidates
+
+
+def _next_anniversary(
+    date: dt.date, hour: int, zone: dt.tzinfo, now: dt.datetime
+) -> tuple[dt.date, dt.datetime] | None:
+    """The anniversary of ``date`` that is today (local) or within the lead, with its moment.
+
+    Today's counts from its hour until the end of the day; a later one only within
+    ``ANNIVERSARY_LEAD`` of its hour.
+    """
+    today = now.astimezone(zone).date()
+    for day in (today, today + dt.timedelta(days=1)):
+        on = _anniversary_in(day.year, date)
+        if on != day:
+            continue
+        moment = anniversary_moment(on, hour, zone)
+        if on == today or moment - now <= ANNIVERSARY_LEAD:
+            return on, moment
+    return None
 
 
 class RecordedActivity(BaseModel):
@@ -476,7 +532,9 @@ class InactivityContext(TriggerContext):
 def _inactivity(
     trigger: InactivityTrigger, session: Session, now: dt.datetime, journey_key: str
 ) -> list[Candidate]:
-    types = trigger.events or [t for t in ACTIVITY_TYPES if t != "email_open"]
+    types: list[str] = (
+        list(trigger.events) if trigger.events else [t for t in ACTIVITY_TYPES if t != "email_open"]
+    )
     last_active = dict(
         session.execute(
             select(ActivityEvent.member_id, func.max(ActivityEvent.occurred_at))
@@ -492,7 +550,7 @@ def _inactivity(
         select(Member.id, Member.joined_at).where(Member.joined_at <= cutoff).order_by(Member.id)
     ).tuples()
     for member_id, joined_at in members:
-        last = last_active.get(member_id)
+        last: dt.datetime | str | None = last_active.get(member_id)
         if isinstance(last, str):  # SQLite's max() of a datetime column
             last = dt.datetime.fromisoformat(last)
             last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
@@ -527,12 +585,16 @@ def _milestone(
     recorded = {row.threshold: row for row in session.scalars(select(CommunityMilestone))}
     reached = sorted(threshold for threshold in set(trigger.thresholds) if threshold <= count)
     new = [threshold for threshold in reached if threshold not in recorded]
+    recent = now - dt.timedelta(days=trigger.within_days)
     for threshold in new:
+        crossed = _crossed_at(session, threshold, now)
         row = CommunityMilestone(
             threshold=threshold,
             reached_at=now,
             member_count=count,
-            celebrated=threshold == new[-1],
+            # Only the highest, and only news: a threshold crossed long ago (a first run on
+            # an old community) is recorded, never celebrated.
+            celebrated=threshold == new[-1] and crossed is not None and crossed >= recent,
         )
         session.add(row)
         recorded[threshold] = row
@@ -551,6 +613,20 @@ def _milestone(
         )
         candidates += [Candidate(member_id, threshold, context=context) for member_id in members]
     return candidates
+
+
+def _crossed_at(session: Session, threshold: int, now: dt.datetime) -> dt.datetime | None:
+    """When the community reached ``threshold`` members: the join of its Nth member."""
+    moment = session.scalar(
+        select(Member.joined_at)
+        .where(Member.joined_at <= now)
+        .order_by(Member.joined_at, Member.id)
+        .offset(threshold - 1)
+        .limit(1)
+    )
+    if moment is None:
+        return None
+    return moment if moment.tzinfo is not None else moment.replace(tzinfo=dt.UTC)
 
 
 class ScheduleContext(TriggerContext):
@@ -649,7 +725,7 @@ def _content_gap(
         )
     ).tuples()
     for member_id, content_key in rows:
-        for tag in topics_of[content_key]:
+        for tag in topics_of[content_key] if content_key is not None else ():
             engaged[member_id][tag] += 1
     candidates = []
     for member_id in sorted(engaged):

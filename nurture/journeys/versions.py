@@ -13,7 +13,7 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Iterable, Sequence
-from typing import Any, cast
+from typing import Any
 
 from sqlalchemy import Table, func, select
 from sqlalchemy.orm import Session
@@ -21,7 +21,7 @@ from sqlalchemy.orm import Session
 from nurture.errors import JourneyValidationError, Problem
 from nurture.journeys.models import JourneyDefinition
 from nurture.storage import insert_ignoring_conflicts
-from nurture.storage.models import Journey
+from nurture.storage.models import Journey, table_of
 
 __all__ = ["find_version", "load_versions", "register_journeys"]
 
@@ -156,4 +156,4 @@ def _insert_version(
 
 
 def _journey_table() -> Table:
-    return cast(Table, Journey.__table__)
+    return table_of(Journey)

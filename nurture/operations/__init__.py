@@ -32,7 +32,6 @@ from nurture.operations.funnel import (
     journey_funnel,
     journey_funnels,
 )
-from nurture.operations.segment_table import SegmentRow, segment_table
 from nurture.operations.shares import count_with_share, share_of
 from nurture.operations.status_report import StatusReport, status_report
 
@@ -47,7 +46,6 @@ __all__ = [
     "FunnelStage",
     "JourneyFunnel",
     "ReasonCount",
-    "SegmentRow",
     "StatusReport",
     "SuppressionSummary",
     "attention_items",
@@ -61,7 +59,6 @@ __all__ = [
     "match_coverage",
     "normalise_error",
     "operator_attention",
-    "segment_table",
     "share_of",
     "status_report",
     "suppression_summary",

@@ -270,14 +270,17 @@ def _delivery_items(facts: AttentionFacts, thresholds: AttentionThresholds) -> l
         items.append(
             f"{_are(report.unknown, 'email')} in status unknown (ids "
             f"{ids}{', ...' if report.unknown > IDS_SHOWN else ''}"
-            "): an error came while sending, so they may or may not have gone out. Check them "
-            "with the mail provider; nurture never sends them again by itself."
+            "): they were handed to the mail backend and may or may not have gone out. Check "
+            "them with the mail provider, then settle them with `nurture deliveries resolve "
+            "--sent|--requeue IDS` (`nurture deliveries unknown` says what is known); nurture "
+            "never sends them again by itself."
         )
     if report.sending_stuck:
         items.append(
             f"{_noun(report.sending_stuck, 'email')} stuck in status sending for more than "
-            f"{_hours(thresholds.sending_for)}: a deliver run was probably interrupted. Check "
-            "with the mail provider whether they went out."
+            f"{_hours(thresholds.sending_for)}: a deliver run was probably interrupted. The "
+            "next deliver run (or `nurture deliveries recover`) re-queues those never handed to "
+            "the mail backend and settles the others."
         )
     failed = report.by_status[MessageStatus.FAILED]
     finished = failed + report.by_status[MessageStatus.SENT]

@@ -79,7 +79,9 @@ class QuestionLike(Protocol):
 class QuestionnaireLike(Protocol):
     """What profiling needs of the questionnaire: its ordered questions."""
 
-    questions: Sequence[Any]
+    @property
+    def questions(self) -> Sequence[Any]:
+        """The questions, in the questionnaire's order."""
 
 
 def english_label(labels: Any, fallback: str) -> str:

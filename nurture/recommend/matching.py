@@ -19,14 +19,14 @@ import scipy.sparse as sp
 from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.orm import Session
 
+from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
-from nurture.journeys.content import sent_item_keys
 from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
-    closest_evidence,
     co_engagement_reason,
+    distinct_evidence,
     goal_label,
     popular_reason,
     reason_text,
@@ -66,7 +66,8 @@ __all__ = [
 ]
 
 HISTORY_LIMIT = 20
-"""Most recent consumed items a reason may name."""
+"""Most recent consumed items a reason may name (only items in the member's language: a reason
+is written in it, and never names an item, or an event, in another)."""
 
 CO_ENGAGEMENT_REASON = 0.5
 """An item is explained by co-engagement with something the member consumed when it is at least
@@ -119,6 +120,8 @@ class RecommendedItem:
         reason: Why it is recommended, in the member's language.
         score: The ranking score (higher is better).
         event_start: When the event starts, for events.
+        time_zone: The IANA zone the event is held in, when known.
+        venue: Where an in-person event takes place; None for an online one.
     """
 
     key: str
@@ -130,6 +133,8 @@ class RecommendedItem:
     reason: str
     score: float
     event_start: dt.datetime | None = None
+    time_zone: str | None = None
+    venue: str | None = None
 
 
 def start_match_run(
@@ -204,7 +209,8 @@ def _best_segments(
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
-    memberships.sort(
+    memberships = sorted(
+        memberships,
         key=lambda row: (
             row.kind != SegmentKind.CLUSTER,
             row.interest is None,
@@ -230,6 +236,7 @@ def _load_chunk(
         select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
     ).all()
     ids = [row.id for row in members]
+    languages = [language_code(row.language) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
     m, n = len(ids), len(state.items)
     column_of = state.column_of
@@ -275,7 +282,11 @@ def _load_chunk(
         if column is None:
             continue
         row = row_of[member_id]
-        if not excluded[row, column] and len(recent[row]) < HISTORY_LIMIT:
+        if (
+            not excluded[row, column]
+            and len(recent[row]) < HISTORY_LIMIT
+            and state.items[column].language == languages[row]
+        ):
             recent[row].append((column, event_type))
         excluded[row, column] = True
         rows.append(row)
@@ -319,7 +330,7 @@ def _load_chunk(
 
     return _Chunk(
         member_ids=ids,
-        languages=[language_code(row.language) for row in members],
+        languages=languages,
         interest=interest,
         segment_interest=segment_interest,
         segment_ids=segment_ids,
@@ -447,10 +458,11 @@ def _reasons(
     # this item: compare evidence and items once it is taken out.
     zero = np.zeros(embedder.dim, dtype=np.float32)
     centres = np.stack([state.centres.get(language, zero) for language in chunk.languages])
-    best, similarity = closest_evidence(
+    best, _ = distinct_evidence(
         _unit(evidence_vectors - centres[:, None, :]),
         evidence_mask,
         _unit(recommended - centres[:, None, :]),
+        weights.reason_min_similarity,
     )
     source, strength = _co_engagement_sources(chunk, state, indices)
     reasons: list[list[str]] = []
@@ -460,7 +472,7 @@ def _reasons(
         for position in range(k):
             if indices[row, position] < 0:
                 break
-            if similarity[row, position] >= weights.reason_min_similarity:
+            if best[row, position] >= 0:
                 reason = reason_text(evidence[row][int(best[row, position])], language)
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = chunk.recent[row][int(source[row, position])]
@@ -611,6 +623,8 @@ def recommendations_for(
             reason=recommendation.reason,
             score=recommendation.score,
             event_start=item.event_start,
+            time_zone=item.event_time_zone,
+            venue=item.venue,
         )
         for recommendation, item in session.execute(query).tuples()
     ]

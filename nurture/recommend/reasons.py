@@ -1,9 +1,10 @@
 """Readable reasons: why an item was recommended, in the member's language.
 
 The reason names the closest piece of evidence the member gave us (their free-text answer, a
-goal they chose, content they consumed); when none is close enough, the content they consumed
-that other members consumed together with the item; else the item's popularity with members like
-them (their segment) or in the whole community.
+goal they chose, content they consumed), each piece for one item only (the best ranked it is
+close to), so that an email's picks each say why *that* pick; when none is left close enough,
+the content they consumed that other members consumed together with the item; else the item's
+popularity with members like them (their segment) or in the whole community.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ __all__ = [
     "EvidenceKind",
     "closest_evidence",
     "co_engagement_reason",
+    "distinct_evidence",
     "goal_label",
     "popular_reason",
     "reason_text",
@@ -167,6 +169,48 @@ def popular_reason(in_segment: bool, language: str) -> str:
         ``Popular with members like you``, or ``Popular in the community``.
     """
     return _TEMPLATES[_language(language)]["popular_segment" if in_segment else "popular"]
+
+
+def distinct_evidence(
+    evidence_vectors: np.ndarray,
+    evidence_mask: np.ndarray,
+    recommended_vectors: np.ndarray,
+    min_similarity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """For each recommended item, the closest evidence no better-ranked item already took.
+
+    Items are served in rank order: each takes the closest piece of the member's evidence
+    still free whose similarity reaches ``min_similarity``, so one answer or goal explains one
+    item, not every item of an email.
+
+    Args:
+        evidence_vectors: ``(m, e, d)`` unit vectors of each member's evidence, padded.
+        evidence_mask: ``(m, e)`` bool, true where a slot holds real evidence.
+        recommended_vectors: ``(m, k, d)`` unit vectors of each member's recommended items,
+            best first.
+        min_similarity: The lowest cosine an item and its evidence may have.
+
+    Returns:
+        ``(best, similarity)``, both ``(m, k)``: the evidence slot each item took and its
+        cosine; ``-1`` and ``-inf`` where none was left close enough.
+    """
+    m, k = recommended_vectors.shape[:2]
+    best = np.full((m, k), -1, dtype=np.int64)
+    found = np.full((m, k), -np.inf)
+    if evidence_vectors.shape[1] == 0:
+        return best, found
+    similarity = np.einsum("med,mkd->mek", evidence_vectors, recommended_vectors)
+    similarity = np.where(evidence_mask[:, :, None], similarity, -np.inf)
+    for row in range(m):
+        free = np.ones(similarity.shape[1], dtype=bool)
+        for position in range(k):
+            column = np.where(free, similarity[row, :, position], -np.inf)
+            slot = int(np.argmax(column))
+            if column[slot] >= min_similarity:
+                best[row, position] = slot
+                found[row, position] = column[slot]
+                free[slot] = False
+    return best, found
 
 
 def closest_evidence(

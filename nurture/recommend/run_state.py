@@ -34,8 +34,11 @@ __all__ = [
     "CONSUMING_EVENT_TYPES",
     "ItemInfo",
     "RunState",
+    "build_run_state",
     "item_available",
     "item_freshness",
+    "language_code",
+    "latest_segmentation_run",
     "load_run_state",
 ]
 
@@ -352,7 +355,8 @@ def load_run_state(
     if run_id is None:
         return build_run_state(session, embedder, now, weights)
     created = session.scalar(select(MatchRun.created_at).where(MatchRun.id == run_id))
-    key = (str(session.get_bind().url), run_id, created, embedder.name, weights, now)
+    bind = session.get_bind()
+    key = (str(bind.engine.url), run_id, created, embedder.name, weights, now)
     with _states_lock:
         state = _states.get(key)
         if state is None:

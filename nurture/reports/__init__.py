@@ -43,6 +43,7 @@ from nurture.reports.segment_report import (
     segment_colours,
     write_segment_report,
 )
+from nurture.reports.segment_table import SegmentRow, segment_table
 from nurture.reports.simulation_report import (
     render_simulation_report,
     write_simulation_report,
@@ -58,6 +59,7 @@ __all__ = [
     "MapPoint",
     "SegmentCard",
     "SegmentDrift",
+    "SegmentRow",
     "SegmentSize",
     "WrittenReport",
     "chart_spec",
@@ -77,6 +79,7 @@ __all__ = [
     "segment_map_chart",
     "segment_size_history",
     "segment_sizes_chart",
+    "segment_table",
     "simulated_holds_chart",
     "simulated_volumes_chart",
     "vega_javascript",

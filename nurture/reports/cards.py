@@ -407,7 +407,7 @@ class _Everyone:
 
 
 def _lifecycle_in_order(counts: Mapping[str, int]) -> dict[str, int]:
-    order = {stage: index for index, stage in enumerate(LifecycleStage)}
+    order: dict[str, int] = {stage: index for index, stage in enumerate(LifecycleStage)}
     return {
         stage: int(counts[stage])
         for stage in sorted(counts, key=lambda s: (order.get(s, len(order)), s))

@@ -354,7 +354,7 @@ def funnel_chart(funnel: JourneyFunnel) -> Chart:
     kinds = {kind.replace("_", " "): colour for kind, colour in _FUNNEL_COLOURS.items()}
     most = max((stage.count for stage in stages), default=0)
     base = alt.Chart(alt.NamedData(name="funnel")).encode(
-        y=alt.Y("stage:N", sort=[row["stage"] for row in rows], title=None),
+        y=alt.Y("stage:N", sort=[str(row["stage"]) for row in rows], title=None),
         x=alt.X(
             "count:Q",
             title="enrollments or emails",
@@ -445,7 +445,7 @@ def simulated_volumes_chart(report: SimulationReport) -> Chart:
 
     order = {key: index for index, key in enumerate(report.journeys)}
     volumes = report.daily_volumes()
-    rows = []
+    rows: list[dict[str, Any]] = []
     for day, counts in volumes.items():
         total = sum(counts.values())
         rows.extend(

@@ -12,6 +12,7 @@ per vl-convert and Vega-Lite version; an unwritable cache only costs the seconds
 from __future__ import annotations
 
 import functools
+import importlib.metadata
 import os
 import re
 from pathlib import Path
@@ -54,12 +55,13 @@ def vega_javascript() -> str:
     import vl_convert
 
     version = vega_lite_version()
-    cached = _cache_dir() / f"vega-embed-{vl_convert.__version__}-vl{version}.js"
+    cached = _cache_dir() / f"vega-embed-{_vl_convert_version()}-vl{version}.js"
     try:
         return cached.read_text(encoding="utf-8")
     except OSError:
         pass
-    javascript = _inline_safe(vl_convert.javascript_bundle(vl_version=version))
+    # the stubs declare ``snippet`` required; ``None`` is the library's default bundle
+    javascript = _inline_safe(vl_convert.javascript_bundle(None, vl_version=version))  # type: ignore[arg-type]
     try:
         cached.parent.mkdir(parents=True, exist_ok=True)
         partial = cached.with_suffix(f".{os.getpid()}.tmp")
@@ -68,3 +70,7 @@ def vega_javascript() -> str:
     except OSError:
         pass
     return javascript
+
+
+def _vl_convert_version() -> str:
+    return importlib.metadata.version("vl-convert-python")

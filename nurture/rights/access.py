@@ -192,6 +192,8 @@ def _member(member: Member) -> dict[str, Any]:
         "joined_at": _iso(member.joined_at),
         "consent_status": _plain(member.consent_status),
         "consent_source": member.consent_source,
+        "unsubscribed_categories": _plain(member.unsubscribed_categories),
+        "paused_until": _iso(member.paused_until),
         "attributes": _plain(member.attributes),
         "created_at": _iso(member.created_at),
         "updated_at": _iso(member.updated_at),

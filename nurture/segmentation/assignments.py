@@ -90,8 +90,8 @@ def _apply(
     """
     for batch in chunked(departures, _BATCH):
         session.execute(insert(SegmentDeparture), list(batch))
-    for batch in chunked(deletes, _BATCH):
-        session.execute(delete(SegmentAssignment).where(SegmentAssignment.id.in_(batch)))
+    for ids in chunked(deletes, _BATCH):
+        session.execute(delete(SegmentAssignment).where(SegmentAssignment.id.in_(ids)))
     for batch in chunked(updates, _BATCH):
         session.execute(update(SegmentAssignment), list(batch))
     for batch in chunked(inserts, _BATCH):

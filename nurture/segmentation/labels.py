@@ -334,7 +334,7 @@ def label_segments(
         distinctive = distinctive_answers(questionnaire, corpus.answers, mask)
         members_here = corpus.ids[mask]
         stages: Counter[str] = Counter(
-            lifecycle.get(int(m), "unknown") for m in (members_here if lifecycle else ())
+            (lifecycle or {}).get(int(m), "unknown") for m in (members_here if lifecycle else ())
         )
         parts, spare = _answer_parts(distinctive, label_answers)
         parts += _label_end(corpus.label_terms(mask, label_terms), stages, bool(parts))

@@ -31,6 +31,9 @@ from nurture.chunks import chunked
 from nurture.errors import SegmentRuleValidationError
 from nurture.expressions import check_expression, expression_holds
 from nurture.languages import DEFAULT_LANGUAGES
+from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LocalizedText
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
+from nurture.marketer_files.model_files import ModelFile, load_model_file
 from nurture.profiling.layout import EVENT_TYPES
 from nurture.profiling.lifecycle import ActivitySummary
 from nurture.profiling.profiles import load_activity_summaries
@@ -48,10 +51,6 @@ from nurture.storage.models import (
     SegmentKind,
     SegmentMembership,
 )
-from nurture.workspace.config import LANGUAGES_CONTEXT
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
-from nurture.workspace.model_files import ModelFile, load_model_file
-from nurture.workspace.questionnaire import LocalizedText
 
 __all__ = [
     "PlannedRuleSegment",

@@ -336,12 +336,16 @@ def _load_previous_segments(session: Session) -> list[PreviousSegment]:
             label=segment.label,
             label_edited=bool(segment.label_edited),
             centroid=segment.centroid,
-            layout_hash=params.get(segment.last_run_id, {}).get("feature_names_hash"),
-            centroid_space=params.get(segment.last_run_id, {}).get("centroids"),
+            layout_hash=_run_param(params, segment.last_run_id, "feature_names_hash"),
+            centroid_space=_run_param(params, segment.last_run_id, "centroids"),
             members=frozenset(members[segment.id]),
         )
         for segment in segments
     ]
+
+
+def _run_param(params: Mapping[int, Mapping[str, Any]], run_id: int | None, name: str) -> Any:
+    return params.get(run_id, {}).get(name) if run_id is not None else None
 
 
 def _next_key_number(session: Session) -> int:
@@ -645,7 +649,7 @@ def plan_segmentation(
     layout = _layout(inputs.layout_hash, questionnaire, inputs.features.shape[1])
     X = inputs.features
     previous_centroids = _previous_centroids(inputs)
-    options = {
+    options: dict[str, Any] = {
         "n_segments": n_segments,
         "min_segments": min_segments,
         "max_segments": max_segments,

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 import enum
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import numpy as np
 from sqlalchemy import (
@@ -23,6 +23,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     TypeDecorator,
     UniqueConstraint,
@@ -62,7 +63,10 @@ __all__ = [
     "SegmentationRun",
     "Suppression",
     "SuppressionReason",
+    "UTCDateTime",
+    "Vector",
     "WaitReason",
+    "table_of",
     "utcnow",
 ]
 
@@ -79,6 +83,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
     cache_ok = True
 
     def process_bind_param(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """The value stored: an aware datetime in UTC (a naive one is refused)."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -86,6 +91,7 @@ class UTCDateTime(TypeDecorator[dt.datetime]):
         return value.astimezone(dt.UTC)
 
     def process_result_value(self, value: dt.datetime | None, dialect: Any) -> dt.datetime | None:
+        """The value read: an aware datetime in UTC."""
         if value is None:
             return None
         if value.tzinfo is None:
@@ -100,11 +106,13 @@ class Vector(TypeDecorator[np.ndarray]):
     cache_ok = True
 
     def process_bind_param(self, value: np.ndarray | None, dialect: Any) -> bytes | None:
+        """The value stored: the vector's float32 bytes."""
         if value is None:
             return None
         return np.ascontiguousarray(value, dtype=np.float32).tobytes()
 
     def process_result_value(self, value: bytes | None, dialect: Any) -> np.ndarray | None:
+        """The value read: a float32 vector."""
         if value is None:
             return None
         return np.frombuffer(value, dtype=np.float32).copy()
@@ -142,6 +150,11 @@ class Base(DeclarativeBase):
     type_annotation_map = {dt.datetime: UTCDateTime(), dict[str, Any]: JSON, list[Any]: JSON}
 
 
+def table_of(model: type[Base]) -> Table:
+    """The Core ``Table`` behind an ORM model, for bulk statements."""
+    return cast(Table, model.__table__)
+
+
 class ConsentStatus(enum.StrEnum):
     """A member's marketing consent: only ``granted`` members get non-transactional emails."""
 
@@ -170,6 +183,8 @@ class Member(Base):
     consent_source: Mapped[str | None] = mapped_column(String(200))
     unsubscribed_categories: Mapped[list[Any]] = mapped_column(default=list)
     """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
+    paused_until: Mapped[dt.datetime | None]
+    """Until when the member paused every email but transactional ones (preference page)."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -229,6 +244,10 @@ class ContentItem(Base):
     body: Mapped[str] = mapped_column(Text, default="")
     published_at: Mapped[dt.datetime | None]
     event_start: Mapped[dt.datetime | None]
+    event_time_zone: Mapped[str | None] = mapped_column(String(64))
+    """The IANA zone an event is held in (the library's ``time_zone``)."""
+    venue: Mapped[str | None] = mapped_column(String(500))
+    """Where an in-person event takes place; None for an online one."""
     expires_at: Mapped[dt.datetime | None]
     text_hash: Mapped[str] = mapped_column(String(64))
     source_path: Mapped[str] = mapped_column(String(1000))
@@ -535,10 +554,16 @@ class Message(Base):
     sent_at: Mapped[dt.datetime | None]
     attempts: Mapped[int] = mapped_column(default=0)
     backend: Mapped[str | None] = mapped_column(String(50))
+    """The mail backend it was last handed to (recorded with the hand-off), then the one that
+    accepted it."""
     provider_message_id: Mapped[str | None] = mapped_column(String(300))
     error: Mapped[str | None] = mapped_column(Text)
     claimed_at: Mapped[dt.datetime | None]
     """When a worker moved the message to ``sending`` (recovery looks at old claims)."""
+    handed_over_at: Mapped[dt.datetime | None]
+    """When the worker of the current claim handed the message to the mail backend, committed
+    before the backend's call; None: claimed but never handed over, so recovery may re-queue it
+    (each claim clears it)."""
     delivery_status: Mapped[DeliveryStatus | None] = mapped_column(_status_enum(DeliveryStatus, 30))
     """The provider's latest word on it."""
 

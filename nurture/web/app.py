@@ -7,7 +7,10 @@ Routes:
 - ``POST /unsubscribe/{token}``: RFC 8058 one-click unsubscribe (``List-Unsubscribe=One-Click``)
   and the page's button: puts the address on the suppression list, answers 200, no redirect.
 - ``GET /preferences/{token}``, ``POST /preferences/{token}``: the journey categories the member
-  receives, or unsubscribe from everything.
+  receives (those the workspace's journeys use, each with its description), the language they
+  are written in, a pause of every email for 1 or 4 weeks, unsubscribe from everything; a member
+  who unsubscribed may resubscribe there (``action=resubscribe``), never an address that
+  bounced or complained. A form asking for what the page does not offer gets a 400.
 - ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
 - ``GET /health``: ``ok``.
 
@@ -20,11 +23,11 @@ unavailable: never a 500 for something a client sent.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import logging
+import zoneinfo
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import parse_qs
 
 from sqlalchemy import Engine
@@ -36,15 +39,28 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, PlainTextResponse, Response
 from starlette.routing import Route
 
-from nurture.delivery.events import record_provider_events
+from nurture.delivery.events import decode_event_batch, record_provider_events
 from nurture.delivery.rendering import resolve_language
-from nurture.delivery.suppression import SuppressionReason, is_suppressed, suppress_address
+from nurture.delivery.suppression import (
+    SuppressionReason,
+    find_suppression,
+    resubscribe_address,
+    suppress_address,
+)
 from nurture.delivery.unsubscribe import InvalidUnsubscribeTokenError, find_token_member
 from nurture.errors import ConfigurationError
 from nurture.settings import Settings
 from nurture.storage import create_database_engine, session_scope
 from nurture.storage.models import Member, utcnow
 from nurture.web import pages
+from nurture.web.preferences import (
+    InvalidPreferenceForm,
+    PreferenceChoice,
+    PreferenceOptions,
+    load_preference_options,
+    pause_end,
+    read_preference_form,
+)
 from nurture.web.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -106,17 +122,20 @@ async def _read_body(request: Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-def _refuse_constant(name: str) -> Any:
-    raise ValueError(f"{name} is not JSON")
-
-
 class _App:
     """The routes, bound to the settings and the database engine."""
 
-    def __init__(self, settings: Settings, engine: Engine, clock: Callable[[], dt.datetime]):
+    def __init__(
+        self,
+        settings: Settings,
+        engine: Engine,
+        clock: Callable[[], dt.datetime],
+        options: PreferenceOptions,
+    ):
         self.settings = settings
         self.engine = engine
         self.clock = clock
+        self.options = options
         self.secret = settings.unsubscribe_secret.get_secret_value()
         self.salt = settings.suppression_salt.get_secret_value()
         self.base_url = settings.public_base_url.rstrip("/")
@@ -159,6 +178,10 @@ class _App:
     def _member(self, session: Session, token: str) -> Member:
         return find_token_member(session, token, self.secret)
 
+    def _language(self, member: Member) -> str:
+        """The language of the member's pages."""
+        return pages.page_language(resolve_language(member.language, self.options.languages))
+
     # --- unsubscribe ------------------------------------------------------------------------
 
     async def unsubscribe_form(self, request: Request) -> Response:
@@ -168,10 +191,10 @@ class _App:
         def read(session: Session) -> str:
             member = self._member(session, token)
             return pages.unsubscribe_page(
-                resolve_language(member.language),
-                community=self.settings.community_name,
+                self._language(member),
+                community=self.options.community_name,
                 email=member.email,
-                suppressed=is_suppressed(session, member.email, self.salt),
+                suppressed=find_suppression(session, member.email, self.salt) is not None,
                 preferences_url=f"{self.base_url}/preferences/{token}",
             )
 
@@ -194,8 +217,8 @@ class _App:
             if added:
                 logger.info("member %s unsubscribed (one-click)", member.id)
             return pages.unsubscribed_page(
-                resolve_language(member.language),
-                community=self.settings.community_name,
+                self._language(member),
+                community=self.options.community_name,
                 email=member.email,
             )
 
@@ -209,7 +232,7 @@ class _App:
         return await self._page(lambda session: self._preferences(session, token))
 
     async def save_preferences(self, request: Request) -> Response:
-        """POST: save the categories the member receives, or unsubscribe from everything."""
+        """POST: save the member's choices, resubscribe, or unsubscribe from everything."""
         token = request.path_params["token"]
         try:
             body = await _read_body(request, MAX_FORM_BYTES)
@@ -217,51 +240,78 @@ class _App:
         except (_BodyTooLarge, UnicodeDecodeError, ValueError):
             form = {}
         if form.get("token") != [token]:
-            return await self._form_unreadable(token)
-        chosen = set(form.get("category", []))
-        everything = form.get("everything") == ["yes"]
+            return await self._refused(token, "form_unreadable")
+        try:
+            choice = read_preference_form(form, self.options)
+        except InvalidPreferenceForm as exc:
+            logger.info("refused preference form: %s", exc)
+            return await self._refused(token, "invalid_choice")
+        return await self._page(lambda session: self._save(session, token, choice))
 
-        def write(session: Session) -> str:
-            member = self._member(session, token)
-            if everything:
-                if suppress_address(
-                    session,
-                    member.email,
-                    self.salt,
-                    SuppressionReason.UNSUBSCRIBED,
-                    "preferences",
-                    now=self.clock(),
-                ):
-                    logger.info("member %s unsubscribed (preference page)", member.id)
-            else:
-                kept = [
-                    c for c in member.unsubscribed_categories or [] if c not in pages.CATEGORIES
-                ]
-                member.unsubscribed_categories = kept + [
-                    category for category in pages.CATEGORIES if category not in chosen
-                ]
+    def _save(self, session: Session, token: str, choice: PreferenceChoice) -> str:
+        """Apply ``choice`` to the member of ``token``; the page that answers it."""
+        member = self._member(session, token)
+        now = self.clock()
+        if choice.resubscribe:
+            done = resubscribe_address(session, member.email, self.salt)
+            if done:
+                logger.info("member %s resubscribed (preference page)", member.id)
+            return self._preferences(session, token, member=member, resubscribed=done)
+        if choice.everything:
+            if suppress_address(
+                session,
+                member.email,
+                self.salt,
+                SuppressionReason.UNSUBSCRIBED,
+                "preferences",
+                now=now,
+            ):
+                logger.info("member %s unsubscribed (preference page)", member.id)
             return self._preferences(session, token, member=member, saved=True)
-
-        return await self._page(write)
+        shown = self.options.categories
+        kept = [c for c in member.unsubscribed_categories or [] if c not in shown]
+        member.unsubscribed_categories = kept + [c for c in shown if c not in choice.categories]
+        if choice.language is not None:
+            member.language = choice.language
+        member.paused_until = pause_end(choice.pause, now, member.paused_until)
+        session.flush()
+        return self._preferences(session, token, member=member, saved=True)
 
     def _preferences(
-        self, session: Session, token: str, *, member: Member | None = None, saved: bool = False
+        self,
+        session: Session,
+        token: str,
+        *,
+        member: Member | None = None,
+        saved: bool = False,
+        resubscribed: bool = False,
     ) -> str:
         member = member or self._member(session, token)
+        entry = find_suppression(session, member.email, self.salt)
+        now = self.clock()
+        paused = member.paused_until if member.paused_until and member.paused_until > now else None
         return pages.preferences_page(
-            resolve_language(member.language),
-            community=self.settings.community_name,
+            self._language(member),
+            community=self.options.community_name,
             email=member.email,
             token=token,
             unsubscribed_categories=list(member.unsubscribed_categories or []),
-            suppressed=is_suppressed(session, member.email, self.salt),
+            suppressed=entry is not None,
             saved=saved,
+            categories=self.options.categories,
+            languages=self.options.languages,
+            language=resolve_language(member.language, self.options.languages),
+            paused_until=_local_date(paused, member.time_zone) if paused else None,
+            resubscribable=entry is not None and entry.reason == SuppressionReason.UNSUBSCRIBED,
+            resubscribed=resubscribed,
         )
 
-    async def _form_unreadable(self, token: str) -> Response:
+    async def _refused(self, token: str, text_key: str) -> Response:
+        """A 400 page saying why the form was refused, in the member's language."""
+
         def read(session: Session) -> str:
-            lang = resolve_language(self._member(session, token).language)
-            return pages.message_page(lang, "preferences_title", "form_unreadable")
+            lang = self._language(self._member(session, token))
+            return pages.message_page(lang, "preferences_title", text_key)
 
         return await self._page(read, status_code=400)
 
@@ -296,11 +346,8 @@ class _App:
         if refused is not None:
             logger.warning("sendgrid webhook refused: %s", refused)
             return JSONResponse({"error": refused}, status_code=403)
-        try:
-            events = json.loads(body, parse_constant=_refuse_constant)
-        except (ValueError, RecursionError):
-            return JSONResponse({"error": "body: expected a JSON array of events"}, 400)
-        if not isinstance(events, list):
+        events = decode_event_batch(body)
+        if events is None:
             return JSONResponse({"error": "body: expected a JSON array of events"}, 400)
         now = self.clock()
         try:
@@ -312,6 +359,15 @@ class _App:
         return JSONResponse(summary.as_dict())
 
 
+def _local_date(moment: dt.datetime, time_zone: str | None) -> dt.date:
+    """The day ``moment`` falls on in ``time_zone`` (UTC when the zone is unknown)."""
+    try:
+        zone: dt.tzinfo = zoneinfo.ZoneInfo(time_zone or "UTC")
+    except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+        zone = dt.UTC
+    return moment.astimezone(zone).date()
+
+
 async def _health(request: Request) -> Response:
     return PlainTextResponse("ok")
 
@@ -321,6 +377,7 @@ def create_app(
     *,
     engine: Engine | None = None,
     clock: Callable[[], dt.datetime] = utcnow,
+    options: PreferenceOptions | None = None,
 ) -> Starlette:
     """The web app of ``nurture serve``.
 
@@ -328,14 +385,16 @@ def create_app(
         settings: The settings (secrets, salt, public URL, webhook key, community name).
         engine: The database engine, already migrated; default: one on the configured
             database, disposed of when the app stops.
-        clock: The current time (timestamp checks, suppression times).
+        clock: The current time (timestamp checks, suppression times, pauses).
+        options: What the preference page offers; default: read from the workspace the
+            settings name (``load_preference_options``).
 
     Returns:
         The Starlette app.
     """
     owned = engine is None
     database = engine or create_database_engine(settings.resolved_database_url, pool_pre_ping=True)
-    routes = _App(settings, database, clock)
+    routes = _App(settings, database, clock, options or load_preference_options(settings))
 
     @asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:

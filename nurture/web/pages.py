@@ -6,22 +6,40 @@ one small inline style sheet; forms post back to the page's own address.
 
 from __future__ import annotations
 
-from collections.abc import Collection
+import datetime as dt
+from collections.abc import Collection, Sequence
 from html import escape
+
+from nurture.web.preferences import CATEGORIES, PauseChoice
 
 __all__ = [
     "CATEGORIES",
+    "LANGUAGE_NAMES",
     "STRINGS",
     "invalid_link_page",
     "mask_address",
     "message_page",
+    "page_language",
     "preferences_page",
     "unsubscribe_page",
     "unsubscribed_page",
 ]
 
-CATEGORIES = ("care", "promotion")
-"""The journey categories a member can opt out of, in the order the page lists them."""
+LANGUAGE_NAMES = {
+    "ca": "Català",
+    "da": "Dansk",
+    "de": "Deutsch",
+    "en": "English",
+    "es": "Español",
+    "eu": "Euskara",
+    "fr": "Français",
+    "it": "Italiano",
+    "nl": "Nederlands",
+    "pl": "Polski",
+    "pt": "Português",
+    "sv": "Svenska",
+}
+"""Each language in its own words, as the language choice shows it (else its code)."""
 
 _NBSP = "\u00a0"
 
@@ -51,6 +69,21 @@ STRINGS: dict[str, dict[str, str]] = {
         "suppressed_notice": "{email} is unsubscribed from all emails. To receive emails "
         "again, reply to one of our emails or contact the {community} team.",
         "form_unreadable": "This form could not be read. Please open the link in your email again.",
+        "invalid_choice": "This form asks for something this page does not offer. Please open "
+        "the link in your email again.",
+        "language_legend": "Write to me in",
+        "pause_legend": "Take a break",
+        "pause_keep": "Stay paused until {date}",
+        "pause_none": "Keep receiving emails",
+        "pause_resume": "Receive emails again from now on",
+        "pause_1w": "Pause all emails for 1 week",
+        "pause_4w": "Pause all emails for 4 weeks",
+        "pause_hint": "Only emails about your account still arrive during a pause.",
+        "paused_notice": "Emails to {email} are paused until {date}.",
+        "resubscribe_text": "Changed your mind? Resubscribe and {community} will write to you "
+        "again.",
+        "resubscribe_button": "Resubscribe",
+        "resubscribed": "Welcome back: {community} will send emails to {email} again.",
         "unavailable": "This page is not available right now. Please try again in a few minutes.",
     },
     "fr": {
@@ -81,6 +114,22 @@ STRINGS: dict[str, dict[str, str]] = {
         "recevoir de nouveau, répondez à l'un de nos e-mails ou contactez l'équipe {community}.",
         "form_unreadable": "Ce formulaire n'a pas pu être lu. Ouvrez de nouveau le lien de "
         "votre e-mail.",
+        "invalid_choice": "Ce formulaire demande quelque chose que cette page ne propose pas. "
+        "Ouvrez de nouveau le lien de votre e-mail.",
+        "language_legend": "M'écrire en",
+        "pause_legend": "Faire une pause",
+        "pause_keep": "Rester en pause jusqu'au {date}",
+        "pause_none": "Continuer à recevoir les e-mails",
+        "pause_resume": "Recevoir de nouveau les e-mails dès maintenant",
+        "pause_1w": "Suspendre tous les e-mails pendant 1 semaine",
+        "pause_4w": "Suspendre tous les e-mails pendant 4 semaines",
+        "pause_hint": "Pendant une pause, seuls les e-mails concernant votre compte arrivent.",
+        "paused_notice": "Les e-mails à l'adresse {email} sont suspendus jusqu'au {date}.",
+        "resubscribe_text": f"Vous avez changé d'avis{_NBSP}? Réabonnez-vous et {{community}} "
+        "vous écrira de nouveau.",
+        "resubscribe_button": "Me réabonner",
+        "resubscribed": f"Bon retour parmi nous{_NBSP}: {{community}} enverra de nouveau des "
+        "e-mails à l'adresse {email}.",
         "unavailable": "Cette page n'est pas disponible pour le moment. Réessayez dans quelques "
         "minutes.",
     },
@@ -107,7 +156,7 @@ h1{font-size:1.5rem;margin-top:0}
 fieldset{border:1px solid #d4d4d8;border-radius:6px;margin:1rem 0;padding:.5rem 1rem}
 legend{font-weight:600;padding:0 .25rem}
 label{display:block;padding:.4rem 0;cursor:pointer}
-input[type=checkbox]{width:1.15rem;height:1.15rem;margin-right:.5rem;vertical-align:-.2rem}
+input[type=checkbox],input[type=radio]{width:1.15rem;height:1.15rem;margin-right:.5rem;vertical-align:-.2rem}
 .hint{display:block;margin-left:1.7rem;color:#52525b;font-size:.9rem}
 button{font:inherit;padding:.6rem 1.2rem;border:0;border-radius:6px;background:#1d4ed8;
 color:#fff;cursor:pointer}
@@ -225,12 +274,69 @@ def unsubscribed_page(lang: str, *, community: str, email: str) -> str:
     return _page(lang, STRINGS[lang]["unsubscribed_title"], body)
 
 
-def _checkbox(name: str, value: str, label: str, hint: str, checked: bool) -> str:
+def page_language(lang: str) -> str:
+    """The language a page is written in: ``lang`` when the pages have it, else English."""
+    return lang if lang in STRINGS else "en"
+
+
+def _choice(kind: str, name: str, value: str, label: str, hint: str, checked: bool) -> str:
+    """A labelled checkbox or radio button, with a hint under it when given."""
     element_id = f"{name}-{value}"
+    described = f' aria-describedby="{element_id}-hint"' if hint else ""
+    hint_html = f'<span class="hint" id="{element_id}-hint">{hint}</span>' if hint else ""
     return (
-        f'<label for="{element_id}"><input type="checkbox" id="{element_id}" name="{name}" '
-        f'value="{value}"{" checked" if checked else ""} aria-describedby="{element_id}-hint">'
-        f'{label}<span class="hint" id="{element_id}-hint">{hint}</span></label>'
+        f'<label for="{element_id}"><input type="{kind}" id="{element_id}" name="{name}" '
+        f'value="{escape(value)}"{" checked" if checked else ""}{described}>'
+        f"{label}{hint_html}</label>"
+    )
+
+
+def _checkbox(name: str, value: str, label: str, hint: str, checked: bool) -> str:
+    return _choice("checkbox", name, value, label, hint, checked)
+
+
+def _fieldset(legend: str, body: str) -> str:
+    return f"<fieldset>\n<legend>{legend}</legend>\n{body}\n</fieldset>"
+
+
+def _pause_choices(lang: str, paused_until: dt.date | None) -> str:
+    """The pause radio buttons; the first, checked, changes nothing."""
+    if paused_until is not None:
+        date = paused_until.isoformat()
+        first = [
+            (PauseChoice.KEEP, _text(lang, "pause_keep", date=date)),
+            (PauseChoice.NONE, _text(lang, "pause_resume")),
+        ]
+    else:
+        first = [(PauseChoice.KEEP, _text(lang, "pause_none"))]
+    options = [
+        *first,
+        (PauseChoice.ONE_WEEK, _text(lang, "pause_1w")),
+        (PauseChoice.FOUR_WEEKS, _text(lang, "pause_4w")),
+    ]
+    radios = "\n".join(
+        _choice("radio", "pause", choice.value, label, "", index == 0)
+        for index, (choice, label) in enumerate(options)
+    )
+    return f'{radios}\n<p class="hint">{_text(lang, "pause_hint")}</p>'
+
+
+def _language_choices(languages: Sequence[str], current: str) -> str:
+    return "\n".join(
+        f'<label for="language-{escape(code)}" lang="{escape(code)}"><input type="radio" '
+        f'id="language-{escape(code)}" name="language" value="{escape(code)}"'
+        f"{' checked' if code == current else ''}>{escape(LANGUAGE_NAMES.get(code, code))}</label>"
+        for code in languages
+    )
+
+
+def _resubscribe_form(lang: str, token: str, community: str) -> str:
+    return (
+        f"<p>{_text(lang, 'resubscribe_text', community=community)}</p>\n"
+        '<form method="post">\n'
+        f'<input type="hidden" name="token" value="{escape(token)}">\n'
+        '<input type="hidden" name="action" value="resubscribe">\n'
+        f'<button type="submit">{_text(lang, "resubscribe_button")}</button>\n</form>'
     )
 
 
@@ -243,29 +349,54 @@ def preferences_page(
     unsubscribed_categories: Collection[str],
     suppressed: bool,
     saved: bool = False,
+    categories: Sequence[str] = CATEGORIES,
+    languages: Sequence[str] = (),
+    language: str | None = None,
+    paused_until: dt.date | None = None,
+    resubscribable: bool = False,
+    resubscribed: bool = False,
 ) -> str:
-    """The preference page: a box per journey category, and one to unsubscribe from all.
+    """The preference page: categories, language, a pause, or unsubscribe from everything.
 
     Args:
-        lang: The member's language.
+        lang: The language the page is written in (``page_language``).
         community: The community's name.
         email: The member's address (shown masked).
         token: The signed token of the link, repeated in the form.
         unsubscribed_categories: The categories the member opted out of.
-        suppressed: The address is unsubscribed from everything: the page says how to come
-            back instead of showing the form.
+        suppressed: The address is unsubscribed from everything: the page offers to
+            resubscribe (``resubscribable``) or says how to come back, instead of the form.
         saved: Say that the preferences were just saved.
+        categories: The journey categories to list, each with its description.
+        languages: The languages the member may choose (none: no choice shown).
+        language: The member's language among ``languages``.
+        paused_until: The last day of the member's pause, in their time zone; None: no pause.
+        resubscribable: A suppressed address may resubscribe here (the member unsubscribed it
+            themselves; a bounce or a complaint may not).
+        resubscribed: Say that the address was just resubscribed.
 
     Returns:
         The HTML document.
     """
     fields = {"community": community, "email": mask_address(email)}
+    title = STRINGS[lang]["preferences_title"]
     parts = []
-    if saved:
+    if resubscribed:
+        parts.append(f'<p class="notice" role="status">{_text(lang, "resubscribed", **fields)}</p>')
+    elif saved:
         parts.append(f'<p class="notice" role="status">{_text(lang, "saved")}</p>')
     if suppressed:
-        parts.append(f'<p class="warning">{_text(lang, "suppressed_notice", **fields)}</p>')
-        return _page(lang, STRINGS[lang]["preferences_title"], "\n".join(parts))
+        if resubscribable:
+            parts.append(
+                f'<p class="warning">{_text(lang, "already_unsubscribed", **fields)}</p>\n'
+                + _resubscribe_form(lang, token, community)
+            )
+        else:
+            parts.append(f'<p class="warning">{_text(lang, "suppressed_notice", **fields)}</p>')
+        return _page(lang, title, "\n".join(parts))
+    if paused_until is not None:
+        notice = _text(lang, "paused_notice", date=paused_until.isoformat(), **fields)
+        parts.append(f'<p class="warning">{notice}</p>')
     boxes = "\n".join(
         _checkbox(
             "category",
@@ -274,8 +405,18 @@ def preferences_page(
             _text(lang, f"{category}_hint"),
             category not in unsubscribed_categories,
         )
-        for category in CATEGORIES
+        for category in categories
     )
+    sections = [f"<p>{_text(lang, 'preferences_intro', **fields)}</p>"]
+    form = ['<form method="post">', f'<input type="hidden" name="token" value="{escape(token)}">']
+    if categories:
+        form.append(_fieldset(_text(lang, "receive_legend"), boxes))
+    if len(languages) > 1:
+        current = language if language is not None and language in languages else languages[0]
+        form.append(
+            _fieldset(_text(lang, "language_legend"), _language_choices(languages, current))
+        )
+    form.append(_fieldset(_text(lang, "pause_legend"), _pause_choices(lang, paused_until)))
     everything = _checkbox(
         "everything",
         "yes",
@@ -283,13 +424,7 @@ def preferences_page(
         _text(lang, "everything_hint", community=community),
         False,
     )
-    parts.append(
-        f"<p>{_text(lang, 'preferences_intro', **fields)}</p>\n"
-        '<form method="post">\n'
-        f'<input type="hidden" name="token" value="{escape(token)}">\n'
-        f"<fieldset>\n<legend>{_text(lang, 'receive_legend')}</legend>\n{boxes}\n</fieldset>\n"
-        f"<fieldset>\n<legend>{_text(lang, 'unsubscribe_title')}</legend>\n{everything}\n"
-        "</fieldset>\n"
-        f'<button type="submit">{_text(lang, "save_button")}</button>\n</form>'
-    )
-    return _page(lang, STRINGS[lang]["preferences_title"], "\n".join(parts))
+    form.append(_fieldset(_text(lang, "unsubscribe_title"), everything))
+    form.append(f'<button type="submit">{_text(lang, "save_button")}</button>\n</form>')
+    parts.append("\n".join(sections + form))
+    return _page(lang, title, "\n".join(parts))

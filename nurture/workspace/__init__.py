@@ -5,10 +5,11 @@
 :class:`~nurture.errors.WorkspaceValidationError` listing every problem with its file, line,
 column and field. Each kind of file also has its own loader (``load_questionnaire``,
 ``load_content_library``...). Every YAML file goes through one safe, bounded, line-aware reader
-(:mod:`nurture.workspace.located_yaml`) and one skeleton that validates it into its pydantic
-model (:mod:`nurture.workspace.model_files`).
+(:mod:`nurture.marketer_files.located_yaml`) and one skeleton that validates it into its pydantic
+model (:mod:`nurture.marketer_files.model_files`).
 """
 
+from nurture.workspace.brand import BRAND_FILE, Brand, BrandColours, load_brand, read_brand
 from nurture.workspace.config import (
     WORKSPACE_FILE,
     WorkspaceConfig,
@@ -31,18 +32,8 @@ from nurture.workspace.loading import (
     check_journey_files,
     load_workspace,
 )
-from nurture.workspace.located_yaml import (
-    DEFAULT_YAML_LIMITS,
-    MAX_ALIAS_NODES,
-    MAX_FILE_BYTES,
-    MAX_NESTING_DEPTH,
-    YamlLimits,
-    parse_located_yaml,
-)
-from nurture.workspace.model_files import ModelFile, load_model_file
 from nurture.workspace.questionnaire import (
     AnswerValue,
-    LocalizedText,
     Question,
     QuestionKind,
     Questionnaire,
@@ -50,21 +41,23 @@ from nurture.workspace.questionnaire import (
     load_questionnaire,
     read_questionnaire,
 )
-from nurture.workspace.templates import SubjectSample, journey_subjects, validate_templates
+from nurture.workspace.templates import (
+    SubjectSample,
+    journey_subjects,
+    transactional_templates,
+    validate_templates,
+)
 
 __all__ = [
-    "DEFAULT_YAML_LIMITS",
-    "MAX_ALIAS_NODES",
-    "MAX_FILE_BYTES",
-    "MAX_NESTING_DEPTH",
+    "BRAND_FILE",
     "SCHEDULED_KINDS",
     "WORKSPACE_FILE",
     "AnswerValue",
+    "Brand",
+    "BrandColours",
     "ContentItemSpec",
     "ContentKind",
     "ContentSyncSummary",
-    "LocalizedText",
-    "ModelFile",
     "Question",
     "QuestionKind",
     "QuestionOption",
@@ -73,19 +66,19 @@ __all__ = [
     "Workspace",
     "WorkspaceConfig",
     "WorkspacePaths",
-    "YamlLimits",
     "check_journey_files",
     "journey_subjects",
+    "load_brand",
     "load_content_item",
     "load_content_library",
-    "load_model_file",
     "load_questionnaire",
     "load_workspace",
     "load_workspace_config",
-    "parse_located_yaml",
+    "read_brand",
     "read_content_library",
     "read_questionnaire",
     "read_workspace_config",
     "sync_content_items",
+    "transactional_templates",
     "validate_templates",
 ]

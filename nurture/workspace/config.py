@@ -22,50 +22,27 @@ English.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nurture.delivery.rendering import STRINGS
 from nurture.errors import Problem, WorkspaceValidationError
-from nurture.languages import DEFAULT_LANGUAGES, LANGUAGE_CODE_PATTERN
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
-from nurture.workspace.model_files import load_model_file
+from nurture.languages import DEFAULT_LANGUAGES
+from nurture.marketer_files.localized import LanguageCode
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
+from nurture.marketer_files.model_files import load_model_file
 
 __all__ = [
-    "LANGUAGES_CONTEXT",
     "WORKSPACE_FILE",
-    "LanguageCode",
     "WorkspaceConfig",
-    "context_languages",
     "load_workspace_config",
     "read_workspace_config",
 ]
 
 WORKSPACE_FILE = "workspace.yaml"
 """The file, at the root of the workspace."""
-
-LANGUAGES_CONTEXT = "languages"
-"""Key of the workspace's languages in a pydantic validation context (see
-:func:`context_languages`)."""
-
-LanguageCode = Annotated[str, Field(pattern=LANGUAGE_CODE_PATTERN, examples=["en", "fr", "de"])]
-
-
-def context_languages(context: Any) -> tuple[str, ...]:
-    """The workspace's languages from a pydantic validation context, else the defaults.
-
-    Args:
-        context: ``ValidationInfo.context``: a mapping, or ``None`` outside a workspace load.
-
-    Returns:
-        The languages, the default one first.
-    """
-    if isinstance(context, Mapping) and context.get(LANGUAGES_CONTEXT):
-        return tuple(context[LANGUAGES_CONTEXT])
-    return DEFAULT_LANGUAGES
 
 
 class WorkspaceConfig(BaseModel):

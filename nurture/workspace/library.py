@@ -11,9 +11,16 @@ One file is one content item; its name without ``.md`` is the item's key. A file
     summary: One sentence shown in emails.
     published: 2026-09-01
     event_start: 2026-12-03T18:30:00+01:00   # events, webinars and masterclasses
+    time_zone: Europe/Paris                 # the IANA zone the event is held in
+    venue: La Cantine, Paris                # in person; leave it out for an online event
     expires: 2027-01-31                     # optional: last day the item may be recommended
     ---
     The body, in Markdown.
+
+Emails show an online event in each member's own time zone, and an in-person one (it has a
+``venue``) in its ``time_zone``, named ("18 h 30, heure de Paris"): an in-person event needs
+``time_zone``, and ``event_start``'s offset must be that zone's on that day (a winter date in
+Paris is ``+01:00``, a summer one ``+02:00``).
 """
 
 from __future__ import annotations
@@ -24,6 +31,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     AwareDatetime,
@@ -40,16 +48,16 @@ from sqlalchemy.orm import Session
 from nurture.embedding import text_hash
 from nurture.errors import ContentValidationError, Problem
 from nurture.languages import DEFAULT_LANGUAGES
-from nurture.storage.models import ContentItem, utcnow
-from nurture.workspace.config import LANGUAGES_CONTEXT, LanguageCode, context_languages
-from nurture.workspace.located_yaml import (
+from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LanguageCode, context_languages
+from nurture.marketer_files.located_yaml import (
     DEFAULT_YAML_LIMITS,
     FieldIssues,
     LocatedDocument,
     Position,
     YamlLimits,
 )
-from nurture.workspace.model_files import describe_found, read_front_matter, validate_document
+from nurture.marketer_files.model_files import describe_found, read_front_matter, validate_document
+from nurture.storage.models import ContentItem, utcnow
 
 __all__ = [
     "EMBEDDING_BODY_CHARS",
@@ -105,6 +113,17 @@ class ContentItemSpec(BaseModel):
         default=None,
         description="When an event, webinar or masterclass starts, with its UTC offset.",
     )
+    time_zone: str | None = Field(
+        default=None,
+        max_length=64,
+        description="The IANA time zone the event is held in (Europe/Paris); needed with a venue.",
+    )
+    venue: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=500,
+        description="Where an in-person event takes place; none for an online event.",
+    )
     expires: dt.date | None = Field(
         default=None, description="Last day the item may be recommended (inclusive)."
     )
@@ -131,6 +150,20 @@ class ContentItemSpec(BaseModel):
             )
         return language
 
+    @field_validator("time_zone")
+    @classmethod
+    def _known_zone(cls, name: str | None) -> str | None:
+        if name is None:
+            return None
+        try:
+            ZoneInfo(name)
+        except (ZoneInfoNotFoundError, ValueError):
+            raise ValueError(
+                f"unknown time zone {name!r}: expected an IANA name such as Europe/Paris, "
+                "America/New_York or UTC"
+            ) from None
+        return name
+
     @field_validator("title", "summary", "body")
     @classmethod
     def _strip(cls, text: str) -> str:
@@ -150,6 +183,7 @@ class ContentItemSpec(BaseModel):
                     "(date, time and UTC offset, e.g. 2027-01-21T16:00:00+00:00)",
                 )
             )
+        issues.extend(self._zone_issues())
         if self.expires and self.published and self.expires < self.published:
             issues.append(
                 (("expires",), f"expires {self.expires} is before published {self.published}")
@@ -157,6 +191,39 @@ class ContentItemSpec(BaseModel):
         if issues:
             raise FieldIssues(issues)
         return self
+
+    def _zone_issues(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """Problems of ``time_zone`` and ``venue``: only for events, the venue's zone named."""
+        issues: list[tuple[tuple[str | int, ...], str]] = []
+        if self.kind not in SCHEDULED_KINDS:
+            issues += [
+                ((name,), f"only an event, webinar or masterclass takes {name!r}")
+                for name in ("time_zone", "venue")
+                if getattr(self, name) is not None
+            ]
+            return issues
+        if self.venue is not None and self.time_zone is None:
+            issues.append(
+                (
+                    ("time_zone",),
+                    "an in-person event (it has a venue) needs 'time_zone', the IANA zone of "
+                    "the venue (Europe/Paris): emails show its time in that zone",
+                )
+            )
+        if self.time_zone is not None and self.event_start is not None:
+            offset = self.event_start.utcoffset()
+            expected = self.event_start.astimezone(ZoneInfo(self.time_zone)).utcoffset()
+            if offset != expected:
+                issues.append(
+                    (
+                        ("event_start",),
+                        f"event_start {self.event_start.isoformat()} has offset "
+                        f"{_offset(offset)}, but {self.time_zone} is at {_offset(expected)} on "
+                        "that day: write the time as it is on the venue's clock, with that "
+                        "zone's offset",
+                    )
+                )
+        return issues
 
     @property
     def embedding_text(self) -> str:
@@ -175,6 +242,12 @@ class ContentItemSpec(BaseModel):
     def expires_at(self) -> dt.datetime | None:
         """When the item stops being recommended: the end of its ``expires`` day, in UTC."""
         return _midnight_utc(self.expires + dt.timedelta(days=1)) if self.expires else None
+
+
+def _offset(delta: dt.timedelta | None) -> str:
+    minutes = int((delta or dt.timedelta()).total_seconds() // 60)
+    sign = "-" if minutes < 0 else "+"
+    return f"{sign}{abs(minutes) // 60:02d}:{abs(minutes) % 60:02d}"
 
 
 def _midnight_utc(day: dt.date) -> dt.datetime:
@@ -335,6 +408,8 @@ def _row_values(spec: ContentItemSpec) -> dict[str, object]:
         "body": spec.body,
         "published_at": spec.published_at,
         "event_start": spec.event_start,
+        "event_time_zone": spec.time_zone,
+        "venue": spec.venue,
         "expires_at": spec.expires_at,
         "text_hash": text_hash(spec.embedding_text),
         "source_path": spec.source_path,

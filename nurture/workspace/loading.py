@@ -3,6 +3,7 @@
 A workspace is a folder of files marketers write::
 
     workspace.yaml        languages (optional; default en, fr) and their UI strings
+    brand.yaml            community name, logo, colours, reply-to, postal address, reason
     questionnaire.yaml    the questions members answer
     library/*.md          the content items (front matter + Markdown)
     segments.yaml         rule segments (optional)
@@ -26,12 +27,18 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, RenderLimits
 from nurture.errors import Problem, WorkspaceValidationError
+from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
+from nurture.workspace.brand import BRAND_FILE, Brand, email_branding, read_brand
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
 from nurture.workspace.library import ContentItemSpec, read_content_library
-from nurture.workspace.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
-from nurture.workspace.templates import journey_subjects, validate_templates
+from nurture.workspace.templates import (
+    journey_subjects,
+    transactional_templates,
+    validate_templates,
+)
 
 if TYPE_CHECKING:
     from nurture.journeys.models import JourneyDefinition
@@ -62,6 +69,11 @@ class WorkspacePaths:
     def config(self) -> Path:
         """``workspace.yaml``: the languages and their UI strings (optional)."""
         return self.root / WORKSPACE_FILE
+
+    @property
+    def brand(self) -> Path:
+        """``brand.yaml``: the community's name, look and footer (optional)."""
+        return self.root / BRAND_FILE
 
     @property
     def questionnaire(self) -> Path:
@@ -101,6 +113,7 @@ class Workspace:
     Attributes:
         paths: Where each file is.
         config: What ``workspace.yaml`` declares (languages, UI strings).
+        brand: What ``brand.yaml`` declares; None when the workspace has none.
         questionnaire: The questionnaire.
         content_items: The library's items, sorted by key.
         segment_rules: The rule segments, in file order.
@@ -110,6 +123,7 @@ class Workspace:
 
     paths: WorkspacePaths
     config: WorkspaceConfig
+    brand: Brand | None
     questionnaire: Questionnaire
     content_items: list[ContentItemSpec]
     segment_rules: list[SegmentRule]
@@ -147,6 +161,13 @@ class _Collected:
         self.config, problems = read_workspace_config(self.paths.root, limits=limits)
         self.problems += problems
 
+    def brand(self) -> Brand | None:
+        brand, problems = read_brand(
+            self.paths.root, languages=self.config.languages, limits=self.limits
+        )
+        self.problems += problems
+        return brand
+
     def questionnaire(self) -> Questionnaire | None:
         loaded = read_questionnaire(
             self.paths.questionnaire, languages=self.config.languages, limits=self.limits
@@ -179,15 +200,18 @@ def load_workspace(
     public_base_url: str = DEFAULT_PUBLIC_BASE_URL,
     questionnaire_url: str | None = None,
     limits: YamlLimits = DEFAULT_YAML_LIMITS,
+    render_limits: RenderLimits = DEFAULT_RENDER_LIMITS,
 ) -> Workspace:
     """Load every marketer file of a workspace and check them against each other.
 
     Args:
         root: The workspace folder.
-        community_name: As in the settings, for rendering the templates.
+        community_name: As in the settings, for rendering the templates (``brand.yaml``'s
+            wins).
         public_base_url: As in the settings (unsubscribe links in the templates).
         questionnaire_url: As in the settings, seen by the templates when given.
         limits: The bounds on size, nesting and aliases of every YAML file.
+        render_limits: The bounds of every template render, as delivery renders them.
 
     Returns:
         The workspace.
@@ -201,6 +225,8 @@ def load_workspace(
 
     collected = _Collected(Path(root), limits)
     paths, config = collected.paths, collected.config
+    brand = collected.brand()
+    branding = email_branding(brand, community_name=community_name, strings=config.strings)
     questionnaire = collected.questionnaire()
     question_keys = _keys(questionnaire)
     content_items, problems = read_content_library(
@@ -220,12 +246,17 @@ def load_workspace(
     collected.problems += problems
     collected.problems += validate_templates(
         paths.templates,
-        community_name=community_name,
+        community_name=branding.community_name,
         public_base_url=public_base_url,
-        shared_context={"questionnaire_url": questionnaire_url} if questionnaire_url else None,
+        shared_context={**branding.context, "questionnaire_url": questionnaire_url}
+        if questionnaire_url
+        else branding.context,
         subjects=journey_subjects(journeys),
         languages=config.languages,
-        strings=config.strings,
+        strings=branding.strings,
+        limits=render_limits,
+        transactional=transactional_templates(journeys),
+        questionnaire=questionnaire,
     )
     if collected.problems:
         raise WorkspaceValidationError(collected.problems)
@@ -233,6 +264,7 @@ def load_workspace(
     return Workspace(
         paths=paths,
         config=config,
+        brand=brand,
         questionnaire=questionnaire,
         content_items=content_items,
         segment_rules=segment_rules,

@@ -12,24 +12,23 @@ import datetime as dt
 import math
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, model_validator
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from nurture.errors import ImportRecordError, Problem, QuestionnaireValidationError
-from nurture.languages import DEFAULT_LANGUAGES, primary_language
-from nurture.workspace.config import LANGUAGES_CONTEXT, context_languages
-from nurture.workspace.located_yaml import (
+from nurture.languages import DEFAULT_LANGUAGES
+from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LocalizedText
+from nurture.marketer_files.located_yaml import (
     DEFAULT_YAML_LIMITS,
     FieldIssues,
     LocatedDocument,
     YamlLimits,
 )
-from nurture.workspace.model_files import ModelFile, load_model_file
+from nurture.marketer_files.model_files import ModelFile, load_model_file
 
 __all__ = [
     "AnswerValue",
-    "LocalizedText",
     "Question",
     "QuestionKind",
     "QuestionOption",
@@ -46,60 +45,6 @@ AnswerValue = str | int | list[str]
 
 _KEY_PATTERN = r"^[a-z][a-z0-9_]*$"
 _CHOICE_KINDS = ("single_choice", "multiple_choice")
-
-
-class LocalizedText(BaseModel):
-    """A text in every language of the workspace (``{en: ..., fr: ...}`` by default).
-
-    The languages are those of the validation context (``{"languages": [...]}``, see
-    :func:`~nurture.workspace.config.context_languages`), English and French without one: each
-    must be given, and no other.
-    """
-
-    model_config = ConfigDict(extra="allow")
-
-    __pydantic_extra__: dict[str, Annotated[str, Field(min_length=1)]] = Field(init=False)
-
-    @model_validator(mode="after")
-    def _check_languages(self, info: ValidationInfo) -> LocalizedText:
-        languages = context_languages(info.context)
-        texts = self.texts
-        issues: list[tuple[tuple[str | int, ...], str]] = [
-            (
-                (code,),
-                f"unknown language {code!r} (expected the workspace's languages: "
-                f"{', '.join(languages)})",
-            )
-            for code in texts
-            if code not in languages
-        ]
-        issues += [
-            ((code,), f"missing required field {code!r}") for code in languages if code not in texts
-        ]
-        if issues:
-            raise FieldIssues(issues)
-        return self
-
-    @property
-    def texts(self) -> dict[str, str]:
-        """The text by language code."""
-        return dict(self.__pydantic_extra__ or {})
-
-    def get(self, language: str, default: str = "en") -> str:
-        """The text in ``language``, else in ``default``, else the first one given.
-
-        Args:
-            language: A language code such as ``"fr"`` or ``"fr-CA"``.
-            default: The language to fall back to (the workspace's default language).
-
-        Returns:
-            The localised text.
-        """
-        texts = self.texts
-        code = primary_language(language)
-        if code in texts:
-            return texts[code]
-        return texts.get(default) or next(iter(texts.values()), "")
 
 
 class QuestionOption(BaseModel):

@@ -6,9 +6,18 @@ kind), so that the checks render templates with what the engine really produces.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-__all__ = ["SAMPLE_ITEMS", "AnySlots", "sample_events", "sample_trigger_contexts"]
+if TYPE_CHECKING:
+    from nurture.workspace.questionnaire import Question, Questionnaire
+
+__all__ = [
+    "SAMPLE_ITEMS",
+    "AnySlots",
+    "sample_events",
+    "sample_profile",
+    "sample_trigger_contexts",
+]
 
 SAMPLE_ITEMS: tuple[dict[str, Any], ...] = (
     {
@@ -30,6 +39,8 @@ SAMPLE_ITEMS: tuple[dict[str, Any], ...] = (
         "language": "en",
         "reason": "you run an employee community",
         "event_start": "2026-12-16T18:00:00+01:00",
+        "time_zone": None,
+        "venue": None,
     },
     {
         "key": "sample-article",
@@ -50,6 +61,8 @@ SAMPLE_ITEMS: tuple[dict[str, Any], ...] = (
         "language": "fr",
         "reason": "you like meeting people",
         "event_start": "2027-01-05T17:30:00+01:00",
+        "time_zone": "Europe/Paris",
+        "venue": "La Cantine, Paris",
     },
     {
         "key": "sample-discussion",
@@ -105,15 +118,59 @@ def sample_events(count: int = 3) -> list[dict[str, Any]]:
             "summary": "",
             "language": "en",
             "event_start": start,
+            "time_zone": zone,
+            "venue": venue,
             "reason": "",
         }
-        for month, title, kind, start in (
-            ("december", "Welcome event for new members", "event", "2026-12-16T18:00:00+01:00"),
-            ("january", "Moderation clinic", "webinar", "2027-01-05T17:30:00+01:00"),
-            ("february", "Community managers' breakfast", "event", "2027-02-02"),
+        for month, title, kind, start, zone, venue in (
+            (
+                "december",
+                "Welcome event for new members",
+                "event",
+                "2026-12-16T18:00:00+01:00",
+                "Europe/Paris",
+                "La Cantine, Paris",
+            ),
+            ("january", "Moderation clinic", "webinar", "2027-01-05T17:30:00+01:00", None, None),
+            ("february", "Community managers' breakfast", "event", "2027-02-02", None, None),
         )
     ]
     return events[:count]
+
+
+def _sample_answer(question: Question) -> Any:
+    if question.kind == "single_choice":
+        return question.options[0].key
+    if question.kind == "multiple_choice":
+        return [option.key for option in question.options[:2]]
+    if question.kind == "scale":
+        return question.min
+    if question.kind == "date":
+        return "2026-09-01"
+    return "I want our members to help each other"
+
+
+def sample_profile(questionnaire: Questionnaire | None, *, answered: bool) -> dict[str, Any]:
+    """What a message stores of its member (``profile``), as the journey engine fills it.
+
+    Args:
+        questionnaire: The workspace's questionnaire; None: no answers.
+        answered: Whether the sample member answered every question, or none.
+
+    Returns:
+        The stored form of a ``MemberFacts``.
+    """
+    answers = (
+        {question.key: _sample_answer(question) for question in questionnaire.questions}
+        if answered and questionnaire is not None
+        else {}
+    )
+    return {
+        "answers": answers,
+        "attributes": {"country": "FR"} if answered else {},
+        "lifecycle": "new" if answered else None,
+        "segments": ["french-founders"] if answered else [],
+    }
 
 
 class AnySlots(dict[str, list[dict[str, Any]]]):

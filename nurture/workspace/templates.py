@@ -3,20 +3,25 @@
 :func:`validate_templates` compiles every template of the folder (layouts and partials too) and
 renders every email, both parts, in every language of the workspace against a sample member and
 sample message contexts (:mod:`nurture.workspace.template_samples`: an empty one, then one per
-trigger kind), with the journeys' subject lines. A misspelt variable, a bad filter or a sandbox
-refusal is found when the workspace is checked rather than when a member's email fails.
+trigger kind), with the journeys' subject lines. A misspelt variable, a bad filter, a sandbox
+refusal or a render past its limits is found when the workspace is checked rather than when a
+member's email fails; so is a marketing email (one a non-transactional journey sends) whose HTML
+or text part lacks the unsubscribe or the preference link.
 Rendering itself is :class:`nurture.delivery.rendering.TemplateRenderer`'s.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+import re
+from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import SimpleNamespace
 from typing import TYPE_CHECKING, Any
 
+from nurture.delivery.limits import DEFAULT_RENDER_LIMITS, RenderLimitError, RenderLimits
 from nurture.delivery.rendering import (
+    RenderedEmail,
     TemplateRenderer,
     describe_template_error,
     list_email_templates,
@@ -25,12 +30,18 @@ from nurture.delivery.rendering import (
 from nurture.errors import Problem, TemplateError
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.storage.models import Member
-from nurture.workspace.template_samples import SAMPLE_ITEMS, AnySlots, sample_trigger_contexts
+from nurture.workspace.template_samples import (
+    SAMPLE_ITEMS,
+    AnySlots,
+    sample_profile,
+    sample_trigger_contexts,
+)
 
 if TYPE_CHECKING:  # the journeys package imports this one
     from nurture.journeys.models import JourneyDefinition
+    from nurture.workspace.questionnaire import Questionnaire
 
-__all__ = ["SubjectSample", "journey_subjects", "validate_templates"]
+__all__ = ["SubjectSample", "journey_subjects", "transactional_templates", "validate_templates"]
 
 
 @dataclass(frozen=True)
@@ -82,25 +93,63 @@ def journey_subjects(journeys: Iterable[JourneyDefinition]) -> list[SubjectSampl
     return samples
 
 
-def _sample_context(kind: str | None, *, answered: bool = False) -> dict[str, Any]:
+def transactional_templates(journeys: Iterable[JourneyDefinition]) -> set[str]:
+    """The templates only transactional journeys send, exempt from the unsubscribe links check.
+
+    Args:
+        journeys: Loaded journey definitions.
+
+    Returns:
+        Names of templates (``account_notice``) every send step of which is in a journey marked
+        ``transactional: true``; a template one marketing journey sends is not among them.
+    """
+    kinds: dict[str, set[bool]] = {}
+    for journey in journeys:
+        for step in journey.steps:
+            template = getattr(step, "template", None)
+            if step.type == "send" and isinstance(template, str):
+                kinds.setdefault(template, set()).add(journey.transactional)
+    return {name for name, seen in kinds.items() if seen == {True}}
+
+
+def _sample_context(
+    kind: str | None, *, answered: bool = False, questionnaire: Questionnaire | None = None
+) -> dict[str, Any]:
     """A message context as the journey engine fills it, for a journey of trigger ``kind``."""
     return {
         "items": [dict(item) for item in SAMPLE_ITEMS],
         "slots": AnySlots(),
         "trigger": dict(sample_trigger_contexts().get(kind or "", {})),
         "questionnaire_answered": answered,
+        "profile": sample_profile(questionnaire, answered=answered),
         "questionnaire_url": "https://example.org/questionnaire",
     }
 
 
-def _sample_contexts() -> list[tuple[str, dict[str, Any]]]:
-    """(label, message context) pairs: nothing at all, then one per trigger kind."""
+def _sample_contexts(questionnaire: Questionnaire | None) -> list[tuple[str, dict[str, Any]]]:
+    """(label, message context) pairs: nothing at all, then one per trigger kind.
+
+    The trigger kinds alternate between a member who answered every question and one who
+    answered none.
+    """
     empty = {"items": [], "slots": {}, "trigger": {}, "questionnaire_answered": False}
     return [
         ("an empty context (no items, no slots, no trigger)", empty),
         *(
-            (f"a sample {kind} context", _sample_context(kind, answered=index % 2 == 1))
+            (
+                f"a sample {kind} context",
+                _sample_context(kind, answered=index % 2 == 1, questionnaire=questionnaire),
+            )
             for index, kind in enumerate(sample_trigger_contexts())
+        ),
+        *(
+            (
+                f"a sample {kind} context of a member who {'answered' if answered else 'did not'}",
+                _sample_context(kind, answered=answered, questionnaire=questionnaire),
+            )
+            for kind in ("member_joined",)
+            for answered in (True, False)
+            if kind in sample_trigger_contexts()
         ),
     ]
 
@@ -112,6 +161,7 @@ def _sample_member(language: str, *, named: bool = True) -> Member:
         first_name="Camille" if named else "",
         last_name="Martin" if named else "",
         language=language,
+        time_zone="America/New_York" if named else "UTC",
     )
 
 
@@ -175,11 +225,87 @@ def _check_sources(folder: Path, renderer: TemplateRenderer, problems: _Problems
         )
 
 
-def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems: _Problems) -> None:
+def _over_limit(error: TemplateError) -> bool:
+    """Whether a render failed on a render limit (rendering it again would only take time)."""
+    return isinstance(error.__cause__, RenderLimitError)
+
+
+_HTML_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def _shows_link(body: str, url: str, *, html: bool) -> bool:
+    """Whether a rendered part shows ``url``: an ``<a href>`` in HTML, the URL itself in text."""
+    if not html:
+        return url in body
+    body = _HTML_COMMENT.sub("", body)
+    return re.search(r'<a\b[^>]*\shref="' + re.escape(url) + '"', body) is not None
+
+
+def _check_links(
+    name: str, email: RenderedEmail, renderer: TemplateRenderer, problems: _Problems, during: str
+) -> None:
+    """Flag each part of a marketing email that lacks its unsubscribe or preference link."""
+    unsubscribe = email.headers["List-Unsubscribe"].strip("<>")
+    token = unsubscribe.rsplit("/", 1)[-1]
+    links = {
+        "{{ unsubscribe_url }}": unsubscribe,
+        "{{ preferences_url }}": f"{renderer.public_base_url}/preferences/{token}",
+    }
+    for suffix, body in ((".html.j2", email.html), (".txt.j2", email.text)):
+        html = suffix == ".html.j2"
+        missing = [var for var, url in links.items() if not _shows_link(body, url, html=html)]
+        if not missing:
+            continue
+        what = " and ".join(f"a link to {variable}" if html else variable for variable in missing)
+        problems.add(
+            renderer.templates_dir / f"{name}{suffix}",
+            f"a marketing email must show the unsubscribe and preference links, this part lacks "
+            f"{what} (extend layout{suffix}, whose footer shows both, or send it only from "
+            "journeys marked transactional: true)",
+            line=1,
+            during=during,
+        )
+
+
+def _check_email(
+    name: str,
+    renderer: TemplateRenderer,
+    contexts: Sequence[tuple[str, dict[str, Any]]],
+    problems: _Problems,
+    *,
+    marketing: bool,
+) -> None:
+    """Render one email in every language with every sample context; stop at a render limit.
+
+    A marketing email's parts must show the unsubscribe and preference links in each render.
+    """
+    for language in renderer.languages:
+        for index, (label, context) in enumerate(contexts):
+            message = _sample_message(name, "", context)
+            member = _sample_member(language, named=index > 0)
+            during = f"rendering {name} in {language} with {label}"
+            try:
+                email = renderer.render_message(message, member)
+            except TemplateError as error:
+                problems.add_template_error(error, f"{name}.html.j2", during)
+                if _over_limit(error):
+                    return
+                continue
+            if marketing:
+                _check_links(name, email, renderer, problems, during)
+
+
+def _check_subject(
+    subject: SubjectSample,
+    renderer: TemplateRenderer,
+    problems: _Problems,
+    questionnaire: Questionnaire | None,
+) -> None:
     """Render a journey's subject line in its language(s) with its trigger's sample context."""
     languages = [subject.language] if subject.language else renderer.languages
     for language in languages:
-        message = _sample_message("", subject.source, _sample_context(subject.trigger_type))
+        sample = _sample_context(subject.trigger_type, questionnaire=questionnaire)
+        message = _sample_message("", subject.source, sample)
         context = renderer.build_context(message, _sample_member(language))
         try:
             renderer.render_subject(subject.source, context, what=f"subject {subject.field}")
@@ -193,6 +319,8 @@ def _check_subject(subject: SubjectSample, renderer: TemplateRenderer, problems:
                 field=subject.field,
                 during=f"rendering it in {language}",
             )
+            if _over_limit(error):
+                return
 
 
 def validate_templates(
@@ -204,6 +332,9 @@ def validate_templates(
     subjects: Iterable[SubjectSample] = (),
     languages: Sequence[str] = DEFAULT_LANGUAGES,
     strings: Mapping[str, Mapping[str, str]] | None = None,
+    limits: RenderLimits = DEFAULT_RENDER_LIMITS,
+    transactional: Collection[str] = (),
+    questionnaire: Questionnaire | None = None,
 ) -> list[Problem]:
     """Compile and render every email of a folder, in every language, against sample data.
 
@@ -211,7 +342,8 @@ def validate_templates(
     sample member in each of ``languages``, against an empty context (and a member
     without a name) and one sample context per trigger kind (``sample_trigger_contexts()``,
     ``SAMPLE_ITEMS``, upcoming events in every slot), with strict undefined variables: a
-    misspelt variable, a bad filter or a sandbox refusal is a problem. Layouts and partials are
+    misspelt variable, a bad filter, a sandbox refusal or a render past one of ``limits`` (the
+    ones delivery renders with: a bomb is refused in seconds) is a problem. Layouts and partials are
     compiled even when no email uses them. ``subjects`` are rendered too, with the sample
     context of their journey's trigger kind.
 
@@ -223,6 +355,11 @@ def validate_templates(
         subjects: Subject lines of journeys to check with the templates.
         languages: The workspace's languages, the default first.
         strings: The workspace's UI strings per language (on top of the built-in ones).
+        limits: The bounds of every render, as in the settings (``RenderLimits.of``).
+        transactional: Emails only transactional journeys send (``transactional_templates``):
+            every other email must show the unsubscribe and preference links in both parts.
+        questionnaire: The workspace's questionnaire: ``member.answers`` holds its questions
+            (answered in some samples, not in others), so a misspelt question is a problem.
 
     Returns:
         Every problem, each with the file (the template, partial or layout at fault, or the
@@ -242,19 +379,13 @@ def validate_templates(
         shared_context=shared_context,
         languages=languages,
         strings=strings,
+        limits=limits,
+        questionnaire=questionnaire,
     )
     _check_sources(folder, renderer, problems)
-    contexts = _sample_contexts()
+    contexts = _sample_contexts(questionnaire)
     for name in list_email_templates(folder):
-        for language in renderer.languages:
-            for index, (label, context) in enumerate(contexts):
-                message = _sample_message(name, "", context)
-                member = _sample_member(language, named=index > 0)
-                try:
-                    renderer.render_message(message, member)
-                except TemplateError as error:
-                    during = f"rendering {name} in {language} with {label}"
-                    problems.add_template_error(error, f"{name}.html.j2", during)
+        _check_email(name, renderer, contexts, problems, marketing=name not in transactional)
     for subject in subjects:
-        _check_subject(subject, renderer, problems)
+        _check_subject(subject, renderer, problems, questionnaire)
     return problems.found

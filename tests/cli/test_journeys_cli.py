@@ -32,6 +32,11 @@ def community(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, Path]:
     root = tmp_path_factory.mktemp("journeys-cli")
     workspace = root / "workspace"
     shutil.copytree(CONTENT, workspace)
+    welcome = workspace / "journeys" / "welcome.yaml"  # every member, whenever they joined
+    welcome.write_text(
+        welcome.read_text(encoding="utf-8").replace("within_days: 14", "within_days: null"),
+        encoding="utf-8",
+    )
     settings = Settings(workspace=workspace, data_dir=root / "data", embedding_model="hashing-64")
     with Runtime(settings) as runtime:
         seed_demo(runtime, N_MEMBERS)

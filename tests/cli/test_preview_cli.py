@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import datetime as dt
+import email
+import email.policy
 import html
 import re
 import stat
@@ -90,6 +92,9 @@ def workspace(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> list[str]:
                     )
                 )
         session.add(Answer(member_id=camille.id, question_key="role", value="manager"))
+        session.add(
+            Answer(member_id=camille.id, question_key="goals", value=["run_events", "measure_roi"])
+        )
         journey = Journey(
             key="first_contribution",
             version=1,
@@ -136,7 +141,7 @@ def test_preview_is_a_command() -> None:
     result = runner.invoke(app, ["--help"])
     assert "preview" in result.output
     help_text = runner.invoke(app, ["preview", "--help"]).output
-    for option in ("--member", "--output", "--journey", "--step", "--language"):
+    for option in ("--member", "--output", "--journey", "--step", "--language", "--send-to"):
         assert option in help_text
 
 
@@ -281,3 +286,56 @@ def test_a_journey_that_does_not_send_the_template_is_refused(workspace: list[st
         app, [*workspace, "preview", "welcome", "--member", "ada@example.org", "--language", "de"]
     )
     assert language.exit_code == 2
+
+
+def test_send_to_sends_one_marked_test_and_records_nothing(
+    workspace: list[str], tmp_path: Path
+) -> None:
+    settings = settings_from({"workspace": CONTENT, "data_dir": tmp_path / "data"})
+
+    def messages() -> int:
+        with Runtime(settings) as runtime, runtime.session() as session:
+            return session.scalar(select(func.count()).select_from(Message)) or 0
+
+    before = messages()
+    output, page = _preview(
+        workspace, "welcome", "--member", "camille@example.org", "--send-to", " Tester@Example.org "
+    )
+    assert "test sent to Tester@Example.org through outbox: [TEST] Bienvenue" in output
+    assert "a test copy ([TEST] subject) was sent to Tester@Example.org" in page
+    assert messages() == before
+    sent = list((tmp_path / "data" / "outbox").glob("*.eml"))
+    assert len(sent) == 1
+    parsed = email.message_from_bytes(sent[0].read_bytes(), policy=email.policy.default)
+    assert parsed["To"] == "Tester@Example.org"
+    assert parsed["Subject"] == "[TEST] Bienvenue dans Example Community, Camille !"
+    assert parsed["X-Nurture-Test"] == "preview of welcome for member 2"
+    assert parsed["Reply-To"] == "hello@community.example.org"
+    assert parsed["List-Unsubscribe"] is None and parsed["List-Unsubscribe-Post"] is None
+    text = parsed.get_body(("plain",)).get_content()
+    assert "Bonjour Camille," in text and "10 rue de la Paix" in text
+    assert "camille@example.org" not in parsed.as_string()
+
+
+@pytest.mark.parametrize("address", ["nobody", "a b@example.org", "x@localhost", "<a@b.c>"])
+def test_send_to_needs_an_address(workspace: list[str], tmp_path: Path, address: str) -> None:
+    args = ["preview", "welcome", "--member", "ada@example.org", "--send-to", address]
+    result = runner.invoke(app, [*workspace, *args])
+    assert result.exit_code != 0
+    assert "expected an e-mail address" in result.output
+    assert not (tmp_path / "data" / "outbox").exists()
+
+
+def test_preview_quotes_the_members_answers_in_the_language_shown(workspace: list[str]) -> None:
+    _, page = _preview(workspace, "welcome", "--member", "camille@example.org")
+    assert (
+        "Vous nous avez dit ce que vous voulez accomplir dans les six prochains mois : "
+        "organiser des événements et mesurer le ROI de la communauté."
+    ) in _text_part(page)
+    _, page = _preview(workspace, "welcome", "--member", "camille@example.org", "--language", "en")
+    assert (
+        "you want to achieve in the next six months: run events and measure the community's ROI"
+        in (_text_part(page))
+    )
+    _, page = _preview(workspace, "welcome", "--member", "ada@example.org")
+    assert "You told us" not in _text_part(page)  # Ada answered nothing

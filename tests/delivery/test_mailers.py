@@ -5,6 +5,8 @@ from html.parser import HTMLParser
 import pytest
 
 from nurture.delivery import (
+    AcceptanceCheck,
+    HandedOver,
     Mailer,
     OutboxMailer,
     OutgoingEmail,
@@ -76,6 +78,38 @@ def test_resend_overwrites(tmp_path):
     files = sorted(p.name for p in tmp_path.iterdir())
     assert files == ["000123-welcome-hello.eml"]
     assert b"second" in (tmp_path / files[0]).read_bytes()
+
+
+def _handed(message_id: int = 123, journey_key: str = "welcome", step_id: str = "hello"):
+    return HandedOver(
+        message_id=message_id,
+        journey_key=journey_key,
+        step_id=step_id,
+        backend="outbox",
+        handed_over_at=None,
+    )
+
+
+def test_the_outbox_says_whether_it_holds_a_handed_over_email(tmp_path):
+    mailer = OutboxMailer(tmp_path / "outbox")
+    assert isinstance(mailer, AcceptanceCheck)
+    assert mailer.holds(_handed()) is None  # no folder: it may have moved
+    mailer.send(_email(message_id=7, journey_key="../x y", step_id="a/b"))
+    assert mailer.holds(_handed(7, "../x y", "a/b")) is True  # the same name as the send's
+    assert mailer.holds(_handed(8, "../x y", "a/b")) is False
+
+
+def test_a_write_cut_short_leaves_no_email_behind(tmp_path, monkeypatch):
+    mailer = OutboxMailer(tmp_path)
+
+    def crash(*args, **kwargs):
+        raise KeyboardInterrupt  # as a signal would, between the write and the rename
+
+    monkeypatch.setattr("nurture.delivery.outbox_mailer.os.replace", crash)
+    with pytest.raises(KeyboardInterrupt):
+        mailer.send(_email())
+    assert list(tmp_path.iterdir()) == []
+    assert mailer.holds(_handed()) is False
 
 
 def test_file_names_are_safe():

@@ -21,12 +21,25 @@ LATER = NOW + dt.timedelta(hours=1)
 _event_ids = itertools.count()
 
 
-def _stuck(session, message: Message, claimed_at: dt.datetime | None = NOW) -> Message:
-    """Leave ``message`` as a crashed worker would: claimed, sent or not, never recorded."""
+def _stuck(
+    session,
+    message: Message,
+    claimed_at: dt.datetime | None = NOW,
+    *,
+    handed_over: bool = True,
+    backend: str | None = "sendgrid",
+) -> Message:
+    """Leave ``message`` as a crashed worker would: claimed, handed over (or not), sent or not,
+    never recorded."""
     session.execute(
         update(Message)
         .where(Message.id == message.id)
-        .values(status=MessageStatus.SENDING, claimed_at=claimed_at)
+        .values(
+            status=MessageStatus.SENDING,
+            claimed_at=claimed_at,
+            handed_over_at=(claimed_at or NOW) if handed_over else None,
+            backend=backend if handed_over else None,
+        )
     )
     session.commit()
     return message
@@ -89,7 +102,8 @@ def test_without_a_provider_event_it_is_unknown_for_an_operator(session, add_mes
     row = _reload(session, message)
     assert row.status is MessageStatus.UNKNOWN
     assert row.error == (
-        f"claimed at {NOW.isoformat()}, no provider event: check the provider before re-queuing"
+        f"claimed at {NOW.isoformat()}, handed to sendgrid at {NOW.isoformat()}, no provider "
+        "event: check the provider, then `nurture deliveries resolve`"
     )
 
 

@@ -150,6 +150,7 @@ def _post(mailer: SendGridMailer, body: dict[str, Any], headers: dict[str, str] 
 
 VALID_EMAILS = {
     "full": _email(),
+    "reply-to": _email(reply_to="hello@example.org"),
     "no-display-names": _email(to_name="", from_name=""),
     "no-journey": _email(journey_key="", step_id=""),
     "html-only": _email(text=""),

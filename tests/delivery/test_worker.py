@@ -467,3 +467,37 @@ def test_claims_record_the_wall_clock_when_given(session, add_message, renderer)
     mailer = RecordingMailer(RuntimeError("crash after the provider took it"))
     deliver_messages(session, mailer, renderer, [message.id], NOW, **options)
     assert _reload(session, message.id).claimed_at == late
+
+
+def test_the_brand_reply_to_goes_on_every_email(session, add_message, renderer):
+    message = add_message()
+    mailer = RecordingMailer()
+    options = {**SENDER, "reply_to": "hello@example.org"}
+    assert deliver_messages(session, mailer, renderer, [message.id], NOW, **options).sent == 1
+    assert mailer.sent[0].reply_to == "hello@example.org"
+
+
+def _pause(session, message: Message, until: dt.datetime | None) -> None:
+    session.execute(update(Member).where(Member.id == message.member_id).values(paused_until=until))
+    session.commit()
+
+
+def test_a_pause_suppresses_until_it_ends_but_not_transactional_mail(
+    session, add_message, renderer
+):
+    paused = add_message()
+    _pause(session, paused, NOW + dt.timedelta(weeks=1))
+    mailer = RecordingMailer()
+    summary = deliver_messages(session, mailer, renderer, [paused.id], NOW, **SENDER)
+    assert summary == DeliverySummary(suppressed=1)
+    assert mailer.sent == []
+    assert _reload(session, paused.id).error == "member paused emails on the preference page"
+
+    ended = add_message()
+    _pause(session, ended, NOW - dt.timedelta(seconds=1))
+    assert deliver_messages(session, mailer, renderer, [ended.id], NOW, **SENDER).sent == 1
+
+    account = add_message()
+    _pause(session, account, NOW + dt.timedelta(weeks=4))
+    _set_definition(session, transactional=True)
+    assert deliver_messages(session, mailer, renderer, [account.id], NOW, **SENDER).sent == 1

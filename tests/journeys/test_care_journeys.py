@@ -130,6 +130,7 @@ def _member(language: str) -> SimpleNamespace:
         last_name="Lovelace",
         email="ada@example.org",
         language=language,
+        time_zone="America/New_York" if language == "en" else "Europe/Paris",
     )
 
 
@@ -282,7 +283,11 @@ def test_welcome_invites_to_the_next_welcome_event_from_its_slot(journeys) -> No
     step = journey.step("send_welcome")
     assert isinstance(step, SendStep)
     context = _full_context(journey, step)
-    for language, when in (("en", "16 December 2026, 18:00"), ("fr", "16 décembre 2026 à 18 h 00")):
+    # An online event, in each member's own zone, named (New York, then Paris).
+    for language, when in (
+        ("en", "Wednesday, December 16, 2026, 1:00\u202fPM New York time"),
+        ("fr", "mercredi 16 décembre 2026, 19 h 00, heure de Paris"),
+    ):
         email = _renderer().render_message(
             _message(journey, step, context), _member(language), now=NOW
         )
@@ -313,4 +318,4 @@ def test_milestone_content_invitation_and_digest_read_the_trigger(journeys) -> N
     digest = render("digest", "send_digest", "fr")
     assert "novembre" in digest.text
     assert "Moderation without burnout" in digest.text
-    assert "5 janvier 2027 à 17 h 30" in digest.html
+    assert "mardi 5 janvier 2027, 17 h 30, heure de Paris" in digest.html

@@ -10,12 +10,14 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pytest
 from sqlalchemy.orm import Session
 
 from nurture.cli.preview import preview_message_context
 from nurture.delivery import TemplateRenderer
-from nurture.journeys import MessageContext, advance_journeys, load_journey, sent_item_keys
+from nurture.delivery.history import content_keys_in, sent_item_keys
+from nurture.journeys import MessageContext, advance_journeys, load_journey
 from nurture.journeys.models import JourneyDefinition, SendStep
 from nurture.storage.models import (
     ContentItem,
@@ -217,8 +219,8 @@ def test_items_already_sent_are_read_from_items_and_slots_of_any_stored_shape(
     )
     assert sent_item_keys(session, [ada.id]) == {ada.id: {"a", "b", "c"}}
     assert sent_item_keys(session, [ada.id], statuses=[MessageStatus.FAILED]) == {}
-    assert MessageContext.item_keys_of(None) == set()
-    assert MessageContext.item_keys_of({"items": {"first": {"key": "e"}}}) == {"e"}
+    assert content_keys_in(None) == set()
+    assert content_keys_in({"items": {"first": {"key": "e"}}}) == {"e"}
 
 
 def test_a_message_context_stores_every_field_of_its_picks() -> None:
@@ -240,10 +242,71 @@ def test_a_message_context_stores_every_field_of_its_picks() -> None:
             "language": None,
             "reason": "",
             "event_start": None,
+            "time_zone": None,
+            "venue": None,
             "score": None,
         }
     ]
     assert stored["slots"]["next"][0]["event_start"] == "2027-01-05T17:30:00"
     assert stored["trigger"] == {"threshold": 1000}
     assert stored["questionnaire_answered"] is False
+    assert stored["profile"] == {"answers": {}, "attributes": {}, "lifecycle": None, "segments": []}
     assert MessageContext.model_validate(stored) == context
+
+
+def test_member_profiles_hold_answers_attributes_lifecycle_and_effective_segments(
+    session: Session,
+) -> None:
+    from nurture.journeys.content import member_profiles
+    from nurture.storage.models import (
+        Answer,
+        AssignmentState,
+        LifecycleStage,
+        MemberProfile,
+        Segment,
+        SegmentAssignment,
+        SegmentKind,
+    )
+
+    ana = add_member(session, "ana@example.org", NOW, attributes={"country": "FR"})
+    bob = add_member(session, "bob@example.org", NOW)
+    founders = Segment(key="french-founders", label="Founders", kind=SegmentKind.RULE)
+    pending = Segment(key="event-regulars", label="Regulars", kind=SegmentKind.RULE)
+    session.add_all([founders, pending])
+    session.flush()
+    session.add_all(
+        [
+            Answer(member_id=ana.id, question_key="goals", value=["run_events"]),
+            MemberProfile(
+                member_id=ana.id,
+                features=np.zeros(2, dtype=np.float32),
+                lifecycle_stage=LifecycleStage.NEW,
+                feature_names_hash="h",
+            ),
+            SegmentAssignment(
+                member_id=ana.id,
+                segment_id=founders.id,
+                state=AssignmentState.EFFECTIVE,
+                since=NOW,
+            ),
+            SegmentAssignment(
+                member_id=ana.id, segment_id=pending.id, state=AssignmentState.PENDING, since=NOW
+            ),
+        ]
+    )
+    session.flush()
+
+    facts = member_profiles(session, [ana.id, bob.id, 999])
+
+    assert set(facts) == {ana.id, bob.id}
+    assert facts[ana.id].answers == {"goals": ["run_events"]}
+    assert facts[ana.id].attributes == {"country": "FR"}
+    assert facts[ana.id].lifecycle == "new"
+    assert facts[ana.id].segments == ["french-founders"]  # a pending place does not count yet
+    assert facts[bob.id].model_dump() == {
+        "answers": {},
+        "attributes": {},
+        "lifecycle": None,
+        "segments": [],
+    }
+    assert member_profiles(session, []) == {}

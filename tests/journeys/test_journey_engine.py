@@ -287,6 +287,12 @@ def test_questionnaire_answered_trigger(session: Session) -> None:
         "slots": {},
         "trigger": {},
         "questionnaire_answered": True,
+        "profile": {
+            "answers": {"role": "founder"},
+            "attributes": {},
+            "lifecycle": None,
+            "segments": [],
+        },
     }
     assert picker.calls == []  # count 0: no content asked for
 

@@ -197,7 +197,7 @@ def test_workspace_welcome_journey_loads() -> None:
     definition = load_journey(WORKSPACE_JOURNEYS / "welcome.yaml")
     assert definition.id == "welcome"
     assert definition.trigger.type == "member_joined"
-    assert definition.trigger.within_days is None
+    assert definition.trigger.within_days == 14  # never long-standing members
     assert [step.type for step in definition.steps] == ["send", "wait", "send", "exit"]
     first, wait, followup, _ = definition.steps
     assert first.template == "welcome"

@@ -76,19 +76,24 @@ def test_birthday_comes_on_the_member_own_day(session: Session) -> None:
     )
     birthday = journey({"type": "anniversary", "date": "birthday", "hour": 9}, id="birthday")
 
-    # 1 November 20:00 UTC: 2 November 9:00 in Auckland, 1 November 13:00 in Los Angeles.
+    # 1 November 20:00 UTC: 2 November 9:00 in Auckland, 1 November 13:00 in Los Angeles,
+    # whose member is enrolled ahead and waits for 9:00 on their day.
     first = dt.datetime(2026, 11, 1, 20, tzinfo=UTC)
-    assert advance_journeys(session, [birthday], first, no_content).enrolled == 1
+    assert advance_journeys(session, [birthday], first, no_content).enrolled == 2
     assert [m.member_id for m in messages(session)] == [kiwi.id]
-    assert enrollments(session)[0].context["years"] == 36
-
+    assert [e.context["years"] for e in enrollments(session)] == [36, 41]
     # 2 November 17:00 UTC: 9:00 in Los Angeles (standard time since 1 November).
+    waiting = next(e for e in enrollments(session) if e.member_id == angeleno.id)
+    assert waiting.next_action_at == dt.datetime(2026, 11, 2, 17, tzinfo=UTC)
+    assert waiting.context["on"] == "2026-11-02"
+
     assert (
         advance_journeys(session, [birthday], first + dt.timedelta(hours=20), no_content).enrolled
         == 0
     )
+    assert [m.member_id for m in messages(session)] == [kiwi.id]
     later = dt.datetime(2026, 11, 2, 17, tzinfo=UTC)
-    assert advance_journeys(session, [birthday], later, no_content).enrolled == 1
+    assert advance_journeys(session, [birthday], later, no_content).enrolled == 0
     assert [m.member_id for m in messages(session)] == [kiwi.id, angeleno.id]
 
     # Same day again: nothing; next year: once more each.
@@ -98,8 +103,8 @@ def test_birthday_comes_on_the_member_own_day(session: Session) -> None:
     )
     next_year = [dt.datetime(2027, 11, 1, 20, tzinfo=UTC), dt.datetime(2027, 11, 2, 17, tzinfo=UTC)]
     assert [advance_journeys(session, [birthday], at, no_content).enrolled for at in next_year] == [
-        1,
-        1,
+        2,
+        0,
     ]
     assert [e.occurrence for e in enrollments(session)] == [2026, 2026, 2027, 2027]
 
@@ -211,3 +216,50 @@ def test_a_wait_that_ends_now_does_not_cost_a_pass(session: Session) -> None:
     )
     advance_journeys(session, [weekly], monday_nine, no_content)
     assert [m.step_id for m in messages(session)] == ["hi"]
+
+
+def test_a_birthday_is_never_late_for_a_run_in_the_quiet_hours(session: Session) -> None:
+    # A run every evening at 22:00 Paris time only: in the quiet hours (21:00-08:00).
+    paris = zoneinfo.ZoneInfo("Europe/Paris")
+    member = add_member(
+        session,
+        "anna@x.test",
+        dt.datetime(2025, 1, 1, tzinfo=UTC),
+        time_zone="Europe/Paris",
+        birthday=dt.date(1992, 3, 12),
+    )
+    birthday = journey({"type": "anniversary", "date": "birthday", "hour": 9}, id="birthday")
+    rules = SendingRules(budget=None, quiet_hours=QuietHours(start="21:00", end="08:00"))
+
+    eve = dt.datetime(2026, 3, 11, 22, tzinfo=paris).astimezone(UTC)
+    summary = advance_journeys(session, [birthday], eve, no_content, rules=rules)
+    assert (summary.enrolled, summary.messages_queued, summary.quiet_deferred) == (1, 0, 0)
+    (waiting,) = enrollments(session)
+    assert waiting.next_action_at == dt.datetime(2026, 3, 12, 9, tzinfo=paris)
+
+    # The deliver run at 9:00 on the day sends it, on the member's own day.
+    nine = dt.datetime(2026, 3, 12, 9, tzinfo=paris).astimezone(UTC)
+    assert advance_journeys(session, [birthday], nine, no_content, rules=rules).messages_queued == 1
+    (message,) = messages(session)
+    assert message.member_id == member.id
+    assert message.scheduled_at.astimezone(paris).date() == dt.date(2026, 3, 12)
+
+
+def test_an_anniversary_is_not_enrolled_more_than_a_day_ahead_nor_after_its_day(
+    session: Session,
+) -> None:
+    add_member(
+        session,
+        "tokyo@x.test",
+        dt.datetime(2025, 1, 1, tzinfo=UTC),
+        time_zone="Asia/Tokyo",
+        birthday=dt.date(1990, 6, 15),
+    )
+    birthday = journey({"type": "anniversary", "date": "birthday", "hour": 9}, id="birthday")
+    tokyo = zoneinfo.ZoneInfo("Asia/Tokyo")
+    too_early = dt.datetime(2026, 6, 14, 8, tzinfo=tokyo)  # 25 hours before
+    assert advance_journeys(session, [birthday], too_early, no_content).enrolled == 0
+    too_late = dt.datetime(2026, 6, 16, 0, 30, tzinfo=tokyo)
+    assert advance_journeys(session, [birthday], too_late, no_content).enrolled == 0
+    late_on_the_day = dt.datetime(2026, 6, 15, 23, tzinfo=tokyo)
+    assert advance_journeys(session, [birthday], late_on_the_day, no_content).messages_queued == 1

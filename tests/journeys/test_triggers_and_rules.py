@@ -127,12 +127,67 @@ def test_milestone_is_celebrated_once_ever_and_only_the_highest_at_once(
 
 def test_crossing_two_thresholds_at_once_celebrates_the_highest(session: Session) -> None:
     for number in range(12):
-        add_member(session, f"m{number}@x.test", LONG_AGO)
+        add_member(session, f"m{number}@x.test", NOW - dt.timedelta(days=2, minutes=number))
     party = journey({"type": "community_milestone", "thresholds": [5, 10, 50]}, id="party")
     assert advance_journeys(session, [party], NOW, no_content).enrolled == 12
     assert {e.occurrence for e in enrollments(session)} == {10}
     rows = {row.threshold: row.celebrated for row in session.scalars(select(CommunityMilestone))}
     assert rows == {5: False, 10: True}
+
+
+def test_a_threshold_crossed_long_ago_is_never_celebrated_on_a_first_run(
+    session: Session,
+) -> None:
+    # A community of 300 whose 100th member joined a year ago, and a few newcomers.
+    for number in range(296):
+        add_member(session, f"old{number}@x.test", LONG_AGO + dt.timedelta(hours=number))
+    for number in range(4):
+        add_member(session, f"new{number}@x.test", NOW - dt.timedelta(days=1))
+    party = journey(
+        {"type": "community_milestone", "thresholds": [100, 1000], "within_days": 7}, id="party"
+    )
+    assert advance_journeys(session, [party], NOW, no_content).enrolled == 0
+    (row,) = session.scalars(select(CommunityMilestone))
+    assert (row.threshold, row.celebrated) == (100, False)  # recorded: never celebrated later
+    assert advance_journeys(session, [party], NOW + dt.timedelta(hours=1), no_content).enrolled == 0
+
+
+def test_a_threshold_crossed_within_the_window_is_celebrated_late(session: Session) -> None:
+    # nurture was stopped: the 10th member joined five days before the first run.
+    for number in range(10):
+        add_member(session, f"m{number}@x.test", NOW - dt.timedelta(days=20 - number * 1.5))
+    party = journey({"type": "community_milestone", "thresholds": [10]}, id="party")
+    assert advance_journeys(session, [party], NOW, no_content).enrolled == 10
+    stale = journey(
+        {"type": "community_milestone", "thresholds": [10], "within_days": 3}, id="stale"
+    )
+    session.query(CommunityMilestone).delete()
+    assert advance_journeys(session, [stale], NOW, no_content).enrolled == 0
+
+
+def test_new_joins_and_answers_are_only_the_last_14_days_by_default(session: Session) -> None:
+    veteran = add_member(session, "veteran@x.test", LONG_AGO)
+    newcomer = add_member(session, "newcomer@x.test", NOW - dt.timedelta(days=13))
+    for member, days in ((veteran, 200), (newcomer, 1)):
+        session.add(
+            Answer(
+                member_id=member.id,
+                question_key="role",
+                value="founder",
+                answered_at=NOW - dt.timedelta(days=days),
+            )
+        )
+    session.flush()
+    welcome = journey({"type": "member_joined"}, id="welcome")
+    thanks = journey({"type": "questionnaire_answered"}, id="thanks")
+    everyone = journey({"type": "member_joined", "within_days": None}, id="everyone")
+    assert welcome.trigger.within_days == thanks.trigger.within_days == 14
+
+    advance_journeys(session, [welcome, thanks, everyone], NOW, no_content)
+
+    assert {e.member_id for e in enrollments(session, "welcome")} == {newcomer.id}
+    assert {e.member_id for e in enrollments(session, "thanks")} == {newcomer.id}
+    assert {e.member_id for e in enrollments(session, "everyone")} == {veteran.id, newcomer.id}
 
 
 def _segment(session: Session, key: str) -> Segment:

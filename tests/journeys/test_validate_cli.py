@@ -111,6 +111,25 @@ def test_files_given_are_checked_against_the_workspace(workspace: Path, tmp_path
     assert "1 journeys valid" in stdout
 
 
+def test_a_typo_in_opened_is_reported_with_its_file_and_line(workspace: Path) -> None:
+    journey = workspace / "journeys" / "reengagement.yaml"
+    text = journey.read_text(encoding="utf-8").replace(
+        "opened('send_checkin')", "opened('send_chekin') and trigger.dayz > 30"
+    )
+    journey.write_text(text, encoding="utf-8")
+    line = next(n for n, row in enumerate(text.splitlines(), 1) if "send_chekin" in row)
+    code, _, stderr = _validate(workspace)
+    assert code == 1
+    where = f"{journey}:{line}:"
+    assert where in stderr and "[steps.3.cases.0.when]" in stderr, stderr
+    assert (
+        "opened('send_chekin') names no send step of this journey; did you mean 'send_checkin'?"
+        in stderr
+    )
+    assert "unknown trigger field 'dayz'; did you mean 'days'?" in stderr
+    assert "2 problems in 1 file" in stderr
+
+
 def test_bad_sending_rules_are_reported(workspace: Path) -> None:
     sending = workspace / "sending.yaml"
     sending.write_text("budget:\n  mesages: 3\n", encoding="utf-8")

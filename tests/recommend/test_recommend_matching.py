@@ -639,3 +639,44 @@ def test_every_reason_names_the_members_own_evidence(session, embedder, library)
     reasons = [item.reason for item in recommendations_for(session, member.id)]
     assert reasons and set(reasons) <= allowed
     assert {f"You said: “{answer}”", "You want to: reduce churn"} <= set(reasons)
+
+
+def test_no_two_items_give_the_same_evidence_as_their_reason(session, embedder, library):
+    """One answer explains one item: the others say something of their own."""
+    session.add(_oss_governance())
+    member = _member(session, "noa@example.org")
+    answer = "Open source contributors and maintainers"
+    session.add(Answer(member_id=member.id, question_key="expectations", value=answer))
+    _event(session, member, "event_attended", "events-playbook")
+    _profile(session, member, _vector(session, embedder, answer))
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    reasons = [item.reason for item in recommendations_for(session, member.id)]
+    evidence = [reason for reason in reasons if not reason.startswith(("Popular", "Members"))]
+    assert reasons.count(f"You said: “{answer}”") == 1
+    assert len(evidence) == len(set(evidence))
+
+
+def test_distinct_evidence_serves_items_in_rank_order() -> None:
+    from nurture.recommend.reasons import distinct_evidence
+
+    x, y = np.array([1.0, 0.0]), np.array([0.0, 1.0])
+    evidence = np.stack([np.stack([x, y, x])])  # the third slot is padding
+    mask = np.array([[True, True, False]])
+    items = np.stack([np.stack([x, x, y, x])])  # two items close to x, one to y
+    best, similarity = distinct_evidence(evidence, mask, items, 0.5)
+    assert best.tolist() == [[0, -1, 1, -1]]
+    assert similarity[0, 0] == pytest.approx(1.0) and similarity[0, 1] == -np.inf
+    empty, _ = distinct_evidence(np.zeros((1, 0, 2)), np.zeros((1, 0), bool), items, 0.5)
+    assert empty.tolist() == [[-1, -1, -1, -1]]
+
+
+def test_a_reason_never_names_an_item_in_another_language(session, embedder, library):
+    """What an English member read in French is not named in their English reasons."""
+    member = _member(session, "sam@example.org")
+    _event(session, member, "content_view", "b2b-masterclass-fr")
+    session.flush()
+    recommend_for_members(session, embedder, [member.id], NOW)
+    reasons = [item.reason for item in recommendations_for(session, member.id)]
+    assert reasons
+    assert not any("Développer votre communauté clients B2B" in reason for reason in reasons)

@@ -79,6 +79,7 @@ def test_export_holds_a_row_of_every_member_table(session: Session, seeded: Seed
     )
     assert member["consent_status"] == "granted"
     assert member["consent_source"] == "signup_form"
+    assert (member["unsubscribed_categories"], member["paused_until"]) == ([], None)
     assert member["attributes"] == {"country": "FR", "nickname": FIRST_NAME}
     assert member["birthday"] == "1990-05-17"
     assert [a["question"] for a in document["answers"]] == ["expectations", "goals", "role"]

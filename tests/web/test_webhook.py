@@ -92,6 +92,7 @@ def test_a_signed_batch_is_applied(client, session, webhook_key, sent):
         "delivery_updates": 1,
         "activities": 1,
         "suppressed": 1,
+        "refused": [],
     }
     session.expire_all()
     assert session.get(Message, sent.id).delivery_status == "delivered"
@@ -264,3 +265,69 @@ def test_never_a_500(client, webhook_key, sent):
         ("/nowhere", "get"),
     ]:
         assert getattr(client, method)(path).status_code < 500
+
+
+def _nested(depth: int, leaf=1, kind: str = "list"):
+    value = leaf
+    for _ in range(depth):
+        value = [value] if kind == "list" else {"a": value}
+    return value
+
+
+@pytest.mark.parametrize(
+    ("depth", "kind"), [(500, "list"), (500, "dict"), (33, "list"), (5000, "dict"), (50000, "list")]
+)
+def test_a_deeply_nested_event_is_refused_alone(client, session, webhook_key, sent, depth, kind):
+    """One event nested too deep is refused with its reason; the good ones of the batch stay."""
+    events = json.loads(_batch(sent))
+    poison = {**events[1], "sg_event_id": "deep", "custom": _nested(depth, kind=kind)}
+    if depth > 900:  # beyond what json.dumps can write: build the body by hand
+        inner = (
+            ("[" * depth + "1" + "]" * depth)
+            if kind == "list"
+            else ('{"a":' * depth + "1" + "}" * depth)
+        )
+        poison_json = json.dumps({**poison, "custom": 0})
+        poison_json = poison_json.replace('"custom": 0', f'"custom": {inner}')
+    else:
+        poison_json = json.dumps(poison)
+    body = "[" + json.dumps(events[0]) + "," + poison_json + "," + json.dumps(events[2]) + "]"
+    response = _post(client, webhook_key, body.encode())
+    assert response.status_code == 200, response.text
+    summary = response.json()
+    assert summary["recorded"] == 2
+    assert summary["invalid"] == 1
+    assert summary["refused"] == ["event 1: nested deeper than 32 levels"]
+    session.expire_all()
+    stored = set(session.scalars(select(ProviderEvent.event_id)))
+    assert stored == {"e1", "e3"}
+    assert is_suppressed(session, "member1@example.org", SALT)
+
+
+def test_nesting_up_to_the_limit_is_kept(client, session, webhook_key, sent):
+    events = json.loads(_batch(sent))
+    event = {**events[1], "custom": _nested(31, kind="dict")}  # 32 levels with the event
+    response = _post(client, webhook_key, _json([event]))
+    assert response.status_code == 200
+    assert response.json()["recorded"] == 1
+    assert response.json()["refused"] == []
+
+
+def test_deep_events_passed_in_python_are_refused_alone(session, sent):
+    """The same bound holds for callers that decoded the events themselves."""
+    from nurture.delivery import record_provider_events
+
+    events = json.loads(_batch(sent))
+    poison = {**events[1], "sg_event_id": "deep", "custom": _nested(2000)}
+    summary = record_provider_events(session, [events[0], poison], salt=SALT, now=NOW)
+    assert (summary.recorded, summary.invalid) == (1, 1)
+    assert summary.refused == ["event 1: nested deeper than 32 levels"]
+
+
+@pytest.mark.parametrize(
+    "body",
+    [b"[1}", b"[1,]", b"[,1]", b'["a]', b"[[1]", b"[1] x", b'[{"a": [1}]', b"[" + b"[" * 40],
+)
+def test_unbalanced_arrays_get_400(client, webhook_key, body):
+    response = _post(client, webhook_key, body)
+    assert response.status_code == 400

@@ -1,6 +1,6 @@
 """Hostile YAML in every kind of marketer file: refused with file:line:col, bounded in memory.
 
-Every file a marketer writes goes through one reader (``nurture.workspace.located_yaml``). Each
+Every file a marketer writes goes through one reader (``nurture.marketer_files.located_yaml``). Each
 attack below is written into each kind of file (a journey, ``sending.yaml``, ``segments.yaml``,
 ``questionnaire.yaml``, the front matter of a library item, ``workspace.yaml``) and must come
 back as one problem naming the file, line and column: never a ``RecursionError``, a traceback
@@ -21,15 +21,17 @@ from nurture.cli import app
 from nurture.errors import Problem, WorkspaceValidationError
 from nurture.journeys.loader import read_journey
 from nurture.journeys.policy import read_sending_rules
-from nurture.segmentation.rules import read_segment_rules
-from nurture.workspace import (
+from nurture.marketer_files import (
     MAX_ALIAS_NODES,
     MAX_FILE_BYTES,
     MAX_NESTING_DEPTH,
     YamlLimits,
+    parse_located_yaml,
+)
+from nurture.segmentation.rules import read_segment_rules
+from nurture.workspace import (
     load_content_item,
     load_workspace,
-    parse_located_yaml,
     read_questionnaire,
     read_workspace_config,
 )

@@ -34,6 +34,10 @@ INVALID_CASES = {
     "duplicate-field.md": (6, "title", "duplicate key 'title'"),
     "key-in-front-matter.md": (3, "key", "file name"),
     "empty-body.md": (8, "body", "blank"),
+    "venue-without-zone.md": (2, "time_zone", "an in-person event (it has a venue) needs"),
+    "summer-offset-in-winter.md": (7, "event_start", "Europe/Paris is at +01:00 on that day"),
+    "unknown-zone.md": (8, "time_zone", "unknown time zone 'Europe/Londn'"),
+    "venue-on-an-article.md": (7, "venue", "only an event, webinar or masterclass takes"),
 }
 
 
@@ -211,3 +215,16 @@ def test_sync_of_real_library_is_idempotent(session, library):
 def test_sync_refuses_duplicate_specs(session):
     with pytest.raises(ValueError, match="duplicate content key"):
         sync_content_items(session, [_spec("a"), _spec("a")], now=NOW)
+
+
+def test_in_person_events_name_their_zone_and_sync_it(session, library):
+    paris = next(spec for spec in library if spec.key == "fr-evenement-bienvenue-janvier")
+    assert (paris.venue, paris.time_zone) == ("Paris", "Europe/Paris")
+    assert all(spec.time_zone for spec in library if spec.venue)
+    sync_content_items(session, library, NOW)
+    row = session.scalars(select(ContentItem).where(ContentItem.key == paris.key)).one()
+    assert (row.venue, row.event_time_zone) == ("Paris", "Europe/Paris")
+    online = session.scalars(
+        select(ContentItem).where(ContentItem.key == "event-monthly-welcome-december")
+    ).one()
+    assert online.venue is None

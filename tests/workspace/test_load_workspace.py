@@ -44,6 +44,8 @@ GERMAN = {
     "kind.webinar": "Webinar",
     "kind.masterclass": "Masterclass",
     "kind.discussion": "Diskussion",
+    "time_in_zone": "{time} Uhr ({city})",
+    "time_in_utc": "{time} Uhr UTC",
 }
 
 
@@ -224,6 +226,12 @@ def _german_workspace(workspace: Path, *, strings: bool = True) -> None:
         '      fr: "Bienvenue dans {{ community_name }}, {{ member.first_name }} !"',
         '      fr: "Bienvenue dans {{ community_name }}, {{ member.first_name }} !"\n'
         '      de: "Willkommen bei {{ community_name }}, {{ member.first_name }}!"',
+    )
+    brand = workspace / "brand.yaml"
+    brand.write_text(
+        brand.read_text(encoding="utf-8")
+        + "  de: Sie erhalten diese E-Mail als Mitglied von {community}.\n",
+        encoding="utf-8",
     )
 
 

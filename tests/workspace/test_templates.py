@@ -122,7 +122,7 @@ def test_a_bad_filter_and_a_syntax_error_are_found_even_in_unused_partials(folde
 def test_an_error_in_the_layout_is_reported_once(folder: Path) -> None:
     _replace(folder / "layout.txt.j2", "{{ community_name }}\n", "{{ community_name.title() }\n")
     problems = validate_templates(folder, community_name=COMMUNITY)
-    assert [(Path(p.path).name, p.line) for p in problems] == [("layout.txt.j2", 2)]
+    assert [(Path(p.path).name, p.line) for p in problems] == [("layout.txt.j2", 4)]
 
 
 def test_an_email_without_its_text_part_is_a_problem(folder: Path) -> None:

@@ -20,7 +20,10 @@ def run_migrations() -> None:
         with context.begin_transaction():
             context.run_migrations()
         return
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    if url is None:
+        raise RuntimeError("alembic: no sqlalchemy.url configured and no connection given")
+    engine = create_engine(url)
     with engine.connect() as own_connection:
         context.configure(
             connection=own_connection,

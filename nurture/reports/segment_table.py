@@ -8,7 +8,7 @@ from dataclasses import dataclass
 from sqlalchemy.orm import Session
 
 from nurture.profiling.layout import QuestionnaireLike
-from nurture.reports import SegmentCard, segment_cards
+from nurture.reports.cards import SegmentCard, segment_cards
 from nurture.storage.models import utcnow
 
 __all__ = ["SegmentRow", "segment_table"]

@@ -1,8 +1,8 @@
 """Load a marketer's YAML file (or a Markdown file's front matter) into a pydantic model.
 
 The one skeleton behind every loader: read the file within the bounds of
-:mod:`nurture.workspace.located_yaml`, parse it with positions, check that it is a mapping, then
-validate it as the model; every problem (unreadable file, YAML, limit, duplicate key, field)
+:mod:`nurture.marketer_files.located_yaml`, parse it with positions, check that it is a mapping,
+then validate it as the model; every problem (unreadable file, YAML, limit, duplicate key, field)
 comes back with its file, line, column and field, none raised, so that a caller can collect the
 problems of many files before raising one error.
 """
@@ -17,7 +17,7 @@ from typing import Any, Generic, TypeVar
 from pydantic import BaseModel, ValidationError
 
 from nurture.errors import Problem
-from nurture.workspace.located_yaml import (
+from nurture.marketer_files.located_yaml import (
     DEFAULT_YAML_LIMITS,
     LocatedDocument,
     YamlLimits,

@@ -278,8 +278,12 @@ class _BoundedLoader(yaml.SafeLoader):
                 else:
                     seen[index.value] = position
         else:
-            position = self.position(self.peek_event().start_mark)
+            position = self.position(self._peek().start_mark)
         self.positions[path] = position
+
+    def _peek(self) -> Any:
+        """The next parser event (PyYAML's stubs leave ``peek_event`` untyped)."""
+        return self.peek_event()  # type: ignore[no-untyped-call]
 
     def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node:
         path = self._path_of(parent, index)
@@ -295,11 +299,11 @@ class _BoundedLoader(yaml.SafeLoader):
                     None,
                     None,
                     f"nested deeper than {self.limits.max_depth} levels of lists and mappings",
-                    self.peek_event().start_mark,
+                    self._peek().start_mark,
                 )
         self._paths.append(path)
         try:
-            node = super().compose_node(parent, index)
+            node = typing.cast(yaml.Node, super().compose_node(parent, index))
         finally:
             self._paths.pop()
             if is_collection:
@@ -320,10 +324,11 @@ class _BoundedLoader(yaml.SafeLoader):
         super().fetch_flow_collection_start(TokenClass)
 
     def _compose_alias(self) -> yaml.Node:
-        event = self.peek_event()
+        event = self._peek()
         node = self.anchors.get(event.anchor)
         if node is None:
-            return super().compose_node(None, None)  # PyYAML's own "undefined alias" error
+            # PyYAML's own "undefined alias" error
+            return typing.cast(yaml.Node, super().compose_node(None, None))  # type: ignore[arg-type]
         measure = self._measures.get(id(node))
         if measure is None:
             raise _LimitError(
@@ -351,7 +356,7 @@ class _BoundedLoader(yaml.SafeLoader):
                 "lists and mappings",
                 event.start_mark,
             )
-        self.get_event()
+        self.get_event()  # type: ignore[no-untyped-call]  # PyYAML's stubs leave it untyped
         return node
 
     def _measure(self, node: yaml.Node) -> None:
@@ -436,15 +441,15 @@ def parse_located_yaml(
         data = loader.construct_document(node)
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
-        position = loader.position(mark) if mark else None
+        where = loader.position(mark) if mark else None
         reason = " ".join(part for part in (exc.context, exc.problem) if part) or str(exc)
         prefix = "" if isinstance(exc, _LimitError) else "invalid YAML: "
         problems.append(
             Problem(
                 source,
                 prefix + reason,
-                line=position.line if position else None,
-                column=position.column if position else None,
+                line=where.line if where else None,
+                column=where.column if where else None,
             )
         )
         return None, problems

@@ -5,9 +5,10 @@ from __future__ import annotations
 import dataclasses
 import json
 
+import pytest
 from sqlalchemy.orm import Session
 
-from nurture.operations import segment_table
+from nurture.reports import segment_table
 from nurture.storage.models import Segment, SegmentationRun, SegmentMembership
 from tests.operations.conftest import NOW, Rows
 
@@ -33,6 +34,12 @@ CARD = {
     "lifecycle": {"new": 1, "engaged": 3, "unknown": 4},
     "examples": [],
 }
+
+
+@pytest.fixture
+def rows(session: Session) -> Rows:
+    """Adds rows to the test database (the builder of tests/operations)."""
+    return Rows(session)
 
 
 def test_no_segments_no_rows(session: Session) -> None:
