@@ -14,9 +14,10 @@ Prefect or rich.
 
 from __future__ import annotations
 
+import contextlib
 import contextvars
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from types import TracebackType
 from typing import Protocol
 
@@ -28,6 +29,7 @@ __all__ = [
     "advance",
     "describe_rate",
     "format_rate",
+    "unwatched",
 ]
 
 DEFAULT_INTERVAL_SECONDS = 30.0
@@ -97,6 +99,16 @@ class NoProgress:
     def task(self, what: str, total: int | None = None, unit: str = "items") -> ProgressTask:
         """A task that shows nothing."""
         return ProgressTask(what, total, unit)
+
+
+@contextlib.contextmanager
+def unwatched() -> Iterator[None]:
+    """In the block, deep loops advance no task: their counts are not the ones watched."""
+    token = _current.set(None)
+    try:
+        yield
+    finally:
+        _current.reset(token)
 
 
 def advance(count: int = 1) -> None:

@@ -74,3 +74,14 @@ def test_the_default_watches_nothing_and_rates_read_well() -> None:
     assert isinstance(task, ProgressTask) and task.done == 3
     assert format_rate(12_345.6, "rows") == "12 346 rows/s"
     assert format_rate(2.25, "emails") == "2.2 emails/s"
+
+
+def test_unwatched_work_advances_no_task() -> None:
+    from nurture.progress import unwatched
+
+    with NoProgress().task("simulate", 48, "simulated hours") as hours:
+        with unwatched():
+            advance(500)  # the engine's enrollments, inside a simulated hour
+        advance(2)
+
+    assert hours.done == 2

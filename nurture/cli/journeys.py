@@ -277,18 +277,20 @@ def simulate(
         elif sample is not None:
             ids = sample_members(session, sample, seed=settings.random_seed)
         population = len(ids) if ids is not None else _count_members(session)
-        report = simulate_journeys(
-            session,
-            definitions,
-            start=begin,
-            days=days,
-            tick=step,
-            trigger_every=every,
-            rules=rules,
-            member_ids=ids,
-            suppression_salt=settings.suppression_salt.get_secret_value(),
-            chunk_size=settings.chunk_size,
-        )
+        watched = runtime_of(ctx).progress.task("simulate", days * 24, "simulated hours")
+        with watched:
+            report = simulate_journeys(
+                session,
+                definitions,
+                start=begin,
+                days=days,
+                tick=step,
+                trigger_every=every,
+                rules=rules,
+                member_ids=ids,
+                suppression_salt=settings.suppression_salt.get_secret_value(),
+                chunk_size=settings.chunk_size,
+            )
         session.rollback()
     if html is not None:
         written = write_simulation_report(
