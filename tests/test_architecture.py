@@ -38,6 +38,9 @@ LAYERS: list[tuple[str, list[str]]] = [
             "storage",
             "marketer_files",
             "embedding",
+            "sentences",
+            "progress",
+            "outcomes",
         ],
     ),
     (

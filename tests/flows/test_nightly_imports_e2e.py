@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 
 from flows.nightly import nightly
+from nurture.cli.status import read_flow_runs
+from nurture.operations import operator_attention
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import Member
@@ -38,6 +41,14 @@ def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
     assert (state.type.value, state.name) == ("COMPLETED", "Needs attention")
     assert state.message.startswith("nightly: import file members-broken.csv refused (")
     assert "imported 2 files of 3" in state.message
+    # ... and `nurture status` puts it on the attention list, from the Prefect server.
+    runs = read_flow_runs(str(PREFECT_API_URL.value()), flows=["nightly"])
+    with Runtime(settings) as runtime, runtime.session() as session:
+        attention = operator_attention(session, flow_runs=runs)
+    assert any(
+        "completed but needs attention: import file members-broken.csv refused" in item
+        for item in attention
+    ), attention
     outcomes = {row["file"]: row["outcome"] for row in result["imports"]}
     assert outcomes == {
         "members-broken.csv": "failed",
