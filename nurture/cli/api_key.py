@@ -1,7 +1,8 @@
 """``nurture api-key``: make, list and revoke the keys of the HTTP API of ``nurture serve``.
 
 A key is shown once, when it is made: only its SHA-256 is stored. Its scope is ``read`` (read
-members) or ``write`` (also send members, events and answers). See ``docs/api.md``.
+members) or ``write`` (also send members, events and answers). See ``docs/api.md``. The web
+package is imported by the commands that use it: starting the command line stays quick.
 """
 
 from __future__ import annotations
@@ -15,7 +16,6 @@ from rich.markup import escape
 from nurture.cli.context import runtime_of
 from nurture.runtime import utc_now
 from nurture.storage.models import ApiScope
-from nurture.web.api_keys import ApiKeyError, create_api_key, list_api_keys, revoke_api_key
 
 __all__ = ["api_key_app", "register"]
 
@@ -40,6 +40,8 @@ def create(
     ] = ApiScope.WRITE,
 ) -> None:
     """Make a key and print it, once: store it in your platform's secrets."""
+    from nurture.web.api_keys import ApiKeyError, create_api_key
+
     try:
         with runtime_of(ctx).session() as session:
             made = create_api_key(session, name, scope, utc_now())
@@ -54,6 +56,8 @@ def create(
 
 def list_keys(ctx: typer.Context) -> None:
     """List the keys: prefix, name, scope, made, last used, revoked."""
+    from nurture.web.api_keys import list_api_keys
+
     with runtime_of(ctx).session() as session:
         keys = list_api_keys(session)
     if not keys:
@@ -73,6 +77,8 @@ def revoke(
     prefix: Annotated[str, typer.Argument(help="The key's prefix (see `list`), or the key.")],
 ) -> None:
     """Revoke a key: every request with it is refused (401) from now on."""
+    from nurture.web.api_keys import ApiKeyError, revoke_api_key
+
     try:
         with runtime_of(ctx).session() as session:
             key = revoke_api_key(session, prefix, utc_now())
