@@ -225,3 +225,28 @@ def test_keys_are_stored_hashed_and_found_only_whole(session):
     tampered = made.key[:-1] + ("A" if made.key[-1] != "A" else "B")
     assert find_api_key(session, tampered) is None
     assert find_api_key(session, "nk_nothing") is None
+
+
+def test_answers_and_bodies_follow_the_served_schema(api, make_key):
+    import jsonschema
+
+    schema = api.get("/api/v1/openapi.json").json()
+    assert schema["openapi"].startswith("3.1")
+    post = schema["paths"]["/api/v1/members"]["post"]
+    body_schema = post["requestBody"]["content"]["application/json"]["schema"]
+    body = {"members": [{"email": "ada@example.org", "language": "fr", "city": "Lyon"}]}
+    jsonschema.Draft202012Validator(body_schema).validate(body)
+    key = make_key()
+    done = api.post("/api/v1/members", json=body, headers=_headers(key))
+    ok = post["responses"]["200"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(ok).validate(done.json())
+    refused = api.post(
+        "/api/v1/members", json={"members": [{"email": "x"}]}, headers=_headers(key, "2")
+    )
+    problem = post["responses"]["422"]["content"]["application/json"]["schema"]
+    jsonschema.Draft202012Validator(problem).validate(refused.json())
+    events = schema["paths"]["/api/v1/events"]["post"]["requestBody"]["content"]
+    too_many = {"events": [{"member": "a", "type": "post", "occurred_at": "x"}] * 1001}
+    assert not jsonschema.Draft202012Validator(events["application/json"]["schema"]).is_valid(
+        too_many
+    )
