@@ -102,3 +102,39 @@ def test_read_answers_checks_each_question():
     )
     assert problems == {"role": "invalid", "community_kind": "missing", "experience": "invalid"}
     assert answers == {"goals": ["grow_members"]}
+
+
+def test_every_question_kind_has_a_labelled_control():
+    from nurture.web.questionnaire_form import questionnaire_page
+    from nurture.workspace import Questionnaire
+
+    labels = {"en": "Q", "fr": "Q"}
+    questionnaire = Questionnaire.model_validate(
+        {
+            "version": 1,
+            "questions": [
+                {"key": "one", "kind": "single_choice", "labels": labels, "required": True,
+                 "options": [{"key": "a", "labels": labels}, {"key": "b", "labels": labels}]},
+                {"key": "many", "kind": "multiple_choice", "labels": labels,
+                 "options": [{"key": "a", "labels": labels}, {"key": "b", "labels": labels}]},
+                {"key": "text", "kind": "free_text", "labels": labels},
+                {"key": "level", "kind": "scale", "labels": labels, "min": 1, "max": 3},
+                {"key": "day", "kind": "date", "labels": labels},
+            ],
+        }
+    )  # fmt: skip
+    page = questionnaire_page(
+        "en", questionnaire, community="C", csrf="t", values={"day": "2026-01-02", "level": 2}
+    )
+    ids = re.findall(r' id="(q-[^"]+)"', page)
+    for target in re.findall(r'<label for="([^"]+)"', page):
+        assert target in ids
+    assert page.count('type="radio"') == 2 + 3 and page.count('type="checkbox"') == 2
+    assert '<input type="date" id="q-day-input" name="q-day" value="2026-01-02">' in page
+    assert 'value="2" checked' in page and "1 = lowest, 3 = highest" in page
+    answers, problems = read_answers(
+        {"q-one": ["a"], "q-day": ["2026-01-02"], "q-level": ["3"], "q-many": ["a", "b"]},
+        questionnaire,
+    )
+    assert problems == {}
+    assert answers == {"one": "a", "many": ["a", "b"], "level": 3, "day": "2026-01-02"}
