@@ -250,3 +250,46 @@ def test_answers_and_bodies_follow_the_served_schema(api, make_key):
     assert not jsonschema.Draft202012Validator(events["application/json"]["schema"]).is_valid(
         too_many
     )
+
+
+ODD_VALUES = [
+    None,
+    0,
+    -1,
+    2**70,
+    1.5,
+    True,
+    [],
+    ["x"],
+    {},
+    {"a": {"b": 1}},
+    "",
+    " ",
+    "\x00",
+    "é" * 400,
+]
+
+
+@pytest.mark.parametrize("kind", ["members", "events", "answers"])
+def test_odd_values_in_every_field_get_a_4xx_never_a_500(api, make_key, kind):
+    key = make_key()
+    fields = {
+        "members": ["email", "external_id", "language", "time_zone", "birthday", "joined_at",
+                    "consent_status", "first_name", "city"],
+        "events": ["member", "type", "occurred_at", "content_key", "properties",
+                   "idempotency_key"],
+        "answers": ["member", "question", "value", "answered_at"],
+    }[kind]  # fmt: skip
+    valid = {
+        "members": {"email": "ada@example.org"},
+        "events": {"member": "ada@example.org", "type": "post", "occurred_at": "2026-10-31"},
+        "answers": {"member": "ada@example.org", "question": "role", "value": "founder"},
+    }[kind]
+    api.post(
+        "/api/v1/members", json={"members": [{"email": "ada@example.org"}]}, headers=_headers(key)
+    )
+    records = [{**valid, name: value} for name in fields for value in ODD_VALUES]
+    for start in range(0, len(records), 50):
+        batch = {kind: records[start : start + 50]}
+        answer = api.post(f"/api/v1/{kind}", json=batch, headers=_headers(key, f"{kind}{start}"))
+        assert answer.status_code in (200, 422), answer.text
