@@ -51,7 +51,7 @@ def _format(value: float | None) -> str:
 
 
 def report_table(report: EvaluationReport) -> Table:
-    """The report as a table: one row per metric, one column per recommender, best in bold.
+    """The report as a table: one row per recommender, one column per metric, best in bold.
 
     Args:
         report: An evaluation report.
@@ -62,18 +62,25 @@ def report_table(report: EvaluationReport) -> Table:
     who = "warm members" if report.mode == "warm" else "cold-start members"
     evaluated = report.counts.get("evaluated_members", 0)
     table = Table(title=f"{evaluated} {who}, k={report.k}")
-    table.add_column("metric")
-    for name in RECOMMENDERS:
-        table.add_column(name, justify="right")
-    for metric, name in zip(METRICS, report.metric_names(), strict=True):
-        values = [report.metrics[recommender].get(name) for recommender in RECOMMENDERS]
-        known = [value for value in values if value is not None]
-        best = max(known) if known and metric != "coverage" else None
-        cells = [
-            f"[bold]{_format(value)}[/]" if value is not None and value == best else _format(value)
-            for value in values
+    table.add_column("recommender")
+    names = report.metric_names()
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    best: dict[str, float | None] = {}
+    for metric, name in zip(METRICS, names, strict=True):
+        known = [
+            value
+            for recommender in RECOMMENDERS
+            if (value := report.metrics[recommender].get(name)) is not None
         ]
-        table.add_row(name, *cells)
+        best[name] = max(known) if known and metric != "coverage" else None
+    for recommender in RECOMMENDERS:
+        cells = []
+        for name in names:
+            value = report.metrics[recommender].get(name)
+            text = _format(value)
+            cells.append(f"[bold]{text}[/]" if value is not None and value == best[name] else text)
+        table.add_row(recommender, *cells)
     return table
 
 

@@ -1,5 +1,6 @@
 """Content matching: content embeddings, a vectorised per-member ranking, readable reasons."""
 
+from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import (
     content_text,
     embed_content_items,
@@ -13,6 +14,7 @@ from nurture.recommend.export import (
     iter_recommendations,
     write_recommendations,
 )
+from nurture.recommend.groups import GroupPopularity, prior_strength
 from nurture.recommend.matching import (
     CONSUMING_EVENT_TYPES,
     MatchSummary,
@@ -34,12 +36,14 @@ from nurture.recommend.reasons import Evidence, EvidenceKind, goal_label, reason
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
+    "EASE",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
     "Evidence",
     "EvidenceKind",
     "ExportFormat",
     "ExportedRecommendation",
+    "GroupPopularity",
     "MatchSummary",
     "RankingWeights",
     "RecommendedItem",
@@ -52,6 +56,7 @@ __all__ = [
     "iter_recommendations",
     "learn_co_engagement",
     "load_content_vectors",
+    "prior_strength",
     "rank_content",
     "reason_text",
     "recommend_for_members",
