@@ -30,9 +30,16 @@ from nurture.recommend.ranking import (
     co_engagement_scores,
     learn_co_engagement,
     rank_content,
+    scale_collaborative,
     select_diverse,
 )
-from nurture.recommend.reasons import Evidence, EvidenceKind, goal_label, reason_text
+from nurture.recommend.reasons import (
+    Evidence,
+    EvidenceKind,
+    collaborative_reason,
+    goal_label,
+    reason_text,
+)
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
@@ -48,6 +55,7 @@ __all__ = [
     "RankingWeights",
     "RecommendedItem",
     "co_engagement_scores",
+    "collaborative_reason",
     "content_text",
     "embed_content_items",
     "goal_label",
@@ -61,6 +69,7 @@ __all__ = [
     "reason_text",
     "recommend_for_members",
     "recommendations_for",
+    "scale_collaborative",
     "select_diverse",
     "start_match_run",
     "write_recommendations",

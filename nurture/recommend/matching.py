@@ -21,12 +21,13 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
-from nurture.recommend.ranking import RankingWeights, decay, rank_content
+from nurture.recommend.ranking import RankingWeights, decay, rank_content, scale_collaborative
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
     closest_evidence,
     co_engagement_reason,
+    collaborative_reason,
     goal_label,
     popular_reason,
     reason_text,
@@ -71,6 +72,9 @@ HISTORY_LIMIT = 20
 CO_ENGAGEMENT_REASON = 0.5
 """An item is explained by co-engagement with something the member consumed when it is at least
 this close (relative to that item's closest co-engaged item)."""
+COLLABORATIVE_REASON = 0.5
+"""The learned model's score for an item, relative to the member's best (1), from which it
+explains the item (when neither the member's evidence nor co-engagement does)."""
 
 _EXPECTATIONS_QUESTION = "expectations"
 _GOALS_QUESTION = "goals"
@@ -435,9 +439,16 @@ def _reasons(
     state: RunState,
     indices: np.ndarray,
     weights: RankingWeights,
+    learned: np.ndarray | None = None,
 ) -> list[list[str]]:
     """The reason of each recommended item, in the member's language."""
     m, k = indices.shape
+    put_forward = np.zeros((m, k), dtype=bool)
+    if learned is not None and weights.collaborative > 0 and k:
+        strength = np.take_along_axis(
+            scale_collaborative(learned), np.clip(indices, 0, None), axis=1
+        )
+        put_forward = strength >= COLLABORATIVE_REASON
     evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
     recommended = (
         state.vectors[np.clip(indices, 0, None)]
@@ -466,6 +477,8 @@ def _reasons(
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = chunk.recent[row][int(source[row, position])]
                 reason = co_engagement_reason(_consumed(state, column, event_type), language)
+            elif put_forward[row, position]:
+                reason = collaborative_reason(language)
             else:
                 reason = popular_reason(chunk.segment_ids[row] is not None, language)
             listed.append(reason)
@@ -527,6 +540,7 @@ def recommend_for_members(
         allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
         item_ok &= allowed[None, :]
     popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
+    learned = None if state.collaborative is None else state.collaborative.transform(chunk.history)
     indices, scores = rank_content(
         member_interest=chunk.interest,
         segment_interest=chunk.segment_interest,
@@ -541,8 +555,9 @@ def recommend_for_members(
         history=chunk.history,
         co_engagement=state.co_engagement,
         format_match=_format_match(chunk, state),
+        collaborative=learned,
     )
-    reasons = _reasons(session, embedder, chunk, state, indices, weights)
+    reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 
     rows: list[dict[str, Any]] = [
         {

@@ -20,6 +20,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder
+from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import load_content_vectors
 from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
 from nurture.storage.models import (
@@ -146,6 +147,8 @@ class RunState:
         available: ``(n,)`` bool: published, not expired, not a past event.
         freshness: ``(n,)`` in ``[0, 1]``.
         co_engagement: ``(n, n)`` item-item co-engagement (sparse).
+        collaborative: The learned collaborative model (EASE) fitted on every member's
+            engagements, or none when nobody engaged with anything.
         popularity: ``(s + 1, n)`` recency-weighted count of members who engaged with each
             item, per segment (row ``segment_rows[segment id]``); the last row is the whole
             community's, and stands in for a segment with no engagement at all.
@@ -164,6 +167,7 @@ class RunState:
     popularity: np.ndarray
     segment_rows: dict[int, int]
     centres: dict[str, np.ndarray]
+    collaborative: EASE | None = None
 
     @property
     def column_of(self) -> dict[str, int]:
@@ -271,10 +275,22 @@ def _segment_popularity(
     return counts.astype(np.float32), segment_rows
 
 
+def _fit_collaborative(members: np.ndarray, columns: np.ndarray, n_items: int) -> EASE | None:
+    """EASE fitted on the binary member x item engagement matrix; none without engagement."""
+    if members.size == 0 or n_items == 0:
+        return None
+    _, rows = np.unique(members, return_inverse=True)
+    engaged = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows.ravel(), columns)),
+        shape=(int(rows.max()) + 1, n_items),
+    )
+    return EASE().fit(engaged)
+
+
 def build_run_state(
     session: Session, embedder: Embedder, now: dt.datetime, weights: RankingWeights
 ) -> RunState:
-    """Load the library and learn co-engagement and popularity from activity up to ``now``.
+    """Load the library; learn co-engagement, EASE and popularity from activity up to ``now``.
 
     Args:
         session: The database session.
@@ -322,6 +338,7 @@ def build_run_state(
         popularity=popularity,
         segment_rows=segment_rows,
         centres=centres,
+        collaborative=_fit_collaborative(members, columns, len(items)),
     )
 
 

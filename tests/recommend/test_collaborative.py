@@ -1,11 +1,19 @@
-"""EASE, the learned collaborative model, and popularity within answer groups."""
+"""EASE, the learned collaborative model, in the ranking; popularity within answer groups."""
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
 from sklearn.exceptions import NotFittedError
 
-from nurture.recommend import EASE, GroupPopularity, prior_strength
+from nurture.recommend import (
+    EASE,
+    GroupPopularity,
+    RankingWeights,
+    collaborative_reason,
+    prior_strength,
+    rank_content,
+    scale_collaborative,
+)
 
 
 def test_ease_matches_its_closed_form() -> None:
@@ -53,3 +61,40 @@ def test_group_popularity_falls_back_to_the_community_without_answers() -> None:
     assert model.transform(np.array([[-1]]))[0].tolist() == pytest.approx([1 / 3, 2 / 3])
     with pytest.raises(NotFittedError):
         GroupPopularity().transform(np.zeros((1, 1)))
+
+
+def test_the_learned_signal_is_scaled_per_member() -> None:
+    scaled = scale_collaborative(np.array([[2.0, -1.0, 1.0], [0.0, -3.0, 0.0]]))
+    assert scaled.tolist() == [[1.0, 0.0, 0.5], [0.0, 0.0, 0.0]]
+
+
+def _rank(collaborative: np.ndarray | None, weights: RankingWeights) -> np.ndarray:
+    m, n, d = 2, 3, 4
+    items = np.eye(n, d, dtype=np.float32)
+    indices, _ = rank_content(
+        member_interest=np.zeros((m, d), dtype=np.float32),
+        segment_interest=np.zeros((m, d), dtype=np.float32),
+        excluded=np.zeros((m, n), dtype=bool),
+        item_vectors=items,
+        item_ok=np.ones((m, n), dtype=bool),
+        freshness=np.zeros(n),
+        weights=weights,
+        k=1,
+        popularity=np.array([5.0, 1.0, 1.0]),
+        collaborative=collaborative,
+    )
+    return indices[:, 0]
+
+
+def test_the_learned_model_ranks_when_it_has_a_score_and_popularity_otherwise() -> None:
+    weights = RankingWeights(mmr_lambda=1.0)
+    learned = np.array([[0.0, 0.1, 0.9], [0.0, -0.2, 0.0]], dtype=np.float32)
+    # member 0: the learned model's favourite; member 1 has no positive score: popularity
+    assert _rank(learned, weights).tolist() == [2, 0]
+    assert _rank(None, weights).tolist() == [0, 0]
+    assert _rank(learned, RankingWeights(mmr_lambda=1.0, collaborative=0.0)).tolist() == [0, 0]
+
+
+def test_the_reason_of_a_learned_recommendation() -> None:
+    assert collaborative_reason("en") == "Liked by members whose activity is like yours"
+    assert collaborative_reason("fr").startswith("Apprécié des membres")

@@ -217,7 +217,13 @@ def test_missing_signals_hand_their_weight_to_the_others():
     zeros = np.zeros_like(member)
     weights = RankingWeights(popularity=0, freshness=0, format=0)
     _, scores = _rank(member, zeros, ITEMS, k=1, weights=weights)
-    share = weights.member + weights.history + weights.co_engagement + weights.segment
+    share = (
+        weights.member
+        + weights.history
+        + weights.co_engagement
+        + weights.collaborative
+        + weights.segment
+    )
     assert scores[0, 0] == pytest.approx(share)
 
 
