@@ -639,3 +639,26 @@ def test_every_reason_names_the_members_own_evidence(session, embedder, library)
     reasons = [item.reason for item in recommendations_for(session, member.id)]
     assert reasons and set(reasons) <= allowed
     assert {f"You said: “{answer}”", "You want to: reduce churn"} <= set(reasons)
+
+
+def test_a_newcomer_gets_what_members_with_the_same_answers_engage_with(session, embedder, library):
+    # moderators read the churn guide, founders the ROI webinar; founders are more numerous
+    for i in range(2):
+        moderator = _member(session, f"mod{i}@example.org")
+        session.add(Answer(member_id=moderator.id, question_key="role", value="moderator"))
+        _event(session, moderator, "content_view", "churn-guide")
+    for i in range(4):
+        founder = _member(session, f"founder{i}@example.org")
+        session.add(Answer(member_id=founder.id, question_key="role", value="founder"))
+        _event(session, founder, "content_view", "roi-webinar")
+    newcomer = _member(session, "new@example.org")
+    session.add(Answer(member_id=newcomer.id, question_key="role", value="moderator"))
+    unknown = _member(session, "other@example.org")
+    session.flush()
+
+    recommend_for_members(
+        session, embedder, [newcomer.id, unknown.id], NOW, k=2, choice_questions=["role"]
+    )
+
+    assert _keys(session, newcomer)[0] == "churn-guide"
+    assert _keys(session, unknown)[0] == "roi-webinar"  # no answer: the community's favourite
