@@ -123,6 +123,14 @@ class RankingWeights(BaseModel):
             "the member's history and in popularity."
         ),
     )
+    centre_history: bool = Field(
+        default=True,
+        description=(
+            "Take the catalogue's mean vector out of what a member consumed before averaging it: "
+            "with many items, a plain average sits at the centre of the catalogue and favours "
+            "generic items."
+        ),
+    )
     reason_min_similarity: float = Field(
         default=0.2,
         ge=-1,
@@ -462,7 +470,12 @@ def rank_content(
     }
     co_rows: sp.csr_matrix | None = None
     if history is not None:
-        interests["history"] = _unit_rows(np.asarray(history @ items))
+        consumed = np.asarray(history @ items)
+        if weights.centre_history and n:
+            # Sum of each member's weights times the catalogue's mean: what every item shares.
+            totals = np.asarray(history.sum(axis=1), dtype=np.float32).reshape(m, 1)
+            consumed = consumed - totals * items.mean(axis=0, keepdims=True)
+        interests["history"] = _unit_rows(consumed)
         if co_engagement is not None:
             co_rows = _co_engagement_rows(history, co_engagement)
     present = {name: _present(vectors) for name, vectors in interests.items()}
