@@ -89,6 +89,15 @@ class RankingWeights(BaseModel):
         ge=0,
         description="Weight of the item's recent popularity in the member's segment.",
     )
+    cold_start_popularity: float = Field(
+        default=0.2,
+        ge=0,
+        description=(
+            "Weight of popularity for a member with no history (nothing consumed yet): the "
+            "popularity within their answer groups, else their segment's, is the strongest "
+            "prior for newcomers; replaces popularity for them."
+        ),
+    )
     freshness: float = Field(default=0.1, ge=0, description="Weight of the item's freshness.")
     format: float = Field(
         default=0.05,
@@ -514,13 +523,22 @@ def rank_content(
         if popularity is None
         else np.atleast_2d(normalise_popularity(popularity))
     )
-    table = np.float32(weights.popularity) * popular + fresh[None, :]
     if popularity_rows is not None:
         member_rows = popularity_rows
-        scores += table[popularity_rows]
     else:
         member_rows = np.arange(m) if len(popular) == m else np.zeros(m, dtype=np.int64)
-        scores += table  # (1, n) or (m, n)
+    newcomer = ~present["history"]
+    if weights.cold_start_popularity == weights.popularity or not newcomer.any():
+        table = np.float32(weights.popularity) * popular + fresh[None, :]
+        scores += table[member_rows] if len(popular) > 1 else table
+    else:  # members with no history get popularity at its own weight
+        scores += fresh[None, :]
+        popularity_weight = np.where(
+            newcomer, weights.cold_start_popularity, weights.popularity
+        ).astype(np.float32)
+        scores += popularity_weight[:, None] * (
+            popular[member_rows] if len(popular) > 1 else popular
+        )
     # Members without any personal signal are ranked by popularity (and freshness) alone.
     cold = np.flatnonzero(held == 0)
     if cold.size:
