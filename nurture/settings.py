@@ -96,7 +96,7 @@ class Settings(BaseSettings):
             'Weight of each ranking signal, as JSON (e.g. {"co_engagement": 0.4}); signals not '
             "named keep their default: member (answers) 0.3, history 0.25, co_engagement 0.25, "
             "collaborative 0.3, segment 0.1, popularity 0.2, cold_start_popularity (members "
-            "without history) 0.2, freshness 0.1, format 0.05."
+            "without history) 1.0, freshness 0.1, format 0.05."
         ),
     )
     # None keeps the ranker's own default (nurture.recommend.RankingWeights): one source of truth.

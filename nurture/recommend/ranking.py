@@ -90,7 +90,7 @@ class RankingWeights(BaseModel):
         description="Weight of the item's recent popularity in the member's segment.",
     )
     cold_start_popularity: float = Field(
-        default=0.2,
+        default=1.0,
         ge=0,
         description=(
             "Weight of popularity for a member with no history (nothing consumed yet): the "

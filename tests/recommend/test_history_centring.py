@@ -58,7 +58,7 @@ def test_members_without_history_get_popularity_at_its_own_weight() -> None:
         )
         return indices[:, 0].tolist()
 
-    same = RankingWeights(mmr_lambda=1.0)
+    same = RankingWeights(mmr_lambda=1.0, cold_start_popularity=0.2)
     strong = RankingWeights(mmr_lambda=1.0, cold_start_popularity=2.0)
     assert first(same, history) == [1, 1]
     assert first(strong, history) == [0, 0]

@@ -391,7 +391,9 @@ def test_member_with_only_answers_gets_items_from_their_answers(session, embedde
     _profile(session, member, _vector(session, embedder, f"{answer} measure roi"))
     session.flush()
 
-    summary = recommend_for_members(session, embedder, [member.id], NOW, k=4)
+    # popularity at the weight it has for members with history: the answers lead
+    weights = RankingWeights(cold_start_popularity=RankingWeights().popularity)
+    summary = recommend_for_members(session, embedder, [member.id], NOW, k=4, weights=weights)
 
     items = recommendations_for(session, member.id)
     assert summary.cold_start == 0

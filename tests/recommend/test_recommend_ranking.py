@@ -215,7 +215,7 @@ def test_missing_signals_hand_their_weight_to_the_others():
     """A member with answers only scores as if answers held the whole personal share."""
     member = ITEMS[[0]]
     zeros = np.zeros_like(member)
-    weights = RankingWeights(popularity=0, freshness=0, format=0)
+    weights = RankingWeights(popularity=0, cold_start_popularity=0, freshness=0, format=0)
     _, scores = _rank(member, zeros, ITEMS, k=1, weights=weights)
     share = (
         weights.member
