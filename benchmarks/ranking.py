@@ -8,9 +8,9 @@ format preference, the learned collaborative model (EASE: each chunk's scores), 
 and exclusion masks, and maximal marginal relevance. What is learned once per run from every
 member's history, co-engagement (:func:`nurture.recommend.learn_co_engagement`) and EASE
 (:class:`nurture.recommend.EASE`), is timed on its own. The baseline is the floor of any
-embedding ranker on the same shapes and chunks: the bare product of the members' vectors with the items' and an
-``argpartition`` top-k. Inputs are generated before each chunk is timed, identically in every
-round, and never count.
+embedding ranker on the same shapes and chunks: the bare product of the members' vectors with
+the items' and an ``argpartition`` top-k. Inputs are generated before each chunk is timed,
+identically in every round, and never count.
 """
 
 from __future__ import annotations
