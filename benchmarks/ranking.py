@@ -389,9 +389,7 @@ def run_ranking_benchmark(
         baseline=Measurement(
             "Bare matrix product + `argpartition` top-k (baseline)", tuple(baseline)
         ),
-        learning=Measurement(
-            "Learning co-engagement and EASE (once per run)", tuple(learning)
-        ),
+        learning=Measurement("Learning co-engagement and EASE (once per run)", tuple(learning)),
         ranking=Measurement("Ranking: `rank_content`, every signal, MMR", tuple(ranking)),
         total=Measurement(
             "Learning + ranking (the match stage's arithmetic)",
