@@ -397,7 +397,19 @@ def match_chunk(
             runtime.ranking_weights,
             run_id=run_id,
             kinds=settings.recommendation_kinds,
+            choice_questions=_choice_questions(runtime),
         )
+
+
+def _choice_questions(runtime: Runtime) -> list[str]:
+    """Keys of the questionnaire's single-choice questions (none without a questionnaire)."""
+    if not runtime.settings.questionnaire_path.is_file():
+        return []
+    return [
+        question.key
+        for question in runtime.workspace.questionnaire.questions
+        if question.kind == "single_choice"
+    ]
 
 
 def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:

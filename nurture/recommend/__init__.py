@@ -1,5 +1,6 @@
 """Content matching: content embeddings, a vectorised per-member ranking, readable reasons."""
 
+from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import (
     content_text,
     embed_content_items,
@@ -13,6 +14,7 @@ from nurture.recommend.export import (
     iter_recommendations,
     write_recommendations,
 )
+from nurture.recommend.groups import GroupPopularity, prior_strength
 from nurture.recommend.matching import (
     CONSUMING_EVENT_TYPES,
     MatchSummary,
@@ -28,22 +30,32 @@ from nurture.recommend.ranking import (
     co_engagement_scores,
     learn_co_engagement,
     rank_content,
+    scale_collaborative,
     select_diverse,
 )
-from nurture.recommend.reasons import Evidence, EvidenceKind, goal_label, reason_text
+from nurture.recommend.reasons import (
+    Evidence,
+    EvidenceKind,
+    collaborative_reason,
+    goal_label,
+    reason_text,
+)
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
+    "EASE",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
     "Evidence",
     "EvidenceKind",
     "ExportFormat",
     "ExportedRecommendation",
+    "GroupPopularity",
     "MatchSummary",
     "RankingWeights",
     "RecommendedItem",
     "co_engagement_scores",
+    "collaborative_reason",
     "content_text",
     "embed_content_items",
     "goal_label",
@@ -52,10 +64,12 @@ __all__ = [
     "iter_recommendations",
     "learn_co_engagement",
     "load_content_vectors",
+    "prior_strength",
     "rank_content",
     "reason_text",
     "recommend_for_members",
     "recommendations_for",
+    "scale_collaborative",
     "select_diverse",
     "start_match_run",
     "write_recommendations",
