@@ -42,6 +42,7 @@ from nurture.journeys.content import (
     recommended_content,
 )
 from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
+from nurture.journeys.experiments import choose_variant
 from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
 from nurture.journeys.models import (
@@ -50,6 +51,7 @@ from nurture.journeys.models import (
     ExitStep,
     JourneyDefinition,
     SendStep,
+    SplitStep,
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
@@ -133,6 +135,7 @@ class _Pass:
     chunk_size: int
     member_ids: frozenset[int] | None
     on_hold: Callable[[HeldEmail], None] | None = None
+    salt: str = ""
     counts: _Counts = dataclasses.field(default_factory=_Counts)
 
     def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
@@ -180,7 +183,9 @@ def advance_journeys(
     Journeys run care first, then by priority. Members enter per the trigger and the re-entry
     policy, only with consent granted unless the journey is transactional, never when their
     address is in the suppression list (given ``suppression_salt``), and only when the
-    journey's audience holds. Enrollments whose member reached the journey's goal exit. A due
+    journey's audience holds; the journey's holdout share is enrolled as control and sent
+    nothing, and a split step sends each member down the variant drawn for them (recorded as the
+    enrollment's arm). Enrollments whose member reached the journey's goal exit. A due
     enrollment (active, ``next_action_at <= now``) runs the steps of the version it started on
     until a wait, an exit, or an email the sending rules hold back (budget, quiet hours). Each
     send step queues one ``Message`` (never two for one enrollment step, whatever re-runs or
@@ -195,7 +200,8 @@ def advance_journeys(
             at ``now``.
         chunk_size: Enrollments loaded and advanced per batch.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
-            skips the check at enrolment (delivery still checks each message).
+            skips the check at enrolment (delivery still checks each message). It also keys
+            the holdout and split draws (the empty key when None).
         rules: The message budget and quiet hours shared by all journeys; None: neither.
         member_ids: Only these members (a simulation of a few members); None: everyone.
         on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
@@ -224,6 +230,7 @@ def advance_journeys(
         chunk_size=chunk_size,
         member_ids=frozenset(member_ids) if member_ids is not None else None,
         on_hold=on_hold,
+        salt=suppression_salt or "",
     )
     for definition in ordered:
         _enrol(session, definition, journeys[definition.id], run, suppression_salt)
@@ -439,6 +446,10 @@ def _run_step(
             return step.next
         case BranchStep():
             return _choose_case(session, enrollment, definition, step, batch, run)
+        case SplitStep():
+            variant = choose_variant(definition, step, member.id, run.salt)
+            enrollment.arm = variant.name
+            return variant.next
         case ExitStep():
             enrollment.current_step = step.id
             _finish(enrollment, EnrollmentState.COMPLETED, run.now)

@@ -467,6 +467,8 @@ class ExitReason(enum.StrEnum):
     """The member's consent or preferences no longer allow the journey's emails."""
     MISSING_STEP = "missing_step"
     """The enrollment stood at a step the journey's definition no longer has."""
+    HOLDOUT = "holdout"
+    """The member was held out as the journey's control group: enrolled, sent nothing."""
 
 
 class WaitReason(enum.StrEnum):
@@ -504,6 +506,8 @@ class Enrollment(Base):
     """Why an exited enrollment stopped."""
     waiting_on: Mapped[WaitReason | None] = mapped_column(_status_enum(WaitReason, 30))
     """Why an active enrollment is held at a send step."""
+    arm: Mapped[str | None] = mapped_column(String(100))
+    """The experiment arm: ``control`` (held out, sent nothing) or the split variant drawn."""
 
 
 class MessageStatus(enum.StrEnum):
