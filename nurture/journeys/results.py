@@ -178,6 +178,7 @@ def journey_results(
     *,
     effect: float = DEFAULT_EFFECT,
     window: dt.timedelta | None = None,
+    events: Sequence[str] | None = None,
 ) -> JourneyResults:
     """Compare a journey's arms: goal conversion within its window, retention on day 30/60/90.
 
@@ -187,12 +188,13 @@ def journey_results(
         now: The moment results are computed at; later activity is ignored.
         effect: The change (rate points) whose needed sample size is reported.
         window: The goal's window; default: ``goal.within``, else 30 days.
+        events: The activity types that count as a conversion; default: the goal's events.
 
     Returns:
         The arms compared.
     """
     goal = definition.goal
-    goal_events = tuple(goal.events or ()) if goal else ()
+    goal_events = tuple(events) if events else tuple(goal.events or ()) if goal else ()
     if window is None:
         window = parse_duration(goal.within if goal and goal.within else DEFAULT_WINDOW)
     entries = _first_entries(session, definition.id, now)
@@ -205,12 +207,14 @@ def journey_results(
             unassigned += 1
         else:
             by_arm[arm].append(entry)
-    events = _events(session, [entry.member_id for entry in entries], goal_events, now)
+    activity = _events(session, [entry.member_id for entry in entries], goal_events, now)
     order = [arm for arm in definition.arms if arm in by_arm or arm != CONTROL_ARM]
     order += sorted(arm for arm in by_arm if arm not in order)  # variants since removed
     reference = order[0] if len(order) > 1 else None
-    conversions = {arm: _conversion(by_arm[arm], events, goal_events, window, now) for arm in order}
-    retention = {arm: _retention(by_arm[arm], events, now) for arm in order}
+    conversions = {
+        arm: _conversion(by_arm[arm], activity, goal_events, window, now) for arm in order
+    }
+    retention = {arm: _retention(by_arm[arm], activity, now) for arm in order}
     arms: list[ArmResult] = []
     for arm in order:
         rate, waiting = conversions[arm]
