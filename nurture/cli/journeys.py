@@ -75,7 +75,8 @@ SIMULATE_HELP = (
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
     "sample (--sample), then shows the emails of JOURNEY in each member's own time, the emails "
     "per day and journey (UTC days), the most emails any member gets in one budget window, and "
-    "what the budget and the quiet hours hold back (--html: also as a page of charts), and "
+    "what the budget and the quiet hours hold back (--html: also as a page of charts), how "
+    "many entered each arm of a holdout or split (control members are sent nothing), and "
     "any run that would start emailing more of the community at once than the backfill limit "
     "of sending.yaml allows (which `nurture run` refuses unless --allow-backfill).\n\n"
     "Nothing is sent and the database is left as it was (the run holds a database transaction "
@@ -87,7 +88,8 @@ STATUS_HELP = (
     "For each version: the members in progress at each step, those held at a send step by "
     "their budget or their quiet hours, those who completed it, who left when they reached "
     "its goal or for another reason (consent withdrawn, step missing...), and its emails by "
-    "status. The current version is the one of the workspace file."
+    "status. Members held out as the control group (holdout) and the members of each split "
+    "variant are counted too. The current version is the one of the workspace file."
 )
 MIGRATE_HELP = (
     "Move the members in progress in other versions of JOURNEY to its workspace file's "
@@ -438,8 +440,11 @@ def _print_journeys(report: SimulationReport, focus: str | None) -> None:
     table.add_column("journey", no_wrap=True)
     for column in ("entered", "emails", "budget: waited", "budget: skipped", "quiet: waited"):
         table.add_column(column, justify="right")
+    if report.arms:
+        table.add_column("arms (control: sent nothing)")
     for key in report.journeys:
         entry = held.get(key, HeldEmails(key))
+        arms = ", ".join(f"{arm} {count}" for arm, count in report.arms.get(key, {}).items())
         table.add_row(
             key,
             str(report.entered.get(key, 0)),
@@ -447,6 +452,7 @@ def _print_journeys(report: SimulationReport, focus: str | None) -> None:
             str(entry.budget_deferred),
             str(entry.budget_skipped),
             str(entry.quiet_deferred),
+            *([escape(arms)] if report.arms else []),
             style="bold" if key == focus else None,
         )
     console.print(table)
@@ -496,7 +502,10 @@ def _status_rows(found: JourneyStatus) -> list[tuple[str, list[int]]]:
     steps = sorted({step for v in versions for step in v.at_step})
     reasons = sorted({reason for v in versions for reason in v.exited_other})
     statuses = sorted({status for v in versions for status in v.messages})
-    rows = [("in progress", [v.active for v in versions])]
+    arms = sorted({arm for v in versions for arm in v.arms})
+    rows = [("held out (control, sent nothing)", [v.held_out for v in versions])]
+    rows += [(f"split variant {arm}", [v.arms.get(arm, 0) for v in versions]) for arm in arms]
+    rows += [("in progress", [v.active for v in versions])]
     rows += [(f"  at {step}", [v.at_step.get(step, 0) for v in versions]) for step in steps]
     rows += [
         ("  of them waiting on the budget", [v.waiting_on_budget for v in versions]),

@@ -1,4 +1,4 @@
-"""Where the members stand in each journey: per version, per step, finished, exited, waiting.
+"""Where members stand in each journey: per version, step, end, wait, holdout and split arm.
 
 ``journey_status`` reads the ``Journey`` version rows, the enrollments and their messages in a
 few grouped queries; it changes nothing.
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.models import JourneyDefinition
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Message
+from nurture.storage.models import Enrollment, EnrollmentState, ExitReason, Journey, Message
 
 __all__ = ["JourneyStatus", "VersionStatus", "journey_status"]
 
@@ -42,6 +42,8 @@ class VersionStatus:
         exited_other: Members who left early for another reason (consent, suppressed,
             missing_step...), by reason.
         messages: The version's emails by status (queued, sent, failed, suppressed...).
+        held_out: Members held out as the control group (the journey's holdout): sent nothing.
+        arms: Members by the split variant drawn for them (whatever they stand now).
     """
 
     journey_key: str
@@ -56,6 +58,8 @@ class VersionStatus:
     exited_goal: int = 0
     exited_other: dict[str, int] = dataclasses.field(default_factory=dict)
     messages: dict[str, int] = dataclasses.field(default_factory=dict)
+    held_out: int = 0
+    arms: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def active(self) -> int:
@@ -65,7 +69,13 @@ class VersionStatus:
     @property
     def enrolled(self) -> int:
         """Every enrollment of the version, finished or not."""
-        return self.active + self.completed + self.exited_goal + sum(self.exited_other.values())
+        return (
+            self.active
+            + self.completed
+            + self.exited_goal
+            + self.held_out
+            + sum(self.exited_other.values())
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready values."""
@@ -83,6 +93,8 @@ class VersionStatus:
             "exited_goal": self.exited_goal,
             "exited_other": dict(self.exited_other),
             "messages": dict(self.messages),
+            "held_out": self.held_out,
+            "arms": dict(self.arms),
         }
 
 
@@ -154,6 +166,7 @@ def journey_status(
             Enrollment.current_step,
             Enrollment.waiting_on,
             Enrollment.exit_reason,
+            Enrollment.arm,
             func.count(),
         ).group_by(
             Enrollment.journey_id,
@@ -161,6 +174,7 @@ def journey_status(
             Enrollment.current_step,
             Enrollment.waiting_on,
             Enrollment.exit_reason,
+            Enrollment.arm,
         )
     ).tuples()
     counts: dict[int, dict[str, Any]] = defaultdict(
@@ -171,11 +185,17 @@ def journey_status(
             "completed": 0,
             "exited_goal": 0,
             "exited_other": defaultdict(int),
+            "held_out": 0,
+            "arms": defaultdict(int),
         }
     )
-    for journey_id, state, step, waiting_on, reason, count in enrollments:
+    for journey_id, state, step, waiting_on, reason, arm, count in enrollments:
         found = counts[journey_id]
-        if state == EnrollmentState.ACTIVE:
+        if arm is not None and reason != ExitReason.HOLDOUT:
+            found["arms"][arm] += count
+        if reason == ExitReason.HOLDOUT:
+            found["held_out"] += count
+        elif state == EnrollmentState.ACTIVE:
             found["at_step"][step or ""] += count
             if waiting_on in ("budget", "quiet_hours"):
                 found[f"waiting_on_{waiting_on}"] += count
@@ -216,6 +236,8 @@ def journey_status(
                 exited_goal=found["exited_goal"],
                 exited_other=dict(sorted(found["exited_other"].items())),
                 messages=dict(sorted(messages[row.id].items())),
+                held_out=found["held_out"],
+                arms=dict(sorted(found["arms"].items())),
             )
         )
         names[row.key] = str((row.definition or {}).get("name") or row.key)

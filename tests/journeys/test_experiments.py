@@ -11,9 +11,11 @@ from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from nurture.journeys import advance_journeys
+from nurture.journeys import advance_journeys, journey_status
 from nurture.journeys.experiments import choose_variant, draw_fraction, in_holdout
 from nurture.journeys.models import JourneyDefinition, SplitStep, parse_share
+from nurture.journeys.policy import SendingRules
+from nurture.journeys.simulate import simulate_journeys
 from nurture.storage.models import EnrollmentState, ExitReason, Member
 from tests.journeys.engine_helpers import enrollments, journey, messages, no_content, send
 
@@ -165,3 +167,34 @@ def test_split_sends_each_member_their_variant_and_records_it(session: Session) 
             assert row.state == EnrollmentState.COMPLETED
             expected = choose_variant(definition, definition.split_step, row.member_id, SALT)
             assert row.arm == expected.name
+    (status,) = journey_status(session, [definition])
+    (version,) = status.versions
+    assert version.held_out == arms["control"]
+    assert version.arms == {"v0": arms["v0"], "v1": arms["v1"]}
+    assert version.enrolled == 200 and version.exited_other == {}
+    assert status.to_dict()["versions"][0]["held_out"] == arms["control"]
+
+
+def test_a_simulation_counts_the_arms_and_sends_control_nothing(session: Session) -> None:
+    _add_members(session, 300)
+    session.commit()
+    definition = journey(JOINED, *_split(1, 1), holdout="10%")
+
+    report = simulate_journeys(
+        session,
+        [definition],
+        start=NOW,
+        days=1,
+        rules=SendingRules(budget=None, quiet_hours=None),
+        pick_content=no_content,
+        suppression_salt=SALT,
+    )
+
+    arms = report.arms["journey"]
+    assert set(arms) == {"control", "v0", "v1"} and sum(arms.values()) == 300
+    held = {m for m in range(1, 301) if in_holdout(definition, m, SALT)}
+    assert arms["control"] == len(held)
+    assert not held & {send.member_id for send in report.sends}
+    assert len(report.sends) == 300 - len(held)
+    assert report.to_dict()["arms"]["journey"] == arms
+    assert enrollments(session) == []  # nothing kept
