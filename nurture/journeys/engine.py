@@ -33,6 +33,7 @@ from nurture.chunks import chunked
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
+from nurture.journeys.best_hour import BestHours, next_local_hour
 from nurture.journeys.content import (
     ContentPicker,
     MemberFacts,
@@ -136,6 +137,7 @@ class _Pass:
     member_ids: frozenset[int] | None
     on_hold: Callable[[HeldEmail], None] | None = None
     salt: str = ""
+    best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
 
     def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
@@ -427,6 +429,10 @@ def _run_step(
     """Run one step of an enrollment; returns the step to run next, None to stop this pass."""
     match step:
         case SendStep():
+            if step.at == "best_hour" and _wait_for_best_hour(
+                session, enrollment, step, member, run
+            ):
+                return None
             held = _held_back(enrollment, definition, step, member, run)
             if held == "wait":
                 return None
@@ -456,6 +462,27 @@ def _run_step(
             run.counts.completed += 1
             return None
     raise TypeError(f"journey {definition.id!r}: unknown step type {type(step).__name__}")
+
+
+def _wait_for_best_hour(
+    session: Session, enrollment: Enrollment, step: SendStep, member: Member, run: _Pass
+) -> bool:
+    """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
+    if enrollment.waiting_on is not None and enrollment.current_step == step.id:
+        # It waited for its best hour (the run may come a little late), or the quiet hours or
+        # the budget held it after that hour: the best hour is not waited for twice.
+        if enrollment.waiting_on == WaitReason.BEST_HOUR:
+            enrollment.waiting_on = None
+        return False
+    if run.best_hours is None:
+        run.best_hours = BestHours.load(session, run.now)
+    hour = run.best_hours.best_hour(member.id)
+    if run.now.astimezone(local_zone(member.time_zone)).hour == hour:
+        return False
+    enrollment.current_step = step.id
+    enrollment.next_action_at = next_local_hour(run.now, hour, member.time_zone)
+    enrollment.waiting_on = WaitReason.BEST_HOUR
+    return True
 
 
 def _held_back(

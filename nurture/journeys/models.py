@@ -557,6 +557,13 @@ class SendStep(_Model):
         description="When the member's message budget is spent: wait for room or skip this "
         "email; absent: the journey's over_budget.",
     )
+    at: Literal["best_hour"] | None = Field(
+        default=None,
+        title="At",
+        description="best_hour: wait for the member's best hour of their day (learnt from when "
+        "they open and click, shrunk towards their segment's and the community's when they "
+        "have few) before sending; the quiet hours and the budget still apply. Absent: at once.",
+    )
     next: StepId = Field(description="Id of the step that follows.")
 
     def links(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -889,6 +896,9 @@ class JourneyDefinition(_Model):
             dumped.pop("holdout", None)
         if isinstance(dumped.get("goal"), dict) and dumped["goal"].get("within") is None:
             dumped["goal"].pop("within", None)
+        for step in dumped["steps"]:
+            if step.get("type") == "send" and step.get("at") is None:
+                step.pop("at", None)
         canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 

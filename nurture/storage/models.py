@@ -476,6 +476,8 @@ class WaitReason(enum.StrEnum):
 
     BUDGET = "budget"
     QUIET_HOURS = "quiet_hours"
+    BEST_HOUR = "best_hour"
+    """Waiting for the member's best hour of day (a send step ``at: best_hour``)."""
 
 
 class Enrollment(Base):
