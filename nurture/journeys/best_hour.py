@@ -6,8 +6,10 @@ towards their cluster segment's, itself shrunk towards the community's (an empir
 blend: each level counts as ``PRIOR_STRENGTH`` events of the level above). The best hour is
 the profile's highest; a community without any open or click gets ``DEFAULT_HOUR``.
 
-``hour_profile`` and ``best_hour_of`` are pure; ``BestHours.load`` reads the events once, and a
-send step with ``at: best_hour`` asks it for each member (:mod:`nurture.journeys.engine`).
+``hour_profile`` and ``best_hour_of`` are pure; ``BestHours.load`` reads the events once;
+``store_best_hours`` (the nightly run) writes every member's best hour to ``Member.best_hour``,
+which a send step with ``at: best_hour`` reads (:mod:`nurture.journeys.engine`; a member never
+computed yet gets one computed on the spot).
 """
 
 from __future__ import annotations
@@ -17,9 +19,10 @@ import datetime as dt
 from collections import defaultdict
 from collections.abc import Mapping, Sequence
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.journeys.triggers import local_zone
 from nurture.segmentation.assignments import effective_segments
 from nurture.storage.models import ActivityEvent, Member
@@ -29,9 +32,11 @@ __all__ = [
     "HISTORY_DAYS",
     "PRIOR_STRENGTH",
     "BestHours",
+    "BestHoursSummary",
     "best_hour_of",
     "hour_profile",
     "next_local_hour",
+    "store_best_hours",
 ]
 
 DEFAULT_HOUR = 10
@@ -152,6 +157,43 @@ class BestHours:
             The hour.
         """
         return best_hour_of(self.profile(member_id))
+
+
+@dataclasses.dataclass(frozen=True)
+class BestHoursSummary:
+    """What ``store_best_hours`` wrote.
+
+    Attributes:
+        members: Members whose best hour was computed.
+        from_own_events: Of them, members with opens or clicks of their own (the others take
+            their segment's or the community's hour).
+    """
+
+    members: int
+    from_own_events: int
+
+
+def store_best_hours(
+    session: Session, now: dt.datetime, *, chunk_size: int = 1000
+) -> BestHoursSummary:
+    """Compute every member's best hour and store it in ``Member.best_hour``.
+
+    Args:
+        session: The database session; the caller commits.
+        now: The current time (the last ``HISTORY_DAYS`` days of opens and clicks count).
+        chunk_size: Members updated per statement.
+
+    Returns:
+        How many members were given a best hour.
+    """
+    hours = BestHours.load(session, now)
+    member_ids = list(session.scalars(select(Member.id).order_by(Member.id)))
+    for chunk in chunked(member_ids, chunk_size):
+        session.execute(
+            update(Member),
+            [{"id": member_id, "best_hour": hours.best_hour(member_id)} for member_id in chunk],
+        )
+    return BestHoursSummary(len(member_ids), sum(m in hours.member_counts for m in member_ids))
 
 
 def next_local_hour(now: dt.datetime, hour: int, time_zone: str | None) -> dt.datetime:

@@ -474,9 +474,11 @@ def _wait_for_best_hour(
         if enrollment.waiting_on == WaitReason.BEST_HOUR:
             enrollment.waiting_on = None
         return False
-    if run.best_hours is None:
-        run.best_hours = BestHours.load(session, run.now)
-    hour = run.best_hours.best_hour(member.id)
+    hour = member.best_hour
+    if hour is None:  # not computed by a nightly run yet
+        if run.best_hours is None:
+            run.best_hours = BestHours.load(session, run.now)
+        hour = run.best_hours.best_hour(member.id)
     if run.now.astimezone(local_zone(member.time_zone)).hour == hour:
         return False
     enrollment.current_step = step.id

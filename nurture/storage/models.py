@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -185,6 +186,8 @@ class Member(Base):
     """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
     paused_until: Mapped[dt.datetime | None]
     """Until when the member paused every email but transactional ones (preference page)."""
+    best_hour: Mapped[int | None] = mapped_column(SmallInteger)
+    """The member's best hour of their day for an email (0-23), recomputed nightly."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)

@@ -11,9 +11,11 @@ from nurture.journeys import advance_journeys
 from nurture.journeys.best_hour import (
     DEFAULT_HOUR,
     BestHours,
+    BestHoursSummary,
     best_hour_of,
     hour_profile,
     next_local_hour,
+    store_best_hours,
 )
 from nurture.journeys.policy import QuietHours, SendingRules
 from nurture.storage.models import WaitReason
@@ -120,3 +122,31 @@ def test_the_quiet_hours_still_apply_after_the_best_hour(session: Session) -> No
     assert morning is not None
     advance_journeys(session, [definition], morning, no_content, rules=rules)
     assert len(messages(session)) == 1  # at the end of the quiet hours, not a day later
+
+
+def test_the_nightly_run_stores_each_members_best_hour(session: Session) -> None:
+    ada = add_member(session, "ada@example.org", NOW - dt.timedelta(days=1), time_zone=PARIS)
+    bob = add_member(session, "bob@example.org", NOW - dt.timedelta(days=1))
+    for days in range(5):
+        add_event(
+            session, ada, "email_open", dt.datetime(2026, 10, 26 + days, 18, 10, tzinfo=dt.UTC)
+        )
+    add_event(session, ada, "email_open", NOW - dt.timedelta(days=100))  # too old to count
+
+    summary = store_best_hours(session, NOW)
+
+    assert summary == BestHoursSummary(members=2, from_own_events=1)
+    session.refresh(ada)
+    session.refresh(bob)
+    assert ada.best_hour == 19
+    assert bob.best_hour == 19  # no opens of his own: the community's hour
+    # the engine then reads the stored hour
+    bob.best_hour = 7
+    definition = journey(
+        {"type": "member_joined"},
+        send("hello", "done", at="best_hour"),
+        {"id": "done", "type": "exit"},
+    )
+    advance_journeys(session, [definition], NOW, no_content, member_ids=[bob.id])
+    (enrollment,) = enrollments(session)
+    assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)

@@ -1,4 +1,4 @@
-"""experiments: the arm of each enrollment (holdout control or split variant)
+"""experiments: the arm of each enrollment (holdout control or split variant), best hours
 
 Revision ID: 0009_experiments
 Revises: 0007_event_venue
@@ -7,6 +7,8 @@ Create Date: 2026-12-06 09:00:00
 - ``enrollments.arm``: ``control`` for a member held out by the journey's ``holdout`` (sent
   nothing), the variant name a split step drew for the member, else none; ``nurture journeys
   results`` compares the arms.
+- ``members.best_hour``: the member's best hour of day for an email (0-23), recomputed by the
+  nightly run from their opens and clicks; a send step ``at: best_hour`` waits for it.
 """
 
 from collections.abc import Sequence
@@ -23,8 +25,12 @@ depends_on: str | Sequence[str] | None = None
 def upgrade() -> None:
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
         batch_op.add_column(sa.Column("arm", sa.String(length=100), nullable=True))
+    with op.batch_alter_table("members", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("best_hour", sa.SmallInteger(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table("members", schema=None) as batch_op:
+        batch_op.drop_column("best_hour")
     with op.batch_alter_table("enrollments", schema=None) as batch_op:
         batch_op.drop_column("arm")
