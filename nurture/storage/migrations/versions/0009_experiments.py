@@ -1,7 +1,7 @@
 """experiments: the arm of each enrollment (holdout control or split variant), best hours
 
 Revision ID: 0009_experiments
-Revises: 0007_event_venue
+Revises: 0008_api
 Create Date: 2026-12-06 09:00:00
 
 - ``enrollments.arm``: ``control`` for a member held out by the journey's ``holdout`` (sent
@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0009_experiments"
-down_revision: str | None = "0007_event_venue"
+down_revision: str | None = "0008_api"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
