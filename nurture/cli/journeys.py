@@ -513,6 +513,7 @@ def _status_rows(found: JourneyStatus) -> list[tuple[str, list[int]]]:
     rows += [
         ("  of them waiting on the budget", [v.waiting_on_budget for v in versions]),
         ("  of them waiting on quiet hours", [v.waiting_on_quiet_hours for v in versions]),
+        ("  of them waiting for their best hour", [v.waiting_on_best_hour for v in versions]),
         ("completed", [v.completed for v in versions]),
         ("exited: goal reached", [v.exited_goal for v in versions]),
     ]

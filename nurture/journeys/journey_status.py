@@ -37,6 +37,7 @@ class VersionStatus:
         at_step: Members in progress, by the step they are at (waiting ones included).
         waiting_on_budget: Members in progress held at a send step by their message budget.
         waiting_on_quiet_hours: Members in progress held at a send step by their quiet hours.
+        waiting_on_best_hour: Members in progress waiting at a send step for their best hour.
         completed: Members who went through to an exit step.
         exited_goal: Members who left early because they reached the journey's goal.
         exited_other: Members who left early for another reason (consent, suppressed,
@@ -54,6 +55,7 @@ class VersionStatus:
     at_step: dict[str, int]
     waiting_on_budget: int = 0
     waiting_on_quiet_hours: int = 0
+    waiting_on_best_hour: int = 0
     completed: int = 0
     exited_goal: int = 0
     exited_other: dict[str, int] = dataclasses.field(default_factory=dict)
@@ -89,6 +91,7 @@ class VersionStatus:
             "at_step": dict(self.at_step),
             "waiting_on_budget": self.waiting_on_budget,
             "waiting_on_quiet_hours": self.waiting_on_quiet_hours,
+            "waiting_on_best_hour": self.waiting_on_best_hour,
             "completed": self.completed,
             "exited_goal": self.exited_goal,
             "exited_other": dict(self.exited_other),
@@ -182,6 +185,7 @@ def journey_status(
             "at_step": defaultdict(int),
             "waiting_on_budget": 0,
             "waiting_on_quiet_hours": 0,
+            "waiting_on_best_hour": 0,
             "completed": 0,
             "exited_goal": 0,
             "exited_other": defaultdict(int),
@@ -197,7 +201,7 @@ def journey_status(
             found["held_out"] += count
         elif state == EnrollmentState.ACTIVE:
             found["at_step"][step or ""] += count
-            if waiting_on in ("budget", "quiet_hours"):
+            if waiting_on in ("budget", "quiet_hours", "best_hour"):
                 found[f"waiting_on_{waiting_on}"] += count
         elif state == EnrollmentState.COMPLETED:
             found["completed"] += count
@@ -232,6 +236,7 @@ def journey_status(
                 at_step=dict(sorted(found["at_step"].items())),
                 waiting_on_budget=found["waiting_on_budget"],
                 waiting_on_quiet_hours=found["waiting_on_quiet_hours"],
+                waiting_on_best_hour=found["waiting_on_best_hour"],
                 completed=found["completed"],
                 exited_goal=found["exited_goal"],
                 exited_other=dict(sorted(found["exited_other"].items())),

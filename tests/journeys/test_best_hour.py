@@ -7,7 +7,7 @@ import datetime as dt
 import pytest
 from sqlalchemy.orm import Session
 
-from nurture.journeys import advance_journeys
+from nurture.journeys import advance_journeys, journey_status
 from nurture.journeys.best_hour import (
     DEFAULT_HOUR,
     BestHours,
@@ -92,6 +92,8 @@ def test_a_send_waits_for_the_members_best_hour(session: Session) -> None:
 
     advance_journeys(session, [definition], NOW + dt.timedelta(hours=6), no_content)
     assert messages(session) == []  # not yet
+    (status,) = journey_status(session, [definition])
+    assert status.versions[0].waiting_on_best_hour == 1
 
     late = dt.datetime(2026, 11, 2, 18, 20, tzinfo=dt.UTC)  # the run comes a little late
     advance_journeys(session, [definition], late, no_content)
