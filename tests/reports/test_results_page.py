@@ -1,14 +1,20 @@
-"""The results page: conversion per arm as a chart with its intervals, the arms compared."""
+"""The results page: conversion per arm with its intervals; the simulation page's arms."""
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from pathlib import Path
 
 from nurture.journeys.results import ArmResult, JourneyResults
 from nurture.journeys.stats import Rate, compare_rates
-from nurture.reports import render_results_report, write_results_report
+from nurture.reports import (
+    render_results_report,
+    render_simulation_report,
+    write_results_report,
+)
 from tests.reports.pages import chart_rows, chart_specs, check_page
+from tests.reports.samples import SIMULATION
 
 NOW = dt.datetime(2026, 12, 1, 9, 0, tzinfo=dt.UTC)
 
@@ -54,3 +60,14 @@ def test_a_small_experiment_says_not_enough_data() -> None:
 
     check_page(html, charts=1)
     assert "not enough data" in html
+
+
+def test_the_simulation_page_counts_the_arms() -> None:
+    report = dataclasses.replace(SIMULATION, arms={SIMULATION.journeys[0]: {"control": 2, "a": 9}})
+
+    html = render_simulation_report(report, title="Simulation", generated_at=NOW)
+
+    check_page(html, charts=2)
+    assert "arms (control: sent nothing)" in html and "control 2, a 9" in html
+    plain = render_simulation_report(SIMULATION, title="Simulation", generated_at=NOW)
+    assert "arms (control" not in plain
