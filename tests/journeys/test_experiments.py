@@ -5,13 +5,14 @@ from __future__ import annotations
 import datetime as dt
 import math
 from collections import Counter
+from pathlib import Path
 
 import pytest
 from pydantic import ValidationError
 from sqlalchemy import insert
 from sqlalchemy.orm import Session
 
-from nurture.journeys import advance_journeys, journey_status
+from nurture.journeys import advance_journeys, journey_status, load_journey
 from nurture.journeys.experiments import choose_variant, draw_fraction, in_holdout
 from nurture.journeys.models import JourneyDefinition, SplitStep, parse_share
 from nurture.journeys.policy import SendingRules
@@ -20,6 +21,7 @@ from nurture.storage.models import EnrollmentState, ExitReason, Member
 from tests.journeys.engine_helpers import enrollments, journey, messages, no_content, send
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+ROOT = Path(__file__).parents[2]
 SALT = "test-salt"
 JOINED = {"type": "member_joined"}
 
@@ -116,9 +118,17 @@ def test_a_split_is_checked() -> None:
 
 
 def test_new_fields_leave_existing_hashes_alone() -> None:
-    plain = journey(JOINED)
-    assert "holdout" not in plain.model_dump_json(exclude_none=True)
-    assert plain.definition_hash != journey(JOINED, holdout="10%").definition_hash
+    """Journeys that use no holdout, goal window or best hour keep the hash they had before
+    these fields existed (so no new version is registered for them)."""
+    before = {  # computed by nurture before holdout, goal.within and at existed
+        ROOT / "tests/journeys/valid/minimal.yaml": "8e4dff1eafb55c8b306a4df35aa985eae3d038a1"
+        "0f27a92f7da8b3f6d17e9740",
+        ROOT / "content/journeys/reengagement.yaml": "ba3f9081ca36e5df9be001ab91dc5e8c5fdb68dd"
+        "fcfe24d2d3ad0e2332e1d135",
+    }
+    for path, digest in before.items():
+        assert load_journey(path).definition_hash == digest, path
+    assert journey(JOINED).definition_hash != journey(JOINED, holdout="10%").definition_hash
 
 
 # --- the engine ---------------------------------------------------------------------------
