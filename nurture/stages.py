@@ -43,6 +43,7 @@ from nurture.delivery import (
 )
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import JourneySummary, advance_journeys
+from nurture.journeys.best_hour import BestHoursSummary, store_best_hours
 from nurture.profiling import ProfileSummary, build_profiles
 from nurture.recommend import (
     MatchSummary,
@@ -69,6 +70,7 @@ __all__ = [
     "PendingImport",
     "Stage",
     "StageList",
+    "best_hours",
     "deliver_chunk",
     "delivery_report",
     "due_messages",
@@ -412,6 +414,12 @@ def _choice_questions(runtime: Runtime) -> list[str]:
     ]
 
 
+def best_hours(runtime: Runtime, now: dt.datetime) -> BestHoursSummary:
+    """Each member's best hour of day for an email, from their opens and clicks (and segment)."""
+    with runtime.session() as session:
+        return store_best_hours(session, now, chunk_size=runtime.settings.chunk_size)
+
+
 def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:
     """One row per active segment: label, kind, size, share, top traits and words."""
     questionnaire = runtime.workspace.questionnaire
@@ -577,6 +585,11 @@ NIGHTLY = StageList(
             keep=("run_id",),
             empty=MatchSummary(run_id=0, members=0, recommendations=0, members_without_items=0),
             says="{recommendations} recommendations for {members} members",
+        ),
+        Stage(
+            "best_hours",
+            best_hours,
+            says="best hours of {members} members, {from_own_events} from their own opens",
         ),
         Stage("segment_table", segment_table, says="{count} segment cards"),
         Stage(

@@ -39,6 +39,7 @@ def test_each_run_declares_its_stages_once_in_order() -> None:
         "profile",
         "segment",
         "match",
+        "best_hours",
         "segment_table",
         "match_coverage",
     ]

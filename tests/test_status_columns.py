@@ -67,8 +67,8 @@ def test_the_stored_values_are_the_strings_the_schema_always_held() -> None:
         "at_risk",
         "dormant",
     ]
-    assert [str(value) for value in ExitReason] == ["goal", "consent", "missing_step"]
-    assert [str(value) for value in WaitReason] == ["budget", "quiet_hours"]
+    assert [str(value) for value in ExitReason] == ["goal", "consent", "missing_step", "holdout"]
+    assert [str(value) for value in WaitReason] == ["budget", "quiet_hours", "best_hour"]
     assert [str(value) for value in DeliveryStatus] == [
         "processed",
         "deferred",

@@ -4,7 +4,9 @@
 journey's re-entry policy and cooldown let in, whose consent and preferences allow the
 journey's category (unless it is transactional), whose address is not in the suppression list
 and for whom the journey's audience holds; it writes their enrollments, at the entry step, due
-at once (or, for a member enrolled ahead of their day, at its hour). Exactly-once is held by
+at once (or, for a member enrolled ahead of their day, at its hour). A member the journey's
+``holdout`` draws (``in_holdout``) is enrolled as control: exited at once (reason ``holdout``),
+arm ``control``, sent nothing. Exactly-once is held by
 the database: one enrollment per (journey, member, occurrence), written with
 ``INSERT ... ON CONFLICT DO NOTHING``.
 """
@@ -16,17 +18,26 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
+from nurture.journeys.experiments import CONTROL_ARM, in_holdout
 from nurture.journeys.facts import ConditionFacts, condition_true
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.triggers import Candidate, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member, table_of
+from nurture.storage.models import (
+    Enrollment,
+    EnrollmentState,
+    ExitReason,
+    Journey,
+    Member,
+    table_of,
+)
 
 __all__ = ["consent_allows", "enrol_members", "member_rows"]
 
@@ -82,23 +93,48 @@ def enrol_members(
                 session, definition.id, definition.audience, kept, now, on_condition_error
             )
         rows = [
-            {
-                "journey_id": journey.id,
-                "journey_key": definition.id,
-                "member_id": candidate.member_id,
-                "occurrence": candidate.occurrence,
-                "state": EnrollmentState.ACTIVE,
-                "current_step": entry,
-                "next_action_at": candidate.start_at or now,
-                "enrolled_at": now,
-                "context": candidate.context.to_stored(),
-            }
+            _enrollment_row(definition, journey, candidate, entry, now, suppression_salt or "")
             for candidate in kept
         ]
         enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
     if enrolled:
         logger.info("journey %s: enrolled %d members", definition.id, enrolled)
     return enrolled
+
+
+def _enrollment_row(
+    definition: JourneyDefinition,
+    journey: Journey,
+    candidate: Candidate,
+    entry: str,
+    now: dt.datetime,
+    salt: str,
+) -> dict[str, Any]:
+    """A new enrollment at the entry step, or, for a member held out, a finished control one."""
+    row: dict[str, Any] = {
+        "journey_id": journey.id,
+        "journey_key": definition.id,
+        "member_id": candidate.member_id,
+        "occurrence": candidate.occurrence,
+        "state": EnrollmentState.ACTIVE,
+        "current_step": entry,
+        "next_action_at": candidate.start_at or now,
+        "enrolled_at": now,
+        "context": candidate.context.to_stored(),
+        "arm": None,
+        "finished_at": None,
+        "exit_reason": None,
+    }
+    if in_holdout(definition, candidate.member_id, salt):
+        row |= {
+            "state": EnrollmentState.EXITED,
+            "current_step": None,
+            "next_action_at": None,
+            "arm": CONTROL_ARM,
+            "finished_at": now,
+            "exit_reason": ExitReason.HOLDOUT,
+        }
+    return row
 
 
 def consent_allows(member: Member, definition: JourneyDefinition) -> bool:
