@@ -23,6 +23,7 @@ STATUS_WORDS = ("status", "state", "stage", "kind", "reason", "waiting_on")
 NOT_STATUSES = {
     "recommendations.reason": "a sentence shown to the member, not a code",
     "content_items.kind": "what a library item is, declared by the workspace (ContentKind)",
+    "api_requests.status_code": "the HTTP status an API request was answered with, a number",
 }
 """Status-like names that are free text, with the reason."""
 

@@ -93,7 +93,7 @@ def test_simulate_json_lists_every_email_and_changes_nothing(
     )
 
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["journey"] == "all" and report["members"] is None
     assert report["start"] == "2026-11-01T09:00:00+00:00"
     assert len(report["daily"]) == 11  # 9:00 to 9:00: eleven UTC days
@@ -170,7 +170,7 @@ def test_simulate_one_member_by_address_in_any_case(community: tuple[Path, Path]
     )
 
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert len(report["members"]) == 1
     assert {send["email"] for send in report["sends"]} == {email}
 
@@ -179,8 +179,8 @@ def test_simulate_a_sample(community: tuple[Path, Path]) -> None:
     workspace, data = community
     args = ["journeys", "simulate", "all", "--sample", "4", "--start", START, "--json"]
 
-    first = json.loads(_invoke(workspace, data, *args).output)
-    again = json.loads(_invoke(workspace, data, *args).output)
+    first = json.loads(_invoke(workspace, data, *args).stdout)
+    again = json.loads(_invoke(workspace, data, *args).stdout)
 
     assert len(first["members"]) == 4 and first["members"] == again["members"]
     assert {send["member_id"] for send in first["sends"]} <= set(first["members"])
