@@ -178,7 +178,8 @@ class Settings(BaseSettings):
         ge=1,
         le=256,
         description="Emails sent at the same time by one worker (the SendGrid backend keeps "
-        "as many connections open; 64 reaches about 1 000 emails/s at 20 ms a request).",
+        "as many connections open; at 20 ms a request, 64 keeps the network from limiting a "
+        "worker).",
     )
     max_send_attempts: int = Field(
         default=6, ge=1, description="Tries of one email before it fails for good."
