@@ -37,7 +37,6 @@ from nurture.journeys.content import (
     ContentPicker,
     MemberFacts,
     PickContent,
-    members_who_answered,
     recommended_content,
 )
 from nurture.journeys.enrolment import consent_allows, enrol_members
@@ -361,7 +360,7 @@ def _advance_chunk(
         members=run.reads.members(session, member_ids),
         written=set(written),
         sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
-        answered=members_who_answered(session, member_ids),
+        answered=run.reads.answered(session, member_ids),
         profiles=run.reads.profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )

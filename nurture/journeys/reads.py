@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.journeys.content import MemberFacts, member_profiles
+from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts
 from nurture.storage.models import Member
 
@@ -26,7 +26,7 @@ __all__ = ["MemberReads"]
 
 
 class MemberReads:
-    """Members' rows, condition facts and template facts, each read once per pass.
+    """Members' rows, condition facts, template facts and answers, each read once per pass.
 
     Args:
         now: The time of the pass (condition facts count ages and recency at it).
@@ -41,6 +41,8 @@ class MemberReads:
         self._facts_read: set[int] = set()
         self._profiles: dict[int, MemberFacts] = {}
         self._profiles_read: set[int] = set()
+        self._answered: set[int] = set()
+        self._answered_read: set[int] = set()
 
     def members(self, session: Session, member_ids: Collection[int]) -> dict[int, Member]:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
@@ -74,3 +76,12 @@ class MemberReads:
         return {
             member_id: self._profiles[member_id] for member_id in wanted & self._profiles.keys()
         }
+
+    def answered(self, session: Session, member_ids: Collection[int]) -> set[int]:
+        """Which of ``member_ids`` answered the questionnaire (``members_who_answered``)."""
+        wanted = set(member_ids)
+        missing = wanted - self._answered_read
+        if missing:
+            self._answered.update(members_who_answered(session, missing))
+            self._answered_read.update(missing)
+        return wanted & self._answered
