@@ -95,7 +95,8 @@ PAUSED_REASON = "member paused emails on the preference page"
 
 RESULTS_COMMIT_SECONDS = 0.5
 """Longest time a send's result waits, unwritten, for the next group's commit: after it, the
-results that came back are committed alone while the others are still in flight."""
+results that came back are committed, and the free senders get messages, even fewer than half
+a group."""
 
 ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
 """Provider events that prove the provider accepted an email (SendGrid's names)."""
@@ -455,7 +456,10 @@ def deliver_messages(
             # Claimed and not settled: in flight, or come back with the result unwritten; the
             # results are written before any claim, so that never exceeds ``concurrency``.
             free = concurrency - len(in_flight)
-            claim = not exhausted and free >= (refill if in_flight else 1)
+            # A new group once half the senders are free; any free sender once nothing came
+            # back for ``RESULTS_COMMIT_SECONDS`` (the pool is never left short for long).
+            wanted = refill if in_flight and not commit_results else 1
+            claim = not exhausted and free >= wanted
             ids: list[int] = []
             if claim or commit_results or not in_flight:
                 _write_results(session, results)
