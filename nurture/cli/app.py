@@ -18,6 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
+from nurture.cli import api_key as api_key_commands
 from nurture.cli import deliveries as delivery_commands
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
@@ -78,6 +79,7 @@ app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)
 delivery_commands.register(app)
+api_key_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
 
