@@ -183,7 +183,12 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Timeout of every call to the mail backend."
     )
     send_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Emails sent at the same time by one worker."
+        default=4,
+        ge=1,
+        le=256,
+        description="Emails sent at the same time by one worker (the SendGrid backend keeps "
+        "as many connections open; at 20 ms a request, 64 keeps the network from limiting a "
+        "worker).",
     )
     max_send_attempts: int = Field(
         default=6, ge=1, description="Tries of one email before it fails for good."

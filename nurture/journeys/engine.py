@@ -39,11 +39,9 @@ from nurture.journeys.content import (
     ContentPicker,
     MemberFacts,
     PickContent,
-    member_profiles,
-    members_who_answered,
     recommended_content,
 )
-from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
+from nurture.journeys.enrolment import consent_allows, enrol_members
 from nurture.journeys.experiments import choose_variant
 from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
@@ -57,6 +55,7 @@ from nurture.journeys.models import (
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
+from nurture.journeys.reads import MemberReads
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
@@ -137,14 +136,15 @@ class _Pass:
     budget: BudgetLog
     chunk_size: int
     member_ids: frozenset[int] | None
+    reads: MemberReads
     on_hold: Callable[[HeldEmail], None] | None = None
     salt: str = ""
     best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
 
     def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
-        """Condition facts of a chunk of members."""
-        return ConditionFacts(session, member_ids, self.now)
+        """Condition facts of a chunk of members (each member's read once per pass)."""
+        return self.reads.facts(session, member_ids)
 
     def holds(
         self,
@@ -233,6 +233,7 @@ def advance_journeys(
         budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
         chunk_size=chunk_size,
         member_ids=frozenset(member_ids) if member_ids is not None else None,
+        reads=MemberReads(now),
         on_hold=on_hold,
         salt=suppression_salt or "",
     )
@@ -274,6 +275,7 @@ def _enrol(
         suppression_salt=suppression_salt,
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,
+        reads=run.reads,
     )
 
 
@@ -367,11 +369,11 @@ def _advance_chunk(
         )
     ).tuples()
     batch = _Batch(
-        members=member_rows(session, member_ids),
+        members=run.reads.members(session, member_ids),
         written=set(written),
         sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
-        answered=members_who_answered(session, member_ids),
-        profiles=member_profiles(session, member_ids),
+        answered=run.reads.answered(session, member_ids),
+        profiles=run.reads.profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):

@@ -26,8 +26,9 @@ from sqlalchemy.orm import Session
 from nurture.chunks import chunked
 from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
 from nurture.journeys.experiments import CONTROL_ARM, in_holdout
-from nurture.journeys.facts import ConditionFacts, condition_true
+from nurture.journeys.facts import condition_true
 from nurture.journeys.models import JourneyDefinition, parse_duration
+from nurture.journeys.reads import MemberReads
 from nurture.journeys.triggers import Candidate, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
@@ -57,6 +58,7 @@ def enrol_members(
     suppression_salt: str | None = None,
     member_ids: Collection[int] | None = None,
     on_condition_error: Callable[[], None] | None = None,
+    reads: MemberReads | None = None,
 ) -> int:
     """Enrol the trigger's candidates that re-entry, consent, suppression and audience allow.
 
@@ -73,10 +75,13 @@ def enrol_members(
         member_ids: Only these members; None: everyone.
         on_condition_error: Called when the audience fails to evaluate for a member (taken as
             false).
+        reads: What the pass already read about members (``advance_journeys`` shares one
+            across its journeys); None: read afresh.
 
     Returns:
         How many enrollments were written.
     """
+    reads = reads or MemberReads(now)
     candidates = [
         candidate
         for candidate in trigger_candidates(definition.trigger, session, now, definition.id)
@@ -87,10 +92,10 @@ def enrol_members(
     entry = definition.entry_step.id
     enrolled = 0
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
-        kept = _consenting(session, definition, chunk, suppression_salt)
+        kept = _consenting(session, definition, chunk, suppression_salt, reads)
         if definition.audience and kept:
             kept = _in_audience(
-                session, definition.id, definition.audience, kept, now, on_condition_error
+                session, definition.id, definition.audience, kept, reads, on_condition_error
             )
         rows = [
             _enrollment_row(definition, journey, candidate, entry, now, suppression_salt or "")
@@ -193,9 +198,10 @@ def _consenting(
     definition: JourneyDefinition,
     chunk: Sequence[Candidate],
     suppression_salt: str | None,
+    reads: MemberReads,
 ) -> list[Candidate]:
     """The candidates whose consent (unless transactional) and address allow the journey."""
-    members = member_rows(session, [candidate.member_id for candidate in chunk])
+    members = reads.members(session, [candidate.member_id for candidate in chunk])
     kept = [
         candidate
         for candidate in chunk
@@ -212,11 +218,11 @@ def _in_audience(
     journey_key: str,
     audience: str,
     candidates: Sequence[Candidate],
-    now: dt.datetime,
+    reads: MemberReads,
     on_condition_error: Callable[[], None] | None,
 ) -> list[Candidate]:
     """The candidates for whom the journey's audience condition holds."""
-    facts = ConditionFacts(session, [candidate.member_id for candidate in candidates], now)
+    facts = reads.facts(session, [candidate.member_id for candidate in candidates])
     return [
         candidate
         for candidate in candidates
