@@ -89,6 +89,7 @@ __all__ = [
     "pending_imports",
     "profile_chunk",
     "recover_deliveries",
+    "refresh_member",
     "run_journeys",
     "segment",
     "segment_table",
@@ -398,6 +399,23 @@ def match_chunk(
             settings.recommendations_per_member,
             runtime.ranking_weights,
             run_id=run_id,
+            kinds=settings.recommendation_kinds,
+            choice_questions=_choice_questions(runtime),
+        )
+
+
+def refresh_member(runtime: Runtime, member_id: int, now: dt.datetime) -> MatchSummary:
+    """Profile one member again and rank the library for them (after they answered)."""
+    profile_chunk(runtime, [member_id], now)
+    settings = runtime.settings
+    with runtime.session() as session:
+        return recommend_for_members(
+            session,
+            runtime.embedder,
+            [member_id],
+            now,
+            settings.recommendations_per_member,
+            runtime.ranking_weights,
             kinds=settings.recommendation_kinds,
             choice_questions=_choice_questions(runtime),
         )
