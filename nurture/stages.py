@@ -75,6 +75,7 @@ __all__ = [
     "delivery_report",
     "due_messages",
     "erase_member",
+    "experiment_results",
     "export_member",
     "finish_delivery",
     "import_file",
@@ -438,6 +439,19 @@ def best_hours(runtime: Runtime, now: dt.datetime) -> BestHoursSummary:
         return store_best_hours(session, now, chunk_size=runtime.settings.chunk_size)
 
 
+def experiment_results(runtime: Runtime, now: dt.datetime) -> list[dict[str, Any]]:
+    """Each journey with a holdout or a split, its arms compared (``JourneyResults.to_dict``)."""
+    from nurture.journeys.results import journey_results
+
+    tested = [
+        definition
+        for definition in runtime.workspace.journeys
+        if definition.holdout_share or definition.split_step is not None
+    ]
+    with runtime.session() as session:
+        return [journey_results(session, definition, now).to_dict() for definition in tested]
+
+
 def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:
     """One row per active segment: label, kind, size, share, top traits and words."""
     questionnaire = runtime.workspace.questionnaire
@@ -610,6 +624,11 @@ NIGHTLY = StageList(
             says="best hours of {members} members, {from_own_events} from their own opens",
         ),
         Stage("segment_table", segment_table, says="{count} segment cards"),
+        Stage(
+            "experiment_results",
+            experiment_results,
+            says="{count} journeys with a holdout or a split compared",
+        ),
         Stage(
             "match_coverage",
             match_coverage,
