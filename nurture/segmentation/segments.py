@@ -591,6 +591,7 @@ def _run_params(
     move_after: dt.timedelta,
 ) -> dict[str, Any]:
     """What ``SegmentationRun.params`` records of a run."""
+    offset, factor = model.affine()
     return {
         "feature_names_hash": inputs.layout_hash,
         "n_features": int(inputs.features.shape[1]),
@@ -605,6 +606,7 @@ def _run_params(
         "move_after_days": move_after.total_seconds() / 86400.0,
         "n_members": len(inputs.member_ids),
         "skipped": inputs.skipped,
+        "scaling": {"offset": offset.tolist(), "factor": factor.tolist()},
     }
 
 

@@ -163,9 +163,7 @@ def test_missing_or_bad_signature_headers_are_refused(client, session, sent, hea
     assert _count(session, ProviderEvent) == 0
 
 
-@pytest.mark.parametrize(
-    "body", [b"", b"not json", b'{"event": "open"}', b'"x"', b"[" * 100000]
-)
+@pytest.mark.parametrize("body", [b"", b"not json", b'{"event": "open"}', b'"x"', b"[" * 100000])
 def test_signed_but_malformed_bodies_get_400(client, webhook_key, body):
     response = _post(client, webhook_key, body)
     assert response.status_code == 400
