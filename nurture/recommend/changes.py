@@ -220,5 +220,5 @@ def members_to_match(
         session,
         select(SegmentAssignment.member_id).where(SegmentAssignment.updated_at > since.now),
     )
-    changed |= _ids(session, select(Message.member_id).where(Message.sent_at > since.wall))
+    changed |= _ids(session, select(Message.member_id).where(Message.sent_at >= since.now))
     return sorted(changed)
