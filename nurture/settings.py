@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         ge=100,
         description="Members sampled to choose the number of segments by silhouette score.",
     )
+    segment_fit_size: int = Field(
+        default=50_000,
+        ge=100,
+        description="Members the clusters are fitted on at most (a random sample); the others "
+        "are assigned to the nearest cluster in chunks: memory does not grow with the community.",
+    )
     segment_move_after_days: float = Field(
         default=3.0,
         ge=0,

@@ -450,6 +450,7 @@ def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
             block_weights=dict(settings.segment_block_weights.items()),
             mini_batch_threshold=settings.segment_mini_batch_threshold,
             sample_size=settings.segment_sample_size,
+            fit_size=settings.segment_fit_size,
             move_after=move_after,
             rules=rules,
         )
