@@ -595,7 +595,7 @@ def _nightly(
             timed,
             bare_insert(engine, ["segment_memberships"], batch, f"run_id = {summary.run_id}"),
             "bare insert of the run's segment memberships",
-            note=f"{summary.n_segments} segments",
+            note=f"{summary.algorithm}, {summary.n_segments} segments",
         )
     )
     logger.info("match")
