@@ -5,17 +5,20 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import json
+import logging
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, TypeVar
 
-from prefect import Flow
+from prefect import Flow, get_run_logger
+from prefect.exceptions import MissingContextError
 from prefect.settings import get_current_settings
 from prefect.task_runners import TaskRunner, ThreadPoolTaskRunner
 from sqlalchemy import Engine
 
+from nurture.progress import LineProgress
 from nurture.runtime import Runtime, open_database, settings_from
 from nurture.settings import Settings
 
@@ -98,6 +101,14 @@ def shared_engine(settings: Settings) -> Engine:
         return engine
 
 
+def _run_log() -> Callable[[str], None]:
+    """Where progress lines go: the log of the flow or task run, else this module's log."""
+    try:
+        return get_run_logger().info
+    except MissingContextError:
+        return logging.getLogger(__name__).info
+
+
 @contextmanager
 def task_runtime(settings: Mapping[str, Any]) -> Iterator[Runtime]:
     """A runtime for one task call, on the settings it was given and the process's engine.
@@ -108,7 +119,8 @@ def task_runtime(settings: Mapping[str, Any]) -> Iterator[Runtime]:
         ConfigurationError: A setting is invalid; the message names each one.
     """
     resolved = settings_from(settings)
-    with Runtime(resolved, engine=shared_engine(resolved)) as runtime:
+    progress = LineProgress(_run_log())  # long work tells its progress in the run's log
+    with Runtime(resolved, engine=shared_engine(resolved), progress=progress) as runtime:
         yield runtime
 
 

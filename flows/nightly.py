@@ -8,7 +8,7 @@ from typing import Any
 from prefect import flow
 
 from flows.common import with_task_runner
-from flows.tasks import run_stage_list
+from flows.tasks import final_state, run_stage_list
 from nurture.stages import NIGHTLY
 
 __all__ = ["nightly"]
@@ -31,9 +31,13 @@ def nightly(
         now: The time the run computes for (default: now).
 
     Returns:
-        ``{stage name: what it did}``.
+        ``{stage name: what it did}``; the run ends ``Completed``, or ``Needs attention`` (a
+        completed state) when input was refused or emails failed
+        (:func:`flows.tasks.final_state`).
     """
-    return run_stage_list(NIGHTLY, workspace, data_dir, now)
+    results = run_stage_list(NIGHTLY, workspace, data_dir, now)
+    # A state carrying the results: calling the flow returns them, its run shows the state.
+    return final_state(NIGHTLY, results)  # type: ignore[return-value]
 
 
 # Deployments load the flow from this module in a process of their own: the task runner is the

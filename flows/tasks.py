@@ -19,15 +19,17 @@ from prefect import Task, get_run_logger, task
 from prefect.cache_policies import NO_CACHE
 from prefect.client.schemas.objects import TaskRun
 from prefect.futures import PrefectFuture
-from prefect.states import State
+from prefect.states import Completed, State
 
 from flows import reports
 from flows.common import chunk_name, task_runtime, task_settings
 from nurture.orchestration import chunk_batches, combine_chunks, plain, worth_retrying
+from nurture.outcomes import NEEDS_ATTENTION, run_outcome
+from nurture.progress import LineProgress
 from nurture.runtime import resolve_now, settings_from
 from nurture.stages import Stage, StageList
 
-__all__ = ["RETRIED", "chunk_task", "run_stage_list", "single_task"]
+__all__ = ["RETRIED", "chunk_task", "final_state", "run_stage_list", "single_task"]
 
 
 def _worth_retrying(task: Task[..., Any], task_run: TaskRun, state: State[Any]) -> bool:
@@ -58,7 +60,7 @@ def single_task(function: Callable[..., Any]) -> Task[..., Any]:
     """The task calling ``function(runtime, now)``: a stage, a listing or a start."""
 
     def call(settings: dict[str, Any], now: dt.datetime) -> Any:
-        with task_runtime(settings) as runtime:
+        with task_runtime(settings) as runtime, runtime.progress.task(function.__name__):
             return plain(function(runtime, now))
 
     return task(_named(call, function), name=function.__name__, **RETRIED)
@@ -81,6 +83,7 @@ def _run_stage(
     stage: Stage, settings: dict[str, Any], now: dt.datetime, listed: dict[str, list[Any]]
 ) -> Any:
     logger = get_run_logger()
+    progress = LineProgress(logger.info)
     if stage.over is None:
         summary = single_task(stage.run)(settings, now)
         logger.info("%s", stage.describe(summary))
@@ -92,12 +95,15 @@ def _run_stage(
     started = single_task(stage.start)(settings, now) if stage.start is not None else {}
     each = chunk_task(stage.run)
     batches = chunk_batches(stage, items, settings_from(settings))
+    watched = progress.task(stage.name, len(items), stage.over.name)
     if stage.over.in_order:
         summaries = []
-        for batch in batches:
-            named = each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}")
-            summaries.append(named(settings, batch, now, started))
-            logger.info("%s", stage.describe(summaries[-1]))
+        with watched:
+            for batch in batches:
+                named = each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}")
+                summaries.append(named(settings, batch, now, started))
+                logger.info("%s", stage.describe(summaries[-1]))
+                watched.advance(len(batch))
     else:
         futures: list[PrefectFuture[Any]] = [
             each.with_options(task_run_name=f"{stage.run.__name__} {chunk_name(batch)}").submit(
@@ -105,9 +111,12 @@ def _run_stage(
             )
             for batch in batches
         ]
-        summaries = [future.result() for future in futures]
-        for summary in summaries:
-            logger.info("%s", stage.describe(summary))
+        summaries = []
+        with watched:
+            for batch, future in zip(batches, futures, strict=True):
+                summaries.append(future.result())
+                logger.info("%s", stage.describe(summaries[-1]))
+                watched.advance(len(batch))
     return combine_chunks(stage, started, items, summaries)
 
 
@@ -131,3 +140,19 @@ def run_stage_list(
         if publish is not None:
             publish(results, settings_from(settings))
     return results
+
+
+def final_state(stages: StageList, results: dict[str, Any]) -> State[dict[str, Any]]:
+    """The state a flow ends in: ``Completed``, or ``Needs attention`` when input was refused.
+
+    Both are completed states (the run did its work; its result is ``results``); the second
+    tells the Prefect UI, ``nurture status`` and an automation that something in the run needs
+    a look (:func:`nurture.outcomes.run_outcome`). The message says what the run did.
+    """
+    outcome = run_outcome(stages.name, results)
+    logger = get_run_logger()
+    if outcome.needs_attention:
+        logger.warning("%s", outcome.message)
+        return Completed(name=NEEDS_ATTENTION, message=outcome.message, data=results)
+    logger.info("%s", outcome.message)
+    return Completed(message=outcome.message, data=results)

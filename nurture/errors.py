@@ -4,6 +4,9 @@ The tree::
 
     NurtureError
     ├── ConfigurationError (ValueError)        a setting is missing or wrong
+    │   └── WorkspaceNotFoundError             ... the workspace folder is not there
+    ├── DatabaseError (RuntimeError)           the database cannot be reached, logged into or
+    │                                          migrated
     ├── WorkspaceFileError (ValueError)        a file a marketer writes is invalid
     │   ├── WorkspaceValidationError           ... any files of a workspace, checked together
     │   ├── ContentValidationError             a content item (Markdown + front matter)
@@ -34,6 +37,7 @@ __all__ = [
     "BackfillRefusedError",
     "ConfigurationError",
     "ContentValidationError",
+    "DatabaseError",
     "DeliveryError",
     "EmbeddingError",
     "EvaluationDataError",
@@ -49,6 +53,7 @@ __all__ = [
     "SegmentRuleValidationError",
     "TemplateError",
     "WorkspaceFileError",
+    "WorkspaceNotFoundError",
     "WorkspaceValidationError",
 ]
 
@@ -59,6 +64,17 @@ class NurtureError(Exception):
 
 class ConfigurationError(NurtureError, ValueError):
     """A setting is missing or has an invalid value."""
+
+
+class WorkspaceNotFoundError(ConfigurationError):
+    """The workspace folder does not exist, or holds none of a workspace's files."""
+
+
+class DatabaseError(NurtureError, RuntimeError):
+    """The database cannot be reached, refuses the login, or its schema cannot be brought up.
+
+    The message names the database (never its password) and what to do.
+    """
 
 
 @dataclass(frozen=True)

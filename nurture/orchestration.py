@@ -167,8 +167,10 @@ def run_stage(
         listed: Items already listed in this run, by fanout name (filled as they are): the
             stages of one run over the members share one listing, as in a flow.
     """
+    progress = runtime.progress
     if stage.over is None:
-        summary = plain(stage.run(runtime, now))
+        with progress.task(stage.name, unit=stage.unit):
+            summary = plain(stage.run(runtime, now))
         logger.info("%s", stage.describe(summary))
         return summary
     listed = {} if listed is None else listed
@@ -178,9 +180,11 @@ def run_stage(
     items = listed[stage.over.name]
     started = plain(stage.start(runtime, now)) if stage.start is not None else {}
     summaries = []
-    for batch in chunk_batches(stage, items, runtime.settings):
-        summaries.append(plain(stage.run(runtime, batch, now, **started)))
-        logger.info("%s", stage.describe(summaries[-1]))
+    with progress.task(stage.name, len(items), stage.over.name) as watched:
+        for batch in chunk_batches(stage, items, runtime.settings):
+            summaries.append(plain(stage.run(runtime, batch, now, **started)))
+            logger.info("%s", stage.describe(summaries[-1]))
+            watched.advance(len(batch))
     return combine_chunks(stage, started, items, summaries)
 
 

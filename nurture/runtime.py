@@ -16,16 +16,21 @@ import datetime as dt
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from functools import cached_property
+from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
+from alembic.util.exc import CommandError
 from pydantic import ValidationError
 from sqlalchemy import Engine
+from sqlalchemy.exc import ArgumentError, NoSuchModuleError, SQLAlchemyError
 from sqlalchemy.orm import Session
 
-from nurture.errors import ConfigurationError
+from nurture.errors import ConfigurationError, WorkspaceNotFoundError
+from nurture.progress import NoProgress, Progress
 from nurture.settings import Settings
 from nurture.storage import create_database_engine, migrate_database, open_session, session_scope
+from nurture.storage.database_errors import database_error
 
 if TYPE_CHECKING:
     from nurture.delivery import Mailer, TemplateRenderer
@@ -40,6 +45,7 @@ __all__ = [
     "LoadedWorkspace",
     "Runtime",
     "open_database",
+    "require_workspace",
     "resolve_now",
     "settings_from",
     "utc_now",
@@ -67,22 +73,77 @@ def settings_from(overrides: Mapping[str, Any] | None = None) -> Settings:
     try:
         return Settings(**dict(overrides or {}))
     except ValidationError as error:
-        problems = "; ".join(
-            f"NURTURE_{'_'.join(str(part) for part in problem['loc']).upper()}: {problem['msg']}"
-            for problem in error.errors()
-        )
-        raise ConfigurationError(f"invalid settings: {problems}") from error
+        problems = "; ".join(_setting_problem(problem) for problem in error.errors())
+        raise ConfigurationError(
+            f"invalid settings: {problems}. Fix them in the environment (or the command's "
+            "options); `nurture --help` lists the settings."
+        ) from error
+
+
+_SECRET_PARTS = ("secret", "password", "key", "salt", "url", "token")
+"""Setting names whose value never shows in a message (a database URL may hold a password)."""
+
+
+def _setting_problem(problem: Mapping[str, Any]) -> str:
+    """``NURTURE_CHUNK_SIZE='abc': Input should be a valid integer``; a secret's value hidden."""
+    name = "_".join(str(part) for part in problem["loc"])
+    found = problem.get("input")
+    shown = ""
+    if (
+        isinstance(found, str | int | float)
+        and not any(part in name.lower() for part in _SECRET_PARTS)
+        and len(str(found)) <= 60
+    ):
+        shown = f"={found!r}"
+    return f"NURTURE_{name.upper()}{shown}: {problem['msg']}"
 
 
 def open_database(settings: Settings) -> Engine:
     """Create the data folder and an engine on the configured database, its schema up to date.
 
     The caller owns the engine (``engine.dispose()`` when done).
+
+    Raises:
+        DatabaseError: The database cannot be reached, refuses the login, does not exist, or
+            is at a schema revision this nurture does not know; the message says what to do.
+        ConfigurationError: The database URL is not one nurture can use.
     """
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
-    engine = create_database_engine(settings.resolved_database_url, pool_pre_ping=True)
-    migrate_database(engine)
+    url = settings.resolved_database_url
+    try:
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        engine = create_database_engine(url, pool_pre_ping=True)
+    except (ArgumentError, NoSuchModuleError, ImportError, OSError) as error:
+        raise database_error(url, error) from error
+    try:
+        migrate_database(engine)
+    except (SQLAlchemyError, CommandError) as error:
+        engine.dispose()
+        raise database_error(url, error) from error
     return engine
+
+
+WORKSPACE_MARKERS = ("workspace.yaml", "questionnaire.yaml", "journeys", "library", "templates")
+"""What a workspace folder holds; a folder with none of them is not a workspace."""
+
+
+def require_workspace(folder: Path) -> Path:
+    """``folder``, if it is a workspace: it exists and holds at least one workspace file.
+
+    Raises:
+        WorkspaceNotFoundError: It does not; the message says how to point at one or make one.
+    """
+    how = (
+        "give --workspace DIR (or set NURTURE_WORKSPACE) to your workspace folder, or create "
+        f"one with `nurture init {folder}`"
+    )
+    if not folder.is_dir():
+        raise WorkspaceNotFoundError(f"no workspace folder at {folder}: {how}")
+    if not any((folder / marker).exists() for marker in WORKSPACE_MARKERS):
+        raise WorkspaceNotFoundError(
+            f"{folder} is not a nurture workspace (it has no questionnaire.yaml, journeys/, "
+            f"library/ or templates/): {how}"
+        )
+    return folder
 
 
 class LoadedWorkspace:
@@ -141,6 +202,8 @@ class LoadedWorkspace:
         """The questionnaire (``questionnaire.yaml``)."""
         from nurture.workspace import load_questionnaire
 
+        require_workspace(self.settings.workspace)
+
         return load_questionnaire(self.settings.questionnaire_path, languages=self.languages)
 
     @cached_property
@@ -152,6 +215,8 @@ class LoadedWorkspace:
     def content_items(self) -> list[ContentItemSpec]:
         """The items of the content library (``library/``), sorted by key."""
         from nurture.workspace import load_content_library
+
+        require_workspace(self.settings.workspace)
 
         return load_content_library(self.settings.content_dir, languages=self.languages)
 
@@ -176,6 +241,8 @@ class LoadedWorkspace:
         """The journey definitions (``journeys/``), checked against the rest of the workspace."""
         from nurture.journeys import load_journeys
 
+        require_workspace(self.settings.workspace)
+
         return load_journeys(
             self.settings.journeys_dir,
             self.settings.templates_dir,
@@ -193,10 +260,19 @@ class Runtime:
         settings: The settings.
         engine: An engine to use instead of opening one (its schema up to date); the caller
             keeps owning it: :meth:`close` leaves it open. ``flows/`` shares one per process.
+        progress: What watches long work (:mod:`nurture.progress`): a bar on a terminal,
+            lines in a log; by default nothing.
     """
 
-    def __init__(self, settings: Settings, *, engine: Engine | None = None) -> None:
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        engine: Engine | None = None,
+        progress: Progress | None = None,
+    ) -> None:
         self.settings = settings
+        self.progress: Progress = progress or NoProgress()
         self._engine = engine
         self._owns_engine = engine is None
 
@@ -306,12 +382,14 @@ class Runtime:
         the journeys' subject lines. The checked files then serve :attr:`workspace`.
 
         Raises:
+            WorkspaceNotFoundError: The workspace folder is missing or holds no workspace file.
             WorkspaceValidationError: Every problem of every file, with file, line and column.
         """
         from nurture.delivery.limits import RenderLimits
         from nurture.workspace import load_workspace
 
         settings = self.settings
+        require_workspace(settings.workspace)
         workspace = load_workspace(
             settings.workspace,
             community_name=settings.community_name,

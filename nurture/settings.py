@@ -245,13 +245,20 @@ class Settings(BaseSettings):
     )
     web_host: str = Field(default="127.0.0.1", description="Address `nurture serve` listens on.")
     web_port: int = Field(default=8000, ge=1, le=65535, description="Port of `nurture serve`.")
+    api_rate_limit_per_minute: int = Field(
+        default=600,
+        ge=1,
+        description="Requests each API key may make per minute to `nurture serve`'s HTTP API "
+        "(beyond it: 429 with Retry-After).",
+    )
     sender_email: str = "community@example.org"
     sender_name: str = "The community team"
     community_name: str = "Example Community"
     questionnaire_url: str | None = Field(
         default="https://community.example.org/questionnaire",
         description="Where members answer the onboarding questionnaire (welcome and reminder "
-        "emails link to it); empty: the emails ask members to reply instead.",
+        "emails link to it); `hosted`: each member's signed link to the form `nurture serve` "
+        "hosts (/questionnaire/...); empty: the emails ask members to reply instead.",
     )
     public_base_url: str = Field(
         default="http://localhost:8000",

@@ -31,7 +31,7 @@ from typing import Any, Literal
 
 from sqlalchemy import select
 
-from nurture import operations, reports, rights
+from nurture import operations, reports, rights, sentences
 from nurture.delivery import (
     DeliverySummary,
     RecoverySummary,
@@ -153,6 +153,8 @@ class Stage:
             kept, where the other counts are added up.
         empty: The summary of a fanout over no item.
         says: What a call's summary tells the log (see :meth:`describe`).
+        unit: What the progress of a stage of one call counts (``enrollments``); a stage over
+            a fanout counts its items.
     """
 
     name: str
@@ -162,6 +164,7 @@ class Stage:
     keep: tuple[str, ...] = ()
     empty: Any = None
     says: str | Callable[[Any], str] = "{name}: done"
+    unit: str = "items"
 
     def describe(self, summary: Any) -> str:
         """One log line for the plain summary of one call of the stage."""
@@ -330,7 +333,7 @@ def sync_workspace(runtime: Runtime, now: dt.datetime) -> ContentSyncSummary:
     with runtime.session() as session:
         summary = sync_content_items(session, specs, now=now)
         embedded = embed_content_items(session, runtime.embedder)
-    logger.info("content library synced: %s; %d items embedded", summary, embedded)
+    logger.info("%s", sentences.describe_content_sync(summary, embedded))
     return summary
 
 
@@ -652,7 +655,7 @@ NIGHTLY = StageList(
         Stage(
             "content",
             sync_workspace,
-            says="content library: {added} added, {updated} updated, {removed} removed",
+            says=sentences.describe_content_sync,
         ),
         Stage(
             "profile",
@@ -660,12 +663,12 @@ NIGHTLY = StageList(
             over=TO_PROFILE,
             keep=("feature_names_hash", "n_features"),
             empty=ProfileSummary(profiled=0, texts_embedded=0),
-            says="profiled {profiled} members, {texts_embedded} texts embedded",
+            says="profiled {profiled} members, {texts_embedded} new texts embedded",
         ),
         Stage(
             "segment",
             segment,
-            says="{n_segments} segments of {n_members} members (silhouette {quality})",
+            says=sentences.describe_segmentation,
         ),
         Stage(
             "match",
@@ -699,22 +702,22 @@ DELIVER = StageList(
         Stage(
             "journeys",
             run_journeys,
-            says="journeys: {enrolled} enrolled, {messages_queued} messages queued",
+            says=sentences.describe_journeys,
+            unit="enrollments",
         ),
         Stage(
             "send",
             deliver_chunk,
             over=MESSAGES,
             empty=DeliverySummary(),
-            says="delivery: {sent} sent, {suppressed} suppressed, {failed} failed, "
-            "{retried} to retry",
+            says=sentences.describe_delivery,
         ),
         Stage("outbox_index", finish_delivery, says=lambda path: f"outbox index: {path}"),
         Stage("journey_funnel", journey_funnel, says="{count} journey steps in the funnel"),
         Stage(
             "delivery_report",
             delivery_report,
-            says="messages: {total} in all, {queued_due} due",
+            says="emails: {total} in all, {queued_due} due now",
         ),
     ),
 )
@@ -746,7 +749,8 @@ def import_file(
         rejects_path = runtime.settings.data_dir / "rejects" / f"{path.name}.rejects.csv"
     rejects_path.parent.mkdir(parents=True, exist_ok=True)
     layout: dict[str, Any] = {"delimiter": delimiter, "encoding": encoding}
-    with runtime.session() as session:
+    watched = runtime.progress.task(f"import {path.name}", _records_in(path), "records")
+    with watched, runtime.session() as session:
         if kind == "members":
             languages = runtime.workspace.languages
             return import_members(session, path, rejects_path, languages=languages, **layout)
@@ -754,6 +758,22 @@ def import_file(
             questionnaire = runtime.workspace.questionnaire
             return import_answers(session, path, questionnaire, rejects_path, **layout)
         return import_activity(session, path, rejects_path, **layout)
+
+
+def _records_in(path: Path) -> int | None:
+    """About how many records ``path`` holds: its lines (less a CSV header), counted fast.
+
+    A CSV field may span lines, so this is an estimate, for a progress bar; None when the
+    file cannot be read.
+    """
+    try:
+        with path.open("rb") as handle:
+            lines = sum(chunk.count(b"\n") for chunk in iter(lambda: handle.read(1 << 20), b""))
+            handle.seek(max(handle.tell() - 1, 0))
+            lines += handle.read(1) not in (b"\n", b"")  # a last line without a newline
+    except OSError:
+        return None
+    return max(lines - (path.suffix.lower() == ".csv"), 0)
 
 
 def export_member(runtime: Runtime, email: str, now: dt.datetime | None = None) -> dict[str, Any]:

@@ -20,8 +20,11 @@ FLOWS_MAY_IMPORT = {
     "nurture.stages",
     "nurture.orchestration",
     "nurture.settings",
+    "nurture.outcomes",
+    "nurture.progress",
 }
-"""The library's surface for flows/: build a runtime, walk the stage lists, combine summaries."""
+"""The library's surface for flows/: build a runtime, walk the stage lists, combine summaries,
+say how a run went and report its progress."""
 
 LAYERS: list[tuple[str, list[str]]] = [
     (
@@ -35,6 +38,9 @@ LAYERS: list[tuple[str, list[str]]] = [
             "storage",
             "marketer_files",
             "embedding",
+            "sentences",
+            "progress",
+            "outcomes",
         ],
     ),
     (

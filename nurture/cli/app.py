@@ -10,7 +10,7 @@ import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -18,7 +18,7 @@ from rich.markup import escape
 from rich.table import Table
 from sqlalchemy import select
 
-from nurture import stages
+from nurture.cli import api_key as api_key_commands
 from nurture.cli import deliveries as delivery_commands
 from nurture.cli import evaluate as evaluation_commands
 from nurture.cli import journeys as journey_commands
@@ -27,13 +27,18 @@ from nurture.cli import reports as report_commands
 from nurture.cli import serve as serve_commands
 from nurture.cli import status as status_commands
 from nurture.cli.context import runtime_of
+from nurture.cli.failure_messages import run_command
+from nurture.cli.progress_bar import command_progress
 from nurture.cli.recommend import recommend_app
 from nurture.errors import NurtureError
-from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator, run_stage
-from nurture.rights import format_export
 from nurture.runtime import Runtime, resolve_now, settings_from, utc_now
-from nurture.segmentation import SegmentationSummary
 from nurture.settings import DEVELOPMENT_SECRET
+
+if TYPE_CHECKING:
+    from nurture.segmentation import SegmentationSummary
+
+# The stages, the orchestration and the domain packages are imported by the commands that run
+# them, not here: `nurture --help` and `nurture --version` stay quick (see docs/operations.md).
 
 __all__ = ["app", "main"]
 
@@ -74,8 +79,18 @@ app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)
 delivery_commands.register(app)
+api_key_commands.register(app)
 
 REPO_CONTENT = Path(__file__).resolve().parents[2] / "content"
+
+
+def _show_version(value: bool) -> None:
+    """Print ``nurture <version>`` and end the command (``--version``)."""
+    if value:
+        from nurture import __version__
+
+        typer.echo(f"nurture {__version__}")
+        raise typer.Exit()
 
 
 @app.callback()
@@ -99,6 +114,16 @@ def root(
         ),
     ] = None,
     verbose: Annotated[bool, typer.Option("--verbose", "-v", help="Log each step.")] = False,
+    debug: Annotated[
+        bool,
+        typer.Option("--debug", help="Show the traceback of an error, and debug logs."),
+    ] = False,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", is_eager=True, callback=_show_version, help="Show the version and exit."
+        ),
+    ] = False,
 ) -> None:
     """Read settings from the environment and the options common to every command.
 
@@ -106,7 +131,7 @@ def root(
     when the command ends.
     """
     logging.basicConfig(
-        level=logging.INFO if verbose else logging.WARNING,
+        level=logging.DEBUG if debug else logging.INFO if verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     overrides: dict[str, Any] = {}
@@ -114,7 +139,7 @@ def root(
         overrides["workspace"] = workspace
     if data_dir is not None:
         overrides["data_dir"] = data_dir
-    runtime = Runtime(settings_from(overrides))
+    runtime = Runtime(settings_from(overrides), progress=command_progress())
     ctx.obj = runtime
     ctx.call_on_close(runtime.close)
 
@@ -194,6 +219,8 @@ def import_(
     ] = None,
 ) -> None:
     """Import members, questionnaire answers or activity events; re-importing adds nothing."""
+    from nurture import stages
+
     if kind not in ("members", "answers", "activity"):
         raise typer.BadParameter("expected members, answers or activity", param_hint="KIND")
     try:
@@ -220,6 +247,9 @@ def import_(
 @app.command()
 def profile(ctx: typer.Context) -> None:
     """Build every member's profile from their answers and activity."""
+    from nurture import stages
+    from nurture.orchestration import run_stage
+
     summary = run_stage(runtime_of(ctx), stages.NIGHTLY.stage("profile"), utc_now())
     console.print(
         f"{summary['profiled']} members profiled; {summary['texts_embedded']} new texts embedded"
@@ -246,6 +276,8 @@ def _print_segments(summary: SegmentationSummary) -> None:
 @app.command()
 def segment(ctx: typer.Context) -> None:
     """Cluster the profiled members into labelled segments and show them."""
+    from nurture import stages
+
     _print_segments(stages.segment(runtime_of(ctx), utc_now()))
 
 
@@ -280,6 +312,9 @@ def match(
     ] = None,
 ) -> None:
     """Match the content library to every member, or show one member's recommendations."""
+    from nurture import stages
+    from nurture.orchestration import run_stage
+
     runtime = runtime_of(ctx)
     now = utc_now()
     if member is not None:
@@ -331,6 +366,8 @@ def _show_recommendations(runtime: Runtime, email: str, now: dt.datetime) -> Non
 
 
 def _cycle(runtime: Runtime, now: dt.datetime, use_prefect: bool) -> None:
+    from nurture.orchestration import CYCLE, IN_PROCESS, CycleReport, load_orchestrator
+
     runtime.check_workspace()
     orchestrator = load_orchestrator("prefect" if use_prefect else IN_PROCESS)
     report = CycleReport(orchestrator.run(runtime, CYCLE, now))
@@ -440,6 +477,7 @@ def demo(
     The community is the same for a given seed, so running the demo again sends nothing new.
     Its first run is a backfill (a whole community seen at once), allowed here.
     """
+    from nurture import stages
     from nurture.demo import generate_demo_community
 
     runtime = runtime_of(ctx)
@@ -539,6 +577,9 @@ def member_export(
     ] = None,
 ) -> None:
     """Export everything nurture holds about a member as JSON (right of access)."""
+    from nurture import stages
+    from nurture.rights import format_export
+
     data = stages.export_member(runtime_of(ctx), email)
     text = format_export(data)
     if output is None:
@@ -573,6 +614,8 @@ def member_erase(
     ] = False,
 ) -> None:
     """Erase a member for good and suppress their address (right to be forgotten)."""
+    from nurture import stages
+
     runtime = runtime_of(ctx)
     settings = runtime.settings
     if not yes:
@@ -609,9 +652,8 @@ def member_erase(
 
 
 def main() -> None:
-    """Run the ``nurture`` command; a nurture error prints its message and exits with status 1."""
-    try:
-        app()
-    except NurtureError as error:
-        errors.print(f"[red]error:[/] {escape(str(error))}", highlight=False)
-        raise SystemExit(1) from error
+    """Run the ``nurture`` command; a failure prints what to do and exits non-zero.
+
+    See :mod:`nurture.cli.failure_messages`: the traceback shows only with ``--debug``.
+    """
+    run_command(app)

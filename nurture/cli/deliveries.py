@@ -16,9 +16,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from nurture import stages
 from nurture.cli.context import runtime_of
-from nurture.delivery import resolve_unknown, unknown_messages
 from nurture.runtime import utc_now
 
 __all__ = ["deliveries_app", "register"]
@@ -69,6 +67,8 @@ def list_unknown(
     limit: Annotated[int, typer.Option(min=1, help="Show at most this many messages.")] = 100,
 ) -> None:
     """List the 'unknown' messages with what is known about each."""
+    from nurture.delivery import unknown_messages
+
     with runtime_of(ctx).session() as session:
         found = unknown_messages(session, limit=limit + 1)
     if not found:
@@ -107,6 +107,8 @@ def resolve(
     ] = False,
 ) -> None:
     """Settle 'unknown' messages: --sent or --requeue."""
+    from nurture.delivery import resolve_unknown
+
     if sent == requeue:
         raise typer.BadParameter("give exactly one of --sent and --requeue")
     with runtime_of(ctx).session() as session:
@@ -124,6 +126,8 @@ def resolve(
 
 def recover(ctx: typer.Context) -> None:
     """Recover interrupted deliveries now."""
+    from nurture import stages
+
     summary = stages.recover_deliveries(runtime_of(ctx), utc_now())
     console.print(
         f"recovered deliveries: {summary.sent} settled as sent, {summary.requeued} re-queued, "

@@ -9,7 +9,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -17,14 +17,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from nurture.cli.context import runtime_of
-from nurture.evaluation import (
-    METRICS,
-    RECOMMENDERS,
-    EvaluationReport,
-    Mode,
-    evaluate_folder,
-    evaluate_workspace,
-)
+
+if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
+    from nurture.evaluation import EvaluationReport, Mode
 
 __all__ = ["evaluate", "report_table"]
 
@@ -53,6 +48,8 @@ def report_table(report: EvaluationReport) -> Table:
     Returns:
         The rich table.
     """
+    from nurture.evaluation import METRICS, RECOMMENDERS
+
     who = "warm members" if report.mode == "warm" else "cold-start members"
     evaluated = report.counts.get("evaluated_members", 0)
     table = Table(title=f"{evaluated} {who}, k={report.k}")
@@ -124,6 +121,8 @@ def evaluate(
     ] = None,
 ) -> None:
     """Measure ranking quality on held-out interactions: nurture vs popularity and random."""
+    from nurture.evaluation import evaluate_folder, evaluate_workspace
+
     runtime = runtime_of(ctx)
     settings = runtime.settings
     mode: Mode = "cold-start" if cold_start else "warm"
@@ -134,9 +133,11 @@ def evaluate(
                 "(train.csv and test.csv)",
                 param_hint="--cutoff",
             )
-        report = evaluate_folder(settings, dataset, mode=mode, k=k)
+        with runtime.progress.task("evaluate"):
+            report = evaluate_folder(settings, dataset, mode=mode, k=k)
     else:
-        report = evaluate_workspace(runtime, mode=mode, k=k, cutoff=cutoff)
+        with runtime.progress.task("evaluate"):
+            report = evaluate_workspace(runtime, mode=mode, k=k, cutoff=cutoff)
     console.print(report_table(report))
     console.print(escape(_describe_split(report)), highlight=False, soft_wrap=True)
     if not report.counts.get("evaluated_members"):

@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -30,21 +30,16 @@ from nurture.errors import (
     Problem,
     WorkspaceFileError,
 )
-from nurture.journeys import JourneyDefinition, parse_duration
-from nurture.journeys.migrate import EnrollmentMove, migrate_enrollments
-from nurture.journeys.progress import JourneyStatus, journey_status
-from nurture.journeys.simulate import (
-    HeldEmails,
-    SimulationReport,
-    sample_members,
-    simulate_journeys,
-)
-from nurture.reports import write_simulation_report
-from nurture.rights import find_members
 from nurture.runtime import resolve_now, utc_now
 from nurture.settings import Settings
 from nurture.storage import Member
-from nurture.workspace import check_journey_files
+
+if TYPE_CHECKING:  # the journeys, reports and rights are imported by the commands that use
+    # them, not by `nurture --help`
+    from nurture.journeys import JourneyDefinition
+    from nurture.journeys.journey_status import JourneyStatus
+    from nurture.journeys.migrate import EnrollmentMove
+    from nurture.journeys.simulate import SimulationReport
 
 __all__ = ["migrate", "register", "simulate", "status", "validate"]
 
@@ -116,6 +111,8 @@ def _check_journey(definitions: list[JourneyDefinition], key: str, settings: Set
 
 
 def _duration(text: str, option: str) -> dt.timedelta:
+    from nurture.journeys import parse_duration
+
     try:
         return parse_duration(text)
     except ValueError as error:
@@ -137,6 +134,8 @@ def validate(
     ] = None,
 ) -> None:
     """Check the workspace (or journey FILES against it) and list every problem."""
+    from nurture.workspace import check_journey_files
+
     settings = _settings(ctx)
     definitions: list[JourneyDefinition] = []
     problems: list[Problem] = []
@@ -254,6 +253,10 @@ def simulate(
     ] = None,
 ) -> None:
     """Dry-run the journeys over a period and show who would get which email when."""
+    from nurture.journeys.simulate import sample_members, simulate_journeys
+    from nurture.reports import write_simulation_report
+    from nurture.rights import find_members
+
     settings = _settings(ctx)
     if member is not None and sample is not None:
         raise typer.BadParameter("give --member or --sample, not both", param_hint="--member")
@@ -274,18 +277,20 @@ def simulate(
         elif sample is not None:
             ids = sample_members(session, sample, seed=settings.random_seed)
         population = len(ids) if ids is not None else _count_members(session)
-        report = simulate_journeys(
-            session,
-            definitions,
-            start=begin,
-            days=days,
-            tick=step,
-            trigger_every=every,
-            rules=rules,
-            member_ids=ids,
-            suppression_salt=settings.suppression_salt.get_secret_value(),
-            chunk_size=settings.chunk_size,
-        )
+        watched = runtime_of(ctx).progress.task("simulate", days * 24, "simulated hours")
+        with watched:
+            report = simulate_journeys(
+                session,
+                definitions,
+                start=begin,
+                days=days,
+                tick=step,
+                trigger_every=every,
+                rules=rules,
+                member_ids=ids,
+                suppression_salt=settings.suppression_salt.get_secret_value(),
+                chunk_size=settings.chunk_size,
+            )
         session.rollback()
     if html is not None:
         written = write_simulation_report(
@@ -411,6 +416,8 @@ def _print_backfill(report: SimulationReport) -> None:
 
 def _print_journeys(report: SimulationReport, focus: str | None) -> None:
     """One row per journey: who entered, the emails, and what the sending rules held back."""
+    from nurture.journeys.simulate import HeldEmails
+
     held = {entry.journey_key: entry for entry in report.held}
     table = Table(title="Per journey")
     table.add_column("journey", no_wrap=True)
@@ -440,6 +447,8 @@ def status(
     ] = False,
 ) -> None:
     """Show where members stand in each journey, version by version."""
+    from nurture.journeys.journey_status import journey_status
+
     definitions: list[JourneyDefinition] | None
     try:
         definitions = runtime_of(ctx).workspace.journeys
@@ -536,6 +545,8 @@ def migrate(
     ] = False,
 ) -> None:
     """Move the members in progress in other versions of a journey to its current one."""
+    from nurture.journeys.migrate import migrate_enrollments
+
     settings = _settings(ctx)
     definitions = runtime_of(ctx).workspace.journeys
     _check_journey(definitions, journey, settings)

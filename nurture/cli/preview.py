@@ -26,7 +26,7 @@ from email.errors import HeaderParseError
 from email.headerregistry import Address
 from pathlib import Path
 from types import SimpleNamespace
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 from rich.console import Console
@@ -35,33 +35,17 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.cli.context import runtime_of, settings_of
-from nurture.delivery.history import sent_item_keys
-from nurture.delivery.limits import RenderLimits
-from nurture.delivery.mailers import OutgoingEmail
-from nurture.delivery.rendering import (
-    RenderedEmail,
-    TemplateRenderer,
-    list_email_templates,
-    resolve_language,
-)
 from nurture.errors import MemberNotFoundError, NurtureError, WorkspaceFileError
-from nurture.journeys import (
-    ContentPicker,
-    ContentSlot,
-    JourneyDefinition,
-    MessageContext,
-    SendStep,
-    load_journeys,
-    recommended_content,
-    trigger_sample,
-)
-from nurture.journeys.content import member_profiles, members_who_answered
-from nurture.rights import find_members
 from nurture.runtime import utc_now
 from nurture.settings import Settings
 from nurture.storage import Enrollment, Member
-from nurture.workspace import Questionnaire, WorkspaceConfig, load_workspace_config
-from nurture.workspace.brand import Brand, email_branding, load_brand
+
+if TYPE_CHECKING:  # rendering, journeys and the workspace are imported by the command
+    from nurture.delivery.mailers import OutgoingEmail
+    from nurture.delivery.rendering import RenderedEmail
+    from nurture.journeys import JourneyDefinition, MessageContext, SendStep
+    from nurture.workspace import Questionnaire, WorkspaceConfig
+    from nurture.workspace.brand import Brand
 
 __all__ = [
     "TEST_HEADER",
@@ -122,6 +106,8 @@ class _Source:
 
 
 def _send_steps(journeys: list[JourneyDefinition], template: str) -> list[tuple[Any, SendStep]]:
+    from nurture.journeys import SendStep
+
     return [
         (journey, step)
         for journey in journeys
@@ -134,6 +120,8 @@ def _find_source(
     settings: Settings, template: str, journey_key: str | None, step_id: str | None
 ) -> _Source:
     """The send step to preview ``template`` as: the one named, else the first that sends it."""
+    from nurture.journeys import load_journeys
+
     if journey_key is None and not settings.journeys_dir.is_dir():
         return _Source()
     try:
@@ -202,6 +190,15 @@ def preview_message_context(
     Returns:
         The context, as the engine would store it in the message.
     """
+    from nurture.delivery.history import sent_item_keys
+    from nurture.journeys import (
+        ContentPicker,
+        ContentSlot,
+        recommended_content,
+        trigger_sample,
+    )
+    from nurture.journeys.content import member_profiles, members_who_answered
+
     picker = ContentPicker(functools.partial(recommended_content, now=now), now)
     trigger: dict[str, Any] = {}
     if journey is not None:
@@ -336,6 +333,8 @@ def build_test_email(
     Returns:
         The email, message id 0 (no message row), without ``List-Unsubscribe`` headers.
     """
+    from nurture.delivery.mailers import OutgoingEmail
+
     return OutgoingEmail(
         message_id=0,
         to_email=send_to,
@@ -383,6 +382,8 @@ def _check_request(
     languages: Sequence[str],
 ) -> None:
     """Refuse a step without its journey, an undeclared language or an unknown template."""
+    from nurture.delivery.rendering import list_email_templates
+
     if step is not None and journey is None:
         raise typer.BadParameter("give the journey of the step too", param_hint="--step")
     if language is not None and language not in languages:
@@ -407,6 +408,10 @@ def _render(
     questionnaire: Questionnaire | None = None,
 ) -> RenderedEmail:
     """The email as the delivery worker would render the message, with links that do nothing."""
+    from nurture.delivery.limits import RenderLimits
+    from nurture.delivery.rendering import TemplateRenderer
+    from nurture.workspace.brand import email_branding
+
     branding = email_branding(
         brand,
         community_name=settings.community_name,
@@ -486,6 +491,11 @@ def preview(
     ] = None,
 ) -> None:
     """Render TEMPLATE for one member and write it as an HTML page to open in a browser."""
+    from nurture.delivery.rendering import resolve_language
+    from nurture.rights import find_members
+    from nurture.workspace import load_workspace_config
+    from nurture.workspace.brand import load_brand
+
     settings = _settings(ctx)
     config = load_workspace_config(settings.workspace)
     _check_request(settings, template, journey, step, language, config.languages)

@@ -10,15 +10,17 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from nurture.cli.context import runtime_of
-from nurture.recommend import EXPORT_FORMATS, ExportFormat, write_recommendations
 from nurture.runtime import utc_now
+
+if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
+    from nurture.recommend import ExportFormat
 
 __all__ = ["recommend_app"]
 
@@ -32,6 +34,8 @@ recommend_app = typer.Typer(
 
 def _format(chosen: str | None, output: Path | None) -> ExportFormat:
     """The format asked for, else the one the output's suffix names, else CSV."""
+    from nurture.recommend import EXPORT_FORMATS
+
     if chosen is None:
         suffix = output.suffix.lower() if output is not None else ""
         return "jsonl" if suffix in (".jsonl", ".ndjson", ".json") else "csv"
@@ -68,6 +72,8 @@ def export(
     ] = None,
 ) -> None:
     """Export every member's ranked recommendations as CSV or JSON Lines."""
+    from nurture.recommend import write_recommendations
+
     chosen = _format(export_format, output)
     now = utc_now()
     with runtime_of(ctx).session() as session:

@@ -10,7 +10,7 @@ import datetime as dt
 import enum
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
@@ -18,19 +18,17 @@ from rich.markup import escape
 from rich.table import Table
 
 from nurture.cli.context import runtime_of, settings_of
-from nurture.reports import (
-    DEFAULT_DELIVERY_DAYS,
-    SegmentCard,
-    WrittenReport,
-    segment_cards,
-    write_delivery_report,
-    write_journey_report,
-    write_segment_report,
-)
 from nurture.runtime import resolve_now, utc_now
 from nurture.settings import Settings
 from nurture.storage import SegmentKind
-from nurture.workspace import Questionnaire, load_questionnaire, load_workspace_config
+
+if TYPE_CHECKING:  # imported by the commands, not by `nurture --help`
+    from nurture.reports import SegmentCard, WrittenReport
+    from nurture.workspace import Questionnaire
+
+DELIVERY_DAYS = 30
+"""Days the delivery report covers by default: ``nurture.reports.DEFAULT_DELIVERY_DAYS``,
+repeated so that ``nurture --help`` does not import the reports (a test keeps them equal)."""
 
 __all__ = ["ReportKind", "register", "report", "segments"]
 
@@ -68,6 +66,8 @@ def register(app: typer.Typer) -> None:
 
 def _questionnaire(settings: Settings) -> Questionnaire | None:
     """The workspace questionnaire, when there is one: it describes rule-based segments."""
+    from nurture.workspace import load_questionnaire, load_workspace_config
+
     path = settings.questionnaire_path
     if not path.is_file():
         return None
@@ -124,6 +124,8 @@ def segments(
     ] = False,
 ) -> None:
     """Show the card of each active segment: who is in it, what sets it apart, how it changed."""
+    from nurture.reports import segment_cards
+
     questionnaire = _questionnaire(settings_of(ctx))
     with runtime_of(ctx).session() as session:
         cards = segment_cards(session, utc_now(), questionnaire=questionnaire)
@@ -157,7 +159,7 @@ def report(
     days: Annotated[
         int,
         typer.Option(min=1, max=366, help="Days the delivery report covers, today included."),
-    ] = DEFAULT_DELIVERY_DAYS,
+    ] = DELIVERY_DAYS,
     now: Annotated[
         dt.datetime | None,
         typer.Option(
@@ -167,6 +169,8 @@ def report(
     ] = None,
 ) -> None:
     """Write an HTML report with charts: segments (the default), journeys, delivery, or all."""
+    from nurture.reports import write_delivery_report, write_journey_report, write_segment_report
+
     runtime = runtime_of(ctx)
     settings = runtime.settings
     if which == ReportKind.ALL and output is not None:

@@ -1,4 +1,4 @@
-"""``nurture serve``: the web app members and SendGrid reach (unsubscribe, preferences, events).
+"""``nurture serve``: the web app members, SendGrid and platforms reach (pages, webhooks, API).
 
 The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
 (``app.command()(serve)``); it reads the runtime from ``ctx.obj`` like every command.
@@ -52,10 +52,13 @@ def serve(
         ),
     ] = None,
 ) -> None:
-    """Serve the unsubscribe and preference pages and SendGrid's Event Webhook.
+    """Serve the member pages, the webhooks and the HTTP API.
 
     Routes: /unsubscribe/{token} (GET asks, POST unsubscribes: one-click, RFC 8058),
-    /preferences/{token}, POST /webhooks/sendgrid (signed events), GET /health.
+    /preferences/{token}, /questionnaire/{token} (the questionnaire as a form),
+    POST /webhooks/sendgrid (signed events), POST /webhooks/integrations/{name} (a platform's
+    signed webhook, integrations/*.yaml), /api/v1/... (the HTTP API: members, events, answers;
+    keys from `nurture api-key create`; schema at /api/v1/openapi.json), GET /health.
 
     Links in emails point at NURTURE_PUBLIC_BASE_URL, which must reach this server over HTTPS.
     """

@@ -12,7 +12,7 @@ import datetime as dt
 import json
 import os
 from collections.abc import Iterable, Mapping, Sequence
-from typing import Annotated, Any
+from typing import TYPE_CHECKING, Annotated, Any
 
 import httpx
 import typer
@@ -21,8 +21,10 @@ from rich.markup import escape
 from rich.table import Table
 
 from nurture.cli.context import runtime_of
-from nurture.operations import FlowRunSummary, ReasonCount, StatusReport, status_report
 from nurture.runtime import utc_now
+
+if TYPE_CHECKING:  # nurture.operations is imported by the command, not by `nurture --help`
+    from nurture.operations import FlowRunSummary, ReasonCount, StatusReport
 
 __all__ = ["FLOWS", "PrefectRuns", "read_flow_runs", "recent_flow_runs", "register", "status"]
 
@@ -31,12 +33,13 @@ console = Console()
 FLOWS = ("nightly", "deliver")
 """The flows whose runs the status shows."""
 DEFAULT_RUNS = 3
-"""Runs shown per flow."""
+"""Runs that ended shown per flow (besides the last completed one and those not ended yet)."""
 TIMEOUT_SECONDS = 5.0
 """How long to wait for the Prefect server."""
 
 STATUS_HELP = (
-    "Show how nurture is doing: the last runs of the nightly and deliver flows, the emails by "
+    "Show how nurture is doing: the last completed, failed and crashed runs of the nightly and "
+    "deliver flows (what each did, how long ago), the runs going on or due, the emails by "
     "status, failures by reason, the suppression list, and what an operator should look at.\n\n"
     "Flow runs are read from the Prefect server at PREFECT_API_URL (when set); the rest from "
     "the database."
@@ -60,6 +63,8 @@ class PrefectRuns:
 
 def _flow_run(flow: str, data: Mapping[str, Any]) -> FlowRunSummary:
     """A flow run of the Prefect API's JSON as a summary."""
+    from nurture.operations import FlowRunSummary
+
     state = data.get("state") or {}
     return FlowRunSummary(
         flow=flow,
@@ -69,7 +74,22 @@ def _flow_run(flow: str, data: Mapping[str, Any]) -> FlowRunSummary:
         start_time=data.get("start_time"),
         end_time=data.get("end_time"),
         message=state.get("message") or None,
+        expected_start_time=data.get("expected_start_time"),
+        id=str(data["id"]) if data.get("id") else None,
     )
+
+
+QUERIES: tuple[tuple[tuple[str, ...], str, int | None], ...] = (
+    (("COMPLETED", "FAILED", "CRASHED", "CANCELLED"), "END_TIME_DESC", None),
+    (("COMPLETED",), "END_TIME_DESC", 1),
+    (("SCHEDULED", "PENDING", "RUNNING", "PAUSED"), "EXPECTED_START_TIME_ASC", None),
+)
+"""What is asked of each flow: ``(state types, sort, limit)`` (None: the runs asked for).
+
+The last runs that ended (completed, failed, crashed, cancelled), newest first; the last
+completed one, however many failed since; then the runs not ended yet: running, late, next
+scheduled (their times tell the schedule's period).
+"""
 
 
 def read_flow_runs(
@@ -80,17 +100,20 @@ def read_flow_runs(
     api_key: str | None = None,
     timeout: float = TIMEOUT_SECONDS,
 ) -> list[FlowRunSummary]:
-    """Read the latest runs of each flow from a Prefect server, newest first.
+    """Read the recent and upcoming runs of each flow from a Prefect server.
+
+    Per flow: the last ``limit`` runs that ended, the last completed one, and the next
+    ``limit`` runs not ended yet (at least 3, to know the schedule's period).
 
     Args:
         api_url: The server's API (``http://127.0.0.1:4200/api``).
         flows: The flow names.
-        limit: Runs per flow.
+        limit: Runs that ended per flow.
         api_key: A Prefect Cloud API key, sent as a bearer token.
         timeout: Seconds to wait for each answer.
 
     Returns:
-        The runs, flow by flow, newest (by start time) first.
+        The runs, flow by flow, each once.
 
     Raises:
         httpx.HTTPError: The server could not be reached or answered with an error.
@@ -100,19 +123,26 @@ def read_flow_runs(
     runs: list[FlowRunSummary] = []
     with httpx.Client(base_url=api_url.rstrip("/") + "/", timeout=timeout, headers=headers) as http:
         for flow in flows:
-            response = http.post(
-                "flow_runs/filter",
-                json={
-                    "flows": {"name": {"any_": [flow]}},
-                    "sort": "START_TIME_DESC",
-                    "limit": limit,
-                },
-            )
-            response.raise_for_status()
-            found = response.json()
-            if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
-                raise ValueError(f"expected a list of flow runs, got {str(found)[:200]!r}")
-            runs += [_flow_run(flow, run) for run in found]
+            seen: set[str] = set()
+            for types, sort, count in QUERIES:
+                response = http.post(
+                    "flow_runs/filter",
+                    json={
+                        "flows": {"name": {"any_": [flow]}},
+                        "flow_runs": {"state": {"type": {"any_": list(types)}}},
+                        "sort": sort,
+                        "limit": count or max(limit, 3 if "SCHEDULED" in types else limit),
+                    },
+                )
+                response.raise_for_status()
+                found = response.json()
+                if not isinstance(found, list) or not all(isinstance(r, dict) for r in found):
+                    raise ValueError(f"expected a list of flow runs, got {str(found)[:200]!r}")
+                for data in found:
+                    key = str(data.get("id") or data.get("name"))
+                    if key not in seen:
+                        seen.add(key)
+                        runs.append(_flow_run(flow, data))
     return runs
 
 
@@ -164,22 +194,39 @@ def _duration(run: FlowRunSummary) -> str:
 
 
 STATE_STYLES = {"COMPLETED": "green", "FAILED": "red", "CRASHED": "red", "CANCELLED": "yellow"}
+ATTENTION_STYLE = "yellow"
 
 
-def _runs_table(runs: Sequence[FlowRunSummary]) -> Table:
-    table = Table(title="Flow runs")
-    for column in ("flow", "run", "state", "started", "took", "message"):
+def _state(run: FlowRunSummary) -> str:
+    style = ATTENTION_STYLE if run.needs_attention else STATE_STYLES.get(run.state_type, "")
+    return f"[{style}]{escape(run.state_name)}[/]" if style else escape(run.state_name)
+
+
+def _moment(run: FlowRunSummary, now: dt.datetime) -> str:
+    """When the run ended, started or is due, from now: ``ended 2.0 h ago``, ``due in 20 h``."""
+    from nurture.operations.flow_runs import time_ago
+
+    if run.ended is not None:
+        return f"ended {time_ago(run.ended, now)}"
+    if run.started is not None:
+        return f"started {time_ago(run.started, now)}"
+    if run.expected is not None:
+        return f"due {time_ago(run.expected, now)}"
+    return "-"
+
+
+def _runs_table(runs: Sequence[FlowRunSummary], now: dt.datetime) -> Table:
+    table = Table(title="Flow runs (exact times in --json)")
+    for column in ("run", "state", "when", "what it did"):
         table.add_column(column)
     for run in runs:
-        style = STATE_STYLES.get(run.state_type, "")
-        state = f"[{style}]{escape(run.state_name)}[/]" if style else escape(run.state_name)
+        message = (run.message or "").removeprefix(f"{run.flow}: ")
+        took = _duration(run)
         table.add_row(
-            run.flow,
-            escape(run.name),
-            state,
-            _when(run.start_time),
-            _duration(run),
-            escape((run.message or "")[:80]),
+            f"{run.flow} [bold]{escape(run.name)}[/]",
+            _state(run),
+            _moment(run, now) + (f", took {took}" if took != "-" else ""),
+            escape(message[:200]),
         )
     return table
 
@@ -238,10 +285,10 @@ def _suppressions_table(report: StatusReport) -> Table:
     return table
 
 
-def _print(report: StatusReport, prefect: PrefectRuns) -> None:
+def _print(report: StatusReport, prefect: PrefectRuns, now: dt.datetime) -> None:
     if report.flow_runs is not None:
         if report.flow_runs:
-            console.print(_runs_table(report.flow_runs))
+            console.print(_runs_table(report.flow_runs, now))
         else:
             console.print(f"No nightly or deliver run on the Prefect server at {prefect.api_url}.")
     else:
@@ -279,13 +326,23 @@ def status(
         bool, typer.Option("--json", help="Print the status as JSON, for other programs.")
     ] = False,
     runs: Annotated[
-        int, typer.Option("--runs", min=1, max=50, help="Flow runs shown per flow.")
+        int,
+        typer.Option(
+            "--runs",
+            min=1,
+            max=50,
+            help="Runs that ended shown per flow (the last completed one and the runs not "
+            "ended yet are always shown).",
+        ),
     ] = DEFAULT_RUNS,
 ) -> None:
     """Show how nurture is doing and what an operator should look at."""
+    from nurture.operations import status_report
+
     prefect = recent_flow_runs(runs)
+    now = utc_now()
     with runtime_of(ctx).session() as session:
-        report = status_report(session, utc_now(), flow_runs=prefect.runs)
+        report = status_report(session, now, flow_runs=prefect.runs)
     if json_output:
         data = {
             "prefect": {"api_url": prefect.api_url, "problem": prefect.problem},
@@ -293,7 +350,7 @@ def status(
         }
         typer.echo(json.dumps(data, ensure_ascii=False, indent=2))
         return
-    _print(report, prefect)
+    _print(report, prefect, now)
 
 
 def register(app: typer.Typer) -> None:

@@ -41,6 +41,7 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import normalise_address, suppress_address
 from nurture.ingest.fields import load_json
+from nurture.sentences import describe_provider_events
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
@@ -410,7 +411,7 @@ def record_provider_events(
             summary.activities += _add_activity(session, event, message, content_keys)
         summary.suppressed += _suppress(session, event, member, salt, now)
         session.flush()  # the next event of the same message reads this one's changes
-    logger.info("provider events: %s", summary)
+    logger.info("%s", describe_provider_events(summary))
     return summary
 
 

@@ -31,6 +31,8 @@ Every template sees:
 ``unsubscribe_url``       one-click unsubscribe link (signed token)
 ``preferences_url``       preference page link (same signed token)
 ``journey``, ``step``     the journey key and step id of the message
+``questionnaire_url``     from ``shared_context``; ``hosted`` becomes the member's signed link
+                          to the form ``nurture serve`` hosts (``/questionnaire/{token}``)
 anything else             every key of ``shared_context`` (``questionnaire_url``) and of
                           ``Message.context`` (``slots``, ``trigger``...)
 ========================  ==================================================================
@@ -88,6 +90,7 @@ from nurture.languages import DEFAULT_LANGUAGES, resolve_language
 from nurture.storage.models import Member, Message
 
 __all__ = [
+    "HOSTED_QUESTIONNAIRE",
     "STRINGS",
     "TEMPLATE_SUFFIXES",
     "RenderedEmail",
@@ -97,6 +100,10 @@ __all__ = [
     "resolve_language",
     "template_location",
 ]
+
+HOSTED_QUESTIONNAIRE = "hosted"
+"""``questionnaire_url`` (``NURTURE_QUESTIONNAIRE_URL``) naming the form ``nurture serve`` hosts:
+each email then links to the member's own signed ``/questionnaire/{token}``."""
 
 STRINGS: dict[str, dict[str, str]] = {
     "en": {
@@ -461,6 +468,8 @@ class TemplateRenderer:
             journey=message.journey_key,
             step=message.step_id,
         )
+        if context.get("questionnaire_url") == HOSTED_QUESTIONNAIRE:
+            context["questionnaire_url"] = f"{self.public_base_url}/questionnaire/{token}"
         return context
 
     def render_subject(self, source: str, context: Mapping[str, Any], *, what: str) -> str:

@@ -71,8 +71,13 @@ class SentenceTransformerEmbedder:
             self._model = SentenceTransformer(path, device=device)
         except Exception as error:
             where = "folder" if Path(path).exists() else "name (not a local folder)"
+            lines = [line.strip() for line in str(error).splitlines() if line.strip()]
+            reason = (lines[0] if lines else type(error).__name__)[:200]
             raise EmbeddingError(
-                f"cannot load embedding model {model!r} from {where} {path!r}: {error}"
+                f"cannot load embedding model {model!r} from {where} {path!r} ({reason}): set "
+                "NURTURE_EMBEDDING_MODEL to a sentence-transformers model folder on this "
+                f"machine, or to {DEFAULT_EMBEDDING_MODEL!r}, the bundled model (nothing is "
+                "downloaded at run time)"
             ) from error
         # sentence-transformers 6 renamed the method; older releases only have the long name.
         dimension = (

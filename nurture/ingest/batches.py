@@ -21,6 +21,7 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from sqlalchemy.exc import DataError, IntegrityError
 from sqlalchemy.orm import Session
 
+from nurture import progress
 from nurture.errors import ImportRecordError, Problem
 from nurture.ingest.readers import FileLayout, SourceRecord, detect_layout, read_records
 from nurture.ingest.rejects import RejectsWriter
@@ -203,12 +204,16 @@ def run_import(
                 pending.append(record)
             if len(pending) + len(refused) >= batch_size:
                 summary.read = read
+                taken = len(pending) + len(refused)
                 batch = _parse(parse, pending, refused)
                 _store_batch(session, path, apply, batch, refused, rejects, summary)
+                progress.advance(taken)
                 pending, refused = [], []
         summary.read = read
+        taken = len(pending) + len(refused)
         batch = _parse(parse, pending, refused)
         _store_batch(session, path, apply, batch, refused, rejects, summary)
+        progress.advance(taken)
     logger.info(
         "imported %s (%s): %d read, %d stored, %d updated, %d unchanged, %d refused",
         path,

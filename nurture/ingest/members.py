@@ -139,7 +139,7 @@ def import_members(
         path,
         rejects_path,
         parse=parse,
-        apply=functools.partial(_apply_members, default_language=languages[0]),
+        apply=functools.partial(_apply_members, default_language=languages[0], now=now),
         known_columns=None,
         required_columns=MEMBER_REQUIRED_COLUMNS,
         header_names=frozenset(MEMBER_COLUMNS),
@@ -217,8 +217,13 @@ def _parse_member(
 
 
 def _apply_members(
-    session: Session, rows: Sequence[Row[_MemberRecord]], *, default_language: str
+    session: Session,
+    rows: Sequence[Row[_MemberRecord]],
+    *,
+    default_language: str,
+    now: dt.datetime | None = None,
 ) -> BatchResult:
+    """Upsert ``rows``; a new member without ``joined_at`` joined at ``now`` (default: now)."""
     external_ids = {row.value.external_id for row in rows if row.value.external_id}
     emails = {row.value.email for row in rows}
     found = session.scalars(
@@ -240,7 +245,7 @@ def _apply_members(
             result.refuse(index, _email_taken(record.email, holder))
             continue
         if member is None:
-            member = _new_member(record, default_language)
+            member = _new_member(record, default_language, now or utcnow())
             session.add(member)
             result.count(Outcome.STORED)
         else:
@@ -262,7 +267,7 @@ def _email_taken(email: str, holder: Member) -> ImportRecordError:
     )
 
 
-def _new_member(record: _MemberRecord, default_language: str) -> Member:
+def _new_member(record: _MemberRecord, default_language: str, now: dt.datetime) -> Member:
     return Member(
         external_id=record.external_id,
         email=record.email,
@@ -271,7 +276,7 @@ def _new_member(record: _MemberRecord, default_language: str) -> Member:
         language=record.language or default_language,
         time_zone=record.time_zone or "UTC",
         birthday=record.birthday,
-        joined_at=record.joined_at or utcnow(),
+        joined_at=record.joined_at or now,
         consent_status=record.consent_status or ConsentStatus.UNKNOWN,
         consent_source=record.consent_source,
         attributes=dict(record.attributes),

@@ -44,6 +44,7 @@ __all__ = [
     "FileLayout",
     "ImportFileError",
     "SourceRecord",
+    "check_json_record",
     "detect_layout",
     "file_format",
     "read_records",
@@ -551,20 +552,36 @@ def _read_jsonl(handle: TextIO, known_columns: frozenset[str] | None) -> Iterato
         except ValueError as exc:
             yield SourceRecord(number, raw, None, ImportRecordError(f"invalid JSON: {exc}"))
             continue
-        if type(data) is not dict:
-            reason = f"expected a JSON object, found a JSON {type(data).__name__}"
-            yield SourceRecord(number, raw, None, ImportRecordError(reason))
-            continue
-        if known_columns is not None and not data.keys() <= known_columns:
-            unknown = sorted(set(data) - known_columns)
-            reason = (
-                f"unknown fields {', '.join(map(_safe, unknown))} "
-                f"(expected {', '.join(sorted(known_columns))})"
-            )
-            field = _safe(unknown[0])
-            yield SourceRecord(number, raw, None, ImportRecordError(reason, field=field))
+        refused = check_json_record(data, known_columns)
+        if refused is not None:
+            yield SourceRecord(number, raw, None, refused)
             continue
         yield _new_record(SourceRecord, (number, raw, data, None))
+
+
+def check_json_record(data: Any, known_columns: frozenset[str] | None) -> ImportRecordError | None:
+    """Why a JSON value is not a record (a JSON object of known fields), or ``None``.
+
+    Args:
+        data: A parsed JSON value: a line of a JSON Lines file, an item of an API request.
+        known_columns: The only fields allowed, or ``None`` to allow any.
+    """
+    if type(data) is not dict:
+        return ImportRecordError(f"expected a JSON object, found a JSON {_json_type(data)}")
+    if known_columns is not None and not data.keys() <= known_columns:
+        unknown = sorted(set(data) - known_columns)
+        reason = (
+            f"unknown fields {', '.join(map(_safe, unknown))} "
+            f"(expected {', '.join(sorted(known_columns))})"
+        )
+        return ImportRecordError(reason, field=_safe(unknown[0]))
+    return None
+
+
+def _json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type."""
+    names = {list: "array", str: "string", bool: "boolean", int: "number", float: "number"}
+    return "null" if value is None else names.get(type(value), type(value).__name__)
 
 
 def _safe(name: str) -> str:

@@ -21,6 +21,7 @@ from nurture.journeys.content import (
 )
 from nurture.journeys.engine import JourneySummary, advance_journeys, wait_until
 from nurture.journeys.holds import HeldEmail
+from nurture.journeys.journey_status import JourneyStatus, journey_status
 from nurture.journeys.loader import load_journey, load_journeys, read_journeys
 from nurture.journeys.migrate import MigrationReport, migrate_enrollments
 from nurture.journeys.models import (
@@ -42,7 +43,6 @@ from nurture.journeys.policy import (
     load_sending_rules,
     read_sending_rules,
 )
-from nurture.journeys.progress import JourneyStatus, journey_status
 from nurture.journeys.schema import journey_json_schema, write_journey_json_schema
 from nurture.journeys.simulate import SimulationReport, simulate_journeys
 from nurture.journeys.triggers import (

@@ -29,6 +29,7 @@ from typing import Any, Literal
 from sqlalchemy import Select, Table, exists, select
 from sqlalchemy.orm import Session
 
+from nurture import progress
 from nurture.chunks import chunked
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
@@ -55,6 +56,7 @@ from nurture.journeys.models import (
 from nurture.journeys.policy import BackfillLimit, SendingRules
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
+from nurture.sentences import describe_journeys
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
@@ -239,9 +241,10 @@ def advance_journeys(
         due = list(session.scalars(_due_enrollments(definition, run)))
         for chunk in chunked(due, chunk_size):
             _advance_chunk(session, chunk, run, versions)
+            progress.advance(len(chunk))
 
     summary = JourneySummary(**dataclasses.asdict(run.counts))
-    logger.info("journeys advanced at %s: %s", now.isoformat(), summary)
+    logger.info("%s (at %s)", describe_journeys(summary), now.isoformat())
     return summary
 
 

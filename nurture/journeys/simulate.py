@@ -29,6 +29,7 @@ from cronsim import CronSim
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from nurture import progress
 from nurture.chunks import chunked
 from nurture.journeys.backfill import Backfill, measure_backfill
 from nurture.journeys.content import PickContent
@@ -447,10 +448,16 @@ class _Run:
                 )
             ]
             if chosen:
-                self._pass(chosen, now)
+                with progress.unwatched():  # the engine's own counts are not the hours
+                    self._pass(chosen, now)
                 for definition in chosen:
                     checked[definition.id] = now
-            now = self._next_tick(now, checked, moments)
+            later = self._next_tick(now, checked, moments)
+            hour = dt.timedelta(hours=1)
+            progress.advance(
+                (min(later, self.end) - self.start) // hour - (now - self.start) // hour
+            )
+            now = later
 
     def _pass(self, chosen: list[JourneyDefinition], now: dt.datetime) -> None:
         self.now = now

@@ -18,7 +18,7 @@ from nurture.operations.delivery import (
     normalise_error,
     suppression_summary,
 )
-from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary
+from nurture.operations.flow_runs import FlowRunSummary, flow_run_summary, schedule_period
 from nurture.storage.models import (
     MatchRun,
     Member,
@@ -33,6 +33,7 @@ __all__ = [
     "NIGHTLY_FLOW",
     "AttentionFacts",
     "AttentionThresholds",
+    "allowed_age",
     "attention_items",
     "last_nightly_work",
     "load_attention_facts",
@@ -108,6 +109,31 @@ def last_nightly_work(session: Session) -> dt.datetime | None:
     return max(found) if found else None
 
 
+def allowed_age(
+    flow: str, runs: Sequence[FlowRunSummary], thresholds: AttentionThresholds
+) -> tuple[dt.timedelta | None, dt.timedelta | None]:
+    """How old the last completed run of ``flow`` may be, and the schedule's period if known.
+
+    A run's schedule allows one period between runs, plus some slack for the run's own time
+    (a quarter of the period, between 15 minutes and 2 hours): a daily nightly may be 26 hours
+    old. Without a known schedule the nightly gets ``thresholds.nightly_within``; another flow
+    is then never called stale.
+    """
+    period = schedule_period(runs)
+    if period is not None:
+        slack = min(max(period / 4, dt.timedelta(minutes=15)), dt.timedelta(hours=2))
+        return period + slack, period
+    return (thresholds.nightly_within if flow == NIGHTLY_FLOW else None), None
+
+
+def _span(delta: dt.timedelta) -> str:
+    """``25 minutes`` under an hour and a half, else as :func:`_hours` (``26 hours``)."""
+    minutes = delta.total_seconds() / 60
+    if minutes < 90:
+        return _noun(round(minutes), "minute")
+    return _hours(delta)
+
+
 def _flow_run_items(
     runs: Sequence[FlowRunSummary], now: dt.datetime, thresholds: AttentionThresholds
 ) -> list[str]:
@@ -123,27 +149,50 @@ def _flow_run_items(
                 f"The last {flow} run ({last.name}) ended {last.state_name} at "
                 f"{_when(last.ended)}{why}. Look at its logs in the Prefect UI."
             )
+        elif last is not None and last.needs_attention:
+            why = normalise_error(last.message).removeprefix(f"{flow}: ")
+            items.append(
+                f"The last {flow} run ({last.name}, {_when(last.ended)}) completed but needs "
+                f"attention: {why}"
+            )
         late = [run for run in of_flow if run.state_name == LATE]
         if late:
             items.append(
                 f"{_are(len(late), f'{flow} run')} late: scheduled, but nothing started "
                 f"{'it' if len(late) == 1 else 'them'}. Is `python -m flows.serve` running?"
             )
-    nightly = [run for run in runs if run.flow == NIGHTLY_FLOW and run.completed]
-    finished = [run.ended or run.started for run in nightly]
-    last_done = max((time for time in finished if time is not None), default=None)
-    if last_done is None:
-        items.append(
-            "No completed nightly run among the runs the Prefect server returned: profiles, "
-            "segments and recommendations may be stale. Is the nightly deployment served?"
-        )
-    elif now - last_done > thresholds.nightly_within:
-        items.append(
-            f"No nightly run completed in the last {_hours(thresholds.nightly_within)} (the "
-            f"last one ended {_hours(now - last_done)} ago): profiles, segments and "
-            "recommendations are getting stale."
-        )
+        items += _stale_items(flow, of_flow, now, thresholds)
     return items
+
+
+def _stale_items(
+    flow: str, runs: Sequence[FlowRunSummary], now: dt.datetime, thresholds: AttentionThresholds
+) -> list[str]:
+    """The flow's last completed run, judged against what its schedule allows."""
+    if not runs:
+        if flow != NIGHTLY_FLOW:
+            return []
+        return [
+            "No nightly run on the Prefect server: profiles, segments and recommendations are "
+            "not refreshed. Is the nightly deployment served (`python -m flows.serve`)?"
+        ]
+    finished = [run.ended or run.started for run in runs if run.completed]
+    last_done = max((time for time in finished if time is not None), default=None)
+    if last_done is None:  # never completed: a failure or a late run above says why, if any
+        return []
+    allowed, period = allowed_age(flow, runs, thresholds)
+    if allowed is None or now - last_done <= allowed:
+        return []
+    schedule = f" (its schedule runs it every {_span(period)})" if period is not None else ""
+    what = (
+        "profiles, segments and recommendations are getting stale"
+        if flow == NIGHTLY_FLOW
+        else "its work is waiting"
+    )
+    return [
+        f"No {flow} run completed in the last {_span(allowed)}{schedule}; the last one ended "
+        f"{_span(now - last_done)} ago: {what}."
+    ]
 
 
 @dataclass(frozen=True)

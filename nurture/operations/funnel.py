@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import case, func, or_, select
 from sqlalchemy.orm import Session
 
-from nurture.journeys.progress import JourneyStatus, journey_status
+from nurture.journeys.journey_status import JourneyStatus, journey_status
 from nurture.operations.shares import share_of
 from nurture.storage.models import DeliveryStatus, Journey, Message, MessageStatus, ProviderEvent
 

@@ -36,6 +36,9 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
 __all__ = [
     "ActivityEvent",
     "Answer",
+    "ApiKey",
+    "ApiRequest",
+    "ApiScope",
     "AssignmentState",
     "Base",
     "CommunityMilestone",
@@ -628,4 +631,44 @@ class Suppression(Base):
     email_hash: Mapped[str] = mapped_column(String(64), unique=True)
     reason: Mapped[SuppressionReason] = mapped_column(_status_enum(SuppressionReason, 50))
     source: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[created_at]
+
+
+class ApiScope(enum.StrEnum):
+    """What an API key may do: read members, or also write members, events and answers."""
+
+    READ = "read"
+    WRITE = "write"
+
+
+class ApiKey(Base):
+    """A key of the HTTP API: only its SHA-256 is kept; the key itself is shown once."""
+
+    __tablename__ = "api_keys"
+
+    id: Mapped[intpk]
+    name: Mapped[str] = mapped_column(String(100))
+    prefix: Mapped[str] = mapped_column(String(32), unique=True)
+    """The key's public part (``nk_<prefix>_...``): finds the key, and names it in lists."""
+    key_hash: Mapped[str] = mapped_column(String(64))
+    scope: Mapped[ApiScope] = mapped_column(_status_enum(ApiScope))
+    created_at: Mapped[created_at]
+    revoked_at: Mapped[dt.datetime | None]
+    last_used_at: Mapped[dt.datetime | None]
+
+
+class ApiRequest(Base):
+    """A request the API accepted, by its idempotency key: a replay answers the same, again."""
+
+    __tablename__ = "api_requests"
+    __table_args__ = (UniqueConstraint("api_key_id", "idempotency_key"),)
+
+    id: Mapped[intpk]
+    api_key_id: Mapped[int] = mapped_column(ForeignKey("api_keys.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    route: Mapped[str] = mapped_column(String(100))
+    body_hash: Mapped[str] = mapped_column(String(64))
+    """SHA-256 of the body: the same key with another body is refused."""
+    status_code: Mapped[int]
+    response: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]

@@ -13,6 +13,11 @@ Routes:
   bounced or complained. A form asking for what the page does not offer gets a 400.
 - ``POST /webhooks/sendgrid``: SendGrid's signed Event Webhook.
 - ``GET /health``: ``ok``.
+- ``/api/v1/...``: the HTTP API (:mod:`nurture.web.api`): members, events, answers.
+- ``GET /questionnaire/{token}``, ``POST /questionnaire/{token}``: the onboarding questionnaire
+  as a form, in the member's language (:mod:`nurture.web.questionnaire_form`).
+- ``POST /webhooks/integrations/{name}``: a community platform's signed webhook, mapped by the
+  workspace's ``integrations/<name>.yaml`` (:mod:`nurture.web.inbound`).
 
 The signed token in the link is the member's only credential; a token acts only on the member
 whose current address it was made for (``find_token_member``). A request that cannot be served
@@ -53,6 +58,8 @@ from nurture.settings import Settings
 from nurture.storage import create_database_engine, session_scope
 from nurture.storage.models import Member, utcnow
 from nurture.web import pages
+from nurture.web.api import api_routes
+from nurture.web.inbound import inbound_routes
 from nurture.web.preferences import (
     InvalidPreferenceForm,
     PreferenceChoice,
@@ -61,6 +68,7 @@ from nurture.web.preferences import (
     pause_end,
     read_preference_form,
 )
+from nurture.web.questionnaire_form import questionnaire_routes
 from nurture.web.signature import (
     SIGNATURE_HEADER,
     TIMESTAMP_HEADER,
@@ -410,6 +418,9 @@ def create_app(
             Route("/preferences/{token}", routes.preferences_form, methods=["GET"]),
             Route("/preferences/{token}", routes.save_preferences, methods=["POST"]),
             Route("/webhooks/sendgrid", routes.sendgrid_webhook, methods=["POST"]),
+            *api_routes(settings, database, clock),
+            *inbound_routes(settings, database, clock),
+            *questionnaire_routes(settings, database, clock),
         ],
         lifespan=lifespan,
     )

@@ -16,6 +16,7 @@ __all__ = [
     "CATEGORIES",
     "LANGUAGE_NAMES",
     "STRINGS",
+    "form_page",
     "invalid_link_page",
     "mask_address",
     "message_page",
@@ -165,6 +166,12 @@ button:hover{background:#1e40af}
 a{color:#1d4ed8}
 .notice{padding:.75rem 1rem;border-radius:6px;background:#ecfdf5;color:#065f46}
 .warning{padding:.75rem 1rem;border-radius:6px;background:#fef3c7;color:#78350f}
+textarea,input[type=date]{display:block;width:100%;box-sizing:border-box;font:inherit;
+padding:.4rem;border:1px solid #a1a1aa;border-radius:4px}
+.question{margin:1rem 0}
+.question>label{font-weight:600}
+.error{color:#b91c1c;font-weight:600;margin:.25rem 0}
+.hint-inline{font-weight:400;color:#52525b}
 """
 
 
@@ -191,6 +198,11 @@ def _page(lang: str, title: str, body: str) -> str:
         f"<title>{escape(title)}</title>\n<style>{_STYLE}</style>\n</head>\n<body>\n"
         f"<main>\n<h1>{escape(title)}</h1>\n{body}\n</main>\n</body>\n</html>\n"
     )
+
+
+def form_page(lang: str, title: str, body: str) -> str:
+    """A whole page around ``body``, a form's HTML (the hosted questionnaire); ``title`` is text."""
+    return _page(lang, title, body)
 
 
 def invalid_link_page() -> str:

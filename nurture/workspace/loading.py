@@ -10,6 +10,7 @@ A workspace is a folder of files marketers write::
     sending.yaml          the message budget and quiet hours (optional)
     journeys/*.yaml       the journeys
     templates/*.j2        the email templates
+    integrations/*.yaml   inbound webhooks of community platforms (optional)
 
 They are loaded in that order, each checked against what came before it: labels and content
 items against the declared languages, rules against the question keys, journeys against the
@@ -23,7 +24,7 @@ once.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -32,6 +33,7 @@ from nurture.errors import Problem, WorkspaceValidationError
 from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, YamlLimits
 from nurture.workspace.brand import BRAND_FILE, Brand, email_branding, read_brand
 from nurture.workspace.config import WORKSPACE_FILE, WorkspaceConfig, read_workspace_config
+from nurture.workspace.integrations import INTEGRATIONS_DIR, Integration, read_integrations
 from nurture.workspace.library import ContentItemSpec, read_content_library
 from nurture.workspace.questionnaire import Questionnaire, read_questionnaire
 from nurture.workspace.templates import (
@@ -105,6 +107,11 @@ class WorkspacePaths:
         """``templates/``: the email templates."""
         return self.root / "templates"
 
+    @property
+    def integrations(self) -> Path:
+        """``integrations/``: the inbound webhooks of community platforms (optional)."""
+        return self.root / INTEGRATIONS_DIR
+
 
 @dataclass(frozen=True)
 class Workspace:
@@ -119,6 +126,7 @@ class Workspace:
         segment_rules: The rule segments, in file order.
         sending_rules: The budget and quiet hours every journey shares.
         journeys: The journeys, in file name order.
+        integrations: The inbound webhooks (``integrations/*.yaml``), in file name order.
     """
 
     paths: WorkspacePaths
@@ -129,6 +137,7 @@ class Workspace:
     segment_rules: list[SegmentRule]
     sending_rules: SendingRules
     journeys: list[JourneyDefinition]
+    integrations: list[Integration] = field(default_factory=list)
 
     @property
     def root(self) -> Path:
@@ -244,6 +253,8 @@ def load_workspace(
         limits=limits,
     )
     collected.problems += problems
+    integrations, problems = read_integrations(paths.integrations, limits=limits)
+    collected.problems += problems
     collected.problems += validate_templates(
         paths.templates,
         community_name=branding.community_name,
@@ -270,6 +281,7 @@ def load_workspace(
         segment_rules=segment_rules,
         sending_rules=sending.value,
         journeys=journeys,
+        integrations=integrations,
     )
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import re
 import socket
 import threading
 from collections.abc import Iterator
@@ -39,6 +40,21 @@ class FakePrefect(ThreadingHTTPServer):
         return f"http://127.0.0.1:{self.server_address[1]}/api"
 
 
+def _sort_key(sort: str) -> Any:
+    """The order of the Prefect API's sorts nurture asks for (missing times last)."""
+    field, _, direction = sort.rpartition("_")
+    column = field.lower()
+
+    def key(run: dict[str, Any]) -> tuple[bool, float]:
+        value = run.get(column) or run.get("expected_start_time")
+        if not value:
+            return (True, 0.0)
+        stamp = dt.datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+        return (False, -stamp if direction == "DESC" else stamp)
+
+    return key
+
+
 class _Handler(BaseHTTPRequestHandler):
     server: FakePrefect
 
@@ -46,7 +62,12 @@ class _Handler(BaseHTTPRequestHandler):
         body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.server.requests.append((self.path, body))
         flow = body["flows"]["name"]["any_"][0]
-        payload = json.dumps(self.server.runs.get(flow, [])[: body["limit"]]).encode()
+        runs = self.server.runs.get(flow, [])
+        types = (body.get("flow_runs") or {}).get("state", {}).get("type", {}).get("any_")
+        if types is not None:
+            runs = [run for run in runs if run["state_type"] in types]
+        runs = sorted(runs, key=_sort_key(body["sort"]))
+        payload = json.dumps(runs[: body["limit"]]).encode()
         self.send_response(self.server.status)
         self.send_header("Content-Type", "application/json")
         self.send_header("Content-Length", str(len(payload)))
@@ -76,18 +97,36 @@ def closed_port() -> int:
         return int(probe.getsockname()[1])
 
 
-def _prefect_run(name: str, state: str, started: dt.datetime, message: str = "") -> dict[str, Any]:
-    """A flow run as the Prefect API returns it (the fields nurture reads, and a few more)."""
+def _iso(time: dt.datetime | None) -> str | None:
+    return time.isoformat().replace("+00:00", "Z") if time else None
+
+
+def _prefect_run(
+    name: str,
+    state: str,
+    started: dt.datetime,
+    message: str = "",
+    *,
+    state_type: str | None = None,
+) -> dict[str, Any]:
+    """A flow run as the Prefect API returns it (the fields nurture reads, and a few more).
+
+    A scheduled or late run has not started: ``started`` is when it is (was) due.
+    """
+    kind = state_type or state.upper()
+    waiting = kind in ("SCHEDULED", "PENDING")
+    running = kind == "RUNNING"
     return {
         "id": f"id-{name}",
         "name": name,
         "flow_id": "flow-id",
-        "state_type": state.upper(),
+        "state_type": kind,
         "state_name": state,
-        "start_time": started.isoformat().replace("+00:00", "Z"),
-        "end_time": (started + HOUR / 60).isoformat().replace("+00:00", "Z"),
+        "expected_start_time": _iso(started),
+        "start_time": None if waiting else _iso(started),
+        "end_time": None if waiting or running else _iso(started + HOUR / 60),
         "total_run_time": 60.0,
-        "state": {"type": state.upper(), "name": state, "message": message or None},
+        "state": {"type": kind, "name": state, "message": message or None},
     }
 
 
@@ -171,11 +210,21 @@ def test_flow_runs_come_from_the_prefect_api(database: str, prefect: FakePrefect
 
     assert [body["flows"]["name"]["any_"] for _, body in prefect.requests] == [
         ["nightly"],
+        ["nightly"],
+        ["nightly"],
+        ["deliver"],
+        ["deliver"],
         ["deliver"],
     ]
     path, body = prefect.requests[0]
     assert path == "/api/flow_runs/filter"
-    assert (body["sort"], body["limit"]) == ("START_TIME_DESC", 2)
+    assert (body["sort"], body["limit"]) == ("END_TIME_DESC", 2)
+    assert body["flow_runs"]["state"]["type"]["any_"] == [
+        "COMPLETED",
+        "FAILED",
+        "CRASHED",
+        "CANCELLED",
+    ]
     for name in ("bright-owl", "calm-heron", "run-0", "run-1"):
         assert name in result.output
     assert "run-2" not in result.output
@@ -204,9 +253,65 @@ def test_an_api_error_is_told(database: str, prefect: FakePrefect) -> None:
 
 def test_read_flow_runs_returns_newest_first_per_flow(prefect: FakePrefect) -> None:
     now = utcnow()
-    prefect.runs = {"deliver": [_prefect_run("a", "Running", now), _prefect_run("b", "Late", now)]}
+    prefect.runs = {
+        "deliver": [
+            _prefect_run("a", "Running", now),
+            _prefect_run("b", "Late", now - HOUR, state_type="SCHEDULED"),
+            _prefect_run("c", "Completed", now - 3 * HOUR),
+            _prefect_run("d", "Completed", now - 2 * HOUR),
+        ]
+    }
 
     runs = read_flow_runs(prefect.api_url + "/", flows=["nightly", "deliver"], limit=1)
 
-    assert [(run.flow, run.name, run.state_type) for run in runs] == [("deliver", "a", "RUNNING")]
+    assert [(run.flow, run.name, run.state_type) for run in runs] == [
+        ("deliver", "d", "COMPLETED"),
+        ("deliver", "b", "SCHEDULED"),
+        ("deliver", "a", "RUNNING"),
+    ]
     assert runs[0].started is not None
+    assert runs[1].expected is not None and runs[1].started is None
+
+
+def test_a_completed_run_beside_its_scheduled_ones_shows_and_is_not_stale(
+    database: str, prefect: FakePrefect
+) -> None:
+    now = utcnow()
+    upcoming = [
+        _prefect_run(f"next-{n}", "Scheduled", now + (24 * n - 1) * HOUR, state_type="SCHEDULED")
+        for n in (1, 2, 3)
+    ]
+    prefect.runs = {
+        "nightly": [
+            *upcoming,
+            _prefect_run(
+                "done-early",
+                "Completed",
+                now - HOUR / 4,
+                "nightly: profiled 40 members; 400 recommendations for 40 members",
+            ),
+        ],
+        "deliver": [
+            _prefect_run(
+                "refused-input",
+                "Needs attention",
+                now - HOUR / 6,
+                "deliver: 2 emails failed (template or provider): `nurture status` lists the "
+                "reasons; delivered 5: 3 sent, 0 suppressed, 2 failed",
+                state_type="COMPLETED",
+            )
+        ],
+    }
+
+    result = _status(database, prefect.api_url, "--runs", "1")
+
+    text = " ".join(result.output.split())
+    assert "done-early" in text and "next-1" in text
+    assert re.search(r"ended 1[34] min ago", text), text
+    assert "profiled" in text  # the table wraps the message; --json below has it whole
+    assert "stale" not in text
+    assert "completed but needs attention: 2 emails failed" in text
+    data = json.loads(_status(database, prefect.api_url, "--json").stdout)
+    done = next(run for run in data["flow_runs"] if run["name"] == "done-early")
+    assert done["message"].startswith("nightly: profiled 40 members")
+    assert done["end_time"] is not None

@@ -6,9 +6,12 @@ import shutil
 from pathlib import Path
 
 import pytest
+from prefect.settings import PREFECT_API_URL
 from sqlalchemy import func, select
 
 from flows.nightly import nightly
+from nurture.cli.status import read_flow_runs
+from nurture.operations import operator_attention
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import Member
@@ -31,8 +34,21 @@ def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
     shutil.copy(EXAMPLES / "bad" / "members-no-email-column.csv", inbox / "members-broken.csv")
     (inbox / "notes.txt").write_text("not an import file", encoding="utf-8")
 
-    result = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+    state = nightly(str(settings.workspace), str(settings.data_dir), NOW, return_state=True)
+    result = state.result()
 
+    # A refused file does not fail the run, but the run says it needs attention, and why.
+    assert (state.type.value, state.name) == ("COMPLETED", "Needs attention")
+    assert state.message.startswith("nightly: import file members-broken.csv refused (")
+    assert "imported 2 files of 3" in state.message
+    # ... and `nurture status` puts it on the attention list, from the Prefect server.
+    runs = read_flow_runs(str(PREFECT_API_URL.value()), flows=["nightly"])
+    with Runtime(settings) as runtime, runtime.session() as session:
+        attention = operator_attention(session, flow_runs=runs)
+    assert any(
+        "completed but needs attention: import file members-broken.csv refused" in item
+        for item in attention
+    ), attention
     outcomes = {row["file"]: row["outcome"] for row in result["imports"]}
     assert outcomes == {
         "members-broken.csv": "failed",
@@ -53,9 +69,11 @@ def test_pending_files_are_imported_once_and_unreadable_ones_set_aside(
     ]
     assert sorted(path.name for path in inbox.iterdir()) == ["done", "failed", "notes.txt"]
 
-    again = nightly(str(settings.workspace), str(settings.data_dir), NOW)
+    rerun = nightly(str(settings.workspace), str(settings.data_dir), NOW, return_state=True)
+    again = rerun.result()
 
-    assert again["imports"] == []
+    assert (rerun.name, again["imports"]) == ("Completed", [])
+    assert rerun.message.startswith("nightly: profiled ")
     assert _count_members(settings) == members
 
 

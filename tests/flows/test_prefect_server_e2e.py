@@ -11,6 +11,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
+import re
 import socket
 import subprocess
 import sys
@@ -21,8 +22,10 @@ from typing import Any
 
 import httpx
 import pytest
+from typer.testing import CliRunner
 
 from flows.serve import DELIVER_DEPLOYMENT, NIGHTLY_DEPLOYMENT, local_server
+from nurture.cli import app
 from nurture.demo import generate_demo_community
 from nurture.workspace import load_content_library, load_questionnaire
 from tests.pipeline_helpers import NOW, welcome_only_workspace
@@ -239,6 +242,21 @@ def test_the_served_deployments_run_and_report_through_the_api(
     assert f"profiled {CHUNK} members" in messages
     assert f"{N_MEMBERS} messages due" in messages
     assert SECRET not in messages and SALT not in messages
+    assert not re.search(r"[\w.+-]+@[\w-]+\.[\w.-]+", messages), "a log line names an address"
+
+    # `nurture status` shows the completed runs, what they did, and no false stale warning.
+    status = CliRunner().invoke(
+        app,
+        ["status", "--json"],
+        env={"PREFECT_API_URL": api, "NURTURE_DATA_DIR": str(data_dir)},
+    )
+    assert status.exit_code == 0, status.output
+    report = json.loads(status.stdout)
+    shown = {run["name"]: run for run in report["flow_runs"]}
+    assert shown[nightly_run["name"]]["state_type"] == "COMPLETED"
+    assert shown[nightly_run["name"]]["message"].startswith("nightly: imported 3 files of 3")
+    assert shown[deliver_run["name"]]["message"].startswith("deliver: journeys: ")
+    assert [item for item in report["attention"] if "nightly" in item] == []
 
     artifacts = _latest_artifacts(api)
     imports = _table(artifacts["nurture-imports"])

@@ -92,11 +92,12 @@ def test_the_questions_documented_are_those_of_the_questionnaire():
 
 
 def test_every_import_example_file_is_documented():
-    # examples/evaluation/ is an evaluation dataset, documented in docs/evaluation.md.
+    # examples/evaluation/ is an evaluation dataset, documented in docs/evaluation.md;
+    # examples/automations/ holds Prefect automations, documented in docs/operations.md.
     files = sorted(
         p.relative_to(EXAMPLES).as_posix()
         for p in EXAMPLES.rglob("*")
-        if p.is_file() and p.relative_to(EXAMPLES).parts[0] != "evaluation"
+        if p.is_file() and p.relative_to(EXAMPLES).parts[0] not in ("evaluation", "automations")
     )
     linked = {name for name in re.findall(r"\(\.\./examples/([^)]+)\)", DOC) if "." in name}
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 import pytest
@@ -226,10 +227,68 @@ def test_late_runs(session: Session) -> None:
     _only(operator_attention(session, NOW, flow_runs=runs), "1 deliver run is late", "flows.serve")
 
 
-def test_no_completed_nightly_run_among_the_flow_runs(session: Session) -> None:
+def test_no_nightly_run_at_all_on_the_server(session: Session) -> None:
     runs = [_run("deliver", "Completed", NOW - HOUR)]
 
-    _only(operator_attention(session, NOW, flow_runs=runs), "No completed nightly run")
+    _only(
+        operator_attention(session, NOW, flow_runs=runs),
+        "No nightly run on the Prefect server",
+        "python -m flows.serve",
+    )
+
+
+def _scheduled(flow: str, *due: dt.datetime) -> list[FlowRunSummary]:
+    return [
+        FlowRunSummary(
+            flow, f"{flow}-next-{n}", "SCHEDULED", "Scheduled", expected_start_time=at.isoformat()
+        )
+        for n, at in enumerate(due)
+    ]
+
+
+def test_a_nightly_that_completed_minutes_ago_is_not_stale_beside_its_next_runs(
+    session: Session,
+) -> None:
+    runs = [
+        *_scheduled("nightly", NOW + 23 * HOUR, NOW + 47 * HOUR, NOW + 71 * HOUR),
+        _run("nightly", "Completed", NOW - HOUR / 4),
+        *_scheduled("deliver", NOW + HOUR / 6, NOW + HOUR / 3),
+        _run("deliver", "Completed", NOW - HOUR / 12),
+    ]
+
+    assert operator_attention(session, NOW, flow_runs=runs) == []
+
+
+def test_a_deployment_whose_first_run_is_still_ahead_is_not_stale(session: Session) -> None:
+    runs = _scheduled("nightly", NOW + HOUR, NOW + 25 * HOUR)
+
+    assert operator_attention(session, NOW, flow_runs=runs) == []
+
+
+def test_staleness_follows_the_schedule(session: Session) -> None:
+    every_ten_minutes = _scheduled("deliver", *(NOW + n * HOUR / 6 for n in (1, 2, 3)))
+    runs = [*HEALTHY_RUNS[:1], *every_ten_minutes, _run("deliver", "Completed", NOW - HOUR)]
+
+    _only(
+        operator_attention(session, NOW, flow_runs=runs),
+        "No deliver run completed in the last 25 minutes (its schedule runs it every 10 "
+        "minutes); the last one ended 60 minutes ago",
+    )
+    weekly = _scheduled("nightly", NOW + 24 * HOUR, NOW + 7 * 24 * HOUR + 24 * HOUR)
+    runs = [*weekly, _run("nightly", "Completed", NOW - 3 * 24 * HOUR), HEALTHY_RUNS[1]]
+    assert operator_attention(session, NOW, flow_runs=runs) == []
+
+
+def test_a_run_that_completed_with_refused_input_needs_attention(session: Session) -> None:
+    message = "nightly: import file members-x.csv refused (no email column); imported 0 files"
+    runs = [_run("nightly", "Needs attention", NOW - HOUR, message=message), HEALTHY_RUNS[1]]
+    runs[0] = dataclasses.replace(runs[0], state_type="COMPLETED")
+
+    _only(
+        operator_attention(session, NOW, flow_runs=runs),
+        "The last nightly run (nightly-needs attention, 2026-11-01 08:00 UTC) completed but "
+        "needs attention: import file members-x.csv refused (no email column)",
+    )
 
 
 def test_the_last_completed_nightly_run_is_too_old(session: Session) -> None:

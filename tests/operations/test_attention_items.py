@@ -108,10 +108,9 @@ def test_the_nightly_run_is_judged_by_its_runs_when_known_else_by_its_traces() -
         FlowRunSummary("nightly", "n-1", "FAILED", "Failed", None, (NOW - HOUR).isoformat()),
         FlowRunSummary("deliver", "d-1", "SCHEDULED", "Late"),
     ]
-    late, failed, none_completed = attention_items(stale, NOW, flow_runs=runs)
+    late, failed = attention_items(stale, NOW, flow_runs=runs)
     assert late.startswith("1 deliver run is late")
     assert failed.startswith("The last nightly run (n-1) ended Failed at 2026-11-02 08:00 UTC")
-    assert none_completed.startswith("No completed nightly run among the runs")
 
 
 def test_a_jump_in_suppressions_and_failing_conditions_come_last() -> None:

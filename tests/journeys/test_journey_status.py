@@ -11,7 +11,7 @@ import pytest
 from sqlalchemy.orm import Session
 
 from nurture.journeys import JourneyDefinition, load_journey, register_journeys
-from nurture.journeys.progress import journey_status
+from nurture.journeys.journey_status import journey_status
 from nurture.storage.models import (
     Enrollment,
     EnrollmentState,
