@@ -423,15 +423,15 @@ def profile_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Pro
 def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
     """Cluster every profiled member into labelled segments, then evaluate the rule segments.
 
-    With ``incremental_nightly``, when few profiles changed since the last clustering
-    (``segment_refit_share``), only the changed members are placed, at their nearest segment
-    (:func:`nurture.segmentation.assign_changed_members`).
+    With ``incremental_nightly``, after a complete nightly, when few profiles changed since the
+    last clustering (``segment_refit_share``), only the changed members are placed, at their
+    nearest segment (:func:`nurture.segmentation.assign_changed_members`).
     """
     settings, workspace = runtime.settings, runtime.workspace
     questionnaire, rules = workspace.questionnaire, workspace.segment_rules
     move_after = dt.timedelta(days=settings.segment_move_after_days)
     with runtime.session() as session:
-        if settings.incremental_nightly:
+        if settings.incremental_nightly and last_watermark(session) is not None:
             assigned = assign_changed_members(
                 session,
                 now,
