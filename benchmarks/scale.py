@@ -717,6 +717,12 @@ def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
             "",
             f"- **Warm nightly (profile + segment + match): {warm:.2f} s, {warm / cold:.1%} of "
             f"the cold one ({cold:.2f} s).**",
+            "- What a warm nightly still does for every member, whatever changed: the rule "
+            "segments are evaluated again (their rules read time windows: `days_since_joined`, "
+            "`activity.*.d30`...), and the match run learns its shared state once "
+            "(co-engagement from every member's history, the library's vectors). The members "
+            "matched are the changed ones plus those sent an email since (what was sent is no "
+            "longer recommended).",
             "",
         ]
     lines += [
