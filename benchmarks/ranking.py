@@ -4,12 +4,13 @@ The second figure of ``make bench``: :func:`nurture.recommend.rank_content` rank
 synthetic members against ``items`` synthetic items (unit vectors of the embedding model's
 dimension, no database), chunk after chunk as the match stage does, with every signal on: the
 members' answers, history (sparse), co-engagement, segment interest and popularity, freshness,
-format preference, the language and exclusion masks, and maximal marginal relevance. The
-co-engagement learned from every member's history (:func:`nurture.recommend.learn_co_engagement`,
-once per run) is timed on its own. The baseline is the floor of any embedding ranker on the same
-shapes and chunks: the bare product of the members' vectors with the items' and an
-``argpartition`` top-k. Inputs are generated before each chunk is timed, identically in every
-round, and never count.
+format preference, the learned collaborative model (EASE: each chunk's scores), the language
+and exclusion masks, and maximal marginal relevance. What is learned once per run from every
+member's history, co-engagement (:func:`nurture.recommend.learn_co_engagement`) and EASE
+(:class:`nurture.recommend.EASE`), is timed on its own. The baseline is the floor of any
+embedding ranker on the same shapes and chunks: the bare product of the members' vectors with
+the items' and an ``argpartition`` top-k. Inputs are generated before each chunk is timed,
+identically in every round, and never count.
 """
 
 from __future__ import annotations
@@ -22,7 +23,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from benchmarks.measurement import Measurement
-from nurture.recommend import RankingWeights, learn_co_engagement, rank_content
+from nurture.recommend import EASE, RankingWeights, learn_co_engagement, rank_content
 
 __all__ = [
     "ChunkInputs",
@@ -100,7 +101,7 @@ class RankingBenchmarkResult:
         co_engagement_pairs: Item pairs the learned co-engagement keeps.
         weights: The ranking weights.
         baseline: The bare product and top-k, summed over the chunks.
-        learning: Learning co-engagement (once per run).
+        learning: Learning co-engagement and EASE (once per run).
         ranking: ``rank_content`` over every chunk.
         total: Learning plus ranking: the match stage's arithmetic for the run.
         check_overlap: With only the member weight and no diversity, the share of the
@@ -225,7 +226,20 @@ def bare_top_k(member_vectors: np.ndarray, item_vectors: np.ndarray, k: int) -> 
     return np.argpartition(scores, n - k, axis=1)[:, n - k :]
 
 
-def _rank(catalogue: Catalogue, inputs: ChunkInputs, weights: RankingWeights, k: int, co: object):
+def _learn(everyone: sp.coo_matrix, n_items: int) -> tuple[sp.csr_matrix, EASE]:
+    """What the match stage learns once per run: co-engagement and the EASE model."""
+    co = learn_co_engagement(everyone.row, everyone.col, n_items)
+    return co, EASE().fit(everyone.tocsr())
+
+
+def _rank(
+    catalogue: Catalogue,
+    inputs: ChunkInputs,
+    weights: RankingWeights,
+    k: int,
+    learned: tuple[sp.csr_matrix, EASE],
+):
+    co, model = learned
     return rank_content(
         inputs.member_interest,
         inputs.segment_interest,
@@ -240,6 +254,7 @@ def _rank(catalogue: Catalogue, inputs: ChunkInputs, weights: RankingWeights, k:
         co_engagement=co,  # type: ignore[arg-type]
         format_match=inputs.format_match,
         popularity_rows=inputs.popularity_rows,
+        collaborative=model.transform(inputs.history),
     )
 
 
@@ -249,6 +264,7 @@ def _check_same_work(catalogue: Catalogue, inputs: ChunkInputs, k: int) -> float
         member=1.0,
         history=0.0,
         co_engagement=0.0,
+        collaborative=0.0,
         segment=0.0,
         popularity=0.0,
         freshness=0.0,
@@ -328,9 +344,9 @@ def run_ranking_benchmark(
             f"ranking by the member alone kept only {overlap:.1%} of the baseline's top-k: the "
             f"two sides did not do the same work"
         )
-    co = learn_co_engagement(everyone.row, everyone.col, n_items)
+    learned = _learn(everyone, n_items)
     bare_top_k(first.member_interest, catalogue.vectors, k)  # untimed warm-up of both sides
-    _rank(catalogue, first, weights, k, co)
+    _rank(catalogue, first, weights, k, learned)
 
     baseline: list[float] = []
     learning: list[float] = []
@@ -343,13 +359,13 @@ def run_ranking_benchmark(
             bare_top_k(inputs.member_interest, catalogue.vectors, k)
             bare_seconds += time.perf_counter() - start
             start = time.perf_counter()
-            _rank(catalogue, inputs, weights, k, co)
+            _rank(catalogue, inputs, weights, k, learned)
             rank_seconds += time.perf_counter() - start
         baseline.append(bare_seconds)
         ranking.append(rank_seconds)
         # Timed after the chunks, so that every round learns in the same state of the heap.
         start = time.perf_counter()
-        co = learn_co_engagement(everyone.row, everyone.col, n_items)
+        learned = _learn(everyone, n_items)
         learning.append(time.perf_counter() - start)
         logger.info(
             "ranking round %d/%d: bare %.2f s, learning %.2f s, ranking %.2f s",
@@ -368,12 +384,12 @@ def run_ranking_benchmark(
         repeats=repeats,
         seed=seed,
         engagements=int(everyone.nnz),
-        co_engagement_pairs=int(co.nnz),
+        co_engagement_pairs=int(learned[0].nnz),
         weights=weights,
         baseline=Measurement(
             "Bare matrix product + `argpartition` top-k (baseline)", tuple(baseline)
         ),
-        learning=Measurement("Learning co-engagement (once per run)", tuple(learning)),
+        learning=Measurement("Learning co-engagement and EASE (once per run)", tuple(learning)),
         ranking=Measurement("Ranking: `rank_content`, every signal, MMR", tuple(ranking)),
         total=Measurement(
             "Learning + ranking (the match stage's arithmetic)",
@@ -398,9 +414,11 @@ def render_ranking_section(result: RankingBenchmarkResult) -> tuple[list[str], l
         f"database), {result.k} items each, in chunks of {result.chunk_size} members as the "
         f"match stage runs, with every signal on: answers, history (up to {HISTORY_ITEMS} "
         f"items a member, sparse), co-engagement, segment interest and popularity "
-        f"({SEGMENTS} segments), freshness, format preference, language and exclusion masks, "
+        f"({SEGMENTS} segments), freshness, format preference, the learned collaborative model "
+        f"(EASE, {min(result.items, EASE().max_items):,} items modelled), language and "
+        "exclusion masks, "
         f"and maximal marginal relevance over each member's best {result.weights.mmr_candidates} "
-        f"items. Co-engagement is learned once per run from every member's history "
+        f"items. Co-engagement and EASE are learned once per run from every member's history "
         f"({result.engagements:,} engagements; {result.co_engagement_pairs:,} item pairs kept).",
         "",
         "The baseline is the floor of any ranking by embeddings on the same shapes and chunks: "

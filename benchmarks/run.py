@@ -49,6 +49,7 @@ from sqlalchemy import Engine, delete
 
 from benchmarks.delivery import (
     DeliveryBenchmarkResult,
+    build_renderer,
     render_delivery_section,
     run_delivery_benchmark,
 )
@@ -62,6 +63,11 @@ from benchmarks.journeys import (
 )
 from benchmarks.measurement import NOISE_FLOOR_SECONDS, NOISY_SPREAD, Measurement
 from benchmarks.ranking import RankingBenchmarkResult, render_ranking_section, run_ranking_benchmark
+from benchmarks.sendgrid_delivery import (
+    SendGridBenchmarkResult,
+    render_sendgrid_section,
+    run_sendgrid_benchmark,
+)
 from nurture.demo import generate_demo_community
 from nurture.embedding import Embedder, SentenceTransformerEmbedder, load_embedder
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
@@ -96,6 +102,7 @@ __all__ = [
     "load_bare_model",
     "main",
     "measure_round",
+    "merge_report",
     "prepare_demo_database",
     "render_report",
     "run_message_benchmarks",
@@ -108,7 +115,7 @@ logger = logging.getLogger("benchmarks")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "content"
 
-FIGURES = ("profile", "ranking", "journeys", "delivery")
+FIGURES = ("profile", "ranking", "journeys", "delivery", "sendgrid")
 """The figures of the report, each measurable alone with ``--only``."""
 
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -756,6 +763,7 @@ def render_report(
     machine: dict[str, str] | None = None,
     journeys: JourneysBenchmarkResult | None = None,
     delivery: DeliveryBenchmarkResult | None = None,
+    sendgrid: SendGridBenchmarkResult | None = None,
 ) -> str:
     """The Markdown report of the figures measured at ``when``.
 
@@ -766,6 +774,7 @@ def render_report(
         machine: What the figures depend on; the profile result's when none.
         journeys: What the journeys benchmark measured, if it ran.
         delivery: What the delivery benchmark measured, if it ran.
+        sendgrid: What the SendGrid delivery benchmark measured, if it ran.
 
     Returns:
         The text of ``BENCHMARKS.md``.
@@ -773,7 +782,7 @@ def render_report(
     Raises:
         ValueError: No figure is given.
     """
-    if result is None and ranking is None and journeys is None and delivery is None:
+    if all(figure is None for figure in (result, ranking, journeys, delivery, sendgrid)):
         raise ValueError("no figure to report")
     machine = machine or (result.machine if result is not None else {})
     reproduce = [".venv/bin/python -m benchmarks.run --output BENCHMARKS.md"]
@@ -798,6 +807,7 @@ def render_report(
         *(_ranking_section(ranking) if ranking is not None else []),
         *(_journeys_section(journeys) if journeys is not None else []),
         *(_delivery_section(delivery) if delivery is not None else []),
+        *(render_sendgrid_section(sendgrid) if sendgrid is not None else []),
         "## Machine",
         "",
         f"Measured on {when.astimezone(dt.UTC):%Y-%m-%d %H:%M} UTC.",
@@ -810,8 +820,8 @@ def render_report(
         "",
         "```sh",
         "make bench",
-        "# or, with other settings (--only profile, ranking, journeys or delivery: that "
-        "figure alone):",
+        "# or, with other settings (--only profile, ranking, journeys, delivery or sendgrid: "
+        "that figure alone, its section replaced in an existing --output file):",
         " \\\n".join(reproduce),
         "```",
         "",
@@ -819,10 +829,45 @@ def render_report(
         "`NURTURE_RECOMMENDATIONS_PER_MEMBER` change the model, the batch size, the chunk size "
         "(of every figure) and the items ranked per member, as for the pipeline. `--members`, "
         "`--seed` and `--repeats` apply to the profile, journeys and delivery figures, which "
-        "each run on their own copy of the same demo community.",
+        "each run on their own copy of the same demo community. The sendgrid figure takes "
+        "`--postgres-url` (default `NURTURE_BENCH_POSTGRES_URL`; SQLite without it), "
+        "`--sendgrid-messages` and `--sendgrid-floor-messages`.",
         "",
     ]
     return "\n".join(lines)
+
+
+def _sections(report: str) -> list[tuple[str, str]]:
+    """The report cut at its ``## `` headings: (heading, text) pairs, the preamble first."""
+    parts: list[tuple[str, str]] = []
+    heading, lines = "", []
+    for line in report.splitlines(keepends=True):
+        if line.startswith("## "):
+            parts.append((heading, "".join(lines)))
+            heading, lines = line.strip(), []
+        lines.append(line)
+    parts.append((heading, "".join(lines)))
+    return parts
+
+
+def merge_report(existing: str, new: str) -> str:
+    """``existing`` with the figure sections of ``new`` put in place of theirs (or added).
+
+    For ``--only``: the other figures of an existing report stay as they were measured; the
+    machine and reproduce sections stay the existing report's, and each new section says when
+    it was measured.
+    """
+    kept = {"## Machine", "## Reproduce", ""}
+    fresh = [(h, body) for h, body in _sections(new) if h not in kept]
+    merged = _sections(existing)
+    for heading, body in fresh:
+        index = next((i for i, (h, _) in enumerate(merged) if h == heading), None)
+        if index is None:
+            index = next((i for i, (h, _) in enumerate(merged) if h == "## Machine"), len(merged))
+            merged.insert(index, (heading, body))
+        else:
+            merged[index] = (heading, body)
+    return "".join(body for _, body in merged)
 
 
 def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
@@ -872,8 +917,34 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=3,
         help="Rounds of the ranking figure (default 3).",
     )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("NURTURE_BENCH_POSTGRES_URL"),
+        help="PostgreSQL server of the sendgrid figure (a scratch database is created there "
+        "and dropped); default NURTURE_BENCH_POSTGRES_URL, else SQLite.",
+    )
+    parser.add_argument(
+        "--sendgrid-messages",
+        type=int,
+        default=5000,
+        help="Emails per worker run of the sendgrid figure (default 5000).",
+    )
+    parser.add_argument(
+        "--sendgrid-floor-messages",
+        type=int,
+        default=200,
+        help="Emails per run of its sequential floor (default 200).",
+    )
     args = parser.parse_args(argv)
-    for name in ("members", "repeats", "ranking_members", "ranking_items", "ranking_repeats"):
+    for name in (
+        "members",
+        "repeats",
+        "ranking_members",
+        "ranking_items",
+        "ranking_repeats",
+        "sendgrid_messages",
+        "sendgrid_floor_messages",
+    ):
         if getattr(args, name) < 1:
             option = "--" + name.replace("_", "-")
             parser.error(f"{option} must be at least 1, found {getattr(args, name)}")
@@ -911,14 +982,38 @@ def main(argv: Sequence[str] | None = None) -> int:
         journeys, delivery = run_message_benchmarks(
             settings, args.members, args.seed, args.repeats, message_figures
         )
+    sendgrid = None
+    if args.only in (None, "sendgrid"):
+        with tempfile.TemporaryDirectory(prefix="nurture-bench-sendgrid-") as tmp:
+            sendgrid = run_sendgrid_benchmark(
+                settings,
+                build_renderer(settings),
+                Path(tmp),
+                postgres_url=args.postgres_url,
+                messages=args.sendgrid_messages,
+                floor_messages=args.sendgrid_floor_messages,
+                repeats=args.repeats,
+            )
     machine = describe_machine(load_at_start)
+    when = dt.datetime.now(dt.UTC)
     report = render_report(
-        result, dt.datetime.now(dt.UTC), ranking, machine, journeys=journeys, delivery=delivery
+        result,
+        when,
+        ranking,
+        machine,
+        journeys=journeys,
+        delivery=delivery,
+        sendgrid=sendgrid,
     )
     if args.output is None:
         sys.stdout.write(report)
-    else:
-        args.output.write_text(report, encoding="utf-8")
+    elif args.only is not None and args.output.exists():
+        existing = args.output.read_text(encoding="utf-8")
+        stamped = report.replace(
+            "### Results\n",
+            f"### Results\n\nMeasured on {when:%Y-%m-%d %H:%M} UTC with `--only {args.only}`.\n",
+        )
+        args.output.write_text(merge_report(existing, stamped), encoding="utf-8")
         logger.info("wrote %s", args.output)
     measured: list[tuple[Measurement, Measurement]] = []
     if result is not None:

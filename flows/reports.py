@@ -37,6 +37,7 @@ SEGMENTS_KEY = "nurture-segments"
 MATCH_COVERAGE_KEY = "nurture-match-coverage"
 FUNNEL_KEY = "nurture-journey-funnel"
 DELIVERY_KEY = "nurture-delivery"
+RESULTS_KEY = "nurture-journey-results"
 
 
 def publish_imports(rows: Sequence[Mapping[str, Any]], folder: str) -> None:
@@ -83,6 +84,46 @@ def publish_funnel(rows: Sequence[Any]) -> None:
     )
 
 
+def publish_results(journeys: Sequence[Mapping[str, Any]]) -> None:
+    """Each journey with a holdout or a split: its arms, conversion, difference, p-value, notes."""
+    if not journeys:
+        return
+    lines = ["# Journey results", ""]
+    for journey in journeys:
+        lines += [f"## {journey['name']} (`{journey['journey']}`)", ""]
+        lines += results_table(journey["arms"])
+        lines += [""] + [f"- {note}" for note in journey["notes"]] + [""]
+    create_markdown_artifact(
+        "\n".join(lines),
+        key=RESULTS_KEY,
+        description="Holdouts and splits: goal conversion per arm against the reference.",
+    )
+
+
+def results_table(arms: Sequence[Mapping[str, Any]]) -> list[str]:
+    """Markdown rows: each arm's members, conversion (95% interval) and difference, p-value."""
+    rows = []
+    for arm in arms:
+        rate, versus = arm["conversion"], arm["comparison"]
+        rows.append(
+            [
+                arm["arm"],
+                arm["enrolled"],
+                _percent(rate["rate"], rate["low"], rate["high"]) if rate else "n/a",
+                _percent(versus["difference"], versus["low"], versus["high"], sign=True)
+                if versus
+                else "reference",
+                f"{versus['p_value']:.3g}" if versus else "",
+            ]
+        )
+    return _table(["arm", "members", "conversion", "difference", "p-value"], rows)
+
+
+def _percent(value: float, low: float, high: float, *, sign: bool = False) -> str:
+    shown = f"{value * 100:+.1f}" if sign else f"{value * 100:.1f}"
+    return f"{shown} % [{low * 100:.1f}, {high * 100:.1f}]"
+
+
 def publish_delivery(this_run: Mapping[str, int], report: Mapping[str, Any]) -> None:
     """What this deliver run sent, then the messages by status and the failures by reason."""
     text = markdown_report("Delivery: this run", this_run)
@@ -99,6 +140,7 @@ Publisher = Callable[[Mapping[str, Any], Settings], None]
 PUBLISHERS: Mapping[str, Publisher] = {
     "imports": lambda run, settings: publish_imports(run["imports"], str(imports_dir(settings))),
     "segment_table": lambda run, _: publish_segments(run["segment_table"]),
+    "experiment_results": lambda run, _: publish_results(run["experiment_results"]),
     "match_coverage": lambda run, _: publish_match_coverage(run["match_coverage"]),
     "journey_funnel": lambda run, _: publish_funnel(run["journey_funnel"]),
     "delivery_report": lambda run, _: publish_delivery(run.get("send", {}), run["delivery_report"]),

@@ -85,7 +85,15 @@ class Settings(BaseSettings):
     recommendations_per_member: int = Field(default=10, ge=1)
     ranking_weights: dict[
         Literal[
-            "member", "history", "co_engagement", "segment", "popularity", "freshness", "format"
+            "member",
+            "history",
+            "co_engagement",
+            "collaborative",
+            "segment",
+            "popularity",
+            "cold_start_popularity",
+            "freshness",
+            "format",
         ],
         Annotated[float, Field(ge=0, allow_inf_nan=False)],
     ] = Field(
@@ -93,7 +101,8 @@ class Settings(BaseSettings):
         description=(
             'Weight of each ranking signal, as JSON (e.g. {"co_engagement": 0.4}); signals not '
             "named keep their default: member (answers) 0.3, history 0.25, co_engagement 0.25, "
-            "segment 0.1, popularity 0.2, freshness 0.1, format 0.05."
+            "collaborative 0.3, segment 0.1, popularity 0.2, cold_start_popularity (members "
+            "without history) 1.0, freshness 0.1, format 0.05."
         ),
     )
     # None keeps the ranker's own default (nurture.recommend.RankingWeights): one source of truth.
@@ -200,7 +209,12 @@ class Settings(BaseSettings):
         default=10.0, gt=0, description="Timeout of every call to the mail backend."
     )
     send_concurrency: int = Field(
-        default=4, ge=1, le=64, description="Emails sent at the same time by one worker."
+        default=4,
+        ge=1,
+        le=256,
+        description="Emails sent at the same time by one worker (the SendGrid backend keeps "
+        "as many connections open; at 20 ms a request, 64 keeps the network from limiting a "
+        "worker).",
     )
     max_send_attempts: int = Field(
         default=6, ge=1, description="Tries of one email before it fails for good."

@@ -44,6 +44,7 @@ from nurture.delivery import (
 )
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import JourneySummary, advance_journeys
+from nurture.journeys.best_hour import BestHoursSummary, store_best_hours
 from nurture.profiling import FeatureLayout, ProfileSummary, build_profiles
 from nurture.recommend import (
     MatchSummary,
@@ -77,10 +78,12 @@ __all__ = [
     "PendingImport",
     "Stage",
     "StageList",
+    "best_hours",
     "deliver_chunk",
     "delivery_report",
     "due_messages",
     "erase_member",
+    "experiment_results",
     "export_member",
     "finish_delivery",
     "import_file",
@@ -97,6 +100,7 @@ __all__ = [
     "pending_imports",
     "profile_chunk",
     "recover_deliveries",
+    "refresh_member",
     "run_journeys",
     "segment",
     "segment_table",
@@ -498,7 +502,55 @@ def match_chunk(
             runtime.ranking_weights,
             run_id=run_id,
             kinds=settings.recommendation_kinds,
+            choice_questions=_choice_questions(runtime),
         )
+
+
+def refresh_member(runtime: Runtime, member_id: int, now: dt.datetime) -> MatchSummary:
+    """Profile one member again and rank the library for them (after they answered)."""
+    profile_chunk(runtime, [member_id], now)
+    settings = runtime.settings
+    with runtime.session() as session:
+        return recommend_for_members(
+            session,
+            runtime.embedder,
+            [member_id],
+            now,
+            settings.recommendations_per_member,
+            runtime.ranking_weights,
+            kinds=settings.recommendation_kinds,
+            choice_questions=_choice_questions(runtime),
+        )
+
+
+def _choice_questions(runtime: Runtime) -> list[str]:
+    """Keys of the questionnaire's single-choice questions (none without a questionnaire)."""
+    if not runtime.settings.questionnaire_path.is_file():
+        return []
+    return [
+        question.key
+        for question in runtime.workspace.questionnaire.questions
+        if question.kind == "single_choice"
+    ]
+
+
+def best_hours(runtime: Runtime, now: dt.datetime) -> BestHoursSummary:
+    """Each member's best hour of day for an email, from their opens and clicks (and segment)."""
+    with runtime.session() as session:
+        return store_best_hours(session, now, chunk_size=runtime.settings.chunk_size)
+
+
+def experiment_results(runtime: Runtime, now: dt.datetime) -> list[dict[str, Any]]:
+    """Each journey with a holdout or a split, its arms compared (``JourneyResults.to_dict``)."""
+    from nurture.journeys.results import journey_results
+
+    tested = [
+        definition
+        for definition in runtime.workspace.journeys
+        if definition.holdout_share or definition.split_step is not None
+    ]
+    with runtime.session() as session:
+        return [journey_results(session, definition, now).to_dict() for definition in tested]
 
 
 def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow]:
@@ -679,7 +731,17 @@ NIGHTLY = StageList(
             empty=MatchSummary(run_id=0, members=0, recommendations=0, members_without_items=0),
             says="{recommendations} recommendations for {members} members",
         ),
+        Stage(
+            "best_hours",
+            best_hours,
+            says="best hours of {members} members, {from_own_events} from their own opens",
+        ),
         Stage("segment_table", segment_table, says="{count} segment cards"),
+        Stage(
+            "experiment_results",
+            experiment_results,
+            says="{count} journeys with a holdout or a split compared",
+        ),
         Stage(
             "match_coverage",
             match_coverage,

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import shutil
 from pathlib import Path
 
@@ -38,16 +39,19 @@ def seed_demo(runtime: Runtime, n_members: int, seed: int = 3) -> DemoFiles:
 
 def welcome_only_workspace(target: Path) -> Path:
     """A copy of the demo workspace with the welcome journey only (to every member, however
-    long ago they joined) and no sending rules (no budget, quiet hours or backfill guard).
+    long ago they joined, none held out) and no sending rules (no budget, quiet hours or
+    backfill guard).
 
     For tests of the stages' mechanics (exactly once, erasure) whose counts must not depend
-    on the other care journeys, the members' time zones (quiet hours) or the budget.
+    on the other care journeys, the welcome's holdout, the members' time zones (quiet hours)
+    or the budget.
     """
     shutil.copytree(CONTENT, target, ignore=shutil.ignore_patterns("*.yaml"), dirs_exist_ok=True)
     for name in ("questionnaire.yaml", "segments.yaml"):
         shutil.copy(CONTENT / name, target / name)
     # Every member of the seeded community is welcomed, whenever they joined.
     welcome = (CONTENT / "journeys" / "welcome.yaml").read_text(encoding="utf-8")
+    welcome = re.sub(r"(?m)^holdout: .*$", "", welcome)
     (target / "journeys" / "welcome.yaml").write_text(
         welcome.replace("within_days: 14", "within_days: null"), encoding="utf-8"
     )

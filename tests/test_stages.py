@@ -21,6 +21,7 @@ from nurture.stages import (
     NIGHTLY,
     STAGE_LISTS,
     Stage,
+    experiment_results,
     match_chunk,
     members_to_match_ids,
     members_to_profile_ids,
@@ -28,7 +29,7 @@ from nurture.stages import (
     pending_imports,
     profile_chunk,
 )
-from tests.pipeline_helpers import NOW, welcome_only_workspace
+from tests.pipeline_helpers import CONTENT, NOW, welcome_only_workspace
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples"
 
@@ -40,7 +41,9 @@ def test_each_run_declares_its_stages_once_in_order() -> None:
         "profile",
         "segment",
         "match",
+        "best_hours",
         "segment_table",
+        "experiment_results",
         "match_coverage",
     ]
     assert DELIVER.names == [
@@ -224,3 +227,21 @@ def test_the_imports_stage_imports_waiting_files_once_and_sets_bad_ones_aside(
     assert rows[1]["stored"] > 0 and "email" in rows[0]["error"]
     assert sorted(path.name for path in inbox.iterdir()) == ["done", "failed"]
     assert run_stage(runtime, NIGHTLY.stage("imports"), NOW) == []
+
+
+def test_journeys_with_a_holdout_or_a_split_get_their_results(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(
+        workspace=CONTENT,
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        embedding_model="hashing-64",
+    )
+    with Runtime(settings) as runtime:
+        tested = {journey.id for journey in runtime.workspace.journeys if journey.holdout}
+        found = experiment_results(runtime, NOW)
+    assert tested and [result["journey"] for result in found] == sorted(tested)
+    assert NIGHTLY.stage("experiment_results").describe(found) == (
+        f"{len(found)} journeys with a holdout or a split compared"
+    )

@@ -23,6 +23,7 @@ STATUS_WORDS = ("status", "state", "stage", "kind", "reason", "waiting_on")
 NOT_STATUSES = {
     "recommendations.reason": "a sentence shown to the member, not a code",
     "content_items.kind": "what a library item is, declared by the workspace (ContentKind)",
+    "api_requests.status_code": "the HTTP status an API request was answered with, a number",
 }
 """Status-like names that are free text, with the reason."""
 
@@ -67,8 +68,8 @@ def test_the_stored_values_are_the_strings_the_schema_always_held() -> None:
         "at_risk",
         "dormant",
     ]
-    assert [str(value) for value in ExitReason] == ["goal", "consent", "missing_step"]
-    assert [str(value) for value in WaitReason] == ["budget", "quiet_hours"]
+    assert [str(value) for value in ExitReason] == ["goal", "consent", "missing_step", "holdout"]
+    assert [str(value) for value in WaitReason] == ["budget", "quiet_hours", "best_hour"]
     assert [str(value) for value in DeliveryStatus] == [
         "processed",
         "deferred",

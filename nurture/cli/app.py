@@ -74,7 +74,7 @@ member_app = typer.Typer(
 app.add_typer(member_app, name="member")
 app.add_typer(recommend_app, name="recommend")
 report_commands.register(app)
-app.command()(evaluation_commands.evaluate)
+app.add_typer(evaluation_commands.evaluate_app, name="evaluate")
 app.command()(serve_commands.serve)
 preview_commands.register(app)
 status_commands.register(app)

@@ -1,7 +1,9 @@
-"""``nurture evaluate``: offline evaluation of the ranking against popularity and random.
+"""``nurture evaluate``: offline evaluation of the ranking against baselines, and converters.
 
-The command is a plain function, registered on the ``nurture`` app in :mod:`nurture.cli.app`
-(``app.command()(evaluate)``); it reads the runtime from ``ctx.obj`` like every command.
+``evaluate_app`` is registered on the ``nurture`` app in :mod:`nurture.cli.app`
+(``app.add_typer(evaluate_app, name="evaluate")``): :func:`evaluate` is its callback (run when no
+sub-command is given) and ``convert stackexchange`` writes dataset folders from Stack Exchange
+data. Commands read the runtime from ``ctx.obj`` like every command.
 """
 
 from __future__ import annotations
@@ -21,9 +23,12 @@ from nurture.cli.context import runtime_of
 if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
     from nurture.evaluation import EvaluationReport, Mode
 
-__all__ = ["evaluate", "report_table"]
+__all__ = ["convert_stackexchange", "evaluate", "evaluate_app", "report_table"]
 
 console = Console()
+
+REPOSITORY = Path(__file__).resolve().parents[2]
+"""nurture's own source tree: converted data is never written inside it."""
 
 _COUNTS_SHOWN = (
     ("members", "members"),
@@ -40,7 +45,7 @@ def _format(value: float | None) -> str:
 
 
 def report_table(report: EvaluationReport) -> Table:
-    """The report as a table: one row per metric, one column per recommender, best in bold.
+    """The report as a table: one row per recommender, one column per metric, best in bold.
 
     Args:
         report: An evaluation report.
@@ -53,18 +58,25 @@ def report_table(report: EvaluationReport) -> Table:
     who = "warm members" if report.mode == "warm" else "cold-start members"
     evaluated = report.counts.get("evaluated_members", 0)
     table = Table(title=f"{evaluated} {who}, k={report.k}")
-    table.add_column("metric")
-    for name in RECOMMENDERS:
-        table.add_column(name, justify="right")
-    for metric, name in zip(METRICS, report.metric_names(), strict=True):
-        values = [report.metrics[recommender].get(name) for recommender in RECOMMENDERS]
-        known = [value for value in values if value is not None]
-        best = max(known) if known and metric != "coverage" else None
-        cells = [
-            f"[bold]{_format(value)}[/]" if value is not None and value == best else _format(value)
-            for value in values
+    table.add_column("recommender")
+    names = report.metric_names()
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    best: dict[str, float | None] = {}
+    for metric, name in zip(METRICS, names, strict=True):
+        known = [
+            value
+            for recommender in RECOMMENDERS
+            if (value := report.metrics[recommender].get(name)) is not None
         ]
-        table.add_row(name, *cells)
+        best[name] = max(known) if known and metric != "coverage" else None
+    for recommender in RECOMMENDERS:
+        cells = []
+        for name in names:
+            value = report.metrics[recommender].get(name)
+            text = _format(value)
+            cells.append(f"[bold]{text}[/]" if value is not None and value == best[name] else text)
+        table.add_row(recommender, *cells)
     return table
 
 
@@ -120,7 +132,12 @@ def evaluate(
         ),
     ] = None,
 ) -> None:
-    """Measure ranking quality on held-out interactions: nurture vs popularity and random."""
+    """Measure ranking quality on held-out interactions: nurture vs baselines.
+
+    Without a sub-command, evaluates; `nurture evaluate convert ...` writes dataset folders.
+    """
+    if ctx.invoked_subcommand is not None:
+        return
     from nurture.evaluation import evaluate_folder, evaluate_workspace
 
     runtime = runtime_of(ctx)
@@ -150,3 +167,77 @@ def evaluate(
         json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
     )
     console.print(f"figures written to {escape(str(path.resolve()))}", highlight=False)
+
+
+evaluate_app = typer.Typer(invoke_without_command=True, add_completion=False)
+evaluate_app.callback()(evaluate)
+convert_app = typer.Typer(
+    help="Write dataset folders for `nurture evaluate --dataset DIR` from public data.",
+    no_args_is_help=True,
+)
+evaluate_app.add_typer(convert_app, name="convert")
+
+
+@convert_app.command("stackexchange")
+def convert_stackexchange(
+    source: Annotated[
+        Path,
+        typer.Argument(
+            help="A Stack Exchange site dump (Users.xml, Posts.csv or Posts.xml, Comments.xml) "
+            "or a folder holding LightFM's data.npz.",
+            exists=True,
+        ),
+    ],
+    out: Annotated[Path, typer.Argument(help="The dataset folder to write.", file_okay=False)],
+    protocol: Annotated[
+        str | None,
+        typer.Option(
+            "--protocol",
+            help="Site dump: both (default), warm or cold-start. LightFM's archive: its own "
+            "time cut-off only.",
+        ),
+    ] = None,
+    site: Annotated[
+        str | None,
+        typer.Option(
+            "--site",
+            help="The site's name for the attribution file; default: from the folder name.",
+        ),
+    ] = None,
+) -> None:
+    """Convert Stack Exchange data into a dataset folder (see docs/evaluation.md)."""
+    from nurture.evaluation import stackexchange
+
+    if out.resolve().is_relative_to(REPOSITORY):
+        raise typer.BadParameter(
+            f"{out} is inside nurture's source tree: keep data out of the code repository",
+            param_hint="OUT",
+        )
+    name = site or source.resolve().name.replace("-", " ").title()
+    archive = source if source.is_file() else source / "data.npz"
+    if archive.is_file():
+        if protocol not in (None, "lightfm"):
+            raise typer.BadParameter(
+                "LightFM's archive is split with its own time cut-off only",
+                param_hint="--protocol",
+            )
+        converted = stackexchange.convert_lightfm(
+            stackexchange.read_lightfm_archive(archive), site=name
+        )
+    else:
+        if protocol not in (None, "both", "warm", "cold-start"):
+            raise typer.BadParameter("expected both, warm or cold-start", param_hint="--protocol")
+        converted = stackexchange.convert_site_dump(
+            stackexchange.read_site_dump(source),
+            protocol or "both",  # type: ignore[arg-type]
+            site=name,
+        )
+    stackexchange.write_dataset_folder(converted, out)
+    figures = ", ".join(
+        f"{key.replace('_', ' ')} {value}" for key, value in converted.counts.items()
+    )
+    console.print(escape(f"{out}: {figures}"), highlight=False, soft_wrap=True)
+    console.print(
+        f"derived from CC BY-SA data: keep {stackexchange.ATTRIBUTION_FILE} with the files",
+        highlight=False,
+    )

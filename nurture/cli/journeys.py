@@ -1,7 +1,7 @@
-"""``nurture journeys validate``, ``simulate``, ``status`` and ``migrate``.
+"""``nurture journeys validate``, ``simulate``, ``status``, ``migrate`` and ``results``.
 
 Check the workspace, dry-run journeys over time, see where members stand, move them between
-versions.
+versions, compare a journey's arms (holdout control, split variants).
 
 The commands are plain functions, registered on the ``journeys`` sub-app of
 :mod:`nurture.cli.app` by :func:`register`; they read the settings from ``ctx.obj`` like every
@@ -39,9 +39,10 @@ if TYPE_CHECKING:  # the journeys, reports and rights are imported by the comman
     from nurture.journeys import JourneyDefinition
     from nurture.journeys.journey_status import JourneyStatus
     from nurture.journeys.migrate import EnrollmentMove
+    from nurture.journeys.results import JourneyResults
     from nurture.journeys.simulate import SimulationReport
 
-__all__ = ["migrate", "register", "simulate", "status", "validate"]
+__all__ = ["migrate", "register", "results", "simulate", "status", "validate"]
 
 console = Console()
 errors = Console(stderr=True, soft_wrap=True)
@@ -63,7 +64,8 @@ SIMULATE_HELP = (
     "Runs the journey engine hour by hour (--tick) on every member, one member (--member) or a "
     "sample (--sample), then shows the emails of JOURNEY in each member's own time, the emails "
     "per day and journey (UTC days), the most emails any member gets in one budget window, and "
-    "what the budget and the quiet hours hold back (--html: also as a page of charts), and "
+    "what the budget and the quiet hours hold back (--html: also as a page of charts), how "
+    "many entered each arm of a holdout or split (control members are sent nothing), and "
     "any run that would start emailing more of the community at once than the backfill limit "
     "of sending.yaml allows (which `nurture run` refuses unless --allow-backfill).\n\n"
     "Nothing is sent and the database is left as it was (the run holds a database transaction "
@@ -75,7 +77,8 @@ STATUS_HELP = (
     "For each version: the members in progress at each step, those held at a send step by "
     "their budget or their quiet hours, those who completed it, who left when they reached "
     "its goal or for another reason (consent withdrawn, step missing...), and its emails by "
-    "status. The current version is the one of the workspace file."
+    "status. Members held out as the control group (holdout) and the members of each split "
+    "variant are counted too. The current version is the one of the workspace file."
 )
 MIGRATE_HELP = (
     "Move the members in progress in other versions of JOURNEY to its workspace file's "
@@ -87,13 +90,28 @@ MIGRATE_HELP = (
     "registered as the next version (not with --dry-run)."
 )
 
+RESULTS_HELP = (
+    "Compare what JOURNEY changes: goal conversion and retention per arm.\n\n"
+    "The arms are the control group of the journey's holdout and each variant of its split "
+    "step (or 'journey' without a split). Each member counts once, by their first enrollment. "
+    "A member converts when they do one of the goal's events (or --events) within the goal's "
+    "window "
+    "(goal.within, default 30 days) after enrolling; members whose window is still open are "
+    "not counted yet. Each arm is compared with the control (else the first variant): the "
+    "difference of rates with its 95% confidence interval (Newcombe) and the p-value of "
+    "Fisher's exact test; a note says when the arms are too small to conclude, and how many "
+    "members per arm would show a change of --effect points. Retention (active on day 30, 60, "
+    "90: a post, comment, event or content view in the 30 days before) is shown beside it."
+)
+
 
 def register(journeys_app: typer.Typer) -> None:
-    """Add ``validate``, ``simulate``, ``status`` and ``migrate`` to the ``journeys`` sub-app."""
+    """Add ``validate``, ``simulate``, ``status``, ``migrate`` and ``results`` to the sub-app."""
     journeys_app.command("validate", help=VALIDATE_HELP)(validate)
     journeys_app.command("simulate", help=SIMULATE_HELP)(simulate)
     journeys_app.command("status", help=STATUS_HELP)(status)
     journeys_app.command("migrate", help=MIGRATE_HELP)(migrate)
+    journeys_app.command("results", help=RESULTS_HELP)(results)
 
 
 def _settings(ctx: typer.Context) -> Settings:
@@ -423,8 +441,11 @@ def _print_journeys(report: SimulationReport, focus: str | None) -> None:
     table.add_column("journey", no_wrap=True)
     for column in ("entered", "emails", "budget: waited", "budget: skipped", "quiet: waited"):
         table.add_column(column, justify="right")
+    if report.arms:
+        table.add_column("arms (control: sent nothing)")
     for key in report.journeys:
         entry = held.get(key, HeldEmails(key))
+        arms = ", ".join(f"{arm} {count}" for arm, count in report.arms.get(key, {}).items())
         table.add_row(
             key,
             str(report.entered.get(key, 0)),
@@ -432,6 +453,7 @@ def _print_journeys(report: SimulationReport, focus: str | None) -> None:
             str(entry.budget_deferred),
             str(entry.budget_skipped),
             str(entry.quiet_deferred),
+            *([escape(arms)] if report.arms else []),
             style="bold" if key == focus else None,
         )
     console.print(table)
@@ -483,11 +505,15 @@ def _status_rows(found: JourneyStatus) -> list[tuple[str, list[int]]]:
     steps = sorted({step for v in versions for step in v.at_step})
     reasons = sorted({reason for v in versions for reason in v.exited_other})
     statuses = sorted({status for v in versions for status in v.messages})
-    rows = [("in progress", [v.active for v in versions])]
+    arms = sorted({arm for v in versions for arm in v.arms})
+    rows = [("held out (control, sent nothing)", [v.held_out for v in versions])]
+    rows += [(f"split variant {arm}", [v.arms.get(arm, 0) for v in versions]) for arm in arms]
+    rows += [("in progress", [v.active for v in versions])]
     rows += [(f"  at {step}", [v.at_step.get(step, 0) for v in versions]) for step in steps]
     rows += [
         ("  of them waiting on the budget", [v.waiting_on_budget for v in versions]),
         ("  of them waiting on quiet hours", [v.waiting_on_quiet_hours for v in versions]),
+        ("  of them waiting for their best hour", [v.waiting_on_best_hour for v in versions]),
         ("completed", [v.completed for v in versions]),
         ("exited: goal reached", [v.exited_goal for v in versions]),
     ]
@@ -596,4 +622,145 @@ def _left_table(left: tuple[EnrollmentMove, ...], version: int, emails: dict[int
             str(move.from_version),
             escape(move.step),
         )
+    return table
+
+
+# --- results --------------------------------------------------------------------------------
+
+
+def results(
+    ctx: typer.Context,
+    journey: Annotated[
+        str, typer.Argument(help="The journey's id (a file of the workspace).", show_default=False)
+    ],
+    effect: Annotated[
+        float | None,
+        typer.Option(
+            min=0.001,
+            max=0.5,
+            help="The smallest change worth seeing, in rate points (0.05: 5 points): the "
+            "report says how many members per arm it takes. Default: 0.05.",
+            show_default=False,
+        ),
+    ] = None,
+    window: Annotated[
+        str | None,
+        typer.Option(help="The goal's window (30d, 2w...); default: the goal's within, or 30d."),
+    ] = None,
+    events: Annotated[
+        str | None,
+        typer.Option(
+            help="Count these activity types as a conversion instead of the goal's events "
+            "(comma-separated: post,comment); for a journey without a goal."
+        ),
+    ] = None,
+    at: Annotated[
+        dt.datetime | None,
+        typer.Option("--at", help="Compute the results as of this moment (UTC); default: now."),
+    ] = None,
+    json_output: Annotated[
+        bool, typer.Option("--json", help="Print the results as JSON, for other programs.")
+    ] = False,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Also write the results to this HTML file, with charts that open offline.",
+            dir_okay=False,
+        ),
+    ] = None,
+) -> None:
+    """Compare a journey's arms: goal conversion within its window, retention."""
+    from nurture.journeys.models import ACTIVITY_TYPES
+    from nurture.journeys.results import DEFAULT_EFFECT, journey_results
+    from nurture.reports import write_results_report
+
+    settings = _settings(ctx)
+    definitions = runtime_of(ctx).workspace.journeys
+    _check_journey(definitions, journey, settings)
+    definition = next(d for d in definitions if d.id == journey)
+    span = _duration(window, "--window") if window is not None else None
+    kinds = [kind.strip() for kind in events.split(",") if kind.strip()] if events else None
+    unknown = sorted(set(kinds or ()) - set(ACTIVITY_TYPES))
+    if unknown:
+        raise typer.BadParameter(
+            f"unknown activity type {', '.join(unknown)}; expected some of: "
+            f"{', '.join(ACTIVITY_TYPES)}",
+            param_hint="--events",
+        )
+    with runtime_of(ctx).session() as session:
+        found = journey_results(
+            session,
+            definition,
+            resolve_now(at),
+            effect=DEFAULT_EFFECT if effect is None else effect,
+            window=span,
+            events=kinds,
+        )
+    if html is not None:
+        written = write_results_report(
+            found, html, generated_at=utc_now(), title=f"Journey results · {definition.name}"
+        )
+        (errors if json_output else console).print(
+            f"Results report: {escape(written.summary)}: {escape(str(written.path))}",
+            highlight=False,
+        )
+    if json_output:
+        typer.echo(json.dumps(found.to_dict(), ensure_ascii=False, indent=2))
+        return
+    console.print(_results_table(found))
+    for note in found.notes:
+        console.print(f"[yellow]note:[/] {escape(note)}", highlight=False)
+
+
+def _percent(value: float) -> str:
+    return f"{value * 100:.1f}%"
+
+
+def _points(value: float) -> str:
+    return f"{value * 100:+.1f}"
+
+
+def _results_table(found: JourneyResults) -> Table:
+    """One row per arm: members, conversion, difference with the reference, retention."""
+    from nurture.journeys.results import RETENTION_DAYS
+
+    goal = " or ".join(found.goal_events) or "no goal events"
+    title = (
+        f"{found.journey_key} · {found.name}: {goal} within {found.window_days:g} days "
+        f"(as of {found.now:%Y-%m-%d %H:%M} UTC)"
+    )
+    table = Table(title=escape(title), title_justify="left")
+    for column in ("arm", "members", "counted", "converted", "rate (95% CI)"):
+        table.add_column(column, justify="left" if column == "arm" else "right")
+    reference = found.reference or "-"
+    table.add_column(f"vs {reference}, points (95% CI)", justify="right")
+    table.add_column("p-value", justify="right")
+    for days in RETENTION_DAYS:
+        table.add_column(f"active d{days}", justify="right")
+    for arm in found.arms:
+        rate = arm.conversion
+        cells = [
+            escape(arm.arm),
+            str(arm.enrolled),
+            str(rate.total) if rate else "-",
+            str(rate.converted) if rate else "-",
+            f"{_percent(rate.rate)} ({_percent(rate.low)}-{_percent(rate.high)})"
+            if rate and rate.total
+            else "-",
+        ]
+        comparison = arm.comparison
+        if comparison is None:
+            cells += ["reference" if arm.arm == found.reference else "-", "-"]
+        else:
+            mark = "" if comparison.enough_data else " (not enough data)"
+            cells += [
+                f"{_points(comparison.difference)} ({_points(comparison.low)} to "
+                f"{_points(comparison.high)}){mark}",
+                f"{comparison.p_value:.3g}",
+            ]
+        for days in RETENTION_DAYS:
+            kept = arm.retention[days]
+            cells.append(f"{_percent(kept.rate)} of {kept.total}" if kept.total else "-")
+        table.add_row(*cells)
     return table

@@ -59,6 +59,7 @@ def _sendgrid_mailer(settings: Settings) -> Mailer:
         api_key.strip(),
         base_url=settings.sendgrid_base_url,
         timeout=settings.send_timeout_seconds,
+        connections=settings.send_concurrency,
     )
 
 

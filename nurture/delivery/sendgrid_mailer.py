@@ -1,8 +1,13 @@
-"""The SendGrid backend: v3 Mail Send through the official ``sendgrid`` library.
+"""The SendGrid backend: v3 Mail Send, requests built by the official ``sendgrid`` library.
 
-Only this module imports ``sendgrid``. Each request carries ids, never personal data, in its
-``custom_args`` (``nurture_message_id``, ``journey``, ``step``) so that SendGrid's events can be
-matched back to the message, and the journey as its category.
+Only this module imports ``sendgrid``. The library builds each request body (its ``Mail``
+helpers) and holds the request headers; the POST goes through a pool of keep-alive HTTP
+connections (``urllib3``, as many as the worker's senders, never retried by the pool), since the
+library's own transport opens a new connection, TLS handshake included, for every email.
+
+Each request carries ids, never personal data, in its ``custom_args`` (``nurture_message_id``,
+``journey``, ``step``) so that SendGrid's events can be matched back to the message, and the
+journey as its category.
 
 Failures are classified for the worker: 429 (with the wait SendGrid asks for), 408, 5xx,
 timeouts and connection errors raise ``DeliveryError``; any other 4xx raises
@@ -19,9 +24,8 @@ import logging
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
-from urllib.error import URLError
 
-from python_http_client.exceptions import HTTPError
+import urllib3
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
     Category,
@@ -69,15 +73,19 @@ if not any(isinstance(f, _DropRequestDumps) for f in _HTTP_CLIENT_LOGGER.filters
 class SendGridMailer:
     """Sends each email with one call to SendGrid's v3 Mail Send, under a timeout.
 
+    Thread-safe: the worker's senders share one pool of keep-alive connections.
+
     Args:
         api_key: SendGrid API key with the Mail Send permission.
         base_url: API host (``https://api.sendgrid.com``; ``https://api.eu.sendgrid.com`` for EU
             subusers; a contract-checking mock in the tests).
         timeout: Seconds one call may take (connect and each read).
         clock: Current unix time, to turn a rate-limit reset time into a wait.
+        connections: Keep-alive connections kept open (``Settings.send_concurrency``: one per
+            sender); more senders than this still send, on connections closed after use.
 
     Attributes:
-        client: The ``sendgrid.SendGridAPIClient``.
+        client: The ``sendgrid.SendGridAPIClient``: its request headers go with every request.
     """
 
     backend = "sendgrid"
@@ -89,11 +97,26 @@ class SendGridMailer:
         base_url: str = "https://api.sendgrid.com",
         timeout: float = 10.0,
         clock: Callable[[], float] = time.time,
+        connections: int = 4,
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self.timeout = timeout
         self.clock = clock
         self.client = SendGridAPIClient(api_key=api_key, host=self.base_url)
+        self.url = f"{self.base_url}/v3/mail/send"
+        # retries=False: the pool must never send a request again on its own (it may have
+        # reached SendGrid); the worker decides, from the error, what happens to the message.
+        self._pool = urllib3.PoolManager(
+            num_pools=2,
+            maxsize=max(1, connections),
+            block=False,
+            retries=False,
+            timeout=urllib3.Timeout(connect=timeout, read=timeout),
+        )
+
+    def close(self) -> None:
+        """Close the pool's open connections (a later send opens new ones)."""
+        self._pool.clear()
 
     def __repr__(self) -> str:
         return f"SendGridMailer(base_url={self.base_url!r}, timeout={self.timeout})"
@@ -158,26 +181,38 @@ class SendGridMailer:
             PermanentDeliveryError: Another 4xx (an invalid address, a bad key...), with
                 SendGrid's reason; or a request the library refuses to build.
         """
-        body = self.build_request(email)
+        body = json.dumps(self.build_request(email)).encode("utf-8")
+        headers = {**self.client.client.request_headers, "Content-Type": "application/json"}
         where = f"sendgrid: message {email.message_id}"
         try:
-            response = self.client.client.mail.send.post(request_body=body, timeout=self.timeout)
-        except HTTPError as exc:
-            raise self._classify(exc, where, email.to_email) from exc
-        except URLError as exc:  # before the request was sent: safe to send again
-            raise DeliveryError(f"{where}: {_network_reason(exc)}") from exc
-        except (OSError, http.client.HTTPException) as exc:  # no answer to a sent request
-            raise DeliveryError(f"{where}: {_network_reason(exc)}", ambiguous=True) from exc
-        provider_id = response.headers.get("X-Message-Id") if response.headers else None
+            response = self._pool.request("POST", self.url, body=body, headers=headers)
+        except urllib3.exceptions.NewConnectionError as exc:  # nothing sent: safe to send again
+            raise DeliveryError(f"{where}: connection failed: {_network_reason(exc)}") from exc
+        except urllib3.exceptions.ConnectTimeoutError as exc:
+            raise DeliveryError(f"{where}: timed out while connecting") from exc
+        except urllib3.exceptions.ReadTimeoutError as exc:  # sent, no answer: it may be there
+            raise DeliveryError(f"{where}: timed out", ambiguous=True) from exc
+        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+            raise DeliveryError(
+                f"{where}: connection failed: {_network_reason(exc)}", ambiguous=True
+            ) from exc
+        if response.status >= 400:
+            raise self._classify(response.status, response.data, response.headers, where, email)
+        provider_id = response.headers.get("X-Message-Id")
         return DeliveryResult(provider_message_id=provider_id or "", backend=self.backend)
 
-    def _classify(self, exc: HTTPError, where: str, address: str) -> DeliveryError:
+    def _classify(
+        self,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        where: str,
+        email: OutgoingEmail,
+    ) -> DeliveryError:
         """The delivery error an HTTP error answer stands for (see the module docstring)."""
-        status = int(exc.status_code)
-        reason = redact_address(_provider_reason(exc), address)
+        reason = redact_address(_provider_reason(body, status), email.to_email)
         text = f"{where}: HTTP {status}" + (f": {reason}" if reason else "")
         if status == 429 or status == 408 or status >= 500:
-            headers = exc.headers if exc.headers is not None else {}
             return DeliveryError(text, retry_after=retry_after_seconds(headers, self.clock()))
         return PermanentDeliveryError(text)
 
@@ -236,9 +271,8 @@ def _header(headers: Mapping[str, str], name: str) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _provider_reason(exc: HTTPError) -> str:
+def _provider_reason(raw: bytes, status: int) -> str:
     """SendGrid's ``errors[].message`` (with the field at fault), else the answer's text."""
-    raw = exc.body if isinstance(exc.body, bytes) else str(exc.body or "").encode()
     try:
         errors = json.loads(raw.decode("utf-8")).get("errors")
     except (UnicodeDecodeError, ValueError, AttributeError):
@@ -254,13 +288,10 @@ def _provider_reason(exc: HTTPError) -> str:
         if parts:
             return "; ".join(parts)[:_MAX_REASON]
     text = " ".join(raw.decode("utf-8", "replace").split())
-    return (text or str(getattr(exc, "reason", "") or ""))[:_MAX_REASON]
+    return (text or http.client.responses.get(status, ""))[:_MAX_REASON]
 
 
 def _network_reason(exc: BaseException) -> str:
-    reason = getattr(exc, "reason", None)  # URLError wraps the socket error
-    cause = reason if isinstance(reason, BaseException) else exc
-    if isinstance(cause, TimeoutError):
-        return "timed out"
-    text = str(cause) or type(cause).__name__
-    return f"connection failed: {text}"
+    """What went wrong on the connection, in a few words."""
+    cause = exc.__context__ if isinstance(exc, urllib3.exceptions.ProtocolError) else exc
+    return str(cause or exc) or type(exc).__name__

@@ -10,17 +10,20 @@ A message moves through named states (``MessageStatus``)::
 transaction before anything is rendered or sent (``FOR UPDATE SKIP LOCKED`` on PostgreSQL, so
 concurrent workers take disjoint sets; a conditional UPDATE elsewhere): of several workers, one
 claims a message and the others never see it queued. ``deliver_messages`` claims no more than its
-pool of senders can take at once, checks the suppression list, consent, the member's pause and
-unsubscribed categories right before each send, records the hand-off (``handed_over_at``) in a
-commit before calling the backend, sends concurrently and records each result in its own commit
-as soon as it comes back. A crash therefore leaves in ``sending`` at most the messages claimed
-at the time; ``recover_stale_messages`` puts back in the queue those never handed over (no
-backend saw them), settles the others from the provider's events or the backend's own word
-(the outbox's files), and marks the rest ``unknown`` for an operator (``unknown_messages``,
-``resolve_unknown``). A message that may have reached the backend is never re-queued by the
-code: sending twice is worse than not at all.
+pool of senders can take at once, in groups (a new group once half the senders are free),
+checks the suppression list, consent, the member's pause and unsubscribed categories right before
+each send, records the hand-off (``handed_over_at``) of the whole group in one commit before
+calling the backend, sends concurrently and records the results that came back together, in the
+commit of the next group's claim (or within ``RESULTS_COMMIT_SECONDS``). A crash therefore
+leaves in ``sending`` at most the messages claimed and not yet settled at the time, never more
+than the senders (``concurrency``); ``recover_stale_messages`` puts back in the queue those
+never handed over (no backend saw them), settles the others from the provider's events or the
+backend's own word (the outbox's files), and marks the rest ``unknown`` for an operator
+(``unknown_messages``, ``resolve_unknown``). A message that may have reached the backend is never
+re-queued by the code: sending twice is worse than not at all.
 
-Unlike other stages, the worker commits, once per step.
+Unlike other stages, the worker commits, once per group of messages: the claim, the hand-off,
+the results.
 """
 
 from __future__ import annotations
@@ -34,7 +37,7 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from sqlalchemy import or_, select, update
+from sqlalchemy import bindparam, or_, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -67,6 +70,7 @@ from nurture.storage.models import (
 __all__ = [
     "ACCEPTED_EVENT_TYPES",
     "PAUSED_REASON",
+    "RESULTS_COMMIT_SECONDS",
     "DeliverySummary",
     "RecoverySummary",
     "RecoveryVerdict",
@@ -88,6 +92,11 @@ logger = logging.getLogger(__name__)
 PAUSED_REASON = "member paused emails on the preference page"
 """The error of a message suppressed because its member paused every email."""
 
+
+RESULTS_COMMIT_SECONDS = 0.5
+"""Longest time a send's result waits, unwritten, for the next group's commit: after it, the
+results that came back are committed, and the free senders get messages, even fewer than half
+a group."""
 
 ACCEPTED_EVENT_TYPES = frozenset((*DELIVERY_STATUSES, "open", "click"))
 """Provider events that prove the provider accepted an email (SendGrid's names)."""
@@ -213,6 +222,15 @@ class _Run:
     rng: random.Random
     backend: str | None
     """The mailer's name (``Mailer.backend``), recorded with each hand-off."""
+
+
+@dataclass(frozen=True)
+class _Result:
+    """A send's result, not yet written: the values its message leaves ``sending`` with."""
+
+    message_id: int
+    outcome: Outcome
+    values: dict[str, Any]
 
 
 @dataclass(frozen=True)
@@ -362,13 +380,16 @@ def deliver_messages(
 ) -> DeliverySummary:
     """Render and send messages, each at most once, ``concurrency`` at a time.
 
-    Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) a few at
-    a time, never more than the senders can take at once. Right before its send, each claimed
+    Messages are claimed (``queued`` and due -> ``sending``, see ``claim_messages``) in
+    groups, never more than the senders can take at once: a first group of ``concurrency``,
+    then a new group each time half the senders or more are free, so that the next group is
+    checked and rendered while the last one is on the wire. Right before its send, each claimed
     message is checked again: an address in the suppression list gets nothing; a member without
     consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
     gets only the messages of transactional journeys (the others are ``suppressed``, with the
-    reason). Then it is rendered, handed to the mailer in a pool of
-    ``concurrency`` threads, and its result recorded in its own commit:
+    reason). Then it is rendered, its hand-off committed with its group's, handed to the mailer
+    in a pool of ``concurrency`` threads, and its result recorded with the others that came
+    back, in the commit of the next claim (at most ``RESULTS_COMMIT_SECONDS`` later):
 
     - accepted: ``sent`` (``sent_at``, ``backend``, ``provider_message_id``);
     - ``PermanentDeliveryError`` or a template error: ``failed`` with the reason;
@@ -381,7 +402,7 @@ def deliver_messages(
 
     Args:
         session: The database session, used by this thread only; it is committed after each
-            step.
+            step (claim, hand-off, results), once per group of messages.
         mailer: The backend; its ``send`` is called from several threads at once when
             ``concurrency`` > 1.
         renderer: Renders the templates.
@@ -427,16 +448,29 @@ def deliver_messages(
     claimed = 0
     counts: Counter[str] = Counter()
     in_flight: dict[Future[DeliveryResult], _InFlight] = {}
-    exhausted = False
+    results: list[_Result] = []  # came back, not yet written
+    refill = max(1, (concurrency + 1) // 2)
+    exhausted = commit_results = False
     with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
         while True:
+            # Claimed and not settled: in flight, or come back with the result unwritten; the
+            # results are written before any claim, so that never exceeds ``concurrency``.
             free = concurrency - len(in_flight)
-            claimed_at = max(now, clock()) if clock is not None else now
-            ids = [] if exhausted or free < 1 else _claim(session, now, free, pending, claimed_at)
-            exhausted = exhausted or (free > 0 and not ids)
-            # One commit for the results recorded since the last one and the new claim: every
-            # result is committed before the worker waits on the mailer again.
-            session.commit()
+            # A new group once half the senders are free; any free sender once nothing came
+            # back for ``RESULTS_COMMIT_SECONDS`` (the pool is never left short for long).
+            wanted = refill if in_flight and not commit_results else 1
+            claim = not exhausted and free >= wanted
+            ids: list[int] = []
+            if claim or commit_results or not in_flight:
+                _write_results(session, results)
+                results.clear()
+                if claim:
+                    claimed_at = max(now, clock()) if clock is not None else now
+                    ids = _claim(session, now, free, pending, claimed_at)
+                    exhausted = not ids
+                # One commit for the results that came back and the new claim.
+                session.commit()
+                commit_results = False
             if ids:
                 claimed += len(ids)
                 if pending is not None:
@@ -449,9 +483,16 @@ def deliver_messages(
                 continue
             if not in_flight:
                 break
-            done, _ = wait(in_flight, return_when=FIRST_COMPLETED)
+            done, _ = wait(
+                in_flight,
+                timeout=RESULTS_COMMIT_SECONDS if results else None,
+                return_when=FIRST_COMPLETED,
+            )
+            commit_results = not done
             for future in done:
-                counts[_record(session, run, in_flight.pop(future), future)] += 1
+                result = _record(run, in_flight.pop(future), future)
+                counts[result.outcome] += 1
+                results.append(result)
     if pending is not None:
         counts["skipped"] = requested - claimed
     return DeliverySummary(**counts)
@@ -574,60 +615,101 @@ def _prepare_one(
     return _InFlight(email=email, attempts=message.attempts + 1)
 
 
-def _record(
-    session: Session, run: _Run, sent: _InFlight, future: Future[DeliveryResult]
-) -> Outcome:
-    """Record the result of one send (the caller commits)."""
+def _record(run: _Run, sent: _InFlight, future: Future[DeliveryResult]) -> _Result:
+    """The result of one send: its outcome and the values its message takes (unwritten)."""
     message_id, attempts = sent.email.message_id, sent.attempts
     try:
         result = future.result()
     except PermanentDeliveryError as exc:
         reason = redact_address(str(exc), sent.email.to_email)
-        _finish(session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=reason)
-        return "failed"
+        values: dict[str, Any] = {
+            "status": MessageStatus.FAILED,
+            "attempts": attempts,
+            "error": reason,
+        }
+        return _Result(message_id, "failed", values)
     except DeliveryError as exc:
         reason = redact_address(str(exc), sent.email.to_email)
         if attempts >= run.retry.max_attempts:
             error = f"gave up after {attempts} attempts: {reason}"
-            _finish(
-                session, message_id, status=MessageStatus.FAILED, attempts=attempts, error=error
-            )
-            return "failed"
+            values = {"status": MessageStatus.FAILED, "attempts": attempts, "error": error}
+            return _Result(message_id, "failed", values)
         delay = run.retry.delay(attempts, exc.retry_after, run.rng, ambiguous=exc.ambiguous)
         logger.info(
             "message %s: try %d failed, next in %.0f s: %s", message_id, attempts, delay, reason
         )
-        _finish(
-            session,
-            message_id,
-            status=MessageStatus.QUEUED,
-            attempts=attempts,
-            scheduled_at=run.now + dt.timedelta(seconds=delay),
-            error=reason,
-        )
-        return "retried"
+        values = {
+            "status": MessageStatus.QUEUED,
+            "attempts": attempts,
+            "scheduled_at": run.now + dt.timedelta(seconds=delay),
+            "error": reason,
+        }
+        return _Result(message_id, "retried", values)
     except Exception as exc:
         logger.exception("message %s: unexpected error from the mailer", message_id)
         reason = redact_address(f"{type(exc).__name__}: {exc}", sent.email.to_email)
-        _finish(
-            session,
-            message_id,
-            status=MessageStatus.UNKNOWN,
-            attempts=attempts,
-            error=f"unexpected error while sending, it may have gone out: {reason}",
-        )
-        return "unknown"
-    _finish(
-        session,
-        message_id,
+        values = {
+            "status": MessageStatus.UNKNOWN,
+            "attempts": attempts,
+            "error": f"unexpected error while sending, it may have gone out: {reason}",
+        }
+        return _Result(message_id, "unknown", values)
+    values = {
+        "status": MessageStatus.SENT,
+        "sent_at": run.now,
+        "attempts": attempts,
+        "backend": result.backend,
+        "provider_message_id": result.provider_message_id,
+        "error": None,
+    }
+    return _Result(message_id, "sent", values)
+
+
+_SENT = (
+    update(Message.__table__)  # type: ignore[arg-type]
+    .where(
+        Message.__table__.c.id == bindparam("b_id"),
+        Message.__table__.c.status == MessageStatus.SENDING,
+    )
+    .values(
         status=MessageStatus.SENT,
-        sent_at=run.now,
-        attempts=attempts,
-        backend=result.backend,
-        provider_message_id=result.provider_message_id,
+        sent_at=bindparam("b_sent_at"),
+        attempts=bindparam("b_attempts"),
+        backend=bindparam("b_backend"),
+        provider_message_id=bindparam("b_provider_message_id"),
         error=None,
     )
-    return "sent"
+)
+"""Records one accepted send, still ``sending``: executed once for many (executemany)."""
+
+
+def _write_results(session: Session, results: Sequence[_Result]) -> None:
+    """Write the results of sends (the caller commits): accepted ones in one statement."""
+    sent = [result for result in results if result.outcome == "sent"]
+    if sent:
+        params = [
+            {
+                "b_id": result.message_id,
+                "b_sent_at": result.values["sent_at"],
+                "b_attempts": result.values["attempts"],
+                "b_backend": result.values["backend"],
+                "b_provider_message_id": result.values["provider_message_id"],
+            }
+            for result in sent
+        ]
+        written = session.connection().execute(_SENT, params)
+        if session.get_bind().dialect.supports_sane_multi_rowcount and written.rowcount != len(
+            sent
+        ):
+            logger.warning(
+                "%d of %d sent messages were no longer 'sending' (recovery or a provider event "
+                "settled them); their outcome 'sent' is not recorded",
+                len(sent) - written.rowcount,
+                len(sent),
+            )
+    for result in results:
+        if result.outcome != "sent":
+            _finish(session, result.message_id, **result.values)
 
 
 # --- recovery -------------------------------------------------------------------------------

@@ -1,4 +1,4 @@
-"""Offline evaluation: nurture's ranking against popularity and random on held-out interactions.
+"""Offline evaluation: nurture's ranking against strong baselines on held-out interactions.
 
 The data comes from the workspace's own database, split in time, or from a folder of files in
 a documented format (``docs/evaluation.md``). The engine is nurture's own nightly stages run on
@@ -7,7 +7,12 @@ candidates; the metrics are pure functions (:mod:`nurture.evaluation.metrics`).
 """
 
 from nurture.evaluation.baselines import (
+    engagement_matrix,
+    item_knn_similarity,
     item_popularity,
+    recommend_group_popular,
+    recommend_item_knn,
+    recommend_learned,
     recommend_popular,
     recommend_random,
     top_k,
@@ -30,6 +35,7 @@ from nurture.evaluation.metrics import (
 )
 from nurture.evaluation.ranker import EngineRanking, nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import (
+    BASELINES,
     ENGINE,
     METRICS,
     RECOMMENDERS,
@@ -46,6 +52,7 @@ from nurture.evaluation.workspace import (
 )
 
 __all__ = [
+    "BASELINES",
     "DEFAULT_TEST_SHARE",
     "ENGINE",
     "METRICS",
@@ -59,9 +66,11 @@ __all__ = [
     "Mode",
     "WorkspaceInteraction",
     "catalogue_coverage",
+    "engagement_matrix",
     "evaluate_folder",
     "evaluate_workspace",
     "hit_rate_at_k",
+    "item_knn_similarity",
     "item_popularity",
     "lists_from_keys",
     "load_dataset_folder",
@@ -71,6 +80,9 @@ __all__ = [
     "precision_at_k",
     "rank_with_nurture",
     "recall_at_k",
+    "recommend_group_popular",
+    "recommend_item_knn",
+    "recommend_learned",
     "recommend_popular",
     "recommend_random",
     "recommended_gains",

@@ -108,6 +108,8 @@ class EvaluationData:
         member_language: ``(m,)`` language of each member, or none to ignore languages.
         item_language: ``(n,)`` language of each item, or none to ignore languages.
         now: The time the recommenders rank at (the cut-off of a temporal split).
+        member_groups: ``(m, q)`` each member's answer code to each single-choice question
+            (``-1`` unanswered), or none: what the answer-group baseline uses.
         split: How train and test were made, for the report.
         counts: Counts for the report (interactions dropped and why...).
     """
@@ -120,6 +122,7 @@ class EvaluationData:
     member_language: np.ndarray | None
     item_language: np.ndarray | None
     now: dt.datetime
+    member_groups: np.ndarray | None = None
     split: dict[str, Any] = field(default_factory=dict)
     counts: dict[str, int] = field(default_factory=dict)
 
@@ -135,6 +138,7 @@ class EvaluationData:
         item_ok: np.ndarray | None = None,
         member_language: Sequence[str] | None = None,
         item_language: Sequence[str] | None = None,
+        member_groups: np.ndarray | None = None,
         split: dict[str, Any] | None = None,
         counts: dict[str, int] | None = None,
     ) -> EvaluationData:
@@ -157,6 +161,11 @@ class EvaluationData:
             member_language=np.asarray(member_language, dtype=object) if use_languages else None,
             item_language=np.asarray(item_language, dtype=object) if use_languages else None,
             now=now,
+            member_groups=(
+                None
+                if member_groups is None
+                else np.asarray(member_groups, dtype=np.int64).reshape(len(member_keys), -1)
+            ),
             split=dict(split or {}),
             counts={**(counts or {}), "test_interactions_already_in_train": int(seen.sum())},
         )

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import yaml
 from sqlalchemy import insert
 
@@ -152,6 +153,16 @@ class FolderDataset:
         default = self.languages[0]
         return (cells.get("language") or default) if self.uses_languages else default
 
+    def member_groups(self) -> np.ndarray:
+        """``(m, q)`` each member's value code in each single-choice attribute, ``-1`` if empty."""
+        chosen = [question for question in self.questions if question.kind == "single_choice"]
+        out = np.full((len(self.member_cells), len(chosen)), -1, dtype=np.int64)
+        for position, question in enumerate(chosen):
+            code = {value: index for index, value in enumerate(question.options)}
+            for row, cells in enumerate(self.member_cells):
+                out[row, position] = code.get(cells.get(question.column, "").strip(), -1)
+        return out
+
     def evaluation_data(self) -> EvaluationData:
         """The dataset as evaluation data, items keyed as in the sandbox."""
         return EvaluationData.build(
@@ -168,6 +179,7 @@ class FolderDataset:
             item_language=(
                 [self.language(cells) for cells in self.item_cells] if self.uses_languages else None
             ),
+            member_groups=self.member_groups(),
             split={
                 "kind": "given",
                 "train": str(self.path / "train.csv"),

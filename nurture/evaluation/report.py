@@ -9,7 +9,16 @@ from typing import Any
 
 import numpy as np
 
-from nurture.evaluation.baselines import item_popularity, recommend_popular, recommend_random
+from nurture.evaluation.baselines import (
+    engagement_matrix,
+    item_knn_similarity,
+    item_popularity,
+    recommend_group_popular,
+    recommend_item_knn,
+    recommend_learned,
+    recommend_popular,
+    recommend_random,
+)
 from nurture.evaluation.data import EvaluationData, Mode
 from nurture.evaluation.metrics import (
     catalogue_coverage,
@@ -18,8 +27,10 @@ from nurture.evaluation.metrics import (
     precision_at_k,
     recall_at_k,
 )
+from nurture.recommend import EASE, GroupPopularity
 
 __all__ = [
+    "BASELINES",
     "ENGINE",
     "METRICS",
     "RECOMMENDERS",
@@ -30,12 +41,22 @@ __all__ = [
 
 ENGINE = "nurture"
 """Name of nurture's own ranking in reports."""
-RECOMMENDERS = (ENGINE, "popularity", "random")
+RECOMMENDERS = (ENGINE, "popularity", "group_popularity", "item_knn", "ease", "random")
 """Every recommender of a report, in the order of its columns."""
+BASELINES = {
+    "popularity": "items by total training weight over every member",
+    "group_popularity": "popularity within the member's single-choice answer groups, shrunk "
+    "towards the community's (nurture.recommend.GroupPopularity)",
+    "item_knn": "item-kNN: summed cosine similarity (50 neighbours) to the member's items",
+    "ease": "the learned collaborative model alone (nurture.recommend.EASE)",
+    "random": "uniformly random, numpy.random.default_rng(seed)",
+}
+"""What each baseline is, for the report."""
 METRICS = ("precision", "recall", "ndcg", "hit_rate", "coverage")
 """Every metric of a report, in the order of its rows (each reported ``@k``)."""
 
-_CHUNK = 1024  # members per dense (members, items) block
+_CHUNK = 1024  # members per dense (members, items) block, at most
+_CELLS = 8_000_000  # cells per dense (members, items) block
 
 _PER_MEMBER = {
     "precision": precision_at_k,
@@ -128,11 +149,11 @@ def _mean(values: np.ndarray) -> float | None:
 def score_recommenders(
     data: EvaluationData, rows: np.ndarray, engine_lists: np.ndarray, k: int, seed: int
 ) -> dict[str, dict[str, float | None]]:
-    """Score the engine's lists and the two baselines' on the members ``rows``.
+    """Score the engine's lists and the baselines' on the members ``rows``.
 
-    The baselines rank the same candidates as the engine (:meth:`EvaluationData.candidates`):
-    popularity by total training weight of each item over every member, random uniformly with
-    ``numpy.random.default_rng(seed)``. Work is done in chunks of members.
+    The baselines (:data:`BASELINES`) rank the same candidates as the engine
+    (:meth:`EvaluationData.candidates`) and learn from the same training interactions; the
+    learned ones are fitted once. Work is done in chunks of members.
 
     Args:
         data: The evaluation data.
@@ -146,17 +167,35 @@ def score_recommenders(
     """
     rng = np.random.default_rng(seed)
     popularity = item_popularity(data.train.item, data.train.weight, data.n_items)
+    engagement = engagement_matrix(data.train, data.n_members, data.n_items)
+    similarity = item_knn_similarity(engagement)
+    learned = EASE().fit(engagement)
+    groups = (
+        data.member_groups
+        if data.member_groups is not None
+        else np.full((data.n_members, 0), -1, dtype=np.int64)
+    )
+    by_group = GroupPopularity().fit(
+        groups, data.train.member, data.train.item, data.train.weight, data.n_items
+    )
+    chunk_size = max(1, min(_CHUNK, _CELLS // max(data.n_items, 1)))
     per_member: dict[str, dict[str, list[np.ndarray]]] = {
         name: {metric: [] for metric in _PER_MEMBER} for name in RECOMMENDERS
     }
     recommended: dict[str, list[np.ndarray]] = {name: [] for name in RECOMMENDERS}
-    for start in range(0, len(rows), _CHUNK):
-        chunk = rows[start : start + _CHUNK]
+    for start in range(0, len(rows), chunk_size):
+        chunk = rows[start : start + chunk_size]
         candidates = data.candidates(chunk)
         relevance = data.relevance(chunk)
+        history = engagement[chunk]
         lists = {
-            ENGINE: engine_lists[start : start + _CHUNK, :k],
+            ENGINE: engine_lists[start : start + chunk_size, :k],
             "popularity": recommend_popular(popularity, candidates, k),
+            "group_popularity": recommend_group_popular(
+                by_group.transform(groups[chunk]), candidates, k
+            ),
+            "item_knn": recommend_item_knn(history, similarity, popularity, candidates, k),
+            "ease": recommend_learned(learned, history, popularity, candidates, k),
             "random": recommend_random(candidates, k, rng),
         }
         for name, ranked in lists.items():

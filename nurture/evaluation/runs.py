@@ -126,8 +126,15 @@ def evaluate_workspace(
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
             stage_workspace(source, target, cutoff, settings.embedding_model)
         ranking = rank_with_nurture(sandbox, cutoff)
+        choices = [
+            question.key
+            for question in runtime.workspace.questionnaire.questions
+            if question.kind == "single_choice"
+        ]
         with sandbox.session() as target:
-            data = split_in_time(target, interactions, cutoff, test_share=share)
+            data = split_in_time(
+                target, interactions, cutoff, test_share=share, choice_questions=choices
+            )
     lists = {str(member_id): keys for member_id, keys in ranking.lists.items()}
     return _report(
         settings,

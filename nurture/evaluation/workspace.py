@@ -108,12 +108,32 @@ def _language(code: str | None) -> str:
     return (code or "en")[:2].lower()
 
 
+def _answer_groups(sandbox: Session, row: dict[int, int], questions: Sequence[str]) -> np.ndarray:
+    """``(m, q)`` each member's answer code to each single-choice question, ``-1`` unanswered."""
+    out = np.full((len(row), len(questions)), -1, dtype=np.int64)
+    column = {key: index for index, key in enumerate(questions)}
+    codes: list[dict[str, int]] = [{} for _ in questions]
+    if not questions:
+        return out
+    answers = sandbox.execute(
+        select(Answer.member_id, Answer.question_key, Answer.value)
+        .where(Answer.question_key.in_(list(questions)))
+        .order_by(Answer.answered_at, Answer.id)
+    )
+    for member_id, key, value in answers:  # the latest answer wins
+        if member_id in row and isinstance(value, str):
+            code = codes[column[key]].setdefault(value, len(codes[column[key]]))
+            out[row[member_id], column[key]] = code
+    return out
+
+
 def split_in_time(
     sandbox: Session,
     interactions: Sequence[WorkspaceInteraction],
     cutoff: dt.datetime,
     *,
     test_share: float | None = None,
+    choice_questions: Sequence[str] = (),
 ) -> EvaluationData:
     """The evaluation data of a temporal split, members and items as the sandbox holds them.
 
@@ -127,6 +147,8 @@ def split_in_time(
         interactions: Every interaction of the workspace.
         cutoff: Interactions before it train, the others test.
         test_share: The share of interactions the cut-off was chosen to hold out, when it was.
+        choice_questions: Keys of the single-choice questions: their answers are the members'
+            groups (for the answer-group baseline).
 
     Returns:
         The evaluation data.
@@ -169,6 +191,7 @@ def split_in_time(
         item_ok=item_available(items, cutoff),
         member_language=[_language(member.language) for member in members],
         item_language=[_language(item.language) for item in items],
+        member_groups=_answer_groups(sandbox, row, choice_questions),
         split=split,
         counts={"interactions_with_unknown_items": len(interactions) - len(known)},
     )

@@ -34,15 +34,15 @@ from nurture.chunks import chunked
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
+from nurture.journeys.best_hour import BestHours, next_local_hour
 from nurture.journeys.content import (
     ContentPicker,
     MemberFacts,
     PickContent,
-    member_profiles,
-    members_who_answered,
     recommended_content,
 )
-from nurture.journeys.enrolment import consent_allows, enrol_members, member_rows
+from nurture.journeys.enrolment import consent_allows, enrol_members
+from nurture.journeys.experiments import choose_variant
 from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
 from nurture.journeys.models import (
@@ -51,9 +51,11 @@ from nurture.journeys.models import (
     ExitStep,
     JourneyDefinition,
     SendStep,
+    SplitStep,
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
+from nurture.journeys.reads import MemberReads
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
@@ -134,12 +136,15 @@ class _Pass:
     budget: BudgetLog
     chunk_size: int
     member_ids: frozenset[int] | None
+    reads: MemberReads
     on_hold: Callable[[HeldEmail], None] | None = None
+    salt: str = ""
+    best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
 
     def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
-        """Condition facts of a chunk of members."""
-        return ConditionFacts(session, member_ids, self.now)
+        """Condition facts of a chunk of members (each member's read once per pass)."""
+        return self.reads.facts(session, member_ids)
 
     def holds(
         self,
@@ -182,7 +187,9 @@ def advance_journeys(
     Journeys run care first, then by priority. Members enter per the trigger and the re-entry
     policy, only with consent granted unless the journey is transactional, never when their
     address is in the suppression list (given ``suppression_salt``), and only when the
-    journey's audience holds. Enrollments whose member reached the journey's goal exit. A due
+    journey's audience holds; the journey's holdout share is enrolled as control and sent
+    nothing, and a split step sends each member down the variant drawn for them (recorded as the
+    enrollment's arm). Enrollments whose member reached the journey's goal exit. A due
     enrollment (active, ``next_action_at <= now``) runs the steps of the version it started on
     until a wait, an exit, or an email the sending rules hold back (budget, quiet hours). Each
     send step queues one ``Message`` (never two for one enrollment step, whatever re-runs or
@@ -197,7 +204,8 @@ def advance_journeys(
             at ``now``.
         chunk_size: Enrollments loaded and advanced per batch.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
-            skips the check at enrolment (delivery still checks each message).
+            skips the check at enrolment (delivery still checks each message). It also keys
+            the holdout and split draws (the empty key when None).
         rules: The message budget and quiet hours shared by all journeys; None: neither.
         member_ids: Only these members (a simulation of a few members); None: everyone.
         on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
@@ -225,7 +233,9 @@ def advance_journeys(
         budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
         chunk_size=chunk_size,
         member_ids=frozenset(member_ids) if member_ids is not None else None,
+        reads=MemberReads(now),
         on_hold=on_hold,
+        salt=suppression_salt or "",
     )
     for definition in ordered:
         _enrol(session, definition, journeys[definition.id], run, suppression_salt)
@@ -265,6 +275,7 @@ def _enrol(
         suppression_salt=suppression_salt,
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,
+        reads=run.reads,
     )
 
 
@@ -358,11 +369,11 @@ def _advance_chunk(
         )
     ).tuples()
     batch = _Batch(
-        members=member_rows(session, member_ids),
+        members=run.reads.members(session, member_ids),
         written=set(written),
         sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
-        answered=members_who_answered(session, member_ids),
-        profiles=member_profiles(session, member_ids),
+        answered=run.reads.answered(session, member_ids),
+        profiles=run.reads.profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
@@ -423,6 +434,10 @@ def _run_step(
     """Run one step of an enrollment; returns the step to run next, None to stop this pass."""
     match step:
         case SendStep():
+            if step.at == "best_hour" and _wait_for_best_hour(
+                session, enrollment, step, member, run
+            ):
+                return None
             held = _held_back(enrollment, definition, step, member, run)
             if held == "wait":
                 return None
@@ -442,12 +457,39 @@ def _run_step(
             return step.next
         case BranchStep():
             return _choose_case(session, enrollment, definition, step, batch, run)
+        case SplitStep():
+            variant = choose_variant(definition, step, member.id, run.salt)
+            enrollment.arm = variant.name
+            return variant.next
         case ExitStep():
             enrollment.current_step = step.id
             _finish(enrollment, EnrollmentState.COMPLETED, run.now)
             run.counts.completed += 1
             return None
     raise TypeError(f"journey {definition.id!r}: unknown step type {type(step).__name__}")
+
+
+def _wait_for_best_hour(
+    session: Session, enrollment: Enrollment, step: SendStep, member: Member, run: _Pass
+) -> bool:
+    """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
+    if enrollment.waiting_on is not None and enrollment.current_step == step.id:
+        # It waited for its best hour (the run may come a little late), or the quiet hours or
+        # the budget held it after that hour: the best hour is not waited for twice.
+        if enrollment.waiting_on == WaitReason.BEST_HOUR:
+            enrollment.waiting_on = None
+        return False
+    hour = member.best_hour
+    if hour is None:  # not computed by a nightly run yet
+        if run.best_hours is None:
+            run.best_hours = BestHours.load(session, run.now)
+        hour = run.best_hours.best_hour(member.id)
+    if run.now.astimezone(local_zone(member.time_zone)).hour == hour:
+        return False
+    enrollment.current_step = step.id
+    enrollment.next_action_at = next_local_hour(run.now, hour, member.time_zone)
+    enrollment.waiting_on = WaitReason.BEST_HOUR
+    return True
 
 
 def _held_back(

@@ -4,7 +4,9 @@
 journey's re-entry policy and cooldown let in, whose consent and preferences allow the
 journey's category (unless it is transactional), whose address is not in the suppression list
 and for whom the journey's audience holds; it writes their enrollments, at the entry step, due
-at once (or, for a member enrolled ahead of their day, at its hour). Exactly-once is held by
+at once (or, for a member enrolled ahead of their day, at its hour). A member the journey's
+``holdout`` draws (``in_holdout``) is enrolled as control: exited at once (reason ``holdout``),
+arm ``control``, sent nothing. Exactly-once is held by
 the database: one enrollment per (journey, member, occurrence), written with
 ``INSERT ... ON CONFLICT DO NOTHING``.
 """
@@ -16,17 +18,27 @@ import datetime as dt
 import logging
 from collections import defaultdict
 from collections.abc import Callable, Collection, Sequence
+from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
-from nurture.journeys.facts import ConditionFacts, condition_true
+from nurture.journeys.experiments import CONTROL_ARM, in_holdout
+from nurture.journeys.facts import condition_true
 from nurture.journeys.models import JourneyDefinition, parse_duration
+from nurture.journeys.reads import MemberReads
 from nurture.journeys.triggers import Candidate, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Member, table_of
+from nurture.storage.models import (
+    Enrollment,
+    EnrollmentState,
+    ExitReason,
+    Journey,
+    Member,
+    table_of,
+)
 
 __all__ = ["consent_allows", "enrol_members", "member_rows"]
 
@@ -46,6 +58,7 @@ def enrol_members(
     suppression_salt: str | None = None,
     member_ids: Collection[int] | None = None,
     on_condition_error: Callable[[], None] | None = None,
+    reads: MemberReads | None = None,
 ) -> int:
     """Enrol the trigger's candidates that re-entry, consent, suppression and audience allow.
 
@@ -62,10 +75,13 @@ def enrol_members(
         member_ids: Only these members; None: everyone.
         on_condition_error: Called when the audience fails to evaluate for a member (taken as
             false).
+        reads: What the pass already read about members (``advance_journeys`` shares one
+            across its journeys); None: read afresh.
 
     Returns:
         How many enrollments were written.
     """
+    reads = reads or MemberReads(now)
     candidates = [
         candidate
         for candidate in trigger_candidates(definition.trigger, session, now, definition.id)
@@ -76,29 +92,54 @@ def enrol_members(
     entry = definition.entry_step.id
     enrolled = 0
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
-        kept = _consenting(session, definition, chunk, suppression_salt)
+        kept = _consenting(session, definition, chunk, suppression_salt, reads)
         if definition.audience and kept:
             kept = _in_audience(
-                session, definition.id, definition.audience, kept, now, on_condition_error
+                session, definition.id, definition.audience, kept, reads, on_condition_error
             )
         rows = [
-            {
-                "journey_id": journey.id,
-                "journey_key": definition.id,
-                "member_id": candidate.member_id,
-                "occurrence": candidate.occurrence,
-                "state": EnrollmentState.ACTIVE,
-                "current_step": entry,
-                "next_action_at": candidate.start_at or now,
-                "enrolled_at": now,
-                "context": candidate.context.to_stored(),
-            }
+            _enrollment_row(definition, journey, candidate, entry, now, suppression_salt or "")
             for candidate in kept
         ]
         enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
     if enrolled:
         logger.info("journey %s: enrolled %d members", definition.id, enrolled)
     return enrolled
+
+
+def _enrollment_row(
+    definition: JourneyDefinition,
+    journey: Journey,
+    candidate: Candidate,
+    entry: str,
+    now: dt.datetime,
+    salt: str,
+) -> dict[str, Any]:
+    """A new enrollment at the entry step, or, for a member held out, a finished control one."""
+    row: dict[str, Any] = {
+        "journey_id": journey.id,
+        "journey_key": definition.id,
+        "member_id": candidate.member_id,
+        "occurrence": candidate.occurrence,
+        "state": EnrollmentState.ACTIVE,
+        "current_step": entry,
+        "next_action_at": candidate.start_at or now,
+        "enrolled_at": now,
+        "context": candidate.context.to_stored(),
+        "arm": None,
+        "finished_at": None,
+        "exit_reason": None,
+    }
+    if in_holdout(definition, candidate.member_id, salt):
+        row |= {
+            "state": EnrollmentState.EXITED,
+            "current_step": None,
+            "next_action_at": None,
+            "arm": CONTROL_ARM,
+            "finished_at": now,
+            "exit_reason": ExitReason.HOLDOUT,
+        }
+    return row
 
 
 def consent_allows(member: Member, definition: JourneyDefinition) -> bool:
@@ -157,9 +198,10 @@ def _consenting(
     definition: JourneyDefinition,
     chunk: Sequence[Candidate],
     suppression_salt: str | None,
+    reads: MemberReads,
 ) -> list[Candidate]:
     """The candidates whose consent (unless transactional) and address allow the journey."""
-    members = member_rows(session, [candidate.member_id for candidate in chunk])
+    members = reads.members(session, [candidate.member_id for candidate in chunk])
     kept = [
         candidate
         for candidate in chunk
@@ -176,11 +218,11 @@ def _in_audience(
     journey_key: str,
     audience: str,
     candidates: Sequence[Candidate],
-    now: dt.datetime,
+    reads: MemberReads,
     on_condition_error: Callable[[], None] | None,
 ) -> list[Candidate]:
     """The candidates for whom the journey's audience condition holds."""
-    facts = ConditionFacts(session, [candidate.member_id for candidate in candidates], now)
+    facts = reads.facts(session, [candidate.member_id for candidate in candidates])
     return [
         candidate
         for candidate in candidates

@@ -56,6 +56,15 @@ class ConditionFacts:
             for member_id, ids in memberships.items()
         }
 
+    @classmethod
+    def of(
+        cls, contexts: dict[int, dict[str, Any]], segments: dict[int, list[str]]
+    ) -> ConditionFacts:
+        """Facts already loaded: each member's rule context and segment keys."""
+        facts = cls.__new__(cls)
+        facts.contexts, facts.segments = contexts, segments
+        return facts
+
     def names(self, member_id: int, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
         """The names a condition reads for one member, ``trigger`` being what it recorded."""
         context = dict(self.contexts.get(member_id, {}))

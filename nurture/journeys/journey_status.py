@@ -1,4 +1,4 @@
-"""Where the members stand in each journey: per version, per step, finished, exited, waiting.
+"""Where members stand in each journey: per version, step, end, wait, holdout and split arm.
 
 ``journey_status`` reads the ``Journey`` version rows, the enrollments and their messages in a
 few grouped queries; it changes nothing.
@@ -16,7 +16,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.models import JourneyDefinition
-from nurture.storage.models import Enrollment, EnrollmentState, Journey, Message
+from nurture.storage.models import Enrollment, EnrollmentState, ExitReason, Journey, Message
 
 __all__ = ["JourneyStatus", "VersionStatus", "journey_status"]
 
@@ -37,11 +37,14 @@ class VersionStatus:
         at_step: Members in progress, by the step they are at (waiting ones included).
         waiting_on_budget: Members in progress held at a send step by their message budget.
         waiting_on_quiet_hours: Members in progress held at a send step by their quiet hours.
+        waiting_on_best_hour: Members in progress waiting at a send step for their best hour.
         completed: Members who went through to an exit step.
         exited_goal: Members who left early because they reached the journey's goal.
         exited_other: Members who left early for another reason (consent, suppressed,
             missing_step...), by reason.
         messages: The version's emails by status (queued, sent, failed, suppressed...).
+        held_out: Members held out as the control group (the journey's holdout): sent nothing.
+        arms: Members by the split variant drawn for them (whatever they stand now).
     """
 
     journey_key: str
@@ -52,10 +55,13 @@ class VersionStatus:
     at_step: dict[str, int]
     waiting_on_budget: int = 0
     waiting_on_quiet_hours: int = 0
+    waiting_on_best_hour: int = 0
     completed: int = 0
     exited_goal: int = 0
     exited_other: dict[str, int] = dataclasses.field(default_factory=dict)
     messages: dict[str, int] = dataclasses.field(default_factory=dict)
+    held_out: int = 0
+    arms: dict[str, int] = dataclasses.field(default_factory=dict)
 
     @property
     def active(self) -> int:
@@ -65,7 +71,13 @@ class VersionStatus:
     @property
     def enrolled(self) -> int:
         """Every enrollment of the version, finished or not."""
-        return self.active + self.completed + self.exited_goal + sum(self.exited_other.values())
+        return (
+            self.active
+            + self.completed
+            + self.exited_goal
+            + self.held_out
+            + sum(self.exited_other.values())
+        )
 
     def to_dict(self) -> dict[str, Any]:
         """The counts as JSON-ready values."""
@@ -79,10 +91,13 @@ class VersionStatus:
             "at_step": dict(self.at_step),
             "waiting_on_budget": self.waiting_on_budget,
             "waiting_on_quiet_hours": self.waiting_on_quiet_hours,
+            "waiting_on_best_hour": self.waiting_on_best_hour,
             "completed": self.completed,
             "exited_goal": self.exited_goal,
             "exited_other": dict(self.exited_other),
             "messages": dict(self.messages),
+            "held_out": self.held_out,
+            "arms": dict(self.arms),
         }
 
 
@@ -154,6 +169,7 @@ def journey_status(
             Enrollment.current_step,
             Enrollment.waiting_on,
             Enrollment.exit_reason,
+            Enrollment.arm,
             func.count(),
         ).group_by(
             Enrollment.journey_id,
@@ -161,6 +177,7 @@ def journey_status(
             Enrollment.current_step,
             Enrollment.waiting_on,
             Enrollment.exit_reason,
+            Enrollment.arm,
         )
     ).tuples()
     counts: dict[int, dict[str, Any]] = defaultdict(
@@ -168,16 +185,23 @@ def journey_status(
             "at_step": defaultdict(int),
             "waiting_on_budget": 0,
             "waiting_on_quiet_hours": 0,
+            "waiting_on_best_hour": 0,
             "completed": 0,
             "exited_goal": 0,
             "exited_other": defaultdict(int),
+            "held_out": 0,
+            "arms": defaultdict(int),
         }
     )
-    for journey_id, state, step, waiting_on, reason, count in enrollments:
+    for journey_id, state, step, waiting_on, reason, arm, count in enrollments:
         found = counts[journey_id]
-        if state == EnrollmentState.ACTIVE:
+        if arm is not None and reason != ExitReason.HOLDOUT:
+            found["arms"][arm] += count
+        if reason == ExitReason.HOLDOUT:
+            found["held_out"] += count
+        elif state == EnrollmentState.ACTIVE:
             found["at_step"][step or ""] += count
-            if waiting_on in ("budget", "quiet_hours"):
+            if waiting_on in ("budget", "quiet_hours", "best_hour"):
                 found[f"waiting_on_{waiting_on}"] += count
         elif state == EnrollmentState.COMPLETED:
             found["completed"] += count
@@ -212,10 +236,13 @@ def journey_status(
                 at_step=dict(sorted(found["at_step"].items())),
                 waiting_on_budget=found["waiting_on_budget"],
                 waiting_on_quiet_hours=found["waiting_on_quiet_hours"],
+                waiting_on_best_hour=found["waiting_on_best_hour"],
                 completed=found["completed"],
                 exited_goal=found["exited_goal"],
                 exited_other=dict(sorted(found["exited_other"].items())),
                 messages=dict(sorted(messages[row.id].items())),
+                held_out=found["held_out"],
+                arms=dict(sorted(found["arms"].items())),
             )
         )
         names[row.key] = str((row.definition or {}).get("name") or row.key)

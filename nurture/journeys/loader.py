@@ -672,17 +672,18 @@ def _check_graph(report: _Report, steps: Any) -> None:
 
 
 def _step_links(step: dict[str, Any]) -> Iterator[tuple[PathKey, str]]:
-    """The (field path, target id) links of one raw step: next, cases[i].next, otherwise."""
+    """The (field path, target id) links of a raw step: next, otherwise, cases and variants."""
     for field in ("next", "otherwise"):
         target = step.get(field)
         if isinstance(target, str):
             yield (field,), target
-    cases = step.get("cases")
-    if isinstance(cases, list):
-        for index, case in enumerate(cases):
-            target = case.get("next") if isinstance(case, dict) else None
-            if isinstance(target, str):
-                yield ("cases", index, "next"), target
+    for field in ("cases", "variants"):
+        items = step.get(field)
+        if isinstance(items, list):
+            for index, item in enumerate(items):
+                target = item.get("next") if isinstance(item, dict) else None
+                if isinstance(target, str):
+                    yield (field, index, "next"), target
 
 
 def _reachable(start: str, links: dict[str, list[str]]) -> set[str]:

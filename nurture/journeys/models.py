@@ -51,6 +51,8 @@ __all__ = [
     "SegmentEnteredTrigger",
     "SegmentLeftTrigger",
     "SendStep",
+    "SplitStep",
+    "SplitVariant",
     "Step",
     "StepModel",
     "Trigger",
@@ -58,6 +60,7 @@ __all__ = [
     "WaitStep",
     "WaitUntil",
     "parse_duration",
+    "parse_share",
 ]
 
 IDENTIFIER_PATTERN = r"^[a-z0-9][a-z0-9_-]*$"
@@ -97,6 +100,36 @@ def parse_duration(text: str) -> dt.timedelta:
     if delta <= dt.timedelta(0):
         raise ValueError(f"expected a duration longer than zero, found {text!r}")
     return delta
+
+
+_SHARE_RE = re.compile(r"^(\d{1,2}(?:\.\d{1,2})?)\s*%$")
+
+
+def parse_share(text: str) -> float:
+    """Turn a share such as ``10%`` or ``2.5%`` into a fraction (``0.1``, ``0.025``).
+
+    Args:
+        text: A percentage above 0 and at most 50, with a ``%`` sign.
+
+    Returns:
+        The fraction, in (0, 0.5].
+
+    Raises:
+        ValueError: The text is not such a percentage.
+    """
+    match = _SHARE_RE.match(text.strip()) if isinstance(text, str) else None
+    value = float(match.group(1)) if match else 0.0
+    if not match or not 0 < value <= 50:
+        raise ValueError(f"expected a share like '10%' (above 0%, at most 50%), found {text!r}")
+    return value / 100
+
+
+def _check_share(text: str) -> str:
+    try:
+        parse_share(text)
+    except ValueError as error:
+        raise PydanticCustomError("share", str(error)) from None
+    return text.strip()
 
 
 def _check_duration(text: str) -> str:
@@ -524,6 +557,13 @@ class SendStep(_Model):
         description="When the member's message budget is spent: wait for room or skip this "
         "email; absent: the journey's over_budget.",
     )
+    at: Literal["best_hour"] | None = Field(
+        default=None,
+        title="At",
+        description="best_hour: wait for the member's best hour of their day (learnt from when "
+        "they open and click, shrunk towards their segment's and the community's when they "
+        "have few) before sending; the quiet hours and the budget still apply. Absent: at once.",
+    )
     next: StepId = Field(description="Id of the step that follows.")
 
     def links(self) -> list[tuple[tuple[str | int, ...], str]]:
@@ -621,6 +661,60 @@ class BranchStep(_Model):
         ]
 
 
+class SplitVariant(_Model):
+    """One arm of a split: its name, its weight and the path of steps it starts."""
+
+    name: Identifier = Field(
+        title="Variant name",
+        description="Recorded on the enrollment (its arm) and shown by `nurture journeys "
+        "results`; 'control' is kept for the holdout.",
+    )
+    weight: int = Field(
+        default=1,
+        ge=1,
+        le=1000,
+        title="Weight",
+        description="Relative share of the members: weights 1 and 1 split half and half, "
+        "70 and 30 seventy-thirty.",
+    )
+    next: StepId = Field(description="First step of this variant's path.")
+
+
+class SplitStep(_Model):
+    """Send each member down one variant's path (an A/B/n test), at random but stable."""
+
+    id: StepId = Field(description="Unique within the journey.")
+    type: Literal["split"] = Field(title="Step type")
+    variants: list[SplitVariant] = Field(
+        min_length=2,
+        max_length=10,
+        title="Variants",
+        description="Two or more paths, each taken by a share of the members set by its weight. "
+        "A member's variant is drawn from a keyed hash of the member and the journey, so "
+        "reruns agree; it is recorded on the enrollment.",
+    )
+
+    @model_validator(mode="after")
+    def _names_distinct(self) -> SplitStep:
+        names = [variant.name for variant in self.variants]
+        if "control" in names:
+            raise PydanticCustomError(
+                "split", "the variant name 'control' is kept for the holdout; choose another"
+            )
+        if len(set(names)) != len(names):
+            raise PydanticCustomError(
+                "split", "variant names must differ, found {names}", {"names": ", ".join(names)}
+            )
+        return self
+
+    def links(self) -> list[tuple[tuple[str | int, ...], str]]:
+        """The (field path, step id) links to the steps that may follow."""
+        return [
+            (("variants", index, "next"), variant.next)
+            for index, variant in enumerate(self.variants)
+        ]
+
+
 class ExitStep(_Model):
     """End the journey: the enrollment is completed."""
 
@@ -632,7 +726,7 @@ class ExitStep(_Model):
         return []
 
 
-StepModel = SendStep | WaitStep | BranchStep | ExitStep
+StepModel = SendStep | WaitStep | BranchStep | SplitStep | ExitStep
 
 Step = Annotated[
     StepModel,
@@ -643,6 +737,7 @@ STEP_KINDS: dict[str, type[StepModel]] = {
     "send": SendStep,
     "wait": WaitStep,
     "branch": BranchStep,
+    "split": SplitStep,
     "exit": ExitStep,
 }
 """Step model by ``type``, used by the graph checks on raw YAML."""
@@ -662,6 +757,12 @@ class Goal(_Model):
     )
     condition: Condition | None = Field(
         default=None, description="Or this condition holds, e.g. 'answers' (they answered)."
+    )
+    within: Duration | None = Field(
+        default=None,
+        title="Within",
+        description="The window `nurture journeys results` counts a conversion in: the goal's "
+        "events within this long after enrolment; absent: 30 days.",
     )
 
     @model_validator(mode="after")
@@ -736,6 +837,15 @@ class JourneyDefinition(_Model):
         title="Over budget",
         description="When the member's message budget is spent: wait for room, or skip the email.",
     )
+    holdout: Annotated[str, AfterValidator(_check_share)] | None = Field(
+        default=None,
+        title="Holdout",
+        description="A share of the members the journey would enrol, e.g. '10%', enrolled as "
+        "the control group and sent nothing, so `nurture journeys results` can tell what the "
+        "journey changes. Who is held out is drawn from a keyed hash of the member and the "
+        "journey: stable across runs.",
+        examples=["10%"],
+    )
     steps: list[Step] = Field(
         min_length=1,
         title="Steps",
@@ -743,6 +853,34 @@ class JourneyDefinition(_Model):
     )
 
     _source_path: str = PrivateAttr(default="")
+
+    @model_validator(mode="after")
+    def _one_split(self) -> JourneyDefinition:
+        splits = [step.id for step in self.steps if isinstance(step, SplitStep)]
+        if len(splits) > 1:
+            raise PydanticCustomError(
+                "split",
+                "a journey holds at most one split step (its arms are compared), found {ids}",
+                {"ids": ", ".join(splits)},
+            )
+        return self
+
+    @property
+    def holdout_share(self) -> float:
+        """The share of members held out as control (0 when the journey has no holdout)."""
+        return parse_share(self.holdout) if self.holdout else 0.0
+
+    @property
+    def split_step(self) -> SplitStep | None:
+        """The journey's split step, if it has one."""
+        return next((step for step in self.steps if isinstance(step, SplitStep)), None)
+
+    @property
+    def arms(self) -> list[str]:
+        """The arms results compare: 'control' (with a holdout), then each variant or 'journey'."""
+        split = self.split_step
+        arms = ["control"] if self.holdout else []
+        return arms + ([v.name for v in split.variants] if split else ["journey"])
 
     @property
     def source_path(self) -> str:
@@ -752,9 +890,16 @@ class JourneyDefinition(_Model):
     @property
     def definition_hash(self) -> str:
         """SHA-256 of the canonical JSON of the definition: equal definitions, equal hashes."""
-        canonical = json.dumps(
-            self.model_dump(mode="json"), sort_keys=True, separators=(",", ":"), ensure_ascii=False
-        )
+        dumped = self.model_dump(mode="json")
+        # Fields added later are left out while unset, so existing journeys keep their hash.
+        if dumped.get("holdout") is None:
+            dumped.pop("holdout", None)
+        if isinstance(dumped.get("goal"), dict) and dumped["goal"].get("within") is None:
+            dumped["goal"].pop("within", None)
+        for step in dumped["steps"]:
+            if step.get("type") == "send" and step.get("at") is None:
+                step.pop("at", None)
+        canonical = json.dumps(dumped, sort_keys=True, separators=(",", ":"), ensure_ascii=False)
         return hashlib.sha256(canonical.encode("utf-8")).hexdigest()
 
     @property

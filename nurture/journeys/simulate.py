@@ -195,6 +195,8 @@ class SimulationReport:
         backfill: The largest run over the backfill limit (``sending.yaml``): members the
             journeys would start emailing at once, which ``nurture run`` refuses unless
             ``--allow-backfill``; None when no run goes over it.
+        arms: Per journey with a holdout or a split, the enrollments begun in the period by
+            arm: ``control`` (held out, sent nothing) and each split variant drawn.
     """
 
     start: dt.datetime
@@ -212,6 +214,7 @@ class SimulationReport:
     passes: int
     held_daily: tuple[HeldDay, ...] = ()
     backfill: Backfill | None = None
+    arms: dict[str, dict[str, int]] = dataclasses.field(default_factory=dict)
 
     @property
     def max_in_window(self) -> int:
@@ -261,8 +264,9 @@ class SimulationReport:
             A dict: ``start``, ``end``, ``tick_seconds``, ``trigger_every_seconds``,
             ``members`` (ids, or null for everyone), ``journeys``, ``passes``, ``totals``,
             ``budget`` (messages, window, max_in_window, over_budget), ``entered`` (per
-            journey), ``daily`` (per ISO day, per journey), ``held``, ``held_daily``,
-            ``backfill`` (the largest run over the backfill limit, or null) and ``sends``.
+            journey), ``arms`` (per journey, per arm), ``daily`` (per ISO day, per journey),
+            ``held``, ``held_daily``, ``backfill`` (the largest run over the backfill limit, or
+            null) and ``sends``.
         """
         return {
             "start": self.start.isoformat(),
@@ -280,6 +284,7 @@ class SimulationReport:
                 "over_budget": list(self.over_budget),
             },
             "entered": dict(self.entered),
+            "arms": {key: dict(arms) for key, arms in self.arms.items()},
             "daily": {day.isoformat(): counts for day, counts in self.daily_volumes().items()},
             "held": [held.to_dict() for held in self.held],
             "held_daily": [held.to_dict() for held in self.held_daily],
@@ -623,6 +628,7 @@ class _Run:
             passes=self.passes,
             held_daily=self._held_daily(),
             backfill=self.backfill,
+            arms=self._arms(),
         )
 
     def _held_daily(self) -> tuple[HeldDay, ...]:
@@ -656,6 +662,23 @@ class _Run:
             .all()
         )
         return {key: counts[key] for key in self.keys if counts.get(key)}
+
+    def _arms(self) -> dict[str, dict[str, int]]:
+        """Enrollments begun during the run with an arm, per journey and arm."""
+        rows = self.session.execute(
+            select(Enrollment.journey_key, Enrollment.arm, func.count())
+            .where(
+                Enrollment.id > self.last_enrollment_id,
+                Enrollment.enrolled_at >= self.start,
+                Enrollment.enrolled_at < self.end,
+                Enrollment.arm.is_not(None),
+            )
+            .group_by(Enrollment.journey_key, Enrollment.arm)
+        ).tuples()
+        arms: dict[str, dict[str, int]] = {}
+        for key, arm, count in rows:
+            arms.setdefault(key, {})[str(arm)] = count
+        return {key: dict(sorted(arms[key].items())) for key in self.keys if key in arms}
 
     def _members(self, member_ids: set[int]) -> dict[int, tuple[str, str]]:
         found: dict[int, tuple[str, str]] = {}

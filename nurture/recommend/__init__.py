@@ -8,6 +8,7 @@ from nurture.recommend.changes import (
     members_to_profile,
     take_watermark,
 )
+from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import (
     content_text,
     embed_content_items,
@@ -21,6 +22,7 @@ from nurture.recommend.export import (
     iter_recommendations,
     write_recommendations,
 )
+from nurture.recommend.groups import GroupPopularity, prior_strength
 from nurture.recommend.matching import (
     CONSUMING_EVENT_TYPES,
     MatchSummary,
@@ -36,23 +38,33 @@ from nurture.recommend.ranking import (
     co_engagement_scores,
     learn_co_engagement,
     rank_content,
+    scale_collaborative,
     select_diverse,
 )
-from nurture.recommend.reasons import Evidence, EvidenceKind, goal_label, reason_text
+from nurture.recommend.reasons import (
+    Evidence,
+    EvidenceKind,
+    collaborative_reason,
+    goal_label,
+    reason_text,
+)
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
+    "EASE",
     "EXPORT_COLUMNS",
     "EXPORT_FORMATS",
     "Evidence",
     "EvidenceKind",
     "ExportFormat",
     "ExportedRecommendation",
+    "GroupPopularity",
     "MatchSummary",
     "RankingWeights",
     "RecommendedItem",
     "Watermark",
     "co_engagement_scores",
+    "collaborative_reason",
     "complete_watermark",
     "content_text",
     "embed_content_items",
@@ -65,10 +77,12 @@ __all__ = [
     "load_content_vectors",
     "members_to_match",
     "members_to_profile",
+    "prior_strength",
     "rank_content",
     "reason_text",
     "recommend_for_members",
     "recommendations_for",
+    "scale_collaborative",
     "select_diverse",
     "start_match_run",
     "take_watermark",

@@ -22,11 +22,12 @@ from sqlalchemy.orm import Session
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
 from nurture.recommend.changes import Watermark
-from nurture.recommend.ranking import RankingWeights, decay, rank_content
+from nurture.recommend.ranking import RankingWeights, decay, rank_content, scale_collaborative
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
     co_engagement_reason,
+    collaborative_reason,
     distinct_evidence,
     goal_label,
     popular_reason,
@@ -35,6 +36,7 @@ from nurture.recommend.reasons import (
 from nurture.recommend.run_state import (
     CONSUMING_EVENT_TYPES,
     RunState,
+    choice_answers,
     item_available,
     item_freshness,
     language_code,
@@ -73,6 +75,9 @@ is written in it, and never names an item, or an event, in another)."""
 CO_ENGAGEMENT_REASON = 0.5
 """An item is explained by co-engagement with something the member consumed when it is at least
 this close (relative to that item's closest co-engaged item)."""
+COLLABORATIVE_REASON = 0.5
+"""The learned model's score for an item, relative to the member's best (1), from which it
+explains the item (when neither the member's evidence nor co-engagement does)."""
 
 _EXPECTATIONS_QUESTION = "expectations"
 _GOALS_QUESTION = "goals"
@@ -451,9 +456,16 @@ def _reasons(
     state: RunState,
     indices: np.ndarray,
     weights: RankingWeights,
+    learned: np.ndarray | None = None,
 ) -> list[list[str]]:
     """The reason of each recommended item, in the member's language."""
     m, k = indices.shape
+    put_forward = np.zeros((m, k), dtype=bool)
+    if learned is not None and weights.collaborative > 0 and k:
+        learned_strength = np.take_along_axis(
+            scale_collaborative(learned), np.clip(indices, 0, None), axis=1
+        )
+        put_forward = learned_strength >= COLLABORATIVE_REASON
     evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
     recommended = (
         state.vectors[np.clip(indices, 0, None)]
@@ -483,11 +495,37 @@ def _reasons(
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = chunk.recent[row][int(source[row, position])]
                 reason = co_engagement_reason(_consumed(state, column, event_type), language)
+            elif put_forward[row, position]:
+                reason = collaborative_reason(language)
             else:
                 reason = popular_reason(chunk.segment_ids[row] is not None, language)
             listed.append(reason)
         reasons.append(listed)
     return reasons
+
+
+def _member_popularity(
+    session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The popularity each member is ranked with: their answer groups', else their segment's.
+
+    Returns:
+        ``(popularity, rows)``: the segment table and each member's row in it, or, when some
+        member answered a choice question, one ``(m, n)`` row per member (rows none); group
+        shares are scaled to the community's total engagement, like the segment counts.
+    """
+    rows = np.array(popularity_rows, dtype=np.int64)
+    if state.groups is None or not state.choice_questions:
+        return state.popularity, rows
+    given = choice_answers(session, state.choice_questions, chunk.member_ids)
+    codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
+    answered = (codes >= 0).any(axis=1)
+    if not answered.any():
+        return state.popularity, rows
+    per_member = state.popularity[rows].copy()
+    total = float(state.popularity[-1].sum())
+    per_member[answered] = state.groups.transform(codes[answered]) * np.float32(total)
+    return per_member, None
 
 
 def recommend_for_members(
@@ -500,6 +538,7 @@ def recommend_for_members(
     *,
     run_id: int | None = None,
     kinds: Collection[str] | None = None,
+    choice_questions: Sequence[str] = (),
 ) -> MatchSummary:
     """Rank content for a chunk of members and replace their recommendations, with reasons.
 
@@ -521,6 +560,9 @@ def recommend_for_members(
         run_id: The match run to file the rows under; a new one is started when none. What the
             run shares (co-engagement, popularity) is learned on its first chunk only.
         kinds: Recommend only items of these kinds (``article``, ``event``...); all when none.
+        choice_questions: Keys of the single-choice questions (role, country...): a member who
+            answered some gets the popularity within their answer groups
+            (:class:`~nurture.recommend.GroupPopularity`) instead of their segment's.
 
     Returns:
         A summary: members processed, rows written, members left without any eligible item,
@@ -529,7 +571,7 @@ def recommend_for_members(
     weights = weights or RankingWeights()
     if run_id is None:
         run_id = start_match_run(session, embedder, weights, k, kinds=kinds)
-    state = load_run_state(session, embedder, now, weights, run_id)
+    state = load_run_state(session, embedder, now, weights, run_id, choice_questions)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
     session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))
@@ -544,6 +586,8 @@ def recommend_for_members(
         allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
         item_ok &= allowed[None, :]
     popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
+    learned = None if state.collaborative is None else state.collaborative.transform(chunk.history)
+    popularity, rows_of_popularity = _member_popularity(session, chunk, state, popularity_rows)
     indices, scores = rank_content(
         member_interest=chunk.interest,
         segment_interest=chunk.segment_interest,
@@ -553,13 +597,14 @@ def recommend_for_members(
         freshness=state.freshness,
         weights=weights,
         k=k,
-        popularity=state.popularity,
-        popularity_rows=np.array(popularity_rows, dtype=np.int64),
+        popularity=popularity,
+        popularity_rows=rows_of_popularity,
         history=chunk.history,
         co_engagement=state.co_engagement,
         format_match=_format_match(chunk, state),
+        collaborative=learned,
     )
-    reasons = _reasons(session, embedder, chunk, state, indices, weights)
+    reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 
     rows: list[dict[str, Any]] = [
         {

@@ -23,13 +23,14 @@ __all__ = [
     "learn_co_engagement",
     "normalise_popularity",
     "rank_content",
+    "scale_collaborative",
     "select_diverse",
 ]
 
 INELIGIBLE = np.float32(-1e30)
 """A score at or below this marks an item a member cannot get (as ``-inf`` does)."""
 
-PERSONAL_SIGNALS = ("member", "history", "co_engagement", "segment")
+PERSONAL_SIGNALS = ("member", "history", "co_engagement", "collaborative", "segment")
 """The weights whose signal a member may lack; a missing one's weight goes to the others."""
 
 
@@ -39,11 +40,12 @@ class RankingWeights(BaseModel):
     A member's score for an item is::
 
         member * cos(answers, item) + history * cos(recent history, item)
-        + co_engagement * co-engagement(item) + segment * cos(segment, item)
+        + co_engagement * co-engagement(item) + collaborative * learned model(item)
+        + segment * cos(segment, item)
         + popularity * popularity in the segment (item) + freshness * freshness(item)
         + format * (item's kind is a format the member prefers)
 
-    The first four are personal signals: when a member lacks one (no answers, no history, no
+    The first five are personal signals: when a member lacks one (no answers, no history, no
     segment), its weight is shared among the ones they have, in proportion; when they have none,
     popularity takes the whole personal share.
     """
@@ -71,6 +73,14 @@ class RankingWeights(BaseModel):
             "also engaged with the item."
         ),
     )
+    collaborative: float = Field(
+        default=0.3,
+        ge=0,
+        description=(
+            "Weight of the learned collaborative model (EASE, fitted on every member's "
+            "engagements once per match run): what members with the same items engaged with."
+        ),
+    )
     segment: float = Field(
         default=0.1, ge=0, description="Weight of the similarity to the segment's interest."
     )
@@ -78,6 +88,15 @@ class RankingWeights(BaseModel):
         default=0.2,
         ge=0,
         description="Weight of the item's recent popularity in the member's segment.",
+    )
+    cold_start_popularity: float = Field(
+        default=1.0,
+        ge=0,
+        description=(
+            "Weight of popularity for a member with no history (nothing consumed yet): the "
+            "popularity within their answer groups, else their segment's, is the strongest "
+            "prior for newcomers; replaces popularity for them."
+        ),
     )
     freshness: float = Field(default=0.1, ge=0, description="Weight of the item's freshness.")
     format: float = Field(
@@ -111,6 +130,14 @@ class RankingWeights(BaseModel):
         description=(
             "Days after which an engagement (a view, click or attended event) counts half, in "
             "the member's history and in popularity."
+        ),
+    )
+    centre_history: bool = Field(
+        default=True,
+        description=(
+            "Take the catalogue's mean vector out of what a member consumed before averaging it: "
+            "with many items, a plain average sits at the centre of the catalogue and favours "
+            "generic items."
         ),
     )
     reason_min_similarity: float = Field(
@@ -236,6 +263,20 @@ def co_engagement_scores(history: Any, co_engagement: sp.spmatrix | np.ndarray) 
     return _co_engagement_rows(history, co_engagement).toarray()
 
 
+def scale_collaborative(scores: np.ndarray) -> np.ndarray:
+    """The learned model's scores in ``[0, 1]`` per member: negatives 0, the largest 1.
+
+    Args:
+        scores: ``(m, n)`` raw scores (:meth:`nurture.recommend.EASE.transform`).
+
+    Returns:
+        ``(m, n)`` float32; a row without any positive score stays all zero.
+    """
+    positive = np.clip(np.asarray(scores, dtype=np.float32), 0.0, None)
+    top = positive.max(axis=1, keepdims=True, initial=0.0)
+    return np.divide(positive, top, out=np.zeros_like(positive), where=top > 0)
+
+
 def normalise_popularity(counts: np.ndarray) -> np.ndarray:
     """Popularity in ``[0, 1]`` per row: ``log1p(count)`` over the row's largest.
 
@@ -358,6 +399,7 @@ def rank_content(
     co_engagement: np.ndarray | sp.spmatrix | None = None,
     format_match: np.ndarray | None = None,
     popularity_rows: np.ndarray | None = None,
+    collaborative: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank content items for a chunk of members, with diversity.
 
@@ -383,6 +425,9 @@ def rank_content(
             no co-engagement signal.
         format_match: ``(m, n)`` bool, true where the item's kind is a format the member prefers.
         popularity_rows: ``(m,)`` the row of ``popularity`` of each member (their segment's).
+        collaborative: ``(m, n)`` the learned collaborative model's scores
+            (:class:`~nurture.recommend.EASE`), scaled here to ``[0, 1]`` per member (negative
+            scores count as 0); a member whose row has no positive score lacks the signal.
 
     Returns:
         ``(indices, scores)``, both ``(m, k)``: item indices, best first (``-1`` when a member
@@ -412,6 +457,7 @@ def rank_content(
         history=(history, [(m, n)]),
         co_engagement=(co_engagement, [(n, n)]),
         format_match=(format_match, [(m, n)]),
+        collaborative=(collaborative, [(m, n)]),
     )
     if popularity_rows is not None:
         table = None if popularity is None else np.asarray(popularity)
@@ -433,12 +479,21 @@ def rank_content(
     }
     co_rows: sp.csr_matrix | None = None
     if history is not None:
-        interests["history"] = _unit_rows(np.asarray(history @ items))
+        consumed = np.asarray(history @ items)
+        if weights.centre_history and n:
+            # Sum of each member's weights times the catalogue's mean: what every item shares.
+            totals = np.asarray(history.sum(axis=1), dtype=np.float32).reshape(m, 1)
+            consumed = consumed - totals * items.mean(axis=0, keepdims=True)
+        interests["history"] = _unit_rows(consumed)
         if co_engagement is not None:
             co_rows = _co_engagement_rows(history, co_engagement)
     present = {name: _present(vectors) for name, vectors in interests.items()}
     present["co_engagement"] = (
         np.zeros(m, dtype=bool) if co_rows is None else np.diff(co_rows.indptr) > 0
+    )
+    learned = None if collaborative is None else scale_collaborative(collaborative)
+    present["collaborative"] = (
+        np.zeros(m, dtype=bool) if learned is None else learned.max(axis=1, initial=0.0) > 0
     )
 
     # A missing personal signal's weight goes to the member's other ones, in proportion.
@@ -457,6 +512,9 @@ def rank_content(
         counts = np.diff(co_rows.indptr)
         co_rows.data *= np.repeat(co_weight, counts).astype(np.float32)
         scores[np.repeat(np.arange(m), counts), co_rows.indices] += co_rows.data
+    if learned is not None:
+        learned_weight = scale * np.where(present["collaborative"], base["collaborative"], 0.0)
+        scores += learned_weight.astype(np.float32)[:, None] * learned
 
     # Popularity and freshness, per row of the popularity table: one pass over the scores.
     fresh = np.float32(weights.freshness) * np.asarray(freshness, dtype=np.float32)
@@ -465,13 +523,22 @@ def rank_content(
         if popularity is None
         else np.atleast_2d(normalise_popularity(popularity))
     )
-    table = np.float32(weights.popularity) * popular + fresh[None, :]
     if popularity_rows is not None:
         member_rows = popularity_rows
-        scores += table[popularity_rows]
     else:
         member_rows = np.arange(m) if len(popular) == m else np.zeros(m, dtype=np.int64)
-        scores += table  # (1, n) or (m, n)
+    newcomer = ~present["history"]
+    if weights.cold_start_popularity == weights.popularity or not newcomer.any():
+        table = np.float32(weights.popularity) * popular + fresh[None, :]
+        scores += table[member_rows] if len(popular) > 1 else table
+    else:  # members with no history get popularity at its own weight
+        scores += fresh[None, :]
+        popularity_weight = np.where(
+            newcomer, weights.cold_start_popularity, weights.popularity
+        ).astype(np.float32)
+        scores += popularity_weight[:, None] * (
+            popular[member_rows] if len(popular) > 1 else popular
+        )
     # Members without any personal signal are ranked by popularity (and freshness) alone.
     cold = np.flatnonzero(held == 0)
     if cold.size:

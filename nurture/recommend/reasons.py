@@ -3,8 +3,9 @@
 The reason names the closest piece of evidence the member gave us (their free-text answer, a
 goal they chose, content they consumed), each piece for one item only (the best ranked it is
 close to), so that an email's picks each say why *that* pick; when none is left close enough,
-the content they consumed that other members consumed together with the item; else the item's
-popularity with members like them (their segment) or in the whole community.
+the content they consumed that other members consumed together with the item; else, when the
+learned collaborative model put it forward, members whose activity is like theirs; else the
+item's popularity with members like them (their segment) or in the whole community.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ __all__ = [
     "EvidenceKind",
     "closest_evidence",
     "co_engagement_reason",
+    "collaborative_reason",
     "distinct_evidence",
     "goal_label",
     "popular_reason",
@@ -72,6 +74,7 @@ _TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
         EvidenceKind.ATTENDED: "Because you attended “{text}”",
         "co_read": "Members who read “{text}” also liked this",
         "co_attended": "Members who attended “{text}” also liked this",
+        "collaborative": "Liked by members whose activity is like yours",
         "popular_segment": "Popular with members like you",
         "popular": "Popular in the community",
     },
@@ -82,6 +85,7 @@ _TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
         EvidenceKind.ATTENDED: "Parce que vous avez participé à « {text} »",
         "co_read": "Les membres qui ont lu « {text} » ont aussi apprécié ce contenu",
         "co_attended": "Les membres qui ont participé à « {text} » ont aussi apprécié ce contenu",
+        "collaborative": "Apprécié des membres dont l'activité ressemble à la vôtre",
         "popular_segment": "Apprécié des membres qui vous ressemblent",
         "popular": "Populaire dans la communauté",
     },
@@ -155,6 +159,18 @@ def co_engagement_reason(evidence: Evidence, language: str) -> str:
     """
     key = "co_attended" if evidence.kind == EvidenceKind.ATTENDED else "co_read"
     return _TEMPLATES[_language(language)][key].format(text=evidence.text)
+
+
+def collaborative_reason(language: str) -> str:
+    """The reason given for an item the learned collaborative model put forward.
+
+    Args:
+        language: The member's language.
+
+    Returns:
+        ``Liked by members whose activity is like yours``.
+    """
+    return _TEMPLATES[_language(language)]["collaborative"]
 
 
 def popular_reason(in_segment: bool, language: str) -> str:

@@ -20,10 +20,13 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder
+from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import load_content_vectors
+from nurture.recommend.groups import GroupPopularity
 from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
 from nurture.storage.models import (
     ActivityEvent,
+    Answer,
     ContentItem,
     MatchRun,
     SegmentationRun,
@@ -35,6 +38,7 @@ __all__ = [
     "ItemInfo",
     "RunState",
     "build_run_state",
+    "choice_answers",
     "item_available",
     "item_freshness",
     "language_code",
@@ -146,6 +150,12 @@ class RunState:
         available: ``(n,)`` bool: published, not expired, not a past event.
         freshness: ``(n,)`` in ``[0, 1]``.
         co_engagement: ``(n, n)`` item-item co-engagement (sparse).
+        collaborative: The learned collaborative model (EASE) fitted on every member's
+            engagements, or none when nobody engaged with anything.
+        choice_questions: Keys of the single-choice questions whose answers group members.
+        group_codes: For each choice question, the code of each answer value.
+        groups: Popularity within answer groups (recency-weighted), or none without choice
+            questions or engagement.
         popularity: ``(s + 1, n)`` recency-weighted count of members who engaged with each
             item, per segment (row ``segment_rows[segment id]``); the last row is the whole
             community's, and stands in for a segment with no engagement at all.
@@ -164,6 +174,24 @@ class RunState:
     popularity: np.ndarray
     segment_rows: dict[int, int]
     centres: dict[str, np.ndarray]
+    collaborative: EASE | None = None
+    choice_questions: tuple[str, ...] = ()
+    group_codes: tuple[dict[str, int], ...] = ()
+    groups: GroupPopularity | None = None
+
+    def answer_codes(self, answers: Sequence[dict[str, str]]) -> np.ndarray:
+        """``(m, q)`` each member's answer code to each choice question, ``-1`` when unanswered.
+
+        Args:
+            answers: Each member's ``{question key: answer value}``.
+        """
+        out = np.full((len(answers), len(self.choice_questions)), -1, dtype=np.int64)
+        for row, given in enumerate(answers):
+            for position, key in enumerate(self.choice_questions):
+                value = given.get(key)
+                if value is not None:
+                    out[row, position] = self.group_codes[position].get(value, -1)
+        return out
 
     @property
     def column_of(self) -> dict[str, int]:
@@ -271,10 +299,81 @@ def _segment_popularity(
     return counts.astype(np.float32), segment_rows
 
 
+def _fit_collaborative(members: np.ndarray, columns: np.ndarray, n_items: int) -> EASE | None:
+    """EASE fitted on the binary member x item engagement matrix; none without engagement."""
+    if members.size == 0 or n_items == 0:
+        return None
+    _, rows = np.unique(members, return_inverse=True)
+    engaged = sp.csr_matrix(
+        (np.ones(rows.size, dtype=np.float32), (rows.ravel(), columns)),
+        shape=(int(rows.max()) + 1, n_items),
+    )
+    return EASE().fit(engaged)
+
+
+def choice_answers(
+    session: Session, questions: Sequence[str], member_ids: Sequence[int] | None = None
+) -> dict[int, dict[str, str]]:
+    """Each member's latest answer to each of the single-choice ``questions``.
+
+    Args:
+        session: The database session.
+        questions: Keys of single-choice questions.
+        member_ids: Only these members; every member when none.
+
+    Returns:
+        ``{member id: {question key: answer value}}``.
+    """
+    if not questions:
+        return {}
+    query = select(Answer.member_id, Answer.question_key, Answer.value).where(
+        Answer.question_key.in_(list(questions))
+    )
+    if member_ids is not None:
+        query = query.where(Answer.member_id.in_(list(member_ids)))
+    out: dict[int, dict[str, str]] = {}
+    for member_id, key, value in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+        if isinstance(value, str) and value:
+            out.setdefault(member_id, {})[key] = value
+    return out
+
+
+def _fit_groups(
+    session: Session,
+    questions: tuple[str, ...],
+    members: np.ndarray,
+    columns: np.ndarray,
+    recency: np.ndarray,
+    n_items: int,
+) -> tuple[tuple[dict[str, int], ...], GroupPopularity | None]:
+    """Answer codes and popularity within answer groups, from recency-weighted engagements."""
+    if not questions or members.size == 0 or n_items == 0:
+        return tuple({} for _ in questions), None
+    answers = choice_answers(session, questions)
+    codes: tuple[dict[str, int], ...] = tuple({} for _ in questions)
+    for given in answers.values():
+        for position, key in enumerate(questions):
+            if key in given:
+                codes[position].setdefault(given[key], len(codes[position]))
+    unique, rows = np.unique(members, return_inverse=True)
+    groups = np.full((len(unique), len(questions)), -1, dtype=np.int64)
+    for row, member_id in enumerate(unique.tolist()):
+        given = answers.get(int(member_id), {})
+        for position, key in enumerate(questions):
+            if key in given:
+                groups[row, position] = codes[position][given[key]]
+    model = GroupPopularity().fit(groups, rows.ravel(), columns, recency, n_items)
+    return codes, model
+
+
 def build_run_state(
-    session: Session, embedder: Embedder, now: dt.datetime, weights: RankingWeights
+    session: Session,
+    embedder: Embedder,
+    now: dt.datetime,
+    weights: RankingWeights,
+    choice_questions: Sequence[str] = (),
 ) -> RunState:
-    """Load the library and learn co-engagement and popularity from activity up to ``now``.
+    """Load the library; learn co-engagement, EASE and popularity from activity up to ``now``.
 
     Args:
         session: The database session.
@@ -282,6 +381,7 @@ def build_run_state(
             cache; the caller commits).
         now: The time the run ranks for: later activity is ignored.
         weights: The ranking weights (half-lives).
+        choice_questions: Keys of the single-choice questions whose answers group members.
 
     Returns:
         The run's shared state.
@@ -305,6 +405,8 @@ def build_run_state(
         session, column_of, now, weights.interest_half_life_days
     )
     popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
+    questions = tuple(choice_questions)
+    group_codes, groups = _fit_groups(session, questions, members, columns, recency, len(items))
     available = item_available(items, now)
     languages = np.array([item.language for item in items], dtype=object)
     centres: dict[str, np.ndarray] = {}
@@ -322,6 +424,10 @@ def build_run_state(
         popularity=popularity,
         segment_rows=segment_rows,
         centres=centres,
+        collaborative=_fit_collaborative(members, columns, len(items)),
+        choice_questions=questions,
+        group_codes=group_codes,
+        groups=groups,
     )
 
 
@@ -335,6 +441,7 @@ def load_run_state(
     now: dt.datetime,
     weights: RankingWeights,
     run_id: int | None,
+    choice_questions: Sequence[str] = (),
 ) -> RunState:
     """The run's shared state: built on the run's first chunk, then reused by its next ones.
 
@@ -348,19 +455,21 @@ def load_run_state(
         now: The time the run ranks for.
         weights: The ranking weights.
         run_id: The match run.
+        choice_questions: Keys of the single-choice questions whose answers group members.
 
     Returns:
         The run's shared state.
     """
     if run_id is None:
-        return build_run_state(session, embedder, now, weights)
+        return build_run_state(session, embedder, now, weights, choice_questions)
     created = session.scalar(select(MatchRun.created_at).where(MatchRun.id == run_id))
     bind = session.get_bind()
-    key = (str(bind.engine.url), run_id, created, embedder.name, weights, now)
+    questions = tuple(choice_questions)
+    key = (str(bind.engine.url), run_id, created, embedder.name, weights, now, questions)
     with _states_lock:
         state = _states.get(key)
         if state is None:
-            state = build_run_state(session, embedder, now, weights)
+            state = build_run_state(session, embedder, now, weights, questions)
             _states[key] = state
             while len(_states) > _CACHED_RUNS:
                 _states.popitem(last=False)

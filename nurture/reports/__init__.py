@@ -1,9 +1,9 @@
 """Reports for marketers and operators: segment cards and self-contained HTML pages with charts.
 
-The pages (segments, journeys, delivery, a journey simulation) are single HTML files: their
-charts are Vega-Lite specifications (built with Altair) drawn by the Vega libraries inlined in
-the page, so they open in any browser, offline. ``write_*_report`` read the database and write
-a page; ``render_*_report`` turn data already read into HTML.
+The pages (segments, journeys, delivery, a journey simulation, a journey's results) are single
+HTML files: their charts are Vega-Lite specifications (built with Altair) drawn by the Vega
+libraries inlined in the page, so they open in any browser, offline. ``write_*_report`` read
+the database and write a page; ``render_*_report`` turn data already read into HTML.
 """
 
 from nurture.reports.cards import (
@@ -32,6 +32,11 @@ from nurture.reports.delivery_report import (
 )
 from nurture.reports.journey_report import render_journey_report, write_journey_report
 from nurture.reports.page import WrittenReport, render_page, write_report_file
+from nurture.reports.results_report import (
+    conversion_chart,
+    render_results_report,
+    write_results_report,
+)
 from nurture.reports.segment_history import (
     DEFAULT_HISTORY_RUNS,
     SegmentSize,
@@ -63,6 +68,7 @@ __all__ = [
     "SegmentSize",
     "WrittenReport",
     "chart_spec",
+    "conversion_chart",
     "delivery_outcomes_chart",
     "funnel_chart",
     "lifecycle_mix_chart",
@@ -71,6 +77,7 @@ __all__ = [
     "render_delivery_report",
     "render_journey_report",
     "render_page",
+    "render_results_report",
     "render_segment_report",
     "render_simulation_report",
     "segment_cards",
@@ -87,6 +94,7 @@ __all__ = [
     "write_delivery_report",
     "write_journey_report",
     "write_report_file",
+    "write_results_report",
     "write_segment_report",
     "write_simulation_report",
 ]

@@ -50,6 +50,8 @@ DERIVED_TABLES: tuple[str, ...] = ("segments", "embedding_cache")
 and labels, and the cached embeddings of their free-text answers."""
 
 OTHER_TABLES: tuple[str, ...] = (
+    "api_keys",
+    "api_requests",  # an API call's idempotency key, body hash and counts answered, no record
     "community_milestones",
     "content_items",
     "journeys",

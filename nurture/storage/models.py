@@ -22,6 +22,7 @@ from sqlalchemy import (
     Index,
     Integer,
     LargeBinary,
+    SmallInteger,
     String,
     Table,
     Text,
@@ -188,6 +189,8 @@ class Member(Base):
     """Journey categories (``care``, ``promotion``) the member asked not to get emails of."""
     paused_until: Mapped[dt.datetime | None]
     """Until when the member paused every email but transactional ones (preference page)."""
+    best_hour: Mapped[int | None] = mapped_column(SmallInteger)
+    """The member's best hour of their day for an email (0-23), recomputed nightly."""
     attributes: Mapped[dict[str, Any]] = mapped_column(default=dict)
     created_at: Mapped[created_at]
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
@@ -470,6 +473,8 @@ class ExitReason(enum.StrEnum):
     """The member's consent or preferences no longer allow the journey's emails."""
     MISSING_STEP = "missing_step"
     """The enrollment stood at a step the journey's definition no longer has."""
+    HOLDOUT = "holdout"
+    """The member was held out as the journey's control group: enrolled, sent nothing."""
 
 
 class WaitReason(enum.StrEnum):
@@ -477,6 +482,8 @@ class WaitReason(enum.StrEnum):
 
     BUDGET = "budget"
     QUIET_HOURS = "quiet_hours"
+    BEST_HOUR = "best_hour"
+    """Waiting for the member's best hour of day (a send step ``at: best_hour``)."""
 
 
 class Enrollment(Base):
@@ -507,6 +514,8 @@ class Enrollment(Base):
     """Why an exited enrollment stopped."""
     waiting_on: Mapped[WaitReason | None] = mapped_column(_status_enum(WaitReason, 30))
     """Why an active enrollment is held at a send step."""
+    arm: Mapped[str | None] = mapped_column(String(100))
+    """The experiment arm: ``control`` (held out, sent nothing) or the split variant drawn."""
 
 
 class MessageStatus(enum.StrEnum):

@@ -13,6 +13,9 @@ Answers are checked by the questionnaire (``validate_answer``) and stored as an 
 answers stores them (:func:`nurture.ingest.records.store_answer_records`), all at once; a
 refused answer redraws the form with the member's values and a message at each question.
 Stored answers make the ``questionnaire_answered`` trigger due: the next deliver run enrols.
+Once the page is answered, the member is profiled again and matched at once, in the background
+(``nurture.stages.refresh_member``; the server loads the embedding model on the first answer),
+so their next email already follows what they said.
 """
 
 from __future__ import annotations
@@ -30,6 +33,7 @@ from urllib.parse import parse_qs
 from sqlalchemy import Engine, select
 from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session
+from starlette.background import BackgroundTask
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, Response
@@ -250,6 +254,20 @@ class _Form:
         self.clock = clock
         self.secret = settings.unsubscribe_secret.get_secret_value()
         self._loaded: tuple[Any, tuple[str, ...], str] | None = None
+        self._runtime: Any = None
+
+    def refresh(self, member_id: int, now: dt.datetime) -> None:
+        """Profile and match a member who just answered (after the response; never raises)."""
+        from nurture.runtime import Runtime
+        from nurture.stages import refresh_member
+
+        try:
+            if self._runtime is None:  # one runtime, and one model load, per server process
+                self._runtime = Runtime(self.settings, engine=self.engine)
+            summary = refresh_member(self._runtime, member_id, now)
+            logger.info("member %s profiled and matched after answering: %s", member_id, summary)
+        except Exception:  # the answers are stored: the nightly run will profile them
+            logger.exception("member %s answered, but profiling them again failed", member_id)
 
     def _workspace(self) -> tuple[Any, tuple[str, ...], str]:
         """The questionnaire, the languages and the community's name, read on first use."""
@@ -345,6 +363,8 @@ class _Form:
             questionnaire, languages, community = self._workspace()
             answers, problems = read_answers(form, questionnaire)
 
+            answered: list[int] = []
+
             def write(session: Session) -> tuple[str, dict[str, str]]:
                 member = find_token_member(session, token, self.secret)
                 lang = self._lang(member, languages)
@@ -363,6 +383,7 @@ class _Form:
                         refused = {records[p.index]["question"]: "invalid" for p in result.problems}
                         return lang, refused
                     logger.info("member %s answered the questionnaire", member.id)
+                    answered.append(member.id)
                 return lang, {}
 
             lang, refused = await self._run(write)
@@ -395,6 +416,8 @@ class _Form:
                 lang, questionnaire, community=community, csrf=csrf, values=answers, saved=True
             )
             response = self._html(page)
+            if answered:
+                response.background = BackgroundTask(self.refresh, answered[0], now)
         self._set_cookie(response, request, fresh)
         return response
 

@@ -74,7 +74,7 @@ def _counts(data: Path, workspace: Path) -> tuple[int, int, int]:
         )
 
 
-@pytest.mark.parametrize("command", ["simulate", "status", "migrate", "validate"])
+@pytest.mark.parametrize("command", ["simulate", "status", "migrate", "validate", "results"])
 def test_every_journeys_command_has_help(command: str) -> None:
     result = runner.invoke(app, ["journeys", command, "--help"])
     assert result.exit_code == 0, result.output
@@ -93,7 +93,7 @@ def test_simulate_json_lists_every_email_and_changes_nothing(
     )
 
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert report["journey"] == "all" and report["members"] is None
     assert report["start"] == "2026-11-01T09:00:00+00:00"
     assert len(report["daily"]) == 11  # 9:00 to 9:00: eleven UTC days
@@ -170,7 +170,7 @@ def test_simulate_one_member_by_address_in_any_case(community: tuple[Path, Path]
     )
 
     assert result.exit_code == 0, result.output
-    report = json.loads(result.output)
+    report = json.loads(result.stdout)
     assert len(report["members"]) == 1
     assert {send["email"] for send in report["sends"]} == {email}
 
@@ -179,8 +179,8 @@ def test_simulate_a_sample(community: tuple[Path, Path]) -> None:
     workspace, data = community
     args = ["journeys", "simulate", "all", "--sample", "4", "--start", START, "--json"]
 
-    first = json.loads(_invoke(workspace, data, *args).output)
-    again = json.loads(_invoke(workspace, data, *args).output)
+    first = json.loads(_invoke(workspace, data, *args).stdout)
+    again = json.loads(_invoke(workspace, data, *args).stdout)
 
     assert len(first["members"]) == 4 and first["members"] == again["members"]
     assert {send["member_id"] for send in first["sends"]} <= set(first["members"])
@@ -278,3 +278,41 @@ def test_migrate_an_unknown_journey(community: tuple[Path, Path]) -> None:
     result = _invoke(workspace, data, "journeys", "migrate", "nope")
     assert isinstance(result.exception, NurtureError)
     assert "no journey 'nope'" in str(result.exception)
+
+
+def test_results_compare_the_arms(community: tuple[Path, Path], tmp_path: Path) -> None:
+    workspace, data = community
+    later = "2026-12-15T09:00:00"  # the welcome's 30-day window has closed for everyone
+
+    table = _invoke(
+        workspace, data, "journeys", "results", "welcome", "--at", later, "--events", "post"
+    )
+    listing = _invoke(
+        workspace,
+        data,
+        "journeys",
+        "results",
+        "welcome",
+        "--at",
+        later,
+        "--events",
+        "post,comment",
+        "--json",
+        "--html",
+        str(tmp_path / "results.html"),
+    )
+    unknown = _invoke(workspace, data, "journeys", "results", "welcom")
+    bad_event = _invoke(workspace, data, "journeys", "results", "welcome", "--events", "pots")
+
+    assert table.exit_code == 0, table.output
+    assert "welcome · Welcome new members" in table.output
+    assert "not enough data" in table.output  # 15 members cannot show anything
+    found = json.loads(listing.stdout)  # the JSON stays alone on stdout
+    assert found["journey"] == "welcome" and found["window_days"] == 30
+    assert sum(arm["enrolled"] for arm in found["arms"]) == N_MEMBERS
+    assert {arm["arm"] for arm in found["arms"]} <= {"control", "journey"}
+    assert any("not enough data" in note for note in found["notes"])
+    page = (tmp_path / "results.html").read_text(encoding="utf-8")
+    assert "Arms compared" in page
+    assert unknown.exit_code != 0
+    assert bad_event.exit_code == 2 and "unknown activity type pots" in bad_event.output

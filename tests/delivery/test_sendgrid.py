@@ -465,3 +465,59 @@ def test_a_rendered_message_keeps_the_contract_through_the_worker(
     row = session.get(Message, message.id)
     assert summary.sent == 1, row.error
     assert (row.status, row.backend) == (MessageStatus.SENT, "sendgrid")
+
+
+class _KeepAliveHandler(BaseHTTPRequestHandler):
+    """Answers 202 over HTTP/1.1 keep-alive, recording the client's port of each request."""
+
+    protocol_version = "HTTP/1.1"
+    ports: list[int] = []
+    hang_up: list[bool] = []
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        type(self).ports.append(self.client_address[1])
+        if type(self).hang_up and type(self).hang_up.pop(0):
+            self.close_connection = True  # read the request, answer nothing
+            return
+        self.send_response(202)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def keep_alive_server() -> Iterator[tuple[str, type[_KeepAliveHandler]]]:
+    handler = type("Handler", (_KeepAliveHandler,), {"ports": [], "hang_up": []})
+    server = ThreadingHTTPServer((HOST, 0), handler)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
+    thread.start()
+    yield f"http://{HOST}:{server.server_address[1]}", handler
+    server.shutdown()
+    server.server_close()
+
+
+def test_sends_reuse_one_connection(keep_alive_server):
+    url, handler = keep_alive_server
+    mailer = SendGridMailer(API_KEY, base_url=url, timeout=5)
+
+    for _ in range(3):
+        mailer.send(_email())
+
+    assert len(handler.ports) == 3
+    assert len(set(handler.ports)) == 1  # one TCP connection for the three requests
+
+
+def test_a_request_without_answer_is_ambiguous_and_never_sent_again(keep_alive_server):
+    url, handler = keep_alive_server
+    handler.hang_up.append(True)
+    mailer = SendGridMailer(API_KEY, base_url=url, timeout=5)
+
+    with pytest.raises(DeliveryError, match="connection failed") as caught:
+        mailer.send(_email())
+
+    assert caught.value.ambiguous  # it may have gone out: the worker waits for events first
+    assert len(handler.ports) == 1  # the pool did not send it again on its own

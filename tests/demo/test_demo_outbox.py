@@ -40,7 +40,7 @@ from nurture.storage import Answer, Member, Message
 from nurture.workspace import ContentItemSpec
 from tests.pipeline_helpers import CONTENT
 
-N_MEMBERS = 400
+N_MEMBERS = 1000
 NOW = dt.datetime(2026, 11, 2, 16, 0, tzinfo=dt.UTC)
 """A Monday afternoon in Europe, morning in the Americas: most members are out of quiet hours."""
 
@@ -79,6 +79,7 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Sent
         workspace=CONTENT,
         data_dir=tmp_path_factory.mktemp("demo-outbox") / "data",
         embedding_model="hashing-64",
+        allow_backfill=True,  # as `nurture demo` does: a first run emails its whole community
     )
     with Runtime(settings) as runtime:
         check = runtime.check_workspace()
@@ -145,7 +146,7 @@ def _label(language: str) -> Any:
 def test_the_demo_sends_welcomes_and_more(outbox) -> None:
     sent, _ = outbox
     journeys = {email.message.journey_key for email in sent}
-    assert len(sent) >= 50 and "welcome" in journeys, journeys
+    assert len(sent) >= 30 and "welcome" in journeys, journeys
     assert {email.language for email in sent} == {"en", "fr"}
 
 

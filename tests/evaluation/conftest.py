@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 import typer
 
-from nurture.cli.evaluate import evaluate
+from nurture.cli.evaluate import evaluate_app as evaluate_commands
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from tests.pipeline_helpers import CONTENT
@@ -24,7 +24,7 @@ def evaluate_app(settings: Settings) -> typer.Typer:
         ctx.obj = Runtime(settings)
         ctx.call_on_close(ctx.obj.close)
 
-    app.command()(evaluate)
+    app.add_typer(evaluate_commands, name="evaluate")
     return app
 
 

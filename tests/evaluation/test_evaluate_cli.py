@@ -38,7 +38,7 @@ def test_the_example_dataset_runs_end_to_end_and_prints_the_table(settings: Sett
     output, report = _invoke(settings, "--dataset", str(EXAMPLE))
 
     assert "warm members, k=10" in output
-    for name in ("metric", "nurture", "popularity", "random", *METRICS):
+    for name in ("recommender", "nurture", "popularity", "item_knn", "ease", "random", *METRICS):
         assert name in output
     assert report["mode"] == "warm"
     assert report["k"] == 10
@@ -48,7 +48,14 @@ def test_the_example_dataset_runs_end_to_end_and_prints_the_table(settings: Sett
     assert report["counts"]["members"] == 100
     assert report["counts"]["items"] == 35
     assert report["counts"]["evaluated_members"] == report["counts"]["warm_members"] > 60
-    assert set(report["metrics"]) == {"nurture", "popularity", "random"}
+    assert set(report["metrics"]) == {
+        "nurture",
+        "popularity",
+        "group_popularity",
+        "item_knn",
+        "ease",
+        "random",
+    }
     for values in report["metrics"].values():
         assert list(values) == METRICS
         assert all(0 <= value <= 1 for value in values.values())

@@ -19,7 +19,7 @@ from flows.common import (
     with_task_runner,
 )
 from flows.nightly import nightly
-from flows.reports import PUBLISHERS, markdown_report
+from flows.reports import PUBLISHERS, markdown_report, results_table
 from flows.tasks import chunk_task, single_task
 from nurture.settings import Settings
 from nurture.stages import DELIVER, NIGHTLY
@@ -147,3 +147,21 @@ def test_a_markdown_report_puts_scalars_in_one_table_and_nested_values_in_their_
         "",
         "None.",
     ]
+
+
+def test_journey_results_read_as_a_table_of_arms() -> None:
+    control = {"converted": 10, "total": 100, "rate": 0.1, "low": 0.05, "high": 0.17}
+    variant = {"converted": 30, "total": 100, "rate": 0.3, "low": 0.22, "high": 0.4}
+    versus = {"difference": 0.2, "low": 0.09, "high": 0.31, "p_value": 0.00042}
+    lines = results_table(
+        [
+            {"arm": "control", "enrolled": 100, "conversion": control, "comparison": None},
+            {"arm": "long", "enrolled": 100, "conversion": variant, "comparison": versus},
+            {"arm": "short", "enrolled": 3, "conversion": None, "comparison": None},
+        ]
+    )
+    assert lines[0] == "| arm | members | conversion | difference | p-value |"
+    assert lines[2] == "| control | 100 | 10.0 % [5.0, 17.0] | reference |  |"
+    assert lines[3] == "| long | 100 | 30.0 % [22.0, 40.0] | +20.0 % [9.0, 31.0] | 0.00042 |"
+    assert lines[4].startswith("| short | 3 | n/a |")
+    assert "experiment_results" in PUBLISHERS

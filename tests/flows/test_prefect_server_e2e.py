@@ -231,7 +231,7 @@ def test_the_served_deployments_run_and_report_through_the_api(
         + ["import_pending_files"] * 3
         + ["sync_workspace", "member_ids", "segment", "start_matching"]
         + ["profile_chunk", "match_chunk"] * chunks
-        + ["segment_table", "match_coverage"]
+        + ["best_hours", "segment_table", "experiment_results", "match_coverage"]
     )
     assert _task_names(api, deliver_run["id"]) == sorted(
         ["recover_deliveries", "run_journeys", "due_messages", "finish_delivery"]

@@ -17,7 +17,7 @@ def test_schema_documents_fields_and_step_kinds() -> None:
     assert set(schema["required"]) >= {"id", "name", "category", "trigger", "steps"}
     assert schema["properties"]["steps"]["description"]
     steps = schema["properties"]["steps"]["items"]
-    assert set(steps["discriminator"]["mapping"]) == {"send", "wait", "branch", "exit"}
+    assert set(steps["discriminator"]["mapping"]) == {"send", "wait", "branch", "split", "exit"}
     assert schema["$defs"]["SendStep"]["properties"]["template"]["description"]
 
 

@@ -21,6 +21,7 @@ from nurture.journeys import (
     load_journeys,
     load_sending_rules,
 )
+from nurture.journeys.experiments import in_holdout
 from nurture.journeys.models import (
     ActivityTrigger,
     AnniversaryTrigger,
@@ -427,7 +428,7 @@ def test_thirty_days_of_the_demo_community(demo: Runtime) -> None:
             suppression_salt=settings.suppression_salt.get_secret_value(),
         )
         assert session.scalar(select(func.count()).select_from(Enrollment)) == before
-        checks = _DemoChecks(session, report)
+        checks = _DemoChecks(session, report, settings.suppression_salt.get_secret_value())
         for key in definitions:
             # Every threshold of the demo was crossed long ago: nothing to celebrate.
             if key != "milestone":
@@ -446,9 +447,10 @@ def test_thirty_days_of_the_demo_community(demo: Runtime) -> None:
 class _DemoChecks:
     """Per journey of the demo workspace: its recipients are the members its trigger allows."""
 
-    def __init__(self, session: Session, report: SimulationReport) -> None:
+    def __init__(self, session: Session, report: SimulationReport, salt: str) -> None:
         self.session = session
         self.report = report
+        self.salt = salt
         self.members = {m.id: m for m in session.scalars(select(Member))}
         self.sends: dict[str, list[Any]] = defaultdict(list)
         for send in report.sends:
@@ -465,7 +467,9 @@ class _DemoChecks:
         first = self._steps(key, "send_welcome")
         recent = DEMO_START - dt.timedelta(days=key.trigger.within_days)
         newcomers = {m.id for m in self.members.values() if _aware(m.joined_at) >= recent}
-        assert set(first) == newcomers  # the newcomers only, once: never long-standing members
+        control = {m for m in newcomers if in_holdout(key, m, self.salt)}  # holdout: 10%
+        assert self.report.arms[key.id]["control"] == len(control)
+        assert set(first) == newcomers - control  # the newcomers only, once: never older ones
         for member_id, at in self._steps(key, "send_followup").items():
             assert at >= first[member_id] + dt.timedelta(days=3)
 

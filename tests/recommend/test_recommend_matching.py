@@ -391,7 +391,9 @@ def test_member_with_only_answers_gets_items_from_their_answers(session, embedde
     _profile(session, member, _vector(session, embedder, f"{answer} measure roi"))
     session.flush()
 
-    summary = recommend_for_members(session, embedder, [member.id], NOW, k=4)
+    # popularity at the weight it has for members with history: the answers lead
+    weights = RankingWeights(cold_start_popularity=RankingWeights().popularity)
+    summary = recommend_for_members(session, embedder, [member.id], NOW, k=4, weights=weights)
 
     items = recommendations_for(session, member.id)
     assert summary.cold_start == 0
@@ -680,3 +682,26 @@ def test_a_reason_never_names_an_item_in_another_language(session, embedder, lib
     reasons = [item.reason for item in recommendations_for(session, member.id)]
     assert reasons
     assert not any("Développer votre communauté clients B2B" in reason for reason in reasons)
+
+
+def test_a_newcomer_gets_what_members_with_the_same_answers_engage_with(session, embedder, library):
+    # moderators read the churn guide, founders the ROI webinar; founders are more numerous
+    for i in range(2):
+        moderator = _member(session, f"mod{i}@example.org")
+        session.add(Answer(member_id=moderator.id, question_key="role", value="moderator"))
+        _event(session, moderator, "content_view", "churn-guide")
+    for i in range(4):
+        founder = _member(session, f"founder{i}@example.org")
+        session.add(Answer(member_id=founder.id, question_key="role", value="founder"))
+        _event(session, founder, "content_view", "roi-webinar")
+    newcomer = _member(session, "new@example.org")
+    session.add(Answer(member_id=newcomer.id, question_key="role", value="moderator"))
+    unknown = _member(session, "other@example.org")
+    session.flush()
+
+    recommend_for_members(
+        session, embedder, [newcomer.id, unknown.id], NOW, k=2, choice_questions=["role"]
+    )
+
+    assert _keys(session, newcomer)[0] == "churn-guide"
+    assert _keys(session, unknown)[0] == "roi-webinar"  # no answer: the community's favourite

@@ -11,7 +11,12 @@ from sqlalchemy import select
 
 from nurture.orchestration import run_cycle
 from nurture.recommend import CONSUMING_EVENT_TYPES, Evidence, EvidenceKind, reason_text
-from nurture.recommend.reasons import co_engagement_reason, goal_label, popular_reason
+from nurture.recommend.reasons import (
+    co_engagement_reason,
+    collaborative_reason,
+    goal_label,
+    popular_reason,
+)
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import (
@@ -63,6 +68,7 @@ def _allowed_reasons(session, member: Member) -> set[str]:
         kind = EvidenceKind.ATTENDED if event_type == "event_attended" else EvidenceKind.READ
         allowed.add(reason_text(Evidence(kind, title), language))
         allowed.add(co_engagement_reason(Evidence(kind, title), language))
+        allowed.add(collaborative_reason(language))  # learned from what they consumed
     return allowed
 
 

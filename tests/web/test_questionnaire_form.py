@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -12,8 +13,10 @@ from sqlalchemy import select
 
 from nurture.journeys.models import QuestionnaireAnsweredTrigger
 from nurture.journeys.triggers import trigger_candidates
+from nurture.runtime import Runtime
 from nurture.settings import Settings
-from nurture.storage.models import Answer
+from nurture.stages import sync_workspace
+from nurture.storage.models import Answer, MemberProfile, Recommendation
 from nurture.web import create_app
 from nurture.web.questionnaire_form import read_answers
 from nurture.workspace import load_questionnaire
@@ -26,9 +29,10 @@ CONTENT = Path(__file__).resolve().parents[2] / "content"
 
 @pytest.fixture
 def web(settings: Settings, engine) -> Iterator[httpx.Client]:
-    app = create_app(
-        settings.model_copy(update={"workspace": CONTENT}), engine=engine, clock=lambda: NOW
-    )
+    settings = settings.model_copy(update={"workspace": CONTENT, "embedding_model": "hashing-64"})
+    with Runtime(settings, engine=engine) as runtime:
+        sync_workspace(runtime, NOW)  # the library, so that a member can be matched
+    app = create_app(settings, engine=engine, clock=lambda: NOW)
     for base_url in serve(app):
         with httpx.Client(base_url=base_url) as client:
             yield client
@@ -73,6 +77,25 @@ def test_the_form_in_french_stores_answers_and_makes_the_trigger_due(web, sessio
         QuestionnaireAnsweredTrigger(type="questionnaire_answered"), session, NOW, "thanks"
     )
     assert [candidate.member_id for candidate in due] == [member.id]
+    # profiled and matched at once, in the background, after the page was answered
+    profiled = _wait_for(
+        session, select(MemberProfile.member_id).where(MemberProfile.member_id == member.id)
+    )
+    assert profiled
+    assert _wait_for(
+        session, select(Recommendation.id).where(Recommendation.member_id == member.id)
+    )
+
+
+def _wait_for(session, query, seconds: float = 60.0) -> list[int]:
+    """The rows ``query`` finds once a background task wrote them (empty if it never does)."""
+    deadline = time.monotonic() + seconds
+    while True:
+        session.rollback()  # a new transaction sees what the server committed
+        found = list(session.scalars(query))
+        if found or time.monotonic() > deadline:
+            return found
+        time.sleep(0.1)
 
 
 def test_missing_answers_and_a_forged_form_are_refused(web, session, add_member):

@@ -1,0 +1,87 @@
+"""What one engine pass reads about members, read once per member for the whole pass.
+
+A pass of ``advance_journeys`` looks at the same members journey after journey: at enrolment
+(their row for consent and address, the facts an audience reads), then again for each chunk of
+due enrollments (rows, facts for goals and branches, what templates read). None of that changes
+during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
+member's once, in bulk queries for the members not read yet, and hands out the same values to
+every later journey and chunk. What a pass does change (messages already queued, the budget,
+the enrollments) is not kept here and is read again where it is needed.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Collection
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
+from nurture.journeys.facts import ConditionFacts
+from nurture.storage.models import Member
+
+__all__ = ["MemberReads"]
+
+
+class MemberReads:
+    """Members' rows, condition facts, template facts and answers, each read once per pass.
+
+    Args:
+        now: The time of the pass (condition facts count ages and recency at it).
+    """
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self._members: dict[int, Member] = {}
+        self._members_read: set[int] = set()
+        self._contexts: dict[int, dict[str, Any]] = {}
+        self._segments: dict[int, list[str]] = {}
+        self._facts_read: set[int] = set()
+        self._profiles: dict[int, MemberFacts] = {}
+        self._profiles_read: set[int] = set()
+        self._answered: set[int] = set()
+        self._answered_read: set[int] = set()
+
+    def members(self, session: Session, member_ids: Collection[int]) -> dict[int, Member]:
+        """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
+        wanted = set(member_ids)
+        missing = sorted(wanted - self._members_read)
+        if missing:
+            self._members.update(
+                (member.id, member)
+                for member in session.scalars(select(Member).where(Member.id.in_(missing)))
+            )
+            self._members_read.update(missing)
+        return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
+
+    def facts(self, session: Session, member_ids: Collection[int]) -> ConditionFacts:
+        """What conditions read of ``member_ids`` (loaded for those not read yet)."""
+        missing = sorted(set(member_ids) - self._facts_read)
+        if missing:
+            loaded = ConditionFacts(session, missing, self.now)
+            self._contexts.update(loaded.contexts)
+            self._segments.update(loaded.segments)
+            self._facts_read.update(missing)
+        return ConditionFacts.of(self._contexts, self._segments)
+
+    def profiles(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberFacts]:
+        """What templates read of ``member_ids`` (``member_profiles``), by existing member."""
+        wanted = set(member_ids)
+        missing = sorted(wanted - self._profiles_read)
+        if missing:
+            self._profiles.update(member_profiles(session, missing))
+            self._profiles_read.update(missing)
+        return {
+            member_id: self._profiles[member_id] for member_id in wanted & self._profiles.keys()
+        }
+
+    def answered(self, session: Session, member_ids: Collection[int]) -> set[int]:
+        """Which of ``member_ids`` answered the questionnaire (``members_who_answered``)."""
+        wanted = set(member_ids)
+        missing = wanted - self._answered_read
+        if missing:
+            self._answered.update(members_who_answered(session, missing))
+            self._answered_read.update(missing)
+        return wanted & self._answered

@@ -1,0 +1,154 @@
+"""The member's best hour: profiles shrunk towards segment and community, sends at that hour."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from sqlalchemy.orm import Session
+
+from nurture.journeys import advance_journeys, journey_status
+from nurture.journeys.best_hour import (
+    DEFAULT_HOUR,
+    BestHours,
+    BestHoursSummary,
+    best_hour_of,
+    hour_profile,
+    next_local_hour,
+    store_best_hours,
+)
+from nurture.journeys.policy import QuietHours, SendingRules
+from nurture.storage.models import WaitReason
+from tests.journeys.engine_helpers import (
+    add_event,
+    add_member,
+    enrollments,
+    journey,
+    messages,
+    no_content,
+    send,
+)
+
+NOW = dt.datetime(2026, 11, 2, 6, 0, tzinfo=dt.UTC)  # a Monday, 07:00 in Paris
+PARIS = "Europe/Paris"
+
+
+def _counts(**by_hour: int) -> list[int]:
+    counts = [0] * 24
+    for hour, count in by_hour.items():
+        counts[int(hour[1:])] = count
+    return counts
+
+
+def test_a_profile_is_shrunk_towards_its_prior() -> None:
+    uniform = [1 / 24] * 24
+    assert hour_profile([0] * 24, uniform, 8) == pytest.approx(uniform)
+    profile = hour_profile(_counts(h19=2), uniform, 8)
+    assert sum(profile) == pytest.approx(1)
+    assert profile[19] == pytest.approx((2 + 8 / 24) / 10)
+    assert best_hour_of(profile) == 19
+    assert best_hour_of([1 / 24] * 24) == 0  # the earliest of equals
+
+
+def test_few_events_lean_on_the_segment_then_the_community() -> None:
+    member_counts = {
+        1: _counts(h7=1),  # one open at 7: too little to beat the segment's evenings
+        2: _counts(h20=30),  # the segment's members open in the evening
+        3: _counts(h20=30),
+        4: _counts(h8=50),  # another segment, in the morning
+        5: _counts(h7=40),  # a member with plenty of opens of their own at 7
+    }
+    hours = BestHours(member_counts, {1: 100, 2: 100, 3: 100, 4: 200, 5: 100, 6: 200})
+    assert hours.best_hour(1) == 20
+    assert hours.best_hour(5) == 7
+    assert hours.best_hour(6) == 8  # no event: their segment's hour
+    assert hours.best_hour(7) == best_hour_of(hours.profile(7))  # no segment: the community's
+    assert BestHours({}, {}).best_hour(1) == DEFAULT_HOUR
+
+
+def test_next_local_hour_crosses_days_and_zones() -> None:
+    assert next_local_hour(NOW, 19, PARIS) == dt.datetime(2026, 11, 2, 18, 0, tzinfo=dt.UTC)
+    assert next_local_hour(NOW, 6, PARIS) == dt.datetime(2026, 11, 3, 5, 0, tzinfo=dt.UTC)
+    assert next_local_hour(NOW, 6, None) == NOW
+
+
+def test_a_send_waits_for_the_members_best_hour(session: Session) -> None:
+    ada = add_member(session, "ada@example.org", NOW - dt.timedelta(days=1), time_zone=PARIS)
+    for days in range(5):  # Ada opens her emails around 19:00 Paris time (CET)
+        add_event(
+            session, ada, "email_open", dt.datetime(2026, 10, 26 + days, 18, 10, tzinfo=dt.UTC)
+        )
+    definition = journey(
+        {"type": "member_joined"},
+        send("hello", "done", at="best_hour"),
+        {"id": "done", "type": "exit"},
+    )
+
+    advance_journeys(session, [definition], NOW, no_content)
+    (enrollment,) = enrollments(session)
+    assert messages(session) == []
+    assert enrollment.waiting_on == WaitReason.BEST_HOUR
+    assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 18, 0, tzinfo=dt.UTC)
+
+    advance_journeys(session, [definition], NOW + dt.timedelta(hours=6), no_content)
+    assert messages(session) == []  # not yet
+    (status,) = journey_status(session, [definition])
+    assert status.versions[0].waiting_on_best_hour == 1
+
+    late = dt.datetime(2026, 11, 2, 18, 20, tzinfo=dt.UTC)  # the run comes a little late
+    advance_journeys(session, [definition], late, no_content)
+    (message,) = messages(session)
+    assert message.scheduled_at == late
+    assert enrollment.waiting_on is None
+
+
+def test_the_quiet_hours_still_apply_after_the_best_hour(session: Session) -> None:
+    owl = add_member(session, "owl@example.org", NOW - dt.timedelta(days=1), time_zone=PARIS)
+    for days in range(5):  # opens at 23:00 Paris (CET), inside the quiet hours
+        add_event(
+            session, owl, "email_open", dt.datetime(2026, 10, 26 + days, 22, 5, tzinfo=dt.UTC)
+        )
+    definition = journey(
+        {"type": "member_joined"},
+        send("hello", "done", at="best_hour"),
+        {"id": "done", "type": "exit"},
+    )
+    rules = SendingRules(budget=None, quiet_hours=QuietHours(start="21:00", end="08:00"))
+
+    advance_journeys(session, [definition], NOW, no_content, rules=rules)
+    (enrollment,) = enrollments(session)
+    assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 22, 0, tzinfo=dt.UTC)
+    advance_journeys(session, [definition], enrollment.next_action_at, no_content, rules=rules)
+    assert enrollment.waiting_on == WaitReason.QUIET_HOURS and messages(session) == []
+    morning = enrollment.next_action_at
+    assert morning is not None
+    advance_journeys(session, [definition], morning, no_content, rules=rules)
+    assert len(messages(session)) == 1  # at the end of the quiet hours, not a day later
+
+
+def test_the_nightly_run_stores_each_members_best_hour(session: Session) -> None:
+    ada = add_member(session, "ada@example.org", NOW - dt.timedelta(days=1), time_zone=PARIS)
+    bob = add_member(session, "bob@example.org", NOW - dt.timedelta(days=1))
+    for days in range(5):
+        add_event(
+            session, ada, "email_open", dt.datetime(2026, 10, 26 + days, 18, 10, tzinfo=dt.UTC)
+        )
+    add_event(session, ada, "email_open", NOW - dt.timedelta(days=100))  # too old to count
+
+    summary = store_best_hours(session, NOW)
+
+    assert summary == BestHoursSummary(members=2, from_own_events=1)
+    session.refresh(ada)
+    session.refresh(bob)
+    assert ada.best_hour == 19
+    assert bob.best_hour == 19  # no opens of his own: the community's hour
+    # the engine then reads the stored hour
+    bob.best_hour = 7
+    definition = journey(
+        {"type": "member_joined"},
+        send("hello", "done", at="best_hour"),
+        {"id": "done", "type": "exit"},
+    )
+    advance_journeys(session, [definition], NOW, no_content, member_ids=[bob.id])
+    (enrollment,) = enrollments(session)
+    assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)

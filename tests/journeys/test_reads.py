@@ -1,0 +1,71 @@
+"""``MemberReads``: a pass reads each member's row, facts and answers once."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import event
+
+from nurture.journeys.reads import MemberReads
+from nurture.storage.models import Answer, Member
+
+NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def _members(session, count):
+    members = [
+        Member(email=f"m{n}@example.org", first_name=f"M{n}", joined_at=NOW) for n in range(count)
+    ]
+    session.add_all(members)
+    session.flush()
+    session.add(Answer(member_id=members[0].id, question_key="role", value="founder"))
+    session.commit()
+    return [member.id for member in members]
+
+
+def _statements(session, action):
+    seen = []
+
+    def count(*_):
+        seen.append(1)
+
+    bind = session.get_bind()
+    event.listen(bind, "before_cursor_execute", count)
+    try:
+        result = action()
+    finally:
+        event.remove(bind, "before_cursor_execute", count)
+    return result, len(seen)
+
+
+def test_each_member_is_read_once_per_pass(session):
+    first, second, third = _members(session, 3)
+    reads = MemberReads(NOW)
+
+    found, queries = _statements(session, lambda: reads.members(session, [first, second]))
+    assert sorted(found) == [first, second] and queries == 1
+
+    found, queries = _statements(session, lambda: reads.members(session, [second, 999_999]))
+    assert sorted(found) == [second] and queries == 1  # only the ones not read yet
+
+    found, queries = _statements(session, lambda: reads.members(session, [second, 999_999]))
+    assert sorted(found) == [second] and queries == 0  # an absent member is not asked again
+
+    answered, _ = _statements(session, lambda: reads.answered(session, [first, third]))
+    assert answered == {first}
+    answered, queries = _statements(session, lambda: reads.answered(session, [first, third]))
+    assert answered == {first} and queries == 0
+
+
+def test_condition_facts_are_those_of_a_fresh_read(session):
+    from nurture.journeys.facts import ConditionFacts
+
+    ids = _members(session, 3)
+    reads = MemberReads(NOW)
+    reads.facts(session, ids[:1])
+    shared = reads.facts(session, ids)
+    fresh = ConditionFacts(session, ids, NOW)
+    for member_id in ids:
+        assert shared.names(member_id, {"x": 1}) == fresh.names(member_id, {"x": 1})
+    _, queries = _statements(session, lambda: reads.facts(session, ids))
+    assert queries == 0
