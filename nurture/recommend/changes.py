@@ -5,7 +5,7 @@ A match run records, when it starts, a *watermark* of the database (``MatchRun.p
 and the content library's state. Once the run's members are all matched, the nightly marks the
 watermark complete (:func:`complete_watermark`). The next nightly then profiles and matches only
 the members changed since the latest complete watermark (:func:`members_to_profile`,
-:func:`members_to_match`): new activity or answers, an edited member, a new segment, no profile
+:func:`members_to_match`): new activity or answers, an edited answer, a new segment, no profile
 yet, a profile built with another feature layout, or a profile older than the refresh age (time
 alone moves activity windows and lifecycle stages). Without a complete watermark (a first run, a
 run that failed half-way) every member is redone; a changed content library, embedding model or
@@ -160,8 +160,10 @@ def members_to_profile(
     """Ids of the members whose profile must be rebuilt, in id order.
 
     Every member when ``since`` is None; else those with activity or answers added since, an
-    answer or the member edited since (wall clock), no profile, a profile of another layout
-    than ``layout_hash``, or a profile computed more than ``max_age`` before ``now``.
+    answer edited since (wall clock), no profile, a profile of another layout than
+    ``layout_hash``, or a profile computed more than ``max_age`` before ``now``. An edit of the
+    member's own record is not looked for (the nightly's best hours touch every member row):
+    the refresh age catches it.
     """
     if since is None:
         return list(session.scalars(select(Member.id).order_by(Member.id)))
@@ -174,8 +176,6 @@ def members_to_profile(
             or_(Answer.id > since.answer_id, Answer.answered_at > since.wall)
         ),
     )
-    edited = or_(Member.updated_at > since.wall, Member.created_at > since.wall)
-    changed |= _ids(session, select(Member.id).where(edited))
     changed |= _ids(
         session,
         select(Member.id)
