@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 NODE_DIR := .ci/node
 PRISM := $(NODE_DIR)/node_modules/.bin/prism
 
-.PHONY: install prism demo test test-fast bench lint ui clean
+.PHONY: install prism demo test test-fast bench bench-scale lint ui clean
 
 install: $(STAMP)
 
@@ -44,6 +44,13 @@ test-fast: $(STAMP) $(PRISM)
 ## Write BENCHMARKS.md.
 bench: $(STAMP)
 	$(BIN)/python -m benchmarks.run --output BENCHMARKS.md
+
+MEMBERS ?= 100000
+## The whole pipeline on a generated community of $(MEMBERS) members and a 5 000-item library, stage by
+## stage against bare floors, with peak memory: writes BENCHMARKS-scale.md (MEMBERS=1000000 possible;
+## NURTURE_BENCH_POSTGRES_URL=postgresql://... runs it on an empty PostgreSQL database).
+bench-scale: $(STAMP)
+	$(BIN)/python -m benchmarks.scale --members $(MEMBERS) --output BENCHMARKS-scale.md
 
 ## Ruff (lint and format) and mypy (strict, on nurture/).
 lint: $(STAMP)

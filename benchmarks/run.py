@@ -318,6 +318,13 @@ def encode_bare(model: SentenceTransformer, texts: Sequence[str], batch_size: in
     )
 
 
+_SCALE_NOTE = (
+    "The whole pipeline at scale (100 000 members and a 5 000-item library, each stage's time, "
+    "rows per second and peak memory against a bare floor, and the incremental nightly) is in "
+    "[BENCHMARKS-scale.md](BENCHMARKS-scale.md), written by `make bench-scale`."
+)
+
+
 def _cpu_model() -> str:
     try:
         with open("/proc/cpuinfo", encoding="utf-8") as cpuinfo:
@@ -793,6 +800,8 @@ def render_report(
         "# Benchmarks",
         "",
         "Written by `make bench` (`benchmarks/run.py`); do not edit by hand.",
+        "",
+        _SCALE_NOTE,
         "",
         *(_profile_section(result) if result is not None else []),
         *(_ranking_section(ranking) if ranking is not None else []),

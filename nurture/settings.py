@@ -67,6 +67,12 @@ class Settings(BaseSettings):
         ge=100,
         description="Members sampled to choose the number of segments by silhouette score.",
     )
+    segment_fit_size: int = Field(
+        default=50_000,
+        ge=100,
+        description="Members the clusters are fitted on at most (a random sample); the others "
+        "are assigned to the nearest cluster in chunks: memory does not grow with the community.",
+    )
     segment_move_after_days: float = Field(
         default=3.0,
         ge=0,
@@ -124,6 +130,26 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    incremental_nightly: bool = Field(
+        default=True,
+        description="Profile and match only the members changed since the last complete "
+        "nightly (new activity or answers, an edit, a new segment); false redoes everyone.",
+    )
+    segment_refit_share: float = Field(
+        default=0.05,
+        ge=0,
+        le=1,
+        description="With incremental_nightly, the clusters are fitted again only when more than "
+        "this share of the profiles changed since the last fit (or it is older than "
+        "refresh_after_days); else the changed members go to their nearest segment.",
+    )
+    refresh_after_days: float = Field(
+        default=7.0,
+        gt=0,
+        allow_inf_nan=False,
+        description="With incremental_nightly, a member unchanged for this long is redone anyway "
+        "(activity windows and lifecycle stages move with time).",
+    )
     allow_backfill: bool = Field(
         default=False,
         description="Let a run start emailing more of the community at once than "

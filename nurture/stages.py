@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+import json
 import logging
 import re
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -44,15 +45,20 @@ from nurture.delivery import (
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import JourneySummary, advance_journeys
 from nurture.journeys.best_hour import BestHoursSummary, store_best_hours
-from nurture.profiling import ProfileSummary, build_profiles
+from nurture.profiling import FeatureLayout, ProfileSummary, build_profiles
 from nurture.recommend import (
     MatchSummary,
+    complete_watermark,
     embed_content_items,
+    last_watermark,
+    members_to_match,
+    members_to_profile,
     recommend_for_members,
     start_match_run,
+    take_watermark,
 )
 from nurture.runtime import Runtime, utc_now
-from nurture.segmentation import SegmentationSummary, segment_members
+from nurture.segmentation import SegmentationSummary, assign_changed_members, segment_members
 from nurture.settings import Settings
 from nurture.storage import Member
 from nurture.workspace import ContentSyncSummary, sync_content_items
@@ -65,6 +71,8 @@ __all__ = [
     "MESSAGES",
     "NIGHTLY",
     "STAGE_LISTS",
+    "TO_MATCH",
+    "TO_PROFILE",
     "Fanout",
     "ImportKind",
     "PendingImport",
@@ -85,6 +93,8 @@ __all__ = [
     "match_chunk",
     "match_coverage",
     "member_ids",
+    "members_to_match_ids",
+    "members_to_profile_ids",
     "move_imported",
     "pending_import_files",
     "pending_imports",
@@ -337,6 +347,69 @@ def member_ids(runtime: Runtime, now: dt.datetime) -> list[int]:
         return list(session.scalars(select(Member.id).order_by(Member.id)))
 
 
+def _refresh_after(runtime: Runtime) -> dt.timedelta:
+    return dt.timedelta(days=runtime.settings.refresh_after_days)
+
+
+def _match_params(runtime: Runtime) -> dict[str, Any]:
+    """What a match run's results depend on besides the data: the watermark compares them."""
+    settings = runtime.settings
+    kinds = settings.recommendation_kinds
+    params = {
+        "embedding_model": settings.embedding_model,
+        "dim": runtime.embedder.dim,
+        "k": settings.recommendations_per_member,
+        "weights": runtime.ranking_weights.model_dump(),
+        "kinds": sorted(kinds) if kinds is not None else None,
+    }
+    return dict(json.loads(json.dumps(params)))  # as stored: tuples become lists
+
+
+def members_to_profile_ids(runtime: Runtime, now: dt.datetime) -> list[int]:
+    """Ids of the members the nightly profiles, in id order.
+
+    With ``incremental_nightly``, those changed since the last complete nightly
+    (:func:`nurture.recommend.members_to_profile`); everyone on a first run, with the setting
+    off, or when the embedding model changed.
+    """
+    settings = runtime.settings
+    with runtime.session() as session:
+        since = last_watermark(session) if settings.incremental_nightly else None
+        if since is None or (since.params or {}).get("embedding_model") != (
+            settings.embedding_model
+        ):
+            return member_ids(runtime, now)
+        dim = int((since.params or {})["dim"])
+        layout = FeatureLayout.from_questionnaire(runtime.workspace.questionnaire, dim)
+        return members_to_profile(
+            session, since, now, layout_hash=layout.hash, max_age=_refresh_after(runtime)
+        )
+
+
+def members_to_match_ids(runtime: Runtime, now: dt.datetime) -> list[int]:
+    """Ids of the members the nightly matches, in id order.
+
+    With ``incremental_nightly``, those changed since the last complete nightly, those profiled
+    by this one, those whose segment moved (:func:`nurture.recommend.members_to_match`); all of
+    them on a first run, with the setting off, or when the library or the ranking changed.
+    """
+    if not runtime.settings.incremental_nightly:
+        return member_ids(runtime, now)
+    params = _match_params(runtime)
+    with runtime.session() as session:
+        since = last_watermark(session)
+        dim = runtime.embedder.dim
+        layout = FeatureLayout.from_questionnaire(runtime.workspace.questionnaire, dim)
+        return members_to_match(
+            session,
+            since,
+            now,
+            params,
+            layout_hash=layout.hash,
+            max_age=_refresh_after(runtime),
+        )
+
+
 def profile_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> ProfileSummary:
     """Build and store the profiles of the members ``ids``."""
     questionnaire = runtime.workspace.questionnaire
@@ -352,10 +425,27 @@ def profile_chunk(runtime: Runtime, ids: Sequence[int], now: dt.datetime) -> Pro
 
 
 def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
-    """Cluster every profiled member into labelled segments, then evaluate the rule segments."""
+    """Cluster every profiled member into labelled segments, then evaluate the rule segments.
+
+    With ``incremental_nightly``, after a complete nightly, when few profiles changed since the
+    last clustering (``segment_refit_share``), only the changed members are placed, at their
+    nearest segment (:func:`nurture.segmentation.assign_changed_members`).
+    """
     settings, workspace = runtime.settings, runtime.workspace
     questionnaire, rules = workspace.questionnaire, workspace.segment_rules
+    move_after = dt.timedelta(days=settings.segment_move_after_days)
     with runtime.session() as session:
+        if settings.incremental_nightly and last_watermark(session) is not None:
+            assigned = assign_changed_members(
+                session,
+                now,
+                max_share=settings.segment_refit_share,
+                max_age=_refresh_after(runtime),
+                move_after=move_after,
+                rules=rules,
+            )
+            if assigned is not None:
+                return assigned
         return segment_members(
             session,
             questionnaire=questionnaire,
@@ -367,21 +457,32 @@ def segment(runtime: Runtime, now: dt.datetime) -> SegmentationSummary:
             block_weights=dict(settings.segment_block_weights.items()),
             mini_batch_threshold=settings.segment_mini_batch_threshold,
             sample_size=settings.segment_sample_size,
-            move_after=dt.timedelta(days=settings.segment_move_after_days),
+            fit_size=settings.segment_fit_size,
+            move_after=move_after,
             rules=rules,
         )
 
 
 def start_matching(runtime: Runtime, now: dt.datetime) -> dict[str, int]:
-    """Record a new match run; return ``{"run_id": ...}`` for :func:`match_chunk`."""
+    """Record a new match run; return ``{"run_id": ...}`` for :func:`match_chunk`.
+
+    With ``incremental_nightly``, the run records the database's watermark, which
+    :func:`match_coverage` marks complete once the run's members are all matched.
+    """
     settings = runtime.settings
     with runtime.session() as session:
+        watermark = (
+            take_watermark(session, now, utc_now(), _match_params(runtime))
+            if settings.incremental_nightly
+            else None
+        )
         run_id = start_match_run(
             session,
             runtime.embedder,
             runtime.ranking_weights,
             settings.recommendations_per_member,
             kinds=settings.recommendation_kinds,
+            watermark=watermark,
         )
     return {"run_id": run_id}
 
@@ -460,7 +561,13 @@ def segment_table(runtime: Runtime, now: dt.datetime) -> list[reports.SegmentRow
 
 
 def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSummary:
-    """How many members have recommendations and how much of the live library they cover."""
+    """How many members have recommendations and how much of the live library they cover.
+
+    It runs once the match stage is done: it first marks the match run's watermark complete,
+    so that the next nightly works from it (see :func:`members_to_profile_ids`).
+    """
+    with runtime.session() as session:
+        complete_watermark(session)
     with runtime.session() as session:
         return operations.match_coverage(session, now)
 
@@ -568,6 +675,12 @@ def delivery_report(runtime: Runtime, now: dt.datetime) -> operations.DeliveryRe
 MEMBERS = Fanout("members", member_ids, says="{count} members")
 """Every member, in chunks of ``chunk_size`` ids."""
 
+TO_PROFILE = Fanout("members to profile", members_to_profile_ids, says="{count} members to profile")
+"""The members the nightly profiles (changed ones only, with ``incremental_nightly``)."""
+
+TO_MATCH = Fanout("members to match", members_to_match_ids, says="{count} members to match")
+"""The members the nightly matches, listed after segmentation (whose moves count)."""
+
 MESSAGES = Fanout("messages", due_messages, says="{count} messages due")
 """The messages due, in chunks of ``chunk_size`` ids."""
 
@@ -599,7 +712,7 @@ NIGHTLY = StageList(
         Stage(
             "profile",
             profile_chunk,
-            over=MEMBERS,
+            over=TO_PROFILE,
             keep=("feature_names_hash", "n_features"),
             empty=ProfileSummary(profiled=0, texts_embedded=0),
             says="profiled {profiled} members, {texts_embedded} new texts embedded",
@@ -612,7 +725,7 @@ NIGHTLY = StageList(
         Stage(
             "match",
             match_chunk,
-            over=MEMBERS,
+            over=TO_MATCH,
             start=start_matching,
             keep=("run_id",),
             empty=MatchSummary(run_id=0, members=0, recommendations=0, members_without_items=0),

@@ -23,7 +23,8 @@ from nurture.stages import (
     Stage,
     experiment_results,
     match_chunk,
-    member_ids,
+    members_to_match_ids,
+    members_to_profile_ids,
     move_imported,
     pending_imports,
     profile_chunk,
@@ -57,12 +58,13 @@ def test_each_run_declares_its_stages_once_in_order() -> None:
     fanned = {stage.name: stage.over.name for stage in [*NIGHTLY, *DELIVER] if stage.over}
     assert fanned == {
         "imports": "import files",
-        "profile": "members",
-        "match": "members",
+        "profile": "members to profile",
+        "match": "members to match",
         "send": "messages",
     }
     assert NIGHTLY.stage("profile").run is profile_chunk
-    assert NIGHTLY.stage("match").over.list_items is member_ids  # type: ignore[union-attr]
+    assert NIGHTLY.stage("profile").over.list_items is members_to_profile_ids  # type: ignore[union-attr]
+    assert NIGHTLY.stage("match").over.list_items is members_to_match_ids  # type: ignore[union-attr]
     with pytest.raises(KeyError, match="no stage 'send'"):
         NIGHTLY.stage("send")
 

@@ -244,13 +244,19 @@ def import_(
 # --- stages ---------------------------------------------------------------------------------
 
 
+def _everyone(runtime: Runtime) -> Runtime:
+    """The runtime with the incremental nightly off: a command run by hand redoes everyone."""
+    settings = runtime.settings.model_copy(update={"incremental_nightly": False})
+    return Runtime(settings, engine=runtime.engine)
+
+
 @app.command()
 def profile(ctx: typer.Context) -> None:
     """Build every member's profile from their answers and activity."""
     from nurture import stages
     from nurture.orchestration import run_stage
 
-    summary = run_stage(runtime_of(ctx), stages.NIGHTLY.stage("profile"), utc_now())
+    summary = run_stage(_everyone(runtime_of(ctx)), stages.NIGHTLY.stage("profile"), utc_now())
     console.print(
         f"{summary['profiled']} members profiled; {summary['texts_embedded']} new texts embedded"
     )
@@ -278,7 +284,7 @@ def segment(ctx: typer.Context) -> None:
     """Cluster the profiled members into labelled segments and show them."""
     from nurture import stages
 
-    _print_segments(stages.segment(runtime_of(ctx), utc_now()))
+    _print_segments(stages.segment(_everyone(runtime_of(ctx)), utc_now()))
 
 
 @app.command("rename-segment")
@@ -320,6 +326,7 @@ def match(
     if member is not None:
         _show_recommendations(runtime, member, now)
         return
+    runtime = _everyone(runtime)
     run_stage(runtime, stages.NIGHTLY.stage("content"), now)
     matched = run_stage(runtime, stages.NIGHTLY.stage("match"), now)
     console.print(

@@ -1,5 +1,13 @@
 """Content matching: content embeddings, a vectorised per-member ranking, readable reasons."""
 
+from nurture.recommend.changes import (
+    Watermark,
+    complete_watermark,
+    last_watermark,
+    members_to_match,
+    members_to_profile,
+    take_watermark,
+)
 from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import (
     content_text,
@@ -54,16 +62,21 @@ __all__ = [
     "MatchSummary",
     "RankingWeights",
     "RecommendedItem",
+    "Watermark",
     "co_engagement_scores",
     "collaborative_reason",
+    "complete_watermark",
     "content_text",
     "embed_content_items",
     "goal_label",
     "item_available",
     "item_freshness",
     "iter_recommendations",
+    "last_watermark",
     "learn_co_engagement",
     "load_content_vectors",
+    "members_to_match",
+    "members_to_profile",
     "prior_strength",
     "rank_content",
     "reason_text",
@@ -72,5 +85,6 @@ __all__ = [
     "scale_collaborative",
     "select_diverse",
     "start_match_run",
+    "take_watermark",
     "write_recommendations",
 ]

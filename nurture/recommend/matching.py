@@ -21,6 +21,7 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
+from nurture.recommend.changes import Watermark
 from nurture.recommend.ranking import RankingWeights, decay, rank_content, scale_collaborative
 from nurture.recommend.reasons import (
     Evidence,
@@ -149,6 +150,7 @@ def start_match_run(
     k: int = 10,
     *,
     kinds: Collection[str] | None = None,
+    watermark: Watermark | None = None,
 ) -> int:
     """Record a new match run (model and parameters) and return its id.
 
@@ -158,6 +160,8 @@ def start_match_run(
         weights: The ranking weights the run uses.
         k: Recommendations per member.
         kinds: The kinds of content the run recommends; all when none.
+        watermark: The database's state the run starts from (the incremental nightly's
+            :func:`~nurture.recommend.changes.last_watermark` once it is complete).
 
     Returns:
         The id of the new ``MatchRun`` row.
@@ -166,6 +170,8 @@ def start_match_run(
     params: dict[str, Any] = {"k": k, "weights": weights.model_dump()}
     if kinds is not None:
         params["kinds"] = sorted(kinds)
+    if watermark is not None:
+        params["watermark"] = watermark.to_json()
     run = MatchRun(model=embedder.name, params=params)
     session.add(run)
     session.flush()

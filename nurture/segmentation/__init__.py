@@ -8,6 +8,7 @@ from nurture.segmentation.assignments import (
     segment_entries,
 )
 from nurture.segmentation.identity import match_by_overlap, match_segments
+from nurture.segmentation.incremental import assign_changed_members
 from nurture.segmentation.labels import (
     SegmentDescription,
     distinctive_answers,
@@ -56,6 +57,7 @@ __all__ = [
     "SegmentationInputs",
     "SegmentationPlan",
     "SegmentationSummary",
+    "assign_changed_members",
     "current_segments",
     "distinctive_answers",
     "distinctive_terms",

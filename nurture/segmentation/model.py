@@ -50,6 +50,8 @@ INERTIA_TOLERANCE = 0.01
 clusters this much (relatively) tighter."""
 
 _N_INIT = 4
+_CHUNK_ROWS = 20_000
+"""Rows scaled and assigned at a time by :meth:`SegmentModel.predict` and ``transform``."""
 
 
 def resolve_block_weights(block_weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -98,6 +100,10 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         random_state: Seed of every random choice.
         previous_centers: ``(m, n_features)`` raw-feature centroids of the previous run's
             segments, or ``None``.
+        fit_size: With more rows than this, the scaling and the clustering are fitted on a
+            random sample of this many rows, and every row is then assigned to its nearest
+            centroid in chunks (memory bounded by the sample, not the community); ``None``
+            fits on every row.
 
     Attributes:
         n_segments_: The number of segments fitted.
@@ -124,6 +130,7 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         sample_size: int = 3000,
         random_state: int | None = None,
         previous_centers: Any = None,
+        fit_size: int | None = None,
     ) -> None:
         self.n_segments = n_segments
         self.min_segments = min_segments
@@ -133,6 +140,7 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         self.sample_size = sample_size
         self.random_state = random_state
         self.previous_centers = previous_centers
+        self.fit_size = fit_size
 
     # -- fitting --------------------------------------------------------------------------
 
@@ -157,10 +165,17 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             ValueError: Fewer than two rows, blocks that do not cover the columns exactly once,
                 or a negative block weight.
         """
-        X = check_array(X, dtype=np.float64)
+        X = check_array(X, dtype=[np.float32, np.float64])
         n_rows, n_features = X.shape
         if n_rows < 2:
             raise ValueError(f"SegmentModel needs at least 2 rows to cluster, found {n_rows}")
+        all_rows = X
+        fit_rows: np.ndarray | None = None
+        if self.fit_size is not None and n_rows > self.fit_size:
+            picker = np.random.default_rng(self.random_state)
+            fit_rows = np.sort(picker.choice(n_rows, size=self.fit_size, replace=False))
+            X = X[fit_rows]
+            n_rows = len(X)
         self.n_features_in_ = n_features
         self.blocks_ = _resolve_blocks(blocks, n_features)
         self.block_weights_ = resolve_block_weights(self.block_weights)
@@ -194,8 +209,8 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
                 self.warm_started_ = True
         self.n_segments_ = k
         self.cluster_centers_ = self.kmeans_.cluster_centers_
-        self.labels_ = self.kmeans_.labels_
-        self.silhouette_ = self._score(Z[sample], self.labels_[sample])
+        self.silhouette_ = self._score(Z[sample], self.kmeans_.labels_[sample])
+        self.labels_ = self.kmeans_.labels_ if fit_rows is None else self.predict(all_rows)
         return self
 
     def _previous_scaled(self) -> np.ndarray | None:
@@ -268,7 +283,7 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             ``(n, n_features)`` scaled features.
         """
         check_is_fitted(self, "scalers_")
-        X = check_array(X, dtype=np.float64)
+        X = check_array(X, dtype=[np.float32, np.float64])
         if X.shape[1] != self.n_features_in_:
             raise ValueError(
                 f"expected {self.n_features_in_} features as in fit, found {X.shape[1]}"
@@ -280,6 +295,22 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             )
         return out
 
+    def affine(self) -> tuple[np.ndarray, np.ndarray]:
+        """``(offset, factor)`` per column, such that ``scale(X) == (X - offset) * factor``.
+
+        Stored with a run, they let a later run place a member among the run's centroids
+        without fitting again.
+        """
+        check_is_fitted(self, "scalers_")
+        offset = np.zeros(self.n_features_in_)
+        factor = np.zeros(self.n_features_in_)
+        for name, columns in self.blocks_.items():
+            scaler = self.scalers_[name]
+            offset[columns] = scaler.mean_
+            std = scaler.scale_ if scaler.scale_ is not None else 1.0
+            factor[columns] = self.block_factors_[name] / std
+        return offset, factor
+
     def predict(self, X: Any) -> np.ndarray:
         """The segment index of each row.
 
@@ -290,7 +321,12 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             ``(n,)`` segment indices.
         """
         check_is_fitted(self, "cluster_centers_")
-        return self.kmeans_.predict(self.scale(X))
+        X = check_array(X, dtype=[np.float32, np.float64])
+        out = np.empty(len(X), dtype=np.int32)
+        for start in range(0, len(X), _CHUNK_ROWS):
+            part = self.scale(X[start : start + _CHUNK_ROWS]).astype(self._center_dtype())
+            out[start : start + _CHUNK_ROWS] = self.kmeans_.predict(part)
+        return out
 
     def transform(self, X: Any) -> np.ndarray:
         """Distance of each row to each centroid, in the scaled space.
@@ -302,7 +338,15 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             ``(n, n_segments_)`` distances.
         """
         check_is_fitted(self, "cluster_centers_")
-        return self.kmeans_.transform(self.scale(X))
+        X = check_array(X, dtype=[np.float32, np.float64])
+        out = np.empty((len(X), self.n_segments_), dtype=np.float64)
+        for start in range(0, len(X), _CHUNK_ROWS):
+            part = self.scale(X[start : start + _CHUNK_ROWS]).astype(self._center_dtype())
+            out[start : start + _CHUNK_ROWS] = self.kmeans_.transform(part)
+        return out
+
+    def _center_dtype(self) -> Any:
+        return self.kmeans_.cluster_centers_.dtype
 
 
 def _resolve_blocks(

@@ -58,6 +58,7 @@ from nurture.storage.models import (
 )
 
 __all__ = [
+    "DEFAULT_FIT_SIZE",
     "DEFAULT_MOVE_AFTER",
     "MERGE_SHARE",
     "PlannedSegment",
@@ -87,7 +88,11 @@ CENTROID_SPACE = "raw_mean"
 feature vector of the members; older runs stored centroids in their own scaled space."""
 
 _KEY_NUMBER = re.compile(r"^seg-(\d+)$")
+DEFAULT_FIT_SIZE = 50_000
+"""Members the clusters are fitted on at most (a random sample); the others are assigned."""
+
 _INSERT_BATCH = 5000
+_MEAN_CHUNK = 20_000
 _IN_BATCH = 1000
 
 
@@ -253,27 +258,48 @@ class SegmentationPlan:
 
 def _load_profiles(
     session: Session,
-) -> tuple[str | None, list[int], list[np.ndarray], list[np.ndarray | None], list[str], int]:
+) -> tuple[str | None, list[int], np.ndarray, list[np.ndarray | None], list[str], int]:
+    """The profiles of the majority's layout, streamed into one float32 matrix."""
+    counts = session.execute(
+        select(MemberProfile.feature_names_hash, func.count()).group_by(
+            MemberProfile.feature_names_hash
+        )
+    ).all()
+    if not counts:
+        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], 0
+    layout_hash, kept = max(counts, key=lambda row: (row[1], row[0]))
+    total = sum(int(count) for _, count in counts)
     rows = session.execute(
         select(
             MemberProfile.member_id,
             MemberProfile.features,
             MemberProfile.interest,
             MemberProfile.lifecycle_stage,
-            MemberProfile.feature_names_hash,
-        ).order_by(MemberProfile.member_id)
-    ).all()
-    if not rows:
-        return None, [], [], [], [], 0
-    layout_hash = Counter(row.feature_names_hash for row in rows).most_common(1)[0][0]
-    kept = [row for row in rows if row.feature_names_hash == layout_hash]
+        )
+        .where(MemberProfile.feature_names_hash == layout_hash)
+        .order_by(MemberProfile.member_id)
+        .execution_options(yield_per=_INSERT_BATCH)
+    )
+    member_ids: list[int] = []
+    interests: list[np.ndarray | None] = []
+    stages: list[str] = []
+    matrix: np.ndarray | None = None
+    for member_id, features, interest, stage in rows.tuples():
+        if matrix is None:
+            matrix = np.empty((int(kept), len(features)), dtype=np.float32)
+        matrix[len(member_ids)] = features
+        member_ids.append(member_id)
+        interests.append(interest)
+        stages.append(stage)
+    if matrix is None:
+        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], total
     return (
         layout_hash,
-        [row.member_id for row in kept],
-        [row.features for row in kept],
-        [row.interest for row in kept],
-        [row.lifecycle_stage for row in kept],
-        len(rows) - len(kept),
+        member_ids,
+        matrix[: len(member_ids)],
+        interests,
+        stages,
+        total - len(member_ids),
     )
 
 
@@ -369,8 +395,7 @@ def load_segmentation_inputs(
     Returns:
         The inputs; with fewer than two usable profiles, only the profiles are read.
     """
-    layout_hash, member_ids, features, interests, stages, skipped = _load_profiles(session)
-    matrix = np.stack(features).astype(np.float64) if features else np.zeros((0, 0))
+    layout_hash, member_ids, matrix, interests, stages, skipped = _load_profiles(session)
     inputs = SegmentationInputs(layout_hash, member_ids, matrix, interests, stages, skipped)
     if layout_hash is None or len(member_ids) < 2:
         return inputs
@@ -477,6 +502,7 @@ def _plan_segments(
     X = inputs.features
     segment_of = model.labels_
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
+    means = _cluster_means(X, segment_of, model.n_segments_)
     next_number = inputs.next_key_number
     planned: dict[int, PlannedSegment] = {}
     for index in sorted(range(model.n_segments_), key=lambda i: (-descriptions[i].card["size"], i)):
@@ -505,14 +531,27 @@ def _plan_segments(
             previous_id=previous.id if previous is not None else None,
             label=label,
             description=_description(description),
-            centroid=(X[in_cluster].mean(axis=0) if np.any(in_cluster) else X.mean(axis=0)).astype(
-                np.float32
-            ),
+            centroid=means[index] if np.any(in_cluster) else means[-1],
             interest=_mean_interest([inputs.interests[row] for row in np.flatnonzero(in_cluster)]),
             size=int(card["size"]),
             card=card,
         )
     return planned
+
+
+def _cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
+    """Each cluster's mean row (float32), then the mean of every row, summed in chunks."""
+    sums = np.zeros((k + 1, X.shape[1]), dtype=np.float64)
+    counts = np.bincount(labels, minlength=k).astype(np.float64)
+    for start in range(0, len(X), _MEAN_CHUNK):
+        part = X[start : start + _MEAN_CHUNK].astype(np.float64)
+        rows = labels[start : start + _MEAN_CHUNK]
+        one_hot = np.zeros((len(rows), k), dtype=np.float64)
+        one_hot[np.arange(len(rows)), rows] = 1.0
+        sums[:k] += one_hot.T @ part
+        sums[k] += part.sum(axis=0)
+    counts = np.append(np.maximum(counts, 1.0), max(len(X), 1))
+    return (sums / counts[:, None]).astype(np.float32)
 
 
 def _distinct_labels(
@@ -591,6 +630,7 @@ def _run_params(
     move_after: dt.timedelta,
 ) -> dict[str, Any]:
     """What ``SegmentationRun.params`` records of a run."""
+    offset, factor = model.affine()
     return {
         "feature_names_hash": inputs.layout_hash,
         "n_features": int(inputs.features.shape[1]),
@@ -599,12 +639,14 @@ def _run_params(
         "min_segments": options["min_segments"],
         "max_segments": options["max_segments"],
         "seed": options["random_state"],
+        "fit_size": options["fit_size"],
         "block_weights": dict(model.block_weights_),
         "silhouette_by_k": {str(key): value for key, value in model.silhouette_by_k_.items()},
         "warm_started": bool(model.warm_started_),
         "move_after_days": move_after.total_seconds() / 86400.0,
         "n_members": len(inputs.member_ids),
         "skipped": inputs.skipped,
+        "scaling": {"offset": offset.tolist(), "factor": factor.tolist()},
     }
 
 
@@ -619,6 +661,7 @@ def plan_segmentation(
     block_weights: Mapping[str, float] | None = None,
     mini_batch_threshold: int = 20000,
     sample_size: int = 3000,
+    fit_size: int | None = DEFAULT_FIT_SIZE,
     move_after: dt.timedelta = DEFAULT_MOVE_AFTER,
     refresh_labels: bool = False,
 ) -> SegmentationPlan | None:
@@ -634,6 +677,8 @@ def plan_segmentation(
         block_weights: ``{block: weight}`` over the model's defaults.
         mini_batch_threshold: Above this many members, ``MiniBatchKMeans`` is used.
         sample_size: Members sampled to choose the number of segments and score the fit.
+        fit_size: With more members, the clusters are fitted on a sample of this many and
+            every member is assigned to the nearest in chunks; ``None`` fits on everyone.
         move_after: How long a member's move to another segment must hold (recorded).
         refresh_labels: Give persisting segments their freshly computed label (edited labels
             are still kept).
@@ -657,6 +702,7 @@ def plan_segmentation(
         "mini_batch_threshold": mini_batch_threshold,
         "sample_size": sample_size,
         "random_state": seed,
+        "fit_size": fit_size,
     }
     model = SegmentModel(**options, previous_centers=previous_centroids).fit(
         X, blocks=layout.blocks
@@ -762,6 +808,7 @@ def segment_members(
     block_weights: Mapping[str, float] | None = None,
     mini_batch_threshold: int = 20000,
     sample_size: int = 3000,
+    fit_size: int | None = DEFAULT_FIT_SIZE,
     move_after: dt.timedelta = DEFAULT_MOVE_AFTER,
     rules: Sequence[SegmentRule] | None = None,
     refresh_labels: bool = False,
@@ -783,6 +830,8 @@ def segment_members(
         block_weights: ``{block: weight}`` over the model's defaults.
         mini_batch_threshold: Above this many members, ``MiniBatchKMeans`` is used.
         sample_size: Members sampled to choose the number of segments and score the fit.
+        fit_size: With more members, the clusters are fitted on a sample of this many and
+            every member is assigned to the nearest in chunks; ``None`` fits on everyone.
         move_after: How long a member's move to another segment must hold before it counts.
         rules: Every rule segment of the workspace, evaluated into this run (rule segments not
             among them become inactive); ``None`` leaves rule segments alone.
@@ -807,6 +856,7 @@ def segment_members(
         block_weights=block_weights,
         mini_batch_threshold=mini_batch_threshold,
         sample_size=sample_size,
+        fit_size=fit_size,
         move_after=move_after,
         refresh_labels=refresh_labels,
     )

@@ -189,3 +189,26 @@ def test_labels_never_collide(questionnaire) -> None:
     assert len(set(labels)) == 3
     assert labels[0].startswith("Founder or executive") and labels[0].endswith("(1)")
     assert labels[1].endswith("(2)")
+
+
+def test_a_large_community_is_fitted_on_a_sample_and_assigned_in_chunks() -> None:
+    X, y, blocks = blobs(n=2000, centers=4, seed=5)
+    X32 = X.astype(np.float32)
+    model = SegmentModel(n_segments=4, random_state=1, fit_size=300).fit(X32, blocks=blocks)
+    assert model.labels_.shape == (2000,)
+    # every member is placed at its nearest centroid, though only 300 were fitted on
+    assert np.array_equal(model.labels_, model.predict(X32))
+    assert np.array_equal(model.labels_, model.transform(X32).argmin(axis=1))
+    assert adjusted_rand_score(y, model.labels_) > 0.95
+    # features stay float32: no float64 copy of the community
+    assert model.scale(X32[:10]).dtype == np.float32
+    # the stored affine scaling reproduces the model's scaled space
+    offset, factor = model.affine()
+    assert np.allclose((X32[:50] - offset) * factor, model.scale(X32[:50]), atol=1e-5)
+
+
+def test_without_fit_size_the_fit_uses_every_row() -> None:
+    X, _, blocks = blobs(n=400, centers=3, seed=2)
+    whole = SegmentModel(n_segments=3, random_state=1).fit(X, blocks=blocks)
+    large = SegmentModel(n_segments=3, random_state=1, fit_size=400).fit(X, blocks=blocks)
+    assert np.array_equal(whole.labels_, large.labels_)

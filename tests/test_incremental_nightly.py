@@ -1,0 +1,198 @@
+"""The incremental nightly: only members changed since the last complete run are redone."""
+
+import datetime as dt
+import json
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select, update
+
+from nurture.orchestration import run_stage_list
+from nurture.recommend import last_watermark
+from nurture.runtime import Runtime
+from nurture.settings import Settings
+from nurture.stages import (
+    NIGHTLY,
+    import_file,
+    member_ids,
+    members_to_match_ids,
+    members_to_profile_ids,
+)
+from nurture.storage import (
+    Answer,
+    MatchRun,
+    Member,
+    MemberProfile,
+    Recommendation,
+    SegmentationRun,
+)
+from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
+
+N_MEMBERS = 60
+
+
+def _runtime(database_url: str, tmp_path: Path, **overrides: object) -> Runtime:
+    settings = Settings(
+        workspace=welcome_only_workspace(tmp_path / "workspace"),
+        data_dir=tmp_path / "data",
+        database_url=database_url,
+        embedding_model="hashing-64",
+        chunk_size=16,
+        **overrides,  # type: ignore[arg-type]
+    )
+    return Runtime(settings)
+
+
+@pytest.fixture
+def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
+    with _runtime(database_url, tmp_path) as runtime:
+        seed_demo(runtime, N_MEMBERS)
+        yield runtime
+
+
+def _profiled_at(runtime: Runtime) -> dict[int, dt.datetime]:
+    with runtime.session() as session:
+        return dict(
+            session.execute(select(MemberProfile.member_id, MemberProfile.computed_at))
+            .tuples()
+            .all()
+        )
+
+
+def _recommended_in(runtime: Runtime) -> dict[int, set[int | None]]:
+    with runtime.session() as session:
+        rows = session.execute(select(Recommendation.member_id, Recommendation.run_id)).all()
+    runs: dict[int, set[int | None]] = {}
+    for member_id, run_id in rows:
+        runs.setdefault(member_id, set()).add(run_id)
+    return runs
+
+
+def _new_activity(runtime: Runtime, tmp_path: Path, external_ids: list[str]) -> None:
+    path = tmp_path / "activity-new.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for index, external_id in enumerate(external_ids):
+            record = {
+                "member": external_id,
+                "type": "post",
+                "occurred_at": (NOW + dt.timedelta(hours=1)).isoformat(),
+                "idempotency_key": f"new-{index}",
+            }
+            out.write(json.dumps(record) + "\n")
+    assert import_file(runtime, "activity", path).stored == len(external_ids)
+
+
+def _external_ids(runtime: Runtime, ids: list[int]) -> list[str]:
+    with runtime.session() as session:
+        found = session.execute(select(Member.id, Member.external_id).where(Member.id.in_(ids)))
+        by_id = dict(found.tuples().all())
+    return [str(by_id[member_id]) for member_id in ids]
+
+
+def test_a_first_nightly_does_everyone_and_leaves_a_complete_watermark(runtime: Runtime) -> None:
+    everyone = member_ids(runtime, NOW)
+    assert members_to_profile_ids(runtime, NOW) == everyone
+    summary = run_stage_list(runtime, NIGHTLY, NOW)
+    assert summary["profile"]["profiled"] == N_MEMBERS
+    assert summary["match"]["members"] == N_MEMBERS
+    with runtime.session() as session:
+        watermark = last_watermark(session)
+    assert watermark is not None and watermark.complete
+    assert watermark.now == NOW
+
+
+def test_a_warm_nightly_skips_unchanged_members_and_redoes_changed_ones(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    before_profiles = _profiled_at(runtime)
+    with runtime.session() as session:
+        clusterings = session.scalar(select(func.count()).select_from(SegmentationRun))
+    everyone = member_ids(runtime, NOW)
+    changed = everyone[::20]  # 3 of 60: within segment_refit_share's 5%
+    _new_activity(runtime, tmp_path, _external_ids(runtime, changed))
+    later = NOW + dt.timedelta(days=1)
+    assert members_to_profile_ids(runtime, later) == changed
+
+    summary = run_stage_list(runtime, NIGHTLY, later)
+
+    assert summary["profile"]["profiled"] == len(changed)
+    after_profiles = _profiled_at(runtime)
+    for member_id in everyone:
+        expected = later if member_id in changed else before_profiles[member_id]
+        assert after_profiles[member_id] == expected, member_id
+    # No clustering again: the changed members were placed at their nearest segment.
+    assert summary["segment"]["algorithm"] == "assigned"
+    with runtime.session() as session:
+        assert session.scalar(select(func.count()).select_from(SegmentationRun)) == clusterings
+        latest_run = session.scalar(select(func.max(MatchRun.id)))
+    runs = _recommended_in(runtime)
+    matched = {member_id for member_id, run_ids in runs.items() if latest_run in run_ids}
+    assert set(changed) <= matched
+    assert summary["match"]["members"] < N_MEMBERS / 2
+    unchanged_with_items = [m for m in everyone if m not in matched and m in runs]
+    assert unchanged_with_items, "unchanged members keep their earlier recommendations"
+
+
+def test_a_nightly_with_nothing_changed_redoes_nobody(runtime: Runtime) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    later = NOW + dt.timedelta(days=1)
+    summary = run_stage_list(runtime, NIGHTLY, later)
+    assert summary["profile"]["profiled"] == 0
+    assert summary["match"]["members"] == 0
+    # The run still leaves its watermark: the next one starts from here.
+    with runtime.session() as session:
+        watermark = last_watermark(session)
+    assert watermark is not None and watermark.now == later
+
+
+def test_an_edited_answer_and_an_old_profile_are_redone(runtime: Runtime) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    everyone = member_ids(runtime, NOW)
+    with runtime.session() as session:
+        # an answer changed in place (same row id) after the last run, by the wall clock
+        answer = session.scalars(select(Answer).where(Answer.member_id == everyone[1])).first()
+        assert answer is not None
+        session.execute(
+            update(Answer)
+            .where(Answer.id == answer.id)
+            .values(answered_at=dt.datetime.now(dt.UTC) + dt.timedelta(minutes=1))
+        )
+        # a profile older than refresh_after_days (7 by default)
+        session.execute(
+            update(MemberProfile)
+            .where(MemberProfile.member_id == everyone[2])
+            .values(computed_at=NOW - dt.timedelta(days=30))
+        )
+    assert members_to_profile_ids(runtime, NOW + dt.timedelta(days=1)) == everyone[1:3]
+
+
+def test_a_failed_match_leaves_the_watermark_of_the_run_before(runtime: Runtime) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    with runtime.session() as session:
+        first = last_watermark(session)
+    # a later match run that started (watermark taken) but never completed
+    later = NOW + dt.timedelta(days=1)
+    NIGHTLY.stage("match").start(runtime, later)  # type: ignore[misc]
+    with runtime.session() as session:
+        assert last_watermark(session) == first
+
+
+def test_changed_ranking_settings_rematch_everyone(
+    database_url: str, tmp_path: Path, runtime: Runtime
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    with _runtime(database_url, tmp_path / "other", recommendations_per_member=3) as other:
+        assert members_to_profile_ids(other, NOW) == []
+        assert members_to_match_ids(other, NOW) == member_ids(other, NOW)
+
+
+def test_the_setting_off_redoes_everyone(
+    database_url: str, tmp_path: Path, runtime: Runtime
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    with _runtime(database_url, tmp_path / "off", incremental_nightly=False) as off:
+        everyone = member_ids(off, NOW)
+        assert members_to_profile_ids(off, NOW) == everyone
+        assert members_to_match_ids(off, NOW) == everyone
