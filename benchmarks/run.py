@@ -1015,6 +1015,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         args.output.write_text(merge_report(existing, stamped), encoding="utf-8")
         logger.info("wrote %s", args.output)
+    else:
+        args.output.write_text(report, encoding="utf-8")
+        logger.info("wrote %s", args.output)
     measured: list[tuple[Measurement, Measurement]] = []
     if result is not None:
         measured += [(m, result.baseline) for m in (result.baseline, result.cold, result.warm)]
