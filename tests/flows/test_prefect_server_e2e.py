@@ -229,7 +229,8 @@ def test_the_served_deployments_run_and_report_through_the_api(
     assert _task_names(api, nightly_run["id"]) == sorted(
         ["pending_import_files"]
         + ["import_pending_files"] * 3
-        + ["sync_workspace", "member_ids", "segment", "start_matching"]
+        + ["sync_workspace", "members_to_profile_ids", "segment"]
+        + ["members_to_match_ids", "start_matching"]
         + ["profile_chunk", "match_chunk"] * chunks
         + ["best_hours", "segment_table", "experiment_results", "match_coverage"]
     )
