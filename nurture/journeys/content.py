@@ -36,8 +36,8 @@ from sqlalchemy.orm import Session
 from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
 from nurture.recommend import recommendations_for
-from nurture.segmentation.assignments import effective_memberships
-from nurture.storage.models import Answer, ContentItem, Member, MemberProfile, Segment
+from nurture.segmentation.assignments import effective_segment_keys
+from nurture.storage.models import Answer, ContentItem, Member, MemberProfile
 
 __all__ = [
     "ContentPick",
@@ -234,17 +234,7 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
         .tuples()
         .all()
     )
-    memberships = effective_memberships(session, ids)
-    segment_ids = sorted({sid for found in memberships.values() for sid in found})
-    keys = (
-        dict(
-            session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
-            .tuples()
-            .all()
-        )
-        if segment_ids
-        else {}
-    )
+    segments = effective_segment_keys(session, ids)
     facts: dict[int, MemberFacts] = {}
     for member_id, attributes in session.execute(
         select(Member.id, Member.attributes).where(Member.id.in_(ids))
@@ -254,7 +244,7 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
             answers=answers.get(member_id, {}),
             attributes=dict(attributes or {}),
             lifecycle=str(stage) if stage is not None else None,
-            segments=sorted(keys[sid] for sid in memberships.get(member_id, ()) if sid in keys),
+            segments=segments.get(member_id, []),
         )
     return facts
 

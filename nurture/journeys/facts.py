@@ -20,9 +20,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.conditions import condition_holds
-from nurture.segmentation.assignments import effective_memberships
+from nurture.segmentation.assignments import effective_segment_keys
 from nurture.segmentation.rules import member_rule_contexts
-from nurture.storage.models import Message, ProviderEvent, Segment
+from nurture.storage.models import Message, ProviderEvent
 
 __all__ = ["ConditionFacts", "condition_true", "email_engagement"]
 
@@ -40,21 +40,7 @@ class ConditionFacts:
 
     def __init__(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> None:
         self.contexts = member_rule_contexts(session, member_ids, now)
-        memberships = effective_memberships(session, member_ids)
-        segment_ids = sorted({sid for ids in memberships.values() for sid in ids})
-        keys = (
-            dict(
-                session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(segment_ids)))
-                .tuples()
-                .all()
-            )
-            if segment_ids
-            else {}
-        )
-        self.segments = {
-            member_id: sorted(keys[sid] for sid in ids if sid in keys)
-            for member_id, ids in memberships.items()
-        }
+        self.segments = effective_segment_keys(session, member_ids)
 
     @classmethod
     def of(

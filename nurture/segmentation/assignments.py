@@ -37,6 +37,7 @@ __all__ = [
     "SegmentEntry",
     "StoredAssignment",
     "effective_memberships",
+    "effective_segment_keys",
     "effective_segments",
     "plan_cluster_assignments",
     "segment_entries",
@@ -365,6 +366,31 @@ def effective_memberships(
         for member_id, segment_id in session.execute(statement).tuples():
             found.setdefault(member_id, set()).add(segment_id)
     return found
+
+
+def effective_segment_keys(session: Session, member_ids: Collection[int]) -> dict[int, list[str]]:
+    """The keys of each member's effective segments, sorted (``{member id: [seg-3, ...]}``).
+
+    Args:
+        session: Database session.
+        member_ids: The members; one without a segment is absent.
+
+    Returns:
+        ``{member id: segment keys}``.
+    """
+    memberships = effective_memberships(session, member_ids)
+    segment_ids = sorted({sid for ids in memberships.values() for sid in ids})
+    keys: dict[int, str] = {}
+    for batch in chunked(segment_ids, _BATCH):
+        keys.update(
+            session.execute(select(Segment.id, Segment.key).where(Segment.id.in_(batch)))
+            .tuples()
+            .all()
+        )
+    return {
+        member_id: sorted(keys[sid] for sid in ids if sid in keys)
+        for member_id, ids in memberships.items()
+    }
 
 
 def segment_entries(
