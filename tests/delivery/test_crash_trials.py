@@ -23,6 +23,7 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -96,25 +97,12 @@ def _emails(outbox: Path) -> list[Path]:
     return sorted(outbox.glob("*.eml"))
 
 
-def _run_and_kill(
-    database_url: str, outbox: Path, journal: Path, templates: Path, now: dt.datetime, rng
-) -> bool:
-    """Run a worker at ``now``, SIGKILL it at a random moment; False if it finished first."""
-    start = len(_emails(outbox))
-    target = start + rng.randint(1, 6)  # files written before the kill...
+def _kill_at_random(arguments: list[str], delivered: Callable[[], int], rng) -> bool:
+    """Start a worker, SIGKILL it once a few more emails went out; False if it finished first."""
+    target = delivered() + rng.randint(1, 6)  # emails out before the kill...
     pause = rng.uniform(0, 0.03)  # ...and a little more
     worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            WORKER,
-            database_url,
-            str(outbox),
-            str(journal),
-            str(templates),
-            now.isoformat(),
-            str(rng.randrange(2**32)),
-        ],
+        [sys.executable, "-c", *arguments, str(rng.randrange(2**32))],
         cwd=REPO,
         env={**os.environ, "PYTHONPATH": str(REPO)},
         stdout=subprocess.DEVNULL,
@@ -122,9 +110,9 @@ def _run_and_kill(
     )
     try:
         deadline = time.monotonic() + 120
-        while len(_emails(outbox)) < target and worker.poll() is None:
+        while delivered() < target and worker.poll() is None:
             if time.monotonic() > deadline:
-                pytest.fail("the worker wrote nothing for two minutes")
+                pytest.fail("the worker delivered nothing for two minutes")
             time.sleep(0.002)
         time.sleep(pause)
         if worker.poll() is not None:
@@ -135,6 +123,14 @@ def _run_and_kill(
         worker.wait(timeout=30)
         worker.stderr.close()
     return True
+
+
+def _run_and_kill(
+    database_url: str, outbox: Path, journal: Path, templates: Path, now: dt.datetime, rng
+) -> bool:
+    """Run a worker on the outbox at ``now``, SIGKILL it at a random moment."""
+    arguments = [WORKER, database_url, str(outbox), str(journal), str(templates), now.isoformat()]
+    return _kill_at_random(arguments, lambda: len(_emails(outbox)), rng)
 
 
 def _recover(session: Session, outbox: Path, now: dt.datetime) -> RecoverySummary:
@@ -227,40 +223,11 @@ class Sink:
 def _run_smtp_and_kill(
     database_url: str, sink: Sink, port: int, templates: Path, now: dt.datetime, rng
 ) -> bool:
-    """Run a worker on SMTP at ``now``, SIGKILL it at a random moment; False if it finished."""
-    target = len(sink.accepted) + rng.randint(1, 6)
-    worker = subprocess.Popen(
-        [
-            sys.executable,
-            "-c",
-            SMTP_WORKER,
-            database_url,
-            str(port),
-            str(templates),
-            now.isoformat(),
-            str(rng.randrange(2**32)),
-        ],
-        cwd=REPO,
-        env={**os.environ, "PYTHONPATH": str(REPO)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    try:
-        deadline = time.monotonic() + 120
-        while len(sink.accepted) < target and worker.poll() is None:
-            if time.monotonic() > deadline:
-                pytest.fail("the SMTP sink received nothing for two minutes")
-            time.sleep(0.002)
-        time.sleep(rng.uniform(0, 0.03))
-        if worker.poll() is not None:
-            assert worker.returncode == 0, worker.stderr.read()
-            return False
-        worker.send_signal(signal.SIGKILL)
-    finally:
-        worker.wait(timeout=30)
-        worker.stderr.close()
+    """Run a worker on SMTP at ``now``, SIGKILL it at a random moment."""
+    arguments = [SMTP_WORKER, database_url, str(port), str(templates), now.isoformat()]
+    killed = _kill_at_random(arguments, lambda: len(sink.accepted), rng)
     time.sleep(0.2)  # an email whose last line was sent before the kill reaches the log
-    return True
+    return killed
 
 
 def _settle_like_an_operator(session: Session, sink: Sink, now: dt.datetime) -> int:
