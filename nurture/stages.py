@@ -544,6 +544,8 @@ def experiment_results(runtime: Runtime, now: dt.datetime) -> list[dict[str, Any
     """Each journey with a holdout or a split, its arms compared (``JourneyResults.to_dict``)."""
     from nurture.journeys.results import journey_results
 
+    if not any(runtime.settings.journeys_dir.glob("*.y*ml")):
+        return []  # a workspace without journeys (an evaluation's) has nothing to compare
     tested = [
         definition
         for definition in runtime.workspace.journeys
