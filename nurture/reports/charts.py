@@ -380,6 +380,31 @@ def funnel_chart(funnel: JourneyFunnel) -> Chart:
     )
 
 
+def _stacked_days(
+    data: str, days: Sequence[str], *, measure: str, part: str, colour: altair.Color
+) -> altair.Chart:
+    """Bars per day, stacked by ``part`` in the rows' ``order``, with each part's share."""
+    import altair as alt
+
+    return (
+        alt.Chart(alt.NamedData(name=data))
+        .mark_bar()
+        .encode(
+            x=_day_axis(days),
+            y=alt.Y(f"{measure}:Q", title=measure),
+            color=colour,
+            order=alt.Order("order:Q"),
+            tooltip=[
+                alt.Tooltip("day:O"),
+                alt.Tooltip(f"{part}:N"),
+                alt.Tooltip(f"{measure}:Q"),
+                alt.Tooltip("share:Q", title=f"of the day's {measure}", format=".1%"),
+            ],
+        )
+        .properties(width="container", height=260)
+    )
+
+
 def delivery_outcomes_chart(days: Sequence[DeliveryDay]) -> Chart:
     """Messages settled per UTC day, stacked by outcome (sent, failed, suppressed, unknown).
 
@@ -403,26 +428,16 @@ def delivery_outcomes_chart(days: Sequence[DeliveryDay]) -> Chart:
         for index, outcome in enumerate(OUTCOMES)
         if day.by_outcome[outcome]
     ]
-    chart = (
-        alt.Chart(alt.NamedData(name="outcomes"))
-        .mark_bar()
-        .encode(
-            x=_day_axis([day.day for day in days]),
-            y=alt.Y("messages:Q", title="messages"),
-            color=alt.Color(
-                "outcome:N",
-                scale=_colour_scale(_OUTCOME_COLOURS),
-                legend=alt.Legend(title="outcome", orient="bottom"),
-            ),
-            order=alt.Order("order:Q"),
-            tooltip=[
-                alt.Tooltip("day:O"),
-                alt.Tooltip("outcome:N"),
-                alt.Tooltip("messages:Q"),
-                alt.Tooltip("share:Q", title="of the day's messages", format=".1%"),
-            ],
-        )
-        .properties(width="container", height=260)
+    chart = _stacked_days(
+        "outcomes",
+        [day.day for day in days],
+        measure="messages",
+        part="outcome",
+        colour=alt.Color(
+            "outcome:N",
+            scale=_colour_scale(_OUTCOME_COLOURS),
+            legend=alt.Legend(title="outcome", orient="bottom"),
+        ),
     )
     return Chart(
         name="delivery-outcomes",
@@ -458,26 +473,16 @@ def simulated_volumes_chart(report: SimulationReport) -> Chart:
             }
             for key, count in counts.items()
         )
-    chart = (
-        alt.Chart(alt.NamedData(name="volumes"))
-        .mark_bar()
-        .encode(
-            x=_day_axis([day.isoformat() for day in volumes]),
-            y=alt.Y("emails:Q", title="emails"),
-            color=alt.Color(
-                "journey:N",
-                sort=list(report.journeys),
-                legend=alt.Legend(title="journey", orient="bottom"),
-            ),
-            order=alt.Order("order:Q"),
-            tooltip=[
-                alt.Tooltip("day:O"),
-                alt.Tooltip("journey:N"),
-                alt.Tooltip("emails:Q"),
-                alt.Tooltip("share:Q", title="of the day's emails", format=".1%"),
-            ],
-        )
-        .properties(width="container", height=260)
+    chart = _stacked_days(
+        "volumes",
+        [day.isoformat() for day in volumes],
+        measure="emails",
+        part="journey",
+        colour=alt.Color(
+            "journey:N",
+            sort=list(report.journeys),
+            legend=alt.Legend(title="journey", orient="bottom"),
+        ),
     )
     return Chart(
         name="simulated-volumes",
