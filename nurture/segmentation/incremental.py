@@ -181,7 +181,7 @@ def assign_changed_members(
     )
     if rules is None:
         return summary
-    ruled = evaluate_rule_segments(session, rules, now, run_id=run.id)
+    ruled = evaluate_rule_segments(session, rules, now, run_id=run.id, only_changed=True)
     return dataclasses.replace(
         summary, rule_sizes=ruled.sizes, rule_labels=ruled.labels, rule_errors=ruled.errors
     )
