@@ -10,9 +10,9 @@ from sqlalchemy import func, select, update
 from sqlalchemy.orm import Session
 
 import nurture.segmentation.rules as rules_module
-
+from nurture.embedding import Embedder
 from nurture.orchestration import run_stage_list
-from nurture.recommend import last_watermark
+from nurture.recommend import last_watermark, recommend_for_members, run_state
 from nurture.runtime import Runtime
 from nurture.segmentation import evaluate_rule_segments
 from nurture.settings import Settings
@@ -315,3 +315,79 @@ def test_a_warm_nightly_evaluates_the_rules_as_a_cold_one_would(
         run_id = session.scalar(select(func.max(SegmentationRun.id)))
         evaluate_rule_segments(session, runtime.workspace.segment_rules, later, run_id=run_id)
     assert _rule_members(runtime) == warm
+
+
+def _recommendation_rows(runtime: Runtime) -> dict[int, list[tuple[int, int, float, str]]]:
+    with runtime.session() as session:
+        rows = session.execute(
+            select(
+                Recommendation.member_id,
+                Recommendation.content_item_id,
+                Recommendation.rank,
+                Recommendation.score,
+                Recommendation.reason,
+            ).order_by(Recommendation.member_id, Recommendation.rank)
+        ).all()
+    found: dict[int, list[tuple[int, int, float, str]]] = {}
+    for member_id, item_id, rank, score, reason in rows:
+        found.setdefault(member_id, []).append((item_id, rank, round(score, 5), reason))
+    return found
+
+
+def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    before = _recommendation_rows(runtime)
+    everyone = member_ids(runtime, NOW)
+    changed = everyone[::20]
+    _new_activity(runtime, tmp_path, _external_ids(runtime, changed))
+    later = NOW + dt.timedelta(days=1)
+    learned: list[dt.datetime] = []
+    learn = run_state._learn
+
+    def counted(session: Session, embedder: Embedder, now: dt.datetime) -> object:
+        learned.append(now)
+        return learn(session, embedder, now)
+
+    monkeypatch.setattr(run_state, "_learn", counted)
+    summary = run_stage_list(runtime, NIGHTLY, later)
+    # New posts are no engagement with an item: what the last run learned is reused.
+    assert learned == []
+    warm = _recommendation_rows(runtime)
+    with runtime.session() as session:
+        latest_run = session.scalar(select(func.max(MatchRun.id)))
+        matched = sorted(
+            set(
+                session.scalars(
+                    select(Recommendation.member_id).where(Recommendation.run_id == latest_run)
+                )
+            )
+        )
+    assert set(changed) <= set(matched) and summary["match"]["members"] < N_MEMBERS / 2
+    for member_id in everyone:
+        if member_id not in matched:
+            assert warm.get(member_id) == before.get(member_id), member_id
+    # The same members ranked from scratch, nothing kept from earlier runs.
+    run_state._learned.clear()
+    run_state._answers.clear()
+    run_state._states.clear()
+    settings = runtime.settings
+    with runtime.session() as session:
+        recommend_for_members(
+            session,
+            runtime.embedder,
+            matched,
+            later,
+            settings.recommendations_per_member,
+            runtime.ranking_weights,
+            kinds=settings.recommendation_kinds,
+            choice_questions=[
+                question.key
+                for question in runtime.workspace.questionnaire.questions
+                if question.kind == "single_choice"
+            ],
+        )
+    assert learned == [later]
+    cold = _recommendation_rows(runtime)
+    assert {m: cold.get(m) for m in matched} == {m: warm.get(m) for m in matched}

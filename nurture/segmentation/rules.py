@@ -618,9 +618,9 @@ def _touched_by_time(
     by_days: dict[int, set[str]] = {}
     for event_type, days in reads.windows:
         by_days.setdefault(days, set()).add(event_type)
-    for days, types in sorted(by_days.items()):
+    for days, window_types in sorted(by_days.items()):
         span = dt.timedelta(days=days)
-        spans.append((frozenset(types), since - span, now - span))
+        spans.append((frozenset(window_types), since - span, now - span))
     entering = {event_type for event_type, _ in reads.windows} | set(reads.totals)
     if entering:
         spans.append((frozenset(entering), since, now))
