@@ -8,6 +8,7 @@ from nurture.expressions import (
     check_expression,
     compile_expression,
     expression_holds,
+    time_reads,
 )
 
 MEMBER = {
@@ -88,3 +89,23 @@ def test_question_keys_are_only_checked_when_given_and_names_can_be_widened() ->
     assert check_expression("answers.anything == 1") == []
     assert check_expression("language == 'fr'") != []
     assert check_expression("language == 'fr'", names=(*EXPRESSION_NAMES, "language")) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "windows", "totals", "clock"),
+    [
+        ("answers.role == 'founder' and member.language == 'fr'", set(), set(), False),
+        ("activity.event_attended.d90 >= 2", {("event_attended", 90)}, set(), False),
+        ("activity.post.d7 > 0 or activity.comment.total > 3", {("post", 7)}, {"comment"}, False),
+        ("lifecycle == 'new' and segment == 'seg-1'", set(), set(), False),
+        ("member.days_since_joined <= 30", set(), set(), True),
+        ("activity.days_since_last < 3", set(), set(), True),
+        ("activity['post'].d7 > 1", set(), set(), True),
+        ("member[answers.role] == 'x'", set(), set(), True),
+    ],
+)
+def test_time_reads_tell_what_time_alone_changes(
+    expression: str, windows: set[tuple[str, int]], totals: set[str], clock: bool
+) -> None:
+    reads = time_reads(expression)
+    assert (set(reads.windows), set(reads.totals), reads.clock) == (windows, totals, clock)
