@@ -295,13 +295,17 @@ def _segment_popularity(
     memberships = np.zeros((0, 2), dtype=np.int64)
     latest = latest_segmentation_run(session)
     if latest is not None:
-        rows = session.execute(
-            select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
-                SegmentMembership.run_id == latest
-            )
-        ).all()
-        if rows:  # plain tuples: numpy probes a Row for an array interface, slowly
-            memberships = np.array([tuple(row) for row in rows], dtype=np.int64)
+        query = select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
+            SegmentMembership.run_id == latest
+        )
+        batches = [
+            np.array([tuple(row) for row in batch], dtype=np.int64).reshape(-1, 2)
+            for batch in session.execute(
+                query.execution_options(yield_per=_STREAM_ROWS)
+            ).partitions()
+        ]
+        if batches:  # plain tuples: numpy probes a Row for an array interface, slowly
+            memberships = np.concatenate(batches)
     segment_ids = np.unique(memberships[:, 1]) if memberships.size else np.zeros(0, np.int64)
     segment_rows = {int(segment_id): row for row, segment_id in enumerate(segment_ids)}
     counts = np.zeros((len(segment_ids) + 1, n_items), dtype=np.float64)
