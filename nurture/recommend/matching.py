@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -539,6 +540,7 @@ def recommend_for_members(
     run_id: int | None = None,
     kinds: Collection[str] | None = None,
     choice_questions: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> MatchSummary:
     """Rank content for a chunk of members and replace their recommendations, with reasons.
 
@@ -563,6 +565,9 @@ def recommend_for_members(
         choice_questions: Keys of the single-choice questions (role, country...): a member who
             answered some gets the popularity within their answer groups
             (:class:`~nurture.recommend.GroupPopularity`) instead of their segment's.
+        state_dir: A folder where what the run learns from the library and everyone's
+            engagements is stored for later runs (:func:`~nurture.recommend.build_run_state`);
+            none keeps it in memory only.
 
     Returns:
         A summary: members processed, rows written, members left without any eligible item,
@@ -571,7 +576,7 @@ def recommend_for_members(
     weights = weights or RankingWeights()
     if run_id is None:
         run_id = start_match_run(session, embedder, weights, k, kinds=kinds)
-    state = load_run_state(session, embedder, now, weights, run_id, choice_questions)
+    state = load_run_state(session, embedder, now, weights, run_id, choice_questions, state_dir)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
     session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))

@@ -12,11 +12,16 @@ engagement with an item learns them again for nothing otherwise.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import json
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -45,6 +50,7 @@ __all__ = [
     "RunState",
     "build_run_state",
     "choice_answers",
+    "forget_run_states",
     "item_available",
     "item_freshness",
     "language_code",
@@ -56,6 +62,7 @@ CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
 """Activity types whose ``content_key`` means the member consumed that item."""
 
 _STREAM_ROWS = 50_000
+_STATE_FILE_PREFIX = "match-state-"
 _CACHED_RUNS = 2
 _SECONDS_PER_DAY = 86_400.0
 
@@ -443,6 +450,120 @@ def _answers_fingerprint(session: Session, questions: Sequence[str]) -> tuple[An
     return int(count or 0), int(largest or 0), int(total or 0), str(latest)
 
 
+def _save_learned(path: Path, learned: _Learned) -> None:
+    """Write ``learned`` to ``path`` (``.npz``, no pickle), atomically."""
+    items = [
+        {
+            "id": item.id,
+            "key": item.key,
+            "title": item.title,
+            "kind": item.kind,
+            "language": item.language,
+            "published_at": _iso(item.published_at),
+            "event_start": _iso(item.event_start),
+            "expires_at": _iso(item.expires_at),
+        }
+        for item in learned.items
+    ]
+    co = learned.co_engagement.tocsr()
+    arrays: dict[str, np.ndarray] = {
+        "items": np.array(json.dumps(items)),
+        "vectors": learned.vectors,
+        "members": learned.members,
+        "columns": learned.columns,
+        "times": learned.times,
+        "co_data": co.data,
+        "co_indices": co.indices,
+        "co_indptr": co.indptr,
+        "co_shape": np.array(co.shape, dtype=np.int64),
+    }
+    model = learned.collaborative
+    if model is not None:
+        arrays.update(
+            ease_items=model.items_,
+            ease_weights=model.weights_,
+            ease_params=np.array([model.l2, model.max_items, model.n_items_], dtype=np.float64),
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy types kwds as its options
+    os.replace(partial, path)
+    kept = sorted(path.parent.glob(f"{_STATE_FILE_PREFIX}*.npz"), key=lambda f: f.stat().st_mtime)
+    for old in kept[:-_CACHED_RUNS]:
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def _read_learned(path: Path) -> _Learned | None:
+    """What :func:`_save_learned` wrote to ``path``; None when absent or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            items = [
+                ItemInfo(
+                    id=int(item["id"]),
+                    key=item["key"],
+                    title=item["title"],
+                    kind=item["kind"],
+                    language=item["language"],
+                    published_at=_moment(item["published_at"]),
+                    event_start=_moment(item["event_start"]),
+                    expires_at=_moment(item["expires_at"]),
+                )
+                for item in json.loads(str(stored["items"]))
+            ]
+            shape = tuple(int(size) for size in stored["co_shape"])
+            co_engagement = sp.csr_matrix(
+                (stored["co_data"], stored["co_indices"], stored["co_indptr"]), shape=shape
+            )
+            collaborative = None
+            if "ease_weights" in stored:
+                l2, max_items, n_items = stored["ease_params"].tolist()
+                collaborative = EASE(l2=l2, max_items=int(max_items))
+                collaborative.items_ = stored["ease_items"]
+                collaborative.weights_ = stored["ease_weights"]
+                collaborative.n_items_ = int(n_items)
+            return _Learned(
+                items=items,
+                vectors=stored["vectors"],
+                members=stored["members"],
+                columns=stored["columns"],
+                times=stored["times"],
+                co_engagement=co_engagement,
+                collaborative=collaborative,
+            )
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _learn_or_read(
+    session: Session,
+    embedder: Embedder,
+    now: dt.datetime,
+    key: Hashable,
+    state_dir: Path | None,
+) -> _Learned:
+    """The learned state: read from ``state_dir`` when a run stored it under ``key``."""
+    if state_dir is None:
+        return _learn(session, embedder, now)
+    digest = hashlib.sha256(repr(key).encode("utf-8")).hexdigest()[:32]
+    path = state_dir / f"{_STATE_FILE_PREFIX}{digest}.npz"
+    learned = _read_learned(path) if path.is_file() else None
+    if learned is None:
+        learned = _learn(session, embedder, now)
+        # A read-only or full disk only costs the next run its time.
+        with contextlib.suppress(OSError):
+            _save_learned(path, learned)
+    return learned
+
+
 def _learn(session: Session, embedder: Embedder, now: dt.datetime) -> _Learned:
     rows, vectors = load_content_vectors(session, embedder)
     items = [
@@ -496,6 +617,7 @@ def build_run_state(
     now: dt.datetime,
     weights: RankingWeights,
     choice_questions: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> RunState:
     """Load the library; learn co-engagement, EASE and popularity from activity up to ``now``.
 
@@ -514,6 +636,9 @@ def build_run_state(
         now: The time the run ranks for: later activity is ignored.
         weights: The ranking weights (half-lives).
         choice_questions: Keys of the single-choice questions whose answers group members.
+        state_dir: A folder where what is learned from the library and the engagements is
+            also stored (one ``.npz`` file per fingerprint, the last two kept), for the runs of
+            later processes; none keeps it in memory only.
 
     Returns:
         The run's shared state.
@@ -528,7 +653,11 @@ def build_run_state(
         _library_fingerprint(session),
         _engagement_fingerprint(session, now),
     )
-    learned: _Learned = _remembered(_learned, learned_key, lambda: _learn(session, embedder, now))
+    learned: _Learned = _remembered(
+        _learned,
+        learned_key,
+        lambda: _learn_or_read(session, embedder, now, learned_key, state_dir),
+    )
     items, vectors = learned.items, learned.vectors
     members, columns = learned.members, learned.columns
     recency = _recency(learned.times, now, weights.interest_half_life_days)
@@ -575,6 +704,7 @@ def load_run_state(
     weights: RankingWeights,
     run_id: int | None,
     choice_questions: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> RunState:
     """The run's shared state: built on the run's first chunk, then reused by its next ones.
 
@@ -589,12 +719,14 @@ def load_run_state(
         weights: The ranking weights.
         run_id: The match run.
         choice_questions: Keys of the single-choice questions whose answers group members.
+        state_dir: Where what is learned is also stored for later processes
+            (:func:`build_run_state`); none keeps it in memory only.
 
     Returns:
         The run's shared state.
     """
     if run_id is None:
-        return build_run_state(session, embedder, now, weights, choice_questions)
+        return build_run_state(session, embedder, now, weights, choice_questions, state_dir)
     created = session.scalar(select(MatchRun.created_at).where(MatchRun.id == run_id))
     bind = session.get_bind()
     questions = tuple(choice_questions)
@@ -602,10 +734,22 @@ def load_run_state(
     with _states_lock:
         state = _states.get(key)
         if state is None:
-            state = build_run_state(session, embedder, now, weights, questions)
+            state = build_run_state(session, embedder, now, weights, questions, state_dir)
             _states[key] = state
             while len(_states) > _CACHED_RUNS:
                 _states.popitem(last=False)
         else:
             _states.move_to_end(key)
         return state
+
+
+def forget_run_states() -> None:
+    """Forget every run state and learned state kept in memory, as a new process starts.
+
+    What a run stored in its ``state_dir`` stays.
+    """
+    with _states_lock:
+        _states.clear()
+    with _learned_lock:
+        _learned.clear()
+        _answers.clear()
