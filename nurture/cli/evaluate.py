@@ -112,7 +112,7 @@ def breakdown_tables(report: EvaluationReport) -> list[Table | str]:
         title = _GROUPING_TITLES.get(grouping, grouping)
         if len(groups) == 1:
             (group,) = groups
-            shown.append(f"by {title}: every member scored is in {group} (the table above)")
+            shown.append(f"by {title}: one group, {group}, holds every member (the table above)")
             continue
         table = Table(title=f"P@{report.k} / nDCG@{report.k} by {title}")
         table.add_column("recommender")
@@ -214,7 +214,10 @@ def evaluate(
 ) -> None:
     """Measure ranking quality on held-out interactions: nurture vs baselines.
 
-    Without a sub-command, evaluates; `nurture evaluate convert ...` writes dataset folders.
+    Prints every metric at k (overall, per language, per number of training items) and the
+    seconds each recommender took; writes them as JSON and an HTML report (precision and nDCG
+    at every k plotted). Without a sub-command, evaluates; `nurture evaluate convert ...` writes
+    dataset folders.
     """
     if ctx.invoked_subcommand is not None:
         return

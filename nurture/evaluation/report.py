@@ -378,7 +378,7 @@ def rank_and_score(
             seconds = {} if engine_seconds is None else {"total": engine_seconds}
         else:
             seconds = {
-                "fit": sum(fitted[part] for part in _FITTED[name]),
+                "fit": sum((fitted[part] for part in _FITTED[name]), 0.0),
                 "rank": ranking[name],
             }
         runs[name] = RecommenderRun(

@@ -165,6 +165,7 @@ def _render(
         split_text=_split_text(figures.get("split", {})),
         descriptions=descriptions,
         engine=engine,
+        members=members,
     )
     return html, charts
 

@@ -106,7 +106,7 @@ def test_cold_start_mode_with_another_k_and_output(settings: Settings, tmp_path:
     assert report["breakdowns"]["history"] == {
         "0": {"members": 15, "metrics": report["metrics"]}
     }  # cold start: every member has no training item
-    assert "by training items: every member scored is in 0 (the table above)" in output
+    assert "by training items: one group, 0, holds every member (the table above)" in output
     assert all(len(curve) == 5 for curve in report["curves"]["precision"].values())
     assert "15 cold-start members" in page.read_text(encoding="utf-8")
     assert not (path.parent / "cold.html").exists()

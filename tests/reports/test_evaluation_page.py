@@ -92,6 +92,25 @@ def test_data_derived_text_is_escaped() -> None:
     assert page.count("&lt;script&gt;") >= 3
 
 
+def test_a_workspace_evaluation_names_its_workspace_and_temporal_split() -> None:
+    figures = _figures()
+    figures["dataset"] = {"source": "workspace", "workspace": "/srv/community"}
+    figures["split"] = {
+        "kind": "temporal",
+        "cutoff": "2026-10-01T00:00:00+00:00",
+        "test_share": 0.2,
+    }
+    del figures["engine"]
+
+    page = render_evaluation_report(figures, generated_at=NOW)
+
+    assert "/srv/community" in page
+    assert (
+        "temporal split at 2026-10-01T00:00:00+00:00 (the last 20% of interactions held out)"
+        in page
+    )
+
+
 def test_a_report_without_scored_members_says_so() -> None:
     figures = _figures()
     figures["metrics"] = {name: dict.fromkeys(_metrics(0.0)) for name in RECOMMENDERS}
