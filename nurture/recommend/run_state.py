@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Select, func, select
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder
@@ -360,13 +360,19 @@ def choice_answers(
     """
     if not questions:
         return {}
-    query = select(Answer.member_id, Answer.question_key, Answer.value).where(
+    # The stored JSON as text, decoded once per distinct value: a few options repeat, and
+    # decoding each row's value costs more than the query.
+    query = select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
         Answer.question_key.in_(list(questions))
     )
     if member_ids is not None:
         query = query.where(Answer.member_id.in_(list(member_ids)))
+    decoded: dict[str | None, Any] = {None: None}
     out: dict[int, dict[str, str]] = {}
-    for member_id, key, value in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+    for member_id, key, text in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
         if isinstance(value, str) and value:
             out.setdefault(member_id, {})[key] = value
     return out
