@@ -35,15 +35,12 @@ from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.best_hour import BestHours, next_local_hour
-from nurture.journeys.content import (
-    ContentPicker,
-    MemberFacts,
-    PickContent,
-    recommended_content,
-)
+from nurture.journeys.conditions import condition_reads
+from nurture.journeys.content import ContentPicker, PickContent, recommended_content
+from nurture.journeys.due import DueEnrollment, load_enrollments, write_progress
 from nurture.journeys.enrolment import consent_allows, enrol_members
 from nurture.journeys.experiments import choose_variant
-from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
+from nurture.journeys.facts import Condition, ConditionFacts, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
 from nurture.journeys.models import (
     WEEKDAYS,
@@ -141,28 +138,26 @@ class _Pass:
     salt: str = ""
     best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
+    conditions: dict[tuple[str, str, str], Condition] = dataclasses.field(default_factory=dict)
 
-    def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
-        """Condition facts of a chunk of members (each member's read once per pass)."""
-        return self.reads.facts(session, member_ids)
+    def facts(
+        self, session: Session, member_ids: Sequence[int], *conditions: str
+    ) -> ConditionFacts:
+        """What ``conditions`` read of a chunk of members (each member's read once per pass)."""
+        return self.reads.facts(session, member_ids, condition_reads(*conditions))
 
-    def holds(
-        self,
-        expression: str,
-        names: dict[str, Any],
-        journey_key: str,
-        where: str,
-        **engagement: Callable[[str], bool],
-    ) -> bool:
-        """Whether a condition holds; a failure counts as a condition error and as false."""
-        return condition_true(
-            expression,
-            names,
-            journey_key=journey_key,
-            where=where,
-            on_error=self.count_condition_error,
-            **engagement,
-        )
+    def condition(self, expression: str, journey_key: str, where: str) -> Condition:
+        """A condition of a journey (one per pass); a failure counts as a condition error."""
+        key = (journey_key, where, expression)
+        found = self.conditions.get(key)
+        if found is None:
+            found = self.conditions[key] = Condition(
+                expression,
+                journey_key=journey_key,
+                where=where,
+                on_error=self.count_condition_error,
+            )
+        return found
 
     def count_condition_error(self) -> None:
         """Count a condition that failed to evaluate."""
@@ -287,7 +282,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
     goal = definition.goal
     if goal is None:
         return
-    query = select(Enrollment).where(
+    query = select(Enrollment.id).where(
         Enrollment.journey_key == definition.id, Enrollment.state == EnrollmentState.ACTIVE
     )
     if run.member_ids is not None:
@@ -301,19 +296,23 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
                 ActivityEvent.occurred_at <= run.now,
             )
         )
-        for enrollment in session.scalars(query.where(reached)):
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
-            run.counts.goal_reached += 1
+        exited = load_enrollments(session, list(session.scalars(query.where(reached))))
+        for enrollment in exited:
+            enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
+        run.counts.goal_reached += len(exited)
+        write_progress(session, exited)
     if goal.condition:
         active = list(session.scalars(query.order_by(Enrollment.id)))
-        for chunk in chunked(active, run.chunk_size):
-            facts = run.facts(session, [e.member_id for e in chunk])
+        for ids in chunked(active, run.chunk_size):
+            chunk = load_enrollments(session, ids)
+            facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
             for enrollment in chunk:
                 names = facts.names(enrollment.member_id, enrollment.context)
-                if run.holds(goal.condition, names, definition.id, "goal"):
-                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
+                condition = run.condition(goal.condition, definition.id, "goal")
+                if condition.holds(names, member_id=enrollment.member_id):
+                    enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
-    session.flush()
+            write_progress(session, chunk)
 
 
 # --- advancing ------------------------------------------------------------------------------
@@ -325,12 +324,19 @@ class _Batch:
 
     members: dict[int, Member]
     written: set[tuple[int, str]]
-    sent_keys: defaultdict[int, set[str]]
-    answered: set[int]
-    profiles: dict[int, MemberFacts]
     engagement: dict[tuple[int, str], set[str]]
-    facts: ConditionFacts | None = None
-    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    facts: dict[tuple[str, ...], ConditionFacts] = dataclasses.field(default_factory=dict)
+    emails: list[_Email] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Email:
+    """An email a chunk queues; its content is filled once the chunk has moved on."""
+
+    enrollment: DueEnrollment
+    definition: JourneyDefinition
+    step: SendStep
+    member: Member
 
 
 def _due_enrollments(definition: JourneyDefinition, run: _Pass) -> Select[tuple[int]]:
@@ -355,11 +361,7 @@ def _advance_chunk(
     run: _Pass,
     versions: dict[int, JourneyDefinition],
 ) -> None:
-    enrollments = list(
-        session.scalars(
-            select(Enrollment).where(Enrollment.id.in_(enrollment_ids)).order_by(Enrollment.id)
-        )
-    )
+    enrollments = load_enrollments(session, enrollment_ids)
     member_ids = sorted({enrollment.member_id for enrollment in enrollments})
     load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
     run.budget.load(session, member_ids, run.now)
@@ -371,22 +373,18 @@ def _advance_chunk(
     batch = _Batch(
         members=run.reads.members(session, member_ids),
         written=set(written),
-        sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
-        answered=run.reads.answered(session, member_ids),
-        profiles=run.reads.profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
         _advance_enrollment(session, enrollment, versions[enrollment.journey_id], batch, run)
-    session.flush()
-    run.counts.messages_queued += insert_ignoring_conflicts(
-        session, _message_table(), batch.messages
-    )
+    write_progress(session, enrollments)
+    messages = _fill_emails(session, batch.emails, run)
+    run.counts.messages_queued += insert_ignoring_conflicts(session, _message_table(), messages)
 
 
 def _advance_enrollment(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     batch: _Batch,
     run: _Pass,
@@ -395,7 +393,7 @@ def _advance_enrollment(
     run.counts.advanced += 1
     member = batch.members[enrollment.member_id]
     if not definition.transactional and not consent_allows(member, definition):
-        _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
+        enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
         run.counts.exited += 1
         return
     step_id: str | None = enrollment.current_step or definition.entry_step.id
@@ -413,7 +411,7 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
+            enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
             run.counts.exited += 1
             return
         step_id = _run_step(session, enrollment, definition, step, member, batch, run, waits_passed)
@@ -423,7 +421,7 @@ def _advance_enrollment(
 
 def _run_step(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: Any,
     member: Member,
@@ -443,7 +441,7 @@ def _run_step(
                 return None
             enrollment.waiting_on = None
             if held is None:
-                _queue_message(session, enrollment, definition, step, member, batch, run)
+                _queue_message(enrollment, definition, step, member, batch, run)
             return step.next
         case WaitStep():
             enrollment.current_step = step.next
@@ -463,14 +461,14 @@ def _run_step(
             return variant.next
         case ExitStep():
             enrollment.current_step = step.id
-            _finish(enrollment, EnrollmentState.COMPLETED, run.now)
+            enrollment.finish(EnrollmentState.COMPLETED, run.now)
             run.counts.completed += 1
             return None
     raise TypeError(f"journey {definition.id!r}: unknown step type {type(step).__name__}")
 
 
 def _wait_for_best_hour(
-    session: Session, enrollment: Enrollment, step: SendStep, member: Member, run: _Pass
+    session: Session, enrollment: DueEnrollment, step: SendStep, member: Member, run: _Pass
 ) -> bool:
     """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
     if enrollment.waiting_on is not None and enrollment.current_step == step.id:
@@ -493,7 +491,7 @@ def _wait_for_best_hour(
 
 
 def _held_back(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
     member: Member,
@@ -566,16 +564,18 @@ def wait_until(step: WaitStep, now: dt.datetime, time_zone: str | None) -> dt.da
 
 def _choose_case(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: BranchStep,
     batch: _Batch,
     run: _Pass,
 ) -> str:
     """The step a branch leads to: the first case that holds, else ``otherwise``."""
-    if batch.facts is None:
-        batch.facts = run.facts(session, sorted(batch.members))
-    names = batch.facts.names(enrollment.member_id, enrollment.context)
+    conditions = tuple(case.when for case in step.cases)
+    facts = batch.facts.get(conditions)
+    if facts is None:
+        facts = batch.facts[conditions] = run.facts(session, sorted(batch.members), *conditions)
+    names = facts.names(enrollment.member_id, enrollment.context)
     names["member"] = {**(names.get("member") or {})}
 
     def opened(step_id: str) -> bool:
@@ -586,65 +586,71 @@ def _choose_case(
 
     for index, case in enumerate(step.cases):
         where = f"step {step.id} case {index + 1}"
-        if run.holds(case.when, names, definition.id, where, opened=opened, clicked=clicked):
+        condition = run.condition(case.when, definition.id, where)
+        if condition.holds(names, member_id=enrollment.member_id, opened=opened, clicked=clicked):
             return case.next
     return step.otherwise
 
 
 def _queue_message(
-    session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
     member: Member,
     batch: _Batch,
     run: _Pass,
 ) -> None:
-    """Add the step's message to the batch, unless that enrollment step has one already."""
+    """Add the step's email to the batch, unless that enrollment step has one already."""
     if (enrollment.id, step.id) in batch.written:
         return
     batch.written.add((enrollment.id, step.id))
-    context = run.content.message_context(
-        session,
-        member_id=member.id,
-        language=member.language,
-        content=step.content,
-        slots=step.slots,
-        sent=batch.sent_keys[member.id],
-        trigger=enrollment.context,
-        questionnaire_answered=member.id in batch.answered,
-        profile=batch.profiles.get(member.id),
-    )
     if not definition.transactional:
         run.budget.record(member.id, run.now)
-    batch.messages.append(
-        {
-            "enrollment_id": enrollment.id,
-            "step_id": step.id,
-            "member_id": member.id,
-            "journey_key": definition.id,
-            "template": step.template,
-            "subject": step.subject_for(member.language),
-            "context": context.to_stored(),
-            "status": MessageStatus.QUEUED,
-            "scheduled_at": run.now,
-            "created_at": run.now,
-            "attempts": 0,
-        }
-    )
+    batch.emails.append(_Email(enrollment, definition, step, member))
 
 
-def _finish(
-    enrollment: Enrollment,
-    state: EnrollmentState,
-    now: dt.datetime,
-    reason: ExitReason | None = None,
-) -> None:
-    enrollment.state = state
-    enrollment.next_action_at = None
-    enrollment.finished_at = now
-    enrollment.exit_reason = reason
-    enrollment.waiting_on = None
+def _fill_emails(session: Session, emails: Sequence[_Email], run: _Pass) -> list[dict[str, Any]]:
+    """The ``Message`` rows of a chunk's emails, their content filled in the order queued.
+
+    What the templates read of the members, and the items each was already sent, are read for
+    the members of these emails only.
+    """
+    if not emails:
+        return []
+    member_ids = sorted({email.member.id for email in emails})
+    sent_keys = defaultdict(set, sent_item_keys(session, member_ids))
+    answered = run.reads.answered(session, member_ids)
+    profiles = run.reads.profiles(session, member_ids)
+    messages = []
+    for email in emails:
+        member, step = email.member, email.step
+        context = run.content.message_context(
+            session,
+            member_id=member.id,
+            language=member.language,
+            content=step.content,
+            slots=step.slots,
+            sent=sent_keys[member.id],
+            trigger=email.enrollment.context,
+            questionnaire_answered=member.id in answered,
+            profile=profiles.get(member.id),
+        )
+        messages.append(
+            {
+                "enrollment_id": email.enrollment.id,
+                "step_id": step.id,
+                "member_id": member.id,
+                "journey_key": email.definition.id,
+                "template": step.template,
+                "subject": step.subject_for(member.language),
+                "context": context.to_stored(),
+                "status": MessageStatus.QUEUED,
+                "scheduled_at": run.now,
+                "created_at": run.now,
+                "attempts": 0,
+            }
+        )
+    return messages
 
 
 def _message_table() -> Table:

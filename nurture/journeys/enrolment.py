@@ -25,11 +25,12 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
+from nurture.journeys.conditions import condition_reads
 from nurture.journeys.experiments import CONTROL_ARM, in_holdout
-from nurture.journeys.facts import condition_true
+from nurture.journeys.facts import Condition
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.reads import MemberReads
-from nurture.journeys.triggers import Candidate, trigger_candidates
+from nurture.journeys.triggers import Candidate, TriggerContext, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     Enrollment,
@@ -90,15 +91,32 @@ def enrol_members(
     if not candidates:
         return 0
     entry = definition.entry_step.id
+    audience = (
+        Condition(
+            definition.audience,
+            journey_key=definition.id,
+            where="audience",
+            on_error=on_condition_error,
+        )
+        if definition.audience
+        else None
+    )
+    stored = _StoredContexts()
     enrolled = 0
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
         kept = _consenting(session, definition, chunk, suppression_salt, reads)
-        if definition.audience and kept:
-            kept = _in_audience(
-                session, definition.id, definition.audience, kept, reads, on_condition_error
-            )
+        if audience is not None and kept:
+            kept = _in_audience(session, audience, kept, reads, stored)
         rows = [
-            _enrollment_row(definition, journey, candidate, entry, now, suppression_salt or "")
+            _enrollment_row(
+                definition,
+                journey,
+                candidate,
+                stored.of(candidate),
+                entry,
+                now,
+                suppression_salt or "",
+            )
             for candidate in kept
         ]
         enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
@@ -111,6 +129,7 @@ def _enrollment_row(
     definition: JourneyDefinition,
     journey: Journey,
     candidate: Candidate,
+    context: dict[str, Any],
     entry: str,
     now: dt.datetime,
     salt: str,
@@ -125,7 +144,7 @@ def _enrollment_row(
         "current_step": entry,
         "next_action_at": candidate.start_at or now,
         "enrolled_at": now,
-        "context": candidate.context.to_stored(),
+        "context": context,
         "arm": None,
         "finished_at": None,
         "exit_reason": None,
@@ -215,25 +234,41 @@ def _consenting(
 
 def _in_audience(
     session: Session,
-    journey_key: str,
-    audience: str,
+    audience: Condition,
     candidates: Sequence[Candidate],
     reads: MemberReads,
-    on_condition_error: Callable[[], None] | None,
+    stored: _StoredContexts,
 ) -> list[Candidate]:
     """The candidates for whom the journey's audience condition holds."""
-    facts = reads.facts(session, [candidate.member_id for candidate in candidates])
+    member_ids = [candidate.member_id for candidate in candidates]
+    facts = reads.facts(session, member_ids, condition_reads(audience.expression))
     return [
         candidate
         for candidate in candidates
-        if condition_true(
-            audience,
-            facts.names(candidate.member_id, candidate.context.to_stored()),
-            journey_key=journey_key,
-            where="audience",
-            on_error=on_condition_error,
+        if audience.holds(
+            facts.names(candidate.member_id, stored.of(candidate)),
+            member_id=candidate.member_id,
         )
     ]
+
+
+class _StoredContexts:
+    """The stored form of candidates' trigger contexts, made once per context object.
+
+    A trigger gives many candidates one context object (a schedule's run); each context is
+    kept with its stored form, so that its ``id`` is never another's.
+    """
+
+    def __init__(self) -> None:
+        self._stored: dict[int, tuple[TriggerContext, dict[str, Any]]] = {}
+
+    def of(self, candidate: Candidate) -> dict[str, Any]:
+        """``candidate.context.to_stored()``, one dict for the candidates of one context."""
+        context = candidate.context
+        found = self._stored.get(id(context))
+        if found is None:
+            found = self._stored[id(context)] = (context, context.to_stored())
+        return found[1]
 
 
 def _enrollment_history(

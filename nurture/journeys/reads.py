@@ -5,12 +5,16 @@ A pass of ``advance_journeys`` looks at the same members journey after journey: 
 due enrollments (rows, facts for goals and branches, what templates read). None of that changes
 during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
 member's once, in bulk queries for the members not read yet, and hands out the same values to
-every later journey and chunk. What a pass does change (messages already queued, the budget,
+every later journey and chunk. Condition facts are read for what the conditions asking for
+them read (``fact_parts``): an audience reading ``lifecycle`` alone reads the members'
+lifecycle stages and nothing else, and no condition naming ``activity``, no activity is
+summarised. What a pass does change (messages already queued, the budget,
 the enrollments) is not kept here and is read again where it is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection
 from typing import Any
@@ -19,10 +23,19 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
-from nurture.journeys.facts import ConditionFacts
+from nurture.journeys.facts import ConditionFacts, fact_parts
 from nurture.storage.models import Member
 
 __all__ = ["MemberReads"]
+
+
+@dataclasses.dataclass
+class _Facts:
+    """The condition facts of one set of names (``fact_parts``), for the members read."""
+
+    contexts: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    segments: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    read: set[int] = dataclasses.field(default_factory=set)
 
 
 class MemberReads:
@@ -36,9 +49,7 @@ class MemberReads:
         self.now = now
         self._members: dict[int, Member] = {}
         self._members_read: set[int] = set()
-        self._contexts: dict[int, dict[str, Any]] = {}
-        self._segments: dict[int, list[str]] = {}
-        self._facts_read: set[int] = set()
+        self._facts: dict[frozenset[str], _Facts] = {}
         self._profiles: dict[int, MemberFacts] = {}
         self._profiles_read: set[int] = set()
         self._answered: set[int] = set()
@@ -56,15 +67,28 @@ class MemberReads:
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
 
-    def facts(self, session: Session, member_ids: Collection[int]) -> ConditionFacts:
-        """What conditions read of ``member_ids`` (loaded for those not read yet)."""
-        missing = sorted(set(member_ids) - self._facts_read)
-        if missing:
-            loaded = ConditionFacts(session, missing, self.now)
-            self._contexts.update(loaded.contexts)
-            self._segments.update(loaded.segments)
-            self._facts_read.update(missing)
-        return ConditionFacts.of(self._contexts, self._segments)
+    def facts(
+        self, session: Session, member_ids: Collection[int], names: Collection[str]
+    ) -> ConditionFacts:
+        """What conditions reading ``names`` read of ``member_ids`` (loaded where missing).
+
+        Args:
+            session: The database session.
+            member_ids: The members.
+            names: The names the conditions read (``condition_reads``).
+
+        Returns:
+            The facts (of more members than asked, possibly).
+        """
+        parts = fact_parts(names)
+        facts = self._facts.setdefault(parts, _Facts())
+        missing = sorted(set(member_ids) - facts.read)
+        if missing and parts:
+            loaded = ConditionFacts(session, missing, self.now, parts)
+            facts.contexts.update(loaded.contexts)
+            facts.segments.update(loaded.segments)
+        facts.read.update(missing)
+        return ConditionFacts.of(facts.contexts, facts.segments)
 
     def profiles(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberFacts]:
         """What templates read of ``member_ids`` (``member_profiles``), by existing member."""
