@@ -38,7 +38,7 @@ from nurture.journeys.best_hour import BestHours, next_local_hour
 from nurture.journeys.conditions import condition_reads
 from nurture.journeys.content import ContentPicker, PickContent, recommended_content
 from nurture.journeys.due import DueEnrollment, load_enrollments, write_progress
-from nurture.journeys.enrolment import consent_allows, enrol_members
+from nurture.journeys.enrolment import consent_allows, enrollment_rows
 from nurture.journeys.experiments import choose_variant
 from nurture.journeys.facts import Condition, ConditionFacts, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
@@ -52,18 +52,17 @@ from nurture.journeys.models import (
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
-from nurture.journeys.reads import MemberReads
+from nurture.journeys.reads import MemberReads, MemberRow
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
-from nurture.storage import insert_ignoring_conflicts
+from nurture.storage import insert_ignoring_conflicts, inserted_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
     EnrollmentState,
     ExitReason,
     Journey,
-    Member,
     Message,
     MessageStatus,
     WaitReason,
@@ -139,6 +138,18 @@ class _Pass:
     best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
     conditions: dict[tuple[str, str, str], Condition] = dataclasses.field(default_factory=dict)
+    settled: set[int] = dataclasses.field(default_factory=set)
+    waits: dict[tuple[int, str | None], tuple[WaitStep, dt.datetime]] = dataclasses.field(
+        default_factory=dict
+    )
+
+    def wait_end(self, step: WaitStep, time_zone: str | None) -> dt.datetime:
+        """``wait_until(step, now, time_zone)``, computed once per step and time zone."""
+        key = (id(step), time_zone)
+        found = self.waits.get(key)
+        if found is None:
+            found = self.waits[key] = (step, wait_until(step, self.now, time_zone))
+        return found[1]
 
     def facts(
         self, session: Session, member_ids: Sequence[int], *conditions: str
@@ -260,8 +271,14 @@ def _enrol(
     run: _Pass,
     suppression_salt: str | None,
 ) -> None:
-    """Enrol the members the journey's trigger yields (``enrol_members``) and count them."""
-    run.counts.enrolled += enrol_members(
+    """Enrol the members the journey's trigger yields (as ``enrol_members``) and count them.
+
+    What the pass would do first with a new enrollment is decided before it is written
+    (``_settle``), so that it is written once in that state, not written, read back and
+    written again.
+    """
+    enrolled = 0
+    for rows in enrollment_rows(
         session,
         definition,
         journey,
@@ -271,7 +288,123 @@ def _enrol(
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,
         reads=run.reads,
-    )
+    ):
+        settled = _settle(session, definition, rows, run)
+        written = inserted_ignoring_conflicts(
+            session, _enrollment_table(), rows, ("id", "member_id", "occurrence")
+        )
+        enrolled += len(written)
+        moved = 0
+        for enrollment_id, member_id, occurrence in written:
+            outcome = settled.get((member_id, occurrence))
+            if outcome is not None:
+                run.settled.add(enrollment_id)
+            if outcome == "goal":
+                run.counts.goal_reached += 1
+            elif outcome == "advanced":
+                moved += 1
+        run.counts.advanced += moved
+        progress.advance(moved)
+    if enrolled:
+        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
+    run.counts.enrolled += enrolled
+
+
+_Settled = Literal["goal", "advanced", "kept"]
+"""What ``_settle`` did with a new enrollment: exited it (goal), moved it past its first wait,
+or only found that its goal is not reached."""
+
+
+def _settle(
+    session: Session, definition: JourneyDefinition, rows: Sequence[dict[str, Any]], run: _Pass
+) -> dict[tuple[int, int], _Settled]:
+    """Do to new enrollments, before they are written, what the pass would do to them after.
+
+    The pass would exit an active one whose member reached the goal (``_apply_goal``: an
+    event at the pass's time, or the goal's condition, which read nothing the pass changes),
+    then advance it if due (``_advance_enrollment``: its member's consent was checked at
+    enrolment). Only an entry step that is a wait ending after ``now`` is run here: it reads
+    the member's time zone and nothing the order of the pass changes (the budget, what was
+    queued); any other step is left to the advance, in its order.
+
+    Args:
+        session: The database session.
+        definition: The journey (the version new enrollments start on).
+        rows: New enrollment rows, changed in place.
+        run: The pass.
+
+    Returns:
+        What was done, by ``(member id, occurrence)``, for the active rows (not the held out).
+    """
+    active = [row for row in rows if row["state"] == EnrollmentState.ACTIVE]
+    settled: dict[tuple[int, int], _Settled] = {}
+    if not active:
+        return settled
+    goal = definition.goal
+    if goal is not None:
+        reached = _goal_reached_now(session, definition, active, run)
+        for row in active:
+            key = (row["member_id"], row["occurrence"])
+            if row["member_id"] in reached:
+                row |= {
+                    "state": EnrollmentState.EXITED,
+                    "next_action_at": None,
+                    "finished_at": run.now,
+                    "exit_reason": ExitReason.GOAL,
+                    "waiting_on": None,
+                }
+                settled[key] = "goal"
+            else:
+                settled[key] = "kept"
+        active = [row for row in active if row["state"] == EnrollmentState.ACTIVE]
+    entry = definition.entry_step
+    if not isinstance(entry, WaitStep) or not active:
+        return settled
+    members = run.reads.members(session, [row["member_id"] for row in active])
+    for row in active:
+        member = members.get(row["member_id"])
+        if member is None or row["next_action_at"] > run.now:
+            continue  # enrolled ahead of its moment: not due yet
+        until = run.wait_end(entry, member.time_zone)
+        if until <= run.now:
+            continue  # a wait that ends now: the advance runs on past it
+        row |= {"current_step": entry.next, "next_action_at": until, "waiting_on": None}
+        settled[(row["member_id"], row["occurrence"])] = "advanced"
+    return settled
+
+
+def _goal_reached_now(
+    session: Session, definition: JourneyDefinition, rows: Sequence[dict[str, Any]], run: _Pass
+) -> set[int]:
+    """The members of new enrollments (enrolled now) whose member reached the journey's goal."""
+    goal = definition.goal
+    if goal is None:
+        return set()
+    reached: set[int] = set()
+    member_ids = sorted({row["member_id"] for row in rows})
+    if goal.events:
+        reached.update(
+            session.scalars(
+                select(ActivityEvent.member_id)
+                .where(
+                    ActivityEvent.member_id.in_(member_ids),
+                    ActivityEvent.type.in_(goal.events),
+                    ActivityEvent.occurred_at >= run.now,
+                    ActivityEvent.occurred_at <= run.now,
+                )
+                .distinct()
+            )
+        )
+    if goal.condition:
+        condition = run.condition(goal.condition, definition.id, "goal")
+        facts = run.facts(session, member_ids, goal.condition)
+        for row in rows:
+            if row["member_id"] in reached:
+                continue
+            names = facts.names(row["member_id"], row["context"])
+            if condition.holds(names, member_id=row["member_id"]):
+                reached.add(row["member_id"])
+    return reached
 
 
 # --- goals ----------------------------------------------------------------------------------
@@ -302,7 +435,8 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
         run.counts.goal_reached += len(exited)
         write_progress(session, exited)
     if goal.condition:
-        active = list(session.scalars(query.order_by(Enrollment.id)))
+        # New enrollments had their goal decided as they were written (``_settle``).
+        active = [i for i in session.scalars(query.order_by(Enrollment.id)) if i not in run.settled]
         for ids in chunked(active, run.chunk_size):
             chunk = load_enrollments(session, ids)
             facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
@@ -322,7 +456,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
 class _Batch:
     """What one chunk of due enrollments needs, loaded in a few bulk queries."""
 
-    members: dict[int, Member]
+    members: dict[int, MemberRow]
     written: set[tuple[int, str]]
     engagement: dict[tuple[int, str], set[str]]
     facts: dict[tuple[str, ...], ConditionFacts] = dataclasses.field(default_factory=dict)
@@ -336,7 +470,7 @@ class _Email:
     enrollment: DueEnrollment
     definition: JourneyDefinition
     step: SendStep
-    member: Member
+    member: MemberRow
 
 
 def _due_enrollments(definition: JourneyDefinition, run: _Pass) -> Select[tuple[int]]:
@@ -424,7 +558,7 @@ def _run_step(
     enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: Any,
-    member: Member,
+    member: MemberRow,
     batch: _Batch,
     run: _Pass,
     waits_passed: set[str],
@@ -445,7 +579,7 @@ def _run_step(
             return step.next
         case WaitStep():
             enrollment.current_step = step.next
-            enrollment.next_action_at = wait_until(step, run.now, member.time_zone)
+            enrollment.next_action_at = run.wait_end(step, member.time_zone)
             enrollment.waiting_on = None
             if enrollment.next_action_at > run.now or step.id in waits_passed:
                 return None
@@ -468,7 +602,7 @@ def _run_step(
 
 
 def _wait_for_best_hour(
-    session: Session, enrollment: DueEnrollment, step: SendStep, member: Member, run: _Pass
+    session: Session, enrollment: DueEnrollment, step: SendStep, member: MemberRow, run: _Pass
 ) -> bool:
     """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
     if enrollment.waiting_on is not None and enrollment.current_step == step.id:
@@ -494,7 +628,7 @@ def _held_back(
     enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
-    member: Member,
+    member: MemberRow,
     run: _Pass,
 ) -> Literal["wait", "skip"] | None:
     """Whether the sending rules hold the email back: ``wait``, ``skip`` or None (send it)."""
@@ -596,7 +730,7 @@ def _queue_message(
     enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
-    member: Member,
+    member: MemberRow,
     batch: _Batch,
     run: _Pass,
 ) -> None:
@@ -651,6 +785,10 @@ def _fill_emails(session: Session, emails: Sequence[_Email], run: _Pass) -> list
             }
         )
     return messages
+
+
+def _enrollment_table() -> Table:
+    return table_of(Enrollment)
 
 
 def _message_table() -> Table:

@@ -17,14 +17,19 @@ import dataclasses
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
+from nurture.delivery.suppression import (
+    ConsentHolder,
+    consent_refusal,
+    find_suppressed_hashes,
+    suppression_hash,
+)
 from nurture.journeys.conditions import condition_reads
 from nurture.journeys.experiments import CONTROL_ARM, in_holdout
 from nurture.journeys.facts import Condition
@@ -41,7 +46,7 @@ from nurture.storage.models import (
     table_of,
 )
 
-__all__ = ["consent_allows", "enrol_members", "member_rows"]
+__all__ = ["consent_allows", "enrol_members", "enrollment_rows", "member_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -82,6 +87,45 @@ def enrol_members(
     Returns:
         How many enrollments were written.
     """
+    enrolled = 0
+    for rows in enrollment_rows(
+        session,
+        definition,
+        journey,
+        now,
+        chunk_size=chunk_size,
+        suppression_salt=suppression_salt,
+        member_ids=member_ids,
+        on_condition_error=on_condition_error,
+        reads=reads,
+    ):
+        enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
+    if enrolled:
+        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
+    return enrolled
+
+
+def enrollment_rows(
+    session: Session,
+    definition: JourneyDefinition,
+    journey: Journey,
+    now: dt.datetime,
+    *,
+    chunk_size: int,
+    suppression_salt: str | None = None,
+    member_ids: Collection[int] | None = None,
+    on_condition_error: Callable[[], None] | None = None,
+    reads: MemberReads | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The enrollments ``enrol_members`` writes, a chunk at a time, as rows not written yet.
+
+    Each chunk is checked against what the database holds when it is asked for: write a
+    chunk before asking for the next (``enrol_members`` does). The arguments are those of
+    ``enrol_members``.
+
+    Yields:
+        The rows of a chunk of new enrollments (column values of ``enrollments``).
+    """
     reads = reads or MemberReads(now)
     candidates = [
         candidate
@@ -89,7 +133,7 @@ def enrol_members(
         if member_ids is None or candidate.member_id in member_ids
     ]
     if not candidates:
-        return 0
+        return
     entry = definition.entry_step.id
     audience = (
         Condition(
@@ -102,27 +146,18 @@ def enrol_members(
         else None
     )
     stored = _StoredContexts()
-    enrolled = 0
+    salt = suppression_salt or ""
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
         kept = _consenting(session, definition, chunk, suppression_salt, reads)
         if audience is not None and kept:
             kept = _in_audience(session, audience, kept, reads, stored)
-        rows = [
-            _enrollment_row(
-                definition,
-                journey,
-                candidate,
-                stored.of(candidate),
-                entry,
-                now,
-                suppression_salt or "",
-            )
-            for candidate in kept
-        ]
-        enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
-    if enrolled:
-        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
-    return enrolled
+        if kept:
+            yield [
+                _enrollment_row(
+                    definition, journey, candidate, stored.of(candidate), entry, now, salt
+                )
+                for candidate in kept
+            ]
 
 
 def _enrollment_row(
@@ -161,7 +196,7 @@ def _enrollment_row(
     return row
 
 
-def consent_allows(member: Member, definition: JourneyDefinition) -> bool:
+def consent_allows(member: ConsentHolder, definition: JourneyDefinition) -> bool:
     """Whether a member's consent and preferences allow a marketing journey's emails.
 
     Args:

@@ -24,9 +24,25 @@ from sqlalchemy.orm import Session
 
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
-from nurture.storage.models import Member
+from nurture.storage.models import ConsentStatus, Member
 
-__all__ = ["MemberReads"]
+__all__ = ["MemberReads", "MemberRow"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberRow:
+    """What the engine reads of a member's row (the columns of ``Member`` it names)."""
+
+    id: int
+    email: str
+    language: str | None
+    time_zone: str | None
+    best_hour: int | None
+    consent_status: ConsentStatus
+    unsubscribed_categories: list[Any] | None
+
+
+_MEMBER_COLUMNS = tuple(getattr(Member, field.name) for field in dataclasses.fields(MemberRow))
 
 
 @dataclasses.dataclass
@@ -47,7 +63,7 @@ class MemberReads:
 
     def __init__(self, now: dt.datetime) -> None:
         self.now = now
-        self._members: dict[int, Member] = {}
+        self._members: dict[int, MemberRow] = {}
         self._members_read: set[int] = set()
         self._facts: dict[frozenset[str], _Facts] = {}
         self._profiles: dict[int, MemberFacts] = {}
@@ -55,15 +71,13 @@ class MemberReads:
         self._answered: set[int] = set()
         self._answered_read: set[int] = set()
 
-    def members(self, session: Session, member_ids: Collection[int]) -> dict[int, Member]:
+    def members(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberRow]:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
         wanted = set(member_ids)
         missing = sorted(wanted - self._members_read)
         if missing:
-            self._members.update(
-                (member.id, member)
-                for member in session.scalars(select(Member).where(Member.id.in_(missing)))
-            )
+            rows = session.execute(select(*_MEMBER_COLUMNS).where(Member.id.in_(missing)))
+            self._members.update((row[0], MemberRow(*row)) for row in rows)
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
 
