@@ -383,26 +383,23 @@ def _goal_reached_now(
     reached: set[int] = set()
     member_ids = sorted({row["member_id"] for row in rows})
     if goal.events:
-        reached.update(
-            session.scalars(
-                select(ActivityEvent.member_id)
-                .where(
-                    ActivityEvent.member_id.in_(member_ids),
-                    ActivityEvent.type.in_(goal.events),
-                    ActivityEvent.occurred_at >= run.now,
-                    ActivityEvent.occurred_at <= run.now,
-                )
-                .distinct()
+        # An event since the enrollment began (now) and up to now. Its type is checked here:
+        # asked of the database, it can make it scan every event of those types.
+        events = session.execute(
+            select(ActivityEvent.member_id, ActivityEvent.type).where(
+                ActivityEvent.member_id.in_(member_ids),
+                ActivityEvent.occurred_at >= run.now,
+                ActivityEvent.occurred_at <= run.now,
             )
-        )
+        ).tuples()
+        reached.update(member_id for member_id, kind in events if kind in goal.events)
     if goal.condition:
         condition = run.condition(goal.condition, definition.id, "goal")
         facts = run.facts(session, member_ids, goal.condition)
         for row in rows:
             if row["member_id"] in reached:
                 continue
-            names = facts.names(row["member_id"], row["context"])
-            if condition.holds(names, member_id=row["member_id"]):
+            if condition.holds(facts, row["member_id"], row["context"]):
                 reached.add(row["member_id"])
     return reached
 
@@ -441,9 +438,8 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
             chunk = load_enrollments(session, ids)
             facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
             for enrollment in chunk:
-                names = facts.names(enrollment.member_id, enrollment.context)
                 condition = run.condition(goal.condition, definition.id, "goal")
-                if condition.holds(names, member_id=enrollment.member_id):
+                if condition.holds(facts, enrollment.member_id, enrollment.context):
                     enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
             write_progress(session, chunk)
@@ -709,8 +705,6 @@ def _choose_case(
     facts = batch.facts.get(conditions)
     if facts is None:
         facts = batch.facts[conditions] = run.facts(session, sorted(batch.members), *conditions)
-    names = facts.names(enrollment.member_id, enrollment.context)
-    names["member"] = {**(names.get("member") or {})}
 
     def opened(step_id: str) -> bool:
         return bool(batch.engagement.get((enrollment.id, step_id), set()) & {"open", "click"})
@@ -721,7 +715,8 @@ def _choose_case(
     for index, case in enumerate(step.cases):
         where = f"step {step.id} case {index + 1}"
         condition = run.condition(case.when, definition.id, where)
-        if condition.holds(names, member_id=enrollment.member_id, opened=opened, clicked=clicked):
+        trigger = enrollment.context
+        if condition.holds(facts, enrollment.member_id, trigger, opened=opened, clicked=clicked):
             return case.next
     return step.otherwise
 

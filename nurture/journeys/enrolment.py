@@ -24,12 +24,7 @@ from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.delivery.suppression import (
-    ConsentHolder,
-    consent_refusal,
-    find_suppressed_hashes,
-    suppression_hash,
-)
+from nurture.delivery.suppression import ConsentHolder, consent_refusal
 from nurture.journeys.conditions import condition_reads
 from nurture.journeys.experiments import CONTROL_ARM, in_holdout
 from nurture.journeys.facts import Condition
@@ -262,9 +257,12 @@ def _consenting(
         if candidate.member_id in members
         and (definition.transactional or consent_allows(members[candidate.member_id], definition))
     ]
-    addresses = [(c.member_id, members[c.member_id].email) for c in kept]
-    unsuppressed = set(_without_suppressed(session, addresses, suppression_salt))
-    return [candidate for candidate in kept if candidate.member_id in unsuppressed]
+    if suppression_salt is None or not kept:
+        return kept
+    suppressed = reads.suppressed(session, [members[c.member_id] for c in kept], suppression_salt)
+    if suppressed:
+        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
+    return [candidate for candidate in kept if candidate.member_id not in suppressed]
 
 
 def _in_audience(
@@ -280,10 +278,7 @@ def _in_audience(
     return [
         candidate
         for candidate in candidates
-        if audience.holds(
-            facts.names(candidate.member_id, stored.of(candidate)),
-            member_id=candidate.member_id,
-        )
+        if audience.holds(facts, candidate.member_id, stored.of(candidate))
     ]
 
 
@@ -329,21 +324,6 @@ def _enrollment_history(
             ):
                 past.last_finished = finished_at
     return history
-
-
-def _without_suppressed(
-    session: Session, candidates: Sequence[tuple[int, str]], suppression_salt: str | None
-) -> list[int]:
-    """Ids of the ``(id, email)`` candidates whose address is not in the suppression list."""
-    if suppression_salt is None or not candidates:
-        return [member_id for member_id, _ in candidates]
-    hashes = {
-        member_id: suppression_hash(email, suppression_salt) for member_id, email in candidates
-    }
-    suppressed = find_suppressed_hashes(session, hashes.values())
-    if suppressed:
-        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
-    return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
 
 
 def _enrollment_table() -> Table:

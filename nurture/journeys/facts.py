@@ -97,6 +97,17 @@ class ConditionFacts:
         facts.contexts, facts.segments = contexts, segments
         return facts
 
+    def value(self, member_id: int, name: str, trigger: Mapping[str, Any] | None) -> Any:
+        """``names(member_id, trigger)[name]`` (an equal value), without making the others."""
+        if name == "trigger":
+            return trigger or {}
+        if name == "segments":
+            return self.segments.get(member_id, [])
+        context = self.contexts.get(member_id, {})
+        if name == "language":
+            return (context.get("member") or {}).get("language")
+        return context.get(name)
+
     def names(self, member_id: int, trigger: Mapping[str, Any] | None) -> dict[str, Any]:
         """The names a condition reads for one member, ``trigger`` being what it recorded."""
         context = dict(self.contexts.get(member_id, {}))
@@ -169,17 +180,19 @@ class Condition:
 
     def holds(
         self,
-        names: Mapping[str, Any],
-        *,
+        facts: ConditionFacts,
         member_id: int,
+        trigger: Mapping[str, Any] | None,
+        *,
         opened: Callable[[str], bool] | None = None,
         clicked: Callable[[str], bool] | None = None,
     ) -> bool:
         """Whether the condition holds for one member; False when it fails (logged).
 
         Args:
-            names: What it reads (``ConditionFacts.names``).
-            member_id: The member, for the log.
+            facts: What conditions read of the member (``ConditionFacts``).
+            member_id: The member.
+            trigger: What the trigger recorded for the member (``names``).
             opened: ``opened(step_id)`` for branch conditions.
             clicked: ``clicked(step_id)`` for branch conditions.
 
@@ -187,12 +200,12 @@ class Condition:
             The condition's truth; False when it failed.
         """
         if self._memo is None:
-            outcome = self._evaluate(names, opened, clicked)
+            outcome = self._evaluate(facts.names(member_id, trigger), opened, clicked)
         else:
-            key = repr([names.get(name) for name in self._keys])
+            key = repr([facts.value(member_id, name, trigger) for name in self._keys])
             found = self._memo.get(key)
             if found is None:
-                found = self._evaluate(names, opened, clicked)
+                found = self._evaluate(facts.names(member_id, trigger), opened, clicked)
                 if len(self._memo) < _MEMO_SIZE:
                     self._memo[key] = found
             outcome = found

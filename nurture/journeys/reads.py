@@ -22,6 +22,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
 from nurture.storage.models import ConsentStatus, Member
@@ -70,6 +71,9 @@ class MemberReads:
         self._profiles_read: set[int] = set()
         self._answered: set[int] = set()
         self._answered_read: set[int] = set()
+        self._salt: str | None = None
+        self._suppressed: set[int] = set()
+        self._suppression_read: set[int] = set()
 
     def members(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberRow]:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
@@ -123,3 +127,29 @@ class MemberReads:
             self._answered.update(members_who_answered(session, missing))
             self._answered_read.update(missing)
         return wanted & self._answered
+
+    def suppressed(self, session: Session, members: Collection[MemberRow], salt: str) -> set[int]:
+        """Which of ``members`` have their address in the suppression list (``salt``'s hashes).
+
+        Args:
+            session: The database session.
+            members: The members (their rows: the address is hashed).
+            salt: The suppression salt (``Settings.suppression_salt``).
+
+        Returns:
+            Their ids, each member's hash made and looked up once per pass.
+        """
+        if salt != self._salt:
+            self._salt = salt
+            self._suppressed.clear()
+            self._suppression_read.clear()
+        hashes = {
+            member.id: suppression_hash(member.email, salt)
+            for member in members
+            if member.id not in self._suppression_read
+        }
+        if hashes:
+            found = find_suppressed_hashes(session, hashes.values())
+            self._suppressed.update(member_id for member_id, h in hashes.items() if h in found)
+            self._suppression_read.update(hashes)
+        return {member.id for member in members if member.id in self._suppressed}
