@@ -87,3 +87,17 @@ def test_condition_facts_read_only_what_the_conditions_name(session):
 
     _, queries = _statements(session, lambda: reads.facts(session, ids, {"trigger"}))
     assert queries == 0  # what the trigger recorded is not read from members
+
+
+def test_each_address_is_looked_up_once_per_pass(session):
+    from nurture.delivery import suppress_address
+
+    first, second, _ = _members(session, 3)
+    suppress_address(session, "m1@example.org", "salt", reason="manual")
+    reads = MemberReads(NOW)
+    rows = reads.members(session, [first, second])
+
+    found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
+    assert found == {second} and queries == 1
+    found, queries = _statements(session, lambda: reads.suppressed(session, [rows[second]], "salt"))
+    assert found == {second} and queries == 0
