@@ -9,6 +9,12 @@ so a re-run or a concurrent worker never writes a second one.
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
 
+A pass reads in bulk and writes in bulk: members once per pass (:mod:`~nurture.journeys.reads`),
+due enrollments a chunk at a time as plain rows (:mod:`~nurture.journeys.due`). A new
+enrollment is written in the state the pass would leave it in when that owes nothing to the
+order of the pass (its goal already reached, an entry wait that ends later): written once,
+not written, read back and written again.
+
 The engine leans on its neighbours: journey versions (:mod:`~nurture.journeys.versions`),
 who a trigger enrols and who may enter (:mod:`~nurture.journeys.triggers`,
 :mod:`~nurture.journeys.enrolment`), what conditions read (:mod:`~nurture.journeys.facts`), the
