@@ -32,6 +32,8 @@ INELIGIBLE = np.float32(-1e30)
 
 PERSONAL_SIGNALS = ("member", "history", "co_engagement", "collaborative", "segment")
 """The weights whose signal a member may lack; a missing one's weight goes to the others."""
+INTEREST_SIGNALS = ("member", "history", "segment")
+"""The personal signals that are a cosine to an interest vector: linear in the items."""
 
 
 class RankingWeights(BaseModel):
@@ -172,7 +174,7 @@ def learn_co_engagement(
     *,
     neighbours: int = 50,
     shrinkage: float = 5.0,
-    block: int = 1024,
+    block: int = 256,
 ) -> sp.csr_matrix:
     """Item-item co-engagement learned from who engaged with what, as a sparse matrix.
 
@@ -198,34 +200,45 @@ def learn_co_engagement(
     if member_index.size == 0 or n_items == 0:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     _, rows = np.unique(member_index, return_inverse=True)
+    engaged = _binary_engagement(rows.ravel(), item_index, int(rows.max()) + 1, n_items)
+    by_item = engaged.T.tocsr()
+    members_per_item = np.bincount(engaged.indices, minlength=n_items).astype(np.float32)
+    scale = np.divide(
+        1.0,
+        np.sqrt(members_per_item),
+        out=np.zeros(n_items, np.float32),
+        where=members_per_item > 0,
+    )
+    kept = min(neighbours, n_items - 1)
+    blocks = []
+    for start in range(0, n_items, block):
+        stop = min(start + block, n_items)
+        co = (by_item[start:stop] @ engaged).toarray()  # members who engaged with both items
+        co[np.arange(stop - start), np.arange(start, stop)] = 0.0  # not its own neighbour
+        # co / sqrt(members_i * members_j) * co / (co + shrinkage), a pass per operation
+        similarity = co * scale[None, :]
+        similarity *= scale[start:stop, None]
+        similarity *= co
+        co += np.float32(shrinkage)
+        similarity /= co
+        if kept < n_items - 1 and kept > 0:  # each item's closest, ties kept
+            threshold = -np.partition(-similarity, kept - 1, axis=1)[:, kept - 1 : kept]
+            similarity[similarity < threshold] = 0.0
+        blocks.append(sp.csr_matrix(similarity))
+    return sp.vstack(blocks, format="csr")
+
+
+def _binary_engagement(
+    member_rows: np.ndarray, item_index: np.ndarray, n_members: int, n_items: int
+) -> sp.csr_matrix:
+    """The binary member x item matrix (float32 CSR): 1 where the member engaged with the item."""
     engaged = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.float32), (rows.ravel(), item_index)),
-        shape=(int(rows.max()) + 1, n_items),
+        (np.ones(len(item_index), dtype=np.float32), (member_rows, item_index)),
+        shape=(n_members, n_items),
     )
     engaged.sum_duplicates()
     engaged.data[:] = 1.0  # engaged or not: repeated views of one item count once
-    counts = (engaged.T @ engaged).tocsr()  # members who engaged with both items
-    counts.setdiag(0.0)
-    counts.eliminate_zeros()
-    members_per_item = np.asarray(engaged.sum(axis=0), dtype=np.float32).ravel()
-    co = counts.tocoo()
-    values = co.data / np.sqrt(members_per_item[co.row] * members_per_item[co.col])
-    values *= co.data / (co.data + shrinkage)
-    similarity = sp.csr_matrix((values.astype(np.float32), (co.row, co.col)), shape=counts.shape)
-    return _keep_neighbours(similarity, neighbours, block)
-
-
-def _keep_neighbours(similarity: sp.csr_matrix, neighbours: int, block: int) -> sp.csr_matrix:
-    n = similarity.shape[0]
-    if neighbours >= n - 1:
-        return similarity
-    kept = []
-    for start in range(0, n, block):
-        dense = similarity[start : start + block].toarray()
-        threshold = -np.partition(-dense, neighbours - 1, axis=1)[:, neighbours - 1 : neighbours]
-        dense[dense < threshold] = 0.0
-        kept.append(sp.csr_matrix(dense))
-    return sp.vstack(kept, format="csr")
+    return engaged
 
 
 def _csr(matrix: Any) -> sp.csr_matrix:
@@ -240,10 +253,13 @@ def _co_engagement_rows(history: Any, co_engagement: sp.spmatrix | np.ndarray) -
     product = sp.csr_matrix(_csr(history) @ _csr(co_engagement))
     product.eliminate_zeros()
     counts = np.diff(product.indptr)
-    if product.shape[1] == 0:
+    if product.nnz == 0:
         return product
-    top = np.asarray(product.max(axis=1).todense(), dtype=np.float32).ravel()
-    product.data /= np.repeat(np.where(top > 0, top, 1.0), counts).astype(np.float32)
+    top = np.ones(product.shape[0], dtype=np.float32)
+    filled = counts > 0  # each non-empty row's largest value, without sorting the indices
+    top[filled] = np.maximum.reduceat(product.data, product.indptr[:-1][filled])
+    top[top <= 0] = 1.0
+    product.data /= np.repeat(top, counts)
     return product
 
 
@@ -318,7 +334,8 @@ def select_diverse(
 
     At each position, every row takes the eligible item maximising
     ``mmr_lambda * score - (1 - mmr_lambda) * max cos(item, items already taken)``; items whose
-    cosine to a taken item reaches ``duplicate_similarity`` are no longer eligible.
+    cosine to a taken item reaches ``duplicate_similarity`` are no longer eligible. Between
+    equal values, the item of the lowest index wins.
 
     Args:
         scores: ``(m, n)`` relevance scores, ``-inf`` (or anything at or below
@@ -343,18 +360,25 @@ def select_diverse(
     width = n if candidates is None else min(n, max(candidates, k))
     rows = np.arange(m)
     if width < n:
-        pool = np.argpartition(scores, n - width, axis=1)[:, n - width :]
+        # Each row's best ``width`` items, in the order of their index (ties: lowest first).
+        pool = np.sort(np.argpartition(scores, n - width, axis=1)[:, n - width :], axis=1)
         pool_scores = np.take_along_axis(scores, pool, axis=1)
-        pool_vectors = items[pool]  # (m, width, d)
-        gram = np.matmul(pool_vectors, pool_vectors.transpose(0, 2, 1))  # (m, width, width)
+        similarities: _PoolSimilarity | _AllSimilarity = _PoolSimilarity(
+            items, pool, pool_scores, k
+        )
     else:
         pool = np.broadcast_to(np.arange(n), (m, n))
         pool_scores = np.asarray(scores)
+        similarities = _AllSimilarity(items)
     available = np.isfinite(pool_scores) & (pool_scores > INELIGIBLE)
+    relevance = np.where(available, mmr_lambda * pool_scores, -np.inf)
     max_similarity = np.zeros((m, width), dtype=np.float32)
     for position in range(k):
-        mmr = mmr_lambda * pool_scores - (1.0 - mmr_lambda) * max_similarity
-        mmr = np.where(available, mmr, -np.inf)
+        if position:
+            mmr = relevance - (1.0 - mmr_lambda) * max_similarity
+            mmr[~available] = -np.inf
+        else:  # nothing taken yet: the best score
+            mmr = np.where(available, relevance, -np.inf)
         best = np.argmax(mmr, axis=1)
         has_pick = available[rows, best]
         if not has_pick.any():
@@ -362,12 +386,58 @@ def select_diverse(
         indices[has_pick, position] = pool[rows[has_pick], best[has_pick]]
         picked[has_pick, position] = pool_scores[rows[has_pick], best[has_pick]]
         available[rows, best] = False
-        # Similarity of each row's pick to its pool (a copy: the Gram matrix stays as it is).
-        similarity = gram[rows, best] if width < n else items[best] @ items.T
-        similarity[~has_pick] = 0.0
+        if position == k - 1:
+            break
+        similarity = similarities.to_pool(best, has_pick)
         np.maximum(max_similarity, similarity, out=max_similarity)
         available &= similarity < duplicate_similarity
     return indices, picked
+
+
+class _AllSimilarity:
+    """Cosines of each row's pick to every item (the pool is the whole catalogue)."""
+
+    def __init__(self, items: np.ndarray) -> None:
+        self.items = items
+
+    def to_pool(self, best: np.ndarray, has_pick: np.ndarray) -> np.ndarray:
+        similarity = self.items[best] @ self.items.T
+        similarity[~has_pick] = 0.0
+        return similarity
+
+
+class _PoolSimilarity:
+    """Cosines of each row's pick to the rest of its pool, computed only where needed.
+
+    Maximal marginal relevance mostly takes items among each row's best-scored, so the cosines
+    of those ``rows_kept`` items to the pool are computed up front in one batched product (a
+    third of the whole pool's Gram matrix by default); a row whose pick lies outside them gets
+    its pick's cosines on demand.
+    """
+
+    def __init__(self, items: np.ndarray, pool: np.ndarray, pool_scores: np.ndarray, k: int):
+        m, width = pool.shape
+        self.vectors = np.take(items, pool, axis=0)  # (m, width, d)
+        kept = min(width, k)
+        self.rows = np.arange(m)
+        if kept < width:
+            ahead = np.argpartition(-pool_scores, kept - 1, axis=1)[:, :kept]
+        else:
+            ahead = np.broadcast_to(np.arange(width), (m, width))
+        self.slot = np.full((m, width), -1, dtype=np.int64)
+        np.put_along_axis(self.slot, ahead, np.arange(kept)[None, :], axis=1)
+        ahead_vectors = np.take(items, np.take_along_axis(pool, ahead, axis=1), axis=0)
+        self.gram = np.matmul(ahead_vectors, self.vectors.transpose(0, 2, 1))  # (m, kept, width)
+
+    def to_pool(self, best: np.ndarray, has_pick: np.ndarray) -> np.ndarray:
+        slot = self.slot[self.rows, best]
+        similarity = self.gram[self.rows, np.maximum(slot, 0)]
+        missing = np.flatnonzero((slot < 0) & has_pick)
+        if missing.size:
+            picks = self.vectors[missing, best[missing]]  # (r, d)
+            similarity[missing] = np.einsum("rwd,rd->rw", self.vectors[missing], picks)
+        similarity[~has_pick] = 0.0
+        return similarity
 
 
 def _check_shapes(
@@ -469,7 +539,7 @@ def rank_content(
             raise ValueError(f"popularity_rows must lie in [0, {len(table)})")
     if k < 0:
         raise ValueError(f"k must be at least 0, found {k}")
-    items = np.asarray(item_vectors, dtype=np.float32)
+    items = np.ascontiguousarray(item_vectors, dtype=np.float32)
 
     # The interest vectors, each a unit vector or zero; and which members have each signal.
     interests = {
@@ -479,7 +549,7 @@ def rank_content(
     }
     co_rows: sp.csr_matrix | None = None
     if history is not None:
-        consumed = np.asarray(history @ items)
+        consumed = np.asarray(history @ items, dtype=np.float32)
         if weights.centre_history and n:
             # Sum of each member's weights times the catalogue's mean: what every item shares.
             totals = np.asarray(history.sum(axis=1), dtype=np.float32).reshape(m, 1)
@@ -491,62 +561,75 @@ def rank_content(
     present["co_engagement"] = (
         np.zeros(m, dtype=bool) if co_rows is None else np.diff(co_rows.indptr) > 0
     )
-    learned = None if collaborative is None else scale_collaborative(collaborative)
-    present["collaborative"] = (
-        np.zeros(m, dtype=bool) if learned is None else learned.max(axis=1, initial=0.0) > 0
+    learned = None if collaborative is None else np.asarray(collaborative, dtype=np.float32)
+    learned_top = (
+        np.zeros(m, dtype=np.float32) if learned is None else learned.max(axis=1, initial=0.0)
     )
+    present["collaborative"] = learned_top > 0
 
     # A missing personal signal's weight goes to the member's other ones, in proportion.
     base = {name: float(getattr(weights, name)) for name in PERSONAL_SIGNALS}
     share = sum(base.values())
     held = sum(np.where(present[name], base[name], 0.0) for name in PERSONAL_SIGNALS)
-    scale = np.divide(share, held, out=np.zeros(m), where=held > 0).astype(np.float32)
-    blend = sum(
-        (scale * np.where(present[name], base[name], 0.0).astype(np.float32))[:, None]
-        * interests[name]
-        for name in ("member", "history", "segment")
-    )
-    scores = np.asarray(blend, dtype=np.float32) @ items.T  # one product for three interests
+    scale = np.divide(share, held, out=np.zeros(m), where=held > 0)
+    member_weight = {
+        name: (scale * np.where(present[name], base[name], 0.0)).astype(np.float32)
+        for name in PERSONAL_SIGNALS
+    }
+    # The three interests are linear in the items: one product for all of them.
+    blend = sum(member_weight[name][:, None] * interests[name] for name in INTEREST_SIGNALS)
+    scores = np.asarray(blend, dtype=np.float32).reshape(m, d) @ items.T
     if co_rows is not None:  # sparse: only the items co-engaged with each member's history
-        co_weight = scale * np.where(present["co_engagement"], base["co_engagement"], 0.0)
         counts = np.diff(co_rows.indptr)
-        co_rows.data *= np.repeat(co_weight, counts).astype(np.float32)
-        scores[np.repeat(np.arange(m), counts), co_rows.indices] += co_rows.data
-    if learned is not None:
-        learned_weight = scale * np.where(present["collaborative"], base["collaborative"], 0.0)
-        scores += learned_weight.astype(np.float32)[:, None] * learned
+        co_rows.data *= np.repeat(member_weight["co_engagement"], counts)
+        flat = np.repeat(np.arange(m, dtype=np.int64) * n, counts) + co_rows.indices
+        np.add.at(scores.reshape(-1), flat, co_rows.data)
+    if learned is not None:  # clip(scores, 0) / top * weight == clip(scores * weight / top, 0)
+        factor = np.divide(
+            member_weight["collaborative"],
+            learned_top,
+            out=np.zeros(m, dtype=np.float32),
+            where=learned_top > 0,
+        )
+        contribution = learned * factor[:, None]
+        np.maximum(contribution, np.float32(0.0), out=contribution)
+        scores += contribution
 
-    # Popularity and freshness, per row of the popularity table: one pass over the scores.
+    # Popularity (at each member's weight, in their row of the table) and freshness.
     fresh = np.float32(weights.freshness) * np.asarray(freshness, dtype=np.float32)
     popular = (
         np.ones((1, n), dtype=np.float32)
         if popularity is None
         else np.atleast_2d(normalise_popularity(popularity))
     )
+    per_member = popularity_rows is None and len(popular) == m > 1
     if popularity_rows is not None:
         member_rows = popularity_rows
     else:
-        member_rows = np.arange(m) if len(popular) == m else np.zeros(m, dtype=np.int64)
-    newcomer = ~present["history"]
-    if weights.cold_start_popularity == weights.popularity or not newcomer.any():
-        table = np.float32(weights.popularity) * popular + fresh[None, :]
-        scores += table[member_rows] if len(popular) > 1 else table
-    else:  # members with no history get popularity at its own weight
-        scores += fresh[None, :]
-        popularity_weight = np.where(
-            newcomer, weights.cold_start_popularity, weights.popularity
-        ).astype(np.float32)
-        scores += popularity_weight[:, None] * (
-            popular[member_rows] if len(popular) > 1 else popular
+        member_rows = np.arange(m) if per_member else np.zeros(m, dtype=np.int64)
+    # Members with no history get popularity at its own weight; members without any personal
+    # signal are ranked by popularity (and freshness) alone: it takes the personal share too.
+    popularity_weight = np.where(
+        present["history"], weights.popularity, weights.cold_start_popularity
+    ) + np.where(held > 0, 0.0, share)
+    if not per_member:  # a small table: one row per (table row, weight) pair, then a gather
+        pairs, pair_of = np.unique(
+            np.stack([member_rows, popularity_weight.view(np.int64)], axis=1),
+            axis=0,
+            return_inverse=True,
         )
-    # Members without any personal signal are ranked by popularity (and freshness) alone.
-    cold = np.flatnonzero(held == 0)
-    if cold.size:
-        scores[cold] += np.float32(share) * popular[member_rows[cold]]
-    if format_match is not None:
-        scores += format_match * np.float32(weights.format)
+        table = pairs[:, 1].view(np.float64).astype(np.float32)[:, None] * popular[pairs[:, 0]]
+        table += fresh[None, :]
+        scores += table[pair_of.ravel()]
+    else:
+        scores += popularity_weight.astype(np.float32)[:, None] * popular
+        scores += fresh[None, :]
+    if format_match is not None and weights.format:
+        # In the scores' memory order (a mask built by column comes transposed): ten times faster.
+        scores += np.ascontiguousarray(format_match) * np.float32(weights.format)
     # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
-    scores += (excluded | ~item_ok) * INELIGIBLE
+    unwanted = np.ascontiguousarray(excluded) | ~np.ascontiguousarray(item_ok, dtype=bool)
+    scores += unwanted * INELIGIBLE
     return select_diverse(
         scores,
         items,
