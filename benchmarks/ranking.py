@@ -210,7 +210,7 @@ def chunk_inputs(
         excluded=excluded,
         item_ok=item_ok,
         history=history,
-        format_match=prefers[:, catalogue.kinds],
+        format_match=np.ascontiguousarray(prefers[:, catalogue.kinds]),
         popularity_rows=segment,
     )
 
@@ -254,7 +254,8 @@ def _rank(
         co_engagement=co,  # type: ignore[arg-type]
         format_match=inputs.format_match,
         popularity_rows=inputs.popularity_rows,
-        collaborative=model.transform(inputs.history),
+        collaborative=model.transform(inputs.history, modelled_only=True),
+        collaborative_items=model.items_,
     )
 
 

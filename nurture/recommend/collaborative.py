@@ -73,16 +73,18 @@ class EASE(BaseEstimator):  # type: ignore[misc]
         self.weights_ = _closed_form(gram, self.l2)
         return self
 
-    def transform(self, engagement: Any) -> np.ndarray:
+    def transform(self, engagement: Any, *, modelled_only: bool = False) -> np.ndarray:
         """Each member's score for each item: their engagement row times the learned weights.
 
         Args:
             engagement: ``(m, n_items_)`` engagement of the members to score (dense or sparse;
                 positive values count as one).
+            modelled_only: Return only the columns of the modelled items (``items_``), in their
+                order; the others score 0 anyway.
 
         Returns:
-            ``(m, n_items_)`` float32 scores; 0 for items not modelled and for members with no
-            modelled engagement.
+            ``(m, n_items_)`` float32 scores (``(m, len(items_))`` with ``modelled_only``); 0
+            for items not modelled and for members with no modelled engagement.
 
         Raises:
             NotFittedError: If the model is not fitted.
@@ -94,9 +96,15 @@ class EASE(BaseEstimator):  # type: ignore[misc]
             raise ValueError(f"expected {self.n_items_} item columns, found {binary.shape[1]}")
         if len(self.items_) == self.n_items_:  # every item modelled: no column selection
             return np.asarray(binary @ self.weights_, dtype=np.float32)
+        modelled = (
+            np.asarray(self._modelled(binary) @ self.weights_, dtype=np.float32)
+            if len(self.items_)
+            else np.zeros((binary.shape[0], 0), dtype=np.float32)
+        )
+        if modelled_only:
+            return modelled
         out = np.zeros(binary.shape, dtype=np.float32)
-        if len(self.items_):
-            out[:, self.items_] = self._modelled(binary) @ self.weights_
+        out[:, self.items_] = modelled
         return out
 
     def _modelled(self, binary: sp.csr_matrix) -> sp.csr_matrix:

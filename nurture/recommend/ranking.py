@@ -352,23 +352,52 @@ def select_diverse(
         of eligible items) and their relevance scores (``nan`` there).
     """
     m, n = scores.shape
+    if m == 0 or n == 0 or k == 0:
+        return np.full((m, k), -1, dtype=np.int64), np.full((m, k), np.nan, dtype=np.float64)
+    items = np.asarray(item_vectors, dtype=np.float32)
+    width = _pool_width(n, k, candidates)
+    if width < n:
+        pool, pool_scores = _best_of(scores, width)
+        return _maximal_marginal_relevance(
+            pool, pool_scores, items, k, mmr_lambda, duplicate_similarity
+        )
+    return _maximal_marginal_relevance(
+        None, np.asarray(scores), items, k, mmr_lambda, duplicate_similarity
+    )
+
+
+def _pool_width(n: int, k: int, candidates: int | None) -> int:
+    """How many of each row's best-scored items maximal marginal relevance re-ranks."""
+    return n if candidates is None else min(n, max(candidates, k))
+
+
+def _best_of(scores: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best ``width`` items, in the order of their index, and their scores."""
+    n = scores.shape[1]
+    pool = np.sort(np.argpartition(scores, n - width, axis=1)[:, n - width :], axis=1)
+    return pool, np.take_along_axis(scores, pool, axis=1)
+
+
+def _maximal_marginal_relevance(
+    pool: np.ndarray | None,
+    pool_scores: np.ndarray,
+    items: np.ndarray,
+    k: int,
+    mmr_lambda: float,
+    duplicate_similarity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_diverse` on each row's pool (``pool`` none: the whole catalogue)."""
+    m, width = pool_scores.shape
     indices = np.full((m, k), -1, dtype=np.int64)
     picked = np.full((m, k), np.nan, dtype=np.float64)
-    if m == 0 or n == 0 or k == 0:
+    if m == 0 or width == 0 or k == 0:
         return indices, picked
-    items = np.asarray(item_vectors, dtype=np.float32)
-    width = n if candidates is None else min(n, max(candidates, k))
     rows = np.arange(m)
-    if width < n:
-        # Each row's best ``width`` items, in the order of their index (ties: lowest first).
-        pool = np.sort(np.argpartition(scores, n - width, axis=1)[:, n - width :], axis=1)
-        pool_scores = np.take_along_axis(scores, pool, axis=1)
-        similarities: _PoolSimilarity | _AllSimilarity = _PoolSimilarity(
-            items, pool, pool_scores, k
-        )
+    similarities: _PoolSimilarity | _AllSimilarity
+    if pool is not None:
+        similarities = _PoolSimilarity(items, pool, pool_scores, k)
     else:
-        pool = np.broadcast_to(np.arange(n), (m, n))
-        pool_scores = np.asarray(scores)
+        pool = np.broadcast_to(np.arange(width), (m, width))
         similarities = _AllSimilarity(items)
     available = np.isfinite(pool_scores) & (pool_scores > INELIGIBLE)
     relevance = np.where(available, mmr_lambda * pool_scores, -np.inf)
@@ -378,7 +407,7 @@ def select_diverse(
             mmr = relevance - (1.0 - mmr_lambda) * max_similarity
             mmr[~available] = -np.inf
         else:  # nothing taken yet: the best score
-            mmr = np.where(available, relevance, -np.inf)
+            mmr = relevance
         best = np.argmax(mmr, axis=1)
         has_pick = available[rows, best]
         if not has_pick.any():
@@ -409,33 +438,43 @@ class _AllSimilarity:
 class _PoolSimilarity:
     """Cosines of each row's pick to the rest of its pool, computed only where needed.
 
-    Maximal marginal relevance mostly takes items among each row's best-scored, so the cosines
-    of those ``rows_kept`` items to the pool are computed up front in one batched product (a
-    third of the whole pool's Gram matrix by default); a row whose pick lies outside them gets
-    its pick's cosines on demand.
+    Maximal marginal relevance mostly takes items among each row's ``k`` best-scored, so the
+    cosines of the best ``k - 1`` (the last pick's are never needed) to the pool are computed
+    up front (under a third of the pool's Gram matrix by default), a block of rows at a time so that the pool's vectors stay in the processor's
+    cache; a row whose pick lies outside them gets its pick's cosines on demand.
     """
+
+    BLOCK = 32
+    """Rows whose pool vectors are gathered at once (32 x 30 x 384 floats: 1.5 MB)."""
 
     def __init__(self, items: np.ndarray, pool: np.ndarray, pool_scores: np.ndarray, k: int):
         m, width = pool.shape
-        self.vectors = np.take(items, pool, axis=0)  # (m, width, d)
-        kept = min(width, k)
+        self.items = items
+        self.pool = pool
         self.rows = np.arange(m)
-        if kept < width:
+        kept = min(width, k - 1)  # the last pick's cosines are never needed
+        if 0 < kept < width:
             ahead = np.argpartition(-pool_scores, kept - 1, axis=1)[:, :kept]
         else:
-            ahead = np.broadcast_to(np.arange(width), (m, width))
+            ahead = np.broadcast_to(np.arange(kept), (m, kept))
         self.slot = np.full((m, width), -1, dtype=np.int64)
         np.put_along_axis(self.slot, ahead, np.arange(kept)[None, :], axis=1)
-        ahead_vectors = np.take(items, np.take_along_axis(pool, ahead, axis=1), axis=0)
-        self.gram = np.matmul(ahead_vectors, self.vectors.transpose(0, 2, 1))  # (m, kept, width)
+        ahead_items = np.take_along_axis(pool, ahead, axis=1)
+        self.gram = np.empty((m, kept, width), dtype=np.float32)
+        for start in range(0, m, self.BLOCK):
+            block = slice(start, start + self.BLOCK)
+            vectors = np.take(items, pool[block], axis=0)  # (block, width, d)
+            ahead_vectors = np.take(items, ahead_items[block], axis=0)  # (block, kept, d)
+            np.matmul(ahead_vectors, vectors.transpose(0, 2, 1), out=self.gram[block])
 
     def to_pool(self, best: np.ndarray, has_pick: np.ndarray) -> np.ndarray:
         slot = self.slot[self.rows, best]
         similarity = self.gram[self.rows, np.maximum(slot, 0)]
         missing = np.flatnonzero((slot < 0) & has_pick)
         if missing.size:
-            picks = self.vectors[missing, best[missing]]  # (r, d)
-            similarity[missing] = np.einsum("rwd,rd->rw", self.vectors[missing], picks)
+            vectors = np.take(self.items, self.pool[missing], axis=0)  # (r, width, d)
+            picks = np.take(self.items, self.pool[missing, best[missing]], axis=0)  # (r, d)
+            similarity[missing] = np.einsum("rwd,rd->rw", vectors, picks)
         similarity[~has_pick] = 0.0
         return similarity
 
@@ -470,6 +509,7 @@ def rank_content(
     format_match: np.ndarray | None = None,
     popularity_rows: np.ndarray | None = None,
     collaborative: np.ndarray | None = None,
+    collaborative_items: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank content items for a chunk of members, with diversity.
 
@@ -498,6 +538,10 @@ def rank_content(
         collaborative: ``(m, n)`` the learned collaborative model's scores
             (:class:`~nurture.recommend.EASE`), scaled here to ``[0, 1]`` per member (negative
             scores count as 0); a member whose row has no positive score lacks the signal.
+        collaborative_items: The item columns ``collaborative`` holds, when it holds only the
+            items the model scores (``EASE.items_``, with ``EASE.transform(...,
+            modelled_only=True)``): ``collaborative`` is then ``(m, len(collaborative_items))``,
+            the other items scoring 0, and no ``(m, n)`` array of zeros is built.
 
     Returns:
         ``(indices, scores)``, both ``(m, k)``: item indices, best first (``-1`` when a member
@@ -527,7 +571,10 @@ def rank_content(
         history=(history, [(m, n)]),
         co_engagement=(co_engagement, [(n, n)]),
         format_match=(format_match, [(m, n)]),
-        collaborative=(collaborative, [(m, n)]),
+        collaborative=(
+            collaborative,
+            [(m, n) if collaborative_items is None else (m, len(collaborative_items))],
+        ),
     )
     if popularity_rows is not None:
         table = None if popularity is None else np.asarray(popularity)
@@ -537,6 +584,10 @@ def rank_content(
         inside = (popularity_rows >= 0) & (popularity_rows < len(table))
         if not inside.all():
             raise ValueError(f"popularity_rows must lie in [0, {len(table)})")
+    if collaborative_items is not None and len(collaborative_items):
+        columns = np.asarray(collaborative_items)
+        if columns.min() < 0 or columns.max() >= n:
+            raise ValueError(f"collaborative_items must lie in [0, {n})")
     if k < 0:
         raise ValueError(f"k must be at least 0, found {k}")
     items = np.ascontiguousarray(item_vectors, dtype=np.float32)
@@ -578,22 +629,15 @@ def rank_content(
     }
     # The three interests are linear in the items: one product for all of them.
     blend = sum(member_weight[name][:, None] * interests[name] for name in INTEREST_SIGNALS)
-    scores = np.asarray(blend, dtype=np.float32).reshape(m, d) @ items.T
+    blend = np.asarray(blend, dtype=np.float32).reshape(m, d)
     if co_rows is not None:  # sparse: only the items co-engaged with each member's history
-        counts = np.diff(co_rows.indptr)
-        co_rows.data *= np.repeat(member_weight["co_engagement"], counts)
-        flat = np.repeat(np.arange(m, dtype=np.int64) * n, counts) + co_rows.indices
-        np.add.at(scores.reshape(-1), flat, co_rows.data)
-    if learned is not None:  # clip(scores, 0) / top * weight == clip(scores * weight / top, 0)
-        factor = np.divide(
-            member_weight["collaborative"],
-            learned_top,
-            out=np.zeros(m, dtype=np.float32),
-            where=learned_top > 0,
-        )
-        contribution = learned * factor[:, None]
-        np.maximum(contribution, np.float32(0.0), out=contribution)
-        scores += contribution
+        co_rows.data *= np.repeat(member_weight["co_engagement"], np.diff(co_rows.indptr))
+    learned_factor = np.divide(  # clip(s, 0) / top * weight == clip(s * weight / top, 0)
+        member_weight["collaborative"],
+        learned_top,
+        out=np.zeros(m, dtype=np.float32),
+        where=learned_top > 0,
+    )
 
     # Popularity (at each member's weight, in their row of the table) and freshness.
     fresh = np.float32(weights.freshness) * np.asarray(freshness, dtype=np.float32)
@@ -612,7 +656,10 @@ def rank_content(
     popularity_weight = np.where(
         present["history"], weights.popularity, weights.cold_start_popularity
     ) + np.where(held > 0, 0.0, share)
-    if not per_member:  # a small table: one row per (table row, weight) pair, then a gather
+    if per_member:
+        table = popularity_weight.astype(np.float32)[:, None] * popular + fresh[None, :]
+        row_of = np.arange(m)
+    else:  # a small table: one row per (table row, weight) pair
         pairs, pair_of = np.unique(
             np.stack([member_rows, popularity_weight.view(np.int64)], axis=1),
             axis=0,
@@ -620,21 +667,31 @@ def rank_content(
         )
         table = pairs[:, 1].view(np.float64).astype(np.float32)[:, None] * popular[pairs[:, 0]]
         table += fresh[None, :]
-        scores += table[pair_of.ravel()]
-    else:
-        scores += popularity_weight.astype(np.float32)[:, None] * popular
-        scores += fresh[None, :]
+        row_of = pair_of.ravel()
+
+    # One product for the three interests, as the floor of any ranking by embeddings does.
+    scores = blend @ items.T
+    if co_rows is not None:
+        flat = np.repeat(np.arange(m, dtype=np.int64) * n, np.diff(co_rows.indptr))
+        np.add.at(scores.reshape(-1), flat + co_rows.indices, co_rows.data)
+    if learned is not None:
+        contribution = learned * learned_factor[:, None]
+        np.maximum(contribution, np.float32(0.0), out=contribution)
+        if collaborative_items is None:
+            scores += contribution
+        else:  # only the modelled columns: one flat scatter
+            columns = np.asarray(collaborative_items, dtype=np.int64)
+            flat = (np.arange(m, dtype=np.int64)[:, None] * n + columns[None, :]).ravel()
+            np.add.at(scores.reshape(-1), flat, contribution.ravel())
+    scores += table[row_of]
     if format_match is not None and weights.format:
-        # In the scores' memory order (a mask built by column comes transposed): ten times faster.
+        # In the scores' memory order (a mask built by column comes transposed): faster.
         scores += np.ascontiguousarray(format_match) * np.float32(weights.format)
     # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
     unwanted = np.ascontiguousarray(excluded) | ~np.ascontiguousarray(item_ok, dtype=bool)
     scores += unwanted * INELIGIBLE
-    return select_diverse(
-        scores,
-        items,
-        k,
-        weights.mmr_lambda,
-        weights.duplicate_similarity,
-        candidates=weights.mmr_candidates,
+    width = _pool_width(n, k, weights.mmr_candidates)
+    pool, kept = _best_of(scores, width) if width < n else (None, scores)
+    return _maximal_marginal_relevance(
+        pool, kept, items, k, weights.mmr_lambda, weights.duplicate_similarity
     )
