@@ -440,8 +440,9 @@ class _PoolSimilarity:
 
     Maximal marginal relevance mostly takes items among each row's ``k`` best-scored, so the
     cosines of the best ``k - 1`` (the last pick's are never needed) to the pool are computed
-    up front (under a third of the pool's Gram matrix by default), a block of rows at a time so that the pool's vectors stay in the processor's
-    cache; a row whose pick lies outside them gets its pick's cosines on demand.
+    up front (under a third of the pool's Gram matrix by default), a block of rows at a time
+    so that the pool's vectors stay in the processor's cache; a row whose pick lies outside
+    them gets its pick's cosines on demand.
     """
 
     BLOCK = 32
