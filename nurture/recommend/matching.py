@@ -362,7 +362,7 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
     for row, chosen in enumerate(chunk.formats):
         prefers[row, [kind_index[kind] for kind in chosen if kind in kind_index]] = True
     item_kinds = np.array([kind_index[item.kind] for item in state.items], dtype=np.int64)
-    return prefers[:, item_kinds]
+    return np.take(prefers, item_kinds, axis=1)  # in row order, as the ranker reads it
 
 
 def _evidence(

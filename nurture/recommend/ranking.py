@@ -1,9 +1,13 @@
 """A pure, vectorised ranker: a blend of interest signals, then diversified by MMR.
 
 Everything works on a chunk of members at once with matrix products: one dense product for the
-three interest vectors (the member's answers, their recent history, their segment), one sparse
-product for co-engagement. Maximal marginal relevance then re-ranks a short list of candidates per
-member; only its ``k`` positions are a Python loop, each a batched operation over the whole chunk.
+three interest vectors (the member's answers, their recent history, their segment: each a cosine,
+linear in the items, so their weighted sum is one member vector), one sparse product for
+co-engagement; the other signals are added in place, one pass each over the chunk's scores, and
+the learned model's only on the items it models. Only each member's best ``mmr_candidates``
+items are kept; maximal marginal relevance re-ranks them, its ``k`` positions a Python loop, each
+a batched operation over the whole chunk, with the cosines within each member's pool computed
+only for the items it is likely to take (and on demand for the others).
 """
 
 from __future__ import annotations
