@@ -10,9 +10,10 @@ with, learned jointly rather than pair by pair. The model is fitted once per mat
 Cost grows with the cube of the items modelled: only the ``max_items`` most engaged-with items
 are (2 000 by default: a 2 000 x 2 000 symmetric positive definite matrix, inverted through its
 Cholesky factorisation in float32, 16 MB and a fraction of a second on one core; 5 000 items
-take about 15 times longer); the others score 0 and are left to the content signals. Chosen over ALS/BPR (``implicit``): no new
-dependency, no iterations or seeds, and on small communities it is the stronger of the two
-families in published comparisons; docs/evaluation.md has the measured figures.
+take about 15 times longer); the others score 0 and are left to the content signals. Chosen
+over ALS/BPR (``implicit``): no new dependency, no iterations or seeds, and on small
+communities it is the stronger of the two families in published comparisons;
+docs/evaluation.md has the measured figures.
 """
 
 from __future__ import annotations
