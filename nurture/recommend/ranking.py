@@ -313,16 +313,12 @@ def normalise_popularity(counts: np.ndarray) -> np.ndarray:
     return np.divide(logs, top, out=np.ones_like(logs), where=top > 0)
 
 
-def _present(vectors: np.ndarray) -> np.ndarray:
-    """Rows that hold a vector (an all-zero or non-finite row means "no vector")."""
-    finite = np.isfinite(vectors).all(axis=1)
-    return finite & (np.abs(np.nan_to_num(vectors)).sum(axis=1) > 0)
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def _unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row at unit length (``nan`` read as 0), and which rows hold a vector at all."""
     matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float32))
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    present = (norms > 0) & np.isfinite(norms)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=present), present[:, 0]
 
 
 def select_diverse(
@@ -598,11 +594,12 @@ def rank_content(
     items = np.ascontiguousarray(item_vectors, dtype=np.float32)
 
     # The interest vectors, each a unit vector or zero; and which members have each signal.
-    interests = {
-        "member": _unit_rows(member_interest),
-        "history": np.zeros((m, d), dtype=np.float32),
-        "segment": _unit_rows(segment_interest),
-    }
+    interests: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    interests["member"], present["member"] = _unit_rows(member_interest)
+    interests["segment"], present["segment"] = _unit_rows(segment_interest)
+    interests["history"] = np.zeros((m, d), dtype=np.float32)
+    present["history"] = np.zeros(m, dtype=bool)
     co_rows: sp.csr_matrix | None = None
     if history is not None:
         consumed = np.asarray(history @ items, dtype=np.float32)
@@ -610,10 +607,9 @@ def rank_content(
             # Sum of each member's weights times the catalogue's mean: what every item shares.
             totals = np.asarray(history.sum(axis=1), dtype=np.float32).reshape(m, 1)
             consumed = consumed - totals * items.mean(axis=0, keepdims=True)
-        interests["history"] = _unit_rows(consumed)
+        interests["history"], present["history"] = _unit_rows(consumed)
         if co_engagement is not None:
             co_rows = _co_engagement_rows(history, co_engagement)
-    present = {name: _present(vectors) for name, vectors in interests.items()}
     present["co_engagement"] = (
         np.zeros(m, dtype=bool) if co_rows is None else np.diff(co_rows.indptr) > 0
     )
