@@ -176,18 +176,15 @@ def _copy_rows(
         with driver.cursor() as cursor:
             cursor.execute(statement)
             statement = statements[1]
+            if json_columns:  # JSON as text, converted a column at a time
+                values: list[Any] = list(zip(*rows, strict=True))
+                for index in json_columns:
+                    values[index] = [_orjson_dumps(value).decode() for value in values[index]]
+                rows = list(zip(*values, strict=True))
             with cursor.copy(statement) as copy:
-                if json_columns:
-                    for row in rows:
-                        copy.write_row(
-                            [
-                                _json_text(value) if index in json_columns else value
-                                for index, value in enumerate(row)
-                            ]
-                        )
-                else:
-                    for row in rows:
-                        copy.write_row(row)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
             statement = statements[2]
             cursor.execute(statement)
             written = cursor.rowcount
