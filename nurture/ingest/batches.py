@@ -4,7 +4,9 @@ Records are read one at a time; valid ones are gathered into batches that are ap
 queries and committed together, so memory stays bounded by the batch size and a failure keeps
 every batch committed before it. When the database refuses a batch (a unique or data constraint),
 the batch is rolled back and applied again record by record, so only the guilty records are
-refused. Other database errors (a lost connection) are raised.
+refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
+collector is paused while records stream: they hold no cycles, and walking them cost a quarter
+of an import's time.
 """
 
 from __future__ import annotations

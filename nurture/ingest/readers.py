@@ -20,7 +20,9 @@ records, so one stray quote costs one record rather than every record up to the 
 
 **JSON Lines.** One object per line, read by :func:`nurture.ingest.fields.load_json`: an object
 naming a key twice, a number JSON cannot hold (``NaN``, ``1e999``), an integer beyond 64 bits or
-nesting too deep refuse the record, not the file.
+nesting too deep refuse the record, not the file. Lines are read a chunk at a time by
+:func:`nurture.ingest.fields.load_json_texts` (orjson), which gives the same records; a chunk it
+is in doubt about is read line by line.
 """
 
 from __future__ import annotations
