@@ -40,6 +40,7 @@ from nurture.ingest.bulk import write_rows
 from nurture.ingest.fields import (
     choice_column,
     combine_columns,
+    field_values,
     json_object_column,
     past_datetime_column,
     text_column,
@@ -172,21 +173,19 @@ def parse_activities(
     return combine_columns(
         (
             text_column(
-                [record.get("member") for record in records],
+                field_values(records, "member"),
                 "member",
                 required=True,
                 max_length=320,
             ),
-            choice_column(
-                [record.get("type") for record in records], "type", ACTIVITY_TYPES, required=True
-            ),
+            choice_column(field_values(records, "type"), "type", ACTIVITY_TYPES, required=True),
             past_datetime_column(
-                [record.get("occurred_at") for record in records], "occurred_at", now, required=True
+                field_values(records, "occurred_at"), "occurred_at", now, required=True
             ),
-            text_column([record.get("content_key") for record in records], "content_key"),
-            json_object_column([record.get("properties") for record in records], "properties"),
+            text_column(field_values(records, "content_key"), "content_key"),
+            json_object_column(field_values(records, "properties"), "properties"),
             text_column(
-                [record.get("idempotency_key") for record in records],
+                field_values(records, "idempotency_key"),
                 "idempotency_key",
                 max_length=128,
             ),

@@ -35,6 +35,7 @@ from nurture.ingest.bulk import write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
+    field_values,
     past_datetime_column,
     text_column,
 )
@@ -183,14 +184,12 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
-    members = text_column(
-        [r.get("member") for r in records], "member", required=True, max_length=320
-    )
+    members = text_column(field_values(records, "member"), "member", required=True, max_length=320)
     questions = text_column(
-        [r.get("question") for r in records], "question", required=True, max_length=100
+        field_values(records, "question"), "question", required=True, max_length=100
     )
     times = past_datetime_column(
-        [r.get("answered_at") for r in records], "answered_at", now or utcnow()
+        field_values(records, "answered_at"), "answered_at", now or utcnow()
     )
     known: dict[str, ImportRecordError | None] = {}
     checked: dict[Any, _Checked] = {}

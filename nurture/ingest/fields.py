@@ -18,6 +18,7 @@ import datetime as dt
 import itertools
 import json
 import math
+import operator
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
@@ -39,6 +40,7 @@ __all__ = [
     "clean_text",
     "combine_columns",
     "duplicate_key_reason",
+    "field_values",
     "json_object_column",
     "load_json",
     "load_json_texts",
@@ -471,6 +473,11 @@ class Column(NamedTuple):
     refused: bool
 
 
+def field_values(records: Sequence[Mapping[str, Any]], field: str) -> list[Any]:
+    """The value of ``field`` in each record (``None`` where missing): a column to parse."""
+    return list(map(operator.methodcaller("get", field), records))
+
+
 def text_column(
     values: list[Any], field: str, *, required: bool = False, max_length: int = 200
 ) -> Column:
@@ -501,8 +508,12 @@ def past_datetime_column(
     if not present:
         return Column(values, False)
     try:
-        if all(map(_ISO_DATETIME.fullmatch, present)):
-            moments = [moment.astimezone(dt.UTC) for moment in map(_FROM_ISO, present)]
+        distinct = set(present)  # times repeat (a member's answers): each is parsed once
+        texts = list(distinct) if len(distinct) * 2 < len(present) else present
+        if all(map(_ISO_DATETIME.fullmatch, texts)):
+            moments = [moment.astimezone(dt.UTC) for moment in map(_FROM_ISO, texts)]
+            if texts is not present:
+                moments = list(map(dict(zip(texts, moments, strict=True)).__getitem__, present))
             if min(moments) >= _EARLIEST and max(moments) <= now + FUTURE_TOLERANCE:
                 if len(moments) == len(values):
                     return Column(moments, False)
