@@ -565,8 +565,12 @@ def _read_jsonl(handle: TextIO, known_columns: frozenset[str] | None) -> Iterato
                 zip(numbers, raws, records, itertools.repeat(None)),
             )
             continue
-        for number, raw in zip(numbers, raws, strict=True):
-            yield _jsonl_record(number, raw, known_columns)
+        for number, raw in zip(numbers, raws, strict=True):  # one line in doubt: each alone
+            alone = _plain_json_records([raw], allowed)
+            if alone is not None:
+                yield _new_record(SourceRecord, (number, raw, alone[0], None))
+            else:
+                yield _jsonl_record(number, raw, known_columns)
 
 
 def _jsonl_record(number: int, raw: str, known_columns: frozenset[str] | None) -> SourceRecord:
