@@ -92,6 +92,7 @@ class Settings(BaseSettings):
             "segment",
             "popularity",
             "cold_start_popularity",
+            "community_popularity",
             "freshness",
             "format",
         ],
@@ -102,7 +103,8 @@ class Settings(BaseSettings):
             'Weight of each ranking signal, as JSON (e.g. {"co_engagement": 0.4}); signals not '
             "named keep their default: member (answers) 0.3, history 0.25, co_engagement 0.25, "
             "collaborative 0.3, segment 0.1, popularity 0.2, cold_start_popularity (members "
-            "without history) 1.0, freshness 0.1, format 0.05."
+            "without history) 1.0, community_popularity 0, freshness 0.1, format 0.05. Applies "
+            "to members with and without history, over the workspace's ranking.yaml."
         ),
     )
     # None keeps the ranker's own default (nurture.recommend.RankingWeights): one source of truth.
@@ -331,6 +333,11 @@ class Settings(BaseSettings):
     def sending_rules_path(self) -> Path:
         """The rules all journeys share: message budget, quiet hours (``sending.yaml``)."""
         return self.workspace / "sending.yaml"
+
+    @property
+    def ranking_path(self) -> Path:
+        """The ranking weights by member group (optional; ``nurture evaluate --tune`` writes it)."""
+        return self.workspace / "ranking.yaml"
 
     @property
     def segments_path(self) -> Path:

@@ -360,6 +360,7 @@ def _match_params(runtime: Runtime) -> dict[str, Any]:
         "dim": runtime.embedder.dim,
         "k": settings.recommendations_per_member,
         "weights": runtime.ranking_weights.model_dump(),
+        "newcomer_weights": runtime.newcomer_ranking_weights.model_dump(),
         "kinds": sorted(kinds) if kinds is not None else None,
     }
     return dict(json.loads(json.dumps(params)))  # as stored: tuples become lists
@@ -483,6 +484,7 @@ def start_matching(runtime: Runtime, now: dt.datetime) -> dict[str, int]:
             settings.recommendations_per_member,
             kinds=settings.recommendation_kinds,
             watermark=watermark,
+            newcomer_weights=runtime.newcomer_ranking_weights,
         )
     return {"run_id": run_id}
 
@@ -503,6 +505,7 @@ def match_chunk(
             run_id=run_id,
             kinds=settings.recommendation_kinds,
             choice_questions=_choice_questions(runtime),
+            newcomer_weights=runtime.newcomer_ranking_weights,
         )
 
 
@@ -520,6 +523,7 @@ def refresh_member(runtime: Runtime, member_id: int, now: dt.datetime) -> MatchS
             runtime.ranking_weights,
             kinds=settings.recommendation_kinds,
             choice_questions=_choice_questions(runtime),
+            newcomer_weights=runtime.newcomer_ranking_weights,
         )
 
 

@@ -6,6 +6,7 @@ the training data only (:mod:`nurture.evaluation.ranker`); the baselines rank th
 candidates; the metrics are pure functions (:mod:`nurture.evaluation.metrics`).
 """
 
+from nurture.evaluation.ablation import ABLATED_SIGNALS, ablation_variants, score_lists
 from nurture.evaluation.baselines import (
     engagement_matrix,
     item_knn_similarity,
@@ -24,6 +25,7 @@ from nurture.evaluation.data import (
     Mode,
     temporal_cutoff,
 )
+from nurture.evaluation.engine_signals import SandboxSignals
 from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
 from nurture.evaluation.metrics import (
     catalogue_coverage,
@@ -44,6 +46,16 @@ from nurture.evaluation.report import (
     score_recommenders,
 )
 from nurture.evaluation.runs import DEFAULT_TEST_SHARE, evaluate_folder, evaluate_workspace
+from nurture.evaluation.tuning import (
+    SEARCH_SPACES,
+    GroupTuning,
+    SearchResult,
+    TuningResult,
+    carve_validation,
+    propose_weights,
+    search_weights,
+    tune_folder,
+)
 from nurture.evaluation.workspace import (
     WorkspaceInteraction,
     load_interactions,
@@ -52,19 +64,27 @@ from nurture.evaluation.workspace import (
 )
 
 __all__ = [
+    "ABLATED_SIGNALS",
     "BASELINES",
     "DEFAULT_TEST_SHARE",
     "ENGINE",
     "METRICS",
     "RECOMMENDERS",
+    "SEARCH_SPACES",
     "EngineRanking",
     "EvaluationData",
     "EvaluationDataError",
     "EvaluationReport",
     "FolderDataset",
+    "GroupTuning",
     "Interactions",
     "Mode",
+    "SandboxSignals",
+    "SearchResult",
+    "TuningResult",
     "WorkspaceInteraction",
+    "ablation_variants",
+    "carve_validation",
     "catalogue_coverage",
     "engagement_matrix",
     "evaluate_folder",
@@ -78,6 +98,7 @@ __all__ = [
     "ndcg_at_k",
     "nurture_sandbox",
     "precision_at_k",
+    "propose_weights",
     "rank_with_nurture",
     "recall_at_k",
     "recommend_group_popular",
@@ -86,10 +107,13 @@ __all__ = [
     "recommend_popular",
     "recommend_random",
     "recommended_gains",
+    "score_lists",
     "score_recommenders",
+    "search_weights",
     "split_in_time",
     "stage_folder",
     "stage_workspace",
     "temporal_cutoff",
     "top_k",
+    "tune_folder",
 ]

@@ -81,6 +81,8 @@ class EvaluationReport:
             (coverage over the catalogue); ``None`` when no member could be evaluated.
         created_at: When the evaluation ran.
         engine: What the engine ran with (embedding model, number of segments...).
+        ablation: ``{variant: {"<metric>@<k>": value}}``: the engine with each signal alone
+            and each removed (:mod:`nurture.evaluation.ablation`); empty unless asked for.
     """
 
     dataset: dict[str, Any]
@@ -92,6 +94,7 @@ class EvaluationReport:
     metrics: dict[str, dict[str, float | None]]
     created_at: dt.datetime
     engine: dict[str, Any] = field(default_factory=dict)
+    ablation: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def metric_names(self) -> list[str]:
         """The metrics' names as reported (``precision@10``...), in row order."""
@@ -106,7 +109,7 @@ class EvaluationReport:
             }
             for name, values in self.metrics.items()
         }
-        return {
+        out: dict[str, Any] = {
             "dataset": self.dataset,
             "split": self.split,
             "mode": self.mode,
@@ -117,6 +120,15 @@ class EvaluationReport:
             "engine": self.engine,
             "created_at": self.created_at.isoformat(),
         }
+        if self.ablation:
+            out["ablation"] = {
+                name: {
+                    metric: None if value is None else round(value, 6)
+                    for metric, value in values.items()
+                }
+                for name, values in self.ablation.items()
+            }
+        return out
 
 
 def lists_from_keys(

@@ -98,6 +98,16 @@ class RankingWeights(BaseModel):
             "prior for newcomers; replaces popularity for them."
         ),
     )
+    community_popularity: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the whole community's popularity in the popularity signal; the rest is "
+            "the popularity within the member's answer groups, else their segment's (0: the "
+            "group's or segment's alone, 1: the community's alone)."
+        ),
+    )
     freshness: float = Field(default=0.1, ge=0, description="Weight of the item's freshness.")
     format: float = Field(
         default=0.05,
