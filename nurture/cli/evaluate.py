@@ -23,6 +23,7 @@ from nurture.cli.context import runtime_of
 if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
     from nurture.evaluation import EvaluationReport, Mode, TuningResult
     from nurture.recommend import RankingWeights
+    from nurture.runtime import Runtime
     from nurture.settings import Settings
 
 __all__ = [
@@ -151,18 +152,32 @@ def _weights_from(settings: Settings, path: Path | None) -> tuple[RankingWeights
 
 
 def _tune(
-    settings: Settings, dataset: Path, *, k: int, trials: int, path: Path, weights: Path | None
+    runtime: Runtime,
+    dataset: Path | None,
+    *,
+    k: int,
+    trials: int,
+    path: Path,
+    weights: Path | None,
+    cutoff: dt.datetime | None,
 ) -> None:
-    from nurture.evaluation import tune_folder
+    from nurture.evaluation import tune_folder, tune_workspace
     from nurture.recommend import write_ranking_file
     from nurture.recommend.ranking_file import weight_changes
 
-    result = tune_folder(
-        settings, dataset, k=k, trials=trials, start=_weights_from(settings, weights)
-    )
+    settings = runtime.settings
+    start = _weights_from(settings, weights)
+    if dataset is None:
+        result = tune_workspace(runtime, k=k, trials=trials, start=start, cutoff=cutoff)
+        source = "the workspace's activity before the cut-off"
+        unread = "activity at or after the cut-off not read"
+    else:
+        result = tune_folder(settings, dataset, k=k, trials=trials, start=start)
+        source = str(dataset)
+        unread = "test.csv not read"
     console.print(tuning_table(result))
     counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in result.counts.items())
-    console.print(escape(f"test.csv not read; {counts}; seed {result.seed}"), highlight=False)
+    console.print(escape(f"{unread}; {counts}; seed {result.seed}"), highlight=False)
     with_history, without_history = result.weights()
     for label, tuned in (("with history", with_history), ("without history", without_history)):
         changes = ", ".join(f"{key} {value}" for key, value in weight_changes(tuned).items())
@@ -172,7 +187,7 @@ def _tune(
         with_history,
         without_history,
         comment=(
-            f"Written by `nurture evaluate --tune` on {dataset} (k={k}, {trials} trials per "
+            f"Written by `nurture evaluate --tune` on {source} (k={k}, {trials} trials per "
             f"group, seed {result.seed}),\non a validation split of its training data. "
             "See docs/evaluation.md."
         ),
@@ -253,8 +268,9 @@ def evaluate(
         typer.Option(
             "--tune",
             help="Search the ranking weights of members with and without history on a "
-            "validation split of the dataset's training data (test.csv is never read), "
-            "and write them as a ranking weights file. Needs --dataset.",
+            "validation split of the training data (a dataset's test.csv, or the workspace's "
+            "activity from the cut-off on, is never read), and write them as a ranking "
+            "weights file.",
         ),
     ] = False,
     trials: Annotated[
@@ -281,30 +297,26 @@ def evaluate(
     runtime = runtime_of(ctx)
     settings = runtime.settings
     mode: Mode = "cold-start" if cold_start else "warm"
+    if dataset is not None and cutoff is not None:
+        raise typer.BadParameter(
+            "--cutoff splits the workspace's own data; a dataset folder gives its own split "
+            "(train.csv and test.csv)",
+            param_hint="--cutoff",
+        )
     if tune:
-        if dataset is None:
-            raise typer.BadParameter(
-                "--tune learns on a dataset folder's training data: give --dataset DIR",
-                param_hint="--tune",
-            )
         with runtime.progress.task("evaluate --tune"):
             _tune(
-                settings,
+                runtime,
                 dataset,
                 k=k,
                 trials=trials,
                 path=output_weights or settings.ranking_path,
                 weights=weights,
+                cutoff=cutoff,
             )
         return
     ranking = _weights_from(settings, weights)
     if dataset is not None:
-        if cutoff is not None:
-            raise typer.BadParameter(
-                "--cutoff splits the workspace's own data; a dataset folder gives its own split "
-                "(train.csv and test.csv)",
-                param_hint="--cutoff",
-            )
         with runtime.progress.task("evaluate"):
             report = evaluate_folder(
                 settings, dataset, mode=mode, k=k, weights=ranking, ablation=ablation

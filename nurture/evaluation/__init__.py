@@ -55,6 +55,7 @@ from nurture.evaluation.tuning import (
     propose_weights,
     search_weights,
     tune_folder,
+    tune_workspace,
 )
 from nurture.evaluation.workspace import (
     WorkspaceInteraction,
@@ -116,4 +117,5 @@ __all__ = [
     "temporal_cutoff",
     "top_k",
     "tune_folder",
+    "tune_workspace",
 ]

@@ -21,6 +21,7 @@ ranking weights file (:func:`nurture.recommend.write_ranking_file`) that the wor
 from __future__ import annotations
 
 import dataclasses
+import datetime as dt
 import functools
 import math
 from collections.abc import Callable, Mapping
@@ -30,13 +31,16 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nurture.errors import Problem
 from nurture.evaluation.ablation import score_lists
-from nurture.evaluation.data import EvaluationData
+from nurture.evaluation.data import EvaluationData, EvaluationDataError, temporal_cutoff
 from nurture.evaluation.engine_signals import SandboxSignals
 from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
+from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.recommend import RankingWeights
 from nurture.recommend.ranking_file import ranking_weight_sets
+from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.workspace import load_workspace_config
 
@@ -49,6 +53,7 @@ __all__ = [
     "propose_weights",
     "search_weights",
     "tune_folder",
+    "tune_workspace",
 ]
 
 Group = Literal["with_history", "without_history"]
@@ -228,49 +233,24 @@ def carve_validation(
     """
     if len(dataset.test):
         raise ValueError("carve_validation takes the training data only: read it with_test=False")
-    for name, value in (("share", share), ("newcomer_share", newcomer_share)):
-        if not 0 < value < 1:
-            raise ValueError(f"{name} must be in (0, 1), found {value}")
+    _check_shares(share, newcomer_share)
     train = dataset.train
     n_members = len(dataset.member_ids)
     counts = np.bincount(train.member, minlength=n_members)
-    trained = np.flatnonzero(counts > 0)
 
     def described(row: int) -> bool:
         cells = dataset.member_cells[row]
         return any(value.strip() for key, value in cells.items() if key not in ("id", "language"))
 
-    pool = trained
+    pool = np.flatnonzero(counts > 0)
     if any(described(row) for row in np.flatnonzero(counts == 0).tolist()):
-        with_text = np.array([row for row in trained.tolist() if described(row)], dtype=np.int64)
+        with_text = np.array([row for row in pool.tolist() if described(row)], dtype=np.int64)
         if with_text.size >= 2:
             pool = with_text
-    rng = np.random.default_rng(seed)
-    n_new = min(len(pool) - 1, max(1, round(newcomer_share * len(pool)))) if len(pool) > 1 else 0
-    newcomers = np.zeros(n_members, dtype=bool)
-    newcomers[rng.permutation(pool)[:n_new]] = True
-
-    held = newcomers[train.member].copy()
     times = np.array([moment.timestamp() for moment in dataset.train_times], dtype=np.float64)
-    order = np.lexsort((np.arange(len(train)), times, train.member))
-    start = 0
-    while start < len(order):
-        member = train.member[order[start]]
-        end = start + int(counts[member])
-        n = end - start
-        if not newcomers[member] and n >= 2:
-            held[order[end - math.ceil(share * n) : end]] = True
-        start = end
-    kept_pairs = set(zip(train.member[~held].tolist(), train.item[~held].tolist(), strict=True))
-    repeated = np.array(
-        [
-            bool(h) and (m, i) in kept_pairs
-            for h, m, i in zip(held, train.member.tolist(), train.item.tolist(), strict=True)
-        ],
-        dtype=bool,
+    keep, validation = _carve(
+        train.member, train.item, times, pool, share, newcomer_share, np.random.default_rng(seed)
     )
-    validation = held & ~repeated
-    keep = ~held
     return dataclasses.replace(
         dataset,
         train=train.select(keep),
@@ -279,6 +259,53 @@ def carve_validation(
             moment for moment, kept in zip(dataset.train_times, keep, strict=True) if kept
         ],
     )
+
+
+def _check_shares(share: float, newcomer_share: float) -> None:
+    for name, value in (("share", share), ("newcomer_share", newcomer_share)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), found {value}")
+
+
+def _carve(
+    members: np.ndarray,
+    items: np.ndarray,
+    times: np.ndarray,
+    pool: np.ndarray,
+    share: float,
+    newcomer_share: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, validation)`` masks over the interactions (see :func:`carve_validation`).
+
+    Args:
+        members: ``(N,)`` member (any integer id) of each interaction.
+        items: ``(N,)`` item of each interaction.
+        times: ``(N,)`` when each happened, as numbers.
+        pool: The members newcomers are drawn from.
+        share: Share of each member's interactions held out.
+        newcomer_share: Share of ``pool`` made newcomers.
+        rng: The seeded generator.
+    """
+    members = np.asarray(members, dtype=np.int64)
+    n_new = min(len(pool) - 1, max(1, round(newcomer_share * len(pool)))) if len(pool) > 1 else 0
+    newcomers = set(rng.permutation(np.asarray(pool, dtype=np.int64))[:n_new].tolist())
+    held = np.array([member in newcomers for member in members.tolist()], dtype=bool)
+    order = np.lexsort((np.arange(len(members)), times, members))
+    bounds = np.flatnonzero(np.diff(members[order])) + 1
+    for group in np.split(order, bounds) if len(order) else []:
+        n = len(group)
+        if int(members[group[0]]) not in newcomers and n >= 2:
+            held[group[n - math.ceil(share * n) :]] = True
+    kept_pairs = set(zip(members[~held].tolist(), np.asarray(items)[~held].tolist(), strict=True))
+    repeated = np.array(
+        [
+            bool(h) and (m, i) in kept_pairs
+            for h, m, i in zip(held, members.tolist(), np.asarray(items).tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+    return ~held, held & ~repeated
 
 
 @dataclass(frozen=True)
@@ -412,45 +439,160 @@ def tune_folder(
     )
     validation = carve_validation(dataset, seed=seed)
     data = validation.evaluation_data()
-    groups: dict[str, GroupTuning] = {}
     with nurture_sandbox(settings, k) as sandbox:
         member_ids = stage_folder(validation, sandbox)
         rank_with_nurture(sandbox, validation.now)
         signals = SandboxSignals(sandbox, validation.now)
-        for group, mode, begin in (
-            ("with_history", "warm", starts[0]),
-            ("without_history", "cold-start", starts[1]),
-        ):
-            rows = data.members_to_evaluate(mode)  # type: ignore[arg-type]
-            keys = [data.member_keys[row] for row in rows]
-            ids = [member_ids[key] for key in keys]
-
-            metrics = functools.partial(_group_metrics, signals, data, rows, ids, k)
-            found = search_weights(
-                functools.partial(_group_objective, metrics, k),
-                begin,
-                SEARCH_SPACES[group],
-                trials=trials if len(rows) else 1,
-                seed=seed,
-            )
-            groups[group] = GroupTuning(
-                group=group,  # type: ignore[arg-type]
-                members=len(rows),
-                start=begin,
-                start_metrics=metrics(begin),
-                best=found.best,
-                best_metrics=metrics(found.best),
-                trials=found.trials,
-            )
+        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
     return TuningResult(
         dataset=folder,
         k=k,
         seed=seed,
         groups=groups,
-        counts={
-            "training_interactions": len(validation.train),
-            "validation_interactions": len(validation.test),
-            "validation_members_with_history": groups["with_history"].members,
-            "validation_newcomers": groups["without_history"].members,
-        },
+        counts=_counts(data, groups),
+    )
+
+
+def _counts(data: EvaluationData, groups: Mapping[str, GroupTuning]) -> dict[str, int]:
+    return {
+        "training_interactions": len(data.train),
+        "validation_interactions": len(data.test),
+        "validation_members_with_history": groups["with_history"].members,
+        "validation_newcomers": groups["without_history"].members,
+    }
+
+
+def _search_groups(
+    signals: SandboxSignals,
+    data: EvaluationData,
+    member_ids: Mapping[str, int],
+    starts: tuple[RankingWeights, RankingWeights],
+    *,
+    k: int,
+    trials: int,
+    seed: int,
+) -> dict[str, GroupTuning]:
+    """Search each group's weights on its validation members (sandbox ids ``member_ids``)."""
+    groups: dict[str, GroupTuning] = {}
+    for group, mode, begin in (
+        ("with_history", "warm", starts[0]),
+        ("without_history", "cold-start", starts[1]),
+    ):
+        rows = data.members_to_evaluate(mode)  # type: ignore[arg-type]
+        ids = [member_ids[data.member_keys[row]] for row in rows]
+        metrics = functools.partial(_group_metrics, signals, data, rows, ids, k)
+        found = search_weights(
+            functools.partial(_group_objective, metrics, k),
+            begin,
+            SEARCH_SPACES[group],
+            trials=trials if len(rows) else 1,
+            seed=seed,
+        )
+        groups[group] = GroupTuning(
+            group=group,  # type: ignore[arg-type]
+            members=len(rows),
+            start=begin,
+            start_metrics=metrics(begin),
+            best=found.best,
+            best_metrics=metrics(found.best),
+            trials=found.trials,
+        )
+    return groups
+
+
+def tune_workspace(
+    runtime: Runtime,
+    *,
+    k: int = 10,
+    trials: int = 40,
+    seed: int | None = None,
+    start: tuple[RankingWeights, RankingWeights] | None = None,
+    cutoff: dt.datetime | None = None,
+    test_share: float = 0.2,
+) -> TuningResult:
+    """Search ranking weights for both groups on the workspace's activity before ``cutoff``.
+
+    The activity at or after the cut-off (what ``nurture evaluate`` tests on, with the same
+    cut-off) is never read: the validation split is carved from the events before it, as
+    :func:`carve_validation` does (newcomers drawn among every member with events), and the
+    sandbox ranks at the cut-off.
+
+    Args:
+        runtime: The runtime of the workspace and its database.
+        k: Cut-off of the lists scored.
+        trials: Weight sets tried per group, the start included.
+        seed: Seed of the validation split and the search; the settings' when none.
+        start: The weights to start from; those in force when none.
+        cutoff: The time before which activity trains; none leaves the last ``test_share``
+            of the interactions out, as ``nurture evaluate`` does.
+        test_share: Share left out when ``cutoff`` is none.
+
+    Returns:
+        The result of both searches.
+
+    Raises:
+        EvaluationDataError: There is no activity before the cut-off to learn from.
+        ValueError: ``k`` or ``trials`` is below 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    settings = runtime.settings
+    seed = settings.random_seed if seed is None else seed
+    starts = start if start is not None else runtime.ranking_weight_sets
+    if cutoff is not None and cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    with nurture_sandbox(settings, k, workspace=settings.workspace, weights=starts) as sandbox:
+        with runtime.session() as source, sandbox.session() as target:
+            events = load_interactions(source)
+            if cutoff is None and events:
+                cutoff = temporal_cutoff([event.occurred_at for event in events], test_share)
+            train = [event for event in events if cutoff is not None and event.occurred_at < cutoff]
+            if not train or cutoff is None:
+                raise EvaluationDataError(
+                    [Problem("activity", "no interaction with content before the cut-off")]
+                )
+            item_of: dict[str, int] = {}
+            keep, validation = _carve(
+                np.array([event.member_id for event in train], dtype=np.int64),
+                np.array(
+                    [item_of.setdefault(event.content_key, len(item_of)) for event in train],
+                    dtype=np.int64,
+                ),
+                np.array([event.occurred_at.timestamp() for event in train], dtype=np.float64),
+                np.unique([event.member_id for event in train]),
+                0.2,
+                0.2,
+                np.random.default_rng(seed),
+            )
+            left_out = {
+                int(event.event_id or 0)
+                for event, kept in zip(train, keep, strict=True)
+                if not kept
+            }
+            tested = {
+                int(event.event_id or 0)
+                for event, valid in zip(train, validation, strict=True)
+                if valid
+            }
+            stage_workspace(source, target, cutoff, settings.embedding_model, leave_out=left_out)
+        rank_with_nurture(sandbox, cutoff)
+        choices = [
+            question.key
+            for question in runtime.workspace.questionnaire.questions
+            if question.kind == "single_choice"
+        ]
+        scored = [
+            event for event in train if event.event_id not in left_out or event.event_id in tested
+        ]
+        with sandbox.session() as target:
+            data = split_in_time(target, scored, cutoff, choice_questions=choices, held_out=tested)
+        signals = SandboxSignals(sandbox, cutoff)
+        member_ids = {key: int(key) for key in data.member_keys}
+        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
+    return TuningResult(
+        dataset=settings.workspace,
+        k=k,
+        seed=seed,
+        groups=groups,
+        counts=_counts(data, groups),
     )

@@ -512,26 +512,28 @@ def _reasons(
 
 def _member_popularity(
     session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
     Returns:
-        ``(popularity, rows)``: the segment table and each member's row in it, or, when some
-        member answered a choice question, one ``(m, n)`` row per member (rows none); group
-        shares are scaled to the community's total engagement, like the segment counts.
+        ``(popularity, rows, by_group)``: the segment table and each member's row in it, or,
+        when some member answered a choice question, one ``(m, n)`` row per member (rows none;
+        group shares are scaled to the community's total engagement, like the segment counts);
+        and ``(m,)`` whether each member is ranked by their answer groups.
     """
     rows = np.array(popularity_rows, dtype=np.int64)
+    none = np.zeros(len(rows), dtype=bool)
     if state.groups is None or not state.choice_questions:
-        return state.popularity, rows
+        return state.popularity, rows, none
     given = choice_answers(session, state.choice_questions, chunk.member_ids)
     codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
-    answered = (codes >= 0).any(axis=1)
+    answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
-        return state.popularity, rows
+        return state.popularity, rows, none
     per_member = state.popularity[rows].copy()
     total = float(state.popularity[-1].sum())
     per_member[answered] = state.groups.transform(codes[answered]) * np.float32(total)
-    return per_member, None
+    return per_member, None, answered
 
 
 def _with_community(table: np.ndarray, community: np.ndarray, share: float) -> np.ndarray:
@@ -564,7 +566,9 @@ class RankingSignals:
         has_history: ``(m,)`` whether the member consumed anything.
         arguments: The arguments of ``rank_content`` but the weights and ``k``, by name.
         community: ``(n,)`` the whole community's popularity (recency-weighted counts), mixed
-            into ``arguments["popularity"]`` at :attr:`RankingWeights.community_popularity`.
+            into the segment popularity at :attr:`RankingWeights.community_popularity`.
+        by_group: ``(m,)`` whether the member is ranked by their answer groups' popularity
+            (already shrunk towards the community's: the mix leaves it as it is).
     """
 
     member_ids: list[int]
@@ -572,6 +576,7 @@ class RankingSignals:
     has_history: np.ndarray
     arguments: dict[str, Any]
     community: np.ndarray
+    by_group: np.ndarray
 
     def rank(
         self, weights: RankingWeights, k: int, rows: np.ndarray | None = None
@@ -589,9 +594,12 @@ class RankingSignals:
         arguments = self.arguments if rows is None else _rows_of(self.arguments, rows)
         if weights.community_popularity > 0:
             arguments = dict(arguments)
-            arguments["popularity"] = _with_community(
-                arguments["popularity"], self.community, weights.community_popularity
-            )
+            table = arguments["popularity"]
+            mixed = _with_community(table, self.community, weights.community_popularity)
+            if arguments["popularity_rows"] is None:  # one row per member: not the groups'
+                by_group = self.by_group if rows is None else self.by_group[rows]
+                mixed[by_group] = table[by_group]
+            arguments["popularity"] = mixed
         return rank_content(weights=weights, k=k, **arguments)
 
 
@@ -633,7 +641,9 @@ def _signals(
         item_ok &= allowed[None, :]
     popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
     learned = None if state.collaborative is None else state.collaborative.transform(chunk.history)
-    popularity, rows_of_popularity = _member_popularity(session, chunk, state, popularity_rows)
+    popularity, rows_of_popularity, by_group = _member_popularity(
+        session, chunk, state, popularity_rows
+    )
     return RankingSignals(
         member_ids=list(chunk.member_ids),
         item_keys=[item.key for item in state.items],
@@ -653,6 +663,7 @@ def _signals(
             "collaborative": learned,
         },
         community=state.popularity[-1],
+        by_group=by_group,
     )
 
 

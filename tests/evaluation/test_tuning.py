@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 import shutil
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import delete
 from typer.testing import CliRunner
 
 from nurture.evaluation import (
@@ -17,12 +19,23 @@ from nurture.evaluation import (
     propose_weights,
     search_weights,
     tune_folder,
+    tune_workspace,
 )
+from nurture.evaluation.workspace import WorkspaceInteraction, load_interactions
+from nurture.orchestration import run_cycle
 from nurture.recommend import RankingWeights, load_ranking_file
+from nurture.runtime import Runtime
 from nurture.settings import Settings
+from nurture.storage import ActivityEvent
 from tests.evaluation.conftest import EXAMPLE, evaluate_app
+from tests.pipeline_helpers import NOW, seed_demo
 
 runner = CliRunner()
+
+
+def load_interactions_of(runtime: Runtime) -> list[WorkspaceInteraction]:
+    with runtime.session() as session:
+        return load_interactions(session)
 
 
 def _folder(tmp_path: Path, train: str, members: str | None = None) -> Path:
@@ -213,10 +226,38 @@ def test_the_cli_tunes_and_writes_the_file_the_workspace_reads(
     }
 
 
-def test_tune_needs_a_dataset(settings: Settings) -> None:
-    result = runner.invoke(evaluate_app(settings), ["evaluate", "--tune"])
-    assert result.exit_code == 2
-    assert "--dataset" in result.output
+def test_the_workspace_is_tuned_on_its_activity_before_the_cutoff(
+    settings: Settings, tmp_path: Path
+) -> None:
+    with Runtime(settings) as runtime:
+        seed_demo(runtime, 80)
+        run_cycle(runtime, NOW, lists=("nightly",))
+        interactions = load_interactions_of(runtime)
+        cutoff = max(event.occurred_at for event in interactions) - dt.timedelta(days=20)
+        start = (RankingWeights(), RankingWeights())
+        result = tune_workspace(runtime, trials=4, start=start, cutoff=cutoff)
+        # The activity from the cut-off on cannot change it: erased, the result is the same.
+        with runtime.session() as session:
+            session.execute(delete(ActivityEvent).where(ActivityEvent.occurred_at >= cutoff))
+            session.commit()
+        again = tune_workspace(runtime, trials=4, start=start, cutoff=cutoff)
+    assert result.to_dict() == again.to_dict()
+    assert result.counts["validation_interactions"] > 0
+    assert result.groups["with_history"].members > 0
+    assert result.groups["without_history"].members > 0
+    before = sum(1 for event in interactions if event.occurred_at < cutoff)
+    assert result.counts["training_interactions"] + result.counts["validation_interactions"] <= (
+        before
+    )
+
+    target = tmp_path / "ranking.yaml"
+    output = runner.invoke(
+        evaluate_app(settings),
+        ["evaluate", "--tune", "--trials", "2", "--output-weights", str(target)],
+    )
+    assert output.exit_code == 0, (output.output, output.exception)
+    assert "activity at or after the cut-off not read" in output.output
+    assert load_ranking_file(target).with_history is not None
 
 
 def test_the_ablation_scores_each_signal_alone_and_removed(
