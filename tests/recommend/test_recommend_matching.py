@@ -707,6 +707,18 @@ def test_a_newcomer_gets_what_members_with_the_same_answers_engage_with(session,
     assert _keys(session, newcomer)[0] == "churn-guide"
     assert _keys(session, unknown)[0] == "roi-webinar"  # no answer: the community's favourite
 
+    # The community's popularity mixes into segment popularity only: answer groups keep theirs.
+    recommend_for_members(
+        session,
+        embedder,
+        [newcomer.id, unknown.id],
+        NOW,
+        k=2,
+        choice_questions=["role"],
+        weights=RankingWeights(community_popularity=1.0),
+    )
+    assert _keys(session, newcomer)[0] == "churn-guide"
+
 
 def test_newcomers_are_ranked_with_their_own_weights(session, embedder, library):
     """``newcomer_weights`` rank members without history; the others keep ``weights``."""
