@@ -226,8 +226,8 @@ def write_ranking_file(
 ) -> Path:
     """Write the weights of both groups as a ranking weights file.
 
-    Every field that differs from :class:`RankingWeights`' defaults is written, so that the
-    file reads the same whatever the built-in defaults of the groups become.
+    Every field is written, so that the file reads the same whatever the built-in defaults of
+    the groups (:data:`DEFAULT_WEIGHTS`) become.
 
     Args:
         path: Where to write (the folder is created).
@@ -242,8 +242,8 @@ def write_ranking_file(
     path.parent.mkdir(parents=True, exist_ok=True)
     body = yaml.safe_dump(
         {
-            "with_history": weight_changes(with_history),
-            "without_history": weight_changes(without_history),
+            "with_history": with_history.model_dump(),
+            "without_history": without_history.model_dump(),
         },
         sort_keys=False,
         default_flow_style=False,
