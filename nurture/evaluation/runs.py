@@ -6,6 +6,7 @@ import datetime as dt
 from pathlib import Path
 from typing import Any
 
+from nurture.embedding import embedder_name
 from nurture.errors import Problem
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
 from nurture.evaluation.folder import load_dataset_folder, stage_folder
@@ -73,6 +74,7 @@ def _engine_description(settings: Settings, cycle: CycleReport) -> dict[str, Any
     return {
         "stages": "nurture.stages.NIGHTLY on the training data",
         "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
         "segments": segmentation.n_segments if segmentation is not None else 0,
         "recommendations": cycle.recommendations,
     }
@@ -124,7 +126,8 @@ def evaluate_workspace(
             if cutoff is None:
                 share = test_share
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
-            stage_workspace(source, target, cutoff, settings.embedding_model)
+            name = embedder_name(settings.embedding_model, settings.embedding_backend)
+            stage_workspace(source, target, cutoff, name)
         ranking = rank_with_nurture(sandbox, cutoff)
         choices = [
             question.key
