@@ -1,7 +1,8 @@
-"""Time the profile stage, the ranking, the journeys and delivery against their bare floors.
+"""Time the profile stage, the encoders, the ranking, the journeys and delivery against floors.
 
 Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``); ``--only
-profile`` (or ``ranking``, ``journeys``, ``delivery``) measures and reports one figure alone.
+profile`` (or ``encoders``, ``ranking``, ``journeys``, ``delivery``) measures and reports one
+figure alone.
 
 The profile figure: on a fresh temporary SQLite database holding the seeded demo community, it
 times :func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder
@@ -11,6 +12,10 @@ text cached, profiles replaced). The baseline is the floor the stage cannot go b
 cold run sent to the embedder (recorded by wrapping the embedder). Both models are loaded and
 warmed, and one untimed round runs, before any timing, so load and first-call costs count on
 neither side.
+
+The encoders figure (:mod:`benchmarks.encoders`): the ``onnx-int8`` and ``static`` embedding
+backends on the demo community's free-text answers, against a bare PyTorch ``encode`` of the
+same texts, with their agreement with PyTorch's vectors.
 
 The ranking figure (:mod:`benchmarks.ranking`): :func:`nurture.recommend.rank_content` on a
 synthetic community of 100 000 members and 5 000 items, in chunks, against the bare matrix
@@ -52,6 +57,11 @@ from benchmarks.delivery import (
     build_renderer,
     render_delivery_section,
     run_delivery_benchmark,
+)
+from benchmarks.encoders import (
+    EncoderBenchmarkResult,
+    render_encoders_section,
+    run_encoder_benchmark,
 )
 from benchmarks.journeys import (
     JourneysBenchmarkResult,
@@ -115,7 +125,7 @@ logger = logging.getLogger("benchmarks")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "content"
 
-FIGURES = ("profile", "ranking", "journeys", "delivery", "sendgrid")
+FIGURES = ("profile", "encoders", "ranking", "journeys", "delivery", "sendgrid")
 """The figures of the report, each measurable alone with ``--only``."""
 
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -764,6 +774,7 @@ def render_report(
     journeys: JourneysBenchmarkResult | None = None,
     delivery: DeliveryBenchmarkResult | None = None,
     sendgrid: SendGridBenchmarkResult | None = None,
+    encoders: EncoderBenchmarkResult | None = None,
 ) -> str:
     """The Markdown report of the figures measured at ``when``.
 
@@ -775,6 +786,7 @@ def render_report(
         journeys: What the journeys benchmark measured, if it ran.
         delivery: What the delivery benchmark measured, if it ran.
         sendgrid: What the SendGrid delivery benchmark measured, if it ran.
+        encoders: What the embedding backends' benchmark measured, if it ran.
 
     Returns:
         The text of ``BENCHMARKS.md``.
@@ -782,11 +794,12 @@ def render_report(
     Raises:
         ValueError: No figure is given.
     """
-    if all(figure is None for figure in (result, ranking, journeys, delivery, sendgrid)):
+    figures = (result, ranking, journeys, delivery, sendgrid, encoders)
+    if all(figure is None for figure in figures):
         raise ValueError("no figure to report")
     machine = machine or (result.machine if result is not None else {})
     reproduce = [".venv/bin/python -m benchmarks.run --output BENCHMARKS.md"]
-    demo = result or journeys or delivery
+    demo = result or journeys or delivery or encoders
     if demo is not None:
         reproduce.append(
             f"    --members {demo.members} --seed {demo.seed} --repeats {demo.repeats}"
@@ -804,6 +817,7 @@ def render_report(
         _SCALE_NOTE,
         "",
         *(_profile_section(result) if result is not None else []),
+        *(render_encoders_section(encoders) if encoders is not None else []),
         *(_ranking_section(ranking) if ranking is not None else []),
         *(_journeys_section(journeys) if journeys is not None else []),
         *(_delivery_section(delivery) if delivery is not None else []),
@@ -820,7 +834,8 @@ def render_report(
         "",
         "```sh",
         "make bench",
-        "# or, with other settings (--only profile, ranking, journeys, delivery or sendgrid: "
+        "# or, with other settings (--only profile, encoders, ranking, journeys, delivery or "
+        "sendgrid: "
         "that figure alone, its section replaced in an existing --output file):",
         " \\\n".join(reproduce),
         "```",
@@ -829,7 +844,9 @@ def render_report(
         "`NURTURE_RECOMMENDATIONS_PER_MEMBER` change the model, the batch size, the chunk size "
         "(of every figure) and the items ranked per member, as for the pipeline. `--members`, "
         "`--seed` and `--repeats` apply to the profile, journeys and delivery figures, which "
-        "each run on their own copy of the same demo community. The sendgrid figure takes "
+        "each run on their own copy of the same demo community; the encoders figure embeds "
+        "that community's free-text answers, its backends built once in `NURTURE_MODELS_DIR` "
+        "(default `nurture-data/models`). The sendgrid figure takes "
         "`--postgres-url` (default `NURTURE_BENCH_POSTGRES_URL`; SQLite without it), "
         "`--sendgrid-messages` and `--sendgrid-floor-messages`.",
         "",
@@ -893,7 +910,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=3,
-        help="Rounds of the profile, journeys and delivery figures; medians are reported "
+        help="Rounds of the profile, encoders, journeys and delivery figures; medians are reported "
         "(default 3).",
     )
     parser.add_argument(
@@ -968,6 +985,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = ranking = journeys = delivery = None
     if args.only in (None, "profile"):
         result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
+    encoders = None
+    if args.only in (None, "encoders"):
+        encoders = run_encoder_benchmark(settings, args.members, args.seed, args.repeats, NOW)
     if args.only in (None, "ranking"):
         ranking = run_ranking_benchmark(
             n_members=args.ranking_members,
@@ -1004,6 +1024,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         journeys=journeys,
         delivery=delivery,
         sendgrid=sendgrid,
+        encoders=encoders,
     )
     if args.output is None:
         sys.stdout.write(report)
