@@ -192,6 +192,7 @@ class BenchmarkResult:
         setup_seconds: Time spent creating the database and importing the community.
         load_seconds: Time spent loading and warming both models (warm-up round included).
         machine: What the figures depend on (see :func:`describe_machine`).
+        backend: The profile stage timings, cold, on the settings' other backend, if any.
     """
 
     members: int
@@ -211,6 +212,7 @@ class BenchmarkResult:
     setup_seconds: float
     load_seconds: float
     machine: dict[str, str] = field(default_factory=dict)
+    backend: Measurement | None = None
 
 
 def _check_import(kind: str, summary: ImportSummary) -> None:
@@ -416,6 +418,8 @@ class Round:
         texts: The unique texts the cold run sent to the embedder, in order.
         max_vector_difference: Largest absolute difference between the stage's vectors and the
             bare encode's.
+        backend_seconds: The stage with an empty cache on the settings' faster backend
+            (``NURTURE_EMBEDDING_BACKEND`` other than ``torch``), if any.
     """
 
     cold_seconds: float
@@ -425,6 +429,7 @@ class Round:
     warm_summary: ProfileSummary
     texts: list[str]
     max_vector_difference: float
+    backend_seconds: float | None = None
 
 
 def measure_round(
@@ -434,8 +439,11 @@ def measure_round(
     questionnaire: Questionnaire,
     now: dt.datetime,
     chunk_size: int,
+    backend: Embedder | None = None,
 ) -> Round:
     """Time a cold run of the profile stage, a warm run, then a bare encode of the same texts.
+
+    With ``backend``, a cold run of the stage with that embedder comes last.
 
     Args:
         engine: The database holding the community.
@@ -444,6 +452,7 @@ def measure_round(
         questionnaire: The questionnaire.
         now: The time of profiling.
         chunk_size: Members per bulk query.
+        backend: Another backend's embedder of the model (``onnx-int8``, ``static``).
 
     Returns:
         The timings, the texts and what the stage reported.
@@ -468,6 +477,12 @@ def measure_round(
     vectors = encode_bare(bare, texts, embedder.batch_size)
     baseline_seconds = time.perf_counter() - start
     expected = np.stack([recorder.vectors[text] for text in texts])
+    backend_seconds = None
+    if backend is not None:
+        clear_profiles(engine, backend.name)
+        backend_seconds, _summary = time_profile_stage(
+            engine, backend, questionnaire, now, chunk_size
+        )
     return Round(
         cold_seconds=cold_seconds,
         warm_seconds=warm_seconds,
@@ -476,6 +491,7 @@ def measure_round(
         warm_summary=warm_summary,
         texts=texts,
         max_vector_difference=float(np.max(np.abs(vectors - expected))),
+        backend_seconds=backend_seconds,
     )
 
 
@@ -521,6 +537,15 @@ def run_profile_benchmark(
                 f"{settings.embedding_model!r} is {type(embedder).__name__}"
             )
         embedder.embed(WARM_UP_TEXTS)
+        backend = None
+        if settings.embedding_backend != "torch":
+            backend = load_embedder(
+                settings.embedding_model,
+                settings.embedding_batch_size,
+                settings.embedding_backend,
+                settings.resolved_models_dir.resolve(),
+            )
+            backend.embed(WARM_UP_TEXTS)
         bare = load_bare_model(settings.embedding_model)
         encode_bare(bare, WARM_UP_TEXTS, embedder.batch_size)
         load_seconds = time.perf_counter() - start
@@ -529,12 +554,16 @@ def run_profile_benchmark(
         # The first large encode in a process is several times slower than the next ones,
         # whichever model runs it: one untimed round keeps that cost out of every figure.
         start = time.perf_counter()
-        first = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+        first = measure_round(
+            engine, embedder, bare, questionnaire, now, settings.chunk_size, backend
+        )
         load_seconds += time.perf_counter() - start
         logger.info("warm-up round (untimed) done; %d unique texts", len(first.texts))
         rounds: list[Round] = []
         for number in range(1, repeats + 1):
-            this = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+            this = measure_round(
+                engine, embedder, bare, questionnaire, now, settings.chunk_size, backend
+            )
             if set(this.texts) != set(first.texts):
                 raise RuntimeError("two cold runs of the profile stage embedded different texts")
             rounds.append(this)
@@ -579,6 +608,14 @@ def run_profile_benchmark(
         setup_seconds=setup_seconds,
         load_seconds=load_seconds,
         machine=describe_machine(load_at_start),
+        backend=(
+            Measurement(
+                f"Profile stage, cold embedding cache, `{settings.embedding_backend}` backend",
+                tuple(this.backend_seconds for this in rounds if this.backend_seconds is not None),
+            )
+            if backend is not None
+            else None
+        ),
     )
 
 
@@ -660,6 +697,8 @@ def _noisy_warning(measurements: Sequence[Measurement]) -> list[str]:
 
 def _profile_section(result: BenchmarkResult) -> list[str]:
     measurements = (result.baseline, result.cold, result.warm)
+    if result.backend is not None:
+        measurements += (result.backend,)
     lifecycle = ", ".join(f"{stage} {n}" for stage, n in result.cold_summary.lifecycle.items())
     return [
         "## The profile stage against a bare encode",
@@ -679,6 +718,15 @@ def _profile_section(result: BenchmarkResult) -> list[str]:
         "embedded.",
         "- **Warm**: a re-run right after the cold one: every text is in the embedding cache, "
         "and the profiles are replaced.",
+        *(
+            [
+                "- **Backend**: with `NURTURE_EMBEDDING_BACKEND` other than `torch`, a cold run "
+                "with that backend's embedder last in each round, against the same PyTorch "
+                "baseline (docs/embeddings.md)."
+            ]
+            if result.backend is not None
+            else []
+        ),
         "",
         f"Both models are loaded and warmed before timing (one short `encode` each, then one "
         f"untimed round, because the first large encode in a process is several times slower "

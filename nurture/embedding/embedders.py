@@ -20,7 +20,7 @@ import numpy as np
 
 from nurture.embedding.built_models import built_file, encoder_folder, source_fingerprint
 from nurture.errors import EmbeddingError
-from nurture.settings import DEFAULT_EMBEDDING_BACKEND, DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS
+from nurture.settings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS
 
 __all__ = [
     "Embedder",
@@ -146,7 +146,7 @@ class HashingEmbedder:
         return out / norms
 
 
-def embedder_name(model: str, backend: str = DEFAULT_EMBEDDING_BACKEND) -> str:
+def embedder_name(model: str, backend: str = "torch") -> str:
     """The name of ``model``'s embedder on ``backend``: the key of its vectors in the cache.
 
     PyTorch's vectors keep the model's name; another backend's (slightly different) are kept
@@ -241,7 +241,7 @@ def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path)
 def load_embedder(
     model: str = DEFAULT_EMBEDDING_MODEL,
     batch_size: int = 64,
-    backend: str = DEFAULT_EMBEDDING_BACKEND,
+    backend: str = "torch",
     models_dir: Path | None = None,
 ) -> Embedder:
     """The embedder for ``model`` on ``backend``, loaded once per process.
@@ -249,7 +249,8 @@ def load_embedder(
     Args:
         model: The model's name (the bundled default), a folder, or ``hashing-<dim>``.
         batch_size: Texts per forward pass.
-        backend: ``torch``, ``onnx-int8`` or ``static`` (see ``Settings.embedding_backend``).
+        backend: ``torch`` (the reference, by default), ``onnx-int8`` or ``static`` (the
+            runtime passes ``Settings.embedding_backend``).
         models_dir: Where the ``onnx-int8`` and ``static`` encoders are built and cached.
 
     Raises:
