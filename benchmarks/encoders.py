@@ -23,7 +23,7 @@ from pathlib import Path
 
 import numpy as np
 
-from benchmarks.measurement import Measurement
+from benchmarks.measurement import NOISY_SPREAD, Measurement
 from nurture.demo import generate_demo_community
 from nurture.embedding import Embedder, load_embedder
 from nurture.settings import Settings
@@ -208,15 +208,19 @@ def run_encoder_benchmark(
     )
 
 
+def _rounds(measurement: Measurement) -> str:
+    return ", ".join(f"{sample:.2f}" for sample in measurement.samples)
+
+
 def render_encoders_section(result: EncoderBenchmarkResult) -> list[str]:
     """The Markdown section of the encoder figure."""
     floor = result.floor
     rows = [
-        "| Encoder | Median (s) | Texts/s | Ratio to floor | Speed-up | Cosine with PyTorch "
-        "(mean / min) | Top-10 neighbours shared |",
-        "|---|---:|---:|---:|---:|---:|---:|",
+        "| Encoder | Median (s) | Texts/s | Ratio to floor | Speed-up | Each round (s) "
+        "| Cosine with PyTorch (mean / min) | Top-10 neighbours shared |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
         f"| {floor.label} | {floor.median:.3f} | {result.texts / floor.median:.0f} | 1.00 "
-        "| 1.0x | — | — |",
+        f"| 1.0x | {_rounds(floor)} | — | — |",
     ]
     for backend, measurement in result.backends.items():
         agreement = result.agreement[backend]
@@ -228,9 +232,20 @@ def render_encoders_section(result: EncoderBenchmarkResult) -> list[str]:
         rows.append(
             f"| {measurement.label} | {measurement.median:.3f} "
             f"| {result.texts / measurement.median:.0f} | {measurement.ratio_to(floor):.2f} "
-            f"| {floor.median / measurement.median:.1f}x | {cosine} "
+            f"| {floor.median / measurement.median:.1f}x | {_rounds(measurement)} | {cosine} "
             f"| {agreement.neighbour_overlap:.2f} |"
         )
+    noisy = [m.label for m in (floor, *result.backends.values()) if m.is_noisy]
+    warning = (
+        [
+            f"> **Noisy run.** The rounds of {'; '.join(noisy)} disagree by more than "
+            f"{NOISY_SPREAD:.2f} times: something else was using the CPUs. Re-run on a quiet "
+            "machine before trusting these ratios.",
+            "",
+        ]
+        if noisy
+        else []
+    )
     builds = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in result.build_seconds.items())
     return [
         "## The embedding backends against a bare PyTorch encode",
@@ -250,6 +265,7 @@ def render_encoders_section(result: EncoderBenchmarkResult) -> list[str]:
         "",
         "### Results",
         "",
+        *warning,
         *rows,
         "",
         f"- Embedding model: `{result.model}`.",

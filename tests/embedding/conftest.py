@@ -14,12 +14,6 @@ BATCH_SIZE = 64
 
 
 @pytest.fixture(scope="session")
-def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """This run's folder of built encoders."""
-    return tmp_path_factory.mktemp("models")
-
-
-@pytest.fixture(scope="session")
 def torch_embedder() -> SentenceTransformerEmbedder:
     """The bundled model on PyTorch, shared with every test of the run that loads it."""
     embedder = load_embedder(DEFAULT_EMBEDDING_MODEL, BATCH_SIZE)
@@ -29,5 +23,9 @@ def torch_embedder() -> SentenceTransformerEmbedder:
 
 @pytest.fixture(scope="session")
 def onnx_embedder(torch_embedder: SentenceTransformerEmbedder, models_dir: Path) -> Embedder:
-    """The bundled model exported to int8 ONNX from the PyTorch model already loaded: once."""
+    """The bundled model exported to int8 ONNX from the PyTorch model already loaded: once.
+
+    ``models_dir`` (tests/conftest.py) is the run's ``NURTURE_MODELS_DIR``: a runtime of
+    another test on this backend gets this same embedder.
+    """
     return load_embedder(DEFAULT_EMBEDDING_MODEL, BATCH_SIZE, "onnx-int8", models_dir)

@@ -142,12 +142,13 @@ def test_the_embedding_cache_keeps_each_backends_vectors_apart(
 
 
 def test_the_runtime_embeds_with_the_backend_of_the_settings(
-    onnx_embedder: Embedder, models_dir: Path, tmp_path: Path
+    onnx_embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    settings = Settings(
-        data_dir=tmp_path / "data", embedding_backend="onnx-int8", models_dir=models_dir
-    )
-    assert Runtime(settings).embedder is onnx_embedder  # loaded once per process
+    monkeypatch.setenv("NURTURE_EMBEDDING_BACKEND", "onnx-int8")
+    settings = Settings(data_dir=tmp_path / "data")  # NURTURE_MODELS_DIR: the run's folder
+    assert Runtime(settings).embedder is onnx_embedder  # built and loaded once per process
+
+    monkeypatch.delenv("NURTURE_MODELS_DIR")
     assert Settings(data_dir=tmp_path).resolved_models_dir == tmp_path / "models"
 
 
