@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import os
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -75,6 +76,7 @@ class EncoderBenchmarkResult:
         backends: Each backend's timings, by backend name.
         agreement: Each backend's agreement with PyTorch, by backend name.
         build_seconds: Time spent building or loading each backend (not timed).
+        measured: When, and under which load, the figure was measured.
     """
 
     members: int
@@ -88,6 +90,7 @@ class EncoderBenchmarkResult:
     backends: dict[str, Measurement]
     agreement: dict[str, BackendAgreement]
     build_seconds: dict[str, float]
+    measured: str = ""
 
 
 def demo_free_texts(settings: Settings, n_members: int, seed: int, now: dt.datetime) -> list[str]:
@@ -126,6 +129,13 @@ def _agreement(expected: np.ndarray, vectors: np.ndarray) -> BackendAgreement:
     return BackendAgreement(cosine_mean, cosine_min, neighbour_overlap(expected, vectors))
 
 
+def _load_average() -> str:
+    try:
+        return f"{os.getloadavg()[0]:.2f}"
+    except OSError:
+        return "unknown"
+
+
 def _timed(action: Callable[[], np.ndarray]) -> tuple[float, np.ndarray]:
     start = time.perf_counter()
     vectors = action()
@@ -160,6 +170,7 @@ def run_encoder_benchmark(
 
     if repeats < 1:
         raise ValueError(f"repeats must be at least 1, found {repeats}")
+    load_at_start = _load_average()
     texts = demo_free_texts(settings, n_members, seed, now)
     batch_size = settings.embedding_batch_size
     bare = load_bare_model(settings.embedding_model)
@@ -205,6 +216,8 @@ def run_encoder_benchmark(
         },
         agreement=agreement,
         build_seconds=build_seconds,
+        measured=f"{dt.datetime.now(dt.UTC):%Y-%m-%d %H:%M} UTC, load average (1 min) "
+        f"{load_at_start} at the start, {_load_average()} at the end",
     )
 
 
@@ -269,6 +282,7 @@ def render_encoders_section(result: EncoderBenchmarkResult) -> list[str]:
         *rows,
         "",
         f"- Embedding model: `{result.model}`.",
+        *([f"- Measured {result.measured}."] if result.measured else []),
         f"- Not timed: building (once, cached in the models folder) or loading each backend "
         f"and warming it: {builds}.",
         "- Ranking quality with each backend (`nurture evaluate`): docs/embeddings.md.",
