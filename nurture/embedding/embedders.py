@@ -170,10 +170,11 @@ def _mean_pooling_shape(model: str, path: Path, backend: str) -> tuple[int, int]
     Raises:
         EmbeddingError: The model is not a folder, or not a mean-pooled transformer.
     """
-    modules = _read_json(path / "modules.json")
-    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules or []]
-    pooling = next((m for m in modules or [] if str(m.get("type", "")).endswith("Pooling")), None)
-    config = _read_json(path / pooling["path"] / "config.json") if pooling else None
+    listed = _read_json(path / "modules.json")
+    modules = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
+    pooling = next((m for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+    config = _read_json(path / str(pooling.get("path", "")) / "config.json") if pooling else None
     if not isinstance(config, dict):
         config = {}
     dim = config.get("word_embedding_dimension") or config.get("embedding_dimension")
