@@ -31,6 +31,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from nurture.embedding import embedder_name
 from nurture.errors import Problem
 from nurture.evaluation.ablation import score_lists
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, temporal_cutoff
@@ -574,7 +575,8 @@ def tune_workspace(
                 for event, valid in zip(train, validation, strict=True)
                 if valid
             }
-            stage_workspace(source, target, cutoff, settings.embedding_model, leave_out=left_out)
+            name = embedder_name(settings.embedding_model, settings.embedding_backend)
+            stage_workspace(source, target, cutoff, name, leave_out=left_out)
         rank_with_nurture(sandbox, cutoff)
         choices = [
             question.key
