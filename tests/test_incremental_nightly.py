@@ -383,6 +383,7 @@ def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
             settings.recommendations_per_member,
             runtime.ranking_weights,
             kinds=settings.recommendation_kinds,
+            newcomer_weights=runtime.newcomer_ranking_weights,
             choice_questions=[
                 question.key
                 for question in runtime.workspace.questionnaire.questions
