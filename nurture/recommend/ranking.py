@@ -691,7 +691,7 @@ def rank_content(
     # thread pool (numpy releases the GIL in them), with the same results for any split.
     scores = blend @ items.T
     co_indptr = None if co_rows is None else co_rows.indptr
-    columns = None if collaborative_items is None else np.asarray(collaborative_items, np.int64)
+    modelled = None if collaborative_items is None else np.asarray(collaborative_items, np.int64)
     format_bonus = np.float32(weights.format) if format_match is not None else np.float32(0.0)
     width = _pool_width(n, k, weights.mmr_candidates)
 
@@ -710,10 +710,10 @@ def rank_content(
         if learned is not None:
             contribution = learned[start:stop] * learned_factor[start:stop, None]
             np.maximum(contribution, np.float32(0.0), out=contribution)
-            if columns is None:
+            if modelled is None:
                 block += contribution
             else:  # only the modelled columns: one flat scatter
-                flat = (np.arange(rows, dtype=np.int64)[:, None] * n + columns[None, :]).ravel()
+                flat = (np.arange(rows, dtype=np.int64)[:, None] * n + modelled[None, :]).ravel()
                 np.add.at(block.reshape(-1), flat, contribution.ravel())
         block += table[row_of[start:stop]]
         if format_match is not None and format_bonus:
