@@ -7,7 +7,10 @@ co-engagement; the other signals are added in place, one pass each over the chun
 the learned model's only on the items it models. Only each member's best ``mmr_candidates``
 items are kept; maximal marginal relevance re-ranks them, its ``k`` positions a Python loop, each
 a batched operation over the whole chunk, with the cosines within each member's pool computed
-only for the items it is likely to take (and on demand for the others).
+only for the items it is likely to take (and on demand for the others). The dense product uses
+the BLAS threads; everything after it is row by row, so it runs in blocks of members on a small
+thread pool (numpy releases the GIL in these passes), with the same picks and scores for any
+number of threads.
 """
 
 from __future__ import annotations
