@@ -48,6 +48,10 @@ RANKING_THREADS = 2
 """Most threads :func:`rank_content` uses by default (never more than the machine's cores)."""
 
 
+_BLOCKS_PER_THREAD = 4
+"""Blocks of members per thread: smaller blocks keep both threads busy when a core is shared."""
+
+
 def _default_threads() -> int:
     """:data:`RANKING_THREADS`, or fewer when the machine has fewer cores."""
     return max(1, min(RANKING_THREADS, os.cpu_count() or 1))
@@ -735,7 +739,7 @@ def rank_content(
     workers = max(1, min(_default_threads() if threads is None else threads, m))
     if workers == 1:
         return rank_rows(0, m)
-    bounds = np.linspace(0, m, workers + 1).astype(int)
+    bounds = np.linspace(0, m, min(workers * _BLOCKS_PER_THREAD, m) + 1).astype(int)
     with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nurture-rank") as pool:
         parts = list(pool.map(rank_rows, bounds[:-1], bounds[1:]))
     return (
