@@ -12,7 +12,8 @@ The tree::
     │   ├── ContentValidationError             a content item (Markdown + front matter)
     │   ├── QuestionnaireValidationError       the questionnaire definition
     │   ├── JourneyValidationError             a journey YAML file
-    │   └── SegmentRuleValidationError         the rule segments (segments.yaml)
+    │   ├── SegmentRuleValidationError         the rule segments (segments.yaml)
+    │   └── RankingFileValidationError         the ranking weights (ranking.yaml)
     ├── TemplateError (ValueError)             an email template fails to load or render
     ├── ImportRecordError (ValueError)         a row of an import file is refused
     │   └── ImportFileError                    ... or the whole file cannot be read
@@ -50,6 +51,7 @@ __all__ = [
     "PermanentDeliveryError",
     "Problem",
     "QuestionnaireValidationError",
+    "RankingFileValidationError",
     "SegmentRuleValidationError",
     "TemplateError",
     "WorkspaceFileError",
@@ -135,6 +137,10 @@ class JourneyValidationError(WorkspaceFileError):
 
 class SegmentRuleValidationError(WorkspaceFileError):
     """The rule segments file (``segments.yaml``) is invalid, or a rule of it does not compile."""
+
+
+class RankingFileValidationError(WorkspaceFileError):
+    """The ranking weights file (``ranking.yaml``) is invalid."""
 
 
 class TemplateError(NurtureError, ValueError):

@@ -306,10 +306,16 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        """The embedding model of the settings (loaded once per process)."""
+        """The embedding model of the settings on its backend (loaded once per process)."""
         from nurture.embedding import load_embedder
 
-        return load_embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+        settings = self.settings
+        return load_embedder(
+            settings.embedding_model,
+            settings.embedding_batch_size,
+            settings.embedding_backend,
+            settings.resolved_models_dir.resolve(),
+        )
 
     @cached_property
     def mailer(self) -> Mailer:
@@ -354,18 +360,28 @@ class Runtime:
 
     @cached_property
     def ranking_weights(self) -> RankingWeights:
-        """The ranking weights in force: the defaults, with the settings' on top."""
-        from nurture.recommend import RankingWeights
+        """The ranking weights of members with a history (see :meth:`ranking_weight_sets`)."""
+        return self.ranking_weight_sets[0]
 
-        settings = self.settings
-        tuning = {
-            "interest_half_life_days": settings.interest_half_life_days,
-            "mmr_lambda": settings.mmr_lambda,
-        }
-        return RankingWeights(
-            **settings.ranking_weights,
-            **{name: value for name, value in tuning.items() if value is not None},
-        )
+    @cached_property
+    def newcomer_ranking_weights(self) -> RankingWeights:
+        """The ranking weights of members without history (see :meth:`ranking_weight_sets`)."""
+        return self.ranking_weight_sets[1]
+
+    @cached_property
+    def ranking_weight_sets(self) -> tuple[RankingWeights, RankingWeights]:
+        """``(with history, without history)``: the weights in force for each group of members.
+
+        The built-in defaults, then the workspace's ``ranking.yaml`` (when there is one), then
+        the settings (``NURTURE_RANKING_WEIGHTS``, ``NURTURE_MMR_LAMBDA``,
+        ``NURTURE_INTEREST_HALF_LIFE_DAYS``) on top of both groups.
+
+        Raises:
+            RankingFileValidationError: ``ranking.yaml`` is invalid.
+        """
+        from nurture.recommend.ranking_file import ranking_weight_sets
+
+        return ranking_weight_sets(self.settings)
 
     # --- workspace --------------------------------------------------------------------------
 

@@ -21,9 +21,13 @@ from rich.table import Table
 from nurture.cli.context import runtime_of
 
 if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
-    from nurture.evaluation import EvaluationReport, Mode
+    from nurture.evaluation import EvaluationReport, Mode, TuningResult
+    from nurture.recommend import RankingWeights
+    from nurture.runtime import Runtime
+    from nurture.settings import Settings
 
 __all__ = [
+    "ablation_table",
     "breakdown_tables",
     "convert_stackexchange",
     "evaluate",
@@ -31,6 +35,7 @@ __all__ = [
     "html_path",
     "report_table",
     "timings_line",
+    "tuning_table",
 ]
 
 console = Console()
@@ -86,6 +91,111 @@ def report_table(report: EvaluationReport) -> Table:
             cells.append(f"[bold]{text}[/]" if value is not None and value == best[name] else text)
         table.add_row(recommender, *cells)
     return table
+
+
+def ablation_table(report: EvaluationReport) -> Table:
+    """The ablation as a table: nurture, then each signal alone and each removed.
+
+    Args:
+        report: An evaluation report with an ablation.
+
+    Returns:
+        The rich table.
+    """
+    from nurture.evaluation import ENGINE
+
+    names = [name for name in report.metric_names() if not name.startswith(("hit", "cov"))]
+    table = Table(title=f"ablation: {ENGINE} with each signal alone and each removed")
+    table.add_column("variant")
+    for name in names:
+        table.add_column(name, justify="right", no_wrap=True)
+    table.add_row(ENGINE, *(_format(report.metrics[ENGINE].get(name)) for name in names))
+    for variant, values in report.ablation.items():
+        table.add_row(variant, *(_format(values.get(name)) for name in names))
+    return table
+
+
+def tuning_table(result: TuningResult) -> Table:
+    """The tuning as a table: each group's validation figures before and after.
+
+    Args:
+        result: What ``--tune`` found.
+
+    Returns:
+        The rich table.
+    """
+    k = result.k
+    table = Table(title=f"validation (carved from the training data), k={k}")
+    table.add_column("members")
+    table.add_column("scored", justify="right")
+    table.add_column("weights")
+    for name in (f"precision@{k}", f"ndcg@{k}"):
+        table.add_column(name, justify="right", no_wrap=True)
+    for group, tuned in result.groups.items():
+        label = group.replace("_", " ")
+        table.add_row(
+            label,
+            str(tuned.members),
+            "in force",
+            *(_format(tuned.start_metrics.get(name)) for name in (f"precision@{k}", f"ndcg@{k}")),
+        )
+        table.add_row(
+            "",
+            "",
+            f"tuned ({tuned.trials} trials)",
+            *(_format(tuned.best_metrics.get(name)) for name in (f"precision@{k}", f"ndcg@{k}")),
+        )
+    return table
+
+
+def _weights_from(settings: Settings, path: Path | None) -> tuple[RankingWeights, RankingWeights]:
+    from nurture.recommend import ranking_weight_sets
+
+    return ranking_weight_sets(settings, path)
+
+
+def _tune(
+    runtime: Runtime,
+    dataset: Path | None,
+    *,
+    k: int,
+    trials: int,
+    path: Path,
+    weights: Path | None,
+    cutoff: dt.datetime | None,
+) -> None:
+    from nurture.evaluation import tune_folder, tune_workspace
+    from nurture.recommend import write_ranking_file
+    from nurture.recommend.ranking_file import weight_changes
+
+    settings = runtime.settings
+    start = _weights_from(settings, weights)
+    if dataset is None:
+        result = tune_workspace(runtime, k=k, trials=trials, start=start, cutoff=cutoff)
+        source = "the workspace's activity before the cut-off"
+        unread = "activity at or after the cut-off not read"
+    else:
+        result = tune_folder(settings, dataset, k=k, trials=trials, start=start)
+        source = str(dataset)
+        unread = "test.csv not read"
+    console.print(tuning_table(result))
+    counts = ", ".join(f"{key.replace('_', ' ')} {value}" for key, value in result.counts.items())
+    console.print(escape(f"{unread}; {counts}; seed {result.seed}"), highlight=False)
+    with_history, without_history = result.weights()
+    for label, tuned in (("with history", with_history), ("without history", without_history)):
+        changes = ", ".join(f"{key} {value}" for key, value in weight_changes(tuned).items())
+        console.print(escape(f"{label}: {changes or 'the defaults'}"), highlight=False)
+    write_ranking_file(
+        path,
+        with_history,
+        without_history,
+        comment=(
+            f"Written by `nurture evaluate --tune` on {source} (k={k}, {trials} trials per "
+            f"group, seed {result.seed}),\non a validation split of its training data. "
+            "See docs/evaluation.md."
+        ),
+    )
+    console.print(f"weights written to {escape(str(path.resolve()))}", highlight=False)
 
 
 _GROUPING_TITLES = {"language": "language", "history": "training items"}
@@ -202,6 +312,45 @@ def evaluate(
             dir_okay=False,
         ),
     ] = None,
+    ablation: Annotated[
+        bool,
+        typer.Option(
+            "--ablation",
+            help="Also score nurture with each ranking signal alone and each removed.",
+        ),
+    ] = False,
+    weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--weights",
+            help="Rank with this ranking weights file instead of the workspace's ranking.yaml "
+            "(the settings still apply on top).",
+            dir_okay=False,
+            exists=True,
+        ),
+    ] = None,
+    tune: Annotated[
+        bool,
+        typer.Option(
+            "--tune",
+            help="Search the ranking weights of members with and without history on a "
+            "validation split of the training data (a dataset's test.csv, or the workspace's "
+            "activity from the cut-off on, is never read), and write them as a ranking "
+            "weights file.",
+        ),
+    ] = False,
+    trials: Annotated[
+        int,
+        typer.Option("--trials", min=1, help="With --tune: weight sets tried per group."),
+    ] = 40,
+    output_weights: Annotated[
+        Path | None,
+        typer.Option(
+            "--output-weights",
+            help="With --tune: where to write the weights; default: the workspace's ranking.yaml.",
+            dir_okay=False,
+        ),
+    ] = None,
     html: Annotated[
         Path | None,
         typer.Option(
@@ -226,19 +375,39 @@ def evaluate(
     runtime = runtime_of(ctx)
     settings = runtime.settings
     mode: Mode = "cold-start" if cold_start else "warm"
-    if dataset is not None:
-        if cutoff is not None:
-            raise typer.BadParameter(
-                "--cutoff splits the workspace's own data; a dataset folder gives its own split "
-                "(train.csv and test.csv)",
-                param_hint="--cutoff",
+    if dataset is not None and cutoff is not None:
+        raise typer.BadParameter(
+            "--cutoff splits the workspace's own data; a dataset folder gives its own split "
+            "(train.csv and test.csv)",
+            param_hint="--cutoff",
+        )
+    if tune:
+        with runtime.progress.task("evaluate --tune"):
+            _tune(
+                runtime,
+                dataset,
+                k=k,
+                trials=trials,
+                path=output_weights or settings.ranking_path,
+                weights=weights,
+                cutoff=cutoff,
             )
+        return
+    ranking = _weights_from(settings, weights)
+    if dataset is not None:
         with runtime.progress.task("evaluate"):
-            report = evaluate_folder(settings, dataset, mode=mode, k=k)
+            report = evaluate_folder(
+                settings, dataset, mode=mode, k=k, weights=ranking, ablation=ablation
+            )
     else:
         with runtime.progress.task("evaluate"):
-            report = evaluate_workspace(runtime, mode=mode, k=k, cutoff=cutoff)
+            report = evaluate_workspace(
+                runtime, mode=mode, k=k, cutoff=cutoff, weights=ranking, ablation=ablation
+            )
     console.print(report_table(report))
+    if report.ablation:
+        console.print(ablation_table(report))
+
     for shown in breakdown_tables(report):
         console.print(escape(shown) if isinstance(shown, str) else shown, highlight=False)
     if report.timings:

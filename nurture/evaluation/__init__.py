@@ -6,6 +6,7 @@ the training data only (:mod:`nurture.evaluation.ranker`); the baselines rank th
 candidates; the metrics are pure functions (:mod:`nurture.evaluation.metrics`).
 """
 
+from nurture.evaluation.ablation import ABLATED_SIGNALS, ablation_variants, score_lists
 from nurture.evaluation.baselines import (
     engagement_matrix,
     item_knn_similarity,
@@ -32,6 +33,7 @@ from nurture.evaluation.data import (
     Mode,
     temporal_cutoff,
 )
+from nurture.evaluation.engine_signals import SandboxSignals
 from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
 from nurture.evaluation.metrics import (
     catalogue_coverage,
@@ -59,6 +61,17 @@ from nurture.evaluation.report import (
     timings_of,
 )
 from nurture.evaluation.runs import DEFAULT_TEST_SHARE, evaluate_folder, evaluate_workspace
+from nurture.evaluation.tuning import (
+    SEARCH_SPACES,
+    GroupTuning,
+    SearchResult,
+    TuningResult,
+    carve_validation,
+    propose_weights,
+    search_weights,
+    tune_folder,
+    tune_workspace,
+)
 from nurture.evaluation.workspace import (
     WorkspaceInteraction,
     load_interactions,
@@ -67,6 +80,7 @@ from nurture.evaluation.workspace import (
 )
 
 __all__ = [
+    "ABLATED_SIGNALS",
     "BASELINES",
     "CURVE_METRICS",
     "DEFAULT_TEST_SHARE",
@@ -76,16 +90,23 @@ __all__ = [
     "METRICS",
     "PER_MEMBER_METRICS",
     "RECOMMENDERS",
+    "SEARCH_SPACES",
     "EngineRanking",
     "EvaluationData",
     "EvaluationDataError",
     "EvaluationReport",
     "FolderDataset",
+    "GroupTuning",
     "Interactions",
     "Mode",
     "RecommenderRun",
+    "SandboxSignals",
+    "SearchResult",
+    "TuningResult",
     "WorkspaceInteraction",
+    "ablation_variants",
     "breakdown_metrics",
+    "carve_validation",
     "catalogue_coverage",
     "engagement_matrix",
     "evaluate_folder",
@@ -103,6 +124,7 @@ __all__ = [
     "nurture_sandbox",
     "precision_at_k",
     "precision_curve",
+    "propose_weights",
     "rank_and_score",
     "rank_with_nurture",
     "recall_at_k",
@@ -112,7 +134,9 @@ __all__ = [
     "recommend_popular",
     "recommend_random",
     "recommended_gains",
+    "score_lists",
     "score_recommenders",
+    "search_weights",
     "split_in_time",
     "stage_folder",
     "stage_workspace",
@@ -120,4 +144,6 @@ __all__ = [
     "timings_of",
     "top_k",
     "training_items",
+    "tune_folder",
+    "tune_workspace",
 ]

@@ -424,7 +424,7 @@ def _interactions(
 
 
 def load_dataset_folder(
-    folder: Path | str, *, languages: Sequence[str] = DEFAULT_LANGUAGES
+    folder: Path | str, *, languages: Sequence[str] = DEFAULT_LANGUAGES, with_test: bool = True
 ) -> FolderDataset:
     """Read and check a dataset folder (see ``docs/evaluation.md`` for the format).
 
@@ -432,6 +432,8 @@ def load_dataset_folder(
         folder: A folder with ``members.csv``, ``items.csv``, ``train.csv`` and ``test.csv``.
         languages: The languages a ``language`` cell may hold (the workspace's), the default
             first.
+        with_test: Whether to read ``test.csv``; without, it is not opened at all and the
+            dataset has no test interaction (tuning learns on the training data only).
 
     Returns:
         The dataset.
@@ -458,7 +460,11 @@ def load_dataset_folder(
     member_row = {identifier: row for row, identifier in enumerate(member_ids)}
     item_column = {identifier: column for column, identifier in enumerate(item_ids)}
     train, train_times = _interactions(folder / "train.csv", member_row, item_column, problems)
-    test, _ = _interactions(folder / "test.csv", member_row, item_column, problems)
+    test = (
+        _interactions(folder / "test.csv", member_row, item_column, problems)[0]
+        if with_test
+        else Interactions.of([], [])
+    )
     problems.raise_if_any(folder)
     attributes = [
         name for name in (member_cells[0] if member_cells else {}) if name not in MEMBER_COLUMNS

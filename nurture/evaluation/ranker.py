@@ -20,6 +20,7 @@ from pathlib import Path
 from sqlalchemy import select
 
 from nurture.orchestration import CycleReport, run_cycle
+from nurture.recommend import RankingWeights
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import ContentItem, Recommendation
@@ -28,7 +29,13 @@ __all__ = ["EngineRanking", "nurture_sandbox", "rank_with_nurture"]
 
 
 @contextmanager
-def nurture_sandbox(settings: Settings, k: int, workspace: Path | None = None) -> Iterator[Runtime]:
+def nurture_sandbox(
+    settings: Settings,
+    k: int,
+    workspace: Path | None = None,
+    *,
+    weights: tuple[RankingWeights, RankingWeights] | None = None,
+) -> Iterator[Runtime]:
     """A runtime on an empty, migrated, temporary database, deleted on exit.
 
     Everything else (embedding model, segmentation, ranking settings, seed) is kept from
@@ -39,6 +46,8 @@ def nurture_sandbox(settings: Settings, k: int, workspace: Path | None = None) -
         k: Recommendations per member.
         workspace: Workspace whose library and questionnaire the sandbox uses; none gives an
             empty ``workspace`` folder in the sandbox, for the caller to fill.
+        weights: The ranking weights ``(with history, without history)``; none: those the
+            sandbox's workspace and settings give (:attr:`Runtime.ranking_weight_sets`).
 
     Yields:
         The sandbox's runtime (its settings: ``runtime.settings``).
@@ -54,10 +63,13 @@ def nurture_sandbox(settings: Settings, k: int, workspace: Path | None = None) -
                 "data_dir": root / "data",
                 "database_url": f"sqlite:///{root / 'data' / 'nurture.db'}",
                 "outbox_dir": root / "data" / "outbox",
+                "models_dir": settings.resolved_models_dir,  # built once, not per sandbox
                 "recommendations_per_member": k,
             }
         )
         with Runtime(sandbox) as runtime:  # the database is created on first use
+            if weights is not None:  # what the cached property would otherwise read
+                runtime.__dict__["ranking_weight_sets"] = weights
             yield runtime
 
 

@@ -102,6 +102,8 @@ class EvaluationReport:
             :data:`CURVE_METRICS`.
         timings: ``{recommender: {"seconds": ..., "fit_seconds": ..., "rank_seconds": ...}}``:
             how long each took (the engine: its whole nightly run, ``seconds`` only).
+        ablation: ``{variant: {"<metric>@<k>": value}}``: the engine with each signal alone
+            and each removed (:mod:`nurture.evaluation.ablation`); empty unless asked for.
     """
 
     dataset: dict[str, Any]
@@ -116,6 +118,7 @@ class EvaluationReport:
     breakdowns: dict[str, dict[str, dict[str, Any]]] = field(default_factory=dict)
     curves: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
+    ablation: dict[str, dict[str, float | None]] = field(default_factory=dict)
 
     def metric_names(self) -> list[str]:
         """The metrics' names as reported (``precision@10``...), in row order."""
@@ -123,7 +126,7 @@ class EvaluationReport:
 
     def to_dict(self) -> dict[str, Any]:
         """The report as JSON-ready values (metrics rounded to 6 decimals, seconds to 3)."""
-        return {
+        out: dict[str, Any] = {
             "dataset": self.dataset,
             "split": self.split,
             "mode": self.mode,
@@ -152,6 +155,9 @@ class EvaluationReport:
             "engine": self.engine,
             "created_at": self.created_at.isoformat(),
         }
+        if self.ablation:
+            out["ablation"] = _rounded(self.ablation)
+        return out
 
 
 def _rounded(

@@ -7,9 +7,12 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nurture.embedding import embedder_name
 from nurture.errors import Problem
+from nurture.evaluation.ablation import ablation_variants, score_lists
 from nurture.evaluation.breakdowns import breakdown_metrics, member_groups
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
+from nurture.evaluation.engine_signals import SandboxSignals
 from nurture.evaluation.folder import load_dataset_folder, stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import (
@@ -21,6 +24,8 @@ from nurture.evaluation.report import (
 )
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.orchestration import CycleReport
+from nurture.recommend import RankingWeights
+from nurture.recommend.ranking_file import ranking_weight_sets, weight_changes
 from nurture.runtime import Runtime, utc_now
 from nurture.settings import Settings
 from nurture.workspace import load_workspace_config
@@ -46,6 +51,7 @@ def _report(
     dataset: dict[str, Any],
     engine: dict[str, Any],
     engine_seconds: float,
+    ablation: dict[str, dict[str, float | None]] | None = None,
 ) -> EvaluationReport:
     rows = data.members_to_evaluate(mode)
     engine_lists = lists_from_keys(data, rows, lists, k)
@@ -81,17 +87,49 @@ def _report(
             for metric in CURVE_METRICS
         },
         timings=timings_of(runs),
+        ablation=ablation or {},
     )
 
 
-def _engine_description(settings: Settings, cycle: CycleReport) -> dict[str, Any]:
+def _engine_description(
+    settings: Settings, cycle: CycleReport, weights: tuple[RankingWeights, RankingWeights]
+) -> dict[str, Any]:
     segmentation = cycle.segmentation
     return {
         "stages": "nurture.stages.NIGHTLY on the training data",
         "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
         "segments": segmentation.n_segments if segmentation is not None else 0,
         "recommendations": cycle.recommendations,
+        "ranking_weights": {
+            "with_history": weight_changes(weights[0]),
+            "without_history": weight_changes(weights[1]),
+        },
     }
+
+
+def _ablation(
+    sandbox: Runtime,
+    now: dt.datetime,
+    data: EvaluationData,
+    rows: Any,
+    member_id_of: dict[str, int],
+    weights: tuple[RankingWeights, RankingWeights],
+    k: int,
+) -> dict[str, dict[str, float | None]]:
+    """Score the engine with each signal alone and each removed, on the members ``rows``."""
+    signals = SandboxSignals(sandbox, now)
+    keys = [data.member_keys[row] for row in rows]
+    ids = [member_id_of[key] for key in keys]
+    key_of = dict(zip(ids, keys, strict=True))
+    with_history, without_history = (ablation_variants(group) for group in weights)
+    out: dict[str, dict[str, float | None]] = {}
+    for name, variant in with_history.items():
+        lists = signals.rank_groups(ids, variant, without_history[name], k)
+        out[name] = score_lists(
+            data, rows, {key_of[member_id]: ranked for member_id, ranked in lists.items()}, k
+        )
+    return out
 
 
 def evaluate_workspace(
@@ -101,6 +139,8 @@ def evaluate_workspace(
     k: int = 10,
     cutoff: dt.datetime | None = None,
     test_share: float = DEFAULT_TEST_SHARE,
+    weights: tuple[RankingWeights, RankingWeights] | None = None,
+    ablation: bool = False,
 ) -> EvaluationReport:
     """Evaluate on the workspace's own data, split in time at ``cutoff``.
 
@@ -117,6 +157,9 @@ def evaluate_workspace(
         cutoff: Time of the split (timezone-aware; a naive time is taken as UTC); none leaves
             the last ``test_share`` of interactions as test.
         test_share: Share held out when ``cutoff`` is none.
+        weights: The ranking weights ``(with history, without history)``; those in force
+            (the workspace's ``ranking.yaml`` and the settings) when none.
+        ablation: Also score the engine with each signal alone and each removed.
 
     Returns:
         The report.
@@ -130,7 +173,9 @@ def evaluate_workspace(
         cutoff = cutoff.replace(tzinfo=dt.UTC)
     share = None
     settings = runtime.settings
-    with nurture_sandbox(settings, k, workspace=settings.workspace) as sandbox:
+    weights = weights or runtime.ranking_weight_sets
+    ablated = None
+    with nurture_sandbox(settings, k, workspace=settings.workspace, weights=weights) as sandbox:
         with runtime.session() as source, sandbox.session() as target:
             interactions = load_interactions(source)
             if not interactions:
@@ -140,7 +185,8 @@ def evaluate_workspace(
             if cutoff is None:
                 share = test_share
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
-            stage_workspace(source, target, cutoff, settings.embedding_model)
+            name = embedder_name(settings.embedding_model, settings.embedding_backend)
+            stage_workspace(source, target, cutoff, name)
         started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, cutoff)
         engine_seconds = time.perf_counter() - started
@@ -153,6 +199,10 @@ def evaluate_workspace(
             data = split_in_time(
                 target, interactions, cutoff, test_share=share, choice_questions=choices
             )
+        if ablation:
+            rows = data.members_to_evaluate(mode)
+            ids = {key: int(key) for key in data.member_keys}
+            ablated = _ablation(sandbox, cutoff, data, rows, ids, weights, k)
     lists = {str(member_id): keys for member_id, keys in ranking.lists.items()}
     return _report(
         settings,
@@ -161,13 +211,20 @@ def evaluate_workspace(
         mode=mode,
         k=k,
         dataset={"source": "workspace", "workspace": str(settings.workspace.resolve())},
-        engine=_engine_description(settings, ranking.cycle),
+        engine=_engine_description(settings, ranking.cycle, weights),
         engine_seconds=engine_seconds,
+        ablation=ablated,
     )
 
 
 def evaluate_folder(
-    settings: Settings, folder: Path, *, mode: Mode = "warm", k: int = 10
+    settings: Settings,
+    folder: Path,
+    *,
+    mode: Mode = "warm",
+    k: int = 10,
+    weights: tuple[RankingWeights, RankingWeights] | None = None,
+    ablation: bool = False,
 ) -> EvaluationReport:
     """Evaluate on a dataset given as files (see ``docs/evaluation.md``).
 
@@ -178,6 +235,9 @@ def evaluate_folder(
         folder: The dataset folder: ``members.csv``, ``items.csv``, ``train.csv``, ``test.csv``.
         mode: ``warm`` scores members with training interactions; ``cold-start`` those without.
         k: Cut-off of the ranked lists.
+        weights: The ranking weights ``(with history, without history)``; those in force
+            (the workspace's ``ranking.yaml`` and the settings) when none.
+        ablation: Also score the engine with each signal alone and each removed.
 
     Returns:
         The report.
@@ -190,14 +250,19 @@ def evaluate_folder(
     dataset = load_dataset_folder(
         folder, languages=load_workspace_config(settings.workspace).languages
     )
-    with nurture_sandbox(settings, k) as sandbox:
+    weights = weights or ranking_weight_sets(settings)
+    data = dataset.evaluation_data()
+    ablated = None
+    with nurture_sandbox(settings, k, weights=weights) as sandbox:
         member_ids = stage_folder(dataset, sandbox)
         started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, dataset.now)
         engine_seconds = time.perf_counter() - started
+        if ablation:
+            rows = data.members_to_evaluate(mode)
+            ablated = _ablation(sandbox, dataset.now, data, rows, member_ids, weights, k)
     key_of = {member_id: key for key, member_id in member_ids.items()}
     lists = {key_of[member_id]: keys for member_id, keys in ranking.lists.items()}
-    data = dataset.evaluation_data()
     return _report(
         settings,
         data,
@@ -205,6 +270,7 @@ def evaluate_folder(
         mode=mode,
         k=k,
         dataset={"source": "folder", "path": str(folder)},
-        engine=_engine_description(settings, ranking.cycle),
+        engine=_engine_description(settings, ranking.cycle, weights),
         engine_seconds=engine_seconds,
+        ablation=ablated,
     )

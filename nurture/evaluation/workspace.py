@@ -10,12 +10,12 @@ model in use; nothing that happened at or after the cut-off.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Table, insert, select
+from sqlalchemy import Table, delete, insert, select
 from sqlalchemy.orm import Session
 
 from nurture.errors import Problem
@@ -37,11 +37,13 @@ class WorkspaceInteraction:
         member_id: The member's database id.
         content_key: The content item's key.
         occurred_at: When it happened.
+        event_id: The activity event's database id, when known.
     """
 
     member_id: int
     content_key: str
     occurred_at: dt.datetime
+    event_id: int | None = None
 
 
 def load_interactions(session: Session) -> list[WorkspaceInteraction]:
@@ -54,7 +56,12 @@ def load_interactions(session: Session) -> list[WorkspaceInteraction]:
         The interactions.
     """
     rows = session.execute(
-        select(ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at)
+        select(
+            ActivityEvent.member_id,
+            ActivityEvent.content_key,
+            ActivityEvent.occurred_at,
+            ActivityEvent.id,
+        )
         .where(
             ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
             ActivityEvent.content_key.is_not(None),
@@ -62,8 +69,8 @@ def load_interactions(session: Session) -> list[WorkspaceInteraction]:
         .order_by(ActivityEvent.occurred_at, ActivityEvent.id)
     )
     return [
-        WorkspaceInteraction(member_id, str(content_key), occurred_at)
-        for member_id, content_key, occurred_at in rows.tuples()
+        WorkspaceInteraction(member_id, str(content_key), occurred_at, event_id)
+        for member_id, content_key, occurred_at, event_id in rows.tuples()
     ]
 
 
@@ -77,7 +84,12 @@ def _copy_rows(source: Session, target: Session, table: Table, *where: Any) -> i
 
 
 def stage_workspace(
-    source: Session, sandbox: Session, cutoff: dt.datetime, model: str
+    source: Session,
+    sandbox: Session,
+    cutoff: dt.datetime,
+    model: str,
+    *,
+    leave_out: Collection[int] = (),
 ) -> dict[str, int]:
     """Copy what was known before ``cutoff`` from the workspace's database into a sandbox.
 
@@ -87,12 +99,14 @@ def stage_workspace(
         source: A session on the workspace's database.
         sandbox: A session on the sandbox's database.
         cutoff: Events at or after this time stay out.
-        model: The embedding model whose cached vectors are copied (nothing is embedded twice).
+        model: The embedder (``embedder_name``) whose cached vectors are copied (nothing is
+            embedded twice).
+        leave_out: Ids of activity events that stay out too (a validation split's).
 
     Returns:
-        Rows copied per table.
+        Rows copied per table (activity events: those kept).
     """
-    return {
+    copied = {
         "members": _copy_rows(source, sandbox, table_of(Member)),
         "answers": _copy_rows(source, sandbox, table_of(Answer)),
         "activity_events": _copy_rows(
@@ -102,6 +116,13 @@ def stage_workspace(
             source, sandbox, table_of(EmbeddingCacheEntry), EmbeddingCacheEntry.model == model
         ),
     }
+    ids = sorted(leave_out)
+    for start in range(0, len(ids), _BATCH):
+        removed = sandbox.execute(
+            delete(ActivityEvent).where(ActivityEvent.id.in_(ids[start : start + _BATCH]))
+        )
+        copied["activity_events"] -= int(getattr(removed, "rowcount", 0) or 0)
+    return copied
 
 
 def _language(code: str | None) -> str:
@@ -134,6 +155,7 @@ def split_in_time(
     *,
     test_share: float | None = None,
     choice_questions: Sequence[str] = (),
+    held_out: Collection[int] | None = None,
 ) -> EvaluationData:
     """The evaluation data of a temporal split, members and items as the sandbox holds them.
 
@@ -149,6 +171,8 @@ def split_in_time(
         test_share: The share of interactions the cut-off was chosen to hold out, when it was.
         choice_questions: Keys of the single-choice questions: their answers are the members'
             groups (for the answer-group baseline).
+        held_out: Ids of the events that test, instead of those at or after ``cutoff`` (a
+            validation split of the training events: ``interactions`` are then those).
 
     Returns:
         The evaluation data.
@@ -178,8 +202,12 @@ def split_in_time(
         )
     members_of = np.array([row[event.member_id] for event in known], dtype=np.int64)
     items_of = np.array([column[event.content_key] for event in known], dtype=np.int64)
-    before = np.array([event.occurred_at < cutoff for event in known], dtype=bool)
-    split: dict[str, Any] = {"kind": "temporal", "cutoff": cutoff.isoformat()}
+    if held_out is None:
+        before = np.array([event.occurred_at < cutoff for event in known], dtype=bool)
+        split: dict[str, Any] = {"kind": "temporal", "cutoff": cutoff.isoformat()}
+    else:
+        before = np.array([event.event_id not in held_out for event in known], dtype=bool)
+        split = {"kind": "validation", "ranked_at": cutoff.isoformat()}
     if test_share is not None:
         split["test_share"] = test_share
     return EvaluationData.build(

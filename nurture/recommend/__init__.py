@@ -26,9 +26,11 @@ from nurture.recommend.groups import GroupPopularity, prior_strength
 from nurture.recommend.matching import (
     CONSUMING_EVENT_TYPES,
     MatchSummary,
+    RankingSignals,
     RecommendedItem,
     item_available,
     item_freshness,
+    load_ranking_signals,
     recommend_for_members,
     recommendations_for,
     start_match_run,
@@ -40,6 +42,12 @@ from nurture.recommend.ranking import (
     rank_content,
     scale_collaborative,
     select_diverse,
+)
+from nurture.recommend.ranking_file import (
+    RankingFile,
+    load_ranking_file,
+    ranking_weight_sets,
+    write_ranking_file,
 )
 from nurture.recommend.reasons import (
     Evidence,
@@ -60,6 +68,8 @@ __all__ = [
     "ExportedRecommendation",
     "GroupPopularity",
     "MatchSummary",
+    "RankingFile",
+    "RankingSignals",
     "RankingWeights",
     "RecommendedItem",
     "Watermark",
@@ -75,10 +85,13 @@ __all__ = [
     "last_watermark",
     "learn_co_engagement",
     "load_content_vectors",
+    "load_ranking_file",
+    "load_ranking_signals",
     "members_to_match",
     "members_to_profile",
     "prior_strength",
     "rank_content",
+    "ranking_weight_sets",
     "reason_text",
     "recommend_for_members",
     "recommendations_for",
@@ -86,5 +99,6 @@ __all__ = [
     "select_diverse",
     "start_match_run",
     "take_watermark",
+    "write_ranking_file",
     "write_recommendations",
 ]

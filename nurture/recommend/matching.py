@@ -60,9 +60,11 @@ from nurture.storage.models import (
 __all__ = [
     "CONSUMING_EVENT_TYPES",
     "MatchSummary",
+    "RankingSignals",
     "RecommendedItem",
     "item_available",
     "item_freshness",
+    "load_ranking_signals",
     "recommend_for_members",
     "recommendations_for",
     "start_match_run",
@@ -151,6 +153,7 @@ def start_match_run(
     *,
     kinds: Collection[str] | None = None,
     watermark: Watermark | None = None,
+    newcomer_weights: RankingWeights | None = None,
 ) -> int:
     """Record a new match run (model and parameters) and return its id.
 
@@ -162,12 +165,15 @@ def start_match_run(
         kinds: The kinds of content the run recommends; all when none.
         watermark: The database's state the run starts from (the incremental nightly's
             :func:`~nurture.recommend.changes.last_watermark` once it is complete).
+        newcomer_weights: The ranking weights of members without history, when they differ.
 
     Returns:
         The id of the new ``MatchRun`` row.
     """
     weights = weights or RankingWeights()
     params: dict[str, Any] = {"k": k, "weights": weights.model_dump()}
+    if newcomer_weights is not None and newcomer_weights != weights:
+        params["newcomer_weights"] = newcomer_weights.model_dump()
     if kinds is not None:
         params["kinds"] = sorted(kinds)
     if watermark is not None:
@@ -568,26 +574,204 @@ def _learned_support(
 
 def _member_popularity(
     session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
-) -> tuple[np.ndarray, np.ndarray | None]:
+) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
     Returns:
-        ``(popularity, rows)``: the segment table and each member's row in it, or, when some
-        member answered a choice question, one ``(m, n)`` row per member (rows none); group
-        shares are scaled to the community's total engagement, like the segment counts.
+        ``(popularity, rows, by_group)``: the segment table and each member's row in it, or,
+        when some member answered a choice question, one ``(m, n)`` row per member (rows none;
+        group shares are scaled to the community's total engagement, like the segment counts);
+        and ``(m,)`` whether each member is ranked by their answer groups.
     """
     rows = np.array(popularity_rows, dtype=np.int64)
+    none = np.zeros(len(rows), dtype=bool)
     if state.groups is None or not state.choice_questions:
-        return state.popularity, rows
+        return state.popularity, rows, none
     given = choice_answers(session, state.choice_questions, chunk.member_ids)
     codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
-    answered = (codes >= 0).any(axis=1)
+    answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
-        return state.popularity, rows
+        return state.popularity, rows, none
     per_member = state.popularity[rows].copy()
     total = float(state.popularity[-1].sum())
     per_member[answered] = state.groups.transform(codes[answered]) * np.float32(total)
-    return per_member, None
+    return per_member, None, answered
+
+
+def _with_community(table: np.ndarray, community: np.ndarray, share: float) -> np.ndarray:
+    """Each row of a popularity table with ``share`` of it made the community's popularity.
+
+    The community's counts are scaled to the row's total first (an empty row takes them as
+    they are), so that the mix weighs shares, not sizes.
+    """
+    table = np.asarray(table, dtype=np.float32)
+    community = np.asarray(community, dtype=np.float32)
+    totals = table.sum(axis=1, keepdims=True, dtype=np.float64)
+    community_total = float(community.sum())
+    if community_total <= 0:
+        return table
+    scale = np.where(totals > 0, totals / community_total, 1.0).astype(np.float32)
+    return np.float32(1 - share) * table + np.float32(share) * scale * community[None, :]
+
+
+@dataclass(frozen=True)
+class RankingSignals:
+    """What the ranker needs for a chunk of members besides the weights: every signal, once.
+
+    :meth:`rank` runs :func:`~nurture.recommend.ranking.rank_content` on them, so that other
+    weights (those that do not change the signals: every weight but the half-lives) can rank
+    the same members again without loading anything (the evaluation's tuning and ablation do).
+
+    Attributes:
+        member_ids: The members, one row each.
+        item_keys: The content items' keys, one column each.
+        has_history: ``(m,)`` whether the member consumed anything.
+        arguments: The arguments of ``rank_content`` but the weights and ``k``, by name.
+        community: ``(n,)`` the whole community's popularity (recency-weighted counts), mixed
+            into the segment popularity at :attr:`RankingWeights.community_popularity`.
+        by_group: ``(m,)`` whether the member is ranked by their answer groups' popularity
+            (already shrunk towards the community's: the mix leaves it as it is).
+    """
+
+    member_ids: list[int]
+    item_keys: list[str]
+    has_history: np.ndarray
+    arguments: dict[str, Any]
+    community: np.ndarray
+    by_group: np.ndarray
+
+    def rank(
+        self, weights: RankingWeights, k: int, rows: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Rank the members (or the members at ``rows``) with ``weights``.
+
+        Args:
+            weights: The ranking weights.
+            k: Items per member.
+            rows: Rows of the members to rank; all when none.
+
+        Returns:
+            ``(indices, scores)``, both ``(len(rows), k)``, as ``rank_content`` gives them.
+        """
+        arguments = self.arguments if rows is None else _rows_of(self.arguments, rows)
+        if weights.community_popularity > 0:
+            arguments = dict(arguments)
+            table = arguments["popularity"]
+            mixed = _with_community(table, self.community, weights.community_popularity)
+            if arguments["popularity_rows"] is None:  # one row per member: not the groups'
+                by_group = self.by_group if rows is None else self.by_group[rows]
+                mixed[by_group] = table[by_group]
+            arguments["popularity"] = mixed
+        return rank_content(weights=weights, k=k, **arguments)
+
+
+_PER_MEMBER = (
+    "member_interest",
+    "segment_interest",
+    "excluded",
+    "item_ok",
+    "history",
+    "format_match",
+    "popularity_rows",
+    "collaborative",
+)
+
+
+def _rows_of(arguments: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
+    """The arguments of ``rank_content`` restricted to the members at ``rows``."""
+    out = dict(arguments)
+    for name in _PER_MEMBER:
+        if out.get(name) is not None:
+            out[name] = out[name][rows]
+    popularity = arguments["popularity"]
+    per_member = popularity.ndim == 2 and len(popularity) == len(arguments["member_interest"])
+    if arguments.get("popularity_rows") is None and per_member:
+        out["popularity"] = popularity[rows]
+    return out
+
+
+def _signals(
+    session: Session, chunk: _Chunk, state: RunState, kinds: Collection[str] | None
+) -> RankingSignals:
+    """Every signal of the chunk's members, ready for the ranker."""
+    item_languages = np.array([item.language for item in state.items], dtype=object)
+    member_languages = np.array(chunk.languages, dtype=object)
+    item_ok = (member_languages[:, None] == item_languages[None, :]) & state.available[None, :]
+    if kinds is not None:
+        wanted = set(kinds)
+        allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
+        item_ok &= allowed[None, :]
+    popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
+    learned = (
+        None
+        if state.collaborative is None
+        else state.collaborative.transform(chunk.history, modelled_only=True)
+    )
+    popularity, rows_of_popularity, by_group = _member_popularity(
+        session, chunk, state, popularity_rows
+    )
+    return RankingSignals(
+        member_ids=list(chunk.member_ids),
+        item_keys=[item.key for item in state.items],
+        has_history=np.diff(chunk.history.indptr) > 0,
+        arguments={
+            "member_interest": chunk.interest,
+            "segment_interest": chunk.segment_interest,
+            "excluded": chunk.excluded,
+            "item_vectors": state.vectors,
+            "item_ok": item_ok,
+            "freshness": state.freshness,
+            "popularity": popularity,
+            "popularity_rows": rows_of_popularity,
+            "history": chunk.history,
+            "co_engagement": state.co_engagement,
+            "format_match": _format_match(chunk, state),
+            "collaborative": learned,
+            "collaborative_items": (
+                None if state.collaborative is None else state.collaborative.items_
+            ),
+        },
+        community=state.popularity[-1],
+        by_group=by_group,
+    )
+
+
+_RUN_STATE_FIELDS = ("interest_half_life_days", "freshness_half_life_days")
+"""The weights the run's shared state depends on: other weights share one state."""
+
+
+def load_ranking_signals(
+    session: Session,
+    embedder: Embedder,
+    member_ids: Sequence[int],
+    now: dt.datetime,
+    weights: RankingWeights | None = None,
+    *,
+    kinds: Collection[str] | None = None,
+    choice_questions: Sequence[str] = (),
+) -> RankingSignals:
+    """Load every ranking signal of some members once, to rank them with many weights.
+
+    The signals depend on the half-lives of ``weights`` (history and popularity decay,
+    freshness); :meth:`RankingSignals.rank` may use any other weights. Nothing is written.
+
+    Args:
+        session: The database session (after the nightly's profiles and segments).
+        embedder: The embedding model.
+        member_ids: The members.
+        now: The ranking time.
+        weights: The weights the signals are computed with; the defaults when none.
+        kinds: Recommend only items of these kinds; all when none.
+        choice_questions: Keys of the single-choice questions (see
+            :func:`recommend_for_members`).
+
+    Returns:
+        The signals, members in id order.
+    """
+    weights = weights or RankingWeights()
+    state = load_run_state(session, embedder, now, weights, None, choice_questions)
+    chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
+    return _signals(session, chunk, state, kinds)
 
 
 def recommend_for_members(
@@ -601,6 +785,7 @@ def recommend_for_members(
     run_id: int | None = None,
     kinds: Collection[str] | None = None,
     choice_questions: Sequence[str] = (),
+    newcomer_weights: RankingWeights | None = None,
 ) -> MatchSummary:
     """Rank content for a chunk of members and replace their recommendations, with reasons.
 
@@ -618,13 +803,16 @@ def recommend_for_members(
         member_ids: The members of the chunk.
         now: The current time (timezone-aware).
         k: Recommendations per member.
-        weights: Ranking weights; the defaults when none.
+        weights: Ranking weights of the members with a history (who consumed something); of
+            every member when ``newcomer_weights`` is none; the defaults when none.
         run_id: The match run to file the rows under; a new one is started when none. What the
             run shares (co-engagement, popularity) is learned on its first chunk only.
         kinds: Recommend only items of these kinds (``article``, ``event``...); all when none.
         choice_questions: Keys of the single-choice questions (role, country...): a member who
             answered some gets the popularity within their answer groups
             (:class:`~nurture.recommend.GroupPopularity`) instead of their segment's.
+        newcomer_weights: Ranking weights of the members without any history; ``weights``
+            when none.
 
     Returns:
         A summary: members processed, rows written, members left without any eligible item,
@@ -632,7 +820,9 @@ def recommend_for_members(
     """
     weights = weights or RankingWeights()
     if run_id is None:
-        run_id = start_match_run(session, embedder, weights, k, kinds=kinds)
+        run_id = start_match_run(
+            session, embedder, weights, k, kinds=kinds, newcomer_weights=newcomer_weights
+        )
     state = load_run_state(session, embedder, now, weights, run_id, choice_questions)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
@@ -640,37 +830,31 @@ def recommend_for_members(
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
-    item_languages = np.array([item.language for item in state.items], dtype=object)
-    member_languages = np.array(chunk.languages, dtype=object)
-    item_ok = (member_languages[:, None] == item_languages[None, :]) & state.available[None, :]
-    if kinds is not None:
-        wanted = set(kinds)
-        allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
-        item_ok &= allowed[None, :]
-    popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
-    learned = (
-        None
-        if state.collaborative is None
-        else state.collaborative.transform(chunk.history, modelled_only=True)
-    )
-    popularity, rows_of_popularity = _member_popularity(session, chunk, state, popularity_rows)
-    indices, scores = rank_content(
-        member_interest=chunk.interest,
-        segment_interest=chunk.segment_interest,
-        excluded=chunk.excluded,
-        item_vectors=state.vectors,
-        item_ok=item_ok,
-        freshness=state.freshness,
-        weights=weights,
-        k=k,
-        popularity=popularity,
-        popularity_rows=rows_of_popularity,
-        history=chunk.history,
-        co_engagement=state.co_engagement,
-        format_match=_format_match(chunk, state),
-        collaborative=learned,
-        collaborative_items=None if state.collaborative is None else state.collaborative.items_,
-    )
+    signals = _signals(session, chunk, state, kinds)
+    newcomers = np.flatnonzero(~signals.has_history)
+    if newcomer_weights is None or newcomer_weights == weights or newcomers.size == 0:
+        indices, scores = signals.rank(weights, k)
+    else:
+        indices = np.full((m, k), -1, dtype=np.int64)
+        scores = np.full((m, k), np.nan, dtype=np.float64)
+        others = np.flatnonzero(signals.has_history)
+        if others.size:
+            indices[others], scores[others] = signals.rank(weights, k, others)
+        same_state = all(
+            getattr(newcomer_weights, name) == getattr(weights, name) for name in _RUN_STATE_FIELDS
+        )
+        newcomer_state = (
+            state
+            if same_state
+            else load_run_state(session, embedder, now, newcomer_weights, run_id, choice_questions)
+        )
+        newcomer_signals = (
+            signals if same_state else _signals(session, chunk, newcomer_state, kinds)
+        )
+        indices[newcomers], scores[newcomers] = newcomer_signals.rank(
+            newcomer_weights, k, newcomers
+        )
+    learned = signals.arguments["collaborative"]
     reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 
     rows: list[dict[str, Any]] = [
@@ -687,14 +871,13 @@ def recommend_for_members(
     ]
     if rows:
         session.execute(insert(Recommendation), rows)
-    has_history = np.diff(chunk.history.indptr) > 0
     has_answers = np.abs(chunk.interest).sum(axis=1) > 0
     return MatchSummary(
         run_id=run_id,
         members=m,
         recommendations=len(rows),
         members_without_items=int((indices[:, 0] < 0).sum()) if k else m,
-        cold_start=int((~has_history & ~has_answers).sum()),
+        cold_start=int((~signals.has_history & ~has_answers).sum()),
     )
 
 

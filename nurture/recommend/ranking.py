@@ -121,6 +121,17 @@ class RankingWeights(BaseModel):
             "prior for newcomers; replaces popularity for them."
         ),
     )
+    community_popularity: float = Field(
+        default=0.0,
+        ge=0,
+        le=1,
+        description=(
+            "Share of the whole community's popularity in the popularity of a member ranked by "
+            "their segment's (0: the segment's alone, 1: the community's alone). Members who "
+            "answered a single-choice question are ranked by their answer groups' popularity, "
+            "already shrunk towards the community's, which this leaves as it is."
+        ),
+    )
     freshness: float = Field(default=0.1, ge=0, description="Weight of the item's freshness.")
     format: float = Field(
         default=0.05,

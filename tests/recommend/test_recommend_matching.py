@@ -10,6 +10,7 @@ from nurture.recommend import (
     content_text,
     embed_content_items,
     load_content_vectors,
+    load_ranking_signals,
     recommend_for_members,
     recommendations_for,
     start_match_run,
@@ -705,3 +706,68 @@ def test_a_newcomer_gets_what_members_with_the_same_answers_engage_with(session,
 
     assert _keys(session, newcomer)[0] == "churn-guide"
     assert _keys(session, unknown)[0] == "roi-webinar"  # no answer: the community's favourite
+
+    # The community's popularity mixes into segment popularity only: answer groups keep theirs.
+    recommend_for_members(
+        session,
+        embedder,
+        [newcomer.id, unknown.id],
+        NOW,
+        k=2,
+        choice_questions=["role"],
+        weights=RankingWeights(community_popularity=1.0),
+    )
+    assert _keys(session, newcomer)[0] == "churn-guide"
+
+
+def test_newcomers_are_ranked_with_their_own_weights(session, embedder, library):
+    """``newcomer_weights`` rank members without history; the others keep ``weights``."""
+    data_people = [_member(session, f"data{i}@example.org") for i in range(3)]
+    event_people = [_member(session, f"events{i}@example.org") for i in range(3)]
+    for person in data_people:
+        _event(session, person, "content_view", "roi-webinar")
+    for person in event_people:
+        _event(session, person, "content_view", "events-playbook")
+        _event(session, person, "content_view", "churn-guide", days_ago=2)
+    newcomer = _member(session, "new@example.org")
+    run, _ = _segment(session, "seg-data", [*data_people, newcomer])
+    _segment(session, "seg-events", event_people, run=run)
+    regular = data_people[0]
+    ids = [newcomer.id, regular.id]
+
+    recommend_for_members(session, embedder, ids, NOW, k=3)
+    before = {member.id: _keys(session, member) for member in (newcomer, regular)}
+    assert before[newcomer.id][0] == "roi-webinar"  # the segment's favourite
+
+    community = RankingWeights(community_popularity=1.0)
+    recommend_for_members(session, embedder, ids, NOW, k=3, newcomer_weights=community)
+    after = {member.id: _keys(session, member) for member in (newcomer, regular)}
+    assert after[regular.id] == before[regular.id]  # ranked with the weights as before
+    assert after[newcomer.id][0] in {"events-playbook", "churn-guide"}  # the community's
+    run_params = session.scalars(select(MatchRun.params).order_by(MatchRun.id.desc())).first()
+    assert run_params["newcomer_weights"]["community_popularity"] == 1.0
+
+
+def test_signals_loaded_once_rank_as_the_matcher_does(session, embedder, library):
+    members = [_member(session, f"reader{i}@example.org") for i in range(4)]
+    _event(session, members[0], "content_view", "roi-webinar")
+    _event(session, members[1], "content_view", "roi-webinar")
+    _event(session, members[1], "content_view", "churn-guide")
+    _profile(session, members[2], _vector(session, embedder, "open source maintainers"))
+    session.flush()
+    ids = [member.id for member in members]
+    weights = RankingWeights(mmr_lambda=0.9)
+
+    recommend_for_members(session, embedder, ids, NOW, k=4, weights=weights)
+    signals = load_ranking_signals(session, embedder, ids, NOW, weights)
+    indices, _ = signals.rank(weights, 4)
+
+    assert signals.member_ids == ids
+    assert signals.has_history.tolist() == [True, True, False, False]
+    for member, ranked in zip(members, indices, strict=True):
+        assert [signals.item_keys[column] for column in ranked if column >= 0] == _keys(
+            session, member
+        )
+    rows = np.array([1, 3])
+    subset, _ = signals.rank(weights, 4, rows)
+    assert subset.tolist() == indices[rows].tolist()

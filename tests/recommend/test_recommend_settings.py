@@ -5,6 +5,7 @@ from sqlalchemy import select
 
 from nurture.errors import ConfigurationError
 from nurture.recommend import RankingWeights
+from nurture.recommend.ranking_file import DEFAULT_WEIGHTS
 from nurture.runtime import Runtime, settings_from
 from nurture.settings import Settings
 from nurture.stages import start_matching
@@ -12,9 +13,11 @@ from nurture.storage import MatchRun
 from tests.pipeline_helpers import NOW
 
 
-def test_settings_defaults_are_the_rankers():
-    settings = Settings()
-    assert Runtime(settings).ranking_weights == RankingWeights()
+def test_settings_defaults_are_the_built_in_weights_of_each_group(tmp_path):
+    settings = Settings(workspace=tmp_path)  # no ranking.yaml
+    runtime = Runtime(settings)
+    assert runtime.ranking_weights == RankingWeights(**DEFAULT_WEIGHTS["with_history"])
+    assert runtime.newcomer_ranking_weights == RankingWeights(**DEFAULT_WEIGHTS["without_history"])
     assert settings.ranking_weights == {}
 
 
@@ -26,7 +29,7 @@ def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     settings = settings_from()
     weights = Runtime(settings).ranking_weights
     assert (weights.co_engagement, weights.freshness) == (0.4, 0.0)
-    assert weights.member == RankingWeights().member  # not named: the default
+    assert weights.member == DEFAULT_WEIGHTS["with_history"]["member"]  # not named: the default
     assert (weights.interest_half_life_days, weights.mmr_lambda) == (30.0, 0.6)
     assert settings.recommendation_kinds == ["webinar", "event"]
 

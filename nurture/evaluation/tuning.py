@@ -1,0 +1,600 @@
+"""Ranking weights learned, not guessed: a seeded search on a validation split of the training data.
+
+``nurture evaluate --tune`` reads a dataset folder's *training* interactions only (``test.csv``
+is never opened: :func:`~nurture.evaluation.folder.load_dataset_folder` with
+``with_test=False``) and carves a validation split from them (:func:`carve_validation`):
+
+- **newcomers**: a seeded share of the members with training interactions lose all of them
+  (they look like members who just joined: only their answers or text are known); their
+  interactions are their validation;
+- **members with a history**: every other member with at least two training interactions holds
+  out the last ``ceil(share · n)`` of them, in time order.
+
+The nightly stages run once on the rest (:func:`~nurture.evaluation.rank_with_nurture`), the
+ranking signals are loaded once per half-life (:class:`SandboxSignals`), then a seeded search
+(:func:`search_weights`) tries weight sets for each group apart, each scored by
+``precision@k + nDCG@k`` on that group's validation members; the weights in force are the first
+trial, so the result is never worse than them on validation. The two best sets are written as a
+ranking weights file (:func:`nurture.recommend.write_ranking_file`) that the workspace reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import datetime as dt
+import functools
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from nurture.embedding import embedder_name
+from nurture.errors import Problem
+from nurture.evaluation.ablation import score_lists
+from nurture.evaluation.data import EvaluationData, EvaluationDataError, temporal_cutoff
+from nurture.evaluation.engine_signals import SandboxSignals
+from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
+from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
+from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
+from nurture.recommend import RankingWeights
+from nurture.recommend.ranking_file import ranking_weight_sets
+from nurture.runtime import Runtime
+from nurture.settings import Settings
+from nurture.workspace import load_workspace_config
+
+__all__ = [
+    "SEARCH_SPACES",
+    "GroupTuning",
+    "SearchResult",
+    "TuningResult",
+    "carve_validation",
+    "propose_weights",
+    "search_weights",
+    "tune_folder",
+    "tune_workspace",
+]
+
+Group = Literal["with_history", "without_history"]
+
+_HALF_LIVES = (30.0, 90.0, 365.0, 3650.0)
+
+SEARCH_SPACES: dict[str, dict[str, tuple[float, float] | tuple[Any, ...]]] = {
+    "with_history": {
+        "member": (0.0, 1.0),
+        "history": (0.0, 1.0),
+        "co_engagement": (0.0, 1.0),
+        "collaborative": (0.0, 1.0),
+        "segment": (0.0, 0.5),
+        "popularity": (0.0, 1.0),
+        "community_popularity": (0.0, 1.0),
+        "freshness": (0.0, 0.3),
+        "mmr_lambda": (0.5, 1.0),
+        "interest_half_life_days": _HALF_LIVES,
+        "centre_history": (True, False),
+    },
+    "without_history": {
+        # A newcomer lacks history, co-engagement and the learned model: their weights only
+        # add to the personal share the member's other signals split (see RankingWeights).
+        "member": (0.0, 1.0),
+        "history": (0.0, 1.0),
+        "co_engagement": (0.0, 1.0),
+        "collaborative": (0.0, 1.0),
+        "segment": (0.0, 0.5),
+        "cold_start_popularity": (0.0, 3.0),
+        "community_popularity": (0.0, 1.0),
+        "freshness": (0.0, 0.3),
+        "mmr_lambda": (0.5, 1.0),
+        "interest_half_life_days": _HALF_LIVES,
+    },
+}
+"""What the search tries, per group: a ``(low, high)`` range, or a tuple of choices (a tuple
+of booleans, or of more than two values, is a set of choices)."""
+
+_LOCAL_SHARE = 0.5  # share of the trials that change a few fields of the best so far
+
+
+def _is_range(space: tuple[Any, ...]) -> bool:
+    return len(space) == 2 and all(
+        isinstance(value, float) and not isinstance(value, bool) for value in space
+    )
+
+
+def _draw(rng: np.random.Generator, space: tuple[Any, ...]) -> Any:
+    if _is_range(space):
+        low, high = space
+        if low == 0.0 and rng.random() < 0.2:  # a signal switched off is worth trying
+            return 0.0
+        return round(float(rng.uniform(low, high)), 3)
+    return space[int(rng.integers(len(space)))]
+
+
+def propose_weights(
+    rng: np.random.Generator, best: RankingWeights, space: Mapping[str, tuple[Any, ...]]
+) -> RankingWeights:
+    """A new weight set to try: all fields drawn afresh, or a few changed from ``best``.
+
+    Args:
+        rng: The random generator (seeded by the caller).
+        best: The best weights found so far.
+        space: The fields searched and their ranges or choices (:data:`SEARCH_SPACES`).
+
+    Returns:
+        The weights to try.
+    """
+    names = list(space)
+    if rng.random() < _LOCAL_SHARE:
+        count = int(rng.integers(1, min(3, len(names)) + 1))
+        chosen = [names[int(i)] for i in rng.choice(len(names), size=count, replace=False)]
+        update: dict[str, Any] = {}
+        for name in chosen:
+            field_space = space[name]
+            current = getattr(best, name)
+            if _is_range(field_space) and current > 0 and rng.random() < 0.7:
+                low, high = field_space
+                moved = current * math.exp(float(rng.normal(0.0, 0.5)))
+                update[name] = round(min(max(moved, low), high), 3)
+            else:
+                update[name] = _draw(rng, field_space)
+        return best.model_copy(update=update)
+    return best.model_copy(update={name: _draw(rng, space[name]) for name in names})
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """What a search found.
+
+    Attributes:
+        start: The weights it started from (the first trial).
+        start_score: Their score.
+        best: The best weights tried.
+        best_score: Their score.
+        trials: Weight sets tried, the start included.
+    """
+
+    start: RankingWeights
+    start_score: float
+    best: RankingWeights
+    best_score: float
+    trials: int
+
+
+def search_weights(
+    score: Callable[[RankingWeights], float],
+    start: RankingWeights,
+    space: Mapping[str, tuple[Any, ...]],
+    *,
+    trials: int,
+    seed: int,
+) -> SearchResult:
+    """Search the weights that maximise ``score``: ``start`` first, then seeded proposals.
+
+    A proposal replaces the best only when it scores strictly higher, so ties keep ``start``.
+
+    Args:
+        score: Higher is better (the validation figure of a weight set).
+        start: The weights in force: the first trial.
+        space: The fields searched (:data:`SEARCH_SPACES`).
+        trials: Weight sets tried in all, ``start`` included (at least 1).
+        seed: Seed of the proposals: the same seed gives the same search.
+
+    Returns:
+        The best weights and their score, next to the start's.
+
+    Raises:
+        ValueError: ``trials`` is below 1.
+    """
+    if trials < 1:
+        raise ValueError(f"trials must be at least 1, found {trials}")
+    rng = np.random.default_rng(seed)
+    start_score = score(start)
+    best, best_score = start, start_score
+    tried = {start}
+    for _ in range(trials - 1):
+        candidate = propose_weights(rng, best, space)
+        if candidate in tried:
+            continue
+        tried.add(candidate)
+        value = score(candidate)
+        if value > best_score:
+            best, best_score = candidate, value
+    return SearchResult(start, start_score, best, best_score, len(tried))
+
+
+def carve_validation(
+    dataset: FolderDataset,
+    *,
+    share: float = 0.2,
+    newcomer_share: float = 0.2,
+    seed: int = 42,
+) -> FolderDataset:
+    """A validation split of a dataset's training interactions: newcomers and held-out tails.
+
+    Of the members with training interactions, ``newcomer_share`` (seeded; among those with
+    a text or attributes when the members without training interactions have some, since
+    those are the newcomers to rank) lose them all: they are the validation newcomers. Every
+    other member with ``n >= 2`` interactions holds out their last ``ceil(share · n)`` (by
+    time, then file order); a held-out interaction with an item the member keeps in training
+    is dropped.
+
+    Args:
+        dataset: A dataset read without its test interactions (``with_test=False``).
+        share: Share of each member's interactions held out.
+        newcomer_share: Share of the members with interactions made newcomers.
+        seed: Seed of the choice of newcomers.
+
+    Returns:
+        The dataset with training = what is left, test = the validation interactions.
+
+    Raises:
+        ValueError: ``dataset`` holds test interactions (tuning must never see them), or a
+            share is not in ``(0, 1)``.
+    """
+    if len(dataset.test):
+        raise ValueError("carve_validation takes the training data only: read it with_test=False")
+    _check_shares(share, newcomer_share)
+    train = dataset.train
+    n_members = len(dataset.member_ids)
+    counts = np.bincount(train.member, minlength=n_members)
+
+    def described(row: int) -> bool:
+        cells = dataset.member_cells[row]
+        return any(value.strip() for key, value in cells.items() if key not in ("id", "language"))
+
+    pool = np.flatnonzero(counts > 0)
+    if any(described(row) for row in np.flatnonzero(counts == 0).tolist()):
+        with_text = np.array([row for row in pool.tolist() if described(row)], dtype=np.int64)
+        if with_text.size >= 2:
+            pool = with_text
+    times = np.array([moment.timestamp() for moment in dataset.train_times], dtype=np.float64)
+    keep, validation = _carve(
+        train.member, train.item, times, pool, share, newcomer_share, np.random.default_rng(seed)
+    )
+    return dataclasses.replace(
+        dataset,
+        train=train.select(keep),
+        test=train.select(validation),
+        train_times=[
+            moment for moment, kept in zip(dataset.train_times, keep, strict=True) if kept
+        ],
+    )
+
+
+def _check_shares(share: float, newcomer_share: float) -> None:
+    for name, value in (("share", share), ("newcomer_share", newcomer_share)):
+        if not 0 < value < 1:
+            raise ValueError(f"{name} must be in (0, 1), found {value}")
+
+
+def _carve(
+    members: np.ndarray,
+    items: np.ndarray,
+    times: np.ndarray,
+    pool: np.ndarray,
+    share: float,
+    newcomer_share: float,
+    rng: np.random.Generator,
+) -> tuple[np.ndarray, np.ndarray]:
+    """``(keep, validation)`` masks over the interactions (see :func:`carve_validation`).
+
+    Args:
+        members: ``(N,)`` member (any integer id) of each interaction.
+        items: ``(N,)`` item of each interaction.
+        times: ``(N,)`` when each happened, as numbers.
+        pool: The members newcomers are drawn from.
+        share: Share of each member's interactions held out.
+        newcomer_share: Share of ``pool`` made newcomers.
+        rng: The seeded generator.
+    """
+    members = np.asarray(members, dtype=np.int64)
+    n_new = min(len(pool) - 1, max(1, round(newcomer_share * len(pool)))) if len(pool) > 1 else 0
+    newcomers = set(rng.permutation(np.asarray(pool, dtype=np.int64))[:n_new].tolist())
+    held = np.array([member in newcomers for member in members.tolist()], dtype=bool)
+    order = np.lexsort((np.arange(len(members)), times, members))
+    bounds = np.flatnonzero(np.diff(members[order])) + 1
+    for group in np.split(order, bounds) if len(order) else []:
+        n = len(group)
+        if int(members[group[0]]) not in newcomers and n >= 2:
+            held[group[n - math.ceil(share * n) :]] = True
+    kept_pairs = set(zip(members[~held].tolist(), np.asarray(items)[~held].tolist(), strict=True))
+    repeated = np.array(
+        [
+            bool(h) and (m, i) in kept_pairs
+            for h, m, i in zip(held, members.tolist(), np.asarray(items).tolist(), strict=True)
+        ],
+        dtype=bool,
+    )
+    return ~held, held & ~repeated
+
+
+@dataclass(frozen=True)
+class GroupTuning:
+    """The search for one group of members.
+
+    Attributes:
+        group: ``with_history`` or ``without_history``.
+        members: Validation members of the group scored.
+        start: The weights in force before tuning.
+        start_metrics: Their validation figures.
+        best: The best weights found.
+        best_metrics: Their validation figures.
+        trials: Weight sets tried.
+    """
+
+    group: Group
+    members: int
+    start: RankingWeights
+    start_metrics: dict[str, float | None]
+    best: RankingWeights
+    best_metrics: dict[str, float | None]
+    trials: int
+
+
+@dataclass(frozen=True)
+class TuningResult:
+    """What ``nurture evaluate --tune`` found.
+
+    Attributes:
+        dataset: The folder tuned on.
+        k: The cut-off scored.
+        seed: The seed of the validation split and the search.
+        groups: The search of each group.
+        counts: Interactions kept for training and held out for validation.
+    """
+
+    dataset: Path
+    k: int
+    seed: int
+    groups: dict[str, GroupTuning]
+    counts: dict[str, int]
+
+    def weights(self) -> tuple[RankingWeights, RankingWeights]:
+        """The best weights of members with a history, and of members without."""
+        return self.groups["with_history"].best, self.groups["without_history"].best
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
+        return {
+            "dataset": str(self.dataset),
+            "k": self.k,
+            "seed": self.seed,
+            "counts": self.counts,
+            "groups": {
+                name: {
+                    "members": group.members,
+                    "trials": group.trials,
+                    "start": group.start.model_dump(),
+                    "start_metrics": group.start_metrics,
+                    "best": group.best.model_dump(),
+                    "best_metrics": group.best_metrics,
+                }
+                for name, group in self.groups.items()
+            },
+        }
+
+
+def _group_metrics(
+    signals: SandboxSignals,
+    data: EvaluationData,
+    rows: np.ndarray,
+    ids: list[int],
+    k: int,
+    weights: RankingWeights,
+) -> dict[str, float | None]:
+    """The validation figures of ``weights`` on the members ``rows`` (sandbox ids ``ids``)."""
+    lists = signals.rank(ids, weights, k)
+    key_of = {member_id: data.member_keys[row] for member_id, row in zip(ids, rows, strict=True)}
+    return score_lists(data, rows, {key_of[i]: ranked for i, ranked in lists.items()}, k)
+
+
+def _group_objective(
+    metrics: Callable[[RankingWeights], Mapping[str, float | None]],
+    k: int,
+    weights: RankingWeights,
+) -> float:
+    """What the search maximises: ``precision@k + nDCG@k`` on validation."""
+    figures = metrics(weights)
+    return (figures.get(f"precision@{k}") or 0.0) + (figures.get(f"ndcg@{k}") or 0.0)
+
+
+def tune_folder(
+    settings: Settings,
+    folder: Path,
+    *,
+    k: int = 10,
+    trials: int = 40,
+    seed: int | None = None,
+    start: tuple[RankingWeights, RankingWeights] | None = None,
+) -> TuningResult:
+    """Search ranking weights for both groups of members on a dataset folder's training data.
+
+    ``test.csv`` is never read. See the module's docstring for the validation split and the
+    search.
+
+    Args:
+        settings: The settings in force (model, segmentation...); the weights in force are
+            the search's start.
+        folder: The dataset folder.
+        k: Cut-off of the lists scored.
+        trials: Weight sets tried per group, the start included.
+        seed: Seed of the validation split and the search; the settings' random seed when
+            none.
+        start: The weights to start from, ``(with history, without history)``; those in force
+            (:func:`nurture.recommend.ranking_file.ranking_weight_sets`) when none.
+
+    Returns:
+        The result of both searches.
+
+    Raises:
+        EvaluationDataError: A training file is missing or invalid.
+        ValueError: ``k`` or ``trials`` is below 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    seed = settings.random_seed if seed is None else seed
+    starts = start if start is not None else ranking_weight_sets(settings)
+    dataset = load_dataset_folder(
+        folder, languages=load_workspace_config(settings.workspace).languages, with_test=False
+    )
+    validation = carve_validation(dataset, seed=seed)
+    data = validation.evaluation_data()
+    with nurture_sandbox(settings, k) as sandbox:
+        member_ids = stage_folder(validation, sandbox)
+        rank_with_nurture(sandbox, validation.now)
+        signals = SandboxSignals(sandbox, validation.now)
+        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
+    return TuningResult(
+        dataset=folder,
+        k=k,
+        seed=seed,
+        groups=groups,
+        counts=_counts(data, groups),
+    )
+
+
+def _counts(data: EvaluationData, groups: Mapping[str, GroupTuning]) -> dict[str, int]:
+    return {
+        "training_interactions": len(data.train),
+        "validation_interactions": len(data.test),
+        "validation_members_with_history": groups["with_history"].members,
+        "validation_newcomers": groups["without_history"].members,
+    }
+
+
+def _search_groups(
+    signals: SandboxSignals,
+    data: EvaluationData,
+    member_ids: Mapping[str, int],
+    starts: tuple[RankingWeights, RankingWeights],
+    *,
+    k: int,
+    trials: int,
+    seed: int,
+) -> dict[str, GroupTuning]:
+    """Search each group's weights on its validation members (sandbox ids ``member_ids``)."""
+    groups: dict[str, GroupTuning] = {}
+    for group, mode, begin in (
+        ("with_history", "warm", starts[0]),
+        ("without_history", "cold-start", starts[1]),
+    ):
+        rows = data.members_to_evaluate(mode)  # type: ignore[arg-type]
+        ids = [member_ids[data.member_keys[row]] for row in rows]
+        metrics = functools.partial(_group_metrics, signals, data, rows, ids, k)
+        found = search_weights(
+            functools.partial(_group_objective, metrics, k),
+            begin,
+            SEARCH_SPACES[group],
+            trials=trials if len(rows) else 1,
+            seed=seed,
+        )
+        groups[group] = GroupTuning(
+            group=group,  # type: ignore[arg-type]
+            members=len(rows),
+            start=begin,
+            start_metrics=metrics(begin),
+            best=found.best,
+            best_metrics=metrics(found.best),
+            trials=found.trials,
+        )
+    return groups
+
+
+def tune_workspace(
+    runtime: Runtime,
+    *,
+    k: int = 10,
+    trials: int = 40,
+    seed: int | None = None,
+    start: tuple[RankingWeights, RankingWeights] | None = None,
+    cutoff: dt.datetime | None = None,
+    test_share: float = 0.2,
+) -> TuningResult:
+    """Search ranking weights for both groups on the workspace's activity before ``cutoff``.
+
+    The activity at or after the cut-off (what ``nurture evaluate`` tests on, with the same
+    cut-off) is never read: the validation split is carved from the events before it, as
+    :func:`carve_validation` does (newcomers drawn among every member with events), and the
+    sandbox ranks at the cut-off.
+
+    Args:
+        runtime: The runtime of the workspace and its database.
+        k: Cut-off of the lists scored.
+        trials: Weight sets tried per group, the start included.
+        seed: Seed of the validation split and the search; the settings' when none.
+        start: The weights to start from; those in force when none.
+        cutoff: The time before which activity trains; none leaves the last ``test_share``
+            of the interactions out, as ``nurture evaluate`` does.
+        test_share: Share left out when ``cutoff`` is none.
+
+    Returns:
+        The result of both searches.
+
+    Raises:
+        EvaluationDataError: There is no activity before the cut-off to learn from.
+        ValueError: ``k`` or ``trials`` is below 1.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    settings = runtime.settings
+    seed = settings.random_seed if seed is None else seed
+    starts = start if start is not None else runtime.ranking_weight_sets
+    if cutoff is not None and cutoff.tzinfo is None:
+        cutoff = cutoff.replace(tzinfo=dt.UTC)
+    with nurture_sandbox(settings, k, workspace=settings.workspace, weights=starts) as sandbox:
+        with runtime.session() as source, sandbox.session() as target:
+            events = load_interactions(source)
+            if cutoff is None and events:
+                cutoff = temporal_cutoff([event.occurred_at for event in events], test_share)
+            train = [event for event in events if cutoff is not None and event.occurred_at < cutoff]
+            if not train or cutoff is None:
+                raise EvaluationDataError(
+                    [Problem("activity", "no interaction with content before the cut-off")]
+                )
+            item_of: dict[str, int] = {}
+            keep, validation = _carve(
+                np.array([event.member_id for event in train], dtype=np.int64),
+                np.array(
+                    [item_of.setdefault(event.content_key, len(item_of)) for event in train],
+                    dtype=np.int64,
+                ),
+                np.array([event.occurred_at.timestamp() for event in train], dtype=np.float64),
+                np.unique([event.member_id for event in train]),
+                0.2,
+                0.2,
+                np.random.default_rng(seed),
+            )
+            left_out = {
+                int(event.event_id or 0)
+                for event, kept in zip(train, keep, strict=True)
+                if not kept
+            }
+            tested = {
+                int(event.event_id or 0)
+                for event, valid in zip(train, validation, strict=True)
+                if valid
+            }
+            name = embedder_name(settings.embedding_model, settings.embedding_backend)
+            stage_workspace(source, target, cutoff, name, leave_out=left_out)
+        rank_with_nurture(sandbox, cutoff)
+        choices = [
+            question.key
+            for question in runtime.workspace.questionnaire.questions
+            if question.kind == "single_choice"
+        ]
+        scored = [
+            event for event in train if event.event_id not in left_out or event.event_id in tested
+        ]
+        with sandbox.session() as target:
+            data = split_in_time(target, scored, cutoff, choice_questions=choices, held_out=tested)
+        signals = SandboxSignals(sandbox, cutoff)
+        member_ids = {key: int(key) for key in data.member_keys}
+        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
+    return TuningResult(
+        dataset=settings.workspace,
+        k=k,
+        seed=seed,
+        groups=groups,
+        counts=_counts(data, groups),
+    )
