@@ -210,7 +210,7 @@ class SendGridMailer:
         else:
             self._connections.give_back(connection)
         if response.status >= 400:
-            raise self._classify(response.status, data, response.headers, where, email)
+            raise self._classify(response.status, data, dict(response.getheaders()), where, email)
         provider_id = response.headers.get("X-Message-Id")
         return DeliveryResult(provider_message_id=provider_id or "", backend=self.backend)
 
