@@ -49,7 +49,7 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.exceptions import SendGridException
 
 from nurture.delivery.mailers import DeliveryResult, OutgoingEmail, redact_address
-from nurture.errors import DeliveryError, PermanentDeliveryError
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
 
 __all__ = ["SendGridMailer", "retry_after_seconds"]
 
@@ -90,6 +90,9 @@ class SendGridMailer:
         clock: Current unix time, to turn a rate-limit reset time into a wait.
         connections: Keep-alive connections kept open (``Settings.send_concurrency``: one per
             sender); more senders than this still send, on connections closed after use.
+
+    Raises:
+        ConfigurationError: ``base_url`` is not an http(s) URL.
 
     Attributes:
         client: The ``sendgrid.SendGridAPIClient``: its request headers go with every request.
@@ -242,7 +245,10 @@ class _Connections:
     def __init__(self, base_url: str, timeout: float, keep: int) -> None:
         parts = urlsplit(base_url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ValueError(f"base_url is {base_url!r}: expected http(s)://host[:port]")
+            raise ConfigurationError(
+                f"the SendGrid base URL (NURTURE_SENDGRID_BASE_URL) is {base_url!r}: expected "
+                "https://host[:port] (http:// for a local mock)"
+            )
         self.secure = parts.scheme == "https"
         self.host = parts.hostname
         self.port = parts.port or (443 if self.secure else 80)

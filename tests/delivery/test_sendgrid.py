@@ -32,7 +32,7 @@ import pytest
 
 from nurture.delivery import Mailer, OutgoingEmail, deliver_messages
 from nurture.delivery.sendgrid_mailer import SendGridMailer, _dropped, retry_after_seconds
-from nurture.errors import DeliveryError, PermanentDeliveryError
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
 from nurture.storage.models import Message, MessageStatus
 from tests.delivery.mail_helpers import HOST, free_port, outgoing_email
 
@@ -556,3 +556,8 @@ def test_senders_at_once_each_take_their_own_connection(keep_alive_server):
 def _server_closed(mailer: SendGridMailer) -> bool:
     idle = mailer._connections._idle
     return bool(idle) and idle[0].sock is not None and _dropped(idle[0].sock)
+
+
+def test_a_base_url_without_a_scheme_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="NURTURE_SENDGRID_BASE_URL"):
+        SendGridMailer(API_KEY, base_url="api.sendgrid.com")
