@@ -153,7 +153,7 @@ class SmtpMailer:
                     break
                 connection, since = self._idle.pop()
             if self.clock() - since > self.max_idle_seconds:
-                _quit_quietly(connection)
+                connection.close()  # the server may have dropped it: no QUIT to wait on
                 continue
             try:
                 # Dropped while idle? Nothing of the email was sent yet: take another.
