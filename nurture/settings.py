@@ -274,6 +274,13 @@ class Settings(BaseSettings):
         description="Requests each API key may make per minute to `nurture serve`'s HTTP API "
         "(beyond it: 429 with Retry-After).",
     )
+    api_idempotency_days: float = Field(
+        default=7,
+        gt=0,
+        allow_inf_nan=False,
+        description="Days an HTTP API request's Idempotency-Key is remembered: a replay within "
+        "them changes nothing; older keys are forgotten (pruned) and may be used again.",
+    )
     sender_email: str = "community@example.org"
     sender_name: str = "The community team"
     community_name: str = "Example Community"

@@ -23,7 +23,15 @@ from nurture.cli.context import runtime_of
 if TYPE_CHECKING:  # imported by the command, not by `nurture --help`
     from nurture.evaluation import EvaluationReport, Mode
 
-__all__ = ["convert_stackexchange", "evaluate", "evaluate_app", "report_table"]
+__all__ = [
+    "breakdown_tables",
+    "convert_stackexchange",
+    "evaluate",
+    "evaluate_app",
+    "html_path",
+    "report_table",
+    "timings_line",
+]
 
 console = Console()
 
@@ -80,6 +88,69 @@ def report_table(report: EvaluationReport) -> Table:
     return table
 
 
+_GROUPING_TITLES = {"language": "language", "history": "training items"}
+
+
+def breakdown_tables(report: EvaluationReport) -> list[Table | str]:
+    """The metrics per group of members, compactly: a table per grouping with several groups.
+
+    A row per recommender, a column per group (with its members); each cell the precision and
+    nDCG at ``k``, the best nDCG of each column in bold. A grouping with one group (every member
+    in it) is a line saying so: the main table holds its figures.
+
+    Args:
+        report: An evaluation report.
+
+    Returns:
+        Tables and lines (plain text, not markup), in the order of the report's groupings.
+    """
+    from nurture.evaluation import RECOMMENDERS
+
+    precision, ndcg = f"precision@{report.k}", f"ndcg@{report.k}"
+    shown: list[Table | str] = []
+    for grouping, groups in report.breakdowns.items():
+        title = _GROUPING_TITLES.get(grouping, grouping)
+        if len(groups) == 1:
+            (group,) = groups
+            shown.append(f"by {title}: one group, {group}, holds every member (the table above)")
+            continue
+        table = Table(title=f"P@{report.k} / nDCG@{report.k} by {title}")
+        table.add_column("recommender")
+        best: dict[str, float | None] = {}
+        for group, figures in groups.items():
+            table.add_column(f"{escape(group)} ({figures['members']})", justify="right")
+            known = [
+                value
+                for name in RECOMMENDERS
+                if (value := figures["metrics"][name].get(ndcg)) is not None
+            ]
+            best[group] = max(known, default=None)
+        for name in RECOMMENDERS:
+            cells = []
+            for group, figures in groups.items():
+                values = figures["metrics"][name]
+                text = f"{_short(values.get(precision))} / {_short(values.get(ndcg))}"
+                top = best[group] is not None and values.get(ndcg) == best[group]
+                cells.append(f"[bold]{text}[/]" if top else text)
+            table.add_row(name, *cells)
+        shown.append(table)
+    return shown
+
+
+def _short(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.3f}"
+
+
+def timings_line(report: EvaluationReport) -> str:
+    """How long each recommender took, in one line (the engine: its whole nightly run)."""
+    parts = [
+        f"{name} {figures['seconds']:.3f}"
+        + (" (nightly run)" if "fit_seconds" not in figures else "")
+        for name, figures in report.timings.items()
+    ]
+    return "seconds: " + ", ".join(parts) if parts else ""
+
+
 def _describe_split(report: EvaluationReport) -> str:
     split = report.split
     if split.get("kind") == "temporal":
@@ -131,10 +202,22 @@ def evaluate(
             dir_okay=False,
         ),
     ] = None,
+    html: Annotated[
+        Path | None,
+        typer.Option(
+            "--html",
+            help="Where to write the HTML report (tables, per-group figures, timings, precision "
+            "and nDCG at every k plotted); default: beside the JSON, its name ending in .html.",
+            dir_okay=False,
+        ),
+    ] = None,
 ) -> None:
     """Measure ranking quality on held-out interactions: nurture vs baselines.
 
-    Without a sub-command, evaluates; `nurture evaluate convert ...` writes dataset folders.
+    Prints every metric at k (overall, per language, per number of training items) and the
+    seconds each recommender took; writes them as JSON and an HTML report (precision and nDCG
+    at every k plotted). Without a sub-command, evaluates; `nurture evaluate convert ...` writes
+    dataset folders.
     """
     if ctx.invoked_subcommand is not None:
         return
@@ -156,6 +239,10 @@ def evaluate(
         with runtime.progress.task("evaluate"):
             report = evaluate_workspace(runtime, mode=mode, k=k, cutoff=cutoff)
     console.print(report_table(report))
+    for shown in breakdown_tables(report):
+        console.print(escape(shown) if isinstance(shown, str) else shown, highlight=False)
+    if report.timings:
+        console.print(escape(timings_line(report)), highlight=False, soft_wrap=True)
     console.print(escape(_describe_split(report)), highlight=False, soft_wrap=True)
     if not report.counts.get("evaluated_members"):
         console.print(
@@ -163,10 +250,29 @@ def evaluate(
         )
     path = output or settings.data_dir / "reports" / "evaluation.json"
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text(
-        json.dumps(report.to_dict(), ensure_ascii=False, indent=2) + "\n", encoding="utf-8"
-    )
+    figures = report.to_dict()
+    path.write_text(json.dumps(figures, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
     console.print(f"figures written to {escape(str(path.resolve()))}", highlight=False)
+    from nurture.evaluation import BASELINES, ENGINE
+    from nurture.reports import write_evaluation_report
+
+    page = write_evaluation_report(
+        figures,
+        html or html_path(path),
+        generated_at=report.created_at,
+        descriptions={ENGINE: _ENGINE_DESCRIPTION, **BASELINES},
+    )
+    console.print(f"report written to {escape(str(page.path))}", highlight=False)
+
+
+_ENGINE_DESCRIPTION = "nurture's own nightly stages run on the training data, as configured"
+
+
+def html_path(json_path: Path) -> Path:
+    """Where the HTML report goes by default: beside the JSON, its name ending in ``.html``."""
+    if json_path.suffix.lower() == ".html":
+        return json_path.with_name(json_path.name + ".html")
+    return json_path.with_suffix(".html")
 
 
 evaluate_app = typer.Typer(invoke_without_command=True, add_completion=False)

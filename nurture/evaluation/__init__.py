@@ -17,6 +17,14 @@ from nurture.evaluation.baselines import (
     recommend_random,
     top_k,
 )
+from nurture.evaluation.breakdowns import (
+    GROUPINGS,
+    HISTORY_BUCKETS,
+    breakdown_metrics,
+    history_bucket,
+    member_groups,
+    training_items,
+)
 from nurture.evaluation.data import (
     EvaluationData,
     EvaluationDataError,
@@ -29,19 +37,26 @@ from nurture.evaluation.metrics import (
     catalogue_coverage,
     hit_rate_at_k,
     ndcg_at_k,
+    ndcg_curve,
     precision_at_k,
+    precision_curve,
     recall_at_k,
     recommended_gains,
 )
 from nurture.evaluation.ranker import EngineRanking, nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import (
     BASELINES,
+    CURVE_METRICS,
     ENGINE,
     METRICS,
+    PER_MEMBER_METRICS,
     RECOMMENDERS,
     EvaluationReport,
+    RecommenderRun,
     lists_from_keys,
+    rank_and_score,
     score_recommenders,
+    timings_of,
 )
 from nurture.evaluation.runs import DEFAULT_TEST_SHARE, evaluate_folder, evaluate_workspace
 from nurture.evaluation.workspace import (
@@ -53,9 +68,13 @@ from nurture.evaluation.workspace import (
 
 __all__ = [
     "BASELINES",
+    "CURVE_METRICS",
     "DEFAULT_TEST_SHARE",
     "ENGINE",
+    "GROUPINGS",
+    "HISTORY_BUCKETS",
     "METRICS",
+    "PER_MEMBER_METRICS",
     "RECOMMENDERS",
     "EngineRanking",
     "EvaluationData",
@@ -64,20 +83,27 @@ __all__ = [
     "FolderDataset",
     "Interactions",
     "Mode",
+    "RecommenderRun",
     "WorkspaceInteraction",
+    "breakdown_metrics",
     "catalogue_coverage",
     "engagement_matrix",
     "evaluate_folder",
     "evaluate_workspace",
+    "history_bucket",
     "hit_rate_at_k",
     "item_knn_similarity",
     "item_popularity",
     "lists_from_keys",
     "load_dataset_folder",
     "load_interactions",
+    "member_groups",
     "ndcg_at_k",
+    "ndcg_curve",
     "nurture_sandbox",
     "precision_at_k",
+    "precision_curve",
+    "rank_and_score",
     "rank_with_nurture",
     "recall_at_k",
     "recommend_group_popular",
@@ -91,5 +117,7 @@ __all__ = [
     "stage_folder",
     "stage_workspace",
     "temporal_cutoff",
+    "timings_of",
     "top_k",
+    "training_items",
 ]

@@ -15,7 +15,9 @@ __all__ = [
     "catalogue_coverage",
     "hit_rate_at_k",
     "ndcg_at_k",
+    "ndcg_curve",
     "precision_at_k",
+    "precision_curve",
     "recall_at_k",
     "recommended_gains",
 ]
@@ -134,6 +136,45 @@ def ndcg_at_k(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.ndar
     # The k largest gains of each row, in decreasing order, without sorting whole rows.
     top = -np.partition(-values, depth - 1, axis=1)[:, :depth]
     ideal = -np.sort(-top, axis=1) @ discounts[:depth]
+    return np.divide(dcg, ideal, out=np.full_like(dcg, np.nan), where=ideal > 0)
+
+
+def precision_curve(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
+    """Precision at each cut-off from 1 to ``k`` (column ``j``: :func:`precision_at_k` at j + 1).
+
+    Args:
+        recommended: ``(m, L)`` item indices, best first, ``-1`` for no item.
+        relevance: ``(m, n)`` gains, ``0`` where an item is not relevant.
+        k: The largest cut-off.
+
+    Returns:
+        ``(m, k)`` values in ``[0, 1]``.
+    """
+    hits = np.cumsum(recommended_gains(recommended, relevance, k) > 0, axis=1)
+    return hits / np.arange(1, k + 1, dtype=np.float64)[None, :]
+
+
+def ndcg_curve(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
+    """The nDCG at each cut-off from 1 to ``k`` (column ``j``: :func:`ndcg_at_k` at j + 1).
+
+    Args:
+        recommended: ``(m, L)`` item indices, best first, ``-1`` for no item.
+        relevance: ``(m, n)`` non-negative gains, ``0`` where an item is not relevant.
+        k: The largest cut-off.
+
+    Returns:
+        ``(m, k)`` values in ``[0, 1]``; ``nan`` for a member without any relevant item.
+    """
+    gains = recommended_gains(recommended, relevance, k)
+    discounts = 1.0 / np.log2(np.arange(2, k + 2, dtype=np.float64))
+    dcg = np.cumsum(gains * discounts[None, :], axis=1)
+    values = np.asarray(relevance, dtype=np.float64)
+    depth = min(k, values.shape[1])
+    ideal_gains = np.zeros((values.shape[0], k))
+    if depth:
+        top = -np.partition(-values, depth - 1, axis=1)[:, :depth]
+        ideal_gains[:, :depth] = -np.sort(-top, axis=1)
+    ideal = np.cumsum(ideal_gains * discounts[None, :], axis=1)
     return np.divide(dcg, ideal, out=np.full_like(dcg, np.nan), where=ideal > 0)
 
 

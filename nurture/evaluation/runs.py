@@ -3,14 +3,22 @@
 from __future__ import annotations
 
 import datetime as dt
+import time
 from pathlib import Path
 from typing import Any
 
 from nurture.errors import Problem
+from nurture.evaluation.breakdowns import breakdown_metrics, member_groups
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
 from nurture.evaluation.folder import load_dataset_folder, stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
-from nurture.evaluation.report import EvaluationReport, lists_from_keys, score_recommenders
+from nurture.evaluation.report import (
+    CURVE_METRICS,
+    EvaluationReport,
+    lists_from_keys,
+    rank_and_score,
+    timings_of,
+)
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.orchestration import CycleReport
 from nurture.runtime import Runtime, utc_now
@@ -37,9 +45,11 @@ def _report(
     k: int,
     dataset: dict[str, Any],
     engine: dict[str, Any],
+    engine_seconds: float,
 ) -> EvaluationReport:
     rows = data.members_to_evaluate(mode)
     engine_lists = lists_from_keys(data, rows, lists, k)
+    runs = rank_and_score(data, rows, engine_lists, k, settings.random_seed, engine_seconds)
     tested = data.test.members_with_any(data.n_members)
     trained = data.train.members_with_any(data.n_members)
     counts = {
@@ -62,9 +72,15 @@ def _report(
         k=k,
         seed=settings.random_seed,
         counts=counts,
-        metrics=score_recommenders(data, rows, engine_lists, k, settings.random_seed),
+        metrics={name: run.summary(None, data.n_items, k) for name, run in runs.items()},
         created_at=utc_now(),
         engine=engine,
+        breakdowns=breakdown_metrics(runs, member_groups(data, rows), data.n_items, k),
+        curves={
+            metric: {name: run.curve(metric) for name, run in runs.items()}
+            for metric in CURVE_METRICS
+        },
+        timings=timings_of(runs),
     )
 
 
@@ -125,7 +141,9 @@ def evaluate_workspace(
                 share = test_share
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
             stage_workspace(source, target, cutoff, settings.embedding_model)
+        started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, cutoff)
+        engine_seconds = time.perf_counter() - started
         choices = [
             question.key
             for question in runtime.workspace.questionnaire.questions
@@ -144,6 +162,7 @@ def evaluate_workspace(
         k=k,
         dataset={"source": "workspace", "workspace": str(settings.workspace.resolve())},
         engine=_engine_description(settings, ranking.cycle),
+        engine_seconds=engine_seconds,
     )
 
 
@@ -173,7 +192,9 @@ def evaluate_folder(
     )
     with nurture_sandbox(settings, k) as sandbox:
         member_ids = stage_folder(dataset, sandbox)
+        started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, dataset.now)
+        engine_seconds = time.perf_counter() - started
     key_of = {member_id: key for key, member_id in member_ids.items()}
     lists = {key_of[member_id]: keys for member_id, keys in ranking.lists.items()}
     data = dataset.evaluation_data()
@@ -185,4 +206,5 @@ def evaluate_folder(
         k=k,
         dataset={"source": "folder", "path": str(folder)},
         engine=_engine_description(settings, ranking.cycle),
+        engine_seconds=engine_seconds,
     )

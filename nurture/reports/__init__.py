@@ -1,8 +1,9 @@
 """Reports for marketers and operators: segment cards and self-contained HTML pages with charts.
 
-The pages (segments, journeys, delivery, a journey simulation, a journey's results) are single
-HTML files: their charts are Vega-Lite specifications (built with Altair) drawn by the Vega
-libraries inlined in the page, so they open in any browser, offline. ``write_*_report`` read
+The pages (segments, journeys, delivery, a journey simulation, a journey's results, an
+offline evaluation) are single HTML files: their charts are Vega-Lite specifications (built
+with Altair) drawn by the Vega libraries inlined in the page, so they open in any browser,
+offline. ``write_*_report`` read
 the database and write a page; ``render_*_report`` turn data already read into HTML.
 """
 
@@ -30,6 +31,12 @@ from nurture.reports.delivery_report import (
     render_delivery_report,
     write_delivery_report,
 )
+from nurture.reports.evaluation_report import (
+    CURVE_TITLES,
+    metric_at_k_chart,
+    render_evaluation_report,
+    write_evaluation_report,
+)
 from nurture.reports.journey_report import render_journey_report, write_journey_report
 from nurture.reports.page import WrittenReport, render_page, write_report_file
 from nurture.reports.results_report import (
@@ -56,6 +63,7 @@ from nurture.reports.simulation_report import (
 from nurture.reports.vega import vega_javascript, vega_lite_version
 
 __all__ = [
+    "CURVE_TITLES",
     "DEFAULT_DELIVERY_DAYS",
     "DEFAULT_HISTORY_RUNS",
     "DEFAULT_MAP_SAMPLE",
@@ -74,7 +82,9 @@ __all__ = [
     "lifecycle_mix_chart",
     "mask_email",
     "member_display_name",
+    "metric_at_k_chart",
     "render_delivery_report",
+    "render_evaluation_report",
     "render_journey_report",
     "render_page",
     "render_results_report",
@@ -92,6 +102,7 @@ __all__ = [
     "vega_javascript",
     "vega_lite_version",
     "write_delivery_report",
+    "write_evaluation_report",
     "write_journey_report",
     "write_report_file",
     "write_results_report",

@@ -9,15 +9,17 @@ Routes (documented in ``docs/api.md``; the schema is served at ``GET /api/v1/ope
 - ``POST /api/v1/answers``: ``{"answers": [...]}``, questionnaire answers (as JSON Lines).
 - ``GET /api/v1/members/{ref}``: one member, by external id or e-mail (scope ``read``).
 
-Every request but the schema's carries ``Authorization: Bearer <key>`` (``nurture api-key
-create``): an unknown or revoked key gets 401, a read key writing gets 403. Every POST carries an
+Every request but the schema's carries ``Authorization: Bearer <key>`` (``nurture api-key create``):
+an unknown or revoked key gets 401, a read key writing gets 403. Every POST carries an
 ``Idempotency-Key`` header: the first request with a key is applied and its answer kept; a replay
-gets the same answer and changes nothing (``Idempotent-Replayed: true``); the same key with
-another body gets 422. A batch holds at most ``MAX_BATCH`` records and ``MAX_API_BYTES`` bytes
-(else 413); a key makes at most ``Settings.api_rate_limit_per_minute`` requests a minute (else
-429 with ``Retry-After``). Records are checked by the rules of file imports; one refused record
-refuses the batch: 422 naming each problem (index, field, reason), nothing stored. A database
-that is busy or down gets 503: never a 500 for something a client sent.
+gets the same answer and changes nothing (``Idempotent-Replayed: true``); the same key with another
+body gets 422. Keys are remembered ``Settings.api_idempotency_days``; older ones are pruned (by each
+process, at most once every ``PRUNE_EVERY``) and may be used again. A batch holds at most
+``MAX_BATCH`` records and ``MAX_API_BYTES`` bytes (else 413); a key makes at most
+``Settings.api_rate_limit_per_minute`` requests a minute (else 429 with ``Retry-After``). Records
+are checked by the rules of file imports; one refused record refuses the batch: 422 naming each
+problem (index, field, reason), nothing stored. A database that is busy or down gets 503: never a
+500 for something a client sent.
 """
 
 from __future__ import annotations
@@ -33,7 +35,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, delete, select
 from sqlalchemy.exc import DataError, IntegrityError, SQLAlchemyError
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
@@ -58,12 +60,16 @@ __all__ = [
     "IDEMPOTENCY_HEADER",
     "MAX_API_BYTES",
     "MAX_BATCH",
+    "PRUNE_EVERY",
     "RateLimiter",
     "api_routes",
     "openapi_schema",
 ]
 
 logger = logging.getLogger(__name__)
+
+PRUNE_EVERY = dt.timedelta(hours=1)
+"""How often each API process deletes the idempotency keys older than the remembered days."""
 
 MAX_BATCH = 1000
 """Most records in one request."""
@@ -145,6 +151,8 @@ class _Api:
         self.clock = clock
         self.workspace = _Workspace(settings)
         self.limiter = RateLimiter(settings.api_rate_limit_per_minute)
+        self.remember_for = dt.timedelta(days=settings.api_idempotency_days)
+        self.pruned_at: dt.datetime | None = None
 
     # --- authentication ---------------------------------------------------------------------
 
@@ -226,13 +234,22 @@ class _Api:
         store = self._store(kind, now)
         route = f"POST /api/v1/{kind}"
 
+        forgotten_before = now - self.remember_for
+        prune = self.pruned_at is None or now - self.pruned_at >= PRUNE_EVERY
+
         def work(session: Session) -> tuple[int, dict[str, Any], bool]:
+            if prune:
+                session.execute(delete(ApiRequest).where(ApiRequest.created_at < forgotten_before))
             done = session.scalars(
                 select(ApiRequest).where(
                     ApiRequest.api_key_id == key_id,
                     ApiRequest.idempotency_key == idempotency_key,
                 )
             ).first()
+            if done is not None and done.created_at < forgotten_before:
+                session.delete(done)  # forgotten: the key may be used again
+                session.flush()
+                done = None
             if done is not None:
                 if done.body_hash != body_hash or done.route != route:
                     raise _Refused(
@@ -271,11 +288,15 @@ class _Api:
 
         for attempt in (1, 2):
             try:
-                return await self._run_once(work)
+                outcome: tuple[int, dict[str, Any], bool] = await self._run_once(work)
             except IntegrityError:
                 # The same key arrived twice at once: the other request won; replay its answer.
                 if attempt == 2:
                     break
+            else:
+                if prune:
+                    self.pruned_at = now
+                return outcome
         raise _Refused(503, "database conflict, try again")
 
     async def _run_once(self, work: Callable[[Session], Any]) -> Any:

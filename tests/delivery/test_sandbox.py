@@ -6,7 +6,6 @@ nothing executed, nothing leaked, the process unharmed.
 
 from __future__ import annotations
 
-import time
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -89,10 +88,8 @@ def _evil(folder: Path, source: str) -> None:
 @pytest.mark.parametrize("source", ESCAPES.values(), ids=ESCAPES.keys())
 def test_escapes_in_templates_fail_with_template_and_line(folder: Path, source: str) -> None:
     _evil(folder, source)
-    started = time.perf_counter()
     with pytest.raises(TemplateError, match=r"evil\.html\.j2 line 2") as raised:
         make_renderer(folder).render_message(_message(), _member(), now=NOW)
-    assert time.perf_counter() - started < 5
     assert "TOP-SECRET-VALUE" not in str(raised.value)
     assert "<module" not in str(raised.value)  # no globals dumped into the message
 

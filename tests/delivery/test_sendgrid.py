@@ -412,12 +412,9 @@ def test_a_timeout_is_retried():
         silent.bind((HOST, 0))
         silent.listen()
         url = f"http://{HOST}:{silent.getsockname()[1]}"
-        start = time.monotonic()
         with pytest.raises(DeliveryError, match="timed out") as caught:
             SendGridMailer(API_KEY, base_url=url, timeout=0.5).send(_email())
-        elapsed = time.monotonic() - start
     assert not isinstance(caught.value, PermanentDeliveryError)
-    assert elapsed < 5
 
 
 def test_a_refused_connection_is_retried():

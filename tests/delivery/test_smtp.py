@@ -9,7 +9,6 @@ import ipaddress
 import re
 import socket
 import ssl
-import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -296,13 +295,10 @@ def test_a_silent_server_times_out():
         silent.bind((HOST, 0))
         silent.listen()
         mailer = SmtpMailer(HOST, silent.getsockname()[1], security="none", timeout=0.5)
-        start = time.monotonic()
         with pytest.raises(DeliveryError) as caught:
             mailer.send(_email())
-        elapsed = time.monotonic() - start
     assert not isinstance(caught.value, PermanentDeliveryError)
-    assert "timed out" in str(caught.value)
-    assert elapsed < 5
+    assert "timed out" in str(caught.value)  # the timeout fired, not the server's hang-up
 
 
 def test_a_server_that_hangs_up_is_a_delivery_error(smtp_server):

@@ -8,6 +8,7 @@ import pytest
 from sqlalchemy import func, select
 from typer.testing import CliRunner
 
+from nurture.cli.evaluate import html_path
 from nurture.evaluation import (
     EvaluationDataError,
     load_interactions,
@@ -60,17 +61,61 @@ def test_the_example_dataset_runs_end_to_end_and_prints_the_table(settings: Sett
         assert list(values) == METRICS
         assert all(0 <= value <= 1 for value in values.values())
 
+    # No language column in the example: its members are grouped by history only.
+    assert list(report["breakdowns"]) == ["history"]
+    history = report["breakdowns"]["history"]
+    assert list(history) == ["1-5", "6+"]  # warm: nobody has 0 training items
+    assert sum(group["members"] for group in history.values()) == 81
+    assert "P@10 / nDCG@10 by training items" in output
+    for metric in ("precision", "ndcg"):
+        for name, curve in report["curves"][metric].items():
+            assert len(curve) == 10
+            assert curve[-1] == report["metrics"][name][f"{metric}@10"]
+    assert set(report["timings"]) == set(report["metrics"])
+    assert set(report["timings"]["nurture"]) == {"seconds"}
+    assert set(report["timings"]["ease"]) == {"seconds", "fit_seconds", "rank_seconds"}
+    assert "seconds: nurture" in output
+
+    page = settings.data_dir / "reports" / "evaluation.html"
+    html = page.read_text(encoding="utf-8")
+    assert "report written to" in output
+    assert 'id="precision-at-k"' in html and 'id="ndcg-at-k"' in html
+    assert all(name in html for name in report["metrics"])
+
 
 def test_cold_start_mode_with_another_k_and_output(settings: Settings, tmp_path: Path) -> None:
     path = tmp_path / "out" / "cold.json"
+    page = tmp_path / "pages" / "cold-start.html"
     output, report = _invoke(
-        settings, "--dataset", str(EXAMPLE), "--cold-start", "--k", "5", "--output", str(path)
+        settings,
+        "--dataset",
+        str(EXAMPLE),
+        "--cold-start",
+        "--k",
+        "5",
+        "--output",
+        str(path),
+        "--html",
+        str(page),
     )
 
     assert "15 cold-start members, k=5" in output
     assert report["mode"] == "cold-start"
     assert report["counts"]["evaluated_members"] == 15
     assert list(report["metrics"]["nurture"]) == [metric.replace("10", "5") for metric in METRICS]
+    assert report["breakdowns"]["history"] == {
+        "0": {"members": 15, "metrics": report["metrics"]}
+    }  # cold start: every member has no training item
+    assert "by training items: one group, 0, holds every member (the table above)" in output
+    assert all(len(curve) == 5 for curve in report["curves"]["precision"].values())
+    assert "15 cold-start members" in page.read_text(encoding="utf-8")
+    assert not (path.parent / "cold.html").exists()
+
+
+def test_the_html_report_goes_beside_the_json_by_default() -> None:
+    assert html_path(Path("out/cold.json")) == Path("out/cold.html")
+    assert html_path(Path("figures")) == Path("figures.html")
+    assert html_path(Path("page.html")) == Path("page.html.html")
 
 
 def test_a_dataset_brings_its_own_split(settings: Settings) -> None:

@@ -10,7 +10,9 @@ from nurture.evaluation import (
     catalogue_coverage,
     hit_rate_at_k,
     ndcg_at_k,
+    ndcg_curve,
     precision_at_k,
+    precision_curve,
     recall_at_k,
     recommended_gains,
 )
@@ -98,3 +100,21 @@ def test_metrics_refuse_bad_arguments(function: Callable[..., np.ndarray]) -> No
         function(RECOMMENDED, RELEVANCE, 0)
     with pytest.raises(ValueError, match="one row per member"):
         function(RECOMMENDED, RELEVANCE[:1], 3)
+
+
+def test_the_curves_hold_each_metric_at_every_cut_off() -> None:
+    precision = precision_curve(RECOMMENDED, RELEVANCE, 4)
+    ndcg = ndcg_curve(RECOMMENDED, RELEVANCE, 4)
+
+    # member 0: hits at ranks 1 and 3 -> 1/1, 1/2, 2/3, 2/4; member 1: never
+    assert precision == pytest.approx(np.array([[1.0, 0.5, 2 / 3, 0.5], [0.0, 0.0, 0.0, 0.0]]))
+    # member 0 at k = 2: one hit at rank 1 against hits at ranks 1 and 2
+    assert ndcg[0, 1] == pytest.approx(1 / (1 + 1 / math.log2(3)))
+    for k in range(1, 5):
+        assert precision[:, k - 1] == pytest.approx(precision_at_k(RECOMMENDED, RELEVANCE, k))
+        assert ndcg[:, k - 1] == pytest.approx(ndcg_at_k(RECOMMENDED, RELEVANCE, k))
+
+
+def test_the_ndcg_curve_of_a_member_without_relevant_items_is_undefined() -> None:
+    curve = ndcg_curve(np.array([[0, 1]]), np.zeros((1, 2)), 3)
+    assert curve.shape == (1, 3) and np.isnan(curve).all()

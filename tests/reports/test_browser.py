@@ -17,12 +17,14 @@ from pathlib import Path
 import pytest
 from playwright.sync_api import BrowserContext, Locator, Page, sync_playwright
 
+from nurture.evaluation import BASELINES, evaluate_folder
 from nurture.journeys import load_journeys, load_sending_rules
 from nurture.journeys.simulate import simulate_journeys
 from nurture.orchestration import run_cycle
 from nurture.reports import (
     render_segment_report,
     write_delivery_report,
+    write_evaluation_report,
     write_journey_report,
     write_segment_report,
     write_simulation_report,
@@ -48,12 +50,14 @@ FLAGS = [
     "--disable-component-update",
     "--disable-sync",
 ]
-REPORTS = ("segments", "journeys", "delivery", "simulation")
+REPORTS = ("segments", "journeys", "delivery", "simulation", "evaluation")
+EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evaluation"
 
 
 @pytest.fixture(scope="module")
 def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
-    """The four reports of a small community after a nightly run and a delivery."""
+    """The four reports of a small community after a nightly run and a delivery, and the
+    evaluation report of the example dataset."""
     root = tmp_path_factory.mktemp("browser")
     workspace = root / "workspace"
     shutil.copytree(CONTENT, workspace)
@@ -83,6 +87,10 @@ def reports(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
             suppression_salt=settings.suppression_salt.get_secret_value(),
         )
     write_simulation_report(simulation, paths["simulation"], generated_at=NOW)
+    evaluation = evaluate_folder(settings, EXAMPLE, k=10)
+    write_evaluation_report(
+        evaluation.to_dict(), paths["evaluation"], generated_at=NOW, descriptions=BASELINES
+    )
     return paths
 
 
@@ -224,6 +232,26 @@ def test_the_delivery_and_simulation_reports_draw_per_day_offline(
     for name, spec in specs.items():
         assert simulation.marks(name, "rect").count() == len(chart_rows(spec))
     assert "journey" in simulation.tooltip_of("simulated-volumes", "rect")
+
+
+def test_the_evaluation_report_plots_every_recommender_at_every_k_offline(
+    browser: BrowserContext, reports: dict[str, Path], opened: list[Opened]
+) -> None:
+    page = _open(opened, browser, reports["evaluation"])
+    specs = chart_specs(page.html)
+    page.check_drawn(["precision-at-k", "ndcg-at-k"])
+
+    for name, spec in specs.items():
+        rows = chart_rows(spec)
+        recommenders = {row["recommender"] for row in rows}
+        assert recommenders == {"nurture", *BASELINES}
+        assert page.marks(name, "line").count() == len(recommenders)
+        assert page.marks(name, "symbol").count() == len(rows) == 10 * len(recommenders)
+    plot = page.page.locator("#precision-at-k svg").bounding_box()
+    assert plot is not None and plot["height"] > 100 and plot["width"] > 300  # visible
+    tooltip = page.tooltip_of("precision-at-k", "symbol")
+    assert "recommender" in tooltip and "precision" in tooltip
+    assert page.page.locator("table#metrics tbody tr").count() == len(recommenders)
 
 
 def test_a_page_that_loads_anything_is_caught(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,7 +17,7 @@ from sqlalchemy.orm import Session
 from nurture.settings import Settings
 from nurture.storage.models import ActivityEvent, Answer, ApiKey, ApiRequest, ApiScope, Member
 from nurture.web import create_app
-from nurture.web.api import MAX_BATCH, RateLimiter
+from nurture.web.api import MAX_BATCH, PRUNE_EVERY, RateLimiter
 from nurture.web.api_keys import create_api_key, find_api_key, hash_api_key, revoke_api_key
 
 from .conftest import NOW
@@ -204,6 +205,36 @@ def test_rate_limit_answers_429_with_retry_after(api_settings, engine, session, 
             ]
     assert [answer.status_code for answer in codes] == [200, 200, 429]
     assert int(codes[2].headers["retry-after"]) >= 1
+
+
+def test_idempotency_keys_are_forgotten_after_the_remembered_days(
+    api_settings, engine, session, make_key
+):
+    key = make_key()
+    now = [NOW]
+    settings = api_settings.model_copy(update={"api_idempotency_days": 7})
+    first = {"members": [{"email": "a@example.org", "first_name": "Ada"}]}
+    later = {"members": [{"email": "a@example.org", "first_name": "Ada Lovelace"}]}
+    other = {"members": [{"email": "b@example.org"}]}
+    for base_url in serve(create_app(settings, engine=engine, clock=lambda: now[0])):
+        with httpx.Client(base_url=base_url) as client:
+            sent = client.post("/api/v1/members", json=first, headers=_headers(key, "k-1"))
+            now[0] = NOW + dt.timedelta(days=6)
+            # Within the days a replay with another body is refused, as always.
+            mixed = client.post("/api/v1/members", json=later, headers=_headers(key, "k-1"))
+            now[0] = NOW + dt.timedelta(days=7, seconds=1)
+            reused = client.post("/api/v1/members", json=later, headers=_headers(key, "k-1"))
+            kept = client.post("/api/v1/members", json=other, headers=_headers(key, "k-2"))
+            now[0] += PRUNE_EVERY + dt.timedelta(days=7)
+            pruning = client.post("/api/v1/members", json=other, headers=_headers(key, "k-3"))
+    assert [sent.status_code, mixed.status_code, reused.status_code] == [200, 422, 200]
+    assert "idempotent-replayed" not in reused.headers  # a new request, applied
+    ada = session.scalars(select(Member).where(Member.email == "a@example.org")).one()
+    assert ada.first_name == "Ada Lovelace"
+    assert kept.status_code == 200 and pruning.status_code == 200
+    session.expire_all()
+    # The hourly prune took every key older than the remembered days: only k-3 is left.
+    assert session.scalars(select(ApiRequest.idempotency_key)).all() == ["k-3"]
 
 
 def test_rate_limiter_refills_with_time():
