@@ -654,8 +654,9 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
         f"exactly once.",
         "- Connections opened by the worker per run: "
         + ", ".join(f"concurrency {c}: {n}" for c, n in result.connections.items())
-        + f"; {result.processes} processes: {result.parallel_connections}; the floor opens "
-        "one per email.",
+        + f" (a new mailer each run); {result.processes} processes: "
+        f"{result.parallel_connections} (their mailers keep their connections from run to run, "
+        "as long-running workers do); the floor opens one per email.",
         f"- Per message ({result.counted_messages} counted, untimed): {costs}.",
         f"- Scale: {result.messages:,} emails per worker run, {result.floor_messages} per "
         f"floor run; load average {result.load[0]:.2f} at the start, {result.load[1]:.2f} at "
