@@ -10,7 +10,7 @@ STAMP := $(VENV)/.installed
 NODE_DIR := .ci/node
 PRISM := $(NODE_DIR)/node_modules/.bin/prism
 
-.PHONY: install prism demo test test-fast bench bench-scale lint ui clean
+.PHONY: install prism demo test test-fast bench bench-scale bench-imports lint ui clean
 
 install: $(STAMP)
 
@@ -51,6 +51,14 @@ MEMBERS ?= 100000
 ## NURTURE_BENCH_POSTGRES_URL=postgresql://... runs it on an empty PostgreSQL database).
 bench-scale: $(STAMP)
 	$(BIN)/python -m benchmarks.scale --members $(MEMBERS) --output BENCHMARKS-scale.md
+
+## Imports of activity and answers (ACTIVITY_ROWS, ANSWER_ROWS) against the bare bulk insert of the
+## same rows: writes BENCHMARKS-imports.md (NURTURE_BENCH_POSTGRES_URL=... measures PostgreSQL too).
+ACTIVITY_ROWS ?= 1000000
+ANSWER_ROWS ?= 300000
+bench-imports: $(STAMP)
+	$(BIN)/python -m benchmarks.imports --activity-rows $(ACTIVITY_ROWS) --answer-rows $(ANSWER_ROWS) \
+		--output BENCHMARKS-imports.md
 
 ## Ruff (lint and format) and mypy (strict, on nurture/).
 lint: $(STAMP)

@@ -26,8 +26,10 @@ import datetime as dt
 import itertools
 import logging
 import os
+import platform
 import secrets
 import shutil
+import statistics
 import sys
 import tempfile
 import time
@@ -104,6 +106,9 @@ class ImportFigure:
         importing: The import into the empty table.
         reimporting: The same import again (every record already stored).
         floor: The bare bulk insert of the rows stored.
+        importing_cpu: The import's median CPU seconds in this process (SQLite only: all of its
+            work is in the process; PostgreSQL's is mostly in the server).
+        floor_cpu: The floor's median CPU seconds in this process (SQLite only).
     """
 
     database: str
@@ -113,6 +118,8 @@ class ImportFigure:
     importing: Measurement
     reimporting: Measurement
     floor: Measurement
+    importing_cpu: float | None = None
+    floor_cpu: float | None = None
 
     @property
     def rows_per_second(self) -> float:
@@ -129,6 +136,13 @@ class ImportFigure:
         """The import's time over the floor's."""
         return self.importing.ratio_to(self.floor)
 
+    @property
+    def cpu_ratio(self) -> float | None:
+        """The import's CPU time over the floor's (steadier than wall time on a loaded machine)."""
+        if self.importing_cpu is None or not self.floor_cpu:
+            return None
+        return self.importing_cpu / self.floor_cpu
+
 
 @dataclass(frozen=True)
 class ImportsBenchmarkResult:
@@ -140,6 +154,8 @@ class ImportsBenchmarkResult:
     repeats: int
     seed: int
     generate_seconds: float
+    load_before: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    load_after: tuple[float, float, float] = (0.0, 0.0, 0.0)
 
 
 def prepare_import_files(
@@ -215,6 +231,7 @@ def run_imports_benchmark(
     Returns:
         The figures.
     """
+    load_before = os.getloadavg()
     with tempfile.TemporaryDirectory(dir=work_dir) as temporary:
         directory = Path(temporary)
         started = time.perf_counter()
@@ -228,7 +245,16 @@ def run_imports_benchmark(
             figures += _measure_postgres(
                 directory, postgres_url, files, questionnaire, repeats, batch_size
             )
-    return ImportsBenchmarkResult(figures, files, batch_size, repeats, seed, generate_seconds)
+    return ImportsBenchmarkResult(
+        figures,
+        files,
+        batch_size,
+        repeats,
+        seed,
+        generate_seconds,
+        load_before,
+        os.getloadavg(),
+    )
 
 
 # --- one database ---------------------------------------------------------------------------
@@ -252,9 +278,10 @@ def _import(
     questionnaire: Questionnaire,
     rejects: Path,
     batch_size: int,
-) -> tuple[float, ImportSummary]:
+) -> tuple[float, float, ImportSummary]:
     with session_scope(engine) as session:
         started = time.perf_counter()
+        cpu = time.process_time()
         if kind == "activity":
             summary = import_activity(
                 session, files.activity, rejects / "activity.csv", batch_size=batch_size
@@ -267,7 +294,7 @@ def _import(
                 rejects / "answers.csv",
                 batch_size=batch_size,
             )
-        return time.perf_counter() - started, summary
+        return time.perf_counter() - started, time.process_time() - cpu, summary
 
 
 def _measure_kind(
@@ -279,24 +306,29 @@ def _measure_kind(
     rejects: Path,
     repeats: int,
     batch_size: int,
-    floor: Callable[[Engine, list[tuple[Any, ...]]], float],
+    floor: Callable[[Engine, list[tuple[Any, ...]]], tuple[float, float]],
 ) -> ImportFigure:
     importing: list[float] = []
     reimporting: list[float] = []
     floors: list[float] = []
+    importing_cpu: list[float] = []
+    floors_cpu: list[float] = []
     summary: ImportSummary | None = None
     for round_number in range(repeats):
         engine = fresh_engine()
-        seconds, summary = _import(engine, kind, files, questionnaire, rejects, batch_size)
+        seconds, cpu, summary = _import(engine, kind, files, questionnaire, rejects, batch_size)
         importing.append(seconds)
-        again, second = _import(engine, kind, files, questionnaire, rejects, batch_size)
+        importing_cpu.append(cpu)
+        again, _, second = _import(engine, kind, files, questionnaire, rejects, batch_size)
         if second.stored or second.updated:
             raise RuntimeError(f"re-importing {kind} stored {second.stored} rows again")
         reimporting.append(again)
         rows = _stored_rows(engine, kind)
         engine.dispose()
         engine = fresh_engine()
-        floors.append(floor(engine, rows))
+        floor_seconds, floor_cpu = floor(engine, rows)
+        floors.append(floor_seconds)
+        floors_cpu.append(floor_cpu)
         engine.dispose()
         logger.info(
             "%s %s round %d: import %.1f s, re-import %.1f s, floor %.1f s",
@@ -317,6 +349,8 @@ def _measure_kind(
         Measurement(f"import {label}", tuple(importing)),
         Measurement(f"re-import {label}", tuple(reimporting)),
         Measurement(f"bare insert {label}", tuple(floors)),
+        statistics.median(importing_cpu) if database == "sqlite" else None,
+        statistics.median(floors_cpu) if database == "sqlite" else None,
     )
 
 
@@ -358,20 +392,21 @@ def _measure_sqlite(
         os.sync()  # the copy's writes are not the timed run's to flush
         return create_database_engine(f"sqlite:///{database}")
 
-    def make_floor(kind: str) -> Callable[[Engine, list[tuple[Any, ...]]], float]:
+    def make_floor(kind: str) -> Callable[[Engine, list[tuple[Any, ...]]], tuple[float, float]]:
         table, columns = _STORED[kind]
         statement = (
             f"INSERT INTO {table} ({', '.join(columns)}) VALUES ({', '.join('?' for _ in columns)})"
         )
 
-        def floor(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
+        def floor(engine: Engine, rows: list[tuple[Any, ...]]) -> tuple[float, float]:
             with engine.connect() as connection:
                 driver = connection.connection.driver_connection
                 started = time.perf_counter()
+                cpu = time.process_time()
                 for start in range(0, len(rows), batch_size):
                     driver.executemany(statement, rows[start : start + batch_size])
                     driver.commit()
-                return time.perf_counter() - started
+                return time.perf_counter() - started, time.process_time() - cpu
 
         return floor
 
@@ -421,20 +456,23 @@ def _measure_postgres(
                 connection.execute(text("ANALYZE members"))
             return engine
 
-        def make_floor(kind: str) -> Callable[[Engine, list[tuple[Any, ...]]], float]:
+        def make_floor(
+            kind: str,
+        ) -> Callable[[Engine, list[tuple[Any, ...]]], tuple[float, float]]:
             table, columns = _STORED[kind]
             statement = f"COPY {table} ({', '.join(columns)}) FROM STDIN"
 
-            def floor(engine: Engine, rows: list[tuple[Any, ...]]) -> float:
+            def floor(engine: Engine, rows: list[tuple[Any, ...]]) -> tuple[float, float]:
                 with engine.connect() as connection:
                     driver = connection.connection.driver_connection
                     started = time.perf_counter()
+                    cpu = time.process_time()
                     for start in range(0, len(rows), batch_size):
                         with driver.cursor() as cursor, cursor.copy(statement) as copy:
                             for row in rows[start : start + batch_size]:
                                 copy.write_row(row)
                         driver.commit()
-                    return time.perf_counter() - started
+                    return time.perf_counter() - started, time.process_time() - cpu
 
             return floor
 
@@ -477,21 +515,35 @@ def render_imports_section(result: ImportsBenchmarkResult) -> list[str]:
         f"`COPY` on PostgreSQL. The re-import reads the same file again (everything already "
         f"stored). Median of {result.repeats} round(s).",
         "",
-        "| database | file | rows | import | rows/s | floor | floor rows/s | ratio | re-import |",
-        "|---|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| database | file | rows | import | rows/s | floor | floor rows/s | ratio | CPU ratio "
+        "| re-import |",
+        "|---|---|---:|---:|---:|---:|---:|---:|---:|---:|",
     ]
     for figure in result.figures:
+        cpu = figure.cpu_ratio
+        cpu_text = (
+            f"{cpu:.2f}x ({figure.importing_cpu:.1f} s / {figure.floor_cpu:.1f} s)"
+            if cpu is not None
+            else "-"
+        )
         lines.append(
             f"| {figure.database} | {figure.kind} | {figure.rows:,} | "
             f"{figure.importing.median:.1f} s | {figure.rows_per_second:,.0f} | "
             f"{figure.floor.median:.1f} s | {figure.floor_rows_per_second:,.0f} | "
-            f"**{figure.ratio:.2f}x** | {figure.reimporting.median:.1f} s |"
+            f"**{figure.ratio:.2f}x** | {cpu_text} | {figure.reimporting.median:.1f} s |"
         )
     noisy = [f for f in result.figures for m in (f.importing, f.floor) if m.is_noisy]
     lines += [
         "",
         f"- Not timed: generating the community ({result.generate_seconds:.0f} s), the "
         "members' import, copying the database between rounds, reading the rows back.",
+        "- CPU ratio (SQLite): the CPU seconds of this process, import over floor; all of "
+        "SQLite's work is in the process, so on a loaded machine it is steadier than the wall "
+        "clock, which charges the import (CPU-bound) for the other processes more than the "
+        "floor (which waits on the disk). PostgreSQL's work is in its server: no CPU ratio.",
+        f"- Machine: Python {platform.python_version()}; CPUs {os.cpu_count()}; load average "
+        f"at start {' '.join(f'{v:.2f}' for v in result.load_before)}, at end "
+        f"{' '.join(f'{v:.2f}' for v in result.load_after)}.",
     ]
     refused = [f"{f.database} {f.kind}: {f.refused}" for f in result.figures if f.refused]
     if refused:

@@ -1,7 +1,8 @@
-"""Time the profile stage, the ranking, the journeys and delivery against their bare floors.
+"""Time the profile stage, the encoders, the ranking, the journeys and delivery against floors.
 
 Run it with ``make bench`` (``python -m benchmarks.run --output BENCHMARKS.md``); ``--only
-profile`` (or ``ranking``, ``journeys``, ``delivery``) measures and reports one figure alone.
+profile`` (or ``encoders``, ``ranking``, ``journeys``, ``delivery``) measures and reports one
+figure alone.
 
 The profile figure: on a fresh temporary SQLite database holding the seeded demo community, it
 times :func:`nurture.profiling.build_profiles` with the configured sentence-transformers embedder
@@ -11,6 +12,10 @@ text cached, profiles replaced). The baseline is the floor the stage cannot go b
 cold run sent to the embedder (recorded by wrapping the embedder). Both models are loaded and
 warmed, and one untimed round runs, before any timing, so load and first-call costs count on
 neither side.
+
+The encoders figure (:mod:`benchmarks.encoders`): the ``onnx-int8`` and ``static`` embedding
+backends on the demo community's free-text answers, against a bare PyTorch ``encode`` of the
+same texts, with their agreement with PyTorch's vectors.
 
 The ranking figure (:mod:`benchmarks.ranking`): :func:`nurture.recommend.rank_content` on a
 synthetic community of 100 000 members and 5 000 items, in chunks, against the bare matrix
@@ -52,6 +57,11 @@ from benchmarks.delivery import (
     build_renderer,
     render_delivery_section,
     run_delivery_benchmark,
+)
+from benchmarks.encoders import (
+    EncoderBenchmarkResult,
+    render_encoders_section,
+    run_encoder_benchmark,
 )
 from benchmarks.journeys import (
     JourneysBenchmarkResult,
@@ -115,7 +125,7 @@ logger = logging.getLogger("benchmarks")
 REPO_ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_WORKSPACE = REPO_ROOT / "content"
 
-FIGURES = ("profile", "ranking", "journeys", "delivery", "sendgrid")
+FIGURES = ("profile", "encoders", "ranking", "journeys", "delivery", "sendgrid")
 """The figures of the report, each measurable alone with ``--only``."""
 
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -182,6 +192,7 @@ class BenchmarkResult:
         setup_seconds: Time spent creating the database and importing the community.
         load_seconds: Time spent loading and warming both models (warm-up round included).
         machine: What the figures depend on (see :func:`describe_machine`).
+        backend: The profile stage timings, cold, on the settings' other backend, if any.
     """
 
     members: int
@@ -201,6 +212,7 @@ class BenchmarkResult:
     setup_seconds: float
     load_seconds: float
     machine: dict[str, str] = field(default_factory=dict)
+    backend: Measurement | None = None
 
 
 def _check_import(kind: str, summary: ImportSummary) -> None:
@@ -406,6 +418,8 @@ class Round:
         texts: The unique texts the cold run sent to the embedder, in order.
         max_vector_difference: Largest absolute difference between the stage's vectors and the
             bare encode's.
+        backend_seconds: The stage with an empty cache on the settings' faster backend
+            (``NURTURE_EMBEDDING_BACKEND`` other than ``torch``), if any.
     """
 
     cold_seconds: float
@@ -415,6 +429,7 @@ class Round:
     warm_summary: ProfileSummary
     texts: list[str]
     max_vector_difference: float
+    backend_seconds: float | None = None
 
 
 def measure_round(
@@ -424,8 +439,11 @@ def measure_round(
     questionnaire: Questionnaire,
     now: dt.datetime,
     chunk_size: int,
+    backend: Embedder | None = None,
 ) -> Round:
     """Time a cold run of the profile stage, a warm run, then a bare encode of the same texts.
+
+    With ``backend``, a cold run of the stage with that embedder comes last.
 
     Args:
         engine: The database holding the community.
@@ -434,6 +452,7 @@ def measure_round(
         questionnaire: The questionnaire.
         now: The time of profiling.
         chunk_size: Members per bulk query.
+        backend: Another backend's embedder of the model (``onnx-int8``, ``static``).
 
     Returns:
         The timings, the texts and what the stage reported.
@@ -458,6 +477,12 @@ def measure_round(
     vectors = encode_bare(bare, texts, embedder.batch_size)
     baseline_seconds = time.perf_counter() - start
     expected = np.stack([recorder.vectors[text] for text in texts])
+    backend_seconds = None
+    if backend is not None:
+        clear_profiles(engine, backend.name)
+        backend_seconds, _summary = time_profile_stage(
+            engine, backend, questionnaire, now, chunk_size
+        )
     return Round(
         cold_seconds=cold_seconds,
         warm_seconds=warm_seconds,
@@ -466,6 +491,7 @@ def measure_round(
         warm_summary=warm_summary,
         texts=texts,
         max_vector_difference=float(np.max(np.abs(vectors - expected))),
+        backend_seconds=backend_seconds,
     )
 
 
@@ -511,6 +537,15 @@ def run_profile_benchmark(
                 f"{settings.embedding_model!r} is {type(embedder).__name__}"
             )
         embedder.embed(WARM_UP_TEXTS)
+        backend = None
+        if settings.embedding_backend != "torch":
+            backend = load_embedder(
+                settings.embedding_model,
+                settings.embedding_batch_size,
+                settings.embedding_backend,
+                settings.resolved_models_dir.resolve(),
+            )
+            backend.embed(WARM_UP_TEXTS)
         bare = load_bare_model(settings.embedding_model)
         encode_bare(bare, WARM_UP_TEXTS, embedder.batch_size)
         load_seconds = time.perf_counter() - start
@@ -519,12 +554,16 @@ def run_profile_benchmark(
         # The first large encode in a process is several times slower than the next ones,
         # whichever model runs it: one untimed round keeps that cost out of every figure.
         start = time.perf_counter()
-        first = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+        first = measure_round(
+            engine, embedder, bare, questionnaire, now, settings.chunk_size, backend
+        )
         load_seconds += time.perf_counter() - start
         logger.info("warm-up round (untimed) done; %d unique texts", len(first.texts))
         rounds: list[Round] = []
         for number in range(1, repeats + 1):
-            this = measure_round(engine, embedder, bare, questionnaire, now, settings.chunk_size)
+            this = measure_round(
+                engine, embedder, bare, questionnaire, now, settings.chunk_size, backend
+            )
             if set(this.texts) != set(first.texts):
                 raise RuntimeError("two cold runs of the profile stage embedded different texts")
             rounds.append(this)
@@ -569,6 +608,14 @@ def run_profile_benchmark(
         setup_seconds=setup_seconds,
         load_seconds=load_seconds,
         machine=describe_machine(load_at_start),
+        backend=(
+            Measurement(
+                f"Profile stage, cold embedding cache, `{settings.embedding_backend}` backend",
+                tuple(this.backend_seconds for this in rounds if this.backend_seconds is not None),
+            )
+            if backend is not None
+            else None
+        ),
     )
 
 
@@ -650,6 +697,8 @@ def _noisy_warning(measurements: Sequence[Measurement]) -> list[str]:
 
 def _profile_section(result: BenchmarkResult) -> list[str]:
     measurements = (result.baseline, result.cold, result.warm)
+    if result.backend is not None:
+        measurements += (result.backend,)
     lifecycle = ", ".join(f"{stage} {n}" for stage, n in result.cold_summary.lifecycle.items())
     return [
         "## The profile stage against a bare encode",
@@ -669,6 +718,15 @@ def _profile_section(result: BenchmarkResult) -> list[str]:
         "embedded.",
         "- **Warm**: a re-run right after the cold one: every text is in the embedding cache, "
         "and the profiles are replaced.",
+        *(
+            [
+                "- **Backend**: with `NURTURE_EMBEDDING_BACKEND` other than `torch`, a cold run "
+                "with that backend's embedder last in each round, against the same PyTorch "
+                "baseline (docs/embeddings.md)."
+            ]
+            if result.backend is not None
+            else []
+        ),
         "",
         f"Both models are loaded and warmed before timing (one short `encode` each, then one "
         f"untimed round, because the first large encode in a process is several times slower "
@@ -764,6 +822,7 @@ def render_report(
     journeys: JourneysBenchmarkResult | None = None,
     delivery: DeliveryBenchmarkResult | None = None,
     sendgrid: SendGridBenchmarkResult | None = None,
+    encoders: EncoderBenchmarkResult | None = None,
 ) -> str:
     """The Markdown report of the figures measured at ``when``.
 
@@ -775,6 +834,7 @@ def render_report(
         journeys: What the journeys benchmark measured, if it ran.
         delivery: What the delivery benchmark measured, if it ran.
         sendgrid: What the SendGrid delivery benchmark measured, if it ran.
+        encoders: What the embedding backends' benchmark measured, if it ran.
 
     Returns:
         The text of ``BENCHMARKS.md``.
@@ -782,11 +842,12 @@ def render_report(
     Raises:
         ValueError: No figure is given.
     """
-    if all(figure is None for figure in (result, ranking, journeys, delivery, sendgrid)):
+    figures = (result, ranking, journeys, delivery, sendgrid, encoders)
+    if all(figure is None for figure in figures):
         raise ValueError("no figure to report")
     machine = machine or (result.machine if result is not None else {})
     reproduce = [".venv/bin/python -m benchmarks.run --output BENCHMARKS.md"]
-    demo = result or journeys or delivery
+    demo = result or journeys or delivery or encoders
     if demo is not None:
         reproduce.append(
             f"    --members {demo.members} --seed {demo.seed} --repeats {demo.repeats}"
@@ -804,6 +865,7 @@ def render_report(
         _SCALE_NOTE,
         "",
         *(_profile_section(result) if result is not None else []),
+        *(render_encoders_section(encoders) if encoders is not None else []),
         *(_ranking_section(ranking) if ranking is not None else []),
         *(_journeys_section(journeys) if journeys is not None else []),
         *(_delivery_section(delivery) if delivery is not None else []),
@@ -820,7 +882,8 @@ def render_report(
         "",
         "```sh",
         "make bench",
-        "# or, with other settings (--only profile, ranking, journeys, delivery or sendgrid: "
+        "# or, with other settings (--only profile, encoders, ranking, journeys, delivery or "
+        "sendgrid: "
         "that figure alone, its section replaced in an existing --output file):",
         " \\\n".join(reproduce),
         "```",
@@ -829,7 +892,9 @@ def render_report(
         "`NURTURE_RECOMMENDATIONS_PER_MEMBER` change the model, the batch size, the chunk size "
         "(of every figure) and the items ranked per member, as for the pipeline. `--members`, "
         "`--seed` and `--repeats` apply to the profile, journeys and delivery figures, which "
-        "each run on their own copy of the same demo community. The sendgrid figure takes "
+        "each run on their own copy of the same demo community; the encoders figure embeds "
+        "that community's free-text answers, its backends built once in `NURTURE_MODELS_DIR` "
+        "(default `nurture-data/models`). The sendgrid figure takes "
         "`--postgres-url` (default `NURTURE_BENCH_POSTGRES_URL`; SQLite without it), "
         "`--sendgrid-messages` and `--sendgrid-floor-messages`.",
         "",
@@ -893,7 +958,7 @@ def _parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--repeats",
         type=int,
         default=3,
-        help="Rounds of the profile, journeys and delivery figures; medians are reported "
+        help="Rounds of the profile, encoders, journeys and delivery figures; medians are reported "
         "(default 3).",
     )
     parser.add_argument(
@@ -968,6 +1033,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     result = ranking = journeys = delivery = None
     if args.only in (None, "profile"):
         result = run_profile_benchmark(settings, args.members, args.seed, args.repeats)
+    encoders = None
+    if args.only in (None, "encoders"):
+        encoders = run_encoder_benchmark(settings, args.members, args.seed, args.repeats, NOW)
     if args.only in (None, "ranking"):
         ranking = run_ranking_benchmark(
             n_members=args.ranking_members,
@@ -1004,6 +1072,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         journeys=journeys,
         delivery=delivery,
         sendgrid=sendgrid,
+        encoders=encoders,
     )
     if args.output is None:
         sys.stdout.write(report)

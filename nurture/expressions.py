@@ -49,6 +49,7 @@ __all__ = [
     "check_expression",
     "compile_expression",
     "expression_holds",
+    "expression_reads",
 ]
 
 EXPRESSION_NAMES = ("member", "answers", "lifecycle", "activity", "segment")
@@ -138,6 +139,23 @@ def expression_holds(expression: str, names: Mapping[str, Any]) -> bool:
         return bool(compile_expression(expression)(**names))
     except UndefinedError:
         return False
+
+
+@functools.lru_cache(maxsize=256)
+def expression_reads(expression: str) -> frozenset[str]:
+    """The names an expression reads (``member``, ``answers``...): nothing else can reach it.
+
+    Args:
+        expression: An expression that compiles (:func:`check_expression`).
+
+    Returns:
+        The names, as the expression spells them.
+
+    Raises:
+        jinja2.TemplateSyntaxError: The expression does not compile.
+    """
+    tree = _parse(expression)
+    return frozenset(node.name for node in _nodes(tree, (nodes.Name,)) if node.ctx == "load")
 
 
 def _nodes(tree: nodes.Expr, kinds: tuple[type[nodes.Node], ...]) -> list[Any]:

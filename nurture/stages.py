@@ -42,6 +42,7 @@ from nurture.delivery import (
     recover_stale_messages,
     write_outbox_index,
 )
+from nurture.embedding import embedder_name
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.journeys import JourneySummary, advance_journeys
 from nurture.journeys.best_hour import BestHoursSummary, store_best_hours
@@ -356,7 +357,7 @@ def _match_params(runtime: Runtime) -> dict[str, Any]:
     settings = runtime.settings
     kinds = settings.recommendation_kinds
     params = {
-        "embedding_model": settings.embedding_model,
+        "embedding_model": embedder_name(settings.embedding_model, settings.embedding_backend),
         "dim": runtime.embedder.dim,
         "k": settings.recommendations_per_member,
         "weights": runtime.ranking_weights.model_dump(),
@@ -370,13 +371,13 @@ def members_to_profile_ids(runtime: Runtime, now: dt.datetime) -> list[int]:
 
     With ``incremental_nightly``, those changed since the last complete nightly
     (:func:`nurture.recommend.members_to_profile`); everyone on a first run, with the setting
-    off, or when the embedding model changed.
+    off, or when the embedding model or its backend changed.
     """
     settings = runtime.settings
     with runtime.session() as session:
         since = last_watermark(session) if settings.incremental_nightly else None
         if since is None or (since.params or {}).get("embedding_model") != (
-            settings.embedding_model
+            embedder_name(settings.embedding_model, settings.embedding_backend)
         ):
             return member_ids(runtime, now)
         dim = int((since.params or {})["dim"])

@@ -31,6 +31,19 @@ def _with_own_schema(url: str, schema: str) -> str:
     return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
 
 
+@pytest.fixture(scope="session", autouse=True)
+def models_dir(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Path]:
+    """This run's folder of built encoders (``NURTURE_MODELS_DIR``), shared by every runtime.
+
+    The bundled model's ONNX int8 export is built once per run, whichever test needs it first,
+    instead of once per test's data folder.
+    """
+    folder = tmp_path_factory.mktemp("models")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("NURTURE_MODELS_DIR", str(folder))
+        yield folder
+
+
 @pytest.fixture(scope="session")
 def _postgres_url() -> Iterator[str | None]:
     """The PostgreSQL URL tests use: a schema of this run's own, dropped at the end.

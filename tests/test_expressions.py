@@ -8,6 +8,7 @@ from nurture.expressions import (
     check_expression,
     compile_expression,
     expression_holds,
+    expression_reads,
 )
 
 MEMBER = {
@@ -88,3 +89,21 @@ def test_question_keys_are_only_checked_when_given_and_names_can_be_widened() ->
     assert check_expression("answers.anything == 1") == []
     assert check_expression("language == 'fr'") != []
     assert check_expression("language == 'fr'", names=(*EXPRESSION_NAMES, "language")) == []
+
+
+@pytest.mark.parametrize(
+    ("expression", "names"),
+    [
+        ("lifecycle != 'dormant'", {"lifecycle"}),
+        ("answers.role == 'founder' and member.language == 'fr'", {"answers", "member"}),
+        ("activity.post.d7 > 0 or segment is none", {"activity", "segment"}),
+        ("'a' in ['a', 'b']", set()),
+    ],
+)
+def test_the_names_an_expression_reads_are_all_it_can_reach(
+    expression: str, names: set[str]
+) -> None:
+    assert expression_reads(expression) == names
+    # What it does not read makes no difference to it.
+    reached = {name: value for name, value in MEMBER.items() if name in names}
+    assert expression_holds(expression, reached) == expression_holds(expression, MEMBER)

@@ -92,3 +92,21 @@ def test_embedding_cache_tolerates_a_concurrent_worker(session, engine):
     session.commit()
     assert vectors.shape == (1, 16)
     assert session.query(EmbeddingCacheEntry).count() == 1
+
+
+def test_an_insert_ignoring_conflicts_tells_which_rows_it_wrote(session):
+    from nurture.storage import inserted_ignoring_conflicts
+    from nurture.storage.models import Suppression, table_of
+
+    table = table_of(Suppression)
+    first = [{"email_hash": "a" * 64, "reason": "manual"}]
+    (kept,) = inserted_ignoring_conflicts(session, table, first, ("id", "email_hash"))
+    rows = [
+        {"email_hash": "b" * 64, "reason": "manual"},
+        {"email_hash": "a" * 64, "reason": "bounced"},  # taken: skipped
+        {"email_hash": "c" * 64, "reason": "manual"},
+    ]
+    written = inserted_ignoring_conflicts(session, table, rows, ("email_hash",), chunk_size=2)
+    assert sorted(written) == [("b" * 64,), ("c" * 64,)]
+    stored = dict(session.execute(select(Suppression.email_hash, Suppression.id)).tuples().all())
+    assert stored["a" * 64] == kept[0] and len(stored) == 3

@@ -10,18 +10,19 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-from collections.abc import Iterable
-from typing import Final
+from collections.abc import Iterable, Sequence
+from typing import Any, Final, Protocol
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import ConfigurationError
-from nurture.storage.models import ConsentStatus, Member, Suppression, SuppressionReason
+from nurture.storage.models import ConsentStatus, Suppression, SuppressionReason
 
 __all__ = [
     "CONSENT_GRANTED",
+    "ConsentHolder",
     "SuppressionReason",
     "consent_refusal",
     "find_suppressed_hashes",
@@ -38,11 +39,25 @@ CONSENT_GRANTED: Final = ConsentStatus.GRANTED
 """The only ``Member.consent_status`` that allows marketing (non-transactional) emails."""
 
 
-def consent_refusal(member: Member, category: str | None) -> str | None:
+class ConsentHolder(Protocol):
+    """What ``consent_refusal`` reads of a member: a ``Member``, or a row of those columns."""
+
+    @property
+    def consent_status(self) -> ConsentStatus:
+        """``Member.consent_status``."""
+        ...
+
+    @property
+    def unsubscribed_categories(self) -> Sequence[Any] | None:
+        """``Member.unsubscribed_categories``."""
+        ...
+
+
+def consent_refusal(member: ConsentHolder, category: str | None) -> str | None:
     """Why a member's consent or preferences refuse the emails of a non-transactional journey.
 
     Args:
-        member: The member.
+        member: The member (or the row of its consent columns).
         category: The journey's category (``care``, ``promotion``).
 
     Returns:

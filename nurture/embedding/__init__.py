@@ -1,10 +1,14 @@
-"""Sentence embeddings behind one small interface, with a database cache keyed by text hash."""
+"""Sentence embeddings behind one small interface, with a database cache keyed by text hash.
+
+The embedder's name (model and backend, :func:`embedder_name`) keys the cache.
+"""
 
 from nurture.embedding.cache import embed_texts_cached, text_hash
 from nurture.embedding.embedders import (
     Embedder,
     HashingEmbedder,
     SentenceTransformerEmbedder,
+    embedder_name,
     load_embedder,
 )
 
@@ -13,6 +17,7 @@ __all__ = [
     "HashingEmbedder",
     "SentenceTransformerEmbedder",
     "embed_texts_cached",
+    "embedder_name",
     "load_embedder",
     "text_hash",
 ]

@@ -1,4 +1,7 @@
-"""Embedding cache: a text is embedded once per model, ever (keyed by a hash of the text)."""
+"""Embedding cache: a text is embedded once per embedder, ever (keyed by a hash of the text).
+
+An embedder is a model on a backend (``embedder.name``): each backend's vectors are kept apart.
+"""
 
 from __future__ import annotations
 
@@ -26,7 +29,7 @@ def text_hash(text: str) -> str:
 
 
 def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
-    """Embed ``texts``, embedding only those not yet cached for this model, each unique text once.
+    """Embed ``texts``, embedding only those the embedder has not cached, each unique text once.
 
     New vectors are added to the session (the caller commits).
 

@@ -1,24 +1,34 @@
-"""Embedders: the real sentence-transformers model, and a small deterministic one for unit tests.
+"""Embedders: the real model (PyTorch, ONNX int8 or static), and a small one for unit tests.
 
-This is the only module that imports ``sentence_transformers``, and it does so lazily.
+This is the only module that imports ``sentence_transformers``, and it does so lazily. The
+``onnx-int8`` and ``static`` backends are built once from the PyTorch model's weights and
+cached in the models folder (:mod:`nurture.embedding.built_models`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
 import numpy as np
 
+from nurture.embedding.built_models import built_file, encoder_folder, source_fingerprint
 from nurture.errors import EmbeddingError
-from nurture.settings import DEFAULT_EMBEDDING_MODEL
+from nurture.settings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS
 
-__all__ = ["Embedder", "HashingEmbedder", "SentenceTransformerEmbedder", "load_embedder"]
+__all__ = [
+    "Embedder",
+    "HashingEmbedder",
+    "SentenceTransformerEmbedder",
+    "embedder_name",
+    "load_embedder",
+]
 
 
 @runtime_checkable
@@ -89,6 +99,11 @@ class SentenceTransformerEmbedder:
             raise EmbeddingError(f"embedding model {model!r} does not report its dimension")
         self.dim = int(dim)
 
+    def hugging_face_parts(self) -> tuple[Any, Any]:
+        """The model's Hugging Face transformer and tokenizer, to build other encoders from."""
+        first = self._model[0]
+        return first.auto_model, first.tokenizer
+
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` as unit-length float32 rows."""
         if not texts:
@@ -131,9 +146,128 @@ class HashingEmbedder:
         return out / norms
 
 
-@lru_cache(maxsize=4)
-def load_embedder(model: str = DEFAULT_EMBEDDING_MODEL, batch_size: int = 64) -> Embedder:
-    """The embedder for ``model``, loaded once per process."""
+def embedder_name(model: str, backend: str = "torch") -> str:
+    """The name of ``model``'s embedder on ``backend``: the key of its vectors in the cache.
+
+    PyTorch's vectors keep the model's name; another backend's (slightly different) are kept
+    apart under ``<model>+<backend>``. The deterministic test embedder has one backend.
+    """
+    if backend == "torch" or model.startswith("hashing-"):
+        return model
+    return f"{model}+{backend}"
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None
+
+
+def _mean_pooling_shape(model: str, path: Path, backend: str) -> tuple[int, int]:
+    """``(dimension, max_seq_length)`` of a folder model made of a transformer + mean pooling.
+
+    Raises:
+        EmbeddingError: The model is not a folder, or not a mean-pooled transformer.
+    """
+    listed = _read_json(path / "modules.json")
+    modules = [m for m in listed if isinstance(m, dict)] if isinstance(listed, list) else []
+    kinds = [str(module.get("type", "")).rsplit(".", 1)[-1] for module in modules]
+    pooling = next((m for m in modules if str(m.get("type", "")).endswith("Pooling")), None)
+    config = _read_json(path / str(pooling.get("path", "")) / "config.json") if pooling else None
+    if not isinstance(config, dict):
+        config = {}
+    dim = config.get("word_embedding_dimension") or config.get("embedding_dimension")
+    if (
+        not dim
+        or kinds[:2] != ["Transformer", "Pooling"]
+        or set(kinds[2:]) - {"Normalize"}
+        or not (config.get("pooling_mode_mean_tokens") or config.get("pooling_mode") == "mean")
+    ):
+        raise EmbeddingError(
+            f"the {backend} embedding backend needs a sentence-transformers model folder made "
+            f"of a transformer and mean pooling; {model!r} ({str(path)!r}) is not one: set "
+            "NURTURE_EMBEDDING_BACKEND=torch"
+        )
+    sentence = _read_json(path / "sentence_bert_config.json") or {}
+    return int(dim), int(sentence.get("max_seq_length") or 512)
+
+
+def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path) -> Embedder:
+    """``model`` on the ``onnx-int8`` or ``static`` backend, built first if not yet cached."""
+    path = Path(_resolve_model_path(model))
+    if not path.is_dir():
+        raise EmbeddingError(
+            f"the {backend} embedding backend builds its encoder from a model folder, and "
+            f"{model!r} is not a folder on this machine (nothing is downloaded at run time)"
+        )
+    dim, max_seq_length = _mean_pooling_shape(model, path, backend)
+    folder = encoder_folder(models_dir, model, backend)
+    source: dict[str, object] = {
+        "model": model,
+        "backend": backend,
+        "weights": source_fingerprint(path),
+    }
+    name = embedder_name(model, backend)
+
+    def torch_model() -> SentenceTransformerEmbedder:
+        embedder = load_embedder(model, batch_size, "torch")
+        assert isinstance(embedder, SentenceTransformerEmbedder)  # not a hashing- model
+        return embedder
+
+    if backend == "onnx-int8":
+        from nurture.embedding.onnx_encoder import OnnxEmbedder, export_int8_onnx
+
+        def export(destination: Path) -> None:
+            export_int8_onnx(torch_model().hugging_face_parts()[0], destination)
+
+        onnx_file = built_file(folder, "model-int8.onnx", source, export)
+        return OnnxEmbedder(name, onnx_file, path, dim, max_seq_length, batch_size)
+
+    from nurture.embedding.static_encoder import StaticEmbedder, distill_static_vectors
+
+    def distill(destination: Path) -> None:
+        transformer, tokenizer = torch_model().hugging_face_parts()
+        vectors = distill_static_vectors(
+            transformer, tokenizer.cls_token_id, tokenizer.sep_token_id, len(tokenizer)
+        )
+        with destination.open("wb") as handle:
+            np.save(handle, vectors, allow_pickle=False)
+
+    vectors_file = built_file(folder, "static-vectors.npy", source, distill)
+    return StaticEmbedder(name, vectors_file, path, max_seq_length)
+
+
+@lru_cache(maxsize=8)
+def load_embedder(
+    model: str = DEFAULT_EMBEDDING_MODEL,
+    batch_size: int = 64,
+    backend: str = "torch",
+    models_dir: Path | None = None,
+) -> Embedder:
+    """The embedder for ``model`` on ``backend``, loaded once per process.
+
+    Args:
+        model: The model's name (the bundled default), a folder, or ``hashing-<dim>``.
+        batch_size: Texts per forward pass.
+        backend: ``torch`` (the reference, by default), ``onnx-int8`` or ``static`` (the
+            runtime passes ``Settings.embedding_backend``).
+        models_dir: Where the ``onnx-int8`` and ``static`` encoders are built and cached.
+
+    Raises:
+        EmbeddingError: The backend is unknown, or the model cannot be loaded or built.
+    """
+    if backend not in EMBEDDING_BACKENDS:
+        raise EmbeddingError(
+            f"unknown embedding backend {backend!r}: expected one of "
+            f"{', '.join(EMBEDDING_BACKENDS)} (NURTURE_EMBEDDING_BACKEND)"
+        )
     if model.startswith("hashing-"):
         return HashingEmbedder(int(model.removeprefix("hashing-")))
-    return SentenceTransformerEmbedder(model, batch_size=batch_size)
+    if backend == "torch":
+        return SentenceTransformerEmbedder(model, batch_size=batch_size)
+    if models_dir is None:
+        raise EmbeddingError(
+            f"the {backend} embedding backend needs a folder to build its encoder in (models_dir)"
+        )
+    return _built_embedder(model, batch_size, backend, models_dir)

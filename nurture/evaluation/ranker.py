@@ -54,6 +54,7 @@ def nurture_sandbox(settings: Settings, k: int, workspace: Path | None = None) -
                 "data_dir": root / "data",
                 "database_url": f"sqlite:///{root / 'data' / 'nurture.db'}",
                 "outbox_dir": root / "data" / "outbox",
+                "models_dir": settings.resolved_models_dir,  # built once, not per sandbox
                 "recommendations_per_member": k,
             }
         )

@@ -7,6 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from nurture.embedding import embedder_name
 from nurture.errors import Problem
 from nurture.evaluation.breakdowns import breakdown_metrics, member_groups
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, Mode, temporal_cutoff
@@ -89,6 +90,7 @@ def _engine_description(settings: Settings, cycle: CycleReport) -> dict[str, Any
     return {
         "stages": "nurture.stages.NIGHTLY on the training data",
         "embedding_model": settings.embedding_model,
+        "embedding_backend": settings.embedding_backend,
         "segments": segmentation.n_segments if segmentation is not None else 0,
         "recommendations": cycle.recommendations,
     }
@@ -140,7 +142,8 @@ def evaluate_workspace(
             if cutoff is None:
                 share = test_share
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
-            stage_workspace(source, target, cutoff, settings.embedding_model)
+            name = embedder_name(settings.embedding_model, settings.embedding_backend)
+            stage_workspace(source, target, cutoff, name)
         started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, cutoff)
         engine_seconds = time.perf_counter() - started

@@ -87,7 +87,8 @@ def stage_workspace(
         source: A session on the workspace's database.
         sandbox: A session on the sandbox's database.
         cutoff: Events at or after this time stay out.
-        model: The embedding model whose cached vectors are copied (nothing is embedded twice).
+        model: The embedder (``embedder_name``) whose cached vectors are copied (nothing is
+            embedded twice).
 
     Returns:
         Rows copied per table.

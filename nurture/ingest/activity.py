@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
+import itertools
 import json
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -39,6 +40,7 @@ from nurture.ingest.bulk import write_rows
 from nurture.ingest.fields import (
     choice_column,
     combine_columns,
+    field_values,
     json_object_column,
     past_datetime_column,
     text_column,
@@ -171,21 +173,19 @@ def parse_activities(
     return combine_columns(
         (
             text_column(
-                [record.get("member") for record in records],
+                field_values(records, "member"),
                 "member",
                 required=True,
                 max_length=320,
             ),
-            choice_column(
-                [record.get("type") for record in records], "type", ACTIVITY_TYPES, required=True
-            ),
+            choice_column(field_values(records, "type"), "type", ACTIVITY_TYPES, required=True),
             past_datetime_column(
-                [record.get("occurred_at") for record in records], "occurred_at", now, required=True
+                field_values(records, "occurred_at"), "occurred_at", now, required=True
             ),
-            text_column([record.get("content_key") for record in records], "content_key"),
-            json_object_column([record.get("properties") for record in records], "properties"),
+            text_column(field_values(records, "content_key"), "content_key"),
+            json_object_column(field_values(records, "properties"), "properties"),
             text_column(
-                [record.get("idempotency_key") for record in records],
+                field_values(records, "idempotency_key"),
                 "idempotency_key",
                 max_length=128,
             ),
@@ -225,41 +225,52 @@ def derive_idempotency_key(
 
 def _apply_activity(session: Session, rows: Sequence[Row[_ActivityRecord]]) -> BatchResult:
     result = BatchResult()
-    member_ids = resolve_member_refs(session, {row.value.member for row in rows})
-    content = _content_times(session, {row.value.content_key for row in rows})
-    new_events: list[tuple[Any, ...]] = []
-    seen: set[str] = set()
-    for index, (_, _, record) in enumerate(rows):
-        member, kind, occurred_at, content_key, properties, key = record
-        if content_key in content:
-            published_at, event_start = content[content_key]
-            if (
-                kind == "event_attended"
-                and event_start is not None
-                and occurred_at < event_start - EARLY_ARRIVAL
-            ) or (
-                kind in _READ_TYPES
-                and published_at is not None
-                and occurred_at < published_at - PUBLICATION_DAY_START
-            ):
-                result.refuse(index, _before_content(record, published_at, event_start))
-                continue
-        member_id = member_ids.get(member)
-        if member_id is None:
-            result.refuse(
-                index,
-                ImportRecordError(
-                    f"no member has external id or e-mail {member!r}", field="member"
-                ),
+    records = [row.value for row in rows]
+    members, kinds, times, content_keys, properties, keys = map(list, zip(*records, strict=True))
+    member_ids = resolve_member_refs(session, set(members))
+    content = _content_times(session, set(content_keys))
+    earliest = _earliest_times(content)
+    ids = list(map(member_ids.get, members))
+    refused: set[int] = set()
+    if earliest:
+        for index, kind, content_key, occurred_at in zip(
+            itertools.count(), kinds, content_keys, times
+        ):
+            limit = earliest.get((content_key, kind))
+            if limit is not None and occurred_at < limit:
+                result.refuse(index, _before_content(records[index], *content[content_key]))
+                refused.add(index)
+    if None in ids:
+        for index, member_id in enumerate(ids):
+            if member_id is None and index not in refused:
+                result.refuse(
+                    index,
+                    ImportRecordError(
+                        f"no member has external id or e-mail {members[index]!r}", field="member"
+                    ),
+                )
+                refused.add(index)
+    if None in keys:
+        keys = [
+            derive_idempotency_key(member_id, kind, occurred_at, props, content_key)
+            if key is None and member_id is not None
+            else key
+            for member_id, kind, occurred_at, content_key, props, key in zip(
+                ids, kinds, times, content_keys, properties, keys, strict=True
             )
-            continue
-        if key is None:
-            key = derive_idempotency_key(member_id, kind, occurred_at, properties, content_key)
-        if key in seen:
-            result.unchanged += 1
-            continue
-        seen.add(key)
-        new_events.append((member_id, kind, occurred_at, content_key, properties, key))
+        ]
+    new_events = list(zip(ids, kinds, times, content_keys, properties, keys, strict=True))
+    if refused:
+        new_events = [event for index, event in enumerate(new_events) if index not in refused]
+    if len(set(keys)) != len(keys):  # the same event twice in the batch: stored once
+        seen: set[str] = set()
+        unique = []
+        for event in new_events:
+            if event[5] not in seen:
+                seen.add(event[5])
+                unique.append(event)
+        result.unchanged += len(new_events) - len(unique)
+        new_events = unique
     # Events are only ever added: the database skips those already stored, by their key.
     written = write_rows(
         session,
@@ -286,6 +297,20 @@ def _content_times(
         )
     )
     return {key: (published_at, event_start) for key, published_at, event_start in found}
+
+
+def _earliest_times(
+    content: dict[str, tuple[dt.datetime | None, dt.datetime | None]],
+) -> dict[tuple[str, str], dt.datetime]:
+    """The earliest time an event of each type may have involved each item, by (key, type)."""
+    earliest: dict[tuple[str, str], dt.datetime] = {}
+    for key, (published_at, event_start) in content.items():
+        if event_start is not None:
+            earliest[(key, "event_attended")] = event_start - EARLY_ARRIVAL
+        if published_at is not None:
+            for kind in _READ_TYPES:
+                earliest[(key, kind)] = published_at - PUBLICATION_DAY_START
+    return earliest
 
 
 def _before_content(

@@ -28,7 +28,6 @@ from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
     BatchResult,
     ImportSummary,
-    Outcome,
     Row,
     run_import,
 )
@@ -36,6 +35,7 @@ from nurture.ingest.bulk import write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
+    field_values,
     past_datetime_column,
     text_column,
 )
@@ -184,45 +184,102 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
-    members = text_column(
-        [r.get("member") for r in records], "member", required=True, max_length=320
-    )
+    members = text_column(field_values(records, "member"), "member", required=True, max_length=320)
     questions = text_column(
-        [r.get("question") for r in records], "question", required=True, max_length=100
+        field_values(records, "question"), "question", required=True, max_length=100
     )
     times = past_datetime_column(
-        [r.get("answered_at") for r in records], "answered_at", now or utcnow()
+        field_values(records, "answered_at"), "answered_at", now or utcnow()
     )
     known: dict[str, ImportRecordError | None] = {}
+    checked: dict[Any, _Checked] = {}
     parsed: list[_AnswerRecord | ImportRecordError] = []
     for record, member, question, answered_at in zip(
         records, members.values, questions.values, times.values, strict=True
     ):
         if type(member) is ImportRecordError:
             parsed.append(member)
-        elif type(question) is ImportRecordError:
+            continue
+        if type(question) is ImportRecordError:
             parsed.append(question)
-        else:
-            if question not in known:
-                known[question] = _unknown_question(questionnaire, question)
-            error = known[question]
-            if error is None:
-                try:
-                    parsed.append(
-                        _answer(
-                            record.get("value"),
-                            member,
-                            question,
-                            answered_at,
-                            questionnaire,
-                            from_csv,
-                        )
-                    )
-                    continue
-                except ImportRecordError as exc:
-                    error = exc.with_traceback(None)  # no cycle through this frame
+            continue
+        if question not in known:
+            known[question] = _unknown_question(questionnaire, question)
+        error = known[question]
+        if error is not None:
             parsed.append(error)
+            continue
+        value = record.get("value")
+        # The same answer is checked once: most answers are one of a few options.
+        key = _memo_key(question, value)
+        outcome = checked.get(key) if key is not None else None
+        if outcome is None:
+            outcome = _check_value(value, question, questionnaire, from_csv)
+            if key is not None and len(checked) < _MAX_CHECKED:
+                checked[key] = outcome
+        canonical, value_error, refusal = outcome
+        if value_error is not None:
+            parsed.append(value_error)
+        elif type(answered_at) is ImportRecordError:
+            parsed.append(answered_at)
+        elif refusal is not None:
+            parsed.append(refusal)
+        else:
+            parsed.append(_new_answer(_AnswerRecord, (member, question, canonical, answered_at)))
     return parsed
+
+
+_MAX_CHECKED = 100_000
+"""The most distinct answers an import remembers having checked (a batch's worth of work)."""
+_MEMO_TYPES = frozenset({str, int, float, bool})
+_new_answer = tuple.__new__  # builds an _AnswerRecord without a Python-level call
+
+
+class _Checked(NamedTuple):
+    """What checking an answer's value found: its canonical value, or why it is refused."""
+
+    value: Any
+    invalid: ImportRecordError | None
+    """The value is missing or not valid text or JSON (reported before ``answered_at``)."""
+    refused: ImportRecordError | None
+    """The questionnaire refuses the value (reported after ``answered_at``)."""
+
+
+def _memo_key(question: str, value: Any) -> Any:
+    """A key for the outcome of checking ``value`` for ``question``; ``None`` to not remember.
+
+    The value's type is part of the key: ``1``, ``1.0`` and ``True`` are equal in Python but
+    not the same answer.
+    """
+    kind = type(value)
+    if kind in _MEMO_TYPES:
+        if kind is str and len(value) > 200:
+            return None  # free text: seldom repeated
+        return (question, kind, value)
+    if kind is list and len(value) <= 50 and all(type(item) is str for item in value):
+        return (question, list, tuple(value))
+    return None
+
+
+def _check_value(
+    value: Any, question: str, questionnaire: AnswerValidator, from_csv: bool
+) -> _Checked:
+    try:
+        value = _clean_value(value)
+    except ImportRecordError as exc:
+        return _Checked(None, exc.with_traceback(None), None)
+    candidates = _csv_candidates(value) if from_csv else [value]
+    first_error: ImportRecordError | None = None
+    for candidate in candidates:
+        try:
+            checked = questionnaire.validate_answer(question, candidate)
+        except (ImportRecordError, ValueError, TypeError) as exc:
+            if first_error is None:
+                first_error = _answer_error(exc)
+            continue
+        return _Checked(candidate if checked is None else checked, None, None)
+    assert first_error is not None
+    return _Checked(None, None, first_error)
 
 
 def _unknown_question(questionnaire: AnswerValidator, question: str) -> ImportRecordError | None:
@@ -234,39 +291,17 @@ def _unknown_question(questionnaire: AnswerValidator, question: str) -> ImportRe
     return None
 
 
-def _answer(
-    value: Any,
-    member: str,
-    question: str,
-    answered_at: dt.datetime | ImportRecordError | None,
-    questionnaire: AnswerValidator,
-    from_csv: bool,
-) -> _AnswerRecord:
+def _clean_value(value: Any) -> Any:
+    """The value as text nurture stores, or a JSON value it can store; refused otherwise."""
     if value is None or (isinstance(value, str) and not value.strip()):
         raise ImportRecordError("is required but missing or empty", field="value")
     try:
         if isinstance(value, str):
-            value = clean_text(value, multiline=True)
-        else:
-            check_json_value(value)
+            return clean_text(value, multiline=True)
+        check_json_value(value)
     except ValueError as exc:
         raise ImportRecordError(str(exc), field="value") from None
-    if isinstance(answered_at, ImportRecordError):
-        raise answered_at
-    candidates = _csv_candidates(value) if from_csv else [value]
-    first_error: ImportRecordError | None = None
-    for candidate in candidates:
-        try:
-            checked = questionnaire.validate_answer(question, candidate)
-        except (ImportRecordError, ValueError, TypeError) as exc:
-            if first_error is None:
-                first_error = _answer_error(exc)
-            continue
-        return _AnswerRecord(
-            member, question, candidate if checked is None else checked, answered_at
-        )
-    assert first_error is not None
-    raise first_error
+    return value
 
 
 def _csv_candidates(text: str) -> list[Any]:
@@ -293,32 +328,39 @@ def _answer_error(exc: Exception) -> ImportRecordError:
 
 def _apply_answers(session: Session, rows: Sequence[Row[_AnswerRecord]]) -> BatchResult:
     result = BatchResult()
-    member_ids = resolve_member_refs(session, {row.value.member for row in rows})
+    records = [row.value for row in rows]
+    member_ids = resolve_member_refs(session, {record.member for record in records})
     stored = _stored_answers(
-        session, set(member_ids.values()), {row.value.question for row in rows}
+        session, set(member_ids.values()), {record.question for record in records}
     )
     now = utcnow()
     writes: dict[tuple[int, str], tuple[int, str, Any, dt.datetime]] = {}
-    for index, row in enumerate(rows):
-        record = row.value
-        member_id = member_ids.get(record.member)
+    new = updated = 0
+    for index, record in enumerate(records):
+        member, question, value, answered_at = record
+        member_id = member_ids.get(member)
         if member_id is None:
             result.refuse(
                 index,
                 ImportRecordError(
-                    f"no member has external id or e-mail {record.member!r}", field="member"
+                    f"no member has external id or e-mail {member!r}", field="member"
                 ),
             )
             continue
-        key = (member_id, record.question)
+        key = (member_id, question)
         current = stored.get(key)
-        if current is not None and _is_stale_or_same(*current, record):
-            result.count(Outcome.UNCHANGED)
+        if current is None:
+            new += 1
+        elif _is_stale_or_same(*current, record):
             continue
-        result.count(Outcome.STORED if current is None else Outcome.UPDATED)
-        answer = (member_id, record.question, record.value, record.answered_at or now)
-        stored[key] = (answer[2], answer[3])
+        else:
+            updated += 1
+        answer = (member_id, question, value, answered_at or now)
+        stored[key] = (value, answer[3])
         writes[key] = answer
+    result.stored += new
+    result.updated += updated
+    result.unchanged += len(records) - len(result.refused) - new - updated
     write_rows(
         session,
         table_of(Answer),

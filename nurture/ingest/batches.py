@@ -4,13 +4,16 @@ Records are read one at a time; valid ones are gathered into batches that are ap
 queries and committed together, so memory stays bounded by the batch size and a failure keeps
 every batch committed before it. When the database refuses a batch (a unique or data constraint),
 the batch is rolled back and applied again record by record, so only the guilty records are
-refused. Other database errors (a lost connection) are raised.
+refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
+collector is paused while records stream: they hold no cycles, and walking them cost a quarter
+of an import's time.
 """
 
 from __future__ import annotations
 
 import contextlib
 import enum
+import gc
 import itertools
 import logging
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -194,7 +197,7 @@ def run_import(
     # all (encoding, header) raises before anything is written.
     first = next(records, None)
     read = 0
-    with RejectsWriter(rejects_file) as rejects:
+    with RejectsWriter(rejects_file) as rejects, _collector_paused():
         for record in itertools.chain([first] if first is not None else [], records):
             read += 1
             if record.data is None:
@@ -311,6 +314,23 @@ def _apply_and_commit(
         total.unchanged += one.unchanged
         total.refused.extend((index, error) for _, error in one.refused)
     return total
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Pause Python's cyclic garbage collector while records stream through.
+
+    An import allocates millions of small objects (records, rows, dicts) that reference
+    counting frees; the collector would walk them over and over (a quarter of an import's
+    time) and find no cycle. Memory stays bounded by the batch either way.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 # What the database (or its driver) raises for one bad record: a constraint, a value it cannot

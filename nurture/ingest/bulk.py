@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
+import operator
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -31,6 +32,8 @@ from nurture.storage.models import UTCDateTime
 __all__ = ["write_rows"]
 
 _Convert = Callable[[Any], Any] | None
+_orjson_dumps = orjson.dumps
+_tzinfo = operator.attrgetter("tzinfo")
 
 
 def write_rows(
@@ -96,11 +99,22 @@ def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) ->
     """``rows`` with each value converted by its column's converter, column by column."""
     if not any(converters):
         return list(rows)
-    columns = [
-        list(map(convert, column)) if convert is not None else column
-        for convert, column in zip(converters, zip(*rows, strict=True), strict=True)
-    ]
+    columns: list[Any] = list(zip(*rows, strict=True))
+    for index, convert in enumerate(converters):
+        if convert is _sqlite_datetime:
+            columns[index] = _sqlite_datetimes(columns[index])
+        elif convert is _json_text:
+            columns[index] = [_orjson_dumps(value).decode() for value in columns[index]]
+        elif convert is not None:
+            columns[index] = list(map(convert, columns[index]))
     return list(zip(*columns, strict=True))
+
+
+def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
+    """:func:`_sqlite_datetime` of each value."""
+    if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
+        return [value.replace(tzinfo=None).isoformat(" ", "microseconds") for value in values]
+    return list(map(_sqlite_datetime, values))
 
 
 def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
@@ -129,7 +143,7 @@ def _sqlite_datetime(value: dt.datetime) -> str:
 
 
 def _json_text(value: Any) -> str:
-    return orjson.dumps(value).decode()
+    return _orjson_dumps(value).decode()
 
 
 def _copy_rows(
@@ -162,18 +176,15 @@ def _copy_rows(
         with driver.cursor() as cursor:
             cursor.execute(statement)
             statement = statements[1]
+            if json_columns:  # JSON as text, converted a column at a time
+                values: list[Any] = list(zip(*rows, strict=True))
+                for index in json_columns:
+                    values[index] = [_orjson_dumps(value).decode() for value in values[index]]
+                rows = list(zip(*values, strict=True))
             with cursor.copy(statement) as copy:
-                if json_columns:
-                    for row in rows:
-                        copy.write_row(
-                            [
-                                _json_text(value) if index in json_columns else value
-                                for index, value in enumerate(row)
-                            ]
-                        )
-                else:
-                    for row in rows:
-                        copy.write_row(row)
+                write_row = copy.write_row
+                for row in rows:
+                    write_row(row)
             statement = statements[2]
             cursor.execute(statement)
             written = cursor.rowcount

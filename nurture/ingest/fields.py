@@ -15,12 +15,16 @@ character; multi-line text (free-text answers, text inside JSON values) may hold
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
+import operator
 import re
 import zoneinfo
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any, NamedTuple, TypeVar
+
+import orjson
 
 from nurture.errors import ImportRecordError
 
@@ -36,8 +40,10 @@ __all__ = [
     "clean_text",
     "combine_columns",
     "duplicate_key_reason",
+    "field_values",
     "json_object_column",
     "load_json",
+    "load_json_texts",
     "parse_choice",
     "parse_date",
     "parse_datetime",
@@ -78,6 +84,16 @@ _NOT_IN_A_LINE = re.compile("[\x00-\x1f\x7f-\x9f\u2028\u2029\ud800-\udfff]")
 # The same, but line breaks (LF, CR, U+2028, U+2029) and tabs are text.
 _NOT_IN_TEXT = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\ud800-\udfff]")
 _LINE_BREAKS = frozenset("\n\r\u2028\u2029")
+_PLAIN_OBJECT_TYPES = frozenset({dict})
+_OBJECTS_OR_TEXT = frozenset({dict, str})
+_orjson_loads = orjson.loads
+_orjson_dumps = orjson.dumps
+_OrjsonError = orjson.JSONDecodeError
+_DIGIT_RUNS = bytes.maketrans(b"0123456789", b"0000000000")
+_LONG_NUMBER = b"0" * 19  # 19 digits: an integer that may not fit in 64 bits
+_FLAT_TYPES = frozenset({str, int, float, bool, type(None)})
+_TEXT_ONLY = {str}
+_new_tuple: Any = tuple.__new__
 _EARLIEST = dt.datetime.combine(EARLIEST_DATE, dt.time(), tzinfo=dt.UTC)
 
 
@@ -457,6 +473,11 @@ class Column(NamedTuple):
     refused: bool
 
 
+def field_values(records: Sequence[Mapping[str, Any]], field: str) -> list[Any]:
+    """The value of ``field`` in each record (``None`` where missing): a column to parse."""
+    return list(map(operator.methodcaller("get", field), records))
+
+
 def text_column(
     values: list[Any], field: str, *, required: bool = False, max_length: int = 200
 ) -> Column:
@@ -487,8 +508,12 @@ def past_datetime_column(
     if not present:
         return Column(values, False)
     try:
-        if all(map(_ISO_DATETIME.fullmatch, present)):
-            moments = [moment.astimezone(dt.UTC) for moment in map(_FROM_ISO, present)]
+        distinct = set(present)  # times repeat (a member's answers): each is parsed once
+        texts = list(distinct) if len(distinct) * 2 < len(present) else present
+        if all(map(_ISO_DATETIME.fullmatch, texts)):
+            moments = [moment.astimezone(dt.UTC) for moment in map(_FROM_ISO, texts)]
+            if texts is not present:
+                moments = list(map(dict(zip(texts, moments, strict=True)).__getitem__, present))
             if min(moments) >= _EARLIEST and max(moments) <= now + FUTURE_TOLERANCE:
                 if len(moments) == len(values):
                     return Column(moments, False)
@@ -501,7 +526,43 @@ def past_datetime_column(
 
 def json_object_column(values: list[Any], field: str) -> Column:
     """JSON objects, as :func:`parse_json_object` reads each (``{}`` when missing)."""
-    return _each(values, lambda value: _json_object(value, field))
+    objects = [{} if value is None or value == "" else value for value in values]
+    kinds = set(map(type, objects))
+    if str in kinds and kinds <= _OBJECTS_OR_TEXT:  # JSON text, from a CSV file
+        texts = [value for value in objects if type(value) is str]
+        parsed = load_json_texts(texts)
+        if parsed is not None:
+            read = iter(parsed)
+            objects = [next(read) if type(value) is str else value for value in objects]
+    if _PLAIN_OBJECT_TYPES.issuperset(map(type, objects)) and _plain_objects(objects):
+        return Column(objects, False)
+    return _each(
+        objects,
+        lambda value: (
+            value if type(value) is dict and _plain_objects([value]) else _json_object(value, field)
+        ),
+    )
+
+
+def _plain_objects(objects: list[dict[str, Any]]) -> bool:
+    """Whether :func:`check_json_value` accepts every object: flat, of valid text and numbers."""
+    items = list(itertools.chain.from_iterable(map(dict.values, objects)))
+    kinds = set(map(type, items))
+    if not kinds <= _FLAT_TYPES:
+        return False  # nested objects or lists: checked one by one
+    if kinds != _TEXT_ONLY:
+        if int in kinds:
+            numbers = [item for item in items if type(item) is int]
+            if max(numbers) > MAX_JSON_INTEGER or min(numbers) < -MAX_JSON_INTEGER:
+                return False
+        if float in kinds and not all(math.isfinite(item) for item in items if type(item) is float):
+            return False
+        items = [item for item in items if type(item) is str]
+    texts = "".join(items)
+    keys = "".join(itertools.chain.from_iterable(objects))
+    return ((texts.isascii() and texts.isprintable()) or _NOT_IN_TEXT.search(texts) is None) and (
+        (keys.isascii() and keys.isprintable()) or _NOT_IN_A_LINE.search(keys) is None
+    )
 
 
 def combine_columns(
@@ -517,7 +578,11 @@ def combine_columns(
         A record or an ``ImportRecordError`` for each record.
     """
     if not any(column.refused for column in columns):
-        return list(map(make, *(column.values for column in columns)))
+        rows = zip(*(column.values for column in columns), strict=True)
+        builder: Any = make
+        if isinstance(builder, type) and issubclass(builder, tuple):  # a NamedTuple: built in C
+            return list(map(_new_tuple, itertools.repeat(builder), rows))
+        return list(itertools.starmap(make, rows))
     made: list[T | ImportRecordError] = []
     for values in zip(*(column.values for column in columns), strict=True):
         error = next((value for value in values if type(value) is ImportRecordError), None)
@@ -589,6 +654,39 @@ def load_json(text: str) -> Any:
         return _DECODER.decode(text)
     except RecursionError:
         raise ValueError(f"nested more than {MAX_JSON_DEPTH} levels deep") from None
+
+
+def load_json_texts(texts: list[str]) -> list[Any] | None:
+    """Parse many JSON texts fast, as :func:`load_json` would each; ``None`` if in doubt.
+
+    orjson reads JSON as :func:`load_json` does, except that it keeps the last value of a key
+    named twice and reads integers beyond 64 bits (as integers up to 2**64, then as floats):
+    the texts are read by orjson when none names a key twice and none holds a number that
+    large (nor, to be safe, a float beyond 1e16 or a run of 19 digits, even in a string).
+    ``None`` when any text is not valid JSON or is in doubt: the caller reads each text with
+    :func:`load_json`, which says what is wrong.
+
+    Args:
+        texts: JSON texts.
+
+    Returns:
+        The parsed values, or ``None``.
+    """
+    try:
+        values = list(map(_orjson_loads, texts))
+    except _OrjsonError:
+        return None
+    written = _orjson_dumps(values)
+    if b"e+" in written or _LONG_NUMBER in written.translate(_DIGIT_RUNS):
+        return None
+    # No key named twice. Outside its strings, JSON text holds a colon after each key and
+    # nowhere else, and orjson writes the values back compact, the colons of their strings as
+    # they are: as many colons in the texts as written back means as many keys in the texts as
+    # in the values, unless a colon is hidden as an escape (\\u003a; then, to be safe, None).
+    text = "".join(texts)
+    if "\\u003" in text or text.count(":") != written.count(b":"):
+        return None
+    return values
 
 
 def _unique_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:

@@ -20,7 +20,9 @@ records, so one stray quote costs one record rather than every record up to the 
 
 **JSON Lines.** One object per line, read by :func:`nurture.ingest.fields.load_json`: an object
 naming a key twice, a number JSON cannot hold (``NaN``, ``1e999``), an integer beyond 64 bits or
-nesting too deep refuse the record, not the file.
+nesting too deep refuse the record, not the file. Lines are read a chunk at a time by
+:func:`nurture.ingest.fields.load_json_texts` (orjson), which gives the same records; a chunk it
+is in doubt about is read line by line.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from __future__ import annotations
 import codecs
 import collections
 import csv
+import itertools
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -35,7 +38,13 @@ from pathlib import Path
 from typing import Any, NamedTuple, TextIO
 
 from nurture.errors import ImportFileError, ImportRecordError
-from nurture.ingest.fields import DuplicateKeyError, clean_text, duplicate_key_reason, load_json
+from nurture.ingest.fields import (
+    DuplicateKeyError,
+    clean_text,
+    duplicate_key_reason,
+    load_json,
+    load_json_texts,
+)
 
 __all__ = [
     "DELIMITERS",
@@ -539,24 +548,71 @@ def _check_header(
 
 
 def _read_jsonl(handle: TextIO, known_columns: frozenset[str] | None) -> Iterator[SourceRecord]:
-    for number, text in enumerate(handle, start=1):
-        raw = text.rstrip("\r\n")
-        if not raw or raw.isspace():
+    allowed = known_columns if known_columns is not None else _ANY_KEYS
+    first = 1
+    while chunk := list(itertools.islice(handle, _JSONL_CHUNK)):
+        raws = [text.rstrip("\r\n") for text in chunk]
+        numbers: Iterable[int] = range(first, first + len(raws))
+        first += len(raws)
+        if "" in raws or any(map(str.isspace, raws)):
+            kept = [(n, raw) for n, raw in zip(numbers, raws, strict=True) if raw.strip()]
+            numbers, raws = [n for n, _ in kept], [raw for _, raw in kept]
+        records = _plain_json_records(raws, allowed)
+        if records is not None:
+            yield from map(
+                _new_record,
+                itertools.repeat(SourceRecord),
+                zip(numbers, raws, records, itertools.repeat(None)),
+            )
             continue
-        try:
-            data = load_json(raw)
-        except DuplicateKeyError as exc:
-            reason = duplicate_key_reason(exc)
-            yield SourceRecord(number, raw, None, ImportRecordError(reason, field=_safe(exc.key)))
-            continue
-        except ValueError as exc:
-            yield SourceRecord(number, raw, None, ImportRecordError(f"invalid JSON: {exc}"))
-            continue
-        refused = check_json_record(data, known_columns)
-        if refused is not None:
-            yield SourceRecord(number, raw, None, refused)
-            continue
-        yield _new_record(SourceRecord, (number, raw, data, None))
+        for number, raw in zip(numbers, raws, strict=True):  # one line in doubt: each alone
+            alone = _plain_json_records([raw], allowed)
+            if alone is not None:
+                yield _new_record(SourceRecord, (number, raw, alone[0], None))
+            else:
+                yield _jsonl_record(number, raw, known_columns)
+
+
+def _jsonl_record(number: int, raw: str, known_columns: frozenset[str] | None) -> SourceRecord:
+    """The record of one JSON line, read by :func:`load_json`."""
+    try:
+        data = load_json(raw)
+    except DuplicateKeyError as exc:
+        reason = duplicate_key_reason(exc)
+        return SourceRecord(number, raw, None, ImportRecordError(reason, field=_safe(exc.key)))
+    except ValueError as exc:
+        return SourceRecord(number, raw, None, ImportRecordError(f"invalid JSON: {exc}"))
+    refused = check_json_record(data, known_columns)
+    if refused is not None:
+        return SourceRecord(number, raw, None, refused)
+    return _new_record(SourceRecord, (number, raw, data, None))
+
+
+class _AnyKeys:
+    """Every set of keys is allowed (no ``known_columns``)."""
+
+    def issuperset(self, keys: Any) -> bool:
+        return True
+
+
+_ANY_KEYS: Any = _AnyKeys()
+_JSONL_CHUNK = 1000
+"""Lines of a JSON Lines file read, and checked, together."""
+_OBJECT_TYPES = frozenset({dict})
+
+
+def _plain_json_records(raws: list[str], allowed: Any) -> list[dict[str, Any]] | None:
+    """The records of JSON lines, read fast when all are plain; ``None`` to read each with care.
+
+    Plain lines are those :func:`load_json_texts` reads, each an object of known keys.
+    Otherwise ``None``: each line is read by :func:`load_json`, which says what is wrong.
+    """
+    records = load_json_texts(raws)
+    if records is None or not _OBJECT_TYPES.issuperset(map(type, records)):
+        return None
+    if not all(map(allowed.issuperset, records)):
+        return None
+    return records
 
 
 def check_json_record(data: Any, known_columns: frozenset[str] | None) -> ImportRecordError | None:

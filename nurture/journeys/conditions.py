@@ -27,7 +27,12 @@ from jinja2 import TemplateSyntaxError, nodes
 from jinja2.parser import Parser
 from jinja2.sandbox import ImmutableSandboxedEnvironment
 
-from nurture.expressions import EXPRESSION_NAMES, check_expression, expression_holds
+from nurture.expressions import (
+    EXPRESSION_NAMES,
+    check_expression,
+    expression_holds,
+    expression_reads,
+)
 from nurture.storage.models import LifecycleStage
 
 __all__ = [
@@ -37,6 +42,7 @@ __all__ = [
     "check_condition",
     "check_condition_names",
     "condition_holds",
+    "condition_reads",
 ]
 
 CONDITION_NAMES = (*EXPRESSION_NAMES, "segments", "language", "trigger", "opened", "clicked")
@@ -228,6 +234,18 @@ def _lifecycle_problems(tree: nodes.Expr) -> list[str]:
 
 def _is_name(node: nodes.Expr, name: str) -> bool:
     return isinstance(node, nodes.Name) and node.name == name
+
+
+def condition_reads(*expressions: str) -> frozenset[str]:
+    """The names some conditions read: what a member's facts must hold to evaluate them.
+
+    Args:
+        expressions: Conditions that compile (:func:`check_condition`).
+
+    Returns:
+        The names, together.
+    """
+    return frozenset().union(*(expression_reads(expression.strip()) for expression in expressions))
 
 
 def condition_holds(

@@ -9,6 +9,12 @@ so a re-run or a concurrent worker never writes a second one.
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
 
+A pass reads in bulk and writes in bulk: members once per pass (:mod:`~nurture.journeys.reads`),
+due enrollments a chunk at a time as plain rows (:mod:`~nurture.journeys.due`). A new
+enrollment is written in the state the pass would leave it in when that owes nothing to the
+order of the pass (its goal already reached, an entry wait that ends later): written once,
+not written, read back and written again.
+
 The engine leans on its neighbours: journey versions (:mod:`~nurture.journeys.versions`),
 who a trigger enrols and who may enter (:mod:`~nurture.journeys.triggers`,
 :mod:`~nurture.journeys.enrolment`), what conditions read (:mod:`~nurture.journeys.facts`), the
@@ -18,12 +24,14 @@ sending rules (:mod:`~nurture.journeys.holds`) and what an email holds
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
+import gc
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Literal
 
 from sqlalchemy import Select, Table, exists, select
@@ -35,15 +43,12 @@ from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.best_hour import BestHours, next_local_hour
-from nurture.journeys.content import (
-    ContentPicker,
-    MemberFacts,
-    PickContent,
-    recommended_content,
-)
-from nurture.journeys.enrolment import consent_allows, enrol_members
+from nurture.journeys.conditions import condition_reads
+from nurture.journeys.content import ContentPicker, PickContent, recommended_content
+from nurture.journeys.due import DueEnrollment, load_enrollments, write_progress
+from nurture.journeys.enrolment import consent_allows, enrollment_rows
 from nurture.journeys.experiments import choose_variant
-from nurture.journeys.facts import ConditionFacts, condition_true, email_engagement
+from nurture.journeys.facts import Condition, ConditionFacts, email_engagement
 from nurture.journeys.holds import BudgetLog, HeldEmail, hold_for
 from nurture.journeys.models import (
     WEEKDAYS,
@@ -55,18 +60,17 @@ from nurture.journeys.models import (
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
-from nurture.journeys.reads import MemberReads
+from nurture.journeys.reads import MemberReads, MemberRow
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
-from nurture.storage import insert_ignoring_conflicts
+from nurture.storage import insert_ignoring_conflicts, inserted_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
     EnrollmentState,
     ExitReason,
     Journey,
-    Member,
     Message,
     MessageStatus,
     WaitReason,
@@ -141,28 +145,38 @@ class _Pass:
     salt: str = ""
     best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
+    conditions: dict[tuple[str, str, str], Condition] = dataclasses.field(default_factory=dict)
+    settled: set[int] = dataclasses.field(default_factory=set)
+    waits: dict[tuple[int, str | None], tuple[WaitStep, dt.datetime]] = dataclasses.field(
+        default_factory=dict
+    )
 
-    def facts(self, session: Session, member_ids: Sequence[int]) -> ConditionFacts:
-        """Condition facts of a chunk of members (each member's read once per pass)."""
-        return self.reads.facts(session, member_ids)
+    def wait_end(self, step: WaitStep, time_zone: str | None) -> dt.datetime:
+        """``wait_until(step, now, time_zone)``, computed once per step and time zone."""
+        key = (id(step), time_zone)
+        found = self.waits.get(key)
+        if found is None:
+            found = self.waits[key] = (step, wait_until(step, self.now, time_zone))
+        return found[1]
 
-    def holds(
-        self,
-        expression: str,
-        names: dict[str, Any],
-        journey_key: str,
-        where: str,
-        **engagement: Callable[[str], bool],
-    ) -> bool:
-        """Whether a condition holds; a failure counts as a condition error and as false."""
-        return condition_true(
-            expression,
-            names,
-            journey_key=journey_key,
-            where=where,
-            on_error=self.count_condition_error,
-            **engagement,
-        )
+    def facts(
+        self, session: Session, member_ids: Sequence[int], *conditions: str
+    ) -> ConditionFacts:
+        """What ``conditions`` read of a chunk of members (each member's read once per pass)."""
+        return self.reads.facts(session, member_ids, condition_reads(*conditions))
+
+    def condition(self, expression: str, journey_key: str, where: str) -> Condition:
+        """A condition of a journey (one per pass); a failure counts as a condition error."""
+        key = (journey_key, where, expression)
+        found = self.conditions.get(key)
+        if found is None:
+            found = self.conditions[key] = Condition(
+                expression,
+                journey_key=journey_key,
+                where=where,
+                on_error=self.count_condition_error,
+            )
+        return found
 
     def count_condition_error(self) -> None:
         """Count a condition that failed to evaluate."""
@@ -224,38 +238,58 @@ def advance_journeys(
     """
     if now.tzinfo is None:
         raise ValueError(f"expected a timezone-aware now, found naive {now!r}")
-    ordered = sorted(definitions, key=lambda d: (d.category != "care", d.priority, d.id))
-    journeys = register_journeys(session, ordered, now=now)
-    run = _Pass(
-        now=now,
-        content=ContentPicker(pick_content or functools.partial(recommended_content, now=now), now),
-        rules=rules,
-        budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
-        chunk_size=chunk_size,
-        member_ids=frozenset(member_ids) if member_ids is not None else None,
-        reads=MemberReads(now),
-        on_hold=on_hold,
-        salt=suppression_salt or "",
-    )
-    for definition in ordered:
-        _enrol(session, definition, journeys[definition.id], run, suppression_salt)
-    session.flush()
-    if backfill is not None and run.counts.enrolled:
-        found = measure_backfill(session, ordered, now, backfill, member_ids=member_ids)
-        if found.exceeded:
-            raise BackfillRefusedError(found.refusal())
+    with _older_objects_set_aside():
+        ordered = sorted(definitions, key=lambda d: (d.category != "care", d.priority, d.id))
+        journeys = register_journeys(session, ordered, now=now)
+        run = _Pass(
+            now=now,
+            content=ContentPicker(
+                pick_content or functools.partial(recommended_content, now=now), now
+            ),
+            rules=rules,
+            budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
+            chunk_size=chunk_size,
+            member_ids=frozenset(member_ids) if member_ids is not None else None,
+            reads=MemberReads(now),
+            on_hold=on_hold,
+            salt=suppression_salt or "",
+        )
+        for definition in ordered:
+            _enrol(session, definition, journeys[definition.id], run, suppression_salt)
+        session.flush()
+        if backfill is not None and run.counts.enrolled:
+            found = measure_backfill(session, ordered, now, backfill, member_ids=member_ids)
+            if found.exceeded:
+                raise BackfillRefusedError(found.refusal())
 
-    versions: dict[int, JourneyDefinition] = {}
-    for definition in ordered:
-        _apply_goal(session, definition, run)
-        due = list(session.scalars(_due_enrollments(definition, run)))
-        for chunk in chunked(due, chunk_size):
-            _advance_chunk(session, chunk, run, versions)
-            progress.advance(len(chunk))
+        versions: dict[int, JourneyDefinition] = {}
+        for definition in ordered:
+            _apply_goal(session, definition, run)
+            due = list(session.scalars(_due_enrollments(definition, run)))
+            for chunk in chunked(due, chunk_size):
+                _advance_chunk(session, chunk, run, versions)
+                progress.advance(len(chunk))
 
     summary = JourneySummary(**dataclasses.asdict(run.counts))
     logger.info("%s (at %s)", describe_journeys(summary), now.isoformat())
     return summary
+
+
+@contextlib.contextmanager
+def _older_objects_set_aside() -> Iterator[None]:
+    """Keep the garbage collector's full collections, while a pass runs, to what it made.
+
+    A pass makes tens of thousands of small objects that live until its end (rows,
+    candidates, facts); as they pile up, CPython's full collection walks every object of the
+    process (the libraries', a loaded model's), which can take a third of a pass.
+    ``gc.freeze`` sets the objects that existed before the pass aside until it ends; what the
+    pass makes is collected as usual.
+    """
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def _enrol(
@@ -265,8 +299,14 @@ def _enrol(
     run: _Pass,
     suppression_salt: str | None,
 ) -> None:
-    """Enrol the members the journey's trigger yields (``enrol_members``) and count them."""
-    run.counts.enrolled += enrol_members(
+    """Enrol the members the journey's trigger yields (as ``enrol_members``) and count them.
+
+    What the pass would do first with a new enrollment is decided before it is written
+    (``_settle``), so that it is written once in that state, not written, read back and
+    written again.
+    """
+    enrolled = 0
+    for rows in enrollment_rows(
         session,
         definition,
         journey,
@@ -276,7 +316,120 @@ def _enrol(
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,
         reads=run.reads,
-    )
+    ):
+        settled = _settle(session, definition, rows, run)
+        written = inserted_ignoring_conflicts(
+            session, _enrollment_table(), rows, ("id", "member_id", "occurrence")
+        )
+        enrolled += len(written)
+        moved = 0
+        for enrollment_id, member_id, occurrence in written:
+            outcome = settled.get((member_id, occurrence))
+            if outcome is not None:
+                run.settled.add(enrollment_id)
+            if outcome == "goal":
+                run.counts.goal_reached += 1
+            elif outcome == "advanced":
+                moved += 1
+        run.counts.advanced += moved
+        progress.advance(moved)
+    if enrolled:
+        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
+    run.counts.enrolled += enrolled
+
+
+_Settled = Literal["goal", "advanced", "kept"]
+"""What ``_settle`` did with a new enrollment: exited it (goal), moved it past its first wait,
+or only found that its goal is not reached."""
+
+
+def _settle(
+    session: Session, definition: JourneyDefinition, rows: Sequence[dict[str, Any]], run: _Pass
+) -> dict[tuple[int, int], _Settled]:
+    """Do to new enrollments, before they are written, what the pass would do to them after.
+
+    The pass would exit an active one whose member reached the goal (``_apply_goal``: an
+    event at the pass's time, or the goal's condition, which read nothing the pass changes),
+    then advance it if due (``_advance_enrollment``: its member's consent was checked at
+    enrolment). Only an entry step that is a wait ending after ``now`` is run here: it reads
+    the member's time zone and nothing the order of the pass changes (the budget, what was
+    queued); any other step is left to the advance, in its order.
+
+    Args:
+        session: The database session.
+        definition: The journey (the version new enrollments start on).
+        rows: New enrollment rows, changed in place.
+        run: The pass.
+
+    Returns:
+        What was done, by ``(member id, occurrence)``, for the active rows (not the held out).
+    """
+    active = [row for row in rows if row["state"] == EnrollmentState.ACTIVE]
+    settled: dict[tuple[int, int], _Settled] = {}
+    if not active:
+        return settled
+    goal = definition.goal
+    if goal is not None:
+        reached = _goal_reached_now(session, definition, active, run)
+        for row in active:
+            key = (row["member_id"], row["occurrence"])
+            if row["member_id"] in reached:
+                row |= {
+                    "state": EnrollmentState.EXITED,
+                    "next_action_at": None,
+                    "finished_at": run.now,
+                    "exit_reason": ExitReason.GOAL,
+                    "waiting_on": None,
+                }
+                settled[key] = "goal"
+            else:
+                settled[key] = "kept"
+        active = [row for row in active if row["state"] == EnrollmentState.ACTIVE]
+    entry = definition.entry_step
+    if not isinstance(entry, WaitStep) or not active:
+        return settled
+    members = run.reads.members(session, [row["member_id"] for row in active])
+    for row in active:
+        member = members.get(row["member_id"])
+        if member is None or row["next_action_at"] > run.now:
+            continue  # enrolled ahead of its moment: not due yet
+        until = run.wait_end(entry, member.time_zone)
+        if until <= run.now:
+            continue  # a wait that ends now: the advance runs on past it
+        row |= {"current_step": entry.next, "next_action_at": until, "waiting_on": None}
+        settled[(row["member_id"], row["occurrence"])] = "advanced"
+    return settled
+
+
+def _goal_reached_now(
+    session: Session, definition: JourneyDefinition, rows: Sequence[dict[str, Any]], run: _Pass
+) -> set[int]:
+    """The members of new enrollments (enrolled now) whose member reached the journey's goal."""
+    goal = definition.goal
+    if goal is None:
+        return set()
+    reached: set[int] = set()
+    member_ids = sorted({row["member_id"] for row in rows})
+    if goal.events:
+        # An event since the enrollment began (now) and up to now. Its type is checked here:
+        # asked of the database, it can make it scan every event of those types.
+        events = session.execute(
+            select(ActivityEvent.member_id, ActivityEvent.type).where(
+                ActivityEvent.member_id.in_(member_ids),
+                ActivityEvent.occurred_at >= run.now,
+                ActivityEvent.occurred_at <= run.now,
+            )
+        ).tuples()
+        reached.update(member_id for member_id, kind in events if kind in goal.events)
+    if goal.condition:
+        condition = run.condition(goal.condition, definition.id, "goal")
+        facts = run.facts(session, member_ids, goal.condition)
+        for row in rows:
+            if row["member_id"] in reached:
+                continue
+            if condition.holds(facts, row["member_id"], row["context"]):
+                reached.add(row["member_id"])
+    return reached
 
 
 # --- goals ----------------------------------------------------------------------------------
@@ -287,7 +440,7 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
     goal = definition.goal
     if goal is None:
         return
-    query = select(Enrollment).where(
+    query = select(Enrollment.id).where(
         Enrollment.journey_key == definition.id, Enrollment.state == EnrollmentState.ACTIVE
     )
     if run.member_ids is not None:
@@ -301,19 +454,23 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
                 ActivityEvent.occurred_at <= run.now,
             )
         )
-        for enrollment in session.scalars(query.where(reached)):
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
-            run.counts.goal_reached += 1
+        exited = load_enrollments(session, list(session.scalars(query.where(reached))))
+        for enrollment in exited:
+            enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
+        run.counts.goal_reached += len(exited)
+        write_progress(session, exited)
     if goal.condition:
-        active = list(session.scalars(query.order_by(Enrollment.id)))
-        for chunk in chunked(active, run.chunk_size):
-            facts = run.facts(session, [e.member_id for e in chunk])
+        # New enrollments had their goal decided as they were written (``_settle``).
+        active = [i for i in session.scalars(query.order_by(Enrollment.id)) if i not in run.settled]
+        for ids in chunked(active, run.chunk_size):
+            chunk = load_enrollments(session, ids)
+            facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
             for enrollment in chunk:
-                names = facts.names(enrollment.member_id, enrollment.context)
-                if run.holds(goal.condition, names, definition.id, "goal"):
-                    _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
+                condition = run.condition(goal.condition, definition.id, "goal")
+                if condition.holds(facts, enrollment.member_id, enrollment.context):
+                    enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
-    session.flush()
+            write_progress(session, chunk)
 
 
 # --- advancing ------------------------------------------------------------------------------
@@ -323,14 +480,21 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
 class _Batch:
     """What one chunk of due enrollments needs, loaded in a few bulk queries."""
 
-    members: dict[int, Member]
+    members: dict[int, MemberRow]
     written: set[tuple[int, str]]
-    sent_keys: defaultdict[int, set[str]]
-    answered: set[int]
-    profiles: dict[int, MemberFacts]
     engagement: dict[tuple[int, str], set[str]]
-    facts: ConditionFacts | None = None
-    messages: list[dict[str, Any]] = dataclasses.field(default_factory=list)
+    facts: dict[tuple[str, ...], ConditionFacts] = dataclasses.field(default_factory=dict)
+    emails: list[_Email] = dataclasses.field(default_factory=list)
+
+
+@dataclasses.dataclass(frozen=True)
+class _Email:
+    """An email a chunk queues; its content is filled once the chunk has moved on."""
+
+    enrollment: DueEnrollment
+    definition: JourneyDefinition
+    step: SendStep
+    member: MemberRow
 
 
 def _due_enrollments(definition: JourneyDefinition, run: _Pass) -> Select[tuple[int]]:
@@ -355,11 +519,7 @@ def _advance_chunk(
     run: _Pass,
     versions: dict[int, JourneyDefinition],
 ) -> None:
-    enrollments = list(
-        session.scalars(
-            select(Enrollment).where(Enrollment.id.in_(enrollment_ids)).order_by(Enrollment.id)
-        )
-    )
+    enrollments = load_enrollments(session, enrollment_ids)
     member_ids = sorted({enrollment.member_id for enrollment in enrollments})
     load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
     run.budget.load(session, member_ids, run.now)
@@ -371,22 +531,18 @@ def _advance_chunk(
     batch = _Batch(
         members=run.reads.members(session, member_ids),
         written=set(written),
-        sent_keys=defaultdict(set, sent_item_keys(session, member_ids)),
-        answered=run.reads.answered(session, member_ids),
-        profiles=run.reads.profiles(session, member_ids),
         engagement=email_engagement(session, enrollment_ids),
     )
     for enrollment in sorted(enrollments, key=lambda e: (e.next_action_at or run.now, e.id)):
         _advance_enrollment(session, enrollment, versions[enrollment.journey_id], batch, run)
-    session.flush()
-    run.counts.messages_queued += insert_ignoring_conflicts(
-        session, _message_table(), batch.messages
-    )
+    write_progress(session, enrollments)
+    messages = _fill_emails(session, batch.emails, run)
+    run.counts.messages_queued += insert_ignoring_conflicts(session, _message_table(), messages)
 
 
 def _advance_enrollment(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     batch: _Batch,
     run: _Pass,
@@ -395,7 +551,7 @@ def _advance_enrollment(
     run.counts.advanced += 1
     member = batch.members[enrollment.member_id]
     if not definition.transactional and not consent_allows(member, definition):
-        _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
+        enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.CONSENT)
         run.counts.exited += 1
         return
     step_id: str | None = enrollment.current_step or definition.entry_step.id
@@ -413,7 +569,7 @@ def _advance_enrollment(
                 definition.id,
                 step_id,
             )
-            _finish(enrollment, EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
+            enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.MISSING_STEP)
             run.counts.exited += 1
             return
         step_id = _run_step(session, enrollment, definition, step, member, batch, run, waits_passed)
@@ -423,10 +579,10 @@ def _advance_enrollment(
 
 def _run_step(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: Any,
-    member: Member,
+    member: MemberRow,
     batch: _Batch,
     run: _Pass,
     waits_passed: set[str],
@@ -443,11 +599,11 @@ def _run_step(
                 return None
             enrollment.waiting_on = None
             if held is None:
-                _queue_message(session, enrollment, definition, step, member, batch, run)
+                _queue_message(enrollment, definition, step, member, batch, run)
             return step.next
         case WaitStep():
             enrollment.current_step = step.next
-            enrollment.next_action_at = wait_until(step, run.now, member.time_zone)
+            enrollment.next_action_at = run.wait_end(step, member.time_zone)
             enrollment.waiting_on = None
             if enrollment.next_action_at > run.now or step.id in waits_passed:
                 return None
@@ -463,14 +619,14 @@ def _run_step(
             return variant.next
         case ExitStep():
             enrollment.current_step = step.id
-            _finish(enrollment, EnrollmentState.COMPLETED, run.now)
+            enrollment.finish(EnrollmentState.COMPLETED, run.now)
             run.counts.completed += 1
             return None
     raise TypeError(f"journey {definition.id!r}: unknown step type {type(step).__name__}")
 
 
 def _wait_for_best_hour(
-    session: Session, enrollment: Enrollment, step: SendStep, member: Member, run: _Pass
+    session: Session, enrollment: DueEnrollment, step: SendStep, member: MemberRow, run: _Pass
 ) -> bool:
     """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
     if enrollment.waiting_on is not None and enrollment.current_step == step.id:
@@ -493,10 +649,10 @@ def _wait_for_best_hour(
 
 
 def _held_back(
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
-    member: Member,
+    member: MemberRow,
     run: _Pass,
 ) -> Literal["wait", "skip"] | None:
     """Whether the sending rules hold the email back: ``wait``, ``skip`` or None (send it)."""
@@ -566,17 +722,17 @@ def wait_until(step: WaitStep, now: dt.datetime, time_zone: str | None) -> dt.da
 
 def _choose_case(
     session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: BranchStep,
     batch: _Batch,
     run: _Pass,
 ) -> str:
     """The step a branch leads to: the first case that holds, else ``otherwise``."""
-    if batch.facts is None:
-        batch.facts = run.facts(session, sorted(batch.members))
-    names = batch.facts.names(enrollment.member_id, enrollment.context)
-    names["member"] = {**(names.get("member") or {})}
+    conditions = tuple(case.when for case in step.cases)
+    facts = batch.facts.get(conditions)
+    if facts is None:
+        facts = batch.facts[conditions] = run.facts(session, sorted(batch.members), *conditions)
 
     def opened(step_id: str) -> bool:
         return bool(batch.engagement.get((enrollment.id, step_id), set()) & {"open", "click"})
@@ -586,65 +742,76 @@ def _choose_case(
 
     for index, case in enumerate(step.cases):
         where = f"step {step.id} case {index + 1}"
-        if run.holds(case.when, names, definition.id, where, opened=opened, clicked=clicked):
+        condition = run.condition(case.when, definition.id, where)
+        trigger = enrollment.context
+        if condition.holds(facts, enrollment.member_id, trigger, opened=opened, clicked=clicked):
             return case.next
     return step.otherwise
 
 
 def _queue_message(
-    session: Session,
-    enrollment: Enrollment,
+    enrollment: DueEnrollment,
     definition: JourneyDefinition,
     step: SendStep,
-    member: Member,
+    member: MemberRow,
     batch: _Batch,
     run: _Pass,
 ) -> None:
-    """Add the step's message to the batch, unless that enrollment step has one already."""
+    """Add the step's email to the batch, unless that enrollment step has one already."""
     if (enrollment.id, step.id) in batch.written:
         return
     batch.written.add((enrollment.id, step.id))
-    context = run.content.message_context(
-        session,
-        member_id=member.id,
-        language=member.language,
-        content=step.content,
-        slots=step.slots,
-        sent=batch.sent_keys[member.id],
-        trigger=enrollment.context,
-        questionnaire_answered=member.id in batch.answered,
-        profile=batch.profiles.get(member.id),
-    )
     if not definition.transactional:
         run.budget.record(member.id, run.now)
-    batch.messages.append(
-        {
-            "enrollment_id": enrollment.id,
-            "step_id": step.id,
-            "member_id": member.id,
-            "journey_key": definition.id,
-            "template": step.template,
-            "subject": step.subject_for(member.language),
-            "context": context.to_stored(),
-            "status": MessageStatus.QUEUED,
-            "scheduled_at": run.now,
-            "created_at": run.now,
-            "attempts": 0,
-        }
-    )
+    batch.emails.append(_Email(enrollment, definition, step, member))
 
 
-def _finish(
-    enrollment: Enrollment,
-    state: EnrollmentState,
-    now: dt.datetime,
-    reason: ExitReason | None = None,
-) -> None:
-    enrollment.state = state
-    enrollment.next_action_at = None
-    enrollment.finished_at = now
-    enrollment.exit_reason = reason
-    enrollment.waiting_on = None
+def _fill_emails(session: Session, emails: Sequence[_Email], run: _Pass) -> list[dict[str, Any]]:
+    """The ``Message`` rows of a chunk's emails, their content filled in the order queued.
+
+    What the templates read of the members, and the items each was already sent, are read for
+    the members of these emails only.
+    """
+    if not emails:
+        return []
+    member_ids = sorted({email.member.id for email in emails})
+    sent_keys = defaultdict(set, sent_item_keys(session, member_ids))
+    answered = run.reads.answered(session, member_ids)
+    profiles = run.reads.profiles(session, member_ids)
+    messages = []
+    for email in emails:
+        member, step = email.member, email.step
+        context = run.content.message_context(
+            session,
+            member_id=member.id,
+            language=member.language,
+            content=step.content,
+            slots=step.slots,
+            sent=sent_keys[member.id],
+            trigger=email.enrollment.context,
+            questionnaire_answered=member.id in answered,
+            profile=profiles.get(member.id),
+        )
+        messages.append(
+            {
+                "enrollment_id": email.enrollment.id,
+                "step_id": step.id,
+                "member_id": member.id,
+                "journey_key": email.definition.id,
+                "template": step.template,
+                "subject": step.subject_for(member.language),
+                "context": context.to_stored(),
+                "status": MessageStatus.QUEUED,
+                "scheduled_at": run.now,
+                "created_at": run.now,
+                "attempts": 0,
+            }
+        )
+    return messages
+
+
+def _enrollment_table() -> Table:
+    return table_of(Enrollment)
 
 
 def _message_table() -> Table:

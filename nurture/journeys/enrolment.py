@@ -17,19 +17,20 @@ import dataclasses
 import datetime as dt
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any
 
 from sqlalchemy import Table, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.delivery.suppression import consent_refusal, find_suppressed_hashes, suppression_hash
+from nurture.delivery.suppression import ConsentHolder, consent_refusal
+from nurture.journeys.conditions import condition_reads
 from nurture.journeys.experiments import CONTROL_ARM, in_holdout
-from nurture.journeys.facts import condition_true
+from nurture.journeys.facts import Condition
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.reads import MemberReads
-from nurture.journeys.triggers import Candidate, trigger_candidates
+from nurture.journeys.triggers import Candidate, TriggerContext, trigger_candidates
 from nurture.storage import insert_ignoring_conflicts
 from nurture.storage.models import (
     Enrollment,
@@ -40,7 +41,7 @@ from nurture.storage.models import (
     table_of,
 )
 
-__all__ = ["consent_allows", "enrol_members", "member_rows"]
+__all__ = ["consent_allows", "enrol_members", "enrollment_rows", "member_rows"]
 
 logger = logging.getLogger(__name__)
 
@@ -81,6 +82,45 @@ def enrol_members(
     Returns:
         How many enrollments were written.
     """
+    enrolled = 0
+    for rows in enrollment_rows(
+        session,
+        definition,
+        journey,
+        now,
+        chunk_size=chunk_size,
+        suppression_salt=suppression_salt,
+        member_ids=member_ids,
+        on_condition_error=on_condition_error,
+        reads=reads,
+    ):
+        enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
+    if enrolled:
+        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
+    return enrolled
+
+
+def enrollment_rows(
+    session: Session,
+    definition: JourneyDefinition,
+    journey: Journey,
+    now: dt.datetime,
+    *,
+    chunk_size: int,
+    suppression_salt: str | None = None,
+    member_ids: Collection[int] | None = None,
+    on_condition_error: Callable[[], None] | None = None,
+    reads: MemberReads | None = None,
+) -> Iterator[list[dict[str, Any]]]:
+    """The enrollments ``enrol_members`` writes, a chunk at a time, as rows not written yet.
+
+    Each chunk is checked against what the database holds when it is asked for: write a
+    chunk before asking for the next (``enrol_members`` does). The arguments are those of
+    ``enrol_members``.
+
+    Yields:
+        The rows of a chunk of new enrollments (column values of ``enrollments``).
+    """
     reads = reads or MemberReads(now)
     candidates = [
         candidate
@@ -88,29 +128,38 @@ def enrol_members(
         if member_ids is None or candidate.member_id in member_ids
     ]
     if not candidates:
-        return 0
+        return
     entry = definition.entry_step.id
-    enrolled = 0
+    audience = (
+        Condition(
+            definition.audience,
+            journey_key=definition.id,
+            where="audience",
+            on_error=on_condition_error,
+        )
+        if definition.audience
+        else None
+    )
+    stored = _StoredContexts()
+    salt = suppression_salt or ""
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
         kept = _consenting(session, definition, chunk, suppression_salt, reads)
-        if definition.audience and kept:
-            kept = _in_audience(
-                session, definition.id, definition.audience, kept, reads, on_condition_error
-            )
-        rows = [
-            _enrollment_row(definition, journey, candidate, entry, now, suppression_salt or "")
-            for candidate in kept
-        ]
-        enrolled += insert_ignoring_conflicts(session, _enrollment_table(), rows)
-    if enrolled:
-        logger.info("journey %s: enrolled %d members", definition.id, enrolled)
-    return enrolled
+        if audience is not None and kept:
+            kept = _in_audience(session, audience, kept, reads, stored)
+        if kept:
+            yield [
+                _enrollment_row(
+                    definition, journey, candidate, stored.of(candidate), entry, now, salt
+                )
+                for candidate in kept
+            ]
 
 
 def _enrollment_row(
     definition: JourneyDefinition,
     journey: Journey,
     candidate: Candidate,
+    context: dict[str, Any],
     entry: str,
     now: dt.datetime,
     salt: str,
@@ -125,7 +174,7 @@ def _enrollment_row(
         "current_step": entry,
         "next_action_at": candidate.start_at or now,
         "enrolled_at": now,
-        "context": candidate.context.to_stored(),
+        "context": context,
         "arm": None,
         "finished_at": None,
         "exit_reason": None,
@@ -142,7 +191,7 @@ def _enrollment_row(
     return row
 
 
-def consent_allows(member: Member, definition: JourneyDefinition) -> bool:
+def consent_allows(member: ConsentHolder, definition: JourneyDefinition) -> bool:
     """Whether a member's consent and preferences allow a marketing journey's emails.
 
     Args:
@@ -208,32 +257,48 @@ def _consenting(
         if candidate.member_id in members
         and (definition.transactional or consent_allows(members[candidate.member_id], definition))
     ]
-    addresses = [(c.member_id, members[c.member_id].email) for c in kept]
-    unsuppressed = set(_without_suppressed(session, addresses, suppression_salt))
-    return [candidate for candidate in kept if candidate.member_id in unsuppressed]
+    if suppression_salt is None or not kept:
+        return kept
+    suppressed = reads.suppressed(session, [members[c.member_id] for c in kept], suppression_salt)
+    if suppressed:
+        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
+    return [candidate for candidate in kept if candidate.member_id not in suppressed]
 
 
 def _in_audience(
     session: Session,
-    journey_key: str,
-    audience: str,
+    audience: Condition,
     candidates: Sequence[Candidate],
     reads: MemberReads,
-    on_condition_error: Callable[[], None] | None,
+    stored: _StoredContexts,
 ) -> list[Candidate]:
     """The candidates for whom the journey's audience condition holds."""
-    facts = reads.facts(session, [candidate.member_id for candidate in candidates])
+    member_ids = [candidate.member_id for candidate in candidates]
+    facts = reads.facts(session, member_ids, condition_reads(audience.expression))
     return [
         candidate
         for candidate in candidates
-        if condition_true(
-            audience,
-            facts.names(candidate.member_id, candidate.context.to_stored()),
-            journey_key=journey_key,
-            where="audience",
-            on_error=on_condition_error,
-        )
+        if audience.holds(facts, candidate.member_id, stored.of(candidate))
     ]
+
+
+class _StoredContexts:
+    """The stored form of candidates' trigger contexts, made once per context object.
+
+    A trigger gives many candidates one context object (a schedule's run); each context is
+    kept with its stored form, so that its ``id`` is never another's.
+    """
+
+    def __init__(self) -> None:
+        self._stored: dict[int, tuple[TriggerContext, dict[str, Any]]] = {}
+
+    def of(self, candidate: Candidate) -> dict[str, Any]:
+        """``candidate.context.to_stored()``, one dict for the candidates of one context."""
+        context = candidate.context
+        found = self._stored.get(id(context))
+        if found is None:
+            found = self._stored[id(context)] = (context, context.to_stored())
+        return found[1]
 
 
 def _enrollment_history(
@@ -259,21 +324,6 @@ def _enrollment_history(
             ):
                 past.last_finished = finished_at
     return history
-
-
-def _without_suppressed(
-    session: Session, candidates: Sequence[tuple[int, str]], suppression_salt: str | None
-) -> list[int]:
-    """Ids of the ``(id, email)`` candidates whose address is not in the suppression list."""
-    if suppression_salt is None or not candidates:
-        return [member_id for member_id, _ in candidates]
-    hashes = {
-        member_id: suppression_hash(email, suppression_salt) for member_id, email in candidates
-    }
-    suppressed = find_suppressed_hashes(session, hashes.values())
-    if suppressed:
-        logger.info("%d suppressed addresses left out of enrolment", len(suppressed))
-    return [member_id for member_id, _ in candidates if hashes[member_id] not in suppressed]
 
 
 def _enrollment_table() -> Table:

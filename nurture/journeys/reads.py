@@ -5,12 +5,16 @@ A pass of ``advance_journeys`` looks at the same members journey after journey: 
 due enrollments (rows, facts for goals and branches, what templates read). None of that changes
 during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
 member's once, in bulk queries for the members not read yet, and hands out the same values to
-every later journey and chunk. What a pass does change (messages already queued, the budget,
+every later journey and chunk. Condition facts are read for what the conditions asking for
+them read (``fact_parts``): an audience reading ``lifecycle`` alone reads the members'
+lifecycle stages and nothing else, and no condition naming ``activity``, no activity is
+summarised. What a pass does change (messages already queued, the budget,
 the enrollments) is not kept here and is read again where it is needed.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 from collections.abc import Collection
 from typing import Any
@@ -18,11 +22,37 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
-from nurture.journeys.facts import ConditionFacts
-from nurture.storage.models import Member
+from nurture.journeys.facts import ConditionFacts, fact_parts
+from nurture.storage.models import ConsentStatus, Member
 
-__all__ = ["MemberReads"]
+__all__ = ["MemberReads", "MemberRow"]
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class MemberRow:
+    """What the engine reads of a member's row (the columns of ``Member`` it names)."""
+
+    id: int
+    email: str
+    language: str | None
+    time_zone: str | None
+    best_hour: int | None
+    consent_status: ConsentStatus
+    unsubscribed_categories: list[Any] | None
+
+
+_MEMBER_COLUMNS = tuple(getattr(Member, field.name) for field in dataclasses.fields(MemberRow))
+
+
+@dataclasses.dataclass
+class _Facts:
+    """The condition facts of one set of names (``fact_parts``), for the members read."""
+
+    contexts: dict[int, dict[str, Any]] = dataclasses.field(default_factory=dict)
+    segments: dict[int, list[str]] = dataclasses.field(default_factory=dict)
+    read: set[int] = dataclasses.field(default_factory=set)
 
 
 class MemberReads:
@@ -34,37 +64,49 @@ class MemberReads:
 
     def __init__(self, now: dt.datetime) -> None:
         self.now = now
-        self._members: dict[int, Member] = {}
+        self._members: dict[int, MemberRow] = {}
         self._members_read: set[int] = set()
-        self._contexts: dict[int, dict[str, Any]] = {}
-        self._segments: dict[int, list[str]] = {}
-        self._facts_read: set[int] = set()
+        self._facts: dict[frozenset[str], _Facts] = {}
         self._profiles: dict[int, MemberFacts] = {}
         self._profiles_read: set[int] = set()
         self._answered: set[int] = set()
         self._answered_read: set[int] = set()
+        self._salt: str | None = None
+        self._suppressed: set[int] = set()
+        self._suppression_read: set[int] = set()
 
-    def members(self, session: Session, member_ids: Collection[int]) -> dict[int, Member]:
+    def members(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberRow]:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
         wanted = set(member_ids)
         missing = sorted(wanted - self._members_read)
         if missing:
-            self._members.update(
-                (member.id, member)
-                for member in session.scalars(select(Member).where(Member.id.in_(missing)))
-            )
+            rows = session.execute(select(*_MEMBER_COLUMNS).where(Member.id.in_(missing)))
+            self._members.update((row[0], MemberRow(*row)) for row in rows)
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
 
-    def facts(self, session: Session, member_ids: Collection[int]) -> ConditionFacts:
-        """What conditions read of ``member_ids`` (loaded for those not read yet)."""
-        missing = sorted(set(member_ids) - self._facts_read)
-        if missing:
-            loaded = ConditionFacts(session, missing, self.now)
-            self._contexts.update(loaded.contexts)
-            self._segments.update(loaded.segments)
-            self._facts_read.update(missing)
-        return ConditionFacts.of(self._contexts, self._segments)
+    def facts(
+        self, session: Session, member_ids: Collection[int], names: Collection[str]
+    ) -> ConditionFacts:
+        """What conditions reading ``names`` read of ``member_ids`` (loaded where missing).
+
+        Args:
+            session: The database session.
+            member_ids: The members.
+            names: The names the conditions read (``condition_reads``).
+
+        Returns:
+            The facts (of more members than asked, possibly).
+        """
+        parts = fact_parts(names)
+        facts = self._facts.setdefault(parts, _Facts())
+        missing = sorted(set(member_ids) - facts.read)
+        if missing and parts:
+            loaded = ConditionFacts(session, missing, self.now, parts)
+            facts.contexts.update(loaded.contexts)
+            facts.segments.update(loaded.segments)
+        facts.read.update(missing)
+        return ConditionFacts.of(facts.contexts, facts.segments)
 
     def profiles(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberFacts]:
         """What templates read of ``member_ids`` (``member_profiles``), by existing member."""
@@ -85,3 +127,29 @@ class MemberReads:
             self._answered.update(members_who_answered(session, missing))
             self._answered_read.update(missing)
         return wanted & self._answered
+
+    def suppressed(self, session: Session, members: Collection[MemberRow], salt: str) -> set[int]:
+        """Which of ``members`` have their address in the suppression list (``salt``'s hashes).
+
+        Args:
+            session: The database session.
+            members: The members (their rows: the address is hashed).
+            salt: The suppression salt (``Settings.suppression_salt``).
+
+        Returns:
+            Their ids, each member's hash made and looked up once per pass.
+        """
+        if salt != self._salt:
+            self._salt = salt
+            self._suppressed.clear()
+            self._suppression_read.clear()
+        hashes = {
+            member.id: suppression_hash(member.email, salt)
+            for member in members
+            if member.id not in self._suppression_read
+        }
+        if hashes:
+            found = find_suppressed_hashes(session, hashes.values())
+            self._suppressed.update(member_id for member_id, h in hashes.items() if h in found)
+            self._suppression_read.update(hashes)
+        return {member.id for member in members if member.id in self._suppressed}

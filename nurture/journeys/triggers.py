@@ -129,7 +129,7 @@ def _field_names(model: type[BaseModel]) -> dict[str, FieldNames | None]:
     return names
 
 
-@dataclasses.dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True, slots=True)
 class Candidate:
     """A member a trigger enrols.
 

@@ -22,7 +22,7 @@ from sqlalchemy.orm import Session
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
 from nurture.recommend.changes import Watermark
-from nurture.recommend.ranking import RankingWeights, decay, rank_content, scale_collaborative
+from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
     Evidence,
     EvidenceKind,
@@ -362,7 +362,7 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
     for row, chosen in enumerate(chunk.formats):
         prefers[row, [kind_index[kind] for kind in chosen if kind in kind_index]] = True
     item_kinds = np.array([kind_index[item.kind] for item in state.items], dtype=np.int64)
-    return prefers[:, item_kinds]
+    return np.take(prefers, item_kinds, axis=1)  # in row order, as the ranker reads it
 
 
 def _evidence(
@@ -458,14 +458,22 @@ def _reasons(
     weights: RankingWeights,
     learned: np.ndarray | None = None,
 ) -> list[list[str]]:
-    """The reason of each recommended item, in the member's language."""
+    """The reason of each recommended item, in the member's language.
+
+    ``learned`` holds the learned model's scores of the modelled items (``EASE.items_``) only.
+    """
     m, k = indices.shape
+    model = state.collaborative
     put_forward = np.zeros((m, k), dtype=bool)
-    if learned is not None and weights.collaborative > 0 and k:
-        learned_strength = np.take_along_axis(
-            scale_collaborative(learned), np.clip(indices, 0, None), axis=1
-        )
-        put_forward = learned_strength >= COLLABORATIVE_REASON
+    modelled = np.full(len(state.items), -1, dtype=np.int64)
+    if learned is not None and model is not None and weights.collaborative > 0 and k:
+        modelled[model.items_] = np.arange(len(model.items_))
+        columns = modelled[np.clip(indices, 0, None)]
+        positive = np.clip(learned, 0.0, None)
+        top = positive.max(axis=1, initial=0.0)[:, None]
+        picked = np.where(columns >= 0, np.take_along_axis(positive, columns.clip(0), axis=1), 0)
+        strength = np.divide(picked, top, out=np.zeros_like(picked), where=top > 0)
+        put_forward = (strength >= COLLABORATIVE_REASON) & (indices >= 0)
     evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
     recommended = (
         state.vectors[np.clip(indices, 0, None)]
@@ -486,22 +494,76 @@ def _reasons(
     reasons: list[list[str]] = []
     for row in range(m):
         language = chunk.languages[row]
+        recent = chunk.recent[row]
+        first_recent = len(evidence[row]) - len(recent)  # answers and goals come first
+        named: set[int] = set()  # the member's items a reason of this list already names
+        learned_reasons = 0
         listed: list[str] = []
         for position in range(k):
             if indices[row, position] < 0:
                 break
             if best[row, position] >= 0:
-                reason = reason_text(evidence[row][int(best[row, position])], language)
+                slot = int(best[row, position])
+                reason = reason_text(evidence[row][slot], language)
+                if slot >= first_recent:
+                    named.add(recent[slot - first_recent][0])
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
-                column, event_type = chunk.recent[row][int(source[row, position])]
+                column, event_type = recent[int(source[row, position])]
                 reason = co_engagement_reason(_consumed(state, column, event_type), language)
+                named.add(column)
             elif put_forward[row, position]:
-                reason = collaborative_reason(language)
+                supporting = None
+                if learned_reasons and model is not None:
+                    supporting = _learned_support(
+                        model.weights_, modelled, recent, int(indices[row, position]), named
+                    )
+                if supporting is not None:
+                    column, event_type = supporting
+                    named.add(column)
+                    reason = collaborative_reason(language, _consumed(state, column, event_type))
+                else:
+                    reason = collaborative_reason(language, again=learned_reasons > 0)
+                learned_reasons += 1
             else:
                 reason = popular_reason(chunk.segment_ids[row] is not None, language)
             listed.append(reason)
         reasons.append(listed)
     return reasons
+
+
+def _learned_support(
+    weights: np.ndarray,
+    modelled: np.ndarray,
+    recent: list[tuple[int, str]],
+    item: int,
+    named: set[int],
+) -> tuple[int, str] | None:
+    """The member's recent item that adds most to ``item``'s learned score, not yet named.
+
+    Args:
+        weights: The learned model's item-item weights (``EASE.weights_``).
+        modelled: Each item's row in ``weights`` (``-1`` when not modelled).
+        recent: The member's recent items, newest first, as (column, event type).
+        item: The recommended item's column.
+        named: Columns a reason of the same list already names.
+
+    Returns:
+        The (column, event type) whose weight towards ``item`` is the largest positive one;
+        none when no recent item left supports it.
+    """
+    target = modelled[item]
+    if target < 0:
+        return None
+    best: tuple[int, str] | None = None
+    best_weight = 0.0
+    for column, event_type in recent:
+        source = modelled[column]
+        if column in named or source < 0:
+            continue
+        weight = float(weights[source, target])
+        if weight > best_weight:
+            best, best_weight = (column, event_type), weight
+    return best
 
 
 def _member_popularity(
@@ -586,7 +648,11 @@ def recommend_for_members(
         allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
         item_ok &= allowed[None, :]
     popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
-    learned = None if state.collaborative is None else state.collaborative.transform(chunk.history)
+    learned = (
+        None
+        if state.collaborative is None
+        else state.collaborative.transform(chunk.history, modelled_only=True)
+    )
     popularity, rows_of_popularity = _member_popularity(session, chunk, state, popularity_rows)
     indices, scores = rank_content(
         member_interest=chunk.interest,
@@ -603,6 +669,7 @@ def recommend_for_members(
         co_engagement=state.co_engagement,
         format_match=_format_match(chunk, state),
         collaborative=learned,
+        collaborative_items=None if state.collaborative is None else state.collaborative.items_,
     )
     reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 

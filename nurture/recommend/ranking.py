@@ -1,9 +1,13 @@
 """A pure, vectorised ranker: a blend of interest signals, then diversified by MMR.
 
 Everything works on a chunk of members at once with matrix products: one dense product for the
-three interest vectors (the member's answers, their recent history, their segment), one sparse
-product for co-engagement. Maximal marginal relevance then re-ranks a short list of candidates per
-member; only its ``k`` positions are a Python loop, each a batched operation over the whole chunk.
+three interest vectors (the member's answers, their recent history, their segment: each a cosine,
+linear in the items, so their weighted sum is one member vector), one sparse product for
+co-engagement; the other signals are added in place, one pass each over the chunk's scores, and
+the learned model's only on the items it models. Only each member's best ``mmr_candidates``
+items are kept; maximal marginal relevance re-ranks them, its ``k`` positions a Python loop, each
+a batched operation over the whole chunk, with the cosines within each member's pool computed
+only for the items it is likely to take (and on demand for the others).
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ INELIGIBLE = np.float32(-1e30)
 
 PERSONAL_SIGNALS = ("member", "history", "co_engagement", "collaborative", "segment")
 """The weights whose signal a member may lack; a missing one's weight goes to the others."""
+INTEREST_SIGNALS = ("member", "history", "segment")
+"""The personal signals that are a cosine to an interest vector: linear in the items."""
 
 
 class RankingWeights(BaseModel):
@@ -172,7 +178,7 @@ def learn_co_engagement(
     *,
     neighbours: int = 50,
     shrinkage: float = 5.0,
-    block: int = 1024,
+    block: int = 256,
 ) -> sp.csr_matrix:
     """Item-item co-engagement learned from who engaged with what, as a sparse matrix.
 
@@ -198,34 +204,45 @@ def learn_co_engagement(
     if member_index.size == 0 or n_items == 0:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
     _, rows = np.unique(member_index, return_inverse=True)
+    engaged = _binary_engagement(rows.ravel(), item_index, int(rows.max()) + 1, n_items)
+    by_item = engaged.T.tocsr()
+    members_per_item = np.bincount(engaged.indices, minlength=n_items).astype(np.float32)
+    scale = np.divide(
+        1.0,
+        np.sqrt(members_per_item),
+        out=np.zeros(n_items, np.float32),
+        where=members_per_item > 0,
+    )
+    kept = min(neighbours, n_items - 1)
+    blocks = []
+    for start in range(0, n_items, block):
+        stop = min(start + block, n_items)
+        co = (by_item[start:stop] @ engaged).toarray()  # members who engaged with both items
+        co[np.arange(stop - start), np.arange(start, stop)] = 0.0  # not its own neighbour
+        # co / sqrt(members_i * members_j) * co / (co + shrinkage), a pass per operation
+        similarity = co * scale[None, :]
+        similarity *= scale[start:stop, None]
+        similarity *= co
+        co += np.float32(shrinkage)
+        similarity /= co
+        if kept < n_items - 1 and kept > 0:  # each item's closest, ties kept
+            threshold = -np.partition(-similarity, kept - 1, axis=1)[:, kept - 1 : kept]
+            similarity[similarity < threshold] = 0.0
+        blocks.append(sp.csr_matrix(similarity))
+    return sp.vstack(blocks, format="csr")
+
+
+def _binary_engagement(
+    member_rows: np.ndarray, item_index: np.ndarray, n_members: int, n_items: int
+) -> sp.csr_matrix:
+    """The binary member x item matrix (float32 CSR): 1 where the member engaged with the item."""
     engaged = sp.csr_matrix(
-        (np.ones(rows.size, dtype=np.float32), (rows.ravel(), item_index)),
-        shape=(int(rows.max()) + 1, n_items),
+        (np.ones(len(item_index), dtype=np.float32), (member_rows, item_index)),
+        shape=(n_members, n_items),
     )
     engaged.sum_duplicates()
     engaged.data[:] = 1.0  # engaged or not: repeated views of one item count once
-    counts = (engaged.T @ engaged).tocsr()  # members who engaged with both items
-    counts.setdiag(0.0)
-    counts.eliminate_zeros()
-    members_per_item = np.asarray(engaged.sum(axis=0), dtype=np.float32).ravel()
-    co = counts.tocoo()
-    values = co.data / np.sqrt(members_per_item[co.row] * members_per_item[co.col])
-    values *= co.data / (co.data + shrinkage)
-    similarity = sp.csr_matrix((values.astype(np.float32), (co.row, co.col)), shape=counts.shape)
-    return _keep_neighbours(similarity, neighbours, block)
-
-
-def _keep_neighbours(similarity: sp.csr_matrix, neighbours: int, block: int) -> sp.csr_matrix:
-    n = similarity.shape[0]
-    if neighbours >= n - 1:
-        return similarity
-    kept = []
-    for start in range(0, n, block):
-        dense = similarity[start : start + block].toarray()
-        threshold = -np.partition(-dense, neighbours - 1, axis=1)[:, neighbours - 1 : neighbours]
-        dense[dense < threshold] = 0.0
-        kept.append(sp.csr_matrix(dense))
-    return sp.vstack(kept, format="csr")
+    return engaged
 
 
 def _csr(matrix: Any) -> sp.csr_matrix:
@@ -240,10 +257,13 @@ def _co_engagement_rows(history: Any, co_engagement: sp.spmatrix | np.ndarray) -
     product = sp.csr_matrix(_csr(history) @ _csr(co_engagement))
     product.eliminate_zeros()
     counts = np.diff(product.indptr)
-    if product.shape[1] == 0:
+    if product.nnz == 0:
         return product
-    top = np.asarray(product.max(axis=1).todense(), dtype=np.float32).ravel()
-    product.data /= np.repeat(np.where(top > 0, top, 1.0), counts).astype(np.float32)
+    top = np.ones(product.shape[0], dtype=np.float32)
+    filled = counts > 0  # each non-empty row's largest value, without sorting the indices
+    top[filled] = np.maximum.reduceat(product.data, product.indptr[:-1][filled])
+    top[top <= 0] = 1.0
+    product.data /= np.repeat(top, counts)
     return product
 
 
@@ -293,16 +313,12 @@ def normalise_popularity(counts: np.ndarray) -> np.ndarray:
     return np.divide(logs, top, out=np.ones_like(logs), where=top > 0)
 
 
-def _present(vectors: np.ndarray) -> np.ndarray:
-    """Rows that hold a vector (an all-zero or non-finite row means "no vector")."""
-    finite = np.isfinite(vectors).all(axis=1)
-    return finite & (np.abs(np.nan_to_num(vectors)).sum(axis=1) > 0)
-
-
-def _unit_rows(matrix: np.ndarray) -> np.ndarray:
+def _unit_rows(matrix: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each row at unit length (``nan`` read as 0), and which rows hold a vector at all."""
     matrix = np.nan_to_num(np.asarray(matrix, dtype=np.float32))
     norms = np.linalg.norm(matrix, axis=1, keepdims=True)
-    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=norms > 0)
+    present = (norms > 0) & np.isfinite(norms)
+    return np.divide(matrix, norms, out=np.zeros_like(matrix), where=present), present[:, 0]
 
 
 def select_diverse(
@@ -318,7 +334,8 @@ def select_diverse(
 
     At each position, every row takes the eligible item maximising
     ``mmr_lambda * score - (1 - mmr_lambda) * max cos(item, items already taken)``; items whose
-    cosine to a taken item reaches ``duplicate_similarity`` are no longer eligible.
+    cosine to a taken item reaches ``duplicate_similarity`` are no longer eligible. Between
+    equal values, the item of the lowest index wins.
 
     Args:
         scores: ``(m, n)`` relevance scores, ``-inf`` (or anything at or below
@@ -335,26 +352,62 @@ def select_diverse(
         of eligible items) and their relevance scores (``nan`` there).
     """
     m, n = scores.shape
+    if m == 0 or n == 0 or k == 0:
+        return np.full((m, k), -1, dtype=np.int64), np.full((m, k), np.nan, dtype=np.float64)
+    items = np.asarray(item_vectors, dtype=np.float32)
+    width = _pool_width(n, k, candidates)
+    if width < n:
+        pool, pool_scores = _best_of(scores, width)
+        return _maximal_marginal_relevance(
+            pool, pool_scores, items, k, mmr_lambda, duplicate_similarity
+        )
+    return _maximal_marginal_relevance(
+        None, np.asarray(scores), items, k, mmr_lambda, duplicate_similarity
+    )
+
+
+def _pool_width(n: int, k: int, candidates: int | None) -> int:
+    """How many of each row's best-scored items maximal marginal relevance re-ranks."""
+    return n if candidates is None else min(n, max(candidates, k))
+
+
+def _best_of(scores: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's best ``width`` items, in the order of their index, and their scores."""
+    n = scores.shape[1]
+    pool = np.sort(np.argpartition(scores, n - width, axis=1)[:, n - width :], axis=1)
+    return pool, np.take_along_axis(scores, pool, axis=1)
+
+
+def _maximal_marginal_relevance(
+    pool: np.ndarray | None,
+    pool_scores: np.ndarray,
+    items: np.ndarray,
+    k: int,
+    mmr_lambda: float,
+    duplicate_similarity: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """:func:`select_diverse` on each row's pool (``pool`` none: the whole catalogue)."""
+    m, width = pool_scores.shape
     indices = np.full((m, k), -1, dtype=np.int64)
     picked = np.full((m, k), np.nan, dtype=np.float64)
-    if m == 0 or n == 0 or k == 0:
+    if m == 0 or width == 0 or k == 0:
         return indices, picked
-    items = np.asarray(item_vectors, dtype=np.float32)
-    width = n if candidates is None else min(n, max(candidates, k))
     rows = np.arange(m)
-    if width < n:
-        pool = np.argpartition(scores, n - width, axis=1)[:, n - width :]
-        pool_scores = np.take_along_axis(scores, pool, axis=1)
-        pool_vectors = items[pool]  # (m, width, d)
-        gram = np.matmul(pool_vectors, pool_vectors.transpose(0, 2, 1))  # (m, width, width)
+    similarities: _PoolSimilarity | _AllSimilarity
+    if pool is not None:
+        similarities = _PoolSimilarity(items, pool, pool_scores, k)
     else:
-        pool = np.broadcast_to(np.arange(n), (m, n))
-        pool_scores = np.asarray(scores)
+        pool = np.broadcast_to(np.arange(width), (m, width))
+        similarities = _AllSimilarity(items)
     available = np.isfinite(pool_scores) & (pool_scores > INELIGIBLE)
+    relevance = np.where(available, mmr_lambda * pool_scores, -np.inf)
     max_similarity = np.zeros((m, width), dtype=np.float32)
     for position in range(k):
-        mmr = mmr_lambda * pool_scores - (1.0 - mmr_lambda) * max_similarity
-        mmr = np.where(available, mmr, -np.inf)
+        if position:
+            mmr = relevance - (1.0 - mmr_lambda) * max_similarity
+            mmr[~available] = -np.inf
+        else:  # nothing taken yet: the best score
+            mmr = relevance
         best = np.argmax(mmr, axis=1)
         has_pick = available[rows, best]
         if not has_pick.any():
@@ -362,12 +415,69 @@ def select_diverse(
         indices[has_pick, position] = pool[rows[has_pick], best[has_pick]]
         picked[has_pick, position] = pool_scores[rows[has_pick], best[has_pick]]
         available[rows, best] = False
-        # Similarity of each row's pick to its pool (a copy: the Gram matrix stays as it is).
-        similarity = gram[rows, best] if width < n else items[best] @ items.T
-        similarity[~has_pick] = 0.0
+        if position == k - 1:
+            break
+        similarity = similarities.to_pool(best, has_pick)
         np.maximum(max_similarity, similarity, out=max_similarity)
         available &= similarity < duplicate_similarity
     return indices, picked
+
+
+class _AllSimilarity:
+    """Cosines of each row's pick to every item (the pool is the whole catalogue)."""
+
+    def __init__(self, items: np.ndarray) -> None:
+        self.items = items
+
+    def to_pool(self, best: np.ndarray, has_pick: np.ndarray) -> np.ndarray:
+        similarity = self.items[best] @ self.items.T
+        similarity[~has_pick] = 0.0
+        return similarity
+
+
+class _PoolSimilarity:
+    """Cosines of each row's pick to the rest of its pool, computed only where needed.
+
+    Maximal marginal relevance mostly takes items among each row's ``k`` best-scored, so the
+    cosines of the best ``k - 1`` (the last pick's are never needed) to the pool are computed
+    up front (under a third of the pool's Gram matrix by default), a block of rows at a time
+    so that the pool's vectors stay in the processor's cache; a row whose pick lies outside
+    them gets its pick's cosines on demand.
+    """
+
+    BLOCK = 32
+    """Rows whose pool vectors are gathered at once (32 x 30 x 384 floats: 1.5 MB)."""
+
+    def __init__(self, items: np.ndarray, pool: np.ndarray, pool_scores: np.ndarray, k: int):
+        m, width = pool.shape
+        self.items = items
+        self.pool = pool
+        self.rows = np.arange(m)
+        kept = min(width, k - 1)  # the last pick's cosines are never needed
+        if 0 < kept < width:
+            ahead = np.argpartition(-pool_scores, kept - 1, axis=1)[:, :kept]
+        else:
+            ahead = np.broadcast_to(np.arange(kept), (m, kept))
+        self.slot = np.full((m, width), -1, dtype=np.int64)
+        np.put_along_axis(self.slot, ahead, np.arange(kept)[None, :], axis=1)
+        ahead_items = np.take_along_axis(pool, ahead, axis=1)
+        self.gram = np.empty((m, kept, width), dtype=np.float32)
+        for start in range(0, m, self.BLOCK):
+            block = slice(start, start + self.BLOCK)
+            vectors = np.take(items, pool[block], axis=0)  # (block, width, d)
+            ahead_vectors = np.take(items, ahead_items[block], axis=0)  # (block, kept, d)
+            np.matmul(ahead_vectors, vectors.transpose(0, 2, 1), out=self.gram[block])
+
+    def to_pool(self, best: np.ndarray, has_pick: np.ndarray) -> np.ndarray:
+        slot = self.slot[self.rows, best]
+        similarity = self.gram[self.rows, np.maximum(slot, 0)]
+        missing = np.flatnonzero((slot < 0) & has_pick)
+        if missing.size:
+            vectors = np.take(self.items, self.pool[missing], axis=0)  # (r, width, d)
+            picks = np.take(self.items, self.pool[missing, best[missing]], axis=0)  # (r, d)
+            similarity[missing] = np.einsum("rwd,rd->rw", vectors, picks)
+        similarity[~has_pick] = 0.0
+        return similarity
 
 
 def _check_shapes(
@@ -400,6 +510,7 @@ def rank_content(
     format_match: np.ndarray | None = None,
     popularity_rows: np.ndarray | None = None,
     collaborative: np.ndarray | None = None,
+    collaborative_items: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank content items for a chunk of members, with diversity.
 
@@ -428,6 +539,10 @@ def rank_content(
         collaborative: ``(m, n)`` the learned collaborative model's scores
             (:class:`~nurture.recommend.EASE`), scaled here to ``[0, 1]`` per member (negative
             scores count as 0); a member whose row has no positive score lacks the signal.
+        collaborative_items: The item columns ``collaborative`` holds, when it holds only the
+            items the model scores (``EASE.items_``, with ``EASE.transform(...,
+            modelled_only=True)``): ``collaborative`` is then ``(m, len(collaborative_items))``,
+            the other items scoring 0, and no ``(m, n)`` array of zeros is built.
 
     Returns:
         ``(indices, scores)``, both ``(m, k)``: item indices, best first (``-1`` when a member
@@ -457,7 +572,10 @@ def rank_content(
         history=(history, [(m, n)]),
         co_engagement=(co_engagement, [(n, n)]),
         format_match=(format_match, [(m, n)]),
-        collaborative=(collaborative, [(m, n)]),
+        collaborative=(
+            collaborative,
+            [(m, n) if collaborative_items is None else (m, len(collaborative_items))],
+        ),
     )
     if popularity_rows is not None:
         table = None if popularity is None else np.asarray(popularity)
@@ -467,91 +585,114 @@ def rank_content(
         inside = (popularity_rows >= 0) & (popularity_rows < len(table))
         if not inside.all():
             raise ValueError(f"popularity_rows must lie in [0, {len(table)})")
+    if collaborative_items is not None and len(collaborative_items):
+        columns = np.asarray(collaborative_items)
+        if columns.min() < 0 or columns.max() >= n:
+            raise ValueError(f"collaborative_items must lie in [0, {n})")
     if k < 0:
         raise ValueError(f"k must be at least 0, found {k}")
-    items = np.asarray(item_vectors, dtype=np.float32)
+    items = np.ascontiguousarray(item_vectors, dtype=np.float32)
 
     # The interest vectors, each a unit vector or zero; and which members have each signal.
-    interests = {
-        "member": _unit_rows(member_interest),
-        "history": np.zeros((m, d), dtype=np.float32),
-        "segment": _unit_rows(segment_interest),
-    }
+    interests: dict[str, np.ndarray] = {}
+    present: dict[str, np.ndarray] = {}
+    interests["member"], present["member"] = _unit_rows(member_interest)
+    interests["segment"], present["segment"] = _unit_rows(segment_interest)
+    interests["history"] = np.zeros((m, d), dtype=np.float32)
+    present["history"] = np.zeros(m, dtype=bool)
     co_rows: sp.csr_matrix | None = None
     if history is not None:
-        consumed = np.asarray(history @ items)
+        consumed = np.asarray(history @ items, dtype=np.float32)
         if weights.centre_history and n:
             # Sum of each member's weights times the catalogue's mean: what every item shares.
             totals = np.asarray(history.sum(axis=1), dtype=np.float32).reshape(m, 1)
             consumed = consumed - totals * items.mean(axis=0, keepdims=True)
-        interests["history"] = _unit_rows(consumed)
+        interests["history"], present["history"] = _unit_rows(consumed)
         if co_engagement is not None:
             co_rows = _co_engagement_rows(history, co_engagement)
-    present = {name: _present(vectors) for name, vectors in interests.items()}
     present["co_engagement"] = (
         np.zeros(m, dtype=bool) if co_rows is None else np.diff(co_rows.indptr) > 0
     )
-    learned = None if collaborative is None else scale_collaborative(collaborative)
-    present["collaborative"] = (
-        np.zeros(m, dtype=bool) if learned is None else learned.max(axis=1, initial=0.0) > 0
+    learned = None if collaborative is None else np.asarray(collaborative, dtype=np.float32)
+    learned_top = (
+        np.zeros(m, dtype=np.float32) if learned is None else learned.max(axis=1, initial=0.0)
     )
+    present["collaborative"] = learned_top > 0
 
     # A missing personal signal's weight goes to the member's other ones, in proportion.
     base = {name: float(getattr(weights, name)) for name in PERSONAL_SIGNALS}
     share = sum(base.values())
     held = sum(np.where(present[name], base[name], 0.0) for name in PERSONAL_SIGNALS)
-    scale = np.divide(share, held, out=np.zeros(m), where=held > 0).astype(np.float32)
-    blend = sum(
-        (scale * np.where(present[name], base[name], 0.0).astype(np.float32))[:, None]
-        * interests[name]
-        for name in ("member", "history", "segment")
-    )
-    scores = np.asarray(blend, dtype=np.float32) @ items.T  # one product for three interests
+    scale = np.divide(share, held, out=np.zeros(m), where=held > 0)
+    member_weight = {
+        name: (scale * np.where(present[name], base[name], 0.0)).astype(np.float32)
+        for name in PERSONAL_SIGNALS
+    }
+    # The three interests are linear in the items: one product for all of them.
+    blend = sum(member_weight[name][:, None] * interests[name] for name in INTEREST_SIGNALS)
+    blend = np.asarray(blend, dtype=np.float32).reshape(m, d)
     if co_rows is not None:  # sparse: only the items co-engaged with each member's history
-        co_weight = scale * np.where(present["co_engagement"], base["co_engagement"], 0.0)
-        counts = np.diff(co_rows.indptr)
-        co_rows.data *= np.repeat(co_weight, counts).astype(np.float32)
-        scores[np.repeat(np.arange(m), counts), co_rows.indices] += co_rows.data
-    if learned is not None:
-        learned_weight = scale * np.where(present["collaborative"], base["collaborative"], 0.0)
-        scores += learned_weight.astype(np.float32)[:, None] * learned
+        co_rows.data *= np.repeat(member_weight["co_engagement"], np.diff(co_rows.indptr))
+    learned_factor = np.divide(  # clip(s, 0) / top * weight == clip(s * weight / top, 0)
+        member_weight["collaborative"],
+        learned_top,
+        out=np.zeros(m, dtype=np.float32),
+        where=learned_top > 0,
+    )
 
-    # Popularity and freshness, per row of the popularity table: one pass over the scores.
+    # Popularity (at each member's weight, in their row of the table) and freshness.
     fresh = np.float32(weights.freshness) * np.asarray(freshness, dtype=np.float32)
     popular = (
         np.ones((1, n), dtype=np.float32)
         if popularity is None
         else np.atleast_2d(normalise_popularity(popularity))
     )
+    per_member = popularity_rows is None and len(popular) == m > 1
     if popularity_rows is not None:
         member_rows = popularity_rows
     else:
-        member_rows = np.arange(m) if len(popular) == m else np.zeros(m, dtype=np.int64)
-    newcomer = ~present["history"]
-    if weights.cold_start_popularity == weights.popularity or not newcomer.any():
-        table = np.float32(weights.popularity) * popular + fresh[None, :]
-        scores += table[member_rows] if len(popular) > 1 else table
-    else:  # members with no history get popularity at its own weight
-        scores += fresh[None, :]
-        popularity_weight = np.where(
-            newcomer, weights.cold_start_popularity, weights.popularity
-        ).astype(np.float32)
-        scores += popularity_weight[:, None] * (
-            popular[member_rows] if len(popular) > 1 else popular
+        member_rows = np.arange(m) if per_member else np.zeros(m, dtype=np.int64)
+    # Members with no history get popularity at its own weight; members without any personal
+    # signal are ranked by popularity (and freshness) alone: it takes the personal share too.
+    popularity_weight = np.where(
+        present["history"], weights.popularity, weights.cold_start_popularity
+    ) + np.where(held > 0, 0.0, share)
+    if per_member:
+        table = popularity_weight.astype(np.float32)[:, None] * popular + fresh[None, :]
+        row_of = np.arange(m)
+    else:  # a small table: one row per (table row, weight) pair
+        pairs, pair_of = np.unique(
+            np.stack([member_rows, popularity_weight.view(np.int64)], axis=1),
+            axis=0,
+            return_inverse=True,
         )
-    # Members without any personal signal are ranked by popularity (and freshness) alone.
-    cold = np.flatnonzero(held == 0)
-    if cold.size:
-        scores[cold] += np.float32(share) * popular[member_rows[cold]]
-    if format_match is not None:
-        scores += format_match * np.float32(weights.format)
+        table = pairs[:, 1].view(np.float64).astype(np.float32)[:, None] * popular[pairs[:, 0]]
+        table += fresh[None, :]
+        row_of = pair_of.ravel()
+
+    # One product for the three interests, as the floor of any ranking by embeddings does.
+    scores = blend @ items.T
+    if co_rows is not None:
+        flat = np.repeat(np.arange(m, dtype=np.int64) * n, np.diff(co_rows.indptr))
+        np.add.at(scores.reshape(-1), flat + co_rows.indices, co_rows.data)
+    if learned is not None:
+        contribution = learned * learned_factor[:, None]
+        np.maximum(contribution, np.float32(0.0), out=contribution)
+        if collaborative_items is None:
+            scores += contribution
+        else:  # only the modelled columns: one flat scatter
+            columns = np.asarray(collaborative_items, dtype=np.int64)
+            flat = (np.arange(m, dtype=np.int64)[:, None] * n + columns[None, :]).ravel()
+            np.add.at(scores.reshape(-1), flat, contribution.ravel())
+    scores += table[row_of]
+    if format_match is not None and weights.format:
+        # In the scores' memory order (a mask built by column comes transposed): faster.
+        scores += np.ascontiguousarray(format_match) * np.float32(weights.format)
     # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
-    scores += (excluded | ~item_ok) * INELIGIBLE
-    return select_diverse(
-        scores,
-        items,
-        k,
-        weights.mmr_lambda,
-        weights.duplicate_similarity,
-        candidates=weights.mmr_candidates,
+    unwanted = np.ascontiguousarray(excluded) | ~np.ascontiguousarray(item_ok, dtype=bool)
+    scores += unwanted * INELIGIBLE
+    width = _pool_width(n, k, weights.mmr_candidates)
+    pool, kept = _best_of(scores, width) if width < n else (None, scores)
+    return _maximal_marginal_relevance(
+        pool, kept, items, k, weights.mmr_lambda, weights.duplicate_similarity
     )

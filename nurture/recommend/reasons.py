@@ -4,7 +4,8 @@ The reason names the closest piece of evidence the member gave us (their free-te
 goal they chose, content they consumed), each piece for one item only (the best ranked it is
 close to), so that an email's picks each say why *that* pick; when none is left close enough,
 the content they consumed that other members consumed together with the item; else, when the
-learned collaborative model put it forward, members whose activity is like theirs; else the
+learned collaborative model put it forward, members whose activity is like theirs (a second such
+item of the same list names the content of theirs that most supports it in the model); else the
 item's popularity with members like them (their segment) or in the whole community.
 """
 
@@ -75,6 +76,9 @@ _TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
         "co_read": "Members who read “{text}” also liked this",
         "co_attended": "Members who attended “{text}” also liked this",
         "collaborative": "Liked by members whose activity is like yours",
+        "collaborative_again": "Also liked by members whose activity is like yours",
+        "collaborative_read": "Liked by members who, like you, read “{text}”",
+        "collaborative_attended": "Liked by members who, like you, attended “{text}”",
         "popular_segment": "Popular with members like you",
         "popular": "Popular in the community",
     },
@@ -86,6 +90,13 @@ _TEMPLATES: dict[str, dict[EvidenceKind | str, str]] = {
         "co_read": "Les membres qui ont lu « {text} » ont aussi apprécié ce contenu",
         "co_attended": "Les membres qui ont participé à « {text} » ont aussi apprécié ce contenu",
         "collaborative": "Apprécié des membres dont l'activité ressemble à la vôtre",
+        "collaborative_again": (
+            "Également apprécié des membres dont l'activité ressemble à la vôtre"
+        ),
+        "collaborative_read": "Apprécié des membres qui, comme vous, ont lu « {text} »",
+        "collaborative_attended": (
+            "Apprécié des membres qui, comme vous, ont participé à « {text} »"
+        ),
         "popular_segment": "Apprécié des membres qui vous ressemblent",
         "popular": "Populaire dans la communauté",
     },
@@ -161,16 +172,32 @@ def co_engagement_reason(evidence: Evidence, language: str) -> str:
     return _TEMPLATES[_language(language)][key].format(text=evidence.text)
 
 
-def collaborative_reason(language: str) -> str:
+def collaborative_reason(
+    language: str, evidence: Evidence | None = None, *, again: bool = False
+) -> str:
     """The reason given for an item the learned collaborative model put forward.
 
     Args:
         language: The member's language.
+        evidence: What the member read (``READ``) or attended (``ATTENDED``) that most supports
+            the item in the model, when the reason names it.
+        again: Without evidence, whether another item of the same list already has the generic
+            reason (this one then reads differently).
 
     Returns:
-        ``Liked by members whose activity is like yours``.
+        ``Liked by members whose activity is like yours``; with evidence, for example ``Liked
+        by members who, like you, read “Measure community ROI”``; ``again``, ``Also liked by
+        members whose activity is like yours``.
     """
-    return _TEMPLATES[_language(language)]["collaborative"]
+    templates = _TEMPLATES[_language(language)]
+    if evidence is not None:
+        key = (
+            "collaborative_attended"
+            if evidence.kind == EvidenceKind.ATTENDED
+            else ("collaborative_read")
+        )
+        return templates[key].format(text=evidence.text)
+    return templates["collaborative_again" if again else "collaborative"]
 
 
 def popular_reason(in_segment: bool, language: str) -> str:

@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import SegmentRuleValidationError
-from nurture.expressions import check_expression, expression_holds
+from nurture.expressions import EXPRESSION_NAMES, check_expression, expression_holds
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LocalizedText
 from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
@@ -266,8 +266,27 @@ def _activity(summary: ActivitySummary, now: dt.datetime) -> dict[str, Any]:
     return activity
 
 
+_MEMBER_COLUMNS = (
+    Member.id,
+    Member.email,
+    Member.first_name,
+    Member.last_name,
+    Member.language,
+    Member.time_zone,
+    Member.birthday,
+    Member.consent_status,
+    Member.joined_at,
+    Member.attributes,
+)
+"""What rules read of a member's row (``member``)."""
+
+
 def member_rule_contexts(
-    session: Session, member_ids: Sequence[int], now: dt.datetime
+    session: Session,
+    member_ids: Sequence[int],
+    now: dt.datetime,
+    *,
+    names: Collection[str] | None = None,
 ) -> dict[int, dict[str, Any]]:
     """What rules read of each member (see the module docstring), in a few bulk queries.
 
@@ -275,72 +294,77 @@ def member_rule_contexts(
         session: Database session.
         member_ids: The members (keep it to a chunk: they go in ``IN`` lists).
         now: Time of the evaluation (activity windows end here).
+        names: Only these names are read (``expression_reads`` of the rules to evaluate);
+            None: all of :data:`~nurture.expressions.EXPRESSION_NAMES`.
 
     Returns:
-        ``{member id: {name: value}}`` for each existing member, in id order.
+        ``{member id: {name: value}}`` for each existing member, in id order (the names read
+        only).
     """
+    wanted = set(EXPRESSION_NAMES if names is None else names)
     ids = sorted(set(member_ids))
-    members = session.execute(
-        select(
-            Member.id,
-            Member.email,
-            Member.first_name,
-            Member.last_name,
-            Member.language,
-            Member.time_zone,
-            Member.birthday,
-            Member.consent_status,
-            Member.joined_at,
-            Member.attributes,
-        )
-        .where(Member.id.in_(ids))
-        .order_by(Member.id)
-    ).all()
+    columns = _MEMBER_COLUMNS if "member" in wanted else (Member.id,)
+    members = session.execute(select(*columns).where(Member.id.in_(ids)).order_by(Member.id)).all()
     answers: dict[int, dict[str, Any]] = {}
-    for member_id, key, value in session.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value).where(Answer.member_id.in_(ids))
-    ).tuples():
-        answers.setdefault(member_id, {})[key] = value
-    stages = dict(
-        session.execute(
-            select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
-                MemberProfile.member_id.in_(ids)
+    if "answers" in wanted:
+        for member_id, key, value in session.execute(
+            select(Answer.member_id, Answer.question_key, Answer.value).where(
+                Answer.member_id.in_(ids)
             )
+        ).tuples():
+            answers.setdefault(member_id, {})[key] = value
+    stages: dict[int, Any] = {}
+    if "lifecycle" in wanted:
+        stages = dict(
+            session.execute(
+                select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
+                    MemberProfile.member_id.in_(ids)
+                )
+            )
+            .tuples()
+            .all()
         )
-        .tuples()
-        .all()
-    )
-    activity = load_activity_summaries(session, ids, now)
-    cluster_of = effective_segments(session, ids)
-    keys = dict(
-        session.execute(
-            select(Segment.id, Segment.key).where(Segment.id.in_(set(cluster_of.values())))
+    activity = load_activity_summaries(session, ids, now) if "activity" in wanted else {}
+    segment_of: dict[int, str] = {}
+    if "segment" in wanted:
+        cluster_of = effective_segments(session, ids)
+        keys = dict(
+            session.execute(
+                select(Segment.id, Segment.key).where(Segment.id.in_(set(cluster_of.values())))
+            )
+            .tuples()
+            .all()
         )
-        .tuples()
-        .all()
-    )
+        segment_of = {
+            member_id: keys[segment_id]
+            for member_id, segment_id in cluster_of.items()
+            if segment_id in keys
+        }
     contexts: dict[int, dict[str, Any]] = {}
     for row in members:
-        member = {
-            "id": row.id,
-            "email": row.email,
-            "first_name": row.first_name,
-            "last_name": row.last_name,
-            "language": row.language,
-            "time_zone": row.time_zone,
-            "birthday": row.birthday.isoformat() if row.birthday else None,
-            "consent_status": row.consent_status,
-            "days_since_joined": int((now - row.joined_at).total_seconds() // 86400),
-            "attributes": dict(row.attributes or {}),
-        }
-        segment_id = cluster_of.get(row.id)
-        contexts[row.id] = {
-            "member": member,
-            "answers": answers.get(row.id, {}),
-            "lifecycle": stages.get(row.id),
-            "activity": _activity(activity.get(row.id, ActivitySummary()), now),
-            "segment": keys.get(segment_id) if segment_id is not None else None,
-        }
+        context: dict[str, Any] = {}
+        if "member" in wanted:
+            context["member"] = {
+                "id": row.id,
+                "email": row.email,
+                "first_name": row.first_name,
+                "last_name": row.last_name,
+                "language": row.language,
+                "time_zone": row.time_zone,
+                "birthday": row.birthday.isoformat() if row.birthday else None,
+                "consent_status": row.consent_status,
+                "days_since_joined": int((now - row.joined_at).total_seconds() // 86400),
+                "attributes": dict(row.attributes or {}),
+            }
+        if "answers" in wanted:
+            context["answers"] = answers.get(row.id, {})
+        if "lifecycle" in wanted:
+            context["lifecycle"] = stages.get(row.id)
+        if "activity" in wanted:
+            context["activity"] = _activity(activity.get(row.id, ActivitySummary()), now)
+        if "segment" in wanted:
+            context["segment"] = segment_of.get(row.id)
+        contexts[row.id] = context
     return contexts
 
 

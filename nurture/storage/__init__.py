@@ -3,6 +3,7 @@
 from nurture.storage.database import (
     create_database_engine,
     insert_ignoring_conflicts,
+    inserted_ignoring_conflicts,
     migrate_database,
     open_session,
     session_scope,
@@ -13,6 +14,7 @@ from nurture.storage.models import __all__ as _models_all
 __all__ = [
     "create_database_engine",
     "insert_ignoring_conflicts",
+    "inserted_ignoring_conflicts",
     "migrate_database",
     "open_session",
     "session_scope",

@@ -22,6 +22,7 @@ from nurture.chunks import chunked
 __all__ = [
     "create_database_engine",
     "insert_ignoring_conflicts",
+    "inserted_ignoring_conflicts",
     "migrate_database",
     "open_session",
     "session_scope",
@@ -129,3 +130,48 @@ def insert_ignoring_conflicts(
             except IntegrityError:
                 logger.info("%s: row already written by another run, skipped", table.name)
         return written
+
+
+def inserted_ignoring_conflicts(
+    session: Session,
+    table: Table,
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str],
+    *,
+    chunk_size: int = 500,
+) -> list[tuple[Any, ...]]:
+    """Insert rows, skipping any that break a unique constraint; returns what those written hold.
+
+    As ``insert_ignoring_conflicts`` (on other databases than SQLite and PostgreSQL, row by
+    row in savepoints), with ``RETURNING``: the caller learns which of its rows were written.
+
+    Args:
+        session: The session; the caller commits.
+        table: The table.
+        rows: The rows, as column values.
+        columns: The columns to return (``RETURNING``), such as the id and a unique key.
+        chunk_size: Rows per statement.
+
+    Returns:
+        The values of ``columns`` of each row written (those skipped for a conflict are not).
+    """
+    if not rows:
+        return []
+    returned = [table.c[name] for name in columns]
+    dialect = session.get_bind().dialect.name
+    if dialect in ("sqlite", "postgresql"):
+        dialect_insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+        statement = dialect_insert(table).on_conflict_do_nothing().returning(*returned)
+        written: list[tuple[Any, ...]] = []
+        for chunk in chunked(list(rows), chunk_size):
+            written += [tuple(row) for row in session.execute(statement, chunk)]
+        return written
+    statement = insert(table).returning(*returned)
+    written = []
+    for row in rows:
+        try:
+            with session.begin_nested():
+                written.append(tuple(session.execute(statement, [row]).one()))
+        except IntegrityError:
+            logger.info("%s: row already written by another run, skipped", table.name)
+    return written

@@ -62,10 +62,42 @@ def test_condition_facts_are_those_of_a_fresh_read(session):
 
     ids = _members(session, 3)
     reads = MemberReads(NOW)
-    reads.facts(session, ids[:1])
-    shared = reads.facts(session, ids)
+    names = {"member", "answers", "lifecycle", "activity", "segment", "segments"}
+    reads.facts(session, ids[:1], names)
+    shared = reads.facts(session, ids, names)
     fresh = ConditionFacts(session, ids, NOW)
     for member_id in ids:
         assert shared.names(member_id, {"x": 1}) == fresh.names(member_id, {"x": 1})
-    _, queries = _statements(session, lambda: reads.facts(session, ids))
+    _, queries = _statements(session, lambda: reads.facts(session, ids, names))
     assert queries == 0
+
+
+def test_condition_facts_read_only_what_the_conditions_name(session):
+    ids = _members(session, 3)
+    reads = MemberReads(NOW)
+
+    facts, queries = _statements(session, lambda: reads.facts(session, ids, {"answers"}))
+    assert queries == 2  # the members, their answers: no activity, no profile, no segment
+    assert facts.names(ids[0], None)["answers"] == {"role": "founder"}
+    assert "activity" not in facts.names(ids[0], None)
+
+    facts, queries = _statements(session, lambda: reads.facts(session, ids, {"language"}))
+    assert queries == 1 and facts.names(ids[1], None)["language"] == "en"
+    assert facts.names(ids[1], None)["member"]["first_name"] == "M1"
+
+    _, queries = _statements(session, lambda: reads.facts(session, ids, {"trigger"}))
+    assert queries == 0  # what the trigger recorded is not read from members
+
+
+def test_each_address_is_looked_up_once_per_pass(session):
+    from nurture.delivery import suppress_address
+
+    first, second, _ = _members(session, 3)
+    suppress_address(session, "m1@example.org", "salt", reason="manual")
+    reads = MemberReads(NOW)
+    rows = reads.members(session, [first, second])
+
+    found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
+    assert found == {second} and queries == 1
+    found, queries = _statements(session, lambda: reads.suppressed(session, [rows[second]], "salt"))
+    assert found == {second} and queries == 0

@@ -7,6 +7,8 @@ from sklearn.exceptions import NotFittedError
 
 from nurture.recommend import (
     EASE,
+    Evidence,
+    EvidenceKind,
     GroupPopularity,
     RankingWeights,
     collaborative_reason,
@@ -14,6 +16,7 @@ from nurture.recommend import (
     rank_content,
     scale_collaborative,
 )
+from nurture.recommend.matching import _learned_support
 
 
 def test_ease_matches_its_closed_form() -> None:
@@ -98,3 +101,34 @@ def test_the_learned_model_ranks_when_it_has_a_score_and_popularity_otherwise() 
 def test_the_reason_of_a_learned_recommendation() -> None:
     assert collaborative_reason("en") == "Liked by members whose activity is like yours"
     assert collaborative_reason("fr").startswith("Apprécié des membres")
+
+
+def test_a_second_learned_pick_reads_differently_and_names_what_supports_it() -> None:
+    read = Evidence(EvidenceKind.READ, "Measure community ROI")
+    attended = Evidence(EvidenceKind.ATTENDED, "Paris meetup")
+    reasons = {
+        collaborative_reason("en"),
+        collaborative_reason("en", again=True),
+        collaborative_reason("en", read),
+        collaborative_reason("en", attended),
+    }
+    assert len(reasons) == 4
+    assert collaborative_reason("en", read) == (
+        "Liked by members who, like you, read “Measure community ROI”"
+    )
+    assert collaborative_reason("fr", attended) == (
+        "Apprécié des membres qui, comme vous, ont participé à « Paris meetup »"
+    )
+    assert collaborative_reason("fr", again=True) != collaborative_reason("fr")
+
+
+def test_the_supporting_item_is_the_recent_one_weighing_most_not_yet_named() -> None:
+    # items 0-3 modelled as rows 0-3, item 4 not modelled; weights[source, target]
+    weights = np.zeros((4, 4), dtype=np.float32)
+    weights[0, 3], weights[1, 3], weights[2, 3] = 0.2, 0.5, -0.4
+    modelled = np.array([0, 1, 2, 3, -1])
+    recent = [(0, "content_view"), (1, "event_attended"), (2, "content_view"), (4, "x")]
+    assert _learned_support(weights, modelled, recent, 3, set()) == (1, "event_attended")
+    assert _learned_support(weights, modelled, recent, 3, {1}) == (0, "content_view")
+    assert _learned_support(weights, modelled, recent, 3, {0, 1}) is None  # only negative left
+    assert _learned_support(weights, modelled, recent, 4, set()) is None  # not modelled

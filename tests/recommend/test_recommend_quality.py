@@ -69,6 +69,8 @@ def _allowed_reasons(session, member: Member) -> set[str]:
         allowed.add(reason_text(Evidence(kind, title), language))
         allowed.add(co_engagement_reason(Evidence(kind, title), language))
         allowed.add(collaborative_reason(language))  # learned from what they consumed
+        allowed.add(collaborative_reason(language, again=True))
+        allowed.add(collaborative_reason(language, Evidence(kind, title)))
     return allowed
 
 

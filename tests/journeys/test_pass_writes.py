@@ -1,0 +1,169 @@
+"""What one pass writes: each new enrollment once, in the state the pass leaves it.
+
+A new enrollment whose goal is reached, or whose entry step is a wait, is written in the state
+the rest of the pass would have left it (exited, or past its wait), never written, read back
+and written again; anything else is advanced in its order. Conditions are evaluated once per
+distinct value of what they read, their failures counted once per enrollment.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from nurture.journeys import JourneySummary, advance_journeys
+from nurture.journeys.facts import Condition, ConditionFacts, condition_true
+from nurture.storage.models import (
+    Answer,
+    Enrollment,
+    EnrollmentState,
+    ExitReason,
+    Message,
+)
+from tests.journeys.engine_helpers import add_member, journey, no_content, send
+
+NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)  # a Monday
+JOINED = {"type": "member_joined", "within_days": 14}
+
+
+def _waiting_first(**rules) -> object:
+    return journey(
+        JOINED,
+        {"id": "wait", "type": "wait", "duration": "3d", "next": "hello"},
+        send("hello", "done"),
+        {"id": "done", "type": "exit"},
+        **rules,
+    )
+
+
+def _writes(session: Session, action):
+    """What ``action`` returns, and its INSERT and UPDATE statements on ``enrollments``."""
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        words = statement.split()
+        if words[0] in ("INSERT", "UPDATE") and "enrollments" in words[:3]:
+            seen.append(words[0])
+
+    bind = session.get_bind()
+    event.listen(bind, "before_cursor_execute", record)
+    try:
+        result = action()
+    finally:
+        event.remove(bind, "before_cursor_execute", record)
+    return result, seen
+
+
+def test_a_new_enrollment_waiting_first_is_written_once_past_its_wait(session: Session) -> None:
+    definition = _waiting_first()
+    add_member(session, "ada@example.org", NOW - dt.timedelta(days=1))
+    add_member(session, "bob@example.org", NOW - dt.timedelta(days=2), time_zone="Asia/Tokyo")
+
+    summary, writes = _writes(session, lambda: advance_journeys(session, [definition], NOW))
+    session.commit()
+
+    assert summary == JourneySummary(enrolled=2, advanced=2)
+    assert writes == ["INSERT"]  # one insert of both, no update
+    for enrollment in session.scalars(select(Enrollment)):
+        assert enrollment.state is EnrollmentState.ACTIVE
+        assert enrollment.current_step == "hello"
+        assert enrollment.next_action_at == NOW + dt.timedelta(days=3)
+        assert enrollment.waiting_on is None
+
+    again = advance_journeys(session, [definition], NOW)
+    assert again == JourneySummary()
+    later = advance_journeys(session, [definition], NOW + dt.timedelta(days=3), no_content)
+    session.commit()
+    assert later == JourneySummary(messages_queued=2, advanced=2, completed=2)
+    assert len(session.scalars(select(Message)).all()) == 2
+    assert advance_journeys(session, [definition], NOW + dt.timedelta(days=3)) == JourneySummary()
+
+
+def test_a_wait_until_a_moment_is_computed_in_each_members_time_zone(session: Session) -> None:
+    definition = journey(
+        JOINED,
+        {"id": "wait", "type": "wait", "until": {"weekday": "tuesday", "hour": 10}, "next": "hi"},
+        send("hi", "done"),
+        {"id": "done", "type": "exit"},
+    )
+    paris = add_member(session, "ada@example.org", NOW, time_zone="Europe/Paris")
+    tokyo = add_member(session, "bob@example.org", NOW, time_zone="Asia/Tokyo")
+
+    advance_journeys(session, [definition], NOW)
+    session.commit()
+
+    rows = session.execute(select(Enrollment.member_id, Enrollment.next_action_at)).tuples()
+    due = dict(rows.all())
+    assert due[paris.id] == dt.datetime(2026, 11, 3, 9, 0, tzinfo=dt.UTC)  # 10:00 CET
+    assert due[tokyo.id] == dt.datetime(2026, 11, 3, 1, 0, tzinfo=dt.UTC)  # 10:00 JST
+
+
+def test_a_goal_reached_at_enrolment_exits_at_the_entry_step(session: Session) -> None:
+    definition = _waiting_first(goal={"condition": "answers"})
+    ada = add_member(session, "ada@example.org", NOW - dt.timedelta(days=1))
+    bob = add_member(session, "bob@example.org", NOW - dt.timedelta(days=1))
+    session.add(Answer(member_id=ada.id, question_key="role", value="founder"))
+    session.flush()
+
+    summary, writes = _writes(session, lambda: advance_journeys(session, [definition], NOW))
+    session.commit()
+
+    assert summary == JourneySummary(enrolled=2, advanced=1, goal_reached=1)
+    assert writes == ["INSERT"]
+    rows = {e.member_id: e for e in session.scalars(select(Enrollment))}
+    assert rows[ada.id].state is EnrollmentState.EXITED
+    assert rows[ada.id].exit_reason is ExitReason.GOAL
+    assert rows[ada.id].current_step == "wait"  # as an exit by _apply_goal leaves it
+    assert rows[ada.id].finished_at == NOW and rows[ada.id].next_action_at is None
+    assert rows[bob.id].state is EnrollmentState.ACTIVE and rows[bob.id].current_step == "hello"
+
+
+def test_a_failing_goal_counts_one_error_per_enrollment_and_a_pass(session: Session) -> None:
+    definition = _waiting_first(goal={"condition": "member.days_since_joined > 'a'"})
+    add_member(session, "ada@example.org", NOW - dt.timedelta(days=1))
+    add_member(session, "bob@example.org", NOW - dt.timedelta(days=1))
+
+    summary = advance_journeys(session, [definition], NOW)
+
+    assert summary == JourneySummary(enrolled=2, advanced=2, condition_errors=2)
+    # The next pass evaluates the goal again, for each active enrollment.
+    assert advance_journeys(session, [definition], NOW).condition_errors == 2
+
+
+def test_an_entry_wait_ending_now_is_left_to_the_advance(session: Session) -> None:
+    definition = journey(
+        JOINED,
+        {"id": "wait", "type": "wait", "until": {"weekday": "monday", "hour": 9}, "next": "hi"},
+        send("hi", "done"),
+        {"id": "done", "type": "exit"},
+    )
+    add_member(session, "ada@example.org", NOW)
+
+    summary, writes = _writes(
+        session, lambda: advance_journeys(session, [definition], NOW, no_content)
+    )
+
+    assert summary == JourneySummary(enrolled=1, messages_queued=1, advanced=1, completed=1)
+    assert writes == ["INSERT", "UPDATE"]
+
+
+def test_a_condition_holds_as_condition_true_once_per_distinct_value() -> None:
+    contexts = {
+        member_id: {"lifecycle": stage, "member": {"id": member_id}}
+        for member_id, stage in [(1, "active"), (2, "dormant"), (3, "active"), (4, None)]
+    }
+    facts = ConditionFacts.of(contexts, {})
+    errors: list[int] = []
+    for expression in ["lifecycle != 'dormant'", "lifecycle > 3", "trigger.n == member.id"]:
+        condition = Condition(
+            expression, journey_key="j", where="audience", on_error=lambda: errors.append(1)
+        )
+        for member_id in contexts:
+            trigger = {"n": 3}
+            expected = condition_true(
+                expression, facts.names(member_id, trigger), journey_key="j", where="audience"
+            )
+            assert condition.holds(facts, member_id, trigger) is expected
+    assert len(errors) == 4  # "lifecycle > 3" fails for each member (a text, or none)
