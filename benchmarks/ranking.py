@@ -432,8 +432,11 @@ def render_ranking_section(result: RankingBenchmarkResult) -> tuple[list[str], l
     ]
     results = [
         f"- {per_member:.0f} µs per member for learning and ranking; the Python loops are over "
-        f"the {result.k} positions of MMR, each a batched operation over a whole chunk, and over "
-        "blocks of 32 members while computing the cosines MMR needs within each member's pool.",
+        f"the {result.k} positions of MMR, each a batched operation over a block of the chunk, "
+        "and over blocks of 32 members while computing the cosines MMR needs within each "
+        "member's pool. After the matrix product, `rank_content` runs its passes in blocks of "
+        "members on two threads (one per core, at most), as the product runs on the BLAS "
+        "threads.",
         f"- Same work: ranking by the member's answers alone, without diversity, the ranking "
         f"keeps {result.check_overlap:.1%} of the baseline's top-{result.k} items.",
         f"- Not timed: generating the synthetic community ({result.setup_seconds:.1f} s) and "

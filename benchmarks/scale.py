@@ -56,6 +56,7 @@ from nurture.chunks import chunked
 from nurture.demo import generate_demo_community
 from nurture.embedding import Embedder
 from nurture.recommend import load_content_vectors
+from nurture.recommend.run_state import forget_run_states
 from nurture.runtime import Runtime, settings_from
 from nurture.storage import Member, MemberProfile, open_session
 from nurture.workspace import load_content_library, load_questionnaire
@@ -545,6 +546,8 @@ def run_scale_benchmark(
                 "bare insert of the rows stored",
             )
         )
+        # The next night is another process: only what the cold run stored on disk is left.
+        forget_run_states()
         _nightly(runtime, recorder, result.warm, batch, later)
     runtime.close()
     return result
@@ -717,10 +720,13 @@ def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
             "",
             f"- **Warm nightly (profile + segment + match): {warm:.2f} s, {warm / cold:.1%} of "
             f"the cold one ({cold:.2f} s).**",
-            "- What a warm nightly still does for every member, whatever changed: the rule "
-            "segments are evaluated again (their rules read time windows: `days_since_joined`, "
-            "`activity.*.d30`...), and the match run learns its shared state once "
-            "(co-engagement from every member's history, the library's vectors). The members "
+            "- The warm nightly starts as a new process would: the match state kept in memory "
+            "is forgotten, and what the cold run learned from everyone's engagements "
+            "(co-engagement, EASE, the library's vectors) is read back from `data/cache/match` "
+            "(no engagement or item changed). Rule segments are evaluated again only for the "
+            "members whose data changed or whose activity windows moved (docs/segments.md). "
+            "What it still computes for the whole community: popularity per segment and within "
+            "answer groups at the run's time, and the listings of changed members. The members "
             "matched are the changed ones plus those sent an email since (what was sent is no "
             "longer recommended).",
             "",

@@ -17,6 +17,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
+import multiprocessing
 import os
 import random
 import subprocess
@@ -27,6 +28,7 @@ import uuid
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,7 @@ from nurture.storage import (
 __all__ = [
     "CONCURRENCY",
     "LATENCY_MS",
+    "PROCESSES",
     "SendGridBenchmarkResult",
     "mock_sendgrid",
     "queue_messages",
@@ -61,6 +64,7 @@ __all__ = [
     "run_sendgrid_benchmark",
     "scratch_database",
     "time_floor",
+    "time_processes",
     "time_worker",
 ]
 
@@ -71,6 +75,9 @@ CONCURRENCY = (4, 64)
 
 LATENCY_MS = 20.0
 """The mock's answer time per request."""
+
+PROCESSES = 2
+"""Worker processes of the parallel run (at the largest concurrency each): one per CPU here."""
 
 API_KEY = "SG.bench-key-id.bench-key-secret"
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
@@ -258,6 +265,77 @@ def time_worker(
     return elapsed, summary, _mock_stats(url), counter
 
 
+@dataclass
+class _ProcessWorker:
+    """What a worker process of the parallel run keeps between chunks: as a deliver worker."""
+
+    engine: Engine
+    renderer: TemplateRenderer
+    settings: Settings
+    mailer: SendGridMailer
+    concurrency: int
+
+
+_WORKER: _ProcessWorker | None = None
+
+
+def _start_process_worker(
+    database_url: str, mock_url: str, workspace: str, concurrency: int
+) -> None:
+    """Pool initializer: the process's engine, renderer and mailer, built once."""
+    global _WORKER
+    from benchmarks.delivery import build_renderer
+
+    settings = Settings(workspace=Path(workspace))
+    _WORKER = _ProcessWorker(
+        engine=create_database_engine(database_url),
+        renderer=build_renderer(settings),
+        settings=settings,
+        mailer=SendGridMailer(API_KEY, base_url=mock_url, timeout=10, connections=concurrency),
+        concurrency=concurrency,
+    )
+
+
+def _deliver_chunk_in_process(chunk: list[int]) -> DeliverySummary:
+    """Deliver one chunk in a worker process, a session of its own (as the deliver flow)."""
+    worker = _WORKER
+    assert worker is not None, "the pool's initializer did not run"
+    settings = worker.settings
+    with session_scope(worker.engine) as session:
+        return deliver_messages(
+            session,
+            worker.mailer,
+            worker.renderer,
+            chunk,
+            NOW,
+            sender_email=settings.sender_email,
+            sender_name=settings.sender_name,
+            suppression_salt=settings.suppression_salt.get_secret_value(),
+            concurrency=worker.concurrency,
+            rng=random.Random(0),
+        )
+
+
+def time_processes(
+    engine: Engine, pool: Pool, url: str, ids: Sequence[int], chunk_size: int
+) -> tuple[float, DeliverySummary, dict[str, int]]:
+    """Deliver ``ids`` with the worker processes of ``pool``, each taking the next free chunk.
+
+    Returns:
+        The seconds, what the chunks reported (summed), and the mock's counts.
+    """
+    _requeue(engine)
+    _mock_stats(url, reset=True)
+    chunks = [list(chunk) for chunk in chunked(list(ids), chunk_size)]
+    start = time.perf_counter()
+    summaries = pool.map(_deliver_chunk_in_process, chunks, chunksize=1)
+    elapsed = time.perf_counter() - start
+    summary = DeliverySummary()
+    for each in summaries:
+        summary += each
+    return elapsed, summary, _mock_stats(url)
+
+
 def _bodies(engine: Engine, renderer: TemplateRenderer, settings: Settings, n: int) -> list[Any]:
     """Mail Send bodies of the first ``n`` messages, rendered as the worker renders them."""
     mailer = SendGridMailer(API_KEY)
@@ -317,6 +395,11 @@ class SendGridBenchmarkResult:
         latency_ms: The mock's latency.
         floor: The sequential loop's timings.
         runs: The worker's timings, per concurrency.
+        parallel: The timings of ``processes`` worker processes, each at
+            ``parallel_concurrency``, taking the chunks as they come free.
+        processes: Worker processes of the parallel run.
+        parallel_concurrency: Senders of each of them.
+        parallel_connections: Connections the mock saw in one parallel run.
         connections: Connections the mock saw in one worker run, per concurrency.
         statements: SQL statements per concurrency, counted on an untimed run.
         commits: Commits per concurrency, on the same run.
@@ -334,6 +417,10 @@ class SendGridBenchmarkResult:
     latency_ms: float
     floor: Measurement
     runs: dict[int, Measurement]
+    parallel: Measurement
+    processes: int
+    parallel_concurrency: int
+    parallel_connections: int
     connections: dict[int, int]
     statements: dict[int, int]
     commits: dict[int, int]
@@ -399,37 +486,48 @@ def run_sendgrid_benchmark(
             statements[concurrency], commits[concurrency] = counter.statements, counter.commits
         time_floor(mock, bodies[:10])
         samples: dict[int, list[float]] = {concurrency: [] for concurrency in CONCURRENCY}
+        parallel: list[float] = []
         connections: dict[int, int] = {}
         floor: list[float] = []
         summaries: set[DeliverySummary] = set()
-        for number in range(1, repeats + 1):
-            floor.append(time_floor(mock, bodies))
-            for concurrency in CONCURRENCY:
-                seconds, summary, stats, _ = time_worker(
-                    engine, renderer, settings, mock, ids, concurrency
-                )
-                if (
-                    summary.sent != len(ids)
-                    or stats["distinct"] != len(ids)
-                    or stats["duplicates"]
-                    or stats["requests"] != len(ids)
-                ):
-                    raise RuntimeError(
-                        f"concurrency {concurrency}: {summary}, the mock saw {stats}: not every "
-                        f"message exactly once"
+        widest = max(CONCURRENCY)
+        # spawn: a fresh interpreter, as a deliver worker process starts (no forked engine).
+        with multiprocessing.get_context("spawn").Pool(
+            PROCESSES,
+            initializer=_start_process_worker,
+            initargs=(url, mock, str(settings.workspace), widest),
+        ) as pool:
+            # Untimed: every process starts, compiles the templates, opens its connections.
+            time_processes(engine, pool, mock, ids[: settings.chunk_size * PROCESSES], 50)
+            for number in range(1, repeats + 1):
+                floor.append(time_floor(mock, bodies))
+                for concurrency in CONCURRENCY:
+                    seconds, summary, stats, _ = time_worker(
+                        engine, renderer, settings, mock, ids, concurrency
                     )
-                samples[concurrency].append(seconds)
-                connections[concurrency] = stats["connections"]
+                    _check_exactly_once(f"concurrency {concurrency}", ids, summary, stats)
+                    samples[concurrency].append(seconds)
+                    connections[concurrency] = stats["connections"]
+                    summaries.add(summary)
+                seconds, summary, stats = time_processes(
+                    engine, pool, mock, ids, settings.chunk_size
+                )
+                _check_exactly_once(f"{PROCESSES} processes", ids, summary, stats)
+                parallel.append(seconds)
                 summaries.add(summary)
-            logger.info(
-                "sendgrid round %d/%d: floor %.1f emails/s, %s",
-                number,
-                repeats,
-                len(bodies) / floor[-1],
-                ", ".join(
-                    f"concurrency {c} {len(ids) / samples[c][-1]:.0f} emails/s" for c in CONCURRENCY
-                ),
-            )
+                parallel_connections = stats["connections"]
+                logger.info(
+                    "sendgrid round %d/%d: floor %.1f emails/s, %s, %d processes %.0f emails/s",
+                    number,
+                    repeats,
+                    len(bodies) / floor[-1],
+                    ", ".join(
+                        f"concurrency {c} {len(ids) / samples[c][-1]:.0f} emails/s"
+                        for c in CONCURRENCY
+                    ),
+                    PROCESSES,
+                    len(ids) / parallel[-1],
+                )
         database = engine.dialect.name
         engine.dispose()
     (summary,) = summaries
@@ -442,6 +540,10 @@ def run_sendgrid_benchmark(
         latency_ms=LATENCY_MS,
         floor=Measurement("floor", tuple(floor)),
         runs={c: Measurement(f"concurrency {c}", tuple(samples[c])) for c in CONCURRENCY},
+        parallel=Measurement(f"{PROCESSES} processes", tuple(parallel)),
+        processes=PROCESSES,
+        parallel_concurrency=widest,
+        parallel_connections=parallel_connections,
         connections=connections,
         statements=statements,
         commits=commits,
@@ -450,6 +552,21 @@ def run_sendgrid_benchmark(
         setup_seconds=setup_seconds,
         load=(load_start, os.getloadavg()[0]),
     )
+
+
+def _check_exactly_once(
+    what: str, ids: Sequence[int], summary: DeliverySummary, stats: dict[str, int]
+) -> None:
+    """Raise unless the run sent every message and the mock received each exactly once."""
+    if (
+        summary.sent != len(ids)
+        or stats["distinct"] != len(ids)
+        or stats["duplicates"]
+        or stats["requests"] != len(ids)
+    ):
+        raise RuntimeError(
+            f"{what}: {summary}, the mock saw {stats}: not every message exactly once"
+        )
 
 
 def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
@@ -471,6 +588,14 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
             + ", ".join(f"{result.messages / s:.0f}" for s in run.samples)
             + " |"
         )
+    rate = result.rate(result.parallel, result.messages)
+    rows.append(
+        f"| `deliver_messages` in {result.processes} worker processes, concurrency "
+        f"{result.parallel_concurrency} each, {result.messages:,} emails | {rate:.0f} | "
+        f"{rate / floor_rate:.1f} | "
+        + ", ".join(f"{result.messages / s:.0f}" for s in result.parallel.samples)
+        + " |"
+    )
     costs = "; ".join(
         f"concurrency {c}: {result.statements[c] / result.counted_messages:.2f} statements and "
         f"{result.commits[c] / result.counted_messages:.3f} commits"
@@ -478,6 +603,8 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
     )
     summary = result.summary
     noisy = [f"concurrency {c}" for c, run in result.runs.items() if run.is_noisy]
+    if result.parallel.is_noisy:
+        noisy.append(f"{result.processes} processes")
     database = "PostgreSQL" if result.database == "postgresql" else "SQLite"
     return [
         "## Delivery through the SendGrid backend against a 20 ms mock",
@@ -492,7 +619,12 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
         f"after {result.latency_ms:.0f} ms, on a fresh {database} database, in chunks of "
         f"{result.chunk_size} ids as the deliver flow hands them out (a session per chunk). "
         f"The worker keeps its exactly-once bookkeeping: claims, re-checks, the hand-off of "
-        f"each group committed before any of its emails is sent, results written in groups.",
+        f"each group committed before any of its emails is sent, results written in groups. "
+        f"The last row runs {result.processes} worker processes (started untimed, each with "
+        f"its engine, renderer and mailer, as long-running deliver workers), each taking the "
+        f"next chunk as it comes free, at concurrency {result.parallel_concurrency} each: one "
+        f"process renders on one CPU at a time (the interpreter lock), so more CPUs take more "
+        f"processes.",
         "",
         f"The floor is the loop the issue measured: `SendGridAPIClient.send` (the library's "
         f"own transport, a new connection per request) called on {result.floor_messages} "
@@ -500,8 +632,8 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
         f"emails per second of the median round, and their ratio to the floor's rate (higher "
         f"is better). Every run is checked by the mock's counts: each message id arrived "
         f"exactly once. Each figure is the median of {result.repeats} rounds; a round runs the "
-        f"floor, then each concurrency, back to back, after one untimed run of each on a "
-        f"first chunk.",
+        f"floor, then each concurrency, then the processes, back to back, after one untimed "
+        f"run of each on a first chunk.",
         "",
         "### Results",
         "",
@@ -522,7 +654,9 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
         f"exactly once.",
         "- Connections opened by the worker per run: "
         + ", ".join(f"concurrency {c}: {n}" for c, n in result.connections.items())
-        + "; the floor opens one per email.",
+        + f" (a new mailer each run); {result.processes} processes: "
+        f"{result.parallel_connections} (their mailers keep their connections from run to run, "
+        "as long-running workers do); the floor opens one per email.",
         f"- Per message ({result.counted_messages} counted, untimed): {costs}.",
         f"- Scale: {result.messages:,} emails per worker run, {result.floor_messages} per "
         f"floor run; load average {result.load[0]:.2f} at the start, {result.load[1]:.2f} at "

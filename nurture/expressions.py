@@ -33,6 +33,7 @@ from __future__ import annotations
 import difflib
 import functools
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from jinja2 import TemplateSyntaxError, UndefinedError, nodes
@@ -46,10 +47,12 @@ __all__ = [
     "ACTIVITY_FIELDS",
     "EXPRESSION_NAMES",
     "MEMBER_FIELDS",
+    "TimeReads",
     "check_expression",
     "compile_expression",
     "expression_holds",
     "expression_reads",
+    "time_reads",
 ]
 
 EXPRESSION_NAMES = ("member", "answers", "lifecycle", "activity", "segment")
@@ -190,6 +193,60 @@ def _activity_reads(tree: nodes.Expr) -> list[tuple[str, str | None]]:
         ):
             reads.append((inner.attr, node.attr))
     return reads
+
+
+@dataclass(frozen=True)
+class TimeReads:
+    """What an expression reads whose value changes as time passes, without any new data.
+
+    Attributes:
+        windows: ``(event type, days)`` of each activity window read (``activity.post.d30``
+            is ``("post", 30)``): the count changes when one of the member's events leaves it.
+        totals: Event types whose ``total`` is read: it changes when an event dated in the
+            future comes within ``now``.
+        clock: Whether it reads a value the clock changes for every member (``member.
+            days_since_joined``, ``activity.days_since_last``), or reads ``member`` or
+            ``activity`` in a way not analysed here (a computed key): such an expression must
+            be evaluated again for everyone at every new time.
+    """
+
+    windows: frozenset[tuple[str, int]] = frozenset()
+    totals: frozenset[str] = frozenset()
+    clock: bool = False
+
+
+_CLOCK_MEMBER_FIELDS = frozenset({"days_since_joined"})
+
+
+def time_reads(expression: str) -> TimeReads:
+    """What an expression reads that time alone changes (see :class:`TimeReads`).
+
+    Args:
+        expression: An expression of the condition language (it compiles).
+
+    Returns:
+        The windows and totals it reads, and whether it reads the clock.
+    """
+    tree = _parse(expression)
+    names = [node for node in _nodes(tree, (nodes.Name,)) if node.ctx == "load"]
+    member_uses = sum(node.name == "member" for node in names)
+    activity_uses = sum(node.name == "activity" for node in names)
+    member_reads = _attribute_reads(tree, "member")
+    clock = len(member_reads) < member_uses or bool(_CLOCK_MEMBER_FIELDS & set(member_reads))
+    windows: set[tuple[str, int]] = set()
+    totals: set[str] = set()
+    understood = 0
+    for event_type, field in _activity_reads(tree):
+        if event_type not in EVENT_TYPES or field not in ACTIVITY_FIELDS:
+            continue
+        understood += 1
+        if field == "total":
+            totals.add(event_type)
+        else:
+            windows.add((event_type, int(str(field).removeprefix("d"))))
+    # activity.days_since_last, activity['post'], a bare activity...: read as the clock.
+    clock = clock or understood < activity_uses
+    return TimeReads(frozenset(windows), frozenset(totals), clock)
 
 
 def _unknown(name: str, what: str, known: Sequence[str]) -> str:

@@ -252,6 +252,15 @@ class Settings(BaseSettings):
         "as many connections open; at 20 ms a request, 64 keeps the network from limiting a "
         "worker).",
     )
+    delivery_processes: int = Field(
+        default=1,
+        ge=1,
+        le=64,
+        description="Worker processes of the deliver flow's send stage (with the thread task "
+        "runner): more than 1 sends the chunks of due messages in that many processes, each "
+        "with send_concurrency senders; one process renders on one CPU at a time, so give one "
+        "per CPU. Their claims never overlap.",
+    )
     max_send_attempts: int = Field(
         default=6, ge=1, description="Tries of one email before it fails for good."
     )

@@ -507,7 +507,13 @@ def match_chunk(
             kinds=settings.recommendation_kinds,
             choice_questions=_choice_questions(runtime),
             newcomer_weights=runtime.newcomer_ranking_weights,
+            state_dir=_match_state_dir(runtime),
         )
+
+
+def _match_state_dir(runtime: Runtime) -> Path:
+    """Where a match run stores what it learns from everyone's engagements, for the next."""
+    return runtime.settings.data_dir / "cache" / "match"
 
 
 def refresh_member(runtime: Runtime, member_id: int, now: dt.datetime) -> MatchSummary:

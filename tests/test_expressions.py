@@ -9,6 +9,7 @@ from nurture.expressions import (
     compile_expression,
     expression_holds,
     expression_reads,
+    time_reads,
 )
 
 MEMBER = {
@@ -107,3 +108,23 @@ def test_the_names_an_expression_reads_are_all_it_can_reach(
     # What it does not read makes no difference to it.
     reached = {name: value for name, value in MEMBER.items() if name in names}
     assert expression_holds(expression, reached) == expression_holds(expression, MEMBER)
+
+
+@pytest.mark.parametrize(
+    ("expression", "windows", "totals", "clock"),
+    [
+        ("answers.role == 'founder' and member.language == 'fr'", set(), set(), False),
+        ("activity.event_attended.d90 >= 2", {("event_attended", 90)}, set(), False),
+        ("activity.post.d7 > 0 or activity.comment.total > 3", {("post", 7)}, {"comment"}, False),
+        ("lifecycle == 'new' and segment == 'seg-1'", set(), set(), False),
+        ("member.days_since_joined <= 30", set(), set(), True),
+        ("activity.days_since_last < 3", set(), set(), True),
+        ("activity['post'].d7 > 1", set(), set(), True),
+        ("member[answers.role] == 'x'", set(), set(), True),
+    ],
+)
+def test_time_reads_tell_what_time_alone_changes(
+    expression: str, windows: set[tuple[str, int]], totals: set[str], clock: bool
+) -> None:
+    reads = time_reads(expression)
+    assert (set(reads.windows), set(reads.totals), reads.clock) == (windows, totals, clock)

@@ -7,10 +7,14 @@ from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select, update
+from sqlalchemy.orm import Session
 
+import nurture.segmentation.rules as rules_module
+from nurture.embedding import Embedder
 from nurture.orchestration import run_stage_list
-from nurture.recommend import last_watermark
+from nurture.recommend import last_watermark, recommend_for_members, run_state
 from nurture.runtime import Runtime
+from nurture.segmentation import evaluate_rule_segments
 from nurture.settings import Settings
 from nurture.stages import (
     NIGHTLY,
@@ -20,12 +24,17 @@ from nurture.stages import (
     members_to_profile_ids,
 )
 from nurture.storage import (
+    ActivityEvent,
     Answer,
     MatchRun,
     Member,
     MemberProfile,
     Recommendation,
+    Segment,
+    SegmentAssignment,
     SegmentationRun,
+    SegmentKind,
+    SegmentMembership,
 )
 from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
 
@@ -196,3 +205,191 @@ def test_the_setting_off_redoes_everyone(
         everyone = member_ids(off, NOW)
         assert members_to_profile_ids(off, NOW) == everyone
         assert members_to_match_ids(off, NOW) == everyone
+
+
+def _rule_members(runtime: Runtime) -> dict[str, set[int]]:
+    """Each rule segment's members in the latest segmentation run, and its effective members."""
+    with runtime.session() as session:
+        run_id = session.scalar(select(func.max(SegmentationRun.id)))
+        rows = session.execute(
+            select(Segment.key, SegmentMembership.member_id)
+            .join(Segment, Segment.id == SegmentMembership.segment_id)
+            .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.RULE)
+        ).all()
+        effective = session.execute(
+            select(Segment.key, SegmentAssignment.member_id)
+            .join(Segment, Segment.id == SegmentAssignment.segment_id)
+            .where(Segment.kind == SegmentKind.RULE)
+        ).all()
+    found: dict[str, set[int]] = {}
+    for key, member_id in rows:
+        found.setdefault(key, set()).add(member_id)
+    for key, member_id in effective:
+        found.setdefault(f"{key} (effective)", set()).add(member_id)
+    return found
+
+
+def _events(
+    runtime: Runtime, tmp_path: Path, name: str, rows: list[tuple[str, str, dt.datetime]]
+) -> None:
+    path = tmp_path / f"activity-{name}.jsonl"
+    with path.open("w", encoding="utf-8") as out:
+        for index, (external_id, kind, occurred_at) in enumerate(rows):
+            record = {
+                "member": external_id,
+                "type": kind,
+                "occurred_at": occurred_at.isoformat(),
+                "idempotency_key": f"{name}-{index}",
+            }
+            out.write(json.dumps(record) + "\n")
+    assert import_file(runtime, "activity", path).stored == len(rows)
+
+
+def test_a_warm_nightly_evaluates_the_rules_as_a_cold_one_would(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    later = NOW + dt.timedelta(days=1)
+    with runtime.session() as session:
+        recent = dict(
+            session.execute(
+                select(ActivityEvent.member_id, func.count())
+                .where(
+                    ActivityEvent.type == "event_attended",
+                    ActivityEvent.occurred_at > NOW - dt.timedelta(days=91),
+                )
+                .group_by(ActivityEvent.member_id)
+            )
+            .tuples()
+            .all()
+        )
+        # Members who want to run events and attended none in the last 91 days.
+        organisers = sorted(
+            member_id
+            for member_id, value in session.execute(
+                select(Answer.member_id, Answer.value).where(Answer.question_key == "goals")
+            ).tuples()
+            if "run_events" in (value or []) and not recent.get(member_id)
+        )
+    leaving, newcomer = _external_ids(runtime, organisers[:2])
+    # Two events within 90 days at NOW, out of the window a day later: time alone moves them.
+    edge = NOW - dt.timedelta(days=90) + dt.timedelta(hours=12)
+    _events(
+        runtime,
+        tmp_path,
+        "edge",
+        [(leaving, "event_attended", edge)] * 1
+        + [(leaving, "event_attended", edge + dt.timedelta(hours=1))],
+    )
+    run_stage_list(runtime, NIGHTLY, NOW)
+    first = _rule_members(runtime)
+    assert organisers[0] in first["event-regulars"]
+    # New data for a few members: an organiser attends two events, others post.
+    everyone = member_ids(runtime, NOW)
+    _events(
+        runtime,
+        tmp_path,
+        "new",
+        [(newcomer, "event_attended", later - dt.timedelta(hours=h)) for h in (2, 3)]
+        + [
+            (external_id, "post", later - dt.timedelta(hours=1))
+            for external_id in _external_ids(runtime, everyone[5:7])
+        ],
+    )
+    read: list[int] = []
+    contexts = rules_module.member_rule_contexts
+
+    def spy(session: Session, ids: list[int], now: dt.datetime) -> dict[int, dict[str, object]]:
+        read.extend(ids)
+        return contexts(session, ids, now)
+
+    monkeypatch.setattr(rules_module, "member_rule_contexts", spy)
+    summary = run_stage_list(runtime, NIGHTLY, later)
+    assert summary["segment"]["algorithm"] == "assigned"
+    assert 0 < len(set(read)) < len(everyone) / 2, "only the changed members were read"
+    warm = _rule_members(runtime)
+    assert organisers[0] not in warm["event-regulars"]
+    assert organisers[1] in warm["event-regulars"]
+    # What evaluating every member at the same time gives.
+    monkeypatch.setattr(rules_module, "member_rule_contexts", contexts)
+    with runtime.session() as session:
+        run_id = session.scalar(select(func.max(SegmentationRun.id)))
+        evaluate_rule_segments(session, runtime.workspace.segment_rules, later, run_id=run_id)
+    assert _rule_members(runtime) == warm
+
+
+def _recommendation_rows(runtime: Runtime) -> dict[int, list[tuple[int, int, float, str]]]:
+    with runtime.session() as session:
+        rows = session.execute(
+            select(
+                Recommendation.member_id,
+                Recommendation.content_item_id,
+                Recommendation.rank,
+                Recommendation.score,
+                Recommendation.reason,
+            ).order_by(Recommendation.member_id, Recommendation.rank)
+        ).all()
+    found: dict[int, list[tuple[int, int, float, str]]] = {}
+    for member_id, item_id, rank, score, reason in rows:
+        found.setdefault(member_id, []).append((item_id, rank, round(score, 5), reason))
+    return found
+
+
+def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
+    runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    before = _recommendation_rows(runtime)
+    everyone = member_ids(runtime, NOW)
+    changed = everyone[::20]
+    _new_activity(runtime, tmp_path, _external_ids(runtime, changed))
+    later = NOW + dt.timedelta(days=1)
+    learned: list[dt.datetime] = []
+    learn = run_state._learn
+
+    def counted(session: Session, embedder: Embedder, now: dt.datetime) -> object:
+        learned.append(now)
+        return learn(session, embedder, now)
+
+    monkeypatch.setattr(run_state, "_learn", counted)
+    # The next nightly runs in another process: only what the last run stored on disk is left.
+    assert list((runtime.settings.data_dir / "cache" / "match").glob("match-state-*.npz"))
+    run_state.forget_run_states()
+    summary = run_stage_list(runtime, NIGHTLY, later)
+    # New posts are no engagement with an item: what the last run learned is reused.
+    assert learned == []
+    warm = _recommendation_rows(runtime)
+    with runtime.session() as session:
+        latest_run = session.scalar(select(func.max(MatchRun.id)))
+        matched = sorted(
+            set(
+                session.scalars(
+                    select(Recommendation.member_id).where(Recommendation.run_id == latest_run)
+                )
+            )
+        )
+    assert set(changed) <= set(matched) and summary["match"]["members"] < N_MEMBERS / 2
+    for member_id in everyone:
+        if member_id not in matched:
+            assert warm.get(member_id) == before.get(member_id), member_id
+    # The same members ranked from scratch, nothing kept from earlier runs.
+    run_state.forget_run_states()
+    settings = runtime.settings
+    with runtime.session() as session:
+        recommend_for_members(
+            session,
+            runtime.embedder,
+            matched,
+            later,
+            settings.recommendations_per_member,
+            runtime.ranking_weights,
+            kinds=settings.recommendation_kinds,
+            newcomer_weights=runtime.newcomer_ranking_weights,
+            choice_questions=[
+                question.key
+                for question in runtime.workspace.questionnaire.questions
+                if question.kind == "single_choice"
+            ],
+        )
+    assert learned == [later]
+    cold = _recommendation_rows(runtime)
+    assert {m: cold.get(m) for m in matched} == {m: warm.get(m) for m in matched}

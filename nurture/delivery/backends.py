@@ -43,6 +43,7 @@ def _smtp_mailer(settings: Settings) -> Mailer:
         username=settings.smtp_username or None,
         password=password or None,
         timeout=settings.send_timeout_seconds,
+        connections=settings.send_concurrency,
     )
 
 

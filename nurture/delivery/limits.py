@@ -17,7 +17,7 @@ template (body or subject) under a :class:`RenderLimits` budget:
 - **loop iterations**: the iterations of every ``{% for %}`` of the render, nested or not, and of
   the calls of ``loop(...)`` in recursive loops, count against one total, ``max_loop_iterations``;
 - **wall time**: a render running longer than ``max_seconds`` stops at its next loop iteration,
-  call, filter, attribute or output.
+  call, filter or attribute, or within the next 32 pieces of output it writes.
 
 Going past a limit raises :class:`RenderLimitError` (a ``SecurityError``) naming the limit and
 its setting; the renderer turns it into a ``TemplateError`` naming the template and line. The
@@ -61,6 +61,9 @@ __all__ = [
 
 MAX_INT_BITS = 8192
 """Largest integer a template may build, in bits (``**`` alone is held to fewer)."""
+
+_CLOCK_STRIDE = 32
+"""Chunks of output written between two readings of the clock (see ``BoundedSandbox.concat``)."""
 
 _LOOP_FILTER = "nurture_counted_loop"
 """The filter every ``{% for %}`` iterable goes through (registered on the environment)."""
@@ -123,9 +126,10 @@ class _Budget:
 
     def tick(self) -> None:
         """Refuse to go on once the wall time is spent."""
-        error = self.time_error()
-        if error is not None:
-            raise error
+        if time.monotonic() > self.deadline:
+            error = self.time_error()
+            if error is not None:
+                raise error
 
     def output_error(self, size: int) -> RenderLimitError | None:
         """Count ``size`` more characters of output; the error when that is too many."""
@@ -363,15 +367,21 @@ def _bounded_filter(
     check = _FILTER_CHECKS.get(name)
     skip = 1 if _PassArg.from_obj(function) is not None else 0
 
+    def run(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        budget.tick()
+        if check is not None:
+            if name == "join":
+                args = _listed(args, skip)
+            check(budget, *args[skip:], **kwargs)
+        return budget.check_value(function(*args, **kwargs))
+
     @wraps(function)  # keeps ``jinja_pass_arg``
     def bounded(*args: Any, **kwargs: Any) -> Any:
+        budget = _BUDGET.get()
+        if budget is not None:  # in a render: its budget
+            return run(budget, args, kwargs)
         with _budget_for(limits) as budget:
-            budget.tick()
-            if check is not None:
-                if name == "join":
-                    args = _listed(args, skip)
-                check(budget, *args[skip:], **kwargs)
-            return budget.check_value(function(*args, **kwargs))
+            return run(budget, args, kwargs)
 
     return bounded
 
@@ -488,14 +498,23 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         if budget is None:
             return "".join(chunks)
         parts: list[str] = []
-        for chunk in chunks:
-            error = budget.output_error(len(chunk)) or budget.time_error()
-            if error is not None:
-                throw = getattr(chunks, "throw", None)
-                if throw is not None:
-                    throw(error)  # raised where the template wrote it: the line is known
-                raise error
-            parts.append(chunk)
+        append = parts.append
+        # Counted here, not in ``budget.output``: nothing else writes to it during a render.
+        written, limit, deadline = budget.output, budget.limits.max_output_chars, budget.deadline
+        for count, chunk in enumerate(chunks, 1):
+            written += len(chunk)
+            # The clock is read every _CLOCK_STRIDE chunks: a chunk is built by calls, filters
+            # and lookups that read it too.
+            if written > limit or (not count % _CLOCK_STRIDE and time.monotonic() > deadline):
+                budget.output = written - len(chunk)
+                error = budget.output_error(len(chunk)) or budget.time_error()
+                if error is not None:
+                    throw = getattr(chunks, "throw", None)
+                    if throw is not None:
+                        throw(error)  # raised where the template wrote it: the line is known
+                    raise error
+            append(chunk)
+        budget.output = written
         return "".join(parts)
 
     def count_buffered(self, text: str) -> str:

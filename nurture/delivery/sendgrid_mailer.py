@@ -1,9 +1,12 @@
 """The SendGrid backend: v3 Mail Send, requests built by the official ``sendgrid`` library.
 
 Only this module imports ``sendgrid``. The library builds each request body (its ``Mail``
-helpers) and holds the request headers; the POST goes through a pool of keep-alive HTTP
-connections (``urllib3``, as many as the worker's senders, never retried by the pool), since the
-library's own transport opens a new connection, TLS handshake included, for every email.
+helpers) and holds the request headers; the POST goes through a pool of keep-alive HTTP/1.1
+connections (``http.client``, as many as the worker's senders, each used by one sender at a
+time; a request is never sent again on its own), since the library's own transport opens a new
+connection, TLS handshake included, for every email. ``http.client`` rather than ``urllib3``:
+it costs a third of the CPU per request, and the worker's senders share one interpreter lock
+with the rendering. An idle connection the server closed is replaced before it is used.
 
 Each request carries ids, never personal data, in its ``custom_args`` (``nurture_message_id``,
 ``journey``, ``step``) so that SendGrid's events can be matched back to the message, and the
@@ -21,11 +24,15 @@ import email.utils
 import http.client
 import json
 import logging
+import select
+import socket
+import ssl
+import threading
 import time
 from collections.abc import Callable, Mapping
 from typing import Any, TypeVar
+from urllib.parse import urlsplit
 
-import urllib3
 from sendgrid import SendGridAPIClient
 from sendgrid.helpers.mail import (
     Category,
@@ -42,7 +49,7 @@ from sendgrid.helpers.mail import (
 from sendgrid.helpers.mail.exceptions import SendGridException
 
 from nurture.delivery.mailers import DeliveryResult, OutgoingEmail, redact_address
-from nurture.errors import DeliveryError, PermanentDeliveryError
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
 
 __all__ = ["SendGridMailer", "retry_after_seconds"]
 
@@ -84,6 +91,9 @@ class SendGridMailer:
         connections: Keep-alive connections kept open (``Settings.send_concurrency``: one per
             sender); more senders than this still send, on connections closed after use.
 
+    Raises:
+        ConfigurationError: ``base_url`` is not an http(s) URL.
+
     Attributes:
         client: The ``sendgrid.SendGridAPIClient``: its request headers go with every request.
     """
@@ -104,19 +114,11 @@ class SendGridMailer:
         self.clock = clock
         self.client = SendGridAPIClient(api_key=api_key, host=self.base_url)
         self.url = f"{self.base_url}/v3/mail/send"
-        # retries=False: the pool must never send a request again on its own (it may have
-        # reached SendGrid); the worker decides, from the error, what happens to the message.
-        self._pool = urllib3.PoolManager(
-            num_pools=2,
-            maxsize=max(1, connections),
-            block=False,
-            retries=False,
-            timeout=urllib3.Timeout(connect=timeout, read=timeout),
-        )
+        self._connections = _Connections(self.base_url, timeout, max(1, connections))
 
     def close(self) -> None:
         """Close the pool's open connections (a later send opens new ones)."""
-        self._pool.clear()
+        self._connections.clear()
 
     def __repr__(self) -> str:
         return f"SendGridMailer(base_url={self.base_url!r}, timeout={self.timeout})"
@@ -184,20 +186,34 @@ class SendGridMailer:
         body = json.dumps(self.build_request(email)).encode("utf-8")
         headers = {**self.client.client.request_headers, "Content-Type": "application/json"}
         where = f"sendgrid: message {email.message_id}"
+        connection = self._connections.take()
         try:
-            response = self._pool.request("POST", self.url, body=body, headers=headers)
-        except urllib3.exceptions.NewConnectionError as exc:  # nothing sent: safe to send again
-            raise DeliveryError(f"{where}: connection failed: {_network_reason(exc)}") from exc
-        except urllib3.exceptions.ConnectTimeoutError as exc:
+            if connection.sock is None:
+                connection.connect()
+        except TimeoutError as exc:  # nothing sent: safe to send again
+            connection.close()
             raise DeliveryError(f"{where}: timed out while connecting") from exc
-        except urllib3.exceptions.ReadTimeoutError as exc:  # sent, no answer: it may be there
+        except OSError as exc:
+            connection.close()
+            raise DeliveryError(f"{where}: connection failed: {_network_reason(exc)}") from exc
+        try:
+            connection.request("POST", self._connections.path, body=body, headers=headers)
+            response = connection.getresponse()
+            data = response.read()
+        except TimeoutError as exc:  # sent, no answer: it may be there
+            connection.close()
             raise DeliveryError(f"{where}: timed out", ambiguous=True) from exc
-        except (urllib3.exceptions.HTTPError, OSError, http.client.HTTPException) as exc:
+        except (OSError, http.client.HTTPException) as exc:
+            connection.close()
             raise DeliveryError(
                 f"{where}: connection failed: {_network_reason(exc)}", ambiguous=True
             ) from exc
+        if response.will_close:
+            connection.close()
+        else:
+            self._connections.give_back(connection)
         if response.status >= 400:
-            raise self._classify(response.status, response.data, response.headers, where, email)
+            raise self._classify(response.status, data, dict(response.getheaders()), where, email)
         provider_id = response.headers.get("X-Message-Id")
         return DeliveryResult(provider_message_id=provider_id or "", backend=self.backend)
 
@@ -215,6 +231,77 @@ class SendGridMailer:
         if status == 429 or status == 408 or status >= 500:
             return DeliveryError(text, retry_after=retry_after_seconds(headers, self.clock()))
         return PermanentDeliveryError(text)
+
+
+class _Connections:
+    """Keep-alive HTTP/1.1 connections to one server, each taken by one sender at a time.
+
+    Args:
+        base_url: ``http(s)://host[:port]`` (a path is kept as the prefix of the Mail Send's).
+        timeout: Seconds of each connect and each read.
+        keep: Idle connections kept; more are closed when given back.
+    """
+
+    def __init__(self, base_url: str, timeout: float, keep: int) -> None:
+        parts = urlsplit(base_url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigurationError(
+                f"the SendGrid base URL (NURTURE_SENDGRID_BASE_URL) is {base_url!r}: expected "
+                "https://host[:port] (http:// for a local mock)"
+            )
+        self.secure = parts.scheme == "https"
+        self.host = parts.hostname
+        self.port = parts.port or (443 if self.secure else 80)
+        self.path = f"{parts.path.rstrip('/')}/v3/mail/send"
+        self.timeout = timeout
+        self.keep = keep
+        self._context = ssl.create_default_context() if self.secure else None
+        self._idle: list[http.client.HTTPConnection] = []
+        self._lock = threading.Lock()
+
+    def take(self) -> http.client.HTTPConnection:
+        """An idle connection still open, else a new one (not connected yet)."""
+        while True:
+            with self._lock:
+                if not self._idle:
+                    break
+                connection = self._idle.pop()
+            if connection.sock is not None and not _dropped(connection.sock):
+                return connection
+            connection.close()  # the server closed it while it was idle
+        if self._context is not None:
+            return http.client.HTTPSConnection(
+                self.host, self.port, timeout=self.timeout, context=self._context
+            )
+        return http.client.HTTPConnection(self.host, self.port, timeout=self.timeout)
+
+    def give_back(self, connection: http.client.HTTPConnection) -> None:
+        """Keep a connection whose answer was read whole, or close it when enough are kept."""
+        with self._lock:
+            if len(self._idle) < self.keep:
+                self._idle.append(connection)
+                return
+        connection.close()
+
+    def clear(self) -> None:
+        """Close every idle connection."""
+        with self._lock:
+            idle, self._idle = self._idle, []
+        for connection in idle:
+            connection.close()
+
+
+def _dropped(sock: socket.socket) -> bool:
+    """Whether an idle connection's socket is readable: closed by the server (or out of step)."""
+    try:
+        if hasattr(select, "poll"):  # not limited to descriptors below FD_SETSIZE
+            poller = select.poll()
+            poller.register(sock, select.POLLIN)
+            return bool(poller.poll(0))
+        readable, _, _ = select.select([sock], [], [], 0)
+    except (OSError, ValueError):
+        return True
+    return bool(readable)
 
 
 _AddressT = TypeVar("_AddressT", From, To)
@@ -293,5 +380,4 @@ def _provider_reason(raw: bytes, status: int) -> str:
 
 def _network_reason(exc: BaseException) -> str:
     """What went wrong on the connection, in a few words."""
-    cause = exc.__context__ if isinstance(exc, urllib3.exceptions.ProtocolError) else exc
-    return str(cause or exc) or type(exc).__name__
+    return str(exc) or type(exc).__name__

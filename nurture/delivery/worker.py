@@ -34,11 +34,12 @@ import random
 from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, or_, select, update
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, Integer, any_, bindparam, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.orm import InstrumentedAttribute, Session, defer
 
 from nurture.chunks import chunked
 from nurture.delivery.events import DELIVERY_STATUSES
@@ -222,6 +223,8 @@ class _Run:
     rng: random.Random
     backend: str | None
     """The mailer's name (``Mailer.backend``), recorded with each hand-off."""
+    definitions: dict[int, Any] = field(default_factory=dict)
+    """The definitions of the journeys met so far, by journey id: read once per call."""
 
 
 @dataclass(frozen=True)
@@ -303,18 +306,33 @@ def _claim(
     due = [Message.status == MessageStatus.QUEUED, Message.scheduled_at <= now]
     candidates = select(Message.id).where(*due).order_by(Message.id).limit(limit)
     if message_ids is not None:
-        candidates = candidates.where(Message.id.in_(list(message_ids)))
+        candidates = candidates.where(_among(session, Message.id, message_ids))
     ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
     if not ids:
         return []
     claimed = session.scalars(
         update(Message)
-        .where(Message.id.in_(ids), *due)
+        .where(_among(session, Message.id, ids), *due)
         .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now, handed_over_at=None)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(claimed)
+
+
+def _among(
+    session: Session, column: InstrumentedAttribute[int], ids: Iterable[int]
+) -> ColumnElement[bool]:
+    """``column IN ids``; on PostgreSQL ``column = ANY(:ids)``, the ids in one array parameter.
+
+    The worker's statements then read the same whatever the number of ids (a chunk's 500 in
+    each claim): the driver parses each once, instead of a statement of hundreds of
+    placeholders per group.
+    """
+    values = list(ids)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(Integer)))
+    return column.in_(values)
 
 
 def _finish(session: Session, message_id: int, **values: Any) -> None:
@@ -507,14 +525,27 @@ def _prepare(
     this, before any reaches the backend.
     """
     rows = session.execute(
-        select(Message, Member, Journey.definition)
+        select(Message, Member, Enrollment.journey_id)
         .join(Member, Member.id == Message.member_id)
         .outerjoin(Enrollment, Enrollment.id == Message.enrollment_id)
-        .outerjoin(Journey, Journey.id == Enrollment.journey_id)
-        .where(Message.id.in_(ids))
+        .where(_among(session, Message.id, ids))
+        .options(defer(Member.attributes))  # neither checked nor rendered
         .execution_options(populate_existing=True)
     ).all()
-    found = {message.id: (message, member, definition) for message, member, definition in rows}
+    definitions = run.definitions
+    unread = {journey_id for *_, journey_id in rows if journey_id is not None} - definitions.keys()
+    if unread:
+        definitions.update(
+            session.execute(
+                select(Journey.id, Journey.definition).where(Journey.id.in_(sorted(unread)))
+            )
+            .tuples()
+            .all()
+        )
+    found = {
+        message.id: (message, member, definitions.get(journey_id) if journey_id else None)
+        for message, member, journey_id in rows
+    }
     suppressed = find_suppressed_hashes(
         session, [suppression_hash(member.email, run.salt) for _, member, _ in found.values()]
     )
@@ -554,7 +585,7 @@ def _hand_over(
         session.scalars(
             update(Message)
             .where(
-                Message.id.in_(list(message_ids)),
+                _among(session, Message.id, message_ids),
                 Message.status == MessageStatus.SENDING,
                 Message.handed_over_at.is_(None),
             )

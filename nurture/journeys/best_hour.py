@@ -187,13 +187,21 @@ def store_best_hours(
         How many members were given a best hour.
     """
     hours = BestHours.load(session, now)
-    member_ids = list(session.scalars(select(Member.id).order_by(Member.id)))
-    for chunk in chunked(member_ids, chunk_size):
-        session.execute(
-            update(Member),
-            [{"id": member_id, "best_hour": hours.best_hour(member_id)} for member_id in chunk],
-        )
-    return BestHoursSummary(len(member_ids), sum(m in hours.member_counts for m in member_ids))
+    stored = session.execute(
+        select(Member.id, Member.best_hour, Member.updated_at).order_by(Member.id)
+    ).all()
+    # Only the members whose best hour moved are written, and their ``updated_at`` is kept:
+    # a best hour is derived from activity, not an edit of the member's record (which the
+    # incremental nightly looks for by ``updated_at``).
+    moved = [
+        {"id": member_id, "best_hour": best, "updated_at": updated_at}
+        for member_id, current, updated_at in stored
+        if (best := hours.best_hour(member_id)) != current
+    ]
+    for chunk in chunked(moved, chunk_size):
+        session.execute(update(Member), chunk)
+    ids = [row.id for row in stored]
+    return BestHoursSummary(len(ids), sum(m in hours.member_counts for m in ids))
 
 
 def next_local_hour(now: dt.datetime, hour: int, time_zone: str | None) -> dt.datetime:

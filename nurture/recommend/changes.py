@@ -6,10 +6,10 @@ and the content library's state. Once the run's members are all matched, the nig
 watermark complete (:func:`complete_watermark`). The next nightly then profiles and matches only
 the members changed since the latest complete watermark (:func:`members_to_profile`,
 :func:`members_to_match`): new activity or answers, an edited answer, a new segment, no profile
-yet, a profile built with another feature layout, or a profile older than the refresh age (time
-alone moves activity windows and lifecycle stages). Without a complete watermark (a first run, a
-run that failed half-way) every member is redone; a changed content library, embedding model or
-ranking parameters re-match everyone.
+yet, a profile built with another feature layout, an edited member record, or a profile older
+than the refresh age (time alone moves activity windows and lifecycle stages). Without a
+complete watermark (a first run, a run that failed half-way) every member is redone; a changed
+content library, embedding model or ranking parameters re-match everyone.
 
 Changes that arrive while a nightly runs, between its member listing and the start of its match
 run, are only caught by the refresh age: the nightly imports its files before it lists.
@@ -161,9 +161,8 @@ def members_to_profile(
 
     Every member when ``since`` is None; else those with activity or answers added since, an
     answer edited since (wall clock), no profile, a profile of another layout than
-    ``layout_hash``, or a profile computed more than ``max_age`` before ``now``. An edit of the
-    member's own record is not looked for (the nightly's best hours touch every member row):
-    the refresh age catches it.
+    ``layout_hash``, a profile computed more than ``max_age`` before ``now``, or their own
+    record edited since (``updated_at``, wall clock: the nightly's best hours leave it alone).
     """
     if since is None:
         return list(session.scalars(select(Member.id).order_by(Member.id)))
@@ -176,6 +175,7 @@ def members_to_profile(
             or_(Answer.id > since.answer_id, Answer.answered_at > since.wall)
         ),
     )
+    changed |= _ids(session, select(Member.id).where(Member.updated_at > since.wall))
     changed |= _ids(
         session,
         select(Member.id)

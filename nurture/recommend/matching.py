@@ -12,6 +12,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -786,6 +787,7 @@ def recommend_for_members(
     kinds: Collection[str] | None = None,
     choice_questions: Sequence[str] = (),
     newcomer_weights: RankingWeights | None = None,
+    state_dir: Path | None = None,
 ) -> MatchSummary:
     """Rank content for a chunk of members and replace their recommendations, with reasons.
 
@@ -813,6 +815,9 @@ def recommend_for_members(
             (:class:`~nurture.recommend.GroupPopularity`) instead of their segment's.
         newcomer_weights: Ranking weights of the members without any history; ``weights``
             when none.
+        state_dir: A folder where what the run learns from the library and everyone's
+            engagements is stored for later runs (:func:`~nurture.recommend.build_run_state`);
+            none keeps it in memory only.
 
     Returns:
         A summary: members processed, rows written, members left without any eligible item,
@@ -823,7 +828,7 @@ def recommend_for_members(
         run_id = start_match_run(
             session, embedder, weights, k, kinds=kinds, newcomer_weights=newcomer_weights
         )
-    state = load_run_state(session, embedder, now, weights, run_id, choice_questions)
+    state = load_run_state(session, embedder, now, weights, run_id, choice_questions, state_dir)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
     session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))
@@ -846,7 +851,9 @@ def recommend_for_members(
         newcomer_state = (
             state
             if same_state
-            else load_run_state(session, embedder, now, newcomer_weights, run_id, choice_questions)
+            else load_run_state(
+                session, embedder, now, newcomer_weights, run_id, choice_questions, state_dir
+            )
         )
         newcomer_signals = (
             signals if same_state else _signals(session, chunk, newcomer_state, kinds)

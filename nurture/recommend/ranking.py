@@ -7,11 +7,16 @@ co-engagement; the other signals are added in place, one pass each over the chun
 the learned model's only on the items it models. Only each member's best ``mmr_candidates``
 items are kept; maximal marginal relevance re-ranks them, its ``k`` positions a Python loop, each
 a batched operation over the whole chunk, with the cosines within each member's pool computed
-only for the items it is likely to take (and on demand for the others).
+only for the items it is likely to take (and on demand for the others). The dense product uses
+the BLAS threads; everything after it is row by row, so it runs in blocks of members on a small
+thread pool (numpy releases the GIL in these passes), with the same picks and scores for any
+number of threads.
 """
 
 from __future__ import annotations
 
+import os
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import numpy as np
@@ -21,6 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 __all__ = [
     "INELIGIBLE",
     "PERSONAL_SIGNALS",
+    "RANKING_THREADS",
     "RankingWeights",
     "co_engagement_scores",
     "decay",
@@ -38,6 +44,17 @@ PERSONAL_SIGNALS = ("member", "history", "co_engagement", "collaborative", "segm
 """The weights whose signal a member may lack; a missing one's weight goes to the others."""
 INTEREST_SIGNALS = ("member", "history", "segment")
 """The personal signals that are a cosine to an interest vector: linear in the items."""
+RANKING_THREADS = 2
+"""Most threads :func:`rank_content` uses by default (never more than the machine's cores)."""
+
+
+_BLOCKS_PER_THREAD = 4
+"""Blocks of members per thread: smaller blocks keep both threads busy when a core is shared."""
+
+
+def _default_threads() -> int:
+    """:data:`RANKING_THREADS`, or fewer when the machine has fewer cores."""
+    return max(1, min(RANKING_THREADS, os.cpu_count() or 1))
 
 
 class RankingWeights(BaseModel):
@@ -522,6 +539,7 @@ def rank_content(
     popularity_rows: np.ndarray | None = None,
     collaborative: np.ndarray | None = None,
     collaborative_items: np.ndarray | None = None,
+    threads: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Rank content items for a chunk of members, with diversity.
 
@@ -554,6 +572,9 @@ def rank_content(
             items the model scores (``EASE.items_``, with ``EASE.transform(...,
             modelled_only=True)``): ``collaborative`` is then ``(m, len(collaborative_items))``,
             the other items scoring 0, and no ``(m, n)`` array of zeros is built.
+        threads: Threads that rank blocks of the chunk's members at once after the matrix
+            product (which uses the BLAS threads); none: :data:`RANKING_THREADS`. Any number
+            gives the same picks and scores.
 
     Returns:
         ``(indices, scores)``, both ``(m, k)``: item indices, best first (``-1`` when a member
@@ -602,6 +623,8 @@ def rank_content(
             raise ValueError(f"collaborative_items must lie in [0, {n})")
     if k < 0:
         raise ValueError(f"k must be at least 0, found {k}")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads must be at least 1, found {threads}")
     items = np.ascontiguousarray(item_vectors, dtype=np.float32)
 
     # The interest vectors, each a unit vector or zero; and which members have each signal.
@@ -681,29 +704,56 @@ def rank_content(
         table += fresh[None, :]
         row_of = pair_of.ravel()
 
-    # One product for the three interests, as the floor of any ranking by embeddings does.
+    # One product for the three interests, as the floor of any ranking by embeddings does (its
+    # BLAS already uses every core); the passes after it are row by row: in row blocks, on a
+    # thread pool (numpy releases the GIL in them), with the same results for any split.
     scores = blend @ items.T
-    if co_rows is not None:
-        flat = np.repeat(np.arange(m, dtype=np.int64) * n, np.diff(co_rows.indptr))
-        np.add.at(scores.reshape(-1), flat + co_rows.indices, co_rows.data)
-    if learned is not None:
-        contribution = learned * learned_factor[:, None]
-        np.maximum(contribution, np.float32(0.0), out=contribution)
-        if collaborative_items is None:
-            scores += contribution
-        else:  # only the modelled columns: one flat scatter
-            columns = np.asarray(collaborative_items, dtype=np.int64)
-            flat = (np.arange(m, dtype=np.int64)[:, None] * n + columns[None, :]).ravel()
-            np.add.at(scores.reshape(-1), flat, contribution.ravel())
-    scores += table[row_of]
-    if format_match is not None and weights.format:
-        # In the scores' memory order (a mask built by column comes transposed): faster.
-        scores += np.ascontiguousarray(format_match) * np.float32(weights.format)
-    # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
-    unwanted = np.ascontiguousarray(excluded) | ~np.ascontiguousarray(item_ok, dtype=bool)
-    scores += unwanted * INELIGIBLE
+    co_indptr = None if co_rows is None else co_rows.indptr
+    modelled = None if collaborative_items is None else np.asarray(collaborative_items, np.int64)
+    format_bonus = np.float32(weights.format) if format_match is not None else np.float32(0.0)
     width = _pool_width(n, k, weights.mmr_candidates)
-    pool, kept = _best_of(scores, width) if width < n else (None, scores)
-    return _maximal_marginal_relevance(
-        pool, kept, items, k, weights.mmr_lambda, weights.duplicate_similarity
+
+    def rank_rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
+        """The passes after the product and MMR for the members ``start:stop``."""
+        rows = stop - start
+        block = scores[start:stop]
+        if co_rows is not None and co_indptr is not None:
+            first, last = co_indptr[start], co_indptr[stop]
+            flat = np.repeat(
+                np.arange(rows, dtype=np.int64) * n, np.diff(co_indptr[start : stop + 1])
+            )
+            np.add.at(
+                block.reshape(-1), flat + co_rows.indices[first:last], co_rows.data[first:last]
+            )
+        if learned is not None:
+            contribution = learned[start:stop] * learned_factor[start:stop, None]
+            np.maximum(contribution, np.float32(0.0), out=contribution)
+            if modelled is None:
+                block += contribution
+            else:  # only the modelled columns: one flat scatter
+                flat = (np.arange(rows, dtype=np.int64)[:, None] * n + modelled[None, :]).ravel()
+                np.add.at(block.reshape(-1), flat, contribution.ravel())
+        block += table[row_of[start:stop]]
+        if format_match is not None and format_bonus:
+            # In the scores' memory order (a mask built by column comes transposed): faster.
+            block += np.ascontiguousarray(format_match[start:stop]) * format_bonus
+        # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
+        unwanted = np.ascontiguousarray(excluded[start:stop]) | ~np.ascontiguousarray(
+            item_ok[start:stop], dtype=bool
+        )
+        block += unwanted * INELIGIBLE
+        pool, kept = _best_of(block, width) if width < n else (None, block)
+        return _maximal_marginal_relevance(
+            pool, kept, items, k, weights.mmr_lambda, weights.duplicate_similarity
+        )
+
+    workers = max(1, min(_default_threads() if threads is None else threads, m))
+    if workers == 1:
+        return rank_rows(0, m)
+    bounds = np.linspace(0, m, min(workers * _BLOCKS_PER_THREAD, m) + 1).astype(int)
+    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nurture-rank") as pool:
+        parts = list(pool.map(rank_rows, bounds[:-1], bounds[1:]))
+    return (
+        np.concatenate([indices for indices, _ in parts]),
+        np.concatenate([picked for _, picked in parts]),
     )

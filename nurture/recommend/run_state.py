@@ -1,22 +1,32 @@
 """What a match run learns once and every chunk of members shares.
 
 The content library (items, embeddings, availability and freshness at the run's time), the
-item-item co-engagement learned from every member's activity, and each segment's popularity:
-computed once per match run, kept in memory for the run's next chunks (keyed by database, run and
-time), never per member.
+item-item co-engagement and the EASE model learned from every member's activity, and each
+segment's popularity: computed once per match run, kept in memory for the run's next chunks
+(keyed by database, run and time), never per member. What depends only on the library and the
+set of engagements (items, vectors, co-engagement, EASE), and the answers to the choice
+questions, are also kept for the next runs in the same process while their fingerprint (counts,
+largest and summed ids, latest edits) is unchanged: a warm nightly whose new activity holds no
+engagement with an item learns them again for nothing otherwise.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import json
+import os
 import threading
 from collections import OrderedDict
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import func, select
+from sqlalchemy import Select, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder
@@ -29,6 +39,7 @@ from nurture.storage.models import (
     Answer,
     ContentItem,
     MatchRun,
+    Member,
     SegmentationRun,
     SegmentMembership,
 )
@@ -39,6 +50,7 @@ __all__ = [
     "RunState",
     "build_run_state",
     "choice_answers",
+    "forget_run_states",
     "item_available",
     "item_freshness",
     "language_code",
@@ -50,6 +62,7 @@ CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
 """Activity types whose ``content_key`` means the member consumed that item."""
 
 _STREAM_ROWS = 50_000
+_STATE_FILE_PREFIX = "match-state-"
 _CACHED_RUNS = 2
 _SECONDS_PER_DAY = 86_400.0
 
@@ -210,55 +223,72 @@ def latest_segmentation_run(session: Session) -> int | None:
     return session.scalar(select(func.max(SegmentationRun.id)))
 
 
-def _engagements(
-    session: Session, column_of: dict[str, int], now: dt.datetime, half_life_days: float
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Every member-item engagement up to ``now``: member ids, item columns, recency weight.
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICROSECOND = dt.timedelta(microseconds=1)
 
-    One row per member and item (the latest engagement's weight, so a member's repeated views
-    count once), streamed from the database in batches.
+
+def _microseconds(moment: dt.datetime) -> int:
+    """``moment`` as whole microseconds since 1970 (UTC): exact, unlike a float timestamp."""
+    if moment.tzinfo is None:
+        moment = moment.replace(tzinfo=dt.UTC)
+    return (moment - _EPOCH) // _MICROSECOND
+
+
+def _engagement_query(now: dt.datetime) -> Select[Any]:
+    return select(
+        ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at
+    ).where(
+        ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
+        ActivityEvent.content_key.is_not(None),
+        ActivityEvent.occurred_at <= now,
+    )
+
+
+def _engagements(
+    session: Session, column_of: dict[str, int], now: dt.datetime
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Every member-item engagement up to ``now``: member ids, item columns, times.
+
+    One row per member and item (the latest engagement, so a member's repeated views count
+    once), streamed from the database in batches; times are microseconds since 1970.
     """
     members: list[np.ndarray] = []
     columns: list[np.ndarray] = []
-    ages: list[np.ndarray] = []
-    query = (
-        select(ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at)
-        .where(
-            ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
-            ActivityEvent.content_key.is_not(None),
-            ActivityEvent.occurred_at <= now,
-        )
-        .execution_options(yield_per=_STREAM_ROWS)
-    )
+    times: list[np.ndarray] = []
+    query = _engagement_query(now).execution_options(yield_per=_STREAM_ROWS)
     for batch in session.execute(query).partitions():
         kept = [(m, column_of[k], t) for m, k, t in batch if k in column_of]
         if not kept:
             continue
-        member_ids, item_columns, times = zip(*kept, strict=True)
+        member_ids, item_columns, moments = zip(*kept, strict=True)
         members.append(np.fromiter(member_ids, dtype=np.int64, count=len(kept)))
         columns.append(np.fromiter(item_columns, dtype=np.int64, count=len(kept)))
-        ages.append(
+        times.append(
             np.fromiter(
-                ((now - moment).total_seconds() / _SECONDS_PER_DAY for moment in times),
-                dtype=np.float64,
-                count=len(kept),
+                (_microseconds(moment) for moment in moments), dtype=np.int64, count=len(kept)
             )
         )
     if not members:
         empty = np.zeros(0, dtype=np.int64)
-        return empty, empty, np.zeros(0)
+        return empty, empty, empty
     member_ids_all = np.concatenate(members)
     item_columns_all = np.concatenate(columns)
-    weights = decay(np.concatenate(ages), half_life_days)
-    # One row per (member, item): the largest weight, that of the latest engagement.
-    order = np.lexsort((weights, item_columns_all, member_ids_all))
+    times_all = np.concatenate(times)
+    # One row per (member, item): the latest engagement.
+    order = np.lexsort((times_all, item_columns_all, member_ids_all))
     member_ids_all, item_columns_all = member_ids_all[order], item_columns_all[order]
-    weights = weights[order]
+    times_all = times_all[order]
     last = np.ones(order.size, dtype=bool)
     last[:-1] = (member_ids_all[1:] != member_ids_all[:-1]) | (
         item_columns_all[1:] != item_columns_all[:-1]
     )
-    return member_ids_all[last], item_columns_all[last], weights[last]
+    return member_ids_all[last], item_columns_all[last], times_all[last]
+
+
+def _recency(times: np.ndarray, now: dt.datetime, half_life_days: float) -> np.ndarray:
+    """The recency weight at ``now`` of engagements at ``times`` (microseconds since 1970)."""
+    ages = (_microseconds(now) - times) / (_SECONDS_PER_DAY * 1e6)
+    return decay(ages, half_life_days)
 
 
 def _segment_popularity(
@@ -272,13 +302,17 @@ def _segment_popularity(
     memberships = np.zeros((0, 2), dtype=np.int64)
     latest = latest_segmentation_run(session)
     if latest is not None:
-        rows = session.execute(
-            select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
-                SegmentMembership.run_id == latest
-            )
-        ).all()
-        if rows:
-            memberships = np.array(rows, dtype=np.int64)
+        query = select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
+            SegmentMembership.run_id == latest
+        )
+        batches = [
+            np.array([tuple(row) for row in batch], dtype=np.int64).reshape(-1, 2)
+            for batch in session.execute(
+                query.execution_options(yield_per=_STREAM_ROWS)
+            ).partitions()
+        ]
+        if batches:  # plain tuples: numpy probes a Row for an array interface, slowly
+            memberships = np.concatenate(batches)
     segment_ids = np.unique(memberships[:, 1]) if memberships.size else np.zeros(0, np.int64)
     segment_rows = {int(segment_id): row for row, segment_id in enumerate(segment_ids)}
     counts = np.zeros((len(segment_ids) + 1, n_items), dtype=np.float64)
@@ -326,20 +360,26 @@ def choice_answers(
     """
     if not questions:
         return {}
-    query = select(Answer.member_id, Answer.question_key, Answer.value).where(
+    # The stored JSON as text, decoded once per distinct value: a few options repeat, and
+    # decoding each row's value costs more than the query.
+    query = select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
         Answer.question_key.in_(list(questions))
     )
     if member_ids is not None:
         query = query.where(Answer.member_id.in_(list(member_ids)))
+    decoded: dict[str | None, Any] = {None: None}
     out: dict[int, dict[str, str]] = {}
-    for member_id, key, value in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+    for member_id, key, text in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
         if isinstance(value, str) and value:
             out.setdefault(member_id, {})[key] = value
     return out
 
 
 def _fit_groups(
-    session: Session,
+    answers: dict[int, dict[str, str]],
     questions: tuple[str, ...],
     members: np.ndarray,
     columns: np.ndarray,
@@ -349,7 +389,6 @@ def _fit_groups(
     """Answer codes and popularity within answer groups, from recency-weighted engagements."""
     if not questions or members.size == 0 or n_items == 0:
         return tuple({} for _ in questions), None
-    answers = choice_answers(session, questions)
     codes: tuple[dict[str, int], ...] = tuple({} for _ in questions)
     for given in answers.values():
         for position, key in enumerate(questions):
@@ -366,26 +405,172 @@ def _fit_groups(
     return codes, model
 
 
-def build_run_state(
+@dataclass(frozen=True)
+class _Learned:
+    """What a run learns that depends on neither its time nor the segments: kept across runs.
+
+    The library (items, vectors) and the set of engagements up to the run's time (the latest
+    time of each member-item pair), with what is learned from that set alone: co-engagement
+    and EASE. A later run whose library and engagements are the same (same fingerprint)
+    reuses it; recency weights, popularity and availability are computed again at its time.
+    """
+
+    items: list[ItemInfo]
+    vectors: np.ndarray
+    members: np.ndarray
+    columns: np.ndarray
+    times: np.ndarray
+    co_engagement: sp.csr_matrix
+    collaborative: EASE | None
+
+
+def _library_fingerprint(session: Session) -> tuple[Any, ...]:
+    """Changes whenever an item is added, removed or edited."""
+    count, largest, latest = session.execute(
+        select(
+            func.count(ContentItem.id), func.max(ContentItem.id), func.max(ContentItem.updated_at)
+        )
+    ).one()
+    return int(count or 0), int(largest or 0), str(latest)
+
+
+def _engagement_fingerprint(session: Session, now: dt.datetime) -> tuple[int, int, int]:
+    """Changes whenever an engagement up to ``now`` is added or deleted (ids only grow)."""
+    inner = _engagement_query(now).with_only_columns(ActivityEvent.id).subquery()
+    count, largest, total = session.execute(
+        select(func.count(inner.c.id), func.max(inner.c.id), func.sum(inner.c.id))
+    ).one()
+    return int(count or 0), int(largest or 0), int(total or 0)
+
+
+def _answers_fingerprint(session: Session, questions: Sequence[str]) -> tuple[Any, ...]:
+    """Changes whenever an answer to one of ``questions`` is added, deleted or edited."""
+    count, largest, total, latest = session.execute(
+        select(
+            func.count(Answer.id),
+            func.max(Answer.id),
+            func.sum(Answer.id),
+            func.max(Answer.answered_at),
+        ).where(Answer.question_key.in_(list(questions)))
+    ).one()
+    return int(count or 0), int(largest or 0), int(total or 0), str(latest)
+
+
+def _save_learned(path: Path, learned: _Learned) -> None:
+    """Write ``learned`` to ``path`` (``.npz``, no pickle), atomically."""
+    items = [
+        {
+            "id": item.id,
+            "key": item.key,
+            "title": item.title,
+            "kind": item.kind,
+            "language": item.language,
+            "published_at": _iso(item.published_at),
+            "event_start": _iso(item.event_start),
+            "expires_at": _iso(item.expires_at),
+        }
+        for item in learned.items
+    ]
+    co = learned.co_engagement.tocsr()
+    arrays: dict[str, np.ndarray] = {
+        "items": np.array(json.dumps(items)),
+        "vectors": learned.vectors,
+        "members": learned.members,
+        "columns": learned.columns,
+        "times": learned.times,
+        "co_data": co.data,
+        "co_indices": co.indices,
+        "co_indptr": co.indptr,
+        "co_shape": np.array(co.shape, dtype=np.int64),
+    }
+    model = learned.collaborative
+    if model is not None:
+        arrays.update(
+            ease_items=model.items_,
+            ease_weights=model.weights_,
+            ease_params=np.array([model.l2, model.max_items, model.n_items_], dtype=np.float64),
+        )
+    path.parent.mkdir(parents=True, exist_ok=True)
+    partial = path.with_suffix(".partial.npz")
+    np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy types kwds as its options
+    os.replace(partial, path)
+    kept = sorted(path.parent.glob(f"{_STATE_FILE_PREFIX}*.npz"), key=lambda f: f.stat().st_mtime)
+    for old in kept[:-_CACHED_RUNS]:
+        if old != path:
+            old.unlink(missing_ok=True)
+
+
+def _iso(moment: dt.datetime | None) -> str | None:
+    return moment.isoformat() if moment is not None else None
+
+
+def _moment(text: str | None) -> dt.datetime | None:
+    return dt.datetime.fromisoformat(text) if text else None
+
+
+def _read_learned(path: Path) -> _Learned | None:
+    """What :func:`_save_learned` wrote to ``path``; None when absent or unreadable."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            items = [
+                ItemInfo(
+                    id=int(item["id"]),
+                    key=item["key"],
+                    title=item["title"],
+                    kind=item["kind"],
+                    language=item["language"],
+                    published_at=_moment(item["published_at"]),
+                    event_start=_moment(item["event_start"]),
+                    expires_at=_moment(item["expires_at"]),
+                )
+                for item in json.loads(str(stored["items"]))
+            ]
+            shape = tuple(int(size) for size in stored["co_shape"])
+            co_engagement = sp.csr_matrix(
+                (stored["co_data"], stored["co_indices"], stored["co_indptr"]), shape=shape
+            )
+            collaborative = None
+            if "ease_weights" in stored:
+                l2, max_items, n_items = stored["ease_params"].tolist()
+                collaborative = EASE(l2=l2, max_items=int(max_items))
+                collaborative.items_ = stored["ease_items"]
+                collaborative.weights_ = stored["ease_weights"]
+                collaborative.n_items_ = int(n_items)
+            return _Learned(
+                items=items,
+                vectors=stored["vectors"],
+                members=stored["members"],
+                columns=stored["columns"],
+                times=stored["times"],
+                co_engagement=co_engagement,
+                collaborative=collaborative,
+            )
+    except (OSError, KeyError, ValueError, TypeError):
+        return None
+
+
+def _learn_or_read(
     session: Session,
     embedder: Embedder,
     now: dt.datetime,
-    weights: RankingWeights,
-    choice_questions: Sequence[str] = (),
-) -> RunState:
-    """Load the library; learn co-engagement, EASE and popularity from activity up to ``now``.
+    key: Hashable,
+    state_dir: Path | None,
+) -> _Learned:
+    """The learned state: read from ``state_dir`` when a run stored it under ``key``."""
+    if state_dir is None:
+        return _learn(session, embedder, now)
+    digest = hashlib.sha256(repr(key).encode("utf-8")).hexdigest()[:32]
+    path = state_dir / f"{_STATE_FILE_PREFIX}{digest}.npz"
+    learned = _read_learned(path) if path.is_file() else None
+    if learned is None:
+        learned = _learn(session, embedder, now)
+        # A read-only or full disk only costs the next run its time.
+        with contextlib.suppress(OSError):
+            _save_learned(path, learned)
+    return learned
 
-    Args:
-        session: The database session.
-        embedder: The embedding model (items lacking an embedding are embedded, through the
-            cache; the caller commits).
-        now: The time the run ranks for: later activity is ignored.
-        weights: The ranking weights (half-lives).
-        choice_questions: Keys of the single-choice questions whose answers group members.
 
-    Returns:
-        The run's shared state.
-    """
+def _learn(session: Session, embedder: Embedder, now: dt.datetime) -> _Learned:
     rows, vectors = load_content_vectors(session, embedder)
     items = [
         ItemInfo(
@@ -401,12 +586,95 @@ def build_run_state(
         for item in rows
     ]
     column_of = {item.key: column for column, item in enumerate(items)}
-    members, columns, recency = _engagements(
-        session, column_of, now, weights.interest_half_life_days
+    members, columns, times = _engagements(session, column_of, now)
+    return _Learned(
+        items=items,
+        vectors=vectors,
+        members=members,
+        columns=columns,
+        times=times,
+        co_engagement=learn_co_engagement(members, columns, len(items)),
+        collaborative=_fit_collaborative(members, columns, len(items)),
     )
+
+
+_learned: OrderedDict[Hashable, _Learned] = OrderedDict()
+_answers: OrderedDict[Hashable, dict[int, dict[str, str]]] = OrderedDict()
+_learned_lock = threading.Lock()
+
+
+def _remembered(cache: OrderedDict[Hashable, Any], key: Hashable, make: Callable[[], Any]) -> Any:
+    """``cache[key]``, made when missing; the cache keeps the last ``_CACHED_RUNS`` keys."""
+    with _learned_lock:
+        if key in cache:
+            cache.move_to_end(key)
+            return cache[key]
+    value = make()
+    with _learned_lock:
+        cache[key] = value
+        while len(cache) > _CACHED_RUNS:
+            cache.popitem(last=False)
+    return value
+
+
+def build_run_state(
+    session: Session,
+    embedder: Embedder,
+    now: dt.datetime,
+    weights: RankingWeights,
+    choice_questions: Sequence[str] = (),
+    state_dir: Path | None = None,
+) -> RunState:
+    """Load the library; learn co-engagement, EASE and popularity from activity up to ``now``.
+
+    What depends only on the library and on the engagements up to ``now`` (the items and their
+    vectors, co-engagement, EASE), and the answers to the choice questions, are kept in memory
+    for the next runs, keyed by a fingerprint of what they were learned from (the library's
+    items and their latest edit; the count, largest and sum of the engagement and answer
+    ids): a nightly in which no engagement, item or choice answer changed reuses them, and the
+    result is the same as learning them again. Recency weights, popularity per segment and
+    within answer groups, availability and freshness are computed at ``now`` every time.
+
+    Args:
+        session: The database session.
+        embedder: The embedding model (items lacking an embedding are embedded, through the
+            cache; the caller commits).
+        now: The time the run ranks for: later activity is ignored.
+        weights: The ranking weights (half-lives).
+        choice_questions: Keys of the single-choice questions whose answers group members.
+        state_dir: A folder where what is learned from the library and the engagements is
+            also stored (one ``.npz`` file per fingerprint, the last two kept), for the runs of
+            later processes; none keeps it in memory only.
+
+    Returns:
+        The run's shared state.
+    """
+    # A database emptied and filled again (tests do) may repeat ids: its first member's
+    # insertion time tells it apart.
+    generation = session.scalar(select(func.min(Member.created_at)))
+    database = (str(session.get_bind().engine.url), str(generation))
+    learned_key = (
+        database,
+        embedder.name,
+        _library_fingerprint(session),
+        _engagement_fingerprint(session, now),
+    )
+    learned: _Learned = _remembered(
+        _learned,
+        learned_key,
+        lambda: _learn_or_read(session, embedder, now, learned_key, state_dir),
+    )
+    items, vectors = learned.items, learned.vectors
+    members, columns = learned.members, learned.columns
+    recency = _recency(learned.times, now, weights.interest_half_life_days)
     popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
     questions = tuple(choice_questions)
-    group_codes, groups = _fit_groups(session, questions, members, columns, recency, len(items))
+    group_codes: tuple[dict[str, int], ...] = tuple({} for _ in questions)
+    groups = None
+    if questions and members.size and items:
+        answers_key = (database, questions, _answers_fingerprint(session, questions))
+        answers = _remembered(_answers, answers_key, lambda: choice_answers(session, questions))
+        group_codes, groups = _fit_groups(answers, questions, members, columns, recency, len(items))
     available = item_available(items, now)
     languages = np.array([item.language for item in items], dtype=object)
     centres: dict[str, np.ndarray] = {}
@@ -420,11 +688,11 @@ def build_run_state(
         vectors=vectors,
         available=available,
         freshness=item_freshness(items, now, weights.freshness_half_life_days),
-        co_engagement=learn_co_engagement(members, columns, len(items)),
+        co_engagement=learned.co_engagement,
         popularity=popularity,
         segment_rows=segment_rows,
         centres=centres,
-        collaborative=_fit_collaborative(members, columns, len(items)),
+        collaborative=learned.collaborative,
         choice_questions=questions,
         group_codes=group_codes,
         groups=groups,
@@ -442,6 +710,7 @@ def load_run_state(
     weights: RankingWeights,
     run_id: int | None,
     choice_questions: Sequence[str] = (),
+    state_dir: Path | None = None,
 ) -> RunState:
     """The run's shared state: built on the run's first chunk, then reused by its next ones.
 
@@ -456,12 +725,14 @@ def load_run_state(
         weights: The ranking weights.
         run_id: The match run.
         choice_questions: Keys of the single-choice questions whose answers group members.
+        state_dir: Where what is learned is also stored for later processes
+            (:func:`build_run_state`); none keeps it in memory only.
 
     Returns:
         The run's shared state.
     """
     if run_id is None:
-        return build_run_state(session, embedder, now, weights, choice_questions)
+        return build_run_state(session, embedder, now, weights, choice_questions, state_dir)
     created = session.scalar(select(MatchRun.created_at).where(MatchRun.id == run_id))
     bind = session.get_bind()
     questions = tuple(choice_questions)
@@ -469,10 +740,22 @@ def load_run_state(
     with _states_lock:
         state = _states.get(key)
         if state is None:
-            state = build_run_state(session, embedder, now, weights, questions)
+            state = build_run_state(session, embedder, now, weights, questions, state_dir)
             _states[key] = state
             while len(_states) > _CACHED_RUNS:
                 _states.popitem(last=False)
         else:
             _states.move_to_end(key)
         return state
+
+
+def forget_run_states() -> None:
+    """Forget every run state and learned state kept in memory, as a new process starts.
+
+    What a run stored in its ``state_dir`` stays.
+    """
+    with _states_lock:
+        _states.clear()
+    with _learned_lock:
+        _learned.clear()
+        _answers.clear()

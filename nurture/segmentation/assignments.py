@@ -129,9 +129,11 @@ class AssignmentPlan:
     changes: AssignmentChanges = AssignmentChanges()
 
 
-def _load_cluster_assignments(session: Session) -> list[StoredAssignment]:
+def _load_cluster_assignments(
+    session: Session, member_ids: Collection[int] | None = None
+) -> list[StoredAssignment]:
     session.flush()
-    rows = session.execute(
+    query = (
         select(
             SegmentAssignment.id,
             SegmentAssignment.member_id,
@@ -141,8 +143,14 @@ def _load_cluster_assignments(session: Session) -> list[StoredAssignment]:
         )
         .join(Segment, Segment.id == SegmentAssignment.segment_id)
         .where(Segment.kind == SegmentKind.CLUSTER)
-    ).all()
-    return [StoredAssignment(*row) for row in rows]
+    )
+    if member_ids is None:
+        return [StoredAssignment(*row) for row in session.execute(query)]
+    found: list[StoredAssignment] = []
+    for batch in chunked(sorted(set(member_ids)), _BATCH):
+        rows = session.execute(query.where(SegmentAssignment.member_id.in_(batch)))
+        found.extend(StoredAssignment(*row) for row in rows)
+    return found
 
 
 def _row(
@@ -239,6 +247,7 @@ def update_cluster_assignments(
     *,
     move_after: dt.timedelta,
     active_segments: Collection[int],
+    member_ids: Collection[int] | None = None,
 ) -> AssignmentChanges:
     """Bring each member's effective cluster segment up to date with this run's clusters.
 
@@ -252,12 +261,14 @@ def update_cluster_assignments(
         active_segments: Ids of the cluster segments still active after this run; members
             whose effective segment is not among them move at once, and the rows of members
             this run did not place in such segments are dropped.
+        member_ids: Only these members' assignments are read and brought up to date (the
+            others are known to follow the run already); everyone's when none.
 
     Returns:
         Counts of what changed.
     """
     plan = plan_cluster_assignments(
-        _load_cluster_assignments(session),
+        _load_cluster_assignments(session, member_ids),
         segment_of,
         now,
         move_after=move_after,

@@ -5,9 +5,11 @@ that run is recent (``max_age``) and every profile has its feature layout, the i
 nightly places only the changed members (profiled since, or not placed by the run) at the
 nearest of the run's active segments, in the run's own scaled space (stored with it as
 ``params["scaling"]``). The run's memberships of those members are replaced, the segments'
-sizes updated, every member's effective segment brought up to date (moves still wait
-``move_after``), and the rule segments evaluated again. Otherwise the caller clusters
-everyone (:func:`~nurture.segmentation.segments.segment_members`).
+sizes updated, the effective segment of the changed members and of those whose move is
+pending brought up to date (moves still wait ``move_after``; every other member's already
+follows the run), and the rule segments evaluated again for the members whose data or
+activity windows changed (``evaluate_rule_segments(only_changed=True)``). Otherwise the
+caller clusters everyone (:func:`~nurture.segmentation.segments.segment_members`).
 """
 
 from __future__ import annotations
@@ -15,10 +17,10 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import Counter
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, insert, select
+from sqlalchemy import delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -26,8 +28,10 @@ from nurture.segmentation.assignments import update_cluster_assignments
 from nurture.segmentation.rules import SegmentRule, evaluate_rule_segments
 from nurture.segmentation.segments import SegmentationSummary
 from nurture.storage.models import (
+    AssignmentState,
     MemberProfile,
     Segment,
+    SegmentAssignment,
     SegmentationRun,
     SegmentKind,
     SegmentMembership,
@@ -44,6 +48,38 @@ def _latest_cluster_run(session: Session) -> SegmentationRun | None:
         if (run.params or {}).get("scaling"):
             return run
     return None
+
+
+def _unsettled_members(
+    session: Session, segment_ids: Sequence[int], placed: Collection[int]
+) -> set[int]:
+    """Members whose effective cluster segment may not follow their unchanged placement.
+
+    Those waiting to move (a pending assignment: time may settle it), those with an assignment
+    to a segment other than the run's active ones, and those placed without an effective
+    assignment. Every other unchanged member's effective segment is already the one the run
+    placed them in (an earlier update left it so), and stays.
+    """
+    clusters = (
+        select(SegmentAssignment.member_id)
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(Segment.kind == SegmentKind.CLUSTER)
+    )
+    unsettled = set(
+        session.scalars(
+            clusters.where(
+                or_(
+                    SegmentAssignment.state == AssignmentState.PENDING,
+                    SegmentAssignment.segment_id.not_in(list(segment_ids)),
+                )
+            )
+        )
+    )
+    effective = set(
+        session.scalars(clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE))
+    )
+    unsettled.update(member_id for member_id in placed if member_id not in effective)
+    return unsettled
 
 
 def assign_changed_members(
@@ -164,8 +200,14 @@ def assign_changed_members(
     sizes = Counter(placed.values())
     for segment in segments:
         segment.size = sizes.get(segment.id, 0)
+    concerned = changed | _unsettled_members(session, segment_ids, placed.keys())
     changes = update_cluster_assignments(
-        session, placed, now, move_after=move_after, active_segments=set(segment_ids)
+        session,
+        {member_id: placed[member_id] for member_id in concerned if member_id in placed},
+        now,
+        move_after=move_after,
+        active_segments=set(segment_ids),
+        member_ids=concerned,
     )
     session.flush()
     summary = SegmentationSummary(
@@ -181,7 +223,7 @@ def assign_changed_members(
     )
     if rules is None:
         return summary
-    ruled = evaluate_rule_segments(session, rules, now, run_id=run.id)
+    ruled = evaluate_rule_segments(session, rules, now, run_id=run.id, only_changed=True)
     return dataclasses.replace(
         summary, rule_sizes=ruled.sizes, rule_labels=ruled.labels, rule_errors=ruled.errors
     )

@@ -29,7 +29,13 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.errors import SegmentRuleValidationError
-from nurture.expressions import EXPRESSION_NAMES, check_expression, expression_holds
+from nurture.expressions import (
+    EXPRESSION_NAMES,
+    TimeReads,
+    check_expression,
+    expression_holds,
+    time_reads,
+)
 from nurture.languages import DEFAULT_LANGUAGES
 from nurture.marketer_files.localized import LANGUAGES_CONTEXT, LocalizedText
 from nurture.marketer_files.located_yaml import DEFAULT_YAML_LIMITS, FieldIssues, YamlLimits
@@ -43,11 +49,14 @@ from nurture.segmentation.assignments import (
     update_rule_assignments,
 )
 from nurture.storage.models import (
+    ActivityEvent,
     Answer,
     Member,
     MemberProfile,
     Segment,
+    SegmentAssignment,
     SegmentationRun,
+    SegmentDeparture,
     SegmentKind,
     SegmentMembership,
 )
@@ -541,8 +550,200 @@ def _evaluate_for_every_member(
     return outcomes
 
 
+# --- evaluating again only the members whose outcome may have changed ----------------------
+
+
+@dataclass(frozen=True)
+class _Stamp:
+    """The state of the data an evaluation of a rule read: stored in its segment's card.
+
+    Attributes:
+        now: The evaluation's time.
+        wall: The wall clock before it read anything (edited members and answers are newer).
+        member_id: The largest member id then.
+        answer_id: The largest answer id then.
+        activity_id: The largest activity event id then.
+    """
+
+    now: dt.datetime
+    wall: dt.datetime
+    member_id: int
+    answer_id: int
+    activity_id: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "now": self.now.isoformat(),
+            "wall": self.wall.isoformat(),
+            "member_id": self.member_id,
+            "answer_id": self.answer_id,
+            "activity_id": self.activity_id,
+        }
+
+    @classmethod
+    def from_json(cls, values: Any) -> _Stamp | None:
+        """The stamp stored by :meth:`to_json`; None when absent or unreadable."""
+        try:
+            return cls(
+                now=dt.datetime.fromisoformat(values["now"]),
+                wall=dt.datetime.fromisoformat(values["wall"]),
+                member_id=int(values["member_id"]),
+                answer_id=int(values["answer_id"]),
+                activity_id=int(values["activity_id"]),
+            )
+        except (KeyError, TypeError, ValueError):
+            return None
+
+
+def _take_stamp(session: Session, now: dt.datetime) -> _Stamp:
+    wall = dt.datetime.now(dt.UTC)
+    return _Stamp(
+        now=now,
+        wall=wall,
+        member_id=int(session.scalar(select(func.max(Member.id))) or 0),
+        answer_id=int(session.scalar(select(func.max(Answer.id))) or 0),
+        activity_id=int(session.scalar(select(func.max(ActivityEvent.id))) or 0),
+    )
+
+
+def _changed_members(session: Session, stamp: _Stamp) -> set[int]:
+    """Members whose data a rule reads changed since ``stamp`` (a superset: never fewer).
+
+    New members, edited member records, new or edited answers, new activity, profiles (their
+    lifecycle stage) built since, and effective cluster segments entered or left since.
+    """
+    queries = [
+        select(Member.id).where(or_(Member.id > stamp.member_id, Member.updated_at > stamp.wall)),
+        select(Answer.member_id).where(
+            or_(Answer.id > stamp.answer_id, Answer.answered_at > stamp.wall)
+        ),
+        select(ActivityEvent.member_id).where(ActivityEvent.id > stamp.activity_id),
+        select(MemberProfile.member_id).where(MemberProfile.computed_at > stamp.now),
+        select(SegmentAssignment.member_id)
+        .join(Segment, Segment.id == SegmentAssignment.segment_id)
+        .where(
+            Segment.kind == SegmentKind.CLUSTER,
+            or_(SegmentAssignment.updated_at > stamp.now, SegmentAssignment.since > stamp.now),
+        ),
+        select(SegmentDeparture.member_id)
+        .join(Segment, Segment.id == SegmentDeparture.segment_id)
+        .where(Segment.kind == SegmentKind.CLUSTER, SegmentDeparture.left_at > stamp.now),
+    ]
+    changed: set[int] = set()
+    for query in queries:
+        changed.update(session.scalars(query.distinct()))
+    return changed
+
+
+def _touched_by_time(
+    session: Session, reads: TimeReads, since: dt.datetime, now: dt.datetime
+) -> set[int]:
+    """Members whose windows or totals read by a rule moved between ``since`` and ``now``.
+
+    A window of ``d`` days changes when an event of its type leaves it (dated in
+    ``(since - d, now - d]``) or comes within ``now`` (dated in ``(since, now]``); a total when
+    an event comes within ``now``.
+    """
+    spans: list[tuple[frozenset[str], dt.datetime, dt.datetime]] = []
+    by_days: dict[int, set[str]] = {}
+    for event_type, days in reads.windows:
+        by_days.setdefault(days, set()).add(event_type)
+    for days, window_types in sorted(by_days.items()):
+        span = dt.timedelta(days=days)
+        spans.append((frozenset(window_types), since - span, now - span))
+    entering = {event_type for event_type, _ in reads.windows} | set(reads.totals)
+    if entering:
+        spans.append((frozenset(entering), since, now))
+    touched: set[int] = set()
+    for types, start, end in spans:
+        touched.update(
+            session.scalars(
+                select(ActivityEvent.member_id)
+                .where(
+                    ActivityEvent.type.in_(sorted(types)),
+                    ActivityEvent.occurred_at > start,
+                    ActivityEvent.occurred_at <= end,
+                )
+                .distinct()
+            )
+        )
+    return touched
+
+
+def _evaluate_changed(
+    session: Session,
+    definitions: Sequence[SegmentRule],
+    stored: Sequence[StoredSegment],
+    now: dt.datetime,
+    run_id: int | None,
+) -> tuple[dict[str, RuleOutcome], list[SegmentRule]]:
+    """Who each rule holds for, evaluating again only whom its inputs changed for.
+
+    A rule is evaluated again only for some members when its segment was last evaluated into
+    the same run (``run_id``), with the same rule text, without errors, at an earlier time, and
+    the rule reads no clock (:func:`nurture.expressions.time_reads`): then its previous members
+    stay, except those whose data changed since (:func:`_changed_members`) or whose activity
+    windows moved (:func:`_touched_by_time`), who are evaluated again.
+
+    Returns:
+        The outcomes of those rules (all their members), and the rules to evaluate for everyone.
+    """
+    by_key = {segment.key: segment for segment in stored}
+    outcomes: dict[str, RuleOutcome] = {}
+    everyone: list[SegmentRule] = []
+    redo: dict[str, tuple[SegmentRule, set[int]]] = {}
+    changed_since: dict[_Stamp, set[int]] = {}
+    for rule in definitions:
+        segment = by_key.get(rule.key)
+        card: dict[str, Any] = {}
+        if segment is not None and segment.kind == SegmentKind.RULE:
+            card = session.scalar(select(Segment.card).where(Segment.id == segment.id)) or {}
+        stamp = _Stamp.from_json(card.get("evaluated"))
+        reads = time_reads(rule.rule)
+        if (
+            segment is None
+            or stamp is None
+            or run_id is None
+            or card.get("run_id") != run_id
+            or card.get("rule") != rule.rule
+            or card.get("errors")
+            or not stamp.now < now
+            or reads.clock
+        ):
+            everyone.append(rule)
+            continue
+        if stamp not in changed_since:
+            changed_since[stamp] = _changed_members(session, stamp)
+        members = changed_since[stamp] | _touched_by_time(session, reads, stamp.now, now)
+        redo[rule.key] = (rule, members)
+        kept = session.scalars(
+            select(SegmentMembership.member_id).where(
+                SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment.id
+            )
+        )
+        outcomes[rule.key] = RuleOutcome(members=[m for m in kept if m not in members])
+    members_to_read = sorted(set().union(*(members for _, members in redo.values())))
+    for chunk in chunked(members_to_read, _CHUNK):
+        contexts = member_rule_contexts(session, chunk, now)
+        for rule, members in redo.values():
+            outcome = evaluate_rule(
+                rule, {m: context for m, context in contexts.items() if m in members}
+            )
+            total = outcomes[rule.key]
+            total.members.extend(outcome.members)
+            total.errors += outcome.errors
+            total.first_error = total.first_error or outcome.first_error
+    for outcome in outcomes.values():
+        outcome.members.sort()
+    return outcomes, everyone
+
+
 def _write_rule_segments(
-    session: Session, plan: RuleSegmentsPlan, now: dt.datetime, run_id: int | None
+    session: Session,
+    plan: RuleSegmentsPlan,
+    now: dt.datetime,
+    run_id: int | None,
+    stamp: _Stamp | None = None,
 ) -> tuple[int | None, AssignmentChanges]:
     """Store a plan: segments, this run's memberships, effective assignments.
 
@@ -604,6 +805,8 @@ def _write_rule_segments(
         left += changes.left
         segment.size = len(planned.members)
         segment.card = {**planned.card, "run_id": run_id}
+        if stamp is not None:
+            segment.card["evaluated"] = stamp.to_json()
     session.flush()
     return run_id, AssignmentChanges(entered=entered, left=left)
 
@@ -614,6 +817,7 @@ def evaluate_rule_segments(
     now: dt.datetime,
     *,
     run_id: int | None = None,
+    only_changed: bool = False,
 ) -> RuleSegmentationSummary:
     """Evaluate every rule segment for every member; store segments, memberships, assignments.
 
@@ -630,6 +834,12 @@ def evaluate_rule_segments(
         now: Time of the evaluation (timezone-aware).
         run_id: The segmentation run to attach the memberships to; default: the latest run, or a
             new run of its own when there is none.
+        only_changed: Evaluate a rule again only for the members whose outcome may have
+            changed since its last evaluation into the same run (their data changed, or one of
+            the activity windows it reads moved), keeping its other members; a rule that reads
+            the clock (``member.days_since_joined``, ``activity.days_since_last``), a new or
+            edited rule, or one that failed for some member is still evaluated for everyone.
+            The result is the same as evaluating everyone.
 
     Returns:
         What was done.
@@ -640,10 +850,15 @@ def evaluate_rule_segments(
     if run_id is None:
         run_id = session.scalar(select(SegmentationRun.id).order_by(SegmentationRun.id.desc()))
     stored = _load_stored_segments(session, [rule.key for rule in definitions])
-    outcomes = _evaluate_for_every_member(session, definitions, now)
+    stamp = _take_stamp(session, now)
+    if only_changed:
+        outcomes, everyone = _evaluate_changed(session, definitions, stored, now, run_id)
+    else:
+        outcomes, everyone = {}, list(definitions)
+    outcomes.update(_evaluate_for_every_member(session, everyone, now))
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
     plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
-    run_id, changes = _write_rule_segments(session, plan, now, run_id)
+    run_id, changes = _write_rule_segments(session, plan, now, run_id, stamp)
     return RuleSegmentationSummary(
         run_id=run_id,
         sizes={segment.key: len(segment.members) for segment in plan.segments},

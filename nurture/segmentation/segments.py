@@ -27,13 +27,13 @@ import dataclasses
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 from scipy.spatial.distance import pdist
-from sqlalchemy import func, insert, select
+from sqlalchemy import Select, func, insert, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -92,6 +92,7 @@ DEFAULT_FIT_SIZE = 50_000
 """Members the clusters are fitted on at most (a random sample); the others are assigned."""
 
 _INSERT_BATCH = 5000
+_LABEL_BATCH = 1000
 _MEAN_CHUNK = 20_000
 _IN_BATCH = 1000
 
@@ -175,7 +176,8 @@ class SegmentationInputs:
         layout_hash: The feature layout most profiles have (``None`` without profiles).
         member_ids: The members whose profile has that layout, in id order.
         features: Their raw feature vectors, one row per member.
-        interests: Their interest vectors (``None`` when they have none).
+        interests: Their interest vectors (``None`` when they have none, or are not among the
+            described members).
         stages: Their lifecycle stages.
         skipped: Profiles left out because their layout differs.
         previous: The active cluster segments before the run.
@@ -184,6 +186,9 @@ class SegmentationInputs:
         languages: ``{member id: language}``.
         next_key_number: The number of the next new segment's key (``seg-<number>``).
         other_labels: Labels of the other active segments (rule segments).
+        described: Rows of ``member_ids`` whose answers, texts, languages and interests were
+            read (a sample of a large community: segments are labelled and given their
+            interest from it); ``None`` when every member's were.
     """
 
     layout_hash: str | None
@@ -198,6 +203,7 @@ class SegmentationInputs:
     languages: dict[int, str] = field(default_factory=dict)
     next_key_number: int = 1
     other_labels: list[str] = field(default_factory=list)
+    described: np.ndarray | None = None
 
 
 @dataclass(frozen=True)
@@ -257,18 +263,38 @@ class SegmentationPlan:
 
 
 def _load_profiles(
-    session: Session,
-) -> tuple[str | None, list[int], np.ndarray, list[np.ndarray | None], list[str], int]:
-    """The profiles of the majority's layout, streamed into one float32 matrix."""
+    session: Session, described: Callable[[list[int]], np.ndarray | None] | None = None
+) -> tuple[
+    str | None, list[int], np.ndarray, list[np.ndarray | None], list[str], int, np.ndarray | None
+]:
+    """The profiles of the majority's layout, streamed into one float32 matrix.
+
+    ``described(member ids)`` picks the rows whose interest vectors are kept (all when it
+    returns None); the others' are dropped as they are read.
+    """
     counts = session.execute(
         select(MemberProfile.feature_names_hash, func.count()).group_by(
             MemberProfile.feature_names_hash
         )
     ).all()
     if not counts:
-        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], 0
+        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], 0, None
     layout_hash, kept = max(counts, key=lambda row: (row[1], row[0]))
     total = sum(int(count) for _, count in counts)
+    rows_kept = None
+    if described is not None:
+        ids = list(
+            session.scalars(
+                select(MemberProfile.member_id)
+                .where(MemberProfile.feature_names_hash == layout_hash)
+                .order_by(MemberProfile.member_id)
+            )
+        )
+        rows_kept = described(ids)
+    keep_interest = None
+    if rows_kept is not None:
+        keep_interest = np.zeros(int(kept), dtype=bool)
+        keep_interest[rows_kept] = True
     rows = session.execute(
         select(
             MemberProfile.member_id,
@@ -287,12 +313,13 @@ def _load_profiles(
     for member_id, features, interest, stage in rows.tuples():
         if matrix is None:
             matrix = np.empty((int(kept), len(features)), dtype=np.float32)
-        matrix[len(member_ids)] = features
+        row = len(member_ids)
+        matrix[row] = features
         member_ids.append(member_id)
-        interests.append(interest)
+        interests.append(interest if keep_interest is None or keep_interest[row] else None)
         stages.append(stage)
     if matrix is None:
-        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], total
+        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], total, None
     return (
         layout_hash,
         member_ids,
@@ -300,11 +327,23 @@ def _load_profiles(
         interests,
         stages,
         total - len(member_ids),
+        rows_kept,
     )
 
 
+def _in_batches(
+    session: Session, query: Select[Any], column: Any, member_ids: Sequence[int] | None
+) -> Iterator[Any]:
+    """The rows of ``query``, for every member or only ``member_ids`` (in ``IN`` batches)."""
+    if member_ids is None:
+        yield from session.execute(query.execution_options(yield_per=_INSERT_BATCH)).tuples()
+        return
+    for batch in chunked(list(member_ids), _LABEL_BATCH):
+        yield from session.execute(query.where(column.in_(batch))).tuples()
+
+
 def _load_answers(
-    session: Session, questionnaire: QuestionnaireLike
+    session: Session, questionnaire: QuestionnaireLike, member_ids: Sequence[int] | None = None
 ) -> tuple[dict[int, dict[str, Any]], dict[int, str]]:
     questions = [q for q in questionnaire.questions if getattr(q, "profile", True)]
     choice_keys = [q.key for q in questions if q.kind in CHOICE_KINDS]
@@ -312,13 +351,12 @@ def _load_answers(
     answers: dict[int, dict[str, Any]] = {}
     texts: dict[int, list[str]] = {}
     if choice_keys or text_keys:
-        rows = session.execute(
+        query = (
             select(Answer.member_id, Answer.question_key, Answer.value)
             .where(Answer.question_key.in_(choice_keys + text_keys))
             .order_by(Answer.member_id, Answer.question_key)
-            .execution_options(yield_per=_INSERT_BATCH)
         )
-        for member_id, key, value in rows.tuples():
+        for member_id, key, value in _in_batches(session, query, Answer.member_id, member_ids):
             if key in text_keys:
                 if isinstance(value, str) and value.strip():
                     texts.setdefault(member_id, []).append(value.strip())
@@ -327,8 +365,20 @@ def _load_answers(
     return answers, {member_id: " ".join(parts) for member_id, parts in texts.items()}
 
 
-def _load_languages(session: Session) -> dict[int, str]:
-    return dict(session.execute(select(Member.id, Member.language)).tuples().all())
+def _load_languages(session: Session, member_ids: Sequence[int] | None = None) -> dict[int, str]:
+    query = select(Member.id, Member.language)
+    return dict(_in_batches(session, query, Member.id, member_ids))
+
+
+def _label_sample(size: int | None, seed: int) -> Callable[[list[int]], np.ndarray | None]:
+    """Picks ``size`` rows at random (seeded), in order; None (every row) when there are fewer."""
+
+    def pick(member_ids: list[int]) -> np.ndarray | None:
+        if size is None or len(member_ids) <= size:
+            return None
+        return np.sort(np.random.default_rng(seed).choice(len(member_ids), size, replace=False))
+
+    return pick
 
 
 def _load_previous_segments(session: Session) -> list[PreviousSegment]:
@@ -384,28 +434,42 @@ def _next_key_number(session: Session) -> int:
 
 
 def load_segmentation_inputs(
-    session: Session, questionnaire: QuestionnaireLike
+    session: Session,
+    questionnaire: QuestionnaireLike,
+    *,
+    label_size: int | None = None,
+    seed: int = 42,
 ) -> SegmentationInputs:
     """Read what a segmentation run needs: profiles, answers, the segments before the run.
 
     Args:
         session: Database session.
         questionnaire: The questionnaire (which answers count).
+        label_size: With more profiled members, the answers, texts, languages and interest
+            vectors of a random sample of this many only are read (segments are labelled and
+            given their interest from it: memory then grows with the sample); ``None`` reads
+            every member's.
+        seed: Random seed of the sample.
 
     Returns:
         The inputs; with fewer than two usable profiles, only the profiles are read.
     """
-    layout_hash, member_ids, matrix, interests, stages, skipped = _load_profiles(session)
+    pick = _label_sample(label_size, seed)
+    layout_hash, member_ids, matrix, interests, stages, skipped, described = _load_profiles(
+        session, pick
+    )
     inputs = SegmentationInputs(layout_hash, member_ids, matrix, interests, stages, skipped)
     if layout_hash is None or len(member_ids) < 2:
         return inputs
-    answers, texts = _load_answers(session, questionnaire)
+    sample = None if described is None else [member_ids[row] for row in described.tolist()]
+    answers, texts = _load_answers(session, questionnaire, sample)
     return dataclasses.replace(
         inputs,
+        described=described,
         previous=_load_previous_segments(session),
         answers=answers,
         texts=texts,
-        languages=_load_languages(session),
+        languages=_load_languages(session, sample),
         next_key_number=_next_key_number(session),
         other_labels=list(
             session.scalars(
@@ -609,18 +673,38 @@ def _describe(
     model: SegmentModel,
     distances: np.ndarray,
 ) -> list[SegmentDescription]:
-    """Each cluster's label and card."""
-    return label_segments(
+    """Each cluster's label and card (from the described members; sizes from everyone)."""
+    rows = inputs.described
+    member_ids = inputs.member_ids if rows is None else [inputs.member_ids[r] for r in rows]
+    labels = model.labels_ if rows is None else model.labels_[rows]
+    stages = inputs.stages if rows is None else [inputs.stages[r] for r in rows]
+    descriptions = label_segments(
         questionnaire,
-        inputs.member_ids,
-        model.labels_,
+        member_ids,
+        labels,
         inputs.answers,
         inputs.texts,
-        lifecycle=dict(zip(inputs.member_ids, inputs.stages, strict=True)),
-        distances=distances,
+        lifecycle=dict(zip(member_ids, stages, strict=True)),
+        distances=distances if rows is None else distances[rows],
         n_segments=model.n_segments_,
         languages=inputs.languages,
     )
+    if rows is None:
+        return descriptions
+    sizes = np.bincount(model.labels_, minlength=model.n_segments_)
+    total = len(inputs.member_ids)
+    return [
+        dataclasses.replace(
+            description,
+            card={
+                **description.card,
+                "size": int(size),
+                "share": round(int(size) / total, 3),
+                "described": len(member_ids),
+            },
+        )
+        for description, size in zip(descriptions, sizes.tolist(), strict=True)
+    ]
 
 
 def _run_params(
@@ -831,7 +915,9 @@ def segment_members(
         mini_batch_threshold: Above this many members, ``MiniBatchKMeans`` is used.
         sample_size: Members sampled to choose the number of segments and score the fit.
         fit_size: With more members, the clusters are fitted on a sample of this many and
-            every member is assigned to the nearest in chunks; ``None`` fits on everyone.
+            every member is assigned to the nearest in chunks, and the segments are labelled
+            and given their interest from another sample of this many (only its members'
+            answers and interests are read); ``None`` fits and labels on everyone.
         move_after: How long a member's move to another segment must hold before it counts.
         rules: Every rule segment of the workspace, evaluated into this run (rule segments not
             among them become inactive); ``None`` leaves rule segments alone.
@@ -845,7 +931,7 @@ def segment_members(
     Raises:
         ValueError: The stored profiles do not fit ``questionnaire``'s feature layout.
     """
-    inputs = load_segmentation_inputs(session, questionnaire)
+    inputs = load_segmentation_inputs(session, questionnaire, label_size=fit_size, seed=seed)
     plan = plan_segmentation(
         inputs,
         questionnaire,

@@ -22,6 +22,7 @@ import subprocess
 import threading
 import time
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -30,8 +31,8 @@ from typing import Any
 import pytest
 
 from nurture.delivery import Mailer, OutgoingEmail, deliver_messages
-from nurture.delivery.sendgrid_mailer import SendGridMailer, retry_after_seconds
-from nurture.errors import DeliveryError, PermanentDeliveryError
+from nurture.delivery.sendgrid_mailer import SendGridMailer, _dropped, retry_after_seconds
+from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
 from nurture.storage.models import Message, MessageStatus
 from tests.delivery.mail_helpers import HOST, free_port, outgoing_email
 
@@ -470,6 +471,7 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     ports: list[int] = []
     hang_up: list[bool] = []
+    close_after: list[bool] = []
 
     def do_POST(self) -> None:
         self.rfile.read(int(self.headers.get("Content-Length", 0)))
@@ -480,6 +482,8 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
         self.send_response(202)
         self.send_header("Content-Length", "0")
         self.end_headers()
+        if type(self).close_after and type(self).close_after.pop(0):
+            self.close_connection = True  # answered, then closed without saying so
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
@@ -487,7 +491,7 @@ class _KeepAliveHandler(BaseHTTPRequestHandler):
 
 @pytest.fixture
 def keep_alive_server() -> Iterator[tuple[str, type[_KeepAliveHandler]]]:
-    handler = type("Handler", (_KeepAliveHandler,), {"ports": [], "hang_up": []})
+    handler = type("Handler", (_KeepAliveHandler,), {"ports": [], "hang_up": [], "close_after": []})
     server = ThreadingHTTPServer((HOST, 0), handler)
     server.daemon_threads = True
     thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.05})
@@ -518,3 +522,39 @@ def test_a_request_without_answer_is_ambiguous_and_never_sent_again(keep_alive_s
 
     assert caught.value.ambiguous  # it may have gone out: the worker waits for events first
     assert len(handler.ports) == 1  # the pool did not send it again on its own
+
+
+def test_a_connection_the_server_closed_while_idle_is_replaced(keep_alive_server):
+    url, handler = keep_alive_server
+    handler.close_after.append(True)
+    mailer = SendGridMailer(API_KEY, base_url=url, timeout=5)
+    mailer.send(_email())
+    deadline = time.monotonic() + 5
+    while not _server_closed(mailer) and time.monotonic() < deadline:
+        time.sleep(0.01)
+
+    mailer.send(_email())  # not an error: a new connection
+
+    assert len(handler.ports) == 2  # each request once
+    assert len(set(handler.ports)) == 2
+
+
+def test_senders_at_once_each_take_their_own_connection(keep_alive_server):
+    url, handler = keep_alive_server
+    mailer = SendGridMailer(API_KEY, base_url=url, timeout=5, connections=4)
+    with ThreadPoolExecutor(max_workers=4) as pool:
+        list(pool.map(lambda n: mailer.send(_email(message_id=n)), range(40)))
+    mailer.close()
+
+    assert len(handler.ports) == 40
+    assert len(set(handler.ports)) <= 4
+
+
+def _server_closed(mailer: SendGridMailer) -> bool:
+    idle = mailer._connections._idle
+    return bool(idle) and idle[0].sock is not None and _dropped(idle[0].sock)
+
+
+def test_a_base_url_without_a_scheme_is_a_configuration_error():
+    with pytest.raises(ConfigurationError, match="NURTURE_SENDGRID_BASE_URL"):
+        SendGridMailer(API_KEY, base_url="api.sendgrid.com")

@@ -354,3 +354,109 @@ def test_a_rendered_message_goes_out_through_the_worker(
     received = _received(envelope)
     assert received["List-Unsubscribe"].strip().startswith("<https://nurture.example.org/")
     assert received["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+
+
+class Peers(Recorder):
+    """Also keeps the client end (host, port) of the connection each email came on."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.peers: list[Any] = []
+
+    async def handle_DATA(self, server: Any, session: Session, envelope: Envelope) -> str:
+        self.peers.append(session.peer)
+        return await super().handle_DATA(server, session, envelope)
+
+
+def test_one_connection_carries_many_emails(smtp_server):
+    handler = Peers()
+    server = smtp_server(handler)
+    mailer = SmtpMailer(HOST, server.port, security="none", timeout=5)
+
+    for message_id in range(1, 6):
+        mailer.send(_email(message_id=message_id))
+    mailer.close()
+
+    assert [_received(e)["X-Nurture-Message-Id"] for e in handler.envelopes] == list("12345")
+    assert len(set(handler.peers)) == 1
+    assert mailer.opened == 1
+
+
+def test_a_connection_dropped_while_idle_is_replaced_and_the_email_goes_out_once(smtp_server):
+    handler = Peers()
+    port = free_port()
+    first = Controller(handler, hostname=HOST, port=port)
+    first.start()
+    mailer = SmtpMailer(HOST, port, security="none", timeout=5)
+    mailer.send(_email(message_id=1))
+    first.stop()  # the server goes away: the idle connection is dead
+    second = Controller(handler, hostname=HOST, port=port)
+    second.start()
+    try:
+        mailer.send(_email(message_id=2))
+    finally:
+        mailer.close()
+        second.stop()
+
+    assert [_received(e)["X-Nurture-Message-Id"] for e in handler.envelopes] == ["1", "2"]
+    assert mailer.opened == 2
+
+
+def test_a_connection_idle_too_long_is_not_reused(smtp_server):
+    handler = Peers()
+    server = smtp_server(handler)
+    now = [0.0]
+    mailer = SmtpMailer(
+        HOST, server.port, security="none", timeout=5, max_idle_seconds=30, clock=lambda: now[0]
+    )
+    mailer.send(_email(message_id=1))
+    now[0] = 10.0
+    mailer.send(_email(message_id=2))
+    now[0] = 50.0
+    mailer.send(_email(message_id=3))
+    mailer.close()
+
+    assert mailer.opened == 2
+    assert len(set(handler.peers[:2])) == 1
+    assert handler.peers[2] != handler.peers[1]
+
+
+def test_after_a_refusal_the_next_email_goes_out_on_a_new_connection(smtp_server):
+    handler = Refuser(rcpt="550 5.1.1 <{address}>: unknown user")
+    server = smtp_server(handler)
+    mailer = SmtpMailer(HOST, server.port, security="none", timeout=5)
+    with pytest.raises(PermanentDeliveryError):
+        mailer.send(_email())
+    handler.rcpt = None
+
+    mailer.send(_email(message_id=43))
+    mailer.close()
+
+    assert [_received(e)["X-Nurture-Message-Id"] for e in handler.envelopes] == ["43"]
+    assert mailer.opened == 2
+
+
+def test_the_worker_senders_each_keep_one_connection(smtp_server, session, add_message, renderer):
+    handler = Peers()
+    server = smtp_server(handler)
+    messages = [add_message(email=f"member{n}@example.org") for n in range(12)]
+    mailer = SmtpMailer(HOST, server.port, security="none", timeout=5, connections=3)
+
+    summary = deliver_messages(
+        session,
+        mailer,
+        renderer,
+        [message.id for message in messages],
+        NOW,
+        sender_email="community@example.org",
+        sender_name="The team",
+        suppression_salt="salt",
+        concurrency=3,
+    )
+    mailer.close()
+
+    assert summary.sent == 12
+    received = sorted(int(_received(e)["X-Nurture-Message-Id"]) for e in handler.envelopes)
+    assert received == sorted(message.id for message in messages)
+    assert len(set(handler.peers)) <= 3
+    assert mailer.opened <= 3

@@ -273,3 +273,60 @@ def test_ease_equals_its_closed_form_on_the_most_engaged_items() -> None:
     )
     others = np.setdiff1d(np.arange(40), model.items_)
     assert (scores[:, others] == 0).all()
+
+
+@pytest.mark.parametrize("threads", [2, 3, 7])
+@pytest.mark.parametrize("modelled_only", [False, True])
+@pytest.mark.parametrize("candidates", [None, 12])
+def test_rank_content_gives_the_same_picks_and_scores_on_any_number_of_threads(
+    threads: int, modelled_only: bool, candidates: int | None
+) -> None:
+    data = _community(threads, m=100, n=60)
+    weights = RankingWeights(
+        mmr_lambda=0.6, mmr_candidates=candidates or 60, duplicate_similarity=0.8
+    )
+    model = data["model"]
+
+    def rank(count: int, popularity: np.ndarray, rows: np.ndarray | None):
+        return rank_content(
+            data["member"],
+            data["segment"],
+            data["excluded"],
+            data["items"],
+            data["ok"],
+            data["freshness"],
+            weights,
+            6,
+            popularity,
+            history=data["history"],
+            co_engagement=data["co"],
+            format_match=data["format_match"],
+            popularity_rows=rows,
+            collaborative=model.transform(data["history"], modelled_only=modelled_only),
+            collaborative_items=model.items_ if modelled_only else None,
+            threads=count,
+        )
+
+    per_member = np.random.default_rng(threads).integers(0, 50, (100, 60)).astype(float)
+    for popularity, rows in [(data["popularity"], data["rows"]), (per_member, None)]:
+        indices, scores = rank(1, popularity, rows)
+        threaded_indices, threaded_scores = rank(threads, popularity, rows)
+        assert (indices >= 0).sum() > 300  # most members got items
+        np.testing.assert_array_equal(threaded_indices, indices)
+        np.testing.assert_array_equal(threaded_scores, scores)  # bit for bit, nan where none
+
+
+def test_rank_content_refuses_no_threads() -> None:
+    data = _community(0)
+    with pytest.raises(ValueError, match="threads must be at least 1"):
+        rank_content(
+            data["member"],
+            data["segment"],
+            data["excluded"],
+            data["items"],
+            data["ok"],
+            data["freshness"],
+            RankingWeights(),
+            3,
+            threads=0,
+        )

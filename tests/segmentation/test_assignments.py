@@ -182,3 +182,33 @@ def test_segmentation_keeps_a_member_where_they_were_for_a_while(
     assert effective_segments(session)[member_id] == before[organiser]
     assert (summary.moved, summary.pending) == (1, 0)
     assert effective_segments(session) == current_segments(session)
+
+
+def test_an_update_of_some_members_leaves_the_others_as_an_update_of_everyone_would(
+    session, world
+) -> None:
+    (m1, m2, m3), (a, b, c, _) = world
+    active = {a, b, c}
+    update_cluster_assignments(
+        session, {m1: a, m2: a, m3: b}, NOW, move_after=HOLD, active_segments=active
+    )
+    session.commit()
+    # Only m1 changed: it looks like b now, and waits.
+    changes = update_cluster_assignments(
+        session, {m1: b}, NOW + DAY, move_after=HOLD, active_segments=active, member_ids={m1}
+    )
+    session.commit()
+    assert (changes.entered, changes.pending) == (0, 1)
+    assert rows(session) == {
+        (m1, a): ("effective", NOW),
+        (m1, b): ("pending", NOW + DAY),
+        (m2, a): ("effective", NOW),
+        (m3, b): ("effective", NOW),
+    }
+    # A pending member is updated with the changed ones: its move counts once it has held.
+    changes = update_cluster_assignments(
+        session, {m1: b}, NOW + 4 * DAY, move_after=HOLD, active_segments=active, member_ids={m1}
+    )
+    session.commit()
+    assert changes.moved == 1
+    assert effective_segments(session) == {m1: b, m2: a, m3: b}

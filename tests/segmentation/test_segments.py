@@ -170,3 +170,17 @@ def test_nothing_to_segment(session, questionnaire) -> None:
     summary = segment_members(session, questionnaire=questionnaire, now=NOW)
     assert summary.run_id is None
     assert current_segments(session) == {}
+
+
+def test_a_large_community_is_labelled_from_a_sample(session, questionnaire, population) -> None:
+    # 120 members, fitted and labelled on 60 of them: sizes still count everyone.
+    summary = profile_and_segment(session, questionnaire, fit_size=60)
+    assert summary.n_segments == 4
+    assert sum(summary.sizes.values()) == 120
+    labels = sorted(summary.labels.values())
+    for role_label in ROLES.values():
+        assert sum(label.startswith(role_label) for label in labels) == 1
+    for segment in session.scalars(select(Segment)).all():
+        assert segment.card["described"] == 60
+        assert segment.card["size"] == segment.size
+        assert np.linalg.norm(segment.interest) == pytest.approx(1.0, abs=1e-5)
