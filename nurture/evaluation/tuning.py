@@ -20,11 +20,12 @@ ranking weights file (:func:`nurture.recommend.write_ranking_file`) that the wor
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import datetime as dt
 import functools
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -38,6 +39,7 @@ from nurture.evaluation.data import EvaluationData, EvaluationDataError, tempora
 from nurture.evaluation.engine_signals import SandboxSignals
 from nurture.evaluation.folder import FolderDataset, load_dataset_folder, stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
+from nurture.evaluation.report import score_recommenders
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.recommend import RankingWeights
 from nurture.recommend.ranking_file import ranking_weight_sets
@@ -48,13 +50,19 @@ from nurture.workspace import load_workspace_config
 __all__ = [
     "SEARCH_SPACES",
     "GroupTuning",
+    "JointGroupTuning",
+    "JointTuning",
     "SearchResult",
     "TuningResult",
+    "ValidationSplit",
     "carve_validation",
+    "folder_validation",
     "propose_weights",
     "search_weights",
     "tune_folder",
+    "tune_jointly",
     "tune_workspace",
+    "workspace_validation",
 ]
 
 Group = Literal["with_history", "without_history"]
@@ -435,6 +443,58 @@ def tune_folder(
         raise ValueError(f"k must be at least 1, found {k}")
     seed = settings.random_seed if seed is None else seed
     starts = start if start is not None else ranking_weight_sets(settings)
+    with folder_validation(settings, folder, k=k, seed=seed) as split:
+        groups = _search_groups(
+            split.signals, split.data, split.member_ids, starts, k=k, trials=trials, seed=seed
+        )
+    return TuningResult(
+        dataset=folder,
+        k=k,
+        seed=seed,
+        groups=groups,
+        counts=_counts(split.data, groups),
+    )
+
+
+@dataclass(frozen=True)
+class ValidationSplit:
+    """A validation split carved from a dataset's training data, ranked once.
+
+    Attributes:
+        name: What it was carved from (a folder, a workspace).
+        data: The split: training = what is left, test = the validation interactions.
+        signals: The ranking signals of its sandbox, for cheap re-ranking.
+        member_ids: The sandbox member id of each member key of ``data``.
+    """
+
+    name: str
+    data: EvaluationData
+    signals: SandboxSignals
+    member_ids: Mapping[str, int]
+
+
+@contextlib.contextmanager
+def folder_validation(
+    settings: Settings, folder: Path, *, k: int = 10, seed: int | None = None
+) -> Iterator[ValidationSplit]:
+    """Carve a dataset folder's validation split and run the nightly stages on it once.
+
+    ``test.csv`` is never read (``load_dataset_folder(..., with_test=False)``); see
+    :func:`carve_validation`. The sandbox lives as long as the context.
+
+    Args:
+        settings: The settings in force.
+        folder: The dataset folder.
+        k: Cut-off of the lists.
+        seed: Seed of the split; the settings' random seed when none.
+
+    Yields:
+        The split and its signals.
+
+    Raises:
+        EvaluationDataError: A training file is missing or invalid.
+    """
+    seed = settings.random_seed if seed is None else seed
     dataset = load_dataset_folder(
         folder, languages=load_workspace_config(settings.workspace).languages, with_test=False
     )
@@ -444,14 +504,7 @@ def tune_folder(
         member_ids = stage_folder(validation, sandbox)
         rank_with_nurture(sandbox, validation.now)
         signals = SandboxSignals(sandbox, validation.now)
-        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
-    return TuningResult(
-        dataset=folder,
-        k=k,
-        seed=seed,
-        groups=groups,
-        counts=_counts(data, groups),
-    )
+        yield ValidationSplit(str(folder), data, signals, member_ids)
 
 
 def _counts(data: EvaluationData, groups: Mapping[str, GroupTuning]) -> dict[str, int]:
@@ -501,6 +554,179 @@ def _search_groups(
     return groups
 
 
+_GROUP_MODES: tuple[tuple[Group, Literal["warm", "cold-start"]], ...] = (
+    ("with_history", "warm"),
+    ("without_history", "cold-start"),
+)
+
+
+@dataclass(frozen=True)
+class JointGroupTuning:
+    """The joint search of one group of members over several validation splits.
+
+    Attributes:
+        group: ``with_history`` or ``without_history``.
+        start: The weights it started from.
+        start_score: Their objective (mean ratio to the best baseline, 1.0 = at par).
+        best: The best weights found.
+        best_score: Their objective.
+        trials: Weight sets tried.
+        figures: Per split name: the validation members scored, ``precision@k`` and
+            ``ndcg@k`` of ``start`` and ``best`` and of the best baseline (each metric's best).
+    """
+
+    group: Group
+    start: RankingWeights
+    start_score: float
+    best: RankingWeights
+    best_score: float
+    trials: int
+    figures: dict[str, dict[str, Any]]
+
+
+@dataclass(frozen=True)
+class JointTuning:
+    """What a joint search over several datasets' validation splits found.
+
+    Attributes:
+        k: The cut-off scored.
+        seed: The seed of the search.
+        groups: The search of each group.
+    """
+
+    k: int
+    seed: int
+    groups: dict[str, JointGroupTuning]
+
+    def weights(self) -> tuple[RankingWeights, RankingWeights]:
+        """The best weights of members with a history, and of members without."""
+        return self.groups["with_history"].best, self.groups["without_history"].best
+
+    def to_dict(self) -> dict[str, Any]:
+        """The result as JSON-ready values."""
+        return {
+            "k": self.k,
+            "seed": self.seed,
+            "groups": {
+                name: {
+                    "trials": group.trials,
+                    "start": group.start.model_dump(),
+                    "start_score": group.start_score,
+                    "best": group.best.model_dump(),
+                    "best_score": group.best_score,
+                    "figures": group.figures,
+                }
+                for name, group in self.groups.items()
+            },
+        }
+
+
+def tune_jointly(
+    splits: Sequence[ValidationSplit],
+    starts: tuple[RankingWeights, RankingWeights],
+    *,
+    k: int = 10,
+    trials: int = 200,
+    seed: int = 42,
+) -> JointTuning:
+    """Search each group's weights on several validation splits at once, against the baselines.
+
+    On every split and group the baselines (:func:`score_recommenders`) rank the same
+    validation members; the objective of a weight set is the mean, over the splits and both
+    metrics, of nurture's ``precision@k`` and ``nDCG@k`` divided by the best baseline's (a
+    split or metric whose best baseline scores 0 is left out). Pooling the splits gives the
+    search more validation members than any one dataset has; nothing here reads a test.
+
+    Args:
+        splits: Validation splits (:func:`folder_validation`, :func:`workspace_validation`).
+        starts: The weights to start from, ``(with history, without history)``.
+        k: Cut-off of the lists scored.
+        trials: Weight sets tried per group, the start included.
+        seed: Seed of the search.
+
+    Returns:
+        The best weights of each group with their validation figures.
+
+    Raises:
+        ValueError: ``k`` or ``trials`` is below 1, or ``splits`` is empty.
+    """
+    if k < 1:
+        raise ValueError(f"k must be at least 1, found {k}")
+    if not splits:
+        raise ValueError("tune_jointly needs at least one validation split")
+    metric_names = (f"precision@{k}", f"ndcg@{k}")
+    names = [split.name for split in splits]  # a name that repeats gets its position
+    groups: dict[str, JointGroupTuning] = {}
+    for (group, mode), begin in zip(_GROUP_MODES, starts, strict=True):
+        scorers: list[tuple[str, int, Callable[[RankingWeights], Mapping[str, float | None]]]] = []
+        bests: dict[str, dict[str, float]] = {}
+        for number, split in enumerate(splits, start=1):
+            rows = split.data.members_to_evaluate(mode)
+            if not len(rows):
+                continue
+            ids = [split.member_ids[split.data.member_keys[row]] for row in rows]
+            baselines = score_recommenders(
+                split.data, rows, np.full((len(rows), k), -1, dtype=np.int64), k, seed
+            )
+            name_of_split = (
+                split.name if names.count(split.name) == 1 else f"{split.name} #{number}"
+            )
+            bests[name_of_split] = {
+                name: max(
+                    (values.get(name) or 0.0)
+                    for recommender, values in baselines.items()
+                    if recommender != "nurture"
+                )
+                for name in metric_names
+            }
+            scorers.append(
+                (
+                    name_of_split,
+                    len(rows),
+                    functools.partial(_group_metrics, split.signals, split.data, rows, ids, k),
+                )
+            )
+
+        def objective(
+            weights: RankingWeights,
+            scorers: list[
+                tuple[str, int, Callable[[RankingWeights], Mapping[str, float | None]]]
+            ] = scorers,
+            bests: dict[str, dict[str, float]] = bests,
+        ) -> float:
+            ratios = [
+                (figures.get(name) or 0.0) / bests[split_name][name]
+                for split_name, _, metrics in scorers
+                for figures in (metrics(weights),)
+                for name in metric_names
+                if bests[split_name][name] > 0
+            ]
+            return float(np.mean(ratios)) if ratios else 0.0
+
+        found = search_weights(
+            objective, begin, SEARCH_SPACES[group], trials=trials if scorers else 1, seed=seed
+        )
+        figures: dict[str, dict[str, Any]] = {}
+        for split_name, members, metrics in scorers:
+            start_figures, best_figures = metrics(begin), metrics(found.best)
+            figures[split_name] = {
+                "members": members,
+                **{f"start {name}": start_figures.get(name) for name in metric_names},
+                **{f"best {name}": best_figures.get(name) for name in metric_names},
+                **{f"baseline {name}": bests[split_name][name] for name in metric_names},
+            }
+        groups[group] = JointGroupTuning(
+            group=group,
+            start=begin,
+            start_score=found.start_score,
+            best=found.best,
+            best_score=found.best_score,
+            trials=found.trials,
+            figures=figures,
+        )
+    return JointTuning(k=k, seed=seed, groups=groups)
+
+
 def tune_workspace(
     runtime: Runtime,
     *,
@@ -537,6 +763,53 @@ def tune_workspace(
     """
     if k < 1:
         raise ValueError(f"k must be at least 1, found {k}")
+    seed = runtime.settings.random_seed if seed is None else seed
+    starts = start if start is not None else runtime.ranking_weight_sets
+    with workspace_validation(
+        runtime, k=k, seed=seed, start=starts, cutoff=cutoff, test_share=test_share
+    ) as split:
+        groups = _search_groups(
+            split.signals, split.data, split.member_ids, starts, k=k, trials=trials, seed=seed
+        )
+    return TuningResult(
+        dataset=runtime.settings.workspace,
+        k=k,
+        seed=seed,
+        groups=groups,
+        counts=_counts(split.data, groups),
+    )
+
+
+@contextlib.contextmanager
+def workspace_validation(
+    runtime: Runtime,
+    *,
+    k: int = 10,
+    seed: int | None = None,
+    start: tuple[RankingWeights, RankingWeights] | None = None,
+    cutoff: dt.datetime | None = None,
+    test_share: float = 0.2,
+) -> Iterator[ValidationSplit]:
+    """Carve a validation split from the workspace's activity before ``cutoff``, ranked once.
+
+    The activity at or after the cut-off (what ``nurture evaluate`` tests on, with the same
+    cut-off) is never read; see :func:`tune_workspace`.
+
+    Args:
+        runtime: The runtime of the workspace and its database.
+        k: Cut-off of the lists.
+        seed: Seed of the split; the settings' when none.
+        start: The weights the sandbox's nightly run ranks with; those in force when none.
+        cutoff: The time before which activity trains; none leaves the last ``test_share``
+            of the interactions out, as ``nurture evaluate`` does.
+        test_share: Share left out when ``cutoff`` is none.
+
+    Yields:
+        The split and its signals.
+
+    Raises:
+        EvaluationDataError: There is no activity before the cut-off to learn from.
+    """
     settings = runtime.settings
     seed = settings.random_seed if seed is None else seed
     starts = start if start is not None else runtime.ranking_weight_sets
@@ -590,11 +863,4 @@ def tune_workspace(
             data = split_in_time(target, scored, cutoff, choice_questions=choices, held_out=tested)
         signals = SandboxSignals(sandbox, cutoff)
         member_ids = {key: int(key) for key in data.member_keys}
-        groups = _search_groups(signals, data, member_ids, starts, k=k, trials=trials, seed=seed)
-    return TuningResult(
-        dataset=settings.workspace,
-        k=k,
-        seed=seed,
-        groups=groups,
-        counts=_counts(data, groups),
-    )
+        yield ValidationSplit(str(settings.workspace), data, signals, member_ids)

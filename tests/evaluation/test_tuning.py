@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import shutil
@@ -15,10 +16,12 @@ from typer.testing import CliRunner
 from nurture.evaluation import (
     SEARCH_SPACES,
     carve_validation,
+    folder_validation,
     load_dataset_folder,
     propose_weights,
     search_weights,
     tune_folder,
+    tune_jointly,
     tune_workspace,
 )
 from nurture.evaluation.workspace import WorkspaceInteraction, load_interactions
@@ -186,6 +189,39 @@ def test_tuning_never_reads_the_test_split(settings: Settings, tmp_path: Path) -
             for name in ("start_metrics", "best_metrics")
         ]
         assert objective[1] >= objective[0]
+
+
+def test_the_joint_search_pools_validation_splits_without_reading_the_tests(
+    settings: Settings, tmp_path: Path
+) -> None:
+    real = _example_without_test(tmp_path / "a", (EXAMPLE / "test.csv").read_bytes())
+    poisoned = _example_without_test(tmp_path / "b", b"\xff\xfe not a csv at all\x00")
+    missing = _example_without_test(tmp_path / "c", None)
+    start = (RankingWeights(), RankingWeights())
+
+    def joint(folders: tuple[Path, Path]) -> dict[str, object]:
+        with contextlib.ExitStack() as stack:
+            splits = [
+                stack.enter_context(folder_validation(settings, folder, seed=seed))
+                for folder, seed in zip(folders, (42, 7), strict=True)
+            ]
+            result = tune_jointly(splits, start, trials=6, seed=42).to_dict()
+        for group in result["groups"].values():  # the split names are the folders
+            group["figures"] = list(group["figures"].values())
+        return result
+
+    result = joint((real, poisoned))
+    assert result == joint((missing, missing))
+    for group in result["groups"].values():
+        assert len(group["figures"]) == 2  # both splits have members of each group
+        assert group["best_score"] >= group["start_score"]
+        ratios = [
+            figures[f"best {name}"] / figures[f"baseline {name}"]
+            for figures in group["figures"]
+            for name in ("precision@10", "ndcg@10")
+            if figures[f"baseline {name}"] > 0
+        ]
+        assert ratios and group["best_score"] == pytest.approx(float(np.mean(ratios)))
 
 
 def test_the_cli_tunes_and_writes_the_file_the_workspace_reads(
