@@ -224,11 +224,12 @@ def _each_distinct(values: list[Any], parse: Callable[[Any], Any]) -> Column:
     parsed: list[Any] = []
     refused = False
     for value in values:
+        key = (type(value), value)  # 1, 1.0 and True are equal, and refused differently
         try:
-            outcome = distinct[value]
+            outcome = distinct[key]
         except KeyError:
             outcome = _each_value([value], parse).values[0]
-            distinct[value] = outcome
+            distinct[key] = outcome
         except TypeError:  # an unhashable value (a JSON list): parsed alone
             outcome = _each_value([value], parse).values[0]
         if type(outcome) is ImportRecordError:

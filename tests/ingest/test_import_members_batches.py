@@ -164,3 +164,25 @@ def test_fields_are_checked_in_order_and_attributes_as_each_record_gives_them(se
     assert members["v@example.org"].attributes == {"tags": ["a", {"b": 1}]}
     unal = members["u@example.org"]
     assert unal.first_name == "Ünal" and unal.consent_status == ConsentStatus.GRANTED
+
+
+def test_values_equal_in_python_but_of_other_types_are_each_refused_as_themselves(
+    session, tmp_path
+):
+    records = [
+        {"email": "a@example.org", "consent_status": 1},
+        {"email": "b@example.org", "consent_status": True},
+        {"email": "c@example.org", "consent_status": 1.0},
+        {"email": "d@example.org", "consent_status": ["granted"]},
+    ]
+    text = "".join(json.dumps(record) + "\n" for record in records)
+    rejects_path = tmp_path / "rejects.csv"
+
+    summary = import_members(session, write(tmp_path / "m.jsonl", text), rejects_path)
+
+    assert summary.refused == 4
+    reasons = [reject["reason"] for reject in read_rejects(rejects_path)]
+    assert "found '1'" in reasons[0]
+    assert "JSON bool" in reasons[1]
+    assert "found '1.0'" in reasons[2]
+    assert "JSON list" in reasons[3]
