@@ -1,11 +1,12 @@
-"""Time imports of activity events and answers against a bare bulk insert of the same rows.
+"""Time imports of members, activity events and answers against a bare bulk insert of the same rows.
 
-The import figure: :func:`nurture.ingest.import_activity` and
-:func:`nurture.ingest.import_answers` reading the demo community's JSON Lines files (generated
-with the workspace's library and questionnaire, the library synced to the database first, so the
-import checks events against the items' dates), on SQLite and, when a PostgreSQL URL is given,
-on PostgreSQL, each into a database holding the members and nothing else of these tables. The
-whole import is timed: reading and validating every record, resolving members, the rejects
+The import figure: :func:`nurture.ingest.import_members` reading the demo community's CSV file
+into a database without members, :func:`nurture.ingest.import_activity` and
+:func:`nurture.ingest.import_answers` reading its JSON Lines files (generated with the
+workspace's library and questionnaire, the library synced to the database first, so the import
+checks events against the items' dates) into a database holding the members and nothing else of
+these tables; on SQLite and, when a PostgreSQL URL is given, on PostgreSQL. The whole import is
+timed: reading and validating every record, resolving members, the rejects
 file, each batch's write and commit.
 
 The floor is what storing those rows costs at the least: the rows the import stored, read back
@@ -58,6 +59,7 @@ from nurture.workspace import (
 )
 
 __all__ = [
+    "KINDS",
     "ImportFigure",
     "ImportsBenchmarkResult",
     "main",
@@ -73,7 +75,28 @@ NOW = dt.datetime(2026, 12, 1, tzinfo=dt.UTC)
 """The demo community's clock: every event of the files happened before it."""
 _EVENTS_PER_MEMBER = 9
 _ANSWERS_PER_MEMBER = 4.5
+KINDS = ("members", "activity", "answers")
+"""The kinds of file the benchmark imports."""
 _STORED = {
+    "members": (
+        "members",
+        (
+            "external_id",
+            "email",
+            "first_name",
+            "last_name",
+            "language",
+            "time_zone",
+            "birthday",
+            "joined_at",
+            "consent_status",
+            "consent_source",
+            "attributes",
+            "unsubscribed_categories",
+            "created_at",
+            "updated_at",
+        ),
+    ),
     "activity": (
         "activity_events",
         ("member_id", "type", "occurred_at", "content_key", "properties", "idempotency_key"),
@@ -100,7 +123,7 @@ class ImportFigure:
 
     Attributes:
         database: ``sqlite`` or ``postgresql``.
-        kind: ``activity`` or ``answers``.
+        kind: ``members``, ``activity`` or ``answers``.
         rows: Rows stored by the import (records of the file, less any refused).
         refused: Records refused.
         importing: The import into the empty table.
@@ -215,8 +238,9 @@ def run_imports_benchmark(
     batch_size: int = DEFAULT_BATCH_SIZE,
     postgres_url: str | None = None,
     work_dir: Path | None = None,
+    kinds: Sequence[str] = KINDS,
 ) -> ImportsBenchmarkResult:
-    """Time the imports of activity and answers, and their floors, on SQLite and PostgreSQL.
+    """Time the imports of members, activity and answers, and their floors, on each database.
 
     Args:
         activity_rows: Activity events in the file.
@@ -227,6 +251,7 @@ def run_imports_benchmark(
         postgres_url: A PostgreSQL database to measure on too (in a schema of its own,
             dropped at the end); SQLite alone when ``None``.
         work_dir: Where files and the SQLite database go; a temporary folder when ``None``.
+        kinds: The kinds of file to import (of ``KINDS``).
 
     Returns:
         The figures.
@@ -240,10 +265,10 @@ def run_imports_benchmark(
         )
         generate_seconds = time.perf_counter() - started
         questionnaire = load_questionnaire(REPO / "content" / "questionnaire.yaml")
-        figures = _measure_sqlite(directory, files, questionnaire, repeats, batch_size)
+        figures = _measure_sqlite(directory, files, questionnaire, repeats, batch_size, kinds)
         if postgres_url:
             figures += _measure_postgres(
-                directory, postgres_url, files, questionnaire, repeats, batch_size
+                directory, postgres_url, files, questionnaire, repeats, batch_size, kinds
             )
     return ImportsBenchmarkResult(
         figures,
@@ -260,11 +285,13 @@ def run_imports_benchmark(
 # --- one database ---------------------------------------------------------------------------
 
 
-def _seed_database(engine: Engine, files: ImportFiles, rejects: Path) -> None:
+def _seed_database(engine: Engine, files: ImportFiles, rejects: Path, *, members: bool) -> None:
     """Migrate, sync the library, import the members: the state each timed import starts from."""
     migrate_database(engine)
     with session_scope(engine) as session:
         sync_content_items(session, load_content_library(REPO / "content" / "library"), now=NOW)
+    if not members:
+        return
     with session_scope(engine) as session:
         summary = import_members(session, files.members, rejects / "members.csv")
     if summary.refused:
@@ -282,7 +309,11 @@ def _import(
     with session_scope(engine) as session:
         started = time.perf_counter()
         cpu = time.process_time()
-        if kind == "activity":
+        if kind == "members":
+            summary = import_members(
+                session, files.members, rejects / "members.csv", batch_size=batch_size
+            )
+        elif kind == "activity":
             summary = import_activity(
                 session, files.activity, rejects / "activity.csv", batch_size=batch_size
             )
@@ -354,13 +385,14 @@ def _measure_kind(
     )
 
 
+_JSON_COLUMNS = frozenset({"properties", "value", "attributes", "unsubscribed_categories"})
+
+
 def _stored_rows(engine: Engine, kind: str) -> list[tuple[Any, ...]]:
     """The rows the import stored, in the order stored, as the database gives them back raw."""
     table, columns = _STORED[kind]
     selected = ", ".join(
-        f"{name}::text"
-        if engine.dialect.name == "postgresql" and name in ("properties", "value")
-        else name
+        f"{name}::text" if engine.dialect.name == "postgresql" and name in _JSON_COLUMNS else name
         for name in columns
     )
     with engine.connect() as connection:
@@ -376,21 +408,27 @@ def _measure_sqlite(
     questionnaire: Questionnaire,
     repeats: int,
     batch_size: int,
+    kinds: Sequence[str],
 ) -> list[ImportFigure]:
     rejects = directory / "rejects"
     rejects.mkdir(exist_ok=True)
-    seeded = directory / "seeded.db"
-    engine = create_database_engine(f"sqlite:///{seeded}")
-    _seed_database(engine, files, rejects)
-    engine.dispose()
+    seeded = {}
+    for members in (False, True):  # without the members (to import them), with them
+        seeded[members] = directory / f"seeded-{'members' if members else 'empty'}.db"
+        engine = create_database_engine(f"sqlite:///{seeded[members]}")
+        _seed_database(engine, files, rejects, members=members)
+        engine.dispose()
     database = directory / "bench.db"
 
-    def fresh_engine() -> Engine:
-        for suffix in ("", "-wal", "-shm"):
-            database.with_name(database.name + suffix).unlink(missing_ok=True)
-        shutil.copyfile(seeded, database)
-        os.sync()  # the copy's writes are not the timed run's to flush
-        return create_database_engine(f"sqlite:///{database}")
+    def fresh_engine_for(kind: str) -> Callable[[], Engine]:
+        def fresh_engine() -> Engine:
+            for suffix in ("", "-wal", "-shm"):
+                database.with_name(database.name + suffix).unlink(missing_ok=True)
+            shutil.copyfile(seeded[kind != "members"], database)
+            os.sync()  # the copy's writes are not the timed run's to flush
+            return create_database_engine(f"sqlite:///{database}")
+
+        return fresh_engine
 
     def make_floor(kind: str) -> Callable[[Engine, list[tuple[Any, ...]]], tuple[float, float]]:
         table, columns = _STORED[kind]
@@ -414,7 +452,7 @@ def _measure_sqlite(
         _measure_kind(
             "sqlite",
             kind,
-            fresh_engine,
+            fresh_engine_for(kind),
             files,
             questionnaire,
             rejects,
@@ -422,7 +460,7 @@ def _measure_sqlite(
             batch_size,
             make_floor(kind),
         )
-        for kind in ("activity", "answers")
+        for kind in kinds
     ]
 
 
@@ -433,6 +471,7 @@ def _measure_postgres(
     questionnaire: Questionnaire,
     repeats: int,
     batch_size: int,
+    kinds: Sequence[str],
 ) -> list[ImportFigure]:
     rejects = directory / "rejects"
     rejects.mkdir(exist_ok=True)
@@ -446,15 +485,21 @@ def _measure_postgres(
     )
     try:
         engine = create_database_engine(own_url)
-        _seed_database(engine, files, rejects)
+        _seed_database(engine, files, rejects, members=True)
         engine.dispose()
 
-        def fresh_engine() -> Engine:
-            engine = create_database_engine(own_url)
-            with engine.begin() as connection:
-                connection.execute(text("TRUNCATE activity_events, answers"))
-                connection.execute(text("ANALYZE members"))
-            return engine
+        def fresh_engine_for(kind: str) -> Callable[[], Engine]:
+            # The members go last: emptying their table empties the others.
+            emptied = "members" if kind == "members" else "activity_events, answers"
+
+            def fresh_engine() -> Engine:
+                engine = create_database_engine(own_url)
+                with engine.begin() as connection:
+                    connection.execute(text(f"TRUNCATE {emptied} RESTART IDENTITY CASCADE"))
+                    connection.execute(text("ANALYZE members"))
+                return engine
+
+            return fresh_engine
 
         def make_floor(
             kind: str,
@@ -480,7 +525,7 @@ def _measure_postgres(
             _measure_kind(
                 "postgresql",
                 kind,
-                fresh_engine,
+                fresh_engine_for(kind),
                 files,
                 questionnaire,
                 rejects,
@@ -488,7 +533,7 @@ def _measure_postgres(
                 batch_size,
                 make_floor(kind),
             )
-            for kind in ("activity", "answers")
+            for kind in sorted(kinds, key=lambda kind: kind == "members")
         ]
     finally:
         with admin.begin() as connection:
@@ -505,10 +550,12 @@ def render_imports_section(result: ImportsBenchmarkResult) -> list[str]:
     lines = [
         "## Imports",
         "",
-        f"`import_activity` and `import_answers` reading the demo community's JSON Lines files "
-        f"(`generate_demo_community`, seed {result.seed}, {files.members_count:,} members, cut "
-        f"to {files.activity_rows:,} events and {files.answer_rows:,} answers), each into a "
-        f"database holding the members and the synced library, in batches of "
+        f"`import_members` reading the demo community's CSV file "
+        f"(`generate_demo_community`, seed {result.seed}, {files.members_count:,} members) into "
+        f"a database holding the synced library and no member; `import_activity` and "
+        f"`import_answers` reading its JSON Lines files (cut to {files.activity_rows:,} events "
+        f"and {files.answer_rows:,} answers), each into a database holding the members and the "
+        f"synced library; in batches of "
         f"{result.batch_size:,} records. The floor writes the rows the import stored (read "
         f"back before timing) into the same empty table with the driver alone, in batches of "
         f"the same size, a commit after each: `executemany` of a plain `INSERT` on SQLite, "
@@ -536,7 +583,8 @@ def render_imports_section(result: ImportsBenchmarkResult) -> list[str]:
     lines += [
         "",
         f"- Not timed: generating the community ({result.generate_seconds:.0f} s), the "
-        "members' import, copying the database between rounds, reading the rows back.",
+        "members' import that seeds the databases of the other files, copying or emptying "
+        "the database between rounds, reading the rows back.",
         "- CPU ratio (SQLite): the CPU seconds of this process, import over floor; all of "
         "SQLite's work is in the process, so on a loaded machine it is steadier than the wall "
         "clock, which charges the import (CPU-bound) for the other processes more than the "
@@ -569,6 +617,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="Also measure on this PostgreSQL database (default: $NURTURE_BENCH_POSTGRES_URL).",
     )
     parser.add_argument("--work-dir", type=Path, default=None)
+    parser.add_argument(
+        "--kinds",
+        nargs="+",
+        choices=KINDS,
+        default=list(KINDS),
+        help="The kinds of file to import (default: all).",
+    )
     parser.add_argument("--output", type=Path, default=None)
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -580,6 +635,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch_size=args.batch_size,
         postgres_url=args.postgres_url,
         work_dir=args.work_dir,
+        kinds=args.kinds,
     )
     report = "\n".join(render_imports_section(result)) + "\n"
     if args.output:

@@ -53,7 +53,8 @@ def write_rows(
         columns: The columns each row gives, in order.
         rows: The rows: Python values as the ORM would take them (aware datetimes, dicts and
             lists for JSON columns).
-        conflict: The columns of the unique constraint that makes two rows the same.
+        conflict: The columns of the unique constraint that makes two rows the same; with
+            none, a conflicting row makes the database refuse the batch (``IntegrityError``).
         update: Columns a conflicting row replaces in the stored one; with none, a conflicting
             row is skipped. Two rows of one batch must not conflict with each other when
             ``update`` is given.
@@ -118,6 +119,8 @@ def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
 
 
 def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
+    if not conflict:
+        return ""
     target = f"ON CONFLICT ({', '.join(conflict)})"
     if not update:
         return f"{target} DO NOTHING"

@@ -17,12 +17,11 @@ import contextlib
 import contextvars
 import datetime as dt
 import functools
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -33,21 +32,24 @@ from nurture.ingest.batches import (
     ImportSummary,
     Outcome,
     Row,
-    each_record,
     run_import,
 )
+from nurture.ingest.bulk import write_rows
 from nurture.ingest.fields import (
+    Column,
     check_json_value,
     clean_text,
+    combine_columns,
+    field_values,
     parse_choice,
     parse_date,
     parse_email,
-    parse_past_datetime,
-    parse_text,
     parse_time_zone,
+    past_datetime_column,
+    text_column,
 )
 from nurture.languages import DEFAULT_LANGUAGES
-from nurture.storage.models import ConsentStatus, Member, utcnow
+from nurture.storage.models import ConsentStatus, Member, table_of, utcnow
 
 __all__ = [
     "CONSENT_STATUSES",
@@ -72,6 +74,7 @@ MEMBER_COLUMNS = (
     "consent_source",
 )
 """The member fields nurture knows, in the order of the documentation; others are attributes."""
+_MEMBER_FIELDS = frozenset(MEMBER_COLUMNS)
 MEMBER_REQUIRED_COLUMNS = frozenset({"email"})
 _REFS_PER_QUERY = 5000  # bound parameters of one query: well within SQLite's limit of 32 766
 _MAX_REMEMBERED = 200_000
@@ -80,21 +83,20 @@ _REMEMBERED: contextvars.ContextVar[dict[str, int] | None] = contextvars.Context
 )
 
 
-@dataclass(frozen=True)
-class _MemberRecord:
+class _MemberRecord(NamedTuple):
     """A valid member record; ``None`` means "not given"."""
 
+    external_id: str | None
     email: str
-    external_id: str | None = None
-    first_name: str | None = None
-    last_name: str | None = None
-    language: str | None = None
-    time_zone: str | None = None
-    birthday: dt.date | None = None
-    joined_at: dt.datetime | None = None
-    consent_status: str | None = None
-    consent_source: str | None = None
-    attributes: dict[str, Any] = field(default_factory=dict)
+    first_name: str | None
+    last_name: str | None
+    language: str | None
+    time_zone: str | None
+    birthday: dt.date | None
+    joined_at: dt.datetime | None
+    consent_status: str | None
+    consent_source: str | None
+    attributes: dict[str, Any]
 
 
 def import_members(
@@ -130,9 +132,8 @@ def import_members(
     """
     now = utcnow()
 
-    @each_record
-    def parse(record: Mapping[str, Any]) -> _MemberRecord:
-        return _parse_member(record, now, languages=languages)
+    def parse(records: list[Mapping[str, Any]]) -> list[_MemberRecord | ImportRecordError]:
+        return _parse_members(records, now, languages=languages)
 
     return run_import(
         session,
@@ -149,71 +150,137 @@ def import_members(
     )
 
 
-def _parse_member(
-    record: Mapping[str, Any],
+def _parse_members(
+    records: Sequence[Mapping[str, Any]],
     now: dt.datetime | None = None,
     *,
     languages: Sequence[str] = DEFAULT_LANGUAGES,
-) -> _MemberRecord:
-    """Validate one member record; fields are checked in the order of ``MEMBER_COLUMNS``.
+) -> list[_MemberRecord | ImportRecordError]:
+    """Validate member records, a field at a time over the records.
 
     Args:
-        record: The record as read from the file.
+        records: The records as read from the file.
         now: The import's clock: a later ``joined_at`` (beyond a day) is refused.
         languages: The workspace's languages, the only values ``language`` may take.
 
     Returns:
-        The valid record.
-
-    Raises:
-        ImportRecordError: A field is invalid; the error names the first such field.
+        Each record's value, or the error naming its first invalid field (in the order of
+        ``MEMBER_COLUMNS``, the attributes last).
     """
-    external_id = parse_text(record, "external_id")
-    email = parse_email(record)
-    first_name = parse_text(record, "first_name")
-    last_name = parse_text(record, "last_name")
-    language = parse_choice(record, "language", tuple(languages))
-    time_zone = parse_time_zone(record)
-    birthday = parse_date(record, "birthday")
-    if birthday is not None and not dt.date(1900, 1, 1) <= birthday <= dt.date.today():
-        raise ImportRecordError(
-            f"expected a birthday between 1900-01-01 and today, found {birthday}",
-            field="birthday",
-        )
-    joined_at = parse_past_datetime(record, "joined_at", now or utcnow())
-    consent_status = parse_choice(record, "consent_status", CONSENT_STATUSES)
-    consent_source = parse_text(record, "consent_source")
+    today = dt.date.today()
+    choices = tuple(languages)
+
+    def birthday(value: Any) -> dt.date | None:
+        parsed = parse_date({"birthday": value}, "birthday")
+        if parsed is not None and not dt.date(1900, 1, 1) <= parsed <= today:
+            raise ImportRecordError(
+                f"expected a birthday between 1900-01-01 and today, found {parsed}",
+                field="birthday",
+            )
+        return parsed
+
+    columns = [
+        text_column(field_values(records, "external_id"), "external_id"),
+        _each_value(field_values(records, "email"), lambda value: parse_email({"email": value})),
+        text_column(field_values(records, "first_name"), "first_name"),
+        text_column(field_values(records, "last_name"), "last_name"),
+        _each_distinct(
+            field_values(records, "language"),
+            lambda value: parse_choice({"language": value}, "language", choices),
+        ),
+        _each_distinct(
+            field_values(records, "time_zone"), lambda value: parse_time_zone({"time_zone": value})
+        ),
+        _each_value(field_values(records, "birthday"), birthday),
+        past_datetime_column(field_values(records, "joined_at"), "joined_at", now or utcnow()),
+        _each_distinct(
+            field_values(records, "consent_status"),
+            lambda value: parse_choice(
+                {"consent_status": value}, "consent_status", CONSENT_STATUSES
+            ),
+        ),
+        text_column(field_values(records, "consent_source"), "consent_source"),
+        _attributes_column(records),
+    ]
+    return combine_columns(columns, _MemberRecord)
+
+
+def _each_value(values: list[Any], parse: Callable[[Any], Any]) -> Column:
+    """``parse`` of each value, or the error refusing it."""
+    parsed: list[Any] = []
+    refused = False
+    for value in values:
+        try:
+            parsed.append(parse(value))
+        except ImportRecordError as exc:
+            parsed.append(exc.with_traceback(None))  # no cycle through this frame
+            refused = True
+    return Column(parsed, refused)
+
+
+def _each_distinct(values: list[Any], parse: Callable[[Any], Any]) -> Column:
+    """As :func:`_each_value`, each distinct value parsed once (a field of few values)."""
+    distinct: dict[Any, Any] = {}
+    parsed: list[Any] = []
+    refused = False
+    for value in values:
+        key = (type(value), value)  # 1, 1.0 and True are equal, and refused differently
+        try:
+            outcome = distinct[key]
+        except KeyError:
+            outcome = _each_value([value], parse).values[0]
+            distinct[key] = outcome
+        except TypeError:  # an unhashable value (a JSON list): parsed alone
+            outcome = _each_value([value], parse).values[0]
+        if type(outcome) is ImportRecordError:
+            refused = True
+        parsed.append(outcome)
+    return Column(parsed, refused)
+
+
+def _attributes_column(records: Sequence[Mapping[str, Any]]) -> Column:
+    """The attributes of each record: its fields other than ``MEMBER_COLUMNS``, checked."""
+    good_keys: set[str] = set()
+    parsed: list[Any] = []
+    refused = False
+    for record in records:
+        try:
+            parsed.append(_attributes(record, good_keys))
+        except ImportRecordError as exc:
+            parsed.append(exc.with_traceback(None))
+            refused = True
+    return Column(parsed, refused)
+
+
+def _attributes(record: Mapping[str, Any], good_keys: set[str]) -> dict[str, Any]:
     attributes: dict[str, Any] = {}
     for key, value in record.items():
-        if key in MEMBER_COLUMNS or value is None:
+        if value is None or key in _MEMBER_FIELDS:
             continue
-        try:
-            clean_text(key)
-        except ValueError as exc:
-            raise ImportRecordError(f"the attribute's name {exc}", field=repr(key)) from None
-        try:
-            if isinstance(value, str):
-                value = clean_text(value.strip(), multiline=True)
+        if key not in good_keys:
+            try:
+                clean_text(key)
+            except ValueError as exc:
+                raise ImportRecordError(f"the attribute's name {exc}", field=repr(key)) from None
+            good_keys.add(key)
+        if type(value) is str:
+            value = value.strip()
+            if not value:
+                continue
+            if not (value.isascii() and value.isprintable()):
+                try:
+                    value = clean_text(value, multiline=True)
+                except ValueError as exc:
+                    raise ImportRecordError(str(exc), field=key) from None
                 if not value:
                     continue
-            else:
+        else:
+            try:
                 check_json_value(value)
-        except ValueError as exc:
-            raise ImportRecordError(str(exc), field=key) from None
+            except ValueError as exc:
+                raise ImportRecordError(str(exc), field=key) from None
         attributes[key] = value
-    return _MemberRecord(
-        email=email,
-        external_id=external_id,
-        first_name=first_name,
-        last_name=last_name,
-        language=language,
-        time_zone=time_zone,
-        birthday=birthday,
-        joined_at=joined_at,
-        consent_status=consent_status,
-        consent_source=consent_source,
-        attributes=attributes,
-    )
+    return attributes
 
 
 def _apply_members(
@@ -223,21 +290,24 @@ def _apply_members(
     default_language: str,
     now: dt.datetime | None = None,
 ) -> BatchResult:
-    """Upsert ``rows``; a new member without ``joined_at`` joined at ``now`` (default: now)."""
-    external_ids = {row.value.external_id for row in rows if row.value.external_id}
-    emails = {row.value.email for row in rows}
-    found = session.scalars(
-        select(Member).where(or_(Member.external_id.in_(external_ids), Member.email.in_(emails)))
-    ).all()
-    by_external_id = {member.external_id: member for member in found if member.external_id}
-    by_email = {member.email.lower(): member for member in found}
+    """Upsert ``rows``; a new member without ``joined_at`` joined at ``now`` (default: now).
+
+    The members the batch names are read with a query or two, compared in Python, and written
+    with one ``executemany`` ``UPDATE`` for those changed and one bulk insert for the new ones
+    (:func:`nurture.ingest.bulk.write_rows`). A member named twice in the batch is written once,
+    as its last record leaves it.
+    """
+    records = [row.value for row in rows]
+    by_external_id, by_email = _stored_members(session, records)
     result = BatchResult()
-    for index, row in enumerate(rows):
-        record = row.value
+    joined = now or utcnow()
+    new: list[dict[str, Any]] = []
+    changed: dict[int, dict[str, Any]] = {}
+    for index, record in enumerate(records):
         member = by_external_id.get(record.external_id) if record.external_id else None
         holder = by_email.get(record.email)
         if member is None and holder is not None:
-            if record.external_id and holder.external_id not in (None, record.external_id):
+            if record.external_id and holder["external_id"] not in (None, record.external_id):
                 result.refuse(index, _email_taken(record.email, holder))
                 continue
             member = holder
@@ -245,55 +315,115 @@ def _apply_members(
             result.refuse(index, _email_taken(record.email, holder))
             continue
         if member is None:
-            member = _new_member(record, default_language, now or utcnow())
-            session.add(member)
+            member = _new_member(record, default_language, joined)
+            new.append(member)
             result.count(Outcome.STORED)
         else:
-            old_email = member.email.lower()
-            changed = _update_member(member, record)
-            result.count(Outcome.UPDATED if changed else Outcome.UNCHANGED)
-            if old_email != member.email:
+            old_email = member["email"].lower()
+            if _update_member(member, record):
+                result.count(Outcome.UPDATED)
+                if member["id"] is not None:
+                    changed[member["id"]] = member
+            else:
+                result.count(Outcome.UNCHANGED)
+            if old_email != member["email"]:
                 by_email.pop(old_email, None)
-        by_email[member.email] = member
-        if member.external_id:
-            by_external_id[member.external_id] = member
+        by_email[member["email"]] = member
+        if member["external_id"]:
+            by_external_id[member["external_id"]] = member
+    stamp = utcnow()
+    if changed:  # updates first, as the ORM flushes them: a new member may take a freed e-mail
+        table = table_of(Member)
+        session.execute(
+            update(table)
+            .where(table.c.id == bindparam("b_id"))
+            .values({name: bindparam(f"b_{name}") for name in _UPDATED_COLUMNS}),
+            [
+                {"b_id": member_id, "b_updated_at": stamp}
+                | {f"b_{name}": member[name] for name in _WRITTEN_COLUMNS}
+                for member_id, member in changed.items()
+            ],
+        )
+    if new:
+        write_rows(
+            session,
+            table_of(Member),
+            _INSERTED_COLUMNS,
+            [(*(member[name] for name in _WRITTEN_COLUMNS), [], stamp, stamp) for member in new],
+            conflict=(),
+        )
     return result
 
 
-def _email_taken(email: str, holder: Member) -> ImportRecordError:
-    owner = f"external id {holder.external_id!r}" if holder.external_id else "no external id"
+_WRITTEN_COLUMNS = (*MEMBER_COLUMNS, "attributes")
+"""The columns an import sets: the member fields and the attributes."""
+_UPDATED_COLUMNS = (*_WRITTEN_COLUMNS, "updated_at")
+_INSERTED_COLUMNS = (
+    *_WRITTEN_COLUMNS,
+    "unsubscribed_categories",
+    "created_at",
+    "updated_at",
+)
+
+
+def _stored_members(
+    session: Session, records: Sequence[_MemberRecord]
+) -> tuple[dict[str, dict[str, Any]], dict[str, dict[str, Any]]]:
+    """The stored members ``records`` name, by external id and by (lower-cased) e-mail."""
+    table = table_of(Member)
+    selected = (table.c.id, *(table.c[name] for name in _WRITTEN_COLUMNS))
+    names = ("id", *_WRITTEN_COLUMNS)
+    found: dict[int, dict[str, Any]] = {}
+    external_ids = sorted({record.external_id for record in records if record.external_id})
+    emails = sorted({record.email for record in records})
+    for column, keys in ((table.c.external_id, external_ids), (table.c.email, emails)):
+        for chunk in chunked(keys, _REFS_PER_QUERY):
+            for values in session.execute(select(*selected).where(column.in_(chunk))):
+                if values[0] not in found:
+                    found[values[0]] = dict(zip(names, values, strict=True))
+    by_external_id = {m["external_id"]: m for m in found.values() if m["external_id"]}
+    by_email = {member["email"].lower(): member for member in found.values()}
+    return by_external_id, by_email
+
+
+def _email_taken(email: str, holder: Mapping[str, Any]) -> ImportRecordError:
+    external_id = holder["external_id"]
+    owner = f"external id {external_id!r}" if external_id else "no external id"
     return ImportRecordError(
         f"e-mail {email} already belongs to another member ({owner})", field="email"
     )
 
 
-def _new_member(record: _MemberRecord, default_language: str, now: dt.datetime) -> Member:
-    return Member(
-        external_id=record.external_id,
-        email=record.email,
-        first_name=record.first_name or "",
-        last_name=record.last_name or "",
-        language=record.language or default_language,
-        time_zone=record.time_zone or "UTC",
-        birthday=record.birthday,
-        joined_at=record.joined_at or now,
-        consent_status=record.consent_status or ConsentStatus.UNKNOWN,
-        consent_source=record.consent_source,
-        attributes=dict(record.attributes),
-    )
+def _new_member(record: _MemberRecord, default_language: str, now: dt.datetime) -> dict[str, Any]:
+    """A new member's stored fields (no ``id`` yet), the defaults where the record has none."""
+    return {
+        "id": None,
+        "external_id": record.external_id,
+        "email": record.email,
+        "first_name": record.first_name or "",
+        "last_name": record.last_name or "",
+        "language": record.language or default_language,
+        "time_zone": record.time_zone or "UTC",
+        "birthday": record.birthday,
+        "joined_at": record.joined_at or now,
+        "consent_status": record.consent_status or ConsentStatus.UNKNOWN.value,
+        "consent_source": record.consent_source,
+        "attributes": dict(record.attributes),
+    }
 
 
-def _update_member(member: Member, record: _MemberRecord) -> bool:
+def _update_member(member: dict[str, Any], record: _MemberRecord) -> bool:
+    """Set the fields ``record`` gives on ``member``; whether any changed."""
     changed = False
     for name in MEMBER_COLUMNS:
         value = getattr(record, name)
-        if value is not None and getattr(member, name) != value:
-            setattr(member, name, value)
+        if value is not None and member[name] != value:
+            member[name] = value
             changed = True
     if record.attributes:
-        merged = {**(member.attributes or {}), **record.attributes}
-        if merged != member.attributes:
-            member.attributes = merged
+        merged = {**(member["attributes"] or {}), **record.attributes}
+        if merged != member["attributes"]:
+            member["attributes"] = merged
             changed = True
     return changed
 

@@ -22,7 +22,7 @@ from nurture.errors import ImportRecordError
 from nurture.ingest.activity import ACTIVITY_COLUMNS, _apply_activity, parse_activities
 from nurture.ingest.answers import ANSWER_COLUMNS, AnswerValidator, _apply_answers, parse_answers
 from nurture.ingest.batches import ApplyBatch, BatchResult, Row
-from nurture.ingest.members import _apply_members, _parse_member, remembered_member_refs
+from nurture.ingest.members import _apply_members, _parse_members, remembered_member_refs
 from nurture.ingest.readers import check_json_record
 from nurture.languages import DEFAULT_LANGUAGES
 
@@ -98,13 +98,7 @@ def store_member_records(
     """
 
     def parse(items: list[Mapping[str, Any]]) -> list[Any]:
-        parsed: list[Any] = []
-        for item in items:
-            try:
-                parsed.append(_parse_member(item, now, languages=languages))
-            except ImportRecordError as exc:
-                parsed.append(exc.with_traceback(None))
-        return parsed
+        return list(_parse_members(items, now, languages=languages))
 
     apply = functools.partial(_apply_members, default_language=languages[0], now=now)
     return _store(session, records, None, parse, apply)

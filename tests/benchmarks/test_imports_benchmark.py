@@ -19,13 +19,17 @@ def test_the_import_figure_runs_on_a_tiny_file(tmp_path) -> None:
     )
 
     kinds = [(figure.database, figure.kind) for figure in result.figures]
-    assert kinds[:2] == [("sqlite", "activity"), ("sqlite", "answers")]
+    assert kinds[:3] == [("sqlite", "members"), ("sqlite", "activity"), ("sqlite", "answers")]
     by_kind = {(figure.database, figure.kind): figure for figure in result.figures}
+    assert by_kind["sqlite", "members"].rows == result.files.members_count
     assert by_kind["sqlite", "activity"].rows + by_kind["sqlite", "activity"].refused == 400
     assert by_kind["sqlite", "answers"].rows == 150
     assert all(figure.refused == 0 for figure in result.figures)  # the demo is possible
     report = "\n".join(render_imports_section(result))
     assert "| sqlite | activity | 400 |" in report and "ratio" in report
+    if ("postgresql", "members") in by_kind:
+        assert by_kind["postgresql", "members"].rows == result.files.members_count
+        assert kinds[-1] == ("postgresql", "members")  # emptying the members empties the rest
 
 
 def test_the_command_writes_its_report(tmp_path) -> None:

@@ -1,8 +1,9 @@
 import pytest
-from sqlalchemy import event, func, select
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from nurture.ingest import MAX_RECORD_LINES, ImportFileError, import_activity, import_members
+from nurture.ingest import members as members_module
 from nurture.storage.models import Member
 from tests.ingest.ingest_helpers import read_rejects, write
 
@@ -186,11 +187,22 @@ def _members_csv(tmp_path, n):
     return write(tmp_path / "m.csv", "external_id,email\n" + rows)
 
 
-def test_database_refusal_of_a_batch_refuses_only_the_guilty_record(session, tmp_path):
-    @event.listens_for(session, "before_flush")
-    def refuse_user3(flush_session, _context, _instances):
-        if any(getattr(o, "email", None) == "user3@example.org" for o in flush_session.new):
-            raise IntegrityError("INSERT", {}, Exception("simulated unique violation"))
+def _failing_insert(monkeypatch, error):
+    """New members are written by ``write_rows``: it raises ``error`` when writing user3."""
+    real = members_module.write_rows
+
+    def write_rows(session, table, columns, rows, **options):
+        if any("user3@example.org" in row for row in rows):
+            raise error
+        return real(session, table, columns, rows, **options)
+
+    monkeypatch.setattr(members_module, "write_rows", write_rows)
+
+
+def test_database_refusal_of_a_batch_refuses_only_the_guilty_record(session, tmp_path, monkeypatch):
+    _failing_insert(
+        monkeypatch, IntegrityError("INSERT", {}, Exception("simulated unique violation"))
+    )
 
     rejects_path = tmp_path / "rejects.csv"
     summary = import_members(session, _members_csv(tmp_path, 6), rejects_path, batch_size=2)
@@ -201,11 +213,10 @@ def test_database_refusal_of_a_batch_refuses_only_the_guilty_record(session, tmp
     assert len(_emails(session)) == 5
 
 
-def test_failed_batch_keeps_earlier_batches(session, tmp_path):
-    @event.listens_for(session, "before_flush")
-    def lose_connection(flush_session, _context, _instances):
-        if any(getattr(o, "email", None) == "user3@example.org" for o in flush_session.new):
-            raise OperationalError("INSERT", {}, Exception("server closed the connection"))
+def test_failed_batch_keeps_earlier_batches(session, tmp_path, monkeypatch):
+    _failing_insert(
+        monkeypatch, OperationalError("INSERT", {}, Exception("server closed the connection"))
+    )
 
     with pytest.raises(OperationalError):
         import_members(session, _members_csv(tmp_path, 6), batch_size=2)
