@@ -403,31 +403,38 @@ def _evidence(
     vector_of = dict(zip(texts, embed_texts_cached(session, embedder, texts), strict=True))
 
     evidence: list[list[Evidence]] = []
-    vectors: list[list[np.ndarray]] = []
+    # Where each piece of evidence goes (row, slot) and its vector: the text's (an index into
+    # ``text_vectors``) or the consumed item's (an index into ``state.vectors``), set at once.
+    text_at: list[tuple[int, int, int]] = []
+    item_at: list[tuple[int, int, int]] = []
+    text_index = {text: index for index, text in enumerate(vector_of)}
     for row in range(len(chunk.member_ids)):
         found: list[Evidence] = []
-        found_vectors: list[np.ndarray] = []
         answer = chunk.answers[row]
         if answer:
+            text_at.append((row, len(found), text_index[answer]))
             found.append(Evidence(EvidenceKind.ANSWER, answer))
-            found_vectors.append(vector_of[answer])
         for label in labels[row]:
+            text_at.append((row, len(found), text_index[label]))
             found.append(Evidence(EvidenceKind.GOAL, label))
-            found_vectors.append(vector_of[label])
         for column, event_type in chunk.recent[row]:
+            item_at.append((row, len(found), column))
             found.append(_consumed(state, column, event_type))
-            found_vectors.append(state.vectors[column])
         evidence.append(found)
-        vectors.append(found_vectors)
 
     m, dim = len(chunk.member_ids), embedder.dim
     width = max((len(found) for found in evidence), default=0)
     padded = np.zeros((m, width, dim), dtype=np.float32)
     mask = np.zeros((m, width), dtype=bool)
-    for row, found_vectors in enumerate(vectors):
-        if found_vectors:
-            padded[row, : len(found_vectors)] = np.stack(found_vectors)
-            mask[row, : len(found_vectors)] = True
+    if text_at:
+        rows, slots, which = np.array(text_at, dtype=np.int64).T
+        text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
+        padded[rows, slots] = text_vectors[which]
+        mask[rows, slots] = True
+    if item_at:
+        rows, slots, which = np.array(item_at, dtype=np.int64).T
+        padded[rows, slots] = state.vectors[which]
+        mask[rows, slots] = True
     return evidence, padded, mask
 
 
