@@ -56,6 +56,7 @@ from nurture.storage.models import (
     Segment,
     SegmentKind,
     SegmentMembership,
+    table_of,
 )
 
 __all__ = [
@@ -190,7 +191,8 @@ class _Chunk:
     """Everything loaded for a chunk of members, rows in the order of ``member_ids``.
 
     ``history`` holds recency weights of what each member consumed; ``recent`` each member's
-    latest consumed items, newest first, as (column, event type).
+    latest consumed items, newest first, as (column, event type); ``choices`` the choice
+    questions' keys and each member's answers to them (none when the run has no answer groups).
     """
 
     member_ids: list[int]
@@ -204,6 +206,7 @@ class _Chunk:
     answers: list[str | None]
     goals: list[list[str]]
     formats: list[list[str]]
+    choices: tuple[tuple[str, ...], dict[int, dict[str, str]]] | None = None
 
 
 def _best_segments(
@@ -250,7 +253,11 @@ def _load_chunk(
     session: Session, member_ids: Sequence[int], state: RunState, dim: int, weights: RankingWeights
 ) -> _Chunk:
     now = state.now
-    members = session.execute(
+    # Core selects on the session's connection (tuples, without the ORM's per-statement work);
+    # the flush is what the session's own execute would do first.
+    session.flush()
+    connection = session.connection()
+    members = connection.execute(
         select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
     ).all()
     ids = [row.id for row in members]
@@ -260,7 +267,7 @@ def _load_chunk(
     column_of = state.column_of
 
     interest = np.zeros((m, dim), dtype=np.float32)
-    for member_id, vector in session.execute(
+    for member_id, vector in connection.execute(
         select(MemberProfile.member_id, MemberProfile.interest).where(
             MemberProfile.member_id.in_(ids), MemberProfile.interest.is_not(None)
         )
@@ -280,7 +287,7 @@ def _load_chunk(
     rows: list[int] = []
     columns: list[int] = []
     ages: list[float] = []
-    consumed = session.execute(
+    consumed = connection.execute(
         select(
             ActivityEvent.member_id,
             ActivityEvent.content_key,
@@ -289,7 +296,10 @@ def _load_chunk(
         )
         .where(
             ActivityEvent.member_id.in_(ids),
-            ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
+            # ``type || ''``: the same test, but one SQLite cannot answer from the index on
+            # ``type``, which its planner otherwise prefers to the members' (it has no
+            # statistics): that index reads every member's consuming events for each chunk.
+            ActivityEvent.type.concat("").in_(CONSUMING_EVENT_TYPES),
             ActivityEvent.content_key.is_not(None),
             ActivityEvent.occurred_at <= now,
         )
@@ -328,7 +338,7 @@ def _load_chunk(
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
-    for member_id, question_key, value in session.execute(
+    for member_id, question_key, value in connection.execute(
         select(Answer.member_id, Answer.question_key, Answer.value).where(
             Answer.member_id.in_(ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
@@ -346,6 +356,12 @@ def _load_chunk(
         else:
             formats[row] = chosen
 
+    # Answers to the choice questions, read once for every state that ranks the chunk.
+    choices = (
+        (state.choice_questions, choice_answers(session, state.choice_questions, ids))
+        if state.groups is not None and state.choice_questions
+        else None
+    )
     return _Chunk(
         member_ids=ids,
         languages=languages,
@@ -358,6 +374,7 @@ def _load_chunk(
         answers=answers,
         goals=goals,
         formats=formats,
+        choices=choices,
     )
 
 
@@ -386,31 +403,38 @@ def _evidence(
     vector_of = dict(zip(texts, embed_texts_cached(session, embedder, texts), strict=True))
 
     evidence: list[list[Evidence]] = []
-    vectors: list[list[np.ndarray]] = []
+    # Where each piece of evidence goes (row, slot) and its vector: the text's (an index into
+    # ``text_vectors``) or the consumed item's (an index into ``state.vectors``), set at once.
+    text_at: list[tuple[int, int, int]] = []
+    item_at: list[tuple[int, int, int]] = []
+    text_index = {text: index for index, text in enumerate(vector_of)}
     for row in range(len(chunk.member_ids)):
         found: list[Evidence] = []
-        found_vectors: list[np.ndarray] = []
         answer = chunk.answers[row]
         if answer:
+            text_at.append((row, len(found), text_index[answer]))
             found.append(Evidence(EvidenceKind.ANSWER, answer))
-            found_vectors.append(vector_of[answer])
         for label in labels[row]:
+            text_at.append((row, len(found), text_index[label]))
             found.append(Evidence(EvidenceKind.GOAL, label))
-            found_vectors.append(vector_of[label])
         for column, event_type in chunk.recent[row]:
+            item_at.append((row, len(found), column))
             found.append(_consumed(state, column, event_type))
-            found_vectors.append(state.vectors[column])
         evidence.append(found)
-        vectors.append(found_vectors)
 
     m, dim = len(chunk.member_ids), embedder.dim
     width = max((len(found) for found in evidence), default=0)
     padded = np.zeros((m, width, dim), dtype=np.float32)
     mask = np.zeros((m, width), dtype=bool)
-    for row, found_vectors in enumerate(vectors):
-        if found_vectors:
-            padded[row, : len(found_vectors)] = np.stack(found_vectors)
-            mask[row, : len(found_vectors)] = True
+    if text_at:
+        rows, slots, which = np.array(text_at, dtype=np.int64).T
+        text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
+        padded[rows, slots] = text_vectors[which]
+        mask[rows, slots] = True
+    if item_at:
+        rows, slots, which = np.array(item_at, dtype=np.int64).T
+        padded[rows, slots] = state.vectors[which]
+        mask[rows, slots] = True
     return evidence, padded, mask
 
 
@@ -588,7 +612,11 @@ def _member_popularity(
     none = np.zeros(len(rows), dtype=bool)
     if state.groups is None or not state.choice_questions:
         return state.popularity, rows, none
-    given = choice_answers(session, state.choice_questions, chunk.member_ids)
+    given = (
+        chunk.choices[1]
+        if chunk.choices is not None and chunk.choices[0] == state.choice_questions
+        else choice_answers(session, state.choice_questions, chunk.member_ids)
+    )
     codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
     answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
@@ -695,8 +723,12 @@ def _signals(
     session: Session, chunk: _Chunk, state: RunState, kinds: Collection[str] | None
 ) -> RankingSignals:
     """Every signal of the chunk's members, ready for the ranker."""
-    item_languages = np.array([item.language for item in state.items], dtype=object)
-    member_languages = np.array(chunk.languages, dtype=object)
+    # Languages as small integer codes: comparing (m, n) Python strings costs more than ranking.
+    code_of: dict[str, int] = {}
+    item_languages = np.array(
+        [code_of.setdefault(item.language, len(code_of)) for item in state.items], dtype=np.int64
+    )
+    member_languages = np.array([code_of.get(lang, -1) for lang in chunk.languages], np.int64)
     item_ok = (member_languages[:, None] == item_languages[None, :]) & state.available[None, :]
     if kinds is not None:
         wanted = set(kinds)
@@ -876,8 +908,8 @@ def recommend_for_members(
         for row, member_id in enumerate(chunk.member_ids)
         for position, reason in enumerate(reasons[row])
     ]
-    if rows:
-        session.execute(insert(Recommendation), rows)
+    if rows:  # a Core executemany: the ORM's bulk insert costs more than the driver's
+        session.execute(insert(table_of(Recommendation)), rows)
     has_answers = np.abs(chunk.interest).sum(axis=1) > 0
     return MatchSummary(
         run_id=run_id,

@@ -244,15 +244,16 @@ def distinct_evidence(
         return best, found
     similarity = np.einsum("med,mkd->mek", evidence_vectors, recommended_vectors)
     similarity = np.where(evidence_mask[:, :, None], similarity, -np.inf)
-    for row in range(m):
-        free = np.ones(similarity.shape[1], dtype=bool)
-        for position in range(k):
-            column = np.where(free, similarity[row, :, position], -np.inf)
-            slot = int(np.argmax(column))
-            if column[slot] >= min_similarity:
-                best[row, position] = slot
-                found[row, position] = column[slot]
-                free[slot] = False
+    rows = np.arange(m)
+    free = np.ones(similarity.shape[:2], dtype=bool)
+    for position in range(k):  # every member at once, one rank after the other
+        column = np.where(free, similarity[:, :, position], -np.inf)
+        slot = np.argmax(column, axis=1)
+        value = column[rows, slot]
+        taken = value >= min_similarity
+        best[taken, position] = slot[taken]
+        found[taken, position] = value[taken]
+        free[rows[taken], slot[taken]] = False
     return best, found
 
 

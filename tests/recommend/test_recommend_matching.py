@@ -674,6 +674,46 @@ def test_distinct_evidence_serves_items_in_rank_order() -> None:
     assert empty.tolist() == [[-1, -1, -1, -1]]
 
 
+def test_distinct_evidence_of_many_members_is_each_members_own() -> None:
+    from nurture.recommend.reasons import distinct_evidence
+
+    rng = np.random.default_rng(3)
+    m, e, k = 40, 6, 5
+    evidence = rng.normal(size=(m, e, 8)).astype(np.float32)
+    evidence /= np.linalg.norm(evidence, axis=-1, keepdims=True)
+    items = rng.normal(size=(m, k, 8)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=-1, keepdims=True)
+    mask = rng.random((m, e)) < 0.7
+    best, similarity = distinct_evidence(evidence, mask, items, 0.1)
+    for row in range(m):  # one member alone: each item, in rank order, takes the closest free
+        free = mask[row].copy()
+        for position in range(k):
+            cosines = np.where(free, evidence[row] @ items[row, position], -np.inf)
+            slot = int(np.argmax(cosines))
+            if cosines[slot] >= 0.1:
+                assert best[row, position] == slot
+                assert similarity[row, position] == pytest.approx(cosines[slot], abs=1e-5)
+                free[slot] = False
+            else:
+                assert best[row, position] == -1 and similarity[row, position] == -np.inf
+
+
+def test_recommendation_rows_are_written_whole(session, embedder, library):
+    members = [_member(session, f"w{i}@example.org") for i in range(2)]
+    summary = recommend_for_members(session, embedder, [member.id for member in members], NOW, k=3)
+    rows = session.scalars(select(Recommendation).order_by(Recommendation.id)).all()
+    assert len(rows) == summary.recommendations == 6
+    for member in members:
+        mine = [row for row in rows if row.member_id == member.id]
+        assert [row.rank for row in mine] == [1, 2, 3]
+        assert all(row.run_id == summary.run_id and row.created_at is not None for row in mine)
+        assert all(row.reason and np.isfinite(row.score) for row in mine)
+        assert [row.score for row in mine] == sorted((row.score for row in mine), reverse=True)
+        assert [item.key for item in recommendations_for(session, member.id)] == [
+            session.get(ContentItem, row.content_item_id).key for row in mine
+        ]
+
+
 def test_a_reason_never_names_an_item_in_another_language(session, embedder, library):
     """What an English member read in French is not named in their English reasons."""
     member = _member(session, "sam@example.org")
