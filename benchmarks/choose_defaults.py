@@ -1,4 +1,4 @@
-"""Choose the shipped ranking weights on validation splits of several datasets at once.
+"""Search candidate default ranking weights on validation splits of several datasets at once.
 
 ``python -m benchmarks.choose_defaults`` carves a validation split from the *training* data of
 each dataset (:func:`nurture.evaluation.folder_validation`: ``test.csv`` is never opened;
@@ -7,9 +7,11 @@ evaluation's cut-off is read), scores the baselines on each split, and runs
 :func:`nurture.evaluation.tune_jointly`: one seeded search per group of members whose objective
 is the mean ratio of nurture's P@k and nDCG@k to the best baseline's, over every split. The
 search starts from :class:`nurture.recommend.RankingWeights`' own defaults, not from the
-shipped ones. It prints the figures and the weights to put in
+shipped ones. It prints the figures and the candidate weights for
 ``nurture.recommend.ranking_file.DEFAULT_WEIGHTS``, and writes them as a ranking weights file
-with ``--output``. See docs/evaluation.md, "Measured".
+with ``--output``; a candidate is shipped only when one ordinary ``nurture evaluate`` of it on
+the test splits is at least as good as the shipped weights (the last one was not; see
+docs/evaluation.md, "Measured").
 
     python -m benchmarks.choose_defaults --dataset examples/evaluation --dataset /tmp/history
         --demo-data /tmp/demo-data --trials 200 --output /tmp/defaults.yaml

@@ -41,7 +41,9 @@ def test_each_group_takes_any_field_the_rest_kept(tmp_path: Path) -> None:
     loaded = load_ranking_file(path)
     assert (loaded.with_history.history, loaded.with_history.mmr_lambda) == (0.6, 0.9)
     assert loaded.with_history.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
-    assert loaded.without_history.member == RankingWeights(**DEFAULT_WEIGHTS["without_history"]).member
+    assert (
+        loaded.without_history.member == RankingWeights(**DEFAULT_WEIGHTS["without_history"]).member
+    )
     assert loaded.without_history.cold_start_popularity == 2.5
     assert loaded.without_history.interest_half_life_days == 365
 
@@ -91,7 +93,9 @@ def test_the_settings_win_over_the_file_which_wins_over_the_defaults(tmp_path: P
     assert without_history.cold_start_popularity == 2.5  # the file
     assert with_history.freshness == without_history.freshness == 0.0  # the settings
     assert with_history.mmr_lambda == without_history.mmr_lambda == 0.7  # the settings
-    assert with_history.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member  # the default
+    assert (
+        with_history.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
+    )  # the default
     runtime = Runtime(settings)
     assert runtime.ranking_weights == with_history
     assert runtime.newcomer_ranking_weights == without_history

@@ -29,7 +29,9 @@ def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     settings = settings_from()
     weights = Runtime(settings).ranking_weights
     assert (weights.co_engagement, weights.freshness) == (0.4, 0.0)
-    assert weights.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member  # not named: the default
+    assert (
+        weights.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
+    )  # not named: the default
     assert (weights.interest_half_life_days, weights.mmr_lambda) == (30.0, 0.6)
     assert settings.recommendation_kinds == ["webinar", "event"]
 
