@@ -18,6 +18,11 @@ from nurture.recommend.ranking_file import DEFAULT_WEIGHTS
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 
+_DEFAULT_MEMBER = {
+    group: RankingWeights(**weights).member for group, weights in DEFAULT_WEIGHTS.items()
+}
+"""The built-in `member` weight of each group."""
+
 
 def _write(tmp_path: Path, text: str) -> Path:
     path = tmp_path / "ranking.yaml"
@@ -40,10 +45,8 @@ def test_each_group_takes_any_field_the_rest_kept(tmp_path: Path) -> None:
     )
     loaded = load_ranking_file(path)
     assert (loaded.with_history.history, loaded.with_history.mmr_lambda) == (0.6, 0.9)
-    assert loaded.with_history.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
-    assert (
-        loaded.without_history.member == RankingWeights(**DEFAULT_WEIGHTS["without_history"]).member
-    )
+    assert loaded.with_history.member == _DEFAULT_MEMBER["with_history"]
+    assert loaded.without_history.member == _DEFAULT_MEMBER["without_history"]
     assert loaded.without_history.cold_start_popularity == 2.5
     assert loaded.without_history.interest_half_life_days == 365
 
@@ -67,6 +70,7 @@ def test_each_group_takes_any_field_the_rest_kept(tmp_path: Path) -> None:
 def test_a_bad_file_names_file_line_and_field(
     tmp_path: Path, text: str, line: int, field: str | None, message: str
 ) -> None:
+
     path = _write(tmp_path, text)
     with pytest.raises(RankingFileValidationError) as caught:
         load_ranking_file(path)
@@ -93,9 +97,7 @@ def test_the_settings_win_over_the_file_which_wins_over_the_defaults(tmp_path: P
     assert without_history.cold_start_popularity == 2.5  # the file
     assert with_history.freshness == without_history.freshness == 0.0  # the settings
     assert with_history.mmr_lambda == without_history.mmr_lambda == 0.7  # the settings
-    assert (
-        with_history.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
-    )  # the default
+    assert with_history.member == _DEFAULT_MEMBER["with_history"]  # the default
     runtime = Runtime(settings)
     assert runtime.ranking_weights == with_history
     assert runtime.newcomer_ranking_weights == without_history

@@ -12,6 +12,11 @@ from nurture.stages import start_matching
 from nurture.storage import MatchRun
 from tests.pipeline_helpers import NOW
 
+_DEFAULT_MEMBER = {
+    group: RankingWeights(**weights).member for group, weights in DEFAULT_WEIGHTS.items()
+}
+"""The built-in `member` weight of each group."""
+
 
 def test_settings_defaults_are_the_built_in_weights_of_each_group(tmp_path):
     settings = Settings(workspace=tmp_path)  # no ranking.yaml
@@ -29,9 +34,7 @@ def test_weights_come_from_the_environment(monkeypatch: pytest.MonkeyPatch):
     settings = settings_from()
     weights = Runtime(settings).ranking_weights
     assert (weights.co_engagement, weights.freshness) == (0.4, 0.0)
-    assert (
-        weights.member == RankingWeights(**DEFAULT_WEIGHTS["with_history"]).member
-    )  # not named: the default
+    assert weights.member == _DEFAULT_MEMBER["with_history"]  # not named: the default
     assert (weights.interest_half_life_days, weights.mmr_lambda) == (30.0, 0.6)
     assert settings.recommendation_kinds == ["webinar", "event"]
 
