@@ -45,6 +45,7 @@ from benchmarks.measurement import Measurement
 from nurture.demo import generate_demo_community
 from nurture.ingest import (
     DEFAULT_BATCH_SIZE,
+    MEMBER_COLUMNS,
     ImportSummary,
     import_activity,
     import_answers,
@@ -81,16 +82,7 @@ _STORED = {
     "members": (
         "members",
         (
-            "external_id",
-            "email",
-            "first_name",
-            "last_name",
-            "language",
-            "time_zone",
-            "birthday",
-            "joined_at",
-            "consent_status",
-            "consent_source",
+            *MEMBER_COLUMNS,
             "attributes",
             "unsubscribed_categories",
             "created_at",

@@ -47,6 +47,7 @@ __all__ = [
     "parse_choice",
     "parse_date",
     "parse_datetime",
+    "parse_each",
     "parse_email",
     "parse_json_object",
     "parse_past_datetime",
@@ -485,7 +486,7 @@ def text_column(
     present = values if required else [value for value in values if value is not None]
     if not present or _plain_texts(present, max_length):
         return Column(values, False)
-    return _each(values, lambda value: _text(value, field, required, max_length, False))
+    return parse_each(values, lambda value: _text(value, field, required, max_length, False))
 
 
 def choice_column(
@@ -497,7 +498,7 @@ def choice_column(
             return Column(values, False)
     except TypeError:  # an unhashable value (a list): parsed one by one, and refused
         pass
-    return _each(values, lambda value: _choice(value, field, choices, None, required))
+    return parse_each(values, lambda value: _choice(value, field, choices, None, required))
 
 
 def past_datetime_column(
@@ -521,7 +522,7 @@ def past_datetime_column(
                 return Column([None if value is None else next(found) for value in values], False)
     except (TypeError, ValueError, OverflowError):  # parsed one by one, to say which and why
         pass
-    return _each(values, lambda value: _past_datetime(value, field, now, required))
+    return parse_each(values, lambda value: _past_datetime(value, field, now, required))
 
 
 def json_object_column(values: list[Any], field: str) -> Column:
@@ -536,7 +537,7 @@ def json_object_column(values: list[Any], field: str) -> Column:
             objects = [next(read) if type(value) is str else value for value in objects]
     if _PLAIN_OBJECT_TYPES.issuperset(map(type, objects)) and _plain_objects(objects):
         return Column(objects, False)
-    return _each(
+    return parse_each(
         objects,
         lambda value: (
             value if type(value) is dict and _plain_objects([value]) else _json_object(value, field)
@@ -604,7 +605,8 @@ def _plain_texts(texts: list[Any], max_length: int) -> bool:
         return False
 
 
-def _each(values: list[Any], parse: Callable[[Any], Any]) -> Column:
+def parse_each(values: list[Any], parse: Callable[[Any], Any]) -> Column:
+    """``parse`` of each value, or the error refusing it, as one column."""
     parsed: list[Any] = []
     refused = False
     for value in values:

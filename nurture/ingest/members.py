@@ -43,6 +43,7 @@ from nurture.ingest.fields import (
     field_values,
     parse_choice,
     parse_date,
+    parse_each,
     parse_email,
     parse_time_zone,
     past_datetime_column,
@@ -181,7 +182,7 @@ def _parse_members(
 
     columns = [
         text_column(field_values(records, "external_id"), "external_id"),
-        _each_value(field_values(records, "email"), lambda value: parse_email({"email": value})),
+        parse_each(field_values(records, "email"), lambda value: parse_email({"email": value})),
         text_column(field_values(records, "first_name"), "first_name"),
         text_column(field_values(records, "last_name"), "last_name"),
         _each_distinct(
@@ -191,7 +192,7 @@ def _parse_members(
         _each_distinct(
             field_values(records, "time_zone"), lambda value: parse_time_zone({"time_zone": value})
         ),
-        _each_value(field_values(records, "birthday"), birthday),
+        parse_each(field_values(records, "birthday"), birthday),
         past_datetime_column(field_values(records, "joined_at"), "joined_at", now or utcnow()),
         _each_distinct(
             field_values(records, "consent_status"),
@@ -205,19 +206,6 @@ def _parse_members(
     return combine_columns(columns, _MemberRecord)
 
 
-def _each_value(values: list[Any], parse: Callable[[Any], Any]) -> Column:
-    """``parse`` of each value, or the error refusing it."""
-    parsed: list[Any] = []
-    refused = False
-    for value in values:
-        try:
-            parsed.append(parse(value))
-        except ImportRecordError as exc:
-            parsed.append(exc.with_traceback(None))  # no cycle through this frame
-            refused = True
-    return Column(parsed, refused)
-
-
 def _each_distinct(values: list[Any], parse: Callable[[Any], Any]) -> Column:
     """As :func:`_each_value`, each distinct value parsed once (a field of few values)."""
     distinct: dict[Any, Any] = {}
@@ -228,10 +216,10 @@ def _each_distinct(values: list[Any], parse: Callable[[Any], Any]) -> Column:
         try:
             outcome = distinct[key]
         except KeyError:
-            outcome = _each_value([value], parse).values[0]
+            outcome = parse_each([value], parse).values[0]
             distinct[key] = outcome
         except TypeError:  # an unhashable value (a JSON list): parsed alone
-            outcome = _each_value([value], parse).values[0]
+            outcome = parse_each([value], parse).values[0]
         if type(outcome) is ImportRecordError:
             refused = True
         parsed.append(outcome)
