@@ -370,11 +370,7 @@ def convert_site_dump(
         test=test,
         source=site,
         counts={
-            "members": len(users),
-            "items": len(items),
-            "train_pairs": len(train),
-            "test_pairs": len(test),
-            "test_members": len({m for m, _, _ in test}),
+            **_split_counts(len(users), len(items), train, test),
             "cold_start_members": len(held),
         },
     )
@@ -477,14 +473,7 @@ def convert_lightfm(
         train=train,
         test=test,
         source=site,
-        counts={
-            "members": len(users),
-            "items": len(items),
-            "train_pairs": len(train),
-            "test_pairs": len(test),
-            "test_members": len({m for m, _, _ in test}),
-            "cutoff": int(cutoff),
-        },
+        counts={**_split_counts(len(users), len(items), train, test), "cutoff": int(cutoff)},
     )
 
 
@@ -524,3 +513,19 @@ def write_dataset_folder(dataset: ConvertedDataset, out: Path) -> None:
     write("train.csv", ("member_id", "item_id", "timestamp"), dataset.train)
     write("test.csv", ("member_id", "item_id", "timestamp"), dataset.test)
     (out / ATTRIBUTION_FILE).write_text(_attribution(dataset.source), encoding="utf-8")
+
+
+def _split_counts(
+    members: int,
+    items: int,
+    train: Sequence[tuple[str, str, str]],
+    test: Sequence[tuple[str, str, str]],
+) -> dict[str, int]:
+    """The sizes every converted dataset reports: members, items, pairs and test members."""
+    return {
+        "members": members,
+        "items": items,
+        "train_pairs": len(train),
+        "test_pairs": len(test),
+        "test_members": len({member for member, _, _ in test}),
+    }
