@@ -49,7 +49,16 @@ def top_k(scores: np.ndarray, k: int) -> np.ndarray:
     depth = min(k, n)
     if depth == 0 or m == 0:
         return out
-    order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+    if depth * 4 >= n:
+        order = np.argsort(-scores, axis=1, kind="stable")[:, :depth]
+    else:  # a large catalogue: sort only what can reach the first ``depth`` places
+        order = np.empty((m, depth), dtype=np.int64)
+        negated = -np.asarray(scores, dtype=np.float64)
+        negated[np.isnan(negated)] = np.inf  # last, as the sort puts them
+        bound = np.partition(negated, depth - 1, axis=1)[:, depth - 1]
+        for row in range(m):
+            reach = np.flatnonzero(negated[row] <= bound[row])  # ascending: ties by index
+            order[row] = reach[np.argsort(negated[row, reach], kind="stable")[:depth]]
     picked = np.take_along_axis(scores, order, axis=1)
     out[:, :depth] = np.where(np.isfinite(picked), order, -1)
     return out

@@ -42,7 +42,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import text_hash
@@ -447,11 +447,12 @@ def sync_content_items(
         by_key[spec.key] = spec
     rows = {row.key: row for row in session.scalars(select(ContentItem))}
     added = updated = unchanged = removed = 0
+    new_rows: list[dict[str, object]] = []
     for key, spec in by_key.items():
         values = _row_values(spec)
         row = rows.get(key)
         if row is None:
-            session.add(ContentItem(key=key, **values))
+            new_rows.append({"key": key, **values})
             added += 1
             continue
         changed = {name: value for name, value in values.items() if getattr(row, name) != value}
@@ -469,5 +470,7 @@ def sync_content_items(
             continue
         row.expires_at = now
         removed += 1
+    if new_rows:  # one bulk insert, in the library's order: a large library adds in seconds
+        session.execute(insert(ContentItem), new_rows)
     session.flush()
     return ContentSyncSummary(added=added, updated=updated, unchanged=unchanged, removed=removed)

@@ -5,6 +5,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import yaml
 from sqlalchemy import select
 
 from nurture.evaluation import (
@@ -13,10 +14,10 @@ from nurture.evaluation import (
     nurture_sandbox,
     stage_folder,
 )
-from nurture.evaluation.folder import REFERENCE_TIME
+from nurture.evaluation.folder import REFERENCE_TIME, library_items
 from nurture.settings import Settings
-from nurture.storage import Answer
-from nurture.workspace import load_content_library, load_questionnaire
+from nurture.storage import Answer, ContentItem
+from nurture.workspace import load_content_item, load_questionnaire, sync_content_items
 
 EXAMPLE = Path(__file__).resolve().parents[2] / "examples" / "evaluation"
 
@@ -204,9 +205,11 @@ def test_awkward_values_still_make_a_valid_sandbox_workspace(tmp_path: Path) -> 
     with nurture_sandbox(settings, 5) as sandbox:
         ids = stage_folder(dataset, sandbox)
         questionnaire = load_questionnaire(sandbox.settings.questionnaire_path)
-        library = load_content_library(sandbox.settings.content_dir)
+        library = sandbox.workspace.content_items
         with sandbox.session() as session:
             answers = set(session.execute(select(Answer.member_id, Answer.question_key)).tuples())
+            synced = sync_content_items(session, library, now=dataset.now)
+            stored = list(session.execute(select(ContentItem.key, ContentItem.body)).tuples())
 
     assert ids == {"m1": 1, "m2": 2}
     keys = [question.key for question in questionnaire.questions]
@@ -218,4 +221,44 @@ def test_awkward_values_still_make_a_valid_sandbox_workspace(tmp_path: Path) -> 
         "free_text",
     ]
     assert [(spec.key, spec.title) for spec in library] == [("item-1", "---"), ("item-2", "yes")]
+    assert synced.added == 2
+    assert sorted(stored) == [("item-1", "line one\n---\nline two"), ("item-2", "yes")]
     assert (1, "expectations") in answers and (2, "expectations") not in answers
+
+
+def test_the_library_is_what_library_files_would_give(tmp_path: Path) -> None:
+    folder = _folder(
+        tmp_path / "dataset",
+        items=(
+            "id,title,text,tags\n"
+            'i1,---,"line one. line two\n---\nline three",A|b| a \n'
+            "i2,yes,,\n"
+            'i3,"bayesian, prior",,bayesian|prior\n'
+        ),
+    )
+    dataset = load_dataset_folder(folder)
+
+    library = library_items(dataset)
+
+    assert [spec.key for spec in library] == ["item-1", "item-2", "item-3"]
+    for column, spec in enumerate(library):
+        cells = dataset.item_cells[column]
+        front = {
+            "title": cells["title"],
+            "url": spec.url,
+            "kind": "article",
+            "language": "en",
+            "tags": [tag.strip() for tag in cells["tags"].split("|") if tag.strip()],
+            "summary": spec.summary,
+        }
+        text = cells["text"] or cells["title"]
+        path = tmp_path / f"{spec.key}.md"
+        path.write_text(f"---\n{yaml.safe_dump(front)}---\n{text}\n", encoding="utf-8")
+        parsed, problems = load_content_item(path)
+        assert problems == []
+        assert parsed is not None
+        assert parsed.model_dump(exclude={"source_path"}) == spec.model_dump(
+            exclude={"source_path"}
+        )
+    assert library[0].tags == ["a", "b"]
+    assert library[0].summary == "line one."
