@@ -111,6 +111,23 @@ def hit_rate_at_k(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.
     return (_hits(recommended, relevance, k) > 0).astype(np.float64)
 
 
+def _largest_gains(values: np.ndarray, depth: int) -> np.ndarray:
+    """``(m, depth)`` each row's ``depth`` largest gains, in decreasing order (0 past its last).
+
+    Gains are non-negative and mostly 0: only the positive ones are sorted, not whole rows.
+    """
+    rows, columns = np.nonzero(values > 0)
+    gains = values[rows, columns]
+    order = np.lexsort((-gains, rows))  # by row, largest first
+    rows, gains = rows[order], gains[order]
+    starts = np.searchsorted(rows, np.arange(values.shape[0]))
+    rank = np.arange(len(rows)) - starts[rows]
+    out = np.zeros((values.shape[0], depth), dtype=np.float64)
+    kept = rank < depth
+    out[rows[kept], rank[kept]] = gains[kept]
+    return out
+
+
 def ndcg_at_k(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.ndarray:
     """Normalised discounted cumulative gain of the first ``k`` recommendations.
 
@@ -133,9 +150,7 @@ def ndcg_at_k(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.ndar
     depth = min(k, values.shape[1])
     if depth == 0:
         return np.full(values.shape[0], np.nan)
-    # The k largest gains of each row, in decreasing order, without sorting whole rows.
-    top = -np.partition(-values, depth - 1, axis=1)[:, :depth]
-    ideal = -np.sort(-top, axis=1) @ discounts[:depth]
+    ideal = _largest_gains(values, depth) @ discounts[:depth]
     return np.divide(dcg, ideal, out=np.full_like(dcg, np.nan), where=ideal > 0)
 
 
@@ -172,8 +187,7 @@ def ndcg_curve(recommended: np.ndarray, relevance: np.ndarray, k: int) -> np.nda
     depth = min(k, values.shape[1])
     ideal_gains = np.zeros((values.shape[0], k))
     if depth:
-        top = -np.partition(-values, depth - 1, axis=1)[:, :depth]
-        ideal_gains[:, :depth] = -np.sort(-top, axis=1)
+        ideal_gains[:, :depth] = _largest_gains(values, depth)
     ideal = np.cumsum(ideal_gains * discounts[None, :], axis=1)
     return np.divide(dcg, ideal, out=np.full_like(dcg, np.nan), where=ideal > 0)
 
