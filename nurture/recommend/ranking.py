@@ -174,6 +174,15 @@ class RankingWeights(BaseModel):
             "generic items."
         ),
     )
+    unscored_items_by_content: bool = Field(
+        default=True,
+        description=(
+            "Rank an item that neither co-engagement nor the learned model can score (nobody "
+            "engaged with it alongside other items yet) by its similarity to the member's "
+            "interests, with the weight of those two signals too, as a signal a member lacks "
+            "goes to their other ones. Off, new content trails content with engagement."
+        ),
+    )
     reason_min_similarity: float = Field(
         default=0.2,
         ge=-1,
@@ -703,6 +712,22 @@ def rank_content(
         where=learned_top > 0,
     )
 
+    # An item nobody engaged with alongside anything else has no co-engagement, and the learned
+    # model cannot score it either: its interest similarity takes both signals' weight, as a
+    # member's missing signal goes to the others (else new content trails old content).
+    unscored: np.ndarray | None = None
+    unscored_factor: np.ndarray | None = None
+    if weights.unscored_items_by_content and co_engagement is not None and co_rows is not None:
+        unscored = np.bincount(_csr(co_engagement).indices, minlength=n) == 0
+        interest_share = sum(member_weight[name] for name in INTEREST_SIGNALS)
+        gained = member_weight["co_engagement"] + member_weight["collaborative"]
+        unscored_factor = np.divide(
+            interest_share + gained,
+            interest_share,
+            out=np.ones(m, dtype=np.float32),
+            where=interest_share > 0,
+        ).astype(np.float32)
+
     # Popularity (at each member's weight, in their row of the table) and freshness.
     fresh = np.float32(weights.freshness) * np.asarray(freshness, dtype=np.float32)
     popular = (
@@ -746,6 +771,8 @@ def rank_content(
         """The passes after the product and MMR for the members ``start:stop``."""
         rows = stop - start
         block = scores[start:stop]
+        if unscored is not None and unscored_factor is not None:
+            block[:, unscored] *= unscored_factor[start:stop, None]
         if co_rows is not None and co_indptr is not None:
             first, last = co_indptr[start], co_indptr[stop]
             flat = np.repeat(

@@ -111,12 +111,20 @@ def _reference_scores(
         )
         if held == 0:
             popularity_weight += share
+        # An item nobody co-engaged with: its interest similarity takes the weight of
+        # co-engagement and of the learned model (which cannot score it either).
+        interest_share = sum(weight[name] for name in interests)
+        gained = weight["co_engagement"] + weight["collaborative"]
         for item in range(n):
             if excluded[u, item] or not ok[u, item]:
                 scores[u, item] = -np.inf
                 continue
+            unscored = weights.unscored_items_by_content and co[:, item].nnz == 0
+            factor = (
+                (interest_share + gained) / interest_share if unscored and interest_share else 1
+            )
             scores[u, item] = (
-                sum(weight[name] * interests[name] @ items[item] for name in interests)
+                factor * sum(weight[name] * interests[name] @ items[item] for name in interests)
                 + weight["co_engagement"] * co_row[item]
                 + weight["collaborative"] * learned_row[item]
                 + popularity_weight * table[rows[u], item]
@@ -140,6 +148,7 @@ def _community(seed: int, m: int = 40, n: int = 60, d: int = 16):
     engaged[::6] = False  # no history: newcomers, some with nothing at all
     history = sp.csr_matrix(np.where(engaged, rng.random((m, n)) + 0.1, 0.0).astype(np.float32))
     members, columns = np.nonzero(rng.random((200, n)) < 0.1)
+    members, columns = members[columns < n - 5], columns[columns < n - 5]  # 5 items nobody took
     co = learn_co_engagement(members, columns, n, neighbours=8)
     model = EASE(l2=5.0, max_items=40).fit(
         sp.csr_matrix((np.ones(len(members)), (members, columns)), shape=(200, n))
@@ -162,9 +171,17 @@ def _community(seed: int, m: int = 40, n: int = 60, d: int = 16):
 
 @pytest.mark.parametrize("seed", [0, 1, 2])
 @pytest.mark.parametrize("modelled_only", [False, True])
-def test_rank_content_equals_the_formula_then_greedy_mmr(seed: int, modelled_only: bool) -> None:
+@pytest.mark.parametrize("by_content", [True, False])
+def test_rank_content_equals_the_formula_then_greedy_mmr(
+    seed: int, modelled_only: bool, by_content: bool
+) -> None:
     data = _community(seed)
-    weights = RankingWeights(mmr_lambda=0.6, mmr_candidates=12, duplicate_similarity=0.8)
+    weights = RankingWeights(
+        mmr_lambda=0.6,
+        mmr_candidates=12,
+        duplicate_similarity=0.8,
+        unscored_items_by_content=by_content,
+    )
     model = data["model"]
     learned = model.transform(data["history"], modelled_only=modelled_only)
     k = 6
