@@ -1046,7 +1046,8 @@ def render_scale_report(report: ScaleReport) -> str:
         if report.embedder == "stand-in"
         else f"the bundled model (`{DEFAULT_EMBEDDING_MODEL}`) on the `{report.embedder}` "
         "backend; the floor of the embedding stages is the bare PyTorch encode "
-        "(`SentenceTransformer.encode`) of the same texts"
+        "(`SentenceTransformer.encode`) of the same texts (the process holds that PyTorch "
+        "model too, in every stage's resident set size)"
     )
     lines = [
         "# Benchmarks at scale",
