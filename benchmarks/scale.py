@@ -195,7 +195,9 @@ def stage_measured(name: str) -> Iterator[Timed]:
 class Progress:
     """Logs how far a stage is through its chunks, at most every ``interval`` seconds."""
 
-    def __init__(self, name: str, total: int, unit: str, interval: float = PROGRESS_SECONDS):
+    def __init__(
+        self, name: str, total: int, unit: str, interval: float = PROGRESS_SECONDS
+    ) -> None:
         self.name, self.total, self.unit, self.interval = name, total, unit, interval
         self.done = 0
         self._started = self._logged = time.perf_counter()
@@ -569,9 +571,9 @@ def run_scale_benchmark(
     Raises:
         RuntimeError: The SendGrid mock did not receive every email sent exactly once.
     """
-    started = time.perf_counter()
     if community is None:
         community = prepare_community(directory, members=members, items=items, seed=seed)
+    started = time.perf_counter()
     data_dir = directory / "data"
     url = database_url or f"sqlite:///{directory / 'scale.db'}"
     values: dict[str, Any] = {
@@ -978,7 +980,10 @@ def _headlines(report: ScaleReport) -> list[str]:
             ],
         )
     row("largest peak RSS (MB)", [f"{_mb(r.peak_bytes)}" for r in results])
-    row("whole run, floors and set-up included (s)", [f"{r.wall_seconds:,.0f}" for r in results])
+    row(
+        "whole run of the database, floors included (s)",
+        [f"{r.wall_seconds:,.0f}" for r in results],
+    )
     lines.append("")
     encoders = report.encoders
     if encoders is not None:
