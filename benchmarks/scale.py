@@ -64,7 +64,7 @@ from typing import Any, Literal
 
 import numpy as np
 from sqlalchemy import Engine, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import SQLAlchemyError
 
 from benchmarks import sendgrid_delivery
 from benchmarks.encoders import (
@@ -83,6 +83,7 @@ from nurture.recommend.run_state import forget_run_states
 from nurture.runtime import Runtime, settings_from
 from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from nurture.storage import Member, MemberProfile, create_database_engine, open_session
+from nurture.storage.database_errors import database_error
 from nurture.workspace import ContentItemSpec, load_content_library, load_questionnaire
 
 __all__ = [
@@ -1006,7 +1007,10 @@ def _headlines(report: ScaleReport) -> list[str]:
             "content figures do not include the model; no encoder check."
         )
     for database, reason in report.skipped.items():
-        lines.append(f"- **{database} not measured**: {reason}")
+        lines.append(
+            f"- **{database} not measured** (`--postgres-url`, default "
+            f"`NURTURE_BENCH_POSTGRES_URL`): {reason}"
+        )
     lines.append("")
     return lines
 
@@ -1109,17 +1113,11 @@ def _postgres_reason(url: str) -> str | None:
     try:
         with engine.connect() as connection:
             connection.execute(text("SELECT 1"))
-    except OperationalError as error:
-        return f"the server of `{_safe(url)}` could not be reached ({str(error.orig).strip()})"
+    except SQLAlchemyError as error:
+        return str(database_error(url, error))
     finally:
         engine.dispose()
     return None
-
-
-def _safe(url: str) -> str:
-    from sqlalchemy.engine import make_url
-
-    return make_url(url).render_as_string(hide_password=True)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
