@@ -363,11 +363,15 @@ class RecordingEmbedder:
         self.name = inner.name
         self.dim = inner.dim
         self.texts: list[str] = []
+        self.progress: Progress | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` with the inner embedder, recording them."""
+        """Embed ``texts`` with the inner embedder, recording them (and counting ``progress``)."""
         self.texts.extend(texts)
-        return self.inner.embed(texts)
+        vectors = self.inner.embed(texts)
+        if self.progress is not None:
+            self.progress.advance(len(texts))
+        return vectors
 
 
 # --- floors ---------------------------------------------------------------------------------
@@ -436,9 +440,11 @@ Encode = Callable[[Sequence[str]], Any]
 def bare_embed(encode: Encode, texts: Sequence[str]) -> Timed:
     """Time one ``encode`` call on the unique ``texts``."""
     unique = list(dict.fromkeys(texts))
+    logger.info("floor: bare encode of %s texts", f"{len(unique):,}")
     with measured() as timed:
         if unique:
             encode(unique)
+    logger.info("floor: %.1f s", timed.seconds)
     return timed
 
 
@@ -645,8 +651,10 @@ def run_scale_benchmark(
         )
 
     recorder.texts.clear()
+    recorder.progress = Progress(f"{dialect} content", len(specs), "texts embedded")
     with stage_measured(f"{dialect} content") as timed:
         stages.sync_workspace(runtime, NOW)
+    recorder.progress = None
     figures.append(
         StageFigure(
             "content",
