@@ -950,8 +950,7 @@ def _headlines(report: ScaleReport) -> list[str]:
     results = report.results
     if not results:
         return ["No database was measured."]
-    names = ["import members", "import answers", "import activity", "content", "profile"]
-    names += ["segment", "match", "journeys", "deliver (sendgrid)", "deliver (outbox)"]
+    names = dict.fromkeys(figure.name for result in results for figure in result.figures)
     header = "| Figure | " + " | ".join(_DATABASE_NAMES[r.database] for r in results) + " |"
     lines = [header, "|---|" + "---:|" * len(results)]
 
@@ -963,11 +962,10 @@ def _headlines(report: ScaleReport) -> list[str]:
         [f"**{r.nightly_seconds(r.figures):,.1f} s**" for r in results],
     )
     for name in names:
-        if any(r.figure(name) for r in results):
-            row(
-                name + " (time, rate, ratio to floor, peak RSS)",
-                [_headline_cell(r.figure(name)) for r in results],
-            )
+        row(
+            name + " (time, rate, ratio to floor, peak RSS)",
+            [_headline_cell(r.figure(name)) for r in results],
+        )
     sendgrid = [r.figure("deliver (sendgrid)") for r in results]
     if any(sendgrid):
         row(
@@ -1014,6 +1012,14 @@ def _headlines(report: ScaleReport) -> list[str]:
             "- Embedder: the **stand-in** (`hashing-384`, no neural network): profile and "
             "content figures do not include the model; no encoder check."
         )
+    lines.append(
+        "- Load average (1, 5, 15 min) at the start of each database's run: "
+        + "; ".join(
+            f"{_DATABASE_NAMES[r.database]} {r.machine.get('Load average at start', '?')}"
+            for r in results
+        )
+        + f" ({os.cpu_count()} CPUs)."
+    )
     for database, reason in report.skipped.items():
         lines.append(
             f"- **{database} not measured** (`--postgres-url`, default "
