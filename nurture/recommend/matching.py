@@ -599,14 +599,16 @@ def _learned_support(
 
 def _member_popularity(
     session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
     Returns:
-        ``(popularity, rows, by_group)``: the segment table and each member's row in it, or,
-        when some member answered a choice question, one ``(m, n)`` row per member (rows none;
-        group shares are scaled to the community's total engagement, like the segment counts);
-        and ``(m,)`` whether each member is ranked by their answer groups.
+        ``(popularity, rows, by_group)``: a table and each member's row in it, and ``(m,)``
+        whether each member is ranked by their answer groups. The table's first rows are the
+        segments' (``state.popularity``); one row follows for each combination of answers
+        found among the members who answered a choice question (group shares are scaled to
+        the community's total engagement, like the segment counts): members who answered
+        alike share a row.
     """
     rows = np.array(popularity_rows, dtype=np.int64)
     none = np.zeros(len(rows), dtype=bool)
@@ -621,10 +623,16 @@ def _member_popularity(
     answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
         return state.popularity, rows, none
-    per_member = state.popularity[rows].copy()
+    combinations, combination_of = np.unique(codes[answered], axis=0, return_inverse=True)
     total = float(state.popularity[-1].sum())
-    per_member[answered] = state.groups.transform(codes[answered]) * np.float32(total)
-    return per_member, None, answered
+    table = np.concatenate(
+        [
+            np.asarray(state.popularity, dtype=np.float32),
+            state.groups.transform(combinations) * np.float32(total),
+        ]
+    )
+    rows[answered] = len(state.popularity) + combination_of.ravel()
+    return table, rows, answered
 
 
 def _with_community(table: np.ndarray, community: np.ndarray, share: float) -> np.ndarray:
@@ -660,6 +668,8 @@ class RankingSignals:
             into the segment popularity at :attr:`RankingWeights.community_popularity`.
         by_group: ``(m,)`` whether the member is ranked by their answer groups' popularity
             (already shrunk towards the community's: the mix leaves it as it is).
+        group_rows: The first row of the popularity table that holds answer groups'
+            popularity (the rows before it are the segments', which the mix applies to).
     """
 
     member_ids: list[int]
@@ -668,6 +678,7 @@ class RankingSignals:
     arguments: dict[str, Any]
     community: np.ndarray
     by_group: np.ndarray
+    group_rows: int
 
     def rank(
         self, weights: RankingWeights, k: int, rows: np.ndarray | None = None
@@ -686,10 +697,11 @@ class RankingSignals:
         if weights.community_popularity > 0:
             arguments = dict(arguments)
             table = arguments["popularity"]
-            mixed = _with_community(table, self.community, weights.community_popularity)
-            if arguments["popularity_rows"] is None:  # one row per member: not the groups'
-                by_group = self.by_group if rows is None else self.by_group[rows]
-                mixed[by_group] = table[by_group]
+            mixed = _with_community(
+                table[: self.group_rows], self.community, weights.community_popularity
+            )
+            if self.group_rows < len(table):  # the groups' rows are left as they are
+                mixed = np.concatenate([mixed, table[self.group_rows :]])
             arguments["popularity"] = mixed
         return rank_content(weights=weights, k=k, **arguments)
 
@@ -766,6 +778,7 @@ def _signals(
         },
         community=state.popularity[-1],
         by_group=by_group,
+        group_rows=len(state.popularity),
     )
 
 
