@@ -392,7 +392,12 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
 def _evidence(
     session: Session, embedder: Embedder, chunk: _Chunk, state: RunState
 ) -> tuple[list[list[Evidence]], np.ndarray, np.ndarray]:
-    """Each member's evidence, padded: ``(evidence lists, (m, e, d) vectors, (m, e) mask)``."""
+    """Each member's evidence, padded: ``(evidence lists, (m, e, d) vectors, (m, e) mask)``.
+
+    The vectors are those reasons compare: less the centre of the member's language, at unit
+    length (an item's are :attr:`RunState.reason_vectors`: the member's recent items are in
+    their language).
+    """
     labels = [
         [goal_label(goal, language) for goal in goals]
         for goals, language in zip(chunk.goals, chunk.languages, strict=True)
@@ -429,13 +434,19 @@ def _evidence(
     if text_at:
         rows, slots, which = np.array(text_at, dtype=np.int64).T
         text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
-        padded[rows, slots] = text_vectors[which]
+        padded[rows, slots] = _unit(text_vectors[which] - _centres(chunk, state, dim)[rows])
         mask[rows, slots] = True
     if item_at:
         rows, slots, which = np.array(item_at, dtype=np.int64).T
-        padded[rows, slots] = state.vectors[which]
+        padded[rows, slots] = state.reason_vectors[which]
         mask[rows, slots] = True
     return evidence, padded, mask
+
+
+def _centres(chunk: _Chunk, state: RunState, dim: int) -> np.ndarray:
+    """``(m, d)`` the centre of each member's language (zero when it has none)."""
+    zero = np.zeros(dim, dtype=np.float32)
+    return np.stack([state.centres.get(language, zero) for language in chunk.languages])
 
 
 def _consumed(state: RunState, column: int, event_type: str) -> Evidence:
@@ -505,21 +516,17 @@ def _reasons(
         picked = np.where(columns >= 0, np.take_along_axis(positive, columns.clip(0), axis=1), 0)
         strength = np.divide(picked, top, out=np.zeros_like(picked), where=top > 0)
         put_forward = (strength >= COLLABORATIVE_REASON) & (indices >= 0)
+    # What every item of the member's language shares ("community") says nothing about why
+    # this item: evidence and items are compared once it is taken out. A recommended item is
+    # in the member's language: its vector less its own language's centre is the one.
     evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
     recommended = (
-        state.vectors[np.clip(indices, 0, None)]
+        state.reason_vectors[np.clip(indices, 0, None)]
         if len(state.items)
         else np.zeros((m, k, embedder.dim), dtype=np.float32)
     )
-    # What every item of the member's language shares ("community") says nothing about why
-    # this item: compare evidence and items once it is taken out.
-    zero = np.zeros(embedder.dim, dtype=np.float32)
-    centres = np.stack([state.centres.get(language, zero) for language in chunk.languages])
     best, _ = distinct_evidence(
-        _unit(evidence_vectors - centres[:, None, :]),
-        evidence_mask,
-        _unit(recommended - centres[:, None, :]),
-        weights.reason_min_similarity,
+        evidence_vectors, evidence_mask, recommended, weights.reason_min_similarity
     )
     source, strength = _co_engagement_sources(chunk, state, indices)
     reasons: list[list[str]] = []
