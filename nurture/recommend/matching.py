@@ -216,17 +216,21 @@ def _best_segments(
     latest_run = latest_segmentation_run(session)
     if latest_run is None:
         return {}
-    memberships = session.execute(
-        select(
-            SegmentMembership.member_id,
-            SegmentMembership.segment_id,
-            SegmentMembership.distance,
-            Segment.kind,
-            Segment.interest,
+    memberships = (
+        session.connection()
+        .execute(  # after _load_chunk's flush
+            select(
+                SegmentMembership.member_id,
+                SegmentMembership.segment_id,
+                SegmentMembership.distance,
+                Segment.kind,
+                Segment.interest,
+            )
+            .join(Segment, Segment.id == SegmentMembership.segment_id)
+            .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
         )
-        .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
-    ).all()
+        .all()
+    )
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
@@ -392,11 +396,13 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
 def _evidence(
     session: Session, embedder: Embedder, chunk: _Chunk, state: RunState
 ) -> tuple[list[list[Evidence]], np.ndarray, np.ndarray]:
-    """Each member's evidence, padded: ``(evidence lists, (m, e, d) vectors, (m, e) mask)``.
+    """Each member's evidence, padded: ``(stated evidence, (m, e, d) vectors, (m, e) mask)``.
 
-    The vectors are those reasons compare: less the centre of the member's language, at unit
-    length (an item's are :attr:`RunState.reason_vectors`: the member's recent items are in
-    their language).
+    A member's slots hold what they stated (answer, then goals: the evidence lists) followed
+    by their recent items (``chunk.recent``, whose evidence :func:`_consumed` gives when a
+    reason names one). The vectors are those reasons compare: less the centre of the member's
+    language, at unit length (an item's are :attr:`RunState.reason_vectors`: the member's
+    recent items are in their language).
     """
     labels = [
         [goal_label(goal, language) for goal in goals]
@@ -408,10 +414,9 @@ def _evidence(
     vector_of = dict(zip(texts, embed_texts_cached(session, embedder, texts), strict=True))
 
     evidence: list[list[Evidence]] = []
-    # Where each piece of evidence goes (row, slot) and its vector: the text's (an index into
-    # ``text_vectors``) or the consumed item's (an index into ``state.vectors``), set at once.
+    # Where each stated piece of evidence goes (row, slot) and its text's index into
+    # ``text_vectors``, set at once.
     text_at: list[tuple[int, int, int]] = []
-    item_at: list[tuple[int, int, int]] = []
     text_index = {text: index for index, text in enumerate(vector_of)}
     for row in range(len(chunk.member_ids)):
         found: list[Evidence] = []
@@ -422,13 +427,12 @@ def _evidence(
         for label in labels[row]:
             text_at.append((row, len(found), text_index[label]))
             found.append(Evidence(EvidenceKind.GOAL, label))
-        for column, event_type in chunk.recent[row]:
-            item_at.append((row, len(found), column))
-            found.append(_consumed(state, column, event_type))
         evidence.append(found)
 
     m, dim = len(chunk.member_ids), embedder.dim
-    width = max((len(found) for found in evidence), default=0)
+    stated = np.array([len(found) for found in evidence], dtype=np.int64).reshape(m)
+    recent = np.array([len(consumed) for consumed in chunk.recent], dtype=np.int64).reshape(m)
+    width = int((stated + recent).max(initial=0))
     padded = np.zeros((m, width, dim), dtype=np.float32)
     mask = np.zeros((m, width), dtype=bool)
     if text_at:
@@ -436,9 +440,12 @@ def _evidence(
         text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
         padded[rows, slots] = _unit(text_vectors[which] - _centres(chunk, state, dim)[rows])
         mask[rows, slots] = True
-    if item_at:
-        rows, slots, which = np.array(item_at, dtype=np.int64).T
-        padded[rows, slots] = state.reason_vectors[which]
+    if recent.any():  # each member's recent items, in the slots after what they stated
+        rows = np.repeat(np.arange(m), recent)
+        starts = np.cumsum(recent) - recent
+        slots = np.repeat(stated - starts, recent) + np.arange(len(rows))
+        columns = np.array([column for consumed in chunk.recent for column, _ in consumed])
+        padded[rows, slots] = state.reason_vectors[columns]
         mask[rows, slots] = True
     return evidence, padded, mask
 
@@ -533,7 +540,7 @@ def _reasons(
     for row in range(m):
         language = chunk.languages[row]
         recent = chunk.recent[row]
-        first_recent = len(evidence[row]) - len(recent)  # answers and goals come first
+        first_recent = len(evidence[row])  # answers and goals come first
         named: set[int] = set()  # the member's items a reason of this list already names
         learned_reasons = 0
         listed: list[str] = []
@@ -542,9 +549,12 @@ def _reasons(
                 break
             if best[row, position] >= 0:
                 slot = int(best[row, position])
-                reason = reason_text(evidence[row][slot], language)
                 if slot >= first_recent:
-                    named.add(recent[slot - first_recent][0])
+                    column, event_type = recent[slot - first_recent]
+                    reason = reason_text(_consumed(state, column, event_type), language)
+                    named.add(column)
+                else:
+                    reason = reason_text(evidence[row][slot], language)
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = recent[int(source[row, position])]
                 reason = co_engagement_reason(_consumed(state, column, event_type), language)

@@ -388,7 +388,11 @@ def choice_answers(
         query = query.where(Answer.member_id.in_(list(member_ids)))
     decoded: dict[str | None, Any] = {None: None}
     out: dict[int, dict[str, str]] = {}
-    for member_id, key, text in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+    # On the session's connection: plain rows, without the ORM's work on each (the flush is
+    # what the session's own execute would do first).
+    session.flush()
+    rows = session.connection().execute(query.order_by(Answer.answered_at, Answer.id))
+    for member_id, key, text in rows:
         if text not in decoded:
             decoded[text] = json.loads(text)
         value = decoded[text]
