@@ -372,8 +372,8 @@ def select_diverse(
         k: Items to pick per row.
         mmr_lambda: Trade-off between relevance (1) and variety (0).
         duplicate_similarity: Cosine from which two items count as near-duplicates.
-        candidates: Only each row's best-scored ``candidates`` items (at least ``k``) take part;
-            all items when none.
+        candidates: Only each row's best-scored ``candidates`` items (at least ``k``; of equal
+            scores, those of the lowest index) take part; all items when none.
 
     Returns:
         ``(indices, picked_scores)``, both ``(m, k)``: item indices (``-1`` once a row runs out
