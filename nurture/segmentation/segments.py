@@ -1,9 +1,11 @@
 """Segment every profiled member, keep segment identities across runs, record the run.
 
-A run fits :class:`~nurture.segmentation.model.SegmentModel` on all stored profiles (starting
+A run fits :class:`~nurture.segmentation.model.SegmentModel` on the stored profiles (starting
 from the previous run's centroids when the feature layout is the same), labels each cluster and
 matches the clusters to the previous run's active segments so that a segment keeps its id, its
-key and its label:
+key and its label. In a large community it holds a sample only: the clusters are fitted and
+labelled on it, and every member's features are read again a chunk at a time to place them
+(memory follows the sample and the chunk, not the community). Matching:
 
 - same feature layout: Hungarian assignment on the distance between the previous centroids
   (stored as mean raw features, scaled as this run scales) and this run's, pairs further apart
