@@ -384,22 +384,25 @@ def _feature_reader(
             select(MemberProfile.member_id, MemberProfile.features)
             .where(MemberProfile.feature_names_hash == layout_hash)
             .order_by(MemberProfile.member_id)
-            .execution_options(yield_per=CHUNK_ROWS)
-        )
-        start = 0
-        for part in rows.tuples().partitions(CHUNK_ROWS):
-            ids = np.fromiter((member_id for member_id, _ in part), dtype=np.int64)
-            if not np.array_equal(ids, member_ids[start : start + len(ids)]):
+            .execution_options(yield_per=_INSERT_BATCH)
+        ).tuples()
+        # Rows are fetched a batch at a time into one chunk (no two chunks' rows held at once).
+        chunk = np.empty((min(CHUNK_ROWS, len(member_ids)), n_features), dtype=np.float32)
+        filled = start = 0
+        for member_id, features in rows:
+            if start + filled >= len(member_ids) or member_id != member_ids[start + filled]:
                 raise RuntimeError(_PROFILES_CHANGED)
-            chunk = np.empty((len(part), n_features), dtype=np.float32)
-            for row, (_, features) in enumerate(part):
-                chunk[row] = features
-            start += len(ids)
-            yield chunk
-        if start != len(member_ids):
-            raise RuntimeError(
-                "the member profiles changed while they were segmented: run it again"
-            )
+            chunk[filled] = features
+            filled += 1
+            if filled == len(chunk):
+                yield chunk
+                start += filled
+                filled = 0
+                chunk = np.empty(
+                    (min(CHUNK_ROWS, len(member_ids) - start), n_features), dtype=np.float32
+                )
+        if start + filled != len(member_ids):
+            raise RuntimeError(_PROFILES_CHANGED)
 
     return read
 
