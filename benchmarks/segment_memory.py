@@ -3,10 +3,11 @@
 ``python -m benchmarks.segment_memory prepare DIR --members 20000`` builds a workspace, a
 generated community of that size, imports it, syncs the content and profiles every member (as
 ``benchmarks.scale`` does, stand-in embedder), then keeps the database as ``DIR/profiled.db``.
-``python -m benchmarks.segment_memory measure DIR [--fit-size N]`` copies that database and runs the segment
-stage (clusters and rule segments, cold: no previous run) in a fresh process, reporting the
-resident set size before the stage and its peak while it runs (sampled every 20 ms). Run both
-sizes and compare: the growth of the peak per member is what the stage holds per member.
+``python -m benchmarks.segment_memory measure DIR [--fit-size N]`` copies that database and runs
+the segment stage (clusters and rule segments, cold: no previous run) in a fresh process,
+reporting the resident set size before the stage and its peak while it runs (sampled every
+20 ms). Run both sizes and compare: the growth of the peak per member is what the stage holds
+per member. ``--fit-size`` below both sizes measures the sampled path at both.
 """
 
 from __future__ import annotations
