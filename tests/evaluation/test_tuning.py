@@ -141,9 +141,7 @@ def test_the_cold_start_carve_holds_out_members_who_joined_others_items(
         started = {"m1": "i1", "m2": "i2"}.get(newcomer)
         own = {item for member, item in _pairs(dataset.train, dataset) if member == newcomer}
         # every interaction of the newcomer leaves training; the items it started are not tested
-        assert _pairs(carved.test, carved) == {
-            (newcomer, item) for item in own if item != started
-        }
+        assert _pairs(carved.test, carved) == {(newcomer, item) for item in own if item != started}
         assert len(carved.train) == len(dataset.train) - len(own)
         assert len(carved.train_times) == len(carved.train)
     assert drawn == {"m1", "m2", "m3"}
