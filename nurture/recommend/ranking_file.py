@@ -49,22 +49,14 @@ GROUPS = ("with_history", "without_history")
 """The groups of members, as the file names them."""
 
 DEFAULT_WEIGHTS: dict[str, dict[str, Any]] = {
-    # Members with a history: RankingWeights' own defaults. (The weights a pooled search found
-    # on validation splits of the training data, benchmarks/choose_defaults.py, were checked
-    # once against these on the test splits and lost in 8 of 12 figures.)
+    # RankingWeights' own defaults for both groups. Two candidates chosen on validation splits
+    # of the training data were each checked once against these on the test splits and lost:
+    # a pooled search (benchmarks/choose_defaults.py, 8 of 12 figures lost), and newcomers
+    # ranked by the community's undecayed popularity by score alone, chosen on newcomers carved
+    # like the Stack Exchange converter's (benchmarks/newcomer_defaults.py; History Meta's cold
+    # start, the cell it was meant for, lost). docs/evaluation.md, "Measured", has the figures.
     "with_history": {},
-    # Newcomers have no personal signal but their answers, so what the community engages with
-    # carries their ranking: its popularity over all its history (a half-life of ten years: the
-    # segment's recent popularity, learned from thin evidence, is noisier), by score alone
-    # (no diversity, no freshness bonus, which only push down what is most likely). Chosen on
-    # validation splits only: each dataset's newcomers carved from its training data like its
-    # test newcomers (benchmarks/newcomer_defaults.py); docs/evaluation.md, "Measured".
-    "without_history": {
-        "community_popularity": 1.0,
-        "interest_half_life_days": 3650.0,
-        "freshness": 0.0,
-        "mmr_lambda": 1.0,
-    },
+    "without_history": {},
 }
 """The built-in weights of each group, as changes to :class:`RankingWeights`' defaults (see
 ``docs/evaluation.md``, "Measured")."""
