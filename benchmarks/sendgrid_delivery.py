@@ -58,9 +58,13 @@ __all__ = [
     "LATENCY_MS",
     "PROCESSES",
     "SendGridBenchmarkResult",
+    "check_exactly_once",
     "mock_sendgrid",
+    "mock_stats",
     "queue_messages",
     "render_sendgrid_section",
+    "request_bodies",
+    "requeue_messages",
     "run_sendgrid_benchmark",
     "scratch_database",
     "time_floor",
@@ -114,7 +118,8 @@ def mock_sendgrid(latency_ms: float = LATENCY_MS) -> Iterator[str]:
         process.wait(timeout=10)
 
 
-def _mock_stats(url: str, reset: bool = False) -> dict[str, int]:
+def mock_stats(url: str, reset: bool = False) -> dict[str, int]:
+    """The mock's counts: requests, connections, distinct ids, duplicates (``reset``: cleared)."""
     with urllib.request.urlopen(f"{url}/{'reset' if reset else 'stats'}", timeout=10) as answer:
         stats: dict[str, int] = json.loads(answer.read())
     return stats
@@ -201,21 +206,27 @@ def queue_messages(engine: Engine, count: int) -> list[int]:
     return list(range(1, count + 1))
 
 
-def _requeue(engine: Engine) -> None:
-    """Put every message back in the queue, as it was before any run."""
+def requeue_messages(engine: Engine, ids: Sequence[int] | None = None) -> None:
+    """Put the messages ``ids`` (default: every message) back in the queue, as before any run."""
+    statements = (
+        [update(Message)]
+        if ids is None
+        else [update(Message).where(Message.id.in_(part)) for part in chunked(list(ids), 5000)]
+    )
     with session_scope(engine) as session:
-        session.execute(
-            update(Message).values(
-                status=MessageStatus.QUEUED,
-                claimed_at=None,
-                handed_over_at=None,
-                attempts=0,
-                sent_at=None,
-                backend=None,
-                provider_message_id=None,
-                error=None,
+        for statement in statements:
+            session.execute(
+                statement.values(
+                    status=MessageStatus.QUEUED,
+                    claimed_at=None,
+                    handed_over_at=None,
+                    attempts=0,
+                    sent_at=None,
+                    backend=None,
+                    provider_message_id=None,
+                    error=None,
+                )
             )
-        )
     if engine.dialect.name == "postgresql":
         with engine.connect().execution_options(isolation_level="AUTOCOMMIT") as connection:
             connection.execute(text("VACUUM ANALYZE messages"))
@@ -237,8 +248,8 @@ def time_worker(
         The seconds, what the runs reported (summed), the mock's counts, and the statement
         counter (``count`` only).
     """
-    _requeue(engine)
-    _mock_stats(url, reset=True)
+    requeue_messages(engine)
+    mock_stats(url, reset=True)
     counter = StatementCounter(engine) if count else None
     mailer = SendGridMailer(API_KEY, base_url=url, timeout=10, connections=concurrency)
     summary = DeliverySummary()
@@ -262,7 +273,7 @@ def time_worker(
     if counter is not None:
         event.remove(engine, "before_cursor_execute", counter._statement)
         event.remove(engine, "commit", counter._commit)
-    return elapsed, summary, _mock_stats(url), counter
+    return elapsed, summary, mock_stats(url), counter
 
 
 @dataclass
@@ -324,8 +335,8 @@ def time_processes(
     Returns:
         The seconds, what the chunks reported (summed), and the mock's counts.
     """
-    _requeue(engine)
-    _mock_stats(url, reset=True)
+    requeue_messages(engine)
+    mock_stats(url, reset=True)
     chunks = [list(chunk) for chunk in chunked(list(ids), chunk_size)]
     start = time.perf_counter()
     summaries = pool.map(_deliver_chunk_in_process, chunks, chunksize=1)
@@ -333,10 +344,12 @@ def time_processes(
     summary = DeliverySummary()
     for each in summaries:
         summary += each
-    return elapsed, summary, _mock_stats(url)
+    return elapsed, summary, mock_stats(url)
 
 
-def _bodies(engine: Engine, renderer: TemplateRenderer, settings: Settings, n: int) -> list[Any]:
+def request_bodies(
+    engine: Engine, renderer: TemplateRenderer, settings: Settings, n: int
+) -> list[Any]:
     """Mail Send bodies of the first ``n`` messages, rendered as the worker renders them."""
     mailer = SendGridMailer(API_KEY)
     bodies = []
@@ -371,12 +384,12 @@ def time_floor(url: str, bodies: Sequence[Any]) -> float:
     from sendgrid import SendGridAPIClient
 
     client = SendGridAPIClient(api_key=API_KEY, host=url)
-    _mock_stats(url, reset=True)
+    mock_stats(url, reset=True)
     start = time.perf_counter()
     for body in bodies:
         client.send(body)
     elapsed = time.perf_counter() - start
-    stats = _mock_stats(url)
+    stats = mock_stats(url)
     if stats["requests"] != len(bodies):
         raise RuntimeError(f"the floor sent {len(bodies)} requests, the mock saw {stats}")
     return elapsed
@@ -472,7 +485,7 @@ def run_sendgrid_benchmark(
         engine = create_database_engine(url)
         migrate_database(engine)
         ids = queue_messages(engine, messages)
-        bodies = _bodies(engine, renderer, settings, floor_messages)
+        bodies = request_bodies(engine, renderer, settings, floor_messages)
         setup_seconds = time.perf_counter() - start
         # Untimed: every concurrency once on a first chunk, counting statements and commits.
         first = ids[: settings.chunk_size]
@@ -505,14 +518,14 @@ def run_sendgrid_benchmark(
                     seconds, summary, stats, _ = time_worker(
                         engine, renderer, settings, mock, ids, concurrency
                     )
-                    _check_exactly_once(f"concurrency {concurrency}", ids, summary, stats)
+                    check_exactly_once(f"concurrency {concurrency}", len(ids), summary, stats)
                     samples[concurrency].append(seconds)
                     connections[concurrency] = stats["connections"]
                     summaries.add(summary)
                 seconds, summary, stats = time_processes(
                     engine, pool, mock, ids, settings.chunk_size
                 )
-                _check_exactly_once(f"{PROCESSES} processes", ids, summary, stats)
+                check_exactly_once(f"{PROCESSES} processes", len(ids), summary, stats)
                 parallel.append(seconds)
                 summaries.add(summary)
                 parallel_connections = stats["connections"]
@@ -554,15 +567,15 @@ def run_sendgrid_benchmark(
     )
 
 
-def _check_exactly_once(
-    what: str, ids: Sequence[int], summary: DeliverySummary, stats: dict[str, int]
+def check_exactly_once(
+    what: str, expected: int, summary: DeliverySummary, stats: dict[str, int]
 ) -> None:
-    """Raise unless the run sent every message and the mock received each exactly once."""
+    """Raise unless the run sent ``expected`` messages and the mock received each exactly once."""
     if (
-        summary.sent != len(ids)
-        or stats["distinct"] != len(ids)
+        summary.sent != expected
+        or stats["distinct"] != expected
         or stats["duplicates"]
-        or stats["requests"] != len(ids)
+        or stats["requests"] != expected
     ):
         raise RuntimeError(
             f"{what}: {summary}, the mock saw {stats}: not every message exactly once"

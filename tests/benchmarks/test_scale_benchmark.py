@@ -3,9 +3,11 @@
 It asserts nothing about speed (``make bench-scale`` measures it).
 """
 
+import os
 from pathlib import Path
 
-from benchmarks.scale import build_workspace, render_scale_section, run_scale_benchmark
+from benchmarks.scale import build_workspace, main, render_scale_section, run_scale_benchmark
+from benchmarks.sendgrid_delivery import mock_sendgrid
 
 
 def test_the_library_grows_to_the_items_asked(tmp_path: Path) -> None:
@@ -41,3 +43,54 @@ def test_every_stage_runs_and_the_warm_nightly_redoes_the_changed_members(
     assert warm["match"].rows >= result.changed_members
     report = "\n".join(render_scale_section(result))
     assert "Warm nightly" in report and "Peak RSS" in report
+
+
+def test_delivery_goes_through_sendgrid_to_the_mock_then_the_same_messages_to_the_outbox(
+    tmp_path: Path,
+) -> None:
+    with mock_sendgrid(latency_ms=1) as url:
+        result = run_scale_benchmark(
+            tmp_path, members=300, items=60, sendgrid_url=url, warm=False, floor_emails=2
+        )
+    figures = {figure.name: figure for figure in result.figures}
+    assert [figure.name for figure in result.figures][-2:] == [
+        "deliver (sendgrid)",
+        "deliver (outbox)",
+    ]
+    sendgrid, outbox = figures["deliver (sendgrid)"], figures["deliver (outbox)"]
+    assert sendgrid.rows > 0 and sendgrid.rows == outbox.rows  # the mock saw each exactly once
+    assert sendgrid.floor is not None and sendgrid.floor.seconds > 0
+    assert "scaled to the" in sendgrid.floor_label
+    assert len(list((tmp_path / "data" / "outbox").rglob("*.eml"))) == outbox.rows
+
+
+def test_the_command_runs_each_database_and_writes_the_headline_table(tmp_path: Path) -> None:
+    output = tmp_path / "scale.md"
+    postgres = os.environ.get("NURTURE_TEST_POSTGRES_URL")
+    code = main(
+        [
+            "--members",
+            "150",
+            "--items",
+            "60",
+            "--embedder",
+            "stand-in",
+            "--no-warm",
+            "--postgres-url",
+            postgres or "postgresql://postgres@127.0.0.1:1/nowhere",
+            "--output",
+            str(output),
+        ]
+    )
+
+    report = output.read_text(encoding="utf-8")
+    assert code == 0
+    headline = report[report.index("## Headline figures") : report.index("## What is measured")]
+    assert "| Figure | SQLite | PostgreSQL |" in headline if postgres else "| SQLite |" in headline
+    assert "deliver (sendgrid)" in headline and "cold nightly" in headline
+    assert "**stand-in**" in headline and "no encoder check" in headline
+    if postgres:
+        assert "## PostgreSQL" in report
+    else:
+        assert "**PostgreSQL not measured**" in headline
+        assert "cannot reach the database server" in headline
