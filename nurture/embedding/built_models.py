@@ -22,7 +22,7 @@ __all__ = ["BUILD_FORMAT", "built_file", "encoder_folder", "source_fingerprint",
 
 logger = logging.getLogger(__name__)
 
-BUILD_FORMAT = 1
+BUILD_FORMAT = 2
 """Version of how encoders are built: raising it rebuilds every cached one."""
 
 _MANIFEST = "manifest.json"

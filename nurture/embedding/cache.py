@@ -40,9 +40,13 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
     unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
     found: dict[str, np.ndarray] = {}
     keys = list(unique)
+    # On the session's connection: plain rows, without the ORM's work on each (the flush is
+    # what the session's own execute would do first).
+    session.flush()
+    connection = session.connection()
     for start in range(0, len(keys), _LOOKUP_BATCH):
         batch = keys[start : start + _LOOKUP_BATCH]
-        rows = session.execute(
+        rows = connection.execute(
             select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
                 EmbeddingCacheEntry.model == embedder.name,
                 EmbeddingCacheEntry.text_hash.in_(batch),

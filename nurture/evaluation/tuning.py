@@ -55,6 +55,7 @@ __all__ = [
     "SearchResult",
     "TuningResult",
     "ValidationSplit",
+    "carve_cold_start_validation",
     "carve_validation",
     "folder_validation",
     "propose_weights",
@@ -270,6 +271,69 @@ def carve_validation(
     )
 
 
+def carve_cold_start_validation(
+    dataset: FolderDataset, *, share: float = 0.2, seed: int = 42
+) -> FolderDataset:
+    """A validation split of newcomers drawn the way the Stack Exchange converter draws them.
+
+    :func:`carve_validation`'s newcomers are members whose interactions were taken away, the
+    ones they started included; the converter's cold-start protocol
+    (:func:`nurture.evaluation.stackexchange.cold_start_split`) holds out members with a text
+    who joined someone else's item, and tests only those interactions. Here the same protocol
+    runs on the training interactions: the member who started an item (its earliest training
+    interaction, by time then file order: on Stack Exchange, the asker) is its author. Eligible
+    members have a text or attributes and an interaction with an item someone else started; a
+    seeded ``share`` of them lose every interaction, and their interactions with items they did
+    not start are the validation. Every other member keeps all of theirs (nobody with a history
+    is scored).
+
+    Args:
+        dataset: A dataset read without its test interactions (``with_test=False``).
+        share: Share of the eligible members made newcomers.
+        seed: Seed of the draw.
+
+    Returns:
+        The dataset with training = the other members' interactions, test = the newcomers'
+        interactions with items they did not start.
+
+    Raises:
+        ValueError: ``dataset`` holds test interactions, or ``share`` is not in ``(0, 1)``.
+    """
+    if len(dataset.test):
+        raise ValueError(
+            "carve_cold_start_validation takes the training data only: read it with_test=False"
+        )
+    _check_shares(share, share)
+    train = dataset.train
+    members = np.asarray(train.member, dtype=np.int64)
+    items = np.asarray(train.item, dtype=np.int64)
+    times = np.array([moment.timestamp() for moment in dataset.train_times], dtype=np.float64)
+    order = np.lexsort((np.arange(len(items)), times, items))
+    starts = np.ones(len(order), dtype=bool)
+    starts[1:] = items[order][1:] != items[order][:-1]
+    author = np.full(len(dataset.item_ids), -1, dtype=np.int64)
+    author[items[order][starts]] = members[order][starts]
+    joined = author[items] != members  # an interaction with an item someone else started
+
+    def described(row: int) -> bool:
+        cells = dataset.member_cells[row]
+        return any(value.strip() for key, value in cells.items() if key not in ("id", "language"))
+
+    eligible = np.array(
+        [row for row in np.unique(members[joined]).tolist() if described(row)], dtype=np.int64
+    )
+    drawn = np.random.default_rng(seed).permutation(eligible)[: round(share * len(eligible))]
+    held = np.isin(members, drawn)
+    return dataclasses.replace(
+        dataset,
+        train=train.select(~held),
+        test=train.select(held & joined),
+        train_times=[
+            moment for moment, out in zip(dataset.train_times, held, strict=True) if not out
+        ],
+    )
+
+
 def _check_shares(share: float, newcomer_share: float) -> None:
     for name, value in (("share", share), ("newcomer_share", newcomer_share)):
         if not 0 < value < 1:
@@ -475,7 +539,12 @@ class ValidationSplit:
 
 @contextlib.contextmanager
 def folder_validation(
-    settings: Settings, folder: Path, *, k: int = 10, seed: int | None = None
+    settings: Settings,
+    folder: Path,
+    *,
+    k: int = 10,
+    seed: int | None = None,
+    cold_start_protocol: bool = False,
 ) -> Iterator[ValidationSplit]:
     """Carve a dataset folder's validation split and run the nightly stages on it once.
 
@@ -487,6 +556,8 @@ def folder_validation(
         folder: The dataset folder.
         k: Cut-off of the lists.
         seed: Seed of the split; the settings' random seed when none.
+        cold_start_protocol: Carve newcomers only, as the Stack Exchange converter's
+            cold-start protocol does (:func:`carve_cold_start_validation`).
 
     Yields:
         The split and its signals.
@@ -498,7 +569,11 @@ def folder_validation(
     dataset = load_dataset_folder(
         folder, languages=load_workspace_config(settings.workspace).languages, with_test=False
     )
-    validation = carve_validation(dataset, seed=seed)
+    validation = (
+        carve_cold_start_validation(dataset, seed=seed)
+        if cold_start_protocol
+        else carve_validation(dataset, seed=seed)
+    )
     data = validation.evaluation_data()
     with nurture_sandbox(settings, k) as sandbox:
         member_ids = stage_folder(validation, sandbox)

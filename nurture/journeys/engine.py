@@ -9,8 +9,10 @@ so a re-run or a concurrent worker never writes a second one.
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
 
-A pass reads in bulk and writes in bulk: members once per pass (:mod:`~nurture.journeys.reads`),
-due enrollments a chunk at a time as plain rows (:mod:`~nurture.journeys.due`). A new
+A pass reads in bulk and writes in bulk: members once per pass, up to a bound
+(:mod:`~nurture.journeys.reads`), due enrollments a chunk at a time as plain rows
+(:mod:`~nurture.journeys.due`), found a page at a time. What it holds is bounded by its chunks,
+not by the community's size. A new
 enrollment is written in the state the pass would leave it in when that owes nothing to the
 order of the pass (its goal already reached, an entry wait that ends later): written once,
 not written, read back and written again.
@@ -34,11 +36,10 @@ from collections import defaultdict
 from collections.abc import Callable, Collection, Iterator, Sequence
 from typing import Any, Literal
 
-from sqlalchemy import Select, Table, exists, select
+from sqlalchemy import Select, Table, and_, exists, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture import progress
-from nurture.chunks import chunked
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
@@ -60,7 +61,7 @@ from nurture.journeys.models import (
     WaitStep,
 )
 from nurture.journeys.policy import BackfillLimit, SendingRules
-from nurture.journeys.reads import MemberReads, MemberRow
+from nurture.journeys.reads import HELD_MEMBERS, MemberReads, MemberRow
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
@@ -146,7 +147,7 @@ class _Pass:
     best_hours: BestHours | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
     conditions: dict[tuple[str, str, str], Condition] = dataclasses.field(default_factory=dict)
-    settled: set[int] = dataclasses.field(default_factory=set)
+    newest_before: int = 0
     waits: dict[tuple[int, str | None], tuple[WaitStep, dt.datetime]] = dataclasses.field(
         default_factory=dict
     )
@@ -195,6 +196,7 @@ def advance_journeys(
     member_ids: Collection[int] | None = None,
     on_hold: Callable[[HeldEmail], None] | None = None,
     backfill: BackfillLimit | None = None,
+    member_capacity: int = HELD_MEMBERS,
 ) -> JourneySummary:
     """Enrol the members each trigger matches, then move every due enrollment along.
 
@@ -225,6 +227,8 @@ def advance_journeys(
         on_hold: Told of each email the sending rules hold back or skip (a simulation's report).
         backfill: Refuse the pass when its enrolments go over this limit (the backfill guard);
             None: no guard.
+        member_capacity: Members whose rows and facts the pass keeps at most (each kind of
+            read); a larger community is read again, a chunk at a time, by later journeys.
 
     Returns:
         Counts of what was done.
@@ -250,10 +254,11 @@ def advance_journeys(
             budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
             chunk_size=chunk_size,
             member_ids=frozenset(member_ids) if member_ids is not None else None,
-            reads=MemberReads(now),
+            reads=MemberReads(now, capacity=member_capacity),
             on_hold=on_hold,
             salt=suppression_salt or "",
         )
+        run.newest_before = session.scalar(select(func.max(Enrollment.id))) or 0
         for definition in ordered:
             _enrol(session, definition, journeys[definition.id], run, suppression_salt)
         session.flush()
@@ -265,10 +270,7 @@ def advance_journeys(
         versions: dict[int, JourneyDefinition] = {}
         for definition in ordered:
             _apply_goal(session, definition, run)
-            due = list(session.scalars(_due_enrollments(definition, run)))
-            for chunk in chunked(due, chunk_size):
-                _advance_chunk(session, chunk, run, versions)
-                progress.advance(len(chunk))
+            _advance_due(session, definition, run, versions)
 
     summary = JourneySummary(**dataclasses.asdict(run.counts))
     logger.info("%s (at %s)", describe_journeys(summary), now.isoformat())
@@ -323,10 +325,8 @@ def _enrol(
         )
         enrolled += len(written)
         moved = 0
-        for enrollment_id, member_id, occurrence in written:
+        for _, member_id, occurrence in written:
             outcome = settled.get((member_id, occurrence))
-            if outcome is not None:
-                run.settled.add(enrollment_id)
             if outcome == "goal":
                 run.counts.goal_reached += 1
             elif outcome == "advanced":
@@ -454,15 +454,17 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
                 ActivityEvent.occurred_at <= run.now,
             )
         )
-        exited = load_enrollments(session, list(session.scalars(query.where(reached))))
-        for enrollment in exited:
-            enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
-        run.counts.goal_reached += len(exited)
-        write_progress(session, exited)
+        for ids in _pages(session, query.where(reached), run.chunk_size):
+            exited = load_enrollments(session, ids)
+            for enrollment in exited:
+                enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
+            run.counts.goal_reached += len(exited)
+            write_progress(session, exited)
     if goal.condition:
-        # New enrollments had their goal decided as they were written (``_settle``).
-        active = [i for i in session.scalars(query.order_by(Enrollment.id)) if i not in run.settled]
-        for ids in chunked(active, run.chunk_size):
+        # New enrollments (those after the newest before the pass) had their goal decided as
+        # they were written (``_settle``).
+        older = query.where(Enrollment.id <= run.newest_before)
+        for ids in _pages(session, older, run.chunk_size):
             chunk = load_enrollments(session, ids)
             facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
             for enrollment in chunk:
@@ -471,6 +473,24 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
                     enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
                     run.counts.goal_reached += 1
             write_progress(session, chunk)
+
+
+def _pages(session: Session, query: Select[tuple[int]], size: int) -> Iterator[list[int]]:
+    """The enrollment ids ``query`` selects, in id order, a page of ``size`` at a time.
+
+    Each page is asked for once the one before was handled: ``query`` must not select again
+    an enrollment that handling a page changed (it only leaves, or stays at its id).
+    """
+    last = 0
+    while True:
+        ids = list(
+            session.scalars(query.where(Enrollment.id > last).order_by(Enrollment.id).limit(size))
+        )
+        if ids:
+            yield ids
+        if len(ids) < size:
+            return
+        last = ids[-1]
 
 
 # --- advancing ------------------------------------------------------------------------------
@@ -497,10 +517,49 @@ class _Email:
     member: MemberRow
 
 
-def _due_enrollments(definition: JourneyDefinition, run: _Pass) -> Select[tuple[int]]:
-    """The ids of a journey's enrollments due at ``run.now``, the longest waiting first."""
+def _advance_due(
+    session: Session,
+    definition: JourneyDefinition,
+    run: _Pass,
+    versions: dict[int, JourneyDefinition],
+) -> None:
+    """Advance a journey's due enrollments, the longest waiting first, a chunk at a time.
+
+    Each is advanced once, as it was when the pass came to the journey. Each chunk is read once
+    the one before was advanced (keyset on ``next_action_at, id``): what is not advanced yet is
+    as it was. An enrollment advanced to a moment still due (a wait ending now, passed twice)
+    is not read again: the ids of those are kept, few as they are.
+    """
+    query = _due_enrollments(definition, run)
+    done: set[int] = set()
+    after: tuple[dt.datetime | None, int] | None = None
+    while True:
+        page = query
+        if after is not None:
+            at, last = after
+            page = query.where(
+                or_(
+                    Enrollment.next_action_at > at,
+                    and_(Enrollment.next_action_at == at, Enrollment.id > last),
+                )
+            )
+        rows = session.execute(page.limit(run.chunk_size)).tuples().all()
+        chunk = [enrollment_id for enrollment_id, _ in rows if enrollment_id not in done]
+        if chunk:
+            done.update(_advance_chunk(session, chunk, run, versions))
+            progress.advance(len(chunk))
+        if len(rows) < run.chunk_size:
+            return
+        last_id, last_at = rows[-1]
+        after = (last_at, last_id)
+
+
+def _due_enrollments(
+    definition: JourneyDefinition, run: _Pass
+) -> Select[tuple[int, dt.datetime | None]]:
+    """A journey's enrollments due at ``run.now`` (id, moment), the longest waiting first."""
     due = (
-        select(Enrollment.id)
+        select(Enrollment.id, Enrollment.next_action_at)
         .where(
             Enrollment.state == EnrollmentState.ACTIVE,
             Enrollment.next_action_at <= run.now,
@@ -518,7 +577,8 @@ def _advance_chunk(
     enrollment_ids: Sequence[int],
     run: _Pass,
     versions: dict[int, JourneyDefinition],
-) -> None:
+) -> list[int]:
+    """Advance a chunk of due enrollments; returns those of them still due at ``run.now``."""
     enrollments = load_enrollments(session, enrollment_ids)
     member_ids = sorted({enrollment.member_id for enrollment in enrollments})
     load_versions(session, {enrollment.journey_id for enrollment in enrollments}, versions)
@@ -538,6 +598,13 @@ def _advance_chunk(
     write_progress(session, enrollments)
     messages = _fill_emails(session, batch.emails, run)
     run.counts.messages_queued += insert_ignoring_conflicts(session, _message_table(), messages)
+    return [
+        enrollment.id
+        for enrollment in enrollments
+        if enrollment.state == EnrollmentState.ACTIVE
+        and enrollment.next_action_at is not None
+        and enrollment.next_action_at <= run.now
+    ]
 
 
 def _advance_enrollment(

@@ -140,9 +140,9 @@ def enrollment_rows(
         if definition.audience
         else None
     )
-    stored = _StoredContexts()
     salt = suppression_salt or ""
     for chunk in chunked(_reentry_allows(session, definition, candidates, now), chunk_size):
+        stored = _StoredContexts()  # a chunk's: what it holds goes with the chunk
         kept = _consenting(session, definition, chunk, suppression_salt, reads)
         if audience is not None and kept:
             kept = _in_audience(session, audience, kept, reads, stored)

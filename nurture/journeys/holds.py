@@ -110,7 +110,10 @@ class BudgetLog:
         self._queued: dict[int, list[dt.datetime]] = {}
 
     def load(self, session: Session, member_ids: Sequence[int], now: dt.datetime) -> None:
-        """Read the recent budgeted emails of the members not read yet (one query).
+        """Read the recent budgeted emails of these members, forgetting the others (one query).
+
+        What it holds is bounded by a chunk, not the community: the emails recorded since the
+        last load must be written (queued) by then, so that they are read again with the rest.
 
         Args:
             session: The database session.
@@ -119,11 +122,10 @@ class BudgetLog:
         """
         if self.budget is None:
             return
-        missing = [member_id for member_id in member_ids if member_id not in self._queued]
+        missing = sorted(set(member_ids))
+        self._queued = {member_id: [] for member_id in missing}
         if not missing:
             return
-        for member_id in missing:
-            self._queued[member_id] = []
         query = select(Message.member_id, Message.created_at).where(
             Message.member_id.in_(missing), Message.created_at > now - self.budget.window_delta
         )

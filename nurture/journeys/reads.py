@@ -5,11 +5,13 @@ A pass of ``advance_journeys`` looks at the same members journey after journey: 
 due enrollments (rows, facts for goals and branches, what templates read). None of that changes
 during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
 member's once, in bulk queries for the members not read yet, and hands out the same values to
-every later journey and chunk. Condition facts are read for what the conditions asking for
-them read (``fact_parts``): an audience reading ``lifecycle`` alone reads the members'
-lifecycle stages and nothing else, and no condition naming ``activity``, no activity is
-summarised. What a pass does change (messages already queued, the budget,
-the enrollments) is not kept here and is read again where it is needed.
+every later journey and chunk. What it keeps is bounded, not the whole community: once a kind
+of read holds ``capacity`` members, it lets go of them all and starts again (a community larger
+than that is read again, a chunk at a time, by the journeys after). Condition facts are read
+for what the conditions asking for them read (``fact_parts``): an audience reading
+``lifecycle`` alone reads the members' lifecycle stages and nothing else, and no condition
+naming ``activity``, no activity is summarised. What a pass does change (messages already
+queued, the budget, the enrollments) is not kept here and is read again where it is needed.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from nurture.journeys.content import MemberFacts, member_profiles, members_who_a
 from nurture.journeys.facts import ConditionFacts, fact_parts
 from nurture.storage.models import ConsentStatus, Member
 
-__all__ = ["MemberReads", "MemberRow"]
+__all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow"]
+
+HELD_MEMBERS = 20_000
+"""Members whose reads a pass keeps at most (of each kind), unless told otherwise."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
@@ -60,10 +65,15 @@ class MemberReads:
 
     Args:
         now: The time of the pass (condition facts count ages and recency at it).
+        capacity: Members kept at most by each kind of read; past it, that kind's reads are
+            dropped and made again as asked (memory bounded whatever the community's size).
     """
 
-    def __init__(self, now: dt.datetime) -> None:
+    def __init__(self, now: dt.datetime, capacity: int = HELD_MEMBERS) -> None:
+        if capacity < 1:
+            raise ValueError(f"capacity must be at least 1, found {capacity}")
         self.now = now
+        self.capacity = capacity
         self._members: dict[int, MemberRow] = {}
         self._members_read: set[int] = set()
         self._facts: dict[frozenset[str], _Facts] = {}
@@ -79,6 +89,9 @@ class MemberReads:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
         wanted = set(member_ids)
         missing = sorted(wanted - self._members_read)
+        if missing and self._full(self._members_read, missing):
+            self._members, self._members_read = {}, set()
+            missing = sorted(wanted)
         if missing:
             rows = session.execute(select(*_MEMBER_COLUMNS).where(Member.id.in_(missing)))
             self._members.update((row[0], MemberRow(*row)) for row in rows)
@@ -101,6 +114,10 @@ class MemberReads:
         parts = fact_parts(names)
         facts = self._facts.setdefault(parts, _Facts())
         missing = sorted(set(member_ids) - facts.read)
+        if missing and self._full(facts.read, missing):
+            # A new holder: facts handed out before keep theirs.
+            facts = self._facts[parts] = _Facts()
+            missing = sorted(set(member_ids))
         if missing and parts:
             loaded = ConditionFacts(session, missing, self.now, parts)
             facts.contexts.update(loaded.contexts)
@@ -112,6 +129,9 @@ class MemberReads:
         """What templates read of ``member_ids`` (``member_profiles``), by existing member."""
         wanted = set(member_ids)
         missing = sorted(wanted - self._profiles_read)
+        if missing and self._full(self._profiles_read, missing):
+            self._profiles, self._profiles_read = {}, set()
+            missing = sorted(wanted)
         if missing:
             self._profiles.update(member_profiles(session, missing))
             self._profiles_read.update(missing)
@@ -123,6 +143,9 @@ class MemberReads:
         """Which of ``member_ids`` answered the questionnaire (``members_who_answered``)."""
         wanted = set(member_ids)
         missing = wanted - self._answered_read
+        if missing and self._full(self._answered_read, missing):
+            self._answered, self._answered_read = set(), set()
+            missing = wanted
         if missing:
             self._answered.update(members_who_answered(session, missing))
             self._answered_read.update(missing)
@@ -139,10 +162,10 @@ class MemberReads:
         Returns:
             Their ids, each member's hash made and looked up once per pass.
         """
-        if salt != self._salt:
+        missing = [member.id for member in members if member.id not in self._suppression_read]
+        if salt != self._salt or (missing and self._full(self._suppression_read, missing)):
             self._salt = salt
-            self._suppressed.clear()
-            self._suppression_read.clear()
+            self._suppressed, self._suppression_read = set(), set()
         hashes = {
             member.id: suppression_hash(member.email, salt)
             for member in members
@@ -153,3 +176,7 @@ class MemberReads:
             self._suppressed.update(member_id for member_id, h in hashes.items() if h in found)
             self._suppression_read.update(hashes)
         return {member.id for member in members if member.id in self._suppressed}
+
+    def _full(self, read: set[int], missing: Collection[int]) -> bool:
+        """Whether reading ``missing`` too would keep more than ``capacity`` members."""
+        return len(read) + len(missing) > self.capacity

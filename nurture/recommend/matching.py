@@ -216,17 +216,21 @@ def _best_segments(
     latest_run = latest_segmentation_run(session)
     if latest_run is None:
         return {}
-    memberships = session.execute(
-        select(
-            SegmentMembership.member_id,
-            SegmentMembership.segment_id,
-            SegmentMembership.distance,
-            Segment.kind,
-            Segment.interest,
+    memberships = (
+        session.connection()
+        .execute(  # after _load_chunk's flush
+            select(
+                SegmentMembership.member_id,
+                SegmentMembership.segment_id,
+                SegmentMembership.distance,
+                Segment.kind,
+                Segment.interest,
+            )
+            .join(Segment, Segment.id == SegmentMembership.segment_id)
+            .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
         )
-        .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
-    ).all()
+        .all()
+    )
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
@@ -392,7 +396,14 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
 def _evidence(
     session: Session, embedder: Embedder, chunk: _Chunk, state: RunState
 ) -> tuple[list[list[Evidence]], np.ndarray, np.ndarray]:
-    """Each member's evidence, padded: ``(evidence lists, (m, e, d) vectors, (m, e) mask)``."""
+    """Each member's evidence, padded: ``(stated evidence, (m, e, d) vectors, (m, e) mask)``.
+
+    A member's slots hold what they stated (answer, then goals: the evidence lists) followed
+    by their recent items (``chunk.recent``, whose evidence :func:`_consumed` gives when a
+    reason names one). The vectors are those reasons compare: less the centre of the member's
+    language, at unit length (an item's are :attr:`RunState.reason_vectors`: the member's
+    recent items are in their language).
+    """
     labels = [
         [goal_label(goal, language) for goal in goals]
         for goals, language in zip(chunk.goals, chunk.languages, strict=True)
@@ -403,10 +414,9 @@ def _evidence(
     vector_of = dict(zip(texts, embed_texts_cached(session, embedder, texts), strict=True))
 
     evidence: list[list[Evidence]] = []
-    # Where each piece of evidence goes (row, slot) and its vector: the text's (an index into
-    # ``text_vectors``) or the consumed item's (an index into ``state.vectors``), set at once.
+    # Where each stated piece of evidence goes (row, slot) and its text's index into
+    # ``text_vectors``, set at once.
     text_at: list[tuple[int, int, int]] = []
-    item_at: list[tuple[int, int, int]] = []
     text_index = {text: index for index, text in enumerate(vector_of)}
     for row in range(len(chunk.member_ids)):
         found: list[Evidence] = []
@@ -417,25 +427,33 @@ def _evidence(
         for label in labels[row]:
             text_at.append((row, len(found), text_index[label]))
             found.append(Evidence(EvidenceKind.GOAL, label))
-        for column, event_type in chunk.recent[row]:
-            item_at.append((row, len(found), column))
-            found.append(_consumed(state, column, event_type))
         evidence.append(found)
 
     m, dim = len(chunk.member_ids), embedder.dim
-    width = max((len(found) for found in evidence), default=0)
+    stated = np.array([len(found) for found in evidence], dtype=np.int64).reshape(m)
+    recent = np.array([len(consumed) for consumed in chunk.recent], dtype=np.int64).reshape(m)
+    width = int((stated + recent).max(initial=0))
     padded = np.zeros((m, width, dim), dtype=np.float32)
     mask = np.zeros((m, width), dtype=bool)
     if text_at:
         rows, slots, which = np.array(text_at, dtype=np.int64).T
         text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
-        padded[rows, slots] = text_vectors[which]
+        padded[rows, slots] = _unit(text_vectors[which] - _centres(chunk, state, dim)[rows])
         mask[rows, slots] = True
-    if item_at:
-        rows, slots, which = np.array(item_at, dtype=np.int64).T
-        padded[rows, slots] = state.vectors[which]
+    if recent.any():  # each member's recent items, in the slots after what they stated
+        rows = np.repeat(np.arange(m), recent)
+        starts = np.cumsum(recent) - recent
+        slots = np.repeat(stated - starts, recent) + np.arange(len(rows))
+        columns = np.array([column for consumed in chunk.recent for column, _ in consumed])
+        padded[rows, slots] = state.reason_vectors[columns]
         mask[rows, slots] = True
     return evidence, padded, mask
+
+
+def _centres(chunk: _Chunk, state: RunState, dim: int) -> np.ndarray:
+    """``(m, d)`` the centre of each member's language (zero when it has none)."""
+    zero = np.zeros(dim, dtype=np.float32)
+    return np.stack([state.centres.get(language, zero) for language in chunk.languages])
 
 
 def _consumed(state: RunState, column: int, event_type: str) -> Evidence:
@@ -505,28 +523,24 @@ def _reasons(
         picked = np.where(columns >= 0, np.take_along_axis(positive, columns.clip(0), axis=1), 0)
         strength = np.divide(picked, top, out=np.zeros_like(picked), where=top > 0)
         put_forward = (strength >= COLLABORATIVE_REASON) & (indices >= 0)
+    # What every item of the member's language shares ("community") says nothing about why
+    # this item: evidence and items are compared once it is taken out. A recommended item is
+    # in the member's language: its vector less its own language's centre is the one.
     evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
     recommended = (
-        state.vectors[np.clip(indices, 0, None)]
+        state.reason_vectors[np.clip(indices, 0, None)]
         if len(state.items)
         else np.zeros((m, k, embedder.dim), dtype=np.float32)
     )
-    # What every item of the member's language shares ("community") says nothing about why
-    # this item: compare evidence and items once it is taken out.
-    zero = np.zeros(embedder.dim, dtype=np.float32)
-    centres = np.stack([state.centres.get(language, zero) for language in chunk.languages])
     best, _ = distinct_evidence(
-        _unit(evidence_vectors - centres[:, None, :]),
-        evidence_mask,
-        _unit(recommended - centres[:, None, :]),
-        weights.reason_min_similarity,
+        evidence_vectors, evidence_mask, recommended, weights.reason_min_similarity
     )
     source, strength = _co_engagement_sources(chunk, state, indices)
     reasons: list[list[str]] = []
     for row in range(m):
         language = chunk.languages[row]
         recent = chunk.recent[row]
-        first_recent = len(evidence[row]) - len(recent)  # answers and goals come first
+        first_recent = len(evidence[row])  # answers and goals come first
         named: set[int] = set()  # the member's items a reason of this list already names
         learned_reasons = 0
         listed: list[str] = []
@@ -535,9 +549,12 @@ def _reasons(
                 break
             if best[row, position] >= 0:
                 slot = int(best[row, position])
-                reason = reason_text(evidence[row][slot], language)
                 if slot >= first_recent:
-                    named.add(recent[slot - first_recent][0])
+                    column, event_type = recent[slot - first_recent]
+                    reason = reason_text(_consumed(state, column, event_type), language)
+                    named.add(column)
+                else:
+                    reason = reason_text(evidence[row][slot], language)
             elif strength[row, position] >= CO_ENGAGEMENT_REASON:
                 column, event_type = recent[int(source[row, position])]
                 reason = co_engagement_reason(_consumed(state, column, event_type), language)
@@ -599,14 +616,16 @@ def _learned_support(
 
 def _member_popularity(
     session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
-) -> tuple[np.ndarray, np.ndarray | None, np.ndarray]:
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
     Returns:
-        ``(popularity, rows, by_group)``: the segment table and each member's row in it, or,
-        when some member answered a choice question, one ``(m, n)`` row per member (rows none;
-        group shares are scaled to the community's total engagement, like the segment counts);
-        and ``(m,)`` whether each member is ranked by their answer groups.
+        ``(popularity, rows, by_group)``: a table and each member's row in it, and ``(m,)``
+        whether each member is ranked by their answer groups. The table's first rows are the
+        segments' (``state.popularity``); one row follows for each combination of answers
+        found among the members who answered a choice question (group shares are scaled to
+        the community's total engagement, like the segment counts): members who answered
+        alike share a row.
     """
     rows = np.array(popularity_rows, dtype=np.int64)
     none = np.zeros(len(rows), dtype=bool)
@@ -621,10 +640,16 @@ def _member_popularity(
     answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
         return state.popularity, rows, none
-    per_member = state.popularity[rows].copy()
+    combinations, combination_of = np.unique(codes[answered], axis=0, return_inverse=True)
     total = float(state.popularity[-1].sum())
-    per_member[answered] = state.groups.transform(codes[answered]) * np.float32(total)
-    return per_member, None, answered
+    table = np.concatenate(
+        [
+            np.asarray(state.popularity, dtype=np.float32),
+            state.groups.transform(combinations) * np.float32(total),
+        ]
+    )
+    rows[answered] = len(state.popularity) + combination_of.ravel()
+    return table, rows, answered
 
 
 def _with_community(table: np.ndarray, community: np.ndarray, share: float) -> np.ndarray:
@@ -660,6 +685,8 @@ class RankingSignals:
             into the segment popularity at :attr:`RankingWeights.community_popularity`.
         by_group: ``(m,)`` whether the member is ranked by their answer groups' popularity
             (already shrunk towards the community's: the mix leaves it as it is).
+        group_rows: The first row of the popularity table that holds answer groups'
+            popularity (the rows before it are the segments', which the mix applies to).
     """
 
     member_ids: list[int]
@@ -668,6 +695,7 @@ class RankingSignals:
     arguments: dict[str, Any]
     community: np.ndarray
     by_group: np.ndarray
+    group_rows: int
 
     def rank(
         self, weights: RankingWeights, k: int, rows: np.ndarray | None = None
@@ -686,10 +714,11 @@ class RankingSignals:
         if weights.community_popularity > 0:
             arguments = dict(arguments)
             table = arguments["popularity"]
-            mixed = _with_community(table, self.community, weights.community_popularity)
-            if arguments["popularity_rows"] is None:  # one row per member: not the groups'
-                by_group = self.by_group if rows is None else self.by_group[rows]
-                mixed[by_group] = table[by_group]
+            mixed = _with_community(
+                table[: self.group_rows], self.community, weights.community_popularity
+            )
+            if self.group_rows < len(table):  # the groups' rows are left as they are
+                mixed = np.concatenate([mixed, table[self.group_rows :]])
             arguments["popularity"] = mixed
         return rank_content(weights=weights, k=k, **arguments)
 
@@ -766,6 +795,7 @@ def _signals(
         },
         community=state.popularity[-1],
         by_group=by_group,
+        group_rows=len(state.popularity),
     )
 
 

@@ -410,8 +410,8 @@ def select_diverse(
         k: Items to pick per row.
         mmr_lambda: Trade-off between relevance (1) and variety (0).
         duplicate_similarity: Cosine from which two items count as near-duplicates.
-        candidates: Only each row's best-scored ``candidates`` items (at least ``k``) take part;
-            all items when none.
+        candidates: Only each row's best-scored ``candidates`` items (at least ``k``; of equal
+            scores, those of the lowest index) take part; all items when none.
 
     Returns:
         ``(indices, picked_scores)``, both ``(m, k)``: item indices (``-1`` once a row runs out
@@ -438,9 +438,26 @@ def _pool_width(n: int, k: int, candidates: int | None) -> int:
 
 
 def _best_of(scores: np.ndarray, width: int) -> tuple[np.ndarray, np.ndarray]:
-    """Each row's best ``width`` items, in the order of their index, and their scores."""
-    n = scores.shape[1]
-    pool = np.sort(np.argpartition(scores, n - width, axis=1)[:, n - width :], axis=1)
+    """Each row's best ``width`` items, in the order of their index, and their scores.
+
+    Between items scoring as much as the row's ``width``-th best, those of the lowest index
+    are kept (``nan`` scores count as ``-inf``).
+    """
+    m, n = scores.shape
+    # The threshold by a partition of the negated scores, not an argpartition of the scores:
+    # most of a row is ineligible, tied at the lowest score, which slows numpy's selection
+    # down tenfold when it looks for the top end.
+    ranked = np.where(np.isnan(scores), -np.inf, scores) if np.isnan(scores).any() else scores
+    threshold = -np.partition(-ranked, width - 1, axis=1)[:, width - 1 : width]
+    kept = ranked > threshold
+    tied = ranked == threshold
+    missing = width - np.count_nonzero(kept, axis=1)
+    crowded = np.flatnonzero(np.count_nonzero(tied, axis=1) > missing)
+    kept |= tied
+    if crowded.size:  # more ties than places: the first ones by index
+        first = np.cumsum(tied[crowded], axis=1, dtype=np.int64) <= missing[crowded, None]
+        kept[crowded] &= ~tied[crowded] | first
+    pool = np.flatnonzero(kept).reshape(m, width) - (np.arange(m, dtype=np.int64) * n)[:, None]
     return pool, np.take_along_axis(scores, pool, axis=1)
 
 
@@ -764,6 +781,7 @@ def rank_content(
     scores = blend @ items.T
     co_indptr = None if co_rows is None else co_rows.indptr
     modelled = None if collaborative_items is None else np.asarray(collaborative_items, np.int64)
+    distinct_columns = modelled is not None and len(np.unique(modelled)) == len(modelled)
     format_bonus = np.float32(weights.format) if format_match is not None else np.float32(0.0)
     width = _pool_width(n, k, weights.mmr_candidates)
 
@@ -786,7 +804,9 @@ def rank_content(
             np.maximum(contribution, np.float32(0.0), out=contribution)
             if modelled is None:
                 block += contribution
-            else:  # only the modelled columns: one flat scatter
+            elif distinct_columns:  # only the modelled columns, each once: a plain gather
+                block[:, modelled] += contribution
+            else:  # a column named twice adds twice: one flat scatter
                 flat = (np.arange(rows, dtype=np.int64)[:, None] * n + modelled[None, :]).ravel()
                 np.add.at(block.reshape(-1), flat, contribution.ravel())
         block += table[row_of[start:stop]]

@@ -49,11 +49,12 @@ GROUPS = ("with_history", "without_history")
 """The groups of members, as the file names them."""
 
 DEFAULT_WEIGHTS: dict[str, dict[str, Any]] = {
-    # RankingWeights' own defaults for both groups. The weights a pooled search found on
-    # validation splits of the training data (benchmarks/choose_defaults.py) were checked once
-    # against these on the test splits and lost in 8 of 12 figures, the newcomers' most: the
-    # validation newcomers (regulars with their history taken away) do not behave like the
-    # datasets' real newcomers. docs/evaluation.md, "Measured", has both sets of figures.
+    # RankingWeights' own defaults for both groups. Two candidates chosen on validation splits
+    # of the training data were each checked once against these on the test splits and lost:
+    # a pooled search (benchmarks/choose_defaults.py, 8 of 12 figures lost), and newcomers
+    # ranked by the community's undecayed popularity by score alone, chosen on newcomers carved
+    # like the Stack Exchange converter's (benchmarks/newcomer_defaults.py; History Meta's cold
+    # start, the cell it was meant for, lost). docs/evaluation.md, "Measured", has the figures.
     "with_history": {},
     "without_history": {},
 }

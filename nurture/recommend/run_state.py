@@ -21,6 +21,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -206,6 +207,18 @@ class RunState:
                     out[row, position] = self.group_codes[position].get(value, -1)
         return out
 
+    @cached_property
+    def reason_vectors(self) -> np.ndarray:
+        """``(n, d)`` each item's vector less its language's centre, at unit length.
+
+        What reasons compare with a member's evidence (zero when nothing is left).
+        """
+        zero = np.zeros(self.vectors.shape[1], dtype=np.float32)
+        if not self.items:
+            return self.vectors - zero
+        centres = np.stack([self.centres.get(item.language, zero) for item in self.items])
+        return unit_vectors(self.vectors - centres)
+
     @property
     def column_of(self) -> dict[str, int]:
         """Column of each item key."""
@@ -216,6 +229,12 @@ class RunState:
         if segment_id is None:
             return self.popularity.shape[0] - 1
         return self.segment_rows.get(segment_id, self.popularity.shape[0] - 1)
+
+
+def unit_vectors(vectors: np.ndarray) -> np.ndarray:
+    """``vectors`` at unit length along their last axis; a zero vector stays zero."""
+    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
+    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def latest_segmentation_run(session: Session) -> int | None:
@@ -369,7 +388,11 @@ def choice_answers(
         query = query.where(Answer.member_id.in_(list(member_ids)))
     decoded: dict[str | None, Any] = {None: None}
     out: dict[int, dict[str, str]] = {}
-    for member_id, key, text in session.execute(query.order_by(Answer.answered_at, Answer.id)):
+    # On the session's connection: plain rows, without the ORM's work on each (the flush is
+    # what the session's own execute would do first).
+    session.flush()
+    rows = session.connection().execute(query.order_by(Answer.answered_at, Answer.id))
+    for member_id, key, text in rows:
         if text not in decoded:
             decoded[text] = json.loads(text)
         value = decoded[text]

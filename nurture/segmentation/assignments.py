@@ -19,6 +19,7 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
@@ -42,10 +43,12 @@ __all__ = [
     "plan_cluster_assignments",
     "segment_entries",
     "update_cluster_assignments",
+    "update_cluster_assignments_in_chunks",
     "update_rule_assignments",
 ]
 
 _BATCH = 1000
+_CHUNK = 20_000
 
 
 @dataclass(frozen=True)
@@ -130,8 +133,14 @@ class AssignmentPlan:
 
 
 def _load_cluster_assignments(
-    session: Session, member_ids: Collection[int] | None = None
+    session: Session,
+    member_ids: Collection[int] | None = None,
+    between: tuple[int | None, int | None] = (None, None),
 ) -> list[StoredAssignment]:
+    """The stored cluster assignments of ``member_ids`` (everyone's when None).
+
+    Only those whose member id lies in ``between`` (``[low, high)``, open where None).
+    """
     session.flush()
     query = (
         select(
@@ -144,6 +153,11 @@ def _load_cluster_assignments(
         .join(Segment, Segment.id == SegmentAssignment.segment_id)
         .where(Segment.kind == SegmentKind.CLUSTER)
     )
+    low, high = between
+    if low is not None:
+        query = query.where(SegmentAssignment.member_id >= low)
+    if high is not None:
+        query = query.where(SegmentAssignment.member_id < high)
     if member_ids is None:
         return [StoredAssignment(*row) for row in session.execute(query)]
     found: list[StoredAssignment] = []
@@ -278,6 +292,56 @@ def update_cluster_assignments(
     return plan.changes
 
 
+def update_cluster_assignments_in_chunks(
+    session: Session,
+    member_ids: np.ndarray,
+    segment_ids: np.ndarray,
+    now: dt.datetime,
+    *,
+    move_after: dt.timedelta,
+    active_segments: Collection[int],
+    chunk_size: int = _CHUNK,
+) -> AssignmentChanges:
+    """:func:`update_cluster_assignments` for a whole run, one range of member ids at a time.
+
+    Each member's rows are read, decided and written with their range only, so memory follows
+    the chunk, not the community; the result is the same as one update of everyone.
+
+    Args:
+        session: Database session (the caller commits).
+        member_ids: Every member the run placed, in increasing order.
+        segment_ids: The cluster segment of each (same order).
+        now: Time of the run.
+        move_after: How long a move must hold before it counts; zero counts it at once.
+        active_segments: Ids of the cluster segments still active after this run.
+        chunk_size: Members of the run per range.
+
+    Returns:
+        Counts of what changed.
+    """
+    if np.any(np.diff(member_ids) <= 0):
+        raise ValueError("member_ids must be distinct and in increasing order")
+    entered = moved = pending = 0
+    for start in range(0, max(len(member_ids), 1), chunk_size):
+        stop = start + chunk_size
+        low = int(member_ids[start]) if start else None
+        high = int(member_ids[stop]) if stop < len(member_ids) else None
+        plan = plan_cluster_assignments(
+            _load_cluster_assignments(session, between=(low, high)),
+            dict(
+                zip(member_ids[start:stop].tolist(), segment_ids[start:stop].tolist(), strict=True)
+            ),
+            now,
+            move_after=move_after,
+            active_segments=active_segments,
+        )
+        _apply(session, plan.deletes, plan.updates, plan.inserts, plan.departures)
+        entered += plan.changes.entered
+        moved += plan.changes.moved
+        pending += plan.changes.pending
+    return AssignmentChanges(entered=entered, moved=moved, pending=pending)
+
+
 def update_rule_assignments(
     session: Session, segment_id: int, member_ids: Collection[int], now: dt.datetime
 ) -> AssignmentChanges:
@@ -293,34 +357,37 @@ def update_rule_assignments(
         Counts of members who entered and left.
     """
     session.flush()
-    existing = dict(
-        session.execute(
-            select(SegmentAssignment.member_id, SegmentAssignment.id).where(
-                SegmentAssignment.segment_id == segment_id
-            )
+    rows = session.execute(
+        select(SegmentAssignment.member_id, SegmentAssignment.id)
+        .where(SegmentAssignment.segment_id == segment_id)
+        .execution_options(yield_per=_CHUNK)
+    ).tuples()
+    existing = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, 2)
+    wanted = np.unique(np.fromiter(member_ids, dtype=np.int64, count=len(member_ids)))
+    leaving = ~np.isin(existing[:, 0], wanted)
+    entering = wanted[~np.isin(wanted, existing[:, 0])]
+    for start in range(0, max(len(existing), len(entering)), _CHUNK):
+        gone = existing[start : start + _CHUNK][leaving[start : start + _CHUNK]]
+        _apply(
+            session,
+            gone[:, 1].tolist(),
+            [],
+            [
+                {
+                    "member_id": member_id,
+                    "segment_id": segment_id,
+                    "state": AssignmentState.EFFECTIVE,
+                    "since": now,
+                    "updated_at": now,
+                }
+                for member_id in entering[start : start + _CHUNK].tolist()
+            ],
+            [
+                {"member_id": member_id, "segment_id": segment_id, "left_at": now}
+                for member_id in gone[:, 0].tolist()
+            ],
         )
-        .tuples()
-        .all()
-    )
-    wanted = set(member_ids)
-    deletes = [row_id for member_id, row_id in existing.items() if member_id not in wanted]
-    departures = [
-        {"member_id": member_id, "segment_id": segment_id, "left_at": now}
-        for member_id in existing
-        if member_id not in wanted
-    ]
-    inserts = [
-        {
-            "member_id": member_id,
-            "segment_id": segment_id,
-            "state": AssignmentState.EFFECTIVE,
-            "since": now,
-            "updated_at": now,
-        }
-        for member_id in sorted(wanted - set(existing))
-    ]
-    _apply(session, deletes, [], inserts, departures)
-    return AssignmentChanges(entered=len(inserts), left=len(deletes))
+    return AssignmentChanges(entered=len(entering), left=int(leaving.sum()))
 
 
 def effective_segments(

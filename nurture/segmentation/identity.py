@@ -7,7 +7,7 @@ from collections.abc import Collection, Sequence
 import numpy as np
 from scipy.optimize import linear_sum_assignment
 
-__all__ = ["match_by_overlap", "match_segments"]
+__all__ = ["match_by_overlap", "match_by_shared", "match_segments"]
 
 
 def match_segments(
@@ -63,11 +63,40 @@ def match_by_overlap(
         return {}
     before = [set(members) for members in previous]
     now = [set(members) for members in current]
-    similarity = np.zeros((len(now), len(before)))
-    for row, members in enumerate(now):
-        for col, other in enumerate(before):
-            union = len(members | other)
-            similarity[row, col] = len(members & other) / union if union else 0.0
+    shared = np.array([[len(members & other) for other in before] for members in now])
+    return match_by_shared(
+        shared, [len(members) for members in now], [len(other) for other in before], min_jaccard
+    )
+
+
+def match_by_shared(
+    shared: np.ndarray,
+    current_sizes: Sequence[int],
+    previous_sizes: Sequence[int],
+    min_jaccard: float = 0.3,
+) -> dict[int, int]:
+    """:func:`match_by_overlap` from counts: members each cluster shares with each segment.
+
+    Args:
+        shared: ``(k, m)`` members current cluster ``i`` shares with previous segment ``j``.
+        current_sizes: Members of each current cluster.
+        previous_sizes: Members of each previous segment.
+        min_jaccard: Smallest Jaccard index of a match.
+
+    Returns:
+        ``{current index: previous index}`` for matched clusters.
+    """
+    if not len(current_sizes) or not len(previous_sizes):
+        return {}
+    shared = np.asarray(shared, dtype=np.int64)
+    union = (
+        np.asarray(current_sizes, dtype=np.int64)[:, None]
+        + np.asarray(previous_sizes, dtype=np.int64)[None, :]
+        - shared
+    )
+    similarity = np.divide(
+        shared, union, out=np.zeros(shared.shape, dtype=np.float64), where=union > 0
+    )
     rows, cols = linear_sum_assignment(-similarity)
     return {
         int(row): int(col)

@@ -16,8 +16,7 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections import Counter
-from collections.abc import Collection, Sequence
+from collections.abc import Iterable, Sequence
 
 import numpy as np
 from sqlalchemy import delete, func, insert, or_, select
@@ -51,14 +50,14 @@ def _latest_cluster_run(session: Session) -> SegmentationRun | None:
 
 
 def _unsettled_members(
-    session: Session, segment_ids: Sequence[int], placed: Collection[int]
+    session: Session, segment_ids: Sequence[int], placed: np.ndarray
 ) -> set[int]:
     """Members whose effective cluster segment may not follow their unchanged placement.
 
     Those waiting to move (a pending assignment: time may settle it), those with an assignment
-    to a segment other than the run's active ones, and those placed without an effective
-    assignment. Every other unchanged member's effective segment is already the one the run
-    placed them in (an earlier update left it so), and stays.
+    to a segment other than the run's active ones, and those placed (``placed``: sorted ids)
+    without an effective assignment. Every other unchanged member's effective segment is
+    already the one the run placed them in (an earlier update left it so), and stays.
     """
     clusters = (
         select(SegmentAssignment.member_id)
@@ -75,11 +74,31 @@ def _unsettled_members(
             )
         )
     )
-    effective = set(
+    effective = _ids(
         session.scalars(clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE))
     )
-    unsettled.update(member_id for member_id in placed if member_id not in effective)
+    unsettled.update(placed[~np.isin(placed, effective)].tolist())
     return unsettled
+
+
+def _ids(values: Iterable[int]) -> np.ndarray:
+    """Member ids as a sorted array of distinct int64 (a few bytes each, not a Python set)."""
+    return np.unique(np.fromiter(values, dtype=np.int64))
+
+
+def _last_of_each(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Each member once, with its last row's segment, of rows sorted by member.
+
+    Args:
+        pairs: ``(n, 2)`` rows of ``(member id, segment id)``, sorted by member id.
+
+    Returns:
+        ``(member ids, segment ids)``.
+    """
+    if not len(pairs):
+        return pairs[:, 0], pairs[:, 1]
+    last = np.append(pairs[1:, 0] != pairs[:-1, 0], True)
+    return pairs[last, 0], pairs[last, 1]
 
 
 def assign_changed_members(
@@ -132,22 +151,22 @@ def assign_changed_members(
     )
     if not segments or any(segment.centroid is None for segment in segments):
         return None
-    placed = dict(
-        session.execute(
-            select(SegmentMembership.member_id, SegmentMembership.segment_id)
-            .join(Segment, Segment.id == SegmentMembership.segment_id)
-            .where(SegmentMembership.run_id == run.id, Segment.kind == SegmentKind.CLUSTER)
-        )
-        .tuples()
-        .all()
-    )
-    profiled = set(session.scalars(select(MemberProfile.member_id)))
+    pairs = session.execute(
+        select(SegmentMembership.member_id, SegmentMembership.segment_id)
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == run.id, Segment.kind == SegmentKind.CLUSTER)
+        .order_by(SegmentMembership.member_id, SegmentMembership.id)
+        .execution_options(yield_per=_CHUNK)
+    ).tuples()
+    placed = np.fromiter((value for pair in pairs for value in pair), dtype=np.int64)
+    placed_ids, placed_segments = _last_of_each(placed.reshape(-1, 2))
+    profiled = _ids(session.scalars(select(MemberProfile.member_id)))
     changed = set(
         session.scalars(
             select(MemberProfile.member_id).where(MemberProfile.computed_at > run.created_at)
         )
     )
-    changed |= profiled - placed.keys()
+    changed.update(profiled[~np.isin(profiled, placed_ids)].tolist())
     if len(changed) > max_share * total:
         return None
     offset = np.asarray(params["scaling"]["offset"], dtype=np.float32)
@@ -156,6 +175,7 @@ def assign_changed_members(
     centers = (np.stack(centroids) - offset) * factor
     segment_ids = [segment.id for segment in segments]
     rows = []
+    moved_to: dict[int, int] = {}
     for chunk in chunked(sorted(changed), _CHUNK):
         found = session.execute(
             select(MemberProfile.member_id, MemberProfile.features).where(
@@ -176,7 +196,7 @@ def assign_changed_members(
         nearest = distances.argmin(axis=1)
         for row, (member_id, _) in enumerate(found):
             segment_id = segment_ids[int(nearest[row])]
-            placed[member_id] = segment_id
+            moved_to[member_id] = segment_id
             rows.append(
                 {
                     "run_id": run.id,
@@ -196,18 +216,37 @@ def assign_changed_members(
         )
     for batch in chunked(rows, _CHUNK):
         session.execute(insert(SegmentMembership), batch)
-    placed = {member_id: placed[member_id] for member_id in placed if member_id in profiled}
-    sizes = Counter(placed.values())
+    # Everyone's placement now: the run's, but the changed members' new one; profiled only.
+    kept = np.isin(placed_ids, profiled) & ~np.isin(placed_ids, list(moved_to))
+    placed_ids = np.concatenate([placed_ids[kept], np.fromiter(moved_to, dtype=np.int64)])
+    placed_segments = np.concatenate(
+        [placed_segments[kept], np.fromiter(moved_to.values(), dtype=np.int64)]
+    )
+    order = np.argsort(placed_ids, kind="stable")
+    placed_ids, placed_segments = placed_ids[order], placed_segments[order]
+    segment_of, counts = np.unique(placed_segments, return_counts=True)
+    sizes = dict(zip(segment_of.tolist(), counts.tolist(), strict=True))
     for segment in segments:
         segment.size = sizes.get(segment.id, 0)
-    concerned = changed | _unsettled_members(session, segment_ids, placed.keys())
+    concerned = np.array(
+        sorted(changed | _unsettled_members(session, segment_ids, placed_ids)), dtype=np.int64
+    )
+    rows_of = np.searchsorted(placed_ids, concerned)
+    inside = rows_of < len(placed_ids)
+    inside[inside] = placed_ids[rows_of[inside]] == concerned[inside]
     changes = update_cluster_assignments(
         session,
-        {member_id: placed[member_id] for member_id in concerned if member_id in placed},
+        dict(
+            zip(
+                concerned[inside].tolist(),
+                placed_segments[rows_of[inside]].tolist(),
+                strict=True,
+            )
+        ),
         now,
         move_after=move_after,
         active_segments=set(segment_ids),
-        member_ids=concerned,
+        member_ids=concerned.tolist(),
     )
     session.flush()
     summary = SegmentationSummary(
@@ -216,7 +255,7 @@ def assign_changed_members(
         quality=run.quality,
         sizes={segment.key: segment.size for segment in segments},
         labels={segment.key: segment.label for segment in segments},
-        n_members=len(placed),
+        n_members=len(placed_ids),
         algorithm="assigned",
         moved=changes.moved,
         pending=changes.pending,

@@ -15,6 +15,7 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
 
 __all__ = [
+    "CHUNK_ROWS",
     "DEFAULT_BLOCK_WEIGHTS",
     "INERTIA_TOLERANCE",
     "K_TOLERANCE",
@@ -50,8 +51,9 @@ INERTIA_TOLERANCE = 0.01
 clusters this much (relatively) tighter."""
 
 _N_INIT = 4
-_CHUNK_ROWS = 20_000
-"""Rows scaled and assigned at a time by :meth:`SegmentModel.predict` and ``transform``."""
+CHUNK_ROWS = 20_000
+"""Rows scaled and assigned at a time by :meth:`SegmentModel.predict` and ``transform``: a
+caller streaming rows in chunks of this many gets the very numbers of one call on every row."""
 
 
 def resolve_block_weights(block_weights: Mapping[str, float] | None) -> dict[str, float]:
@@ -323,9 +325,9 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "cluster_centers_")
         X = check_array(X, dtype=[np.float32, np.float64])
         out = np.empty(len(X), dtype=np.int32)
-        for start in range(0, len(X), _CHUNK_ROWS):
-            part = self.scale(X[start : start + _CHUNK_ROWS]).astype(self._center_dtype())
-            out[start : start + _CHUNK_ROWS] = self.kmeans_.predict(part)
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
+            out[start : start + CHUNK_ROWS] = self.kmeans_.predict(part)
         return out
 
     def transform(self, X: Any) -> np.ndarray:
@@ -340,9 +342,9 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "cluster_centers_")
         X = check_array(X, dtype=[np.float32, np.float64])
         out = np.empty((len(X), self.n_segments_), dtype=np.float64)
-        for start in range(0, len(X), _CHUNK_ROWS):
-            part = self.scale(X[start : start + _CHUNK_ROWS]).astype(self._center_dtype())
-            out[start : start + _CHUNK_ROWS] = self.kmeans_.transform(part)
+        for start in range(0, len(X), CHUNK_ROWS):
+            part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
+            out[start : start + CHUNK_ROWS] = self.kmeans_.transform(part)
         return out
 
     def _center_dtype(self) -> Any:

@@ -538,8 +538,13 @@ def _evaluate_for_every_member(
     outcomes = {rule.key: RuleOutcome() for rule in definitions}
     if not definitions:
         return outcomes
-    ids = list(session.scalars(select(Member.id).order_by(Member.id)))
-    for chunk in chunked(ids, _CHUNK):
+    last = None
+    while True:
+        query = select(Member.id).order_by(Member.id).limit(_CHUNK)
+        chunk = list(session.scalars(query if last is None else query.where(Member.id > last)))
+        if not chunk:
+            break
+        last = chunk[-1]
         contexts = member_rule_contexts(session, chunk, now)
         for rule in definitions:
             outcome = evaluate_rule(rule, contexts)
@@ -794,12 +799,19 @@ def _write_rule_segments(
         )
     entered = 0
     for segment, planned in zip(segments, plan.segments, strict=True):
-        rows = [
-            {"run_id": run_id, "member_id": member_id, "segment_id": segment.id, "created_at": now}
-            for member_id in planned.members
-        ]
-        for batch in chunked(rows, _CHUNK):
-            session.execute(insert(SegmentMembership), batch)
+        for batch in chunked(planned.members, _CHUNK):
+            session.execute(
+                insert(SegmentMembership),
+                [
+                    {
+                        "run_id": run_id,
+                        "member_id": member_id,
+                        "segment_id": segment.id,
+                        "created_at": now,
+                    }
+                    for member_id in batch
+                ],
+            )
         changes = update_rule_assignments(session, segment.id, planned.members, now)
         entered += changes.entered
         left += changes.left

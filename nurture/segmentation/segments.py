@@ -1,9 +1,11 @@
 """Segment every profiled member, keep segment identities across runs, record the run.
 
-A run fits :class:`~nurture.segmentation.model.SegmentModel` on all stored profiles (starting
+A run fits :class:`~nurture.segmentation.model.SegmentModel` on the stored profiles (starting
 from the previous run's centroids when the feature layout is the same), labels each cluster and
 matches the clusters to the previous run's active segments so that a segment keeps its id, its
-key and its label:
+key and its label. In a large community it holds a sample only: the clusters are fitted and
+labelled on it, and every member's features are read again a chunk at a time to place them
+(memory follows the sample and the chunk, not the community). Matching:
 
 - same feature layout: Hungarian assignment on the distance between the previous centroids
   (stored as mean raw features, scaled as this run scales) and this run's, pairs further apart
@@ -27,7 +29,7 @@ import dataclasses
 import datetime as dt
 import re
 from collections import Counter
-from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,10 +40,13 @@ from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
-from nurture.segmentation.assignments import AssignmentChanges, update_cluster_assignments
-from nurture.segmentation.identity import match_by_overlap, match_segments
+from nurture.segmentation.assignments import (
+    AssignmentChanges,
+    update_cluster_assignments_in_chunks,
+)
+from nurture.segmentation.identity import match_by_shared, match_segments
 from nurture.segmentation.labels import SegmentDescription, label_segments
-from nurture.segmentation.model import SegmentModel
+from nurture.segmentation.model import CHUNK_ROWS, SegmentModel
 from nurture.segmentation.rules import (
     RuleSegmentationSummary,
     SegmentRule,
@@ -61,6 +66,7 @@ __all__ = [
     "DEFAULT_FIT_SIZE",
     "DEFAULT_MOVE_AFTER",
     "MERGE_SHARE",
+    "ClusterMemberships",
     "PlannedSegment",
     "PreviousSegment",
     "SegmentationInputs",
@@ -92,8 +98,8 @@ DEFAULT_FIT_SIZE = 50_000
 """Members the clusters are fitted on at most (a random sample); the others are assigned."""
 
 _INSERT_BATCH = 5000
+_PROFILES_CHANGED = "the member profiles changed while they were segmented: run it again"
 _LABEL_BATCH = 1000
-_MEAN_CHUNK = 20_000
 _IN_BATCH = 1000
 
 
@@ -155,7 +161,7 @@ class PreviousSegment:
         centroid: Its stored centroid, if any.
         layout_hash: The feature layout of its last run.
         centroid_space: How its last run stored centroids (``CENTROID_SPACE`` today).
-        members: Its members in its last run.
+        members: Its members in its last run (ids; a sorted array when read from the database).
     """
 
     id: int
@@ -165,20 +171,24 @@ class PreviousSegment:
     centroid: np.ndarray | None
     layout_hash: str | None
     centroid_space: str | None
-    members: frozenset[int]
+    members: Collection[int]
 
 
 @dataclass(frozen=True)
 class SegmentationInputs:
-    """What a segmentation run reads from the database, as plain data.
+    """What a segmentation run reads from the database.
+
+    In a large community, only a sample's rows are held (``sampled``): every member's features
+    are read again in chunks (``read_features``) to place them, so memory does not grow with
+    the community's size beyond a few numbers per member.
 
     Attributes:
         layout_hash: The feature layout most profiles have (``None`` without profiles).
         member_ids: The members whose profile has that layout, in id order.
-        features: Their raw feature vectors, one row per member.
-        interests: Their interest vectors (``None`` when they have none, or are not among the
-            described members).
-        stages: Their lifecycle stages.
+        features: Their raw feature vectors, one row per member, or one per sampled row.
+        interests: The interest vectors of the described rows (``None`` for a member without
+            one); every member's when ``described`` is ``None``.
+        stages: The lifecycle stages of the described rows (every member's likewise).
         skipped: Profiles left out because their layout differs.
         previous: The active cluster segments before the run.
         answers: ``{member id: {question key: answer}}`` of the choice questions.
@@ -186,16 +196,21 @@ class SegmentationInputs:
         languages: ``{member id: language}``.
         next_key_number: The number of the next new segment's key (``seg-<number>``).
         other_labels: Labels of the other active segments (rule segments).
-        described: Rows of ``member_ids`` whose answers, texts, languages and interests were
-            read (a sample of a large community: segments are labelled and given their
+        described: Rows of ``member_ids`` whose answers, texts, languages, interests and stages
+            were read (a sample of a large community: segments are labelled and given their
             interest from it); ``None`` when every member's were.
+        sampled: Rows of ``member_ids`` whose features ``features`` holds (the clusters are
+            fitted on them); ``None`` when it holds every member's.
+        read_features: Reads every member's features again, in chunks of
+            :data:`~nurture.segmentation.model.CHUNK_ROWS` rows in ``member_ids`` order;
+            required with ``sampled``.
     """
 
     layout_hash: str | None
-    member_ids: list[int]
+    member_ids: Sequence[int] | np.ndarray
     features: np.ndarray
-    interests: list[np.ndarray | None]
-    stages: list[str]
+    interests: Sequence[np.ndarray | None]
+    stages: Sequence[str]
     skipped: int = 0
     previous: list[PreviousSegment] = field(default_factory=list)
     answers: dict[int, dict[str, Any]] = field(default_factory=dict)
@@ -204,6 +219,8 @@ class SegmentationInputs:
     next_key_number: int = 1
     other_labels: list[str] = field(default_factory=list)
     described: np.ndarray | None = None
+    sampled: np.ndarray | None = None
+    read_features: Callable[[], Iterable[np.ndarray]] | None = None
 
 
 @dataclass(frozen=True)
@@ -233,6 +250,42 @@ class PlannedSegment:
 
 
 @dataclass(frozen=True)
+class ClusterMemberships:
+    """Every member's cluster in a run, as arrays: iterating gives ``(member id, key, distance)``.
+
+    Attributes:
+        member_ids: The members, in id order.
+        keys: The segment key of each cluster index.
+        clusters: Each member's cluster index.
+        distances: Each member's distance to its cluster's centre (in the scaled space).
+    """
+
+    member_ids: np.ndarray
+    keys: tuple[str, ...]
+    clusters: np.ndarray
+    distances: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.member_ids)
+
+    def __iter__(self) -> Iterator[tuple[int, str, float]]:
+        for start in range(0, len(self.member_ids), _INSERT_BATCH):
+            yield from self.chunk(start, start + _INSERT_BATCH)
+
+    def chunk(self, start: int, stop: int) -> list[tuple[int, str, float]]:
+        """The memberships of rows ``start`` to ``stop``, as tuples."""
+        return [
+            (member_id, self.keys[cluster], distance)
+            for member_id, cluster, distance in zip(
+                self.member_ids[start:stop].tolist(),
+                self.clusters[start:stop].tolist(),
+                self.distances[start:stop].tolist(),
+                strict=True,
+            )
+        ]
+
+
+@dataclass(frozen=True)
 class SegmentationPlan:
     """What a segmentation run decided, before anything is written.
 
@@ -253,7 +306,7 @@ class SegmentationPlan:
     warm_started: bool
     params: dict[str, Any]
     segments: list[PlannedSegment]
-    memberships: list[tuple[int, str, float]]
+    memberships: ClusterMemberships
     deactivated: list[int] = field(default_factory=list)
     vanished: list[str] = field(default_factory=list)
     merged: dict[str, str] = field(default_factory=dict)
@@ -262,40 +315,38 @@ class SegmentationPlan:
 # --- load -----------------------------------------------------------------------------------
 
 
-def _load_profiles(
-    session: Session, described: Callable[[list[int]], np.ndarray | None] | None = None
-) -> tuple[
-    str | None, list[int], np.ndarray, list[np.ndarray | None], list[str], int, np.ndarray | None
-]:
-    """The profiles of the majority's layout, streamed into one float32 matrix.
-
-    ``described(member ids)`` picks the rows whose interest vectors are kept (all when it
-    returns None); the others' are dropped as they are read.
-    """
+def _majority_layout(session: Session) -> tuple[str | None, int]:
+    """The feature layout most profiles have, and the profiles of other layouts."""
     counts = session.execute(
         select(MemberProfile.feature_names_hash, func.count()).group_by(
             MemberProfile.feature_names_hash
         )
     ).all()
     if not counts:
-        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], 0, None
+        return None, 0
     layout_hash, kept = max(counts, key=lambda row: (row[1], row[0]))
-    total = sum(int(count) for _, count in counts)
-    rows_kept = None
-    if described is not None:
-        ids = list(
-            session.scalars(
-                select(MemberProfile.member_id)
-                .where(MemberProfile.feature_names_hash == layout_hash)
-                .order_by(MemberProfile.member_id)
-            )
-        )
-        rows_kept = described(ids)
-    keep_interest = None
-    if rows_kept is not None:
-        keep_interest = np.zeros(int(kept), dtype=bool)
-        keep_interest[rows_kept] = True
-    rows = session.execute(
+    return layout_hash, sum(int(count) for _, count in counts) - int(kept)
+
+
+def _profile_ids(session: Session, layout_hash: str) -> np.ndarray:
+    """The ids of the members whose profile has ``layout_hash``, in order (int64)."""
+    ids = session.scalars(
+        select(MemberProfile.member_id)
+        .where(MemberProfile.feature_names_hash == layout_hash)
+        .order_by(MemberProfile.member_id)
+        .execution_options(yield_per=_INSERT_BATCH)
+    )
+    return np.fromiter(ids, dtype=np.int64)
+
+
+def _load_profile_rows(
+    session: Session, layout_hash: str, member_ids: Sequence[int] | None, n_rows: int
+) -> tuple[np.ndarray, list[np.ndarray | None], list[str]]:
+    """Features (one float32 matrix), interests and stages of these members, or everyone's.
+
+    ``n_rows`` is how many rows to expect (``len(member_ids)``, or the number of profiles).
+    """
+    query = (
         select(
             MemberProfile.member_id,
             MemberProfile.features,
@@ -304,31 +355,56 @@ def _load_profiles(
         )
         .where(MemberProfile.feature_names_hash == layout_hash)
         .order_by(MemberProfile.member_id)
-        .execution_options(yield_per=_INSERT_BATCH)
     )
-    member_ids: list[int] = []
     interests: list[np.ndarray | None] = []
     stages: list[str] = []
     matrix: np.ndarray | None = None
-    for member_id, features, interest, stage in rows.tuples():
+    for _, features, interest, stage in _in_batches(
+        session, query, MemberProfile.member_id, member_ids
+    ):
         if matrix is None:
-            matrix = np.empty((int(kept), len(features)), dtype=np.float32)
-        row = len(member_ids)
-        matrix[row] = features
-        member_ids.append(member_id)
-        interests.append(interest if keep_interest is None or keep_interest[row] else None)
+            matrix = np.empty((n_rows, len(features)), dtype=np.float32)
+        if len(stages) == n_rows:
+            raise RuntimeError(_PROFILES_CHANGED)
+        matrix[len(stages)] = features
+        interests.append(interest)
         stages.append(stage)
     if matrix is None:
-        return None, [], np.zeros((0, 0), dtype=np.float32), [], [], total, None
-    return (
-        layout_hash,
-        member_ids,
-        matrix[: len(member_ids)],
-        interests,
-        stages,
-        total - len(member_ids),
-        rows_kept,
-    )
+        return np.zeros((0, 0), dtype=np.float32), [], []
+    return matrix[: len(stages)], interests, stages
+
+
+def _feature_reader(
+    session: Session, layout_hash: str, member_ids: np.ndarray, n_features: int
+) -> Callable[[], Iterator[np.ndarray]]:
+    """Reads every member's features again, ``CHUNK_ROWS`` rows at a time, in id order."""
+
+    def read() -> Iterator[np.ndarray]:
+        rows = session.execute(
+            select(MemberProfile.member_id, MemberProfile.features)
+            .where(MemberProfile.feature_names_hash == layout_hash)
+            .order_by(MemberProfile.member_id)
+            .execution_options(yield_per=_INSERT_BATCH)
+        ).tuples()
+        # Rows are fetched a batch at a time into one chunk (no two chunks' rows held at once).
+        chunk = np.empty((min(CHUNK_ROWS, len(member_ids)), n_features), dtype=np.float32)
+        filled = start = 0
+        for member_id, features in rows:
+            if start + filled >= len(member_ids) or member_id != member_ids[start + filled]:
+                raise RuntimeError(_PROFILES_CHANGED)
+            chunk[filled] = features
+            filled += 1
+            if filled == len(chunk):
+                yield chunk
+                start += filled
+                filled = 0
+                chunk = np.empty(
+                    (min(CHUNK_ROWS, len(member_ids) - start), n_features), dtype=np.float32
+                )
+        if start + filled != len(member_ids):
+            raise RuntimeError(_PROFILES_CHANGED)
+
+    return read
 
 
 def _in_batches(
@@ -370,15 +446,15 @@ def _load_languages(session: Session, member_ids: Sequence[int] | None = None) -
     return dict(_in_batches(session, query, Member.id, member_ids))
 
 
-def _label_sample(size: int | None, seed: int) -> Callable[[list[int]], np.ndarray | None]:
-    """Picks ``size`` rows at random (seeded), in order; None (every row) when there are fewer."""
+def _sample_rows(size: int | None, n_rows: int, seed: int) -> np.ndarray | None:
+    """``size`` rows of ``n_rows`` at random (seeded), in order; None (every row) if no more.
 
-    def pick(member_ids: list[int]) -> np.ndarray | None:
-        if size is None or len(member_ids) <= size:
-            return None
-        return np.sort(np.random.default_rng(seed).choice(len(member_ids), size, replace=False))
-
-    return pick
+    The same draw as :class:`~nurture.segmentation.model.SegmentModel`'s ``fit_size`` sample:
+    with the same seed and size, the rows read are the rows the clusters are fitted on.
+    """
+    if size is None or n_rows <= size:
+        return None
+    return np.sort(np.random.default_rng(seed).choice(n_rows, size, replace=False))
 
 
 def _load_previous_segments(session: Session) -> list[PreviousSegment]:
@@ -395,16 +471,17 @@ def _load_previous_segments(session: Session) -> list[PreviousSegment]:
         run.id: run.params or {}
         for run in session.scalars(select(SegmentationRun).where(SegmentationRun.id.in_(run_ids)))
     }
-    members: dict[int, set[int]] = {segment.id: set() for segment in segments}
-    for run_id in sorted(run_ids):
-        ids = [s.id for s in segments if s.last_run_id == run_id]
-        rows = session.execute(
-            select(SegmentMembership.segment_id, SegmentMembership.member_id).where(
-                SegmentMembership.run_id == run_id, SegmentMembership.segment_id.in_(ids)
+    members: dict[int, np.ndarray] = {}
+    for segment in segments:
+        rows = session.scalars(
+            select(SegmentMembership.member_id)
+            .where(
+                SegmentMembership.run_id == segment.last_run_id,
+                SegmentMembership.segment_id == segment.id,
             )
+            .execution_options(yield_per=_INSERT_BATCH)
         )
-        for segment_id, member_id in rows.tuples():
-            members[segment_id].add(member_id)
+        members[segment.id] = np.unique(np.fromiter(rows, dtype=np.int64))
     return [
         PreviousSegment(
             id=segment.id,
@@ -414,7 +491,7 @@ def _load_previous_segments(session: Session) -> list[PreviousSegment]:
             centroid=segment.centroid,
             layout_hash=_run_param(params, segment.last_run_id, "feature_names_hash"),
             centroid_space=_run_param(params, segment.last_run_id, "centroids"),
-            members=frozenset(members[segment.id]),
+            members=members[segment.id],
         )
         for segment in segments
     ]
@@ -445,27 +522,41 @@ def load_segmentation_inputs(
     Args:
         session: Database session.
         questionnaire: The questionnaire (which answers count).
-        label_size: With more profiled members, the answers, texts, languages and interest
-            vectors of a random sample of this many only are read (segments are labelled and
-            given their interest from it: memory then grows with the sample); ``None`` reads
-            every member's.
+        label_size: With more profiled members, the features, answers, texts, languages,
+            interest vectors and stages of a random sample of this many only are read (the
+            clusters are fitted on it when ``fit_size`` is the same size and the seed the
+            same, and segments are labelled and given their interest from it), and every
+            member's features are read again in chunks to place them (``read_features``):
+            memory then grows with the sample, not the community; ``None`` reads every
+            member's.
         seed: Random seed of the sample.
 
     Returns:
         The inputs; with fewer than two usable profiles, only the profiles are read.
     """
-    pick = _label_sample(label_size, seed)
-    layout_hash, member_ids, matrix, interests, stages, skipped, described = _load_profiles(
-        session, pick
+    layout_hash, skipped = _majority_layout(session)
+    if layout_hash is None:
+        return SegmentationInputs(None, [], np.zeros((0, 0), dtype=np.float32), [], [], skipped)
+    member_ids = _profile_ids(session, layout_hash)
+    described = _sample_rows(label_size, len(member_ids), seed)
+    sample = None if described is None else member_ids[described].tolist()
+    features, interests, stages = _load_profile_rows(
+        session, layout_hash, sample, len(member_ids) if sample is None else len(sample)
     )
-    inputs = SegmentationInputs(layout_hash, member_ids, matrix, interests, stages, skipped)
-    if layout_hash is None or len(member_ids) < 2:
+    inputs = SegmentationInputs(layout_hash, member_ids, features, interests, stages, skipped)
+    if len(member_ids) < 2:
         return inputs
-    sample = None if described is None else [member_ids[row] for row in described.tolist()]
     answers, texts = _load_answers(session, questionnaire, sample)
+    read_features = (
+        None
+        if described is None
+        else _feature_reader(session, layout_hash, member_ids, features.shape[1])
+    )
     return dataclasses.replace(
         inputs,
         described=described,
+        sampled=described,
+        read_features=read_features,
         previous=_load_previous_segments(session),
         answers=answers,
         texts=texts,
@@ -537,6 +628,7 @@ class _Matching:
 def _match_previous(
     inputs: SegmentationInputs,
     model: SegmentModel,
+    placement: _Placement,
     previous_centroids: np.ndarray | None,
 ) -> _Matching:
     """Match this run's clusters to the previous segments (see the module docstring)."""
@@ -548,25 +640,49 @@ def _match_previous(
         return _Matching(
             match_segments(previous_scaled, centers, max_distance=gate), previous_scaled
         )
-    member_ids = np.asarray(inputs.member_ids)
-    clusters = [set(member_ids[model.labels_ == index].tolist()) for index in range(k)]
-    before = [set(segment.members) for segment in inputs.previous]
-    return _Matching(match_by_overlap(before, clusters, min_jaccard=MIN_OVERLAP), None)
+    shared = np.zeros((k, len(inputs.previous)), dtype=np.int64)
+    for col, segment in enumerate(inputs.previous):
+        shared[:, col] = _clusters_of(placement, segment.members, k)
+    return _Matching(
+        match_by_shared(
+            shared,
+            np.bincount(placement.labels, minlength=k).tolist(),
+            [len(_member_array(segment.members)) for segment in inputs.previous],
+            min_jaccard=MIN_OVERLAP,
+        ),
+        None,
+    )
+
+
+def _member_array(members: Collection[int]) -> np.ndarray:
+    """Member ids as a sorted array of distinct int64."""
+    return np.unique(np.fromiter(members, dtype=np.int64, count=len(members)))
+
+
+def _clusters_of(placement: _Placement, members: Collection[int], k: int) -> np.ndarray:
+    """How many of ``members`` each cluster holds (members not placed by the run are left out)."""
+    wanted = _member_array(members)
+    sorted_ids = placement.sorted_ids
+    found = np.searchsorted(sorted_ids, wanted)
+    inside = found < len(sorted_ids)
+    inside[inside] = sorted_ids[found[inside]] == wanted[inside]
+    rows = placement.order[found[inside]]
+    return np.bincount(placement.labels[rows], minlength=k)
 
 
 def _plan_segments(
     inputs: SegmentationInputs,
     model: SegmentModel,
+    placement: _Placement,
     descriptions: Sequence[SegmentDescription],
     matching: _Matching,
     *,
     refresh_labels: bool,
 ) -> dict[int, PlannedSegment]:
     """Each cluster's segment (continued or new), by cluster index, largest first."""
-    X = inputs.features
-    segment_of = model.labels_
     centers = np.asarray(model.cluster_centers_, dtype=np.float64)
-    means = _cluster_means(X, segment_of, model.n_segments_)
+    sizes = np.bincount(placement.labels, minlength=model.n_segments_)
+    described = placement.labels if inputs.described is None else placement.labels[inputs.described]
     next_number = inputs.next_key_number
     planned: dict[int, PlannedSegment] = {}
     for index in sorted(range(model.n_segments_), key=lambda i: (-descriptions[i].card["size"], i)):
@@ -589,33 +705,84 @@ def _plan_segments(
             card["drift"] = None
             label = description.label
         card["label_edited"] = previous is not None and previous.label_edited
-        in_cluster = segment_of == index
         planned[index] = PlannedSegment(
             key=key,
             previous_id=previous.id if previous is not None else None,
             label=label,
             description=_description(description),
-            centroid=means[index] if np.any(in_cluster) else means[-1],
-            interest=_mean_interest([inputs.interests[row] for row in np.flatnonzero(in_cluster)]),
+            centroid=placement.means[index] if sizes[index] else placement.means[-1],
+            interest=_mean_interest(
+                [inputs.interests[row] for row in np.flatnonzero(described == index).tolist()]
+            ),
             size=int(card["size"]),
             card=card,
         )
     return planned
 
 
-def _cluster_means(X: np.ndarray, labels: np.ndarray, k: int) -> np.ndarray:
-    """Each cluster's mean row (float32), then the mean of every row, summed in chunks."""
-    sums = np.zeros((k + 1, X.shape[1]), dtype=np.float64)
-    counts = np.bincount(labels, minlength=k).astype(np.float64)
-    for start in range(0, len(X), _MEAN_CHUNK):
-        part = X[start : start + _MEAN_CHUNK].astype(np.float64)
-        rows = labels[start : start + _MEAN_CHUNK]
-        one_hot = np.zeros((len(rows), k), dtype=np.float64)
-        one_hot[np.arange(len(rows)), rows] = 1.0
-        sums[:k] += one_hot.T @ part
-        sums[k] += part.sum(axis=0)
-    counts = np.append(np.maximum(counts, 1.0), max(len(X), 1))
-    return (sums / counts[:, None]).astype(np.float32)
+@dataclass(frozen=True)
+class _Placement:
+    """Where a run places every member: cluster, distance to its centre, and cluster means."""
+
+    labels: np.ndarray
+    """Each member's cluster index (rows of ``member_ids``)."""
+    distances: np.ndarray
+    """Each member's distance to its cluster's centre, in the scaled space."""
+    means: np.ndarray
+    """Each cluster's mean raw row (float32), then the mean of every row."""
+    sorted_ids: np.ndarray
+    """The member ids, sorted."""
+    order: np.ndarray
+    """Row of each of ``sorted_ids``."""
+
+
+def _place(inputs: SegmentationInputs, model: SegmentModel) -> _Placement:
+    """Place every member at its nearest centre: from ``features``, or chunk by chunk."""
+    k = model.n_segments_
+    member_ids = np.asarray(inputs.member_ids, dtype=np.int64)
+    sums = np.zeros((k + 1, inputs.features.shape[1]), dtype=np.float64)
+    if inputs.sampled is None:
+        X = inputs.features
+        labels = model.labels_
+        distances = model.transform(X)[np.arange(len(X)), labels]
+        for start in range(0, len(X), CHUNK_ROWS):
+            _add_sums(sums, X[start : start + CHUNK_ROWS], labels[start : start + CHUNK_ROWS])
+    else:
+        if inputs.read_features is None:
+            raise ValueError("inputs holding a sample of the features need read_features")
+        labels = np.empty(len(member_ids), dtype=np.int32)
+        distances = np.empty(len(member_ids), dtype=np.float64)
+        start = 0
+        for chunk in inputs.read_features():
+            stop = start + len(chunk)
+            if stop > len(member_ids):
+                raise ValueError("read_features gave more rows than there are members")
+            part = model.predict(chunk)
+            labels[start:stop] = part
+            distances[start:stop] = model.transform(chunk)[np.arange(len(chunk)), part]
+            _add_sums(sums, chunk, part)
+            start = stop
+        if start != len(member_ids):
+            raise ValueError(f"read_features gave {start} rows for {len(member_ids)} members")
+    counts = np.append(np.maximum(np.bincount(labels, minlength=k), 1), max(len(labels), 1))
+    order = np.argsort(member_ids, kind="stable")
+    return _Placement(
+        labels=labels,
+        distances=distances,
+        means=(sums / counts[:, None].astype(np.float64)).astype(np.float32),
+        sorted_ids=member_ids[order],
+        order=order,
+    )
+
+
+def _add_sums(sums: np.ndarray, rows: np.ndarray, labels: np.ndarray) -> None:
+    """Add each row to its cluster's sum (``sums[label]``) and to the total (``sums[-1]``)."""
+    k = len(sums) - 1
+    part = rows.astype(np.float64)
+    one_hot = np.zeros((len(labels), k), dtype=np.float64)
+    one_hot[np.arange(len(labels)), labels] = 1.0
+    sums[:k] += one_hot.T @ part
+    sums[k] += part.sum(axis=0)
 
 
 def _distinct_labels(
@@ -636,9 +803,14 @@ def _distinct_labels(
 def _gone(
     previous: Sequence[PreviousSegment],
     matched: Collection[int],
-    key_of_member: Mapping[int, str],
+    placement: _Placement,
+    planned: Mapping[int, PlannedSegment],
 ) -> tuple[list[int], list[str], dict[str, str]]:
-    """The previous segments no cluster matched: their ids, the vanished, the merged."""
+    """The previous segments no cluster matched: their ids, the vanished, the merged.
+
+    Of clusters that took as many of a segment's members, the first in ``planned`` (the
+    largest) is the one it merged into.
+    """
     deactivated: list[int] = []
     vanished: list[str] = []
     merged: dict[str, str] = {}
@@ -646,10 +818,11 @@ def _gone(
         if position in matched:
             continue
         deactivated.append(segment.id)
-        went = Counter(key_of_member[m] for m in segment.members if m in key_of_member)
-        top = went.most_common(1)
-        if segment.members and top and top[0][1] >= MERGE_SHARE * len(segment.members):
-            merged[segment.key] = top[0][0]
+        went = _clusters_of(placement, segment.members, len(planned))
+        size = len(_member_array(segment.members))
+        top = max(planned, key=lambda index: int(went[index]))  # the first of the largest
+        if size and went[top] and went[top] >= MERGE_SHARE * size:
+            merged[segment.key] = planned[top].key
         else:
             vanished.append(segment.key)
     return deactivated, sorted(vanished), dict(sorted(merged.items()))
@@ -671,27 +844,27 @@ def _describe(
     inputs: SegmentationInputs,
     questionnaire: QuestionnaireLike,
     model: SegmentModel,
-    distances: np.ndarray,
+    placement: _Placement,
 ) -> list[SegmentDescription]:
     """Each cluster's label and card (from the described members; sizes from everyone)."""
     rows = inputs.described
-    member_ids = inputs.member_ids if rows is None else [inputs.member_ids[r] for r in rows]
-    labels = model.labels_ if rows is None else model.labels_[rows]
-    stages = inputs.stages if rows is None else [inputs.stages[r] for r in rows]
+    all_ids = np.asarray(inputs.member_ids, dtype=np.int64)
+    member_ids = (all_ids if rows is None else all_ids[rows]).tolist()
+    labels = placement.labels if rows is None else placement.labels[rows]
     descriptions = label_segments(
         questionnaire,
         member_ids,
         labels,
         inputs.answers,
         inputs.texts,
-        lifecycle=dict(zip(member_ids, stages, strict=True)),
-        distances=distances if rows is None else distances[rows],
+        lifecycle=dict(zip(member_ids, inputs.stages, strict=True)),
+        distances=placement.distances if rows is None else placement.distances[rows],
         n_segments=model.n_segments_,
         languages=inputs.languages,
     )
     if rows is None:
         return descriptions
-    sizes = np.bincount(model.labels_, minlength=model.n_segments_)
+    sizes = np.bincount(placement.labels, minlength=model.n_segments_)
     total = len(inputs.member_ids)
     return [
         dataclasses.replace(
@@ -791,16 +964,14 @@ def plan_segmentation(
     model = SegmentModel(**options, previous_centers=previous_centroids).fit(
         X, blocks=layout.blocks
     )
-    distances = model.transform(X)[np.arange(len(X)), model.labels_]
-    descriptions = _describe(inputs, questionnaire, model, distances)
-    matching = _match_previous(inputs, model, previous_centroids)
-    planned = _plan_segments(inputs, model, descriptions, matching, refresh_labels=refresh_labels)
-    key_of_member = {
-        member_id: planned[int(index)].key
-        for member_id, index in zip(inputs.member_ids, model.labels_, strict=True)
-    }
+    placement = _place(inputs, model)
+    descriptions = _describe(inputs, questionnaire, model, placement)
+    matching = _match_previous(inputs, model, placement, previous_centroids)
+    planned = _plan_segments(
+        inputs, model, placement, descriptions, matching, refresh_labels=refresh_labels
+    )
     deactivated, vanished, merged = _gone(
-        inputs.previous, set(matching.matches.values()), key_of_member
+        inputs.previous, set(matching.matches.values()), placement, planned
     )
     planned = _distinct_labels(planned, inputs.other_labels)
     return SegmentationPlan(
@@ -809,10 +980,12 @@ def plan_segmentation(
         warm_started=bool(model.warm_started_),
         params=_run_params(inputs, model, options, move_after),
         segments=list(planned.values()),
-        memberships=[
-            (member_id, key_of_member[member_id], float(distance))
-            for member_id, distance in zip(inputs.member_ids, distances, strict=True)
-        ],
+        memberships=ClusterMemberships(
+            member_ids=np.asarray(inputs.member_ids, dtype=np.int64),
+            keys=tuple(planned[index].key for index in range(model.n_segments_)),
+            clusters=placement.labels,
+            distances=placement.distances,
+        ),
         deactivated=deactivated,
         vanished=vanished,
         merged=merged,
@@ -857,21 +1030,27 @@ def _write_segmentation(
         session.get_one(Segment, segment_id).active = False
     session.flush()
     segment_ids = {segment.key: segment.id for segment in segments}
-    rows = [
-        {
-            "run_id": run.id,
-            "member_id": member_id,
-            "segment_id": segment_ids[key],
-            "distance": distance,
-            "created_at": now,
-        }
-        for member_id, key, distance in plan.memberships
-    ]
-    for batch in chunked(rows, _INSERT_BATCH):
-        session.execute(insert(SegmentMembership), batch)
-    changes = update_cluster_assignments(
+    memberships = plan.memberships
+    of_cluster = np.array([segment_ids[key] for key in memberships.keys], dtype=np.int64)
+    for start in range(0, len(memberships), _INSERT_BATCH):
+        session.execute(
+            insert(SegmentMembership),
+            [
+                {
+                    "run_id": run.id,
+                    "member_id": member_id,
+                    "segment_id": segment_ids[key],
+                    "distance": distance,
+                    "created_at": now,
+                }
+                for member_id, key, distance in memberships.chunk(start, start + _INSERT_BATCH)
+            ],
+        )
+    order = np.argsort(memberships.member_ids, kind="stable")
+    changes = update_cluster_assignments_in_chunks(
         session,
-        {member_id: segment_ids[key] for member_id, key, _ in plan.memberships},
+        memberships.member_ids[order],
+        of_cluster[memberships.clusters[order]],
         now,
         move_after=move_after,
         active_segments=set(segment_ids.values()),

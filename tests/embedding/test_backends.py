@@ -45,11 +45,19 @@ def test_onnx_vectors_agree_with_pytorch(
     np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, atol=1e-5)
     cosines = np.sum(vectors * expected, axis=1)
     assert cosines.min() > 0.98, cosines
-    # Still the same ranking of texts by similarity to the first one.
-    assert (
-        np.argsort(-(vectors @ vectors[0])).tolist()
-        == np.argsort(-(expected @ expected[0])).tolist()
-    )
+    # Still the same ranking of texts by similarity to the first one, wherever PyTorch tells
+    # two texts apart by more than int8 rounding moves a similarity (up to about 0.03; how
+    # much depends on the CPU's integer instructions, so a near tie may swap).
+    onnx_similarities, torch_similarities = vectors @ vectors[0], expected @ expected[0]
+    clearly_ordered = [
+        (first, second)
+        for first in range(len(TEXTS))
+        for second in range(len(TEXTS))
+        if torch_similarities[first] - torch_similarities[second] > 0.05
+    ]
+    assert len(clearly_ordered) >= 6
+    for first, second in clearly_ordered:
+        assert onnx_similarities[first] > onnx_similarities[second], (first, second)
 
 
 def test_onnx_batching_by_length_keeps_each_text_in_its_row(onnx_embedder: Embedder) -> None:

@@ -15,6 +15,7 @@ from typer.testing import CliRunner
 
 from nurture.evaluation import (
     SEARCH_SPACES,
+    carve_cold_start_validation,
     carve_validation,
     folder_validation,
     load_dataset_folder,
@@ -116,6 +117,36 @@ def test_the_validation_refuses_test_interactions(tmp_path: Path) -> None:
     dataset = load_dataset_folder(_folder(tmp_path, "m1,i1,2025-01-01\n"))
     with pytest.raises(ValueError, match="training data only"):
         carve_validation(dataset)
+
+
+def test_the_cold_start_carve_holds_out_members_who_joined_others_items(
+    tmp_path: Path,
+) -> None:
+    # i1 is started by m1, i2 by m2, i3 by m4; m1..m4 have a text, m5 does not. Eligible: the
+    # described members with an interaction on an item someone else started: m1 (i2), m2 (i1)
+    # and m3 (i1, i2), not m4 (only its own i3) nor m5 (no text).
+    members = "id,text\nm1,a\nm2,b\nm3,c\nm4,d\nm5,\nm6,\n"
+    train = (
+        "m1,i1,2025-01-01\nm2,i2,2025-01-02\nm2,i1,2025-01-03\nm1,i2,2025-01-04\n"
+        "m3,i1,2025-01-05\nm3,i2,2025-01-06\nm4,i3,2025-01-01\nm5,i1,2025-01-07\n"
+        "m5,i3,2025-01-08\n"
+    )
+    dataset = load_dataset_folder(_folder(tmp_path, train, members), with_test=False)
+    drawn = set()
+    for seed in range(20):
+        carved = carve_cold_start_validation(dataset, share=0.34, seed=seed)
+        kept_members = {dataset.member_ids[m] for m in carved.train.member}
+        (newcomer,) = {"m1", "m2", "m3", "m4", "m5"} - kept_members  # round(0.34 * 3)
+        drawn.add(newcomer)
+        started = {"m1": "i1", "m2": "i2"}.get(newcomer)
+        own = {item for member, item in _pairs(dataset.train, dataset) if member == newcomer}
+        # every interaction of the newcomer leaves training; the items it started are not tested
+        assert _pairs(carved.test, carved) == {(newcomer, item) for item in own if item != started}
+        assert len(carved.train) == len(dataset.train) - len(own)
+        assert len(carved.train_times) == len(carved.train)
+    assert drawn == {"m1", "m2", "m3"}
+    with pytest.raises(ValueError, match="training data only"):
+        carve_cold_start_validation(load_dataset_folder(tmp_path / "data"))  # with test.csv
 
 
 def test_the_search_finds_a_known_better_weight_set() -> None:

@@ -210,3 +210,90 @@ def test_runs_at_random_times_never_send_a_step_twice_nor_over_budget(
                 for end in moments:
                     in_window = [m for m in moments if end - window < m <= end]
                     assert len(in_window) <= limit, (sorted(moments), window, limit)
+
+
+def _written(session: Session) -> list[list[tuple[Any, ...]]]:
+    """Every enrollment and message, in id order, by what they hold rather than their ids.
+
+    Ids are left out (PostgreSQL's sequences go on after the rows are deleted): a row names its
+    member by address and its enrollment by member, journey and occurrence.
+    """
+    ids = ("id", "journey_id", "member_id", "enrollment_id")
+    enrollments = Enrollment.__table__
+    messages = Message.__table__
+    members = Member.__table__
+    return [
+        [
+            tuple(row)
+            for row in session.execute(
+                select(members.c.email, *(c for c in enrollments.c if c.name not in ids))
+                .join(members, members.c.id == enrollments.c.member_id)
+                .order_by(enrollments.c.id)
+            )
+        ],
+        [
+            tuple(row)
+            for row in session.execute(
+                select(
+                    members.c.email,
+                    enrollments.c.journey_key,
+                    enrollments.c.occurrence,
+                    *(c for c in messages.c if c.name not in ids),
+                )
+                .join(members, members.c.id == messages.c.member_id)
+                .join(enrollments, enrollments.c.id == messages.c.enrollment_id)
+                .order_by(messages.c.id)
+            )
+        ],
+    ]
+
+
+@settings(
+    max_examples=15,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(
+    members=members_strategy,
+    hours=st.lists(st.integers(min_value=0, max_value=60), min_size=1, max_size=6),
+    chunk_size=st.integers(min_value=1, max_value=3),
+    rules=rules_strategy,
+)
+def test_small_chunks_and_a_small_member_capacity_write_what_one_chunk_writes(
+    engine: Engine,
+    members: list[tuple[int, str, int]],
+    hours: list[int],
+    chunk_size: int,
+    rules: SendingRules | None,
+) -> None:
+    """What a pass keeps of its members, and how it pages through them, change nothing written."""
+    written = []
+    for small in (False, True):
+        _empty(engine)
+        with Session(engine) as session:
+            for n, (joined, zone, birthday) in enumerate(members):
+                session.add(
+                    Member(
+                        id=n + 1,  # the same ids on both sides: draws (holdout) key on them
+                        email=f"m{n}@example.org",
+                        time_zone=zone,
+                        joined_at=START + dt.timedelta(hours=joined),
+                        birthday=(START + dt.timedelta(days=birthday)).date().replace(year=1990),
+                    )
+                )
+            session.commit()
+            now = START
+            for step in hours:
+                now += dt.timedelta(hours=step)
+                advance_journeys(
+                    session,
+                    [WELCOME, NUDGE, BIRTHDAY],
+                    now,
+                    _pick,
+                    rules=rules,
+                    chunk_size=chunk_size if small else 500,
+                    member_capacity=1 if small else 10_000,
+                )
+                session.commit()
+            written.append(_written(session))
+    assert written[0] == written[1]

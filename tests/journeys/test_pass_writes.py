@@ -22,7 +22,7 @@ from nurture.storage.models import (
     ExitReason,
     Message,
 )
-from tests.journeys.engine_helpers import add_member, journey, no_content, send
+from tests.journeys.engine_helpers import add_member, enrollments, journey, no_content, send
 
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)  # a Monday
 JOINED = {"type": "member_joined", "within_days": 14}
@@ -167,3 +167,22 @@ def test_a_condition_holds_as_condition_true_once_per_distinct_value() -> None:
             )
             assert condition.holds(facts, member_id, trigger) is expected
     assert len(errors) == 4  # "lifecycle > 3" fails for each member (a text, or none)
+
+
+def test_a_step_left_due_by_the_pass_is_not_advanced_again_in_it(session: Session) -> None:
+    """A wait ending now (11:00), met twice, leaves its enrollment due: the next chunks skip it."""
+    definition = journey(
+        JOINED,
+        {"id": "first", "type": "wait", "duration": "1h", "next": "loop"},
+        {"id": "loop", "type": "wait", "until": {"hour": 11}, "next": "hello"},
+        send("hello", "loop"),
+        id="looping",
+    )
+    for n in range(3):
+        add_member(session, f"m{n}@example.org", NOW - dt.timedelta(days=1))
+    advance_journeys(session, [definition], NOW, no_content, chunk_size=1)
+    later = NOW + dt.timedelta(hours=2)
+    summary = advance_journeys(session, [definition], later, no_content, chunk_size=1)
+    assert summary.advanced == 3 and summary.messages_queued == 3
+    for enrollment in enrollments(session):
+        assert (enrollment.current_step, enrollment.next_action_at) == ("hello", later)

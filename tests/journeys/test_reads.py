@@ -101,3 +101,38 @@ def test_each_address_is_looked_up_once_per_pass(session):
     assert found == {second} and queries == 1
     found, queries = _statements(session, lambda: reads.suppressed(session, [rows[second]], "salt"))
     assert found == {second} and queries == 0
+
+
+def test_reads_are_kept_up_to_the_capacity_then_read_again(session):
+    first, second, third = _members(session, 3)
+    reads = MemberReads(NOW, capacity=2)
+
+    found, queries = _statements(session, lambda: reads.members(session, [first, second]))
+    assert sorted(found) == [first, second] and queries == 1
+    _, queries = _statements(session, lambda: reads.members(session, [first]))
+    assert queries == 0
+
+    found, queries = _statements(session, lambda: reads.members(session, [third]))
+    assert sorted(found) == [third] and queries == 1  # past the capacity: the others let go
+    found, queries = _statements(session, lambda: reads.members(session, [first]))
+    assert sorted(found) == [first] and queries == 1  # read again
+
+    answered, _ = _statements(session, lambda: reads.answered(session, [first, second]))
+    answered, queries = _statements(session, lambda: reads.answered(session, [first, third]))
+    assert answered == {first} and queries == 1
+
+
+def test_facts_handed_out_keep_theirs_when_the_reads_are_let_go(session):
+    ids = _members(session, 3)
+    reads = MemberReads(NOW, capacity=2)
+    before = reads.facts(session, ids[:2], {"language"})
+    after = reads.facts(session, ids[2:], {"language"})
+    assert before.names(ids[0], None)["member"]["first_name"] == "M0"
+    assert after.names(ids[2], None)["member"]["first_name"] == "M2"
+
+
+def test_a_capacity_below_one_is_refused():
+    import pytest
+
+    with pytest.raises(ValueError, match="capacity"):
+        MemberReads(NOW, capacity=0)

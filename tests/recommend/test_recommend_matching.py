@@ -760,6 +760,64 @@ def test_a_newcomer_gets_what_members_with_the_same_answers_engage_with(session,
     assert _keys(session, newcomer)[0] == "churn-guide"
 
 
+def test_members_who_answered_alike_share_a_row_ranked_as_one_row_each_would(
+    session, embedder, library
+):
+    """Answer groups' popularity: one table row per combination of answers in the chunk, which
+    ranks as one row per member (the community's mix left out of the groups') would."""
+    from nurture.recommend import rank_content
+    from nurture.recommend.matching import _with_community
+
+    members = []
+    for i, (role, read) in enumerate(
+        [
+            ("moderator", "churn-guide"),
+            ("moderator", "churn-guide"),
+            ("founder", "roi-webinar"),
+            ("founder", "events-playbook"),
+            ("moderator", None),
+            (None, None),
+            (None, "roi-webinar"),
+        ]
+    ):
+        member = _member(session, f"member{i}@example.org")
+        if role is not None:
+            session.add(Answer(member_id=member.id, question_key="role", value=role))
+        if read is not None:
+            _event(session, member, "content_view", read)
+        members.append(member)
+    session.flush()
+    ids = [member.id for member in members]
+
+    signals = load_ranking_signals(
+        session, embedder, ids, NOW, RankingWeights(), choice_questions=["role"]
+    )
+
+    table = signals.arguments["popularity"]
+    rows = signals.arguments["popularity_rows"]
+    assert signals.by_group.tolist() == [True] * 5 + [False] * 2
+    assert len(table) == signals.group_rows + 2  # moderators' and founders'
+    assert rows[0] == rows[1] == rows[4] != rows[2] == rows[3]
+    assert (rows[signals.by_group] >= signals.group_rows).all()
+    assert (rows[~signals.by_group] < signals.group_rows).all()
+    for weights in (RankingWeights(), RankingWeights(community_popularity=0.5)):
+        per_member = np.asarray(table, dtype=np.float32)[rows]
+        if weights.community_popularity > 0:
+            mixed = _with_community(per_member, signals.community, weights.community_popularity)
+            mixed[signals.by_group] = per_member[signals.by_group]
+            per_member = mixed
+        reference = dict(signals.arguments, popularity=per_member, popularity_rows=None)
+        expected_indices, expected_scores = rank_content(weights=weights, k=4, **reference)
+
+        indices, scores = signals.rank(weights, 4)
+
+        assert indices.tolist() == expected_indices.tolist()
+        assert np.array_equal(scores, expected_scores, equal_nan=True)
+        subset = np.array([4, 6])
+        subset_indices, _ = signals.rank(weights, 4, subset)
+        assert subset_indices.tolist() == expected_indices[subset].tolist()
+
+
 def test_newcomers_are_ranked_with_their_own_weights(session, embedder, library):
     """``newcomer_weights`` rank members without history; the others keep ``weights``."""
     data_people = [_member(session, f"data{i}@example.org") for i in range(3)]

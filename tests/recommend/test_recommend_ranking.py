@@ -278,3 +278,33 @@ def test_a_chunk_with_every_signal_on_5000_items_keeps_every_rule():
     )
     assert (indices >= 0).all() and np.isfinite(scores).all()
     assert not excluded[np.arange(m)[:, None], indices].any()
+
+
+def test_candidate_pool_is_each_rows_best_with_ties_to_the_lowest_index():
+    """The pool MMR re-ranks: the ``width`` best of each row, ties broken by index."""
+    from nurture.recommend.ranking import INELIGIBLE, _best_of
+
+    rng = np.random.default_rng(3)
+    m, n, width = 40, 60, 7
+    scores = rng.integers(0, 5, size=(m, n)).astype(np.float32)  # many ties
+    scores[rng.random((m, n)) < 0.7] = INELIGIBLE  # most of a row ineligible, tied too
+    scores[5, :] = INELIGIBLE  # a row with nothing eligible
+    scores[6, :3] = np.nan  # nan counts as -inf
+    scores[7, :] = -np.inf
+
+    pool, pool_scores = _best_of(scores, width)
+
+    ranked = np.where(np.isnan(scores), -np.inf, scores)
+    for row in range(m):
+        order = sorted(range(n), key=lambda column: (-ranked[row, column], column))
+        assert pool[row].tolist() == sorted(order[:width])
+    assert np.array_equal(pool_scores, np.take_along_axis(scores, pool, axis=1), equal_nan=True)
+
+
+def test_pool_ties_keep_the_lowest_index_items():
+    items = _unit(np.eye(6, dtype=np.float32) + 0.01)
+    scores = np.array([[0.5, 0.9, 0.5, 0.5, 0.5, -np.inf]], dtype=np.float32)
+
+    indices, _ = select_diverse(scores, items, 3, 1.0, 1.1, candidates=3)
+
+    assert indices.tolist() == [[1, 0, 2]]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 
+import numpy as np
 import pytest
 from sqlalchemy import select
 
@@ -18,6 +19,7 @@ from nurture.segmentation import (
 )
 from nurture.segmentation.assignments import (
     update_cluster_assignments,
+    update_cluster_assignments_in_chunks,
     update_rule_assignments,
 )
 from nurture.storage.models import (
@@ -127,6 +129,47 @@ def test_a_gone_segment_or_no_wait_moves_at_once(session, world) -> None:
         session, {m1: a}, NOW + 2 * DAY, move_after=dt.timedelta(0), active_segments={a, b}
     )
     assert effective_segments(session)[m1] == a
+
+
+def test_an_update_by_ranges_of_members_does_what_one_update_of_everyone_does(
+    session, world
+) -> None:
+    (m1, m2, m3), (a, b, c, _) = world
+    update_cluster_assignments(
+        session, {m1: a, m2: a, m3: c}, NOW, move_after=HOLD, active_segments={a, b, c}
+    )
+    update_cluster_assignments(
+        session, {m1: b, m2: a, m3: c}, NOW + DAY, move_after=HOLD, active_segments={a, b, c}
+    )
+    session.commit()
+    # m1's move holds, m2 waits to move, m3 is not placed and its segment c is gone.
+    run = ({m1: b, m2: b}, NOW + 5 * DAY)
+    results = []
+    for chunk_size in (None, 1):
+        with session.begin_nested() as nested:
+            if chunk_size is None:
+                changes = update_cluster_assignments(
+                    session, run[0], run[1], move_after=HOLD, active_segments={a, b}
+                )
+            else:
+                changes = update_cluster_assignments_in_chunks(
+                    session,
+                    np.array(sorted(run[0])),
+                    np.array([run[0][m] for m in sorted(run[0])]),
+                    run[1],
+                    move_after=HOLD,
+                    active_segments={a, b},
+                    chunk_size=chunk_size,
+                )
+            results.append((changes, rows(session), effective_segments(session)))
+            nested.rollback()
+    assert results[0] == results[1]
+    assert results[1][0].moved == 1 and results[1][0].pending == 1
+    assert results[1][2] == {m1: b, m2: a}
+    with pytest.raises(ValueError, match="increasing order"):
+        update_cluster_assignments_in_chunks(
+            session, np.array([m2, m1]), np.array([a, a]), NOW, move_after=HOLD, active_segments={a}
+        )
 
 
 def test_rule_segments_enter_and_leave_at_once(session, world) -> None:

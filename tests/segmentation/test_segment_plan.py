@@ -195,3 +195,72 @@ def test_too_few_profiles_plan_nothing_and_another_questionnaire_is_refused() ->
     assert plan_segmentation(_inputs(layout_hash=None), QUESTIONNAIRE) is None
     with pytest.raises(ValueError, match="another questionnaire"):
         plan_segmentation(_inputs(layout_hash="stale"), QUESTIONNAIRE)
+
+
+def _many_inputs(n_members: int) -> SegmentationInputs:
+    """``n_members`` members in the three roles, every one's features in memory."""
+    rng = np.random.default_rng(3)
+    columns = rng.integers(0, 3, n_members)
+    features = rng.normal(0.0, 0.05, (n_members, LAYOUT.n_features)).astype(np.float32)
+    features[np.arange(n_members), columns] += 1.0
+    member_ids = list(range(1001, 1001 + n_members))
+    roles = list(GROUPS)
+    return SegmentationInputs(
+        layout_hash=LAYOUT.hash,
+        member_ids=member_ids,
+        features=features,
+        interests=[np.eye(3, dtype=np.float32)[column] for column in columns],
+        stages=["active"] * n_members,
+        answers={m: {"role": roles[c]} for m, c in zip(member_ids, columns, strict=True)},
+        languages=dict.fromkeys(member_ids, "en"),
+    )
+
+
+def test_placing_members_chunk_by_chunk_gives_what_holding_every_row_gives() -> None:
+    everyone = _many_inputs(90)
+    rows = np.sort(np.random.default_rng(42).choice(90, 40, replace=False))
+    chunks: list[int] = []
+
+    def read_features():
+        for start in range(0, 90, 25):
+            chunks.append(start)
+            yield everyone.features[start : start + 25]
+
+    sampled = dataclasses.replace(
+        everyone,
+        member_ids=np.asarray(everyone.member_ids),
+        features=everyone.features[rows],
+        interests=[everyone.interests[row] for row in rows],
+        stages=[everyone.stages[row] for row in rows],
+        answers={
+            everyone.member_ids[row]: everyone.answers[everyone.member_ids[row]] for row in rows
+        },
+        described=rows,
+        sampled=rows,
+        read_features=read_features,
+    )
+    # Every row held: the model draws the same 40 rows to fit on (same seed, same size).
+    held = _plan(
+        dataclasses.replace(sampled, features=everyone.features, sampled=None, read_features=None),
+        fit_size=40,
+        seed=42,
+    )
+    streamed = _plan(sampled, fit_size=40, seed=42)
+
+    assert chunks == [0, 25, 50, 75]
+    assert list(streamed.memberships) == list(held.memberships)
+    assert len(streamed.memberships) == 90
+    assert [(s.key, s.size, s.label) for s in streamed.segments] == [
+        (s.key, s.size, s.label) for s in held.segments
+    ]
+    for mine, theirs in zip(streamed.segments, held.segments, strict=True):
+        np.testing.assert_array_equal(mine.centroid, theirs.centroid)
+        np.testing.assert_array_equal(mine.interest, theirs.interest)
+
+
+def test_a_sample_without_a_way_to_read_every_row_is_refused() -> None:
+    everyone = _many_inputs(30)
+    rows = np.arange(0, 30, 2)
+    sampled = dataclasses.replace(everyone, features=everyone.features[rows], sampled=rows)
+    with pytest.raises(ValueError, match="read_features"):
+        _plan(sampled, fit_size=15)
