@@ -43,6 +43,7 @@ from nurture.recommend.run_state import (
     language_code,
     latest_segmentation_run,
     load_run_state,
+    unit_vectors,
 )
 from nurture.storage.models import (
     ActivityEvent,
@@ -438,7 +439,7 @@ def _evidence(
     if text_at:
         rows, slots, which = np.array(text_at, dtype=np.int64).T
         text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
-        padded[rows, slots] = _unit(text_vectors[which] - _centres(chunk, state, dim)[rows])
+        padded[rows, slots] = unit_vectors(text_vectors[which] - _centres(chunk, state, dim)[rows])
         mask[rows, slots] = True
     if recent.any():  # each member's recent items, in the slots after what they stated
         rows = np.repeat(np.arange(m), recent)
@@ -491,11 +492,6 @@ def _co_engagement_sources(
         strength[valid] = np.divide(pairs, strongest, out=np.zeros_like(pairs), where=strongest > 0)
     best = np.argmax(strength, axis=1)
     return best, np.take_along_axis(strength, best[:, None, :], axis=1)[:, 0, :]
-
-
-def _unit(vectors: np.ndarray) -> np.ndarray:
-    norms = np.linalg.norm(vectors, axis=-1, keepdims=True)
-    return np.divide(vectors, norms, out=np.zeros_like(vectors), where=norms > 0)
 
 
 def _reasons(

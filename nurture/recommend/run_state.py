@@ -57,6 +57,7 @@ __all__ = [
     "language_code",
     "latest_segmentation_run",
     "load_run_state",
+    "unit_vectors",
 ]
 
 CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
