@@ -21,12 +21,11 @@ import time
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks.scale import NOW, STAND_IN_MODEL, MemoryProbe, build_workspace
+from benchmarks.scale import NOW, STAND_IN_MODEL, MemoryProbe
+from benchmarks.scale import prepare_community as generate_scale_community
 from nurture import stages
 from nurture.chunks import chunked
-from nurture.demo import generate_demo_community
 from nurture.runtime import Runtime, settings_from
-from nurture.workspace import load_content_library, load_questionnaire
 
 __all__ = ["main", "measure_segment", "prepare_community"]
 
@@ -53,18 +52,7 @@ def _runtime(directory: Path, database: Path, fit_size: int | None = None) -> Ru
 
 def prepare_community(directory: Path, members: int, seed: int = 7) -> Path:
     """Import a generated community of ``members`` and profile it; return the database's path."""
-    workspace = build_workspace(directory / "workspace", 200)
-    specs = load_content_library(workspace / "library")
-    files = generate_demo_community(
-        directory / "community",
-        members,
-        seed,
-        now=NOW,
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
-        questionnaire=load_questionnaire(workspace / "questionnaire.yaml"),
-    )
+    files = generate_scale_community(directory, members=members, items=200, seed=seed).files
     database = directory / "profiled.db"
     runtime = _runtime(directory, database)
     for kind, path in (
