@@ -29,11 +29,12 @@ from sqlalchemy.orm import Session
 
 from nurture.storage.models import UTCDateTime
 
-__all__ = ["write_rows"]
+__all__ = ["write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
 _orjson_dumps = orjson.dumps
 _tzinfo = operator.attrgetter("tzinfo")
+_isoformat_microseconds = operator.methodcaller("isoformat", " ", "microseconds")
 
 
 def write_rows(
@@ -68,14 +69,42 @@ def write_rows(
     """
     if not rows:
         return 0
+    values = list(zip(*rows, strict=True))
+    return write_columns(session, table, columns, values, conflict=conflict, update=update)
+
+
+def write_columns(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """:func:`write_rows` of rows given column by column: ``values[i]`` holds ``columns[i]``.
+
+    A caller that has its rows' values by column (as the importers validate them) saves turning
+    them into rows and back.
+
+    Returns:
+        How many rows were inserted or updated (skipped rows are not counted).
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: As :func:`write_rows`.
+    """
+    if len(values) != len(columns):
+        raise ValueError(f"{len(values)} columns of values for {len(columns)} columns")
+    if not values or not values[0]:
+        return 0
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        return _copy_rows(connection, table, tuple(columns), rows, tuple(conflict), tuple(update))
+        return _copy_rows(connection, table, tuple(columns), values, tuple(conflict), tuple(update))
     statement, converters = _insert_statement(
         dialect.name, table, tuple(columns), tuple(conflict), tuple(update)
     )
-    converted = _convert(rows, converters)
+    converted = _convert(values, converters)
     result = connection.exec_driver_sql(statement, converted)
     return int(result.rowcount)
 
@@ -96,16 +125,14 @@ def _insert_statement(
     return statement, tuple(_sqlite_converter(table.c[name].type) for name in columns)
 
 
-def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) -> list[Any]:
-    """``rows`` with each value converted by its column's converter, column by column."""
-    if not any(converters):
-        return list(rows)
-    columns: list[Any] = list(zip(*rows, strict=True))
+def _convert(values: Sequence[Sequence[Any]], converters: Sequence[_Convert]) -> list[Any]:
+    """The rows of the columns ``values``, each value converted by its column's converter."""
+    columns: list[Any] = list(values)
     for index, convert in enumerate(converters):
         if convert is _sqlite_datetime:
             columns[index] = _sqlite_datetimes(columns[index])
         elif convert is _json_text:
-            columns[index] = [_orjson_dumps(value).decode() for value in columns[index]]
+            columns[index] = _json_texts(columns[index])
         elif convert is not None:
             columns[index] = list(map(convert, columns[index]))
     return list(zip(*columns, strict=True))
@@ -114,8 +141,14 @@ def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) ->
 def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
     """:func:`_sqlite_datetime` of each value."""
     if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
-        return [value.replace(tzinfo=None).isoformat(" ", "microseconds") for value in values]
+        # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset (the year has 4 digits: >= 1900)
+        return [text[:26] for text in map(_isoformat_microseconds, values)]
     return list(map(_sqlite_datetime, values))
+
+
+def _json_texts(values: Sequence[Any]) -> list[str]:
+    """:func:`_json_text` of each value."""
+    return [text.decode() for text in map(_orjson_dumps, values)]
 
 
 def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
@@ -153,7 +186,7 @@ def _copy_rows(
     connection: Any,
     table: Table,
     columns: tuple[str, ...],
-    rows: Sequence[tuple[Any, ...]],
+    values: Sequence[Sequence[Any]],
     conflict: tuple[str, ...],
     update: tuple[str, ...],
 ) -> int:
@@ -179,11 +212,10 @@ def _copy_rows(
         with driver.cursor() as cursor:
             cursor.execute(statement)
             statement = statements[1]
-            if json_columns:  # JSON as text, converted a column at a time
-                values: list[Any] = list(zip(*rows, strict=True))
-                for index in json_columns:
-                    values[index] = [_orjson_dumps(value).decode() for value in values[index]]
-                rows = list(zip(*values, strict=True))
+            columns_values = list(values)
+            for index in json_columns:  # JSON as text, converted a column at a time
+                columns_values[index] = _json_texts(columns_values[index])
+            rows = zip(*columns_values, strict=True)
             with cursor.copy(statement) as copy:
                 write_row = copy.write_row
                 for row in rows:
