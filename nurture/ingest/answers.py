@@ -14,15 +14,17 @@ A free-text answer may span lines; like every text it must be valid text
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import select
+import orjson
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.errors import ImportRecordError
 from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
@@ -31,7 +33,7 @@ from nurture.ingest.batches import (
     Row,
     run_import,
 )
-from nurture.ingest.bulk import write_rows
+from nurture.ingest.bulk import select_where_in, write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
@@ -58,6 +60,7 @@ ANSWER_REQUIRED_COLUMNS = frozenset({"member", "question", "value"})
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _STORED_COLUMNS = ("member_id", "question_key", "value", "answered_at")
+_MEMBERS_PER_QUERY = 5000  # bound parameters of one query: well within SQLite's limit
 
 
 class AnswerValidator(Protocol):
@@ -376,17 +379,36 @@ def _stored_answers(
     session: Session, member_ids: set[int], questions: set[str]
 ) -> dict[tuple[int, str], tuple[Any, dt.datetime]]:
     """The stored value and time of the answers of ``member_ids`` to ``questions``."""
-    if not member_ids:
-        return {}
-    found = session.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value, Answer.answered_at).where(
-            Answer.member_id.in_(member_ids), Answer.question_key.in_(questions)
-        )
-    )
-    return {
-        (member_id, question): (value, answered_at)
-        for member_id, question, value, answered_at in found
-    }
+    columns = ("member_id", "question_key", "value", "answered_at")
+    # SQLite gives JSON back as its text; PostgreSQL's driver reads it.
+    as_text = session.connection().dialect.name != "postgresql"
+    stored: dict[tuple[int, str], tuple[Any, dt.datetime]] = {}
+    for chunk in chunked(sorted(member_ids), _MEMBERS_PER_QUERY):
+        found = select_where_in(session, table_of(Answer), columns, "member_id", chunk)
+        for member_id, question, value, answered_at in found:
+            if question in questions:
+                stored[(member_id, question)] = (
+                    _json_value(value) if as_text else value,
+                    _stored_time(answered_at),
+                )
+    return stored
+
+
+def _json_value(value: Any) -> Any:
+    """A stored answer's value, from its JSON text."""
+    if type(value) is not str:  # a number: SQLite's JSON column has numeric affinity
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # written by another JSON writer: read as SQLAlchemy would
+        return json.loads(value)
+
+
+def _stored_time(value: dt.datetime | str) -> dt.datetime:
+    """A stored time, aware in UTC (SQLite gives back the text SQLAlchemy wrote, in UTC)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _is_stale_or_same(value: Any, answered_at: dt.datetime, record: _AnswerRecord) -> bool:

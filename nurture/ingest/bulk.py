@@ -29,7 +29,7 @@ from sqlalchemy.orm import Session
 
 from nurture.storage.models import UTCDateTime
 
-__all__ = ["write_columns", "write_rows"]
+__all__ = ["select_where_in", "write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
 _orjson_dumps = orjson.dumps
@@ -230,3 +230,37 @@ def _copy_rows(
             statement, None, exc, dialect.dbapi.Error, dialect=dialect
         ) from exc
     return int(written)
+
+
+def select_where_in(
+    session: Session, table: Table, columns: Sequence[str], key: str, keys: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the rows of ``table`` whose ``key`` is one of ``keys``, as stored.
+
+    A plain query to the driver, whose values come back as the driver reads them (text, numbers;
+    no type of SQLAlchemy converts them): for looking up thousands of rows by a key, as imports
+    do batch after batch. Pending changes of the session are flushed first, as a query of the
+    session would flush them.
+
+    Args:
+        session: The session whose transaction the query joins.
+        table: The table.
+        columns: The columns wanted, in order.
+        key: The column to match.
+        keys: The values to match; at most a few thousand (SQLite binds each).
+
+    Returns:
+        The rows found, in no particular order.
+    """
+    if not keys:
+        return []
+    if session.autoflush:
+        session.flush()
+    connection = session.connection()
+    selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(f"{selected} = ANY(%s)", (list(keys),))
+    else:
+        placeholders = ", ".join("?" * len(keys))
+        result = connection.exec_driver_sql(f"{selected} IN ({placeholders})", tuple(keys))
+    return [tuple(row) for row in result]
