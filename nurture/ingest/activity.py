@@ -40,7 +40,7 @@ from nurture.ingest.bulk import write_columns
 from nurture.ingest.fields import (
     choice_column,
     combine_columns,
-    field_values,
+    field_columns,
     json_object_column,
     past_datetime_column,
     text_column,
@@ -170,25 +170,15 @@ def parse_activities(
         of ``ACTIVITY_COLUMNS``.
     """
     now = now or utcnow()
+    members, kinds, times, content_keys, properties, keys = field_columns(records, ACTIVITY_COLUMNS)
     return combine_columns(
         (
-            text_column(
-                field_values(records, "member"),
-                "member",
-                required=True,
-                max_length=320,
-            ),
-            choice_column(field_values(records, "type"), "type", ACTIVITY_TYPES, required=True),
-            past_datetime_column(
-                field_values(records, "occurred_at"), "occurred_at", now, required=True
-            ),
-            text_column(field_values(records, "content_key"), "content_key"),
-            json_object_column(field_values(records, "properties"), "properties"),
-            text_column(
-                field_values(records, "idempotency_key"),
-                "idempotency_key",
-                max_length=128,
-            ),
+            text_column(members, "member", required=True, max_length=320),
+            choice_column(kinds, "type", ACTIVITY_TYPES, required=True),
+            past_datetime_column(times, "occurred_at", now, required=True),
+            text_column(content_keys, "content_key"),
+            json_object_column(properties, "properties"),
+            text_column(keys, "idempotency_key", max_length=128),
         ),
         _ActivityRecord,
     )

@@ -37,7 +37,7 @@ from nurture.ingest.bulk import select_where_in, write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
-    field_values,
+    field_columns,
     past_datetime_column,
     text_column,
 )
@@ -187,18 +187,15 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
-    members = text_column(field_values(records, "member"), "member", required=True, max_length=320)
-    questions = text_column(
-        field_values(records, "question"), "question", required=True, max_length=100
-    )
-    times = past_datetime_column(
-        field_values(records, "answered_at"), "answered_at", now or utcnow()
-    )
+    member_values, question_values, values, time_values = field_columns(records, ANSWER_COLUMNS)
+    members = text_column(member_values, "member", required=True, max_length=320)
+    questions = text_column(question_values, "question", required=True, max_length=100)
+    times = past_datetime_column(time_values, "answered_at", now or utcnow())
     known: dict[str, ImportRecordError | None] = {}
     checked: dict[Any, _Checked] = {}
     parsed: list[_AnswerRecord | ImportRecordError] = []
-    for record, member, question, answered_at in zip(
-        records, members.values, questions.values, times.values, strict=True
+    for member, question, value, answered_at in zip(
+        members.values, questions.values, values, times.values, strict=True
     ):
         if type(member) is ImportRecordError:
             parsed.append(member)
@@ -212,9 +209,11 @@ def parse_answers(
         if error is not None:
             parsed.append(error)
             continue
-        value = record.get("value")
         # The same answer is checked once: most answers are one of a few options.
-        key = _memo_key(question, value)
+        if type(value) is str and len(value) <= _MEMO_TEXT:  # _memo_key's, without a call
+            key: Any = (question, str, value)
+        else:
+            key = _memo_key(question, value)
         outcome = checked.get(key) if key is not None else None
         if outcome is None:
             outcome = _check_value(value, question, questionnaire, from_csv)
@@ -235,6 +234,8 @@ def parse_answers(
 _MAX_CHECKED = 100_000
 """The most distinct answers an import remembers having checked (a batch's worth of work)."""
 _MEMO_TYPES = frozenset({str, int, float, bool})
+_MEMO_TEXT = 200
+"""The longest text answer remembered once checked (longer ones are free text, seldom repeated)."""
 _new_answer = tuple.__new__  # builds an _AnswerRecord without a Python-level call
 
 
@@ -256,7 +257,7 @@ def _memo_key(question: str, value: Any) -> Any:
     """
     kind = type(value)
     if kind in _MEMO_TYPES:
-        if kind is str and len(value) > 200:
+        if kind is str and len(value) > _MEMO_TEXT:
             return None  # free text: seldom repeated
         return (question, kind, value)
     if kind is list and len(value) <= 50 and all(type(item) is str for item in value):

@@ -40,6 +40,7 @@ __all__ = [
     "clean_text",
     "combine_columns",
     "duplicate_key_reason",
+    "field_columns",
     "field_values",
     "json_object_column",
     "load_json",
@@ -478,6 +479,20 @@ class Column(NamedTuple):
 def field_values(records: Sequence[Mapping[str, Any]], field: str) -> list[Any]:
     """The value of ``field`` in each record (``None`` where missing): a column to parse."""
     return list(map(operator.methodcaller("get", field), records))
+
+
+def field_columns(records: Sequence[Mapping[str, Any]], fields: Sequence[str]) -> list[list[Any]]:
+    """:func:`field_values` of each of ``fields``, in order: the columns to parse.
+
+    When every record has every field (a file that writes each, even as ``null``), the records
+    are read in one pass; otherwise field by field.
+    """
+    if len(fields) > 1 and records:
+        try:
+            return list(map(list, zip(*map(operator.itemgetter(*fields), records), strict=True)))
+        except KeyError:  # a field missing from some record: None there
+            pass
+    return [field_values(records, field) for field in fields]
 
 
 def text_column(
