@@ -7,8 +7,12 @@ times the insert itself. Here a batch goes to the driver as plain tuples, each v
 once to what its column stores (date-times as SQLAlchemy writes them, JSON as compact text read
 back as the same value; checked by a test), inside the session's transaction: the caller commits
 or rolls back as for any other statement. On PostgreSQL the rows are copied (``COPY``, psycopg
-3) into a temporary table dropped at commit, then moved with one ``INSERT ... SELECT ... ON
-CONFLICT``: COPY alone cannot skip or update duplicates.
+3) straight into the table, inside a savepoint: a batch of new rows costs the bare bulk insert.
+COPY alone cannot skip or update duplicates: when a row conflicts with a stored one, the
+savepoint is rolled back (the transaction's earlier rows stay) and the batch, and the session's
+next batches into that table, are copied into a temporary table dropped at commit, then moved
+with one ``INSERT ... SELECT ... ON CONFLICT``. Lookups by a key (:func:`select_where_in`) are
+plain driver queries too.
 
 Database errors are raised as SQLAlchemy's (``IntegrityError``, ``DataError``...), as any
 statement of the session would raise them.
@@ -32,9 +36,13 @@ from nurture.storage.models import UTCDateTime
 __all__ = ["select_where_in", "write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
+_CONFLICTED = "nurture.bulk.conflicted"
+"""``session.info`` key: the tables whose rows conflicted with stored ones (PostgreSQL)."""
 _orjson_dumps = orjson.dumps
 _tzinfo = operator.attrgetter("tzinfo")
 _isoformat_microseconds = operator.methodcaller("isoformat", " ", "microseconds")
+_without_offset = operator.itemgetter(slice(None, 26))
+"""``YYYY-MM-DD HH:MM:SS.ffffff+00:00`` without its offset (a year >= 1900 has 4 digits)."""
 
 
 def write_rows(
@@ -100,7 +108,10 @@ def write_columns(
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        return _copy_rows(connection, table, tuple(columns), values, tuple(conflict), tuple(update))
+        conflicted = session.info.setdefault(_CONFLICTED, set())
+        return _copy_rows(
+            connection, table, tuple(columns), values, tuple(conflict), tuple(update), conflicted
+        )
     statement, converters = _insert_statement(
         dialect.name, table, tuple(columns), tuple(conflict), tuple(update)
     )
@@ -141,14 +152,13 @@ def _convert(values: Sequence[Sequence[Any]], converters: Sequence[_Convert]) ->
 def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
     """:func:`_sqlite_datetime` of each value."""
     if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
-        # "YYYY-MM-DD HH:MM:SS.ffffff+00:00" without its offset (the year has 4 digits: >= 1900)
-        return [text[:26] for text in map(_isoformat_microseconds, values)]
+        return list(map(_without_offset, map(_isoformat_microseconds, values)))
     return list(map(_sqlite_datetime, values))
 
 
 def _json_texts(values: Sequence[Any]) -> list[str]:
     """:func:`_json_text` of each value."""
-    return [text.decode() for text in map(_orjson_dumps, values)]
+    return list(map(bytes.decode, map(_orjson_dumps, values)))
 
 
 def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
@@ -189,7 +199,16 @@ def _copy_rows(
     values: Sequence[Sequence[Any]],
     conflict: tuple[str, ...],
     update: tuple[str, ...],
+    conflicted: set[str],
 ) -> int:
+    """COPY the rows straight into ``table``, or through a staging table when they conflict.
+
+    A batch of new rows (a first import) is copied into the table itself, inside a savepoint:
+    the database's bare bulk insert. When a row conflicts with a stored one (a re-import), the
+    savepoint is rolled back, the table's name added to ``conflicted`` (the session's next
+    batches go straight to the staging table), and the rows go through the staging table, whose
+    ``INSERT ... ON CONFLICT`` skips or merges them.
+    """
     dialect = connection.dialect
     stage = f"nurture_import_{table.name}"
     names = ", ".join(columns)
@@ -206,20 +225,31 @@ def _copy_rows(
         f"{_on_conflict(conflict, update)}",
         f"TRUNCATE {stage}",
     )
+    columns_values = list(values)
+    for index in json_columns:  # JSON as text, converted a column at a time
+        columns_values[index] = _json_texts(columns_values[index])
+    rows = list(zip(*columns_values, strict=True))
     driver = connection.connection.driver_connection
-    statement = statements[0]
+    statement = "SAVEPOINT nurture_bulk_copy"
     try:
         with driver.cursor() as cursor:
+            if table.name not in conflicted:
+                cursor.execute(statement)
+                statement = f"COPY {table.name} ({names}) FROM STDIN"
+                try:
+                    _copy(cursor, statement, rows)
+                except dialect.dbapi.IntegrityError:
+                    statement = "ROLLBACK TO SAVEPOINT nurture_bulk_copy"
+                    cursor.execute(statement)
+                    conflicted.add(table.name)
+                else:
+                    statement = "RELEASE SAVEPOINT nurture_bulk_copy"
+                    cursor.execute(statement)
+                    return len(rows)
+            statement = statements[0]
             cursor.execute(statement)
             statement = statements[1]
-            columns_values = list(values)
-            for index in json_columns:  # JSON as text, converted a column at a time
-                columns_values[index] = _json_texts(columns_values[index])
-            rows = zip(*columns_values, strict=True)
-            with cursor.copy(statement) as copy:
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
+            _copy(cursor, statement, rows)
             statement = statements[2]
             cursor.execute(statement)
             written = cursor.rowcount
@@ -230,6 +260,13 @@ def _copy_rows(
             statement, None, exc, dialect.dbapi.Error, dialect=dialect
         ) from exc
     return int(written)
+
+
+def _copy(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    with cursor.copy(statement) as copy:
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
 
 
 def select_where_in(

@@ -31,6 +31,7 @@ import codecs
 import collections
 import csv
 import itertools
+import operator
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -568,7 +569,7 @@ def _read_jsonl(
     allowed = known_columns if known_columns is not None else _ANY_KEYS
     first = 1
     while chunk := list(itertools.islice(handle, _JSONL_CHUNK)):
-        raws = [text.rstrip("\r\n") for text in chunk]
+        raws = list(map(_without_line_end, chunk))
         numbers: Iterable[int] = range(first, first + len(raws))
         first += len(raws)
         if "" in raws or any(map(str.isspace, raws)):
@@ -619,6 +620,7 @@ class _AnyKeys:
 _ANY_KEYS: Any = _AnyKeys()
 _JSONL_CHUNK = 1000
 """Lines of a JSON Lines file read, and checked, together."""
+_without_line_end = operator.methodcaller("rstrip", "\r\n")
 _CSV_CHUNK = 1000
 """Records of a CSV file read together."""
 _OBJECT_TYPES = frozenset({dict})
