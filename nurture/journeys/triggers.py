@@ -22,7 +22,7 @@ import functools
 import zlib
 import zoneinfo
 from collections import Counter, defaultdict
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, NamedTuple, Self
 
 from cronsim import CronSim
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -477,17 +477,23 @@ def _activity(
     candidates = []
     for batch in chunked(recent, _BATCH):
         counted: dict[int, int] = defaultdict(int)
-        nth: dict[int, ActivityEvent] = {}
-        events = session.scalars(
-            select(ActivityEvent)
+        nth: dict[int, _Event] = {}
+        events = session.execute(
+            select(
+                ActivityEvent.member_id,
+                ActivityEvent.type,
+                ActivityEvent.occurred_at,
+                ActivityEvent.content_key,
+                ActivityEvent.properties,
+            )
             .where(
                 ActivityEvent.member_id.in_(batch),
                 ActivityEvent.type.in_(trigger.events),
                 ActivityEvent.occurred_at <= now,
             )
             .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id)
-        )
-        for event in events:
+        ).tuples()
+        for event in map(_Event._make, events):
             if trigger.where and not _properties_match(event.properties, trigger.where):
                 continue
             counted[event.member_id] += 1
@@ -506,6 +512,16 @@ def _activity(
             context = ActivityContext(event=recorded)
             candidates.append(Candidate(member_id, trigger.count, context=context))
     return candidates
+
+
+class _Event(NamedTuple):
+    """What the ``activity`` trigger reads of an event."""
+
+    member_id: int
+    type: str
+    occurred_at: dt.datetime
+    content_key: str | None
+    properties: Any
 
 
 def _properties_match(properties: Any, wanted: dict[str, Any]) -> bool:
