@@ -143,12 +143,11 @@ def _insert_versions(
         for definition in definitions
     ]
     insert_ignoring_conflicts(session, _journey_table(), values)
-    wanted = {(definition.id, definition.definition_hash): definition for definition in definitions}
+    wanted = {(row["key"], row["definition_hash"]) for row in values}
     found: dict[str, Journey] = {}
     for row in session.scalars(select(Journey).where(Journey.key.in_([d.id for d in definitions]))):
-        definition = wanted.get((row.key, row.definition_hash))
-        if definition is not None:
-            found[definition.id] = row
+        if (row.key, row.definition_hash) in wanted:
+            found[row.key] = row
             logger.info("journey %s: registered version %s", row.key, row.version)
     for definition in definitions:
         if definition.id not in found:
