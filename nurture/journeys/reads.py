@@ -5,13 +5,16 @@ A pass of ``advance_journeys`` looks at the same members journey after journey: 
 due enrollments (rows, facts for goals and branches, what templates read). None of that changes
 during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
 member's once, in bulk queries for the members not read yet, and hands out the same values to
-every later journey and chunk. What it keeps is bounded, not the whole community: once a kind
-of read holds ``capacity`` members, it lets go of them all and starts again (a community larger
-than that is read again, a chunk at a time, by the journeys after). Condition facts are read
-for what the conditions asking for them read (``fact_parts``): an audience reading
-``lifecycle`` alone reads the members' lifecycle stages and nothing else, and no condition
-naming ``activity``, no activity is summarised. What a pass does change (messages already
-queued, the budget, the enrollments) is not kept here and is read again where it is needed.
+every later journey and chunk. A pass over the whole community, when the community fits in the
+bound, reads all the members' rows in one query, and the suppression list whole when it fits
+too (rather than an ``IN`` list per chunk). What it keeps is bounded, not the whole community:
+once a kind of read holds ``capacity`` members, it lets go of them all and starts again (a
+community larger than that is read again, a chunk at a time, by the journeys after).
+Condition facts are read for what the conditions asking for them read (``fact_parts``): an
+audience reading ``lifecycle`` alone reads the members' lifecycle stages and nothing else,
+and no condition naming ``activity``, no activity is summarised. What a pass does change
+(messages already queued, the budget, the enrollments) is not kept here and is read again where
+it is needed.
 """
 
 from __future__ import annotations
