@@ -569,7 +569,8 @@ def _inactivity(
         .where(Member.joined_at <= cutoff)
         .order_by(Member.id)
     ).tuples()
-    for member_id, joined_at, last in members:
+    for member_id, joined_at, found in members:
+        last: dt.datetime | str | None = found
         if isinstance(last, str):  # SQLite's max() of a datetime column
             last = dt.datetime.fromisoformat(last)
             last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
