@@ -49,19 +49,14 @@ GROUPS = ("with_history", "without_history")
 """The groups of members, as the file names them."""
 
 DEFAULT_WEIGHTS: dict[str, dict[str, Any]] = {
-    # Members with a history: RankingWeights' own defaults. Newcomers: the community's long-run
-    # popularity (every engagement counted once however old, as the popularity baseline counts
-    # it) blended with their answers, by score alone; chosen on validation splits of the
-    # training data (benchmarks/newcomer_defaults.py: newcomers carved like the Stack Exchange
-    # converter's, --tune's carve, the demo's) and checked once on the tests. Two earlier
-    # candidates lost that check; docs/evaluation.md, "Measured", has the figures.
+    # RankingWeights' own defaults for both groups. Two candidates chosen on validation splits
+    # of the training data were each checked once against these on the test splits and lost:
+    # a pooled search (benchmarks/choose_defaults.py, 8 of 12 figures lost), and newcomers
+    # ranked by the community's undecayed popularity by score alone, chosen on newcomers carved
+    # like the Stack Exchange converter's (benchmarks/newcomer_defaults.py; History Meta's cold
+    # start, the cell it was meant for, lost). docs/evaluation.md, "Measured", has the figures.
     "with_history": {},
-    "without_history": {
-        "decay_popularity": False,
-        "community_popularity": 1.0,
-        "freshness": 0.0,
-        "mmr_lambda": 1.0,
-    },
+    "without_history": {},
 }
 """The built-in weights of each group, as changes to :class:`RankingWeights`' defaults (see
 ``docs/evaluation.md``, "Measured")."""
