@@ -84,6 +84,7 @@ SEARCH_SPACES: dict[str, dict[str, tuple[float, float] | tuple[Any, ...]]] = {
         "interest_half_life_days": _HALF_LIVES,
         "centre_history": (True, False),
         "unscored_items_by_content": (True, False),
+        "decay_popularity": (True, False),
     },
     "without_history": {
         # A newcomer lacks history, co-engagement and the learned model: their weights only
@@ -100,6 +101,7 @@ SEARCH_SPACES: dict[str, dict[str, tuple[float, float] | tuple[Any, ...]]] = {
         "freshness": (0.0, 0.3),
         "mmr_lambda": (0.5, 1.0),
         "interest_half_life_days": _HALF_LIVES,
+        "decay_popularity": (True, False),
     },
 }
 """What the search tries, per group: a ``(low, high)`` range, or a tuple of choices (a tuple

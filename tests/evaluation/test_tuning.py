@@ -208,6 +208,21 @@ def test_the_search_tries_ranking_unscored_items_by_content_for_members_with_a_h
     assert found.best_score == 1.0
 
 
+@pytest.mark.parametrize("group", ["with_history", "without_history"])
+def test_the_search_tries_undecayed_popularity_for_both_groups(group: str) -> None:
+    space = SEARCH_SPACES[group]
+    assert set(space["decay_popularity"]) == {True, False}
+    start = RankingWeights()
+    assert start.decay_popularity
+
+    def score(weights: RankingWeights) -> float:
+        return 0.0 if weights.decay_popularity else 1.0
+
+    found = search_weights(score, start, space, trials=30, seed=1)
+    assert found.best.decay_popularity is False
+    assert found.best_score == 1.0
+
+
 def _rank_with_and_without_content_for_unscored(
     history: sp.csr_matrix,
 ) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
