@@ -46,6 +46,7 @@ from nurture.profiling.profiles import load_activity_summaries
 from nurture.segmentation.assignments import (
     AssignmentChanges,
     effective_segments,
+    refresh_statistics,
     update_rule_assignments,
 )
 from nurture.storage.models import (
@@ -871,6 +872,7 @@ def evaluate_rule_segments(
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
     plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
     run_id, changes = _write_rule_segments(session, plan, now, run_id, stamp)
+    refresh_statistics(session, (SegmentMembership, SegmentAssignment))
     return RuleSegmentationSummary(
         run_id=run_id,
         sizes={segment.key: len(segment.members) for segment in plan.segments},
