@@ -192,7 +192,13 @@ def stage_measured(name: str) -> Iterator[Timed]:
     logger.info("%s: started", name)
     with measured() as timed:
         yield timed
-    logger.info("%s: %.1f s, peak RSS %s MB", name, timed.seconds, _mb(timed.peak_bytes))
+    logger.info(
+        "%s: %.1f s, peak RSS %s MB (%s MB at its start)",
+        name,
+        timed.seconds,
+        _mb(timed.peak_bytes),
+        _mb(timed.start_bytes),
+    )
 
 
 class Progress:
