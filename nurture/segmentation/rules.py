@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from array import array
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -223,13 +225,14 @@ class RuleOutcome:
     """Who a rule holds for, and what went wrong evaluating it.
 
     Attributes:
-        members: Ids of the members the rule holds for.
+        members: Ids of the members the rule holds for (an array of 64-bit integers: eight
+            bytes a member in a large community, not a Python integer each).
         errors: Members for whom evaluating the rule failed (other than reading something the
             member lacks, which simply does not hold).
         first_error: The first such error, to show.
     """
 
-    members: list[int] = field(default_factory=list)
+    members: array[int] = field(default_factory=lambda: array("q"))
     errors: int = 0
     first_error: str | None = None
 
@@ -424,7 +427,7 @@ class PlannedRuleSegment:
         stored_id: The id of the stored segment with this key; ``None`` for a new one.
         label: Its label (the rule's English label).
         description: Its description.
-        members: The members the rule holds for.
+        members: The members the rule holds for (as :class:`RuleOutcome`'s).
         card: Its card; the run id is added when written.
     """
 
@@ -432,7 +435,7 @@ class PlannedRuleSegment:
     stored_id: int | None
     label: str
     description: str
-    members: list[int]
+    members: Sequence[int]
     card: dict[str, Any]
 
 
@@ -727,7 +730,7 @@ def _evaluate_changed(
                 SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment.id
             )
         )
-        outcomes[rule.key] = RuleOutcome(members=[m for m in kept if m not in members])
+        outcomes[rule.key] = RuleOutcome(members=array("q", (m for m in kept if m not in members)))
     members_to_read = sorted(set().union(*(members for _, members in redo.values())))
     for chunk in chunked(members_to_read, _CHUNK):
         contexts = member_rule_contexts(session, chunk, now)
@@ -740,7 +743,7 @@ def _evaluate_changed(
             total.errors += outcome.errors
             total.first_error = total.first_error or outcome.first_error
     for outcome in outcomes.values():
-        outcome.members.sort()
+        outcome.members = array("q", np.sort(np.asarray(outcome.members, dtype=np.int64)).tobytes())
     return outcomes, everyone
 
 
