@@ -88,7 +88,7 @@ def best_hour_of(profile: Sequence[float]) -> int:
 
 @dataclasses.dataclass(frozen=True)
 class HourPriors:
-    """The community's hour profile and each cluster segment's, which members' lean on.
+    """The community's hour profile and each cluster segment's, which members lean on.
 
     Attributes:
         community: The community's profile (24 shares).
