@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, select
+from sqlalchemy import CompoundSelect, Select, func, select
 from sqlalchemy.orm import Session
 
 from nurture.storage.models import (
@@ -145,7 +145,7 @@ def complete_watermark(session: Session) -> int | None:
     return run.id
 
 
-def _ids(session: Session, query: Select[tuple[int]]) -> set[int]:
+def _ids(session: Session, query: Select[tuple[int]] | CompoundSelect[tuple[int]]) -> set[int]:
     return set(session.scalars(query))
 
 
@@ -174,9 +174,7 @@ def members_to_profile(
     changed |= _ids(session, select(Answer.member_id).where(Answer.id > since.answer_id))
     changed |= _ids(session, select(Answer.member_id).where(Answer.answered_at > since.wall))
     changed |= _ids(session, select(Member.id).where(Member.updated_at > since.wall))
-    changed |= _ids(
-        session, select(Member.id).where(Member.id.not_in(select(MemberProfile.member_id)))
-    )
+    changed |= _ids(session, select(Member.id).except_(select(MemberProfile.member_id)))
     if layout_hash is not None:
         changed |= _ids(
             session,

@@ -106,9 +106,7 @@ def _unsettled_members(session: Session, run_id: int, segment_ids: Sequence[int]
     )
     placed = _placements(run_id).subquery()
     effective = clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE)
-    unsettled.update(
-        session.scalars(select(placed.c.member_id).where(placed.c.member_id.not_in(effective)))
-    )
+    unsettled.update(session.scalars(select(placed.c.member_id).except_(effective)))
     return unsettled
 
 
@@ -167,14 +165,10 @@ def assign_changed_members(
             select(MemberProfile.member_id).where(MemberProfile.computed_at > run.created_at)
         )
     )
-    # Profiled members the run never placed (a profile built since, or before a move).
-    changed.update(
-        session.scalars(
-            select(MemberProfile.member_id).where(
-                MemberProfile.member_id.not_in(_cluster_rows(run.id))
-            )
-        )
-    )
+    # Profiled members the run never placed (a profile built since, or before a move). EXCEPT,
+    # not NOT IN: PostgreSQL would scan the subquery's rows for each profile if they do not fit
+    # its hash table's memory.
+    changed.update(session.scalars(select(MemberProfile.member_id).except_(_cluster_rows(run.id))))
     if len(changed) > max_share * total:
         return None
     offset = np.asarray(params["scaling"]["offset"], dtype=np.float32)
