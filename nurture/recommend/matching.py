@@ -37,7 +37,6 @@ from nurture.recommend.reasons import (
 from nurture.recommend.run_state import (
     CONSUMING_EVENT_TYPES,
     RunState,
-    choice_answers,
     item_available,
     item_freshness,
     language_code,
@@ -192,8 +191,7 @@ class _Chunk:
     """Everything loaded for a chunk of members, rows in the order of ``member_ids``.
 
     ``history`` holds recency weights of what each member consumed; ``recent`` each member's
-    latest consumed items, newest first, as (column, event type); ``choices`` the choice
-    questions' keys and each member's answers to them (none when the run has no answer groups).
+    latest consumed items, newest first, as (column, event type).
     """
 
     member_ids: list[int]
@@ -207,7 +205,6 @@ class _Chunk:
     answers: list[str | None]
     goals: list[list[str]]
     formats: list[list[str]]
-    choices: tuple[tuple[str, ...], dict[int, dict[str, str]]] | None = None
 
 
 def _best_segments(
@@ -361,12 +358,6 @@ def _load_chunk(
         else:
             formats[row] = chosen
 
-    # Answers to the choice questions, read once for every state that ranks the chunk.
-    choices = (
-        (state.choice_questions, choice_answers(session, state.choice_questions, ids))
-        if state.groups is not None and state.choice_questions
-        else None
-    )
     return _Chunk(
         member_ids=ids,
         languages=languages,
@@ -379,7 +370,6 @@ def _load_chunk(
         answers=answers,
         goals=goals,
         formats=formats,
-        choices=choices,
     )
 
 
@@ -611,7 +601,7 @@ def _learned_support(
 
 
 def _member_popularity(
-    session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
+    chunk: _Chunk, state: RunState, popularity_rows: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
@@ -627,12 +617,7 @@ def _member_popularity(
     none = np.zeros(len(rows), dtype=bool)
     if state.groups is None or not state.choice_questions:
         return state.popularity, rows, none
-    given = (
-        chunk.choices[1]
-        if chunk.choices is not None and chunk.choices[0] == state.choice_questions
-        else choice_answers(session, state.choice_questions, chunk.member_ids)
-    )
-    codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
+    codes = state.answer_codes(chunk.member_ids)
     answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
         return state.popularity, rows, none
@@ -765,9 +750,7 @@ def _signals(
         if state.collaborative is None
         else state.collaborative.transform(chunk.history, modelled_only=True)
     )
-    popularity, rows_of_popularity, by_group = _member_popularity(
-        session, chunk, state, popularity_rows
-    )
+    popularity, rows_of_popularity, by_group = _member_popularity(chunk, state, popularity_rows)
     return RankingSignals(
         member_ids=list(chunk.member_ids),
         item_keys=[item.key for item in state.items],
