@@ -214,21 +214,18 @@ def _best_segments(
     latest_run = latest_segmentation_run(session)
     if latest_run is None:
         return {}
-    memberships = (
-        session.connection()
-        .execute(  # after _load_chunk's flush
-            select(
-                SegmentMembership.member_id,
-                SegmentMembership.segment_id,
-                SegmentMembership.distance,
-                Segment.kind,
-                Segment.interest,
-            )
-            .join(Segment, Segment.id == SegmentMembership.segment_id)
-            .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+    connection = session.connection()  # after _load_chunk's flush
+    memberships = connection.execute(
+        select(
+            SegmentMembership.member_id,
+            SegmentMembership.segment_id,
+            SegmentMembership.distance,
+            Segment.kind,
+            Segment.interest.is_(None).label("no_interest"),
         )
-        .all()
-    )
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+    ).all()
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
@@ -236,18 +233,26 @@ def _best_segments(
         memberships,
         key=lambda row: (
             row.kind != SegmentKind.CLUSTER,
-            row.interest is None,
+            bool(row.no_interest),
             row.distance if row.distance is not None else np.inf,
             row.segment_id,
         ),
         reverse=True,
     )
-    best: dict[int, tuple[int, np.ndarray | None]] = {}
+    chosen: dict[int, int] = {}
     for row in memberships:  # the best membership of each member is written last
-        interest = (
-            row.interest if row.interest is not None and row.interest.shape == (dim,) else None
-        )
-        best[row.member_id] = (row.segment_id, interest)
+        chosen[row.member_id] = row.segment_id
+    # The interests of the few segments chosen, read once each, not once per membership.
+    interests: dict[int, np.ndarray | None] = {}
+    for segment_id, interest in connection.execute(
+        select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
+    ):
+        fits = interest is not None and interest.shape == (dim,)
+        interests[segment_id] = interest if fits else None
+    best: dict[int, tuple[int, np.ndarray | None]] = {
+        member_id: (segment_id, interests.get(segment_id))
+        for member_id, segment_id in chosen.items()
+    }
     return best
 
 
@@ -286,9 +291,6 @@ def _load_chunk(
 
     excluded = np.zeros((m, n), dtype=bool)
     recent: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-    rows: list[int] = []
-    columns: list[int] = []
-    ages: list[float] = []
     consumed = connection.execute(
         select(
             ActivityEvent.member_id,
@@ -306,26 +308,33 @@ def _load_chunk(
             ActivityEvent.occurred_at <= now,
         )
         .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
+    ).all()
+    # The events (of items in the library), newest first, as arrays.
+    found = np.array([column_of.get(row[1], -1) for row in consumed], dtype=np.int64)
+    kept = np.flatnonzero(found >= 0)
+    events = [consumed[index] for index in kept.tolist()]
+    rows = np.array([row_of[event[0]] for event in events], dtype=np.int64)
+    columns = found[kept]
+    ages = np.array(
+        [(now - event[3]).total_seconds() / 86_400.0 for event in events], dtype=np.float64
     )
-    for member_id, content_key, event_type, occurred_at in consumed:
-        column = column_of.get(content_key)
-        if column is None:
-            continue
-        row = row_of[member_id]
-        if (
-            not excluded[row, column]
-            and len(recent[row]) < HISTORY_LIMIT
-            and state.items[column].language == languages[row]
-        ):
-            recent[row].append((column, event_type))
-        excluded[row, column] = True
-        rows.append(row)
-        columns.append(column)
-        ages.append((now - occurred_at).total_seconds() / 86_400.0)
+    excluded[rows, columns] = True
+    # Each member's latest items in their language, newest first: the first event of each
+    # member-item pair, at most HISTORY_LIMIT a member.
+    _, first = np.unique(rows * n + columns, return_index=True)
+    first.sort()
+    item_language = np.array([item.language for item in state.items], dtype=object)
+    member_language = np.array(languages, dtype=object)
+    first = first[item_language[columns[first]] == member_language[rows[first]]]
+    first = first[np.argsort(rows[first], kind="stable")]
+    owner = rows[first]
+    place = np.arange(first.size) - np.searchsorted(owner, owner, side="left")
+    for index in first[place < HISTORY_LIMIT].tolist():
+        recent[int(rows[index])].append((int(columns[index]), events[index][2]))
     # Every engagement counts, the recent ones more: repeated visits mean a stronger interest.
     history = sp.csr_matrix(
         (
-            decay(np.array(ages), weights.interest_half_life_days).astype(np.float32),
+            decay(ages, weights.interest_half_life_days).astype(np.float32),
             (rows, columns),
         ),
         shape=(m, n),

@@ -850,9 +850,11 @@ def rank_content(
         block += member_table if columns is None else member_table[row_of[start:stop]]
         if format_match is not None and format_bonus:
             # In the scores' memory order (a mask built by column comes transposed): faster.
-            chosen = format_match[start:stop] if columns is None else format_match[start:stop][
-                :, columns
-            ]
+            chosen = (
+                format_match[start:stop]
+                if columns is None
+                else format_match[start:stop][:, columns]
+            )
             block += np.ascontiguousarray(chosen) * format_bonus
         block += unwanted * INELIGIBLE
         pool, kept = _best_of(block, width) if width < n else (None, block)

@@ -218,7 +218,7 @@ class RunState:
         centres = np.stack([self.centres.get(item.language, zero) for item in self.items])
         return unit_vectors(self.vectors - centres)
 
-    @property
+    @cached_property
     def column_of(self) -> dict[str, int]:
         """Column of each item key."""
         return {item.key: column for column, item in enumerate(self.items)}
