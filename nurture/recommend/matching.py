@@ -42,6 +42,8 @@ from nurture.recommend.run_state import (
     language_code,
     latest_segmentation_run,
     load_run_state,
+    microseconds,
+    occurred_at_column,
     unit_vectors,
 )
 from nurture.storage.models import (
@@ -296,7 +298,7 @@ def _load_chunk(
             ActivityEvent.member_id,
             ActivityEvent.content_key,
             ActivityEvent.type,
-            ActivityEvent.occurred_at,
+            occurred_at_column(session),
         )
         .where(
             ActivityEvent.member_id.in_(ids),
@@ -315,9 +317,10 @@ def _load_chunk(
     events = [consumed[index] for index in kept.tolist()]
     rows = np.array([row_of[event[0]] for event in events], dtype=np.int64)
     columns = found[kept]
-    ages = np.array(
-        [(now - event[3]).total_seconds() / 86_400.0 for event in events], dtype=np.float64
-    )
+    # As ``(now - occurred_at).total_seconds() / 86_400``: the same float, from whole
+    # microseconds.
+    elapsed = microseconds([now])[0] - microseconds([event[3] for event in events])
+    ages = elapsed.astype(np.float64) / 1e6 / 86_400.0
     excluded[rows, columns] = True
     # Each member's latest items in their language, newest first: the first event of each
     # member-item pair, at most HISTORY_LIMIT a member.

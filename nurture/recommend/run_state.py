@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Select, Text, cast, func, select
+from sqlalchemy import Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.embedding import Embedder
 from nurture.recommend.collaborative import EASE
@@ -59,6 +61,8 @@ __all__ = [
     "latest_segmentation_run",
     "load_choice_answers",
     "load_run_state",
+    "microseconds",
+    "occurred_at_column",
     "unit_vectors",
 ]
 
@@ -252,13 +256,51 @@ def _microseconds(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _engagement_query(now: dt.datetime) -> Select[Any]:
-    return select(
-        ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at
-    ).where(
+def _engagement_query(
+    now: dt.datetime, occurred_at: Any = ActivityEvent.occurred_at
+) -> Select[Any]:
+    return select(ActivityEvent.member_id, ActivityEvent.content_key, occurred_at).where(
         ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
         ActivityEvent.content_key.is_not(None),
         ActivityEvent.occurred_at <= now,
+    )
+
+
+def occurred_at_column(session: Session) -> ColumnElement[Any]:
+    """``ActivityEvent.occurred_at`` as a bulk read takes it fastest (see :func:`microseconds`).
+
+    On SQLite, the stored text, which numpy reads at once (making a datetime of each row is
+    most of such a read's time); elsewhere, the datetime.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return type_coerce(ActivityEvent.occurred_at, String)
+    return ActivityEvent.occurred_at.expression
+
+
+def microseconds(moments: Sequence[dt.datetime | str]) -> np.ndarray:
+    """Times read through :func:`occurred_at_column`, as whole microseconds since 1970 (UTC).
+
+    Args:
+        moments: Timezone-aware datetimes, or SQLite's stored UTC text of them.
+
+    Returns:
+        An ``(len(moments),)`` int64 array.
+    """
+    if moments and all(isinstance(moment, str) for moment in moments):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # text with an offset: read one by one below
+                parsed = np.array(moments, dtype="datetime64[us]")
+            return parsed.astype(np.int64)
+        except (ValueError, Warning):
+            pass
+    return np.fromiter(
+        (
+            _microseconds(dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+            for moment in moments
+        ),
+        dtype=np.int64,
+        count=len(moments),
     )
 
 
@@ -273,7 +315,9 @@ def _engagements(
     members: list[np.ndarray] = []
     columns: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    query = _engagement_query(now).execution_options(yield_per=_STREAM_ROWS)
+    query = _engagement_query(now, occurred_at_column(session)).execution_options(
+        yield_per=_STREAM_ROWS
+    )
     for batch in session.execute(query).partitions():
         kept = [(m, column_of[k], t) for m, k, t in batch if k in column_of]
         if not kept:
@@ -281,11 +325,7 @@ def _engagements(
         member_ids, item_columns, moments = zip(*kept, strict=True)
         members.append(np.fromiter(member_ids, dtype=np.int64, count=len(kept)))
         columns.append(np.fromiter(item_columns, dtype=np.int64, count=len(kept)))
-        times.append(
-            np.fromiter(
-                (_microseconds(moment) for moment in moments), dtype=np.int64, count=len(kept)
-            )
-        )
+        times.append(microseconds(moments))
     if not members:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
