@@ -5,7 +5,9 @@ synthetic members against ``items`` synthetic items (unit vectors of the embeddi
 dimension, no database), chunk after chunk as the match stage does, with every signal on: the
 members' answers, history (sparse), co-engagement, segment interest and popularity, freshness,
 format preference, the learned collaborative model (EASE: each chunk's scores of the items it
-models), the language and exclusion masks, and maximal marginal relevance. What is learned once
+models), the language and exclusion masks, and maximal marginal relevance. The synthetic rows
+have the mix of bench-scale's generated community: most of each row is ineligible (72% of the
+items unavailable, two languages), 41% of the members have no history. What is learned once
 per run from every member's history, co-engagement
 (:func:`nurture.recommend.learn_co_engagement`) and EASE (:class:`nurture.recommend.EASE`), is
 timed on its own. The baseline is the floor of any

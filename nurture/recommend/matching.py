@@ -741,9 +741,7 @@ def _rows_of(arguments: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _signals(
-    session: Session, chunk: _Chunk, state: RunState, kinds: Collection[str] | None
-) -> RankingSignals:
+def _signals(chunk: _Chunk, state: RunState, kinds: Collection[str] | None) -> RankingSignals:
     """Every signal of the chunk's members, ready for the ranker."""
     # Languages as small integer codes: comparing (m, n) Python strings costs more than ranking.
     code_of: dict[str, int] = {}
@@ -825,7 +823,7 @@ def load_ranking_signals(
     weights = weights or RankingWeights()
     state = load_run_state(session, embedder, now, weights, None, choice_questions)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
-    return _signals(session, chunk, state, kinds)
+    return _signals(chunk, state, kinds)
 
 
 def recommend_for_members(
@@ -888,7 +886,7 @@ def recommend_for_members(
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
-    signals = _signals(session, chunk, state, kinds)
+    signals = _signals(chunk, state, kinds)
     newcomers = np.flatnonzero(~signals.has_history)
     if newcomer_weights is None or newcomer_weights == weights or newcomers.size == 0:
         indices, scores = signals.rank(weights, k)
@@ -908,9 +906,7 @@ def recommend_for_members(
                 session, embedder, now, newcomer_weights, run_id, choice_questions, state_dir
             )
         )
-        newcomer_signals = (
-            signals if same_state else _signals(session, chunk, newcomer_state, kinds)
-        )
+        newcomer_signals = signals if same_state else _signals(chunk, newcomer_state, kinds)
         indices[newcomers], scores[newcomers] = newcomer_signals.rank(
             newcomer_weights, k, newcomers
         )
