@@ -254,7 +254,7 @@ def advance_journeys(
             budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
             chunk_size=chunk_size,
             member_ids=frozenset(member_ids) if member_ids is not None else None,
-            reads=MemberReads(now, capacity=member_capacity),
+            reads=MemberReads(now, capacity=member_capacity, whole_community=member_ids is None),
             on_hold=on_hold,
             salt=suppression_salt or "",
         )
@@ -267,7 +267,9 @@ def advance_journeys(
             if found.exceeded:
                 raise BackfillRefusedError(found.refusal())
 
-        versions: dict[int, JourneyDefinition] = {}
+        # The version rows in force hold these very definitions (same hash): only the older
+        # versions that due enrollments started on are read and validated (``load_versions``).
+        versions = {journeys[definition.id].id: definition for definition in ordered}
         for definition in ordered:
             _apply_goal(session, definition, run)
             _advance_due(session, definition, run, versions)

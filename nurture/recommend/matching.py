@@ -788,7 +788,7 @@ def _signals(chunk: _Chunk, state: RunState, kinds: Collection[str] | None) -> R
     )
 
 
-_RUN_STATE_FIELDS = ("interest_half_life_days", "freshness_half_life_days")
+_RUN_STATE_FIELDS = ("interest_half_life_days", "freshness_half_life_days", "decay_popularity")
 """The weights the run's shared state depends on: other weights share one state."""
 
 

@@ -166,6 +166,15 @@ class RankingWeights(BaseModel):
             "the member's history and in popularity."
         ),
     )
+    decay_popularity: bool = Field(
+        default=True,
+        description=(
+            "Count each engagement in popularity (the community's, the segments', the answer "
+            "groups') at its recency weight (interest_half_life_days). Off, every engagement "
+            "counts once however old: the long-run popularity, as the popularity baseline of "
+            "nurture evaluate counts it."
+        ),
+    )
     centre_history: bool = Field(
         default=True,
         description=(

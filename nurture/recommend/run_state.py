@@ -175,7 +175,8 @@ class RunState:
             engagements, or none when nobody engaged with anything.
         choice_questions: Keys of the single-choice questions whose answers group members.
         choice_answers: Every member's answers to them, read once per run (with ``groups``).
-        groups: Popularity within answer groups (recency-weighted), or none without choice
+        groups: Popularity within answer groups (recency-weighted unless
+            :attr:`RankingWeights.decay_popularity` is off), or none without choice
             questions or engagement.
         popularity: ``(s + 1, n)`` recency-weighted count of members who engaged with each
             item, per segment (row ``segment_rows[segment id]``); the last row is the whole
@@ -790,7 +791,7 @@ def build_run_state(
         embedder: The embedding model (items lacking an embedding are embedded, through the
             cache; the caller commits).
         now: The time the run ranks for: later activity is ignored.
-        weights: The ranking weights (half-lives).
+        weights: The ranking weights (half-lives, whether popularity decays).
         choice_questions: Keys of the single-choice questions whose answers group members.
         state_dir: A folder where what is learned from the library and the engagements is
             also stored (one ``.npz`` file per fingerprint, the last two kept), for the runs of
@@ -816,7 +817,11 @@ def build_run_state(
     )
     items, vectors = learned.items, learned.vectors
     members, columns = learned.members, learned.columns
-    recency = _recency(learned.times, now, weights.interest_half_life_days)
+    recency = (
+        _recency(learned.times, now, weights.interest_half_life_days)
+        if weights.decay_popularity
+        else np.ones(learned.times.shape, dtype=np.float64)
+    )
     popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
     questions = tuple(choice_questions)
     answers: ChoiceAnswers | None = None
