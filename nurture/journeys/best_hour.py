@@ -86,6 +86,21 @@ def best_hour_of(profile: Sequence[float]) -> int:
     return max(range(_HOURS), key=lambda hour: (profile[hour], -hour))
 
 
+def _add_hour_counts(
+    community: list[int],
+    by_segment: dict[int, list[int]],
+    member_counts: Mapping[int, Sequence[int]],
+    segment_of: Mapping[int, int],
+) -> None:
+    """Add members' opens and clicks by hour to the community's and their segments' totals."""
+    for member_id, counts in member_counts.items():
+        segment = segment_of.get(member_id)
+        for hour, count in enumerate(counts):
+            community[hour] += count
+            if segment is not None:
+                by_segment[segment][hour] += count
+
+
 @dataclasses.dataclass(frozen=True)
 class HourPriors:
     """The community's hour profile and each cluster segment's, which members lean on.
@@ -147,12 +162,7 @@ class HourPriors:
         community = [0] * _HOURS
         by_segment: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
         for page in hour_count_pages(session, now, page_size=page_size):
-            for member_id, counts in page.counts.items():
-                segment = page.segment_of.get(member_id)
-                for hour, count in enumerate(counts):
-                    community[hour] += count
-                    if segment is not None:
-                        by_segment[segment][hour] += count
+            _add_hour_counts(community, by_segment, page.counts, page.segment_of)
         return cls.from_totals(community, by_segment)
 
     def profile(self, counts: Sequence[int] | None, segment: int | None) -> list[float]:
@@ -287,12 +297,7 @@ class BestHours:
             return
         community = [0] * _HOURS
         by_segment: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
-        for member_id, counts in self.member_counts.items():
-            segment = self.segment_of.get(member_id)
-            for hour, count in enumerate(counts):
-                community[hour] += count
-                if segment is not None:
-                    by_segment[segment][hour] += count
+        _add_hour_counts(community, by_segment, self.member_counts, self.segment_of)
         priors = HourPriors.from_totals(community, by_segment, self.strength)
         object.__setattr__(self, "priors", priors)
 

@@ -9,18 +9,7 @@ from nurture.evaluation.folder import stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
 from nurture.recommend import RankingWeights
 from nurture.settings import Settings
-
-POPULARITY_ALONE = {
-    "member": 0.0,
-    "history": 0.0,
-    "co_engagement": 0.0,
-    "collaborative": 0.0,
-    "segment": 0.0,
-    "freshness": 0.0,
-    "format": 0.0,
-    "mmr_lambda": 1.0,
-    "community_popularity": 1.0,
-}
+from tests.ranking_helpers import POPULARITY_ALONE
 
 ITEMS = """id,title,text
 i1,Castles of Wales,Stone fortresses built along the coast of Wales.

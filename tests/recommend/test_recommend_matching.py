@@ -32,6 +32,7 @@ from nurture.storage.models import (
     SegmentationRun,
     SegmentMembership,
 )
+from tests.ranking_helpers import POPULARITY_ALONE
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 DAY = dt.timedelta(days=1)
@@ -882,17 +883,7 @@ def test_long_run_popularity_counts_every_engagement_once_however_old(session, e
     newcomer = _member(session, "new@example.org")
     session.flush()
     ids = [newcomer.id]
-    alone = {
-        "member": 0.0,
-        "history": 0.0,
-        "co_engagement": 0.0,
-        "collaborative": 0.0,
-        "segment": 0.0,
-        "freshness": 0.0,
-        "format": 0.0,
-        "mmr_lambda": 1.0,
-        "community_popularity": 1.0,
-    }
+    alone = POPULARITY_ALONE
 
     recent = load_ranking_signals(session, embedder, ids, NOW, RankingWeights(**alone))
     long_run = load_ranking_signals(
