@@ -13,17 +13,19 @@ defaults, the without-history group's signals). Nothing reads a test split:
   (:func:`nurture.evaluation.workspace_validation`; created in ``DIR`` when it holds no
   database, as ``benchmarks.choose_defaults`` does).
 
-It prints P@k / nDCG@k per split and the mean ratio of each candidate to the best baseline.
+It prints P@k / nDCG@k per split (each ``--seed`` carves every split again) and the mean ratio
+of each candidate to the best baseline, over every split and seed.
 
     python -m benchmarks.newcomer_defaults --cold-start-dataset /tmp/history
         --dataset examples/evaluation --cold-start-dataset examples/evaluation
-        --demo-data /tmp/demo-data
+        --demo-data /tmp/demo-data --seed 42 --seed 1 --seed 2
 """
 
 from __future__ import annotations
 
 import argparse
 import contextlib
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -39,21 +41,38 @@ from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 
 __all__ = ["CANDIDATES", "main"]
 
-_UNDECAYED = {"community_popularity": 1.0, "interest_half_life_days": 3650.0}
+_REJECTED = {
+    "community_popularity": 1.0,
+    "interest_half_life_days": 3650.0,
+    "freshness": 0.0,
+    "mmr_lambda": 1.0,
+}
+_PURE = {
+    "member": 0.0,
+    "history": 0.0,
+    "co_engagement": 0.0,
+    "collaborative": 0.0,
+    "segment": 0.0,
+    "format": 0.0,
+}
+_LONG_RUN = {"decay_popularity": False, "community_popularity": 1.0, "freshness": 0.0}
 CANDIDATES: dict[str, dict[str, Any]] = {
     "defaults": {},
-    "community popularity": {"community_popularity": 1.0},
-    "community, undecayed": _UNDECAYED,
-    "community, undecayed, no freshness": {**_UNDECAYED, "freshness": 0.0},
-    "community, undecayed, no freshness, no MMR": {
-        **_UNDECAYED,
-        "freshness": 0.0,
-        "mmr_lambda": 1.0,
+    "community, 10-year half-life, by score (rejected)": _REJECTED,
+    "long-run popularity alone": {**_PURE, **_LONG_RUN, "mmr_lambda": 1.0},
+    **{
+        f"long-run x{weight:g} + answers, by score": {
+            **_LONG_RUN,
+            "cold_start_popularity": weight,
+            "mmr_lambda": 1.0,
+        }
+        for weight in (1.0, 2.0, 3.0, 5.0, 10.0)
     },
-    "no freshness, no MMR": {"freshness": 0.0, "mmr_lambda": 1.0},
-    "undecayed, no freshness, no MMR": {
-        "interest_half_life_days": 3650.0,
+    "long-run x3 + answers, MMR 0.8": {**_LONG_RUN, "cold_start_popularity": 3.0},
+    "segments' long-run x3 + answers, by score": {
+        "decay_popularity": False,
         "freshness": 0.0,
+        "cold_start_popularity": 3.0,
         "mmr_lambda": 1.0,
     },
 }
@@ -83,55 +102,58 @@ def _figures(split: ValidationSplit, k: int, seed: int) -> dict[str, tuple[float
     return figures  # type: ignore[return-value]
 
 
+def _splits(
+    args: argparse.Namespace, settings: Settings, seed: int
+) -> Iterator[tuple[str, contextlib.AbstractContextManager[ValidationSplit]]]:
+    """Each validation split of the arguments for ``seed``, carved when entered."""
+    for folder in args.cold_start_dataset:
+        yield (
+            f"{folder} (cold-start protocol, seed {seed})",
+            folder_validation(settings, folder, k=args.k, seed=seed, cold_start_protocol=True),
+        )
+    for folder in args.dataset:
+        yield (
+            f"{folder} (--tune's carve, seed {seed})",
+            folder_validation(settings, folder, k=args.k, seed=seed),
+        )
+    if args.demo_data is not None:
+        yield f"demo (seed {seed})", _demo_validation(args.demo_data, args.k, seed)
+
+
+@contextlib.contextmanager
+def _demo_validation(data_dir: Path, k: int, seed: int) -> Iterator[ValidationSplit]:
+    """The demo community's validation split, the community created first if need be."""
+    fresh = not (data_dir / "nurture.db").exists()
+    with Runtime(_demo_settings(data_dir)) as runtime:
+        if fresh:
+            from tests.pipeline_helpers import seed_demo
+
+            seed_demo(runtime, DEMO_MEMBERS)
+        start = (RankingWeights(), RankingWeights())
+        with workspace_validation(runtime, k=k, seed=seed, start=start) as split:
+            yield split
+
+
 def main(argv: list[str] | None = None) -> None:
     """Carve the validation splits, score the candidates and print the table."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dataset", type=Path, action="append", default=[])
     parser.add_argument("--cold-start-dataset", type=Path, action="append", default=[])
     parser.add_argument("--demo-data", type=Path, default=None)
-    parser.add_argument("--seed", type=int, default=42)
+    parser.add_argument("--seed", type=int, action="append", default=[])
     parser.add_argument("--k", type=int, default=10)
     args = parser.parse_args(argv)
     settings = Settings(workspace=CONTENT, embedding_model=DEFAULT_EMBEDDING_MODEL)
-    start = (RankingWeights(), RankingWeights())
     ratios: dict[str, list[float]] = {name: [] for name in CANDIDATES}
-    with contextlib.ExitStack() as stack:
-        splits = [
-            (f"{folder} (cold-start protocol)", True, folder) for folder in args.cold_start_dataset
-        ] + [(f"{folder} (--tune's carve)", False, folder) for folder in args.dataset]
-        carved = [
-            (
-                label,
-                stack.enter_context(
-                    folder_validation(
-                        settings, folder, k=args.k, seed=args.seed, cold_start_protocol=protocol
-                    )
-                ),
-            )
-            for label, protocol, folder in splits
-        ]
-        if args.demo_data is not None:
-            fresh = not (args.demo_data / "nurture.db").exists()
-            runtime = stack.enter_context(Runtime(_demo_settings(args.demo_data)))
-            if fresh:
-                from tests.pipeline_helpers import seed_demo
-
-                seed_demo(runtime, DEMO_MEMBERS)
-            carved.append(
-                (
-                    "demo",
-                    stack.enter_context(
-                        workspace_validation(runtime, k=args.k, seed=args.seed, start=start)
-                    ),
-                )
-            )
-        for label, split in carved:
-            figures = _figures(split, args.k, args.seed)
-            members = len(split.data.members_to_evaluate("cold-start"))
+    for seed in args.seed or [42]:
+        for label, carving in _splits(args, settings, seed):
+            with carving as split:
+                figures = _figures(split, args.k, seed)
+                members = len(split.data.members_to_evaluate("cold-start"))
             print(f"{label}: {members} validation newcomers (P@{args.k} / nDCG@{args.k})")
             best = figures.get("best baseline", (0.0, 0.0))
             for name, (precision, ndcg) in figures.items():
-                print(f"  {name:45s} {precision:.4f} / {ndcg:.4f}")
+                print(f"  {name:50s} {precision:.4f} / {ndcg:.4f}", flush=True)
                 if name in ratios:
                     ratios[name].extend(
                         value / top
@@ -140,7 +162,7 @@ def main(argv: list[str] | None = None) -> None:
                     )
     print("mean ratio to the best baseline:")
     for name, values in ratios.items():
-        print(f"  {name:45s} {float(np.mean(values)) if values else float('nan'):.3f}")
+        print(f"  {name:50s} {float(np.mean(values)) if values else float('nan'):.3f}")
 
 
 if __name__ == "__main__":

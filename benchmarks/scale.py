@@ -5,13 +5,15 @@ or ``python -m benchmarks.scale --members 10000``. It builds a workspace (a copy
 whose library is grown to ``--items`` items by cloning its Markdown files), generates a community
 of ``--members`` members with the demo generator (:func:`nurture.demo.generate_demo_community`),
 and runs the stages as the nightly and deliver runs call them (:mod:`nurture.stages`): imports of
-members, answers and activity, content sync, profile, segment, match, one journeys pass and
-delivery through the SendGrid backend to a local mock of Mail Send answering after 20 ms
-(:mod:`benchmarks.mock_sendgrid`), then of the same messages again to the outbox. Then, to measure
-the incremental nightly, it imports new activity for 1% of the members and runs profile, segment
-and match again (warm). One run measures SQLite, then PostgreSQL (a database of its own, created
-on the server of ``--postgres-url`` and dropped after; skipped, and said so in the report, when
-the server cannot be reached), on the same community.
+members, answers and activity, content sync, profile, segment, match, best hours, one journeys
+pass and delivery through the SendGrid backend to a local mock of Mail Send answering after 20 ms
+(:mod:`benchmarks.mock_sendgrid`), then of the same messages again to the outbox
+(``--deliver-at-most`` delivers only the first so many due emails, for a very large run, and the
+report says so). Then, to measure the incremental nightly, it imports new activity for 1% of the
+members and runs profile, segment, match and best hours again (warm). One run measures SQLite,
+then PostgreSQL (a database of its own, created on the server of ``--postgres-url`` and dropped
+after; skipped, and said so in the report, when the server cannot be reached), on the same
+community.
 
 Each stage reports its wall-clock time, the rows it handled per second, and its peak memory (the
 process's resident set size, sampled every 20 ms while it runs), each next to a floor measured in
@@ -190,7 +192,13 @@ def stage_measured(name: str) -> Iterator[Timed]:
     logger.info("%s: started", name)
     with measured() as timed:
         yield timed
-    logger.info("%s: %.1f s, peak RSS %s MB", name, timed.seconds, _mb(timed.peak_bytes))
+    logger.info(
+        "%s: %.1f s, peak RSS %s MB (%s MB at its start)",
+        name,
+        timed.seconds,
+        _mb(timed.peak_bytes),
+        _mb(timed.start_bytes),
+    )
 
 
 class Progress:
@@ -275,6 +283,8 @@ class ScaleResult:
     setup_seconds: float = 0.0
     wall_seconds: float = 0.0
     send_concurrency: int = 0
+    due_emails: int = 0
+    delivered_cap: int | None = None
     machine: dict[str, str] = field(default_factory=dict)
 
     def figure(self, name: str) -> StageFigure | None:
@@ -550,6 +560,7 @@ def run_scale_benchmark(
     sendgrid_url: str | None = None,
     send_concurrency: int | None = None,
     floor_emails: int = 500,
+    deliver_at_most: int | None = None,
 ) -> ScaleResult:
     """Run every stage on a generated community in ``directory`` and measure each.
 
@@ -571,6 +582,8 @@ def run_scale_benchmark(
         send_concurrency: Senders of the delivery (``NURTURE_SEND_CONCURRENCY``); default:
             the setting's default.
         floor_emails: Emails of the SendGrid floor's loop at most (its time is scaled).
+        deliver_at_most: Deliver only the first this many due emails (the others stay
+            queued), to keep a very large run short; None: every due email.
 
     Returns:
         The figures of every stage.
@@ -682,7 +695,12 @@ def run_scale_benchmark(
         )
     )
 
-    due = stages.due_messages(runtime, NOW)
+    every_due = stages.due_messages(runtime, NOW)
+    due = list(every_due)[:deliver_at_most] if deliver_at_most is not None else every_due
+    result.due_emails, result.delivered_cap = len(every_due), deliver_at_most
+    due_note = f"{len(every_due):,} due" + (
+        f", the first {len(due):,} delivered (capped)" if len(due) < len(every_due) else ""
+    )
     if sendgrid_url is not None:
         sendgrid_delivery.mock_stats(sendgrid_url, reset=True)
         with stage_measured(f"{dialect} deliver (sendgrid)") as timed:
@@ -699,7 +717,7 @@ def run_scale_benchmark(
                 floor,
                 "sequential `SendGridAPIClient.send` loop on the bodies of "
                 f"{floor_sent:,} of them, its time scaled to the {sent.sent:,} emails",
-                note=f"{len(due):,} due, {sent.sent:,} sent, {sent.failed:,} failed; the mock "
+                note=f"{due_note}, {sent.sent:,} sent, {sent.failed:,} failed; the mock "
                 f"saw each exactly once; concurrency {settings.send_concurrency}",
             )
         )
@@ -721,7 +739,7 @@ def run_scale_benchmark(
             timed,
             bare_file_writes(outbox, directory / "floor-outbox"),
             "bare write of the same outbox files",
-            note=f"{len(due):,} due, {sent.sent:,} sent",
+            note=f"{due_note}, {sent.sent:,} sent",
         )
     )
 
@@ -794,7 +812,7 @@ def _nightly(
     now: dt.datetime,
     label: str = "",
 ) -> None:
-    """Profile, segment and match at ``now`` as the nightly does; append their figures."""
+    """Profile, segment, match and best hours at ``now`` as the nightly does; add figures."""
     engine, settings = runtime.engine, runtime.settings
     name = f"{engine.dialect.name} {label}"
     profile_stage = stages.NIGHTLY.stage("profile")
@@ -862,6 +880,20 @@ def _nightly(
             floor,
             "bare matrix product + top-k of every profiled member + bare insert of the rows",
             note=f"{recommendations:,} recommendations for {matched:,} members",
+        )
+    )
+    with stage_measured(f"{name}best hours") as timed:
+        hours = stages.best_hours(runtime, now)
+    figures.append(
+        StageFigure(
+            "best hours",
+            hours.members,
+            "members",
+            timed,
+            None,
+            "none (reads the opens and clicks twice, a page of members at a time, and writes "
+            "the best hours that moved)",
+            note=f"{hours.from_own_events:,} from their own opens and clicks",
         )
     )
 
@@ -1051,6 +1083,12 @@ def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
             f"- **Warm nightly (profile + segment + match): {warm:.2f} s, {warm / cold:.1%} of "
             f"the cold one ({cold:.2f} s).**",
         ]
+    if result.delivered_cap is not None and result.delivered_cap < result.due_emails:
+        lines.append(
+            f"- **Delivery capped** (`--deliver-at-most {result.delivered_cap:,}`): "
+            f"{result.delivered_cap:,} of the {result.due_emails:,} due emails were delivered, "
+            "the others stayed queued."
+        )
     lines += [
         f"- Largest resident set size in any stage: {_mb(result.peak_bytes)} MB.",
         f"- The whole run of this database, floors included: {result.wall_seconds:,.0f} s.",
@@ -1105,7 +1143,8 @@ def render_scale_report(report: ScaleReport) -> str:
         f"{sendgrid_delivery.LATENCY_MS:.0f} ms; the mock counts each message id (each must "
         "arrive exactly once). The same messages are then put back in the queue and delivered "
         "to the outbox. The warm nightly runs a day later: new activity for 1% of the members "
-        "is imported, then profile, segment and match run again; the match state kept in "
+        "is imported, then profile, segment, match and best hours run again (the warm nightly's "
+        "time is that of profile, segment and match); the match state kept in "
         "memory is forgotten first, as in a new process.",
         "",
     ]
@@ -1172,6 +1211,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         default=Settings().resolved_models_dir,
         help="Where the model's backends are built once (default: NURTURE_MODELS_DIR's).",
     )
+    parser.add_argument(
+        "--deliver-at-most",
+        type=int,
+        help="Deliver only the first this many due emails (the rest stay queued; the report "
+        "says so): a million members' emails to the mock take long (default: all).",
+    )
     parser.add_argument("--no-warm", action="store_true", help="Skip the warm nightly.")
     parser.add_argument("--output", type=Path, help="Write the report here (else print it).")
     args = parser.parse_args(argv)
@@ -1215,6 +1260,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "sendgrid_url": mock,
                 "send_concurrency": args.send_concurrency,
                 "floor_emails": args.floor_emails,
+                "deliver_at_most": args.deliver_at_most,
             }
             if database == "sqlite":
                 report.results.append(run_scale_benchmark(directory, **options))

@@ -8,6 +8,8 @@ the segment stage (clusters and rule segments, cold: no previous run) in a fresh
 reporting the resident set size before the stage and its peak while it runs (sampled every
 20 ms). Run both sizes and compare: the growth of the peak per member is what the stage holds
 per member. ``--fit-size`` below both sizes measures the sampled path at both.
+``measure DIR --stage match`` (or ``best_hours``, ``journeys``) then runs that stage alone, in a
+fresh process, on the database the segment stage left (``DIR/segment.db``), likewise.
 """
 
 from __future__ import annotations
@@ -27,7 +29,10 @@ from nurture import stages
 from nurture.chunks import chunked
 from nurture.runtime import Runtime, settings_from
 
-__all__ = ["main", "measure_segment", "prepare_community"]
+__all__ = ["STAGES_AFTER", "main", "measure_segment", "measure_stage", "prepare_community"]
+
+STAGES_AFTER = ("match", "best_hours", "journeys")
+"""The stages ``measure --stage`` runs on the segmented database."""
 
 logger = logging.getLogger("benchmarks")
 
@@ -96,18 +101,63 @@ def measure_segment(directory: Path, fit_size: int | None = None) -> dict[str, f
     }
 
 
+def measure_stage(directory: Path, stage: str, fit_size: int | None = None) -> dict[str, float]:
+    """Run one stage after segmentation on the database ``measure_segment`` left; its memory.
+
+    Args:
+        directory: The folder of ``prepare_community`` and ``measure_segment``.
+        stage: One of :data:`STAGES_AFTER`.
+        fit_size: As :func:`measure_segment`'s.
+
+    Returns:
+        The resident set size before the stage and its peak (MB), and its time.
+    """
+    runtime = _runtime(directory, directory / "segment.db", fit_size)
+    runtime.workspace  # noqa: B018 - loaded before the probe starts, as the nightly has it
+    runtime.embedder.embed(["warm up"])
+    started = time.perf_counter()
+    with MemoryProbe() as probe:
+        if stage == "match":
+            ids = stages.NIGHTLY.stage("match").over.list_items(runtime, NOW)  # type: ignore[union-attr]
+            run = stages.start_matching(runtime, NOW)
+            for chunk in chunked(ids, runtime.settings.chunk_size):
+                stages.match_chunk(runtime, chunk, NOW, **run)
+            stages.match_coverage(runtime, NOW)
+        elif stage == "best_hours":
+            stages.best_hours(runtime, NOW)
+        elif stage == "journeys":
+            stages.run_journeys(runtime, NOW)
+        else:
+            raise ValueError(f"stage: expected one of {STAGES_AFTER}, found {stage!r}")
+    seconds = time.perf_counter() - started
+    runtime.close()
+    return {
+        "start_mb": probe.start / 2**20,
+        "peak_mb": probe.peak / 2**20,
+        "growth_mb": (probe.peak - probe.start) / 2**20,
+        "seconds": seconds,
+    }
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Command line: ``prepare DIR --members N`` or ``measure DIR``."""
+    """Command line: ``prepare DIR --members N`` or ``measure DIR [--stage STAGE]``."""
     parser = argparse.ArgumentParser(prog="python -m benchmarks.segment_memory")
     parser.add_argument("action", choices=["prepare", "measure"])
     parser.add_argument("directory", type=Path)
     parser.add_argument("--members", type=int, default=20000)
     parser.add_argument("--fit-size", type=int, help="measure: segment_fit_size to use")
+    parser.add_argument(
+        "--stage",
+        choices=STAGES_AFTER,
+        help="measure: this stage on the segmented database instead of the segment stage",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.WARNING)
     if args.action == "prepare":
         args.directory.mkdir(parents=True, exist_ok=True)
         print(prepare_community(args.directory, args.members))
+    elif args.stage is not None:
+        print(json.dumps(measure_stage(args.directory, args.stage, args.fit_size)))
     else:
         print(json.dumps(measure_segment(args.directory, args.fit_size)))
     return 0

@@ -52,6 +52,7 @@ __all__ = [
     "compile_expression",
     "expression_holds",
     "expression_reads",
+    "member_fields_read",
     "time_reads",
 ]
 
@@ -179,6 +180,26 @@ def _attribute_reads(tree: nodes.Expr, name: str) -> list[str]:
         elif isinstance(node.arg, nodes.Const) and isinstance(node.arg.value, str):
             reads.append(node.arg.value)
     return reads
+
+
+@functools.lru_cache(maxsize=256)
+def member_fields_read(expression: str) -> frozenset[str] | None:
+    """The fields of ``member`` an expression reads, when it reads it only by known field names.
+
+    Args:
+        expression: An expression that compiles (:func:`check_expression`).
+
+    Returns:
+        The fields (``member.days_since_joined`` reads ``days_since_joined``); None when it
+        reads ``member`` some other way (the whole of it, a computed key, an unknown field):
+        then what it reads of ``member`` is not known field by field.
+    """
+    tree = _parse(expression)
+    uses = sum(node.name == "member" and node.ctx == "load" for node in _nodes(tree, (nodes.Name,)))
+    fields = _attribute_reads(tree, "member")
+    if len(fields) < uses or not set(fields) <= set(MEMBER_FIELDS):
+        return None
+    return frozenset(fields)
 
 
 def _activity_reads(tree: nodes.Expr) -> list[tuple[str, str | None]]:

@@ -9,6 +9,7 @@ from nurture.expressions import (
     compile_expression,
     expression_holds,
     expression_reads,
+    member_fields_read,
     time_reads,
 )
 
@@ -128,3 +129,24 @@ def test_time_reads_tell_what_time_alone_changes(
 ) -> None:
     reads = time_reads(expression)
     assert (set(reads.windows), set(reads.totals), reads.clock) == (windows, totals, clock)
+
+
+@pytest.mark.parametrize(
+    ("expression", "fields"),
+    [
+        ("member.days_since_joined >= 14", {"days_since_joined"}),
+        (
+            "member['language'] == 'fr' and member.days_since_joined > 3",
+            {"language", "days_since_joined"},
+        ),
+        ("lifecycle != 'dormant'", set()),
+        ("member", None),  # the whole of it
+        ("member.items() | list", None),  # not a field
+        ("member[answers.role] == 'x'", None),  # a computed key
+    ],
+)
+def test_member_fields_read_are_known_only_when_read_by_name(
+    expression: str, fields: set[str] | None
+) -> None:
+    found = member_fields_read(expression)
+    assert (set(found) if found is not None else None) == fields

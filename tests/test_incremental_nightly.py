@@ -6,7 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.orm import Session
 
 import nurture.segmentation.rules as rules_module
@@ -15,6 +15,7 @@ from nurture.orchestration import run_stage_list
 from nurture.recommend import last_watermark, recommend_for_members, run_state
 from nurture.runtime import Runtime
 from nurture.segmentation import evaluate_rule_segments
+from nurture.segmentation.assignments import _load_cluster_assignments, plan_cluster_assignments
 from nurture.settings import Settings
 from nurture.stages import (
     NIGHTLY,
@@ -26,6 +27,7 @@ from nurture.stages import (
 from nurture.storage import (
     ActivityEvent,
     Answer,
+    AssignmentState,
     MatchRun,
     Member,
     MemberProfile,
@@ -156,7 +158,7 @@ def test_a_nightly_with_nothing_changed_redoes_nobody(runtime: Runtime) -> None:
     assert watermark is not None and watermark.now == later
 
 
-def test_an_edited_answer_and_an_old_profile_are_redone(runtime: Runtime) -> None:
+def test_an_edited_answer_an_old_or_missing_profile_are_redone(runtime: Runtime) -> None:
     run_stage_list(runtime, NIGHTLY, NOW)
     everyone = member_ids(runtime, NOW)
     with runtime.session() as session:
@@ -174,7 +176,14 @@ def test_an_edited_answer_and_an_old_profile_are_redone(runtime: Runtime) -> Non
             .where(MemberProfile.member_id == everyone[2])
             .values(computed_at=NOW - dt.timedelta(days=30))
         )
-    assert members_to_profile_ids(runtime, NOW + dt.timedelta(days=1)) == everyone[1:3]
+        # a member without a profile, and a profile of another feature layout
+        session.execute(delete(MemberProfile).where(MemberProfile.member_id == everyone[3]))
+        session.execute(
+            update(MemberProfile)
+            .where(MemberProfile.member_id == everyone[4])
+            .values(feature_names_hash="another layout")
+        )
+    assert members_to_profile_ids(runtime, NOW + dt.timedelta(days=1)) == everyone[1:5]
 
 
 def test_a_failed_match_leaves_the_watermark_of_the_run_before(runtime: Runtime) -> None:
@@ -393,3 +402,80 @@ def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
     assert learned == [later]
     cold = _recommendation_rows(runtime)
     assert {m: cold.get(m) for m in matched} == {m: warm.get(m) for m in matched}
+
+
+def test_a_warm_segment_stage_leaves_what_reading_everyone_would(
+    runtime: Runtime, tmp_path: Path
+) -> None:
+    run_stage_list(runtime, NIGHTLY, NOW)
+    everyone = member_ids(runtime, NOW)
+    changed = everyone[::20]
+    _new_activity(runtime, tmp_path, _external_ids(runtime, changed))
+    unassigned, waiting = everyone[7], everyone[11]
+    with runtime.session() as session:
+        clusters = list(
+            session.scalars(select(Segment.id).where(Segment.kind == SegmentKind.CLUSTER))
+        )
+        placed_in = session.scalar(
+            select(SegmentAssignment.segment_id).where(
+                SegmentAssignment.member_id == waiting, SegmentAssignment.segment_id.in_(clusters)
+            )
+        )
+        # A member who lost their effective cluster segment, and one waiting to move elsewhere.
+        session.execute(
+            delete(SegmentAssignment).where(
+                SegmentAssignment.member_id == unassigned,
+                SegmentAssignment.segment_id.in_(clusters),
+            )
+        )
+        session.add(
+            SegmentAssignment(
+                member_id=waiting,
+                segment_id=next(s for s in clusters if s != placed_in),
+                state=AssignmentState.PENDING,
+                since=NOW,
+                updated_at=NOW,
+            )
+        )
+    later = NOW + dt.timedelta(days=1)
+
+    summary = run_stage_list(runtime, NIGHTLY, later)
+
+    assert summary["segment"]["algorithm"] == "assigned"
+    move_after = dt.timedelta(days=runtime.settings.segment_move_after_days)
+    with runtime.session() as session:
+        run_id = session.scalar(select(func.max(SegmentationRun.id)))
+        profiled = set(session.scalars(select(MemberProfile.member_id)))
+        rows = session.execute(
+            select(SegmentMembership.member_id, SegmentMembership.segment_id)
+            .join(Segment, Segment.id == SegmentMembership.segment_id)
+            .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER)
+            .order_by(SegmentMembership.id)
+        ).tuples()
+        placement = {m: s for m, s in rows if m in profiled}  # each member's last row
+        active = {
+            segment.id: segment
+            for segment in session.scalars(
+                select(Segment).where(Segment.kind == SegmentKind.CLUSTER, Segment.active)
+            )
+        }
+        # Every member's assignments brought up to date at once would change nothing.
+        everyone_at_once = plan_cluster_assignments(
+            _load_cluster_assignments(session),
+            placement,
+            later,
+            move_after=move_after,
+            active_segments=set(active),
+        )
+    assert summary["segment"]["n_members"] == len(placement) == N_MEMBERS
+    sizes = {segment.key: segment.size for segment in active.values()}
+    assert sizes == {
+        segment.key: list(placement.values()).count(segment.id) for segment in active.values()
+    }
+    assert summary["segment"]["sizes"] == sizes
+    assert (
+        everyone_at_once.inserts,
+        everyone_at_once.updates,
+        everyone_at_once.deletes,
+        everyone_at_once.departures,
+    ) == ([], [], [], [])

@@ -2,9 +2,10 @@
 
 After the nightly stages ran on a sandbox (:func:`nurture.evaluation.rank_with_nurture`), the
 ranking signals of its members (answers, history, segment, co-engagement, the learned model,
-popularity, freshness) are loaded once per pair of half-lives; any other weights then rank the
-same members in milliseconds (:meth:`nurture.recommend.RankingSignals.rank`). The tuning and the
-ablation use it: nothing is embedded again.
+popularity, freshness) are loaded once per pair of half-lives (and popularity decayed or not);
+any other weights then rank the same members in milliseconds
+(:meth:`nurture.recommend.RankingSignals.rank`). The tuning and the ablation use it: nothing is
+embedded again.
 """
 
 from __future__ import annotations
@@ -38,11 +39,15 @@ class SandboxSignals:
                 session.scalars(select(Member.id).order_by(Member.id))
             )
         self._row = {member_id: row for row, member_id in enumerate(self.member_ids)}
-        self._loaded: dict[tuple[float, float], RankingSignals] = {}
+        self._loaded: dict[tuple[float, float, bool], RankingSignals] = {}
 
     def signals(self, weights: RankingWeights) -> RankingSignals:
-        """Every member's signals under the half-lives of ``weights`` (loaded on first use)."""
-        key = (weights.interest_half_life_days, weights.freshness_half_life_days)
+        """Every member's signals under the half-lives and popularity decay of ``weights``."""
+        key = (
+            weights.interest_half_life_days,
+            weights.freshness_half_life_days,
+            weights.decay_popularity,
+        )
         if key not in self._loaded:
             sandbox = self.sandbox
             questionnaire = sandbox.workspace.questionnaire

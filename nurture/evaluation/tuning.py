@@ -83,10 +83,14 @@ SEARCH_SPACES: dict[str, dict[str, tuple[float, float] | tuple[Any, ...]]] = {
         "mmr_lambda": (0.5, 1.0),
         "interest_half_life_days": _HALF_LIVES,
         "centre_history": (True, False),
+        "unscored_items_by_content": (True, False),
+        "decay_popularity": (True, False),
     },
     "without_history": {
         # A newcomer lacks history, co-engagement and the learned model: their weights only
         # add to the personal share the member's other signals split (see RankingWeights).
+        # For the same reason unscored_items_by_content cannot change a newcomer's list (the
+        # weight it moves is theirs only when they have those signals): it is not searched.
         "member": (0.0, 1.0),
         "history": (0.0, 1.0),
         "co_engagement": (0.0, 1.0),
@@ -97,6 +101,7 @@ SEARCH_SPACES: dict[str, dict[str, tuple[float, float] | tuple[Any, ...]]] = {
         "freshness": (0.0, 0.3),
         "mmr_lambda": (0.5, 1.0),
         "interest_half_life_days": _HALF_LIVES,
+        "decay_popularity": (True, False),
     },
 }
 """What the search tries, per group: a ``(low, high)`` range, or a tuple of choices (a tuple

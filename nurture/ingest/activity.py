@@ -19,8 +19,8 @@ from __future__ import annotations
 
 import datetime as dt
 import hashlib
-import itertools
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -36,11 +36,11 @@ from nurture.ingest.batches import (
     Row,
     run_import,
 )
-from nurture.ingest.bulk import write_rows
+from nurture.ingest.bulk import write_columns
 from nurture.ingest.fields import (
     choice_column,
     combine_columns,
-    field_values,
+    field_columns,
     json_object_column,
     past_datetime_column,
     text_column,
@@ -170,25 +170,15 @@ def parse_activities(
         of ``ACTIVITY_COLUMNS``.
     """
     now = now or utcnow()
+    members, kinds, times, content_keys, properties, keys = field_columns(records, ACTIVITY_COLUMNS)
     return combine_columns(
         (
-            text_column(
-                field_values(records, "member"),
-                "member",
-                required=True,
-                max_length=320,
-            ),
-            choice_column(field_values(records, "type"), "type", ACTIVITY_TYPES, required=True),
-            past_datetime_column(
-                field_values(records, "occurred_at"), "occurred_at", now, required=True
-            ),
-            text_column(field_values(records, "content_key"), "content_key"),
-            json_object_column(field_values(records, "properties"), "properties"),
-            text_column(
-                field_values(records, "idempotency_key"),
-                "idempotency_key",
-                max_length=128,
-            ),
+            text_column(members, "member", required=True, max_length=320),
+            choice_column(kinds, "type", ACTIVITY_TYPES, required=True),
+            past_datetime_column(times, "occurred_at", now, required=True),
+            text_column(content_keys, "content_key"),
+            json_object_column(properties, "properties"),
+            text_column(keys, "idempotency_key", max_length=128),
         ),
         _ActivityRecord,
     )
@@ -225,21 +215,21 @@ def derive_idempotency_key(
 
 def _apply_activity(session: Session, rows: Sequence[Row[_ActivityRecord]]) -> BatchResult:
     result = BatchResult()
-    records = [row.value for row in rows]
-    members, kinds, times, content_keys, properties, keys = map(list, zip(*records, strict=True))
+    records = list(map(_value_of, rows))
+    members, kinds, times, content_keys, properties, keys = zip(*records, strict=True)
     member_ids = resolve_member_refs(session, set(members))
     content = _content_times(session, set(content_keys))
     earliest = _earliest_times(content)
     ids = list(map(member_ids.get, members))
     refused: set[int] = set()
     if earliest:
-        for index, kind, content_key, occurred_at in zip(
-            itertools.count(), kinds, content_keys, times
-        ):
-            limit = earliest.get((content_key, kind))
-            if limit is not None and occurred_at < limit:
-                result.refuse(index, _before_content(records[index], *content[content_key]))
-                refused.add(index)
+        limits = list(map(earliest.get, zip(content_keys, kinds, strict=True)))
+        if limits.count(None) != len(limits):
+            for index, limit in enumerate(limits):
+                if limit is not None and times[index] < limit:
+                    record = records[index]
+                    result.refuse(index, _before_content(record, *content[record.content_key]))
+                    refused.add(index)
     if None in ids:
         for index, member_id in enumerate(ids):
             if member_id is None and index not in refused:
@@ -251,37 +241,37 @@ def _apply_activity(session: Session, rows: Sequence[Row[_ActivityRecord]]) -> B
                 )
                 refused.add(index)
     if None in keys:
-        keys = [
+        keys = tuple(
             derive_idempotency_key(member_id, kind, occurred_at, props, content_key)
             if key is None and member_id is not None
             else key
             for member_id, kind, occurred_at, content_key, props, key in zip(
                 ids, kinds, times, content_keys, properties, keys, strict=True
             )
-        ]
-    new_events = list(zip(ids, kinds, times, content_keys, properties, keys, strict=True))
-    if refused:
-        new_events = [event for index, event in enumerate(new_events) if index not in refused]
-    if len(set(keys)) != len(keys):  # the same event twice in the batch: stored once
+        )
+    columns: list[Sequence[Any]] = [ids, kinds, times, content_keys, properties, keys]
+    kept = len(keys) - len(refused)
+    if refused or len(set(keys)) != len(keys):
+        # Refused records are left out, and an event named twice in the batch is kept once.
         seen: set[str] = set()
-        unique = []
-        for event in new_events:
-            if event[5] not in seen:
-                seen.add(event[5])
-                unique.append(event)
-        result.unchanged += len(new_events) - len(unique)
-        new_events = unique
+        chosen = []
+        for index, key in enumerate(keys):
+            if index not in refused and key not in seen:
+                seen.add(key)
+                chosen.append(index)
+        result.unchanged += kept - len(chosen)
+        kept = len(chosen)
+        columns = [list(map(column.__getitem__, chosen)) for column in columns]
     # Events are only ever added: the database skips those already stored, by their key.
-    written = write_rows(
-        session,
-        table_of(ActivityEvent),
-        _STORED_COLUMNS,
-        new_events,
-        conflict=("idempotency_key",),
+    written = write_columns(
+        session, table_of(ActivityEvent), _STORED_COLUMNS, columns, conflict=("idempotency_key",)
     )
     result.stored += written
-    result.unchanged += len(new_events) - written
+    result.unchanged += kept - written
     return result
+
+
+_value_of = operator.attrgetter("value")
 
 
 def _content_times(

@@ -14,15 +14,17 @@ A free-text answer may span lines; like every text it must be valid text
 from __future__ import annotations
 
 import datetime as dt
+import json
 import math
 import re
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
-from sqlalchemy import select
+import orjson
 from sqlalchemy.orm import Session
 
+from nurture.chunks import chunked
 from nurture.errors import ImportRecordError
 from nurture.ingest.batches import (
     DEFAULT_BATCH_SIZE,
@@ -31,11 +33,11 @@ from nurture.ingest.batches import (
     Row,
     run_import,
 )
-from nurture.ingest.bulk import write_rows
+from nurture.ingest.bulk import select_where_in, write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
-    field_values,
+    field_columns,
     past_datetime_column,
     text_column,
 )
@@ -58,6 +60,7 @@ ANSWER_REQUIRED_COLUMNS = frozenset({"member", "question", "value"})
 _INTEGER = re.compile(r"^[+-]?\d{1,18}$")
 _NUMBER = re.compile(r"^[+-]?(\d+\.\d*|\.\d+|\d+)([eE][+-]?\d+)?$")
 _STORED_COLUMNS = ("member_id", "question_key", "value", "answered_at")
+_MEMBERS_PER_QUERY = 5000  # bound parameters of one query: well within SQLite's limit
 
 
 class AnswerValidator(Protocol):
@@ -184,18 +187,15 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
-    members = text_column(field_values(records, "member"), "member", required=True, max_length=320)
-    questions = text_column(
-        field_values(records, "question"), "question", required=True, max_length=100
-    )
-    times = past_datetime_column(
-        field_values(records, "answered_at"), "answered_at", now or utcnow()
-    )
+    member_values, question_values, values, time_values = field_columns(records, ANSWER_COLUMNS)
+    members = text_column(member_values, "member", required=True, max_length=320)
+    questions = text_column(question_values, "question", required=True, max_length=100)
+    times = past_datetime_column(time_values, "answered_at", now or utcnow())
     known: dict[str, ImportRecordError | None] = {}
     checked: dict[Any, _Checked] = {}
     parsed: list[_AnswerRecord | ImportRecordError] = []
-    for record, member, question, answered_at in zip(
-        records, members.values, questions.values, times.values, strict=True
+    for member, question, value, answered_at in zip(
+        members.values, questions.values, values, times.values, strict=True
     ):
         if type(member) is ImportRecordError:
             parsed.append(member)
@@ -209,9 +209,11 @@ def parse_answers(
         if error is not None:
             parsed.append(error)
             continue
-        value = record.get("value")
         # The same answer is checked once: most answers are one of a few options.
-        key = _memo_key(question, value)
+        if type(value) is str and len(value) <= _MEMO_TEXT:  # _memo_key's, without a call
+            key: Any = (question, str, value)
+        else:
+            key = _memo_key(question, value)
         outcome = checked.get(key) if key is not None else None
         if outcome is None:
             outcome = _check_value(value, question, questionnaire, from_csv)
@@ -232,6 +234,8 @@ def parse_answers(
 _MAX_CHECKED = 100_000
 """The most distinct answers an import remembers having checked (a batch's worth of work)."""
 _MEMO_TYPES = frozenset({str, int, float, bool})
+_MEMO_TEXT = 200
+"""The longest text answer remembered once checked (longer ones are free text, seldom repeated)."""
 _new_answer = tuple.__new__  # builds an _AnswerRecord without a Python-level call
 
 
@@ -253,7 +257,7 @@ def _memo_key(question: str, value: Any) -> Any:
     """
     kind = type(value)
     if kind in _MEMO_TYPES:
-        if kind is str and len(value) > 200:
+        if kind is str and len(value) > _MEMO_TEXT:
             return None  # free text: seldom repeated
         return (question, kind, value)
     if kind is list and len(value) <= 50 and all(type(item) is str for item in value):
@@ -376,17 +380,36 @@ def _stored_answers(
     session: Session, member_ids: set[int], questions: set[str]
 ) -> dict[tuple[int, str], tuple[Any, dt.datetime]]:
     """The stored value and time of the answers of ``member_ids`` to ``questions``."""
-    if not member_ids:
-        return {}
-    found = session.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value, Answer.answered_at).where(
-            Answer.member_id.in_(member_ids), Answer.question_key.in_(questions)
-        )
-    )
-    return {
-        (member_id, question): (value, answered_at)
-        for member_id, question, value, answered_at in found
-    }
+    columns = ("member_id", "question_key", "value", "answered_at")
+    # SQLite gives JSON back as its text; PostgreSQL's driver reads it.
+    as_text = session.connection().dialect.name != "postgresql"
+    stored: dict[tuple[int, str], tuple[Any, dt.datetime]] = {}
+    for chunk in chunked(sorted(member_ids), _MEMBERS_PER_QUERY):
+        found = select_where_in(session, table_of(Answer), columns, "member_id", chunk)
+        for member_id, question, value, answered_at in found:
+            if question in questions:
+                stored[(member_id, question)] = (
+                    _json_value(value) if as_text else value,
+                    _stored_time(answered_at),
+                )
+    return stored
+
+
+def _json_value(value: Any) -> Any:
+    """A stored answer's value, from its JSON text."""
+    if type(value) is not str:  # a number: SQLite's JSON column has numeric affinity
+        return value
+    try:
+        return orjson.loads(value)
+    except orjson.JSONDecodeError:  # written by another JSON writer: read as SQLAlchemy would
+        return json.loads(value)
+
+
+def _stored_time(value: dt.datetime | str) -> dt.datetime:
+    """A stored time, aware in UTC (SQLite gives back the text SQLAlchemy wrote, in UTC)."""
+    if isinstance(value, str):
+        return dt.datetime.fromisoformat(value).replace(tzinfo=dt.UTC)
+    return value if value.tzinfo is not None else value.replace(tzinfo=dt.UTC)
 
 
 def _is_stale_or_same(value: Any, answered_at: dt.datetime, record: _AnswerRecord) -> bool:

@@ -1,7 +1,7 @@
 """The import loop shared by every kind of record: stream, validate, store in batches, reject.
 
-Records are read one at a time; valid ones are gathered into batches that are applied with a few
-queries and committed together, so memory stays bounded by the batch size and a failure keeps
+Records are read a batch at a time; the valid ones of a batch are applied with a few queries and
+committed together, so memory stays bounded by the batch size and a failure keeps
 every batch committed before it. When the database refuses a batch (a unique or data constraint),
 the batch is rolled back and applied again record by record, so only the guilty records are
 refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
@@ -16,6 +16,7 @@ import enum
 import gc
 import itertools
 import logging
+import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -188,35 +189,32 @@ def run_import(
         delimiter=delimiter,
     )
     summary = ImportSummary(rejects_path=rejects_file, layout=layout)
-    pending: list[SourceRecord] = []
-    refused: list[tuple[ImportRecordError, str]] = []
     records = read_records(
         path, known_columns=known_columns, required_columns=required_columns, layout=layout
     )
-    # The first record is read before the rejects file is opened: a file that cannot be read at
+    # The first batch is read before the rejects file is opened: a file that cannot be read at
     # all (encoding, header) raises before anything is written.
-    first = next(records, None)
-    read = 0
-    with RejectsWriter(rejects_file) as rejects, _collector_paused():
-        for record in itertools.chain([first] if first is not None else [], records):
-            read += 1
-            if record.data is None:
-                assert record.error is not None
-                refused.append((_at_line(record.error, record.line), record.raw))
-            else:
-                pending.append(record)
-            if len(pending) + len(refused) >= batch_size:
-                summary.read = read
-                taken = len(pending) + len(refused)
+    with _collector_paused():
+        chunk = list(itertools.islice(records, batch_size))
+        with RejectsWriter(rejects_file) as rejects:
+            while True:
+                summary.read += len(chunk)
+                refused: list[tuple[ImportRecordError, str]] = []
+                pending = chunk
+                if None in map(_data_of, chunk):  # records that could not be read
+                    pending = []
+                    for record in chunk:
+                        if record.data is None:
+                            assert record.error is not None
+                            refused.append((_at_line(record.error, record.line), record.raw))
+                        else:
+                            pending.append(record)
                 batch = _parse(parse, pending, refused)
                 _store_batch(session, path, apply, batch, refused, rejects, summary)
-                progress.advance(taken)
-                pending, refused = [], []
-        summary.read = read
-        taken = len(pending) + len(refused)
-        batch = _parse(parse, pending, refused)
-        _store_batch(session, path, apply, batch, refused, rejects, summary)
-        progress.advance(taken)
+                progress.advance(len(chunk))
+                if len(chunk) < batch_size:
+                    break
+                chunk = list(itertools.islice(records, batch_size))
     logger.info(
         "imported %s (%s): %d read, %d stored, %d updated, %d unchanged, %d refused",
         path,
@@ -231,6 +229,9 @@ def run_import(
 
 
 _new_row = tuple.__new__  # builds a Row from a tuple without a Python-level call
+_data_of = operator.attrgetter("data")
+_line_of = operator.attrgetter("line")
+_raw_of = operator.attrgetter("raw")
 
 
 def _parse(
@@ -239,8 +240,13 @@ def _parse(
     refused: list[tuple[ImportRecordError, str]],
 ) -> list[Row[T]]:
     """The valid rows of ``records``; the refused ones are added to ``refused``."""
+    if not records:
+        return []
+    parsed = parse(list(map(_data_of, records)))
+    if ImportRecordError not in set(map(type, parsed)):  # the common case: built at C speed
+        rows = zip(map(_line_of, records), map(_raw_of, records), parsed, strict=True)
+        return list(map(_new_row, itertools.repeat(Row), rows))
     batch: list[Row[T]] = []
-    parsed = parse([record.data for record in records])  # type: ignore[misc]
     for record, value in zip(records, parsed, strict=True):
         if type(value) is ImportRecordError:
             refused.append((_at_line(value, record.line), record.raw))

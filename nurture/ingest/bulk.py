@@ -7,8 +7,12 @@ times the insert itself. Here a batch goes to the driver as plain tuples, each v
 once to what its column stores (date-times as SQLAlchemy writes them, JSON as compact text read
 back as the same value; checked by a test), inside the session's transaction: the caller commits
 or rolls back as for any other statement. On PostgreSQL the rows are copied (``COPY``, psycopg
-3) into a temporary table dropped at commit, then moved with one ``INSERT ... SELECT ... ON
-CONFLICT``: COPY alone cannot skip or update duplicates.
+3) straight into the table, inside a savepoint: a batch of new rows costs the bare bulk insert.
+COPY alone cannot skip or update duplicates: when a row conflicts with a stored one, the
+savepoint is rolled back (the transaction's earlier rows stay) and the batch, and the session's
+next batches into that table, are copied into a temporary table dropped at commit, then moved
+with one ``INSERT ... SELECT ... ON CONFLICT``. Lookups by a key (:func:`select_where_in`) are
+plain driver queries too.
 
 Database errors are raised as SQLAlchemy's (``IntegrityError``, ``DataError``...), as any
 statement of the session would raise them.
@@ -29,11 +33,16 @@ from sqlalchemy.orm import Session
 
 from nurture.storage.models import UTCDateTime
 
-__all__ = ["write_rows"]
+__all__ = ["select_where_in", "write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
+_CONFLICTED = "nurture.bulk.conflicted"
+"""``session.info`` key: the tables whose rows conflicted with stored ones (PostgreSQL)."""
 _orjson_dumps = orjson.dumps
 _tzinfo = operator.attrgetter("tzinfo")
+_isoformat_microseconds = operator.methodcaller("isoformat", " ", "microseconds")
+_without_offset = operator.itemgetter(slice(None, 26))
+"""``YYYY-MM-DD HH:MM:SS.ffffff+00:00`` without its offset (a year >= 1900 has 4 digits)."""
 
 
 def write_rows(
@@ -68,14 +77,45 @@ def write_rows(
     """
     if not rows:
         return 0
+    values = list(zip(*rows, strict=True))
+    return write_columns(session, table, columns, values, conflict=conflict, update=update)
+
+
+def write_columns(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    values: Sequence[Sequence[Any]],
+    *,
+    conflict: Sequence[str],
+    update: Sequence[str] = (),
+) -> int:
+    """:func:`write_rows` of rows given column by column: ``values[i]`` holds ``columns[i]``.
+
+    A caller that has its rows' values by column (as the importers validate them) saves turning
+    them into rows and back.
+
+    Returns:
+        How many rows were inserted or updated (skipped rows are not counted).
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: As :func:`write_rows`.
+    """
+    if len(values) != len(columns):
+        raise ValueError(f"{len(values)} columns of values for {len(columns)} columns")
+    if not values or not values[0]:
+        return 0
     connection = session.connection()
     dialect = connection.dialect
     if dialect.name == "postgresql":
-        return _copy_rows(connection, table, tuple(columns), rows, tuple(conflict), tuple(update))
+        conflicted = session.info.setdefault(_CONFLICTED, set())
+        return _copy_rows(
+            connection, table, tuple(columns), values, tuple(conflict), tuple(update), conflicted
+        )
     statement, converters = _insert_statement(
         dialect.name, table, tuple(columns), tuple(conflict), tuple(update)
     )
-    converted = _convert(rows, converters)
+    converted = _convert(values, converters)
     result = connection.exec_driver_sql(statement, converted)
     return int(result.rowcount)
 
@@ -96,16 +136,14 @@ def _insert_statement(
     return statement, tuple(_sqlite_converter(table.c[name].type) for name in columns)
 
 
-def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) -> list[Any]:
-    """``rows`` with each value converted by its column's converter, column by column."""
-    if not any(converters):
-        return list(rows)
-    columns: list[Any] = list(zip(*rows, strict=True))
+def _convert(values: Sequence[Sequence[Any]], converters: Sequence[_Convert]) -> list[Any]:
+    """The rows of the columns ``values``, each value converted by its column's converter."""
+    columns: list[Any] = list(values)
     for index, convert in enumerate(converters):
         if convert is _sqlite_datetime:
             columns[index] = _sqlite_datetimes(columns[index])
         elif convert is _json_text:
-            columns[index] = [_orjson_dumps(value).decode() for value in columns[index]]
+            columns[index] = _json_texts(columns[index])
         elif convert is not None:
             columns[index] = list(map(convert, columns[index]))
     return list(zip(*columns, strict=True))
@@ -114,8 +152,13 @@ def _convert(rows: Sequence[tuple[Any, ...]], converters: Sequence[_Convert]) ->
 def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
     """:func:`_sqlite_datetime` of each value."""
     if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
-        return [value.replace(tzinfo=None).isoformat(" ", "microseconds") for value in values]
+        return list(map(_without_offset, map(_isoformat_microseconds, values)))
     return list(map(_sqlite_datetime, values))
+
+
+def _json_texts(values: Sequence[Any]) -> list[str]:
+    """:func:`_json_text` of each value."""
+    return list(map(bytes.decode, map(_orjson_dumps, values)))
 
 
 def _on_conflict(conflict: tuple[str, ...], update: tuple[str, ...]) -> str:
@@ -153,10 +196,19 @@ def _copy_rows(
     connection: Any,
     table: Table,
     columns: tuple[str, ...],
-    rows: Sequence[tuple[Any, ...]],
+    values: Sequence[Sequence[Any]],
     conflict: tuple[str, ...],
     update: tuple[str, ...],
+    conflicted: set[str],
 ) -> int:
+    """COPY the rows straight into ``table``, or through a staging table when they conflict.
+
+    A batch of new rows (a first import) is copied into the table itself, inside a savepoint:
+    the database's bare bulk insert. When a row conflicts with a stored one (a re-import), the
+    savepoint is rolled back, the table's name added to ``conflicted`` (the session's next
+    batches go straight to the staging table), and the rows go through the staging table, whose
+    ``INSERT ... ON CONFLICT`` skips or merges them.
+    """
     dialect = connection.dialect
     stage = f"nurture_import_{table.name}"
     names = ", ".join(columns)
@@ -173,21 +225,31 @@ def _copy_rows(
         f"{_on_conflict(conflict, update)}",
         f"TRUNCATE {stage}",
     )
+    columns_values = list(values)
+    for index in json_columns:  # JSON as text, converted a column at a time
+        columns_values[index] = _json_texts(columns_values[index])
+    rows = list(zip(*columns_values, strict=True))
     driver = connection.connection.driver_connection
-    statement = statements[0]
+    statement = "SAVEPOINT nurture_bulk_copy"
     try:
         with driver.cursor() as cursor:
+            if table.name not in conflicted:
+                cursor.execute(statement)
+                statement = f"COPY {table.name} ({names}) FROM STDIN"
+                try:
+                    _copy(cursor, statement, rows)
+                except dialect.dbapi.IntegrityError:
+                    statement = "ROLLBACK TO SAVEPOINT nurture_bulk_copy"
+                    cursor.execute(statement)
+                    conflicted.add(table.name)
+                else:
+                    statement = "RELEASE SAVEPOINT nurture_bulk_copy"
+                    cursor.execute(statement)
+                    return len(rows)
+            statement = statements[0]
             cursor.execute(statement)
             statement = statements[1]
-            if json_columns:  # JSON as text, converted a column at a time
-                values: list[Any] = list(zip(*rows, strict=True))
-                for index in json_columns:
-                    values[index] = [_orjson_dumps(value).decode() for value in values[index]]
-                rows = list(zip(*values, strict=True))
-            with cursor.copy(statement) as copy:
-                write_row = copy.write_row
-                for row in rows:
-                    write_row(row)
+            _copy(cursor, statement, rows)
             statement = statements[2]
             cursor.execute(statement)
             written = cursor.rowcount
@@ -198,3 +260,44 @@ def _copy_rows(
             statement, None, exc, dialect.dbapi.Error, dialect=dialect
         ) from exc
     return int(written)
+
+
+def _copy(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    with cursor.copy(statement) as copy:
+        write_row = copy.write_row
+        for row in rows:
+            write_row(row)
+
+
+def select_where_in(
+    session: Session, table: Table, columns: Sequence[str], key: str, keys: Sequence[Any]
+) -> list[tuple[Any, ...]]:
+    """The ``columns`` of the rows of ``table`` whose ``key`` is one of ``keys``, as stored.
+
+    A plain query to the driver, whose values come back as the driver reads them (text, numbers;
+    no type of SQLAlchemy converts them): for looking up thousands of rows by a key, as imports
+    do batch after batch. Pending changes of the session are flushed first, as a query of the
+    session would flush them.
+
+    Args:
+        session: The session whose transaction the query joins.
+        table: The table.
+        columns: The columns wanted, in order.
+        key: The column to match.
+        keys: The values to match; at most a few thousand (SQLite binds each).
+
+    Returns:
+        The rows found, in no particular order.
+    """
+    if not keys:
+        return []
+    if session.autoflush:
+        session.flush()
+    connection = session.connection()
+    selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
+    if connection.dialect.name == "postgresql":
+        result = connection.exec_driver_sql(f"{selected} = ANY(%s)", (list(keys),))
+    else:
+        placeholders = ", ".join("?" * len(keys))
+        result = connection.exec_driver_sql(f"{selected} IN ({placeholders})", tuple(keys))
+    return [tuple(row) for row in result]

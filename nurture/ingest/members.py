@@ -34,7 +34,7 @@ from nurture.ingest.batches import (
     Row,
     run_import,
 )
-from nurture.ingest.bulk import write_rows
+from nurture.ingest.bulk import select_where_in, write_rows
 from nurture.ingest.fields import (
     Column,
     check_json_value,
@@ -438,16 +438,12 @@ def resolve_member_refs(session: Session, refs: Iterable[str]) -> dict[str, int]
         else:
             resolved[ref] = member_id
     found: dict[str, int] = {}
+    members = table_of(Member)
     for chunk in chunked(sorted(missing), _REFS_PER_QUERY):
-        rows = session.execute(
-            select(Member.external_id, Member.id).where(Member.external_id.in_(chunk))
-        ).tuples()
-        found.update((str(external_id), member_id) for external_id, member_id in rows)
+        found.update(select_where_in(session, members, ("external_id", "id"), "external_id", chunk))
     by_email = {ref.lower(): ref for ref in missing if ref not in found and "@" in ref}
     for chunk in chunked(sorted(by_email), _REFS_PER_QUERY):
-        for email, member_id in session.execute(
-            select(Member.email, Member.id).where(Member.email.in_(chunk))
-        ):
+        for email, member_id in select_where_in(session, members, ("email", "id"), "email", chunk):
             found[by_email[email.lower()]] = member_id
     if remembered is not None:
         if len(remembered) + len(found) > _MAX_REMEMBERED:

@@ -31,6 +31,7 @@ import codecs
 import collections
 import csv
 import itertools
+import operator
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -197,19 +198,34 @@ def read_records(
             field by field by the caller).
         layout: How to read the file; detected (:func:`detect_layout`) when not given.
 
-    Yields:
-        Each record, readable or not.
+    Returns:
+        An iterator of each record, readable or not; the file is read as it is consumed.
 
     Raises:
-        ImportFileError: The file does not decode, or is a CSV file without a usable header
-            (empty, a required column missing, an unknown or duplicate column).
+        ImportFileError: When consumed: the file does not decode, or is a CSV file without a
+            usable header (empty, a required column missing, an unknown or duplicate column).
     """
+    # Records come in chunks, unpacked at C speed: no Python frame is resumed per record.
+    return itertools.chain.from_iterable(
+        _record_chunks(path, known_columns, required_columns, layout)
+    )
+
+
+def _record_chunks(
+    path: Path,
+    known_columns: frozenset[str] | None,
+    required_columns: frozenset[str],
+    layout: FileLayout | None,
+) -> Iterator[list[SourceRecord]]:
+    """The records of ``path`` (:func:`read_records`), a list of them at a time."""
     if layout is None:
         layout = detect_layout(path, header_names=(known_columns or frozenset()) | required_columns)
     with path.open(encoding=layout.encoding, newline="") as handle:
         if layout.format == "csv":
             assert layout.delimiter is not None
-            yield from _read_csv(path, handle, layout.delimiter, known_columns, required_columns)
+            records = _read_csv(path, handle, layout.delimiter, known_columns, required_columns)
+            while chunk := list(itertools.islice(records, _CSV_CHUNK)):
+                yield chunk
         else:
             yield from _read_jsonl(handle, known_columns)
 
@@ -547,11 +563,13 @@ def _check_header(
 # --- JSON Lines -----------------------------------------------------------------------------
 
 
-def _read_jsonl(handle: TextIO, known_columns: frozenset[str] | None) -> Iterator[SourceRecord]:
+def _read_jsonl(
+    handle: TextIO, known_columns: frozenset[str] | None
+) -> Iterator[list[SourceRecord]]:
     allowed = known_columns if known_columns is not None else _ANY_KEYS
     first = 1
     while chunk := list(itertools.islice(handle, _JSONL_CHUNK)):
-        raws = [text.rstrip("\r\n") for text in chunk]
+        raws = list(map(_without_line_end, chunk))
         numbers: Iterable[int] = range(first, first + len(raws))
         first += len(raws)
         if "" in raws or any(map(str.isspace, raws)):
@@ -559,18 +577,22 @@ def _read_jsonl(handle: TextIO, known_columns: frozenset[str] | None) -> Iterato
             numbers, raws = [n for n, _ in kept], [raw for _, raw in kept]
         records = _plain_json_records(raws, allowed)
         if records is not None:
-            yield from map(
-                _new_record,
-                itertools.repeat(SourceRecord),
-                zip(numbers, raws, records, itertools.repeat(None)),
+            yield list(
+                map(
+                    _new_record,
+                    itertools.repeat(SourceRecord),
+                    zip(numbers, raws, records, itertools.repeat(None)),
+                )
             )
             continue
+        read: list[SourceRecord] = []
         for number, raw in zip(numbers, raws, strict=True):  # one line in doubt: each alone
             alone = _plain_json_records([raw], allowed)
             if alone is not None:
-                yield _new_record(SourceRecord, (number, raw, alone[0], None))
+                read.append(_new_record(SourceRecord, (number, raw, alone[0], None)))
             else:
-                yield _jsonl_record(number, raw, known_columns)
+                read.append(_jsonl_record(number, raw, known_columns))
+        yield read
 
 
 def _jsonl_record(number: int, raw: str, known_columns: frozenset[str] | None) -> SourceRecord:
@@ -598,6 +620,9 @@ class _AnyKeys:
 _ANY_KEYS: Any = _AnyKeys()
 _JSONL_CHUNK = 1000
 """Lines of a JSON Lines file read, and checked, together."""
+_without_line_end = operator.methodcaller("rstrip", "\r\n")
+_CSV_CHUNK = 1000
+"""Records of a CSV file read together."""
 _OBJECT_TYPES = frozenset({dict})
 
 

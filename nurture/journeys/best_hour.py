@@ -6,10 +6,12 @@ towards their cluster segment's, itself shrunk towards the community's (an empir
 blend: each level counts as ``PRIOR_STRENGTH`` events of the level above). The best hour is
 the profile's highest; a community without any open or click gets ``DEFAULT_HOUR``.
 
-``hour_profile`` and ``best_hour_of`` are pure; ``BestHours.load`` reads the events once;
-``store_best_hours`` (the nightly run) writes every member's best hour to ``Member.best_hour``,
-which a send step with ``at: best_hour`` reads (:mod:`nurture.journeys.engine`; a member never
-computed yet gets one computed on the spot).
+``hour_profile`` and ``best_hour_of`` are pure; ``HourPriors.load`` sums the community's events
+by segment, reading the members a page at a time (:func:`hour_count_pages`), so memory does not
+grow with the community; ``store_best_hours`` (the nightly run) writes every member's best hour
+to ``Member.best_hour``, page by page, which a send step with ``at: best_hour`` reads
+(:mod:`nurture.journeys.engine`; a member never computed yet gets one computed on the spot,
+against the priors read once per pass).
 """
 
 from __future__ import annotations
@@ -17,12 +19,11 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 from collections import defaultdict
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 
-from sqlalchemy import select, update
+from sqlalchemy import and_, select, update
 from sqlalchemy.orm import Session
 
-from nurture.chunks import chunked
 from nurture.journeys.triggers import local_zone
 from nurture.segmentation.assignments import effective_segments
 from nurture.storage.models import ActivityEvent, Member
@@ -33,7 +34,10 @@ __all__ = [
     "PRIOR_STRENGTH",
     "BestHours",
     "BestHoursSummary",
+    "HourCountsPage",
+    "HourPriors",
     "best_hour_of",
+    "hour_count_pages",
     "hour_profile",
     "next_local_hour",
     "store_best_hours",
@@ -83,24 +87,204 @@ def best_hour_of(profile: Sequence[float]) -> int:
 
 
 @dataclasses.dataclass(frozen=True)
+class HourPriors:
+    """The community's hour profile and each cluster segment's, which members lean on.
+
+    Attributes:
+        community: The community's profile (24 shares).
+        segments: ``{segment id: profile}`` for the segments with any open or click.
+        strength: The shrinkage weight (``PRIOR_STRENGTH``).
+    """
+
+    community: Sequence[float]
+    segments: Mapping[int, Sequence[float]]
+    strength: float = PRIOR_STRENGTH
+
+    @classmethod
+    def from_totals(
+        cls,
+        community: Sequence[int],
+        segments: Mapping[int, Sequence[int]],
+        strength: float = PRIOR_STRENGTH,
+    ) -> HourPriors:
+        """The profiles of summed counts: the community's, then each segment's shrunk to it.
+
+        Args:
+            community: Opens and clicks of every member by local hour.
+            segments: ``{segment id: counts}`` of the members of each segment.
+            strength: The shrinkage weight.
+
+        Returns:
+            The priors.
+        """
+        if sum(community):
+            profile = hour_profile(community, _UNIFORM, _HOURS)
+        else:  # nothing to learn from: the default hour
+            profile = [1.0 if hour == DEFAULT_HOUR else 0.0 for hour in range(_HOURS)]
+        return cls(
+            profile,
+            {
+                segment: hour_profile(counts, profile, strength)
+                for segment, counts in segments.items()
+            },
+            strength,
+        )
+
+    @classmethod
+    def load(cls, session: Session, now: dt.datetime, *, page_size: int = 1000) -> HourPriors:
+        """Sum the community's opens and clicks of the last ``HISTORY_DAYS`` days, by segment.
+
+        The members are read a page at a time: memory does not grow with the community.
+
+        Args:
+            session: The database session (read only).
+            now: The current time; older and later events are left out.
+            page_size: Members read per page.
+
+        Returns:
+            The priors.
+        """
+        community = [0] * _HOURS
+        by_segment: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
+        for page in hour_count_pages(session, now, page_size=page_size):
+            for member_id, counts in page.counts.items():
+                segment = page.segment_of.get(member_id)
+                for hour, count in enumerate(counts):
+                    community[hour] += count
+                    if segment is not None:
+                        by_segment[segment][hour] += count
+        return cls.from_totals(community, by_segment)
+
+    def profile(self, counts: Sequence[int] | None, segment: int | None) -> list[float]:
+        """A member's hour profile, shrunk towards their segment's, then the community's.
+
+        Args:
+            counts: The member's opens and clicks by local hour; None without any.
+            segment: Their effective cluster segment, if any.
+
+        Returns:
+            24 shares.
+        """
+        prior = self.segments.get(segment, self.community) if segment else self.community
+        return hour_profile(counts, prior, self.strength) if counts else list(prior)
+
+
+@dataclasses.dataclass(frozen=True)
+class HourCountsPage:
+    """One page of members, as :func:`hour_count_pages` reads them.
+
+    Attributes:
+        member_ids: The page's members, in id order.
+        counts: Opens and clicks per member by local hour (members with any).
+        segment_of: Each member's effective cluster segment.
+        best_hour: Each member's stored best hour (None: never computed).
+        updated_at: Each member's ``updated_at``.
+    """
+
+    member_ids: list[int]
+    counts: dict[int, list[int]]
+    segment_of: dict[int, int]
+    best_hour: dict[int, int | None]
+    updated_at: dict[int, dt.datetime]
+
+
+def _hour_counts(
+    session: Session, now: dt.datetime, zones: Mapping[int, str | None], *, every: bool
+) -> dict[int, list[int]]:
+    """Opens and clicks by local hour of the members of ``zones`` (``{id: time zone}``).
+
+    With ``every``, ``zones`` holds every member with an id in its range, which is read whole.
+    """
+    ids = sorted(zones)
+    members = (
+        and_(ActivityEvent.member_id >= ids[0], ActivityEvent.member_id <= ids[-1])
+        if every
+        else ActivityEvent.member_id.in_(ids)
+    )
+    rows = session.execute(
+        select(ActivityEvent.member_id, ActivityEvent.occurred_at).where(
+            members,
+            ActivityEvent.type.in_(("email_open", "email_click")),
+            ActivityEvent.occurred_at > now - dt.timedelta(days=HISTORY_DAYS),
+            ActivityEvent.occurred_at <= now,
+        )
+    ).tuples()
+    counts: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
+    for member_id, occurred_at in rows:
+        counts[member_id][occurred_at.astimezone(local_zone(zones.get(member_id))).hour] += 1
+    return dict(counts)
+
+
+def hour_count_pages(
+    session: Session,
+    now: dt.datetime,
+    *,
+    page_size: int = 1000,
+    member_ids: Collection[int] | None = None,
+) -> Iterator[HourCountsPage]:
+    """The members a page at a time (keyset pages by id), with their opens and clicks by hour.
+
+    Args:
+        session: The database session (read only).
+        now: The current time; events of the last ``HISTORY_DAYS`` days count.
+        page_size: Members per page.
+        member_ids: Only these members; everyone when None.
+
+    Yields:
+        Pages of members, in id order.
+    """
+    query = select(Member.id, Member.time_zone, Member.best_hour, Member.updated_at).order_by(
+        Member.id
+    )
+    wanted = sorted(set(member_ids)) if member_ids is not None else None
+    last: int | None = None
+    start = 0
+    while True:
+        if wanted is None:
+            paged = query if last is None else query.where(Member.id > last)
+            rows = session.execute(paged.limit(page_size)).all()
+        else:
+            batch = wanted[start : start + page_size]
+            start += page_size
+            rows = session.execute(query.where(Member.id.in_(batch))).all() if batch else []
+        if not rows:
+            return
+        ids = [row.id for row in rows]
+        last = ids[-1]
+        zones = {row.id: row.time_zone for row in rows}
+        counts = _hour_counts(session, now, zones, every=wanted is None)
+        yield HourCountsPage(
+            member_ids=ids,
+            counts=counts,
+            segment_of=effective_segments(session, ids),
+            best_hour={row.id: row.best_hour for row in rows},
+            updated_at={row.id: row.updated_at for row in rows},
+        )
+
+
+@dataclasses.dataclass(frozen=True)
 class BestHours:
-    """Hour profiles of the community, its segments and its members, read once.
+    """Hour profiles of the community, its segments and some members.
+
+    Built from every member's counts, the priors are computed from them; built by
+    :meth:`load`, the priors are the whole community's (read a page at a time) and the counts
+    only those of the members asked for.
 
     Attributes:
         member_counts: Opens and clicks per member by local hour (members with any).
         segment_of: Each member's cluster segment.
         strength: The shrinkage weight (``PRIOR_STRENGTH``).
+        priors: The community's and segments' profiles; default: from ``member_counts``.
     """
 
     member_counts: Mapping[int, Sequence[int]]
     segment_of: Mapping[int, int]
     strength: float = PRIOR_STRENGTH
-    _segment_profiles: dict[int, list[float]] = dataclasses.field(
-        default_factory=dict, init=False, repr=False
-    )
-    _community: list[float] = dataclasses.field(default_factory=list, init=False, repr=False)
+    priors: HourPriors | None = None
 
     def __post_init__(self) -> None:
+        if self.priors is not None:
+            return
         community = [0] * _HOURS
         by_segment: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
         for member_id, counts in self.member_counts.items():
@@ -109,43 +293,43 @@ class BestHours:
                 community[hour] += count
                 if segment is not None:
                     by_segment[segment][hour] += count
-        if sum(community):
-            self._community.extend(hour_profile(community, _UNIFORM, _HOURS))
-        else:  # nothing to learn from: the default hour
-            self._community.extend(1.0 if hour == DEFAULT_HOUR else 0.0 for hour in range(_HOURS))
-        for segment, counts in by_segment.items():
-            self._segment_profiles[segment] = hour_profile(counts, self._community, self.strength)
+        priors = HourPriors.from_totals(community, by_segment, self.strength)
+        object.__setattr__(self, "priors", priors)
 
     @classmethod
-    def load(cls, session: Session, now: dt.datetime) -> BestHours:
-        """Read the community's opens and clicks of the last ``HISTORY_DAYS`` days.
+    def load(
+        cls,
+        session: Session,
+        now: dt.datetime,
+        member_ids: Collection[int],
+        *,
+        priors: HourPriors | None = None,
+    ) -> BestHours:
+        """The profiles of some members, against the whole community's priors.
 
         Args:
             session: The database session (read only).
-            now: The current time; older and later events are left out.
+            now: The current time; events of the last ``HISTORY_DAYS`` days count.
+            member_ids: The members whose best hour is wanted.
+            priors: The community's priors, if already read (:meth:`HourPriors.load`).
 
         Returns:
             The profiles.
         """
-        zones = dict(session.execute(select(Member.id, Member.time_zone)).tuples().all())
-        rows = session.execute(
-            select(ActivityEvent.member_id, ActivityEvent.occurred_at).where(
-                ActivityEvent.type.in_(("email_open", "email_click")),
-                ActivityEvent.occurred_at > now - dt.timedelta(days=HISTORY_DAYS),
-                ActivityEvent.occurred_at <= now,
-            )
-        ).tuples()
-        counts: dict[int, list[int]] = defaultdict(lambda: [0] * _HOURS)
-        for member_id, occurred_at in rows:
-            counts[member_id][occurred_at.astimezone(local_zone(zones.get(member_id))).hour] += 1
-        return cls(dict(counts), effective_segments(session))
+        priors = priors or HourPriors.load(session, now)
+        counts: dict[int, list[int]] = {}
+        segment_of: dict[int, int] = {}
+        for page in hour_count_pages(session, now, member_ids=member_ids):
+            counts.update(page.counts)
+            segment_of.update(page.segment_of)
+        return cls(counts, segment_of, priors.strength, priors)
 
     def profile(self, member_id: int) -> list[float]:
         """A member's hour profile, shrunk towards their segment's, then the community's."""
-        segment = self.segment_of.get(member_id)
-        prior = self._segment_profiles.get(segment, self._community) if segment else self._community
-        counts = self.member_counts.get(member_id)
-        return hour_profile(counts, prior, self.strength) if counts else list(prior)
+        assert self.priors is not None  # set by __post_init__
+        return self.priors.profile(
+            self.member_counts.get(member_id), self.segment_of.get(member_id)
+        )
 
     def best_hour(self, member_id: int) -> int:
         """A member's best hour of their day (0-23).
@@ -178,30 +362,38 @@ def store_best_hours(
 ) -> BestHoursSummary:
     """Compute every member's best hour and store it in ``Member.best_hour``.
 
+    The members are read twice a page at a time (the priors, then each member's hour):
+    memory does not grow with the community.
+
     Args:
         session: The database session; the caller commits.
         now: The current time (the last ``HISTORY_DAYS`` days of opens and clicks count).
-        chunk_size: Members updated per statement.
+        chunk_size: Members read per page and updated per statement.
 
     Returns:
         How many members were given a best hour.
     """
-    hours = BestHours.load(session, now)
-    stored = session.execute(
-        select(Member.id, Member.best_hour, Member.updated_at).order_by(Member.id)
-    ).all()
-    # Only the members whose best hour moved are written, and their ``updated_at`` is kept:
-    # a best hour is derived from activity, not an edit of the member's record (which the
-    # incremental nightly looks for by ``updated_at``).
-    moved = [
-        {"id": member_id, "best_hour": best, "updated_at": updated_at}
-        for member_id, current, updated_at in stored
-        if (best := hours.best_hour(member_id)) != current
-    ]
-    for chunk in chunked(moved, chunk_size):
-        session.execute(update(Member), chunk)
-    ids = [row.id for row in stored]
-    return BestHoursSummary(len(ids), sum(m in hours.member_counts for m in ids))
+    priors = HourPriors.load(session, now, page_size=chunk_size)
+    members = from_own_events = 0
+    for page in hour_count_pages(session, now, page_size=chunk_size):
+        # Only the members whose best hour moved are written, and their ``updated_at`` is
+        # kept: a best hour is derived from activity, not an edit of the member's record
+        # (which the incremental nightly looks for by ``updated_at``).
+        moved = [
+            {"id": member_id, "best_hour": best, "updated_at": page.updated_at[member_id]}
+            for member_id in page.member_ids
+            if (
+                best := best_hour_of(
+                    priors.profile(page.counts.get(member_id), page.segment_of.get(member_id))
+                )
+            )
+            != page.best_hour[member_id]
+        ]
+        if moved:
+            session.execute(update(Member), moved)
+        members += len(page.member_ids)
+        from_own_events += len(page.counts)
+    return BestHoursSummary(members, from_own_events)
 
 
 def next_local_hour(now: dt.datetime, hour: int, time_zone: str | None) -> dt.datetime:

@@ -43,7 +43,7 @@ from nurture import progress
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
-from nurture.journeys.best_hour import BestHours, next_local_hour
+from nurture.journeys.best_hour import BestHours, HourPriors, next_local_hour
 from nurture.journeys.conditions import condition_reads
 from nurture.journeys.content import ContentPicker, PickContent, recommended_content
 from nurture.journeys.due import DueEnrollment, load_enrollments, write_progress
@@ -144,7 +144,7 @@ class _Pass:
     reads: MemberReads
     on_hold: Callable[[HeldEmail], None] | None = None
     salt: str = ""
-    best_hours: BestHours | None = None
+    best_hours: HourPriors | None = None
     counts: _Counts = dataclasses.field(default_factory=_Counts)
     conditions: dict[tuple[str, str, str], Condition] = dataclasses.field(default_factory=dict)
     newest_before: int = 0
@@ -254,7 +254,7 @@ def advance_journeys(
             budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
             chunk_size=chunk_size,
             member_ids=frozenset(member_ids) if member_ids is not None else None,
-            reads=MemberReads(now, capacity=member_capacity),
+            reads=MemberReads(now, capacity=member_capacity, whole_community=member_ids is None),
             on_hold=on_hold,
             salt=suppression_salt or "",
         )
@@ -267,7 +267,9 @@ def advance_journeys(
             if found.exceeded:
                 raise BackfillRefusedError(found.refusal())
 
-        versions: dict[int, JourneyDefinition] = {}
+        # The version rows in force hold these very definitions (same hash): only the older
+        # versions that due enrollments started on are read and validated (``load_versions``).
+        versions = {journeys[definition.id].id: definition for definition in ordered}
         for definition in ordered:
             _apply_goal(session, definition, run)
             _advance_due(session, definition, run, versions)
@@ -505,6 +507,7 @@ class _Batch:
     engagement: dict[tuple[int, str], set[str]]
     facts: dict[tuple[str, ...], ConditionFacts] = dataclasses.field(default_factory=dict)
     emails: list[_Email] = dataclasses.field(default_factory=list)
+    best_hours: BestHours | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -658,7 +661,7 @@ def _run_step(
     match step:
         case SendStep():
             if step.at == "best_hour" and _wait_for_best_hour(
-                session, enrollment, step, member, run
+                session, enrollment, step, member, batch, run
             ):
                 return None
             held = _held_back(enrollment, definition, step, member, run)
@@ -693,7 +696,12 @@ def _run_step(
 
 
 def _wait_for_best_hour(
-    session: Session, enrollment: DueEnrollment, step: SendStep, member: MemberRow, run: _Pass
+    session: Session,
+    enrollment: DueEnrollment,
+    step: SendStep,
+    member: MemberRow,
+    batch: _Batch,
+    run: _Pass,
 ) -> bool:
     """Hold the enrollment until the member's best hour, unless it is that hour (or was)."""
     if enrollment.waiting_on is not None and enrollment.current_step == step.id:
@@ -704,9 +712,12 @@ def _wait_for_best_hour(
         return False
     hour = member.best_hour
     if hour is None:  # not computed by a nightly run yet
-        if run.best_hours is None:
-            run.best_hours = BestHours.load(session, run.now)
-        hour = run.best_hours.best_hour(member.id)
+        if run.best_hours is None:  # the community's priors, read once per pass
+            run.best_hours = HourPriors.load(session, run.now)
+        if batch.best_hours is None:  # the batch's members never computed, read at once
+            lacking = [m.id for m in batch.members.values() if m.best_hour is None]
+            batch.best_hours = BestHours.load(session, run.now, lacking, priors=run.best_hours)
+        hour = batch.best_hours.best_hour(member.id)
     if run.now.astimezone(local_zone(member.time_zone)).hour == hour:
         return False
     enrollment.current_step = step.id

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from nurture.expressions import member_fields_read
 from nurture.journeys.conditions import (
     CONDITION_NAMES,
     ENGAGEMENT_CHECKS,
@@ -149,9 +150,10 @@ class Condition:
 
     A condition reads nothing but its names (``condition_reads``) and the same values give the
     same truth, so members whose values of those names are equal share one evaluation (for up
-    to 4 096 distinct values); a condition reading ``opened()`` or ``clicked()`` is evaluated
-    for each enrollment. As with ``condition_true``, one that fails to evaluate is false, and
-    counted (``on_error``) and logged for each member.
+    to 4 096 distinct values; of ``member``, the values of the fields it reads by name, when it
+    reads no other way: ``member_fields_read``); a condition reading ``opened()`` or
+    ``clicked()`` is evaluated for each enrollment. As with ``condition_true``, one that fails
+    to evaluate is false, and counted (``on_error``) and logged for each member.
 
     Args:
         expression: The condition (checked when its journey was loaded).
@@ -174,6 +176,10 @@ class Condition:
         self.on_error = on_error
         reads = condition_reads(expression)
         self._keys = tuple(sorted(reads & set(CONDITION_NAMES)))
+        # Of ``member``, only the fields read go in the memo's key (members joined the same
+        # day share one evaluation of ``member.days_since_joined >= 14``).
+        fields = member_fields_read(expression.strip()) if "member" in self._keys else None
+        self._member_fields = tuple(sorted(fields)) if fields is not None else None
         self._memo: dict[str, bool | Exception] | None = (
             None if reads & set(ENGAGEMENT_CHECKS) else {}
         )
@@ -202,7 +208,7 @@ class Condition:
         if self._memo is None:
             outcome = self._evaluate(facts.names(member_id, trigger), opened, clicked)
         else:
-            key = repr([facts.value(member_id, name, trigger) for name in self._keys])
+            key = repr([self._key_part(facts, member_id, name, trigger) for name in self._keys])
             found = self._memo.get(key)
             if found is None:
                 found = self._evaluate(facts.names(member_id, trigger), opened, clicked)
@@ -215,6 +221,19 @@ class Condition:
             _log_failure(self.journey_key, self.where, self.expression, member_id, outcome)
             return False
         return outcome
+
+    def _key_part(
+        self,
+        facts: ConditionFacts,
+        member_id: int,
+        name: str,
+        trigger: Mapping[str, Any] | None,
+    ) -> Any:
+        """What the memo's key holds of one name: its value, or the fields read of ``member``."""
+        value = facts.value(member_id, name, trigger)
+        if name != "member" or self._member_fields is None or not isinstance(value, dict):
+            return value
+        return ("fields", [value.get(field) for field in self._member_fields])
 
     def _evaluate(
         self,

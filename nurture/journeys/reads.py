@@ -5,13 +5,16 @@ A pass of ``advance_journeys`` looks at the same members journey after journey: 
 due enrollments (rows, facts for goals and branches, what templates read). None of that changes
 during a pass (the pass writes enrollments and messages only), so ``MemberReads`` loads each
 member's once, in bulk queries for the members not read yet, and hands out the same values to
-every later journey and chunk. What it keeps is bounded, not the whole community: once a kind
-of read holds ``capacity`` members, it lets go of them all and starts again (a community larger
-than that is read again, a chunk at a time, by the journeys after). Condition facts are read
-for what the conditions asking for them read (``fact_parts``): an audience reading
-``lifecycle`` alone reads the members' lifecycle stages and nothing else, and no condition
-naming ``activity``, no activity is summarised. What a pass does change (messages already
-queued, the budget, the enrollments) is not kept here and is read again where it is needed.
+every later journey and chunk. A pass over the whole community, when the community fits in the
+bound, reads all the members' rows in one query, and the suppression list whole when it fits
+too (rather than an ``IN`` list per chunk). What it keeps is bounded, not the whole community:
+once a kind of read holds ``capacity`` members, it lets go of them all and starts again (a
+community larger than that is read again, a chunk at a time, by the journeys after).
+Condition facts are read for what the conditions asking for them read (``fact_parts``): an
+audience reading ``lifecycle`` alone reads the members' lifecycle stages and nothing else,
+and no condition naming ``activity``, no activity is summarised. What a pass does change
+(messages already queued, the budget, the enrollments) is not kept here and is read again where
+it is needed.
 """
 
 from __future__ import annotations
@@ -21,13 +24,13 @@ import datetime as dt
 from collections.abc import Collection
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
-from nurture.storage.models import ConsentStatus, Member
+from nurture.storage.models import ConsentStatus, Member, Suppression
 
 __all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow"]
 
@@ -67,13 +70,20 @@ class MemberReads:
         now: The time of the pass (condition facts count ages and recency at it).
         capacity: Members kept at most by each kind of read; past it, that kind's reads are
             dropped and made again as asked (memory bounded whatever the community's size).
+        whole_community: The pass looks at every member (not a few, as a simulation does):
+            when the community fits in ``capacity``, the members' rows are read in one query
+            the first time any is asked for, and so is the suppression list when it fits.
     """
 
-    def __init__(self, now: dt.datetime, capacity: int = HELD_MEMBERS) -> None:
+    def __init__(
+        self, now: dt.datetime, capacity: int = HELD_MEMBERS, *, whole_community: bool = False
+    ) -> None:
         if capacity < 1:
             raise ValueError(f"capacity must be at least 1, found {capacity}")
         self.now = now
         self.capacity = capacity
+        self._whole = whole_community
+        self._all_members: bool | None = None  # None: not tried yet
         self._members: dict[int, MemberRow] = {}
         self._members_read: set[int] = set()
         self._facts: dict[frozenset[str], _Facts] = {}
@@ -84,10 +94,18 @@ class MemberReads:
         self._salt: str | None = None
         self._suppressed: set[int] = set()
         self._suppression_read: set[int] = set()
+        self._suppression_list: set[str] | None = None  # the whole list's hashes, when kept
+        self._suppression_list_tried = False
 
     def members(self, session: Session, member_ids: Collection[int]) -> dict[int, MemberRow]:
         """The members of ``member_ids`` that exist, by id (one query for those not read yet)."""
         wanted = set(member_ids)
+        if self._all_members is None and self._whole and wanted:
+            self._all_members = self._read_all_members(session)
+        if self._all_members:
+            return {
+                member_id: self._members[member_id] for member_id in wanted & self._members.keys()
+            }
         missing = sorted(wanted - self._members_read)
         if missing and self._full(self._members_read, missing):
             self._members, self._members_read = {}, set()
@@ -97,6 +115,16 @@ class MemberReads:
             self._members.update((row[0], MemberRow(*row)) for row in rows)
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
+
+    def _read_all_members(self, session: Session) -> bool:
+        """Read every member's row, if the community fits in ``capacity``; whether it did."""
+        count = session.scalar(select(func.count()).select_from(Member)) or 0
+        if count > self.capacity:
+            return False
+        rows = session.execute(select(*_MEMBER_COLUMNS))
+        self._members = {row[0]: MemberRow(*row) for row in rows}
+        self._members_read = set(self._members)
+        return True
 
     def facts(
         self, session: Session, member_ids: Collection[int], names: Collection[str]
@@ -172,10 +200,21 @@ class MemberReads:
             if member.id not in self._suppression_read
         }
         if hashes:
-            found = find_suppressed_hashes(session, hashes.values())
+            found = self._find_suppressed(session, hashes.values())
             self._suppressed.update(member_id for member_id, h in hashes.items() if h in found)
             self._suppression_read.update(hashes)
         return {member.id for member in members if member.id in self._suppressed}
+
+    def _find_suppressed(self, session: Session, hashes: Collection[str]) -> set[str]:
+        """Those of ``hashes`` in the suppression list: looked up, or in the whole list kept."""
+        if self._whole and not self._suppression_list_tried:
+            self._suppression_list_tried = True
+            count = session.scalar(select(func.count()).select_from(Suppression)) or 0
+            if count <= self.capacity:
+                self._suppression_list = set(session.scalars(select(Suppression.email_hash)))
+        if self._suppression_list is not None:
+            return {h for h in hashes if h in self._suppression_list}
+        return find_suppressed_hashes(session, hashes)
 
     def _full(self, read: set[int], missing: Collection[int]) -> bool:
         """Whether reading ``missing`` too would keep more than ``capacity`` members."""

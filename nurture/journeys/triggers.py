@@ -22,7 +22,7 @@ import functools
 import zlib
 import zoneinfo
 from collections import Counter, defaultdict
-from typing import Annotated, Any, ClassVar, Self
+from typing import Annotated, Any, ClassVar, NamedTuple, Self
 
 from cronsim import CronSim
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
@@ -477,17 +477,23 @@ def _activity(
     candidates = []
     for batch in chunked(recent, _BATCH):
         counted: dict[int, int] = defaultdict(int)
-        nth: dict[int, ActivityEvent] = {}
-        events = session.scalars(
-            select(ActivityEvent)
+        nth: dict[int, _Event] = {}
+        events = session.execute(
+            select(
+                ActivityEvent.member_id,
+                ActivityEvent.type,
+                ActivityEvent.occurred_at,
+                ActivityEvent.content_key,
+                ActivityEvent.properties,
+            )
             .where(
                 ActivityEvent.member_id.in_(batch),
                 ActivityEvent.type.in_(trigger.events),
                 ActivityEvent.occurred_at <= now,
             )
             .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id)
-        )
-        for event in events:
+        ).tuples()
+        for event in map(_Event._make, events):
             if trigger.where and not _properties_match(event.properties, trigger.where):
                 continue
             counted[event.member_id] += 1
@@ -506,6 +512,16 @@ def _activity(
             context = ActivityContext(event=recorded)
             candidates.append(Candidate(member_id, trigger.count, context=context))
     return candidates
+
+
+class _Event(NamedTuple):
+    """What the ``activity`` trigger reads of an event."""
+
+    member_id: int
+    type: str
+    occurred_at: dt.datetime
+    content_key: str | None
+    properties: Any
 
 
 def _properties_match(properties: Any, wanted: dict[str, Any]) -> bool:
@@ -535,22 +551,26 @@ def _inactivity(
     types: list[str] = (
         list(trigger.events) if trigger.events else [t for t in ACTIVITY_TYPES if t != "email_open"]
     )
-    last_active = dict(
-        session.execute(
-            select(ActivityEvent.member_id, func.max(ActivityEvent.occurred_at))
-            .where(ActivityEvent.type.in_(types), ActivityEvent.occurred_at <= now)
-            .group_by(ActivityEvent.member_id)
-        )
-        .tuples()
-        .all()
-    )
     cutoff = now - dt.timedelta(days=trigger.days)
+    # Each member's last activity, found in the index on (member, time): not a grouping of
+    # every event of the community.
+    last_active = (
+        select(func.max(ActivityEvent.occurred_at))
+        .where(
+            ActivityEvent.member_id == Member.id,
+            ActivityEvent.type.in_(types),
+            ActivityEvent.occurred_at <= now,
+        )
+        .scalar_subquery()
+    )
     candidates = []
     members = session.execute(
-        select(Member.id, Member.joined_at).where(Member.joined_at <= cutoff).order_by(Member.id)
+        select(Member.id, Member.joined_at, last_active)
+        .where(Member.joined_at <= cutoff)
+        .order_by(Member.id)
     ).tuples()
-    for member_id, joined_at in members:
-        last: dt.datetime | str | None = last_active.get(member_id)
+    for member_id, joined_at, found in members:
+        last: dt.datetime | str | None = found
         if isinstance(last, str):  # SQLite's max() of a datetime column
             last = dt.datetime.fromisoformat(last)
             last = last if last.tzinfo else last.replace(tzinfo=dt.UTC)
@@ -714,17 +734,20 @@ def _content_gap(
     if not topics_of:
         return []
     engaged: dict[int, Counter[str]] = defaultdict(Counter)
+    # The type is checked here: asked of the database, it can make it scan every event of
+    # those types rather than the few on the gaps' items.
     rows = session.execute(
-        select(ActivityEvent.member_id, ActivityEvent.content_key).where(
+        select(ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.type).where(
             and_(
                 ActivityEvent.content_key.in_(sorted(topics_of)),
-                ActivityEvent.type.in_(ENGAGEMENT_TYPES),
                 ActivityEvent.occurred_at <= now,
                 ActivityEvent.occurred_at >= now - dt.timedelta(days=trigger.within_days),
             )
         )
     ).tuples()
-    for member_id, content_key in rows:
+    for member_id, content_key, kind in rows:
+        if kind not in ENGAGEMENT_TYPES:
+            continue
         for tag in topics_of[content_key] if content_key is not None else ():
             engaged[member_id][tag] += 1
     candidates = []

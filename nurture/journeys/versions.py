@@ -76,11 +76,16 @@ def register_journeys(
             rows_by_key[row.key].append(row)
 
     current: dict[str, Journey] = {}
+    new: list[JourneyDefinition] = []
     for definition in definitions:
-        rows = rows_by_key[definition.id]
-        match = find_version(rows, definition)
-        current[definition.id] = match or _insert_version(session, definition, rows, now)
-    return current
+        match = find_version(rows_by_key[definition.id], definition)
+        if match is not None:
+            current[definition.id] = match
+        else:
+            new.append(definition)
+    if new:
+        current |= _insert_versions(session, new, rows_by_key, now)
+    return {definition.id: current[definition.id] for definition in definitions}
 
 
 def load_versions(
@@ -120,6 +125,54 @@ def _check_unique_ids(definitions: Sequence[JourneyDefinition]) -> None:
         raise JourneyValidationError(problems)
 
 
+def _insert_versions(
+    session: Session,
+    definitions: Sequence[JourneyDefinition],
+    rows_by_key: dict[str, list[Journey]],
+    now: dt.datetime | None,
+) -> dict[str, Journey]:
+    """Insert the next version of each journey in one statement, read back in one query.
+
+    A definition whose row a concurrent registration took the version number of (its row is
+    not there on reading back) is registered on its own, as ``_insert_version`` does.
+    """
+    values = [
+        _version_values(
+            definition, 1 + max((row.version for row in rows_by_key[definition.id]), default=0), now
+        )
+        for definition in definitions
+    ]
+    insert_ignoring_conflicts(session, _journey_table(), values)
+    wanted = {(row["key"], row["definition_hash"]) for row in values}
+    found: dict[str, Journey] = {}
+    for row in session.scalars(select(Journey).where(Journey.key.in_([d.id for d in definitions]))):
+        if (row.key, row.definition_hash) in wanted:
+            found[row.key] = row
+            logger.info("journey %s: registered version %s", row.key, row.version)
+    for definition in definitions:
+        if definition.id not in found:
+            found[definition.id] = _insert_version(
+                session, definition, rows_by_key[definition.id], now
+            )
+    return found
+
+
+def _version_values(
+    definition: JourneyDefinition, version: int, now: dt.datetime | None
+) -> dict[str, Any]:
+    """The column values of a new version row of ``definition``."""
+    values: dict[str, Any] = {
+        "key": definition.id,
+        "version": version,
+        "definition_hash": definition.definition_hash,
+        "definition": definition.model_dump(mode="json"),
+        "source_path": definition.source_path,
+    }
+    if now is not None:
+        values["created_at"] = now
+    return values
+
+
 def _insert_version(
     session: Session,
     definition: JourneyDefinition,
@@ -135,15 +188,7 @@ def _insert_version(
             select(func.max(Journey.version)).where(Journey.key == definition.id)
         )
         version = max([latest or 0, *(row.version for row in known_rows)]) + 1
-        values: dict[str, Any] = {
-            "key": definition.id,
-            "version": version,
-            "definition_hash": definition.definition_hash,
-            "definition": definition.model_dump(mode="json"),
-            "source_path": definition.source_path,
-        }
-        if now is not None:
-            values["created_at"] = now
+        values = _version_values(definition, version, now)
         insert_ignoring_conflicts(session, _journey_table(), [values])
         row = session.scalars(by_hash).one_or_none()
         if row is not None:

@@ -22,7 +22,7 @@ from collections.abc import Mapping
 from dataclasses import asdict, dataclass
 from typing import Any
 
-from sqlalchemy import Select, func, or_, select
+from sqlalchemy import CompoundSelect, Select, func, select
 from sqlalchemy.orm import Session
 
 from nurture.storage.models import (
@@ -145,7 +145,7 @@ def complete_watermark(session: Session) -> int | None:
     return run.id
 
 
-def _ids(session: Session, query: Select[tuple[int]]) -> set[int]:
+def _ids(session: Session, query: Select[tuple[int]] | CompoundSelect[tuple[int]]) -> set[int]:
     return set(session.scalars(query))
 
 
@@ -169,26 +169,22 @@ def members_to_profile(
     changed = _ids(
         session, select(ActivityEvent.member_id).where(ActivityEvent.id > since.activity_id)
     )
-    changed |= _ids(
-        session,
-        select(Answer.member_id).where(
-            or_(Answer.id > since.answer_id, Answer.answered_at > since.wall)
-        ),
-    )
+    # One condition per query, each answered by an index (an OR, or a join of every member
+    # to their profile, would read every row: the profiles' vectors are most of their table).
+    changed |= _ids(session, select(Answer.member_id).where(Answer.id > since.answer_id))
+    changed |= _ids(session, select(Answer.member_id).where(Answer.answered_at > since.wall))
     changed |= _ids(session, select(Member.id).where(Member.updated_at > since.wall))
-    changed |= _ids(
-        session,
-        select(Member.id)
-        .outerjoin(MemberProfile, MemberProfile.member_id == Member.id)
-        .where(MemberProfile.member_id.is_(None)),
-    )
-    stale = []
+    changed |= _ids(session, select(Member.id).except_(select(MemberProfile.member_id)))
     if layout_hash is not None:
-        stale.append(MemberProfile.feature_names_hash != layout_hash)
+        changed |= _ids(
+            session,
+            select(MemberProfile.member_id).where(MemberProfile.feature_names_hash != layout_hash),
+        )
     if max_age is not None:
-        stale.append(MemberProfile.computed_at < now - max_age)
-    if stale:
-        changed |= _ids(session, select(MemberProfile.member_id).where(or_(*stale)))
+        changed |= _ids(
+            session,
+            select(MemberProfile.member_id).where(MemberProfile.computed_at < now - max_age),
+        )
     return sorted(changed)
 
 

@@ -37,12 +37,13 @@ from nurture.recommend.reasons import (
 from nurture.recommend.run_state import (
     CONSUMING_EVENT_TYPES,
     RunState,
-    choice_answers,
     item_available,
     item_freshness,
     language_code,
     latest_segmentation_run,
     load_run_state,
+    microseconds,
+    occurred_at_column,
     unit_vectors,
 )
 from nurture.storage.models import (
@@ -192,8 +193,7 @@ class _Chunk:
     """Everything loaded for a chunk of members, rows in the order of ``member_ids``.
 
     ``history`` holds recency weights of what each member consumed; ``recent`` each member's
-    latest consumed items, newest first, as (column, event type); ``choices`` the choice
-    questions' keys and each member's answers to them (none when the run has no answer groups).
+    latest consumed items, newest first, as (column, event type).
     """
 
     member_ids: list[int]
@@ -207,7 +207,6 @@ class _Chunk:
     answers: list[str | None]
     goals: list[list[str]]
     formats: list[list[str]]
-    choices: tuple[tuple[str, ...], dict[int, dict[str, str]]] | None = None
 
 
 def _best_segments(
@@ -217,21 +216,18 @@ def _best_segments(
     latest_run = latest_segmentation_run(session)
     if latest_run is None:
         return {}
-    memberships = (
-        session.connection()
-        .execute(  # after _load_chunk's flush
-            select(
-                SegmentMembership.member_id,
-                SegmentMembership.segment_id,
-                SegmentMembership.distance,
-                Segment.kind,
-                Segment.interest,
-            )
-            .join(Segment, Segment.id == SegmentMembership.segment_id)
-            .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+    connection = session.connection()  # after _load_chunk's flush
+    memberships = connection.execute(
+        select(
+            SegmentMembership.member_id,
+            SegmentMembership.segment_id,
+            SegmentMembership.distance,
+            Segment.kind,
+            Segment.interest.is_(None).label("no_interest"),
         )
-        .all()
-    )
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+    ).all()
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
     # in no defined order, and PostgreSQL's differs from SQLite's).
@@ -239,18 +235,26 @@ def _best_segments(
         memberships,
         key=lambda row: (
             row.kind != SegmentKind.CLUSTER,
-            row.interest is None,
+            bool(row.no_interest),
             row.distance if row.distance is not None else np.inf,
             row.segment_id,
         ),
         reverse=True,
     )
-    best: dict[int, tuple[int, np.ndarray | None]] = {}
+    chosen: dict[int, int] = {}
     for row in memberships:  # the best membership of each member is written last
-        interest = (
-            row.interest if row.interest is not None and row.interest.shape == (dim,) else None
-        )
-        best[row.member_id] = (row.segment_id, interest)
+        chosen[row.member_id] = row.segment_id
+    # The interests of the few segments chosen, read once each, not once per membership.
+    interests: dict[int, np.ndarray | None] = {}
+    for segment_id, interest in connection.execute(
+        select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
+    ):
+        fits = interest is not None and interest.shape == (dim,)
+        interests[segment_id] = interest if fits else None
+    best: dict[int, tuple[int, np.ndarray | None]] = {
+        member_id: (segment_id, interests.get(segment_id))
+        for member_id, segment_id in chosen.items()
+    }
     return best
 
 
@@ -289,15 +293,12 @@ def _load_chunk(
 
     excluded = np.zeros((m, n), dtype=bool)
     recent: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-    rows: list[int] = []
-    columns: list[int] = []
-    ages: list[float] = []
     consumed = connection.execute(
         select(
             ActivityEvent.member_id,
             ActivityEvent.content_key,
             ActivityEvent.type,
-            ActivityEvent.occurred_at,
+            occurred_at_column(session),
         )
         .where(
             ActivityEvent.member_id.in_(ids),
@@ -309,26 +310,34 @@ def _load_chunk(
             ActivityEvent.occurred_at <= now,
         )
         .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
-    )
-    for member_id, content_key, event_type, occurred_at in consumed:
-        column = column_of.get(content_key)
-        if column is None:
-            continue
-        row = row_of[member_id]
-        if (
-            not excluded[row, column]
-            and len(recent[row]) < HISTORY_LIMIT
-            and state.items[column].language == languages[row]
-        ):
-            recent[row].append((column, event_type))
-        excluded[row, column] = True
-        rows.append(row)
-        columns.append(column)
-        ages.append((now - occurred_at).total_seconds() / 86_400.0)
+    ).all()
+    # The events (of items in the library), newest first, as arrays.
+    found = np.array([column_of.get(row[1], -1) for row in consumed], dtype=np.int64)
+    kept = np.flatnonzero(found >= 0)
+    events = [consumed[index] for index in kept.tolist()]
+    rows = np.array([row_of[event[0]] for event in events], dtype=np.int64)
+    columns = found[kept]
+    # As ``(now - occurred_at).total_seconds() / 86_400``: the same float, from whole
+    # microseconds.
+    elapsed = microseconds([now])[0] - microseconds([event[3] for event in events])
+    ages = elapsed.astype(np.float64) / 1e6 / 86_400.0
+    excluded[rows, columns] = True
+    # Each member's latest items in their language, newest first: the first event of each
+    # member-item pair, at most HISTORY_LIMIT a member.
+    _, first = np.unique(rows * n + columns, return_index=True)
+    first.sort()
+    item_language = np.array([item.language for item in state.items], dtype=object)
+    member_language = np.array(languages, dtype=object)
+    first = first[item_language[columns[first]] == member_language[rows[first]]]
+    first = first[np.argsort(rows[first], kind="stable")]
+    owner = rows[first]
+    place = np.arange(first.size) - np.searchsorted(owner, owner, side="left")
+    for index in first[place < HISTORY_LIMIT].tolist():
+        recent[int(rows[index])].append((int(columns[index]), events[index][2]))
     # Every engagement counts, the recent ones more: repeated visits mean a stronger interest.
     history = sp.csr_matrix(
         (
-            decay(np.array(ages), weights.interest_half_life_days).astype(np.float32),
+            decay(ages, weights.interest_half_life_days).astype(np.float32),
             (rows, columns),
         ),
         shape=(m, n),
@@ -361,12 +370,6 @@ def _load_chunk(
         else:
             formats[row] = chosen
 
-    # Answers to the choice questions, read once for every state that ranks the chunk.
-    choices = (
-        (state.choice_questions, choice_answers(session, state.choice_questions, ids))
-        if state.groups is not None and state.choice_questions
-        else None
-    )
     return _Chunk(
         member_ids=ids,
         languages=languages,
@@ -379,7 +382,6 @@ def _load_chunk(
         answers=answers,
         goals=goals,
         formats=formats,
-        choices=choices,
     )
 
 
@@ -611,7 +613,7 @@ def _learned_support(
 
 
 def _member_popularity(
-    session: Session, chunk: _Chunk, state: RunState, popularity_rows: list[int]
+    chunk: _Chunk, state: RunState, popularity_rows: list[int]
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """The popularity each member is ranked with: their answer groups', else their segment's.
 
@@ -627,12 +629,7 @@ def _member_popularity(
     none = np.zeros(len(rows), dtype=bool)
     if state.groups is None or not state.choice_questions:
         return state.popularity, rows, none
-    given = (
-        chunk.choices[1]
-        if chunk.choices is not None and chunk.choices[0] == state.choice_questions
-        else choice_answers(session, state.choice_questions, chunk.member_ids)
-    )
-    codes = state.answer_codes([given.get(member_id, {}) for member_id in chunk.member_ids])
+    codes = state.answer_codes(chunk.member_ids)
     answered = np.asarray((codes >= 0).any(axis=1), dtype=bool)
     if not answered.any():
         return state.popularity, rows, none
@@ -744,9 +741,7 @@ def _rows_of(arguments: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
     return out
 
 
-def _signals(
-    session: Session, chunk: _Chunk, state: RunState, kinds: Collection[str] | None
-) -> RankingSignals:
+def _signals(chunk: _Chunk, state: RunState, kinds: Collection[str] | None) -> RankingSignals:
     """Every signal of the chunk's members, ready for the ranker."""
     # Languages as small integer codes: comparing (m, n) Python strings costs more than ranking.
     code_of: dict[str, int] = {}
@@ -765,9 +760,7 @@ def _signals(
         if state.collaborative is None
         else state.collaborative.transform(chunk.history, modelled_only=True)
     )
-    popularity, rows_of_popularity, by_group = _member_popularity(
-        session, chunk, state, popularity_rows
-    )
+    popularity, rows_of_popularity, by_group = _member_popularity(chunk, state, popularity_rows)
     return RankingSignals(
         member_ids=list(chunk.member_ids),
         item_keys=[item.key for item in state.items],
@@ -795,7 +788,7 @@ def _signals(
     )
 
 
-_RUN_STATE_FIELDS = ("interest_half_life_days", "freshness_half_life_days")
+_RUN_STATE_FIELDS = ("interest_half_life_days", "freshness_half_life_days", "decay_popularity")
 """The weights the run's shared state depends on: other weights share one state."""
 
 
@@ -830,7 +823,7 @@ def load_ranking_signals(
     weights = weights or RankingWeights()
     state = load_run_state(session, embedder, now, weights, None, choice_questions)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
-    return _signals(session, chunk, state, kinds)
+    return _signals(chunk, state, kinds)
 
 
 def recommend_for_members(
@@ -893,7 +886,7 @@ def recommend_for_members(
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
-    signals = _signals(session, chunk, state, kinds)
+    signals = _signals(chunk, state, kinds)
     newcomers = np.flatnonzero(~signals.has_history)
     if newcomer_weights is None or newcomer_weights == weights or newcomers.size == 0:
         indices, scores = signals.rank(weights, k)
@@ -913,9 +906,7 @@ def recommend_for_members(
                 session, embedder, now, newcomer_weights, run_id, choice_questions, state_dir
             )
         )
-        newcomer_signals = (
-            signals if same_state else _signals(session, chunk, newcomer_state, kinds)
-        )
+        newcomer_signals = signals if same_state else _signals(chunk, newcomer_state, kinds)
         indices[newcomers], scores[newcomers] = newcomer_signals.rank(
             newcomer_weights, k, newcomers
         )

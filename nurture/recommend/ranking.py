@@ -166,6 +166,15 @@ class RankingWeights(BaseModel):
             "the member's history and in popularity."
         ),
     )
+    decay_popularity: bool = Field(
+        default=True,
+        description=(
+            "Count each engagement in popularity (the community's, the segments', the answer "
+            "groups') at its recency weight (interest_half_life_days). Off, every engagement "
+            "counts once however old: the long-run popularity, as the popularity baseline of "
+            "nurture evaluate counts it."
+        ),
+    )
     centre_history: bool = Field(
         default=True,
         description=(
@@ -788,37 +797,78 @@ def rank_content(
     def rank_rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
         """The passes after the product and MMR for the members ``start:stop``."""
         rows = stop - start
-        block = scores[start:stop]
-        if unscored is not None and unscored_factor is not None:
-            block[:, unscored] *= unscored_factor[start:stop, None]
-        if co_rows is not None and co_indptr is not None:
-            first, last = co_indptr[start], co_indptr[stop]
-            flat = np.repeat(
-                np.arange(rows, dtype=np.int64) * n, np.diff(co_indptr[start : stop + 1])
-            )
-            np.add.at(
-                block.reshape(-1), flat + co_rows.indices[first:last], co_rows.data[first:last]
-            )
-        if learned is not None:
-            contribution = learned[start:stop] * learned_factor[start:stop, None]
-            np.maximum(contribution, np.float32(0.0), out=contribution)
-            if modelled is None:
-                block += contribution
-            elif distinct_columns:  # only the modelled columns, each once: a plain gather
-                block[:, modelled] += contribution
-            else:  # a column named twice adds twice: one flat scatter
-                flat = (np.arange(rows, dtype=np.int64)[:, None] * n + modelled[None, :]).ravel()
-                np.add.at(block.reshape(-1), flat, contribution.ravel())
-        block += table[row_of[start:stop]]
-        if format_match is not None and format_bonus:
-            # In the scores' memory order (a mask built by column comes transposed): faster.
-            block += np.ascontiguousarray(format_match[start:stop]) * format_bonus
         # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
         unwanted = np.ascontiguousarray(excluded[start:stop]) | ~np.ascontiguousarray(
             item_ok[start:stop], dtype=bool
         )
+        # Most of a row is ineligible (another language, unavailable): the passes run on the
+        # columns some member of the block may get, and on the first ``width``, where the
+        # items that fill the pool of a member with fewer eligible ones lie (the lowest
+        # indices): picks, pools and scores are those of the whole row.
+        wanted = ~unwanted.all(axis=0)
+        wanted[:width] = True
+        columns = None if wanted.all() else np.flatnonzero(wanted)
+        if columns is None:
+            block = scores[start:stop]
+        else:
+            # A C-ordered copy (the scatters below write through a flat view of it).
+            block = np.take(scores[start:stop], columns, axis=1)
+            unwanted = unwanted[:, columns]
+        size = block.shape[1]
+        position = None
+        if columns is not None:  # the block's column of each item, -1 when left out
+            position = np.full(n, -1, dtype=np.int64)
+            position[columns] = np.arange(size)
+        if unscored is not None and unscored_factor is not None:
+            block[:, unscored if columns is None else unscored[columns]] *= unscored_factor[
+                start:stop, None
+            ]
+        if co_rows is not None and co_indptr is not None:
+            first, last = co_indptr[start], co_indptr[stop]
+            targets = co_rows.indices[first:last].astype(np.int64)
+            values = co_rows.data[first:last]
+            owners = np.repeat(
+                np.arange(rows, dtype=np.int64), np.diff(co_indptr[start : stop + 1])
+            )
+            if position is not None:
+                targets = position[targets]
+                inside = targets >= 0
+                targets, values, owners = targets[inside], values[inside], owners[inside]
+            np.add.at(block.reshape(-1), owners * size + targets, values)
+        if learned is not None:
+            contribution = learned[start:stop] * learned_factor[start:stop, None]
+            np.maximum(contribution, np.float32(0.0), out=contribution)
+            if modelled is None:
+                if columns is None:
+                    block += contribution
+                else:
+                    block += contribution[:, columns]
+            else:
+                targets = modelled if position is None else position[modelled]
+                inside = targets >= 0
+                if not inside.all():
+                    targets, contribution = targets[inside], contribution[:, inside]
+                if distinct_columns:  # only the modelled columns, each once: a plain gather
+                    block[:, targets] += contribution
+                else:  # a column named twice adds twice: one flat scatter
+                    flat = (
+                        np.arange(rows, dtype=np.int64)[:, None] * size + targets[None, :]
+                    ).ravel()
+                    np.add.at(block.reshape(-1), flat, contribution.ravel())
+        member_table = table[row_of[start:stop]] if columns is None else table[:, columns]
+        block += member_table if columns is None else member_table[row_of[start:stop]]
+        if format_match is not None and format_bonus:
+            # In the scores' memory order (a mask built by column comes transposed): faster.
+            chosen = (
+                format_match[start:stop]
+                if columns is None
+                else format_match[start:stop][:, columns]
+            )
+            block += np.ascontiguousarray(chosen) * format_bonus
         block += unwanted * INELIGIBLE
         pool, kept = _best_of(block, width) if width < n else (None, block)
+        if pool is not None and columns is not None:
+            pool = columns[pool]
         return _maximal_marginal_relevance(
             pool, kept, items, k, weights.mmr_lambda, weights.duplicate_similarity
         )

@@ -49,12 +49,14 @@ GROUPS = ("with_history", "without_history")
 """The groups of members, as the file names them."""
 
 DEFAULT_WEIGHTS: dict[str, dict[str, Any]] = {
-    # RankingWeights' own defaults for both groups. Two candidates chosen on validation splits
+    # RankingWeights' own defaults for both groups. Three candidates chosen on validation splits
     # of the training data were each checked once against these on the test splits and lost:
-    # a pooled search (benchmarks/choose_defaults.py, 8 of 12 figures lost), and newcomers
-    # ranked by the community's undecayed popularity by score alone, chosen on newcomers carved
-    # like the Stack Exchange converter's (benchmarks/newcomer_defaults.py; History Meta's cold
-    # start, the cell it was meant for, lost). docs/evaluation.md, "Measured", has the figures.
+    # a pooled search (benchmarks/choose_defaults.py, 8 of 12 figures lost), and twice newcomers
+    # ranked by the community's popularity (with a ten-year half-life, then undecayed:
+    # decay_popularity off) and their answers, by score alone, chosen on newcomers carved like
+    # the Stack Exchange converter's (benchmarks/newcomer_defaults.py; History Meta's cold start,
+    # the cell they were meant for, lost both times). docs/evaluation.md, "Measured", has the
+    # figures.
     "with_history": {},
     "without_history": {},
 }

@@ -18,6 +18,7 @@ import hashlib
 import json
 import os
 import threading
+import warnings
 from collections import OrderedDict
 from collections.abc import Callable, Hashable, Sequence
 from dataclasses import dataclass
@@ -27,8 +28,9 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Select, Text, cast, func, select
+from sqlalchemy import Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
+from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.embedding import Embedder
 from nurture.recommend.collaborative import EASE
@@ -47,6 +49,7 @@ from nurture.storage.models import (
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
+    "ChoiceAnswers",
     "ItemInfo",
     "RunState",
     "build_run_state",
@@ -56,7 +59,10 @@ __all__ = [
     "item_freshness",
     "language_code",
     "latest_segmentation_run",
+    "load_choice_answers",
     "load_run_state",
+    "microseconds",
+    "occurred_at_column",
     "unit_vectors",
 ]
 
@@ -168,8 +174,9 @@ class RunState:
         collaborative: The learned collaborative model (EASE) fitted on every member's
             engagements, or none when nobody engaged with anything.
         choice_questions: Keys of the single-choice questions whose answers group members.
-        group_codes: For each choice question, the code of each answer value.
-        groups: Popularity within answer groups (recency-weighted), or none without choice
+        choice_answers: Every member's answers to them, read once per run (with ``groups``).
+        groups: Popularity within answer groups (recency-weighted unless
+            :attr:`RankingWeights.decay_popularity` is off), or none without choice
             questions or engagement.
         popularity: ``(s + 1, n)`` recency-weighted count of members who engaged with each
             item, per segment (row ``segment_rows[segment id]``); the last row is the whole
@@ -191,22 +198,18 @@ class RunState:
     centres: dict[str, np.ndarray]
     collaborative: EASE | None = None
     choice_questions: tuple[str, ...] = ()
-    group_codes: tuple[dict[str, int], ...] = ()
+    choice_answers: ChoiceAnswers | None = None
     groups: GroupPopularity | None = None
 
-    def answer_codes(self, answers: Sequence[dict[str, str]]) -> np.ndarray:
+    def answer_codes(self, member_ids: Sequence[int]) -> np.ndarray:
         """``(m, q)`` each member's answer code to each choice question, ``-1`` when unanswered.
 
         Args:
-            answers: Each member's ``{question key: answer value}``.
+            member_ids: The members.
         """
-        out = np.full((len(answers), len(self.choice_questions)), -1, dtype=np.int64)
-        for row, given in enumerate(answers):
-            for position, key in enumerate(self.choice_questions):
-                value = given.get(key)
-                if value is not None:
-                    out[row, position] = self.group_codes[position].get(value, -1)
-        return out
+        if self.choice_answers is None:
+            return np.full((len(member_ids), len(self.choice_questions)), -1, dtype=np.int64)
+        return self.choice_answers.of(member_ids)
 
     @cached_property
     def reason_vectors(self) -> np.ndarray:
@@ -220,7 +223,7 @@ class RunState:
         centres = np.stack([self.centres.get(item.language, zero) for item in self.items])
         return unit_vectors(self.vectors - centres)
 
-    @property
+    @cached_property
     def column_of(self) -> dict[str, int]:
         """Column of each item key."""
         return {item.key: column for column, item in enumerate(self.items)}
@@ -254,13 +257,51 @@ def _microseconds(moment: dt.datetime) -> int:
     return (moment - _EPOCH) // _MICROSECOND
 
 
-def _engagement_query(now: dt.datetime) -> Select[Any]:
-    return select(
-        ActivityEvent.member_id, ActivityEvent.content_key, ActivityEvent.occurred_at
-    ).where(
+def _engagement_query(
+    now: dt.datetime, occurred_at: Any = ActivityEvent.occurred_at
+) -> Select[Any]:
+    return select(ActivityEvent.member_id, ActivityEvent.content_key, occurred_at).where(
         ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
         ActivityEvent.content_key.is_not(None),
         ActivityEvent.occurred_at <= now,
+    )
+
+
+def occurred_at_column(session: Session) -> ColumnElement[Any]:
+    """``ActivityEvent.occurred_at`` as a bulk read takes it fastest (see :func:`microseconds`).
+
+    On SQLite, the stored text, which numpy reads at once (making a datetime of each row is
+    most of such a read's time); elsewhere, the datetime.
+    """
+    if session.get_bind().dialect.name == "sqlite":
+        return type_coerce(ActivityEvent.occurred_at, String)
+    return ActivityEvent.occurred_at.expression
+
+
+def microseconds(moments: Sequence[dt.datetime | str]) -> np.ndarray:
+    """Times read through :func:`occurred_at_column`, as whole microseconds since 1970 (UTC).
+
+    Args:
+        moments: Timezone-aware datetimes, or SQLite's stored UTC text of them.
+
+    Returns:
+        An ``(len(moments),)`` int64 array.
+    """
+    if moments and all(isinstance(moment, str) for moment in moments):
+        try:
+            with warnings.catch_warnings():
+                warnings.simplefilter("error")  # text with an offset: read one by one below
+                parsed = np.array(moments, dtype="datetime64[us]")
+            return parsed.astype(np.int64)
+        except (ValueError, Warning):
+            pass
+    return np.fromiter(
+        (
+            _microseconds(dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+            for moment in moments
+        ),
+        dtype=np.int64,
+        count=len(moments),
     )
 
 
@@ -275,7 +316,9 @@ def _engagements(
     members: list[np.ndarray] = []
     columns: list[np.ndarray] = []
     times: list[np.ndarray] = []
-    query = _engagement_query(now).execution_options(yield_per=_STREAM_ROWS)
+    query = _engagement_query(now, occurred_at_column(session)).execution_options(
+        yield_per=_STREAM_ROWS
+    )
     for batch in session.execute(query).partitions():
         kept = [(m, column_of[k], t) for m, k, t in batch if k in column_of]
         if not kept:
@@ -283,11 +326,7 @@ def _engagements(
         member_ids, item_columns, moments = zip(*kept, strict=True)
         members.append(np.fromiter(member_ids, dtype=np.int64, count=len(kept)))
         columns.append(np.fromiter(item_columns, dtype=np.int64, count=len(kept)))
-        times.append(
-            np.fromiter(
-                (_microseconds(moment) for moment in moments), dtype=np.int64, count=len(kept)
-            )
-        )
+        times.append(microseconds(moments))
     if not members:
         empty = np.zeros(0, dtype=np.int64)
         return empty, empty, empty
@@ -402,31 +441,119 @@ def choice_answers(
     return out
 
 
+@dataclass(frozen=True)
+class ChoiceAnswers:
+    """Each member's latest answer to each single-choice question, as small integer codes.
+
+    Compact where a ``{member id: {question key: value}}`` dict is not: a million members
+    take a few bytes each, not a dict each.
+
+    Attributes:
+        questions: The question keys, one column of ``codes`` each.
+        member_ids: ``(N,)`` ascending ids of the members who answered one of them at least.
+        codes: ``(N, q)`` the code of each member's answer to each question, ``-1`` when
+            unanswered.
+        values: For each question, the code of each answer value, numbered in the order of
+            the members' first answers (then of the questions).
+    """
+
+    questions: tuple[str, ...]
+    member_ids: np.ndarray
+    codes: np.ndarray
+    values: tuple[dict[str, int], ...]
+
+    def of(self, member_ids: Sequence[int] | np.ndarray) -> np.ndarray:
+        """``(m, q)`` the codes of ``member_ids``' answers (``-1`` when unanswered)."""
+        ids = np.asarray(member_ids, dtype=np.int64).reshape(-1)
+        out = np.full((ids.size, len(self.questions)), -1, dtype=np.int64)
+        if not self.member_ids.size or not ids.size:
+            return out
+        at = np.searchsorted(self.member_ids, ids).clip(max=self.member_ids.size - 1)
+        found = self.member_ids[at] == ids
+        out[found] = self.codes[at[found]]
+        return out
+
+
+def load_choice_answers(session: Session, questions: Sequence[str]) -> ChoiceAnswers:
+    """Every member's latest answer to each of the single-choice ``questions``, compact.
+
+    The same answers as :func:`choice_answers` (a non-empty text each), as codes.
+
+    Args:
+        session: The database session.
+        questions: Keys of single-choice questions.
+
+    Returns:
+        The answers.
+    """
+    questions = tuple(questions)
+    position_of = {key: position for position, key in enumerate(questions)}
+    query = select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
+        Answer.question_key.in_(list(questions))
+    )
+    session.flush()
+    # Each valid answer as (member, question, code of its value in the order first seen):
+    # the codes are renumbered below as the answers' dicts would number them.
+    seen: list[dict[str, int]] = [{} for _ in questions]
+    decoded: dict[str | None, Any] = {None: None}
+    members: list[int] = []
+    positions: list[int] = []
+    first_codes: list[int] = []
+    rows = session.connection().execute(
+        query.order_by(Answer.answered_at, Answer.id).execution_options(yield_per=_STREAM_ROWS)
+    )
+    for member_id, key, text in rows:
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
+        if isinstance(value, str) and value:
+            position = position_of[key]
+            members.append(member_id)
+            positions.append(position)
+            first_codes.append(seen[position].setdefault(value, len(seen[position])))
+    q = len(questions)
+    member_array = np.array(members, dtype=np.int64)
+    position_array = np.array(positions, dtype=np.int64)
+    code_array = np.array(first_codes, dtype=np.int64)
+    member_ids, first_answer, row_of = np.unique(
+        member_array, return_index=True, return_inverse=True
+    )
+    cells = row_of.ravel() * q + position_array
+    # The latest answer of each member to each question: the last of its cell, in answer order.
+    _, last_from_end = np.unique(cells[::-1], return_index=True)
+    latest = cells.size - 1 - last_from_end
+    codes = np.full((member_ids.size, q), -1, dtype=np.int64)
+    codes.reshape(-1)[cells[latest]] = code_array[latest]
+    # Values numbered as a walk over the members (in the order of their first answer), then
+    # the questions, meets them.
+    walk = codes[np.argsort(first_answer, kind="stable")]
+    values: list[dict[str, int]] = []
+    for position in range(q):
+        column = walk[:, position]
+        column = column[column >= 0]
+        met, first = np.unique(column, return_index=True)
+        order = met[np.argsort(first, kind="stable")]
+        renumber = np.full(len(seen[position]) + 1, -1, dtype=np.int64)
+        renumber[order] = np.arange(order.size)
+        codes[:, position] = renumber[codes[:, position]]  # -1 reads the last entry: -1
+        value_of = {code: value for value, code in seen[position].items()}
+        values.append({value_of[int(code)]: index for index, code in enumerate(order)})
+    narrow = np.int16 if all(len(found) < 2**15 for found in values) else np.int32
+    return ChoiceAnswers(questions, member_ids, codes.astype(narrow), tuple(values))
+
+
 def _fit_groups(
-    answers: dict[int, dict[str, str]],
-    questions: tuple[str, ...],
+    answers: ChoiceAnswers,
     members: np.ndarray,
     columns: np.ndarray,
     recency: np.ndarray,
     n_items: int,
-) -> tuple[tuple[dict[str, int], ...], GroupPopularity | None]:
-    """Answer codes and popularity within answer groups, from recency-weighted engagements."""
-    if not questions or members.size == 0 or n_items == 0:
-        return tuple({} for _ in questions), None
-    codes: tuple[dict[str, int], ...] = tuple({} for _ in questions)
-    for given in answers.values():
-        for position, key in enumerate(questions):
-            if key in given:
-                codes[position].setdefault(given[key], len(codes[position]))
+) -> GroupPopularity | None:
+    """Popularity within answer groups, from recency-weighted engagements."""
+    if not answers.questions or members.size == 0 or n_items == 0:
+        return None
     unique, rows = np.unique(members, return_inverse=True)
-    groups = np.full((len(unique), len(questions)), -1, dtype=np.int64)
-    for row, member_id in enumerate(unique.tolist()):
-        given = answers.get(int(member_id), {})
-        for position, key in enumerate(questions):
-            if key in given:
-                groups[row, position] = codes[position][given[key]]
-    model = GroupPopularity().fit(groups, rows.ravel(), columns, recency, n_items)
-    return codes, model
+    return GroupPopularity().fit(answers.of(unique), rows.ravel(), columns, recency, n_items)
 
 
 @dataclass(frozen=True)
@@ -623,7 +750,7 @@ def _learn(session: Session, embedder: Embedder, now: dt.datetime) -> _Learned:
 
 
 _learned: OrderedDict[Hashable, _Learned] = OrderedDict()
-_answers: OrderedDict[Hashable, dict[int, dict[str, str]]] = OrderedDict()
+_answers: OrderedDict[Hashable, ChoiceAnswers] = OrderedDict()
 _learned_lock = threading.Lock()
 
 
@@ -664,7 +791,7 @@ def build_run_state(
         embedder: The embedding model (items lacking an embedding are embedded, through the
             cache; the caller commits).
         now: The time the run ranks for: later activity is ignored.
-        weights: The ranking weights (half-lives).
+        weights: The ranking weights (half-lives, whether popularity decays).
         choice_questions: Keys of the single-choice questions whose answers group members.
         state_dir: A folder where what is learned from the library and the engagements is
             also stored (one ``.npz`` file per fingerprint, the last two kept), for the runs of
@@ -690,15 +817,21 @@ def build_run_state(
     )
     items, vectors = learned.items, learned.vectors
     members, columns = learned.members, learned.columns
-    recency = _recency(learned.times, now, weights.interest_half_life_days)
+    recency = (
+        _recency(learned.times, now, weights.interest_half_life_days)
+        if weights.decay_popularity
+        else np.ones(learned.times.shape, dtype=np.float64)
+    )
     popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
     questions = tuple(choice_questions)
-    group_codes: tuple[dict[str, int], ...] = tuple({} for _ in questions)
+    answers: ChoiceAnswers | None = None
     groups = None
     if questions and members.size and items:
         answers_key = (database, questions, _answers_fingerprint(session, questions))
-        answers = _remembered(_answers, answers_key, lambda: choice_answers(session, questions))
-        group_codes, groups = _fit_groups(answers, questions, members, columns, recency, len(items))
+        answers = _remembered(
+            _answers, answers_key, lambda: load_choice_answers(session, questions)
+        )
+        groups = _fit_groups(answers, members, columns, recency, len(items))
     available = item_available(items, now)
     languages = np.array([item.language for item in items], dtype=object)
     centres: dict[str, np.ndarray] = {}
@@ -718,7 +851,7 @@ def build_run_state(
         centres=centres,
         collaborative=learned.collaborative,
         choice_questions=questions,
-        group_codes=group_codes,
+        choice_answers=answers,
         groups=groups,
     )
 

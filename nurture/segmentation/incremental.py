@@ -16,10 +16,10 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 
 import numpy as np
-from sqlalchemy import delete, func, insert, or_, select
+from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -49,15 +49,45 @@ def _latest_cluster_run(session: Session) -> SegmentationRun | None:
     return None
 
 
-def _unsettled_members(
-    session: Session, segment_ids: Sequence[int], placed: np.ndarray
-) -> set[int]:
+def _cluster_rows(run_id: int) -> Select[tuple[int]]:
+    """The member ids of the run's cluster memberships (a member may repeat)."""
+    return (
+        select(SegmentMembership.member_id)
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER)
+    )
+
+
+def _placements(run_id: int, member_ids: Sequence[int] | None = None) -> Select[tuple[int, int]]:
+    """Each profiled member's placement by the run: ``(member id, segment id)`` of their last row.
+
+    A member's last cluster membership of the run (the largest row id) is where the run put
+    them; members without a profile are left out. Only ``member_ids`` when given.
+    """
+    last = (
+        select(func.max(SegmentMembership.id))
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER)
+        .group_by(SegmentMembership.member_id)
+    )
+    query = select(SegmentMembership.member_id, SegmentMembership.segment_id)
+    if member_ids is not None:
+        last = last.where(SegmentMembership.member_id.in_(member_ids))
+        query = query.where(SegmentMembership.member_id.in_(member_ids))
+    return query.where(
+        SegmentMembership.id.in_(last),
+        SegmentMembership.member_id.in_(select(MemberProfile.member_id)),
+    )
+
+
+def _unsettled_members(session: Session, run_id: int, segment_ids: Sequence[int]) -> set[int]:
     """Members whose effective cluster segment may not follow their unchanged placement.
 
     Those waiting to move (a pending assignment: time may settle it), those with an assignment
-    to a segment other than the run's active ones, and those placed (``placed``: sorted ids)
-    without an effective assignment. Every other unchanged member's effective segment is
-    already the one the run placed them in (an earlier update left it so), and stays.
+    to a segment other than the run's active ones, and those the run placed (profiled) without
+    an effective assignment. Every other unchanged member's effective segment is already the
+    one the run placed them in (an earlier update left it so), and stays. The database finds
+    them: nobody else's rows are read.
     """
     clusters = (
         select(SegmentAssignment.member_id)
@@ -74,31 +104,10 @@ def _unsettled_members(
             )
         )
     )
-    effective = _ids(
-        session.scalars(clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE))
-    )
-    unsettled.update(placed[~np.isin(placed, effective)].tolist())
+    placed = _placements(run_id).subquery()
+    effective = clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE)
+    unsettled.update(session.scalars(select(placed.c.member_id).except_(effective)))
     return unsettled
-
-
-def _ids(values: Iterable[int]) -> np.ndarray:
-    """Member ids as a sorted array of distinct int64 (a few bytes each, not a Python set)."""
-    return np.unique(np.fromiter(values, dtype=np.int64))
-
-
-def _last_of_each(pairs: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Each member once, with its last row's segment, of rows sorted by member.
-
-    Args:
-        pairs: ``(n, 2)`` rows of ``(member id, segment id)``, sorted by member id.
-
-    Returns:
-        ``(member ids, segment ids)``.
-    """
-    if not len(pairs):
-        return pairs[:, 0], pairs[:, 1]
-    last = np.append(pairs[1:, 0] != pairs[:-1, 0], True)
-    return pairs[last, 0], pairs[last, 1]
 
 
 def assign_changed_members(
@@ -151,22 +160,15 @@ def assign_changed_members(
     )
     if not segments or any(segment.centroid is None for segment in segments):
         return None
-    pairs = session.execute(
-        select(SegmentMembership.member_id, SegmentMembership.segment_id)
-        .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == run.id, Segment.kind == SegmentKind.CLUSTER)
-        .order_by(SegmentMembership.member_id, SegmentMembership.id)
-        .execution_options(yield_per=_CHUNK)
-    ).tuples()
-    placed = np.fromiter((value for pair in pairs for value in pair), dtype=np.int64)
-    placed_ids, placed_segments = _last_of_each(placed.reshape(-1, 2))
-    profiled = _ids(session.scalars(select(MemberProfile.member_id)))
     changed = set(
         session.scalars(
             select(MemberProfile.member_id).where(MemberProfile.computed_at > run.created_at)
         )
     )
-    changed.update(profiled[~np.isin(profiled, placed_ids)].tolist())
+    # Profiled members the run never placed (a profile built since, or before a move). EXCEPT,
+    # not NOT IN: PostgreSQL would scan the subquery's rows for each profile if they do not fit
+    # its hash table's memory.
+    changed.update(session.scalars(select(MemberProfile.member_id).except_(_cluster_rows(run.id))))
     if len(changed) > max_share * total:
         return None
     offset = np.asarray(params["scaling"]["offset"], dtype=np.float32)
@@ -216,37 +218,31 @@ def assign_changed_members(
         )
     for batch in chunked(rows, _CHUNK):
         session.execute(insert(SegmentMembership), batch)
-    # Everyone's placement now: the run's, but the changed members' new one; profiled only.
-    kept = np.isin(placed_ids, profiled) & ~np.isin(placed_ids, list(moved_to))
-    placed_ids = np.concatenate([placed_ids[kept], np.fromiter(moved_to, dtype=np.int64)])
-    placed_segments = np.concatenate(
-        [placed_segments[kept], np.fromiter(moved_to.values(), dtype=np.int64)]
+    session.flush()
+    # Everyone's placement now (the run's, but the changed members' new one; profiled only),
+    # counted by the database.
+    placed = _placements(run.id).subquery()
+    counts = dict(
+        session.execute(select(placed.c.segment_id, func.count()).group_by(placed.c.segment_id))
+        .tuples()
+        .all()
     )
-    order = np.argsort(placed_ids, kind="stable")
-    placed_ids, placed_segments = placed_ids[order], placed_segments[order]
-    segment_of, counts = np.unique(placed_segments, return_counts=True)
-    sizes = dict(zip(segment_of.tolist(), counts.tolist(), strict=True))
     for segment in segments:
-        segment.size = sizes.get(segment.id, 0)
-    concerned = np.array(
-        sorted(changed | _unsettled_members(session, segment_ids, placed_ids)), dtype=np.int64
-    )
-    rows_of = np.searchsorted(placed_ids, concerned)
-    inside = rows_of < len(placed_ids)
-    inside[inside] = placed_ids[rows_of[inside]] == concerned[inside]
+        segment.size = counts.get(segment.id, 0)
+    concerned = sorted(changed | _unsettled_members(session, run.id, segment_ids))
+    segment_of = {
+        member_id: moved_to[member_id] for member_id in concerned if member_id in moved_to
+    }
+    settled = [member_id for member_id in concerned if member_id not in moved_to]
+    for chunk in chunked(settled, _CHUNK):
+        segment_of.update(session.execute(_placements(run.id, chunk)).tuples().all())
     changes = update_cluster_assignments(
         session,
-        dict(
-            zip(
-                concerned[inside].tolist(),
-                placed_segments[rows_of[inside]].tolist(),
-                strict=True,
-            )
-        ),
+        dict(sorted(segment_of.items())),
         now,
         move_after=move_after,
         active_segments=set(segment_ids),
-        member_ids=concerned.tolist(),
+        member_ids=concerned,
     )
     session.flush()
     summary = SegmentationSummary(
@@ -255,7 +251,7 @@ def assign_changed_members(
         quality=run.quality,
         sizes={segment.key: segment.size for segment in segments},
         labels={segment.key: segment.label for segment in segments},
-        n_members=len(placed_ids),
+        n_members=sum(counts.values()),
         algorithm="assigned",
         moved=changes.moved,
         pending=changes.pending,

@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import datetime as dt
 import re
+from array import array
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from pydantic import (
     BaseModel,
     ConfigDict,
@@ -46,6 +48,7 @@ from nurture.profiling.profiles import load_activity_summaries
 from nurture.segmentation.assignments import (
     AssignmentChanges,
     effective_segments,
+    refresh_statistics,
     update_rule_assignments,
 )
 from nurture.storage.models import (
@@ -222,13 +225,14 @@ class RuleOutcome:
     """Who a rule holds for, and what went wrong evaluating it.
 
     Attributes:
-        members: Ids of the members the rule holds for.
+        members: Ids of the members the rule holds for (an array of 64-bit integers: eight
+            bytes a member in a large community, not a Python integer each).
         errors: Members for whom evaluating the rule failed (other than reading something the
             member lacks, which simply does not hold).
         first_error: The first such error, to show.
     """
 
-    members: list[int] = field(default_factory=list)
+    members: array[int] = field(default_factory=lambda: array("q"))
     errors: int = 0
     first_error: str | None = None
 
@@ -423,7 +427,7 @@ class PlannedRuleSegment:
         stored_id: The id of the stored segment with this key; ``None`` for a new one.
         label: Its label (the rule's English label).
         description: Its description.
-        members: The members the rule holds for.
+        members: The members the rule holds for (as :class:`RuleOutcome`'s).
         card: Its card; the run id is added when written.
     """
 
@@ -431,7 +435,7 @@ class PlannedRuleSegment:
     stored_id: int | None
     label: str
     description: str
-    members: list[int]
+    members: Sequence[int]
     card: dict[str, Any]
 
 
@@ -726,7 +730,7 @@ def _evaluate_changed(
                 SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment.id
             )
         )
-        outcomes[rule.key] = RuleOutcome(members=[m for m in kept if m not in members])
+        outcomes[rule.key] = RuleOutcome(members=array("q", (m for m in kept if m not in members)))
     members_to_read = sorted(set().union(*(members for _, members in redo.values())))
     for chunk in chunked(members_to_read, _CHUNK):
         contexts = member_rule_contexts(session, chunk, now)
@@ -739,7 +743,7 @@ def _evaluate_changed(
             total.errors += outcome.errors
             total.first_error = total.first_error or outcome.first_error
     for outcome in outcomes.values():
-        outcome.members.sort()
+        outcome.members = array("q", np.sort(np.asarray(outcome.members, dtype=np.int64)).tobytes())
     return outcomes, everyone
 
 
@@ -871,6 +875,7 @@ def evaluate_rule_segments(
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
     plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
     run_id, changes = _write_rule_segments(session, plan, now, run_id, stamp)
+    refresh_statistics(session, (SegmentMembership, SegmentAssignment))
     return RuleSegmentationSummary(
         run_id=run_id,
         sizes={segment.key: len(segment.members) for segment in plan.segments},

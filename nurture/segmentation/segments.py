@@ -42,6 +42,7 @@ from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
 from nurture.segmentation.assignments import (
     AssignmentChanges,
+    refresh_statistics,
     update_cluster_assignments_in_chunks,
 )
 from nurture.segmentation.identity import match_by_shared, match_segments
@@ -57,6 +58,7 @@ from nurture.storage.models import (
     Member,
     MemberProfile,
     Segment,
+    SegmentAssignment,
     SegmentationRun,
     SegmentKind,
     SegmentMembership,
@@ -1056,6 +1058,8 @@ def _write_segmentation(
         active_segments=set(segment_ids.values()),
     )
     session.flush()
+    # The rule segments then read the effective segments a chunk at a time.
+    refresh_statistics(session, (SegmentMembership, SegmentAssignment))
     return run.id, changes
 
 

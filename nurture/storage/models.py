@@ -204,7 +204,10 @@ class Answer(Base):
     """A member's answer to one questionnaire question (a string, a list of strings or a number)."""
 
     __tablename__ = "answers"
-    __table_args__ = (UniqueConstraint("member_id", "question_key"),)
+    __table_args__ = (
+        UniqueConstraint("member_id", "question_key"),
+        Index("ix_answers_answered_at", "answered_at"),  # answers edited since a nightly
+    )
 
     id: Mapped[intpk]
     member_id: Mapped[member_fk]
@@ -223,11 +226,15 @@ class ActivityEvent(Base):
     """
 
     __tablename__ = "activity_events"
-    __table_args__ = (Index("ix_activity_member_time", "member_id", "occurred_at"),)
+    __table_args__ = (
+        Index("ix_activity_member_time", "member_id", "occurred_at"),
+        # Events of some types within a time range (activity windows a rule reads).
+        Index("ix_activity_type_time", "type", "occurred_at"),
+    )
 
     id: Mapped[intpk]
     member_id: Mapped[member_fk]
-    type: Mapped[str] = mapped_column(String(50), index=True)
+    type: Mapped[str] = mapped_column(String(50))
     occurred_at: Mapped[dt.datetime]
     content_key: Mapped[str | None] = mapped_column(String(200), index=True)
     properties: Mapped[dict[str, Any]] = mapped_column(default=dict)
@@ -296,6 +303,12 @@ class MemberProfile(Base):
     """A member's computed profile: features for segmentation, interests for matching."""
 
     __tablename__ = "member_profiles"
+    # A warm nightly asks which profiles changed: the indexes answer without reading the rows,
+    # whose vectors are most of the table.
+    __table_args__ = (
+        Index("ix_member_profiles_computed_at", "computed_at"),
+        Index("ix_member_profiles_layout", "feature_names_hash"),
+    )
 
     member_id: Mapped[int] = mapped_column(
         ForeignKey("members.id", ondelete="CASCADE"), primary_key=True

@@ -31,16 +31,18 @@ def test_every_stage_runs_and_the_warm_nightly_redoes_the_changed_members(
         "profile",
         "segment",
         "match",
+        "best hours",
         "journeys",
         "deliver (outbox)",
     ]
-    assert all(figure.floor is not None for figure in result.figures)
+    assert all(f.floor is not None for f in result.figures if f.name != "best hours")
     assert all(figure.stage.peak_bytes > 0 for figure in result.figures)
     warm = {figure.name: figure for figure in result.warm}
     assert result.changed_members == 2
     assert warm["profile"].rows == result.changed_members
     assert warm["segment"].note.startswith("assigned")
     assert warm["match"].rows >= result.changed_members
+    assert warm["best hours"].rows == 200
     report = "\n".join(render_scale_section(result))
     assert "Warm nightly" in report and "Peak RSS" in report
 
@@ -62,6 +64,15 @@ def test_delivery_goes_through_sendgrid_to_the_mock_then_the_same_messages_to_th
     assert sendgrid.floor is not None and sendgrid.floor.seconds > 0
     assert "scaled to the" in sendgrid.floor_label
     assert len(list((tmp_path / "data" / "outbox").rglob("*.eml"))) == outbox.rows
+
+
+def test_delivery_may_be_capped_and_the_report_says_so(tmp_path: Path) -> None:
+    result = run_scale_benchmark(tmp_path, members=300, items=60, warm=False, deliver_at_most=1)
+    outbox = next(figure for figure in result.figures if figure.name == "deliver (outbox)")
+    assert result.due_emails > 1
+    assert outbox.rows == 1
+    assert len(list((tmp_path / "data" / "outbox").rglob("*.eml"))) == 1
+    assert "Delivery capped" in "\n".join(render_scale_section(result))
 
 
 def test_the_command_runs_each_database_and_writes_the_headline_table(tmp_path: Path) -> None:

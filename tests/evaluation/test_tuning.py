@@ -10,6 +10,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import scipy.sparse as sp
 from sqlalchemy import delete
 from typer.testing import CliRunner
 
@@ -27,7 +28,12 @@ from nurture.evaluation import (
 )
 from nurture.evaluation.workspace import WorkspaceInteraction, load_interactions
 from nurture.orchestration import run_cycle
-from nurture.recommend import RankingWeights, load_ranking_file
+from nurture.recommend import (
+    RankingWeights,
+    learn_co_engagement,
+    load_ranking_file,
+    rank_content,
+)
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.storage import ActivityEvent
@@ -186,6 +192,80 @@ def test_proposals_stay_in_their_ranges() -> None:
                     assert bounds[0] <= value <= bounds[1], (group, name, value)
                 else:
                     assert value in bounds, (group, name, value)
+
+
+def test_the_search_tries_ranking_unscored_items_by_content_for_members_with_a_history() -> None:
+    space = SEARCH_SPACES["with_history"]
+    assert set(space["unscored_items_by_content"]) == {True, False}
+    start = RankingWeights()
+    assert start.unscored_items_by_content
+
+    def score(weights: RankingWeights) -> float:
+        return 0.0 if weights.unscored_items_by_content else 1.0
+
+    found = search_weights(score, start, space, trials=30, seed=1)
+    assert found.best.unscored_items_by_content is False
+    assert found.best_score == 1.0
+
+
+@pytest.mark.parametrize("group", ["with_history", "without_history"])
+def test_the_search_tries_undecayed_popularity_for_both_groups(group: str) -> None:
+    space = SEARCH_SPACES[group]
+    assert set(space["decay_popularity"]) == {True, False}
+    start = RankingWeights()
+    assert start.decay_popularity
+
+    def score(weights: RankingWeights) -> float:
+        return 0.0 if weights.decay_popularity else 1.0
+
+    found = search_weights(score, start, space, trials=30, seed=1)
+    assert found.best.decay_popularity is False
+    assert found.best_score == 1.0
+
+
+def _rank_with_and_without_content_for_unscored(
+    history: sp.csr_matrix,
+) -> tuple[tuple[np.ndarray, np.ndarray], tuple[np.ndarray, np.ndarray]]:
+    rng = np.random.default_rng(3)
+    m, n, d = history.shape[0], history.shape[1], 8
+    items = rng.normal(size=(n, d))
+    items /= np.linalg.norm(items, axis=1, keepdims=True)
+    members, columns = np.nonzero(rng.random((60, n)) < 0.2)
+    keep = columns < n - 6  # the last 6 items: nobody engaged with them
+    co = learn_co_engagement(members[keep], columns[keep], n, neighbours=8)
+    interest = rng.normal(size=(m, d))
+    interest /= np.linalg.norm(interest, axis=1, keepdims=True)
+
+    def rank(by_content: bool) -> tuple[np.ndarray, np.ndarray]:
+        return rank_content(
+            interest,
+            np.zeros((m, d)),
+            np.asarray(history.toarray() > 0),
+            items.astype(np.float32),
+            np.ones((m, n), dtype=bool),
+            np.zeros(n),
+            RankingWeights(unscored_items_by_content=by_content),
+            5,
+            np.ones(n),
+            history=history,
+            co_engagement=co,
+        )
+
+    return rank(True), rank(False)
+
+
+def test_unscored_items_by_content_cannot_change_a_newcomers_list() -> None:
+    # Why the newcomers' search leaves it out: the weight it moves is a newcomer's only once
+    # they have co-engagement or the learned model, which needs a history.
+    assert "unscored_items_by_content" not in SEARCH_SPACES["without_history"]
+    newcomers = sp.csr_matrix((8, 30))
+    (on, on_scores), (off, off_scores) = _rank_with_and_without_content_for_unscored(newcomers)
+    assert on.tolist() == off.tolist()
+    assert np.allclose(on_scores, off_scores, equal_nan=True)
+    # The same members with a history: the setting does change their lists.
+    regulars = sp.csr_matrix(np.eye(8, 30) + np.eye(8, 30, k=3))
+    (on, _), (off, _) = _rank_with_and_without_content_for_unscored(regulars)
+    assert on.tolist() != off.tolist()
 
 
 def _example_without_test(tmp_path: Path, test: bytes | None) -> Path:

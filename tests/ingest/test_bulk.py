@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, text
 
 from nurture.ingest import activity, import_activity, import_members
-from nurture.ingest.bulk import write_rows
+from nurture.ingest.bulk import write_columns, write_rows
 from nurture.storage.models import ActivityEvent, Answer, Member
 from tests.ingest.ingest_helpers import write
 
@@ -85,6 +85,37 @@ def test_conflicts_are_skipped_or_merged_by_the_database(session, member_id):
     answers = {a.question_key: a for a in session.scalars(select(Answer))}
     assert answers["role"].value == "marketer" and answers["role"].answered_at == MOMENTS[0]
     assert answers["goals"].value == ["a"]
+
+
+def test_a_batch_partly_stored_adds_only_its_new_rows_and_keeps_the_transactions_rows(
+    session, member_id
+):
+    # On PostgreSQL the first batch is copied straight into the table; the second conflicts,
+    # so its copy is rolled back to its savepoint (the first batch stays) and goes through
+    # the staging table, as does the third, from a session that already met a conflict.
+    columns = ("member_id", "type", "occurred_at", "content_key", "properties", "idempotency_key")
+
+    def event(key: str) -> tuple[object, ...]:
+        return (member_id, "post", MOMENTS[0], None, {}, key)
+
+    table = ActivityEvent.__table__
+    conflict = ("idempotency_key",)
+    assert write_rows(session, table, columns, [event("a"), event("b")], conflict=conflict) == 2
+    assert write_rows(session, table, columns, [event("b"), event("c")], conflict=conflict) == 1
+    assert (
+        write_columns(
+            session,
+            table,
+            columns,
+            [[member_id], ["post"], [MOMENTS[1]], [None], [{}], ["d"]],
+            conflict=conflict,
+        )
+        == 1
+    )
+    session.commit()
+
+    keys = session.scalars(select(ActivityEvent.idempotency_key).order_by(ActivityEvent.id))
+    assert keys.all() == ["a", "b", "c", "d"]
 
 
 def test_a_row_the_database_refuses_refuses_only_its_record(session, tmp_path, monkeypatch):

@@ -12,13 +12,21 @@ from nurture.journeys.best_hour import (
     DEFAULT_HOUR,
     BestHours,
     BestHoursSummary,
+    HourPriors,
     best_hour_of,
     hour_profile,
     next_local_hour,
     store_best_hours,
 )
 from nurture.journeys.policy import QuietHours, SendingRules
-from nurture.storage.models import WaitReason
+from nurture.journeys.triggers import local_zone
+from nurture.storage.models import (
+    AssignmentState,
+    Segment,
+    SegmentAssignment,
+    SegmentKind,
+    WaitReason,
+)
 from tests.journeys.engine_helpers import (
     add_event,
     add_member,
@@ -152,3 +160,53 @@ def test_the_nightly_run_stores_each_members_best_hour(session: Session) -> None
     advance_journeys(session, [definition], NOW, no_content, member_ids=[bob.id])
     (enrollment,) = enrollments(session)
     assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
+
+
+def test_best_hours_read_a_page_at_a_time_match_the_whole_community_read_at_once(
+    session: Session,
+) -> None:
+    evening = Segment(key="seg-1", label="Evenings", kind=SegmentKind.CLUSTER)
+    morning = Segment(key="seg-2", label="Mornings", kind=SegmentKind.CLUSTER)
+    session.add_all([evening, morning])
+    session.flush()
+    joined = NOW - dt.timedelta(days=30)
+    zones = [PARIS, None, "America/New_York", PARIS, None, "Asia/Tokyo", None]
+    people = [
+        add_member(session, f"m{n}@example.org", joined, time_zone=zone)
+        for n, zone in enumerate(zones)
+    ]
+    opens = {0: (18, 1), 1: (19, 6), 2: (7, 4), 3: (8, 9), 5: (12, 2)}  # index: (UTC hour, days)
+    for index, (hour, days) in opens.items():
+        for day in range(days):
+            at = dt.datetime(2026, 10, 1 + day, hour, 15, tzinfo=dt.UTC)
+            add_event(session, people[index], "email_open", at)
+    segment_of = {0: evening, 1: evening, 2: morning, 3: morning, 4: morning}
+    for index, segment in segment_of.items():
+        session.add(
+            SegmentAssignment(
+                member_id=people[index].id,
+                segment_id=segment.id,
+                state=AssignmentState.EFFECTIVE,
+                since=NOW,
+            )
+        )
+    session.flush()
+    counts: dict[int, list[int]] = {}
+    for index, (hour, days) in opens.items():
+        local = dt.datetime(2026, 10, 1, hour, 15, tzinfo=dt.UTC).astimezone(
+            local_zone(zones[index])
+        )
+        counts[people[index].id] = _counts(**{f"h{local.hour}": days})
+    whole = BestHours(counts, {people[i].id: s.id for i, s in segment_of.items()})
+
+    summary = store_best_hours(session, NOW, chunk_size=2)  # pages of two members
+
+    assert summary == BestHoursSummary(members=len(people), from_own_events=len(opens))
+    for member in people:
+        session.refresh(member)
+        assert member.best_hour == whole.best_hour(member.id)
+    some = [people[1].id, people[4].id, people[6].id]
+    assert HourPriors.load(session, NOW, page_size=3) == whole.priors
+    loaded = BestHours.load(session, NOW, some)
+    assert [loaded.best_hour(m) for m in some] == [whole.best_hour(m) for m in some]
+    assert set(loaded.member_counts) == {people[1].id}  # only the members asked for are read

@@ -169,6 +169,46 @@ def test_a_condition_holds_as_condition_true_once_per_distinct_value() -> None:
     assert len(errors) == 4  # "lifecycle > 3" fails for each member (a text, or none)
 
 
+def test_a_condition_reading_member_fields_shares_one_evaluation_per_value_of_those_fields(
+    monkeypatch,
+) -> None:
+    import nurture.journeys.facts as facts_module
+
+    contexts = {
+        member_id: {"member": {"id": member_id, "email": f"m{member_id}@x.org", "days": days}}
+        for member_id, days in [(1, 20), (2, 3), (3, 20), (4, 20), (5, None)]
+    }
+    for member in contexts.values():
+        member["member"]["days_since_joined"] = member["member"].pop("days")
+    facts = ConditionFacts.of(contexts, {})
+    evaluated: list[str] = []
+    real = facts_module.condition_holds
+
+    def counted(expression: str, names: dict, **checks: object) -> bool:
+        evaluated.append(expression)
+        return real(expression, names, **checks)
+
+    for expression, evaluations in [
+        ("member.days_since_joined >= 14", 3),  # 20, 3, none: one each
+        ("member.email.endswith('1@x.org')", 5),  # an address each
+        ("member['days_since_joined'] >= 14", 3),
+        ("(member | length) > 0", 5),  # the whole of member: each member is its own value
+    ]:
+        expected = {
+            member_id: condition_true(
+                expression, facts.names(member_id, None), journey_key="j", where="audience"
+            )
+            for member_id in contexts
+        }
+        evaluated.clear()
+        monkeypatch.setattr(facts_module, "condition_holds", counted)
+        condition = Condition(expression, journey_key="j", where="audience")
+        found = {member_id: condition.holds(facts, member_id, None) for member_id in contexts}
+        monkeypatch.undo()
+        assert found == expected
+        assert len(evaluated) == evaluations, expression
+
+
 def test_a_step_left_due_by_the_pass_is_not_advanced_again_in_it(session: Session) -> None:
     """A wait ending now (11:00), met twice, leaves its enrollment due: the next chunks skip it."""
     definition = journey(

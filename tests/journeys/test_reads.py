@@ -136,3 +136,41 @@ def test_a_capacity_below_one_is_refused():
 
     with pytest.raises(ValueError, match="capacity"):
         MemberReads(NOW, capacity=0)
+
+
+def test_a_pass_over_the_whole_community_reads_it_in_one_query_when_it_fits(session):
+    from nurture.delivery import suppress_address
+
+    first, second, third = _members(session, 3)
+    suppress_address(session, "m1@example.org", "salt", reason="manual")
+    reads = MemberReads(NOW, whole_community=True)
+
+    found, queries = _statements(session, lambda: reads.members(session, [first]))
+    assert sorted(found) == [first] and queries == 2  # the count, then every member
+    found, queries = _statements(session, lambda: reads.members(session, [second, third, 999]))
+    assert sorted(found) == [second, third] and queries == 0
+
+    rows = reads.members(session, [first, second, third])
+    found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
+    assert found == {second} and queries == 2  # the count, then the whole list
+    found, queries = _statements(session, lambda: reads.suppressed(session, [rows[third]], "salt"))
+    assert found == set() and queries == 0
+
+
+def test_a_community_larger_than_the_capacity_is_read_a_chunk_at_a_time(session):
+    from nurture.delivery import suppress_address
+
+    first, second, third = _members(session, 3)
+    suppress_address(session, "m1@example.org", "salt", reason="manual")
+    suppress_address(session, "m2@example.org", "salt", reason="manual")
+    suppress_address(session, "gone@example.org", "salt", reason="manual")
+    reads = MemberReads(NOW, capacity=2, whole_community=True)
+
+    found, queries = _statements(session, lambda: reads.members(session, [first, second]))
+    assert sorted(found) == [first, second] and queries == 2  # the count, then those asked
+    found, queries = _statements(session, lambda: reads.members(session, [third]))
+    assert sorted(found) == [third] and queries == 1
+
+    rows = reads.members(session, [second, third])
+    found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
+    assert found == {second, third} and queries == 2  # the count, then those looked up

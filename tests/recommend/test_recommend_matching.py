@@ -869,3 +869,51 @@ def test_signals_loaded_once_rank_as_the_matcher_does(session, embedder, library
     rows = np.array([1, 3])
     subset, _ = signals.rank(weights, 4, rows)
     assert subset.tolist() == indices[rows].tolist()
+
+
+def test_long_run_popularity_counts_every_engagement_once_however_old(session, embedder, library):
+    """``decay_popularity`` off: each member who engaged counts 1 (repeats once), at any age."""
+    readers = [_member(session, f"reader{i}@example.org") for i in range(5)]
+    for reader in readers[:3]:  # long ago: three members, one of them twice
+        _event(session, reader, "content_view", "roi-webinar", days_ago=800)
+    _event(session, readers[0], "content_view", "roi-webinar", days_ago=700)
+    for reader in readers[3:]:  # yesterday: two members
+        _event(session, reader, "content_view", "churn-guide")
+    newcomer = _member(session, "new@example.org")
+    session.flush()
+    ids = [newcomer.id]
+    alone = {
+        "member": 0.0,
+        "history": 0.0,
+        "co_engagement": 0.0,
+        "collaborative": 0.0,
+        "segment": 0.0,
+        "freshness": 0.0,
+        "format": 0.0,
+        "mmr_lambda": 1.0,
+        "community_popularity": 1.0,
+    }
+
+    recent = load_ranking_signals(session, embedder, ids, NOW, RankingWeights(**alone))
+    long_run = load_ranking_signals(
+        session, embedder, ids, NOW, RankingWeights(**alone, decay_popularity=False)
+    )
+
+    counts = dict(zip(long_run.item_keys, long_run.community.tolist(), strict=True))
+    assert counts["roi-webinar"] == 3.0 and counts["churn-guide"] == 2.0
+    assert sum(counts.values()) == 5.0
+    decayed = dict(zip(recent.item_keys, recent.community.tolist(), strict=True))
+    assert decayed["roi-webinar"] < 0.01 < decayed["churn-guide"] < 2.0
+    recommend_for_members(
+        session, embedder, ids, NOW, k=2, newcomer_weights=RankingWeights(**alone)
+    )
+    assert _keys(session, newcomer) == ["churn-guide", "roi-webinar"]
+    recommend_for_members(
+        session,
+        embedder,
+        ids,
+        NOW,
+        k=2,
+        newcomer_weights=RankingWeights(**alone, decay_popularity=False),
+    )
+    assert _keys(session, newcomer) == ["roi-webinar", "churn-guide"]

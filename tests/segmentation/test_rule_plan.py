@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from array import array
+
 import pytest
 
 from nurture.segmentation import SegmentRule
@@ -40,9 +42,10 @@ CONTEXTS = {
 
 
 def test_a_rule_holds_for_the_members_it_describes_and_counts_failures() -> None:
-    assert evaluate_rule(FOUNDERS, CONTEXTS) == RuleOutcome(members=[1, 2])
+    assert evaluate_rule(FOUNDERS, CONTEXTS) == RuleOutcome(members=array("q", [1, 2]))
     veterans = evaluate_rule(VETERANS, CONTEXTS)
-    assert veterans.members == [1, 4]  # member 2 never answered: the rule does not hold
+    assert veterans.members.tolist() == [1, 4]  # member 2 never answered: the rule does not hold
+    assert veterans.members.itemsize == 8  # eight bytes a member, not a Python integer
     assert veterans.errors == 1
     assert veterans.first_error is not None and veterans.first_error.startswith(
         "member 3: TypeError: "
@@ -58,7 +61,7 @@ def test_new_and_stored_segments_get_labels_members_and_cards() -> None:
     founders, veterans = plan.segments
     assert (founders.key, founders.stored_id, founders.label) == ("founders", None, "Founders")
     assert founders.description == "Members for whom answers.role == 'founder' holds."
-    assert founders.members == [1, 2]
+    assert list(founders.members) == [1, 2]
     assert founders.card == {
         "size": 2,
         "share": 0.25,
@@ -78,7 +81,7 @@ def test_rule_segments_no_longer_defined_go_and_cluster_keys_are_refused() -> No
         StoredSegment(3, "old-rule", SegmentKind.RULE),
         StoredSegment(5, "founders", SegmentKind.RULE),
     ]
-    outcomes = {"founders": RuleOutcome(members=[1])}
+    outcomes = {"founders": RuleOutcome(members=array("q", [1]))}
     plan = plan_rule_segments([FOUNDERS], outcomes, stored=stored, n_members=0)
     assert plan.removed == [StoredSegment(3, "old-rule", SegmentKind.RULE)]
     assert plan.segments[0].stored_id == 5
