@@ -195,6 +195,10 @@ class OnnxEmbedder:
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
+        # onnxruntime's worker threads otherwise spin between operators, waiting for work: on
+        # a machine whose cores other processes share, the spinning takes their time slices
+        # (faster under load, perhaps a little slower on an idle machine: docs/embeddings.md).
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         try:
             self._session = onnxruntime.InferenceSession(
                 str(onnx_file), options, providers=["CPUExecutionProvider"]
