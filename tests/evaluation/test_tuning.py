@@ -194,32 +194,25 @@ def test_proposals_stay_in_their_ranges() -> None:
                     assert value in bounds, (group, name, value)
 
 
-def test_the_search_tries_ranking_unscored_items_by_content_for_members_with_a_history() -> None:
-    space = SEARCH_SPACES["with_history"]
-    assert set(space["unscored_items_by_content"]) == {True, False}
-    start = RankingWeights()
-    assert start.unscored_items_by_content
-
-    def score(weights: RankingWeights) -> float:
-        return 0.0 if weights.unscored_items_by_content else 1.0
-
-    found = search_weights(score, start, space, trials=30, seed=1)
-    assert found.best.unscored_items_by_content is False
-    assert found.best_score == 1.0
-
-
-@pytest.mark.parametrize("group", ["with_history", "without_history"])
-def test_the_search_tries_undecayed_popularity_for_both_groups(group: str) -> None:
+@pytest.mark.parametrize(
+    ("group", "field"),
+    [
+        ("with_history", "unscored_items_by_content"),
+        ("with_history", "decay_popularity"),
+        ("without_history", "decay_popularity"),
+    ],
+)
+def test_the_search_tries_turning_an_on_switch_off(group: str, field: str) -> None:
     space = SEARCH_SPACES[group]
-    assert set(space["decay_popularity"]) == {True, False}
+    assert set(space[field]) == {True, False}
     start = RankingWeights()
-    assert start.decay_popularity
+    assert getattr(start, field) is True
 
     def score(weights: RankingWeights) -> float:
-        return 0.0 if weights.decay_popularity else 1.0
+        return 0.0 if getattr(weights, field) else 1.0
 
     found = search_weights(score, start, space, trials=30, seed=1)
-    assert found.best.decay_popularity is False
+    assert getattr(found.best, field) is False
     assert found.best_score == 1.0
 
 
