@@ -133,9 +133,9 @@ def comparison_table(report: EvaluationReport) -> Table:
     table = Table(
         title=f"{ENGINE} minus each baseline, same members ({CONFIDENCE:.0%} paired bootstrap)"
     )
-    table.add_column("baseline")
+    table.add_column("baseline", no_wrap=True)
     for name in names:
-        table.add_column(name, justify="right", no_wrap=True)
+        table.add_column(name, justify="right")
     for baseline, differences in report.comparisons.items():
         cells = []
         for name in names:
@@ -143,8 +143,8 @@ def comparison_table(report: EvaluationReport) -> Table:
             cells.append(
                 "n/a"
                 if difference is None
-                else f"{difference.difference:+.4f} [{difference.low:+.4f}, "
-                f"{difference.high:+.4f}] {difference.verdict}"
+                else f"{difference.difference:+.4f} [{difference.low:+.3f}, "
+                f"{difference.high:+.3f}] {difference.verdict}"
             )
         table.add_row(baseline, *cells)
     return table
