@@ -133,7 +133,8 @@ def comparison_table(report: EvaluationReport) -> Table:
     table = Table(
         title=f"{ENGINE} minus each baseline, same members ({CONFIDENCE:.0%} paired bootstrap)"
     )
-    table.add_column("baseline", no_wrap=True)
+    widest = max((len(baseline) for baseline in report.comparisons), default=8)
+    table.add_column("baseline", no_wrap=True, min_width=widest)
     for name in names:
         table.add_column(name, justify="right")
     for baseline, differences in report.comparisons.items():
