@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -152,8 +152,17 @@ def _convert(values: Sequence[Sequence[Any]], converters: Sequence[_Convert]) ->
 def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
     """:func:`_sqlite_datetime` of each value."""
     if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
-        return list(map(_without_offset, map(_isoformat_microseconds, values)))
+        distinct = set(values)
+        if len(distinct) * 2 < len(values):  # times repeat (a member's answers): each once
+            texts = dict(zip(distinct, _utc_texts(distinct), strict=True))
+            return list(map(texts.__getitem__, values))
+        return _utc_texts(values)
     return list(map(_sqlite_datetime, values))
+
+
+def _utc_texts(values: Iterable[dt.datetime]) -> list[str]:
+    """:func:`_sqlite_datetime` of each value, all in UTC."""
+    return list(map(_without_offset, map(_isoformat_microseconds, values)))
 
 
 def _json_texts(values: Sequence[Any]) -> list[str]:
