@@ -19,7 +19,7 @@ import json
 import math
 import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -130,8 +130,10 @@ def import_answers(
     from_csv = file_format(Path(path)) == "csv"
     now = utcnow()
 
+    remembered: dict[Any, _Checked] = {}
+
     def parse(records: list[Mapping[str, Any]]) -> list[_AnswerRecord | ImportRecordError]:
-        return parse_answers(records, questionnaire, from_csv=from_csv, now=now)
+        return _parse_answers(records, questionnaire, from_csv, now, remembered)
 
     with remembered_member_refs():
         return run_import(
@@ -189,10 +191,21 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
+    return _parse_answers(records, questionnaire, from_csv, now or utcnow(), {})
+
+
+def _parse_answers(
+    records: Sequence[Mapping[str, Any]],
+    questionnaire: AnswerValidator,
+    from_csv: bool,
+    now: dt.datetime,
+    remembered: dict[Any, _Checked],
+) -> list[_AnswerRecord | ImportRecordError]:
+    """:func:`parse_answers`, remembering checked answers in ``remembered`` (batch to batch)."""
     member_values, question_values, values, time_values = field_columns(records, ANSWER_COLUMNS)
     members = text_column(member_values, "member", required=True, max_length=320)
     questions = text_column(question_values, "question", required=True, max_length=100)
-    times = past_datetime_column(time_values, "answered_at", now or utcnow())
+    times = past_datetime_column(time_values, "answered_at", now)
     known = {
         question: _unknown_question(questionnaire, question)
         for question in dict.fromkeys(questions.values)  # in order: each asked once
@@ -200,12 +213,13 @@ def parse_answers(
     }
     valid = {question for question, error in known.items() if error is None}
     outcomes, all_accepted = _check_values(
-        questions.values, values, valid, questionnaire, from_csv
+        questions.values, values, valid, questionnaire, from_csv, remembered
     )
     refused = members.refused or questions.refused or times.refused
     if all_accepted and len(valid) == len(known) and not refused:
         # The common case, every record valid: built at C speed.
-        rows = zip(members.values, questions.values, map(_value_of, outcomes), times.values)
+        canonical = map(_value_of, outcomes)
+        rows = zip(members.values, questions.values, canonical, times.values, strict=True)
         return list(map(_new_answer, itertools.repeat(_AnswerRecord), rows))
     parsed: list[_AnswerRecord | ImportRecordError] = []
     for member, question, outcome, answered_at in zip(
@@ -240,27 +254,31 @@ def _check_values(
     valid: set[str],
     questionnaire: AnswerValidator,
     from_csv: bool,
+    remembered: dict[Any, _Checked],
 ) -> tuple[list[_Checked | None], bool]:
     """What checking each value for its question finds (``None`` for an invalid question).
 
-    The same answer is checked once: most answers are one of a few options.
+    The same answer is checked once: most answers are one of a few options. ``remembered``
+    holds the outcomes of answers checked before (by their :func:`_memo_key`), and is added to.
 
     Returns:
         Each record's outcome, and whether every outcome accepts its value.
     """
     keys = _memo_keys(questions, values)
-    if keys is not None:  # every value hashable: each distinct answer checked once
+    if keys is not None:  # every value hashable: each distinct answer looked up once
         distinct = dict(zip(keys, values, strict=True))
-        checked = {
-            key: _check_value(value, key[0], questionnaire, from_csv) if key[0] in valid else None
-            for key, value in distinct.items()
-        }
+        checked = {}
+        for key, value in distinct.items():
+            outcome = remembered.get(key)
+            if outcome is None and key[0] in valid:
+                outcome = _check_value(value, key[0], questionnaire, from_csv)
+                _remember(remembered, key, value, outcome)
+            checked[key] = outcome
         accepted = all(
             outcome is None or (outcome.invalid is None and outcome.refused is None)
             for outcome in checked.values()
         )
         return list(map(checked.__getitem__, keys)), accepted
-    remembered: dict[Any, _Checked] = {}
     outcomes: list[_Checked | None] = []
     accepted = True
     for question, value in zip(questions, values, strict=True):
@@ -272,11 +290,20 @@ def _check_values(
         if outcome is None:
             outcome = _check_value(value, question, questionnaire, from_csv)
             if key is not None:
-                remembered[key] = outcome
+                _remember(remembered, key, value, outcome)
         if outcome.invalid is not None or outcome.refused is not None:
             accepted = False
         outcomes.append(outcome)
     return outcomes, accepted
+
+
+def _remember(remembered: dict[Any, _Checked], key: Any, value: Any, outcome: _Checked) -> None:
+    """Remember ``outcome`` for ``key``, unless ``value`` is long (free text, seldom repeated)."""
+    if (type(value) is str or type(value) is list) and len(value) > _MEMO_LENGTH:
+        return
+    if len(remembered) >= _MAX_REMEMBERED:
+        remembered.clear()
+    remembered[key] = outcome
 
 
 def _memo_keys(questions: Sequence[Any], values: Sequence[Any]) -> list[Any] | None:
@@ -293,12 +320,16 @@ def _memo_keys(questions: Sequence[Any], values: Sequence[Any]) -> list[Any] | N
     return list(zip(questions, map(type, values), frozen, strict=True))
 
 
+_MAX_REMEMBERED = 100_000
+"""The most distinct answers an import remembers having checked."""
+_MEMO_LENGTH = 200
+"""The longest text (or list) remembered once checked (longer ones are seldom repeated)."""
 _KEYED_TYPES = frozenset({str, int, float, bool, type(None), list})
 """The types of answers whose key :func:`_memo_keys` builds."""
 _TEXT_TYPE = frozenset({str})
 _MEMO_TYPES = frozenset({str, int, float, bool})
 _new_answer = tuple.__new__  # builds an _AnswerRecord without a Python-level call
-_value_of = operator.itemgetter(0)
+_value_of: Callable[[Any], Any] = operator.itemgetter(0)
 
 
 class _Checked(NamedTuple):
@@ -457,7 +488,7 @@ def _write_new_answers(
         member_column = list(map(member_ids.__getitem__, members))
     except KeyError:  # an unknown member: refused by the general path
         return None
-    keys = set(zip(member_column, questions))
+    keys = set(zip(member_column, questions, strict=True))
     if len(keys) < len(records) or not keys.isdisjoint(stored):
         return None  # an answer stored, or given twice: the newest wins
     if None in times:

@@ -303,10 +303,19 @@ def select_where_in(
     if session.autoflush:
         session.flush()
     connection = session.connection()
+    dialect = connection.dialect
+    dbapi: Any = dialect.dbapi
     selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
-    if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(f"{selected} = ANY(%s)", (list(keys),))
+    if dialect.name == "postgresql":
+        statement, parameters = f"{selected} = ANY(%s)", (list(keys),)
     else:
         placeholders = ", ".join("?" * len(keys))
-        result = connection.exec_driver_sql(f"{selected} IN ({placeholders})", tuple(keys))
-    return [tuple(row) for row in result]
+        statement, parameters = f"{selected} IN ({placeholders})", tuple(keys)
+    result = connection.exec_driver_sql(statement, parameters)
+    try:
+        # The driver's own tuples: building a Row for each cost more than the query.
+        return list(result.cursor.fetchall())
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, parameters, exc, dbapi.Error, dialect=dialect) from exc
+    finally:
+        result.close()
