@@ -398,8 +398,9 @@ def evaluate(
 ) -> None:
     """Measure ranking quality on held-out interactions: nurture vs baselines.
 
-    Prints every metric at k (overall, per language, per number of training items) and the
-    seconds each recommender took; writes them as JSON and an HTML report (precision and nDCG
+    Prints every metric at k (overall, per language, per number of training items), nurture
+    minus each baseline with a 95% paired bootstrap interval, and the seconds each recommender
+    took; writes them as JSON and an HTML report (precision and nDCG
     at every k plotted). Without a sub-command, evaluates; `nurture evaluate convert ...` writes
     dataset folders.
     """
