@@ -42,7 +42,7 @@ from typing import Any
 from sqlalchemy import Engine, make_url, text
 
 from benchmarks.measurement import Measurement
-from nurture.demo import generate_demo_community
+from nurture.demo import generate_library_community
 from nurture.ingest import (
     DEFAULT_BATCH_SIZE,
     MEMBER_COLUMNS,
@@ -195,14 +195,12 @@ def prepare_import_files(
     members = max(
         100, int(activity_rows / _EVENTS_PER_MEMBER), int(answer_rows / _ANSWERS_PER_MEMBER)
     )
-    demo = generate_demo_community(
+    demo = generate_library_community(
         directory / "demo",
         members,
         seed,
         now=NOW,
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
+        library=specs,
         questionnaire=questionnaire,
     )
     activity = _first_lines(demo.activity, directory / "activity.jsonl", activity_rows)

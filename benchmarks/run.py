@@ -78,7 +78,7 @@ from benchmarks.sendgrid_delivery import (
     render_sendgrid_section,
     run_sendgrid_benchmark,
 )
-from nurture.demo import generate_demo_community
+from nurture.demo import generate_library_community
 from nurture.embedding import Embedder, SentenceTransformerEmbedder, load_embedder
 from nurture.ingest import ImportSummary, import_activity, import_answers, import_members
 from nurture.profiling import ProfileSummary, build_profiles
@@ -248,14 +248,12 @@ def prepare_demo_database(
     specs = load_content_library(settings.content_dir)
     with session_scope(engine) as session:
         sync_content_items(session, specs, now=now)
-    files = generate_demo_community(
+    files = generate_library_community(
         directory / "demo",
         n_members,
         seed,
         now=now,
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
+        library=specs,
         questionnaire=questionnaire,
     )
     rejects = directory / "rejects"

@@ -78,7 +78,7 @@ from benchmarks.run import WARM_UP_TEXTS, encode_bare, load_bare_model
 from nurture import stages
 from nurture.chunks import chunked
 from nurture.delivery import DeliverySummary
-from nurture.demo import DemoFiles, generate_demo_community
+from nurture.demo import DemoFiles, generate_library_community
 from nurture.embedding import Embedder
 from nurture.recommend import load_content_vectors
 from nurture.recommend.run_state import forget_run_states
@@ -352,14 +352,12 @@ def prepare_community(directory: Path, *, members: int, items: int, seed: int = 
     logger.info("preparing %s members and %s items", f"{members:,}", f"{items:,}")
     workspace = build_workspace(directory / "workspace", items)
     specs = load_content_library(workspace / "library")
-    files = generate_demo_community(
+    files = generate_library_community(
         directory / "community",
         members,
         seed,
         now=NOW,
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
+        library=specs,
         questionnaire=load_questionnaire(workspace / "questionnaire.yaml"),
     )
     return Community(workspace, specs, files, time.perf_counter() - started)

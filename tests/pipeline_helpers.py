@@ -7,7 +7,7 @@ import re
 import shutil
 from pathlib import Path
 
-from nurture.demo import DemoFiles, generate_demo_community
+from nurture.demo import DemoFiles, generate_library_community
 from nurture.runtime import Runtime
 from nurture.stages import import_file
 
@@ -18,13 +18,13 @@ NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
 def seed_demo(runtime: Runtime, n_members: int, seed: int = 3) -> DemoFiles:
     """Generate a demo community into the data folder and import it."""
     specs = runtime.workspace.content_items
-    files = generate_demo_community(
+    files = generate_library_community(
         runtime.settings.data_dir / "demo",
         n_members,
         seed,
         now=NOW - dt.timedelta(days=1),
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
+        library=specs,
+        dated=False,
         questionnaire=runtime.workspace.questionnaire,
     )
     for kind, path in (

@@ -485,22 +485,20 @@ def demo(
     Its first run is a backfill (a whole community seen at once), allowed here.
     """
     from nurture import stages
-    from nurture.demo import generate_demo_community
+    from nurture.demo import generate_library_community
 
     runtime = runtime_of(ctx)
     settings = runtime.settings
     check = runtime.check_workspace()
     now = utc_now()
     specs = check.content_items
-    files = generate_demo_community(
+    files = generate_library_community(
         settings.data_dir / "demo",
         members,
         seed,
         # Midnight today: re-running the demo the same day generates the same files.
         now=now.replace(hour=0, minute=0, second=0, microsecond=0),
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
+        library=specs,
         questionnaire=check.questionnaire,
     )
     for kind, path in (

@@ -28,7 +28,13 @@ from nurture.demo.personas import OPTIONS, PERSONAS, Persona
 from nurture.ingest.answers import AnswerValidator
 from nurture.storage.models import ConsentStatus
 
-__all__ = ["DatedContent", "DemoFiles", "generate_demo_community"]
+__all__ = [
+    "DatedContent",
+    "DemoFiles",
+    "LibraryItem",
+    "generate_demo_community",
+    "generate_library_community",
+]
 
 NOISE = 0.12
 """Share of answers that stray from the member's persona."""
@@ -334,6 +340,20 @@ class DatedContent(Protocol):
         ...
 
 
+class LibraryItem(DatedContent, Protocol):
+    """A content item of the library (``nurture.workspace.ContentItemSpec`` is one)."""
+
+    @property
+    def key(self) -> str:
+        """The item's key."""
+        ...
+
+    @property
+    def language(self) -> str:
+        """The language the item is written in."""
+        ...
+
+
 @dataclass(frozen=True)
 class _Member:
     external_id: str
@@ -419,6 +439,51 @@ def generate_demo_community(
             _write_answers(rng, answers_file, member, now, questionnaire)
             _write_activity(rng, activity_file, member, now, library)
     return files
+
+
+def generate_library_community(
+    out_dir: Path | str,
+    n_members: int = 2000,
+    seed: int = 7,
+    *,
+    now: dt.datetime,
+    library: Sequence[LibraryItem],
+    questionnaire: AnswerValidator | None = None,
+    dated: bool = True,
+) -> DemoFiles:
+    """Write the demo community of a workspace: its members read its library, answer its questions.
+
+    :func:`generate_demo_community` given the keys, languages and dates of the library's items,
+    as ``nurture demo``, the benchmarks and the tests generate it.
+
+    Args:
+        out_dir: Folder to write into (created if missing); existing demo files are replaced.
+        n_members: How many members.
+        seed: Seed of every random choice: the same arguments give byte-identical files.
+        now: The current time (timezone-aware): members joined in the two years before it.
+        library: The workspace's content items.
+        questionnaire: When given, every generated answer is checked with it.
+        dated: Whether members read an item only once published and attend events at their
+            time (``content_dates``); without, any item is read and any event attended at any
+            time.
+
+    Returns:
+        The paths of the written files.
+
+    Raises:
+        ValueError: ``now`` is naive or ``n_members`` is negative.
+        ImportRecordError: ``questionnaire`` refuses a generated answer.
+    """
+    return generate_demo_community(
+        out_dir,
+        n_members,
+        seed,
+        now=now,
+        content_keys=[item.key for item in library],
+        content_languages={item.key: item.language for item in library},
+        content_dates={item.key: item for item in library} if dated else None,
+        questionnaire=questionnaire,
+    )
 
 
 def _write_member(

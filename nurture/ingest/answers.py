@@ -14,10 +14,12 @@ A free-text answer may span lines; like every text it must be valid text
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import json
 import math
+import operator
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, NamedTuple, Protocol
 
@@ -33,7 +35,7 @@ from nurture.ingest.batches import (
     Row,
     run_import,
 )
-from nurture.ingest.bulk import select_where_in, write_rows
+from nurture.ingest.bulk import select_where_in, write_columns, write_rows
 from nurture.ingest.fields import (
     check_json_value,
     clean_text,
@@ -128,8 +130,10 @@ def import_answers(
     from_csv = file_format(Path(path)) == "csv"
     now = utcnow()
 
+    remembered: dict[Any, _Checked] = {}
+
     def parse(records: list[Mapping[str, Any]]) -> list[_AnswerRecord | ImportRecordError]:
-        return parse_answers(records, questionnaire, from_csv=from_csv, now=now)
+        return _parse_answers(records, questionnaire, from_csv, now, remembered)
 
     with remembered_member_refs():
         return run_import(
@@ -187,15 +191,39 @@ def parse_answers(
         Each record's value, or the error refusing it: its first invalid field (member,
         question, value, answered_at), the questionnaire's refusal of the value last.
     """
+    return _parse_answers(records, questionnaire, from_csv, now or utcnow(), {})
+
+
+def _parse_answers(
+    records: Sequence[Mapping[str, Any]],
+    questionnaire: AnswerValidator,
+    from_csv: bool,
+    now: dt.datetime,
+    remembered: dict[Any, _Checked],
+) -> list[_AnswerRecord | ImportRecordError]:
+    """:func:`parse_answers`, remembering checked answers in ``remembered`` (batch to batch)."""
     member_values, question_values, values, time_values = field_columns(records, ANSWER_COLUMNS)
     members = text_column(member_values, "member", required=True, max_length=320)
     questions = text_column(question_values, "question", required=True, max_length=100)
-    times = past_datetime_column(time_values, "answered_at", now or utcnow())
-    known: dict[str, ImportRecordError | None] = {}
-    checked: dict[Any, _Checked] = {}
+    times = past_datetime_column(time_values, "answered_at", now)
+    known = {
+        question: _unknown_question(questionnaire, question)
+        for question in dict.fromkeys(questions.values)  # in order: each asked once
+        if type(question) is not ImportRecordError
+    }
+    valid = {question for question, error in known.items() if error is None}
+    outcomes, all_accepted = _check_values(
+        questions.values, values, valid, questionnaire, from_csv, remembered
+    )
+    refused = members.refused or questions.refused or times.refused
+    if all_accepted and len(valid) == len(known) and not refused:
+        # The common case, every record valid: built at C speed.
+        canonical = map(_value_of, outcomes)
+        rows = zip(members.values, questions.values, canonical, times.values, strict=True)
+        return list(map(_new_answer, itertools.repeat(_AnswerRecord), rows))
     parsed: list[_AnswerRecord | ImportRecordError] = []
-    for member, question, value, answered_at in zip(
-        members.values, questions.values, values, times.values, strict=True
+    for member, question, outcome, answered_at in zip(
+        members.values, questions.values, outcomes, times.values, strict=True
     ):
         if type(member) is ImportRecordError:
             parsed.append(member)
@@ -203,22 +231,11 @@ def parse_answers(
         if type(question) is ImportRecordError:
             parsed.append(question)
             continue
-        if question not in known:
-            known[question] = _unknown_question(questionnaire, question)
-        error = known[question]
-        if error is not None:
+        if outcome is None:  # an unknown question
+            error = known[question]
+            assert error is not None
             parsed.append(error)
             continue
-        # The same answer is checked once: most answers are one of a few options.
-        if type(value) is str and len(value) <= _MEMO_TEXT:  # _memo_key's, without a call
-            key: Any = (question, str, value)
-        else:
-            key = _memo_key(question, value)
-        outcome = checked.get(key) if key is not None else None
-        if outcome is None:
-            outcome = _check_value(value, question, questionnaire, from_csv)
-            if key is not None and len(checked) < _MAX_CHECKED:
-                checked[key] = outcome
         canonical, value_error, refusal = outcome
         if value_error is not None:
             parsed.append(value_error)
@@ -231,12 +248,88 @@ def parse_answers(
     return parsed
 
 
-_MAX_CHECKED = 100_000
-"""The most distinct answers an import remembers having checked (a batch's worth of work)."""
+def _check_values(
+    questions: Sequence[Any],
+    values: Sequence[Any],
+    valid: set[str],
+    questionnaire: AnswerValidator,
+    from_csv: bool,
+    remembered: dict[Any, _Checked],
+) -> tuple[list[_Checked | None], bool]:
+    """What checking each value for its question finds (``None`` for an invalid question).
+
+    The same answer is checked once: most answers are one of a few options. ``remembered``
+    holds the outcomes of answers checked before (by their :func:`_memo_key`), and is added to.
+
+    Returns:
+        Each record's outcome, and whether every outcome accepts its value.
+    """
+    keys = _memo_keys(questions, values)
+    if keys is not None:  # every value hashable: each distinct answer looked up once
+        distinct = dict(zip(keys, values, strict=True))
+        checked = {}
+        for key, value in distinct.items():
+            outcome = remembered.get(key)
+            if outcome is None and key[0] in valid:
+                outcome = _check_value(value, key[0], questionnaire, from_csv)
+                _remember(remembered, key, value, outcome)
+            checked[key] = outcome
+        accepted = all(
+            outcome is None or (outcome.invalid is None and outcome.refused is None)
+            for outcome in checked.values()
+        )
+        return list(map(checked.__getitem__, keys)), accepted
+    outcomes: list[_Checked | None] = []
+    accepted = True
+    for question, value in zip(questions, values, strict=True):
+        if question not in valid:
+            outcomes.append(None)
+            continue
+        key = _memo_key(question, value)
+        outcome = remembered.get(key) if key is not None else None
+        if outcome is None:
+            outcome = _check_value(value, question, questionnaire, from_csv)
+            if key is not None:
+                _remember(remembered, key, value, outcome)
+        if outcome.invalid is not None or outcome.refused is not None:
+            accepted = False
+        outcomes.append(outcome)
+    return outcomes, accepted
+
+
+def _remember(remembered: dict[Any, _Checked], key: Any, value: Any, outcome: _Checked) -> None:
+    """Remember ``outcome`` for ``key``, unless ``value`` is long (free text, seldom repeated)."""
+    if (type(value) is str or type(value) is list) and len(value) > _MEMO_LENGTH:
+        return
+    if len(remembered) >= _MAX_REMEMBERED:
+        remembered.clear()
+    remembered[key] = outcome
+
+
+def _memo_keys(questions: Sequence[Any], values: Sequence[Any]) -> list[Any] | None:
+    """:func:`_memo_key` of each answer, built at C speed; ``None`` when one has no key."""
+    kinds = set(map(type, values))
+    if not kinds <= _KEYED_TYPES:
+        return None
+    frozen: Sequence[Any] = values
+    if list in kinds:
+        lists = [value for value in values if type(value) is list]
+        if not set(map(type, itertools.chain.from_iterable(lists))) <= _TEXT_TYPE:
+            return None  # 1, 1.0 and True are equal in Python but not the same answer
+        frozen = [tuple(value) if type(value) is list else value for value in values]
+    return list(zip(questions, map(type, values), frozen, strict=True))
+
+
+_MAX_REMEMBERED = 100_000
+"""The most distinct answers an import remembers having checked."""
+_MEMO_LENGTH = 200
+"""The longest text (or list) remembered once checked (longer ones are seldom repeated)."""
+_KEYED_TYPES = frozenset({str, int, float, bool, type(None), list})
+"""The types of answers whose key :func:`_memo_keys` builds."""
+_TEXT_TYPE = frozenset({str})
 _MEMO_TYPES = frozenset({str, int, float, bool})
-_MEMO_TEXT = 200
-"""The longest text answer remembered once checked (longer ones are free text, seldom repeated)."""
 _new_answer = tuple.__new__  # builds an _AnswerRecord without a Python-level call
+_value_of: Callable[[Any], Any] = operator.itemgetter(0)
 
 
 class _Checked(NamedTuple):
@@ -257,8 +350,6 @@ def _memo_key(question: str, value: Any) -> Any:
     """
     kind = type(value)
     if kind in _MEMO_TYPES:
-        if kind is str and len(value) > _MEMO_TEXT:
-            return None  # free text: seldom repeated
         return (question, kind, value)
     if kind is list and len(value) <= 50 and all(type(item) is str for item in value):
         return (question, list, tuple(value))
@@ -338,6 +429,10 @@ def _apply_answers(session: Session, rows: Sequence[Row[_AnswerRecord]]) -> Batc
         session, set(member_ids.values()), {record.question for record in records}
     )
     now = utcnow()
+    written = _write_new_answers(session, records, member_ids, stored, now)
+    if written is not None:
+        result.stored += written
+        return result
     writes: dict[tuple[int, str], tuple[int, str, Any, dt.datetime]] = {}
     new = updated = 0
     for index, record in enumerate(records):
@@ -374,6 +469,39 @@ def _apply_answers(session: Session, rows: Sequence[Row[_AnswerRecord]]) -> Batc
         update=("value", "answered_at"),
     )
     return result
+
+
+def _write_new_answers(
+    session: Session,
+    records: Sequence[_AnswerRecord],
+    member_ids: Mapping[str, int],
+    stored: Mapping[tuple[int, str], Any],
+    now: dt.datetime,
+) -> int | None:
+    """Write ``records`` as new answers, when each is: ``None`` when one is not.
+
+    The common case of a first import, column by column: every member found, none of these
+    answers stored, no two records of the batch for one member and question.
+    """
+    members, questions, values, times = zip(*records, strict=True)
+    try:
+        member_column = list(map(member_ids.__getitem__, members))
+    except KeyError:  # an unknown member: refused by the general path
+        return None
+    keys = set(zip(member_column, questions, strict=True))
+    if len(keys) < len(records) or not keys.isdisjoint(stored):
+        return None  # an answer stored, or given twice: the newest wins
+    if None in times:
+        times = tuple(now if answered_at is None else answered_at for answered_at in times)
+    write_columns(
+        session,
+        table_of(Answer),
+        _STORED_COLUMNS,
+        (member_column, questions, values, times),
+        conflict=("member_id", "question_key"),
+        update=("value", "answered_at"),
+    )
+    return len(records)
 
 
 def _stored_answers(

@@ -23,7 +23,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 import operator
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
@@ -152,8 +152,17 @@ def _convert(values: Sequence[Sequence[Any]], converters: Sequence[_Convert]) ->
 def _sqlite_datetimes(values: Sequence[dt.datetime]) -> list[str]:
     """:func:`_sqlite_datetime` of each value."""
     if set(map(_tzinfo, values)) == {dt.UTC}:  # the common case: times the import took to UTC
-        return list(map(_without_offset, map(_isoformat_microseconds, values)))
+        distinct = set(values)
+        if len(distinct) * 2 < len(values):  # times repeat (a member's answers): each once
+            texts = dict(zip(distinct, _utc_texts(distinct), strict=True))
+            return list(map(texts.__getitem__, values))
+        return _utc_texts(values)
     return list(map(_sqlite_datetime, values))
+
+
+def _utc_texts(values: Iterable[dt.datetime]) -> list[str]:
+    """:func:`_sqlite_datetime` of each value, all in UTC."""
+    return list(map(_without_offset, map(_isoformat_microseconds, values)))
 
 
 def _json_texts(values: Sequence[Any]) -> list[str]:
@@ -294,10 +303,19 @@ def select_where_in(
     if session.autoflush:
         session.flush()
     connection = session.connection()
+    dialect = connection.dialect
+    dbapi: Any = dialect.dbapi
     selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
-    if connection.dialect.name == "postgresql":
-        result = connection.exec_driver_sql(f"{selected} = ANY(%s)", (list(keys),))
+    if dialect.name == "postgresql":
+        statement, parameters = f"{selected} = ANY(%s)", (list(keys),)
     else:
         placeholders = ", ".join("?" * len(keys))
-        result = connection.exec_driver_sql(f"{selected} IN ({placeholders})", tuple(keys))
-    return [tuple(row) for row in result]
+        statement, parameters = f"{selected} IN ({placeholders})", tuple(keys)
+    result = connection.exec_driver_sql(statement, parameters)
+    try:
+        # The driver's own tuples: building a Row for each cost more than the query.
+        return list(result.cursor.fetchall())
+    except dbapi.Error as exc:
+        raise DBAPIError.instance(statement, parameters, exc, dbapi.Error, dialect=dialect) from exc
+    finally:
+        result.close()

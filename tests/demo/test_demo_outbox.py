@@ -31,7 +31,7 @@ from sqlalchemy import select
 from nurture.delivery.dates import event_time
 from nurture.delivery.member_words import answer_views
 from nurture.delivery.rendering import STRINGS
-from nurture.demo import generate_demo_community
+from nurture.demo import generate_library_community
 from nurture.orchestration import run_cycle
 from nurture.runtime import Runtime
 from nurture.settings import Settings
@@ -84,14 +84,12 @@ def outbox(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[list[Sent
     with Runtime(settings) as runtime:
         check = runtime.check_workspace()
         specs = check.content_items
-        files = generate_demo_community(  # as `nurture demo` does
+        files = generate_library_community(  # as `nurture demo` does
             settings.data_dir / "demo",
             N_MEMBERS,
             7,
             now=NOW.replace(hour=0),
-            content_keys=[spec.key for spec in specs],
-            content_languages={spec.key: spec.language for spec in specs},
-            content_dates={spec.key: spec for spec in specs},
+            library=specs,
             questionnaire=check.questionnaire,
         )
         for kind, path in (

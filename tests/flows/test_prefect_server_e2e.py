@@ -26,7 +26,7 @@ from typer.testing import CliRunner
 
 from flows.serve import DELIVER_DEPLOYMENT, NIGHTLY_DEPLOYMENT, local_server
 from nurture.cli import app
-from nurture.demo import generate_demo_community
+from nurture.demo import generate_library_community
 from nurture.workspace import load_content_library, load_questionnaire
 from tests.pipeline_helpers import NOW, welcome_only_workspace
 
@@ -159,14 +159,12 @@ def test_the_served_deployments_run_and_report_through_the_api(
     data_dir = tmp_path / "data"
     # The community arrives as files dropped in the imports folder, for the nightly run.
     specs = load_content_library(workspace / "library")
-    generate_demo_community(
+    generate_library_community(
         data_dir / "imports",
         N_MEMBERS,
         3,
         now=NOW - dt.timedelta(days=1),
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
-        content_dates={spec.key: spec for spec in specs},
+        library=specs,
         questionnaire=load_questionnaire(workspace / "questionnaire.yaml"),
     )
     serve_env = {

@@ -184,12 +184,13 @@ def test_csv_properties_read_fast_or_with_care_alike(session, tmp_path, members)
     }
 
 
+@pytest.mark.parametrize("batch_size", [5000, 3, 1])  # answers remembered across batches too
 def test_answers_checked_once_per_value_still_checked_per_question_and_type(
-    session, tmp_path, members, questionnaire
+    session, tmp_path, members, questionnaire, batch_size
 ):
     lines = [
-        {"member": "m1", "question": "experience", "value": 3},  # 1
-        {"member": "m2", "question": "experience", "value": True},  # 2 a boolean is no number
+        {"member": "m1", "question": "experience", "value": 1},  # 1
+        {"member": "m2", "question": "experience", "value": True},  # 2 a boolean (== 1) no number
         {"member": "m2", "question": "expectations", "value": "founder"},  # 3
         {"member": "m1", "question": "role", "value": "founder"},  # 4
         {"member": "m2", "question": "role", "value": "founder", "answered_at": "soon"},  # 5
@@ -201,7 +202,11 @@ def test_answers_checked_once_per_value_still_checked_per_question_and_type(
     rejects_path = tmp_path / "rejects.csv"
 
     summary = import_answers(
-        session, write(tmp_path / "answers.jsonl", text), questionnaire, rejects_path
+        session,
+        write(tmp_path / "answers.jsonl", text),
+        questionnaire,
+        rejects_path,
+        batch_size=batch_size,
     )
 
     assert (summary.stored, summary.refused) == (5, 3)
@@ -213,7 +218,7 @@ def test_answers_checked_once_per_value_still_checked_per_question_and_type(
     stored = {(a.member_id, a.question_key): a.value for a in session.scalars(select(Answer))}
     m1, m2 = members["m1"], members["m2"]
     assert stored == {
-        (m1, "experience"): 3,
+        (m1, "experience"): 1,
         (m2, "expectations"): "founder",
         (m1, "role"): "founder",
         (m2, "goals"): ["run_events"],

@@ -16,7 +16,7 @@ import pytest
 from sklearn.metrics import adjusted_rand_score
 from sqlalchemy import select
 
-from nurture.demo import OPTIONS, PERSONAS, generate_demo_community
+from nurture.demo import OPTIONS, PERSONAS, generate_library_community
 from nurture.embedding import load_embedder
 from nurture.ingest import import_activity, import_answers, import_members
 from nurture.profiling import build_profiles
@@ -36,13 +36,13 @@ N_MEMBERS = 1000
 def test_demo_segments_recover_the_personas_and_keep_their_ids(session, tmp_path) -> None:
     questionnaire = load_questionnaire(CONTENT / "questionnaire.yaml")
     specs = load_content_library(CONTENT / "library")
-    files = generate_demo_community(
+    files = generate_library_community(
         tmp_path,
         N_MEMBERS,
         3,
         now=NOW - dt.timedelta(days=1),
-        content_keys=[spec.key for spec in specs],
-        content_languages={spec.key: spec.language for spec in specs},
+        library=specs,
+        dated=False,
         questionnaire=questionnaire,
     )
     import_members(session, files.members)
