@@ -16,6 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.embedding.embedders import Embedder
+from nurture.storage.database import among
 from nurture.storage.models import EmbeddingCacheEntry, table_of
 
 __all__ = ["embed_texts_cached", "text_hash"]
@@ -49,10 +50,10 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
         rows = connection.execute(
             select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
                 EmbeddingCacheEntry.model == embedder.name,
-                EmbeddingCacheEntry.text_hash.in_(batch),
+                among(session, EmbeddingCacheEntry.text_hash, batch),
             )
         )
-        found.update({row.text_hash: row.vector for row in rows})
+        found.update({row.text_hash: row.vector for row in rows.all()})
     missing = [key for key in keys if key not in found]
     if missing:
         vectors = embedder.embed([unique[key] for key in missing])

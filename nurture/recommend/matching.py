@@ -17,11 +17,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
+from nurture.ingest.bulk import write_columns
 from nurture.recommend.changes import Watermark
 from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
@@ -46,6 +47,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
+from nurture.storage.database import among
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -59,6 +61,7 @@ from nurture.storage.models import (
     SegmentKind,
     SegmentMembership,
     table_of,
+    utcnow,
 )
 
 __all__ = [
@@ -226,7 +229,10 @@ def _best_segments(
             Segment.interest.is_(None).label("no_interest"),
         )
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+        .where(
+            SegmentMembership.run_id == latest_run,
+            among(session, SegmentMembership.member_id, ids),
+        )
     ).all()
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
@@ -248,7 +254,7 @@ def _best_segments(
     interests: dict[int, np.ndarray | None] = {}
     for segment_id, interest in connection.execute(
         select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
-    ):
+    ).all():
         fits = interest is not None and interest.shape == (dim,)
         interests[segment_id] = interest if fits else None
     best: dict[int, tuple[int, np.ndarray | None]] = {
@@ -267,7 +273,9 @@ def _load_chunk(
     session.flush()
     connection = session.connection()
     members = connection.execute(
-        select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
+        select(Member.id, Member.language)
+        .where(among(session, Member.id, member_ids))
+        .order_by(Member.id)
     ).all()
     ids = [row.id for row in members]
     languages = [language_code(row.language) for row in members]
@@ -278,9 +286,9 @@ def _load_chunk(
     interest = np.zeros((m, dim), dtype=np.float32)
     for member_id, vector in connection.execute(
         select(MemberProfile.member_id, MemberProfile.interest).where(
-            MemberProfile.member_id.in_(ids), MemberProfile.interest.is_not(None)
+            among(session, MemberProfile.member_id, ids), MemberProfile.interest.is_not(None)
         )
-    ):
+    ).all():
         if vector is not None and vector.shape == (dim,):
             interest[row_of[member_id]] = vector
 
@@ -301,7 +309,7 @@ def _load_chunk(
             occurred_at_column(session),
         )
         .where(
-            ActivityEvent.member_id.in_(ids),
+            among(session, ActivityEvent.member_id, ids),
             # ``type || ''``: the same test, but one SQLite cannot answer from the index on
             # ``type``, which its planner otherwise prefers to the members' (it has no
             # statistics): that index reads every member's consuming events for each chunk.
@@ -354,10 +362,10 @@ def _load_chunk(
     formats: list[list[str]] = [[] for _ in range(m)]
     for member_id, question_key, value in connection.execute(
         select(Answer.member_id, Answer.question_key, Answer.value).where(
-            Answer.member_id.in_(ids),
+            among(session, Answer.member_id, ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
         )
-    ):
+    ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
         if question_key == _EXPECTATIONS_QUESTION:
             if isinstance(value, str) and value.strip():
@@ -882,7 +890,11 @@ def recommend_for_members(
     state = load_run_state(session, embedder, now, weights, run_id, choice_questions, state_dir)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
-    session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))
+    session.connection().execute(  # Core: the session holds no recommendation to keep in step
+        delete(table_of(Recommendation)).where(
+            among(session, table_of(Recommendation).c.member_id, chunk.member_ids)
+        )
+    )
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
@@ -913,27 +925,63 @@ def recommend_for_members(
     learned = signals.arguments["collaborative"]
     reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 
-    rows: list[dict[str, Any]] = [
-        {
-            "member_id": member_id,
-            "content_item_id": state.items[int(indices[row, position])].id,
-            "run_id": run_id,
-            "rank": position + 1,
-            "score": float(scores[row, position]),
-            "reason": reason,
-        }
-        for row, member_id in enumerate(chunk.member_ids)
-        for position, reason in enumerate(reasons[row])
-    ]
-    if rows:  # a Core executemany: the ORM's bulk insert costs more than the driver's
-        session.execute(insert(table_of(Recommendation)), rows)
+    written = _write_recommendations(
+        session, chunk.member_ids, state, indices, scores, reasons, run_id
+    )
     has_answers = np.abs(chunk.interest).sum(axis=1) > 0
     return MatchSummary(
         run_id=run_id,
         members=m,
-        recommendations=len(rows),
+        recommendations=written,
         members_without_items=int((indices[:, 0] < 0).sum()) if k else m,
         cold_start=int((~signals.has_history & ~has_answers).sum()),
+    )
+
+
+_RECOMMENDATION_COLUMNS = (
+    "member_id",
+    "content_item_id",
+    "run_id",
+    "rank",
+    "score",
+    "reason",
+    "created_at",
+)
+
+
+def _write_recommendations(
+    session: Session,
+    member_ids: Sequence[int],
+    state: RunState,
+    indices: np.ndarray,
+    scores: np.ndarray,
+    reasons: list[list[str]],
+    run_id: int,
+) -> int:
+    """Insert the chunk's recommendations (each member's reasons, in rank order); their count.
+
+    The rows go to the driver column by column (``executemany`` on SQLite, ``COPY`` on
+    PostgreSQL, :func:`~nurture.ingest.bulk.write_columns`): a Core insert converts every
+    value of every row in Python, which costs more than the insert itself.
+    """
+    counts = np.array([len(listed) for listed in reasons], dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    rows = np.repeat(np.arange(len(member_ids)), counts)
+    positions = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    item_ids = np.array([item.id for item in state.items], dtype=np.int64)
+    values: list[list[Any]] = [
+        np.asarray(member_ids, dtype=np.int64)[rows].tolist(),
+        item_ids[indices[rows, positions]].tolist(),
+        [run_id] * total,
+        (positions + 1).tolist(),
+        np.asarray(scores, dtype=np.float64)[rows, positions].tolist(),
+        [reason for listed in reasons for reason in listed],
+        [utcnow()] * total,
+    ]
+    return write_columns(
+        session, table_of(Recommendation), _RECOMMENDATION_COLUMNS, values, conflict=()
     )
 
 
