@@ -10,6 +10,7 @@ consumed and when, items already sent); the ranker runs once over the whole chun
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import delete, or_, select
+from sqlalchemy import Text, cast, delete, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
@@ -236,20 +237,26 @@ def _best_segments(
     ).all()
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
-    # in no defined order, and PostgreSQL's differs from SQLite's).
-    memberships = sorted(
-        memberships,
-        key=lambda row: (
-            row.kind != SegmentKind.CLUSTER,
-            bool(row.no_interest),
-            row.distance if row.distance is not None else np.inf,
-            row.segment_id,
-        ),
-        reverse=True,
-    )
+    # in no defined order, and PostgreSQL's differs from SQLite's): each member's first row
+    # once sorted by member, then by those keys.
     chosen: dict[int, int] = {}
-    for row in memberships:  # the best membership of each member is written last
-        chosen[row.member_id] = row.segment_id
+    if memberships:
+        members, segments, distances, kinds, no_interest = zip(*memberships, strict=True)
+        member_array = np.array(members, dtype=np.int64)
+        segment_array = np.array(segments, dtype=np.int64)
+        order = np.lexsort(
+            (
+                segment_array,
+                np.array([np.inf if d is None else d for d in distances], dtype=np.float64),
+                np.array([bool(flag) for flag in no_interest], dtype=bool),
+                np.array([kind != SegmentKind.CLUSTER for kind in kinds], dtype=bool),
+                member_array,
+            )
+        )
+        member_array, segment_array = member_array[order], segment_array[order]
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = member_array[1:] != member_array[:-1]
+        chosen = dict(zip(member_array[first].tolist(), segment_array[first].tolist(), strict=True))
     # The interests of the few segments chosen, read once each, not once per membership.
     interests: dict[int, np.ndarray | None] = {}
     for segment_id, interest in connection.execute(
@@ -360,13 +367,18 @@ def _load_chunk(
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
-    for member_id, question_key, value in connection.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value).where(
+    # The stored JSON as text, decoded once per distinct value (options repeat).
+    decoded: dict[str | None, Any] = {None: None}
+    for member_id, question_key, text in connection.execute(
+        select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
             among(session, Answer.member_id, ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
         )
     ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
         if question_key == _EXPECTATIONS_QUESTION:
             if isinstance(value, str) and value.strip():
                 answers[row] = value.strip()
