@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Text, cast, delete, or_, select
+from sqlalchemy import LargeBinary, Text, cast, delete, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
@@ -279,25 +279,25 @@ def _load_chunk(
     # the flush is what the session's own execute would do first.
     session.flush()
     connection = session.connection()
+    # Each member with their profile's interest, in one query (the interest as its stored
+    # bytes, read in place).
     members = connection.execute(
-        select(Member.id, Member.language)
+        select(Member.id, Member.language, type_coerce(MemberProfile.interest, LargeBinary))
+        .outerjoin(MemberProfile, MemberProfile.member_id == Member.id)
         .where(among(session, Member.id, member_ids))
         .order_by(Member.id)
     ).all()
-    ids = [row.id for row in members]
-    languages = [language_code(row.language) for row in members]
+    ids = [row[0] for row in members]
+    languages = [language_code(row[1]) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
     m, n = len(ids), len(state.items)
     column_of = state.column_of
 
     interest = np.zeros((m, dim), dtype=np.float32)
-    for member_id, vector in connection.execute(
-        select(MemberProfile.member_id, MemberProfile.interest).where(
-            among(session, MemberProfile.member_id, ids), MemberProfile.interest.is_not(None)
-        )
-    ).all():
-        if vector is not None and vector.shape == (dim,):
-            interest[row_of[member_id]] = vector
+    size = dim * np.dtype(np.float32).itemsize
+    for row, (_, _, stored) in enumerate(members):
+        if stored is not None and len(stored) == size:
+            interest[row] = np.frombuffer(stored, dtype=np.float32)
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
