@@ -305,7 +305,11 @@ def microseconds(moments: Sequence[dt.datetime | str | int]) -> np.ndarray:
             pass
     return np.fromiter(
         (
-            _microseconds(dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+            moment
+            if isinstance(moment, int)
+            else _microseconds(
+                dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+            )
             for moment in moments
         ),
         dtype=np.int64,
