@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import String, select, type_coerce
 from sqlalchemy.orm import Session
 
+from nurture.storage.database import among
 from nurture.storage.models import Message, MessageStatus
 
 __all__ = ["content_keys_in", "sent_item_keys"]
@@ -68,7 +69,7 @@ def sent_item_keys(
     if not member_ids:
         return sent
     query = select(Message.member_id, Message.context).where(
-        Message.member_id.in_(sorted(set(member_ids)))
+        among(session, Message.member_id, sorted(set(member_ids)))
     )
     if statuses is not None:
         # ``status || ''``: the same test, which SQLite cannot answer from the index on
@@ -76,7 +77,7 @@ def sent_item_keys(
         # read every member's messages in those statuses for each chunk).
         values = [MessageStatus(status).value for status in statuses]
         query = query.where(type_coerce(Message.status, String).concat("").in_(values))
-    for member_id, stored in session.execute(query).tuples():
+    for member_id, stored in session.execute(query).tuples().all():  # fetchall: faster
         keys = content_keys_in(stored)
         if keys:
             sent[member_id].update(keys)

@@ -37,9 +37,8 @@ from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import ColumnElement, Integer, any_, bindparam, or_, select, update
-from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.orm import InstrumentedAttribute, Session, defer
+from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy.orm import Session, defer
 
 from nurture.chunks import chunked
 from nurture.delivery.events import DELIVERY_STATUSES
@@ -58,6 +57,7 @@ from nurture.delivery.suppression import (
     suppression_hash,
 )
 from nurture.errors import DeliveryError, PermanentDeliveryError, TemplateError
+from nurture.storage.database import among
 from nurture.storage.models import (
     DeliveryStatus,
     Enrollment,
@@ -306,33 +306,18 @@ def _claim(
     due = [Message.status == MessageStatus.QUEUED, Message.scheduled_at <= now]
     candidates = select(Message.id).where(*due).order_by(Message.id).limit(limit)
     if message_ids is not None:
-        candidates = candidates.where(_among(session, Message.id, message_ids))
+        candidates = candidates.where(among(session, Message.id, message_ids))
     ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
     if not ids:
         return []
     claimed = session.scalars(
         update(Message)
-        .where(_among(session, Message.id, ids), *due)
+        .where(among(session, Message.id, ids), *due)
         .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now, handed_over_at=None)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
     ).all()
     return sorted(claimed)
-
-
-def _among(
-    session: Session, column: InstrumentedAttribute[int], ids: Iterable[int]
-) -> ColumnElement[bool]:
-    """``column IN ids``; on PostgreSQL ``column = ANY(:ids)``, the ids in one array parameter.
-
-    The worker's statements then read the same whatever the number of ids (a chunk's 500 in
-    each claim): the driver parses each once, instead of a statement of hundreds of
-    placeholders per group.
-    """
-    values = list(ids)
-    if session.get_bind().dialect.name == "postgresql":
-        return column == any_(bindparam(None, values, type_=ARRAY(Integer)))
-    return column.in_(values)
 
 
 def _finish(session: Session, message_id: int, **values: Any) -> None:
@@ -528,7 +513,7 @@ def _prepare(
         select(Message, Member, Enrollment.journey_id)
         .join(Member, Member.id == Message.member_id)
         .outerjoin(Enrollment, Enrollment.id == Message.enrollment_id)
-        .where(_among(session, Message.id, ids))
+        .where(among(session, Message.id, ids))
         .options(defer(Member.attributes))  # neither checked nor rendered
         .execution_options(populate_existing=True)
     ).all()
@@ -585,7 +570,7 @@ def _hand_over(
         session.scalars(
             update(Message)
             .where(
-                _among(session, Message.id, message_ids),
+                among(session, Message.id, message_ids),
                 Message.status == MessageStatus.SENDING,
                 Message.handed_over_at.is_(None),
             )

@@ -10,12 +10,13 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import select
+from sqlalchemy import LargeBinary, select, type_coerce
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.embedding.embedders import Embedder
+from nurture.storage.database import among
 from nurture.storage.models import EmbeddingCacheEntry, table_of
 
 __all__ = ["embed_texts_cached", "text_hash"]
@@ -46,13 +47,17 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
     connection = session.connection()
     for start in range(0, len(keys), _LOOKUP_BATCH):
         batch = keys[start : start + _LOOKUP_BATCH]
+        # The stored bytes, read as a vector in place (the column type would copy each).
         rows = connection.execute(
-            select(EmbeddingCacheEntry.text_hash, EmbeddingCacheEntry.vector).where(
+            select(
+                EmbeddingCacheEntry.text_hash,
+                type_coerce(EmbeddingCacheEntry.vector, LargeBinary),
+            ).where(
                 EmbeddingCacheEntry.model == embedder.name,
-                EmbeddingCacheEntry.text_hash.in_(batch),
+                among(session, EmbeddingCacheEntry.text_hash, batch),
             )
-        )
-        found.update({row.text_hash: row.vector for row in rows})
+        ).all()
+        found.update({key: np.frombuffer(stored, dtype=np.float32) for key, stored in rows})
     missing = [key for key in keys if key not in found]
     if missing:
         vectors = embedder.embed([unique[key] for key in missing])

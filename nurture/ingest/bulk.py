@@ -212,11 +212,12 @@ def _copy_rows(
 ) -> int:
     """COPY the rows straight into ``table``, or through a staging table when they conflict.
 
-    A batch of new rows (a first import) is copied into the table itself, inside a savepoint:
-    the database's bare bulk insert. When a row conflicts with a stored one (a re-import), the
-    savepoint is rolled back, the table's name added to ``conflicted`` (the session's next
-    batches go straight to the staging table), and the rows go through the staging table, whose
-    ``INSERT ... ON CONFLICT`` skips or merges them.
+    Without ``conflict``, the rows are copied into the table itself: a conflicting row fails the
+    batch, as a plain insert would. Otherwise a batch of new rows (a first import) is copied into
+    the table itself, inside a savepoint: the database's bare bulk insert. When a row conflicts
+    with a stored one (a re-import), the savepoint is rolled back, the table's name added to
+    ``conflicted`` (the session's next batches go straight to the staging table), and the rows
+    go through the staging table, whose ``INSERT ... ON CONFLICT`` skips or merges them.
     """
     dialect = connection.dialect
     stage = f"nurture_import_{table.name}"
@@ -242,6 +243,10 @@ def _copy_rows(
     statement = "SAVEPOINT nurture_bulk_copy"
     try:
         with driver.cursor() as cursor:
+            if not conflict:  # a conflict fails the batch either way: no savepoint needed
+                statement = f"COPY {table.name} ({names}) FROM STDIN"
+                _copy(cursor, statement, rows)
+                return len(rows)
             if table.name not in conflicted:
                 cursor.execute(statement)
                 statement = f"COPY {table.name} ({names}) FROM STDIN"

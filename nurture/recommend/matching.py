@@ -10,6 +10,7 @@ consumed and when, items already sent); the ranker runs once over the whole chun
 from __future__ import annotations
 
 import datetime as dt
+import json
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,11 +18,12 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import delete, insert, or_, select
+from sqlalchemy import LargeBinary, Text, cast, delete, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
 from nurture.embedding import Embedder, embed_texts_cached
+from nurture.ingest.bulk import write_columns
 from nurture.recommend.changes import Watermark
 from nurture.recommend.ranking import RankingWeights, decay, rank_content
 from nurture.recommend.reasons import (
@@ -46,6 +48,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
+from nurture.storage.database import among
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -59,6 +62,7 @@ from nurture.storage.models import (
     SegmentKind,
     SegmentMembership,
     table_of,
+    utcnow,
 )
 
 __all__ = [
@@ -226,29 +230,38 @@ def _best_segments(
             Segment.interest.is_(None).label("no_interest"),
         )
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == latest_run, SegmentMembership.member_id.in_(ids))
+        .where(
+            SegmentMembership.run_id == latest_run,
+            among(session, SegmentMembership.member_id, ids),
+        )
     ).all()
     # A member may sit in a cluster and in rule-based segments: the cluster wins, then the
     # segment with an interest vector, then the closest, then the oldest segment (rows come
-    # in no defined order, and PostgreSQL's differs from SQLite's).
-    memberships = sorted(
-        memberships,
-        key=lambda row: (
-            row.kind != SegmentKind.CLUSTER,
-            bool(row.no_interest),
-            row.distance if row.distance is not None else np.inf,
-            row.segment_id,
-        ),
-        reverse=True,
-    )
+    # in no defined order, and PostgreSQL's differs from SQLite's): each member's first row
+    # once sorted by member, then by those keys.
     chosen: dict[int, int] = {}
-    for row in memberships:  # the best membership of each member is written last
-        chosen[row.member_id] = row.segment_id
+    if memberships:
+        members, segments, distances, kinds, no_interest = zip(*memberships, strict=True)
+        member_array = np.array(members, dtype=np.int64)
+        segment_array = np.array(segments, dtype=np.int64)
+        order = np.lexsort(
+            (
+                segment_array,
+                np.array([np.inf if d is None else d for d in distances], dtype=np.float64),
+                np.array([bool(flag) for flag in no_interest], dtype=bool),
+                np.array([kind != SegmentKind.CLUSTER for kind in kinds], dtype=bool),
+                member_array,
+            )
+        )
+        member_array, segment_array = member_array[order], segment_array[order]
+        first = np.ones(order.size, dtype=bool)
+        first[1:] = member_array[1:] != member_array[:-1]
+        chosen = dict(zip(member_array[first].tolist(), segment_array[first].tolist(), strict=True))
     # The interests of the few segments chosen, read once each, not once per membership.
     interests: dict[int, np.ndarray | None] = {}
     for segment_id, interest in connection.execute(
         select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
-    ):
+    ).all():
         fits = interest is not None and interest.shape == (dim,)
         interests[segment_id] = interest if fits else None
     best: dict[int, tuple[int, np.ndarray | None]] = {
@@ -266,23 +279,25 @@ def _load_chunk(
     # the flush is what the session's own execute would do first.
     session.flush()
     connection = session.connection()
+    # Each member with their profile's interest, in one query (the interest as its stored
+    # bytes, read in place).
     members = connection.execute(
-        select(Member.id, Member.language).where(Member.id.in_(member_ids)).order_by(Member.id)
+        select(Member.id, Member.language, type_coerce(MemberProfile.interest, LargeBinary))
+        .outerjoin(MemberProfile, MemberProfile.member_id == Member.id)
+        .where(among(session, Member.id, member_ids))
+        .order_by(Member.id)
     ).all()
-    ids = [row.id for row in members]
-    languages = [language_code(row.language) for row in members]
+    ids = [row[0] for row in members]
+    languages = [language_code(row[1]) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
     m, n = len(ids), len(state.items)
     column_of = state.column_of
 
     interest = np.zeros((m, dim), dtype=np.float32)
-    for member_id, vector in connection.execute(
-        select(MemberProfile.member_id, MemberProfile.interest).where(
-            MemberProfile.member_id.in_(ids), MemberProfile.interest.is_not(None)
-        )
-    ):
-        if vector is not None and vector.shape == (dim,):
-            interest[row_of[member_id]] = vector
+    size = dim * np.dtype(np.float32).itemsize
+    for row, (_, _, stored) in enumerate(members):
+        if stored is not None and len(stored) == size:
+            interest[row] = np.frombuffer(stored, dtype=np.float32)
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
@@ -301,7 +316,7 @@ def _load_chunk(
             occurred_at_column(session),
         )
         .where(
-            ActivityEvent.member_id.in_(ids),
+            among(session, ActivityEvent.member_id, ids),
             # ``type || ''``: the same test, but one SQLite cannot answer from the index on
             # ``type``, which its planner otherwise prefers to the members' (it has no
             # statistics): that index reads every member's consuming events for each chunk.
@@ -352,13 +367,18 @@ def _load_chunk(
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
-    for member_id, question_key, value in connection.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value).where(
-            Answer.member_id.in_(ids),
+    # The stored JSON as text, decoded once per distinct value (options repeat).
+    decoded: dict[str | None, Any] = {None: None}
+    for member_id, question_key, text in connection.execute(
+        select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
+            among(session, Answer.member_id, ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
         )
-    ):
+    ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
+        if text not in decoded:
+            decoded[text] = json.loads(text)
+        value = decoded[text]
         if question_key == _EXPECTATIONS_QUESTION:
             if isinstance(value, str) and value.strip():
                 answers[row] = value.strip()
@@ -882,7 +902,11 @@ def recommend_for_members(
     state = load_run_state(session, embedder, now, weights, run_id, choice_questions, state_dir)
     chunk = _load_chunk(session, list(member_ids), state, embedder.dim, weights)
     m = len(chunk.member_ids)
-    session.execute(delete(Recommendation).where(Recommendation.member_id.in_(chunk.member_ids)))
+    session.connection().execute(  # Core: the session holds no recommendation to keep in step
+        delete(table_of(Recommendation)).where(
+            among(session, table_of(Recommendation).c.member_id, chunk.member_ids)
+        )
+    )
     if m == 0:
         return MatchSummary(run_id=run_id, members=0, recommendations=0, members_without_items=0)
 
@@ -913,27 +937,63 @@ def recommend_for_members(
     learned = signals.arguments["collaborative"]
     reasons = _reasons(session, embedder, chunk, state, indices, weights, learned)
 
-    rows: list[dict[str, Any]] = [
-        {
-            "member_id": member_id,
-            "content_item_id": state.items[int(indices[row, position])].id,
-            "run_id": run_id,
-            "rank": position + 1,
-            "score": float(scores[row, position]),
-            "reason": reason,
-        }
-        for row, member_id in enumerate(chunk.member_ids)
-        for position, reason in enumerate(reasons[row])
-    ]
-    if rows:  # a Core executemany: the ORM's bulk insert costs more than the driver's
-        session.execute(insert(table_of(Recommendation)), rows)
+    written = _write_recommendations(
+        session, chunk.member_ids, state, indices, scores, reasons, run_id
+    )
     has_answers = np.abs(chunk.interest).sum(axis=1) > 0
     return MatchSummary(
         run_id=run_id,
         members=m,
-        recommendations=len(rows),
+        recommendations=written,
         members_without_items=int((indices[:, 0] < 0).sum()) if k else m,
         cold_start=int((~signals.has_history & ~has_answers).sum()),
+    )
+
+
+_RECOMMENDATION_COLUMNS = (
+    "member_id",
+    "content_item_id",
+    "run_id",
+    "rank",
+    "score",
+    "reason",
+    "created_at",
+)
+
+
+def _write_recommendations(
+    session: Session,
+    member_ids: Sequence[int],
+    state: RunState,
+    indices: np.ndarray,
+    scores: np.ndarray,
+    reasons: list[list[str]],
+    run_id: int,
+) -> int:
+    """Insert the chunk's recommendations (each member's reasons, in rank order); their count.
+
+    The rows go to the driver column by column (``executemany`` on SQLite, ``COPY`` on
+    PostgreSQL, :func:`~nurture.ingest.bulk.write_columns`): a Core insert converts every
+    value of every row in Python, which costs more than the insert itself.
+    """
+    counts = np.array([len(listed) for listed in reasons], dtype=np.int64)
+    total = int(counts.sum())
+    if total == 0:
+        return 0
+    rows = np.repeat(np.arange(len(member_ids)), counts)
+    positions = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
+    item_ids = np.array([item.id for item in state.items], dtype=np.int64)
+    values: list[list[Any]] = [
+        np.asarray(member_ids, dtype=np.int64)[rows].tolist(),
+        item_ids[indices[rows, positions]].tolist(),
+        [run_id] * total,
+        (positions + 1).tolist(),
+        np.asarray(scores, dtype=np.float64)[rows, positions].tolist(),
+        [reason for listed in reasons for reason in listed],
+        [utcnow()] * total,
+    ]
+    return write_columns(
+        session, table_of(Recommendation), _RECOMMENDATION_COLUMNS, values, conflict=()
     )
 
 

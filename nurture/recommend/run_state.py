@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import Select, String, Text, cast, func, select, type_coerce
+from sqlalchemy import BigInteger, Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -271,22 +271,30 @@ def occurred_at_column(session: Session) -> ColumnElement[Any]:
     """``ActivityEvent.occurred_at`` as a bulk read takes it fastest (see :func:`microseconds`).
 
     On SQLite, the stored text, which numpy reads at once (making a datetime of each row is
-    most of such a read's time); elsewhere, the datetime.
+    most of such a read's time); on PostgreSQL, the whole microseconds since 1970, which the
+    database computes exactly (``extract`` gives a numeric); elsewhere, the datetime.
     """
-    if session.get_bind().dialect.name == "sqlite":
+    dialect = session.get_bind().dialect.name
+    if dialect == "sqlite":
         return type_coerce(ActivityEvent.occurred_at, String)
+    if dialect == "postgresql":
+        epoch = func.extract("epoch", ActivityEvent.occurred_at)
+        return cast(epoch * 1_000_000, BigInteger)
     return ActivityEvent.occurred_at.expression
 
 
-def microseconds(moments: Sequence[dt.datetime | str]) -> np.ndarray:
+def microseconds(moments: Sequence[dt.datetime | str | int]) -> np.ndarray:
     """Times read through :func:`occurred_at_column`, as whole microseconds since 1970 (UTC).
 
     Args:
-        moments: Timezone-aware datetimes, or SQLite's stored UTC text of them.
+        moments: Timezone-aware datetimes, SQLite's stored UTC text of them, or PostgreSQL's
+            whole microseconds since 1970.
 
     Returns:
         An ``(len(moments),)`` int64 array.
     """
+    if moments and all(type(moment) is int for moment in moments):
+        return np.array(moments, dtype=np.int64)
     if moments and all(isinstance(moment, str) for moment in moments):
         try:
             with warnings.catch_warnings():
@@ -297,7 +305,11 @@ def microseconds(moments: Sequence[dt.datetime | str]) -> np.ndarray:
             pass
     return np.fromiter(
         (
-            _microseconds(dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment)
+            moment
+            if isinstance(moment, int)
+            else _microseconds(
+                dt.datetime.fromisoformat(moment) if isinstance(moment, str) else moment
+            )
             for moment in moments
         ),
         dtype=np.int64,

@@ -1,6 +1,7 @@
 """Storage: the typed ORM models, engines, sessions and migrations."""
 
 from nurture.storage.database import (
+    among,
     create_database_engine,
     insert_ignoring_conflicts,
     inserted_ignoring_conflicts,
@@ -12,6 +13,7 @@ from nurture.storage.models import *  # noqa: F403
 from nurture.storage.models import __all__ as _models_all
 
 __all__ = [
+    "among",
     "create_database_engine",
     "insert_ignoring_conflicts",
     "inserted_ignoring_conflicts",

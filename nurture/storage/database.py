@@ -3,14 +3,15 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import Engine, Table, create_engine, event, insert
+from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, insert
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
@@ -20,6 +21,7 @@ from sqlalchemy.orm import Session, sessionmaker
 from nurture.chunks import chunked
 
 __all__ = [
+    "among",
     "create_database_engine",
     "insert_ignoring_conflicts",
     "inserted_ignoring_conflicts",
@@ -29,6 +31,25 @@ __all__ = [
 ]
 
 logger = logging.getLogger(__name__)
+
+
+def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement[bool]:
+    """``column IN values``; on PostgreSQL ``column = ANY(:values)``, in one array parameter.
+
+    A statement over a chunk's ids then reads the same whatever their number: SQLAlchemy
+    renders it, and the driver parses it, once, instead of a statement of hundreds of
+    placeholders each time (PostgreSQL plans ``IN`` as ``= ANY`` anyway).
+
+    Args:
+        session: The session the statement runs in (its database decides).
+        column: The column compared (its type types the array's elements).
+        values: The values.
+    """
+    values = list(values)
+    if session.get_bind().dialect.name == "postgresql":
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+    return column.in_(values)
+
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
 

@@ -5,6 +5,7 @@ import datetime as dt
 
 import pytest
 from sqlalchemy import select, text
+from sqlalchemy.exc import IntegrityError
 
 from nurture.ingest import activity, import_activity, import_members
 from nurture.ingest.bulk import write_columns, write_rows
@@ -85,6 +86,19 @@ def test_conflicts_are_skipped_or_merged_by_the_database(session, member_id):
     answers = {a.question_key: a for a in session.scalars(select(Answer))}
     assert answers["role"].value == "marketer" and answers["role"].answered_at == MOMENTS[0]
     assert answers["goals"].value == ["a"]
+
+
+def test_without_a_conflict_target_a_conflicting_row_fails_the_batch(session, member_id):
+    columns = ("member_id", "question_key", "value", "answered_at")
+    row = (member_id, "role", "founder", MOMENTS[1])
+    assert write_rows(session, Answer.__table__, columns, [row], conflict=()) == 1
+    session.commit()
+
+    with pytest.raises(IntegrityError):
+        write_rows(session, Answer.__table__, columns, [row], conflict=())
+    session.rollback()
+
+    assert session.scalars(select(Answer.value)).all() == ["founder"]
 
 
 def test_a_batch_partly_stored_adds_only_its_new_rows_and_keeps_the_transactions_rows(
