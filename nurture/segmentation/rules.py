@@ -747,6 +747,26 @@ def _evaluate_changed(
     return outcomes, everyone
 
 
+def _stored_memberships(
+    session: Session, run_id: int | None, segment_ids: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """``{segment id: member ids}`` of the run's memberships of these segments, in one read."""
+    if run_id is None or not segment_ids:
+        return {}
+    session.flush()
+    rows = session.connection().execute(
+        select(SegmentMembership.segment_id, SegmentMembership.member_id).where(
+            SegmentMembership.run_id == run_id,
+            SegmentMembership.segment_id.in_(list(segment_ids)),
+        )
+    )
+    pairs = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, 2)
+    return {
+        int(segment_id): pairs[pairs[:, 0] == segment_id, 1]
+        for segment_id in np.unique(pairs[:, 0])
+    }
+
+
 def _write_rule_segments(
     session: Session,
     plan: RuleSegmentsPlan,
@@ -794,16 +814,22 @@ def _write_rule_segments(
         segment.active = False
         segment.size = 0
         left += update_rule_assignments(session, segment.id, (), now).left
-    if run_id is not None and segments:
-        session.execute(
-            delete(SegmentMembership).where(
-                SegmentMembership.run_id == run_id,
-                SegmentMembership.segment_id.in_([segment.id for segment in segments]),
-            )
-        )
+    stored = _stored_memberships(session, run_id, [segment.id for segment in segments])
     entered = 0
     for segment, planned in zip(segments, plan.segments, strict=True):
-        for batch in chunked(planned.members, _CHUNK):
+        # Only the memberships that changed are written: a member still in keeps their row.
+        kept = stored.get(segment.id, np.zeros(0, dtype=np.int64))
+        wanted = np.unique(np.asarray(planned.members, dtype=np.int64))
+        gone = kept[~np.isin(kept, wanted)].tolist()
+        for batch in chunked(gone, _CHUNK):
+            session.execute(
+                delete(SegmentMembership).where(
+                    SegmentMembership.run_id == run_id,
+                    SegmentMembership.segment_id == segment.id,
+                    SegmentMembership.member_id.in_(batch),
+                )
+            )
+        for batch in chunked(wanted[~np.isin(wanted, kept)].tolist(), _CHUNK):
             session.execute(
                 insert(SegmentMembership),
                 [
