@@ -370,7 +370,10 @@ def _segment_popularity(
         # numpy's probing of a Row for an array interface) cost most of the whole community's
         # read (the flush is what the session's own execute would do first).
         session.flush()
-        rows = session.connection().execute(query.execution_options(yield_per=_STREAM_ROWS))
+        connection = session.connection()
+        if connection.dialect.name != "sqlite":  # a server's rows streamed, not all held at once
+            query = query.execution_options(yield_per=_STREAM_ROWS)
+        rows = connection.execute(query)
         memberships = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(
             -1, 2
         )

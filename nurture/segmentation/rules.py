@@ -621,11 +621,12 @@ def _changed_members(session: Session, stamp: _Stamp) -> set[int]:
     New members, edited member records, new or edited answers, new activity, profiles (their
     lifecycle stage) built since, and effective cluster segments entered or left since.
     """
+    # One condition per query, without DISTINCT, each answered by an index where one serves:
+    # SQLite would otherwise read a whole member_id index to list each member once.
     queries = [
         select(Member.id).where(or_(Member.id > stamp.member_id, Member.updated_at > stamp.wall)),
-        select(Answer.member_id).where(
-            or_(Answer.id > stamp.answer_id, Answer.answered_at > stamp.wall)
-        ),
+        select(Answer.member_id).where(Answer.id > stamp.answer_id),
+        select(Answer.member_id).where(Answer.answered_at > stamp.wall),
         select(ActivityEvent.member_id).where(ActivityEvent.id > stamp.activity_id),
         select(MemberProfile.member_id).where(MemberProfile.computed_at > stamp.now),
         select(SegmentAssignment.member_id)
@@ -640,7 +641,7 @@ def _changed_members(session: Session, stamp: _Stamp) -> set[int]:
     ]
     changed: set[int] = set()
     for query in queries:
-        changed.update(session.scalars(query.distinct()))
+        changed.update(session.scalars(query))
     return changed
 
 
@@ -725,12 +726,11 @@ def _evaluate_changed(
             changed_since[stamp] = _changed_members(session, stamp)
         members = changed_since[stamp] | _touched_by_time(session, reads, stamp.now, now)
         redo[rule.key] = (rule, members)
-        kept = session.scalars(
-            select(SegmentMembership.member_id).where(
-                SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment.id
-            )
-        )
-        outcomes[rule.key] = RuleOutcome(members=array("q", (m for m in kept if m not in members)))
+        kept = _stored_memberships(session, run_id, [segment.id]).get(segment.id)
+        if kept is None:
+            kept = np.zeros(0, dtype=np.int64)
+        again = np.fromiter(members, dtype=np.int64, count=len(members))
+        outcomes[rule.key] = RuleOutcome(members=array("q", kept[~np.isin(kept, again)].tobytes()))
     members_to_read = sorted(set().union(*(members for _, members in redo.values())))
     for chunk in chunked(members_to_read, _CHUNK):
         contexts = member_rule_contexts(session, chunk, now)
