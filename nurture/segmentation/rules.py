@@ -867,8 +867,9 @@ def evaluate_rule_segments(
     are stored as ``SegmentMembership`` rows of the run, beside the clusters, and as effective
     assignments (a member enters or leaves at once). Rule segments no longer defined become
     inactive and lose their members. Evaluating again for the same run replaces its rule
-    memberships. Reads and evaluates, decides (:func:`plan_rule_segments`), then writes. The
-    caller commits.
+    memberships, writing only the rows that changed (a member still in keeps their row, and
+    the time they entered). Reads and evaluates, decides (:func:`plan_rule_segments`), then
+    writes. The caller commits.
 
     Args:
         session: Database session.
