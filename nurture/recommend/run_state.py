@@ -6,8 +6,9 @@ segment's popularity: computed once per match run, kept in memory for the run's 
 (keyed by database, run and time), never per member. What depends only on the library and the
 set of engagements (items, vectors, co-engagement, EASE), and the answers to the choice
 questions, are also kept for the next runs in the same process while their fingerprint (counts,
-largest and summed ids, latest edits) is unchanged: a warm nightly whose new activity holds no
-engagement with an item learns them again for nothing otherwise.
+largest and summed ids, latest edits) is unchanged, and stored on disk for the runs of later
+processes: a warm nightly whose new activity holds no engagement with an item, and in which no
+choice answer changed, would otherwise learn them again, reading the whole community for nothing.
 """
 
 from __future__ import annotations
@@ -71,6 +72,7 @@ CONSUMING_EVENT_TYPES = ("content_view", "event_attended", "email_click")
 
 _STREAM_ROWS = 50_000
 _STATE_FILE_PREFIX = "match-state-"
+_ANSWERS_FILE_PREFIX = "choice-answers-"
 _CACHED_RUNS = 2
 _SECONDS_PER_DAY = 86_400.0
 
@@ -376,14 +378,17 @@ def _segment_popularity(
         query = select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
             SegmentMembership.run_id == latest
         )
-        batches = [
-            np.array([tuple(row) for row in batch], dtype=np.int64).reshape(-1, 2)
-            for batch in session.execute(
-                query.execution_options(yield_per=_STREAM_ROWS)
-            ).partitions()
-        ]
-        if batches:  # plain tuples: numpy probes a Row for an array interface, slowly
-            memberships = np.concatenate(batches)
+        # On the session's connection, flat into numpy: the ORM's work on each row (and
+        # numpy's probing of a Row for an array interface) cost most of the whole community's
+        # read (the flush is what the session's own execute would do first).
+        session.flush()
+        connection = session.connection()
+        if connection.dialect.name != "sqlite":  # a server's rows streamed, not all held at once
+            query = query.execution_options(yield_per=_STREAM_ROWS)
+        rows = connection.execute(query)
+        memberships = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(
+            -1, 2
+        )
     segment_ids = np.unique(memberships[:, 1]) if memberships.size else np.zeros(0, np.int64)
     segment_rows = {int(segment_id): row for row, segment_id in enumerate(segment_ids)}
     counts = np.zeros((len(segment_ids) + 1, n_items), dtype=np.float64)
@@ -598,10 +603,20 @@ def _library_fingerprint(session: Session) -> tuple[Any, ...]:
 
 
 def _engagement_fingerprint(session: Session, now: dt.datetime) -> tuple[int, int, int]:
-    """Changes whenever an engagement up to ``now`` is added or deleted (ids only grow)."""
-    inner = _engagement_query(now).with_only_columns(ActivityEvent.id).subquery()
+    """Changes whenever an engagement up to ``now`` is added or deleted (ids only grow).
+
+    It counts every event of a consuming type up to ``now``, with an item or not: a superset
+    of the engagements (one without an item only costs learning again), which the index on
+    type and time answers alone, where testing ``content_key`` reads each event's row (ten
+    times as long).
+    """
     count, largest, total = session.execute(
-        select(func.count(inner.c.id), func.max(inner.c.id), func.sum(inner.c.id))
+        select(
+            func.count(ActivityEvent.id), func.max(ActivityEvent.id), func.sum(ActivityEvent.id)
+        ).where(
+            ActivityEvent.type.in_(CONSUMING_EVENT_TYPES),
+            ActivityEvent.occurred_at <= now,
+        )
     ).one()
     return int(count or 0), int(largest or 0), int(total or 0)
 
@@ -653,14 +668,66 @@ def _save_learned(path: Path, learned: _Learned) -> None:
             ease_weights=model.weights_,
             ease_params=np.array([model.l2, model.max_items, model.n_items_], dtype=np.float64),
         )
+    _save_arrays(path, arrays, _STATE_FILE_PREFIX)
+
+
+def _save_arrays(path: Path, arrays: dict[str, np.ndarray], prefix: str) -> None:
+    """Write ``arrays`` to ``path`` atomically; keep the last few files named ``prefix*``."""
     path.parent.mkdir(parents=True, exist_ok=True)
     partial = path.with_suffix(".partial.npz")
     np.savez(partial, **arrays)  # type: ignore[arg-type]  # numpy types kwds as its options
     os.replace(partial, path)
-    kept = sorted(path.parent.glob(f"{_STATE_FILE_PREFIX}*.npz"), key=lambda f: f.stat().st_mtime)
+    kept = sorted(path.parent.glob(f"{prefix}*.npz"), key=lambda f: f.stat().st_mtime)
     for old in kept[:-_CACHED_RUNS]:
         if old != path:
             old.unlink(missing_ok=True)
+
+
+def _state_path(state_dir: Path, prefix: str, key: Hashable) -> Path:
+    """The file of ``state_dir`` that holds what was learned under ``key``."""
+    digest = hashlib.sha256(repr(key).encode("utf-8")).hexdigest()[:32]
+    return state_dir / f"{prefix}{digest}.npz"
+
+
+def _save_answers(path: Path, answers: ChoiceAnswers) -> None:
+    """Write ``answers`` to ``path`` (``.npz``, no pickle), atomically."""
+    arrays = {
+        "questions": np.array(json.dumps(list(answers.questions))),
+        "values": np.array(json.dumps([dict(values) for values in answers.values])),
+        "member_ids": answers.member_ids,
+        "codes": answers.codes,
+    }
+    _save_arrays(path, arrays, _ANSWERS_FILE_PREFIX)
+
+
+def _read_answers(path: Path, questions: tuple[str, ...]) -> ChoiceAnswers | None:
+    """What :func:`_save_answers` wrote to ``path``; None when absent, unreadable or other."""
+    try:
+        with np.load(path, allow_pickle=False) as stored:
+            if tuple(json.loads(str(stored["questions"]))) != questions:
+                return None
+            values = tuple(
+                {str(value): int(code) for value, code in found.items()}
+                for found in json.loads(str(stored["values"]))
+            )
+            return ChoiceAnswers(questions, stored["member_ids"], stored["codes"], values)
+    except (OSError, KeyError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def _answers_or_read(
+    session: Session, questions: tuple[str, ...], key: Hashable, state_dir: Path | None
+) -> ChoiceAnswers:
+    """The choice answers: read from ``state_dir`` when a run stored them under ``key``."""
+    if state_dir is None:
+        return load_choice_answers(session, questions)
+    path = _state_path(state_dir, _ANSWERS_FILE_PREFIX, key)
+    answers = _read_answers(path, questions) if path.is_file() else None
+    if answers is None:
+        answers = load_choice_answers(session, questions)
+        with contextlib.suppress(OSError):  # a read-only or full disk costs the next run only
+            _save_answers(path, answers)
+    return answers
 
 
 def _iso(moment: dt.datetime | None) -> str | None:
@@ -722,8 +789,7 @@ def _learn_or_read(
     """The learned state: read from ``state_dir`` when a run stored it under ``key``."""
     if state_dir is None:
         return _learn(session, embedder, now)
-    digest = hashlib.sha256(repr(key).encode("utf-8")).hexdigest()[:32]
-    path = state_dir / f"{_STATE_FILE_PREFIX}{digest}.npz"
+    path = _state_path(state_dir, _STATE_FILE_PREFIX, key)
     learned = _read_learned(path) if path.is_file() else None
     if learned is None:
         learned = _learn(session, embedder, now)
@@ -805,9 +871,9 @@ def build_run_state(
         now: The time the run ranks for: later activity is ignored.
         weights: The ranking weights (half-lives, whether popularity decays).
         choice_questions: Keys of the single-choice questions whose answers group members.
-        state_dir: A folder where what is learned from the library and the engagements is
-            also stored (one ``.npz`` file per fingerprint, the last two kept), for the runs of
-            later processes; none keeps it in memory only.
+        state_dir: A folder where what is learned from the library and the engagements, and
+            the choice answers, are also stored (one ``.npz`` file per fingerprint, the last two
+            of each kept), for the runs of later processes; none keeps them in memory only.
 
     Returns:
         The run's shared state.
@@ -841,7 +907,9 @@ def build_run_state(
     if questions and members.size and items:
         answers_key = (database, questions, _answers_fingerprint(session, questions))
         answers = _remembered(
-            _answers, answers_key, lambda: load_choice_answers(session, questions)
+            _answers,
+            answers_key,
+            lambda: _answers_or_read(session, questions, answers_key, state_dir),
         )
         groups = _fit_groups(answers, members, columns, recency, len(items))
     available = item_available(items, now)

@@ -104,9 +104,13 @@ def _unsettled_members(session: Session, run_id: int, segment_ids: Sequence[int]
             )
         )
     )
-    placed = _placements(run_id).subquery()
+    # The members the run placed, profiled: any cluster row of theirs will do (EXCEPT keeps
+    # each once), without finding the last of each member's rows as the placement itself needs.
+    placed = _cluster_rows(run_id).where(
+        SegmentMembership.member_id.in_(select(MemberProfile.member_id))
+    )
     effective = clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE)
-    unsettled.update(session.scalars(select(placed.c.member_id).except_(effective)))
+    unsettled.update(session.scalars(placed.except_(effective)))
     return unsettled
 
 

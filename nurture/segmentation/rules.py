@@ -621,11 +621,12 @@ def _changed_members(session: Session, stamp: _Stamp) -> set[int]:
     New members, edited member records, new or edited answers, new activity, profiles (their
     lifecycle stage) built since, and effective cluster segments entered or left since.
     """
+    # One condition per query, without DISTINCT, each answered by an index where one serves:
+    # SQLite would otherwise read a whole member_id index to list each member once.
     queries = [
         select(Member.id).where(or_(Member.id > stamp.member_id, Member.updated_at > stamp.wall)),
-        select(Answer.member_id).where(
-            or_(Answer.id > stamp.answer_id, Answer.answered_at > stamp.wall)
-        ),
+        select(Answer.member_id).where(Answer.id > stamp.answer_id),
+        select(Answer.member_id).where(Answer.answered_at > stamp.wall),
         select(ActivityEvent.member_id).where(ActivityEvent.id > stamp.activity_id),
         select(MemberProfile.member_id).where(MemberProfile.computed_at > stamp.now),
         select(SegmentAssignment.member_id)
@@ -640,7 +641,7 @@ def _changed_members(session: Session, stamp: _Stamp) -> set[int]:
     ]
     changed: set[int] = set()
     for query in queries:
-        changed.update(session.scalars(query.distinct()))
+        changed.update(session.scalars(query))
     return changed
 
 
@@ -725,12 +726,11 @@ def _evaluate_changed(
             changed_since[stamp] = _changed_members(session, stamp)
         members = changed_since[stamp] | _touched_by_time(session, reads, stamp.now, now)
         redo[rule.key] = (rule, members)
-        kept = session.scalars(
-            select(SegmentMembership.member_id).where(
-                SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment.id
-            )
-        )
-        outcomes[rule.key] = RuleOutcome(members=array("q", (m for m in kept if m not in members)))
+        kept = _stored_memberships(session, run_id, [segment.id]).get(segment.id)
+        if kept is None:
+            kept = np.zeros(0, dtype=np.int64)
+        again = np.fromiter(members, dtype=np.int64, count=len(members))
+        outcomes[rule.key] = RuleOutcome(members=array("q", kept[~np.isin(kept, again)].tobytes()))
     members_to_read = sorted(set().union(*(members for _, members in redo.values())))
     for chunk in chunked(members_to_read, _CHUNK):
         contexts = member_rule_contexts(session, chunk, now)
@@ -745,6 +745,26 @@ def _evaluate_changed(
     for outcome in outcomes.values():
         outcome.members = array("q", np.sort(np.asarray(outcome.members, dtype=np.int64)).tobytes())
     return outcomes, everyone
+
+
+def _stored_memberships(
+    session: Session, run_id: int | None, segment_ids: Sequence[int]
+) -> dict[int, np.ndarray]:
+    """``{segment id: member ids}`` of the run's memberships of these segments, in one read."""
+    if run_id is None or not segment_ids:
+        return {}
+    session.flush()
+    rows = session.connection().execute(
+        select(SegmentMembership.segment_id, SegmentMembership.member_id).where(
+            SegmentMembership.run_id == run_id,
+            SegmentMembership.segment_id.in_(list(segment_ids)),
+        )
+    )
+    pairs = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, 2)
+    return {
+        int(segment_id): pairs[pairs[:, 0] == segment_id, 1]
+        for segment_id in np.unique(pairs[:, 0])
+    }
 
 
 def _write_rule_segments(
@@ -794,16 +814,22 @@ def _write_rule_segments(
         segment.active = False
         segment.size = 0
         left += update_rule_assignments(session, segment.id, (), now).left
-    if run_id is not None and segments:
-        session.execute(
-            delete(SegmentMembership).where(
-                SegmentMembership.run_id == run_id,
-                SegmentMembership.segment_id.in_([segment.id for segment in segments]),
-            )
-        )
+    stored = _stored_memberships(session, run_id, [segment.id for segment in segments])
     entered = 0
     for segment, planned in zip(segments, plan.segments, strict=True):
-        for batch in chunked(planned.members, _CHUNK):
+        # Only the memberships that changed are written: a member still in keeps their row.
+        kept = stored.get(segment.id, np.zeros(0, dtype=np.int64))
+        wanted = np.unique(np.asarray(planned.members, dtype=np.int64))
+        gone = kept[~np.isin(kept, wanted)].tolist()
+        for batch in chunked(gone, _CHUNK):
+            session.execute(
+                delete(SegmentMembership).where(
+                    SegmentMembership.run_id == run_id,
+                    SegmentMembership.segment_id == segment.id,
+                    SegmentMembership.member_id.in_(batch),
+                )
+            )
+        for batch in chunked(wanted[~np.isin(wanted, kept)].tolist(), _CHUNK):
             session.execute(
                 insert(SegmentMembership),
                 [
@@ -841,8 +867,9 @@ def evaluate_rule_segments(
     are stored as ``SegmentMembership`` rows of the run, beside the clusters, and as effective
     assignments (a member enters or leaves at once). Rule segments no longer defined become
     inactive and lose their members. Evaluating again for the same run replaces its rule
-    memberships. Reads and evaluates, decides (:func:`plan_rule_segments`), then writes. The
-    caller commits.
+    memberships, writing only the rows that changed (a member still in keeps their row, and
+    the time they entered). Reads and evaluates, decides (:func:`plan_rule_segments`), then
+    writes. The caller commits.
 
     Args:
         session: Database session.

@@ -195,3 +195,41 @@ def test_member_fields_lifecycle_and_attributes(session) -> None:
     ]
     summary = evaluate_rule_segments(session, rules, NOW)
     assert summary.sizes == {"veterans": 1, "unprofiled": 1, "domain": 1}
+
+
+def test_evaluating_again_rewrites_only_the_memberships_that_changed(
+    session, questionnaire, population
+) -> None:
+    founders = sorted(m for m, group in population.items() if GROUPS[group] == "founder")
+    others = sorted(m for m, group in population.items() if GROUPS[group] != "founder")
+    rules = [rule("founders", "answers.role == 'founder'")]
+    build_profiles(session, HashingEmbedder(32), questionnaire, NOW)
+    run_id = segment_members(session, questionnaire=questionnaire, now=NOW, rules=rules).run_id
+    session.commit()
+    segment_id = session.scalars(select(Segment.id).where(Segment.key == "founders")).one()
+
+    def rows() -> dict[int, tuple[int, dt.datetime]]:
+        query = select(
+            SegmentMembership.member_id, SegmentMembership.id, SegmentMembership.created_at
+        ).where(SegmentMembership.run_id == run_id, SegmentMembership.segment_id == segment_id)
+        return {member: (row, at) for member, row, at in session.execute(query).tuples()}
+
+    before = rows()
+    left, joined = founders[0], others[0]
+    for member_id, role in ((left, "member"), (joined, "founder")):
+        answer = session.scalars(
+            select(Answer).where(Answer.member_id == member_id, Answer.question_key == "role")
+        ).one()
+        answer.value = role
+    session.commit()
+    later = NOW + dt.timedelta(days=1)
+
+    summary = evaluate_rule_segments(session, rules, later, run_id=run_id)
+    session.commit()
+
+    after = rows()
+    assert sorted(after) == sorted({*founders[1:], joined}) and summary.sizes["founders"] == 30
+    assert summary.entered == 1 and summary.left == 1
+    # Those still in keep their rows; only the member who joined has a new one.
+    assert {m: after[m] for m in founders[1:]} == {m: before[m] for m in founders[1:]}
+    assert after[joined][1].replace(tzinfo=dt.UTC) == later
