@@ -68,7 +68,9 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+import os
 import re
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +93,7 @@ from nurture.storage.models import Member, Message
 
 __all__ = [
     "HOSTED_QUESTIONNAIRE",
+    "RELOAD_CHECK_SECONDS",
     "STRINGS",
     "TEMPLATE_SUFFIXES",
     "RenderedEmail",
@@ -149,6 +152,11 @@ languages' strings (and may replace these) in ``workspace.yaml``."""
 TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
 """The two parts of every email: ``<name>.html.j2`` and ``<name>.txt.j2``."""
 _SAFE_SCHEMES = {"http", "https", "mailto"}
+_SAFE_PREFIXES = tuple(f"{scheme}:" for scheme in _SAFE_SCHEMES)
+_BLANK_LINES = re.compile(r"\n{3,}")
+RELOAD_CHECK_SECONDS = 1.0
+"""With ``auto_reload``, how long a template is used before its file is checked for changes
+again (a ``stat``): a busy worker renders hundreds of emails a second."""
 _SUBJECT_CACHE_SIZE = 256
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
 _MAX_REPEAT = MAX_RANGE
@@ -193,6 +201,8 @@ def list_email_templates(templates_dir: Path | str) -> list[str]:
 
 def _safe_url(value: Any) -> str:
     url = str(value).strip()
+    if url[:7].lower().startswith(_SAFE_PREFIXES):  # what urlsplit would find, without it
+        return url
     scheme = urlsplit(url).scheme.lower()
     return url if scheme in _SAFE_SCHEMES else "#"
 
@@ -285,6 +295,30 @@ class _EmailSandbox(BoundedSandbox):
         return super().call_binop(context, operator, left, right)
 
 
+class _ThrottledLoader(jinja2.FileSystemLoader):
+    """jinja2's file loader, whose templates are checked for changes at most once a second.
+
+    With ``auto_reload`` jinja2 asks whether a cached template is up to date at each
+    ``get_template`` (each render, extends and include): a ``stat`` each time.
+    """
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        checked = time.monotonic()
+
+        def throttled() -> bool:
+            nonlocal checked  # renders racing on it at worst stat the file once more
+            now = time.monotonic()
+            if now - checked < RELOAD_CHECK_SECONDS:
+                return True
+            checked = now
+            return uptodate()
+
+        return source, filename, throttled
+
+
 def template_location(
     exc: BaseException, fallback: str, folder: Path | None
 ) -> tuple[str, int | None]:
@@ -349,8 +383,8 @@ class TemplateRenderer:
         community_name: Shown in every email.
         public_base_url: Base URL of the web endpoint, for unsubscribe and preference links.
         unsubscribe_secret: HMAC key of the unsubscribe tokens.
-        auto_reload: Check templates for changes on every render (convenient while editing,
-            a ``stat`` per render).
+        auto_reload: Check templates for changes (convenient while editing): each file at
+            most once every ``RELOAD_CHECK_SECONDS``, a ``stat``.
         shared_context: Values every template sees unless the message gives its own
             (``questionnaire_url``...).
         languages: The workspace's languages, the default first: ``lang`` is the member's
@@ -389,7 +423,7 @@ class TemplateRenderer:
         self._unsubscribe_secret = unsubscribe_secret
         self._environment = _EmailSandbox(
             limits,
-            loader=jinja2.FileSystemLoader(self.templates_dir),
+            loader=_ThrottledLoader(self.templates_dir),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -583,7 +617,7 @@ class TemplateRenderer:
         missing = [
             f"{name}{suffix}"
             for suffix in TEMPLATE_SUFFIXES
-            if not (self.templates_dir / f"{name}{suffix}").is_file()
+            if not os.path.isfile(os.path.join(self.templates_dir, f"{name}{suffix}"))
         ]
         if missing:
             raise TemplateError(
@@ -597,7 +631,7 @@ class TemplateRenderer:
         html = self.render_template(f"{name}.html.j2", context)
         html = self.inline_css(html, what=f"template '{name}.html.j2'")
         text = self.render_template(f"{name}.txt.j2", context)
-        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
         headers = {
             "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",
