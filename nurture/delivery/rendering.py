@@ -158,6 +158,7 @@ RELOAD_CHECK_SECONDS = 1.0
 """With ``auto_reload``, how long a template is used before its file is checked for changes
 again (a ``stat``): a busy worker renders hundreds of emails a second."""
 _SUBJECT_CACHE_SIZE = 256
+_TRANSLATION_CACHE_SIZE = 4096
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
 _MAX_REPEAT = MAX_RANGE
 """Longest string or list ``*`` may build in a template (as many as ``range`` may yield)."""
@@ -437,6 +438,7 @@ class TemplateRenderer:
             keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=False
         )
         self._subjects: dict[str, jinja2.Template] = {}
+        self._translations: dict[Any, str] = {}
 
     @property
     def unsubscribe_secret(self) -> str:
@@ -464,7 +466,7 @@ class TemplateRenderer:
         # A string missing in the member's language falls back to the default language's, then
         # to the built-in English one, then to the template's own default.
         fallbacks = (self._strings[lang], self._strings[self.languages[0]], STRINGS["en"])
-        formatter = self._formatter
+        formatter, formatted = self._formatter, self._translations
 
         def translate(key: str, default: str | None = None, **fields: Any) -> str:
             text = next((found[key] for found in fallbacks if key in found), default)
@@ -473,8 +475,24 @@ class TemplateRenderer:
                     f"no UI string {key!r} in nurture.delivery.rendering.STRINGS or the "
                     "workspace's strings"
                 )
+            if not fields:
+                return str(text)
+            # The same string with the same fields (the footer's) is formatted once: the values'
+            # types are in the key, as 1, 1.0 and True are equal keys and format differently.
+            try:
+                cache_key: Any = (text, *((n, type(v), v) for n, v in sorted(fields.items())))
+                cached = formatted.get(cache_key)
+            except Exception:  # an unhashable (or undefined) value: formatted, not kept
+                cache_key = cached = None
+            if cached is not None:
+                return cached
             # ``default`` comes from the template: format it as the sandbox formats strings.
-            return formatter.vformat(str(text), (), fields) if fields else str(text)
+            result = formatter.vformat(str(text), (), fields)
+            if cache_key is not None:
+                if len(formatted) >= _TRANSLATION_CACHE_SIZE:
+                    formatted.clear()
+                formatted[cache_key] = result
+            return result
 
         context: dict[str, Any] = {"items": [], **self.shared_context}
         context.update(message.context or {})
