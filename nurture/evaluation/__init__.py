@@ -61,6 +61,11 @@ from nurture.evaluation.report import (
     timings_of,
 )
 from nurture.evaluation.runs import DEFAULT_TEST_SHARE, evaluate_folder, evaluate_workspace
+from nurture.evaluation.significance import (
+    PairedDifference,
+    compare_with_baselines,
+    paired_bootstrap,
+)
 from nurture.evaluation.tuning import (
     SEARCH_SPACES,
     GroupTuning,
@@ -108,6 +113,7 @@ __all__ = [
     "JointGroupTuning",
     "JointTuning",
     "Mode",
+    "PairedDifference",
     "RecommenderRun",
     "SandboxSignals",
     "SearchResult",
@@ -119,6 +125,7 @@ __all__ = [
     "carve_cold_start_validation",
     "carve_validation",
     "catalogue_coverage",
+    "compare_with_baselines",
     "engagement_matrix",
     "evaluate_folder",
     "evaluate_workspace",
@@ -134,6 +141,7 @@ __all__ = [
     "ndcg_at_k",
     "ndcg_curve",
     "nurture_sandbox",
+    "paired_bootstrap",
     "precision_at_k",
     "precision_curve",
     "propose_weights",

@@ -31,6 +31,7 @@ from nurture.evaluation.metrics import (
     precision_curve,
     recall_at_k,
 )
+from nurture.evaluation.significance import PairedDifference
 from nurture.recommend import EASE, GroupPopularity
 
 __all__ = [
@@ -104,6 +105,9 @@ class EvaluationReport:
             how long each took (the engine: its whole nightly run, ``seconds`` only).
         ablation: ``{variant: {"<metric>@<k>": value}}``: the engine with each signal alone
             and each removed (:mod:`nurture.evaluation.ablation`); empty unless asked for.
+        comparisons: ``{baseline: {"<metric>@<k>": difference}}``: the engine's mean minus
+            the baseline's on the same members, with a paired bootstrap interval
+            (:mod:`nurture.evaluation.significance`).
     """
 
     dataset: dict[str, Any]
@@ -119,6 +123,7 @@ class EvaluationReport:
     curves: dict[str, dict[str, list[float | None]]] = field(default_factory=dict)
     timings: dict[str, dict[str, float]] = field(default_factory=dict)
     ablation: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    comparisons: dict[str, dict[str, PairedDifference]] = field(default_factory=dict)
 
     def metric_names(self) -> list[str]:
         """The metrics' names as reported (``precision@10``...), in row order."""
@@ -157,6 +162,11 @@ class EvaluationReport:
         }
         if self.ablation:
             out["ablation"] = _rounded(self.ablation)
+        if self.comparisons:
+            out["comparisons"] = {
+                name: {metric: difference.to_dict() for metric, difference in metrics.items()}
+                for name, metrics in self.comparisons.items()
+            }
         return out
 
 

@@ -17,11 +17,13 @@ from nurture.evaluation.folder import load_dataset_folder, stage_folder
 from nurture.evaluation.ranker import nurture_sandbox, rank_with_nurture
 from nurture.evaluation.report import (
     CURVE_METRICS,
+    ENGINE,
     EvaluationReport,
     lists_from_keys,
     rank_and_score,
     timings_of,
 )
+from nurture.evaluation.significance import compare_with_baselines
 from nurture.evaluation.workspace import load_interactions, split_in_time, stage_workspace
 from nurture.orchestration import CycleReport
 from nurture.recommend import RankingWeights
@@ -88,6 +90,12 @@ def _report(
         },
         timings=timings_of(runs),
         ablation=ablation or {},
+        comparisons=compare_with_baselines(
+            {name: run.per_member for name, run in runs.items()},
+            engine=ENGINE,
+            k=k,
+            seed=settings.random_seed,
+        ),
     )
 
 

@@ -166,6 +166,7 @@ def _render(
         descriptions=descriptions,
         engine=engine,
         members=members,
+        comparison_metrics=list(next(iter(figures.get("comparisons", {}).values()), {})),
     )
     return html, charts
 

@@ -75,12 +75,26 @@ def test_the_example_dataset_runs_end_to_end_and_prints_the_table(settings: Sett
     assert set(report["timings"]["nurture"]) == {"seconds"}
     assert set(report["timings"]["ease"]) == {"seconds", "fit_seconds", "rank_seconds"}
     assert "seconds: nurture" in output
+    assert set(report["comparisons"]) == set(report["metrics"]) - {"nurture"}
+    for differences in report["comparisons"].values():
+        assert list(differences) == ["precision@10", "ndcg@10"]
+        for difference in differences.values():
+            assert difference["low"] <= difference["difference"] <= difference["high"]
+            assert difference["members"] == report["counts"]["evaluated_members"]
+    random = report["comparisons"]["random"]["ndcg@10"]
+    nurture_ndcg, random_ndcg = (
+        report["metrics"][name]["ndcg@10"] for name in ("nurture", "random")
+    )
+    assert random["difference"] == pytest.approx(nurture_ndcg - random_ndcg, abs=2e-6)
+    assert random["verdict"] == "above"
+    assert "nurture minus each baseline" in output
 
     page = settings.data_dir / "reports" / "evaluation.html"
     html = page.read_text(encoding="utf-8")
     assert "report written to" in output
     assert 'id="precision-at-k"' in html and 'id="ndcg-at-k"' in html
     assert all(name in html for name in report["metrics"])
+    assert 'id="comparisons"' in html
 
 
 def test_cold_start_mode_with_another_k_and_output(settings: Settings, tmp_path: Path) -> None:

@@ -84,6 +84,36 @@ def test_the_page_shows_every_recommender_the_curves_and_the_groups(tmp_path: Pa
     assert 'id="breakdown-language"' in page and 'id="breakdown-history"' in page
 
 
+def test_the_page_says_how_sure_each_difference_is() -> None:
+    figures = _figures()
+    figures["comparisons"] = {
+        "popularity": {
+            "precision@3": {
+                "difference": -0.0146,
+                "low": -0.0354,
+                "high": 0.0042,
+                "members": 48,
+                "verdict": "within noise",
+            },
+            "ndcg@3": {
+                "difference": 0.05,
+                "low": 0.01,
+                "high": 0.09,
+                "members": 48,
+                "verdict": "above",
+            },
+        }
+    }
+
+    page = render_evaluation_report(figures, generated_at=NOW)
+
+    text = " ".join(html_lib.unescape(page).split())
+    assert 'id="comparisons"' in page
+    assert "-0.0146" in text and "-0.0354 to +0.0042" in text and "within noise" in text
+    assert "+0.0500" in text and "above" in text
+    assert 'id="comparisons"' not in render_evaluation_report(_figures(), generated_at=NOW)
+
+
 def test_data_derived_text_is_escaped() -> None:
     page = render_evaluation_report(_figures(), generated_at=NOW)
 
