@@ -626,8 +626,8 @@ def render_sendgrid_section(result: SendGridBenchmarkResult) -> list[str]:
         "",
         f"The delivery worker (`nurture.delivery.deliver_messages`) sending {result.messages:,} "
         f"queued `welcome` messages (one per member, rendered with the workspace's templates) "
-        f"through the SendGrid backend (`SendGridMailer`: bodies built by the `sendgrid` "
-        f"library, POSTed over a pool of keep-alive connections) to a local mock of Mail Send "
+        f"through the SendGrid backend (`SendGridMailer`: bodies built in Mail Send's JSON "
+        f"shape, POSTed over a pool of keep-alive connections) to a local mock of Mail Send "
         f"(`benchmarks/mock_sendgrid.py`, asyncio, its own process) that answers every request "
         f"after {result.latency_ms:.0f} ms, on a fresh {database} database, in chunks of "
         f"{result.chunk_size} ids as the deliver flow hands them out (a session per chunk). "

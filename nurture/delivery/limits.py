@@ -183,11 +183,17 @@ class _Budget:
 
     def check_value(self, value: Any) -> Any:
         """``value``, when its size is within the limits."""
-        if isinstance(value, str | bytes | list | tuple | dict | set | frozenset):
-            self.check_size(len(value), f"a {type(value).__name__}")
+        if isinstance(value, _SIZED):
+            size = len(value)
+            if size > self.limits.max_output_chars:  # the name is only built for the error
+                self.check_size(size, f"a {type(value).__name__}")
         elif isinstance(value, int) and value.bit_length() > MAX_INT_BITS:
             raise RenderLimitError(f"a number larger than {MAX_INT_BITS} bits")
         return value
+
+
+_SIZED = (str, bytes, list, tuple, dict, set, frozenset)
+"""The values ``check_value`` measures by their length."""
 
 
 _BUDGET: contextvars.ContextVar[_Budget | None] = contextvars.ContextVar(
@@ -562,6 +568,13 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         budget = _BUDGET.get()
         if budget is not None:
             budget.tick()
+        if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
+            # What the sandbox does, without raising and catching an AttributeError first: a
+            # plain dict has no attribute of that name, so ``obj.name`` is ``obj["name"]``.
+            try:
+                return obj[attribute]
+            except KeyError:
+                return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
     def getitem(self, obj: Any, argument: Any) -> Any:
@@ -598,6 +611,9 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
 
         return wrapper
 
+
+_DICT_ATTRIBUTES = frozenset(dir(dict))
+"""The attributes of a plain dict (its methods...): ``getattr`` leaves them to the sandbox."""
 
 _CONTEXT_ARGS = frozenset({"_block_vars", "_loop_vars"})
 """Keyword arguments jinja2 adds to calls in blocks and loops (``Context.call`` drops them)."""

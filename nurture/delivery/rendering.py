@@ -68,7 +68,9 @@ from __future__ import annotations
 
 import datetime as dt
 import operator
+import os
 import re
+import time
 import traceback
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -91,6 +93,7 @@ from nurture.storage.models import Member, Message
 
 __all__ = [
     "HOSTED_QUESTIONNAIRE",
+    "RELOAD_CHECK_SECONDS",
     "STRINGS",
     "TEMPLATE_SUFFIXES",
     "RenderedEmail",
@@ -149,7 +152,13 @@ languages' strings (and may replace these) in ``workspace.yaml``."""
 TEMPLATE_SUFFIXES = (".html.j2", ".txt.j2")
 """The two parts of every email: ``<name>.html.j2`` and ``<name>.txt.j2``."""
 _SAFE_SCHEMES = {"http", "https", "mailto"}
+_SAFE_PREFIXES = tuple(f"{scheme}:" for scheme in _SAFE_SCHEMES)
+_BLANK_LINES = re.compile(r"\n{3,}")
+RELOAD_CHECK_SECONDS = 1.0
+"""With ``auto_reload``, how long a template is used before its file is checked for changes
+again (a ``stat``): a busy worker renders hundreds of emails a second."""
 _SUBJECT_CACHE_SIZE = 256
+_TRANSLATION_CACHE_SIZE = 4096
 _TEMPLATE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*(/[A-Za-z0-9][A-Za-z0-9_-]*)*")
 _MAX_REPEAT = MAX_RANGE
 """Longest string or list ``*`` may build in a template (as many as ``range`` may yield)."""
@@ -193,6 +202,8 @@ def list_email_templates(templates_dir: Path | str) -> list[str]:
 
 def _safe_url(value: Any) -> str:
     url = str(value).strip()
+    if url[:7].lower().startswith(_SAFE_PREFIXES):  # what urlsplit would find, without it
+        return url
     scheme = urlsplit(url).scheme.lower()
     return url if scheme in _SAFE_SCHEMES else "#"
 
@@ -285,6 +296,30 @@ class _EmailSandbox(BoundedSandbox):
         return super().call_binop(context, operator, left, right)
 
 
+class _ThrottledLoader(jinja2.FileSystemLoader):
+    """jinja2's file loader, whose templates are checked for changes at most once a second.
+
+    With ``auto_reload`` jinja2 asks whether a cached template is up to date at each
+    ``get_template`` (each render, extends and include): a ``stat`` each time.
+    """
+
+    def get_source(
+        self, environment: jinja2.Environment, template: str
+    ) -> tuple[str, str, Callable[[], bool]]:
+        source, filename, uptodate = super().get_source(environment, template)
+        checked = time.monotonic()
+
+        def throttled() -> bool:
+            nonlocal checked  # renders racing on it at worst stat the file once more
+            now = time.monotonic()
+            if now - checked < RELOAD_CHECK_SECONDS:
+                return True
+            checked = now
+            return uptodate()
+
+        return source, filename, throttled
+
+
 def template_location(
     exc: BaseException, fallback: str, folder: Path | None
 ) -> tuple[str, int | None]:
@@ -349,8 +384,8 @@ class TemplateRenderer:
         community_name: Shown in every email.
         public_base_url: Base URL of the web endpoint, for unsubscribe and preference links.
         unsubscribe_secret: HMAC key of the unsubscribe tokens.
-        auto_reload: Check templates for changes on every render (convenient while editing,
-            a ``stat`` per render).
+        auto_reload: Check templates for changes (convenient while editing): each file at
+            most once every ``RELOAD_CHECK_SECONDS``, a ``stat``.
         shared_context: Values every template sees unless the message gives its own
             (``questionnaire_url``...).
         languages: The workspace's languages, the default first: ``lang`` is the member's
@@ -389,7 +424,7 @@ class TemplateRenderer:
         self._unsubscribe_secret = unsubscribe_secret
         self._environment = _EmailSandbox(
             limits,
-            loader=jinja2.FileSystemLoader(self.templates_dir),
+            loader=_ThrottledLoader(self.templates_dir),
             autoescape=_autoescape,
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
@@ -403,6 +438,7 @@ class TemplateRenderer:
             keep_at_rules=True, load_remote_stylesheets=False, keep_link_tags=False
         )
         self._subjects: dict[str, jinja2.Template] = {}
+        self._translations: dict[Any, str] = {}
 
     @property
     def unsubscribe_secret(self) -> str:
@@ -430,7 +466,7 @@ class TemplateRenderer:
         # A string missing in the member's language falls back to the default language's, then
         # to the built-in English one, then to the template's own default.
         fallbacks = (self._strings[lang], self._strings[self.languages[0]], STRINGS["en"])
-        formatter = self._formatter
+        formatter, formatted = self._formatter, self._translations
 
         def translate(key: str, default: str | None = None, **fields: Any) -> str:
             text = next((found[key] for found in fallbacks if key in found), default)
@@ -439,8 +475,24 @@ class TemplateRenderer:
                     f"no UI string {key!r} in nurture.delivery.rendering.STRINGS or the "
                     "workspace's strings"
                 )
+            if not fields:
+                return str(text)
+            # The same string with the same fields (the footer's) is formatted once: the values'
+            # types are in the key, as 1, 1.0 and True are equal keys and format differently.
+            try:
+                cache_key: Any = (text, *((n, type(v), v) for n, v in sorted(fields.items())))
+                cached = formatted.get(cache_key)
+            except Exception:  # an unhashable (or undefined) value: formatted, not kept
+                cache_key = cached = None
+            if cached is not None:
+                return cached
             # ``default`` comes from the template: format it as the sandbox formats strings.
-            return formatter.vformat(str(text), (), fields) if fields else str(text)
+            result = formatter.vformat(str(text), (), fields)
+            if cache_key is not None:
+                if len(formatted) >= _TRANSLATION_CACHE_SIZE:
+                    formatted.clear()
+                formatted[cache_key] = result
+            return result
 
         context: dict[str, Any] = {"items": [], **self.shared_context}
         context.update(message.context or {})
@@ -583,7 +635,7 @@ class TemplateRenderer:
         missing = [
             f"{name}{suffix}"
             for suffix in TEMPLATE_SUFFIXES
-            if not (self.templates_dir / f"{name}{suffix}").is_file()
+            if not os.path.isfile(os.path.join(self.templates_dir, f"{name}{suffix}"))
         ]
         if missing:
             raise TemplateError(
@@ -597,7 +649,7 @@ class TemplateRenderer:
         html = self.render_template(f"{name}.html.j2", context)
         html = self.inline_css(html, what=f"template '{name}.html.j2'")
         text = self.render_template(f"{name}.txt.j2", context)
-        text = re.sub(r"\n{3,}", "\n\n", text).strip() + "\n"
+        text = _BLANK_LINES.sub("\n\n", text).strip() + "\n"
         headers = {
             "List-Unsubscribe": f"<{context['unsubscribe_url']}>",
             "List-Unsubscribe-Post": "List-Unsubscribe=One-Click",

@@ -387,3 +387,57 @@ def test_an_unknown_kind_shows_as_it_is(renderer):
     items = [dict(ITEMS[0], kind="podcast")]
     email = renderer.render_message(_message(context={"items": items}), _member(), now=NOW)
     assert "podcast" in email.html and "podcast" in email.text
+
+
+def test_an_edited_template_is_picked_up_once_the_reload_check_is_due(
+    scratch_templates, monkeypatch
+):
+    import nurture.delivery.rendering as rendering
+
+    _write(scratch_templates, "edit.html.j2", "<p>first</p>\n")
+    _write(scratch_templates, "edit.txt.j2", "first\n")
+    renderer = make_renderer(scratch_templates)
+    assert renderer.render_message(_message(template="edit"), _member(), now=NOW).text == "first\n"
+    _write(scratch_templates, "edit.txt.j2", "second, a longer text\n")
+    # Within RELOAD_CHECK_SECONDS of the last check the cached template serves.
+    monkeypatch.setattr(rendering, "RELOAD_CHECK_SECONDS", 3600.0)
+    assert renderer.render_message(_message(template="edit"), _member(), now=NOW).text == "first\n"
+    monkeypatch.setattr(rendering, "RELOAD_CHECK_SECONDS", 0.0)
+    email = renderer.render_message(_message(template="edit"), _member(), now=NOW)
+    assert email.text == "second, a longer text\n"
+
+
+def test_ui_strings_with_equal_fields_of_other_types_format_apart(scratch_templates):
+    _write(
+        scratch_templates,
+        "fmt.html.j2",
+        "{{ t('x', default='[{n}]', n=1) }}{{ t('x', default='[{n}]', n=true) }}"
+        "{{ t('x', default='[{n}]', n=1.0) }}{{ t('x', default='[{n}]', n=1) }}"
+        "{{ t('x', default='[{n}]', n=[1]) }}\n",
+    )
+    _write(scratch_templates, "fmt.txt.j2", "{{ t('x', default='[{n}]', n=nothing) }}\n")
+    renderer = make_renderer(scratch_templates)
+    with pytest.raises(TemplateError, match=r"fmt\.txt\.j2 line 1.*'nothing' is undefined"):
+        renderer.render_message(_message(template="fmt"), _member(), now=NOW)
+    assert (
+        renderer.render_template(
+            "fmt.html.j2", {**renderer.build_context(_message(template="fmt"), _member(), NOW)}
+        )
+        == "[1][True][1.0][1][[1]]"
+    )
+
+
+def test_dict_keys_read_as_attributes_and_dict_methods_stay_sandboxed(scratch_templates):
+    _write(
+        scratch_templates,
+        "d.html.j2",
+        "{{ d.a }}|{{ d.get('a') }}|{{ d.keys() | list | join(',') }}\n",
+    )
+    _write(scratch_templates, "m.html.j2", "{{ d.missing }}\n")
+    _write(scratch_templates, "u.html.j2", "{{ d.update({'a': 2}) }}\n")
+    renderer = make_renderer(scratch_templates)
+    assert renderer.render_template("d.html.j2", {"d": {"a": 1, "b": 2}}) == "1|1|a,b"
+    with pytest.raises(TemplateError, match="has no attribute 'missing'"):
+        renderer.render_template("m.html.j2", {"d": {"a": 1}})
+    with pytest.raises(TemplateError, match="unsafe"):
+        renderer.render_template("u.html.j2", {"d": {"a": 1}})

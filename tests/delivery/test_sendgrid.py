@@ -270,6 +270,71 @@ def test_custom_args_and_categories_carry_ids_only():
         assert personal.lower() not in metadata.lower()
 
 
+def _library_body(email: OutgoingEmail) -> dict[str, Any]:
+    """The body the sendgrid library's ``Mail`` helpers build for ``email`` (the reference)."""
+    from sendgrid.helpers.mail import (
+        Category,
+        CustomArg,
+        From,
+        Header,
+        HtmlContent,
+        Mail,
+        PlainTextContent,
+        ReplyTo,
+        Subject,
+        To,
+    )
+
+    sender, recipient = From(), To()
+    sender.email, recipient.email = email.from_email, email.to_email
+    if email.from_name:
+        sender.name = email.from_name
+    if email.to_name:
+        recipient.name = email.to_name
+    mail = Mail(
+        from_email=sender,
+        to_emails=recipient,
+        subject=Subject(email.subject),
+        plain_text_content=PlainTextContent(email.text) if email.text else None,
+        html_content=HtmlContent(email.html) if email.html else None,
+    )
+    for key, value in (
+        ("nurture_message_id", str(email.message_id)),
+        ("journey", email.journey_key),
+        ("step", email.step_id),
+    ):
+        mail.add_custom_arg(CustomArg(key, value, p=0))
+    if email.reply_to:
+        mail.reply_to = ReplyTo(email.reply_to)
+    if email.journey_key:
+        mail.add_category(Category(email.journey_key))
+    for name, value in email.headers.items():
+        mail.add_header(Header(name, value))
+    body: dict[str, Any] = mail.get()
+    return body
+
+
+@pytest.mark.parametrize(
+    "email",
+    [*VALID_EMAILS.values(), _email(headers={}), _email(html="", text="only text")],
+    ids=[*VALID_EMAILS.keys(), "no-headers", "text-only"],
+)
+def test_the_body_is_the_one_the_library_helpers_build(email):
+    assert SendGridMailer(API_KEY).build_request(email) == _library_body(email)
+
+
+@pytest.mark.parametrize("part", ["text", "html"])
+def test_content_that_looks_like_an_api_key_is_refused_as_the_library_does(part):
+    from sendgrid.helpers.mail.exceptions import ApiKeyIncludedException
+
+    email = _email(**{part: "SG.abcdef.ghijkl and more"})
+    with pytest.raises(ApiKeyIncludedException):
+        _library_body(email)
+    with pytest.raises(PermanentDeliveryError, match="ApiKeyIncludedException"):
+        SendGridMailer(API_KEY).build_request(email)
+    assert SendGridMailer(API_KEY).build_request(_email(**{part: "see SG.abcdef.ghijkl"}))
+
+
 def test_content_that_looks_like_an_api_key_is_refused_for_good():
     with pytest.raises(PermanentDeliveryError, match="message 42: cannot build"):
         SendGridMailer(API_KEY).send(_email(text="SG.abcdef.ghijkl"))
