@@ -17,7 +17,8 @@ community.
 
 Each stage reports its wall-clock time, the rows it handled per second, and its peak memory (the
 process's resident set size, sampled every 20 ms while it runs), each next to a floor measured in
-the same run on the same rows:
+the same run on the same rows (a floor hands the memory it freed back to the system when it is
+done, so the next stage does not start with it: a nightly run has no floors):
 
 - imports, and the rows each later stage writes: the bare insert of the same rows into an empty
   copy of the table, with the driver alone (``executemany`` on SQLite, ``COPY`` on PostgreSQL), in
@@ -47,7 +48,10 @@ through its chunks, so a long run shows it is alive.
 from __future__ import annotations
 
 import argparse
+import ctypes
 import datetime as dt
+import functools
+import gc
 import io
 import logging
 import os
@@ -62,7 +66,7 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, ParamSpec, TypeVar
 
 import numpy as np
 from sqlalchemy import Engine, select, text
@@ -120,6 +124,8 @@ PROGRESS_SECONDS = 15.0
 """At most one progress line per stage this often."""
 CHANGED_SHARE = 0.01
 """Share of the members given new activity before the warm nightly."""
+P = ParamSpec("P")
+R = TypeVar("R")
 _PAGE_SIZE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
 
 
@@ -385,6 +391,36 @@ class RecordingEmbedder:
 # --- floors ---------------------------------------------------------------------------------
 
 
+def return_freed_memory() -> None:
+    """Hand the heap a finished block freed back to the system (glibc's ``malloc_trim``).
+
+    A floor reads every row it writes (a million profiles are gigabytes of Python objects)
+    before timing; once it is done, the allocator keeps those freed pages, and the next stage's
+    resident set would start with them. A nightly run has no floors, so each floor returns them.
+    Elsewhere than glibc, nothing is done.
+    """
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+    except OSError:
+        return
+    libc.malloc_trim(0)
+
+
+def _floor(function: Callable[P, R]) -> Callable[P, R]:
+    """A floor that returns the memory it freed when it is done (:func:`return_freed_memory`)."""
+
+    @functools.wraps(function)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return function(*args, **kwargs)
+        finally:
+            gc.collect()
+            return_freed_memory()
+
+    return wrapper
+
+
+@_floor
 def bare_insert(engine: Engine, tables: Sequence[str], batch: int, where: str = "") -> Timed:
     """Time the bare insert of the rows of ``tables`` into empty copies of them.
 
@@ -445,6 +481,7 @@ Encode = Callable[[Sequence[str]], Any]
 """The floor of an embedding stage: encodes texts, with nothing of nurture around it."""
 
 
+@_floor
 def bare_embed(encode: Encode, texts: Sequence[str]) -> Timed:
     """Time one ``encode`` call on the unique ``texts``."""
     unique = list(dict.fromkeys(texts))
@@ -456,6 +493,7 @@ def bare_embed(encode: Encode, texts: Sequence[str]) -> Timed:
     return timed
 
 
+@_floor
 def bare_sendgrid_loop(
     runtime: Runtime, mock_url: str, sent: int, sample: int
 ) -> tuple[Timed, int]:
@@ -476,6 +514,7 @@ def bare_sendgrid_loop(
     return timed, len(bodies)
 
 
+@_floor
 def bare_top_k(
     engine: Engine, embedder: Embedder, k: int, batch: int, member_ids: Sequence[int]
 ) -> Timed:
@@ -500,6 +539,7 @@ def bare_top_k(
     return timed
 
 
+@_floor
 def bare_file_writes(source: Path, target: Path) -> Timed:
     """Time writing again every file under ``source`` into ``target``, one by one."""
     files = [(path.relative_to(source), path.read_bytes()) for path in source.rglob("*.eml")]
@@ -1124,7 +1164,9 @@ def render_scale_report(report: ScaleReport) -> str:
         f"(`nurture.stages`), in chunks of {first.chunk_size if first else 0}. Each stage's "
         "peak memory is the process's resident set size (sampled every 20 ms while it runs; "
         "the process holds the libraries and the previous stages' leftovers too). Each floor "
-        "runs in the same process right after its stage, on the same rows; the ratio is the "
+        "runs in the same process right after its stage, on the same rows, and hands the "
+        "memory it freed back to the system when done (glibc's `malloc_trim`: a nightly run "
+        "has no floors, so their leftovers are not the next stage's); the ratio is the "
         "stage's time over its floor's. Floors: imports and the rows each later stage writes, "
         "the bare insert of the same rows into an empty copy of the table (`executemany` on "
         "SQLite, `COPY` on PostgreSQL); profile and content, the bare encode of the texts the "

@@ -105,3 +105,28 @@ def test_the_command_runs_each_database_and_writes_the_headline_table(tmp_path: 
     else:
         assert "**PostgreSQL not measured**" in headline
         assert "cannot reach the database server" in headline
+
+
+def test_a_floor_hands_the_memory_it_freed_back_to_the_system() -> None:
+    from benchmarks.scale import _floor, _rss_bytes
+
+    kept: list[bytes] = []
+
+    @_floor
+    def fragmenting_floor() -> int:
+        # Rows read before timing, with a few long-lived objects between them: freed, the
+        # rows' pages stay in the process until the allocator is asked to return them.
+        rows = []
+        for index in range(100_000):
+            rows.append(bytes(2000) + bytes([index % 256]))
+            if index % 50 == 0:
+                kept.append(bytes(600) + bytes([index % 256]))
+        grown = _rss_bytes()
+        del rows
+        return grown
+
+    before = _rss_bytes()
+    grown = fragmenting_floor()
+
+    assert grown - before > 150 * 2**20
+    assert _rss_bytes() - before < 50 * 2**20
