@@ -83,7 +83,7 @@ from nurture import stages
 from nurture.chunks import chunked
 from nurture.delivery import DeliverySummary
 from nurture.demo import DemoFiles, generate_library_community
-from nurture.embedding import Embedder
+from nurture.embedding import Embedder, library_embedder
 from nurture.recommend import load_content_vectors
 from nurture.recommend.run_state import forget_run_states
 from nurture.runtime import Runtime, settings_from
@@ -381,11 +381,34 @@ class RecordingEmbedder:
 
     def embed(self, texts: Sequence[str]) -> np.ndarray:
         """Embed ``texts`` with the inner embedder, recording them (and counting ``progress``)."""
+        return self._recorded(self.inner, texts)
+
+    @property
+    def library(self) -> Embedder:
+        """The inner embedder's library embedder, recording through this one too."""
+        library = library_embedder(self.inner)
+        return self if library is self.inner else _RecordedLibrary(self, library)
+
+    def _recorded(self, embedder: Embedder, texts: Sequence[str]) -> np.ndarray:
         self.texts.extend(texts)
-        vectors = self.inner.embed(texts)
+        vectors = embedder.embed(texts)
         if self.progress is not None:
             self.progress.advance(len(texts))
         return vectors
+
+
+class _RecordedLibrary:
+    """The library side of a :class:`RecordingEmbedder` (its texts recorded with the others)."""
+
+    def __init__(self, recorder: RecordingEmbedder, library: Embedder) -> None:
+        self.recorder = recorder
+        self.inner = library
+        self.name = library.name
+        self.dim = library.dim
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` with the library embedder, recorded by the recorder."""
+        return self.recorder._recorded(self.inner, texts)
 
 
 # --- floors ---------------------------------------------------------------------------------
@@ -663,7 +686,8 @@ def run_scale_benchmark(
     engine = runtime.engine
     dialect = engine.dialect.name
     recorder = RecordingEmbedder(runtime.embedder)
-    recorder.inner.embed(WARM_UP_TEXTS)  # builds or loads the backend: not timed
+    recorder.inner.embed(WARM_UP_TEXTS)  # builds or loads the backends: not timed
+    library_embedder(recorder.inner).embed(WARM_UP_TEXTS)
     runtime.__dict__["embedder"] = recorder
     encode = floor_encode or recorder.inner.embed
     result = ScaleResult(

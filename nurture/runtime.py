@@ -306,7 +306,7 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        """The embedding model of the settings on its backend (loaded once per process)."""
+        """The embedding model of the settings on its backends (loaded once per process)."""
         from nurture.embedding import load_embedder
 
         settings = self.settings
@@ -315,6 +315,7 @@ class Runtime:
             settings.embedding_batch_size,
             settings.embedding_backend,
             settings.resolved_models_dir.resolve(),
+            settings.library_embedding_backend,
         )
 
     @cached_property

@@ -16,6 +16,7 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 __all__ = [
     "DEFAULT_EMBEDDING_BACKEND",
     "DEFAULT_EMBEDDING_MODEL",
+    "DEFAULT_LIBRARY_EMBEDDING_BACKEND",
     "DEVELOPMENT_SECRET",
     "EMBEDDING_BACKENDS",
     "EmbeddingBackend",
@@ -34,7 +35,12 @@ EMBEDDING_BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
 """Every embedding backend's name."""
 
 DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "torch"
-"""The backend used unless ``NURTURE_EMBEDDING_BACKEND`` says otherwise."""
+"""The backend of members' texts unless ``NURTURE_EMBEDDING_BACKEND`` says otherwise."""
+
+DEFAULT_LIBRARY_EMBEDDING_BACKEND: EmbeddingBackend = "torch"
+"""The backend of the content library's items unless ``NURTURE_LIBRARY_EMBEDDING_BACKEND`` says
+otherwise: the library is small and embedded again only when an item changes, so it keeps the
+reference network."""
 
 DEVELOPMENT_SECRET = "dev-only-change-me"
 """Default of the secrets, fit for development only: production sets its own."""
@@ -65,10 +71,20 @@ class Settings(BaseSettings):
     embedding_backend: EmbeddingBackend = Field(
         default=DEFAULT_EMBEDDING_BACKEND,
         description=(
-            "How the embedding model runs: torch (sentence-transformers), onnx-int8 (the model "
-            "exported to ONNX and quantised to int8, built once from its weights) or static "
-            "(token vectors distilled from the model: fastest, least accurate). Each backend "
-            "gives slightly different vectors, cached apart."
+            "How the embedding model runs for members' texts (free-text answers, goals): torch "
+            "(sentence-transformers), onnx-int8 (the model exported to ONNX and quantised to "
+            "int8, built once from its weights) or static (token vectors distilled from the "
+            "model: fastest, least accurate). Each backend gives slightly different vectors, "
+            "cached apart."
+        ),
+    )
+    library_embedding_backend: EmbeddingBackend = Field(
+        default=DEFAULT_LIBRARY_EMBEDDING_BACKEND,
+        description=(
+            "How the same embedding model runs for the content library's items (torch, "
+            "onnx-int8 or static, as embedding_backend). The library is small and embedded "
+            "again only when an item changes, so by default it keeps the reference network "
+            "whatever runs the members' texts."
         ),
     )
     models_dir: Path | None = Field(

@@ -357,7 +357,11 @@ def _match_params(runtime: Runtime) -> dict[str, Any]:
     settings = runtime.settings
     kinds = settings.recommendation_kinds
     params = {
-        "embedding_model": embedder_name(settings.embedding_model, settings.embedding_backend),
+        "embedding_model": embedder_name(
+            settings.embedding_model,
+            settings.embedding_backend,
+            settings.library_embedding_backend,
+        ),
         "dim": runtime.embedder.dim,
         "k": settings.recommendations_per_member,
         "weights": runtime.ranking_weights.model_dump(),
@@ -378,7 +382,11 @@ def members_to_profile_ids(runtime: Runtime, now: dt.datetime) -> list[int]:
     with runtime.session() as session:
         since = last_watermark(session) if settings.incremental_nightly else None
         if since is None or (since.params or {}).get("embedding_model") != (
-            embedder_name(settings.embedding_model, settings.embedding_backend)
+            embedder_name(
+                settings.embedding_model,
+                settings.embedding_backend,
+                settings.library_embedding_backend,
+            )
         ):
             return member_ids(runtime, now)
         dim = int((since.params or {})["dim"])

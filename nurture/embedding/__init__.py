@@ -7,17 +7,25 @@ from nurture.embedding.cache import embed_texts_cached, text_hash
 from nurture.embedding.embedders import (
     Embedder,
     HashingEmbedder,
+    LazyEmbedder,
     SentenceTransformerEmbedder,
+    SplitEmbedder,
+    cached_vector_names,
     embedder_name,
+    library_embedder,
     load_embedder,
 )
 
 __all__ = [
     "Embedder",
     "HashingEmbedder",
+    "LazyEmbedder",
     "SentenceTransformerEmbedder",
+    "SplitEmbedder",
+    "cached_vector_names",
     "embed_texts_cached",
     "embedder_name",
+    "library_embedder",
     "load_embedder",
     "text_hash",
 ]

@@ -11,7 +11,7 @@ import hashlib
 import json
 import os
 import re
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -25,8 +25,12 @@ from nurture.settings import DEFAULT_EMBEDDING_MODEL, EMBEDDING_BACKENDS
 __all__ = [
     "Embedder",
     "HashingEmbedder",
+    "LazyEmbedder",
     "SentenceTransformerEmbedder",
+    "SplitEmbedder",
+    "cached_vector_names",
     "embedder_name",
+    "library_embedder",
     "load_embedder",
 ]
 
@@ -146,15 +150,111 @@ class HashingEmbedder:
         return out / norms
 
 
-def embedder_name(model: str, backend: str = "torch") -> str:
+def embedder_name(model: str, backend: str = "torch", library_backend: str | None = None) -> str:
     """The name of ``model``'s embedder on ``backend``: the key of its vectors in the cache.
 
     PyTorch's vectors keep the model's name; another backend's (slightly different) are kept
-    apart under ``<model>+<backend>``. The deterministic test embedder has one backend.
+    apart under ``<model>+<backend>``. The deterministic test embedder has one backend. With the
+    content library on another backend (``library_backend``), the name says so too
+    (``<model>+onnx-int8+library-torch``): the runs that rank with it are told apart.
     """
-    if backend == "torch" or model.startswith("hashing-"):
+    if model.startswith("hashing-"):
         return model
-    return f"{model}+{backend}"
+    name = model if backend == "torch" else f"{model}+{backend}"
+    if library_backend is None or library_backend == backend:
+        return name
+    return f"{name}+library-{library_backend}"
+
+
+def cached_vector_names(
+    model: str, backend: str = "torch", library_backend: str | None = None
+) -> tuple[str, ...]:
+    """The names under which an embedder's vectors are cached: members' texts, library items.
+
+    One name when both run on the same backend; else the embedder's own (its members' texts)
+    and the library backend's (the items, shared with every configuration of that backend).
+    """
+    names = [embedder_name(model, backend, library_backend)]
+    if library_backend is not None:
+        library = embedder_name(model, library_backend)
+        if library not in names:
+            names.append(library)
+    return tuple(names)
+
+
+class LazyEmbedder:
+    """An embedder loaded on its first ``embed``: its name and dimension are known beforehand.
+
+    Args:
+        name: The embedder's name (the key of its vectors in the cache).
+        dim: Its dimension.
+        load: Loads the embedder.
+
+    Raises:
+        EmbeddingError: The loaded embedder's name or dimension is not the one announced.
+    """
+
+    def __init__(self, name: str, dim: int, load: Callable[[], Embedder]) -> None:
+        self.name = name
+        self.dim = dim
+        self._load = load
+        self._loaded: Embedder | None = None
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed ``texts`` as unit-length float32 rows (loading the embedder the first time)."""
+        if self._loaded is None:
+            loaded = self._load()
+            if (loaded.name, loaded.dim) != (self.name, self.dim):
+                raise EmbeddingError(
+                    f"expected the embedder {self.name!r} ({self.dim} dimensions), loaded "
+                    f"{loaded.name!r} ({loaded.dim})"
+                )
+            self._loaded = loaded
+        return self._loaded.embed(texts)
+
+
+class SplitEmbedder:
+    """One model on two backends: members' texts on a fast one, the content library on another.
+
+    The library is small and embedded again only when an item changes, so it can afford the
+    reference network (PyTorch) while the many members' texts take the int8 build: the same
+    model, so both sets of vectors live in one space (cosine about 0.996 between the backends).
+    ``embed`` embeds members' texts; ``library`` (:func:`library_embedder`) the items.
+
+    Args:
+        name: The embedder's name (:func:`embedder_name` with a library backend).
+        members: The embedder of members' texts.
+        library: The embedder of the library's items (a :class:`LazyEmbedder` loads only when
+            an item is not in the cache yet).
+
+    Raises:
+        EmbeddingError: The two embedders' dimensions differ.
+    """
+
+    def __init__(self, name: str, members: Embedder, library: Embedder) -> None:
+        if library.dim != members.dim:
+            raise EmbeddingError(
+                f"the library's embedder {library.name!r} gives {library.dim} dimensions and "
+                f"the members' {members.name!r} {members.dim}: they must be one model"
+            )
+        self.name = name
+        self.dim = members.dim
+        self.members = members
+        self.library = library
+
+    def embed(self, texts: Sequence[str]) -> np.ndarray:
+        """Embed members' ``texts`` as unit-length float32 rows (the members' backend)."""
+        return self.members.embed(texts)
+
+
+def library_embedder(embedder: Embedder) -> Embedder:
+    """The embedder of the content library's items: ``embedder``'s ``library`` if it has one.
+
+    A :class:`SplitEmbedder` (or a wrapper exposing ``library``) embeds items on its library
+    backend; any other embedder embeds items itself.
+    """
+    library = getattr(embedder, "library", None)
+    return library if isinstance(library, Embedder) else embedder
 
 
 def _read_json(path: Path) -> Any:
@@ -238,12 +338,12 @@ def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path)
     return StaticEmbedder(name, vectors_file, path, max_seq_length)
 
 
-@lru_cache(maxsize=8)
 def load_embedder(
     model: str = DEFAULT_EMBEDDING_MODEL,
     batch_size: int = 64,
     backend: str = "torch",
     models_dir: Path | None = None,
+    library_backend: str | None = None,
 ) -> Embedder:
     """The embedder for ``model`` on ``backend``, loaded once per process.
 
@@ -253,17 +353,43 @@ def load_embedder(
         backend: ``torch`` (the reference, by default), ``onnx-int8`` or ``static`` (the
             runtime passes ``Settings.embedding_backend``).
         models_dir: Where the ``onnx-int8`` and ``static`` encoders are built and cached.
+        library_backend: The backend of the content library's items, when not ``backend``
+            (``Settings.library_embedding_backend``): a :class:`SplitEmbedder` then.
 
     Raises:
         EmbeddingError: The backend is unknown, or the model cannot be loaded or built.
     """
-    if backend not in EMBEDDING_BACKENDS:
-        raise EmbeddingError(
-            f"unknown embedding backend {backend!r}: expected one of "
-            f"{', '.join(EMBEDDING_BACKENDS)} (NURTURE_EMBEDDING_BACKEND)"
-        )
+    for chosen, setting in (
+        (backend, "NURTURE_EMBEDDING_BACKEND"),
+        (library_backend, "NURTURE_LIBRARY_EMBEDDING_BACKEND"),
+    ):
+        if chosen is not None and chosen not in EMBEDDING_BACKENDS:
+            raise EmbeddingError(
+                f"unknown embedding backend {chosen!r}: expected one of "
+                f"{', '.join(EMBEDDING_BACKENDS)} ({setting})"
+            )
+    if model.startswith("hashing-") or library_backend == backend:
+        library_backend = None
+    if model.startswith("hashing-") or (backend == "torch" and library_backend is None):
+        models_dir = None  # not needed: one PyTorch model per process, however it is asked for
+    return _load_embedder(model, batch_size, backend, models_dir, library_backend)
+
+
+@lru_cache(maxsize=8)
+def _load_embedder(
+    model: str, batch_size: int, backend: str, models_dir: Path | None, library_backend: str | None
+) -> Embedder:
     if model.startswith("hashing-"):
         return HashingEmbedder(int(model.removeprefix("hashing-")))
+    if library_backend is not None:
+        items_backend = library_backend
+        members = load_embedder(model, batch_size, backend, models_dir)
+        library = LazyEmbedder(
+            embedder_name(model, items_backend),
+            members.dim,
+            lambda: load_embedder(model, batch_size, items_backend, models_dir),
+        )
+        return SplitEmbedder(embedder_name(model, backend, items_backend), members, library)
     if backend == "torch":
         return SentenceTransformerEmbedder(model, batch_size=batch_size)
     if models_dir is None:

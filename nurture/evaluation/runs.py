@@ -7,7 +7,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from nurture.embedding import embedder_name
+from nurture.embedding import cached_vector_names
 from nurture.errors import Problem
 from nurture.evaluation.ablation import ablation_variants, score_lists
 from nurture.evaluation.breakdowns import breakdown_metrics, member_groups
@@ -107,6 +107,7 @@ def _engine_description(
         "stages": "nurture.stages.NIGHTLY on the training data",
         "embedding_model": settings.embedding_model,
         "embedding_backend": settings.embedding_backend,
+        "library_embedding_backend": settings.library_embedding_backend,
         "segments": segmentation.n_segments if segmentation is not None else 0,
         "recommendations": cycle.recommendations,
         "ranking_weights": {
@@ -193,8 +194,12 @@ def evaluate_workspace(
             if cutoff is None:
                 share = test_share
                 cutoff = temporal_cutoff([event.occurred_at for event in interactions], share)
-            name = embedder_name(settings.embedding_model, settings.embedding_backend)
-            stage_workspace(source, target, cutoff, name)
+            names = cached_vector_names(
+                settings.embedding_model,
+                settings.embedding_backend,
+                settings.library_embedding_backend,
+            )
+            stage_workspace(source, target, cutoff, names)
         started = time.perf_counter()
         ranking = rank_with_nurture(sandbox, cutoff)
         engine_seconds = time.perf_counter() - started

@@ -32,7 +32,7 @@ from typing import Any, Literal
 
 import numpy as np
 
-from nurture.embedding import embedder_name
+from nurture.embedding import cached_vector_names
 from nurture.errors import Problem
 from nurture.evaluation.ablation import score_lists
 from nurture.evaluation.data import EvaluationData, EvaluationDataError, temporal_cutoff
@@ -928,8 +928,12 @@ def workspace_validation(
                 for event, valid in zip(train, validation, strict=True)
                 if valid
             }
-            name = embedder_name(settings.embedding_model, settings.embedding_backend)
-            stage_workspace(source, target, cutoff, name, leave_out=left_out)
+            names = cached_vector_names(
+                settings.embedding_model,
+                settings.embedding_backend,
+                settings.library_embedding_backend,
+            )
+            stage_workspace(source, target, cutoff, names, leave_out=left_out)
         rank_with_nurture(sandbox, cutoff)
         choices = [
             question.key

@@ -87,7 +87,7 @@ def stage_workspace(
     source: Session,
     sandbox: Session,
     cutoff: dt.datetime,
-    model: str,
+    models: Collection[str],
     *,
     leave_out: Collection[int] = (),
 ) -> dict[str, int]:
@@ -99,8 +99,8 @@ def stage_workspace(
         source: A session on the workspace's database.
         sandbox: A session on the sandbox's database.
         cutoff: Events at or after this time stay out.
-        model: The embedder (``embedder_name``) whose cached vectors are copied (nothing is
-            embedded twice).
+        models: The names whose cached vectors are copied (nothing is embedded twice):
+            :func:`nurture.embedding.cached_vector_names`.
         leave_out: Ids of activity events that stay out too (a validation split's).
 
     Returns:
@@ -113,7 +113,10 @@ def stage_workspace(
             source, sandbox, table_of(ActivityEvent), ActivityEvent.occurred_at < cutoff
         ),
         "embedding_cache": _copy_rows(
-            source, sandbox, table_of(EmbeddingCacheEntry), EmbeddingCacheEntry.model == model
+            source,
+            sandbox,
+            table_of(EmbeddingCacheEntry),
+            EmbeddingCacheEntry.model.in_(sorted(models)),
         ),
     }
     ids = sorted(leave_out)

@@ -8,7 +8,7 @@ import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from nurture.embedding import Embedder, embed_texts_cached
+from nurture.embedding import Embedder, embed_texts_cached, library_embedder
 from nurture.storage.models import ContentItem
 
 __all__ = ["BODY_START_CHARS", "content_text", "embed_content_items", "load_content_vectors"]
@@ -67,13 +67,14 @@ def embed_content_items(session: Session, embedder: Embedder) -> int:
 
     Args:
         session: The database session.
-        embedder: The embedding model.
+        embedder: The embedding model (its library backend embeds the items:
+            :func:`nurture.embedding.library_embedder`).
 
     Returns:
         The number of content items (all of them now have a cached embedding).
     """
     items = _all_items(session)
-    embed_texts_cached(session, embedder, [content_text(item) for item in items])
+    embed_texts_cached(session, library_embedder(embedder), [content_text(item) for item in items])
     return len(items)
 
 
@@ -84,12 +85,15 @@ def load_content_vectors(
 
     Args:
         session: The database session.
-        embedder: The embedding model.
+        embedder: The embedding model (its library backend embeds the items:
+            :func:`nurture.embedding.library_embedder`).
 
     Returns:
         The items ordered by id, and an ``(len(items), embedder.dim)`` float32 matrix of
         unit-length rows in the same order.
     """
     items = _all_items(session)
-    vectors = embed_texts_cached(session, embedder, [content_text(item) for item in items])
+    vectors = embed_texts_cached(
+        session, library_embedder(embedder), [content_text(item) for item in items]
+    )
     return items, vectors

@@ -153,6 +153,7 @@ def test_the_runtime_embeds_with_the_backend_of_the_settings(
     onnx_embedder: Embedder, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     monkeypatch.setenv("NURTURE_EMBEDDING_BACKEND", "onnx-int8")
+    monkeypatch.setenv("NURTURE_LIBRARY_EMBEDDING_BACKEND", "onnx-int8")
     settings = Settings(data_dir=tmp_path / "data")  # NURTURE_MODELS_DIR: the run's folder
     assert Runtime(settings).embedder is onnx_embedder  # built and loaded once per process
 

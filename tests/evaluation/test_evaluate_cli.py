@@ -188,7 +188,7 @@ def test_the_sandbox_holds_nothing_from_after_the_cutoff(community: Settings) ->
         before = source.scalar(select(func.count()).where(ActivityEvent.occurred_at < cutoff))
         with nurture_sandbox(community, 10, workspace=community.workspace) as sandbox:
             with sandbox.session() as target:
-                copied = stage_workspace(source, target, cutoff, community.embedding_model)
+                copied = stage_workspace(source, target, cutoff, (community.embedding_model,))
             with sandbox.session() as target:
                 latest = target.scalar(select(func.max(ActivityEvent.occurred_at)))
                 staged = target.scalar(select(func.count()).select_from(ActivityEvent))
