@@ -11,8 +11,9 @@ moves it to the step after the wait and sets the time; an exit step completes it
 
 A pass reads in bulk and writes in bulk: members once per pass, up to a bound
 (:mod:`~nurture.journeys.reads`), due enrollments a chunk at a time as plain rows
-(:mod:`~nurture.journeys.due`), found a page at a time. What it holds is bounded by its chunks,
-not by the community's size. A new
+(:mod:`~nurture.journeys.due`), found a page at a time, and the recommendations the emails of a
+chunk pick from in one query (``RecommendedContent``), not one per email. What it holds is
+bounded by its chunks, not by the community's size. A new
 enrollment is written in the state the pass would leave it in when that owes nothing to the
 order of the pass (its goal already reached, an entry wait that ends later): written once,
 not written, read back and written again.
