@@ -34,7 +34,7 @@ EmbeddingBackend = Literal["torch", "onnx-int8", "static"]
 EMBEDDING_BACKENDS: tuple[str, ...] = get_args(EmbeddingBackend)
 """Every embedding backend's name."""
 
-DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "torch"
+DEFAULT_EMBEDDING_BACKEND: EmbeddingBackend = "onnx-int8"
 """The backend of members' texts unless ``NURTURE_EMBEDDING_BACKEND`` says otherwise."""
 
 DEFAULT_LIBRARY_EMBEDDING_BACKEND: EmbeddingBackend = "torch"
