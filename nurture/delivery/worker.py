@@ -755,19 +755,19 @@ _SENT_ROWS = select(
     *(
         func.unnest(bindparam(f"b_{name}", type_=ARRAY(column.type))).label(name)
         for name, column in (
-            ("id", _MESSAGES.c.id),  # type: ignore[attr-defined]
-            ("sent_at", _MESSAGES.c.sent_at),  # type: ignore[attr-defined]
-            ("attempts", _MESSAGES.c.attempts),  # type: ignore[attr-defined]
-            ("backend", _MESSAGES.c.backend),  # type: ignore[attr-defined]
-            ("provider_message_id", _MESSAGES.c.provider_message_id),  # type: ignore[attr-defined]
+            ("id", _MESSAGES.c.id),
+            ("sent_at", _MESSAGES.c.sent_at),
+            ("attempts", _MESSAGES.c.attempts),
+            ("backend", _MESSAGES.c.backend),
+            ("provider_message_id", _MESSAGES.c.provider_message_id),
         )
     )
 ).subquery("sent_rows")
 _SENT_IN_ONE = (
     update(_MESSAGES)  # type: ignore[arg-type]
     .where(
-        _MESSAGES.c.id == _SENT_ROWS.c.id,  # type: ignore[attr-defined]
-        _MESSAGES.c.status == MessageStatus.SENDING,  # type: ignore[attr-defined]
+        _MESSAGES.c.id == _SENT_ROWS.c.id,
+        _MESSAGES.c.status == MessageStatus.SENDING,
     )
     .values(
         status=MessageStatus.SENT,
@@ -777,7 +777,7 @@ _SENT_IN_ONE = (
         provider_message_id=_SENT_ROWS.c.provider_message_id,
         error=None,
     )
-    .returning(_MESSAGES.c.id)  # type: ignore[attr-defined]
+    .returning(_MESSAGES.c.id)
 )
 """Records many accepted sends, still ``sending``, in one statement on PostgreSQL: the values
 in one array parameter per column (``unnest``), the rows written returned."""
