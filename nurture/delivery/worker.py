@@ -23,7 +23,9 @@ backend's own word (the outbox's files), and marks the rest ``unknown`` for an o
 re-queued by the code: sending twice is worse than not at all.
 
 Unlike other stages, the worker commits, once per group of messages: the claim, the hand-off,
-the results.
+the results. On PostgreSQL ``deliver_messages`` commits a group's claim with its hand-off (and
+the results that came back before it), one commit a group: until then its rows stay locked
+(other workers skip them) and a crash rolls the claim back, leaving them queued.
 """
 
 from __future__ import annotations
@@ -402,7 +404,8 @@ def deliver_messages(
     message is checked again: an address in the suppression list gets nothing; a member without
     consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
     gets only the messages of transactional journeys (the others are ``suppressed``, with the
-    reason). Then it is rendered, its hand-off committed with its group's, handed to the mailer
+    reason). Then it is rendered, its hand-off committed with its group's (on PostgreSQL in the
+    claim's transaction, its rows locked until then), handed to the mailer
     in a pool of ``concurrency`` threads, and its result recorded with the others that came
     back, in the commit of the next claim (at most ``RESULTS_COMMIT_SECONDS`` later):
 
@@ -465,6 +468,8 @@ def deliver_messages(
     in_flight: dict[Future[DeliveryResult], _InFlight] = {}
     results: list[_Result] = []  # came back, not yet written
     refill = max(1, (concurrency + 1) // 2)
+    # SQLite has one writer at a time: a claim held while its group renders would stop the others.
+    hold_claims = session.get_bind().dialect.name == "postgresql"
     exhausted = commit_results = False
     with _senders(concurrency) as pool:
         while True:
@@ -483,8 +488,11 @@ def deliver_messages(
                     claimed_at = max(now, clock()) if clock is not None else now
                     ids = _claim(session, now, free, pending, claimed_at)
                     exhausted = not ids
-                # One commit for the results that came back and the new claim.
-                session.commit()
+                # One commit for the results that came back and the new claim. On PostgreSQL
+                # a claim is committed with its group's hand-off instead, one commit (an fsync)
+                # a group: its rows stay locked meanwhile, skipped by every other worker.
+                if not (ids and hold_claims):
+                    session.commit()
                 commit_results = False
             if ids:
                 claimed += len(ids)
