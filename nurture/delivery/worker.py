@@ -23,21 +23,27 @@ backend's own word (the outbox's files), and marks the rest ``unknown`` for an o
 re-queued by the code: sending twice is worse than not at all.
 
 Unlike other stages, the worker commits, once per group of messages: the claim, the hand-off,
-the results.
+the results. On PostgreSQL ``deliver_messages`` commits a group's claim with its hand-off (and
+the results that came back before it), one commit a group: until then its rows stay locked
+(other workers skip them) and a crash rolls the claim back, leaving them queued.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 import logging
+import os
 import random
+import threading
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Sequence
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy import bindparam, or_, select, update
+from sqlalchemy import any_, bindparam, func, or_, select, update
+from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.orm import Session, defer
 
 from nurture.chunks import chunked
@@ -307,12 +313,20 @@ def _claim(
     candidates = select(Message.id).where(*due).order_by(Message.id).limit(limit)
     if message_ids is not None:
         candidates = candidates.where(among(session, Message.id, message_ids))
-    ids = list(session.scalars(candidates.with_for_update(skip_locked=True)))
-    if not ids:
-        return []
+    # One statement, one round trip: the candidates are locked by the subquery (FOR UPDATE
+    # SKIP LOCKED on PostgreSQL, which re-checks ``due`` on rows changed meanwhile; SQLite
+    # runs one writer at a time) and moved to ``sending`` by the UPDATE, still only if due.
+    locked = candidates.with_for_update(skip_locked=True).scalar_subquery()
+    if session.get_bind().dialect.name == "postgresql":
+        # ``= ANY(ARRAY(subquery))``: the subquery runs once. Joined as ``IN (subquery)``, the
+        # planner may run it again for each row, each run skipping none of the rows this one
+        # locked and taking more: past ``limit``.
+        chosen = Message.id == any_(func.array(locked))
+    else:
+        chosen = Message.id.in_(locked)
     claimed = session.scalars(
         update(Message)
-        .where(among(session, Message.id, ids), *due)
+        .where(chosen, *due)
         .values(status=MessageStatus.SENDING, claimed_at=claimed_at or now, handed_over_at=None)
         .returning(Message.id)
         .execution_options(synchronize_session=False)
@@ -390,7 +404,8 @@ def deliver_messages(
     message is checked again: an address in the suppression list gets nothing; a member without
     consent, who paused emails until after ``now`` or unsubscribed from the journey's category,
     gets only the messages of transactional journeys (the others are ``suppressed``, with the
-    reason). Then it is rendered, its hand-off committed with its group's, handed to the mailer
+    reason). Then it is rendered, its hand-off committed with its group's (on PostgreSQL in the
+    claim's transaction, its rows locked until then), handed to the mailer
     in a pool of ``concurrency`` threads, and its result recorded with the others that came
     back, in the commit of the next claim (at most ``RESULTS_COMMIT_SECONDS`` later):
 
@@ -453,8 +468,10 @@ def deliver_messages(
     in_flight: dict[Future[DeliveryResult], _InFlight] = {}
     results: list[_Result] = []  # came back, not yet written
     refill = max(1, (concurrency + 1) // 2)
+    # SQLite has one writer at a time: a claim held while its group renders would stop the others.
+    hold_claims = session.get_bind().dialect.name == "postgresql"
     exhausted = commit_results = False
-    with ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send") as pool:
+    with _senders(concurrency) as pool:
         while True:
             # Claimed and not settled: in flight, or come back with the result unwritten; the
             # results are written before any claim, so that never exceeds ``concurrency``.
@@ -471,8 +488,11 @@ def deliver_messages(
                     claimed_at = max(now, clock()) if clock is not None else now
                     ids = _claim(session, now, free, pending, claimed_at)
                     exhausted = not ids
-                # One commit for the results that came back and the new claim.
-                session.commit()
+                # One commit for the results that came back and the new claim. On PostgreSQL
+                # a claim is committed with its group's hand-off instead, one commit (an fsync)
+                # a group: its rows stay locked meanwhile, skipped by every other worker.
+                if not (ids and hold_claims):
+                    session.commit()
                 commit_results = False
             if ids:
                 claimed += len(ids)
@@ -499,6 +519,44 @@ def deliver_messages(
     if pending is not None:
         counts["skipped"] = requested - claimed
     return DeliverySummary(**counts)
+
+
+class _SenderPools:
+    """Thread pools of senders, kept for the process: none is started per call (per chunk).
+
+    A call takes an idle pool of its size (or starts one) and gives it back when every send it
+    submitted came back, so calls running at the same time never share one. A forked child
+    forgets its parent's pools (their threads did not follow it).
+    """
+
+    def __init__(self) -> None:
+        self._idle: dict[int, list[ThreadPoolExecutor]] = {}
+        self._lock = threading.Lock()
+
+    @contextmanager
+    def __call__(self, concurrency: int) -> Iterator[ThreadPoolExecutor]:
+        with self._lock:
+            idle = self._idle.get(concurrency)
+            pool = idle.pop() if idle else None
+        if pool is None:
+            pool = ThreadPoolExecutor(max_workers=concurrency, thread_name_prefix="nurture-send")
+        try:
+            yield pool
+        except BaseException:
+            pool.shutdown(wait=True)  # as before: every send submitted ends before the error
+            raise
+        with self._lock:
+            self._idle.setdefault(concurrency, []).append(pool)
+
+    def forget(self) -> None:
+        """Drop every idle pool (in a forked child: their threads are the parent's)."""
+        self._idle = {}
+        self._lock = threading.Lock()
+
+
+_senders = _SenderPools()
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_senders.forget)
 
 
 def _prepare(
@@ -696,36 +754,86 @@ _SENT = (
         error=None,
     )
 )
-"""Records one accepted send, still ``sending``: executed once for many (executemany)."""
+"""Records one accepted send, still ``sending``: executed once for many (executemany), on
+SQLite."""
+
+
+_MESSAGES = Message.__table__
+_SENT_ROWS = select(
+    *(
+        func.unnest(bindparam(f"b_{name}", type_=ARRAY(column.type))).label(name)
+        for name, column in (
+            ("id", _MESSAGES.c.id),
+            ("sent_at", _MESSAGES.c.sent_at),
+            ("attempts", _MESSAGES.c.attempts),
+            ("backend", _MESSAGES.c.backend),
+            ("provider_message_id", _MESSAGES.c.provider_message_id),
+        )
+    )
+).subquery("sent_rows")
+_SENT_IN_ONE = (
+    update(_MESSAGES)  # type: ignore[arg-type]
+    .where(
+        _MESSAGES.c.id == _SENT_ROWS.c.id,
+        _MESSAGES.c.status == MessageStatus.SENDING,
+    )
+    .values(
+        status=MessageStatus.SENT,
+        sent_at=_SENT_ROWS.c.sent_at,
+        attempts=_SENT_ROWS.c.attempts,
+        backend=_SENT_ROWS.c.backend,
+        provider_message_id=_SENT_ROWS.c.provider_message_id,
+        error=None,
+    )
+    .returning(_MESSAGES.c.id)
+)
+"""Records many accepted sends, still ``sending``, in one statement on PostgreSQL: the values
+in one array parameter per column (``unnest``), the rows written returned."""
 
 
 def _write_results(session: Session, results: Sequence[_Result]) -> None:
     """Write the results of sends (the caller commits): accepted ones in one statement."""
     sent = [result for result in results if result.outcome == "sent"]
     if sent:
-        params = [
-            {
-                "b_id": result.message_id,
-                "b_sent_at": result.values["sent_at"],
-                "b_attempts": result.values["attempts"],
-                "b_backend": result.values["backend"],
-                "b_provider_message_id": result.values["provider_message_id"],
-            }
-            for result in sent
-        ]
-        written = session.connection().execute(_SENT, params)
-        if session.get_bind().dialect.supports_sane_multi_rowcount and written.rowcount != len(
-            sent
-        ):
+        written = _write_sent(session, sent)
+        if written is not None and written != len(sent):
             logger.warning(
                 "%d of %d sent messages were no longer 'sending' (recovery or a provider event "
                 "settled them); their outcome 'sent' is not recorded",
-                len(sent) - written.rowcount,
+                len(sent) - written,
                 len(sent),
             )
     for result in results:
         if result.outcome != "sent":
             _finish(session, result.message_id, **result.values)
+
+
+def _write_sent(session: Session, sent: Sequence[_Result]) -> int | None:
+    """Record accepted sends; how many were still ``sending`` (None: the driver cannot tell)."""
+    connection = session.connection()
+    if connection.dialect.name == "postgresql":
+        columns: dict[str, list[Any]] = {
+            "b_id": [result.message_id for result in sent],
+            "b_sent_at": [result.values["sent_at"] for result in sent],
+            "b_attempts": [result.values["attempts"] for result in sent],
+            "b_backend": [result.values["backend"] for result in sent],
+            "b_provider_message_id": [result.values["provider_message_id"] for result in sent],
+        }
+        return len(connection.execute(_SENT_IN_ONE, columns).all())
+    params = [
+        {
+            "b_id": result.message_id,
+            "b_sent_at": result.values["sent_at"],
+            "b_attempts": result.values["attempts"],
+            "b_backend": result.values["backend"],
+            "b_provider_message_id": result.values["provider_message_id"],
+        }
+        for result in sent
+    ]
+    written = connection.execute(_SENT, params)
+    if not connection.dialect.supports_sane_multi_rowcount:
+        return None
+    return int(written.rowcount)
 
 
 # --- recovery -------------------------------------------------------------------------------

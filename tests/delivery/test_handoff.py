@@ -256,9 +256,16 @@ def test_a_slow_worker_does_not_send_what_recovery_took_back(
     mailer = RecordingMailer()
     slow = RecoveringRenderer(renderer, database_url)
     summary = deliver_messages(session, mailer, slow, [message.id], NOW, **SENDER)
+    row = _reload(session, message)
+    if session.get_bind().dialect.name == "postgresql":
+        # The claim is committed with the hand-off: recovery never saw it (the row was locked,
+        # still queued to others), so the worker keeps it and sends it, once.
+        assert [email.message_id for email in mailer.sent] == [message.id]
+        assert summary.sent == 1
+        assert row.status is MessageStatus.SENT
+        return
     assert mailer.sent == []
     assert summary.sent == 0
-    row = _reload(session, message)
     assert (row.status, row.handed_over_at) == (MessageStatus.QUEUED, None)
 
 

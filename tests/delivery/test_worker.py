@@ -5,7 +5,7 @@ import random
 import threading
 
 import pytest
-from sqlalchemy import select, update
+from sqlalchemy import event, select, update
 
 from nurture.delivery import (
     DeliveryResult,
@@ -17,7 +17,13 @@ from nurture.delivery import (
     suppress_address,
     write_outbox_index,
 )
-from nurture.delivery.worker import RetryPolicy, claim_messages
+from nurture.delivery.worker import (
+    RetryPolicy,
+    _Result,
+    _senders,
+    _write_results,
+    claim_messages,
+)
 from nurture.errors import ConfigurationError, DeliveryError, PermanentDeliveryError
 from nurture.storage import open_session
 from nurture.storage.models import Journey, Member, Message, MessageStatus
@@ -501,3 +507,82 @@ def test_a_pause_suppresses_until_it_ends_but_not_transactional_mail(
     _pause(session, account, NOW + dt.timedelta(weeks=4))
     _set_definition(session, transactional=True)
     assert deliver_messages(session, mailer, renderer, [account.id], NOW, **SENDER).sent == 1
+
+
+# --- statements and sender pools ------------------------------------------------------------
+
+
+def test_a_claim_is_one_statement(session, add_message):
+    ids = [add_message().id for _ in range(5)]
+    statements: list[str] = []
+
+    def count(conn, cursor, statement, *args):
+        statements.append(statement)
+
+    engine = session.get_bind()
+    event.listen(engine, "before_cursor_execute", count)
+    try:
+        claimed = claim_messages(session, NOW, 3, message_ids=ids)
+    finally:
+        event.remove(engine, "before_cursor_execute", count)
+    assert claimed == ids[:3]
+    assert len(statements) == 1 and statements[0].lstrip().upper().startswith("UPDATE")
+
+
+def test_sent_results_are_written_only_while_sending(session, add_message, caplog):
+    first, second = add_message().id, add_message().id
+    claim_messages(session, NOW, 10)
+    # Recovery settled the second meanwhile: its late result is not recorded.
+    session.execute(
+        update(Message).where(Message.id == second).values(status=MessageStatus.UNKNOWN)
+    )
+    results = [
+        _Result(
+            message_id,
+            "sent",
+            {
+                "status": MessageStatus.SENT,
+                "sent_at": NOW,
+                "attempts": 2,
+                "backend": "memory",
+                "provider_message_id": f"mem-{message_id}" if message_id == first else None,
+                "error": None,
+            },
+        )
+        for message_id in (first, second)
+    ]
+    with caplog.at_level("WARNING", logger="nurture.delivery.worker"):
+        _write_results(session, results)
+    session.commit()
+    written = _reload(session, first)
+    assert (written.status, written.sent_at, written.attempts) == (MessageStatus.SENT, NOW, 2)
+    assert (written.backend, written.provider_message_id) == ("memory", f"mem-{first}")
+    assert _reload(session, second).status is MessageStatus.UNKNOWN
+    if session.get_bind().dialect.supports_sane_multi_rowcount:
+        assert "1 of 2 sent messages were no longer 'sending'" in caplog.text
+
+
+def test_sender_threads_are_kept_from_call_to_call(session, add_message, renderer):
+    threads: set[int] = set()
+
+    class ThreadRecorder(RecordingMailer):
+        def send(self, email: OutgoingEmail) -> DeliveryResult:
+            threads.add(threading.get_ident())
+            return super().send(email)
+
+    for _ in range(3):
+        ids = [add_message().id for _ in range(4)]
+        deliver_messages(session, ThreadRecorder(), renderer, ids, NOW, concurrency=2, **SENDER)
+    assert 1 <= len(threads) <= 2
+
+
+def test_calls_at_the_same_time_get_pools_of_their_own():
+    with _senders(3) as first, _senders(3) as second:
+        assert first is not second
+    with _senders(3) as again:
+        assert again in (first, second)
+    _senders.forget()  # as in a forked child: the pools kept are dropped
+    with _senders(3) as fresh:
+        assert fresh not in (first, second)
+    first.shutdown()
+    second.shutdown()
