@@ -48,7 +48,9 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     values = list(values)
     if session.get_bind().dialect.name == "postgresql":
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
+    # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
+    # ``column.in_(values)``, without coercing each value into a literal of its own first.
+    return column.in_(bindparam(None, values, expanding=True, type_=column.type))
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
