@@ -25,13 +25,25 @@ __all__ = [
 BODY_START_CHARS = 1000
 """How much of the body (in characters) stands for an item next to its title, summary and tags."""
 
-_SPACES = re.compile(r"\s+")
 # Markdown markup that carries no meaning for an embedding: headings, emphasis, links' URLs.
-_MARKUP = re.compile(r"[#*_`>|]+|\]\([^)]*\)|!\[|\[")
+# The text is cleaned as ``re.sub(r"\s+", " ", re.sub(MARKUP, " ", text)).strip()`` would
+# with ``MARKUP = r"[#*_`>|]+|\]\([^)]*\)|!\[|\["``, in passes that are each one scan: a link's
+# ``](url)`` first (no other part of the pattern holds ``]``, so the links found are those
+# of the whole pattern), then ``![``, then each markup character (a run of them made one
+# space, or each made one, gives the same once the spaces are collapsed).
+_LINK = re.compile(r"\]\([^)]*\)")
+_MARKUP_CHARACTERS = "#*_`>|["
 
 
 def _clean(text: str) -> str:
-    return _SPACES.sub(" ", _MARKUP.sub(" ", text)).strip()
+    if "](" in text:
+        text = _LINK.sub(" ", text)
+    if "![" in text:
+        text = text.replace("![", " ")
+    for character in _MARKUP_CHARACTERS:
+        if character in text:
+            text = text.replace(character, " ")
+    return " ".join(text.split())
 
 
 def _body_start(body: str, limit: int = BODY_START_CHARS) -> str:
