@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Row, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder, embed_texts_cached
@@ -131,7 +130,7 @@ LIBRARY_COLUMNS = (
 
 def load_library_vectors(
     session: Session, embedder: Embedder
-) -> tuple[Sequence[Row[Any]], np.ndarray]:
+) -> tuple[list[tuple[Any, ...]], np.ndarray]:
     """:func:`load_content_vectors` as plain rows of :data:`LIBRARY_COLUMNS`, not ORM objects.
 
     The same items and vectors, read in one Core query on the session's connection (no
@@ -161,4 +160,4 @@ def load_library_vectors(
     width = len(LIBRARY_COLUMNS)
     texts = [_text(row[2], row[width], row[width + 1], row[width + 2]) for row in rows]
     vectors = embed_texts_cached(session, embedder, texts)
-    return [row[:width] for row in rows], vectors
+    return [tuple(row[:width]) for row in rows], vectors

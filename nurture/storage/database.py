@@ -14,6 +14,7 @@ from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Select,
     Table,
     Text,
     any_,
@@ -71,7 +72,7 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
         # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
         # reads an ``IN`` list (an index lookup per value), and the statement stays the same.
-        each = select(literal_column("value")).select_from(
+        each: Select[tuple[Any]] = select(literal_column("value")).select_from(
             func.json_each(bindparam(None, json.dumps(values), type_=Text))
         )
         return column.in_(each.scalar_subquery())
