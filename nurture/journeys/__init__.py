@@ -16,6 +16,7 @@ from nurture.journeys.content import (
     ContentPicker,
     MessageContext,
     PickContent,
+    RecommendedContent,
     recommended_content,
     upcoming_content,
 )
@@ -74,6 +75,7 @@ __all__ = [
     "MigrationReport",
     "PickContent",
     "QuestionnaireAnsweredTrigger",
+    "RecommendedContent",
     "SendStep",
     "SendingRules",
     "SimulationReport",

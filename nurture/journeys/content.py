@@ -35,7 +35,7 @@ from sqlalchemy.orm import Session
 
 from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
-from nurture.recommend import recommendations_for
+from nurture.recommend import RecommendedItem, recommendations_for, recommendations_of
 from nurture.segmentation.assignments import effective_segment_keys
 from nurture.storage.models import Answer, ContentItem, Member, MemberProfile
 
@@ -45,6 +45,7 @@ __all__ = [
     "MemberFacts",
     "MessageContext",
     "PickContent",
+    "RecommendedContent",
     "member_profiles",
     "members_who_answered",
     "recommended_content",
@@ -326,15 +327,70 @@ def recommended_content(
         Up to ``count`` items as JSON dicts (key, title, url, kind, summary, language, reason,
         score, event_start).
     """
-    limit = count + len(exclude_keys) + (count * 5 if kinds else 0)
+    limit = _recommended_limit(count, kinds, exclude_keys)
+    items = recommendations_for(session, member_id, limit, now=now)
+    return _pick_recommended(items, count, kinds, exclude_keys)
+
+
+def _recommended_limit(count: int, kinds: list[str] | None, exclude_keys: frozenset[str]) -> int:
+    """How many of a member's recommendations ``recommended_content`` looks at, at most."""
+    return count + len(exclude_keys) + (count * 5 if kinds else 0)
+
+
+def _pick_recommended(
+    items: Sequence[RecommendedItem],
+    count: int,
+    kinds: list[str] | None,
+    exclude_keys: frozenset[str],
+) -> list[dict[str, Any]]:
+    """``recommended_content``'s picks among a member's recommendations (best first)."""
     picked = []
-    for item in recommendations_for(session, member_id, limit, now=now):
+    for item in items[: _recommended_limit(count, kinds, exclude_keys)]:
         if item.key in exclude_keys or (kinds and item.kind not in kinds):
             continue
         picked.append(ContentPick.from_item(item).model_dump(mode="json"))
         if len(picked) == count:
             break
     return picked
+
+
+class RecommendedContent:
+    """``recommended_content`` at ``now``, the recommendations of a chunk's members read at once.
+
+    ``load`` reads the recommendations of a chunk's members in one query (letting go of the
+    chunk's before, so that what it holds is bounded by the chunk); a pick for one of them
+    is then made as ``recommended_content`` makes it, without a query of its own. A member
+    not loaded is read alone.
+
+    Args:
+        now: Items that expired or events that started by then are left out.
+    """
+
+    def __init__(self, now: dt.datetime) -> None:
+        self.now = now
+        self._held: dict[int, list[RecommendedItem]] = {}
+        self._loaded: frozenset[int] = frozenset()
+
+    def load(self, session: Session, member_ids: Collection[int]) -> None:
+        """Read the recommendations of ``member_ids`` (those held before are let go)."""
+        self._held = recommendations_of(session, member_ids, now=self.now)
+        self._loaded = frozenset(member_ids)
+
+    def __call__(
+        self,
+        session: Session,
+        member_id: int,
+        count: int,
+        kinds: list[str] | None,
+        exclude_keys: frozenset[str],
+    ) -> list[dict[str, Any]]:
+        """The member's picks, as ``recommended_content`` gives them."""
+        if member_id in self._loaded:
+            items = self._held.get(member_id, [])
+        else:
+            limit = _recommended_limit(count, kinds, exclude_keys)
+            items = recommendations_for(session, member_id, limit, now=self.now)
+        return _pick_recommended(items, count, kinds, exclude_keys)
 
 
 @dataclasses.dataclass
@@ -353,6 +409,15 @@ class ContentPicker:
     now: dt.datetime
     _events: list[ContentItem] | None = dataclasses.field(default=None, repr=False)
     _tags: dict[str, set[str]] | None = dataclasses.field(default=None, repr=False)
+
+    def load(self, session: Session, member_ids: Collection[int]) -> None:
+        """Read at once what picks for these members need, when ``pick`` reads in bulk.
+
+        ``RecommendedContent`` reads the members' recommendations in one query; another
+        ``pick`` is left as it is.
+        """
+        if isinstance(self.pick, RecommendedContent):
+            self.pick.load(session, member_ids)
 
     def message_context(
         self,

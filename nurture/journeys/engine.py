@@ -11,8 +11,9 @@ moves it to the step after the wait and sets the time; an exit step completes it
 
 A pass reads in bulk and writes in bulk: members once per pass, up to a bound
 (:mod:`~nurture.journeys.reads`), due enrollments a chunk at a time as plain rows
-(:mod:`~nurture.journeys.due`), found a page at a time. What it holds is bounded by its chunks,
-not by the community's size. A new
+(:mod:`~nurture.journeys.due`), found a page at a time, and the recommendations the emails of a
+chunk pick from in one query (``RecommendedContent``), not one per email. What it holds is
+bounded by its chunks, not by the community's size. A new
 enrollment is written in the state the pass would leave it in when that owes nothing to the
 order of the pass (its goal already reached, an entry wait that ends later): written once,
 not written, read back and written again.
@@ -29,7 +30,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import datetime as dt
-import functools
 import gc
 import logging
 from collections import defaultdict
@@ -45,7 +45,7 @@ from nurture.errors import BackfillRefusedError
 from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.best_hour import BestHours, HourPriors, next_local_hour
 from nurture.journeys.conditions import condition_reads
-from nurture.journeys.content import ContentPicker, PickContent, recommended_content
+from nurture.journeys.content import ContentPicker, PickContent, RecommendedContent
 from nurture.journeys.due import DueEnrollment, load_enrollments, write_progress
 from nurture.journeys.enrolment import consent_allows, enrollment_rows
 from nurture.journeys.experiments import choose_variant
@@ -217,7 +217,7 @@ def advance_journeys(
         definitions: The journey definitions in force (``load_journeys``).
         now: The current time, timezone-aware; the only clock the engine reads.
         pick_content: Picks each message's recommended items; default: ``recommended_content``
-            at ``now``.
+            at ``now`` (``RecommendedContent``: a chunk's recommendations read at once).
         chunk_size: Enrollments loaded and advanced per batch.
         suppression_salt: Salt of the suppression list (``Settings.suppression_salt``); None
             skips the check at enrolment (delivery still checks each message). It also keys
@@ -247,9 +247,7 @@ def advance_journeys(
         journeys = register_journeys(session, ordered, now=now)
         run = _Pass(
             now=now,
-            content=ContentPicker(
-                pick_content or functools.partial(recommended_content, now=now), now
-            ),
+            content=ContentPicker(pick_content or RecommendedContent(now), now),
             rules=rules,
             budget=BudgetLog(rules, [d.id for d in definitions if d.transactional]),
             chunk_size=chunk_size,
@@ -854,6 +852,7 @@ def _fill_emails(session: Session, emails: Sequence[_Email], run: _Pass) -> list
         return []
     member_ids = sorted({email.member.id for email in emails})
     sent_keys = defaultdict(set, sent_item_keys(session, member_ids))
+    run.content.load(session, member_ids)
     answered = run.reads.answered(session, member_ids)
     profiles = run.reads.profiles(session, member_ids)
     messages = []

@@ -33,6 +33,7 @@ from nurture.recommend.matching import (
     load_ranking_signals,
     recommend_for_members,
     recommendations_for,
+    recommendations_of,
     start_match_run,
 )
 from nurture.recommend.ranking import (
@@ -95,6 +96,7 @@ __all__ = [
     "reason_text",
     "recommend_for_members",
     "recommendations_for",
+    "recommendations_of",
     "scale_collaborative",
     "select_diverse",
     "start_match_run",

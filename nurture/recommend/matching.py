@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,7 +19,7 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-from sqlalchemy import LargeBinary, Text, cast, delete, or_, select, type_coerce
+from sqlalchemy import LargeBinary, Select, Text, cast, delete, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from nurture.delivery.history import sent_item_keys
@@ -75,6 +76,7 @@ __all__ = [
     "load_ranking_signals",
     "recommend_for_members",
     "recommendations_for",
+    "recommendations_of",
     "start_match_run",
 ]
 
@@ -990,6 +992,59 @@ def _write_recommendations(
     )
 
 
+def _available_at(query: Select[Any], now: dt.datetime | None) -> Select[Any]:
+    """``query`` without items that expired or events that started by ``now`` (when given)."""
+    if now is None:
+        return query
+    return query.where(
+        or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
+        or_(ContentItem.event_start.is_(None), ContentItem.event_start >= now),
+    )
+
+
+def recommendations_of(
+    session: Session, member_ids: Collection[int], *, now: dt.datetime | None = None
+) -> dict[int, list[RecommendedItem]]:
+    """The current recommendations of several members, best first, in one query.
+
+    Args:
+        session: The database session.
+        member_ids: The members (a chunk: all their recommendations are read).
+        now: As for :func:`recommendations_for`.
+
+    Returns:
+        ``{member id: items}``, each list as ``recommendations_for`` gives it; a member
+        without recommendations is left out.
+    """
+    ids = sorted(set(member_ids))
+    if not ids:
+        return {}
+    query = _available_at(
+        select(
+            Recommendation.member_id,
+            ContentItem.key,
+            ContentItem.title,
+            ContentItem.url,
+            ContentItem.kind,
+            ContentItem.summary,
+            ContentItem.language,
+            Recommendation.reason,
+            Recommendation.score,
+            ContentItem.event_start,
+            ContentItem.event_time_zone,
+            ContentItem.venue,
+        )
+        .join(ContentItem, ContentItem.id == Recommendation.content_item_id)
+        .where(among(session, Recommendation.member_id, ids))
+        .order_by(Recommendation.member_id, Recommendation.rank),
+        now,
+    )
+    found: dict[int, list[RecommendedItem]] = defaultdict(list)
+    for member_id, *values in session.execute(query).tuples():
+        found[member_id].append(RecommendedItem(*values))
+    return dict(found)
+
+
 def recommendations_for(
     session: Session,
     member_id: int,
@@ -1009,17 +1064,13 @@ def recommendations_for(
     Returns:
         The recommended items with their reasons.
     """
-    query = (
+    query = _available_at(
         select(Recommendation, ContentItem)
         .join(ContentItem, ContentItem.id == Recommendation.content_item_id)
         .where(Recommendation.member_id == member_id)
-        .order_by(Recommendation.rank)
+        .order_by(Recommendation.rank),
+        now,
     )
-    if now is not None:
-        query = query.where(
-            or_(ContentItem.expires_at.is_(None), ContentItem.expires_at > now),
-            or_(ContentItem.event_start.is_(None), ContentItem.event_start >= now),
-        )
     if limit is not None:
         query = query.limit(limit)
     return [

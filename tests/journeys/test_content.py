@@ -12,12 +12,19 @@ from typing import Any
 
 import numpy as np
 import pytest
+from sqlalchemy import event
 from sqlalchemy.orm import Session
 
 from nurture.cli.preview import preview_message_context
 from nurture.delivery import TemplateRenderer
 from nurture.delivery.history import content_keys_in, sent_item_keys
-from nurture.journeys import MessageContext, advance_journeys, load_journey
+from nurture.journeys import (
+    MessageContext,
+    RecommendedContent,
+    advance_journeys,
+    load_journey,
+    recommended_content,
+)
 from nurture.journeys.models import JourneyDefinition, SendStep
 from nurture.storage.models import (
     ContentItem,
@@ -310,3 +317,43 @@ def test_member_profiles_hold_answers_attributes_lifecycle_and_effective_segment
         "segments": [],
     }
     assert member_profiles(session, []) == {}
+
+
+def test_recommended_content_read_for_a_chunk_picks_as_recommended_content(
+    session: Session,
+) -> None:
+    articles = [_item(session, f"article-{n}") for n in range(6)]
+    webinar = _item(session, "webinar", kind="webinar")
+    expired = _item(session, "expired", expires_at=NOW - dt.timedelta(days=1))
+    started = _event(session, "started", "en", -1, [])
+    ada = add_member(session, "ada@example.org", JOINED)
+    grace = add_member(session, "grace@example.org", JOINED)
+    alone = add_member(session, "alone@example.org", JOINED)
+    _recommend(session, ada, [expired, articles[0], webinar, started, *articles[1:]])
+    _recommend(session, grace, [articles[5], articles[4], webinar])
+    _recommend(session, alone, articles[:2])
+    picker = RecommendedContent(NOW)
+    picker.load(session, [ada.id, grace.id, add_member(session, "none@x.org", JOINED).id])
+    asks = [
+        (3, None, frozenset()),
+        (2, ["webinar"], frozenset()),
+        (2, None, frozenset({"article-0", "article-1"})),
+        (1, ["article"], frozenset({"article-5"})),
+    ]
+    statements: list[str] = []
+    event.listen(session.get_bind(), "before_cursor_execute", lambda *a: statements.append(a[2]))
+    for member in (ada, grace):
+        for count, kinds, exclude in asks:
+            expected = recommended_content(session, member.id, count, kinds, exclude, now=NOW)
+            before = len(statements)
+            assert picker(session, member.id, count, kinds, exclude) == expected
+            assert len(statements) == before  # read at load, not again
+    assert _keys(picker(session, ada.id, 3, None, frozenset())) == [
+        "article-0",
+        "webinar",
+        "article-1",
+    ]
+    # A member not loaded is read alone, with the same picks.
+    assert picker(session, alone.id, 5, None, frozenset()) == recommended_content(
+        session, alone.id, 5, None, frozenset(), now=NOW
+    )

@@ -69,6 +69,22 @@ def test_tenth_contribution_counts_posts_and_comments_together(session: Session)
     assert advance_journeys(session, [tenth], NOW + dt.timedelta(days=1), no_content).enrolled == 0
 
 
+def test_activity_counts_only_its_types_among_the_members_other_events(session: Session) -> None:
+    member = add_member(session, "mixed@x.test", LONG_AGO)
+    add_event(session, member, "post", NOW - dt.timedelta(days=3), properties={"title": "One"})
+    add_event(session, member, "comment", NOW - dt.timedelta(days=2))
+    add_event(session, member, "content_view", NOW - dt.timedelta(days=2, hours=1))
+    add_event(session, member, "post", NOW - dt.timedelta(days=1), properties={"title": "Two"})
+    add_event(session, member, "comment", NOW - dt.timedelta(hours=1))
+    second = journey({"type": "activity", "events": ["post"], "count": 2}, id="second_post")
+
+    advance_journeys(session, [second], NOW, no_content)
+
+    (message,) = messages(session)
+    event = message.context["trigger"]["event"]
+    assert (event["type"], event["properties"], event["count"]) == ("post", {"title": "Two"}, 2)
+
+
 def test_activity_where_filters_event_properties(session: Session) -> None:
     member = add_member(session, "leader@x.test", LONG_AGO)
     add_event(session, member, "post", NOW - dt.timedelta(days=1), properties={"kind": "chat"})
