@@ -543,16 +543,23 @@ def bare_top_k(
 ) -> Timed:
     """Time the product of the members' interests with the items' vectors, and a top-k.
 
-    The interests of ``member_ids`` and the items' vectors are read first (not timed).
+    The interests of ``member_ids`` and the items' vectors are read first (not timed). Each
+    member of ``member_ids`` has a row, as in the match stage's product: a member without an
+    interest (no answers) a row of zeros.
     """
     with open_session(engine) as session:
         _, items = load_content_vectors(session, embedder)
+        zero = np.zeros(items.shape[1], dtype=np.float32)
         members: list[np.ndarray] = []
         for part in chunked(sorted(member_ids), batch):
-            query = select(MemberProfile.interest).where(
-                MemberProfile.member_id.in_(part), MemberProfile.interest.is_not(None)
+            query = select(MemberProfile.member_id, MemberProfile.interest).where(
+                MemberProfile.member_id.in_(part)
             )
-            members.extend(session.scalars(query))
+            found = dict(session.execute(query).tuples().all())
+            for member_id in part:
+                interest = found.get(member_id)
+                fits = interest is not None and interest.shape == zero.shape
+                members.append(interest if fits else zero)
         session.rollback()
     top = min(k, items.shape[0] - 1)
     with measured() as timed:
@@ -940,7 +947,7 @@ def _nightly(
             "members",
             timed,
             floor,
-            "bare matrix product + top-k of every profiled member + bare insert of the rows",
+            "bare matrix product + top-k of every matched member + bare insert of the rows",
             note=f"{recommendations:,} recommendations for {matched:,} members",
         )
     )

@@ -7,6 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
 from nurture.storage import open_session
+from nurture.storage.database import among
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -110,3 +111,43 @@ def test_an_insert_ignoring_conflicts_tells_which_rows_it_wrote(session):
     assert sorted(written) == [("b" * 64,), ("c" * 64,)]
     stored = dict(session.execute(select(Suppression.email_hash, Suppression.id)).tuples().all())
     assert stored["a" * 64] == kept[0] and len(stored) == 3
+
+
+@pytest.mark.parametrize(
+    "values",
+    [
+        [],
+        ["ada@example.org", "grace@example.org", "nobody@example.org"],
+        ["ada@example.org", 'quote"and\\slash@example.org', "ünïcode@example.org"],
+    ],
+)
+def test_among_texts_finds_the_rows_in_values(session, values):
+    emails = ["ada@example.org", "grace@example.org", 'quote"and\\slash@example.org']
+    emails.append("ünïcode@example.org")
+    session.add_all(_member(email) for email in emails)
+    session.commit()
+    found = session.scalars(select(Member.email).where(among(session, Member.email, values)))
+    assert sorted(found) == sorted(set(values) & set(emails))
+
+
+def test_among_ids_finds_the_rows_in_values(session):
+    session.add_all(_member(f"m{index}@example.org") for index in range(1200))
+    session.commit()
+    ids = sorted(session.scalars(select(Member.id)))
+    wanted = [*ids[::3], max(ids) + 10]  # more ids than one statement's usual
+    found = session.scalars(select(Member.id).where(among(session, Member.id, wanted)))
+    assert sorted(found) == ids[::3]
+
+
+def test_among_other_values_finds_the_rows_in_values(session):
+    later = NOW + dt.timedelta(days=1)
+    session.add_all([_member("ada@example.org"), _member("grace@example.org")])
+    session.flush()
+    session.scalars(
+        select(Member).where(Member.email == "grace@example.org")
+    ).one().joined_at = later
+    session.commit()
+    query = select(Member.email).where(among(session, Member.joined_at, [later, NOW]))
+    assert sorted(session.scalars(query)) == ["ada@example.org", "grace@example.org"]
+    query = select(Member.email).where(among(session, Member.joined_at, [later]))
+    assert list(session.scalars(query)) == ["grace@example.org"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from typing import Any
 
 import numpy as np
 from sqlalchemy import select
@@ -11,18 +12,37 @@ from sqlalchemy.orm import Session
 from nurture.embedding import Embedder, embed_texts_cached, library_embedder
 from nurture.storage.models import ContentItem
 
-__all__ = ["BODY_START_CHARS", "content_text", "embed_content_items", "load_content_vectors"]
+__all__ = [
+    "BODY_START_CHARS",
+    "LIBRARY_COLUMNS",
+    "content_text",
+    "embed_content_items",
+    "load_content_vectors",
+    "load_library_vectors",
+]
 
 BODY_START_CHARS = 1000
 """How much of the body (in characters) stands for an item next to its title, summary and tags."""
 
-_SPACES = re.compile(r"\s+")
 # Markdown markup that carries no meaning for an embedding: headings, emphasis, links' URLs.
-_MARKUP = re.compile(r"[#*_`>|]+|\]\([^)]*\)|!\[|\[")
+# The text is cleaned as ``re.sub(r"\s+", " ", re.sub(MARKUP, " ", text)).strip()`` would
+# with ``MARKUP = r"[#*_`>|]+|\]\([^)]*\)|!\[|\["``, in passes that are each one scan: a link's
+# ``](url)`` first (no other part of the pattern holds ``]``, so the links found are those
+# of the whole pattern), then ``![``, then each markup character (a run of them made one
+# space, or each made one, gives the same once the spaces are collapsed).
+_LINK = re.compile(r"\]\([^)]*\)")
+_MARKUP_CHARACTERS = "#*_`>|["
 
 
 def _clean(text: str) -> str:
-    return _SPACES.sub(" ", _MARKUP.sub(" ", text)).strip()
+    if "](" in text:
+        text = _LINK.sub(" ", text)
+    if "![" in text:
+        text = text.replace("![", " ")
+    for character in _MARKUP_CHARACTERS:
+        if character in text:
+            text = text.replace(character, " ")
+    return " ".join(text.split())
 
 
 def _body_start(body: str, limit: int = BODY_START_CHARS) -> str:
@@ -45,13 +65,13 @@ def content_text(item: ContentItem) -> str:
     Returns:
         One string, parts separated by new lines, empty parts left out.
     """
-    tags = ", ".join(str(tag).replace("_", " ").replace("-", " ") for tag in item.tags or [])
-    parts = [
-        _clean(item.title or ""),
-        _clean(item.summary or ""),
-        tags,
-        _body_start(item.body or ""),
-    ]
+    return _text(item.title, item.summary, item.tags, item.body)
+
+
+def _text(title: str | None, summary: str | None, tags: list[Any] | None, body: str | None) -> str:
+    """:func:`content_text` of an item's parts."""
+    tag_text = ", ".join(str(tag).replace("_", " ").replace("-", " ") for tag in tags or [])
+    parts = [_clean(title or ""), _clean(summary or ""), tag_text, _body_start(body or "")]
     return "\n".join(part for part in parts if part)
 
 
@@ -97,3 +117,51 @@ def load_content_vectors(
         session, library_embedder(embedder), [content_text(item) for item in items]
     )
     return items, vectors
+
+
+LIBRARY_COLUMNS = (
+    ContentItem.id,
+    ContentItem.key,
+    ContentItem.title,
+    ContentItem.kind,
+    ContentItem.language,
+    ContentItem.published_at,
+    ContentItem.event_start,
+    ContentItem.expires_at,
+)
+"""The columns :func:`load_library_vectors` gives of each item, in this order."""
+
+
+def load_library_vectors(
+    session: Session, embedder: Embedder
+) -> tuple[list[tuple[Any, ...]], np.ndarray]:
+    """:func:`load_content_vectors` as plain rows of :data:`LIBRARY_COLUMNS`, not ORM objects.
+
+    The same items and vectors, read in one Core query on the session's connection (no
+    object per item; the body is read only to make each item's text).
+
+    Args:
+        session: The database session.
+        embedder: The embedding model.
+
+    Returns:
+        The items' rows ordered by id, and an ``(len(rows), embedder.dim)`` float32 matrix of
+        unit-length rows in the same order.
+    """
+    session.flush()  # what the session's own execute would do first
+    rows = (
+        session.connection()
+        .execute(
+            select(
+                *LIBRARY_COLUMNS,
+                ContentItem.summary,
+                ContentItem.tags,
+                ContentItem.body,
+            ).order_by(ContentItem.id)
+        )
+        .all()
+    )
+    width = len(LIBRARY_COLUMNS)
+    texts = [_text(row[2], row[width], row[width + 1], row[width + 2]) for row in rows]
+    vectors = embed_texts_cached(session, embedder, texts)
+    return [tuple(row[:width]) for row in rows], vectors

@@ -343,7 +343,7 @@ def _load_chunk(
     # member-item pair, at most HISTORY_LIMIT a member.
     _, first = np.unique(rows * n + columns, return_index=True)
     first.sort()
-    item_language = np.array([item.language for item in state.items], dtype=object)
+    item_language = state.item_languages
     member_language = np.array(languages, dtype=object)
     first = first[item_language[columns[first]] == member_language[rows[first]]]
     first = first[np.argsort(rows[first], kind="stable")]
@@ -409,12 +409,10 @@ def _load_chunk(
 
 def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
     """``(m, n)`` bool: the item's kind is among the formats the member said they prefer."""
-    kinds = sorted({item.kind for item in state.items})
-    kind_index = {kind: index for index, kind in enumerate(kinds)}
-    prefers = np.zeros((len(chunk.member_ids), len(kinds) + 1), dtype=bool)
+    item_kinds, kind_index = state.kind_codes
+    prefers = np.zeros((len(chunk.member_ids), len(kind_index) + 1), dtype=bool)
     for row, chosen in enumerate(chunk.formats):
         prefers[row, [kind_index[kind] for kind in chosen if kind in kind_index]] = True
-    item_kinds = np.array([kind_index[item.kind] for item in state.items], dtype=np.int64)
     return np.take(prefers, item_kinds, axis=1)  # in row order, as the ranker reads it
 
 
@@ -766,16 +764,11 @@ def _rows_of(arguments: dict[str, Any], rows: np.ndarray) -> dict[str, Any]:
 def _signals(chunk: _Chunk, state: RunState, kinds: Collection[str] | None) -> RankingSignals:
     """Every signal of the chunk's members, ready for the ranker."""
     # Languages as small integer codes: comparing (m, n) Python strings costs more than ranking.
-    code_of: dict[str, int] = {}
-    item_languages = np.array(
-        [code_of.setdefault(item.language, len(code_of)) for item in state.items], dtype=np.int64
-    )
+    item_languages, code_of = state.language_codes
     member_languages = np.array([code_of.get(lang, -1) for lang in chunk.languages], np.int64)
     item_ok = (member_languages[:, None] == item_languages[None, :]) & state.available[None, :]
     if kinds is not None:
-        wanted = set(kinds)
-        allowed = np.array([item.kind in wanted for item in state.items], dtype=bool)
-        item_ok &= allowed[None, :]
+        item_ok &= state.kinds_allowed(kinds)[None, :]
     popularity_rows = [state.popularity_row(segment_id) for segment_id in chunk.segment_ids]
     learned = (
         None
@@ -785,7 +778,7 @@ def _signals(chunk: _Chunk, state: RunState, kinds: Collection[str] | None) -> R
     popularity, rows_of_popularity, by_group = _member_popularity(chunk, state, popularity_rows)
     return RankingSignals(
         member_ids=list(chunk.member_ids),
-        item_keys=[item.key for item in state.items],
+        item_keys=list(state.item_keys),
         has_history=np.diff(chunk.history.indptr) > 0,
         arguments={
             "member_interest": chunk.interest,
@@ -984,7 +977,7 @@ def _write_recommendations(
         return 0
     rows = np.repeat(np.arange(len(member_ids)), counts)
     positions = np.arange(total) - np.repeat(np.cumsum(counts) - counts, counts)
-    item_ids = np.array([item.id for item in state.items], dtype=np.int64)
+    item_ids = state.item_ids
     values: list[list[Any]] = [
         np.asarray(member_ids, dtype=np.int64)[rows].tolist(),
         item_ids[indices[rows, positions]].tolist(),

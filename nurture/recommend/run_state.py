@@ -21,7 +21,7 @@ import os
 import threading
 import warnings
 from collections import OrderedDict
-from collections.abc import Callable, Hashable, Sequence
+from collections.abc import Callable, Collection, Hashable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -35,7 +35,7 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from nurture.embedding import Embedder
 from nurture.recommend.collaborative import EASE
-from nurture.recommend.content_vectors import load_content_vectors
+from nurture.recommend.content_vectors import load_library_vectors
 from nurture.recommend.groups import GroupPopularity
 from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
 from nurture.storage.models import (
@@ -224,6 +224,54 @@ class RunState:
             return self.vectors - zero
         centres = np.stack([self.centres.get(item.language, zero) for item in self.items])
         return unit_vectors(self.vectors - centres)
+
+    @cached_property
+    def language_codes(self) -> tuple[np.ndarray, dict[str, int]]:
+        """``(n,)`` each item's language as a small integer code, and the code of each language.
+
+        Codes are numbered in the order the items meet the languages.
+        """
+        code_of: dict[str, int] = {}
+        codes = np.array(
+            [code_of.setdefault(item.language, len(code_of)) for item in self.items],
+            dtype=np.int64,
+        )
+        return codes, code_of
+
+    @cached_property
+    def item_languages(self) -> np.ndarray:
+        """``(n,)`` object array: each item's language."""
+        return np.array([item.language for item in self.items], dtype=object)
+
+    @cached_property
+    def item_ids(self) -> np.ndarray:
+        """``(n,)`` each item's id."""
+        return np.array([item.id for item in self.items], dtype=np.int64)
+
+    @cached_property
+    def kind_codes(self) -> tuple[np.ndarray, dict[str, int]]:
+        """``(n,)`` each item's kind as its index among the sorted kinds, and those indices."""
+        kinds = sorted({item.kind for item in self.items})
+        kind_index = {kind: index for index, kind in enumerate(kinds)}
+        return np.array([kind_index[item.kind] for item in self.items], dtype=np.int64), kind_index
+
+    @cached_property
+    def item_keys(self) -> tuple[str, ...]:
+        """Each item's key, in column order."""
+        return tuple(item.key for item in self.items)
+
+    def kinds_allowed(self, kinds: Collection[str]) -> np.ndarray:
+        """``(n,)`` bool: whether each item is of one of ``kinds``."""
+        wanted = frozenset(kinds)
+        allowed = self._kinds_allowed.get(wanted)
+        if allowed is None:
+            allowed = np.array([item.kind in wanted for item in self.items], dtype=bool)
+            self._kinds_allowed[wanted] = allowed
+        return allowed
+
+    @cached_property
+    def _kinds_allowed(self) -> dict[frozenset[str], np.ndarray]:
+        return {}
 
     @cached_property
     def column_of(self) -> dict[str, int]:
@@ -800,19 +848,19 @@ def _learn_or_read(
 
 
 def _learn(session: Session, embedder: Embedder, now: dt.datetime) -> _Learned:
-    rows, vectors = load_content_vectors(session, embedder)
+    rows, vectors = load_library_vectors(session, embedder)
     items = [
         ItemInfo(
-            id=item.id,
-            key=item.key,
-            title=item.title,
-            kind=item.kind,
-            language=language_code(item.language),
-            published_at=item.published_at,
-            event_start=item.event_start,
-            expires_at=item.expires_at,
+            id=item_id,
+            key=key,
+            title=title,
+            kind=kind,
+            language=language_code(language),
+            published_at=published_at,
+            event_start=event_start,
+            expires_at=expires_at,
         )
-        for item in rows
+        for item_id, key, title, kind, language, published_at, event_start, expires_at in rows
     ]
     column_of = {item.key: column for column, item in enumerate(items)}
     members, columns, times = _engagements(session, column_of, now)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import logging
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
@@ -10,7 +11,22 @@ from typing import Any
 
 from alembic import command
 from alembic.config import Config
-from sqlalchemy import ColumnElement, Engine, Table, any_, bindparam, create_engine, event, insert
+from sqlalchemy import (
+    ColumnElement,
+    Engine,
+    Select,
+    Table,
+    Text,
+    any_,
+    bindparam,
+    cast,
+    create_engine,
+    event,
+    func,
+    insert,
+    literal_column,
+    select,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -46,9 +62,23 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         values: The values.
     """
     values = list(values)
-    if session.get_bind().dialect.name == "postgresql":
+    dialect = session.get_bind().dialect.name
+    whole = bool(values) and all(type(value) is int for value in values)
+    if dialect == "postgresql":
+        if whole:  # the array as its text, which the driver passes as it is (no dump per id)
+            listed = "{" + ",".join(map(str, values)) + "}"
+            return column == any_(cast(bindparam(None, listed, type_=Text), ARRAY(column.type)))
         return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
-    return column.in_(values)
+    if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
+        # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
+        # reads an ``IN`` list (an index lookup per value), and the statement stays the same.
+        each: Select[tuple[Any]] = select(literal_column("value")).select_from(
+            func.json_each(bindparam(None, json.dumps(values), type_=Text))
+        )
+        return column.in_(each.scalar_subquery())
+    # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
+    # ``column.in_(values)``, without coercing each value into a literal of its own first.
+    return column.in_(bindparam(None, values, expanding=True, type_=column.type))
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"

@@ -6,8 +6,22 @@ It asserts nothing about speed (``make bench-scale`` measures it).
 import os
 from pathlib import Path
 
-from benchmarks.scale import build_workspace, main, render_scale_section, run_scale_benchmark
+import numpy as np
+import pytest
+
+from benchmarks.scale import (
+    NOW,
+    STAND_IN_MODEL,
+    bare_top_k,
+    build_workspace,
+    main,
+    render_scale_section,
+    run_scale_benchmark,
+)
 from benchmarks.sendgrid_delivery import mock_sendgrid
+from nurture import stages
+from nurture.runtime import Runtime, settings_from
+from nurture.storage.models import LifecycleStage, Member, MemberProfile
 
 
 def test_the_library_grows_to_the_items_asked(tmp_path: Path) -> None:
@@ -130,3 +144,49 @@ def test_a_floor_hands_the_memory_it_freed_back_to_the_system() -> None:
 
     assert grown - before > 150 * 2**20
     assert _rss_bytes() - before < 50 * 2**20
+
+
+def test_the_match_floor_multiplies_a_row_for_every_matched_member(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A member without an interest still has a row in the match's product: in the floor's too."""
+    workspace = build_workspace(tmp_path / "workspace", 30)
+    runtime = Runtime(
+        settings_from(
+            {
+                "workspace": workspace,
+                "data_dir": tmp_path / "data",
+                "database_url": f"sqlite:///{tmp_path / 'floor.db'}",
+                "embedding_model": STAND_IN_MODEL,
+            }
+        )
+    )
+    stages.sync_workspace(runtime, NOW)
+    with runtime.session() as session:
+        members = [Member(email=f"m{n}@example.org", joined_at=NOW) for n in range(3)]
+        session.add_all(members)
+        session.flush()
+        dim = runtime.embedder.dim
+        for member, interest in zip(members, [np.ones(dim, np.float32), None], strict=False):
+            session.add(
+                MemberProfile(
+                    member_id=member.id,
+                    features=np.zeros(4, np.float32),
+                    interest=interest,
+                    lifecycle_stage=LifecycleStage.NEW,
+                    feature_names_hash="x",
+                )
+            )
+        session.commit()
+        ids = [member.id for member in members]
+    rows: list[int] = []
+    partition = np.argpartition
+
+    def counted(scores: np.ndarray, *args: object, **kwargs: object) -> np.ndarray:
+        rows.append(scores.shape[0])
+        return partition(scores, *args, **kwargs)  # type: ignore[call-overload, no-any-return]
+
+    monkeypatch.setattr(np, "argpartition", counted)
+    bare_top_k(runtime.engine, runtime.embedder, 5, 2, ids)
+    runtime.close()
+    assert rows == [2, 1]

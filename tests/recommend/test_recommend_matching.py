@@ -1,4 +1,6 @@
 import datetime as dt
+import random
+import re
 
 import numpy as np
 import pytest
@@ -15,6 +17,7 @@ from nurture.recommend import (
     recommendations_for,
     start_match_run,
 )
+from nurture.recommend.content_vectors import LIBRARY_COLUMNS, load_library_vectors
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -908,3 +911,36 @@ def test_long_run_popularity_counts_every_engagement_once_however_old(session, e
         newcomer_weights=RankingWeights(**alone, decay_popularity=False),
     )
     assert _keys(session, newcomer) == ["roi-webinar", "churn-guide"]
+
+
+def _clean_by_regex(text: str) -> str:
+    """The cleaning of an item's text as one regular expression, then the spaces collapsed."""
+    markup = re.sub(r"[#*_`>|]+|\]\([^)]*\)|!\[|\[", " ", text)
+    return re.sub(r"\s+", " ", markup).strip()
+
+
+def test_content_text_cleans_markup_as_the_regular_expression_does():
+    alphabet = list("ab !#*_`>|[]()\n\t\x0b\x1c\u00a0\u2003")
+    rng = random.Random(5)
+    texts = [
+        "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 30))) for _ in range(20_000)
+    ]
+    texts += ["![logo](img.png) # Title\n\n**bold** [link](http://x_y) `code` | >", "](", "!!["]
+    for text in texts:
+        expected = _clean_by_regex(text)
+        assert content_text(ContentItem(key="k", title=text, tags=[], summary="", body="")) == (
+            expected
+        )
+        body = ContentItem(key="k", title="T", tags=[], summary="", body=text)
+        assert content_text(body) == "\n".join(part for part in ("T", expected) if part)
+
+
+def test_library_rows_and_vectors_are_those_of_the_items(session, library):
+    embedder = HashingEmbedder(64)
+    items, matrix = load_content_vectors(session, embedder)
+    rows, vectors = load_library_vectors(session, embedder)
+    assert np.array_equal(vectors, matrix)
+    columns = [column.key for column in LIBRARY_COLUMNS]
+    assert [tuple(row) for row in rows] == [
+        tuple(getattr(item, name) for name in columns) for item in items
+    ]
