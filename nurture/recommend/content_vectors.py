@@ -142,7 +142,8 @@ def load_library_vectors(
 
     Args:
         session: The database session.
-        embedder: The embedding model.
+        embedder: The embedding model (its library backend embeds the items:
+            :func:`nurture.embedding.library_embedder`).
 
     Returns:
         The items' rows ordered by id, and an ``(len(rows), embedder.dim)`` float32 matrix of
@@ -163,5 +164,5 @@ def load_library_vectors(
     )
     width = len(LIBRARY_COLUMNS)
     texts = [_text(row[2], row[width], row[width + 1], row[width + 2]) for row in rows]
-    vectors = embed_texts_cached(session, embedder, texts)
+    vectors = embed_texts_cached(session, library_embedder(embedder), texts)
     return [tuple(row[:width]) for row in rows], vectors

@@ -26,7 +26,11 @@ from nurture.embedding import (
 )
 from nurture.errors import EmbeddingError
 from nurture.recommend import load_content_vectors
-from nurture.recommend.content_vectors import content_text, embed_content_items
+from nurture.recommend.content_vectors import (
+    content_text,
+    embed_content_items,
+    load_library_vectors,
+)
 from nurture.runtime import Runtime
 from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from nurture.storage import ContentItem, EmbeddingCacheEntry
@@ -95,6 +99,8 @@ def test_items_are_embedded_by_the_library_backend_and_texts_by_the_members(
     _, vectors = load_content_vectors(session, split)
     expected = -HashingEmbedder(16).embed([content_text(item) for item in items])
     np.testing.assert_allclose(vectors, expected, atol=1e-6)
+    _, library_vectors = load_library_vectors(session, split)  # the match run's own read
+    np.testing.assert_allclose(library_vectors, expected, atol=1e-6)
     np.testing.assert_allclose(member_vectors, HashingEmbedder(16).embed(["I run meetups."]))
     assert len(loads) == 1
 
