@@ -1,6 +1,7 @@
 """The SendGrid backend: v3 Mail Send, with the official ``sendgrid`` library's headers.
 
-Only this module imports ``sendgrid``. The library holds the request headers and checks the
+Only this module sends with ``sendgrid`` (``nurture.web.signature`` uses its event webhook
+helper to check signatures). The library holds the request headers and checks the
 content for API keys (``ValidateApiKey``, as its ``Mail`` helpers do); each request body is
 built here as a plain dict in the documented Mail Send shape, the one the helpers build (a test
 compares the two), at a tenth of their CPU: the worker's senders share one interpreter lock with
