@@ -478,11 +478,13 @@ def demo(
     members: Annotated[int, typer.Option(help="Members in the synthetic community.")] = 2000,
     seed: Annotated[int, typer.Option(help="Seed of the generator.")] = 7,
     prefect: PrefectOption = True,
+    now: NowOption = None,
 ) -> None:
     """Seed a synthetic community (members, answers, activity), then run one full cycle.
 
     The community is the same for a given seed, so running the demo again sends nothing new.
-    Its first run is a backfill (a whole community seen at once), allowed here.
+    Its first run is a backfill (a whole community seen at once), allowed here. How many emails
+    go out depends on the hour (members' quiet hours): ``--now`` fixes it.
     """
     from nurture import stages
     from nurture.demo import generate_library_community
@@ -490,7 +492,7 @@ def demo(
     runtime = runtime_of(ctx)
     settings = runtime.settings
     check = runtime.check_workspace()
-    now = utc_now()
+    now = resolve_now(now)
     specs = check.content_items
     files = generate_library_community(
         settings.data_dir / "demo",
