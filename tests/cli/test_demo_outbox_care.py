@@ -31,11 +31,12 @@ def test_the_demo_outbox_welcomes_newcomers_only_and_celebrates_nothing_stale(
     tmp_path: Path,
 ) -> None:
     data = tmp_path / "data"
-    started = dt.datetime.now(dt.UTC)
+    # At noon UTC: how many emails leave depends on the hour (members' quiet hours).
+    started = dt.datetime(2026, 3, 2, 12, tzinfo=dt.UTC)
     base = ["--workspace", str(CONTENT), "--data-dir", str(data)]
     result = runner.invoke(
         app,
-        [*base, "demo", "--members", "150", "--no-prefect"],
+        [*base, "demo", "--members", "150", "--no-prefect", "--now", "2026-03-02T12:00:00"],
         env={"NURTURE_EMBEDDING_MODEL": "hashing-64"},
     )
     assert result.exit_code == 0, result.output
