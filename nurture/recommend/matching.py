@@ -14,6 +14,7 @@ import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -297,9 +298,17 @@ def _load_chunk(
 
     interest = np.zeros((m, dim), dtype=np.float32)
     size = dim * np.dtype(np.float32).itemsize
-    for row, (_, _, stored) in enumerate(members):
-        if stored is not None and len(stored) == size:
-            interest[row] = np.frombuffer(stored, dtype=np.float32)
+    # The stored vectors of the right size, joined and read at once.
+    fitting = [
+        (row, stored)
+        for row, (_, _, stored) in enumerate(members)
+        if stored is not None and len(stored) == size
+    ]
+    if fitting:
+        fitting_rows, blobs = zip(*fitting, strict=True)
+        interest[list(fitting_rows)] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
+            -1, dim
+        )
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
@@ -329,14 +338,23 @@ def _load_chunk(
         .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
     ).all()
     # The events (of items in the library), newest first, as arrays.
-    found = np.array([column_of.get(row[1], -1) for row in consumed], dtype=np.int64)
+    event_members, event_keys, event_types, event_times = (
+        zip(*consumed, strict=True) if consumed else ((), (), (), ())
+    )
+    found = np.fromiter(
+        map(column_of.get, event_keys, repeat(-1)), dtype=np.int64, count=len(event_keys)
+    )
     kept = np.flatnonzero(found >= 0)
-    events = [consumed[index] for index in kept.tolist()]
-    rows = np.array([row_of[event[0]] for event in events], dtype=np.int64)
+    kept_list = kept.tolist()
+    # ``ids`` ascend (the query's order) and hold every event's member.
+    rows = np.searchsorted(
+        np.asarray(ids, dtype=np.int64), np.asarray(event_members, dtype=np.int64)[kept]
+    ).astype(np.int64)
     columns = found[kept]
+    types = [event_types[index] for index in kept_list]
     # As ``(now - occurred_at).total_seconds() / 86_400``: the same float, from whole
     # microseconds.
-    elapsed = microseconds([now])[0] - microseconds([event[3] for event in events])
+    elapsed = microseconds([now])[0] - microseconds([event_times[index] for index in kept_list])
     ages = elapsed.astype(np.float64) / 1e6 / 86_400.0
     excluded[rows, columns] = True
     # Each member's latest items in their language, newest first: the first event of each
@@ -349,8 +367,11 @@ def _load_chunk(
     first = first[np.argsort(rows[first], kind="stable")]
     owner = rows[first]
     place = np.arange(first.size) - np.searchsorted(owner, owner, side="left")
-    for index in first[place < HISTORY_LIMIT].tolist():
-        recent[int(rows[index])].append((int(columns[index]), events[index][2]))
+    chosen = first[place < HISTORY_LIMIT]
+    for row, column, index in zip(
+        rows[chosen].tolist(), columns[chosen].tolist(), chosen.tolist(), strict=True
+    ):
+        recent[row].append((column, types[index]))
     # Every engagement counts, the recent ones more: repeated visits mean a stronger interest.
     history = sp.csr_matrix(
         (
