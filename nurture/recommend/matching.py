@@ -10,10 +10,12 @@ consumed and when, items already sent); the ranker runs once over the whole chun
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
+from itertools import repeat
 from pathlib import Path
 from typing import Any
 
@@ -297,9 +299,17 @@ def _load_chunk(
 
     interest = np.zeros((m, dim), dtype=np.float32)
     size = dim * np.dtype(np.float32).itemsize
-    for row, (_, _, stored) in enumerate(members):
-        if stored is not None and len(stored) == size:
-            interest[row] = np.frombuffer(stored, dtype=np.float32)
+    # The stored vectors of the right size, joined and read at once.
+    fitting = [
+        (row, stored)
+        for row, (_, _, stored) in enumerate(members)
+        if stored is not None and len(stored) == size
+    ]
+    if fitting:
+        fitting_rows, blobs = zip(*fitting, strict=True)
+        interest[list(fitting_rows)] = np.frombuffer(b"".join(blobs), dtype=np.float32).reshape(
+            -1, dim
+        )
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
@@ -329,14 +339,23 @@ def _load_chunk(
         .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
     ).all()
     # The events (of items in the library), newest first, as arrays.
-    found = np.array([column_of.get(row[1], -1) for row in consumed], dtype=np.int64)
+    event_members, event_keys, event_types, event_times = (
+        zip(*consumed, strict=True) if consumed else ((), (), (), ())
+    )
+    found = np.fromiter(
+        map(column_of.get, event_keys, repeat(-1)), dtype=np.int64, count=len(event_keys)
+    )
     kept = np.flatnonzero(found >= 0)
-    events = [consumed[index] for index in kept.tolist()]
-    rows = np.array([row_of[event[0]] for event in events], dtype=np.int64)
+    kept_list = kept.tolist()
+    # ``ids`` ascend (the query's order) and hold every event's member.
+    rows = np.searchsorted(
+        np.asarray(ids, dtype=np.int64), np.asarray(event_members, dtype=np.int64)[kept]
+    ).astype(np.int64)
     columns = found[kept]
+    types = [event_types[index] for index in kept_list]
     # As ``(now - occurred_at).total_seconds() / 86_400``: the same float, from whole
     # microseconds.
-    elapsed = microseconds([now])[0] - microseconds([event[3] for event in events])
+    elapsed = microseconds([now])[0] - microseconds([event_times[index] for index in kept_list])
     ages = elapsed.astype(np.float64) / 1e6 / 86_400.0
     excluded[rows, columns] = True
     # Each member's latest items in their language, newest first: the first event of each
@@ -349,8 +368,11 @@ def _load_chunk(
     first = first[np.argsort(rows[first], kind="stable")]
     owner = rows[first]
     place = np.arange(first.size) - np.searchsorted(owner, owner, side="left")
-    for index in first[place < HISTORY_LIMIT].tolist():
-        recent[int(rows[index])].append((int(columns[index]), events[index][2]))
+    chosen = first[place < HISTORY_LIMIT]
+    for row, column, index in zip(
+        rows[chosen].tolist(), columns[chosen].tolist(), chosen.tolist(), strict=True
+    ):
+        recent[row].append((column, types[index]))
     # Every engagement counts, the recent ones more: repeated visits mean a stronger interest.
     history = sp.csr_matrix(
         (
@@ -427,8 +449,9 @@ def _evidence(
     language, at unit length (an item's are :attr:`RunState.reason_vectors`: the member's
     recent items are in their language).
     """
+    label_of = functools.cache(goal_label)  # a few options in a few languages
     labels = [
-        [goal_label(goal, language) for goal in goals]
+        [label_of(goal, language) for goal in goals]
         for goals, language in zip(chunk.goals, chunk.languages, strict=True)
     ]
     texts = sorted(
@@ -441,15 +464,15 @@ def _evidence(
     # ``text_vectors``, set at once.
     text_at: list[tuple[int, int, int]] = []
     text_index = {text: index for index, text in enumerate(vector_of)}
-    for row in range(len(chunk.member_ids)):
+    goal_evidence = functools.cache(functools.partial(Evidence, EvidenceKind.GOAL))
+    for row, (answer, row_labels) in enumerate(zip(chunk.answers, labels, strict=True)):
         found: list[Evidence] = []
-        answer = chunk.answers[row]
         if answer:
-            text_at.append((row, len(found), text_index[answer]))
+            text_at.append((row, 0, text_index[answer]))
             found.append(Evidence(EvidenceKind.ANSWER, answer))
-        for label in labels[row]:
+        for label in row_labels:
             text_at.append((row, len(found), text_index[label]))
-            found.append(Evidence(EvidenceKind.GOAL, label))
+            found.append(goal_evidence(label))
         evidence.append(found)
 
     m, dim = len(chunk.member_ids), embedder.dim
@@ -554,7 +577,27 @@ def _reasons(
         evidence_vectors, evidence_mask, recommended, weights.reason_min_similarity
     )
     source, strength = _co_engagement_sources(chunk, state, indices)
+    # The same sentences recur across members: each is made once per chunk.
+    stated_reason = functools.cache(reason_text)
+    popular = functools.cache(popular_reason)
+    generic_learned = functools.cache(collaborative_reason)
+
+    @functools.cache
+    def consumed_reason(column: int, event_type: str, language: str) -> str:
+        return reason_text(_consumed(state, column, event_type), language)
+
+    @functools.cache
+    def co_reason(column: int, event_type: str, language: str) -> str:
+        return co_engagement_reason(_consumed(state, column, event_type), language)
+
+    @functools.cache
+    def learned_reason(column: int, event_type: str, language: str) -> str:
+        return collaborative_reason(language, _consumed(state, column, event_type))
+
     reasons: list[list[str]] = []
+    # As lists: reading numpy arrays one element at a time costs more than the loop.
+    picks, slots, sources = indices.tolist(), best.tolist(), source.tolist()
+    strengths, learned_picks = strength.tolist(), put_forward.tolist()
     for row in range(m):
         language = chunk.languages[row]
         recent = chunk.recent[row]
@@ -563,35 +606,35 @@ def _reasons(
         learned_reasons = 0
         listed: list[str] = []
         for position in range(k):
-            if indices[row, position] < 0:
+            if picks[row][position] < 0:
                 break
-            if best[row, position] >= 0:
-                slot = int(best[row, position])
+            if slots[row][position] >= 0:
+                slot = int(slots[row][position])
                 if slot >= first_recent:
                     column, event_type = recent[slot - first_recent]
-                    reason = reason_text(_consumed(state, column, event_type), language)
+                    reason = consumed_reason(column, event_type, language)
                     named.add(column)
                 else:
-                    reason = reason_text(evidence[row][slot], language)
-            elif strength[row, position] >= CO_ENGAGEMENT_REASON:
-                column, event_type = recent[int(source[row, position])]
-                reason = co_engagement_reason(_consumed(state, column, event_type), language)
+                    reason = stated_reason(evidence[row][slot], language)
+            elif strengths[row][position] >= CO_ENGAGEMENT_REASON:
+                column, event_type = recent[int(sources[row][position])]
+                reason = co_reason(column, event_type, language)
                 named.add(column)
-            elif put_forward[row, position]:
+            elif learned_picks[row][position]:
                 supporting = None
                 if learned_reasons and model is not None:
                     supporting = _learned_support(
-                        model.weights_, modelled, recent, int(indices[row, position]), named
+                        model.weights_, modelled, recent, int(picks[row][position]), named
                     )
                 if supporting is not None:
                     column, event_type = supporting
                     named.add(column)
-                    reason = collaborative_reason(language, _consumed(state, column, event_type))
+                    reason = learned_reason(column, event_type, language)
                 else:
-                    reason = collaborative_reason(language, again=learned_reasons > 0)
+                    reason = generic_learned(language, again=learned_reasons > 0)
                 learned_reasons += 1
             else:
-                reason = popular_reason(chunk.segment_ids[row] is not None, language)
+                reason = popular(chunk.segment_ids[row] is not None, language)
             listed.append(reason)
         reasons.append(listed)
     return reasons

@@ -8,9 +8,10 @@ the learned model's only on the items it models. Only each member's best ``mmr_c
 items are kept; maximal marginal relevance re-ranks them, its ``k`` positions a Python loop, each
 a batched operation over the whole chunk, with the cosines within each member's pool computed
 only for the items it is likely to take (and on demand for the others). The dense product uses
-the BLAS threads; everything after it is row by row, so it runs in blocks of members on a small
-thread pool (numpy releases the GIL in these passes), with the same picks and scores for any
-number of threads.
+the BLAS threads; everything after it is row by row, so it runs in blocks of members, each of
+members with the same eligible items (one language's: its passes run on that language's columns
+only), on a small thread pool (numpy releases the GIL in these passes), with the same picks and
+scores for any number of threads.
 """
 
 from __future__ import annotations
@@ -788,18 +789,17 @@ def rank_content(
     # BLAS already uses every core); the passes after it are row by row: in row blocks, on a
     # thread pool (numpy releases the GIL in them), with the same results for any split.
     scores = blend @ items.T
-    co_indptr = None if co_rows is None else co_rows.indptr
     modelled = None if collaborative_items is None else np.asarray(collaborative_items, np.int64)
     distinct_columns = modelled is not None and len(np.unique(modelled)) == len(modelled)
     format_bonus = np.float32(weights.format) if format_match is not None else np.float32(0.0)
     width = _pool_width(n, k, weights.mmr_candidates)
 
-    def rank_rows(start: int, stop: int) -> tuple[np.ndarray, np.ndarray]:
-        """The passes after the product and MMR for the members ``start:stop``."""
-        rows = stop - start
+    def rank_rows(members: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """The passes after the product and MMR for the members at rows ``members``."""
+        rows = len(members)
         # Arithmetic, not a masked assignment: with masks this irregular, it is ten times faster.
-        unwanted = np.ascontiguousarray(excluded[start:stop]) | ~np.ascontiguousarray(
-            item_ok[start:stop], dtype=bool
+        unwanted = np.take(excluded, members, axis=0) | ~np.asarray(
+            np.take(item_ok, members, axis=0), dtype=bool
         )
         # Most of a row is ineligible (another language, unavailable): the passes run on the
         # columns some member of the block may get, and on the first ``width``, where the
@@ -808,11 +808,10 @@ def rank_content(
         wanted = ~unwanted.all(axis=0)
         wanted[:width] = True
         columns = None if wanted.all() else np.flatnonzero(wanted)
-        if columns is None:
-            block = scores[start:stop]
-        else:
-            # A C-ordered copy (the scatters below write through a flat view of it).
-            block = np.take(scores[start:stop], columns, axis=1)
+        # A C-ordered copy (the scatters below write through a flat view of it).
+        block = np.take(scores, members, axis=0)
+        if columns is not None:
+            block = np.take(block, columns, axis=1)
             unwanted = unwanted[:, columns]
         size = block.shape[1]
         position = None
@@ -821,22 +820,20 @@ def rank_content(
             position[columns] = np.arange(size)
         if unscored is not None and unscored_factor is not None:
             block[:, unscored if columns is None else unscored[columns]] *= unscored_factor[
-                start:stop, None
+                members, None
             ]
-        if co_rows is not None and co_indptr is not None:
-            first, last = co_indptr[start], co_indptr[stop]
-            targets = co_rows.indices[first:last].astype(np.int64)
-            values = co_rows.data[first:last]
-            owners = np.repeat(
-                np.arange(rows, dtype=np.int64), np.diff(co_indptr[start : stop + 1])
-            )
+        if co_rows is not None:
+            chosen_rows = co_rows[members]
+            targets = chosen_rows.indices.astype(np.int64)
+            values = chosen_rows.data
+            owners = np.repeat(np.arange(rows, dtype=np.int64), np.diff(chosen_rows.indptr))
             if position is not None:
                 targets = position[targets]
                 inside = targets >= 0
                 targets, values, owners = targets[inside], values[inside], owners[inside]
             np.add.at(block.reshape(-1), owners * size + targets, values)
         if learned is not None:
-            contribution = learned[start:stop] * learned_factor[start:stop, None]
+            contribution = np.take(learned, members, axis=0) * learned_factor[members, None]
             np.maximum(contribution, np.float32(0.0), out=contribution)
             if modelled is None:
                 if columns is None:
@@ -855,16 +852,15 @@ def rank_content(
                         np.arange(rows, dtype=np.int64)[:, None] * size + targets[None, :]
                     ).ravel()
                     np.add.at(block.reshape(-1), flat, contribution.ravel())
-        member_table = table[row_of[start:stop]] if columns is None else table[:, columns]
-        block += member_table if columns is None else member_table[row_of[start:stop]]
+        member_rows = row_of[members]
+        member_table = table[member_rows] if columns is None else table[:, columns]
+        block += member_table if columns is None else member_table[member_rows]
         if format_match is not None and format_bonus:
             # In the scores' memory order (a mask built by column comes transposed): faster.
-            chosen = (
-                format_match[start:stop]
-                if columns is None
-                else format_match[start:stop][:, columns]
-            )
-            block += np.ascontiguousarray(chosen) * format_bonus
+            chosen = np.take(format_match, members, axis=0)
+            if columns is not None:
+                chosen = np.take(chosen, columns, axis=1)
+            block += chosen * format_bonus
         block += unwanted * INELIGIBLE
         pool, kept = _best_of(block, width) if width < n else (None, block)
         if pool is not None and columns is not None:
@@ -874,12 +870,47 @@ def rank_content(
         )
 
     workers = max(1, min(_default_threads() if threads is None else threads, m))
+    blocks = _row_blocks(item_ok, 1 if workers == 1 else workers * _BLOCKS_PER_THREAD)
     if workers == 1:
-        return rank_rows(0, m)
-    bounds = np.linspace(0, m, min(workers * _BLOCKS_PER_THREAD, m) + 1).astype(int)
-    with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nurture-rank") as pool:
-        parts = list(pool.map(rank_rows, bounds[:-1], bounds[1:]))
-    return (
-        np.concatenate([indices for indices, _ in parts]),
-        np.concatenate([picked for _, picked in parts]),
-    )
+        parts = [rank_rows(members) for members in blocks]
+    else:
+        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="nurture-rank") as pool:
+            parts = list(pool.map(rank_rows, blocks))
+    indices = np.full((m, k), -1, dtype=np.int64)
+    picked = np.full((m, k), np.nan, dtype=np.float64)
+    for members, (block_indices, block_picked) in zip(blocks, parts, strict=True):
+        indices[members], picked[members] = block_indices, block_picked
+    return indices, picked
+
+
+def _row_blocks(item_ok: np.ndarray, count: int) -> list[np.ndarray]:
+    """The members' rows in about ``count`` blocks, each of members with the same eligible items.
+
+    Members of one language share their eligible items (about half the library's, with two
+    languages): a block of such members works on those columns only, where a block that mixed
+    languages would work on both languages' items.
+    """
+    m = item_ok.shape[0]
+    if m == 0:
+        return []
+    # Rows grouped by a hash of their eligible items (two patterns sharing a hash share
+    # blocks: slower, never different, as any split of the rows gives the same picks).
+    packed = np.packbits(np.asarray(item_ok, dtype=bool), axis=1)
+    padded = np.zeros((m, -(-packed.shape[1] // 8) * 8), dtype=np.uint8)
+    padded[:, : packed.shape[1]] = packed
+    words = padded.view(np.uint64)
+    mixers = np.random.default_rng(0).integers(1, 2**63, size=words.shape[1], dtype=np.uint64)
+    keys = (words * (mixers | np.uint64(1))).sum(axis=1, dtype=np.uint64)
+    _, group = np.unique(keys, return_inverse=True)
+    group = group.ravel()
+    order = np.argsort(group, kind="stable")
+    sizes = np.bincount(group)
+    target = max(1, -(-m // max(1, count)))  # rows per block, rounded up
+    blocks: list[np.ndarray] = []
+    start = 0
+    for size in sizes.tolist():
+        members = order[start : start + size]
+        pieces = -(-size // target)
+        blocks.extend(np.array_split(members, pieces))
+        start += size
+    return blocks

@@ -16,7 +16,7 @@ from nurture.recommend import (
     rank_content,
     select_diverse,
 )
-from nurture.recommend.ranking import INELIGIBLE, PERSONAL_SIGNALS
+from nurture.recommend.ranking import INELIGIBLE, PERSONAL_SIGNALS, _row_blocks
 
 
 def _unit(vector: np.ndarray) -> np.ndarray:
@@ -347,3 +347,62 @@ def test_rank_content_refuses_no_threads() -> None:
             3,
             threads=0,
         )
+
+
+def test_row_blocks_group_members_with_the_same_eligible_items() -> None:
+    rng = np.random.default_rng(5)
+    languages = rng.integers(0, 3, 50)
+    item_languages = rng.integers(0, 3, 40)
+    ok = languages[:, None] == item_languages[None, :]
+    blocks = _row_blocks(ok, 8)
+    rows = np.concatenate(blocks)
+    assert sorted(rows.tolist()) == list(range(50))  # every member once
+    for members in blocks:
+        assert len(set(languages[members].tolist())) == 1
+    assert _row_blocks(ok[:0], 8) == []
+
+
+@pytest.mark.parametrize("threads", [1, 2])
+def test_rank_content_ranks_each_member_as_alone_when_languages_are_mixed(threads: int) -> None:
+    """Members are ranked in blocks of one language: the picks and scores are each one's own."""
+    data = _community(11, m=60, n=60)
+    languages = np.random.default_rng(11).integers(0, 2, 60)
+    item_languages = np.arange(60) % 2
+    ok = (languages[:, None] == item_languages[None, :]) & (np.arange(60) % 7 != 3)[None, :]
+    weights = RankingWeights(mmr_lambda=0.6, mmr_candidates=12, duplicate_similarity=0.8)
+    model = data["model"]
+    learned = model.transform(data["history"], modelled_only=True)
+
+    def rank(rows: np.ndarray, count: int):
+        return rank_content(
+            data["member"][rows],
+            data["segment"][rows],
+            data["excluded"][rows],
+            data["items"],
+            ok[rows],
+            data["freshness"],
+            weights,
+            6,
+            data["popularity"],
+            history=data["history"][rows],
+            co_engagement=data["co"],
+            format_match=data["format_match"][rows],
+            popularity_rows=data["rows"][rows],
+            collaborative=learned[rows],
+            collaborative_items=model.items_,
+            threads=count,
+        )
+
+    indices, scores = rank(np.arange(60), threads)
+    assert (indices >= 0).sum() > 200
+    # Bit for bit whatever the blocks (as many as the threads ask for)...
+    for count in (3, 5):
+        other_indices, other_scores = rank(np.arange(60), count)
+        np.testing.assert_array_equal(other_indices, indices)
+        np.testing.assert_array_equal(other_scores, scores)
+    # ...and as each member alone (whose product, a single row, BLAS may round otherwise).
+    for row in range(60):
+        alone_indices, alone_scores = rank(np.array([row]), 1)
+        assert (item_languages[alone_indices[alone_indices >= 0]] == languages[row]).all()
+        np.testing.assert_array_equal(indices[row], alone_indices[0])
+        np.testing.assert_allclose(scores[row], alone_scores[0], rtol=1e-6)
