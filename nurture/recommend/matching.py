@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import datetime as dt
 import functools
-import json
 from collections import defaultdict
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -67,6 +66,7 @@ from nurture.storage.models import (
     table_of,
     utcnow,
 )
+from nurture.storage.stored_json import JsonTexts
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
@@ -392,7 +392,7 @@ def _load_chunk(
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
     # The stored JSON as text, decoded once per distinct value (options repeat).
-    decoded: dict[str | None, Any] = {None: None}
+    decoded = JsonTexts()
     for member_id, question_key, text in connection.execute(
         select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
             among(session, Answer.member_id, ids),
@@ -400,9 +400,7 @@ def _load_chunk(
         )
     ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
-        if text not in decoded:
-            decoded[text] = json.loads(text)
-        value = decoded[text]
+        value = decoded(text)
         if question_key == _EXPECTATIONS_QUESTION:
             if isinstance(value, str) and value.strip():
                 answers[row] = value.strip()

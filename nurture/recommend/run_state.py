@@ -47,6 +47,7 @@ from nurture.storage.models import (
     SegmentationRun,
     SegmentMembership,
 )
+from nurture.storage.stored_json import JsonTexts
 
 __all__ = [
     "CONSUMING_EVENT_TYPES",
@@ -491,16 +492,14 @@ def choice_answers(
     )
     if member_ids is not None:
         query = query.where(Answer.member_id.in_(list(member_ids)))
-    decoded: dict[str | None, Any] = {None: None}
+    decoded = JsonTexts()
     out: dict[int, dict[str, str]] = {}
     # On the session's connection: plain rows, without the ORM's work on each (the flush is
     # what the session's own execute would do first).
     session.flush()
     rows = session.connection().execute(query.order_by(Answer.answered_at, Answer.id))
     for member_id, key, text in rows:
-        if text not in decoded:
-            decoded[text] = json.loads(text)
-        value = decoded[text]
+        value = decoded(text)
         if isinstance(value, str) and value:
             out.setdefault(member_id, {})[key] = value
     return out
@@ -560,7 +559,7 @@ def load_choice_answers(session: Session, questions: Sequence[str]) -> ChoiceAns
     # Each valid answer as (member, question, code of its value in the order first seen):
     # the codes are renumbered below as the answers' dicts would number them.
     seen: list[dict[str, int]] = [{} for _ in questions]
-    decoded: dict[str | None, Any] = {None: None}
+    decoded = JsonTexts()
     members: list[int] = []
     positions: list[int] = []
     first_codes: list[int] = []
@@ -568,9 +567,7 @@ def load_choice_answers(session: Session, questions: Sequence[str]) -> ChoiceAns
         query.order_by(Answer.answered_at, Answer.id).execution_options(yield_per=_STREAM_ROWS)
     )
     for member_id, key, text in rows:
-        if text not in decoded:
-            decoded[text] = json.loads(text)
-        value = decoded[text]
+        value = decoded(text)
         if isinstance(value, str) and value:
             position = position_of[key]
             members.append(member_id)
