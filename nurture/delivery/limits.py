@@ -587,7 +587,6 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
-
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``str.format`` / ``format_map`` of a template string, its widths bounded."""
         if not isinstance(value, types.MethodType | types.BuiltinMethodType) or (
