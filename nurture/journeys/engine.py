@@ -66,7 +66,7 @@ from nurture.journeys.reads import HELD_MEMBERS, MemberReads, MemberRow
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
-from nurture.storage import insert_ignoring_conflicts, inserted_ignoring_conflicts
+from nurture.storage import among, insert_ignoring_conflicts, inserted_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
@@ -414,7 +414,7 @@ def _goal_reached_now(
         # asked of the database, it can make it scan every event of those types.
         events = session.execute(
             select(ActivityEvent.member_id, ActivityEvent.type).where(
-                ActivityEvent.member_id.in_(member_ids),
+                among(session, ActivityEvent.member_id, member_ids),
                 ActivityEvent.occurred_at >= run.now,
                 ActivityEvent.occurred_at <= run.now,
             )
@@ -585,7 +585,7 @@ def _advance_chunk(
     run.budget.load(session, member_ids, run.now)
     written = session.execute(
         select(Message.enrollment_id, Message.step_id).where(
-            Message.enrollment_id.in_(enrollment_ids)
+            among(session, Message.enrollment_id, enrollment_ids)
         )
     ).tuples()
     batch = _Batch(

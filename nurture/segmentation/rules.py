@@ -51,6 +51,7 @@ from nurture.segmentation.assignments import (
     refresh_statistics,
     update_rule_assignments,
 )
+from nurture.storage import among
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -317,12 +318,14 @@ def member_rule_contexts(
     wanted = set(EXPRESSION_NAMES if names is None else names)
     ids = sorted(set(member_ids))
     columns = _MEMBER_COLUMNS if "member" in wanted else (Member.id,)
-    members = session.execute(select(*columns).where(Member.id.in_(ids)).order_by(Member.id)).all()
+    members = session.execute(
+        select(*columns).where(among(session, Member.id, ids)).order_by(Member.id)
+    ).all()
     answers: dict[int, dict[str, Any]] = {}
     if "answers" in wanted:
         for member_id, key, value in session.execute(
             select(Answer.member_id, Answer.question_key, Answer.value).where(
-                Answer.member_id.in_(ids)
+                among(session, Answer.member_id, ids)
             )
         ).tuples():
             answers.setdefault(member_id, {})[key] = value
@@ -331,7 +334,7 @@ def member_rule_contexts(
         stages = dict(
             session.execute(
                 select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
-                    MemberProfile.member_id.in_(ids)
+                    among(session, MemberProfile.member_id, ids)
                 )
             )
             .tuples()
