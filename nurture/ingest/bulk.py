@@ -301,6 +301,7 @@ def inserted_rows(
     are skipped, never written twice. Values are stored as SQLAlchemy's own binds store them
     (the same date-time text on SQLite, JSON written by ``json.dumps``, enums as their value),
     and the ids are given in the order of ``rows``, as a plain ``INSERT`` would give them.
+    Pending changes of the session are flushed first, as a query of the session would flush them.
 
     Args:
         session: The session whose transaction the rows join; the caller commits.
@@ -317,6 +318,8 @@ def inserted_rows(
     """
     if not rows:
         return []
+    if session.autoflush:  # the rows go to the driver: the session's pending rows go first
+        session.flush()
     connection = session.connection()
     dialect = connection.dialect
     dbapi: Any = dialect.dbapi

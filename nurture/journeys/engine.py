@@ -916,7 +916,6 @@ def _insert_enrollments(
     table = _enrollment_table()
     if session.get_bind().dialect.name not in ("sqlite", "postgresql"):
         return inserted_ignoring_conflicts(session, table, rows, returned)
-    session.flush()  # the staging goes to the driver: pending changes go first
     values = [tuple(row.get(name) for name in _ENROLLMENT_COLUMNS) for row in rows]
     return inserted_rows(session, table, _ENROLLMENT_COLUMNS, values, returned)
 
