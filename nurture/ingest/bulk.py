@@ -333,45 +333,33 @@ def inserted_rows(
         f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} WHERE true "
         f"ORDER BY nurture_order ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
     )
-    driver: Any = connection.connection.driver_connection
-    statement = ""
-    try:
-        if dialect.name == "postgresql":
-            definition = ", ".join(
-                f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns
-            )
-            with driver.cursor() as cursor:
-                statement = (
-                    f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
-                    f"(nurture_order integer, {definition}) ON COMMIT DROP"
-                )
-                cursor.execute(statement)
-                statement = f"COPY {stage} (nurture_order, {names}) FROM STDIN"
-                _copy(cursor, statement, staged)
-                statement = inserted
-                cursor.execute(statement)
-                written = [tuple(row) for row in cursor.fetchall()]
-                statement = f"DELETE FROM {stage}"
-                cursor.execute(statement)
-            return written
-        cursor = driver.cursor()
+    if dialect.name == "postgresql":
+        definition = ", ".join(
+            f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns
+        )
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
+            f"(nurture_order integer, {definition}) ON COMMIT DROP"
+        )
+        statement = f"COPY {stage} (nurture_order, {names}) FROM STDIN"
+        driver: Any = connection.connection.driver_connection
         try:
-            # Columns without a type: values are staged as given, then take the table's
-            # affinities as a plain insert's would.
-            statement = f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (nurture_order, {names})"
-            cursor.execute(statement)
-            placeholders = ", ".join("?" * (len(columns) + 1))
-            statement = f"INSERT INTO {stage} VALUES ({placeholders})"
-            cursor.executemany(statement, staged)
-            statement = inserted
-            written = [tuple(row) for row in cursor.execute(statement).fetchall()]
-            statement = f"DELETE FROM {stage}"
-            cursor.execute(statement)
-        finally:
-            cursor.close()
-        return written
-    except dbapi.Error as exc:
-        raise DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=dialect) from exc
+            with driver.cursor() as cursor:
+                _copy(cursor, statement, staged)
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=dialect) from exc
+    else:
+        # Columns without a type: values are staged as given, then take the table's
+        # affinities as a plain insert's would.
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (nurture_order, {names})"
+        )
+        placeholders = ", ".join("?" * (len(columns) + 1))
+        connection.exec_driver_sql(f"INSERT INTO {stage} VALUES ({placeholders})", staged)
+    # Through the connection, not the driver alone: its events see the insert (and logs).
+    written = [tuple(row) for row in connection.exec_driver_sql(inserted).fetchall()]
+    connection.exec_driver_sql(f"DELETE FROM {stage}")
+    return written
 
 
 def _staged_values(
