@@ -30,7 +30,7 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Enum, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
@@ -367,8 +367,8 @@ def _staged_values(
 ) -> list[tuple[Any, ...]]:
     """The rows as the driver takes them, each led by its place in ``rows``."""
     values: list[Any] = [range(len(rows))]
-    for index, name in enumerate(columns):
-        column = [row[index] for row in rows]
+    for name, given in zip(columns, zip(*rows, strict=True), strict=True):
+        column: Sequence[Any] = given
         column_type = table.c[name].type
         if isinstance(column_type, JSON):
             column = _json_dumps(column)
@@ -377,7 +377,7 @@ def _staged_values(
             texts: dict[Any, str | None] = {None: None}
             texts.update((value, _sqlite_datetime(value)) for value in set(column) - {None})
             column = list(map(texts.__getitem__, column))
-        elif any(isinstance(value, enum.Enum) for value in column):
+        elif isinstance(column_type, Enum):
             column = [value.value if isinstance(value, enum.Enum) else value for value in column]
         values.append(column)
     return list(zip(*values, strict=True))

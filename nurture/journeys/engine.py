@@ -916,7 +916,7 @@ def _insert_enrollments(
     table = _enrollment_table()
     if session.get_bind().dialect.name not in ("sqlite", "postgresql"):
         return inserted_ignoring_conflicts(session, table, rows, returned)
-    values = [tuple(row.get(name) for name in _ENROLLMENT_COLUMNS) for row in rows]
+    values = [tuple(map(row.get, _ENROLLMENT_COLUMNS)) for row in rows]
     return inserted_rows(session, table, _ENROLLMENT_COLUMNS, values, returned)
 
 
