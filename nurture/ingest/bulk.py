@@ -341,6 +341,7 @@ def inserted_rows(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
             f"(nurture_order integer, {definition}) ON COMMIT DROP"
         )
+        connection.exec_driver_sql(f"DELETE FROM {stage}")  # what a failed call left
         statement = f"COPY {stage} (nurture_order, {names}) FROM STDIN"
         driver: Any = connection.connection.driver_connection
         try:
@@ -354,6 +355,7 @@ def inserted_rows(
         connection.exec_driver_sql(
             f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (nurture_order, {names})"
         )
+        connection.exec_driver_sql(f"DELETE FROM {stage}")  # what a failed call left
         placeholders = ", ".join("?" * (len(columns) + 1))
         connection.exec_driver_sql(f"INSERT INTO {stage} VALUES ({placeholders})", staged)
     # Through the connection, not the driver alone: its events see the insert (and logs).

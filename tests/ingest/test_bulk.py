@@ -218,3 +218,29 @@ def test_inserted_rows_store_what_the_orm_stores_and_return_only_the_rows_writte
         ("welcome", member_id, 2),
     ]
     assert {tuple(values[3:]) for values in stored} == {tuple(stored[0][3:])}
+
+
+def test_inserted_rows_leave_nothing_staged_for_the_next_call_after_a_refused_batch(
+    session, member_id
+):
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL aborts the transaction: nothing runs after a refused batch")
+    journey = Journey(
+        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
+    )
+    session.add(journey)
+    session.flush()
+    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "enrolled_at")
+    columns += ("context",)
+    table = Enrollment.__table__
+
+    def row(key: str, member: int) -> tuple[object, ...]:
+        return (journey.id, key, member, 1, EnrollmentState.ACTIVE, MOMENTS[0], {})
+
+    with pytest.raises(IntegrityError):  # a member that does not exist: the insert fails
+        inserted_rows(session, table, columns, [row("left", member_id + 99)], ("id",))
+    written = inserted_rows(session, table, columns, [row("next", member_id)], ("journey_key",))
+    session.commit()
+
+    assert written == [("next",)]
+    assert session.scalars(select(Enrollment.journey_key)).all() == ["next"]
