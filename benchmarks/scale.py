@@ -291,6 +291,7 @@ class ScaleResult:
     send_concurrency: int = 0
     due_emails: int = 0
     delivered_cap: int | None = None
+    until: str | None = None
     machine: dict[str, str] = field(default_factory=dict)
 
     def figure(self, name: str) -> StageFigure | None:
@@ -629,6 +630,7 @@ def run_scale_benchmark(
     send_concurrency: int | None = None,
     floor_emails: int = 500,
     deliver_at_most: int | None = None,
+    until: Literal["profile"] | None = None,
 ) -> ScaleResult:
     """Run every stage on a generated community in ``directory`` and measure each.
 
@@ -652,6 +654,9 @@ def run_scale_benchmark(
         floor_emails: Emails of the SendGrid floor's loop at most (its time is scaled).
         deliver_at_most: Deliver only the first this many due emails (the others stay
             queued), to keep a very large run short; None: every due email.
+        until: ``"profile"``: stop after the imports and the profile stage (the content
+            library is not synced: profiling does not read it), to measure the encoder on
+            the real model without the hour the rest takes; None: every stage.
 
     Returns:
         The figures of every stage.
@@ -707,6 +712,7 @@ def run_scale_benchmark(
         setup_seconds=community.seconds,
         send_concurrency=settings.send_concurrency,
         machine=_machine(),
+        until=until,
     )
     logger.info("%s: %s members, embedder %s", dialect, f"{members:,}", embedder)
     figures = result.figures
@@ -731,6 +737,12 @@ def run_scale_benchmark(
                 note=f"{summary.stored:,} stored, {summary.refused:,} refused",
             )
         )
+
+    if until == "profile":
+        _profile(runtime, recorder, encode, figures, batch, NOW)
+        runtime.close()
+        result.wall_seconds = time.perf_counter() - started
+        return result
 
     recorder.texts.clear()
     recorder.progress = Progress(f"{dialect} content", len(specs), "texts embedded")
@@ -872,7 +884,7 @@ def _encode_label(embedding_model: str) -> str:
     return "embed (stand-in)" if embedding_model == STAND_IN_MODEL else "PyTorch encode"
 
 
-def _nightly(
+def _profile(
     runtime: Runtime,
     recorder: RecordingEmbedder,
     encode: Encode,
@@ -881,11 +893,10 @@ def _nightly(
     now: dt.datetime,
     label: str = "",
 ) -> None:
-    """Profile, segment, match and best hours at ``now`` as the nightly does; add figures."""
+    """The profile stage at ``now`` as the nightly runs it, against its floor; add its figure."""
     engine, settings = runtime.engine, runtime.settings
     name = f"{engine.dialect.name} {label}"
     profile_stage = stages.NIGHTLY.stage("profile")
-    match_stage = stages.NIGHTLY.stage("match")
     recorder.texts.clear()
     with stage_measured(f"{name}profile") as timed:
         ids = profile_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
@@ -911,6 +922,22 @@ def _nightly(
             note=f"{len(ids):,} members listed, {len(recorder.texts):,} texts embedded",
         )
     )
+
+
+def _nightly(
+    runtime: Runtime,
+    recorder: RecordingEmbedder,
+    encode: Encode,
+    figures: list[StageFigure],
+    batch: int,
+    now: dt.datetime,
+    label: str = "",
+) -> None:
+    """Profile, segment, match and best hours at ``now`` as the nightly does; add figures."""
+    engine, settings = runtime.engine, runtime.settings
+    name = f"{engine.dialect.name} {label}"
+    match_stage = stages.NIGHTLY.stage("match")
+    _profile(runtime, recorder, encode, figures, batch, now, label)
     with stage_measured(f"{name}segment") as timed:
         summary = stages.segment(runtime, now)
     figures.append(
@@ -1152,6 +1179,11 @@ def render_scale_section(result: ScaleResult, heading: str = "##") -> list[str]:
             f"- **Warm nightly (profile + segment + match): {warm:.2f} s, {warm / cold:.1%} of "
             f"the cold one ({cold:.2f} s).**",
         ]
+    if result.until is not None:
+        lines.append(
+            f"- **Stopped after the {result.until} stage** (`--until {result.until}`): the "
+            "later stages did not run."
+        )
     if result.delivered_cap is not None and result.delivered_cap < result.due_emails:
         lines.append(
             f"- **Delivery capped** (`--deliver-at-most {result.delivered_cap:,}`): "
@@ -1289,6 +1321,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         "says so): a million members' emails to the mock take long (default: all).",
     )
     parser.add_argument("--no-warm", action="store_true", help="Skip the warm nightly.")
+    parser.add_argument(
+        "--until",
+        choices=("profile",),
+        help="Stop after this stage: 'profile' runs the imports and the profile stage only "
+        "(the encoder's figure on the real model, without the rest's hour).",
+    )
     parser.add_argument("--output", type=Path, help="Write the report here (else print it).")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
@@ -1332,6 +1370,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "send_concurrency": args.send_concurrency,
                 "floor_emails": args.floor_emails,
                 "deliver_at_most": args.deliver_at_most,
+                "until": args.until,
             }
             if database == "sqlite":
                 report.results.append(run_scale_benchmark(directory, **options))

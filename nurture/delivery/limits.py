@@ -17,7 +17,8 @@ template (body or subject) under a :class:`RenderLimits` budget:
 - **loop iterations**: the iterations of every ``{% for %}`` of the render, nested or not, and of
   the calls of ``loop(...)`` in recursive loops, count against one total, ``max_loop_iterations``;
 - **wall time**: a render running longer than ``max_seconds`` stops at its next loop iteration,
-  call, filter or attribute, or within the next 32 pieces of output it writes.
+  call or filter, or within the next 32 pieces of output it writes (in between, a template
+  runs straight-line code, no longer than its source: attributes and items are not timed).
 
 Going past a limit raises :class:`RenderLimitError` (a ``SecurityError``) naming the limit and
 its setting; the renderer turns it into a ``TemplateError`` naming the template and line. The
@@ -373,10 +374,12 @@ def _bounded_filter(
     check = _FILTER_CHECKS.get(name)
     skip = 1 if _PassArg.from_obj(function) is not None else 0
 
+    is_join = name == "join"
+
     def run(budget: _Budget, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         budget.tick()
         if check is not None:
-            if name == "join":
+            if is_join:
                 args = _listed(args, skip)
             check(budget, *args[skip:], **kwargs)
         return budget.check_value(function(*args, **kwargs))
@@ -384,10 +387,16 @@ def _bounded_filter(
     @wraps(function)  # keeps ``jinja_pass_arg``
     def bounded(*args: Any, **kwargs: Any) -> Any:
         budget = _BUDGET.get()
-        if budget is not None:  # in a render: its budget
-            return run(budget, args, kwargs)
-        with _budget_for(limits) as budget:
-            return run(budget, args, kwargs)
+        if budget is None:  # outside a render: a budget of its own
+            with _budget_for(limits) as budget:
+                return run(budget, args, kwargs)
+        # ``run``, inlined: filters are called many times a render.
+        budget.tick()
+        if check is not None:
+            if is_join:
+                args = _listed(args, skip)
+            check(budget, *args[skip:], **kwargs)
+        return budget.check_value(function(*args, **kwargs))
 
     return bounded
 
@@ -564,10 +573,11 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
         return __self.check_value(super().call(__context, __obj, *args, **kwargs))
 
     def getattr(self, obj: Any, attribute: str) -> Any:
-        """``obj.attribute`` from a template, within the wall time."""
-        budget = _BUDGET.get()
-        if budget is not None:
-            budget.tick()
+        """``obj.attribute`` from a template.
+
+        The clock is not read here: between two loop iterations, calls, filters or 32 pieces
+        of output (which read it) a template runs straight-line code, as long as its source.
+        """
         if type(obj) is dict and attribute not in _DICT_ATTRIBUTES:
             # What the sandbox does, without raising and catching an AttributeError first: a
             # plain dict has no attribute of that name, so ``obj.name`` is ``obj["name"]``.
@@ -577,12 +587,6 @@ class BoundedSandbox(ImmutableSandboxedEnvironment):
                 return self.undefined(obj=obj, name=attribute)
         return super().getattr(obj, attribute)
 
-    def getitem(self, obj: Any, argument: Any) -> Any:
-        """``obj[argument]`` from a template, within the wall time."""
-        budget = _BUDGET.get()
-        if budget is not None:
-            budget.tick()
-        return super().getitem(obj, argument)
 
     def wrap_str_format(self, value: Any) -> Callable[..., str] | None:
         """``str.format`` / ``format_map`` of a template string, its widths bounded."""

@@ -118,7 +118,10 @@ def load_activity_summaries(
         )
         for days in ACTIVITY_WINDOWS
     }
-    rows = session.execute(
+    # Plain rows on the session's connection, without the ORM's work on each (the flush is
+    # what the session's own execute would do first).
+    session.flush()
+    rows = session.connection().execute(
         select(
             ActivityEvent.member_id,
             ActivityEvent.type,

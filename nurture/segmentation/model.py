@@ -13,6 +13,7 @@ from sklearn.cluster import KMeans, MiniBatchKMeans
 from sklearn.metrics import silhouette_score
 from sklearn.preprocessing import StandardScaler
 from sklearn.utils.validation import check_array, check_is_fitted
+from threadpoolctl import threadpool_limits
 
 __all__ = [
     "CHUNK_ROWS",
@@ -51,6 +52,11 @@ INERTIA_TOLERANCE = 0.01
 clusters this much (relatively) tighter."""
 
 _N_INIT = 4
+_THREADS = 1
+"""BLAS and OpenMP threads of the clustering. Its problems are small (a few thousand sampled rows,
+a handful of centroids): threads spin waiting for each other between many tiny operations, and
+on a shared machine they take the cores the work needs. On 20 000 members beside other work,
+one thread did the same fit with a fifth to a tenth of the CPU time (docs/segments.md)."""
 CHUNK_ROWS = 20_000
 """Rows scaled and assigned at a time by :meth:`SegmentModel.predict` and ``transform``: a
 caller streaming rows in chunks of this many gets the very numbers of one call on every row."""
@@ -167,6 +173,10 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
             ValueError: Fewer than two rows, blocks that do not cover the columns exactly once,
                 or a negative block weight.
         """
+        with threadpool_limits(limits=_THREADS):
+            return self._fit(X, blocks)
+
+    def _fit(self, X: Any, blocks: Mapping[str, Sequence[int] | slice] | None) -> SegmentModel:
         X = check_array(X, dtype=[np.float32, np.float64])
         n_rows, n_features = X.shape
         if n_rows < 2:
@@ -325,9 +335,10 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "cluster_centers_")
         X = check_array(X, dtype=[np.float32, np.float64])
         out = np.empty(len(X), dtype=np.int32)
-        for start in range(0, len(X), CHUNK_ROWS):
-            part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
-            out[start : start + CHUNK_ROWS] = self.kmeans_.predict(part)
+        with threadpool_limits(limits=_THREADS):
+            for start in range(0, len(X), CHUNK_ROWS):
+                part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
+                out[start : start + CHUNK_ROWS] = self.kmeans_.predict(part)
         return out
 
     def transform(self, X: Any) -> np.ndarray:
@@ -342,9 +353,10 @@ class SegmentModel(ClusterMixin, TransformerMixin, BaseEstimator):
         check_is_fitted(self, "cluster_centers_")
         X = check_array(X, dtype=[np.float32, np.float64])
         out = np.empty((len(X), self.n_segments_), dtype=np.float64)
-        for start in range(0, len(X), CHUNK_ROWS):
-            part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
-            out[start : start + CHUNK_ROWS] = self.kmeans_.transform(part)
+        with threadpool_limits(limits=_THREADS):
+            for start in range(0, len(X), CHUNK_ROWS):
+                part = self.scale(X[start : start + CHUNK_ROWS]).astype(self._center_dtype())
+                out[start : start + CHUNK_ROWS] = self.kmeans_.transform(part)
         return out
 
     def _center_dtype(self) -> Any:

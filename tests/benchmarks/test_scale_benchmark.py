@@ -61,6 +61,20 @@ def test_every_stage_runs_and_the_warm_nightly_redoes_the_changed_members(
     assert "Warm nightly" in report and "Peak RSS" in report
 
 
+def test_until_profile_runs_the_imports_and_the_profile_stage_only(tmp_path: Path) -> None:
+    result = run_scale_benchmark(tmp_path, members=120, items=60, until="profile")
+    assert [figure.name for figure in result.figures] == [
+        "import members",
+        "import answers",
+        "import activity",
+        "profile",
+    ]
+    profile = result.figures[-1]
+    assert profile.rows == 120 and profile.floor is not None
+    assert not result.warm
+    assert "Stopped after the profile stage" in "\n".join(render_scale_section(result))
+
+
 def test_delivery_goes_through_sendgrid_to_the_mock_then_the_same_messages_to_the_outbox(
     tmp_path: Path,
 ) -> None:

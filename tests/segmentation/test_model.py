@@ -212,3 +212,24 @@ def test_without_fit_size_the_fit_uses_every_row() -> None:
     whole = SegmentModel(n_segments=3, random_state=1).fit(X, blocks=blocks)
     large = SegmentModel(n_segments=3, random_state=1, fit_size=400).fit(X, blocks=blocks)
     assert np.array_equal(whole.labels_, large.labels_)
+
+
+def test_the_clustering_runs_on_one_thread_and_gives_the_same_segments(monkeypatch) -> None:
+    from sklearn.cluster import KMeans
+    from threadpoolctl import threadpool_info
+
+    X, _ = make_blobs(n_samples=600, centers=4, n_features=6, random_state=3)
+    threads_seen: list[int] = []
+    fit = KMeans.fit
+
+    def recording_fit(self, *args, **kwargs):
+        threads_seen.extend(pool["num_threads"] for pool in threadpool_info())
+        return fit(self, *args, **kwargs)
+
+    monkeypatch.setattr(KMeans, "fit", recording_fit)
+    model = SegmentModel(n_segments=4, random_state=0).fit(X.astype(np.float32))
+    assert threads_seen and set(threads_seen) == {1}
+    monkeypatch.setattr(KMeans, "fit", fit)
+    # The thread limit is the fit's alone: the same rows give the same segments outside it.
+    unlimited = KMeans(n_clusters=4, n_init=4, random_state=0).fit(model.scale(X))
+    assert adjusted_rand_score(unlimited.labels_, model.labels_) == 1.0
