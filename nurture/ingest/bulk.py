@@ -21,19 +21,22 @@ statement of the session would raise them.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import functools
+import json
 import operator
+import zlib
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Table
+from sqlalchemy import JSON, Enum, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from nurture.storage.models import UTCDateTime
 
-__all__ = ["select_where_in", "write_columns", "write_rows"]
+__all__ = ["inserted_rows", "select_where_in", "write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
 _CONFLICTED = "nurture.bulk.conflicted"
@@ -281,6 +284,120 @@ def _copy(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
         write_row = copy.write_row
         for row in rows:
             write_row(row)
+
+
+def inserted_rows(
+    session: Session,
+    table: Table,
+    columns: Sequence[str],
+    rows: Sequence[Sequence[Any]],
+    returning: Sequence[str],
+) -> list[tuple[Any, ...]]:
+    """Insert ``rows`` in their order, skipping those a unique constraint refuses; what was written.
+
+    The rows go to a temporary staging table in bulk (``COPY`` on PostgreSQL, ``executemany``
+    on SQLite), then into ``table`` with one ``INSERT ... SELECT ... ON CONFLICT DO NOTHING
+    RETURNING``: the database decides, row by row, which are new, so a concurrent writer's rows
+    are skipped, never written twice. Values are stored as SQLAlchemy's own binds store them
+    (the same date-time text on SQLite, JSON written by ``json.dumps``, enums as their value),
+    and the ids are given in the order of ``rows``, as a plain ``INSERT`` would give them.
+    Pending changes of the session are flushed first, as a query of the session would flush them.
+
+    Args:
+        session: The session whose transaction the rows join; the caller commits.
+        table: The table (SQLite or PostgreSQL).
+        columns: The columns each row gives, in order.
+        rows: The rows: Python values as the ORM would take them.
+        returning: The columns to return of each row written (such as its id and a unique key).
+
+    Returns:
+        The values of ``returning`` of each row written, in no particular order.
+
+    Raises:
+        sqlalchemy.exc.DBAPIError: The database refused the rows (a ``DataError`` for a value).
+    """
+    if not rows:
+        return []
+    if session.autoflush:  # the rows go to the driver: the session's pending rows go first
+        session.flush()
+    connection = session.connection()
+    dialect = connection.dialect
+    dbapi: Any = dialect.dbapi
+    if dialect.name not in ("sqlite", "postgresql"):
+        raise ValueError(f"inserted_rows: expected SQLite or PostgreSQL, found {dialect.name}")
+    names = ", ".join(columns)
+    # One staging table per set of columns: the table's columns, then the rows' order.
+    stage = f"nurture_stage_{table.name}_{zlib.crc32(names.encode()):08x}"
+    staged = _staged_values(dialect.name, table, columns, rows)
+    inserted = (
+        f"INSERT INTO {table.name} ({names}) SELECT {names} FROM {stage} WHERE true "
+        f"ORDER BY nurture_order ON CONFLICT DO NOTHING RETURNING {', '.join(returning)}"
+    )
+    if dialect.name == "postgresql":
+        definition = ", ".join(
+            f"{name} {table.c[name].type.compile(dialect=dialect)}" for name in columns
+        )
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} "
+            f"(nurture_order integer, {definition}) ON COMMIT DROP"
+        )
+        connection.exec_driver_sql(f"DELETE FROM {stage}")  # what a failed call left
+        statement = f"COPY {stage} (nurture_order, {names}) FROM STDIN"
+        driver: Any = connection.connection.driver_connection
+        try:
+            with driver.cursor() as cursor:
+                _copy(cursor, statement, staged)
+        except dbapi.Error as exc:
+            raise DBAPIError.instance(statement, None, exc, dbapi.Error, dialect=dialect) from exc
+    else:
+        # Columns without a type: values are staged as given, then take the table's
+        # affinities as a plain insert's would.
+        connection.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE IF NOT EXISTS {stage} (nurture_order, {names})"
+        )
+        connection.exec_driver_sql(f"DELETE FROM {stage}")  # what a failed call left
+        placeholders = ", ".join("?" * (len(columns) + 1))
+        connection.exec_driver_sql(f"INSERT INTO {stage} VALUES ({placeholders})", staged)
+    # Through the connection, not the driver alone: its events see the insert (and logs).
+    written = [tuple(row) for row in connection.exec_driver_sql(inserted).fetchall()]
+    connection.exec_driver_sql(f"DELETE FROM {stage}")
+    return written
+
+
+def _staged_values(
+    dialect: str, table: Table, columns: Sequence[str], rows: Sequence[Sequence[Any]]
+) -> list[tuple[Any, ...]]:
+    """The rows as the driver takes them, each led by its place in ``rows``."""
+    values: list[Any] = [range(len(rows))]
+    for name, given in zip(columns, zip(*rows, strict=True), strict=True):
+        column: Sequence[Any] = given
+        column_type = table.c[name].type
+        if isinstance(column_type, JSON):
+            column = _json_dumps(column)
+        elif isinstance(column_type, UTCDateTime) and dialect == "sqlite":
+            # Rows share their times (the pass's now): each distinct time is written once.
+            texts: dict[Any, str | None] = {None: None}
+            texts.update((value, _sqlite_datetime(value)) for value in set(column) - {None})
+            column = list(map(texts.__getitem__, column))
+        elif isinstance(column_type, Enum):
+            column = [value.value if isinstance(value, enum.Enum) else value for value in column]
+        values.append(column)
+    return list(zip(*values, strict=True))
+
+
+def _json_dumps(values: Sequence[Any]) -> list[str]:
+    """``json.dumps`` of each value, as SQLAlchemy's JSON type writes it; once per object.
+
+    Rows often share one value object (the context of a trigger's run): it is written once.
+    """
+    texts: dict[int, str] = {}
+    dumped: list[str] = []
+    for value in values:
+        text = texts.get(id(value))
+        if text is None:
+            text = texts[id(value)] = json.dumps(value)
+        dumped.append(text)
+    return dumped
 
 
 def select_where_in(

@@ -42,6 +42,7 @@ from sqlalchemy.orm import Session
 from nurture import progress
 from nurture.delivery.history import sent_item_keys
 from nurture.errors import BackfillRefusedError
+from nurture.ingest.bulk import inserted_rows
 from nurture.journeys.backfill import measure_backfill
 from nurture.journeys.best_hour import BestHours, HourPriors, next_local_hour
 from nurture.journeys.conditions import condition_reads
@@ -65,7 +66,7 @@ from nurture.journeys.reads import HELD_MEMBERS, MemberReads, MemberRow
 from nurture.journeys.triggers import local_zone
 from nurture.journeys.versions import load_versions, register_journeys
 from nurture.sentences import describe_journeys
-from nurture.storage import insert_ignoring_conflicts, inserted_ignoring_conflicts
+from nurture.storage import among, insert_ignoring_conflicts, inserted_ignoring_conflicts
 from nurture.storage.models import (
     ActivityEvent,
     Enrollment,
@@ -320,9 +321,7 @@ def _enrol(
         reads=run.reads,
     ):
         settled = _settle(session, definition, rows, run)
-        written = inserted_ignoring_conflicts(
-            session, _enrollment_table(), rows, ("id", "member_id", "occurrence")
-        )
+        written = _insert_enrollments(session, rows)
         enrolled += len(written)
         moved = 0
         for _, member_id, occurrence in written:
@@ -415,7 +414,7 @@ def _goal_reached_now(
         # asked of the database, it can make it scan every event of those types.
         events = session.execute(
             select(ActivityEvent.member_id, ActivityEvent.type).where(
-                ActivityEvent.member_id.in_(member_ids),
+                among(session, ActivityEvent.member_id, member_ids),
                 ActivityEvent.occurred_at >= run.now,
                 ActivityEvent.occurred_at <= run.now,
             )
@@ -586,7 +585,7 @@ def _advance_chunk(
     run.budget.load(session, member_ids, run.now)
     written = session.execute(
         select(Message.enrollment_id, Message.step_id).where(
-            Message.enrollment_id.in_(enrollment_ids)
+            among(session, Message.enrollment_id, enrollment_ids)
         )
     ).tuples()
     batch = _Batch(
@@ -885,6 +884,40 @@ def _fill_emails(session: Session, emails: Sequence[_Email], run: _Pass) -> list
             }
         )
     return messages
+
+
+_ENROLLMENT_COLUMNS = (
+    "journey_id",
+    "journey_key",
+    "member_id",
+    "occurrence",
+    "state",
+    "current_step",
+    "next_action_at",
+    "enrolled_at",
+    "context",
+    "arm",
+    "finished_at",
+    "exit_reason",
+    "waiting_on",
+)
+"""The columns of a new enrollment's row (``enrollment_rows``, then ``_settle``)."""
+
+
+def _insert_enrollments(
+    session: Session, rows: Sequence[dict[str, Any]]
+) -> list[tuple[int, int, int]]:
+    """Write new enrollments, skipping those already written; (id, member, occurrence) of each.
+
+    On SQLite and PostgreSQL the rows go in bulk (``inserted_rows``: staged, then one
+    ``INSERT ... ON CONFLICT DO NOTHING RETURNING``); elsewhere one by one in savepoints.
+    """
+    returned = ("id", "member_id", "occurrence")
+    table = _enrollment_table()
+    if session.get_bind().dialect.name not in ("sqlite", "postgresql"):
+        return inserted_ignoring_conflicts(session, table, rows, returned)
+    values = [tuple(map(row.get, _ENROLLMENT_COLUMNS)) for row in rows]
+    return inserted_rows(session, table, _ENROLLMENT_COLUMNS, values, returned)
 
 
 def _enrollment_table() -> Table:

@@ -31,7 +31,7 @@ from nurture.journeys.facts import Condition
 from nurture.journeys.models import JourneyDefinition, parse_duration
 from nurture.journeys.reads import MemberReads
 from nurture.journeys.triggers import Candidate, TriggerContext, trigger_candidates
-from nurture.storage import insert_ignoring_conflicts
+from nurture.storage import among, insert_ignoring_conflicts
 from nurture.storage.models import (
     Enrollment,
     EnrollmentState,
@@ -313,7 +313,9 @@ def _enrollment_history(
                 Enrollment.occurrence,
                 Enrollment.state,
                 Enrollment.finished_at,
-            ).where(Enrollment.journey_key == journey_key, Enrollment.member_id.in_(batch))
+            ).where(
+                Enrollment.journey_key == journey_key, among(session, Enrollment.member_id, batch)
+            )
         ).tuples()
         for member_id, occurrence, state, finished_at in rows:
             past = history[member_id]

@@ -30,6 +30,7 @@ from sqlalchemy.orm import Session
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
+from nurture.storage import among
 from nurture.storage.models import ConsentStatus, Member, Suppression
 
 __all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow"]
@@ -111,7 +112,9 @@ class MemberReads:
             self._members, self._members_read = {}, set()
             missing = sorted(wanted)
         if missing:
-            rows = session.execute(select(*_MEMBER_COLUMNS).where(Member.id.in_(missing)))
+            rows = session.execute(
+                select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
+            )
             self._members.update((row[0], MemberRow(*row)) for row in rows)
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}

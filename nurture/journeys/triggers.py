@@ -46,6 +46,7 @@ from nurture.journeys.models import (
     parse_duration,
 )
 from nurture.segmentation.assignments import segment_entries
+from nurture.storage import among
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -490,7 +491,7 @@ def _activity(
                 ActivityEvent.content_key,
                 ActivityEvent.properties,
             )
-            .where(ActivityEvent.member_id.in_(batch), ActivityEvent.occurred_at <= now)
+            .where(among(session, ActivityEvent.member_id, batch), ActivityEvent.occurred_at <= now)
             .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id)
         ).tuples()
         for event in map(_Event._make, events):

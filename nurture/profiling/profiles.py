@@ -28,6 +28,7 @@ from nurture.profiling.layout import (
     english_label,
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
+from nurture.storage import among
 from nurture.storage.models import ActivityEvent, Answer, LifecycleStage, Member, MemberProfile
 
 __all__ = [
@@ -128,7 +129,7 @@ def load_activity_summaries(
             func.max(ActivityEvent.occurred_at).label("last_at"),
             *(expr.label(f"w{days}") for days, expr in windows.items()),
         )
-        .where(ActivityEvent.member_id.in_(ids), ActivityEvent.occurred_at <= now)
+        .where(among(session, ActivityEvent.member_id, ids), ActivityEvent.occurred_at <= now)
         .group_by(ActivityEvent.member_id, ActivityEvent.type)
     )
     summaries: dict[int, ActivitySummary] = {}

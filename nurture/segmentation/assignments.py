@@ -24,6 +24,7 @@ from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.storage import among
 from nurture.storage.models import (
     AssignmentState,
     Segment,
@@ -434,7 +435,9 @@ def effective_segments(
     found: dict[int, int] = {}
     for batch in chunked(sorted(set(member_ids)), _BATCH):
         found.update(
-            session.execute(query.where(SegmentAssignment.member_id.in_(batch))).tuples().all()
+            session.execute(query.where(among(session, SegmentAssignment.member_id, batch)))
+            .tuples()
+            .all()
         )
     return found
 

@@ -51,6 +51,7 @@ from nurture.segmentation.assignments import (
     refresh_statistics,
     update_rule_assignments,
 )
+from nurture.storage import among
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -323,14 +324,14 @@ def member_rule_contexts(
     session.flush()
     connection = session.connection()
     members = connection.execute(
-        select(*columns).where(Member.id.in_(ids)).order_by(Member.id)
+        select(*columns).where(among(session, Member.id, ids)).order_by(Member.id)
     ).all()
     answers: dict[int, dict[str, Any]] = {}
     if "answers" in wanted:
         decoded = JsonTexts()
         for member_id, key, text in connection.execute(
             select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
-                Answer.member_id.in_(ids)
+                among(session, Answer.member_id, ids)
             )
         ):
             answers.setdefault(member_id, {})[key] = decoded(text)
@@ -339,7 +340,7 @@ def member_rule_contexts(
         stages = dict(
             connection.execute(
                 select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
-                    MemberProfile.member_id.in_(ids)
+                    among(session, MemberProfile.member_id, ids)
                 )
             )
             .tuples()

@@ -8,8 +8,16 @@ from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
 from nurture.ingest import activity, import_activity, import_members
-from nurture.ingest.bulk import write_columns, write_rows
-from nurture.storage.models import ActivityEvent, Answer, Member
+from nurture.ingest.bulk import inserted_rows, write_columns, write_rows
+from nurture.storage.models import (
+    ActivityEvent,
+    Answer,
+    Enrollment,
+    EnrollmentState,
+    ExitReason,
+    Journey,
+    Member,
+)
 from tests.ingest.ingest_helpers import write
 
 PARIS = dt.timezone(dt.timedelta(hours=2))
@@ -153,3 +161,86 @@ def test_a_row_the_database_refuses_refuses_only_its_record(session, tmp_path, m
     assert (summary.stored, summary.refused) == (3, 1)
     assert summary.problems[0].line == 3
     assert summary.problems[0].message.startswith("the database refused the record")
+
+
+def test_inserted_rows_store_what_the_orm_stores_and_return_only_the_rows_written(
+    session, member_id
+):
+    journey = Journey(
+        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
+    )
+    other = Member(email="grace@example.org", joined_at=MOMENTS[0])
+    session.add_all([journey, other])
+    session.flush()
+    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "next_action_at")
+    columns += ("enrolled_at", "context", "exit_reason")
+    context = {"event": {"title": "Zoé’s “notes” 😀", "at": None}, "n": [1, 2.5]}
+
+    def row(member: int, occurrence: int) -> tuple[object, ...]:
+        state, reason = EnrollmentState.EXITED, ExitReason.HOLDOUT
+        return (journey.id, "welcome", member, occurrence, state, None, MOMENTS[0], context, reason)
+
+    session.add(
+        Enrollment(
+            journey_id=journey.id,
+            journey_key="orm",
+            member_id=member_id,
+            occurrence=1,
+            state=EnrollmentState.EXITED,
+            enrolled_at=MOMENTS[0],
+            context=context,
+            exit_reason=ExitReason.HOLDOUT,
+        )
+    )
+    table = Enrollment.__table__
+    returning = ("member_id", "occurrence")
+    first = inserted_rows(session, table, columns, [row(other.id, 1), row(member_id, 1)], returning)
+    # One row already written (by this call or a concurrent one) is skipped; the new one is not.
+    again = inserted_rows(
+        session, table, columns, [row(member_id, 1), row(member_id, 2)], returning
+    )
+    session.commit()
+
+    assert sorted(first) == sorted([(other.id, 1), (member_id, 1)])
+    assert again == [(member_id, 2)]
+    stored = session.execute(
+        text(
+            "SELECT journey_key, member_id, occurrence, state, enrolled_at, CAST(context AS TEXT), "
+            "exit_reason "
+            "FROM enrollments ORDER BY id"
+        )
+    ).all()
+    # The ids follow the rows' order; each value is stored as the ORM stores it.
+    assert [(key, member, n) for key, member, n, *_ in stored] == [
+        ("orm", member_id, 1),
+        ("welcome", other.id, 1),
+        ("welcome", member_id, 1),
+        ("welcome", member_id, 2),
+    ]
+    assert {tuple(values[3:]) for values in stored} == {tuple(stored[0][3:])}
+
+
+def test_inserted_rows_leave_nothing_staged_for_the_next_call_after_a_refused_batch(
+    session, member_id
+):
+    if session.get_bind().dialect.name != "sqlite":
+        pytest.skip("PostgreSQL aborts the transaction: nothing runs after a refused batch")
+    journey = Journey(
+        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
+    )
+    session.add(journey)
+    session.flush()
+    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "enrolled_at")
+    columns += ("context",)
+    table = Enrollment.__table__
+
+    def row(key: str, member: int) -> tuple[object, ...]:
+        return (journey.id, key, member, 1, EnrollmentState.ACTIVE, MOMENTS[0], {})
+
+    with pytest.raises(IntegrityError):  # a member that does not exist: the insert fails
+        inserted_rows(session, table, columns, [row("left", member_id + 99)], ("id",))
+    written = inserted_rows(session, table, columns, [row("next", member_id)], ("journey_key",))
+    session.commit()
+
+    assert written == [("next",)]
+    assert session.scalars(select(Enrollment.journey_key)).all() == ["next"]
