@@ -61,7 +61,7 @@ from nurture.recommend import (
 from nurture.runtime import Runtime, utc_now
 from nurture.segmentation import SegmentationSummary, assign_changed_members, segment_members
 from nurture.settings import Settings
-from nurture.storage import Member
+from nurture.storage import ActivityEvent, Answer, Member, refresh_statistics
 from nurture.workspace import ContentSyncSummary, sync_content_items
 
 __all__ = [
@@ -813,6 +813,14 @@ STAGE_LISTS: Mapping[str, StageList] = {NIGHTLY.name: NIGHTLY, DELIVER.name: DEL
 # --- on demand, outside the lists -----------------------------------------------------------
 
 
+_IMPORTED_TABLE: dict[str, type[Any]] = {
+    "members": Member,
+    "answers": Answer,
+    "activity": ActivityEvent,
+}
+"""The table each kind of import writes."""
+
+
 def import_file(
     runtime: Runtime,
     kind: ImportKind,
@@ -836,11 +844,19 @@ def import_file(
     with watched, runtime.session() as session:
         if kind == "members":
             languages = runtime.workspace.languages
-            return import_members(session, path, rejects_path, languages=languages, **layout)
-        if kind == "answers":
+            summary = import_members(session, path, rejects_path, languages=languages, **layout)
+        elif kind == "answers":
             questionnaire = runtime.workspace.questionnaire
-            return import_answers(session, path, questionnaire, rejects_path, **layout)
-        return import_activity(session, path, rejects_path, **layout)
+            summary = import_answers(session, path, questionnaire, rejects_path, **layout)
+        else:
+            summary = import_activity(session, path, rejects_path, **layout)
+        if summary.stored or summary.updated:
+            # The nightly reads these tables next: without fresh statistics PostgreSQL plans
+            # them as the empty tables they were (a per-member subquery of the inactivity
+            # trigger took minutes after a first large import, autovacuum not yet round).
+            refresh_statistics(session, (_IMPORTED_TABLE[kind],))
+            session.commit()
+        return summary
 
 
 def _records_in(path: Path) -> int | None:

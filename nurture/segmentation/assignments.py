@@ -20,7 +20,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import delete, insert, select, text, update
+from sqlalchemy import delete, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -42,7 +42,6 @@ __all__ = [
     "effective_segment_keys",
     "effective_segments",
     "plan_cluster_assignments",
-    "refresh_statistics",
     "segment_entries",
     "update_cluster_assignments",
     "update_cluster_assignments_in_chunks",
@@ -390,24 +389,6 @@ def update_rule_assignments(
             ],
         )
     return AssignmentChanges(entered=len(entering), left=int(leaving.sum()))
-
-
-def refresh_statistics(session: Session, tables: Iterable[type[Any]]) -> None:
-    """After a bulk write, have PostgreSQL's planner count the tables' rows again (``ANALYZE``).
-
-    A table just filled in the same run still has the statistics of its empty self until
-    autovacuum comes, and the planner then scans it whole for each chunk's lookup (as the rule
-    segments' reads of the effective cluster segments did). ``ANALYZE`` counts the rows of the
-    session's own transaction too. Other databases are left alone.
-
-    Args:
-        session: Database session.
-        tables: The mapped classes whose tables were written.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-        return
-    for table in tables:
-        session.execute(text(f"ANALYZE {table.__tablename__}"))
 
 
 def effective_segments(

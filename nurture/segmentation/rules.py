@@ -48,10 +48,9 @@ from nurture.profiling.profiles import load_activity_summaries
 from nurture.segmentation.assignments import (
     AssignmentChanges,
     effective_segments,
-    refresh_statistics,
     update_rule_assignments,
 )
-from nurture.storage import among
+from nurture.storage import among, refresh_statistics
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -307,7 +306,7 @@ def member_rule_contexts(
 
     Args:
         session: Database session.
-        member_ids: The members (keep it to a chunk: they go in ``IN`` lists).
+        member_ids: The members (keep it to a chunk: they go in one array parameter).
         now: Time of the evaluation (activity windows end here).
         names: Only these names are read (``expression_reads`` of the rules to evaluate);
             None: all of :data:`~nurture.expressions.EXPRESSION_NAMES`.

@@ -42,7 +42,6 @@ from nurture.chunks import chunked
 from nurture.profiling.layout import CHOICE_KINDS, FeatureLayout, QuestionnaireLike
 from nurture.segmentation.assignments import (
     AssignmentChanges,
-    refresh_statistics,
     update_cluster_assignments_in_chunks,
 )
 from nurture.segmentation.identity import match_by_shared, match_segments
@@ -53,6 +52,7 @@ from nurture.segmentation.rules import (
     SegmentRule,
     evaluate_rule_segments,
 )
+from nurture.storage import refresh_statistics
 from nurture.storage.models import (
     Answer,
     Member,

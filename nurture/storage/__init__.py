@@ -7,6 +7,7 @@ from nurture.storage.database import (
     inserted_ignoring_conflicts,
     migrate_database,
     open_session,
+    refresh_statistics,
     session_scope,
 )
 from nurture.storage.models import *  # noqa: F403
@@ -19,6 +20,7 @@ __all__ = [
     "inserted_ignoring_conflicts",
     "migrate_database",
     "open_session",
+    "refresh_statistics",
     "session_scope",
     *_models_all,
 ]
