@@ -318,22 +318,70 @@ def build_workspace(target: Path, items: int) -> Path:
     """Copy ``content/`` to ``target`` and grow its library to ``items`` Markdown items.
 
     Each clone of an item gets a key of its own (``<key>-c<n>``), its title suffixed with ``#n``
-    and its URL with ``-c<n>``; the rest (dates, tags, language, body) is the original's.
+    and its URL with ``-c<n>``; its dates, kind and language are the original's. Its body and
+    tags mix the original's with those of two other items in its language (chosen by ``n``,
+    a different pair for each clone), so that clones are related items, not copies: a library
+    of copies would leave a member a handful of distinct items once near-duplicates are left
+    out, and the match stage would write and explain far fewer recommendations than it does
+    for a real library.
     """
     shutil.copytree(REPO / "content", target)
     library = target / "library"
     originals = sorted(library.glob("*.md"))
+    parsed = [_split_item(path.read_text(encoding="utf-8")) for path in originals]
+    by_language: dict[str, list[int]] = {}
+    for index, (header, _) in enumerate(parsed):
+        language = re.search(r"^language: (\S+)$", header, flags=re.M)
+        by_language.setdefault(language.group(1) if language else "", []).append(index)
     copy = 0
     while len(originals) * (copy + 1) < items:
         copy += 1
-        for source in originals:
-            if len(originals) * copy + originals.index(source) >= items:
+        for index, source in enumerate(originals):
+            if len(originals) * copy + index >= items:
                 break
-            text = source.read_text(encoding="utf-8")
-            text = re.sub(r'^title: "?(.*?)"?$', rf'title: "\1 #{copy}"', text, count=1, flags=re.M)
-            text = re.sub(r"^url: (\S+)$", rf"url: \1-c{copy}", text, count=1, flags=re.M)
+            header, body = parsed[index]
+            header = re.sub(
+                r'^title: "?(.*?)"?$', rf'title: "\1 #{copy}"', header, count=1, flags=re.M
+            )
+            header = re.sub(r"^url: (\S+)$", rf"url: \1-c{copy}", header, count=1, flags=re.M)
+            peers = by_language[_language_of(header)]
+            position = peers.index(index)
+            first = parsed[peers[(position + copy) % len(peers)]]
+            second = parsed[peers[(position + 2 * copy + 1) % len(peers)]]
+            header = _with_tags(header, [header, first[0], second[0]])
+            text = header + _mixed_body([body, first[1], second[1]])
             (library / f"{source.stem}-c{copy}.md").write_text(text, encoding="utf-8")
     return target
+
+
+def _split_item(text: str) -> tuple[str, str]:
+    """A Markdown item's front matter (with its closing ``---`` line) and its body."""
+    end = text.index("\n---", 3) + len("\n---\n")
+    return text[:end], text[end:]
+
+
+def _language_of(header: str) -> str:
+    found = re.search(r"^language: (\S+)$", header, flags=re.M)
+    return found.group(1) if found else ""
+
+
+def _with_tags(header: str, headers: Sequence[str]) -> str:
+    """``header`` with the tags of ``headers`` (its own first), each once."""
+    tags: dict[str, None] = {}
+    for one in headers:
+        found = re.search(r"^tags: \[(.*)\]$", one, flags=re.M)
+        if found:
+            tags.update(dict.fromkeys(tag.strip() for tag in found.group(1).split(",")))
+    listed = ", ".join(tag for tag in tags if tag)
+    return re.sub(r"^tags: \[.*\]$", f"tags: [{listed}]", header, count=1, flags=re.M)
+
+
+def _mixed_body(bodies: Sequence[str]) -> str:
+    """The paragraphs of the first body, with every other one taken from the next bodies."""
+    own = [part for part in bodies[0].split("\n\n") if part.strip()]
+    others = [part for body in bodies[1:] for part in body.split("\n\n")[1::2] if part.strip()]
+    mixed = [part for pair in zip(own[::2], others, strict=False) for part in pair]
+    return "\n\n".join(mixed or own).rstrip("\n") + "\n"
 
 
 @dataclass(frozen=True)
@@ -1222,8 +1270,10 @@ def render_scale_report(report: ScaleReport) -> str:
         "## What is measured",
         "",
         f"A community of **{report.members:,} members** from the demo generator and a library "
-        f"of **{first.items if first else 0:,} items** (the workspace's items cloned), the same "
-        "on each database, through the stages as the nightly and deliver runs call them "
+        f"of **{first.items if first else 0:,} items** (the workspace's items cloned, each "
+        "clone's body and tags mixed with two other items' of its language: related items, "
+        "not copies), the same on each database, through the stages as the nightly and "
+        "deliver runs call them "
         f"(`nurture.stages`), in chunks of {first.chunk_size if first else 0}. Each stage's "
         "peak memory is the process's resident set size (sampled every 20 ms while it runs; "
         "the process holds the libraries and the previous stages' leftovers too). Each floor "

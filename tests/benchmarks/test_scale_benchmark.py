@@ -32,6 +32,21 @@ def test_the_library_grows_to_the_items_asked(tmp_path: Path) -> None:
     assert "#1" in clone.read_text(encoding="utf-8")
 
 
+def test_clones_are_related_items_not_copies(tmp_path: Path) -> None:
+    from nurture.workspace import load_content_library
+
+    workspace = build_workspace(tmp_path / "workspace", 200)
+    items = {item.key: item for item in load_content_library(workspace / "library")}
+    original = items["build-a-customer-academy"]
+    clones = [items[f"build-a-customer-academy-c{n}"] for n in (1, 2, 3)]
+    bodies = {item.body for item in [original, *clones]}
+    assert len(bodies) == 4  # no two alike
+    for clone in clones:
+        assert clone.language == original.language
+        assert set(original.tags) <= set(clone.tags) and len(clone.tags) > len(original.tags)
+        assert clone.body.split("\n\n")[0] == original.body.split("\n\n")[0]
+
+
 def test_every_stage_runs_and_the_warm_nightly_redoes_the_changed_members(
     tmp_path: Path,
 ) -> None:
