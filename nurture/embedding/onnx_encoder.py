@@ -8,15 +8,19 @@ included, and its matrix products by weights quantised to int8 with onnxruntime'
 quantisation (per channel; the feed-forward outputs stay float32), which keeps the vectors
 within about 0.5 % of the PyTorch model's. Texts are tokenised with the model's own
 ``tokenizer.json`` (the ``tokenizers`` library), truncated as the model is, and batched by length
-so little time goes into padding.
+so little time goes into padding. Batches run side by side, one thread each (one per core by
+default): a batch's operators are small, and splitting each of them across threads cost more in
+waiting than it gave (docs/embeddings.md).
 """
 
 from __future__ import annotations
 
 import logging
+import os
 import tempfile
 import warnings
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -171,6 +175,8 @@ class OnnxEmbedder:
         dim: Dimension of the vectors.
         max_seq_length: Tokens kept of each text, as the model truncates.
         batch_size: Texts per forward pass.
+        workers: Batches run at once, each on one thread; default: the cores this process
+            may use. The vectors do not depend on it.
 
     Raises:
         EmbeddingError: The encoder or the tokenizer cannot be loaded.
@@ -184,6 +190,7 @@ class OnnxEmbedder:
         dim: int,
         max_seq_length: int,
         batch_size: int = 64,
+        workers: int | None = None,
     ) -> None:
         import onnxruntime
 
@@ -191,14 +198,15 @@ class OnnxEmbedder:
         self.dim = dim
         self.batch_size = batch_size
         self.max_seq_length = max_seq_length
+        self.workers = max(1, workers or len(os.sched_getaffinity(0)))
         self._tokenizer = load_tokenizer(model_path, max_seq_length)
         options = onnxruntime.SessionOptions()
         options.graph_optimization_level = onnxruntime.GraphOptimizationLevel.ORT_ENABLE_ALL
         options.log_severity_level = 3
-        # onnxruntime's worker threads otherwise spin between operators, waiting for work: on
-        # a machine whose cores other processes share, the spinning takes their time slices
-        # (faster under load, perhaps a little slower on an idle machine: docs/embeddings.md).
-        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+        # One thread per batch, batches side by side (``embed``): each operator of a batch is
+        # too small to share across threads, which would wait for each other at every one.
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
         try:
             self._session = onnxruntime.InferenceSession(
                 str(onnx_file), options, providers=["CPUExecutionProvider"]
@@ -216,7 +224,8 @@ class OnnxEmbedder:
             return out
         encodings = self._tokenizer.encode_batch(list(texts))
         lengths = [len(encoding.ids) for encoding in encodings]
-        for batch in length_sorted_batches(lengths, self.batch_size):
+
+        def run(batch: np.ndarray) -> None:
             width = max(lengths[index] for index in batch)
             input_ids = np.zeros((len(batch), width), dtype=np.int64)
             attention_mask = np.zeros((len(batch), width), dtype=np.int64)
@@ -229,7 +238,16 @@ class OnnxEmbedder:
                 "attention_mask": attention_mask,
                 "token_type_ids": np.zeros_like(input_ids),
             }
-            out[batch] = self._session.run(None, feeds)[0]
+            out[batch] = self._session.run(None, feeds)[0]  # releases the GIL while it runs
+
+        batches = length_sorted_batches(lengths, self.batch_size)
+        if self.workers == 1 or len(batches) == 1:
+            for batch in batches:
+                run(batch)
+        else:
+            with ThreadPoolExecutor(min(self.workers, len(batches))) as pool:
+                for _ in pool.map(run, batches):  # re-raises a batch's error
+                    pass
         norms = np.linalg.norm(out, axis=1, keepdims=True)
         norms[norms == 0] = 1.0
         return out / norms

