@@ -61,7 +61,15 @@ from nurture.recommend import (
 from nurture.runtime import Runtime, utc_now
 from nurture.segmentation import SegmentationSummary, assign_changed_members, segment_members
 from nurture.settings import Settings
-from nurture.storage import ActivityEvent, Answer, Member, refresh_statistics
+from nurture.storage import (
+    ActivityEvent,
+    Answer,
+    Enrollment,
+    Member,
+    Message,
+    Recommendation,
+    refresh_statistics,
+)
 from nurture.workspace import ContentSyncSummary, sync_content_items
 
 __all__ = [
@@ -481,6 +489,9 @@ def start_matching(runtime: Runtime, now: dt.datetime) -> dict[str, int]:
     """
     settings = runtime.settings
     with runtime.session() as session:
+        # The run deletes each chunk's previous recommendations by member: on statistics of
+        # a table that has grown since, PostgreSQL plans that as a scan of the whole table.
+        refresh_statistics(session, (Recommendation,))
         watermark = (
             take_watermark(session, now, utc_now(), _match_params(runtime))
             if settings.incremental_nightly
@@ -589,6 +600,7 @@ def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSum
     """
     with runtime.session() as session:
         complete_watermark(session)
+        refresh_statistics(session, (Recommendation,))  # the run rewrote the table
     with runtime.session() as session:
         return operations.match_coverage(session, now)
 
@@ -624,6 +636,10 @@ def run_journeys(runtime: Runtime, now: dt.datetime) -> JourneySummary:
     settings, workspace = runtime.settings, runtime.workspace
     definitions, rules = workspace.journeys, workspace.sending_rules
     with runtime.session() as session:
+        # Enrollments and messages grow with every pass: their statistics brought up to date
+        # first, so that the pass's lookups by member use their indexes on PostgreSQL.
+        refresh_statistics(session, (Enrollment, Message))
+        session.commit()
         return advance_journeys(
             session,
             definitions,
