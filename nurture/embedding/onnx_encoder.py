@@ -31,7 +31,19 @@ from nurture.errors import EmbeddingError
 if TYPE_CHECKING:
     from tokenizers import Tokenizer
 
-__all__ = ["OnnxEmbedder", "export_int8_onnx", "length_sorted_batches", "load_tokenizer"]
+__all__ = [
+    "MAX_BATCH_SIZE",
+    "OnnxEmbedder",
+    "export_int8_onnx",
+    "length_sorted_batches",
+    "load_tokenizer",
+]
+
+MAX_BATCH_SIZE = 16
+"""Texts per forward pass of the int8 encoder at most (``NURTURE_EMBEDDING_BATCH_SIZE`` above it
+is PyTorch's). With one thread per batch, small batches pad less and keep both cores busy on a
+chunk's few hundred texts: the demo's free texts in chunks of 228, as the profile stage sends
+them, took 4.0-4.1 s in batches of 16 against 6.1-6.3 s in batches of 64 (docs/embeddings.md)."""
 
 _INPUTS = ("input_ids", "attention_mask", "token_type_ids")
 _OPSET = 17
@@ -174,7 +186,7 @@ class OnnxEmbedder:
         model_path: The model folder (for its ``tokenizer.json``).
         dim: Dimension of the vectors.
         max_seq_length: Tokens kept of each text, as the model truncates.
-        batch_size: Texts per forward pass.
+        batch_size: Texts per forward pass (at most :data:`MAX_BATCH_SIZE`).
         workers: Batches run at once, each on one thread; default: the cores this process
             may use. The vectors do not depend on it.
 
@@ -189,14 +201,14 @@ class OnnxEmbedder:
         model_path: Path,
         dim: int,
         max_seq_length: int,
-        batch_size: int = 64,
+        batch_size: int = MAX_BATCH_SIZE,
         workers: int | None = None,
     ) -> None:
         import onnxruntime
 
         self.name = name
         self.dim = dim
-        self.batch_size = batch_size
+        self.batch_size = max(1, min(batch_size, MAX_BATCH_SIZE))
         self.max_seq_length = max_seq_length
         self.workers = max(1, workers or len(os.sched_getaffinity(0)))
         self._tokenizer = load_tokenizer(model_path, max_seq_length)
