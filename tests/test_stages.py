@@ -248,26 +248,19 @@ def test_journeys_with_a_holdout_or_a_split_get_their_results(
 
 
 def test_an_import_leaves_postgresql_with_the_statistics_of_what_it_stored(
-    database_url: str, tmp_path: Path
+    runtime: Runtime,
 ) -> None:
     from sqlalchemy import text
 
     from nurture.stages import import_file
 
-    settings = Settings(
-        workspace=CONTENT,
-        data_dir=tmp_path / "data",
-        database_url=database_url,
-        embedding_model="hashing-64",
-    )
-    with Runtime(settings) as runtime:
-        summary = import_file(runtime, "members", EXAMPLES / "members.csv")
-        assert summary.stored > 0
-        if runtime.engine.dialect.name != "postgresql":
-            return  # SQLite's planner needs no statistics here: nothing to check
-        with runtime.engine.connect() as connection:
-            counted = connection.execute(
-                text("SELECT reltuples FROM pg_class WHERE relname = 'members'")
-            ).scalar_one()
+    summary = import_file(runtime, "members", EXAMPLES / "members.csv")
+    assert summary.stored > 0
+    if runtime.engine.dialect.name != "postgresql":
+        return  # SQLite's planner needs no statistics here: nothing to check
+    with runtime.engine.connect() as connection:
+        counted = connection.execute(
+            text("SELECT reltuples FROM pg_class WHERE relname = 'members'")
+        ).scalar_one()
     # An unanalysed table says -1 (never counted); ANALYZE counts the rows just stored.
     assert counted == summary.stored

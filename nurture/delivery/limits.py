@@ -390,13 +390,7 @@ def _bounded_filter(
         if budget is None:  # outside a render: a budget of its own
             with _budget_for(limits) as budget:
                 return run(budget, args, kwargs)
-        # ``run``, inlined: filters are called many times a render.
-        budget.tick()
-        if check is not None:
-            if is_join:
-                args = _listed(args, skip)
-            check(budget, *args[skip:], **kwargs)
-        return budget.check_value(function(*args, **kwargs))
+        return run(budget, args, kwargs)
 
     return bounded
 
