@@ -86,6 +86,12 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 500
 """Enrollments (and new members) handled per batch of queries."""
 
+ENROL_CHUNKS = 10
+"""Chunks of new members checked and written at once: a journey's enrolment costs a few
+queries per batch (consent, audience, goal, the bulk insert), each a round trip that costs as
+much as reading or writing a few hundred rows; ten chunks (5 000 members) still bound what a
+batch holds."""
+
 
 @dataclasses.dataclass(frozen=True)
 class JourneySummary:
@@ -314,7 +320,7 @@ def _enrol(
         definition,
         journey,
         run.now,
-        chunk_size=run.chunk_size,
+        chunk_size=run.chunk_size * ENROL_CHUNKS,
         suppression_salt=suppression_salt,
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,

@@ -45,8 +45,9 @@ __all__ = ["consent_allows", "enrol_members", "enrollment_rows", "member_rows"]
 
 logger = logging.getLogger(__name__)
 
-_HISTORY_CHUNK = 500
-"""Members whose past enrollments are read per query."""
+_HISTORY_CHUNK = 5000
+"""Members whose past enrollments are read per query (one array parameter: a round trip per
+500 cost more than the rows)."""
 
 
 def enrol_members(

@@ -21,19 +21,20 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection
+from collections.abc import Collection, Iterable
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, Text, cast, func, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
-from nurture.storage import among
+from nurture.storage import among, plain_rows
 from nurture.storage.models import ConsentStatus, Member, Suppression
+from nurture.storage.stored_json import JsonTexts
 
-__all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow"]
+__all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow", "member_rows"]
 
 HELD_MEMBERS = 20_000
 """Members whose reads a pass keeps at most (of each kind), unless told otherwise."""
@@ -52,7 +53,25 @@ class MemberRow:
     unsubscribed_categories: list[Any] | None
 
 
-_MEMBER_COLUMNS = tuple(getattr(Member, field.name) for field in dataclasses.fields(MemberRow))
+_MEMBER_COLUMNS = (
+    *(getattr(Member, field.name) for field in dataclasses.fields(MemberRow)[:-1]),
+    # As text, each distinct text decoded once (``member_rows``): most members store the same.
+    cast(Member.unsubscribed_categories, Text),
+)
+"""The columns of ``MemberRow``, in its order, its last (JSON) as stored text."""
+
+
+def member_rows(rows: Iterable[Row[Any]]) -> dict[int, MemberRow]:
+    """``MemberRow`` by id of rows of :data:`_MEMBER_COLUMNS`, their JSON texts decoded.
+
+    Members who store the same ``unsubscribed_categories`` text share one decoded list: read
+    it, do not change it.
+    """
+    decoded = JsonTexts()
+    return {
+        member_id: MemberRow(member_id, email, language, zone, hour, consent, decoded(categories))
+        for member_id, email, language, zone, hour, consent, categories in rows
+    }
 
 
 @dataclasses.dataclass
@@ -112,10 +131,10 @@ class MemberReads:
             self._members, self._members_read = {}, set()
             missing = sorted(wanted)
         if missing:
-            rows = session.execute(
-                select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
+            rows = plain_rows(
+                session, select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
             )
-            self._members.update((row[0], MemberRow(*row)) for row in rows)
+            self._members.update(member_rows(rows))
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
 
@@ -124,8 +143,7 @@ class MemberReads:
         count = session.scalar(select(func.count()).select_from(Member)) or 0
         if count > self.capacity:
             return False
-        rows = session.execute(select(*_MEMBER_COLUMNS))
-        self._members = {row[0]: MemberRow(*row) for row in rows}
+        self._members = member_rows(plain_rows(session, select(*_MEMBER_COLUMNS)))
         self._members_read = set(self._members)
         return True
 

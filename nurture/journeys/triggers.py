@@ -26,7 +26,7 @@ from typing import Annotated, Any, ClassVar, NamedTuple, Self
 
 from cronsim import CronSim
 from pydantic import BaseModel, ConfigDict, Field, PlainSerializer
-from sqlalchemy import ColumnElement, and_, exists, func, select
+from sqlalchemy import ColumnElement, Text, and_, cast, exists, func, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -46,7 +46,7 @@ from nurture.journeys.models import (
     parse_duration,
 )
 from nurture.segmentation.assignments import segment_entries
-from nurture.storage import among
+from nurture.storage import among, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -57,6 +57,7 @@ from nurture.storage.models import (
     Segment,
     SegmentDeparture,
 )
+from nurture.storage.stored_json import JsonTexts
 
 __all__ = [
     "ANNIVERSARY_LEAD",
@@ -75,6 +76,7 @@ __all__ = [
     "SegmentEnteredContext",
     "SegmentLeftContext",
     "TriggerContext",
+    "anniversary_days",
     "anniversary_moment",
     "local_zone",
     "topic_coverage",
@@ -379,7 +381,8 @@ def _anniversary(
         query = select(Member.id, Member.time_zone, column)
     attribute = trigger.date.removeprefix("attributes.")
     candidates = []
-    for member_id, time_zone, value in session.execute(query.order_by(Member.id)).tuples():
+    days: dict[dt.tzinfo, frozenset[tuple[int, int]]] = {}
+    for member_id, time_zone, value in plain_rows(session, query.order_by(Member.id)).tuples():
         if column is Member.attributes:
             value = value.get(attribute) if isinstance(value, dict) else None
         zone = local_zone(time_zone)
@@ -391,6 +394,11 @@ def _anniversary(
         date = _as_date(value)
         if date is None:
             continue
+        near = days.get(zone)
+        if near is None:
+            near = days[zone] = anniversary_days(zone, now)
+        if (date.month, date.day) not in near:
+            continue  # no anniversary today or tomorrow: _next_anniversary finds none
         found = _next_anniversary(date, trigger.hour, zone, now)
         if found is None:
             continue
@@ -402,6 +410,20 @@ def _anniversary(
         start_at = moment if moment > now else None
         candidates.append(Candidate(member_id, on.year, context=context, start_at=start_at))
     return candidates
+
+
+def anniversary_days(zone: dt.tzinfo, now: dt.datetime) -> frozenset[tuple[int, int]]:
+    """The (month, day) of the dates whose anniversary is today or tomorrow in ``zone``.
+
+    Those of today and tomorrow, and 29 February when either is a 28 February of a year
+    without one (``_anniversary_in``): a date not among them has no anniversary that
+    ``_next_anniversary`` finds, so its member is left out without computing it.
+    """
+    today = now.astimezone(zone).date()
+    near = {(day.month, day.day) for day in (today, today + dt.timedelta(days=1))}
+    if (2, 28) in near:
+        near.add((2, 29))
+    return frozenset(near)
 
 
 def _next_anniversary(
@@ -477,27 +499,31 @@ def _activity(
     )
     candidates = []
     types = set(trigger.events)
+    decoded = JsonTexts()
     for batch in chunked(recent, _BATCH):
         counted: dict[int, int] = defaultdict(int)
         nth: dict[int, _Event] = {}
         # The type is checked here: asked of the database, it can make it read every event of
         # those types in the community for each batch (SQLite's planner, with no statistics,
         # takes the index on type and time), a cost that grows with the community's square.
-        events = session.execute(
+        # Plain rows, the properties as stored text: decoded only for the events that count
+        # (each distinct text once), not for each of the members' events.
+        events = plain_rows(
+            session,
             select(
                 ActivityEvent.member_id,
                 ActivityEvent.type,
                 ActivityEvent.occurred_at,
                 ActivityEvent.content_key,
-                ActivityEvent.properties,
+                cast(ActivityEvent.properties, Text),
             )
             .where(among(session, ActivityEvent.member_id, batch), ActivityEvent.occurred_at <= now)
-            .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id)
-        ).tuples()
+            .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id),
+        )
         for event in map(_Event._make, events):
             if event.type not in types:
                 continue
-            if trigger.where and not _properties_match(event.properties, trigger.where):
+            if trigger.where and not _properties_match(decoded(event.properties), trigger.where):
                 continue
             counted[event.member_id] += 1
             if counted[event.member_id] == trigger.count:
@@ -509,7 +535,7 @@ def _activity(
                 type=event.type,
                 occurred_at=event.occurred_at,
                 content_key=event.content_key,
-                properties=dict(event.properties or {}),
+                properties=dict(decoded(event.properties) or {}),
                 count=trigger.count,
             )
             context = ActivityContext(event=recorded)
@@ -524,7 +550,8 @@ class _Event(NamedTuple):
     type: str
     occurred_at: dt.datetime
     content_key: str | None
-    properties: Any
+    properties: str | None
+    """As stored: JSON text."""
 
 
 def _properties_match(properties: Any, wanted: dict[str, Any]) -> bool:
@@ -567,10 +594,11 @@ def _inactivity(
         .scalar_subquery()
     )
     candidates = []
-    members = session.execute(
+    members = plain_rows(
+        session,
         select(Member.id, Member.joined_at, last_active)
         .where(Member.joined_at <= cutoff)
-        .order_by(Member.id)
+        .order_by(Member.id),
     ).tuples()
     for member_id, joined_at, found in members:
         last: dt.datetime | str | None = found

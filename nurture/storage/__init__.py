@@ -7,6 +7,7 @@ from nurture.storage.database import (
     inserted_ignoring_conflicts,
     migrate_database,
     open_session,
+    plain_rows,
     refresh_statistics,
     session_scope,
 )
@@ -20,6 +21,7 @@ __all__ = [
     "inserted_ignoring_conflicts",
     "migrate_database",
     "open_session",
+    "plain_rows",
     "refresh_statistics",
     "session_scope",
     *_models_all,

@@ -30,9 +30,10 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import CursorResult, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy.sql import Executable
 
 from nurture.chunks import chunked
 
@@ -43,6 +44,7 @@ __all__ = [
     "inserted_ignoring_conflicts",
     "migrate_database",
     "open_session",
+    "plain_rows",
     "refresh_statistics",
     "session_scope",
 ]
@@ -81,6 +83,25 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
     # ``column.in_(values)``, without coercing each value into a literal of its own first.
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
+
+
+def plain_rows(session: Session, statement: Executable) -> CursorResult[Any]:
+    """The rows of a Core ``statement`` run on the session's connection, without the ORM.
+
+    The session's pending changes are flushed first, as its own ``execute`` would (autoflush).
+    A column query run through the session pays the ORM's work on each row (its loading
+    machinery); thousands of rows read this way cost less than the query itself.
+
+    Args:
+        session: The session whose transaction the query joins.
+        statement: A Core statement (a ``select`` of columns, not of ORM entities).
+
+    Returns:
+        Its result, rows as tuples of the columns' Python values (their types applied).
+    """
+    if session.autoflush:
+        session.flush()
+    return session.connection().execute(statement)
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
