@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
 from nurture.storage import open_session
-from nurture.storage.database import among
+from nurture.storage.database import among, plain_rows
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -151,3 +151,13 @@ def test_among_other_values_finds_the_rows_in_values(session):
     assert sorted(session.scalars(query)) == ["ada@example.org", "grace@example.org"]
     query = select(Member.email).where(among(session, Member.joined_at, [later]))
     assert list(session.scalars(query)) == ["grace@example.org"]
+
+
+def test_plain_rows_flush_pending_changes_and_give_typed_values(session):
+    session.add(_member())  # pending: the query must see it, as the session's own would
+    rows = plain_rows(session, select(Member.email, Member.joined_at)).all()
+    assert [tuple(row) for row in rows] == [("ada@example.org", NOW)]
+    assert rows[0].joined_at.tzinfo is not None  # the column's type is applied
+    assert plain_rows(session, select(Member.id)).scalars().all() == [
+        session.scalars(select(Member.id)).one()
+    ]

@@ -37,6 +37,7 @@ from nurture.delivery.rendering import resolve_language
 from nurture.journeys.models import ContentSlot
 from nurture.recommend import RecommendedItem, recommendations_for, recommendations_of
 from nurture.segmentation.assignments import effective_segment_keys
+from nurture.storage import among, plain_rows
 from nurture.storage.models import Answer, ContentItem, Member, MemberProfile
 
 __all__ = [
@@ -111,7 +112,9 @@ class ContentPick(BaseModel):
         if isinstance(item, ContentPick):
             return item
         if dataclasses.is_dataclass(item) and not isinstance(item, type):
-            item = dataclasses.asdict(item)
+            # Its fields as they are: ``asdict`` would deep-copy each value first, to no end
+            # (the pick validates and keeps scalars only).
+            item = {field.name: getattr(item, field.name) for field in dataclasses.fields(item)}
         return cls.model_validate(item)
 
     @classmethod
@@ -201,10 +204,12 @@ def members_who_answered(session: Session, member_ids: Collection[int]) -> set[i
     """Which of ``member_ids`` answered the questionnaire (at least one answer)."""
     if not member_ids:
         return set()
+    ids = sorted(set(member_ids))
     return set(
-        session.scalars(
-            select(Answer.member_id).where(Answer.member_id.in_(sorted(set(member_ids)))).distinct()
-        )
+        plain_rows(
+            session,
+            select(Answer.member_id).where(among(session, Answer.member_id, ids)).distinct(),
+        ).scalars()
     )
 
 
@@ -222,23 +227,29 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
     if not ids:
         return {}
     answers: dict[int, dict[str, Any]] = defaultdict(dict)
-    for member_id, key, value in session.execute(
-        select(Answer.member_id, Answer.question_key, Answer.value).where(Answer.member_id.in_(ids))
+    # Plain rows, one array parameter of ids (``among``): the same statement whatever the
+    # number of members.
+    for member_id, key, value in plain_rows(
+        session,
+        select(Answer.member_id, Answer.question_key, Answer.value).where(
+            among(session, Answer.member_id, ids)
+        ),
     ).tuples():
         answers[member_id][key] = value
     stages = dict(
-        session.execute(
+        plain_rows(
+            session,
             select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
-                MemberProfile.member_id.in_(ids)
-            )
+                among(session, MemberProfile.member_id, ids)
+            ),
         )
         .tuples()
         .all()
     )
     segments = effective_segment_keys(session, ids)
     facts: dict[int, MemberFacts] = {}
-    for member_id, attributes in session.execute(
-        select(Member.id, Member.attributes).where(Member.id.in_(ids))
+    for member_id, attributes in plain_rows(
+        session, select(Member.id, Member.attributes).where(among(session, Member.id, ids))
     ).tuples():
         stage = stages.get(member_id)
         facts[member_id] = MemberFacts(

@@ -30,6 +30,7 @@ from nurture.journeys.conditions import (
 )
 from nurture.segmentation.assignments import effective_segment_keys
 from nurture.segmentation.rules import member_rule_contexts
+from nurture.storage import among, plain_rows
 from nurture.storage.models import Message, ProviderEvent
 
 __all__ = ["Condition", "ConditionFacts", "condition_true", "email_engagement", "fact_parts"]
@@ -132,13 +133,14 @@ def email_engagement(
         ``{(enrollment id, step id): {"open", "click"}}`` for the emails with either.
     """
     found: dict[tuple[int, str], set[str]] = defaultdict(set)
-    rows = session.execute(
+    rows = plain_rows(
+        session,
         select(Message.enrollment_id, Message.step_id, ProviderEvent.type)
         .join(ProviderEvent, ProviderEvent.message_id == Message.id)
         .where(
-            Message.enrollment_id.in_(enrollment_ids),
+            among(session, Message.enrollment_id, enrollment_ids),
             ProviderEvent.type.in_(["open", "click"]),
-        )
+        ),
     ).tuples()
     for enrollment_id, step_id, kind in rows:
         found[(enrollment_id, step_id)].add(kind)

@@ -19,6 +19,7 @@ from sqlalchemy.orm import Session
 
 from nurture.journeys.policy import SendingRules
 from nurture.journeys.triggers import local_zone
+from nurture.storage import among, plain_rows
 from nurture.storage.models import Message
 
 __all__ = ["BudgetLog", "HeldEmail", "Hold", "HoldReason", "hold_for"]
@@ -127,11 +128,12 @@ class BudgetLog:
         if not missing:
             return
         query = select(Message.member_id, Message.created_at).where(
-            Message.member_id.in_(missing), Message.created_at > now - self.budget.window_delta
+            among(session, Message.member_id, missing),
+            Message.created_at > now - self.budget.window_delta,
         )
         if self.transactional_keys:
             query = query.where(Message.journey_key.not_in(self.transactional_keys))
-        for member_id, created_at in session.execute(query).tuples():
+        for member_id, created_at in plain_rows(session, query).tuples():
             self._queued[member_id].append(created_at)
 
     def queued(self, member_id: int) -> list[dt.datetime]:

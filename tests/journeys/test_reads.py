@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 
 from sqlalchemy import event
 
-from nurture.journeys.reads import MemberReads
+from nurture.journeys.reads import MemberReads, MemberRow
 from nurture.storage.models import Answer, Member
 
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
@@ -174,3 +175,25 @@ def test_a_community_larger_than_the_capacity_is_read_a_chunk_at_a_time(session)
     rows = reads.members(session, [second, third])
     found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
     assert found == {second, third} and queries == 2  # the count, then those looked up
+
+
+def test_member_rows_decode_each_stored_categories_text_once(session):
+    first, second, third = _members(session, 3)
+    members = {member.id: member for member in session.query(Member)}
+    members[first].unsubscribed_categories = ["promotion"]
+    members[second].unsubscribed_categories = ["promotion"]
+    members[third].unsubscribed_categories = []
+    session.commit()
+
+    rows = MemberReads(NOW).members(session, [first, second, third])  # ``member_rows``
+
+    assert sorted(rows) == [first, second, third]
+    assert rows[second].unsubscribed_categories == ["promotion"]
+    assert rows[first].unsubscribed_categories is rows[second].unsubscribed_categories
+    assert rows[third].unsubscribed_categories == []
+    # The same values as the ORM reads.
+    for member_id, row in rows.items():
+        member = session.get(Member, member_id)
+        fields = [field.name for field in dataclasses.fields(MemberRow)]
+        assert row == MemberRow(*(getattr(member, name) for name in fields))
+    assert rows[first].unsubscribed_categories == ["promotion"]

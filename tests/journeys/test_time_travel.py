@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 from nurture.journeys import SendingRules, advance_journeys, wait_until
 from nurture.journeys.models import WaitStep
 from nurture.journeys.policy import QuietHours
+from nurture.journeys.triggers import _next_anniversary, anniversary_days
 from tests.journeys.engine_helpers import add_member, enrollments, journey, messages, no_content
 
 UTC = dt.UTC
@@ -263,3 +264,30 @@ def test_an_anniversary_is_not_enrolled_more_than_a_day_ahead_nor_after_its_day(
     assert advance_journeys(session, [birthday], too_late, no_content).enrolled == 0
     late_on_the_day = dt.datetime(2026, 6, 15, 23, tzinfo=tokyo)
     assert advance_journeys(session, [birthday], late_on_the_day, no_content).messages_queued == 1
+
+
+@pytest.mark.parametrize("zone_name", ["UTC", "Pacific/Auckland", "America/New_York"])
+def test_anniversary_days_leave_out_only_dates_without_an_anniversary_found(
+    zone_name: str,
+) -> None:
+    zone = zoneinfo.ZoneInfo(zone_name)
+    dates = [dt.date(2000, 1, 1) + dt.timedelta(days=n) for n in range(366)]  # 2000: leap
+    moments = [
+        dt.datetime(2027, 2, 27, 23, tzinfo=UTC),  # 28 February next (no 29th in 2027)
+        dt.datetime(2027, 2, 28, 12, tzinfo=UTC),
+        dt.datetime(2028, 2, 28, 12, tzinfo=UTC),  # a leap year: the 29th is its own day
+        dt.datetime(2026, 12, 31, 12, tzinfo=UTC),
+    ]
+    for now in moments:
+        near = anniversary_days(zone, now)
+        today = now.astimezone(zone).date()
+        assert (today.month, today.day) in near
+        for date in dates:
+            found = _next_anniversary(date, 9, zone, now)
+            if (date.month, date.day) not in near:
+                assert found is None, (now, date)
+    assert (2, 29) in anniversary_days(dt.UTC, dt.datetime(2027, 2, 28, 12, tzinfo=UTC))
+    assert anniversary_days(dt.UTC, dt.datetime(2026, 12, 31, 12, tzinfo=UTC)) == {
+        (12, 31),
+        (1, 1),
+    }
