@@ -215,9 +215,13 @@ class MemberReads:
         if salt != self._salt or (missing and self._full(self._suppression_read, missing)):
             self._salt = salt
             self._suppressed, self._suppression_read = set(), set()
+        unread = [member for member in members if member.id not in self._suppression_read]
+        if unread and self._whole_list(session) == set():
+            # An empty list, kept whole: no address is in it, none needs its hash made.
+            self._suppression_read.update(member.id for member in unread)
         hashes = {
             member.id: suppression_hash(member.email, salt)
-            for member in members
+            for member in unread
             if member.id not in self._suppression_read
         }
         if hashes:
@@ -226,15 +230,20 @@ class MemberReads:
             self._suppression_read.update(hashes)
         return {member.id for member in members if member.id in self._suppressed}
 
-    def _find_suppressed(self, session: Session, hashes: Collection[str]) -> set[str]:
-        """Those of ``hashes`` in the suppression list: looked up, or in the whole list kept."""
+    def _whole_list(self, session: Session) -> set[str] | None:
+        """The suppression list's hashes, when the pass keeps it whole (read the first time)."""
         if self._whole and not self._suppression_list_tried:
             self._suppression_list_tried = True
             count = session.scalar(select(func.count()).select_from(Suppression)) or 0
             if count <= self.capacity:
                 self._suppression_list = set(session.scalars(select(Suppression.email_hash)))
-        if self._suppression_list is not None:
-            return {h for h in hashes if h in self._suppression_list}
+        return self._suppression_list
+
+    def _find_suppressed(self, session: Session, hashes: Collection[str]) -> set[str]:
+        """Those of ``hashes`` in the suppression list: looked up, or in the whole list kept."""
+        kept = self._whole_list(session)
+        if kept is not None:
+            return {h for h in hashes if h in kept}
         return find_suppressed_hashes(session, hashes)
 
     def _full(self, read: set[int], missing: Collection[int]) -> bool:

@@ -158,6 +158,24 @@ def test_a_pass_over_the_whole_community_reads_it_in_one_query_when_it_fits(sess
     assert found == set() and queries == 0
 
 
+def test_an_empty_suppression_list_kept_whole_makes_no_hash(session, monkeypatch):
+    import nurture.journeys.reads as reads_module
+
+    first, second = _members(session, 2)
+    reads = MemberReads(NOW, whole_community=True)
+    rows = reads.members(session, [first, second])
+    hashed = []
+    monkeypatch.setattr(
+        reads_module, "suppression_hash", lambda email, salt: hashed.append(email) or email
+    )
+
+    found, queries = _statements(session, lambda: reads.suppressed(session, rows.values(), "salt"))
+    assert found == set() and queries == 2  # the count, then the whole (empty) list
+    found, queries = _statements(session, lambda: reads.suppressed(session, [rows[first]], "salt"))
+    assert found == set() and queries == 0
+    assert hashed == []
+
+
 def test_a_community_larger_than_the_capacity_is_read_a_chunk_at_a_time(session):
     from nurture.delivery import suppress_address
 
