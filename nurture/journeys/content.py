@@ -303,15 +303,19 @@ def upcoming_content(
         Up to ``slot.count`` picks; none when no event in that language fits.
     """
     wanted = resolve_language(language)
-    found = [
-        item
-        for item in (events if events is not None else upcoming_events(session, now))
-        if item.key not in exclude_keys
-        and item.language == wanted
-        and (not slot.kinds or item.kind in slot.kinds)
-        and _has_a_tag(item.tags, slot.tags)
-    ]
-    return [ContentPick.from_content_item(item) for item in found[: slot.count]]
+    tags = {tag.lower() for tag in slot.tags} if slot.tags else None
+    found: list[ContentItem] = []
+    for item in events if events is not None else upcoming_events(session, now):
+        if (
+            item.key not in exclude_keys
+            and item.language == wanted
+            and (not slot.kinds or item.kind in slot.kinds)
+            and (tags is None or any(str(tag).lower() in tags for tag in item.tags or ()))
+        ):
+            if len(found) == slot.count:
+                break  # the soonest are found: the later ones are not looked at
+            found.append(item)
+    return [ContentPick.from_content_item(item) for item in found]
 
 
 def recommended_content(
@@ -355,14 +359,27 @@ def _pick_recommended(
     exclude_keys: frozenset[str],
 ) -> list[dict[str, Any]]:
     """``recommended_content``'s picks among a member's recommendations (best first)."""
-    picked = []
+    return [
+        ContentPick.from_item(item).model_dump(mode="json")
+        for item in _chosen(items, count, kinds, exclude_keys)
+    ]
+
+
+def _chosen(
+    items: Sequence[RecommendedItem],
+    count: int,
+    kinds: list[str] | None,
+    exclude_keys: frozenset[str],
+) -> list[RecommendedItem]:
+    """The recommendations ``_pick_recommended`` picks, as they are."""
+    chosen: list[RecommendedItem] = []
     for item in items[: _recommended_limit(count, kinds, exclude_keys)]:
         if item.key in exclude_keys or (kinds and item.kind not in kinds):
             continue
-        picked.append(ContentPick.from_item(item).model_dump(mode="json"))
-        if len(picked) == count:
+        chosen.append(item)
+        if len(chosen) == count:
             break
-    return picked
+    return chosen
 
 
 class RecommendedContent:
@@ -381,11 +398,13 @@ class RecommendedContent:
         self.now = now
         self._held: dict[int, list[RecommendedItem]] = {}
         self._loaded: frozenset[int] = frozenset()
+        self._picks: dict[int, tuple[RecommendedItem, ContentPick]] = {}
 
     def load(self, session: Session, member_ids: Collection[int]) -> None:
         """Read the recommendations of ``member_ids`` (those held before are let go)."""
         self._held = recommendations_of(session, member_ids, now=self.now)
         self._loaded = frozenset(member_ids)
+        self._picks = {}
 
     def __call__(
         self,
@@ -403,6 +422,35 @@ class RecommendedContent:
             items = recommendations_for(session, member_id, limit, now=self.now)
         return _pick_recommended(items, count, kinds, exclude_keys)
 
+    def picks(
+        self,
+        session: Session,
+        member_id: int,
+        count: int,
+        kinds: list[str] | None,
+        exclude_keys: frozenset[str],
+    ) -> list[ContentPick]:
+        """``ContentPick.from_item`` of each of the member's picks (``__call__``).
+
+        A loaded recommendation picked again (by another slot or email of the chunk) gives the
+        pick made the first time: the same value, not validated and stored again.
+        """
+        if member_id not in self._loaded:
+            return [
+                ContentPick.from_item(item)
+                for item in self(session, member_id, count, kinds, exclude_keys)
+            ]
+        chosen = _chosen(self._held.get(member_id, []), count, kinds, exclude_keys)
+        return [self._pick(item) for item in chosen]
+
+    def _pick(self, item: RecommendedItem) -> ContentPick:
+        """The pick of a loaded recommendation, as ``__call__`` then ``from_item`` make it."""
+        found = self._picks.get(id(item))
+        if found is None:
+            stored = ContentPick.from_item(item).model_dump(mode="json")
+            found = self._picks[id(item)] = (item, ContentPick.from_item(stored))
+        return found[1]
+
 
 @dataclasses.dataclass
 class ContentPicker:
@@ -419,6 +467,7 @@ class ContentPicker:
     pick: PickContent
     now: dt.datetime
     _events: list[ContentItem] | None = dataclasses.field(default=None, repr=False)
+    _events_in: dict[str, list[ContentItem]] = dataclasses.field(default_factory=dict, repr=False)
     _tags: dict[str, set[str]] | None = dataclasses.field(default=None, repr=False)
 
     def load(self, session: Session, member_ids: Collection[int]) -> None:
@@ -495,7 +544,7 @@ class ContentPicker:
             return []
         exclude = frozenset(sent)
         if slot.order == "upcoming":
-            events = self._upcoming_events(session)
+            events = self._upcoming_events(session, resolve_language(language))
             picks = upcoming_content(session, language, slot, exclude, self.now, events=events)
         else:
             picks = self._recommended(session, member_id, resolve_language(language), slot, exclude)
@@ -512,21 +561,31 @@ class ContentPicker:
         exclude: frozenset[str],
     ) -> list[ContentPick]:
         wanted = slot.count * 10 if slot.tags else slot.count
-        picked = self.pick(session, member_id, wanted, slot.kinds, exclude)
+        if isinstance(self.pick, RecommendedContent):
+            picked = self.pick.picks(session, member_id, wanted, slot.kinds, exclude)
+        else:
+            picked = [
+                ContentPick.from_item(item)
+                for item in self.pick(session, member_id, wanted, slot.kinds, exclude)
+            ]
         picks = [
-            pick
-            for pick in map(ContentPick.from_item, picked)
-            if pick.key not in exclude and pick.language in (None, language)
+            pick for pick in picked if pick.key not in exclude and pick.language in (None, language)
         ]
         if slot.tags:
             tags = self._library_tags(session)
             picks = [pick for pick in picks if _has_a_tag(tags.get(pick.key), slot.tags)]
         return picks
 
-    def _upcoming_events(self, session: Session) -> list[ContentItem]:
+    def _upcoming_events(self, session: Session, language: str) -> list[ContentItem]:
+        """The upcoming events in ``language`` (read once, then kept by language)."""
         if self._events is None:
             self._events = upcoming_events(session, self.now)
-        return self._events
+        found = self._events_in.get(language)
+        if found is None:
+            found = self._events_in[language] = [
+                item for item in self._events if item.language == language
+            ]
+        return found
 
     def _library_tags(self, session: Session) -> dict[str, set[str]]:
         if self._tags is None:
