@@ -19,13 +19,15 @@ from nurture.cli.preview import preview_message_context
 from nurture.delivery import TemplateRenderer
 from nurture.delivery.history import content_keys_in, sent_item_keys
 from nurture.journeys import (
+    ContentPick,
     MessageContext,
     RecommendedContent,
     advance_journeys,
     load_journey,
     recommended_content,
 )
-from nurture.journeys.models import JourneyDefinition, SendStep
+from nurture.journeys.content import upcoming_content
+from nurture.journeys.models import ContentSlot, JourneyDefinition, SendStep
 from nurture.storage.models import (
     ContentItem,
     Enrollment,
@@ -357,3 +359,34 @@ def test_recommended_content_read_for_a_chunk_picks_as_recommended_content(
     assert picker(session, alone.id, 5, None, frozenset()) == recommended_content(
         session, alone.id, 5, None, frozenset(), now=NOW
     )
+    # ``picks``: the same picks as models, each loaded recommendation's made once.
+    for member in (ada, grace, alone):
+        for count, kinds, exclude in asks:
+            expected = [
+                ContentPick.from_item(pick)
+                for pick in recommended_content(session, member.id, count, kinds, exclude, now=NOW)
+            ]
+            assert picker.picks(session, member.id, count, kinds, exclude) == expected
+    first = picker.picks(session, ada.id, 3, None, frozenset())
+    assert [id(pick) for pick in picker.picks(session, ada.id, 3, None, frozenset())] == [
+        id(pick) for pick in first
+    ]
+
+
+@pytest.mark.parametrize("count", [0, 1, 2, 5])
+def test_upcoming_content_picks_the_soonest_that_fit_in_order(session: Session, count: int):
+    events = [
+        _event(session, "fr-soon", "fr", 1, ["Paris"]),
+        _event(session, "en-soon", "en", 2, ["london"]),
+        _event(session, "en-untagged", "en", 3, []),
+        _event(session, "en-later", "en", 4, ["London", "talks"]),
+        _event(session, "en-sent", "en", 5, ["london"]),
+        _event(session, "en-last", "en", 6, ["talks"]),
+    ]
+    slot = ContentSlot(count=count, tags=["LONDON", "talks"], order="upcoming")
+    found = upcoming_content(session, "en", slot, frozenset({"en-sent"}), NOW)
+    fitting = ["en-soon", "en-later", "en-last"]
+    assert [pick.key for pick in found] == fitting[:count]
+    # The same from the events given (in every language, as ``upcoming_events`` reads them).
+    given = upcoming_content(session, "en", slot, frozenset({"en-sent"}), NOW, events=events)
+    assert given == found
