@@ -444,11 +444,14 @@ class RecommendedContent:
         return [self._pick(item) for item in chosen]
 
     def _pick(self, item: RecommendedItem) -> ContentPick:
-        """The pick of a loaded recommendation, as ``__call__`` then ``from_item`` make it."""
+        """The pick of a loaded recommendation, made once per load.
+
+        It equals what ``__call__`` then ``from_item`` make of it: its JSON form, validated
+        again, gives the same values.
+        """
         found = self._picks.get(id(item))
         if found is None:
-            stored = ContentPick.from_item(item).model_dump(mode="json")
-            found = self._picks[id(item)] = (item, ContentPick.from_item(stored))
+            found = self._picks[id(item)] = (item, ContentPick.from_item(item))
         return found[1]
 
 

@@ -50,7 +50,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
-from nurture.storage.database import among
+from nurture.storage.database import among, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -1081,7 +1081,7 @@ def recommendations_of(
         now,
     )
     found: dict[int, list[RecommendedItem]] = defaultdict(list)
-    for member_id, *values in session.execute(query).tuples():
+    for member_id, *values in plain_rows(session, query).tuples():
         found[member_id].append(RecommendedItem(*values))
     return dict(found)
 
