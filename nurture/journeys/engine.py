@@ -10,7 +10,8 @@ An enrollment's ``current_step`` is the step it runs when ``next_action_at`` com
 moves it to the step after the wait and sets the time; an exit step completes it.
 
 A pass reads in bulk and writes in bulk: members once per pass, up to a bound
-(:mod:`~nurture.journeys.reads`), due enrollments a chunk at a time as plain rows
+(:mod:`~nurture.journeys.reads`), new members checked and enrolled ten chunks at a time, due
+enrollments a chunk at a time as plain rows
 (:mod:`~nurture.journeys.due`), found a page at a time, and the recommendations the emails of a
 chunk pick from in one query (``RecommendedContent``), not one per email. What it holds is
 bounded by its chunks, not by the community's size. A new
@@ -86,7 +87,7 @@ logger = logging.getLogger(__name__)
 DEFAULT_CHUNK_SIZE = 500
 """Enrollments (and new members) handled per batch of queries."""
 
-ENROL_CHUNKS = 10
+_ENROL_CHUNKS = 10
 """Chunks of new members checked and written at once: a journey's enrolment costs a few
 queries per batch (consent, audience, goal, the bulk insert), each a round trip that costs as
 much as reading or writing a few hundred rows; ten chunks (5 000 members) still bound what a
@@ -320,7 +321,7 @@ def _enrol(
         definition,
         journey,
         run.now,
-        chunk_size=run.chunk_size * ENROL_CHUNKS,
+        chunk_size=run.chunk_size * _ENROL_CHUNKS,
         suppression_salt=suppression_salt,
         member_ids=run.member_ids,
         on_condition_error=run.count_condition_error,
