@@ -30,7 +30,8 @@ from collections.abc import Collection, Iterable, Mapping, Sequence
 from typing import Annotated, Any, Protocol
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import Text as SqlText
+from sqlalchemy import cast, select
 from sqlalchemy.orm import Session
 
 from nurture.delivery.rendering import resolve_language
@@ -39,6 +40,7 @@ from nurture.recommend import RecommendedItem, recommendations_for, recommendati
 from nurture.segmentation.assignments import effective_segment_keys
 from nurture.storage import among, plain_rows
 from nurture.storage.models import Answer, ContentItem, Member, MemberProfile
+from nurture.storage.stored_json import JsonTexts
 
 __all__ = [
     "ContentPick",
@@ -229,13 +231,16 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
     answers: dict[int, dict[str, Any]] = defaultdict(dict)
     # Plain rows, one array parameter of ids (``among``): the same statement whatever the
     # number of members.
-    for member_id, key, value in plain_rows(
+    # Answers and attributes as stored text, each distinct text decoded once (``JsonTexts``):
+    # thousands of members chose the same option. The values are shared: read, not changed.
+    decoded = JsonTexts()
+    for member_id, key, text in plain_rows(
         session,
-        select(Answer.member_id, Answer.question_key, Answer.value).where(
+        select(Answer.member_id, Answer.question_key, cast(Answer.value, SqlText)).where(
             among(session, Answer.member_id, ids)
         ),
     ).tuples():
-        answers[member_id][key] = value
+        answers[member_id][key] = decoded(text)
     stages = dict(
         plain_rows(
             session,
@@ -248,9 +253,11 @@ def member_profiles(session: Session, member_ids: Collection[int]) -> dict[int, 
     )
     segments = effective_segment_keys(session, ids)
     facts: dict[int, MemberFacts] = {}
-    for member_id, attributes in plain_rows(
-        session, select(Member.id, Member.attributes).where(among(session, Member.id, ids))
+    for member_id, text in plain_rows(
+        session,
+        select(Member.id, cast(Member.attributes, SqlText)).where(among(session, Member.id, ids)),
     ).tuples():
+        attributes = decoded(text)
         stage = stages.get(member_id)
         facts[member_id] = MemberFacts(
             answers=answers.get(member_id, {}),
