@@ -82,20 +82,28 @@ def _placements(run_id: int, member_ids: Sequence[int] | None = None) -> Select[
     )
 
 
-def _last_rows(run_id: int) -> Select[tuple[int, int]]:
-    """Each member's last cluster membership of the run: ``(member id, segment id)``.
+def _last_rows(session: Session, run_id: int) -> np.ndarray:
+    """Each member's last cluster membership of the run: ``(member id, segment id)`` rows.
 
-    Profile or not: the caller keeps the profiled members (:func:`_placements` in SQL).
+    The placement :func:`_placements` finds in SQL, for every member (profile or not), found
+    here from all the run's cluster rows read once: grouping them in the database costs
+    more than reading them.
+
+    Returns:
+        An ``(n, 2)`` array, by member id.
     """
-    last = (
-        select(func.max(SegmentMembership.id))
+    rows = _id_arrays(
+        session,
+        select(SegmentMembership.member_id, SegmentMembership.id, SegmentMembership.segment_id)
         .join(Segment, Segment.id == SegmentMembership.segment_id)
-        .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER)
-        .group_by(SegmentMembership.member_id)
+        .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER),
+        3,
     )
-    return select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
-        SegmentMembership.id.in_(last)
-    )
+    if not len(rows):
+        return np.zeros((0, 2), dtype=np.int64)
+    rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # by member, then row id
+    last = np.append(rows[1:, 0] != rows[:-1, 0], True)
+    return rows[last][:, [0, 2]]
 
 
 def _id_arrays(
@@ -209,7 +217,7 @@ def assign_changed_members(
     # Each member's placement by the run before this update (profile or not), which also says
     # whom the run placed at all: the profiled members it never placed (a profile built
     # since, or before a move) changed.
-    before = _id_arrays(session, _last_rows(run.id).order_by(SegmentMembership.member_id), 2)
+    before = _last_rows(session, run.id)
     changed.update(np.setdiff1d(profiled, before[:, 0], assume_unique=True).tolist())
     if len(changed) > max_share * total:
         return None
