@@ -1035,7 +1035,7 @@ def _nightly(
             "members",
             timed,
             None,
-            "none (reads the opens and clicks twice, a page of members at a time, and writes "
+            "none (reads the opens and clicks once, a page of members at a time, and writes "
             "the best hours that moved)",
             note=f"{hours.from_own_events:,} from their own opens and clicks",
         )
