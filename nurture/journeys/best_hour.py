@@ -10,7 +10,7 @@ the profile's highest; a community without any open or click gets ``DEFAULT_HOUR
 by segment, reading the members a page at a time (:func:`hour_count_pages`), so memory does not
 grow with the community; ``store_best_hours`` (the nightly run) reads the community once, a page
 at a time, keeping what each member's hour needs in compact arrays until the priors are known
-(a few bytes a member, and 24 counts a member with opens or clicks), then writes every member's
+(about 14 bytes a member, and 24 counts a member with opens or clicks), then writes every member's
 best hour that moved to ``Member.best_hour``, which a send step with ``at: best_hour`` reads
 (:mod:`nurture.journeys.engine`; a member never computed yet gets one computed on the spot,
 against the priors read once per pass).
@@ -399,21 +399,21 @@ def store_best_hours(
     rows = 0
     for page in hour_count_pages(session, now, page_size=chunk_size):
         _add_hour_counts(community, by_segment, page.counts, page.segment_of)
-        page_ids = np.asarray(page.member_ids, dtype=np.int64)
+        page_ids = np.asarray(page.member_ids, dtype=np.int32)
         ids.append(page_ids)
         segments.append(
             np.fromiter(
-                (page.segment_of.get(m, 0) for m in page.member_ids), np.int64, len(page_ids)
+                (page.segment_of.get(m, 0) for m in page.member_ids), np.int32, len(page_ids)
             )
         )
         stored.append(
             np.fromiter(
                 (-1 if (hour := page.best_hour[m]) is None else hour for m in page.member_ids),
-                np.int64,
+                np.int16,
                 len(page_ids),
             )
         )
-        row_of = np.full(len(page_ids), -1, dtype=np.int64)
+        row_of = np.full(len(page_ids), -1, dtype=np.int32)
         if page.counts:
             positions = np.searchsorted(page_ids, np.fromiter(page.counts, np.int64))
             row_of[positions] = np.arange(rows, rows + len(page.counts))
