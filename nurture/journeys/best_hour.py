@@ -276,7 +276,11 @@ def hour_count_pages(
         yield HourCountsPage(
             member_ids=ids,
             counts=counts,
-            segment_of=effective_segments(session, ids),
+            segment_of=(
+                effective_segments(session, between=(ids[0], ids[-1]))
+                if wanted is None
+                else effective_segments(session, ids)
+            ),
             best_hour={row.id: row.best_hour for row in rows},
         )
 
