@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, select
+from sqlalchemy import case, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -298,24 +298,28 @@ def _write_profiles(
     layout_hash: str,
     now: dt.datetime,
 ) -> None:
-    """Store (replace) the profiles."""
-    existing = {
-        profile.member_id: profile
-        for profile in session.scalars(
-            select(MemberProfile).where(MemberProfile.member_id.in_(list(profiles)))
+    """Store (replace) the profiles: one bulk statement for those stored, one for the new."""
+    stored = set(
+        session.scalars(
+            select(MemberProfile.member_id).where(among(session, MemberProfile.member_id, profiles))
         )
-    }
+    )
+    rows: dict[bool, list[dict[str, Any]]] = {True: [], False: []}
     for member_id, planned in profiles.items():
-        profile = existing.get(member_id)
-        if profile is None:
-            profile = MemberProfile(member_id=member_id)
-            session.add(profile)
-        profile.features = planned.features
-        profile.interest = planned.interest
-        profile.lifecycle_stage = planned.lifecycle_stage
-        profile.feature_names_hash = layout_hash
-        profile.computed_at = now
-    session.flush()
+        rows[member_id in stored].append(
+            {
+                "member_id": member_id,
+                "features": planned.features,
+                "interest": planned.interest,
+                "lifecycle_stage": planned.lifecycle_stage,
+                "feature_names_hash": layout_hash,
+                "computed_at": now,
+            }
+        )
+    if rows[True]:  # an ORM bulk update: the profiles the session holds take the new values
+        session.execute(update(MemberProfile), rows[True])
+    if rows[False]:
+        session.execute(insert(MemberProfile), rows[False])
 
 
 def build_profiles(

@@ -392,13 +392,18 @@ def update_rule_assignments(
 
 
 def effective_segments(
-    session: Session, member_ids: Collection[int] | None = None
+    session: Session,
+    member_ids: Collection[int] | None = None,
+    *,
+    between: tuple[int, int] | None = None,
 ) -> dict[int, int]:
     """Each member's effective cluster segment: the one journeys see.
 
     Args:
         session: Database session.
         member_ids: Members wanted; everyone when ``None``.
+        between: Instead, the members with ids from the first to the last (a page of them
+            all: one range of the index, not a list of ids).
 
     Returns:
         ``{member id: segment id}``; members never segmented are left out.
@@ -411,6 +416,9 @@ def effective_segments(
             SegmentAssignment.state == AssignmentState.EFFECTIVE,
         )
     )
+    if between is not None:
+        query = query.where(SegmentAssignment.member_id.between(*between))
+        return dict(session.execute(query).tuples().all())
     if member_ids is None:
         return dict(session.execute(query).tuples().all())
     found: dict[int, int] = {}

@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
+from collections import Counter
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
-from sqlalchemy import Select, delete, func, insert, or_, select
+from sqlalchemy import CompoundSelect, Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -80,14 +82,49 @@ def _placements(run_id: int, member_ids: Sequence[int] | None = None) -> Select[
     )
 
 
-def _unsettled_members(session: Session, run_id: int, segment_ids: Sequence[int]) -> set[int]:
+def _last_rows(session: Session, run_id: int) -> np.ndarray:
+    """Each member's last cluster membership of the run: ``(member id, segment id)`` rows.
+
+    The placement :func:`_placements` finds in SQL, for every member (profile or not), found
+    here from all the run's cluster rows read once: grouping them in the database costs
+    more than reading them.
+
+    Returns:
+        An ``(n, 2)`` array, by member id.
+    """
+    rows = _id_arrays(
+        session,
+        select(SegmentMembership.member_id, SegmentMembership.id, SegmentMembership.segment_id)
+        .join(Segment, Segment.id == SegmentMembership.segment_id)
+        .where(SegmentMembership.run_id == run_id, Segment.kind == SegmentKind.CLUSTER),
+        3,
+    )
+    if not len(rows):
+        return np.zeros((0, 2), dtype=np.int64)
+    rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # by member, then row id
+    last = np.append(rows[1:, 0] != rows[:-1, 0], True)
+    return rows[last][:, [0, 2]]
+
+
+def _id_arrays(
+    session: Session, query: Select[Any] | CompoundSelect[Any], width: int
+) -> np.ndarray:
+    """The integer rows of ``query`` as an ``(n, width)`` array, read on the plain connection."""
+    session.flush()
+    rows = session.connection().execute(query)
+    return np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, width)
+
+
+def _unsettled_members(
+    session: Session, run_id: int, segment_ids: Sequence[int], profiled: np.ndarray
+) -> set[int]:
     """Members whose effective cluster segment may not follow their unchanged placement.
 
     Those waiting to move (a pending assignment: time may settle it), those with an assignment
-    to a segment other than the run's active ones, and those the run placed (profiled) without
-    an effective assignment. Every other unchanged member's effective segment is already the
-    one the run placed them in (an earlier update left it so), and stays. The database finds
-    them: nobody else's rows are read.
+    to a segment other than the run's active ones, and those the run placed (profiled:
+    ``profiled``, sorted) without an effective assignment. Every other unchanged member's
+    effective segment is already the one the run placed them in (an earlier update left it
+    so), and stays. The database finds them: nobody else's rows are read.
     """
     clusters = (
         select(SegmentAssignment.member_id)
@@ -104,13 +141,13 @@ def _unsettled_members(session: Session, run_id: int, segment_ids: Sequence[int]
             )
         )
     )
-    # The members the run placed, profiled: any cluster row of theirs will do (EXCEPT keeps
-    # each once), without finding the last of each member's rows as the placement itself needs.
-    placed = _cluster_rows(run_id).where(
-        SegmentMembership.member_id.in_(select(MemberProfile.member_id))
-    )
+    # The members the run placed: any cluster row of theirs will do (EXCEPT keeps each once),
+    # without finding the last of each member's rows as the placement itself needs; the few
+    # without an effective assignment are then kept if profiled (``profiled`` is already read:
+    # a test against the profiles in SQL would read that wide table again).
     effective = clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE)
-    unsettled.update(session.scalars(placed.except_(effective)))
+    lacking = _id_arrays(session, _cluster_rows(run_id).except_(effective), 1)[:, 0]
+    unsettled.update(lacking[np.isin(lacking, profiled, assume_unique=True)].tolist())
     return unsettled
 
 
@@ -143,13 +180,21 @@ def assign_changed_members(
         return None
     params = run.params
     layout_hash = params.get("feature_names_hash")
-    total = session.scalar(select(func.count()).select_from(MemberProfile)) or 0
-    other_layout = session.scalar(
-        select(func.count())
-        .select_from(MemberProfile)
-        .where(MemberProfile.feature_names_hash != layout_hash)
-    )
-    if total < 2 or other_layout:
+    if layout_hash is None:  # no profile can have its layout
+        return None
+    # The profiles' table is wide (their vectors): its member ids are read once, and every
+    # question about who is profiled answered from them; another layout is looked for at
+    # both ends of its index (the least and greatest), where ``!=`` would read every row.
+    profiled = _id_arrays(
+        session, select(MemberProfile.member_id).order_by(MemberProfile.member_id), 1
+    )[:, 0]
+    total = len(profiled)
+    lowest, highest = session.execute(
+        select(
+            func.min(MemberProfile.feature_names_hash), func.max(MemberProfile.feature_names_hash)
+        )
+    ).one()
+    if total < 2 or lowest != layout_hash or highest != layout_hash:
         return None
     segments = list(
         session.scalars(
@@ -169,10 +214,11 @@ def assign_changed_members(
             select(MemberProfile.member_id).where(MemberProfile.computed_at > run.created_at)
         )
     )
-    # Profiled members the run never placed (a profile built since, or before a move). EXCEPT,
-    # not NOT IN: PostgreSQL would scan the subquery's rows for each profile if they do not fit
-    # its hash table's memory.
-    changed.update(session.scalars(select(MemberProfile.member_id).except_(_cluster_rows(run.id))))
+    # Each member's placement by the run before this update (profile or not), which also says
+    # whom the run placed at all: the profiled members it never placed (a profile built
+    # since, or before a move) changed.
+    before = _last_rows(session, run.id)
+    changed.update(np.setdiff1d(profiled, before[:, 0], assume_unique=True).tolist())
     if len(changed) > max_share * total:
         return None
     offset = np.asarray(params["scaling"]["offset"], dtype=np.float32)
@@ -223,23 +269,26 @@ def assign_changed_members(
     for batch in chunked(rows, _CHUNK):
         session.execute(insert(SegmentMembership), batch)
     session.flush()
-    # Everyone's placement now (the run's, but the changed members' new one; profiled only),
-    # counted by the database.
-    placed = _placements(run.id).subquery()
-    counts = dict(
-        session.execute(select(placed.c.segment_id, func.count()).group_by(placed.c.segment_id))
-        .tuples()
-        .all()
+    # Everyone's placement now (profiled only): the unchanged members' rows were left alone,
+    # so their last row is the one read before; the changed members' is their new row, or,
+    # for one not placed again, whatever row of theirs is left (read again).
+    changed_ids = np.asarray(sorted(changed), dtype=np.int64)
+    kept = np.isin(before[:, 0], profiled, assume_unique=True) & ~np.isin(
+        before[:, 0], changed_ids, assume_unique=True
     )
+    unchanged = dict(zip(before[kept, 0].tolist(), before[kept, 1].tolist(), strict=True))
+    placed_now = dict(moved_to)
+    for chunk in chunked(sorted(changed - moved_to.keys()), _CHUNK):
+        placed_now.update(session.execute(_placements(run.id, chunk)).tuples().all())
+    counts = Counter(unchanged.values()) + Counter(placed_now.values())
     for segment in segments:
         segment.size = counts.get(segment.id, 0)
-    concerned = sorted(changed | _unsettled_members(session, run.id, segment_ids))
+    concerned = sorted(changed | _unsettled_members(session, run.id, segment_ids, profiled))
     segment_of = {
-        member_id: moved_to[member_id] for member_id in concerned if member_id in moved_to
+        member_id: placed
+        for member_id in concerned
+        if (placed := placed_now.get(member_id, unchanged.get(member_id))) is not None
     }
-    settled = [member_id for member_id in concerned if member_id not in moved_to]
-    for chunk in chunked(settled, _CHUNK):
-        segment_of.update(session.execute(_placements(run.id, chunk)).tuples().all())
     changes = update_cluster_assignments(
         session,
         dict(sorted(segment_of.items())),

@@ -612,6 +612,12 @@ class _Stamp:
             return None
 
 
+_RESTATISTICS_SHARE = 0.1
+"""Share of the members entering or leaving rule segments above which, after an evaluation of
+the changed members only, the segment tables' statistics are counted again (as PostgreSQL's
+autovacuum would: its default analyze scale factor)."""
+
+
 def _take_stamp(session: Session, now: dt.datetime) -> _Stamp:
     wall = dt.datetime.now(dt.UTC)
     return _Stamp(
@@ -910,7 +916,11 @@ def evaluate_rule_segments(
     n_members = session.scalar(select(func.count()).select_from(Member)) or 0
     plan = plan_rule_segments(definitions, outcomes, stored=stored, n_members=n_members)
     run_id, changes = _write_rule_segments(session, plan, now, run_id, stamp)
-    refresh_statistics(session, (SegmentMembership, SegmentAssignment))
+    # The tables' statistics are counted again after a whole evaluation, or one that changed
+    # many rows; a few members entering or leaving (an incremental nightly) leave them true
+    # enough, and counting again would read a sample of the whole tables for nothing.
+    if not only_changed or changes.entered + changes.left > n_members * _RESTATISTICS_SHARE:
+        refresh_statistics(session, (SegmentMembership, SegmentAssignment))
     return RuleSegmentationSummary(
         run_id=run_id,
         sizes={segment.key: len(segment.members) for segment in plan.segments},

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import random
 
 import pytest
 from sqlalchemy.orm import Session
@@ -162,6 +163,31 @@ def test_the_nightly_run_stores_each_members_best_hour(session: Session) -> None
     assert enrollment.next_action_at == dt.datetime(2026, 11, 2, 7, 0, tzinfo=dt.UTC)
 
 
+def test_storing_best_hours_writes_the_moved_hours_and_keeps_updated_at(
+    session: Session,
+) -> None:
+    ada = add_member(session, "ada@example.org", NOW - dt.timedelta(days=1), time_zone=PARIS)
+    bob = add_member(session, "bob@example.org", NOW - dt.timedelta(days=1))
+    cy = add_member(session, "cy@example.org", NOW - dt.timedelta(days=1))
+    for days in range(3):
+        add_event(
+            session, ada, "email_open", dt.datetime(2026, 10, 26 + days, 18, 10, tzinfo=dt.UTC)
+        )
+    bob.best_hour, cy.best_hour = 3, 19  # bob's is wrong, cy's already right
+    session.flush()
+    for member in (ada, bob, cy):
+        session.refresh(member)
+    edited = {member.id: member.updated_at for member in (ada, bob, cy)}
+
+    summary = store_best_hours(session, NOW)
+
+    assert summary == BestHoursSummary(members=3, from_own_events=1)
+    for member in (ada, bob, cy):
+        session.refresh(member)
+        assert member.best_hour == 19
+        assert member.updated_at == edited[member.id]  # not an edit of the member's record
+
+
 def test_best_hours_read_a_page_at_a_time_match_the_whole_community_read_at_once(
     session: Session,
 ) -> None:
@@ -210,3 +236,40 @@ def test_best_hours_read_a_page_at_a_time_match_the_whole_community_read_at_once
     loaded = BestHours.load(session, NOW, some)
     assert [loaded.best_hour(m) for m in some] == [whole.best_hour(m) for m in some]
     assert set(loaded.member_counts) == {people[1].id}  # only the members asked for are read
+
+
+def test_the_nightly_hours_are_each_members_own_profile_computed_alone(session: Session) -> None:
+    rng = random.Random(5)
+    segments = [
+        Segment(key=f"seg-{n}", label=f"Segment {n}", kind=SegmentKind.CLUSTER) for n in range(3)
+    ]
+    session.add_all(segments)
+    session.flush()
+    zones = [PARIS, None, "America/New_York", "Asia/Kolkata", "Asia/Kathmandu", "Nope/Nowhere"]
+    people = [
+        add_member(
+            session, f"m{n}@example.org", NOW - dt.timedelta(days=200), time_zone=rng.choice(zones)
+        )
+        for n in range(40)
+    ]
+    for member in people:
+        for _ in range(rng.choice([0, 0, 1, 2, 5])):  # ties between hours too
+            at = NOW - dt.timedelta(minutes=rng.randrange(60 * 24 * 120))
+            add_event(session, member, rng.choice(["email_open", "email_click", "post"]), at)
+        if rng.random() < 0.8:  # the last segment gets members but none with events, maybe
+            session.add(
+                SegmentAssignment(
+                    member_id=member.id,
+                    segment_id=rng.choice(segments).id,
+                    state=AssignmentState.EFFECTIVE,
+                    since=NOW,
+                )
+            )
+    session.flush()
+    alone = BestHours.load(session, NOW, [member.id for member in people])
+
+    store_best_hours(session, NOW, chunk_size=7)
+
+    for member in people:
+        session.refresh(member)
+        assert member.best_hour == alone.best_hour(member.id)

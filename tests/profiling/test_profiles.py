@@ -189,3 +189,18 @@ def test_a_new_embedding_model_replaces_the_vectors(session, questionnaire, comm
     session.commit()
     assert summary.profiled == 3
     assert profile_of(session, community["alice"]).features.shape == (summary.n_features,)
+
+
+def test_a_profile_the_session_holds_shows_the_rebuilt_values(
+    session, questionnaire, community
+) -> None:
+    build_profiles(session, HashingEmbedder(16), questionnaire, NOW)
+    held = profile_of(session, community["carol"])
+    assert held.computed_at == NOW and held.lifecycle_stage == "at_risk"
+
+    later = NOW + dt.timedelta(days=400)  # no commit between: the session still holds it
+    build_profiles(session, HashingEmbedder(16), questionnaire, later)
+
+    assert held.computed_at == later
+    assert held.lifecycle_stage == "dormant"
+    assert session.query(MemberProfile).count() == 3

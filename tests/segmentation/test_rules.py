@@ -21,6 +21,7 @@ from nurture.segmentation import (
     rename_segment,
     segment_members,
 )
+from nurture.segmentation import rules as rules_module
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -233,3 +234,27 @@ def test_evaluating_again_rewrites_only_the_memberships_that_changed(
     # Those still in keep their rows; only the member who joined has a new one.
     assert {m: after[m] for m in founders[1:]} == {m: before[m] for m in founders[1:]}
     assert after[joined][1].replace(tzinfo=dt.UTC) == later
+
+
+def test_few_changes_leave_the_tables_statistics_alone(
+    session, questionnaire, population, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    counted: list[list[str]] = []
+    monkeypatch.setattr(
+        rules_module,
+        "refresh_statistics",
+        lambda _session, tables: counted.append([table.__tablename__ for table in tables]),
+    )
+    rules = [rule("founders", "answers.role == 'founder'")]
+    build_profiles(session, HashingEmbedder(32), questionnaire, NOW)
+    first = segment_members(session, questionnaire=questionnaire, now=NOW, rules=rules)
+    tables = ["segment_memberships", "segment_assignments"]
+    assert counted == [tables]  # a whole evaluation counts them again
+
+    later = NOW + dt.timedelta(hours=1)
+    again = evaluate_rule_segments(session, rules, later, run_id=first.run_id, only_changed=True)
+    assert again.sizes == {"founders": 30}
+    assert counted == [tables]  # nobody entered or left: not again
+
+    evaluate_rule_segments(session, rules, later + dt.timedelta(hours=1), run_id=first.run_id)
+    assert counted == [tables, tables]
