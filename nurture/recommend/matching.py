@@ -44,7 +44,6 @@ from nurture.recommend.run_state import (
     item_available,
     item_freshness,
     language_code,
-    latest_segmentation_run,
     load_run_state,
     microseconds,
     occurred_at_column,
@@ -218,10 +217,15 @@ class _Chunk:
 
 
 def _best_segments(
-    session: Session, ids: Sequence[int], dim: int
+    session: Session, ids: Sequence[int], dim: int, state: RunState
 ) -> dict[int, tuple[int, np.ndarray | None]]:
-    """Each member's current segment in the latest segmentation run, with its interest."""
-    latest_run = latest_segmentation_run(session)
+    """Each member's current segment in the run's segmentation run, with its interest.
+
+    The segmentation run is the state's (:attr:`RunState.segmentation_run`, the one its
+    popularity counts), and each segment's interest is read once per match run
+    (:attr:`RunState.segment_interests`): two round trips fewer per chunk.
+    """
+    latest_run = state.segmentation_run
     if latest_run is None:
         return {}
     connection = session.connection()  # after _load_chunk's flush
@@ -261,13 +265,18 @@ def _best_segments(
         first = np.ones(order.size, dtype=bool)
         first[1:] = member_array[1:] != member_array[:-1]
         chosen = dict(zip(member_array[first].tolist(), segment_array[first].tolist(), strict=True))
-    # The interests of the few segments chosen, read once each, not once per membership.
-    interests: dict[int, np.ndarray | None] = {}
-    for segment_id, interest in connection.execute(
-        select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
-    ).all():
-        fits = interest is not None and interest.shape == (dim,)
-        interests[segment_id] = interest if fits else None
+    # The interests of the few segments chosen, read once each per run, not once per
+    # membership or per chunk.
+    interests = state.segment_interests
+    unread = sorted(set(chosen.values()) - interests.keys())
+    if unread:
+        read: dict[int, np.ndarray | None] = dict.fromkeys(unread)
+        for segment_id, interest in connection.execute(
+            select(Segment.id, Segment.interest).where(Segment.id.in_(unread))
+        ).all():
+            fits = interest is not None and interest.shape == (dim,)
+            read[segment_id] = interest if fits else None
+        interests.update(read)
     best: dict[int, tuple[int, np.ndarray | None]] = {
         member_id: (segment_id, interests.get(segment_id))
         for member_id, segment_id in chosen.items()
@@ -313,7 +322,7 @@ def _load_chunk(
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
-    for member_id, (segment_id, vector) in _best_segments(session, ids, dim).items():
+    for member_id, (segment_id, vector) in _best_segments(session, ids, dim, state).items():
         segment_ids[row_of[member_id]] = segment_id
         if vector is not None:
             segment_interest[row_of[member_id]] = vector
