@@ -157,8 +157,9 @@ def _counted_members(session) -> float:
     from sqlalchemy import text
 
     return float(
-        session.execute(text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('members')"))
-        .scalar_one()
+        session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('members')")
+        ).scalar_one()
     )
 
 
