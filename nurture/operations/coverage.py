@@ -5,7 +5,7 @@ from __future__ import annotations
 import datetime as dt
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, and_, case, distinct, func, or_, select
+from sqlalchemy import ColumnElement, and_, distinct, func, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.storage.models import ContentItem, MatchRun, Member, Recommendation, utcnow
@@ -65,24 +65,19 @@ def match_coverage(session: Session, now: dt.datetime | None = None) -> Coverage
     """
     now = now or utcnow()
     members = session.scalar(select(func.count()).select_from(Member)) or 0
-    live = live_item_condition(now)
-    # One scan of the recommendations for the three counts (the items' through an outer
-    # join: a row whose item is gone still counts as a recommendation, not as a live item).
-    recommendations, recommended_members, items_recommended = session.execute(
-        select(
-            func.count(),
-            func.count(distinct(Recommendation.member_id)),
-            func.count(
-                distinct(
-                    case((and_(ContentItem.id.is_not(None), live), Recommendation.content_item_id))
-                )
-            ),
-        )
-        .select_from(Recommendation)
-        .outerjoin(ContentItem, ContentItem.id == Recommendation.content_item_id)
+    recommendations, recommended_members = session.execute(
+        select(func.count(), func.count(distinct(Recommendation.member_id)))
     ).one()
-    items_recommended = items_recommended or 0
+    live = live_item_condition(now)
     live_items = session.scalar(select(func.count()).select_from(ContentItem).where(live)) or 0
+    items_recommended = (
+        session.scalar(
+            select(func.count(distinct(Recommendation.content_item_id)))
+            .join(ContentItem, ContentItem.id == Recommendation.content_item_id)
+            .where(live)
+        )
+        or 0
+    )
     last_run = session.execute(
         select(MatchRun.id, MatchRun.created_at, MatchRun.model)
         .order_by(MatchRun.created_at.desc(), MatchRun.id.desc())
