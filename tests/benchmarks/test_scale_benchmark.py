@@ -4,10 +4,13 @@ It asserts nothing about speed (``make bench-scale`` measures it).
 """
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
 import pytest
+from sqlalchemy import Engine, inspect
 
 from benchmarks.scale import (
     NOW,
@@ -21,7 +24,8 @@ from benchmarks.scale import (
 from benchmarks.sendgrid_delivery import mock_sendgrid
 from nurture import stages
 from nurture.runtime import Runtime, settings_from
-from nurture.storage.models import LifecycleStage, Member, MemberProfile
+from nurture.storage.database import open_session
+from nurture.storage.models import ActivityEvent, LifecycleStage, Member, MemberProfile
 
 
 def test_the_library_grows_to_the_items_asked(tmp_path: Path) -> None:
@@ -219,3 +223,57 @@ def test_the_match_floor_multiplies_a_row_for_every_matched_member(
     bare_top_k(runtime.engine, runtime.embedder, 5, 2, ids)
     runtime.close()
     assert rows == [2, 1]
+
+
+def test_an_insert_floor_writes_into_a_copy_with_the_tables_keys_and_indexes(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The floor stores the rows as the table would: its primary key, unique keys and indexes."""
+    from benchmarks import scale
+
+    with open_session(engine) as session:
+        member = Member(email="m@example.org", joined_at=NOW)
+        session.add(member)
+        session.flush()
+        session.add_all(
+            ActivityEvent(
+                member_id=member.id, type="post", occurred_at=NOW, idempotency_key=f"k{n}"
+            )
+            for n in range(3)
+        )
+        session.commit()
+    seen: dict[str, object] = {}
+    timed_block = scale.measured
+
+    @contextmanager
+    def inspecting() -> Iterator[scale.Timed]:
+        schema = inspect(engine)
+        seen["indexes"] = {
+            (tuple(index["column_names"]), bool(index["unique"]))
+            for index in schema.get_indexes("floor_activity_events")
+        }
+        seen["primary key"] = schema.get_pk_constraint("floor_activity_events")[
+            "constrained_columns"
+        ]
+        seen["unique"] = {
+            tuple(unique["column_names"])
+            for unique in schema.get_unique_constraints("floor_activity_events")
+        }
+        with timed_block() as timed:
+            yield timed
+
+    monkeypatch.setattr(scale, "measured", inspecting)
+    timed = scale.bare_insert(engine, ["activity_events"], 2)
+
+    schema = inspect(engine)
+    assert seen["indexes"] == {
+        (tuple(index["column_names"]), bool(index["unique"]))
+        for index in schema.get_indexes("activity_events")
+    }
+    assert seen["indexes"]
+    assert seen["primary key"] == schema.get_pk_constraint("activity_events")["constrained_columns"]
+    assert seen["unique"] == {
+        tuple(unique["column_names"]) for unique in schema.get_unique_constraints("activity_events")
+    }
+    assert "floor_activity_events" not in schema.get_table_names()
+    assert timed.seconds > 0
