@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, func, select
 from sqlalchemy.orm import Session
 
+from nurture.profiling.profiles import every_profile_has_layout
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -149,20 +150,6 @@ def _ids(session: Session, query: Select[tuple[int]] | CompoundSelect[tuple[int]
     return set(session.scalars(query))
 
 
-def _every_profile_has_layout(session: Session, layout_hash: str) -> bool:
-    """Whether no profile has another layout than ``layout_hash``.
-
-    Looked up at both ends of the layout's index (its least and greatest value), where
-    ``!=`` reads every row of the wide profiles table.
-    """
-    lowest, highest = session.execute(
-        select(
-            func.min(MemberProfile.feature_names_hash), func.max(MemberProfile.feature_names_hash)
-        )
-    ).one()
-    return lowest in (None, layout_hash) and highest in (None, layout_hash)
-
-
 def members_to_profile(
     session: Session,
     since: Watermark | None,
@@ -189,7 +176,7 @@ def members_to_profile(
     changed |= _ids(session, select(Answer.member_id).where(Answer.answered_at > since.wall))
     changed |= _ids(session, select(Member.id).where(Member.updated_at > since.wall))
     changed |= _ids(session, select(Member.id).except_(select(MemberProfile.member_id)))
-    if layout_hash is not None and not _every_profile_has_layout(session, layout_hash):
+    if layout_hash is not None and not every_profile_has_layout(session, layout_hash):
         changed |= _ids(
             session,
             select(MemberProfile.member_id).where(MemberProfile.feature_names_hash != layout_hash),
