@@ -124,6 +124,11 @@ ImportKind = Literal["members", "answers", "activity"]
 IMPORT_ORDER: tuple[ImportKind, ...] = ("members", "answers", "activity")
 """Kinds of import file, in the order they are imported: answers and events need members."""
 
+_STALE_RECOMMENDATIONS = 0.1
+"""Share of the recommendations table a match run's ``ANALYZE`` waits for to have changed
+(autovacuum's default ``autovacuum_analyze_scale_factor``): a warm nightly that rewrites a few
+members' rows skips reading the whole table twice."""
+
 _IMPORT_FILE = re.compile(r"^(members|answers|activity)\b.*\.(csv|jsonl)$", re.IGNORECASE)
 
 
@@ -491,7 +496,7 @@ def start_matching(runtime: Runtime, now: dt.datetime) -> dict[str, int]:
     with runtime.session() as session:
         # The run deletes each chunk's previous recommendations by member: on statistics of
         # a table that has grown since, PostgreSQL plans that as a scan of the whole table.
-        refresh_statistics(session, (Recommendation,))
+        refresh_statistics(session, (Recommendation,), stale_share=_STALE_RECOMMENDATIONS)
         watermark = (
             take_watermark(session, now, utc_now(), _match_params(runtime))
             if settings.incremental_nightly
@@ -600,7 +605,8 @@ def match_coverage(runtime: Runtime, now: dt.datetime) -> operations.CoverageSum
     """
     with runtime.session() as session:
         complete_watermark(session)
-        refresh_statistics(session, (Recommendation,))  # the run rewrote the table
+        # The run rewrote the table: analysed again once enough of it changed.
+        refresh_statistics(session, (Recommendation,), stale_share=_STALE_RECOMMENDATIONS)
     with runtime.session() as session:
         return operations.match_coverage(session, now)
 

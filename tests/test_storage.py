@@ -161,3 +161,53 @@ def test_plain_rows_flush_pending_changes_and_give_typed_values(session):
     assert plain_rows(session, select(Member.id)).scalars().all() == [
         session.scalars(select(Member.id)).one()
     ]
+
+
+def _counted_members(session) -> float:
+    from sqlalchemy import text
+
+    return float(
+        session.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('members')")
+        ).scalar_one()
+    )
+
+
+def _add_members(session, count: int, start: int) -> None:
+    from sqlalchemy import text
+
+    session.add_all(_member(f"m{start + index}@example.org") for index in range(count))
+    session.flush()
+    session.execute(text("SELECT pg_stat_force_next_flush()"))  # counted once committed
+    session.commit()
+
+
+def test_statistics_are_refreshed_only_once_stale_when_asked(session):
+    import time
+
+    from nurture.storage import refresh_statistics
+    from nurture.storage.database import rows_changed_since_analyze
+
+    if session.get_bind().dialect.name != "postgresql":
+        refresh_statistics(session, (Member,), stale_share=0.1)  # nothing to do elsewhere
+        return
+    _add_members(session, 10, 0)
+    refresh_statistics(session, (Member,))  # always analysed: the ten rows counted
+    session.commit()
+    assert _counted_members(session) == 10
+    assert rows_changed_since_analyze(session, "members") == (0, 10.0)
+
+    _add_members(session, 1, 10)  # one row more: under 50 + 10% of the rows
+    refresh_statistics(session, (Member,), stale_share=0.1)
+    session.commit()
+    assert _counted_members(session) == 10  # skipped: the statistics still say ten
+
+    _add_members(session, 60, 11)
+    deadline = time.monotonic() + 5
+    while (rows_changed_since_analyze(session, "members")[0] or 0) < 61:
+        assert time.monotonic() < deadline, "the server never counted the rows inserted"
+        session.commit()  # a new snapshot of the statistics
+        time.sleep(0.05)
+    refresh_statistics(session, (Member,), stale_share=0.1)
+    session.commit()
+    assert _counted_members(session) == 71  # stale: analysed again

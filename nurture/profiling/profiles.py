@@ -37,6 +37,7 @@ __all__ = [
     "PlannedProfile",
     "ProfileSummary",
     "build_profiles",
+    "every_profile_has_layout",
     "interest_question_keys",
     "lifecycle_stages",
     "load_activity_summaries",
@@ -413,6 +414,20 @@ def _interest(
     if not vectors:
         return None
     return _unit(np.mean(np.stack(vectors), axis=0))
+
+
+def every_profile_has_layout(session: Session, layout_hash: str) -> bool:
+    """Whether no stored profile has another feature layout than ``layout_hash``.
+
+    Looked up at both ends of the layout's index (its least and greatest value), where
+    ``!=`` reads every row of the wide profiles table.
+    """
+    lowest, highest = session.execute(
+        select(
+            func.min(MemberProfile.feature_names_hash), func.max(MemberProfile.feature_names_hash)
+        )
+    ).one()
+    return lowest in (None, layout_hash) and highest in (None, layout_hash)
 
 
 def lifecycle_stages(

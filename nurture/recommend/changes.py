@@ -25,6 +25,7 @@ from typing import Any
 from sqlalchemy import CompoundSelect, Select, func, select
 from sqlalchemy.orm import Session
 
+from nurture.profiling.profiles import every_profile_has_layout
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -175,7 +176,7 @@ def members_to_profile(
     changed |= _ids(session, select(Answer.member_id).where(Answer.answered_at > since.wall))
     changed |= _ids(session, select(Member.id).where(Member.updated_at > since.wall))
     changed |= _ids(session, select(Member.id).except_(select(MemberProfile.member_id)))
-    if layout_hash is not None:
+    if layout_hash is not None and not every_profile_has_layout(session, layout_hash):
         changed |= _ids(
             session,
             select(MemberProfile.member_id).where(MemberProfile.feature_names_hash != layout_hash),

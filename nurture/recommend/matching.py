@@ -44,7 +44,6 @@ from nurture.recommend.run_state import (
     item_available,
     item_freshness,
     language_code,
-    latest_segmentation_run,
     load_run_state,
     microseconds,
     occurred_at_column,
@@ -218,10 +217,15 @@ class _Chunk:
 
 
 def _best_segments(
-    session: Session, ids: Sequence[int], dim: int
+    session: Session, ids: Sequence[int], dim: int, state: RunState
 ) -> dict[int, tuple[int, np.ndarray | None]]:
-    """Each member's current segment in the latest segmentation run, with its interest."""
-    latest_run = latest_segmentation_run(session)
+    """Each member's current segment in the run's segmentation run, with its interest.
+
+    The segmentation run is the state's (:attr:`RunState.segmentation_run`, the one its
+    popularity counts), and each segment's interest is read once per match run
+    (:attr:`RunState.segment_interests`): two round trips fewer per chunk.
+    """
+    latest_run = state.segmentation_run
     if latest_run is None:
         return {}
     connection = session.connection()  # after _load_chunk's flush
@@ -261,13 +265,18 @@ def _best_segments(
         first = np.ones(order.size, dtype=bool)
         first[1:] = member_array[1:] != member_array[:-1]
         chosen = dict(zip(member_array[first].tolist(), segment_array[first].tolist(), strict=True))
-    # The interests of the few segments chosen, read once each, not once per membership.
-    interests: dict[int, np.ndarray | None] = {}
-    for segment_id, interest in connection.execute(
-        select(Segment.id, Segment.interest).where(Segment.id.in_(sorted(set(chosen.values()))))
-    ).all():
-        fits = interest is not None and interest.shape == (dim,)
-        interests[segment_id] = interest if fits else None
+    # The interests of the few segments chosen, read once each per run, not once per
+    # membership or per chunk.
+    interests = state.segment_interests
+    unread = sorted(set(chosen.values()) - interests.keys())
+    if unread:
+        read: dict[int, np.ndarray | None] = dict.fromkeys(unread)
+        for segment_id, interest in connection.execute(
+            select(Segment.id, Segment.interest).where(Segment.id.in_(unread))
+        ).all():
+            fits = interest is not None and interest.shape == (dim,)
+            read[segment_id] = interest if fits else None
+        interests.update(read)
     best: dict[int, tuple[int, np.ndarray | None]] = {
         member_id: (segment_id, interests.get(segment_id))
         for member_id, segment_id in chosen.items()
@@ -313,7 +322,7 @@ def _load_chunk(
 
     segment_interest = np.zeros((m, dim), dtype=np.float32)
     segment_ids: list[int | None] = [None] * m
-    for member_id, (segment_id, vector) in _best_segments(session, ids, dim).items():
+    for member_id, (segment_id, vector) in _best_segments(session, ids, dim, state).items():
         segment_ids[row_of[member_id]] = segment_id
         if vector is not None:
             segment_interest[row_of[member_id]] = vector
@@ -436,16 +445,53 @@ def _format_match(chunk: _Chunk, state: RunState) -> np.ndarray:
     return np.take(prefers, item_kinds, axis=1)  # in row order, as the ranker reads it
 
 
+@dataclass(frozen=True)
+class _EvidenceGroup:
+    """The evidence of some members of a chunk, padded to the widest of them only.
+
+    Attributes:
+        rows: ``(g,)`` the members' rows in the chunk.
+        vectors: ``(g, e, d)`` each member's evidence vectors, padded to ``e`` slots.
+        mask: ``(g, e)`` bool, true where a slot holds real evidence.
+    """
+
+    rows: np.ndarray
+    vectors: np.ndarray
+    mask: np.ndarray
+
+
+def evidence_groups(widths: np.ndarray) -> list[np.ndarray]:
+    """Rows grouped by how many slots of evidence they hold, so that each pads to few.
+
+    A group holds the rows whose width lies in ``(2 ** (g - 1), 2 ** g]`` (one group for
+    widths 1 and 2, one for 3 and 4, then 5 to 8...): padding a chunk to its widest member
+    (the odd member with twenty pieces of evidence when most have four) would multiply the
+    memory and the comparisons of reasons by the ratio. Rows without evidence are left out.
+
+    Args:
+        widths: ``(m,)`` the slots of evidence of each row.
+
+    Returns:
+        The groups' rows, each ascending, the narrowest group first.
+    """
+    widths = np.asarray(widths, dtype=np.int64)
+    group = np.zeros(widths.shape, dtype=np.int64)
+    some = widths > 0
+    group[some] = np.ceil(np.log2(np.maximum(widths[some], 2))).astype(np.int64)
+    return [np.flatnonzero(some & (group == value)) for value in np.unique(group[some])]
+
+
 def _evidence(
     session: Session, embedder: Embedder, chunk: _Chunk, state: RunState
-) -> tuple[list[list[Evidence]], np.ndarray, np.ndarray]:
-    """Each member's evidence, padded: ``(stated evidence, (m, e, d) vectors, (m, e) mask)``.
+) -> tuple[list[list[Evidence]], list[_EvidenceGroup]]:
+    """Each member's evidence: ``(stated evidence, its vectors in groups of similar width)``.
 
     A member's slots hold what they stated (answer, then goals: the evidence lists) followed
     by their recent items (``chunk.recent``, whose evidence :func:`_consumed` gives when a
     reason names one). The vectors are those reasons compare: less the centre of the member's
     language, at unit length (an item's are :attr:`RunState.reason_vectors`: the member's
-    recent items are in their language).
+    recent items are in their language). Members are padded by group
+    (:func:`evidence_groups`), not all to the widest.
     """
     label_of = functools.cache(goal_label)  # a few options in a few languages
     labels = [
@@ -476,22 +522,36 @@ def _evidence(
     m, dim = len(chunk.member_ids), embedder.dim
     stated = np.array([len(found) for found in evidence], dtype=np.int64).reshape(m)
     recent = np.array([len(consumed) for consumed in chunk.recent], dtype=np.int64).reshape(m)
-    width = int((stated + recent).max(initial=0))
-    padded = np.zeros((m, width, dim), dtype=np.float32)
-    mask = np.zeros((m, width), dtype=bool)
+    # Every (row, slot) that holds evidence, with its vector: what they stated, then each
+    # member's recent items in the slots after it.
+    rows = np.zeros(0, dtype=np.int64)
+    slots = np.zeros(0, dtype=np.int64)
+    vectors = np.zeros((0, dim), dtype=np.float32)
     if text_at:
         rows, slots, which = np.array(text_at, dtype=np.int64).T
         text_vectors = np.stack(list(vector_of.values())).astype(np.float32, copy=False)
-        padded[rows, slots] = unit_vectors(text_vectors[which] - _centres(chunk, state, dim)[rows])
-        mask[rows, slots] = True
-    if recent.any():  # each member's recent items, in the slots after what they stated
-        rows = np.repeat(np.arange(m), recent)
+        vectors = unit_vectors(text_vectors[which] - _centres(chunk, state, dim)[rows])
+    if recent.any():
+        recent_rows = np.repeat(np.arange(m), recent)
         starts = np.cumsum(recent) - recent
-        slots = np.repeat(stated - starts, recent) + np.arange(len(rows))
+        recent_slots = np.repeat(stated - starts, recent) + np.arange(len(recent_rows))
         columns = np.array([column for consumed in chunk.recent for column, _ in consumed])
-        padded[rows, slots] = state.reason_vectors[columns]
-        mask[rows, slots] = True
-    return evidence, padded, mask
+        rows = np.concatenate([rows, recent_rows])
+        slots = np.concatenate([slots, recent_slots])
+        vectors = np.concatenate([vectors, state.reason_vectors[columns]])
+    widths = stated + recent
+    groups: list[_EvidenceGroup] = []
+    local = np.zeros(m, dtype=np.int64)
+    for members in evidence_groups(widths):
+        local[members] = np.arange(members.size)
+        inside = np.isin(rows, members)
+        width = int(widths[members].max())
+        padded = np.zeros((members.size, width, dim), dtype=np.float32)
+        mask = np.zeros((members.size, width), dtype=bool)
+        padded[local[rows[inside]], slots[inside]] = vectors[inside]
+        mask[local[rows[inside]], slots[inside]] = True
+        groups.append(_EvidenceGroup(members, padded, mask))
+    return evidence, groups
 
 
 def _centres(chunk: _Chunk, state: RunState, dim: int) -> np.ndarray:
@@ -565,15 +625,17 @@ def _reasons(
     # What every item of the member's language shares ("community") says nothing about why
     # this item: evidence and items are compared once it is taken out. A recommended item is
     # in the member's language: its vector less its own language's centre is the one.
-    evidence, evidence_vectors, evidence_mask = _evidence(session, embedder, chunk, state)
-    recommended = (
-        state.reason_vectors[np.clip(indices, 0, None)]
-        if len(state.items)
-        else np.zeros((m, k, embedder.dim), dtype=np.float32)
-    )
-    best, _ = distinct_evidence(
-        evidence_vectors, evidence_mask, recommended, weights.reason_min_similarity
-    )
+    evidence, groups = _evidence(session, embedder, chunk, state)
+    best = np.full((m, k), -1, dtype=np.int64)
+    for group in groups:  # members apart: each group compares its own slots only
+        recommended = (
+            state.reason_vectors[np.clip(indices[group.rows], 0, None)]
+            if len(state.items)
+            else np.zeros((group.rows.size, k, embedder.dim), dtype=np.float32)
+        )
+        best[group.rows], _ = distinct_evidence(
+            group.vectors, group.mask, recommended, weights.reason_min_similarity
+        )
     source, strength = _co_engagement_sources(chunk, state, indices)
     # The same sentences recur across members: each is made once per chunk.
     stated_reason = functools.cache(reason_text)

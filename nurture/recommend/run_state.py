@@ -188,6 +188,9 @@ class RunState:
         centres: The mean vector of the available items of each language (of all its items
             when none is available): what they have in common, taken out before reasons
             compare evidence with items.
+        segmentation_run: The latest segmentation run when the state was built, whose
+            segments ``popularity`` counts and whose memberships the run's members are
+            ranked by (none before any segmentation).
     """
 
     now: dt.datetime
@@ -200,6 +203,7 @@ class RunState:
     segment_rows: dict[int, int]
     centres: dict[str, np.ndarray]
     collaborative: EASE | None = None
+    segmentation_run: int | None = None
     choice_questions: tuple[str, ...] = ()
     choice_answers: ChoiceAnswers | None = None
     groups: GroupPopularity | None = None
@@ -272,6 +276,15 @@ class RunState:
 
     @cached_property
     def _kinds_allowed(self) -> dict[frozenset[str], np.ndarray]:
+        return {}
+
+    @cached_property
+    def segment_interests(self) -> dict[int, np.ndarray | None]:
+        """The interest of each segment of :attr:`segmentation_run` read so far, by id.
+
+        Filled by the run's chunks as they meet segments (a segment's interest is read once
+        per run, not once per chunk); none where a segment has no interest of the right size.
+        """
         return {}
 
     @cached_property
@@ -415,14 +428,14 @@ def _recency(times: np.ndarray, now: dt.datetime, half_life_days: float) -> np.n
 
 def _segment_popularity(
     session: Session,
+    latest: int | None,
     members: np.ndarray,
     columns: np.ndarray,
     weights: np.ndarray,
     n_items: int,
 ) -> tuple[np.ndarray, dict[int, int]]:
-    """Recency-weighted engagement per segment of the latest segmentation run, and community."""
+    """Recency-weighted engagement per segment of the run ``latest``, and the community's."""
     memberships = np.zeros((0, 2), dtype=np.int64)
-    latest = latest_segmentation_run(session)
     if latest is not None:
         query = select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
             SegmentMembership.run_id == latest
@@ -945,7 +958,10 @@ def build_run_state(
         if weights.decay_popularity
         else np.ones(learned.times.shape, dtype=np.float64)
     )
-    popularity, segment_rows = _segment_popularity(session, members, columns, recency, len(items))
+    segmentation_run = latest_segmentation_run(session)
+    popularity, segment_rows = _segment_popularity(
+        session, segmentation_run, members, columns, recency, len(items)
+    )
     questions = tuple(choice_questions)
     answers: ChoiceAnswers | None = None
     groups = None
@@ -975,6 +991,7 @@ def build_run_state(
         segment_rows=segment_rows,
         centres=centres,
         collaborative=learned.collaborative,
+        segmentation_run=segmentation_run,
         choice_questions=questions,
         choice_answers=answers,
         groups=groups,

@@ -25,6 +25,7 @@ from sqlalchemy import CompoundSelect, Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
+from nurture.profiling.profiles import every_profile_has_layout
 from nurture.segmentation.assignments import update_cluster_assignments
 from nurture.segmentation.rules import SegmentRule, evaluate_rule_segments
 from nurture.segmentation.segments import SegmentationSummary
@@ -183,18 +184,12 @@ def assign_changed_members(
     if layout_hash is None:  # no profile can have its layout
         return None
     # The profiles' table is wide (their vectors): its member ids are read once, and every
-    # question about who is profiled answered from them; another layout is looked for at
-    # both ends of its index (the least and greatest), where ``!=`` would read every row.
+    # question about who is profiled answered from them.
     profiled = _id_arrays(
         session, select(MemberProfile.member_id).order_by(MemberProfile.member_id), 1
     )[:, 0]
     total = len(profiled)
-    lowest, highest = session.execute(
-        select(
-            func.min(MemberProfile.feature_names_hash), func.max(MemberProfile.feature_names_hash)
-        )
-    ).one()
-    if total < 2 or lowest != layout_hash or highest != layout_hash:
+    if total < 2 or not every_profile_has_layout(session, layout_hash):
         return None
     segments = list(
         session.scalars(

@@ -251,7 +251,9 @@ def inserted_ignoring_conflicts(
     return written
 
 
-def refresh_statistics(session: Session, tables: Iterable[type[Any]]) -> None:
+def refresh_statistics(
+    session: Session, tables: Iterable[type[Any]], *, stale_share: float | None = None
+) -> None:
     """After a bulk write, have PostgreSQL's planner count the tables' rows again (``ANALYZE``).
 
     A table just filled in the same run still has the statistics of its empty self until
@@ -262,8 +264,53 @@ def refresh_statistics(session: Session, tables: Iterable[type[Any]]) -> None:
     Args:
         session: Database session.
         tables: The mapped classes whose tables were written.
+        stale_share: When given, a table is analysed only when its statistics are stale by
+            autovacuum's own rule: never analysed, or more than ``50 + stale_share`` x its
+            rows inserted, updated or deleted since (the server's counts of committed
+            changes, :func:`rows_changed_since_analyze`); an incremental run that rewrote a
+            few rows of a large table then skips an ``ANALYZE`` that reads it all. None:
+            always analysed.
     """
     if session.get_bind().dialect.name != "postgresql":
         return
     for table in tables:
-        session.execute(text(f"ANALYZE {table.__tablename__}"))
+        name = table.__tablename__
+        if stale_share is not None:
+            changed, rows = rows_changed_since_analyze(session, name)
+            if changed is not None and changed <= _ANALYZE_BASE_ROWS + stale_share * rows:
+                continue
+        session.execute(text(f"ANALYZE {name}"))
+
+
+_ANALYZE_BASE_ROWS = 50
+"""Changed rows a table may have over its share before it counts as stale (as autovacuum's
+``autovacuum_analyze_threshold``)."""
+
+
+def rows_changed_since_analyze(session: Session, table: str) -> tuple[int | None, float]:
+    """PostgreSQL's count of a table's rows changed since its last ``ANALYZE``, and its rows.
+
+    Args:
+        session: Database session (on PostgreSQL).
+        table: The table's name.
+
+    Returns:
+        ``(changed, rows)``: the committed inserts, updates and deletes since the table was
+        last analysed (None when it never was, or the server keeps no count), and the rows
+        its statistics hold (0 when unknown).
+    """
+    found = session.execute(
+        text(
+            "SELECT s.n_mod_since_analyze, "
+            "s.last_analyze IS NULL AND s.last_autoanalyze IS NULL, c.reltuples "
+            "FROM pg_class c LEFT JOIN pg_stat_user_tables s ON s.relid = c.oid "
+            "WHERE c.oid = to_regclass(:name)"
+        ),
+        {"name": table},
+    ).first()
+    if found is None:
+        return None, 0.0
+    changed, never, rows = found
+    if changed is None or never:
+        return None, max(float(rows or 0), 0.0)
+    return int(changed), max(float(rows or 0), 0.0)

@@ -244,3 +244,50 @@ def test_inserted_rows_leave_nothing_staged_for_the_next_call_after_a_refused_ba
 
     assert written == [("next",)]
     assert session.scalars(select(Enrollment.journey_key)).all() == ["next"]
+
+
+def test_rows_copied_as_text_read_back_as_the_orm_writes_them(session, member_id):
+    keys = ["tab\there", "line\nbreak\\back\r\x0bslash", None]
+    columns = ("member_id", "type", "occurred_at", "content_key", "properties", "idempotency_key")
+    values = [
+        [member_id] * 3,
+        ["post"] * 3,
+        MOMENTS,
+        keys,
+        PROPERTIES,
+        [f"bulk-{index}" for index in range(3)],
+    ]
+    assert write_columns(session, ActivityEvent.__table__, columns, values, conflict=()) == 3
+    for index, (moment, key, properties) in enumerate(zip(MOMENTS, keys, PROPERTIES, strict=True)):
+        session.add(
+            ActivityEvent(
+                member_id=member_id,
+                type="post",
+                occurred_at=moment,
+                content_key=key,
+                properties=properties,
+                idempotency_key=f"orm-{index}",
+            )
+        )
+    session.commit()
+    session.expire_all()
+
+    stored = {e.idempotency_key: e for e in session.scalars(select(ActivityEvent))}
+    for index in range(3):
+        bulk_event, orm_event = stored[f"bulk-{index}"], stored[f"orm-{index}"]
+        assert bulk_event.occurred_at == orm_event.occurred_at == MOMENTS[index]
+        assert bulk_event.content_key == orm_event.content_key == keys[index]
+        assert bulk_event.properties == orm_event.properties == PROPERTIES[index]
+
+
+def test_copy_text_writes_plain_values_and_leaves_others_to_the_driver():
+    from nurture.ingest.bulk import copy_text
+
+    moment = dt.datetime(2026, 5, 1, 9, 0, tzinfo=dt.UTC)
+    assert copy_text([[1, None], [0.1, float("-inf")], ["a\tb", "c\\"], [moment, moment]]) == (
+        "1\t0.1\ta\\tb\t2026-05-01T09:00:00+00:00\n\\N\t-Infinity\tc\\\\\t2026-05-01T09:00:00+00:00\n"
+    )
+    assert copy_text([[None, None]]) == "\\N\n\\N\n"
+    assert copy_text([[True, False]]) is None  # a bool is no int here
+    assert copy_text([[1, 2.5]]) is None  # two types in a column
+    assert copy_text([[EnrollmentState.ACTIVE]]) is None  # an enum: the driver's dumper

@@ -944,3 +944,35 @@ def test_library_rows_and_vectors_are_those_of_the_items(session, library):
     assert [tuple(row) for row in rows] == [
         tuple(getattr(item, name) for name in columns) for item in items
     ]
+
+
+def test_evidence_groups_gather_members_of_similar_width():
+    from nurture.recommend.matching import evidence_groups
+
+    groups = evidence_groups(np.array([0, 3, 1, 2, 19, 4, 5, 8, 0, 9]))
+    assert [group.tolist() for group in groups] == [[2, 3], [1, 5], [6, 7], [9], [4]]
+    assert evidence_groups(np.zeros(3, dtype=np.int64)) == []
+
+
+def test_distinct_evidence_by_group_is_that_of_the_whole_padding():
+    from nurture.recommend.matching import evidence_groups
+    from nurture.recommend.reasons import distinct_evidence
+
+    rng = np.random.default_rng(3)
+    m, k, dim = 40, 5, 16
+    widths = rng.integers(0, 12, m)
+    widths[0] = 19
+    mask = np.arange(19)[None, :] < widths[:, None]
+    vectors = rng.standard_normal((m, 19, dim)).astype(np.float32) * mask[:, :, None]
+    vectors /= np.maximum(np.linalg.norm(vectors, axis=-1, keepdims=True), 1e-9)
+    items = rng.standard_normal((m, k, dim)).astype(np.float32)
+    items /= np.linalg.norm(items, axis=-1, keepdims=True)
+    whole, _ = distinct_evidence(vectors, mask, items, 0.1)
+    grouped = np.full((m, k), -1, dtype=np.int64)
+    for rows in evidence_groups(widths):
+        width = int(widths[rows].max())
+        grouped[rows], _ = distinct_evidence(
+            vectors[rows, :width], mask[rows, :width], items[rows], 0.1
+        )
+    assert (whole >= 0).any()
+    np.testing.assert_array_equal(grouped, whole)
