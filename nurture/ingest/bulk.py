@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 
 from nurture.storage.models import UTCDateTime
 
-__all__ = ["inserted_rows", "select_where_in", "write_columns", "write_rows"]
+__all__ = ["copy_text", "inserted_rows", "select_where_in", "write_columns", "write_rows"]
 
 _Convert = Callable[[Any], Any] | None
 _CONFLICTED = "nurture.bulk.conflicted"

@@ -72,6 +72,7 @@ __all__ = [
     "MatchSummary",
     "RankingSignals",
     "RecommendedItem",
+    "evidence_groups",
     "item_available",
     "item_freshness",
     "load_ranking_signals",

@@ -46,6 +46,7 @@ __all__ = [
     "open_session",
     "plain_rows",
     "refresh_statistics",
+    "rows_changed_since_analyze",
     "session_scope",
 ]
 
