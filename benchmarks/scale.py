@@ -55,6 +55,7 @@ import functools
 import gc
 import io
 import logging
+import multiprocessing
 import os
 import platform
 import re
@@ -66,6 +67,7 @@ import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from multiprocessing.pool import Pool
 from pathlib import Path
 from typing import Any, Literal, ParamSpec, TypeVar
 
@@ -290,6 +292,7 @@ class ScaleResult:
     setup_seconds: float = 0.0
     wall_seconds: float = 0.0
     send_concurrency: int = 0
+    delivery_processes: int = 1
     due_emails: int = 0
     delivered_cap: int | None = None
     until: str | None = None
@@ -704,6 +707,7 @@ def run_scale_benchmark(
     floor_encode: Encode | None = None,
     sendgrid_url: str | None = None,
     send_concurrency: int | None = None,
+    delivery_processes: int | None = None,
     floor_emails: int = 500,
     deliver_at_most: int | None = None,
     until: Literal["profile"] | None = None,
@@ -727,6 +731,9 @@ def run_scale_benchmark(
             to the outbox only.
         send_concurrency: Senders of the delivery (``NURTURE_SEND_CONCURRENCY``); default:
             the setting's default.
+        delivery_processes: Worker processes of the SendGrid delivery
+            (``NURTURE_DELIVERY_PROCESSES``, as the deliver flow runs them); default: the
+            setting's default. The processes start before timing, as a running deliver worker's.
         floor_emails: Emails of the SendGrid floor's loop at most (its time is scaled).
         deliver_at_most: Deliver only the first this many due emails (the others stay
             queued), to keep a very large run short; None: every due email.
@@ -758,6 +765,8 @@ def run_scale_benchmark(
         values["models_dir"] = models_dir
     if send_concurrency is not None:
         values["send_concurrency"] = send_concurrency
+    if delivery_processes is not None:
+        values["delivery_processes"] = delivery_processes
     outbox_settings = settings_from(values)
     settings = outbox_settings
     if sendgrid_url is not None:
@@ -787,6 +796,7 @@ def run_scale_benchmark(
         embedder=embedder,
         setup_seconds=community.seconds,
         send_concurrency=settings.send_concurrency,
+        delivery_processes=settings.delivery_processes,
         machine=_machine(),
         until=until,
     )
@@ -860,8 +870,11 @@ def run_scale_benchmark(
     )
     if sendgrid_url is not None:
         sendgrid_delivery.mock_stats(sendgrid_url, reset=True)
-        with stage_measured(f"{dialect} deliver (sendgrid)") as timed:
-            sent = _deliver(runtime, due, "deliver (sendgrid)")
+        with (
+            _delivery_processes(settings) as pool,
+            stage_measured(f"{dialect} deliver (sendgrid)") as timed,
+        ):
+            sent = _deliver(runtime, due, "deliver (sendgrid)", pool)
         stats = sendgrid_delivery.mock_stats(sendgrid_url)
         sendgrid_delivery.check_exactly_once("deliver (sendgrid)", sent.sent, sent, stats)
         floor, floor_sent = bare_sendgrid_loop(runtime, sendgrid_url, sent.sent, floor_emails)
@@ -875,7 +888,7 @@ def run_scale_benchmark(
                 "sequential `SendGridAPIClient.send` loop on the bodies of "
                 f"{floor_sent:,} of them, its time scaled to the {sent.sent:,} emails",
                 note=f"{due_note}, {sent.sent:,} sent, {sent.failed:,} failed; the mock "
-                f"saw each exactly once; concurrency {settings.send_concurrency}",
+                f"saw each exactly once; {_senders(settings)}",
             )
         )
         # The same messages again, to the outbox: another deliver run's mail backend.
@@ -907,12 +920,64 @@ def run_scale_benchmark(
     return result
 
 
-def _deliver(runtime: Runtime, due: Sequence[int], name: str) -> DeliverySummary:
-    """Deliver ``due`` in chunks, as the deliver flow hands them out."""
+def _senders(settings: Settings) -> str:
+    processes = settings.delivery_processes
+    senders = f"concurrency {settings.send_concurrency}"
+    return f"{processes} processes, {senders} each" if processes > 1 else senders
+
+
+_PROCESS_RUNTIME: Runtime | None = None
+
+
+def _start_delivery_process(settings: Settings) -> None:
+    """Pool initializer: the worker process's runtime, as a deliver worker builds it."""
+    global _PROCESS_RUNTIME
+    _PROCESS_RUNTIME = Runtime(settings)
+    _PROCESS_RUNTIME.engine.connect().close()
+
+
+def _process_started(_: int) -> int:
+    time.sleep(0.2)  # long enough for each process of the pool to take one
+    return os.getpid()
+
+
+def _deliver_chunk_in_process(chunk: list[int]) -> DeliverySummary:
+    """Deliver one chunk in a worker process (as the deliver flow's process task runner)."""
+    assert _PROCESS_RUNTIME is not None, "the pool's initializer did not run"
+    return stages.deliver_chunk(_PROCESS_RUNTIME, chunk, NOW)
+
+
+@contextmanager
+def _delivery_processes(settings: Settings) -> Iterator[Pool | None]:
+    """The worker processes of ``settings.delivery_processes`` (None for one: in this process).
+
+    They are started, each with its runtime, before the delivery is timed.
+    """
+    processes = settings.delivery_processes
+    if processes <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("spawn")  # a fresh interpreter, as a deliver worker
+    with context.Pool(processes, initializer=_start_delivery_process, initargs=(settings,)) as pool:
+        started = set(pool.map(_process_started, range(processes), chunksize=1))
+        logger.info("%d delivery processes started", len(started))
+        yield pool
+
+
+def _deliver(
+    runtime: Runtime, due: Sequence[int], name: str, pool: Pool | None = None
+) -> DeliverySummary:
+    """Deliver ``due`` in chunks, as the deliver flow hands them out (to ``pool``'s processes)."""
     summary = DeliverySummary()
     progress = Progress(f"{runtime.engine.dialect.name} {name}", len(due), "emails")
-    for chunk in chunked(list(due), runtime.settings.chunk_size):
-        summary += stages.deliver_chunk(runtime, chunk, NOW)
+    chunks = [list(chunk) for chunk in chunked(list(due), runtime.settings.chunk_size)]
+    if pool is None:
+        for chunk in chunks:
+            summary += stages.deliver_chunk(runtime, chunk, NOW)
+            progress.advance(len(chunk))
+        return summary
+    for chunk, done in zip(chunks, pool.imap(_deliver_chunk_in_process, chunks), strict=True):
+        summary += done
         progress.advance(len(chunk))
     return summary
 
@@ -1321,7 +1386,16 @@ def render_scale_report(report: ScaleReport) -> str:
         "",
         "Delivery goes through the SendGrid backend (`SendGridMailer`, exactly-once "
         "bookkeeping of `deliver_messages`, concurrency "
-        f"{first.send_concurrency if first else 0}) to a local mock of Mail Send "
+        f"{first.send_concurrency if first else 0}"
+        + (
+            f" in each of {first.delivery_processes} worker processes, as the deliver flow "
+            "runs them with `NURTURE_DELIVERY_PROCESSES` (started before timing, as a running "
+            "deliver worker's; their memory is not in the peak; the outbox delivery after it "
+            "runs in one)"
+            if first is not None and first.delivery_processes > 1
+            else ""
+        )
+        + ") to a local mock of Mail Send "
         f"(`benchmarks/mock_sendgrid.py`) answering each request after "
         f"{sendgrid_delivery.LATENCY_MS:.0f} ms; the mock counts each message id (each must "
         "arrive exactly once). The same messages are then put back in the queue and delivered "
@@ -1381,6 +1455,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--chunk-size", type=int, default=500)
     parser.add_argument("--send-concurrency", type=int, help="Default: the setting's default.")
+    parser.add_argument(
+        "--delivery-processes",
+        type=int,
+        help="Worker processes of the SendGrid delivery, as the deliver flow's "
+        "(NURTURE_DELIVERY_PROCESSES); default: the setting's default.",
+    )
     parser.add_argument("--floor-emails", type=int, default=500)
     parser.add_argument(
         "--encoder-check-members",
@@ -1448,6 +1528,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "floor_encode": floor_encode,
                 "sendgrid_url": mock,
                 "send_concurrency": args.send_concurrency,
+                "delivery_processes": args.delivery_processes,
                 "floor_emails": args.floor_emails,
                 "deliver_at_most": args.deliver_at_most,
                 "until": args.until,

@@ -15,9 +15,11 @@ from sqlalchemy import Engine, inspect
 from benchmarks.scale import (
     NOW,
     STAND_IN_MODEL,
+    ScaleReport,
     bare_top_k,
     build_workspace,
     main,
+    render_scale_report,
     render_scale_section,
     run_scale_benchmark,
 )
@@ -111,6 +113,28 @@ def test_delivery_goes_through_sendgrid_to_the_mock_then_the_same_messages_to_th
     assert sendgrid.floor is not None and sendgrid.floor.seconds > 0
     assert "scaled to the" in sendgrid.floor_label
     assert len(list((tmp_path / "data" / "outbox").rglob("*.eml"))) == outbox.rows
+
+
+def test_delivery_in_worker_processes_sends_each_message_once(tmp_path: Path) -> None:
+    """With ``delivery_processes``, the chunks go to worker processes, as the deliver flow's."""
+    with mock_sendgrid(latency_ms=1) as url:
+        result = run_scale_benchmark(
+            tmp_path,
+            members=300,
+            items=60,
+            sendgrid_url=url,
+            warm=False,
+            floor_emails=2,
+            chunk_size=3,
+            delivery_processes=2,
+        )
+    figures = {figure.name: figure for figure in result.figures}
+    sendgrid, outbox = figures["deliver (sendgrid)"], figures["deliver (outbox)"]
+    assert result.delivery_processes == 2
+    assert sendgrid.rows > 6 and sendgrid.rows == outbox.rows  # the mock saw each exactly once
+    assert "2 processes, concurrency" in sendgrid.note
+    report = render_scale_report(ScaleReport(300, "stand-in", results=[result]))
+    assert "in each of 2 worker processes" in report
 
 
 def test_delivery_may_be_capped_and_the_report_says_so(tmp_path: Path) -> None:
