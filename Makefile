@@ -47,13 +47,18 @@ bench: $(STAMP)
 
 MEMBERS ?= 100000
 EMBEDDER ?= onnx-int8
+SEND_CONCURRENCY ?= 64
+DELIVERY_PROCESSES ?= 2
 ## The whole pipeline on a generated community of $(MEMBERS) members and a 5 000-item library, stage by
 ## stage against bare floors, with peak memory, on SQLite then PostgreSQL (a database of its own on
 ## NURTURE_BENCH_POSTGRES_URL, default 127.0.0.1:5432; skipped when unreachable), delivering through
-## SendGrid to a 20 ms mock: writes BENCHMARKS-scale.md (MEMBERS=1000000 possible; EMBEDDER=onnx-int8,
-## torch or stand-in).
+## SendGrid to a 20 ms mock (DELIVERY_PROCESSES worker processes, 2: one per CPU here, each with
+## SEND_CONCURRENCY senders, 64): writes BENCHMARKS-scale.md (MEMBERS=1000000 possible;
+## EMBEDDER=onnx-int8, torch or stand-in).
 bench-scale: $(STAMP)
-	$(BIN)/python -m benchmarks.scale --members $(MEMBERS) --embedder $(EMBEDDER) --output BENCHMARKS-scale.md
+	$(BIN)/python -m benchmarks.scale --members $(MEMBERS) --embedder $(EMBEDDER) \
+		--send-concurrency $(SEND_CONCURRENCY) --delivery-processes $(DELIVERY_PROCESSES) \
+		--output BENCHMARKS-scale.md
 
 ## Imports of activity and answers (ACTIVITY_ROWS, ANSWER_ROWS) against the bare bulk insert of the
 ## same rows: writes BENCHMARKS-imports.md (NURTURE_BENCH_POSTGRES_URL=... measures PostgreSQL too).
