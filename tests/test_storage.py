@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
 from nurture.storage import open_session
-from nurture.storage.database import among, plain_rows
+from nurture.storage.database import among, integer_rows, plain_rows
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -161,6 +161,15 @@ def test_plain_rows_flush_pending_changes_and_give_typed_values(session):
     assert plain_rows(session, select(Member.id)).scalars().all() == [
         session.scalars(select(Member.id)).one()
     ]
+
+
+def test_integer_rows_give_the_pending_rows_as_an_array_of_their_width(session):
+    session.add(_member())  # pending: read as the session's own query would
+    ids = integer_rows(session, select(Member.id, Member.id + 1), 2)
+    member_id = session.scalars(select(Member.id)).one()
+    assert ids.dtype == np.int64
+    assert ids.tolist() == [[member_id, member_id + 1]]
+    assert integer_rows(session, select(Member.id).where(Member.id < 0), 1).shape == (0, 1)
 
 
 def _counted_members(session) -> float:

@@ -16,7 +16,7 @@ from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.orm import Session
 
 from nurture.embedding.embedders import Embedder
-from nurture.storage.database import among
+from nurture.storage.database import among, plain_connection
 from nurture.storage.models import EmbeddingCacheEntry, table_of
 
 __all__ = ["embed_texts_cached", "text_hash"]
@@ -41,10 +41,7 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
     unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
     found: dict[str, np.ndarray] = {}
     keys = list(unique)
-    # On the session's connection: plain rows, without the ORM's work on each (the flush is
-    # what the session's own execute would do first).
-    session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)
     for start in range(0, len(keys), _LOOKUP_BATCH):
         batch = keys[start : start + _LOOKUP_BATCH]
         # The stored bytes, read as a vector in place (the column type would copy each).

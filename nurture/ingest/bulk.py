@@ -35,6 +35,7 @@ from sqlalchemy import JSON, Enum, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
+from nurture.storage.database import plain_connection
 from nurture.storage.models import UTCDateTime
 
 __all__ = ["copy_text", "inserted_rows", "select_where_in", "write_columns", "write_rows"]
@@ -395,9 +396,7 @@ def inserted_rows(
     """
     if not rows:
         return []
-    if session.autoflush:  # the rows go to the driver: the session's pending rows go first
-        session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)  # the session's pending rows go first
     dialect = connection.dialect
     dbapi: Any = dialect.dbapi
     if dialect.name not in ("sqlite", "postgresql"):
@@ -499,9 +498,7 @@ def select_where_in(
     """
     if not keys:
         return []
-    if session.autoflush:
-        session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)
     dialect = connection.dialect
     dbapi: Any = dialect.dbapi
     selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"

@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 
 from nurture.journeys.triggers import local_zone
 from nurture.segmentation.assignments import effective_segments
+from nurture.storage import plain_connection
 from nurture.storage.models import ActivityEvent, Member, table_of
 
 __all__ = [
@@ -255,10 +256,7 @@ def hour_count_pages(
     wanted = sorted(set(member_ids)) if member_ids is not None else None
     last: int | None = None
     start = 0
-    # Plain rows on the session's connection, without the ORM's work on each (the flush is
-    # what the session's own execute would do first).
-    session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)
     while True:
         if wanted is None:
             paged = query if last is None else query.where(Member.id > last)

@@ -28,7 +28,7 @@ from nurture.profiling.layout import (
     english_label,
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
-from nurture.storage import among
+from nurture.storage import among, plain_connection
 from nurture.storage.models import ActivityEvent, Answer, LifecycleStage, Member, MemberProfile
 
 __all__ = [
@@ -119,10 +119,7 @@ def load_activity_summaries(
         )
         for days in ACTIVITY_WINDOWS
     }
-    # Plain rows on the session's connection, without the ORM's work on each (the flush is
-    # what the session's own execute would do first).
-    session.flush()
-    rows = session.connection().execute(
+    rows = plain_connection(session).execute(
         select(
             ActivityEvent.member_id,
             ActivityEvent.type,

@@ -10,6 +10,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import Embedder, embed_texts_cached, library_embedder
+from nurture.storage import plain_connection
 from nurture.storage.models import ContentItem
 
 __all__ = [
@@ -149,9 +150,8 @@ def load_library_vectors(
         The items' rows ordered by id, and an ``(len(rows), embedder.dim)`` float32 matrix of
         unit-length rows in the same order.
     """
-    session.flush()  # what the session's own execute would do first
     rows = (
-        session.connection()
+        plain_connection(session)
         .execute(
             select(
                 *LIBRARY_COLUMNS,

@@ -49,7 +49,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
-from nurture.storage.database import among, plain_rows
+from nurture.storage.database import among, plain_connection, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -289,10 +289,7 @@ def _load_chunk(
     session: Session, member_ids: Sequence[int], state: RunState, dim: int, weights: RankingWeights
 ) -> _Chunk:
     now = state.now
-    # Core selects on the session's connection (tuples, without the ORM's per-statement work);
-    # the flush is what the session's own execute would do first.
-    session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)
     # Each member with their profile's interest, in one query (the interest as its stored
     # bytes, read in place).
     members = connection.execute(

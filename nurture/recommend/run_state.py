@@ -38,6 +38,7 @@ from nurture.recommend.collaborative import EASE
 from nurture.recommend.content_vectors import load_library_vectors
 from nurture.recommend.groups import GroupPopularity
 from nurture.recommend.ranking import RankingWeights, decay, learn_co_engagement
+from nurture.storage import integer_rows, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -440,17 +441,9 @@ def _segment_popularity(
         query = select(SegmentMembership.member_id, SegmentMembership.segment_id).where(
             SegmentMembership.run_id == latest
         )
-        # On the session's connection, flat into numpy: the ORM's work on each row (and
-        # numpy's probing of a Row for an array interface) cost most of the whole community's
-        # read (the flush is what the session's own execute would do first).
-        session.flush()
-        connection = session.connection()
-        if connection.dialect.name != "sqlite":  # a server's rows streamed, not all held at once
+        if session.get_bind().dialect.name != "sqlite":  # a server's rows streamed
             query = query.execution_options(yield_per=_STREAM_ROWS)
-        rows = connection.execute(query)
-        memberships = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(
-            -1, 2
-        )
+        memberships = integer_rows(session, query, 2)
     segment_ids = np.unique(memberships[:, 1]) if memberships.size else np.zeros(0, np.int64)
     segment_rows = {int(segment_id): row for row, segment_id in enumerate(segment_ids)}
     counts = np.zeros((len(segment_ids) + 1, n_items), dtype=np.float64)
@@ -507,10 +500,7 @@ def choice_answers(
         query = query.where(Answer.member_id.in_(list(member_ids)))
     decoded = JsonTexts()
     out: dict[int, dict[str, str]] = {}
-    # On the session's connection: plain rows, without the ORM's work on each (the flush is
-    # what the session's own execute would do first).
-    session.flush()
-    rows = session.connection().execute(query.order_by(Answer.answered_at, Answer.id))
+    rows = plain_rows(session, query.order_by(Answer.answered_at, Answer.id))
     for member_id, key, text in rows:
         value = decoded(text)
         if isinstance(value, str) and value:

@@ -29,6 +29,7 @@ from nurture.profiling.profiles import every_profile_has_layout
 from nurture.segmentation.assignments import update_cluster_assignments
 from nurture.segmentation.rules import SegmentRule, evaluate_rule_segments
 from nurture.segmentation.segments import SegmentationSummary
+from nurture.storage import integer_rows
 from nurture.storage.models import (
     AssignmentState,
     MemberProfile,
@@ -111,9 +112,7 @@ def _id_arrays(
     session: Session, query: Select[Any] | CompoundSelect[Any], width: int
 ) -> np.ndarray:
     """The integer rows of ``query`` as an ``(n, width)`` array, read on the plain connection."""
-    session.flush()
-    rows = session.connection().execute(query)
-    return np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, width)
+    return integer_rows(session, query, width)
 
 
 def _unsettled_members(

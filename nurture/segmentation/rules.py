@@ -50,7 +50,7 @@ from nurture.segmentation.assignments import (
     effective_segments,
     update_rule_assignments,
 )
-from nurture.storage import among, refresh_statistics
+from nurture.storage import among, integer_rows, plain_connection, refresh_statistics
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -318,10 +318,7 @@ def member_rule_contexts(
     wanted = set(EXPRESSION_NAMES if names is None else names)
     ids = sorted(set(member_ids))
     columns = _MEMBER_COLUMNS if "member" in wanted else (Member.id,)
-    # Plain rows on the session's connection: the ORM's work on each row of a column query
-    # cost more than the queries (the flush is what the session's own execute would do).
-    session.flush()
-    connection = session.connection()
+    connection = plain_connection(session)
     members = connection.execute(
         select(*columns).where(among(session, Member.id, ids)).order_by(Member.id)
     ).all()
@@ -767,14 +764,14 @@ def _stored_memberships(
     """``{segment id: member ids}`` of the run's memberships of these segments, in one read."""
     if run_id is None or not segment_ids:
         return {}
-    session.flush()
-    rows = session.connection().execute(
+    pairs = integer_rows(
+        session,
         select(SegmentMembership.segment_id, SegmentMembership.member_id).where(
             SegmentMembership.run_id == run_id,
             SegmentMembership.segment_id.in_(list(segment_ids)),
-        )
+        ),
+        2,
     )
-    pairs = np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, 2)
     return {
         int(segment_id): pairs[pairs[:, 0] == segment_id, 1]
         for segment_id in np.unique(pairs[:, 0])

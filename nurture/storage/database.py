@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 from alembic import command
 from alembic.config import Config
 from sqlalchemy import (
@@ -30,7 +31,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import CursorResult, make_url
+from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
@@ -42,8 +43,10 @@ __all__ = [
     "create_database_engine",
     "insert_ignoring_conflicts",
     "inserted_ignoring_conflicts",
+    "integer_rows",
     "migrate_database",
     "open_session",
+    "plain_connection",
     "plain_rows",
     "refresh_statistics",
     "rows_changed_since_analyze",
@@ -86,12 +89,26 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
 
 
-def plain_rows(session: Session, statement: Executable) -> CursorResult[Any]:
-    """The rows of a Core ``statement`` run on the session's connection, without the ORM.
+def plain_connection(session: Session) -> Connection:
+    """The session's connection, for Core statements run without the ORM.
 
     The session's pending changes are flushed first, as its own ``execute`` would (autoflush).
     A column query run through the session pays the ORM's work on each row (its loading
-    machinery); thousands of rows read this way cost less than the query itself.
+    machinery); thousands of rows read on the connection cost less than the query itself.
+
+    Args:
+        session: The session whose transaction the statements join.
+
+    Returns:
+        Its connection.
+    """
+    if session.autoflush:
+        session.flush()
+    return session.connection()
+
+
+def plain_rows(session: Session, statement: Executable) -> CursorResult[Any]:
+    """The rows of a Core ``statement`` run on the session's connection (:func:`plain_connection`).
 
     Args:
         session: The session whose transaction the query joins.
@@ -100,9 +117,17 @@ def plain_rows(session: Session, statement: Executable) -> CursorResult[Any]:
     Returns:
         Its result, rows as tuples of the columns' Python values (their types applied).
     """
-    if session.autoflush:
-        session.flush()
-    return session.connection().execute(statement)
+    return plain_connection(session).execute(statement)
+
+
+def integer_rows(session: Session, statement: Executable, width: int) -> np.ndarray:
+    """The integer rows of ``statement`` as an ``(n, width)`` int64 array (:func:`plain_rows`).
+
+    The values go straight into the array: numpy probing each row for an array interface, or
+    the ORM's work on each, would cost more than the read.
+    """
+    rows = plain_rows(session, statement)
+    return np.fromiter((value for row in rows for value in row), dtype=np.int64).reshape(-1, width)
 
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent / "migrations"
