@@ -45,6 +45,7 @@ _CONFLICTED = "nurture.bulk.conflicted"
 """``session.info`` key: the tables whose rows conflicted with stored ones (PostgreSQL)."""
 _orjson_dumps = orjson.dumps
 _tzinfo = operator.attrgetter("tzinfo")
+_isoformat = dt.datetime.isoformat
 _isoformat_microseconds = operator.methodcaller("isoformat", " ", "microseconds")
 _without_offset = operator.itemgetter(slice(None, 26))
 """``YYYY-MM-DD HH:MM:SS.ffffff+00:00`` without its offset (a year >= 1900 has 4 digits)."""
@@ -247,21 +248,17 @@ def _copy_rows(
     statement = "SAVEPOINT nurture_bulk_copy"
     try:
         with driver.cursor() as cursor:
+            # The rows' text is built once: a staging table after a conflict takes it too.
+            data = copy_text(columns_values)
             if not conflict:  # a conflict fails the batch either way: no savepoint needed
                 statement = f"COPY {table.name} ({names}) FROM STDIN"
-                text = copy_text(columns_values)
-                if text is not None:  # the plain values' text at once, not row by row
-                    with cursor.copy(statement) as copy:
-                        copy.write(text)
-                    return len(columns_values[0])
-                _copy(cursor, statement, list(zip(*columns_values, strict=True)))
+                _copy_columns(cursor, statement, columns_values, data)
                 return len(columns_values[0])
-            rows = list(zip(*columns_values, strict=True))
             if table.name not in conflicted:
                 cursor.execute(statement)
                 statement = f"COPY {table.name} ({names}) FROM STDIN"
                 try:
-                    _copy(cursor, statement, rows)
+                    _copy_columns(cursor, statement, columns_values, data)
                 except dialect.dbapi.IntegrityError:
                     statement = "ROLLBACK TO SAVEPOINT nurture_bulk_copy"
                     cursor.execute(statement)
@@ -269,11 +266,11 @@ def _copy_rows(
                 else:
                     statement = "RELEASE SAVEPOINT nurture_bulk_copy"
                     cursor.execute(statement)
-                    return len(rows)
+                    return len(columns_values[0])
             statement = statements[0]
             cursor.execute(statement)
             statement = statements[1]
-            _copy(cursor, statement, rows)
+            _copy_columns(cursor, statement, columns_values, data)
             statement = statements[2]
             cursor.execute(statement)
             written = cursor.rowcount
@@ -291,6 +288,13 @@ _COPY_ESCAPES = str.maketrans(
 )
 """COPY's text format: what psycopg escapes in a value (the server reads each back)."""
 _COPY_NULL = "\\N"
+_COPY_SPECIAL = tuple(map(chr, _COPY_ESCAPES))
+
+
+def _needs_escapes(values: Sequence[str | None], nullable: bool) -> bool:
+    """Whether a text of ``values`` holds a character COPY's text format escapes."""
+    joined = "".join([value for value in values if value is not None] if nullable else values)
+    return any(character in joined for character in _COPY_SPECIAL)
 
 
 def _float_text(value: float) -> str:
@@ -314,6 +318,13 @@ def _copy_texts(values: Sequence[Any]) -> list[str] | None:
         convert = str
     elif kind is float:
         convert = _float_text
+    elif kind is str and not _needs_escapes(values, nullable):
+        # The common case (keys, names, JSON of plain text): the texts are their COPY text.
+        if nullable:
+            return [_COPY_NULL if value is None else value for value in values]
+        return list(values)
+    elif kind is dt.datetime and not nullable and len(set(values)) * 2 > len(values):
+        return list(map(_isoformat, values))  # times seldom repeat (events): no lookup
     elif kind is str or kind is dt.datetime:
         # Texts and times repeat (a reason, a run's time): each converted once.
         distinct = set(values)
@@ -355,6 +366,20 @@ def copy_text(columns: Sequence[Sequence[Any]]) -> str | None:
     if not texts or not texts[0]:
         return ""
     return "\n".join(map("\t".join, zip(*texts, strict=True))) + "\n"
+
+
+def _copy_columns(
+    cursor: Any, statement: str, columns: Sequence[Sequence[Any]], text: str | None
+) -> None:
+    """COPY the rows of ``columns``: ``text``, their :func:`copy_text`, at once.
+
+    When ``text`` is None (a value that text cannot hold), row by row through ``write_row``.
+    """
+    if text is None:
+        _copy(cursor, statement, list(zip(*columns, strict=True)))
+        return
+    with cursor.copy(statement) as copy:  # the plain values' text at once, not row by row
+        copy.write(text)
 
 
 def _copy(cursor: Any, statement: str, rows: Sequence[tuple[Any, ...]]) -> None:
