@@ -4,9 +4,10 @@ Records are read a batch at a time; the valid ones of a batch are applied with a
 committed together, so memory stays bounded by the batch size and a failure keeps
 every batch committed before it. When the database refuses a batch (a unique or data constraint),
 the batch is rolled back and applied again record by record, so only the guilty records are
-refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
-collector is paused while records stream: they hold no cycles, and walking them cost a quarter
-of an import's time.
+refused. Other database errors (a lost connection) are raised. On PostgreSQL the batches are
+stored, in order, by a thread of their own while the next batch is read and validated. Python's
+cyclic garbage collector is paused while records stream: they hold no cycles, and walking them
+cost a quarter of an import's time.
 """
 
 from __future__ import annotations

@@ -288,6 +288,13 @@ def test_copy_text_writes_plain_values_and_leaves_others_to_the_driver():
         "1\t0.1\ta\\tb\t2026-05-01T09:00:00+00:00\n\\N\t-Infinity\tc\\\\\t2026-05-01T09:00:00+00:00\n"
     )
     assert copy_text([[None, None]]) == "\\N\n\\N\n"
+    # Texts without a character to escape pass as they are; times that do not repeat each
+    # converted, with their own offsets.
+    later = dt.datetime(2026, 5, 1, 11, 30, 0, 5, tzinfo=dt.timezone(dt.timedelta(hours=2)))
+    assert copy_text([["k1", "k2"], [None, '{"a": 1}'], [moment, later]]) == (
+        'k1\t\\N\t2026-05-01T09:00:00+00:00\nk2\t{"a": 1}\t2026-05-01T11:30:00.000005+02:00\n'
+    )
+    assert copy_text([[None, "x\ny"]]) == "\\N\nx\\ny\n"
     assert copy_text([[True, False]]) is None  # a bool is no int here
     assert copy_text([[1, 2.5]]) is None  # two types in a column
     assert copy_text([[EnrollmentState.ACTIVE]]) is None  # an enum: the driver's dumper

@@ -4,7 +4,7 @@ re-run completes to the state of a clean import."""
 import tracemalloc
 
 import pytest
-from sqlalchemy import delete
+from sqlalchemy import delete, func, select
 
 from nurture.ingest import activity, answers, import_activity, import_answers, import_members
 from nurture.ingest import members as members_module
@@ -163,3 +163,28 @@ def test_memory_does_not_grow_with_the_file(session, tmp_path):
     small, large = peak(5_000), peak(50_000)
 
     assert large < 2 * small, f"peak {large} bytes for 50 000 events, {small} for 5 000"
+
+
+def test_a_batch_being_stored_when_reading_fails_is_finished_and_its_rejects_written(
+    session, tmp_path, monkeypatch
+):
+    # On PostgreSQL a batch is stored while the next one is validated: when validating fails,
+    # the batch in progress is still finished (committed, its refusals written) before it raises.
+    import_members(session, write(tmp_path / "seed.csv", SEED))
+    path = write(tmp_path / "activity.csv", "".join(FILES["activity"].splitlines(True)[:7]))
+    parse = activity.parse_activities
+    calls = []
+
+    def parse_then_fail(records, now=None):
+        calls.append(len(records))
+        if len(calls) == 2:
+            raise RuntimeError("validating the second batch failed")
+        return parse(records, now)
+
+    monkeypatch.setattr(activity, "parse_activities", parse_then_fail)
+    rejects_path = tmp_path / "rejects.csv"
+    with pytest.raises(RuntimeError, match="second batch"):
+        import_activity(session, path, rejects_path, batch_size=3)
+    session.rollback()
+    assert session.scalar(select(func.count()).select_from(ActivityEvent)) == 2  # lines 2, 3
+    assert [row["line"] for row in read_rejects(rejects_path)] == ["4"]  # the unknown type
