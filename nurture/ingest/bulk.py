@@ -291,7 +291,7 @@ _COPY_NULL = "\\N"
 _COPY_SPECIAL = tuple(map(chr, _COPY_ESCAPES))
 
 
-def _needs_escapes(values: Sequence[str | None], nullable: bool) -> bool:
+def _needs_escapes(values: Sequence[Any], nullable: bool) -> bool:
     """Whether a text of ``values`` holds a character COPY's text format escapes."""
     joined = "".join([value for value in values if value is not None] if nullable else values)
     return any(character in joined for character in _COPY_SPECIAL)
