@@ -197,7 +197,7 @@ def run_import(
     )
     # The first batch is read before the rejects file is opened: a file that cannot be read at
     # all (encoding, header) raises before anything is written.
-    with _collector_paused(), _batch_applier(session, apply) as start:
+    with _collector_paused(), _batch_applier(session, apply) as (start, overlapped):
         chunk = list(itertools.islice(records, batch_size))
         with RejectsWriter(rejects_file) as rejects:
             finish: Callable[[], None] | None = None
@@ -222,6 +222,10 @@ def run_import(
                     finish = _store_batch(
                         path, start(batch), batch, refused, rejects, summary, len(chunk)
                     )
+                    if not overlapped:  # stored already: counted now, its rows freed
+                        done = finish
+                        finish = None
+                        done()
                     if len(chunk) < batch_size:
                         break
                     chunk = list(itertools.islice(records, batch_size))
@@ -304,8 +308,10 @@ def _store_batch(
 @contextlib.contextmanager
 def _batch_applier(
     session: Session, apply: ApplyBatch[T]
-) -> Iterator[Callable[[Sequence[Row[T]]], Callable[[], BatchResult]]]:
-    """A function that starts storing a batch and gives what waits for its result.
+) -> Iterator[tuple[Callable[[Sequence[Row[T]]], Callable[[], BatchResult]], bool]]:
+    """What starts storing a batch (giving what waits for its result), and if it overlaps.
+
+    The flag tells whether a batch is stored while the caller goes on (else when started).
 
     On PostgreSQL batches are stored one after the other in a thread of their own, so the
     next batch is read and validated while the server stores this one (the server's work and
@@ -320,7 +326,7 @@ def _batch_applier(
             result = _apply_and_commit(session, apply, batch)
             return lambda: result
 
-        yield store_now
+        yield store_now, False
         return
     # The thread sees the caller's context variables (members remembered by the import).
     context = contextvars.copy_context()
@@ -329,7 +335,7 @@ def _batch_applier(
         def store_later(batch: Sequence[Row[T]]) -> Callable[[], BatchResult]:
             return pool.submit(context.run, _apply_and_commit, session, apply, batch).result
 
-        yield store_later
+        yield store_later, True
 
 
 def _apply_and_commit(
