@@ -4,17 +4,14 @@ Records are read a batch at a time; the valid ones of a batch are applied with a
 committed together, so memory stays bounded by the batch size and a failure keeps
 every batch committed before it. When the database refuses a batch (a unique or data constraint),
 the batch is rolled back and applied again record by record, so only the guilty records are
-refused. Other database errors (a lost connection) are raised. On PostgreSQL the batches are
-stored, in order, by a thread of their own while the next batch is read and validated. Python's
-cyclic garbage collector is paused while records stream: they hold no cycles, and walking them
-cost a quarter of an import's time.
+refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
+collector is paused while records stream: they hold no cycles, and walking them cost a quarter
+of an import's time.
 """
 
 from __future__ import annotations
 
-import concurrent.futures
 import contextlib
-import contextvars
 import enum
 import gc
 import itertools
@@ -197,41 +194,27 @@ def run_import(
     )
     # The first batch is read before the rejects file is opened: a file that cannot be read at
     # all (encoding, header) raises before anything is written.
-    with _collector_paused(), _batch_applier(session, apply) as (start, overlapped):
+    with _collector_paused():
         chunk = list(itertools.islice(records, batch_size))
         with RejectsWriter(rejects_file) as rejects:
-            finish: Callable[[], None] | None = None
-            try:
-                while True:
-                    summary.read += len(chunk)
-                    refused: list[tuple[ImportRecordError, str]] = []
-                    pending = chunk
-                    if None in map(_data_of, chunk):  # records that could not be read
-                        pending = []
-                        for record in chunk:
-                            if record.data is None:
-                                assert record.error is not None
-                                refused.append((_at_line(record.error, record.line), record.raw))
-                            else:
-                                pending.append(record)
-                    batch = _parse(parse, pending, refused)
-                    if finish is not None:  # the previous batch, stored meanwhile
-                        done = finish
-                        finish = None  # not finished twice should it fail
-                        done()
-                    finish = _store_batch(
-                        path, start(batch), batch, refused, rejects, summary, len(chunk)
-                    )
-                    if not overlapped:  # stored already: counted now, its rows freed
-                        done = finish
-                        finish = None
-                        done()
-                    if len(chunk) < batch_size:
-                        break
-                    chunk = list(itertools.islice(records, batch_size))
-            finally:
-                if finish is not None:  # the last batch; or the one stored when reading failed
-                    finish()
+            while True:
+                summary.read += len(chunk)
+                refused: list[tuple[ImportRecordError, str]] = []
+                pending = chunk
+                if None in map(_data_of, chunk):  # records that could not be read
+                    pending = []
+                    for record in chunk:
+                        if record.data is None:
+                            assert record.error is not None
+                            refused.append((_at_line(record.error, record.line), record.raw))
+                        else:
+                            pending.append(record)
+                batch = _parse(parse, pending, refused)
+                _store_batch(session, path, apply, batch, refused, rejects, summary)
+                progress.advance(len(chunk))
+                if len(chunk) < batch_size:
+                    break
+                chunk = list(itertools.islice(records, batch_size))
     logger.info(
         "imported %s (%s): %d read, %d stored, %d updated, %d unchanged, %d refused",
         path,
@@ -273,69 +256,30 @@ def _parse(
 
 
 def _store_batch(
+    session: Session,
     path: Path,
-    stored: Callable[[], BatchResult],
+    apply: ApplyBatch[T],
     batch: list[Row[T]],
     refused: list[tuple[ImportRecordError, str]],
     rejects: RejectsWriter,
     summary: ImportSummary,
-    records: int,
-) -> Callable[[], None]:
-    """What completes a batch being stored: waits for ``stored``, counts it, writes rejects."""
-
-    def finish() -> None:
-        result = stored()
-        summary.stored += result.stored
-        summary.updated += result.updated
-        summary.unchanged += result.unchanged
-        for index, error in result.refused:
-            row = batch[index]
-            refused.append((_at_line(error, row.line), row.raw))
-        refused.sort(key=lambda item: item[0].line or 0)
-        for error, raw in refused:
-            rejects.write(error, raw)
-            summary.refused += 1
-            if len(summary.problems) < MAX_PROBLEMS:
-                summary.problems.append(
-                    Problem(path=path, message=error.reason, line=error.line, field=error.field)
-                )
-        rejects.flush()
-        progress.advance(records)
-
-    return finish
-
-
-@contextlib.contextmanager
-def _batch_applier(
-    session: Session, apply: ApplyBatch[T]
-) -> Iterator[tuple[Callable[[Sequence[Row[T]]], Callable[[], BatchResult]], bool]]:
-    """What starts storing a batch (giving what waits for its result), and if it overlaps.
-
-    The flag tells whether a batch is stored while the caller goes on (else when started).
-
-    On PostgreSQL batches are stored one after the other in a thread of their own, so the
-    next batch is read and validated while the server stores this one (the server's work and
-    the wait for it release the GIL): an import takes about the longer of the two, not their
-    sum. Parsing never touches the session, and only that thread uses it until the block ends,
-    which waits for the batch in progress. Elsewhere (SQLite: a connection of its own per
-    thread for an in-memory database) a batch is stored at once, in the caller's thread.
-    """
-    if session.get_bind().dialect.name != "postgresql":
-
-        def store_now(batch: Sequence[Row[T]]) -> Callable[[], BatchResult]:
-            result = _apply_and_commit(session, apply, batch)
-            return lambda: result
-
-        yield store_now, False
-        return
-    # The thread sees the caller's context variables (members remembered by the import).
-    context = contextvars.copy_context()
-    with concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="nurture-import") as pool:
-
-        def store_later(batch: Sequence[Row[T]]) -> Callable[[], BatchResult]:
-            return pool.submit(context.run, _apply_and_commit, session, apply, batch).result
-
-        yield store_later, True
+) -> None:
+    result = _apply_and_commit(session, apply, batch)
+    summary.stored += result.stored
+    summary.updated += result.updated
+    summary.unchanged += result.unchanged
+    for index, error in result.refused:
+        row = batch[index]
+        refused.append((_at_line(error, row.line), row.raw))
+    refused.sort(key=lambda item: item[0].line or 0)
+    for error, raw in refused:
+        rejects.write(error, raw)
+        summary.refused += 1
+        if len(summary.problems) < MAX_PROBLEMS:
+            summary.problems.append(
+                Problem(path=path, message=error.reason, line=error.line, field=error.field)
+            )
+    rejects.flush()
 
 
 def _apply_and_commit(

@@ -165,11 +165,9 @@ def test_memory_does_not_grow_with_the_file(session, tmp_path):
     assert large < 2 * small, f"peak {large} bytes for 50 000 events, {small} for 5 000"
 
 
-def test_a_batch_being_stored_when_reading_fails_is_finished_and_its_rejects_written(
+def test_a_failure_validating_a_batch_keeps_the_batches_before_it_and_their_rejects(
     session, tmp_path, monkeypatch
 ):
-    # On PostgreSQL a batch is stored while the next one is validated: when validating fails,
-    # the batch in progress is still finished (committed, its refusals written) before it raises.
     import_members(session, write(tmp_path / "seed.csv", SEED))
     path = write(tmp_path / "activity.csv", "".join(FILES["activity"].splitlines(True)[:7]))
     parse = activity.parse_activities
