@@ -453,8 +453,9 @@ def inserted_rows(
     return written
 
 
-_STRAIGHT_VARIABLES = 30_000
-"""Bound values per multi-row ``INSERT`` into a SQLite table (SQLite allows 32 766)."""
+_STRAIGHT_VARIABLES = 5_000
+"""Bound values per multi-row ``INSERT`` into a SQLite table (SQLite allows 32 766; larger
+statements cost no less time, and SQLite keeps each prepared one in its cache)."""
 
 
 def _written_straight(

@@ -211,7 +211,7 @@ def _member_joined(
     context = MemberJoinedContext()
     return [
         Candidate(member_id, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 
@@ -234,7 +234,7 @@ def _questionnaire_answered(
     context = QuestionnaireAnsweredContext()
     return [
         Candidate(member_id, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 
@@ -726,7 +726,7 @@ def _schedule(
     context = ScheduleContext(run_at=run_at, period_start=previous)
     return [
         Candidate(member_id, occurrence, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 
