@@ -2,9 +2,10 @@
 
 Everything here is deterministic given ``now``: no wall clock is read. The caller owns the
 session and commits. Exactly-once is held by the database: one ``Enrollment`` per
-(journey key, member, occurrence) and one ``Message`` per (enrollment, step); rows are written
-with ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite, PostgreSQL) or inside a savepoint elsewhere,
-so a re-run or a concurrent worker never writes a second one.
+(journey key, member, occurrence) and one ``Message`` per (enrollment, step); on SQLite and
+PostgreSQL rows are written straight in bulk, a write that a conflict undoes whole, then with
+``INSERT ... ON CONFLICT DO NOTHING`` (``inserted_rows``), elsewhere inside a savepoint, so a
+re-run or a concurrent worker never writes a second one.
 
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
