@@ -398,8 +398,10 @@ def _load_chunk(
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
-    # The stored JSON as text, decoded once per distinct value (options repeat).
+    # The stored JSON as text, decoded once per distinct value; the options, which recur in
+    # every chunk, once per run.
     decoded = JsonTexts()
+    options_of = state.answer_options
     for member_id, question_key, text in connection.execute(
         select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
             among(session, Answer.member_id, ids),
@@ -407,13 +409,17 @@ def _load_chunk(
         )
     ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
-        value = decoded(text)
         if question_key == _EXPECTATIONS_QUESTION:
+            value = decoded(text)
             if isinstance(value, str) and value.strip():
                 answers[row] = value.strip()
             continue
-        chosen = value if isinstance(value, list) else [value]
-        chosen = [option for option in chosen if isinstance(option, str) and option]
+        chosen = options_of.get(text)
+        if chosen is None:
+            value = decoded(text)
+            listed = value if isinstance(value, list) else [value]
+            chosen = [option for option in listed if isinstance(option, str) and option]
+            options_of[text] = chosen
         if question_key == _GOALS_QUESTION:
             goals[row] = chosen
         else:
@@ -635,22 +641,39 @@ def _reasons(
             group.vectors, group.mask, recommended, weights.reason_min_similarity
         )
     source, strength = _co_engagement_sources(chunk, state, indices)
-    # The same sentences recur across members: each is made once per chunk.
+    # The same sentences recur across members: each is made once per chunk, and those that
+    # name an item once per run (the run state keeps them for the next chunks).
     stated_reason = functools.cache(reason_text)
     popular = functools.cache(popular_reason)
     generic_learned = functools.cache(collaborative_reason)
+    sentences = state.reason_sentences
 
     @functools.cache
     def consumed_reason(column: int, event_type: str, language: str) -> str:
-        return reason_text(_consumed(state, column, event_type), language)
+        key = ("consumed", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = reason_text(_consumed(state, column, event_type), language)
+            sentences[key] = reason
+        return reason
 
     @functools.cache
     def co_reason(column: int, event_type: str, language: str) -> str:
-        return co_engagement_reason(_consumed(state, column, event_type), language)
+        key = ("co_engagement", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = co_engagement_reason(_consumed(state, column, event_type), language)
+            sentences[key] = reason
+        return reason
 
     @functools.cache
     def learned_reason(column: int, event_type: str, language: str) -> str:
-        return collaborative_reason(language, _consumed(state, column, event_type))
+        key = ("learned", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = collaborative_reason(language, _consumed(state, column, event_type))
+            sentences[key] = reason
+        return reason
 
     reasons: list[list[str]] = []
     # As lists: reading numpy arrays one element at a time costs more than the loop.
