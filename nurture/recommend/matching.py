@@ -679,34 +679,41 @@ def _reasons(
     # As lists: reading numpy arrays one element at a time costs more than the loop.
     picks, slots, sources = indices.tolist(), best.tolist(), source.tolist()
     strengths, learned_picks = strength.tolist(), put_forward.tolist()
-    for row in range(m):
-        language = chunk.languages[row]
-        recent = chunk.recent[row]
-        first_recent = len(evidence[row])  # answers and goals come first
+    learned_weights = None if model is None else model.weights_
+    for language, recent, stated, segment_id, *row_values in zip(
+        chunk.languages,
+        chunk.recent,
+        evidence,
+        chunk.segment_ids,
+        picks,
+        slots,
+        strengths,
+        sources,
+        learned_picks,
+        strict=True,
+    ):
+        first_recent = len(stated)  # answers and goals come first
         named: set[int] = set()  # the member's items a reason of this list already names
         learned_reasons = 0
         listed: list[str] = []
-        for position in range(k):
-            if picks[row][position] < 0:
+        for pick, slot, strong, source_index, learned_pick in zip(*row_values, strict=True):
+            if pick < 0:
                 break
-            if slots[row][position] >= 0:
-                slot = int(slots[row][position])
+            if slot >= 0:
                 if slot >= first_recent:
                     column, event_type = recent[slot - first_recent]
                     reason = consumed_reason(column, event_type, language)
                     named.add(column)
                 else:
-                    reason = stated_reason(evidence[row][slot], language)
-            elif strengths[row][position] >= CO_ENGAGEMENT_REASON:
-                column, event_type = recent[int(sources[row][position])]
+                    reason = stated_reason(stated[slot], language)
+            elif strong >= CO_ENGAGEMENT_REASON:
+                column, event_type = recent[source_index]
                 reason = co_reason(column, event_type, language)
                 named.add(column)
-            elif learned_picks[row][position]:
+            elif learned_pick:
                 supporting = None
-                if learned_reasons and model is not None:
-                    supporting = _learned_support(
-                        model.weights_, modelled, recent, int(picks[row][position]), named
-                    )
+                if learned_reasons and learned_weights is not None:
+                    supporting = _learned_support(learned_weights, modelled, recent, pick, named)
                 if supporting is not None:
                     column, event_type = supporting
                     named.add(column)
@@ -715,7 +722,7 @@ def _reasons(
                     reason = generic_learned(language, again=learned_reasons > 0)
                 learned_reasons += 1
             else:
-                reason = popular(chunk.segment_ids[row] is not None, language)
+                reason = popular(segment_id is not None, language)
             listed.append(reason)
         reasons.append(listed)
     return reasons
