@@ -49,7 +49,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
-from nurture.storage.database import among, plain_connection, plain_rows
+from nurture.storage.database import among, driver_rows, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -289,15 +289,15 @@ def _load_chunk(
     session: Session, member_ids: Sequence[int], state: RunState, dim: int, weights: RankingWeights
 ) -> _Chunk:
     now = state.now
-    connection = plain_connection(session)
     # Each member with their profile's interest, in one query (the interest as its stored
     # bytes, read in place).
-    members = connection.execute(
+    members = driver_rows(
+        session,
         select(Member.id, Member.language, type_coerce(MemberProfile.interest, LargeBinary))
         .outerjoin(MemberProfile, MemberProfile.member_id == Member.id)
         .where(among(session, Member.id, member_ids))
-        .order_by(Member.id)
-    ).all()
+        .order_by(Member.id),
+    )
     ids = [row[0] for row in members]
     languages = [language_code(row[1]) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
@@ -327,7 +327,8 @@ def _load_chunk(
 
     excluded = np.zeros((m, n), dtype=bool)
     recent: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-    consumed = connection.execute(
+    consumed = driver_rows(
+        session,
         select(
             ActivityEvent.member_id,
             ActivityEvent.content_key,
@@ -343,8 +344,8 @@ def _load_chunk(
             ActivityEvent.content_key.is_not(None),
             ActivityEvent.occurred_at <= now,
         )
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
-    ).all()
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()),
+    )
     # The events (of items in the library), newest first, as arrays.
     event_members, event_keys, event_types, event_times = (
         zip(*consumed, strict=True) if consumed else ((), (), (), ())
@@ -402,12 +403,13 @@ def _load_chunk(
     # every chunk, once per run.
     decoded = JsonTexts()
     options_of = state.answer_options
-    for member_id, question_key, text in connection.execute(
+    for member_id, question_key, text in driver_rows(
+        session,
         select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
             among(session, Answer.member_id, ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
-        )
-    ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
+        ),
+    ):  # all at once: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
         if question_key == _EXPECTATIONS_QUESTION:
             value = decoded(text)
