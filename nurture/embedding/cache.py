@@ -84,5 +84,6 @@ def _store(session: Session, rows: list[dict[str, Any]]) -> None:
         return
     insert = postgresql_insert if dialect == "postgresql" else sqlite_insert
     statement = insert(table_of(EmbeddingCacheEntry)).on_conflict_do_nothing()
+    connection = plain_connection(session)
     for start in range(0, len(rows), _LOOKUP_BATCH):
-        session.execute(statement, rows[start : start + _LOOKUP_BATCH])
+        connection.execute(statement, rows[start : start + _LOOKUP_BATCH])

@@ -78,9 +78,12 @@ def activity_features(
     since = summary.last_activity_at or joined_at
     days = min(MAX_RECENCY_DAYS, max(0.0, (now - since).total_seconds() / 86400.0))
     values = [math.log1p(days)]
+    no_events: dict[int, int] = {}
+    recent = []
     for event_type in EVENT_TYPES:
-        values.extend(math.log1p(summary.count(event_type, w)) for w in ACTIVITY_WINDOWS)
-    recent = [summary.count(event_type, MIX_WINDOW) for event_type in EVENT_TYPES]
+        counts = summary.counts.get(event_type, no_events)
+        values.extend([math.log1p(counts.get(w, 0)) for w in ACTIVITY_WINDOWS])
+        recent.append(counts.get(MIX_WINDOW, 0))
     total = sum(recent)
     values.extend(count / total if total else 0.0 for count in recent)
     opens = summary.totals.get("email_open", 0)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import case, func, insert, select, update
+from sqlalchemy import Text, case, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -29,7 +29,15 @@ from nurture.profiling.layout import (
 )
 from nurture.profiling.lifecycle import ActivitySummary, lifecycle_stage
 from nurture.storage import among, plain_connection
-from nurture.storage.models import ActivityEvent, Answer, LifecycleStage, Member, MemberProfile
+from nurture.storage.models import (
+    ActivityEvent,
+    Answer,
+    LifecycleStage,
+    Member,
+    MemberProfile,
+    table_of,
+)
+from nurture.storage.stored_json import JsonTexts
 
 __all__ = [
     "DEFAULT_CHUNK_SIZE",
@@ -131,17 +139,21 @@ def load_activity_summaries(
         .group_by(ActivityEvent.member_id, ActivityEvent.type)
     )
     summaries: dict[int, ActivitySummary] = {}
-    for row in rows:
-        last_at = row.last_at
+    for member_id, event_type, total, last_at, *counts in rows:
         if isinstance(last_at, str):  # a database that loses the column type on max()
             last_at = dt.datetime.fromisoformat(last_at)
         if last_at is not None and last_at.tzinfo is None:
             last_at = last_at.replace(tzinfo=dt.UTC)
-        summaries.setdefault(row.member_id, ActivitySummary()).add(
-            row.type,
+        summary = summaries.get(member_id)
+        if summary is None:
+            summary = summaries[member_id] = ActivitySummary()
+        summary.add(
+            event_type,
             last_at=last_at,
-            total=int(row.total),
-            windows={days: int(getattr(row, f"w{days}") or 0) for days in ACTIVITY_WINDOWS},
+            total=int(total),
+            windows={
+                days: int(count or 0) for days, count in zip(ACTIVITY_WINDOWS, counts, strict=True)
+            },
         )
     return summaries
 
@@ -256,22 +268,26 @@ def _load_member_facts(
     now: dt.datetime,
 ) -> dict[int, MemberFacts]:
     """What profiling reads of a chunk of members (ids without a member are left out)."""
+    connection = plain_connection(session)
     joined: dict[int, dt.datetime] = dict(
-        session.execute(select(Member.id, Member.joined_at).where(Member.id.in_(chunk)))
+        connection.execute(
+            select(Member.id, Member.joined_at).where(among(session, Member.id, chunk))
+        )
         .tuples()
         .all()
     )
     answer_keys = [*layout.choice_columns, *layout.scale_columns, *layout.text_columns]
     answers: dict[int, dict[str, Any]] = {}
     if answer_keys:
+        decoded = JsonTexts()
         # Ordered, so that free texts reach the embedder in the same order on every database.
-        rows = session.execute(
-            select(Answer.member_id, Answer.question_key, Answer.value)
-            .where(Answer.member_id.in_(chunk), Answer.question_key.in_(answer_keys))
+        rows = connection.execute(
+            select(Answer.member_id, Answer.question_key, cast(Answer.value, Text))
+            .where(among(session, Answer.member_id, chunk), Answer.question_key.in_(answer_keys))
             .order_by(Answer.member_id)
         )
-        for member_id, key, value in rows.tuples():
-            answers.setdefault(member_id, {})[key] = value
+        for member_id, key, value in rows:
+            answers.setdefault(member_id, {})[key] = decoded(value)
     activity = load_activity_summaries(session, chunk, now)
     text_vectors = _embed_free_texts(session, embedder, layout, answers)
     return {
@@ -316,8 +332,8 @@ def _write_profiles(
         )
     if rows[True]:  # an ORM bulk update: the profiles the session holds take the new values
         session.execute(update(MemberProfile), rows[True])
-    if rows[False]:
-        session.execute(insert(MemberProfile), rows[False])
+    if rows[False]:  # no profile of these is stored, so none is in the session: Core's insert
+        plain_connection(session).execute(insert(table_of(MemberProfile)), rows[False])
 
 
 def build_profiles(
