@@ -7,7 +7,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
 from nurture.storage import open_session
-from nurture.storage.database import among, integer_rows, plain_rows
+from nurture.storage.database import among, driver_rows, integer_rows, plain_rows
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -170,6 +170,18 @@ def test_integer_rows_give_the_pending_rows_as_an_array_of_their_width(session):
     assert ids.dtype == np.int64
     assert ids.tolist() == [[member_id, member_id + 1]]
     assert integer_rows(session, select(Member.id).where(Member.id < 0), 1).shape == (0, 1)
+
+
+def test_driver_rows_give_the_pending_rows_and_convert_only_when_a_type_does(session):
+    session.add(_member())  # pending: read as the session's own query would
+    rows = driver_rows(session, select(Member.id, Member.email, Member.first_name))
+    member_id = session.scalars(select(Member.id)).one()
+    assert [tuple(row) for row in rows] == [(member_id, "ada@example.org", "Ada")]
+    # A column whose type converts its values (a timezone-aware datetime) is converted.
+    (row,) = driver_rows(session, select(Member.joined_at))
+    assert row[0] == NOW
+    assert row[0].tzinfo is not None
+    assert list(driver_rows(session, select(Member.id).where(Member.id < 0))) == []
 
 
 def _counted_members(session) -> float:

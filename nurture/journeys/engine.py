@@ -2,9 +2,10 @@
 
 Everything here is deterministic given ``now``: no wall clock is read. The caller owns the
 session and commits. Exactly-once is held by the database: one ``Enrollment`` per
-(journey key, member, occurrence) and one ``Message`` per (enrollment, step); rows are written
-with ``INSERT ... ON CONFLICT DO NOTHING`` (SQLite, PostgreSQL) or inside a savepoint elsewhere,
-so a re-run or a concurrent worker never writes a second one.
+(journey key, member, occurrence) and one ``Message`` per (enrollment, step); on SQLite and
+PostgreSQL rows are written straight in bulk, a write that a conflict undoes whole, then with
+``INSERT ... ON CONFLICT DO NOTHING`` (``inserted_rows``), elsewhere inside a savepoint, so a
+re-run or a concurrent worker never writes a second one.
 
 An enrollment's ``current_step`` is the step it runs when ``next_action_at`` comes: a wait step
 moves it to the step after the wait and sets the time; an exit step completes it.
@@ -331,7 +332,7 @@ def _enrol(
         written = _insert_enrollments(session, rows)
         enrolled += len(written)
         moved = 0
-        for _, member_id, occurrence in written:
+        for member_id, occurrence in written:
             outcome = settled.get((member_id, occurrence))
             if outcome == "goal":
                 run.counts.goal_reached += 1
@@ -451,6 +452,9 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
     )
     if run.member_ids is not None:
         query = query.where(Enrollment.member_id.in_(sorted(run.member_ids)))
+    # New enrollments (those after the newest before the pass) had their goal decided as they
+    # were written (``_settle``): an event at the pass's time, or the goal's condition.
+    older = query.where(Enrollment.id <= run.newest_before)
     if goal.events:
         reached = exists(
             select(ActivityEvent.id).where(
@@ -460,16 +464,13 @@ def _apply_goal(session: Session, definition: JourneyDefinition, run: _Pass) -> 
                 ActivityEvent.occurred_at <= run.now,
             )
         )
-        for ids in _pages(session, query.where(reached), run.chunk_size):
+        for ids in _pages(session, older.where(reached), run.chunk_size):
             exited = load_enrollments(session, ids)
             for enrollment in exited:
                 enrollment.finish(EnrollmentState.EXITED, run.now, reason=ExitReason.GOAL)
             run.counts.goal_reached += len(exited)
             write_progress(session, exited)
     if goal.condition:
-        # New enrollments (those after the newest before the pass) had their goal decided as
-        # they were written (``_settle``).
-        older = query.where(Enrollment.id <= run.newest_before)
         for ids in _pages(session, older, run.chunk_size):
             chunk = load_enrollments(session, ids)
             facts = run.facts(session, [e.member_id for e in chunk], goal.condition)
@@ -604,7 +605,7 @@ def _advance_chunk(
         _advance_enrollment(session, enrollment, versions[enrollment.journey_id], batch, run)
     write_progress(session, enrollments)
     messages = _fill_emails(session, batch.emails, run)
-    run.counts.messages_queued += insert_ignoring_conflicts(session, _message_table(), messages)
+    run.counts.messages_queued += _insert_messages(session, messages)
     return [
         enrollment.id
         for enrollment in enrollments
@@ -911,20 +912,48 @@ _ENROLLMENT_COLUMNS = (
 """The columns of a new enrollment's row (``enrollment_rows``, then ``_settle``)."""
 
 
-def _insert_enrollments(
-    session: Session, rows: Sequence[dict[str, Any]]
-) -> list[tuple[int, int, int]]:
-    """Write new enrollments, skipping those already written; (id, member, occurrence) of each.
+def _insert_enrollments(session: Session, rows: Sequence[dict[str, Any]]) -> list[tuple[int, int]]:
+    """Write new enrollments, skipping those already written; (member, occurrence) of each.
 
-    On SQLite and PostgreSQL the rows go in bulk (``inserted_rows``: staged, then one
-    ``INSERT ... ON CONFLICT DO NOTHING RETURNING``); elsewhere one by one in savepoints.
+    On SQLite and PostgreSQL the rows go in bulk (``inserted_rows``: straight into the table
+    when none is there yet, else staged, then one ``INSERT ... ON CONFLICT DO NOTHING
+    RETURNING``); elsewhere one by one in savepoints.
     """
-    returned = ("id", "member_id", "occurrence")
+    returned = ("member_id", "occurrence")
     table = _enrollment_table()
     if session.get_bind().dialect.name not in ("sqlite", "postgresql"):
         return inserted_ignoring_conflicts(session, table, rows, returned)
     values = [tuple(map(row.get, _ENROLLMENT_COLUMNS)) for row in rows]
     return inserted_rows(session, table, _ENROLLMENT_COLUMNS, values, returned)
+
+
+_MESSAGE_COLUMNS = (
+    "enrollment_id",
+    "step_id",
+    "member_id",
+    "journey_key",
+    "template",
+    "subject",
+    "context",
+    "status",
+    "scheduled_at",
+    "created_at",
+    "attempts",
+)
+"""The columns of a new message's row (``_fill_emails``)."""
+
+
+def _insert_messages(session: Session, rows: Sequence[dict[str, Any]]) -> int:
+    """Write new messages, skipping those already written; how many were written.
+
+    On SQLite and PostgreSQL the rows go in bulk (``inserted_rows``, as enrollments do);
+    elsewhere one statement, or one by one in savepoints on a conflict.
+    """
+    table = _message_table()
+    if not rows or session.get_bind().dialect.name not in ("sqlite", "postgresql"):
+        return insert_ignoring_conflicts(session, table, rows)
+    values = [tuple(map(row.__getitem__, _MESSAGE_COLUMNS)) for row in rows]
+    return len(inserted_rows(session, table, _MESSAGE_COLUMNS, values, ("enrollment_id",)))
 
 
 def _enrollment_table() -> Table:

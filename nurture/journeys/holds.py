@@ -133,7 +133,7 @@ class BudgetLog:
         )
         if self.transactional_keys:
             query = query.where(Message.journey_key.not_in(self.transactional_keys))
-        for member_id, created_at in plain_rows(session, query).tuples():
+        for member_id, created_at in plain_rows(session, query).all():
             self._queued[member_id].append(created_at)
 
     def queued(self, member_id: int) -> list[dt.datetime]:

@@ -133,7 +133,7 @@ class MemberReads:
         if missing:
             rows = plain_rows(
                 session, select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
-            )
+            ).all()
             self._members.update(member_rows(rows))
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
@@ -143,7 +143,7 @@ class MemberReads:
         count = session.scalar(select(func.count()).select_from(Member)) or 0
         if count > self.capacity:
             return False
-        self._members = member_rows(plain_rows(session, select(*_MEMBER_COLUMNS)))
+        self._members = member_rows(plain_rows(session, select(*_MEMBER_COLUMNS)).all())
         self._members_read = set(self._members)
         return True
 

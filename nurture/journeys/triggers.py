@@ -211,7 +211,7 @@ def _member_joined(
     context = MemberJoinedContext()
     return [
         Candidate(member_id, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 
@@ -234,7 +234,7 @@ def _questionnaire_answered(
     context = QuestionnaireAnsweredContext()
     return [
         Candidate(member_id, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 
@@ -382,7 +382,7 @@ def _anniversary(
     attribute = trigger.date.removeprefix("attributes.")
     candidates = []
     days: dict[dt.tzinfo, frozenset[tuple[int, int]]] = {}
-    for member_id, time_zone, value in plain_rows(session, query.order_by(Member.id)).tuples():
+    for member_id, time_zone, value in plain_rows(session, query.order_by(Member.id)).all():
         if column is Member.attributes:
             value = value.get(attribute) if isinstance(value, dict) else None
         zone = local_zone(time_zone)
@@ -520,7 +520,7 @@ def _activity(
             .where(among(session, ActivityEvent.member_id, batch), ActivityEvent.occurred_at <= now)
             .order_by(ActivityEvent.member_id, ActivityEvent.occurred_at, ActivityEvent.id),
         )
-        for event in map(_Event._make, events):
+        for event in map(_Event._make, events.all()):
             if event.type not in types:
                 continue
             if trigger.where and not _properties_match(decoded(event.properties), trigger.where):
@@ -583,7 +583,9 @@ def _inactivity(
     )
     cutoff = now - dt.timedelta(days=trigger.days)
     # Each member's last activity, found in the index on (member, time): not a grouping of
-    # every event of the community.
+    # every event of the community. It is looked for only for the members silent since the
+    # cutoff: those active since are left out first (one range of the index each, or the
+    # recent events of those types at once), most members of a living community.
     last_active = (
         select(func.max(ActivityEvent.occurred_at))
         .where(
@@ -593,13 +595,21 @@ def _inactivity(
         )
         .scalar_subquery()
     )
+    active_since = exists(
+        select(ActivityEvent.id).where(
+            ActivityEvent.member_id == Member.id,
+            ActivityEvent.type.in_(types),
+            ActivityEvent.occurred_at > cutoff,
+            ActivityEvent.occurred_at <= now,
+        )
+    )
     candidates = []
     members = plain_rows(
         session,
         select(Member.id, Member.joined_at, last_active)
-        .where(Member.joined_at <= cutoff)
+        .where(Member.joined_at <= cutoff, ~active_since)
         .order_by(Member.id),
-    ).tuples()
+    ).all()
     for member_id, joined_at, found in members:
         last: dt.datetime | str | None = found
         if isinstance(last, str):  # SQLite's max() of a datetime column
@@ -716,7 +726,7 @@ def _schedule(
     context = ScheduleContext(run_at=run_at, period_start=previous)
     return [
         Candidate(member_id, occurrence, context=context)
-        for member_id in session.scalars(query.order_by(Member.id))
+        for (member_id,) in plain_rows(session, query.order_by(Member.id)).all()
     ]
 
 

@@ -49,7 +49,7 @@ from nurture.recommend.run_state import (
     occurred_at_column,
     unit_vectors,
 )
-from nurture.storage.database import among, plain_connection, plain_rows
+from nurture.storage.database import among, driver_rows, plain_rows
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
@@ -289,15 +289,15 @@ def _load_chunk(
     session: Session, member_ids: Sequence[int], state: RunState, dim: int, weights: RankingWeights
 ) -> _Chunk:
     now = state.now
-    connection = plain_connection(session)
     # Each member with their profile's interest, in one query (the interest as its stored
     # bytes, read in place).
-    members = connection.execute(
+    members = driver_rows(
+        session,
         select(Member.id, Member.language, type_coerce(MemberProfile.interest, LargeBinary))
         .outerjoin(MemberProfile, MemberProfile.member_id == Member.id)
         .where(among(session, Member.id, member_ids))
-        .order_by(Member.id)
-    ).all()
+        .order_by(Member.id),
+    )
     ids = [row[0] for row in members]
     languages = [language_code(row[1]) for row in members]
     row_of = {member_id: row for row, member_id in enumerate(ids)}
@@ -327,7 +327,8 @@ def _load_chunk(
 
     excluded = np.zeros((m, n), dtype=bool)
     recent: list[list[tuple[int, str]]] = [[] for _ in range(m)]
-    consumed = connection.execute(
+    consumed = driver_rows(
+        session,
         select(
             ActivityEvent.member_id,
             ActivityEvent.content_key,
@@ -343,8 +344,8 @@ def _load_chunk(
             ActivityEvent.content_key.is_not(None),
             ActivityEvent.occurred_at <= now,
         )
-        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc())
-    ).all()
+        .order_by(ActivityEvent.occurred_at.desc(), ActivityEvent.id.desc()),
+    )
     # The events (of items in the library), newest first, as arrays.
     event_members, event_keys, event_types, event_times = (
         zip(*consumed, strict=True) if consumed else ((), (), (), ())
@@ -398,22 +399,29 @@ def _load_chunk(
     answers: list[str | None] = [None] * m
     goals: list[list[str]] = [[] for _ in range(m)]
     formats: list[list[str]] = [[] for _ in range(m)]
-    # The stored JSON as text, decoded once per distinct value (options repeat).
+    # The stored JSON as text, decoded once per distinct value; the options, which recur in
+    # every chunk, once per run.
     decoded = JsonTexts()
-    for member_id, question_key, text in connection.execute(
+    options_of = state.answer_options
+    for member_id, question_key, text in driver_rows(
+        session,
         select(Answer.member_id, Answer.question_key, cast(Answer.value, Text)).where(
             among(session, Answer.member_id, ids),
             Answer.question_key.in_((_EXPECTATIONS_QUESTION, _GOALS_QUESTION, _FORMATS_QUESTION)),
-        )
-    ).all():  # fetchall: on PostgreSQL, a fetch per row costs more than the rows
+        ),
+    ):  # all at once: on PostgreSQL, a fetch per row costs more than the rows
         row = row_of[member_id]
-        value = decoded(text)
         if question_key == _EXPECTATIONS_QUESTION:
+            value = decoded(text)
             if isinstance(value, str) and value.strip():
                 answers[row] = value.strip()
             continue
-        chosen = value if isinstance(value, list) else [value]
-        chosen = [option for option in chosen if isinstance(option, str) and option]
+        chosen = options_of.get(text)
+        if chosen is None:
+            value = decoded(text)
+            listed = value if isinstance(value, list) else [value]
+            chosen = [option for option in listed if isinstance(option, str) and option]
+            options_of[text] = chosen
         if question_key == _GOALS_QUESTION:
             goals[row] = chosen
         else:
@@ -635,55 +643,79 @@ def _reasons(
             group.vectors, group.mask, recommended, weights.reason_min_similarity
         )
     source, strength = _co_engagement_sources(chunk, state, indices)
-    # The same sentences recur across members: each is made once per chunk.
+    # The same sentences recur across members: each is made once per chunk, and those that
+    # name an item once per run (the run state keeps them for the next chunks).
     stated_reason = functools.cache(reason_text)
     popular = functools.cache(popular_reason)
     generic_learned = functools.cache(collaborative_reason)
+    sentences = state.reason_sentences
 
     @functools.cache
     def consumed_reason(column: int, event_type: str, language: str) -> str:
-        return reason_text(_consumed(state, column, event_type), language)
+        key = ("consumed", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = reason_text(_consumed(state, column, event_type), language)
+            sentences[key] = reason
+        return reason
 
     @functools.cache
     def co_reason(column: int, event_type: str, language: str) -> str:
-        return co_engagement_reason(_consumed(state, column, event_type), language)
+        key = ("co_engagement", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = co_engagement_reason(_consumed(state, column, event_type), language)
+            sentences[key] = reason
+        return reason
 
     @functools.cache
     def learned_reason(column: int, event_type: str, language: str) -> str:
-        return collaborative_reason(language, _consumed(state, column, event_type))
+        key = ("learned", column, event_type, language)
+        reason = sentences.get(key)
+        if reason is None:
+            reason = collaborative_reason(language, _consumed(state, column, event_type))
+            sentences[key] = reason
+        return reason
 
     reasons: list[list[str]] = []
     # As lists: reading numpy arrays one element at a time costs more than the loop.
     picks, slots, sources = indices.tolist(), best.tolist(), source.tolist()
     strengths, learned_picks = strength.tolist(), put_forward.tolist()
-    for row in range(m):
-        language = chunk.languages[row]
-        recent = chunk.recent[row]
-        first_recent = len(evidence[row])  # answers and goals come first
+    learned_weights = None if model is None else model.weights_
+    for language, recent, stated, segment_id, *row_values in zip(
+        chunk.languages,
+        chunk.recent,
+        evidence,
+        chunk.segment_ids,
+        picks,
+        slots,
+        strengths,
+        sources,
+        learned_picks,
+        strict=True,
+    ):
+        first_recent = len(stated)  # answers and goals come first
         named: set[int] = set()  # the member's items a reason of this list already names
         learned_reasons = 0
         listed: list[str] = []
-        for position in range(k):
-            if picks[row][position] < 0:
+        for pick, slot, strong, source_index, learned_pick in zip(*row_values, strict=True):
+            if pick < 0:
                 break
-            if slots[row][position] >= 0:
-                slot = int(slots[row][position])
+            if slot >= 0:
                 if slot >= first_recent:
                     column, event_type = recent[slot - first_recent]
                     reason = consumed_reason(column, event_type, language)
                     named.add(column)
                 else:
-                    reason = stated_reason(evidence[row][slot], language)
-            elif strengths[row][position] >= CO_ENGAGEMENT_REASON:
-                column, event_type = recent[int(sources[row][position])]
+                    reason = stated_reason(stated[slot], language)
+            elif strong >= CO_ENGAGEMENT_REASON:
+                column, event_type = recent[source_index]
                 reason = co_reason(column, event_type, language)
                 named.add(column)
-            elif learned_picks[row][position]:
+            elif learned_pick:
                 supporting = None
-                if learned_reasons and model is not None:
-                    supporting = _learned_support(
-                        model.weights_, modelled, recent, int(picks[row][position]), named
-                    )
+                if learned_reasons and learned_weights is not None:
+                    supporting = _learned_support(learned_weights, modelled, recent, pick, named)
                 if supporting is not None:
                     column, event_type = supporting
                     named.add(column)
@@ -692,7 +724,7 @@ def _reasons(
                     reason = generic_learned(language, again=learned_reasons > 0)
                 learned_reasons += 1
             else:
-                reason = popular(chunk.segment_ids[row] is not None, language)
+                reason = popular(segment_id is not None, language)
             listed.append(reason)
         reasons.append(listed)
     return reasons

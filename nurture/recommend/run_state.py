@@ -289,6 +289,24 @@ class RunState:
         return {}
 
     @cached_property
+    def reason_sentences(self) -> dict[Hashable, str]:
+        """Reason sentences the run's chunks made so far, keyed by what each depends on.
+
+        The same sentences recur in every chunk (an item read, in each language): each is
+        made once per run, not once per chunk.
+        """
+        return {}
+
+    @cached_property
+    def answer_options(self) -> dict[str | None, list[str]]:
+        """The options of each stored answer text to a multiple-choice question, decoded so far.
+
+        The same few combinations of options recur in every chunk: each text is decoded once
+        per run. The lists are shared: read them, do not change them.
+        """
+        return {}
+
+    @cached_property
     def column_of(self) -> dict[str, int]:
         """Column of each item key."""
         return {item.key: column for column, item in enumerate(self.items)}

@@ -3,6 +3,7 @@
 from nurture.storage.database import (
     among,
     create_database_engine,
+    driver_rows,
     insert_ignoring_conflicts,
     inserted_ignoring_conflicts,
     integer_rows,
@@ -19,6 +20,7 @@ from nurture.storage.models import __all__ as _models_all
 __all__ = [
     "among",
     "create_database_engine",
+    "driver_rows",
     "insert_ignoring_conflicts",
     "inserted_ignoring_conflicts",
     "integer_rows",

@@ -41,6 +41,7 @@ from nurture.chunks import chunked
 __all__ = [
     "among",
     "create_database_engine",
+    "driver_rows",
     "insert_ignoring_conflicts",
     "inserted_ignoring_conflicts",
     "integer_rows",
@@ -118,6 +119,34 @@ def plain_rows(session: Session, statement: Executable) -> CursorResult[Any]:
         Its result, rows as tuples of the columns' Python values (their types applied).
     """
     return plain_connection(session).execute(statement)
+
+
+def driver_rows(session: Session, statement: Select[Any]) -> Sequence[Sequence[Any]]:
+    """Every row of a Core ``select`` as the driver gives it (:func:`plain_connection`).
+
+    For a large read whose columns SQLAlchemy does not convert (integers, texts, bytes): a
+    result row made of each driver row costs more than the read itself. When a column's type
+    does convert its values, the rows are converted as :func:`plain_rows` would.
+
+    Args:
+        session: The session whose transaction the query joins.
+        statement: A Core ``select`` of columns.
+
+    Returns:
+        The rows, each a tuple of the columns' values.
+    """
+    connection = plain_connection(session)
+    dialect = connection.dialect
+    converted = any(
+        column.type.dialect_impl(dialect).result_processor(dialect, None) is not None
+        for column in statement.selected_columns
+    )
+    result = connection.execute(statement)
+    if converted:
+        return result.all()
+    rows: Sequence[Sequence[Any]] = result.cursor.fetchall()
+    result.close()
+    return rows
 
 
 def integer_rows(session: Session, statement: Executable, width: int) -> np.ndarray:

@@ -7,7 +7,7 @@ import pytest
 from sqlalchemy import select, text
 from sqlalchemy.exc import IntegrityError
 
-from nurture.ingest import activity, import_activity, import_members
+from nurture.ingest import activity, bulk, import_activity, import_members
 from nurture.ingest.bulk import inserted_rows, write_columns, write_rows
 from nurture.storage.models import (
     ActivityEvent,
@@ -218,6 +218,42 @@ def test_inserted_rows_store_what_the_orm_stores_and_return_only_the_rows_writte
         ("welcome", member_id, 2),
     ]
     assert {tuple(values[3:]) for values in stored} == {tuple(stored[0][3:])}
+
+
+def test_inserted_rows_written_straight_until_a_conflict_then_staged(
+    session, member_id, monkeypatch
+):
+    monkeypatch.setattr(bulk, "_STRAIGHT_VARIABLES", 1)  # SQLite: one statement per row
+    journey = Journey(
+        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
+    )
+    session.add(journey)
+    session.flush()
+    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "enrolled_at")
+    columns += ("context",)
+    table = Enrollment.__table__
+
+    def row(occurrence: int) -> tuple[object, ...]:
+        return (
+            journey.id,
+            "welcome",
+            member_id,
+            occurrence,
+            EnrollmentState.ACTIVE,
+            MOMENTS[0],
+            {},
+        )
+
+    returning = ("member_id", "occurrence")
+    assert inserted_rows(session, table, columns, [row(2)], returning) == [(member_id, 2)]
+    # The first row goes straight in (SQLite) or the whole batch is staged (PostgreSQL): the
+    # row already stored is skipped either way, the others written once, in their order.
+    written = inserted_rows(session, table, columns, [row(1), row(2), row(3)], returning)
+    session.commit()
+
+    assert sorted(written) == [(member_id, 1), (member_id, 3)]
+    stored = session.execute(text("SELECT occurrence FROM enrollments ORDER BY id")).scalars()
+    assert list(stored) == [2, 1, 3]
 
 
 def test_inserted_rows_leave_nothing_staged_for_the_next_call_after_a_refused_batch(
