@@ -12,7 +12,7 @@ from __future__ import annotations
 import datetime as dt
 import functools
 from collections import defaultdict
-from collections.abc import Collection, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass
 from itertools import repeat
 from pathlib import Path
@@ -650,32 +650,26 @@ def _reasons(
     generic_learned = functools.cache(collaborative_reason)
     sentences = state.reason_sentences
 
-    @functools.cache
-    def consumed_reason(column: int, event_type: str, language: str) -> str:
-        key = ("consumed", column, event_type, language)
-        reason = sentences.get(key)
-        if reason is None:
-            reason = reason_text(_consumed(state, column, event_type), language)
-            sentences[key] = reason
+    def naming_an_item(
+        kind: str, sentence: Callable[[Evidence, str], str]
+    ) -> Callable[[int, str, str], str]:
+        """The reason of ``kind`` naming the item at ``column``, made once per run."""
+
+        @functools.cache
+        def reason(column: int, event_type: str, language: str) -> str:
+            key = (kind, column, event_type, language)
+            made = sentences.get(key)
+            if made is None:
+                made = sentences[key] = sentence(_consumed(state, column, event_type), language)
+            return made
+
         return reason
 
-    @functools.cache
-    def co_reason(column: int, event_type: str, language: str) -> str:
-        key = ("co_engagement", column, event_type, language)
-        reason = sentences.get(key)
-        if reason is None:
-            reason = co_engagement_reason(_consumed(state, column, event_type), language)
-            sentences[key] = reason
-        return reason
-
-    @functools.cache
-    def learned_reason(column: int, event_type: str, language: str) -> str:
-        key = ("learned", column, event_type, language)
-        reason = sentences.get(key)
-        if reason is None:
-            reason = collaborative_reason(language, _consumed(state, column, event_type))
-            sentences[key] = reason
-        return reason
+    consumed_reason = naming_an_item("consumed", reason_text)
+    co_reason = naming_an_item("co_engagement", co_engagement_reason)
+    learned_reason = naming_an_item(
+        "learned", lambda item, language: collaborative_reason(language, item)
+    )
 
     reasons: list[list[str]] = []
     # As lists: reading numpy arrays one element at a time costs more than the loop.

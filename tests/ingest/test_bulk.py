@@ -37,6 +37,28 @@ def member_id(session):
     return member.id
 
 
+@pytest.fixture
+def journey(session):
+    welcome = Journey(
+        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
+    )
+    session.add(welcome)
+    session.flush()
+    return welcome
+
+
+ENROLLMENT_COLUMNS = (
+    "journey_id",
+    "journey_key",
+    "member_id",
+    "occurrence",
+    "state",
+    "enrolled_at",
+    "context",
+)
+"""The columns of an enrollment the ``inserted_rows`` tests write."""
+
+
 def test_bulk_rows_read_back_as_the_orm_writes_them(session, member_id):
     columns = ("member_id", "type", "occurred_at", "content_key", "properties", "idempotency_key")
     bulk = [
@@ -221,16 +243,10 @@ def test_inserted_rows_store_what_the_orm_stores_and_return_only_the_rows_writte
 
 
 def test_inserted_rows_written_straight_until_a_conflict_then_staged(
-    session, member_id, monkeypatch
+    session, member_id, journey, monkeypatch
 ):
     monkeypatch.setattr(bulk, "_STRAIGHT_VARIABLES", 1)  # SQLite: one statement per row
-    journey = Journey(
-        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
-    )
-    session.add(journey)
-    session.flush()
-    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "enrolled_at")
-    columns += ("context",)
+    columns = ENROLLMENT_COLUMNS
     table = Enrollment.__table__
 
     def row(occurrence: int) -> tuple[object, ...]:
@@ -257,17 +273,11 @@ def test_inserted_rows_written_straight_until_a_conflict_then_staged(
 
 
 def test_inserted_rows_leave_nothing_staged_for_the_next_call_after_a_refused_batch(
-    session, member_id
+    session, member_id, journey
 ):
     if session.get_bind().dialect.name != "sqlite":
         pytest.skip("PostgreSQL aborts the transaction: nothing runs after a refused batch")
-    journey = Journey(
-        key="welcome", version=1, definition_hash="h", definition={}, source_path="welcome.yaml"
-    )
-    session.add(journey)
-    session.flush()
-    columns = ("journey_id", "journey_key", "member_id", "occurrence", "state", "enrolled_at")
-    columns += ("context",)
+    columns = ENROLLMENT_COLUMNS
     table = Enrollment.__table__
 
     def row(key: str, member: int) -> tuple[object, ...]:
