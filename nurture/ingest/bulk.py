@@ -557,12 +557,7 @@ def _copy_staged(
     columns = list(zip(*staged, strict=True))
     if not ordered:
         columns = columns[1:]
-    text = copy_text(columns)
-    if text is None:
-        _copy(cursor, statement, list(zip(*columns, strict=True)))
-        return
-    with cursor.copy(statement) as copy:
-        copy.write(text)
+    _copy_columns(cursor, statement, columns, copy_text(columns))
 
 
 def _staged_values(

@@ -18,10 +18,9 @@ import dataclasses
 import datetime as dt
 from collections import Counter
 from collections.abc import Sequence
-from typing import Any
 
 import numpy as np
-from sqlalchemy import CompoundSelect, Select, delete, func, insert, or_, select
+from sqlalchemy import Select, delete, func, insert, or_, select
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -94,7 +93,7 @@ def _last_rows(session: Session, run_id: int) -> np.ndarray:
     Returns:
         An ``(n, 2)`` array, by member id.
     """
-    rows = _id_arrays(
+    rows = integer_rows(
         session,
         select(SegmentMembership.member_id, SegmentMembership.id, SegmentMembership.segment_id)
         .join(Segment, Segment.id == SegmentMembership.segment_id)
@@ -106,13 +105,6 @@ def _last_rows(session: Session, run_id: int) -> np.ndarray:
     rows = rows[np.lexsort((rows[:, 1], rows[:, 0]))]  # by member, then row id
     last = np.append(rows[1:, 0] != rows[:-1, 0], True)
     return rows[last][:, [0, 2]]
-
-
-def _id_arrays(
-    session: Session, query: Select[Any] | CompoundSelect[Any], width: int
-) -> np.ndarray:
-    """The integer rows of ``query`` as an ``(n, width)`` array, read on the plain connection."""
-    return integer_rows(session, query, width)
 
 
 def _unsettled_members(
@@ -146,7 +138,7 @@ def _unsettled_members(
     # without an effective assignment are then kept if profiled (``profiled`` is already read:
     # a test against the profiles in SQL would read that wide table again).
     effective = clusters.where(SegmentAssignment.state == AssignmentState.EFFECTIVE)
-    lacking = _id_arrays(session, _cluster_rows(run_id).except_(effective), 1)[:, 0]
+    lacking = integer_rows(session, _cluster_rows(run_id).except_(effective), 1)[:, 0]
     unsettled.update(lacking[np.isin(lacking, profiled, assume_unique=True)].tolist())
     return unsettled
 
@@ -184,7 +176,7 @@ def assign_changed_members(
         return None
     # The profiles' table is wide (their vectors): its member ids are read once, and every
     # question about who is profiled answered from them.
-    profiled = _id_arrays(
+    profiled = integer_rows(
         session, select(MemberProfile.member_id).order_by(MemberProfile.member_id), 1
     )[:, 0]
     total = len(profiled)
