@@ -64,6 +64,7 @@ from nurture.settings import Settings
 from nurture.storage import (
     ActivityEvent,
     Answer,
+    EmbeddingCacheEntry,
     Enrollment,
     Member,
     Message,
@@ -128,6 +129,10 @@ _STALE_RECOMMENDATIONS = 0.1
 """Share of the recommendations table a match run's ``ANALYZE`` waits for to have changed
 (autovacuum's default ``autovacuum_analyze_scale_factor``): a warm nightly that rewrites a few
 members' rows skips reading the whole table twice."""
+_STALE_EMBEDDINGS = 0.1
+"""Share of the embedding cache that must have changed since it was last analysed for a match
+run to analyse it again (autovacuum's default scale factor): after a first profile stage it
+always is; a warm nightly that embedded a few new answers skips it."""
 
 _IMPORT_FILE = re.compile(r"^(members|answers|activity)\b.*\.(csv|jsonl)$", re.IGNORECASE)
 
@@ -497,6 +502,11 @@ def start_matching(runtime: Runtime, now: dt.datetime) -> dict[str, int]:
         # The run deletes each chunk's previous recommendations by member: on statistics of
         # a table that has grown since, PostgreSQL plans that as a scan of the whole table.
         refresh_statistics(session, (Recommendation,), stale_share=_STALE_RECOMMENDATIONS)
+        # Each chunk reads its members' answer vectors from the embedding cache, which the
+        # profile stage has just filled: on the statistics of its smaller (or never counted)
+        # self, PostgreSQL reads every vector the model cached for each chunk's few hundred,
+        # a scan that grows with the community, chunk after chunk.
+        refresh_statistics(session, (EmbeddingCacheEntry,), stale_share=_STALE_EMBEDDINGS)
         watermark = (
             take_watermark(session, now, utc_now(), _match_params(runtime))
             if settings.incremental_nightly

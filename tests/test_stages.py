@@ -264,3 +264,39 @@ def test_an_import_leaves_postgresql_with_the_statistics_of_what_it_stored(
         ).scalar_one()
     # An unanalysed table says -1 (never counted); ANALYZE counts the rows just stored.
     assert counted == summary.stored
+
+
+def test_a_match_run_starts_on_the_statistics_of_the_embedding_cache_just_filled(
+    runtime: Runtime,
+) -> None:
+    import time
+
+    from sqlalchemy import text
+
+    from nurture.embedding import embed_texts_cached
+    from nurture.stages import start_matching
+    from nurture.storage.database import rows_changed_since_analyze
+
+    texts = [f"what member {index} expects of the community" for index in range(120)]
+    with runtime.session() as session:  # as the profile stage stores its answers' vectors
+        embed_texts_cached(session, runtime.embedder, texts)
+    if runtime.engine.dialect.name == "postgresql":
+        with runtime.session() as session:  # the server counts the committed rows
+            session.execute(text("SELECT pg_stat_force_next_flush()"))
+        deadline = time.monotonic() + 5
+        while True:
+            with runtime.session() as session:
+                changed, _ = rows_changed_since_analyze(session, "embedding_cache")
+            if changed is None or changed >= len(texts):
+                break
+            assert time.monotonic() < deadline, "the server never counted the rows inserted"
+            time.sleep(0.05)
+    start_matching(runtime, NOW)
+    if runtime.engine.dialect.name != "postgresql":
+        return  # SQLite's planner needs no statistics here: nothing to check
+    with runtime.engine.connect() as connection:
+        counted = connection.execute(
+            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('embedding_cache')")
+        ).scalar_one()
+    # Each chunk's lookup by text hash is planned on the rows stored, not on an empty table.
+    assert counted == len(texts)
