@@ -263,9 +263,14 @@ def _memo_key(parts: list[Any]) -> Hashable:
     their types (``1``, ``True`` and ``1.0`` are equal, their ``repr`` not); any other value,
     by its ``repr`` (a text, never equal to a tuple).
     """
-    if all(type(part) in _PLAIN_KEY_TYPES or isinstance(part, enum.Enum) for part in parts):
-        return tuple((type(part), part) for part in parts)
-    return repr(parts)
+    key = []
+    for part in parts:
+        kind = type(part)
+        if kind not in _PLAIN_KEY_TYPES and not isinstance(part, enum.Enum):
+            return repr(parts)
+        key.append(kind)
+        key.append(part)
+    return tuple(key)
 
 
 def _log_failure(

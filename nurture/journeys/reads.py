@@ -32,7 +32,7 @@ from nurture.journeys.content import MemberFacts, member_profiles, members_who_a
 from nurture.journeys.facts import ConditionFacts, fact_parts
 from nurture.storage import among, driver_rows
 from nurture.storage.models import ConsentStatus, Member, Suppression, table_of
-from nurture.storage.stored_json import JsonTexts
+from nurture.storage.stored_json import JsonTexts, stored_values
 
 __all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow", "member_rows"]
 
@@ -75,19 +75,10 @@ def member_rows(rows: Iterable[Sequence[Any]], dialect: Dialect) -> dict[int, Me
         dialect: The database's dialect (the status column's type reads its values for it).
     """
     decoded = JsonTexts()
-    status_type = table_of(Member).c.consent_status.type.dialect_impl(dialect)
-    read_status = status_type.result_processor(dialect, None) or ConsentStatus
-    statuses: dict[str, ConsentStatus] = {}
-
-    def status_of(text: str) -> ConsentStatus:
-        found = statuses.get(text)
-        if found is None:
-            found = statuses[text] = read_status(text)
-        return found
-
+    statuses = stored_values(table_of(Member).c.consent_status, dialect)
     return {
         member_id: MemberRow(
-            member_id, email, language, zone, hour, status_of(status), decoded(categories)
+            member_id, email, language, zone, hour, statuses[status], decoded(categories)
         )
         for member_id, email, language, zone, hour, status, categories in rows
     }

@@ -71,7 +71,7 @@ from nurture.storage.models import (
     SegmentMembership,
     table_of,
 )
-from nurture.storage.stored_json import JsonTexts
+from nurture.storage.stored_json import JsonTexts, stored_values
 
 __all__ = [
     "PlannedRuleSegment",
@@ -318,20 +318,14 @@ def _lifecycle_stages(session: Session, member_ids: Sequence[int]) -> dict[int, 
     """
     dialect = session.get_bind().dialect
     column = table_of(MemberProfile).c.lifecycle_stage
-    read_stage = column.type.dialect_impl(dialect).result_processor(dialect, None) or LifecycleStage
-    made: dict[str, LifecycleStage] = {}
-    stages: dict[int, LifecycleStage] = {}
+    made = stored_values(column, dialect)
     rows = driver_rows(
         session,
         select(MemberProfile.member_id, type_coerce(column, String)).where(
             among(session, MemberProfile.member_id, member_ids)
         ),
     )
-    for member_id, text in rows:
-        stage = made.get(text)
-        if stage is None:
-            stage = made[text] = read_stage(text)
-        stages[member_id] = stage
+    stages: dict[int, LifecycleStage] = {member_id: made[text] for member_id, text in rows}
     return stages
 
 

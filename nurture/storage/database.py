@@ -29,7 +29,6 @@ from sqlalchemy import (
     select,
     text,
 )
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -83,7 +82,11 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         # Integers go as the array's text, typed by the statement (``_IntegerArrayText``):
         # the same typed parameter, made by one join rather than the driver's dump of each.
         integers = whole and isinstance(column.type, Integer)
-        array_type = _IntegerArrayText(column.type) if integers else ARRAY(column.type)
+        array_type = (
+            _IntegerArrayText(column.type.compile(dialect=session.get_bind().dialect))
+            if integers
+            else ARRAY(column.type)
+        )
         return column == any_(bindparam(None, values, type_=array_type))
     if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
         # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
@@ -108,18 +111,19 @@ class _IntegerArrayText(UserDefinedType[list[int]]):
     cache_ok = True
     render_bind_cast = True
 
-    def __init__(self, item_type: Any) -> None:
+    def __init__(self, item_type: str) -> None:
+        # The SQL name of the elements' type (``INTEGER``, ``SMALLINT``).
         self.item_type = item_type
 
     def get_col_spec(self, **_: Any) -> str:
         """The array type the parameter is cast to (``INTEGER[]``)."""
-        return f"{self.item_type.compile(dialect=postgresql.dialect())}[]"
+        return f"{self.item_type}[]"
 
-    def bind_processor(self, dialect: Any) -> Callable[[list[int]], str]:
+    def bind_processor(self, dialect: Any) -> Callable[[list[int] | None], str | None]:
         """Make the array's text of a list of integers."""
 
-        def process(values: list[int]) -> str:
-            return "{" + ",".join(map(str, values)) + "}"
+        def process(values: list[int] | None) -> str | None:
+            return None if values is None else "{" + ",".join(map(str, values)) + "}"
 
         return process
 
