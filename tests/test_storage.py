@@ -2,7 +2,7 @@ import datetime as dt
 
 import numpy as np
 import pytest
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached
@@ -20,8 +20,8 @@ from nurture.storage.models import (
 NOW = dt.datetime(2026, 11, 1, 9, 0, tzinfo=dt.UTC)
 
 
-def _member(email: str = "ada@example.org") -> Member:
-    return Member(email=email, first_name="Ada", joined_at=NOW, time_zone="Europe/Paris")
+def _member(email: str = "ada@example.org", **fields: object) -> Member:
+    return Member(email=email, first_name="Ada", joined_at=NOW, time_zone="Europe/Paris", **fields)
 
 
 def test_datetimes_come_back_timezone_aware(session):
@@ -137,6 +137,33 @@ def test_among_ids_finds_the_rows_in_values(session):
     wanted = [*ids[::3], max(ids) + 10]  # more ids than one statement's usual
     found = session.scalars(select(Member.id).where(among(session, Member.id, wanted)))
     assert sorted(found) == ids[::3]
+
+
+def test_among_integers_go_as_one_array_text_on_postgresql(session):
+    hours = [None, 0, 5, 23]
+    session.add_all(
+        _member(f"m{index}@example.org", best_hour=hour) for index, hour in enumerate(hours)
+    )
+    session.commit()
+    ids = sorted(session.scalars(select(Member.id)))
+    bound: list[object] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        bound.extend(parameters.values() if isinstance(parameters, dict) else parameters)
+
+    event.listen(session.get_bind(), "before_cursor_execute", record)
+    try:
+        # Again and again: the driver prepares a statement run often (psycopg after five).
+        for _ in range(7):
+            found = session.scalars(select(Member.id).where(among(session, Member.id, [-1, *ids])))
+            assert sorted(found) == ids
+        query = select(Member.email).where(among(session, Member.best_hour, [23, 0, -4]))
+        assert sorted(session.scalars(query)) == ["m1@example.org", "m3@example.org"]
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", record)
+    if session.get_bind().dialect.name == "postgresql":
+        assert "{-1," + ",".join(map(str, ids)) + "}" in bound
+        assert "{23,0,-4}" in bound
 
 
 def test_among_other_values_finds_the_rows_in_values(session):

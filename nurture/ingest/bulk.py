@@ -459,7 +459,9 @@ def inserted_rows(
     if set(returning) <= set(columns):
         left = _written_straight(connection, table, columns, staged)
         picked = [list(columns).index(name) for name in returning]
-        written = [tuple(row[index] for index in picked) for row in rows[: len(rows) - left]]
+        pick = operator.itemgetter(*picked)  # of one index, the value; of more, a tuple
+        head = rows[: len(rows) - left]
+        written = [(pick(row),) for row in head] if len(picked) == 1 else list(map(pick, head))
         if not left:
             return written
         staged = staged[len(staged) - left :]

@@ -13,9 +13,10 @@ what it reads.
 from __future__ import annotations
 
 import datetime as dt
+import enum
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Mapping, Sequence
 from typing import Any
 
 from sqlalchemy import select
@@ -182,7 +183,7 @@ class Condition:
         # day share one evaluation of ``member.days_since_joined >= 14``).
         fields = member_fields_read(expression.strip()) if "member" in self._keys else None
         self._member_fields = tuple(sorted(fields)) if fields is not None else None
-        self._memo: dict[str, bool | Exception] | None = (
+        self._memo: dict[Hashable, bool | Exception] | None = (
             None if reads & set(ENGAGEMENT_CHECKS) else {}
         )
 
@@ -210,7 +211,9 @@ class Condition:
         if self._memo is None:
             outcome = self._evaluate(facts.names(member_id, trigger), opened, clicked)
         else:
-            key = repr([self._key_part(facts, member_id, name, trigger) for name in self._keys])
+            key = _memo_key(
+                [self._key_part(facts, member_id, name, trigger) for name in self._keys]
+            )
             found = self._memo.get(key)
             if found is None:
                 found = self._evaluate(facts.names(member_id, trigger), opened, clicked)
@@ -247,6 +250,27 @@ class Condition:
             return condition_holds(self.expression, names, opened=opened, clicked=clicked)
         except Exception as error:  # a marketer's condition may fail in any way
             return error
+
+
+_PLAIN_KEY_TYPES = frozenset({str, int, bool, type(None)})
+"""Types whose values are equal only when their ``repr`` is (each value's type goes in too)."""
+
+
+def _memo_key(parts: list[Any]) -> Hashable:
+    """The memo's key of a condition's values: equal for values of equal ``repr``, no others.
+
+    Values of plain types and enum members (equal only to themselves) key as they are, with
+    their types (``1``, ``True`` and ``1.0`` are equal, their ``repr`` not); any other value,
+    by its ``repr`` (a text, never equal to a tuple).
+    """
+    key = []
+    for part in parts:
+        kind = type(part)
+        if kind not in _PLAIN_KEY_TYPES and not isinstance(part, enum.Enum):
+            return repr(parts)
+        key.append(kind)
+        key.append(part)
+    return tuple(key)
 
 
 def _log_failure(

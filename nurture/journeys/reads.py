@@ -21,18 +21,18 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Collection, Iterable
+from collections.abc import Collection, Iterable, Sequence
 from typing import Any
 
-from sqlalchemy import Row, Text, cast, func, select
+from sqlalchemy import Dialect, Select, String, Text, cast, func, select, type_coerce
 from sqlalchemy.orm import Session
 
 from nurture.delivery.suppression import find_suppressed_hashes, suppression_hash
 from nurture.journeys.content import MemberFacts, member_profiles, members_who_answered
 from nurture.journeys.facts import ConditionFacts, fact_parts
-from nurture.storage import among, plain_rows
-from nurture.storage.models import ConsentStatus, Member, Suppression
-from nurture.storage.stored_json import JsonTexts
+from nurture.storage import among, driver_rows
+from nurture.storage.models import ConsentStatus, Member, Suppression, table_of
+from nurture.storage.stored_json import JsonTexts, stored_values
 
 __all__ = ["HELD_MEMBERS", "MemberReads", "MemberRow", "member_rows"]
 
@@ -54,24 +54,39 @@ class MemberRow:
 
 
 _MEMBER_COLUMNS = (
-    *(getattr(Member, field.name) for field in dataclasses.fields(MemberRow)[:-1]),
-    # As text, each distinct text decoded once (``member_rows``): most members store the same.
+    *(getattr(Member, field.name) for field in dataclasses.fields(MemberRow)[:-2]),
+    # Both as stored text, each distinct text made a value once (``member_rows``): most
+    # members store the same, and the rows then come as the driver gives them.
+    type_coerce(Member.consent_status, String).label("consent_status"),
     cast(Member.unsubscribed_categories, Text),
 )
-"""The columns of ``MemberRow``, in its order, its last (JSON) as stored text."""
+"""The columns of ``MemberRow``, in its order, its last two (status, JSON) as stored text."""
 
 
-def member_rows(rows: Iterable[Row[Any]]) -> dict[int, MemberRow]:
-    """``MemberRow`` by id of rows of :data:`_MEMBER_COLUMNS`, their JSON texts decoded.
+def member_rows(rows: Iterable[Sequence[Any]], dialect: Dialect) -> dict[int, MemberRow]:
+    """``MemberRow`` by id of rows of :data:`_MEMBER_COLUMNS`, their stored texts made values.
 
-    Members who store the same ``unsubscribed_categories`` text share one decoded list: read
-    it, do not change it.
+    Each distinct text is made a value once: a consent status as its column's type reads it,
+    the ``unsubscribed_categories`` JSON decoded. Members who store the same categories text
+    share one decoded list: read it, do not change it.
+
+    Args:
+        rows: The rows, as the driver of ``dialect`` gives them.
+        dialect: The database's dialect (the status column's type reads its values for it).
     """
     decoded = JsonTexts()
+    statuses = stored_values(table_of(Member).c.consent_status, dialect)
     return {
-        member_id: MemberRow(member_id, email, language, zone, hour, consent, decoded(categories))
-        for member_id, email, language, zone, hour, consent, categories in rows
+        member_id: MemberRow(
+            member_id, email, language, zone, hour, statuses[status], decoded(categories)
+        )
+        for member_id, email, language, zone, hour, status, categories in rows
     }
+
+
+def _read_member_rows(session: Session, query: Select[Any]) -> dict[int, MemberRow]:
+    """``member_rows`` of a select of :data:`_MEMBER_COLUMNS` (rows as the driver gives them)."""
+    return member_rows(driver_rows(session, query), session.get_bind().dialect)
 
 
 @dataclasses.dataclass
@@ -131,10 +146,8 @@ class MemberReads:
             self._members, self._members_read = {}, set()
             missing = sorted(wanted)
         if missing:
-            rows = plain_rows(
-                session, select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
-            ).all()
-            self._members.update(member_rows(rows))
+            query = select(*_MEMBER_COLUMNS).where(among(session, Member.id, missing))
+            self._members.update(_read_member_rows(session, query))
             self._members_read.update(missing)
         return {member_id: self._members[member_id] for member_id in wanted & self._members.keys()}
 
@@ -143,7 +156,7 @@ class MemberReads:
         count = session.scalar(select(func.count()).select_from(Member)) or 0
         if count > self.capacity:
             return False
-        self._members = member_rows(plain_rows(session, select(*_MEMBER_COLUMNS)).all())
+        self._members = _read_member_rows(session, select(*_MEMBER_COLUMNS))
         self._members_read = set(self._members)
         return True
 

@@ -15,7 +15,7 @@ from array import array
 from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 from pydantic import (
@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
     model_validator,
 )
-from sqlalchemy import Text, cast, delete, func, insert, or_, select
+from sqlalchemy import String, Text, cast, delete, func, insert, or_, select, type_coerce
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
@@ -50,10 +50,17 @@ from nurture.segmentation.assignments import (
     effective_segments,
     update_rule_assignments,
 )
-from nurture.storage import among, integer_rows, plain_connection, refresh_statistics
+from nurture.storage import (
+    among,
+    driver_rows,
+    integer_rows,
+    plain_connection,
+    refresh_statistics,
+)
 from nurture.storage.models import (
     ActivityEvent,
     Answer,
+    LifecycleStage,
     Member,
     MemberProfile,
     Segment,
@@ -62,8 +69,9 @@ from nurture.storage.models import (
     SegmentDeparture,
     SegmentKind,
     SegmentMembership,
+    table_of,
 )
-from nurture.storage.stored_json import JsonTexts
+from nurture.storage.stored_json import JsonTexts, stored_values
 
 __all__ = [
     "PlannedRuleSegment",
@@ -295,6 +303,32 @@ _MEMBER_COLUMNS = (
 """What rules read of a member's row (``member``)."""
 
 
+class _MemberId(NamedTuple):
+    """A member's row when rules read nothing of it but that it exists."""
+
+    id: int
+
+
+def _lifecycle_stages(session: Session, member_ids: Sequence[int]) -> dict[int, LifecycleStage]:
+    """The lifecycle stage of each of ``member_ids`` profiled, by member id.
+
+    The stages are read as stored text, as the driver gives them, and each distinct text is
+    made a stage once, as the column's type reads it (a result row and a conversion per
+    member cost more than the read).
+    """
+    dialect = session.get_bind().dialect
+    column = table_of(MemberProfile).c.lifecycle_stage
+    made = stored_values(column, dialect)
+    rows = driver_rows(
+        session,
+        select(MemberProfile.member_id, type_coerce(column, String)).where(
+            among(session, MemberProfile.member_id, member_ids)
+        ),
+    )
+    stages: dict[int, LifecycleStage] = {member_id: made[text] for member_id, text in rows}
+    return stages
+
+
 def member_rule_contexts(
     session: Session,
     member_ids: Sequence[int],
@@ -317,11 +351,19 @@ def member_rule_contexts(
     """
     wanted = set(EXPRESSION_NAMES if names is None else names)
     ids = sorted(set(member_ids))
-    columns = _MEMBER_COLUMNS if "member" in wanted else (Member.id,)
     connection = plain_connection(session)
-    members = connection.execute(
-        select(*columns).where(among(session, Member.id, ids)).order_by(Member.id)
-    ).all()
+    members: Sequence[Any]
+    if "member" in wanted:
+        members = connection.execute(
+            select(*_MEMBER_COLUMNS).where(among(session, Member.id, ids)).order_by(Member.id)
+        ).all()
+    else:  # the ids alone, as the driver gives them (a row object each costs more)
+        members = [
+            _MemberId(member_id)
+            for (member_id,) in driver_rows(
+                session, select(Member.id).where(among(session, Member.id, ids)).order_by(Member.id)
+            )
+        ]
     answers: dict[int, dict[str, Any]] = {}
     if "answers" in wanted:
         decoded = JsonTexts()
@@ -333,15 +375,7 @@ def member_rule_contexts(
             answers.setdefault(member_id, {})[key] = decoded(text)
     stages: dict[int, Any] = {}
     if "lifecycle" in wanted:
-        stages = dict(
-            connection.execute(
-                select(MemberProfile.member_id, MemberProfile.lifecycle_stage).where(
-                    among(session, MemberProfile.member_id, ids)
-                )
-            )
-            .tuples()
-            .all()
-        )
+        stages = _lifecycle_stages(session, ids)
     activity = load_activity_summaries(session, ids, now) if "activity" in wanted else {}
     segment_of: dict[int, str] = {}
     if "segment" in wanted:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -15,6 +15,7 @@ from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Integer,
     Select,
     Table,
     Text,
@@ -35,6 +36,7 @@ from sqlalchemy.engine import Connection, CursorResult, make_url
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, sessionmaker
 from sqlalchemy.sql import Executable
+from sqlalchemy.types import UserDefinedType
 
 from nurture.chunks import chunked
 
@@ -77,7 +79,15 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         # values as a constant and tests a row against them with one hash lookup; a cast is
         # evaluated at run time and the row compared with every value in turn, which made a
         # sequential scan of a large table cost seconds per chunk (500 comparisons a row).
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        # Integers go as the array's text, typed by the statement (``_IntegerArrayText``):
+        # the same typed parameter, made by one join rather than the driver's dump of each.
+        integers = whole and isinstance(column.type, Integer)
+        array_type = (
+            _IntegerArrayText(column.type.compile(dialect=session.get_bind().dialect))
+            if integers
+            else ARRAY(column.type)
+        )
+        return column == any_(bindparam(None, values, type_=array_type))
     if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
         # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
         # reads an ``IN`` list (an index lookup per value), and the statement stays the same.
@@ -88,6 +98,34 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
     # ``column.in_(values)``, without coercing each value into a literal of its own first.
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
+
+
+class _IntegerArrayText(UserDefinedType[list[int]]):
+    """A PostgreSQL array of integers bound as its text (``{1,2,3}``), cast in the statement.
+
+    The driver sends a text of unknown type, which ``::INTEGER[]`` (or the column's integer
+    type) makes the array parameter itself: what the server sees is what a bound list gives.
+    Joining the integers' text costs a fifth of psycopg's dump of a list, element by element.
+    """
+
+    cache_ok = True
+    render_bind_cast = True
+
+    def __init__(self, item_type: str) -> None:
+        # The SQL name of the elements' type (``INTEGER``, ``SMALLINT``).
+        self.item_type = item_type
+
+    def get_col_spec(self, **_: Any) -> str:
+        """The array type the parameter is cast to (``INTEGER[]``)."""
+        return f"{self.item_type}[]"
+
+    def bind_processor(self, dialect: Any) -> Callable[[list[int] | None], str | None]:
+        """Make the array's text of a list of integers."""
+
+        def process(values: list[int] | None) -> str | None:
+            return None if values is None else "{" + ",".join(map(str, values)) + "}"
+
+        return process
 
 
 def plain_connection(session: Session) -> Connection:

@@ -2,15 +2,21 @@
 
 Answers repeat: thousands of members chose the same option, and decoding each row's value
 costs more than the query that read it. Read the column as text (``cast(column, Text)``) and
-decode it with a :class:`JsonTexts`.
+decode it with a :class:`JsonTexts`. Any other value stored as text that repeats (a status
+read as its stored text) is made once per distinct text by a :class:`MadeOnce`.
 """
 
 from __future__ import annotations
 
 import json
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
-__all__ = ["JsonTexts"]
+from sqlalchemy import Column, Dialect
+
+__all__ = ["JsonTexts", "MadeOnce", "stored_values"]
+
+T = TypeVar("T")
 
 
 class JsonTexts:
@@ -30,3 +36,33 @@ class JsonTexts:
         except KeyError:
             value = self._values[text] = json.loads(text)  # type: ignore[arg-type]
             return value
+
+
+class MadeOnce(dict[str, T]):
+    """Values made of stored texts, each distinct text made once: ``made[text]``.
+
+    Args:
+        make: Makes the value of a text (a column type's result processor, an enum).
+    """
+
+    def __init__(self, make: Callable[[str], T]) -> None:
+        super().__init__()
+        self._make = make
+
+    def __missing__(self, text: str) -> T:
+        value = self[text] = self._make(text)
+        return value
+
+
+def stored_values(column: Column[Any], dialect: Dialect) -> MadeOnce[Any]:
+    """The values ``column``'s type reads of its stored texts (an enum's members), each once.
+
+    Args:
+        column: A column whose values are stored as text (a status column).
+        dialect: The database's dialect.
+
+    Returns:
+        ``made[text]``: the value the column's type reads of ``text``, made once per text.
+    """
+    processor = column.type.dialect_impl(dialect).result_processor(dialect, None)
+    return MadeOnce(processor if processor is not None else str)

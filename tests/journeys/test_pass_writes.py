@@ -11,7 +11,8 @@ from __future__ import annotations
 import datetime as dt
 
 import psycopg
-from sqlalchemy import event, select
+import pytest
+from sqlalchemy import event, select, text
 from sqlalchemy.orm import Session
 
 from nurture.journeys import JourneySummary, advance_journeys
@@ -240,3 +241,56 @@ def test_a_step_left_due_by_the_pass_is_not_advanced_again_in_it(session: Sessio
     assert summary.advanced == 3 and summary.messages_queued == 3
     for enrollment in enrollments(session):
         assert (enrollment.current_step, enrollment.next_action_at) == ("hello", later)
+
+
+def test_a_condition_shares_an_evaluation_only_between_values_of_one_type(monkeypatch) -> None:
+    import nurture.journeys.facts as facts_module
+
+    stages = [1, True, 1, 1.0, "1", None, None, 1.0]  # equal in Python, not in their text
+    contexts = {member_id: {"lifecycle": stage} for member_id, stage in enumerate(stages)}
+    facts = ConditionFacts.of(contexts, {})
+    evaluated: list[object] = []
+    real = facts_module.condition_holds
+
+    def counted(expression: str, names: dict, **checks: object) -> bool:
+        evaluated.append(names["lifecycle"])
+        return real(expression, names, **checks)
+
+    expression = "lifecycle == 1"
+    expected = {
+        member_id: condition_true(
+            expression, facts.names(member_id, None), journey_key="j", where="audience"
+        )
+        for member_id in contexts
+    }
+    monkeypatch.setattr(facts_module, "condition_holds", counted)
+    condition = Condition(expression, journey_key="j", where="audience")
+    found = {member_id: condition.holds(facts, member_id, None) for member_id in contexts}
+
+    assert found == expected
+    assert evaluated == [1, True, 1.0, "1", None]  # one evaluation per value and type
+
+
+def test_a_pass_on_postgresql_compiles_no_query_and_leaves_the_setting_as_it_was(
+    session: Session,
+) -> None:
+    if session.get_bind().dialect.name != "postgresql":
+        pytest.skip("JIT compilation is PostgreSQL's")
+    add_member(session, "new@x.test", NOW - dt.timedelta(days=1))
+    session.execute(text("SET LOCAL jit = on"))
+    seen: list[str] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        if "members" in statement:
+            seen.append(conn.exec_driver_sql("SELECT current_setting('jit')").scalar_one())
+
+    bind = session.get_bind()
+    event.listen(bind, "before_cursor_execute", record)
+    try:
+        summary = advance_journeys(session, [_waiting_first()], NOW, no_content)
+    finally:
+        event.remove(bind, "before_cursor_execute", record)
+
+    assert summary.enrolled == 1
+    assert seen and set(seen) == {"off"}
+    assert session.scalar(text("SELECT current_setting('jit')")) == "on"
