@@ -1,12 +1,13 @@
 """The import loop shared by every kind of record: stream, validate, store in batches, reject.
 
 Records are read a batch at a time; the valid ones of a batch are applied with a few queries and
-committed together, so memory stays bounded by the batch size and a failure keeps
-every batch committed before it. When the database refuses a batch (a unique or data constraint),
-the batch is rolled back and applied again record by record, so only the guilty records are
-refused. Other database errors (a lost connection) are raised. Python's cyclic garbage
-collector is paused while records stream: they hold no cycles, and walking them cost a quarter
-of an import's time.
+committed together, so memory stays bounded by the batch size and a failure keeps every batch
+committed before it. The next batch is read and validated in a worker thread while the current
+one is stored, one batch ahead and no further: storing mostly waits on the database. When the
+database refuses a batch (a unique or data constraint), the batch is rolled back and applied
+again record by record, so only the guilty records are refused. Other database errors (a lost
+connection) are raised. Python's cyclic garbage collector is paused while records stream: they
+hold no cycles, and walking them cost a quarter of an import's time.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import itertools
 import logging
 import operator
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -192,29 +194,28 @@ def run_import(
     records = read_records(
         path, known_columns=known_columns, required_columns=required_columns, layout=layout
     )
+
+    def next_batch() -> _ReadBatch[T]:
+        return _read_batch(records, parse, batch_size)
+
     # The first batch is read before the rejects file is opened: a file that cannot be read at
-    # all (encoding, header) raises before anything is written.
+    # all (encoding, header) raises before anything is written. Each next batch is then read
+    # and validated in a worker thread while the current one is stored: the store mostly
+    # waits on the database (which runs on another core, or machine), the reading does not.
     with _collector_paused():
-        chunk = list(itertools.islice(records, batch_size))
-        with RejectsWriter(rejects_file) as rejects:
+        current = next_batch()
+        with (
+            RejectsWriter(rejects_file) as rejects,
+            ThreadPoolExecutor(1, "import-reader") as ahead,
+        ):
             while True:
-                summary.read += len(chunk)
-                refused: list[tuple[ImportRecordError, str]] = []
-                pending = chunk
-                if None in map(_data_of, chunk):  # records that could not be read
-                    pending = []
-                    for record in chunk:
-                        if record.data is None:
-                            assert record.error is not None
-                            refused.append((_at_line(record.error, record.line), record.raw))
-                        else:
-                            pending.append(record)
-                batch = _parse(parse, pending, refused)
-                _store_batch(session, path, apply, batch, refused, rejects, summary)
-                progress.advance(len(chunk))
-                if len(chunk) < batch_size:
+                following = ahead.submit(next_batch) if current.full else None
+                summary.read += current.read
+                _store_batch(session, path, apply, current.rows, current.refused, rejects, summary)
+                progress.advance(current.read)
+                if following is None:
                     break
-                chunk = list(itertools.islice(records, batch_size))
+                current = following.result()
     logger.info(
         "imported %s (%s): %d read, %d stored, %d updated, %d unchanged, %d refused",
         path,
@@ -232,6 +233,36 @@ _new_row = tuple.__new__  # builds a Row from a tuple without a Python-level cal
 _data_of = operator.attrgetter("data")
 _line_of = operator.attrgetter("line")
 _raw_of = operator.attrgetter("raw")
+
+
+class _ReadBatch(NamedTuple, Generic[T]):
+    """A batch of records read and validated, not yet stored."""
+
+    read: int
+    """Records read (valid or not)."""
+    full: bool
+    """Whether the batch holds as many records as asked: records may follow it."""
+    rows: list[Row[T]]
+    refused: list[tuple[ImportRecordError, str]]
+
+
+def _read_batch(
+    records: Iterator[SourceRecord], parse: ParseRecords[T], batch_size: int
+) -> _ReadBatch[T]:
+    """The next ``batch_size`` records of ``records``, validated by ``parse``."""
+    chunk = list(itertools.islice(records, batch_size))
+    refused: list[tuple[ImportRecordError, str]] = []
+    pending = chunk
+    if None in map(_data_of, chunk):  # records that could not be read
+        pending = []
+        for record in chunk:
+            if record.data is None:
+                assert record.error is not None
+                refused.append((_at_line(record.error, record.line), record.raw))
+            else:
+                pending.append(record)
+    rows = _parse(parse, pending, refused)
+    return _ReadBatch(len(chunk), len(chunk) == batch_size, rows, refused)
 
 
 def _parse(

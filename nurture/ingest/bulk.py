@@ -346,8 +346,8 @@ def _copy_texts(values: Sequence[Any]) -> list[str] | None:
         return list(values)
     elif kind is dt.datetime and not nullable and len(set(values)) * 2 > len(values):
         return list(map(_isoformat, values))  # times seldom repeat (events): no lookup
-    elif kind is str or kind is dt.datetime:
-        # Texts and times repeat (a reason, a run's time): each converted once.
+    elif kind is str or kind is dt.datetime or kind is dt.date:
+        # Texts, times and dates repeat (a reason, a run's time, a birthday): each converted once.
         distinct = set(values)
         distinct.discard(None)
         texts = {
@@ -364,18 +364,18 @@ def _copy_texts(values: Sequence[Any]) -> list[str] | None:
 def copy_text(columns: Sequence[Sequence[Any]]) -> str | None:
     """The rows of ``columns`` in COPY's text format, as psycopg's ``write_row`` writes them.
 
-    Only for plain values: each column's values all ``int``, all ``float``, all ``str`` or all
-    ``datetime`` (and ``None``); the server reads back the same values (an ``int`` or a
-    ``datetime`` as its text, a ``float`` as its shortest exact text). Built a column at a
-    time, each repeated text or time converted once: ``write_row`` converts every value of
-    every row in Python, which costs more than the ``COPY``.
+    Only for plain values: each column's values all ``int``, all ``float``, all ``str``, all
+    ``datetime`` or all ``date`` (and ``None``); the server reads back the same values (an
+    ``int``, a ``datetime`` or a ``date`` as its text, a ``float`` as its shortest exact
+    text). Built a column at a time, each repeated text or time converted once: ``write_row``
+    converts every value of every row in Python, which costs more than the ``COPY``.
 
     Args:
         columns: The values of each column, all of the same length.
 
     Returns:
         The rows, one line each; None when a column holds another type (a ``bool``, an enum,
-        a ``date``...) or two types: those rows go through ``write_row``.
+        a ``Decimal``...) or two types: those rows go through ``write_row``.
     """
     texts: list[list[str]] = []
     for values in columns:

@@ -50,6 +50,7 @@ from nurture.ingest.fields import (
     text_column,
 )
 from nurture.languages import DEFAULT_LANGUAGES
+from nurture.storage import among
 from nurture.storage.models import ConsentStatus, Member, table_of, utcnow
 
 __all__ = [
@@ -366,7 +367,7 @@ def _stored_members(
     emails = sorted({record.email for record in records})
     for column, keys in ((table.c.external_id, external_ids), (table.c.email, emails)):
         for chunk in chunked(keys, _REFS_PER_QUERY):
-            for values in session.execute(select(*selected).where(column.in_(chunk))):
+            for values in session.execute(select(*selected).where(among(session, column, chunk))):
                 if values[0] not in found:
                     found[values[0]] = dict(zip(names, values, strict=True))
     by_external_id = {m["external_id"]: m for m in found.values() if m["external_id"]}

@@ -146,6 +146,11 @@ created_at = Annotated[dt.datetime, mapped_column(UTCDateTime(), default=utcnow,
 member_fk = Annotated[
     int, mapped_column(ForeignKey("members.id", ondelete="CASCADE"), index=True, nullable=False)
 ]
+member_fk_leading = Annotated[
+    int, mapped_column(ForeignKey("members.id", ondelete="CASCADE"), nullable=False)
+]
+"""A member's id in a table whose unique key or index begins with it: that one serves lookups
+by member and the cascade, so the column has no index of its own (it would only cost writes)."""
 
 
 class Base(DeclarativeBase):
@@ -210,7 +215,7 @@ class Answer(Base):
     )
 
     id: Mapped[intpk]
-    member_id: Mapped[member_fk]
+    member_id: Mapped[member_fk_leading]
     question_key: Mapped[str] = mapped_column(String(100))
     value: Mapped[Any] = mapped_column(JSON)
     answered_at: Mapped[created_at]
@@ -233,7 +238,7 @@ class ActivityEvent(Base):
     )
 
     id: Mapped[intpk]
-    member_id: Mapped[member_fk]
+    member_id: Mapped[member_fk_leading]
     type: Mapped[str] = mapped_column(String(50))
     occurred_at: Mapped[dt.datetime]
     content_key: Mapped[str | None] = mapped_column(String(200), index=True)
@@ -412,7 +417,7 @@ class SegmentAssignment(Base):
     )
 
     id: Mapped[intpk]
-    member_id: Mapped[member_fk]
+    member_id: Mapped[member_fk_leading]
     segment_id: Mapped[int] = mapped_column(ForeignKey("segments.id", ondelete="CASCADE"))
     state: Mapped[AssignmentState] = mapped_column(
         _status_enum(AssignmentState), default=AssignmentState.EFFECTIVE
@@ -442,7 +447,7 @@ class Recommendation(Base):
     )
 
     id: Mapped[intpk]
-    member_id: Mapped[member_fk]
+    member_id: Mapped[member_fk_leading]
     content_item_id: Mapped[int] = mapped_column(ForeignKey("content_items.id", ondelete="CASCADE"))
     run_id: Mapped[int | None] = mapped_column(ForeignKey("match_runs.id", ondelete="SET NULL"))
     rank: Mapped[int]
@@ -565,7 +570,7 @@ class Message(Base):
     id: Mapped[intpk]
     enrollment_id: Mapped[int] = mapped_column(ForeignKey("enrollments.id", ondelete="CASCADE"))
     step_id: Mapped[str] = mapped_column(String(100))
-    member_id: Mapped[member_fk]
+    member_id: Mapped[member_fk_leading]
     journey_key: Mapped[str] = mapped_column(String(100), index=True)
     template: Mapped[str] = mapped_column(String(300))
     subject: Mapped[str] = mapped_column(String(500))

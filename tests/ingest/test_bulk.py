@@ -343,4 +343,7 @@ def test_copy_text_writes_plain_values_and_leaves_others_to_the_driver():
     assert copy_text([[None, "x\ny"]]) == "\\N\nx\\ny\n"
     assert copy_text([[True, False]]) is None  # a bool is no int here
     assert copy_text([[1, 2.5]]) is None  # two types in a column
+    # Dates (a birthday) as psycopg writes them; a date and a datetime are two types.
+    assert copy_text([[dt.date(1990, 2, 28), None]]) == "1990-02-28\n\\N\n"
+    assert copy_text([[dt.date(1990, 2, 28), moment]]) is None
     assert copy_text([[EnrollmentState.ACTIVE]]) is None  # an enum: the driver's dumper

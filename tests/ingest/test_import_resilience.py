@@ -186,3 +186,30 @@ def test_a_failure_validating_a_batch_keeps_the_batches_before_it_and_their_reje
     session.rollback()
     assert session.scalar(select(func.count()).select_from(ActivityEvent)) == 2  # lines 2, 3
     assert [row["line"] for row in read_rejects(rejects_path)] == ["4"]  # the unknown type
+
+
+def test_an_import_reads_one_batch_ahead_of_the_one_it_stores_and_no_further(
+    session, tmp_path, monkeypatch
+):
+    import_members(session, write(tmp_path / "seed.csv", SEED))
+    path = write(tmp_path / "activity.csv", FILES["activity"])  # 13 records: 5 batches of 3
+    parse, apply_batch = activity.parse_activities, activity._apply_activity
+    parsed, stored = [], []
+
+    def counted_parse(records, now=None):
+        parsed.append(len(records))
+        return parse(records, now)
+
+    def apply_then_fail(batch_session, rows):
+        stored.append(len(rows))
+        if len(stored) == 2:
+            raise KeyboardInterrupt
+        return apply_batch(batch_session, rows)
+
+    monkeypatch.setattr(activity, "parse_activities", counted_parse)
+    monkeypatch.setattr(activity, "_apply_activity", apply_then_fail)
+    with pytest.raises(KeyboardInterrupt):
+        import_activity(session, path, tmp_path / "rejects.csv", batch_size=3)
+
+    assert len(stored) == 2
+    assert len(parsed) <= 3  # the two batches stored and, at most, the one after them
