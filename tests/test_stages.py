@@ -250,20 +250,27 @@ def test_journeys_with_a_holdout_or_a_split_get_their_results(
 def test_an_import_leaves_postgresql_with_the_statistics_of_what_it_stored(
     runtime: Runtime,
 ) -> None:
-    from sqlalchemy import text
-
     from nurture.stages import import_file
 
     summary = import_file(runtime, "members", EXAMPLES / "members.csv")
     assert summary.stored > 0
     if runtime.engine.dialect.name != "postgresql":
         return  # SQLite's planner needs no statistics here: nothing to check
-    with runtime.engine.connect() as connection:
-        counted = connection.execute(
-            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('members')")
-        ).scalar_one()
     # An unanalysed table says -1 (never counted); ANALYZE counts the rows just stored.
-    assert counted == summary.stored
+    assert _rows_counted_by_statistics(runtime, "members") == summary.stored
+
+
+def _rows_counted_by_statistics(runtime: Runtime, table: str) -> float:
+    """How many rows PostgreSQL's statistics say ``table`` holds (-1: never counted)."""
+    from sqlalchemy import text
+
+    with runtime.engine.connect() as connection:
+        return float(
+            connection.execute(
+                text("SELECT reltuples FROM pg_class WHERE oid = to_regclass(:table)"),
+                {"table": table},
+            ).scalar_one()
+        )
 
 
 def test_a_match_run_starts_on_the_statistics_of_the_embedding_cache_just_filled(
@@ -294,9 +301,5 @@ def test_a_match_run_starts_on_the_statistics_of_the_embedding_cache_just_filled
     start_matching(runtime, NOW)
     if runtime.engine.dialect.name != "postgresql":
         return  # SQLite's planner needs no statistics here: nothing to check
-    with runtime.engine.connect() as connection:
-        counted = connection.execute(
-            text("SELECT reltuples FROM pg_class WHERE oid = to_regclass('embedding_cache')")
-        ).scalar_one()
     # Each chunk's lookup by text hash is planned on the rows stored, not on an empty table.
-    assert counted == len(texts)
+    assert _rows_counted_by_statistics(runtime, "embedding_cache") == len(texts)
