@@ -75,12 +75,14 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     dialect = session.get_bind().dialect.name
     whole = bool(values) and all(type(value) is int for value in values)
     if dialect == "postgresql":
-        # A typed array parameter, not its text cast to an array: the planner then sees the
-        # values as a constant and tests a row against them with one hash lookup; a cast is
-        # evaluated at run time and the row compared with every value in turn, which made a
+        # A typed array parameter: the planner then sees the values as a constant and tests a
+        # row against them with one hash lookup. A parameter typed as text and cast to an array
+        # is cast at run time and the row compared with every value in turn, which made a
         # sequential scan of a large table cost seconds per chunk (500 comparisons a row).
-        # Integers go as the array's text, typed by the statement (``_IntegerArrayText``):
-        # the same typed parameter, made by one join rather than the driver's dump of each.
+        # Integers go as the array's text with no type of its own (psycopg sends a ``str`` as
+        # "unknown"), which the statement's ``::INTEGER[]`` types (``_IntegerArrayText``): the
+        # same typed parameter, the same constant in the plan, made by one join rather than the
+        # driver's dump of each element.
         integers = whole and isinstance(column.type, Integer)
         array_type = (
             _IntegerArrayText(column.type.compile(dialect=session.get_bind().dialect))
