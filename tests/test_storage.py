@@ -1,11 +1,13 @@
 import datetime as dt
+import threading
+from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
 from sqlalchemy import event, select
 from sqlalchemy.exc import IntegrityError
 
-from nurture.embedding import HashingEmbedder, embed_texts_cached
+from nurture.embedding import HashingEmbedder, embed_texts_cached, start_embedding_cached
 from nurture.storage import open_session
 from nurture.storage.database import among, driver_rows, integer_rows, plain_rows
 from nurture.storage.models import (
@@ -76,6 +78,59 @@ def test_embedding_cache_embeds_each_text_once(session):
     again = embed_texts_cached(session, embedder, ["x", "grow a community"])
     assert session.query(EmbeddingCacheEntry).count() == 2
     np.testing.assert_allclose(again[1], first[0], rtol=1e-6)
+
+
+def test_texts_the_cache_misses_are_embedded_in_the_background_and_cached_when_waited_for(
+    session,
+):
+    class ThreadNoting(HashingEmbedder):
+        def embed(self, texts):
+            self.calls.append((threading.current_thread().name, list(texts)))
+            return super().embed(texts)
+
+    embedder = ThreadNoting(16)
+    embedder.calls = []
+    cached = embed_texts_cached(session, embedder, ["x"])
+    embedder.calls.clear()
+    with ThreadPoolExecutor(1, thread_name_prefix="background") as background:
+        started = start_embedding_cached(session, embedder, ["x", "grow", "grow"], background)
+        vectors = started.result()
+    assert [(name.startswith("background"), texts) for name, texts in embedder.calls] == [
+        (True, ["grow"])  # the one text the cache missed, once
+    ]
+    np.testing.assert_array_equal(
+        vectors, embed_texts_cached(session, HashingEmbedder(16), ["x", "grow", "grow"])
+    )
+    np.testing.assert_array_equal(vectors[0], cached[0])
+    assert session.query(EmbeddingCacheEntry).count() == 2
+
+
+def test_vectors_being_embedded_are_not_cached_before_they_are_waited_for(session):
+    release = threading.Event()
+
+    class Waiting(HashingEmbedder):
+        def embed(self, texts):
+            release.wait(5)
+            return super().embed(texts)
+
+    with ThreadPoolExecutor(1) as background:
+        started = start_embedding_cached(session, Waiting(16), ["grow"], background)
+        assert session.query(EmbeddingCacheEntry).count() == 0
+        release.set()
+        assert started.result().shape == (1, 16)
+    assert session.query(EmbeddingCacheEntry).count() == 1
+
+
+def test_an_error_embedding_in_the_background_reaches_who_waits_and_caches_nothing(session):
+    class Failing(HashingEmbedder):
+        def embed(self, texts):
+            raise RuntimeError("the model is gone")
+
+    with ThreadPoolExecutor(1) as background:
+        started = start_embedding_cached(session, Failing(16), ["grow"], background)
+        with pytest.raises(RuntimeError, match="the model is gone"):
+            started.result()
+    assert session.query(EmbeddingCacheEntry).count() == 0
 
 
 def test_embedding_cache_tolerates_a_concurrent_worker(session, engine):

@@ -3,7 +3,12 @@
 The embedder's name (model and backend, :func:`embedder_name`) keys the cache.
 """
 
-from nurture.embedding.cache import embed_texts_cached, text_hash
+from nurture.embedding.cache import (
+    CachedEmbedding,
+    embed_texts_cached,
+    start_embedding_cached,
+    text_hash,
+)
 from nurture.embedding.embedders import (
     Embedder,
     HashingEmbedder,
@@ -17,6 +22,7 @@ from nurture.embedding.embedders import (
 )
 
 __all__ = [
+    "CachedEmbedding",
     "Embedder",
     "HashingEmbedder",
     "LazyEmbedder",
@@ -27,5 +33,6 @@ __all__ = [
     "embedder_name",
     "library_embedder",
     "load_embedder",
+    "start_embedding_cached",
     "text_hash",
 ]

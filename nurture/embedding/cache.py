@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Sequence
-from typing import Any
+from concurrent.futures import Executor, Future
 
 import numpy as np
 from sqlalchemy import LargeBinary, select, type_coerce
@@ -19,7 +19,7 @@ from nurture.embedding.embedders import Embedder
 from nurture.storage.database import among, plain_connection
 from nurture.storage.models import EmbeddingCacheEntry, table_of
 
-__all__ = ["embed_texts_cached", "text_hash"]
+__all__ = ["CachedEmbedding", "embed_texts_cached", "start_embedding_cached", "text_hash"]
 
 _LOOKUP_BATCH = 500
 
@@ -36,6 +36,22 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
 
     Returns:
         An ``(len(texts), embedder.dim)`` float32 array, rows in the order of ``texts``.
+    """
+    return start_embedding_cached(session, embedder, texts).result()
+
+
+def start_embedding_cached(
+    session: Session,
+    embedder: Embedder,
+    texts: Sequence[str],
+    background: Executor | None = None,
+) -> CachedEmbedding:
+    """Look ``texts`` up in the cache and start embedding the others, each unique text once.
+
+    With ``background``, the texts the cache misses are embedded there while the caller goes on
+    (the session stays in the caller's thread); without it, before this returns. The
+    embedding's :meth:`~CachedEmbedding.result` adds the new vectors to the session (the caller
+    commits) and gives the vectors of ``texts``.
     """
     hashes = [text_hash(text) for text in texts]
     unique: dict[str, str] = dict(zip(hashes, texts, strict=True))
@@ -56,27 +72,70 @@ def embed_texts_cached(session: Session, embedder: Embedder, texts: Sequence[str
         ).all()
         found.update({key: np.frombuffer(stored, dtype=np.float32) for key, stored in rows})
     missing = [key for key in keys if key not in found]
-    if missing:
-        vectors = embedder.embed([unique[key] for key in missing])
-        new_entries: list[dict[str, Any]] = []
-        for key, vector in zip(missing, vectors, strict=True):
-            found[key] = vector
-            new_entries.append(
-                {"model": embedder.name, "text_hash": key, "dim": embedder.dim, "vector": vector}
-            )
-        _store(session, new_entries)
-    if not texts:
-        return np.zeros((0, embedder.dim), dtype=np.float32)
-    return np.stack([found[key] for key in hashes]).astype(np.float32, copy=False)
+    missing_texts = [unique[key] for key in missing]
+    embedding: Future[np.ndarray] = Future()
+    if not missing:
+        embedding.set_result(np.zeros((0, embedder.dim), dtype=np.float32))
+    elif background is not None:
+        embedding = background.submit(embedder.embed, missing_texts)
+    else:
+        embedding.set_result(embedder.embed(missing_texts))
+    return CachedEmbedding(session, embedder, hashes, found, missing, embedding)
 
 
-def _store(session: Session, rows: list[dict[str, Any]]) -> None:
-    """Insert cache entries; an entry another worker stored meanwhile is kept as it is.
+class CachedEmbedding:
+    """The vectors of texts, read from the cache or being embedded.
+
+    Made by :func:`start_embedding_cached`.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        embedder: Embedder,
+        hashes: list[str],
+        found: dict[str, np.ndarray],
+        missing: list[str],
+        embedding: Future[np.ndarray],
+    ) -> None:
+        self._session = session
+        self._embedder = embedder
+        self._hashes = hashes
+        self._found = found
+        self._missing = missing
+        self._embedding = embedding
+
+    def result(self) -> np.ndarray:
+        """Wait for the embedding, add its vectors to the cache, return every text's vector.
+
+        Returns:
+            An ``(len(texts), embedder.dim)`` float32 array, rows in the order of the texts.
+
+        Raises:
+            Exception: What embedding the texts raised.
+        """
+        embedder, found = self._embedder, self._found
+        if self._missing:
+            vectors = dict(zip(self._missing, self._embedding.result(), strict=True))
+            found.update(vectors)
+            _store(self._session, embedder, vectors)
+            self._missing = []
+        if not self._hashes:
+            return np.zeros((0, embedder.dim), dtype=np.float32)
+        return np.stack([found[key] for key in self._hashes]).astype(np.float32, copy=False)
+
+
+def _store(session: Session, embedder: Embedder, vectors: dict[str, np.ndarray]) -> None:
+    """Insert ``{text hash: vector}`` of ``embedder``; an entry stored meanwhile is kept as it is.
 
     Two workers that embed the same text at once (concurrent profiling chunks all embed the
     option labels) both miss it in the cache; with a plain insert the second one's commit fails
     on the primary key. ``ON CONFLICT DO NOTHING`` lets it pass (PostgreSQL and SQLite).
     """
+    rows = [
+        {"model": embedder.name, "text_hash": key, "dim": embedder.dim, "vector": vector}
+        for key, vector in vectors.items()
+    ]
     dialect = session.get_bind().dialect.name
     if dialect not in ("postgresql", "sqlite"):
         session.add_all(EmbeddingCacheEntry(**row) for row in rows)

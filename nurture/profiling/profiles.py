@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import datetime as dt
 from collections import Counter
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
+from concurrent.futures import Executor, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,7 @@ from sqlalchemy import Text, case, cast, func, insert, select, update
 from sqlalchemy.orm import Session
 
 from nurture.chunks import chunked
-from nurture.embedding import Embedder, embed_texts_cached
+from nurture.embedding import Embedder, embed_texts_cached, start_embedding_cached
 from nurture.profiling.features import activity_features, answer_features
 from nurture.profiling.layout import (
     ACTIVITY_WINDOWS,
@@ -239,35 +240,78 @@ def plan_profiles(
     Returns:
         ``{member id: profile}``, in the order of ``facts``.
     """
-    profiles: dict[int, PlannedProfile] = {}
-    for member_id, member in facts.items():
-        texts = [
-            member.text_vectors.get(key, np.zeros(layout.text_dim, dtype=np.float32))
-            for key in layout.text_columns
-        ]
-        features = np.concatenate(
-            [
-                answer_features(layout, member.answers),
-                *texts,
-                activity_features(member.activity, member.joined_at, now),
-            ]
-        ).astype(np.float32)
-        profiles[member_id] = PlannedProfile(
-            features=features,
-            interest=_interest(member.answers, texts, label_vectors, interest_keys),
+    return {
+        member_id: _DraftProfile.of(member, layout, label_vectors, interest_keys, now).finish(
+            member.text_vectors, layout
+        )
+        for member_id, member in facts.items()
+    }
+
+
+@dataclass(frozen=True)
+class _DraftProfile:
+    """A member's profile but for the vectors of their free texts."""
+
+    answer_features: np.ndarray
+    activity_features: np.ndarray
+    chosen_labels: list[np.ndarray]
+    lifecycle_stage: LifecycleStage
+
+    @classmethod
+    def of(
+        cls,
+        member: MemberFacts,
+        layout: FeatureLayout,
+        label_vectors: Mapping[tuple[str, str], np.ndarray],
+        interest_keys: Sequence[str],
+        now: dt.datetime,
+    ) -> _DraftProfile:
+        """The draft of ``member``'s profile (``member.text_vectors`` is not read)."""
+        chosen_labels: list[np.ndarray] = []
+        for key in interest_keys:
+            value = member.answers.get(key)
+            chosen = [value] if isinstance(value, str) else value if isinstance(value, list) else []
+            chosen_labels.extend(
+                label_vectors[(key, option)] for option in chosen if (key, option) in label_vectors
+            )
+        return cls(
+            answer_features=answer_features(layout, member.answers),
+            activity_features=activity_features(member.activity, member.joined_at, now),
+            chosen_labels=chosen_labels,
             lifecycle_stage=lifecycle_stage(member.joined_at, member.activity, now),
         )
-    return profiles
+
+    def finish(
+        self, text_vectors: Mapping[str, np.ndarray], layout: FeatureLayout
+    ) -> PlannedProfile:
+        """The profile, with ``{free-text question key: embedding}`` of the member's texts."""
+        texts = [
+            text_vectors.get(key, np.zeros(layout.text_dim, dtype=np.float32))
+            for key in layout.text_columns
+        ]
+        features = np.concatenate([self.answer_features, *texts, self.activity_features])
+        # The interest: the unit mean of the texts' vectors and the chosen options' labels.
+        vectors = [vector for vector in texts if np.any(vector)] + self.chosen_labels
+        return PlannedProfile(
+            features=features.astype(np.float32),
+            interest=_unit(np.mean(np.stack(vectors), axis=0)) if vectors else None,
+            lifecycle_stage=self.lifecycle_stage,
+        )
 
 
-def _load_member_facts(
+def _read_member_facts(
     session: Session,
     embedder: Embedder,
     layout: FeatureLayout,
     chunk: Sequence[int],
     now: dt.datetime,
-) -> dict[int, MemberFacts]:
-    """What profiling reads of a chunk of members (ids without a member are left out)."""
+    background: Executor,
+) -> tuple[dict[int, MemberFacts], Callable[[], dict[int, dict[str, np.ndarray]]]]:
+    """What profiling reads of a chunk of members, the vectors of their free texts to come.
+
+    Ids without a member are left out. The free texts are being embedded in ``background``: the
+    function returned waits for their vectors, ``{member id: {question key: vector}}``.
+    """
     connection = plain_connection(session)
     joined: dict[int, dt.datetime] = dict(
         connection.execute(
@@ -288,22 +332,18 @@ def _load_member_facts(
         )
         for member_id, key, value in rows:
             answers.setdefault(member_id, {})[key] = decoded(value)
+    text_vectors = _start_embedding_free_texts(session, embedder, layout, answers, background)
     activity = load_activity_summaries(session, chunk, now)
-    text_vectors = _embed_free_texts(session, embedder, layout, answers)
-    return {
+    facts = {
         member_id: MemberFacts(
             joined_at=joined[member_id],
             answers=answers.get(member_id, {}),
             activity=activity.get(member_id, ActivitySummary()),
-            text_vectors={
-                key: text_vectors[(member_id, key)]
-                for key in layout.text_columns
-                if (member_id, key) in text_vectors
-            },
         )
         for member_id in chunk
         if member_id in joined
     }
+    return facts, text_vectors
 
 
 def _write_profiles(
@@ -351,8 +391,9 @@ def build_profiles(
     vector (unit mean of the free-text embeddings and of the English labels of the options chosen
     in :func:`interest_question_keys`; ``None`` when there is neither) and the lifecycle stage
     (see :mod:`nurture.profiling.lifecycle`). Ids without a member are skipped. Each chunk is
-    read (embedding its new free texts), computed (:func:`plan_profiles`) and written. The
-    caller commits.
+    read, computed (as :func:`plan_profiles` does) and written; its new free texts are embedded
+    in a second thread meanwhile, while this one reads the chunk's activity and computes all
+    but the texts' part of each profile. The caller commits.
 
     Args:
         session: Database session.
@@ -375,10 +416,21 @@ def build_profiles(
         ids = sorted(set(member_ids))
     stages: Counter[str] = Counter()
     for chunk in chunked(ids, chunk_size):
-        facts = _load_member_facts(session, counting, layout, chunk, now)
-        profiles = plan_profiles(
-            facts, layout=layout, label_vectors=label_vectors, interest_keys=interest_keys, now=now
-        )
+        with ThreadPoolExecutor(1, thread_name_prefix="nurture-embed") as background:
+            # The chunk's new free texts are embedded (on every core) while this thread reads
+            # the members' activity and computes the rest of their profiles.
+            facts, text_vectors = _read_member_facts(
+                session, counting, layout, chunk, now, background
+            )
+            drafts = {
+                member_id: _DraftProfile.of(member, layout, label_vectors, interest_keys, now)
+                for member_id, member in facts.items()
+            }
+            vectors = text_vectors()
+        profiles = {
+            member_id: draft.finish(vectors.get(member_id, {}), layout)
+            for member_id, draft in drafts.items()
+        }
         _write_profiles(session, profiles, layout.hash, now)
         stages.update(profile.lifecycle_stage for profile in profiles.values())
     return ProfileSummary(
@@ -390,13 +442,17 @@ def build_profiles(
     )
 
 
-def _embed_free_texts(
+def _start_embedding_free_texts(
     session: Session,
     embedder: Embedder,
     layout: FeatureLayout,
     answers: dict[int, dict[str, Any]],
-) -> dict[tuple[int, str], np.ndarray]:
-    """Embeddings of the chunk's non-empty free-text answers, keyed by (member, question)."""
+    background: Executor,
+) -> Callable[[], dict[int, dict[str, np.ndarray]]]:
+    """Start embedding the non-empty free-text answers in ``background``.
+
+    The function returned waits for their vectors, ``{member id: {question key: vector}}``.
+    """
     keys: list[tuple[int, str]] = []
     texts: list[str] = []
     for member_id, mine in answers.items():
@@ -405,28 +461,15 @@ def _embed_free_texts(
             if isinstance(value, str) and value.strip():
                 keys.append((member_id, key))
                 texts.append(value.strip())
-    if not texts:
-        return {}
-    vectors = embed_texts_cached(session, embedder, texts)
-    return dict(zip(keys, vectors, strict=True))
+    embedding = start_embedding_cached(session, embedder, texts, background)
 
+    def vectors() -> dict[int, dict[str, np.ndarray]]:
+        by_member: dict[int, dict[str, np.ndarray]] = {}
+        for (member_id, key), vector in zip(keys, embedding.result(), strict=True):
+            by_member.setdefault(member_id, {})[key] = vector
+        return by_member
 
-def _interest(
-    answers: Mapping[str, Any],
-    texts: Sequence[np.ndarray],
-    label_vectors: Mapping[tuple[str, str], np.ndarray],
-    interest_keys: Sequence[str],
-) -> np.ndarray | None:
-    vectors = [vector for vector in texts if np.any(vector)]
-    for key in interest_keys:
-        value = answers.get(key)
-        chosen = [value] if isinstance(value, str) else value if isinstance(value, list) else []
-        vectors.extend(
-            label_vectors[(key, option)] for option in chosen if (key, option) in label_vectors
-        )
-    if not vectors:
-        return None
-    return _unit(np.mean(np.stack(vectors), axis=0))
+    return vectors
 
 
 def every_profile_has_layout(session: Session, layout_hash: str) -> bool:

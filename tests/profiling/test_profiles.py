@@ -2,6 +2,7 @@ from __future__ import annotations
 
 import datetime as dt
 import math
+import threading
 from collections.abc import Sequence
 
 import numpy as np
@@ -10,7 +11,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from nurture.embedding import HashingEmbedder
-from nurture.profiling import EVENT_TYPES, FeatureLayout, build_profiles, lifecycle_stages
+from nurture.profiling import (
+    EVENT_TYPES,
+    FeatureLayout,
+    MemberFacts,
+    build_profiles,
+    lifecycle_stages,
+    load_activity_summaries,
+    plan_profiles,
+)
 from nurture.storage.models import ActivityEvent, Answer, Member, MemberProfile
 
 NOW = dt.datetime(2025, 6, 1, 12, tzinfo=dt.UTC)
@@ -168,6 +177,72 @@ def test_identical_texts_are_embedded_once_across_members(session, questionnaire
     # 3 goal labels + 2 distinct texts, in calls that never repeat a text.
     assert summary.texts_embedded == 5
     assert sum(embedder.calls) == 5
+
+
+def test_a_chunk_is_read_while_its_free_texts_are_embedded(
+    session, questionnaire, community
+) -> None:
+    """The free texts are embedded in another thread while the chunk's activity is read; the
+    profiles are those of embedding first (the same rows as ``plan_profiles`` gives)."""
+    embedded_in: list[str] = []
+
+    class ThreadNoting(HashingEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            embedded_in.append(threading.current_thread().name)
+            return super().embed(texts)
+
+    build_profiles(session, ThreadNoting(16), questionnaire, NOW)
+    session.commit()
+    # The option labels before the chunks, in this thread; the chunk's free text in another.
+    assert embedded_in[0] == threading.current_thread().name
+    assert embedded_in[1].startswith("nurture-embed")
+    alice = profile_of(session, community["alice"])
+    layout = FeatureLayout.from_questionnaire(questionnaire, 16)
+    planned = plan_profiles(
+        {
+            1: MemberFacts(
+                joined_at=community["alice"].joined_at,
+                answers={
+                    "role": "founder",
+                    "goals": ["grow_members", "measure_roi"],
+                    "experience": 5,
+                    "expectations": "Grow a B2B community with measurable ROI",
+                },
+                activity=load_activity_summaries(session, [community["alice"].id], NOW)[
+                    community["alice"].id
+                ],
+                text_vectors={
+                    "expectations": HashingEmbedder(16).embed(
+                        ["Grow a B2B community with measurable ROI"]
+                    )[0]
+                },
+            )
+        },
+        layout=layout,
+        label_vectors={
+            ("goals", option.key): HashingEmbedder(16).embed([option.labels["en"]])[0]
+            for question in questionnaire.questions
+            if question.key == "goals"
+            for option in question.options
+        },
+        interest_keys=["goals"],
+        now=NOW,
+    )[1]
+    np.testing.assert_array_equal(alice.features, planned.features)
+    np.testing.assert_array_equal(alice.interest, planned.interest)
+
+
+def test_an_embedding_error_in_a_chunk_stores_no_profile(session, questionnaire, community) -> None:
+    class FailingOnTexts(HashingEmbedder):
+        def embed(self, texts: Sequence[str]) -> np.ndarray:
+            if any("B2B" in text for text in texts):
+                raise RuntimeError("the model is gone")
+            return super().embed(texts)
+
+    with pytest.raises(RuntimeError, match="the model is gone"):
+        build_profiles(session, FailingOnTexts(16), questionnaire, NOW)
+    session.rollback()
+    assert session.scalars(select(MemberProfile)).all() == []
 
 
 def test_lifecycle_stages_for_journeys(session, questionnaire, community) -> None:
