@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from concurrent.futures import Executor, Future
+from dataclasses import dataclass
 
 import numpy as np
 from sqlalchemy import LargeBinary, select, type_coerce
@@ -83,27 +84,27 @@ def start_embedding_cached(
     return CachedEmbedding(session, embedder, hashes, found, missing, embedding)
 
 
+@dataclass(eq=False)
 class CachedEmbedding:
     """The vectors of texts, read from the cache or being embedded.
 
     Made by :func:`start_embedding_cached`.
+
+    Attributes:
+        session: Where the new vectors go.
+        embedder: The embedder.
+        hashes: The texts' cache keys, in their order.
+        found: ``{text hash: vector}`` read from the cache (the new ones added on waiting).
+        missing: Hashes of the texts being embedded, in the order of ``embedding``'s rows.
+        embedding: Their vectors to come.
     """
 
-    def __init__(
-        self,
-        session: Session,
-        embedder: Embedder,
-        hashes: list[str],
-        found: dict[str, np.ndarray],
-        missing: list[str],
-        embedding: Future[np.ndarray],
-    ) -> None:
-        self._session = session
-        self._embedder = embedder
-        self._hashes = hashes
-        self._found = found
-        self._missing = missing
-        self._embedding = embedding
+    session: Session
+    embedder: Embedder
+    hashes: list[str]
+    found: dict[str, np.ndarray]
+    missing: list[str]
+    embedding: Future[np.ndarray]
 
     def result(self) -> np.ndarray:
         """Wait for the embedding, add its vectors to the cache, return every text's vector.
@@ -114,15 +115,15 @@ class CachedEmbedding:
         Raises:
             Exception: What embedding the texts raised.
         """
-        embedder, found = self._embedder, self._found
-        if self._missing:
-            vectors = dict(zip(self._missing, self._embedding.result(), strict=True))
+        embedder, found = self.embedder, self.found
+        if self.missing:
+            vectors = dict(zip(self.missing, self.embedding.result(), strict=True))
             found.update(vectors)
-            _store(self._session, embedder, vectors)
-            self._missing = []
-        if not self._hashes:
+            _store(self.session, embedder, vectors)
+            self.missing = []
+        if not self.hashes:
             return np.zeros((0, embedder.dim), dtype=np.float32)
-        return np.stack([found[key] for key in self._hashes]).astype(np.float32, copy=False)
+        return np.stack([found[key] for key in self.hashes]).astype(np.float32, copy=False)
 
 
 def _store(session: Session, embedder: Embedder, vectors: dict[str, np.ndarray]) -> None:
