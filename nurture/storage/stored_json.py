@@ -19,25 +19,6 @@ __all__ = ["JsonTexts", "MadeOnce", "stored_values"]
 T = TypeVar("T")
 
 
-class JsonTexts:
-    """Decodes stored JSON texts, each distinct text once; ``None`` (SQL NULL) stays None.
-
-    The decoded values are shared between the rows that stored the same text: read them, do
-    not change them.
-    """
-
-    def __init__(self) -> None:
-        self._values: dict[str | None, Any] = {None: None}
-
-    def __call__(self, text: str | None) -> Any:
-        """The value ``text`` encodes."""
-        try:
-            return self._values[text]
-        except KeyError:
-            value = self._values[text] = json.loads(text)  # type: ignore[arg-type]
-            return value
-
-
 class MadeOnce(dict[str, T]):
     """Values made of stored texts, each distinct text made once: ``made[text]``.
 
@@ -52,6 +33,21 @@ class MadeOnce(dict[str, T]):
     def __missing__(self, text: str) -> T:
         value = self[text] = self._make(text)
         return value
+
+
+class JsonTexts(MadeOnce[Any]):
+    """Decodes stored JSON texts, each distinct text once; ``None`` (SQL NULL) stays None.
+
+    The decoded values are shared between the rows that stored the same text: read them, do
+    not change them.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(json.loads)
+
+    def __call__(self, text: str | None) -> Any:
+        """The value ``text`` encodes."""
+        return None if text is None else self[text]
 
 
 def stored_values(column: Column[Any], dialect: Dialect) -> MadeOnce[Any]:
