@@ -83,7 +83,7 @@ from benchmarks.encoders import (
 )
 from benchmarks.run import WARM_UP_TEXTS, encode_bare, load_bare_model
 from nurture import stages
-from nurture.chunks import chunked
+from nurture.chunks import chunked, map_at_once
 from nurture.delivery import DeliverySummary
 from nurture.demo import DemoFiles, generate_library_community
 from nurture.embedding import Embedder, library_embedder
@@ -293,6 +293,7 @@ class ScaleResult:
     wall_seconds: float = 0.0
     send_concurrency: int = 0
     delivery_processes: int = 1
+    chunk_threads: int = 1
     due_emails: int = 0
     delivered_cap: int | None = None
     until: str | None = None
@@ -797,6 +798,7 @@ def run_scale_benchmark(
         setup_seconds=community.seconds,
         send_concurrency=settings.send_concurrency,
         delivery_processes=settings.delivery_processes,
+        chunk_threads=runtime.chunk_threads,
         machine=_machine(),
         until=until,
     )
@@ -1043,8 +1045,12 @@ def _profile(
         ids = profile_stage.over.list_items(runtime, now)  # type: ignore[union-attr]
         progress = Progress(f"{name}profile", len(ids), "members")
         profiled = 0
-        for chunk in chunked(ids, settings.chunk_size):
-            profiled += stages.profile_chunk(runtime, chunk, now).profiled
+        chunks = list(chunked(ids, settings.chunk_size))
+        done = map_at_once(
+            lambda chunk: stages.profile_chunk(runtime, chunk, now), chunks, runtime.chunk_threads
+        )
+        for chunk, summary in zip(chunks, done, strict=True):
+            profiled += summary.profiled
             progress.advance(len(chunk))
     floor = _plus(
         bare_embed(encode, recorder.texts),
@@ -1097,8 +1103,13 @@ def _nightly(
         progress = Progress(f"{name}match", len(ids), "members")
         started = stages.start_matching(runtime, now)
         matched = recommendations = 0
-        for chunk in chunked(ids, settings.chunk_size):
-            summary_m = stages.match_chunk(runtime, chunk, now, **started)
+        chunks = list(chunked(ids, settings.chunk_size))
+        done = map_at_once(
+            lambda chunk: stages.match_chunk(runtime, chunk, now, **started),
+            chunks,
+            runtime.chunk_threads,
+        )
+        for chunk, summary_m in zip(chunks, done, strict=True):
             matched += summary_m.members
             recommendations += summary_m.recommendations
             progress.advance(len(chunk))
@@ -1367,7 +1378,11 @@ def render_scale_report(report: ScaleReport) -> str:
         "clone's body and tags mixed with two other items' of its language: related items, "
         "not copies), the same on each database, through the stages as the nightly and "
         "deliver runs call them "
-        f"(`nurture.stages`), in chunks of {first.chunk_size if first else 0}. Each stage's "
+        f"(`nurture.stages`), in chunks of {first.chunk_size if first else 0}; the profile "
+        "and match stages work on their chunks as many at a time as a run in this process "
+        "does (`NURTURE_CHUNK_THREADS`; here "
+        + ", ".join(f"{result.chunk_threads} on {result.database}" for result in report.results)
+        + "). Each stage's "
         "peak memory is the process's resident set size (sampled every 20 ms while it runs; "
         "the process holds the libraries and the previous stages' leftovers too). Each floor "
         "runs in the same process right after its stage, on the same rows, and hands the "

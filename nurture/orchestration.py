@@ -25,7 +25,7 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any, Protocol, TypeVar, runtime_checkable
 
-from nurture.chunks import chunked
+from nurture.chunks import chunked, map_at_once
 from nurture.delivery import DeliverySummary
 from nurture.errors import BackfillRefusedError, ConfigurationError
 from nurture.journeys import JourneySummary
@@ -158,7 +158,9 @@ def run_stage(
     now: dt.datetime,
     listed: dict[str, list[Any]] | None = None,
 ) -> Any:
-    """Run one stage in this process, chunk after chunk; return its plain summary.
+    """Run one stage in this process, chunk by chunk; return its plain summary.
+
+    The chunks of a fanout that may run in any order run ``runtime.chunk_threads`` at a time.
 
     Args:
         runtime: The runtime.
@@ -180,10 +182,16 @@ def run_stage(
     items = listed[stage.over.name]
     started = plain(stage.start(runtime, now)) if stage.start is not None else {}
     summaries = []
+    batches = chunk_batches(stage, items, runtime.settings)
+    threads = 1 if stage.over.in_order else runtime.chunk_threads
+
+    def run_chunk(batch: list[Any]) -> Any:
+        return plain(stage.run(runtime, batch, now, **started))
+
     with progress.task(stage.name, len(items), stage.over.name) as watched:
-        for batch in chunk_batches(stage, items, runtime.settings):
-            summaries.append(plain(stage.run(runtime, batch, now, **started)))
-            logger.info("%s", stage.describe(summaries[-1]))
+        for batch, summary in zip(batches, map_at_once(run_chunk, batches, threads), strict=True):
+            summaries.append(summary)
+            logger.info("%s", stage.describe(summary))
             watched.advance(len(batch))
     return combine_chunks(stage, started, items, summaries)
 

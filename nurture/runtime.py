@@ -298,6 +298,13 @@ class Runtime:
         """A session that commits when the block ends, or rolls back on an error."""
         return session_scope(self.engine)
 
+    @property
+    def chunk_threads(self) -> int:
+        """Chunks of a stage this process works on at once (``chunk_threads``, or by database)."""
+        if self.settings.chunk_threads is not None:
+            return self.settings.chunk_threads
+        return 2 if self.engine.dialect.name == "postgresql" else 1
+
     def open_session(self) -> Session:
         """A new session the caller commits or rolls back (a dry run rolls back)."""
         return open_session(self.engine)

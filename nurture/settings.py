@@ -182,6 +182,16 @@ class Settings(BaseSettings):
         ),
     )
     chunk_size: int = Field(default=500, ge=1, description="Members or messages per task.")
+    chunk_threads: int | None = Field(
+        default=None,
+        ge=1,
+        le=32,
+        description="Chunks a run in this process (nurture run --no-prefect) works on at "
+        "once, for the stages whose chunks may run in any order (profile, match, send). None: 2 "
+        "on PostgreSQL, whose server writes one chunk on its own core while the next is ranked; "
+        "1 on SQLite, where a second chunk only waits for the database and the interpreter. "
+        "The flows' thread task runner has its own (PREFECT_TASK_RUNNER_THREAD_POOL_MAX_WORKERS).",
+    )
     incremental_nightly: bool = Field(
         default=True,
         description="Profile and match only the members changed since the last complete "

@@ -5,18 +5,29 @@ import json
 import shutil
 import subprocess
 import sys
+import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select
 
+from nurture import stages
 from nurture.errors import ConfigurationError, WorkspaceValidationError
-from nurture.orchestration import CYCLE, IN_PROCESS, load_orchestrator, run_cycle
+from nurture.orchestration import (
+    CYCLE,
+    IN_PROCESS,
+    load_orchestrator,
+    run_cycle,
+    run_stage,
+    run_stage_list,
+)
+from nurture.recommend import recommend_for_members
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.stages import DELIVER, NIGHTLY, import_file, member_ids
-from nurture.storage import Member, Message, MessageStatus
+from nurture.storage import Member, Message, MessageStatus, Recommendation
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo, welcome_only_workspace
 
 N_MEMBERS = 45
@@ -73,6 +84,51 @@ def test_a_cycle_welcomes_every_member_once_and_a_rerun_sends_nothing(runtime: R
     assert again.texts_embedded == 0  # every text came from the embedding cache
     assert again.delivery.sent == 0
     assert len(_sent_eml(runtime)) == N_MEMBERS
+
+
+def _recommendation_rows(runtime: Runtime) -> list[tuple[int, int, int, str]]:
+    with runtime.session() as session:
+        rows = session.execute(
+            select(
+                Recommendation.member_id,
+                Recommendation.content_item_id,
+                Recommendation.rank,
+                Recommendation.reason,
+            )
+        ).all()
+    return sorted(tuple(row) for row in rows)
+
+
+def test_chunks_worked_on_two_at_a_time_give_what_one_at_a_time_gives(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    seed_demo(runtime, N_MEMBERS)
+    threads: set[str] = set()
+    recommend = recommend_for_members
+
+    def watched(*args: Any, **kwargs: Any) -> Any:
+        threads.add(threading.current_thread().name)
+        return recommend(*args, **kwargs)
+
+    monkeypatch.setattr(stages, "recommend_for_members", watched)
+    two_at_once = runtime.settings.model_copy(update={"chunk_threads": 2})
+    with Runtime(two_at_once, engine=runtime.engine) as at_once:
+        nightly = run_stage_list(at_once, NIGHTLY, NOW)
+
+    assert nightly["profile"]["profiled"] == N_MEMBERS
+    assert nightly["match"]["chunks"] == 3  # 45 members, 16 a chunk
+    assert len(threads) == 2 and all(name.startswith("nurture-chunk") for name in threads)
+    rows = _recommendation_rows(runtime)
+    assert len(rows) == nightly["match"]["recommendations"] > 0
+
+    one_at_a_time = runtime.settings.model_copy(
+        update={"chunk_threads": 1, "incremental_nightly": False}  # every member again
+    )
+    with Runtime(one_at_a_time, engine=runtime.engine) as in_turn:
+        again = run_stage(in_turn, NIGHTLY.stage("match"), NOW)
+
+    assert again["recommendations"] == nightly["match"]["recommendations"]
+    assert _recommendation_rows(runtime) == rows
 
 
 def test_the_follow_up_goes_out_after_the_wait_with_new_items(runtime: Runtime) -> None:

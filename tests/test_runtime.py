@@ -55,6 +55,16 @@ def test_deliver_stages_never_load_the_embedding_model(database_url: str, tmp_pa
         assert "embedder" not in vars(runtime)
 
 
+def test_chunks_run_two_at_a_time_on_postgresql_one_on_sqlite_unless_set(
+    database_url: str, tmp_path: Path
+) -> None:
+    settings = Settings(workspace=CONTENT, data_dir=tmp_path, database_url=database_url)
+    with Runtime(settings) as runtime:
+        assert runtime.chunk_threads == (2 if database_url.startswith("postgresql") else 1)
+    with Runtime(settings.model_copy(update={"chunk_threads": 3})) as runtime:
+        assert runtime.chunk_threads == 3
+
+
 def test_a_shared_engine_stays_open_when_the_runtime_closes(
     database_url: str, tmp_path: Path
 ) -> None:
