@@ -7,9 +7,12 @@ import re
 import shutil
 from pathlib import Path
 
+from sqlalchemy import select
+
 from nurture.demo import DemoFiles, generate_library_community
 from nurture.runtime import Runtime
 from nurture.stages import import_file
+from nurture.storage import Recommendation
 
 CONTENT = Path(__file__).resolve().parents[1] / "content"
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)
@@ -59,3 +62,21 @@ def welcome_only_workspace(target: Path) -> Path:
         "budget: null\nquiet_hours: null\nbackfill: null\n", encoding="utf-8"
     )
     return target
+
+
+def recommendation_rows(runtime: Runtime) -> dict[int, list[tuple[int, int, float, str]]]:
+    """Each member's recommendations in rank order: (item id, rank, score to 5 places, reason)."""
+    with runtime.session() as session:
+        rows = session.execute(
+            select(
+                Recommendation.member_id,
+                Recommendation.content_item_id,
+                Recommendation.rank,
+                Recommendation.score,
+                Recommendation.reason,
+            ).order_by(Recommendation.member_id, Recommendation.rank)
+        ).all()
+    found: dict[int, list[tuple[int, int, float, str]]] = {}
+    for member_id, item_id, rank, score, reason in rows:
+        found.setdefault(member_id, []).append((item_id, rank, round(score, 5), reason))
+    return found

@@ -38,7 +38,7 @@ from nurture.storage import (
     SegmentKind,
     SegmentMembership,
 )
-from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
+from tests.pipeline_helpers import NOW, recommendation_rows, seed_demo, welcome_only_workspace
 
 N_MEMBERS = 60
 
@@ -326,28 +326,11 @@ def test_a_warm_nightly_evaluates_the_rules_as_a_cold_one_would(
     assert _rule_members(runtime) == warm
 
 
-def _recommendation_rows(runtime: Runtime) -> dict[int, list[tuple[int, int, float, str]]]:
-    with runtime.session() as session:
-        rows = session.execute(
-            select(
-                Recommendation.member_id,
-                Recommendation.content_item_id,
-                Recommendation.rank,
-                Recommendation.score,
-                Recommendation.reason,
-            ).order_by(Recommendation.member_id, Recommendation.rank)
-        ).all()
-    found: dict[int, list[tuple[int, int, float, str]]] = {}
-    for member_id, item_id, rank, score, reason in rows:
-        found.setdefault(member_id, []).append((item_id, rank, round(score, 5), reason))
-    return found
-
-
 def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
     runtime: Runtime, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     run_stage_list(runtime, NIGHTLY, NOW)
-    before = _recommendation_rows(runtime)
+    before = recommendation_rows(runtime)
     everyone = member_ids(runtime, NOW)
     changed = everyone[::20]
     _new_activity(runtime, tmp_path, _external_ids(runtime, changed))
@@ -366,7 +349,7 @@ def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
     summary = run_stage_list(runtime, NIGHTLY, later)
     # New posts are no engagement with an item: what the last run learned is reused.
     assert learned == []
-    warm = _recommendation_rows(runtime)
+    warm = recommendation_rows(runtime)
     with runtime.session() as session:
         latest_run = session.scalar(select(func.max(MatchRun.id)))
         matched = sorted(
@@ -400,7 +383,7 @@ def test_a_warm_match_gives_the_changed_members_what_a_cold_one_would(
             ],
         )
     assert learned == [later]
-    cold = _recommendation_rows(runtime)
+    cold = recommendation_rows(runtime)
     assert {m: cold.get(m) for m in matched} == {m: warm.get(m) for m in matched}
 
 

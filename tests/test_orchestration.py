@@ -27,8 +27,14 @@ from nurture.recommend import recommend_for_members
 from nurture.runtime import Runtime
 from nurture.settings import Settings
 from nurture.stages import DELIVER, NIGHTLY, import_file, member_ids
-from nurture.storage import Member, Message, MessageStatus, Recommendation
-from tests.pipeline_helpers import CONTENT, NOW, seed_demo, welcome_only_workspace
+from nurture.storage import Member, Message, MessageStatus
+from tests.pipeline_helpers import (
+    CONTENT,
+    NOW,
+    recommendation_rows,
+    seed_demo,
+    welcome_only_workspace,
+)
 
 N_MEMBERS = 45
 ROOT = Path(__file__).resolve().parents[1]
@@ -86,19 +92,6 @@ def test_a_cycle_welcomes_every_member_once_and_a_rerun_sends_nothing(runtime: R
     assert len(_sent_eml(runtime)) == N_MEMBERS
 
 
-def _recommendation_rows(runtime: Runtime) -> list[tuple[int, int, int, str]]:
-    with runtime.session() as session:
-        rows = session.execute(
-            select(
-                Recommendation.member_id,
-                Recommendation.content_item_id,
-                Recommendation.rank,
-                Recommendation.reason,
-            )
-        ).all()
-    return sorted(tuple(row) for row in rows)
-
-
 def test_chunks_worked_on_two_at_a_time_give_what_one_at_a_time_gives(
     runtime: Runtime, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -118,8 +111,8 @@ def test_chunks_worked_on_two_at_a_time_give_what_one_at_a_time_gives(
     assert nightly["profile"]["profiled"] == N_MEMBERS
     assert nightly["match"]["chunks"] == 3  # 45 members, 16 a chunk
     assert len(threads) == 2 and all(name.startswith("nurture-chunk") for name in threads)
-    rows = _recommendation_rows(runtime)
-    assert len(rows) == nightly["match"]["recommendations"] > 0
+    rows = recommendation_rows(runtime)
+    assert sum(map(len, rows.values())) == nightly["match"]["recommendations"] > 0
 
     one_at_a_time = runtime.settings.model_copy(
         update={"chunk_threads": 1, "incremental_nightly": False}  # every member again
@@ -128,7 +121,7 @@ def test_chunks_worked_on_two_at_a_time_give_what_one_at_a_time_gives(
         again = run_stage(in_turn, NIGHTLY.stage("match"), NOW)
 
     assert again["recommendations"] == nightly["match"]["recommendations"]
-    assert _recommendation_rows(runtime) == rows
+    assert recommendation_rows(runtime) == rows
 
 
 def test_the_follow_up_goes_out_after_the_wait_with_new_items(runtime: Runtime) -> None:
