@@ -33,13 +33,16 @@ $(PRISM): $(NODE_DIR)/package.json $(NODE_DIR)/package-lock.json
 demo: $(STAMP)
 	$(BIN)/nurture --workspace content demo
 
-## Run the whole test suite (PostgreSQL too when NURTURE_TEST_POSTGRES_URL is set).
+## Run the whole test suite (PostgreSQL too when NURTURE_TEST_POSTGRES_URL is set), on TEST_WORKERS
+## pytest-xdist workers (2: the machines have 2 cores); the tests marked `model` all on one of them.
+TEST_WORKERS ?= 2
+
 test: $(STAMP) $(PRISM)
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup
 
 ## Unit tests only: skips the end-to-end tests that load the real model and run Prefect.
 test-fast: $(STAMP) $(PRISM)
-	$(BIN)/python -m pytest -m "not e2e"
+	$(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadgroup -m "not e2e"
 
 ## Write BENCHMARKS.md.
 bench: $(STAMP)

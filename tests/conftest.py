@@ -13,6 +13,7 @@ from sqlalchemy import Engine, make_url, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.orm import Session
 
+from nurture.embedding import embedders
 from nurture.storage import create_database_engine, migrate_database, open_session
 from nurture.storage.models import Base
 
@@ -29,6 +30,42 @@ def _with_own_schema(url: str, schema: str) -> str:
         options = " ".join(options)
     options = f"{options} -csearch_path={schema}".strip()
     return parsed.update_query_dict({"options": options}).render_as_string(hide_password=False)
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist's own hook reads the groups
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """Send every test marked ``model`` to one pytest-xdist worker, so the model loads once.
+
+    ``make test`` runs the suite on several workers (``--dist loadgroup``): the tests that
+    load the real embedding model share the group ``model``, the others go wherever a worker
+    is free. Without pytest-xdist's ``-n`` the group changes nothing.
+    """
+    for item in items:
+        if item.get_closest_marker("model"):
+            item.add_marker(pytest.mark.xdist_group("model"))
+
+
+@pytest.fixture(autouse=True)
+def _real_model_only_in_model_tests(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Fail a test that loads the real embedding model without the ``model`` mark.
+
+    Unmarked, it would run on any worker and load the model there a second time.
+    """
+    if request.node.get_closest_marker("model"):
+        return
+    load = embedders._load_embedder
+
+    def refuse(model: str, *args: object) -> embedders.Embedder:
+        if not model.startswith("hashing-"):
+            raise AssertionError(
+                f"{request.node.nodeid} loads the embedding model {model!r}: mark it "
+                "pytest.mark.model, so that the one worker that runs such tests loads it"
+            )
+        return load(model, *args)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(embedders, "_load_embedder", refuse)
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -25,6 +25,8 @@ from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from nurture.storage import EmbeddingCacheEntry
 from tests.embedding.conftest import BATCH_SIZE
 
+pytestmark = pytest.mark.model  # every test here may load the real model
+
 TEXTS = [
     "I want to grow our community and measure its return on investment.",
     "J'aimerais mieux accueillir les nouveaux membres et animer des événements.",

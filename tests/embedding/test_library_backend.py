@@ -35,6 +35,8 @@ from nurture.runtime import Runtime
 from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from nurture.storage import ContentItem, EmbeddingCacheEntry
 
+pytestmark = pytest.mark.model  # every test here may load the real model
+
 MODEL = DEFAULT_EMBEDDING_MODEL
 NOW = dt.datetime(2026, 3, 1, tzinfo=dt.UTC)
 

@@ -16,7 +16,7 @@ from nurture.runtime import Runtime
 from nurture.settings import DEFAULT_EMBEDDING_MODEL, Settings
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 N_MEMBERS = 1000
 

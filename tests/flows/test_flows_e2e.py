@@ -18,7 +18,7 @@ from nurture.storage import ContentItem, Member, Message, MessageStatus
 from nurture.storage.models import Segment, SegmentMembership
 from tests.pipeline_helpers import NOW, seed_demo, welcome_only_workspace
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 N_MEMBERS = 300
 

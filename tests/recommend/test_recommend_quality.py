@@ -28,7 +28,7 @@ from nurture.storage import (
 )
 from tests.pipeline_helpers import CONTENT, NOW, seed_demo
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 N_MEMBERS = 300
 

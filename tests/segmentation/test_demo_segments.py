@@ -25,7 +25,7 @@ from nurture.settings import DEFAULT_EMBEDDING_MODEL
 from nurture.storage.models import Answer, Member
 from nurture.workspace import load_content_library, load_questionnaire
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 NOW = dt.datetime(2026, 11, 2, 9, 0, tzinfo=dt.UTC)

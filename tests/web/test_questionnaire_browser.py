@@ -22,7 +22,7 @@ from nurture.web import create_app
 from .conftest import NOW, token_for
 from .test_api import serve
 
-pytestmark = pytest.mark.e2e
+pytestmark = [pytest.mark.e2e, pytest.mark.model]
 
 CONTENT = Path(__file__).resolve().parents[2] / "content"
 CHROMIUM = os.environ.get("NURTURE_TEST_CHROMIUM") or shutil.which("chromium") or "chromium"
