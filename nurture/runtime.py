@@ -313,17 +313,28 @@ class Runtime:
 
     @cached_property
     def embedder(self) -> Embedder:
-        """The embedding model of the settings on its backends (loaded once per process)."""
-        from nurture.embedding import load_embedder
+        """The embedding model of the settings on its backends (loaded once per process).
+
+        Loading is watched (:attr:`progress`): the first load of a data folder builds the
+        members' encoder from the bundled weights (``onnx-int8``: about a minute on 2 cores),
+        and the progress says so rather than leaving the stage that asked silent that long.
+        """
+        from nurture.embedding import encoder_built, load_embedder
 
         settings = self.settings
-        return load_embedder(
-            settings.embedding_model,
-            settings.embedding_batch_size,
-            settings.embedding_backend,
-            settings.resolved_models_dir.resolve(),
-            settings.library_embedding_backend,
-        )
+        model, backend = settings.embedding_model, settings.embedding_backend
+        models_dir = settings.resolved_models_dir.resolve()
+        what = "load the embedding model"
+        if not encoder_built(model, backend, models_dir):
+            what = f"build the {backend} encoder of {model} in {models_dir} (once)"
+        with self.progress.task(what):
+            return load_embedder(
+                model,
+                settings.embedding_batch_size,
+                backend,
+                models_dir,
+                settings.library_embedding_backend,
+            )
 
     @cached_property
     def mailer(self) -> Mailer:

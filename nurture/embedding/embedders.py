@@ -293,6 +293,21 @@ def _mean_pooling_shape(model: str, path: Path, backend: str) -> tuple[int, int]
     return int(dim), int(sentence.get("max_seq_length") or 512)
 
 
+_BUILT_FILES = {"onnx-int8": "model-int8.onnx", "static": "static-vectors.npy"}
+"""The file each built backend's encoder is made of, in its folder (``encoder_folder``)."""
+
+
+def encoder_built(model: str, backend: str, models_dir: Path) -> bool:
+    """Whether ``model``'s encoder for ``backend`` is already built in ``models_dir``.
+
+    Always true for ``torch`` and the ``hashing-`` stand-ins: there is nothing to build.
+    """
+    built_file_name = _BUILT_FILES.get(backend)
+    if built_file_name is None or model.startswith("hashing-"):
+        return True
+    return (encoder_folder(models_dir, model, backend) / built_file_name).is_file()
+
+
 def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path) -> Embedder:
     """``model`` on the ``onnx-int8`` or ``static`` backend, built first if not yet cached."""
     path = Path(_resolve_model_path(model))
@@ -321,7 +336,7 @@ def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path)
         def export(destination: Path) -> None:
             export_int8_onnx(torch_model().hugging_face_parts()[0], destination)
 
-        onnx_file = built_file(folder, "model-int8.onnx", source, export)
+        onnx_file = built_file(folder, _BUILT_FILES[backend], source, export)
         return OnnxEmbedder(name, onnx_file, path, dim, max_seq_length, batch_size)
 
     from nurture.embedding.static_encoder import StaticEmbedder, distill_static_vectors
@@ -334,7 +349,7 @@ def _built_embedder(model: str, batch_size: int, backend: str, models_dir: Path)
         with destination.open("wb") as handle:
             np.save(handle, vectors, allow_pickle=False)
 
-    vectors_file = built_file(folder, "static-vectors.npy", source, distill)
+    vectors_file = built_file(folder, _BUILT_FILES[backend], source, distill)
     return StaticEmbedder(name, vectors_file, path, max_seq_length)
 
 
