@@ -30,6 +30,7 @@ __all__ = [
     "SplitEmbedder",
     "cached_vector_names",
     "embedder_name",
+    "encoder_built",
     "library_embedder",
     "load_embedder",
 ]
