@@ -316,8 +316,9 @@ class Runtime:
         """The embedding model of the settings on its backends (loaded once per process).
 
         Loading is watched (:attr:`progress`): the first load of a data folder builds the
-        members' encoder from the bundled weights (``onnx-int8``: a minute or two on 2 cores),
-        and the progress says so rather than leaving the stage that asked silent that long.
+        members' encoder from the bundled weights (``onnx-int8``: 15 s to a minute and a half
+        on 2 cores), and the progress says so rather than leaving the stage that asked silent
+        that long.
         """
         from nurture.embedding import encoder_built, load_embedder
 
