@@ -301,7 +301,9 @@ _BUILT_FILES = {"onnx-int8": "model-int8.onnx", "static": "static-vectors.npy"}
 def encoder_built(model: str, backend: str, models_dir: Path) -> bool:
     """Whether ``model``'s encoder for ``backend`` is already built in ``models_dir``.
 
-    Always true for ``torch`` and the ``hashing-`` stand-ins: there is nothing to build.
+    Always true for ``torch`` and the ``hashing-`` stand-ins: there is nothing to build. Only
+    the built file's presence is looked at, not its manifest: a stale or corrupt file is still
+    built again when loaded (``built_file``), without being reported here.
     """
     built_file_name = _BUILT_FILES.get(backend)
     if built_file_name is None or model.startswith("hashing-"):
