@@ -9,7 +9,7 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached, start_embedding_cached
 from nurture.storage import open_session
-from nurture.storage.database import among, driver_rows, integer_rows, plain_rows
+from nurture.storage.database import among, array_text, driver_rows, integer_rows, plain_rows
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -183,6 +183,60 @@ def test_among_texts_finds_the_rows_in_values(session, values):
     session.commit()
     found = session.scalars(select(Member.email).where(among(session, Member.email, values)))
     assert sorted(found) == sorted(set(values) & set(emails))
+
+
+AWKWARD_TEXTS = ["a,b", "{braces}", "NULL", " spaced ", "", 'q"uo\\te', "tab\there", "é😀"]
+"""Texts an array's text must quote: separators, braces, the word NULL, spaces, escapes."""
+
+
+def test_array_text_quotes_texts_and_joins_integers():
+    assert array_text([3, -1, 20]) == "{3,-1,20}"
+    assert array_text([]) == "{}"
+    assert array_text(["a,b", 'q"x', "back\\slash", "NULL"]) == (
+        '{"a,b","q\\"x","back\\\\slash","NULL"}'
+    )
+
+
+def test_among_texts_matches_awkward_texts_exactly(session):
+    session.add_all(
+        _member(f"m{index}@example.org", external_id=text)
+        for index, text in enumerate(AWKWARD_TEXTS)
+    )
+    session.commit()
+    for wanted in AWKWARD_TEXTS:
+        query = select(Member.external_id).where(among(session, Member.external_id, [wanted]))
+        assert list(session.scalars(query)) == [wanted]
+    query = select(Member.external_id).where(among(session, Member.external_id, AWKWARD_TEXTS))
+    assert sorted(session.scalars(query)) == sorted(AWKWARD_TEXTS)
+
+
+def test_among_texts_longer_than_the_column_match_nothing(session):
+    stored = "x" * 200  # the longest external id the column holds
+    session.add(_member(external_id=stored))
+    session.commit()
+    query = select(Member.id).where(among(session, Member.external_id, [stored + "y"]))
+    assert list(session.scalars(query)) == []  # not cut to the column's length, then equal
+
+
+def test_among_texts_go_as_one_array_text_on_postgresql(session):
+    session.add(_member())
+    session.commit()
+    bound: list[object] = []
+
+    def record(conn, cursor, statement, parameters, context, executemany):
+        bound.extend(parameters.values() if isinstance(parameters, dict) else parameters)
+
+    event.listen(session.get_bind(), "before_cursor_execute", record)
+    try:
+        for _ in range(7):  # psycopg prepares a statement run often (after five)
+            query = select(Member.email).where(
+                among(session, Member.email, ["ada@example.org", 'b"@example.org'])
+            )
+            assert list(session.scalars(query)) == ["ada@example.org"]
+    finally:
+        event.remove(session.get_bind(), "before_cursor_execute", record)
+    if session.get_bind().dialect.name == "postgresql":
+        assert '{"ada@example.org","b\\"@example.org"}' in bound
 
 
 def test_among_ids_finds_the_rows_in_values(session):

@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Enum, Table
+from sqlalchemy import JSON, Enum, Integer, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from nurture.storage.database import plain_connection
+from nurture.storage.database import array_text, plain_connection
 from nurture.storage.models import UTCDateTime
 
 __all__ = ["copy_text", "inserted_rows", "select_where_in", "write_columns", "write_rows"]
@@ -598,6 +598,24 @@ def _json_dumps(values: Sequence[Any]) -> list[str]:
     return dumped
 
 
+def _any_of(
+    dialect: Any, table: Table, key: str, keys: Sequence[Any], selected: str
+) -> tuple[str, tuple[Any, ...]]:
+    """``selected`` where ``key`` is one of ``keys``, on PostgreSQL: one array parameter.
+
+    Integers and texts go as the array's text, cast in the statement (:func:`array_text`);
+    other values as a list, which the driver dumps element by element.
+    """
+    column = table.c[key]
+    if all(type(value) is str for value in keys):
+        # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n characters.
+        return f"{selected} = ANY(%s::TEXT[])", (array_text(keys),)
+    if all(type(value) is int for value in keys) and isinstance(column.type, Integer):
+        array_type = f"{column.type.compile(dialect=dialect)}[]"
+        return f"{selected} = ANY(%s::{array_type})", (array_text(keys),)
+    return f"{selected} = ANY(%s)", (list(keys),)
+
+
 def select_where_in(
     session: Session, table: Table, columns: Sequence[str], key: str, keys: Sequence[Any]
 ) -> list[tuple[Any, ...]]:
@@ -625,7 +643,7 @@ def select_where_in(
     dbapi: Any = dialect.dbapi
     selected = f"SELECT {', '.join(columns)} FROM {table.name} WHERE {key}"
     if dialect.name == "postgresql":
-        statement, parameters = f"{selected} = ANY(%s)", (list(keys),)
+        statement, parameters = _any_of(dialect, table, key, keys, selected)
     else:
         placeholders = ", ".join("?" * len(keys))
         statement, parameters = f"{selected} IN ({placeholders})", tuple(keys)

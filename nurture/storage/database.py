@@ -7,7 +7,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from alembic import command
@@ -42,6 +42,7 @@ from nurture.chunks import chunked
 
 __all__ = [
     "among",
+    "array_text",
     "create_database_engine",
     "driver_rows",
     "insert_ignoring_conflicts",
@@ -79,17 +80,18 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         # row against them with one hash lookup. A parameter typed as text and cast to an array
         # is cast at run time and the row compared with every value in turn, which made a
         # sequential scan of a large table cost seconds per chunk (500 comparisons a row).
-        # Integers go as the array's text with no type of its own (psycopg sends a ``str`` as
-        # "unknown"), which the statement's ``::INTEGER[]`` types (``_IntegerArrayText``): the
-        # same typed parameter, the same constant in the plan, made by one join rather than the
-        # driver's dump of each element.
-        integers = whole and isinstance(column.type, Integer)
-        array_type = (
-            _IntegerArrayText(column.type.compile(dialect=session.get_bind().dialect))
-            if integers
-            else ARRAY(column.type)
-        )
-        return column == any_(bindparam(None, values, type_=array_type))
+        # Integers and texts go as the array's text with no type of its own (psycopg sends a
+        # ``str`` as "unknown"), which the statement's ``::INTEGER[]`` (``::TEXT[]``) types
+        # (``_ArrayText``): the same typed parameter, the same constant in the plan, made by
+        # one join rather than the driver's dump of each element.
+        if whole and isinstance(column.type, Integer):
+            item_type = column.type.compile(dialect=session.get_bind().dialect)
+            return column == any_(bindparam(None, values, type_=_ArrayText(item_type)))
+        if values and all(type(value) is str for value in values):
+            # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n
+            # characters, which might then equal a stored one.
+            return column == any_(bindparam(None, values, type_=_ArrayText("TEXT")))
+        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
     if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
         # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
         # reads an ``IN`` list (an index lookup per value), and the statement stays the same.
@@ -102,30 +104,51 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
 
 
-class _IntegerArrayText(UserDefinedType[list[int]]):
-    """A PostgreSQL array of integers bound as its text (``{1,2,3}``), cast in the statement.
+def array_text(values: Sequence[int] | Sequence[str]) -> str:
+    """The text of a PostgreSQL array of ``values``, integers or texts: ``{1,2}``, ``{"a","b"}``.
+
+    Cast in the statement (``%s::INTEGER[]``, ``%s::TEXT[]``), it is the array parameter a
+    list gives, made at a fraction of the cost of psycopg's dump of each element. The values
+    are all integers or all texts, as the first one is.
+    """
+    if values and isinstance(values[0], str):
+        texts = cast("Sequence[str]", values)
+        return "{" + ",".join(['"' + _escaped(text) + '"' for text in texts]) + "}"
+    return "{" + ",".join(map(str, values)) + "}"
+
+
+def _escaped(text: str) -> str:
+    """``text`` inside the double quotes of an array element: backslash and quote escaped."""
+    if "\\" in text or '"' in text:
+        return text.replace("\\", "\\\\").replace('"', '\\"')
+    return text
+
+
+class _ArrayText(UserDefinedType[list[Any]]):
+    """A PostgreSQL array of integers or texts bound as its text (:func:`array_text`).
 
     The driver sends a text of unknown type, which ``::INTEGER[]`` (or the column's integer
-    type) makes the array parameter itself: what the server sees is what a bound list gives.
-    Joining the integers' text costs a fifth of psycopg's dump of a list, element by element.
+    type, or ``::TEXT[]``) makes the array parameter itself: what the server sees is what a
+    bound list gives. Joining the values' text costs a fraction of psycopg's dump of a list,
+    element by element (a fifth for integers).
     """
 
     cache_ok = True
     render_bind_cast = True
 
     def __init__(self, item_type: str) -> None:
-        # The SQL name of the elements' type (``INTEGER``, ``SMALLINT``).
+        # The SQL name of the elements' type (``INTEGER``, ``SMALLINT``, ``TEXT``).
         self.item_type = item_type
 
     def get_col_spec(self, **_: Any) -> str:
         """The array type the parameter is cast to (``INTEGER[]``)."""
         return f"{self.item_type}[]"
 
-    def bind_processor(self, dialect: Any) -> Callable[[list[int] | None], str | None]:
-        """Make the array's text of a list of integers."""
+    def bind_processor(self, dialect: Any) -> Callable[[list[Any] | None], str | None]:
+        """Make the array's text of a list of integers or texts."""
 
-        def process(values: list[int] | None) -> str | None:
-            return None if values is None else "{" + ",".join(map(str, values)) + "}"
+        def process(values: list[Any] | None) -> str | None:
+            return None if values is None else array_text(values)
 
         return process
 

@@ -347,3 +347,21 @@ def test_copy_text_writes_plain_values_and_leaves_others_to_the_driver():
     assert copy_text([[dt.date(1990, 2, 28), None]]) == "1990-02-28\n\\N\n"
     assert copy_text([[dt.date(1990, 2, 28), moment]]) is None
     assert copy_text([[EnrollmentState.ACTIVE]]) is None  # an enum: the driver's dumper
+
+
+def test_select_where_in_finds_rows_by_texts_and_by_integers(session):
+    awkward = ["a,b", "{braces}", "NULL", " spaced ", 'q"uo\\te', "é😀"]
+    members = [
+        Member(email=f"m{index}@example.org", external_id=text, joined_at=MOMENTS[0])
+        for index, text in enumerate(awkward)
+    ]
+    session.add_all(members)
+    session.commit()
+    table = Member.__table__
+    found = bulk.select_where_in(session, table, ("external_id", "id"), "external_id", awkward)
+    assert sorted(found) == sorted((member.external_id, member.id) for member in members)
+    longer = [awkward[0] + "x" * 200]  # longer than the column: matches nothing, not a prefix
+    assert bulk.select_where_in(session, table, ("id",), "external_id", longer) == []
+    ids = [members[1].id, members[3].id, -5]
+    found = bulk.select_where_in(session, table, ("id", "external_id"), "id", ids)
+    assert sorted(found) == sorted([(members[1].id, "{braces}"), (members[3].id, " spaced ")])
