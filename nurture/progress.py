@@ -28,6 +28,7 @@ __all__ = [
     "ProgressTask",
     "advance",
     "describe_rate",
+    "ended_by",
     "format_rate",
     "unwatched",
 ]
@@ -69,6 +70,10 @@ class ProgressTask:
     def close(self) -> None:
         """Show the end of the work (a subclass's job)."""
 
+    def fail(self, error: BaseException) -> None:
+        """Show that the work ended on ``error``, not done (a subclass's job; default: closed)."""
+        self.close()
+
     def __enter__(self) -> ProgressTask:
         self._token = _current.set(self)
         return self
@@ -82,7 +87,10 @@ class ProgressTask:
         if self._token is not None:
             _current.reset(self._token)
             self._token = None
-        self.close()
+        if error is None:
+            self.close()
+        else:
+            self.fail(error)
 
 
 class Progress(Protocol):
@@ -194,6 +202,18 @@ class _LineTask(ProgressTask):
             f"{self.what}: {_count(self.done)} {self.unit} in {_duration(elapsed)} "
             f"({describe_rate(self.done, elapsed, self.unit)})"
         )
+
+    def fail(self, error: BaseException) -> None:
+        # Always told, however short: the line says which step the error that follows ended.
+        line = f"{self.what}: {ended_by(error)} after {_duration(self._clock() - self._started)}"
+        if self.done or self.total:
+            line += f", {self._so_far()} done"
+        self._emit(line)
+
+
+def ended_by(error: BaseException) -> str:
+    """``failed`` for an error, ``stopped`` for an interruption (Ctrl-C, exit)."""
+    return "failed" if isinstance(error, Exception) else "stopped"
 
 
 class LineProgress:

@@ -2,6 +2,11 @@
 
 from __future__ import annotations
 
+import io
+import re
+
+import pytest
+
 from nurture.progress import LineProgress, NoProgress, ProgressTask, advance, format_rate
 
 
@@ -85,3 +90,46 @@ def test_unwatched_work_advances_no_task() -> None:
         advance(2)
 
     assert hours.done == 2
+
+
+def test_work_ended_by_an_error_is_told_failed_with_what_was_done() -> None:
+    lines: list[str] = []
+    clock = Clock()
+    progress = LineProgress(lines.append, interval=600.0, clock=clock)
+
+    with pytest.raises(ValueError), progress.task("import members.csv", 1_000, "records"):
+        clock.now += 12
+        advance(300)
+        raise ValueError("line 301: bad e-mail")
+    with pytest.raises(RuntimeError), progress.task("load the embedding model"):
+        clock.now += 0.2  # a quiet step: told when it fails, however short
+        raise RuntimeError("no model")
+    clock.now = 200.0
+    with pytest.raises(KeyboardInterrupt), progress.task("profile", None, "members"):
+        clock.now += 65
+        advance(40)
+        raise KeyboardInterrupt
+
+    assert lines == [
+        "import members.csv: failed after 12 s, 300 of 1 000 records (30%) done",
+        "load the embedding model: failed after 0.2 s",
+        "profile: stopped after 1 min 05 s, 40 members done",
+    ]
+
+
+def test_a_failed_bar_stays_unfinished_and_says_so() -> None:
+    from rich.console import Console
+
+    from nurture.cli.progress_bar import RichProgress
+
+    screen = io.StringIO()
+    progress = RichProgress(Console(file=screen, force_terminal=True, width=120))
+    with pytest.raises(ValueError), progress.task("import [weird] members.csv", 10, "records"):
+        advance(4)
+        raise ValueError("bad record")
+    with progress.task("import activity.csv", 2, "records"):
+        advance(2)
+
+    shown = re.sub(r"\x1b\[[0-9;?]*[A-Za-z]|\r", "", screen.getvalue())
+    assert "import [weird] members.csv (failed)" in shown
+    assert "4/10 records" in shown and "✓" in shown  # the second finished, the first did not

@@ -13,6 +13,7 @@ import sys
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -25,7 +26,7 @@ from rich.progress import (
 from rich.progress import Progress as RichBars
 from rich.text import Text
 
-from nurture.progress import LineProgress, Progress, ProgressTask, format_rate
+from nurture.progress import LineProgress, Progress, ProgressTask, ended_by, format_rate
 
 __all__ = ["RichProgress", "command_progress"]
 
@@ -69,6 +70,9 @@ class _BarTask(ProgressTask):
     def close(self) -> None:
         self._owner._close(self._id, self)
 
+    def fail(self, error: BaseException) -> None:
+        self._owner._close(self._id, self, ended=ended_by(error))
+
 
 class RichProgress:
     """Progress bars on a terminal, one row per task; tasks may nest (a file within imports).
@@ -100,10 +104,14 @@ class RichProgress:
         if self._open_tasks == 0:
             self.bars.start()
         self._open_tasks += 1
-        return self.bars.add_task(task.what, total=task.total, unit=task.unit)
+        # Escaped: a file name with brackets is not markup.
+        return self.bars.add_task(escape(task.what), total=task.total, unit=task.unit)
 
-    def _close(self, task_id: TaskID, task: ProgressTask) -> None:
-        if task.total is None and task.done == 0:
+    def _close(self, task_id: TaskID, task: ProgressTask, ended: str | None = None) -> None:
+        if ended is not None:  # the row stays, unfinished, saying so
+            self.bars.update(task_id, description=f"{escape(task.what)} [red]({ended})[/]")
+            self.bars.stop_task(task_id)
+        elif task.total is None and task.done == 0:
             self.bars.remove_task(task_id)  # a short step counting nothing: no row left
         else:
             self.bars.update(task_id, total=max(task.done, task.total or 0), completed=task.done)
