@@ -9,7 +9,14 @@ from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached, start_embedding_cached
 from nurture.storage import open_session
-from nurture.storage.database import among, array_text, driver_rows, integer_rows, plain_rows
+from nurture.storage.database import (
+    among,
+    array_text,
+    compares_as_text,
+    driver_rows,
+    integer_rows,
+    plain_rows,
+)
 from nurture.storage.models import (
     EmbeddingCacheEntry,
     Enrollment,
@@ -195,6 +202,29 @@ def test_array_text_quotes_texts_and_joins_integers():
     assert array_text(["a,b", 'q"x', "back\\slash", "NULL"]) == (
         '{"a,b","q\\"x","back\\\\slash","NULL"}'
     )
+
+
+def test_text_columns_and_enums_stored_as_text_compare_as_text():
+    import enum
+
+    from sqlalchemy import DateTime, Enum, Integer, String, Text
+
+    class Colour(enum.StrEnum):
+        RED = "red"
+
+    assert compares_as_text(String(20)) and compares_as_text(Text())
+    assert compares_as_text(Enum(Colour, native_enum=False))
+    assert not compares_as_text(Enum(Colour))  # a database enum type: not compared with TEXT
+    assert not compares_as_text(Integer()) and not compares_as_text(DateTime())
+
+
+def test_among_texts_on_a_status_column_finds_its_rows(session):
+    session.add_all(
+        [_member("ada@example.org"), _member("grace@example.org", consent_status="denied")]
+    )
+    session.commit()
+    query = select(Member.email).where(among(session, Member.consent_status, ["denied", "x"]))
+    assert list(session.scalars(query)) == ["grace@example.org"]
 
 
 def test_among_texts_matches_awkward_texts_exactly(session):

@@ -35,7 +35,7 @@ from sqlalchemy import JSON, Enum, Integer, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from nurture.storage.database import array_text, plain_connection
+from nurture.storage.database import array_text, compares_as_text, plain_connection
 from nurture.storage.models import UTCDateTime
 
 __all__ = ["copy_text", "inserted_rows", "select_where_in", "write_columns", "write_rows"]
@@ -607,7 +607,7 @@ def _any_of(
     other values as a list, which the driver dumps element by element.
     """
     column = table.c[key]
-    if all(type(value) is str for value in keys):
+    if compares_as_text(column.type) and all(type(value) is str for value in keys):
         # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n characters.
         return f"{selected} = ANY(%s::TEXT[])", (array_text(keys),)
     if all(type(value) is int for value in keys) and isinstance(column.type, Integer):

@@ -15,8 +15,10 @@ from alembic.config import Config
 from sqlalchemy import (
     ColumnElement,
     Engine,
+    Enum,
     Integer,
     Select,
+    String,
     Table,
     Text,
     any_,
@@ -43,6 +45,7 @@ from nurture.chunks import chunked
 __all__ = [
     "among",
     "array_text",
+    "compares_as_text",
     "create_database_engine",
     "driver_rows",
     "insert_ignoring_conflicts",
@@ -87,7 +90,7 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         if whole and isinstance(column.type, Integer):
             item_type = column.type.compile(dialect=session.get_bind().dialect)
             return column == any_(bindparam(None, values, type_=_ArrayText(item_type)))
-        if values and all(type(value) is str for value in values):
+        if values and compares_as_text(column.type) and all(type(v) is str for v in values):
             # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n
             # characters, which might then equal a stored one.
             return column == any_(bindparam(None, values, type_=_ArrayText("TEXT")))
@@ -102,6 +105,16 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
     # ``column.in_(values)``, without coercing each value into a literal of its own first.
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
+
+
+def compares_as_text(column_type: Any) -> bool:
+    """Whether a column of ``column_type`` compares with ``TEXT`` values: a text column.
+
+    A ``VARCHAR`` or ``TEXT``, or an enum stored as one (not a database's own enum type).
+    """
+    return isinstance(column_type, String) and not (
+        isinstance(column_type, Enum) and column_type.native_enum
+    )
 
 
 def array_text(values: Sequence[int] | Sequence[str]) -> str:
