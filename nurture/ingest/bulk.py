@@ -31,11 +31,11 @@ from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import orjson
-from sqlalchemy import JSON, Enum, Integer, Table
+from sqlalchemy import JSON, Enum, Table
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
-from nurture.storage.database import array_text, compares_as_text, plain_connection
+from nurture.storage.database import array_text, array_text_type, plain_connection
 from nurture.storage.models import UTCDateTime
 
 __all__ = ["copy_text", "inserted_rows", "select_where_in", "write_columns", "write_rows"]
@@ -606,14 +606,10 @@ def _any_of(
     Integers and texts go as the array's text, cast in the statement (:func:`array_text`);
     other values as a list, which the driver dumps element by element.
     """
-    column = table.c[key]
-    if compares_as_text(column.type) and all(type(value) is str for value in keys):
-        # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n characters.
-        return f"{selected} = ANY(%s::TEXT[])", (array_text(keys),)
-    if all(type(value) is int for value in keys) and isinstance(column.type, Integer):
-        array_type = f"{column.type.compile(dialect=dialect)}[]"
-        return f"{selected} = ANY(%s::{array_type})", (array_text(keys),)
-    return f"{selected} = ANY(%s)", (list(keys),)
+    item_type = array_text_type(table.c[key].type, keys, dialect)
+    if item_type is None:
+        return f"{selected} = ANY(%s)", (list(keys),)
+    return f"{selected} = ANY(%s::{item_type}[])", (array_text(keys),)
 
 
 def select_where_in(

@@ -45,6 +45,7 @@ from nurture.chunks import chunked
 __all__ = [
     "among",
     "array_text",
+    "array_text_type",
     "compares_as_text",
     "create_database_engine",
     "driver_rows",
@@ -87,14 +88,9 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
         # ``str`` as "unknown"), which the statement's ``::INTEGER[]`` (``::TEXT[]``) types
         # (``_ArrayText``): the same typed parameter, the same constant in the plan, made by
         # one join rather than the driver's dump of each element.
-        if whole and isinstance(column.type, Integer):
-            item_type = column.type.compile(dialect=session.get_bind().dialect)
-            return column == any_(bindparam(None, values, type_=_ArrayText(item_type)))
-        if values and compares_as_text(column.type) and all(type(v) is str for v in values):
-            # TEXT, not the column's VARCHAR(n): that cast would cut a longer value to n
-            # characters, which might then equal a stored one.
-            return column == any_(bindparam(None, values, type_=_ArrayText("TEXT")))
-        return column == any_(bindparam(None, values, type_=ARRAY(column.type)))
+        item_type = array_text_type(column.type, values, session.get_bind().dialect)
+        array_type = ARRAY(column.type) if item_type is None else _ArrayText(item_type)
+        return column == any_(bindparam(None, values, type_=array_type))
     if dialect == "sqlite" and (whole or (values and all(type(v) is str for v in values))):
         # One JSON array parameter: SQLite reads ``IN (SELECT value FROM json_each(?))`` as it
         # reads an ``IN`` list (an index lookup per value), and the statement stays the same.
@@ -105,6 +101,23 @@ def among(session: Session, column: Any, values: Iterable[Any]) -> ColumnElement
     # One expanding parameter of the column's type: the same ``IN (?, ?, ...)`` as
     # ``column.in_(values)``, without coercing each value into a literal of its own first.
     return column.in_(bindparam(None, values, expanding=True, type_=column.type))
+
+
+def array_text_type(column_type: Any, values: Sequence[Any], dialect: Any) -> str | None:
+    """The SQL type of the elements of ``values`` sent as their :func:`array_text`, if they can be.
+
+    Integers against an integer column go as the column's type (``INTEGER``); texts against a
+    text column (:func:`compares_as_text`) as ``TEXT``, not the column's ``VARCHAR(n)``, whose
+    cast would cut a longer value to n characters that might then equal a stored one. None:
+    other values, sent as a list of the column's type.
+    """
+    if not values:
+        return None
+    if isinstance(column_type, Integer) and all(type(value) is int for value in values):
+        return str(column_type.compile(dialect=dialect))
+    if compares_as_text(column_type) and all(type(value) is str for value in values):
+        return "TEXT"
+    return None
 
 
 def compares_as_text(column_type: Any) -> bool:
