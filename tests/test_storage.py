@@ -4,7 +4,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 import numpy as np
 import pytest
-from sqlalchemy import event, select
+from sqlalchemy import event, select, text
 from sqlalchemy.exc import IntegrityError
 
 from nurture.embedding import HashingEmbedder, embed_texts_cached, start_embedding_cached
@@ -155,6 +155,59 @@ def test_embedding_cache_tolerates_a_concurrent_worker(session, engine):
     session.commit()
     assert vectors.shape == (1, 16)
     assert session.query(EmbeddingCacheEntry).count() == 1
+
+
+def _waits_for_a_lock(session, backends: list[int]) -> bool:
+    """Whether the PostgreSQL backend in ``backends`` waits for a lock (SQLite: after 0.2 s)."""
+    import time
+
+    if session.get_bind().dialect.name != "postgresql":
+        time.sleep(0.2)  # SQLite tells no one which connection waits for its write lock
+        return True
+    if not backends:
+        return False
+    query = text("SELECT wait_event_type FROM pg_stat_activity WHERE pid = :pid")
+    waiting = session.execute(query, {"pid": backends[0]}).scalar() == "Lock"
+    session.rollback()  # the activity a transaction reads is a snapshot taken once
+    return waiting
+
+
+def test_two_chunks_caching_the_same_new_texts_in_other_orders_do_not_deadlock(session, engine):
+    """Another chunk stores two texts, one of which this chunk has stored but not committed.
+
+    It waits for this chunk, which then stores the other text and commits. Rows stored in one
+    order (by hash), neither chunk holds a row the other waits for while it waits itself; in
+    the order given (PostgreSQL) the two would deadlock.
+    """
+    import time
+
+    from nurture.embedding.cache import text_hash
+
+    first, second = sorted(["grow a community", "run a meetup"], key=text_hash)
+    embedder = HashingEmbedder(16)
+    postgres = engine.dialect.name == "postgresql"
+    embed_texts_cached(session, embedder, [first])  # this chunk holds ``first``, uncommitted
+    backend: list[int] = []
+
+    def other_chunk() -> None:
+        with open_session(engine) as other:
+            if postgres:
+                backend.append(other.execute(text("SELECT pg_backend_pid()")).scalar_one())
+            embed_texts_cached(other, embedder, [second, first])  # waits for this chunk
+            other.commit()
+
+    with ThreadPoolExecutor(1) as pool:
+        done = pool.submit(other_chunk)
+        deadline = time.monotonic() + 10
+        with open_session(engine) as watcher:
+            while not _waits_for_a_lock(watcher, backend):
+                assert time.monotonic() < deadline, "the other chunk never waited"
+                assert not done.done(), done.exception()
+                time.sleep(0.02)
+        embed_texts_cached(session, embedder, [second])  # would wait for the other: a cycle
+        session.commit()
+        done.result(timeout=30)
+    assert session.query(EmbeddingCacheEntry).count() == 2
 
 
 def test_an_insert_ignoring_conflicts_tells_which_rows_it_wrote(session):

@@ -132,10 +132,15 @@ def _store(session: Session, embedder: Embedder, vectors: dict[str, np.ndarray])
     Two workers that embed the same text at once (concurrent profiling chunks all embed the
     option labels) both miss it in the cache; with a plain insert the second one's commit fails
     on the primary key. ``ON CONFLICT DO NOTHING`` lets it pass (PostgreSQL and SQLite).
+
+    The rows go in the order of their hashes: on PostgreSQL an insert of a key another open
+    transaction has just inserted waits for that transaction, and two chunks storing the same
+    new texts in different orders would each wait for the other (a deadlock, which aborts one
+    of them). In one order, the second waits for the first and then finds its rows there.
     """
     rows = [
         {"model": embedder.name, "text_hash": key, "dim": embedder.dim, "vector": vector}
-        for key, vector in vectors.items()
+        for key, vector in sorted(vectors.items(), key=lambda entry: entry[0])
     ]
     dialect = session.get_bind().dialect.name
     if dialect not in ("postgresql", "sqlite"):
