@@ -49,10 +49,6 @@ RANKING_THREADS = 2
 """Most threads :func:`rank_content` uses by default (never more than the machine's cores)."""
 
 
-_BLOCKS_PER_THREAD = 4
-"""Blocks of members per thread: smaller blocks keep both threads busy when a core is shared."""
-
-
 def _default_threads() -> int:
     """:data:`RANKING_THREADS`, or fewer when the machine has fewer cores."""
     return max(1, min(RANKING_THREADS, os.cpu_count() or 1))
@@ -870,7 +866,10 @@ def rank_content(
         )
 
     workers = max(1, min(_default_threads() if threads is None else threads, m))
-    blocks = _row_blocks(item_ok, 1 if workers == 1 else workers * _BLOCKS_PER_THREAD)
+    # One block a thread (more where members' eligible items differ): a block's passes make a
+    # few hundred numpy calls whatever its size, which smaller blocks, kept for balance, repeat
+    # at a higher cost than the balance saves.
+    blocks = _row_blocks(item_ok, workers)
     if workers == 1:
         parts = [rank_rows(members) for members in blocks]
     else:
