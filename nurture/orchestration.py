@@ -18,8 +18,9 @@ import dataclasses
 import datetime as dt
 import enum
 import logging
+import time
 import tomllib
-from collections.abc import Collection, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -33,12 +34,15 @@ from nurture.runtime import Runtime, resolve_now
 from nurture.segmentation import SegmentationSummary
 from nurture.settings import Settings
 from nurture.stages import STAGE_LISTS, Stage, StageList
+from nurture.storage.database_errors import driver_reason, is_transient
 from nurture.workspace import ContentSyncSummary
 
 __all__ = [
     "CYCLE",
     "IN_PROCESS",
     "ORCHESTRATOR_ENTRY_POINTS",
+    "TRANSIENT_RETRIES",
+    "TRANSIENT_RETRY_DELAY_SECONDS",
     "CycleReport",
     "InProcessOrchestrator",
     "Orchestrator",
@@ -57,6 +61,13 @@ logger = logging.getLogger(__name__)
 
 CYCLE: tuple[str, ...] = ("nightly", "deliver")
 """The stage lists of one full cycle, in order."""
+
+TRANSIENT_RETRIES = 2
+"""Times :func:`run_stage` runs a chunk (or a stage of one call) again after a transient
+database error (a deadlock, a serialization failure, a lost connection); after the last, the
+error ends the stage."""
+TRANSIENT_RETRY_DELAY_SECONDS = 1.0
+"""Wait before the first run again; each next one waits as much more."""
 
 
 def worth_retrying(error: BaseException | None) -> bool:
@@ -161,6 +172,10 @@ def run_stage(
     """Run one stage in this process, chunk by chunk; return its plain summary.
 
     The chunks of a fanout that may run in any order run ``runtime.chunk_threads`` at a time.
+    A call (a chunk, or the stage's one call) that fails on a transient database error
+    (``is_transient``: PostgreSQL aborted its transaction for another's sake, or the connection
+    was lost) runs again, up to :data:`TRANSIENT_RETRIES` times, as a flow's task would; any other
+    error ends the stage at once.
 
     Args:
         runtime: The runtime.
@@ -172,7 +187,7 @@ def run_stage(
     progress = runtime.progress
     if stage.over is None:
         with progress.task(stage.name, unit=stage.unit):
-            summary = plain(stage.run(runtime, now))
+            summary = _retried(stage.name, "the stage", lambda: plain(stage.run(runtime, now)))
         logger.info("%s", stage.describe(summary))
         return summary
     listed = {} if listed is None else listed
@@ -184,9 +199,14 @@ def run_stage(
     summaries = []
     batches = chunk_batches(stage, items, runtime.settings)
     threads = 1 if stage.over.in_order else runtime.chunk_threads
+    listing = stage.over.name
 
     def run_chunk(batch: list[Any]) -> Any:
-        return plain(stage.run(runtime, batch, now, **started))
+        return _retried(
+            stage.name,
+            f"a chunk of {len(batch)} {listing}",
+            lambda: plain(stage.run(runtime, batch, now, **started)),
+        )
 
     with progress.task(stage.name, len(items), stage.over.name) as watched:
         for batch, summary in zip(batches, map_at_once(run_chunk, batches, threads), strict=True):
@@ -194,6 +214,35 @@ def run_stage(
             logger.info("%s", stage.describe(summary))
             watched.advance(len(batch))
     return combine_chunks(stage, started, items, summaries)
+
+
+def _retried(stage: str, what: str, call: Callable[[], T]) -> T:
+    """``call()``, run again after a transient database error (:data:`TRANSIENT_RETRIES` at most).
+
+    Args:
+        stage: The stage's name, for the log.
+        what: What the call works on, for the log (``a chunk of 500 members``).
+        call: The work; safe to run again (every stage is, see :mod:`nurture.stages`).
+    """
+    attempt = 0
+    while True:
+        try:
+            return call()
+        except Exception as error:
+            if attempt == TRANSIENT_RETRIES or not is_transient(error):
+                raise
+            attempt += 1
+            delay = TRANSIENT_RETRY_DELAY_SECONDS * attempt
+            logger.warning(
+                "%s: %s failed on the database (%s); running it again in %.0f s (%s of %s)",
+                stage,
+                what,
+                driver_reason(error),
+                delay,
+                attempt,
+                TRANSIENT_RETRIES,
+            )
+            time.sleep(delay)
 
 
 def run_stage_list(runtime: Runtime, stages: StageList, now: dt.datetime) -> dict[str, Any]:

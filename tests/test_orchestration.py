@@ -6,18 +6,21 @@ import shutil
 import subprocess
 import sys
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg.errors
 import pytest
 from sqlalchemy import func, select
+from sqlalchemy.exc import OperationalError
 
-from nurture import stages
+from nurture import orchestration, stages
 from nurture.errors import ConfigurationError, WorkspaceValidationError
 from nurture.orchestration import (
     CYCLE,
     IN_PROCESS,
+    TRANSIENT_RETRIES,
     load_orchestrator,
     run_cycle,
     run_stage,
@@ -236,6 +239,82 @@ def test_a_run_in_process_imports_the_waiting_files_first(runtime: Runtime) -> N
     assert [(row["file"], row["outcome"]) for row in report.imports] == [("members.csv", "done")]
     assert report.members == report.imports[0]["stored"] > 0
     assert report.profiled == report.members  # then profiled, as every member
+
+
+def _failing_first(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, errors: list[Exception]
+) -> list[Sequence[int]]:
+    """Make the match stage's first chunk raise ``errors`` in turn, then rank.
+
+    Returns:
+        The calls of that chunk (the others may run at the same time, on PostgreSQL).
+    """
+    calls: list[Sequence[int]] = []
+    recommend = recommend_for_members
+    first_member = member_ids(runtime, NOW)[0]
+
+    def failing(session: Any, embedder: Any, chunk: Sequence[int], *args: Any, **kw: Any):
+        if first_member in chunk:
+            calls.append(chunk)
+            if len(calls) <= len(errors):
+                raise errors[len(calls) - 1]
+        return recommend(session, embedder, chunk, *args, **kw)
+
+    monkeypatch.setattr(stages, "recommend_for_members", failing)
+    monkeypatch.setattr(orchestration, "TRANSIENT_RETRY_DELAY_SECONDS", 0.0)
+    return calls
+
+
+def _ready_to_match(runtime: Runtime) -> None:
+    """The demo community imported, and the nightly's stages before the match run."""
+    seed_demo(runtime, N_MEMBERS)
+    listed: dict[str, list[Any]] = {}
+    for name in NIGHTLY.names[: NIGHTLY.names.index("match")]:
+        run_stage(runtime, NIGHTLY.stage(name), NOW, listed)
+
+
+def _deadlock() -> OperationalError:
+    return OperationalError("INSERT ...", {}, psycopg.errors.DeadlockDetected("deadlock detected"))
+
+
+def test_a_chunk_the_database_aborted_for_a_deadlock_runs_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    _ready_to_match(runtime)
+    calls = _failing_first(runtime, monkeypatch, [_deadlock()])
+
+    with caplog.at_level("WARNING", logger="nurture.orchestration"):
+        match = run_stage(runtime, NIGHTLY.stage("match"), NOW)
+
+    assert match["chunks"] == 3 and match["members"] == N_MEMBERS  # 45 members, 16 a chunk
+    assert len(calls) == 2 and calls[0] == calls[1]  # the first chunk twice
+    assert sum(map(len, recommendation_rows(runtime).values())) == match["recommendations"] > 0
+    assert (
+        "match: a chunk of 16 members to match failed on the database (deadlock detected); "
+        "running it again in 0 s (1 of 2)" in caplog.messages
+    )
+
+
+def test_a_chunk_is_not_run_again_after_an_error_that_would_come_again(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ready_to_match(runtime)
+    calls = _failing_first(runtime, monkeypatch, [ValueError("a bug")])
+
+    with pytest.raises(ValueError, match="a bug"):
+        run_stage(runtime, NIGHTLY.stage("match"), NOW)
+    assert len(calls) == 1
+
+
+def test_a_chunk_still_failing_after_its_retries_ends_the_stage(
+    runtime: Runtime, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _ready_to_match(runtime)
+    calls = _failing_first(runtime, monkeypatch, [_deadlock()] * (TRANSIENT_RETRIES + 1))
+
+    with pytest.raises(OperationalError, match="deadlock detected"):
+        run_stage(runtime, NIGHTLY.stage("match"), NOW)
+    assert len(calls) == TRANSIENT_RETRIES + 1
 
 
 def test_the_in_process_orchestrator_runs_the_declared_lists_in_order(runtime: Runtime) -> None:

@@ -210,6 +210,26 @@ def test_two_chunks_caching_the_same_new_texts_in_other_orders_do_not_deadlock(s
     assert session.query(EmbeddingCacheEntry).count() == 2
 
 
+def test_transient_database_errors_are_told_from_those_that_would_come_again():
+    import sqlite3
+
+    import psycopg.errors
+    from sqlalchemy.exc import OperationalError
+
+    from nurture.storage.database_errors import is_transient
+
+    def wrapped(error: Exception, invalidated: bool = False) -> OperationalError:
+        return OperationalError("SELECT 1", {}, error, connection_invalidated=invalidated)
+
+    assert is_transient(wrapped(psycopg.errors.DeadlockDetected("deadlock detected")))
+    assert is_transient(wrapped(psycopg.errors.SerializationFailure("could not serialize")))
+    assert is_transient(wrapped(psycopg.OperationalError("server closed"), invalidated=True))
+    assert not is_transient(wrapped(psycopg.errors.UndefinedTable("no table")))
+    assert not is_transient(wrapped(sqlite3.OperationalError("database is locked")))
+    assert not is_transient(IntegrityError("INSERT", {}, sqlite3.IntegrityError("UNIQUE")))
+    assert not is_transient(ValueError("deadlock detected"))
+
+
 def test_an_insert_ignoring_conflicts_tells_which_rows_it_wrote(session):
     from nurture.storage import inserted_ignoring_conflicts
     from nurture.storage.models import Suppression, table_of

@@ -12,7 +12,7 @@ import re
 
 from nurture.errors import ConfigurationError, DatabaseError
 
-__all__ = ["database_error", "safe_database_url"]
+__all__ = ["database_error", "driver_reason", "is_transient", "safe_database_url"]
 
 URL_SETTING = "NURTURE_DATABASE_URL"
 REASON_LENGTH = 200
@@ -33,6 +33,9 @@ _LOGIN = re.compile(
 _NO_DATABASE = re.compile(r"database \"([^\"]+)\" does not exist", re.IGNORECASE)
 _UNKNOWN_REVISION = re.compile(r"can't locate revision identified by '([^']+)'", re.IGNORECASE)
 _PERMISSION = re.compile(r"permission denied|must be owner|readonly database", re.IGNORECASE)
+_RETRYABLE_STATES = frozenset({"40001", "40P01"})
+"""PostgreSQL's serialization_failure and deadlock_detected: it aborted this transaction so that
+another could go on, and the same work run again normally succeeds."""
 
 
 def safe_database_url(url: str) -> str:
@@ -46,7 +49,23 @@ def safe_database_url(url: str) -> str:
         return "(a URL that cannot be parsed)"
 
 
-def _reason(error: BaseException) -> str:
+def is_transient(error: BaseException) -> bool:
+    """Whether ``error`` is a passing failure of the database, so that the work may run again.
+
+    A deadlock or a serialization failure (PostgreSQL aborted the transaction for another's
+    sake) and a lost connection are; anything else (a constraint, a bad value, a missing table,
+    SQLite still locked after its busy timeout) is not.
+    """
+    from sqlalchemy.exc import DBAPIError
+
+    if not isinstance(error, DBAPIError):
+        return False
+    if error.connection_invalidated:
+        return True
+    return getattr(error.orig, "sqlstate", None) in _RETRYABLE_STATES
+
+
+def driver_reason(error: BaseException) -> str:
     """The driver's own words: the original exception's first meaningful line, shortened."""
     original = getattr(error, "orig", None) or error
     lines = [line.strip() for line in str(original).splitlines() if line.strip()]
@@ -75,23 +94,25 @@ def database_error(url: str | None, error: BaseException) -> DatabaseError | Con
 
     if isinstance(error, ImportError):
         return ConfigurationError(
-            f"{URL_SETTING} needs a database driver that is not installed ({_reason(error)}): "
+            f"{URL_SETTING} needs a database driver that is not installed "
+            f"({driver_reason(error)}): "
             "nurture works with PostgreSQL (postgresql://user:password@host:5432/name) and "
             "SQLite (sqlite:///path/to/nurture.db)"
         )
     if isinstance(error, OSError):
         return DatabaseError(
             f"cannot create the folder of the database {safe_database_url(url or '')} "
-            f"({error.strerror or _reason(error)}: {error.filename}): check NURTURE_DATA_DIR "
+            f"({error.strerror or driver_reason(error)}: {error.filename}): check NURTURE_DATA_DIR "
             f"and {URL_SETTING}."
         )
     if isinstance(error, NoSuchModuleError | ArgumentError):
         return ConfigurationError(
-            f"{URL_SETTING} is not a database URL nurture can use ({_reason(error)}): expected "
+            f"{URL_SETTING} is not a database URL nurture can use "
+            f"({driver_reason(error)}): expected "
             "postgresql://user:password@host:5432/name or sqlite:///path/to/nurture.db"
         )
     where = safe_database_url(url) if url else "(the configured database)"
-    reason = _reason(error)
+    reason = driver_reason(error)
     sqlite = bool(url) and str(url).startswith("sqlite")
     if (found := _UNKNOWN_REVISION.search(reason)) is not None:
         return DatabaseError(
